@@ -1,0 +1,57 @@
+/**
+ * Stable error codes: the public contract of every API error (RFC 9457 problem+json `code`)
+ * and of CLI exit handling. Messages are for humans; callers branch on these codes only.
+ */
+export const ERROR_CODES = {
+  BAD_REQUEST: 400,
+  INVALID_JSON: 400,
+  VALIDATION_FAILED: 400,
+  UNKNOWN_FIELD: 400,
+  UNAUTHENTICATED: 401,
+  TOKEN_EXPIRED: 401,
+  TOKEN_INVALID: 401,
+  INVALID_CREDENTIALS: 401,
+  FORBIDDEN: 403,
+  NOT_IN_ACL: 403,
+  SCOPE_DENIED: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
+  ALREADY_EXISTS: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RATE_LIMITED: 429,
+  NO_NODE_AVAILABLE: 503,
+  INTERNAL: 500,
+  // RFC 8628 / RFC 6749 token endpoint errors keep their standard `error` member as well.
+  AUTHORIZATION_PENDING: 400,
+  SLOW_DOWN: 400,
+  ACCESS_DENIED: 400,
+  EXPIRED_TOKEN: 400,
+  INVALID_GRANT: 400,
+  UNSUPPORTED_GRANT_TYPE: 400,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function httpStatusFor(code: ErrorCode): number {
+  return ERROR_CODES[code];
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/** The RFC 9457 body every API error carries. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail?: string;
+  request_id: string;
+  /** RFC 6749 §5.2 / RFC 8628 §3.5 error name, on token endpoint errors only. */
+  error?: string;
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
