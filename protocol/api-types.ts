@@ -1,0 +1,276 @@
+import { z } from 'zod';
+import { ExposureNameSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
+
+/**
+ * Request and response bodies of the control plane API (`/v1`). The control plane validates
+ * with these schemas and generates its OpenAPI document from them; the relay and the CLI parse
+ * responses with them. Request objects are strict: unknown fields are an error.
+ */
+
+export const API_PREFIX = '/v1';
+
+export const UserNameSchema = z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'must match [a-z][a-z0-9._-]{0,63}');
+export const RoleSchema = z.enum(['admin', 'member']);
+export const NodeNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
+export const TargetNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
+/** `host:port` where a relay listens for SSH. */
+export const AddressSchema = z.string().min(3).max(260).regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port');
+/** An OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`). */
+export const PublicKeyLineSchema = z.string().min(16).max(1024).regex(/^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/, 'must be an ssh-ed25519 public key line');
+export const TimestampSchema = z.string().describe('RFC 3339 timestamp');
+
+// ---- auth ----
+
+export const DeviceAuthorizationRequestSchema = z.strictObject({
+  client_name: z.string().max(64).optional(),
+});
+export const DeviceAuthorizationResponseSchema = z.object({
+  device_code: z.string(),
+  user_code: z.string(),
+  verification_uri: z.string(),
+  verification_uri_complete: z.string(),
+  expires_in: z.number().int(),
+  interval: z.number().int(),
+});
+
+export const GRANT_DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
+export const GRANT_SERVICE_TOKEN = 'urn:tunnel:params:oauth:grant-type:service-token';
+
+export const TokenRequestSchema = z.discriminatedUnion('grant_type', [
+  z.strictObject({ grant_type: z.literal(GRANT_DEVICE_CODE), device_code: z.string().min(1).max(256) }),
+  z.strictObject({ grant_type: z.literal('refresh_token'), refresh_token: z.string().min(1).max(256) }),
+  z.strictObject({ grant_type: z.literal('password'), username: UserNameSchema, password: z.string().min(1).max(1024) }),
+  z.strictObject({ grant_type: z.literal(GRANT_SERVICE_TOKEN), service_token: z.string().min(1).max(256) }),
+]);
+export type TokenRequest = z.infer<typeof TokenRequestSchema>;
+
+export const TokenResponseSchema = z.object({
+  access_token: z.string(),
+  token_type: z.literal('Bearer'),
+  expires_in: z.number().int(),
+  refresh_token: z.string().optional(),
+  scope: z.string().optional(),
+});
+export type TokenResponse = z.infer<typeof TokenResponseSchema>;
+
+export const LogoutRequestSchema = z.strictObject({ refresh_token: z.string().min(1).max(256).optional() });
+
+export const SetupRequestSchema = z.strictObject({
+  setup_code: z.string().min(1).max(128),
+  name: UserNameSchema,
+  password: z.string().min(12).max(1024),
+});
+
+export const MeSchema = z.object({
+  id: z.string(),
+  name: UserNameSchema,
+  role: RoleSchema,
+  /** Present when the caller authenticated with a service token: what it may do. */
+  scopes: z.array(z.string()).optional(),
+});
+
+// ---- users and service tokens (admin) ----
+
+export const UserCreateSchema = z.strictObject({
+  name: UserNameSchema,
+  password: z.string().min(12).max(1024).optional(),
+  role: RoleSchema.default('member'),
+});
+export const UserSchema = z.object({
+  id: z.string(),
+  name: UserNameSchema,
+  role: RoleSchema,
+  disabled: z.boolean(),
+  created_at: TimestampSchema,
+});
+export const UserListSchema = z.object({ users: z.array(UserSchema) });
+
+/** Scope strings: `expose:NAME`, `open:NAME`, `egress:TARGET`; NAME may be `*`. */
+export const ScopeSchema = z.string().regex(/^(expose|open|egress):([a-z0-9-]{1,63}|\*)$/, 'must be expose:NAME, open:NAME or egress:TARGET (NAME may be *)');
+export const ServiceTokenCreateSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
+  /** The user the token acts for; defaults to the caller. */
+  user: UserNameSchema.optional(),
+  scopes: z.array(ScopeSchema).min(1).max(64),
+  ttl_seconds: z.number().int().min(60).max(366 * 86400).optional(),
+});
+export const ServiceTokenSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  user: UserNameSchema,
+  scopes: z.array(z.string()),
+  created_at: TimestampSchema,
+  expires_at: TimestampSchema.nullable(),
+  revoked: z.boolean(),
+});
+export const ServiceTokenCreatedSchema = ServiceTokenSchema.extend({ token: z.string() });
+export const ServiceTokenListSchema = z.object({ service_tokens: z.array(ServiceTokenSchema) });
+
+// ---- nodes ----
+
+export const EnrollmentTokenCreateSchema = z.strictObject({
+  name: NodeNameSchema,
+  ttl_seconds: z.number().int().min(60).max(7 * 86400).optional(),
+});
+export const EnrollmentTokenCreatedSchema = z.object({ name: NodeNameSchema, token: z.string(), expires_at: TimestampSchema });
+
+export const NodeEnrollRequestSchema = z.strictObject({
+  token: z.string().min(1).max(256),
+  host_key: PublicKeyLineSchema,
+  address: AddressSchema,
+});
+export const NodeEnrollResponseSchema = z.object({
+  node_id: z.string(),
+  name: NodeNameSchema,
+  /** Bearer credential of the node for heartbeat, revocation feed and events. Shown once. */
+  node_token: z.string(),
+  issuer: z.string(),
+});
+
+export const NodeHeartbeatRequestSchema = z.strictObject({
+  version: z.string().max(64),
+  native_crypto: z.boolean(),
+  egress_driver: z.enum(['iptables', 'off']),
+  connections: z.number().int().min(0),
+  exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
+});
+export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSchema });
+
+export const NodeSchema = z.object({
+  id: z.string(),
+  name: NodeNameSchema,
+  address: AddressSchema,
+  host_key: z.string(),
+  online: z.boolean(),
+  last_seen_at: TimestampSchema.nullable(),
+  enrolled_at: TimestampSchema,
+  active_exposures: z.number().int(),
+});
+export const NodeListSchema = z.object({ nodes: z.array(NodeSchema) });
+
+/** Revocation feed: `GET /v1/nodes/self/revocations?after=CURSOR` returns entries after the cursor. */
+export const RevocationSchema = z.object({
+  lease_id: z.string(),
+  /** Lease expiry (unix seconds); a relay may forget the entry after it. */
+  exp: z.number().int(),
+});
+export const RevocationFeedSchema = z.object({
+  cursor: z.string(),
+  revocations: z.array(RevocationSchema),
+});
+
+export const ConnectionEventSchema = z.strictObject({
+  type: z.enum(['conn_open', 'conn_close', 'exposure_online', 'exposure_offline', 'auth_fail']),
+  at: TimestampSchema,
+  lease_id: z.string().max(128).optional(),
+  session_id: z.string().max(128).optional(),
+  remote: z.string().max(128).optional(),
+  exposure: ExposureNameSchema.optional(),
+  port: PortSchema.optional(),
+  bytes_in: z.number().int().min(0).optional(),
+  bytes_out: z.number().int().min(0).optional(),
+  reason: z.string().max(256).optional(),
+});
+export const ConnectionEventBatchSchema = z.strictObject({
+  events: z.array(ConnectionEventSchema).min(1).max(1000),
+});
+export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>;
+
+// ---- exposures ----
+
+export const ExposurePutSchema = z.strictObject({
+  /** Users allowed to open it, besides the owner and admins. */
+  allow: z.array(UserNameSchema).max(256).default([]),
+  /** Pin the exposure to one relay node (by name). */
+  node: NodeNameSchema.nullable().optional(),
+});
+export const ExposureSchema = z.object({
+  name: ExposureNameSchema,
+  owner: UserNameSchema,
+  allow: z.array(UserNameSchema),
+  pinned_node: NodeNameSchema.nullable(),
+  /** The node holding it now, when X is connected. */
+  node: NodeNameSchema.nullable(),
+  online: z.boolean(),
+  created_at: TimestampSchema,
+});
+export const ExposureListSchema = z.object({ exposures: z.array(ExposureSchema) });
+
+// ---- egress targets (admin) ----
+
+export const EgressTargetPutSchema = z.strictObject({
+  node: NodeNameSchema,
+  host: z.string().min(1).max(253),
+  port: PortSchema,
+  allow: z.array(UserNameSchema).max(256).default([]),
+});
+export const EgressTargetSchema = z.object({
+  name: TargetNameSchema,
+  node: NodeNameSchema,
+  host: z.string(),
+  port: PortSchema,
+  allow: z.array(UserNameSchema),
+  created_at: TimestampSchema,
+});
+export const EgressTargetListSchema = z.object({ targets: z.array(EgressTargetSchema) });
+
+// ---- leases ----
+
+export const LeaseCreateSchema = z.strictObject({
+  kind: LeaseKindSchema,
+  /** expose and open: the exposure name. */
+  exposure: ExposureNameSchema.optional(),
+  /** expose: the virtual port to bind (default 22). */
+  port: PortSchema.optional(),
+  /** egress: names of admin-defined egress targets. */
+  targets: z.array(TargetNameSchema).min(1).max(32).optional(),
+  public_key: PublicKeyLineSchema,
+  ttl_seconds: z.number().int().min(30).max(31 * 86400).optional(),
+});
+export type LeaseCreate = z.infer<typeof LeaseCreateSchema>;
+
+export const LeaseSchema = z.object({
+  id: z.string(),
+  kind: LeaseKindSchema,
+  user: UserNameSchema,
+  node: NodeNameSchema,
+  exposure: ExposureNameSchema.nullable(),
+  port: PortSchema.nullable(),
+  targets: z.array(LeaseTargetSchema).nullable(),
+  ssh_key: z.string(),
+  serial: z.string(),
+  not_before: TimestampSchema,
+  expires_at: TimestampSchema,
+  revoked_at: TimestampSchema.nullable(),
+  created_at: TimestampSchema,
+});
+export type Lease = z.infer<typeof LeaseSchema>;
+
+export const RelayInfoSchema = z.object({
+  node_id: z.string(),
+  name: NodeNameSchema,
+  address: AddressSchema,
+  /** The relay's SSH host key line, to pin (no trust on first use). */
+  host_key: z.string(),
+});
+export const LeaseIssuedSchema = z.object({
+  lease: LeaseSchema,
+  token: z.string(),
+  /** OpenSSH certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA...`). */
+  certificate: z.string(),
+  relay: RelayInfoSchema,
+});
+export type LeaseIssued = z.infer<typeof LeaseIssuedSchema>;
+export const LeaseListSchema = z.object({ leases: z.array(LeaseSchema) });
+
+// ---- audit ----
+
+export const AuditEventSchema = z.object({
+  id: z.string(),
+  at: TimestampSchema,
+  type: z.string(),
+  actor: z.string().nullable(),
+  subject: z.string().nullable(),
+  data: z.record(z.string(), z.unknown()),
+});
+export const AuditListSchema = z.object({ events: z.array(AuditEventSchema), next_cursor: z.string().nullable() });
