@@ -1,0 +1,157 @@
+// A throwaway PostgreSQL cluster for tests: initdb into a temp dir, start on a free loopback
+// port with trust auth, create the `tunnel` database, and remove everything on stop().
+import { execFile } from 'node:child_process';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
+import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+/** A running cluster. `url` names the `tunnel` database as superuser `postgres`. */
+export interface PostgresInstance {
+  url: string;
+  port: number;
+  /** The temp directory holding the data directory, socket and server log. */
+  dir: string;
+  /** Stops the server (`pg_ctl stop -m immediate`) and removes its directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  /** Name of the database created for the tests. Default `tunnel`. */
+  database?: string;
+}
+
+/** Server binaries, newest version first: /usr/lib/postgresql/<version>/bin. */
+export function findPostgresBinDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  const newest = versions[0];
+  if (newest === undefined) {
+    throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql/*/bin; install them with `apt-get install -y postgresql`');
+  }
+  return join(root, newest, 'bin');
+}
+
+/** Why no server can be started here (no binaries), or undefined when one can. */
+export function postgresUnavailableReason(): string | undefined {
+  try {
+    findPostgresBinDir();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * The server refuses to run as root, so as root every server binary runs as the `postgres` OS
+ * user through `runuser` (argv only, no shell); otherwise it runs directly.
+ */
+interface Runner {
+  run(bin: string, args: string[]): Promise<{ stdout: string; stderr: string }>;
+  owner?: { uid: number; gid: number };
+}
+
+async function makeRunner(): Promise<Runner> {
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot) return { run: (bin, args) => execFileAsync(bin, args) };
+  const [uid, gid] = await Promise.all([
+    execFileAsync('id', ['-u', 'postgres']).then((r) => Number(r.stdout.trim())),
+    execFileAsync('id', ['-g', 'postgres']).then((r) => Number(r.stdout.trim())),
+  ]).catch((err: unknown) => {
+    throw new Error('running as root but there is no `postgres` OS user to run the server as', { cause: err });
+  });
+  return {
+    run: (bin, args) => execFileAsync('runuser', ['-u', 'postgres', '--', bin, ...args], { cwd: '/' }),
+    owner: { uid, gid },
+  };
+}
+
+/** A temp base the `postgres` user can traverse: TMPDIR may be private to root. */
+function baseDirFor(runner: Runner): string {
+  const base = tmpdir();
+  if (!runner.owner) return base;
+  let dir = base;
+  for (;;) {
+    if ((statSync(dir).mode & 0o001) === 0) return '/tmp';
+    const parent = join(dir, '..');
+    if (parent === dir) return base;
+    dir = parent;
+  }
+}
+
+/** Starts a fresh cluster. Call `stop()` in an `after` hook. */
+export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresInstance> {
+  const database = opts.database ?? 'tunnel';
+  if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`database name must match [a-z_][a-z0-9_]*, got ${database}`);
+  const bin = findPostgresBinDir();
+  accessSync(join(bin, 'pg_ctl'), constants.X_OK);
+  const runner = await makeRunner();
+  const dir = await mkdtemp(join(baseDirFor(runner), 'tunnel-pg-'));
+  if (runner.owner) await chown(dir, runner.owner.uid, runner.owner.gid);
+  const dataDir = join(dir, 'data');
+  const logFile = join(dir, 'server.log');
+  let started = false;
+
+  const stop = async (): Promise<void> => {
+    if (started) {
+      started = false;
+      await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, 'stop', '-m', 'immediate', '-w']).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await runner.run(join(bin, 'initdb'), [
+      '-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '--encoding=UTF8', '--locale=C', '--no-instructions',
+    ]);
+    // Settings go into postgresql.conf rather than pg_ctl's `-o` string, which pg_ctl hands to a shell.
+    const base = [
+      `unix_socket_directories = '${dir}'`,
+      `listen_addresses = '127.0.0.1'`,
+      'fsync = off',
+      'synchronous_commit = off',
+      'full_page_writes = off',
+      'max_connections = 200',
+    ];
+    let port = 0;
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort();
+      // Later lines win, so each attempt only appends its port.
+      await appendFile(join(dataDir, 'postgresql.conf'), [...(attempt === 1 ? base : []), `port = ${port}`, ''].join('\n'));
+      try {
+        await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+        started = true;
+        break;
+      } catch (err) {
+        // Another process may have taken the port between freePort() and the bind.
+        if (attempt >= 3) throw err;
+      }
+    }
+    await runner.run(join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', database]);
+    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, dir, stop };
+  } catch (err) {
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    await stop();
+    const tail = log.trim().split('\n').slice(-5).join('\n');
+    throw new Error(`could not start a test PostgreSQL server${tail ? `; server log ends:\n${tail}` : ''}`, { cause: err });
+  }
+}
