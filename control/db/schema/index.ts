@@ -1,0 +1,5 @@
+export * from './users.js';
+export * from './keys.js';
+export * from './nodes.js';
+export * from './exposures.js';
+export * from './leases.js';

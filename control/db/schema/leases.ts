@@ -1,0 +1,67 @@
+import { bigserial, index, jsonb, integer, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { users } from './users.js';
+import { nodes } from './nodes.js';
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const leases = pgTable(
+  'leases',
+  {
+    id: text('id').primaryKey(),
+    kind: text('kind', { enum: ['expose', 'open', 'egress'] }).notNull(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    nodeId: text('node_id')
+      .notNull()
+      .references(() => nodes.id, { onDelete: 'cascade' }),
+    exposure: text('exposure'),
+    port: integer('port'),
+    targets: jsonb('targets').$type<{ host: string; port: number }[]>(),
+    sshKey: text('ssh_key').notNull(),
+    serial: text('serial').notNull(),
+    serviceTokenId: text('service_token_id'),
+    notBefore: ts('not_before').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    revokedAt: ts('revoked_at'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [
+    index('leases_user_idx').on(t.userId, t.expiresAt),
+    index('leases_node_kind_idx').on(t.nodeId, t.kind, t.expiresAt),
+    index('leases_exposure_idx').on(t.exposure, t.expiresAt),
+  ],
+);
+
+/** Append-only revocation feed; relays resume from the last `seq` they saw. */
+export const revocations = pgTable(
+  'revocations',
+  {
+    seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+    leaseId: text('lease_id').notNull(),
+    nodeId: text('node_id').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('revocations_node_idx').on(t.nodeId, t.seq)],
+);
+
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+    at: ts('at').notNull(),
+    type: text('type').notNull(),
+    actor: text('actor'),
+    subject: text('subject'),
+    data: jsonb('data').$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [index('audit_events_at_idx').on(t.at)],
+);
+
+/** Fixed-window counters shared by every replica (login and token endpoints). */
+export const rateLimits = pgTable('rate_limits', {
+  key: text('key').primaryKey(),
+  windowStart: ts('window_start').notNull(),
+  count: integer('count').notNull(),
+});

@@ -1,0 +1,61 @@
+import { boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const users = pgTable('users', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  role: text('role', { enum: ['admin', 'member'] }).notNull(),
+  /** scrypt hash in PHC-like form; null for users who only use service tokens. */
+  passwordHash: text('password_hash'),
+  disabled: boolean('disabled').notNull().default(false),
+  createdAt: ts('created_at').notNull(),
+});
+
+/** Rotating refresh tokens; `familyId` groups a login's rotations so reuse revokes them all. */
+export const refreshTokens = pgTable(
+  'refresh_tokens',
+  {
+    id: text('id').primaryKey(),
+    familyId: text('family_id').notNull(),
+    userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    tokenHash: text('token_hash').notNull().unique(),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    /** Set when this token was exchanged for a new one. */
+    rotatedAt: ts('rotated_at'),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [index('refresh_tokens_family_idx').on(t.familyId)],
+);
+
+export const serviceTokens = pgTable('service_tokens', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  tokenHash: text('token_hash').notNull().unique(),
+  scopes: jsonb('scopes').$type<string[]>().notNull(),
+  createdAt: ts('created_at').notNull(),
+  expiresAt: ts('expires_at'),
+  revokedAt: ts('revoked_at'),
+});
+
+/** RFC 8628 device authorizations. */
+export const deviceCodes = pgTable('device_codes', {
+  id: text('id').primaryKey(),
+  deviceCodeHash: text('device_code_hash').notNull().unique(),
+  userCode: text('user_code').notNull().unique(),
+  clientName: text('client_name'),
+  status: text('status', { enum: ['pending', 'approved', 'denied', 'consumed'] }).notNull(),
+  userId: text('user_id').references(() => users.id, { onDelete: 'cascade' }),
+  intervalSeconds: integer('interval_seconds').notNull(),
+  lastPolledAt: ts('last_polled_at'),
+  createdAt: ts('created_at').notNull(),
+  expiresAt: ts('expires_at').notNull(),
+});
+
+/** Small key/value settings, e.g. the hash of the one-time setup code. */
+export const settings = pgTable('settings', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+});

@@ -1,0 +1,15 @@
+/** Timings of key rotation (seconds). */
+export interface KeyPolicy {
+  /** A key signs for this long before a successor is scheduled. */
+  rotateAfter: number;
+  /** A successor is published this long before it signs (> the relays' JWKS refresh interval). */
+  publishLead: number;
+  /** The longest anything signed can live (max lease TTL, refresh of access tokens) plus skew. */
+  maxSignedLifetime: number;
+}
+
+export const DEFAULT_KEY_POLICY: KeyPolicy = {
+  rotateAfter: 30 * 86400,
+  publishLead: 15 * 60,
+  maxSignedLifetime: 24 * 3600 + 120,
+};
