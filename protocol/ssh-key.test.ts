@@ -1,0 +1,142 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  SshKeyError,
+  encodePublicKeyBlob,
+  encodeSignatureBlob,
+  fingerprintSha256,
+  formatOpenSshPrivateKey,
+  formatPublicKeyLine,
+  parseOpenSshPrivateKey,
+  parsePublicKeyBlob,
+  parsePublicKeyLine,
+  parseSignatureBlob,
+  publicKeyBlob,
+  publicKeyObject,
+  rawPublicKey,
+} from './ssh-key.js';
+import { SshReader, SshWriter } from './ssh-wire.js';
+import { expectedCert, readFixture } from './fixtures/fixtures.js';
+
+function keyCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof SshKeyError, `expected SshKeyError, got ${String(err)}`);
+    return err.code;
+  }
+  assert.fail('expected a throw');
+}
+
+/** The checkint ssh-keygen chose, so that re-formatting can be compared byte for byte. */
+function checkintOf(pem: string): number {
+  const b64 = pem.split('\n').filter((l) => l && !l.startsWith('-----')).join('');
+  const r = new SshReader(Buffer.from(b64, 'base64'));
+  r.bytes(15);
+  r.string();
+  r.string();
+  r.string();
+  r.uint32();
+  r.string();
+  return new SshReader(r.string()).uint32();
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'ssh-key-test-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('public keys', () => {
+  const expected = expectedCert('lease');
+
+  it('parses the ssh-keygen public key line and fingerprints it as ssh-keygen -lf does', () => {
+    const line = readFixture('user.pub').trim();
+    const { publicKey, blob, comment } = parsePublicKeyLine(line);
+    assert.equal(publicKey.toString('hex'), expected.publicKeyHex);
+    assert.equal(comment, 'alice@laptop');
+    assert.equal(fingerprintSha256(blob), expected.keyFingerprint);
+    assert.equal(formatPublicKeyLine(publicKey, comment), line);
+    assert.equal(fingerprintSha256(parsePublicKeyLine(readFixture('ca.pub')).blob), expected.caFingerprint);
+  });
+
+  it('converts between KeyObject, raw key and blob', () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const raw = rawPublicKey(publicKey);
+    assert.equal(raw.length, 32);
+    assert.deepEqual(rawPublicKey(privateKey), raw);
+    assert.deepEqual(parsePublicKeyBlob(publicKeyBlob(privateKey)), raw);
+    const again = publicKeyObject(raw);
+    const sig = sign(null, Buffer.from('m'), privateKey);
+    assert.ok(verify(null, Buffer.from('m'), again, sig));
+  });
+
+  it('rejects other key types, wrong lengths and trailing bytes', () => {
+    const pk = Buffer.alloc(32, 1);
+    assert.equal(keyCode(() => parsePublicKeyBlob(new SshWriter().string('ssh-rsa').string(pk).toBuffer())), 'KEY_BAD_TYPE');
+    assert.equal(keyCode(() => parsePublicKeyBlob(new SshWriter().string('ssh-ed25519').string(Buffer.alloc(31)).toBuffer())), 'KEY_LENGTH');
+    assert.equal(keyCode(() => parsePublicKeyBlob(Buffer.concat([encodePublicKeyBlob(pk), Buffer.of(0)]))), 'KEY_MALFORMED');
+    assert.equal(keyCode(() => parsePublicKeyBlob(encodePublicKeyBlob(pk).subarray(0, 40))), 'KEY_MALFORMED');
+    assert.equal(keyCode(() => encodePublicKeyBlob(Buffer.alloc(33))), 'KEY_LENGTH');
+    assert.equal(keyCode(() => parsePublicKeyLine('ssh-ed25519')), 'KEY_BAD_LINE');
+    assert.equal(keyCode(() => parsePublicKeyLine('ssh-ed25519 AAAA*')), 'KEY_BAD_LINE');
+    const blob64 = encodePublicKeyBlob(pk).toString('base64');
+    assert.equal(keyCode(() => parsePublicKeyLine(`ssh-rsa ${blob64}`)), 'KEY_BAD_TYPE');
+    const { publicKey: rsa } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    assert.equal(keyCode(() => rawPublicKey(rsa)), 'KEY_BAD_TYPE');
+  });
+});
+
+describe('signature blobs', () => {
+  it('wraps and unwraps a 64-byte ed25519 signature', () => {
+    const sig = Buffer.alloc(64, 7);
+    const blob = encodeSignatureBlob(sig);
+    assert.equal(blob.toString('hex').slice(0, 38), '0000000b7373682d65643235353139' + '00000040');
+    assert.deepEqual(parseSignatureBlob(blob), sig);
+    assert.equal(keyCode(() => parseSignatureBlob(new SshWriter().string('rsa-sha2-256').string(sig).toBuffer())), 'KEY_BAD_TYPE');
+    assert.equal(keyCode(() => parseSignatureBlob(new SshWriter().string('ssh-ed25519').string(Buffer.alloc(63)).toBuffer())), 'KEY_LENGTH');
+    assert.equal(keyCode(() => parseSignatureBlob(Buffer.concat([blob, Buffer.of(1)]))), 'KEY_MALFORMED');
+  });
+});
+
+describe('OpenSSH private key files', () => {
+  it('reads ssh-keygen private keys and re-formats them byte for byte', () => {
+    for (const [file, comment] of [['ca', 'tunnel-test-ca'], ['user', 'alice@laptop']] as const) {
+      const pem = readFixture(file);
+      const parsed = parseOpenSshPrivateKey(pem);
+      assert.equal(parsed.comment, comment);
+      assert.deepEqual(parsed.publicKey, parsePublicKeyLine(readFixture(`${file}.pub`)).publicKey);
+      assert.equal(formatOpenSshPrivateKey(parsed.privateKey, comment, checkintOf(pem)), pem);
+    }
+  });
+
+  it('writes keys that ssh-keygen accepts (ssh-keygen -y derives the same public key)', () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const path = join(tmp, 'id_ed25519');
+    writeFileSync(path, formatOpenSshPrivateKey(privateKey, 'lease-key'), { mode: 0o600 });
+    const derived = execFileSync('ssh-keygen', ['-y', '-f', path], { encoding: 'utf8' }).trim();
+    assert.equal(derived, formatPublicKeyLine(rawPublicKey(privateKey), 'lease-key'));
+    const reparsed = parseOpenSshPrivateKey(formatOpenSshPrivateKey(privateKey));
+    assert.deepEqual(reparsed.publicKey, rawPublicKey(privateKey));
+  });
+
+  it('fingerprints match ssh-keygen -lf for freshly generated keys', () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const path = join(tmp, 'fp.pub');
+    writeFileSync(path, `${formatPublicKeyLine(rawPublicKey(privateKey))}\n`);
+    const out = execFileSync('ssh-keygen', ['-lf', path], { encoding: 'utf8' }).split(' ')[1];
+    assert.equal(fingerprintSha256(publicKeyBlob(privateKey)), out);
+  });
+
+  it('refuses encrypted and malformed files', () => {
+    const pem = readFixture('user');
+    assert.equal(keyCode(() => parseOpenSshPrivateKey('nonsense')), 'KEY_BAD_LINE');
+    const enc = join(tmp, 'enc');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret-pass', '-f', enc]);
+    assert.equal(keyCode(() => parseOpenSshPrivateKey(readFileSync(enc, 'utf8'))), 'KEY_ENCRYPTED');
+    const cut = pem.replace(/\n[A-Za-z0-9+/=]+\n-----END/, '\n-----END');
+    assert.throws(() => parseOpenSshPrivateKey(cut), SshKeyError);
+  });
+});

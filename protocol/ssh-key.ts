@@ -1,0 +1,243 @@
+/**
+ * Ed25519 keys and signatures in OpenSSH's encodings: public key blobs (RFC 8709 §4),
+ * `authorized_keys`-style one-line format, SHA256 fingerprints as `ssh-keygen -l` prints them,
+ * signature blobs, and the unencrypted `openssh-key-v1` private key file (OpenSSH PROTOCOL.key).
+ */
+import { createHash, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { SshReader, SshWireError, SshWriter } from './ssh-wire.js';
+
+export const ED25519_KEY_TYPE = 'ssh-ed25519';
+export const ED25519_PUBLIC_KEY_LENGTH = 32;
+export const ED25519_SIGNATURE_LENGTH = 64;
+
+export type SshKeyErrorCode =
+  | 'KEY_MALFORMED'
+  | 'KEY_BAD_TYPE'
+  | 'KEY_LENGTH'
+  | 'KEY_BAD_LINE'
+  | 'KEY_ENCRYPTED'
+  | 'KEY_MISMATCH';
+
+export class SshKeyError extends Error {
+  override readonly name = 'SshKeyError';
+  constructor(
+    readonly code: SshKeyErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Runs a parser and turns wire-level failures into SshKeyError. */
+function parsing<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof SshWireError) throw new SshKeyError('KEY_MALFORMED', `malformed ${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+function expectType(r: SshReader, expected: string): void {
+  const type = r.string(64);
+  if (!type.equals(Buffer.from(expected))) throw new SshKeyError('KEY_BAD_TYPE', `expected key type ${expected}`);
+}
+
+function expectLength(b: Buffer, n: number, what: string): Buffer {
+  if (b.length !== n) throw new SshKeyError('KEY_LENGTH', `${what} must be ${n} bytes, got ${b.length}`);
+  return b;
+}
+
+/**
+ * Public key blob:
+ *   string "ssh-ed25519"
+ *   string pk (32 bytes)
+ */
+export function encodePublicKeyBlob(publicKey: Buffer): Buffer {
+  expectLength(publicKey, ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+  return new SshWriter().string(ED25519_KEY_TYPE).string(publicKey).toBuffer();
+}
+
+/** Returns the 32-byte raw key of an `ssh-ed25519` blob; no trailing bytes allowed. */
+export function parsePublicKeyBlob(blob: Buffer): Buffer {
+  return parsing('public key blob', () => {
+    const r = new SshReader(blob);
+    expectType(r, ED25519_KEY_TYPE);
+    const pk = expectLength(r.string(64), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+    r.end();
+    return pk;
+  });
+}
+
+/** `SHA256:<unpadded base64 of sha256(blob)>`, exactly as `ssh-keygen -lf` prints it. */
+export function fingerprintSha256(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+export interface PublicKeyLine {
+  type: string;
+  blob: Buffer;
+  comment: string;
+}
+
+/**
+ * Splits an OpenSSH one-line public key (`type base64 [comment]`) and checks that the type
+ * named in the text matches the type inside the blob. Works for any key or certificate type;
+ * callers decode the blob with the parser for the type they accept.
+ */
+export function parseKeyLine(line: string): PublicKeyLine {
+  const m = /^\s*(\S+)\s+([A-Za-z0-9+/]+={0,2})(?:\s+(.*?))?\s*$/.exec(line);
+  if (!m) throw new SshKeyError('KEY_BAD_LINE', 'not an OpenSSH public key line');
+  const type = m[1] as string;
+  const b64 = m[2] as string;
+  const blob = Buffer.from(b64, 'base64');
+  if (blob.toString('base64') !== b64.padEnd(Math.ceil(b64.length / 4) * 4, '=')) {
+    throw new SshKeyError('KEY_BAD_LINE', 'invalid base64 in key line');
+  }
+  const inner = parsing('key line', () => new SshReader(blob).string(128));
+  if (!inner.equals(Buffer.from(type))) throw new SshKeyError('KEY_BAD_TYPE', 'key line type does not match its blob');
+  return { type, blob, comment: m[3] ?? '' };
+}
+
+/** Parses an `ssh-ed25519 AAAA... comment` line into its raw key, blob and comment. */
+export function parsePublicKeyLine(line: string): { publicKey: Buffer; blob: Buffer; comment: string } {
+  const { type, blob, comment } = parseKeyLine(line);
+  if (type !== ED25519_KEY_TYPE) throw new SshKeyError('KEY_BAD_TYPE', `expected ${ED25519_KEY_TYPE}`);
+  return { publicKey: parsePublicKeyBlob(blob), blob, comment };
+}
+
+/** Formats a 32-byte raw key as `ssh-ed25519 AAAA... [comment]`. */
+export function formatPublicKeyLine(publicKey: Buffer, comment?: string): string {
+  const b64 = encodePublicKeyBlob(publicKey).toString('base64');
+  return comment ? `${ED25519_KEY_TYPE} ${b64} ${comment}` : `${ED25519_KEY_TYPE} ${b64}`;
+}
+
+/** The 32-byte raw public key of an ed25519 KeyObject (public or private). */
+export function rawPublicKey(key: KeyObject): Buffer {
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  if (pub.asymmetricKeyType !== 'ed25519') throw new SshKeyError('KEY_BAD_TYPE', 'only ed25519 keys are supported');
+  const { x } = pub.export({ format: 'jwk' });
+  return expectLength(Buffer.from(x ?? '', 'base64url'), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+}
+
+/** The SSH public key blob of an ed25519 KeyObject (public or private). */
+export function publicKeyBlob(key: KeyObject): Buffer {
+  return encodePublicKeyBlob(rawPublicKey(key));
+}
+
+/** A node:crypto public KeyObject from a 32-byte raw ed25519 key. */
+export function publicKeyObject(publicKey: Buffer): KeyObject {
+  expectLength(publicKey, ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKey.toString('base64url') }, format: 'jwk' });
+}
+
+/** A node:crypto public KeyObject from an `ssh-ed25519` blob. */
+export function publicKeyObjectFromBlob(blob: Buffer): KeyObject {
+  return publicKeyObject(parsePublicKeyBlob(blob));
+}
+
+/**
+ * Signature blob (RFC 8709 §6):
+ *   string "ssh-ed25519"
+ *   string sig (64 bytes)
+ */
+export function encodeSignatureBlob(signature: Buffer): Buffer {
+  expectLength(signature, ED25519_SIGNATURE_LENGTH, 'ed25519 signature');
+  return new SshWriter().string(ED25519_KEY_TYPE).string(signature).toBuffer();
+}
+
+/** Returns the 64-byte signature of an `ssh-ed25519` signature blob; no trailing bytes allowed. */
+export function parseSignatureBlob(blob: Buffer): Buffer {
+  return parsing('signature blob', () => {
+    const r = new SshReader(blob);
+    expectType(r, ED25519_KEY_TYPE);
+    const sig = expectLength(r.string(128), ED25519_SIGNATURE_LENGTH, 'ed25519 signature');
+    r.end();
+    return sig;
+  });
+}
+
+const PRIVATE_KEY_MAGIC = Buffer.from('openssh-key-v1\0', 'latin1');
+const PEM_BEGIN = '-----BEGIN OPENSSH PRIVATE KEY-----';
+const PEM_END = '-----END OPENSSH PRIVATE KEY-----';
+
+/**
+ * Formats an ed25519 private key as an unencrypted OpenSSH private key file, readable by
+ * `ssh -i` and `ssh-keygen -y`. Layout (PROTOCOL.key):
+ *   byte[15] "openssh-key-v1\0"
+ *   string   ciphername "none"
+ *   string   kdfname "none"
+ *   string   kdfoptions ""
+ *   uint32   number of keys (1)
+ *   string   public key blob
+ *   string   private section, padded with 1,2,3,... to a multiple of 8:
+ *              uint32 checkint, uint32 checkint (equal; random)
+ *              string "ssh-ed25519", string pk32, string seed32||pk32, string comment
+ * `checkint` may be fixed for reproducible output.
+ */
+export function formatOpenSshPrivateKey(privateKey: KeyObject, comment = '', checkint?: number): string {
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new SshKeyError('KEY_BAD_TYPE', 'expected an ed25519 private KeyObject');
+  }
+  const { d } = privateKey.export({ format: 'jwk' });
+  const seed = expectLength(Buffer.from(d ?? '', 'base64url'), 32, 'ed25519 seed');
+  const pk = rawPublicKey(privateKey);
+  const check = checkint ?? randomBytes(4).readUInt32BE();
+  const priv = new SshWriter()
+    .uint32(check)
+    .uint32(check)
+    .string(ED25519_KEY_TYPE)
+    .string(pk)
+    .string(Buffer.concat([seed, pk]))
+    .string(comment);
+  for (let i = 1; priv.length % 8 !== 0; i++) priv.uint8(i);
+  const body = new SshWriter()
+    .bytes(PRIVATE_KEY_MAGIC)
+    .string('none')
+    .string('none')
+    .string('')
+    .uint32(1)
+    .string(encodePublicKeyBlob(pk))
+    .string(priv.toBuffer())
+    .toBuffer()
+    .toString('base64');
+  const lines = body.match(/.{1,70}/g) ?? [];
+  return `${PEM_BEGIN}\n${lines.join('\n')}\n${PEM_END}\n`;
+}
+
+/** Reads an unencrypted ed25519 OpenSSH private key file (as written by ssh-keygen or formatOpenSshPrivateKey). */
+export function parseOpenSshPrivateKey(text: string): { privateKey: KeyObject; publicKey: Buffer; comment: string } {
+  const m = new RegExp(`${PEM_BEGIN}([A-Za-z0-9+/=\\s]+)${PEM_END}`).exec(text);
+  if (!m) throw new SshKeyError('KEY_BAD_LINE', 'not an OpenSSH private key file');
+  const raw = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
+  return parsing('private key', () => {
+    const r = new SshReader(raw);
+    if (!r.bytes(PRIVATE_KEY_MAGIC.length).equals(PRIVATE_KEY_MAGIC)) throw new SshKeyError('KEY_MALFORMED', 'bad magic');
+    const cipher = r.text(64);
+    const kdf = r.text(64);
+    r.string(1024);
+    if (cipher !== 'none' || kdf !== 'none') throw new SshKeyError('KEY_ENCRYPTED', 'encrypted private keys are not supported');
+    if (r.uint32() !== 1) throw new SshKeyError('KEY_MALFORMED', 'expected exactly one key');
+    const pubBlob = r.string(1024);
+    const p = new SshReader(r.string(4096));
+    r.end();
+    if (p.uint32() !== p.uint32()) throw new SshKeyError('KEY_MALFORMED', 'checkint mismatch');
+    expectType(p, ED25519_KEY_TYPE);
+    const pk = expectLength(p.string(64), 32, 'ed25519 public key');
+    const sk = expectLength(p.string(128), 64, 'ed25519 private key');
+    const comment = p.text(1024);
+    for (let i = 1; p.remaining() > 0; i++) {
+      if (p.uint8() !== i) throw new SshKeyError('KEY_MALFORMED', 'bad padding');
+    }
+    if (!pk.equals(parsePublicKeyBlob(pubBlob)) || !pk.equals(sk.subarray(32))) {
+      throw new SshKeyError('KEY_MISMATCH', 'public and private parts disagree');
+    }
+    const privateKey = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', d: sk.subarray(0, 32).toString('base64url'), x: pk.toString('base64url') },
+      format: 'jwk',
+    });
+    if (!rawPublicKey(privateKey).equals(pk)) throw new SshKeyError('KEY_MISMATCH', 'public key does not match the seed');
+    return { privateKey, publicKey: pk, comment };
+  });
+}
