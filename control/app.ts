@@ -1,0 +1,66 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { AppError } from './lib/errors.js';
+import type { Deps } from './deps.js';
+import type { AppEnv } from './http/env.js';
+import { problemResponse, validationError } from './http/problem.js';
+import { limitBody, requireJson } from './http/request-guards.js';
+import { registerWellKnown } from './routes/well-known.js';
+import { registerAuth } from './routes/auth.js';
+import { registerDevicePage } from './routes/device-page.js';
+import { registerUsers } from './routes/users.js';
+import { registerServiceTokens } from './routes/service-tokens.js';
+import { registerNodes } from './routes/nodes.js';
+import { registerNodeSelf } from './routes/node-self.js';
+import { registerExposures } from './routes/exposures.js';
+import { registerEgressTargets } from './routes/egress-targets.js';
+import { registerLeases } from './routes/leases.js';
+import { registerAudit } from './routes/audit.js';
+import { registerDocs } from './routes/docs.js';
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Builds the control plane's Hono app. Does no I/O when called or imported; every piece of state
+ * lives in `deps.db`, so any number of replicas can serve the same database.
+ */
+export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) throw validationError(result.target, result.error);
+    },
+  });
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : deps.ids.id('req');
+    c.set('deps', deps);
+    c.set('requestId', requestId);
+    c.set('logger', deps.logger.child({ requestId }));
+    c.header('x-request-id', requestId);
+    await next();
+    deps.metrics.inc('tunnel_control_http_requests_total', 'HTTP requests by route and status', {
+      method: c.req.method,
+      route: c.req.routePath,
+      status: String(c.res.status),
+    });
+  });
+  app.use('/v1/*', limitBody(deps.settings.maxBodyBytes), requireJson);
+  app.use('/device/*', limitBody(16 * 1024));
+
+  registerWellKnown(app);
+  registerAuth(app);
+  registerDevicePage(app);
+  registerUsers(app);
+  registerServiceTokens(app);
+  registerNodes(app);
+  registerNodeSelf(app);
+  registerExposures(app);
+  registerEgressTargets(app);
+  registerLeases(app);
+  registerAudit(app);
+  registerDocs(app);
+
+  app.notFound((c) => problemResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => problemResponse(c, err));
+  return app;
+}

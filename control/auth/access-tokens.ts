@@ -1,0 +1,68 @@
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { z } from 'zod';
+import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
+import { buildJwks } from '../ca/lease-issuer.js';
+import type { Deps } from '../deps.js';
+import { AppError } from '../lib/errors.js';
+import { unixSeconds } from '../lib/clock.js';
+
+/** Audience of access tokens: the API itself (leases carry a node id instead). */
+export const apiAudience = (issuer: string) => `${issuer}/v1`;
+
+const AccessClaimsSchema = z.object({
+  sub: z.string(),
+  name: z.string(),
+  role: z.enum(['admin', 'member']),
+  jti: z.string(),
+  scope: z.string().optional(),
+  sti: z.string().optional(),
+});
+export type AccessClaims = z.infer<typeof AccessClaimsSchema>;
+
+export async function mintAccessToken(
+  deps: Pick<Deps, 'keys' | 'clock' | 'ids' | 'settings'>,
+  user: { id: string; name: string; role: 'admin' | 'member' },
+  service?: { id: string; scopes: string[] },
+): Promise<{ token: string; expiresIn: number }> {
+  const key = await deps.keys.signing('sig');
+  const now = unixSeconds(deps.clock.now());
+  const ttl = deps.settings.accessTokenTtl;
+  const token = await new SignJWT({
+    name: user.name,
+    role: user.role,
+    ...(service ? { scope: service.scopes.join(' '), sti: service.id } : {}),
+  })
+    .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: ACCESS_TOKEN_TYP })
+    .setIssuer(deps.settings.issuer)
+    .setAudience(apiAudience(deps.settings.issuer))
+    .setSubject(user.id)
+    .setJti(deps.ids.id('at'))
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttl)
+    .sign(key.privateKey);
+  return { token, expiresIn: ttl };
+}
+
+/** Verifies an access token's signature, type, issuer, audience and lifetime. */
+export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<AccessClaims> {
+  const published = await deps.keys.published();
+  const jwks = createLocalJWKSet(buildJwks(published));
+  try {
+    const { payload } = await jwtVerify(token, jwks, {
+      algorithms: ['EdDSA'],
+      issuer: deps.settings.issuer,
+      audience: apiAudience(deps.settings.issuer),
+      typ: ACCESS_TOKEN_TYP,
+      currentDate: deps.clock.now(),
+      requiredClaims: ['exp', 'sub', 'jti'],
+    });
+    const parsed = AccessClaimsSchema.safeParse(payload);
+    if (!parsed.success) throw new AppError('TOKEN_INVALID', 'access token has unexpected claims');
+    return parsed.data;
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    if (err instanceof joseErrors.JWTExpired) throw new AppError('TOKEN_EXPIRED', 'access token expired; refresh it or log in again');
+    // Never echo the token or jose's message (which may quote claims).
+    throw new AppError('TOKEN_INVALID', 'access token is not valid for this server', { cause: err });
+  }
+}

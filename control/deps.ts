@@ -1,0 +1,51 @@
+import type { Db } from './db/client.js';
+import type { KeyStore } from './keys/key-store.js';
+import type { Clock } from './lib/clock.js';
+import type { Ids } from './lib/ids.js';
+import type { Logger } from './lib/logger.js';
+import type { Metrics } from './http/metrics.js';
+import type { PasswordHasher } from './auth/passwords.js';
+
+/** Settings the app needs at request time (from config.ts, or chosen by a test). */
+export interface AppSettings {
+  /** Issuer of tokens and leases, and the base of verification URLs: the public URL of the API. */
+  issuer: string;
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+  deviceCodeTtl: number;
+  devicePollInterval: number;
+  leaseTtl: { expose: number; open: number; egress: number };
+  /** Admin-set cap on any lease's life (seconds). */
+  maxLeaseTtl: number;
+  /** A node is online when it sent a heartbeat this recently (seconds). */
+  nodeOnlineWindow: number;
+  /** Login and token attempts per source per minute. */
+  authRateLimit: number;
+  maxBodyBytes: number;
+  /** Trust `X-Forwarded-For` for the client address (behind a load balancer). */
+  trustProxy: boolean;
+}
+
+export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
+  accessTokenTtl: 600,
+  refreshTokenTtl: 30 * 86400,
+  deviceCodeTtl: 600,
+  devicePollInterval: 5,
+  leaseTtl: { expose: 3600, open: 600, egress: 600 },
+  maxLeaseTtl: 24 * 3600,
+  nodeOnlineWindow: 30,
+  authRateLimit: 30,
+  maxBodyBytes: 64 * 1024,
+  trustProxy: false,
+};
+
+export interface Deps {
+  db: Db;
+  clock: Clock;
+  ids: Ids;
+  keys: KeyStore;
+  logger: Logger;
+  metrics: Metrics;
+  passwords: PasswordHasher;
+  settings: AppSettings;
+}

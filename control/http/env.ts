@@ -1,0 +1,28 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Deps } from '../deps.js';
+import type { Logger } from '../lib/logger.js';
+import type { nodes } from '../db/schema/index.js';
+
+/** Who is calling: a user through an access token (possibly minted from a scoped service token). */
+export interface Principal {
+  userId: string;
+  name: string;
+  role: 'admin' | 'member';
+  /** Scopes of the service token behind this access token; null for interactive logins. */
+  scopes: string[] | null;
+  serviceTokenId: string | null;
+}
+
+export type NodeRow = typeof nodes.$inferSelect;
+
+export interface AppEnv {
+  Variables: {
+    deps: Deps;
+    requestId: string;
+    logger: Logger;
+    principal: Principal;
+    node: NodeRow;
+  };
+}
+
+export type App = OpenAPIHono<AppEnv>;

@@ -1,0 +1,53 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ZodError } from 'zod';
+import { httpStatusFor, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from '../../protocol/error-codes.js';
+import { AppError } from '../lib/errors.js';
+import type { AppEnv } from './env.js';
+
+const TITLES: Partial<Record<ErrorCode, string>> = {
+  VALIDATION_FAILED: 'The request does not match the schema',
+  UNKNOWN_FIELD: 'The request has a field this API does not know',
+  INVALID_JSON: 'The request body is not valid JSON',
+  UNAUTHENTICATED: 'Authentication required',
+  NOT_FOUND: 'Not found',
+  INTERNAL: 'Internal error',
+};
+
+/** Renders any error as RFC 9457 problem+json with a stable `code` and the request id. */
+export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
+  const requestId = c.get('requestId') ?? 'unknown';
+  let appErr: AppError;
+  if (err instanceof AppError) appErr = err;
+  else if (err instanceof HTTPException && err.status === 413) appErr = new AppError('PAYLOAD_TOO_LARGE', 'request body too large');
+  else if (err instanceof HTTPException && err.status < 500) appErr = new AppError('BAD_REQUEST', 'bad request');
+  else {
+    c.get('logger')?.error('unhandled error', { err, requestId });
+    appErr = new AppError('INTERNAL', 'internal error; the request id identifies it in the logs');
+  }
+  const status = httpStatusFor(appErr.code);
+  const body: Problem = {
+    type: `urn:tunnel:problem:${appErr.code.toLowerCase().replaceAll('_', '-')}`,
+    title: TITLES[appErr.code] ?? appErr.code.replaceAll('_', ' ').toLowerCase(),
+    status,
+    code: appErr.code,
+    detail: appErr.message,
+    request_id: requestId,
+    ...(appErr.oauthError ? { error: appErr.oauthError } : {}),
+  };
+  const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': requestId, ...appErr.headers };
+  if (status === 401 && !headers['www-authenticate']) headers['www-authenticate'] = 'Bearer';
+  return new Response(JSON.stringify(body), { status, headers });
+}
+
+/** Maps a zod validation failure to an AppError; unknown fields get their own code. */
+export function validationError(target: string, error: ZodError): AppError {
+  const unknown = error.issues.find((i) => i.code === 'unrecognized_keys');
+  if (unknown) {
+    const where = unknown.path.length ? unknown.path.join('.') : target;
+    return new AppError('UNKNOWN_FIELD', `unknown field ${unknown.keys.map((k) => `"${k}"`).join(', ')} in ${where}`);
+  }
+  const issue = error.issues[0];
+  const path = issue?.path.length ? issue.path.join('.') : target;
+  return new AppError('VALIDATION_FAILED', `${path}: ${issue?.message ?? 'invalid'}`);
+}

@@ -1,0 +1,207 @@
+import { createRoute } from '@hono/zod-openapi';
+import { and, eq } from 'drizzle-orm';
+import {
+  DeviceAuthorizationRequestSchema,
+  DeviceAuthorizationResponseSchema,
+  GRANT_DEVICE_CODE,
+  GRANT_SERVICE_TOKEN,
+  LogoutRequestSchema,
+  MeSchema,
+  SetupRequestSchema,
+  TokenRequestSchema,
+  TokenResponseSchema,
+  UserSchema,
+} from '../../protocol/api-types.js';
+import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
+import type { App } from '../http/env.js';
+import { requireUser } from '../http/authenticate.js';
+import { clientAddress } from '../http/client-address.js';
+import { AppError } from '../lib/errors.js';
+import { hashSecret } from '../lib/ids.js';
+import { audit } from '../services/audit.js';
+import { rateLimit } from '../services/rate-limit.js';
+import { mintAccessToken } from '../auth/access-tokens.js';
+import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions.js';
+import { consumeSetupCode } from '../auth/setup-code.js';
+import { pollDeviceCode } from '../auth/device-codes.js';
+import { bearerSecurity, errorResponses, iso, json, jsonBody } from './common.js';
+
+export function registerAuth(app: App): void {
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/auth/device',
+      tags: ['auth'],
+      summary: 'Start a device authorization (RFC 8628)',
+      request: { body: jsonBody(DeviceAuthorizationRequestSchema) },
+      responses: { 200: json(DeviceAuthorizationResponseSchema), ...errorResponses },
+    }),
+    async (c) => {
+      const deps = c.get('deps');
+      await rateLimit(deps.db, deps.clock.now(), `device:${clientAddress(c)}`, deps.settings.authRateLimit);
+      const body = c.req.valid('json');
+      const now = deps.clock.now();
+      const deviceCode = deps.ids.secret('tnl_dc');
+      const userCode = deps.ids.userCode();
+      await deps.db.insert(deviceCodes).values({
+        id: deps.ids.id('dev'),
+        deviceCodeHash: hashSecret(deviceCode),
+        userCode,
+        clientName: body.client_name ?? null,
+        status: 'pending',
+        intervalSeconds: deps.settings.devicePollInterval,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + deps.settings.deviceCodeTtl * 1000),
+      });
+      const uri = `${deps.settings.issuer}/device`;
+      c.header('cache-control', 'no-store');
+      return c.json(
+        {
+          device_code: deviceCode,
+          user_code: userCode,
+          verification_uri: uri,
+          verification_uri_complete: `${uri}?user_code=${encodeURIComponent(userCode)}`,
+          expires_in: deps.settings.deviceCodeTtl,
+          interval: deps.settings.devicePollInterval,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/auth/token',
+      tags: ['auth'],
+      summary: 'Exchange a device code, refresh token, password or service token for tokens',
+      description:
+        'Errors carry the RFC 6749/8628 `error` member (authorization_pending, slow_down, access_denied, expired_token, invalid_grant).',
+      request: { body: jsonBody(TokenRequestSchema) },
+      responses: { 200: json(TokenResponseSchema), ...errorResponses },
+    }),
+    async (c) => {
+      const deps = c.get('deps');
+      const body = c.req.valid('json');
+      const now = deps.clock.now();
+      c.header('cache-control', 'no-store');
+      switch (body.grant_type) {
+        case GRANT_DEVICE_CODE: {
+          const user = await pollDeviceCode(deps, body.device_code);
+          const tokens = await startSession(deps, user);
+          await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'device' } });
+          return c.json(tokens, 200);
+        }
+        case 'refresh_token':
+          return c.json(await rotateRefreshToken(deps, body.refresh_token), 200);
+        case 'password': {
+          await rateLimit(deps.db, now, `login:${clientAddress(c)}`, deps.settings.authRateLimit);
+          await rateLimit(deps.db, now, `login-user:${body.username}`, deps.settings.authRateLimit);
+          const [user] = await deps.db.select().from(users).where(eq(users.name, body.username)).limit(1);
+          const ok = await deps.passwords.verify(body.password, user?.passwordHash ?? null);
+          if (!user || !ok || user.disabled) {
+            await audit(deps.db, now, { type: 'auth.login_failed', subject: body.username, data: { method: 'password' } });
+            throw new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
+          }
+          await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'password' } });
+          return c.json(await startSession(deps, user), 200);
+        }
+        case GRANT_SERVICE_TOKEN: {
+          await rateLimit(deps.db, now, `service:${clientAddress(c)}`, deps.settings.authRateLimit * 4);
+          const [st] = await deps.db
+            .select()
+            .from(serviceTokens)
+            .where(eq(serviceTokens.tokenHash, hashSecret(body.service_token)))
+            .limit(1);
+          const [user] = st ? await deps.db.select().from(users).where(eq(users.id, st.userId)).limit(1) : [];
+          if (!st || !user || user.disabled || st.revokedAt || (st.expiresAt && st.expiresAt <= now)) {
+            throw new AppError('INVALID_GRANT', 'service token is not valid (revoked, expired or unknown)', {
+              oauthError: 'invalid_grant',
+            });
+          }
+          const at = await mintAccessToken(deps, user, { id: st.id, scopes: st.scopes });
+          return c.json(
+            { access_token: at.token, token_type: 'Bearer' as const, expires_in: at.expiresIn, scope: st.scopes.join(' ') },
+            200,
+          );
+        }
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/me',
+      tags: ['auth'],
+      summary: 'Who the access token belongs to',
+      security: bearerSecurity,
+      middleware: [requireUser] as const,
+      responses: { 200: json(MeSchema), ...errorResponses },
+    }),
+    (c) => {
+      const p = c.get('principal');
+      return c.json({ id: p.userId, name: p.name, role: p.role, ...(p.scopes ? { scopes: p.scopes } : {}) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/auth/logout',
+      tags: ['auth'],
+      summary: 'End a login session (revokes the refresh token family)',
+      security: bearerSecurity,
+      middleware: [requireUser] as const,
+      request: { body: { required: false, content: { 'application/json': { schema: LogoutRequestSchema } } } },
+      responses: { 204: { description: 'Logged out' }, ...errorResponses },
+    }),
+    async (c) => {
+      const deps = c.get('deps');
+      const p = c.get('principal');
+      const body = (await c.req.json().catch(() => ({}))) as { refresh_token?: unknown };
+      const parsed = LogoutRequestSchema.safeParse(body ?? {});
+      const now = deps.clock.now();
+      if (parsed.success && parsed.data.refresh_token) {
+        const [row] = await deps.db
+          .select()
+          .from(refreshTokens)
+          .where(and(eq(refreshTokens.tokenHash, hashSecret(parsed.data.refresh_token)), eq(refreshTokens.userId, p.userId)))
+          .limit(1);
+        if (row) await revokeFamily(deps, row.familyId, now);
+      }
+      await audit(deps.db, now, { type: 'auth.logout', actor: p.userId });
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/setup',
+      tags: ['auth'],
+      summary: 'Create the first admin with the one-time setup code printed at first start',
+      request: { body: jsonBody(SetupRequestSchema) },
+      responses: { 201: json(UserSchema, 'Admin created'), ...errorResponses },
+    }),
+    async (c) => {
+      const deps = c.get('deps');
+      const now = deps.clock.now();
+      await rateLimit(deps.db, now, `setup:${clientAddress(c)}`, deps.settings.authRateLimit);
+      const body = c.req.valid('json');
+      const passwordHash = await deps.passwords.hash(body.password);
+      const user = await deps.db.transaction(async (tx) => {
+        if (!(await consumeSetupCode(tx, body.setup_code))) {
+          throw new AppError('INVALID_CREDENTIALS', 'setup code is wrong or was already used');
+        }
+        const [u] = await tx
+          .insert(users)
+          .values({ id: deps.ids.id('usr'), name: body.name, role: 'admin', passwordHash, createdAt: now })
+          .returning();
+        await audit(tx, now, { type: 'setup.admin_created', actor: u!.id, subject: u!.name });
+        return u!;
+      });
+      return c.json({ id: user.id, name: user.name, role: user.role, disabled: false, created_at: iso(user.createdAt) }, 201);
+    },
+  );
+}

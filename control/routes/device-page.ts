@@ -1,0 +1,161 @@
+import { html } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import { jwtVerify, SignJWT, createLocalJWKSet } from 'jose';
+import { eq } from 'drizzle-orm';
+import type { Context } from 'hono';
+import { users } from '../db/schema/index.js';
+import type { App, AppEnv } from '../http/env.js';
+import { clientAddress } from '../http/client-address.js';
+import { limitBody } from '../http/request-guards.js';
+import { AppError } from '../lib/errors.js';
+import { unixSeconds } from '../lib/clock.js';
+import { audit } from '../services/audit.js';
+import { rateLimit } from '../services/rate-limit.js';
+import { buildJwks } from '../ca/lease-issuer.js';
+import { decideDeviceCode, findPendingByUserCode, normalizeUserCode } from '../auth/device-codes.js';
+
+/**
+ * The server-rendered approval page of the device flow (RFC 8628 §3.3): sign in, see the code
+ * and the client asking, approve or deny. The approval form carries a short-lived signed ticket
+ * bound to the user and the code, which doubles as its CSRF token.
+ */
+const TICKET_TYP = 'device-approval+jwt';
+const TICKET_TTL = 300;
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+function page(c: Context<AppEnv>, title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>, status: 200 | 400 | 401 | 429 = 200) {
+  for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
+  return c.html(
+    html`<!doctype html>
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <title>${title} · Tunnel</title>
+          <style>
+            body { font: 16px system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; color: #222; }
+            label { display: block; margin: 0.8rem 0 0.2rem; } input { width: 100%; padding: 0.5rem; box-sizing: border-box; }
+            button { margin-top: 1rem; padding: 0.6rem 1.2rem; margin-right: 0.5rem; } .code { font: 2rem monospace; letter-spacing: 0.2rem; }
+            .err { color: #a00; }
+          </style>
+        </head>
+        <body>
+          <h1>${title}</h1>
+          ${body}
+        </body>
+      </html>`,
+    status,
+  );
+}
+
+function signInForm(userCode: string, error?: string) {
+  return html`${error ? html`<p class="err" role="alert">${error}</p>` : ''}
+    <form method="post" action="/device">
+      <label for="user_code">Code shown by <code>tunnel login</code></label>
+      <input id="user_code" name="user_code" value="${userCode}" autocomplete="off" required maxlength="16" />
+      <label for="username">User name</label>
+      <input id="username" name="username" autocomplete="username" required maxlength="64" />
+      <label for="password">Password</label>
+      <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024" />
+      <button type="submit">Sign in</button>
+    </form>`;
+}
+
+async function formField(c: Context<AppEnv>, name: string, max: number): Promise<string> {
+  const body = await c.req.parseBody();
+  const v = body[name];
+  return typeof v === 'string' ? v.slice(0, max) : '';
+}
+
+export function registerDevicePage(app: App): void {
+  app.use('/device', limitBody(16 * 1024));
+
+  app.get('/device', (c) => page(c, 'Sign in a device', signInForm(c.req.query('user_code')?.slice(0, 16) ?? '')));
+
+  app.post('/device', async (c) => {
+    const deps = c.get('deps');
+    const now = deps.clock.now();
+    const userCode = normalizeUserCode(await formField(c, 'user_code', 16));
+    const username = await formField(c, 'username', 64);
+    const password = await formField(c, 'password', 1024);
+    try {
+      await rateLimit(deps.db, now, `login:${clientAddress(c)}`, deps.settings.authRateLimit);
+    } catch {
+      return page(c, 'Sign in a device', signInForm(userCode, 'Too many attempts. Wait a minute and try again.'), 429);
+    }
+    const [user] = await deps.db.select().from(users).where(eq(users.name, username)).limit(1);
+    const ok = await deps.passwords.verify(password, user?.passwordHash ?? null);
+    if (!user || !ok || user.disabled) {
+      await audit(deps.db, now, { type: 'auth.login_failed', subject: username.slice(0, 64), data: { method: 'device-page' } });
+      return page(c, 'Sign in a device', signInForm(userCode, 'Wrong user name or password.'), 401);
+    }
+    const pending = await findPendingByUserCode(deps, userCode);
+    if (!pending) {
+      return page(c, 'Sign in a device', signInForm(userCode, 'That code is unknown or expired. Run tunnel login again.'), 400);
+    }
+    const key = await deps.keys.signing('sig');
+    const ticket = await new SignJWT({ ucode: pending.userCode })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: TICKET_TYP })
+      .setIssuer(deps.settings.issuer)
+      .setAudience(`${deps.settings.issuer}/device`)
+      .setSubject(user.id)
+      .setIssuedAt(unixSeconds(now))
+      .setExpirationTime(unixSeconds(now) + TICKET_TTL)
+      .sign(key.privateKey);
+    return page(
+      c,
+      'Approve this sign-in?',
+      html`<p>Signed in as <strong>${user.name}</strong>.</p>
+        <p>A device${pending.clientName ? html` (<strong>${pending.clientName}</strong>)` : ''} asks to sign in as you with the code</p>
+        <p class="code">${pending.userCode}</p>
+        <p>Approve only if this is the code your terminal shows.</p>
+        <form method="post" action="/device/decision">
+          <input type="hidden" name="ticket" value="${ticket}" />
+          <button type="submit" name="decision" value="approve">Approve</button>
+          <button type="submit" name="decision" value="deny">Deny</button>
+        </form>`,
+    );
+  });
+
+  app.post('/device/decision', async (c) => {
+    const deps = c.get('deps');
+    const ticket = await formField(c, 'ticket', 4096);
+    const decision = await formField(c, 'decision', 16);
+    if (decision !== 'approve' && decision !== 'deny') {
+      return page(c, 'Sign in a device', html`<p class="err">Choose approve or deny.</p>`, 400);
+    }
+    let claims: { sub?: string; ucode?: unknown };
+    try {
+      const jwks = createLocalJWKSet(buildJwks(await deps.keys.published()));
+      ({ payload: claims } = await jwtVerify(ticket, jwks, {
+        algorithms: ['EdDSA'],
+        issuer: deps.settings.issuer,
+        audience: `${deps.settings.issuer}/device`,
+        typ: TICKET_TYP,
+        currentDate: deps.clock.now(),
+      }));
+    } catch {
+      return page(c, 'Sign in a device', signInForm('', 'This approval form expired. Sign in again.'), 400);
+    }
+    if (typeof claims.sub !== 'string' || typeof claims.ucode !== 'string') throw new AppError('BAD_REQUEST', 'bad ticket');
+    const approve = decision === 'approve';
+    const done = await decideDeviceCode(deps, claims.ucode, claims.sub, approve);
+    if (!done) return page(c, 'Sign in a device', html`<p class="err">That code is no longer waiting for approval.</p>`, 400);
+    await audit(deps.db, deps.clock.now(), {
+      type: approve ? 'auth.device_approved' : 'auth.device_denied',
+      actor: claims.sub,
+      subject: claims.ucode,
+    });
+    return page(
+      c,
+      approve ? 'Device approved' : 'Sign-in denied',
+      approve ? html`<p>You can close this page and return to your terminal.</p>` : html`<p>The device was not signed in.</p>`,
+    );
+  });
+}

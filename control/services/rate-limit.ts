@@ -1,0 +1,30 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { rateLimits } from '../db/schema/index.js';
+import { AppError } from '../lib/errors.js';
+
+/**
+ * Fixed-window counter in the database, so every replica sees the same count.
+ * Throws RATE_LIMITED once `limit` hits within `windowSeconds` for `key`.
+ */
+export async function rateLimit(db: Db, now: Date, key: string, limit: number, windowSeconds = 60): Promise<void> {
+  const windowStart = new Date(Math.floor(now.getTime() / (windowSeconds * 1000)) * windowSeconds * 1000);
+  const [row] = await db
+    .insert(rateLimits)
+    .values({ key, windowStart, count: 1 })
+    .onConflictDoUpdate({
+      target: rateLimits.key,
+      set: {
+        count: sql`case when ${rateLimits.windowStart} = ${windowStart} then ${rateLimits.count} + 1 else 1 end`,
+        windowStart,
+      },
+    })
+    .returning({ count: rateLimits.count });
+  if (row && row.count > limit) {
+    const retryAfter = Math.max(1, Math.ceil((windowStart.getTime() + windowSeconds * 1000 - now.getTime()) / 1000));
+    throw new AppError('RATE_LIMITED', 'too many attempts; wait and try again', {
+      retryable: true,
+      headers: { 'retry-after': String(retryAfter) },
+    });
+  }
+}
