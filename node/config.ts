@@ -1,0 +1,213 @@
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+/**
+ * The relay's configuration, parsed once at boot from flags and `TUNNEL_*` environment
+ * variables (flag wins). Everything else receives the frozen `Config`.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID';
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Every option: flag name, env name, default, and the one-line help. */
+const OPTIONS = {
+  'control-url': { env: 'TUNNEL_CONTROL_URL', help: 'control plane base URL, e.g. https://control.example:8080 (required)' },
+  'data-dir': { env: 'TUNNEL_DATA_DIR', def: '.tunnel-data/node', help: 'where the node id, credential, host key and JWKS cache live' },
+  listen: { env: 'TUNNEL_LISTEN', def: '0.0.0.0:2222', help: 'SSH listen address host:port' },
+  advertise: { env: 'TUNNEL_ADVERTISE', help: 'host:port clients use to reach this relay (default: --listen unless it is a wildcard)' },
+  'metrics-listen': { env: 'TUNNEL_METRICS_LISTEN', def: '0.0.0.0:9090', help: '/healthz and /metrics listen address host:port' },
+  'enroll-token': { env: 'TUNNEL_ENROLL_TOKEN', help: 'one-time enrollment token (needed on the first start only)' },
+  'keepalive-interval': { env: 'TUNNEL_KEEPALIVE_INTERVAL', def: '5s', help: 'SSH keepalive interval' },
+  'keepalive-count-max': { env: 'TUNNEL_KEEPALIVE_COUNT_MAX', def: '3', help: 'unanswered keepalives before a peer is dropped' },
+  'login-grace-time': { env: 'TUNNEL_LOGIN_GRACE_TIME', def: '20s', help: 'time a client has to authenticate' },
+  'open-timeout': { env: 'TUNNEL_OPEN_TIMEOUT', def: '10s', help: 'how long X may take to accept a forwarded channel' },
+  'drain-timeout': { env: 'TUNNEL_DRAIN_TIMEOUT', def: '30s', help: 'how long shutdown waits for live channels' },
+  'revocation-poll-interval': { env: 'TUNNEL_REVOCATION_POLL_INTERVAL', def: '1s', help: 'revocation feed poll interval' },
+  'jwks-refresh-interval': { env: 'TUNNEL_JWKS_REFRESH_INTERVAL', def: '5m', help: 'scheduled JWKS refresh interval' },
+  'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id' },
+  'heartbeat-interval': { env: 'TUNNEL_HEARTBEAT_INTERVAL', def: '15s', help: 'heartbeat interval' },
+  'events-flush-interval': { env: 'TUNNEL_EVENTS_FLUSH_INTERVAL', def: '1s', help: 'connection event batch interval' },
+  'events-queue-max': { env: 'TUNNEL_EVENTS_QUEUE_MAX', def: '10000', help: 'events kept while the control plane is unreachable (oldest dropped)' },
+  'max-channels-per-connection': { env: 'TUNNEL_MAX_CHANNELS_PER_CONNECTION', def: '256', help: 'open channels per SSH connection' },
+  'max-pending-opens': { env: 'TUNNEL_MAX_PENDING_OPENS', def: '32', help: 'channel opens waiting for X, per connection' },
+  'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
+  'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
+  'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
+} as const satisfies Record<string, { env: string; def?: string; help: string }>;
+
+type OptionName = keyof typeof OPTIONS;
+
+const hostPort = (name: string) =>
+  z.string().transform((s, ctx): HostPort => {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(s);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be host:port, e.g. 127.0.0.1:2222` });
+      return z.NEVER;
+    }
+    const host = (m[1] as string).replace(/^\[|\]$/g, '');
+    return { host: host === '' ? '0.0.0.0' : host, port };
+  });
+
+const duration = (name: string) =>
+  z.string().transform((s, ctx): number => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be a duration such as 500ms, 5s, 2m` });
+      return z.NEVER;
+    }
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+    return Math.round(Number(m[1]) * unit);
+  });
+
+const count = (name: string, min: number) =>
+  z.string().transform((s, ctx): number => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < min) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be an integer >= ${min}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const RawSchema = z.object({
+  'control-url': z
+    .string({ error: 'set --control-url or TUNNEL_CONTROL_URL to the control plane URL, e.g. http://127.0.0.1:8080' })
+    .url({ error: '--control-url must be a URL such as http://127.0.0.1:8080' })
+    .refine((u) => /^https?:$/.test(new URL(u).protocol), '--control-url must be http:// or https://'),
+  'data-dir': z.string().min(1, '--data-dir must not be empty'),
+  listen: hostPort('listen'),
+  advertise: z.string().optional(),
+  'metrics-listen': hostPort('metrics-listen'),
+  'enroll-token': z.string().min(1).optional(),
+  'keepalive-interval': duration('keepalive-interval'),
+  'keepalive-count-max': count('keepalive-count-max', 1),
+  'login-grace-time': duration('login-grace-time'),
+  'open-timeout': duration('open-timeout'),
+  'drain-timeout': duration('drain-timeout'),
+  'revocation-poll-interval': duration('revocation-poll-interval'),
+  'jwks-refresh-interval': duration('jwks-refresh-interval'),
+  'jwks-min-refresh-interval': duration('jwks-min-refresh-interval'),
+  'heartbeat-interval': duration('heartbeat-interval'),
+  'events-flush-interval': duration('events-flush-interval'),
+  'events-queue-max': count('events-queue-max', 1),
+  'max-channels-per-connection': count('max-channels-per-connection', 1),
+  'max-pending-opens': count('max-pending-opens', 1),
+  'max-connections-per-lease': count('max-connections-per-lease', 1),
+  'max-auth-attempts': count('max-auth-attempts', 1),
+  'auth-failures-per-minute': count('auth-failures-per-minute', 1),
+});
+
+export interface Limits {
+  channelsPerConnection: number;
+  pendingOpens: number;
+  connectionsPerLease: number;
+  authAttempts: number;
+  authFailuresPerMinute: number;
+}
+
+export interface Config {
+  controlUrl: string;
+  dataDir: string;
+  listen: HostPort;
+  /** `host:port` sent at enrollment. */
+  advertise: string;
+  metricsListen: HostPort;
+  enrollToken: string | undefined;
+  /** Durations in milliseconds. */
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  loginGraceMs: number;
+  openTimeoutMs: number;
+  drainTimeoutMs: number;
+  revocationPollMs: number;
+  jwksRefreshMs: number;
+  jwksMinRefreshMs: number;
+  heartbeatMs: number;
+  eventsFlushMs: number;
+  eventsQueueMax: number;
+  limits: Limits;
+}
+
+export type ParsedCommand = { kind: 'help'; text: string } | { kind: 'run'; config: Readonly<Config> };
+
+export function helpText(): string {
+  const rows = Object.entries(OPTIONS).map(([flag, o]) => {
+    const def = 'def' in o ? ` (default ${o.def})` : '';
+    return `  --${flag.padEnd(28)} ${o.help}${def}; env ${o.env}`;
+  });
+  return ['usage: tunnel-node [options]', '', 'Runs a Tunnel relay node.', '', ...rows, '  --help                       show this help', ''].join('\n');
+}
+
+const isWildcard = (host: string) => host === '0.0.0.0' || host === '::';
+
+/**
+ * Parses argv (without node and script) and the environment. Throws ConfigError with a
+ * one-line message that says how to fix the problem.
+ */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParsedCommand {
+  const options = Object.fromEntries(Object.keys(OPTIONS).map((k) => [k, { type: 'string' as const }]));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}; see tunnel-node --help`);
+  }
+  if (values.help) return { kind: 'help', text: helpText() };
+
+  const raw: Record<string, string | undefined> = {};
+  for (const [flag, o] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
+    const fromFlag = values[flag];
+    const fromEnv = env[o.env];
+    raw[flag] = typeof fromFlag === 'string' ? fromFlag : fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'def' in o ? o.def : undefined;
+  }
+  const parsed = RawSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(issue?.message ?? 'invalid configuration; see tunnel-node --help');
+  }
+  const v = parsed.data;
+  let advertise = v.advertise;
+  if (advertise === undefined) {
+    if (isWildcard(v.listen.host)) throw new ConfigError('set --advertise host:port (or TUNNEL_ADVERTISE): --listen is a wildcard address');
+    advertise = `${v.listen.host.includes(':') ? `[${v.listen.host}]` : v.listen.host}:${v.listen.port}`;
+  } else if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(advertise)) {
+    throw new ConfigError('--advertise must be host:port, e.g. relay.example.com:2222');
+  }
+  return {
+    kind: 'run',
+    config: Object.freeze({
+      controlUrl: v['control-url'].replace(/\/+$/, ''),
+      dataDir: v['data-dir'],
+      listen: v.listen,
+      advertise,
+      metricsListen: v['metrics-listen'],
+      enrollToken: v['enroll-token'],
+      keepaliveIntervalMs: v['keepalive-interval'],
+      keepaliveCountMax: v['keepalive-count-max'],
+      loginGraceMs: v['login-grace-time'],
+      openTimeoutMs: v['open-timeout'],
+      drainTimeoutMs: v['drain-timeout'],
+      revocationPollMs: v['revocation-poll-interval'],
+      jwksRefreshMs: v['jwks-refresh-interval'],
+      jwksMinRefreshMs: v['jwks-min-refresh-interval'],
+      heartbeatMs: v['heartbeat-interval'],
+      eventsFlushMs: v['events-flush-interval'],
+      eventsQueueMax: v['events-queue-max'],
+      limits: Object.freeze({
+        channelsPerConnection: v['max-channels-per-connection'],
+        pendingOpens: v['max-pending-opens'],
+        connectionsPerLease: v['max-connections-per-lease'],
+        authAttempts: v['max-auth-attempts'],
+        authFailuresPerMinute: v['auth-failures-per-minute'],
+      }),
+    }),
+  };
+}

@@ -1,0 +1,342 @@
+import type { Duplex } from 'node:stream';
+import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
+import type { ConnectionEvent } from '../protocol/api-types.js';
+import { LEASE_RENEW_REQUEST } from '../protocol/lease-claims.js';
+import { CERT_KEY_TYPE, CERT_LIMITS } from '../protocol/ssh-cert.js';
+import { SshReader } from '../protocol/ssh-wire.js';
+import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
+import type { AuthRateLimiter } from './auth/rate-limit.js';
+import { verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
+import type { Config } from './config.js';
+import type { Clock, Ids } from './deps.js';
+import type { EventReporter } from './events/reporter.js';
+import { bridge, channelEnd, type Bridge, type SshChannelLike } from './forwarding/bridge.js';
+import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
+import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
+import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
+import type { Logger } from './logger.js';
+import type { RelayMetrics } from './metrics.js';
+import { customRequestOf, observeChannelOpens, routeCustomGlobalRequests, socketOf } from './ssh2-internals.js';
+
+/** What every connection shares; built once by createRelay. */
+export interface RelayContext {
+  config: Readonly<Config>;
+  clock: Clock;
+  ids: Ids;
+  logger: Logger;
+  metrics: RelayMetrics;
+  auth: Authenticator;
+  rateLimiter: AuthRateLimiter;
+  registry: LeaseRegistry;
+  listeners: VirtualListeners;
+  reporter: EventReporter;
+  /** True once shutdown began: no new forwards or channels. */
+  draining(): boolean;
+}
+
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'login_grace_expired' | 'keepalive_timeout' | 'shutdown';
+
+/** One SSH connection: authentication, forwarding requests and bridged channels. */
+export class RelayConnection {
+  readonly sessionId: string;
+  readonly remote: string;
+  #ctx: RelayContext;
+  #conn: Connection;
+  #log: Logger;
+  #ip: string;
+  #lease: VerifiedLease | undefined;
+  #username = '';
+  #attempts = 0;
+  #channels = 0;
+  #pending = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #bridges = new Set<Bridge>();
+  #bound: VirtualListener[] = [];
+  #closed = false;
+  #grace: NodeJS.Timeout;
+  readonly closed: Promise<void>;
+
+  constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
+    this.#ctx = ctx;
+    this.#conn = conn;
+    this.sessionId = ctx.ids.session();
+    this.#ip = info.ip;
+    this.remote = `${info.ip}:${info.port}`;
+    this.#log = ctx.logger.child({ sessionId: this.sessionId, remote: this.remote });
+    this.#grace = setTimeout(() => this.end('login_grace_expired', true), ctx.config.loginGraceMs);
+    this.#grace.unref();
+
+    routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);
+    observeChannelOpens(conn, (type) => {
+      if (type === 'direct-tcpip') return;
+      ctx.metrics.refusedRequests.inc({ type });
+      this.#log.info('channel type refused', { type });
+    });
+    conn.on('authentication', (actx) => void this.#authenticate(actx));
+    conn.on('ready', () => this.#onReady());
+    conn.on('request', (accept: unknown, reject: unknown, name: unknown, info: unknown) =>
+      this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
+    );
+    conn.on('tcpip', (accept, reject, info) => this.#onTcpip(accept, reject, info));
+    conn.on('error', (err: Error & { level?: string }) => {
+      if (err.level === 'client-timeout') {
+        // ssh2 only calls end() here, which never completes against a vanished peer (DESIGN).
+        ctx.metrics.keepaliveTimeouts.inc();
+        this.end('keepalive_timeout', true);
+        return;
+      }
+      this.#log.info('connection error', { err: err.message, level: err.level });
+    });
+    this.closed = new Promise((resolve) => {
+      conn.once('close', () => {
+        this.#onClose();
+        onClosed(this);
+        resolve();
+      });
+    });
+  }
+
+  get lease(): VerifiedLease | undefined {
+    return this.#lease;
+  }
+
+  get activeChannels(): number {
+    return this.#channels;
+  }
+
+  /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
+  end(reason: CloseReason, now = false): void {
+    if (this.#closed) return;
+    this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
+    const sock = socketOf(this.#conn);
+    if (now) {
+      sock.destroy();
+      return;
+    }
+    try {
+      this.#conn.end();
+    } catch {
+      sock.destroy();
+    }
+    setTimeout(() => sock.destroy(), 2000).unref();
+  }
+
+  #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void {
+    this.#ctx.reporter.push({ at: this.#ctx.clock.now().toISOString(), session_id: this.sessionId, remote: this.remote, ...e });
+  }
+
+  async #authenticate(actx: AuthContext): Promise<void> {
+    if (actx.method !== 'publickey') {
+      actx.reject(['publickey']);
+      return;
+    }
+    this.#username = actx.username;
+    const result = await this.#ctx.auth.verify({ algo: actx.key.algo, blob: actx.key.data, username: actx.username });
+    if (this.#closed) return;
+    if (!result.ok) return this.#authFail(actx, result.reason, result);
+    const lease = result.lease;
+    if (!actx.signature) {
+      actx.accept(); // The key is acceptable; the client proves possession next.
+      return;
+    }
+    if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
+      return this.#authFail(actx, 'signature_invalid', lease);
+    }
+    const attached = this.#ctx.registry.attach({ sessionId: this.sessionId, close: (reason) => this.#leaseEnded(reason) }, lease);
+    if (!attached.ok) return this.#authFail(actx, attached.reason, lease);
+    this.#lease = lease;
+    actx.accept();
+  }
+
+  #authFail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }): void {
+    this.#attempts++;
+    this.#ctx.metrics.authFailures.inc({ reason });
+    this.#ctx.rateLimiter.recordFailure(this.#ip);
+    this.#log.warn('authentication refused', {
+      reason,
+      user: actx.username,
+      algo: actx.method === 'publickey' ? actx.key.algo : undefined,
+      leaseId: ids.leaseId,
+      serial: ids.serial,
+      fingerprint: ids.fingerprint,
+    });
+    this.#event({ type: 'auth_fail', reason, lease_id: ids.leaseId });
+    actx.reject(['publickey']);
+    if (this.#attempts >= this.#ctx.config.limits.authAttempts) this.end('too_many_auth_attempts');
+  }
+
+  #onReady(): void {
+    clearTimeout(this.#grace);
+    const lease = this.#lease;
+    if (!lease) return this.end('shutdown', true); // cannot happen: ready follows accept()
+    const c = lease.claims;
+    this.#ctx.metrics.authSuccesses.inc({ kind: c.kind });
+    this.#log.info('connection authenticated', {
+      user: this.#username,
+      leaseId: lease.leaseId,
+      kind: c.kind,
+      exposure: c.kind === 'egress' ? undefined : c.exposure,
+      serial: lease.serial,
+      fingerprint: lease.fingerprint,
+      deadline: lease.deadline.toISOString(),
+    });
+    this.#event({ type: 'conn_open', lease_id: lease.leaseId });
+  }
+
+  #leaseEnded(reason: LeaseEndReason): void {
+    this.#ctx.metrics.leaseClosures.inc({ reason });
+    this.end(reason);
+  }
+
+  #refuse(kind: string, reason: string, fields: Record<string, unknown>, reject: (() => void) | undefined): void {
+    this.#ctx.metrics.refusedRequests.inc({ type: kind });
+    this.#log.info('request refused', { request: kind, reason, ...fields });
+    reject?.();
+  }
+
+  #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
+    const lease = this.#lease;
+    const custom = customRequestOf(info);
+    if (custom?.name === LEASE_RENEW_REQUEST) {
+      void this.#renew(custom, accept, reject);
+      return;
+    }
+    if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
+    const bind = info as TcpipBindInfo;
+    if (name === 'cancel-tcpip-forward') {
+      const l = this.#bound.find((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort);
+      if (!l) return this.#refuse(name, 'not_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
+      this.#bound.splice(this.#bound.indexOf(l), 1);
+      this.#ctx.listeners.remove(l);
+      this.#log.info('exposure unbound', { exposure: l.exposure, port: l.port });
+      accept?.();
+      return;
+    }
+    const c = lease.claims;
+    if (this.#ctx.draining()) return this.#refuse(name, 'draining', {}, reject);
+    if (c.kind !== 'expose' || bind.bindAddr !== c.exposure || bind.bindPort !== c.port) {
+      return this.#refuse(name, 'not_in_lease', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
+    }
+    if (this.#bound.some((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort)) {
+      return this.#refuse(name, 'already_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
+    }
+    const listener: VirtualListener = {
+      exposure: c.exposure,
+      port: c.port,
+      sessionId: this.sessionId,
+      leaseId: lease.leaseId,
+      bindAddr: bind.bindAddr,
+      bindPort: bind.bindPort,
+      open: (origin) => this.#openForwarded(listener, origin),
+      account: (bytesIn, bytesOut) => {
+        this.#bytesIn += bytesIn;
+        this.#bytesOut += bytesOut;
+      },
+    };
+    this.#bound.push(listener);
+    this.#ctx.listeners.add(listener);
+    this.#log.info('exposure bound', { exposure: c.exposure, port: c.port, leaseId: lease.leaseId });
+    accept?.();
+  }
+
+  /** X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound. */
+  #openForwarded(l: VirtualListener, origin: { addr: string; port: number }): Promise<Duplex> {
+    if (this.#closed) return Promise.reject(new Error('exposure connection closed'));
+    if (this.#channels >= this.#ctx.config.limits.channelsPerConnection) return Promise.reject(new Error('channel limit on the exposing connection'));
+    return new Promise((resolve, reject) => {
+      this.#conn.forwardOut(l.bindAddr, l.bindPort, origin.addr, origin.port, (err, ch) => {
+        if (err) return reject(err);
+        this.#channels++;
+        ch.once('close', () => this.#channels--);
+        resolve(ch);
+      });
+    });
+  }
+
+  #onTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
+    const lease = this.#lease;
+    const dest = { destIP: info.destIP, destPort: info.destPort };
+    if (!lease) return this.#refuse('direct-tcpip', 'unauthenticated', dest, reject);
+    const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
+    if (route.kind === 'refuse') return this.#refuse('direct-tcpip', route.reason, dest, reject);
+    const limits = this.#ctx.config.limits;
+    if (this.#ctx.draining()) return this.#refuse('direct-tcpip', 'draining', dest, reject);
+    if (this.#pending >= limits.pendingOpens) return this.#refuse('direct-tcpip', 'too_many_pending_opens', dest, reject);
+    if (this.#channels + this.#pending >= limits.channelsPerConnection) return this.#refuse('direct-tcpip', 'too_many_channels', dest, reject);
+    const target = this.#ctx.listeners.find(route.exposure, route.port);
+    if (!target) return this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
+
+    this.#pending++;
+    const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
+    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }), this.#ctx.config.openTimeoutMs, closeLate).then(
+      (xch) => {
+        this.#pending--;
+        // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
+        const ych = this.#closed ? undefined : accept();
+        if (!ych) return closeLate(xch);
+        this.#channels++;
+        const channelId = this.#ctx.ids.channel();
+        this.#ctx.metrics.channels.inc({ outcome: 'opened' });
+        const b = bridge(channelEnd(ych as unknown as SshChannelLike), channelEnd(xch as SshChannelLike), (stats) => {
+          this.#channels--;
+          this.#bridges.delete(b);
+          this.#bytesIn += stats.aToB;
+          this.#bytesOut += stats.bToA;
+          target.account?.(stats.bToA, stats.aToB);
+          this.#ctx.metrics.bytes.inc({ direction: 'to_exposure' }, stats.aToB);
+          this.#ctx.metrics.bytes.inc({ direction: 'from_exposure' }, stats.bToA);
+          this.#ctx.metrics.channels.inc({ outcome: stats.end });
+        });
+        this.#bridges.add(b);
+        this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
+      },
+      (err: unknown) => {
+        this.#pending--;
+        this.#ctx.metrics.channels.inc({ outcome: err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed' });
+        this.#refuse('direct-tcpip', err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed', dest, reject);
+      },
+    );
+  }
+
+  async #renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
+    const current = this.#lease;
+    const fail = (reason: string, ids: { leaseId?: string; serial?: string } = {}) => {
+      this.#ctx.metrics.renewals.inc({ result: reason });
+      this.#log.warn('lease renewal refused', { reason, ...ids });
+      reject?.();
+    };
+    if (!current) return fail('unauthenticated');
+    let blob: Buffer;
+    try {
+      const r = new SshReader(req.payload);
+      blob = r.string(CERT_LIMITS.blob);
+      r.end();
+    } catch {
+      return fail('malformed');
+    }
+    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#username });
+    if (this.#closed) return;
+    if (!result.ok) return fail(result.reason, result);
+    const mismatch = renewalMismatch(current, result.lease);
+    if (mismatch) return fail(`${mismatch}_mismatch`, result.lease);
+    this.#ctx.registry.renew(this.sessionId, result.lease);
+    this.#lease = result.lease;
+    this.#ctx.metrics.renewals.inc({ result: 'ok' });
+    this.#log.info('lease renewed', { leaseId: result.lease.leaseId, serial: result.lease.serial, deadline: this.#ctx.registry.deadlineOf(this.sessionId)?.toISOString() });
+    accept?.();
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    clearTimeout(this.#grace);
+    for (const b of this.#bridges) b.abort();
+    this.#ctx.listeners.removeSession(this.sessionId);
+    this.#bound = [];
+    this.#ctx.registry.detach(this.sessionId);
+    if (this.#lease) {
+      this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
+    }
+    this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut });
+  }
+}

@@ -1,0 +1,112 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
+import {
+  NodeEnrollResponseSchema,
+  NodeHeartbeatResponseSchema,
+  RevocationFeedSchema,
+  type ConnectionEvent,
+  type NodeEnrollRequestSchema,
+  type NodeHeartbeatRequestSchema,
+} from '../protocol/api-types.js';
+import { isErrorCode, type ErrorCode } from '../protocol/error-codes.js';
+import { JWKS_PATH, JwksSchema, type Jwks } from '../protocol/jwks.js';
+
+export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
+export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
+export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
+export type RevocationFeed = z.infer<typeof RevocationFeedSchema>;
+
+export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
+
+/** A failed call to the control plane. `problemCode` is the API's stable `code` when it sent one. */
+export class ControlError extends Error {
+  override readonly name = 'ControlError';
+  constructor(
+    readonly code: ControlErrorCode,
+    message: string,
+    readonly opts: { status?: number; problemCode?: ErrorCode; retryable: boolean; cause?: unknown },
+  ) {
+    super(message, { cause: opts.cause });
+  }
+  get retryable(): boolean {
+    return this.opts.retryable;
+  }
+}
+
+/** What the relay needs from the control plane; a fake implements it in tests. */
+export interface ControlClient {
+  enroll(req: NodeEnrollRequest): Promise<NodeEnrollResponse>;
+  heartbeat(req: NodeHeartbeatRequest): Promise<void>;
+  /** Revocations after `cursor` (from the start when undefined). */
+  revocations(cursor: string | undefined): Promise<RevocationFeed>;
+  sendEvents(events: ConnectionEvent[]): Promise<void>;
+  fetchJwks(): Promise<Jwks>;
+}
+
+export interface ControlClientOptions {
+  baseUrl: string;
+  /** The node credential, once enrolled. */
+  nodeToken: () => string | undefined;
+  dispatcher?: Dispatcher;
+  timeoutMs?: number;
+}
+
+export function createControlClient(opts: ControlClientOptions): ControlClient & { close(): Promise<void> } {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const ownAgent = opts.dispatcher ? undefined : new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const dispatcher = opts.dispatcher ?? (ownAgent as Agent);
+
+  async function call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T> | null, body?: unknown, auth = true): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const token = opts.nodeToken();
+    if (auth && token) headers.authorization = `Bearer ${token}`;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${opts.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        dispatcher,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw new ControlError('CONTROL_UNREACHABLE', `control plane unreachable: ${method} ${path}`, { retryable: true, cause: err });
+    }
+    let json: unknown;
+    try {
+      const text = await res.body.text();
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch (err) {
+      throw new ControlError('CONTROL_BAD_RESPONSE', `unreadable response: ${method} ${path}`, { status: res.statusCode, retryable: true, cause: err });
+    }
+    if (res.statusCode >= 400) {
+      const code = (json as { code?: unknown } | undefined)?.code;
+      throw new ControlError('CONTROL_REJECTED', `control plane answered ${res.statusCode}: ${method} ${path}`, {
+        status: res.statusCode,
+        problemCode: isErrorCode(code) ? code : undefined,
+        retryable: res.statusCode >= 500 || res.statusCode === 429,
+      });
+    }
+    if (schema === null) return undefined as T;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new ControlError('CONTROL_BAD_RESPONSE', `unexpected response shape: ${method} ${path}`, { status: res.statusCode, retryable: false, cause: parsed.error });
+    }
+    return parsed.data;
+  }
+
+  return {
+    enroll: (req) => call('POST', '/v1/nodes/enroll', NodeEnrollResponseSchema, req, false),
+    heartbeat: async (req) => {
+      await call('POST', '/v1/nodes/self/heartbeat', NodeHeartbeatResponseSchema, req);
+    },
+    revocations: (cursor) =>
+      call('GET', `/v1/nodes/self/revocations${cursor === undefined ? '' : `?after=${encodeURIComponent(cursor)}`}`, RevocationFeedSchema),
+    sendEvents: (events) => call('POST', '/v1/nodes/self/events', null, { events }),
+    fetchJwks: () => call('GET', JWKS_PATH, JwksSchema, undefined, false),
+    close: async () => {
+      await ownAgent?.close();
+    },
+  };
+}

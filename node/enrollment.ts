@@ -1,0 +1,91 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { formatOpenSshPrivateKey, formatPublicKeyLine, parseOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import type { ControlClient } from './control-client.js';
+import { writeFileAtomic } from './fs-atomic.js';
+import type { Logger } from './logger.js';
+
+const NodeStateSchema = z.object({
+  node_id: z.string().min(1),
+  name: z.string(),
+  node_token: z.string().min(1),
+  issuer: z.string().min(1),
+  control_url: z.string(),
+});
+export type NodeState = z.infer<typeof NodeStateSchema>;
+
+export class EnrollmentError extends Error {
+  override readonly name = 'EnrollmentError';
+  constructor(
+    readonly code: 'NOT_ENROLLED' | 'STATE_CORRUPT' | 'WRONG_CONTROL_PLANE',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export const HOST_KEY_FILE = 'ssh_host_ed25519_key';
+export const STATE_FILE = 'node.json';
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Loads the host key from the data directory, creating it (mode 0600) on first start. */
+export async function loadOrCreateHostKey(dataDir: string, logger: Logger): Promise<{ pem: string; publicKeyLine: string }> {
+  const path = join(dataDir, HOST_KEY_FILE);
+  let pem = await readIfExists(path);
+  if (pem === undefined) {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    pem = formatOpenSshPrivateKey(privateKey, 'tunnel-node');
+    await writeFileAtomic(path, pem, 0o600);
+    logger.info('host key created', { path });
+  }
+  const { publicKey } = parseOpenSshPrivateKey(pem);
+  return { pem, publicKeyLine: formatPublicKeyLine(publicKey) };
+}
+
+/**
+ * Returns the node's enrollment state, enrolling with the one-time token if there is none.
+ * The state (node id, credential, issuer) is kept in the data directory, mode 0600.
+ */
+export async function ensureEnrolled(opts: {
+  dataDir: string;
+  controlUrl: string;
+  enrollToken: string | undefined;
+  advertise: string;
+  hostKeyLine: string;
+  control: Pick<ControlClient, 'enroll'>;
+  logger: Logger;
+}): Promise<NodeState> {
+  const path = join(opts.dataDir, STATE_FILE);
+  const text = await readIfExists(path);
+  if (text !== undefined) {
+    let state: NodeState;
+    try {
+      state = NodeStateSchema.parse(JSON.parse(text));
+    } catch (err) {
+      throw new EnrollmentError('STATE_CORRUPT', `${path} is unreadable; remove it and enroll again with --enroll-token`, { cause: err });
+    }
+    if (state.control_url !== opts.controlUrl) {
+      throw new EnrollmentError('WRONG_CONTROL_PLANE', `this data directory is enrolled with ${state.control_url}; use that --control-url or a fresh --data-dir`);
+    }
+    return state;
+  }
+  if (!opts.enrollToken) {
+    throw new EnrollmentError('NOT_ENROLLED', 'this node is not enrolled: pass --enroll-token (or TUNNEL_ENROLL_TOKEN) with a token from `tunnel nodes` admin');
+  }
+  const res = await opts.control.enroll({ token: opts.enrollToken, host_key: opts.hostKeyLine, address: opts.advertise });
+  const state: NodeState = { node_id: res.node_id, name: res.name, node_token: res.node_token, issuer: res.issuer, control_url: opts.controlUrl };
+  await writeFileAtomic(path, JSON.stringify(state, null, 2), 0o600);
+  opts.logger.info('node enrolled', { nodeId: state.node_id, name: state.name });
+  return state;
+}

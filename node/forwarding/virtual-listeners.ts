@@ -1,0 +1,89 @@
+import type { Duplex } from 'node:stream';
+
+/**
+ * A listener that exists only inside the relay: exposure `name:port`, bound by X's
+ * `tcpip-forward`. No socket is ever bound for it (DESIGN: Y must not reach Z's loopback).
+ */
+export interface VirtualListener {
+  exposure: string;
+  port: number;
+  /** X's connection. */
+  sessionId: string;
+  leaseId: string;
+  /** Exactly what X requested; `forwarded-tcpip` must echo these or OpenSSH refuses the channel. */
+  bindAddr: string;
+  bindPort: number;
+  /** Asks X to open a `forwarded-tcpip` channel for a connection from `origin`. */
+  open(origin: { addr: string; port: number }): Promise<Duplex>;
+  /** Credits bytes bridged through this listener to X's connection. */
+  account?(bytesIn: number, bytesOut: number): void;
+}
+
+export interface VirtualListenerEvents {
+  online(exposure: string, port: number, sessionId: string): void;
+  offline(exposure: string, port: number): void;
+}
+
+const keyOf = (exposure: string, port: number) => `${exposure}:${port}`;
+
+/**
+ * Every virtual listener of this relay. Several connections may hold the same `name:port`
+ * (a reconnecting or renewing X): the newest takes new channels, older ones keep their
+ * live channels until they go away (make before break).
+ */
+export class VirtualListeners {
+  #byKey = new Map<string, VirtualListener[]>();
+  #events: VirtualListenerEvents;
+
+  constructor(events: VirtualListenerEvents) {
+    this.#events = events;
+  }
+
+  add(l: VirtualListener): void {
+    const key = keyOf(l.exposure, l.port);
+    const list = this.#byKey.get(key) ?? [];
+    const first = list.length === 0;
+    list.push(l);
+    this.#byKey.set(key, list);
+    if (first) this.#events.online(l.exposure, l.port, l.sessionId);
+  }
+
+  remove(l: VirtualListener): boolean {
+    const key = keyOf(l.exposure, l.port);
+    const list = this.#byKey.get(key);
+    const i = list?.indexOf(l) ?? -1;
+    if (!list || i < 0) return false;
+    list.splice(i, 1);
+    if (list.length === 0) {
+      this.#byKey.delete(key);
+      this.#events.offline(l.exposure, l.port);
+    }
+    return true;
+  }
+
+  /** Removes every listener of a closed connection. */
+  removeSession(sessionId: string): VirtualListener[] {
+    const gone: VirtualListener[] = [];
+    for (const list of [...this.#byKey.values()]) {
+      for (const l of list.filter((x) => x.sessionId === sessionId)) {
+        this.remove(l);
+        gone.push(l);
+      }
+    }
+    return gone;
+  }
+
+  /** The listener that takes new channels for `name:port`: the newest. */
+  find(exposure: string, port: number): VirtualListener | undefined {
+    return this.#byKey.get(keyOf(exposure, port))?.at(-1);
+  }
+
+  /** Online `name:port` pairs, for heartbeats and metrics. */
+  online(): { name: string; port: number }[] {
+    return [...this.#byKey.values()].flatMap((list) => (list[0] ? [{ name: list[0].exposure, port: list[0].port }] : []));
+  }
+
+  get count(): number {
+    return this.#byKey.size;
+  }
+}

@@ -1,0 +1,124 @@
+import type { Clock } from '../deps.js';
+
+export type LeaseEndReason = 'lease_expired' | 'lease_revoked';
+
+/** A live SSH connection as the registry sees it. */
+export interface LeaseHolder {
+  sessionId: string;
+  /** Closes the connection; called at most once. */
+  close(reason: LeaseEndReason): void;
+}
+
+interface Entry {
+  holder: LeaseHolder;
+  /** Every lease this connection has presented (the original and its renewals). */
+  leaseIds: Set<string>;
+  deadline: number;
+}
+
+export type AttachResult = { ok: true } | { ok: false; reason: 'too_many_connections' };
+
+/**
+ * Which connection holds which lease, and until when. Closes connections when their deadline
+ * passes (unless renewed in band) or when any lease they presented is revoked.
+ */
+export class LeaseRegistry {
+  #clock: Clock;
+  #maxPerLease: number;
+  #entries = new Map<string, Entry>();
+  #byLease = new Map<string, Set<string>>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(opts: { clock: Clock; maxConnectionsPerLease: number }) {
+    this.#clock = opts.clock;
+    this.#maxPerLease = opts.maxConnectionsPerLease;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  attach(holder: LeaseHolder, lease: { leaseId: string; deadline: Date }): AttachResult {
+    const holders = this.#byLease.get(lease.leaseId);
+    if (holders && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
+    this.#entries.set(holder.sessionId, { holder, leaseIds: new Set([lease.leaseId]), deadline: lease.deadline.getTime() });
+    this.#index(holder.sessionId, lease.leaseId);
+    this.#schedule();
+    return { ok: true };
+  }
+
+  /** Extends a connection's deadline with a renewed lease; live channels are not touched. */
+  renew(sessionId: string, lease: { leaseId: string; deadline: Date }): boolean {
+    const e = this.#entries.get(sessionId);
+    if (!e) return false;
+    e.deadline = Math.max(e.deadline, lease.deadline.getTime());
+    e.leaseIds.add(lease.leaseId);
+    this.#index(sessionId, lease.leaseId);
+    this.#schedule();
+    return true;
+  }
+
+  detach(sessionId: string): void {
+    const e = this.#entries.get(sessionId);
+    if (!e) return;
+    this.#entries.delete(sessionId);
+    for (const id of e.leaseIds) {
+      const set = this.#byLease.get(id);
+      set?.delete(sessionId);
+      if (set?.size === 0) this.#byLease.delete(id);
+    }
+    this.#schedule();
+  }
+
+  deadlineOf(sessionId: string): Date | undefined {
+    const e = this.#entries.get(sessionId);
+    return e ? new Date(e.deadline) : undefined;
+  }
+
+  /** Closes every connection that presented `leaseId`. Returns how many. */
+  revoke(leaseId: string): number {
+    const ids = [...(this.#byLease.get(leaseId) ?? [])];
+    for (const id of ids) this.#end(id, 'lease_revoked');
+    return ids.length;
+  }
+
+  /** Closes connections whose deadline has passed. Returns how many. */
+  sweep(): number {
+    const now = this.#clock.now().getTime();
+    const due = [...this.#entries.values()].filter((e) => e.deadline <= now).map((e) => e.holder.sessionId);
+    for (const id of due) this.#end(id, 'lease_expired');
+    this.#schedule();
+    return due.length;
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  #index(sessionId: string, leaseId: string): void {
+    let set = this.#byLease.get(leaseId);
+    if (!set) this.#byLease.set(leaseId, (set = new Set()));
+    set.add(sessionId);
+  }
+
+  #end(sessionId: string, reason: LeaseEndReason): void {
+    const e = this.#entries.get(sessionId);
+    if (!e) return;
+    this.detach(sessionId);
+    e.holder.close(reason);
+  }
+
+  /** One timer for the nearest deadline; capped so a wall-clock jump is noticed within a minute. */
+  #schedule(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#closed || this.#entries.size === 0) return;
+    let next = Infinity;
+    for (const e of this.#entries.values()) next = Math.min(next, e.deadline);
+    const delay = Math.min(Math.max(0, next - this.#clock.now().getTime()), 60_000);
+    this.#timer = setTimeout(() => this.sweep(), delay + 5);
+    this.#timer.unref();
+  }
+}

@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import type { ControlClient } from '../control-client.js';
+import type { Clock } from '../deps.js';
+import { writeFileAtomic } from '../fs-atomic.js';
+import type { Logger } from '../logger.js';
+
+const StoredSchema = z.object({
+  cursor: z.string().optional(),
+  revoked: z.array(z.object({ lease_id: z.string(), exp: z.number() })),
+});
+
+export interface RevocationFeedOptions {
+  client: Pick<ControlClient, 'revocations'>;
+  clock: Clock;
+  logger: Logger;
+  intervalMs: number;
+  /** Where the cursor and the still-relevant revocations are kept across restarts. */
+  file: string;
+  onRevoked(leaseId: string): void;
+}
+
+/**
+ * Follows the control plane's revocation feed: polls every `intervalMs`, resumes from the
+ * last cursor, and remembers each revoked lease until the lease itself would have expired.
+ */
+export class RevocationFeed {
+  #opts: RevocationFeedOptions;
+  #revoked = new Map<string, number>();
+  #cursor: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #failing = false;
+  #lastSuccess: Date | undefined;
+  #polling: Promise<void> | undefined;
+
+  constructor(opts: RevocationFeedOptions) {
+    this.#opts = opts;
+  }
+
+  isRevoked(leaseId: string): boolean {
+    return this.#revoked.has(leaseId);
+  }
+
+  status(): { entries: number; lastSuccessAt: string | null; failing: boolean } {
+    return { entries: this.#revoked.size, lastSuccessAt: this.#lastSuccess?.toISOString() ?? null, failing: this.#failing };
+  }
+
+  async load(): Promise<void> {
+    try {
+      const stored = StoredSchema.parse(JSON.parse(await readFile(this.#opts.file, 'utf8')));
+      this.#cursor = stored.cursor;
+      for (const r of stored.revoked) this.#revoked.set(r.lease_id, r.exp);
+      this.#prune();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn('revocation state unreadable; starting from the beginning', { err });
+    }
+  }
+
+  start(): void {
+    this.#running = true;
+    const tick = () => {
+      if (!this.#running) return;
+      this.#polling = this.pollOnce().finally(() => {
+        this.#polling = undefined;
+        if (this.#running) {
+          this.#timer = setTimeout(tick, this.#opts.intervalMs);
+          this.#timer.unref();
+        }
+      });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#polling;
+  }
+
+  /** One round: fetch every page after the cursor and apply it. Never throws. */
+  async pollOnce(): Promise<void> {
+    try {
+      let changed = false;
+      for (let page = 0; page < 100; page++) {
+        const feed = await this.#opts.client.revocations(this.#cursor);
+        for (const r of feed.revocations) {
+          if (!this.#revoked.has(r.lease_id)) changed = true;
+          this.#revoked.set(r.lease_id, r.exp);
+          this.#opts.onRevoked(r.lease_id);
+        }
+        const moved = feed.cursor !== this.#cursor;
+        if (moved) changed = true;
+        this.#cursor = feed.cursor;
+        if (feed.revocations.length === 0 || !moved) break;
+      }
+      if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
+      this.#failing = false;
+      this.#lastSuccess = this.#opts.clock.now();
+      if (this.#prune() || changed) await this.#save();
+    } catch (err) {
+      if (!this.#failing) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err });
+      this.#failing = true;
+    }
+  }
+
+  #prune(): boolean {
+    const now = Math.floor(this.#opts.clock.now().getTime() / 1000);
+    let pruned = false;
+    for (const [id, exp] of this.#revoked) {
+      if (exp < now) {
+        this.#revoked.delete(id);
+        pruned = true;
+      }
+    }
+    return pruned;
+  }
+
+  async #save(): Promise<void> {
+    const revoked = [...this.#revoked].map(([lease_id, exp]) => ({ lease_id, exp }));
+    try {
+      await writeFileAtomic(this.#opts.file, JSON.stringify({ cursor: this.#cursor, revoked }));
+    } catch (err) {
+      this.#opts.logger.warn('revocation state not written', { err });
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * A small Prometheus registry: labelled counters and gauges read at scrape time, rendered in
+ * the text exposition format (version 0.0.4).
+ */
+type Labels = Record<string, string>;
+
+const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const labelText = (l: Labels) => {
+  const parts = Object.entries(l).map(([k, v]) => `${k}="${escape(v)}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+};
+
+export class Counter {
+  #values = new Map<string, { labels: Labels; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+  inc(labels: Labels = {}, by = 1): void {
+    const key = labelText(labels);
+    const cur = this.#values.get(key);
+    if (cur) cur.value += by;
+    else this.#values.set(key, { labels, value: by });
+  }
+  get(labels: Labels = {}): number {
+    return this.#values.get(labelText(labels))?.value ?? 0;
+  }
+  render(): string[] {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const { labels, value } of this.#values.values()) out.push(`${this.name}${labelText(labels)} ${value}`);
+    return out;
+  }
+}
+
+export class Gauge {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly read: () => number | { labels: Labels; value: number }[],
+  ) {}
+  render(): string[] {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    const v = this.read();
+    if (typeof v === 'number') out.push(`${this.name} ${v}`);
+    else for (const { labels, value } of v) out.push(`${this.name}${labelText(labels)} ${value}`);
+    return out;
+  }
+}
+
+export class MetricsRegistry {
+  #metrics: (Counter | Gauge)[] = [];
+  counter(name: string, help: string): Counter {
+    const c = new Counter(name, help);
+    this.#metrics.push(c);
+    return c;
+  }
+  gauge(name: string, help: string, read: Gauge['read']): Gauge {
+    const g = new Gauge(name, help, read);
+    this.#metrics.push(g);
+    return g;
+  }
+  render(): string {
+    return `${this.#metrics.flatMap((m) => m.render()).join('\n')}\n`;
+  }
+}
+
+/** The relay's counters. Gauges are registered by createRelay, which owns the state they read. */
+export function createRelayMetrics(registry = new MetricsRegistry()) {
+  return {
+    registry,
+    authFailures: registry.counter('tunnel_node_auth_failures_total', 'Refused authentications by reason'),
+    authSuccesses: registry.counter('tunnel_node_auth_successes_total', 'Accepted authentications by lease kind'),
+    rateLimited: registry.counter('tunnel_node_rate_limited_connections_total', 'Connections dropped by the per-address auth failure limit'),
+    connections: registry.counter('tunnel_node_connections_total', 'Accepted TCP connections'),
+    refusedRequests: registry.counter('tunnel_node_refused_requests_total', 'Refused channel and global requests by type'),
+    channels: registry.counter('tunnel_node_bridged_channels_total', 'Bridged channels by outcome'),
+    bytes: registry.counter('tunnel_node_bytes_total', 'Bytes bridged by direction'),
+    leaseClosures: registry.counter('tunnel_node_lease_closures_total', 'Connections closed for lease expiry or revocation'),
+    renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
+    keepaliveTimeouts: registry.counter('tunnel_node_keepalive_timeouts_total', 'Connections dropped for missed keepalives'),
+  };
+}
+export type RelayMetrics = ReturnType<typeof createRelayMetrics>;

@@ -1,0 +1,213 @@
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { AuthRateLimiter } from './auth/rate-limit.js';
+import { createAuthenticator } from './auth/authenticate.js';
+import type { Config } from './config.js';
+import { RelayConnection, type RelayContext } from './connection.js';
+import type { ControlClient } from './control-client.js';
+import type { Clock, Ids } from './deps.js';
+import { EventReporter } from './events/reporter.js';
+import { VirtualListeners } from './forwarding/virtual-listeners.js';
+import { createHealthServer } from './health-server.js';
+import { LeaseRegistry } from './leases/lease-registry.js';
+import { RevocationFeed } from './leases/revocation-feed.js';
+import type { Logger } from './logger.js';
+import { createRelayMetrics } from './metrics.js';
+import { nativeCryptoAvailable } from './ssh2-internals.js';
+import { createSshServer } from './ssh-server.js';
+import { JwksCache } from './trust/jwks-cache.js';
+
+export interface RelayIdentity {
+  nodeId: string;
+  /** The control plane's issuer (lease `iss`), from enrollment. */
+  issuer: string;
+  /** OpenSSH private key file contents of the host key. */
+  hostKey: string;
+}
+
+export interface RelayDeps {
+  config: Readonly<Config>;
+  clock: Clock;
+  ids: Ids;
+  logger: Logger;
+  control: ControlClient;
+  identity: RelayIdentity;
+  version: string;
+}
+
+export interface Relay {
+  start(): Promise<{ ssh: AddressInfo; metrics: AddressInfo }>;
+  /** Graceful: stop accepting, let live channels drain (up to drainTimeout), close, report. */
+  stop(): Promise<void>;
+  health(): { ok: boolean } & Record<string, unknown>;
+  metricsText(): string;
+  /** Runs one revocation poll now (tests, and after start). */
+  pollRevocations(): Promise<void>;
+}
+
+const EGRESS_DRIVER = 'off' as const;
+
+export function createRelay(deps: RelayDeps): Relay {
+  const { config, clock, logger } = deps;
+  const metrics = createRelayMetrics();
+  const nativeCrypto = nativeCryptoAvailable();
+  const connections = new Set<RelayConnection>();
+  let draining = false;
+
+  const reporter = new EventReporter({ client: deps.control, logger, maxQueue: config.eventsQueueMax, intervalMs: config.eventsFlushMs });
+  const at = () => clock.now().toISOString();
+  const listeners = new VirtualListeners({
+    online: (exposure, port, sessionId) => {
+      logger.info('exposure online', { exposure, port, sessionId });
+      reporter.push({ type: 'exposure_online', at: at(), exposure, port, session_id: sessionId });
+    },
+    offline: (exposure, port) => {
+      logger.info('exposure offline', { exposure, port });
+      reporter.push({ type: 'exposure_offline', at: at(), exposure, port });
+    },
+  });
+  const registry = new LeaseRegistry({ clock, maxConnectionsPerLease: config.limits.connectionsPerLease });
+  const trust = new JwksCache({
+    client: deps.control,
+    file: join(config.dataDir, 'jwks.json'),
+    clock,
+    logger,
+    refreshMs: config.jwksRefreshMs,
+    minRefreshMs: config.jwksMinRefreshMs,
+  });
+  const revocations = new RevocationFeed({
+    client: deps.control,
+    clock,
+    logger,
+    intervalMs: config.revocationPollMs,
+    file: join(config.dataDir, 'revocations.json'),
+    onRevoked: (leaseId) => {
+      const closed = registry.revoke(leaseId);
+      if (closed > 0) logger.info('revoked lease closed connections', { leaseId, connections: closed });
+    },
+  });
+  const rateLimiter = new AuthRateLimiter({ perMinute: config.limits.authFailuresPerMinute, clock });
+  const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
+
+  const ctx: RelayContext = { config, clock, ids: deps.ids, logger, metrics, auth, rateLimiter, registry, listeners, reporter, draining: () => draining };
+
+  const ssh = createSshServer({
+    hostKey: deps.identity.hostKey,
+    keepaliveIntervalMs: config.keepaliveIntervalMs,
+    keepaliveCountMax: config.keepaliveCountMax,
+    logger,
+    admit: (sock) => {
+      const ip = sock.remoteAddress ?? '';
+      if (draining) return false;
+      if (rateLimiter.blocked(ip)) {
+        metrics.rateLimited.inc();
+        logger.warn('connection dropped: too many failed authentications', { remote: ip });
+        return false;
+      }
+      metrics.connections.inc();
+      return true;
+    },
+    onConnection: (conn, info) => {
+      connections.add(new RelayConnection(ctx, conn, info, (c) => connections.delete(c)));
+    },
+  });
+
+  const activeChannels = () => [...connections].reduce((n, c) => n + c.activeChannels, 0);
+  const r = metrics.registry;
+  r.gauge('tunnel_node_connections', 'Open SSH connections', () => connections.size);
+  r.gauge('tunnel_node_exposures_online', 'Virtual listeners online', () => listeners.count);
+  r.gauge('tunnel_node_active_channels', 'Bridged channels open now', activeChannels);
+  r.gauge('tunnel_node_native_crypto', '1 when ssh2 native crypto binding is loaded', () => (nativeCrypto ? 1 : 0));
+  r.gauge('tunnel_node_jwks_keys', 'Keys in the cached JWKS', () => trust.status().keys);
+  r.gauge('tunnel_node_revocations_known', 'Revoked leases remembered', () => revocations.status().entries);
+  r.gauge('tunnel_node_events_queued', 'Connection events waiting to be sent', () => reporter.queued);
+  r.gauge('tunnel_node_events_dropped_total', 'Connection events dropped because the queue was full', () => reporter.dropped);
+
+  const health = () => {
+    const jwks = trust.status();
+    return {
+      ok: jwks.keys > 0 && !draining,
+      status: draining ? 'draining' : jwks.keys > 0 ? 'ok' : 'no_trust',
+      node_id: deps.identity.nodeId,
+      version: deps.version,
+      native_crypto: nativeCrypto,
+      egress_driver: EGRESS_DRIVER,
+      jwks,
+      revocations: revocations.status(),
+      connections: connections.size,
+      exposures: listeners.online(),
+      events: { queued: reporter.queued, dropped: reporter.dropped },
+    };
+  };
+  const healthServer = createHealthServer({ health, metrics: () => r.render() });
+
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  let heartbeatFailing = false;
+  const heartbeat = async () => {
+    try {
+      await deps.control.heartbeat({
+        version: deps.version,
+        native_crypto: nativeCrypto,
+        egress_driver: EGRESS_DRIVER,
+        connections: connections.size,
+        exposures: listeners.online(),
+      });
+      if (heartbeatFailing) logger.info('heartbeat recovered');
+      heartbeatFailing = false;
+    } catch (err) {
+      if (!heartbeatFailing) logger.warn('heartbeat failed', { err });
+      heartbeatFailing = true;
+    }
+  };
+
+  return {
+    async start() {
+      if (!nativeCrypto) logger.warn('ssh2 native crypto binding not loaded: throughput is about a third lower', {});
+      logger.warn('egress driver is off: egress leases are refused (not implemented yet)', { egressDriver: EGRESS_DRIVER });
+      await trust.init();
+      if (!trust.snapshot) logger.error('no JWKS available (control plane unreachable and no cached copy): every client will be refused until one is fetched', {});
+      await revocations.load();
+      await revocations.pollOnce();
+      revocations.start();
+      trust.start();
+      reporter.start();
+      void heartbeat();
+      heartbeatTimer = setInterval(() => void heartbeat(), config.heartbeatMs);
+      heartbeatTimer.unref();
+      const sshAddr = await ssh.listen(config.listen.host, config.listen.port);
+      const metricsAddr = await healthServer.listen(config.metricsListen.host, config.metricsListen.port);
+      logger.info('relay ready', {
+        nodeId: deps.identity.nodeId,
+        ssh: `${sshAddr.address}:${sshAddr.port}`,
+        metrics: `${metricsAddr.address}:${metricsAddr.port}`,
+        nativeCrypto,
+      });
+      return { ssh: sshAddr, metrics: metricsAddr };
+    },
+
+    async stop() {
+      if (draining) return;
+      draining = true;
+      logger.info('relay draining', { connections: connections.size, channels: activeChannels() });
+      await ssh.stopAccepting();
+      const deadline = Date.now() + config.drainTimeoutMs;
+      while (activeChannels() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+      const left = activeChannels();
+      for (const c of connections) c.end('shutdown');
+      const closing = Promise.all([...connections].map((c) => c.closed));
+      await Promise.race([closing, new Promise((res) => setTimeout(res, 3000).unref())]);
+      for (const c of connections) c.end('shutdown', true);
+      if (heartbeatTimer) clearInterval(heartbeatTimer);
+      registry.close();
+      trust.stop();
+      await revocations.stop();
+      await reporter.stop();
+      await healthServer.close();
+      logger.info('relay stopped', { channelsCutAtDeadline: left, eventsSent: reporter.sent, eventsDropped: reporter.dropped });
+    },
+
+    health,
+    metricsText: () => r.render(),
+    pollRevocations: () => revocations.pollOnce(),
+  };
+}

@@ -1,0 +1,141 @@
+import { readFile } from 'node:fs/promises';
+import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import { JWK_USE_LEASE, JWK_USE_SSH_CA, JwksSchema, jwkPublicKeyBytes, type Jwks } from '../../protocol/jwks.js';
+import { encodePublicKeyBlob } from '../../protocol/ssh-key.js';
+import type { ControlClient } from '../control-client.js';
+import type { Clock } from '../deps.js';
+import { writeFileAtomic } from '../fs-atomic.js';
+import type { Logger } from '../logger.js';
+
+/** The verification material derived from one JWKS document. */
+export interface TrustSnapshot {
+  jwks: Jwks;
+  /** `ssh-ed25519` blobs of the keys with use "ssh-ca". */
+  caBlobs: Buffer[];
+  /** Lease-signing keys (use "sig") only, for jose. */
+  leaseKeys: JWTVerifyGetKey;
+  kids: ReadonlySet<string>;
+}
+
+export type JwksSource = 'none' | 'disk' | 'network';
+
+export interface JwksCacheOptions {
+  client: Pick<ControlClient, 'fetchJwks'>;
+  /** Where the last good copy is kept. */
+  file: string;
+  clock: Clock;
+  logger: Logger;
+  /** Scheduled refresh interval. */
+  refreshMs: number;
+  /** Minimum time between refreshes triggered by an unknown key. */
+  minRefreshMs: number;
+}
+
+function snapshot(jwks: Jwks): TrustSnapshot {
+  const sig = jwks.keys.filter((k) => k.use === JWK_USE_LEASE);
+  return {
+    jwks,
+    caBlobs: jwks.keys.filter((k) => k.use === JWK_USE_SSH_CA).map((k) => encodePublicKeyBlob(jwkPublicKeyBytes(k))),
+    leaseKeys: createLocalJWKSet({ keys: sig }),
+    kids: new Set(jwks.keys.map((k) => k.kid)),
+  };
+}
+
+/**
+ * The relay's only trust document. Loads the last good copy from disk, refreshes it on a
+ * schedule and when a client presents a key it does not know (rate limited), and keeps
+ * serving the last good copy while the control plane is unreachable.
+ */
+export class JwksCache {
+  #opts: JwksCacheOptions;
+  #snap: TrustSnapshot | undefined;
+  #source: JwksSource = 'none';
+  #fetchedAt: Date | undefined;
+  #lastAttempt = -Infinity;
+  #inflight: Promise<boolean> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastError: string | undefined;
+
+  constructor(opts: JwksCacheOptions) {
+    this.#opts = opts;
+  }
+
+  get snapshot(): TrustSnapshot | undefined {
+    return this.#snap;
+  }
+
+  status(): { source: JwksSource; fetchedAt: string | null; keys: number; lastError: string | null } {
+    return {
+      source: this.#source,
+      fetchedAt: this.#fetchedAt?.toISOString() ?? null,
+      keys: this.#snap?.jwks.keys.length ?? 0,
+      lastError: this.#lastError ?? null,
+    };
+  }
+
+  /** Loads the disk copy, then tries the network once. Never throws: check `snapshot`. */
+  async init(): Promise<void> {
+    try {
+      const stored = JSON.parse(await readFile(this.#opts.file, 'utf8')) as { fetched_at?: string; jwks?: unknown };
+      const jwks = JwksSchema.parse(stored.jwks);
+      this.#snap = snapshot(jwks);
+      this.#source = 'disk';
+      this.#fetchedAt = stored.fetched_at ? new Date(stored.fetched_at) : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn('jwks cache file unreadable', { err });
+    }
+    await this.refresh();
+  }
+
+  /** Fetches now (coalescing concurrent calls). Returns true when a new copy is in use. */
+  refresh(): Promise<boolean> {
+    this.#inflight ??= this.#fetch().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  /**
+   * Called when a certificate or token names a key we do not hold. Refreshes at most once
+   * per `minRefreshMs`; returns true when the trust document changed.
+   */
+  async refreshForUnknownKey(): Promise<boolean> {
+    if (this.#inflight) return this.#inflight;
+    const now = this.#opts.clock.now().getTime();
+    if (now - this.#lastAttempt < this.#opts.minRefreshMs) return false;
+    return this.refresh();
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.refresh(), this.#opts.refreshMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  async #fetch(): Promise<boolean> {
+    this.#lastAttempt = this.#opts.clock.now().getTime();
+    let jwks: Jwks;
+    try {
+      jwks = await this.#opts.client.fetchJwks();
+    } catch (err) {
+      this.#lastError = (err as { code?: string }).code ?? 'FETCH_FAILED';
+      this.#opts.logger.warn('jwks refresh failed; keeping the last good copy', { err, source: this.#source });
+      return false;
+    }
+    const changed = JSON.stringify(jwks) !== JSON.stringify(this.#snap?.jwks);
+    this.#snap = changed || !this.#snap ? snapshot(jwks) : this.#snap;
+    this.#source = 'network';
+    this.#fetchedAt = this.#opts.clock.now();
+    this.#lastError = undefined;
+    try {
+      await writeFileAtomic(this.#opts.file, JSON.stringify({ fetched_at: this.#fetchedAt.toISOString(), jwks }, null, 2));
+    } catch (err) {
+      this.#opts.logger.warn('jwks cache file not written', { err });
+    }
+    if (changed) this.#opts.logger.info('jwks updated', { kids: jwks.keys.map((k) => k.kid) });
+    return changed;
+  }
+}
