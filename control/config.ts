@@ -1,0 +1,172 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+/**
+ * Configuration of `tunnel-control`, read once at start from flags, then `TUNNEL_*` environment
+ * (and `DATABASE_URL`), then defaults. The only place that reads process.env for the control plane.
+ */
+export interface ControlConfig {
+  command: 'serve' | 'rotate-keys' | 'create-user' | 'help';
+  listenHost: string;
+  listenPort: number;
+  publicUrl: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  masterKey: Buffer | undefined;
+  masterKeyFile: string | undefined;
+  maxLeaseTtl: number;
+  trustProxy: boolean;
+  /** create-user */
+  userName?: string;
+  userRole?: 'admin' | 'member';
+  userPassword?: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+export const CONTROL_USAGE = `Usage: tunnel-control [serve] [options]
+       tunnel-control rotate-keys [options]            publish new signing and CA keys (old ones keep verifying)
+       tunnel-control create-user NAME [--admin]       create a user; password from TUNNEL_PASSWORD or --password-stdin
+
+Runs the Tunnel control plane: accounts, exposures, relay nodes, leases and OpenSSH certificates.
+
+Options (environment variable in brackets):
+  --listen HOST:PORT     where to serve HTTP [TUNNEL_LISTEN] (default 127.0.0.1:8080)
+  --public-url URL       URL clients and relays use to reach this API; also the token issuer
+                         [TUNNEL_PUBLIC_URL] (default http://<listen>)
+  --data-dir DIR         embedded database and master key [TUNNEL_DATA_DIR] (default ~/.local/share/tunnel-control)
+  --database-url URL     use this Postgres instead of the embedded database [DATABASE_URL]
+  --master-key-file F    32-byte key (base64 or hex) that encrypts private keys at rest
+                         [TUNNEL_MASTER_KEY_FILE, or the key itself in TUNNEL_MASTER_KEY]
+  --max-lease-ttl SECS   cap on any lease's life [TUNNEL_MAX_LEASE_TTL] (default 86400)
+  --trust-proxy          take the client address from X-Forwarded-For [TUNNEL_TRUST_PROXY=1]
+  -h, --help             show this help
+
+Example:
+  tunnel-control --listen 0.0.0.0:8080 --public-url https://tunnel.example.com
+`;
+
+const HostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'must be HOST:PORT, for example 127.0.0.1:8080');
+
+function parseMasterKey(text: string, source: string): Buffer {
+  const t = text.trim();
+  const buf = /^[0-9a-fA-F]{64}$/.test(t) ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64');
+  if (buf.length !== 32) {
+    throw new ConfigError(`${source} must hold 32 bytes as base64 or hex; make one with: openssl rand -base64 32`);
+  }
+  return buf;
+}
+
+export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readStdin?: () => string): Readonly<ControlConfig> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        listen: { type: 'string' },
+        'public-url': { type: 'string' },
+        'data-dir': { type: 'string' },
+        'database-url': { type: 'string' },
+        'master-key-file': { type: 'string' },
+        'max-lease-ttl': { type: 'string' },
+        'trust-proxy': { type: 'boolean' },
+        admin: { type: 'boolean' },
+        'password-stdin': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}; see tunnel-control --help`);
+  }
+  const { values: v, positionals } = parsed;
+  const cmd = positionals[0] ?? 'serve';
+  if (v.help || cmd === 'help') return Object.freeze({ ...defaults(env), command: 'help' as const });
+  if (!['serve', 'rotate-keys', 'create-user'].includes(cmd)) {
+    throw new ConfigError(`unknown command "${cmd}"; see tunnel-control --help`);
+  }
+
+  const listen = HostPort.safeParse(v.listen ?? env.TUNNEL_LISTEN ?? '127.0.0.1:8080');
+  if (!listen.success) throw new ConfigError(`--listen ${listen.error.issues[0]?.message}`);
+  const m = /^(.*):(\d+)$/.exec(listen.data)!;
+  const listenHost = m[1]!.replace(/^\[|\]$/g, '');
+  const listenPort = Number(m[2]);
+  if (listenPort > 65535) throw new ConfigError('--listen port must be at most 65535');
+
+  const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `http://${listenHost === '0.0.0.0' ? '127.0.0.1' : listen.data.replace(/:\d+$/, '')}:${listenPort}`;
+  let publicUrl: string;
+  try {
+    const u = new URL(publicUrlRaw);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    if (u.search || u.hash) throw new Error('query');
+    publicUrl = u.toString().replace(/\/$/, '');
+  } catch {
+    throw new ConfigError(`--public-url "${publicUrlRaw}" must be an http(s) URL without query, e.g. https://tunnel.example.com`);
+  }
+
+  const ttlRaw = v['max-lease-ttl'] ?? env.TUNNEL_MAX_LEASE_TTL ?? '86400';
+  const maxLeaseTtl = Number(ttlRaw);
+  if (!Number.isInteger(maxLeaseTtl) || maxLeaseTtl < 60 || maxLeaseTtl > 31 * 86400) {
+    throw new ConfigError(`--max-lease-ttl must be whole seconds between 60 and ${31 * 86400}`);
+  }
+
+  const databaseUrl = v['database-url'] ?? env.DATABASE_URL ?? undefined;
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must start with postgres:// (unset it to use the embedded database)');
+  }
+  const masterKeyFile = v['master-key-file'] ?? env.TUNNEL_MASTER_KEY_FILE ?? undefined;
+  const masterKey = env.TUNNEL_MASTER_KEY ? parseMasterKey(env.TUNNEL_MASTER_KEY, 'TUNNEL_MASTER_KEY') : undefined;
+  if (databaseUrl && !masterKey && !masterKeyFile) {
+    throw new ConfigError(
+      'with DATABASE_URL every replica needs the same master key: set TUNNEL_MASTER_KEY or TUNNEL_MASTER_KEY_FILE (openssl rand -base64 32)',
+    );
+  }
+
+  const cfg: ControlConfig = {
+    ...defaults(env),
+    command: cmd as ControlConfig['command'],
+    listenHost,
+    listenPort,
+    publicUrl,
+    dataDir: v['data-dir'] ?? env.TUNNEL_DATA_DIR ?? defaults(env).dataDir,
+    databaseUrl,
+    masterKey,
+    masterKeyFile,
+    maxLeaseTtl,
+    trustProxy: v['trust-proxy'] ?? ['1', 'true', 'yes'].includes((env.TUNNEL_TRUST_PROXY ?? '').toLowerCase()),
+  };
+  if (cmd === 'create-user') {
+    const name = positionals[1];
+    if (!name || !/^[a-z][a-z0-9._-]{0,63}$/.test(name)) {
+      throw new ConfigError('create-user needs a NAME matching [a-z][a-z0-9._-]{0,63}');
+    }
+    const password = v['password-stdin'] && readStdin ? readStdin().replace(/\r?\n$/, '') : env.TUNNEL_PASSWORD;
+    if (!password || password.length < 12) {
+      throw new ConfigError('create-user needs a password of at least 12 characters in TUNNEL_PASSWORD or on stdin with --password-stdin');
+    }
+    Object.assign(cfg, { userName: name, userRole: v.admin ? 'admin' : 'member', userPassword: password });
+  }
+  return Object.freeze(cfg);
+}
+
+function defaults(env: NodeJS.ProcessEnv): ControlConfig {
+  const dataHome = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
+  return {
+    command: 'serve',
+    listenHost: '127.0.0.1',
+    listenPort: 8080,
+    publicUrl: 'http://127.0.0.1:8080',
+    dataDir: join(dataHome, 'tunnel-control'),
+    databaseUrl: undefined,
+    masterKey: undefined,
+    masterKeyFile: undefined,
+    maxLeaseTtl: 86400,
+    trustProxy: false,
+  };
+}

@@ -1,0 +1,44 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../lib/logger.js';
+import { ConfigError } from '../config.js';
+
+/**
+ * The key that seals private keys at rest: given (env or file), or, in the embedded default,
+ * a file `master.key` in the data directory created with mode 0600 (with a warning, since the
+ * key then sits next to the data it protects).
+ */
+export function resolveMasterKey(
+  cfg: { masterKey: Buffer | undefined; masterKeyFile: string | undefined; dataDir: string },
+  logger: Logger,
+): Buffer {
+  if (cfg.masterKey) return cfg.masterKey;
+  if (cfg.masterKeyFile) return readKeyFile(cfg.masterKeyFile);
+  const path = join(cfg.dataDir, 'master.key');
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    logger.warn('created a master key next to the embedded database; set TUNNEL_MASTER_KEY_FILE to keep it elsewhere', { path });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    chmodSync(path, 0o600);
+    logger.warn('master key file was readable by others; reset its mode to 0600', { path });
+  }
+  return readKeyFile(path);
+}
+
+function readKeyFile(path: string): Buffer {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (cause) {
+    throw new ConfigError(`cannot read the master key file ${path}: ${(cause as Error).message}`);
+  }
+  const buf = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+  if (buf.length !== 32) throw new ConfigError(`master key file ${path} must hold 32 bytes as base64 or hex`);
+  return buf;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { eq } from 'drizzle-orm';
+import { ConfigError, CONTROL_USAGE, loadControlConfig } from './config.js';
+import { jsonLogger } from './lib/logger.js';
+import { buildDeps, openDb, startControl } from './server.js';
+import { users } from './db/schema/index.js';
+
+const logger = jsonLogger((line) => process.stderr.write(line), { component: 'control' });
+
+async function main(): Promise<number> {
+  const cfg = loadControlConfig(process.argv.slice(2), process.env, () => readFileSync(0, 'utf8'));
+  if (cfg.command === 'help') {
+    process.stdout.write(CONTROL_USAGE);
+    return 0;
+  }
+  if (cfg.command === 'rotate-keys' || cfg.command === 'create-user') {
+    const opened = await openDb(cfg);
+    try {
+      const deps = buildDeps(cfg, opened, logger);
+      if (cfg.command === 'rotate-keys') {
+        const sig = await deps.keys.rotate('sig');
+        const ca = await deps.keys.rotate('ssh-ca');
+        process.stdout.write(`published new keys ${sig} and ${ca}; they start signing in 15 minutes\n`);
+      } else {
+        const [exists] = await deps.db.select().from(users).where(eq(users.name, cfg.userName!)).limit(1);
+        if (exists) throw new ConfigError(`user "${cfg.userName}" already exists`);
+        await deps.db.insert(users).values({
+          id: deps.ids.id('usr'),
+          name: cfg.userName!,
+          role: cfg.userRole!,
+          passwordHash: await deps.passwords.hash(cfg.userPassword!),
+          createdAt: deps.clock.now(),
+        });
+        process.stdout.write(`created ${cfg.userRole} ${cfg.userName}\n`);
+      }
+      return 0;
+    } finally {
+      await opened.close();
+    }
+  }
+
+  const control = await startControl(cfg, logger);
+  if (control.setupCode) {
+    // The bootstrap secret is printed once, on purpose, and never logged as a field.
+    process.stderr.write(
+      `\nNo users yet. Create the first admin within this run with the one-time setup code:\n\n` +
+        `  curl -sS -X POST ${cfg.publicUrl}/v1/setup -H 'content-type: application/json' \\\n` +
+        `    -d '{"setup_code":"${control.setupCode}","name":"admin","password":"<at least 12 characters>"}'\n\n` +
+        `(or: tunnel-control create-user admin --admin with TUNNEL_PASSWORD set)\n\n`,
+    );
+  }
+  process.stderr.write(`Tunnel control plane ready at ${cfg.publicUrl} (API docs: ${cfg.publicUrl}/docs)\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info('shutting down', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await control.close();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tunnel-control: ${err.message}\n`);
+      process.exit(2);
+    }
+    logger.error('fatal error at start', { err });
+    process.stderr.write(`tunnel-control: ${(err as Error).message ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

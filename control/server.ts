@@ -1,0 +1,89 @@
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createApp } from './app.js';
+import type { ControlConfig } from './config.js';
+import { DEFAULT_SETTINGS, type Deps } from './deps.js';
+import { openDatabase, type OpenedDb } from './db/client.js';
+import { DbKeyStore } from './keys/db-key-store.js';
+import { resolveMasterKey } from './keys/master-key.js';
+import { systemClock } from './lib/clock.js';
+import { randomIds } from './lib/ids.js';
+import type { Logger } from './lib/logger.js';
+import { Metrics } from './http/metrics.js';
+import { scryptHasher } from './auth/passwords.js';
+import { prepareSetupCode } from './auth/setup-code.js';
+
+export interface RunningControl {
+  url: string;
+  port: number;
+  deps: Deps;
+  /** The one-time setup code when no user exists yet (print it once). */
+  setupCode: string | null;
+  close(): Promise<void>;
+}
+
+const KEY_CHECK_MS = 3600_000;
+
+/** Builds deps from config, migrates, ensures keys, and serves the app. */
+export async function startControl(cfg: ControlConfig, logger: Logger): Promise<RunningControl> {
+  const opened = await openDb(cfg);
+  const deps = buildDeps(cfg, opened, logger);
+  await deps.keys.ensure();
+  const setupCode = await prepareSetupCode(deps);
+  const app = createApp(deps);
+
+  const server: ServerType = await new Promise((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: cfg.listenHost, port: cfg.listenPort }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const keyTimer = setInterval(() => {
+    deps.keys.ensure().catch((err) => logger.error('key rotation check failed', { err }));
+  }, KEY_CHECK_MS);
+  keyTimer.unref();
+  logger.info('control plane listening', {
+    listen: `${cfg.listenHost}:${port}`,
+    public_url: cfg.publicUrl,
+    database: opened.driver,
+  });
+  return {
+    url: `http://${cfg.listenHost.includes(':') ? `[${cfg.listenHost}]` : cfg.listenHost}:${port}`,
+    port,
+    deps,
+    setupCode,
+    async close() {
+      clearInterval(keyTimer);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      });
+      await opened.close();
+    },
+  };
+}
+
+async function openDb(cfg: ControlConfig): Promise<OpenedDb> {
+  return openDatabase({ url: cfg.databaseUrl, dataDir: join(cfg.dataDir, 'db') });
+}
+
+export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger): Deps {
+  const masterKey = resolveMasterKey(cfg, logger);
+  return {
+    db: opened.db,
+    clock: systemClock,
+    ids: randomIds,
+    keys: new DbKeyStore({ db: opened.db, clock: systemClock, ids: randomIds, masterKey }),
+    logger,
+    metrics: new Metrics(),
+    passwords: scryptHasher(),
+    settings: {
+      ...DEFAULT_SETTINGS,
+      issuer: cfg.publicUrl,
+      maxLeaseTtl: cfg.maxLeaseTtl,
+      trustProxy: cfg.trustProxy,
+    },
+  };
+}
+
+export { openDb };
