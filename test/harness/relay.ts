@@ -1,0 +1,300 @@
+/**
+ * Harness for relay component tests: a fake control plane (in-process HTTP on 127.0.0.1:0
+ * serving the node routes from memory), lease minting with the real issuer, and an
+ * in-process relay started through the same code path as tunnel-node.
+ */
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EventEmitter } from 'node:events';
+import { buildJwks, issueLease, type IssueLeaseInput } from '../../control/ca/lease-issuer.js';
+import type { SigningKey } from '../../control/keys/key-store.js';
+import type { ConnectionEvent } from '../../protocol/api-types.js';
+import type { Jwks } from '../../protocol/jwks.js';
+import { parsePublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { parseConfig } from '../../node/config.js';
+import { createControlClient } from '../../node/control-client.js';
+import { randomIds, systemClock, type Clock } from '../../node/deps.js';
+import { ensureEnrolled, loadOrCreateHostKey } from '../../node/enrollment.js';
+import type { LogFields, Logger } from '../../node/logger.js';
+import { createRelay, type Relay } from '../../node/relay.js';
+
+/** The directory holding package.json (works from the TS sources and from dist/). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json not found above the harness');
+    dir = up;
+  }
+  return dir;
+}
+
+export function signingKey(kid: string): SigningKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return { kid, privateKey, publicKey };
+}
+
+export interface FakeControl {
+  url: string;
+  issuer: string;
+  nodeId: string;
+  enrollToken: string;
+  keys: { lease: SigningKey; ca: SigningKey };
+  jwks: Jwks;
+  events: ConnectionEvent[];
+  heartbeats: unknown[];
+  /** Emits 'events' when a batch arrives. */
+  emitter: EventEmitter;
+  revoke(leaseId: string, exp: number): void;
+  requests: { jwks: number };
+  stop(): Promise<void>;
+}
+
+export async function startFakeControl(): Promise<FakeControl> {
+  const keys = { lease: signingKey('lease-1'), ca: signingKey('ca-1') };
+  const nodeId = `node_${randomBytes(4).toString('hex')}`;
+  const nodeToken = `nt_${randomBytes(16).toString('hex')}`;
+  const enrollToken = `et_${randomBytes(16).toString('hex')}`;
+  const revocations: { lease_id: string; exp: number }[] = [];
+  const emitter = new EventEmitter();
+  const fc = {
+    issuer: '',
+    url: '',
+    nodeId,
+    enrollToken,
+    keys,
+    jwks: buildJwks([
+      { kid: keys.lease.kid, publicKey: keys.lease.publicKey, use: 'sig' },
+      { kid: keys.ca.kid, publicKey: keys.ca.publicKey, use: 'ssh-ca' },
+    ]),
+    events: [] as ConnectionEvent[],
+    heartbeats: [] as unknown[],
+    emitter,
+    requests: { jwks: 0 },
+    revoke(leaseId: string, exp: number) {
+      revocations.push({ lease_id: leaseId, exp });
+    },
+    stop: async () => {},
+  };
+  const send = (res: ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': status >= 400 ? 'application/problem+json' : 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const problem = (res: ServerResponse, status: number, code: string) =>
+    send(res, status, { type: 'about:blank', title: code, status, code, request_id: 'req_fake' });
+  const readJson = async (req: IncomingMessage): Promise<unknown> => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  };
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const authed = req.headers.authorization === `Bearer ${nodeToken}`;
+      if (req.method === 'GET' && url.pathname === '/.well-known/jwks.json') {
+        fc.requests.jwks++;
+        return send(res, 200, fc.jwks);
+      }
+      if (req.method === 'POST' && url.pathname === '/v1/nodes/enroll') {
+        const body = (await readJson(req)) as { token?: string; host_key?: string };
+        if (body.token !== enrollToken) return problem(res, 401, 'TOKEN_INVALID');
+        parsePublicKeyLine(body.host_key ?? '');
+        return send(res, 200, { node_id: nodeId, name: 'relay-test', node_token: nodeToken, issuer: fc.issuer });
+      }
+      if (!url.pathname.startsWith('/v1/nodes/self/')) return problem(res, 404, 'NOT_FOUND');
+      if (!authed) return problem(res, 401, 'UNAUTHENTICATED');
+      if (req.method === 'POST' && url.pathname === '/v1/nodes/self/heartbeat') {
+        fc.heartbeats.push(await readJson(req));
+        return send(res, 200, { server_time: new Date().toISOString() });
+      }
+      if (req.method === 'GET' && url.pathname === '/v1/nodes/self/revocations') {
+        const after = Number(url.searchParams.get('after') ?? '0');
+        return send(res, 200, { cursor: String(revocations.length), revocations: revocations.slice(after) });
+      }
+      if (req.method === 'POST' && url.pathname === '/v1/nodes/self/events') {
+        const body = (await readJson(req)) as { events: ConnectionEvent[] };
+        fc.events.push(...body.events);
+        emitter.emit('events', body.events);
+        return send(res, 202, {});
+      }
+      return problem(res, 404, 'NOT_FOUND');
+    })().catch(() => problem(res, 500, 'INTERNAL'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  fc.url = `http://127.0.0.1:${port}`;
+  fc.issuer = fc.url;
+  fc.stop = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return fc;
+}
+
+export type Grant = IssueLeaseInput['grant'];
+
+export interface MintOptions {
+  grant: Grant;
+  clientPublicKey: KeyObject;
+  user?: string;
+  nodeId?: string;
+  ttlSeconds?: number;
+  notBefore?: Date;
+  keys?: { lease: SigningKey; ca: SigningKey };
+  issuer?: string;
+}
+
+let leaseCounter = 0;
+
+/** Mints a lease and its certificate with the real issuer (control/ca/lease-issuer.ts). */
+export async function mintLease(fc: FakeControl, o: MintOptions) {
+  const notBefore = o.notBefore ?? new Date();
+  const leaseId = `lease_${++leaseCounter}_${randomBytes(4).toString('hex')}`;
+  return issueLease(o.keys ?? fc.keys, {
+    issuer: o.issuer ?? fc.issuer,
+    leaseId,
+    serial: randomBytes(8).readBigUInt64BE(),
+    userId: `usr_${o.user ?? 'alice'}`,
+    userName: o.user ?? 'alice',
+    nodeId: o.nodeId ?? fc.nodeId,
+    grant: o.grant,
+    clientPublicKey: rawPublicKey(o.clientPublicKey),
+    notBefore,
+    expiresAt: new Date(notBefore.getTime() + (o.ttlSeconds ?? 600) * 1000),
+  });
+}
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  fields: LogFields;
+}
+
+/** A logger that keeps lines and lets tests wait for one (events, not sleeps). */
+export class TestLogger extends EventEmitter implements Logger {
+  lines: LogLine[] = [];
+  #base: LogFields;
+  #root: TestLogger;
+  constructor(base: LogFields = {}, root?: TestLogger) {
+    super();
+    this.#base = base;
+    this.#root = root ?? this;
+  }
+  #emit(level: string, msg: string, fields: LogFields = {}) {
+    const line = { level, msg, fields: { ...this.#base, ...fields } };
+    this.#root.lines.push(line);
+    this.#root.emit('line', line);
+    if (process.env.TUNNEL_TEST_LOG) process.stderr.write(`${JSON.stringify(line)}\n`);
+  }
+  info(msg: string, fields?: LogFields) {
+    this.#emit('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields) {
+    this.#emit('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields) {
+    this.#emit('error', msg, fields);
+  }
+  child(fields: LogFields): Logger {
+    return new TestLogger({ ...this.#base, ...fields }, this.#root);
+  }
+  /** Resolves with the first line (already logged after `since`, or future) matching. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 20_000, since = 0): Promise<LogLine> {
+    const hit = this.lines.slice(since).find(pred);
+    if (hit) return Promise.resolve(hit);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('line', on);
+        reject(new Error(`timed out waiting for a log line (${timeoutMs} ms)`));
+      }, timeoutMs);
+      const on = (l: LogLine) => {
+        if (!pred(l)) return;
+        clearTimeout(timer);
+        this.off('line', on);
+        resolve(l);
+      };
+      this.on('line', on);
+    });
+  }
+}
+
+export interface StartedRelay {
+  relay: Relay;
+  port: number;
+  metricsPort: number;
+  hostKeyLine: string;
+  dataDir: string;
+  logger: TestLogger;
+  stop(): Promise<void>;
+}
+
+/** Starts a relay in-process against `fc`, enrolling on first use of `dataDir`. */
+export async function startRelay(
+  fc: Pick<FakeControl, 'url' | 'enrollToken'>,
+  opts: { dataDir?: string; args?: string[]; clock?: Clock; logger?: TestLogger } = {},
+): Promise<StartedRelay> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'tunnel-node-')));
+  const parsed = parseConfig(
+    [
+      '--control-url', fc.url,
+      '--data-dir', dataDir,
+      '--listen', '127.0.0.1:0',
+      '--metrics-listen', '127.0.0.1:0',
+      '--advertise', '127.0.0.1:2222',
+      '--enroll-token', fc.enrollToken,
+      '--auth-failures-per-minute', '10000',
+      '--drain-timeout', '2s',
+      ...(opts.args ?? []),
+    ],
+    {},
+  );
+  if (parsed.kind !== 'run') throw new Error('unexpected help');
+  const config = parsed.config;
+  const logger = opts.logger ?? new TestLogger();
+  const credential: { token?: string } = {};
+  const control = createControlClient({ baseUrl: config.controlUrl, nodeToken: () => credential.token, timeoutMs: 2000 });
+  const hostKey = await loadOrCreateHostKey(dataDir, logger);
+  const state = await ensureEnrolled({
+    dataDir,
+    controlUrl: config.controlUrl,
+    enrollToken: config.enrollToken,
+    advertise: config.advertise,
+    hostKeyLine: hostKey.publicKeyLine,
+    control,
+    logger,
+  });
+  credential.token = state.node_token;
+  const relay = createRelay({
+    config,
+    clock: opts.clock ?? systemClock,
+    ids: randomIds,
+    logger,
+    control,
+    identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
+    version: 'test',
+  });
+  const addrs = await relay.start();
+  return {
+    relay,
+    port: addrs.ssh.port,
+    metricsPort: addrs.metrics.port,
+    hostKeyLine: hostKey.publicKeyLine,
+    dataDir,
+    logger,
+    stop: async () => {
+      await relay.stop();
+      await control.close();
+    },
+  };
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
