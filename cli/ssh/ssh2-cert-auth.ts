@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { KeyObject } from 'node:crypto';
 import type { Client, ParsedKey } from 'ssh2';
+import type * as Ssh2 from 'ssh2';
 import { CERT_KEY_TYPE } from '../../protocol/ssh-cert.js';
 import { ED25519_KEY_TYPE, formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
 import { SshWriter } from '../../protocol/ssh-wire.js';
@@ -18,7 +19,7 @@ import { SshWriter } from '../../protocol/ssh-wire.js';
  */
 
 const require = createRequire(import.meta.url);
-const ssh2 = require('ssh2') as typeof import('ssh2');
+const ssh2 = require('ssh2') as typeof Ssh2;
 const Protocol = require('ssh2/lib/protocol/Protocol.js') as { prototype: Record<string, unknown> };
 const { sendPacket } = require('ssh2/lib/protocol/utils.js') as { sendPacket: (proto: unknown, packet: Buffer) => void };
 
