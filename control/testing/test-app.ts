@@ -26,11 +26,17 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface TestAppOptions {
+  databaseUrl?: string;
+  settings?: Partial<AppSettings>;
+  clock?: Clock;
+}
+
 /**
  * An in-process control plane on a fresh database: PGlite in memory by default, or the Postgres at
  * `databaseUrl` (tests that share one cluster pass a fresh database per app).
  */
-export async function createTestApp(opts: { databaseUrl?: string; settings?: Partial<AppSettings>; clock?: Clock } = {}): Promise<TestApp> {
+export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const opened = await openDatabase({ url: opts.databaseUrl, dataDir: 'memory://' });
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
   const keys = new DbKeyStore({ db: opened.db, clock, ids: randomIds, masterKey: randomBytes(32) });

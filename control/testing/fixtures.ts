@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
+import { encodePublicKeyBlob, fingerprintSha256, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { apiAudience } from '../auth/access-tokens.js';
+import { unixSeconds } from '../lib/clock.js';
+import { assertOk } from './problem.js';
+import type { TestApp } from './test-app.js';
+
+let counter = 0;
+/** A name unique in this process, valid as a user, node, exposure or target name. */
+export function uniq(prefix = 'n'): string {
+  counter += 1;
+  return `${prefix}${counter}`;
+}
+
+export interface ClientKey {
+  /** `ssh-ed25519 AAAA...` line to send as `public_key`. */
+  line: string;
+  /** `SHA256:...`, as in the lease's `ssh_key`. */
+  fingerprint: string;
+  privateKey: KeyObject;
+}
+
+/** A fresh Ed25519 client key, as the CLI makes one per lease. */
+export function newClientKey(): ClientKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const raw = rawPublicKey(publicKey);
+  return { line: formatPublicKeyLine(raw, 'test'), fingerprint: fingerprintSha256(encodePublicKeyBlob(raw)), privateKey };
+}
+
+export interface TestNode {
+  id: string;
+  name: string;
+  /** The node's bearer credential for /v1/nodes/self/*. */
+  token: string;
+  hostKey: string;
+  address: string;
+}
+
+/** Creates an enrollment token as `adminToken` and enrolls a relay node with it. */
+export async function enrollNode(t: TestApp, adminToken: string, name = uniq('node')): Promise<TestNode> {
+  const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: adminToken, body: { name } });
+  assertOk(enr, 201);
+  const hostKey = newClientKey().line;
+  const address = `${name}.relay.test:2222`;
+  const res = await t.call('POST', '/v1/nodes/enroll', { body: { token: enr.body.token, host_key: hostKey, address } });
+  assertOk(res, 201);
+  return { id: res.body.node_id, name, token: res.body.node_token, hostKey, address };
+}
+
+/** A relay heartbeat: the node is online from now and holds exactly `exposures`. */
+export async function heartbeat(t: TestApp, node: TestNode, exposures: { name: string; port: number }[] = []): Promise<void> {
+  const res = await t.call('POST', '/v1/nodes/self/heartbeat', {
+    token: node.token,
+    body: { version: 'test', native_crypto: true, egress_driver: 'iptables', connections: 0, exposures },
+  });
+  assertOk(res, 200);
+}
+
+/** Creates a service token for the caller of `userToken` and exchanges it for an access token. */
+export async function serviceAccess(
+  t: TestApp,
+  userToken: string,
+  scopes: string[],
+): Promise<{ id: string; serviceToken: string; accessToken: string }> {
+  const created = await t.call('POST', '/v1/service-tokens', { token: userToken, body: { name: uniq('st'), scopes } });
+  assertOk(created, 201);
+  const res = await t.call('POST', '/v1/auth/token', {
+    body: { grant_type: 'urn:tunnel:params:oauth:grant-type:service-token', service_token: created.body.token },
+  });
+  assertOk(res, 200);
+  return { id: created.body.id, serviceToken: created.body.token, accessToken: res.body.access_token };
+}
+
+/** Creates an exposure owned by the caller of `ownerToken`. */
+export async function putExposure(t: TestApp, ownerToken: string, name: string, allow: string[] = []): Promise<void> {
+  const res = await t.call('PUT', `/v1/exposures/${name}`, { token: ownerToken, body: { allow } });
+  assert.ok(res.status === 200 || res.status === 201, `PUT exposure: ${res.status} ${JSON.stringify(res.body)}`);
+}
+
+/**
+ * An access-token-shaped JWT that must be refused: signed by the control plane's own key with
+ * another audience or type, or by a key it never published (`key: 'foreign'`, same kid).
+ */
+export async function forgeAccessToken(
+  t: TestApp,
+  user: { id: string; name: string },
+  o: { aud?: string; typ?: string; key?: 'own' | 'foreign'; role?: 'admin' | 'member' } = {},
+): Promise<string> {
+  const own = await t.deps.keys.signing('sig');
+  const signWith = o.key === 'foreign' ? generateKeyPairSync('ed25519').privateKey : own.privateKey;
+  const now = unixSeconds(t.clock.now());
+  return new SignJWT({ name: user.name, role: o.role ?? 'admin' })
+    .setProtectedHeader({ alg: 'EdDSA', kid: own.kid, typ: o.typ ?? ACCESS_TOKEN_TYP })
+    .setIssuer(t.deps.settings.issuer)
+    .setAudience(o.aud ?? apiAudience(t.deps.settings.issuer))
+    .setSubject(user.id)
+    .setJti(uniq('at_forged'))
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(signWith);
+}
+
+/** Issues a lease through the API and returns the response body (lease, token, certificate, relay). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON
+export async function issueLease(t: TestApp, token: string, body: Record<string, unknown>): Promise<any> {
+  const res = await t.call('POST', '/v1/leases', { token, body: { public_key: newClientKey().line, ...body } });
+  assertOk(res, 201);
+  return res.body;
+}
