@@ -192,6 +192,8 @@ export const ExposureSchema = z.object({
   /** The node holding it now, when X is connected. */
   node: NodeNameSchema.nullable(),
   online: z.boolean(),
+  /** The virtual port X bound, while online. */
+  port: PortSchema.nullable(),
   created_at: TimestampSchema,
 });
 export const ExposureListSchema = z.object({ exposures: z.array(ExposureSchema) });

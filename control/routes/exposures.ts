@@ -29,6 +29,7 @@ async function views(db: Db, rows: ExposureRow[]) {
     pinned_node: r.pinnedNodeId ? (nname.get(r.pinnedNodeId) ?? null) : null,
     node: r.online && r.currentNodeId ? (nname.get(r.currentNodeId) ?? null) : null,
     online: r.online,
+    port: r.online ? r.onlinePort : null,
     created_at: r.createdAt.toISOString(),
   }));
 }
