@@ -15,7 +15,9 @@ export async function rateLimit(db: Db, now: Date, key: string, limit: number, w
     .onConflictDoUpdate({
       target: rateLimits.key,
       set: {
-        count: sql`case when ${rateLimits.windowStart} = ${windowStart} then ${rateLimits.count} + 1 else 1 end`,
+        // Compare with `excluded` rather than a bound Date: the postgres-js driver cannot bind a
+        // raw Date inside sql`` (PGlite can), so every rate-limited route failed on Postgres.
+        count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + 1 else 1 end`,
         windowStart,
       },
     })
