@@ -13,7 +13,8 @@ import {
   UserSchema,
 } from '../../protocol/api-types.js';
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
-import type { App } from '../http/env.js';
+import type { MiddlewareHandler } from 'hono';
+import type { App, AppEnv } from '../http/env.js';
 import { requireUser } from '../http/authenticate.js';
 import { clientAddress } from '../http/client-address.js';
 import { AppError } from '../lib/errors.js';
@@ -25,6 +26,17 @@ import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions
 import { consumeSetupCode } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
 import { bearerSecurity, errorResponses, iso, json, jsonBody } from './common.js';
+
+const KNOWN_GRANTS = new Set<string>([GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN]);
+
+/** RFC 6749 §5.2: a grant type we do not know is unsupported_grant_type, not a schema error. */
+const rejectUnknownGrant: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const body = (await c.req.json().catch(() => null)) as { grant_type?: unknown } | null;
+  if (typeof body?.grant_type === 'string' && !KNOWN_GRANTS.has(body.grant_type)) {
+    throw new AppError('UNSUPPORTED_GRANT_TYPE', 'grant_type is not supported', { oauthError: 'unsupported_grant_type' });
+  }
+  await next();
+};
 
 export function registerAuth(app: App): void {
   app.openapi(
@@ -76,7 +88,8 @@ export function registerAuth(app: App): void {
       tags: ['auth'],
       summary: 'Exchange a device code, refresh token, password or service token for tokens',
       description:
-        'Errors carry the RFC 6749/8628 `error` member (authorization_pending, slow_down, access_denied, expired_token, invalid_grant).',
+        'Errors carry the RFC 6749/8628 `error` member (authorization_pending, slow_down, access_denied, expired_token, invalid_grant, unsupported_grant_type).',
+      middleware: [rejectUnknownGrant] as const,
       request: { body: jsonBody(TokenRequestSchema) },
       responses: { 200: json(TokenResponseSchema), ...errorResponses },
     }),
