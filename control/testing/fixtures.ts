@@ -3,7 +3,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import { encodePublicKeyBlob, fingerprintSha256, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
-import { apiAudience } from '../auth/access-tokens.js';
+import { apiAudience, mintAccessToken } from '../auth/access-tokens.js';
 import { unixSeconds } from '../lib/clock.js';
 import { assertOk } from './problem.js';
 import type { TestApp } from './test-app.js';
@@ -13,6 +13,11 @@ let counter = 0;
 export function uniq(prefix = 'n'): string {
   counter += 1;
   return `${prefix}${counter}`;
+}
+
+/** A fresh access token for an existing user (tests that move the clock outlive older ones). */
+export async function tokenFor(t: TestApp, user: { id: string; name: string }, role: 'admin' | 'member' = 'admin'): Promise<string> {
+  return (await mintAccessToken(t.deps, { id: user.id, name: user.name, role })).token;
 }
 
 export interface ClientKey {
