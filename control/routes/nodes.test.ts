@@ -1,0 +1,209 @@
+/**
+ * Relay nodes: enrollment tokens, one-time enrollment, the node list, heartbeats, the
+ * revocation feed (with cursor resume) and connection events. Runs on PGlite and Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
+import { enrollNode, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+
+type User = { id: string; name: string; token: string };
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`nodes (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let admin: User;
+    before(async () => {
+      t = await makeApp();
+      admin = await t.user(uniq('admin'), 'admin');
+    });
+    const adminToken = () => tokenFor(t, admin);
+    const feed = (node: TestNode, after?: string) =>
+      t.call('GET', `/v1/nodes/self/revocations${after === undefined ? '' : `?after=${after}`}`, { token: node.token });
+
+    describe('enrollment', () => {
+      it('an enrollment token enrolls exactly one node', async () => {
+        const name = uniq('relay');
+        const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name, ttl_seconds: 600 } });
+        assertOk(enr, 201);
+        assert.equal(enr.body.name, name);
+        assert.equal(new Date(enr.body.expires_at).getTime(), t.clock.now().getTime() + 600_000);
+        const body = { token: enr.body.token, host_key: newClientKey().line, address: '192.0.2.10:2222' };
+        const res = await t.call('POST', '/v1/nodes/enroll', { body });
+        assertOk(res, 201);
+        assert.match(res.body.node_id, /^nod_/);
+        assert.equal(res.body.name, name);
+        assert.equal(res.body.issuer, t.deps.settings.issuer);
+        assert.match(res.body.node_token, /^tnl_node_/);
+
+        const second = await t.call('POST', '/v1/nodes/enroll', { body: { ...body, host_key: newClientKey().line } });
+        assertProblem(second, 401, 'INVALID_CREDENTIALS');
+        assertNoSecrets(second.body, [enr.body.token], 'problem body');
+
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adminToken() });
+        assert.ok(audit.body.events.some((e: { type: string; subject: string }) => e.type === 'node.enrolled' && e.subject === res.body.node_id));
+        assertNoSecrets(audit.body, [enr.body.token, res.body.node_token], 'audit log');
+      });
+
+      it('refuses expired and unknown tokens and bad host keys or addresses', async () => {
+        const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name: uniq('relay'), ttl_seconds: 60 } });
+        const good = { token: enr.body.token, host_key: newClientKey().line, address: 'relay.test:2222' };
+        assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, token: 'tnl_enr_unknown' } }), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==' } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, host_key: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ' } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, address: 'no port here' } }), 400, 'VALIDATION_FAILED');
+        t.clock.advance(61_000);
+        assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: good }), 401, 'INVALID_CREDENTIALS');
+        assertProblem(
+          await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name: 'Bad_Name' } }),
+          400,
+          'VALIDATION_FAILED',
+        );
+      });
+
+      it('re-enrolling under the same name keeps the id and replaces the credential', async () => {
+        const first = await enrollNode(t, await adminToken());
+        const again = await enrollNode(t, await adminToken(), first.name);
+        assert.equal(again.id, first.id);
+        assertProblem(await t.call('POST', '/v1/nodes/self/heartbeat', {
+          token: first.token,
+          body: { version: 't', native_crypto: true, egress_driver: 'iptables', connections: 0, exposures: [] },
+        }), 401, 'TOKEN_INVALID');
+        await heartbeat(t, again);
+      });
+    });
+
+    describe('GET /v1/nodes and heartbeats', () => {
+      it('lists nodes with host key, address and online status from heartbeats', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const member = await t.user(uniq('mem'), 'member');
+        const find = async () => {
+          const res = await t.call('GET', '/v1/nodes', { token: await tokenFor(t, member, 'member') });
+          assertOk(res);
+          return res.body.nodes.find((n: { id: string }) => n.id === node.id);
+        };
+        const before = await find();
+        assert.equal(before.host_key, node.hostKey);
+        assert.equal(before.address, node.address);
+        assert.equal(before.online, false);
+        assert.equal(before.last_seen_at, null);
+        await heartbeat(t, node);
+        const online = await find();
+        assert.equal(online.online, true);
+        assert.equal(online.last_seen_at, t.clock.now().toISOString());
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        assert.equal((await find()).online, false);
+      });
+
+      it("the heartbeat's exposure list is the truth for that node", async () => {
+        const node = await enrollNode(t, await adminToken());
+        const owner = await t.user(uniq('own'), 'member');
+        const a = uniq('hb-');
+        const b = uniq('hb-');
+        await putExposure(t, owner.token, a);
+        await putExposure(t, owner.token, b);
+        const get = async (n: string) => (await t.call('GET', `/v1/exposures/${n}`, { token: await tokenFor(t, owner, 'member') })).body;
+        await heartbeat(t, node, [{ name: a, port: 22 }, { name: b, port: 80 }]);
+        assert.deepEqual([(await get(a)).online, (await get(a)).node, (await get(b)).online], [true, node.name, true]);
+        await heartbeat(t, node, [{ name: b, port: 80 }]);
+        assert.equal((await get(a)).online, false);
+        assert.equal((await get(b)).online, true);
+        await heartbeat(t, node, []);
+        assert.equal((await get(b)).online, false);
+      });
+    });
+
+    describe('revocation feed', () => {
+      it('lists revoked leases of this node after a cursor, and resumes from it', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const other = await enrollNode(t, await adminToken());
+        const owner = await t.user(uniq('own'), 'member');
+        const exposure = uniq('rv-');
+        await putExposure(t, owner.token, exposure);
+        await t.call('PUT', `/v1/exposures/${exposure}`, { token: await adminToken(), body: { allow: [], node: node.name } });
+
+        const start = await feed(node);
+        assertOk(start);
+        assert.deepEqual(start.body.revocations, []);
+        const cursor0 = start.body.cursor as string;
+        assert.match(cursor0, /^\d+$/);
+
+        const ownerToken = await tokenFor(t, owner, 'member');
+        const l1 = await issueLease(t, ownerToken, { kind: 'expose', exposure });
+        const l2 = await issueLease(t, ownerToken, { kind: 'expose', exposure });
+        const l3 = await issueLease(t, ownerToken, { kind: 'expose', exposure });
+        for (const l of [l1, l2]) assertOk(await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: ownerToken }));
+
+        const page1 = await feed(node, cursor0);
+        assert.deepEqual(
+          page1.body.revocations,
+          [l1, l2].map((l) => ({ lease_id: l.lease.id, exp: Math.floor(new Date(l.lease.expires_at).getTime() / 1000) })),
+        );
+        assert.deepEqual((await feed(node, page1.body.cursor)).body, { cursor: page1.body.cursor, revocations: [] });
+        assert.deepEqual((await feed(other)).body.revocations, [], "another node does not see this node's revocations");
+
+        // Revoking again is a no-op and adds nothing to the feed.
+        assertOk(await t.call('DELETE', `/v1/leases/${l1.lease.id}`, { token: ownerToken }));
+        assertOk(await t.call('DELETE', `/v1/leases/${l3.lease.id}`, { token: ownerToken }));
+        const page2 = await feed(node, page1.body.cursor);
+        assert.deepEqual(page2.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l3.lease.id]);
+        assert.ok(Number(page2.body.cursor) > Number(page1.body.cursor));
+
+        // Once a revoked lease has expired anyway, the feed stops listing it.
+        t.clock.advance(2 * 3600 * 1000);
+        assert.deepEqual((await feed(node, cursor0)).body.revocations, []);
+        assertProblem(await t.call('GET', '/v1/nodes/self/revocations?after=-1', { token: node.token }), 400, 'VALIDATION_FAILED');
+      });
+    });
+
+    describe('POST /v1/nodes/self/events', () => {
+      it('records connection events in the audit log and applies exposure status', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const owner = await t.user(uniq('own'), 'member');
+        const exposure = uniq('ev-');
+        await putExposure(t, owner.token, exposure);
+        const at = t.clock.now().toISOString();
+        const res = await t.call('POST', '/v1/nodes/self/events', {
+          token: node.token,
+          body: {
+            events: [
+              { type: 'exposure_online', at, exposure, port: 2022 },
+              { type: 'conn_open', at, lease_id: 'lse_x', session_id: 's1', remote: '198.51.100.7:5000' },
+              { type: 'conn_close', at, lease_id: 'lse_x', session_id: 's1', bytes_in: 10, bytes_out: 20 },
+            ],
+          },
+        });
+        assert.equal(res.status, 202);
+        const exp = await t.call('GET', `/v1/exposures/${exposure}`, { token: await tokenFor(t, owner, 'member') });
+        assert.equal(exp.body.online, true);
+        assert.equal(exp.body.node, node.name);
+        assert.equal(exp.body.port, 2022);
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adminToken() });
+        const mine = audit.body.events.filter((e: { actor: string }) => e.actor === node.id);
+        assert.deepEqual(mine.map((e: { type: string }) => e.type), ['relay.exposure_online', 'relay.conn_open', 'relay.conn_close']);
+        assert.equal(mine[2].data.bytes_out, 20);
+        assert.equal(mine[2].data.node, node.name);
+
+        await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'exposure_offline', at, exposure }] } });
+        assert.equal((await t.call('GET', `/v1/exposures/${exposure}`, { token: await tokenFor(t, owner, 'member') })).body.online, false);
+      });
+
+      it('validates batches', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const at = t.clock.now().toISOString();
+        assertProblem(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [] } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'reboot', at }] } }), 400, 'VALIDATION_FAILED');
+        assertProblem(
+          await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'conn_open', at, token: 'x' }] } }),
+          400,
+          'UNKNOWN_FIELD',
+        );
+      });
+    });
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());
