@@ -82,7 +82,7 @@ describe('ssh2 client with an OpenSSH certificate against real sshd', () => {
     const cert = Buffer.from(encodeCertificate(template, ca.privateKey));
     const at = cert.indexOf(Buffer.from('header.payload'));
     assert.ok(at > 0);
-    cert[at] ^= 0x01;
+    cert[at] = cert[at]! ^ 0x01;
     const from = sshd.log().length;
     await assert.rejects(connectAndExec(sshd.port, hostKeyBlob, client, cert), /authentication methods failed/);
     await sshd.waitForLog(/signature|invalid|certificate/i, from);

@@ -1,0 +1,174 @@
+import { request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
+import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
+import type { Context } from './context.js';
+import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
+import { readCredentials, writeCredentials, type Credentials } from './settings.js';
+
+const TIMEOUT_MS = 15_000;
+const REFRESH_MARGIN_MS = 30_000;
+
+/** Exit code for an API error code (protocol/error-codes.ts). */
+export function exitCodeFor(code: string | undefined, status: number): ExitCode {
+  switch (code) {
+    case 'UNAUTHENTICATED':
+    case 'TOKEN_EXPIRED':
+    case 'TOKEN_INVALID':
+    case 'INVALID_GRANT':
+      return EXIT.NOT_LOGGED_IN;
+    case 'FORBIDDEN':
+    case 'NOT_IN_ACL':
+    case 'SCOPE_DENIED':
+    case 'ACCESS_DENIED':
+      return EXIT.NOT_PERMITTED;
+    case 'NO_NODE_AVAILABLE':
+      return EXIT.UNREACHABLE;
+    default:
+      return status >= 500 ? EXIT.UNREACHABLE : EXIT.ERROR;
+  }
+}
+
+export class ApiError extends CliError {
+  readonly status: number;
+  constructor(status: number, code: string | undefined, message: string) {
+    super(exitCodeFor(code, status), message, { code });
+    this.status = status;
+  }
+}
+
+export interface RawResponse {
+  status: number;
+  body: unknown;
+}
+
+/** JSON over HTTP to the control plane with undici; the one place the CLI talks HTTP. */
+export class ApiClient {
+  readonly server: string;
+  readonly #dispatcher: Dispatcher | undefined;
+
+  constructor(server: string, dispatcher?: Dispatcher) {
+    this.server = server;
+    this.#dispatcher = dispatcher;
+  }
+
+  async raw(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown } = {}): Promise<RawResponse> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${this.server}${path}`, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        dispatcher: this.#dispatcher,
+        headersTimeout: TIMEOUT_MS,
+        bodyTimeout: TIMEOUT_MS,
+      });
+    } catch (cause) {
+      const code = (cause as { code?: string }).code ?? (cause as Error).message;
+      throw new CliError(EXIT.UNREACHABLE, `cannot reach the control plane at ${this.server} (${code})`, { cause });
+    }
+    const text = await res.body.text();
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+    }
+    return { status: res.statusCode, body };
+  }
+
+  /** Calls the API and parses the answer; a problem+json answer becomes an ApiError. */
+  async call<T extends z.ZodType>(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    schema: T | null,
+    opts: { token?: string; body?: unknown } = {},
+  ): Promise<z.infer<T>> {
+    const res = await this.raw(method, path, opts);
+    if (res.status >= 400) throw problemToError(res);
+    if (!schema) return undefined as z.infer<T>;
+    const parsed = schema.safeParse(res.body);
+    if (!parsed.success) {
+      throw new CliError(EXIT.ERROR, `unexpected answer from ${this.server}${path}; is the server a Tunnel control plane of this version?`);
+    }
+    return parsed.data;
+  }
+}
+
+export function problemToError(res: RawResponse): ApiError {
+  const b = (res.body ?? {}) as { code?: unknown; detail?: unknown; title?: unknown; request_id?: unknown };
+  const code = typeof b.code === 'string' ? b.code : undefined;
+  const detail = typeof b.detail === 'string' ? b.detail : typeof b.title === 'string' ? b.title : `HTTP ${res.status}`;
+  return new ApiError(res.status, code, detail);
+}
+
+/**
+ * An API client that carries the stored login: refreshes the access token before it expires
+ * (rotating the refresh token, or exchanging the service token again) and stores the result.
+ */
+export class Session {
+  readonly api: ApiClient;
+  #creds: Credentials;
+  readonly #ctx: Context;
+
+  private constructor(ctx: Context, api: ApiClient, creds: Credentials) {
+    this.#ctx = ctx;
+    this.api = api;
+    this.#creds = creds;
+  }
+
+  static load(ctx: Context, server: string | undefined): Session {
+    const creds = readCredentials(ctx);
+    if (!creds) throw notLoggedIn();
+    if (server && server !== creds.server) throw notLoggedIn(`logged in to ${creds.server}, not ${server}`);
+    return new Session(ctx, new ApiClient(creds.server, ctx.dispatcher), creds);
+  }
+
+  get user(): string | undefined {
+    return this.#creds.user;
+  }
+
+  async token(force = false): Promise<string> {
+    if (!force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
+    let t: TokenResponse;
+    try {
+      if (this.#creds.service_token) {
+        t = await this.api.call('POST', '/v1/auth/token', TokenResponseSchema, {
+          body: { grant_type: GRANT_SERVICE_TOKEN, service_token: this.#creds.service_token },
+        });
+      } else if (this.#creds.refresh_token) {
+        t = await this.api.call('POST', '/v1/auth/token', TokenResponseSchema, {
+          body: { grant_type: 'refresh_token', refresh_token: this.#creds.refresh_token },
+        });
+      } else {
+        throw notLoggedIn('the login expired');
+      }
+    } catch (err) {
+      if (err instanceof ApiError && err.exitCode === EXIT.NOT_LOGGED_IN) throw notLoggedIn('the login expired or was revoked');
+      throw err;
+    }
+    this.#creds = {
+      ...this.#creds,
+      access_token: t.access_token,
+      access_expires_at: Date.now() + t.expires_in * 1000,
+      ...(t.refresh_token ? { refresh_token: t.refresh_token } : {}),
+    };
+    writeCredentials(this.#ctx, this.#creds);
+    return this.#creds.access_token;
+  }
+
+  async call<T extends z.ZodType>(method: Dispatcher.HttpMethod, path: string, schema: T | null, body?: unknown): Promise<z.infer<T>> {
+    try {
+      return await this.api.call(method, path, schema, { token: await this.token(), body });
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'TOKEN_EXPIRED') {
+        return this.api.call(method, path, schema, { token: await this.token(true), body });
+      }
+      throw err;
+    }
+  }
+}

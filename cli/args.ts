@@ -1,0 +1,37 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from './errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every command accepts. */
+export const COMMON_OPTIONS = {
+  server: { type: 'string' },
+  'control-url': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Options;
+
+/** parseArgs with the common options, turning its errors into a UsageError for `command`. */
+export function parseCommand<O extends Options>(command: string, argv: string[], options: O) {
+  try {
+    const r = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
+    const v = r.values as Record<string, unknown>;
+    return {
+      values: r.values as { [K in keyof (O & typeof COMMON_OPTIONS)]?: (O & typeof COMMON_OPTIONS)[K] extends { type: 'boolean' } ? boolean : (O & typeof COMMON_OPTIONS)[K] extends { multiple: true } ? string[] : string },
+      positionals: r.positionals,
+      server: (v.server ?? v['control-url']) as string | undefined,
+      json: v.json === true,
+      help: v.help === true,
+    };
+  } catch (err) {
+    throw new UsageError(command, (err as Error).message.split('\n')[0]!);
+  }
+}
+
+/** Parses `[host:]port` (host defaults to 127.0.0.1). */
+export function parseHostPort(command: string, what: string, s: string, defaultHost = '127.0.0.1'): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new UsageError(command, `${what} must be [host:]port with a port from 1 to 65535, got "${s}"`);
+  return { host: m[1]?.replace(/^\[|\]$/g, '') ?? defaultHost, port };
+}

@@ -1,0 +1,158 @@
+import {
+  EgressTargetListSchema,
+  EgressTargetSchema,
+  EnrollmentTokenCreatedSchema,
+  ServiceTokenCreatedSchema,
+  ServiceTokenListSchema,
+  ServiceTokenSchema,
+  UserListSchema,
+  UserSchema,
+} from '../../protocol/api-types.js';
+import { Session } from '../api-client.js';
+import { parseCommand } from '../args.js';
+import { info, out } from '../context.js';
+import { UsageError } from '../errors.js';
+import { readLine } from '../prompt.js';
+import { printTable } from '../output.js';
+import type { Command } from './command.js';
+
+const USAGE = `Usage: tunnel admin users ls | add NAME [--admin] [--password] | disable NAME
+       tunnel admin service-tokens ls | create NAME --scope SCOPE... [--user NAME] [--ttl SECS] | revoke ID
+       tunnel admin enroll-token NODE_NAME [--ttl SECS]
+       tunnel admin egress ls | put NAME --node NODE --host HOST --port PORT [--allow USER...] | rm NAME
+
+Administration. Service-token scopes are expose:NAME, open:NAME or egress:TARGET (NAME may be *);
+members may create service tokens for themselves, everything else needs the admin role.
+"add --password" reads the new user's password from the terminal or standard input.
+
+Examples:
+  tunnel admin users add alice --password
+  tunnel admin service-tokens create hostx --scope expose:hostx-ssh
+  tunnel admin enroll-token relay-1
+  tunnel admin egress put db --node relay-1 --host 10.0.0.5 --port 5432 --allow alice`;
+
+export const admin: Command = {
+  name: 'admin',
+  summary: 'users, service tokens, node enrollment tokens and egress targets',
+  usage: USAGE,
+  async run(ctx, argv) {
+    const a = parseCommand('admin', argv, {
+      admin: { type: 'boolean' },
+      password: { type: 'boolean' },
+      scope: { type: 'string', multiple: true },
+      user: { type: 'string' },
+      ttl: { type: 'string' },
+      node: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      allow: { type: 'string', multiple: true },
+    });
+    const [group, sub, name, ...rest] = a.positionals;
+    if (rest.length) throw new UsageError('admin', `unexpected argument "${rest[0]}"`);
+    const s = Session.load(ctx, a.server);
+    const ttl = a.values.ttl === undefined ? undefined : intArg('--ttl', a.values.ttl);
+    const need = (v: string | undefined, what: string) => {
+      if (!v) throw new UsageError('admin', `${group} ${sub} needs ${what}`);
+      return v;
+    };
+    const done = (data: unknown, line: string) => (a.json ? out(ctx, JSON.stringify(data, null, 2)) : info(ctx, line));
+
+    switch (`${group} ${sub ?? ''}`.trim()) {
+      case 'users ls':
+      case 'users': {
+        const r = await s.call('GET', '/v1/users', UserListSchema);
+        printTable(ctx, a.json, r, ['NAME', 'ROLE', 'DISABLED'], r.users.map((u) => [u.name, u.role, u.disabled ? 'yes' : 'no']));
+        return 0;
+      }
+      case 'users add': {
+        const password = a.values.password ? await readLine(ctx, 'Password for the new user: ', true) : undefined;
+        const u = await s.call('POST', '/v1/users', UserSchema, {
+          name: need(name, 'a NAME'),
+          role: a.values.admin ? 'admin' : 'member',
+          ...(password ? { password } : {}),
+        });
+        done(u, `Created ${u.role} ${u.name}.`);
+        return 0;
+      }
+      case 'users disable': {
+        const u = await s.call('DELETE', `/v1/users/${encodeURIComponent(need(name, 'a NAME'))}`, UserSchema);
+        done(u, `Disabled ${u.name}; their sessions, service tokens and leases are revoked.`);
+        return 0;
+      }
+      case 'service-tokens ls':
+      case 'service-tokens': {
+        const r = await s.call('GET', '/v1/service-tokens', ServiceTokenListSchema);
+        printTable(
+          ctx,
+          a.json,
+          r,
+          ['ID', 'NAME', 'USER', 'SCOPES', 'EXPIRES', 'REVOKED'],
+          r.service_tokens.map((t) => [t.id, t.name, t.user, t.scopes.join(' '), t.expires_at, t.revoked ? 'yes' : 'no']),
+        );
+        return 0;
+      }
+      case 'service-tokens create': {
+        if (!a.values.scope?.length) throw new UsageError('admin', 'service-tokens create needs at least one --scope (e.g. expose:hostx-ssh)');
+        const t = await s.call('POST', '/v1/service-tokens', ServiceTokenCreatedSchema, {
+          name: need(name, 'a NAME'),
+          scopes: a.values.scope,
+          ...(a.values.user ? { user: a.values.user } : {}),
+          ...(ttl ? { ttl_seconds: ttl } : {}),
+        });
+        if (a.json) out(ctx, JSON.stringify(t, null, 2));
+        else {
+          info(ctx, `Created service token ${t.id} for ${t.user} (${t.scopes.join(' ')}). It is shown only now:`);
+          out(ctx, t.token);
+        }
+        return 0;
+      }
+      case 'service-tokens revoke': {
+        const t = await s.call('DELETE', `/v1/service-tokens/${encodeURIComponent(need(name, 'an ID'))}`, ServiceTokenSchema);
+        done(t, `Revoked service token ${t.id}.`);
+        return 0;
+      }
+      case 'enroll-token': {
+        // `tunnel admin enroll-token NAME`: the name arrives as `sub`.
+        const nodeName = need(sub, 'a NODE_NAME');
+        const t = await s.call('POST', '/v1/nodes/enrollment-tokens', EnrollmentTokenCreatedSchema, {
+          name: nodeName,
+          ...(ttl ? { ttl_seconds: ttl } : {}),
+        });
+        if (a.json) out(ctx, JSON.stringify(t, null, 2));
+        else {
+          info(ctx, `One-time enrollment token for node ${t.name} (expires ${t.expires_at}):`);
+          out(ctx, t.token);
+        }
+        return 0;
+      }
+      case 'egress ls':
+      case 'egress': {
+        const r = await s.call('GET', '/v1/egress-targets', EgressTargetListSchema);
+        printTable(ctx, a.json, r, ['NAME', 'NODE', 'TARGET', 'ALLOW'], r.targets.map((t) => [t.name, t.node, `${t.host}:${t.port}`, t.allow.join(',') || '-']));
+        return 0;
+      }
+      case 'egress put': {
+        const t = await s.call('PUT', `/v1/egress-targets/${encodeURIComponent(need(name, 'a NAME'))}`, EgressTargetSchema, {
+          node: need(a.values.node, '--node'),
+          host: need(a.values.host, '--host'),
+          port: intArg('--port', need(a.values.port, '--port')),
+          allow: a.values.allow ?? [],
+        });
+        done(t, `Egress target ${t.name}: ${t.host}:${t.port} on ${t.node}.`);
+        return 0;
+      }
+      case 'egress rm': {
+        await s.call('DELETE', `/v1/egress-targets/${encodeURIComponent(need(name, 'a NAME'))}`, null);
+        done({ deleted: name }, `Deleted egress target ${name}.`);
+        return 0;
+      }
+      default:
+        throw new UsageError('admin', `unknown admin command "${[group, sub].filter(Boolean).join(' ')}"`);
+    }
+  },
+};
+
+function intArg(flag: string, v: string): number {
+  if (!/^\d{1,9}$/.test(v)) throw new UsageError('admin', `${flag} must be a whole number, got "${v}"`);
+  return Number(v);
+}

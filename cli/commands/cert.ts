@@ -1,0 +1,82 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LeaseIssuedSchema } from '../../protocol/api-types.js';
+import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
+import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { Session } from '../api-client.js';
+import { parseCommand } from '../args.js';
+import { info, out } from '../context.js';
+import { UsageError } from '../errors.js';
+import { splitAddress } from '../ssh/relay-connection.js';
+import type { Command } from './command.js';
+
+export const cert: Command = {
+  name: 'cert',
+  summary: 'write a key, certificate and known_hosts for plain OpenSSH',
+  usage: `Usage: tunnel cert NAME --out DIR [--expose] [--port PORT] [--ttl SECS] [--json]
+
+Gets a lease for exposure NAME and writes, into DIR: the private key (mode 0600), its
+certificate (NAME-cert.pub, carrying the lease), and a known_hosts file pinning the relay's
+host key. Prints ready ssh command lines. The default is an open lease (for Y); --expose gets
+an expose lease (for X) for PORT (default 22). Plain OpenSSH cannot renew a lease in band:
+ask for a --ttl as long as you need (capped by the server).
+
+Examples:
+  tunnel cert hostx-ssh --out ~/.tunnel/hostx
+  tunnel cert hostx-ssh --out /etc/tunnel --expose --port 22 --ttl 86400`,
+  async run(ctx, argv) {
+    const a = parseCommand('cert', argv, {
+      out: { type: 'string' },
+      expose: { type: 'boolean' },
+      port: { type: 'string' },
+      ttl: { type: 'string' },
+    });
+    const name = a.positionals[0];
+    if (!name || a.positionals.length !== 1) throw new UsageError('cert', 'give exactly one exposure NAME');
+    if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('cert', `NAME must match [a-z0-9-]{1,63}, got "${name}"`);
+    if (!a.values.out) throw new UsageError('cert', '--out DIR is required');
+    const port = a.values.port === undefined ? 22 : Number(a.values.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('cert', '--port must be from 1 to 65535');
+    const ttl = a.values.ttl === undefined ? undefined : Number(a.values.ttl);
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 30)) throw new UsageError('cert', '--ttl must be whole seconds, at least 30');
+    const dir = resolve(a.values.out);
+
+    const session = Session.load(ctx, a.server);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const issued = await session.call('POST', '/v1/leases', LeaseIssuedSchema, {
+      kind: a.values.expose ? 'expose' : 'open',
+      exposure: name,
+      ...(a.values.expose ? { port } : {}),
+      public_key: formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`),
+      ...(ttl ? { ttl_seconds: ttl } : {}),
+    });
+
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const keyPath = join(dir, name);
+    const certPath = `${keyPath}-cert.pub`;
+    const khPath = join(dir, 'known_hosts');
+    writeFileSync(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), { mode: 0o600 });
+    writeFileSync(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', { mode: 0o644 });
+    writeFileSync(certPath, issued.certificate + '\n', { mode: 0o644 });
+    const relay = splitAddress(issued.relay.address);
+    const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
+    writeFileSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o644 });
+
+    const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
+    const dest = `${issued.lease.user}@${relay.host}`;
+    const commands = a.values.expose
+      ? { expose: `ssh -N ${common} -R ${name}:${port}:localhost:${port} ${dest}` }
+      : {
+          forward: `ssh -N ${common} -L 127.0.0.1:${port === 22 ? 2222 : port}:${name}:${issued.lease.port ?? port} ${dest}`,
+          proxy_command: `ssh -o ProxyCommand='ssh ${common} -W ${name}:${port} ${dest}' USER@${name}`,
+        };
+    const result = { lease: issued.lease, private_key: keyPath, certificate: certPath, known_hosts: khPath, commands };
+    if (a.json) out(ctx, JSON.stringify(result, null, 2));
+    else {
+      info(ctx, `Wrote ${keyPath}, ${certPath} and ${khPath}; the lease ${issued.lease.id} expires ${issued.lease.expires_at}.`);
+      for (const c of Object.values(commands)) out(ctx, c);
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,131 @@
+import { connect as netConnect } from 'node:net';
+import { ExposureSchema } from '../../protocol/api-types.js';
+import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
+import { ApiError, Session } from '../api-client.js';
+import { parseCommand, parseHostPort } from '../args.js';
+import { info, out, type Context } from '../context.js';
+import { UsageError } from '../errors.js';
+import { LeaseSupervisor } from '../ssh/lease-session.js';
+import { joinSocketAndChannel } from '../ssh/pipe.js';
+import type { Command } from './command.js';
+
+export const expose: Command = {
+  name: 'expose',
+  summary: 'publish a local TCP service (on X) under a name; runs until stopped',
+  usage: `Usage: tunnel expose [HOST:]PORT --name NAME [--allow USER ...] [--json]
+
+Publishes the TCP service at HOST:PORT (default host 127.0.0.1) as exposure NAME on a relay.
+Creates the exposure if needed (--allow sets who may open it besides you and admins), makes a
+key in memory, gets an expose lease, connects to the relay with its host key pinned from the
+lease, and serves each incoming connection by dialing HOST:PORT. It renews the lease in band
+before it expires, notices a dead relay within about 30 seconds, and reconnects with backoff.
+Stop it with Ctrl-C or SIGTERM. --json prints one JSON event per line on stdout.
+
+Options:
+  --name NAME      exposure name, [a-z0-9-]{1,63}
+  --allow USER     a user who may open it (repeat for more)
+  --server URL     the control plane (default: the one you logged in to)
+
+Examples:
+  tunnel expose 22 --name hostx-ssh --allow alice
+  tunnel expose 192.168.1.20:8080 --name printer-web`,
+  async run(ctx, argv) {
+    const a = parseCommand('expose', argv, { name: { type: 'string' }, allow: { type: 'string', multiple: true } });
+    if (a.positionals.length !== 1) throw new UsageError('expose', 'give exactly one [HOST:]PORT to expose');
+    const target = parseHostPort('expose', 'the target', a.positionals[0]!);
+    const name = a.values.name;
+    if (!name) throw new UsageError('expose', '--name NAME is required');
+    if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('expose', `--name must match [a-z0-9-]{1,63}, got "${name}"`);
+    const session = Session.load(ctx, a.server);
+
+    await ensureExposure(session, name, a.values.allow);
+    const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
+    const status = new StatusLine(ctx, !a.json && ctx.stderr.isTTY === true);
+    let active = 0;
+    let bytes = 0;
+
+    const sup = new LeaseSupervisor(session, {
+      request: { kind: 'expose', exposure: name, port: target.port },
+      setup: ({ client }) =>
+        new Promise<void>((resolve, reject) => {
+          client.forwardIn(name, target.port, (err) => (err ? reject(new Error(`the relay refused to bind ${name}:${target.port}`)) : resolve()));
+        }),
+    });
+    sup.on('connected', ({ client, lease }) => {
+      client.on('tcp connection', (_info, accept, reject) => {
+        const sock = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
+        sock.once('connect', () => {
+          const channel = accept();
+          active++;
+          events?.({ event: 'channel_open', active });
+          joinSocketAndChannel(sock, channel, (up, down) => {
+            active--;
+            bytes += up + down;
+            events?.({ event: 'channel_close', active, bytes_from_service: up, bytes_to_service: down });
+          });
+        });
+        sock.once('error', (err) => {
+          if (!sock.connecting) return;
+          events?.({ event: 'dial_failed', target: `${target.host}:${target.port}`, error: (err as NodeJS.ErrnoException).code });
+          if (!events) info(ctx, `tunnel expose: cannot reach ${target.host}:${target.port} (${(err as NodeJS.ErrnoException).code})`);
+          reject();
+        });
+      });
+      events?.({ event: 'connected', relay: lease.relay.name, address: lease.relay.address, lease: lease.lease.id, expires_at: lease.lease.expires_at });
+      if (!events && !status.enabled) info(ctx, `Exposing ${target.host}:${target.port} as ${name} through relay ${lease.relay.name} (${lease.relay.address}).`);
+    });
+    sup.on('renewed', (lease) => events?.({ event: 'renewed', lease: lease.lease.id, expires_at: lease.lease.expires_at }));
+    sup.on('disconnected', ({ reason, retryInMs }) => {
+      events?.({ event: 'disconnected', reason, retry_in_ms: retryInMs });
+      if (!events) info(ctx, `tunnel expose: ${reason}; reconnecting${retryInMs ? ` in ${(retryInMs / 1000).toFixed(1)}s` : ''}`);
+    });
+    status.start(() => {
+      const c = sup.current;
+      return c ? `${name} → ${target.host}:${target.port} via ${c.lease.relay.name} · lease until ${c.lease.lease.expires_at.slice(11, 19)} · ${active} active · ${formatBytes(bytes)}` : `${name}: connecting...`;
+    });
+    try {
+      await sup.run(ctx.stopSignal);
+    } finally {
+      status.stop();
+    }
+    events?.({ event: 'stopped' });
+    return 0;
+  },
+};
+
+/** Creates the exposure when missing; updates its ACL only when --allow was given. */
+async function ensureExposure(session: Session, name: string, allow: string[] | undefined): Promise<void> {
+  let exists = true;
+  try {
+    await session.call('GET', `/v1/exposures/${name}`, ExposureSchema);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err;
+    exists = false;
+  }
+  if (!exists || allow) await session.call('PUT', `/v1/exposures/${name}`, ExposureSchema, { allow: allow ?? [] });
+}
+
+function formatBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : n < 1 << 30 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / (1 << 30)).toFixed(2)} GiB`;
+}
+
+/** A one-line status on a terminal's stderr, redrawn every second. */
+class StatusLine {
+  readonly enabled: boolean;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #ctx: Context;
+  constructor(ctx: Context, enabled: boolean) {
+    this.#ctx = ctx;
+    this.enabled = enabled;
+  }
+  start(render: () => string): void {
+    if (!this.enabled) return;
+    this.#timer = setInterval(() => this.#ctx.stderr.write(`\r\x1b[2K${render()}`), 1000);
+    this.#timer.unref();
+  }
+  stop(): void {
+    if (!this.#timer) return;
+    clearInterval(this.#timer);
+    this.#ctx.stderr.write('\r\x1b[2K');
+  }
+}

@@ -1,0 +1,126 @@
+import { hostname } from 'node:os';
+import { spawn } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  DeviceAuthorizationResponseSchema,
+  GRANT_DEVICE_CODE,
+  GRANT_SERVICE_TOKEN,
+  MeSchema,
+  TokenResponseSchema,
+  type TokenResponse,
+} from '../../protocol/api-types.js';
+import { ApiClient, ApiError } from '../api-client.js';
+import { parseCommand } from '../args.js';
+import { info, out, type Context } from '../context.js';
+import { CliError, EXIT, UsageError } from '../errors.js';
+import { readLine } from '../prompt.js';
+import { readConfigFile, resolveServer, writeConfigFile, writeCredentials } from '../settings.js';
+import type { Command } from './command.js';
+
+export const login: Command = {
+  name: 'login',
+  summary: 'log in to a control plane (device flow, password or service token)',
+  usage: `Usage: tunnel login [--server URL] [--browser]
+       tunnel login [--server URL] --password [--user NAME]
+       tunnel login [--server URL] --token TOKEN
+
+Logs in and stores the credentials in $XDG_CONFIG_HOME/tunnel/credentials.json (mode 0600).
+Without options it starts a device login: it prints a URL and a code; open the URL on any
+machine, sign in and approve the code. --password asks for a password (or reads it from
+standard input). --token uses a service token for headless hosts (TUNNEL_TOKEN works too).
+
+Options:
+  --server URL     the control plane (or TUNNEL_SERVER, or the last one used)
+  --browser        open the approval page in a browser (xdg-open)
+  --password       log in with user name and password
+  --user NAME      user name for --password (asked for when missing)
+  --token TOKEN    a service token (scoped, for headless hosts)
+
+Examples:
+  tunnel login --server https://tunnel.example.com
+  TUNNEL_TOKEN=tnl_st_... tunnel login --server https://tunnel.example.com --token "$TUNNEL_TOKEN"`,
+  async run(ctx, argv) {
+    const a = parseCommand('login', argv, {
+      browser: { type: 'boolean' },
+      password: { type: 'boolean' },
+      user: { type: 'string' },
+      token: { type: 'string' },
+    });
+    if (a.positionals.length) throw new UsageError('login', `unexpected argument "${a.positionals[0]}"`);
+    const server = resolveServer(ctx, a.server);
+    if (!server) throw new UsageError('login', 'no control plane given: use --server URL (or TUNNEL_SERVER)');
+    const api = new ApiClient(server, ctx.dispatcher);
+    const serviceToken = a.values.token ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
+
+    let tokens: TokenResponse;
+    if (serviceToken) {
+      tokens = await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
+        body: { grant_type: GRANT_SERVICE_TOKEN, service_token: serviceToken },
+      });
+    } else if (a.values.password) {
+      const username = a.values.user ?? (await readLine(ctx, 'User: ', false)).trim();
+      const password = await readLine(ctx, 'Password: ', true);
+      if (!username || !password) throw new UsageError('login', 'user name and password are required');
+      tokens = await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
+        body: { grant_type: 'password', username, password },
+      });
+    } else {
+      tokens = await deviceLogin(ctx, api, a.values.browser === true);
+    }
+
+    const me = await api.call('GET', '/v1/me', MeSchema, { token: tokens.access_token });
+    writeCredentials(ctx, {
+      server,
+      user: me.name,
+      access_token: tokens.access_token,
+      access_expires_at: Date.now() + tokens.expires_in * 1000,
+      ...(tokens.refresh_token ? { refresh_token: tokens.refresh_token } : {}),
+      ...(serviceToken ? { service_token: serviceToken } : {}),
+    });
+    writeConfigFile(ctx, { ...readConfigFile(ctx), server });
+    if (a.json) out(ctx, JSON.stringify({ server, user: me.name, role: me.role }, null, 2));
+    else info(ctx, `Logged in to ${server} as ${me.name}${me.scopes ? ` (service token: ${me.scopes.join(' ')})` : ''}.`);
+    return 0;
+  },
+};
+
+async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Promise<TokenResponse> {
+  const start = await api.call('POST', '/v1/auth/device', DeviceAuthorizationResponseSchema, {
+    body: { client_name: `tunnel CLI on ${hostname()}`.slice(0, 64) },
+  });
+  info(ctx, `To log in, open ${start.verification_uri} and enter the code ${start.user_code}`);
+  info(ctx, `  (or open ${start.verification_uri_complete})`);
+  if (browser) openBrowser(start.verification_uri_complete);
+  let interval = Math.max(1, start.interval);
+  const deadline = Date.now() + start.expires_in * 1000;
+  info(ctx, 'Waiting for approval...');
+  for (;;) {
+    // RFC 8628 §3.5: wait the interval between polls; add 5 s on slow_down.
+    await delay(interval * 1000, undefined, { signal: ctx.stopSignal }).catch(() => {
+      throw new CliError(EXIT.ERROR, 'login cancelled');
+    });
+    try {
+      return await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
+        body: { grant_type: GRANT_DEVICE_CODE, device_code: start.device_code },
+      });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.code === 'AUTHORIZATION_PENDING' && Date.now() < deadline) continue;
+      if (err.code === 'SLOW_DOWN') {
+        interval += 5;
+        continue;
+      }
+      if (err.code === 'ACCESS_DENIED') throw new CliError(EXIT.NOT_PERMITTED, 'the login was denied on the approval page');
+      if (err.code === 'EXPIRED_TOKEN' || err.code === 'AUTHORIZATION_PENDING') {
+        throw new CliError(EXIT.NOT_LOGGED_IN, 'the login code expired before it was approved; run tunnel login again');
+      }
+      throw err;
+    }
+  }
+}
+
+function openBrowser(url: string): void {
+  const child = spawn('xdg-open', [url], { stdio: 'ignore', detached: true });
+  child.on('error', () => {});
+  child.unref();
+}

@@ -1,0 +1,33 @@
+import { ApiClient } from '../api-client.js';
+import { parseCommand } from '../args.js';
+import { info } from '../context.js';
+import { deleteCredentials, readCredentials } from '../settings.js';
+import type { Command } from './command.js';
+
+export const logout: Command = {
+  name: 'logout',
+  summary: 'end the login session and delete the stored credentials',
+  usage: `Usage: tunnel logout
+
+Revokes the refresh token on the control plane (when reachable) and deletes the stored
+credentials. Running leases end at their expiry or when revoked (tunnel leases revoke ID).
+
+Example:
+  tunnel logout`,
+  async run(ctx, argv) {
+    parseCommand('logout', argv, {});
+    const creds = readCredentials(ctx);
+    if (creds) {
+      const api = new ApiClient(creds.server, ctx.dispatcher);
+      // Best effort: the local credentials go even when the server cannot be told.
+      await api
+        .raw('POST', '/v1/auth/logout', {
+          token: creds.access_token,
+          body: creds.refresh_token ? { refresh_token: creds.refresh_token } : {},
+        })
+        .catch(() => info(ctx, 'Could not reach the control plane; deleting the local credentials anyway.'));
+    }
+    info(ctx, deleteCredentials(ctx) ? 'Logged out.' : 'Not logged in.');
+    return 0;
+  },
+};

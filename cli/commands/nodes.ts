@@ -1,0 +1,31 @@
+import { NodeListSchema } from '../../protocol/api-types.js';
+import { Session } from '../api-client.js';
+import { parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import { ago, printTable } from '../output.js';
+import type { Command } from './command.js';
+
+export const nodes: Command = {
+  name: 'nodes',
+  summary: 'list relay nodes',
+  usage: `Usage: tunnel nodes [ls] [--json]
+
+Lists relay nodes with their SSH address, whether they are online and how many exposures they hold.
+
+Example:
+  tunnel nodes ls`,
+  async run(ctx, argv) {
+    const a = parseCommand('nodes', argv, {});
+    const [sub = 'ls', extra] = a.positionals;
+    if (sub !== 'ls' || extra) throw new UsageError('nodes', `unknown subcommand "${[sub, extra].filter(Boolean).join(' ')}" (ls)`);
+    const res = await Session.load(ctx, a.server).call('GET', '/v1/nodes', NodeListSchema);
+    printTable(
+      ctx,
+      a.json,
+      res,
+      ['NAME', 'ADDRESS', 'ONLINE', 'EXPOSURES', 'LAST SEEN'],
+      res.nodes.map((n) => [n.name, n.address, n.online ? 'yes' : 'no', n.active_exposures, ago(n.last_seen_at)]),
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,34 @@
+/** Exit codes of `tunnel` (DESIGN "CLI"). */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  USAGE: 2,
+  NOT_LOGGED_IN: 3,
+  NOT_PERMITTED: 4,
+  UNREACHABLE: 5,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** An expected failure: printed as one line, no stack, with its exit code. */
+export class CliError extends Error {
+  readonly exitCode: ExitCode;
+  /** The API's stable error code, when the failure came from the control plane. */
+  readonly code: string | undefined;
+  constructor(exitCode: ExitCode, message: string, opts: { code?: string; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+    this.code = opts.code;
+  }
+}
+
+export class UsageError extends CliError {
+  readonly command: string;
+  constructor(command: string, message: string) {
+    super(EXIT.USAGE, message);
+    this.name = 'UsageError';
+    this.command = command;
+  }
+}
+
+export const notLoggedIn = (why = 'not logged in') => new CliError(EXIT.NOT_LOGGED_IN, `${why}; run: tunnel login`);

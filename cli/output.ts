@@ -1,0 +1,25 @@
+import type { Context } from './context.js';
+import { out } from './context.js';
+
+/** Prints rows as an aligned table, or as JSON with --json. */
+export function printTable(ctx: Context, json: boolean, data: unknown, headers: string[], rows: (string | number | null)[][]): void {
+  if (json) {
+    out(ctx, JSON.stringify(data, null, 2));
+    return;
+  }
+  if (rows.length === 0) {
+    ctx.stderr.write('(none)\n');
+    return;
+  }
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null ? '-' : String(c))))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  for (const r of cells) out(ctx, r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+}
+
+export function ago(iso: string | null, now = Date.now()): string {
+  if (!iso) return '-';
+  const s = Math.round((new Date(iso).getTime() - now) / 1000);
+  const a = Math.abs(s);
+  const t = a < 120 ? `${a}s` : a < 7200 ? `${Math.round(a / 60)}m` : a < 172800 ? `${Math.round(a / 3600)}h` : `${Math.round(a / 86400)}d`;
+  return s >= 0 ? `in ${t}` : `${t} ago`;
+}

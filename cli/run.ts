@@ -1,0 +1,69 @@
+import type { Context } from './context.js';
+import { info, out } from './context.js';
+import { CliError, EXIT, UsageError } from './errors.js';
+import type { Command } from './commands/command.js';
+import { login } from './commands/login.js';
+import { logout } from './commands/logout.js';
+import { whoami } from './commands/whoami.js';
+import { expose } from './commands/expose.js';
+import { open } from './commands/open.js';
+import { sshConfig } from './commands/ssh-config.js';
+import { cert } from './commands/cert.js';
+import { ls } from './commands/ls.js';
+import { leases } from './commands/leases.js';
+import { nodes } from './commands/nodes.js';
+import { admin } from './commands/admin.js';
+
+export const COMMANDS: Command[] = [login, logout, whoami, expose, open, sshConfig, cert, ls, leases, nodes, admin];
+
+export const USAGE = `Usage: tunnel <command> [options]
+
+Reach a TCP service behind NAT through a Tunnel relay, with short-lived certificates.
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(11)} ${c.summary}`).join('\n')}
+
+Every command takes --help, --server URL (or TUNNEL_SERVER) and, where it prints data, --json.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted, 5 control plane or relay unreachable.
+
+Example (X behind NAT exposes its sshd; Y reaches it):
+  X$ tunnel login --server https://tunnel.example.com && tunnel expose 22 --name hostx-ssh --allow alice
+  Y$ tunnel login --server https://tunnel.example.com && ssh -o ProxyCommand='tunnel open --stdio %h' me@hostx-ssh
+`;
+
+/** argv → command → exit code. Only main.ts exits the process. */
+export async function run(argv: string[], ctx: Context): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    const target = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    out(ctx, target ? target.usage : USAGE);
+    return name ? 0 : EXIT.USAGE;
+  }
+  if (name === '--version' || name === 'version') {
+    out(ctx, 'tunnel 0.1.0');
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (!cmd) {
+    info(ctx, `tunnel: unknown command "${name}"; see tunnel --help`);
+    return EXIT.USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out(ctx, cmd.usage);
+    return 0;
+  }
+  try {
+    return await cmd.run(ctx, rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      info(ctx, `tunnel ${err.command}: ${err.message} (see tunnel ${err.command} --help)`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof CliError) {
+      info(ctx, `tunnel ${name}: ${err.message}`);
+      return err.exitCode;
+    }
+    info(ctx, `tunnel ${name}: internal error, please report: ${(err as Error)?.stack ?? String(err)}`);
+    return EXIT.ERROR;
+  }
+}

@@ -1,0 +1,95 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { Context } from './context.js';
+import { CliError, EXIT } from './errors.js';
+
+/**
+ * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
+ * `config.json` (server URL) and `credentials.json` (tokens, mode 0600).
+ */
+export function configDir(ctx: Pick<Context, 'env' | 'homeDir'>): string {
+  return join(ctx.env.XDG_CONFIG_HOME || join(ctx.homeDir, '.config'), 'tunnel');
+}
+
+const ConfigFileSchema = z.object({ server: z.string().optional() }).passthrough();
+
+export const CredentialsSchema = z.object({
+  server: z.string(),
+  user: z.string().optional(),
+  access_token: z.string(),
+  /** ms since epoch */
+  access_expires_at: z.number(),
+  refresh_token: z.string().optional(),
+  /** Headless hosts: the service token, exchanged again whenever the access token runs out. */
+  service_token: z.string().optional(),
+});
+export type Credentials = z.infer<typeof CredentialsSchema>;
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CliError(EXIT.ERROR, `cannot read ${path}: ${(err as Error).message}; fix or delete it`);
+  }
+}
+
+/** Writes atomically (temp file + rename) with the given mode. */
+function writeJson(path: string, value: unknown, mode: number): void {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n', { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+export function readConfigFile(ctx: Pick<Context, 'env' | 'homeDir'>): z.infer<typeof ConfigFileSchema> {
+  const path = join(configDir(ctx), 'config.json');
+  const raw = readJson(path);
+  if (raw === undefined) return {};
+  const parsed = ConfigFileSchema.safeParse(raw);
+  if (!parsed.success) throw new CliError(EXIT.ERROR, `${path} is not a valid config file; fix or delete it`);
+  return parsed.data;
+}
+
+export function writeConfigFile(ctx: Pick<Context, 'env' | 'homeDir'>, cfg: z.infer<typeof ConfigFileSchema>): void {
+  writeJson(join(configDir(ctx), 'config.json'), cfg, 0o600);
+}
+
+export function readCredentials(ctx: Pick<Context, 'env' | 'homeDir'>): Credentials | undefined {
+  const path = join(configDir(ctx), 'credentials.json');
+  const raw = readJson(path);
+  if (raw === undefined) return undefined;
+  const parsed = CredentialsSchema.safeParse(raw);
+  return parsed.success ? parsed.data : undefined;
+}
+
+export function writeCredentials(ctx: Pick<Context, 'env' | 'homeDir'>, creds: Credentials): void {
+  writeJson(join(configDir(ctx), 'credentials.json'), creds, 0o600);
+}
+
+export function deleteCredentials(ctx: Pick<Context, 'env' | 'homeDir'>): boolean {
+  const path = join(configDir(ctx), 'credentials.json');
+  const existed = existsSync(path);
+  rmSync(path, { force: true });
+  return existed;
+}
+
+/**
+ * The control plane URL: `--server`/`--control-url` flag, then `TUNNEL_SERVER`, then the config
+ * file, then the stored credentials' server.
+ */
+export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: string | undefined): string | undefined {
+  const raw = flag ?? ctx.env.TUNNEL_SERVER ?? readConfigFile(ctx).server ?? readCredentials(ctx)?.server;
+  if (!raw) return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new CliError(EXIT.USAGE, `server URL "${raw}" is not a URL (e.g. https://tunnel.example.com)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(EXIT.USAGE, `server URL must be http(s): ${raw}`);
+  return u.toString().replace(/\/$/, '');
+}

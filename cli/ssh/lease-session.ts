@@ -1,0 +1,202 @@
+import { generateKeyPairSync, randomInt, type KeyObject } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Client } from 'ssh2';
+import { LeaseIssuedSchema, LeaseSchema, type LeaseCreate, type LeaseIssued } from '../../protocol/api-types.js';
+import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { ApiError, type Session } from '../api-client.js';
+import { CliError, EXIT } from '../errors.js';
+import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayTimings } from './relay-connection.js';
+
+export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
+
+export interface Connected {
+  client: Client;
+  lease: LeaseIssued;
+}
+
+export interface SupervisorEvents {
+  connected: [Connected];
+  renewed: [LeaseIssued];
+  disconnected: [{ reason: string; retryInMs: number | null }];
+}
+
+export interface SupervisorOptions {
+  request: LeaseRequest;
+  timings?: RelayTimings;
+  /** Called on each new connection before it counts as up (expose registers its forward here). */
+  setup?: (c: Connected) => Promise<void>;
+  /** Renew when this fraction of the lease's life has passed. */
+  renewAt?: number;
+  maxBackoffMs?: number;
+  /** One connection only: stop (instead of reconnecting) when it closes or fails. */
+  once?: boolean;
+}
+
+const PERMANENT = new Set(['NOT_FOUND', 'NOT_IN_ACL', 'SCOPE_DENIED', 'FORBIDDEN', 'VALIDATION_FAILED', 'UNKNOWN_FIELD', 'LEASE_KIND_MISMATCH']);
+
+/**
+ * Keeps one relay connection alive for a lease request: a fresh key and lease per connection,
+ * in-band renewal before expiry (live channels untouched), and reconnect with exponential
+ * backoff and full jitter on any failure. Stops for good on permanent errors (not logged in,
+ * not permitted, unknown exposure) and when the lease is revoked.
+ */
+export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
+  readonly #session: Session;
+  readonly #opts: Required<Omit<SupervisorOptions, 'setup'>> & Pick<SupervisorOptions, 'setup'>;
+  #current: Connected | undefined;
+  #stopped = false;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(session: Session, opts: SupervisorOptions) {
+    super();
+    this.#session = session;
+    this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 30_000, once: false, ...opts };
+  }
+
+  get current(): Connected | undefined {
+    return this.#current;
+  }
+
+  /** Runs until stop() or a permanent error (rejects with a CliError). */
+  async run(signal: AbortSignal): Promise<void> {
+    const onAbort = () => this.stop();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let failures = 0;
+    try {
+      while (!this.#stopped) {
+        let reason: string;
+        try {
+          const c = await this.#connect();
+          failures = 0;
+          reason = await this.#untilClosed(c);
+          // Say why the relay hung up when it was a revocation (a one-shot session may have ended
+          // its channel at the same moment, so it always asks).
+          if ((this.#opts.once || !this.#stopped) && (await this.#revoked(c.lease.lease.id))) {
+            throw new CliError(EXIT.NOT_PERMITTED, `the relay closed the connection: lease ${c.lease.lease.id} was revoked`);
+          }
+          if (this.#stopped || this.#opts.once) break;
+        } catch (err) {
+          if (isPermanent(err) || this.#opts.once) throw err;
+          if (this.#stopped) break;
+          reason = err instanceof Error ? err.message : String(err);
+          failures++;
+        }
+        const wait = failures === 0 ? 0 : backoff(failures, this.#opts.maxBackoffMs);
+        this.emit('disconnected', { reason, retryInMs: wait });
+        if (wait) await this.#sleep(wait);
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.stop();
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+    this.#current?.client.end();
+    this.#wake?.();
+  }
+
+  async #connect(): Promise<Connected> {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const lease = await this.#lease(publicKey);
+    const client = await connectRelay(lease, privateKey, this.#opts.timings);
+    const c: Connected = { client, lease };
+    try {
+      await this.#opts.setup?.(c);
+    } catch (err) {
+      client.end();
+      throw err;
+    }
+    if (this.#stopped) {
+      client.end();
+      return c;
+    }
+    const previous = this.#current;
+    this.#current = c;
+    // Make before break: the old connection (if any) goes only once the new one is up.
+    previous?.client.end();
+    this.#scheduleRenewal(c, publicKey, privateKey);
+    this.emit('connected', c);
+    return c;
+  }
+
+  async #lease(publicKey: KeyObject): Promise<LeaseIssued> {
+    return this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, {
+      ...this.#opts.request,
+      public_key: formatPublicKeyLine(rawPublicKey(publicKey), 'tunnel-cli'),
+    });
+  }
+
+  #scheduleRenewal(c: Connected, publicKey: KeyObject, privateKey: KeyObject): void {
+    clearTimeout(this.#renewTimer);
+    const start = new Date(c.lease.lease.not_before).getTime();
+    const end = new Date(c.lease.lease.expires_at).getTime();
+    const at = start + (end - start) * this.#opts.renewAt;
+    this.#renewTimer = setTimeout(() => void this.#renew(c, publicKey, privateKey), Math.max(1_000, at - Date.now()));
+    this.#renewTimer.unref();
+  }
+
+  async #renew(c: Connected, publicKey: KeyObject, privateKey: KeyObject): Promise<void> {
+    if (this.#stopped || this.#current !== c) return;
+    try {
+      const fresh = await this.#lease(publicKey);
+      if (fresh.relay.node_id !== c.lease.relay.node_id) throw new Error('the exposure moved to another relay');
+      if (!(await renewOnConnection(c.client, fresh.certificate))) throw new Error('the relay refused the renewal');
+      c.lease = fresh;
+      this.emit('renewed', fresh);
+      this.#scheduleRenewal(c, publicKey, privateKey);
+    } catch (err) {
+      if (isPermanent(err)) {
+        c.client.end();
+        return;
+      }
+      // Renewal failed: reconnect now, while the old lease still has time left.
+      this.emit('disconnected', { reason: `renewal failed: ${(err as Error).message}`, retryInMs: 0 });
+      c.client.end();
+    }
+  }
+
+  #untilClosed(c: Connected): Promise<string> {
+    return new Promise((resolve) => {
+      let reason = 'connection closed by the relay';
+      c.client.once('error', (err: Error & { level?: string }) => {
+        reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
+      });
+      c.client.once('close', () => resolve(reason));
+    });
+  }
+
+  async #revoked(leaseId: string): Promise<boolean> {
+    try {
+      const l = await this.#session.call('GET', `/v1/leases/${leaseId}`, LeaseSchema);
+      return l.revoked_at !== null;
+    } catch {
+      return false;
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+}
+
+function isPermanent(err: unknown): boolean {
+  if (!(err instanceof CliError)) return false;
+  if (err.exitCode === EXIT.NOT_LOGGED_IN || err.exitCode === EXIT.NOT_PERMITTED || err.exitCode === EXIT.USAGE) return true;
+  return err instanceof ApiError && err.code !== undefined && PERMANENT.has(err.code);
+}
+
+/** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped. */
+export function backoff(failures: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, 500 * 2 ** Math.min(failures - 1, 16));
+  return Math.max(250, randomInt(0, ceiling + 1));
+}

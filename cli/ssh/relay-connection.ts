@@ -1,0 +1,76 @@
+import type { KeyObject } from 'node:crypto';
+import { Client } from 'ssh2';
+import type { LeaseIssued } from '../../protocol/api-types.js';
+import { LEASE_RENEW_REQUEST } from '../../protocol/lease-claims.js';
+import { parseCertificateLine } from '../../protocol/ssh-cert.js';
+import { parseKeyLine } from '../../protocol/ssh-key.js';
+import { SshWriter } from '../../protocol/ssh-wire.js';
+import { CliError, EXIT } from '../errors.js';
+import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
+
+export interface RelayTimings {
+  /** SSH keepalive: a dead relay is noticed after interval × (countMax + 1). */
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  readyTimeoutMs: number;
+}
+
+export const DEFAULT_TIMINGS: RelayTimings = { keepaliveIntervalMs: 7_000, keepaliveCountMax: 3, readyTimeoutMs: 15_000 };
+
+// AES-GCM first: with AES-NI it is the fastest cipher OpenSSH and ssh2 share (DESIGN, performance).
+const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+
+export function splitAddress(address: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  if (!m) throw new CliError(EXIT.ERROR, `relay address "${address}" is not host:port`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/**
+ * Connects to the lease's relay: the host key is pinned from the lease (no trust on first use)
+ * and the client authenticates with the lease's certificate and its in-memory key.
+ */
+export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings: RelayTimings = DEFAULT_TIMINGS): Promise<Client> {
+  const { host, port } = splitAddress(issued.relay.address);
+  const pinned = parseKeyLine(issued.relay.host_key).blob;
+  const cert = parseCertificateLine(issued.certificate);
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let hostKeyMismatch = false;
+    const onError = (err: Error & { level?: string }) => {
+      client.removeListener('ready', onReady);
+      if (hostKeyMismatch) {
+        reject(new CliError(EXIT.UNREACHABLE, `relay ${issued.relay.name} at ${issued.relay.address} presented an unexpected host key; refusing to connect`));
+      } else if (err.level === 'client-authentication') {
+        reject(new CliError(EXIT.NOT_PERMITTED, `relay ${issued.relay.name} refused the lease certificate`));
+      } else {
+        reject(new CliError(EXIT.UNREACHABLE, `cannot reach relay ${issued.relay.name} at ${issued.relay.address} (${(err as { code?: string }).code ?? err.message})`));
+      }
+    };
+    const onReady = () => {
+      client.removeListener('error', onError);
+      resolve(client);
+    };
+    client.once('ready', onReady).once('error', onError);
+    client.connect({
+      host,
+      port,
+      username: issued.lease.user,
+      hostVerifier: (key: Buffer) => {
+        hostKeyMismatch = !key.equals(pinned);
+        return !hostKeyMismatch;
+      },
+      authHandler: [{ type: 'publickey', username: issued.lease.user, key: certIdentity(privateKey, cert) }] as never,
+      keepaliveInterval: timings.keepaliveIntervalMs,
+      keepaliveCountMax: timings.keepaliveCountMax,
+      readyTimeout: timings.readyTimeoutMs,
+      algorithms: { cipher: CIPHERS as never },
+    });
+  });
+}
+
+/** Hands the relay a fresh certificate for the same key (in-band renewal). */
+export function renewOnConnection(client: Client, certificateLine: string): Promise<boolean> {
+  const blob = parseCertificateLine(certificateLine);
+  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, new SshWriter().string(blob).toBuffer());
+}
