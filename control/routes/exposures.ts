@@ -61,9 +61,10 @@ export function registerExposures(app: App): void {
       const now = deps.clock.now();
       let pinnedNodeId: string | null | undefined;
       if (body.node !== undefined) {
+        // Pinning is an operator decision: unpinning (node: null) is one too.
+        if (p.role !== 'admin') throw new AppError('FORBIDDEN', 'only admins may pin or unpin an exposure');
         if (body.node === null) pinnedNodeId = null;
         else {
-          if (p.role !== 'admin') throw new AppError('FORBIDDEN', 'only admins may pin an exposure to a node');
           const [n] = await deps.db.select().from(nodes).where(eq(nodes.name, body.node)).limit(1);
           if (!n) throw notFound(`node "${body.node}"`);
           pinnedNodeId = n.id;
