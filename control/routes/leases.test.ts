@@ -1,0 +1,233 @@
+/**
+ * POST /v1/leases: node choice, authorization (owner, ACL, scopes), lifetimes, and what is
+ * issued (the OpenSSH certificate and the lease token, checked the way a relay checks them).
+ * Runs on PGlite and on a real Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { JwksSchema, jwkPublicKeyBytes, JWK_USE_LEASE, JWK_USE_SSH_CA } from '../../protocol/jwks.js';
+import { CERT_BACKDATE_SECONDS, LEASE_TOKEN_TYP, LeaseClaimsSchema } from '../../protocol/lease-claims.js';
+import { parseCertificate, parseCertificateLine, stringOptionValue, verifyCertificateSignature } from '../../protocol/ssh-cert.js';
+import { encodePublicKeyBlob, parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
+import { enrollNode, heartbeat, issueLease, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+
+type User = { id: string; name: string; token: string };
+const secs = (iso: string) => Math.floor(new Date(iso).getTime() / 1000);
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`POST /v1/leases (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let admin: User, owner: User, friend: User, stranger: User;
+    let node: TestNode;
+    const exposure = uniq('svc-');
+    const tok = (u: User, role: 'admin' | 'member' = 'member') => tokenFor(t, u, role);
+    const lease = async (u: User, body: Record<string, unknown>, role: 'admin' | 'member' = 'member') =>
+      t.call('POST', '/v1/leases', { token: await tok(u, role), body: { public_key: newClientKey().line, ...body } });
+
+    before(async () => {
+      t = await makeApp();
+      admin = await t.user(uniq('admin'), 'admin');
+      owner = await t.user(uniq('xavier'), 'member');
+      friend = await t.user(uniq('yara'), 'member');
+      stranger = await t.user(uniq('zed'), 'member');
+      node = await enrollNode(t, admin.token);
+      await putExposure(t, owner.token, exposure, [friend.name]);
+    });
+
+    describe('what is issued', () => {
+      it('an OpenSSH user certificate carrying the lease, for the requested key', async () => {
+        await heartbeat(t, node);
+        const key = newClientKey();
+        const res = await t.call('POST', '/v1/leases', { token: await tok(owner), body: { kind: 'expose', exposure, port: 2022, public_key: key.line } });
+        assertOk(res, 201);
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+        const { lease: l, certificate, token, relay } = res.body;
+        assert.deepEqual(relay, { node_id: node.id, name: node.name, address: node.address, host_key: node.hostKey });
+        assert.equal(l.kind, 'expose');
+        assert.equal(l.user, owner.name);
+        assert.equal(l.node, node.name);
+        assert.equal(l.port, 2022);
+        assert.equal(l.ssh_key, key.fingerprint);
+
+        const cert = parseCertificate(parseCertificateLine(certificate));
+        assert.equal(cert.type, 'user');
+        assert.equal(cert.keyId, l.id);
+        assert.deepEqual(cert.principals, [owner.name]);
+        assert.equal(cert.serial.toString(), l.serial);
+        assert.equal(cert.validAfter, BigInt(secs(l.not_before) - CERT_BACKDATE_SECONDS));
+        assert.equal(cert.validBefore, BigInt(secs(l.expires_at)));
+        assert.deepEqual(cert.criticalOptions, []);
+        assert.deepEqual(cert.extensions.map((e) => e.name), ['lease@tunnel', 'permit-port-forwarding']);
+        assert.equal(stringOptionValue(cert.extensions[0]!), token);
+        assert.deepEqual(cert.publicKey, parsePublicKeyLine(key.line).publicKey);
+
+        const jwks = JwksSchema.parse((await t.call('GET', '/.well-known/jwks.json')).body);
+        const caBlobs = jwks.keys.filter((k) => k.use === JWK_USE_SSH_CA).map((k) => encodePublicKeyBlob(jwkPublicKeyBytes(k)));
+        const leaseBlobs = jwks.keys.filter((k) => k.use === JWK_USE_LEASE).map((k) => encodePublicKeyBlob(jwkPublicKeyBytes(k)));
+        verifyCertificateSignature(cert, caBlobs);
+        assert.throws(() => verifyCertificateSignature(cert, leaseBlobs), { code: 'CERT_UNTRUSTED_CA' });
+      });
+
+      it('a lease token that verifies against the published JWKS for the chosen node only', async () => {
+        await heartbeat(t, node);
+        const key = newClientKey();
+        const issued = (await t.call('POST', '/v1/leases', { token: await tok(friend), body: { kind: 'open', exposure, public_key: key.line } })).body;
+        const jwks = createLocalJWKSet((await t.call('GET', '/.well-known/jwks.json')).body);
+        const opts = { algorithms: ['EdDSA'], issuer: t.deps.settings.issuer, typ: LEASE_TOKEN_TYP, currentDate: t.clock.now() };
+        const { payload, protectedHeader } = await jwtVerify(issued.token, jwks, { ...opts, audience: node.id });
+        assert.equal(protectedHeader.alg, 'EdDSA');
+        const claims = LeaseClaimsSchema.parse(payload);
+        assert.equal(claims.sub, friend.id);
+        assert.equal(claims.aud, node.id);
+        assert.equal(claims.jti, issued.lease.id);
+        assert.equal(claims.kind, 'open');
+        assert.equal(claims.kind === 'open' && claims.exposure, exposure);
+        assert.equal(claims.ssh_key, key.fingerprint);
+        assert.equal(claims.name, friend.name);
+        assert.equal(claims.nbf, secs(issued.lease.not_before));
+        assert.equal(claims.exp, secs(issued.lease.expires_at));
+        await assert.rejects(jwtVerify(issued.token, jwks, { ...opts, audience: 'nod_other' }), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
+        await assert.rejects(jwtVerify(issued.token, jwks, { ...opts, audience: node.id, currentDate: new Date(claims.exp * 1000 + 1000) }), {
+          code: 'ERR_JWT_EXPIRED',
+        });
+
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await tok(admin, 'admin') });
+        const ev = audit.body.events.find((e: { type: string; subject: string }) => e.type === 'lease.issued' && e.subject === issued.lease.id);
+        assert.equal(ev.data.ssh_key, key.fingerprint);
+        assertNoSecrets(audit.body, [issued.token, issued.certificate.split(' ')[1]], 'audit log');
+      });
+
+      it('default lifetimes are 3600 s (expose) and 600 s (open, egress); asked lifetimes are capped', async () => {
+        await heartbeat(t, node);
+        const target = uniq('db');
+        assertOk(await t.call('PUT', `/v1/egress-targets/${target}`, { token: await tok(admin, 'admin'), body: { node: node.name, host: '10.0.0.5', port: 5432, allow: [friend.name] } }));
+        const life = (l: { not_before: string; expires_at: string }) => secs(l.expires_at) - secs(l.not_before);
+        assert.equal(life((await lease(owner, { kind: 'expose', exposure })).body.lease), 3600);
+        assert.equal(life((await lease(friend, { kind: 'open', exposure })).body.lease), 600);
+        assert.equal(life((await lease(friend, { kind: 'egress', targets: [target] })).body.lease), 600);
+        assert.equal(life((await lease(friend, { kind: 'open', exposure, ttl_seconds: 120 })).body.lease), 120);
+        const capped = (await lease(owner, { kind: 'expose', exposure, ttl_seconds: 30 * 86400 })).body;
+        assert.equal(life(capped.lease), t.deps.settings.maxLeaseTtl);
+        const cert = parseCertificate(parseCertificateLine(capped.certificate));
+        assert.equal(Number(cert.validBefore - cert.validAfter), t.deps.settings.maxLeaseTtl + CERT_BACKDATE_SECONDS);
+        assertProblem(await lease(friend, { kind: 'open', exposure, ttl_seconds: 5 }), 400, 'VALIDATION_FAILED');
+      });
+    });
+
+    describe('node selection', () => {
+      it('expose goes to the online node with the fewest exposures; a pinned node wins', async () => {
+        // Every node enrolled so far goes offline; only a and b heartbeat from here on.
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        const a = await enrollNode(t, await tok(admin, 'admin'), uniq('sel-a'));
+        const b = await enrollNode(t, await tok(admin, 'admin'), uniq('sel-b'));
+        await heartbeat(t, a);
+        await heartbeat(t, b);
+        const [e1, e2, e3, e4] = [uniq('sel-'), uniq('sel-'), uniq('sel-'), uniq('sel-')];
+        for (const e of [e1, e2, e3, e4]) await putExposure(t, await tok(owner), e);
+        const place = async (e: string) => (await lease(owner, { kind: 'expose', exposure: e })).body.relay.name;
+        assert.equal(await place(e1), a.name, 'tie (0, 0): first by name');
+        assert.equal(await place(e2), b.name, 'fewest active exposures (1, 0)');
+        assert.equal(await place(e3), a.name, 'tie (1, 1): first by name');
+        // a holds 2, b holds 1: unpinned, e4 would go to b.
+        assertOk(await t.call('PUT', `/v1/exposures/${e4}`, { token: await tok(admin, 'admin'), body: { node: a.name } }));
+        assert.equal(await place(e4), a.name, 'the pinned node wins over load');
+        // A pinned node is used even while offline: the operator asked for it.
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        await heartbeat(t, b);
+        assert.equal(await place(e4), a.name);
+        // Unpinning puts it back on the least loaded online node.
+        assertOk(await t.call('PUT', `/v1/exposures/${e4}`, { token: await tok(admin, 'admin'), body: { node: null } }));
+        assert.equal(await place(e4), b.name);
+      });
+
+      it('NO_NODE_AVAILABLE when no node is online; the lease says where X is for open', async () => {
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        const e = uniq('none-');
+        await putExposure(t, await tok(owner), e, [friend.name]);
+        assertProblem(await lease(owner, { kind: 'expose', exposure: e }), 503, 'NO_NODE_AVAILABLE');
+        assertProblem(await lease(friend, { kind: 'open', exposure: e }), 409, 'EXPOSURE_OFFLINE');
+        await heartbeat(t, node);
+        const x = await lease(owner, { kind: 'expose', exposure: e });
+        assertOk(x, 201);
+        const y = await lease(friend, { kind: 'open', exposure: e });
+        assertOk(y, 201);
+        assert.equal(y.body.relay.node_id, x.body.relay.node_id);
+        // Once X's lease is revoked and no relay reports it, the exposure is offline again.
+        assertOk(await t.call('DELETE', `/v1/leases/${x.body.lease.id}`, { token: await tok(owner) }));
+        assertProblem(await lease(friend, { kind: 'open', exposure: e }), 409, 'EXPOSURE_OFFLINE');
+      });
+    });
+
+    describe('authorization', () => {
+      it('open: owner, ACL members and admins only (NOT_IN_ACL)', async () => {
+        await heartbeat(t, node, [{ name: exposure, port: 22 }]);
+        assertOk(await lease(friend, { kind: 'open', exposure }), 201);
+        assertOk(await lease(owner, { kind: 'open', exposure }), 201);
+        assertOk(await lease(admin, { kind: 'open', exposure }, 'admin'), 201);
+        const denied = await lease(stranger, { kind: 'open', exposure });
+        assertProblem(denied, 403, 'NOT_IN_ACL');
+        assertProblem(await lease(stranger, { kind: 'open', exposure: uniq('missing-') }), 404, 'NOT_FOUND');
+      });
+
+      it('expose: only the owner or an admin', async () => {
+        await heartbeat(t, node);
+        assertProblem(await lease(friend, { kind: 'expose', exposure }), 403, 'FORBIDDEN');
+        assertOk(await lease(admin, { kind: 'expose', exposure }, 'admin'), 201);
+        assertProblem(await lease(owner, { kind: 'expose', exposure: uniq('missing-') }), 404, 'NOT_FOUND');
+      });
+
+      it('service tokens act only inside their scopes (SCOPE_DENIED)', async () => {
+        await heartbeat(t, node, [{ name: exposure, port: 22 }]);
+        const other = uniq('svc-');
+        await putExposure(t, await tok(owner), other);
+        const x = await serviceAccess(t, await tok(owner), [`expose:${exposure}`]);
+        const call = (body: Record<string, unknown>) => t.call('POST', '/v1/leases', { token: x.accessToken, body: { public_key: newClientKey().line, ...body } });
+        assertOk(await call({ kind: 'expose', exposure }), 201);
+        assertProblem(await call({ kind: 'expose', exposure: other }), 403, 'SCOPE_DENIED');
+        assertProblem(await call({ kind: 'open', exposure }), 403, 'SCOPE_DENIED');
+        assertProblem(await call({ kind: 'egress', targets: ['anything'] }), 403, 'SCOPE_DENIED');
+        const y = await serviceAccess(t, await tok(stranger), ['open:*']);
+        const denied = await t.call('POST', '/v1/leases', { token: y.accessToken, body: { kind: 'open', exposure, public_key: newClientKey().line } });
+        assertProblem(denied, 403, 'NOT_IN_ACL');
+      });
+
+      it('egress: admin-defined targets for the users they allow', async () => {
+        const target = uniq('pg');
+        const elsewhere = await enrollNode(t, await tok(admin, 'admin'));
+        const far = uniq('far');
+        const put = async (n: string, body: Record<string, unknown>) =>
+          t.call('PUT', `/v1/egress-targets/${n}`, { token: await tok(admin, 'admin'), body });
+        assertOk(await put(target, { node: node.name, host: '10.1.0.7', port: 5432, allow: [friend.name] }));
+        assertOk(await put(far, { node: elsewhere.name, host: '10.2.0.7', port: 22, allow: [friend.name] }));
+        const ok = await lease(friend, { kind: 'egress', targets: [target] });
+        assertOk(ok, 201);
+        assert.deepEqual(ok.body.lease.targets, [{ host: '10.1.0.7', port: 5432 }]);
+        assert.equal(ok.body.relay.node_id, node.id);
+        assertProblem(await lease(stranger, { kind: 'egress', targets: [target] }), 403, 'NOT_IN_ACL');
+        assertProblem(await lease(friend, { kind: 'egress', targets: [uniq('nope')] }), 404, 'NOT_FOUND');
+        assertProblem(await lease(friend, { kind: 'egress', targets: [target, far] }), 400, 'VALIDATION_FAILED');
+      });
+    });
+
+    describe('request errors', () => {
+      it('refuses mismatched kinds and bad keys', async () => {
+        await heartbeat(t, node);
+        assertProblem(await lease(owner, { kind: 'expose' }), 400, 'VALIDATION_FAILED');
+        assertProblem(await lease(owner, { kind: 'egress' }), 400, 'VALIDATION_FAILED');
+        assertProblem(await lease(owner, { kind: 'expose', exposure, targets: ['x'] }), 400, 'LEASE_KIND_MISMATCH');
+        assertProblem(await lease(friend, { kind: 'open', exposure, port: 22 }), 400, 'LEASE_KIND_MISMATCH');
+        assertProblem(await lease(friend, { kind: 'egress', targets: ['x'], exposure }), 400, 'LEASE_KIND_MISMATCH');
+        assertProblem(await lease(owner, { kind: 'relay', exposure }), 400, 'VALIDATION_FAILED');
+        assertProblem(await lease(owner, { kind: 'expose', exposure, public_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==' }), 400, 'VALIDATION_FAILED');
+        assertProblem(await lease(owner, { kind: 'expose', exposure, public_key: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ' }), 400, 'VALIDATION_FAILED');
+      });
+    });
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());
