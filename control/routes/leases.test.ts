@@ -13,7 +13,7 @@ import { encodePublicKeyBlob, parsePublicKeyLine } from '../../protocol/ssh-key.
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, heartbeat, issueLease, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 
 type User = { id: string; name: string; token: string };
 const secs = (iso: string) => Math.floor(new Date(iso).getTime() / 1000);
