@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -35,6 +36,7 @@ Options:
   --password       log in with user name and password
   --user NAME      user name for --password (asked for when missing)
   --token TOKEN    a service token (scoped, for headless hosts)
+  --token-file F   read the service token from file F (keeps it out of the process list)
 
 Examples:
   tunnel login --server https://tunnel.example.com
@@ -45,12 +47,14 @@ Examples:
       password: { type: 'boolean' },
       user: { type: 'string' },
       token: { type: 'string' },
+      'token-file': { type: 'string' },
     });
     if (a.positionals.length) throw new UsageError('login', `unexpected argument "${a.positionals[0]}"`);
     const server = resolveServer(ctx, a.server);
     if (!server) throw new UsageError('login', 'no control plane given: use --server URL (or TUNNEL_SERVER)');
     const api = new ApiClient(server, ctx.dispatcher);
-    const serviceToken = a.values.token ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
+    const fromFile = a.values['token-file'] === undefined ? undefined : readTokenFile(a.values['token-file']);
+    const serviceToken = a.values.token ?? fromFile ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
 
     let tokens: TokenResponse;
     if (serviceToken) {
@@ -116,6 +120,16 @@ async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Prom
       }
       throw err;
     }
+  }
+}
+
+function readTokenFile(path: string): string {
+  try {
+    const t = readFileSync(path, 'utf8').trim();
+    if (!t) throw new Error('empty');
+    return t;
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
 }
 
