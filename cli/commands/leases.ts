@@ -21,6 +21,9 @@ Examples:
   async run(ctx, argv) {
     const a = parseCommand('leases', argv, { all: { type: 'boolean' } });
     const [sub = 'ls', id, ...rest] = a.positionals;
+    if (sub === 'revoke' && (!id || rest.length)) throw new UsageError('leases', 'revoke takes exactly one lease id');
+    if (sub === 'revoke' && !/^lse_[a-f0-9]{32}$/.test(id!)) throw new UsageError('leases', `"${id}" is not a lease id (lse_...)`);
+    if (sub !== 'ls' && sub !== 'revoke') throw new UsageError('leases', `unknown subcommand "${sub}" (ls or revoke)`);
     const s = Session.load(ctx, a.server);
     if (sub === 'ls') {
       if (id) throw new UsageError('leases', `unexpected argument "${id}"`);
@@ -43,14 +46,11 @@ Examples:
       );
       return 0;
     }
-    if (sub === 'revoke') {
-      if (!id || rest.length) throw new UsageError('leases', 'revoke takes exactly one lease id');
-      if (!/^lse_[a-f0-9]{32}$/.test(id)) throw new UsageError('leases', `"${id}" is not a lease id (lse_...)`);
+    {
       const l = await s.call('DELETE', `/v1/leases/${id}`, LeaseSchema);
       if (a.json) out(ctx, JSON.stringify(l, null, 2));
       else info(ctx, `Revoked ${l.id}; relays close its connections within 5 seconds.`);
       return 0;
     }
-    throw new UsageError('leases', `unknown subcommand "${sub}" (ls or revoke)`);
   },
 };

@@ -1,0 +1,108 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { MockAgent } from 'undici';
+import { run } from './run.js';
+import { EXIT } from './errors.js';
+import { testContext } from './testing/test-context.js';
+import { writeCredentials } from './settings.js';
+
+const SERVER = 'http://control.test';
+
+function loggedIn(agent: MockAgent) {
+  const ctx = testContext({ dispatcher: agent });
+  writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
+  return ctx;
+}
+
+function mock(): MockAgent {
+  const agent = new MockAgent();
+  agent.disableNetConnect();
+  return agent;
+}
+
+const problem = (status: number, code: string) =>
+  [
+    status,
+    JSON.stringify({ type: 'x', title: 'x', status, code, detail: `detail of ${code}`, request_id: 'req_1' }),
+    { headers: { 'content-type': 'application/problem+json' } },
+  ] as const;
+
+describe('tunnel exit codes and one-line errors', () => {
+  it('prints usage and exits 2 without a command, 0 with --help', async () => {
+    const ctx = testContext();
+    assert.equal(await run([], ctx), EXIT.USAGE);
+    assert.match(ctx.out(), /Usage: tunnel <command>/);
+    const ctx2 = testContext();
+    assert.equal(await run(['open', '--help'], ctx2), 0);
+    assert.match(ctx2.out(), /Example/);
+  });
+
+  it('malformed flags exit 2 with a one-line message naming the command', async () => {
+    for (const argv of [['bogus'], ['open'], ['open', 'BAD NAME'], ['expose', '22'], ['expose', '99999', '--name', 'x'], ['open', 'x', '--nope'], ['leases', 'revoke', 'nope']]) {
+      const ctx = testContext();
+      assert.equal(await run(argv, ctx), EXIT.USAGE, argv.join(' '));
+      assert.equal(ctx.err().trim().split('\n').length, 1, ctx.err());
+      assert.doesNotMatch(ctx.err(), /at .*\.js:\d+/);
+    }
+  });
+
+  it('not logged in exits 3', async () => {
+    for (const argv of [['whoami'], ['ls'], ['open', 'hostx-ssh', '--stdio'], ['expose', '22', '--name', 'x']]) {
+      const ctx = testContext();
+      assert.equal(await run(argv, ctx), EXIT.NOT_LOGGED_IN, argv.join(' '));
+      assert.match(ctx.err(), /not logged in; run: tunnel login/);
+    }
+  });
+
+  it('control plane unreachable exits 5', async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const ctx = testContext();
+    writeCredentials(ctx, { server: `http://127.0.0.1:${port}`, access_token: 'at', access_expires_at: Date.now() + 600_000 });
+    assert.equal(await run(['whoami'], ctx), EXIT.UNREACHABLE);
+    assert.match(ctx.err(), /cannot reach the control plane/);
+  });
+
+  it('unknown exposure exits 1, not permitted exits 4', async () => {
+    const agent = mock();
+    const pool = agent.get(SERVER);
+    pool.intercept({ path: '/v1/exposures/nope', method: 'GET' }).reply(...problem(404, 'NOT_FOUND'));
+    let ctx = loggedIn(agent);
+    assert.equal(await run(['open', 'nope', '--stdio'], ctx), EXIT.ERROR);
+    assert.match(ctx.err(), /^tunnel open: detail of NOT_FOUND\n$/);
+
+    pool.intercept({ path: '/v1/exposures/secret', method: 'GET' }).reply(200, JSON.stringify({ name: 'secret', owner: 'alice', allow: [], pinned_node: null, node: 'r1', online: true, port: 22, created_at: new Date().toISOString() }));
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(403, 'NOT_IN_ACL'));
+    ctx = loggedIn(agent);
+    assert.equal(await run(['open', 'secret', '--stdio'], ctx), EXIT.NOT_PERMITTED);
+    assert.match(ctx.err(), /detail of NOT_IN_ACL/);
+  });
+
+  it('an expired access token is refreshed transparently and the new tokens are stored', async () => {
+    const agent = mock();
+    const pool = agent.get(SERVER);
+    pool
+      .intercept({ path: '/v1/auth/token', method: 'POST', body: (b) => JSON.parse(b).refresh_token === 'rt' })
+      .reply(200, JSON.stringify({ access_token: 'at2', token_type: 'Bearer', expires_in: 600, refresh_token: 'rt2' }));
+    pool
+      .intercept({ path: '/v1/me', method: 'GET', headers: { authorization: 'Bearer at2' } })
+      .reply(200, JSON.stringify({ id: 'usr_1', name: 'bob', role: 'member' }));
+    const ctx = testContext({ dispatcher: agent });
+    writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: 'old', access_expires_at: Date.now() - 1, refresh_token: 'rt' });
+    assert.equal(await run(['whoami'], ctx), 0);
+    assert.match(ctx.out(), /^bob \(member\) at http:\/\/control.test/);
+    const { readCredentials } = await import('./settings.js');
+    assert.equal(readCredentials(ctx)?.refresh_token, 'rt2');
+  });
+
+  it('a revoked refresh token means not logged in (3)', async () => {
+    const agent = mock();
+    agent.get(SERVER).intercept({ path: '/v1/auth/token', method: 'POST' }).reply(...problem(400, 'INVALID_GRANT'));
+    const ctx = testContext({ dispatcher: agent });
+    writeCredentials(ctx, { server: SERVER, access_token: 'old', access_expires_at: 0, refresh_token: 'rt' });
+    assert.equal(await run(['ls'], ctx), EXIT.NOT_LOGGED_IN);
+  });
+});

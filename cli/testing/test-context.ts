@@ -1,0 +1,38 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Context } from '../context.js';
+
+export interface TestContext extends Context {
+  out(): string;
+  err(): string;
+  abort(): void;
+}
+
+/** A CLI context with captured output, a temp home and (optionally) a mock HTTP dispatcher. */
+export function testContext(opts: { dispatcher?: Dispatcher; env?: Record<string, string>; stdin?: string } = {}): TestContext {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let o = '';
+  let e = '';
+  stdout.on('data', (d: Buffer) => (o += d.toString()));
+  stderr.on('data', (d: Buffer) => (e += d.toString()));
+  const stdin = new PassThrough();
+  stdin.end(opts.stdin ?? '');
+  const controller = new AbortController();
+  const homeDir = mkdtempSync(join(tmpdir(), 'tunnel-cli-'));
+  return {
+    stdout,
+    stderr,
+    stdin,
+    env: { HOME: homeDir, ...opts.env },
+    homeDir,
+    ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+    stopSignal: controller.signal,
+    out: () => o,
+    err: () => e,
+    abort: () => controller.abort(),
+  };
+}
