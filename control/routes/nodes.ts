@@ -16,6 +16,7 @@ import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
 import { rateLimit } from '../services/rate-limit.js';
+import { createEnrollmentToken } from '../services/enrollment.js';
 import { activeExposuresByNode, isOnline } from '../services/node-selection.js';
 import { bearerSecurity, errorResponses, json, jsonBody } from './common.js';
 
@@ -34,18 +35,7 @@ export function registerNodes(app: App): void {
     async (c) => {
       const deps = c.get('deps');
       const body = c.req.valid('json');
-      const now = deps.clock.now();
-      const token = deps.ids.secret('tnl_enr');
-      const expiresAt = new Date(now.getTime() + (body.ttl_seconds ?? 3600) * 1000);
-      await deps.db.insert(enrollmentTokens).values({
-        id: deps.ids.id('enr'),
-        name: body.name,
-        tokenHash: hashSecret(token),
-        createdBy: c.get('principal').userId,
-        createdAt: now,
-        expiresAt,
-      });
-      await audit(deps.db, now, { type: 'node.enrollment_token_created', actor: c.get('principal').userId, subject: body.name });
+      const { token, expiresAt } = await createEnrollmentToken(deps, body.name, body.ttl_seconds ?? 3600, c.get('principal').userId);
       return c.json({ name: body.name, token, expires_at: expiresAt.toISOString() }, 201);
     },
   );
