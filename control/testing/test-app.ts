@@ -30,6 +30,8 @@ export interface TestAppOptions {
   databaseUrl?: string;
   settings?: Partial<AppSettings>;
   clock?: Clock;
+  /** The key store's master key (random by default); tests that open the store twice pass one. */
+  masterKey?: Buffer;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface TestAppOptions {
 export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const opened = await openDatabase({ url: opts.databaseUrl, dataDir: 'memory://' });
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
-  const keys = new DbKeyStore({ db: opened.db, clock, ids: randomIds, masterKey: randomBytes(32) });
+  const keys = new DbKeyStore({ db: opened.db, clock, ids: randomIds, masterKey: opts.masterKey ?? randomBytes(32) });
   const deps: Deps = {
     db: opened.db,
     clock,

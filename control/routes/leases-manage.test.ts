@@ -1,0 +1,108 @@
+/**
+ * GET /v1/leases, GET /v1/leases/{id} and DELETE /v1/leases/{id} (revocation).
+ * Runs on PGlite and on a real Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertOk, assertProblem } from '../testing/problem.js';
+import { enrollNode, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+
+type User = { id: string; name: string; token: string };
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`managing leases (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let admin: User, owner: User, friend: User;
+    let node: TestNode;
+    const exposure = uniq('mg-');
+    const tok = (u: User, role: 'admin' | 'member' = 'member') => tokenFor(t, u, role);
+    const expose = async (u: User = owner) => {
+      await heartbeat(t, node);
+      return issueLease(t, await tok(u), { kind: 'expose', exposure });
+    };
+
+    before(async () => {
+      t = await makeApp();
+      admin = await t.user(uniq('admin'), 'admin');
+      owner = await t.user(uniq('olive'), 'member');
+      friend = await t.user(uniq('finn'), 'member');
+      node = await enrollNode(t, admin.token);
+      await putExposure(t, owner.token, exposure, [friend.name]);
+    });
+
+    it('GET /v1/leases/{id}: your own lease; another user\'s lease is 404; admins see all', async () => {
+      const l = await expose();
+      const mine = await t.call('GET', `/v1/leases/${l.lease.id}`, { token: await tok(owner) });
+      assertOk(mine);
+      assert.deepEqual(mine.body, l.lease);
+      assertProblem(await t.call('GET', `/v1/leases/${l.lease.id}`, { token: await tok(friend) }), 404, 'NOT_FOUND');
+      assertOk(await t.call('GET', `/v1/leases/${l.lease.id}`, { token: await tok(admin, 'admin') }));
+      assertProblem(await t.call('GET', `/v1/leases/lse_${'0'.repeat(32)}`, { token: await tok(owner) }), 404, 'NOT_FOUND');
+      assertProblem(await t.call('GET', '/v1/leases/not-a-lease', { token: await tok(owner) }), 400, 'VALIDATION_FAILED');
+    });
+
+    it('GET /v1/leases: your leases, newest first; active=true drops revoked and expired; all=true is for admins', async () => {
+      const u = await t.user(uniq('lister'), 'member');
+      await putExposure(t, await tok(u), uniq('ls-'));
+      const e = uniq('ls-');
+      await putExposure(t, await tok(u), e);
+      await heartbeat(t, node);
+      const short = await issueLease(t, await tok(u), { kind: 'expose', exposure: e, ttl_seconds: 60 });
+      t.clock.advance(1000);
+      const revoked = await issueLease(t, await tok(u), { kind: 'expose', exposure: e });
+      t.clock.advance(1000);
+      const live = await issueLease(t, await tok(u), { kind: 'expose', exposure: e });
+      assertOk(await t.call('DELETE', `/v1/leases/${revoked.lease.id}`, { token: await tok(u) }));
+      t.clock.advance(61_000);
+
+      const ids = async (q: string, who: User = u, role: 'admin' | 'member' = 'member') => {
+        const res = await t.call('GET', `/v1/leases${q}`, { token: await tok(who, role) });
+        assertOk(res);
+        return res.body.leases.map((l: { id: string }) => l.id);
+      };
+      assert.deepEqual(await ids(''), [live.lease.id, revoked.lease.id, short.lease.id]);
+      assert.deepEqual(await ids('?active=true'), [live.lease.id]);
+      assert.deepEqual(await ids('?limit=1'), [live.lease.id]);
+      assert.ok(!(await ids('', owner)).includes(live.lease.id), "others' leases are not listed");
+      assertProblem(await t.call('GET', '/v1/leases?all=true', { token: await tok(u) }), 403, 'FORBIDDEN');
+      assert.ok((await ids('?all=true&limit=500', admin, 'admin')).includes(live.lease.id));
+      assertProblem(await t.call('GET', '/v1/leases?limit=0', { token: await tok(u) }), 400, 'VALIDATION_FAILED');
+    });
+
+    it('DELETE /v1/leases/{id}: revokes once, feeds the relay, and hides other users\' leases', async () => {
+      const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: node.token })).body.cursor;
+      const l = await expose();
+      assertProblem(await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(friend) }), 404, 'NOT_FOUND');
+      const res = await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) });
+      assertOk(res);
+      assert.equal(res.body.revoked_at, t.clock.now().toISOString());
+      t.clock.advance(5000);
+      const again = await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) });
+      assertOk(again);
+      assert.equal(again.body.revoked_at, res.body.revoked_at, 'revoking again changes nothing');
+      const feed = await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}`, { token: node.token });
+      assert.deepEqual(feed.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
+
+      const byAdmin = await expose();
+      assertOk(await t.call('DELETE', `/v1/leases/${byAdmin.lease.id}`, { token: await tok(admin, 'admin') }));
+      const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await tok(admin, 'admin') });
+      const ev = audit.body.events.find((e: { type: string; subject: string }) => e.type === 'lease.revoked' && e.subject === byAdmin.lease.id);
+      assert.equal(ev.actor, admin.id);
+    });
+
+    it('an expired lease is not revoked and adds nothing to the feed', async () => {
+      const l = await expose();
+      t.clock.advance(3601_000);
+      const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: node.token })).body.cursor;
+      const res = await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) });
+      assertOk(res);
+      assert.equal(res.body.revoked_at, null);
+      assert.deepEqual((await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}`, { token: node.token })).body.revocations, []);
+    });
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());

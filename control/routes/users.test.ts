@@ -1,0 +1,160 @@
+/**
+ * Users (admin) and service tokens. Disabling a user ends everything they hold: sessions,
+ * service tokens and leases (which reach the relays through the revocation feed).
+ * Runs on PGlite and on a real Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { GRANT_SERVICE_TOKEN } from '../../protocol/api-types.js';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
+import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
+
+type User = { id: string; name: string; token: string };
+const PASSWORD = 'a password for users';
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`users and service tokens (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let admin: User;
+    const adm = () => tokenFor(t, admin);
+    const mem = (u: User) => tokenFor(t, u, 'member');
+    before(async () => {
+      t = await makeApp();
+      admin = await t.user(uniq('admin'), 'admin');
+    });
+
+    describe('POST/GET /v1/users', () => {
+      it('creates members and admins, who can then log in', async () => {
+        const n = uniq('newbie');
+        const res = await t.call('POST', '/v1/users', { token: await adm(), body: { name: n, password: PASSWORD } });
+        assertOk(res, 201);
+        assert.deepEqual({ ...res.body, id: undefined }, { id: undefined, name: n, role: 'member', disabled: false, created_at: t.clock.now().toISOString() });
+        assertNoSecrets(res.body, [PASSWORD]);
+        assert.ok(!JSON.stringify(res.body).includes('scrypt'), 'no password hash in responses');
+        const a = await t.call('POST', '/v1/users', { token: await adm(), body: { name: uniq('boss'), role: 'admin' } });
+        assert.equal(a.body.role, 'admin');
+        assertOk(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: n, password: PASSWORD } }));
+
+        const list = await t.call('GET', '/v1/users', { token: await adm() });
+        assertOk(list);
+        const names: string[] = list.body.users.map((u: { name: string }) => u.name);
+        assert.deepEqual(names, [...names].sort());
+        assert.ok(names.includes(n));
+        assert.ok(!JSON.stringify(list.body).includes('scrypt'));
+
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adm() });
+        assert.ok(audit.body.events.some((e: { type: string; subject: string }) => e.type === 'user.created' && e.subject === n));
+        assertNoSecrets(audit.body, [PASSWORD], 'audit log');
+      });
+
+      it('refuses duplicates and invalid users', async () => {
+        const n = uniq('dup');
+        assertOk(await t.call('POST', '/v1/users', { token: await adm(), body: { name: n } }), 201);
+        assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: n } }), 409, 'ALREADY_EXISTS');
+        assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: '9lives' } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: uniq('u'), password: 'short' } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: uniq('u'), role: 'root' } }), 400, 'VALIDATION_FAILED');
+      });
+    });
+
+    describe('DELETE /v1/users/{name}', () => {
+      it('disables the user and revokes their sessions, service tokens and leases', async () => {
+        const node = await enrollNode(t, await adm());
+        const u = await t.user(uniq('leaver'), 'member', PASSWORD);
+        const session = (await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: u.name, password: PASSWORD } })).body;
+        const svc = await serviceAccess(t, await mem(u), ['expose:*']);
+        const exposure = uniq('lv-');
+        await putExposure(t, await mem(u), exposure);
+        await heartbeat(t, node);
+        const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: node.token })).body.cursor;
+        const l1 = await issueLease(t, await mem(u), { kind: 'expose', exposure });
+        const l2 = await issueLease(t, await mem(u), { kind: 'open', exposure });
+
+        const res = await t.call('DELETE', `/v1/users/${u.name}`, { token: await adm() });
+        assertOk(res);
+        assert.equal(res.body.disabled, true);
+
+        const feed = await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}`, { token: node.token });
+        assert.deepEqual(feed.body.revocations.map((r: { lease_id: string }) => r.lease_id).sort(), [l1.lease.id, l2.lease.id].sort());
+        assertProblem(await t.call('GET', '/v1/me', { token: session.access_token }), 401, 'TOKEN_INVALID');
+        assertProblem(await t.call('GET', '/v1/me', { token: svc.accessToken }), 401, 'TOKEN_INVALID');
+        assertProblem(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: session.refresh_token } }), 400, 'INVALID_GRANT');
+        assertProblem(await t.call('POST', '/v1/auth/token', { body: { grant_type: GRANT_SERVICE_TOKEN, service_token: svc.serviceToken } }), 400, 'INVALID_GRANT');
+        const leases = await t.call('GET', '/v1/leases?all=true&limit=500', { token: await adm() });
+        for (const id of [l1.lease.id, l2.lease.id]) {
+          assert.ok(leases.body.leases.find((l: { id: string }) => l.id === id).revoked_at, `${id} revoked`);
+        }
+        const list = await t.call('GET', '/v1/users', { token: await adm() });
+        assert.equal(list.body.users.find((x: { name: string }) => x.name === u.name).disabled, true);
+      });
+
+      it('refuses to disable yourself or an unknown user', async () => {
+        assertProblem(await t.call('DELETE', `/v1/users/${admin.name}`, { token: await adm() }), 409, 'CONFLICT');
+        assertProblem(await t.call('DELETE', `/v1/users/${uniq('ghost')}`, { token: await adm() }), 404, 'NOT_FOUND');
+        assertProblem(await t.call('DELETE', '/v1/users/NOT%20A%20NAME', { token: await adm() }), 400, 'VALIDATION_FAILED');
+      });
+    });
+
+    describe('/v1/service-tokens', () => {
+      it('members create tokens for themselves; the secret is shown once', async () => {
+        const u = await t.user(uniq('ci'), 'member');
+        const res = await t.call('POST', '/v1/service-tokens', {
+          token: await mem(u),
+          body: { name: 'hostx', scopes: ['open:db', 'expose:hostx-ssh', 'open:db'], ttl_seconds: 3600 },
+        });
+        assertOk(res, 201);
+        assert.match(res.body.token, /^tnl_st_/);
+        assert.deepEqual(res.body.scopes, ['expose:hostx-ssh', 'open:db']);
+        assert.equal(res.body.user, u.name);
+        assert.equal(res.body.revoked, false);
+        assert.equal(res.body.expires_at, new Date(t.clock.now().getTime() + 3600_000).toISOString());
+        const list = await t.call('GET', '/v1/service-tokens', { token: await mem(u) });
+        assert.deepEqual(list.body.service_tokens.map((s: { id: string }) => s.id), [res.body.id]);
+        assertNoSecrets(list.body, [res.body.token], 'token list');
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adm() });
+        assertNoSecrets(audit.body, [res.body.token], 'audit log');
+      });
+
+      it('only admins create tokens for others; service tokens cannot mint more', async () => {
+        const u = await t.user(uniq('ci'), 'member');
+        const v = await t.user(uniq('ci'), 'member');
+        const body = { name: 'x', scopes: ['open:*'], user: v.name };
+        assertProblem(await t.call('POST', '/v1/service-tokens', { token: await mem(u), body }), 403, 'FORBIDDEN');
+        const forV = await t.call('POST', '/v1/service-tokens', { token: await adm(), body });
+        assertOk(forV, 201);
+        assert.equal(forV.body.user, v.name);
+        assertProblem(await t.call('POST', '/v1/service-tokens', { token: await adm(), body: { ...body, user: uniq('ghost') } }), 404, 'NOT_FOUND');
+        const svc = await serviceAccess(t, await mem(u), ['open:*']);
+        assertProblem(await t.call('POST', '/v1/service-tokens', { token: svc.accessToken, body: { name: 'y', scopes: ['open:*'] } }), 403, 'SCOPE_DENIED');
+        assertProblem(await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'z', scopes: ['admin:*'] } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'z', scopes: [] } }), 400, 'VALIDATION_FAILED');
+      });
+
+      it("lists and revokes: members their own, admins everyone's", async () => {
+        const u = await t.user(uniq('ci'), 'member');
+        const v = await t.user(uniq('ci'), 'member');
+        const mk = async (x: User) => (await t.call('POST', '/v1/service-tokens', { token: await mem(x), body: { name: 'k', scopes: ['open:*'] } })).body;
+        const tu = await mk(u);
+        const tv = await mk(v);
+        const ids = async (tok: string) => (await t.call('GET', '/v1/service-tokens', { token: tok })).body.service_tokens.map((s: { id: string }) => s.id);
+        assert.deepEqual(await ids(await mem(u)), [tu.id]);
+        const all = await ids(await adm());
+        assert.ok(all.includes(tu.id) && all.includes(tv.id));
+
+        assertProblem(await t.call('DELETE', `/v1/service-tokens/${tv.id}`, { token: await mem(u) }), 404, 'NOT_FOUND');
+        const revoked = await t.call('DELETE', `/v1/service-tokens/${tu.id}`, { token: await mem(u) });
+        assertOk(revoked);
+        assert.equal(revoked.body.revoked, true);
+        assertOk(await t.call('DELETE', `/v1/service-tokens/${tv.id}`, { token: await adm() }));
+        assertProblem(await t.call('POST', '/v1/auth/token', { body: { grant_type: GRANT_SERVICE_TOKEN, service_token: tv.token } }), 400, 'INVALID_GRANT');
+        assertProblem(await t.call('DELETE', '/v1/service-tokens/not-an-id', { token: await mem(u) }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('DELETE', `/v1/service-tokens/st_${'0'.repeat(32)}`, { token: await mem(u) }), 404, 'NOT_FOUND');
+      });
+    });
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());
