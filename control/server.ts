@@ -6,6 +6,7 @@ import type { ControlConfig } from './config.js';
 import { DEFAULT_SETTINGS, type Deps } from './deps.js';
 import { openDatabase, type OpenedDb } from './db/client.js';
 import { DbKeyStore } from './keys/db-key-store.js';
+import { keyPolicyFor } from './keys/key-policy.js';
 import { resolveMasterKey } from './keys/master-key.js';
 import { systemClock } from './lib/clock.js';
 import { randomIds } from './lib/ids.js';
@@ -73,7 +74,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     db: opened.db,
     clock: systemClock,
     ids: randomIds,
-    keys: new DbKeyStore({ db: opened.db, clock: systemClock, ids: randomIds, masterKey }),
+    keys: new DbKeyStore({ db: opened.db, clock: systemClock, ids: randomIds, masterKey, policy: keyPolicyFor(cfg.maxLeaseTtl) }),
     logger,
     metrics: new Metrics(),
     passwords: scryptHasher(),

@@ -13,3 +13,11 @@ export const DEFAULT_KEY_POLICY: KeyPolicy = {
   publishLead: 15 * 60,
   maxSignedLifetime: 24 * 3600 + 120,
 };
+
+/**
+ * The policy for a control plane whose leases live up to `maxLeaseTtl` seconds: a retired key
+ * stays published until the longest lease it may have signed has expired (plus backdating and skew).
+ */
+export function keyPolicyFor(maxLeaseTtl: number): KeyPolicy {
+  return { ...DEFAULT_KEY_POLICY, maxSignedLifetime: Math.max(DEFAULT_KEY_POLICY.maxSignedLifetime, maxLeaseTtl + 120) };
+}
