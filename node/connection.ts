@@ -317,10 +317,10 @@ export class RelayConnection {
     }
     const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#username });
     if (this.#closed) return;
-    if (!result.ok) return fail(result.reason, result);
+    if (!result.ok) return fail(result.reason, { leaseId: result.leaseId, serial: result.serial });
     const mismatch = renewalMismatch(current, result.lease);
-    if (mismatch) return fail(`${mismatch}_mismatch`, result.lease);
-    this.#ctx.registry.renew(this.sessionId, result.lease);
+    if (mismatch) return fail(`${mismatch}_mismatch`, { leaseId: result.lease.leaseId, serial: result.lease.serial });
+    if (!this.#ctx.registry.renew(this.sessionId, result.lease)) return fail('not_registered');
     this.#lease = result.lease;
     this.#ctx.metrics.renewals.inc({ result: 'ok' });
     this.#log.info('lease renewed', { leaseId: result.lease.leaseId, serial: result.lease.serial, deadline: this.#ctx.registry.deadlineOf(this.sessionId)?.toISOString() });

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock } from '../deps.js';
+import { LeaseRegistry, type LeaseEndReason } from './lease-registry.js';
+
+function holder(id: string, closed: Map<string, LeaseEndReason>) {
+  return { sessionId: id, close: (r: LeaseEndReason) => closed.set(id, r) };
+}
+
+describe('LeaseRegistry', () => {
+  const t0 = new Date('2030-01-01T00:00:00Z');
+  const at = (s: number) => new Date(t0.getTime() + s * 1000);
+
+  it('closes a connection when its lease expires, not before', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(10) });
+    clock.set(at(9));
+    assert.equal(reg.sweep(), 0);
+    clock.set(at(10));
+    assert.equal(reg.sweep(), 1);
+    assert.equal(closed.get('s1'), 'lease_expired');
+    assert.equal(reg.size, 0);
+    reg.close();
+  });
+
+  it('a renewal extends the deadline; revoking either lease still closes', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(10) });
+    assert.equal(reg.renew('s1', { leaseId: 'l2', deadline: at(100) }), true);
+    assert.deepEqual(reg.deadlineOf('s1'), at(100));
+    clock.set(at(50));
+    assert.equal(reg.sweep(), 0);
+    assert.equal(reg.revoke('l1'), 1);
+    assert.equal(closed.get('s1'), 'lease_revoked');
+    assert.equal(reg.renew('s1', { leaseId: 'l3', deadline: at(200) }), false, 'a closed connection cannot renew');
+    reg.close();
+  });
+
+  it('a shorter renewal does not shorten the deadline', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    reg.attach(holder('s1', new Map()), { leaseId: 'l1', deadline: at(100) });
+    reg.renew('s1', { leaseId: 'l2', deadline: at(20) });
+    assert.deepEqual(reg.deadlineOf('s1'), at(100));
+    reg.close();
+  });
+
+  it('limits connections per lease and frees the slot on detach', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 2 });
+    const closed = new Map<string, LeaseEndReason>();
+    assert.deepEqual(reg.attach(holder('a', closed), { leaseId: 'l', deadline: at(10) }), { ok: true });
+    assert.deepEqual(reg.attach(holder('b', closed), { leaseId: 'l', deadline: at(10) }), { ok: true });
+    assert.deepEqual(reg.attach(holder('c', closed), { leaseId: 'l', deadline: at(10) }), { ok: false, reason: 'too_many_connections' });
+    reg.detach('a');
+    assert.deepEqual(reg.attach(holder('c', closed), { leaseId: 'l', deadline: at(10) }), { ok: true });
+    reg.close();
+  });
+
+  it('fires on its own timer at the deadline (real time)', async () => {
+    const reg = new LeaseRegistry({ clock: { now: () => new Date() }, maxConnectionsPerLease: 1 });
+    const keepAlive = setTimeout(() => {}, 5000); // the registry's own timer is unref'd
+    const done = new Promise<LeaseEndReason>((resolve) => reg.attach({ sessionId: 's', close: resolve }, { leaseId: 'l', deadline: new Date(Date.now() + 50) }));
+    assert.equal(await done, 'lease_expired');
+    clearTimeout(keepAlive);
+    reg.close();
+  });
+});
