@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { Duplex, PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { bridge, type BridgeEnd, type BridgeStats } from './bridge.js';
+
+/** A fake channel: `remote` is what the peer sees; eof() ends remote's readable side. */
+function fakeChannel() {
+  const toLocal = new PassThrough();
+  const toRemote = new PassThrough();
+  let eofSent = false;
+  let closed = false;
+  const local = Duplex.from({ readable: toLocal, writable: toRemote });
+  const end: BridgeEnd = {
+    stream: local,
+    shutdownWrite(done) {
+      local.write(Buffer.alloc(0), () => {
+        eofSent = true;
+        toRemote.end();
+        done();
+      });
+    },
+    close() {
+      closed = true;
+    },
+  };
+  return { end, peerWrite: (s: string) => toLocal.write(s), peerEof: () => toLocal.end(), peerRead: toRemote, state: () => ({ eofSent, closed }) };
+}
+
+function collect(s: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve) => {
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('end', () => resolve(out));
+  });
+}
+
+describe('bridge', () => {
+  it('delivers a reply sent after the other side EOF, then closes both', async () => {
+    const y = fakeChannel();
+    const x = fakeChannel();
+    const closed = new Promise<BridgeStats>((resolve) => bridge(y.end, x.end, resolve));
+    const atX = collect(x.peerRead);
+    const atY = collect(y.peerRead);
+    y.peerWrite('request');
+    y.peerEof();
+    assert.equal(await atX, 'request', 'X saw the request and EOF');
+    assert.equal(x.state().closed, false, 'X still open after Y EOF');
+    x.peerWrite('reply after eof');
+    x.peerEof();
+    assert.equal(await atY, 'reply after eof');
+    const stats = await closed;
+    assert.deepEqual(stats, { aToB: 7, bToA: 15, end: 'eof' });
+    assert.equal(y.state().closed && x.state().closed, true);
+  });
+
+  it('tears both sides down when one side errors', async () => {
+    const y = fakeChannel();
+    const x = fakeChannel();
+    const closed = new Promise<BridgeStats>((resolve) => bridge(y.end, x.end, resolve));
+    y.end.stream.destroy(new Error('boom'));
+    assert.equal((await closed).end, 'error');
+    assert.equal(x.state().closed, true);
+  });
+});

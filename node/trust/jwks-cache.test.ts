@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { buildJwks } from '../../control/ca/lease-issuer.js';
+import type { Jwks } from '../../protocol/jwks.js';
+import { ManualClock } from '../deps.js';
+import { noopLogger } from '../logger.js';
+import { JwksCache } from './jwks-cache.js';
+
+const jwksWith = (...kids: string[]): Jwks =>
+  buildJwks(kids.map((kid) => ({ kid, publicKey: generateKeyPairSync('ed25519').publicKey, use: kid.startsWith('ca') ? 'ssh-ca' : 'sig' })));
+
+describe('JwksCache', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'jwks-cache-'));
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  function fetcher(initial: Jwks) {
+    const f = { doc: initial as Jwks | Error, calls: 0, fetchJwks: async () => {
+      f.calls++;
+      if (f.doc instanceof Error) throw f.doc;
+      return f.doc;
+    } };
+    return f;
+  }
+
+  it('fetches a fresh copy and keeps it on disk', async () => {
+    const f = fetcher(jwksWith('l1', 'ca1'));
+    const cache = new JwksCache({ client: f, file: join(dir, 'a.json'), clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 1000 });
+    await cache.init();
+    assert.equal(cache.status().source, 'network');
+    assert.equal(cache.snapshot?.caBlobs.length, 1);
+    assert.deepEqual([...(cache.snapshot?.kids ?? [])].sort(), ['ca1', 'l1']);
+  });
+
+  it('serves the stale disk copy when the control plane is down', async () => {
+    const file = join(dir, 'b.json');
+    const good = jwksWith('l1', 'ca1');
+    await new JwksCache({ client: fetcher(good), file, clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 }).init();
+    const down = fetcher(new Error('ECONNREFUSED'));
+    const cache = new JwksCache({ client: down, file, clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
+    await cache.init();
+    assert.equal(cache.status().source, 'disk');
+    assert.deepEqual(cache.snapshot?.jwks, good);
+    assert.equal(await cache.refresh(), false, 'a failed refresh keeps the last good copy');
+    assert.deepEqual(cache.snapshot?.jwks, good);
+  });
+
+  it('refreshes on an unknown key at most once per interval', async () => {
+    const clock = new ManualClock();
+    const f = fetcher(jwksWith('l1', 'ca1'));
+    const cache = new JwksCache({ client: f, file: join(dir, 'c.json'), clock, logger: noopLogger, refreshMs: 1e9, minRefreshMs: 10_000 });
+    await cache.init();
+    f.doc = jwksWith('l1', 'l2', 'ca1');
+    assert.equal(await cache.refreshForUnknownKey(), false, 'rate limited right after init');
+    assert.equal(f.calls, 1);
+    clock.advance(10_000);
+    assert.equal(await cache.refreshForUnknownKey(), true);
+    assert.equal(f.calls, 2);
+    assert.ok(cache.snapshot?.kids.has('l2'));
+    assert.equal(await cache.refreshForUnknownKey(), false);
+    assert.equal(f.calls, 2);
+  });
+});
