@@ -66,7 +66,7 @@ describe('verifyClientCertificate', () => {
     ['ca_untrusted', async () => ({ blob: (await issue({}, { lease: keys.lease, ca: key('rogue') })).certificate })],
     ['ca_signature_invalid', async () => {
       const b = Buffer.from((await issue()).certificate);
-      b[b.length - 1] ^= 1;
+      b[b.length - 1] = (b[b.length - 1] as number) ^ 1;
       return { blob: b };
     }],
     ['not_user_certificate', async () => ({ blob: reencode((await issue()).certificate, () => ({ type: 'host' })) })],

@@ -17,7 +17,7 @@ describe('JwksCache', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'jwks-cache-'));
   after(() => rm(dir, { recursive: true, force: true }));
 
-  function fetcher(initial: Jwks) {
+  function fetcher(initial: Jwks | Error) {
     const f = { doc: initial as Jwks | Error, calls: 0, fetchJwks: async () => {
       f.calls++;
       if (f.doc instanceof Error) throw f.doc;
