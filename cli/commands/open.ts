@@ -2,7 +2,6 @@ import { createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
-import { ExposureSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { Session } from '../api-client.js';
 import { parseCommand, parseHostPort } from '../args.js';
@@ -36,16 +35,18 @@ Examples:
     const name = m?.[1] ?? '';
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('open', `exposure name must match [a-z0-9-]{1,63}, got "${a.positionals[0]}"`);
     if (a.values.stdio && a.values.listen) throw new UsageError('open', '--stdio and --listen exclude each other');
-    const listen = a.values.stdio ? undefined : parseHostPort('open', '--listen', a.values.listen ?? '127.0.0.1:0');
+    const listen = a.values.stdio ? undefined : parseHostPort('open', '--listen', a.values.listen ?? '127.0.0.1:0', { allowZero: true });
     const session = Session.load(ctx, a.server);
-    const port = m?.[2] ? Number(m[2]) : await exposurePort(session, name);
-    if (port < 1 || port > 65535) throw new UsageError('open', 'PORT must be from 1 to 65535');
+    const explicitPort = m?.[2] ? Number(m[2]) : undefined;
+    if (explicitPort !== undefined && (explicitPort < 1 || explicitPort > 65535)) throw new UsageError('open', 'PORT must be from 1 to 65535');
+    // Without PORT: the port X has bound, as the lease reports it (22 when unknown).
+    const portOf = (c: Connected) => explicitPort ?? c.lease.lease.port ?? 22;
 
-    if (a.values.stdio) return stdio(ctx, session, name, port);
+    if (a.values.stdio) return stdio(ctx, session, name, portOf);
 
     const sup = new LeaseSupervisor(session, { request: { kind: 'open', exposure: name } });
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
-    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, name, port, events));
+    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, name, portOf, events));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -54,8 +55,8 @@ Examples:
       server.listen(listen!.port, listen!.host, resolve);
     });
     const addr = server.address() as { address: string; port: number };
-    events?.({ event: 'listening', address: `${addr.address}:${addr.port}`, exposure: name, port });
-    if (!events) info(ctx, `Listening on ${addr.address}:${addr.port} for ${name}:${port} (Ctrl-C to stop).`);
+    events?.({ event: 'listening', address: `${addr.address}:${addr.port}`, exposure: name });
+    if (!events) info(ctx, `Listening on ${addr.address}:${addr.port} for ${name} (Ctrl-C to stop).`);
     sup.on('connected', ({ lease }) => {
       events?.({ event: 'connected', relay: lease.relay.name, lease: lease.lease.id, expires_at: lease.lease.expires_at });
     });
@@ -73,11 +74,6 @@ Examples:
   },
 };
 
-async function exposurePort(session: Session, name: string): Promise<number> {
-  const e = await session.call('GET', `/v1/exposures/${name}`, ExposureSchema);
-  return e.port ?? 22;
-}
-
 /** The live connection, waiting (bounded) while the supervisor reconnects. */
 async function connection(sup: LeaseSupervisor): Promise<Connected> {
   if (sup.current) return sup.current;
@@ -94,11 +90,11 @@ function forwardOut(client: Client, srcPort: number, name: string, port: number)
   });
 }
 
-async function serveLocal(sup: LeaseSupervisor, sock: Socket, name: string, port: number, events?: (e: Record<string, unknown>) => void) {
+async function serveLocal(sup: LeaseSupervisor, sock: Socket, name: string, portOf: (c: Connected) => number, events?: (e: Record<string, unknown>) => void) {
   sock.on('error', () => {});
   try {
     const c = await connection(sup);
-    const ch = await forwardOut(c.client, sock.remotePort ?? 0, name, port);
+    const ch = await forwardOut(c.client, sock.remotePort ?? 0, name, portOf(c));
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));
   } catch (err) {
@@ -107,10 +103,11 @@ async function serveLocal(sup: LeaseSupervisor, sock: Socket, name: string, port
   }
 }
 
-async function stdio(ctx: Context, session: Session, name: string, port: number): Promise<number> {
+async function stdio(ctx: Context, session: Session, name: string, portOf: (c: Connected) => number): Promise<number> {
   const sup = new LeaseSupervisor(session, { request: { kind: 'open', exposure: name }, once: true });
   let channelDone: Promise<void> = Promise.resolve();
   sup.once('connected', (c) => {
+    const port = portOf(c);
     channelDone = forwardOut(c.client, 0, name, port).then(
       (ch) =>
         new Promise<void>((resolve) => {

@@ -46,6 +46,7 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
 
   let grant: LeaseGrant;
   let node: NodeRow | undefined;
+  let openPort: number | null = null;
   if (req.kind === 'expose' || req.kind === 'open') {
     if (!req.exposure) throw new AppError('VALIDATION_FAILED', `exposure: required for a ${req.kind} lease`);
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
@@ -64,7 +65,9 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
       if (!exp) throw notFound(`exposure "${req.exposure}"`);
       if (!canOpen(exp, p)) throw new AppError('NOT_IN_ACL', `you are not in the ACL of "${exp.name}"`);
       grant = { kind: 'open', exposure: exp.name };
-      node = await exposureCurrentNode(deps.db, now, exp);
+      const current = await exposureCurrentNode(deps.db, now, exp);
+      node = current?.node;
+      openPort = current?.port ?? null;
       if (!node) throw new AppError('EXPOSURE_OFFLINE', `"${exp.name}" is not online: no tunnel expose is connected`, { retryable: true });
     }
   } else {
@@ -111,7 +114,8 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
     userId: p.userId,
     nodeId: node.id,
     exposure: grant.kind === 'egress' ? null : grant.exposure,
-    port: grant.kind === 'expose' ? grant.port : null,
+    // expose: the port granted; open: the port X has bound (informational, for clients).
+    port: grant.kind === 'expose' ? grant.port : openPort,
     targets: grant.kind === 'egress' ? grant.targets : null,
     sshKey: issued.claims.ssh_key,
     serial: serial.toString(),

@@ -45,27 +45,31 @@ export async function pickExposeNode(
 }
 
 /**
- * Where an open lease goes: the node X is connected to (reported online by its relay), else the
- * node of the newest active expose lease for the exposure.
+ * Where an open lease goes, and the port X has bound there: the node X is connected to (as its
+ * relay reported), else the node of the newest active expose lease for the exposure.
  */
 export async function exposureCurrentNode(
   db: Db,
   now: Date,
   exposure: typeof exposures.$inferSelect,
-): Promise<NodeRow | undefined> {
+): Promise<{ node: NodeRow; port: number | null } | undefined> {
   let nodeId: string | null = exposure.online ? exposure.currentNodeId : null;
-  if (!nodeId) {
+  let port: number | null = exposure.online ? exposure.onlinePort : null;
+  if (!nodeId || port === null) {
     const [l] = await db
-      .select({ nodeId: leases.nodeId })
+      .select({ nodeId: leases.nodeId, port: leases.port })
       .from(leases)
       .where(
         and(eq(leases.kind, 'expose'), eq(leases.exposure, exposure.name), gt(leases.expiresAt, now), isNull(leases.revokedAt)),
       )
       .orderBy(desc(leases.createdAt))
       .limit(1);
-    nodeId = l?.nodeId ?? null;
+    if (!nodeId && l) {
+      nodeId = l.nodeId;
+      port = l.port;
+    } else if (l && l.nodeId === nodeId) port ??= l.port;
   }
   if (!nodeId) return undefined;
   const [n] = await db.select().from(nodes).where(inArray(nodes.id, [nodeId])).limit(1);
-  return n;
+  return n ? { node: n, port } : undefined;
 }

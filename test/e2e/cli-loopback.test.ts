@@ -1,0 +1,117 @@
+/**
+ * The CLI at both ends, on loopback, with the real control plane and relay binaries:
+ * tunnel expose on "X", tunnel open (--listen and --stdio) on "Y", ACLs, revocation.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server } from 'node:net';
+import { startStack, type CliUser, type Stack } from '../harness/stack.js';
+
+function waitForLine(child: { output(): { stdout: string; stderr: string }; stdout: NodeJS.ReadableStream | null; stderr: NodeJS.ReadableStream | null; once: (e: 'exit', f: () => void) => unknown }, re: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const { stdout, stderr } = child.output();
+      const m = (stdout + '\n' + stderr).split('\n').find((l) => re.test(l));
+      if (m) {
+        cleanup();
+        resolve(m);
+      }
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no line matching ${re} within ${timeoutMs} ms:\n${JSON.stringify(child.output())}`));
+    }, timeoutMs);
+    const onExit = () => {
+      check();
+      cleanup();
+      reject(new Error(`process exited before ${re}:\n${JSON.stringify(child.output())}`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.stdout?.off('data', check);
+      child.stderr?.off('data', check);
+    };
+    child.stdout?.on('data', check);
+    child.stderr?.on('data', check);
+    child.once('exit', onExit);
+    check();
+  });
+}
+
+/** An echo service that also answers "bye\n" after the client's EOF (half-close). */
+async function echoService(): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.pipe(s, { end: false });
+    s.on('end', () => s.end('bye\n'));
+    s.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+async function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
+  const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  sock.on('data', (d: Buffer) => chunks.push(d));
+  await once(sock, 'connect');
+  sock.end(payload);
+  await once(sock, 'end');
+  sock.destroy();
+  return Buffer.concat(chunks);
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('tunnel expose / tunnel open on loopback (real binaries)', () => {
+  let stack: Stack;
+  let admin: CliUser;
+  let bob: CliUser;
+  let echo: { server: Server; port: number };
+
+  before(async () => {
+    stack = await startStack();
+    echo = await echoService();
+    admin = await stack.user('admin');
+    bob = await stack.user('bob');
+  });
+  after(async () => {
+    echo?.server.close();
+    await stack?.stop();
+  });
+
+  it('exposes a service and carries bytes both ways byte-exactly, half-close included', async () => {
+    const x = admin.spawn(['expose', String(echo.port), '--name', 'svc', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    const y = bob.spawn(['open', 'svc', '--listen', '127.0.0.1:0', '--json']);
+    const listening = JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string };
+    const port = Number(listening.address.split(':').pop());
+    const payload = randomBytes(8 * 1024 * 1024);
+    const got = await roundTrip(port, payload);
+    assert.equal(got.length, payload.length + 4);
+    assert.equal(sha(got.subarray(0, payload.length)), sha(payload));
+    assert.equal(got.subarray(payload.length).toString(), 'bye\n');
+    y.kill('SIGTERM');
+    assert.equal((await once(y, 'exit'))[0], 0);
+  });
+
+  it('--stdio carries one connection over stdin/stdout (ProxyCommand)', async () => {
+    const r = await bob.run(['open', 'svc', '--stdio'], { input: 'hello through stdio\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello through stdio\nbye\n');
+  });
+
+  it('a user outside the ACL gets exit code 4 and one line', async () => {
+    const carol = await stack.user('carol');
+    const r = await carol.run(['open', 'svc', '--stdio']);
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  });
+
+  it('an unknown exposure gives exit code 1', async () => {
+    const r = await bob.run(['open', 'no-such-thing', '--stdio']);
+    assert.equal(r.code, 1, r.stderr);
+  });
+});
