@@ -1,13 +1,9 @@
 #!/usr/bin/env node
-import { mkdir } from 'node:fs/promises';
+import { bootRelay } from './boot.js';
 import { ConfigError, parseConfig } from './config.js';
-import { ControlError, createControlClient } from './control-client.js';
-import { randomIds, systemClock } from './deps.js';
-import { EnrollmentError, ensureEnrolled, loadOrCreateHostKey } from './enrollment.js';
+import { ControlError } from './control-client.js';
+import { EnrollmentError } from './enrollment.js';
 import { createJsonLogger } from './logger.js';
-import { createRelay } from './relay.js';
-
-const VERSION = '0.1.0';
 
 async function main(): Promise<number> {
   let parsed;
@@ -26,22 +22,9 @@ async function main(): Promise<number> {
   }
   const config = parsed.config;
   const logger = createJsonLogger((line) => process.stderr.write(line), { component: 'tunnel-node' });
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-
-  const credential: { token?: string } = {};
-  const control = createControlClient({ baseUrl: config.controlUrl, nodeToken: () => credential.token });
-  const hostKey = await loadOrCreateHostKey(config.dataDir, logger);
-  let state;
+  let booted;
   try {
-    state = await ensureEnrolled({
-      dataDir: config.dataDir,
-      controlUrl: config.controlUrl,
-      enrollToken: config.enrollToken,
-      advertise: config.advertise,
-      hostKeyLine: hostKey.publicKeyLine,
-      control,
-      logger,
-    });
+    booted = await bootRelay(config, logger);
   } catch (err) {
     if (err instanceof EnrollmentError || err instanceof ControlError) {
       logger.error('enrollment failed', { code: err.code, err: err.message, problemCode: err instanceof ControlError ? err.opts.problemCode : undefined });
@@ -50,20 +33,8 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  credential.token = state.node_token;
-
-  const relay = createRelay({
-    config,
-    clock: systemClock,
-    ids: randomIds,
-    logger,
-    control,
-    identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
-    version: VERSION,
-  });
-  const addrs = await relay.start();
   // A machine-readable line for supervisors and tests.
-  process.stdout.write(`${JSON.stringify({ ready: true, ssh: addrs.ssh, metrics: addrs.metrics, node_id: state.node_id })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, ssh: booted.addrs.ssh, metrics: booted.addrs.metrics, node_id: booted.state.node_id })}\n`);
 
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
@@ -75,8 +46,7 @@ async function main(): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  await relay.stop();
-  await control.close();
+  await booted.stop();
   return 0;
 }
 
