@@ -37,3 +37,10 @@ export function parseHostPort(command: string, what: string, s: string, opts: { 
   if (!m || port < min || port > 65535) throw new UsageError(command, `${what} must be [host:]port with a port from ${min} to 65535, got "${s}"`);
   return { host: m[1]?.replace(/^\[|\]$/g, '') ?? defaultHost, port };
 }
+
+/** `--ttl SECS`: a lease lifetime to ask for (the server caps it). */
+export function parseTtl(command: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,8}$/.test(v) || Number(v) < 30) throw new UsageError(command, `--ttl must be whole seconds, at least 30, got "${v}"`);
+  return Number(v);
+}

@@ -2,7 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { ExposureSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { ApiError, Session } from '../api-client.js';
-import { parseCommand, parseHostPort } from '../args.js';
+import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
@@ -24,13 +24,15 @@ Stop it with Ctrl-C or SIGTERM. --json prints one JSON event per line on stdout.
 Options:
   --name NAME      exposure name, [a-z0-9-]{1,63}
   --allow USER     a user who may open it (repeat for more)
+  --ttl SECS       lease lifetime to ask for (default: the server's, 1 hour); renewed before it ends
   --server URL     the control plane (default: the one you logged in to)
 
 Examples:
   tunnel expose 22 --name hostx-ssh --allow alice
   tunnel expose 192.168.1.20:8080 --name printer-web`,
   async run(ctx, argv) {
-    const a = parseCommand('expose', argv, { name: { type: 'string' }, allow: { type: 'string', multiple: true } });
+    const a = parseCommand('expose', argv, { name: { type: 'string' }, allow: { type: 'string', multiple: true }, ttl: { type: 'string' } });
+    const ttl = parseTtl('expose', a.values.ttl);
     if (a.positionals.length !== 1) throw new UsageError('expose', 'give exactly one [HOST:]PORT to expose');
     const target = parseHostPort('expose', 'the target', a.positionals[0]!);
     const name = a.values.name;
@@ -45,7 +47,7 @@ Examples:
     let bytes = 0;
 
     const sup = new LeaseSupervisor(session, {
-      request: { kind: 'expose', exposure: name, port: target.port },
+      request: { kind: 'expose', exposure: name, port: target.port, ...(ttl ? { ttl_seconds: ttl } : {}) },
       setup: ({ client }) =>
         new Promise<void>((resolve, reject) => {
           client.forwardIn(name, target.port, (err) => (err ? reject(new Error(`the relay refused to bind ${name}:${target.port}`)) : resolve()));

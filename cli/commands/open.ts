@@ -4,10 +4,10 @@ import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { Session } from '../api-client.js';
-import { parseCommand, parseHostPort } from '../args.js';
+import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
-import { LeaseSupervisor, type Connected } from '../ssh/lease-session.js';
+import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import type { Command } from './command.js';
 
@@ -23,28 +23,31 @@ Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a fr
 serves a local port: every local connection is carried over one SSH connection to the relay,
 which is renewed before its lease expires and re-established when it drops. With --stdio it
 carries one connection over standard input and output, for ssh's ProxyCommand. PORT is the
-exposure's port (default: the one X exposed).
+exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
+the server's, 10 minutes); the lease is renewed in band before it ends either way.
 
 Examples:
   tunnel open hostx-ssh --listen 127.0.0.1:2200      # then: ssh -p 2200 user@127.0.0.1
   ssh -o ProxyCommand='tunnel open --stdio %h' user@hostx-ssh`,
   async run(ctx, argv) {
-    const a = parseCommand('open', argv, { listen: { type: 'string' }, stdio: { type: 'boolean' } });
+    const a = parseCommand('open', argv, { listen: { type: 'string' }, stdio: { type: 'boolean' }, ttl: { type: 'string' } });
+    const ttl = parseTtl('open', a.values.ttl);
     if (a.positionals.length !== 1) throw new UsageError('open', 'give exactly one exposure NAME');
     const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(a.positionals[0]!);
     const name = m?.[1] ?? '';
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('open', `exposure name must match [a-z0-9-]{1,63}, got "${a.positionals[0]}"`);
     if (a.values.stdio && a.values.listen) throw new UsageError('open', '--stdio and --listen exclude each other');
     const listen = a.values.stdio ? undefined : parseHostPort('open', '--listen', a.values.listen ?? '127.0.0.1:0', { allowZero: true });
-    const session = Session.load(ctx, a.server);
     const explicitPort = m?.[2] ? Number(m[2]) : undefined;
     if (explicitPort !== undefined && (explicitPort < 1 || explicitPort > 65535)) throw new UsageError('open', 'PORT must be from 1 to 65535');
+    const session = Session.load(ctx, a.server);
     // Without PORT: the port X has bound, as the lease reports it (22 when unknown).
     const portOf = (c: Connected) => explicitPort ?? c.lease.lease.port ?? 22;
 
-    if (a.values.stdio) return stdio(ctx, session, name, portOf);
+    const request = { kind: 'open' as const, exposure: name, ...(ttl ? { ttl_seconds: ttl } : {}) };
+    if (a.values.stdio) return stdio(ctx, session, request, portOf);
 
-    const sup = new LeaseSupervisor(session, { request: { kind: 'open', exposure: name } });
+    const sup = new LeaseSupervisor(session, { request });
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
     const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, name, portOf, events));
     server.on('error', () => {});
@@ -103,8 +106,9 @@ async function serveLocal(sup: LeaseSupervisor, sock: Socket, name: string, port
   }
 }
 
-async function stdio(ctx: Context, session: Session, name: string, portOf: (c: Connected) => number): Promise<number> {
-  const sup = new LeaseSupervisor(session, { request: { kind: 'open', exposure: name }, once: true });
+async function stdio(ctx: Context, session: Session, request: LeaseRequest & { exposure: string }, portOf: (c: Connected) => number): Promise<number> {
+  const name = request.exposure;
+  const sup = new LeaseSupervisor(session, { request, once: true });
   let channelDone: Promise<void> = Promise.resolve();
   sup.once('connected', (c) => {
     const port = portOf(c);

@@ -51,7 +51,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   constructor(session: Session, opts: SupervisorOptions) {
     super();
     this.#session = session;
-    this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 30_000, once: false, ...opts };
+    // Backoff tops out at 5 s so a returning relay is used again within seconds (jitter spreads the herd).
+    this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 5_000, once: false, ...opts };
   }
 
   get current(): Connected | undefined {
