@@ -1,88 +1,54 @@
 /**
  * An ssh2 Client that authenticates with an OpenSSH certificate, for tests that need what the
- * OpenSSH CLI cannot do (the `lease-renew@tunnel` global request). ssh2 has no certificate
- * support on the client side, so this replaces the connection's `authPK` with one that sends
- * the certificate under its algorithm and signs with the plain key, exactly as OpenSSH does
- * (signature blob type "ssh-ed25519").
+ * OpenSSH CLI cannot do (the `lease-renew@tunnel` global request). Thin wrappers over the CLI's
+ * own implementation (cli/ssh/ssh2-cert-auth.ts, proven against a real sshd in test/interop), so
+ * the relay is tested with the client the product ships.
  */
-import { sign, type KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
-import ssh2 from 'ssh2';
+import type { KeyObject } from 'node:crypto';
+import { Client } from 'ssh2';
+import { certIdentity, sendGlobalRequest } from '../../cli/ssh/ssh2-cert-auth.js';
 import { LEASE_RENEW_REQUEST } from '../../protocol/lease-claims.js';
-import { CERT_KEY_TYPE } from '../../protocol/ssh-cert.js';
-import { encodeSignatureBlob, formatOpenSshPrivateKey, parseKeyLine } from '../../protocol/ssh-key.js';
+import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { SshWriter } from '../../protocol/ssh-wire.js';
 
-const require = createRequire(import.meta.url);
-const { sendPacket } = require('ssh2/lib/protocol/utils.js') as { sendPacket(proto: unknown, packet: Buffer): void };
-
-const USERAUTH_REQUEST = 50;
-const GLOBAL_REQUEST = 80;
-
-interface ProtoInternals {
-  _packetRW: { write: { allocStart: number; alloc(n: number): Buffer; finalize(p: Buffer): Buffer } };
-  _kex: { sessionID: Buffer };
-  _authsQueue: string[];
-  authPK: (...args: unknown[]) => void;
-}
-interface ClientInternals {
-  _protocol: ProtoInternals;
-  _callbacks: ((hadErr: boolean, data?: Buffer) => void)[];
-}
-
-function send(proto: ProtoInternals, payload: Buffer): void {
-  const w = proto._packetRW.write;
-  const packet = w.alloc(payload.length);
-  packet.set(payload, w.allocStart);
-  sendPacket(proto, w.finalize(packet));
-}
-
-export async function connectWithCertificate(opts: {
+export interface CertClientOptions {
   port: number;
   username: string;
   privateKey: KeyObject;
   certificate: Buffer;
   hostKeyLine: string;
-}): Promise<ssh2.Client> {
-  const client = new ssh2.Client();
-  const hostBlob = parseKeyLine(opts.hostKeyLine).blob;
-  const ready = new Promise<void>((resolve, reject) => {
-    client.once('ready', () => resolve());
-    client.once('error', reject);
+  host?: string;
+  /** ssh2 cipher list, e.g. ['aes128-gcm@openssh.com'] (default: ssh2's). */
+  ciphers?: string[];
+}
+
+/** Connects and authenticates; rejects with ssh2's error (level 'client-authentication' on refusal). */
+export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
+  const client = new Client();
+  const hostBlob = parseKeyLine(o.hostKeyLine).blob;
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      client.off('ready', onReady);
+      reject(err);
+    };
+    const onReady = () => {
+      client.off('error', onError);
+      resolve(client);
+    };
+    client.once('ready', onReady).once('error', onError);
+    client.connect({
+      host: o.host ?? '127.0.0.1',
+      port: o.port,
+      username: o.username,
+      hostVerifier: (key: Buffer) => key.equals(hostBlob),
+      authHandler: [{ type: 'publickey', username: o.username, key: certIdentity(o.privateKey, o.certificate) }] as never,
+      readyTimeout: 10_000,
+      ...(o.ciphers ? { algorithms: { cipher: o.ciphers as never } } : {}),
+    });
   });
-  client.connect({
-    host: '127.0.0.1',
-    port: opts.port,
-    username: opts.username,
-    privateKey: formatOpenSshPrivateKey(opts.privateKey),
-    hostVerifier: (key: Buffer) => key.equals(hostBlob),
-    readyTimeout: 10_000,
-  });
-  const proto = (client as unknown as ClientInternals)._protocol;
-  proto.authPK = (username: unknown, _key: unknown, _algo: unknown, cbSign?: unknown) => {
-    const body = new SshWriter()
-      .uint8(USERAUTH_REQUEST)
-      .string(String(username))
-      .string('ssh-connection')
-      .string('publickey')
-      .uint8(cbSign ? 1 : 0)
-      .string(CERT_KEY_TYPE)
-      .string(opts.certificate);
-    proto._authsQueue.push('publickey');
-    if (!cbSign) return send(proto, body.toBuffer());
-    const signed = Buffer.concat([new SshWriter().string(proto._kex.sessionID).toBuffer(), body.toBuffer()]);
-    const sig = encodeSignatureBlob(sign(null, signed, opts.privateKey));
-    send(proto, Buffer.concat([body.toBuffer(), new SshWriter().string(sig).toBuffer()]));
-  };
-  await ready;
-  return client;
 }
 
 /** Sends `lease-renew@tunnel` with the new certificate; resolves true on SUCCESS. */
-export function renewLease(client: ssh2.Client, certificate: Buffer): Promise<boolean> {
-  const c = client as unknown as ClientInternals;
-  return new Promise((resolve) => {
-    c._callbacks.push((hadErr) => resolve(!hadErr));
-    send(c._protocol, new SshWriter().uint8(GLOBAL_REQUEST).string(LEASE_RENEW_REQUEST).uint8(1).string(certificate).toBuffer());
-  });
+export function renewLease(client: Client, certificate: Buffer): Promise<boolean> {
+  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, new SshWriter().string(certificate).toBuffer());
 }
