@@ -92,6 +92,17 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertNoSecrets(audit.body, [d.device_code, ok.body.access_token, ok.body.refresh_token, ticket, PASSWORD], 'audit log');
     });
 
+    it('concurrent polls of an approved code get tokens exactly once', async () => {
+      const user = await t.user(uniq('ivy'), 'member', PASSWORD);
+      const d = await startDevice(t);
+      const { ticket } = await signIn(t, d.user_code, user.name);
+      assert.ok(ticket);
+      assertOk(await decide(t, ticket, 'approve'));
+      const results = await Promise.all([poll(t, d.device_code), poll(t, d.device_code), poll(t, d.device_code)]);
+      assert.equal(results.filter((r) => r.status === 200).length, 1, JSON.stringify(results.map((r) => r.body.code ?? 'ok')));
+      for (const r of results) if (r.status !== 200) assert.ok(['INVALID_GRANT', 'SLOW_DOWN'].includes(r.body.code), r.body.code);
+    });
+
     it('a denied sign-in gives access_denied', async () => {
       const user = await t.user(uniq('erin'), 'member', PASSWORD);
       const d = await startDevice(t);

@@ -66,6 +66,14 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertNoSecrets(reuse.body, [a.body.refresh_token], 'problem body');
       });
 
+      it('two concurrent refreshes with one token: exactly one succeeds', async () => {
+        const u = await t.user(uniq('racer'), 'member', PASSWORD);
+        const s = await login(t, u.name);
+        const results = await Promise.all([refresh(t, s.body.refresh_token), refresh(t, s.body.refresh_token)]);
+        assert.deepEqual(results.map((r) => r.status).sort(), [200, 400]);
+        for (const r of results) if (r.status !== 200) assertProblem(r, 400, 'INVALID_GRANT');
+      });
+
       it('refuses unknown, expired and disabled-user refresh tokens', async () => {
         assertProblem(await refresh(t, 'tnl_rt_never-issued'), 400, 'INVALID_GRANT');
         const u = await t.user(uniq('otto'), 'member', PASSWORD);

@@ -47,6 +47,13 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertNoSecrets(audit.body, [enr.body.token, res.body.node_token], 'audit log');
       });
 
+      it('two concurrent enrollments with one token: exactly one succeeds', async () => {
+        const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name: uniq('relay') } });
+        const enroll = () => t.call('POST', '/v1/nodes/enroll', { body: { token: enr.body.token, host_key: newClientKey().line, address: 'r.test:2222' } });
+        const results = await Promise.all([enroll(), enroll()]);
+        assert.deepEqual(results.map((r) => r.status).sort(), [201, 401]);
+      });
+
       it('refuses expired and unknown tokens and bad host keys or addresses', async () => {
         const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name: uniq('relay'), ttl_seconds: 60 } });
         const good = { token: enr.body.token, host_key: newClientKey().line, address: 'relay.test:2222' };
