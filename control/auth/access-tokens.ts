@@ -43,10 +43,26 @@ export async function mintAccessToken(
   return { token, expiresIn: ttl };
 }
 
+type LocalJwks = ReturnType<typeof createLocalJWKSet>;
+/**
+ * The verifier for the current key set, per key store. A kid names one immutable key, so the
+ * kid list identifies the set; reusing the verifier keeps jose from importing the keys again on
+ * every request (a third of the cost of a verification).
+ */
+const verifiers = new WeakMap<object, { kids: string; jwks: LocalJwks }>();
+
+function verifierFor(store: object, published: Parameters<typeof buildJwks>[0]): LocalJwks {
+  const kids = published.map((k) => k.kid).join(' ');
+  const cached = verifiers.get(store);
+  if (cached?.kids === kids) return cached.jwks;
+  const jwks = createLocalJWKSet(buildJwks(published));
+  verifiers.set(store, { kids, jwks });
+  return jwks;
+}
+
 /** Verifies an access token's signature, type, issuer, audience and lifetime. */
 export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<AccessClaims> {
-  const published = await deps.keys.published();
-  const jwks = createLocalJWKSet(buildJwks(published));
+  const jwks = verifierFor(deps.keys, await deps.keys.published());
   try {
     const { payload } = await jwtVerify(token, jwks, {
       algorithms: ['EdDSA'],

@@ -23,6 +23,8 @@ export class DbKeyStore implements KeyStore {
   readonly #policy: KeyPolicy;
   #rows: { at: number; rows: Row[] } | undefined;
   readonly #private = new Map<string, SigningKey>();
+  /** Public keys by kid: a kid names one immutable key, so its KeyObject is built once. */
+  readonly #public = new Map<string, PublishedKey>();
 
   constructor(deps: { db: Db; clock: Clock; ids: Ids; masterKey: Buffer; policy?: KeyPolicy }) {
     this.#db = deps.db;
@@ -95,8 +97,13 @@ export class DbKeyStore implements KeyStore {
       .filter((r) => r.expireAt === null || r.expireAt > now)
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
       .map((r) => {
-        const raw = Buffer.from(r.publicKey, 'base64url');
-        return { kid: r.kid, use: r.use, raw, publicKey: publicKeyObject(raw) };
+        let key = this.#public.get(r.kid);
+        if (!key) {
+          const raw = Buffer.from(r.publicKey, 'base64url');
+          key = { kid: r.kid, use: r.use, raw, publicKey: publicKeyObject(raw) };
+          this.#public.set(r.kid, key);
+        }
+        return key;
       });
   }
 
@@ -105,6 +112,7 @@ export class DbKeyStore implements KeyStore {
     if (this.#rows && nowMs - this.#rows.at < CACHE_MS) return this.#rows.rows;
     const rows = await this.#db.select().from(signingKeys);
     this.#rows = { at: nowMs, rows };
+    for (const kid of this.#public.keys()) if (!rows.some((r) => r.kid === kid)) this.#public.delete(kid);
     return rows;
   }
 

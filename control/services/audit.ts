@@ -27,17 +27,19 @@ export type AuditType =
   | 'relay.exposure_offline'
   | 'relay.auth_fail';
 
+export interface AuditEvent {
+  type: AuditType;
+  actor?: string | null;
+  subject?: string | null;
+  data?: Record<string, unknown>;
+}
+
+/** The row of an audit event (for callers that insert it as part of a larger statement). */
+export function auditRow(at: Date, e: AuditEvent): typeof auditEvents.$inferInsert {
+  return { at, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
+}
+
 /** Appends an audit event. Pass a transaction to make it part of the same change. */
-export async function audit(
-  db: Pick<Db, 'insert'>,
-  at: Date,
-  e: { type: AuditType; actor?: string | null; subject?: string | null; data?: Record<string, unknown> },
-): Promise<void> {
-  await db.insert(auditEvents).values({
-    at,
-    type: e.type,
-    actor: e.actor ?? null,
-    subject: e.subject ?? null,
-    data: e.data ?? {},
-  });
+export async function audit(db: Pick<Db, 'insert'>, at: Date, e: AuditEvent): Promise<void> {
+  await db.insert(auditEvents).values(auditRow(at, e));
 }
