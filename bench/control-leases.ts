@@ -1,0 +1,209 @@
+/**
+ * Lease issuance throughput of the control plane: POST /v1/leases (access-token check, lease
+ * token + OpenSSH certificate, lease row + audit row) with concurrent clients over loopback HTTP,
+ * on the embedded PGlite and on a throwaway Postgres cluster.
+ *
+ * The server is the real built binary (`node dist/control/main.js`, production scrypt cost and
+ * sealed keys, system clock) in its own process, so the load generator here does not share its
+ * event loop. Before measuring: an admin, a few users with access tokens (password grant), an
+ * enrolled relay node that heartbeats, and an exposure it reports online; client public keys are
+ * generated up front, one per request, as the CLI makes one per lease.
+ *
+ *   npm run bench:control
+ *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 16,32]
+ *                                     [--backend pglite,postgres] [--cpu-prof DIR]
+ *
+ * Prints a table (not a test: no assertions, the numbers are for people).
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
+import {
+  enrollOnlineNode,
+  expectStatus,
+  httpCaller,
+  nodeHeartbeat,
+  passwordLogin,
+  startControlProcess,
+  type ControlProcess,
+} from '../test/harness/control.js';
+import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
+import { formatTable, quantile, runLoad, type LoadResult } from './load.js';
+
+type Backend = 'pglite' | 'postgres';
+type Kind = 'open' | 'expose';
+
+const { values: args } = parseArgs({
+  options: {
+    kind: { type: 'string', default: 'open' },
+    requests: { type: 'string', default: '3000' },
+    warmup: { type: 'string', default: '300' },
+    concurrency: { type: 'string', default: '8,16,32' },
+    backend: { type: 'string', default: 'pglite,postgres' },
+    users: { type: 'string', default: '8' },
+    'cpu-prof': { type: 'string' },
+  },
+});
+const KIND = args.kind as Kind;
+if (KIND !== 'open' && KIND !== 'expose') throw new Error('--kind must be open or expose');
+const REQUESTS = Number(args.requests);
+const WARMUP = Number(args.warmup);
+const CONCURRENCY = args.concurrency.split(',').map(Number);
+const BACKENDS = args.backend.split(',') as Backend[];
+const USERS = Number(args.users);
+const PASSWORD = 'bench password 0123456789';
+const EXPOSURE = 'bench-svc';
+const HEARTBEAT_MS = 10_000;
+
+interface Fixture {
+  control: ControlProcess;
+  tokens: string[];
+  stop(): Promise<void>;
+}
+
+async function startBackend(backend: Backend): Promise<Fixture> {
+  let pg: PostgresInstance | undefined;
+  const env: Record<string, string> = {};
+  if (backend === 'postgres') {
+    pg = await startPostgres({ database: 'tunnel_bench' });
+    env.DATABASE_URL = pg.url;
+    env.TUNNEL_MASTER_KEY = randomBytes(32).toString('base64');
+  }
+  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=control-${backend}-${KIND}.cpuprofile`] : [];
+  const control = await startControlProcess({ env, nodeArgs }).catch(async (err: unknown) => {
+    await pg?.stop();
+    throw err;
+  });
+  const call = httpCaller(control.url);
+  expectStatus(
+    await call('POST', '/v1/setup', { body: { setup_code: control.setupCode, name: 'admin', password: PASSWORD } }),
+    201,
+    'setup',
+  );
+  const admin = await passwordLogin(call, 'admin', PASSWORD);
+  const names = Array.from({ length: USERS }, (_, i) => `bench-user-${i}`);
+  for (const name of names) {
+    expectStatus(await call('POST', '/v1/users', { token: admin, body: { name, password: PASSWORD } }), 201, `create ${name}`);
+  }
+  const tokens: string[] = [];
+  for (const name of names) tokens.push(await passwordLogin(call, name, PASSWORD));
+  const node = await enrollOnlineNode(call, admin, 'bench-relay', '127.0.0.1:2222');
+  // Open leases: everyone may open one exposure, which the relay reports online. Expose leases:
+  // each user owns one exposure (only the owner or an admin may expose it).
+  expectStatus(await call('PUT', `/v1/exposures/${EXPOSURE}`, { token: admin, body: { allow: names } }), 201, 'exposure');
+  for (const [i, name] of names.entries()) {
+    expectStatus(await call('PUT', `/v1/exposures/${EXPOSURE}-${i}`, { token: tokens[i], body: { allow: [] } }), 201, `exposure of ${name}`);
+  }
+  const held = [{ name: EXPOSURE, port: 22 }];
+  await nodeHeartbeat(call, node, held);
+  // A relay heartbeats all the time; keep doing so, so the node stays online through long runs.
+  const beat = setInterval(() => void nodeHeartbeat(call, node, held).catch(() => undefined), HEARTBEAT_MS);
+  return {
+    control,
+    tokens,
+    async stop() {
+      clearInterval(beat);
+      const end = await control.stop();
+      control.cleanup();
+      await pg?.stop();
+      if (end.code !== 0) process.stderr.write(`control exited with ${end.code ?? end.signal}:\n${control.stderr().slice(-2000)}\n`);
+    },
+  };
+}
+
+function keyLines(n: number): string[] {
+  return Array.from({ length: n }, () => formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey), 'bench'));
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; NaN where unavailable. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    // After the command: state is field 3, utime 14 and stime 15 (1-based), in clock ticks.
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = 100;
+
+interface Measured extends LoadResult {
+  /** Server CPU ms per successful lease. */
+  cpuMsPerLease: number;
+}
+
+async function measure(fx: Fixture, concurrency: number, requests: number, keys: string[]): Promise<Measured> {
+  const cpu0 = cpuSeconds(fx.control.pid);
+  const r = await load(fx, concurrency, requests, keys);
+  const cpu = cpuSeconds(fx.control.pid) - cpu0;
+  return { ...r, cpuMsPerLease: (cpu * 1000) / Math.max(1, r.latencies.length) };
+}
+
+function load(fx: Fixture, concurrency: number, requests: number, keys: string[]): Promise<LoadResult> {
+  return runLoad({
+    origin: fx.control.url,
+    concurrency,
+    requests,
+    okStatus: 201,
+    make: (i) => {
+      const u = i % fx.tokens.length;
+      const body =
+        KIND === 'open'
+          ? { kind: 'open', exposure: EXPOSURE, public_key: keys[i % keys.length] }
+          : { kind: 'expose', exposure: `${EXPOSURE}-${u}`, port: 22, public_key: keys[i % keys.length] };
+      return {
+        method: 'POST',
+        path: '/v1/leases',
+        headers: { authorization: `Bearer ${fx.tokens[u]}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      };
+    },
+  });
+}
+
+function row(backend: Backend, concurrency: number, r: Measured): string[] {
+  const ms = (v: number): string => v.toFixed(1);
+  return [
+    backend,
+    String(concurrency),
+    String(r.requests),
+    ((r.latencies.length / r.elapsedMs) * 1000).toFixed(0),
+    ms(quantile(r.latencies, 0.5)),
+    ms(quantile(r.latencies, 0.99)),
+    ms(quantile(r.latencies, 1)),
+    String(r.errors),
+    Number.isNaN(r.cpuMsPerLease) ? '-' : r.cpuMsPerLease.toFixed(2),
+  ];
+}
+
+async function main(): Promise<void> {
+  process.stderr.write(
+    `lease issuance (${KIND}) on ${cpus().length} CPU(s), node ${process.version}, load average ${loadavg()[0]!.toFixed(1)}: ${REQUESTS} requests per row after ${WARMUP} warm-up\n`,
+  );
+  const keys = keyLines(REQUESTS + WARMUP);
+  const rows: string[][] = [['backend', 'concurrency', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
+  const failures: string[] = [];
+  for (const backend of BACKENDS) {
+    const fx = await startBackend(backend);
+    try {
+      for (const c of CONCURRENCY) {
+        await load(fx, c, WARMUP, keys.slice(REQUESTS));
+        const r = await measure(fx, c, REQUESTS, keys);
+        rows.push(row(backend, c, r));
+        process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
+        if (r.errors) failures.push(`${backend} c=${c}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
+      }
+    } finally {
+      await fx.stop();
+    }
+  }
+  process.stdout.write(`${formatTable(rows)}\n`);
+  if (failures.length) process.stdout.write(`errors: ${failures.join('; ')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
