@@ -6,62 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, createServer, type Server } from 'node:net';
+import type { Server } from 'node:net';
 import { startStack, type CliUser, type Stack } from '../harness/stack.js';
-
-function waitForLine(child: { output(): { stdout: string; stderr: string }; stdout: NodeJS.ReadableStream | null; stderr: NodeJS.ReadableStream | null; once: (e: 'exit', f: () => void) => unknown }, re: RegExp, timeoutMs = 20_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const { stdout, stderr } = child.output();
-      const m = (stdout + '\n' + stderr).split('\n').find((l) => re.test(l));
-      if (m) {
-        cleanup();
-        resolve(m);
-      }
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no line matching ${re} within ${timeoutMs} ms:\n${JSON.stringify(child.output())}`));
-    }, timeoutMs);
-    const onExit = () => {
-      check();
-      cleanup();
-      reject(new Error(`process exited before ${re}:\n${JSON.stringify(child.output())}`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.stdout?.off('data', check);
-      child.stderr?.off('data', check);
-    };
-    child.stdout?.on('data', check);
-    child.stderr?.on('data', check);
-    child.once('exit', onExit);
-    check();
-  });
-}
-
-/** An echo service that also answers "bye\n" after the client's EOF (half-close). */
-async function echoService(): Promise<{ server: Server; port: number }> {
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    s.pipe(s, { end: false });
-    s.on('end', () => s.end('bye\n'));
-    s.on('error', () => {});
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as { port: number }).port };
-}
-
-async function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
-  const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  const chunks: Buffer[] = [];
-  sock.on('data', (d: Buffer) => chunks.push(d));
-  await once(sock, 'connect');
-  sock.end(payload);
-  await once(sock, 'end');
-  sock.destroy();
-  return Buffer.concat(chunks);
-}
+import { echoService, roundTrip, waitForLine } from '../harness/streams.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -33,6 +33,8 @@ export interface Stack {
   user(name: string, role?: 'admin' | 'member'): Promise<CliUser>;
   /** An enrollment token for another relay. */
   enrollmentToken(name: string): Promise<string>;
+  /** Stops the relay with `signal` (SIGKILL: it dies) and starts it again on the same ports and data. */
+  restartRelay(signal?: NodeJS.Signals): Promise<RelayProcess>;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startStack(opts: { relay?: Partial<StartRelayOptions>; con
       expectStatus(await call('POST', '/v1/nodes/enrollment-tokens', { token: adminToken, body: { name } }), 201, 'enrollment token').body
         .token as string;
     relay = await startRelayProcess({ controlUrl: control.url, enrollToken: await enrollmentToken('relay-1'), ...opts.relay });
+    const firstRelayDir = opts.relay?.dataDir ? undefined : relay.dataDir;
 
     const makeCliUser = async (name: string, password: string): Promise<CliUser> => {
       const home = mkdtempSync(join(tmpdir(), `tunnel-cli-${name}-`));
@@ -96,7 +99,7 @@ export async function startStack(opts: { relay?: Partial<StartRelayOptions>; con
       return u;
     };
 
-    return {
+    const stack: Stack = {
       control,
       relay,
       call,
@@ -109,15 +112,30 @@ export async function startStack(opts: { relay?: Partial<StartRelayOptions>; con
         }
         return makeCliUser(name, name === ADMIN.name ? ADMIN.password : password);
       },
+      async restartRelay(signal = 'SIGKILL') {
+        const old = stack.relay;
+        await old.stop(signal);
+        relay = await startRelayProcess({
+          ...opts.relay,
+          controlUrl: control.url,
+          dataDir: old.dataDir,
+          sshPort: old.sshPort,
+          metricsPort: old.metricsPort,
+        });
+        stack.relay = relay;
+        return relay;
+      },
       async stop() {
         for (const c of children) c.kill('SIGKILL');
         await relay?.stop();
         relay?.cleanup();
+        if (firstRelayDir && relay?.dataDir === firstRelayDir) rmSync(firstRelayDir, { recursive: true, force: true });
         await control.stop();
         control.cleanup();
         for (const h of homes) rmSync(h, { recursive: true, force: true });
       },
     };
+    return stack;
   } catch (err) {
     for (const c of children) c.kill('SIGKILL');
     await relay?.stop();

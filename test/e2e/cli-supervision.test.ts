@@ -1,0 +1,120 @@
+/**
+ * The CLI keeps tunnels up, on loopback with the real binaries: in-band renewal keeps a live
+ * connection across the original lease expiry; a revoked lease ends the connection within 5 s and
+ * the CLI says why; a relay killed and restarted is used again within 10 s of its return.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, type Server, type Socket } from 'node:net';
+import { startStack, type CliUser, type Stack } from '../harness/stack.js';
+import { echoService, eventually, waitForLine } from '../harness/streams.js';
+
+function readLine(sock: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const i = buf.indexOf('\n');
+      if (i >= 0) {
+        sock.off('data', onData);
+        resolve(buf.slice(0, i));
+      }
+    };
+    sock.on('data', onData);
+    sock.once('close', () => reject(new Error(`connection closed before a line; got "${buf}"`)));
+  });
+}
+
+describe('tunnel CLI supervision on loopback (real binaries)', () => {
+  let stack: Stack;
+  let admin: CliUser;
+  let bob: CliUser;
+  let echo: { server: Server; port: number };
+
+  before(async () => {
+    stack = await startStack();
+    echo = await echoService();
+    admin = await stack.user('admin');
+    bob = await stack.user('bob');
+  });
+  after(async () => {
+    echo?.server.close();
+    await stack?.stop();
+  });
+
+  it('a live connection through tunnel open survives lease renewal at both ends', async () => {
+    const x = admin.spawn(['expose', String(echo.port), '--name', 'renewing', '--allow', 'bob', '--ttl', '30', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    const y = bob.spawn(['open', 'renewing', '--listen', '127.0.0.1:0', '--ttl', '30', '--json']);
+    const port = Number((JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string }).address.split(':').pop());
+    const sock = connect({ host: '127.0.0.1', port });
+    await once(sock, 'connect');
+    sock.write('before renewal\n');
+    assert.equal(await readLine(sock), 'before renewal');
+    const first = JSON.parse(await waitForLine(y, /"event":"connected"/)) as { expires_at: string };
+    await waitForLine(y, /"event":"renewed"/, 40_000);
+    await waitForLine(x, /"event":"renewed"/, 40_000);
+    // Past the first lease's end: without renewal the relay would have closed the connection.
+    const past = new Date(first.expires_at).getTime() + 2_000 - Date.now();
+    if (past > 0) await new Promise((r) => setTimeout(r, past));
+    sock.write('after renewal\n');
+    assert.equal(await readLine(sock), 'after renewal');
+    sock.destroy();
+    y.kill('SIGTERM');
+    x.kill('SIGTERM');
+    await Promise.all([once(y, 'exit'), once(x, 'exit')]);
+  });
+
+  it('revoking the lease of tunnel open ends its connection within 5 s and says why', async () => {
+    const x = admin.spawn(['expose', String(echo.port), '--name', 'revoked', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    const y = bob.spawn(['open', 'revoked', '--listen', '127.0.0.1:0', '--json']);
+    const port = Number((JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string }).address.split(':').pop());
+    const sock = connect({ host: '127.0.0.1', port });
+    await once(sock, 'connect');
+    sock.write('hello\n');
+    assert.equal(await readLine(sock), 'hello');
+    const lease = (JSON.parse(await waitForLine(y, /"event":"connected"/)) as { lease: string }).lease;
+    const r = await stack.call('DELETE', `/v1/leases/${lease}`, { token: stack.adminToken });
+    assert.equal(r.status, 200);
+    const revokedAt = Date.now();
+    const closed = once(sock, 'close');
+    const [code] = (await once(y, 'exit')) as [number];
+    await closed;
+    assert.ok(Date.now() - revokedAt <= 5_000, 'connection must end within 5 s of the revocation');
+    assert.equal(code, 4);
+    assert.match(y.output().stderr, /lease lse_[0-9a-f]{32} was revoked/);
+    x.kill('SIGTERM');
+    await once(x, 'exit');
+  });
+
+  it('a relay killed and restarted: expose reconnects and a new connection works within 10 s of its return', async () => {
+    const x = admin.spawn(['expose', String(echo.port), '--name', 'restart', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    assert.deepEqual(await roundTripVia(bob, 'restart', 'first'), 'first\nbye\n');
+    await stack.restartRelay('SIGKILL');
+    const back = Date.now();
+    await waitForLine(x, /"event":"disconnected"/);
+    await eventually(async () => assert.equal(await roundTripVia(bob, 'restart', 'again'), 'again\nbye\n'), 10_000);
+    assert.ok(Date.now() - back <= 10_000);
+    await waitForLine(x, /"event":"connected"/, 1_000, 2);
+    x.kill('SIGTERM');
+    await once(x, 'exit');
+  });
+
+  it('an unreachable relay gives exit code 5 for tunnel open --stdio', async () => {
+    await stack.relay.stop('SIGKILL');
+    const r = await bob.run(['open', 'restart', '--stdio'], { input: 'x' });
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /cannot reach relay/);
+    await stack.restartRelay('SIGKILL');
+  });
+});
+
+async function roundTripVia(user: CliUser, name: string, text: string): Promise<string> {
+  const r = await user.run(['open', name, '--stdio'], { input: `${text}\n`, timeoutMs: 9_000 });
+  if (r.code !== 0) throw new Error(`tunnel open exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
