@@ -10,7 +10,8 @@ import { verifySessionSignature, type VerifiedLease } from './auth/verify-client
 import type { Config } from './config.js';
 import type { Clock, Ids } from './deps.js';
 import type { EventReporter } from './events/reporter.js';
-import { bridge, channelEnd, type Bridge, type SshChannelLike } from './forwarding/bridge.js';
+import { EgressError, type EgressLock } from './egress/egress-lock.js';
+import { bridge, channelEnd, socketEnd, type Bridge, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
@@ -30,6 +31,7 @@ export interface RelayContext {
   registry: LeaseRegistry;
   listeners: VirtualListeners;
   reporter: EventReporter;
+  egress: EgressLock;
   /** True once shutdown began: no new forwards or channels. */
   draining(): boolean;
 }
@@ -101,8 +103,14 @@ export class RelayConnection {
     return this.#lease;
   }
 
+  /** Open SSH channels of this connection (Y's, or X's forwarded ones), for limits and draining. */
   get activeChannels(): number {
     return this.#channels;
+  }
+
+  /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
+  get bridges(): number {
+    return this.#bridges.size;
   }
 
   /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
@@ -182,6 +190,15 @@ export class RelayConnection {
       deadline: lease.deadline.toISOString(),
     });
     this.#event({ type: 'conn_open', lease_id: lease.leaseId });
+    if (c.kind === 'egress') this.#activateEgress(lease);
+  }
+
+  /** An egress lease becomes active (its rules enter the firewall) when its connection is up. */
+  #activateEgress(lease: VerifiedLease): void {
+    if (lease.claims.kind !== 'egress') return;
+    this.#ctx.egress
+      .activate({ leaseId: lease.leaseId, targets: lease.claims.targets, expiresAt: lease.deadline }, this.sessionId)
+      .catch((err: unknown) => this.#log.warn('egress lease not activated', { leaseId: lease.leaseId, reason: err instanceof EgressError ? err.reason : 'error', err }));
   }
 
   #leaseEnded(reason: LeaseEndReason): void {
@@ -264,6 +281,7 @@ export class RelayConnection {
     if (this.#ctx.draining()) return this.#refuse('direct-tcpip', 'draining', dest, reject);
     if (this.#pending >= limits.pendingOpens) return this.#refuse('direct-tcpip', 'too_many_pending_opens', dest, reject);
     if (this.#channels + this.#pending >= limits.channelsPerConnection) return this.#refuse('direct-tcpip', 'too_many_channels', dest, reject);
+    if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
     const target = this.#ctx.listeners.find(route.exposure, route.port);
     if (!target) return this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
 
@@ -299,6 +317,39 @@ export class RelayConnection {
     );
   }
 
+  /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
+  #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
+    this.#pending++;
+    this.#ctx.egress.dial(lease.leaseId, target).then(
+      (sock) => {
+        this.#pending--;
+        const ych = this.#closed ? undefined : accept();
+        if (!ych) return void sock.destroy();
+        this.#channels++;
+        const channelId = this.#ctx.ids.channel();
+        this.#ctx.metrics.channels.inc({ outcome: 'opened' });
+        this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });
+        const b = bridge(channelEnd(ych as unknown as SshChannelLike), socketEnd(sock), (stats) => {
+          this.#channels--;
+          this.#bridges.delete(b);
+          this.#bytesIn += stats.aToB;
+          this.#bytesOut += stats.bToA;
+          this.#ctx.metrics.bytes.inc({ direction: 'to_egress' }, stats.aToB);
+          this.#ctx.metrics.bytes.inc({ direction: 'from_egress' }, stats.bToA);
+          this.#ctx.metrics.channels.inc({ outcome: stats.end });
+        });
+        this.#bridges.add(b);
+        this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
+      },
+      (err: unknown) => {
+        this.#pending--;
+        const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
+        this.#ctx.metrics.egressDials.inc({ outcome: reason });
+        this.#refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
+      },
+    );
+  }
+
   async #renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
     const current = this.#lease;
     const fail = (reason: string, ids: { leaseId?: string; serial?: string } = {}) => {
@@ -322,6 +373,7 @@ export class RelayConnection {
     if (mismatch) return fail(`${mismatch}_mismatch`, { leaseId: result.lease.leaseId, serial: result.lease.serial });
     if (!this.#ctx.registry.renew(this.sessionId, result.lease)) return fail('not_registered');
     this.#lease = result.lease;
+    if (result.lease.claims.kind === 'egress') this.#activateEgress(result.lease);
     this.#ctx.metrics.renewals.inc({ result: 'ok' });
     this.#log.info('lease renewed', { leaseId: result.lease.leaseId, serial: result.lease.serial, deadline: this.#ctx.registry.deadlineOf(this.sessionId)?.toISOString() });
     accept?.();
@@ -334,6 +386,7 @@ export class RelayConnection {
     this.#ctx.listeners.removeSession(this.sessionId);
     this.#bound = [];
     this.#ctx.registry.detach(this.sessionId);
+    this.#ctx.egress.release(this.sessionId);
     if (this.#lease) {
       this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
     }

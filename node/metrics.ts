@@ -32,14 +32,16 @@ export class Counter {
   }
 }
 
+/** A value read at scrape time: a gauge, or a counter whose count is kept elsewhere. */
 export class Gauge {
   constructor(
     readonly name: string,
     readonly help: string,
     readonly read: () => number | { labels: Labels; value: number }[],
+    readonly type: 'gauge' | 'counter' = 'gauge',
   ) {}
   render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
     const v = this.read();
     if (typeof v === 'number') out.push(`${this.name} ${v}`);
     else for (const { labels, value } of v) out.push(`${this.name}${labelText(labels)} ${value}`);
@@ -56,6 +58,12 @@ export class MetricsRegistry {
   }
   gauge(name: string, help: string, read: Gauge['read']): Gauge {
     const g = new Gauge(name, help, read);
+    this.#metrics.push(g);
+    return g;
+  }
+  /** A monotonic count owned by another object, read at scrape time (`_total` names are counters). */
+  counterOf(name: string, help: string, read: () => number): Gauge {
+    const g = new Gauge(name, help, read, 'counter');
     this.#metrics.push(g);
     return g;
   }
@@ -77,6 +85,7 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     bytes: registry.counter('tunnel_node_bytes_total', 'Bytes bridged by direction'),
     leaseClosures: registry.counter('tunnel_node_lease_closures_total', 'Connections closed for lease expiry or revocation'),
     renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
+    egressDials: registry.counter('tunnel_node_egress_dials_total', 'Egress target connections by outcome'),
     keepaliveTimeouts: registry.counter('tunnel_node_keepalive_timeouts_total', 'Connections dropped for missed keepalives'),
   };
 }

@@ -116,12 +116,12 @@ export function createRelay(deps: RelayDeps): Relay {
   const r = metrics.registry;
   r.gauge('tunnel_node_connections', 'Open SSH connections', () => connections.size);
   r.gauge('tunnel_node_exposures_online', 'Virtual listeners online', () => listeners.count);
-  r.gauge('tunnel_node_active_channels', 'Bridged channels open now', activeChannels);
+  r.gauge('tunnel_node_active_channels', 'Bridged channels (Y to X pairs) open now', () => [...connections].reduce((n, c) => n + c.bridges, 0));
   r.gauge('tunnel_node_native_crypto', '1 when ssh2 native crypto binding is loaded', () => (nativeCrypto ? 1 : 0));
   r.gauge('tunnel_node_jwks_keys', 'Keys in the cached JWKS', () => trust.status().keys);
   r.gauge('tunnel_node_revocations_known', 'Revoked leases remembered', () => revocations.status().entries);
   r.gauge('tunnel_node_events_queued', 'Connection events waiting to be sent', () => reporter.queued);
-  r.gauge('tunnel_node_events_dropped_total', 'Connection events dropped because the queue was full', () => reporter.dropped);
+  r.counterOf('tunnel_node_events_dropped_total', 'Connection events dropped because the queue was full', () => reporter.dropped);
 
   const health = () => {
     const jwks = trust.status();
