@@ -57,6 +57,11 @@ export function createSshServer(opts: SshServerOptions): SshServer {
           resolve(tcp.address() as AddressInfo);
         });
       }),
-    stopAccepting: () => new Promise((resolve) => tcp.close(() => resolve())),
+    // close() stops listening at once, but its callback waits until every accepted socket has
+    // ended, which is what draining is for: waiting for it here hung shutdown while any client
+    // stayed connected.
+    stopAccepting: async () => {
+      tcp.close();
+    },
   };
 }
