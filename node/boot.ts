@@ -3,6 +3,9 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { createControlClient, type ControlClient } from './control-client.js';
 import { randomIds, systemClock } from './deps.js';
+import { FirewallError, OffFirewall, type Firewall } from './egress/firewall.js';
+import { IptablesFirewall } from './egress/iptables-firewall.js';
+import { execFileRunner } from './egress/iptables-runner.js';
 import { ensureEnrolled, loadOrCreateHostKey, type NodeState } from './enrollment.js';
 import type { Logger } from './logger.js';
 import { createRelay, type Relay } from './relay.js';
@@ -16,6 +19,22 @@ export interface BootedRelay {
   addrs: { ssh: AddressInfo; metrics: AddressInfo };
   /** Graceful stop: drain the relay, then close the control client. */
   stop(): Promise<void>;
+}
+
+/**
+ * The firewall `--egress-driver` asks for. iptables filters the traffic of `--egress-uid`
+ * (default: this process's uid), so the chain applies to the relay itself.
+ */
+export function createFirewall(config: Readonly<Config>): Firewall {
+  if (config.egress.driver === 'off') return new OffFirewall();
+  const uid = config.egress.uid ?? process.getuid?.();
+  if (uid === undefined) throw new FirewallError('the iptables egress driver needs a uid: set --egress-uid');
+  return new IptablesFirewall({ runner: execFileRunner(), uid });
+}
+
+/** The one line an operator sees when the egress lock cannot be set up. */
+export function firewallStartMessage(err: FirewallError): string {
+  return `cannot set up the egress lock with iptables (${err.message}): run tunnel-node as root or with CAP_NET_ADMIN, or pass --egress-driver off to run without kernel enforcement of egress targets`;
 }
 
 /**
@@ -45,6 +64,7 @@ export async function bootRelay(config: Readonly<Config>, logger: Logger): Promi
     control,
     identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
     version: NODE_VERSION,
+    firewall: createFirewall(config),
   });
   const addrs = await relay.start();
   return {

@@ -40,6 +40,11 @@ const OPTIONS = {
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
   'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
   'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
+  'egress-driver': { env: 'TUNNEL_EGRESS_DRIVER', def: 'iptables', help: 'egress lock: iptables (needs root or CAP_NET_ADMIN) or off (no kernel enforcement; reported loudly)' },
+  'egress-uid': { env: 'TUNNEL_EGRESS_UID', help: "uid whose outbound traffic the egress chain filters (default: the relay process's own uid)" },
+  'egress-source-ports': { env: 'TUNNEL_EGRESS_SOURCE_PORTS', def: 'off', help: 'FIRST-LAST local ports split into per-lease blocks matched by --sport (outside ip_local_port_range), or off' },
+  'egress-ports-per-lease': { env: 'TUNNEL_EGRESS_PORTS_PER_LEASE', def: '64', help: 'size of each lease\'s source-port block' },
+  'egress-connect-timeout': { env: 'TUNNEL_EGRESS_CONNECT_TIMEOUT', def: '10s', help: 'how long a connection to an egress target may take' },
 } as const satisfies Record<string, { env: string; def?: string; help: string }>;
 
 type OptionName = keyof typeof OPTIONS;
@@ -103,7 +108,36 @@ const RawSchema = z.object({
   'max-connections-per-lease': count('max-connections-per-lease', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
+  'egress-driver': z.enum(['iptables', 'off'], { error: '--egress-driver must be iptables or off' }),
+  'egress-uid': count('egress-uid', 0).optional(),
+  'egress-source-ports': z.string().transform((s, ctx): PortRange | undefined => {
+    if (s === 'off') return undefined;
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(s);
+    const first = Number(m?.[1]);
+    const last = Number(m?.[2]);
+    if (!m || first < 1024 || last > 65535 || first > last) {
+      ctx.addIssue({ code: 'custom', message: '--egress-source-ports must be FIRST-LAST within 1024-65535 (e.g. 61000-64999) or off' });
+      return z.NEVER;
+    }
+    return { first, last };
+  }),
+  'egress-ports-per-lease': count('egress-ports-per-lease', 1),
+  'egress-connect-timeout': duration('egress-connect-timeout'),
 });
+
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+export interface EgressConfig {
+  driver: 'iptables' | 'off';
+  /** Undefined: the relay process's own uid (resolved at boot). */
+  uid: number | undefined;
+  /** Per-lease source-port blocks; undefined when off. */
+  sourcePorts: { range: PortRange; perLease: number } | undefined;
+  connectTimeoutMs: number;
+}
 
 export interface Limits {
   channelsPerConnection: number;
@@ -134,6 +168,7 @@ export interface Config {
   eventsFlushMs: number;
   eventsQueueMax: number;
   limits: Limits;
+  egress: EgressConfig;
 }
 
 export type ParsedCommand = { kind: 'help'; text: string } | { kind: 'run'; config: Readonly<Config> };
@@ -174,6 +209,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError(issue?.message ?? 'invalid configuration; see tunnel-node --help');
   }
   const v = parsed.data;
+  const range = v['egress-source-ports'];
+  if (range && range.last - range.first + 1 < v['egress-ports-per-lease']) {
+    throw new ConfigError('--egress-source-ports must hold at least one block of --egress-ports-per-lease ports');
+  }
   let advertise = v.advertise;
   if (advertise === undefined) {
     if (isWildcard(v.listen.host)) throw new ConfigError('set --advertise host:port (or TUNNEL_ADVERTISE): --listen is a wildcard address');
@@ -207,6 +246,12 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         connectionsPerLease: v['max-connections-per-lease'],
         authAttempts: v['max-auth-attempts'],
         authFailuresPerMinute: v['auth-failures-per-minute'],
+      }),
+      egress: Object.freeze({
+        driver: v['egress-driver'],
+        uid: v['egress-uid'],
+        sourcePorts: range ? Object.freeze({ range, perLease: v['egress-ports-per-lease'] }) : undefined,
+        connectTimeoutMs: v['egress-connect-timeout'],
       }),
     }),
   };

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { bootRelay } from './boot.js';
+import { bootRelay, firewallStartMessage } from './boot.js';
 import { ConfigError, parseConfig } from './config.js';
 import { ControlError } from './control-client.js';
+import { FirewallError } from './egress/firewall.js';
 import { EnrollmentError } from './enrollment.js';
 import { createJsonLogger } from './logger.js';
 
@@ -30,6 +31,11 @@ async function main(): Promise<number> {
       logger.error('enrollment failed', { code: err.code, err: err.message, problemCode: err instanceof ControlError ? err.opts.problemCode : undefined });
       process.stderr.write(`tunnel-node: ${err.message}\n`);
       return err instanceof ControlError && err.code === 'CONTROL_UNREACHABLE' ? 5 : 1;
+    }
+    if (err instanceof FirewallError) {
+      logger.error('egress lock unavailable', { code: err.code, err: err.message });
+      process.stderr.write(`tunnel-node: ${firewallStartMessage(err)}\n`);
+      return 1;
     }
     throw err;
   }

@@ -6,6 +6,10 @@ import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import type { ControlClient } from './control-client.js';
 import type { Clock, Ids } from './deps.js';
+import { resolveBaseRules } from './egress/base-rules.js';
+import { EgressLock } from './egress/egress-lock.js';
+import type { Firewall } from './egress/firewall.js';
+import type { BaseRules } from './egress/rules.js';
 import { EventReporter } from './events/reporter.js';
 import { VirtualListeners } from './forwarding/virtual-listeners.js';
 import { createHealthServer } from './health-server.js';
@@ -33,6 +37,10 @@ export interface RelayDeps {
   control: ControlClient;
   identity: RelayIdentity;
   version: string;
+  /** The egress lock's firewall (iptables driver, the off driver, or a fake in tests). */
+  firewall: Firewall;
+  /** The chain's base rules; default: resolved from the control URL (and resolv.conf). */
+  egressBase?: () => Promise<BaseRules>;
 }
 
 export interface Relay {
@@ -44,8 +52,6 @@ export interface Relay {
   /** Runs one revocation poll now (tests, and after start). */
   pollRevocations(): Promise<void>;
 }
-
-const EGRESS_DRIVER = 'off' as const;
 
 export function createRelay(deps: RelayDeps): Relay {
   const { config, clock, logger } = deps;
@@ -82,14 +88,23 @@ export function createRelay(deps: RelayDeps): Relay {
     intervalMs: config.revocationPollMs,
     file: join(config.dataDir, 'revocations.json'),
     onRevoked: (leaseId) => {
+      egress.revoke(leaseId);
       const closed = registry.revoke(leaseId);
       if (closed > 0) logger.info('revoked lease closed connections', { leaseId, connections: closed });
     },
   });
+  const egress = new EgressLock({
+    firewall: deps.firewall,
+    clock,
+    logger,
+    connectTimeoutMs: config.egress.connectTimeoutMs,
+    sourcePorts: config.egress.sourcePorts,
+    isRevoked: (id) => revocations.isRevoked(id),
+  });
   const rateLimiter = new AuthRateLimiter({ perMinute: config.limits.authFailuresPerMinute, clock });
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
 
-  const ctx: RelayContext = { config, clock, ids: deps.ids, logger, metrics, auth, rateLimiter, registry, listeners, reporter, draining: () => draining };
+  const ctx: RelayContext = { config, clock, ids: deps.ids, logger, metrics, auth, rateLimiter, registry, listeners, reporter, egress, draining: () => draining };
 
   const ssh = createSshServer({
     hostKey: deps.identity.hostKey,
@@ -121,6 +136,12 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_jwks_keys', 'Keys in the cached JWKS', () => trust.status().keys);
   r.gauge('tunnel_node_revocations_known', 'Revoked leases remembered', () => revocations.status().entries);
   r.gauge('tunnel_node_events_queued', 'Connection events waiting to be sent', () => reporter.queued);
+  r.gauge('tunnel_node_egress_driver', 'The egress lock driver in use (1 for the active one)', () => [
+    { labels: { driver: 'iptables' }, value: egress.driver === 'iptables' ? 1 : 0 },
+    { labels: { driver: 'off' }, value: egress.driver === 'off' ? 1 : 0 },
+  ]);
+  r.gauge('tunnel_node_egress_active_leases', 'Egress leases with rules in the firewall', () => egress.status().active_leases);
+  r.counterOf('tunnel_node_egress_failures_total', 'Egress firewall changes that failed', () => egress.status().failures);
   r.counterOf('tunnel_node_events_dropped_total', 'Connection events dropped because the queue was full', () => reporter.dropped);
 
   const health = () => {
@@ -131,7 +152,8 @@ export function createRelay(deps: RelayDeps): Relay {
       node_id: deps.identity.nodeId,
       version: deps.version,
       native_crypto: nativeCrypto,
-      egress_driver: EGRESS_DRIVER,
+      egress_driver: egress.driver,
+      egress: egress.status(),
       jwks,
       revocations: revocations.status(),
       connections: connections.size,
@@ -148,7 +170,7 @@ export function createRelay(deps: RelayDeps): Relay {
       await deps.control.heartbeat({
         version: deps.version,
         native_crypto: nativeCrypto,
-        egress_driver: EGRESS_DRIVER,
+        egress_driver: egress.driver,
         connections: connections.size,
         exposures: listeners.online(),
       });
@@ -163,7 +185,13 @@ export function createRelay(deps: RelayDeps): Relay {
   return {
     async start() {
       if (!nativeCrypto) logger.warn('ssh2 native crypto binding not loaded: throughput is about a third lower', {});
-      logger.warn('egress driver is off: egress leases are refused (not implemented yet)', { egressDriver: EGRESS_DRIVER });
+      // The egress lock first: the chain is closed before anything else talks to the network.
+      await egress.start(await (deps.egressBase ?? (() => resolveBaseRules(config.controlUrl)))());
+      if (egress.driver === 'off') {
+        logger.warn('EGRESS LOCK OFF: --egress-driver off was given; egress targets are checked by the relay only, the kernel does not enforce them', { egressDriver: 'off' });
+      } else {
+        logger.info('egress lock ready', { egressDriver: egress.driver, uid: config.egress.uid, sourcePorts: config.egress.sourcePorts });
+      }
       await trust.init();
       if (!trust.snapshot) logger.error('no JWKS available (control plane unreachable and no cached copy): every client will be refused until one is fetched', {});
       await revocations.load();
@@ -199,6 +227,7 @@ export function createRelay(deps: RelayDeps): Relay {
       for (const c of connections) c.end('shutdown', true);
       if (heartbeatTimer) clearInterval(heartbeatTimer);
       registry.close();
+      await egress.stop().catch((err: unknown) => logger.error('egress lease rules not removed at stop; the chain stays closed', { err }));
       trust.stop();
       await revocations.stop();
       await reporter.stop();

@@ -57,6 +57,9 @@ async function main(): Promise<number> {
     values['relay-listen'] ?? '127.0.0.1:2222',
     '--metrics-listen',
     values['metrics-listen'] ?? '127.0.0.1:9090',
+    // Said explicitly: the egress lock would need root and would filter this host's own traffic.
+    '--egress-driver',
+    'off',
     ...(token ? ['--enroll-token', token] : []),
   ];
   const parsed = parseConfig(relayArgs, {});

@@ -3,19 +3,25 @@ import type { LeaseClaims } from '../../protocol/lease-claims.js';
 
 /**
  * Where a `direct-tcpip` channel may go, decided from the lease alone. Kind `open` reaches
- * the virtual listener of its exposure; everything else is refused. Egress leases (real
- * hosts behind the relay, enforced by iptables too) plug in here as a route of kind 'egress'.
+ * the virtual listener of its exposure. Kind `egress` reaches a real host behind the relay,
+ * only when (host, port) is exactly one of the lease's targets (the admin-defined targets the
+ * control plane signed; no normalisation, so `127.0.0.1`, `localhost` or `169.254.169.254`
+ * pass only if a target names them that way). The kernel enforces the same set (node/egress).
+ * Everything else is refused.
  */
 export type DirectTcpipRoute =
   | { kind: 'exposure'; exposure: string; port: number }
-  | { kind: 'refuse'; reason: 'not_in_lease' | 'egress_not_supported' | 'wrong_lease_kind' };
+  | { kind: 'egress'; target: { host: string; port: number } }
+  | { kind: 'refuse'; reason: 'not_in_lease' | 'wrong_lease_kind' };
 
 export function routeDirectTcpip(claims: LeaseClaims, dest: { host: string; port: number }): DirectTcpipRoute {
   switch (claims.kind) {
     case 'open':
       return dest.host === claims.exposure ? { kind: 'exposure', exposure: claims.exposure, port: dest.port } : { kind: 'refuse', reason: 'not_in_lease' };
-    case 'egress':
-      return { kind: 'refuse', reason: 'egress_not_supported' };
+    case 'egress': {
+      const t = claims.targets.find((x) => x.host === dest.host && x.port === dest.port);
+      return t ? { kind: 'egress', target: { host: t.host, port: t.port } } : { kind: 'refuse', reason: 'not_in_lease' };
+    }
     case 'expose':
       return { kind: 'refuse', reason: 'wrong_lease_kind' };
   }

@@ -69,7 +69,9 @@ export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProc
   ];
   const [cmd, ...args] = o.wrap ? [...o.wrap, process.execPath, ...argv] : [process.execPath, ...argv];
   const child = spawn(cmd!, args, {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, ...o.env },
+    // The egress lock is off unless a test asks for it (and then runs the relay inside a lab
+    // namespace): a relay in the root namespace must never rewrite the host's iptables.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, TUNNEL_EGRESS_DRIVER: 'off', ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const killOnExit = () => void child.kill('SIGKILL');

@@ -23,6 +23,7 @@ import { randomIds, systemClock, type Clock } from '../../node/deps.js';
 import { ensureEnrolled, loadOrCreateHostKey } from '../../node/enrollment.js';
 import type { LogFields, Logger } from '../../node/logger.js';
 import { createRelay, type Relay } from '../../node/relay.js';
+import { FakeFirewall } from '../../node/egress/fake-firewall.js';
 
 /** The directory holding package.json (works from the TS sources and from dist/). */
 export function repoRoot(): string {
@@ -279,6 +280,7 @@ export async function startRelay(
     control,
     identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
     version: 'test',
+    firewall: new FakeFirewall(),
   });
   const addrs = await relay.start();
   return {
