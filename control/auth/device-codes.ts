@@ -26,7 +26,11 @@ export async function pollDeviceCode(deps: Deps, deviceCode: string): Promise<Us
 
   // slow_down: polled faster than the interval. Record this poll either way.
   const tooSoon = row.lastPolledAt !== null && now.getTime() - row.lastPolledAt.getTime() < row.intervalSeconds * 1000;
-  await deps.db.update(deviceCodes).set({ lastPolledAt: now }).where(eq(deviceCodes.id, row.id));
+  // RFC 8628 §3.5: after slow_down the client adds 5 s to its interval, and so does the server.
+  await deps.db
+    .update(deviceCodes)
+    .set({ lastPolledAt: now, ...(tooSoon && row.status === 'pending' ? { intervalSeconds: row.intervalSeconds + 5 } : {}) })
+    .where(eq(deviceCodes.id, row.id));
   if (row.status === 'pending') {
     if (tooSoon) throw oauth('SLOW_DOWN', 'polling too fast; add 5 seconds to the interval');
     throw oauth('AUTHORIZATION_PENDING', 'waiting for the user to approve');

@@ -57,7 +57,10 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const tooFast = await poll(t, d.device_code);
       assertProblem(tooFast, 400, 'SLOW_DOWN');
       assert.equal(tooFast.body.error, 'slow_down');
+      // After slow_down the interval is 5 s longer (RFC 8628 §3.5) for the server as well.
       t.clock.advance(d.interval * 1000);
+      assertProblem(await poll(t, d.device_code), 400, 'SLOW_DOWN');
+      t.clock.advance((d.interval + 10) * 1000);
       assertProblem(await poll(t, d.device_code), 400, 'AUTHORIZATION_PENDING');
 
       const page = await t.call('GET', `/device?user_code=${encodeURIComponent(d.user_code)}`);
