@@ -45,15 +45,21 @@ function openChannel(y: Client): Promise<ClientChannel> {
   return new Promise((resolve, reject) => y.forwardOut('127.0.0.1', 40000, NAME, 22, (err, ch) => (err ? reject(err) : resolve(ch))));
 }
 
-/** Resolves with the error code of a TCP connect to `port` ('connected' if it was accepted). */
-function tryConnect(port: number): Promise<string> {
+/**
+ * Connects to `port` and resolves once the socket is gone: with what the server sent (an SSH
+ * server sends its banner first) and whether the connect itself was refused.
+ */
+function probe(port: number): Promise<{ refused: boolean; received: string }> {
   return new Promise((resolve) => {
+    let received = '';
+    let refused = false;
     const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
+    s.on('data', (d: Buffer) => {
+      received += d.toString();
       s.destroy();
-      resolve('connected');
     });
-    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    s.once('error', (err: NodeJS.ErrnoException) => (refused = err.code === 'ECONNREFUSED'));
+    s.once('close', () => resolve({ refused, received }));
   });
 }
 
@@ -128,7 +134,12 @@ describe('tunnel-node graceful shutdown on SIGTERM', () => {
     s.relay.child.kill('SIGTERM');
     await s.relay.waitForStderr(/"msg":"relay draining"/, from);
 
-    assert.equal(await tryConnect(s.relay.sshPort), 'ECONNREFUSED', 'a new connection was accepted while draining');
+    // The log line is written just before the listener closes, so a connection racing it may
+    // still complete the TCP handshake in the backlog; it must never get an SSH banner, and once
+    // it is gone the port is closed.
+    const first = await within(probe(s.relay.sshPort), 5000, 'first probe');
+    assert.equal(first.received, '', 'a new connection was served while draining');
+    assert.deepEqual(await within(probe(s.relay.sshPort), 5000, 'second probe'), { refused: true, received: '' });
     const health = await fetch(`http://127.0.0.1:${s.relay.metricsPort}/healthz`);
     assert.equal(health.status, 503);
     assert.equal(((await health.json()) as { status: string }).status, 'draining');
