@@ -1,0 +1,99 @@
+/**
+ * What /proc says about a process (Linux): CPU time, resident memory, and the processes a
+ * daemon forked (sshd runs each connection in children of the listener).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100; // USER_HZ; Linux reports /proc/<pid>/stat times in these units
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime of `pid` in seconds (0 if it is gone). */
+export function cpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  // After the name: state(0) ppid(1) ... utime(11) stime(12)
+  return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND : 0;
+}
+
+function parentOf(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f ? Number(f[1]) : undefined;
+}
+
+/** `root` and every live process below it. */
+export function processTree(root: number): number[] {
+  const parents = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const ppid = parentOf(Number(name));
+    if (ppid !== undefined) parents.set(Number(name), ppid);
+  }
+  const tree = new Set([root]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!tree.has(pid) && tree.has(ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree].filter((p) => parents.has(p));
+}
+
+function statusKb(pid: number, field: string, file = 'status'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** VmRSS of one process, bytes. */
+export function rssBytes(pid: number): number {
+  return statusKb(pid, 'VmRSS') * 1024;
+}
+
+/**
+ * Proportional set size of a process, bytes: shared pages divided among their sharers. Summing
+ * RSS over forked processes (sshd) would count the shared binary and libraries once per process.
+ */
+export function pssBytes(pid: number): number {
+  return statusKb(pid, 'Pss', 'smaps_rollup') * 1024;
+}
+
+/** CPU seconds of a whole process tree. */
+export function treeCpuSeconds(root: number): number {
+  return processTree(root).reduce((s, p) => s + cpuSeconds(p), 0);
+}
+
+/** Summed PSS of a whole process tree, bytes. */
+export function treePssBytes(root: number): number {
+  return processTree(root).reduce((s, p) => s + pssBytes(p), 0);
+}
+
+/**
+ * Samples `read()` every `everyMs` until stopped; returns the samples. For "memory during a
+ * saturated stream" without trusting a single instant.
+ */
+export function sampler(read: () => number, everyMs = 50): { stop(): number[] } {
+  const samples: number[] = [read()];
+  const t = setInterval(() => samples.push(read()), everyMs);
+  return {
+    stop() {
+      clearInterval(t);
+      samples.push(read());
+      return samples;
+    },
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * The Tunnel side of the relay benchmark: the real `tunnel-control` and `tunnel-node` processes
+ * on loopback (test/harness), an admin, and leases issued through the API.
+ */
+import type { LeaseIssued } from '../../protocol/api-types.js';
+import { expectStatus, httpCaller, passwordLogin, startControlProcess, type ApiCall, type ControlProcess } from '../../test/harness/control.js';
+import { startRelayProcess, type RelayProcess } from '../../test/harness/relay-process.js';
+import { loadOrCreateHostKey } from '../../node/enrollment.js';
+import { noopLogger } from '../../node/logger.js';
+
+const ADMIN = { name: 'admin', password: 'bench-admin-password-1' };
+
+export interface RelayStack {
+  control: ControlProcess;
+  relay: RelayProcess;
+  hostKeyLine: string;
+  user: string;
+  /** Authenticated API call as the admin (the token is refreshed before it expires). */
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
+  /** PUT /v1/exposures/{name} (pinned to this relay). */
+  exposure(name: string): Promise<void>;
+  /** POST /v1/leases for `publicKeyLine`. */
+  lease(body: { kind: 'expose' | 'open'; exposure: string; port?: number; ttl_seconds?: number }, publicKeyLine: string): Promise<LeaseIssued>;
+  /** SIGTERM the relay and start it again on the same data dir and ports (fresh process, fresh memory). */
+  restartRelay(): Promise<RelayProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startRelayStack(relayArgs: string[], relayNodeArgs: string[] = []): Promise<RelayStack> {
+  const control = await startControlProcess();
+  let relay: RelayProcess | undefined;
+  try {
+    const call: ApiCall = httpCaller(control.url);
+    expectStatus(await call('POST', '/v1/setup', { body: { setup_code: control.setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
+    let token = await passwordLogin(call, ADMIN.name, ADMIN.password);
+    let tokenAt = Date.now();
+    const fresh = async () => {
+      if (Date.now() - tokenAt > 4 * 60_000) {
+        token = await passwordLogin(call, ADMIN.name, ADMIN.password);
+        tokenAt = Date.now();
+      }
+      return token;
+    };
+    const enroll = expectStatus(await call('POST', '/v1/nodes/enrollment-tokens', { token, body: { name: 'relay-1' } }), 201, 'enrollment token');
+    const start = (o: { enrollToken?: string; dataDir?: string; sshPort?: number; metricsPort?: number }) =>
+      startRelayProcess({ controlUrl: control.url, ...o, args: relayArgs, nodeArgs: relayNodeArgs, env: { TUNNEL_EGRESS_DRIVER: 'off' } });
+    relay = await start({ enrollToken: enroll.body.token as string });
+    const first = relay; // owns the data dir, which restarts reuse
+    const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;
+    const api: RelayStack['api'] = async (method, path, body) => call(method, path, { token: await fresh(), body });
+    const stack: RelayStack = {
+      control,
+      relay,
+      hostKeyLine,
+      user: ADMIN.name,
+      api,
+      async exposure(name) {
+        const r = await api('PUT', `/v1/exposures/${name}`, { allow: [], node: 'relay-1' });
+        if (r.status !== 200 && r.status !== 201) throw new Error(`PUT exposure ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      },
+      async lease(body, publicKeyLine) {
+        const r = await api('POST', '/v1/leases', { ...body, public_key: publicKeyLine });
+        if (r.status !== 201) throw new Error(`POST /v1/leases: ${r.status} ${JSON.stringify(r.body)}`);
+        return r.body as LeaseIssued;
+      },
+      async restartRelay() {
+        const old = stack.relay;
+        const end = await old.stop();
+        if (end.code !== 0) throw new Error(`relay exited with ${end.code ?? end.signal} on SIGTERM`);
+        relay = await start({ dataDir: old.dataDir, sshPort: old.sshPort, metricsPort: old.metricsPort });
+        stack.relay = relay;
+        return relay;
+      },
+      async stop() {
+        await relay?.stop();
+        first.cleanup();
+        await control.stop();
+        control.cleanup();
+      },
+    };
+    return stack;
+  } catch (err) {
+    await relay?.stop();
+    relay?.cleanup();
+    await control.stop();
+    control.cleanup();
+    throw err;
+  }
+}
