@@ -22,6 +22,22 @@ describe('parseConfig', () => {
     assert.throws(() => parseConfig(['--bogus'], {}), ConfigError);
   });
 
+  it('egress lock: iptables by default, off only when asked for, uid and source-port blocks', () => {
+    const run = (argv: string[], env: Record<string, string> = {}) => {
+      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], env);
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.config.egress;
+    };
+    assert.deepEqual(run([]), { driver: 'iptables', uid: undefined, sourcePorts: undefined, connectTimeoutMs: 10_000 });
+    assert.equal(run([], { TUNNEL_EGRESS_DRIVER: 'off' }).driver, 'off');
+    assert.equal(run(['--egress-driver', 'iptables'], { TUNNEL_EGRESS_DRIVER: 'off' }).driver, 'iptables');
+    assert.equal(run(['--egress-uid', '0']).uid, 0);
+    assert.deepEqual(run(['--egress-source-ports', '61000-61999', '--egress-ports-per-lease', '32']).sourcePorts, { range: { first: 61000, last: 61999 }, perLease: 32 });
+    for (const bad of [['--egress-driver', 'nftables'], ['--egress-uid', '-1'], ['--egress-source-ports', '80-90'], ['--egress-source-ports', '61000-61010']]) {
+      assert.throws(() => run(bad), ConfigError, bad.join(' '));
+    }
+  });
+
   it('prints help', () => {
     const r = parseConfig(['--help'], {});
     assert.equal(r.kind, 'help');

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
  * The chain, per address family:
  *
  *   -A TUNNEL-EGRESS -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
- *   -A TUNNEL-EGRESS -d <control>/32 -p tcp -m tcp --dport <port> -m comment --comment "tunnel-control" -j ACCEPT
+ *   -A TUNNEL-EGRESS -d <control>/32 -p tcp -m tcp --dport <port> -m comment --comment tunnel-control -j ACCEPT
  *   -A TUNNEL-EGRESS -d <resolver>/32 -p udp -m udp --dport 53 ...          (only when the control URL is a name)
  *   -A TUNNEL-EGRESS -d <target>/32 -p tcp -m tcp [--sport a:b] --dport <port>
  *        -m time --datestop <lease exp, UTC> -m comment --comment "tunnel-lease=<id>" -j ACCEPT   (one per lease target)
@@ -96,6 +96,11 @@ function portRange(r: PortRange): string {
   return `${port(r.first)}:${port(r.last)}`;
 }
 
+/** A comment operand quoted as iptables-save quotes it (only when it holds more than [A-Za-z0-9_.-]). */
+function commentArg(text: string): string {
+  return /^[A-Za-z0-9_.-]+$/.test(text) ? text : `"${text}"`;
+}
+
 const rejectWith = (family: Family) => (family === 'ipv4' ? 'icmp-port-unreachable' : 'icmp6-port-unreachable');
 
 /** The chain's rules for one family, as `-A TUNNEL-EGRESS ...` lines. Leases are ordered by id. */
@@ -104,11 +109,11 @@ export function chainRules(family: Family, base: BaseRules, leases: readonly Lea
   const mine = (address: string) => familyOf(address) === family;
   const lines = [`${A} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`];
   for (const c of base.control.filter((c) => mine(c.address))) {
-    lines.push(`${A} -d ${hostCidr(c.address)} -p tcp -m tcp --dport ${port(c.port)} -m comment --comment "tunnel-control" -j ACCEPT`);
+    lines.push(`${A} -d ${hostCidr(c.address)} -p tcp -m tcp --dport ${port(c.port)} -m comment --comment ${commentArg('tunnel-control')} -j ACCEPT`);
   }
   for (const r of base.dns.filter(mine)) {
     for (const proto of ['udp', 'tcp']) {
-      lines.push(`${A} -d ${hostCidr(r)} -p ${proto} -m ${proto} --dport 53 -m comment --comment "tunnel-dns" -j ACCEPT`);
+      lines.push(`${A} -d ${hostCidr(r)} -p ${proto} -m ${proto} --dport 53 -m comment --comment ${commentArg('tunnel-dns')} -j ACCEPT`);
     }
   }
   for (const lease of [...leases].sort((a, b) => (a.leaseId < b.leaseId ? -1 : a.leaseId > b.leaseId ? 1 : 0))) {
@@ -116,7 +121,7 @@ export function chainRules(family: Family, base: BaseRules, leases: readonly Lea
     const stop = datestop(lease.expiresAt);
     for (const r of lease.rules.filter((r) => mine(r.address))) {
       const sport = r.sourcePorts ? ` --sport ${portRange(r.sourcePorts)}` : '';
-      lines.push(`${A} -d ${hostCidr(r.address)} -p tcp -m tcp${sport} --dport ${port(r.port)} -m time --datestop ${stop} -m comment --comment "${comment}" -j ACCEPT`);
+      lines.push(`${A} -d ${hostCidr(r.address)} -p tcp -m tcp${sport} --dport ${port(r.port)} -m time --datestop ${stop} -m comment --comment ${commentArg(comment)} -j ACCEPT`);
     }
   }
   lines.push(`${A} -j REJECT --reject-with ${rejectWith(family)}`);
