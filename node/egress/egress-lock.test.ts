@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { ManualClock, systemClock } from '../deps.js';
 import { noopLogger } from '../logger.js';
 import { resolveBaseRules, parseResolvConf } from './base-rules.js';
-import { EgressError, EgressLock, type EgressLockOptions } from './egress-lock.js';
+import { EgressLock, type EgressError, type EgressLockOptions } from './egress-lock.js';
 import { FakeFirewall } from './fake-firewall.js';
 import { PortBlocks } from './port-blocks.js';
 
