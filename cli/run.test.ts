@@ -69,12 +69,11 @@ describe('tunnel exit codes and one-line errors', () => {
   it('unknown exposure exits 1, not permitted exits 4', async () => {
     const agent = mock();
     const pool = agent.get(SERVER);
-    pool.intercept({ path: '/v1/exposures/nope', method: 'GET' }).reply(...problem(404, 'NOT_FOUND'));
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(404, 'NOT_FOUND'));
     let ctx = loggedIn(agent);
     assert.equal(await run(['open', 'nope', '--stdio'], ctx), EXIT.ERROR);
     assert.match(ctx.err(), /^tunnel open: detail of NOT_FOUND\n$/);
 
-    pool.intercept({ path: '/v1/exposures/secret', method: 'GET' }).reply(200, JSON.stringify({ name: 'secret', owner: 'alice', allow: [], pinned_node: null, node: 'r1', online: true, port: 22, created_at: new Date().toISOString() }));
     pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(403, 'NOT_IN_ACL'));
     ctx = loggedIn(agent);
     assert.equal(await run(['open', 'secret', '--stdio'], ctx), EXIT.NOT_PERMITTED);

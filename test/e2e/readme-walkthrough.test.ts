@@ -47,7 +47,10 @@ it('the README walkthrough works as written', { timeout: 180_000 }, async () => 
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // The block's `until` loops have no bound of their own: give up after 150 s and show the logs.
+  const guard = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 150_000);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  clearTimeout(guard);
   const log = (() => {
     try {
       return readFileSync(join(scratch, 'tunnel.log'), 'utf8');
