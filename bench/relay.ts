@@ -13,10 +13,11 @@
  *
  * Options: --bytes N (default 1 GiB) --connections N (200) --idle N (1000) --sshd-idle N (100)
  *          --cipher NAME (repeatable) --cpu-prof DIR (profile the relay process into DIR)
+ *          --relay-node-arg FLAG, --relay-env K=V (repeatable; for experiments on the relay process)
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -29,7 +30,7 @@ import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { connectWithCertificate } from '../test/node/ssh2-cert-client.js';
 import { closeAll, forwardIn, mapLimit } from './lib/idle-clients.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type KeySshd, type SshTarget } from './lib/openssh.js';
-import { cpuSeconds, rssBytes, sampler, treeCpuSeconds, treePssBytes } from './lib/proc.js';
+import { cpuSeconds, machineTicks, rssBytes, sampler, treeCpuSeconds, treePssBytes } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
 import { firstByteLatencies, openStream, pump, quantile, startService, waitForPath, type Service } from './lib/traffic.js';
 
@@ -45,6 +46,8 @@ const { values: opts } = parseArgs({
     'sshd-idle': { type: 'string', default: '100' },
     cipher: { type: 'string', multiple: true, default: ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com'] },
     'cpu-prof': { type: 'string' },
+    'relay-node-arg': { type: 'string', multiple: true, default: [] },
+    'relay-env': { type: 'string', multiple: true, default: [] },
   },
 });
 const BYTES = Number(opts.bytes);
@@ -61,6 +64,11 @@ interface PathResult {
   p50: number;
   p99: number;
   cpuPerGiB: number;
+  /** The two ssh clients (ssh -L + ssh -R) and this process (source and sink), CPU s per GiB. */
+  clientsCpuPerGiB: number;
+  benchCpuPerGiB: number;
+  /** Share of all CPUs busy during the single-stream push. */
+  machineBusy: number;
   idleMem: number;
   perStream1: number;
   perStream4: number;
@@ -69,6 +77,8 @@ interface PathResult {
 interface Daemon {
   cpu(): number;
   mem(): number;
+  /** CPU seconds of the ssh clients. */
+  clientsCpu(): number;
 }
 
 /** Memory "during" a run: the median of samples taken while it ran (one GC peak is not the level). */
@@ -95,10 +105,17 @@ async function measurePath(localPort: number, service: Service, daemon: Daemon):
   const idleMem = median(Array.from({ length: 5 }, () => daemon.mem()));
 
   const cpu0 = daemon.cpu();
+  const clients0 = daemon.clientsCpu();
+  const bench0 = process.cpuUsage();
+  const machine0 = machineTicks();
   const s1 = sampler(() => daemon.mem());
   const secs = await push(localPort, service, 1, BYTES);
   const mem1 = median(s1.stop());
   const cpu = daemon.cpu() - cpu0;
+  const clientsCpu = daemon.clientsCpu() - clients0;
+  const benchUse = process.cpuUsage(bench0);
+  const machine1 = machineTicks();
+  const gib = BYTES / GiB;
 
   const s4 = sampler(() => daemon.mem());
   const secs4 = await push(localPort, service, 4, Math.floor(BYTES / 4));
@@ -108,7 +125,10 @@ async function measurePath(localPort: number, service: Service, daemon: Daemon):
     mbps4: (4 * Math.floor(BYTES / 4)) / MB / secs4,
     p50: quantile(lat, 0.5),
     p99: quantile(lat, 0.99),
-    cpuPerGiB: cpu / (BYTES / GiB),
+    cpuPerGiB: cpu / gib,
+    clientsCpuPerGiB: clientsCpu / gib,
+    benchCpuPerGiB: (benchUse.user + benchUse.system) / 1e6 / gib,
+    machineBusy: (machine1.busy - machine0.busy) / (machine1.total - machine0.total),
     idleMem,
     perStream1: mem1 - idleMem,
     perStream4: (mem4 - idleMem) / 4,
@@ -135,7 +155,11 @@ async function runSshd(cipher: string, service: Service, dir: string): Promise<P
     await waitForListen(q, 20_000);
     const ys = track('ssh', sshArgs(target(y.file), cipher, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
     try {
-      return await measurePath(r, service, { cpu: () => treeCpuSeconds(sshd.pid), mem: () => treePssBytes(sshd.pid) });
+      return await measurePath(r, service, {
+        cpu: () => treeCpuSeconds(sshd.pid),
+        mem: () => treePssBytes(sshd.pid),
+        clientsCpu: () => cpuSeconds(xs.pid) + cpuSeconds(ys.pid),
+      });
     } finally {
       await ys.stop();
       await xs.stop();
@@ -160,7 +184,11 @@ async function runRelay(cipher: string, service: Service, stack: RelayStack, dir
   const xs = track('ssh', sshArgs(await client('x', 'expose'), cipher, ['-R', `${EXPOSURE}:22:127.0.0.1:${service.port}`]));
   const ys = track('ssh', sshArgs(await client('y', 'open'), cipher, ['-L', `127.0.0.1:${r}:${EXPOSURE}:22`]));
   try {
-    return await measurePath(r, service, { cpu: () => cpuSeconds(relay.pid), mem: () => rssBytes(relay.pid) });
+    return await measurePath(r, service, {
+      cpu: () => cpuSeconds(relay.pid),
+      mem: () => rssBytes(relay.pid),
+      clientsCpu: () => cpuSeconds(xs.pid) + cpuSeconds(ys.pid),
+    });
   } finally {
     await ys.stop();
     await xs.stop();
@@ -256,9 +284,13 @@ function table(results: { cipher: string; sshd: PathResult; relay: PathResult }[
   row(`connect-to-first-byte p50 (ms, ${CONNECTIONS} conns)`, '<= 1 ms', (p) => f2(p.p50), (r) => r.relay.p50 <= 1);
   row(`connect-to-first-byte p99 (ms, ${CONNECTIONS} conns)`, '<= 3 ms', (p) => f2(p.p99), (r) => r.relay.p99 <= 3);
   row('daemon CPU seconds per GiB', '', (p) => f2(p.cpuPerGiB));
+  row('  ssh -L + ssh -R CPU seconds per GiB', '', (p) => f2(p.clientsCpuPerGiB));
+  row('  source + sink (this process) CPU seconds per GiB', '', (p) => f2(p.benchCpuPerGiB));
+  row(`  all ${cpus().length} CPUs busy during the push (%)`, '', (p) => f1(100 * p.machineBusy));
   row('daemon memory idle (MB)', '', (p) => mb(p.idleMem));
   row('memory per saturated stream, 1 stream (MB)', '<= 4 MB', (p) => mb(p.perStream1), (r) => r.relay.perStream1 <= 4 * 2 ** 20);
   row('memory per saturated stream, 4 streams (MB)', '<= 4 MB', (p) => mb(p.perStream4), (r) => r.relay.perStream4 <= 4 * 2 ** 20);
+  row('  marginal: (4 streams - 1 stream) / 3 (MB)', '', (p) => mb((4 * p.perStream4 - p.perStream1) / 3));
   const idleCells = results.flatMap(() => [`${f1(idle.sshd.per / 1024)} (${SSHD_IDLE} conns)`, `${f1(idle.relay.per / 1024)} (${IDLE} conns)`]);
   rows.push(['memory per idle exposure connection (KB)', '<= 40 KB', ...idleCells, verdict(idle.relay.per <= 40 * 1024)]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -292,7 +324,8 @@ async function main(): Promise<void> {
     service = await startService();
     stack = await startRelayStack(
       ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', '--events-queue-max', '100000'],
-      profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+      [...opts['relay-node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
+      Object.fromEntries(opts['relay-env'].map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
     );
     await stack.exposure(EXPOSURE);
     log('direct loopback');
@@ -311,7 +344,8 @@ async function main(): Promise<void> {
     const idleS = await idleSshd();
     process.stdout.write(`\n${table(results, direct, { relay: idleR, sshd: idleS })}\n\n`);
     process.stdout.write(
-      `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}. ` +
+      `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
+        `Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}. ` +
         'sshd memory is the summed PSS of its process tree (per-connection processes share pages); relay memory is VmRSS of the one tunnel-node process. ' +
         'Memory during streams is the median of 50 ms samples.\n',
     );

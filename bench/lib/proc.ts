@@ -97,3 +97,11 @@ export function sampler(read: () => number, everyMs = 50): { stop(): number[] } 
     },
   };
 }
+
+/** Busy and total jiffies of all CPUs together (/proc/stat), for "how busy was the machine". */
+export function machineTicks(): { busy: number; total: number } {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0); // idle + iowait
+  return { busy: total - idle, total };
+}

@@ -26,7 +26,7 @@ export interface RelayStack {
   stop(): Promise<void>;
 }
 
-export async function startRelayStack(relayArgs: string[], relayNodeArgs: string[] = []): Promise<RelayStack> {
+export async function startRelayStack(relayArgs: string[], relayNodeArgs: string[] = [], relayEnv: Record<string, string> = {}): Promise<RelayStack> {
   const control = await startControlProcess();
   let relay: RelayProcess | undefined;
   try {
@@ -43,7 +43,7 @@ export async function startRelayStack(relayArgs: string[], relayNodeArgs: string
     };
     const enroll = expectStatus(await call('POST', '/v1/nodes/enrollment-tokens', { token, body: { name: 'relay-1' } }), 201, 'enrollment token');
     const start = (o: { enrollToken?: string; dataDir?: string; sshPort?: number; metricsPort?: number }) =>
-      startRelayProcess({ controlUrl: control.url, ...o, args: relayArgs, nodeArgs: relayNodeArgs, env: { TUNNEL_EGRESS_DRIVER: 'off' } });
+      startRelayProcess({ controlUrl: control.url, ...o, args: relayArgs, nodeArgs: relayNodeArgs, env: { ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
     relay = await start({ enrollToken: enroll.body.token as string });
     const first = relay; // owns the data dir, which restarts reuse
     const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;
