@@ -4,7 +4,9 @@ import type { Config } from './config.js';
 import { createControlClient, type ControlClient } from './control-client.js';
 import { randomIds, systemClock } from './deps.js';
 import { FirewallError, OffFirewall, type Firewall } from './egress/firewall.js';
+import { resolveBaseRules } from './egress/base-rules.js';
 import { IptablesFirewall } from './egress/iptables-firewall.js';
+import type { BaseRules } from './egress/rules.js';
 import { execFileRunner } from './egress/iptables-runner.js';
 import { ensureEnrolled, loadOrCreateHostKey, type NodeState } from './enrollment.js';
 import type { Logger } from './logger.js';
@@ -34,7 +36,20 @@ export function createFirewall(config: Readonly<Config>): Firewall {
 
 /** The one line an operator sees when the egress lock cannot be set up. */
 export function firewallStartMessage(err: FirewallError): string {
-  return `cannot set up the egress lock with iptables (${err.message}): run tunnel-node as root or with CAP_NET_ADMIN, or pass --egress-driver off to run without kernel enforcement of egress targets`;
+  const hint = err.hint ?? 'run tunnel-node as root or with CAP_NET_ADMIN, or pass --egress-driver off to run without kernel enforcement of egress targets';
+  return `cannot set up the egress lock (${err.message}): ${hint}`;
+}
+
+/** The chain's base rules; a control host that does not resolve is a FirewallError with its own hint. */
+async function resolveEgressBase(controlUrl: string): Promise<BaseRules> {
+  try {
+    return await resolveBaseRules(controlUrl);
+  } catch (err) {
+    throw new FirewallError(`cannot resolve the control plane host of ${controlUrl}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'check DNS on this host, or give --control-url with an IP address',
+    });
+  }
 }
 
 /**
@@ -42,6 +57,11 @@ export function firewallStartMessage(err: FirewallError): string {
  * Throws EnrollmentError / ControlError for the caller to report.
  */
 export async function bootRelay(config: Readonly<Config>, logger: Logger): Promise<BootedRelay> {
+  // The egress lock before anything else: a relay that cannot close its egress must not
+  // enroll or listen (and the chain is closed before the first outbound connection).
+  const firewall = createFirewall(config);
+  const base = await resolveEgressBase(config.controlUrl);
+  await firewall.init(base);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const credential: { token?: string } = {};
   const control = createControlClient({ baseUrl: config.controlUrl, nodeToken: () => credential.token });
@@ -64,7 +84,8 @@ export async function bootRelay(config: Readonly<Config>, logger: Logger): Promi
     control,
     identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
     version: NODE_VERSION,
-    firewall: createFirewall(config),
+    firewall,
+    egressBase: async () => base,
   });
   const addrs = await relay.start();
   return {

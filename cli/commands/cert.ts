@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LeaseIssuedSchema } from '../../protocol/api-types.js';
+import { LeaseIssuedSchema, TargetNameSchema, type LeaseIssued } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { Session } from '../api-client.js';
@@ -15,6 +15,7 @@ export const cert: Command = {
   name: 'cert',
   summary: 'write a key, certificate and known_hosts for plain OpenSSH',
   usage: `Usage: tunnel cert NAME --out DIR [--expose] [--port PORT] [--ttl SECS] [--json]
+       tunnel cert --egress TARGET [--egress TARGET2 ...] --out DIR [--ttl SECS] [--json]
 
 Gets a lease for exposure NAME and writes, into DIR: the private key (mode 0600), its
 certificate (NAME-cert.pub, carrying the lease), and a known_hosts file pinning the relay's
@@ -22,16 +23,23 @@ host key. Prints ready ssh command lines. The default is an open lease (for Y); 
 an expose lease (for X) for PORT (default 22). Plain OpenSSH cannot renew a lease in band:
 ask for a --ttl as long as you need (capped by the server).
 
+--egress gets an egress lease for admin-defined egress targets (host:port on the relay's own
+network; every target of one lease must be on the same relay) and prints an
+ssh -N -L 127.0.0.1:R:host:port line that forwards local port R to each of them.
+
 Examples:
   tunnel cert hostx-ssh --out ~/.tunnel/hostx
-  tunnel cert hostx-ssh --out /etc/tunnel --expose --port 22 --ttl 86400`,
+  tunnel cert hostx-ssh --out /etc/tunnel --expose --port 22 --ttl 86400
+  tunnel cert --egress lan-db --out ~/.tunnel/lan-db`,
   async run(ctx, argv) {
     const a = parseCommand('cert', argv, {
       out: { type: 'string' },
       expose: { type: 'boolean' },
       port: { type: 'string' },
       ttl: { type: 'string' },
+      egress: { type: 'string', multiple: true },
     });
+    if (a.values.egress) return certEgress(ctx, a);
     const name = a.positionals[0];
     if (!name || a.positionals.length !== 1) throw new UsageError('cert', 'give exactly one exposure NAME');
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('cert', `NAME must match [a-z0-9-]{1,63}, got "${name}"`);
@@ -52,19 +60,7 @@ Examples:
       ...(ttl ? { ttl_seconds: ttl } : {}),
     });
 
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const keyPath = join(dir, name);
-    const certPath = `${keyPath}-cert.pub`;
-    const khPath = join(dir, 'known_hosts');
-    writeFileSync(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), { mode: 0o600 });
-    writeFileSync(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', { mode: 0o644 });
-    writeFileSync(certPath, issued.certificate + '\n', { mode: 0o644 });
-    const relay = splitAddress(issued.relay.address);
-    const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
-    writeFileSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o644 });
-
-    const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
-    const dest = `${issued.lease.user}@${relay.host}`;
+    const { keyPath, certPath, khPath, common, dest } = writeCertFiles(dir, name, privateKey, publicKey, issued);
     const commands = a.values.expose
       ? { expose: `ssh -N ${common} -R ${name}:${port}:localhost:${port} ${dest}` }
       : {
@@ -80,3 +76,72 @@ Examples:
     return 0;
   },
 };
+
+/** Local port R for a target port: the same port when unprivileged, else 10000 + port; unique per line. */
+function localPorts(targets: { port: number }[]): number[] {
+  const used = new Set<number>();
+  return targets.map((t) => {
+    let p = t.port >= 1024 ? t.port : 10000 + t.port;
+    while (used.has(p)) p = p >= 65535 ? 1024 : p + 1;
+    used.add(p);
+    return p;
+  });
+}
+
+type ParsedCert = ReturnType<typeof parseCommand<{
+  out: { type: 'string' };
+  expose: { type: 'boolean' };
+  port: { type: 'string' };
+  ttl: { type: 'string' };
+  egress: { type: 'string'; multiple: true };
+}>>;
+
+/** `tunnel cert --egress TARGET ...`: an egress lease and the `ssh -L` line for plain OpenSSH. */
+async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Promise<number> {
+  const names = [...new Set(a.values.egress ?? [])];
+  if (a.positionals.length > 0) throw new UsageError('cert', 'give either an exposure NAME or --egress TARGET, not both');
+  if (a.values.expose || a.values.port !== undefined) throw new UsageError('cert', '--expose and --port are for exposures, not --egress');
+  for (const n of names) if (!TargetNameSchema.safeParse(n).success) throw new UsageError('cert', `--egress TARGET must match [a-z0-9][a-z0-9-]{0,62}, got "${n}"`);
+  if (!a.values.out) throw new UsageError('cert', '--out DIR is required');
+  const ttl = a.values.ttl === undefined ? undefined : Number(a.values.ttl);
+  if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 30)) throw new UsageError('cert', '--ttl must be whole seconds, at least 30');
+  const dir = resolve(a.values.out);
+  const session = Session.load(ctx, a.server);
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const keyName = `egress-${names[0]}`;
+  const issued: LeaseIssued = await session.call('POST', '/v1/leases', LeaseIssuedSchema, {
+    kind: 'egress',
+    targets: names,
+    public_key: formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${keyName}`),
+    ...(ttl ? { ttl_seconds: ttl } : {}),
+  });
+  const files = writeCertFiles(dir, keyName, privateKey, publicKey, issued);
+  const targets = issued.lease.targets ?? [];
+  const ports = localPorts(targets);
+  const forwards = targets.map((t, i) => `-L 127.0.0.1:${ports[i]}:${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`).join(' ');
+  const commands = { forward: `ssh -N ${files.common} ${forwards} ${files.dest}` };
+  const result = { lease: issued.lease, private_key: files.keyPath, certificate: files.certPath, known_hosts: files.khPath, local_ports: ports, commands };
+  if (a.json) out(ctx, JSON.stringify(result, null, 2));
+  else {
+    info(ctx, `Wrote ${files.keyPath}, ${files.certPath} and ${files.khPath}; the egress lease ${issued.lease.id} expires ${issued.lease.expires_at}.`);
+    targets.forEach((t, i) => info(ctx, `127.0.0.1:${ports[i]} will reach ${t.host}:${t.port}`));
+    out(ctx, commands.forward);
+  }
+  return 0;
+}
+
+/** Writes key (0600), public key, certificate and a known_hosts pinning the relay; returns the ssh options. */
+function writeCertFiles(dir: string, name: string, privateKey: KeyObject, publicKey: KeyObject, issued: LeaseIssued) {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const keyPath = join(dir, name);
+  const certPath = `${keyPath}-cert.pub`;
+  const khPath = join(dir, 'known_hosts');
+  writeFileSync(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), { mode: 0o600 });
+  writeFileSync(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', { mode: 0o644 });
+  writeFileSync(certPath, issued.certificate + '\n', { mode: 0o644 });
+  const relay = splitAddress(issued.relay.address);
+  const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
+  writeFileSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o644 });
+  const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
+  return { keyPath, certPath, khPath, common, dest: `${issued.lease.user}@${relay.host}` };
+}

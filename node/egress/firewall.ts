@@ -32,6 +32,12 @@ export interface Firewall {
 export class FirewallError extends Error {
   override readonly name = 'FirewallError';
   readonly code = 'EGRESS_FIREWALL_FAILED';
+  /** What the operator should do, when it is not the default (privilege) advice. */
+  readonly hint: string | undefined;
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, { cause: opts.cause });
+    this.hint = opts.hint;
+  }
 }
 
 /**

@@ -1,0 +1,243 @@
+/**
+ * The whole product inside the network-namespace lab: the real `tunnel-control` in the ctl host,
+ * the real `tunnel-node` in the relay host (egress lock on, iptables inside the relay's own
+ * namespace), and CLI users whose `tunnel` runs in hostx / hosty (behind their NATs). The test
+ * process stays in the root namespace and reaches the control plane and the relay's health
+ * port only by running small programs inside lab hosts, so no traffic leaves the lab.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { controlBinary, expectStatus, passwordLogin, type ApiCall, type ApiResult } from './control.js';
+import { createLab, LabCommandError, repoRoot, waitForOutput, type CreateLabOptions, type Lab, type LabHost } from './lab.js';
+import { startRelayProcess, type RelayProcess } from './relay-process.js';
+import { ADMIN, cliBinary, type CliResult } from './stack.js';
+
+export const LAB_CONTROL_PORT = 8080;
+export const LAB_RELAY_SSH_PORT = 2222;
+export const LAB_RELAY_METRICS_PORT = 9090;
+
+/** A fetch run inside a lab host: prints {"status","body","headers"} for the test to parse. */
+const FETCH_SCRIPT = `
+const [method, url, token] = process.argv.slice(1);
+let input = '';
+process.stdin.setEncoding('utf8').on('data', (d) => (input += d)).on('end', async () => {
+  const headers = {};
+  if (token) headers.authorization = 'Bearer ' + token;
+  if (input) headers['content-type'] = 'application/json';
+  try {
+    const res = await fetch(url, { method, headers, body: input || undefined, signal: AbortSignal.timeout(15000) });
+    process.stdout.write(JSON.stringify({ status: res.status, body: await res.text(), headers: Object.fromEntries(res.headers) }));
+  } catch (err) {
+    process.stdout.write(JSON.stringify({ status: 0, body: String(err), headers: {} }));
+  }
+});
+`;
+
+/** JSON calls to `baseUrl` made from inside lab host `from` (same shape as control.ts httpCaller). */
+export function labCaller(lab: Lab, from: LabHost, baseUrl: string): ApiCall {
+  return async (method, path, o = {}) => {
+    const body = o.body === undefined ? '' : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
+    const { stdout } = await lab.exec(from, process.execPath, ['-e', FETCH_SCRIPT, method, new URL(path, baseUrl).toString(), o.token ?? ''], { input: body, timeoutMs: 20_000 });
+    const r = JSON.parse(stdout) as { status: number; body: string; headers: Record<string, string> };
+    if (r.status === 0) throw new Error(`${method} ${path} from ${from}: ${r.body}`);
+    let parsed: unknown = r.body;
+    try {
+      parsed = r.body ? JSON.parse(r.body) : null;
+    } catch {
+      /* not JSON */
+    }
+    return { status: r.status, body: parsed, headers: new Headers(r.headers) } satisfies ApiResult;
+  };
+}
+
+export interface LabCliUser {
+  name: string;
+  host: LabHost;
+  home: string;
+  /** The whole environment the CLI gets (nothing leaks in from the test runner). */
+  env: Record<string, string>;
+  /** Runs `tunnel ARGS` in the user's host to completion. */
+  run(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<CliResult>;
+  /** Starts `tunnel ARGS` in the user's host (stopped by lab.destroy() at the latest). */
+  spawn(args: string[]): ChildProcess;
+}
+
+export interface LabRelay {
+  process: RelayProcess;
+  /** host:port clients dial (the relay's wan address). */
+  address: string;
+}
+
+export interface LabStackOptions {
+  lab?: CreateLabOptions;
+  /** Extra tunnel-node flags (the egress lock is on: --egress-driver iptables --egress-uid 0). */
+  relayArgs?: string[];
+  /** Extra tunnel-control flags. */
+  controlArgs?: string[];
+}
+
+export interface LabStack {
+  lab: Lab;
+  /** http://10.77.0.10:8080, as hosts in the lab reach it. */
+  controlUrl: string;
+  /** API calls made from the ctl host. */
+  call: ApiCall;
+  adminToken: string;
+  relay: LabRelay;
+  /** The relay node's name in the control plane. */
+  relayName: string;
+  relayArgs: string[];
+  /** Creates a user (member unless `role` says otherwise) and logs the CLI in on `host`. */
+  user(name: string, host: LabHost, role?: 'admin' | 'member'): Promise<LabCliUser>;
+  /** Stops the relay with `signal` (SIGTERM: graceful) and waits for its exit. */
+  stopRelay(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Starts the relay again on the same data directory (no enrollment). */
+  startRelay(extraArgs?: string[]): Promise<LabRelay>;
+  /** GET the relay's /healthz from the ctl host. */
+  relayHealth(): Promise<ApiResult>;
+  /** `iptables-save -t filter` inside the relay's namespace. */
+  relayIptables(): Promise<string>;
+  /** Stops everything and destroys the lab (always). */
+  destroy(): Promise<void>;
+}
+
+/** Builds a lab and starts control, relay (enrolled, online) and an admin in it. */
+export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStack> {
+  const lab = await createLab(opts.lab);
+  const dirs: string[] = [];
+  let relay: LabRelay | undefined;
+  try {
+    const { ctl, relay: relayHost } = lab.hosts;
+    const controlUrl = `http://${ctl.addr}:${LAB_CONTROL_PORT}`;
+    const controlDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-control-'));
+    const controlHome = mkdtempSync(join(tmpdir(), 'tunnel-lab-control-home-'));
+    dirs.push(controlDir, controlHome);
+    const control = lab.spawn('ctl', 'env', [
+      '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, `HOME=${controlHome}`, 'NODE_ENV=test',
+      process.execPath, controlBinary(), '--listen', `${ctl.addr}:${LAB_CONTROL_PORT}`, '--data-dir', controlDir, ...(opts.controlArgs ?? []),
+    ]);
+    const started = await waitForOutput(control, /Tunnel control plane ready at /, 60_000);
+    const setupCode = /"setup_code":"(setup_[A-Za-z0-9_-]+)"/.exec(started)?.[1];
+    if (!setupCode) throw new Error(`tunnel-control printed no setup code:\n${started}`);
+
+    const call = labCaller(lab, 'ctl', controlUrl);
+    expectStatus(await call('POST', '/v1/setup', { body: { setup_code: setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
+    const adminToken = await passwordLogin(call, ADMIN.name, ADMIN.password);
+    const relayName = 'relay-1';
+    const enroll = expectStatus(await call('POST', '/v1/nodes/enrollment-tokens', { token: adminToken, body: { name: relayName } }), 201, 'enrollment token');
+
+    const relayDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-node-'));
+    dirs.push(relayDir);
+    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', ...(opts.relayArgs ?? [])];
+    const launch = async (enrollToken: string | undefined, extra: string[] = []): Promise<LabRelay> => {
+      const p = await startRelayProcess({
+        controlUrl,
+        enrollToken,
+        dataDir: relayDir,
+        host: relayHost.wanAddr,
+        sshPort: LAB_RELAY_SSH_PORT,
+        metricsPort: LAB_RELAY_METRICS_PORT,
+        wrap: ['ip', 'netns', 'exec', relayHost.ns],
+        args: [...relayArgs, ...extra],
+      });
+      return { process: p, address: `${relayHost.wanAddr}:${LAB_RELAY_SSH_PORT}` };
+    };
+    relay = await launch(enroll.body.token as string);
+
+    const stack: LabStack = {
+      lab,
+      controlUrl,
+      call,
+      adminToken,
+      relay,
+      relayName,
+      relayArgs,
+      async user(name, host, role = 'member') {
+        const password = name === ADMIN.name ? ADMIN.password : `${name}-password-123`;
+        if (name !== ADMIN.name) {
+          expectStatus(await call('POST', '/v1/users', { token: adminToken, body: { name, password, role } }), 201, `create user ${name}`);
+        }
+        const home = mkdtempSync(join(tmpdir(), `tunnel-lab-cli-${name}-`));
+        dirs.push(home);
+        mkdirSync(join(home, '.config'), { recursive: true });
+        const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TUNNEL_SERVER: controlUrl };
+        const argv = (args: string[]) => ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, cliBinary(), ...args];
+        const u: LabCliUser = {
+          name,
+          host,
+          home,
+          env,
+          async run(args, o = {}) {
+            try {
+              const r = await lab.exec(host, 'env', argv(args), { input: o.input ?? '', timeoutMs: o.timeoutMs ?? 60_000 });
+              return { code: 0, ...r };
+            } catch (err) {
+              if (err instanceof LabCommandError) return { code: err.exitCode, stdout: err.stdout, stderr: err.stderr };
+              throw err;
+            }
+          },
+          spawn: (args) => lab.spawn(host, 'env', argv(args)),
+        };
+        const login = await u.run(['login', '--password', '--user', name], { input: `${password}\n` });
+        if (login.code !== 0) throw new Error(`tunnel login as ${name} on ${host} failed (${login.code}): ${login.stderr}`);
+        return u;
+      },
+      async stopRelay(signal = 'SIGTERM') {
+        return stack.relay.process.stop(signal);
+      },
+      async startRelay(extra = []) {
+        stack.relay = relay = await launch(undefined, extra);
+        return relay;
+      },
+      relayHealth: () => labCaller(lab, 'ctl', `http://${relayHost.wanAddr}:${LAB_RELAY_METRICS_PORT}`)('GET', '/healthz'),
+      async relayIptables() {
+        return (await lab.exec('relay', 'iptables-save', ['-t', 'filter'])).stdout;
+      },
+      async destroy() {
+        try {
+          await stack.relay.process.stop('SIGKILL');
+        } finally {
+          await lab.destroy();
+          for (const d of dirs) rmSync(d, { recursive: true, force: true });
+        }
+      },
+    };
+    return stack;
+  } catch (err) {
+    await relay?.process.stop('SIGKILL').catch(() => undefined);
+    await lab.destroy().catch(() => undefined);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Starts the real OpenSSH client in a lab host (`ssh -v`, batch mode, no config file, strict
+ * host keys from the caller's options) and resolves once it authenticated. The process is
+ * tracked by the lab; kill it (or let destroy() do it) when done.
+ */
+export async function labSsh(lab: Lab, host: LabHost, args: string[], timeoutMs = 20_000): Promise<{ child: ChildProcess; output: string }> {
+  const child = lab.spawn(host, 'ssh', ['-v', '-F', 'none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', '-o', 'ServerAliveInterval=5', ...args]);
+  const output = await waitForOutput(child, /Authenticated to /, timeoutMs);
+  return { child, output };
+}
+
+/** Polls `check` until it returns a value (not undefined); fails after `timeoutMs` with `what`. */
+export async function pollUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 5000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export { repoRoot };
