@@ -10,8 +10,14 @@
  * generated up front, one per request, as the CLI makes one per lease.
  *
  *   npm run bench:control
- *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 16,32]
- *                                     [--backend pglite,postgres] [--cpu-prof DIR]
+ *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 8,16,32]
+ *                                     [--rate 500] [--backend pglite,postgres] [--cpu-prof DIR]
+ *
+ * `--concurrency`: closed-loop rows, N clients each sending its next request when the last one
+ * answered (mean latency = N / throughput, so at 16 clients and 500/s it is 32 ms by
+ * construction). `--rate`: open-loop rows, requests offered at a fixed rate (at most 64 in
+ * flight), latency counted from when each was due: whether the server sustains that rate and
+ * with what tail.
  *
  * Prints a table (not a test: no assertions, the numbers are for people).
  */
@@ -41,6 +47,7 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '3000' },
     warmup: { type: 'string', default: '300' },
     concurrency: { type: 'string', default: '8,16,32' },
+    rate: { type: 'string', default: '500' },
     backend: { type: 'string', default: 'pglite,postgres' },
     users: { type: 'string', default: '8' },
     'cpu-prof': { type: 'string' },
@@ -51,6 +58,9 @@ if (KIND !== 'open' && KIND !== 'expose') throw new Error('--kind must be open o
 const REQUESTS = Number(args.requests);
 const WARMUP = Number(args.warmup);
 const CONCURRENCY = args.concurrency.split(',').map(Number);
+/** Open-loop rows: requests/s offered regardless of responses (0 or '' for none). */
+const RATES = args.rate.split(',').filter(Boolean).map(Number).filter((r) => r > 0);
+const OPEN_LOOP_MAX_IN_FLIGHT = 64;
 const BACKENDS = args.backend.split(',') as Backend[];
 const USERS = Number(args.users);
 const PASSWORD = 'bench password 0123456789';
@@ -100,6 +110,7 @@ async function startBackend(backend: Backend): Promise<Fixture> {
   await nodeHeartbeat(call, node, held);
   // A relay heartbeats all the time; keep doing so, so the node stays online through long runs.
   const beat = setInterval(() => void nodeHeartbeat(call, node, held).catch(() => undefined), HEARTBEAT_MS);
+  beat.unref();
   return {
     control,
     tokens,
@@ -134,17 +145,18 @@ interface Measured extends LoadResult {
   cpuMsPerLease: number;
 }
 
-async function measure(fx: Fixture, concurrency: number, requests: number, keys: string[]): Promise<Measured> {
+async function measure(fx: Fixture, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
   const cpu0 = cpuSeconds(fx.control.pid);
-  const r = await load(fx, concurrency, requests, keys);
+  const r = await load(fx, concurrency, requests, keys, rate);
   const cpu = cpuSeconds(fx.control.pid) - cpu0;
   return { ...r, cpuMsPerLease: (cpu * 1000) / Math.max(1, r.latencies.length) };
 }
 
-function load(fx: Fixture, concurrency: number, requests: number, keys: string[]): Promise<LoadResult> {
+function load(fx: Fixture, concurrency: number, requests: number, keys: string[], rate?: number): Promise<LoadResult> {
   return runLoad({
     origin: fx.control.url,
     concurrency,
+    rate,
     requests,
     okStatus: 201,
     make: (i) => {
@@ -163,11 +175,11 @@ function load(fx: Fixture, concurrency: number, requests: number, keys: string[]
   });
 }
 
-function row(backend: Backend, concurrency: number, r: Measured): string[] {
+function row(backend: Backend, load: string, r: Measured): string[] {
   const ms = (v: number): string => v.toFixed(1);
   return [
     backend,
-    String(concurrency),
+    load,
     String(r.requests),
     ((r.latencies.length / r.elapsedMs) * 1000).toFixed(0),
     ms(quantile(r.latencies, 0.5)),
@@ -183,17 +195,21 @@ async function main(): Promise<void> {
     `lease issuance (${KIND}) on ${cpus().length} CPU(s), node ${process.version}, load average ${loadavg()[0]!.toFixed(1)}: ${REQUESTS} requests per row after ${WARMUP} warm-up\n`,
   );
   const keys = keyLines(REQUESTS + WARMUP);
-  const rows: string[][] = [['backend', 'concurrency', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
+  const rows: string[][] = [['backend', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
   const failures: string[] = [];
   for (const backend of BACKENDS) {
     const fx = await startBackend(backend);
     try {
-      for (const c of CONCURRENCY) {
-        await load(fx, c, WARMUP, keys.slice(REQUESTS));
-        const r = await measure(fx, c, REQUESTS, keys);
-        rows.push(row(backend, c, r));
+      const runs = [
+        ...CONCURRENCY.map((c) => ({ label: `${c} clients`, concurrency: c, rate: undefined as number | undefined })),
+        ...RATES.map((rate) => ({ label: `open ${rate}/s`, concurrency: OPEN_LOOP_MAX_IN_FLIGHT, rate })),
+      ];
+      for (const run of runs) {
+        await load(fx, run.concurrency, WARMUP, keys.slice(REQUESTS));
+        const r = await measure(fx, run.concurrency, REQUESTS, keys, run.rate);
+        rows.push(row(backend, run.label, r));
         process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
-        if (r.errors) failures.push(`${backend} c=${c}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
+        if (r.errors) failures.push(`${backend} ${run.label}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
       }
     } finally {
       await fx.stop();
@@ -203,7 +219,10 @@ async function main(): Promise<void> {
   if (failures.length) process.stdout.write(`errors: ${failures.join('; ')}\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -26,8 +26,25 @@ export interface LoadOptions {
   okStatus: number;
 }
 
-export async function runLoad(o: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(o.origin, { connections: o.concurrency, pipelining: 1, keepAliveTimeout: 30_000 });
+/**
+ * Closed loop when `rate` is unset. With `rate` (requests/s), open loop instead: request i is
+ * due at start + i/rate whatever happened before it, with at most `concurrency` in flight, and
+ * its latency counts from when it was due (so a stall is not hidden by sending less: no
+ * coordinated omission).
+ */
+export async function runLoad(o: LoadOptions & { rate?: number }): Promise<LoadResult> {
+  return o.rate ? runOpenLoop({ ...o, rate: o.rate }) : runClosedLoop(o);
+}
+
+async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
+  // Bounded timeouts: a stalled server fails the run instead of hanging it (undici waits 300 s).
+  const pool = new Pool(o.origin, {
+    connections: o.concurrency,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  });
   const latencies = new Float64Array(o.requests);
   let ok = 0;
   let errors = 0;
@@ -59,6 +76,61 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   await pool.close();
   const sorted = latencies.slice(0, ok).sort();
   return { requests: o.requests, errors, errorKinds, elapsedMs, latencies: sorted };
+}
+
+async function runOpenLoop(o: LoadOptions & { rate: number }): Promise<LoadResult> {
+  const pool = new Pool(o.origin, {
+    connections: o.concurrency,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  });
+  const latencies = new Float64Array(o.requests);
+  let ok = 0;
+  let errors = 0;
+  const errorKinds = new Map<string, number>();
+  const fail = (kind: string): void => {
+    errors++;
+    errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+  };
+  const start = performance.now();
+  const intervalMs = 1000 / o.rate;
+  let next = 0;
+  let inFlight = 0;
+  let finished = 0;
+  await new Promise<void>((resolve) => {
+    const send = (i: number): void => {
+      const due = start + i * intervalMs;
+      const req = o.make(i);
+      inFlight++;
+      pool
+        .request({ method: req.method, path: req.path, headers: req.headers, body: req.body })
+        .then(async (res) => {
+          const text = await res.body.text();
+          if (res.statusCode === o.okStatus) latencies[ok++] = performance.now() - due;
+          else fail(`${res.statusCode} ${/"code":"([A-Z_]+)"/.exec(text)?.[1] ?? ''}`.trim());
+        })
+        .catch((err: unknown) => fail((err as Error).name))
+        .finally(() => {
+          inFlight--;
+          if (++finished === o.requests) resolve();
+          else pump();
+        });
+    };
+    const pump = (): void => {
+      const now = performance.now();
+      while (next < o.requests && inFlight < o.concurrency && start + next * intervalMs <= now) send(next++);
+    };
+    const timer = setInterval(() => {
+      pump();
+      if (next >= o.requests) clearInterval(timer);
+    }, 1);
+    pump();
+  });
+  const elapsedMs = performance.now() - start;
+  await pool.close();
+  return { requests: o.requests, errors, errorKinds, elapsedMs, latencies: latencies.slice(0, ok).sort() };
 }
 
 /** The q-quantile (0..1) of sorted values, nearest rank. */

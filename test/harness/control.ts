@@ -207,7 +207,7 @@ async function waitForHealthy(url: string, isExited: () => boolean, timeoutMs: n
   while (Date.now() < deadline) {
     if (isExited()) throw new Error('tunnel-control exited before /healthz answered');
     try {
-      const res = await undiciFetch(`${url}/healthz`);
+      const res = await undiciFetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
       await res.arrayBuffer();
       if (res.status === 200) return;
       last = `status ${res.status}`;
