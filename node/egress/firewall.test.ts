@@ -36,7 +36,7 @@ function throwawayNamespace() {
     inNs,
     prefix: ['ip', 'netns', 'exec', ns],
     chain: async (family: Family) => chainFromSave(inNs(family === 'ipv4' ? 'iptables-save' : 'ip6tables-save', ['-t', 'filter'])),
-    remove: () => execFileSync('ip', ['netns', 'del', ns]),
+    remove: () => void execFileSync('ip', ['netns', 'del', ns]),
   };
 }
 
