@@ -178,4 +178,21 @@ describe('base rules and port blocks', () => {
     assert.equal(b.available, 1);
     assert.throws(() => new PortBlocks({ first: 61000, last: 61010 }, 64), RangeError);
   });
+
+  it('dead man\'s switch: the kernel deadline of lease rules is at most holdMs ahead and the live relay pushes it forward', async () => {
+    const clock = new ManualClock(new Date('2026-11-24T12:00:00Z'));
+    const { lock, firewall } = await lockWith({ clock, holdMs: 30_000 });
+    const lease = { leaseId: 'lse_hold', targets: [{ host: '10.77.1.10', port: 7000 }], expiresAt: new Date('2026-11-24T13:00:00Z') };
+    await lock.activate(lease, 's1');
+    // Not the lease's expiry (an hour away) but 30 s from now: a dead relay's rules lapse then.
+    assert.match(leaseRules(firewall)[0]!, /--datestop 2026-11-24T12:00:30 /);
+    clock.advance(10_000);
+    await lock.pushDeadlines();
+    assert.match(leaseRules(firewall)[0]!, /--datestop 2026-11-24T12:00:40 /);
+    // Near its real end the deadline is the lease's expiry.
+    clock.set(new Date('2026-11-24T12:59:50Z'));
+    await lock.pushDeadlines();
+    assert.match(leaseRules(firewall)[0]!, /--datestop 2026-11-24T13:00:00 /);
+    await lock.stop();
+  });
 });

@@ -47,6 +47,13 @@ export interface EgressLockOptions {
   /** Per-lease source-port blocks (`--egress-source-ports`); off when undefined. */
   sourcePorts?: { range: PortRange; perLease: number };
   lookup?: Lookup;
+  /**
+   * Dead man's switch: lease rules carry a kernel deadline (`--datestop`) at most this far ahead,
+   * and the live relay keeps pushing it forward (every third of it). A relay that dies stops
+   * pushing, so within this time the kernel honours none of its lease rules and the chain is
+   * down to its REJECT. Default 30 s.
+   */
+  holdMs?: number;
 }
 
 interface Active {
@@ -57,6 +64,8 @@ interface Active {
   targets: { host: string; port: number; addresses: string[] }[];
   block: PortRange | undefined;
   nextPort: number;
+  /** The rules as installed (for the periodic push of their kernel deadline). */
+  rules: LeaseRule[];
   ready: Promise<void>;
   removed: boolean;
   blockFreed: boolean;
@@ -73,6 +82,7 @@ export class EgressLock {
   #active = new Map<string, Active>();
   #blocks: PortBlocks | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #holdTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   #lastError: string | null = null;
   readonly counters = { activated: 0, removed: 0, failures: 0 };
@@ -114,6 +124,7 @@ export class EgressLock {
       targets: [],
       block,
       nextPort: block?.first ?? 0,
+      rules: [],
       ready: Promise.resolve(),
       removed: false,
       blockFreed: false,
@@ -191,6 +202,7 @@ export class EgressLock {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#holdTimer) clearInterval(this.#holdTimer);
     for (const a of this.#active.values()) a.removed = true;
     this.#active.clear();
     await this.#o.firewall.close();
@@ -209,7 +221,9 @@ export class EgressLock {
       a.targets.push({ host: t.host, port: t.port, addresses });
     }
     const rules: LeaseRule[] = a.targets.flatMap((t) => t.addresses.map((address) => ({ address, port: t.port, ...(a.block ? { sourcePorts: a.block } : {}) })));
-    await this.#o.firewall.setLease(a.leaseId, rules, a.expiresAt);
+    a.rules = rules;
+    await this.#o.firewall.setLease(a.leaseId, rules, this.#kernelDeadline(a));
+    this.#startHold();
     if (a.removed) {
       // Released, revoked or expired while the rules were being written: take them out again.
       await this.#o.firewall.removeLease(a.leaseId);
@@ -245,6 +259,40 @@ export class EgressLock {
         // The block is reused only once the old rules are gone.
         this.#freeBlock(a);
       });
+  }
+
+  get #holdMs(): number {
+    return this.#o.holdMs ?? 30_000;
+  }
+
+  /** The lease's deadline as the kernel sees it: its expiry, or sooner while the relay lives. */
+  #kernelDeadline(a: Active): Date {
+    return new Date(Math.min(a.expiresAt.getTime(), this.#o.clock.now().getTime() + this.#holdMs));
+  }
+
+  #startHold(): void {
+    if (this.#holdTimer || this.#stopped) return;
+    this.#holdTimer = setInterval(() => void this.pushDeadlines(), Math.max(1_000, Math.floor(this.#holdMs / 3)));
+    this.#holdTimer.unref();
+  }
+
+  /** Pushes every active lease's kernel deadline forward (one atomic rewrite of the chain). */
+  async pushDeadlines(): Promise<void> {
+    const live = [...this.#active.values()].filter((a) => !a.removed && a.rules.length > 0);
+    if (live.length === 0) {
+      if (this.#holdTimer && this.#active.size === 0) {
+        clearInterval(this.#holdTimer);
+        this.#holdTimer = undefined;
+      }
+      return;
+    }
+    try {
+      await this.#o.firewall.reconcile(live.map((a) => ({ leaseId: a.leaseId, rules: a.rules, expiresAt: this.#kernelDeadline(a) })));
+    } catch (err) {
+      this.counters.failures++;
+      this.#lastError = err instanceof Error ? err.message : String(err);
+      this.#o.logger.error('egress deadlines not pushed; lease rules lapse at their kernel deadline', { err });
+    }
   }
 
   #freeBlock(a: Active): void {

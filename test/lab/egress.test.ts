@@ -161,6 +161,29 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
     assert.ok(refusedByKernel(await lab.connect('relay', targetOk.addr, targetOk.port)));
   });
 
+  it('SIGKILL without source-port blocks: the dead relay\'s lease rules lapse within 30 s and uid 0 has no egress', async () => {
+    const { targetOk } = lab.hosts;
+    const c = await cert('deadman');
+    const ssh = await labSsh(lab, 'hosty', sshArgs(c));
+    try {
+      await pollUntil('lease rules in the chain', async () => ((await leaseLines(c.lease.id)).length > 0 ? true : undefined));
+      assert.deepEqual(await lab.connect('relay', targetOk.addr, targetOk.port), { result: 'reachable', data: `${targetOk.banner}\n` });
+      await stack.stopRelay('SIGKILL');
+      // Nobody removed the rule, but nobody pushes its kernel deadline either.
+      assert.equal((await leaseLines(c.lease.id)).length, 1);
+      await pollUntil(
+        'uid 0 refused by the chain once the rule lapsed',
+        async () => (refusedByKernel(await lab.connect('relay', targetOk.addr, targetOk.port)) ? true : undefined),
+        35_000,
+        500,
+      );
+    } finally {
+      ssh.child.kill();
+    }
+    await stack.startRelay();
+    await pollUntil('restarted relay rebuilt the chain without the lease', async () => ((await leaseLines(c.lease.id)).length === 0 ? true : undefined));
+  });
+
   it("a lease's rule appears when it becomes active and is gone within 5 s of its revocation", async (t) => {
     const { targetOk } = lab.hosts;
     const c = await cert('revoke');
@@ -170,10 +193,14 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
         const l = await leaseLines(c.lease.id);
         return l.length > 0 ? l : undefined;
       });
-      const stop = new Date(Math.ceil(Date.parse(c.lease.expires_at) / 1000) * 1000).toISOString().slice(0, 19);
-      assert.deepEqual(lines, [
-        `-A TUNNEL-EGRESS -d ${targetOk.addr}/32 -p tcp -m tcp --dport ${targetOk.port} -m time --datestop ${stop} -m comment --comment "tunnel-lease=${c.lease.id}" -j ACCEPT`,
-      ]);
+      assert.equal(lines.length, 1);
+      const m = new RegExp(
+        `^-A TUNNEL-EGRESS -d ${targetOk.addr.replaceAll('.', '\\.')}/32 -p tcp -m tcp --dport ${targetOk.port} -m time --datestop (\\S+) -m comment --comment "tunnel-lease=${c.lease.id}" -j ACCEPT$`,
+      ).exec(lines[0]!);
+      assert.ok(m, lines[0]);
+      // The kernel deadline: the lease's expiry, or sooner (the dead man's switch, 30 s ahead).
+      const stop = Date.parse(`${m[1]}Z`);
+      assert.ok(stop <= Math.ceil(Date.parse(c.lease.expires_at) / 1000) * 1000 && stop <= Date.now() + 31_000, m[1]);
       t.diagnostic('iptables-save -t filter in the relay namespace with one active lease:');
       for (const l of (await stack.relayIptables()).split('\n').filter((x) => x.startsWith('-A') || x.startsWith(':'))) t.diagnostic(`  ${l}`);
       expectStatus(await stack.call('DELETE', `/v1/leases/${c.lease.id}`, { token: stack.adminToken }), 200, 'revoke');
