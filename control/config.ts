@@ -99,6 +99,9 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
   const listenPort = Number(m[2]);
   if (listenPort > 65535) throw new ConfigError('--listen port must be at most 65535');
 
+  if (listenPort === 0 && !(v['public-url'] ?? env.TUNNEL_PUBLIC_URL)) {
+    throw new ConfigError('--listen with port 0 needs --public-url (the URL is also the token issuer, so it must be known at start)');
+  }
   const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `http://${listenHost === '0.0.0.0' ? '127.0.0.1' : listen.data.replace(/:\d+$/, '')}:${listenPort}`;
   let publicUrl: string;
   try {
