@@ -10,23 +10,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { fetch as undiciFetch } from 'undici';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { repoRoot, freePort } from './net.js';
 
 /** The repository root: the nearest directory above this file that holds package.json. */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-}
 
 /** The built entry point of `tunnel-control`; fails with a hint when the build is missing. */
 export function controlBinary(): string {
@@ -68,17 +58,6 @@ export interface StartControlOptions {
   startTimeoutMs?: number;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', resolve);
-  });
-  const addr = srv.address();
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('no port from the kernel');
-  return addr.port;
-}
 
 /** A minimal environment: PATH, HOME and the temp dir, plus what the caller adds. */
 function cleanEnv(extra: Record<string, string> = {}, home?: string): NodeJS.ProcessEnv {
@@ -350,3 +329,5 @@ export async function nodeHeartbeat(call: ApiCall, node: EnrolledNode, exposures
     'node heartbeat',
   );
 }
+
+export { repoRoot };

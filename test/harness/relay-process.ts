@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './control.js';
+import { freePort, repoRoot } from './net.js';
 
 export interface RelayProcess {
   sshPort: number;
@@ -35,24 +34,14 @@ export interface StartRelayOptions {
   host?: string;
 }
 
-export async function freeTcpPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', resolve);
-  });
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** Starts the real `tunnel-node` binary and resolves on its `{"ready":true,...}` line. */
 export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProcess> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'tunnel-node-'));
   const own = o.dataDir === undefined;
   const host = o.host ?? '127.0.0.1';
-  const sshPort = o.sshPort ?? (await freeTcpPort());
-  const metricsPort = o.metricsPort ?? (await freeTcpPort());
+  const sshPort = o.sshPort ?? (await freePort());
+  const metricsPort = o.metricsPort ?? (await freePort());
   const argv = [
     ...(o.nodeArgs ?? []),
     join(repoRoot(), 'dist', 'node', 'main.js'),

@@ -4,13 +4,11 @@
  * in-process relay started through the same code path as tunnel-node.
  */
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { buildJwks, issueLease, type IssueLeaseInput } from '../../control/ca/lease-issuer.js';
 import type { SigningKey } from '../../control/keys/key-store.js';
@@ -24,17 +22,9 @@ import { ensureEnrolled, loadOrCreateHostKey } from '../../node/enrollment.js';
 import type { LogFields, Logger } from '../../node/logger.js';
 import { createRelay, type Relay } from '../../node/relay.js';
 import { FakeFirewall } from '../../node/egress/fake-firewall.js';
+import { repoRoot } from './net.js';
 
 /** The directory holding package.json (works from the TS sources and from dist/). */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the harness');
-    dir = up;
-  }
-  return dir;
-}
 
 export function signingKey(kid: string): SigningKey {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -300,3 +290,5 @@ export async function startRelay(
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
+
+export { repoRoot };

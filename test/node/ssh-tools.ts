@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
+import { freePort } from '../harness/net.js';
 
 export interface ClientFiles {
   dir: string;
@@ -203,13 +204,6 @@ export async function exchange(
   return { sentHash: h.digest('hex'), echoedHash, replyHash: createHash('sha256').update(rest).digest('hex'), replyBytes: rest.length };
 }
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 export function tcpConnect(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -217,3 +211,5 @@ export function tcpConnect(port: number): Promise<Socket> {
     s.once('error', reject);
   });
 }
+
+export { freePort };
