@@ -67,6 +67,9 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       readyTimeout: timings.readyTimeoutMs,
       algorithms: { cipher: CIPHERS as never },
     });
+    // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
+    // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.
+    client.setNoDelay(true);
   });
 }
 
