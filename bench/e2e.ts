@@ -1,0 +1,229 @@
+/**
+ * `npm run bench:e2e`: Tunnel with the CLI at both ends against the setup it replaces, side by
+ * side in one run on loopback.
+ *
+ *   old:    ssh -L (Y) -> throwaway sshd -> ssh -R (X)                 key auth, AuthorizedKeysFile
+ *   Tunnel: tunnel open --listen (Y) -> tunnel-node -> tunnel expose (X) real tunnel-control too
+ *
+ * X's service writes one byte on accept and counts what it receives. Measures, through Y's local
+ * port: throughput of one stream pushed Y->X (1 GiB by default) and connect-to-first-byte p50/p99
+ * over 200 sequential connections; also CPU seconds per GiB of the processes on the path. OpenSSH
+ * runs once per cipher (-c); the CLI negotiates aes128-gcm (its first preference) with the relay.
+ * Prints a markdown table with the issue's targets. Everything it starts is stopped, also on
+ * failure or Ctrl-C. Not a test: numbers depend on the machine.
+ *
+ * Options: --bytes N (default 1 GiB) --connections N (200) --rounds N (3; the median is reported)
+ *          --cipher NAME (repeatable) --cpu-prof DIR (profile tunnel expose, tunnel open and the relay into DIR)
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
+import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
+import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
+import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
+import { firstByteLatencies, openStream, pump, quantile, startService, waitForPath, type Service } from './lib/traffic.js';
+
+const GiB = 1024 ** 3;
+const MB = 1e6;
+const EXPOSURE = 'bench-e2e';
+const TUNNEL_CIPHER = 'aes128-gcm@openssh.com';
+
+const { values: opts } = parseArgs({
+  options: {
+    bytes: { type: 'string', default: String(GiB) },
+    connections: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '3' },
+    cipher: { type: 'string', multiple: true, default: ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'] },
+    'cpu-prof': { type: 'string' },
+  },
+});
+const BYTES = Number(opts.bytes);
+const CONNECTIONS = Number(opts.connections);
+const ROUNDS = Number(opts.rounds);
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+interface Round {
+  mbps: number;
+  p50: number;
+  p99: number;
+  /** CPU seconds per GiB of the path's processes (daemon and both clients). */
+  cpuPerGiB: number;
+  /** The same per process: [X's client, daemon, Y's client]. */
+  split: number[];
+}
+
+/** CPU seconds so far of the path's processes: X's client, the daemon, Y's client. */
+type CpuReader = () => number[];
+
+interface PathResult extends Round {
+  rounds: Round[];
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One round through Y's local port: latencies first (idle path), then the push. */
+async function measureRound(localPort: number, service: Service, cpu: CpuReader): Promise<Round> {
+  const lat = await firstByteLatencies(localPort, CONNECTIONS);
+  const { sock } = await openStream(localPort);
+  const target = service.received() + BYTES;
+  const cpu0 = cpu();
+  const t0 = performance.now();
+  await Promise.all([pump(sock, BYTES), service.waitForBytes(target, 15 * 60_000)]);
+  const secs = (performance.now() - t0) / 1000;
+  const split = cpu().map((c, i) => (c - cpu0[i]!) / (BYTES / GiB));
+  sock.destroy();
+  return { mbps: BYTES / MB / secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), cpuPerGiB: split.reduce((a, b) => a + b, 0), split };
+}
+
+/** ROUNDS rounds; each figure is the median over the rounds. */
+async function measurePath(localPort: number, service: Service, cpu: CpuReader): Promise<PathResult> {
+  await waitForPath(localPort, 30_000);
+  const rounds: Round[] = [];
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await measureRound(localPort, service, cpu));
+  const m = (k: 'mbps' | 'p50' | 'p99' | 'cpuPerGiB') => median(rounds.map((r) => r[k]));
+  const split = rounds[0]!.split.map((_, i) => median(rounds.map((r) => r.split[i]!)));
+  return { mbps: m('mbps'), p50: m('p50'), p99: m('p99'), cpuPerGiB: m('cpuPerGiB'), split, rounds };
+}
+
+/** The old setup: ssh -R 127.0.0.1:Q:127.0.0.1:P (X) and ssh -L 127.0.0.1:R:127.0.0.1:Q (Y) through a throwaway sshd. */
+async function runOpenSsh(cipher: string, service: Service, dir: string): Promise<PathResult> {
+  const x = writeKey(dir, 'x_ed25519');
+  const y = writeKey(dir, 'y_ed25519');
+  const sshd = await startKeySshd([x.publicKeyLine, y.publicKeyLine]);
+  try {
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeyLine}\n`);
+    const target = (keyFile: string): SshTarget => ({ port: sshd.port, user: 'root', keyFile, knownHosts });
+    const q = await freePort();
+    const r = await freePort();
+    const xs = track('ssh', sshArgs(target(x.file), cipher, ['-R', `127.0.0.1:${q}:127.0.0.1:${service.port}`]));
+    await waitForListen(q, 20_000);
+    const ys = track('ssh', sshArgs(target(y.file), cipher, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
+    try {
+      return await measurePath(r, service, () => [cpuSeconds(xs.pid), treeCpuSeconds(sshd.pid), cpuSeconds(ys.pid)]);
+    } finally {
+      await ys.stop();
+      await xs.stop();
+    }
+  } finally {
+    await sshd.stop();
+  }
+}
+
+/** `tunnel ARGS` as `user`, with node flags (e.g. --cpu-prof); `env -i` execs node, so the pid is node's. */
+function tunnel(user: CliUser, nodeArgs: string[], args: string[]): Tracked {
+  const env = Object.entries(user.env).map(([k, v]) => `${k}=${v}`);
+  return track('env', ['-i', ...env, process.execPath, ...nodeArgs, cliBinary(), ...args]);
+}
+
+/** Tunnel: `tunnel expose P --name bench-e2e` (X) and `tunnel open bench-e2e --listen 127.0.0.1:R` (Y). */
+async function runTunnel(stack: Stack, x: CliUser, y: CliUser, service: Service, nodeArgs: string[]): Promise<PathResult> {
+  const expose = tunnel(x, nodeArgs, ['expose', String(service.port), '--name', EXPOSURE, '--allow', y.name, '--json']);
+  await expose.waitFor(/"event":"connected"/, 30_000);
+  const r = await freePort();
+  const open = tunnel(y, nodeArgs, ['open', EXPOSURE, '--listen', `127.0.0.1:${r}`, '--json']);
+  try {
+    await open.waitFor(/"event":"listening"/, 30_000);
+    const relayPid = stack.relay.pid;
+    return await measurePath(r, service, () => [cpuSeconds(expose.pid), cpuSeconds(relayPid), cpuSeconds(open.pid)]);
+  } finally {
+    // SIGTERM: the CLI exits cleanly, so --cpu-prof writes its profile.
+    await open.stop();
+    await expose.stop();
+  }
+}
+
+/** Direct loopback to the service, no tunnel: the ceiling. */
+async function runDirect(service: Service): Promise<PathResult> {
+  return measurePath(service.port, service, () => [0, 0, 0]);
+}
+
+// ---- output ----
+
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+const short = (cipher: string) => cipher.replace(/@openssh\.com$/, '');
+
+function table(direct: PathResult, old: { cipher: string; r: PathResult }[], tun: PathResult): string {
+  const same = old.find((o) => o.cipher === TUNNEL_CIPHER) ?? old[0]!;
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const head = ['path', 'cipher', `MB/s, 1 stream of ${f2(BYTES / GiB)} GiB Y->X`, 'vs old (aes128-gcm)', `first byte p50 (ms)`, 'p99 (ms)', 'CPU s/GiB, path processes', '  X client / daemon / Y client'];
+  const row = (path: string, cipher: string, r: PathResult, cpu = true) =>
+    line([path, cipher, f1(r.mbps), f2(r.mbps / same.r.mbps) + 'x', f2(r.p50), f2(r.p99), cpu ? f2(r.cpuPerGiB) : '', cpu ? r.split.map(f2).join(' / ') : '']);
+  return [
+    line(head),
+    line(head.map(() => '---')),
+    row('direct loopback, no tunnel', '-', direct, false),
+    ...old.map((o) => row('old: ssh -L / sshd / ssh -R', short(o.cipher), o.r)),
+    row('Tunnel: tunnel open --listen / tunnel-node / tunnel expose', short(TUNNEL_CIPHER), tun),
+    '',
+    `| target | wanted | got | |`,
+    `| --- | --- | --- | --- |`,
+    `| throughput vs old setup (same cipher family, ${short(same.cipher)}) | >= 1.0x | ${f2(tun.mbps / same.r.mbps)}x | ${verdict(tun.mbps >= same.r.mbps)} |`,
+    `| connect-to-first-byte p50 | <= 1.5 ms | ${f2(tun.p50)} ms | ${verdict(tun.p50 <= 1.5)} |`,
+    '',
+    `Each figure is the median of ${ROUNDS} round(s); per round: ${CONNECTIONS} sequential connections (connect to the service's first byte), then one stream.`,
+    `Rounds, MB/s: ${[...old.map((o) => `old ${short(o.cipher)} ${o.r.rounds.map((x) => f1(x.mbps)).join('/')}`), `Tunnel ${tun.rounds.map((x) => f1(x.mbps)).join('/')}`].join('; ')}.`,
+    'CPU s/GiB sums the daemon (sshd process tree, or tunnel-node) and both client processes (ssh -R + ssh -L, or tunnel expose + tunnel open) during the push.',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-e2e-'));
+  const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : undefined;
+  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  let stack: Stack | undefined;
+  let service: Service | undefined;
+  const cleanup = async () => {
+    await killTracked();
+    await stack?.stop().catch(() => {});
+    await service?.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = () => void cleanup().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
+    log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ssh2 native crypto ${nativeCryptoAvailable() ? 'yes' : 'NO'}`);
+    service = await startService();
+    stack = await startStack({ relay: { nodeArgs, args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '256'] } });
+    const x = await stack.user('admin');
+    const y = await stack.user('bob');
+    log('direct loopback');
+    const direct = await runDirect(service);
+    const old: { cipher: string; r: PathResult }[] = [];
+    for (const cipher of opts.cipher) {
+      log(`old setup, ${cipher}`);
+      old.push({ cipher, r: await runOpenSsh(cipher, service, dir) });
+    }
+    log('Tunnel, CLI at both ends');
+    const tun = await runTunnel(stack, x, y, service, nodeArgs);
+    process.stdout.write(`\n${table(direct, old, tun)}\n\n`);
+    process.stdout.write(
+      `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}.\n`,
+    );
+    if (profDir) {
+      await stack.relay.stop(); // the relay writes its profile on a clean exit
+      process.stdout.write(`CPU profiles (tunnel expose, tunnel open, tunnel-node): ${profDir}\n`);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench:e2e failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
