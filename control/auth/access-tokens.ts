@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
@@ -60,8 +61,30 @@ function verifierFor(store: object, published: Parameters<typeof buildJwks>[0]):
   return jwks;
 }
 
+/**
+ * Tokens that verified, by SHA-256 of the token, with their expiry: a signature check is the
+ * costliest part of an API call and its result never changes, so a client that reuses its token
+ * (they all do, for up to 10 minutes) pays for it once per replica. Expiry is checked on every
+ * use; a key leaves the JWKS only after everything it signed expired. Bounded (oldest evicted).
+ */
+const VERIFIED_MAX = 10_000;
+const verifiedTokens = new WeakMap<object, Map<string, { claims: AccessClaims; exp: number }>>();
+
 /** Verifies an access token's signature, type, issuer, audience and lifetime. */
 export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<AccessClaims> {
+  let cache = verifiedTokens.get(deps.keys);
+  if (!cache) verifiedTokens.set(deps.keys, (cache = new Map()));
+  const key = createHash('sha256').update(token).digest('base64url');
+  const hit = cache.get(key);
+  if (hit && hit.exp * 1000 > deps.clock.now().getTime()) return hit.claims;
+  if (hit) cache.delete(key);
+  const claims = await verifyFully(deps, token);
+  if (cache.size >= VERIFIED_MAX) cache.delete(cache.keys().next().value!);
+  cache.set(key, claims);
+  return claims.claims;
+}
+
+async function verifyFully(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<{ claims: AccessClaims; exp: number }> {
   const jwks = verifierFor(deps.keys, await deps.keys.published());
   try {
     const { payload } = await jwtVerify(token, jwks, {
@@ -73,8 +96,8 @@ export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'set
       requiredClaims: ['exp', 'sub', 'jti'],
     });
     const parsed = AccessClaimsSchema.safeParse(payload);
-    if (!parsed.success) throw new AppError('TOKEN_INVALID', 'access token has unexpected claims');
-    return parsed.data;
+    if (!parsed.success || typeof payload.exp !== 'number') throw new AppError('TOKEN_INVALID', 'access token has unexpected claims');
+    return { claims: parsed.data, exp: payload.exp };
   } catch (err) {
     if (err instanceof AppError) throw err;
     if (err instanceof joseErrors.JWTExpired) throw new AppError('TOKEN_EXPIRED', 'access token expired; refresh it or log in again');
