@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { createControlClient, type ControlClient } from './control-client.js';
-import { randomIds, systemClock } from './deps.js';
+import { randomIds, systemClock, type Clock } from './deps.js';
 import { FirewallError, OffFirewall, type Firewall } from './egress/firewall.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { IptablesFirewall } from './egress/iptables-firewall.js';
@@ -17,6 +17,7 @@ export const NODE_VERSION = '0.1.0';
 export interface BootedRelay {
   relay: Relay;
   state: NodeState;
+  hostKeyLine: string;
   control: ControlClient;
   addrs: { ssh: AddressInfo; metrics: AddressInfo };
   /** Graceful stop: drain the relay, then close the control client. */
@@ -56,15 +57,24 @@ async function resolveEgressBase(controlUrl: string): Promise<BaseRules> {
  * Start-up of a relay node: host key, enrollment (first start only), then the relay itself.
  * Throws EnrollmentError / ControlError for the caller to report.
  */
-export async function bootRelay(config: Readonly<Config>, logger: Logger): Promise<BootedRelay> {
+export async function bootRelay(
+  config: Readonly<Config>,
+  logger: Logger,
+  /** Tests inject a fake firewall, a clock and a shorter control-plane timeout. */
+  overrides: { firewall?: Firewall; clock?: Clock; controlTimeoutMs?: number; version?: string } = {},
+): Promise<BootedRelay> {
   // The egress lock before anything else: a relay that cannot close its egress must not
   // enroll or listen (and the chain is closed before the first outbound connection).
-  const firewall = createFirewall(config);
+  const firewall = overrides.firewall ?? createFirewall(config);
   const base = await resolveEgressBase(config.controlUrl);
   await firewall.init(base);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const credential: { token?: string } = {};
-  const control = createControlClient({ baseUrl: config.controlUrl, nodeToken: () => credential.token });
+  const control = createControlClient({
+    baseUrl: config.controlUrl,
+    nodeToken: () => credential.token,
+    ...(overrides.controlTimeoutMs ? { timeoutMs: overrides.controlTimeoutMs } : {}),
+  });
   const hostKey = await loadOrCreateHostKey(config.dataDir, logger);
   const state = await ensureEnrolled({
     dataDir: config.dataDir,
@@ -78,12 +88,12 @@ export async function bootRelay(config: Readonly<Config>, logger: Logger): Promi
   credential.token = state.node_token;
   const relay = createRelay({
     config,
-    clock: systemClock,
+    clock: overrides.clock ?? systemClock,
     ids: randomIds,
     logger,
     control,
     identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
-    version: NODE_VERSION,
+    version: overrides.version ?? NODE_VERSION,
     firewall,
     egressBase: async () => base,
   });
@@ -91,6 +101,7 @@ export async function bootRelay(config: Readonly<Config>, logger: Logger): Promi
   return {
     relay,
     state,
+    hostKeyLine: hostKey.publicKeyLine,
     control,
     addrs,
     async stop() {

@@ -3,6 +3,7 @@
  * serving the node routes from memory), lease minting with the real issuer, and an
  * in-process relay started through the same code path as tunnel-node.
  */
+import { bootRelay } from '../../node/boot.js';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -16,11 +17,9 @@ import type { ConnectionEvent } from '../../protocol/api-types.js';
 import type { Jwks } from '../../protocol/jwks.js';
 import { parsePublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { parseConfig } from '../../node/config.js';
-import { createControlClient } from '../../node/control-client.js';
-import { randomIds, systemClock, type Clock } from '../../node/deps.js';
-import { ensureEnrolled, loadOrCreateHostKey } from '../../node/enrollment.js';
+import type { Clock } from '../../node/deps.js';
 import type { LogFields, Logger } from '../../node/logger.js';
-import { createRelay, type Relay } from '../../node/relay.js';
+import type { Relay } from '../../node/relay.js';
 import { FakeFirewall } from '../../node/egress/fake-firewall.js';
 import { repoRoot } from './net.js';
 
@@ -247,43 +246,21 @@ export async function startRelay(
     {},
   );
   if (parsed.kind !== 'run') throw new Error('unexpected help');
-  const config = parsed.config;
   const logger = opts.logger ?? new TestLogger();
-  const credential: { token?: string } = {};
-  const control = createControlClient({ baseUrl: config.controlUrl, nodeToken: () => credential.token, timeoutMs: 2000 });
-  const hostKey = await loadOrCreateHostKey(dataDir, logger);
-  const state = await ensureEnrolled({
-    dataDir,
-    controlUrl: config.controlUrl,
-    enrollToken: config.enrollToken,
-    advertise: config.advertise,
-    hostKeyLine: hostKey.publicKeyLine,
-    control,
-    logger,
-  });
-  credential.token = state.node_token;
-  const relay = createRelay({
-    config,
-    clock: opts.clock ?? systemClock,
-    ids: randomIds,
-    logger,
-    control,
-    identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
-    version: 'test',
+  const booted = await bootRelay(parsed.config, logger, {
     firewall: new FakeFirewall(),
+    controlTimeoutMs: 2000,
+    version: 'test',
+    ...(opts.clock ? { clock: opts.clock } : {}),
   });
-  const addrs = await relay.start();
   return {
-    relay,
-    port: addrs.ssh.port,
-    metricsPort: addrs.metrics.port,
-    hostKeyLine: hostKey.publicKeyLine,
+    relay: booted.relay,
+    port: booted.addrs.ssh.port,
+    metricsPort: booted.addrs.metrics.port,
+    hostKeyLine: booted.hostKeyLine,
     dataDir,
     logger,
-    stop: async () => {
-      await relay.stop();
-      await control.close();
-    },
+    stop: () => booted.stop(),
   };
 }
 
