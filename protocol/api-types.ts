@@ -145,6 +145,11 @@ export const NodeSchema = z.object({
   last_seen_at: TimestampSchema.nullable(),
   enrolled_at: TimestampSchema,
   active_exposures: z.number().int(),
+  /** As the node last reported: `off` means egress targets are not enforced by the kernel. */
+  egress_driver: z.enum(['iptables', 'off']).nullable(),
+  /** Whether ssh2's native crypto binding is loaded (without it throughput drops by a third). */
+  native_crypto: z.boolean().nullable(),
+  version: z.string().nullable(),
 });
 export const NodeListSchema = z.object({ nodes: z.array(NodeSchema) });
 

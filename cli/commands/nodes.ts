@@ -23,8 +23,15 @@ Example:
       ctx,
       a.json,
       res,
-      ['NAME', 'ADDRESS', 'ONLINE', 'EXPOSURES', 'LAST SEEN'],
-      res.nodes.map((n) => [n.name, n.address, n.online ? 'yes' : 'no', n.active_exposures, ago(n.last_seen_at)]),
+      ['NAME', 'ADDRESS', 'ONLINE', 'EXPOSURES', 'EGRESS LOCK', 'LAST SEEN'],
+      res.nodes.map((n) => [
+        n.name,
+        n.address,
+        n.online ? 'yes' : 'no',
+        n.active_exposures,
+        n.egress_driver === 'off' ? 'OFF' : (n.egress_driver ?? '-'),
+        ago(n.last_seen_at),
+      ]),
     );
     return 0;
   },

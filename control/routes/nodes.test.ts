@@ -96,10 +96,14 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.equal(before.address, node.address);
         assert.equal(before.online, false);
         assert.equal(before.last_seen_at, null);
+        assert.equal(before.egress_driver, null);
         await heartbeat(t, node);
         const online = await find();
         assert.equal(online.online, true);
         assert.equal(online.last_seen_at, t.clock.now().toISOString());
+        // What the node reported: operators see a relay whose egress lock is off.
+        assert.equal(online.egress_driver, 'iptables');
+        assert.equal(online.native_crypto, true);
         t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
         assert.equal((await find()).online, false);
       });
