@@ -213,6 +213,19 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
   }
 }
 
+/** Defines target-ok (the relay LAN's permitted service) as egress target `target-ok` for `allow`. */
+export async function defineTargetOk(stack: LabStack, allow: string[]): Promise<void> {
+  const { targetOk } = stack.lab.hosts;
+  expectStatus(
+    await stack.call('PUT', '/v1/egress-targets/target-ok', {
+      token: stack.adminToken,
+      body: { node: stack.relayName, host: targetOk.addr, port: targetOk.port, allow },
+    }),
+    200,
+    'define egress target',
+  );
+}
+
 /**
  * Starts the real OpenSSH client in a lab host (`ssh -v`, batch mode, no config file, strict
  * host keys from the caller's options) and resolves once it authenticated. The process is

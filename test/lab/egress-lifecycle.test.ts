@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectStatus } from '../harness/control.js';
 import { LabCommandError, labSkipReason, repoRoot, type ConnectResult, type Lab } from '../harness/lab.js';
-import { labCaller, labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
+import { defineTargetOk, labCaller, labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
 import { startRelayProcess } from '../harness/relay-process.js';
 
 const skip = labSkipReason() ?? false;
@@ -52,15 +52,7 @@ describe('egress lock across relay restarts and crashes (lab)', { skip }, () => 
   before(async () => {
     stack = await startLabStack({ relayArgs: ['--egress-source-ports', `${BLOCK.first}-${BLOCK.first + 255}`, '--egress-ports-per-lease', '64'] });
     lab = stack.lab;
-    const { targetOk } = lab.hosts;
-    expectStatus(
-      await stack.call('PUT', '/v1/egress-targets/target-ok', {
-        token: stack.adminToken,
-        body: { node: stack.relayName, host: targetOk.addr, port: targetOk.port, allow: ['bob'] },
-      }),
-      200,
-      'define egress target',
-    );
+    await defineTargetOk(stack, ['bob']);
     bob = await stack.user('bob', 'hosty');
     dir = mkdtempSync(join(tmpdir(), 'tunnel-lab-egress-life-'));
     const r = await bob.run(['cert', '--egress', 'target-ok', '--out', dir, '--json']);

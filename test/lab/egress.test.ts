@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectStatus, passwordLogin } from '../harness/control.js';
 import { labSkipReason, repoRoot, waitForOutput, type ConnectResult, type Lab } from '../harness/lab.js';
-import { labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
+import { defineTargetOk, labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
 
 const skip = labSkipReason() ?? false;
 const METADATA = { addr: '169.254.169.254', port: 80 };
@@ -49,7 +49,7 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
   before(async () => {
     stack = await startLabStack();
     lab = stack.lab;
-    const { targetOk, relay } = lab.hosts;
+    const { relay } = lab.hosts;
     // A stand-in for cloud metadata on the relay's LAN, and a service on the relay's own loopback.
     await lab.exec('target-ok', 'ip', ['addr', 'add', `${METADATA.addr}/32`, 'dev', `${lab.prefix}eth0`]);
     await lab.exec('relay', 'ip', ['route', 'add', `${METADATA.addr}/32`, 'dev', `${lab.prefix}lan`, 'src', relay.lanAddr]);
@@ -57,14 +57,7 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
     await waitForOutput(lab.spawn('target-ok', process.execPath, [svc, 'banner', METADATA.addr, String(METADATA.port), 'metadata']), /^listening /m);
     await waitForOutput(lab.spawn('relay', process.execPath, [svc, 'banner', '127.0.0.1', String(LOOPBACK_PORT), 'relay-loopback']), /^listening /m);
 
-    expectStatus(
-      await stack.call('PUT', '/v1/egress-targets/target-ok', {
-        token: stack.adminToken,
-        body: { node: stack.relayName, host: targetOk.addr, port: targetOk.port, allow: ['bob'] },
-      }),
-      200,
-      'define egress target',
-    );
+    await defineTargetOk(stack, ['bob']);
     bob = await stack.user('bob', 'hosty');
     dir = mkdtempSync(join(tmpdir(), 'tunnel-lab-egress-'));
   });
