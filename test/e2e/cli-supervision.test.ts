@@ -3,12 +3,12 @@
  * connection across the original lease expiry; a revoked lease ends the connection within 5 s and
  * the CLI says why; a relay killed and restarted is used again within 10 s of its return.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, type Server, type Socket } from 'node:net';
-import { startStack, type CliUser, type Stack } from '../harness/stack.js';
-import { echoService, eventually, waitForLine } from '../harness/streams.js';
+import { connect, type Socket } from 'node:net';
+import { cliFixture, type CliUser } from '../harness/stack.js';
+import { eventually, waitForLine } from '../harness/streams.js';
 
 function readLine(sock: Socket): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -27,26 +27,12 @@ function readLine(sock: Socket): Promise<string> {
 }
 
 describe('tunnel CLI supervision on loopback (real binaries)', () => {
-  let stack: Stack;
-  let admin: CliUser;
-  let bob: CliUser;
-  let echo: { server: Server; port: number };
-
-  before(async () => {
-    stack = await startStack();
-    echo = await echoService();
-    admin = await stack.user('admin');
-    bob = await stack.user('bob');
-  });
-  after(async () => {
-    echo?.server.close();
-    await stack?.stop();
-  });
+  const f = cliFixture();
 
   it('a live connection through tunnel open survives lease renewal at both ends', async () => {
-    const x = admin.spawn(['expose', String(echo.port), '--name', 'renewing', '--allow', 'bob', '--ttl', '30', '--json']);
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'renewing', '--allow', 'bob', '--ttl', '30', '--json']);
     await waitForLine(x, /"event":"connected"/);
-    const y = bob.spawn(['open', 'renewing', '--listen', '127.0.0.1:0', '--ttl', '30', '--json']);
+    const y = f.bob.spawn(['open', 'renewing', '--listen', '127.0.0.1:0', '--ttl', '30', '--json']);
     const port = Number((JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string }).address.split(':').pop());
     const sock = connect({ host: '127.0.0.1', port });
     await once(sock, 'connect');
@@ -67,16 +53,16 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
   });
 
   it('revoking the lease of tunnel open ends its connection within 5 s and says why', async () => {
-    const x = admin.spawn(['expose', String(echo.port), '--name', 'revoked', '--allow', 'bob', '--json']);
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'revoked', '--allow', 'bob', '--json']);
     await waitForLine(x, /"event":"connected"/);
-    const y = bob.spawn(['open', 'revoked', '--listen', '127.0.0.1:0', '--json']);
+    const y = f.bob.spawn(['open', 'revoked', '--listen', '127.0.0.1:0', '--json']);
     const port = Number((JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string }).address.split(':').pop());
     const sock = connect({ host: '127.0.0.1', port });
     await once(sock, 'connect');
     sock.write('hello\n');
     assert.equal(await readLine(sock), 'hello');
     const lease = (JSON.parse(await waitForLine(y, /"event":"connected"/)) as { lease: string }).lease;
-    const r = await stack.call('DELETE', `/v1/leases/${lease}`, { token: stack.adminToken });
+    const r = await f.stack.call('DELETE', `/v1/leases/${lease}`, { token: f.stack.adminToken });
     assert.equal(r.status, 200);
     const revokedAt = Date.now();
     const closed = once(sock, 'close');
@@ -90,13 +76,13 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
   });
 
   it('a relay killed and restarted: expose reconnects and a new connection works within 10 s of its return', async () => {
-    const x = admin.spawn(['expose', String(echo.port), '--name', 'restart', '--allow', 'bob', '--json']);
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'restart', '--allow', 'bob', '--json']);
     await waitForLine(x, /"event":"connected"/);
-    assert.deepEqual(await roundTripVia(bob, 'restart', 'first'), 'first\nbye\n');
-    await stack.restartRelay('SIGKILL');
+    assert.deepEqual(await roundTripVia(f.bob, 'restart', 'first'), 'first\nbye\n');
+    await f.stack.restartRelay('SIGKILL');
     const back = Date.now();
     await waitForLine(x, /"event":"disconnected"/);
-    await eventually(async () => assert.equal(await roundTripVia(bob, 'restart', 'again'), 'again\nbye\n'), 10_000);
+    await eventually(async () => assert.equal(await roundTripVia(f.bob, 'restart', 'again'), 'again\nbye\n'), 10_000);
     assert.ok(Date.now() - back <= 10_000);
     await waitForLine(x, /"event":"connected"/, 1_000, 2);
     x.kill('SIGTERM');
@@ -104,11 +90,11 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
   });
 
   it('an unreachable relay gives exit code 5 for tunnel open --stdio', async () => {
-    await stack.relay.stop('SIGKILL');
-    const r = await bob.run(['open', 'restart', '--stdio'], { input: 'x' });
+    await f.stack.relay.stop('SIGKILL');
+    const r = await f.bob.run(['open', 'restart', '--stdio'], { input: 'x' });
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /cannot reach relay/);
-    await stack.restartRelay('SIGKILL');
+    await f.stack.restartRelay('SIGKILL');
   });
 });
 

@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Server } from 'node:net';
+import { after, before } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectStatus, httpCaller, passwordLogin, repoRoot, startControlProcess, type ApiCall, type ControlProcess } from './control.js';
+import { echoService } from './streams.js';
 import { startRelayProcess, type RelayProcess, type StartRelayOptions } from './relay-process.js';
 
 export const ADMIN = { name: 'admin', password: 'admin-password-123' };
@@ -143,4 +146,29 @@ export async function startStack(opts: { relay?: Partial<StartRelayOptions>; con
     control.cleanup();
     throw err;
   }
+}
+
+export interface CliFixture {
+  stack: Stack;
+  /** The admin and a member, each with their own logged-in CLI. */
+  admin: CliUser;
+  bob: CliUser;
+  /** An echo service on loopback for "X" to expose. */
+  echo: { server: Server; port: number };
+}
+
+/** Registers before/after hooks for the usual CLI end-to-end setup; the fields are set in before(). */
+export function cliFixture(): CliFixture {
+  const f = {} as CliFixture;
+  before(async () => {
+    f.stack = await startStack();
+    f.echo = await echoService();
+    f.admin = await f.stack.user('admin');
+    f.bob = await f.stack.user('bob');
+  });
+  after(async () => {
+    f.echo?.server.close();
+    await f.stack?.stop();
+  });
+  return f;
 }
