@@ -26,7 +26,13 @@ const OPTIONS = {
   'enroll-token': { env: 'TUNNEL_ENROLL_TOKEN', help: 'one-time enrollment token (needed on the first start only)' },
   'keepalive-interval': { env: 'TUNNEL_KEEPALIVE_INTERVAL', def: '5s', help: 'SSH keepalive interval' },
   'keepalive-count-max': { env: 'TUNNEL_KEEPALIVE_COUNT_MAX', def: '3', help: 'unanswered keepalives before a peer is dropped' },
-  'login-grace-time': { env: 'TUNNEL_LOGIN_GRACE_TIME', def: '20s', help: 'time a client has to authenticate' },
+  'login-grace-time': { env: 'TUNNEL_LOGIN_GRACE_TIME', def: '20s', help: 'time from TCP accept until authentication must be complete (LoginGraceTime)' },
+  'max-startups': {
+    env: 'TUNNEL_MAX_STARTUPS',
+    def: '100:30:500',
+    help: 'unauthenticated connections START:RATE:FULL as in OpenSSH MaxStartups: from START on, new ones are dropped with RATE% probability, rising to 100% at FULL',
+  },
+  'per-source-max-startups': { env: 'TUNNEL_PER_SOURCE_MAX_STARTUPS', def: '20', help: 'unauthenticated connections per source address (an IPv6 /64 is one source)' },
   'open-timeout': { env: 'TUNNEL_OPEN_TIMEOUT', def: '10s', help: 'how long X may take to accept a forwarded channel' },
   'drain-timeout': { env: 'TUNNEL_DRAIN_TIMEOUT', def: '30s', help: 'how long shutdown waits for live channels' },
   'revocation-poll-interval': { env: 'TUNNEL_REVOCATION_POLL_INTERVAL', def: '1s', help: 'revocation feed poll interval' },
@@ -95,6 +101,18 @@ const RawSchema = z.object({
   'keepalive-interval': duration('keepalive-interval'),
   'keepalive-count-max': count('keepalive-count-max', 1),
   'login-grace-time': duration('login-grace-time'),
+  'max-startups': z.string().transform((s, ctx): { start: number; rate: number; full: number } => {
+    const m = /^(\d+)(?::(\d+):(\d+))?$/.exec(s.trim());
+    const start = Number(m?.[1]);
+    const rate = m?.[2] === undefined ? 100 : Number(m[2]);
+    const full = m?.[3] === undefined ? start : Number(m[3]);
+    if (!m || start < 1 || rate > 100 || full < start) {
+      ctx.addIssue({ code: 'custom', message: '--max-startups must be N or START:RATE:FULL with 1 <= START <= FULL and RATE <= 100, e.g. 100:30:500' });
+      return z.NEVER;
+    }
+    return { start, rate, full };
+  }),
+  'per-source-max-startups': count('per-source-max-startups', 1),
   'open-timeout': duration('open-timeout'),
   'drain-timeout': duration('drain-timeout'),
   'revocation-poll-interval': duration('revocation-poll-interval'),
@@ -140,6 +158,8 @@ export interface EgressConfig {
 }
 
 export interface Limits {
+  /** Unauthenticated connections (OpenSSH MaxStartups start:rate:full, PerSourceMaxStartups). */
+  startups: { start: number; rate: number; full: number; perSource: number };
   channelsPerConnection: number;
   pendingOpens: number;
   connectionsPerLease: number;
@@ -241,6 +261,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       eventsFlushMs: v['events-flush-interval'],
       eventsQueueMax: v['events-queue-max'],
       limits: Object.freeze({
+        startups: Object.freeze({ ...v['max-startups'], perSource: v['per-source-max-startups'] }),
         channelsPerConnection: v['max-channels-per-connection'],
         pendingOpens: v['max-pending-opens'],
         connectionsPerLease: v['max-connections-per-lease'],

@@ -36,7 +36,7 @@ export interface RelayContext {
   draining(): boolean;
 }
 
-export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'login_grace_expired' | 'keepalive_timeout' | 'shutdown';
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown';
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
@@ -56,7 +56,6 @@ export class RelayConnection {
   #bridges = new Set<Bridge>();
   #bound: VirtualListener[] = [];
   #closed = false;
-  #grace: NodeJS.Timeout;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -66,8 +65,6 @@ export class RelayConnection {
     this.#ip = info.ip;
     this.remote = `${info.ip}:${info.port}`;
     this.#log = ctx.logger.child({ sessionId: this.sessionId, remote: this.remote });
-    this.#grace = setTimeout(() => this.end('login_grace_expired', true), ctx.config.loginGraceMs);
-    this.#grace.unref();
 
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);
     observeChannelOpens(conn, (type) => {
@@ -175,7 +172,6 @@ export class RelayConnection {
   }
 
   #onReady(): void {
-    clearTimeout(this.#grace);
     const lease = this.#lease;
     if (!lease) return this.end('shutdown', true); // cannot happen: ready follows accept()
     const c = lease.claims;
@@ -381,7 +377,6 @@ export class RelayConnection {
 
   #onClose(): void {
     this.#closed = true;
-    clearTimeout(this.#grace);
     for (const b of this.#bridges) b.abort();
     this.#ctx.listeners.removeSession(this.sessionId);
     this.#bound = [];

@@ -79,6 +79,10 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     authFailures: registry.counter('tunnel_node_auth_failures_total', 'Refused authentications by reason'),
     authSuccesses: registry.counter('tunnel_node_auth_successes_total', 'Accepted authentications by lease kind'),
     rateLimited: registry.counter('tunnel_node_rate_limited_connections_total', 'Connections dropped by the per-address auth failure limit'),
+    preauthDrops: registry.counter(
+      'tunnel_node_preauth_drops_total',
+      'Connections closed before authentication by reason (max_startups, max_startups_random, per_source, login_grace, auth_rate_limited, draining)',
+    ),
     connections: registry.counter('tunnel_node_connections_total', 'Accepted TCP connections'),
     refusedRequests: registry.counter('tunnel_node_refused_requests_total', 'Refused channel and global requests by type'),
     channels: registry.counter('tunnel_node_bridged_channels_total', 'Bridged channels by outcome'),

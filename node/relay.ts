@@ -19,6 +19,7 @@ import type { Logger } from './logger.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
+import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
 export interface RelayIdentity {
@@ -104,6 +105,7 @@ export function createRelay(deps: RelayDeps): Relay {
   const rateLimiter = new AuthRateLimiter({ perMinute: config.limits.authFailuresPerMinute, clock });
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
 
+  const startups = new Startups(config.limits.startups);
   const ctx: RelayContext = { config, clock, ids: deps.ids, logger, metrics, auth, rateLimiter, registry, listeners, reporter, egress, draining: () => draining };
 
   const ssh = createSshServer({
@@ -111,17 +113,18 @@ export function createRelay(deps: RelayDeps): Relay {
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     logger,
+    startups,
+    loginGraceMs: config.loginGraceMs,
     admit: (sock) => {
-      const ip = sock.remoteAddress ?? '';
-      if (draining) return false;
-      if (rateLimiter.blocked(ip)) {
+      if (draining) return 'draining';
+      if (rateLimiter.blocked(sock.remoteAddress ?? '')) {
         metrics.rateLimited.inc();
-        logger.warn('connection dropped: too many failed authentications', { remote: ip });
-        return false;
+        return 'auth_rate_limited';
       }
       metrics.connections.inc();
       return true;
     },
+    onDrop: (reason) => metrics.preauthDrops.inc({ reason }),
     onConnection: (conn, info) => {
       connections.add(new RelayConnection(ctx, conn, info, (c) => connections.delete(c)));
     },
@@ -129,7 +132,8 @@ export function createRelay(deps: RelayDeps): Relay {
 
   const activeChannels = () => [...connections].reduce((n, c) => n + c.activeChannels, 0);
   const r = metrics.registry;
-  r.gauge('tunnel_node_connections', 'Open SSH connections', () => connections.size);
+  r.gauge('tunnel_node_connections', 'Open TCP connections to the SSH port, authenticated or not', () => ssh.sockets);
+  r.gauge('tunnel_node_unauthenticated_connections', 'Connections accepted and not yet authenticated (held to --max-startups)', () => startups.count);
   r.gauge('tunnel_node_exposures_online', 'Virtual listeners online', () => listeners.count);
   r.gauge('tunnel_node_active_channels', 'Bridged channels (Y to X pairs) open now', () => [...connections].reduce((n, c) => n + c.bridges, 0));
   r.gauge('tunnel_node_native_crypto', '1 when ssh2 native crypto binding is loaded', () => (nativeCrypto ? 1 : 0));
@@ -156,7 +160,7 @@ export function createRelay(deps: RelayDeps): Relay {
       egress: egress.status(),
       jwks,
       revocations: revocations.status(),
-      connections: connections.size,
+      connections: ssh.sockets,
       exposures: listeners.online(),
       events: { queued: reporter.queued, dropped: reporter.dropped },
     };
@@ -171,7 +175,7 @@ export function createRelay(deps: RelayDeps): Relay {
         version: deps.version,
         native_crypto: nativeCrypto,
         egress_driver: egress.driver,
-        connections: connections.size,
+        connections: ssh.sockets,
         exposures: listeners.online(),
       });
       if (heartbeatFailing) logger.info('heartbeat recovered');

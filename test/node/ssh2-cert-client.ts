@@ -18,6 +18,8 @@ export interface CertClientOptions {
   certificate: Buffer;
   hostKeyLine: string;
   host?: string;
+  /** Source address to connect from (e.g. 127.0.0.2, to be another source on loopback). */
+  localAddress?: string;
   /** ssh2 cipher list, e.g. ['aes128-gcm@openssh.com'] (default: ssh2's). */
   ciphers?: string[];
 }
@@ -39,6 +41,7 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
     client.connect({
       host: o.host ?? '127.0.0.1',
       port: o.port,
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       username: o.username,
       hostVerifier: (key: Buffer) => key.equals(hostBlob),
       authHandler: [{ type: 'publickey', username: o.username, key: certIdentity(o.privateKey, o.certificate) }] as never,

@@ -1,0 +1,120 @@
+/**
+ * Fixture for the hostile-client suite (test/node/hostile-*.test.ts): the real `tunnel-node`
+ * process against the fake control plane, an X exposing a hash service through it, and a
+ * legitimate Y whose transfer must stay byte-exact whatever an attacker does meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import type { Client } from 'ssh2';
+import { fetch } from 'undici';
+import { loadOrCreateHostKey } from '../../node/enrollment.js';
+import { noopLogger } from '../../node/logger.js';
+import { mintLease, startFakeControl, type FakeControl, type Grant } from '../harness/relay.js';
+import { startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
+import { parsePrometheusText, type PromText } from './prom-text.js';
+import { connectWithCertificate } from './ssh2-cert-client.js';
+import { exchange, startHashService } from './ssh-tools.js';
+
+export interface HostileRelay {
+  fc: FakeControl;
+  relay: RelayProcess;
+  hostKeyLine: string;
+  exposure: string;
+  /** A certificate-authenticated ssh2 client (closed by stop()). */
+  client(user: string, grant: Grant, o?: { localAddress?: string }): Promise<{ client: Client; leaseId: string }>;
+  /** Y from 127.0.0.1: opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
+  legitTransfer(bytes?: number): Promise<void>;
+  metrics(): Promise<PromText>;
+  /** Polls /metrics until `pred` holds (bounded by `ms`; an event the test awaits, not a timing assertion). */
+  metricsUntil(pred: (m: PromText) => boolean, what: string, ms?: number): Promise<PromText>;
+  /** Relay still running (no crash). */
+  alive(): boolean;
+  stop(): Promise<void>;
+}
+
+const REPLY = 64 * 1024;
+
+export async function startHostileRelay(args: string[] = [], exposure = 'hostile-svc'): Promise<HostileRelay> {
+  const fc = await startFakeControl();
+  const service = await startHashService(REPLY);
+  const relay = await startRelayProcess({ controlUrl: fc.url, enrollToken: fc.enrollToken, args: ['--events-flush-interval', '100ms', ...args] });
+  const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;
+  const clients: Client[] = [];
+
+  const client: HostileRelay['client'] = async (user, grant, o = {}) => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user });
+    const c = await connectWithCertificate({ port: relay.sshPort, username: user, privateKey, certificate: lease.certificate, hostKeyLine, ...o });
+    c.on('error', () => {});
+    clients.push(c);
+    return { client: c, leaseId: lease.claims.jti };
+  };
+
+  // X: every forwarded channel is piped to the hash service.
+  const x = await client('xowner', { kind: 'expose', exposure, port: 22 });
+  x.client.on('tcp connection', (_info, accept) => {
+    const ch = accept();
+    const s = connect({ host: '127.0.0.1', port: service.port, allowHalfOpen: true });
+    s.on('error', () => ch.destroy());
+    ch.on('error', () => s.destroy());
+    ch.pipe(s).pipe(ch);
+  });
+  await new Promise<void>((resolve, reject) => x.client.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
+
+  const metrics = async () => parsePrometheusText(await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text());
+  return {
+    fc,
+    relay,
+    hostKeyLine,
+    exposure,
+    client,
+    async legitTransfer(bytes = 2 << 20) {
+      const y = await client('ylegit', { kind: 'open', exposure });
+      try {
+        const ch = await new Promise<Parameters<typeof exchange>[0]>((resolve, reject) =>
+          y.client.forwardOut('127.0.0.1', 40000, exposure, 22, (err, c) => (err ? reject(err) : resolve(c as never))),
+        );
+        const r = await exchange(ch, bytes);
+        assert.equal(r.echoedHash, r.sentHash, 'what X received differs from what Y sent');
+        assert.equal(r.replyBytes, REPLY);
+      } finally {
+        y.client.end();
+      }
+    },
+    metrics,
+    async metricsUntil(pred, what, ms = 30_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const m = await metrics();
+        if (pred(m)) return m;
+        if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    alive: () => relay.child.exitCode === null && relay.child.signalCode === null,
+    async stop() {
+      for (const c of clients) c.destroy();
+      service.server.close();
+      await relay.stop();
+      relay.cleanup();
+      await fc.stop();
+    },
+  };
+}
+
+/**
+ * A raw TCP socket to the relay's SSH port that never sends anything. Resolves once the
+ * outcome is known: `banner` (the relay sent its identification line: admitted) or `closed`
+ * (the relay closed it without a banner: dropped).
+ */
+export function silentSocket(port: number, localAddress: string): { sock: Socket; outcome: Promise<'banner' | 'closed'>; closed: Promise<void> } {
+  const sock = connect({ host: '127.0.0.1', port, localAddress });
+  sock.on('error', () => {});
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  const outcome = new Promise<'banner' | 'closed'>((resolve) => {
+    sock.once('data', () => resolve('banner'));
+    sock.once('close', () => resolve('closed'));
+  });
+  return { sock, outcome, closed };
+}
