@@ -13,8 +13,9 @@ import { ls } from './commands/ls.js';
 import { leases } from './commands/leases.js';
 import { nodes } from './commands/nodes.js';
 import { admin } from './commands/admin.js';
+import { exposures } from './commands/exposures.js';
 
-export const COMMANDS: Command[] = [login, logout, whoami, expose, open, sshConfig, cert, ls, leases, nodes, admin];
+export const COMMANDS: Command[] = [login, logout, whoami, expose, open, sshConfig, cert, ls, exposures, leases, nodes, admin];
 
 export const USAGE = `Usage: tunnel <command> [options]
 

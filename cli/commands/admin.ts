@@ -18,17 +18,20 @@ import type { Command } from './command.js';
 
 const USAGE = `Usage: tunnel admin users ls | add NAME [--admin] [--password] | disable NAME
        tunnel admin service-tokens ls | create NAME --scope SCOPE... [--user NAME] [--ttl SECS] | revoke ID
-       tunnel admin enroll-token NODE_NAME [--ttl SECS]
+       tunnel admin enroll-token NODE_NAME [--ttl SECS] [--advertise HOST:PORT]
        tunnel admin egress ls | put NAME --node NODE --host HOST --port PORT [--allow USER...] | rm NAME
 
 Administration. Service-token scopes are expose:NAME, open:NAME or egress:TARGET (NAME may be *);
 members may create service tokens for themselves, everything else needs the admin role.
+enroll-token prints a one-time token for a new relay on stdout, and on stderr the tunnel-node
+command that enrolls it (--advertise: the host:port clients will use to reach that relay; default a placeholder).
+Exposures have their own command: tunnel exposures --help.
 "add --password" reads the new user's password from the terminal or standard input.
 
 Examples:
   tunnel admin users add alice --password
   tunnel admin service-tokens create hostx --scope expose:hostx-ssh
-  tunnel admin enroll-token relay-1
+  tunnel admin enroll-token relay-1 --advertise relay1.example.com:2222
   tunnel admin egress put db --node relay-1 --host 10.0.0.5 --port 5432 --allow alice`;
 
 export const admin: Command = {
@@ -46,6 +49,7 @@ export const admin: Command = {
       host: { type: 'string' },
       port: { type: 'string' },
       allow: { type: 'string', multiple: true },
+      advertise: { type: 'string' },
     });
     const [group, sub, name, ...rest] = a.positionals;
     if (rest.length) throw new UsageError('admin', `unexpected argument "${rest[0]}"`);
@@ -57,7 +61,8 @@ export const admin: Command = {
     };
     const done = (data: unknown, line: string) => (a.json ? out(ctx, JSON.stringify(data, null, 2)) : info(ctx, line));
 
-    switch (`${group} ${sub ?? ''}`.trim()) {
+    // `enroll-token NODE` takes its argument where the other groups have a subcommand.
+    switch (group === 'enroll-token' ? group : `${group} ${sub ?? ''}`.trim()) {
       case 'users ls':
       case 'users': {
         const r = await s.call('GET', '/v1/users', UserListSchema);
@@ -114,14 +119,21 @@ export const admin: Command = {
       case 'enroll-token': {
         // `tunnel admin enroll-token NAME`: the name arrives as `sub`.
         const nodeName = need(sub, 'a NODE_NAME');
+        if (name) throw new UsageError('admin', `unexpected argument "${name}"`);
+        const advertise = a.values.advertise ?? 'RELAY_HOST:2222';
+        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(advertise)) throw new UsageError('admin', `--advertise must be host:port, got "${advertise}"`);
         const t = await s.call('POST', '/v1/nodes/enrollment-tokens', EnrollmentTokenCreatedSchema, {
           name: nodeName,
           ...(ttl ? { ttl_seconds: ttl } : {}),
         });
-        if (a.json) out(ctx, JSON.stringify(t, null, 2));
+        // The token goes in the environment, not argv, so other local users cannot read it from ps.
+        const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${s.api.server} --advertise ${advertise}`;
+        if (a.json) out(ctx, JSON.stringify({ ...t, command }, null, 2));
         else {
-          info(ctx, `One-time enrollment token for node ${t.name} (expires ${t.expires_at}):`);
+          info(ctx, `One-time enrollment token for relay ${t.name} (expires ${t.expires_at}):`);
           out(ctx, t.token);
+          info(ctx, `On the relay host, enroll and start it with${a.values.advertise ? '' : ' (RELAY_HOST: the name or address clients will use)'}:`);
+          info(ctx, `  ${command}`);
         }
         return 0;
       }

@@ -21,7 +21,9 @@ Gets a lease for exposure NAME and writes, into DIR: the private key (mode 0600)
 certificate (NAME-cert.pub, carrying the lease), and a known_hosts file pinning the relay's
 host key. Prints ready ssh command lines. The default is an open lease (for Y); --expose gets
 an expose lease (for X) for PORT (default 22). Plain OpenSSH cannot renew a lease in band:
-ask for a --ttl as long as you need (capped by the server).
+ask for a --ttl as long as you need (capped by the server). For an open lease the printed lines
+use the port X has bound (as the lease reports it), or --port when given.
+The exposure must exist first: tunnel exposures create NAME --allow USER.
 
 --egress gets an egress lease for admin-defined egress targets (host:port on the relay's own
 network; every target of one lease must be on the same relay) and prints an
@@ -61,11 +63,13 @@ Examples:
     });
 
     const { keyPath, certPath, khPath, common, dest } = writeCertFiles(dir, name, privateKey, publicKey, issued);
+    // Y: the port X has bound (the lease says), unless --port names another.
+    const openPort = a.values.port === undefined ? (issued.lease.port ?? port) : port;
     const commands = a.values.expose
       ? { expose: `ssh -N ${common} -R ${name}:${port}:localhost:${port} ${dest}` }
       : {
-          forward: `ssh -N ${common} -L 127.0.0.1:${port === 22 ? 2222 : port}:${name}:${issued.lease.port ?? port} ${dest}`,
-          proxy_command: `ssh -o ProxyCommand='ssh ${common} -W ${name}:${port} ${dest}' USER@${name}`,
+          forward: `ssh -N ${common} -L 127.0.0.1:${localPortFor(openPort)}:${name}:${openPort} ${dest}`,
+          proxy_command: `ssh -o ProxyCommand='ssh ${common} -W ${name}:${openPort} ${dest}' USER@${name}`,
         };
     const result = { lease: issued.lease, private_key: keyPath, certificate: certPath, known_hosts: khPath, commands };
     if (a.json) out(ctx, JSON.stringify(result, null, 2));
@@ -76,6 +80,11 @@ Examples:
     return 0;
   },
 };
+
+/** The local port of an -L line: 2222 for ssh, the same port when unprivileged, else 10000 + port. */
+function localPortFor(port: number): number {
+  return port === 22 ? 2222 : port >= 1024 ? port : 10000 + port;
+}
 
 /** Local port R for a target port: the same port when unprivileged, else 10000 + port; unique per line. */
 function localPorts(targets: { port: number }[]): number[] {
