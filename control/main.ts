@@ -44,7 +44,8 @@ async function main(): Promise<number> {
   if (control.setupCode) {
     // The bootstrap secret is printed once, on purpose, and never logged as a field.
     process.stderr.write(
-      `\nNo users yet. Create the first admin within this run with the one-time setup code:\n\n` +
+      `\nNo users yet. Create the first admin with this one-time setup code (valid for 24 hours, on any replica;\n` +
+        `every replica that starts before the first admin exists prints its own, and any one of them works once):\n\n` +
         `  curl -sS -X POST ${cfg.publicUrl}/v1/setup -H 'content-type: application/json' \\\n` +
         `    -d '{"setup_code":"${control.setupCode}","name":"admin","password":"<at least 12 characters>"}'\n\n` +
         `(or: tunnel-control create-user admin --admin with TUNNEL_PASSWORD set)\n\n`,

@@ -1,30 +1,55 @@
-import { and, count, eq } from 'drizzle-orm';
+import { and, count, eq, like, lt, or } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
 import { settings, users } from '../db/schema/index.js';
 import { hashSecret } from '../lib/ids.js';
 
-const SETUP_KEY = 'setup_code_hash';
+/**
+ * One-time setup codes, shared by every replica through the database. Each replica that starts
+ * while no user exists adds its own code (only its SHA-256 is stored, under `setup_code:HASH`,
+ * with its expiry as the value), so the code any replica printed works on every replica, and
+ * replicas starting at the same moment on a fresh database each get a valid one. The first
+ * admin created by any code consumes all of them: `setup_done` is inserted in the same
+ * transaction, and its primary key lets exactly one concurrent setup win.
+ */
+const CODE_PREFIX = 'setup_code:';
+const DONE_KEY = 'setup_done';
+/** Written by earlier versions (one code, overwritten by each start). */
+const LEGACY_KEY = 'setup_code_hash';
+export const SETUP_CODE_TTL_SECONDS = 24 * 3600;
 
 /**
  * When no user exists yet, makes a fresh one-time setup code, stores its hash and returns it
- * (for `tunnel-control` to print once). Returns null when users exist.
+ * (for `tunnel-control` to print once). Returns null when users exist. Codes other replicas
+ * made stay valid.
  */
-export async function prepareSetupCode(deps: Pick<Deps, 'db' | 'ids'>): Promise<string | null> {
+export async function prepareSetupCode(deps: Pick<Deps, 'db' | 'ids' | 'clock'>): Promise<string | null> {
   const [row] = await deps.db.select({ n: count() }).from(users);
   if ((row?.n ?? 0) > 0) return null;
+  const now = deps.clock.now();
   const code = deps.ids.secret('setup');
-  await deps.db
-    .insert(settings)
-    .values({ key: SETUP_KEY, value: hashSecret(code) })
-    .onConflictDoUpdate({ target: settings.key, set: { value: hashSecret(code) } });
+  const expires = new Date(now.getTime() + SETUP_CODE_TTL_SECONDS * 1000).toISOString();
+  // Expired codes go; ISO timestamps in UTC compare as text.
+  await deps.db.delete(settings).where(and(like(settings.key, `${CODE_PREFIX}%`), lt(settings.value, now.toISOString())));
+  await deps.db.insert(settings).values({ key: `${CODE_PREFIX}${hashSecret(code)}`, value: expires }).onConflictDoNothing();
   return code;
 }
 
-/** Checks and consumes the setup code (the caller creates the admin in the same transaction). */
-export async function consumeSetupCode(db: Pick<Deps['db'], 'delete'>, code: string): Promise<boolean> {
-  const deleted = await db
+/**
+ * Checks and consumes a setup code; call it inside the transaction that creates the admin.
+ * False when the code is unknown, expired or already used, or a user exists already.
+ */
+export async function consumeSetupCode(tx: Pick<Db, 'delete' | 'insert' | 'select'>, code: string, now: Date): Promise<boolean> {
+  const [mine] = await tx
     .delete(settings)
-    .where(and(eq(settings.key, SETUP_KEY), eq(settings.value, hashSecret(code))))
-    .returning({ key: settings.key });
-  return deleted.some((d) => d.key === SETUP_KEY);
+    .where(eq(settings.key, `${CODE_PREFIX}${hashSecret(code)}`))
+    .returning({ expires: settings.value });
+  if (!mine || mine.expires < now.toISOString()) return false;
+  // Exactly one setup wins, even on two replicas at once: the second blocks on this key and then conflicts.
+  const [won] = await tx.insert(settings).values({ key: DONE_KEY, value: now.toISOString() }).onConflictDoNothing().returning({ key: settings.key });
+  if (!won) return false;
+  const [row] = await tx.select({ n: count() }).from(users);
+  if ((row?.n ?? 0) > 0) return false;
+  await tx.delete(settings).where(or(like(settings.key, `${CODE_PREFIX}%`), eq(settings.key, LEGACY_KEY)));
+  return true;
 }

@@ -204,7 +204,7 @@ export function registerAuth(app: App): void {
       const body = c.req.valid('json');
       const passwordHash = await deps.passwords.hash(body.password);
       const user = await deps.db.transaction(async (tx) => {
-        if (!(await consumeSetupCode(tx, body.setup_code))) {
+        if (!(await consumeSetupCode(tx, body.setup_code, now))) {
           throw new AppError('INVALID_CREDENTIALS', 'setup code is wrong or was already used');
         }
         const [u] = await tx
