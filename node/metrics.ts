@@ -62,7 +62,7 @@ export class MetricsRegistry {
     return g;
   }
   /** A monotonic count owned by another object, read at scrape time (`_total` names are counters). */
-  counterOf(name: string, help: string, read: () => number): Gauge {
+  counterOf(name: string, help: string, read: Gauge['read']): Gauge {
     const g = new Gauge(name, help, read, 'counter');
     this.#metrics.push(g);
     return g;

@@ -146,7 +146,11 @@ export function createRelay(deps: RelayDeps): Relay {
   ]);
   r.gauge('tunnel_node_egress_active_leases', 'Egress leases with rules in the firewall', () => egress.status().active_leases);
   r.counterOf('tunnel_node_egress_failures_total', 'Egress firewall changes that failed', () => egress.status().failures);
-  r.counterOf('tunnel_node_events_dropped_total', 'Connection events dropped because the queue was full', () => reporter.dropped);
+  r.counterOf('tunnel_node_events_dropped_total', 'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused the batch for good)', () => [
+    { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },
+    { labels: { reason: 'refused' }, value: reporter.droppedBy('refused') },
+  ]);
+  r.counterOf('tunnel_node_events_sent_total', 'Connection events the control plane accepted', () => reporter.sent);
 
   const health = () => {
     const jwks = trust.status();

@@ -176,8 +176,15 @@ export const ConnectionEventSchema = z.strictObject({
   bytes_out: z.number().int().min(0).optional(),
   reason: z.string().max(256).optional(),
 });
+/** Events in one `POST /v1/nodes/self/events` batch, at most. */
+export const EVENT_BATCH_MAX_EVENTS = 1000;
+/**
+ * Bytes of one batch's JSON body a relay sends at most. The control plane's body limit must be
+ * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
+ */
+export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
 export const ConnectionEventBatchSchema = z.strictObject({
-  events: z.array(ConnectionEventSchema).min(1).max(1000),
+  events: z.array(ConnectionEventSchema).min(1).max(EVENT_BATCH_MAX_EVENTS),
 });
 export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>;
 
