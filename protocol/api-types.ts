@@ -1,10 +1,15 @@
 import { z } from 'zod';
 import { ExposureNameSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
+import { HostSchema, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
+
+export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
 
 /**
  * Request and response bodies of the control plane API (`/v1`). The control plane validates
  * with these schemas and generates its OpenAPI document from them; the relay and the CLI parse
- * responses with them. Request objects are strict: unknown fields are an error.
+ * responses with them. Request objects are strict: unknown fields are an error, and every field
+ * is built from the primitives in primitives.ts (no control characters, integers that fit their
+ * column, timestamps Postgres can hold), so bad input is a 400 at the edge, never a 500 deeper in.
  */
 
 export const API_PREFIX = '/v1';
@@ -16,13 +21,18 @@ export const TargetNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'm
 /** `host:port` where a relay listens for SSH. */
 export const AddressSchema = z.string().min(3).max(260).regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port');
 /** An OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`). */
-export const PublicKeyLineSchema = z.string().min(16).max(1024).regex(/^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/, 'must be an ssh-ed25519 public key line');
+export const PublicKeyLineSchema = z
+  .string()
+  .min(16)
+  .max(1024)
+  // eslint-disable-next-line no-control-regex -- the comment may be any text but control characters
+  .regex(/^ssh-ed25519 [A-Za-z0-9+/=]+( [^\u0000-\u001f\u007f]*)?$/, 'must be an ssh-ed25519 public key line');
 export const TimestampSchema = z.string().describe('RFC 3339 timestamp');
 
 // ---- auth ----
 
 export const DeviceAuthorizationRequestSchema = z.strictObject({
-  client_name: z.string().max(64).optional(),
+  client_name: text(64).optional(),
 });
 export const DeviceAuthorizationResponseSchema = z.object({
   device_code: z.string(),
@@ -37,10 +47,10 @@ export const GRANT_DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 export const GRANT_SERVICE_TOKEN = 'urn:tunnel:params:oauth:grant-type:service-token';
 
 export const TokenRequestSchema = z.discriminatedUnion('grant_type', [
-  z.strictObject({ grant_type: z.literal(GRANT_DEVICE_CODE), device_code: z.string().min(1).max(256) }),
-  z.strictObject({ grant_type: z.literal('refresh_token'), refresh_token: z.string().min(1).max(256) }),
-  z.strictObject({ grant_type: z.literal('password'), username: UserNameSchema, password: z.string().min(1).max(1024) }),
-  z.strictObject({ grant_type: z.literal(GRANT_SERVICE_TOKEN), service_token: z.string().min(1).max(256) }),
+  z.strictObject({ grant_type: z.literal(GRANT_DEVICE_CODE), device_code: opaqueToken() }),
+  z.strictObject({ grant_type: z.literal('refresh_token'), refresh_token: opaqueToken() }),
+  z.strictObject({ grant_type: z.literal('password'), username: UserNameSchema, password: password() }),
+  z.strictObject({ grant_type: z.literal(GRANT_SERVICE_TOKEN), service_token: opaqueToken() }),
 ]);
 export type TokenRequest = z.infer<typeof TokenRequestSchema>;
 
@@ -53,12 +63,12 @@ export const TokenResponseSchema = z.object({
 });
 export type TokenResponse = z.infer<typeof TokenResponseSchema>;
 
-export const LogoutRequestSchema = z.strictObject({ refresh_token: z.string().min(1).max(256).optional() });
+export const LogoutRequestSchema = z.strictObject({ refresh_token: opaqueToken().optional() });
 
 export const SetupRequestSchema = z.strictObject({
-  setup_code: z.string().min(1).max(128),
+  setup_code: opaqueToken(128),
   name: UserNameSchema,
-  password: z.string().min(12).max(1024),
+  password: password(12),
 });
 
 export const MeSchema = z.object({
@@ -73,7 +83,7 @@ export const MeSchema = z.object({
 
 export const UserCreateSchema = z.strictObject({
   name: UserNameSchema,
-  password: z.string().min(12).max(1024).optional(),
+  password: password(12).optional(),
   role: RoleSchema.default('member'),
 });
 export const UserSchema = z.object({
@@ -115,7 +125,7 @@ export const EnrollmentTokenCreateSchema = z.strictObject({
 export const EnrollmentTokenCreatedSchema = z.object({ name: NodeNameSchema, token: z.string(), expires_at: TimestampSchema });
 
 export const NodeEnrollRequestSchema = z.strictObject({
-  token: z.string().min(1).max(256),
+  token: opaqueToken(),
   host_key: PublicKeyLineSchema,
   address: AddressSchema,
 });
@@ -128,10 +138,10 @@ export const NodeEnrollResponseSchema = z.object({
 });
 
 export const NodeHeartbeatRequestSchema = z.strictObject({
-  version: z.string().max(64),
+  version: text(64),
   native_crypto: z.boolean(),
   egress_driver: z.enum(['iptables', 'off']),
-  connections: z.number().int().min(0),
+  connections: int32(),
   exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
 });
 export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSchema });
@@ -166,15 +176,15 @@ export const RevocationFeedSchema = z.object({
 
 export const ConnectionEventSchema = z.strictObject({
   type: z.enum(['conn_open', 'conn_close', 'exposure_online', 'exposure_offline', 'auth_fail']),
-  at: TimestampSchema,
-  lease_id: z.string().max(128).optional(),
-  session_id: z.string().max(128).optional(),
-  remote: z.string().max(128).optional(),
+  at: instant(),
+  lease_id: text(128).optional(),
+  session_id: text(128).optional(),
+  remote: text(128).optional(),
   exposure: ExposureNameSchema.optional(),
   port: PortSchema.optional(),
-  bytes_in: z.number().int().min(0).optional(),
-  bytes_out: z.number().int().min(0).optional(),
-  reason: z.string().max(256).optional(),
+  bytes_in: safeCount().optional(),
+  bytes_out: safeCount().optional(),
+  reason: text(256).optional(),
 });
 /** Events in one `POST /v1/nodes/self/events` batch, at most. */
 export const EVENT_BATCH_MAX_EVENTS = 1000;
@@ -214,7 +224,7 @@ export const ExposureListSchema = z.object({ exposures: z.array(ExposureSchema) 
 
 export const EgressTargetPutSchema = z.strictObject({
   node: NodeNameSchema,
-  host: z.string().min(1).max(253),
+  host: HostSchema,
   port: PortSchema,
   allow: z.array(UserNameSchema).max(256).default([]),
 });

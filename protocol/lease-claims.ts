@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HostSchema } from './primitives.js';
 
 /**
  * The lease: the unit of authorization, carried as a compact JWS (EdDSA) inside the
@@ -28,7 +29,7 @@ export const ExposureNameSchema = z.string().regex(EXPOSURE_NAME_RE, 'must match
 export const PortSchema = z.number().int().min(1).max(65535);
 
 export const LeaseTargetSchema = z.strictObject({
-  host: z.string().min(1).max(253),
+  host: HostSchema,
   port: PortSchema,
 });
 export type LeaseTarget = z.infer<typeof LeaseTargetSchema>;

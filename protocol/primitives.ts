@@ -1,0 +1,57 @@
+/* eslint-disable no-control-regex -- these patterns exist to refuse control characters */
+import { z } from 'zod';
+
+/**
+ * The building blocks of every request field (issue 9, finding 6): what a client sends must fit
+ * what the database and the logs can hold, so nothing the edge accepted can fail further in.
+ * Request schemas use only these (or enums, literals and patterns at least as strict); a test
+ * walks the OpenAPI document and fails on a string or integer that escaped them.
+ */
+
+/** Largest value of a Postgres `integer` column. */
+export const INT32_MAX = 2_147_483_647;
+
+/**
+ * Text without C0 control characters, DEL or lone UTF-16 surrogates: Postgres `text` cannot
+ * hold NUL, and no field of this API needs a control character. Written without the `u` flag so
+ * a lone surrogate (which `u` would match as a code point) is refused.
+ */
+export const SAFE_TEXT_RE = /^(?:[^\u0000-\u001f\u007f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
+const SAFE_TEXT_MESSAGE = 'must not contain control characters';
+
+/** Free text of at most `max` characters (names shown to people, versions, reasons). */
+export const text = (max: number, min = 0) => z.string().min(min).max(max).regex(SAFE_TEXT_RE, SAFE_TEXT_MESSAGE);
+
+/** An opaque bearer secret or code as this API issues them: visible ASCII only. */
+export const opaqueToken = (max = 256) =>
+  z.string().min(1).max(max).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII (an opaque token)');
+
+/** A password: any text without NUL (it is hashed, never stored or logged as is). */
+export const password = (min = 1, max = 1024) =>
+  z.string().min(min).max(max).regex(/^[^\u0000]*$/, 'must not contain NUL');
+
+/** A count or size that is stored in an `integer` column. */
+export const int32 = (min = 0) => z.number().int().min(min).max(INT32_MAX);
+
+/** A byte count or other non-negative integer kept in JSON only (exact in a double). */
+export const safeCount = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * An RFC 3339 instant a client reports (years 1970 to 9999, so it fits a Postgres `timestamptz`
+ * and a JavaScript Date), with a zone.
+ */
+const INSTANT_RE =
+  /^(?:19[7-9]\d|[2-9]\d{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+export const instant = () =>
+  z
+    .string()
+    .max(40)
+    .regex(INSTANT_RE, 'must be an RFC 3339 timestamp between 1970 and 9999, e.g. 2026-01-01T00:00:00Z')
+    .refine((s) => !Number.isNaN(Date.parse(s)), 'must be a valid date');
+
+/**
+ * A host name (letters, digits, `-`, `_`, dots) or an IP literal (IPv6 without brackets), as a
+ * relay dials it.
+ */
+export const HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
+export const HostSchema = z.string().min(1).max(253).regex(HOST_RE, 'must be a host name or an IP address');
