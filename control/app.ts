@@ -4,6 +4,8 @@ import type { Deps } from './deps.js';
 import type { AppEnv } from './http/env.js';
 import { problemResponse, validationError } from './http/problem.js';
 import { limitBody, requireJson } from './http/request-guards.js';
+import { allowedMethods } from './http/method-not-allowed.js';
+import { securityHeaders } from './http/security-headers.js';
 import { registerWellKnown } from './routes/well-known.js';
 import { registerAuth } from './routes/auth.js';
 import { registerDevicePage } from './routes/device-page.js';
@@ -30,6 +32,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     },
   });
 
+  app.use('*', securityHeaders);
   app.use('*', async (c, next) => {
     const incoming = c.req.header('x-request-id');
     const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : deps.ids.id('req');
@@ -60,7 +63,19 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   registerAudit(app);
   registerDocs(app);
 
-  app.notFound((c) => problemResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
+  const methodsAt = allowedMethods(app);
+  app.notFound((c) => {
+    const allow = methodsAt(c.req.path);
+    if (allow.length > 0) {
+      return problemResponse(
+        c,
+        new AppError('METHOD_NOT_ALLOWED', `${c.req.method} is not allowed on ${c.req.path}; use ${allow.join(', ')}`, {
+          headers: { allow: allow.join(', ') },
+        }),
+      );
+    }
+    return problemResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`));
+  });
   app.onError((err, c) => problemResponse(c, err));
   return app;
 }

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError } from '../lib/errors.js';
 import type { AppEnv } from './env.js';
@@ -16,24 +16,30 @@ export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 /**
  * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415,
  * and a body that does not parse gets INVALID_JSON (before any validator runs). The parsed body
- * is cached by Hono, so validators reuse it.
+ * is cached by Hono, so validators reuse it. A request without a body is left to the route
+ * (some bodies are optional), whether it says `Content-Length: 0` or sends no length at all.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
-  if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
+  if ((method === 'POST' || method === 'PUT' || method === 'PATCH') && (await hasBody(c))) {
     const type = c.req.header('content-type') ?? '';
-    const hasBody = c.req.header('content-length') !== '0' && (c.req.raw.body !== null || type !== '');
-    if (hasBody) {
-      if (!/^application\/(.+\+)?json(\s*;|$)/i.test(type)) {
-        throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-      }
-      try {
-        await c.req.json();
-      } catch (cause) {
-        if (cause instanceof AppError) throw cause;
-        throw new AppError('INVALID_JSON', 'request body is not valid JSON', { cause });
-      }
+    if (!/^application\/(.+\+)?json(\s*;|$)/i.test(type)) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+    }
+    try {
+      await c.req.json();
+    } catch (cause) {
+      if (cause instanceof AppError) throw cause;
+      throw new AppError('INVALID_JSON', 'request body is not valid JSON', { cause });
     }
   }
   await next();
 };
+
+/** Whether the request carries body bytes (reads a length-less body, already capped by limitBody). */
+async function hasBody(c: Context<AppEnv>): Promise<boolean> {
+  const length = c.req.header('content-length');
+  if (length !== undefined) return length !== '0';
+  if (c.req.raw.body === null) return false;
+  return (await c.req.arrayBuffer()).byteLength > 0;
+}

@@ -13,7 +13,7 @@ export const ProblemSchema = z
   })
   .openapi('Problem');
 
-const problem = (description: string) => ({
+export const problem = (description: string) => ({
   description,
   content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
 });
@@ -27,7 +27,13 @@ export const errorResponses = {
   409: problem('Conflict'),
   413: problem('Body too large'),
   415: problem('Body is not JSON'),
-  429: problem('Rate limited'),
+  429: problem('Rate limited (RATE_LIMITED); Retry-After says when to try again'),
+  500: problem('Internal error (INTERNAL); the request_id identifies it in the server log'),
+} as const;
+
+/** What a public route that reads the database can answer besides success. */
+export const serverErrorResponses = {
+  500: errorResponses[500],
 } as const;
 
 export const json = <T extends z.ZodType>(schema: T, description = 'OK') => ({

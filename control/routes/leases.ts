@@ -7,7 +7,7 @@ import type { App, AppEnv } from '../http/env.js';
 import { requireUser } from '../http/authenticate.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { createLease, leaseView, revokeLeases } from '../services/leases.js';
-import { bearerSecurity, errorResponses, json, jsonBody } from './common.js';
+import { bearerSecurity, errorResponses, json, jsonBody, problem } from './common.js';
 
 const IdParam = z.object({ id: z.string().regex(/^lse_[a-f0-9]{32}$/, 'must be a lease id (lse_...)') });
 const ListQuery = z.strictObject({
@@ -26,7 +26,11 @@ export function registerLeases(app: App): void {
       security: bearerSecurity,
       middleware: [requireUser] as const,
       request: { body: jsonBody(LeaseCreateSchema) },
-      responses: { 201: json(LeaseIssuedSchema, 'Lease issued'), ...errorResponses },
+      responses: {
+        201: json(LeaseIssuedSchema, 'Lease issued'),
+        ...errorResponses,
+        503: problem('No relay node is online to carry it (NO_NODE_AVAILABLE); retryable'),
+      },
     }),
     async (c) => {
       const issued = await createLease(c.get('deps'), c.get('principal'), c.req.valid('json'));

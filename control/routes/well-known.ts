@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { JWKS_PATH, JwksSchema } from '../../protocol/jwks.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import type { App } from '../http/env.js';
-import { json } from './common.js';
+import { json, serverErrorResponses } from './common.js';
 
 export function registerWellKnown(app: App): void {
   app.openapi(
@@ -12,7 +12,7 @@ export function registerWellKnown(app: App): void {
       path: JWKS_PATH,
       tags: ['trust'],
       summary: 'Published lease-signing (use "sig") and SSH user-CA (use "ssh-ca") keys',
-      responses: { 200: json(JwksSchema) },
+      responses: { 200: json(JwksSchema), ...serverErrorResponses },
     }),
     async (c) => {
       const keys = await c.get('deps').keys.published();

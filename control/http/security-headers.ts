@@ -1,0 +1,26 @@
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv } from './env.js';
+
+/**
+ * Headers every response carries (issue 9, finding 7). API responses are data, never documents:
+ * no sniffing, no framing, no referrer, and a CSP that allows nothing. Pages that render HTML
+ * (/device, /docs) set their own CSP and caching first; those are kept.
+ */
+const ALWAYS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-resource-policy': 'same-origin',
+};
+const DEFAULTS: Record<string, string> = {
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+};
+
+export const securityHeaders: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  const h = c.res.headers;
+  for (const [k, v] of Object.entries(ALWAYS)) h.set(k, v);
+  for (const [k, v] of Object.entries(DEFAULTS)) if (!h.has(k)) h.set(k, v);
+  // Answers to authenticated API calls are personal: never stored by a shared cache.
+  if (c.req.path.startsWith('/v1/') && !h.has('cache-control')) h.set('cache-control', 'no-store');
+};
