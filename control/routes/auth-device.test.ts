@@ -126,7 +126,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       // An expired code cannot be approved either.
       const user = await t.user(uniq('fay'), 'member', PASSWORD);
       const { res: page, ticket } = await signIn(t, d.user_code, user.name);
-      assert.equal(page.status, 400);
+      assert.equal(page.status, 401, 'the same answer as a wrong password (issue 9, finding 4)');
       assert.equal(ticket, undefined);
     });
 
@@ -151,7 +151,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(wrong.res.status, 401);
       assert.equal(wrong.ticket, undefined);
       assert.ok(!String(wrong.res.body).includes('not the password'), 'the page does not echo the password');
-      assert.equal((await signIn(t, 'BBBB-BBBB', user.name)).res.status, 400);
+      const unknownCode = await signIn(t, 'BBBB-BBBB', user.name);
+      assert.equal(unknownCode.res.status, 401, 'a right password with an unknown code looks like a wrong password');
+      assert.equal(unknownCode.res.body, String(wrong.res.body).replace(d.user_code, 'BBBB-BBBB'), 'the same page, but for the code typed');
       assert.equal((await decide(t, 'not.a.ticket', 'approve')).status, 400);
       // An access token is signed by the same key but is not an approval ticket.
       assert.equal((await decide(t, user.token, 'approve')).status, 400);

@@ -25,6 +25,7 @@ import { mintAccessToken } from '../auth/access-tokens.js';
 import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions.js';
 import { consumeSetupCode } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
+import { checkPassword } from '../auth/password-login.js';
 import { bearerSecurity, errorResponses, iso, json, jsonBody } from './common.js';
 
 const KNOWN_GRANTS = new Set<string>([GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN]);
@@ -108,14 +109,13 @@ export function registerAuth(app: App): void {
         case 'refresh_token':
           return c.json(await rotateRefreshToken(deps, body.refresh_token), 200);
         case 'password': {
-          await rateLimit(deps.db, now, `login:${clientAddress(c)}`, deps.settings.authRateLimit);
-          await rateLimit(deps.db, now, `login-user:${body.username}`, deps.settings.authRateLimit);
-          const [user] = await deps.db.select().from(users).where(eq(users.name, body.username)).limit(1);
-          const ok = await deps.passwords.verify(body.password, user?.passwordHash ?? null);
-          if (!user || !ok || user.disabled) {
-            await audit(deps.db, now, { type: 'auth.login_failed', subject: body.username, data: { method: 'password' } });
-            throw new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
-          }
+          const user = await checkPassword(deps, {
+            source: clientAddress(c),
+            username: body.username,
+            password: body.password,
+            method: 'password',
+          });
+          if (!user) throw new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
           await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'password' } });
           return c.json(await startSession(deps, user), 200);
         }

@@ -1,17 +1,15 @@
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { jwtVerify, SignJWT, createLocalJWKSet } from 'jose';
-import { eq } from 'drizzle-orm';
 import type { Context } from 'hono';
-import { users } from '../db/schema/index.js';
 import type { App, AppEnv } from '../http/env.js';
 import { clientAddress } from '../http/client-address.js';
 import { limitBody } from '../http/request-guards.js';
 import { AppError } from '../lib/errors.js';
 import { unixSeconds } from '../lib/clock.js';
 import { audit } from '../services/audit.js';
-import { rateLimit } from '../services/rate-limit.js';
 import { buildJwks } from '../ca/lease-issuer.js';
+import { checkPassword } from '../auth/password-login.js';
 import { decideDeviceCode, findPendingByUserCode, normalizeUserCode } from '../auth/device-codes.js';
 
 /**
@@ -21,6 +19,7 @@ import { decideDeviceCode, findPendingByUserCode, normalizeUserCode } from '../a
  */
 const TICKET_TYP = 'device-approval+jwt';
 const TICKET_TTL = 300;
+const SIGN_IN_FAILED = 'Wrong user name, password or code. Check the code your terminal shows and try again.';
 
 const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
@@ -68,7 +67,12 @@ function signInForm(userCode: string, error?: string) {
 }
 
 async function formField(c: Context<AppEnv>, name: string, max: number): Promise<string> {
-  const body = await c.req.parseBody();
+  let body: Record<string, unknown>;
+  try {
+    body = await c.req.parseBody();
+  } catch (cause) {
+    throw new AppError('BAD_REQUEST', 'send the form as application/x-www-form-urlencoded', { cause });
+  }
   const v = body[name];
   return typeof v === 'string' ? v.slice(0, max) : '';
 }
@@ -84,20 +88,20 @@ export function registerDevicePage(app: App): void {
     const userCode = normalizeUserCode(await formField(c, 'user_code', 16));
     const username = await formField(c, 'username', 64);
     const password = await formField(c, 'password', 1024);
+    let user: Awaited<ReturnType<typeof checkPassword>>;
     try {
-      await rateLimit(deps.db, now, `login:${clientAddress(c)}`, deps.settings.authRateLimit);
-    } catch {
-      return page(c, 'Sign in a device', signInForm(userCode, 'Too many attempts. Wait a minute and try again.'), 429);
+      user = await checkPassword(deps, { source: clientAddress(c), username, password, method: 'device-page' });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'RATE_LIMITED') {
+        return page(c, 'Sign in a device', signInForm(userCode, 'Too many attempts. Wait a minute and try again.'), 429);
+      }
+      throw err;
     }
-    const [user] = await deps.db.select().from(users).where(eq(users.name, username)).limit(1);
-    const ok = await deps.passwords.verify(password, user?.passwordHash ?? null);
-    if (!user || !ok || user.disabled) {
-      await audit(deps.db, now, { type: 'auth.login_failed', subject: username.slice(0, 64), data: { method: 'device-page' } });
-      return page(c, 'Sign in a device', signInForm(userCode, 'Wrong user name or password.'), 401);
-    }
+    // Looked up whatever the password check said, and one answer for every failure: this form
+    // must not tell a right password with a wrong code from a wrong password (finding 4).
     const pending = await findPendingByUserCode(deps, userCode);
-    if (!pending) {
-      return page(c, 'Sign in a device', signInForm(userCode, 'That code is unknown or expired. Run tunnel login again.'), 400);
+    if (!user || !pending) {
+      return page(c, 'Sign in a device', signInForm(userCode, SIGN_IN_FAILED), 401);
     }
     const key = await deps.keys.signing('sig');
     const ticket = await new SignJWT({ ucode: pending.userCode })

@@ -199,7 +199,7 @@ describe('device login expiry (ManualClock app over real HTTP)', () => {
     t!.clock.advance((dev.expires_in + 1) * 1000);
     assertOAuthError(await poll(call, dev.device_code), 'expired_token');
     const page = await postForm(base, '/device', { user_code: dev.user_code, username: 'bob', password: PASSWORD });
-    assert.equal(page.status, 400, page.html);
+    assert.equal(page.status, 401, page.html);
     assert.doesNotMatch(page.html, /name="ticket"/);
   });
 });
