@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseNetwork, type TrustProxy } from './http/client-address.js';
 
 /**
  * Configuration of `tunnel-control`, read once at start from flags, then `TUNNEL_*` environment
@@ -17,7 +18,8 @@ export interface ControlConfig {
   masterKey: Buffer | undefined;
   masterKeyFile: string | undefined;
   maxLeaseTtl: number;
-  trustProxy: boolean;
+  /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
+  trustProxy: TrustProxy;
   /** create-user */
   userName?: string;
   userRole?: 'admin' | 'member';
@@ -43,7 +45,11 @@ Options (environment variable in brackets):
   --master-key-file F    32-byte key (base64 or hex) that encrypts private keys at rest
                          [TUNNEL_MASTER_KEY_FILE, or the key itself in TUNNEL_MASTER_KEY]
   --max-lease-ttl SECS   cap on any lease's life [TUNNEL_MAX_LEASE_TTL] (default 86400)
-  --trust-proxy          take the client address from X-Forwarded-For [TUNNEL_TRUST_PROXY=1]
+  --trust-proxy TRUST    behind reverse proxies: who may name the client in X-Forwarded-For
+                         [TUNNEL_TRUST_PROXY]. A number of hops (1: one load balancer, whose
+                         view of the client is the last entry) or a comma-separated list of
+                         proxy addresses/networks (10.0.0.0/8,127.0.0.1), walked right to left.
+                         Default: none (the socket's peer is the client).
   -h, --help             show this help
 
 Example:
@@ -76,7 +82,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'database-url': { type: 'string' },
         'master-key-file': { type: 'string' },
         'max-lease-ttl': { type: 'string' },
-        'trust-proxy': { type: 'boolean' },
+        'trust-proxy': { type: 'string' },
         admin: { type: 'boolean' },
         'password-stdin': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -142,7 +148,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     masterKey,
     masterKeyFile,
     maxLeaseTtl,
-    trustProxy: v['trust-proxy'] ?? ['1', 'true', 'yes'].includes((env.TUNNEL_TRUST_PROXY ?? '').toLowerCase()),
+    trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
   };
   if (cmd === 'create-user') {
     const name = positionals[1];
@@ -170,6 +176,27 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     masterKey: undefined,
     masterKeyFile: undefined,
     maxLeaseTtl: 86400,
-    trustProxy: false,
+    trustProxy: 0,
   };
+}
+
+/** `--trust-proxy`: empty/0/false = none, true/yes = 1 hop, N = N hops, or a list of networks. */
+export function parseTrustProxy(raw: string): TrustProxy {
+  const t = raw.trim().toLowerCase();
+  if (t === '' || t === '0' || t === 'false' || t === 'no') return 0;
+  if (t === 'true' || t === 'yes') return 1;
+  if (/^\d+$/.test(t)) {
+    const hops = Number(t);
+    if (hops > 16) throw new ConfigError('--trust-proxy hops must be at most 16');
+    return hops;
+  }
+  const networks = t.split(',').map((n) => n.trim()).filter(Boolean);
+  for (const n of networks) {
+    try {
+      parseNetwork(n);
+    } catch (err) {
+      throw new ConfigError(`--trust-proxy ${(err as Error).message}; give a number of hops or networks like 10.0.0.0/8,127.0.0.1`);
+    }
+  }
+  return Object.freeze(networks);
 }

@@ -5,6 +5,7 @@ import type { Ids } from './lib/ids.js';
 import type { Logger } from './lib/logger.js';
 import type { Metrics } from './http/metrics.js';
 import type { PasswordHasher } from './auth/passwords.js';
+import type { TrustProxy } from './http/client-address.js';
 
 /** Settings the app needs at request time (from config.ts, or chosen by a test). */
 export interface AppSettings {
@@ -22,8 +23,8 @@ export interface AppSettings {
   /** Login and token attempts per source per minute. */
   authRateLimit: number;
   maxBodyBytes: number;
-  /** Trust `X-Forwarded-For` for the client address (behind a load balancer). */
-  trustProxy: boolean;
+  /** Which proxies may name the client in `X-Forwarded-For` (hops or networks; 0 = none). */
+  trustProxy: TrustProxy;
 }
 
 export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
@@ -36,7 +37,7 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   nodeOnlineWindow: 30,
   authRateLimit: 30,
   maxBodyBytes: 64 * 1024,
-  trustProxy: false,
+  trustProxy: 0,
 };
 
 export interface Deps {

@@ -132,7 +132,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
     describe('rate limits', () => {
       let limited: TestApp;
       before(async () => {
-        limited = await makeApp({ settings: { authRateLimit: 3, trustProxy: true } });
+        // Two proxies: the load balancer (the socket's peer) and 10.9.9.9, which saw the client.
+        limited = await makeApp({ settings: { authRateLimit: 3, trustProxy: 2 } });
       });
       const from = (ip: string) => ({ 'x-forwarded-for': `${ip}, 10.9.9.9` });
 
