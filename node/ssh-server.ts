@@ -2,7 +2,8 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import ssh2 from 'ssh2';
 import type { ClientInfo, Connection } from 'ssh2';
 import type { Logger } from './logger.js';
-import { socketOf } from './ssh2-internals.js';
+import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
+import { dropRequestsAfterClose, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
 import type { StartupDrop, Startups } from './startups.js';
 
 /** Why a socket was closed before it authenticated. */
@@ -51,12 +52,16 @@ export function createSshServer(opts: SshServerOptions): SshServer {
     {
       hostKeys: [opts.hostKey],
       ident: 'tunnel-node',
+      algorithms: serverAlgorithms(),
       keepaliveInterval: opts.keepaliveIntervalMs,
       keepaliveCountMax: opts.keepaliveCountMax,
     },
     (conn, info) => {
       const sock = socketOf(conn);
       conn.once('ready', () => pending.get(sock)?.());
+      // Protocol fixes for every connection, before the key exchange finishes (ssh2-internals).
+      sendServerSigAlgs(conn, SERVER_SIG_ALGS);
+      dropRequestsAfterClose(conn);
       opts.onConnection(conn, info);
     },
   );

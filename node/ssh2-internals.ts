@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Connection } from 'ssh2';
+import { SshWriter } from '../protocol/ssh-wire.js';
 
 /**
  * The few ssh2 1.17 internals the relay depends on, in one place so an upgrade has one file
@@ -20,8 +21,17 @@ export function nativeCryptoAvailable(): boolean {
 
 type GlobalRequestHandler = (p: unknown, name: string, wantReply: boolean, data: unknown) => void;
 type ChannelOpenHandler = (p: unknown, info: { type: string; sender: number }) => void;
+type ChannelRequestHandler = (p: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void;
+interface PacketWriterInternals {
+  allocStart: number;
+  alloc(size: number): Buffer;
+  finalize(packet: Buffer): Buffer;
+}
 interface ProtocolInternals {
-  _handlers: { GLOBAL_REQUEST?: GlobalRequestHandler; CHANNEL_OPEN?: ChannelOpenHandler };
+  _handlers: { GLOBAL_REQUEST?: GlobalRequestHandler; CHANNEL_OPEN?: ChannelOpenHandler; CHANNEL_REQUEST?: ChannelRequestHandler };
+  _onHandshakeComplete?: (...args: unknown[]) => void;
+  _kex?: { remoteExtInfoEnabled?: boolean };
+  _packetRW?: { write: PacketWriterInternals };
 }
 
 function protocolOf(conn: Connection): ProtocolInternals {
@@ -81,4 +91,78 @@ export function socketOf(conn: Connection): Socket {
   const sock = (conn as unknown as { _sock?: Socket })._sock;
   if (!sock) throw new Error('ssh2 internals changed: Connection._sock missing');
   return sock;
+}
+
+/** SSH_MSG_EXT_INFO (RFC 8308). */
+const MSG_EXT_INFO = 7;
+
+/**
+ * ssh2 1.17 sends `server-sig-algs` malformed: its Protocol.js joins two string literals
+ * without a comma (`...ecdsa-sha2-nistp521rsa-sha2-512...`), and it lists algorithms the relay
+ * never accepts. This sends a correct EXT_INFO instead of ssh2's, with `algs`, at the place ssh2
+ * would have sent its own: after the first NEWKEYS, before anything else is emitted, and only
+ * when the client announced `ext-info-c`. Call it from the server's `connection` event (the
+ * client's identification line has arrived; the key exchange has not finished).
+ */
+export function sendServerSigAlgs(conn: Connection, algs: readonly string[]): void {
+  const proto = protocolOf(conn);
+  const orig = proto._onHandshakeComplete;
+  if (typeof orig !== 'function') throw new Error('ssh2 internals changed: Protocol._onHandshakeComplete missing');
+  let first = true;
+  proto._onHandshakeComplete = (...args: unknown[]) => {
+    if (first) {
+      first = false;
+      const kex = proto._kex;
+      if (kex?.remoteExtInfoEnabled === true) {
+        // ssh2 checks this flag right after this call to decide whether to send its own.
+        kex.remoteExtInfoEnabled = false;
+        // ssh2 sends EXT_INFO after draining its queue and before emitting 'handshake'.
+        conn.prependOnceListener('handshake', () => sendExtInfo(proto, algs));
+      }
+    }
+    orig(...args);
+  };
+}
+
+function sendExtInfo(proto: ProtocolInternals, algs: readonly string[]): void {
+  const write = proto._packetRW?.write;
+  if (!write) throw new Error('ssh2 internals changed: Protocol._packetRW.write missing');
+  const payload = new SshWriter().uint8(MSG_EXT_INFO).uint32(1).string('server-sig-algs').string(algs.join(',')).toBuffer();
+  const packet = write.alloc(payload.length);
+  payload.copy(packet, write.allocStart);
+  sendPacket(proto, write.finalize(packet));
+}
+
+/** ssh2's own packet sender: encrypts, or queues while a re-key is in progress. */
+function sendPacket(proto: ProtocolInternals, packet: Buffer): void {
+  const utils = require('ssh2/lib/protocol/utils.js') as { sendPacket?: (proto: unknown, packet: Buffer) => void };
+  if (typeof utils.sendPacket !== 'function') throw new Error('ssh2 internals changed: protocol/utils.js sendPacket missing');
+  utils.sendPacket(proto, packet);
+}
+
+interface ChannelInternals {
+  outgoing?: { state?: string };
+}
+
+/**
+ * Drops channel requests that arrive for a channel the relay has already closed (sent
+ * CHANNEL_CLOSE). ssh2 answers such a request with CHANNEL_FAILURE; a client that has meanwhile
+ * received the close and freed the channel then gets a reply for a channel it no longer knows.
+ * PuTTY treats that as fatal ("Received SSH2_MSG_CHANNEL_FAILURE for nonexistent channel") and
+ * drops the whole connection; it sends `winadj@putty.projects.tartarus.org` with want-reply
+ * during every bulk transfer. OpenSSH's sshd sends nothing more on a channel once it has sent
+ * CHANNEL_CLOSE (RFC 4254 §5.3), and neither does the relay now.
+ */
+export function dropRequestsAfterClose(conn: Connection): void {
+  const proto = protocolOf(conn);
+  const orig = proto._handlers.CHANNEL_REQUEST;
+  if (!orig) throw new Error('ssh2 internals changed: CHANNEL_REQUEST handler missing');
+  const chanMgr = (conn as unknown as { _chanMgr?: { get(id: number): unknown } })._chanMgr;
+  if (typeof chanMgr?.get !== 'function') throw new Error('ssh2 internals changed: Connection._chanMgr missing');
+  proto._handlers.CHANNEL_REQUEST = (p, recipient, type, wantReply, data) => {
+    const channel = chanMgr.get(recipient) as ChannelInternals | undefined;
+    const state = typeof channel === 'object' && channel !== null ? channel.outgoing?.state : undefined;
+    if (state === 'closing' || state === 'closed') return;
+    orig(p, recipient, type, wantReply, data);
+  };
 }

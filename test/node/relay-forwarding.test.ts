@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Duplex } from 'node:stream';
 import { mintLease, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
-import { clientFiles, exchange, streamHash, writeCert, freePort, killAll, spawnSsh, sshArgs, startHashService, tcpConnect, type ClientFiles } from './ssh-tools.js';
+import { clientFiles, exchange, streamHash, writeCert, freePort, killAll, localForwardReady, spawnSsh, sshArgs, startHashService, tcpConnect, type ClientFiles } from './ssh-tools.js';
 
 const NAME = 'hostx-ssh';
 const MB = 1024 * 1024;
@@ -44,7 +44,7 @@ describe('relay forwarding with the real OpenSSH client', () => {
     const y = await yFiles();
     const localPort = await freePort();
     const p = spawnSsh(sshArgs(y, relay.port, 'yuser', { extra: ['-v', '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:${NAME}:22`] }));
-    await p.waitStderr(new RegExp(`Local forwarding listening on 127\\.0\\.0\\.1 port ${localPort}`));
+    await localForwardReady(p);
     await relay.logger.waitFor((l) => l.msg === 'connection authenticated' && l.fields.user === 'yuser');
     const sock = await tcpConnect(localPort);
     const r = await exchange(sock, SIZE);

@@ -64,8 +64,8 @@ export interface Proc {
   waitStderr(re: RegExp, timeoutMs?: number): Promise<void>;
 }
 
-export function spawnSsh(args: string[], opts: { bin?: string; stdio?: 'pipe' } = {}): Proc {
-  const child = spawn(opts.bin ?? 'ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+export function spawnSsh(args: string[], opts: { bin?: string; stdio?: 'pipe'; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const child = spawn(opts.bin ?? 'ssh', args, { stdio: ['pipe', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) });
   children.add(child);
   let err = '';
   const waiters: { re: RegExp; resolve: () => void }[] = [];
@@ -92,6 +92,14 @@ export function spawnSsh(args: string[], opts: { bin?: string; stdio?: 'pipe' } 
         void exited.then(() => { if (waiters.includes(w)) { clearTimeout(t); waiters.splice(waiters.indexOf(w), 1); reject(new Error(`ssh exited before ${re}:\n${err}`)); } });
       }),
   };
+}
+
+/**
+ * Waits until `ssh -v -L` (one forward) accepts connections. OpenSSH logs "Local forwarding
+ * listening on ..." before it binds and listens; the port-listener channel is created after.
+ */
+export function localForwardReady(p: Proc): Promise<void> {
+  return p.waitStderr(/channel \d+: new port-listener/);
 }
 
 /** Kills every process spawned through spawnSsh (for after() hooks). */
@@ -136,6 +144,72 @@ export async function startHashService(replyBytes: number): Promise<{ port: numb
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as AddressInfo).port, server };
+}
+
+/**
+ * X's service that speaks first: on connect it sends `replyBytes` (writeStream's bytes) and
+ * half-closes, while it reads whatever Y sends; `nextHash()` resolves, connection by
+ * connection, with the SHA-256 of what it read. Both directions flow at once, so the relay
+ * closes X's channel right after the last bytes it forwards to X (a client still consuming
+ * them is what PuTTY's winadj race needed).
+ */
+export async function startSpeakFirstService(replyBytes: number): Promise<{ port: number; server: Server; nextHash(): Promise<string> }> {
+  const hashes: string[] = [];
+  const waiters: ((h: string) => void)[] = [];
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
+    sock.setNoDelay(true);
+    const h = createHash('sha256');
+    sock.on('data', (d) => h.update(d));
+    sock.on('end', () => {
+      const hex = h.digest('hex');
+      const w = waiters.shift();
+      if (w) w(hex);
+      else hashes.push(hex);
+    });
+    sock.on('error', () => {});
+    writeStream(sock, replyBytes);
+    sock.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    nextHash: () => {
+      const h = hashes.shift();
+      return h !== undefined ? Promise.resolve(h) : new Promise((r) => waiters.push(r));
+    },
+  };
+}
+
+/**
+ * Sends `n` bytes into `duplex` with backpressure and ends its write side while reading
+ * everything it returns until EOF: `{ sentHash, receivedHash, receivedBytes }`.
+ */
+export async function sendAndReceive(
+  duplex: NodeJS.ReadableStream & { write(b: Buffer, cb?: () => void): boolean; end(): void; once(e: 'drain', f: () => void): unknown },
+  n: number,
+): Promise<{ sentHash: string; receivedHash: string; receivedBytes: number }> {
+  const got = createHash('sha256');
+  let receivedBytes = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    duplex.on('data', (d: Buffer) => {
+      got.update(d);
+      receivedBytes += d.length;
+    });
+    duplex.on('end', () => resolve());
+    duplex.on('error', reject);
+  });
+  const h = createHash('sha256');
+  let left = n;
+  while (left > 0) {
+    const chunk = left >= BLOCK.length ? BLOCK : BLOCK.subarray(0, left);
+    h.update(chunk);
+    left -= chunk.length;
+    if (!duplex.write(chunk)) await new Promise<void>((r) => duplex.once('drain', r));
+  }
+  duplex.end();
+  await done;
+  return { sentHash: h.digest('hex'), receivedHash: got.digest('hex'), receivedBytes };
 }
 
 /** An echo service (line-oriented tests of "still works"). */
