@@ -6,6 +6,22 @@ import { SshWriter } from '../protocol/ssh-wire.js';
 /**
  * The few ssh2 1.17 internals the relay depends on, in one place so an upgrade has one file
  * to check. Each use is explained where ssh2's public API falls short.
+ *
+ * An ssh2 upgrade must re-check (each wrapper throws "ssh2 internals changed" at connection
+ * time if a name is gone, and test/interop fails if a behaviour changed):
+ * - `Connection._protocol._handlers.{GLOBAL_REQUEST, CHANNEL_OPEN, CHANNEL_REQUEST}` keep their
+ *   signatures, and lib/server.js still answers a CHANNEL_REQUEST on a plain channel with
+ *   CHANNEL_FAILURE even after it sent CHANNEL_CLOSE (if fixed, dropRequestsAfterClose is moot).
+ * - `Connection._chanMgr.get(id)` returns the Channel, whose `outgoing.state` goes
+ *   open → eof → closing (CLOSE sent) → closed.
+ * - lib/protocol/kex.js calls `protocol._onHandshakeComplete` through the instance property,
+ *   and Protocol.js reads `_kex.remoteExtInfoEnabled` inside it to send its own EXT_INFO (still
+ *   with the comma missing in `server-sig-algs`?); `_packetRW.write.{allocStart, alloc,
+ *   finalize}` and lib/protocol/utils.js `sendPacket` are unchanged.
+ * - The `algorithms` names in node/ssh-algorithms.ts are still supported (ssh2 throws at start
+ *   if not), the server still appends `kex-strict-s-v00@openssh.com`, group exchange is still
+ *   unimplemented on the server side, and the zlib inflater is still unbounded (see COMPRESSION).
+ * - `Connection._sock` and `lib/protocol/crypto.js` `bindingAvailable`.
  */
 
 const require = createRequire(import.meta.url);
