@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { sql } from 'drizzle-orm';
 import * as schema from './schema/index.js';
+import { buildPgliteTemplate, loadPglite, pgliteOptions, seedFromTemplate } from './pglite.js';
 
 /** The database handle every component uses: Postgres or the embedded PGlite, same schema. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -15,7 +16,7 @@ export interface OpenedDb {
   close(): Promise<void>;
 }
 
-const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
+export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 // Arbitrary constant for pg_advisory_lock so concurrent replicas migrate one at a time.
 const MIGRATION_LOCK_ID = 0x74756e6e;
 
@@ -53,12 +54,19 @@ async function openPostgres(url: string, poolSize: number): Promise<OpenedDb> {
 }
 
 async function openPglite(dataDir: string): Promise<OpenedDb> {
-  const { PGlite } = await import('@electric-sql/pglite');
+  const PGlite = await loadPglite();
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
-  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const client = await PGlite.create(dataDir);
+  if (!dataDir.startsWith('memory://') && !seedFromTemplate(dataDir, MIGRATIONS_DIR)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const client = await PGlite.create(dataDir, pgliteOptions());
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS_DIR });
   return { db: db as unknown as Db, driver: 'pglite', close: () => client.close() };
+}
+
+/** The build's template cluster for the embedded database (control/db/pglite.ts), migrated. */
+export async function buildEmbeddedTemplate(): Promise<'built' | 'current'> {
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  return buildPgliteTemplate(MIGRATIONS_DIR, (pg) => migrate(drizzle(pg), { migrationsFolder: MIGRATIONS_DIR }));
 }

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench:footprint`: the control plane's footprint on the embedded default (issue 11:
+ * a control plane that fits a 512 MB VPS).
+ *
+ * Starts the real binaries on fresh data directories and reports, per row:
+ * - first start: spawn to "ready" printed and /healthz answering, on an empty data dir;
+ * - restart: the same on the data the first start left;
+ * - peak RSS during the first start (VmHWM), and steady RSS: after setup, a login and
+ *   `--leases` issued leases (so the database and the HTTP paths have run), then `--settle`
+ *   seconds idle.
+ * Rows: tunnel-control alone (PGlite), and the all-in-one (`npm start`: control + one relay in
+ * one process). Prints the machine's load average with the table: the machine is shared, start
+ * times scale with it.
+ *
+ *   node dist/bench/footprint.js [--rounds 3] [--leases 200] [--settle 5]
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
+import { enrollOnlineNode, expectStatus, httpCaller, passwordLogin, repoRoot, startControlProcess, type ApiCall } from '../test/harness/control.js';
+import { freePort, killTracked, track } from './lib/openssh.js';
+import { cpuSeconds, rssBytes } from './lib/proc.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    leases: { type: 'string', default: '200' },
+    settle: { type: 'string', default: '5' },
+    'node-args': { type: 'string', default: '' },
+    only: { type: 'string', default: 'control,all-in-one' },
+  },
+});
+const ROUNDS = Number(opts.rounds);
+const LEASES = Number(opts.leases);
+const SETTLE_MS = Number(opts.settle) * 1000;
+/** Flags for node in front of both binaries (for experiments, e.g. --max-semi-space-size=2). */
+const NODE_ARGS = opts['node-args'].split(' ').filter(Boolean);
+const ONLY = opts.only.split(',');
+const MB = 1e6;
+const PASSWORD = 'bench-footprint-password';
+const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+
+function hwmBytes(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/**
+ * Setup, admin login, an exposure on `node` (enrolled first through the API when `enroll`, for
+ * tunnel-control alone; the all-in-one's relay enrolled itself), then `n` expose leases for fresh keys.
+ */
+async function exercise(call: ApiCall, setupCode: string | null, node: string, n: number, enroll: boolean): Promise<void> {
+  if (!setupCode) throw new Error('no setup code printed on the first start');
+  expectStatus(await call('POST', '/v1/setup', { body: { setup_code: setupCode, name: 'admin', password: PASSWORD } }), 201, 'setup');
+  const token = await passwordLogin(call, 'admin', PASSWORD);
+  if (enroll) await enrollOnlineNode(call, token, node);
+  const put = await call('PUT', '/v1/exposures/footprint', { token, body: { allow: [], node } });
+  if (put.status !== 200 && put.status !== 201) throw new Error(`PUT exposure: ${put.status} ${JSON.stringify(put.body)}`);
+  for (let i = 0; i < n; i++) {
+    const key = formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey));
+    expectStatus(await call('POST', '/v1/leases', { token, body: { kind: 'expose', exposure: 'footprint', port: 22, public_key: key } }), 201, 'lease');
+  }
+}
+
+interface Started {
+  pid: number;
+  url: string;
+  setupCode: string | null;
+  seconds: number;
+  /** CPU seconds the process used until ready (less sensitive to a busy machine than `seconds`). */
+  cpuS: number;
+  stop(): Promise<unknown>;
+}
+
+interface Row {
+  firstStartS: number;
+  firstStartCpuS: number;
+  restartS: number;
+  peakMB: number;
+  steadyMB: number;
+  idleAfterRestartMB: number;
+}
+
+const idle = () => new Promise((r) => setTimeout(r, SETTLE_MS)); // idle memory: waiting is the point
+
+/** One round on a fresh data dir: first start, exercise, settle, stop; restart, settle. */
+async function round(start: (dataDir: string) => Promise<Started>, node: string, enroll: boolean): Promise<Row> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tunnel-footprint-'));
+  try {
+    const first = await start(dataDir);
+    try {
+      const peakMB = hwmBytes(first.pid) / MB;
+      await exercise(httpCaller(first.url), first.setupCode, node, LEASES, enroll);
+      await idle();
+      const steadyMB = rssBytes(first.pid) / MB;
+      await first.stop();
+      const again = await start(dataDir);
+      try {
+        await idle();
+        return { firstStartS: first.seconds, firstStartCpuS: first.cpuS, restartS: again.seconds, peakMB, steadyMB, idleAfterRestartMB: rssBytes(again.pid) / MB };
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await first.stop();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** tunnel-control alone: spawn to ready line and /healthz (test/harness/control.ts). */
+async function startControl(dataDir: string): Promise<Started> {
+  const t0 = performance.now();
+  const c = await startControlProcess({ dataDir, nodeArgs: NODE_ARGS });
+  const seconds = (performance.now() - t0) / 1000;
+  return { pid: c.pid, url: c.url, setupCode: c.setupCode, seconds, cpuS: cpuSeconds(c.pid), stop: () => c.stop() };
+}
+
+/**
+ * `npm start` (dist/infra/all-in-one/main.js): control + relay in one process, to its ready line.
+ * A restart reuses the ports (the relay's enrollment names the control URL).
+ */
+function allInOne(): (dataDir: string) => Promise<Started> {
+  let ports: number[] | undefined;
+  return async (dataDir) => {
+    ports ??= [await freePort(), await freePort(), await freePort()];
+    return startAllInOne(dataDir, ports as [number, number, number]);
+  };
+}
+
+async function startAllInOne(dataDir: string, [http, ssh, metrics]: [number, number, number]): Promise<Started> {
+  const t0 = performance.now();
+  const p = track(process.execPath, [
+    ...NODE_ARGS,
+    join(repoRoot(), 'dist', 'infra', 'all-in-one', 'main.js'),
+    '--data-dir', dataDir,
+    '--listen', `127.0.0.1:${http}`,
+    '--relay-listen', `127.0.0.1:${ssh}`,
+    '--metrics-listen', `127.0.0.1:${metrics}`,
+  ]);
+  await p.waitFor(/"ready":true/, 120_000);
+  const cpuS = cpuSeconds(p.pid);
+  return {
+    cpuS,
+    pid: p.pid,
+    url: `http://127.0.0.1:${http}`,
+    setupCode: /"setup_code":"(setup_[A-Za-z0-9_-]+)"/.exec(p.output())?.[1] ?? null,
+    seconds: (performance.now() - t0) / 1000,
+    stop: () => p.stop(),
+  };
+}
+
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+
+async function main(): Promise<void> {
+  const load0 = loadavg();
+  const rows: { name: string; rounds: Row[] }[] = [
+    { name: 'tunnel-control (PGlite)', rounds: [] },
+    { name: 'all-in-one (control + relay)', rounds: [] },
+  ];
+  for (let i = 0; i < ROUNDS; i++) {
+    if (ONLY.includes('control')) {
+      log(`round ${i + 1}/${ROUNDS}: tunnel-control`);
+      rows[0]!.rounds.push(await round(startControl, 'relay-1', true));
+    }
+    if (ONLY.includes('all-in-one')) {
+      log(`round ${i + 1}/${ROUNDS}: all-in-one`);
+      rows[1]!.rounds.push(await round(allInOne(), 'local', false));
+    }
+  }
+  const load1 = loadavg();
+  const m = (r: Row[], k: keyof Row) => median(r.map((x) => x[k]));
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const out = [
+    line(['process', 'first start (s)', 'its CPU (s)', 'restart (s)', 'peak RSS, first start (MB)', `steady RSS after ${LEASES} leases (MB)`, 'idle RSS after restart (MB)']),
+    line(Array(7).fill('---')),
+    ...rows.map((r) => line([r.name, f2(m(r.rounds, 'firstStartS')), f2(m(r.rounds, 'firstStartCpuS')), f2(m(r.rounds, 'restartS')), f1(m(r.rounds, 'peakMB')), f1(m(r.rounds, 'steadyMB')), f1(m(r.rounds, 'idleAfterRestartMB'))])),
+    '',
+    '| target | wanted | got | |',
+    '| --- | --- | --- | --- |',
+    `| control first start | <= 3 s | ${f2(m(rows[0]!.rounds, 'firstStartS'))} s | ${verdict(m(rows[0]!.rounds, 'firstStartS') <= 3)} |`,
+    `| control steady RSS | <= 200 MB | ${f1(m(rows[0]!.rounds, 'steadyMB'))} MB | ${verdict(m(rows[0]!.rounds, 'steadyMB') <= 200)} |`,
+    `| all-in-one steady RSS | <= 300 MB | ${f1(m(rows[1]!.rounds, 'steadyMB'))} MB | ${verdict(m(rows[1]!.rounds, 'steadyMB') <= 300)} |`,
+    '',
+    'First start: spawn to the ready line (and /healthz for tunnel-control) on an empty data directory; its CPU: user+system seconds the process used by then.',
+    `Median of ${ROUNDS} round(s), each on a fresh data directory. Rounds, first start (s): ${rows.map((r) => `${r.name} ${r.rounds.map((x) => f2(x.firstStartS)).join('/')}`).join('; ')}.`,
+    `Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${load1.map(f2).join(' ')}; ${cpus().length} CPUs; Node ${process.version}.`,
+  ];
+  process.stdout.write(`\n${out.join('\n')}\n\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    await killTracked();
+    process.stderr.write(`bench:footprint failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
