@@ -18,6 +18,8 @@ export interface ControlConfig {
   masterKey: Buffer | undefined;
   masterKeyFile: string | undefined;
   maxLeaseTtl: number;
+  /** Leases one user may be issued per minute. */
+  leaseRateLimit: number;
   /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
   trustProxy: TrustProxy;
   /** create-user */
@@ -45,6 +47,8 @@ Options (environment variable in brackets):
   --master-key-file F    32-byte key (base64 or hex) that encrypts private keys at rest
                          [TUNNEL_MASTER_KEY_FILE, or the key itself in TUNNEL_MASTER_KEY]
   --max-lease-ttl SECS   cap on any lease's life [TUNNEL_MAX_LEASE_TTL] (default 86400)
+  --lease-rate-limit N   leases one user may be issued per minute, all their tokens together
+                         [TUNNEL_LEASE_RATE_LIMIT] (default 120)
   --trust-proxy TRUST    behind reverse proxies: who may name the client in X-Forwarded-For
                          [TUNNEL_TRUST_PROXY]. A number of hops (1: one load balancer, whose
                          view of the client is the last entry) or a comma-separated list of
@@ -82,6 +86,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'database-url': { type: 'string' },
         'master-key-file': { type: 'string' },
         'max-lease-ttl': { type: 'string' },
+        'lease-rate-limit': { type: 'string' },
         'trust-proxy': { type: 'string' },
         admin: { type: 'boolean' },
         'password-stdin': { type: 'boolean' },
@@ -125,6 +130,12 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     throw new ConfigError(`--max-lease-ttl must be whole seconds between 60 and ${31 * 86400}`);
   }
 
+  const leaseRateRaw = v['lease-rate-limit'] ?? env.TUNNEL_LEASE_RATE_LIMIT ?? '120';
+  const leaseRateLimit = Number(leaseRateRaw);
+  if (!/^\d+$/.test(leaseRateRaw) || leaseRateLimit < 1 || leaseRateLimit > 1_000_000_000) {
+    throw new ConfigError('--lease-rate-limit must be a whole number of leases per minute, at least 1');
+  }
+
   const databaseUrl = v['database-url'] ?? env.DATABASE_URL ?? undefined;
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// (unset it to use the embedded database)');
@@ -148,6 +159,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     masterKey,
     masterKeyFile,
     maxLeaseTtl,
+    leaseRateLimit,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
   };
   if (cmd === 'create-user') {
@@ -176,6 +188,7 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     masterKey: undefined,
     masterKeyFile: undefined,
     maxLeaseTtl: 86400,
+    leaseRateLimit: 120,
     trustProxy: 0,
   };
 }

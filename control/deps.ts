@@ -22,6 +22,13 @@ export interface AppSettings {
   nodeOnlineWindow: number;
   /** Login and token attempts per source per minute. */
   authRateLimit: number;
+  /** Leases one user may be issued per minute (all their tokens together). */
+  leaseRateLimit: number;
+  /**
+   * Seconds after a refresh token's rotation during which presenting it again returns the same
+   * successor (a retry after a lost answer) instead of revoking the family as reuse.
+   */
+  refreshReuseGrace: number;
   maxBodyBytes: number;
   /** Which proxies may name the client in `X-Forwarded-For` (hops or networks; 0 = none). */
   trustProxy: TrustProxy;
@@ -36,6 +43,8 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   maxLeaseTtl: 24 * 3600,
   nodeOnlineWindow: 30,
   authRateLimit: 30,
+  leaseRateLimit: 120,
+  refreshReuseGrace: 30,
   maxBodyBytes: 64 * 1024,
   trustProxy: 0,
 };

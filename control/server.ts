@@ -82,6 +82,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
       ...DEFAULT_SETTINGS,
       issuer: cfg.publicUrl,
       maxLeaseTtl: cfg.maxLeaseTtl,
+      leaseRateLimit: cfg.leaseRateLimit,
       trustProxy: cfg.trustProxy,
     },
   };

@@ -17,6 +17,8 @@ const AccessClaimsSchema = z.object({
   jti: z.string(),
   scope: z.string().optional(),
   sti: z.string().optional(),
+  /** The login session (refresh token family) the token belongs to; checked on every use. */
+  sid: z.string().optional(),
 });
 export type AccessClaims = z.infer<typeof AccessClaimsSchema>;
 
@@ -24,6 +26,7 @@ export async function mintAccessToken(
   deps: Pick<Deps, 'keys' | 'clock' | 'ids' | 'settings'>,
   user: { id: string; name: string; role: 'admin' | 'member' },
   service?: { id: string; scopes: string[] },
+  sessionId?: string,
 ): Promise<{ token: string; expiresIn: number }> {
   const key = await deps.keys.signing('sig');
   const now = unixSeconds(deps.clock.now());
@@ -32,6 +35,7 @@ export async function mintAccessToken(
     name: user.name,
     role: user.role,
     ...(service ? { scope: service.scopes.join(' '), sti: service.id } : {}),
+    ...(sessionId ? { sid: sessionId } : {}),
   })
     .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: ACCESS_TOKEN_TYP })
     .setIssuer(deps.settings.issuer)
@@ -66,6 +70,9 @@ function verifierFor(store: object, published: Parameters<typeof buildJwks>[0]):
  * costliest part of an API call and its result never changes, so a client that reuses its token
  * (they all do, for up to 10 minutes) pays for it once per replica. Expiry is checked on every
  * use; a key leaves the JWKS only after everything it signed expired. Bounded (oldest evicted).
+ * Only the signature is cached: whether the session, user or service token behind the token is
+ * still live is read from the database on every request (requireUser), so a logout or a revoked
+ * family ends the token at once on every replica.
  */
 const VERIFIED_MAX = 10_000;
 const verifiedTokens = new WeakMap<object, Map<string, { claims: AccessClaims; exp: number }>>();

@@ -1,5 +1,7 @@
+import { createHmac } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
 import { refreshTokens, users } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
@@ -7,6 +9,7 @@ import { audit } from '../services/audit.js';
 import { mintAccessToken } from './access-tokens.js';
 
 type User = typeof users.$inferSelect;
+type RefreshRow = typeof refreshTokens.$inferSelect;
 
 export interface SessionTokens {
   access_token: string;
@@ -15,52 +18,108 @@ export interface SessionTokens {
   refresh_token: string;
 }
 
-/** Starts a login session: an access token and the first refresh token of a new family. */
-export async function startSession(deps: Deps, user: User, familyId = deps.ids.id('fam')): Promise<SessionTokens> {
-  const now = deps.clock.now();
+/**
+ * Starts a login session: a new refresh token family, whose id is the session id (`sid`) of
+ * every access token minted for it, so ending the family ends those access tokens too.
+ */
+export async function startSession(deps: Deps, user: User): Promise<SessionTokens> {
+  const familyId = deps.ids.id('fam');
   const refresh = deps.ids.secret('tnl_rt');
-  await deps.db.insert(refreshTokens).values({
-    id: deps.ids.id('rt'),
-    familyId,
-    userId: user.id,
-    tokenHash: hashSecret(refresh),
-    createdAt: now,
-    expiresAt: new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
-  });
-  const at = await mintAccessToken(deps, user);
-  return { access_token: at.token, token_type: 'Bearer', expires_in: at.expiresIn, refresh_token: refresh };
+  await insertRefresh(deps.db, deps, user.id, familyId, refresh);
+  return tokensFor(deps, user, familyId, refresh);
+}
+
+/**
+ * The refresh token that rotating `presented` yields. Derived (HMAC with a secret of the server),
+ * not random, so that a second request with the same token shortly after (a CLI retrying after a
+ * lost answer, or two racing refreshes) gets the same successor instead of looking like theft.
+ */
+function successorOf(deps: Pick<Deps, 'keys'>, presented: string): string {
+  const mac = createHmac('sha256', deps.keys.derivedSecret('refresh-token-successor')).update(presented).digest('base64url');
+  return `tnl_rt_${mac}`;
 }
 
 /**
  * Rotates a refresh token. A token that was already rotated (or revoked) is a sign of theft:
- * its whole family is revoked, so both the thief and the victim must log in again.
+ * its whole family is revoked, so both the thief and the victim must log in again. Except within
+ * `refreshReuseGrace` seconds of its rotation while its successor is still unused: then the
+ * answer is that same successor (and a fresh access token), since that is a retry, not a replay.
  */
 export async function rotateRefreshToken(deps: Deps, presented: string): Promise<SessionTokens> {
   const now = deps.clock.now();
-  const hash = hashSecret(presented);
-  const [row] = await deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, hash)).limit(1);
-  const invalid = () => new AppError('INVALID_GRANT', 'refresh token is not valid; log in again', { oauthError: 'invalid_grant' });
-  if (!row) throw invalid();
-  if (row.rotatedAt || row.revokedAt) {
-    await revokeFamily(deps, row.familyId, now);
-    await audit(deps.db, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
-    deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
-    throw invalid();
+  const [row] = await deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, hashSecret(presented))).limit(1);
+  if (!row) throw invalidGrant();
+  if (row.revokedAt || row.rotatedAt) return retryOrReuse(deps, row, presented, now);
+  if (row.expiresAt <= now) throw invalidGrant();
+  const successor = successorOf(deps, presented);
+  // Claim and successor in one transaction: a concurrent rotation of the same token waits for
+  // it, then finds the token rotated and its successor there.
+  const claimed = await deps.db.transaction(async (tx) => {
+    const won = await tx
+      .update(refreshTokens)
+      .set({ rotatedAt: now })
+      .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.rotatedAt), isNull(refreshTokens.revokedAt)))
+      .returning({ id: refreshTokens.id });
+    if (won.length === 0) return false;
+    await insertRefresh(tx, deps, row.userId, row.familyId, successor);
+    return true;
+  });
+  if (!claimed) {
+    const [now2] = await deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).limit(1);
+    return retryOrReuse(deps, now2 ?? row, presented, now);
   }
-  if (row.expiresAt <= now) throw invalid();
-  // Conditional update: of two concurrent rotations only one wins; the other counts as reuse.
-  const claimed = await deps.db
-    .update(refreshTokens)
-    .set({ rotatedAt: now })
-    .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.rotatedAt), isNull(refreshTokens.revokedAt)))
-    .returning({ id: refreshTokens.id });
-  if (claimed.length === 0) {
-    await revokeFamily(deps, row.familyId, now);
-    throw invalid();
+  const user = await liveUser(deps, row.userId);
+  return tokensFor(deps, user, row.familyId, successor);
+}
+
+async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now: Date): Promise<SessionTokens> {
+  const graceMs = deps.settings.refreshReuseGrace * 1000;
+  if (!row.revokedAt && row.rotatedAt && now.getTime() - row.rotatedAt.getTime() <= graceMs) {
+    const successor = successorOf(deps, presented);
+    const [next] = await deps.db
+      .select()
+      .from(refreshTokens)
+      .where(and(eq(refreshTokens.tokenHash, hashSecret(successor)), eq(refreshTokens.familyId, row.familyId)))
+      .limit(1);
+    if (next && !next.revokedAt && !next.rotatedAt && next.expiresAt > now) {
+      return tokensFor(deps, await liveUser(deps, row.userId), row.familyId, successor);
+    }
   }
-  const [user] = await deps.db.select().from(users).where(eq(users.id, row.userId)).limit(1);
-  if (!user || user.disabled) throw invalid();
-  return startSession(deps, user, row.familyId);
+  await revokeFamily(deps, row.familyId, now);
+  await audit(deps.db, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
+  deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
+  throw invalidGrant();
+}
+
+const invalidGrant = () => new AppError('INVALID_GRANT', 'refresh token is not valid; log in again', { oauthError: 'invalid_grant' });
+
+async function liveUser(deps: Deps, userId: string): Promise<User> {
+  const [user] = await deps.db.select().from(users).where(eq(users.id, userId)).limit(1);
+  if (!user || user.disabled) throw invalidGrant();
+  return user;
+}
+
+async function insertRefresh(
+  db: Pick<Db, 'insert'>,
+  deps: Pick<Deps, 'clock' | 'ids' | 'settings'>,
+  userId: string,
+  familyId: string,
+  token: string,
+): Promise<void> {
+  const now = deps.clock.now();
+  await db.insert(refreshTokens).values({
+    id: deps.ids.id('rt'),
+    familyId,
+    userId,
+    tokenHash: hashSecret(token),
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
+  });
+}
+
+async function tokensFor(deps: Deps, user: User, familyId: string, refresh: string): Promise<SessionTokens> {
+  const at = await mintAccessToken(deps, user, undefined, familyId);
+  return { access_token: at.token, token_type: 'Bearer', expires_in: at.expiresIn, refresh_token: refresh };
 }
 
 export async function revokeFamily(deps: Pick<Deps, 'db'>, familyId: string, now: Date): Promise<void> {

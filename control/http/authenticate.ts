@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
-import { and, eq } from 'drizzle-orm';
-import { nodes, serviceTokens, users } from '../db/schema/index.js';
+import { and, eq, sql } from 'drizzle-orm';
+import { nodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import { verifyAccessToken } from '../auth/access-tokens.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
@@ -17,8 +17,15 @@ function bearer(header: string | undefined): string {
 export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
-  const [user] = await deps.db.select().from(users).where(eq(users.id, claims.sub)).limit(1);
+  // The user and, for a login session's token, whether the session still stands, in one query:
+  // a logout or a refresh-token reuse ends its access tokens at once, on every replica.
+  const sessionLive = claims.sid
+    ? sql<boolean>`exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${claims.sid} and ${refreshTokens.revokedAt} is null)`
+    : sql<boolean>`true`;
+  const [row] = await deps.db.select({ user: users, sessionLive }).from(users).where(eq(users.id, claims.sub)).limit(1);
+  const user = row?.user;
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+  if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
   if (claims.sti) {
     const [st] = await deps.db.select().from(serviceTokens).where(eq(serviceTokens.id, claims.sti)).limit(1);
     const now = deps.clock.now();
@@ -32,6 +39,7 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
     role: user.role,
     scopes: claims.sti ? (claims.scope ?? '').split(' ').filter(Boolean) : null,
     serviceTokenId: claims.sti ?? null,
+    sessionId: claims.sid ?? null,
   });
   c.set('logger', c.get('logger').child({ user: user.name }));
   await next();

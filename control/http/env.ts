@@ -11,6 +11,8 @@ export interface Principal {
   /** Scopes of the service token behind this access token; null for interactive logins. */
   scopes: string[] | null;
   serviceTokenId: string | null;
+  /** The login session (refresh token family) of an interactive login's access token. */
+  sessionId: string | null;
 }
 
 export type NodeRow = typeof nodes.$inferSelect;

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync } from 'node:crypto';
 import { publicKeyObject, rawPublicKey } from '../../protocol/ssh-key.js';
 import { and, eq, isNull, lt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
@@ -25,6 +25,7 @@ export class DbKeyStore implements KeyStore {
   readonly #private = new Map<string, SigningKey>();
   /** Public keys by kid: a kid names one immutable key, so its KeyObject is built once. */
   readonly #public = new Map<string, PublishedKey>();
+  readonly #derived = new Map<string, Buffer>();
 
   constructor(deps: { db: Db; clock: Clock; ids: Ids; masterKey: Buffer; policy?: KeyPolicy }) {
     this.#db = deps.db;
@@ -72,6 +73,15 @@ export class DbKeyStore implements KeyStore {
     });
     this.#rows = undefined;
     return kid;
+  }
+
+  derivedSecret(purpose: string): Buffer {
+    let secret = this.#derived.get(purpose);
+    if (!secret) {
+      secret = Buffer.from(hkdfSync('sha256', this.#masterKey, Buffer.alloc(0), `tunnel derived secret: ${purpose}`, 32));
+      this.#derived.set(purpose, secret);
+    }
+    return secret;
   }
 
   async signing(use: KeyUse): Promise<SigningKey> {

@@ -29,4 +29,10 @@ export interface KeyStore {
   published(): Promise<PublishedKey[]>;
   /** Publishes a new key for `use` that starts signing after `leadSeconds`. Returns its kid. */
   rotate(use: KeyUse, leadSeconds?: number): Promise<string>;
+  /**
+   * A 32-byte secret for `purpose`, the same on every replica (derived from the master key) and
+   * never stored: for values the server must be able to compute again, like a refresh token's
+   * successor.
+   */
+  derivedSecret(purpose: string): Buffer;
 }

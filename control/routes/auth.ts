@@ -175,6 +175,8 @@ export function registerAuth(app: App): void {
       const body = (await c.req.json().catch(() => ({}))) as { refresh_token?: unknown };
       const parsed = LogoutRequestSchema.safeParse(body ?? {});
       const now = deps.clock.now();
+      // The access token names its session: logging out ends it even without the refresh token.
+      if (p.sessionId) await revokeFamily(deps, p.sessionId, now);
       if (parsed.success && parsed.data.refresh_token) {
         const [row] = await deps.db
           .select()

@@ -5,6 +5,7 @@ import { leases, nodes, users } from '../db/schema/index.js';
 import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { requireUser } from '../http/authenticate.js';
+import { limitLeaseIssuance } from '../http/lease-rate-limit.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { createLease, leaseView, revokeLeases } from '../services/leases.js';
 import { bearerSecurity, errorResponses, json, jsonBody, problem } from './common.js';
@@ -24,7 +25,7 @@ export function registerLeases(app: App): void {
       tags: ['leases'],
       summary: 'Issue a lease: token, OpenSSH certificate for your public key, and the relay to use',
       security: bearerSecurity,
-      middleware: [requireUser] as const,
+      middleware: [requireUser, limitLeaseIssuance] as const,
       request: { body: jsonBody(LeaseCreateSchema) },
       responses: {
         201: json(LeaseIssuedSchema, 'Lease issued'),

@@ -154,7 +154,11 @@ describe('secrets never leak', () => {
       errors.push(await s.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: 'root', password: `${pw}x` } }));
       const session = (await s.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: 'root', password: pw } })).body;
       const rotated = (await s.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: session.refresh_token } })).body;
-      errors.push(await s.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: session.refresh_token } }));
+      // Reuse past the grace window, on a session of its own (it revokes that family).
+      const spare = (await s.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: 'root', password: pw } })).body;
+      assertOk(await s.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: spare.refresh_token } }));
+      s.clock.advance((s.deps.settings.refreshReuseGrace + 1) * 1000);
+      errors.push(await s.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: spare.refresh_token } }));
       const svc = await serviceAccess(s, rotated.access_token, ['expose:*']);
       errors.push(await s.call('GET', '/v1/me', { token: `${svc.accessToken}x` }));
       const enr = (await s.call('POST', '/v1/nodes/enrollment-tokens', { token: rotated.access_token, body: { name: 'relay1' } })).body;
