@@ -9,6 +9,7 @@ import { IptablesFirewall } from './egress/iptables-firewall.js';
 import type { BaseRules } from './egress/rules.js';
 import { execFileRunner } from './egress/iptables-runner.js';
 import { ensureEnrolled, loadOrCreateHostKey, type NodeState } from './enrollment.js';
+import { createFaultInjector } from './fault-guard.js';
 import type { Logger } from './logger.js';
 import { createRelay, type Relay } from './relay.js';
 
@@ -96,6 +97,7 @@ export async function bootRelay(
     version: overrides.version ?? NODE_VERSION,
     firewall,
     egressBase: async () => base,
+    ...(config.testFaults.length > 0 ? { injectFault: createFaultInjector(config.testFaults) } : {}),
   });
   const addrs = await relay.start();
   return {

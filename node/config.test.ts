@@ -38,9 +38,37 @@ describe('parseConfig', () => {
     }
   });
 
+  it('send buffer bound and stall timeout: sizes with units, sane defaults, refused when too small', () => {
+    const run = (argv: string[]) => {
+      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], {});
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.config;
+    };
+    assert.equal(run([]).limits.sendBufferBytes, 4 << 20);
+    assert.equal(run([]).limits.sendStallMs, 60_000);
+    assert.equal(run(['--max-send-buffer', '512KiB']).limits.sendBufferBytes, 512 * 1024);
+    assert.equal(run(['--max-send-buffer', '1GiB']).limits.sendBufferBytes, 1 << 30);
+    assert.equal(run(['--max-send-buffer', '70000']).limits.sendBufferBytes, 70000);
+    assert.equal(run(['--send-stall-timeout', '2s']).limits.sendStallMs, 2000);
+    for (const bad of ['1KiB', '4MB', '-1', 'lots']) assert.throws(() => run(['--max-send-buffer', bad]), ConfigError, bad);
+  });
+
+  it('test faults: off by default, only known points accepted', () => {
+    const run = (argv: string[]) => {
+      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], {});
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.config;
+    };
+    assert.deepEqual(run([]).testFaults, []);
+    assert.deepEqual(run(['--test-fault', 'tcpip,escape-tcpip']).testFaults, ['tcpip', 'escape-tcpip']);
+    assert.throws(() => run(['--test-fault', 'everywhere']), ConfigError);
+  });
+
   it('prints help', () => {
     const r = parseConfig(['--help'], {});
     assert.equal(r.kind, 'help');
     assert.match(r.kind === 'help' ? r.text : '', /--enroll-token/);
+    assert.match(r.kind === 'help' ? r.text : '', /--max-send-buffer .*\(default 4MiB\)/);
+    assert.match(r.kind === 'help' ? r.text : '', /--send-stall-timeout .*\(default 60s\)/);
   });
 });

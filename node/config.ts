@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { FAULT_SPECS, type FaultSpec } from './fault-guard.js';
 
 /**
  * The relay's configuration, parsed once at boot from flags and `TUNNEL_*` environment
@@ -46,11 +47,18 @@ const OPTIONS = {
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
   'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
   'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
+  'max-send-buffer': {
+    env: 'TUNNEL_MAX_SEND_BUFFER',
+    def: '4MiB',
+    help: 'bytes queued for one SSH peer (socket plus ssh2 queues) before the relay stops feeding it; at twice this it also stops reading from it',
+  },
+  'send-stall-timeout': { env: 'TUNNEL_SEND_STALL_TIMEOUT', def: '60s', help: 'a peer over --max-send-buffer that takes none of it for this long is disconnected' },
   'egress-driver': { env: 'TUNNEL_EGRESS_DRIVER', def: 'iptables', help: 'egress lock: iptables (needs root or CAP_NET_ADMIN) or off (no kernel enforcement; reported loudly)' },
   'egress-uid': { env: 'TUNNEL_EGRESS_UID', help: "uid whose outbound traffic the egress chain filters (default: the relay process's own uid)" },
   'egress-source-ports': { env: 'TUNNEL_EGRESS_SOURCE_PORTS', def: 'off', help: 'FIRST-LAST local ports split into per-lease blocks matched by --sport (outside ip_local_port_range), or off' },
   'egress-ports-per-lease': { env: 'TUNNEL_EGRESS_PORTS_PER_LEASE', def: '64', help: 'size of each lease\'s source-port block' },
   'egress-connect-timeout': { env: 'TUNNEL_EGRESS_CONNECT_TIMEOUT', def: '10s', help: 'how long a connection to an egress target may take' },
+  'test-fault': { env: 'TUNNEL_TEST_FAULT', help: `testing only: throw an injected error at POINT,... on connections of user fault-POINT (${FAULT_SPECS.join(', ')})` },
 } as const satisfies Record<string, { env: string; def?: string; help: string }>;
 
 type OptionName = keyof typeof OPTIONS;
@@ -83,6 +91,17 @@ const count = (name: string, min: number) =>
     const n = Number(s);
     if (!Number.isInteger(n) || n < min) {
       ctx.addIssue({ code: 'custom', message: `--${name} must be an integer >= ${min}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const size = (name: string, min: number) =>
+  z.string().transform((s, ctx): number => {
+    const m = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(s.trim());
+    const n = m ? Number(m[1]) * { B: 1, KiB: 1024, MiB: 1 << 20, GiB: 1 << 30 }[(m[2] ?? 'B') as 'B' | 'KiB' | 'MiB' | 'GiB'] : NaN;
+    if (!Number.isSafeInteger(n) || n < min) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be a size of at least ${min} bytes, such as 4MiB or 512KiB` });
       return z.NEVER;
     }
     return n;
@@ -126,6 +145,22 @@ const RawSchema = z.object({
   'max-connections-per-lease': count('max-connections-per-lease', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
+  // ssh2 writes whole packets (up to 32 KiB of channel data) and Node's socket asks for a
+  // drain only above 16 KiB, so smaller bounds could never be met.
+  'max-send-buffer': size('max-send-buffer', 64 * 1024),
+  'send-stall-timeout': duration('send-stall-timeout'),
+  'test-fault': z
+    .string()
+    .optional()
+    .transform((s, ctx): FaultSpec[] => {
+      const specs = (s ?? '').split(',').filter((x) => x !== '');
+      const bad = specs.find((x) => !(FAULT_SPECS as readonly string[]).includes(x));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `--test-fault ${bad} is not one of ${FAULT_SPECS.join(', ')}` });
+        return z.NEVER;
+      }
+      return specs as FaultSpec[];
+    }),
   'egress-driver': z.enum(['iptables', 'off'], { error: '--egress-driver must be iptables or off' }),
   'egress-uid': count('egress-uid', 0).optional(),
   'egress-source-ports': z.string().transform((s, ctx): PortRange | undefined => {
@@ -165,6 +200,10 @@ export interface Limits {
   connectionsPerLease: number;
   authAttempts: number;
   authFailuresPerMinute: number;
+  /** Bytes queued for one peer before the relay stops feeding it (twice this: stops reading it). */
+  sendBufferBytes: number;
+  /** A peer over the send bound that takes nothing for this long is disconnected. */
+  sendStallMs: number;
 }
 
 export interface Config {
@@ -189,6 +228,8 @@ export interface Config {
   eventsQueueMax: number;
   limits: Limits;
   egress: EgressConfig;
+  /** Testing only (`--test-fault`): injected handler faults. Empty in production. */
+  testFaults: readonly FaultSpec[];
 }
 
 export type ParsedCommand = { kind: 'help'; text: string } | { kind: 'run'; config: Readonly<Config> };
@@ -267,6 +308,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         connectionsPerLease: v['max-connections-per-lease'],
         authAttempts: v['max-auth-attempts'],
         authFailuresPerMinute: v['auth-failures-per-minute'],
+        sendBufferBytes: v['max-send-buffer'],
+        sendStallMs: v['send-stall-timeout'],
       }),
       egress: Object.freeze({
         driver: v['egress-driver'],
@@ -274,6 +317,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         sourcePorts: range ? Object.freeze({ range, perLease: v['egress-ports-per-lease'] }) : undefined,
         connectTimeoutMs: v['egress-connect-timeout'],
       }),
+      testFaults: Object.freeze(v['test-fault']),
     }),
   };
 }

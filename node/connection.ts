@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/api-types.js';
@@ -10,14 +11,16 @@ import { verifySessionSignature, type VerifiedLease } from './auth/verify-client
 import type { Config } from './config.js';
 import type { Clock, Ids } from './deps.js';
 import type { EventReporter } from './events/reporter.js';
+import { FaultGuard, type FaultInjector, type FaultPoint } from './fault-guard.js';
 import { EgressError, type EgressLock } from './egress/egress-lock.js';
-import { bridge, channelEnd, socketEnd, type Bridge, type SshChannelLike } from './forwarding/bridge.js';
+import { bridge, channelEnd, socketEnd, type Bridge, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from './logger.js';
 import type { RelayMetrics } from './metrics.js';
-import { customRequestOf, observeChannelOpens, routeCustomGlobalRequests, socketOf } from './ssh2-internals.js';
+import { SendBudget } from './send-budget.js';
+import { customRequestOf, keyExchangeQueue, observeChannelOpens, routeCustomGlobalRequests, socketOf } from './ssh2-internals.js';
 
 /** What every connection shares; built once by createRelay. */
 export interface RelayContext {
@@ -34,9 +37,11 @@ export interface RelayContext {
   egress: EgressLock;
   /** True once shutdown began: no new forwards or channels. */
   draining(): boolean;
+  /** Testing only: injected handler faults (`--test-fault`). */
+  injectFault?: FaultInjector;
 }
 
-export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown';
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled';
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
@@ -56,6 +61,9 @@ export class RelayConnection {
   #bridges = new Set<Bridge>();
   #bound: VirtualListener[] = [];
   #closed = false;
+  #guard: FaultGuard;
+  #budget: SendBudget;
+  #faulted = false;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -65,33 +73,79 @@ export class RelayConnection {
     this.#ip = info.ip;
     this.remote = `${info.ip}:${info.port}`;
     this.#log = ctx.logger.child({ sessionId: this.sessionId, remote: this.remote });
+    // Every callback below runs through the guard: a throw or a rejection there is a fault of
+    // this connection (logged with its session id, counted, the connection closed), never a
+    // crash of the relay (node/fault-guard.ts).
+    const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
+
+    const sock = socketOf(conn);
+    const limits = ctx.config.limits;
+    this.#budget = new SendBudget({
+      socket: sock,
+      held: keyExchangeQueue(conn),
+      limit: limits.sendBufferBytes,
+      stallMs: limits.sendStallMs,
+      onOver: () => ctx.metrics.sendThrottled.inc(),
+      onReadPaused: () => {
+        ctx.metrics.sendReadPaused.inc();
+        this.#log.warn('peer is not reading its replies; stopped reading from it', { buffered: this.#budget.buffered, limit: limits.sendBufferBytes });
+      },
+      onStall: () => {
+        ctx.metrics.sendStallDisconnects.inc();
+        this.#log.warn('peer took nothing from a full send buffer; disconnecting', {
+          socketBytes: this.#budget.socketBytes,
+          keyExchangeBytes: this.#budget.heldBytes,
+          limit: limits.sendBufferBytes,
+          stallMs: limits.sendStallMs,
+        });
+        this.end('send_stalled', true);
+      },
+      onPeak: (n) => ctx.metrics.notePeakSendBuffer(n),
+      wrap: (where, fn) => guard.wrap(where, fn),
+    });
+    // After ssh2 (whose listener came first) has handled a chunk from the peer: what it queued
+    // in reply counts, and past twice the bound reading stops (SendBudget).
+    sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
+    conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
 
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);
-    observeChannelOpens(conn, (type) => {
-      if (type === 'direct-tcpip') return;
-      ctx.metrics.refusedRequests.inc({ type });
-      this.#log.info('channel type refused', { type });
-    });
-    conn.on('authentication', (actx) => void this.#authenticate(actx));
-    conn.on('ready', () => this.#onReady());
-    conn.on('request', (accept: unknown, reject: unknown, name: unknown, info: unknown) =>
-      this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
+    observeChannelOpens(
+      conn,
+      guard.wrap('channel-open', (type: string) => {
+        if (type === 'direct-tcpip') return;
+        ctx.metrics.refusedRequests.inc({ type });
+        this.#log.info('channel type refused', { type });
+      }),
     );
-    conn.on('tcpip', (accept, reject, info) => this.#onTcpip(accept, reject, info));
-    conn.on('error', (err: Error & { level?: string }) => {
-      if (err.level === 'client-timeout') {
-        // ssh2 only calls end() here, which never completes against a vanished peer (DESIGN).
-        ctx.metrics.keepaliveTimeouts.inc();
-        this.end('keepalive_timeout', true);
-        return;
-      }
-      this.#log.info('connection error', { err: err.message, level: err.level });
-    });
+    conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#authenticate(actx)));
+    conn.on('ready', guard.wrap('ready', () => this.#onReady()));
+    conn.on(
+      'request',
+      guard.wrap('request', (accept: unknown, reject: unknown, name: unknown, info: unknown) =>
+        this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
+      ),
+    );
+    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#onTcpip(accept, reject, info)));
+    conn.on(
+      'error',
+      guard.wrap('error', (err: Error & { level?: string }) => {
+        if (err.level === 'client-timeout') {
+          // ssh2 only calls end() here, which never completes against a vanished peer (DESIGN).
+          ctx.metrics.keepaliveTimeouts.inc();
+          this.end('keepalive_timeout', true);
+          return;
+        }
+        this.#log.info('connection error', { err: err.message, level: err.level });
+      }),
+    );
     this.closed = new Promise((resolve) => {
       conn.once('close', () => {
-        this.#onClose();
-        onClosed(this);
-        resolve();
+        guard.run('close', () => this.#onClose());
+        try {
+          onClosed(this);
+        } finally {
+          resolve();
+        }
       });
     });
   }
@@ -108,6 +162,11 @@ export class RelayConnection {
   /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
   get bridges(): number {
     return this.#bridges.size;
+  }
+
+  /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
+  get sendBuffer(): { socket: number; keyExchange: number; over: boolean } {
+    return { socket: this.#budget.socketBytes, keyExchange: this.#budget.heldBytes, over: this.#budget.over };
   }
 
   /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
@@ -127,6 +186,29 @@ export class RelayConnection {
     setTimeout(() => sock.destroy(), 2000).unref();
   }
 
+  /** A bug in one of this connection's handlers: log it with the session id, count it, close. */
+  #fault(err: unknown, where: string): void {
+    this.#ctx.metrics.handlerFaults.inc({ where });
+    if (this.#faulted) return;
+    this.#faulted = true;
+    this.#log.error('connection handler failed; closing the connection', {
+      where,
+      err,
+      stack: err instanceof Error ? err.stack : undefined,
+      leaseId: this.#lease?.leaseId,
+    });
+    try {
+      this.end('internal_error');
+    } catch {
+      socketOf(this.#conn).destroy();
+    }
+  }
+
+  /** Test-only fault injection (`--test-fault`); a no-op in production. */
+  #inject(point: FaultPoint): void {
+    this.#ctx.injectFault?.(point, { username: this.#username });
+  }
+
   #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void {
     this.#ctx.reporter.push({ at: this.#ctx.clock.now().toISOString(), session_id: this.sessionId, remote: this.remote, ...e });
   }
@@ -137,6 +219,7 @@ export class RelayConnection {
       return;
     }
     this.#username = actx.username;
+    this.#inject('authentication');
     const result = await this.#ctx.auth.verify({ algo: actx.key.algo, blob: actx.key.data, username: actx.username });
     if (this.#closed) return;
     if (!result.ok) return this.#authFail(actx, result.reason, result);
@@ -148,7 +231,7 @@ export class RelayConnection {
     if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
       return this.#authFail(actx, 'signature_invalid', lease);
     }
-    const attached = this.#ctx.registry.attach({ sessionId: this.sessionId, close: (reason) => this.#leaseEnded(reason) }, lease);
+    const attached = this.#ctx.registry.attach({ sessionId: this.sessionId, close: this.#guard.wrap('lease-end', (reason: LeaseEndReason) => this.#leaseEnded(reason)) }, lease);
     if (!attached.ok) return this.#authFail(actx, attached.reason, lease);
     this.#lease = lease;
     actx.accept();
@@ -172,6 +255,7 @@ export class RelayConnection {
   }
 
   #onReady(): void {
+    this.#inject('ready');
     const lease = this.#lease;
     if (!lease) return this.end('shutdown', true); // cannot happen: ready follows accept()
     const c = lease.claims;
@@ -210,9 +294,10 @@ export class RelayConnection {
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
     const lease = this.#lease;
+    this.#inject('request');
     const custom = customRequestOf(info);
     if (custom?.name === LEASE_RENEW_REQUEST) {
-      void this.#renew(custom, accept, reject);
+      this.#guard.run('renewal', () => this.#renew(custom, accept, reject));
       return;
     }
     if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
@@ -242,6 +327,7 @@ export class RelayConnection {
       bindAddr: bind.bindAddr,
       bindPort: bind.bindPort,
       open: (origin) => this.#openForwarded(listener, origin),
+      gate: this.#budget,
       account: (bytesIn, bytesOut) => {
         this.#bytesIn += bytesIn;
         this.#bytesOut += bytesOut;
@@ -258,17 +344,24 @@ export class RelayConnection {
     if (this.#closed) return Promise.reject(new Error('exposure connection closed'));
     if (this.#channels >= this.#ctx.config.limits.channelsPerConnection) return Promise.reject(new Error('channel limit on the exposing connection'));
     return new Promise((resolve, reject) => {
-      this.#conn.forwardOut(l.bindAddr, l.bindPort, origin.addr, origin.port, (err, ch) => {
-        if (err) return reject(err);
-        this.#channels++;
-        ch.once('close', () => this.#channels--);
-        resolve(ch);
-      });
+      this.#conn.forwardOut(
+        l.bindAddr,
+        l.bindPort,
+        origin.addr,
+        origin.port,
+        this.#guard.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
+          if (err) return reject(err);
+          this.#channels++;
+          ch.once('close', this.#guard.wrap('channel-close', () => this.#channels--));
+          resolve(ch);
+        }),
+      );
     });
   }
 
   #onTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
     const lease = this.#lease;
+    this.#inject('tcpip');
     const dest = { destIP: info.destIP, destPort: info.destPort };
     if (!lease) return this.#refuse('direct-tcpip', 'unauthenticated', dest, reject);
     const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
@@ -283,8 +376,9 @@ export class RelayConnection {
 
     this.#pending++;
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
+    const guard = this.#guard;
     openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }), this.#ctx.config.openTimeoutMs, closeLate).then(
-      (xch) => {
+      guard.wrap('tcpip-open', (xch: Duplex) => {
         this.#pending--;
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
         const ych = this.#closed ? undefined : accept();
@@ -292,32 +386,38 @@ export class RelayConnection {
         this.#channels++;
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
-        const b = bridge(channelEnd(ych as unknown as SshChannelLike), channelEnd(xch as SshChannelLike), (stats) => {
-          this.#channels--;
-          this.#bridges.delete(b);
-          this.#bytesIn += stats.aToB;
-          this.#bytesOut += stats.bToA;
-          target.account?.(stats.bToA, stats.aToB);
-          this.#ctx.metrics.bytes.inc({ direction: 'to_exposure' }, stats.aToB);
-          this.#ctx.metrics.bytes.inc({ direction: 'from_exposure' }, stats.bToA);
-          this.#ctx.metrics.channels.inc({ outcome: stats.end });
-        });
+        const b = bridge(
+          channelEnd(ych as unknown as SshChannelLike, this.#budget),
+          channelEnd(xch as SshChannelLike, target.gate),
+          guard.wrap('bridge-close', (stats: BridgeStats) => {
+            this.#channels--;
+            this.#bridges.delete(b);
+            this.#bytesIn += stats.aToB;
+            this.#bytesOut += stats.bToA;
+            this.#ctx.metrics.bytes.inc({ direction: 'to_exposure' }, stats.aToB);
+            this.#ctx.metrics.bytes.inc({ direction: 'from_exposure' }, stats.bToA);
+            this.#ctx.metrics.channels.inc({ outcome: stats.end });
+            target.account?.(stats.bToA, stats.aToB);
+            this.#inject('bridge-close');
+          }),
+        );
         this.#bridges.add(b);
         this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
-      },
-      (err: unknown) => {
+      }),
+      guard.wrap('tcpip-open', (err: unknown) => {
         this.#pending--;
         this.#ctx.metrics.channels.inc({ outcome: err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed' });
         this.#refuse('direct-tcpip', err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed', dest, reject);
-      },
+      }),
     );
   }
 
   /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
   #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
     this.#pending++;
+    const guard = this.#guard;
     this.#ctx.egress.dial(lease.leaseId, target).then(
-      (sock) => {
+      guard.wrap('egress-open', (sock: Socket) => {
         this.#pending--;
         const ych = this.#closed ? undefined : accept();
         if (!ych) return void sock.destroy();
@@ -325,24 +425,29 @@ export class RelayConnection {
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        const b = bridge(channelEnd(ych as unknown as SshChannelLike), socketEnd(sock), (stats) => {
-          this.#channels--;
-          this.#bridges.delete(b);
-          this.#bytesIn += stats.aToB;
-          this.#bytesOut += stats.bToA;
-          this.#ctx.metrics.bytes.inc({ direction: 'to_egress' }, stats.aToB);
-          this.#ctx.metrics.bytes.inc({ direction: 'from_egress' }, stats.bToA);
-          this.#ctx.metrics.channels.inc({ outcome: stats.end });
-        });
+        const b = bridge(
+          channelEnd(ych as unknown as SshChannelLike, this.#budget),
+          socketEnd(sock),
+          guard.wrap('bridge-close', (stats: BridgeStats) => {
+            this.#channels--;
+            this.#bridges.delete(b);
+            this.#bytesIn += stats.aToB;
+            this.#bytesOut += stats.bToA;
+            this.#ctx.metrics.bytes.inc({ direction: 'to_egress' }, stats.aToB);
+            this.#ctx.metrics.bytes.inc({ direction: 'from_egress' }, stats.bToA);
+            this.#ctx.metrics.channels.inc({ outcome: stats.end });
+            this.#inject('bridge-close');
+          }),
+        );
         this.#bridges.add(b);
         this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
-      },
-      (err: unknown) => {
+      }),
+      guard.wrap('egress-open', (err: unknown) => {
         this.#pending--;
         const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
         this.#ctx.metrics.egressDials.inc({ outcome: reason });
         this.#refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
-      },
+      }),
     );
   }
 
@@ -377,6 +482,7 @@ export class RelayConnection {
 
   #onClose(): void {
     this.#closed = true;
+    this.#budget.close();
     for (const b of this.#bridges) b.abort();
     this.#ctx.listeners.removeSession(this.sessionId);
     this.#bound = [];

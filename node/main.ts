@@ -5,6 +5,7 @@ import { ControlError } from './control-client.js';
 import { FirewallError } from './egress/firewall.js';
 import { EnrollmentError } from './enrollment.js';
 import { createJsonLogger } from './logger.js';
+import { installProcessGuard } from './process-guard.js';
 
 async function main(): Promise<number> {
   let parsed;
@@ -39,6 +40,14 @@ async function main(): Promise<number> {
     }
     throw err;
   }
+  // A bug in one connection must not end every tunnel on this node (node/process-guard.ts).
+  installProcessGuard({
+    logger,
+    absorb: (err, origin) => booted.relay.absorbUncaught(err, origin),
+    maxUnattributed: 5,
+    windowMs: 60_000,
+    exit: (code) => process.exit(code),
+  });
   // A machine-readable line for supervisors and tests.
   process.stdout.write(`${JSON.stringify({ ready: true, ssh: booted.addrs.ssh, metrics: booted.addrs.metrics, node_id: booted.state.node_id })}\n`);
 

@@ -74,7 +74,13 @@ export class MetricsRegistry {
 
 /** The relay's counters. Gauges are registered by createRelay, which owns the state they read. */
 export function createRelayMetrics(registry = new MetricsRegistry()) {
+  let sendPeak = 0;
+  registry.gauge('tunnel_node_send_buffer_peak_bytes', 'Largest send buffer (socket plus ssh2 queues) any one connection had since start', () => sendPeak);
   return {
+    /** Records one connection's send buffer; the gauge keeps the largest. */
+    notePeakSendBuffer(bytes: number): void {
+      if (bytes > sendPeak) sendPeak = bytes;
+    },
     registry,
     authFailures: registry.counter('tunnel_node_auth_failures_total', 'Refused authentications by reason'),
     authSuccesses: registry.counter('tunnel_node_auth_successes_total', 'Accepted authentications by lease kind'),
@@ -91,6 +97,11 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
     egressDials: registry.counter('tunnel_node_egress_dials_total', 'Egress target connections by outcome'),
     keepaliveTimeouts: registry.counter('tunnel_node_keepalive_timeouts_total', 'Connections dropped for missed keepalives'),
+    handlerFaults: registry.counter('tunnel_node_handler_faults_total', 'Bugs caught in a connection handler (the connection was closed) by where'),
+    uncaughtErrors: registry.counter('tunnel_node_uncaught_errors_total', 'Errors that escaped every handler, by whether they were attributed to a connection'),
+    sendThrottled: registry.counter('tunnel_node_send_throttled_total', 'Times a connection went over --max-send-buffer and stopped being fed'),
+    sendReadPaused: registry.counter('tunnel_node_send_read_paused_total', 'Times the relay stopped reading a peer at twice --max-send-buffer'),
+    sendStallDisconnects: registry.counter('tunnel_node_send_stall_disconnects_total', 'Peers disconnected for taking nothing from a full send buffer for --send-stall-timeout'),
   };
 }
 export type RelayMetrics = ReturnType<typeof createRelayMetrics>;

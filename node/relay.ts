@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import type { ControlClient } from './control-client.js';
 import type { Clock, Ids } from './deps.js';
+import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { EgressLock } from './egress/egress-lock.js';
 import type { Firewall } from './egress/firewall.js';
@@ -42,6 +43,8 @@ export interface RelayDeps {
   firewall: Firewall;
   /** The chain's base rules; default: resolved from the control URL (and resolv.conf). */
   egressBase?: () => Promise<BaseRules>;
+  /** Testing only: injected handler faults (from `--test-fault`). */
+  injectFault?: FaultInjector;
 }
 
 export interface Relay {
@@ -52,6 +55,12 @@ export interface Relay {
   metricsText(): string;
   /** Runs one revocation poll now (tests, and after start). */
   pollRevocations(): Promise<void>;
+  /**
+   * For the process-level guard (node/process-guard.ts): an error that escaped every handler.
+   * When it was raised by code a connection started, that connection is closed and this
+   * returns true; otherwise it is logged and counted, and this returns false.
+   */
+  absorbUncaught(err: unknown, origin: string): boolean;
 }
 
 export function createRelay(deps: RelayDeps): Relay {
@@ -106,7 +115,21 @@ export function createRelay(deps: RelayDeps): Relay {
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
 
   const startups = new Startups(config.limits.startups);
-  const ctx: RelayContext = { config, clock, ids: deps.ids, logger, metrics, auth, rateLimiter, registry, listeners, reporter, egress, draining: () => draining };
+  const ctx: RelayContext = {
+    config,
+    clock,
+    ids: deps.ids,
+    logger,
+    metrics,
+    auth,
+    rateLimiter,
+    registry,
+    listeners,
+    reporter,
+    egress,
+    draining: () => draining,
+    ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
+  };
 
   const ssh = createSshServer({
     hostKey: deps.identity.hostKey,
@@ -146,6 +169,16 @@ export function createRelay(deps: RelayDeps): Relay {
   ]);
   r.gauge('tunnel_node_egress_active_leases', 'Egress leases with rules in the firewall', () => egress.status().active_leases);
   r.counterOf('tunnel_node_egress_failures_total', 'Egress firewall changes that failed', () => egress.status().failures);
+  const sendBuffers = () => [...connections].map((c) => c.sendBuffer);
+  r.gauge('tunnel_node_send_buffer_bytes', 'Bytes buffered for SSH peers now, by queue (socket write queue, ssh2 key exchange queue)', () => {
+    const all = sendBuffers();
+    return [
+      { labels: { queue: 'socket' }, value: all.reduce((n, b) => n + b.socket, 0) },
+      { labels: { queue: 'key_exchange' }, value: all.reduce((n, b) => n + b.keyExchange, 0) },
+    ];
+  });
+  r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
+  r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
   r.counterOf('tunnel_node_events_dropped_total', 'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused the batch for good)', () => [
     { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },
     { labels: { reason: 'refused' }, value: reporter.droppedBy('refused') },
@@ -246,5 +279,15 @@ export function createRelay(deps: RelayDeps): Relay {
     health,
     metricsText: () => r.render(),
     pollRevocations: () => revocations.pollOnce(),
+    absorbUncaught(err, origin) {
+      const owner = currentFaultOwner();
+      metrics.uncaughtErrors.inc({ attributed: owner ? 'true' : 'false' });
+      if (owner) {
+        owner.fault(err, origin);
+        return true;
+      }
+      logger.error('error outside any connection', { origin, err, stack: err instanceof Error ? err.stack : undefined });
+      return false;
+    },
   };
 }

@@ -22,6 +22,14 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   if not), the server still appends `kex-strict-s-v00@openssh.com`, group exchange is still
  *   unimplemented on the server side, and the zlib inflater is still unbounded (see COMPRESSION).
  * - `Connection._sock` and `lib/protocol/crypto.js` `bindingAvailable`.
+ * - Send-buffer accounting (keyExchangeQueue, node/send-budget.ts): `Protocol._queue` is still
+ *   the only place ssh2 holds outbound packets (during a key exchange), server.js `onWrite`
+ *   still writes straight to the injected socket, `Channel#_write` still calls back once the
+ *   peer's window allows (not once the socket took the bytes), and the server still emits
+ *   `handshake` after flushing the queue.
+ * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
+ *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
+ *   the relay closes that connection instead of crashing).
  */
 
 const require = createRequire(import.meta.url);
@@ -48,6 +56,8 @@ interface ProtocolInternals {
   _onHandshakeComplete?: (...args: unknown[]) => void;
   _kex?: { remoteExtInfoEnabled?: boolean };
   _packetRW?: { write: PacketWriterInternals };
+  /** Outbound packets held back during a key exchange (utils.js sendPacket); undefined otherwise. */
+  _queue?: Uint8Array[];
 }
 
 function protocolOf(conn: Connection): ProtocolInternals {
@@ -180,5 +190,42 @@ export function dropRequestsAfterClose(conn: Connection): void {
     const state = typeof channel === 'object' && channel !== null ? channel.outgoing?.state : undefined;
     if (state === 'closing' || state === 'closed') return;
     orig(p, recipient, type, wantReply, data);
+  };
+}
+
+/**
+ * Bytes ssh2 holds for the peer outside the socket. ssh2 writes every packet straight to the
+ * socket (server.js `onWrite`: `socket.write(data)`, return value ignored) except during a key
+ * exchange: from the moment either side sent KEXINIT until NEWKEYS, `sendPacket`
+ * (protocol/utils.js) appends each packet to `Protocol#_queue`, and `_onHandshakeComplete`
+ * flushes the queue to the socket and sets it back to undefined. A peer that starts a re-key
+ * and never finishes it makes this queue grow without bound. Channel writes add no other
+ * buffer: `Channel#_write` (lib/Channel.js) calls back as soon as the peer's window allows.
+ *
+ * An ssh2 upgrade must re-check: that `_queue` is still the only outbound holding place (and
+ * still an array of packets), that `onWrite` still writes to the socket given to
+ * `injectSocket`, and that the server still emits `handshake` after flushing the queue.
+ *
+ * Returns a reader that sums the queue incrementally (the same array only ever grows), so a
+ * flood of small queued packets costs O(new packets) per call.
+ */
+export function keyExchangeQueue(conn: Connection): () => number {
+  const proto = protocolOf(conn);
+  let seen: Uint8Array[] | undefined;
+  let counted = 0;
+  let bytes = 0;
+  return () => {
+    const q = proto._queue;
+    if (!q) {
+      seen = undefined;
+      return 0;
+    }
+    if (q !== seen || q.length < counted) {
+      seen = q;
+      counted = 0;
+      bytes = 0;
+    }
+    for (; counted < q.length; counted++) bytes += q[counted]?.length ?? 0;
+    return bytes;
   };
 }

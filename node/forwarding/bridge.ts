@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { SendGate } from '../send-budget.js';
 
 /** One side of a bridge: a stream plus how to half-close and close it. */
 export interface BridgeEnd {
@@ -8,6 +9,11 @@ export interface BridgeEnd {
   shutdownWrite(done: () => void): void;
   /** Closes both directions. Idempotent. */
   close(): void;
+  /**
+   * The SSH peer behind this end, when writes to `stream` complete before they reach its
+   * socket (an ssh2 channel): the bridge stops feeding it while the peer is over its bound.
+   */
+  gate?: SendGate;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -23,9 +29,10 @@ export interface SshChannelLike extends Duplex {
  * drop a reply sent after the peer's EOF (DESIGN "Facts about ssh2"), so half-close uses `eof()`
  * after an empty write has passed through the queue (writes complete in order).
  */
-export function channelEnd(ch: SshChannelLike): BridgeEnd {
+export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
   return {
     stream: ch,
+    ...(gate ? { gate } : {}),
     shutdownWrite(done) {
       ch.write(EMPTY, () => {
         ch.eof();
@@ -67,10 +74,39 @@ export interface Bridge {
 }
 
 /**
- * Joins two streams. Backpressure comes from `pipe` (a full writer pauses the reader, and an
- * ssh2 channel stops granting window while its reader is paused), so buffers stay bounded.
- * EOF is forwarded per direction; both sides are closed once both directions have ended, or
- * at once when either side closes or fails.
+ * Moves data from one end to the other with backpressure: the reader pauses while the writer
+ * is full (`write()` returned false) or, for an ssh2 channel, while its peer is over its send
+ * bound (`gate`), and resumes once both are clear. A paused ssh2 channel stops granting window,
+ * so the other peer stops sending. `pipe` alone is not enough: an ssh2 channel's `write()`
+ * completes as soon as the peer's window allows, whether or not its socket takes the bytes.
+ */
+function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finished: () => boolean): () => void {
+  const src = from.stream;
+  const dst = to.stream;
+  const resume = () => {
+    if (!finished()) src.resume();
+  };
+  const afterDrain = () => (to.gate ? to.gate.whenOpen(resume) : resume());
+  const onData = (c: Buffer) => {
+    count(c.length);
+    const full = !dst.write(c);
+    const over = to.gate?.update() ?? false;
+    if (!full && !over) return;
+    src.pause();
+    if (full) dst.once('drain', afterDrain);
+    else afterDrain();
+  };
+  src.on('data', onData);
+  return () => {
+    src.off('data', onData);
+    dst.off('drain', afterDrain);
+  };
+}
+
+/**
+ * Joins two streams (see `pump` for backpressure, which keeps buffers bounded). EOF is
+ * forwarded per direction; both sides are closed once both directions have ended, or at once
+ * when either side closes or fails.
  */
 export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats) => void): Bridge {
   let aToB = 0;
@@ -84,8 +120,8 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
   const finish = (end: BridgeStats['end']) => {
     if (done) return;
     done = true;
-    a.stream.unpipe(b.stream);
-    b.stream.unpipe(a.stream);
+    stopAB();
+    stopBA();
     a.close();
     b.close();
     onClose({ aToB, bToA, end });
@@ -116,14 +152,8 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     maybeFinish();
   };
 
-  a.stream.on('data', (c: Buffer) => {
-    aToB += c.length;
-  });
-  b.stream.on('data', (c: Buffer) => {
-    bToA += c.length;
-  });
-  a.stream.pipe(b.stream, { end: false });
-  b.stream.pipe(a.stream, { end: false });
+  const stopAB = pump(a, b, (n) => (aToB += n), () => done);
+  const stopBA = pump(b, a, (n) => (bToA += n), () => done);
   a.stream.once('end', () => onEnd('a'));
   b.stream.once('end', () => onEnd('b'));
   a.stream.once('close', () => onGone('a'));

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { SendGate } from '../send-budget.js';
 
 /**
  * A listener that exists only inside the relay: exposure `name:port`, bound by X's
@@ -17,6 +18,8 @@ export interface VirtualListener {
   open(origin: { addr: string; port: number }): Promise<Duplex>;
   /** Credits bytes bridged through this listener to X's connection. */
   account?(bytesIn: number, bytesOut: number): void;
+  /** X's send bound: bridges stop feeding X's channels while X is over it. */
+  gate?: SendGate;
 }
 
 export interface VirtualListenerEvents {

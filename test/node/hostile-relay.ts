@@ -4,8 +4,9 @@
  * legitimate Y whose transfer must stay byte-exact whatever an attacker does meanwhile.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
 import { fetch } from 'undici';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
@@ -14,7 +15,9 @@ import { mintLease, startFakeControl, type FakeControl, type Grant } from '../ha
 import { startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
 import { parsePrometheusText, type PromText } from './prom-text.js';
 import { connectWithCertificate } from './ssh2-cert-client.js';
-import { exchange, startHashService } from './ssh-tools.js';
+import { clientFiles, exchange, killAll, spawnSsh, sshArgs, startHashService, writeCert } from './ssh-tools.js';
+
+export type LogLine = { msg?: string; level?: string; sessionId?: string } & Record<string, unknown>;
 
 export interface HostileRelay {
   fc: FakeControl;
@@ -30,6 +33,20 @@ export interface HostileRelay {
   metricsUntil(pred: (m: PromText) => boolean, what: string, ms?: number): Promise<PromText>;
   /** Relay still running (no crash). */
   alive(): boolean;
+  /** A fresh key and a certificate for `grant`, for hand-built (hostile) ssh2 clients. */
+  credentials(user: string, grant: Grant): Promise<{ privateKey: KeyObject; certificate: Buffer; port: number; username: string; hostKeyLine: string }>;
+  /** Like legitTransfer, with the real OpenSSH client as Y (`ssh -W`). */
+  legitOpenSsh(bytes: number): Promise<void>;
+  /** Another X, the real OpenSSH client (`ssh -R NAME:22:...`), exposing the local TCP service on `servicePort`. */
+  expose(exposure: string, servicePort: number): Promise<void>;
+  /** The relay's JSON log lines after stderr offset `from`. */
+  logs(from?: number): LogLine[];
+  /**
+   * Resolves once the relay logged `connection closed` for the first connection of `user`
+   * authenticated after stderr offset `from`. A client that stopped reading its socket never
+   * sees the close itself, so the relay's word is what tests wait for.
+   */
+  relayClosed(user: string, from: number, timeoutMs?: number): Promise<LogLine>;
   stop(): Promise<void>;
 }
 
@@ -62,6 +79,13 @@ export async function startHostileRelay(args: string[] = [], exposure = 'hostile
   });
   await new Promise<void>((resolve, reject) => x.client.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
 
+  const logs = (from = 0): LogLine[] =>
+    relay
+      .stderr()
+      .slice(from)
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogLine);
   const metrics = async () => parsePrometheusText(await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text());
   return {
     fc,
@@ -93,7 +117,35 @@ export async function startHostileRelay(args: string[] = [], exposure = 'hostile
       }
     },
     alive: () => relay.child.exitCode === null && relay.child.signalCode === null,
+    async credentials(user, grant) {
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user });
+      return { privateKey, certificate: lease.certificate, port: relay.sshPort, username: user, hostKeyLine };
+    },
+    async legitOpenSsh(bytes) {
+      const y = await clientFiles(relay.sshPort, hostKeyLine);
+      await writeCert(y, (await mintLease(fc, { grant: { kind: 'open', exposure }, clientPublicKey: y.privateKey, user: 'ylegit' })).certificate);
+      const p = spawnSsh(sshArgs(y, relay.sshPort, 'ylegit', { extra: ['-W', `${exposure}:22`] }));
+      const r = await exchange(Duplex.from({ readable: p.child.stdout!, writable: p.child.stdin! }), bytes);
+      assert.equal(r.echoedHash, r.sentHash, 'what X received differs from what Y (OpenSSH) sent');
+      assert.equal(r.replyBytes, REPLY, "Y (OpenSSH) did not receive all of X's reply");
+      assert.equal(await p.exited, 0, p.stderr());
+    },
+    async expose(name, servicePort) {
+      const x = await clientFiles(relay.sshPort, hostKeyLine);
+      await writeCert(x, (await mintLease(fc, { grant: { kind: 'expose', exposure: name, port: 22 }, clientPublicKey: x.privateKey, user: 'xowner' })).certificate);
+      const p = spawnSsh(sshArgs(x, relay.sshPort, 'xowner', { extra: ['-v', '-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${name}:22:127.0.0.1:${servicePort}`] }));
+      await p.waitStderr(/remote forward success/);
+    },
+    logs,
+    async relayClosed(user, from, timeoutMs = 30_000) {
+      await relay.waitForStderr(new RegExp(`"msg":"connection authenticated"[^\\n]*"user":"${user}"`), from, timeoutMs);
+      const sid = String(logs(from).find((l) => l.msg === 'connection authenticated' && l.user === user)?.sessionId);
+      await relay.waitForStderr(new RegExp(`"msg":"connection closed"[^\\n]*"sessionId":"${sid}"`), from, timeoutMs);
+      return logs(from).find((l) => l.msg === 'connection closed' && l.sessionId === sid)!;
+    },
     async stop() {
+      killAll();
       for (const c of clients) c.destroy();
       service.server.close();
       await relay.stop();

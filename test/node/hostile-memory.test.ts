@@ -1,0 +1,140 @@
+/**
+ * Hostile clients, finding 2 of issue 8 (unbounded memory from one authenticated connection):
+ * a Y that grants a ~4 GiB window and stops reading, a client that floods `keepalive@openssh.com`
+ * requests without reading the replies, and a client that starts a re-key and never finishes it.
+ * The real `tunnel-node` binary with a small send bound; what it buffered is read from its own
+ * accounting on /metrics (never RSS or wall clock), and after each attack a legitimate OpenSSH
+ * client still moves 10 MiB byte-exactly.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, socketOfClient, stallRekey, windowFlood } from './hostile-clients.js';
+import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
+import { within } from './ssh-tools.js';
+
+const EXPOSURE = 'hostx-hostile-mem';
+const FIREHOSE = 'hostx-firehose';
+const LIMIT = 256 * 1024;
+const TEN_MIB = 10 << 20;
+/** One packet per feeding channel may land after the bound is reached, and one read's replies. */
+const SLACK = 256 * 1024;
+
+/** A service that sends `bytes` to whoever connects, with backpressure, then ends. */
+async function startFirehose(bytes: number): Promise<Server> {
+  const chunk = Buffer.alloc(64 * 1024, 0x5a);
+  const server = createServer((sock) => {
+    sock.on('error', () => {});
+    let left = bytes;
+    const pump = () => {
+      while (left > 0) {
+        left -= chunk.length;
+        if (!sock.write(chunk)) return void sock.once('drain', pump);
+      }
+      sock.end();
+    };
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
+describe('hostile clients: memory (finding 2)', () => {
+  let stage: HostileRelay;
+  let firehose: Server;
+
+  before(async () => {
+    // Keepalive far above the stall timeout, so the send bound is what ends each attacker.
+    stage = await startHostileRelay(['--max-send-buffer', String(LIMIT), '--send-stall-timeout', '2s', '--keepalive-interval', '60s', '--drain-timeout', '2s'], EXPOSURE);
+    firehose = await startFirehose(1 << 30);
+    await stage.expose(FIREHOSE, (firehose.address() as AddressInfo).port);
+  });
+  after(async () => {
+    firehose?.close();
+    await stage?.stop();
+  });
+
+  const counters = async () => {
+    const m = await stage.metrics();
+    return {
+      throttled: m.value('tunnel_node_send_throttled_total'),
+      readPaused: m.value('tunnel_node_send_read_paused_total'),
+      stalls: m.value('tunnel_node_send_stall_disconnects_total'),
+      peak: m.value('tunnel_node_send_buffer_peak_bytes'),
+      limit: m.value('tunnel_node_send_buffer_limit_bytes'),
+    };
+  };
+
+  const stallLine = (from: number) => stage.logs(from).find((l) => l.msg === 'peer took nothing from a full send buffer; disconnecting');
+
+  it('a Y that grants a ~4 GiB window and stops reading is throttled, then disconnected; X is paused, not buffered', async () => {
+    const before = await counters();
+    assert.equal(before.limit, LIMIT);
+    const from = stage.relay.stderr().length;
+    const attacker = await windowFlood(await stage.credentials('yflood', { kind: 'open', exposure: FIREHOSE }), FIREHOSE, 22);
+    await stage.relayClosed('yflood', from);
+    // Reading again, the attacker finds the relay's end of the connection gone.
+    socketOfClient(attacker.client).resume();
+    await within(attacker.closed, 30_000, "the window-flooding Y's connection was closed");
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+
+    const after = await counters();
+    assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
+    assert.ok(after.throttled > before.throttled, 'never throttled');
+    assert.ok(after.peak >= LIMIT, `the attack never filled the send buffer (peak ${after.peak})`);
+    assert.ok(after.peak <= LIMIT + SLACK, `the relay buffered ${after.peak} bytes for one peer; the bound is ${LIMIT}`);
+    const line = stallLine(from);
+    assert.ok(line, 'no stall log line');
+    assert.ok(Number(line.socketBytes) >= LIMIT, JSON.stringify(line));
+
+    // Nothing is left queued for anyone once the attacker is gone.
+    const m = await stage.metrics();
+    assert.equal(m.value('tunnel_node_send_throttled_connections'), 0);
+    await stage.legitOpenSsh(TEN_MIB);
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+  });
+
+  it('a keepalive@openssh.com flood that never reads a reply makes the relay stop reading it, then disconnect it', async () => {
+    const before = await counters();
+    const attacker = await connectWithCertificate(await stage.credentials('kaflood', { kind: 'open', exposure: EXPOSURE }));
+    attacker.on('error', () => {});
+    const closed = new Promise<void>((r) => attacker.once('close', () => r()));
+    const sent = await keepaliveFlood(attacker, 3_000_000);
+    await within(closed, 30_000, "the flooding client's connection was closed");
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+
+    const after = await counters();
+    assert.ok(after.readPaused > before.readPaused, `the relay never stopped reading the flood (${sent} requests sent)`);
+    assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
+    assert.ok(after.peak <= 2 * LIMIT + SLACK, `the relay buffered ${after.peak} bytes of replies for one peer; it stops reading at ${2 * LIMIT}`);
+    await stage.legitOpenSsh(TEN_MIB);
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+  });
+
+  it('a client that starts a re-key and never finishes it is throttled on the key exchange queue, then disconnected', async () => {
+    const before = await counters();
+    const from = stage.relay.stderr().length;
+    const attacker = await connectWithCertificate(await stage.credentials('yrekey', { kind: 'open', exposure: FIREHOSE }));
+    attacker.on('error', () => {});
+    const closed = new Promise<void>((r) => attacker.once('close', () => r()));
+    const ch = await openDirect(attacker, FIREHOSE, 22);
+    grantHugeWindow(attacker, ch);
+    // Data is flowing to the attacker; now it sends KEXINIT and never continues the exchange.
+    await new Promise<void>((r) => ch.once('data', () => r()));
+    stallRekey(attacker);
+    await stage.relayClosed('yrekey', from);
+    socketOfClient(attacker).resume();
+    await within(closed, 30_000, "the re-key staller's connection was closed");
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+
+    const after = await counters();
+    assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
+    const line = stallLine(from);
+    assert.ok(line, 'no stall log line');
+    assert.ok(Number(line.keyExchangeBytes) >= LIMIT / 2, `ssh2's key exchange queue was not what filled up: ${JSON.stringify(line)}`);
+    assert.ok(Number(line.socketBytes) + Number(line.keyExchangeBytes) <= LIMIT + SLACK, JSON.stringify(line));
+    assert.ok(after.peak <= 2 * LIMIT + SLACK);
+    await stage.legitOpenSsh(TEN_MIB);
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+  });
+});
