@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import type { SendGate } from '../send-budget.js';
 import { bridge, type BridgeEnd, type BridgeStats } from './bridge.js';
 
 /** A fake channel: `remote` is what the peer sees; eof() ends remote's readable side. */
@@ -60,5 +61,34 @@ describe('bridge', () => {
     y.end.stream.destroy(new Error('boom'));
     assert.equal((await closed).end, 'error');
     assert.equal(x.state().closed, true);
+  });
+
+  it('stops reading the source while the destination peer is over its send bound, and resumes when it is under', async () => {
+    const y = fakeChannel();
+    const x = fakeChannel();
+    // X's peer is over its bound after the first chunk, until `open()`.
+    let over = false;
+    let waiter: (() => void) | undefined;
+    const gate: SendGate = {
+      update: () => over,
+      whenOpen: (cb) => (over ? (waiter = cb) : cb()),
+    };
+    x.end.gate = gate;
+    bridge(y.end, x.end, () => {});
+    const atX: string[] = [];
+    x.peerRead.on('data', (d: Buffer) => atX.push(d.toString()));
+    over = true;
+    y.peerWrite('first');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(atX, ['first'], 'the chunk that crossed the bound is delivered');
+    assert.equal(y.end.stream.isPaused(), true, 'the source is paused while X is over its bound');
+    y.peerWrite('second');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(atX, ['first'], 'nothing more is fed to X while it is over its bound');
+    over = false;
+    waiter?.();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(atX, ['first', 'second']);
+    assert.equal(y.end.stream.isPaused(), false);
   });
 });
