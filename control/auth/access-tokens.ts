@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { createHash, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { checkTimeClaims, hasAudience, JwsError, signJws, verifyJws } from '../../protocol/jws.js';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
-import { buildJwks } from '../ca/lease-issuer.js';
+import type { PublishedKey } from '../keys/key-store.js';
 import type { Deps } from '../deps.js';
 import { AppError } from '../lib/errors.js';
 import { unixSeconds } from '../lib/clock.js';
@@ -31,38 +31,38 @@ export async function mintAccessToken(
   const key = await deps.keys.signing('sig');
   const now = unixSeconds(deps.clock.now());
   const ttl = deps.settings.accessTokenTtl;
-  const token = await new SignJWT({
-    name: user.name,
-    role: user.role,
-    ...(service ? { scope: service.scopes.join(' '), sti: service.id } : {}),
-    ...(sessionId ? { sid: sessionId } : {}),
-  })
-    .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: ACCESS_TOKEN_TYP })
-    .setIssuer(deps.settings.issuer)
-    .setAudience(apiAudience(deps.settings.issuer))
-    .setSubject(user.id)
-    .setJti(deps.ids.id('at'))
-    .setIssuedAt(now)
-    .setExpirationTime(now + ttl)
-    .sign(key.privateKey);
+  const token = signJws(
+    { kid: key.kid, typ: ACCESS_TOKEN_TYP },
+    {
+      name: user.name,
+      role: user.role,
+      ...(service ? { scope: service.scopes.join(' '), sti: service.id } : {}),
+      ...(sessionId ? { sid: sessionId } : {}),
+      iss: deps.settings.issuer,
+      aud: apiAudience(deps.settings.issuer),
+      sub: user.id,
+      jti: deps.ids.id('at'),
+      iat: now,
+      exp: now + ttl,
+    },
+    key.privateKey,
+  );
   return { token, expiresIn: ttl };
 }
 
-type LocalJwks = ReturnType<typeof createLocalJWKSet>;
 /**
- * The verifier for the current key set, per key store. A kid names one immutable key, so the
- * kid list identifies the set; reusing the verifier keeps jose from importing the keys again on
- * every request (a third of the cost of a verification).
+ * The verifying keys for the current key set, per key store: only `sig` keys (SSH CA keys never
+ * verify a JWT). A kid names one immutable key, so the kid list identifies the set.
  */
-const verifiers = new WeakMap<object, { kids: string; jwks: LocalJwks }>();
+const verifiers = new WeakMap<object, { kids: string; keys: Map<string, KeyObject> }>();
 
-function verifierFor(store: object, published: Parameters<typeof buildJwks>[0]): LocalJwks {
+function verifierFor(store: object, published: PublishedKey[]): Map<string, KeyObject> {
   const kids = published.map((k) => k.kid).join(' ');
   const cached = verifiers.get(store);
-  if (cached?.kids === kids) return cached.jwks;
-  const jwks = createLocalJWKSet(buildJwks(published));
-  verifiers.set(store, { kids, jwks });
-  return jwks;
+  if (cached?.kids === kids) return cached.keys;
+  const keys = new Map(published.filter((k) => k.use === 'sig').map((k) => [k.kid, k.publicKey]));
+  verifiers.set(store, { kids, keys });
+  return keys;
 }
 
 /**
@@ -92,23 +92,20 @@ export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'set
 }
 
 async function verifyFully(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<{ claims: AccessClaims; exp: number }> {
-  const jwks = verifierFor(deps.keys, await deps.keys.published());
+  const keys = verifierFor(deps.keys, await deps.keys.published());
   try {
-    const { payload } = await jwtVerify(token, jwks, {
-      algorithms: ['EdDSA'],
-      issuer: deps.settings.issuer,
-      audience: apiAudience(deps.settings.issuer),
-      typ: ACCESS_TOKEN_TYP,
-      currentDate: deps.clock.now(),
-      requiredClaims: ['exp', 'sub', 'jti'],
-    });
+    const payload = verifyJws(token, ACCESS_TOKEN_TYP, (kid) => keys.get(kid));
+    if (payload.iss !== deps.settings.issuer || !hasAudience(payload, apiAudience(deps.settings.issuer))) {
+      throw new JwsError('claims', 'wrong issuer or audience');
+    }
+    const { exp } = checkTimeClaims(payload, deps.clock.now());
     const parsed = AccessClaimsSchema.safeParse(payload);
-    if (!parsed.success || typeof payload.exp !== 'number') throw new AppError('TOKEN_INVALID', 'access token has unexpected claims');
-    return { claims: parsed.data, exp: payload.exp };
+    if (!parsed.success) throw new AppError('TOKEN_INVALID', 'access token has unexpected claims');
+    return { claims: parsed.data, exp };
   } catch (err) {
     if (err instanceof AppError) throw err;
-    if (err instanceof joseErrors.JWTExpired) throw new AppError('TOKEN_EXPIRED', 'access token expired; refresh it or log in again');
-    // Never echo the token or jose's message (which may quote claims).
+    if (err instanceof JwsError && err.reason === 'expired') throw new AppError('TOKEN_EXPIRED', 'access token expired; refresh it or log in again');
+    // Never echo the token or its claims.
     throw new AppError('TOKEN_INVALID', 'access token is not valid for this server', { cause: err });
   }
 }

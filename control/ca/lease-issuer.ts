@@ -1,4 +1,4 @@
-import { SignJWT } from 'jose';
+import { signJws } from '../../protocol/jws.js';
 import { encodeCertificate, flagOption, stringOption } from '../../protocol/ssh-cert.js';
 import { encodePublicKeyBlob, fingerprintSha256, rawPublicKey } from '../../protocol/ssh-key.js';
 import {
@@ -63,9 +63,7 @@ export async function issueLease(keys: { lease: SigningKey; ca: SigningKey }, in
     name: input.userName,
     ...input.grant,
   });
-  const token = await new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: 'EdDSA', kid: keys.lease.kid, typ: LEASE_TOKEN_TYP })
-    .sign(keys.lease.privateKey);
+  const token = signJws({ kid: keys.lease.kid, typ: LEASE_TOKEN_TYP }, { ...claims }, keys.lease.privateKey);
 
   // Extensions must be in lexical order (PROTOCOL.certkeys); "lease@tunnel" < "permit-port-forwarding".
   const extensions = [stringOption(LEASE_CERT_EXTENSION, token), flagOption(PERMIT_PORT_FORWARDING)].sort((a, b) =>
