@@ -11,7 +11,7 @@ describe('parseConfig', () => {
     assert.deepEqual(r.config.listen, { host: '127.0.0.1', port: 2200 });
     assert.equal(r.config.advertise, '127.0.0.1:2200');
     assert.equal(r.config.keepaliveIntervalMs, 5000);
-    assert.deepEqual(r.config.metricsListen, { host: '0.0.0.0', port: 9090 });
+    assert.deepEqual(r.config.metricsListen, { host: '127.0.0.1', port: 9090 });
   });
 
   it('explains how to fix a missing control URL, a wildcard listen without --advertise and bad values', () => {

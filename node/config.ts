@@ -23,7 +23,12 @@ const OPTIONS = {
   'data-dir': { env: 'TUNNEL_DATA_DIR', def: '.tunnel-data/node', help: 'where the node id, credential, host key and JWKS cache live' },
   listen: { env: 'TUNNEL_LISTEN', def: '0.0.0.0:2222', help: 'SSH listen address host:port' },
   advertise: { env: 'TUNNEL_ADVERTISE', help: 'host:port clients use to reach this relay (default: --listen unless it is a wildcard)' },
-  'metrics-listen': { env: 'TUNNEL_METRICS_LISTEN', def: '0.0.0.0:9090', help: '/healthz and /metrics listen address host:port' },
+  'metrics-listen': { env: 'TUNNEL_METRICS_LISTEN', def: '127.0.0.1:9090', help: '/healthz and /metrics listen address host:port (loopback unless you choose otherwise)' },
+  'health-detail': {
+    env: 'TUNNEL_HEALTH_DETAIL',
+    def: 'loopback',
+    help: 'who may read /healthz?detail=1 (node id, exposure names, lease ids): loopback, all or off',
+  },
   'enroll-token': { env: 'TUNNEL_ENROLL_TOKEN', help: 'one-time enrollment token (needed on the first start only)' },
   'keepalive-interval': { env: 'TUNNEL_KEEPALIVE_INTERVAL', def: '5s', help: 'SSH keepalive interval' },
   'keepalive-count-max': { env: 'TUNNEL_KEEPALIVE_COUNT_MAX', def: '3', help: 'unanswered keepalives before a peer is dropped' },
@@ -43,6 +48,12 @@ const OPTIONS = {
   'events-flush-interval': { env: 'TUNNEL_EVENTS_FLUSH_INTERVAL', def: '1s', help: 'connection event batch interval' },
   'events-queue-max': { env: 'TUNNEL_EVENTS_QUEUE_MAX', def: '10000', help: 'events kept while the control plane is unreachable (oldest dropped)' },
   'max-channels-per-connection': { env: 'TUNNEL_MAX_CHANNELS_PER_CONNECTION', def: '256', help: 'open channels per SSH connection' },
+  'max-channels-per-opener': {
+    env: 'TUNNEL_MAX_CHANNELS_PER_OPENER',
+    def: '64',
+    help: "one user's share of an exposing connection's channels (so one Y cannot take all --max-channels-per-connection)",
+  },
+  'channel-idle-timeout': { env: 'TUNNEL_CHANNEL_IDLE_TIMEOUT', def: '1h', help: 'close a bridged channel that moved no data either way for this long (off: never)' },
   'max-pending-opens': { env: 'TUNNEL_MAX_PENDING_OPENS', def: '32', help: 'channel opens waiting for X, per connection' },
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
   'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
@@ -116,6 +127,7 @@ const RawSchema = z.object({
   listen: hostPort('listen'),
   advertise: z.string().optional(),
   'metrics-listen': hostPort('metrics-listen'),
+  'health-detail': z.enum(['off', 'loopback', 'all'], { error: '--health-detail must be loopback, all or off' }),
   'enroll-token': z.string().min(1).optional(),
   'keepalive-interval': duration('keepalive-interval'),
   'keepalive-count-max': count('keepalive-count-max', 1),
@@ -141,6 +153,17 @@ const RawSchema = z.object({
   'events-flush-interval': duration('events-flush-interval'),
   'events-queue-max': count('events-queue-max', 1),
   'max-channels-per-connection': count('max-channels-per-connection', 1),
+  'max-channels-per-opener': count('max-channels-per-opener', 1),
+  'channel-idle-timeout': z.string().transform((s, ctx): number | undefined => {
+    if (s === 'off') return undefined;
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+    const ms = m ? Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h']) : NaN;
+    if (!(ms >= 1000)) {
+      ctx.addIssue({ code: 'custom', message: '--channel-idle-timeout must be a duration of at least 1s (e.g. 30m) or off' });
+      return z.NEVER;
+    }
+    return ms;
+  }),
   'max-pending-opens': count('max-pending-opens', 1),
   'max-connections-per-lease': count('max-connections-per-lease', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
@@ -196,6 +219,10 @@ export interface Limits {
   /** Unauthenticated connections (OpenSSH MaxStartups start:rate:full, PerSourceMaxStartups). */
   startups: { start: number; rate: number; full: number; perSource: number };
   channelsPerConnection: number;
+  /** One opener's (Y user's) share of an exposing connection's channels. */
+  channelsPerOpener: number;
+  /** A bridged channel idle this long is closed; undefined: never. */
+  channelIdleMs: number | undefined;
   pendingOpens: number;
   connectionsPerLease: number;
   authAttempts: number;
@@ -213,6 +240,8 @@ export interface Config {
   /** `host:port` sent at enrollment. */
   advertise: string;
   metricsListen: HostPort;
+  /** Who may read /healthz?detail=1. */
+  healthDetail: 'off' | 'loopback' | 'all';
   enrollToken: string | undefined;
   /** Durations in milliseconds. */
   keepaliveIntervalMs: number;
@@ -289,6 +318,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       listen: v.listen,
       advertise,
       metricsListen: v['metrics-listen'],
+      healthDetail: v['health-detail'],
       enrollToken: v['enroll-token'],
       keepaliveIntervalMs: v['keepalive-interval'],
       keepaliveCountMax: v['keepalive-count-max'],
@@ -304,6 +334,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       limits: Object.freeze({
         startups: Object.freeze({ ...v['max-startups'], perSource: v['per-source-max-startups'] }),
         channelsPerConnection: v['max-channels-per-connection'],
+        channelsPerOpener: v['max-channels-per-opener'],
+        channelIdleMs: v['channel-idle-timeout'],
         pendingOpens: v['max-pending-opens'],
         connectionsPerLease: v['max-connections-per-lease'],
         authAttempts: v['max-auth-attempts'],

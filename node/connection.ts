@@ -20,7 +20,17 @@ import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from './logger.js';
 import type { RelayMetrics } from './metrics.js';
 import { SendBudget } from './send-budget.js';
-import { customRequestOf, keyExchangeQueue, observeChannelOpens, routeCustomGlobalRequests, socketOf } from './ssh2-internals.js';
+import { channelRefusal } from './forwarding/refusal-text.js';
+import {
+  customRequestOf,
+  DISCONNECT,
+  disconnectWithReason,
+  keyExchangeQueue,
+  observeChannelOpens,
+  rejectChannelOpen,
+  routeCustomGlobalRequests,
+  socketOf,
+} from './ssh2-internals.js';
 
 /** What every connection shares; built once by createRelay. */
 export interface RelayContext {
@@ -43,6 +53,28 @@ export interface RelayContext {
 
 export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled';
 
+/** X's connection refused a channel before asking X: its slots, or the opener's share, are used up. */
+class OpenRefusedError extends Error {
+  override readonly name = 'OpenRefusedError';
+  constructor(
+    readonly reason: 'exposure_full' | 'opener_share',
+    readonly limit: number,
+  ) {
+    super(reason);
+  }
+}
+
+/** The SSH_MSG_DISCONNECT a client gets for each reason the relay closes its connection. */
+const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
+  lease_expired: { code: DISCONNECT.BY_APPLICATION, text: 'lease expired; get a new certificate (tunnel cert) and reconnect' },
+  lease_revoked: { code: DISCONNECT.BY_APPLICATION, text: 'lease revoked' },
+  too_many_auth_attempts: { code: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, text: 'too many authentication failures' },
+  keepalive_timeout: { code: DISCONNECT.BY_APPLICATION, text: 'keepalive timeout' },
+  shutdown: { code: DISCONNECT.BY_APPLICATION, text: 'relay shutting down; reconnect' },
+  internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },
+  send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
+};
+
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
   readonly sessionId: string;
@@ -54,11 +86,18 @@ export class RelayConnection {
   #lease: VerifiedLease | undefined;
   #username = '';
   #attempts = 0;
+  #noneAsked = false;
+  #ending = false;
   #channels = 0;
   #pending = 0;
   #bytesIn = 0;
   #bytesOut = 0;
   #bridges = new Set<Bridge>();
+  /** Bridges watched for --channel-idle-timeout: bytes seen at the last sweep and since when. */
+  #idle = new Map<Bridge, { total: number; since: number; timedOut: boolean }>();
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** X's side: channel slots held per opener (Y's user). */
+  #byOpener = new Map<string, number>();
   #bound: VirtualListener[] = [];
   #closed = false;
   #guard: FaultGuard;
@@ -135,7 +174,7 @@ export class RelayConnection {
           this.end('keepalive_timeout', true);
           return;
         }
-        this.#log.info('connection error', { err: err.message, level: err.level });
+        this.#log.info('connection error', { err: err.message, errLevel: err.level });
       }),
     );
     this.closed = new Promise((resolve) => {
@@ -172,14 +211,16 @@ export class RelayConnection {
   /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
   end(reason: CloseReason, now = false): void {
     if (this.#closed) return;
+    this.#ending = true;
     this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
     const sock = socketOf(this.#conn);
     if (now) {
       sock.destroy();
       return;
     }
+    const { code, text } = DISCONNECT_TEXT[reason];
     try {
-      this.#conn.end();
+      disconnectWithReason(this.#conn, code, text);
     } catch {
       sock.destroy();
     }
@@ -214,9 +255,18 @@ export class RelayConnection {
   }
 
   async #authenticate(actx: AuthContext): Promise<void> {
+    // Requests the client sent before it saw our DISCONNECT are not answered (nor counted).
+    if (this.#ending) return;
     if (actx.method !== 'publickey') {
-      actx.reject(['publickey']);
-      return;
+      // A client's first `none` asks which methods exist; like sshd, only that one is free.
+      // Every other none, password, keyboard-interactive or hostbased attempt is a failure:
+      // it counts against --max-auth-attempts and the per-source limiter.
+      if (actx.method === 'none' && !this.#noneAsked) {
+        this.#noneAsked = true;
+        actx.reject(['publickey']);
+        return;
+      }
+      return this.#authFail(actx, 'method_not_allowed', {});
     }
     this.#username = actx.username;
     this.#inject('authentication');
@@ -244,6 +294,7 @@ export class RelayConnection {
     this.#log.warn('authentication refused', {
       reason,
       user: actx.username,
+      method: actx.method,
       algo: actx.method === 'publickey' ? actx.key.algo : undefined,
       leaseId: ids.leaseId,
       serial: ids.serial,
@@ -289,7 +340,10 @@ export class RelayConnection {
   #refuse(kind: string, reason: string, fields: Record<string, unknown>, reject: (() => void) | undefined): void {
     this.#ctx.metrics.refusedRequests.inc({ type: kind });
     this.#log.info('request refused', { request: kind, reason, ...fields });
-    reject?.();
+    if (!reject) return;
+    if (kind !== 'direct-tcpip') return reject(); // global request failures carry no text in SSH
+    const { code, text } = channelRefusal(reason, { ...fields, timeoutMs: this.#ctx.config.openTimeoutMs });
+    rejectChannelOpen(this.#conn, reject, code, text);
   }
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
@@ -326,7 +380,7 @@ export class RelayConnection {
       leaseId: lease.leaseId,
       bindAddr: bind.bindAddr,
       bindPort: bind.bindPort,
-      open: (origin) => this.#openForwarded(listener, origin),
+      open: (origin, opener) => this.#openForwarded(listener, origin, opener),
       gate: this.#budget,
       account: (bytesIn, bytesOut) => {
         this.#bytesIn += bytesIn;
@@ -339,10 +393,24 @@ export class RelayConnection {
     accept?.();
   }
 
-  /** X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound. */
-  #openForwarded(l: VirtualListener, origin: { addr: string; port: number }): Promise<Duplex> {
+  /**
+   * X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound. Each opener
+   * (Y's user) may hold at most --max-channels-per-opener of this connection's channel slots,
+   * so one Y cannot take all of them from the others.
+   */
+  #openForwarded(l: VirtualListener, origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
+    const limits = this.#ctx.config.limits;
     if (this.#closed) return Promise.reject(new Error('exposure connection closed'));
-    if (this.#channels >= this.#ctx.config.limits.channelsPerConnection) return Promise.reject(new Error('channel limit on the exposing connection'));
+    if (this.#channels >= limits.channelsPerConnection) return Promise.reject(new OpenRefusedError('exposure_full', limits.channelsPerConnection));
+    const held = this.#byOpener.get(opener) ?? 0;
+    if (held >= limits.channelsPerOpener) return Promise.reject(new OpenRefusedError('opener_share', limits.channelsPerOpener));
+    // The slot is held from now (not only once X confirms), so concurrent opens cannot overshoot.
+    this.#byOpener.set(opener, held + 1);
+    const release = () => {
+      const n = (this.#byOpener.get(opener) ?? 1) - 1;
+      if (n > 0) this.#byOpener.set(opener, n);
+      else this.#byOpener.delete(opener);
+    };
     return new Promise((resolve, reject) => {
       this.#conn.forwardOut(
         l.bindAddr,
@@ -350,9 +418,18 @@ export class RelayConnection {
         origin.addr,
         origin.port,
         this.#guard.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
-          if (err) return reject(err);
+          if (err) {
+            release();
+            return reject(err);
+          }
           this.#channels++;
-          ch.once('close', this.#guard.wrap('channel-close', () => this.#channels--));
+          ch.once(
+            'close',
+            this.#guard.wrap('channel-close', () => {
+              this.#channels--;
+              release();
+            }),
+          );
           resolve(ch);
         }),
       );
@@ -368,8 +445,10 @@ export class RelayConnection {
     if (route.kind === 'refuse') return this.#refuse('direct-tcpip', route.reason, dest, reject);
     const limits = this.#ctx.config.limits;
     if (this.#ctx.draining()) return this.#refuse('direct-tcpip', 'draining', dest, reject);
-    if (this.#pending >= limits.pendingOpens) return this.#refuse('direct-tcpip', 'too_many_pending_opens', dest, reject);
-    if (this.#channels + this.#pending >= limits.channelsPerConnection) return this.#refuse('direct-tcpip', 'too_many_channels', dest, reject);
+    if (this.#pending >= limits.pendingOpens) return this.#refuse('direct-tcpip', 'too_many_pending_opens', { ...dest, limit: limits.pendingOpens }, reject);
+    if (this.#channels + this.#pending >= limits.channelsPerConnection) {
+      return this.#refuse('direct-tcpip', 'too_many_channels', { ...dest, limit: limits.channelsPerConnection }, reject);
+    }
     if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
     const target = this.#ctx.listeners.find(route.exposure, route.port);
     if (!target) return this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
@@ -377,7 +456,7 @@ export class RelayConnection {
     this.#pending++;
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
     const guard = this.#guard;
-    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }), this.#ctx.config.openTimeoutMs, closeLate).then(
+    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }, lease.claims.sub), this.#ctx.config.openTimeoutMs, closeLate).then(
       guard.wrap('tcpip-open', (xch: Duplex) => {
         this.#pending--;
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
@@ -392,22 +471,25 @@ export class RelayConnection {
           guard.wrap('bridge-close', (stats: BridgeStats) => {
             this.#channels--;
             this.#bridges.delete(b);
+            const idled = this.#unwatchIdle(b);
             this.#bytesIn += stats.aToB;
             this.#bytesOut += stats.bToA;
             this.#ctx.metrics.bytes.inc({ direction: 'to_exposure' }, stats.aToB);
             this.#ctx.metrics.bytes.inc({ direction: 'from_exposure' }, stats.bToA);
-            this.#ctx.metrics.channels.inc({ outcome: stats.end });
+            this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
             target.account?.(stats.bToA, stats.aToB);
             this.#inject('bridge-close');
           }),
         );
         this.#bridges.add(b);
+        this.#watchIdle(b);
         this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
       guard.wrap('tcpip-open', (err: unknown) => {
         this.#pending--;
-        this.#ctx.metrics.channels.inc({ outcome: err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed' });
-        this.#refuse('direct-tcpip', err instanceof OpenTimeoutError ? 'open_timeout' : 'open_failed', dest, reject);
+        const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
+        this.#ctx.metrics.channels.inc({ outcome: reason });
+        this.#refuse('direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
       }),
     );
   }
@@ -431,15 +513,17 @@ export class RelayConnection {
           guard.wrap('bridge-close', (stats: BridgeStats) => {
             this.#channels--;
             this.#bridges.delete(b);
+            const idled = this.#unwatchIdle(b);
             this.#bytesIn += stats.aToB;
             this.#bytesOut += stats.bToA;
             this.#ctx.metrics.bytes.inc({ direction: 'to_egress' }, stats.aToB);
             this.#ctx.metrics.bytes.inc({ direction: 'from_egress' }, stats.bToA);
-            this.#ctx.metrics.channels.inc({ outcome: stats.end });
+            this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
             this.#inject('bridge-close');
           }),
         );
         this.#bridges.add(b);
+        this.#watchIdle(b);
         this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
       guard.wrap('egress-open', (err: unknown) => {
@@ -480,8 +564,45 @@ export class RelayConnection {
     accept?.();
   }
 
+  #watchIdle(b: Bridge): void {
+    const idleMs = this.#ctx.config.limits.channelIdleMs;
+    if (idleMs === undefined) return;
+    this.#idle.set(b, { total: -1, since: this.#ctx.clock.now().getTime(), timedOut: false });
+    if (this.#idleTimer) return;
+    this.#idleTimer = setInterval(this.#guard.wrap('idle-sweep', () => this.#sweepIdle(idleMs)), Math.max(250, Math.min(30_000, Math.floor(idleMs / 4))));
+    this.#idleTimer.unref();
+  }
+
+  /** Stops watching `b`; true when it was closed for being idle. */
+  #unwatchIdle(b: Bridge): boolean {
+    const s = this.#idle.get(b);
+    this.#idle.delete(b);
+    if (this.#idle.size === 0 && this.#idleTimer) {
+      clearInterval(this.#idleTimer);
+      this.#idleTimer = undefined;
+    }
+    return s?.timedOut ?? false;
+  }
+
+  /** Closes bridged channels that moved no byte either way for `idleMs`: they hold slots X and Y could use. */
+  #sweepIdle(idleMs: number): void {
+    const now = this.#ctx.clock.now().getTime();
+    for (const [b, s] of this.#idle) {
+      const { aToB, bToA } = b.stats();
+      if (aToB + bToA !== s.total) {
+        s.total = aToB + bToA;
+        s.since = now;
+      } else if (now - s.since >= idleMs && !s.timedOut) {
+        s.timedOut = true;
+        this.#log.info('idle channel closed', { idleMs, bytes: s.total });
+        b.abort();
+      }
+    }
+  }
+
   #onClose(): void {
     this.#closed = true;
+    if (this.#idleTimer) clearInterval(this.#idleTimer);
     this.#budget.close();
     for (const b of this.#bridges) b.abort();
     this.#ctx.listeners.removeSession(this.sessionId);

@@ -1,23 +1,35 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+export type HealthDetail = 'off' | 'loopback' | 'all';
+
 export interface HealthSource {
-  /** The /healthz body; `ok: false` answers 503. */
-  health(): { ok: boolean } & Record<string, unknown>;
+  /**
+   * The /healthz body; `ok: false` answers 503. `detail` adds what only operators should see
+   * (node id, exposure names, lease ids): `/healthz?detail=1`, allowed by `detailFrom`.
+   */
+  health(opts?: { detail?: boolean }): { ok: boolean } & Record<string, unknown>;
   /** The /metrics body (Prometheus text format). */
   metrics(): string;
 }
 
 /** `/healthz` (JSON) and `/metrics` (Prometheus) on the metrics port. */
-export function createHealthServer(source: HealthSource): { listen(host: string, port: number): Promise<AddressInfo>; close(): Promise<void> } {
+const isLoopback = (addr: string | undefined) => addr !== undefined && (/^127\./.test(addr) || addr === '::1' || /^::ffff:127\./.test(addr));
+
+export function createHealthServer(source: HealthSource, detailFrom: HealthDetail = 'loopback'): { listen(host: string, port: number): Promise<AddressInfo>; close(): Promise<void> } {
   const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query = ''] = (req.url ?? '/').split('?');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
     if (path === '/healthz') {
-      const body = source.health();
+      const detail = new URLSearchParams(query).get('detail') === '1';
+      if (detail && !(detailFrom === 'all' || (detailFrom === 'loopback' && isLoopback(req.socket.remoteAddress)))) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end(`/healthz?detail=1 is not served to this address (--health-detail ${detailFrom})\n`);
+        return;
+      }
+      const body = source.health({ detail });
       res.writeHead(body.ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
       return;
     }

@@ -28,11 +28,14 @@ function serialize(value: unknown): unknown {
   return value;
 }
 
+/** Keys every line has; a field of the same name is written as `field_<name>` instead. */
+const RESERVED = new Set(['time', 'level', 'msg']);
+
 /** One JSON object per line, written through `write` (stderr in main.ts). */
 export function createJsonLogger(write: (line: string) => void, base: LogFields = {}, now: () => Date = () => new Date()): Logger {
   const emit = (level: string, msg: string, fields?: LogFields): void => {
     const out: LogFields = { time: now().toISOString(), level, msg };
-    for (const [k, v] of Object.entries({ ...base, ...fields })) out[k] = serialize(v);
+    for (const [k, v] of Object.entries({ ...base, ...fields })) out[RESERVED.has(k) ? `field_${k}` : k] = serialize(v);
     write(`${JSON.stringify(out)}\n`);
   };
   return {

@@ -51,7 +51,7 @@ export interface Relay {
   start(): Promise<{ ssh: AddressInfo; metrics: AddressInfo }>;
   /** Graceful: stop accepting, let live channels drain (up to drainTimeout), close, report. */
   stop(): Promise<void>;
-  health(): { ok: boolean } & Record<string, unknown>;
+  health(opts?: { detail?: boolean }): { ok: boolean } & Record<string, unknown>;
   metricsText(): string;
   /** Runs one revocation poll now (tests, and after start). */
   pollRevocations(): Promise<void>;
@@ -185,24 +185,27 @@ export function createRelay(deps: RelayDeps): Relay {
   ]);
   r.counterOf('tunnel_node_events_sent_total', 'Connection events the control plane accepted', () => reporter.sent);
 
-  const health = () => {
+  /** Counts and states by default; node id, exposure names and lease ids only with `detail`. */
+  const health = (opts: { detail?: boolean } = {}) => {
     const jwks = trust.status();
+    const { lease_ids: leaseIds, ...egressStatus } = egress.status();
     return {
       ok: jwks.keys > 0 && !draining,
       status: draining ? 'draining' : jwks.keys > 0 ? 'ok' : 'no_trust',
-      node_id: deps.identity.nodeId,
       version: deps.version,
       native_crypto: nativeCrypto,
       egress_driver: egress.driver,
-      egress: egress.status(),
+      egress: opts.detail ? { ...egressStatus, lease_ids: leaseIds } : egressStatus,
       jwks,
       revocations: revocations.status(),
       connections: ssh.sockets,
-      exposures: listeners.online(),
+      unauthenticated: startups.count,
+      exposures_online: listeners.count,
       events: { queued: reporter.queued, dropped: reporter.dropped },
+      ...(opts.detail ? { node_id: deps.identity.nodeId, exposures: listeners.online() } : {}),
     };
   };
-  const healthServer = createHealthServer({ health, metrics: () => r.render() });
+  const healthServer = createHealthServer({ health, metrics: () => r.render() }, config.healthDetail);
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let heartbeatFailing = false;

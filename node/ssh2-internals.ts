@@ -229,3 +229,66 @@ export function keyExchangeQueue(conn: Connection): () => number {
     return bytes;
   };
 }
+
+/** SSH_MSG_CHANNEL_OPEN_FAILURE reason codes (RFC 4254 5.1). */
+export const OPEN_FAILURE = { ADMINISTRATIVELY_PROHIBITED: 1, CONNECT_FAILED: 2, UNKNOWN_CHANNEL_TYPE: 3, RESOURCE_SHORTAGE: 4 } as const;
+
+/**
+ * Refuses a channel open with a reason code and description of our choosing. ssh2's `reject()`
+ * always sends its own code and an empty description (clients print "connect failed: "); it
+ * calls `_protocol.channelOpenFail(sender, code, '')` synchronously, so this swaps in ours
+ * for exactly that one call.
+ */
+export function rejectChannelOpen(conn: Connection, reject: () => void, code: number, description: string): void {
+  const proto = (conn as unknown as { _protocol?: { channelOpenFail?: (remote: number, reason: number, desc: string) => void } })._protocol;
+  const orig = proto?.channelOpenFail;
+  if (!proto || typeof orig !== 'function') return reject();
+  proto.channelOpenFail = (remote: number) => orig.call(proto, remote, code, description);
+  try {
+    reject();
+  } finally {
+    delete (proto as { channelOpenFail?: unknown }).channelOpenFail; // back to the prototype's method
+    if (proto.channelOpenFail !== orig) proto.channelOpenFail = orig;
+  }
+}
+
+/** SSH_MSG_DISCONNECT reason codes used by the relay (RFC 4253 11.1). */
+export const DISCONNECT = { PROTOCOL_ERROR: 2, BY_APPLICATION: 11, NO_MORE_AUTH_METHODS_AVAILABLE: 14 } as const;
+
+interface PacketWriter {
+  allocStartKEX: number;
+  alloc(len: number, force?: boolean): Buffer;
+  finalize(packet: Buffer, force?: boolean): Buffer;
+}
+
+/**
+ * Sends SSH_MSG_DISCONNECT with a description and ends the socket. ssh2's `Connection.end()`
+ * always sends an empty description, so a client cut for revocation or expiry would not learn
+ * why. The packet is built the way ssh2's own `Protocol.disconnect()` builds it (a KEX-safe
+ * allocation, sent even mid key exchange). Falls back to `end()` if the internals changed.
+ */
+export function disconnectWithReason(conn: Connection, code: number, description: string): void {
+  const proto = (conn as unknown as { _protocol?: { _packetRW?: { write?: PacketWriter } } })._protocol;
+  const w = proto?._packetRW?.write;
+  const sock = socketOf(conn);
+  let sendPacket: ((proto: unknown, packet: Buffer, bypass: boolean) => void) | undefined;
+  try {
+    sendPacket = (require('ssh2/lib/protocol/utils.js') as { sendPacket?: typeof sendPacket }).sendPacket;
+  } catch {
+    sendPacket = undefined;
+  }
+  if (!w || typeof w.alloc !== 'function' || typeof sendPacket !== 'function' || !sock.writable) {
+    conn.end();
+    return;
+  }
+  const desc = Buffer.from(description.slice(0, 256), 'utf8');
+  let p = w.allocStartKEX;
+  const packet = w.alloc(1 + 4 + 4 + desc.length + 4, true);
+  packet[p] = 1; // SSH_MSG_DISCONNECT
+  packet.writeUInt32BE(code, ++p);
+  packet.writeUInt32BE(desc.length, (p += 4));
+  desc.copy(packet, (p += 4));
+  packet.writeUInt32BE(0, p + desc.length); // empty language tag
+  sendPacket(proto, w.finalize(packet, true), true);
+  sock.end();
+}

@@ -122,6 +122,10 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     done = true;
     stopAB();
     stopBA();
+    // A paused ssh2 channel never emits 'end', so never 'close' (its connection would count it
+    // open forever, e.g. X's channel slots): let what is left drain into the void.
+    a.stream.resume();
+    b.stream.resume();
     a.close();
     b.close();
     onClose({ aToB, bToA, end });

@@ -14,8 +14,11 @@ export interface VirtualListener {
   /** Exactly what X requested; `forwarded-tcpip` must echo these or OpenSSH refuses the channel. */
   bindAddr: string;
   bindPort: number;
-  /** Asks X to open a `forwarded-tcpip` channel for a connection from `origin`. */
-  open(origin: { addr: string; port: number }): Promise<Duplex>;
+  /**
+   * Asks X to open a `forwarded-tcpip` channel for a connection from `origin`, on behalf of
+   * `opener` (Y's user: each holds at most its share of X's channel slots).
+   */
+  open(origin: { addr: string; port: number }, opener: string): Promise<Duplex>;
   /** Credits bytes bridged through this listener to X's connection. */
   account?(bytesIn: number, bytesOut: number): void;
   /** X's send bound: bridges stop feeding X's channels while X is over it. */

@@ -130,7 +130,8 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
 
     const relayDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-node-'));
     dirs.push(relayDir);
-    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', ...(opts.relayArgs ?? [])];
+    // The metrics port is on the lab's WAN address (not loopback): allow /healthz?detail=1 there.
+    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', '--health-detail', 'all', ...(opts.relayArgs ?? [])];
     const launch = async (enrollToken: string | undefined, extra: string[] = []): Promise<LabRelay> => {
       const p = await startRelayProcess({
         controlUrl,
@@ -191,7 +192,7 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
         stack.relay = relay = await launch(undefined, extra);
         return relay;
       },
-      relayHealth: () => labCaller(lab, 'ctl', `http://${relayHost.wanAddr}:${LAB_RELAY_METRICS_PORT}`)('GET', '/healthz'),
+      relayHealth: () => labCaller(lab, 'ctl', `http://${relayHost.wanAddr}:${LAB_RELAY_METRICS_PORT}`)('GET', '/healthz?detail=1'),
       async relayIptables() {
         return (await lab.exec('relay', 'iptables-save', ['-t', 'filter'])).stdout;
       },

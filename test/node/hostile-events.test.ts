@@ -27,7 +27,7 @@ interface AuditEvent {
   data: Record<string, unknown>;
 }
 
-describe('hostile: event reporting under bind/cancel floods and a paused control plane', () => {
+describe('hostile: event reporting under bind/cancel floods and a paused control plane', { timeout: 300_000 }, () => {
   let stack: Stack;
   let hostKeyLine: string;
   let service: Awaited<ReturnType<typeof startHashService>>;

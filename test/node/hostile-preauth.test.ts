@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { startHostileRelay, silentSocket, type HostileRelay } from './hostile-relay.js';
 
-describe('hostile: sockets that never identify', () => {
+describe('hostile: sockets that never identify', { timeout: 300_000 }, () => {
   const relays: HostileRelay[] = [];
   after(async () => {
     for (const r of relays) await r.stop();

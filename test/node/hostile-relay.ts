@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { Client } from 'ssh2';
+import type { Client, ClientChannel } from 'ssh2';
 import { fetch } from 'undici';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
 import { noopLogger } from '../../node/logger.js';
@@ -26,6 +26,8 @@ export interface HostileRelay {
   exposure: string;
   /** A certificate-authenticated ssh2 client (closed by stop()). */
   client(user: string, grant: Grant, o?: { localAddress?: string }): Promise<{ client: Client; leaseId: string }>;
+  /** Opens a direct-tcpip channel to `host:port` (default: the exposure), rejecting with ssh2's error. */
+  openChannel(client: Client, host?: string, port?: number): Promise<ClientChannel>;
   /** Y from 127.0.0.1: opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
   legitTransfer(bytes?: number): Promise<void>;
   metrics(): Promise<PromText>;
@@ -93,6 +95,8 @@ export async function startHostileRelay(args: string[] = [], exposure = 'hostile
     hostKeyLine,
     exposure,
     client,
+    openChannel: (c, host = exposure, port = 22) =>
+      new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 40000, host, port, (err, ch) => (err ? reject(err) : resolve(ch)))),
     async legitTransfer(bytes = 2 << 20) {
       const y = await client('ylegit', { kind: 'open', exposure });
       try {

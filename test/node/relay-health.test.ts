@@ -58,8 +58,8 @@ describe('relay /healthz and /metrics', () => {
     await fc?.stop();
   });
 
-  const health = async () => {
-    const r = await get(relay.metricsPort, '/healthz');
+  const health = async (detail = false) => {
+    const r = await get(relay.metricsPort, detail ? '/healthz?detail=1' : '/healthz');
     return { ...r, body: JSON.parse(r.text) as Health };
   };
   const metrics = async (): Promise<PromText> => {
@@ -84,7 +84,8 @@ describe('relay /healthz and /metrics', () => {
     assert.match(h.type, /^application\/json/);
     assert.equal(h.body.ok, true);
     assert.equal(h.body.status, 'ok');
-    assert.equal(h.body.node_id, fc.nodeId);
+    assert.equal((await health(true)).body.node_id, fc.nodeId, 'detail (served to loopback) names the node');
+    assert.equal(h.body.node_id, undefined, 'the default /healthz does not name the node');
     assert.equal(h.body.native_crypto, nativeCryptoAvailable());
     assert.ok(h.body.egress_driver === 'iptables' || h.body.egress_driver === 'off', `egress_driver: ${String(h.body.egress_driver)}`);
     assert.deepEqual({ source: h.body.jwks.source, keys: h.body.jwks.keys }, { source: 'network', keys: fc.jwks.keys.length });
@@ -160,8 +161,12 @@ describe('relay /healthz and /metrics', () => {
     assert.equal(delta('tunnel_node_bridged_channels_total', { outcome: 'eof' }), 1);
     assert.equal(delta('tunnel_node_bytes_total', { direction: 'to_exposure' }), payload.length);
     assert.equal(delta('tunnel_node_bytes_total', { direction: 'from_exposure' }), payload.length);
-    const h = (await health()).body;
+    const h = (await health(true)).body;
     assert.deepEqual(h.exposures, [{ name: NAME, port: 22 }]);
+    // Unauthenticated callers get counts only: no exposure names, lease ids or node id.
+    const plain = await get(relay.metricsPort, '/healthz');
+    assert.doesNotMatch(plain.text, new RegExp(`${NAME}|${fc.nodeId}|lease_`));
+    assert.equal((JSON.parse(plain.text) as { exposures_online: number }).exposures_online, 1);
   });
 
   it('answers 404 for other paths and 405 for other methods', async () => {
