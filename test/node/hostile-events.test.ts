@@ -79,7 +79,9 @@ describe('hostile: event reporting under bind/cancel floods and a paused control
     const deadline = Date.now() + ms;
     for (;;) {
       for (;;) {
-        const r = expectStatus(await api('GET', `/v1/audit?after=${cursor}&limit=1000`), 200, 'audit');
+        // A GET is safe to repeat: one retry covers a keep-alive connection the server just closed.
+        const get = () => api('GET', `/v1/audit?after=${cursor}&limit=1000`);
+        const r = expectStatus(await get().catch(get), 200, 'audit');
         const page = r.body.events as (AuditEvent & { id: string })[];
         audit.push(...page);
         if (page.length > 0) cursor = page[page.length - 1]!.id;
