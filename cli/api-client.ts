@@ -1,9 +1,10 @@
-import { request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
-import { readCredentials, writeCredentials, type Credentials } from './settings.js';
+import { readCredentials, resolveTrust, writeCredentials, type Credentials } from './settings.js';
+import { checkServerUrl, describeTrustFailure, trustConnector, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
 
 const TIMEOUT_MS = 15_000;
 const REFRESH_MARGIN_MS = 30_000;
@@ -51,6 +52,23 @@ export class ApiClient {
     this.#dispatcher = dispatcher;
   }
 
+  /**
+   * The client for `server` with its trust settings (flags, environment, or what login stored).
+   * A plain http:// URL to a non-loopback host is refused here, before any connection, unless
+   * insecure HTTP was asked for (then a warning goes to stderr).
+   */
+  static forServer(ctx: Context, server: string, flags: TrustSettings = {}): ApiClient {
+    const trust = resolveTrust(ctx, server, flags);
+    try {
+      const { warning } = checkServerUrl(server, trust);
+      if (warning) ctx.stderr.write(`tunnel: ${warning}\n`);
+      return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }));
+    } catch (err) {
+      if (err instanceof TrustError) throw new CliError(EXIT.USAGE, err.message, { code: err.code });
+      throw err;
+    }
+  }
+
   async raw(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown } = {}): Promise<RawResponse> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
@@ -66,6 +84,8 @@ export class ApiClient {
         bodyTimeout: TIMEOUT_MS,
       });
     } catch (cause) {
+      const untrusted = describeTrustFailure(cause);
+      if (untrusted) throw new CliError(EXIT.ERROR, `${this.server}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
       const code = (cause as { code?: string }).code ?? (cause as Error).message;
       throw new CliError(EXIT.UNREACHABLE, `cannot reach the control plane at ${this.server} (${code})`, { cause });
     }
@@ -125,7 +145,7 @@ export class Session {
     const creds = readCredentials(ctx);
     if (!creds) throw notLoggedIn();
     if (server && server !== creds.server) throw notLoggedIn(`logged in to ${creds.server}, not ${server}`);
-    return new Session(ctx, new ApiClient(creds.server, ctx.dispatcher), creds);
+    return new Session(ctx, ApiClient.forServer(ctx, creds.server), creds);
   }
 
   get user(): string | undefined {

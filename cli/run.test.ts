@@ -7,7 +7,7 @@ import { EXIT } from './errors.js';
 import { testContext } from './testing/test-context.js';
 import { writeCredentials } from './settings.js';
 
-const SERVER = 'http://control.test';
+const SERVER = 'https://control.test';
 
 function loggedIn(agent: MockAgent) {
   const ctx = testContext({ dispatcher: agent });
@@ -92,7 +92,7 @@ describe('tunnel exit codes and one-line errors', () => {
     const ctx = testContext({ dispatcher: agent });
     writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: 'old', access_expires_at: Date.now() - 1, refresh_token: 'rt' });
     assert.equal(await run(['whoami'], ctx), 0);
-    assert.match(ctx.out(), /^bob \(member\) at http:\/\/control.test/);
+    assert.match(ctx.out(), /^bob \(member\) at https:\/\/control.test/);
     const { readCredentials } = await import('./settings.js');
     assert.equal(readCredentials(ctx)?.refresh_token, 'rt2');
   });

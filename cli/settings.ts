@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
+import type { TrustError} from '../protocol/tls-trust.js';
+import { parsePin, type TrustSettings } from '../protocol/tls-trust.js';
 
 /**
  * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
@@ -12,7 +14,17 @@ export function configDir(ctx: Pick<Context, 'env' | 'homeDir'>): string {
   return join(ctx.env.XDG_CONFIG_HOME || join(ctx.homeDir, '.config'), 'tunnel');
 }
 
-const ConfigFileSchema = z.object({ server: z.string().optional() }).passthrough();
+/** How to trust one server's TLS (stored at login, so the pin is given once). */
+const ServerTrustSchema = z.object({
+  ca_pin: z.string().optional(),
+  ca_file: z.string().optional(),
+  insecure_http: z.boolean().optional(),
+});
+export type ServerTrust = z.infer<typeof ServerTrustSchema>;
+
+const ConfigFileSchema = z
+  .object({ server: z.string().optional(), servers: z.record(z.string(), ServerTrustSchema).optional() })
+  .passthrough();
 
 export const CredentialsSchema = z.object({
   server: z.string(),
@@ -92,4 +104,41 @@ export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: strin
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(EXIT.USAGE, `server URL must be http(s): ${raw}`);
   return u.toString().replace(/\/$/, '');
+}
+
+const truthy = (v: string | undefined) => ['1', 'true', 'yes'].includes((v ?? '').toLowerCase());
+
+/**
+ * How to trust `server`: flags first, then TUNNEL_CA_PIN / TUNNEL_CA_FILE / TUNNEL_INSECURE_HTTP,
+ * then what `tunnel login` stored for that server. A pin or CA file given explicitly replaces the
+ * stored one (neither is merged with the other).
+ */
+export function resolveTrust(ctx: Pick<Context, 'env' | 'homeDir'>, server: string, flags: TrustSettings = {}): TrustSettings {
+  const caPin = flags.caPin ?? (ctx.env.TUNNEL_CA_PIN || undefined);
+  const caFile = flags.caFile ?? (ctx.env.TUNNEL_CA_FILE || undefined);
+  const stored = readConfigFile(ctx).servers?.[server] ?? {};
+  const explicit = caPin !== undefined || caFile !== undefined;
+  const trust: TrustSettings = {
+    caPin: explicit ? caPin : stored.ca_pin,
+    caFile: explicit ? caFile : stored.ca_file,
+    insecureHttp: flags.insecureHttp === true || truthy(ctx.env.TUNNEL_INSECURE_HTTP) || stored.insecure_http === true,
+  };
+  try {
+    if (trust.caPin !== undefined) trust.caPin = parsePin(trust.caPin);
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, (err as TrustError).message);
+  }
+  if (trust.caPin && trust.caFile) throw new CliError(EXIT.USAGE, 'give either --ca-pin or --ca-file, not both');
+  return trust;
+}
+
+/** Remembers how to trust `server` (after a successful login). */
+export function storeTrust(ctx: Pick<Context, 'env' | 'homeDir'>, server: string, trust: TrustSettings): void {
+  const cfg = readConfigFile(ctx);
+  const entry: ServerTrust = {
+    ...(trust.caPin ? { ca_pin: trust.caPin } : {}),
+    ...(trust.caFile ? { ca_file: trust.caFile } : {}),
+    ...(trust.insecureHttp ? { insecure_http: true } : {}),
+  };
+  writeConfigFile(ctx, { ...cfg, server, servers: { ...(cfg.servers ?? {}), [server]: entry } });
 }

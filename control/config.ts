@@ -1,5 +1,5 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseNetwork, type TrustProxy } from './http/client-address.js';
@@ -9,7 +9,7 @@ import { parseNetwork, type TrustProxy } from './http/client-address.js';
  * (and `DATABASE_URL`), then defaults. The only place that reads process.env for the control plane.
  */
 export interface ControlConfig {
-  command: 'serve' | 'rotate-keys' | 'create-user' | 'help';
+  command: 'serve' | 'rotate-keys' | 'create-user' | 'gen-master-key' | 'help';
   listenHost: string;
   listenPort: number;
   publicUrl: string;
@@ -22,11 +22,20 @@ export interface ControlConfig {
   leaseRateLimit: number;
   /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
   trustProxy: TrustProxy;
+  /** How the API is served: plain HTTP, HTTPS from files, or HTTPS with a self-made certificate. */
+  tls: TlsConfig;
+  /** gen-master-key */
+  masterKeyOut?: string;
   /** create-user */
   userName?: string;
   userRole?: 'admin' | 'member';
   userPassword?: string;
 }
+
+export type TlsConfig =
+  | { mode: 'off'; warn: boolean }
+  | { mode: 'files'; certFile: string; keyFile: string }
+  | { mode: 'self-signed'; dir: string };
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -35,14 +44,24 @@ export class ConfigError extends Error {
 export const CONTROL_USAGE = `Usage: tunnel-control [serve] [options]
        tunnel-control rotate-keys [options]            publish new signing and CA keys (old ones keep verifying)
        tunnel-control create-user NAME [--admin]       create a user; password from TUNNEL_PASSWORD or --password-stdin
+       tunnel-control gen-master-key FILE              write a new master key to FILE (mode 0600; never overwrites)
 
 Runs the Tunnel control plane: accounts, exposures, relay nodes, leases and OpenSSH certificates.
 
 Options (environment variable in brackets):
-  --listen HOST:PORT     where to serve HTTP [TUNNEL_LISTEN] (default 127.0.0.1:8080)
+  --listen HOST:PORT     where to serve the API [TUNNEL_LISTEN] (default 127.0.0.1:8080)
   --public-url URL       URL clients and relays use to reach this API; also the token issuer
-                         [TUNNEL_PUBLIC_URL] (default http://<listen>)
-  --data-dir DIR         embedded database and master key [TUNNEL_DATA_DIR] (default ~/.local/share/tunnel-control)
+                         [TUNNEL_PUBLIC_URL] (default http(s)://<listen>)
+  --tls-cert FILE        serve HTTPS with this certificate chain (PEM) [TUNNEL_TLS_CERT]
+  --tls-key FILE         ... and this private key (PEM) [TUNNEL_TLS_KEY]; both are read again on
+                         SIGHUP and when the certificate file changes, without a restart
+  --tls MODE             auto, self-signed or off [TUNNEL_TLS] (default auto: the files above when
+                         given; else plain HTTP on a loopback --listen (behind a reverse proxy);
+                         else, with the embedded database, self-signed). self-signed makes a key and
+                         certificate in DATA_DIR/tls at first start and prints the pin that relays
+                         and the CLI take with --ca-pin. off on a non-loopback address warns loudly.
+  --data-dir DIR         embedded database, master key, self-signed certificate [TUNNEL_DATA_DIR]
+                         (default $XDG_DATA_HOME/tunnel/control, i.e. ~/.local/share/tunnel/control)
   --database-url URL     use this Postgres instead of the embedded database [DATABASE_URL]
   --master-key-file F    32-byte key (base64 or hex) that encrypts private keys at rest
                          [TUNNEL_MASTER_KEY_FILE, or the key itself in TUNNEL_MASTER_KEY]
@@ -56,8 +75,11 @@ Options (environment variable in brackets):
                          Default: none (the socket's peer is the client).
   -h, --help             show this help
 
-Example:
-  tunnel-control --listen 0.0.0.0:8080 --public-url https://tunnel.example.com
+Examples:
+  tunnel-control --listen 0.0.0.0:8443 --public-url https://tunnel.example.com:8443 \\
+    --tls-cert /etc/tunnel/tls/fullchain.pem --tls-key /etc/tunnel/tls/privkey.pem
+  tunnel-control --listen 127.0.0.1:8080 --public-url https://tunnel.example.com   # behind a TLS proxy
+  tunnel-control gen-master-key /etc/tunnel/master.key
 `;
 
 const HostPort = z
@@ -88,6 +110,9 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'max-lease-ttl': { type: 'string' },
         'lease-rate-limit': { type: 'string' },
         'trust-proxy': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        tls: { type: 'string' },
         admin: { type: 'boolean' },
         'password-stdin': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -99,8 +124,13 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
   const { values: v, positionals } = parsed;
   const cmd = positionals[0] ?? 'serve';
   if (v.help || cmd === 'help') return Object.freeze({ ...defaults(env), command: 'help' as const });
-  if (!['serve', 'rotate-keys', 'create-user'].includes(cmd)) {
+  if (!['serve', 'rotate-keys', 'create-user', 'gen-master-key'].includes(cmd)) {
     throw new ConfigError(`unknown command "${cmd}"; see tunnel-control --help`);
+  }
+  if (cmd === 'gen-master-key') {
+    const out = positionals[1];
+    if (!out || positionals.length > 2) throw new ConfigError('gen-master-key needs one FILE to write the key to, e.g. /etc/tunnel/master.key');
+    return Object.freeze({ ...defaults(env), command: 'gen-master-key' as const, masterKeyOut: out });
   }
 
   const listen = HostPort.safeParse(v.listen ?? env.TUNNEL_LISTEN ?? '127.0.0.1:8080');
@@ -113,7 +143,11 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
   if (listenPort === 0 && !(v['public-url'] ?? env.TUNNEL_PUBLIC_URL)) {
     throw new ConfigError('--listen with port 0 needs --public-url (the URL is also the token issuer, so it must be known at start)');
   }
-  const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `http://${listenHost === '0.0.0.0' ? '127.0.0.1' : listen.data.replace(/:\d+$/, '')}:${listenPort}`;
+  const databaseUrl = v['database-url'] ?? env.DATABASE_URL ?? undefined;
+  const dataDir = resolve(v['data-dir'] ?? env.TUNNEL_DATA_DIR ?? defaults(env).dataDir);
+  const tls = tlsConfig(v, env, listenHost, databaseUrl, dataDir);
+  const scheme = tls.mode === 'off' ? 'http' : 'https';
+  const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `${scheme}://${listenHost === '0.0.0.0' ? '127.0.0.1' : listen.data.replace(/:\d+$/, '')}:${listenPort}`;
   let publicUrl: string;
   try {
     const u = new URL(publicUrlRaw);
@@ -122,6 +156,9 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     publicUrl = u.toString().replace(/\/$/, '');
   } catch {
     throw new ConfigError(`--public-url "${publicUrlRaw}" must be an http(s) URL without query, e.g. https://tunnel.example.com`);
+  }
+  if (tls.mode !== 'off' && publicUrl.startsWith('http:')) {
+    throw new ConfigError(`--public-url ${publicUrl} is http:// but this server speaks HTTPS; use https:// (or --tls off)`);
   }
 
   const ttlRaw = v['max-lease-ttl'] ?? env.TUNNEL_MAX_LEASE_TTL ?? '86400';
@@ -136,7 +173,6 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     throw new ConfigError('--lease-rate-limit must be a whole number of leases per minute, at least 1');
   }
 
-  const databaseUrl = v['database-url'] ?? env.DATABASE_URL ?? undefined;
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// (unset it to use the embedded database)');
   }
@@ -154,13 +190,14 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     listenHost,
     listenPort,
     publicUrl,
-    dataDir: v['data-dir'] ?? env.TUNNEL_DATA_DIR ?? defaults(env).dataDir,
+    dataDir,
     databaseUrl,
     masterKey,
     masterKeyFile,
     maxLeaseTtl,
     leaseRateLimit,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
+    tls,
   };
   if (cmd === 'create-user') {
     const name = positionals[1];
@@ -176,6 +213,45 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
   return Object.freeze(cfg);
 }
 
+/** localhost, 127.0.0.0/8, ::1. */
+export function isLoopbackListen(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function tlsConfig(
+  v: { 'tls-cert'?: string | undefined; 'tls-key'?: string | undefined; tls?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  listenHost: string,
+  databaseUrl: string | undefined,
+  dataDir: string,
+): TlsConfig {
+  const certFile = v['tls-cert'] ?? (env.TUNNEL_TLS_CERT || undefined);
+  const keyFile = v['tls-key'] ?? (env.TUNNEL_TLS_KEY || undefined);
+  const mode = v.tls ?? (env.TUNNEL_TLS || 'auto');
+  if (!['auto', 'self-signed', 'off'].includes(mode)) throw new ConfigError('--tls must be auto, self-signed or off');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError('--tls-cert and --tls-key go together');
+  if (certFile && keyFile) {
+    if (mode !== 'auto') throw new ConfigError(`--tls ${mode} and --tls-cert/--tls-key exclude each other`);
+    return { mode: 'files', certFile: resolve(certFile), keyFile: resolve(keyFile) };
+  }
+  const loopback = isLoopbackListen(listenHost);
+  if (mode === 'off') return { mode: 'off', warn: !loopback };
+  const selfSigned = (): TlsConfig => {
+    if (databaseUrl) {
+      throw new ConfigError(
+        'a self-signed certificate is for the embedded single-host default; with DATABASE_URL give every replica the same --tls-cert/--tls-key',
+      );
+    }
+    return { mode: 'self-signed', dir: join(dataDir, 'tls') };
+  };
+  if (mode === 'self-signed') return selfSigned();
+  if (loopback) return { mode: 'off', warn: false };
+  if (!databaseUrl) return selfSigned();
+  throw new ConfigError(
+    `--listen ${listenHost} is not loopback and no TLS is configured: give --tls-cert/--tls-key, or --tls off only behind a TLS-terminating proxy on a private network`,
+  );
+}
+
 function defaults(env: NodeJS.ProcessEnv): ControlConfig {
   const dataHome = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
   return {
@@ -183,13 +259,14 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     listenHost: '127.0.0.1',
     listenPort: 8080,
     publicUrl: 'http://127.0.0.1:8080',
-    dataDir: join(dataHome, 'tunnel-control'),
+    dataDir: join(dataHome, 'tunnel', 'control'),
     databaseUrl: undefined,
     masterKey: undefined,
     masterKeyFile: undefined,
     maxLeaseTtl: 86400,
     leaseRateLimit: 120,
     trustProxy: 0,
+    tls: { mode: 'off', warn: false },
   };
 }
 

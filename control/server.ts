@@ -1,4 +1,5 @@
 import { serve, type ServerType } from '@hono/node-server';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createApp } from './app.js';
@@ -14,6 +15,7 @@ import type { Logger } from './lib/logger.js';
 import { Metrics } from './http/metrics.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
+import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
 
 export interface RunningControl {
   url: string;
@@ -21,6 +23,13 @@ export interface RunningControl {
   deps: Deps;
   /** The one-time setup code when no user exists yet (print it once). */
   setupCode: string | null;
+  /** The certificate served now (undefined for plain HTTP). */
+  tls(): TlsMaterial | undefined;
+  /**
+   * Reads the certificate and key files again and serves them to new connections. A broken pair
+   * is reported (thrown) and the current one stays. Plain HTTP: nothing to do.
+   */
+  reloadTls(): TlsMaterial | undefined;
   close(): Promise<void>;
 }
 
@@ -33,9 +42,21 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   await deps.keys.ensure();
   const setupCode = await prepareSetupCode(deps);
   const app = createApp(deps);
+  let tls = loadTls(cfg, logger);
 
   const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: cfg.listenHost, port: cfg.listenPort }, () => resolve(s));
+    const s = tls
+      ? serve(
+          {
+            fetch: app.fetch,
+            hostname: cfg.listenHost,
+            port: cfg.listenPort,
+            createServer: createHttpsServer,
+            serverOptions: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
+          },
+          () => resolve(s),
+        )
+      : serve({ fetch: app.fetch, hostname: cfg.listenHost, port: cfg.listenPort }, () => resolve(s));
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
@@ -47,12 +68,23 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     listen: `${cfg.listenHost}:${port}`,
     public_url: cfg.publicUrl,
     database: opened.driver,
+    tls: tls ? { pin: tls.pin, cert: tls.certFile, not_after: tls.notAfter } : 'off',
   });
   return {
-    url: `http://${cfg.listenHost.includes(':') ? `[${cfg.listenHost}]` : cfg.listenHost}:${port}`,
+    url: `${tls ? 'https' : 'http'}://${cfg.listenHost.includes(':') ? `[${cfg.listenHost}]` : cfg.listenHost}:${port}`,
     port,
     deps,
     setupCode,
+    tls: () => tls,
+    reloadTls() {
+      if (!tls) return undefined;
+      const next = readTlsFiles(tls.certFile, tls.keyFile);
+      (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
+      const changed = next.pin !== tls.pin;
+      tls = next;
+      logger.info('TLS certificate reloaded', { pin: next.pin, cert: next.certFile, not_after: next.notAfter, key_changed: changed });
+      return next;
+    },
     async close() {
       clearInterval(keyTimer);
       await new Promise<void>((resolve) => {

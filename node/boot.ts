@@ -8,7 +8,7 @@ import { resolveBaseRules } from './egress/base-rules.js';
 import { IptablesFirewall } from './egress/iptables-firewall.js';
 import type { BaseRules } from './egress/rules.js';
 import { execFileRunner } from './egress/iptables-runner.js';
-import { ensureEnrolled, loadOrCreateHostKey, type NodeState } from './enrollment.js';
+import { ensureEnrolled, loadOrCreateHostKey, readNodeState, type NodeState } from './enrollment.js';
 import { createFaultInjector } from './fault-guard.js';
 import type { Logger } from './logger.js';
 import { createRelay, type Relay } from './relay.js';
@@ -33,6 +33,12 @@ export function createFirewall(config: Readonly<Config>): Firewall {
   if (config.egress.driver === 'off') return new OffFirewall();
   const uid = config.egress.uid ?? process.getuid?.();
   if (uid === undefined) throw new FirewallError('the iptables egress driver needs a uid: set --egress-uid');
+  if (config.egress.uid === undefined && uid === 0) {
+    // Filtering uid 0 locks every root process on the host, and the closed chain outlives the relay.
+    throw new FirewallError('tunnel-node runs as root, so the egress chain would filter all of root\'s outbound traffic', {
+      hint: 'run it as its own user with CAP_NET_ADMIN (infra/systemd/tunnel-node.service does), or pass --egress-uid 0 if this host (or network namespace) runs nothing else as root',
+    });
+  }
   return new IptablesFirewall({ runner: execFileRunner(), uid });
 }
 
@@ -70,9 +76,15 @@ export async function bootRelay(
   const base = await resolveEgressBase(config.controlUrl);
   await firewall.init(base);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  if (config.insecureWarning) logger.warn(config.insecureWarning, { control_url: config.controlUrl });
+  // The pin given now, else the one stored at enrollment: the control plane is verified from the
+  // first request on (no trust on first use).
+  const stored = await readNodeState(config.dataDir);
+  const caPin = config.trust.caPin ?? (config.trust.caFile ? undefined : stored?.ca_pin);
   const credential: { token?: string } = {};
   const control = createControlClient({
     baseUrl: config.controlUrl,
+    trust: { caFile: config.trust.caFile, caPin },
     nodeToken: () => credential.token,
     ...(overrides.controlTimeoutMs ? { timeoutMs: overrides.controlTimeoutMs } : {}),
   });
@@ -83,6 +95,7 @@ export async function bootRelay(
     enrollToken: config.enrollToken,
     advertise: config.advertise,
     hostKeyLine: hostKey.publicKeyLine,
+    caPin: config.trust.caPin,
     control,
     logger,
   });

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, parseConfig } from './config.js';
 
 describe('parseConfig', () => {
   it('applies defaults, env and flags (flag wins)', () => {
-    const r = parseConfig(['--listen', '127.0.0.1:2200'], { TUNNEL_CONTROL_URL: 'http://c:8080/', TUNNEL_LISTEN: '0.0.0.0:1' });
+    const r = parseConfig(['--listen', '127.0.0.1:2200'], { TUNNEL_CONTROL_URL: 'https://c:8080/', TUNNEL_LISTEN: '0.0.0.0:1' });
     assert.equal(r.kind, 'run');
     if (r.kind !== 'run') return;
-    assert.equal(r.config.controlUrl, 'http://c:8080');
+    assert.equal(r.config.controlUrl, 'https://c:8080');
     assert.deepEqual(r.config.listen, { host: '127.0.0.1', port: 2200 });
     assert.equal(r.config.advertise, '127.0.0.1:2200');
     assert.equal(r.config.keepaliveIntervalMs, 5000);
@@ -16,15 +17,15 @@ describe('parseConfig', () => {
 
   it('explains how to fix a missing control URL, a wildcard listen without --advertise and bad values', () => {
     assert.throws(() => parseConfig([], {}), (e: unknown) => e instanceof ConfigError && /--control-url/.test(e.message));
-    assert.throws(() => parseConfig(['--control-url', 'http://c'], {}), (e: unknown) => e instanceof ConfigError && /--advertise/.test(e.message));
-    assert.throws(() => parseConfig(['--control-url', 'http://c', '--listen', 'nope'], {}), ConfigError);
-    assert.throws(() => parseConfig(['--control-url', 'http://c', '--advertise', 'a:1', '--keepalive-interval', 'soon'], {}), ConfigError);
+    assert.throws(() => parseConfig(['--control-url', 'https://c'], {}), (e: unknown) => e instanceof ConfigError && /--advertise/.test(e.message));
+    assert.throws(() => parseConfig(['--control-url', 'https://c', '--listen', 'nope'], {}), ConfigError);
+    assert.throws(() => parseConfig(['--control-url', 'https://c', '--advertise', 'a:1', '--keepalive-interval', 'soon'], {}), ConfigError);
     assert.throws(() => parseConfig(['--bogus'], {}), ConfigError);
   });
 
   it('egress lock: iptables by default, off only when asked for, uid and source-port blocks', () => {
     const run = (argv: string[], env: Record<string, string> = {}) => {
-      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], env);
+      const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', ...argv], env);
       if (r.kind !== 'run') throw new Error('expected run');
       return r.config.egress;
     };
@@ -40,7 +41,7 @@ describe('parseConfig', () => {
 
   it('send buffer bound and stall timeout: sizes with units, sane defaults, refused when too small', () => {
     const run = (argv: string[]) => {
-      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], {});
+      const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', ...argv], {});
       if (r.kind !== 'run') throw new Error('expected run');
       return r.config;
     };
@@ -55,13 +56,45 @@ describe('parseConfig', () => {
 
   it('test faults: off by default, only known points accepted', () => {
     const run = (argv: string[]) => {
-      const r = parseConfig(['--control-url', 'http://c', '--listen', '127.0.0.1:2222', ...argv], {});
+      const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', ...argv], {});
       if (r.kind !== 'run') throw new Error('expected run');
       return r.config;
     };
     assert.deepEqual(run([]).testFaults, []);
     assert.deepEqual(run(['--test-fault', 'tcpip,escape-tcpip']).testFaults, ['tcpip', 'escape-tcpip']);
     assert.throws(() => run(['--test-fault', 'everywhere']), ConfigError);
+  });
+
+  it('refuses plain http:// to a non-loopback control plane unless --insecure-http; takes a pin or a CA file', () => {
+    const run = (argv: string[], env: Record<string, string> = {}) => {
+      const r = parseConfig(['--listen', '127.0.0.1:2222', ...argv], env);
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.config;
+    };
+    assert.throws(() => run(['--control-url', 'http://192.0.2.1:8080']), (e: unknown) => e instanceof ConfigError && /refusing plain http:\/\/ to 192\.0\.2\.1:8080.*--insecure-http/.test(e.message));
+    assert.throws(() => run(['--control-url', 'http://control.example']), ConfigError);
+    for (const loopback of ['http://127.0.0.1:8080', 'http://localhost:8080', 'http://[::1]:8080', 'http://127.1.2.3']) {
+      assert.equal(run(['--control-url', loopback]).insecureWarning, undefined, loopback);
+    }
+    const insecure = run(['--control-url', 'http://192.0.2.1:8080', '--insecure-http']);
+    assert.match(insecure.insecureWarning ?? '', /WARNING.*plain HTTP/);
+    assert.equal(run(['--control-url', 'http://192.0.2.1:8080'], { TUNNEL_INSECURE_HTTP: '1' }).trust.insecureHttp, true);
+    const pin = `sha256:${'AB'.repeat(32)}`;
+    assert.equal(run(['--control-url', 'https://c', '--ca-pin', pin]).trust.caPin, pin.toLowerCase());
+    assert.equal(run(['--control-url', 'https://c'], { TUNNEL_CA_FILE: 'ca.pem' }).trust.caFile, join(process.cwd(), 'ca.pem'));
+    assert.throws(() => run(['--control-url', 'https://c', '--ca-pin', 'sha256:abc']), (e: unknown) => e instanceof ConfigError && /--ca-pin/.test(e.message));
+    assert.throws(() => run(['--control-url', 'https://c', '--ca-pin', pin, '--ca-file', 'x.pem']), ConfigError);
+  });
+
+  it('defaults are absolute: the data dir under XDG_DATA_HOME (or HOME), metrics on loopback', () => {
+    const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222'], { HOME: '/home/relay' });
+    const c = r.kind === 'run' ? r.config : undefined;
+    assert.equal(c?.dataDir, '/home/relay/.local/share/tunnel/node');
+    assert.equal(c?.metricsListen.host, '127.0.0.1');
+    const x = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', '--data-dir', 'rel'], { XDG_DATA_HOME: '/x' });
+    assert.equal(x.kind === 'run' ? x.config.dataDir : '', join(process.cwd(), 'rel'));
+    const y = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222'], { XDG_DATA_HOME: '/x' });
+    assert.equal(y.kind === 'run' ? y.config.dataDir : '', '/x/tunnel/node');
   });
 
   it('prints help', () => {

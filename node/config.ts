@@ -1,6 +1,9 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { FAULT_SPECS, type FaultSpec } from './fault-guard.js';
+import { checkServerUrl, parsePin, TrustError } from '../protocol/tls-trust.js';
 
 /**
  * The relay's configuration, parsed once at boot from flags and `TUNNEL_*` environment
@@ -20,7 +23,9 @@ export interface HostPort {
 /** Every option: flag name, env name, default, and the one-line help. */
 const OPTIONS = {
   'control-url': { env: 'TUNNEL_CONTROL_URL', help: 'control plane base URL, e.g. https://control.example:8080 (required)' },
-  'data-dir': { env: 'TUNNEL_DATA_DIR', def: '.tunnel-data/node', help: 'where the node id, credential, host key and JWKS cache live' },
+  'ca-file': { env: 'TUNNEL_CA_FILE', help: "verify the control plane's certificate with the CA certificates in this PEM file instead of the system CAs" },
+  'ca-pin': { env: 'TUNNEL_CA_PIN', help: "verify the control plane by its certificate's key pin (sha256:HEX, printed by tunnel-control); stored in the data dir at enrollment" },
+  'data-dir': { env: 'TUNNEL_DATA_DIR', help: 'where the node id, credential, host key and trust pin live (default $XDG_DATA_HOME/tunnel/node, i.e. ~/.local/share/tunnel/node; /var/lib/tunnel-node under systemd)' },
   listen: { env: 'TUNNEL_LISTEN', def: '0.0.0.0:2222', help: 'SSH listen address host:port' },
   advertise: { env: 'TUNNEL_ADVERTISE', help: 'host:port clients use to reach this relay (default: --listen unless it is a wildcard)' },
   'metrics-listen': { env: 'TUNNEL_METRICS_LISTEN', def: '127.0.0.1:9090', help: '/healthz and /metrics listen address host:port (loopback unless you choose otherwise)' },
@@ -123,6 +128,19 @@ const RawSchema = z.object({
     .string({ error: 'set --control-url or TUNNEL_CONTROL_URL to the control plane URL, e.g. http://127.0.0.1:8080' })
     .url({ error: '--control-url must be a URL such as http://127.0.0.1:8080' })
     .refine((u) => /^https?:$/.test(new URL(u).protocol), '--control-url must be http:// or https://'),
+  'ca-file': z.string().min(1).optional(),
+  'ca-pin': z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (s === undefined) return undefined;
+      try {
+        return parsePin(s);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `--ca-pin: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    }),
   'data-dir': z.string().min(1, '--data-dir must not be empty'),
   listen: hostPort('listen'),
   advertise: z.string().optional(),
@@ -233,8 +251,19 @@ export interface Limits {
   sendStallMs: number;
 }
 
+export interface ControlTrust {
+  caFile: string | undefined;
+  /** From --ca-pin; undefined means the pin stored at enrollment (if any) applies. */
+  caPin: string | undefined;
+  insecureHttp: boolean;
+}
+
 export interface Config {
   controlUrl: string;
+  /** How the control plane's TLS certificate is verified. */
+  trust: ControlTrust;
+  /** Set when --insecure-http allowed a plain http:// control URL off loopback (print it loudly). */
+  insecureWarning: string | undefined;
   dataDir: string;
   listen: HostPort;
   /** `host:port` sent at enrollment. */
@@ -268,7 +297,16 @@ export function helpText(): string {
     const def = 'def' in o ? ` (default ${o.def})` : '';
     return `  --${flag.padEnd(28)} ${o.help}${def}; env ${o.env}`;
   });
-  return ['usage: tunnel-node [options]', '', 'Runs a Tunnel relay node.', '', ...rows, '  --help                       show this help', ''].join('\n');
+  return [
+    'usage: tunnel-node [options]',
+    '',
+    'Runs a Tunnel relay node.',
+    '',
+    ...rows,
+    `  --${'insecure-http'.padEnd(28)} allow a plain http:// --control-url that is not loopback (credentials cross the network in clear); env TUNNEL_INSECURE_HTTP=1`,
+    '  --help                       show this help',
+    '',
+  ].join('\n');
 }
 
 const isWildcard = (host: string) => host === '0.0.0.0' || host === '::';
@@ -281,7 +319,12 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const options = Object.fromEntries(Object.keys(OPTIONS).map((k) => [k, { type: 'string' as const }]));
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { ...options, 'insecure-http': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}; see tunnel-node --help`);
   }
@@ -293,12 +336,22 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     const fromEnv = env[o.env];
     raw[flag] = typeof fromFlag === 'string' ? fromFlag : fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'def' in o ? o.def : undefined;
   }
+  raw['data-dir'] ??= join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'tunnel', 'node');
   const parsed = RawSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(issue?.message ?? 'invalid configuration; see tunnel-node --help');
   }
   const v = parsed.data;
+  if (v['ca-file'] && v['ca-pin']) throw new ConfigError('give either --ca-file or --ca-pin, not both');
+  const insecureHttp = values['insecure-http'] === true || ['1', 'true', 'yes'].includes((env.TUNNEL_INSECURE_HTTP ?? '').toLowerCase());
+  let insecureWarning: string | undefined;
+  try {
+    insecureWarning = checkServerUrl(v['control-url'], { insecureHttp }).warning;
+  } catch (err) {
+    if (err instanceof TrustError) throw new ConfigError(`--control-url: ${err.message}`);
+    throw err;
+  }
   const range = v['egress-source-ports'];
   if (range && range.last - range.first + 1 < v['egress-ports-per-lease']) {
     throw new ConfigError('--egress-source-ports must hold at least one block of --egress-ports-per-lease ports');
@@ -314,7 +367,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     kind: 'run',
     config: Object.freeze({
       controlUrl: v['control-url'].replace(/\/+$/, ''),
-      dataDir: v['data-dir'],
+      trust: Object.freeze({ caFile: v['ca-file'] ? resolve(v['ca-file']) : undefined, caPin: v['ca-pin'], insecureHttp }),
+      insecureWarning,
+      dataDir: resolve(v['data-dir']),
       listen: v.listen,
       advertise,
       metricsListen: v['metrics-listen'],

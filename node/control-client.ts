@@ -10,13 +10,14 @@ import {
 } from '../protocol/api-types.js';
 import { isErrorCode, type ErrorCode } from '../protocol/error-codes.js';
 import { JWKS_PATH, JwksSchema, type Jwks } from '../protocol/jwks.js';
+import { describeTrustFailure, trustConnector, type TrustSettings } from '../protocol/tls-trust.js';
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
 export type RevocationFeed = z.infer<typeof RevocationFeedSchema>;
 
-export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
+export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_UNTRUSTED' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
 
 /** A failed call to the control plane. `problemCode` is the API's stable `code` when it sent one. */
 export class ControlError extends Error {
@@ -48,12 +49,16 @@ export interface ControlClientOptions {
   /** The node credential, once enrolled. */
   nodeToken: () => string | undefined;
   dispatcher?: Dispatcher;
+  /** How to verify the control plane's certificate (system CAs when empty). */
+  trust?: TrustSettings;
   timeoutMs?: number;
 }
 
 export function createControlClient(opts: ControlClientOptions): ControlClient & { close(): Promise<void> } {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const ownAgent = opts.dispatcher ? undefined : new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const ownAgent = opts.dispatcher
+    ? undefined
+    : new Agent({ connect: trustConnector(opts.trust ?? {}, timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const dispatcher = opts.dispatcher ?? (ownAgent as Agent);
 
   async function call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T> | null, body?: unknown, auth = true): Promise<T> {
@@ -71,6 +76,8 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
+      const untrusted = describeTrustFailure(err);
+      if (untrusted) throw new ControlError('CONTROL_UNTRUSTED', `control plane not trusted: ${untrusted}`, { retryable: true, cause: err });
       throw new ControlError('CONTROL_UNREACHABLE', `control plane unreachable: ${method} ${path}`, { retryable: true, cause: err });
     }
     let json: unknown;

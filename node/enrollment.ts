@@ -13,6 +13,8 @@ const NodeStateSchema = z.object({
   node_token: z.string().min(1),
   issuer: z.string().min(1),
   control_url: z.string(),
+  /** The control plane's certificate pin given at enrollment (--ca-pin), used on every later start. */
+  ca_pin: z.string().optional(),
 });
 export type NodeState = z.infer<typeof NodeStateSchema>;
 
@@ -53,9 +55,22 @@ export async function loadOrCreateHostKey(dataDir: string, logger: Logger): Prom
   return { pem, publicKeyLine: formatPublicKeyLine(publicKey) };
 }
 
+/** The stored enrollment state, or undefined before the first enrollment. */
+export async function readNodeState(dataDir: string): Promise<NodeState | undefined> {
+  const path = join(dataDir, STATE_FILE);
+  const text = await readIfExists(path);
+  if (text === undefined) return undefined;
+  try {
+    return NodeStateSchema.parse(JSON.parse(text));
+  } catch (err) {
+    throw new EnrollmentError('STATE_CORRUPT', `${path} is unreadable; remove it and enroll again with --enroll-token`, { cause: err });
+  }
+}
+
 /**
  * Returns the node's enrollment state, enrolling with the one-time token if there is none.
- * The state (node id, credential, issuer) is kept in the data directory, mode 0600.
+ * The state (node id, credential, issuer, and the control plane's pin when one was given) is
+ * kept in the data directory, mode 0600. A pin given again later replaces the stored one.
  */
 export async function ensureEnrolled(opts: {
   dataDir: string;
@@ -63,28 +78,37 @@ export async function ensureEnrolled(opts: {
   enrollToken: string | undefined;
   advertise: string;
   hostKeyLine: string;
+  /** --ca-pin of this start (stored with the state). */
+  caPin?: string | undefined;
   control: Pick<ControlClient, 'enroll'>;
   logger: Logger;
 }): Promise<NodeState> {
   const path = join(opts.dataDir, STATE_FILE);
-  const text = await readIfExists(path);
-  if (text !== undefined) {
-    let state: NodeState;
-    try {
-      state = NodeStateSchema.parse(JSON.parse(text));
-    } catch (err) {
-      throw new EnrollmentError('STATE_CORRUPT', `${path} is unreadable; remove it and enroll again with --enroll-token`, { cause: err });
+  const existing = await readNodeState(opts.dataDir);
+  if (existing !== undefined) {
+    if (existing.control_url !== opts.controlUrl) {
+      throw new EnrollmentError('WRONG_CONTROL_PLANE', `this data directory is enrolled with ${existing.control_url}; use that --control-url or a fresh --data-dir`);
     }
-    if (state.control_url !== opts.controlUrl) {
-      throw new EnrollmentError('WRONG_CONTROL_PLANE', `this data directory is enrolled with ${state.control_url}; use that --control-url or a fresh --data-dir`);
+    if (opts.caPin && opts.caPin !== existing.ca_pin) {
+      const state = { ...existing, ca_pin: opts.caPin };
+      await writeFileAtomic(path, JSON.stringify(state, null, 2), 0o600);
+      opts.logger.info('stored the new control plane pin', { pin: opts.caPin });
+      return state;
     }
-    return state;
+    return existing;
   }
   if (!opts.enrollToken) {
     throw new EnrollmentError('NOT_ENROLLED', 'this node is not enrolled: pass --enroll-token (or TUNNEL_ENROLL_TOKEN) with a token from `tunnel nodes` admin');
   }
   const res = await opts.control.enroll({ token: opts.enrollToken, host_key: opts.hostKeyLine, address: opts.advertise });
-  const state: NodeState = { node_id: res.node_id, name: res.name, node_token: res.node_token, issuer: res.issuer, control_url: opts.controlUrl };
+  const state: NodeState = {
+    node_id: res.node_id,
+    name: res.name,
+    node_token: res.node_token,
+    issuer: res.issuer,
+    control_url: opts.controlUrl,
+    ...(opts.caPin ? { ca_pin: opts.caPin } : {}),
+  };
   await writeFileAtomic(path, JSON.stringify(state, null, 2), 0o600);
   opts.logger.info('node enrolled', { nodeId: state.node_id, name: state.name });
   return state;

@@ -23,6 +23,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const config = parsed.config;
+  if (config.insecureWarning) process.stderr.write(`tunnel-node: ${config.insecureWarning}\n`);
   const logger = createJsonLogger((line) => process.stderr.write(line), { component: 'tunnel-node' });
   let booted;
   try {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -15,7 +16,7 @@ import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { readLine } from '../prompt.js';
-import { readConfigFile, resolveServer, writeConfigFile, writeCredentials } from '../settings.js';
+import { resolveServer, resolveTrust, storeTrust, writeCredentials } from '../settings.js';
 import type { Command } from './command.js';
 
 export const login: Command = {
@@ -24,6 +25,7 @@ export const login: Command = {
   usage: `Usage: tunnel login [--server URL] [--browser]
        tunnel login [--server URL] --password [--user NAME]
        tunnel login [--server URL] --token TOKEN
+       (any of them with --ca-pin sha256:HEX or --ca-file FILE, once)
 
 Logs in and stores the credentials in $XDG_CONFIG_HOME/tunnel/credentials.json (mode 0600).
 Without options it starts a device login: it prints a URL and a code; open the URL on any
@@ -37,9 +39,17 @@ Options:
   --user NAME      user name for --password (asked for when missing)
   --token TOKEN    a service token (scoped, for headless hosts)
   --token-file F   read the service token from file F (keeps it out of the process list)
+  --ca-pin PIN     trust the server whose certificate key has this pin (sha256:HEX, printed by
+                   tunnel-control at start) instead of the system CAs [TUNNEL_CA_PIN]
+  --ca-file FILE   trust the CA certificates in FILE (PEM) instead of the system CAs [TUNNEL_CA_FILE]
+  --insecure-http  allow a plain http:// server that is not on loopback (everything, passwords
+                   included, crosses the network unencrypted) [TUNNEL_INSECURE_HTTP=1]
+The pin, CA file or --insecure-http is stored with the server in config.json, so later commands
+verify the server the same way without being told again.
 
 Examples:
   tunnel login --server https://tunnel.example.com
+  tunnel login --server https://203.0.113.7:8443 --ca-pin sha256:3f1c...e9
   TUNNEL_TOKEN=tnl_st_... tunnel login --server https://tunnel.example.com --token "$TUNNEL_TOKEN"`,
   async run(ctx, argv) {
     const a = parseCommand('login', argv, {
@@ -48,11 +58,17 @@ Examples:
       user: { type: 'string' },
       token: { type: 'string' },
       'token-file': { type: 'string' },
+      'ca-pin': { type: 'string' },
+      'ca-file': { type: 'string' },
+      'insecure-http': { type: 'boolean' },
     });
     if (a.positionals.length) throw new UsageError('login', `unexpected argument "${a.positionals[0]}"`);
     const server = resolveServer(ctx, a.server);
     if (!server) throw new UsageError('login', 'no control plane given: use --server URL (or TUNNEL_SERVER)');
-    const api = new ApiClient(server, ctx.dispatcher);
+    const caFile = a.values['ca-file'];
+    const flags = { caPin: a.values['ca-pin'], caFile: caFile === undefined ? undefined : resolve(caFile), insecureHttp: a.values['insecure-http'] === true };
+    const api = ApiClient.forServer(ctx, server, flags);
+    const trust = resolveTrust(ctx, server, flags);
     const fromFile = a.values['token-file'] === undefined ? undefined : readTokenFile(a.values['token-file']);
     const serviceToken = a.values.token ?? fromFile ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
 
@@ -81,7 +97,7 @@ Examples:
       ...(tokens.refresh_token ? { refresh_token: tokens.refresh_token } : {}),
       ...(serviceToken ? { service_token: serviceToken } : {}),
     });
-    writeConfigFile(ctx, { ...readConfigFile(ctx), server });
+    storeTrust(ctx, server, trust);
     if (a.json) out(ctx, JSON.stringify({ server, user: me.name, role: me.role }, null, 2));
     else info(ctx, `Logged in to ${server} as ${me.name}${me.scopes ? ` (service token: ${me.scopes.join(' ')})` : ''}.`);
     return 0;

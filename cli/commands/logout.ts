@@ -17,8 +17,13 @@ Example:
   async run(ctx, argv) {
     parseCommand('logout', argv, {});
     const creds = readCredentials(ctx);
-    if (creds) {
-      const api = new ApiClient(creds.server, ctx.dispatcher);
+    let api: ApiClient | undefined;
+    try {
+      api = creds ? ApiClient.forServer(ctx, creds.server) : undefined;
+    } catch {
+      api = undefined; // e.g. the stored trust no longer applies: still delete the credentials
+    }
+    if (creds && api) {
       // Best effort: the local credentials go even when the server cannot be told.
       await api
         .raw('POST', '/v1/auth/logout', {

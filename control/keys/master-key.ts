@@ -42,3 +42,18 @@ function readKeyFile(path: string): Buffer {
   if (buf.length !== 32) throw new ConfigError(`master key file ${path} must hold 32 bytes as base64 or hex`);
   return buf;
 }
+
+/**
+ * `tunnel-control gen-master-key FILE`: 32 random bytes, base64, in a new file of mode 0600.
+ * An existing file is never overwritten (losing the key loses every sealed private key).
+ */
+export function writeNewMasterKey(path: string): void {
+  try {
+    writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new ConfigError(`${path} already exists; a master key is never overwritten (move it away first if you mean it)`);
+    throw new ConfigError(`cannot write ${path}: ${code ?? (err as Error).message}`);
+  }
+  chmodSync(path, 0o600);
+}

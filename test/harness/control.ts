@@ -12,7 +12,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { trustConnector } from '../../protocol/tls-trust.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { repoRoot, freePort } from './net.js';
 
@@ -26,8 +27,12 @@ export function controlBinary(): string {
 }
 
 export interface ControlProcess {
-  /** Base URL, e.g. http://127.0.0.1:41234 (also the public URL and token issuer). */
+  /** Base URL, e.g. http://127.0.0.1:41234 (also the public URL and token issuer); https:// when it serves TLS. */
   url: string;
+  /** The certificate pin it printed (sha256:HEX) when it serves TLS, else null. */
+  pin: string | null;
+  /** For HTTPS: an undici dispatcher that trusts exactly that pin (pass it to httpCaller). */
+  dispatcher: Dispatcher | undefined;
   port: number;
   /** The process id of the server (for CPU accounting in benchmarks). */
   pid: number;
@@ -78,6 +83,7 @@ function exited(child: ChildProcess): boolean {
 }
 
 const READY_RE = /Tunnel control plane ready at /;
+const PIN_RE = /\n {2}(sha256:[0-9a-f]{64})\n/;
 const SETUP_CODE_RE = /"setup_code":"(setup_[A-Za-z0-9_-]+)"/;
 
 /**
@@ -156,14 +162,18 @@ export async function startControlProcess(opts: StartControlOptions = {}): Promi
       cleanupDirs();
       throw new Error(`tunnel-control failed to start: ${lastError}`, { cause: err });
     }
-    const url = `http://127.0.0.1:${port}`;
-    await waitForHealthy(url, () => exited(child), opts.startTimeoutMs ?? 30_000).catch(async (err: unknown) => {
+    const pin = PIN_RE.exec(stderr)?.[1] ?? null;
+    const url = `${pin ? 'https' : 'http'}://127.0.0.1:${port}`;
+    const dispatcher = pin ? new Agent({ connect: trustConnector({ caPin: pin }, 10_000) }) : undefined;
+    await waitForHealthy(url, () => exited(child), opts.startTimeoutMs ?? 30_000, dispatcher).catch(async (err: unknown) => {
       await stop();
       cleanupDirs();
       throw err;
     });
     return {
       url,
+      pin,
+      dispatcher,
       port,
       pid: child.pid!,
       dataDir,
@@ -180,13 +190,13 @@ export async function startControlProcess(opts: StartControlOptions = {}): Promi
 }
 
 /** Polls GET /healthz until it answers 200; bounded, fails fast if the process exits. */
-async function waitForHealthy(url: string, isExited: () => boolean, timeoutMs: number): Promise<void> {
+async function waitForHealthy(url: string, isExited: () => boolean, timeoutMs: number, dispatcher?: Dispatcher): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     if (isExited()) throw new Error('tunnel-control exited before /healthz answered');
     try {
-      const res = await undiciFetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
+      const res = await undiciFetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000), ...(dispatcher ? { dispatcher } : {}) });
       await res.arrayBuffer();
       if (res.status === 200) return;
       last = `status ${res.status}`;
@@ -251,8 +261,8 @@ export interface ApiCallOptions {
 /** The shape of `TestApp.call` (in-process) and of `httpCaller` (real HTTP), so helpers serve both. */
 export type ApiCall = (method: string, path: string, opts?: ApiCallOptions) => Promise<ApiResult>;
 
-/** JSON calls over real HTTP (undici fetch) to a control plane at `baseUrl`. */
-export function httpCaller(baseUrl: string): ApiCall {
+/** JSON calls over real HTTP (undici fetch) to a control plane at `baseUrl` (HTTPS: pass its pinned dispatcher). */
+export function httpCaller(baseUrl: string, dispatcher?: Dispatcher): ApiCall {
   return async (method, path, o = {}) => {
     const headers: Record<string, string> = { ...o.headers };
     if (o.token) headers.authorization = `Bearer ${o.token}`;
@@ -261,7 +271,7 @@ export function httpCaller(baseUrl: string): ApiCall {
       body = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
       headers['content-type'] ??= 'application/json';
     }
-    const res = await undiciFetch(new URL(path, baseUrl), { method, headers, body });
+    const res = await undiciFetch(new URL(path, baseUrl), { method, headers, body, ...(dispatcher ? { dispatcher } : {}) });
     const text = await res.text();
     let parsed: unknown = text;
     try {

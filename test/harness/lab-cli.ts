@@ -74,6 +74,7 @@ export function labCli(stack: LabStack, name: string, host: LabHost, parent: str
     HOME: home,
     XDG_CONFIG_HOME: join(home, '.config'),
     TUNNEL_SERVER: stack.controlUrl,
+    TUNNEL_CA_PIN: stack.caPin,
   };
   const withEnv = (cmd: string, args: string[]) => ['env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), cmd, ...args];
   return {

@@ -35,11 +35,17 @@ process.stdin.setEncoding('utf8').on('data', (d) => (input += d)).on('end', asyn
 });
 `;
 
-/** JSON calls to `baseUrl` made from inside lab host `from` (same shape as control.ts httpCaller). */
-export function labCaller(lab: Lab, from: LabHost, baseUrl: string): ApiCall {
+/**
+ * JSON calls to `baseUrl` made from inside lab host `from` (same shape as control.ts httpCaller).
+ * For https, `caFile` is the PEM certificate to trust (the control plane's self-signed one).
+ */
+export function labCaller(lab: Lab, from: LabHost, baseUrl: string, caFile?: string): ApiCall {
   return async (method, path, o = {}) => {
     const body = o.body === undefined ? '' : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
-    const { stdout } = await lab.exec(from, process.execPath, ['-e', FETCH_SCRIPT, method, new URL(path, baseUrl).toString(), o.token ?? ''], { input: body, timeoutMs: 20_000 });
+    const argv = ['-e', FETCH_SCRIPT, method, new URL(path, baseUrl).toString(), o.token ?? ''];
+    const { stdout } = caFile
+      ? await lab.exec(from, 'env', [`NODE_EXTRA_CA_CERTS=${caFile}`, process.execPath, ...argv], { input: body, timeoutMs: 20_000 })
+      : await lab.exec(from, process.execPath, argv, { input: body, timeoutMs: 20_000 });
     const r = JSON.parse(stdout) as { status: number; body: string; headers: Record<string, string> };
     if (r.status === 0) throw new Error(`${method} ${path} from ${from}: ${r.body}`);
     let parsed: unknown = r.body;
@@ -80,8 +86,12 @@ export interface LabStackOptions {
 
 export interface LabStack {
   lab: Lab;
-  /** http://10.77.0.10:8080, as hosts in the lab reach it. */
+  /** https://10.77.0.10:8080, as hosts in the lab reach it (its own self-signed certificate). */
   controlUrl: string;
+  /** The control plane's certificate pin (relays and CLIs are given it with --ca-pin / TUNNEL_CA_PIN). */
+  caPin: string;
+  /** The control plane's certificate file (a CA file for curl, fetch, --ca-file). */
+  caFile: string;
   /** API calls made from the ctl host. */
   call: ApiCall;
   adminToken: string;
@@ -110,7 +120,9 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
   let relay: LabRelay | undefined;
   try {
     const { ctl, relay: relayHost } = lab.hosts;
-    const controlUrl = `http://${ctl.addr}:${LAB_CONTROL_PORT}`;
+    // The control plane on a non-loopback address with the embedded database makes its own
+    // certificate (the single-host default) and prints its pin; everyone is given that pin.
+    const controlUrl = `https://${ctl.addr}:${LAB_CONTROL_PORT}`;
     const controlDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-control-'));
     const controlHome = mkdtempSync(join(tmpdir(), 'tunnel-lab-control-home-'));
     dirs.push(controlDir, controlHome);
@@ -121,8 +133,11 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
     const started = await waitForOutput(control, /Tunnel control plane ready at /, 60_000);
     const setupCode = /"setup_code":"(setup_[A-Za-z0-9_-]+)"/.exec(started)?.[1];
     if (!setupCode) throw new Error(`tunnel-control printed no setup code:\n${started}`);
+    const caPin = /\n {2}(sha256:[0-9a-f]{64})\n/.exec(started)?.[1];
+    if (!caPin) throw new Error(`tunnel-control printed no certificate pin:\n${started}`);
+    const caFile = join(controlDir, 'tls', 'cert.pem');
 
-    const call = labCaller(lab, 'ctl', controlUrl);
+    const call = labCaller(lab, 'ctl', controlUrl, caFile);
     expectStatus(await call('POST', '/v1/setup', { body: { setup_code: setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
     const adminToken = await passwordLogin(call, ADMIN.name, ADMIN.password);
     const relayName = 'relay-1';
@@ -131,7 +146,7 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
     const relayDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-node-'));
     dirs.push(relayDir);
     // The metrics port is on the lab's WAN address (not loopback): allow /healthz?detail=1 there.
-    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', '--health-detail', 'all', ...(opts.relayArgs ?? [])];
+    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', '--health-detail', 'all', '--ca-pin', caPin, ...(opts.relayArgs ?? [])];
     const launch = async (enrollToken: string | undefined, extra: string[] = []): Promise<LabRelay> => {
       const p = await startRelayProcess({
         controlUrl,
@@ -150,6 +165,8 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
     const stack: LabStack = {
       lab,
       controlUrl,
+      caPin,
+      caFile,
       call,
       adminToken,
       relay,
@@ -163,7 +180,7 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
         const home = mkdtempSync(join(tmpdir(), `tunnel-lab-cli-${name}-`));
         dirs.push(home);
         mkdirSync(join(home, '.config'), { recursive: true });
-        const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TUNNEL_SERVER: controlUrl };
+        const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TUNNEL_SERVER: controlUrl, TUNNEL_CA_PIN: caPin };
         const argv = (args: string[]) => ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, cliBinary(), ...args];
         const u: LabCliUser = {
           name,

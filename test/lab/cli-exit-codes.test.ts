@@ -75,7 +75,7 @@ describe('tunnel exit codes and one-line messages in the lab (real binaries)', {
   });
 
   it('5: the control plane unreachable: a wrong --server', async () => {
-    const wrong = `http://${lab.hosts.ctl.addr}:1`;
+    const wrong = `https://${lab.hosts.ctl.addr}:1`;
     assertOneLine(await nobody.run(['login', '--server', wrong, '--token', 'tnl_st_whatever'], { timeoutMs: 30_000 }), 5, /cannot reach the control plane/);
   });
 

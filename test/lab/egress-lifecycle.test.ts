@@ -183,7 +183,7 @@ describe('egress lock across relay restarts and crashes (lab)', { skip }, () => 
       sshPort: 2223,
       metricsPort: 9091,
       wrap: ['ip', 'netns', 'exec', lab.hosts.relay.ns],
-      args: ['--egress-driver', 'off'],
+      args: ['--egress-driver', 'off', '--ca-pin', stack.caPin],
     });
     try {
       assert.match(off.stderr(), /"level":"warn","msg":"EGRESS LOCK OFF/);

@@ -1,0 +1,160 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { buildConnector } from 'undici';
+
+/**
+ * How the relay and the CLI decide to trust the control plane: the system CAs (Node's bundled
+ * store plus NODE_EXTRA_CA_CERTS), a CA file, or a pin. Shared so both check the same way.
+ *
+ * The pin is `sha256:` followed by the lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of
+ * the server's (leaf) certificate, the format of Teleport's `--ca-pin`. It names the key, so it
+ * survives renewing the certificate with the same key; `tunnel-control` prints it at start.
+ * With a pin the chain and name are not checked (a self-signed certificate is the common case):
+ * only a server holding that private key completes the handshake.
+ */
+
+export const PIN_PATTERN = /^sha256:[0-9a-f]{64}$/;
+
+export class TrustError extends Error {
+  override readonly name = 'TrustError';
+  constructor(
+    readonly code: 'TLS_PIN_INVALID' | 'TLS_PIN_MISMATCH' | 'TLS_CA_FILE_UNREADABLE' | 'INSECURE_HTTP_REFUSED' | 'TLS_TRUST_CONFLICT',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The pin of a certificate (PEM text or DER bytes). */
+export function certificatePin(cert: string | Buffer): string {
+  const spki = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
+/** Validates a pin given by an operator (`sha256:` and 64 hex digits, any case). */
+export function parsePin(text: string): string {
+  const pin = text.trim().toLowerCase();
+  if (!PIN_PATTERN.test(pin)) {
+    throw new TrustError('TLS_PIN_INVALID', `the pin must be sha256: followed by 64 hex digits (as tunnel-control prints it), got "${text.slice(0, 80)}"`);
+  }
+  return pin;
+}
+
+/** localhost, 127.0.0.0/8 and ::1 (also as an IPv4-mapped address). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./.test(h) || h === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+export interface TrustSettings {
+  /** A PEM file of CA certificates that replaces the system CAs. */
+  caFile?: string | undefined;
+  /** A certificate pin (see above); replaces CA verification. */
+  caPin?: string | undefined;
+  /** Allow plain http:// to a non-loopback host (and warn loudly). */
+  insecureHttp?: boolean | undefined;
+}
+
+/**
+ * Checks a control plane URL before anything connects to it: https, or http to loopback, or http
+ * elsewhere only with `insecureHttp`. Returns a warning to print when the URL is insecure.
+ */
+export function checkServerUrl(url: string, trust: TrustSettings, flag = '--insecure-http'): { warning?: string } {
+  const u = new URL(url);
+  if (u.protocol === 'https:') return {};
+  if (u.protocol !== 'http:') throw new TrustError('INSECURE_HTTP_REFUSED', `${url} must be an https:// URL`);
+  if (isLoopbackHost(u.hostname)) return {};
+  if (!trust.insecureHttp) {
+    throw new TrustError(
+      'INSECURE_HTTP_REFUSED',
+      `refusing plain http:// to ${u.host}: passwords, tokens and keys would cross the network unencrypted; use https:// (tunnel-control --tls-cert/--tls-key or --tls self-signed), or pass ${flag} to accept the risk`,
+    );
+  }
+  return {
+    warning: `WARNING: ${flag}: talking to ${u.origin} over plain HTTP; anyone on the path can read and change passwords, tokens and keys`,
+  };
+}
+
+/** The pin of the certificate a TLS socket was shown, or undefined when there was none. */
+export function peerPin(socket: TLSSocket): string | undefined {
+  const raw = socket.getPeerCertificate(false)?.raw;
+  return raw && raw.length > 0 ? certificatePin(raw) : undefined;
+}
+
+/**
+ * An undici connector for these trust settings (system CAs when neither a CA file nor a pin is
+ * set). With a pin the handshake is completed without chain checks, then the socket is closed
+ * before any byte is sent unless the server's key matches the pin; sessions are not resumed, so
+ * every connection shows its certificate.
+ */
+export function trustConnector(trust: TrustSettings, timeoutMs: number): buildConnector.connector {
+  if (trust.caFile && trust.caPin) throw new TrustError('TLS_TRUST_CONFLICT', 'give either a CA file or a pin, not both');
+  if (trust.caPin) {
+    const pin = parsePin(trust.caPin);
+    const base = buildConnector({ rejectUnauthorized: false, maxCachedSessions: 0, timeout: timeoutMs });
+    return (opts, callback) => {
+      base(opts, (err, socket) => {
+        if (err || !socket) return callback(err ?? new Error('no socket'), null);
+        if (opts.protocol !== 'https:') return callback(null, socket);
+        let got: string | undefined;
+        try {
+          got = peerPin(socket as TLSSocket);
+        } catch {
+          got = undefined;
+        }
+        if (got !== pin) {
+          socket.destroy();
+          return callback(
+            new TrustError('TLS_PIN_MISMATCH', `the server's certificate does not match the pin: it has ${got ?? 'no certificate'}, expected ${pin}`),
+            null,
+          );
+        }
+        callback(null, socket);
+      });
+    };
+  }
+  if (trust.caFile) {
+    let ca: Buffer;
+    try {
+      ca = readFileSync(trust.caFile);
+    } catch (err) {
+      throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+    }
+    return buildConnector({ ca, timeout: timeoutMs });
+  }
+  return buildConnector({ timeout: timeoutMs });
+}
+
+/** TLS verification failures as OpenSSL/Node name them, for a clear message instead of a code. */
+const TLS_VERIFY_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * When `err` (or its cause) is a failed certificate check, a one-line explanation of what to do;
+ * otherwise undefined.
+ */
+export function describeTrustFailure(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e instanceof TrustError) return e.message;
+    if (typeof e.code === 'string' && TLS_VERIFY_CODES.has(e.code)) {
+      return `the server's TLS certificate is not trusted (${e.code}): give the CA with --ca-file, or the pin tunnel-control printed with --ca-pin sha256:...`;
+    }
+  }
+  return undefined;
+}
