@@ -47,9 +47,13 @@ export class ApiClient {
   readonly server: string;
   readonly #dispatcher: Dispatcher | undefined;
 
-  constructor(server: string, dispatcher?: Dispatcher) {
+  /** How this client verifies the server (what forServer resolved; empty for a bare client). */
+  readonly trust: TrustSettings;
+
+  constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}) {
     this.server = server;
     this.#dispatcher = dispatcher;
+    this.trust = trust;
   }
 
   /**
@@ -62,7 +66,7 @@ export class ApiClient {
     try {
       const { warning } = checkServerUrl(server, trust);
       if (warning) ctx.stderr.write(`tunnel: ${warning}\n`);
-      return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }));
+      return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }), trust);
     } catch (err) {
       if (err instanceof TrustError) throw new CliError(EXIT.USAGE, err.message, { code: err.code });
       throw err;

@@ -127,7 +127,11 @@ export const admin: Command = {
           ...(ttl ? { ttl_seconds: ttl } : {}),
         });
         // The token goes in the environment, not argv, so other local users cannot read it from ps.
-        const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${s.api.server} --advertise ${advertise}`;
+        // The relay verifies the control plane the way this CLI does (a pin is stored at enrollment).
+        const trust = s.api.trust;
+        const verify = trust.caPin ? ` --ca-pin ${trust.caPin}` : trust.caFile ? ' --ca-file CA_FILE' : '';
+        const insecure = trust.insecureHttp && s.api.server.startsWith('http:') ? ' --insecure-http' : '';
+        const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${s.api.server}${verify}${insecure} --advertise ${advertise}`;
         if (a.json) out(ctx, JSON.stringify({ ...t, command }, null, 2));
         else {
           info(ctx, `One-time enrollment token for relay ${t.name} (expires ${t.expires_at}):`);

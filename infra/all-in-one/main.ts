@@ -61,6 +61,8 @@ async function main(): Promise<number> {
     '--egress-driver',
     'off',
     ...(token ? ['--enroll-token', token] : []),
+    // A non-loopback --listen serves HTTPS with its own certificate: the relay trusts its pin.
+    ...(control.tls() ? ['--ca-pin', control.tls()!.pin] : []),
   ];
   const parsed = parseConfig(relayArgs, {});
   if (parsed.kind !== 'run') throw new Error('unreachable');
@@ -69,7 +71,7 @@ async function main(): Promise<number> {
   const url = controlCfg.publicUrl;
   const setup = control.setupCode
     ? `  1. Create the first admin (the setup code works once):
-       curl -sS -X POST ${url}/v1/setup -H 'content-type: application/json' \\
+       curl -sS ${control.tls() ? `--cacert ${control.tls()!.certFile} ` : ''}-X POST ${url}/v1/setup -H 'content-type: application/json' \\
          -d '{"setup_code":"${control.setupCode}","name":"admin","password":"<12+ characters>"}'
 `
     : `  1. (An admin exists already.)
@@ -80,7 +82,7 @@ Tunnel is running (all-in-one on loopback; data in ${dataDir}):
   relay          ${relay.state.name} at ${parsed.config.advertise}   (health: http://${values['metrics-listen'] ?? '127.0.0.1:9090'}/healthz)
 
 Next:
-${setup}  2. Log in:                     node dist/cli/main.js login --server ${url} --password --user admin
+${setup}  2. Log in:                     node dist/cli/main.js login --server ${url} --password --user admin${control.tls() ? ` --ca-pin ${control.tls()!.pin}` : ''}
   3. On X, publish a service:    node dist/cli/main.js expose 22 --name hostx-ssh
   4. On Y, reach it:             ssh -o ProxyCommand='node dist/cli/main.js open --stdio %h' you@hostx-ssh
                                  (or: node dist/cli/main.js open hostx-ssh --listen 127.0.0.1:2200)

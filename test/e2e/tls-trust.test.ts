@@ -237,6 +237,16 @@ describe('the CLI and the relay verify the control plane (pin, CA file) and refu
     const res = await undiciFetch(`${control.url}/healthz`, { dispatcher: new Agent({ connect: trustConnector({ caPin: certificatePin(readFileSync(join(dir, 'cert-b.pem'))) }, 10_000) }) });
     assert.equal(res.status, 200);
   });
+
+  it('a changed certificate file is picked up without a signal (polled every 10 s)', async () => {
+    const c = createSelfSignedCert(['127.0.0.1'], new Date());
+    const from = control.stderr().length;
+    writeFileSync(`${keyFile}.new`, c.keyPem, { mode: 0o600 });
+    execFileSync('mv', [`${keyFile}.new`, keyFile]);
+    writeFileSync(`${certFile}.new`, c.certPem);
+    execFileSync('mv', [`${certFile}.new`, certFile]);
+    await control.waitForStderr(new RegExp(`"msg":"TLS certificate reloaded".*"pin":"${certificatePin(c.certPem)}"`), from, 40_000);
+  });
 });
 
 describe('plain http:// to a non-loopback address', () => {

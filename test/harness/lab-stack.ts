@@ -6,7 +6,7 @@
  * port only by running small programs inside lab hosts, so no traffic leaves the lab.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlBinary, expectStatus, passwordLogin, type ApiCall, type ApiResult } from './control.js';
@@ -80,6 +80,11 @@ export interface LabStackOptions {
   lab?: CreateLabOptions;
   /** Extra tunnel-node flags (the egress lock is on: --egress-driver iptables --egress-uid 0). */
   relayArgs?: string[];
+  /**
+   * Run the relay as this uid with only CAP_NET_ADMIN (as the systemd unit does), egress uid left
+   * to its default (its own uid), instead of as root with --egress-uid 0.
+   */
+  relayUid?: number;
   /** Extra tunnel-control flags. */
   controlArgs?: string[];
 }
@@ -146,7 +151,15 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
     const relayDir = mkdtempSync(join(tmpdir(), 'tunnel-lab-node-'));
     dirs.push(relayDir);
     // The metrics port is on the lab's WAN address (not loopback): allow /healthz?detail=1 there.
-    const relayArgs = ['--egress-driver', 'iptables', '--egress-uid', '0', '--drain-timeout', '2s', '--health-detail', 'all', '--ca-pin', caPin, ...(opts.relayArgs ?? [])];
+    const uid = opts.relayUid;
+    if (uid !== undefined) chownSync(relayDir, uid, uid);
+    const asUser =
+      uid === undefined
+        ? []
+        : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin', '--bounding-set=-all,+net_admin'];
+    const relayArgs = [
+      '--egress-driver', 'iptables', ...(uid === undefined ? ['--egress-uid', '0'] : []), '--drain-timeout', '2s', '--health-detail', 'all', '--ca-pin', caPin, ...(opts.relayArgs ?? []),
+    ];
     const launch = async (enrollToken: string | undefined, extra: string[] = []): Promise<LabRelay> => {
       const p = await startRelayProcess({
         controlUrl,
@@ -155,7 +168,7 @@ export async function startLabStack(opts: LabStackOptions = {}): Promise<LabStac
         host: relayHost.wanAddr,
         sshPort: LAB_RELAY_SSH_PORT,
         metricsPort: LAB_RELAY_METRICS_PORT,
-        wrap: ['ip', 'netns', 'exec', relayHost.ns],
+        wrap: ['ip', 'netns', 'exec', relayHost.ns, ...asUser],
         args: [...relayArgs, ...extra],
       });
       return { process: p, address: `${relayHost.wanAddr}:${LAB_RELAY_SSH_PORT}` };

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadControlConfig } from './config.js';
+
+const KEY = { TUNNEL_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') };
+
+describe('tunnel-control configuration: TLS and defaults', () => {
+  it('plain HTTP on a loopback --listen (the default; a reverse proxy in front), https:// public URL allowed', () => {
+    const c = loadControlConfig([], { HOME: '/home/z' });
+    assert.deepEqual(c.tls, { mode: 'off', warn: false });
+    assert.equal(c.publicUrl, 'http://127.0.0.1:8080');
+    const proxied = loadControlConfig(['--public-url', 'https://tunnel.example.com'], { HOME: '/home/z' });
+    assert.equal(proxied.tls.mode, 'off');
+    assert.equal(proxied.publicUrl, 'https://tunnel.example.com');
+  });
+
+  it('its own certificate on another address with the embedded database; https:// by default', () => {
+    const c = loadControlConfig(['--listen', '10.0.0.5:8443'], { HOME: '/home/z' });
+    assert.deepEqual(c.tls, { mode: 'self-signed', dir: '/home/z/.local/share/tunnel/control/tls' });
+    assert.equal(c.publicUrl, 'https://10.0.0.5:8443');
+    assert.equal(loadControlConfig(['--tls', 'self-signed'], { HOME: '/h' }).tls.mode, 'self-signed');
+  });
+
+  it('certificate files; with Postgres a non-loopback address needs them (or an explicit, warned --tls off)', () => {
+    const f = loadControlConfig(['--listen', '0.0.0.0:8443', '--public-url', 'https://t.example', '--tls-cert', '/etc/c.pem', '--tls-key', '/etc/k.pem'], {
+      DATABASE_URL: 'postgres://db/t',
+      ...KEY,
+    });
+    assert.deepEqual(f.tls, { mode: 'files', certFile: '/etc/c.pem', keyFile: '/etc/k.pem' });
+    assert.throws(() => loadControlConfig(['--listen', '0.0.0.0:8443', '--public-url', 'https://t.example'], { DATABASE_URL: 'postgres://db/t', ...KEY }), /not loopback and no TLS/);
+    assert.throws(() => loadControlConfig(['--tls', 'self-signed'], { DATABASE_URL: 'postgres://db/t', ...KEY }), /same --tls-cert\/--tls-key/);
+    const off = loadControlConfig(['--listen', '0.0.0.0:8080', '--tls', 'off'], { DATABASE_URL: 'postgres://db/t', ...KEY });
+    assert.deepEqual(off.tls, { mode: 'off', warn: true });
+  });
+
+  it('refuses half or contradictory TLS settings with one line each', () => {
+    for (const argv of [
+      ['--tls-cert', '/c.pem'],
+      ['--tls', 'maybe'],
+      ['--tls', 'off', '--tls-cert', '/c', '--tls-key', '/k'],
+      ['--listen', '10.0.0.5:8443', '--public-url', 'http://10.0.0.5:8443'],
+    ]) {
+      assert.throws(() => loadControlConfig(argv, { HOME: '/h' }), ConfigError, argv.join(' '));
+    }
+  });
+
+  it('the data dir is absolute: $XDG_DATA_HOME/tunnel/control, or a given one resolved', () => {
+    assert.equal(loadControlConfig([], { XDG_DATA_HOME: '/x' }).dataDir, '/x/tunnel/control');
+    assert.equal(loadControlConfig(['--data-dir', 'rel'], { HOME: '/h' }).dataDir, `${process.cwd()}/rel`);
+  });
+
+  it('gen-master-key FILE', () => {
+    assert.equal(loadControlConfig(['gen-master-key', '/etc/tunnel/master.key'], {}).masterKeyOut, '/etc/tunnel/master.key');
+    assert.throws(() => loadControlConfig(['gen-master-key'], {}), /needs one FILE/);
+  });
+});
