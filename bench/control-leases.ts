@@ -36,7 +36,7 @@ import {
   type ControlProcess,
 } from '../test/harness/control.js';
 import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
-import { formatTable, quantile, runLoad, type LoadResult } from './load.js';
+import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load.js';
 
 type Backend = 'pglite' | 'postgres';
 type Kind = 'open' | 'expose';

@@ -12,12 +12,19 @@
  * Prints a markdown table with the issue's targets. Everything it starts is stopped, also on
  * failure or Ctrl-C. Not a test: numbers depend on the machine.
  *
+ * Long distance: single-stream rows at each `--rtt` (default 50 and 150 ms) with a userspace delay
+ * line (bench/lib/delay-line.ts: each chunk held RTT/2 per direction, no rate limit) in front of
+ * the daemon, for both paths: ssh -R/-L dial sshd through it; for Tunnel a second relay
+ * (relay-far) advertises the delay line's port, and the exposure is pinned to it. Both use
+ * aes128-gcm. One push of `--far-bytes` (256 MiB) per row.
+ *
  * Options: --bytes N (default 1 GiB) --connections N (200) --rounds N (3; the median is reported)
  *          --cipher NAME (repeatable) --cpu-prof DIR (profile tunnel expose, tunnel open and the relay into DIR)
+ *          --rtt MS,MS (50,150; empty: no long-distance rows) --far-bytes N (256 MiB)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -25,6 +32,10 @@ import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
 import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
+import { startDelayLine, type DelayLine } from './lib/delay-line.js';
+import { ADMIN } from '../test/harness/stack.js';
+import { httpCaller, passwordLogin } from '../test/harness/control.js';
+import { startRelayProcess } from '../test/harness/relay-process.js';
 import { firstByteLatencies, openStream, pump, quantile, startService, waitForPath, type Service } from './lib/traffic.js';
 
 const GiB = 1024 ** 3;
@@ -39,8 +50,12 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '3' },
     cipher: { type: 'string', multiple: true, default: ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'] },
     'cpu-prof': { type: 'string' },
+    rtt: { type: 'string', default: '50,150' },
+    'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
   },
 });
+const RTTS = opts.rtt.split(',').filter(Boolean).map(Number);
+const FAR_BYTES = Number(opts['far-bytes']);
 const BYTES = Number(opts.bytes);
 const CONNECTIONS = Number(opts.connections);
 const ROUNDS = Number(opts.rounds);
@@ -138,6 +153,99 @@ async function runTunnel(stack: Stack, x: CliUser, y: CliUser, service: Service,
   }
 }
 
+/** One push of FAR_BYTES through Y's local port, MB/s. */
+async function farPush(localPort: number, service: Service): Promise<number> {
+  await waitForPath(localPort, 60_000);
+  const { sock } = await openStream(localPort);
+  const t0 = performance.now();
+  await Promise.all([pump(sock, FAR_BYTES), service.waitForBytes(service.received() + FAR_BYTES, 15 * 60_000)]);
+  const mbps = FAR_BYTES / MB / ((performance.now() - t0) / 1000);
+  sock.destroy();
+  return mbps;
+}
+
+/** The old setup with sshd behind the delay line (both ssh clients dial the line), one row per RTT. */
+async function runOpenSshFar(service: Service, dir: string): Promise<number[]> {
+  const x = writeKey(dir, 'xf_ed25519');
+  const y = writeKey(dir, 'yf_ed25519');
+  const sshd = await startKeySshd([x.publicKeyLine, y.publicKeyLine]);
+  const line = await startDelayLine({ targetPort: sshd.port, oneWayMs: 0 });
+  try {
+    const knownHosts = join(dir, 'known_hosts_far');
+    writeFileSync(knownHosts, `[127.0.0.1]:${line.port} ${sshd.hostKeyLine}\n`);
+    const target = (keyFile: string): SshTarget => ({ port: line.port, user: 'root', keyFile, knownHosts });
+    const out: number[] = [];
+    for (const rtt of RTTS) {
+      line.setOneWayMs(rtt / 2);
+      log(`old setup, ${rtt} ms RTT`);
+      const q = await freePort();
+      const r = await freePort();
+      const xs = track('ssh', sshArgs(target(x.file), TUNNEL_CIPHER, ['-R', `127.0.0.1:${q}:127.0.0.1:${service.port}`]));
+      try {
+        await waitForListen(q, 30_000);
+        const ys = track('ssh', sshArgs(target(y.file), TUNNEL_CIPHER, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
+        try {
+          out.push(await farPush(r, service));
+        } finally {
+          await ys.stop();
+        }
+      } finally {
+        await xs.stop();
+      }
+    }
+    return out;
+  } finally {
+    await line.close();
+    await sshd.stop();
+  }
+}
+
+/**
+ * Tunnel with a second relay (relay-far) behind the delay line: it advertises the line's port,
+ * so both CLIs dial through it; the exposure is pinned to relay-far. One row per RTT.
+ */
+async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Service): Promise<number[]> {
+  const sshPort = await freePort();
+  let line: DelayLine | undefined = await startDelayLine({ targetPort: sshPort, oneWayMs: 0 });
+  const relay = await startRelayProcess({
+    controlUrl: stack.control.url,
+    enrollToken: await stack.enrollmentToken('relay-far'),
+    sshPort,
+    args: ['--advertise', `127.0.0.1:${line.port}`],
+  });
+  try {
+    const call = httpCaller(stack.control.url);
+    const token = await passwordLogin(call, ADMIN.name, ADMIN.password);
+    const put = await call('PUT', `/v1/exposures/${EXPOSURE}-far`, { token, body: { allow: [y.name], node: 'relay-far' } });
+    if (put.status !== 200 && put.status !== 201) throw new Error(`PUT exposure: ${put.status} ${JSON.stringify(put.body)}`);
+    const out: number[] = [];
+    for (const rtt of RTTS) {
+      line.setOneWayMs(rtt / 2);
+      log(`Tunnel, ${rtt} ms RTT`);
+      const expose = tunnel(x, [], ['expose', String(service.port), '--name', `${EXPOSURE}-far`, '--allow', y.name, '--json']);
+      try {
+        await expose.waitFor(/"event":"connected"/, 60_000);
+        const r = await freePort();
+        const open = tunnel(y, [], ['open', `${EXPOSURE}-far`, '--listen', `127.0.0.1:${r}`, '--json']);
+        try {
+          await open.waitFor(/"event":"listening"/, 60_000);
+          out.push(await farPush(r, service));
+        } finally {
+          await open.stop();
+        }
+      } finally {
+        await expose.stop();
+      }
+    }
+    return out;
+  } finally {
+    await line.close();
+    line = undefined;
+    await relay.stop();
+    relay.cleanup();
+  }
+}
+
 /** Direct loopback to the service, no tunnel: the ceiling. */
 async function runDirect(service: Service): Promise<PathResult> {
   return measurePath(service.port, service, () => [0, 0, 0]);
@@ -174,7 +282,25 @@ function table(direct: PathResult, old: { cipher: string; r: PathResult }[], tun
   ].join('\n');
 }
 
+function farTable(oldFar: number[], tunFar: number[]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const rows = RTTS.map((rtt, i) => line([`${rtt} ms`, f1(oldFar[i]!), f1(tunFar[i]!), f2(tunFar[i]! / oldFar[i]!) + 'x']));
+  const at50 = RTTS.indexOf(50);
+  return [
+    line(['RTT (delay line in front of the daemon)', `old: ssh -L / sshd / ssh -R, MB/s (1 stream, ${f2(FAR_BYTES / GiB)} GiB)`, 'Tunnel, MB/s', 'Tunnel / old']),
+    line(Array(4).fill('---')),
+    ...rows,
+    ...(at50 >= 0
+      ? ['', '| target | wanted | got | |', '| --- | --- | --- | --- |', `| single stream at 50 ms RTT vs old | >= 3x | ${f2(tunFar[at50]! / oldFar[at50]!)}x | ${verdict(tunFar[at50]! >= 3 * oldFar[at50]!)} |`]
+      : []),
+    '',
+    'Both paths aes128-gcm; the delay line holds each chunk RTT/2 per direction, no rate limit, no loss.',
+    '',
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
+  const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-e2e-'));
   const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : undefined;
   const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
@@ -205,7 +331,14 @@ async function main(): Promise<void> {
     }
     log('Tunnel, CLI at both ends');
     const tun = await runTunnel(stack, x, y, service, nodeArgs);
-    process.stdout.write(`\n${table(direct, old, tun)}\n\n`);
+    let far = '';
+    if (RTTS.length) {
+      const oldFar = await runOpenSshFar(service, dir);
+      const tunFar = await runTunnelFar(stack, x, y, service);
+      far = farTable(oldFar, tunFar);
+    }
+    process.stdout.write(`\n${table(direct, old, tun)}\n\n${far}`);
+    process.stdout.write(`Load average (1/5/15 min) at the start: ${load0.map(f2).join(' ')}; at the end: ${loadavg().map(f2).join(' ')}.\n`);
     process.stdout.write(
       `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}.\n`,
     );

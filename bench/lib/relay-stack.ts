@@ -26,8 +26,13 @@ export interface RelayStack {
   stop(): Promise<void>;
 }
 
-export async function startRelayStack(relayArgs: string[], relayNodeArgs: string[] = [], relayEnv: Record<string, string> = {}): Promise<RelayStack> {
-  const control = await startControlProcess();
+export async function startRelayStack(
+  relayArgs: string[],
+  relayNodeArgs: string[] = [],
+  relayEnv: Record<string, string> = {},
+  controlEnv: Record<string, string> = {},
+): Promise<RelayStack> {
+  const control = await startControlProcess({ env: controlEnv });
   let relay: RelayProcess | undefined;
   try {
     const call: ApiCall = httpCaller(control.url);
