@@ -203,6 +203,13 @@ export class RelayConnection {
     return this.#bridges.size;
   }
 
+  /** Bytes inside the streams of this connection's bridges (bounded by windows and stream high-water marks). */
+  get bridgeBuffered(): number {
+    let n = 0;
+    for (const b of this.#bridges) n += b.buffered();
+    return n;
+  }
+
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
   get sendBuffer(): { socket: number; keyExchange: number; over: boolean } {
     return { socket: this.#budget.socketBytes, keyExchange: this.#budget.heldBytes, over: this.#budget.over };

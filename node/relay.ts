@@ -177,6 +177,9 @@ export function createRelay(deps: RelayDeps): Relay {
       { labels: { queue: 'key_exchange' }, value: all.reduce((n, b) => n + b.keyExchange, 0) },
     ];
   });
+  r.gauge('tunnel_node_bridge_buffer_bytes', 'Bytes inside bridged channel streams now (read from one side, not yet passed to the other)', () =>
+    [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
+  );
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
   r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
   r.counterOf('tunnel_node_events_dropped_total', 'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused the batch for good)', () => [

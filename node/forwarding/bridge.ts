@@ -69,6 +69,8 @@ export interface BridgeStats {
 
 export interface Bridge {
   stats(): Omit<BridgeStats, 'end'>;
+  /** Bytes waiting inside the two streams now (read but not yet taken, written but not yet sent on). */
+  buffered(): number;
   /** Tears both sides down now. */
   abort(): void;
 }
@@ -167,6 +169,7 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
 
   return {
     stats: () => ({ aToB, bToA }),
+    buffered: () => a.stream.readableLength + a.stream.writableLength + b.stream.readableLength + b.stream.writableLength,
     abort: () => finish('aborted'),
   };
 }

@@ -90,6 +90,8 @@ describe('hostile clients: memory (finding 2)', () => {
     // Nothing is left queued for anyone once the attacker is gone.
     const m = await stage.metrics();
     assert.equal(m.value('tunnel_node_send_throttled_connections'), 0);
+    assert.equal(m.value('tunnel_node_bridge_buffer_bytes'), 0);
+    assert.equal(m.value('tunnel_node_send_buffer_bytes', { queue: 'socket' }), 0);
     await stage.legitOpenSsh(TEN_MIB);
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
