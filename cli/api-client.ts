@@ -24,6 +24,8 @@ export function exitCodeFor(code: string | undefined, status: number): ExitCode 
       return EXIT.NOT_PERMITTED;
     case 'NO_NODE_AVAILABLE':
       return EXIT.UNREACHABLE;
+    case 'EXPOSURE_OFFLINE':
+      return EXIT.EXPOSURE_OFFLINE;
     default:
       return status >= 500 ? EXIT.UNREACHABLE : EXIT.ERROR;
   }

@@ -6,6 +6,12 @@ export const EXIT = {
   NOT_LOGGED_IN: 3,
   NOT_PERMITTED: 4,
   UNREACHABLE: 5,
+  /** tunnel open: nobody exposes the name now (X is not connected). */
+  EXPOSURE_OFFLINE: 6,
+  /** tunnel open: X (or the relay, for egress) could not connect to the service itself. */
+  SERVICE_UNREACHABLE: 7,
+  /** tunnel open: X is connected but exposes the name on another port. */
+  NO_SUCH_PORT: 8,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 

@@ -25,7 +25,8 @@ Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(11)} ${c.summary}`).join('\n')}
 
 Every command takes --help, --server URL (or TUNNEL_SERVER) and, where it prints data, --json.
-Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted, 5 control plane or relay unreachable.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted, 5 control plane or relay unreachable;
+tunnel open also: 6 exposure offline, 7 the service behind it unreachable, 8 nothing exposed on that port.
 
 Example (X behind NAT exposes its sshd; Y reaches it):
   X$ tunnel login --server https://tunnel.example.com && tunnel expose 22 --name hostx-ssh --allow alice

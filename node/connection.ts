@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/api-types.js';
+import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
 import { LEASE_RENEW_REQUEST } from '../protocol/lease-claims.js';
 import { CERT_KEY_TYPE, CERT_LIMITS } from '../protocol/ssh-cert.js';
 import { SshReader } from '../protocol/ssh-wire.js';
@@ -350,7 +351,8 @@ export class RelayConnection {
     if (!reject) return;
     if (kind !== 'direct-tcpip') return reject(); // global request failures carry no text in SSH
     const { code, text } = channelRefusal(reason, { ...fields, timeoutMs: this.#ctx.config.openTimeoutMs });
-    rejectChannelOpen(this.#conn, reject, code, text);
+    // A stable word first (protocol/channel-refusals.ts) so the CLI can tell the cases apart.
+    rejectChannelOpen(this.#conn, reject, code, formatRefusal(refusalWord(reason), text));
   }
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
@@ -458,7 +460,13 @@ export class RelayConnection {
     }
     if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
     const target = this.#ctx.listeners.find(route.exposure, route.port);
-    if (!target) return this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
+    if (!target) {
+      const ports = this.#ctx.listeners.portsOf(route.exposure);
+      // "Wrong port" and "offline" are different mistakes for the person at Y.
+      return ports.length
+        ? this.#refuse('direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
+        : this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
+    }
 
     this.#pending++;
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();

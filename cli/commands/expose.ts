@@ -56,7 +56,9 @@ Examples:
     sup.on('connected', ({ client, lease }) => {
       client.on('tcp connection', (_info, accept, reject) => {
         const sock = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
+        let connected = false;
         sock.once('connect', () => {
+          connected = true;
           const channel = accept();
           active++;
           events?.({ event: 'channel_open', active });
@@ -67,7 +69,9 @@ Examples:
           });
         });
         sock.once('error', (err) => {
-          if (!sock.connecting) return;
+          // A dial failure (net clears `connecting` before emitting it, so track 'connect'):
+          // refuse the channel at once, so Y hears "service unreachable" instead of a timeout.
+          if (connected) return;
           events?.({ event: 'dial_failed', target: `${target.host}:${target.port}`, error: (err as NodeJS.ErrnoException).code });
           if (!events) info(ctx, `tunnel expose: cannot reach ${target.host}:${target.port} (${(err as NodeJS.ErrnoException).code})`);
           reject();

@@ -2,6 +2,8 @@ import { createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
+import { TargetNameSchema } from '../../protocol/api-types.js';
+import { parseRefusal } from '../../protocol/channel-refusals.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { Session } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
@@ -15,9 +17,10 @@ const WAIT_FOR_RELAY_MS = 15_000;
 
 export const open: Command = {
   name: 'open',
-  summary: 'reach an exposure (on Y): a local port, or stdio for ssh ProxyCommand',
+  summary: 'reach an exposure or an egress target (on Y): a local port, or stdio for ssh ProxyCommand',
   usage: `Usage: tunnel open NAME[:PORT] [--listen [HOST:]PORT] [--json]
        tunnel open NAME[:PORT] --stdio
+       tunnel open --egress TARGET [--listen [HOST:]PORT | --stdio] [--json]
 
 Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a free port) it
 serves a local port: every local connection is carried over one SSH connection to the relay,
@@ -26,30 +29,69 @@ carries one connection over standard input and output, for ssh's ProxyCommand. P
 exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
 the server's, 10 minutes); the lease is renewed in band before it ends either way.
 
+--egress TARGET does the same for an egress target an admin defined (tunnel admin egress ls):
+the relay connects to the target's host:port on its own network, for users the target allows.
+
+Exit codes besides the usual (0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted,
+5 control plane or relay unreachable):
+  6  the exposure is offline (no tunnel expose is connected for it)
+  7  X is connected but could not connect to its service (or, with --egress, the relay could
+     not connect to the target)
+  8  X exposes the name on another port than the one asked for
+
 Examples:
   tunnel open hostx-ssh --listen 127.0.0.1:2200      # then: ssh -p 2200 user@127.0.0.1
-  ssh -o ProxyCommand='tunnel open --stdio %h' user@hostx-ssh`,
+  ssh -o ProxyCommand='tunnel open --stdio %h' user@hostx-ssh
+  tunnel open --egress lan-db --listen 127.0.0.1:5432`,
   async run(ctx, argv) {
-    const a = parseCommand('open', argv, { listen: { type: 'string' }, stdio: { type: 'boolean' }, ttl: { type: 'string' } });
+    const a = parseCommand('open', argv, {
+      listen: { type: 'string' },
+      stdio: { type: 'boolean' },
+      ttl: { type: 'string' },
+      egress: { type: 'string' },
+    });
     const ttl = parseTtl('open', a.values.ttl);
-    if (a.positionals.length !== 1) throw new UsageError('open', 'give exactly one exposure NAME');
-    const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(a.positionals[0]!);
-    const name = m?.[1] ?? '';
-    if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('open', `exposure name must match [a-z0-9-]{1,63}, got "${a.positionals[0]}"`);
     if (a.values.stdio && a.values.listen) throw new UsageError('open', '--stdio and --listen exclude each other');
     const listen = a.values.stdio ? undefined : parseHostPort('open', '--listen', a.values.listen ?? '127.0.0.1:0', { allowZero: true });
-    const explicitPort = m?.[2] ? Number(m[2]) : undefined;
-    if (explicitPort !== undefined && (explicitPort < 1 || explicitPort > 65535)) throw new UsageError('open', 'PORT must be from 1 to 65535');
+    let request: LeaseRequest;
+    let label: string;
+    let destOf: (c: Connected) => Dest;
+    if (a.values.egress !== undefined) {
+      const target = a.values.egress;
+      if (a.positionals.length) throw new UsageError('open', 'give either an exposure NAME or --egress TARGET, not both');
+      if (!TargetNameSchema.safeParse(target).success) throw new UsageError('open', `--egress TARGET must match [a-z0-9][a-z0-9-]{0,62}, got "${target}"`);
+      request = { kind: 'egress', targets: [target], ...(ttl ? { ttl_seconds: ttl } : {}) };
+      label = `egress target ${target}`;
+      destOf = (c) => {
+        const t = c.lease.lease.targets?.[0];
+        if (!t) throw new CliError(EXIT.ERROR, `the lease for ${label} names no target`);
+        return { host: t.host, port: t.port, label: `${target} (${t.host}:${t.port})` };
+      };
+    } else {
+      if (a.positionals.length !== 1) throw new UsageError('open', 'give exactly one exposure NAME (or --egress TARGET)');
+      const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(a.positionals[0]!);
+      const name = m?.[1] ?? '';
+      if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('open', `exposure name must match [a-z0-9-]{1,63}, got "${a.positionals[0]}"`);
+      const explicitPort = m?.[2] ? Number(m[2]) : undefined;
+      if (explicitPort !== undefined && (explicitPort < 1 || explicitPort > 65535)) throw new UsageError('open', 'PORT must be from 1 to 65535');
+      request = { kind: 'open', exposure: name, ...(ttl ? { ttl_seconds: ttl } : {}) };
+      label = name;
+      // Without PORT: the port X has bound, as the lease reports it (22 when unknown).
+      destOf = (c) => {
+        const port = explicitPort ?? c.lease.lease.port ?? 22;
+        return { host: name, port, label: `${name}:${port}` };
+      };
+    }
     const session = Session.load(ctx, a.server);
-    // Without PORT: the port X has bound, as the lease reports it (22 when unknown).
-    const portOf = (c: Connected) => explicitPort ?? c.lease.lease.port ?? 22;
-
-    const request = { kind: 'open' as const, exposure: name, ...(ttl ? { ttl_seconds: ttl } : {}) };
-    if (a.values.stdio) return stdio(ctx, session, request, portOf);
+    if (a.values.stdio) return stdio(ctx, session, request, destOf);
 
     const sup = new LeaseSupervisor(session, { request });
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
-    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, name, portOf, events));
+    const onFail = (err: CliError) => {
+      events?.({ event: 'channel_failed', error: err.message, exit_code: err.exitCode });
+      if (!events) info(ctx, `tunnel open: ${err.message}`);
+    };
+    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, destOf, onFail, events));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -58,8 +100,8 @@ Examples:
       server.listen(listen!.port, listen!.host, resolve);
     });
     const addr = server.address() as { address: string; port: number };
-    events?.({ event: 'listening', address: `${addr.address}:${addr.port}`, exposure: name });
-    if (!events) info(ctx, `Listening on ${addr.address}:${addr.port} for ${name} (Ctrl-C to stop).`);
+    events?.({ event: 'listening', address: `${addr.address}:${addr.port}`, ...(request.kind === 'egress' ? { egress: request.targets![0] } : { exposure: label }) });
+    if (!events) info(ctx, `Listening on ${addr.address}:${addr.port} for ${label} (Ctrl-C to stop).`);
     sup.on('connected', ({ lease }) => {
       events?.({ event: 'connected', relay: lease.relay.name, lease: lease.lease.id, expires_at: lease.lease.expires_at });
     });
@@ -77,6 +119,40 @@ Examples:
   },
 };
 
+interface Dest {
+  host: string;
+  port: number;
+  /** How messages name it: NAME:PORT, or TARGET (host:port). */
+  label: string;
+}
+
+/**
+ * A failed channel open as one line and its exit code, from the relay's refusal word
+ * (protocol/channel-refusals.ts); relays without words get the generic message.
+ */
+export function channelOpenError(err: unknown, dest: Dest): CliError {
+  const message = err instanceof Error ? err.message : String(err);
+  const refusal = parseRefusal(message.replace(/^\(SSH\) Channel open failure: /, ''));
+  switch (refusal?.kind) {
+    case 'exposure_offline':
+      return new CliError(EXIT.EXPOSURE_OFFLINE, `${dest.label} is offline: no tunnel expose is connected for it`);
+    case 'no_such_port':
+      return new CliError(EXIT.NO_SUCH_PORT, `nothing is exposed on ${dest.label}: ${refusal.detail}`);
+    case 'service_unreachable':
+      return new CliError(EXIT.SERVICE_UNREACHABLE, `${dest.label} is online, but the exposing host could not connect to its service (is it running?)`);
+    case 'open_timeout':
+      return new CliError(EXIT.SERVICE_UNREACHABLE, `${dest.label} is online, but the exposing host did not answer in time`);
+    case 'egress_failed':
+      return new CliError(EXIT.SERVICE_UNREACHABLE, `the relay could not connect to ${dest.label}: ${refusal.detail}`);
+    case 'not_in_lease':
+      return new CliError(EXIT.NOT_PERMITTED, `the relay refused ${dest.label}: ${refusal.detail}`);
+    case 'busy':
+      return new CliError(EXIT.UNREACHABLE, `the relay is busy: ${refusal.detail}; try again`);
+    default:
+      return new CliError(EXIT.ERROR, `the relay refused ${dest.label} (${message})`);
+  }
+}
+
 /** The live connection, waiting (bounded) while the supervisor reconnects. */
 async function connection(sup: LeaseSupervisor): Promise<Connected> {
   if (sup.current) return sup.current;
@@ -87,50 +163,61 @@ async function connection(sup: LeaseSupervisor): Promise<Connected> {
   return c;
 }
 
-function forwardOut(client: Client, srcPort: number, name: string, port: number): Promise<Duplex> {
+function forwardOut(client: Client, srcPort: number, dest: Dest): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    client.forwardOut('127.0.0.1', srcPort, name, port, (err, ch) => (err ? reject(err) : resolve(ch)));
+    client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => (err ? reject(channelOpenError(err, dest)) : resolve(ch)));
   });
 }
 
-async function serveLocal(sup: LeaseSupervisor, sock: Socket, name: string, portOf: (c: Connected) => number, events?: (e: Record<string, unknown>) => void) {
+async function serveLocal(
+  sup: LeaseSupervisor,
+  sock: Socket,
+  destOf: (c: Connected) => Dest,
+  onFail: (err: CliError) => void,
+  events?: (e: Record<string, unknown>) => void,
+) {
   sock.on('error', () => {});
   try {
     const c = await connection(sup);
-    const ch = await forwardOut(c.client, sock.remotePort ?? 0, name, portOf(c));
+    const ch = await forwardOut(c.client, sock.remotePort ?? 0, destOf(c));
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));
   } catch (err) {
-    events?.({ event: 'channel_failed', error: (err as Error).message });
+    onFail(err instanceof CliError ? err : new CliError(EXIT.ERROR, (err as Error).message));
     sock.destroy();
   }
 }
 
-async function stdio(ctx: Context, session: Session, request: LeaseRequest & { exposure: string }, portOf: (c: Connected) => number): Promise<number> {
-  const name = request.exposure;
+/** One connection over stdin/stdout. Every failure ends as one CliError (no unhandled rejection). */
+async function stdio(ctx: Context, session: Session, request: LeaseRequest, destOf: (c: Connected) => Dest): Promise<number> {
   const sup = new LeaseSupervisor(session, { request, once: true });
+  let failure: CliError | undefined;
   let channelDone: Promise<void> = Promise.resolve();
   sup.once('connected', (c) => {
-    const port = portOf(c);
-    channelDone = forwardOut(c.client, 0, name, port).then(
-      (ch) =>
-        new Promise<void>((resolve) => {
+    channelDone = (async () => {
+      try {
+        const ch = await forwardOut(c.client, 0, destOf(c));
+        await new Promise<void>((resolve) => {
+          // ssh went away (EPIPE on stdout): end the channel rather than crash on an unhandled 'error'.
+          ctx.stdout.once('error', () => ch.destroy());
+          ch.on('error', () => ch.destroy());
           ctx.stdin.pipe(ch, { end: false });
           ch.pipe(ctx.stdout, { end: false });
           ctx.stdin.once('end', () => ch.end());
           ch.once('close', () => {
             ctx.stdin.unpipe(ch);
-            sup.stop();
             resolve();
           });
-        }),
-      (err: Error) => {
+        });
+      } catch (err) {
+        failure = err instanceof CliError ? err : new CliError(EXIT.ERROR, (err as Error).message);
+      } finally {
         sup.stop();
-        throw new CliError(EXIT.ERROR, `the relay refused ${name}:${port}: ${err.message} (is it exposed on that port?)`);
-      },
-    );
+      }
+    })();
   });
   await sup.run(ctx.stopSignal);
   await channelDone;
+  if (failure) throw failure;
   return 0;
 }

@@ -10,7 +10,7 @@ import { assertScope } from '../http/authenticate.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { issueLease, type LeaseGrant } from '../ca/lease-issuer.js';
 import { audit, auditRow } from './audit.js';
-import { exposureCurrentNode, pickExposeNode } from './node-selection.js';
+import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { canOpen } from './exposure-access.js';
 
 type LeaseRow = typeof leases.$inferSelect;
@@ -72,11 +72,12 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
       if (!exp) throw notFound(`exposure "${req.exposure}"`);
       if (!canOpen(exp, p)) throw new AppError('NOT_IN_ACL', `you are not in the ACL of "${exp.name}"`);
       grant = { kind: 'open', exposure: exp.name };
-      if (found?.current && exp.onlinePort !== null) {
+      // Only while X is connected (or just got its expose lease): never a lease for an offline exposure.
+      if (found?.current && exp.onlinePort !== null && isOnline(found.current, now, deps.settings.nodeOnlineWindow)) {
         node = found.current;
         openPort = exp.onlinePort;
       } else {
-        const current = await exposureCurrentNode(deps.db, now, exp);
+        const current = await exposureCurrentNode(deps.db, now, deps.settings.nodeOnlineWindow, exp);
         node = current?.node;
         openPort = current?.port ?? null;
       }

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gt, isNull, inArray } from 'drizzle-orm';
+import { and, count, desc, eq, gt, isNull } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { exposures} from '../db/schema/index.js';
 import { leases, nodes } from '../db/schema/index.js';
@@ -44,32 +44,42 @@ export async function pickExposeNode(
   return online.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.name.localeCompare(b.name))[0];
 }
 
+/** How long after its expose lease was issued an exposure counts as connecting (its relay's report may lag). */
+export const CONNECTING_GRACE_SECONDS = 15;
+
 /**
- * Where an open lease goes, and the port X has bound there: the node X is connected to (as its
- * relay reported), else the node of the newest active expose lease for the exposure.
+ * Where an open lease goes, and the port X has bound there: the node X is connected to, as its
+ * relay reported (and that relay is alive). Right after X got its expose lease the report may
+ * not have arrived yet: an expose lease issued within the grace period, with no offline report
+ * since, counts as connecting. Anything else is offline (undefined): abandoned expose leases
+ * of a X that went away do not make an exposure look online.
  */
 export async function exposureCurrentNode(
   db: Db,
   now: Date,
+  windowSeconds: number,
   exposure: typeof exposures.$inferSelect,
 ): Promise<{ node: NodeRow; port: number | null } | undefined> {
-  let nodeId: string | null = exposure.online ? exposure.currentNodeId : null;
-  let port: number | null = exposure.online ? exposure.onlinePort : null;
-  if (!nodeId || port === null) {
-    const [l] = await db
-      .select({ nodeId: leases.nodeId, port: leases.port })
-      .from(leases)
-      .where(
-        and(eq(leases.kind, 'expose'), eq(leases.exposure, exposure.name), gt(leases.expiresAt, now), isNull(leases.revokedAt)),
-      )
-      .orderBy(desc(leases.createdAt))
-      .limit(1);
-    if (!nodeId && l) {
-      nodeId = l.nodeId;
-      port = l.port;
-    } else if (l && l.nodeId === nodeId) port ??= l.port;
+  if (exposure.online && exposure.currentNodeId) {
+    const [n] = await db.select().from(nodes).where(eq(nodes.id, exposure.currentNodeId)).limit(1);
+    if (n && isOnline(n, now, windowSeconds)) return { node: n, port: exposure.onlinePort };
   }
-  if (!nodeId) return undefined;
-  const [n] = await db.select().from(nodes).where(inArray(nodes.id, [nodeId])).limit(1);
-  return n ? { node: n, port } : undefined;
+  const since = Math.max(now.getTime() - CONNECTING_GRACE_SECONDS * 1000, exposure.statusAt && !exposure.online ? exposure.statusAt.getTime() : 0);
+  const [l] = await db
+    .select({ lease: leases, node: nodes })
+    .from(leases)
+    .innerJoin(nodes, eq(nodes.id, leases.nodeId))
+    .where(
+      and(
+        eq(leases.kind, 'expose'),
+        eq(leases.exposure, exposure.name),
+        gt(leases.expiresAt, now),
+        isNull(leases.revokedAt),
+        gt(leases.createdAt, new Date(since)),
+      ),
+    )
+    .orderBy(desc(leases.createdAt))
+    .limit(1);
+  if (!l || !isOnline(l.node, now, windowSeconds)) return undefined;
+  return { node: l.node, port: l.lease.port };
 }

@@ -5,7 +5,10 @@ import { OPEN_FAILURE } from '../ssh2-internals.js';
  * one-line description (OpenSSH prints "open failed: connect failed: <description>"). Log and
  * metric reasons stay the stable snake_case codes; this is their human text.
  */
-export function channelRefusal(reason: string, f: { destIP?: unknown; destPort?: unknown; limit?: number; timeoutMs?: number; err?: unknown }): { code: number; text: string } {
+export function channelRefusal(
+  reason: string,
+  f: { destIP?: unknown; destPort?: unknown; limit?: number; timeoutMs?: number; err?: unknown; ports?: unknown },
+): { code: number; text: string } {
   const dest = `${String(f.destIP)}:${String(f.destPort)}`;
   const { ADMINISTRATIVELY_PROHIBITED: PROHIBITED, CONNECT_FAILED, RESOURCE_SHORTAGE } = OPEN_FAILURE;
   switch (reason) {
@@ -27,6 +30,8 @@ export function channelRefusal(reason: string, f: { destIP?: unknown; destPort?:
       return { code: RESOURCE_SHORTAGE, text: `${dest} has no free channels now; try again later` };
     case 'exposure_offline':
       return { code: CONNECT_FAILED, text: `${dest} is not online on this relay` };
+    case 'no_such_port':
+      return { code: CONNECT_FAILED, text: `${String(f.destIP)} is exposed on port ${String(f.ports)}, not ${String(f.destPort)}` };
     case 'open_timeout':
       return { code: CONNECT_FAILED, text: `${dest}: the exposing host did not accept the channel within ${Math.round((f.timeoutMs ?? 0) / 1000)} s` };
     case 'open_failed':

@@ -84,6 +84,11 @@ export class VirtualListeners {
     return this.#byKey.get(keyOf(exposure, port))?.at(-1);
   }
 
+  /** The ports exposure `name` is bound on here (to tell "wrong port" from "offline"). */
+  portsOf(exposure: string): number[] {
+    return [...this.#byKey.values()].flatMap((list) => (list[0]?.exposure === exposure ? [list[0].port] : [])).sort((a, b) => a - b);
+  }
+
   /** Online `name:port` pairs, for heartbeats and metrics. */
   online(): { name: string; port: number }[] {
     return [...this.#byKey.values()].flatMap((list) => (list[0] ? [{ name: list[0].exposure, port: list[0].port }] : []));

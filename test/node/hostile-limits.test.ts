@@ -107,7 +107,7 @@ describe('hostile: channel hogs, free guesses and silent refusals', { timeout: 3
     const wrong = spawnSsh(sshArgs(y, h.relay.sshPort, 'yssh', { extra: ['-W', 'not-mine:22'] }));
     wrong.child.stdin?.end();
     assert.equal(await wrong.exited, 255);
-    assert.match(wrong.stderr(), /open failed: administratively prohibited: not-mine:22 is not in this lease/);
+    assert.match(wrong.stderr(), /open failed: administratively prohibited: not_in_lease: not-mine:22 is not in this lease/);
 
     const live = spawnSsh(sshArgs(y, h.relay.sshPort, 'yssh', { extra: ['-v', '-N'] }));
     await live.waitStderr(/Authenticated to/);

@@ -111,7 +111,8 @@ describe('relay refusals with the real OpenSSH client', () => {
     const p = spawnSsh(sshArgs(c.files, relay.port, c.user, { extra: ['-W', `${NAME}:22`] }));
     p.child.stdin?.end();
     assert.equal(await p.exited, 255);
-    assert.match(p.stderr(), /open failed/);
+    // OpenSSH shows the relay's reason code and description (protocol/channel-refusals.ts).
+    assert.match(p.stderr(), new RegExp(`open failed: administratively prohibited: not_in_lease: ${NAME}:22 is not in this lease`));
     await relay.logger.waitFor((l) => l.msg === 'request refused' && l.fields.reason === 'not_in_lease', 5000, since);
   });
 
