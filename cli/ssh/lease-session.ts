@@ -12,7 +12,13 @@ export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
 export interface Connected {
   client: Client;
   lease: LeaseIssued;
+  /** Every lease this connection presented (the first and its in-band renewals). */
+  leaseIds?: string[];
 }
+
+/** Abandoned leases waiting to be revoked (the control plane may be unreachable for a while). */
+const MAX_ABANDONED = 64;
+const REVOKE_ON_STOP_MS = 3_000;
 
 export interface SupervisorEvents {
   connected: [Connected];
@@ -38,7 +44,10 @@ const PERMANENT = new Set(['NOT_FOUND', 'NOT_IN_ACL', 'SCOPE_DENIED', 'FORBIDDEN
  * Keeps one relay connection alive for a lease request: a fresh key and lease per connection,
  * in-band renewal before expiry (live channels untouched), and reconnect with exponential
  * backoff and full jitter on any failure. Stops for good on permanent errors (not logged in,
- * not permitted, unknown exposure) and when the lease is revoked.
+ * not permitted, unknown exposure) and when the lease is revoked. The leases of a connection
+ * that ended or never came up, and those of the last one on stop, are revoked (retried
+ * with the next API call when the control plane is unreachable), so reconnects do not leave
+ * a trail of active leases.
  */
 export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   readonly #session: Session;
@@ -47,6 +56,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #stopped = false;
   #renewTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
+  #abandoned = new Set<string>();
+  #revoking: Promise<void> | undefined;
 
   constructor(session: Session, opts: SupervisorOptions) {
     super();
@@ -76,6 +87,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           if ((this.#opts.once || !this.#stopped) && (await this.#revoked(c.lease.lease.id))) {
             throw new CliError(EXIT.NOT_PERMITTED, `the relay closed the connection: lease ${c.lease.lease.id} was revoked`);
           }
+          this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
           if (this.#stopped || this.#opts.once) break;
         } catch (err) {
           if (isPermanent(err) || this.#opts.once) throw err;
@@ -90,7 +102,44 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.stop();
+      const c = this.#current;
+      if (c) this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
+      // Bounded: stopping must not hang on an unreachable control plane.
+      await Promise.race([this.#revokeAbandoned(), new Promise((r) => setTimeout(r, REVOKE_ON_STOP_MS).unref())]);
     }
+  }
+
+  /** Lease ids not yet revoked (for tests and diagnostics). */
+  get abandoned(): readonly string[] {
+    return [...this.#abandoned];
+  }
+
+  #abandon(ids: string[]): void {
+    for (const id of ids) this.#abandoned.add(id);
+    // Oldest first out when the control plane has been unreachable for long: they expire anyway.
+    for (const id of this.#abandoned) {
+      if (this.#abandoned.size <= MAX_ABANDONED) break;
+      this.#abandoned.delete(id);
+    }
+  }
+
+  /** Revokes abandoned leases, one call at a time; stops at the first failure (tried again later). */
+  #revokeAbandoned(): Promise<void> {
+    this.#revoking ??= (async () => {
+      // Ids added meanwhile are taken too; each success removes one, a failure ends the round.
+      for (let id = first(this.#abandoned); id !== undefined; id = first(this.#abandoned)) {
+        try {
+          await this.#session.call('DELETE', `/v1/leases/${id}`, null);
+        } catch (err) {
+          // Gone or not ours to revoke: nothing more to do. Anything else: try later.
+          if (!(err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429)) return;
+        }
+        this.#abandoned.delete(id);
+      }
+    })().finally(() => {
+      this.#revoking = undefined;
+    });
+    return this.#revoking;
   }
 
   stop(): void {
@@ -103,12 +152,21 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   async #connect(): Promise<Connected> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const lease = await this.#lease(publicKey);
-    const client = await connectRelay(lease, privateKey, this.#opts.timings);
-    const c: Connected = { client, lease };
+    // The control plane answered: a good moment to revoke what earlier attempts left behind.
+    if (this.#abandoned.size) void this.#revokeAbandoned();
+    let client: Client;
+    try {
+      client = await connectRelay(lease, privateKey, this.#opts.timings);
+    } catch (err) {
+      this.#abandon([lease.lease.id]);
+      throw err;
+    }
+    const c: Connected = { client, lease, leaseIds: [lease.lease.id] };
     try {
       await this.#opts.setup?.(c);
     } catch (err) {
       client.end();
+      this.#abandon([lease.lease.id]);
       throw err;
     }
     if (this.#stopped) {
@@ -142,14 +200,19 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   async #renew(c: Connected, publicKey: KeyObject, privateKey: KeyObject): Promise<void> {
     if (this.#stopped || this.#current !== c) return;
+    let fresh: LeaseIssued | undefined;
     try {
-      const fresh = await this.#lease(publicKey);
+      fresh = await this.#lease(publicKey);
       if (fresh.relay.node_id !== c.lease.relay.node_id) throw new Error('the exposure moved to another relay');
       if (!(await renewOnConnection(c.client, fresh.certificate))) throw new Error('the relay refused the renewal');
       c.lease = fresh;
+      // The relay holds the connection under every lease it presented: revoke them together, later.
+      c.leaseIds = [...(c.leaseIds ?? []), fresh.lease.id];
       this.emit('renewed', fresh);
       this.#scheduleRenewal(c, publicKey, privateKey);
     } catch (err) {
+      // A renewal lease the relay never took is abandoned at once.
+      if (fresh && !(c.leaseIds ?? []).includes(fresh.lease.id)) this.#abandon([fresh.lease.id]);
       if (isPermanent(err)) {
         c.client.end();
         return;
@@ -188,6 +251,11 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       };
     });
   }
+}
+
+function first(set: Set<string>): string | undefined {
+  for (const x of set) return x;
+  return undefined;
 }
 
 function isPermanent(err: unknown): boolean {
