@@ -90,10 +90,16 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
   });
 
   it('an unreachable relay gives exit code 5 for tunnel open --stdio', async () => {
+    // X is online (its relay reported it) when the relay dies: Y gets a lease, then cannot connect.
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'unreachable', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    await eventually(async () => assert.equal(await roundTripVia(f.bob, 'unreachable', 'up'), 'up\nbye\n'), 10_000);
     await f.stack.relay.stop('SIGKILL');
-    const r = await f.bob.run(['open', 'restart', '--stdio'], { input: 'x' });
+    const r = await f.bob.run(['open', 'unreachable', '--stdio'], { input: 'x' });
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /cannot reach relay/);
+    x.kill('SIGTERM');
+    await once(x, 'exit');
     await f.stack.restartRelay('SIGKILL');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Issue 5, item 4, in the lab with the real binaries: bad input and bad states give one line on
  * stderr and the documented exit code (0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted,
- * 5 control plane or relay unreachable). "Unreachable" is made the way a user behind NAT meets it:
+ * 5 control plane or relay unreachable; and for tunnel open, issue 10: 6 exposure offline, 7 X's
+ * service down, 8 a port X does not expose). "Unreachable" is made the way a user behind NAT meets it:
  * a wrong --server, or Y's NAT router refusing the way to the control plane or to the relay (a TCP
  * reset, exactly what a stopped process answers).
  */
@@ -33,13 +34,14 @@ describe('tunnel exit codes and one-line messages in the lab (real binaries)', {
   let bob: LabCli;
   let carol: LabCli;
   let nobody: LabCli;
+  let xavier: LabCli;
   let expose: Followed | undefined;
 
   before(async () => {
     stack = await startLabStack();
     lab = stack.lab;
     dir = labTempDir('cli-exit-codes');
-    const xavier = await passwordUser(stack, 'xavier', 'hostx', dir);
+    xavier = await passwordUser(stack, 'xavier', 'hostx', dir);
     bob = await passwordUser(stack, 'bob', 'hosty', dir);
     carol = await passwordUser(stack, 'carol', 'hosty', dir);
     nobody = labCli(stack, 'nobody', 'hosty', dir);
@@ -62,6 +64,27 @@ describe('tunnel exit codes and one-line messages in the lab (real binaries)', {
 
   it('1: an unknown exposure', async () => {
     assertOneLine(await bob.run(['open', 'no-such-exposure', '--stdio'], { timeoutMs: 20_000 }), 1, /no-such-exposure/);
+  });
+
+  it('6: X offline (an exposure nobody exposes now): no lease, one line', async () => {
+    const r = await xavier.run(['exposures', 'create', 'codes-offline', '--allow', 'bob'], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assertOneLine(await bob.run(['open', 'codes-offline', '--stdio'], { timeoutMs: 20_000 }), 6, /codes-offline.* not online/);
+  });
+
+  it("7: X online but its service down", async () => {
+    const down = xavier.spawn(['expose', '7199', '--name', 'codes-down', '--allow', 'bob', '--json']);
+    try {
+      await waitForLine(down, /"event":"connected"/, 30_000);
+      assertOneLine(await bob.run(['open', 'codes-down', '--stdio'], { input: 'x', timeoutMs: 20_000 }), 7, /could not connect to its service/);
+    } finally {
+      down.kill('SIGTERM');
+      await down.exited;
+    }
+  });
+
+  it('8: a port X does not expose', async () => {
+    assertOneLine(await bob.run(['open', `${EXPOSURE}:7101`, '--stdio'], { input: 'x', timeoutMs: 20_000 }), 8, /exposed on port 7100/);
   });
 
   it('4: Y not in the ACL', async () => {

@@ -132,6 +132,21 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
     }
   });
 
+  it('Y uses the grant with the CLI: tunnel open --egress, with --stdio and with --listen (issue 10)', async () => {
+    const { targetOk } = lab.hosts;
+    const viaStdio = await bob.run(['open', '--egress', 'target-ok', '--stdio'], { timeoutMs: 30_000 });
+    assert.equal(viaStdio.code, 0, viaStdio.stderr);
+    assert.equal(viaStdio.stdout, `${targetOk.banner}\n`);
+
+    const y = bob.spawn(['open', '--egress', 'target-ok', '--listen', '127.0.0.1:17020', '--json']);
+    try {
+      await waitForOutput(y, /"event":"listening"/);
+      assert.deepEqual(await lab.connect('hosty', '127.0.0.1', 17020), { result: 'reachable', data: `${targetOk.banner}\n` });
+    } finally {
+      y.kill('SIGTERM');
+    }
+  });
+
   it('the kernel enforces the lease: uid 0 on the relay reaches target-ok only while the lease is active', async () => {
     const { targetOk, targetBad } = lab.hosts;
     const c = await cert('kernel');
