@@ -6,6 +6,7 @@ import { problemResponse, validationError } from './http/problem.js';
 import { limitBody, requireJson } from './http/request-guards.js';
 import { allowedMethods } from './http/method-not-allowed.js';
 import { securityHeaders } from './http/security-headers.js';
+import { OAUTH_PATHS, oauthEndpoint } from './http/oauth.js';
 import { registerWellKnown } from './routes/well-known.js';
 import { registerAuth } from './routes/auth.js';
 import { registerDevicePage } from './routes/device-page.js';
@@ -47,6 +48,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
       status: String(c.res.status),
     });
   });
+  for (const path of OAUTH_PATHS) app.use(path, oauthEndpoint);
   app.use('/v1/*', limitBody(deps.settings.maxBodyBytes), requireJson);
   app.use('/device/*', limitBody(16 * 1024));
 

@@ -31,8 +31,15 @@ export const TimestampSchema = z.string().describe('RFC 3339 timestamp');
 
 // ---- auth ----
 
+/** RFC 6749 §2.2: standard (public) clients name themselves; the name is not checked. */
+const ClientIdSchema = text(128).optional();
+/** RFC 6749 §3.3: accepted for interoperability; what a token may do comes from its user. */
+const OAuthScopeSchema = text(1024).optional();
+
 export const DeviceAuthorizationRequestSchema = z.strictObject({
   client_name: text(64).optional(),
+  client_id: ClientIdSchema,
+  scope: OAuthScopeSchema,
 });
 export const DeviceAuthorizationResponseSchema = z.object({
   device_code: z.string(),
@@ -46,11 +53,12 @@ export const DeviceAuthorizationResponseSchema = z.object({
 export const GRANT_DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 export const GRANT_SERVICE_TOKEN = 'urn:tunnel:params:oauth:grant-type:service-token';
 
+/** The token endpoint's request, as JSON or as an RFC 6749 §3.2 form (every field a string). */
 export const TokenRequestSchema = z.discriminatedUnion('grant_type', [
-  z.strictObject({ grant_type: z.literal(GRANT_DEVICE_CODE), device_code: opaqueToken() }),
-  z.strictObject({ grant_type: z.literal('refresh_token'), refresh_token: opaqueToken() }),
-  z.strictObject({ grant_type: z.literal('password'), username: UserNameSchema, password: password() }),
-  z.strictObject({ grant_type: z.literal(GRANT_SERVICE_TOKEN), service_token: opaqueToken() }),
+  z.strictObject({ grant_type: z.literal(GRANT_DEVICE_CODE), device_code: opaqueToken(), client_id: ClientIdSchema }),
+  z.strictObject({ grant_type: z.literal('refresh_token'), refresh_token: opaqueToken(), client_id: ClientIdSchema, scope: OAuthScopeSchema }),
+  z.strictObject({ grant_type: z.literal('password'), username: UserNameSchema, password: password(), client_id: ClientIdSchema, scope: OAuthScopeSchema }),
+  z.strictObject({ grant_type: z.literal(GRANT_SERVICE_TOKEN), service_token: opaqueToken(), client_id: ClientIdSchema }),
 ]);
 export type TokenRequest = z.infer<typeof TokenRequestSchema>;
 
@@ -62,6 +70,20 @@ export const TokenResponseSchema = z.object({
   scope: z.string().optional(),
 });
 export type TokenResponse = z.infer<typeof TokenResponseSchema>;
+
+/** RFC 8414 authorization server metadata, at AUTHORIZATION_SERVER_METADATA_PATH. */
+export const AUTHORIZATION_SERVER_METADATA_PATH = '/.well-known/oauth-authorization-server';
+export const AuthorizationServerMetadataSchema = z.object({
+  issuer: z.string(),
+  token_endpoint: z.string(),
+  device_authorization_endpoint: z.string(),
+  jwks_uri: z.string(),
+  grant_types_supported: z.array(z.string()),
+  token_endpoint_auth_methods_supported: z.array(z.string()),
+  response_types_supported: z.array(z.string()),
+  service_documentation: z.string(),
+});
+export type AuthorizationServerMetadata = z.infer<typeof AuthorizationServerMetadataSchema>;
 
 export const LogoutRequestSchema = z.strictObject({ refresh_token: opaqueToken().optional() });
 

@@ -24,6 +24,10 @@ export interface AppEnv {
     logger: Logger;
     principal: Principal;
     node: NodeRow;
+    /** Set on the OAuth endpoints: form bodies allowed, errors as RFC 6749 §5.2 JSON. */
+    oauth: boolean;
+    /** The OAuth endpoint's validated request (form or JSON), set by oauthBody. */
+    oauthRequest: unknown;
   };
 }
 

@@ -25,8 +25,10 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
     c.get('logger')?.error('unhandled error', { err, requestId });
     appErr = new AppError('INTERNAL', 'internal error; the request id identifies it in the logs');
   }
-  const status = httpStatusFor(appErr.code);
-  const body: Problem = {
+  const oauth = c.get('oauth') === true;
+  // RFC 6749 §5.2: token endpoint errors are 400 (invalid_client aside), whatever this API's code.
+  const status = oauth && httpStatusFor(appErr.code) === 401 ? 400 : httpStatusFor(appErr.code);
+  const body: Problem & { error_description?: string } = {
     type: `urn:tunnel:problem:${appErr.code.toLowerCase().replaceAll('_', '-')}`,
     title: TITLES[appErr.code] ?? appErr.code.replaceAll('_', ' ').toLowerCase(),
     status,
@@ -35,7 +37,16 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
     request_id: requestId,
     ...(appErr.oauthError ? { error: appErr.oauthError } : {}),
   };
-  const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': requestId, ...appErr.headers };
+  if (oauth) {
+    body.error = appErr.oauthError ?? oauthErrorFor(appErr.code);
+    body.error_description = appErr.message;
+  }
+  const headers: Record<string, string> = {
+    'content-type': oauth ? 'application/json' : PROBLEM_CONTENT_TYPE,
+    'x-request-id': requestId,
+    ...appErr.headers,
+  };
+  if (oauth) Object.assign(headers, { 'cache-control': 'no-store', pragma: 'no-cache' });
   if (status === 401 && !headers['www-authenticate']) headers['www-authenticate'] = 'Bearer';
   return new Response(JSON.stringify(body), { status, headers });
 }
@@ -50,4 +61,18 @@ export function validationError(target: string, error: ZodError): AppError {
   const issue = error.issues[0];
   const path = issue?.path.length ? issue.path.join('.') : target;
   return new AppError('VALIDATION_FAILED', `${path}: ${issue?.message ?? 'invalid'}`);
+}
+
+/** The RFC 6749 §5.2 / RFC 8628 §3.5 `error` for an error without one of its own. */
+export function oauthErrorFor(code: ErrorCode): string {
+  switch (code) {
+    case 'INTERNAL':
+      return 'server_error';
+    case 'RATE_LIMITED':
+      return 'temporarily_unavailable';
+    case 'INVALID_CREDENTIALS':
+      return 'invalid_grant';
+    default:
+      return 'invalid_request';
+  }
 }

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError } from '../lib/errors.js';
+import { isFormBody } from './oauth.js';
 import type { AppEnv } from './env.js';
 
 /** Caps request bodies (the header and the actual stream). */
@@ -23,8 +24,10 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
   if ((method === 'POST' || method === 'PUT' || method === 'PATCH') && (await hasBody(c))) {
     const type = c.req.header('content-type') ?? '';
+    // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads them.
+    if (c.get('oauth') && isFormBody(type)) return next();
     if (!/^application\/(.+\+)?json(\s*;|$)/i.test(type)) {
-      throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
     }
     try {
       await c.req.json();

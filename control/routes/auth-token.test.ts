@@ -112,13 +112,13 @@ function dbSuite(name: string, makeApp: MakeApp) {
       it('wrong password, unknown user, password-less and disabled users all get INVALID_CREDENTIALS', async () => {
         const u = await t.user(uniq('quinn'), 'member', PASSWORD);
         const wrong = await login(t, u.name, 'not the password at all');
-        assertProblem(wrong, 401, 'INVALID_CREDENTIALS');
+        assertProblem(wrong, 400, 'INVALID_CREDENTIALS');
         assert.equal(wrong.body.error, 'invalid_grant');
-        assertProblem(await login(t, uniq('ghost')), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await login(t, uniq('ghost')), 400, 'INVALID_CREDENTIALS');
         const noPassword = await t.user(uniq('svc'), 'member');
-        assertProblem(await login(t, noPassword.name, 'anything-at-all'), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await login(t, noPassword.name, 'anything-at-all'), 400, 'INVALID_CREDENTIALS');
         assertOk(await t.call('DELETE', `/v1/users/${u.name}`, { token: await tokenFor(t, admin) }));
-        assertProblem(await login(t, u.name), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await login(t, u.name), 400, 'INVALID_CREDENTIALS');
         const events = await auditEvents(t, admin);
         assert.ok(events.some((e) => e.type === 'auth.login_failed' && e.subject === u.name));
         assertNoSecrets(events, [PASSWORD, 'not the password at all'], 'audit log');
@@ -142,7 +142,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
       it('per source: the 4th attempt in a minute is RATE_LIMITED, even with the right password', async () => {
         const u = await limited.user(uniq('rob'), 'member', PASSWORD);
-        for (let i = 0; i < 3; i++) assertProblem(await login(limited, u.name, 'wrong password!', from('192.0.2.1')), 401, 'INVALID_CREDENTIALS');
+        for (let i = 0; i < 3; i++) assertProblem(await login(limited, u.name, 'wrong password!', from('192.0.2.1')), 400, 'INVALID_CREDENTIALS');
         const res = await login(limited, u.name, PASSWORD, from('192.0.2.1'));
         assertProblem(res, 429, 'RATE_LIMITED');
         const retryAfter = Number(res.headers.get('retry-after'));

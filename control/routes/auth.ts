@@ -1,4 +1,4 @@
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, type z } from '@hono/zod-openapi';
 import { and, eq } from 'drizzle-orm';
 import {
   DeviceAuthorizationRequestSchema,
@@ -10,11 +10,11 @@ import {
   SetupRequestSchema,
   TokenRequestSchema,
   TokenResponseSchema,
+  type TokenRequest,
   UserSchema,
 } from '../../protocol/api-types.js';
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
-import type { MiddlewareHandler } from 'hono';
-import type { App, AppEnv } from '../http/env.js';
+import type { App } from '../http/env.js';
 import { requireUser } from '../http/authenticate.js';
 import { clientAddress } from '../http/client-address.js';
 import { AppError } from '../lib/errors.js';
@@ -26,33 +26,36 @@ import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions
 import { consumeSetupCode } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
 import { checkPassword } from '../auth/password-login.js';
-import { bearerSecurity, errorResponses, iso, json, jsonBody } from './common.js';
+import { bearerSecurity, errorResponses, iso, json, jsonBody, oauthErrorResponses, oauthRequestBody, registerRequestComponent } from './common.js';
+import { oauthBody } from '../http/oauth.js';
 
 const KNOWN_GRANTS = new Set<string>([GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN]);
 
 /** RFC 6749 §5.2: a grant type we do not know is unsupported_grant_type, not a schema error. */
-const rejectUnknownGrant: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const body = (await c.req.json().catch(() => null)) as { grant_type?: unknown } | null;
-  if (typeof body?.grant_type === 'string' && !KNOWN_GRANTS.has(body.grant_type)) {
+function rejectUnknownGrant(raw: Record<string, unknown>): void {
+  if (typeof raw.grant_type === 'string' && !KNOWN_GRANTS.has(raw.grant_type)) {
     throw new AppError('UNSUPPORTED_GRANT_TYPE', 'grant_type is not supported', { oauthError: 'unsupported_grant_type' });
   }
-  await next();
-};
+}
 
 export function registerAuth(app: App): void {
+  registerRequestComponent(app, 'DeviceAuthorizationRequest', DeviceAuthorizationRequestSchema);
+  registerRequestComponent(app, 'TokenRequest', TokenRequestSchema);
+
   app.openapi(
     createRoute({
       method: 'post',
       path: '/v1/auth/device',
       tags: ['auth'],
-      summary: 'Start a device authorization (RFC 8628)',
-      request: { body: jsonBody(DeviceAuthorizationRequestSchema) },
-      responses: { 200: json(DeviceAuthorizationResponseSchema), ...errorResponses },
+      summary: 'Start a device authorization (RFC 8628 §3.1; form or JSON)',
+      middleware: [oauthBody(DeviceAuthorizationRequestSchema)] as const,
+      request: { body: oauthRequestBody('DeviceAuthorizationRequest') },
+      responses: { 200: json(DeviceAuthorizationResponseSchema), ...oauthErrorResponses },
     }),
     async (c) => {
       const deps = c.get('deps');
       await rateLimit(deps.db, deps.clock.now(), `device:${clientAddress(c)}`, deps.settings.authRateLimit);
-      const body = c.req.valid('json');
+      const body = c.get('oauthRequest') as z.infer<typeof DeviceAuthorizationRequestSchema>;
       const now = deps.clock.now();
       const deviceCode = deps.ids.secret('tnl_dc');
       const userCode = deps.ids.userCode();
@@ -90,15 +93,17 @@ export function registerAuth(app: App): void {
       summary: 'Exchange a device code, refresh token, password or service token for tokens',
       description:
         'Errors carry the RFC 6749/8628 `error` member (authorization_pending, slow_down, access_denied, expired_token, invalid_grant, unsupported_grant_type).',
-      middleware: [rejectUnknownGrant] as const,
-      request: { body: jsonBody(TokenRequestSchema) },
-      responses: { 200: json(TokenResponseSchema), ...errorResponses },
+      middleware: [oauthBody(TokenRequestSchema, rejectUnknownGrant)] as const,
+      request: { body: oauthRequestBody('TokenRequest') },
+      responses: { 200: json(TokenResponseSchema), ...oauthErrorResponses },
     }),
     async (c) => {
       const deps = c.get('deps');
-      const body = c.req.valid('json');
+      const body = c.get('oauthRequest') as TokenRequest;
       const now = deps.clock.now();
+      // RFC 6749 §5.1
       c.header('cache-control', 'no-store');
+      c.header('pragma', 'no-cache');
       switch (body.grant_type) {
         case GRANT_DEVICE_CODE: {
           const user = await pollDeviceCode(deps, body.device_code);

@@ -1,5 +1,7 @@
 import { z } from '@hono/zod-openapi';
+import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
+import type { App } from '../http/env.js';
 
 export const ProblemSchema = z
   .object({
@@ -30,6 +32,44 @@ export const errorResponses = {
   429: problem('Rate limited (RATE_LIMITED); Retry-After says when to try again'),
   500: problem('Internal error (INTERNAL); the request_id identifies it in the server log'),
 } as const;
+
+/** RFC 6749 §5.2 error body of the OAuth endpoints: `error` and `error_description`, plus the problem members. */
+export const OAuthErrorSchema = ProblemSchema.extend({
+  error: z.string().describe('RFC 6749 §5.2 / RFC 8628 §3.5 error code'),
+  error_description: z.string(),
+}).openapi('OAuthError');
+
+const oauthProblem = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: OAuthErrorSchema } },
+});
+
+/** Error responses of the OAuth endpoints (token and device authorization). */
+export const oauthErrorResponses = {
+  400: oauthProblem('invalid_request, invalid_grant, unsupported_grant_type, authorization_pending, slow_down, access_denied, expired_token'),
+  413: oauthProblem('Body too large (invalid_request)'),
+  415: oauthProblem('Body is neither a form nor JSON (invalid_request)'),
+  429: oauthProblem('Rate limited (temporarily_unavailable); Retry-After says when to try again'),
+  500: oauthProblem('Internal error (server_error)'),
+} as const;
+
+/**
+ * Publishes a request schema as a component (for bodies that routes validate themselves, such as
+ * the OAuth endpoints' form-or-JSON bodies, which would otherwise get zod-openapi's validators).
+ */
+export function registerRequestComponent(app: App, name: string, schema: ZodType): void {
+  const { $schema: _drop, ...jsonSchema } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  app.openAPIRegistry.registerComponent('schemas', name, jsonSchema);
+}
+
+/** A request body of an OAuth endpoint: a form (RFC 6749 §3.2) or JSON, both with the component `name`. */
+export const oauthRequestBody = (name: string) => ({
+  required: true,
+  content: {
+    'application/x-www-form-urlencoded': { schema: { $ref: `#/components/schemas/${name}` } },
+    'application/json': { schema: { $ref: `#/components/schemas/${name}` } },
+  },
+});
 
 /** What a public route that reads the database can answer besides success. */
 export const serverErrorResponses = {

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LEASE_TOKEN_TYP } from '../../protocol/lease-claims.js';
+import { OAUTH_PATHS } from '../http/oauth.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { assertProblem, type CallResult } from '../testing/problem.js';
@@ -37,6 +38,7 @@ const keyLine = newClientKey().line;
 /** One entry per operation in /openapi.json (a test below fails when a route is missing here). */
 const ROUTES: Record<string, RouteCase> = {
   'GET /.well-known/jwks.json': { auth: 'public', path: () => '/.well-known/jwks.json' },
+  'GET /.well-known/oauth-authorization-server': { auth: 'public', path: () => '/.well-known/oauth-authorization-server' },
   'POST /v1/auth/device': { auth: 'public', path: () => '/v1/auth/device', body: () => ({ client_name: 'cli' }) },
   'POST /v1/auth/token': {
     auth: 'public',
@@ -197,11 +199,13 @@ describe('security matrix', () => {
           assertProblem(await call(method, rc, token, { body: '{"name": ' }), 400, 'INVALID_JSON');
           const valid = JSON.stringify(rc.body!());
           assertProblem(await call(method, rc, token, { body: valid, headers: { 'content-type': 'text/plain' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
-          assertProblem(
-            await call(method, rc, token, { body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } }),
-            415,
-            'UNSUPPORTED_MEDIA_TYPE',
-          );
+          // The OAuth endpoints take forms (RFC 6749 §3.2): an unknown form field is refused like a JSON one.
+          const form = await call(method, rc, token, { body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+          if (OAUTH_PATHS.some((p) => p === rc.path())) {
+            assert.equal(form.status, 400, JSON.stringify(form.body));
+            assert.ok(['UNKNOWN_FIELD', 'VALIDATION_FAILED'].includes(form.body.code), form.body.code);
+            assert.equal(form.body.error, 'invalid_request');
+          } else assertProblem(form, 415, 'UNSUPPORTED_MEDIA_TYPE');
           assertProblem(await call(method, rc, token, { body: { ...rc.body!(), surprise: true } }), 400, 'UNKNOWN_FIELD');
         });
       }

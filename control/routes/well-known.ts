@@ -4,6 +4,12 @@ import { JWKS_PATH, JwksSchema } from '../../protocol/jwks.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import type { App } from '../http/env.js';
 import { json, serverErrorResponses } from './common.js';
+import {
+  AUTHORIZATION_SERVER_METADATA_PATH,
+  AuthorizationServerMetadataSchema,
+  GRANT_DEVICE_CODE,
+  GRANT_SERVICE_TOKEN,
+} from '../../protocol/api-types.js';
 
 export function registerWellKnown(app: App): void {
   app.openapi(
@@ -18,6 +24,35 @@ export function registerWellKnown(app: App): void {
       const keys = await c.get('deps').keys.published();
       c.header('cache-control', 'public, max-age=60');
       return c.json(buildJwks(keys), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: AUTHORIZATION_SERVER_METADATA_PATH,
+      tags: ['trust'],
+      summary: 'OAuth 2.0 authorization server metadata (RFC 8414): where standard clients log in',
+      responses: { 200: json(AuthorizationServerMetadataSchema), ...serverErrorResponses },
+    }),
+    (c) => {
+      const issuer = c.get('deps').settings.issuer;
+      c.header('cache-control', 'public, max-age=300');
+      return c.json(
+        {
+          issuer,
+          token_endpoint: `${issuer}/v1/auth/token`,
+          device_authorization_endpoint: `${issuer}/v1/auth/device`,
+          jwks_uri: `${issuer}${JWKS_PATH}`,
+          grant_types_supported: [GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN],
+          // Public clients: the CLI and any standard device-flow client, with no client secret.
+          token_endpoint_auth_methods_supported: ['none'],
+          // No authorization endpoint (no browser redirect flows).
+          response_types_supported: [],
+          service_documentation: `${issuer}/docs`,
+        },
+        200,
+      );
     },
   );
 

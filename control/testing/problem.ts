@@ -22,13 +22,17 @@ export async function readResult(res: Response): Promise<CallResult> {
 }
 
 /**
- * Asserts an RFC 9457 problem response: the HTTP status, `application/problem+json`, the stable
+ * Asserts an RFC 9457 problem response: the HTTP status, `application/problem+json` (or, from the
+ * OAuth endpoints, RFC 6749 §5.2 `application/json` with `error`), the stable
  * `code` (never the message text) and a `request_id` that matches the `x-request-id` header.
  */
 export function assertProblem(res: CallResult, status: number, code: ErrorCode): void {
   const where = `${res.status} ${JSON.stringify(res.body)}`;
   assert.equal(res.status, status, `status: ${where}`);
-  assert.match(res.headers.get('content-type') ?? '', new RegExp(`^${PROBLEM_CONTENT_TYPE.replace('+', '\\+')}`), `content type: ${where}`);
+  // The OAuth endpoints answer RFC 6749 §5.2 JSON (`error`, `error_description`) with the same members.
+  const oauth = typeof res.body?.error === 'string' && typeof res.body?.error_description === 'string';
+  const type = oauth ? 'application/json' : PROBLEM_CONTENT_TYPE;
+  assert.match(res.headers.get('content-type') ?? '', new RegExp(`^${type.replace('+', '\\+')}`), `content type: ${where}`);
   assert.ok(res.body && typeof res.body === 'object', `problem body is JSON: ${where}`);
   assert.equal(res.body.code, code, `code: ${where}`);
   assert.ok(isErrorCode(res.body.code));

@@ -14,9 +14,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
-import { request } from 'undici';
 import { GRANT_DEVICE_CODE } from '../../protocol/api-types.js';
-import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
 import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
 import { ManualClock } from '../../control/lib/clock.js';
 import {
@@ -28,17 +26,10 @@ import {
   type ApiResult,
   type ControlProcess,
 } from '../harness/control.js';
+import { postForm, signInOnDevicePage, type DeviceStart } from '../harness/device-page.js';
 
 const PASSWORD = 'correct horse battery staple';
 
-interface DeviceStart {
-  device_code: string;
-  user_code: string;
-  verification_uri: string;
-  verification_uri_complete: string;
-  expires_in: number;
-  interval: number;
-}
 
 async function startDevice(call: ApiCall, clientName = 'device-login test'): Promise<DeviceStart> {
   const r = expectStatus(await call('POST', '/v1/auth/device', { body: { client_name: clientName } }), 200, 'device authorization');
@@ -50,43 +41,15 @@ function poll(call: ApiCall, deviceCode: string): Promise<ApiResult> {
   return call('POST', '/v1/auth/token', { body: { grant_type: GRANT_DEVICE_CODE, device_code: deviceCode } });
 }
 
-/** Asserts an RFC 8628 token-endpoint error as problem+json with the OAuth `error` member. */
+/** Asserts an RFC 8628 token-endpoint error: RFC 6749 §5.2 JSON with `error`, plus the problem members. */
 function assertOAuthError(r: ApiResult, error: string): void {
   assert.equal(r.status, 400, JSON.stringify(r.body));
-  assert.equal(r.headers.get('content-type'), PROBLEM_CONTENT_TYPE);
+  assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+  assert.equal(typeof r.body.error_description, 'string');
   assert.equal(r.body.error, error, JSON.stringify(r.body));
   assert.equal(r.body.code, error.toUpperCase());
   assert.equal(r.body.status, 400);
   assert.equal(typeof r.body.request_id, 'string');
-}
-
-/** The browser side: a form POST (application/x-www-form-urlencoded) returning the HTML page. */
-async function postForm(baseUrl: string, path: string, fields: Record<string, string>): Promise<{ status: number; html: string }> {
-  const res = await request(new URL(path, baseUrl), {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams(fields).toString(),
-  });
-  const html = await res.body.text();
-  assert.match(String(res.headers['content-type']), /^text\/html/);
-  return { status: res.statusCode, html };
-}
-
-/** Opens the verification page, signs in, and returns the approval ticket from the confirmation page. */
-async function signInOnDevicePage(baseUrl: string, dev: DeviceStart, username: string, password: string): Promise<string> {
-  const page = await request(dev.verification_uri_complete.replace(/^https?:\/\/[^/]+/, baseUrl));
-  const pageHtml = await page.body.text();
-  assert.equal(page.statusCode, 200);
-  assert.equal(page.headers['x-frame-options'], 'DENY');
-  // The complete URI pre-fills the code in the sign-in form.
-  assert.ok(pageHtml.includes(`name="user_code" value="${dev.user_code}"`), pageHtml);
-
-  const confirm = await postForm(baseUrl, '/device', { user_code: dev.user_code, username, password });
-  assert.equal(confirm.status, 200, confirm.html);
-  assert.ok(confirm.html.includes(dev.user_code), 'the confirmation page shows the code to compare');
-  const m = /<input type="hidden" name="ticket" value="([A-Za-z0-9_.-]+)"/.exec(confirm.html);
-  assert.ok(m, `no ticket in:\n${confirm.html}`);
-  return m[1]!;
 }
 
 describe('device login against the real tunnel-control binary', () => {

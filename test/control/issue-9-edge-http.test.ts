@@ -73,8 +73,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
         const u = await t.user(uniq('acct'), 'member', PASSWORD);
         const d = await startDevice(s.call);
         // Three wrong passwords from three sources: two on the token endpoint, one on the form.
-        assertProblem(await login(u.name, 'wrong password 1', from('198.51.100.1')), 401, 'INVALID_CREDENTIALS');
-        assertProblem(await login(u.name, 'wrong password 2', from('198.51.100.2')), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await login(u.name, 'wrong password 1', from('198.51.100.1')), 400, 'INVALID_CREDENTIALS');
+        assertProblem(await login(u.name, 'wrong password 2', from('198.51.100.2')), 400, 'INVALID_CREDENTIALS');
         assert.equal((await deviceForm(s, { user_code: d.user_code, username: u.name, password: 'wrong 3' }, from('198.51.100.3'))).status, 401);
         // The account is now limited on both paths, from a fourth source, even with the right password.
         const form = await deviceForm(s, { user_code: d.user_code, username: u.name, password: PASSWORD }, from('198.51.100.4'));
@@ -190,6 +190,56 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.match(logged.err.query ?? '', /insert into "audit_events"/);
         assert.match(logged.err.cause?.code ?? '', /^22/, `SQLSTATE data exception: ${lines[0]}`);
         assert.ok((logged.err.cause?.message ?? '').length > 0);
+      });
+    });
+
+    describe('finding 8: the OAuth endpoints speak forms and RFC 6749 errors', () => {
+      const form = (path: string, fields: string, headers: Record<string, string> = {}) =>
+        s.call('POST', path, { body: fields, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
+
+      it('device authorization and the password and refresh grants take form bodies', async () => {
+        const dev = await form('/v1/auth/device', 'client_id=some-client&scope=openid', from('192.0.2.150'));
+        assertOk(dev);
+        assert.match(dev.body.user_code, /^[A-Z]{4}-[A-Z]{4}$/);
+        const u = await t.user(uniq('formy'), 'member', PASSWORD);
+        const pw = await form('/v1/auth/token', new URLSearchParams({ grant_type: 'password', username: u.name, password: PASSWORD, client_id: 'x' }).toString(), from('192.0.2.151'));
+        assertOk(pw);
+        assert.equal(pw.headers.get('cache-control'), 'no-store');
+        assert.equal(pw.headers.get('pragma'), 'no-cache');
+        const rt = await form('/v1/auth/token', new URLSearchParams({ grant_type: 'refresh_token', refresh_token: pw.body.refresh_token }).toString());
+        assertOk(rt);
+        const poll = await form('/v1/auth/token', new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: dev.body.device_code }).toString());
+        assertProblem(poll, 400, 'AUTHORIZATION_PENDING');
+      });
+
+      it('errors are RFC 6749 §5.2 application/json with error and error_description', async () => {
+        const cases: [Awaited<ReturnType<typeof form>>, string][] = [
+          [await form('/v1/auth/token', 'grant_type=password&username=nobody&password=x', from('192.0.2.160')), 'invalid_grant'],
+          [await form('/v1/auth/token', 'grant_type=magic'), 'unsupported_grant_type'],
+          [await form('/v1/auth/token', 'grant_type=refresh_token&refresh_token=a&refresh_token=b'), 'invalid_request'],
+          [await form('/v1/auth/token', 'grant_type=refresh_token'), 'invalid_request'],
+          [await s.call('POST', '/v1/auth/token', { body: 'x', headers: { 'content-type': 'text/plain' } }), 'invalid_request'],
+          [await form('/v1/auth/device', 'client_name=%00'), 'invalid_request'],
+        ];
+        for (const [r, error] of cases) {
+          assert.equal(r.status, r.status === 415 ? 415 : 400, JSON.stringify(r.body));
+          assert.match(r.headers.get('content-type') ?? '', /^application\/json/, JSON.stringify(r.body));
+          assert.equal(r.body.error, error, JSON.stringify(r.body));
+          assert.equal(typeof r.body.error_description, 'string');
+          assert.equal(typeof r.body.code, 'string', 'the problem members stay, for the CLI');
+          assert.equal(r.headers.get('www-authenticate'), null);
+        }
+        // Elsewhere errors stay problem+json.
+        assertProblem(await s.call('GET', '/v1/me'), 401, 'UNAUTHENTICATED');
+      });
+
+      it('publishes RFC 8414 metadata naming the endpoints', async () => {
+        const m = await s.call('GET', '/.well-known/oauth-authorization-server');
+        assertOk(m);
+        assert.equal(m.body.issuer, t.deps.settings.issuer);
+        assert.equal(m.body.token_endpoint, `${t.deps.settings.issuer}/v1/auth/token`);
+        assert.equal(m.body.device_authorization_endpoint, `${t.deps.settings.issuer}/v1/auth/device`);
+        assert.deepEqual(m.body.token_endpoint_auth_methods_supported, ['none']);
       });
     });
 
