@@ -38,6 +38,7 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
       resolve(client);
     };
     client.once('ready', onReady).once('error', onError);
+    client.on('error', () => {}); // a second error (e.g. reset after a failed handshake) must not crash the caller
     client.connect({
       host: o.host ?? '127.0.0.1',
       port: o.port,
