@@ -32,6 +32,7 @@ import { closeAll, forwardIn, mapLimit } from './lib/idle-clients.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type KeySshd, type SshTarget } from './lib/openssh.js';
 import { cpuSeconds, machineTicks, rssBytes, sampler, treeCpuSeconds, treePssBytes } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
+import { runBench } from './lib/run-bench.js';
 import { firstByteLatencies, openStream, pump, quantile, startService, waitForPath, type Service } from './lib/traffic.js';
 
 const GiB = 1024 ** 3;
@@ -224,8 +225,8 @@ async function idleRelay(stack: RelayStack): Promise<{ idle: number; loaded: num
       clients.push(client);
       await forwardIn(client, c.name, 22);
     });
-    const health = (await (await fetch(`http://127.0.0.1:${relay.metricsPort}/healthz`)).json()) as { connections: number; exposures: unknown[] };
-    if (health.connections !== IDLE || health.exposures.length !== IDLE) throw new Error(`relay holds ${health.connections} connections, ${health.exposures.length} exposures`);
+    const health = (await (await fetch(`http://127.0.0.1:${relay.metricsPort}/healthz`)).json()) as { connections: number; exposures_online: number };
+    if (health.connections !== IDLE || health.exposures_online !== IDLE) throw new Error(`relay holds ${health.connections} connections, ${health.exposures_online} exposures`);
     await settle();
     const s = sampler(() => rssBytes(relay.pid), 100);
     await new Promise((r) => setTimeout(r, 2000));
@@ -304,63 +305,42 @@ function table(results: { cipher: string; sshd: PathResult; relay: PathResult }[
   ].join('\n');
 }
 
-async function main(): Promise<void> {
+runBench('bench:relay', async (cleanups) => {
   const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-relay-'));
+  cleanups.add(() => rmSync(dir, { recursive: true, force: true }));
   const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : undefined;
-  let stack: RelayStack | undefined;
-  let service: Service | undefined;
-  const cleanup = async () => {
-    await killTracked();
-    await stack?.stop().catch(() => {});
-    await service?.close().catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = () => void cleanup().finally(() => process.exit(130));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
-    log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ssh2 native crypto ${nativeCryptoAvailable() ? 'yes' : 'NO'}`);
-    service = await startService();
-    stack = await startRelayStack(
-      ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', '--events-queue-max', '100000'],
-      [...opts['relay-node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
-      Object.fromEntries(opts['relay-env'].map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
-    );
-    await stack.exposure(EXPOSURE);
-    log('direct loopback');
-    const direct = await runDirect(service);
-    const results: { cipher: string; sshd: PathResult; relay: PathResult }[] = [];
-    for (const cipher of opts.cipher) {
-      log(`${cipher}: sshd`);
-      const sshd = await runSshd(cipher, service, dir);
-      log(`${cipher}: relay`);
-      const relay = await runRelay(cipher, service, stack, dir);
-      results.push({ cipher, sshd, relay });
-    }
-    log('idle exposure connections: relay');
-    const idleR = await idleRelay(stack);
-    log('idle connections: sshd');
-    const idleS = await idleSshd();
-    process.stdout.write(`\n${table(results, direct, { relay: idleR, sshd: idleS })}\n\n`);
-    process.stdout.write(
-      `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
-        `Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}. ` +
-        'sshd memory is the summed PSS of its process tree (per-connection processes share pages); relay memory is VmRSS of the one tunnel-node process. ' +
-        'Memory during streams is the median of 50 ms samples.\n',
-    );
-    if (profDir) process.stdout.write(`Relay CPU profiles: ${profDir}\n`);
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await cleanup();
+  const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
+  log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ssh2 native crypto ${nativeCryptoAvailable() ? 'yes' : 'NO'}`);
+  const service = await startService();
+  cleanups.add(() => service.close());
+  const stack = await startRelayStack(
+    ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', '--events-queue-max', '100000'],
+    [...opts['relay-node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
+    Object.fromEntries(opts['relay-env'].map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+  );
+  cleanups.add(() => stack.stop());
+  cleanups.add(() => killTracked());
+  await stack.exposure(EXPOSURE);
+  log('direct loopback');
+  const direct = await runDirect(service);
+  const results: { cipher: string; sshd: PathResult; relay: PathResult }[] = [];
+  for (const cipher of opts.cipher) {
+    log(`${cipher}: sshd`);
+    const sshd = await runSshd(cipher, service, dir);
+    log(`${cipher}: relay`);
+    const relay = await runRelay(cipher, service, stack, dir);
+    results.push({ cipher, sshd, relay });
   }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench:relay failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+  log('idle exposure connections: relay');
+  const idleR = await idleRelay(stack);
+  log('idle connections: sshd');
+  const idleS = await idleSshd();
+  process.stdout.write(`\n${table(results, direct, { relay: idleR, sshd: idleS })}\n\n`);
+  process.stdout.write(
+    `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
+      `Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}. ` +
+      'sshd memory is the summed PSS of its process tree (per-connection processes share pages); relay memory is VmRSS of the one tunnel-node process. ' +
+      'Memory during streams is the median of 50 ms samples.\n',
+  );
+  if (profDir) process.stdout.write(`Relay CPU profiles: ${profDir}\n`);
+});
