@@ -99,7 +99,8 @@ async function sample(stack: RelayStack): Promise<Sample> {
   return {
     rss: rssBytes(stack.relay.pid),
     fds: fds(stack.relay.pid),
-    buffered: sumOf(m, 'tunnel_node_send_buffer_bytes'),
+    // What the relay holds for peers: socket and ssh2 queues, plus bridged channel streams.
+    buffered: sumOf(m, 'tunnel_node_send_buffer_bytes') + sumOf(m, 'tunnel_node_bridge_buffer_bytes'),
     unauth: m.value('tunnel_node_unauthenticated_connections'),
     connections: m.value('tunnel_node_connections'),
   };
