@@ -219,7 +219,11 @@ async function main(): Promise<void> {
   if (Number.isFinite(nofile) && nofile < 2 * N + 200) throw new Error(`ulimit -n is ${nofile}; this run needs about ${2 * N + 200} (raise it with ulimit -n)`);
   const load0 = loadavg();
   const results: Result[] = [];
-  for (const e of EXPOSURES) results.push(await scenario(e));
+  for (const e of EXPOSURES) {
+    const r = await scenario(e);
+    log(`result: ${JSON.stringify(r)}`);
+    results.push(r);
+  }
   const line = (c: string[]) => `| ${c.join(' | ')} |`;
   const out = [
     line(['exposures x Y each', 'ok', 'refused', 'corrupt', 'setup/s (wall)', 'setup per relay CPU s', 'round trips (s)', 'relay RSS peak / after (MB)', 'relay CPU (s)', 'revoke -> closed p50 / p99 / max (ms)', 'not closed in 30 s']),

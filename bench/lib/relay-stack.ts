@@ -39,10 +39,24 @@ export async function startRelayStack(
     expectStatus(await call('POST', '/v1/setup', { body: { setup_code: control.setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
     let token = await passwordLogin(call, ADMIN.name, ADMIN.password);
     let tokenAt = Date.now();
+    // One login at a time: many concurrent calls finding the token old must not each log in
+    // (the control plane rate-limits password logins).
+    let refreshing: Promise<string> | undefined;
     const fresh = async () => {
       if (Date.now() - tokenAt > 4 * 60_000) {
-        token = await passwordLogin(call, ADMIN.name, ADMIN.password);
-        tokenAt = Date.now();
+        refreshing ??= passwordLogin(call, ADMIN.name, ADMIN.password).then(
+          (t) => {
+            token = t;
+            tokenAt = Date.now();
+            refreshing = undefined;
+            return t;
+          },
+          (err: unknown) => {
+            refreshing = undefined;
+            throw err;
+          },
+        );
+        return refreshing;
       }
       return token;
     };
