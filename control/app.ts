@@ -19,6 +19,7 @@ import { registerEgressTargets } from './routes/egress-targets.js';
 import { registerLeases } from './routes/leases.js';
 import { registerAudit } from './routes/audit.js';
 import { registerDocs } from './routes/docs.js';
+import { registerConsole } from './console/register.js';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -64,6 +65,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   registerLeases(app);
   registerAudit(app);
   registerDocs(app);
+  registerConsole(app);
 
   const methodsAt = allowedMethods(app);
   app.notFound((c) => {

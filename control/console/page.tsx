@@ -1,0 +1,121 @@
+import type { Context } from 'hono';
+import type { Child } from 'hono/jsx';
+import type { App, AppEnv } from '../http/env.js';
+import { ApiSession, SignedOut, type Problem } from './api-session.js';
+import { csrfOk, csrfToken } from './csrf.js';
+import { Layout, Notice, type Me } from './layout.js';
+
+/** What a console handler gets: the API as the signed-in user, who that is, and the form. */
+export interface PageCtx {
+  c: Context<AppEnv>;
+  api: ApiSession;
+  me: Me;
+  csrf: string;
+  /** The posted form fields (POST only); repeated fields keep their last value. */
+  form: Record<string, string>;
+  /** Renders a full console page for this user. */
+  render(title: string, current: string, body: Child, status?: number): Response | Promise<Response>;
+}
+
+export type Handler = (p: PageCtx) => Promise<Response>;
+
+const MAX_FIELD = 8192;
+
+async function readForm(c: Context<AppEnv>): Promise<Record<string, string> | null> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)(\s*;|$)/i.test(type)) return null;
+  const body = await c.req.parseBody();
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(body)) {
+    if (typeof v === 'string') out[k] = v.slice(0, MAX_FIELD);
+  }
+  return out;
+}
+
+/** A page for signed-in users: session from cookies, CSRF on posts, API errors as pages. */
+export function page(app: App, handler: Handler) {
+  return async (c: Context<AppEnv>): Promise<Response> => {
+    const api = new ApiSession(app, c);
+    let form: Record<string, string> = {};
+    if (c.req.method === 'POST') {
+      const parsed = await readForm(c);
+      if (parsed === null) return simplePage(c, 'Not a form', 'Send this as an HTML form.', 415);
+      if (!csrfOk(c, parsed._csrf)) {
+        return simplePage(c, 'Form expired', 'This form could not be verified (it expired or came from another site). Go back, reload the page and try again.', 403);
+      }
+      form = parsed;
+    }
+    try {
+      const me = await api.call<Me>('GET', '/v1/me');
+      if (!me.ok) return simplePage(c, 'Error', me.problem.detail, me.problem.status);
+      const csrf = csrfToken(c);
+      return await handler({
+        c,
+        api,
+        me: me.body,
+        csrf,
+        form,
+        render: (title, current, body, status = 200) =>
+          c.html(
+            <Layout title={title} me={me.body} csrf={csrf} current={current}>
+              {body}
+            </Layout>,
+            status as 200,
+          ),
+      });
+    } catch (err) {
+      if (err instanceof SignedOut) {
+        const next = c.req.method === 'GET' ? `?next=${encodeURIComponent(new URL(c.req.url).pathname)}` : '';
+        return c.redirect(`/console/login${next}`, 303);
+      }
+      throw err;
+    }
+  };
+}
+
+/** A page with just a title and a message (errors, refusals). */
+export function simplePage(c: Context<AppEnv>, title: string, message: string, status: number): Response | Promise<Response> {
+  return c.html(
+    <Layout title={title}>
+      <Notice kind="err">{message}</Notice>
+      <p>
+        <a href="/console/">Back to the console</a>
+      </p>
+    </Layout>,
+    status as 200,
+  );
+}
+
+/** Renders an API refusal inside the page it happened on, with the API's status. */
+export function problemNotice(p: Problem) {
+  return <Notice kind="err">{p.status === 403 ? `Not allowed: ${p.detail}` : p.detail}</Notice>;
+}
+
+/** Fixed messages for `?done=` after a successful form post (post-redirect-get); never reflected text. */
+export const DONE_MESSAGES: Record<string, string> = {
+  'allow-saved': 'Allow list saved.',
+  'exposure-deleted': 'Exposure deleted.',
+  'lease-revoked': 'Lease revoked: its connections close within seconds.',
+  'user-revoked': "All of the user's active leases were revoked.",
+  'target-saved': 'Egress target saved.',
+  'target-deleted': 'Egress target deleted.',
+  'token-revoked': 'Service token revoked.',
+  'user-created': 'User created.',
+  'user-deleted': 'User deleted.',
+  'user-updated': 'User updated.',
+  'signed-out': 'You are signed out.',
+};
+
+export function doneNotice(c: Context<AppEnv>) {
+  const msg = DONE_MESSAGES[c.req.query('done') ?? ''];
+  return msg ? <Notice kind="ok">{msg}</Notice> : null;
+}
+
+/**
+ * One path segment of an API URL built from a console URL parameter. Anything that is not a
+ * plain name or id (dots-only, slashes, escapes) becomes a name no route has, so the request
+ * cannot be steered to another path.
+ */
+export function seg(v: string | undefined): string {
+  return v && /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/.test(v) ? v : '_invalid_';
+}
