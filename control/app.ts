@@ -18,6 +18,7 @@ import { registerExposures } from './routes/exposures.js';
 import { registerEgressTargets } from './routes/egress-targets.js';
 import { registerLeases } from './routes/leases.js';
 import { registerAudit } from './routes/audit.js';
+import { registerConnections } from './routes/connections.js';
 import { registerDocs } from './routes/docs.js';
 import { registerConsole } from './console/register.js';
 
@@ -64,6 +65,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   registerEgressTargets(app);
   registerLeases(app);
   registerAudit(app);
+  registerConnections(app);
   registerDocs(app);
   registerConsole(app);
 

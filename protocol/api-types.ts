@@ -311,6 +311,26 @@ export const LeaseListSchema = z.object({ leases: z.array(LeaseSchema) });
 
 // ---- audit ----
 
+export const ConnectionSchema = z.object({
+  node: NodeNameSchema,
+  session_id: z.string(),
+  lease_id: z.string().nullable(),
+  kind: LeaseKindSchema.nullable(),
+  user: UserNameSchema.nullable(),
+  exposure: ExposureNameSchema.nullable(),
+  targets: z.array(LeaseTargetSchema).nullable(),
+  /** The client's address as the relay saw it. */
+  remote: z.string().nullable(),
+  opened_at: TimestampSchema,
+  closed_at: TimestampSchema.nullable(),
+  /** Reported by the relay when the connection closes. */
+  bytes_in: z.number().int().nullable(),
+  bytes_out: z.number().int().nullable(),
+  /** Open as last reported, on a relay that is online, under a lease that is still valid. */
+  live: z.boolean(),
+});
+export const ConnectionListSchema = z.object({ connections: z.array(ConnectionSchema) });
+
 export const AuditEventSchema = z.object({
   id: z.string(),
   at: TimestampSchema,

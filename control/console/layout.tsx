@@ -92,7 +92,7 @@ export function Notice(props: { kind: 'ok' | 'err'; children?: Child }) {
   );
 }
 
-export function Table(props: { caption: string; head: string[]; empty: string; rows: Child[]; id?: string; live?: number }) {
+export function Table(props: { caption: string; head: string[]; empty: string; rows: Child[] }) {
   return (
     <div class="table-wrap">
       <table>
@@ -104,7 +104,7 @@ export function Table(props: { caption: string; head: string[]; empty: string; r
             ))}
           </tr>
         </thead>
-        <tbody id={props.id} data-live={props.live !== undefined ? String(props.live) : undefined}>
+        <tbody>
           {props.rows.length > 0 ? (
             props.rows
           ) : (
@@ -142,4 +142,13 @@ export function bytes(n: number | null | undefined): string {
     i++;
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** A region that the console script re-fetches every `everyMs` (the page works without it). */
+export function Live(props: { id: string; everyMs: number; children?: Child }) {
+  return (
+    <div id={props.id} data-live={String(props.everyMs)} aria-live="polite">
+      {props.children}
+    </div>
+  );
 }

@@ -10,6 +10,7 @@ import { exposures, nodes, revocations } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
 import { requireNode } from '../http/authenticate.js';
 import { audit, type AuditType } from '../services/audit.js';
+import { pruneConnections, recordConnectionEvent } from '../services/connections.js';
 import { errorResponses, json, jsonBody } from './common.js';
 
 const nodeSecurity = [{ nodeToken: [] }];
@@ -122,6 +123,7 @@ export function registerNodeSelf(app: App): void {
             subject: e.lease_id ?? e.exposure ?? null,
             data: { ...e, node: node.name },
           });
+          await recordConnectionEvent(tx, node.id, e, Number.isNaN(at.getTime()) ? now : at);
           if (e.exposure && (e.type === 'exposure_online' || e.type === 'exposure_offline')) {
             const online = e.type === 'exposure_online';
             await tx
@@ -130,6 +132,7 @@ export function registerNodeSelf(app: App): void {
               .where(online ? eq(exposures.name, e.exposure) : and(eq(exposures.name, e.exposure), eq(exposures.currentNodeId, node.id)));
           }
         }
+        await pruneConnections(tx, now);
       });
       return c.body(null, 202);
     },

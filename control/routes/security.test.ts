@@ -104,6 +104,7 @@ const ROUTES: Record<string, RouteCase> = {
   'GET /v1/leases/{id}': { auth: 'user', path: () => `/v1/leases/lse_${hex32}` },
   'DELETE /v1/leases/{id}': { auth: 'user', path: () => `/v1/leases/lse_${hex32}` },
   'GET /v1/audit': { auth: 'admin', path: () => '/v1/audit', strictQuery: true },
+  'GET /v1/connections': { auth: 'user', path: () => '/v1/connections', strictQuery: true },
 };
 
 let t: TestApp;

@@ -82,11 +82,12 @@ describe('web console in a real browser', () => {
     const listening = JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string };
     const got = await roundTrip(Number(listening.address.split(':').pop()), Buffer.from('ping\n'));
     assert.equal(got.toString(), 'ping\nbye\n');
-    await page.goto(`${base}/console/connections?user=bob&kind=open`);
-    const leaseRow = page.locator('#lease-rows tr', { hasText: 'web-x' });
-    await leaseRow.first().waitFor();
+    // Y shows up as connected now (from the relay's events), and is revoked from that row.
+    const connRow = page.locator('table', { has: page.locator('caption', { hasText: 'Connected now' }) }).locator('tbody tr', { hasText: 'web-x' });
+    await reloadUntil(page, '/console/connections?user=bob&kind=open', async () => (await connRow.count()) === 1, "bob's connection");
+    assert.match(await connRow.innerText(), /bob/);
     const exited = once(y, 'exit');
-    await leaseRow.first().getByRole('button', { name: /Revoke/ }).click();
+    await connRow.getByRole('button', { name: /Revoke/ }).click();
     await page.waitForURL(/done=lease-revoked/);
     const [code] = (await exited) as [number | null];
     assert.equal(code, 4, JSON.stringify(y.output()));

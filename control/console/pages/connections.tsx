@@ -1,24 +1,43 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Table, when } from '../layout.js';
+import { bytes, CsrfField, Live, Pill, Table, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 
+type Kind = 'expose' | 'open' | 'egress';
+type Target = { host: string; port: number };
+
 interface Lease {
   id: string;
-  kind: 'expose' | 'open' | 'egress';
+  kind: Kind;
   user: string;
   node: string;
   exposure: string | null;
   port: number | null;
-  targets: { host: string; port: number }[] | null;
+  targets: Target[] | null;
   created_at: string;
   expires_at: string;
-  revoked_at: string | null;
+}
+
+interface Connection {
+  node: string;
+  session_id: string;
+  lease_id: string | null;
+  kind: Kind | null;
+  user: string | null;
+  exposure: string | null;
+  targets: Target[] | null;
+  remote: string | null;
+  opened_at: string;
+  closed_at: string | null;
+  bytes_in: number | null;
+  bytes_out: number | null;
+  live: boolean;
 }
 
 const PATH = '/console/connections';
 const KINDS = ['expose', 'open', 'egress'] as const;
+const LIVE_ID = 'live-tables';
 
 interface Filters {
   user: string;
@@ -33,49 +52,120 @@ function filters(p: PageCtx): Filters {
   return { user: q('user'), exposure: q('exposure'), node: q('node'), kind: (KINDS as readonly string[]).includes(kind) ? kind : '' };
 }
 
+function matches(f: Filters, x: { user: string | null; exposure: string | null; node: string; kind: Kind | null }): boolean {
+  return (!f.user || x.user === f.user) && (!f.exposure || x.exposure === f.exposure) && (!f.node || x.node === f.node) && (!f.kind || x.kind === f.kind);
+}
+
 async function activeLeases(p: PageCtx) {
   const all = p.me.role === 'admin' ? '&all=true' : '';
   return p.api.call<{ leases: Lease[] }>('GET', `/v1/leases?active=true&limit=500${all}`);
 }
 
-function what(l: Lease): string {
-  if (l.kind === 'egress') return (l.targets ?? []).map((t) => `${t.host}:${t.port}`).join(', ') || '—';
-  return l.exposure ? `${l.exposure}${l.port ? `:${l.port}` : ''}` : '—';
+function what(x: { kind: Kind | null; exposure: string | null; targets: Target[] | null }): string {
+  if (x.kind === 'egress') return (x.targets ?? []).map((t) => `${t.host}:${t.port}`).join(', ') || '—';
+  return x.exposure ?? '—';
 }
 
-function rowsFor(p: PageCtx, leases: Lease[], f: Filters) {
-  return leases
-    .filter((l) => (!f.user || l.user === f.user) && (!f.exposure || l.exposure === f.exposure) && (!f.node || l.node === f.node) && (!f.kind || l.kind === f.kind))
-    .map((l) => (
-      <tr>
-        <td>
-          <code>{l.id}</code>
-        </td>
-        <td>{l.kind}</td>
-        <td>{l.user}</td>
-        <td>{what(l)}</td>
-        <td>{l.node}</td>
-        <td>{when(l.created_at)}</td>
-        <td>{when(l.expires_at)}</td>
-        <td>
-          <form method="post" action={`${PATH}/${l.id}/revoke`} data-confirm={`Revoke ${l.id}? Its connections close.`}>
-            <CsrfField token={p.csrf} />
-            <button type="submit" class="danger">
-              Revoke<span class="skip-caption"> {l.id}</span>
-            </button>
-          </form>
-        </td>
-      </tr>
-    ));
+function RevokeButton(props: { p: PageCtx; leaseId: string }) {
+  return (
+    <form method="post" action={`${PATH}/${props.leaseId}/revoke`} data-confirm={`Revoke ${props.leaseId}? Its connections close.`}>
+      <CsrfField token={props.p.csrf} />
+      <button type="submit" class="danger">
+        Revoke<span class="skip-caption"> {props.leaseId}</span>
+      </button>
+    </form>
+  );
+}
+
+function Tables(props: { p: PageCtx; f: Filters; leases: Lease[]; conns: Connection[] }) {
+  const { p, f } = props;
+  const conns = props.conns.filter((c) => matches(f, c));
+  const now = conns.filter((c) => c.live);
+  const closed = conns.filter((c) => c.closed_at !== null).slice(0, 50);
+  return (
+    <>
+      <h2>Connected now</h2>
+      <Table
+        caption="Connected now"
+        head={['User', 'Kind', 'To', 'Relay', 'From', 'Since', 'Lease', '']}
+        empty="Nobody matching is connected."
+        rows={now.map((c) => (
+          <tr>
+            <td>{c.user ?? '—'}</td>
+            <td>{c.kind ?? '—'}</td>
+            <td>{what(c)}</td>
+            <td>{c.node}</td>
+            <td>
+              <code>{c.remote ?? '—'}</code>
+            </td>
+            <td>{when(c.opened_at)}</td>
+            <td>
+              <code>{c.lease_id ?? '—'}</code>
+            </td>
+            <td>{c.lease_id ? <RevokeButton p={p} leaseId={c.lease_id} /> : null}</td>
+          </tr>
+        ))}
+      />
+      <h2>Active leases</h2>
+      <Table
+        caption="Active leases"
+        head={['Lease', 'Kind', 'User', 'To', 'Relay', 'Connected', 'Issued', 'Expires', '']}
+        empty="No active leases match."
+        rows={props.leases
+          .filter((l) => matches(f, l))
+          .map((l) => (
+            <tr>
+              <td>
+                <code>{l.id}</code>
+              </td>
+              <td>{l.kind}</td>
+              <td>{l.user}</td>
+              <td>{what(l)}</td>
+              <td>{l.node}</td>
+              <td>
+                <Pill on={props.conns.some((c) => c.live && c.lease_id === l.id)} yes="yes" no="no" />
+              </td>
+              <td>{when(l.created_at)}</td>
+              <td>{when(l.expires_at)}</td>
+              <td>
+                <RevokeButton p={p} leaseId={l.id} />
+              </td>
+            </tr>
+          ))}
+      />
+      <h2>Recently closed</h2>
+      <Table
+        caption="Recently closed connections"
+        head={['User', 'Kind', 'To', 'Relay', 'From', 'Opened', 'Closed', 'In', 'Out']}
+        empty="No closed connections match."
+        rows={closed.map((c) => (
+          <tr>
+            <td>{c.user ?? '—'}</td>
+            <td>{c.kind ?? '—'}</td>
+            <td>{what(c)}</td>
+            <td>{c.node}</td>
+            <td>
+              <code>{c.remote ?? '—'}</code>
+            </td>
+            <td>{when(c.opened_at)}</td>
+            <td>{when(c.closed_at)}</td>
+            <td>{bytes(c.bytes_in)}</td>
+            <td>{bytes(c.bytes_out)}</td>
+          </tr>
+        ))}
+      />
+    </>
+  );
 }
 
 async function view(p: PageCtx, problem?: Problem, status = 200): Promise<Response> {
   const f = filters(p);
-  const res = await activeLeases(p);
-  if (!res.ok) return p.render('Connections and leases', PATH, problemNotice(res.problem), res.problem.status);
-  const rows = rowsFor(p, res.body.leases, f);
-  if (p.c.req.header('x-console-fragment') === 'lease-rows') return p.c.html(<>{rows.length ? rows : <tr><td colspan={8} class="muted">No active leases match.</td></tr>}</>);
-  const users = [...new Set(res.body.leases.map((l) => l.user))].sort();
+  const [leases, conns] = await Promise.all([activeLeases(p), p.api.call<{ connections: Connection[] }>('GET', '/v1/connections?state=all&limit=500')]);
+  if (!leases.ok) return p.render('Connections and leases', PATH, problemNotice(leases.problem), leases.problem.status);
+  if (!conns.ok) return p.render('Connections and leases', PATH, problemNotice(conns.problem), conns.problem.status);
+  const tables = <Tables p={p} f={f} leases={leases.body.leases} conns={conns.body.connections} />;
+  if (p.c.req.header('x-console-fragment') === LIVE_ID) return p.c.html(tables);
+  const users = [...new Set(leases.body.leases.map((l) => l.user))].sort();
   return p.render(
     'Connections and leases',
     PATH,
@@ -109,14 +199,9 @@ async function view(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
           Filter
         </button>
       </form>
-      <Table
-        caption="Active leases"
-        head={['Lease', 'Kind', 'User', 'To', 'Relay', 'Since', 'Expires', '']}
-        empty="No active leases match."
-        rows={rows}
-        id="lease-rows"
-        live={5000}
-      />
+      <Live id={LIVE_ID} everyMs={5000}>
+        {tables}
+      </Live>
       {p.me.role === 'admin' && users.length > 0 ? (
         <>
           <h2>Revoke all of a user's leases</h2>

@@ -1,0 +1,101 @@
+import { and, desc, eq, isNull, lt, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { connections, leases, nodes, users } from '../db/schema/index.js';
+import type { ConnectionEvent } from '../../protocol/api-types.js';
+import { isOnline } from './node-selection.js';
+
+/** Closed connections are kept this long for the console and `GET /v1/connections?state=all`. */
+export const CLOSED_RETENTION_MS = 7 * 86400 * 1000;
+
+type Tx = Pick<Db, 'insert' | 'update' | 'delete'>;
+
+/**
+ * Applies one relay event to the connections table: conn_open adds the session, conn_close
+ * closes it with its byte counts (adding it closed if the open event was lost). Other event
+ * types are ignored. Replays are harmless (the key is node + session).
+ */
+export async function recordConnectionEvent(tx: Tx, nodeId: string, e: ConnectionEvent, at: Date): Promise<void> {
+  if (!e.session_id || (e.type !== 'conn_open' && e.type !== 'conn_close')) return;
+  if (e.type === 'conn_open') {
+    await tx
+      .insert(connections)
+      .values({ nodeId, sessionId: e.session_id, leaseId: e.lease_id ?? null, remote: e.remote ?? null, openedAt: at })
+      .onConflictDoNothing();
+    return;
+  }
+  const closed = { closedAt: at, bytesIn: e.bytes_in ?? null, bytesOut: e.bytes_out ?? null };
+  await tx
+    .insert(connections)
+    .values({ nodeId, sessionId: e.session_id, leaseId: e.lease_id ?? null, remote: e.remote ?? null, openedAt: at, ...closed })
+    .onConflictDoUpdate({ target: [connections.nodeId, connections.sessionId], set: closed });
+}
+
+/** Drops closed connections older than the retention (cheap: an index range on closed_at). */
+export async function pruneConnections(tx: Tx, now: Date): Promise<void> {
+  await tx.delete(connections).where(lt(connections.closedAt, new Date(now.getTime() - CLOSED_RETENTION_MS)));
+}
+
+export interface ConnectionFilter {
+  /** Only this user's connections (members see their own). */
+  userId?: string;
+  state: 'open' | 'all';
+  user?: string;
+  exposure?: string;
+  node?: string;
+  kind?: 'expose' | 'open' | 'egress';
+  limit: number;
+}
+
+export interface ConnectionView {
+  node: string;
+  session_id: string;
+  lease_id: string | null;
+  kind: 'expose' | 'open' | 'egress' | null;
+  user: string | null;
+  exposure: string | null;
+  targets: { host: string; port: number }[] | null;
+  remote: string | null;
+  opened_at: string;
+  closed_at: string | null;
+  bytes_in: number | null;
+  bytes_out: number | null;
+  /** Open as last reported, on a relay that is online, under a lease that is still valid. */
+  live: boolean;
+}
+
+export async function listConnections(db: Db, f: ConnectionFilter, now: Date, nodeOnlineWindow: number): Promise<ConnectionView[]> {
+  const conds: SQL[] = [];
+  if (f.state === 'open') conds.push(isNull(connections.closedAt));
+  if (f.userId) conds.push(eq(leases.userId, f.userId));
+  if (f.user) conds.push(eq(users.name, f.user));
+  if (f.exposure) conds.push(eq(leases.exposure, f.exposure));
+  if (f.node) conds.push(eq(nodes.name, f.node));
+  if (f.kind) conds.push(eq(leases.kind, f.kind));
+  const rows = await db
+    .select({ c: connections, node: nodes, lease: leases, user: users.name })
+    .from(connections)
+    .innerJoin(nodes, eq(nodes.id, connections.nodeId))
+    .leftJoin(leases, eq(leases.id, connections.leaseId))
+    .leftJoin(users, eq(users.id, leases.userId))
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(desc(connections.openedAt))
+    .limit(f.limit);
+  return rows.map(({ c, node, lease, user }) => {
+    const leaseValid = !!lease && !lease.revokedAt && lease.expiresAt > now;
+    return {
+      node: node.name,
+      session_id: c.sessionId,
+      lease_id: c.leaseId,
+      kind: lease?.kind ?? null,
+      user,
+      exposure: lease?.exposure ?? null,
+      targets: lease?.targets ?? null,
+      remote: c.remote,
+      opened_at: c.openedAt.toISOString(),
+      closed_at: c.closedAt?.toISOString() ?? null,
+      bytes_in: c.bytesIn,
+      bytes_out: c.bytesOut,
+      live: c.closedAt === null && isOnline(node, now, nodeOnlineWindow) && leaseValid,
+    };
+  });
+}
