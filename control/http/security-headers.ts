@@ -4,16 +4,17 @@ import type { AppEnv } from './env.js';
 /**
  * Headers every response carries (issue 9, finding 7). API responses are data, never documents:
  * no sniffing, no framing, no referrer, and a CSP that allows nothing. Pages that render HTML
- * (/device, /docs) set their own CSP and caching first; those are kept.
+ * (/device, /docs, /console) set their own CSP, referrer policy and caching first; those are kept.
  */
 const ALWAYS: Record<string, string> = {
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
   'cross-origin-resource-policy': 'same-origin',
 };
 const DEFAULTS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  // The console keeps `same-origin`: with `no-referrer` browsers send `Origin: null` on form posts.
+  'referrer-policy': 'no-referrer',
 };
 
 export const securityHeaders: MiddlewareHandler<AppEnv> = async (c, next) => {
