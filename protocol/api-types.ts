@@ -108,6 +108,10 @@ export const UserCreateSchema = z.strictObject({
   password: password(12).optional(),
   role: RoleSchema.default('member'),
 });
+/** Change a user: enable or disable, promote or demote. Disabling ends every session, token and lease. */
+export const UserPatchSchema = z
+  .strictObject({ disabled: z.boolean().optional(), role: RoleSchema.optional() })
+  .refine((v) => v.disabled !== undefined || v.role !== undefined, 'give disabled, role or both');
 export const UserSchema = z.object({
   id: z.string(),
   name: UserNameSchema,

@@ -101,7 +101,6 @@ export const DONE_MESSAGES: Record<string, string> = {
   'target-deleted': 'Egress target deleted.',
   'token-revoked': 'Service token revoked.',
   'user-created': 'User created.',
-  'user-deleted': 'User deleted.',
   'user-updated': 'User updated.',
   'signed-out': 'You are signed out.',
 };

@@ -54,6 +54,7 @@ const ROUTES: Record<string, RouteCase> = {
   'POST /v1/auth/logout': { auth: 'user', path: () => '/v1/auth/logout', body: () => ({}) },
   'POST /v1/users': { auth: 'admin', path: () => '/v1/users', body: () => ({ name: uniq('u'), role: 'member' }) },
   'GET /v1/users': { auth: 'admin', path: () => '/v1/users' },
+  'PATCH /v1/users/{name}': { auth: 'admin', path: () => `/v1/users/${uniq('nobody')}`, body: () => ({ disabled: false }) },
   'DELETE /v1/users/{name}': { auth: 'admin', path: () => `/v1/users/${uniq('nobody')}` },
   'POST /v1/service-tokens': {
     auth: 'user',

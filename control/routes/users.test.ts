@@ -97,6 +97,48 @@ function dbSuite(name: string, makeApp: MakeApp) {
       });
     });
 
+    describe('PATCH /v1/users/{name}', () => {
+      it('disables and enables a user, and changes the role with effect on the next request', async () => {
+        const u = await t.user(uniq('flip'), 'member', PASSWORD);
+        const login = async () => t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: u.name, password: PASSWORD } });
+        const session = (await login()).body;
+
+        const promoted = await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { role: 'admin' } });
+        assertOk(promoted);
+        assert.equal(promoted.body.role, 'admin');
+        // The session from before the promotion is an admin's now (the role is read from the database).
+        assertOk(await t.call('GET', '/v1/users', { token: session.access_token }));
+        assertOk(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { role: 'member' } }));
+        assertProblem(await t.call('GET', '/v1/users', { token: session.access_token }), 403, 'FORBIDDEN');
+
+        const off = await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { disabled: true } });
+        assertOk(off);
+        assert.equal(off.body.disabled, true);
+        assertProblem(await t.call('GET', '/v1/me', { token: session.access_token }), 401, 'TOKEN_INVALID');
+        assertProblem(await login(), 401, 'INVALID_CREDENTIALS');
+
+        const on = await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { disabled: false } });
+        assertOk(on);
+        assert.equal(on.body.disabled, false);
+        assertOk(await login());
+        const audit = await t.call('GET', `/v1/audit?order=desc&subject=${u.name}&limit=20`, { token: await adm() });
+        assert.deepEqual(
+          audit.body.events.map((e: { type: string }) => e.type).filter((x: string) => x.startsWith('user.')),
+          ['user.enabled', 'user.disabled', 'user.role_changed', 'user.role_changed'],
+        );
+      });
+
+      it('refuses changing yourself, unknown users, empty and unknown fields, and members', async () => {
+        const u = await t.user(uniq('plain'), 'member', PASSWORD);
+        assertProblem(await t.call('PATCH', `/v1/users/${admin.name}`, { token: await adm(), body: { role: 'member' } }), 409, 'CONFLICT');
+        assertProblem(await t.call('PATCH', `/v1/users/${uniq('ghost')}`, { token: await adm(), body: { role: 'member' } }), 404, 'NOT_FOUND');
+        assertProblem(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: {} }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { role: 'root' } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { admin: true } }), 400, 'UNKNOWN_FIELD');
+        assertProblem(await t.call('PATCH', `/v1/users/${admin.name}`, { token: await mem(u), body: { disabled: true } }), 403, 'FORBIDDEN');
+      });
+    });
+
     describe('/v1/service-tokens', () => {
       it('members create tokens for themselves; the secret is shown once', async () => {
         const u = await t.user(uniq('ci'), 'member');

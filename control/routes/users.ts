@@ -1,8 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { eq } from 'drizzle-orm';
-import { UserCreateSchema, UserListSchema, UserNameSchema, UserSchema } from '../../protocol/api-types.js';
+import { UserCreateSchema, UserListSchema, UserNameSchema, UserPatchSchema, UserSchema } from '../../protocol/api-types.js';
 import { serviceTokens, users } from '../db/schema/index.js';
-import type { App } from '../http/env.js';
+import type { App, AppEnv } from '../http/env.js';
+import type { Context } from 'hono';
 import { requireAdmin, requireUser } from '../http/authenticate.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { audit } from '../services/audit.js';
@@ -69,18 +70,56 @@ export function registerUsers(app: App): void {
       responses: { 200: json(UserSchema, 'Disabled'), ...errorResponses },
     }),
     async (c) => {
+      const { name } = c.req.valid('param');
+      return c.json(view(await disable(c, name)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/v1/users/{name}',
+      tags: ['admin'],
+      summary: 'Enable or disable a user, or change their role (admin); takes effect on their next request',
+      security: bearerSecurity,
+      middleware: [requireUser, requireAdmin] as const,
+      request: { params: z.object({ name: UserNameSchema }), body: jsonBody(UserPatchSchema) },
+      responses: { 200: json(UserSchema, 'Updated'), ...errorResponses },
+    }),
+    async (c) => {
       const deps = c.get('deps');
       const p = c.get('principal');
       const { name } = c.req.valid('param');
-      if (name === p.name) throw new AppError('CONFLICT', 'you cannot disable yourself');
+      const body = c.req.valid('json');
+      if (name === p.name) throw new AppError('CONFLICT', 'you cannot change your own role or state');
+      let row: UserRow | undefined;
+      if (body.disabled === true) row = await disable(c, name);
       const now = deps.clock.now();
-      const [row] = await deps.db.update(users).set({ disabled: true }).where(eq(users.name, name)).returning();
-      if (!row) throw notFound(`user "${name}"`);
-      await revokeAllSessions(deps, row.id, now);
-      await deps.db.update(serviceTokens).set({ revokedAt: now }).where(eq(serviceTokens.userId, row.id));
-      await revokeLeases(deps, { userId: row.id }, p.userId);
-      await audit(deps.db, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
-      return c.json(view(row), 200);
+      const set: Partial<UserRow> = {};
+      if (body.disabled === false) set.disabled = false;
+      if (body.role) set.role = body.role;
+      if (Object.keys(set).length > 0) {
+        [row] = await deps.db.update(users).set(set).where(eq(users.name, name)).returning();
+        if (!row) throw notFound(`user "${name}"`);
+        if (body.disabled === false) await audit(deps.db, now, { type: 'user.enabled', actor: p.userId, subject: row.name });
+        if (body.role) await audit(deps.db, now, { type: 'user.role_changed', actor: p.userId, subject: row.name, data: { role: body.role } });
+      }
+      return c.json(view(row!), 200);
     },
   );
+}
+
+/** Disables a user and ends everything they hold: sessions, service tokens, leases. */
+async function disable(c: Context<AppEnv>, name: string): Promise<UserRow> {
+  const deps = c.get('deps');
+  const p = c.get('principal');
+  if (name === p.name) throw new AppError('CONFLICT', 'you cannot disable yourself');
+  const now = deps.clock.now();
+  const [row] = await deps.db.update(users).set({ disabled: true }).where(eq(users.name, name)).returning();
+  if (!row) throw notFound(`user "${name}"`);
+  await revokeAllSessions(deps, row.id, now);
+  await deps.db.update(serviceTokens).set({ revokedAt: now }).where(eq(serviceTokens.userId, row.id));
+  await revokeLeases(deps, { userId: row.id }, p.userId);
+  await audit(deps.db, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
+  return row;
 }

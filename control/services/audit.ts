@@ -11,6 +11,8 @@ export type AuditType =
   | 'setup.admin_created'
   | 'user.created'
   | 'user.disabled'
+  | 'user.enabled'
+  | 'user.role_changed'
   | 'service_token.created'
   | 'service_token.revoked'
   | 'node.enrollment_token_created'

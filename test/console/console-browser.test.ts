@@ -133,7 +133,7 @@ describe('web console in a real browser', () => {
       ['/console/users', { name: 'mallory', role: 'admin', password: 'mallory-password-1' }],
       ['/console/nodes/enroll', { name: 'rogue-relay' }],
       ['/console/egress', { name: 'evil', node: 'relay-1', host: '127.0.0.1', port: '22', allow: 'bob' }],
-      ['/console/users/admin/delete', {}],
+      ['/console/users/admin/update', { disabled: 'true' }],
     ] as const) {
       const res = await page.request.post(`${base}${path}`, { form: { _csrf: csrf, ...form }, maxRedirects: 0 });
       assert.equal(res.status(), 403, `${path}: ${res.status()}`);
@@ -213,6 +213,22 @@ describe('web console in a real browser', () => {
     await row.getByRole('button', { name: /Delete/ }).click();
     await page.waitForURL(/done=target-deleted/);
     assert.equal(await row.count(), 0);
+    // Users: create one, promote, disable, enable, each a plain form post.
+    await page.goto(`${base}/console/users`);
+    await page.getByLabel('Name', { exact: true }).fill('dave');
+    await page.getByLabel(/^Password/).fill('dave-password-123');
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.waitForURL(/done=user-created/);
+    const dave = page.locator('tr', { has: page.locator('th', { hasText: 'dave' }) });
+    await dave.getByRole('button', { name: 'Make admin dave' }).click();
+    await page.waitForURL(/done=user-updated/);
+    assert.match(await dave.innerText(), /admin/);
+    await dave.getByRole('button', { name: 'Disable dave' }).click();
+    await page.waitForURL(/done=user-updated/);
+    assert.match(await dave.innerText(), /disabled/);
+    await dave.getByRole('button', { name: 'Enable dave' }).click();
+    await page.waitForURL(/done=user-updated/);
+    assert.match(await dave.innerText(), /enabled/);
     // And a service token shown once without the copy script.
     await page.goto(`${base}/console/tokens`);
     await page.getByLabel('Name', { exact: true }).fill('nojs-token');

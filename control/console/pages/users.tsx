@@ -34,7 +34,7 @@ async function view(p: PageCtx, problem?: Problem, status = 200) {
               <form method="post" action={`${PATH}/${u.name}/update`}>
                 <CsrfField token={p.csrf} />
                 <input type="hidden" name="disabled" value={u.disabled ? 'false' : 'true'} />
-                <button type="submit" class="plain">
+                <button type="submit" class={u.disabled ? 'plain' : 'danger'}>
                   {u.disabled ? 'Enable' : 'Disable'}
                   <span class="skip-caption"> {u.name}</span>
                 </button>
@@ -45,12 +45,6 @@ async function view(p: PageCtx, problem?: Problem, status = 200) {
                 <button type="submit" class="plain">
                   {u.role === 'admin' ? 'Make member' : 'Make admin'}
                   <span class="skip-caption"> {u.name}</span>
-                </button>
-              </form>{' '}
-              <form method="post" action={`${PATH}/${u.name}/delete`} data-confirm={`Delete user ${u.name}? Their leases and tokens end.`}>
-                <CsrfField token={p.csrf} />
-                <button type="submit" class="danger">
-                  Delete<span class="skip-caption"> {u.name}</span>
                 </button>
               </form>
             </>
@@ -109,14 +103,6 @@ export function registerUsers(r: Hono<AppEnv>, app: App): void {
       const res = await p.api.call('PATCH', `/v1/users/${seg(p.c.req.param('name'))}`, patch);
       if (!res.ok) return view(p, res.problem, res.problem.status);
       return p.c.redirect(`${PATH}?done=user-updated`, 303);
-    }),
-  );
-  r.post(
-    '/users/:name/delete',
-    page(app, async (p) => {
-      const res = await p.api.call('DELETE', `/v1/users/${seg(p.c.req.param('name'))}`);
-      if (!res.ok) return view(p, res.problem, res.problem.status);
-      return p.c.redirect(`${PATH}?done=user-deleted`, 303);
     }),
   );
 }
