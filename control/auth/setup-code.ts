@@ -40,14 +40,16 @@ export async function prepareSetupCode(deps: Pick<Deps, 'db' | 'ids' | 'clock'>)
  * False when the code is unknown, expired or already used, or a user exists already.
  */
 export async function consumeSetupCode(tx: Pick<Db, 'delete' | 'insert' | 'select'>, code: string, now: Date): Promise<boolean> {
+  // Exactly one setup wins, even on two replicas at once: the second blocks on this key and then
+  // conflicts. This comes first: taking a code's row lock before it would deadlock with the
+  // winner, which deletes every code (a false here rolls the caller's transaction back).
+  const [won] = await tx.insert(settings).values({ key: DONE_KEY, value: now.toISOString() }).onConflictDoNothing().returning({ key: settings.key });
+  if (!won) return false;
   const [mine] = await tx
     .delete(settings)
     .where(eq(settings.key, `${CODE_PREFIX}${hashSecret(code)}`))
     .returning({ expires: settings.value });
   if (!mine || mine.expires < now.toISOString()) return false;
-  // Exactly one setup wins, even on two replicas at once: the second blocks on this key and then conflicts.
-  const [won] = await tx.insert(settings).values({ key: DONE_KEY, value: now.toISOString() }).onConflictDoNothing().returning({ key: settings.key });
-  if (!won) return false;
   const [row] = await tx.select({ n: count() }).from(users);
   if ((row?.n ?? 0) > 0) return false;
   await tx.delete(settings).where(or(like(settings.key, `${CODE_PREFIX}%`), eq(settings.key, LEGACY_KEY)));
