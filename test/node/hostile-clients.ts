@@ -124,6 +124,31 @@ export async function keepaliveFlood(c: Client, count: number, stopAtQueued = 16
 }
 
 /**
+ * A keepalive flood from a client that never authenticates (anyone who can reach the port):
+ * once the key exchange is done it floods instead of authenticating. Resolves with the number
+ * of requests sent and a promise of the connection's close.
+ */
+export function preauthKeepaliveFlood(o: { port: number; hostKeyLine: string; host?: string }, count: number): Promise<{ sent: number; closed: Promise<void> }> {
+  const client = new Client();
+  const hostBlob = parseKeyLine(o.hostKeyLine).blob;
+  client.on('error', () => {});
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  return new Promise((resolve) => {
+    client.connect({
+      host: o.host ?? '127.0.0.1',
+      port: o.port,
+      username: 'nobody',
+      hostVerifier: (k: Buffer) => k.equals(hostBlob),
+      authHandler: () => {},
+      readyTimeout: 60_000,
+    });
+    protocolOf(client)._handlers.SERVICE_ACCEPT = () => {
+      void keepaliveFlood(client, count).then((sent) => resolve({ sent, closed }));
+    };
+  });
+}
+
+/**
  * Starts a re-key and never finishes it: sends KEXINIT and stops reading before the relay's
  * KEXINIT can arrive, so ssh2's client never sends its key exchange reply.
  */

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, socketOfClient, stallRekey, windowFlood } from './hostile-clients.js';
+import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, preauthKeepaliveFlood, socketOfClient, stallRekey, windowFlood } from './hostile-clients.js';
 import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
 import { within } from './ssh-tools.js';
 
@@ -44,8 +44,8 @@ describe('hostile clients: memory (finding 2)', () => {
   let firehose: Server;
 
   before(async () => {
-    // Keepalive far above the stall timeout, so the send bound is what ends each attacker.
-    stage = await startHostileRelay(['--max-send-buffer', String(LIMIT), '--send-stall-timeout', '2s', '--keepalive-interval', '60s', '--drain-timeout', '2s'], EXPOSURE);
+    // Keepalive and login grace far above the stall timeout, so the send bound is what ends each attacker.
+    stage = await startHostileRelay(['--max-send-buffer', String(LIMIT), '--send-stall-timeout', '2s', '--keepalive-interval', '60s', '--login-grace-time', '60s', '--drain-timeout', '2s'], EXPOSURE);
     firehose = await startFirehose(1 << 30);
     await stage.expose(FIREHOSE, (firehose.address() as AddressInfo).port);
   });
@@ -67,7 +67,7 @@ describe('hostile clients: memory (finding 2)', () => {
 
   const stallLine = (from: number) => stage.logs(from).find((l) => l.msg === 'peer took nothing from a full send buffer; disconnecting');
 
-  it('a Y that grants a ~4 GiB window and stops reading is throttled, then disconnected; X is paused, not buffered', async () => {
+  it('a Y that grants a ~4 GiB window and stops reading is throttled, then disconnected; X is paused, not buffered', async (t) => {
     const before = await counters();
     assert.equal(before.limit, LIMIT);
     const from = stage.relay.stderr().length;
@@ -86,6 +86,7 @@ describe('hostile clients: memory (finding 2)', () => {
     const line = stallLine(from);
     assert.ok(line, 'no stall log line');
     assert.ok(Number(line.socketBytes) >= LIMIT, JSON.stringify(line));
+    t.diagnostic(`window flood: peak send buffer ${after.peak} bytes (bound ${LIMIT}); at the stall ${String(line.socketBytes)} bytes in the socket queue`);
 
     // Nothing is left queued for anyone once the attacker is gone.
     const m = await stage.metrics();
@@ -96,8 +97,9 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
 
-  it('a keepalive@openssh.com flood that never reads a reply makes the relay stop reading it, then disconnect it', async () => {
+  it('a keepalive@openssh.com flood that never reads a reply makes the relay stop reading it, then disconnect it', async (t) => {
     const before = await counters();
+    const from = stage.relay.stderr().length;
     const attacker = await connectWithCertificate(await stage.credentials('kaflood', { kind: 'open', exposure: EXPOSURE }));
     attacker.on('error', () => {});
     const closed = new Promise<void>((r) => attacker.once('close', () => r()));
@@ -109,11 +111,32 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.ok(after.readPaused > before.readPaused, `the relay never stopped reading the flood (${sent} requests sent)`);
     assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
     assert.ok(after.peak <= 2 * LIMIT + SLACK, `the relay buffered ${after.peak} bytes of replies for one peer; it stops reading at ${2 * LIMIT}`);
+    const line = stallLine(from);
+    assert.ok(line, 'no stall log line');
+    t.diagnostic(`keepalive flood: ${sent} requests sent; at the stall ${String(line.socketBytes)} bytes of replies in the socket queue (reading stops at ${2 * LIMIT}); relay-wide peak so far ${after.peak}`);
     await stage.legitOpenSsh(TEN_MIB);
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
 
-  it('a client that starts a re-key and never finishes it is throttled on the key exchange queue, then disconnected', async () => {
+  it('the same flood before authentication (no certificate at all) is bounded and disconnected the same way', async (t) => {
+    const before = await counters();
+    const from = stage.relay.stderr().length;
+    const { sent, closed } = await preauthKeepaliveFlood({ port: stage.relay.sshPort, hostKeyLine: stage.hostKeyLine }, 3_000_000);
+    await within(closed, 30_000, "the unauthenticated flooder's connection was closed");
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+    const after = await counters();
+    assert.ok(after.readPaused > before.readPaused, `the relay never stopped reading the flood (${sent} requests sent)`);
+    assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
+    const line = stallLine(from);
+    assert.ok(line, 'no stall log line');
+    assert.ok(Number(line.socketBytes) <= 2 * LIMIT + SLACK, JSON.stringify(line));
+    assert.equal(stage.logs(from).some((l) => l.msg === 'connection authenticated'), false);
+    t.diagnostic(`unauthenticated keepalive flood: ${sent} requests sent; at the stall ${String(line.socketBytes)} bytes of replies in the socket queue`);
+    await stage.legitOpenSsh(TEN_MIB);
+    assert.ok(stage.alive());
+  });
+
+  it('a client that starts a re-key and never finishes it is throttled on the key exchange queue, then disconnected', async (t) => {
     const before = await counters();
     const from = stage.relay.stderr().length;
     const attacker = await connectWithCertificate(await stage.credentials('yrekey', { kind: 'open', exposure: FIREHOSE }));
@@ -136,6 +159,7 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.ok(Number(line.keyExchangeBytes) >= LIMIT / 2, `ssh2's key exchange queue was not what filled up: ${JSON.stringify(line)}`);
     assert.ok(Number(line.socketBytes) + Number(line.keyExchangeBytes) <= LIMIT + SLACK, JSON.stringify(line));
     assert.ok(after.peak <= 2 * LIMIT + SLACK);
+    t.diagnostic(`stalled re-key: at the stall ${String(line.keyExchangeBytes)} bytes in ssh2's key exchange queue, ${String(line.socketBytes)} in the socket queue (bound ${LIMIT})`);
     await stage.legitOpenSsh(TEN_MIB);
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
