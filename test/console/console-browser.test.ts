@@ -229,12 +229,31 @@ describe('web console in a real browser', () => {
     await dave.getByRole('button', { name: 'Enable dave' }).click();
     await page.waitForURL(/done=user-updated/);
     assert.match(await dave.innerText(), /enabled/);
+    // The allow list of an exposure, an enrollment token for a relay.
+    await f.stack.call('PUT', '/v1/exposures/nojs-x', { token: f.stack.adminToken, body: { allow: [] } });
+    await page.goto(`${base}/console/exposures`);
+    const web = page.locator('tr', { has: page.locator('th', { hasText: 'nojs-x' }) });
+    await web.getByRole('textbox').fill('bob, dave');
+    await web.getByRole('button', { name: 'Save' }).click();
+    await page.waitForURL(/done=allow-saved/);
+    assert.equal(await web.getByRole('textbox').inputValue(), 'bob, dave');
+    await page.goto(`${base}/console/nodes`);
+    await page.getByLabel('Relay name').fill('relay-nojs');
+    await page.getByRole('button', { name: 'Create enrollment token' }).click();
+    assert.match(await page.locator('#enroll-token').inputValue(), /^tnl_enr_/);
     // And a service token shown once without the copy script.
     await page.goto(`${base}/console/tokens`);
     await page.getByLabel('Name', { exact: true }).fill('nojs-token');
     await page.getByLabel('Scopes').fill('open:web-x');
     await page.getByRole('button', { name: 'Create token' }).click();
     assert.match(await page.locator('#new-token').inputValue(), /^tnl_st_/);
+    await page.goto(`${base}/console/tokens`);
+    await page.locator('tr', { hasText: 'nojs-token' }).getByRole('button', { name: /Revoke/ }).click();
+    await page.waitForURL(/done=token-revoked/);
+    assert.match(await page.locator('tr', { hasText: 'nojs-token' }).innerText(), /revoked/);
+    // And signing out.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(/\/console\/login\?done=signed-out/);
     await ctx.close();
   });
 });
