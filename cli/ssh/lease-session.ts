@@ -78,6 +78,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     try {
       while (!this.#stopped) {
         let reason: string;
+        let offline = false;
         try {
           const c = await this.#connect();
           failures = 0;
@@ -93,9 +94,12 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           if (isPermanent(err) || this.#opts.once) throw err;
           if (this.#stopped) break;
           reason = err instanceof Error ? err.message : String(err);
+          // X offline (e.g. its relay just restarted): X comes back on its own schedule, so poll
+          // about once a second instead of backing off, or Y would lag X by up to the cap.
+          offline = err instanceof ApiError && err.code === 'EXPOSURE_OFFLINE';
           failures++;
         }
-        const wait = failures === 0 ? 0 : backoff(failures, this.#opts.maxBackoffMs);
+        const wait = failures === 0 ? 0 : offline ? Math.min(OFFLINE_POLL_MS, backoff(failures, this.#opts.maxBackoffMs)) : backoff(failures, this.#opts.maxBackoffMs);
         this.emit('disconnected', { reason, retryInMs: wait });
         if (wait) await this.#sleep(wait);
       }
@@ -263,6 +267,9 @@ function isPermanent(err: unknown): boolean {
   if (err.exitCode === EXIT.NOT_LOGGED_IN || err.exitCode === EXIT.NOT_PERMITTED || err.exitCode === EXIT.USAGE) return true;
   return err instanceof ApiError && err.code !== undefined && PERMANENT.has(err.code);
 }
+
+/** How often a session polls for an exposure that is offline. */
+const OFFLINE_POLL_MS = 1000;
 
 /** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped. */
 export function backoff(failures: number, maxMs: number): number {
