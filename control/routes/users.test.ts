@@ -115,7 +115,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertOk(off);
         assert.equal(off.body.disabled, true);
         assertProblem(await t.call('GET', '/v1/me', { token: session.access_token }), 401, 'TOKEN_INVALID');
-        assertProblem(await login(), 401, 'INVALID_CREDENTIALS');
+        assertProblem(await login(), 400, 'INVALID_CREDENTIALS');
 
         const on = await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { disabled: false } });
         assertOk(on);
