@@ -156,7 +156,11 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.equal(after.stalls, before.stalls + 1, 'not disconnected for a stalled send buffer');
     const line = stallLine(from);
     assert.ok(line, 'no stall log line');
-    assert.ok(Number(line.keyExchangeBytes) >= LIMIT / 2, `ssh2's key exchange queue was not what filled up: ${JSON.stringify(line)}`);
+    // How the bound splits between the socket and ssh2's key-exchange queue depends on how much was
+    // in flight when the re-key began (scheduling); what must hold is that the re-key queue is
+    // counted and the two together reached the bound.
+    assert.ok(Number(line.keyExchangeBytes) > 0, `ssh2's key exchange queue was not counted: ${JSON.stringify(line)}`);
+    assert.ok(Number(line.keyExchangeBytes) + Number(line.socketBytes) >= LIMIT, `the stall came before the bound: ${JSON.stringify(line)}`);
     assert.ok(Number(line.socketBytes) + Number(line.keyExchangeBytes) <= LIMIT + SLACK, JSON.stringify(line));
     assert.ok(after.peak <= 2 * LIMIT + SLACK);
     t.diagnostic(`stalled re-key: at the stall ${String(line.keyExchangeBytes)} bytes in ssh2's key exchange queue, ${String(line.socketBytes)} in the socket queue (bound ${LIMIT})`);
