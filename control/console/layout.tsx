@@ -84,6 +84,19 @@ export function CsrfField(props: { token: string }) {
   return <input type="hidden" name="_csrf" value={props.token} />;
 }
 
+/** A one-button form for a destructive action: confirmed by the console script when it runs, a plain post otherwise. */
+export function DangerButton(props: { action: string; confirm: string; label: string; what: string; csrf: string }) {
+  return (
+    <form method="post" action={props.action} data-confirm={props.confirm}>
+      <CsrfField token={props.csrf} />
+      <button type="submit" class="danger">
+        {props.label}
+        <span class="skip-caption"> {props.what}</span>
+      </button>
+    </form>
+  );
+}
+
 export function Notice(props: { kind: 'ok' | 'err'; children?: Child }) {
   return (
     <p class={`notice ${props.kind}`} role={props.kind === 'err' ? 'alert' : 'status'}>

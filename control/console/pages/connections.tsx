@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { bytes, CsrfField, Live, Pill, Table, when } from '../layout.js';
+import { CsrfField, DangerButton, Live, Pill, Table, bytes, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 
@@ -68,12 +68,7 @@ function what(x: { kind: Kind | null; exposure: string | null; targets: Target[]
 
 function RevokeButton(props: { p: PageCtx; leaseId: string }) {
   return (
-    <form method="post" action={`${PATH}/${props.leaseId}/revoke`} data-confirm={`Revoke ${props.leaseId}? Its connections close.`}>
-      <CsrfField token={props.p.csrf} />
-      <button type="submit" class="danger">
-        Revoke<span class="skip-caption"> {props.leaseId}</span>
-      </button>
-    </form>
+    <DangerButton action={`${PATH}/${props.leaseId}/revoke`} confirm={`Revoke ${props.leaseId}? Its connections close.`} label="Revoke" what={props.leaseId} csrf={props.p.csrf} />
   );
 }
 

@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Table, when } from '../layout.js';
+import { CsrfField, DangerButton, Table, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 import { nameList } from './exposures.js';
@@ -35,12 +35,7 @@ async function view(p: PageCtx, problem?: Problem, status = 200) {
       <td>{when(t.created_at)}</td>
       <td>
         {admin ? (
-          <form method="post" action={`${PATH}/${t.name}/delete`} data-confirm={`Delete egress target ${t.name}? Leases that use it are revoked.`}>
-            <CsrfField token={p.csrf} />
-            <button type="submit" class="danger">
-              Delete<span class="skip-caption"> {t.name}</span>
-            </button>
-          </form>
+          <DangerButton action={`${PATH}/${t.name}/delete`} confirm={`Delete egress target ${t.name}? Leases that use it are revoked.`} label="Delete" what={t.name} csrf={p.csrf} />
         ) : null}
       </td>
     </tr>

@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Pill, Table, when } from '../layout.js';
+import { CsrfField, DangerButton, Pill, Table, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 
@@ -60,12 +60,7 @@ async function list(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
         <td>{when(e.created_at)}</td>
         <td>
           {mayManage ? (
-            <form method="post" action={`${PATH}/${e.name}/delete`} data-confirm={`Delete exposure ${e.name}? Its leases are revoked.`}>
-              <CsrfField token={p.csrf} />
-              <button type="submit" class="danger">
-                Delete<span class="skip-caption"> {e.name}</span>
-              </button>
-            </form>
+            <DangerButton action={`${PATH}/${e.name}/delete`} confirm={`Delete exposure ${e.name}? Its leases are revoked.`} label="Delete" what={e.name} csrf={p.csrf} />
           ) : null}
         </td>
       </tr>

@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Pill, Table, when } from '../layout.js';
+import { CsrfField, DangerButton, Pill, Table, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 import { nameList } from './exposures.js';
@@ -37,12 +37,7 @@ async function view(p: PageCtx, extra?: { problem?: Problem; created?: ServiceTo
       </td>
       <td>
         {!t.revoked ? (
-          <form method="post" action={`${PATH}/${t.id}/revoke`} data-confirm={`Revoke service token ${t.name}?`}>
-            <CsrfField token={p.csrf} />
-            <button type="submit" class="danger">
-              Revoke<span class="skip-caption"> {t.name}</span>
-            </button>
-          </form>
+          <DangerButton action={`${PATH}/${t.id}/revoke`} confirm={`Revoke service token ${t.name}?`} label="Revoke" what={t.name} csrf={p.csrf} />
         ) : null}
       </td>
     </tr>
