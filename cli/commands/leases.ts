@@ -1,5 +1,5 @@
-import { LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
-import { Session } from '../api-client.js';
+import { ConnectionListSchema, LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
+import { ApiError, Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -12,8 +12,10 @@ export const leases: Command = {
   usage: `Usage: tunnel leases [ls] [--all] [--json]
        tunnel leases revoke ID
 
-ls lists your active leases (--all: every lease, for admins everyone's). revoke ends a lease
-now: every relay closes its connections within 5 seconds.
+ls lists your active leases (--all: every lease, for admins everyone's). CONNECTED says whether
+a relay holds a connection under the lease now (yes/no, as the relays report it; - when the
+login may not list connections, e.g. a service token). revoke ends a lease now: every relay
+closes its connections within 5 seconds.
 
 Examples:
   tunnel leases
@@ -29,17 +31,20 @@ Examples:
       if (id) throw new UsageError('leases', `unexpected argument "${id}"`);
       const q = a.values.all ? '?all=true' : '?active=true';
       const res = await s.call('GET', `/v1/leases${q}`, LeaseListSchema);
+      const live = await connectedLeases(s);
+      const connected = (id: string) => (live ? live.has(id) : null);
       printTable(
         ctx,
         a.json,
-        res,
-        ['ID', 'KIND', 'USER', 'WHAT', 'NODE', 'EXPIRES', 'REVOKED'],
+        { leases: res.leases.map((l) => ({ ...l, connected: connected(l.id) })) },
+        ['ID', 'KIND', 'USER', 'WHAT', 'NODE', 'CONNECTED', 'EXPIRES', 'REVOKED'],
         res.leases.map((l) => [
           l.id,
           l.kind,
           l.user,
           l.exposure ? `${l.exposure}${l.port ? `:${l.port}` : ''}` : (l.targets ?? []).map((t) => `${t.host}:${t.port}`).join(','),
           l.node,
+          live ? (live.has(l.id) ? 'yes' : 'no') : null,
           ago(l.expires_at),
           l.revoked_at ? ago(l.revoked_at) : null,
         ]),
@@ -54,3 +59,17 @@ Examples:
     }
   },
 };
+
+/**
+ * The ids of leases a relay holds a live connection under (GET /v1/connections: open as last
+ * reported, relay online, lease valid); undefined when this login may not list connections.
+ */
+async function connectedLeases(s: Session): Promise<Set<string> | undefined> {
+  try {
+    const res = await s.call('GET', '/v1/connections?state=open&limit=1000', ConnectionListSchema);
+    return new Set(res.connections.filter((c) => c.live && c.lease_id).map((c) => c.lease_id!));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) return undefined;
+    throw err;
+  }
+}

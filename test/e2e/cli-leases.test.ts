@@ -7,6 +7,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cliFixture, type CliUser } from '../harness/stack.js';
 import { eventually, waitForLine } from '../harness/streams.js';
 
@@ -14,6 +17,7 @@ interface LeaseRow {
   id: string;
   kind: string;
   exposure: string | null;
+  connected: boolean | null;
 }
 
 async function activeLeases(user: CliUser, exposure: string, kind: string): Promise<LeaseRow[]> {
@@ -55,5 +59,35 @@ describe('leases left by tunnel expose and tunnel open (real binaries)', () => {
     assert.deepEqual(await activeLeases(f.bob, 'oneshot', 'open'), []);
     x.kill('SIGTERM');
     await once(x, 'exit');
+  });
+
+  it('tunnel leases shows whether a relay holds a connection under each lease now', async () => {
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'shown', '--json']);
+    const exposeLease = (JSON.parse(await waitForLine(x, /"event":"connected"/)) as { lease: string }).lease;
+    // An open lease with nobody connected under it: plain OpenSSH files that are never used.
+    const out = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    try {
+      const cert = await f.admin.run(['cert', 'shown', '--out', out, '--json']);
+      assert.equal(cert.code, 0, cert.stderr);
+      const openLease = (JSON.parse(cert.stdout) as { lease: { id: string } }).lease.id;
+      // The relay reports the expose connection in its next event batch.
+      await eventually(async () => {
+        const rows = (await activeLeases(f.admin, 'shown', 'expose')).concat(await activeLeases(f.admin, 'shown', 'open'));
+        assert.deepEqual(
+          rows.map((l) => [l.id, l.connected]),
+          [[exposeLease, true], [openLease, false]],
+        );
+      }, 15_000);
+      const table = await f.admin.run(['leases']);
+      assert.equal(table.code, 0, table.stderr);
+      const lines = table.stdout.split('\n');
+      assert.match(lines[0]!, /^ID +KIND +USER +WHAT +NODE +CONNECTED +EXPIRES/);
+      assert.match(lines.find((l) => l.startsWith(exposeLease)) ?? '', / relay-1 +yes +in /);
+      assert.match(lines.find((l) => l.startsWith(openLease)) ?? '', / relay-1 +no +in /);
+    } finally {
+      x.kill('SIGTERM');
+      await once(x, 'exit');
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
