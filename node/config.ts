@@ -69,6 +69,16 @@ const OPTIONS = {
     help: 'bytes queued for one SSH peer (socket plus ssh2 queues) before the relay stops feeding it; at twice this it also stops reading from it',
   },
   'send-stall-timeout': { env: 'TUNNEL_SEND_STALL_TIMEOUT', def: '60s', help: 'a peer over --max-send-buffer that takes none of it for this long is disconnected' },
+  'window-budget': {
+    env: 'TUNNEL_WINDOW_BUDGET',
+    def: '128MiB',
+    help: "memory all channels with Tunnel's own CLI may hold above the standard 2 MiB SSH window together (adaptive windows for long-distance throughput; 0: off, every peer gets the standard window)",
+  },
+  'max-channel-window': {
+    env: 'TUNNEL_MAX_CHANNEL_WINDOW',
+    def: '32MiB',
+    help: "largest SSH window one channel with Tunnel's own CLI may grow to (at least 2MiB, the standard window; OpenSSH and other clients always get the standard window)",
+  },
   'egress-driver': { env: 'TUNNEL_EGRESS_DRIVER', def: 'iptables', help: 'egress lock: iptables (needs root or CAP_NET_ADMIN) or off (no kernel enforcement; reported loudly)' },
   'egress-uid': { env: 'TUNNEL_EGRESS_UID', help: "uid whose outbound traffic the egress chain filters (default: the relay process's own uid)" },
   'egress-source-ports': { env: 'TUNNEL_EGRESS_SOURCE_PORTS', def: 'off', help: 'FIRST-LAST local ports split into per-lease blocks matched by --sport (outside ip_local_port_range), or off' },
@@ -190,6 +200,8 @@ const RawSchema = z.object({
   // drain only above 16 KiB, so smaller bounds could never be met.
   'max-send-buffer': size('max-send-buffer', 64 * 1024),
   'send-stall-timeout': duration('send-stall-timeout'),
+  'window-budget': size('window-budget', 0),
+  'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
   'test-fault': z
     .string()
     .optional()
@@ -249,6 +261,9 @@ export interface Limits {
   sendBufferBytes: number;
   /** A peer over the send bound that takes nothing for this long is disconnected. */
   sendStallMs: number;
+  /** Adaptive windows (node/adaptive-window.ts): all channels' growth together, and one channel's largest window. */
+  windowBudgetBytes: number;
+  channelWindowMaxBytes: number;
 }
 
 export interface ControlTrust {
@@ -397,6 +412,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         authFailuresPerMinute: v['auth-failures-per-minute'],
         sendBufferBytes: v['max-send-buffer'],
         sendStallMs: v['send-stall-timeout'],
+        windowBudgetBytes: v['window-budget'],
+        channelWindowMaxBytes: v['max-channel-window'],
       }),
       egress: Object.freeze({
         driver: v['egress-driver'],

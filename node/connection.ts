@@ -21,6 +21,8 @@ import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from './logger.js';
 import type { RelayMetrics } from './metrics.js';
 import { SendBudget } from './send-budget.js';
+import type { WindowBudget } from './adaptive-window.js';
+import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { channelRefusal } from './forwarding/refusal-text.js';
 import {
   customRequestOf,
@@ -48,6 +50,8 @@ export interface RelayContext {
   egress: EgressLock;
   /** True once shutdown began: no new forwards or channels. */
   draining(): boolean;
+  /** Adaptive windows for channels with Tunnel's own CLI (node/adaptive-window.ts). */
+  windows: WindowBudget;
   /** Testing only: injected handler faults (`--test-fault`). */
   injectFault?: FaultInjector;
 }
@@ -104,6 +108,8 @@ export class RelayConnection {
   #guard: FaultGuard;
   #budget: SendBudget;
   #faulted = false;
+  /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
+  readonly #adaptive: boolean;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -113,6 +119,7 @@ export class RelayConnection {
     this.#ip = info.ip;
     this.remote = `${info.ip}:${info.port}`;
     this.#log = ctx.logger.child({ sessionId: this.sessionId, remote: this.remote });
+    this.#adaptive = isSoftware(info.header?.versions?.software, CLI_SOFTWARE);
     // Every callback below runs through the guard: a throw or a rejection there is a fault of
     // this connection (logged with its session id, counted, the connection closed), never a
     // crash of the relay (node/fault-guard.ts).
@@ -432,6 +439,7 @@ export class RelayConnection {
             return reject(err);
           }
           this.#channels++;
+          if (this.#adaptive) this.#ctx.windows.adopt(ch);
           ch.once(
             'close',
             this.#guard.wrap('channel-close', () => {
@@ -478,6 +486,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return closeLate(xch);
         this.#channels++;
+        if (this.#adaptive) this.#ctx.windows.adopt(ych);
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         const b = bridge(
@@ -519,6 +528,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return void sock.destroy();
         this.#channels++;
+        if (this.#adaptive) this.#ctx.windows.adopt(ych);
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });

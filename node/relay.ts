@@ -17,6 +17,7 @@ import { createHealthServer } from './health-server.js';
 import { LeaseRegistry } from './leases/lease-registry.js';
 import { RevocationFeed } from './leases/revocation-feed.js';
 import type { Logger } from './logger.js';
+import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
@@ -115,6 +116,7 @@ export function createRelay(deps: RelayDeps): Relay {
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
 
   const startups = new Startups(config.limits.startups);
+  const windows = new WindowBudget({ budgetBytes: config.limits.windowBudgetBytes, channelMaxBytes: config.limits.channelWindowMaxBytes });
   const ctx: RelayContext = {
     config,
     clock,
@@ -128,6 +130,7 @@ export function createRelay(deps: RelayDeps): Relay {
     reporter,
     egress,
     draining: () => draining,
+    windows,
     ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
   };
 
@@ -181,6 +184,18 @@ export function createRelay(deps: RelayDeps): Relay {
     [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
   );
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
+  const win = () => windows.status();
+  r.gauge('tunnel_node_window_budget_bytes', "Adaptive windows: bytes all channels with Tunnel's CLI may hold above the standard 2 MiB window together (--window-budget)", () => windows.budget);
+  r.gauge('tunnel_node_window_channel_max_bytes', 'Adaptive windows: the largest window one channel may grow to (--max-channel-window)', () => windows.channelMax);
+  r.gauge('tunnel_node_window_reserved_bytes', 'Adaptive windows: bytes reserved above the standard window now, all channels', () => win().reserved);
+  r.gauge('tunnel_node_window_reserved_peak_bytes', 'Adaptive windows: the most bytes reserved at once since start (never above the budget)', () => win().peakReserved);
+  r.gauge('tunnel_node_window_channels', 'Adaptive windows: channels with Tunnel CLI peers, and how many have grown above the standard window', () => {
+    const s = win();
+    return [
+      { labels: { state: 'all' }, value: s.channels },
+      { labels: { state: 'grown' }, value: s.grown },
+    ];
+  });
   r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
   r.counterOf('tunnel_node_events_dropped_total', 'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused the batch for good)', () => [
     { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },

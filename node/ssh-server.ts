@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { ClientInfo, Connection } from 'ssh2';
+import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from './logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
 import { dropRequestsAfterClose, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
@@ -51,7 +52,7 @@ export function createSshServer(opts: SshServerOptions): SshServer {
   const ssh = new ssh2.Server(
     {
       hostKeys: [opts.hostKey],
-      ident: 'tunnel-node',
+      ident: RELAY_SOFTWARE,
       algorithms: serverAlgorithms(),
       keepaliveInterval: opts.keepaliveIntervalMs,
       keepaliveCountMax: opts.keepaliveCountMax,

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import type { Connection } from 'ssh2';
+import type { Duplex } from 'node:stream';
+import type { Client, Connection } from 'ssh2';
 import { SshWriter } from '../protocol/ssh-wire.js';
 
 /**
@@ -27,6 +28,13 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   still writes straight to the injected socket, `Channel#_write` still calls back once the
  *   peer's window allows (not once the socket took the bytes), and the server still emits
  *   `handshake` after flushing the queue.
+ * - Adaptive windows (channelWindow, node/adaptive-window.ts): lib/Channel.js `MAX_WINDOW` is
+ *   still 2 MiB and a Channel's readable high-water mark; a Channel still has `incoming.window`,
+ *   `outgoing.{id, state}` and `_client._protocol.channelWindowAdjust(id, n)`; the CHANNEL_DATA
+ *   handlers (client.js and server.js) still decrement `incoming.window`, then call
+ *   `channel.push(data)`, then top up only when the window is at or below half of MAX_WINDOW;
+ *   and `Channel#_read` is still where ssh2 grants window again after backpressure.
+ * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
  * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
  *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
  *   the relay closes that connection instead of crashing).
@@ -291,4 +299,77 @@ export function disconnectWithReason(conn: Connection, code: number, description
   packet.writeUInt32BE(0, p + desc.length); // empty language tag
   sendPacket(proto, w.finalize(packet, true), true);
   sock.end();
+}
+
+/** ssh2's standard channel window (lib/Channel.js MAX_WINDOW), also its readable high-water mark. */
+export const STANDARD_WINDOW = 2 * 1024 * 1024;
+
+/** What node/adaptive-window.ts needs of one ssh2 channel's receive window. */
+export interface ChannelWindow {
+  /** Bytes the peer may still send (granted, not yet received). */
+  window(): number;
+  /** Bytes received and not yet consumed. */
+  readable(): number;
+  /** Grants the peer `n` more bytes (SSH_MSG_CHANNEL_WINDOW_ADJUST). */
+  grant(n: number): void;
+  /**
+   * Calls `received(n, accepted)` after each CHANNEL_DATA of `n` bytes was pushed (the window
+   * already reduced; `accepted` false when the readable side is full), and `drained()` after
+   * ssh2's own `_read` (the reader wants more after backpressure).
+   */
+  hook(h: { received(n: number, accepted: boolean): void; drained(): void }): void;
+}
+
+interface WindowedChannel {
+  incoming?: { window?: number };
+  outgoing?: { id?: number; state?: string };
+  _client?: { _protocol?: { channelWindowAdjust?: (id: number, n: number) => void } };
+  push: (chunk: unknown, encoding?: BufferEncoding) => boolean;
+  _read: (n: number) => void;
+  readableLength: number;
+}
+
+/**
+ * The receive window of an ssh2 channel (server or client side). ssh2 grants a fixed 2 MiB
+ * window (lib/Channel.js MAX_WINDOW) and offers no way to change it; growing it means sending
+ * extra CHANNEL_WINDOW_ADJUSTs and keeping `incoming.window` in step, which is what ssh2's own
+ * `windowAdjust` does. ssh2 then never adjusts on its own while the window stays above 1 MiB.
+ */
+export function channelWindow(ch: Duplex): ChannelWindow {
+  const c = ch as unknown as WindowedChannel;
+  const adjust = c._client?._protocol?.channelWindowAdjust;
+  if (typeof c.incoming?.window !== 'number' || typeof c.outgoing?.id !== 'number' || typeof adjust !== 'function' || typeof c._read !== 'function') {
+    throw new Error('ssh2 internals changed: Channel.incoming.window, outgoing.id or _client._protocol.channelWindowAdjust missing');
+  }
+  const incoming = c.incoming as { window: number };
+  const outgoing = c.outgoing as { id: number; state?: string };
+  const protocol = c._client!._protocol!;
+  return {
+    window: () => incoming.window,
+    readable: () => c.readableLength,
+    grant(n) {
+      if (outgoing.state === 'closed' || n <= 0) return;
+      incoming.window += n;
+      protocol.channelWindowAdjust!(outgoing.id, n);
+    },
+    hook(h) {
+      const push = c.push;
+      const read = c._read;
+      c.push = function (chunk: unknown, encoding?: BufferEncoding): boolean {
+        const accepted = push.call(this, chunk, encoding);
+        if (chunk instanceof Uint8Array) h.received(chunk.length, accepted);
+        return accepted;
+      };
+      c._read = function (n: number): void {
+        read.call(this, n);
+        h.drained();
+      };
+    },
+  };
+}
+
+/** The software version in the server's identification line, as ssh2's client keeps it (`_remoteVer`). */
+export function remoteSoftware(client: Client): string | undefined {
+  const v = (client as unknown as { _remoteVer?: unknown })._remoteVer;
+  return typeof v === 'string' ? v : undefined;
 }

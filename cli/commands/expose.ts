@@ -7,6 +7,7 @@ import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
+import { adaptWindow } from '../ssh/windows.js';
 import type { Command } from './command.js';
 
 export const expose: Command = {
@@ -60,6 +61,7 @@ Examples:
         sock.once('connect', () => {
           connected = true;
           const channel = accept();
+          adaptWindow(client, channel);
           active++;
           events?.({ event: 'channel_open', active });
           joinSocketAndChannel(sock, channel, (up, down) => {

@@ -11,6 +11,7 @@ import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
+import { adaptWindow } from '../ssh/windows.js';
 import type { Command } from './command.js';
 
 const WAIT_FOR_RELAY_MS = 15_000;
@@ -165,7 +166,11 @@ async function connection(sup: LeaseSupervisor): Promise<Connected> {
 
 function forwardOut(client: Client, srcPort: number, dest: Dest): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => (err ? reject(channelOpenError(err, dest)) : resolve(ch)));
+    client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => {
+      if (err) return reject(channelOpenError(err, dest));
+      adaptWindow(client, ch);
+      resolve(ch);
+    });
   });
 }
 

@@ -3,6 +3,7 @@ import { Client } from 'ssh2';
 import type { LeaseIssued } from '../../protocol/api-types.js';
 import { LEASE_RENEW_REQUEST } from '../../protocol/lease-claims.js';
 import { parseCertificateLine } from '../../protocol/ssh-cert.js';
+import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { SshWriter } from '../../protocol/ssh-wire.js';
 import { CliError, EXIT } from '../errors.js';
@@ -66,6 +67,8 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       keepaliveCountMax: timings.keepaliveCountMax,
       readyTimeout: timings.readyTimeoutMs,
       algorithms: { cipher: CIPHERS as never },
+      // Tells the relay this is Tunnel's own CLI: its channels may grow their windows (protocol/ssh-idents.ts).
+      ident: CLI_SOFTWARE,
     });
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
     // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.

@@ -25,11 +25,11 @@ export interface HostileRelay {
   hostKeyLine: string;
   exposure: string;
   /** A certificate-authenticated ssh2 client (closed by stop()). */
-  client(user: string, grant: Grant, o?: { localAddress?: string }): Promise<{ client: Client; leaseId: string }>;
+  client(user: string, grant: Grant, o?: { localAddress?: string; ident?: string }): Promise<{ client: Client; leaseId: string }>;
   /** Opens a direct-tcpip channel to `host:port` (default: the exposure), rejecting with ssh2's error. */
   openChannel(client: Client, host?: string, port?: number): Promise<ClientChannel>;
   /** Y from 127.0.0.1: opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
-  legitTransfer(bytes?: number): Promise<void>;
+  legitTransfer(bytes?: number, o?: { ident?: string }): Promise<void>;
   metrics(): Promise<PromText>;
   /** Polls /metrics until `pred` holds (bounded by `ms`; an event the test awaits, not a timing assertion). */
   metricsUntil(pred: (m: PromText) => boolean, what: string, ms?: number): Promise<PromText>;
@@ -97,8 +97,8 @@ export async function startHostileRelay(args: string[] = [], exposure = 'hostile
     client,
     openChannel: (c, host = exposure, port = 22) =>
       new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 40000, host, port, (err, ch) => (err ? reject(err) : resolve(ch)))),
-    async legitTransfer(bytes = 2 << 20) {
-      const y = await client('ylegit', { kind: 'open', exposure });
+    async legitTransfer(bytes = 2 << 20, o = {}) {
+      const y = await client('ylegit', { kind: 'open', exposure }, o);
       try {
         const ch = await new Promise<Parameters<typeof exchange>[0]>((resolve, reject) =>
           y.client.forwardOut('127.0.0.1', 40000, exposure, 22, (err, c) => (err ? reject(err) : resolve(c as never))),

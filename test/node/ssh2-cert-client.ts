@@ -22,6 +22,8 @@ export interface CertClientOptions {
   localAddress?: string;
   /** ssh2 cipher list, e.g. ['aes128-gcm@openssh.com'] (default: ssh2's). */
   ciphers?: string[];
+  /** Software version in the identification line (default: ssh2's); `tunnel-cli` is what the CLI sends. */
+  ident?: string;
 }
 
 /** Connects and authenticates; rejects with ssh2's error (level 'client-authentication' on refusal). */
@@ -48,6 +50,7 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
       authHandler: [{ type: 'publickey', username: o.username, key: certIdentity(o.privateKey, o.certificate) }] as never,
       readyTimeout: 10_000,
       ...(o.ciphers ? { algorithms: { cipher: o.ciphers as never } } : {}),
+      ...(o.ident ? { ident: o.ident } : {}),
     });
   });
 }

@@ -1,0 +1,62 @@
+/**
+ * Adaptive windows in the real `tunnel-node` (node/adaptive-window.ts), read from its /metrics:
+ * only a client that identifies as Tunnel's CLI (`SSH-2.0-tunnel-cli`) gets a channel window that
+ * grows, never past --window-budget; the real OpenSSH client and any other ssh2 client get the
+ * standard 2 MiB window (no channel is adopted at all). Transfers stay byte-exact either way.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
+import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
+
+const MiB = 1024 * 1024;
+const BUDGET = 6 * MiB;
+const CHANNEL_MAX = 8 * MiB;
+
+describe('relay: adaptive windows only with Tunnel’s own CLI', () => {
+  let stage: HostileRelay;
+  before(async () => {
+    stage = await startHostileRelay(['--window-budget', '6MiB', '--max-channel-window', '8MiB'], 'hostx-windows');
+  });
+  after(async () => stage?.stop());
+
+  const windows = async () => {
+    const m = await stage.metrics();
+    return {
+      budget: m.value('tunnel_node_window_budget_bytes'),
+      channelMax: m.value('tunnel_node_window_channel_max_bytes'),
+      peak: m.value('tunnel_node_window_reserved_peak_bytes'),
+      reserved: m.value('tunnel_node_window_reserved_bytes'),
+      adopted: m.value('tunnel_node_window_channels', { state: 'all' }),
+    };
+  };
+
+  it('OpenSSH and a plain ssh2 client keep the standard window', async () => {
+    // A channel that is adopted counts in tunnel_node_window_channels while it is open; sample it
+    // during each transfer, so a standard client that was adopted by mistake shows.
+    let adoptedSeen = 0;
+    const sampling = setInterval(() => {
+      void windows().then((w) => (adoptedSeen = Math.max(adoptedSeen, w.adopted)), () => {});
+    }, 20);
+    try {
+      await stage.legitOpenSsh(32 * MiB);
+      await stage.legitTransfer(32 * MiB);
+    } finally {
+      clearInterval(sampling);
+    }
+    const w = await windows();
+    assert.equal(w.budget, BUDGET);
+    assert.equal(w.channelMax, CHANNEL_MAX);
+    assert.equal(adoptedSeen, 0, 'no standard client channel was put under the window budget');
+    assert.equal(w.peak, 0, 'no window grew');
+  });
+
+  it('a client identifying as tunnel-cli gets a growing window, within --window-budget', async () => {
+    await stage.legitTransfer(64 * MiB, { ident: CLI_SOFTWARE });
+    const w = await windows();
+    assert.ok(w.peak > 0, 'the window grew above the standard 2 MiB');
+    assert.ok(w.peak <= BUDGET, `reserved at most the budget (peak ${w.peak})`);
+    // The channel closed: its reservation went back.
+    await stage.metricsUntil((m) => m.value('tunnel_node_window_reserved_bytes') === 0 && m.value('tunnel_node_window_channels', { state: 'all' }) === 0, 'reservation given back');
+  });
+});
