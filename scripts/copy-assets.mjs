@@ -1,5 +1,5 @@
 // Copies non-TypeScript files the built program reads at run time (SQL migrations) into dist/,
-// and makes the embedded database's template cluster.
+// and makes the embedded database's template cluster (a directory, and one compressed file for the package).
 import { cpSync, existsSync } from 'node:fs';
 
 const assets = [['control/db/migrations', 'dist/control/db/migrations']];
@@ -14,4 +14,8 @@ if (!process.env.TUNNEL_SKIP_PGLITE_TEMPLATE && existsSync('dist/control/db/clie
   const t0 = Date.now();
   const result = await buildEmbeddedTemplate();
   if (result === 'built') process.stderr.write(`built the embedded database template in ${Date.now() - t0} ms\n`);
+  // The same template as one compressed file: what the npm package carries (package.json "files").
+  const { ensureTemplatePack } = await import('../dist/control/db/pglite.js');
+  const t1 = Date.now();
+  if (ensureTemplatePack() === 'packed') process.stderr.write(`packed the embedded database template in ${Date.now() - t1} ms\n`);
 }

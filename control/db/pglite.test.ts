@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { buildEmbeddedTemplate, MIGRATIONS_DIR, openDatabase } from './client.js';
-import { PGLITE_SHARED_BUFFERS, PGLITE_TEMPLATE_DIR, seedFromTemplate } from './pglite.js';
+import { PGLITE_SHARED_BUFFERS, PGLITE_TEMPLATE_DIR, PGLITE_TEMPLATE_PACK, packTemplate, seedFromTemplate } from './pglite.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tunnel-pglite-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -56,7 +56,36 @@ describe('embedded database template (first start without initdb)', () => {
     cpSync(PGLITE_TEMPLATE_DIR, template, { recursive: true });
     writeFileSync(join(template, 'TUNNEL_TEMPLATE_STAMP'), 'pglite 0.0.1 migrations 00\n');
     const dataDir = join(root, 'stale', 'db');
-    assert.equal(seedFromTemplate(dataDir, MIGRATIONS_DIR, template), false);
+    assert.equal(seedFromTemplate(dataDir, MIGRATIONS_DIR, template, join(root, 'no.pack')), false);
+    assert.equal(existsSync(dataDir), false);
+  });
+
+  it('the installed package has only the packed template: a first start unpacks it, byte for byte, and opens it', async () => {
+    assert.ok(existsSync(PGLITE_TEMPLATE_PACK), `no ${PGLITE_TEMPLATE_PACK}: npm run build makes it`);
+    const dataDir = join(root, 'packed', 'db');
+    assert.equal(seedFromTemplate(dataDir, MIGRATIONS_DIR, join(root, 'no-template-dir')), true);
+    assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+    const files = (dir: string): string[] =>
+      (readdirSync(dir, { recursive: true }) as string[]).filter((f) => statSync(join(dir, f)).isFile() && !f.endsWith('TUNNEL_TEMPLATE_STAMP')).sort();
+    const want = files(PGLITE_TEMPLATE_DIR);
+    assert.deepEqual(files(dataDir), want);
+    for (const f of want) assert.ok(readFileSync(join(dataDir, f)).equals(readFileSync(join(PGLITE_TEMPLATE_DIR, f))), f);
+    const opened = await openDatabase({ dataDir });
+    try {
+      await opened.db.execute(sql`insert into settings (key, value) values ('probe', 'packed')`);
+    } finally {
+      await opened.close();
+    }
+  });
+
+  it('does not use a pack made from another template stamp', () => {
+    const template = join(root, 'stale-pack-template');
+    cpSync(PGLITE_TEMPLATE_DIR, template, { recursive: true });
+    writeFileSync(join(template, 'TUNNEL_TEMPLATE_STAMP'), 'pglite 0.0.1 migrations 00\n');
+    const pack = join(root, 'stale.pack');
+    packTemplate(template, pack);
+    const dataDir = join(root, 'stale-pack', 'db');
+    assert.equal(seedFromTemplate(dataDir, MIGRATIONS_DIR, join(root, 'no-template-dir'), pack), false);
     assert.equal(existsSync(dataDir), false);
   });
 });

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
+import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
 import type { PGlite, PGliteOptions } from '@electric-sql/pglite';
 
 /**
@@ -20,12 +21,25 @@ import type { PGlite, PGliteOptions } from '@electric-sql/pglite';
  *   and a first start copies that directory instead: tens of ms of file copies. The template has
  *   the migrations applied too (applying them through PGlite took longer than initdb). Without a
  *   current template (a build that skipped it), PGlite runs initdb and migrations as before.
+ * - The installed package (`npm pack`) carries the template as one brotli-compressed file
+ *   (`PGLITE_TEMPLATE_PACK`, about 1.6 MB for the 40 MB cluster, most of which is a zero-filled
+ *   WAL segment) instead of the directory; PGlite is pinned to one version in package.json so
+ *   the installed package finds the same one the pack was made with. Measured from an installed
+ *   prefix at a load average of 11 on 2 cores: a first start to "ready" without the pack took
+ *   20 s wall, 5.8 s CPU and a 703 MB peak; with it 7 s, 2.0 s CPU and 174 MB. Unpacking costs
+ *   about 0.2 s of CPU.
  */
 export const PGLITE_SHARED_BUFFERS = '8MB';
 
 /** Where the build leaves the template cluster, next to the migrations in dist/. */
 export const PGLITE_TEMPLATE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'pglite-template');
+/** The same template as one file for the package: `PACK_MAGIC`, the stamp line, then brotli data. */
+export const PGLITE_TEMPLATE_PACK = join(dirname(fileURLToPath(import.meta.url)), 'pglite-template.pack');
 const STAMP = 'TUNNEL_TEMPLATE_STAMP';
+const PACK_MAGIC = 'TUNNEL-PGLITE-TEMPLATE 2\n';
+/** Bounds on what unpacking accepts (the template is about 1,100 files and 40 MB). */
+const PACK_MAX_BYTES = 256 << 20;
+const PACK_MAX_FILES = 20_000;
 
 /**
  * What a template must match to be used: the PGlite version (the on-disk format) and every
@@ -84,10 +98,11 @@ export async function loadPglite(): Promise<typeof PGlite> {
  * is not empty, or there is no template (or one from another PGlite version). The copy goes to
  * a sibling first and is renamed into place, so an interrupted copy never looks like a cluster.
  */
-export function seedFromTemplate(dataDir: string, migrationsDir: string, templateDir = PGLITE_TEMPLATE_DIR): boolean {
+export function seedFromTemplate(dataDir: string, migrationsDir: string, templateDir = PGLITE_TEMPLATE_DIR, packFile = PGLITE_TEMPLATE_PACK): boolean {
   if (existsSync(join(dataDir, 'PG_VERSION'))) return false;
-  if (!existsSync(join(templateDir, 'PG_VERSION'))) return false;
-  if (readStamp(templateDir) !== templateStamp(migrationsDir)) return false;
+  const stamp = templateStamp(migrationsDir);
+  const fromDir = existsSync(join(templateDir, 'PG_VERSION')) && readStamp(templateDir) === stamp;
+  if (!fromDir && readPackStamp(packFile) !== stamp) return false;
   if (existsSync(dataDir)) {
     if (readdirSync(dataDir).length > 0) return false;
     rmdirSync(dataDir);
@@ -95,7 +110,8 @@ export function seedFromTemplate(dataDir: string, migrationsDir: string, templat
   mkdirSync(dirname(dataDir), { recursive: true, mode: 0o700 });
   const tmp = `${dataDir}.seed-${randomBytes(4).toString('hex')}`;
   try {
-    cpSync(templateDir, tmp, { recursive: true, filter: (src) => !src.endsWith(STAMP) });
+    if (fromDir) cpSync(templateDir, tmp, { recursive: true, filter: (src) => !src.endsWith(STAMP) });
+    else unpackTemplate(packFile, tmp);
     chmodSync(tmp, 0o700);
     renameSync(tmp, dataDir);
   } catch (err) {
@@ -103,6 +119,103 @@ export function seedFromTemplate(dataDir: string, migrationsDir: string, templat
     throw err;
   }
   return true;
+}
+
+/** The stamp line of a template pack, or undefined when there is no (readable) pack. */
+function readPackStamp(file: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(512);
+    const text = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1');
+    if (!text.startsWith(PACK_MAGIC)) return undefined;
+    const end = text.indexOf('\n', PACK_MAGIC.length);
+    return end < 0 ? undefined : text.slice(PACK_MAGIC.length, end);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+interface PackEntry {
+  path: string;
+  size: number;
+  mode: number;
+}
+
+/**
+ * Writes `templateDir` (a built template, stamp included) as one file: the magic line, the stamp
+ * line, then brotli of a 4-byte index length, the JSON index (every directory; path, size, mode
+ * of every file) and
+ * the files' bytes in index order.
+ */
+export function packTemplate(templateDir: string, packFile: string): void {
+  const stamp = readStamp(templateDir);
+  if (!stamp) throw new Error(`${templateDir} is not a built template (no ${STAMP})`);
+  const entries: PackEntry[] = [];
+  const dirs: string[] = [];
+  const bodies: Buffer[] = [];
+  const rel = (path: string) => relative(templateDir, path).split(sep).join('/');
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        dirs.push(rel(path)); // Postgres needs its empty directories too (pg_tblspc, pg_notify ...)
+        walk(path);
+      } else if (e.isFile() && e.name !== STAMP) {
+        const body = readFileSync(path);
+        entries.push({ path: rel(path), size: body.length, mode: statSync(path).mode & 0o777 });
+        bodies.push(body);
+      }
+    }
+  };
+  walk(templateDir);
+  const index = Buffer.from(JSON.stringify({ dirs, files: entries }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(index.length);
+  const raw = Buffer.concat([len, index, ...bodies]);
+  // Quality 7 with a 16 MB window: 1.6 MB in about 1.5 s (11 saves 0.2 MB for 50 s).
+  const packed = brotliCompressSync(raw, {
+    params: { [zlib.BROTLI_PARAM_QUALITY]: 7, [zlib.BROTLI_PARAM_LGWIN]: 24, [zlib.BROTLI_PARAM_SIZE_HINT]: raw.length },
+  });
+  const tmp = `${packFile}.tmp-${randomBytes(4).toString('hex')}`;
+  writeFileSync(tmp, Buffer.concat([Buffer.from(`${PACK_MAGIC}${stamp}\n`, 'latin1'), packed]));
+  renameSync(tmp, packFile);
+}
+
+/** Unpacks a template pack into the new directory `dest` (bounded; paths stay inside `dest`). */
+function unpackTemplate(packFile: string, dest: string): void {
+  const file = readFileSync(packFile);
+  const start = file.indexOf(0x0a, PACK_MAGIC.length) + 1;
+  const raw = brotliDecompressSync(file.subarray(start), { maxOutputLength: PACK_MAX_BYTES });
+  const indexLength = raw.readUInt32BE(0);
+  const index = JSON.parse(raw.subarray(4, 4 + indexLength).toString('utf8')) as { dirs: string[]; files: PackEntry[] };
+  const entries = index.files;
+  if (!Array.isArray(entries) || !Array.isArray(index.dirs) || entries.length + index.dirs.length > PACK_MAX_FILES) throw new Error(`${packFile}: bad index`);
+  const safe = (p: unknown): p is string => typeof p === 'string' && /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(p) && !p.split('/').some((x) => x === '..' || x === '.');
+  mkdirSync(dest, { mode: 0o700 });
+  for (const d of index.dirs) {
+    if (!safe(d)) throw new Error(`${packFile}: bad path ${JSON.stringify(d)}`);
+    mkdirSync(join(dest, ...d.split('/')), { recursive: true, mode: 0o700 });
+  }
+  let at = 4 + indexLength;
+  for (const e of entries) {
+    if (!safe(e.path)) throw new Error(`${packFile}: bad path ${JSON.stringify(e.path)}`);
+    if (!Number.isInteger(e.size) || e.size < 0 || at + e.size > raw.length) throw new Error(`${packFile}: truncated at ${e.path}`);
+    const path = join(dest, ...e.path.split('/'));
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(path, raw.subarray(at, at + e.size), { mode: (e.mode & 0o777) | 0o600 });
+    at += e.size;
+  }
+  if (at !== raw.length) throw new Error(`${packFile}: ${raw.length - at} bytes after the last file`);
+}
+
+/** Makes `packFile` from the template unless it already holds the template's stamp. */
+export function ensureTemplatePack(templateDir = PGLITE_TEMPLATE_DIR, packFile = PGLITE_TEMPLATE_PACK): 'packed' | 'current' {
+  if (readPackStamp(packFile) !== undefined && readPackStamp(packFile) === readStamp(templateDir)) return 'current';
+  packTemplate(templateDir, packFile);
+  return 'packed';
 }
 
 function readStamp(dir: string): string | undefined {

@@ -47,12 +47,14 @@ describe('npm pack and npm install -g into a fresh prefix', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('the tarball holds the built code, README, LICENSE and the systemd units, and no tests or sources', () => {
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'dist/control/main.js', 'dist/node/main.js', 'dist/control/db/migrations/0000_init.sql', 'infra/systemd/tunnel-control.service']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'dist/control/main.js', 'dist/node/main.js', 'dist/control/db/migrations/0000_init.sql', 'dist/control/db/pglite-template.pack', 'infra/systemd/tunnel-control.service']) {
       assert.ok(files.includes(f), `${f} missing from the tarball`);
     }
-    const unwanted = files.filter((f) => /(^|\/)test\/|\.test\.js$|\/testing\/|^bench\/|\.ts$|\.map$|fake-|^dist\/test|^dist\/bench|^infra\/lab/.test(f));
+    const unwanted = files.filter((f) => /(^|\/)test\/|\.test\.js$|\/testing\/|^bench\/|\.ts$|\.map$|fake-|^dist\/test|^dist\/bench|^infra\/lab|pglite-template\//.test(f));
     assert.deepEqual(unwanted, []);
-    assert.ok(statSync(tarball).size < 400_000, `tarball is ${statSync(tarball).size} bytes`);
+    // About 0.2 MB of code and 1.8 MB for the embedded database's packed template (the 40 MB
+    // cluster a first start would otherwise make with initdb).
+    assert.ok(statSync(tarball).size < 2_500_000, `tarball is ${statSync(tarball).size} bytes`);
   });
 
   it('puts tunnel, tunnel-control and tunnel-node on PATH, executable, with a node shebang', async () => {
@@ -76,6 +78,20 @@ describe('npm pack and npm install -g into a fresh prefix', () => {
     );
     assert.equal(again?.code, 2);
     assert.match(again?.stderr ?? '', /already exists; a master key is never overwritten/);
+  });
+
+  it("the installed tunnel-control's first start fills the embedded database from the packed template (no initdb)", async () => {
+    const pkg = join(prefix, 'lib', 'node_modules', 'tunnel');
+    const dataDir = join(mkdtempSync(join(dir, 'data-')), 'db');
+    // The installed code with the installed PGlite: its version and migrations match the pack's stamp.
+    const { stdout } = await execFileP(process.execPath, [
+      '--input-type=module', '-e',
+      `const { seedFromTemplate } = await import(${JSON.stringify(join(pkg, 'dist/control/db/pglite.js'))});
+       const { MIGRATIONS_DIR } = await import(${JSON.stringify(join(pkg, 'dist/control/db/client.js'))});
+       console.log(seedFromTemplate(${JSON.stringify(dataDir)}, MIGRATIONS_DIR));`,
+    ]);
+    assert.equal(stdout.trim(), 'true');
+    assert.ok(statSync(join(dataDir, 'PG_VERSION')).isFile());
   });
 
   it('the systemd units, set up by the installed setup-host.sh for the installed paths, pass systemd-analyze verify', async () => {
