@@ -134,6 +134,8 @@ async function scenario(exposures: number): Promise<Result> {
       '--per-source-max-startups', String(SETUP_CONCURRENCY * 2),
       '--max-channels-per-connection', '1024',
       '--max-pending-opens', '1024',
+      // Every Y lease here belongs to the one bench admin: lift one opener's share of X's channels.
+      '--max-channels-per-opener', '1024',
     ],
     [],
     {},
