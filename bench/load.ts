@@ -25,6 +25,7 @@
  * Prints a table with the load average (the machine is shared). Not a test.
  *
  *   node dist/bench/load.js [--connections 1000] [--exposures 1,100] [--payload 65536] [--setup-concurrency 64]
+ *     [--relay-node-arg=--cpu-prof --relay-node-arg=--cpu-prof-dir=DIR]  (profile the relay)
  */
 import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { execSync } from 'node:child_process';
@@ -45,6 +46,8 @@ const { values: opts } = parseArgs({
     exposures: { type: 'string', default: '1,100' },
     payload: { type: 'string', default: String(64 * 1024) },
     'setup-concurrency': { type: 'string', default: '64' },
+    /** Extra node flags for the relay process, e.g. --relay-node-arg=--cpu-prof --relay-node-arg=--cpu-prof-dir=/tmp/p */
+    'relay-node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const N = Number(opts.connections);
@@ -137,7 +140,7 @@ async function scenario(exposures: number): Promise<Result> {
       // Every Y lease here belongs to the one bench admin: lift one opener's share of X's channels.
       '--max-channels-per-opener', '1024',
     ],
-    [],
+    opts['relay-node-arg'],
     {},
     { TUNNEL_LEASE_RATE_LIMIT: '1000000' },
   );
@@ -148,6 +151,7 @@ async function scenario(exposures: number): Promise<Result> {
     const names = Array.from({ length: exposures }, (_, i) => `load-${i}`);
     log(`${exposures} exposure(s): X connections`);
     xs.push(...(await startX(stack, names)));
+    await stack.waitOnline(names);
     log(`${N} open leases`);
     const leases = await mapLimit(Array.from({ length: N }, (_, i) => i), 16, async (i) => {
       const k = newKey();

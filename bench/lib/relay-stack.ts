@@ -19,6 +19,12 @@ export interface RelayStack {
   api(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
   /** PUT /v1/exposures/{name} (pinned to this relay). */
   exposure(name: string): Promise<void>;
+  /**
+   * Resolves once every one of `names` shows online (GET /v1/exposures): the control plane issues
+   * open leases only for an exposure its relay has reported, which happens after X's
+   * `tcpip-forward`, asynchronously. Polls every 100 ms; rejects after `timeoutMs`.
+   */
+  waitOnline(names: string[], timeoutMs?: number): Promise<void>;
   /** POST /v1/leases for `publicKeyLine`. */
   lease(body: { kind: 'expose' | 'open'; exposure: string; port?: number; ttl_seconds?: number }, publicKeyLine: string): Promise<LeaseIssued>;
   /** SIGTERM the relay and start it again on the same data dir and ports (fresh process, fresh memory). */
@@ -76,6 +82,19 @@ export async function startRelayStack(
       async exposure(name) {
         const r = await api('PUT', `/v1/exposures/${name}`, { allow: [], node: 'relay-1' });
         if (r.status !== 200 && r.status !== 201) throw new Error(`PUT exposure ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      },
+      async waitOnline(names, timeoutMs = 60_000) {
+        const deadline = Date.now() + timeoutMs;
+        let offline = names;
+        for (;;) {
+          const r = await api('GET', '/v1/exposures');
+          if (r.status !== 200) throw new Error(`GET /v1/exposures: ${r.status} ${JSON.stringify(r.body)}`);
+          const online = new Set((r.body as { exposures: { name: string; online: boolean }[] }).exposures.filter((e) => e.online).map((e) => e.name));
+          offline = names.filter((n) => !online.has(n));
+          if (offline.length === 0) return;
+          if (Date.now() > deadline) throw new Error(`${offline.length} exposure(s) not online within ${timeoutMs} ms (first: ${offline[0]})`);
+          await new Promise((res) => setTimeout(res, 100));
+        }
       },
       async lease(body, publicKeyLine) {
         const r = await api('POST', '/v1/leases', { ...body, public_key: publicKeyLine });
