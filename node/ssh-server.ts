@@ -4,7 +4,7 @@ import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from './logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
 import type { StartupDrop, Startups } from './startups.js';
 
 /** Why a socket was closed before it authenticated. */
@@ -51,7 +51,7 @@ export function createSshServer(opts: SshServerOptions): SshServer {
 
   const ssh = new ssh2.Server(
     {
-      hostKeys: [opts.hostKey],
+      hostKeys: [{ key: hostKeyWithKeyObject(opts.hostKey) }],
       ident: RELAY_SOFTWARE,
       algorithms: serverAlgorithms(),
       keepaliveInterval: opts.keepaliveIntervalMs,

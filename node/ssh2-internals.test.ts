@@ -3,11 +3,14 @@
  * real clients that needed them are in test/interop: plink.test.ts, openssh-algorithms.test.ts).
  */
 import assert from 'node:assert/strict';
+import { createPublicKey, generateKeyPairSync, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import type { Connection } from 'ssh2';
+import ssh2 from 'ssh2';
+import type { Connection, ParsedKey } from 'ssh2';
+import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, sendServerSigAlgs } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, sendServerSigAlgs } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -102,5 +105,22 @@ describe('sendServerSigAlgs', () => {
     complete();
     assert.deepEqual(sent, []);
     assert.deepEqual(order, ['handshake listeners']);
+  });
+});
+
+describe('hostKeyWithKeyObject', () => {
+  it('signs exactly as ssh2 does, verifiably with the host public key', () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const pem = formatOpenSshPrivateKey(privateKey);
+    const fast = hostKeyWithKeyObject(pem);
+    const slow = ssh2.utils.parseKey(pem) as ParsedKey;
+    assert.equal(fast.type, 'ssh-ed25519');
+    for (const data of [Buffer.alloc(0), Buffer.from('exchange hash'), randomBytes(64)]) {
+      const sig = fast.sign(data);
+      assert.ok(Buffer.isBuffer(sig));
+      assert.deepEqual(sig, slow.sign(data));
+      assert.equal(fast.verify(data, sig), true);
+      assert.equal(cryptoVerify(null, data, createPublicKey(privateKey), sig), true);
+    }
   });
 });

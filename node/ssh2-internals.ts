@@ -1,7 +1,9 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { Client, Connection } from 'ssh2';
+import ssh2 from 'ssh2';
+import type { Client, Connection, ParsedKey } from 'ssh2';
 import { SshWriter } from '../protocol/ssh-wire.js';
 
 /**
@@ -35,6 +37,9 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   `channel.push(data)`, then top up only when the window is at or below half of MAX_WINDOW;
  *   and `Channel#_read` is still where ssh2 grants window again after backpressure.
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
+ * - Host key: lib/protocol/kex.js still signs the exchange hash with `hostKey.sign(data, algo)`
+ *   on the object `utils.parseKey` returned, and server.js takes an already parsed key as is
+ *   (`parseKey` returns a parsed key unchanged); see hostKeyWithKeyObject.
  * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
  *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
  *   the relay closes that connection instead of crashing).
@@ -372,4 +377,29 @@ export function channelWindow(ch: Duplex): ChannelWindow {
 export function remoteSoftware(client: Client): string | undefined {
   const v = (client as unknown as { _remoteVer?: unknown })._remoteVer;
   return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * The ed25519 host key, parsed once, whose `sign` uses a node:crypto KeyObject. ssh2's own
+ * `sign` hands its PKCS#8 PEM text to `crypto.sign` on every key exchange, which makes OpenSSL 3
+ * decode the key each time: about 1.2 ms against 0.12 ms with a KeyObject on this machine, a
+ * fifth of the relay's CPU per new connection (issue 11, setup rate). The signature is the same
+ * (Ed25519 is deterministic). Other key types are returned as ssh2 parsed them.
+ */
+export function hostKeyWithKeyObject(pem: string): ParsedKey {
+  const result = ssh2.utils.parseKey(pem) as ParsedKey | ParsedKey[] | Error;
+  if (result instanceof Error) throw result;
+  const parsed = Array.isArray(result) ? result[0] : result; // OpenSSH files hold one key
+  if (!parsed) throw new Error('host key file holds no key');
+  if (parsed.type !== 'ssh-ed25519') return parsed;
+  const privateKey = createPrivateKey(parsed.getPrivatePEM());
+  // ssh2's contract: return the signature, or an Error (never throw).
+  (parsed as { sign: (data: Buffer, algo?: string) => Buffer | Error }).sign = (data) => {
+    try {
+      return cryptoSign(null, data, privateKey);
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  };
+  return parsed;
 }

@@ -83,6 +83,11 @@ describe('verifyClientCertificate', () => {
     ['lease_key_id_mismatch', async () => ({ blob: reencode((await issue()).certificate, () => ({ keyId: 'lease_other' })) })],
     ['lease_key_mismatch', async () => ({ blob: reencode((await issue()).certificate, () => ({ publicKey: rawPublicKey(generateKeyPairSync('ed25519').publicKey) })) })],
     ['lease_revoked', async () => ({ blob: (await issue()).certificate, ctx: { isRevoked: (id) => id === 'lease_1' } })],
+    ['lease_not_yet_valid', async () => {
+      // The lease starts in an hour (beyond the 60 s skew tolerance); a certificate re-signed to be valid now.
+      const { certificate } = await issue({ notBefore: new Date(NOW.getTime() + 3600_000), expiresAt: new Date(NOW.getTime() + 7200_000) });
+      return { blob: reencode(certificate, () => ({ validAfter: 0n })) };
+    }],
     ['lease_expired', async () => {
       // Certificate still valid, lease over: only a cert re-signed by the CA can disagree like this.
       const { certificate } = await issue({ expiresAt: new Date(NOW.getTime() + 1000) });

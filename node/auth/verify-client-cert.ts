@@ -1,5 +1,5 @@
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { errors as joseErrors, jwtVerify } from 'jose';
+import { checkTimeClaims, hasAudience, JwsError, verifyJws } from '../../protocol/jws.js';
 import {
   CERT_BACKDATE_SECONDS,
   LEASE_CERT_EXTENSION,
@@ -145,20 +145,12 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
     return refuse('lease_missing', ids);
   }
 
-  let payload: unknown;
+  let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, ctx.trust.leaseKeys, {
-      algorithms: ['EdDSA'],
-      issuer: ctx.issuer,
-      audience: ctx.nodeId,
-      typ: LEASE_TOKEN_TYP,
-      currentDate: ctx.now,
-      // Tolerates skew on nbf like the certificate's backdating; exp is checked exactly below.
-      clockTolerance: CERT_BACKDATE_SECONDS,
-      requiredClaims: ['iss', 'sub', 'aud', 'jti', 'iat', 'nbf', 'exp'],
-    }));
+    payload = verifyLeaseToken(token, ctx);
   } catch (err) {
-    return refuse(joseRefusal(err), { ...ids, unknownKey: err instanceof joseErrors.JWKSNoMatchingKey });
+    if (!(err instanceof LeaseTokenRefused)) throw err;
+    return refuse(err.reason, { ...ids, unknownKey: err.reason === 'lease_unknown_key' });
   }
   const parsed = LeaseClaimsSchema.safeParse(payload);
   if (!parsed.success) return refuse('lease_claims_invalid', ids);
@@ -184,16 +176,43 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
   };
 }
 
-function joseRefusal(err: unknown): AuthRefusal {
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'lease_unknown_key';
-  if (err instanceof joseErrors.JWTExpired) return 'lease_expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'iss') return 'lease_wrong_issuer';
-    if (err.claim === 'aud') return 'lease_wrong_node';
-    if (err.claim === 'nbf') return 'lease_not_yet_valid';
-    return 'lease_claims_invalid';
+class LeaseTokenRefused extends Error {
+  constructor(readonly reason: AuthRefusal) {
+    super(reason);
   }
-  return 'lease_invalid';
+}
+
+const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'jti', 'iat', 'nbf', 'exp'] as const;
+
+/**
+ * The lease token: an EdDSA compact JWS signed by a lease key of the trust document, verified
+ * with node:crypto (protocol/jws.ts; jose's WebCrypto path cost about 2 ms of the relay's
+ * CPU per connection setup, issue 11). The checks are jose's `jwtVerify` with the options the
+ * relay used: typ, issuer, audience (this node), every claim in REQUIRED_CLAIMS present, `nbf`
+ * with CERT_BACKDATE_SECONDS of tolerance, `exp` exact (the caller's deadline check).
+ */
+function verifyLeaseToken(token: string, ctx: VerifyContext): Record<string, unknown> {
+  const keys = ctx.trust!.leaseKeys;
+  let payload: Record<string, unknown>;
+  try {
+    payload = verifyJws(token, LEASE_TOKEN_TYP, (kid) => keys.get(kid));
+  } catch (err) {
+    if (err instanceof JwsError) throw new LeaseTokenRefused(err.reason === 'unknown_key' ? 'lease_unknown_key' : 'lease_invalid');
+    throw err;
+  }
+  if (payload.iss !== ctx.issuer) throw new LeaseTokenRefused('lease_wrong_issuer');
+  if (!hasAudience(payload, ctx.nodeId)) throw new LeaseTokenRefused('lease_wrong_node');
+  if (REQUIRED_CLAIMS.some((c) => payload[c] === undefined)) throw new LeaseTokenRefused('lease_claims_invalid');
+  // nbf with the certificate's backdating as tolerance (clock skew); exp exactly.
+  const skewed = new Date(ctx.now.getTime() + CERT_BACKDATE_SECONDS * 1000);
+  try {
+    checkTimeClaims({ ...payload, exp: Number.MAX_SAFE_INTEGER }, skewed);
+    checkTimeClaims({ ...payload, nbf: undefined }, ctx.now);
+  } catch (err) {
+    if (!(err instanceof JwsError)) throw err;
+    throw new LeaseTokenRefused(err.reason === 'expired' ? 'lease_expired' : err.reason === 'not_yet_valid' ? 'lease_not_yet_valid' : 'lease_claims_invalid');
+  }
+  return payload;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { KeyObject } from 'node:crypto';
 import { JWK_USE_LEASE, JWK_USE_SSH_CA, JwksSchema, jwkPublicKeyBytes, type Jwks } from '../../protocol/jwks.js';
-import { encodePublicKeyBlob } from '../../protocol/ssh-key.js';
+import { encodePublicKeyBlob, publicKeyObject } from '../../protocol/ssh-key.js';
 import type { ControlClient } from '../control-client.js';
 import type { Clock } from '../deps.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -12,8 +12,8 @@ export interface TrustSnapshot {
   jwks: Jwks;
   /** `ssh-ed25519` blobs of the keys with use "ssh-ca". */
   caBlobs: Buffer[];
-  /** Lease-signing keys (use "sig") only, for jose. */
-  leaseKeys: JWTVerifyGetKey;
+  /** Lease-signing keys (use "sig") only, by kid, imported once per document (protocol/jws.ts). */
+  leaseKeys: ReadonlyMap<string, KeyObject>;
   kids: ReadonlySet<string>;
 }
 
@@ -36,7 +36,7 @@ function snapshot(jwks: Jwks): TrustSnapshot {
   return {
     jwks,
     caBlobs: jwks.keys.filter((k) => k.use === JWK_USE_SSH_CA).map((k) => encodePublicKeyBlob(jwkPublicKeyBytes(k))),
-    leaseKeys: createLocalJWKSet({ keys: sig }),
+    leaseKeys: new Map(sig.map((k) => [k.kid, publicKeyObject(jwkPublicKeyBytes(k))])),
     kids: new Set(jwks.keys.map((k) => k.kid)),
   };
 }
