@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { eq } from 'drizzle-orm';
 import { ConfigError, CONTROL_USAGE, loadControlConfig } from './config.js';
 import { jsonLogger } from './lib/logger.js';
 import { buildDeps, openDb, startControl } from './server.js';
-import { users } from './db/schema/index.js';
 import { writeNewMasterKey } from './keys/master-key.js';
 import type { RunningControl } from './server.js';
+import { createUser } from './services/users.js';
+import { AppError } from './lib/errors.js';
 
 const logger = jsonLogger((line) => process.stderr.write(line), { component: 'control' });
 
@@ -30,15 +30,12 @@ async function main(): Promise<number> {
         const ca = await deps.keys.rotate('ssh-ca');
         process.stdout.write(`published new keys ${sig} and ${ca}; they start signing in 15 minutes\n`);
       } else {
-        const [exists] = await deps.db.select().from(users).where(eq(users.name, cfg.userName!)).limit(1);
-        if (exists) throw new ConfigError(`user "${cfg.userName}" already exists`);
-        await deps.db.insert(users).values({
-          id: deps.ids.id('usr'),
-          name: cfg.userName!,
-          role: cfg.userRole!,
-          passwordHash: await deps.passwords.hash(cfg.userPassword!),
-          createdAt: deps.clock.now(),
-        });
+        try {
+          await createUser(deps, deps.db, { name: cfg.userName!, role: cfg.userRole!, password: cfg.userPassword! }, { actor: null });
+        } catch (err) {
+          if (err instanceof AppError && err.code === 'ALREADY_EXISTS') throw new ConfigError(`user "${cfg.userName}" already exists`);
+          throw err;
+        }
         process.stdout.write(`created ${cfg.userRole} ${cfg.userName}\n`);
       }
       return 0;

@@ -121,14 +121,24 @@ export const UserSchema = z.object({
 });
 export const UserListSchema = z.object({ users: z.array(UserSchema) });
 
-/** Scope strings: `expose:NAME`, `open:NAME`, `egress:TARGET`; NAME may be `*`. */
-export const ScopeSchema = z.string().regex(/^(expose|open|egress):([a-z0-9-]{1,63}|\*)$/, 'must be expose:NAME, open:NAME or egress:TARGET (NAME may be *)');
+/**
+ * Scope strings (control/services/authz.ts has the policy): `expose:NAME` (see, create if
+ * missing, expose), `open:NAME` (see, open), `manage:NAME` (see, change the allow list, delete),
+ * `egress:TARGET` (see, egress); NAME may be `*`.
+ */
+export const ScopeSchema = z
+  .string()
+  .regex(/^(expose|open|manage|egress):([a-z0-9-]{1,63}|\*)$/, 'must be expose:NAME, open:NAME, manage:NAME or egress:TARGET (NAME may be *)');
 export const ServiceTokenCreateSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
   /** The user the token acts for; defaults to the caller. */
   user: UserNameSchema.optional(),
   scopes: z.array(ScopeSchema).min(1).max(64),
   ttl_seconds: z.number().int().min(60).max(366 * 86400).optional(),
+});
+export const ServiceTokenUpdateSchema = z.strictObject({
+  /** Replaces the token's scopes; leases it issued that the new scopes do not cover are revoked. */
+  scopes: z.array(ScopeSchema).min(1).max(64),
 });
 export const ServiceTokenSchema = z.object({
   id: z.string(),

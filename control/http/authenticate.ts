@@ -1,9 +1,20 @@
-import type { MiddlewareHandler } from 'hono';
-import { and, eq, sql } from 'drizzle-orm';
+import type { Context, MiddlewareHandler } from 'hono';
+import { eq, sql } from 'drizzle-orm';
 import { nodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import { verifyAccessToken } from '../auth/access-tokens.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
+import {
+  ANONYMOUS,
+  assertAllowed,
+  authnOf,
+  needsResource,
+  parseScopes,
+  type Action,
+  type GateAction,
+  type NodePrincipal,
+  type UserPrincipal,
+} from '../services/authz.js';
 import type { AppEnv } from './env.js';
 
 function bearer(header: string | undefined): string {
@@ -13,8 +24,11 @@ function bearer(header: string | undefined): string {
   return m[1]!;
 }
 
-/** Requires a valid access token of an enabled user (and a live service token, if it came from one). */
-export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
+/**
+ * Who sends this access token: an enabled user, and the live service token it came from, if any.
+ * The scopes are the service token's as stored now, not as minted, so a change applies at once.
+ */
+async function authenticateUser(c: Context<AppEnv>): Promise<UserPrincipal> {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
   // The user and, for a login session's token, whether the session still stands, in one query:
@@ -26,50 +40,61 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
   const user = row?.user;
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
+  let scopes: UserPrincipal['scopes'] = null;
   if (claims.sti) {
     const [st] = await deps.db.select().from(serviceTokens).where(eq(serviceTokens.id, claims.sti)).limit(1);
     const now = deps.clock.now();
-    if (!st || st.revokedAt || (st.expiresAt && st.expiresAt <= now)) {
+    if (!st || st.userId !== user.id || st.revokedAt || (st.expiresAt && st.expiresAt <= now)) {
       throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
     }
+    scopes = parseScopes(st.scopes);
   }
-  c.set('principal', {
+  return {
+    kind: 'user',
     userId: user.id,
     name: user.name,
     role: user.role,
-    scopes: claims.sti ? (claims.scope ?? '').split(' ').filter(Boolean) : null,
+    scopes,
     serviceTokenId: claims.sti ?? null,
     sessionId: claims.sid ?? null,
-  });
-  c.set('logger', c.get('logger').child({ user: user.name }));
-  await next();
-};
-
-export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const p = c.get('principal');
-  if (p.role !== 'admin') throw new AppError('FORBIDDEN', 'this needs the admin role');
-  if (p.scopes) throw new AppError('SCOPE_DENIED', 'service tokens cannot use admin routes');
-  await next();
-};
+  };
+}
 
 /** Relay nodes authenticate with the node token they got at enrollment. */
-export const requireNode: MiddlewareHandler<AppEnv> = async (c, next) => {
+async function authenticateNode(c: Context<AppEnv>): Promise<NodePrincipal> {
   const deps = c.get('deps');
   const token = bearer(c.req.header('authorization'));
-  const [node] = await deps.db
-    .select()
-    .from(nodes)
-    .where(and(eq(nodes.tokenHash, hashSecret(token))))
-    .limit(1);
+  const [node] = await deps.db.select().from(nodes).where(eq(nodes.tokenHash, hashSecret(token))).limit(1);
   if (!node) throw new AppError('TOKEN_INVALID', 'unknown node credential; enroll the node again');
   c.set('node', node);
-  c.set('logger', c.get('logger').child({ node: node.name }));
-  await next();
-};
+  return { kind: 'node', nodeId: node.id, name: node.name };
+}
 
-/** Throws unless the principal's service-token scopes (if any) allow `action:name`. */
-export function assertScope(p: { scopes: string[] | null }, action: 'expose' | 'open' | 'egress', name: string): void {
-  if (!p.scopes) return;
-  if (p.scopes.includes(`${action}:${name}`) || p.scopes.includes(`${action}:*`)) return;
-  throw new AppError('SCOPE_DENIED', `this service token may not ${action} "${name}"`);
+/**
+ * The route's door: authenticates the credential the action needs (none, a user's access token,
+ * a node credential), records the principal, and lets the policy decide right away when the
+ * route's one action needs no resource. Actions on a resource are decided by the service once it has loaded
+ * the resource; the principal travels there.
+ */
+export function guard(actions: readonly Action[]): MiddlewareHandler<AppEnv> {
+  const authn = authnOf(actions[0]!);
+  if (actions.some((a) => authnOf(a) !== authn)) throw new Error(`guard(${actions.join(', ')}): actions need different credentials`);
+  // One action without a resource is decided here; the others by the service (which knows which applies).
+  const gate = actions.length === 1 && !needsResource(actions[0]!) ? (actions[0] as GateAction) : null;
+  return async (c, next) => {
+    if (authn === 'user') {
+      const p = await authenticateUser(c);
+      c.set('principal', p);
+      c.set('user', p);
+      c.set('logger', c.get('logger').child({ user: p.name }));
+    } else if (authn === 'node') {
+      const p = await authenticateNode(c);
+      c.set('principal', p);
+      c.set('logger', c.get('logger').child({ node: p.name }));
+    } else {
+      c.set('principal', ANONYMOUS);
+    }
+    if (gate) assertAllowed(c.get('principal'), gate);
+    await next();
+  };
 }

@@ -2,18 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Deps } from '../deps.js';
 import type { Logger } from '../lib/logger.js';
 import type { nodes } from '../db/schema/index.js';
-
-/** Who is calling: a user through an access token (possibly minted from a scoped service token). */
-export interface Principal {
-  userId: string;
-  name: string;
-  role: 'admin' | 'member';
-  /** Scopes of the service token behind this access token; null for interactive logins. */
-  scopes: string[] | null;
-  serviceTokenId: string | null;
-  /** The login session (refresh token family) of an interactive login's access token. */
-  sessionId: string | null;
-}
+import type { Principal, UserPrincipal } from '../services/authz.js';
 
 export type NodeRow = typeof nodes.$inferSelect;
 
@@ -22,7 +11,11 @@ export interface AppEnv {
     deps: Deps;
     requestId: string;
     logger: Logger;
+    /** Who is calling, as the route's guard authenticated it (see services/authz.ts). */
     principal: Principal;
+    /** The same principal on routes whose action needs a user. */
+    user: UserPrincipal;
+    /** The calling relay's row on routes whose action needs a node. */
     node: NodeRow;
     /** Set on the OAuth endpoints: form bodies allowed, errors as RFC 6749 §5.2 JSON. */
     oauth: boolean;

@@ -1,10 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, asc, desc, eq, gt, gte, like, lt, lte, type SQL } from 'drizzle-orm';
 import { AuditListSchema } from '../../protocol/api-types.js';
-import { auditEvents } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
-import { requireAdmin, requireUser } from '../http/authenticate.js';
-import { bearerSecurity, errorResponses, json } from './common.js';
+import { listAudit } from '../services/audit.js';
+import { bearerSecurity, errorResponses, guarded, json } from './common.js';
 
 const Cursor = z.string().regex(/^\d{1,15}$/);
 const Instant = z.iso.datetime({ offset: true }).describe('RFC 3339 timestamp');
@@ -28,38 +26,27 @@ const AuditQuery = z.strictObject({
 
 export function registerAudit(app: App): void {
   app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/audit',
-      tags: ['admin'],
-      summary: 'Audit events, filtered and paged by cursor: oldest first (`after`) or newest first (`order=desc`, `before`) (admin)',
-      security: bearerSecurity,
-      middleware: [requireUser, requireAdmin] as const,
-      request: { query: AuditQuery },
-      responses: { 200: json(AuditListSchema), ...errorResponses },
-    }),
+    createRoute(
+      guarded('audit.read', {
+        method: 'get',
+        path: '/v1/audit',
+        tags: ['admin'],
+        summary: 'Audit events, filtered and paged by cursor: oldest first (`after`) or newest first (`order=desc`, `before`) (admin)',
+        security: bearerSecurity,
+        request: { query: AuditQuery },
+        responses: { 200: json(AuditListSchema), ...errorResponses },
+      }),
+    ),
     async (c) => {
       const q = c.req.valid('query');
-      const conds: SQL[] = [];
-      if (q.after) conds.push(gt(auditEvents.seq, Number(q.after)));
-      if (q.before) conds.push(lt(auditEvents.seq, Number(q.before)));
-      if (q.actor) conds.push(eq(auditEvents.actor, q.actor));
-      if (q.type) conds.push(q.type.endsWith('.') ? like(auditEvents.type, `${q.type.replace(/_/g, '\\_')}%`) : eq(auditEvents.type, q.type));
-      if (q.subject) conds.push(eq(auditEvents.subject, q.subject));
-      if (q.since) conds.push(gte(auditEvents.at, new Date(q.since)));
-      if (q.until) conds.push(lte(auditEvents.at, new Date(q.until)));
-      const rows = await c
-        .get('deps')
-        .db.select()
-        .from(auditEvents)
-        .where(conds.length ? and(...conds) : undefined)
-        .orderBy(q.order === 'desc' ? desc(auditEvents.seq) : asc(auditEvents.seq))
-        .limit(q.limit);
       return c.json(
-        {
-          events: rows.map((r) => ({ id: String(r.seq), at: r.at.toISOString(), type: r.type, actor: r.actor, subject: r.subject, data: r.data })),
-          next_cursor: rows.length === q.limit ? String(rows[rows.length - 1]!.seq) : null,
-        },
+        await listAudit(c.get('deps').db, {
+          ...q,
+          after: q.after === undefined ? undefined : Number(q.after),
+          before: q.before === undefined ? undefined : Number(q.before),
+          since: q.since === undefined ? undefined : new Date(q.since),
+          until: q.until === undefined ? undefined : new Date(q.until),
+        }),
         200,
       );
     },

@@ -15,7 +15,6 @@ import {
 } from '../../protocol/api-types.js';
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
-import { requireUser } from '../http/authenticate.js';
 import { clientAddress } from '../http/client-address.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
@@ -26,7 +25,9 @@ import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions
 import { consumeSetupCode } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
 import { checkPassword } from '../auth/password-login.js';
-import { bearerSecurity, errorResponses, iso, json, jsonBody, oauthErrorResponses, oauthRequestBody, registerRequestComponent } from './common.js';
+import { createUser, userView } from '../services/users.js';
+import { formatScope } from '../services/authz.js';
+import { bearerSecurity, errorResponses, guarded, json, jsonBody, oauthErrorResponses, oauthRequestBody, registerRequestComponent } from './common.js';
 import { oauthBody } from '../http/oauth.js';
 
 const KNOWN_GRANTS = new Set<string>([GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN]);
@@ -43,15 +44,15 @@ export function registerAuth(app: App): void {
   registerRequestComponent(app, 'TokenRequest', TokenRequestSchema);
 
   app.openapi(
-    createRoute({
+    createRoute(guarded('auth.device.start', {
       method: 'post',
       path: '/v1/auth/device',
       tags: ['auth'],
       summary: 'Start a device authorization (RFC 8628 §3.1; form or JSON)',
-      middleware: [oauthBody(DeviceAuthorizationRequestSchema)] as const,
+      extraMiddleware: [oauthBody(DeviceAuthorizationRequestSchema)],
       request: { body: oauthRequestBody('DeviceAuthorizationRequest') },
       responses: { 200: json(DeviceAuthorizationResponseSchema), ...oauthErrorResponses },
-    }),
+    })),
     async (c) => {
       const deps = c.get('deps');
       await rateLimit(deps.db, deps.clock.now(), `device:${clientAddress(c)}`, deps.settings.authRateLimit);
@@ -86,17 +87,17 @@ export function registerAuth(app: App): void {
   );
 
   app.openapi(
-    createRoute({
+    createRoute(guarded('auth.token', {
       method: 'post',
       path: '/v1/auth/token',
       tags: ['auth'],
       summary: 'Exchange a device code, refresh token, password or service token for tokens',
       description:
         'Errors carry the RFC 6749/8628 `error` member (authorization_pending, slow_down, access_denied, expired_token, invalid_grant, unsupported_grant_type).',
-      middleware: [oauthBody(TokenRequestSchema, rejectUnknownGrant)] as const,
+      extraMiddleware: [oauthBody(TokenRequestSchema, rejectUnknownGrant)],
       request: { body: oauthRequestBody('TokenRequest') },
       responses: { 200: json(TokenResponseSchema), ...oauthErrorResponses },
-    }),
+    })),
     async (c) => {
       const deps = c.get('deps');
       const body = c.get('oauthRequest') as TokenRequest;
@@ -148,35 +149,33 @@ export function registerAuth(app: App): void {
   );
 
   app.openapi(
-    createRoute({
+    createRoute(guarded('self.read', {
       method: 'get',
       path: '/v1/me',
       tags: ['auth'],
       summary: 'Who the access token belongs to',
       security: bearerSecurity,
-      middleware: [requireUser] as const,
       responses: { 200: json(MeSchema), ...errorResponses },
-    }),
+    })),
     (c) => {
-      const p = c.get('principal');
-      return c.json({ id: p.userId, name: p.name, role: p.role, ...(p.scopes ? { scopes: p.scopes } : {}) }, 200);
+      const p = c.get('user');
+      return c.json({ id: p.userId, name: p.name, role: p.role, ...(p.scopes ? { scopes: p.scopes.map(formatScope) } : {}) }, 200);
     },
   );
 
   app.openapi(
-    createRoute({
+    createRoute(guarded('self.logout', {
       method: 'post',
       path: '/v1/auth/logout',
       tags: ['auth'],
       summary: 'End a login session (revokes the refresh token family)',
       security: bearerSecurity,
-      middleware: [requireUser] as const,
       request: { body: { required: false, content: { 'application/json': { schema: LogoutRequestSchema } } } },
       responses: { 204: { description: 'Logged out' }, ...errorResponses },
-    }),
+    })),
     async (c) => {
       const deps = c.get('deps');
-      const p = c.get('principal');
+      const p = c.get('user');
       const body = (await c.req.json().catch(() => ({}))) as { refresh_token?: unknown };
       const parsed = LogoutRequestSchema.safeParse(body ?? {});
       const now = deps.clock.now();
@@ -196,32 +195,26 @@ export function registerAuth(app: App): void {
   );
 
   app.openapi(
-    createRoute({
+    createRoute(guarded('setup.admin', {
       method: 'post',
       path: '/v1/setup',
       tags: ['auth'],
       summary: 'Create the first admin with the one-time setup code printed at first start',
       request: { body: jsonBody(SetupRequestSchema) },
       responses: { 201: json(UserSchema, 'Admin created'), ...errorResponses },
-    }),
+    })),
     async (c) => {
       const deps = c.get('deps');
       const now = deps.clock.now();
       await rateLimit(deps.db, now, `setup:${clientAddress(c)}`, deps.settings.authRateLimit);
       const body = c.req.valid('json');
-      const passwordHash = await deps.passwords.hash(body.password);
       const user = await deps.db.transaction(async (tx) => {
         if (!(await consumeSetupCode(tx, body.setup_code, now))) {
           throw new AppError('INVALID_CREDENTIALS', 'setup code is wrong or was already used');
         }
-        const [u] = await tx
-          .insert(users)
-          .values({ id: deps.ids.id('usr'), name: body.name, role: 'admin', passwordHash, createdAt: now })
-          .returning();
-        await audit(tx, now, { type: 'setup.admin_created', actor: u!.id, subject: u!.name });
-        return u!;
+        return createUser(deps, tx, { name: body.name, role: 'admin', password: body.password }, { actor: null, event: 'setup.admin_created' });
       });
-      return c.json({ id: user.id, name: user.name, role: user.role, disabled: false, created_at: iso(user.createdAt) }, 201);
+      return c.json(userView(user), 201);
     },
   );
 }

@@ -1,7 +1,10 @@
-import { z } from '@hono/zod-openapi';
+import { z, type RouteConfig } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
-import type { App } from '../http/env.js';
+import { guard } from '../http/authenticate.js';
+import type { App, AppEnv } from '../http/env.js';
+import type { Action } from '../services/authz.js';
 
 export const ProblemSchema = z
   .object({
@@ -90,3 +93,18 @@ export const bearerSecurity = [{ bearer: [] }];
 
 export const iso = (d: Date) => d.toISOString();
 export const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/**
+ * A route config guarded by the policy: its middleware authenticates the credential its actions
+ * need and, for a single action that needs no resource, asks the policy right there (the service
+ * asks for the others, with the resource). The operation lists its actions as `x-tunnel-actions`
+ * in /openapi.json; the authorization matrix test reads them. `extraMiddleware` runs after the guard.
+ */
+export function guarded<const C extends Omit<RouteConfig, 'middleware'> & { extraMiddleware?: MiddlewareHandler<AppEnv>[] }>(
+  actions: Action | readonly Action[],
+  config: C,
+): Omit<C, 'extraMiddleware'> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
+  const list = typeof actions === 'string' ? [actions] : [...actions];
+  const { extraMiddleware, ...rest } = config;
+  return { ...rest, middleware: [guard(list), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
+}

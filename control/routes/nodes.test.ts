@@ -7,7 +7,7 @@ import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 
 type User = { id: string; name: string; token: string };
 
@@ -115,6 +115,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
         const b = uniq('hb-');
         await putExposure(t, owner.token, a);
         await putExposure(t, owner.token, b);
+        await exposeOn(t, await adminToken(), node, owner.token, a);
+        await exposeOn(t, await adminToken(), node, owner.token, b);
         const get = async (n: string) => (await t.call('GET', `/v1/exposures/${n}`, { token: await tokenFor(t, owner, 'member') })).body;
         await heartbeat(t, node, [{ name: a, port: 22 }, { name: b, port: 80 }]);
         assert.deepEqual([(await get(a)).online, (await get(a)).node, (await get(b)).online], [true, node.name, true]);
@@ -175,6 +177,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
         const owner = await t.user(uniq('own'), 'member');
         const exposure = uniq('ev-');
         await putExposure(t, owner.token, exposure);
+        await exposeOn(t, await adminToken(), node, owner.token, exposure);
         const at = t.clock.now().toISOString();
         const res = await t.call('POST', '/v1/nodes/self/events', {
           token: node.token,

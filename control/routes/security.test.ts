@@ -63,6 +63,7 @@ const ROUTES: Record<string, RouteCase> = {
   },
   'GET /v1/service-tokens': { auth: 'user', path: () => '/v1/service-tokens' },
   'DELETE /v1/service-tokens/{id}': { auth: 'user', path: () => `/v1/service-tokens/st_${hex32}` },
+  'PATCH /v1/service-tokens/{id}': { auth: 'user', path: () => `/v1/service-tokens/st_${hex32}`, body: () => ({ scopes: ['open:*'] }) },
   'POST /v1/nodes/enrollment-tokens': {
     auth: 'admin',
     path: () => '/v1/nodes/enrollment-tokens',

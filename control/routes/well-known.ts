@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { JWKS_PATH, JwksSchema } from '../../protocol/jwks.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import type { App } from '../http/env.js';
-import { json, serverErrorResponses } from './common.js';
+import { guarded, json, serverErrorResponses } from './common.js';
 import {
   AUTHORIZATION_SERVER_METADATA_PATH,
   AuthorizationServerMetadataSchema,
@@ -13,13 +13,15 @@ import {
 
 export function registerWellKnown(app: App): void {
   app.openapi(
-    createRoute({
-      method: 'get',
-      path: JWKS_PATH,
-      tags: ['trust'],
-      summary: 'Published lease-signing (use "sig") and SSH user-CA (use "ssh-ca") keys',
-      responses: { 200: json(JwksSchema), ...serverErrorResponses },
-    }),
+    createRoute(
+      guarded('public.read', {
+        method: 'get',
+        path: JWKS_PATH,
+        tags: ['trust'],
+        summary: 'Published lease-signing (use "sig") and SSH user-CA (use "ssh-ca") keys',
+        responses: { 200: json(JwksSchema), ...serverErrorResponses },
+      }),
+    ),
     async (c) => {
       const keys = await c.get('deps').keys.published();
       c.header('cache-control', 'public, max-age=60');
@@ -28,13 +30,15 @@ export function registerWellKnown(app: App): void {
   );
 
   app.openapi(
-    createRoute({
-      method: 'get',
-      path: AUTHORIZATION_SERVER_METADATA_PATH,
-      tags: ['trust'],
-      summary: 'OAuth 2.0 authorization server metadata (RFC 8414): where standard clients log in',
-      responses: { 200: json(AuthorizationServerMetadataSchema), ...serverErrorResponses },
-    }),
+    createRoute(
+      guarded('public.read', {
+        method: 'get',
+        path: AUTHORIZATION_SERVER_METADATA_PATH,
+        tags: ['trust'],
+        summary: 'OAuth 2.0 authorization server metadata (RFC 8414): where standard clients log in',
+        responses: { 200: json(AuthorizationServerMetadataSchema), ...serverErrorResponses },
+      }),
+    ),
     (c) => {
       const issuer = c.get('deps').settings.issuer;
       c.header('cache-control', 'public, max-age=300');

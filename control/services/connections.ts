@@ -1,7 +1,9 @@
-import { and, desc, eq, isNull, lt, type SQL } from 'drizzle-orm';
+import { and, desc, eq, isNull, lt, lte, or, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { connections, leases, nodes, users } from '../db/schema/index.js';
+import type { Deps } from '../deps.js';
+import { connections, exposures, leases, nodes, users } from '../db/schema/index.js';
 import type { ConnectionEvent } from '../../protocol/api-types.js';
+import { assertAllowed, can, isAdmin, type UserPrincipal } from './authz.js';
 import { isOnline } from './node-selection.js';
 
 /** Closed connections are kept this long for the console and `GET /v1/connections?state=all`. */
@@ -36,13 +38,11 @@ export async function pruneConnections(tx: Tx, now: Date): Promise<void> {
 }
 
 export interface ConnectionFilter {
-  /** Only this user's connections (members see their own). */
-  userId?: string;
   state: 'open' | 'all';
-  user?: string;
-  exposure?: string;
-  node?: string;
-  kind?: 'expose' | 'open' | 'egress';
+  user?: string | undefined;
+  exposure?: string | undefined;
+  node?: string | undefined;
+  kind?: 'expose' | 'open' | 'egress' | undefined;
   limit: number;
 }
 
@@ -63,39 +63,63 @@ export interface ConnectionView {
   live: boolean;
 }
 
-export async function listConnections(db: Db, f: ConnectionFilter, now: Date, nodeOnlineWindow: number): Promise<ConnectionView[]> {
+/**
+ * The connections `p` may see, newest first: admins all; a member those under their own leases
+ * and those to exposures they own (the policy's `connection.read`, also applied in SQL so the
+ * limit counts only visible rows). An exposure's owner sees connections only under leases issued
+ * after it was created, so a name taken over after a delete shows nothing of the old one.
+ */
+export async function listConnections(
+  deps: Pick<Deps, 'db' | 'clock' | 'settings'>,
+  p: UserPrincipal,
+  f: ConnectionFilter,
+): Promise<ConnectionView[]> {
+  assertAllowed(p, 'connection.list');
+  const now = deps.clock.now();
   const conds: SQL[] = [];
+  if (!isAdmin(p)) conds.push(or(eq(leases.userId, p.userId), eq(exposures.ownerId, p.userId))!);
   if (f.state === 'open') conds.push(isNull(connections.closedAt));
-  if (f.userId) conds.push(eq(leases.userId, f.userId));
   if (f.user) conds.push(eq(users.name, f.user));
   if (f.exposure) conds.push(eq(leases.exposure, f.exposure));
   if (f.node) conds.push(eq(nodes.name, f.node));
   if (f.kind) conds.push(eq(leases.kind, f.kind));
-  const rows = await db
-    .select({ c: connections, node: nodes, lease: leases, user: users.name })
+  const rows = await deps.db
+    .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId })
     .from(connections)
     .innerJoin(nodes, eq(nodes.id, connections.nodeId))
     .leftJoin(leases, eq(leases.id, connections.leaseId))
     .leftJoin(users, eq(users.id, leases.userId))
+    .leftJoin(exposures, and(eq(exposures.name, leases.exposure), lte(exposures.createdAt, leases.createdAt)))
     .where(conds.length ? and(...conds) : undefined)
     .orderBy(desc(connections.openedAt))
     .limit(f.limit);
-  return rows.map(({ c, node, lease, user }) => {
-    const leaseValid = !!lease && !lease.revokedAt && lease.expiresAt > now;
-    return {
-      node: node.name,
-      session_id: c.sessionId,
-      lease_id: c.leaseId,
-      kind: lease?.kind ?? null,
-      user,
-      exposure: lease?.exposure ?? null,
-      targets: lease?.targets ?? null,
-      remote: c.remote,
-      opened_at: c.openedAt.toISOString(),
-      closed_at: c.closedAt?.toISOString() ?? null,
-      bytes_in: c.bytesIn,
-      bytes_out: c.bytesOut,
-      live: c.closedAt === null && isOnline(node, now, nodeOnlineWindow) && leaseValid,
-    };
-  });
+  return rows
+    .filter((r) => can(p, 'connection.read', { leaseUserId: r.lease?.userId ?? null, exposureOwnerId: r.exposureOwner }))
+    .map((r) => connectionView(r, now, deps.settings.nodeOnlineWindow));
+}
+
+type ConnectionRow = {
+  c: typeof connections.$inferSelect;
+  node: typeof nodes.$inferSelect;
+  lease: typeof leases.$inferSelect | null;
+  user: string | null;
+};
+
+function connectionView({ c, node, lease, user }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
+  const leaseValid = !!lease && !lease.revokedAt && lease.expiresAt > now;
+  return {
+    node: node.name,
+    session_id: c.sessionId,
+    lease_id: c.leaseId,
+    kind: lease?.kind ?? null,
+    user,
+    exposure: lease?.exposure ?? null,
+    targets: lease?.targets ?? null,
+    remote: c.remote,
+    opened_at: c.openedAt.toISOString(),
+    closed_at: c.closedAt?.toISOString() ?? null,
+    bytes_in: c.bytesIn,
+    bytes_out: c.bytesOut,
+    live: c.closedAt === null && isOnline(node, now, nodeOnlineWindow) && leaseValid,
+  };
 }

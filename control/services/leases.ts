@@ -1,17 +1,16 @@
-import { and, eq, gt, inArray, isNull } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNull, type SQL } from 'drizzle-orm';
 import type { LeaseCreate, LeaseIssued, Lease } from '../../protocol/api-types.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
 import type { LeaseTarget } from '../../protocol/lease-claims.js';
 import type { Deps } from '../deps.js';
-import { auditEvents, egressTargets, exposures, leases, nodes, revocations } from '../db/schema/index.js';
-import type { Principal } from '../http/env.js';
-import { assertScope } from '../http/authenticate.js';
+import { auditEvents, egressTargets, exposures, leases, nodes, revocations, serviceTokens, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { issueLease, type LeaseGrant } from '../ca/lease-issuer.js';
-import { audit, auditRow } from './audit.js';
+import { auditRow } from './audit.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
-import { canOpen } from './exposure-access.js';
+import { assertAllowed, can, parseScopes, type UserPrincipal } from './authz.js';
+import { exposureResource } from './exposures.js';
 
 type LeaseRow = typeof leases.$inferSelect;
 type NodeRow = typeof nodes.$inferSelect;
@@ -35,7 +34,7 @@ export function leaseView(row: LeaseRow, userName: string, nodeName: string): Le
 }
 
 /** Issues a lease: authorization, node choice, token + certificate, row + audit event. */
-export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): Promise<LeaseIssued> {
+export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate): Promise<LeaseIssued> {
   const now = deps.clock.now();
   let clientKey: Buffer;
   try {
@@ -50,7 +49,6 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
   if (req.kind === 'expose' || req.kind === 'open') {
     if (!req.exposure) throw new AppError('VALIDATION_FAILED', `exposure: required for a ${req.kind} lease`);
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
-    assertScope(p, req.kind, req.exposure);
     // The exposure with the node holding it now, in one query (open leases go there).
     const [found] = await deps.db
       .select({ exp: exposures, current: nodes })
@@ -58,19 +56,14 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
       .leftJoin(nodes, and(eq(exposures.online, true), eq(nodes.id, exposures.currentNodeId)))
       .where(eq(exposures.name, req.exposure))
       .limit(1);
-    const exp = found?.exp;
+    assertAllowed(p, req.kind === 'expose' ? 'lease.issue.expose' : 'lease.issue.open', exposureResource(req.exposure, found?.exp));
+    const exp = found!.exp;
     if (req.kind === 'expose') {
-      if (!exp) throw notFound(`exposure "${req.exposure}" (create it with PUT /v1/exposures/${req.exposure})`);
-      if (exp.ownerId !== p.userId && p.role !== 'admin') {
-        throw new AppError('FORBIDDEN', `only the owner of "${exp.name}" or an admin may expose it`);
-      }
       grant = { kind: 'expose', exposure: exp.name, port: req.port ?? 22 };
       node = await pickExposeNode(deps.db, now, deps.settings.nodeOnlineWindow, exp);
       if (!node) throw new AppError('NO_NODE_AVAILABLE', 'no relay node is online', { retryable: true });
     } else {
       if (req.port !== undefined) throw new AppError('LEASE_KIND_MISMATCH', 'port: only for expose leases');
-      if (!exp) throw notFound(`exposure "${req.exposure}"`);
-      if (!canOpen(exp, p)) throw new AppError('NOT_IN_ACL', `you are not in the ACL of "${exp.name}"`);
       grant = { kind: 'open', exposure: exp.name };
       // Only while X is connected (or just got its expose lease): never a lease for an offline exposure.
       if (found?.current && exp.onlinePort !== null && isOnline(found.current, now, deps.settings.nodeOnlineWindow)) {
@@ -87,13 +80,8 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
     if (!req.targets) throw new AppError('VALIDATION_FAILED', 'targets: required for an egress lease');
     if (req.exposure || req.port !== undefined) throw new AppError('LEASE_KIND_MISMATCH', 'exposure/port: not allowed in an egress lease');
     const names = [...new Set(req.targets)];
-    for (const n of names) assertScope(p, 'egress', n);
     const rows = await deps.db.select().from(egressTargets).where(inArray(egressTargets.name, names));
-    const missing = names.filter((n) => !rows.some((r) => r.name === n));
-    if (missing.length) throw notFound(`egress target "${missing[0]}"`);
-    for (const r of rows) {
-      if (p.role !== 'admin' && !r.allow.includes(p.name)) throw new AppError('NOT_IN_ACL', `you may not use egress target "${r.name}"`);
-    }
+    for (const n of names) assertAllowed(p, 'lease.issue.egress', { name: n, allow: rows.find((r) => r.name === n)?.allow ?? null });
     const nodeIds = new Set(rows.map((r) => r.nodeId));
     if (nodeIds.size !== 1) throw new AppError('VALIDATION_FAILED', 'targets: all egress targets of one lease must be on the same node');
     [node] = await deps.db.select().from(nodes).where(eq(nodes.id, rows[0]!.nodeId)).limit(1);
@@ -164,21 +152,26 @@ export async function createLease(deps: Deps, p: Principal, req: LeaseCreate): P
   };
 }
 
+/** Which active leases, for `revokeLeases`. Every condition given must hold. */
+export interface LeaseSelector {
+  ids?: string[];
+  userId?: string;
+  exposure?: string;
+  kind?: LeaseRow['kind'];
+  nodeId?: string;
+  serviceTokenId?: string;
+  /** Further SQL on `leases` (for grants that need a subquery). */
+  where?: SQL;
+}
+
 /**
- * Revokes leases: marks them and appends them to their nodes' revocation feeds, in one
- * transaction. Already revoked or expired leases are left alone. Returns the revoked ids.
+ * Revokes the active leases `where` selects: marks them and appends them to their nodes'
+ * revocation feeds, in one transaction, so every relay closes their connections within the
+ * feed's bound. Already revoked or expired leases are left alone. Returns the revoked ids.
  */
-export async function revokeLeases(
-  deps: Pick<Deps, 'db' | 'clock'>,
-  where: { ids?: string[]; userId?: string; exposure?: string; nodeId?: string },
-  actor: string | null,
-): Promise<string[]> {
+export async function revokeLeases(deps: Pick<Deps, 'db' | 'clock'>, where: LeaseSelector, actor: string | null, reason?: string): Promise<string[]> {
   const now = deps.clock.now();
-  const conds = [isNull(leases.revokedAt), gt(leases.expiresAt, now)];
-  if (where.ids) conds.push(inArray(leases.id, where.ids));
-  if (where.userId) conds.push(eq(leases.userId, where.userId));
-  if (where.exposure) conds.push(eq(leases.exposure, where.exposure));
-  if (where.nodeId) conds.push(eq(leases.nodeId, where.nodeId));
+  const conds = selectorConditions(where, now);
   return deps.db.transaction(async (tx) => {
     const revoked = await tx
       .update(leases)
@@ -189,8 +182,96 @@ export async function revokeLeases(
       await tx
         .insert(revocations)
         .values(revoked.map((r) => ({ leaseId: r.id, nodeId: r.nodeId, expiresAt: r.expiresAt, createdAt: now })));
-      for (const r of revoked) await audit(tx, now, { type: 'lease.revoked', actor, subject: r.id });
+      await tx
+        .insert(auditEvents)
+        .values(revoked.map((r) => auditRow(now, { type: 'lease.revoked', actor, subject: r.id, ...(reason ? { data: { reason } } : {}) })));
     }
     return revoked.map((r) => r.id);
   });
+}
+
+const leaseJoin = (deps: Pick<Deps, 'db'>) =>
+  deps.db
+    .select({ lease: leases, user: users.name, node: nodes.name })
+    .from(leases)
+    .innerJoin(users, eq(users.id, leases.userId))
+    .innerJoin(nodes, eq(nodes.id, leases.nodeId));
+
+/** The caller's leases, newest first (admins: everyone's with `all`; a scoped token: the ones it issued). */
+export async function listLeases(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  p: UserPrincipal,
+  q: { all: boolean; active: boolean; limit: number },
+): Promise<Lease[]> {
+  const conds: SQL[] = [];
+  if (q.all) assertAllowed(p, 'lease.list_all');
+  else conds.push(eq(leases.userId, p.userId));
+  if (p.serviceTokenId) conds.push(eq(leases.serviceTokenId, p.serviceTokenId));
+  if (q.active) conds.push(isNull(leases.revokedAt), gt(leases.expiresAt, deps.clock.now()));
+  const rows = await leaseJoin(deps)
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(desc(leases.createdAt))
+    .limit(q.limit);
+  return rows.filter((r) => can(p, 'lease.read', r.lease)).map((r) => leaseView(r.lease, r.user, r.node));
+}
+
+/** One lease the caller may see (others look absent). */
+export async function getLease(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string, action: 'lease.read' | 'lease.revoke' = 'lease.read'): Promise<Lease> {
+  const [r] = await leaseJoin(deps).where(eq(leases.id, id)).limit(1);
+  if (!r) throw notFound(`lease ${id}`);
+  assertAllowed(p, action, r.lease);
+  return leaseView(r.lease, r.user, r.node);
+}
+
+/** Revokes one lease the caller may revoke; returns it as it is now. */
+export async function revokeLease(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, id: string): Promise<Lease> {
+  await getLease(deps, p, id, 'lease.revoke');
+  await revokeLeases(deps, { ids: [id] }, p.userId);
+  return getLease(deps, p, id, 'lease.revoke');
+}
+
+function selectorConditions(where: LeaseSelector, now: Date): SQL[] {
+  const conds = [isNull(leases.revokedAt), gt(leases.expiresAt, now)];
+  if (where.ids) conds.push(inArray(leases.id, where.ids));
+  if (where.userId) conds.push(eq(leases.userId, where.userId));
+  if (where.exposure) conds.push(eq(leases.exposure, where.exposure));
+  if (where.kind) conds.push(eq(leases.kind, where.kind));
+  if (where.nodeId) conds.push(eq(leases.nodeId, where.nodeId));
+  if (where.serviceTokenId) conds.push(eq(leases.serviceTokenId, where.serviceTokenId));
+  if (where.where) conds.push(where.where);
+  return conds;
+}
+
+/**
+ * After a grant shrank: asks `stillAllowed` again, for every active lease `where` selects, with
+ * the principal it was issued to as that principal is now (the user's role, the service token's
+ * current scopes), and revokes the leases it no longer allows.
+ */
+export async function revokeNoLongerAllowed(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  where: LeaseSelector,
+  stillAllowed: (p: UserPrincipal, lease: LeaseRow) => boolean,
+  actor: string | null,
+  reason: string,
+): Promise<string[]> {
+  const rows = await deps.db
+    .select({ lease: leases, user: users, scopes: serviceTokens.scopes })
+    .from(leases)
+    .innerJoin(users, eq(users.id, leases.userId))
+    .leftJoin(serviceTokens, eq(serviceTokens.id, leases.serviceTokenId))
+    .where(and(...selectorConditions(where, deps.clock.now())));
+  const gone = rows
+    .filter((r) => {
+      const p: UserPrincipal = {
+        kind: 'user',
+        userId: r.user.id,
+        name: r.user.name,
+        role: r.user.role,
+        scopes: r.lease.serviceTokenId ? parseScopes(r.scopes ?? []) : null,
+        serviceTokenId: r.lease.serviceTokenId,
+      };
+      return !stillAllowed(p, r.lease);
+    })
+    .map((r) => r.lease.id);
+  return gone.length ? revokeLeases(deps, { ids: gone }, actor, reason) : [];
 }

@@ -115,3 +115,15 @@ export async function issueLease(t: TestApp, token: string, body: Record<string,
   assertOk(res, 201);
   return res.body;
 }
+
+/**
+ * Makes `node` the holder of an expose lease for `exposure` (pinned there by an admin), as a relay
+ * is after X connected to it: only then may the node report the exposure online.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON
+export async function exposeOn(t: TestApp, adminToken: string, node: TestNode, ownerToken: string, exposure: string): Promise<any> {
+  const cur = await t.call('GET', `/v1/exposures/${exposure}`, { token: adminToken });
+  assertOk(cur);
+  assertOk(await t.call('PUT', `/v1/exposures/${exposure}`, { token: adminToken, body: { allow: cur.body.allow, node: node.name } }));
+  return issueLease(t, ownerToken, { kind: 'expose', exposure });
+}

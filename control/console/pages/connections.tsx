@@ -97,7 +97,10 @@ function Tables(props: { p: PageCtx; f: Filters; leases: Lease[]; conns: Connect
             <td>
               <code>{c.lease_id ?? '—'}</code>
             </td>
-            <td>{c.lease_id ? <RevokeButton p={p} leaseId={c.lease_id} /> : null}</td>
+            <td>
+              {/* An exposure's owner sees others' connections to it but revokes only their own leases. */}
+              {c.lease_id && (p.me.role === 'admin' || c.user === p.me.name) ? <RevokeButton p={p} leaseId={c.lease_id} /> : null}
+            </td>
           </tr>
         ))}
       />

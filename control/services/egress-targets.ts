@@ -1,0 +1,78 @@
+import { and, eq, sql } from 'drizzle-orm';
+import type { z } from '@hono/zod-openapi';
+import type { EgressTargetPutSchema, EgressTargetSchema } from '../../protocol/api-types.js';
+import type { Deps } from '../deps.js';
+import { egressTargets, leases, nodes } from '../db/schema/index.js';
+import { notFound } from '../lib/errors.js';
+import { audit } from './audit.js';
+import { assertAllowed, can, type UserPrincipal } from './authz.js';
+import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+
+type Row = typeof egressTargets.$inferSelect;
+export type EgressTargetView = z.infer<typeof EgressTargetSchema>;
+
+const view = (t: Row, node: string): EgressTargetView => ({
+  name: t.name,
+  node,
+  host: t.host,
+  port: t.port,
+  allow: t.allow,
+  created_at: t.createdAt.toISOString(),
+});
+
+/** Egress leases whose targets include `t`'s host:port on its node (leases record host:port, not names). */
+const leasesReaching = (t: Pick<Row, 'nodeId' | 'host' | 'port'>) =>
+  and(eq(leases.kind, 'egress'), eq(leases.nodeId, t.nodeId), sql`${leases.targets} @> ${JSON.stringify([{ host: t.host, port: t.port }])}::jsonb`);
+
+/**
+ * Defines or redefines an egress target. A grant that shrinks takes effect at once: when the
+ * target moves (node, host or port) every egress lease that reached the old one is revoked; users
+ * taken off its allow list lose their egress leases to it.
+ */
+export async function putEgressTarget(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  p: UserPrincipal,
+  name: string,
+  body: z.infer<typeof EgressTargetPutSchema>,
+): Promise<EgressTargetView> {
+  assertAllowed(p, 'egress_target.put');
+  const [node] = await deps.db.select().from(nodes).where(eq(nodes.name, body.node)).limit(1);
+  if (!node) throw notFound(`node "${body.node}"`);
+  const now = deps.clock.now();
+  const [before] = await deps.db.select().from(egressTargets).where(eq(egressTargets.name, name)).limit(1);
+  const values = { nodeId: node.id, host: body.host, port: body.port, allow: [...new Set(body.allow)].sort() };
+  const [row] = await deps.db
+    .insert(egressTargets)
+    .values({ name, ...values, createdAt: now })
+    .onConflictDoUpdate({ target: egressTargets.name, set: values })
+    .returning();
+  await audit(deps.db, now, { type: 'egress_target.put', actor: p.userId, subject: name, data: { ...values } });
+  if (before) {
+    if (before.nodeId !== row!.nodeId || before.host !== row!.host || before.port !== row!.port) {
+      await revokeLeases(deps, { where: leasesReaching(before) }, p.userId, 'egress_target_changed');
+    } else if (before.allow.some((n) => !row!.allow.includes(n))) {
+      const res = { name, allow: row!.allow };
+      await revokeNoLongerAllowed(deps, { where: leasesReaching(before) }, (u) => can(u, 'lease.issue.egress', res), p.userId, 'allow_list_changed');
+    }
+  }
+  return view(row!, node.name);
+}
+
+/** The egress targets the caller may see (and use). */
+export async function listEgressTargets(deps: Pick<Deps, 'db'>, p: UserPrincipal): Promise<EgressTargetView[]> {
+  const rows = await deps.db
+    .select({ t: egressTargets, node: nodes.name })
+    .from(egressTargets)
+    .innerJoin(nodes, eq(nodes.id, egressTargets.nodeId))
+    .orderBy(egressTargets.name);
+  return rows.filter((r) => can(p, 'egress_target.read', r.t)).map((r) => view(r.t, r.node));
+}
+
+/** Deletes an egress target and revokes every egress lease that reaches it. */
+export async function deleteEgressTarget(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
+  assertAllowed(p, 'egress_target.delete');
+  const deleted = await deps.db.delete(egressTargets).where(eq(egressTargets.name, name)).returning();
+  if (!deleted.length) throw notFound(`egress target "${name}"`);
+  await audit(deps.db, deps.clock.now(), { type: 'egress_target.deleted', actor: p.userId, subject: name });
+  await revokeLeases(deps, { where: leasesReaching(deleted[0]!) }, p.userId, 'egress_target_deleted');
+}

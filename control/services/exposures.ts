@@ -1,0 +1,195 @@
+import { and, eq, gt, inArray, isNull, notInArray } from 'drizzle-orm';
+import type { z } from '@hono/zod-openapi';
+import type { ExposureSchema } from '../../protocol/api-types.js';
+import type { Db } from '../db/client.js';
+import type { Deps } from '../deps.js';
+import { exposures, leases, nodes, users } from '../db/schema/index.js';
+import { AppError, notFound } from '../lib/errors.js';
+import { audit } from './audit.js';
+import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
+import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+
+type ExposureRow = typeof exposures.$inferSelect;
+type Exposure = z.infer<typeof ExposureSchema>;
+
+/** What the policy needs to know about exposure `name` (`row` undefined: it does not exist). */
+export function exposureResource(name: string, row: ExposureRow | undefined): ExposureResource {
+  return row ? { name, ownerId: row.ownerId, allow: row.allow } : { name, ownerId: null, allow: [] };
+}
+
+async function views(db: Db, rows: ExposureRow[]): Promise<Exposure[]> {
+  const userIds = [...new Set(rows.map((r) => r.ownerId))];
+  const nodeIds = [...new Set(rows.flatMap((r) => [r.pinnedNodeId, r.currentNodeId]).filter((x): x is string => !!x))];
+  const owners = userIds.length ? await db.select({ id: users.id, name: users.name }).from(users).where(inArray(users.id, userIds)) : [];
+  const ns = nodeIds.length ? await db.select({ id: nodes.id, name: nodes.name }).from(nodes).where(inArray(nodes.id, nodeIds)) : [];
+  const uname = new Map(owners.map((u) => [u.id, u.name]));
+  const nname = new Map(ns.map((n) => [n.id, n.name]));
+  return rows.map((r) => ({
+    name: r.name,
+    owner: uname.get(r.ownerId) ?? 'unknown',
+    allow: r.allow,
+    pinned_node: r.pinnedNodeId ? (nname.get(r.pinnedNodeId) ?? null) : null,
+    node: r.online && r.currentNodeId ? (nname.get(r.currentNodeId) ?? null) : null,
+    online: r.online,
+    port: r.online ? r.onlinePort : null,
+    created_at: r.createdAt.toISOString(),
+  }));
+}
+
+async function find(db: Db, name: string): Promise<ExposureRow | undefined> {
+  const [row] = await db.select().from(exposures).where(eq(exposures.name, name)).limit(1);
+  return row;
+}
+
+/** Exposures the caller may see, by name. */
+export async function listExposures(deps: Pick<Deps, 'db'>, p: UserPrincipal): Promise<Exposure[]> {
+  const rows = await deps.db.select().from(exposures).orderBy(exposures.name);
+  return views(
+    deps.db,
+    rows.filter((r) => can(p, 'exposure.read', exposureResource(r.name, r))),
+  );
+}
+
+export async function getExposure(deps: Pick<Deps, 'db'>, p: UserPrincipal, name: string): Promise<Exposure> {
+  const row = await find(deps.db, name);
+  assertAllowed(p, 'exposure.read', exposureResource(name, row));
+  return (await views(deps.db, [row!]))[0]!;
+}
+
+/**
+ * Creates exposure `name` (owned by the caller) or replaces its allow list; `node` pins it
+ * (admins). Users taken off the allow list lose their open leases at once.
+ */
+export async function putExposure(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  p: UserPrincipal,
+  name: string,
+  body: { allow: string[]; node?: string | null },
+): Promise<{ exposure: Exposure; created: boolean }> {
+  const now = deps.clock.now();
+  let pinnedNodeId: string | null | undefined;
+  if (body.node !== undefined) {
+    assertAllowed(p, 'exposure.pin');
+    if (body.node === null) pinnedNodeId = null;
+    else {
+      const [n] = await deps.db.select().from(nodes).where(eq(nodes.name, body.node)).limit(1);
+      if (!n) throw notFound(`node "${body.node}"`);
+      pinnedNodeId = n.id;
+    }
+  }
+  const allow = [...new Set(body.allow)].sort();
+  const { row, created, removed } = await deps.db.transaction(async (tx) => {
+    const [existing] = await tx.select().from(exposures).where(eq(exposures.name, name)).limit(1).for('update');
+    if (existing) {
+      assertAllowed(p, 'exposure.update', exposureResource(name, existing));
+      const [u] = await tx
+        .update(exposures)
+        .set({ allow, updatedAt: now, ...(pinnedNodeId !== undefined ? { pinnedNodeId } : {}) })
+        .where(eq(exposures.name, name))
+        .returning();
+      return { row: u!, created: false, removed: existing.allow.filter((n) => !allow.includes(n)) };
+    }
+    assertAllowed(p, 'exposure.create', exposureResource(name, undefined));
+    const [ins] = await tx
+      .insert(exposures)
+      .values({ name, ownerId: p.userId, allow, pinnedNodeId: pinnedNodeId ?? null, createdAt: now, updatedAt: now })
+      .onConflictDoNothing()
+      .returning();
+    if (!ins) throw new AppError('CONFLICT', `"${name}" was created concurrently; retry`, { retryable: true });
+    return { row: ins, created: true, removed: [] as string[] };
+  });
+  await audit(deps.db, now, { type: 'exposure.put', actor: p.userId, subject: name, data: { allow, created } });
+  if (removed.length) await revokeOpenersNotAllowed(deps, row, p.userId);
+  return { exposure: (await views(deps.db, [row]))[0]!, created };
+}
+
+/**
+ * Revokes the leases on `exp` that the policy no longer allows (users taken off the allow list
+ * lose their open leases; owner and admins keep theirs): the grant they were issued under is gone.
+ */
+function revokeOpenersNotAllowed(deps: Pick<Deps, 'db' | 'clock'>, exp: ExposureRow, actor: string): Promise<string[]> {
+  const res = exposureResource(exp.name, exp);
+  return revokeNoLongerAllowed(deps, { exposure: exp.name, kind: 'open' }, (p) => can(p, 'lease.issue.open', res), actor, 'allow_list_changed');
+}
+
+/** Deletes an exposure and revokes every lease on it. */
+export async function deleteExposure(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
+  assertAllowed(p, 'exposure.delete', exposureResource(name, await find(deps.db, name)));
+  await revokeLeases(deps, { exposure: name }, p.userId, 'exposure_deleted');
+  await deps.db.delete(exposures).where(eq(exposures.name, name));
+  await audit(deps.db, deps.clock.now(), { type: 'exposure.deleted', actor: p.userId, subject: name });
+}
+
+/**
+ * The subset of `names` that `node` may report online: those it holds an active expose lease for,
+ * issued for that node (issue 9, finding 2: a relay cannot take over someone else's exposure).
+ */
+export async function onlineClaimsAllowed(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, node: NodePrincipal, names: string[]): Promise<Set<string>> {
+  if (!names.length) return new Set();
+  const now = deps.clock.now();
+  const held = await deps.db
+    .selectDistinct({ exposure: leases.exposure })
+    .from(leases)
+    .where(activeExposeLeasesOn(node.nodeId, names, now));
+  const heldNames = new Set(held.map((h) => h.exposure));
+  const allowed = new Set<string>();
+  for (const name of names) {
+    const d = authorize(node, 'exposure.set_online', { exposure: name, holdsExposeLease: heldNames.has(name) });
+    if (d.allow) allowed.add(name);
+    else deps.logger.warn('node reported an exposure it holds no lease for', { node: node.name, exposure: name });
+  }
+  return allowed;
+}
+
+function activeExposeLeasesOn(nodeId: string, names: string[], now: Date) {
+  return and(
+    eq(leases.kind, 'expose'),
+    eq(leases.nodeId, nodeId),
+    inArray(leases.exposure, names),
+    isNull(leases.revokedAt),
+    gt(leases.expiresAt, now),
+  );
+}
+
+/**
+ * A relay's report of the exposures it holds now (heartbeat: `complete`, the whole list, so the
+ * rest of its exposures go offline; event: one exposure). Claims the node holds no lease for are
+ * ignored. `db` may be a transaction.
+ */
+export async function setOnline(
+  deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
+  node: NodePrincipal,
+  held: { name: string; port: number | null }[],
+  opts: { complete: boolean; db?: Pick<Db, 'update' | 'select' | 'selectDistinct'> } = { complete: false },
+): Promise<void> {
+  const db = opts.db ?? deps.db;
+  const now = deps.clock.now();
+  const allowed = await onlineClaimsAllowed({ ...deps, db: db as Db }, node, [...new Set(held.map((e) => e.name))]);
+  for (const e of held) {
+    if (!allowed.has(e.name)) continue;
+    await db
+      .update(exposures)
+      .set({ online: true, currentNodeId: node.nodeId, onlinePort: e.port, statusAt: now })
+      .where(eq(exposures.name, e.name));
+  }
+  if (opts.complete) {
+    await db
+      .update(exposures)
+      .set({ online: false, statusAt: now })
+      .where(
+        and(
+          eq(exposures.currentNodeId, node.nodeId),
+          eq(exposures.online, true),
+          ...(allowed.size ? [notInArray(exposures.name, [...allowed])] : []),
+        ),
+      );
+  }
+}
+
+/** A relay reports that X left: offline, if this node is the one that holds it. */
+export async function setOffline(deps: Pick<Deps, 'clock'>, db: Pick<Db, 'update'>, node: NodePrincipal, name: string): Promise<void> {
+  await db
+    .update(exposures)
+    .set({ online: false, statusAt: deps.clock.now() })
+    .where(and(eq(exposures.name, name), eq(exposures.currentNodeId, node.nodeId)));
+}

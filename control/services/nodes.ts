@@ -1,0 +1,137 @@
+import { and, asc, eq, gt, isNull } from 'drizzle-orm';
+import type { z } from '@hono/zod-openapi';
+import type {
+  ConnectionEvent,
+  NodeEnrollRequestSchema,
+  NodeHeartbeatRequestSchema,
+  NodeListSchema,
+  RevocationFeedSchema,
+} from '../../protocol/api-types.js';
+import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import type { Deps } from '../deps.js';
+import { enrollmentTokens, nodes, revocations } from '../db/schema/index.js';
+import { AppError } from '../lib/errors.js';
+import { hashSecret } from '../lib/ids.js';
+import { audit, type AuditType } from './audit.js';
+import type { NodePrincipal } from './authz.js';
+import { pruneConnections, recordConnectionEvent } from './connections.js';
+import { setOffline, setOnline } from './exposures.js';
+import { activeExposuresByNode, isOnline } from './node-selection.js';
+
+const FEED_PAGE = 1000;
+
+/** Enrolls a relay with a one-time token; enrolling again under a name replaces its key, address and credential. */
+export async function enrollNode(
+  deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'settings'>,
+  body: z.infer<typeof NodeEnrollRequestSchema>,
+): Promise<{ node_id: string; name: string; node_token: string; issuer: string }> {
+  const now = deps.clock.now();
+  try {
+    parsePublicKeyLine(body.host_key);
+  } catch (cause) {
+    throw new AppError('VALIDATION_FAILED', 'host_key: not a valid ssh-ed25519 public key', { cause });
+  }
+  const nodeToken = deps.ids.secret('tnl_node');
+  const node = await deps.db.transaction(async (tx) => {
+    const [tok] = await tx
+      .update(enrollmentTokens)
+      .set({ usedAt: now })
+      .where(and(eq(enrollmentTokens.tokenHash, hashSecret(body.token)), isNull(enrollmentTokens.usedAt), gt(enrollmentTokens.expiresAt, now)))
+      .returning();
+    if (!tok) throw new AppError('INVALID_CREDENTIALS', 'enrollment token is unknown, used or expired; ask an admin for a new one');
+    const values = { address: body.address, hostKey: body.host_key, tokenHash: hashSecret(nodeToken), enrolledAt: now };
+    const [row] = await tx
+      .insert(nodes)
+      .values({ id: deps.ids.id('nod'), name: tok.name, ...values })
+      .onConflictDoUpdate({ target: nodes.name, set: values })
+      .returning();
+    await audit(tx, now, { type: 'node.enrolled', actor: tok.createdBy, subject: row!.id, data: { name: tok.name, address: body.address } });
+    return row!;
+  });
+  return { node_id: node.id, name: node.name, node_token: nodeToken, issuer: deps.settings.issuer };
+}
+
+/** Relay nodes with their status, for users (the policy decided at the route). */
+export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings'>): Promise<z.infer<typeof NodeListSchema>> {
+  const now = deps.clock.now();
+  const [rows, load] = await Promise.all([deps.db.select().from(nodes).orderBy(nodes.name), activeExposuresByNode(deps.db, now)]);
+  return {
+    nodes: rows.map((n) => ({
+      id: n.id,
+      name: n.name,
+      address: n.address,
+      host_key: n.hostKey,
+      online: isOnline(n, now, deps.settings.nodeOnlineWindow),
+      last_seen_at: n.lastSeenAt ? n.lastSeenAt.toISOString() : null,
+      enrolled_at: n.enrolledAt.toISOString(),
+      active_exposures: load.get(n.id) ?? 0,
+      egress_driver: n.egressDriver === 'iptables' ? ('iptables' as const) : n.egressDriver === 'off' ? ('off' as const) : null,
+      native_crypto: n.nativeCrypto,
+      version: n.version,
+    })),
+  };
+}
+
+/** A relay's heartbeat: it is online now and holds exactly `exposures` (those it has a lease for). */
+export async function heartbeat(
+  deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
+  node: NodePrincipal,
+  body: z.infer<typeof NodeHeartbeatRequestSchema>,
+): Promise<{ server_time: string }> {
+  const now = deps.clock.now();
+  await deps.db
+    .update(nodes)
+    .set({
+      lastSeenAt: now,
+      version: body.version,
+      nativeCrypto: body.native_crypto,
+      egressDriver: body.egress_driver,
+      connections: body.connections,
+    })
+    .where(eq(nodes.id, node.nodeId));
+  await setOnline(deps, node, body.exposures, { complete: true });
+  return { server_time: now.toISOString() };
+}
+
+/** A relay's batch of connection and exposure events: audited, the connections table and exposures' status follow. */
+export async function recordEvents(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, node: NodePrincipal, events: ConnectionEvent[]): Promise<void> {
+  const now = deps.clock.now();
+  await deps.db.transaction(async (tx) => {
+    for (const e of events) {
+      const at = new Date(e.at);
+      await audit(tx, Number.isNaN(at.getTime()) ? now : at, {
+        type: `relay.${e.type}` as AuditType,
+        actor: node.nodeId,
+        subject: e.lease_id ?? e.exposure ?? null,
+        data: { ...e, node: node.name },
+      });
+      await recordConnectionEvent(tx, node.nodeId, e, Number.isNaN(at.getTime()) ? now : at);
+      if (e.exposure && e.type === 'exposure_online') {
+        await setOnline(deps, node, [{ name: e.exposure, port: e.port ?? null }], { complete: false, db: tx });
+      } else if (e.exposure && e.type === 'exposure_offline') {
+        await setOffline(deps, tx, node, e.exposure);
+      }
+    }
+    await pruneConnections(tx, now);
+  });
+}
+
+/** The node's revocation feed after `after` (a page of it), skipping entries already expired. */
+export async function revocationFeed(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  node: NodePrincipal,
+  after: number,
+): Promise<z.infer<typeof RevocationFeedSchema>> {
+  const now = deps.clock.now();
+  const rows = await deps.db
+    .select()
+    .from(revocations)
+    .where(and(eq(revocations.nodeId, node.nodeId), gt(revocations.seq, after)))
+    .orderBy(asc(revocations.seq))
+    .limit(FEED_PAGE);
+  const cursor = rows.length ? rows[rows.length - 1]!.seq : after;
+  return {
+    cursor: String(cursor),
+    revocations: rows.filter((r) => r.expiresAt > now).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
+  };
+}

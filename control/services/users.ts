@@ -1,0 +1,117 @@
+import { eq, isNull, and } from 'drizzle-orm';
+import type { z } from '@hono/zod-openapi';
+import type { UserSchema } from '../../protocol/api-types.js';
+import type { Db } from '../db/client.js';
+import type { Deps } from '../deps.js';
+import { egressTargets, exposures, serviceTokens, users } from '../db/schema/index.js';
+import { revokeAllSessions } from '../auth/sessions.js';
+import { AppError, notFound } from '../lib/errors.js';
+import { audit, type AuditType } from './audit.js';
+import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
+import { exposureResource } from './exposures.js';
+import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+
+type UserRow = typeof users.$inferSelect;
+export type UserView = z.infer<typeof UserSchema>;
+
+export const userView = (u: UserRow): UserView => ({
+  id: u.id,
+  name: u.name,
+  role: u.role,
+  disabled: u.disabled,
+  created_at: u.createdAt.toISOString(),
+});
+
+/**
+ * Inserts a user: the one place users are made (`POST /v1/users`, `/v1/setup`, and the
+ * `create-user` command). `db` may be a transaction; `actor` is who made it (null: the operator
+ * at the console). Throws ALREADY_EXISTS for a taken name.
+ */
+export async function createUser(
+  deps: Pick<Deps, 'clock' | 'ids' | 'passwords'>,
+  db: Pick<Db, 'insert'>,
+  u: { name: string; role: Role; password?: string | undefined },
+  by: { actor: string | null; event?: AuditType },
+): Promise<UserRow> {
+  const now = deps.clock.now();
+  const passwordHash = u.password ? await deps.passwords.hash(u.password) : null;
+  const id = deps.ids.id('usr');
+  const [row] = await db
+    .insert(users)
+    .values({ id, name: u.name, role: u.role, passwordHash, createdAt: now })
+    .onConflictDoNothing()
+    .returning();
+  if (!row) throw new AppError('ALREADY_EXISTS', `user "${u.name}" already exists`);
+  await audit(db, now, { type: by.event ?? 'user.created', actor: by.actor ?? row.id, subject: row.name, data: { role: row.role } });
+  return row;
+}
+
+export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
+  return (await deps.db.select().from(users).orderBy(users.name)).map(userView);
+}
+
+/** Disables a user and takes back everything they were granted: sessions, service tokens, leases. */
+export async function disableUser(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<UserView> {
+  assertAllowed(p, 'user.disable', { name });
+  const now = deps.clock.now();
+  const [row] = await deps.db.update(users).set({ disabled: true }).where(eq(users.name, name)).returning();
+  if (!row) throw notFound(`user "${name}"`);
+  await revokeAllSessions(deps, row.id, now);
+  await deps.db.update(serviceTokens).set({ revokedAt: now }).where(and(eq(serviceTokens.userId, row.id), isNull(serviceTokens.revokedAt)));
+  await revokeLeases(deps, { userId: row.id }, p.userId, 'user_disabled');
+  await audit(deps.db, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
+  return userView(row);
+}
+
+/**
+ * Enables or disables a user, or changes their role (`PATCH /v1/users/{name}`). A demoted admin
+ * loses at once the leases only the admin role granted (open and expose leases on exposures that
+ * are not theirs and whose allow list lacks them, egress leases to targets not listing them).
+ */
+export async function updateUser(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  p: UserPrincipal,
+  name: string,
+  body: { disabled?: boolean | undefined; role?: Role | undefined },
+): Promise<UserView> {
+  assertAllowed(p, 'user.update', { name });
+  let view: UserView | undefined;
+  if (body.disabled === true) view = await disableUser(deps, p, name);
+  const now = deps.clock.now();
+  const set: Partial<UserRow> = {};
+  if (body.disabled === false) set.disabled = false;
+  if (body.role) set.role = body.role;
+  if (Object.keys(set).length > 0) {
+    const [before] = await deps.db.select().from(users).where(eq(users.name, name)).limit(1);
+    if (!before) throw notFound(`user "${name}"`);
+    const [row] = await deps.db.update(users).set(set).where(eq(users.id, before.id)).returning();
+    if (!row) throw notFound(`user "${name}"`);
+    if (body.disabled === false) await audit(deps.db, now, { type: 'user.enabled', actor: p.userId, subject: row.name });
+    if (body.role) await audit(deps.db, now, { type: 'user.role_changed', actor: p.userId, subject: row.name, data: { role: body.role } });
+    if (before.role === 'admin' && row.role === 'member') await revokeAdminOnlyLeases(deps, row.id, p.userId);
+    view = userView(row);
+  }
+  if (!view) throw notFound(`user "${name}"`);
+  return view;
+}
+
+/** Asks the policy again, with the user's new role, about each of their active leases. */
+async function revokeAdminOnlyLeases(deps: Pick<Deps, 'db' | 'clock'>, userId: string, actor: string): Promise<void> {
+  const [exps, targets] = await Promise.all([deps.db.select().from(exposures), deps.db.select().from(egressTargets)]);
+  const byName = new Map(exps.map((e) => [e.name, e]));
+  await revokeNoLongerAllowed(
+    deps,
+    { userId },
+    (u, l) => {
+      if (l.kind === 'egress') {
+        return (l.targets ?? []).every((h) =>
+          targets.some((t) => t.nodeId === l.nodeId && t.host === h.host && t.port === h.port && can(u, 'lease.issue.egress', t)),
+        );
+      }
+      const res = exposureResource(l.exposure ?? '', byName.get(l.exposure ?? ''));
+      return can(u, l.kind === 'expose' ? 'lease.issue.expose' : 'lease.issue.open', res);
+    },
+    actor,
+    'role_changed',
+  );
+}
