@@ -21,8 +21,14 @@ const USAGE = `Usage: tunnel admin users ls | add NAME [--admin] [--password] | 
        tunnel admin enroll-token NODE_NAME [--ttl SECS] [--advertise HOST:PORT]
        tunnel admin egress ls | put NAME --node NODE --host HOST --port PORT [--allow USER...] | rm NAME
 
-Administration. Service-token scopes are expose:NAME, open:NAME or egress:TARGET (NAME may be *);
-members may create service tokens for themselves, everything else needs the admin role.
+Administration. Members may create service tokens for themselves, everything else needs the
+admin role. A service token may do only what its scopes say (NAME may be *):
+  expose:NAME    see exposure NAME, create it if missing, expose it (tunnel expose)
+  open:NAME      see exposure NAME, open it (tunnel open)
+  manage:NAME    see exposure NAME, change its allow list, delete it
+  egress:TARGET  see and use egress target TARGET
+and besides read /v1/me and see or revoke the leases it issued itself; never more than its user
+may do. Revoking a token revokes the leases issued through it.
 enroll-token prints a one-time token for a new relay on stdout, and on stderr the tunnel-node
 command that enrolls it (--advertise: the host:port clients will use to reach that relay; default a placeholder).
 Exposures have their own command: tunnel exposures --help.

@@ -13,10 +13,11 @@ import type { Command } from './command.js';
 export const expose: Command = {
   name: 'expose',
   summary: 'publish a local TCP service (on X) under a name; runs until stopped',
-  usage: `Usage: tunnel expose [HOST:]PORT --name NAME [--allow USER ...] [--json]
+  usage: `Usage: tunnel expose [HOST:]PORT --name NAME [--allow USER ... [--replace-allow]] [--json]
 
 Publishes the TCP service at HOST:PORT (default host 127.0.0.1) as exposure NAME on a relay.
-Creates the exposure if needed (--allow sets who may open it besides you and admins), makes a
+Creates the exposure if needed (--allow sets who may open it besides you and admins; an existing
+exposure keeps its allow list, which an admin may have edited, unless --replace-allow), makes a
 key in memory, gets an expose lease, connects to the relay with its host key pinned from the
 lease, and serves each incoming connection by dialing HOST:PORT. It renews the lease in band
 before it expires, notices a dead relay within about 30 seconds, and reconnects with backoff.
@@ -24,7 +25,8 @@ Stop it with Ctrl-C or SIGTERM. --json prints one JSON event per line on stdout.
 
 Options:
   --name NAME      exposure name, [a-z0-9-]{1,63}
-  --allow USER     a user who may open it (repeat for more)
+  --allow USER     a user who may open it (repeat for more), when the exposure is created
+  --replace-allow  also replace an existing exposure's allow list with the --allow users
   --ttl SECS       lease lifetime to ask for (default: the server's, 1 hour); renewed before it ends
   --server URL     the control plane (default: the one you logged in to)
 
@@ -32,7 +34,12 @@ Examples:
   tunnel expose 22 --name hostx-ssh --allow alice
   tunnel expose 192.168.1.20:8080 --name printer-web`,
   async run(ctx, argv) {
-    const a = parseCommand('expose', argv, { name: { type: 'string' }, allow: { type: 'string', multiple: true }, ttl: { type: 'string' } });
+    const a = parseCommand('expose', argv, {
+      name: { type: 'string' },
+      allow: { type: 'string', multiple: true },
+      'replace-allow': { type: 'boolean' },
+      ttl: { type: 'string' },
+    });
     const ttl = parseTtl('expose', a.values.ttl);
     if (a.positionals.length !== 1) throw new UsageError('expose', 'give exactly one [HOST:]PORT to expose');
     const target = parseHostPort('expose', 'the target', a.positionals[0]!);
@@ -41,7 +48,8 @@ Examples:
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('expose', `--name must match [a-z0-9-]{1,63}, got "${name}"`);
     const session = Session.load(ctx, a.server);
 
-    await ensureExposure(session, name, a.values.allow);
+    if (a.values['replace-allow'] && !a.values.allow) throw new UsageError('expose', '--replace-allow needs --allow USER (the new list)');
+    await ensureExposure(ctx, session, name, a.values.allow, a.values['replace-allow'] === true);
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
     const status = new StatusLine(ctx, !a.json && ctx.stderr.isTTY === true);
     let active = 0;
@@ -101,16 +109,26 @@ Examples:
   },
 };
 
-/** Creates the exposure when missing; updates its ACL only when --allow was given. */
-async function ensureExposure(session: Session, name: string, allow: string[] | undefined): Promise<void> {
-  let exists = true;
+/**
+ * Creates the exposure when missing, with --allow. An existing exposure's allow list belongs to
+ * its owner and admins: a restart must not undo their edit, so --allow replaces it only with
+ * --replace-allow (issue 9).
+ */
+async function ensureExposure(ctx: Context, session: Session, name: string, allow: string[] | undefined, replace: boolean): Promise<void> {
+  let current: { allow: string[] } | undefined;
   try {
-    await session.call('GET', `/v1/exposures/${name}`, ExposureSchema);
+    current = await session.call('GET', `/v1/exposures/${name}`, ExposureSchema);
   } catch (err) {
     if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err;
-    exists = false;
   }
-  if (!exists || allow) await session.call('PUT', `/v1/exposures/${name}`, ExposureSchema, { allow: allow ?? [] });
+  if (!current || (allow && replace)) {
+    await session.call('PUT', `/v1/exposures/${name}`, ExposureSchema, { allow: allow ?? [] });
+    return;
+  }
+  const same = allow && allow.length === current.allow.length && allow.every((u) => current.allow.includes(u));
+  if (allow && !same) {
+    info(ctx, `tunnel expose: ${name} exists; keeping its allow list (${current.allow.join(', ') || 'nobody else'}); --replace-allow replaces it`);
+  }
 }
 
 function formatBytes(n: number): string {
