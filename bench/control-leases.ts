@@ -11,7 +11,12 @@
  *
  *   npm run bench:control
  *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 8,16,32]
- *                                     [--rate 500] [--backend pglite,postgres] [--cpu-prof DIR]
+ *                                     [--rate 500] [--backend pglite,postgres] [--as user,service]
+ *                                     [--cpu-prof DIR]
+ *
+ * `--as`: who asks. `user`: interactive access tokens (password grant). `service`: access tokens
+ * of scoped service tokens (`open:bench-svc` or `expose:bench-svc-N`), so every lease also passes
+ * the policy's scope checks and the guard's service-token lookup (issue 9).
  *
  * `--concurrency`: closed-loop rows, N clients each sending its next request when the last one
  * answered (mean latency = N / throughput, so at 16 clients and 500/s it is 32 ms by
@@ -50,9 +55,13 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '500' },
     backend: { type: 'string', default: 'pglite,postgres' },
     users: { type: 'string', default: '8' },
+    as: { type: 'string', default: 'user,service' },
     'cpu-prof': { type: 'string' },
   },
 });
+type As = 'user' | 'service';
+const AS = args.as.split(',') as As[];
+if (AS.some((a) => a !== 'user' && a !== 'service')) throw new Error('--as must list user and/or service');
 const KIND = args.kind as Kind;
 if (KIND !== 'open' && KIND !== 'expose') throw new Error('--kind must be open or expose');
 const REQUESTS = Number(args.requests);
@@ -69,7 +78,7 @@ const HEARTBEAT_MS = 10_000;
 
 interface Fixture {
   control: ControlProcess;
-  tokens: string[];
+  tokens: Record<As, string[]>;
   stop(): Promise<void>;
 }
 
@@ -99,15 +108,28 @@ async function startBackend(backend: Backend): Promise<Fixture> {
   for (const name of names) {
     expectStatus(await call('POST', '/v1/users', { token: admin, body: { name, password: PASSWORD } }), 201, `create ${name}`);
   }
-  const tokens: string[] = [];
-  for (const name of names) tokens.push(await passwordLogin(call, name, PASSWORD));
+  const tokens: Record<As, string[]> = { user: [], service: [] };
+  for (const name of names) tokens.user.push(await passwordLogin(call, name, PASSWORD));
   const node = await enrollOnlineNode(call, admin, 'bench-relay', '127.0.0.1:2222');
   // Open leases: everyone may open one exposure, which the relay reports online. Expose leases:
   // each user owns one exposure (only the owner or an admin may expose it).
   expectStatus(await call('PUT', `/v1/exposures/${EXPOSURE}`, { token: admin, body: { allow: names } }), 201, 'exposure');
   for (const [i, name] of names.entries()) {
-    expectStatus(await call('PUT', `/v1/exposures/${EXPOSURE}-${i}`, { token: tokens[i], body: { allow: [] } }), 201, `exposure of ${name}`);
+    expectStatus(await call('PUT', `/v1/exposures/${EXPOSURE}-${i}`, { token: tokens.user[i], body: { allow: [] } }), 201, `exposure of ${name}`);
   }
+  for (const [i, token] of tokens.user.entries()) {
+    const scope = KIND === 'open' ? `open:${EXPOSURE}` : `expose:${EXPOSURE}-${i}`;
+    const st = expectStatus(await call('POST', '/v1/service-tokens', { token, body: { name: `bench-${i}`, scopes: [scope] } }), 201, 'service token');
+    const at = expectStatus(
+      await call('POST', '/v1/auth/token', { body: { grant_type: 'urn:tunnel:params:oauth:grant-type:service-token', service_token: st.body.token } }),
+      200,
+      'service token grant',
+    );
+    tokens.service.push(at.body.access_token as string);
+  }
+  // The relay holds the open leases' exposure as X would: through an expose lease issued for it.
+  const xKey = formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey), 'bench-x');
+  expectStatus(await call('POST', '/v1/leases', { token: admin, body: { kind: 'expose', exposure: EXPOSURE, public_key: xKey } }), 201, 'expose lease');
   const held = [{ name: EXPOSURE, port: 22 }];
   await nodeHeartbeat(call, node, held);
   // A relay heartbeats all the time; keep doing so, so the node stays online through long runs.
@@ -147,14 +169,15 @@ interface Measured extends LoadResult {
   cpuMsPerLease: number;
 }
 
-async function measure(fx: Fixture, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
+async function measure(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
   const cpu0 = cpuSeconds(fx.control.pid);
-  const r = await load(fx, concurrency, requests, keys, rate);
+  const r = await load(fx, as, concurrency, requests, keys, rate);
   const cpu = cpuSeconds(fx.control.pid) - cpu0;
   return { ...r, cpuMsPerLease: (cpu * 1000) / Math.max(1, r.latencies.length) };
 }
 
-function load(fx: Fixture, concurrency: number, requests: number, keys: string[], rate?: number): Promise<LoadResult> {
+function load(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<LoadResult> {
+  const tokens = fx.tokens[as];
   return runLoad({
     origin: fx.control.url,
     concurrency,
@@ -162,7 +185,7 @@ function load(fx: Fixture, concurrency: number, requests: number, keys: string[]
     requests,
     okStatus: 201,
     make: (i) => {
-      const u = i % fx.tokens.length;
+      const u = i % tokens.length;
       const body =
         KIND === 'open'
           ? { kind: 'open', exposure: EXPOSURE, public_key: keys[i % keys.length] }
@@ -170,7 +193,7 @@ function load(fx: Fixture, concurrency: number, requests: number, keys: string[]
       return {
         method: 'POST',
         path: '/v1/leases',
-        headers: { authorization: `Bearer ${fx.tokens[u]}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${tokens[u]}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
       };
     },
@@ -202,13 +225,13 @@ async function main(): Promise<void> {
   for (const backend of BACKENDS) {
     const fx = await startBackend(backend);
     try {
-      const runs = [
-        ...CONCURRENCY.map((c) => ({ label: `${c} clients`, concurrency: c, rate: undefined as number | undefined })),
-        ...RATES.map((rate) => ({ label: `open ${rate}/s`, concurrency: OPEN_LOOP_MAX_IN_FLIGHT, rate })),
-      ];
+      const runs = AS.flatMap((as) => [
+        ...CONCURRENCY.map((c) => ({ as, label: `${as} ${c} clients`, concurrency: c, rate: undefined as number | undefined })),
+        ...RATES.map((rate) => ({ as, label: `${as} open ${rate}/s`, concurrency: OPEN_LOOP_MAX_IN_FLIGHT, rate })),
+      ]);
       for (const run of runs) {
-        await load(fx, run.concurrency, WARMUP, keys.slice(REQUESTS));
-        const r = await measure(fx, run.concurrency, REQUESTS, keys, run.rate);
+        await load(fx, run.as, run.concurrency, WARMUP, keys.slice(REQUESTS));
+        const r = await measure(fx, run.as, run.concurrency, REQUESTS, keys, run.rate);
         rows.push(row(backend, run.label, r));
         process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
         if (r.errors) failures.push(`${backend} ${run.label}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
