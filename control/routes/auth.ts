@@ -208,11 +208,13 @@ export function registerAuth(app: App): void {
       const now = deps.clock.now();
       await rateLimit(deps.db, now, `setup:${clientAddress(c)}`, deps.settings.authRateLimit);
       const body = c.req.valid('json');
+      // Hashed before the transaction, so it holds its locks only for the inserts.
+      const passwordHash = await deps.passwords.hash(body.password);
       const user = await deps.db.transaction(async (tx) => {
         if (!(await consumeSetupCode(tx, body.setup_code, now))) {
           throw new AppError('INVALID_CREDENTIALS', 'setup code is wrong or was already used');
         }
-        return createUser(deps, tx, { name: body.name, role: 'admin', password: body.password }, { actor: null, event: 'setup.admin_created' });
+        return createUser(deps, tx, { name: body.name, role: 'admin', passwordHash }, { actor: null, event: 'setup.admin_created' });
       });
       return c.json(userView(user), 201);
     },

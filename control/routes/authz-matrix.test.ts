@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { httpStatusFor } from '../../protocol/error-codes.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
+import { serveTestApp, type ServedApp } from '../testing/serve.js';
 import { assertProblem, type CallResult } from '../testing/problem.js';
 import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, uniq, type TestNode } from '../testing/fixtures.js';
 import {
@@ -272,16 +273,23 @@ const CASES: Record<string, Case[]> = {
   'GET /v1/audit': [{ request: () => ({ path: '/v1/audit' }), action: 'audit.read' }],
 };
 
+/** The app, with `call` going over real HTTP. */
 let t: TestApp;
+let served: ServedApp;
 let admin: { id: string; name: string; token: string };
 let doc: { paths: Record<string, Record<string, { 'x-tunnel-actions'?: unknown }>> };
 
 before(async () => {
-  t = await createTestApp({ http: true, settings: { authRateLimit: 10_000 } });
+  const app = await createTestApp({ settings: { authRateLimit: 10_000 } });
+  served = await serveTestApp(app);
+  t = { ...app, call: served.call };
   admin = await t.user(uniq('admin'), 'admin');
   doc = (await t.call('GET', '/openapi.json')).body;
 });
-after(() => t?.close());
+after(async () => {
+  await served?.close();
+  await t?.close();
+});
 
 const operations = () =>
   Object.entries(doc.paths).flatMap(([path, item]) =>

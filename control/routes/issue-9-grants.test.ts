@@ -5,8 +5,9 @@
  * 3. removing a grant revokes the leases that depended on it at once (into the relays' feeds).
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
+import { serveTestApp, type ServedApp } from '../testing/serve.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
 import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
@@ -15,7 +16,9 @@ type User = { id: string; name: string; token: string };
 
 function dbSuite(name: string, makeApp: MakeApp) {
   describe(`issue 9: grants (${name})`, { skip: makeApp.unavailable }, () => {
+    /** The app, with `call` going over real HTTP. */
     let t: TestApp;
+    let served: ServedApp;
     let admin: User, owner: User, friend: User, bob: User;
     let relayA: TestNode, relayB: TestNode;
     const adminTok = () => tokenFor(t, admin, 'admin');
@@ -36,7 +39,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
     };
 
     before(async () => {
-      t = await makeApp({ http: true });
+      const app = await makeApp();
+      served = await serveTestApp(app);
+      t = { ...app, call: served.call };
       admin = await t.user(uniq('admin'), 'admin');
       owner = await t.user(uniq('olga'), 'member');
       friend = await t.user(uniq('fred'), 'member');
@@ -44,6 +49,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
       relayA = await enrollNode(t, admin.token);
       relayB = await enrollNode(t, admin.token);
     });
+
+    after(() => served?.close());
 
     describe('finding 1: a scoped service token does what its scopes say, and nothing else', () => {
       it("an admin's token scoped expose:NAME cannot list, read or revoke anything else", async () => {

@@ -25,16 +25,17 @@ export const userView = (u: UserRow): UserView => ({
 /**
  * Inserts a user: the one place users are made (`POST /v1/users`, `/v1/setup`, and the
  * `create-user` command). `db` may be a transaction; `actor` is who made it (null: the operator
- * at the console). Throws ALREADY_EXISTS for a taken name.
+ * at the console). Throws ALREADY_EXISTS for a taken name. Pass `passwordHash` (hashed before a
+ * transaction) instead of `password` to keep a transaction short.
  */
 export async function createUser(
   deps: Pick<Deps, 'clock' | 'ids' | 'passwords'>,
   db: Pick<Db, 'insert'>,
-  u: { name: string; role: Role; password?: string | undefined },
+  u: { name: string; role: Role; password?: string | undefined; passwordHash?: string },
   by: { actor: string | null; event?: AuditType },
 ): Promise<UserRow> {
   const now = deps.clock.now();
-  const passwordHash = u.password ? await deps.passwords.hash(u.password) : null;
+  const passwordHash = u.passwordHash ?? (u.password ? await deps.passwords.hash(u.password) : null);
   const id = deps.ids.id('usr');
   const [row] = await db
     .insert(users)

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from '../app.js';
 import { DEFAULT_SETTINGS, type AppSettings, type Deps } from '../deps.js';
 import { openDatabase, type OpenedDb } from '../db/client.js';
@@ -34,15 +32,10 @@ export interface TestAppOptions {
   clock?: Clock;
   /** The key store's master key (random by default); tests that open the store twice pass one. */
   masterKey?: Buffer;
-  /**
-   * Serve the app on a loopback port with the production HTTP server (@hono/node-server) and send
-   * `call()` through it, instead of calling the app in process.
-   */
-  http?: boolean;
 }
 
 /**
- * A control plane (in process, or on a loopback port with `http`) on a fresh database: PGlite in memory by default, or the Postgres at
+ * An in-process control plane on a fresh database: PGlite in memory by default, or the Postgres at
  * `databaseUrl` (tests that share one cluster pass a fresh database per app).
  */
 export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
@@ -61,7 +54,6 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
   };
   await keys.ensure();
   const app = createApp(deps);
-  const server = opts.http ? await listen(app) : undefined;
   const t: TestApp = {
     app,
     deps,
@@ -82,7 +74,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
         body = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
         headers['content-type'] ??= 'application/json';
       }
-      const res = server ? await fetch(`${server.url}${path}`, { method, headers, body }) : await app.request(path, { method, headers, body });
+      const res = await app.request(path, { method, headers, body });
       const text = await res.text();
       let parsed: unknown = text;
       try {
@@ -92,26 +84,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
       }
       return { status: res.status, body: parsed, headers: res.headers };
     },
-    async close() {
-      await server?.close();
-      await opened.close();
-    },
+    close: () => opened.close(),
   };
   return t;
-}
-
-async function listen(app: ReturnType<typeof createApp>): Promise<{ url: string; close(): Promise<void> }> {
-  const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
-    s.once('error', reject);
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      }),
-  };
 }
