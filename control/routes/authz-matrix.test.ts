@@ -108,6 +108,7 @@ const keyLine = () => newClientKey().line;
 /** One entry per operation of /openapi.json: the requests that exercise its actions. */
 const CASES: Record<string, Case[]> = {
   'GET /.well-known/jwks.json': [{ request: () => ({ path: '/.well-known/jwks.json' }), action: 'public.read' }],
+  'GET /.well-known/oauth-authorization-server': [{ request: () => ({ path: '/.well-known/oauth-authorization-server' }), action: 'public.read' }],
   'POST /v1/auth/device': [{ request: () => ({ path: '/v1/auth/device', body: { client_name: 'matrix' } }), action: 'auth.device.start' }],
   'POST /v1/auth/token': [
     {

@@ -28,12 +28,15 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertOk(r);
       return { cursor: r.body.cursor as string, ids: r.body.revocations.map((x: { lease_id: string }) => x.lease_id) as string[] };
     };
+    const heldOnA: { name: string; port: number }[] = [];
     /** An exposure of `owner` held by relay A (X connected there), with `allow` on its list. */
     const onlineExposure = async (allow: string[] = []) => {
       const e = uniq('g-');
       await putExposure(t, await tok(owner), e, allow);
       const x = await exposeOn(t, await adminTok(), relayA, await tok(owner), e);
-      await heartbeat(t, relayA, [{ name: e, port: 22 }]);
+      // A heartbeat lists everything the relay holds, so earlier exposures stay online.
+      heldOnA.push({ name: e, port: 22 });
+      await heartbeat(t, relayA, heldOnA);
       await heartbeat(t, relayB);
       return { name: e, exposeLease: x };
     };
