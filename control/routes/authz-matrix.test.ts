@@ -281,7 +281,7 @@ let admin: { id: string; name: string; token: string };
 let doc: { paths: Record<string, Record<string, { 'x-tunnel-actions'?: unknown }>> };
 
 before(async () => {
-  const app = await createTestApp({ settings: { authRateLimit: 10_000 } });
+  const app = await createTestApp({ settings: { authRateLimit: 10_000, leaseRateLimit: 10_000 } });
   served = await serveTestApp(app);
   t = { ...app, call: served.call };
   admin = await t.user(uniq('admin'), 'admin');

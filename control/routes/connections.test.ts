@@ -1,6 +1,6 @@
 /**
  * GET /v1/connections from relay events: open, close with bytes, a close whose open was lost,
- * replays, members see only their own, live only while the relay is online and the lease valid,
+ * replays, members see their own and those to exposures they own, live only while the relay is online and the lease valid,
  * closed rows pruned after the retention. Runs on PGlite and Postgres.
  */
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { CLOSED_RETENTION_MS } from '../services/connections.js';
 
 type User = { id: string; name: string };
@@ -30,6 +30,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
       node = await enrollNode(t, await tokenFor(t, admin));
       exposure = uniq('web');
       await putExposure(t, await tokenFor(t, admin), exposure, [bob.name, carol.name]);
+      // The relay holds X's expose lease: only then may it report the exposure online (issue 9).
+      await exposeOn(t, await tokenFor(t, admin), node, await tokenFor(t, admin), exposure);
       await heartbeat(t, node, [{ name: exposure, port: 7000 }]);
     });
     const events = async (evs: Record<string, unknown>[]) => {
@@ -90,6 +92,31 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.ok((await list(bob, 'member')).every((c) => c.user === bob.name));
       const st = await serviceAccess(t, await tokenFor(t, admin), [`expose:${exposure}`]);
       assertProblem(await t.call('GET', '/v1/connections', { token: st.accessToken }), 403, 'SCOPE_DENIED');
+    });
+
+    it("a member who owns an exposure also sees others' connections to it, and nothing of other exposures", async () => {
+      const dave = await t.user(uniq('dave'), 'member');
+      const daves = uniq('dx');
+      await putExposure(t, await tokenFor(t, dave, 'member'), daves, [bob.name]);
+      await exposeOn(t, await tokenFor(t, admin), node, await tokenFor(t, dave, 'member'), daves);
+      await heartbeat(t, node, [
+        { name: exposure, port: 7000 },
+        { name: daves, port: 7001 },
+      ]);
+      const toDave = await issueLease(t, await tokenFor(t, bob, 'member'), { kind: 'open', exposure: daves });
+      const elsewhere = await issueLease(t, await tokenFor(t, bob, 'member'), { kind: 'open', exposure });
+      const [s1, s2] = [uniq('ssh'), uniq('ssh')];
+      await events([
+        { type: 'conn_open', lease_id: toDave.lease.id, session_id: s1 },
+        { type: 'conn_open', lease_id: elsewhere.lease.id, session_id: s2 },
+      ]);
+      const seenByDave = (await list(dave, 'member')).map((c) => c.session_id);
+      assert.ok(seenByDave.includes(s1), 'the owner sees a connection to their exposure');
+      assert.ok(!seenByDave.includes(s2), 'but not one to an exposure of someone else');
+      const seenByCarol = (await list(carol, 'member')).map((c) => c.session_id);
+      assert.ok(!seenByCarol.includes(s1) && !seenByCarol.includes(s2));
+      // The owner sees it but cannot revoke bob's lease: that stays bob's and the admins' business.
+      assertProblem(await t.call('DELETE', `/v1/leases/${toDave.lease.id}`, { token: await tokenFor(t, dave, 'member') }), 404, 'NOT_FOUND');
     });
 
     it('is not live once the lease is revoked or the relay stops reporting', async () => {
