@@ -203,6 +203,32 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertOk(await t.call('DELETE', `/v1/users/${u.name}`, { token: await adminTok() }));
         assert.deepEqual((await feed(relayA, cursor)).ids, [l.lease.id]);
       });
+
+      it('PATCH disabled:true revokes their leases; demoting an admin revokes what only the admin role allowed', async () => {
+        const u = await t.user(uniq('temp'), 'member');
+        const e = await onlineExposure([u.name]);
+        const l = await issueLease(t, await tok(u), { kind: 'open', exposure: e.name });
+        let { cursor } = await feed(relayA);
+        assertOk(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adminTok(), body: { disabled: true } }));
+        assert.deepEqual((await feed(relayA, cursor)).ids, [l.lease.id]);
+
+        const ex = await t.user(uniq('exadmin'), 'admin');
+        const listed = await onlineExposure([ex.name]);
+        const unlisted = await onlineExposure([]);
+        const target = uniq('db');
+        assertOk(await t.call('PUT', `/v1/egress-targets/${target}`, { token: admin.token, body: { node: relayA.name, host: '10.1.0.9', port: 5432, allow: [] } }));
+        const exTok = await tokenFor(t, ex, 'admin');
+        const keep = await issueLease(t, exTok, { kind: 'open', exposure: listed.name });
+        const lose = await issueLease(t, exTok, { kind: 'open', exposure: unlisted.name });
+        const loseEgress = await issueLease(t, exTok, { kind: 'egress', targets: [target] });
+        ({ cursor } = await feed(relayA));
+        const patched = await t.call('PATCH', `/v1/users/${ex.name}`, { token: await adminTok(), body: { role: 'member' } });
+        assertOk(patched);
+        assert.equal(patched.body.role, 'member');
+        assert.deepEqual((await feed(relayA, cursor)).ids.sort(), [lose.lease.id, loseEgress.lease.id].sort());
+        const kept = await t.call('GET', `/v1/leases/${keep.lease.id}`, { token: await tok(ex) });
+        assert.equal(kept.body.revoked_at, null, 'the lease the allow list still grants stays');
+      });
     });
   });
 }
