@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   RATE_LIMITED: 429,
   NO_NODE_AVAILABLE: 503,
+  /** The control plane cannot reach its database right now; retry after Retry-After seconds. */
+  DATABASE_UNAVAILABLE: 503,
   INTERNAL: 500,
   // RFC 8628 / RFC 6749 token endpoint errors keep their standard `error` member as well.
   AUTHORIZATION_PENDING: 400,

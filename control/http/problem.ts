@@ -3,6 +3,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ZodError } from 'zod';
 import { httpStatusFor, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from '../../protocol/error-codes.js';
 import { AppError } from '../lib/errors.js';
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.js';
 import type { AppEnv } from './env.js';
 
 const TITLES: Partial<Record<ErrorCode, string>> = {
@@ -12,6 +13,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   UNAUTHENTICATED: 'Authentication required',
   NOT_FOUND: 'Not found',
   INTERNAL: 'Internal error',
+  DATABASE_UNAVAILABLE: 'Database unavailable',
 };
 
 /** Renders any error as RFC 9457 problem+json with a stable `code` and the request id. */
@@ -21,7 +23,14 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   if (err instanceof AppError) appErr = err;
   else if (err instanceof HTTPException && err.status === 413) appErr = new AppError('PAYLOAD_TOO_LARGE', 'request body too large');
   else if (err instanceof HTTPException && err.status < 500) appErr = new AppError('BAD_REQUEST', 'bad request');
-  else {
+  else if (isDatabaseUnavailable(err)) {
+    // A database restart or failover, not a bug: a warning without the stack, and a retryable 503.
+    c.get('logger')?.warn('database unavailable', { err, requestId });
+    appErr = new AppError('DATABASE_UNAVAILABLE', 'the control plane cannot reach its database; retry shortly', {
+      retryable: true,
+      headers: { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },
+    });
+  } else {
     c.get('logger')?.error('unhandled error', { err, requestId });
     appErr = new AppError('INTERNAL', 'internal error; the request id identifies it in the logs');
   }
@@ -69,6 +78,7 @@ export function oauthErrorFor(code: ErrorCode): string {
     case 'INTERNAL':
       return 'server_error';
     case 'RATE_LIMITED':
+    case 'DATABASE_UNAVAILABLE':
       return 'temporarily_unavailable';
     case 'INVALID_CREDENTIALS':
       return 'invalid_grant';

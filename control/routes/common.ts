@@ -34,6 +34,7 @@ export const errorResponses = {
   415: problem('Body is not JSON'),
   429: problem('Rate limited (RATE_LIMITED); Retry-After says when to try again'),
   500: problem('Internal error (INTERNAL); the request_id identifies it in the server log'),
+  503: problem('The database cannot be reached right now (DATABASE_UNAVAILABLE); retry after Retry-After seconds'),
 } as const;
 
 /** RFC 6749 §5.2 error body of the OAuth endpoints: `error` and `error_description`, plus the problem members. */
@@ -54,6 +55,7 @@ export const oauthErrorResponses = {
   415: oauthProblem('Body is neither a form nor JSON (invalid_request)'),
   429: oauthProblem('Rate limited (temporarily_unavailable); Retry-After says when to try again'),
   500: oauthProblem('Internal error (server_error)'),
+  503: oauthProblem('The database cannot be reached right now (temporarily_unavailable); retry after Retry-After seconds'),
 } as const;
 
 /**

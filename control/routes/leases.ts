@@ -26,7 +26,7 @@ export function registerLeases(app: App): void {
         responses: {
           201: json(LeaseIssuedSchema, 'Lease issued'),
           ...errorResponses,
-          503: problem('No relay node is online to carry it (NO_NODE_AVAILABLE); retryable'),
+          503: problem('No relay node is online to carry it (NO_NODE_AVAILABLE), or the database cannot be reached (DATABASE_UNAVAILABLE); retryable'),
         },
       }),
     ),
