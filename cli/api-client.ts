@@ -3,11 +3,15 @@ import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
-import { readCredentials, resolveTrust, writeCredentials, type Credentials } from './settings.js';
+import { readCredentials, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
 import { checkServerUrl, describeTrustFailure, trustConnector, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
 
 const TIMEOUT_MS = 15_000;
 const REFRESH_MARGIN_MS = 30_000;
+/** How long a request keeps retrying while the control plane answers 503 DATABASE_UNAVAILABLE. */
+const UNAVAILABLE_BUDGET_MS = 30_000;
+/** The longest single wait between those retries, whatever Retry-After says. */
+const MAX_RETRY_AFTER_MS = 5_000;
 
 /** Exit code for an API error code (protocol/error-codes.ts). */
 export function exitCodeFor(code: string | undefined, status: number): ExitCode {
@@ -44,18 +48,36 @@ export interface RawResponse {
   body: unknown;
 }
 
-/** JSON over HTTP to the control plane with undici; the one place the CLI talks HTTP. */
+/**
+ * JSON over HTTP to the control plane with undici; the one place the CLI talks HTTP.
+ *
+ * `server` is one URL or a comma-separated list of replicas (all serving one database, with the
+ * same --public-url and certificate; the trust settings apply to each). A request goes to the
+ * replica that last answered (the first at start); when it cannot be reached (refused, reset,
+ * timed out) the same request goes to the next one, so a dead replica costs one failed connect.
+ * A replica whose certificate fails verification is never skipped over: that is an error.
+ * While the control plane answers 503 DATABASE_UNAVAILABLE (its database restarting) the request
+ * is retried after Retry-After, for up to 30 s, then reported in one line.
+ */
 export class ApiClient {
   readonly server: string;
+  readonly urls: readonly string[];
   readonly #dispatcher: Dispatcher | undefined;
+  #preferred = 0;
 
   /** How this client verifies the server (what forServer resolved; empty for a bare client). */
   readonly trust: TrustSettings;
 
   constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}) {
     this.server = server;
+    this.urls = serverUrls(server);
     this.#dispatcher = dispatcher;
     this.trust = trust;
+  }
+
+  /** The replica requests go to first now. */
+  get activeUrl(): string {
+    return this.urls[this.#preferred] ?? this.server;
   }
 
   /**
@@ -66,8 +88,10 @@ export class ApiClient {
   static forServer(ctx: Context, server: string, flags: TrustSettings = {}): ApiClient {
     const trust = resolveTrust(ctx, server, flags);
     try {
-      const { warning } = checkServerUrl(server, trust);
-      if (warning) ctx.stderr.write(`tunnel: ${warning}\n`);
+      for (const url of serverUrls(server)) {
+        const { warning } = checkServerUrl(url, trust);
+        if (warning) ctx.stderr.write(`tunnel: ${warning}\n`);
+      }
       return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }), trust);
     } catch (err) {
       if (err instanceof TrustError) throw new CliError(EXIT.USAGE, err.message, { code: err.code });
@@ -76,35 +100,58 @@ export class ApiClient {
   }
 
   async raw(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown } = {}): Promise<RawResponse> {
+    const deadline = Date.now() + UNAVAILABLE_BUDGET_MS;
+    for (;;) {
+      const res = await this.#once(method, path, opts);
+      if (res.status !== 503 || problemCode(res.body) !== 'DATABASE_UNAVAILABLE') return res;
+      const wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(250, (Number(res.retryAfter) || 1) * 1000));
+      if (Date.now() + wait > deadline) return res;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  /** One request, to each replica in turn from the preferred one until one answers. */
+  async #once(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown }): Promise<RawResponse & { retryAfter?: string }> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${this.server}${path}`, {
-        method,
-        headers,
-        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        dispatcher: this.#dispatcher,
-        headersTimeout: TIMEOUT_MS,
-        bodyTimeout: TIMEOUT_MS,
-      });
-    } catch (cause) {
-      const untrusted = describeTrustFailure(cause);
-      if (untrusted) throw new CliError(EXIT.ERROR, `${this.server}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
-      const code = (cause as { code?: string }).code ?? (cause as Error).message;
-      throw new CliError(EXIT.UNREACHABLE, `cannot reach the control plane at ${this.server} (${code})`, { cause });
-    }
-    const text = await res.body.text();
-    let body: unknown = undefined;
-    if (text) {
+    const failures: string[] = [];
+    let lastCause: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const index = (this.#preferred + i) % this.urls.length;
+      const base = this.urls[index]!;
+      let res: Dispatcher.ResponseData;
       try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
+        res = await request(`${base}${path}`, {
+          method,
+          headers,
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+          dispatcher: this.#dispatcher,
+          headersTimeout: TIMEOUT_MS,
+          bodyTimeout: TIMEOUT_MS,
+        });
+      } catch (cause) {
+        const untrusted = describeTrustFailure(cause);
+        if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
+        failures.push(`${base} (${(cause as { code?: string }).code ?? (cause as Error).message})`);
+        lastCause = cause;
+        continue;
       }
+      this.#preferred = index;
+      const text = await res.body.text();
+      let body: unknown = undefined;
+      if (text) {
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+      }
+      const retryAfter = res.headers['retry-after'];
+      return { status: res.statusCode, body, ...(typeof retryAfter === 'string' ? { retryAfter } : {}) };
     }
-    return { status: res.statusCode, body };
+    const where = failures.length === 1 ? `at ${failures[0]}` : `at any of ${failures.join(', ')}`;
+    throw new CliError(EXIT.UNREACHABLE, `cannot reach the control plane ${where}`, { cause: lastCause });
   }
 
   /** Calls the API and parses the answer; a problem+json answer becomes an ApiError. */
@@ -119,10 +166,15 @@ export class ApiClient {
     if (!schema) return undefined as z.infer<T>;
     const parsed = schema.safeParse(res.body);
     if (!parsed.success) {
-      throw new CliError(EXIT.ERROR, `unexpected answer from ${this.server}${path}; is the server a Tunnel control plane of this version?`);
+      throw new CliError(EXIT.ERROR, `unexpected answer from ${this.activeUrl}${path}; is the server a Tunnel control plane of this version?`);
     }
     return parsed.data;
   }
+}
+
+function problemCode(body: unknown): string | undefined {
+  const code = (body as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 export function problemToError(res: RawResponse): ApiError {

@@ -91,11 +91,23 @@ export function deleteCredentials(ctx: Pick<Context, 'env' | 'homeDir'>): boolea
 
 /**
  * The control plane URL: `--server`/`--control-url` flag, then `TUNNEL_SERVER`, then the config
- * file, then the stored credentials' server.
+ * file, then the stored credentials' server. Several replicas are given as a comma-separated
+ * list (`https://a.example:8443,https://b.example:8443`): requests go to the first that answers,
+ * in order, moving on when one cannot be reached (see ApiClient). The list is kept as one string
+ * (the login's key), normalized: each URL without a trailing slash.
  */
 export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: string | undefined): string | undefined {
   const raw = flag ?? ctx.env.TUNNEL_SERVER ?? readConfigFile(ctx).server ?? readCredentials(ctx)?.server;
   if (!raw) return undefined;
+  const urls = raw.split(',').map((s) => s.trim());
+  if (urls.length > MAX_SERVER_URLS) throw new CliError(EXIT.USAGE, `at most ${MAX_SERVER_URLS} server URLs, got ${urls.length}`);
+  return urls.map((one) => normalizeServerUrl(one)).join(',');
+}
+
+/** Replicas one server list may name. */
+export const MAX_SERVER_URLS = 8;
+
+function normalizeServerUrl(raw: string): string {
   let u: URL;
   try {
     u = new URL(raw);
@@ -104,6 +116,11 @@ export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: strin
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(EXIT.USAGE, `server URL must be http(s): ${raw}`);
   return u.toString().replace(/\/$/, '');
+}
+
+/** The URLs of a server string (one, or a comma-separated list of replicas). */
+export function serverUrls(server: string): string[] {
+  return server.split(',').filter((s) => s.length > 0);
 }
 
 const truthy = (v: string | undefined) => ['1', 'true', 'yes'].includes((v ?? '').toLowerCase());

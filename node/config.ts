@@ -22,7 +22,10 @@ export interface HostPort {
 
 /** Every option: flag name, env name, default, and the one-line help. */
 const OPTIONS = {
-  'control-url': { env: 'TUNNEL_CONTROL_URL', help: 'control plane base URL, e.g. https://control.example:8080 (required)' },
+  'control-url': {
+    env: 'TUNNEL_CONTROL_URL',
+    help: 'control plane base URL, e.g. https://control.example:8080 (required); several replicas comma-separated, tried in order',
+  },
   'ca-file': { env: 'TUNNEL_CA_FILE', help: "verify the control plane's certificate with the CA certificates in this PEM file instead of the system CAs" },
   'ca-pin': { env: 'TUNNEL_CA_PIN', help: "verify the control plane by its certificate's key pin (sha256:HEX, printed by tunnel-control); stored in the data dir at enrollment" },
   'data-dir': { env: 'TUNNEL_DATA_DIR', help: 'where the node id, credential, host key and trust pin live (default $XDG_DATA_HOME/tunnel/node, i.e. ~/.local/share/tunnel/node; /var/lib/tunnel-node under systemd)' },
@@ -134,10 +137,16 @@ const size = (name: string, min: number) =>
   });
 
 const RawSchema = z.object({
+  // One URL, or several replicas separated by commas (tried in order; see control-client.ts).
   'control-url': z
     .string({ error: 'set --control-url or TUNNEL_CONTROL_URL to the control plane URL, e.g. http://127.0.0.1:8080' })
-    .url({ error: '--control-url must be a URL such as http://127.0.0.1:8080' })
-    .refine((u) => /^https?:$/.test(new URL(u).protocol), '--control-url must be http:// or https://'),
+    .transform((s) => s.split(',').map((u) => u.trim().replace(/\/+$/, '')))
+    .superRefine((urls, ctx) => {
+      if (urls.length > 8) ctx.addIssue({ code: 'custom', message: '--control-url takes at most 8 comma-separated URLs' });
+      else if (!urls.every((u) => URL.canParse(u))) {
+        ctx.addIssue({ code: 'custom', message: '--control-url must be a URL such as http://127.0.0.1:8080 (several: comma-separated)' });
+      } else if (!urls.every((u) => /^https?:$/.test(new URL(u).protocol))) ctx.addIssue({ code: 'custom', message: '--control-url must be http:// or https://' });
+    }),
   'ca-file': z.string().min(1).optional(),
   'ca-pin': z
     .string()
@@ -274,6 +283,7 @@ export interface ControlTrust {
 }
 
 export interface Config {
+  /** One URL or a comma-separated list of replicas (no trailing slashes). */
   controlUrl: string;
   /** How the control plane's TLS certificate is verified. */
   trust: ControlTrust;
@@ -362,7 +372,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const insecureHttp = values['insecure-http'] === true || ['1', 'true', 'yes'].includes((env.TUNNEL_INSECURE_HTTP ?? '').toLowerCase());
   let insecureWarning: string | undefined;
   try {
-    insecureWarning = checkServerUrl(v['control-url'], { insecureHttp }).warning;
+    insecureWarning = v['control-url'].map((u) => checkServerUrl(u, { insecureHttp }).warning).find((w) => w !== undefined);
   } catch (err) {
     if (err instanceof TrustError) throw new ConfigError(`--control-url: ${err.message}`);
     throw err;
@@ -381,7 +391,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   return {
     kind: 'run',
     config: Object.freeze({
-      controlUrl: v['control-url'].replace(/\/+$/, ''),
+      controlUrl: v['control-url'].join(','),
       trust: Object.freeze({ caFile: v['ca-file'] ? resolve(v['ca-file']) : undefined, caPin: v['ca-pin'], insecureHttp }),
       insecureWarning,
       dataDir: resolve(v['data-dir']),

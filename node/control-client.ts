@@ -45,6 +45,12 @@ export interface ControlClient {
 }
 
 export interface ControlClientOptions {
+  /**
+   * The control plane: one URL, or several replicas comma-separated. Calls go to the replica that
+   * last answered (the first at start) and move on to the next when one cannot be reached
+   * (refused, reset, timed out), so a dead replica costs one failed connect per call at most.
+   * A certificate that fails verification is never skipped over.
+   */
   baseUrl: string;
   /** The node credential, once enrolled. */
   nodeToken: () => string | undefined;
@@ -60,25 +66,35 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     ? undefined
     : new Agent({ connect: trustConnector(opts.trust ?? {}, timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const dispatcher = opts.dispatcher ?? (ownAgent as Agent);
+  const baseUrls = opts.baseUrl.split(',').filter((u) => u.length > 0);
+  let preferred = 0;
 
   async function call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T> | null, body?: unknown, auth = true): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     const token = opts.nodeToken();
     if (auth && token) headers.authorization = `Bearer ${token}`;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${opts.baseUrl}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        dispatcher,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (err) {
-      const untrusted = describeTrustFailure(err);
-      if (untrusted) throw new ControlError('CONTROL_UNTRUSTED', `control plane not trusted: ${untrusted}`, { retryable: true, cause: err });
-      throw new ControlError('CONTROL_UNREACHABLE', `control plane unreachable: ${method} ${path}`, { retryable: true, cause: err });
+    let res: Dispatcher.ResponseData | undefined;
+    let lastErr: unknown;
+    for (let i = 0; i < baseUrls.length && res === undefined; i++) {
+      const index = (preferred + i) % baseUrls.length;
+      try {
+        res = await request(`${baseUrls[index]}${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          dispatcher,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        preferred = index;
+      } catch (err) {
+        const untrusted = describeTrustFailure(err);
+        if (untrusted) throw new ControlError('CONTROL_UNTRUSTED', `control plane not trusted: ${untrusted}`, { retryable: true, cause: err });
+        lastErr = err;
+      }
+    }
+    if (res === undefined) {
+      throw new ControlError('CONTROL_UNREACHABLE', `control plane unreachable: ${method} ${path}`, { retryable: true, cause: lastErr });
     }
     let json: unknown;
     try {

@@ -87,7 +87,15 @@ export async function ensureEnrolled(opts: {
   const existing = await readNodeState(opts.dataDir);
   if (existing !== undefined) {
     if (existing.control_url !== opts.controlUrl) {
-      throw new EnrollmentError('WRONG_CONTROL_PLANE', `this data directory is enrolled with ${existing.control_url}; use that --control-url or a fresh --data-dir`);
+      // Adding or removing replicas keeps the enrollment: some URL must be one it was made with.
+      const before = new Set(existing.control_url.split(','));
+      if (!opts.controlUrl.split(',').some((u) => before.has(u))) {
+        throw new EnrollmentError('WRONG_CONTROL_PLANE', `this data directory is enrolled with ${existing.control_url}; use that --control-url or a fresh --data-dir`);
+      }
+      const moved = { ...existing, control_url: opts.controlUrl, ...(opts.caPin ? { ca_pin: opts.caPin } : {}) };
+      await writeFileAtomic(path, JSON.stringify(moved, null, 2), 0o600);
+      opts.logger.info('stored the new control plane URLs', { control_url: opts.controlUrl });
+      return moved;
     }
     if (opts.caPin && opts.caPin !== existing.ca_pin) {
       const state = { ...existing, ca_pin: opts.caPin };

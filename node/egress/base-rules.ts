@@ -20,19 +20,27 @@ export function parseResolvConf(text: string): string[] {
 }
 
 /**
- * The chain's base rules for a control URL: its host's addresses and port. When the host is a
- * name (resolved now, at start), the resolvers in resolv.conf are allowed too, so later
- * lookups of the control plane keep working.
+ * The chain's base rules for a control URL (or a comma-separated list of replicas): each host's
+ * addresses and port. When a host is a name (resolved now, at start), the resolvers in
+ * resolv.conf are allowed too, so later lookups of the control plane keep working.
  */
 export async function resolveBaseRules(
   controlUrl: string,
   deps: { lookup?: Lookup; readResolvConf?: () => Promise<string> } = {},
 ): Promise<BaseRules> {
-  const url = new URL(controlUrl);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
-  if (isIP(host)) return { control: [{ address: host, port }], dns: [] };
-  const addresses = await (deps.lookup ?? systemLookup)(host);
+  const control: { address: string; port: number }[] = [];
+  let names = false;
+  for (const one of controlUrl.split(',')) {
+    const url = new URL(one);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+    const addresses = isIP(host) ? [host] : await (deps.lookup ?? systemLookup)(host);
+    if (!isIP(host)) names = true;
+    for (const address of new Set(addresses)) {
+      if (!control.some((c) => c.address === address && c.port === port)) control.push({ address, port });
+    }
+  }
+  if (!names) return { control, dns: [] };
   const resolv = await (deps.readResolvConf ?? (() => readFile('/etc/resolv.conf', 'utf8')))().catch(() => '');
-  return { control: [...new Set(addresses)].map((address) => ({ address, port })), dns: parseResolvConf(resolv) };
+  return { control, dns: parseResolvConf(resolv) };
 }
