@@ -227,9 +227,12 @@ export function createRelay(deps: RelayDeps): Relay {
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let heartbeatFailing = false;
+  // Sent with every heartbeat: connections reported open before it were left by an earlier run.
+  const startedAt = deps.clock.now().toISOString();
   const heartbeat = async () => {
     try {
       await deps.control.heartbeat({
+        started_at: startedAt,
         version: deps.version,
         native_crypto: nativeCrypto,
         egress_driver: egress.driver,

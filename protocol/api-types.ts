@@ -179,6 +179,12 @@ export const NodeHeartbeatRequestSchema = z.strictObject({
   egress_driver: z.enum(['iptables', 'off']),
   connections: int32(),
   exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
+  /**
+   * When this relay process started (its own clock, as its events' `at`). Connections it reported
+   * open before then belong to an earlier run that ended without closing them (a crash): the
+   * control plane closes them, so they stop looking live once the relay is back.
+   */
+  started_at: instant().optional(),
 });
 export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSchema });
 
@@ -286,6 +292,12 @@ export const LeaseCreateSchema = z.strictObject({
   targets: z.array(TargetNameSchema).min(1).max(32).optional(),
   public_key: PublicKeyLineSchema,
   ttl_seconds: z.number().int().min(30).max(31 * 86400).optional(),
+  /**
+   * expose: relays (node ids) this client just failed to reach. The control plane places the
+   * exposure on another online relay when there is one, so X moves off a crashed relay at once
+   * instead of waiting for its heartbeat to go stale. A hint only: a pinned exposure stays put.
+   */
+  avoid_nodes: z.array(z.string().regex(/^[a-z]{2,8}_[A-Za-z0-9]{1,64}$/)).max(8).optional(),
 });
 export type LeaseCreate = z.infer<typeof LeaseCreateSchema>;
 

@@ -58,6 +58,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #wake: (() => void) | undefined;
   #abandoned = new Set<string>();
   #revoking: Promise<void> | undefined;
+  /** expose: the relay whose connection just failed or dropped, steered around on the next lease. */
+  #avoid: string | undefined;
 
   constructor(session: Session, opts: SupervisorOptions) {
     super();
@@ -90,6 +92,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           }
           this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
           if (this.#stopped || this.#opts.once) break;
+          this.#avoid = c.lease.relay.node_id;
         } catch (err) {
           if (isPermanent(err) || this.#opts.once) throw err;
           if (this.#stopped) break;
@@ -163,8 +166,10 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       client = await connectRelay(lease, privateKey, this.#opts.timings);
     } catch (err) {
       this.#abandon([lease.lease.id]);
+      this.#avoid = lease.relay.node_id;
       throw err;
     }
+    this.#avoid = undefined;
     const c: Connected = { client, lease, leaseIds: [lease.lease.id] };
     try {
       await this.#opts.setup?.(c);
@@ -186,9 +191,13 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     return c;
   }
 
-  async #lease(publicKey: KeyObject): Promise<LeaseIssued> {
+  async #lease(publicKey: KeyObject, avoid = this.#avoid): Promise<LeaseIssued> {
+    // A relay that just failed still looks online to the control plane until its heartbeat goes
+    // stale (up to the online window); naming it moves an exposure to another relay at once.
+    const steer = avoid && this.#opts.request.kind === 'expose' ? { avoid_nodes: [avoid] } : {};
     return this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, {
       ...this.#opts.request,
+      ...steer,
       public_key: formatPublicKeyLine(rawPublicKey(publicKey), 'tunnel-cli'),
     });
   }
@@ -206,7 +215,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stopped || this.#current !== c) return;
     let fresh: LeaseIssued | undefined;
     try {
-      fresh = await this.#lease(publicKey);
+      fresh = await this.#lease(publicKey, undefined);
       if (fresh.relay.node_id !== c.lease.relay.node_id) throw new Error('the exposure moved to another relay');
       if (!(await renewOnConnection(c.client, fresh.certificate))) throw new Error('the relay refused the renewal');
       c.lease = fresh;

@@ -70,6 +70,33 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(mine[0]!.bytes_out, 5_000_000_000);
     });
 
+    it('a relay back from a crash closes what its earlier run left open (heartbeat started_at)', async () => {
+      await heartbeat(t, node, [{ name: exposure, port: 7000 }]);
+      const lease = await issueLease(t, await tokenFor(t, bob, 'member'), { kind: 'open', exposure });
+      const sid = uniq('ssh');
+      await events([{ type: 'conn_open', lease_id: lease.lease.id, session_id: sid }]);
+      const hb = async (startedAt?: string) =>
+        assertOk(
+          await t.call('POST', '/v1/nodes/self/heartbeat', {
+            token: node.token,
+            body: { version: 'test', native_crypto: true, egress_driver: 'iptables', connections: 0, exposures: [], ...(startedAt ? { started_at: startedAt } : {}) },
+          }),
+          200,
+        );
+      // The run that opened it is still the current one: it stays open and live.
+      await hb(new Date(t.clock.now().getTime() - 60_000).toISOString());
+      assert.equal((await list(admin, 'admin')).find((c) => c.session_id === sid)?.live, true);
+      // The relay restarted (crashed, never sent conn_close): its new run started after the open.
+      t.clock.advance(5_000);
+      const restarted = t.clock.now().toISOString();
+      await hb(restarted);
+      await heartbeat(t, node, [{ name: exposure, port: 7000 }]);
+      assert.equal((await list(admin, 'admin')).find((c) => c.session_id === sid), undefined);
+      const row = (await list(admin, 'admin', '?state=all')).find((c) => c.session_id === sid);
+      assert.equal(row?.closed_at, restarted);
+      assert.equal(row?.live, false);
+    });
+
     it('records a close whose open was lost', async () => {
       const sid = uniq('ssh');
       await events([{ type: 'conn_close', session_id: sid, bytes_in: 1, bytes_out: 2 }]);

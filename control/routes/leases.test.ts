@@ -144,6 +144,33 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.equal(await place(e4), b.name);
       });
 
+      it('avoid_nodes moves an exposure off a relay its client could not reach, while another is online', async () => {
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        const a = await enrollNode(t, await tok(admin, 'admin'), uniq('av-a'));
+        const b = await enrollNode(t, await tok(admin, 'admin'), uniq('av-b'));
+        await heartbeat(t, a);
+        await heartbeat(t, b);
+        const e = uniq('av-');
+        await putExposure(t, await tok(owner), e, [friend.name]);
+        const first = await lease(owner, { kind: 'expose', exposure: e });
+        assertOk(first, 201);
+        const [held, other] = first.body.relay.node_id === a.id ? [a, b] : [b, a];
+        // X is online there (its relay reported it), and a reconnect stays on that relay...
+        await heartbeat(t, held, [{ name: e, port: 22 }]);
+        assert.equal((await lease(owner, { kind: 'expose', exposure: e })).body.relay.node_id, held.id);
+        // ...unless X says that relay just failed: the other online relay is used at once.
+        const moved = await lease(owner, { kind: 'expose', exposure: e, avoid_nodes: [held.id] });
+        assertOk(moved, 201);
+        assert.equal(moved.body.relay.node_id, other.id);
+        // A hint only: with no other online relay it is used anyway.
+        t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
+        await heartbeat(t, held, [{ name: e, port: 22 }]);
+        assert.equal((await lease(owner, { kind: 'expose', exposure: e, avoid_nodes: [held.id] })).body.relay.node_id, held.id);
+        // Only for expose leases, and only node ids.
+        assertProblem(await lease(friend, { kind: 'open', exposure: e, avoid_nodes: [held.id] }), 400, 'LEASE_KIND_MISMATCH');
+        assertProblem(await lease(owner, { kind: 'expose', exposure: e, avoid_nodes: ['not an id'] }), 400, 'VALIDATION_FAILED');
+      });
+
       it('NO_NODE_AVAILABLE when no node is online; the lease says where X is for open', async () => {
         t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
         const e = uniq('none-');

@@ -32,6 +32,18 @@ export async function recordConnectionEvent(tx: Tx, nodeId: string, e: Connectio
     .onConflictDoUpdate({ target: [connections.nodeId, connections.sessionId], set: closed });
 }
 
+/**
+ * Closes the connections a node reported open before `startedAt`, its current run's start: the
+ * run that opened them ended without reporting their close (it crashed or was killed). They are
+ * marked closed at `startedAt` (the latest they can have lasted), byte counts unknown.
+ */
+export async function closeConnectionsOfEarlierRun(tx: Tx, nodeId: string, startedAt: Date): Promise<void> {
+  await tx
+    .update(connections)
+    .set({ closedAt: startedAt })
+    .where(and(eq(connections.nodeId, nodeId), isNull(connections.closedAt), lt(connections.openedAt, startedAt)));
+}
+
 /** Drops closed connections older than the retention (cheap: an index range on closed_at). */
 export async function pruneConnections(tx: Tx, now: Date): Promise<void> {
   await tx.delete(connections).where(lt(connections.closedAt, new Date(now.getTime() - CLOSED_RETENTION_MS)));

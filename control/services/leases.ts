@@ -49,6 +49,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
   if (req.kind === 'expose' || req.kind === 'open') {
     if (!req.exposure) throw new AppError('VALIDATION_FAILED', `exposure: required for a ${req.kind} lease`);
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
+    if (req.avoid_nodes && req.kind !== 'expose') throw new AppError('LEASE_KIND_MISMATCH', 'avoid_nodes: only for expose leases');
     // The exposure with the node holding it now, in one query (open leases go there).
     const [found] = await deps.db
       .select({ exp: exposures, current: nodes })
@@ -60,7 +61,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     const exp = found!.exp;
     if (req.kind === 'expose') {
       grant = { kind: 'expose', exposure: exp.name, port: req.port ?? 22 };
-      node = await pickExposeNode(deps.db, now, deps.settings.nodeOnlineWindow, exp);
+      node = await pickExposeNode(deps.db, now, deps.settings.nodeOnlineWindow, exp, req.avoid_nodes);
       if (!node) throw new AppError('NO_NODE_AVAILABLE', 'no relay node is online', { retryable: true });
     } else {
       if (req.port !== undefined) throw new AppError('LEASE_KIND_MISMATCH', 'port: only for expose leases');
@@ -78,7 +79,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     }
   } else {
     if (!req.targets) throw new AppError('VALIDATION_FAILED', 'targets: required for an egress lease');
-    if (req.exposure || req.port !== undefined) throw new AppError('LEASE_KIND_MISMATCH', 'exposure/port: not allowed in an egress lease');
+    if (req.exposure || req.port !== undefined || req.avoid_nodes) throw new AppError('LEASE_KIND_MISMATCH', 'exposure/port/avoid_nodes: not allowed in an egress lease');
     const names = [...new Set(req.targets)];
     const rows = await deps.db.select().from(egressTargets).where(inArray(egressTargets.name, names));
     for (const n of names) assertAllowed(p, 'lease.issue.egress', { name: n, allow: rows.find((r) => r.name === n)?.allow ?? null });

@@ -22,12 +22,15 @@ export async function activeExposuresByNode(db: Db, now: Date): Promise<Map<stri
 /**
  * Where an expose lease goes: the exposure's pinned node if set (online or not: the operator
  * asked for it), else the online node with the fewest active exposures (ties: by name).
+ * Nodes in `avoid` (relays the client just failed to reach: a crashed relay still looks online
+ * until its heartbeat goes stale) are left out while any other online node remains.
  */
 export async function pickExposeNode(
   db: Db,
   now: Date,
   windowSeconds: number,
   exposure: typeof exposures.$inferSelect,
+  avoid: readonly string[] = [],
 ): Promise<NodeRow | undefined> {
   if (exposure.pinnedNodeId) {
     const [n] = await db.select().from(nodes).where(eq(nodes.id, exposure.pinnedNodeId)).limit(1);
@@ -35,7 +38,9 @@ export async function pickExposeNode(
   }
   // Reconnects stay where the exposure lives now, so make-before-break works on one relay.
   const all = await db.select().from(nodes);
-  const online = all.filter((n) => isOnline(n, now, windowSeconds));
+  const alive = all.filter((n) => isOnline(n, now, windowSeconds));
+  const preferred = alive.filter((n) => !avoid.includes(n.id));
+  const online = preferred.length ? preferred : alive;
   if (exposure.currentNodeId && exposure.online) {
     const current = online.find((n) => n.id === exposure.currentNodeId);
     if (current) return current;

@@ -14,7 +14,7 @@ import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
-import { pruneConnections, recordConnectionEvent } from './connections.js';
+import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { setOffline, setOnline } from './exposures.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
 
@@ -90,6 +90,7 @@ export async function heartbeat(
     })
     .where(eq(nodes.id, node.nodeId));
   await setOnline(deps, node, body.exposures, { complete: true });
+  if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, new Date(body.started_at));
   return { server_time: now.toISOString() };
 }
 
