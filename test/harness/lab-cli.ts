@@ -66,7 +66,7 @@ async function execIn(lab: Lab, host: LabHost, argv: string[], opts: { input?: s
  * A CLI user in `host` with an empty HOME (not logged in; the server comes from TUNNEL_SERVER).
  * The home lives under `parent`, which the caller removes.
  */
-export function labCli(stack: LabStack, name: string, host: LabHost, parent: string): LabCli {
+export function labCli(stack: Pick<LabStack, 'lab' | 'controlUrl' | 'caPin'>, name: string, host: LabHost, parent: string): LabCli {
   const home = mkdtempSync(join(parent, `cli-${name}-`));
   mkdirSync(join(home, '.config'), { recursive: true });
   const env = {
@@ -92,7 +92,13 @@ export function labCli(stack: LabStack, name: string, host: LabHost, parent: str
 }
 
 /** Creates user `name` through the API and logs a new CLI in as them with a password. */
-export async function passwordUser(stack: LabStack, name: string, host: LabHost, parent: string, role: 'admin' | 'member' = 'member'): Promise<LabCli> {
+export async function passwordUser(
+  stack: Pick<LabStack, 'lab' | 'controlUrl' | 'caPin' | 'call' | 'adminToken'>,
+  name: string,
+  host: LabHost,
+  parent: string,
+  role: 'admin' | 'member' = 'member',
+): Promise<LabCli> {
   const password = `${name}-password-123`;
   const r = await stack.call('POST', '/v1/users', { token: stack.adminToken, body: { name, password, role } });
   if (r.status !== 201) throw new Error(`create user ${name}: ${r.status} ${JSON.stringify(r.body)}`);

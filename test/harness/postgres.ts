@@ -18,11 +18,23 @@ export interface PostgresInstance {
   dir: string;
   /** Stops the server (`pg_ctl stop -m immediate`) and removes its directory. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Restarts the server on the same data and port (`pg_ctl restart`, `fast` by default: open
+   * sessions are terminated, as on a real restart) and resolves once it accepts connections.
+   */
+  restart(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Runs one SQL statement as the superuser with psql (`-At`) and returns its output. */
+  psql(sql: string): Promise<string>;
 }
 
 export interface StartPostgresOptions {
   /** Name of the database created for the tests. Default `tunnel`. */
   database?: string;
+  /**
+   * Run the server inside this network namespace (`ip netns exec`), e.g. a lab host: it then
+   * listens on that namespace's 127.0.0.1, for processes in the same host. Needs root.
+   */
+  netns?: string;
 }
 
 /** Server binaries, newest version first: /usr/lib/postgresql/<version>/bin. */
@@ -60,8 +72,9 @@ interface Runner {
   owner?: { uid: number; gid: number };
 }
 
-async function makeRunner(): Promise<Runner> {
+async function makeRunner(netns?: string): Promise<Runner> {
   const isRoot = process.getuid?.() === 0;
+  if (netns !== undefined && !isRoot) throw new Error('a Postgres server inside a network namespace needs root');
   if (!isRoot) return { run: (bin, args) => execFileAsync(bin, args) };
   const [uid, gid] = await Promise.all([
     execFileAsync('id', ['-u', 'postgres']).then((r) => Number(r.stdout.trim())),
@@ -69,8 +82,12 @@ async function makeRunner(): Promise<Runner> {
   ]).catch((err: unknown) => {
     throw new Error('running as root but there is no `postgres` OS user to run the server as', { cause: err });
   });
+  const inNs = netns === undefined ? [] : ['ip', 'netns', 'exec', netns];
   return {
-    run: (bin, args) => execFileAsync('runuser', ['-u', 'postgres', '--', bin, ...args], { cwd: '/' }),
+    run: (bin, args) =>
+      inNs.length
+        ? execFileAsync(inNs[0]!, [...inNs.slice(1), 'runuser', '-u', 'postgres', '--', bin, ...args], { cwd: '/' })
+        : execFileAsync('runuser', ['-u', 'postgres', '--', bin, ...args], { cwd: '/' }),
     owner: { uid, gid },
   };
 }
@@ -94,7 +111,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`database name must match [a-z_][a-z0-9_]*, got ${database}`);
   const bin = findPostgresBinDir();
   accessSync(join(bin, 'pg_ctl'), constants.X_OK);
-  const runner = await makeRunner();
+  const runner = await makeRunner(opts.netns);
   const dir = await mkdtemp(join(baseDirFor(runner), 'tunnel-pg-'));
   if (runner.owner) await chown(dir, runner.owner.uid, runner.owner.gid);
   const dataDir = join(dir, 'data');
@@ -137,7 +154,13 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       }
     }
     await runner.run(join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', database]);
-    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, dir, stop };
+    const restart = async (mode: 'fast' | 'immediate' = 'fast'): Promise<void> => {
+      if (!started) throw new Error('the Postgres server is stopped');
+      await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-m', mode, 'restart']);
+    };
+    const psql = async (sql: string): Promise<string> =>
+      (await runner.run(join(bin, 'psql'), ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', database, '-c', sql])).stdout;
+    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, dir, stop, restart, psql };
   } catch (err) {
     const log = await readFile(logFile, 'utf8').catch(() => '');
     await stop();
