@@ -57,22 +57,27 @@ export interface RawResponse {
  * timed out) the same request goes to the next one, so a dead replica costs one failed connect.
  * A replica whose certificate fails verification is never skipped over: that is an error.
  * While the control plane answers 503 DATABASE_UNAVAILABLE (its database restarting) the request
- * is retried after Retry-After, for up to 30 s, then reported in one line.
+ * is retried after Retry-After, for up to 30 s (saying so once, in one line), then reported as an
+ * error in one line.
  */
 export class ApiClient {
   readonly server: string;
   readonly urls: readonly string[];
   readonly #dispatcher: Dispatcher | undefined;
   #preferred = 0;
+  /** Told once per outage that requests are being retried (the CLI prints it as one line). */
+  readonly #notice: ((line: string) => void) | undefined;
+  #noticed = false;
 
   /** How this client verifies the server (what forServer resolved; empty for a bare client). */
   readonly trust: TrustSettings;
 
-  constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}) {
+  constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}, notice?: (line: string) => void) {
     this.server = server;
     this.urls = serverUrls(server);
     this.#dispatcher = dispatcher;
     this.trust = trust;
+    this.#notice = notice;
   }
 
   /** The replica requests go to first now. */
@@ -92,7 +97,8 @@ export class ApiClient {
         const { warning } = checkServerUrl(url, trust);
         if (warning) ctx.stderr.write(`tunnel: ${warning}\n`);
       }
-      return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }), trust);
+      const notice = (line: string) => void ctx.stderr.write(`tunnel: ${line}\n`);
+      return new ApiClient(server, ctx.dispatcher ?? new Agent({ connect: trustConnector(trust, TIMEOUT_MS) }), trust, notice);
     } catch (err) {
       if (err instanceof TrustError) throw new CliError(EXIT.USAGE, err.message, { code: err.code });
       throw err;
@@ -103,9 +109,14 @@ export class ApiClient {
     const deadline = Date.now() + UNAVAILABLE_BUDGET_MS;
     for (;;) {
       const res = await this.#once(method, path, opts);
-      if (res.status !== 503 || problemCode(res.body) !== 'DATABASE_UNAVAILABLE') return res;
+      if (res.status !== 503 || problemCode(res.body) !== 'DATABASE_UNAVAILABLE') {
+        this.#noticed = false;
+        return res;
+      }
       const wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(250, (Number(res.retryAfter) || 1) * 1000));
       if (Date.now() + wait > deadline) return res;
+      if (!this.#noticed) this.#notice?.(`the control plane cannot reach its database; retrying for up to ${UNAVAILABLE_BUDGET_MS / 1000} s`);
+      this.#noticed = true;
       await new Promise((r) => setTimeout(r, wait));
     }
   }

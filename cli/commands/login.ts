@@ -33,7 +33,8 @@ machine, sign in and approve the code. --password asks for a password (or reads 
 standard input). --token uses a service token for headless hosts (TUNNEL_TOKEN works too).
 
 Options:
-  --server URL     the control plane (or TUNNEL_SERVER, or the last one used)
+  --server URL     the control plane (or TUNNEL_SERVER, or the last one used); several replicas
+                   as one comma-separated list, tried in order when one cannot be reached
   --browser        open the approval page in a browser (xdg-open)
   --password       log in with user name and password
   --user NAME      user name for --password (asked for when missing)
@@ -50,6 +51,7 @@ verify the server the same way without being told again.
 Examples:
   tunnel login --server https://tunnel.example.com
   tunnel login --server https://203.0.113.7:8443 --ca-pin sha256:3f1c...e9
+  tunnel login --server https://ctl-a.example:8443,https://ctl-b.example:8443
   TUNNEL_TOKEN=tnl_st_... tunnel login --server https://tunnel.example.com --token "$TUNNEL_TOKEN"`,
   async run(ctx, argv) {
     const a = parseCommand('login', argv, {

@@ -23,6 +23,10 @@ export interface PostgresInstance {
    * sessions are terminated, as on a real restart) and resolves once it accepts connections.
    */
   restart(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Stops the server (`fast`), keeping its data, until start(). */
+  pause(): Promise<void>;
+  /** Starts a paused server again on the same data and port; resolves once it accepts connections. */
+  resume(): Promise<void>;
   /** Runs one SQL statement as the superuser with psql (`-At`) and returns its output. */
   psql(sql: string): Promise<string>;
 }
@@ -158,9 +162,15 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       if (!started) throw new Error('the Postgres server is stopped');
       await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-m', mode, 'restart']);
     };
+    const pause = async (): Promise<void> => {
+      await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, '-w', '-t', '60', '-m', 'fast', 'stop']);
+    };
+    const resume = async (): Promise<void> => {
+      await runner.run(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+    };
     const psql = async (sql: string): Promise<string> =>
       (await runner.run(join(bin, 'psql'), ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', database, '-c', sql])).stdout;
-    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, dir, stop, restart, psql };
+    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, dir, stop, restart, pause, resume, psql };
   } catch (err) {
     const log = await readFile(logFile, 'utf8').catch(() => '');
     await stop();

@@ -126,7 +126,15 @@ describe('failover in the lab: two relays, two control replicas, one Postgres (r
   });
 
   it('SIGKILL of the relay holding X: tunnel expose moves to the other relay and Y reaches X again', async () => {
+    const before = x.output().stdout.length;
     const run = await relayKillRun(fl, () => x.output().stdout, bob, EXPOSURE, LIMIT_MS);
+    // X named the lost relay in its next lease request, so it went straight to the other one:
+    // one disconnect (the kill), no attempts at the dead relay while it still looked online.
+    const afterKill = x.output().stdout.slice(before).split('\n').filter(Boolean);
+    const firstConnected = afterKill.findIndex((l) => l.includes('"event":"connected"'));
+    assert.ok(firstConnected > 0, afterKill.join('\n'));
+    const disconnects = afterKill.slice(0, firstConnected).filter((l) => l.includes('"event":"disconnected"'));
+    assert.equal(disconnects.length, 1, `X retried the dead relay:\n${afterKill.join('\n')}`);
     report.push(`relay ${run.from} SIGKILLed -> Y reached X through ${run.to} after ${run.ms} ms (${run.attempts} tunnel open attempts)`);
     assert.notEqual(run.to, run.from, `X should have moved off the killed relay: ${x.output().stdout}`);
     assert.equal(currentRelay(x.output().stdout), run.to);
@@ -271,6 +279,21 @@ describe('failover in the lab: two relays, two control replicas, one Postgres (r
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
+    // A CLI command started while the database is down waits it out (503 DATABASE_UNAVAILABLE,
+    // retried after Retry-After, said once in one line) and succeeds once it is back.
+    await fl.postgres.pause();
+    const down = await fl.callOn(1)('GET', '/v1/me', { token });
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.body.code, 'DATABASE_UNAVAILABLE');
+    const during = keep(bob.spawn(['leases']));
+    await waitForLine(during, /cannot reach its database; retrying/, 30_000);
+    await fl.postgres.resume();
+    const ended = await during.exited;
+    assert.equal(ended.code, 0, JSON.stringify(during.output()));
+    const said = during.output().stderr.split('\n').filter((l) => /database/.test(l));
+    assert.deepEqual(said, ['tunnel: the control plane cannot reach its database; retrying for up to 30 s']);
+    assert.doesNotMatch(during.output().stderr, /\n\s+at /);
+
     const firstFail = lines.filter((l) => l.status === 503).sort((a, b) => a.t - b.t)[0];
     const firstOkAfter = lines.filter((l) => l.t > restartAt && l.status < 300 && (!firstFail || l.t >= firstFail.t)).sort((a, b) => a.t - b.t)[0];
     report.push(
