@@ -173,6 +173,10 @@ describe('the CLI and the relay verify the control plane (pin, CA file) and refu
     const refused = await runNode(['--control-url', fake.url, '--ca-pin', control.pin!, '--enroll-token', await token('relay-x')]);
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /tunnel-node: control plane not trusted: the server's certificate does not match the pin/);
+    // ... and with the real certificate as its CA file.
+    const refusedCa = await runNode(['--control-url', fake.url, '--ca-file', certFile, '--enroll-token', await token('relay-w')]);
+    assert.equal(refusedCa.code, 1, refusedCa.stderr);
+    assert.match(refusedCa.stderr, /tunnel-node: control plane not trusted/);
     const noTrust = await runNode(['--control-url', control.url, '--enroll-token', await token('relay-y')]);
     assert.equal(noTrust.code, 1, noTrust.stderr);
     assert.match(noTrust.stderr, /not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
