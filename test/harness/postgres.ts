@@ -39,6 +39,8 @@ export interface StartPostgresOptions {
    * listens on that namespace's 127.0.0.1, for processes in the same host. Needs root.
    */
   netns?: string;
+  /** Listen on this port (default: a free one). */
+  port?: number;
 }
 
 /** Server binaries, newest version first: /usr/lib/postgresql/<version>/bin. */
@@ -145,7 +147,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     ];
     let port = 0;
     for (let attempt = 1; ; attempt++) {
-      port = await freePort();
+      port = opts.port ?? (await freePort());
       // Later lines win, so each attempt only appends its port.
       await appendFile(join(dataDir, 'postgresql.conf'), [...(attempt === 1 ? base : []), `port = ${port}`, ''].join('\n'));
       try {
@@ -154,7 +156,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         break;
       } catch (err) {
         // Another process may have taken the port between freePort() and the bind.
-        if (attempt >= 3) throw err;
+        if (attempt >= 3 || opts.port !== undefined) throw err;
       }
     }
     await runner.run(join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', database]);
