@@ -11,6 +11,9 @@ const onSignal = () => {
 };
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+// OpenSSH ends its ProxyCommand (`tunnel open --stdio`) with SIGHUP when the session is over;
+// stop cleanly then too, so the lease is revoked rather than left active until it expires.
+process.on('SIGHUP', onSignal);
 
 const code = await run(process.argv.slice(2), {
   stdout: process.stdout,

@@ -61,6 +61,20 @@ describe('leases left by tunnel expose and tunnel open (real binaries)', () => {
     await once(x, 'exit');
   });
 
+  it('tunnel open --stdio revokes its lease when ssh ends it with SIGHUP (as OpenSSH ends a ProxyCommand)', async () => {
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'hangup', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    const y = f.bob.spawn(['open', 'hangup', '--stdio']);
+    y.stdin!.write('ping\n');
+    await waitForLine(y, /^ping$/);
+    assert.equal((await activeLeases(f.bob, 'hangup', 'open')).length, 1);
+    y.kill('SIGHUP');
+    await once(y, 'exit');
+    assert.deepEqual(await activeLeases(f.bob, 'hangup', 'open'), [], 'the lease of a hung-up tunnel open is revoked');
+    x.kill('SIGTERM');
+    await once(x, 'exit');
+  });
+
   it('tunnel leases shows whether a relay holds a connection under each lease now', async () => {
     const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'shown', '--json']);
     const exposeLease = (JSON.parse(await waitForLine(x, /"event":"connected"/)) as { lease: string }).lease;
