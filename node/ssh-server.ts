@@ -4,7 +4,8 @@ import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from './logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
+import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
 /** Why a socket was closed before it authenticated. */
@@ -49,6 +50,8 @@ export function createSshServer(opts: SshServerOptions): SshServer {
   let sockets = 0;
   const dropLog = throttledDropLog(opts.logger);
 
+  // Padding randomness from a pool instead of one randomFillSync per packet (ssh2-internals).
+  installPooledPadding();
   const ssh = new ssh2.Server(
     {
       hostKeys: [{ key: hostKeyWithKeyObject(opts.hostKey) }],
@@ -59,6 +62,8 @@ export function createSshServer(opts: SshServerOptions): SshServer {
     },
     (conn, info) => {
       const sock = socketOf(conn);
+      // ssh2 writes packet by packet: leave in one writev per tick (node/write-batching.ts).
+      batchWrites(sock);
       conn.once('ready', () => pending.get(sock)?.());
       // Protocol fixes for every connection, before the key exchange finishes (ssh2-internals).
       sendServerSigAlgs(conn, SERVER_SIG_ALGS);

@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, sendServerSigAlgs } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -122,5 +122,48 @@ describe('hostKeyWithKeyObject', () => {
       assert.equal(fast.verify(data, sig), true);
       assert.equal(cryptoVerify(null, data, createPublicKey(privateKey), sig), true);
     }
+  });
+});
+
+describe('installPooledPadding', () => {
+  it('builds every cipher class’s packets exactly as ssh2 does, with random padding from the pool', () => {
+    installPooledPadding();
+    installPooledPadding(); // idempotent: the originals stay the originals
+    const ciphers = sampleCiphers();
+    const names = ciphers.map((c) => (Object.getPrototypeOf(c) as { constructor: { name: string } }).constructor.name);
+    assert.deepEqual(
+      [...new Set(names)].sort(),
+      ['AESGCMCipherBinding', 'AESGCMCipherNative', 'ChaChaPolyCipherBinding', 'ChaChaPolyCipherNative', 'GenericCipherBinding', 'GenericCipherNative'],
+      'all six classes (the native binding is loaded)',
+    );
+    const sizes = [...Array.from({ length: 300 }, (_, i) => i), 1024, 32 * 1024 - 1, 32 * 1024, 32 * 1024 + 9];
+    for (const [i, c] of ciphers.entries()) {
+      const original = ORIGINAL_ALLOC_PACKET.get(names[i]!);
+      assert.ok(original, `original allocPacket of ${names[i]} kept`);
+      assert.notEqual(c.allocPacket, original, `${names[i]} uses the pooled padding`);
+      for (const n of sizes) {
+        const ours = c.allocPacket(n);
+        const theirs: Buffer = original.call(c, n);
+        const what = `${names[i]}, payload ${n}`;
+        assert.equal(ours.length, theirs.length, `${what}: length`);
+        assert.deepEqual(ours.subarray(0, 5), theirs.subarray(0, 5), `${what}: packet length and padding length`);
+        const pad = ours[4]!;
+        assert.ok(pad >= 4, `${what}: at least 4 bytes of padding`);
+      }
+      c.free();
+    }
+  });
+
+  it('takes fresh random bytes for each packet', () => {
+    installPooledPadding();
+    const [c] = sampleCiphers();
+    const pads = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const p = c!.allocPacket(11); // 16 bytes of padding for AES-GCM
+      pads.add(p.subarray(16, 16 + p[4]!).toString('hex'));
+    }
+    assert.equal(pads.size, 2000, 'no padding repeated (pool refilled, never reused)');
+    for (const s of sampleCiphers()) s.free();
+    c!.free();
   });
 });

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
+import { createPrivateKey, randomFillSync, sign as cryptoSign } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { Client, Connection, ParsedKey } from 'ssh2';
@@ -36,6 +36,10 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   handlers (client.js and server.js) still decrement `incoming.window`, then call
  *   `channel.push(data)`, then top up only when the window is at or below half of MAX_WINDOW;
  *   and `Channel#_read` is still where ssh2 grants window again after backpressure.
+ * - Pooled padding (installPooledPadding): lib/protocol/crypto.js still exports CIPHER_INFO, MAC_INFO
+ *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
+ *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
+ *   compares every class against ssh2's own).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
  * - Host key: lib/protocol/kex.js still signs the exchange hash with `hostKey.sign(data, algo)`
  *   on the object `utils.parseKey` returned, and server.js takes an already parsed key as is
@@ -402,4 +406,130 @@ export function hostKeyWithKeyObject(pem: string): ParsedKey {
     }
   };
   return parsed;
+}
+
+/** A pool of CSPRNG bytes that packet padding is taken from (refilled with one randomFillSync call when used up). */
+const PADDING_POOL_BYTES = 64 * 1024;
+let paddingPool = Buffer.alloc(0);
+let paddingPos = 0;
+function fillPadding(packet: Buffer, offset: number, len: number): void {
+  if (paddingPos + len > paddingPool.length) {
+    paddingPool = randomFillSync(Buffer.allocUnsafe(PADDING_POOL_BYTES));
+    paddingPos = 0;
+  }
+  paddingPool.copy(packet, offset, paddingPos, paddingPos + len);
+  paddingPos += len;
+}
+
+interface OutboundCipher {
+  allocPacket(payloadLen: number): Buffer;
+  free(): void;
+  _encBlockLen?: number;
+  _aadLen?: number;
+  _macLen?: number;
+}
+type AllocPacket = (this: OutboundCipher, payloadLen: number) => Buffer;
+
+/**
+ * ssh2's `allocPacket` as lib/protocol/crypto.js writes it for every cipher class, with the
+ * random padding taken from a pool: `block` the cipher's block length, `aad` 4 when the length
+ * field is not encrypted (AEAD, encrypt-then-MAC), `extra` the room left after the packet for
+ * the tag or MAC that the native binding writes in place.
+ */
+function pooledAllocPacket(shape: (c: OutboundCipher) => { block: number; aad: number; extra: number }): AllocPacket {
+  return function (this: OutboundCipher, payloadLen: number): Buffer {
+    const { block, aad, extra } = shape(this);
+    let pktLen = 4 + 1 + payloadLen;
+    let padLen = block - ((pktLen - aad) & (block - 1));
+    if (padLen < 4) padLen += block;
+    pktLen += padLen;
+    const packet = Buffer.allocUnsafe(pktLen + extra);
+    packet.writeUInt32BE(pktLen - 4, 0);
+    packet[4] = padLen;
+    fillPadding(packet, 5 + payloadLen, padLen);
+    return packet;
+  };
+}
+
+/** Each ssh2 outbound cipher class (by constructor name) and the shape of its packets. */
+const CIPHER_SHAPES: Record<string, (c: OutboundCipher) => { block: number; aad: number; extra: number }> = {
+  AESGCMCipherBinding: () => ({ block: 16, aad: 4, extra: 16 }),
+  AESGCMCipherNative: () => ({ block: 16, aad: 4, extra: 0 }),
+  ChaChaPolyCipherBinding: () => ({ block: 8, aad: 4, extra: 16 }),
+  ChaChaPolyCipherNative: () => ({ block: 8, aad: 4, extra: 0 }),
+  GenericCipherBinding: (c) => ({ block: c._encBlockLen ?? NaN, aad: c._aadLen ?? NaN, extra: c._macLen ?? NaN }),
+  GenericCipherNative: (c) => ({ block: c._encBlockLen ?? NaN, aad: c._aadLen ?? NaN, extra: 0 }),
+};
+
+interface CryptoModule {
+  CIPHER_INFO?: Record<string, { keyLen: number; ivLen: number }>;
+  MAC_INFO?: Record<string, { len: number }>;
+  createCipher?: (config: unknown) => OutboundCipher;
+}
+
+/** One instance of every outbound cipher class ssh2 can create here (binding and pure JS), made with throwaway keys. */
+export function sampleCiphers(): OutboundCipher[] {
+  const crypto = require('ssh2/lib/protocol/crypto.js') as CryptoModule;
+  const { CIPHER_INFO, MAC_INFO, createCipher } = crypto;
+  if (!CIPHER_INFO || !MAC_INFO || typeof createCipher !== 'function') throw new Error('ssh2 internals changed: protocol/crypto.js CIPHER_INFO, MAC_INFO or createCipher missing');
+  const out: OutboundCipher[] = [];
+  for (const name of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr']) {
+    const info = CIPHER_INFO[name];
+    const mac = MAC_INFO['hmac-sha2-256-etm@openssh.com'];
+    if (!info || !mac) throw new Error(`ssh2 internals changed: no CIPHER_INFO for ${name}`);
+    for (const forceNative of [false, true]) {
+      out.push(
+        createCipher({
+          outbound: {
+            onWrite: () => {},
+            cipherInfo: info,
+            cipherKey: Buffer.alloc(info.keyLen),
+            cipherIV: Buffer.alloc(info.ivLen),
+            seqno: 0,
+            macInfo: mac,
+            macKey: Buffer.alloc(mac.len),
+            forceNative,
+          },
+        }),
+      );
+    }
+  }
+  return out;
+}
+
+let paddingInstalled = false;
+/** ssh2's own allocPacket of each cipher class, before installPooledPadding replaced it (for tests). */
+export const ORIGINAL_ALLOC_PACKET = new Map<string, AllocPacket>();
+
+/**
+ * ssh2 fills each packet's 4 to 19 bytes of random padding with its own `randomFillSync` call
+ * (lib/protocol/crypto.js, every cipher class's `allocPacket`): one call into OpenSSL per packet,
+ * about 5% of the relay's CPU while it moves data. This replaces `allocPacket` on the prototype
+ * of each outbound cipher class with the same arithmetic, taking the padding from a pool of
+ * CSPRNG bytes refilled 64 KiB at a time. Packets are byte-for-byte the same shape, the padding
+ * still random (RFC 4253 6), for every peer. Idempotent; throws "ssh2 internals changed" if a
+ * class is not one it knows.
+ */
+export function installPooledPadding(): void {
+  if (paddingInstalled) return;
+  const samples = sampleCiphers();
+  for (const c of samples) {
+    const proto = Object.getPrototypeOf(c) as { constructor: { name: string }; allocPacket: AllocPacket };
+    const name = proto.constructor.name;
+    const shape = CIPHER_SHAPES[name];
+    if (!shape || typeof proto.allocPacket !== 'function') throw new Error(`ssh2 internals changed: unknown cipher class ${name}`);
+    if (!ORIGINAL_ALLOC_PACKET.has(name)) {
+      ORIGINAL_ALLOC_PACKET.set(name, proto.allocPacket);
+      proto.allocPacket = pooledAllocPacket(shape);
+    }
+    c.free();
+  }
+  paddingInstalled = true;
+}
+
+/** The TCP socket an ssh2 Client created in `connect()` (ssh2 keeps it as `_sock`). */
+export function clientSocket(client: Client): Socket {
+  const sock = (client as unknown as { _sock?: Socket })._sock;
+  if (!sock || typeof sock.write !== 'function') throw new Error('ssh2 internals changed: Client._sock missing');
+  return sock;
 }
