@@ -204,6 +204,15 @@ async function runOpenSshFar(service: Service, dir: string): Promise<number[]> {
  * Tunnel with a second relay (relay-far) behind the delay line: it advertises the line's port,
  * so both CLIs dial through it; the exposure is pinned to relay-far. One row per RTT.
  */
+/** The relay's largest adaptive-window reservation so far (bytes, from its /metrics). */
+async function windowPeak(metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  return Number(/^tunnel_node_window_reserved_peak_bytes (\d+)/m.exec(text)?.[1] ?? NaN);
+}
+
+/** relay-far's window reservation peak after each Tunnel far row. */
+const windowPeaks: number[] = [];
+
 async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Service): Promise<number[]> {
   const sshPort = await freePort();
   let line: DelayLine | undefined = await startDelayLine({ targetPort: sshPort, oneWayMs: 0 });
@@ -230,6 +239,7 @@ async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Servi
         try {
           await open.waitFor(/"event":"listening"/, 60_000);
           out.push(await farPush(r, service));
+          windowPeaks.push(await windowPeak(relay.metricsPort));
         } finally {
           await open.stop();
         }
@@ -295,6 +305,7 @@ function farTable(oldFar: number[], tunFar: number[]): string {
       : []),
     '',
     'Both paths aes128-gcm; the delay line holds each chunk RTT/2 per direction, no rate limit, no loss.',
+    `Tunnel's adaptive windows: relay-far's largest reservation above the standard 2 MiB window after each row: ${windowPeaks.map((b) => `${f1(b / 2 ** 20)} MiB`).join(', ')} (its --window-budget and --max-channel-window are the defaults).`,
     '',
   ].join('\n');
 }

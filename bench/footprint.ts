@@ -12,7 +12,13 @@
  * one process). Prints the machine's load average with the table: the machine is shared, start
  * times scale with it.
  *
- *   node dist/bench/footprint.js [--rounds 3] [--leases 200] [--settle 5]
+ * Relay rows (bench/lib/relay-footprint.ts, a real tunnel-control and tunnel-node): idle relay
+ * RSS; RSS per idle exposure connection with `--exposures` of them (10,000 by default: the
+ * issue's "10,000 under 1 GiB", measured); RSS per saturated stream (1 and 4 streams of
+ * `--stream-bytes`, the CLI's own connection code at both ends).
+ *
+ *   node dist/bench/footprint.js [--rounds 3] [--leases 200] [--settle 5] [--only control,all-in-one,relay]
+ *                                [--exposures 10000] [--stream-bytes 536870912] [--relay-node-args '...']
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,6 +30,8 @@ import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import { enrollOnlineNode, expectStatus, httpCaller, passwordLogin, repoRoot, startControlProcess, type ApiCall } from '../test/harness/control.js';
 import { freePort, killTracked, track } from './lib/openssh.js';
 import { cpuSeconds, rssBytes } from './lib/proc.js';
+import { idleExposures, idleRelayRss, streamFootprint } from './lib/relay-footprint.js';
+import { startRelayStack } from './lib/relay-stack.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -31,9 +39,15 @@ const { values: opts } = parseArgs({
     leases: { type: 'string', default: '200' },
     settle: { type: 'string', default: '5' },
     'node-args': { type: 'string', default: '' },
-    only: { type: 'string', default: 'control,all-in-one' },
+    only: { type: 'string', default: 'control,all-in-one,relay' },
+    exposures: { type: 'string', default: '10000' },
+    'stream-bytes': { type: 'string', default: String(512 * 1024 ** 2) },
+    'relay-node-args': { type: 'string', default: '' },
   },
 });
+const EXPOSURES = Number(opts.exposures);
+const STREAM_BYTES = Number(opts['stream-bytes']);
+const RELAY_NODE_ARGS = opts['relay-node-args'].split(' ').filter(Boolean);
 const ROUNDS = Number(opts.rounds);
 const LEASES = Number(opts.leases);
 const SETTLE_MS = Number(opts.settle) * 1000;
@@ -197,7 +211,48 @@ async function main(): Promise<void> {
     `Median of ${ROUNDS} round(s), each on a fresh data directory. Rounds, first start (s): ${rows.map((r) => `${r.name} ${r.rounds.map((x) => f2(x.firstStartS)).join('/')}`).join('; ')}.`,
     `Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${load1.map(f2).join(' ')}; ${cpus().length} CPUs; Node ${process.version}.`,
   ];
-  process.stdout.write(`\n${out.join('\n')}\n\n`);
+  if (ONLY.includes('control') || ONLY.includes('all-in-one')) process.stdout.write(`\n${out.join('\n')}\n\n`);
+  if (ONLY.includes('relay')) process.stdout.write(`${await relayFootprint()}\n\n`);
+}
+
+/** The relay's rows (issue 11, target 3); see bench/lib/relay-footprint.ts for how each is taken. */
+async function relayFootprint(): Promise<string> {
+  const load0 = loadavg();
+  // The admin issues a lease per exposure: lift the per-user lease rate limit for the run.
+  const stack = await startRelayStack([], RELAY_NODE_ARGS, {}, { TUNNEL_LEASE_RATE_LIMIT: String(Math.max(120, 2 * EXPOSURES)) });
+  try {
+    log('relay: idle');
+    const idleRss = await idleRelayRss(stack);
+    log('relay: saturated streams');
+    const streams = await streamFootprint(stack, [1, 4], STREAM_BYTES, log);
+    log(`relay: ${EXPOSURES} idle exposure connections`);
+    const idle = await idleExposures(stack, EXPOSURES, log);
+    const KB = 1024;
+    const MiB = 1024 ** 2;
+    const s1 = streams.find((s) => s.streams === 1)!;
+    const s4 = streams.find((s) => s.streams === 4)!;
+    const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+    return [
+      line(['relay (tunnel-node)', 'wanted', 'got', '']),
+      line(Array(4).fill('---')),
+      line(['idle RSS, nothing connected', '<= 60 MB', `${f1(idleRss / MB)} MB`, verdict(idleRss <= 60 * MB)]),
+      line([`RSS per idle exposure connection (${idle.count} connections)`, '<= 40 KB', `${f1(idle.per / KB)} KB`, verdict(idle.per <= 40 * KB)]),
+      line([
+        `RSS with ${idle.count} idle exposures`,
+        idle.count >= 10_000 ? '< 1 GiB at 10,000' : `< 1 GiB at 10,000 (only ${idle.count} measured)`,
+        `${f1(idle.loaded / MB)} MB (${f1(idle.idle / MB)} MB before)`,
+        idle.count >= 10_000 ? verdict(idle.loaded < 1024 ** 3) : 'not measured at 10,000',
+      ]),
+      line(['RSS per saturated stream, 1 stream (median / peak above before)', '<= 4 MB', `${f1(s1.perStreamMedian / MiB)} / ${f1(s1.perStreamPeak / MiB)} MiB`, verdict(s1.perStreamPeak <= 4 * MiB)]),
+      line(['RSS per saturated stream, 4 streams (median / peak above before, per stream)', '<= 4 MB', `${f1(s4.perStreamMedian / MiB)} / ${f1(s4.perStreamPeak / MiB)} MiB`, verdict(s4.perStreamPeak <= 4 * MiB)]),
+      '',
+      `Saturated streams: the CLI's connection code at both ends (tunnel-cli identification, adaptive windows), ${f1(STREAM_BYTES / MiB)} MiB per stream; ` +
+        `${f1(s1.mbps)} MB/s with 1 stream, ${f1(s4.mbps)} MB/s with 4; relay RSS before: ${f1(s1.before / MB)} / ${f1(s4.before / MB)} MB. The peak counts garbage V8 has not collected yet.`,
+      `Relay node flags: ${RELAY_NODE_ARGS.join(' ') || '(none)'}. Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${loadavg().map(f2).join(' ')}.`,
+    ].join('\n');
+  } finally {
+    await stack.stop();
+  }
 }
 
 main().then(

@@ -23,12 +23,10 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { Client } from 'ssh2';
-import { fetch } from 'undici';
-import { parseCertificateLine } from '../protocol/ssh-cert.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, parseKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
-import { connectWithCertificate } from '../test/node/ssh2-cert-client.js';
 import { closeAll, forwardIn, mapLimit } from './lib/idle-clients.js';
+import { idleExposures } from './lib/relay-footprint.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type KeySshd, type SshTarget } from './lib/openssh.js';
 import { cpuSeconds, machineTicks, rssBytes, sampler, treeCpuSeconds, treePssBytes } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
@@ -203,40 +201,6 @@ async function runDirect(service: Service): Promise<{ mbps: number; p50: number;
   return { mbps: BYTES / MB / secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99) };
 }
 
-/** Relay memory per idle exposure connection: IDLE ssh2 clients, each with its own exposure and lease. */
-async function idleRelay(stack: RelayStack): Promise<{ idle: number; loaded: number; per: number }> {
-  const relay = await stack.restartRelay();
-  const names = Array.from({ length: IDLE }, (_, i) => `idle-${i}`);
-  log(`creating ${IDLE} exposures and expose leases through the API`);
-  const creds = await mapLimit(names, 8, async (name) => {
-    await stack.exposure(name);
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const issued = await stack.lease({ kind: 'expose', exposure: name, port: 22, ttl_seconds: 3600 }, formatPublicKeyLine(rawPublicKey(privateKey)));
-    return { name, privateKey, certificate: parseCertificateLine(issued.certificate) };
-  });
-  await settle();
-  const idle = median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
-  log(`opening ${IDLE} idle connections, each holding a tcpip-forward`);
-  const clients: Client[] = [];
-  try {
-    await mapLimit(creds, 16, async (c) => {
-      const client = await connectWithCertificate({ port: relay.sshPort, username: stack.user, privateKey: c.privateKey, certificate: c.certificate, hostKeyLine: stack.hostKeyLine });
-      client.on('error', () => {});
-      clients.push(client);
-      await forwardIn(client, c.name, 22);
-    });
-    const health = (await (await fetch(`http://127.0.0.1:${relay.metricsPort}/healthz`)).json()) as { connections: number; exposures_online: number };
-    if (health.connections !== IDLE || health.exposures_online !== IDLE) throw new Error(`relay holds ${health.connections} connections, ${health.exposures_online} exposures`);
-    await settle();
-    const s = sampler(() => rssBytes(relay.pid), 100);
-    await new Promise((r) => setTimeout(r, 2000));
-    const loaded = median(s.stop());
-    return { idle, loaded, per: (loaded - idle) / IDLE };
-  } finally {
-    await closeAll(clients);
-  }
-}
-
 /** sshd memory per idle `ssh -R`-style connection (ssh2 clients with plain keys), for comparison. */
 async function idleSshd(): Promise<{ per: number }> {
   const keys = Array.from({ length: SSHD_IDLE }, () => generateKeyPairSync('ed25519').privateKey);
@@ -332,7 +296,7 @@ runBench('bench:relay', async (cleanups) => {
     results.push({ cipher, sshd, relay });
   }
   log('idle exposure connections: relay');
-  const idleR = await idleRelay(stack);
+  const idleR = await idleExposures(stack, IDLE, log);
   log('idle connections: sshd');
   const idleS = await idleSshd();
   process.stdout.write(`\n${table(results, direct, { relay: idleR, sshd: idleS })}\n\n`);

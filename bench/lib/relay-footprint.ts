@@ -1,0 +1,180 @@
+/**
+ * The relay's memory (issue 11, target 3), measured on the real `tunnel-node` process of a
+ * bench/lib/relay-stack.ts stack (VmRSS from /proc):
+ * - idle: a fresh relay with no connection;
+ * - per idle exposure connection: `count` ssh2 clients in this process, each with its own
+ *   exposure and control-issued expose lease, holding a `tcpip-forward` and moving nothing;
+ * - per saturated stream: X and Y connected the way the CLI connects (cli/ssh/relay-connection.ts:
+ *   `tunnel-cli` identification, adaptive windows), Y pushing `bytes` as fast as it can through
+ *   1 stream and then 4 streams at once; RSS sampled during the push, the median and the peak
+ *   reported above the relay's RSS just before.
+ * Used by bench:footprint (its relay rows) and bench:relay (idle exposures).
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Client } from 'ssh2';
+import { fetch } from 'undici';
+import { connectRelay } from '../../cli/ssh/relay-connection.js';
+import { adaptWindow } from '../../cli/ssh/windows.js';
+import type { LeaseIssued } from '../../protocol/api-types.js';
+import { parseCertificateLine } from '../../protocol/ssh-cert.js';
+import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
+import { connectWithCertificate } from '../../test/node/ssh2-cert-client.js';
+import { closeAll, forwardIn, mapLimit } from './idle-clients.js';
+import { rssBytes, sampler } from './proc.js';
+import type { RelayStack } from './relay-stack.js';
+
+const settle = () => new Promise((r) => setTimeout(r, 1000)); // memory at rest: waiting is the point
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export interface IdleExposures {
+  count: number;
+  /** Relay RSS before the clients connected, and with all of them connected and idle (bytes). */
+  idle: number;
+  loaded: number;
+  per: number;
+}
+
+/** Relay memory per idle exposure connection: `count` ssh2 clients, each with its own exposure and lease. */
+export async function idleExposures(stack: RelayStack, count: number, log: (m: string) => void): Promise<IdleExposures> {
+  const relay = await stack.restartRelay(); // fresh process: memory figures do not carry over
+  const names = Array.from({ length: count }, (_, i) => `idle-${i}`);
+  log(`creating ${count} exposures and expose leases through the API`);
+  const creds = await mapLimit(names, 8, async (name) => {
+    await stack.exposure(name);
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const issued = await stack.lease({ kind: 'expose', exposure: name, port: 22, ttl_seconds: 3600 }, formatPublicKeyLine(rawPublicKey(privateKey)));
+    return { name, privateKey, certificate: parseCertificateLine(issued.certificate) };
+  });
+  await settle();
+  const idle = median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
+  log(`opening ${count} idle connections, each holding a tcpip-forward`);
+  const clients: Client[] = [];
+  try {
+    let done = 0;
+    await mapLimit(creds, 16, async (c) => {
+      const client = await connectWithCertificate({ port: relay.sshPort, username: stack.user, privateKey: c.privateKey, certificate: c.certificate, hostKeyLine: stack.hostKeyLine });
+      client.on('error', () => {});
+      clients.push(client);
+      await forwardIn(client, c.name, 22);
+      if (++done % 1000 === 0) log(`${done} connected`);
+    });
+    const health = (await (await fetch(`http://127.0.0.1:${relay.metricsPort}/healthz`)).json()) as { connections: number; exposures_online: number };
+    if (health.connections !== count || health.exposures_online !== count) throw new Error(`relay holds ${health.connections} connections, ${health.exposures_online} exposures`);
+    await settle();
+    const s = sampler(() => rssBytes(relay.pid), 100);
+    await new Promise((r) => setTimeout(r, 2000));
+    const loaded = median(s.stop());
+    return { count, idle, loaded, per: (loaded - idle) / count };
+  } finally {
+    await closeAll(clients);
+  }
+}
+
+export interface StreamFootprint {
+  /** Relay RSS at rest with X and Y connected, before the push (bytes). */
+  before: number;
+  streams: number;
+  /** RSS above `before` during the push, per stream: median and peak of the samples. */
+  perStreamMedian: number;
+  perStreamPeak: number;
+  mbps: number;
+}
+
+/** Connects as the CLI does, to the relay the lease names (the stack's relay). */
+async function cliConnect(stack: RelayStack, body: Parameters<RelayStack['lease']>[0]): Promise<Client> {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const issued: LeaseIssued = await stack.lease(body, formatPublicKeyLine(rawPublicKey(privateKey)));
+  return connectRelay(issued, privateKey as KeyObject);
+}
+
+function forwardOut(client: Client, exposure: string): Promise<Duplex> {
+  return new Promise((resolve, reject) =>
+    client.forwardOut('127.0.0.1', 0, exposure, 22, (err, ch) => {
+      if (err) return reject(err);
+      adaptWindow(client, ch);
+      resolve(ch);
+    }),
+  );
+}
+
+/** Writes `bytes` into `ch` with backpressure, then ends it. */
+function push(ch: Duplex, bytes: number): Promise<void> {
+  const chunk = Buffer.alloc(64 * 1024, 0x5a);
+  return new Promise((resolve, reject) => {
+    ch.once('error', reject);
+    let left = bytes;
+    const more = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!ch.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void ch.once('drain', more);
+      }
+      ch.end();
+      resolve();
+    };
+    more();
+  });
+}
+
+/**
+ * Relay memory per saturated stream, with the CLI's own connection code at both ends: X accepts
+ * every forwarded channel and discards what arrives (a sink as fast as this process can decrypt),
+ * Y pushes `bytes` per stream through `streams` channels at once.
+ */
+export async function streamFootprint(stack: RelayStack, streamCounts: number[], bytes: number, log: (m: string) => void): Promise<StreamFootprint[]> {
+  const relay = await stack.restartRelay();
+  const exposure = 'footprint-stream';
+  await stack.exposure(exposure);
+  const x = await cliConnect(stack, { kind: 'expose', exposure, port: 22, ttl_seconds: 3600 });
+  const y = await cliConnect(stack, { kind: 'open', exposure, ttl_seconds: 3600 });
+  let received = 0;
+  let waiter: { target: number; resolve: () => void } | undefined;
+  x.on('tcp connection', (_info, accept) => {
+    const ch = accept();
+    adaptWindow(x, ch);
+    ch.on('data', (d: Buffer) => {
+      received += d.length;
+      if (waiter && received >= waiter.target) waiter.resolve();
+    });
+    ch.on('end', () => ch.end());
+  });
+  await forwardIn(x, exposure, 22);
+  const out: StreamFootprint[] = [];
+  try {
+    for (const streams of streamCounts) {
+      await settle();
+      const before = median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
+      log(`saturated streams: ${streams} x ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+      const channels = await Promise.all(Array.from({ length: streams }, () => forwardOut(y, exposure)));
+      const target = received + streams * bytes;
+      const arrived = new Promise<void>((resolve) => (waiter = { target, resolve }));
+      const s = sampler(() => rssBytes(relay.pid), 50);
+      const t0 = performance.now();
+      await Promise.all([...channels.map((ch) => push(ch, bytes)), arrived]);
+      const secs = (performance.now() - t0) / 1000;
+      const samples = s.stop();
+      waiter = undefined;
+      out.push({
+        before,
+        streams,
+        perStreamMedian: (median(samples) - before) / streams,
+        perStreamPeak: (Math.max(...samples) - before) / streams,
+        mbps: (streams * bytes) / 1e6 / secs,
+      });
+    }
+    return out;
+  } finally {
+    x.end();
+    y.end();
+  }
+}
+
+/** A fresh relay's RSS with nothing connected (median of 5 samples after settling). */
+export async function idleRelayRss(stack: RelayStack): Promise<number> {
+  const relay = await stack.restartRelay();
+  await settle();
+  await settle();
+  return median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
+}
