@@ -76,7 +76,8 @@ function send(ch: Duplex, bytes: number): Promise<void> {
 describe('adaptive windows (real ssh2 client and server)', () => {
   const CHANNELS = 12;
   const PER_CHANNEL = 24 * MiB;
-  const budget = new WindowBudget({ budgetBytes: 12 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0 });
+  // minGain 1: every doubling is kept, so this tests the bound, not the probing (tested below).
+  const budget = new WindowBudget({ budgetBytes: 12 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, minGain: 1 });
   const server: ServerChannel[] = [];
   const received: number[] = [];
   let violations: string[] = [];
@@ -179,6 +180,77 @@ describe('adaptive windows (real ssh2 client and server)', () => {
       }, 10);
     });
     assert.equal(budget.status().reserved, 0);
+  });
+});
+
+/** A stand-in for an ssh2 channel's window internals, driven by hand: `deliver(n)` is one CHANNEL_DATA. */
+function fakeChannel() {
+  const ch = {
+    incoming: { window: STANDARD_WINDOW },
+    outgoing: { id: 7, state: 'open' },
+    granted: 0,
+    _client: { _protocol: { channelWindowAdjust: (_id: number, n: number) => (ch.granted += n) } },
+    push: (_chunk: unknown) => true,
+    _read: (_n: number) => {},
+    readableLength: 0,
+    once: () => ch,
+  };
+  return {
+    duplex: ch as unknown as Duplex,
+    window: () => ch.incoming.window,
+    /** What ssh2's CHANNEL_DATA handler does: reduce the window, push, then its own top-up to 2 MiB at 1 MiB. */
+    deliver(n: number) {
+      ch.incoming.window -= n;
+      if ((ch.push as (c: unknown) => boolean)(Buffer.alloc(n)) && ch.incoming.window <= STANDARD_WINDOW / 2) {
+        ch.granted += STANDARD_WINDOW - ch.incoming.window;
+        ch.incoming.window = STANDARD_WINDOW;
+      }
+    },
+  };
+}
+
+describe('adaptive window probing (fake channel, fake clock)', () => {
+  const PACKET = 32 * 1024;
+  /** Delivers `bytes` in packets; `msPerByte(window)` is how fast the path delivers at the current window. */
+  function run(budget: WindowBudget, clock: { t: number }, bytes: number, msPerByte: (target: number) => number) {
+    const ch = fakeChannel();
+    budget.adopt(ch.duplex);
+    let maxTarget = 0;
+    for (let sent = 0; sent < bytes; sent += PACKET) {
+      const target = STANDARD_WINDOW + budget.status().reserved;
+      maxTarget = Math.max(maxTarget, target);
+      clock.t += PACKET * msPerByte(target);
+      ch.deliver(PACKET);
+      assert.ok(ch.window() >= 0, 'never more delivered than granted');
+    }
+    return { maxTarget, reserved: budget.status().reserved };
+  }
+
+  it('keeps doubling while the window is the limit (rate grows with it: a long path), up to the channel cap', () => {
+    const clock = { t: 0 };
+    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
+    // Window-limited: one window per 50 ms round trip.
+    const r = run(budget, clock, 128 * MiB, (target) => 50 / target);
+    assert.equal(r.maxTarget, 16 * MiB);
+    assert.equal(r.reserved, 14 * MiB, 'settled at the cap');
+  });
+
+  it('goes back to the standard window when a doubling does not raise the rate (a CPU-bound or short path)', () => {
+    const clock = { t: 0 };
+    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
+    // The same 100 MB/s whatever the window.
+    const r = run(budget, clock, 128 * MiB, () => 1 / 100_000);
+    assert.equal(r.maxTarget, 4 * MiB, 'tried one doubling');
+    assert.equal(r.reserved, 0, 'and gave it back');
+  });
+
+  it('stops where the rate stops growing (the path saturates between)', () => {
+    const clock = { t: 0 };
+    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 32 * MiB, sweepMs: 0, now: () => clock.t });
+    // 50 ms RTT, but at most 150 MB/s: the window stops mattering at about 7.5 MB.
+    const r = run(budget, clock, 256 * MiB, (target) => Math.max(50 / target, 1 / 150_000));
+    assert.equal(r.reserved, 6 * MiB, 'kept 8 MiB (the first window at full speed), gave back the 16 MiB probe');
+    assert.equal(r.maxTarget, 16 * MiB);
   });
 });
 

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals.js';
 
@@ -5,12 +6,16 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  * Adaptive SSH channel windows between Tunnel's own CLI and relay (HPN-SSH-like). SSH flow
  * control caps one stream at window / RTT: ssh2's (and OpenSSH's) 2 MiB window allows about
  * 40 MB/s at 50 ms whatever the link. A channel under a WindowBudget starts at that standard
- * window and doubles it each time a whole window's worth of data was delivered without the
- * reader falling behind (the reader, not the window, is then not the limit): like TCP slow
- * start, the window grows until it covers the path's bandwidth-delay product, the per-channel
- * cap, or what the budget has left. When the reader falls behind (the channel's readable side
- * is full), the window is halved and what it no longer needs goes back to the budget; a channel
- * that moved nothing for a sweep period goes back to the standard window.
+ * window and probes for the path's bandwidth-delay product the way BBR's startup does: each
+ * time a whole window's worth of data was delivered while the reader kept up, it measures the
+ * delivery rate over that window; it doubles the window as long as the previous doubling raised
+ * the rate by at least `minGain` (25%), and when a doubling did not, the window goes back to
+ * what it was and stops growing (the window is no longer the limit: a CPU-bound or short path,
+ * where a bigger window would only queue bytes in the sender's socket). It never grows past the
+ * per-channel cap or what the budget has left. When the reader falls behind (the channel's
+ * readable side is full), the window is halved and what it no longer needs goes back to the
+ * budget; a channel that moved nothing for a sweep period goes back to the standard window and
+ * probes again when data flows.
  *
  * Memory bound: a channel never has more than `2 MiB + reserved` bytes granted to the peer
  * and not yet received, and (as with ssh2's own windows) at most its readable high-water mark
@@ -33,6 +38,10 @@ export interface WindowBudgetOptions {
   channelMaxBytes: number;
   /** How often idle channels give their reservation back; 0: no timer (tests call sweep()). */
   sweepMs?: number;
+  /** A doubling is kept only if the delivery rate grew by this factor (default 1.25; 1: always keep). */
+  minGain?: number;
+  /** Milliseconds, for delivery rates (default performance.now). */
+  now?: () => number;
 }
 
 export interface WindowBudgetStatus {
@@ -57,12 +66,16 @@ export class WindowBudget {
   #channels = new Set<AdaptiveChannel>();
   #timer: NodeJS.Timeout | undefined;
   readonly #sweepMs: number;
+  readonly minGain: number;
+  readonly now: () => number;
 
   constructor(o: WindowBudgetOptions) {
     if (!(o.budgetBytes >= 0) || !(o.channelMaxBytes >= STANDARD_WINDOW)) throw new RangeError(`window budget >= 0 and channel max >= ${STANDARD_WINDOW}`);
     this.budget = o.budgetBytes;
     this.channelMax = o.channelMaxBytes;
     this.#sweepMs = o.sweepMs ?? 2_000;
+    this.minGain = o.minGain ?? 1.25;
+    this.now = o.now ?? (() => performance.now());
   }
 
   /**
@@ -123,19 +136,27 @@ export class WindowBudget {
 }
 
 class AdaptiveChannel {
-  /** Bytes reserved from the budget: the window may be STANDARD_WINDOW + reserved. */
+  /** Bytes reserved from the budget: what this channel may hold above the standard (see the file comment). */
   reserved = 0;
+  /** The reservation it wants now (window = STANDARD_WINDOW + wanted); `reserved` follows it down as the channel drains. */
+  #wanted = 0;
   readonly #budget: WindowBudget;
   readonly #w: ChannelWindow;
-  /** Bytes delivered since the window last grew, and whether the reader fell behind meanwhile. */
+  /** This epoch (one window's worth of delivered data): bytes, start, and whether the reader fell behind. */
   #delivered = 0;
+  #epochStart: number;
   #behind = false;
+  /** Startup probing: the rate measured before the last doubling, and the reservation before it. */
+  #probing = true;
+  #rateBefore: number | undefined;
+  #reservedBefore = 0;
   #receivedSinceSweep = 0;
   #gone = false;
 
   constructor(budget: WindowBudget, w: ChannelWindow) {
     this.#budget = budget;
     this.#w = w;
+    this.#epochStart = budget.now();
     w.hook({ received: (n, accepted) => this.#received(n, accepted), drained: () => this.#topUp() });
   }
 
@@ -144,34 +165,57 @@ class AdaptiveChannel {
   }
 
   get #target(): number {
-    return STANDARD_WINDOW + this.reserved;
+    return STANDARD_WINDOW + this.#wanted;
   }
 
   #received(n: number, accepted: boolean): void {
     this.#receivedSinceSweep += n;
     if (!accepted) {
-      // The reader is the limit now, not the window: halve what this channel holds back.
+      // The reader is the limit now, not the window: halve the window.
       this.#behind = true;
-      this.#shrinkTo(this.reserved / 2);
+      this.#want(Math.floor(this.#wanted / 2));
       return;
     }
+    if (this.reserved > this.#wanted) this.#shrinkTo(this.#wanted);
     this.#delivered += n;
     if (this.#delivered >= this.#target) {
-      if (!this.#behind) this.#grow();
+      const now = this.#budget.now();
+      if (!this.#behind && this.#probing) this.#probe(this.#delivered / Math.max(now - this.#epochStart, 0.001));
       this.#delivered = 0;
+      this.#epochStart = now;
       this.#behind = false;
     }
     this.#topUp();
   }
 
-  #grow(): void {
+  /** One window delivered at `rate` while the reader kept up: double again, or settle. */
+  #probe(rate: number): void {
+    if (this.#rateBefore !== undefined && rate < this.#rateBefore * this.#budget.minGain) {
+      // The last doubling did not pay: the window is not what limits this path.
+      this.#want(this.#reservedBefore);
+      this.#probing = false;
+      return;
+    }
+    this.#rateBefore = rate;
+    this.#reservedBefore = this.#wanted;
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
-    this.reserved += this.#budget.take(next - this.#target);
+    // What it still holds above what it wants (draining after a halving) counts first.
+    const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);
+    const got = this.#budget.take(more);
+    this.reserved += got;
+    this.#wanted = Math.min(next - STANDARD_WINDOW, this.reserved);
+    if (got < more || next === this.#budget.channelMax) this.#probing = false; // at the cap or out of budget: nothing left to learn
+  }
+
+  /** Wants `bytes` from now; gives back what it holds above that as far as it can. */
+  #want(bytes: number): void {
+    this.#wanted = Math.min(this.#wanted, Math.max(0, bytes));
+    this.#shrinkTo(this.#wanted);
   }
 
   /** Grants the peer the window back up to the target once a quarter of it was used. */
   #topUp(): void {
-    if (this.#gone || this.reserved === 0) return; // standard window: ssh2 manages it
+    if (this.#gone || this.#wanted === 0) return; // standard window: ssh2 manages it
     const target = this.#target;
     const window = this.#w.window();
     if (window > target - target / 4) return;
@@ -192,7 +236,15 @@ class AdaptiveChannel {
   }
 
   sweep(): void {
-    if (this.#receivedSinceSweep === 0) this.#shrinkTo(0);
+    if (this.#receivedSinceSweep === 0) {
+      this.#want(0);
+      // Probe afresh when data flows again: the path or the load may have changed.
+      this.#probing = true;
+      this.#rateBefore = undefined;
+      this.#reservedBefore = 0;
+      this.#delivered = 0;
+      this.#epochStart = this.#budget.now();
+    }
     this.#receivedSinceSweep = 0;
   }
 
@@ -201,5 +253,6 @@ class AdaptiveChannel {
     this.#gone = true;
     this.#budget.give(this.reserved);
     this.reserved = 0;
+    this.#wanted = 0;
   }
 }
