@@ -1,6 +1,8 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
+import { readProblem } from '../protocol/problem.js';
+import { requestJson, type JsonAnswer } from '../shared/json-http.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
 import { readCredentials, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
@@ -109,7 +111,7 @@ export class ApiClient {
     const deadline = Date.now() + UNAVAILABLE_BUDGET_MS;
     for (;;) {
       const res = await this.#once(method, path, opts);
-      if (res.status !== 503 || problemCode(res.body) !== 'DATABASE_UNAVAILABLE') {
+      if (res.status !== 503 || readProblem(res.status, res.body).code !== 'DATABASE_UNAVAILABLE') {
         this.#noticed = false;
         return res;
       }
@@ -123,24 +125,14 @@ export class ApiClient {
 
   /** One request, to each replica in turn from the preferred one until one answers. */
   async #once(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown }): Promise<RawResponse & { retryAfter?: string }> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    if (opts.body !== undefined) headers['content-type'] = 'application/json';
     const failures: string[] = [];
     let lastCause: unknown;
     for (let i = 0; i < this.urls.length; i++) {
       const index = (this.#preferred + i) % this.urls.length;
       const base = this.urls[index]!;
-      let res: Dispatcher.ResponseData;
+      let res: JsonAnswer;
       try {
-        res = await request(`${base}${path}`, {
-          method,
-          headers,
-          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-          dispatcher: this.#dispatcher,
-          headersTimeout: TIMEOUT_MS,
-          bodyTimeout: TIMEOUT_MS,
-        });
+        res = await requestJson(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS });
       } catch (cause) {
         const untrusted = describeTrustFailure(cause);
         if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
@@ -149,17 +141,8 @@ export class ApiClient {
         continue;
       }
       this.#preferred = index;
-      const text = await res.body.text();
-      let body: unknown = undefined;
-      if (text) {
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = undefined;
-        }
-      }
       const retryAfter = res.headers['retry-after'];
-      return { status: res.statusCode, body, ...(typeof retryAfter === 'string' ? { retryAfter } : {}) };
+      return { status: res.status, body: res.body, ...(typeof retryAfter === 'string' ? { retryAfter } : {}) };
     }
     const where = failures.length === 1 ? `at ${failures[0]}` : `at any of ${failures.join(', ')}`;
     throw new CliError(EXIT.UNREACHABLE, `cannot reach the control plane ${where}`, { cause: lastCause });
@@ -183,16 +166,9 @@ export class ApiClient {
   }
 }
 
-function problemCode(body: unknown): string | undefined {
-  const code = (body as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
 export function problemToError(res: RawResponse): ApiError {
-  const b = (res.body ?? {}) as { code?: unknown; detail?: unknown; title?: unknown; request_id?: unknown };
-  const code = typeof b.code === 'string' ? b.code : undefined;
-  const detail = typeof b.detail === 'string' ? b.detail : typeof b.title === 'string' ? b.title : `HTTP ${res.status}`;
-  return new ApiError(res.status, code, detail);
+  const p = readProblem(res.status, res.body);
+  return new ApiError(res.status, p.code, p.detail);
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { Db } from './db/client.js';
 import type { KeyStore } from './keys/key-store.js';
-import type { Clock } from './lib/clock.js';
+import type { Clock } from '../shared/clock.js';
 import type { Ids } from './lib/ids.js';
-import type { Logger } from './lib/logger.js';
+import type { Logger } from '../shared/logger.js';
 import type { Metrics } from './http/metrics.js';
 import type { PasswordHasher } from './auth/passwords.js';
 import type { TrustProxy } from './http/client-address.js';

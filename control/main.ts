@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { ConfigError, CONTROL_USAGE, loadControlConfig } from './config.js';
-import { jsonLogger } from './lib/logger.js';
+import { createJsonLogger } from '../shared/logger.js';
 import { buildDeps, openDb, startControl } from './server.js';
 import { writeNewMasterKey } from './keys/master-key.js';
 import type { RunningControl } from './server.js';
 import { createUser } from './services/users.js';
 import { AppError } from './lib/errors.js';
 
-const logger = jsonLogger((line) => process.stderr.write(line), { component: 'control' });
+const logger = createJsonLogger((line) => process.stderr.write(line), { component: 'control' });
 
 async function main(): Promise<number> {
   const cfg = loadControlConfig(process.argv.slice(2), process.env, () => readFileSync(0, 'utf8'));

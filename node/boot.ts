@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { createControlClient, type ControlClient } from './control-client.js';
-import { randomIds, systemClock, type Clock } from './deps.js';
+import { randomIds } from './deps.js';
+import { systemClock, type Clock } from '../shared/clock.js';
 import { FirewallError, OffFirewall, type Firewall } from './egress/firewall.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { IptablesFirewall } from './egress/iptables-firewall.js';
@@ -10,7 +11,7 @@ import type { BaseRules } from './egress/rules.js';
 import { execFileRunner } from './egress/iptables-runner.js';
 import { ensureEnrolled, loadOrCreateHostKey, readNodeState, type NodeState } from './enrollment.js';
 import { createFaultInjector } from './fault-guard.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 import { createRelay, type Relay } from './relay.js';
 
 export const NODE_VERSION = '0.1.0';

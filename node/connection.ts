@@ -10,7 +10,8 @@ import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
 import type { AuthRateLimiter } from './auth/rate-limit.js';
 import { verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
 import type { Config } from './config.js';
-import type { Clock, Ids } from './deps.js';
+import type { Ids } from './deps.js';
+import type { Clock } from '../shared/clock.js';
 import type { EventReporter } from './events/reporter.js';
 import { FaultGuard, type FaultInjector, type FaultPoint } from './fault-guard.js';
 import { EgressError, type EgressLock } from './egress/egress-lock.js';
@@ -18,7 +19,7 @@ import { bridge, channelEnd, socketEnd, type Bridge, type BridgeStats, type SshC
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
 import { SendBudget } from './send-budget.js';
 import type { WindowBudget } from './adaptive-window.js';

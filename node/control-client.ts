@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import {
   NodeEnrollResponseSchema,
@@ -8,7 +8,9 @@ import {
   type NodeEnrollRequestSchema,
   type NodeHeartbeatRequestSchema,
 } from '../protocol/api-types.js';
-import { isErrorCode, type ErrorCode } from '../protocol/error-codes.js';
+import type { ErrorCode } from '../protocol/error-codes.js';
+import { readProblem } from '../protocol/problem.js';
+import { requestJson, type JsonAnswer } from '../shared/json-http.js';
 import { JWKS_PATH, JwksSchema, type Jwks } from '../protocol/jwks.js';
 import { describeTrustFailure, trustConnector, type TrustSettings } from '../protocol/tls-trust.js';
 
@@ -70,20 +72,17 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
   let preferred = 0;
 
   async function call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T> | null, body?: unknown, auth = true): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const token = opts.nodeToken();
-    if (auth && token) headers.authorization = `Bearer ${token}`;
-    let res: Dispatcher.ResponseData | undefined;
+    let res: JsonAnswer | undefined;
     let lastErr: unknown;
     for (let i = 0; i < baseUrls.length && res === undefined; i++) {
       const index = (preferred + i) % baseUrls.length;
       try {
-        res = await request(`${baseUrls[index]}${path}`, {
+        res = await requestJson(`${baseUrls[index]}${path}`, {
           method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
+          token: auth ? opts.nodeToken() : undefined,
+          body,
           dispatcher,
+          timeoutMs,
           signal: AbortSignal.timeout(timeoutMs),
         });
         preferred = index;
@@ -96,25 +95,22 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     if (res === undefined) {
       throw new ControlError('CONTROL_UNREACHABLE', `control plane unreachable: ${method} ${path}`, { retryable: true, cause: lastErr });
     }
-    let json: unknown;
-    try {
-      const text = await res.body.text();
-      json = text === '' ? undefined : JSON.parse(text);
-    } catch (err) {
-      throw new ControlError('CONTROL_BAD_RESPONSE', `unreadable response: ${method} ${path}`, { status: res.statusCode, retryable: true, cause: err });
+    if (res.unreadable !== undefined) {
+      throw new ControlError('CONTROL_BAD_RESPONSE', `unreadable response: ${method} ${path}`, { status: res.status, retryable: true, cause: res.unreadable });
     }
-    if (res.statusCode >= 400) {
-      const code = (json as { code?: unknown } | undefined)?.code;
-      throw new ControlError('CONTROL_REJECTED', `control plane answered ${res.statusCode}: ${method} ${path}`, {
-        status: res.statusCode,
-        problemCode: isErrorCode(code) ? code : undefined,
-        retryable: res.statusCode >= 500 || res.statusCode === 429,
+    const json = res.body;
+    if (res.status >= 400) {
+      const problem = readProblem(res.status, json);
+      throw new ControlError('CONTROL_REJECTED', `control plane answered ${res.status}: ${method} ${path}: ${problem.detail}`, {
+        status: res.status,
+        problemCode: problem.knownCode,
+        retryable: res.status >= 500 || res.status === 429,
       });
     }
     if (schema === null) return undefined as T;
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      throw new ControlError('CONTROL_BAD_RESPONSE', `unexpected response shape: ${method} ${path}`, { status: res.statusCode, retryable: false, cause: parsed.error });
+      throw new ControlError('CONTROL_BAD_RESPONSE', `unexpected response shape: ${method} ${path}`, { status: res.status, retryable: false, cause: parsed.error });
     }
     return parsed.data;
   }

@@ -1,29 +1,5 @@
 import { randomBytes } from 'node:crypto';
 
-/** Wall-clock time, injected so expiry and validity checks are testable. */
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
-
-/** A clock tests can move by hand. */
-export class ManualClock implements Clock {
-  #t: number;
-  constructor(start: Date = new Date()) {
-    this.#t = start.getTime();
-  }
-  now(): Date {
-    return new Date(this.#t);
-  }
-  advance(ms: number): void {
-    this.#t += ms;
-  }
-  set(d: Date): void {
-    this.#t = d.getTime();
-  }
-}
-
 /** Identifier generation, injected so tests can predict ids. */
 export interface Ids {
   /** A short random id for an SSH session (connection). */

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, parseOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import type { ControlClient } from './control-client.js';
 import { writeFileAtomic } from './fs-atomic.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 
 const NodeStateSchema = z.object({
   node_id: z.string().min(1),

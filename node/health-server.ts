@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { noopLogger, type Logger } from '../shared/logger.js';
 
 export type HealthDetail = 'off' | 'loopback' | 'all';
 
@@ -16,8 +17,25 @@ export interface HealthSource {
 /** `/healthz` (JSON) and `/metrics` (Prometheus) on the metrics port. */
 const isLoopback = (addr: string | undefined) => addr !== undefined && (/^127\./.test(addr) || addr === '::1' || /^::ffff:127\./.test(addr));
 
-export function createHealthServer(source: HealthSource, detailFrom: HealthDetail = 'loopback'): { listen(host: string, port: number): Promise<AddressInfo>; close(): Promise<void> } {
+/**
+ * Serves `source`. When `health()` or `metrics()` throws, the answer is a 500 with a constant body
+ * (a probe must see the relay as unhealthy, not a hung or reset connection) and the error is logged.
+ */
+export function createHealthServer(
+  source: HealthSource,
+  detailFrom: HealthDetail = 'loopback',
+  logger: Logger = noopLogger,
+): { listen(host: string, port: number): Promise<AddressInfo>; close(): Promise<void> } {
   const server: Server = createServer((req, res) => {
+    try {
+      answer(req, res);
+    } catch (err) {
+      logger.error('health endpoint failed', { path: (req.url ?? '/').split('?')[0], err });
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+      res.end('internal error\n');
+    }
+  });
+  function answer(req: IncomingMessage, res: ServerResponse): void {
     const [path, query = ''] = (req.url ?? '/').split('?');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -34,11 +52,12 @@ export function createHealthServer(source: HealthSource, detailFrom: HealthDetai
       return;
     }
     if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(source.metrics());
+      const text = source.metrics(); // before writeHead: a throw must still be able to answer 500
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text);
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-  });
+  }
   return {
     listen: (host, port) =>
       new Promise((resolve, reject) => {

@@ -4,7 +4,7 @@ import { ConfigError, parseConfig } from './config.js';
 import { ControlError } from './control-client.js';
 import { FirewallError } from './egress/firewall.js';
 import { EnrollmentError } from './enrollment.js';
-import { createJsonLogger } from './logger.js';
+import { createJsonLogger } from '../shared/logger.js';
 import { installProcessGuard } from './process-guard.js';
 
 async function main(): Promise<number> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import { createMemoryLogger } from './logger.js';
+import { createMemoryLogger } from '../shared/logger.js';
 import { EXIT_TOO_MANY_ERRORS, installProcessGuard } from './process-guard.js';
 
 describe('process guard', () => {

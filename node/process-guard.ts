@@ -1,4 +1,4 @@
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 
 /**
  * What the relay process does with an error that escaped every handler (`uncaughtException`,

@@ -5,7 +5,8 @@ import { createAuthenticator } from './auth/authenticate.js';
 import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import type { ControlClient } from './control-client.js';
-import type { Clock, Ids } from './deps.js';
+import type { Ids } from './deps.js';
+import type { Clock } from '../shared/clock.js';
 import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { EgressLock } from './egress/egress-lock.js';
@@ -16,7 +17,7 @@ import { VirtualListeners } from './forwarding/virtual-listeners.js';
 import { createHealthServer } from './health-server.js';
 import { LeaseRegistry } from './leases/lease-registry.js';
 import { RevocationFeed } from './leases/revocation-feed.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable } from './ssh2-internals.js';
@@ -223,7 +224,7 @@ export function createRelay(deps: RelayDeps): Relay {
       ...(opts.detail ? { node_id: deps.identity.nodeId, exposures: listeners.online() } : {}),
     };
   };
-  const healthServer = createHealthServer({ health, metrics: () => r.render() }, config.healthDetail);
+  const healthServer = createHealthServer({ health, metrics: () => r.render() }, config.healthDetail, logger);
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let heartbeatFailing = false;

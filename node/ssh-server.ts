@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import ssh2 from 'ssh2';
 import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../shared/logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
 import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
 import { batchWrites } from './write-batching.js';

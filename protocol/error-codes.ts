@@ -46,16 +46,4 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
 }
 
-/** The RFC 9457 body every API error carries. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: ErrorCode;
-  detail?: string;
-  request_id: string;
-  /** RFC 6749 §5.2 / RFC 8628 §3.5 error name, on token endpoint errors only. */
-  error?: string;
-}
-
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';

@@ -6,7 +6,7 @@ import type { LeaseIssued } from '../../protocol/api-types.js';
 import { expectStatus, httpCaller, passwordLogin, startControlProcess, type ApiCall, type ControlProcess } from '../../test/harness/control.js';
 import { startRelayProcess, type RelayProcess } from '../../test/harness/relay-process.js';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
-import { noopLogger } from '../../node/logger.js';
+import { noopLogger } from '../../shared/logger.js';
 
 const ADMIN = { name: 'admin', password: 'bench-admin-password-1' };
 

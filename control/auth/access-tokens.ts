@@ -5,7 +5,7 @@ import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import type { PublishedKey } from '../keys/key-store.js';
 import type { Deps } from '../deps.js';
 import { AppError } from '../lib/errors.js';
-import { unixSeconds } from '../lib/clock.js';
+import { unixSeconds } from '../../shared/clock.js';
 
 /** Audience of access tokens: the API itself (leases carry a node id instead). */
 export const apiAudience = (issuer: string) => `${issuer}/v1`;

@@ -1,3 +1,4 @@
+import { readProblem } from '../../protocol/problem.js';
 import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { clearCookie, readCookie, writeCookie } from './cookies.js';
@@ -114,19 +115,7 @@ export class ApiSession {
       parsed = null;
     }
     if (res.ok) return { ok: true, status: res.status, body: parsed as T };
-    const p = (parsed ?? {}) as { code?: unknown; detail?: unknown; error?: unknown; error_description?: unknown };
-    return {
-      ok: false,
-      problem: {
-        status: res.status,
-        code: typeof p.code === 'string' ? p.code : typeof p.error === 'string' ? p.error : 'ERROR',
-        detail:
-          typeof p.detail === 'string'
-            ? p.detail
-            : typeof p.error_description === 'string'
-              ? p.error_description
-              : `the request failed (HTTP ${res.status})`,
-      },
-    };
+    const p = readProblem(res.status, parsed);
+    return { ok: false, problem: { status: res.status, code: p.code ?? 'ERROR', detail: p.detail } };
   }
 }

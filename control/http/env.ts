@@ -1,6 +1,6 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Deps } from '../deps.js';
-import type { Logger } from '../lib/logger.js';
+import type { Logger } from '../../shared/logger.js';
 import type { nodes } from '../db/schema/index.js';
 import type { Principal, UserPrincipal } from '../services/authz.js';
 

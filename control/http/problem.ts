@@ -1,7 +1,8 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ZodError } from 'zod';
-import { httpStatusFor, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from '../../protocol/error-codes.js';
+import { httpStatusFor, PROBLEM_CONTENT_TYPE, type ErrorCode } from '../../protocol/error-codes.js';
+import type { Problem } from '../../protocol/problem.js';
 import { AppError } from '../lib/errors.js';
 import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.js';
 import type { AppEnv } from './env.js';

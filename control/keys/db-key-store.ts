@@ -3,7 +3,7 @@ import { publicKeyObject, rawPublicKey } from '../../protocol/ssh-key.js';
 import { and, eq, isNull, lt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { signingKeys } from '../db/schema/index.js';
-import type { Clock } from '../lib/clock.js';
+import type { Clock } from '../../shared/clock.js';
 import type { Ids } from '../lib/ids.js';
 import type { KeyStore, KeyUse, PublishedKey, SigningKey } from './key-store.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicy } from './key-policy.js';

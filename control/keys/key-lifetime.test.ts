@@ -11,7 +11,7 @@ import { loadControlConfig } from '../config.js';
 import { buildDeps } from '../server.js';
 import { openDatabase, type OpenedDb } from '../db/client.js';
 import { signingKeys } from '../db/schema/index.js';
-import { noopLogger } from '../lib/logger.js';
+import { noopLogger } from '../../shared/logger.js';
 
 describe('key lifetime follows the configured maximum lease TTL', () => {
   let opened: OpenedDb;

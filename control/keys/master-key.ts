@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../lib/logger.js';
+import type { Logger } from '../../shared/logger.js';
 import { ConfigError } from '../config.js';
 
 /**

@@ -2,21 +2,13 @@ import { z, type RouteConfig } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
+import { ProblemSchema as ProtocolProblemSchema } from '../../protocol/problem.js';
 import { guard } from '../http/authenticate.js';
 import type { App, AppEnv } from '../http/env.js';
 import type { Action } from '../services/authz.js';
 
-export const ProblemSchema = z
-  .object({
-    type: z.string(),
-    title: z.string(),
-    status: z.number().int(),
-    code: z.string().describe('Stable error code (see protocol/error-codes.ts)'),
-    detail: z.string().optional(),
-    request_id: z.string(),
-    error: z.string().optional().describe('RFC 6749/8628 error, on token endpoint errors'),
-  })
-  .openapi('Problem');
+/** The problem envelope (protocol/problem.ts), as the OpenAPI component `Problem`. */
+export const ProblemSchema = ProtocolProblemSchema.openapi('Problem');
 
 export const problem = (description: string) => ({
   description,

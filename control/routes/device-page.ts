@@ -6,7 +6,7 @@ import type { App, AppEnv } from '../http/env.js';
 import { clientAddress } from '../http/client-address.js';
 import { limitBody } from '../http/request-guards.js';
 import { AppError } from '../lib/errors.js';
-import { unixSeconds } from '../lib/clock.js';
+import { unixSeconds } from '../../shared/clock.js';
 import { audit } from '../services/audit.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import { checkPassword } from '../auth/password-login.js';

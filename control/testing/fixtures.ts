@@ -4,7 +4,7 @@ import { SignJWT } from 'jose';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import { encodePublicKeyBlob, fingerprintSha256, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { apiAudience, mintAccessToken } from '../auth/access-tokens.js';
-import { unixSeconds } from '../lib/clock.js';
+import { unixSeconds } from '../../shared/clock.js';
 import { assertOk } from './problem.js';
 import type { TestApp } from './test-app.js';
 

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { certificatePin } from '../../protocol/tls-trust.js';
 import type { ControlConfig } from '../config.js';
 import { ConfigError } from '../config.js';
-import type { Logger } from '../lib/logger.js';
+import type { Logger } from '../../shared/logger.js';
 import { createSelfSignedCert } from './self-signed.js';
 
 /** The certificate and key the HTTPS server uses now, with the pin clients give as --ca-pin. */

@@ -8,12 +8,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadControlConfig } from '../../control/config.js';
-import { jsonLogger } from '../../control/lib/logger.js';
+import { createJsonLogger } from '../../shared/logger.js';
 import { startControl } from '../../control/server.js';
 import { createEnrollmentToken } from '../../control/services/enrollment.js';
 import { parseConfig } from '../../node/config.js';
 import { bootRelay } from '../../node/boot.js';
-import { createJsonLogger } from '../../node/logger.js';
 
 const USAGE = `Usage: npm start [-- --data-dir DIR] [--listen 127.0.0.1:8080] [--relay-listen 127.0.0.1:2222] [--metrics-listen 127.0.0.1:9090]
 
@@ -42,7 +41,7 @@ async function main(): Promise<number> {
     ...process.env,
     TUNNEL_DATA_DIR: undefined,
   });
-  const log = jsonLogger((line) => process.stderr.write(line), { component: 'control' });
+  const log = createJsonLogger((line) => process.stderr.write(line), { component: 'control' });
   const control = await startControl(controlCfg, log);
 
   // The local relay enrolls once with a token made right here; later starts reuse its identity.

@@ -1,5 +1,5 @@
 import type { LeaseClaims } from '../../protocol/lease-claims.js';
-import type { Clock } from '../deps.js';
+import type { Clock } from '../../shared/clock.js';
 import type { JwksCache } from '../trust/jwks-cache.js';
 import { verifyClientCertificate, type ClientKey, type VerifiedLease, type VerifyResult } from './verify-client-cert.js';
 

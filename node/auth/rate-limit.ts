@@ -1,4 +1,4 @@
-import type { Clock } from '../deps.js';
+import type { Clock } from '../../shared/clock.js';
 
 /**
  * Failed-authentication limiter per source address: a token bucket of `perMinute` failures

@@ -6,7 +6,7 @@ import { LEASE_CERT_EXTENSION, PERMIT_PORT_FORWARDING } from '../../protocol/lea
 import { CERT_KEY_TYPE, encodeCertificate, flagOption, parseCertificate, stringOption } from '../../protocol/ssh-cert.js';
 import { encodeSignatureBlob, rawPublicKey } from '../../protocol/ssh-key.js';
 import { JwksCache } from '../trust/jwks-cache.js';
-import { noopLogger } from '../logger.js';
+import { noopLogger } from '../../shared/logger.js';
 import { verifyClientCertificate, verifySessionSignature, type VerifyContext } from './verify-client-cert.js';
 
 const key = (kid: string) => ({ kid, ...generateKeyPairSync('ed25519') });

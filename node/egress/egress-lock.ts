@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import type { LeaseTarget } from '../../protocol/lease-claims.js';
-import type { Clock } from '../deps.js';
-import type { Logger } from '../logger.js';
+import type { Clock } from '../../shared/clock.js';
+import type { Logger } from '../../shared/logger.js';
 import { systemLookup, type Lookup } from './base-rules.js';
 import { dialTcp } from './dial.js';
 import type { Firewall } from './firewall.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EVENT_BATCH_MAX_BYTES, type ConnectionEvent } from '../../protocol/api-types.js';
 import { ControlError } from '../control-client.js';
-import { createMemoryLogger } from '../logger.js';
+import { createMemoryLogger } from '../../shared/logger.js';
 import { EventReporter } from './reporter.js';
 
 const ev = (i: number): ConnectionEvent => ({ type: 'conn_open', at: new Date(0).toISOString(), session_id: `ses_${i}`, lease_id: `lease_${'x'.repeat(100)}_${i}`, remote: '203.0.113.9:50000' });

@@ -1,6 +1,6 @@
 import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, type ConnectionEvent } from '../../protocol/api-types.js';
 import { ControlError, type ControlClient } from '../control-client.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../shared/logger.js';
 
 /** Why events were given up: the queue overflowed, or control refused them for good. */
 export type EventDropReason = 'queue_full' | 'refused';

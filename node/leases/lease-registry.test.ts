@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../deps.js';
+import { ManualClock } from '../../shared/clock.js';
 import { LeaseRegistry, type LeaseEndReason } from './lease-registry.js';
 
 function holder(id: string, closed: Map<string, LeaseEndReason>) {

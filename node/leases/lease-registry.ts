@@ -1,4 +1,4 @@
-import type { Clock } from '../deps.js';
+import type { Clock } from '../../shared/clock.js';
 
 export type LeaseEndReason = 'lease_expired' | 'lease_revoked';
 

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { ControlClient } from '../control-client.js';
-import type { Clock } from '../deps.js';
+import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../fs-atomic.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../shared/logger.js';
 
 const StoredSchema = z.object({
   cursor: z.string().optional(),

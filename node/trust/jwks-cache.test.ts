@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildJwks } from '../../control/ca/lease-issuer.js';
 import type { Jwks } from '../../protocol/jwks.js';
-import { ManualClock } from '../deps.js';
-import { noopLogger } from '../logger.js';
+import { ManualClock } from '../../shared/clock.js';
+import { noopLogger } from '../../shared/logger.js';
 import { JwksCache } from './jwks-cache.js';
 
 const jwksWith = (...kids: string[]): Jwks =>

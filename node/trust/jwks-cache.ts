@@ -3,9 +3,9 @@ import type { KeyObject } from 'node:crypto';
 import { JWK_USE_LEASE, JWK_USE_SSH_CA, JwksSchema, jwkPublicKeyBytes, type Jwks } from '../../protocol/jwks.js';
 import { encodePublicKeyBlob, publicKeyObject } from '../../protocol/ssh-key.js';
 import type { ControlClient } from '../control-client.js';
-import type { Clock } from '../deps.js';
+import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../fs-atomic.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../shared/logger.js';
 
 /** The verification material derived from one JWKS document. */
 export interface TrustSnapshot {

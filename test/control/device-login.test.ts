@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { GRANT_DEVICE_CODE } from '../../protocol/api-types.js';
 import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
-import { ManualClock } from '../../control/lib/clock.js';
+import { ManualClock } from '../../shared/clock.js';
 import {
   expectStatus,
   httpCaller,

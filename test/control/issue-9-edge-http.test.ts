@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { auditEvents } from '../../control/db/schema/index.js';
 import { loadControlConfig } from '../../control/config.js';
 import { clientFrom } from '../../control/http/client-address.js';
-import { jsonLogger } from '../../control/lib/logger.js';
+import { createJsonLogger } from '../../shared/logger.js';
 import { usePglite, usePostgres, type MakeApp } from '../../control/testing/databases.js';
 import { enrollNode, putExposure, uniq, type TestNode } from '../../control/testing/fixtures.js';
 import { assertOk, assertProblem } from '../../control/testing/problem.js';
@@ -178,7 +178,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
       it('the log gives the database error its reason (code, message) and never its parameters', async () => {
         const lines: string[] = [];
-        const logger = jsonLogger((l) => lines.push(l));
+        const logger = createJsonLogger((l) => lines.push(l));
         const err = await t.deps.db
           .insert(auditEvents)
           .values({ at: new Date(), type: 'secret-marker-value\u0000', data: {} })

@@ -39,7 +39,7 @@ import {
   rawPublicKey,
 } from '../../protocol/ssh-key.js';
 import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
-import { ManualClock } from '../../control/lib/clock.js';
+import { ManualClock } from '../../shared/clock.js';
 import {
   enrollOnlineNode,
   expectStatus,

@@ -17,7 +17,7 @@ import type { LeaseIssued } from '../../protocol/api-types.js';
 import { encodeCertificate, parseCertificate, parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
-import { noopLogger } from '../../node/logger.js';
+import { noopLogger } from '../../shared/logger.js';
 import { expectStatus, repoRoot } from '../harness/control.js';
 import { startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
 import { ADMIN, startStack, type Stack } from '../harness/stack.js';

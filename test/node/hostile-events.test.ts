@@ -13,7 +13,7 @@ import type { LeaseIssued } from '../../protocol/api-types.js';
 import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
-import { noopLogger } from '../../node/logger.js';
+import { noopLogger } from '../../shared/logger.js';
 import { expectStatus } from '../harness/control.js';
 import { ADMIN, startStack, type Stack } from '../harness/stack.js';
 import { parsePrometheusText, type PromText } from './prom-text.js';

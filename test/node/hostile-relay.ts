@@ -10,7 +10,7 @@ import { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { fetch } from 'undici';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
-import { noopLogger } from '../../node/logger.js';
+import { noopLogger } from '../../shared/logger.js';
 import { mintLease, startFakeControl, type FakeControl, type Grant } from '../harness/relay.js';
 import { startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
 import { parsePrometheusText, type PromText } from './prom-text.js';

@@ -1,14 +1,14 @@
-/** Injected time source, so expiry logic is testable without fake timers. */
+/** Wall-clock time, injected so expiry and validity checks are testable without fake timers. */
 export interface Clock {
   now(): Date;
 }
 
 export const systemClock: Clock = { now: () => new Date() };
 
-/** A clock tests can move by hand. */
+/** A clock tests move by hand; it starts at `start` (now by default). */
 export class ManualClock implements Clock {
   #ms: number;
-  constructor(start: Date | number = Date.UTC(2026, 0, 1)) {
+  constructor(start: Date | number = Date.now()) {
     this.#ms = typeof start === 'number' ? start : start.getTime();
   }
   now(): Date {
