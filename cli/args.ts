@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseHostPort as parseAddress, type HostPort } from '../protocol/host-port.js';
 import { UsageError } from './errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -28,14 +29,11 @@ export function parseCommand<O extends Options>(command: string, argv: string[],
   }
 }
 
-/** Parses `[host:]port` (host defaults to 127.0.0.1). */
-export function parseHostPort(command: string, what: string, s: string, opts: { allowZero?: boolean } = {}): { host: string; port: number } {
-  const defaultHost = '127.0.0.1';
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[2]) : NaN;
-  const min = opts.allowZero ? 0 : 1;
-  if (!m || port < min || port > 65535) throw new UsageError(command, `${what} must be [host:]port with a port from ${min} to 65535, got "${s}"`);
-  return { host: m[1]?.replace(/^\[|\]$/g, '') ?? defaultHost, port };
+/** Parses `[host:]port` (host defaults to 127.0.0.1) through protocol/host-port.ts. */
+export function parseHostPort(command: string, what: string, s: string, opts: { allowZero?: boolean } = {}): HostPort {
+  const hp = parseAddress(s, { defaultHost: '127.0.0.1', allowZero: opts.allowZero ?? false });
+  if (!hp) throw new UsageError(command, `${what} must be [host:]port with a port from ${opts.allowZero ? 0 : 1} to 65535, got "${s}"`);
+  return hp;
 }
 
 /** `--ttl SECS`: a lease lifetime to ask for (the server caps it). */

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
+import { parseHostPort } from '../protocol/host-port.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
 import { parseNetwork, type TrustProxy } from './http/client-address.js';
 
 /**
@@ -82,9 +82,6 @@ Examples:
   tunnel-control gen-master-key /etc/tunnel/master.key
 `;
 
-const HostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'must be HOST:PORT, for example 127.0.0.1:8080');
 
 function parseMasterKey(text: string, source: string): Buffer {
   const t = text.trim();
@@ -133,12 +130,10 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     return Object.freeze({ ...defaults(env), command: 'gen-master-key' as const, masterKeyOut: out });
   }
 
-  const listen = HostPort.safeParse(v.listen ?? env.TUNNEL_LISTEN ?? '127.0.0.1:8080');
-  if (!listen.success) throw new ConfigError(`--listen ${listen.error.issues[0]?.message}`);
-  const m = /^(.*):(\d+)$/.exec(listen.data)!;
-  const listenHost = m[1]!.replace(/^\[|\]$/g, '');
-  const listenPort = Number(m[2]);
-  if (listenPort > 65535) throw new ConfigError('--listen port must be at most 65535');
+  const listenText = v.listen ?? env.TUNNEL_LISTEN ?? '127.0.0.1:8080';
+  const listen = parseHostPort(listenText, { allowZero: true });
+  if (!listen) throw new ConfigError(`--listen must be HOST:PORT with a port up to 65535, for example 127.0.0.1:8080 (got "${listenText}")`);
+  const { host: listenHost, port: listenPort } = listen;
 
   if (listenPort === 0 && !(v['public-url'] ?? env.TUNNEL_PUBLIC_URL)) {
     throw new ConfigError('--listen with port 0 needs --public-url (the URL is also the token issuer, so it must be known at start)');
@@ -147,7 +142,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
   const dataDir = resolve(v['data-dir'] ?? env.TUNNEL_DATA_DIR ?? defaults(env).dataDir);
   const tls = tlsConfig(v, env, listenHost, databaseUrl, dataDir);
   const scheme = tls.mode === 'off' ? 'http' : 'https';
-  const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `${scheme}://${listenHost === '0.0.0.0' ? '127.0.0.1' : listen.data.replace(/:\d+$/, '')}:${listenPort}`;
+  const publicUrlRaw = v['public-url'] ?? env.TUNNEL_PUBLIC_URL ?? `${scheme}://${listenHost === '0.0.0.0' ? '127.0.0.1' : listenText.replace(/:\d+$/, '')}:${listenPort}`;
   let publicUrl: string;
   try {
     const u = new URL(publicUrlRaw);

@@ -1,4 +1,6 @@
 import { homedir } from 'node:os';
+import { formatHostPort, parseHostPort, type HostPort } from '../protocol/host-port.js';
+import { EGRESS_DRIVERS, type EgressDriver } from '../protocol/lease-claims.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -15,10 +17,6 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
 
 /** Every option: flag name, env name, default, and the one-line help. */
 const OPTIONS = {
@@ -94,14 +92,13 @@ type OptionName = keyof typeof OPTIONS;
 
 const hostPort = (name: string) =>
   z.string().transform((s, ctx): HostPort => {
-    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(s);
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || port > 65535) {
+    // An empty host (`:2222`) listens on every IPv4 address; port 0 takes any free port.
+    const hp = parseHostPort(s, { defaultHost: '0.0.0.0', allowZero: true });
+    if (!hp || !s.includes(':')) {
       ctx.addIssue({ code: 'custom', message: `--${name} must be host:port, e.g. 127.0.0.1:2222` });
       return z.NEVER;
     }
-    const host = (m[1] as string).replace(/^\[|\]$/g, '');
-    return { host: host === '' ? '0.0.0.0' : host, port };
+    return hp;
   });
 
 const duration = (name: string) =>
@@ -223,7 +220,7 @@ const RawSchema = z.object({
       }
       return specs as FaultSpec[];
     }),
-  'egress-driver': z.enum(['iptables', 'off'], { error: '--egress-driver must be iptables or off' }),
+  'egress-driver': z.enum(EGRESS_DRIVERS, { error: `--egress-driver must be ${EGRESS_DRIVERS.join(' or ')}` }),
   'egress-uid': count('egress-uid', 0).optional(),
   'egress-source-ports': z.string().transform((s, ctx): PortRange | undefined => {
     if (s === 'off') return undefined;
@@ -246,7 +243,7 @@ export interface PortRange {
 }
 
 export interface EgressConfig {
-  driver: 'iptables' | 'off';
+  driver: EgressDriver;
   /** Undefined: the relay process's own uid (resolved at boot). */
   uid: number | undefined;
   /** Per-lease source-port blocks; undefined when off. */
@@ -384,8 +381,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   let advertise = v.advertise;
   if (advertise === undefined) {
     if (isWildcard(v.listen.host)) throw new ConfigError('set --advertise host:port (or TUNNEL_ADVERTISE): --listen is a wildcard address');
-    advertise = `${v.listen.host.includes(':') ? `[${v.listen.host}]` : v.listen.host}:${v.listen.port}`;
-  } else if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(advertise)) {
+    advertise = formatHostPort(v.listen);
+  } else if (!parseHostPort(advertise, { allowZero: true })) {
     throw new ConfigError('--advertise must be host:port, e.g. relay.example.com:2222');
   }
   return {

@@ -3,9 +3,8 @@ import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/api-types.js';
 import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
-import { LEASE_RENEW_REQUEST } from '../protocol/lease-claims.js';
-import { CERT_KEY_TYPE, CERT_LIMITS } from '../protocol/ssh-cert.js';
-import { SshReader } from '../protocol/ssh-wire.js';
+import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
+import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
 import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
 import type { AuthRateLimiter } from './auth/rate-limit.js';
 import { verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
@@ -571,9 +570,7 @@ export class RelayConnection {
     if (!current) return fail('unauthenticated');
     let blob: Buffer;
     try {
-      const r = new SshReader(req.payload);
-      blob = r.string(CERT_LIMITS.blob);
-      r.end();
+      blob = decodeLeaseRenew(req.payload);
     } catch {
       return fail('malformed');
     }

@@ -1,7 +1,9 @@
 import { z } from 'zod';
-import { ExposureNameSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
+import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
+import { AddressSchema } from './host-port.js';
 import { HostSchema, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
 
+export { AddressSchema } from './host-port.js';
 export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
 
 /**
@@ -18,8 +20,6 @@ export const UserNameSchema = z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'must
 export const RoleSchema = z.enum(['admin', 'member']);
 export const NodeNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
 export const TargetNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
-/** `host:port` where a relay listens for SSH. */
-export const AddressSchema = z.string().min(3).max(260).regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port');
 /** An OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`). */
 export const PublicKeyLineSchema = z
   .string()
@@ -176,7 +176,7 @@ export const NodeEnrollResponseSchema = z.object({
 export const NodeHeartbeatRequestSchema = z.strictObject({
   version: text(64),
   native_crypto: z.boolean(),
-  egress_driver: z.enum(['iptables', 'off']),
+  egress_driver: EgressDriverSchema,
   connections: int32(),
   exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
   /**
@@ -198,7 +198,7 @@ export const NodeSchema = z.object({
   enrolled_at: TimestampSchema,
   active_exposures: z.number().int(),
   /** As the node last reported: `off` means egress targets are not enforced by the kernel. */
-  egress_driver: z.enum(['iptables', 'off']).nullable(),
+  egress_driver: EgressDriverSchema.nullable(),
   /** Whether ssh2's native crypto binding is loaded (without it throughput drops by a third). */
   native_crypto: z.boolean().nullable(),
   version: z.string().nullable(),
@@ -207,7 +207,7 @@ export const NodeListSchema = z.object({ nodes: z.array(NodeSchema) });
 
 /** Revocation feed: `GET /v1/nodes/self/revocations?after=CURSOR` returns entries after the cursor. */
 export const RevocationSchema = z.object({
-  lease_id: z.string(),
+  lease_id: LeaseIdSchema,
   /** Lease expiry (unix seconds); a relay may forget the entry after it. */
   exp: z.number().int(),
 });
@@ -302,7 +302,7 @@ export const LeaseCreateSchema = z.strictObject({
 export type LeaseCreate = z.infer<typeof LeaseCreateSchema>;
 
 export const LeaseSchema = z.object({
-  id: z.string(),
+  id: LeaseIdSchema,
   kind: LeaseKindSchema,
   user: UserNameSchema,
   node: NodeNameSchema,

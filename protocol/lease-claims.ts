@@ -11,6 +11,21 @@ export const LEASE_KINDS = ['expose', 'open', 'egress'] as const;
 export const LeaseKindSchema = z.enum(LEASE_KINDS);
 export type LeaseKind = z.infer<typeof LeaseKindSchema>;
 
+/**
+ * How a relay enforces egress leases: `iptables` (the kernel lock), or `off` (the relay checks
+ * targets itself only; reported loudly). Relays report it in their heartbeat.
+ */
+export const EGRESS_DRIVERS = ['iptables', 'off'] as const;
+export const EgressDriverSchema = z.enum(EGRESS_DRIVERS);
+export type EgressDriver = z.infer<typeof EgressDriverSchema>;
+export const isEgressDriver = (s: unknown): s is EgressDriver => EGRESS_DRIVERS.includes(s as EgressDriver);
+
+/** Lease ids: `lse_` and 32 hex digits (the token's `jti`, the relays' revocation feed, `/v1/leases/{id}`). */
+export const LEASE_ID_PREFIX = 'lse';
+export const LEASE_ID_RE = /^lse_[a-f0-9]{32}$/;
+export const LeaseIdSchema = z.string().regex(LEASE_ID_RE, 'must be a lease id (lse_ and 32 hex digits)');
+export const isLeaseId = (s: unknown): s is string => typeof s === 'string' && LEASE_ID_RE.test(s);
+
 /** JWS `typ` header of lease tokens, so no other token kind can pass as a lease. */
 export const LEASE_TOKEN_TYP = 'tunnel-lease+jwt';
 /** JWS `typ` header of control-plane access tokens. */
@@ -18,8 +33,6 @@ export const ACCESS_TOKEN_TYP = 'at+jwt';
 /** Extension name in the certificate whose value (an SSH string) is the lease token. */
 export const LEASE_CERT_EXTENSION = 'lease@tunnel';
 export const PERMIT_PORT_FORWARDING = 'permit-port-forwarding';
-/** Global request by which a connected client hands the relay a fresh lease certificate. */
-export const LEASE_RENEW_REQUEST = 'lease-renew@tunnel';
 /** How far a certificate's validity is backdated for clock skew, at most. */
 export const CERT_BACKDATE_SECONDS = 60;
 

@@ -8,6 +8,7 @@ import {
   UserListSchema,
   UserSchema,
 } from '../../protocol/api-types.js';
+import { parseHostPort } from '../../protocol/host-port.js';
 import { Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
@@ -127,7 +128,7 @@ export const admin: Command = {
         const nodeName = need(sub, 'a NODE_NAME');
         if (name) throw new UsageError('admin', `unexpected argument "${name}"`);
         const advertise = a.values.advertise ?? 'RELAY_HOST:2222';
-        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(advertise)) throw new UsageError('admin', `--advertise must be host:port, got "${advertise}"`);
+        if (!parseHostPort(advertise, { allowZero: true })) throw new UsageError('admin', `--advertise must be host:port, got "${advertise}"`);
         const t = await s.call('POST', '/v1/nodes/enrollment-tokens', EnrollmentTokenCreatedSchema, {
           name: nodeName,
           ...(ttl ? { ttl_seconds: ttl } : {}),

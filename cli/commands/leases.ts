@@ -1,4 +1,5 @@
 import { ConnectionListSchema, LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
+import { isLeaseId } from '../../protocol/lease-claims.js';
 import { ApiError, Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
@@ -24,7 +25,7 @@ Examples:
     const a = parseCommand('leases', argv, { all: { type: 'boolean' } });
     const [sub = 'ls', id, ...rest] = a.positionals;
     if (sub === 'revoke' && (!id || rest.length)) throw new UsageError('leases', 'revoke takes exactly one lease id');
-    if (sub === 'revoke' && !/^lse_[a-f0-9]{32}$/.test(id!)) throw new UsageError('leases', `"${id}" is not a lease id (lse_...)`);
+    if (sub === 'revoke' && !isLeaseId(id)) throw new UsageError('leases', `"${id}" is not a lease id (lse_...)`);
     if (sub !== 'ls' && sub !== 'revoke') throw new UsageError('leases', `unknown subcommand "${sub}" (ls or revoke)`);
     const s = Session.load(ctx, a.server);
     if (sub === 'ls') {

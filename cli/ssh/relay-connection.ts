@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
+import { parseHostPort, type HostPort } from '../../protocol/host-port.js';
 import { Client } from 'ssh2';
 import type { LeaseIssued } from '../../protocol/api-types.js';
-import { LEASE_RENEW_REQUEST } from '../../protocol/lease-claims.js';
+import { encodeLeaseRenew, LEASE_RENEW_REQUEST } from '../../protocol/lease-renew.js';
 import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
-import { SshWriter } from '../../protocol/ssh-wire.js';
 import { CliError, EXIT } from '../errors.js';
 import { clientSocket, installPooledPadding } from '../../node/ssh2-internals.js';
 import { batchWrites } from '../../node/write-batching.js';
@@ -24,10 +24,11 @@ export const DEFAULT_TIMINGS: RelayTimings = { keepaliveIntervalMs: 5_000, keepa
 // AES-GCM first: with AES-NI it is the fastest cipher OpenSSH and ssh2 share (DESIGN, performance).
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
 
-export function splitAddress(address: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  if (!m) throw new CliError(EXIT.ERROR, `relay address "${address}" is not host:port`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+/** A relay's `host:port` from a lease (protocol/host-port.ts). */
+export function splitAddress(address: string): HostPort {
+  const hp = parseHostPort(address);
+  if (!hp) throw new CliError(EXIT.ERROR, `relay address "${address}" is not host:port`);
+  return hp;
 }
 
 /**
@@ -84,5 +85,5 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
 /** Hands the relay a fresh certificate for the same key (in-band renewal). */
 export function renewOnConnection(client: Client, certificateLine: string): Promise<boolean> {
   const blob = parseCertificateLine(certificateLine);
-  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, new SshWriter().string(blob).toBuffer());
+  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, encodeLeaseRenew(blob));
 }

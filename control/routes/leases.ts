@@ -1,11 +1,12 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { LeaseIdSchema } from '../../protocol/lease-claims.js';
 import { LeaseCreateSchema, LeaseIssuedSchema, LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { limitLeaseIssuance } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
 
-const IdParam = z.object({ id: z.string().regex(/^lse_[a-f0-9]{32}$/, 'must be a lease id (lse_...)') });
+const IdParam = z.object({ id: LeaseIdSchema });
 const ListQuery = z.strictObject({
   active: z.enum(['true', 'false']).optional(),
   all: z.enum(['true', 'false']).optional().describe('admins (not service tokens): every user\'s leases'),

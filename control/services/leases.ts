@@ -2,7 +2,7 @@ import { and, desc, eq, gt, inArray, isNull, type SQL } from 'drizzle-orm';
 import type { LeaseCreate, LeaseIssued, Lease } from '../../protocol/api-types.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
-import type { LeaseTarget } from '../../protocol/lease-claims.js';
+import { LEASE_ID_PREFIX, type LeaseTarget } from '../../protocol/lease-claims.js';
 import type { Deps } from '../deps.js';
 import { auditEvents, egressTargets, exposures, leases, nodes, revocations, serviceTokens, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
@@ -91,7 +91,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
   }
 
   const ttl = Math.min(req.ttl_seconds ?? deps.settings.leaseTtl[req.kind], deps.settings.maxLeaseTtl);
-  const leaseId = deps.ids.id('lse');
+  const leaseId = deps.ids.id(LEASE_ID_PREFIX);
   const serial = deps.ids.serial();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
   const [leaseKey, caKey] = await Promise.all([deps.keys.signing('sig'), deps.keys.signing('ssh-ca')]);

@@ -7,6 +7,7 @@ import type {
   NodeListSchema,
   RevocationFeedSchema,
 } from '../../protocol/api-types.js';
+import { isEgressDriver } from '../../protocol/lease-claims.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
 import { enrollmentTokens, nodes, revocations } from '../db/schema/index.js';
@@ -65,7 +66,7 @@ export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings'>): 
       last_seen_at: n.lastSeenAt ? n.lastSeenAt.toISOString() : null,
       enrolled_at: n.enrolledAt.toISOString(),
       active_exposures: load.get(n.id) ?? 0,
-      egress_driver: n.egressDriver === 'iptables' ? ('iptables' as const) : n.egressDriver === 'off' ? ('off' as const) : null,
+      egress_driver: isEgressDriver(n.egressDriver) ? n.egressDriver : null,
       native_crypto: n.nativeCrypto,
       version: n.version,
     })),

@@ -4,6 +4,7 @@
  * in-process relay started through the same code path as tunnel-node.
  */
 import { bootRelay } from '../../node/boot.js';
+import { LEASE_ID_PREFIX } from '../../protocol/lease-claims.js';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -141,12 +142,12 @@ export interface MintOptions {
   issuer?: string;
 }
 
-let leaseCounter = 0;
 
 /** Mints a lease and its certificate with the real issuer (control/ca/lease-issuer.ts). */
 export async function mintLease(fc: FakeControl, o: MintOptions) {
   const notBefore = o.notBefore ?? new Date();
-  const leaseId = `lease_${++leaseCounter}_${randomBytes(4).toString('hex')}`;
+  // The format the control plane issues (protocol/lease-claims.ts): the revocation feed carries only such ids.
+  const leaseId = `${LEASE_ID_PREFIX}_${randomBytes(16).toString('hex')}`;
   return issueLease(o.keys ?? fc.keys, {
     issuer: o.issuer ?? fc.issuer,
     leaseId,

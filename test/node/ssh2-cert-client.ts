@@ -7,9 +7,8 @@
 import type { KeyObject } from 'node:crypto';
 import { Client } from 'ssh2';
 import { certIdentity, sendGlobalRequest } from '../../cli/ssh/ssh2-cert-auth.js';
-import { LEASE_RENEW_REQUEST } from '../../protocol/lease-claims.js';
+import { encodeLeaseRenew, LEASE_RENEW_REQUEST } from '../../protocol/lease-renew.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
-import { SshWriter } from '../../protocol/ssh-wire.js';
 
 export interface CertClientOptions {
   port: number;
@@ -57,5 +56,5 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
 
 /** Sends `lease-renew@tunnel` with the new certificate; resolves true on SUCCESS. */
 export function renewLease(client: Client, certificate: Buffer): Promise<boolean> {
-  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, new SshWriter().string(certificate).toBuffer());
+  return sendGlobalRequest(client, LEASE_RENEW_REQUEST, encodeLeaseRenew(certificate));
 }
