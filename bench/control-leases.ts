@@ -12,7 +12,14 @@
  *   npm run bench:control
  *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 8,16,32]
  *                                     [--rate 500] [--backend pglite,postgres] [--as user,service]
- *                                     [--cpu-prof DIR]
+ *                                     [--cpu-prof DIR] [--baseline REV [--rounds N]]
+ *
+ * `--baseline REV`: before/after in the same run (issue 9's "issuance must not get slower per
+ * lease"). REV is built beside this tree (a temp git worktree, bench/lib/baseline-build.ts), both
+ * control planes are started per backend, and every row is measured for each build in turn,
+ * `--rounds` times (default 2), interleaved, so both see the same machine state. A summary
+ * compares server CPU ms per lease (median over rounds). `npm run bench:control:compare` runs it
+ * against the last commit before the authorization policy (f40973a).
  *
  * `--as`: who asks. `user`: interactive access tokens (password grant). `service`: access tokens
  * of scoped service tokens (`open:bench-svc` or `expose:bench-svc-N`), so every lease also passes
@@ -41,6 +48,7 @@ import {
   type ControlProcess,
 } from '../test/harness/control.js';
 import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
+import { buildBaseline } from './lib/baseline-build.js';
 import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load.js';
 
 type Backend = 'pglite' | 'postgres';
@@ -57,6 +65,8 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '8' },
     as: { type: 'string', default: 'user,service' },
     'cpu-prof': { type: 'string' },
+    baseline: { type: 'string' },
+    rounds: { type: 'string' },
   },
 });
 type As = 'user' | 'service';
@@ -75,6 +85,15 @@ const USERS = Number(args.users);
 const PASSWORD = 'bench password 0123456789';
 const EXPOSURE = 'bench-svc';
 const HEARTBEAT_MS = 10_000;
+const ROUNDS = Number(args.rounds ?? (args.baseline ? '2' : '1'));
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a whole number of at least 1');
+
+/** A control-plane build to measure: this tree, or a baseline commit built beside it. */
+interface Build {
+  label: string;
+  /** `control/main.js` of the build; undefined: this tree's dist. */
+  bin?: string;
+}
 
 interface Fixture {
   control: ControlProcess;
@@ -82,7 +101,7 @@ interface Fixture {
   stop(): Promise<void>;
 }
 
-async function startBackend(backend: Backend): Promise<Fixture> {
+async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
   let pg: PostgresInstance | undefined;
   // The per-user lease limit stays on (its counter is part of the cost per lease) but high
   // enough that a few users can be issued thousands of leases a minute.
@@ -92,8 +111,8 @@ async function startBackend(backend: Backend): Promise<Fixture> {
     env.DATABASE_URL = pg.url;
     env.TUNNEL_MASTER_KEY = randomBytes(32).toString('base64');
   }
-  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=control-${backend}-${KIND}.cpuprofile`] : [];
-  const control = await startControlProcess({ env, nodeArgs }).catch(async (err: unknown) => {
+  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=control-${backend}-${KIND}-${build.label}.cpuprofile`] : [];
+  const control = await startControlProcess({ env, nodeArgs, ...(build.bin ? { bin: build.bin } : {}) }).catch(async (err: unknown) => {
     await pg?.stop();
     throw err;
   });
@@ -200,10 +219,11 @@ function load(fx: Fixture, as: As, concurrency: number, requests: number, keys: 
   });
 }
 
-function row(backend: Backend, load: string, r: Measured): string[] {
+function row(backend: Backend, build: string, load: string, r: Measured): string[] {
   const ms = (v: number): string => v.toFixed(1);
   return [
     backend,
+    build,
     load,
     String(r.requests),
     ((r.latencies.length / r.elapsedMs) * 1000).toFixed(0),
@@ -219,29 +239,65 @@ async function main(): Promise<void> {
   process.stderr.write(
     `lease issuance (${KIND}) on ${cpus().length} CPU(s), node ${process.version}, load average ${loadavg()[0]!.toFixed(1)}: ${REQUESTS} requests per row after ${WARMUP} warm-up\n`,
   );
+  const baseline = args.baseline ? buildBaseline(args.baseline, (l) => process.stderr.write(l)) : undefined;
+  try {
+    await measureAll(baseline ? [{ label: baseline.commit, bin: baseline.controlBin }, { label: 'this tree' }] : [{ label: 'this tree' }]);
+  } finally {
+    baseline?.remove();
+  }
+}
+
+async function measureAll(builds: Build[]): Promise<void> {
   const keys = keyLines(REQUESTS + WARMUP);
-  const rows: string[][] = [['backend', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
+  const rows: string[][] = [['backend', 'build', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
   const failures: string[] = [];
+  /** CPU ms/lease per backend, load and build, one value per round. */
+  const cpu = new Map<string, number[]>();
   for (const backend of BACKENDS) {
-    const fx = await startBackend(backend);
+    const fixtures: Fixture[] = [];
     try {
+      for (const build of builds) fixtures.push(await startBackend(backend, build));
       const runs = AS.flatMap((as) => [
         ...CONCURRENCY.map((c) => ({ as, label: `${as} ${c} clients`, concurrency: c, rate: undefined as number | undefined })),
         ...RATES.map((rate) => ({ as, label: `${as} open ${rate}/s`, concurrency: OPEN_LOOP_MAX_IN_FLIGHT, rate })),
       ]);
       for (const run of runs) {
-        await load(fx, run.as, run.concurrency, WARMUP, keys.slice(REQUESTS));
-        const r = await measure(fx, run.as, run.concurrency, REQUESTS, keys, run.rate);
-        rows.push(row(backend, run.label, r));
-        process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
-        if (r.errors) failures.push(`${backend} ${run.label}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const [b, fx] of fixtures.entries()) {
+            await load(fx, run.as, run.concurrency, WARMUP, keys.slice(REQUESTS));
+            const r = await measure(fx, run.as, run.concurrency, REQUESTS, keys, run.rate);
+            rows.push(row(backend, builds[b]!.label, run.label, r));
+            process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
+            const key = `${backend}\t${run.label}\t${builds[b]!.label}`;
+            cpu.set(key, [...(cpu.get(key) ?? []), r.cpuMsPerLease]);
+            if (r.errors) failures.push(`${backend} ${builds[b]!.label} ${run.label}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
+          }
+        }
       }
     } finally {
-      await fx.stop();
+      for (const fx of fixtures) await fx.stop();
     }
   }
   process.stdout.write(`${formatTable(rows)}\n`);
+  if (builds.length === 2) process.stdout.write(`${formatTable(compareRows(builds, cpu))}\n`);
   if (failures.length) process.stdout.write(`errors: ${failures.join('; ')}\n`);
+}
+
+/** Before/after: median server CPU ms per lease over the rounds, per backend and load. */
+function compareRows(builds: Build[], cpu: Map<string, number[]>): string[][] {
+  const [before, after] = builds as [Build, Build];
+  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]!;
+  const out = [['backend', 'load', `cpu ms/lease ${before.label}`, `cpu ms/lease ${after.label}`, 'after/before']];
+  const seen = new Set<string>();
+  for (const key of cpu.keys()) {
+    const [backend, load] = key.split('\t') as [string, string];
+    if (seen.has(`${backend}\t${load}`)) continue;
+    seen.add(`${backend}\t${load}`);
+    const b = median(cpu.get(`${backend}\t${load}\t${before.label}`) ?? [NaN]);
+    const a = median(cpu.get(`${backend}\t${load}\t${after.label}`) ?? [NaN]);
+    out.push([backend, load, b.toFixed(2), a.toFixed(2), (a / b).toFixed(2)]);
+  }
+  return out;
 }
 
 main().then(

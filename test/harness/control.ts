@@ -61,6 +61,8 @@ export interface StartControlOptions {
   nodeArgs?: string[];
   /** Give up waiting for readiness after this long (a failure, not a synchronisation sleep). */
   startTimeoutMs?: number;
+  /** Another build's `control/main.js` (a benchmark's baseline); default this tree's dist. */
+  bin?: string;
 }
 
 
@@ -91,7 +93,7 @@ const SETUP_CODE_RE = /"setup_code":"(setup_[A-Za-z0-9_-]+)"/;
  * ready line (after any setup code) and answers GET /healthz.
  */
 export async function startControlProcess(opts: StartControlOptions = {}): Promise<ControlProcess> {
-  const bin = controlBinary();
+  const bin = opts.bin ?? controlBinary();
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'tunnel-control-'));
   const home = mkdtempSync(join(tmpdir(), 'tunnel-control-home-'));
