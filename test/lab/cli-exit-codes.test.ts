@@ -88,7 +88,7 @@ describe('tunnel exit codes and one-line messages in the lab (real binaries)', {
   });
 
   it('4: Y not in the ACL', async () => {
-    assertOneLine(await carol.run(['open', EXPOSURE, '--stdio'], { timeoutMs: 20_000 }), 4, /ACL/);
+    assertOneLine(await carol.run(['open', EXPOSURE, '--stdio'], { timeoutMs: 20_000 }), 4, /not in the allow list/);
   });
 
   it('3: not logged in (open, expose, whoami)', async () => {
