@@ -23,7 +23,14 @@ if (files.length === 0) {
 }
 const res = spawnSync(
   process.execPath,
-  ['--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
+  [
+    '--test',
+    '--test-reporter=spec',
+    `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
+    // A hung test fails after 15 minutes instead of holding CI until its 90-minute limit.
+    `--test-timeout=${process.env.TEST_TIMEOUT_MS ?? 900_000}`,
+    ...files,
+  ],
   { stdio: 'inherit' },
 );
 process.exit(res.status ?? 1);
