@@ -286,7 +286,11 @@ async function measureAll(builds: Build[]): Promise<void> {
 /** Before/after: median server CPU ms per lease over the rounds, per backend and load. */
 function compareRows(builds: Build[], cpu: Map<string, number[]>): string[][] {
   const [before, after] = builds as [Build, Build];
-  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]!;
+  const median = (v: number[]): number => {
+    const s = [...v].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
   const out = [['backend', 'load', `cpu ms/lease ${before.label}`, `cpu ms/lease ${after.label}`, 'after/before']];
   const seen = new Set<string>();
   for (const key of cpu.keys()) {

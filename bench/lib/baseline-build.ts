@@ -21,7 +21,8 @@ export function buildBaseline(rev: string, log: (line: string) => void): Baselin
   const root = repoRoot();
   const git = (...a: string[]) => execFileSync('git', a, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   const commit = git('rev-parse', '--short', `${rev}^{commit}`);
-  const dir = join(mkdtempSync(join(tmpdir(), 'tunnel-baseline-')), commit);
+  const parent = mkdtempSync(join(tmpdir(), 'tunnel-baseline-'));
+  const dir = join(parent, commit);
   log(`building baseline ${commit} in ${dir}\n`);
   git('worktree', 'add', '--detach', dir, commit);
   const remove = (): void => {
@@ -31,6 +32,7 @@ export function buildBaseline(rev: string, log: (line: string) => void): Baselin
       rmSync(dir, { recursive: true, force: true });
       git('worktree', 'prune');
     }
+    rmSync(parent, { recursive: true, force: true });
   };
   try {
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
