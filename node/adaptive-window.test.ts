@@ -244,6 +244,24 @@ describe('adaptive window probing (fake channel, fake clock)', () => {
     assert.equal(r.reserved, 0, 'and gave it back');
   });
 
+  it('tries again later: a channel that settled while the machine was busy grows once the window becomes the limit', () => {
+    const clock = { t: 0 };
+    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
+    const ch = fakeChannel();
+    budget.adopt(ch.duplex);
+    let busyMax = 0;
+    for (let sent = 0; sent < 256 * MiB; sent += PACKET) {
+      const target = STANDARD_WINDOW + budget.status().reserved;
+      // First 64 MiB: CPU-bound at 20 MB/s whatever the window; then a 50 ms window-limited path.
+      const msPerByte = sent < 64 * MiB ? 1 / 20_000 : 50 / target;
+      if (sent < 64 * MiB) busyMax = Math.max(busyMax, target);
+      clock.t += PACKET * msPerByte;
+      ch.deliver(PACKET);
+    }
+    assert.equal(busyMax, 4 * MiB, 'while busy it only ever tried one doubling at a time');
+    assert.equal(budget.status().reserved, 14 * MiB, 'then it grew to the cap');
+  });
+
   it('stops where the rate stops growing (the path saturates between)', () => {
     const clock = { t: 0 };
     const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 32 * MiB, sweepMs: 0, now: () => clock.t });

@@ -15,7 +15,8 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  * per-channel cap or what the budget has left. When the reader falls behind (the channel's
  * readable side is full), the window is halved and what it no longer needs goes back to the
  * budget; a channel that moved nothing for a sweep period goes back to the standard window and
- * probes again when data flows.
+ * probes again when data flows. A settled channel tries one more doubling every 16 windows (a
+ * noisy measurement or a machine that got quieter does not pin it for good).
  *
  * Memory bound: a channel never has more than `2 MiB + reserved` bytes granted to the peer
  * and not yet received, and (as with ssh2's own windows) at most its readable high-water mark
@@ -135,6 +136,9 @@ export class WindowBudget {
   }
 }
 
+/** A settled channel tries one more doubling after this many windows delivered. */
+const REPROBE_EPOCHS = 16;
+
 class AdaptiveChannel {
   /** Bytes reserved from the budget: what this channel may hold above the standard (see the file comment). */
   reserved = 0;
@@ -150,6 +154,8 @@ class AdaptiveChannel {
   #probing = true;
   #rateBefore: number | undefined;
   #reservedBefore = 0;
+  /** Windows delivered since probing stopped: after REPROBE_EPOCHS it tries one more doubling (load and paths change). */
+  #settledEpochs = 0;
   #receivedSinceSweep = 0;
   #gone = false;
 
@@ -180,7 +186,12 @@ class AdaptiveChannel {
     this.#delivered += n;
     if (this.#delivered >= this.#target) {
       const now = this.#budget.now();
-      if (!this.#behind && this.#probing) this.#probe(this.#delivered / Math.max(now - this.#epochStart, 0.001));
+      const rate = this.#delivered / Math.max(now - this.#epochStart, 0.001);
+      if (!this.#behind && !this.#probing && ++this.#settledEpochs >= REPROBE_EPOCHS) {
+        this.#probing = true;
+        this.#rateBefore = undefined; // this window's rate is the baseline the next doubling must beat
+      }
+      if (!this.#behind && this.#probing) this.#probe(rate);
       this.#delivered = 0;
       this.#epochStart = now;
       this.#behind = false;
@@ -193,7 +204,7 @@ class AdaptiveChannel {
     if (this.#rateBefore !== undefined && rate < this.#rateBefore * this.#budget.minGain) {
       // The last doubling did not pay: the window is not what limits this path.
       this.#want(this.#reservedBefore);
-      this.#probing = false;
+      this.#stopProbing();
       return;
     }
     this.#rateBefore = rate;
@@ -204,7 +215,12 @@ class AdaptiveChannel {
     const got = this.#budget.take(more);
     this.reserved += got;
     this.#wanted = Math.min(next - STANDARD_WINDOW, this.reserved);
-    if (got < more || next === this.#budget.channelMax) this.#probing = false; // at the cap or out of budget: nothing left to learn
+    if (got < more || next === this.#budget.channelMax) this.#stopProbing(); // at the cap or out of budget: nothing left to learn
+  }
+
+  #stopProbing(): void {
+    this.#probing = false;
+    this.#settledEpochs = 0;
   }
 
   /** Wants `bytes` from now; gives back what it holds above that as far as it can. */
