@@ -161,7 +161,11 @@ function pathValue(doc: Doc, schema: Schema): fc.Arbitrary<string> {
     .oneof({ weight: 3, arbitrary: fromSchema(doc, schema).map(String) }, { weight: 1, arbitrary: nasty.map(String) }, { weight: 1, arbitrary: fc.string() })
     .map((v) => {
       try {
-        return encodeURIComponent(v) || 'x';
+        const encoded = encodeURIComponent(v) || 'x';
+        // "." and ".." are dot segments: every URL parser removes them (RFC 3986 §5.2.4), so
+        // `/v1/service-tokens/.` would reach `/v1/service-tokens/`, another path. Send them as
+        // the id a client would mean (percent-encoded dots).
+        return encoded === '.' || encoded === '..' ? encoded.replaceAll('.', '%2E') : encoded;
       } catch {
         // A lone surrogate: send the bytes a careless encoder would (not valid UTF-8).
         return '%ED%A0%80';
