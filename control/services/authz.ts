@@ -252,7 +252,7 @@ const RULES = {
   'lease.issue.open': userOn<ExposureResource>((p, e) => {
     if (!scopeAllows(p, 'open', e.name)) return deny('SCOPE_DENIED', `this service token may not open "${e.name}"`);
     if (e.ownerId === null) return hide(`exposure "${e.name}"`);
-    if (!mayOpen(p, e)) return deny('NOT_IN_ACL', `you are not in the ACL (allow list) of "${e.name}"`);
+    if (!mayOpen(p, e)) return deny('NOT_IN_ACL', `you are not in the allow list (ACL) of "${e.name}"`);
     return ALLOW;
   }),
   'lease.issue.egress': userOn<EgressTargetResource>((p, t) => {
