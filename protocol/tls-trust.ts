@@ -1,8 +1,8 @@
-import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { buildConnector } from 'undici';
+import { certificatePin } from './tls-pin.js';
 
 /**
  * How the relay and the CLI decide to trust the control plane: the system CAs (Node's bundled
@@ -28,11 +28,7 @@ export class TrustError extends Error {
   }
 }
 
-/** The pin of a certificate (PEM text or DER bytes). */
-export function certificatePin(cert: string | Buffer): string {
-  const spki = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
-  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
-}
+export { certificatePin };
 
 /** Validates a pin given by an operator (`sha256:` and 64 hex digits, any case). */
 export function parsePin(text: string): string {

@@ -21,6 +21,9 @@ describe('embedded database template (first start without initdb)', () => {
     assert.equal(seedFromTemplate(dataDir, MIGRATIONS_DIR), true);
     assert.equal(statSync(dataDir).mode & 0o777, 0o700);
     assert.equal(existsSync(join(dataDir, 'TUNNEL_TEMPLATE_STAMP')), false, 'the stamp stays in the template');
+    // Big files (the WAL segment) are written without their trailing zeros, then extended: same bytes.
+    const wal = join('pg_wal', '000000010000000000000001');
+    assert.ok(readFileSync(join(dataDir, wal)).equals(readFileSync(join(PGLITE_TEMPLATE_DIR, wal))), 'the WAL segment reads back identical');
     const opened = await openDatabase({ dataDir });
     try {
       const journal = JSON.parse(readFileSync(join(MIGRATIONS_DIR, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] };

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, rmdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,7 +110,7 @@ export function seedFromTemplate(dataDir: string, migrationsDir: string, templat
   mkdirSync(dirname(dataDir), { recursive: true, mode: 0o700 });
   const tmp = `${dataDir}.seed-${randomBytes(4).toString('hex')}`;
   try {
-    if (fromDir) cpSync(templateDir, tmp, { recursive: true, filter: (src) => !src.endsWith(STAMP) });
+    if (fromDir) copyTemplateDir(templateDir, tmp);
     else unpackTemplate(packFile, tmp);
     chmodSync(tmp, 0o700);
     renameSync(tmp, dataDir);
@@ -119,6 +119,37 @@ export function seedFromTemplate(dataDir: string, migrationsDir: string, templat
     throw err;
   }
   return true;
+}
+
+/** Files at least this big are copied without their trailing zeros (see copyTemplateDir). */
+const SPARSE_FROM = 1 << 20;
+
+/**
+ * Copies the template cluster (without its stamp): one readdir per directory and one copy per
+ * file, fewer system calls than `cpSync`'s checks. The 16 MB WAL segment is half zeros after
+ * its last record; big files are written up to their last non-zero byte and then extended to
+ * their size (the rest reads back as zeros, as a fresh segment does), so a first start writes
+ * about 8 MB less on a disk that is often the slowest part of it (issue 11).
+ */
+function copyTemplateDir(from: string, to: string): void {
+  mkdirSync(to, { mode: 0o700 });
+  for (const e of readdirSync(from, { withFileTypes: true })) {
+    const src = join(from, e.name);
+    const dst = join(to, e.name);
+    if (e.isDirectory()) copyTemplateDir(src, dst);
+    else if (e.isFile() && e.name !== STAMP) {
+      const size = statSync(src).size;
+      if (size < SPARSE_FROM) {
+        copyFileSync(src, dst);
+        continue;
+      }
+      const data = readFileSync(src);
+      let end = data.length;
+      while (end > 0 && data[end - 1] === 0) end--;
+      writeFileSync(dst, data.subarray(0, end), { mode: statSync(src).mode & 0o777 });
+      truncateSync(dst, size);
+    }
+  }
 }
 
 /** The stamp line of a template pack, or undefined when there is no (readable) pack. */

@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
-import { certificatePin } from '../../protocol/tls-trust.js';
+import { certificatePin } from '../../protocol/tls-pin.js';
 import type { ControlConfig } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { Logger } from '../../shared/logger.js';
