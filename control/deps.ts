@@ -6,6 +6,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Metrics } from './http/metrics.js';
 import type { PasswordHasher } from './auth/passwords.js';
 import type { TrustProxy } from './http/client-address.js';
+import type { RevocationHub } from './services/revocation-hub.js';
 
 /** Settings the app needs at request time (from config.ts, or chosen by a test). */
 export interface AppSettings {
@@ -30,6 +31,8 @@ export interface AppSettings {
    */
   refreshReuseGrace: number;
   maxBodyBytes: number;
+  /** Longest a relay's long poll of the revocation feed is held (seconds; its `wait` is capped to this, 0: never held). */
+  revocationFeedMaxWait: number;
   /** Which proxies may name the client in `X-Forwarded-For` (hops or networks; 0 = none). */
   trustProxy: TrustProxy;
 }
@@ -46,6 +49,7 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   leaseRateLimit: 120,
   refreshReuseGrace: 30,
   maxBodyBytes: 64 * 1024,
+  revocationFeedMaxWait: 25,
   trustProxy: 0,
 };
 
@@ -58,4 +62,6 @@ export interface Deps {
   metrics: Metrics;
   passwords: PasswordHasher;
   settings: AppSettings;
+  /** Wakes relays' long polls of the revocation feed (this replica's revocations, and other replicas' via NOTIFY). */
+  revocationHub: RevocationHub;
 }

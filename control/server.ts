@@ -15,6 +15,8 @@ import type { Logger } from '../shared/logger.js';
 import { Metrics } from './http/metrics.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
+import { REVOCATIONS_CHANNEL } from './services/leases.js';
+import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
 
 export interface RunningControl {
@@ -39,6 +41,8 @@ const KEY_CHECK_MS = 3600_000;
 export async function startControl(cfg: ControlConfig, logger: Logger): Promise<RunningControl> {
   const opened = await openDb(cfg);
   const deps = buildDeps(cfg, opened, logger);
+  // Other replicas' revocations (Postgres NOTIFY, sent at their commit): wake this replica's long polls.
+  await opened.listen?.(REVOCATIONS_CHANNEL, (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')));
   await deps.keys.ensure();
   const setupCode = await prepareSetupCode(deps);
   const app = createApp(deps);
@@ -87,6 +91,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     },
     async close() {
       clearInterval(keyTimer);
+      deps.revocationHub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
@@ -110,6 +115,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     logger,
     metrics: new Metrics(),
     passwords: scryptHasher(),
+    revocationHub: new RevocationHub(),
     settings: {
       ...DEFAULT_SETTINGS,
       issuer: cfg.publicUrl,

@@ -47,7 +47,16 @@ const OPTIONS = {
   'per-source-max-startups': { env: 'TUNNEL_PER_SOURCE_MAX_STARTUPS', def: '20', help: 'unauthenticated connections per source address (an IPv6 /64 is one source)' },
   'open-timeout': { env: 'TUNNEL_OPEN_TIMEOUT', def: '10s', help: 'how long X may take to accept a forwarded channel' },
   'drain-timeout': { env: 'TUNNEL_DRAIN_TIMEOUT', def: '30s', help: 'how long shutdown waits for live channels' },
-  'revocation-poll-interval': { env: 'TUNNEL_REVOCATION_POLL_INTERVAL', def: '1s', help: 'revocation feed poll interval' },
+  'revocation-poll-interval': {
+    env: 'TUNNEL_REVOCATION_POLL_INTERVAL',
+    def: '1s',
+    help: 'revocation feed: least time between polls that brought nothing, and the retry delay after a failure',
+  },
+  'revocation-wait': {
+    env: 'TUNNEL_REVOCATION_WAIT',
+    def: '20s',
+    help: 'how long the control plane may hold a revocation poll open until there is news (long poll, at most 25s; 0 polls plainly)',
+  },
   'jwks-refresh-interval': { env: 'TUNNEL_JWKS_REFRESH_INTERVAL', def: '5m', help: 'scheduled JWKS refresh interval' },
   'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id' },
   'heartbeat-interval': { env: 'TUNNEL_HEARTBEAT_INTERVAL', def: '15s', help: 'heartbeat interval' },
@@ -181,6 +190,7 @@ const RawSchema = z.object({
   'open-timeout': duration('open-timeout'),
   'drain-timeout': duration('drain-timeout'),
   'revocation-poll-interval': duration('revocation-poll-interval'),
+  'revocation-wait': duration('revocation-wait').refine((ms) => ms <= 25_000, { message: '--revocation-wait must be at most 25s' }),
   'jwks-refresh-interval': duration('jwks-refresh-interval'),
   'jwks-min-refresh-interval': duration('jwks-min-refresh-interval'),
   'heartbeat-interval': duration('heartbeat-interval'),
@@ -301,6 +311,8 @@ export interface Config {
   openTimeoutMs: number;
   drainTimeoutMs: number;
   revocationPollMs: number;
+  /** Long-poll wait asked of the control plane (0: plain polling). */
+  revocationWaitMs: number;
   jwksRefreshMs: number;
   jwksMinRefreshMs: number;
   heartbeatMs: number;
@@ -403,6 +415,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       openTimeoutMs: v['open-timeout'],
       drainTimeoutMs: v['drain-timeout'],
       revocationPollMs: v['revocation-poll-interval'],
+      revocationWaitMs: v['revocation-wait'],
       jwksRefreshMs: v['jwks-refresh-interval'],
       jwksMinRefreshMs: v['jwks-min-refresh-interval'],
       heartbeatMs: v['heartbeat-interval'],

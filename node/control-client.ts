@@ -40,8 +40,11 @@ export class ControlError extends Error {
 export interface ControlClient {
   enroll(req: NodeEnrollRequest): Promise<NodeEnrollResponse>;
   heartbeat(req: NodeHeartbeatRequest): Promise<void>;
-  /** Revocations after `cursor` (from the start when undefined). */
-  revocations(cursor: string | undefined): Promise<RevocationFeed>;
+  /**
+   * Revocations after `cursor` (from the start when undefined). With `waitMs`, the control
+   * plane may hold the request until there is news or that time passed (a long poll).
+   */
+  revocations(cursor: string | undefined, waitMs?: number, signal?: AbortSignal): Promise<RevocationFeed>;
   sendEvents(events: ConnectionEvent[]): Promise<void>;
   fetchJwks(): Promise<Jwks>;
 }
@@ -71,7 +74,17 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
   const baseUrls = opts.baseUrl.split(',').filter((u) => u.length > 0);
   let preferred = 0;
 
-  async function call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T> | null, body?: unknown, auth = true): Promise<T> {
+  async function call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: z.ZodType<T> | null,
+    body?: unknown,
+    auth = true,
+    /** Added to the timeouts for a request the server may hold (a long poll). */
+    holdMs = 0,
+    /** Ends the request early (a relay stopping while its long poll is held). */
+    abort?: AbortSignal,
+  ): Promise<T> {
     let res: JsonAnswer | undefined;
     let lastErr: unknown;
     for (let i = 0; i < baseUrls.length && res === undefined; i++) {
@@ -82,8 +95,8 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
           token: auth ? opts.nodeToken() : undefined,
           body,
           dispatcher,
-          timeoutMs,
-          signal: AbortSignal.timeout(timeoutMs),
+          timeoutMs: timeoutMs + holdMs,
+          signal: abort ? AbortSignal.any([abort, AbortSignal.timeout(timeoutMs + holdMs)]) : AbortSignal.timeout(timeoutMs + holdMs),
         });
         preferred = index;
       } catch (err) {
@@ -120,8 +133,14 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     heartbeat: async (req) => {
       await call('POST', '/v1/nodes/self/heartbeat', NodeHeartbeatResponseSchema, req);
     },
-    revocations: (cursor) =>
-      call('GET', `/v1/nodes/self/revocations${cursor === undefined ? '' : `?after=${encodeURIComponent(cursor)}`}`, RevocationFeedSchema),
+    revocations: (cursor, waitMs = 0, signal) => {
+      const q = new URLSearchParams();
+      if (cursor !== undefined) q.set('after', cursor);
+      const wait = Math.floor(waitMs / 1000);
+      if (wait > 0) q.set('wait', String(wait));
+      const qs = q.toString();
+      return call('GET', `/v1/nodes/self/revocations${qs ? `?${qs}` : ''}`, RevocationFeedSchema, undefined, true, wait * 1000, signal);
+    },
     sendEvents: (events) => call('POST', '/v1/nodes/self/events', null, { events }),
     fetchJwks: () => call('GET', JWKS_PATH, JwksSchema, undefined, false),
     close: async () => {

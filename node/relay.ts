@@ -98,6 +98,7 @@ export function createRelay(deps: RelayDeps): Relay {
     clock,
     logger,
     intervalMs: config.revocationPollMs,
+    waitMs: config.revocationWaitMs,
     file: join(config.dataDir, 'revocations.json'),
     onRevoked: (leaseId) => {
       egress.revoke(leaseId);

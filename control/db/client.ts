@@ -14,6 +14,12 @@ export interface OpenedDb {
   db: Db;
   driver: DbDriver;
   close(): Promise<void>;
+  /**
+   * Postgres only: calls `onPayload` for every NOTIFY on `channel` from any replica (a
+   * connection of its own, re-established by the driver). PGlite has one process, no other
+   * replica to hear from.
+   */
+  listen?(channel: string, onPayload: (payload: string) => void): Promise<void>;
 }
 
 export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -50,7 +56,20 @@ async function openPostgres(url: string, poolSize: number): Promise<OpenedDb> {
 
   const client = postgres(url, { max: poolSize, onnotice: () => {} });
   const db = drizzle(client, { schema }) as unknown as Db;
-  return { db, driver: 'postgres', close: () => client.end({ timeout: 5 }) };
+  return {
+    db,
+    driver: 'postgres',
+    close: () => client.end({ timeout: 5 }),
+    listen: async (channel, onPayload) => {
+      await client.listen(channel, (payload) => {
+        try {
+          onPayload(payload);
+        } catch {
+          // a listener's fault must not break the driver's notification loop
+        }
+      });
+    },
+  };
 }
 
 async function openPglite(dataDir: string): Promise<OpenedDb> {

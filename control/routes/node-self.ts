@@ -8,7 +8,7 @@ import {
 import type { App, AppEnv } from '../http/env.js';
 import type { Context } from 'hono';
 import type { NodePrincipal } from '../services/authz.js';
-import { heartbeat, recordEvents, revocationFeed } from '../services/nodes.js';
+import { heartbeat, MAX_FEED_WAIT, recordEvents, revocationFeed } from '../services/nodes.js';
 import { errorResponses, guarded, json, jsonBody } from './common.js';
 
 const nodeSecurity = [{ nodeToken: [] }];
@@ -39,11 +39,25 @@ export function registerNodeSelf(app: App): void {
         tags: ['nodes'],
         summary: 'Revocation feed of this node, after a cursor (omit it to start)',
         security: nodeSecurity,
-        request: { query: z.strictObject({ after: z.string().regex(/^\d{1,15}$/).optional() }) },
+        description: `With \`wait\` (seconds, at most ${MAX_FEED_WAIT}), a long poll: when there is nothing after the cursor, the answer comes as soon as a revocation for this node is committed, or after \`wait\` with nothing. Entries may come twice; a revocation handed over early comes with the cursor unchanged.`,
+        request: {
+          query: z.strictObject({
+            after: z.string().regex(/^\d{1,15}$/).optional(),
+            wait: z.string().regex(/^\d{1,2}$/).refine((s) => Number(s) <= MAX_FEED_WAIT, { message: `at most ${MAX_FEED_WAIT}` }).optional(),
+          }),
+        },
         responses: { 200: json(RevocationFeedSchema), ...errorResponses },
       }),
     ),
-    async (c) => c.json(await revocationFeed(c.get('deps'), nodeOf(c), Number(c.req.valid('query').after ?? '0')), 200),
+    async (c) => {
+      const q = c.req.valid('query');
+      const hub = c.get('deps').revocationHub;
+      const feed = await revocationFeed(c.get('deps'), nodeOf(c), Number(q.after ?? '0'), Number(q.wait ?? '0') * 1000);
+      // Shutting down: end the relay's keep-alive connection with this answer (it was busy, so
+      // the server's close could not close it as idle, and the relay asks again at once).
+      if (hub.closed) c.header('Connection', 'close');
+      return c.json(feed, 200);
+    },
   );
 
   app.openapi(

@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNull, type SQL } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { LeaseCreate, LeaseIssued, Lease } from '../../protocol/api-types.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
@@ -153,6 +153,13 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
   };
 }
 
+/** The NOTIFY channel of revocations; the payload is the comma-separated ids of the nodes concerned. */
+export const REVOCATIONS_CHANNEL = 'tunnel_revocations';
+/** pg_advisory_xact_lock key that orders revocation feed inserts (arbitrary constant, 'trev'). */
+const REVOCATION_FEED_LOCK = 0x74726576;
+/** NOTIFY payloads must stay under 8000 bytes; beyond this, '*' (every node's polls read again). */
+const MAX_NOTIFY_PAYLOAD = 4000;
+
 /** Which active leases, for `revokeLeases`. Every condition given must hold. */
 export interface LeaseSelector {
   ids?: string[];
@@ -170,25 +177,45 @@ export interface LeaseSelector {
  * revocation feeds, in one transaction, so every relay closes their connections within the
  * feed's bound. Already revoked or expired leases are left alone. Returns the revoked ids.
  */
-export async function revokeLeases(deps: Pick<Deps, 'db' | 'clock'>, where: LeaseSelector, actor: string | null, reason?: string): Promise<string[]> {
+export async function revokeLeases(
+  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
+  where: LeaseSelector,
+  actor: string | null,
+  reason?: string,
+): Promise<string[]> {
   const now = deps.clock.now();
   const conds = selectorConditions(where, now);
-  return deps.db.transaction(async (tx) => {
+  const revoked = await deps.db.transaction(async (tx) => {
     const revoked = await tx
       .update(leases)
       .set({ revokedAt: now })
       .where(and(...conds))
       .returning({ id: leases.id, nodeId: leases.nodeId, expiresAt: leases.expiresAt });
     if (revoked.length) {
+      // Feed entries are numbered in commit order: a relay that read up to seq N must never see
+      // a smaller seq commit later (it would skip it). Revokers take turns from here to commit.
+      await tx.execute(sql`select pg_advisory_xact_lock(${REVOCATION_FEED_LOCK})`);
       await tx
         .insert(revocations)
         .values(revoked.map((r) => ({ leaseId: r.id, nodeId: r.nodeId, expiresAt: r.expiresAt, createdAt: now })));
       await tx
         .insert(auditEvents)
         .values(revoked.map((r) => auditRow(now, { type: 'lease.revoked', actor, subject: r.id, ...(reason ? { data: { reason } } : {}) })));
+      // Other replicas hear it at commit and wake their relays' long polls (services/revocation-hub.ts).
+      const nodeIds = [...new Set(revoked.map((r) => r.nodeId))].join(',');
+      await tx.execute(sql`select pg_notify(${REVOCATIONS_CHANNEL}, ${nodeIds.length <= MAX_NOTIFY_PAYLOAD ? nodeIds : '*'})`);
     }
-    return revoked.map((r) => r.id);
+    return revoked;
   });
+  // Committed: this replica's waiting polls get the entries at once.
+  const byNode = new Map<string, { lease_id: string; exp: number }[]>();
+  for (const r of revoked) {
+    const list = byNode.get(r.nodeId) ?? [];
+    list.push({ lease_id: r.id, exp: Math.floor(r.expiresAt.getTime() / 1000) });
+    byNode.set(r.nodeId, list);
+  }
+  for (const [nodeId, list] of byNode) deps.revocationHub?.publish(nodeId, list);
+  return revoked.map((r) => r.id);
 }
 
 const leaseJoin = (deps: Pick<Deps, 'db'>) =>

@@ -118,12 +118,57 @@ export async function recordEvents(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, 
   });
 }
 
-/** The node's revocation feed after `after` (a page of it), skipping entries already expired. */
+type Feed = z.infer<typeof RevocationFeedSchema>;
+
+/** Longest a relay's poll may be held (`?wait=`), seconds. */
+export const MAX_FEED_WAIT = 25;
+
+/**
+ * The node's revocation feed after `after`. With `waitMs`, a long poll: when the database has
+ * nothing after the cursor, the answer waits until this replica commits a revocation for the
+ * node (handed over as is, cursor unchanged: the relay reads them again with the cursor next
+ * time), another replica's NOTIFY (read the database again), or the time is up. Revocations
+ * pushed while the database read is still queued are answered at once (an embedded database
+ * busy with the very writes that revoked queues that read for seconds).
+ */
 export async function revocationFeed(
-  deps: Pick<Deps, 'db' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'revocationHub' | 'settings'>,
   node: NodePrincipal,
   after: number,
-): Promise<z.infer<typeof RevocationFeedSchema>> {
+  askedMs = 0,
+): Promise<Feed> {
+  const waitMs = Math.min(askedMs, deps.settings.revocationFeedMaxWait * 1000);
+  const waiter = waitMs > 0 ? deps.revocationHub.waiter(node.nodeId) : undefined;
+  if (!waiter) return readFeed(deps, node, after);
+  try {
+    const read = readFeed(deps, node, after);
+    read.catch(() => {}); // when a push wins the race, nobody awaits the read
+    const first = await Promise.race([read.then((page) => ({ page })), waiter.next(waitMs).then((outcome) => ({ outcome }))]);
+    const pushed = (revocations: Feed['revocations']): Feed => ({ cursor: String(after), revocations: live(deps, revocations) });
+    if ('outcome' in first) {
+      if (first.outcome.kind === 'pushed') return pushed(first.outcome.revocations);
+      return read; // a poke or the time is up while the database read was queued: its answer
+    }
+    const { page } = first;
+    const early = waiter.take();
+    if (page.revocations.length || page.cursor !== String(after) || early.length) {
+      return { cursor: page.cursor, revocations: [...page.revocations, ...live(deps, early)] };
+    }
+    const outcome = await waiter.next(waitMs);
+    if (outcome.kind === 'pushed') return pushed(outcome.revocations);
+    return readFeed(deps, node, after);
+  } finally {
+    waiter.close();
+  }
+}
+
+const live = (deps: Pick<Deps, 'clock'>, revocations: Feed['revocations']) => {
+  const now = Math.floor(deps.clock.now().getTime() / 1000);
+  return revocations.filter((r) => r.exp > now);
+};
+
+/** One page of the node's feed after `after`, skipping entries already expired. */
+async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, after: number): Promise<Feed> {
   const now = deps.clock.now();
   const rows = await deps.db
     .select()

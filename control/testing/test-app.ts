@@ -8,6 +8,8 @@ import { randomIds } from '../lib/ids.js';
 import { noopLogger } from '../../shared/logger.js';
 import { Metrics } from '../http/metrics.js';
 import { scryptHasher } from '../auth/passwords.js';
+import { REVOCATIONS_CHANNEL } from '../services/leases.js';
+import { RevocationHub } from '../services/revocation-hub.js';
 import { users } from '../db/schema/index.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 
@@ -50,9 +52,11 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     logger: noopLogger,
     metrics: new Metrics(),
     passwords: scryptHasher(10),
+    revocationHub: new RevocationHub(),
     settings: { ...DEFAULT_SETTINGS, issuer: TEST_ISSUER, ...opts.settings },
   };
   await keys.ensure();
+  await opened.listen?.(REVOCATIONS_CHANNEL, (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')));
   const app = createApp(deps);
   const t: TestApp = {
     app,

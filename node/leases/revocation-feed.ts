@@ -14,15 +14,21 @@ export interface RevocationFeedOptions {
   client: Pick<ControlClient, 'revocations'>;
   clock: Clock;
   logger: Logger;
+  /** Least time between polls that brought nothing new, and the delay after a failed poll. */
   intervalMs: number;
+  /** Long poll: how long the control plane may hold a poll until there is news (0: plain polls). */
+  waitMs?: number;
   /** Where the cursor and the still-relevant revocations are kept across restarts. */
   file: string;
   onRevoked(leaseId: string): void;
 }
 
 /**
- * Follows the control plane's revocation feed: polls every `intervalMs`, resumes from the
- * last cursor, and remembers each revoked lease until the lease itself would have expired.
+ * Follows the control plane's revocation feed: resumes from the last cursor, and remembers each
+ * revoked lease until the lease itself would have expired. Long polls (`waitMs`): the control
+ * plane answers as soon as a revocation for this node is committed, so a poll that brought news
+ * is followed by the next one at once; one that brought nothing waits out the rest of
+ * `intervalMs` first (a control plane that does not hold polls is asked at most that often).
  */
 export class RevocationFeed {
   #opts: RevocationFeedOptions;
@@ -33,6 +39,8 @@ export class RevocationFeed {
   #failing = false;
   #lastSuccess: Date | undefined;
   #polling: Promise<void> | undefined;
+  /** Ends a held long poll at stop(). */
+  #abort = new AbortController();
 
   constructor(opts: RevocationFeedOptions) {
     this.#opts = opts;
@@ -61,12 +69,13 @@ export class RevocationFeed {
     this.#running = true;
     const tick = () => {
       if (!this.#running) return;
-      this.#polling = this.pollOnce().finally(() => {
+      const started = Date.now();
+      this.#polling = this.#poll(this.#opts.waitMs ?? 0).then((news) => {
         this.#polling = undefined;
-        if (this.#running) {
-          this.#timer = setTimeout(tick, this.#opts.intervalMs);
-          this.#timer.unref();
-        }
+        if (!this.#running) return;
+        const delay = news ? 0 : Math.max(0, this.#opts.intervalMs - (Date.now() - started));
+        this.#timer = setTimeout(tick, delay);
+        this.#timer.unref();
       });
     };
     tick();
@@ -75,15 +84,24 @@ export class RevocationFeed {
   async stop(): Promise<void> {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
+    this.#abort.abort();
     await this.#polling;
   }
 
   /** One round: fetch every page after the cursor and apply it. Never throws. */
   async pollOnce(): Promise<void> {
+    await this.#poll(0);
+  }
+
+  /**
+   * Fetches the pages after the cursor (one long poll of `waitMs`, or all of them without) and
+   * applies them. Resolves true when a revocation not known yet arrived or the cursor moved; false otherwise.
+   */
+  async #poll(waitMs: number): Promise<boolean> {
     try {
       let changed = false;
       for (let page = 0; page < 100; page++) {
-        const feed = await this.#opts.client.revocations(this.#cursor);
+        const feed = await this.#opts.client.revocations(this.#cursor, waitMs, waitMs > 0 ? this.#abort.signal : undefined);
         for (const r of feed.revocations) {
           if (!this.#revoked.has(r.lease_id)) changed = true;
           this.#revoked.set(r.lease_id, r.exp);
@@ -92,15 +110,20 @@ export class RevocationFeed {
         const moved = feed.cursor !== this.#cursor;
         if (moved) changed = true;
         this.#cursor = feed.cursor;
-        if (feed.revocations.length === 0 || !moved) break;
+        // A long poll is answered at once while there are pages left: start() asks again at once
+        // after news, with the long timeout (a plain request can time out behind a busy database).
+        if (waitMs > 0 || feed.revocations.length === 0 || !moved) break;
       }
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
       this.#lastSuccess = this.#opts.clock.now();
       if (this.#prune() || changed) await this.#save();
+      return changed;
     } catch (err) {
+      if (this.#abort.signal.aborted) return false; // stopping
       if (!this.#failing) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err });
       this.#failing = true;
+      return false;
     }
   }
 

@@ -194,7 +194,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
     let doc: Doc;
     const creds: Record<string, string> = {};
     before(async () => {
-      t = await makeApp({ settings: { authRateLimit: 1_000_000, leaseRateLimit: 1_000_000 } });
+      // Long polls of the revocation feed answer at once here (a fuzzed ?wait= would hold each for up to 25 s).
+      t = await makeApp({ settings: { authRateLimit: 1_000_000, leaseRateLimit: 1_000_000, revocationFeedMaxWait: 0 } });
       s = await serveTestApp(t);
       doc = (await s.call('GET', '/openapi.json')).body as Doc;
       const admin = await t.user(uniq('admin'), 'admin');

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RevocationHub } from './revocation-hub.js';
+
+const r = (id: string) => ({ lease_id: id, exp: 2_000_000_000 });
+
+describe('RevocationHub', () => {
+  it('hands a push to the waiting polls of that node only', async () => {
+    const hub = new RevocationHub();
+    const a = hub.waiter('node_a')!;
+    const b = hub.waiter('node_b')!;
+    const waiting = a.next(60_000);
+    hub.publish('node_a', [r('l1'), r('l2')]);
+    assert.deepEqual(await waiting, { kind: 'pushed', revocations: [r('l1'), r('l2')] });
+    assert.deepEqual(await b.next(0), { kind: 'timeout' });
+    a.close();
+    b.close();
+    assert.equal(hub.waiting, 0);
+  });
+
+  it('keeps what was pushed before next() was called (a push during the database read is not lost)', async () => {
+    const hub = new RevocationHub();
+    const w = hub.waiter('n')!;
+    hub.publish('n', [r('early')]);
+    assert.deepEqual(w.take(), [r('early')]);
+    hub.publish('n', [r('later')]);
+    assert.deepEqual(await w.next(60_000), { kind: 'pushed', revocations: [r('later')] });
+    w.close();
+  });
+
+  it('a poke wakes the node\'s polls to read the database', async () => {
+    const hub = new RevocationHub();
+    const w = hub.waiter('n')!;
+    const waiting = w.next(60_000);
+    hub.poke(['other', 'n']);
+    assert.deepEqual(await waiting, { kind: 'poke' });
+    w.close();
+  });
+
+  it('times out with nothing', async () => {
+    const hub = new RevocationHub();
+    const w = hub.waiter('n')!;
+    assert.deepEqual(await w.next(5), { kind: 'timeout' });
+    w.close();
+  });
+
+  it('bounds waiters per node and in all; closing frees the slot and ends a pending wait', async () => {
+    const hub = new RevocationHub({ maxWaitersPerNode: 2, maxWaiters: 3 });
+    const w1 = hub.waiter('n')!;
+    const w2 = hub.waiter('n')!;
+    assert.equal(hub.waiter('n'), undefined);
+    const w3 = hub.waiter('m')!;
+    assert.equal(hub.waiter('k'), undefined);
+    const pending = w1.next(60_000);
+    w1.close();
+    assert.deepEqual(await pending, { kind: 'timeout' });
+    assert.ok(hub.waiter('k'));
+    w2.close();
+    w3.close();
+  });
+
+  it('close() answers waiting polls at once and lets no new one wait (server shutdown)', async () => {
+    const hub = new RevocationHub();
+    const w = hub.waiter('n')!;
+    const waiting = w.next(60_000);
+    hub.close();
+    assert.deepEqual(await waiting, { kind: 'timeout' });
+    assert.equal(hub.waiter('n'), undefined);
+    w.close();
+  });
+
+  it('bounds what one poll buffers: beyond it the poll reads the database instead', async () => {
+    const hub = new RevocationHub({ maxBuffered: 2 });
+    const w = hub.waiter('n')!;
+    hub.publish('n', [r('a'), r('b')]);
+    hub.publish('n', [r('c')]);
+    assert.deepEqual(w.take(), [r('a'), r('b')]);
+    assert.deepEqual(await w.next(60_000), { kind: 'poke' });
+    w.close();
+  });
+});

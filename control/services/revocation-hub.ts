@@ -1,0 +1,136 @@
+/**
+ * Wakes relays' long polls of the revocation feed (GET /v1/nodes/self/revocations?wait=S).
+ *
+ * The feed in the database stays the only source of truth (cursor, pages, restarts); the hub
+ * only shortens the time until a relay hears of a revocation. Two signals:
+ * - `publish`: revocations committed by this replica, handed to the waiting polls of their
+ *   nodes as they are (no database read on the way: a saturated embedded database queues every
+ *   query behind the writes that caused the revocations, which made relays learn of them
+ *   seconds late, issue 11). The relay applies them and reads the feed again, where the same
+ *   entries come back with the cursor (at least once, duplicates harmless).
+ * - `poke`: another replica revoked leases of these nodes (Postgres NOTIFY); the waiting polls
+ *   read the database again.
+ *
+ * Bounded: at most `maxWaitersPerNode` polls wait per node and `maxWaiters` in all (a poll
+ * beyond that is answered at once, like a plain poll), and at most `maxBuffered` entries are
+ * buffered per waiting poll (beyond that it is woken to read the database instead).
+ */
+
+export interface PushedRevocation {
+  lease_id: string;
+  /** The lease's own expiry, seconds since the epoch. */
+  exp: number;
+}
+
+export type WaitOutcome = { kind: 'pushed'; revocations: PushedRevocation[] } | { kind: 'poke' } | { kind: 'timeout' };
+
+export interface FeedWaiter {
+  /** Resolves at the first push or poke since the waiter was made (at once if one came already), or after `ms`. */
+  next(ms: number): Promise<WaitOutcome>;
+  /** Takes what was pushed so far without waiting. */
+  take(): PushedRevocation[];
+  /** Leaves the hub (always call it, in a finally). */
+  close(): void;
+}
+
+export interface RevocationHubOptions {
+  maxWaitersPerNode: number;
+  maxWaiters: number;
+  maxBuffered: number;
+}
+
+export const DEFAULT_HUB_OPTIONS: RevocationHubOptions = { maxWaitersPerNode: 4, maxWaiters: 10_000, maxBuffered: 1000 };
+
+interface Waiter {
+  buffered: PushedRevocation[];
+  poked: boolean;
+  wake: (() => void) | undefined;
+}
+
+export class RevocationHub {
+  #opts: RevocationHubOptions;
+  #byNode = new Map<string, Set<Waiter>>();
+  #count = 0;
+  #closed = false;
+
+  constructor(opts: Partial<RevocationHubOptions> = {}) {
+    this.#opts = { ...DEFAULT_HUB_OPTIONS, ...opts };
+  }
+
+  /** True once close() was called (the server is shutting down). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Polls waiting now (metrics, tests). */
+  get waiting(): number {
+    return this.#count;
+  }
+
+  /** A waiter for `nodeId`'s feed, or undefined when the bounds are reached (answer without waiting). */
+  waiter(nodeId: string): FeedWaiter | undefined {
+    const set = this.#byNode.get(nodeId);
+    if (this.#closed || this.#count >= this.#opts.maxWaiters || (set?.size ?? 0) >= this.#opts.maxWaitersPerNode) return undefined;
+    const w: Waiter = { buffered: [], poked: false, wake: undefined };
+    if (set) set.add(w);
+    else this.#byNode.set(nodeId, new Set([w]));
+    this.#count++;
+    let closed = false;
+    return {
+      next: (ms) =>
+        new Promise<WaitOutcome>((resolve) => {
+          const settle = () => {
+            clearTimeout(timer);
+            w.wake = undefined;
+            if (w.buffered.length) resolve({ kind: 'pushed', revocations: w.buffered.splice(0) });
+            else if (w.poked) {
+              w.poked = false;
+              resolve({ kind: 'poke' });
+            } else resolve({ kind: 'timeout' });
+          };
+          const timer = setTimeout(settle, Math.max(0, ms));
+          w.wake = settle;
+          if (closed || w.buffered.length || w.poked) settle();
+        }),
+      take: () => w.buffered.splice(0),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        w.wake?.();
+        const s = this.#byNode.get(nodeId);
+        if (s?.delete(w)) this.#count--;
+        if (s?.size === 0) this.#byNode.delete(nodeId);
+      },
+    };
+  }
+
+  /**
+   * Shutting down: every waiting poll is answered now (from the database) and no new one waits,
+   * so the HTTP server's close does not wait out held polls.
+   */
+  close(): void {
+    this.#closed = true;
+    for (const set of this.#byNode.values()) for (const w of set) w.wake?.();
+  }
+
+  /** Revocations of `nodeId` this replica committed: to every poll of that node waiting now. */
+  publish(nodeId: string, revocations: readonly PushedRevocation[]): void {
+    const set = this.#byNode.get(nodeId);
+    if (!set || revocations.length === 0) return;
+    for (const w of set) {
+      if (w.buffered.length + revocations.length > this.#opts.maxBuffered) w.poked = true; // too many: read the database
+      else w.buffered.push(...revocations);
+      w.wake?.();
+    }
+  }
+
+  /** Another replica revoked leases of these nodes (or of many: 'all'): their waiting polls read the database again. */
+  poke(nodeIds: Iterable<string> | 'all'): void {
+    for (const id of nodeIds === 'all' ? [...this.#byNode.keys()] : nodeIds) {
+      for (const w of this.#byNode.get(id) ?? []) {
+        w.poked = true;
+        w.wake?.();
+      }
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { once, EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { RevocationFeed as Feed } from '../control-client.js';
+import { noopLogger } from '../../shared/logger.js';
+import { RevocationFeed } from './revocation-feed.js';
+
+const EXP = 4_000_000_000;
+
+/** A control plane whose answers the test hands out one by one; records each request. */
+function scriptedControl() {
+  const calls: { cursor: string | undefined; waitMs: number | undefined }[] = [];
+  const pending: ((f: Feed) => void)[] = [];
+  const ev = new EventEmitter();
+  let closed: Feed | undefined;
+  return {
+    calls,
+    client: {
+      revocations: (cursor: string | undefined, waitMs?: number) =>
+        new Promise<Feed>((resolve) => {
+          calls.push({ cursor, waitMs });
+          if (closed) return resolve(closed);
+          pending.push(resolve);
+          ev.emit('call');
+        }),
+    },
+    /** Waits for the next request, answers it. */
+    async answer(f: Feed) {
+      while (pending.length === 0) await once(ev, 'call');
+      pending.shift()!(f);
+    },
+    /** Answers every request from now on with `f` at once (for stopping). */
+    close(f: Feed) {
+      closed = f;
+      for (const p of pending.splice(0)) p(f);
+    },
+    async nextCall() {
+      while (pending.length === 0) await once(ev, 'call');
+    },
+  };
+}
+
+function feedWith(control: ReturnType<typeof scriptedControl>, revoked: string[], intervalMs: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+  // The feed's timers are unref'd (they must not hold a relay open); this keeps the test's loop alive.
+  const keepAlive = setInterval(() => {}, 1000);
+  const feed = new RevocationFeed({
+    client: control.client,
+    clock: { now: () => new Date() },
+    logger: noopLogger,
+    intervalMs,
+    waitMs: 20_000,
+    file: join(dir, 'revocations.json'),
+    onRevoked: (id) => revoked.push(id),
+  });
+  return {
+    feed,
+    cleanup: () => {
+      clearInterval(keepAlive);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('RevocationFeed long poll', () => {
+  it('asks to wait, and polls again at once after news (no interval between a revocation and the next poll)', async () => {
+    const control = scriptedControl();
+    const revoked: string[] = [];
+    // An interval far longer than the test: a poll after news must not wait for it.
+    const { feed, cleanup } = feedWith(control, revoked, 3_600_000);
+    try {
+      feed.start();
+      await control.answer({ cursor: '1', revocations: [{ lease_id: 'lse_a', exp: EXP }] });
+      await control.answer({ cursor: '1', revocations: [{ lease_id: 'lse_b', exp: EXP }] }); // pushed: cursor unchanged, news
+      await control.answer({ cursor: '2', revocations: [{ lease_id: 'lse_b', exp: EXP }] }); // the same from the database
+      await control.nextCall();
+      assert.deepEqual(revoked, ['lse_a', 'lse_b', 'lse_b']);
+      assert.deepEqual(
+        control.calls.map((c) => [c.cursor, c.waitMs]),
+        [
+          [undefined, 20_000],
+          ['1', 20_000],
+          ['1', 20_000],
+          ['2', 20_000],
+        ],
+      );
+      assert.ok(feed.isRevoked('lse_a') && feed.isRevoked('lse_b'));
+    } finally {
+      const stopping = feed.stop();
+      control.close({ cursor: '2', revocations: [] });
+      await stopping;
+      cleanup();
+    }
+  });
+
+  it('a poll that brought nothing (or only known revocations) is followed by the next one only after the interval', async () => {
+    const control = scriptedControl();
+    const { feed, cleanup } = feedWith(control, [], 3_600_000);
+    try {
+      feed.start();
+      await control.answer({ cursor: '3', revocations: [{ lease_id: 'lse_a', exp: EXP }] });
+      await control.answer({ cursor: '3', revocations: [{ lease_id: 'lse_a', exp: EXP }] }); // nothing new
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(control.calls.length, 2, 'no further poll before the interval');
+    } finally {
+      const stopping = feed.stop();
+      control.close({ cursor: '3', revocations: [] });
+      await stopping;
+      cleanup();
+    }
+  });
+
+  it('stop() ends a poll the control plane is holding (a relay does not wait out the long poll at shutdown)', async () => {
+    let signalSeen: AbortSignal | undefined;
+    const called = new EventEmitter();
+    const client = {
+      revocations: (_cursor: string | undefined, _waitMs?: number, signal?: AbortSignal) =>
+        new Promise<Feed>((_resolve, reject) => {
+          signalSeen = signal;
+          signal?.addEventListener('abort', () => reject(new Error('aborted')));
+          called.emit('call');
+        }),
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+    const logged: string[] = [];
+    const logger = { ...noopLogger, warn: (m: string) => void logged.push(m) };
+    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger, intervalMs: 1000, waitMs: 20_000, file: join(dir, 'r.json'), onRevoked: () => {} });
+    try {
+      const first = once(called, 'call');
+      feed.start();
+      await first;
+      assert.ok(signalSeen);
+      await feed.stop();
+      assert.equal(signalSeen.aborted, true);
+      assert.deepEqual(logged, [], 'stopping is not reported as the feed being unreachable');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
