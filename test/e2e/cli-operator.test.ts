@@ -82,6 +82,31 @@ describe('operator commands (real binaries)', () => {
     assert.equal((await f.admin.run(['exposures', 'show', 'ops-db'])).code, 1);
   });
 
+  it("tunnel expose --allow keeps an existing exposure's allow list (an admin's edit survives X's restart) unless --replace-allow", async () => {
+    ok(await f.admin.run(['exposures', 'create', 'keep-x', '--allow', 'bob']), 'create');
+    ok(await f.admin.run(['exposures', 'allow', 'keep-x', 'carol']), 'the admin edits the list');
+    const allowOf = async () => (JSON.parse(ok(await f.admin.run(['exposures', 'show', 'keep-x', '--json']), 'show').stdout) as { allow: string[] }).allow;
+
+    // X restarts with the --allow it was first started with: the admin's edit stays.
+    const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'keep-x', '--allow', 'bob', '--json']);
+    await waitForLine(x, /"event":"connected"/);
+    assert.match(x.output().stderr, /keep-x exists; keeping its allow list \(bob, carol\); --replace-allow replaces it/);
+    assert.deepEqual(await allowOf(), ['bob', 'carol']);
+    x.kill('SIGTERM');
+    await once(x, 'exit');
+
+    // --replace-allow says so: the list becomes exactly --allow.
+    const y = f.admin.spawn(['expose', String(f.echo.port), '--name', 'keep-x', '--allow', 'bob', '--replace-allow', '--json']);
+    await waitForLine(y, /"event":"connected"/);
+    assert.deepEqual(await allowOf(), ['bob']);
+    y.kill('SIGTERM');
+    await once(y, 'exit');
+
+    const usage = await f.admin.run(['expose', String(f.echo.port), '--name', 'keep-x', '--replace-allow']);
+    assert.equal(usage.code, 2, usage.stderr);
+    assert.match(usage.stderr, /--replace-allow needs --allow/);
+  });
+
   it('plain OpenSSH on X: exposures create + cert --expose, then Y opens it; cert prints the real port', async () => {
     const port = f.echo.port;
     ok(await f.admin.run(['exposures', 'create', 'plain-x', '--allow', 'bob']), 'create');
