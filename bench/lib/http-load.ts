@@ -36,8 +36,12 @@ export async function runLoad(o: LoadOptions & { rate?: number }): Promise<LoadR
   return o.rate ? runOpenLoop({ ...o, rate: o.rate }) : runClosedLoop(o);
 }
 
-async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
-  // Bounded timeouts: a stalled server fails the run instead of hanging it (undici waits 300 s).
+/**
+ * What both loops share: one undici Pool with bounded timeouts (a stalled server fails the run
+ * instead of hanging it; undici waits 300 s), and one request that records its latency from
+ * `from` (send time, or due time in the open loop) or its failure kind.
+ */
+function loadRun(o: LoadOptions) {
   const pool = new Pool(o.origin, {
     connections: o.concurrency,
     pipelining: 1,
@@ -49,51 +53,42 @@ async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
   let ok = 0;
   let errors = 0;
   const errorKinds = new Map<string, number>();
-  let next = 0;
   const fail = (kind: string): void => {
     errors++;
     errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
   };
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const i = next++;
-      if (i >= o.requests) return;
+  return {
+    async request(i: number, from = performance.now()): Promise<void> {
       const req = o.make(i);
-      const t0 = performance.now();
       try {
         const res = await pool.request({ method: req.method, path: req.path, headers: req.headers, body: req.body });
         const text = await res.body.text();
-        if (res.statusCode === o.okStatus) latencies[ok++] = performance.now() - t0;
+        if (res.statusCode === o.okStatus) latencies[ok++] = performance.now() - from;
         else fail(`${res.statusCode} ${/"code":"([A-Z_]+)"/.exec(text)?.[1] ?? ''}`.trim());
       } catch (err) {
         fail((err as Error).name);
       }
-    }
+    },
+    async finish(elapsedMs: number): Promise<LoadResult> {
+      await pool.close();
+      return { requests: o.requests, errors, errorKinds, elapsedMs, latencies: latencies.slice(0, ok).sort() };
+    },
+  };
+}
+
+async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
+  const run = loadRun(o);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < o.requests; i = next++) await run.request(i);
   };
   const start = performance.now();
   await Promise.all(Array.from({ length: o.concurrency }, worker));
-  const elapsedMs = performance.now() - start;
-  await pool.close();
-  const sorted = latencies.slice(0, ok).sort();
-  return { requests: o.requests, errors, errorKinds, elapsedMs, latencies: sorted };
+  return run.finish(performance.now() - start);
 }
 
 async function runOpenLoop(o: LoadOptions & { rate: number }): Promise<LoadResult> {
-  const pool = new Pool(o.origin, {
-    connections: o.concurrency,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    headersTimeout: 30_000,
-    bodyTimeout: 30_000,
-  });
-  const latencies = new Float64Array(o.requests);
-  let ok = 0;
-  let errors = 0;
-  const errorKinds = new Map<string, number>();
-  const fail = (kind: string): void => {
-    errors++;
-    errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
-  };
+  const run = loadRun(o);
   const start = performance.now();
   const intervalMs = 1000 / o.rate;
   let next = 0;
@@ -101,22 +96,12 @@ async function runOpenLoop(o: LoadOptions & { rate: number }): Promise<LoadResul
   let finished = 0;
   await new Promise<void>((resolve) => {
     const send = (i: number): void => {
-      const due = start + i * intervalMs;
-      const req = o.make(i);
       inFlight++;
-      pool
-        .request({ method: req.method, path: req.path, headers: req.headers, body: req.body })
-        .then(async (res) => {
-          const text = await res.body.text();
-          if (res.statusCode === o.okStatus) latencies[ok++] = performance.now() - due;
-          else fail(`${res.statusCode} ${/"code":"([A-Z_]+)"/.exec(text)?.[1] ?? ''}`.trim());
-        })
-        .catch((err: unknown) => fail((err as Error).name))
-        .finally(() => {
-          inFlight--;
-          if (++finished === o.requests) resolve();
-          else pump();
-        });
+      void run.request(i, start + i * intervalMs).finally(() => {
+        inFlight--;
+        if (++finished === o.requests) resolve();
+        else pump();
+      });
     };
     const pump = (): void => {
       const now = performance.now();
@@ -128,9 +113,7 @@ async function runOpenLoop(o: LoadOptions & { rate: number }): Promise<LoadResul
     }, 1);
     pump();
   });
-  const elapsedMs = performance.now() - start;
-  await pool.close();
-  return { requests: o.requests, errors, errorKinds, elapsedMs, latencies: latencies.slice(0, ok).sort() };
+  return run.finish(performance.now() - start);
 }
 
 /** The q-quantile (0..1) of sorted values, nearest rank. */
