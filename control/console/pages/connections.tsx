@@ -66,6 +66,22 @@ function what(x: { kind: Kind | null; exposure: string | null; targets: Target[]
   return x.exposure ?? '—';
 }
 
+/** The cells a connection row starts with, in "Connected now" and "Recently closed" alike. */
+function ConnectionCells({ c }: { c: Connection }) {
+  return (
+    <>
+      <td>{c.user ?? '—'}</td>
+      <td>{c.kind ?? '—'}</td>
+      <td>{what(c)}</td>
+      <td>{c.node}</td>
+      <td>
+        <code>{c.remote ?? '—'}</code>
+      </td>
+      <td>{when(c.opened_at)}</td>
+    </>
+  );
+}
+
 function RevokeButton(props: { p: PageCtx; leaseId: string }) {
   return (
     <DangerButton action={`${PATH}/${props.leaseId}/revoke`} confirm={`Revoke ${props.leaseId}? Its connections close.`} label="Revoke" what={props.leaseId} csrf={props.p.csrf} />
@@ -86,14 +102,7 @@ function Tables(props: { p: PageCtx; f: Filters; leases: Lease[]; conns: Connect
         empty="Nobody matching is connected."
         rows={now.map((c) => (
           <tr>
-            <td>{c.user ?? '—'}</td>
-            <td>{c.kind ?? '—'}</td>
-            <td>{what(c)}</td>
-            <td>{c.node}</td>
-            <td>
-              <code>{c.remote ?? '—'}</code>
-            </td>
-            <td>{when(c.opened_at)}</td>
+            <ConnectionCells c={c} />
             <td>
               <code>{c.lease_id ?? '—'}</code>
             </td>
@@ -138,14 +147,7 @@ function Tables(props: { p: PageCtx; f: Filters; leases: Lease[]; conns: Connect
         empty="No closed connections match."
         rows={closed.map((c) => (
           <tr>
-            <td>{c.user ?? '—'}</td>
-            <td>{c.kind ?? '—'}</td>
-            <td>{what(c)}</td>
-            <td>{c.node}</td>
-            <td>
-              <code>{c.remote ?? '—'}</code>
-            </td>
-            <td>{when(c.opened_at)}</td>
+            <ConnectionCells c={c} />
             <td>{when(c.closed_at)}</td>
             <td>{bytes(c.bytes_in)}</td>
             <td>{bytes(c.bytes_out)}</td>
