@@ -242,9 +242,14 @@ function unpackTemplate(packFile: string, dest: string): void {
   if (at !== raw.length) throw new Error(`${packFile}: ${raw.length - at} bytes after the last file`);
 }
 
-/** Makes `packFile` from the template unless it already holds the template's stamp. */
+/**
+ * Makes `packFile` from the template unless it already holds the template's stamp and is not
+ * older than the template (a template rebuilt with the same stamp has new bytes, e.g. its
+ * pg_control: the pack must follow it).
+ */
 export function ensureTemplatePack(templateDir = PGLITE_TEMPLATE_DIR, packFile = PGLITE_TEMPLATE_PACK): 'packed' | 'current' {
-  if (readPackStamp(packFile) !== undefined && readPackStamp(packFile) === readStamp(templateDir)) return 'current';
+  const stamp = readPackStamp(packFile);
+  if (stamp !== undefined && stamp === readStamp(templateDir) && statSync(packFile).mtimeMs >= statSync(join(templateDir, STAMP)).mtimeMs) return 'current';
   packTemplate(templateDir, packFile);
   return 'packed';
 }
