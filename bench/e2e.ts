@@ -20,10 +20,13 @@
  *
  * Options: --bytes N (default 1 GiB) --connections N (200) --rounds N (3; the median is reported)
  *          --cipher NAME (repeatable) --cpu-prof DIR (profile tunnel expose, tunnel open and the relay into DIR)
+ *          --profile (profile them, into --cpu-prof DIR or a temporary one, and print each one's table from
+ *            bench/lib/cpu-profile.ts: busy time by category and the top functions by self time; a profile
+ *            covers the process's whole life, so pair it with e.g. --connections 20 --rounds 1 --rtt '')
  *          --rtt MS,MS (50,150; empty: no long-distance rows) --far-bytes N (256 MiB)
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +36,7 @@ import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
 import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
 import { startDelayLine, type DelayLine } from './lib/delay-line.js';
+import { formatCpuSummary, summariseCpuProfile } from './lib/cpu-profile.js';
 import { ADMIN } from '../test/harness/stack.js';
 import { httpCaller, passwordLogin } from '../test/harness/control.js';
 import { startRelayProcess } from '../test/harness/relay-process.js';
@@ -50,10 +54,30 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '3' },
     cipher: { type: 'string', multiple: true, default: ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'] },
     'cpu-prof': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+    top: { type: 'string', default: '12' },
     rtt: { type: 'string', default: '50,150' },
     'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
   },
 });
+if (opts.help) {
+  process.stdout.write(
+    [
+      'usage: node dist/bench/e2e.js [options]',
+      '  --bytes N          bytes per push (default 1 GiB)      --rounds N       rounds, median reported (3)',
+      '  --connections N    first-byte connections per round (200)',
+      '  --cipher NAME      OpenSSH path cipher, repeatable (aes128-gcm, chacha20-poly1305)',
+      "  --rtt MS,MS        long-distance rows (50,150; '' for none)   --far-bytes N  bytes per far push (256 MiB)",
+      '  --cpu-prof DIR     write V8 CPU profiles of tunnel expose, tunnel open and the relay into DIR',
+      '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
+      '  --top N            functions per profile table (12)',
+      "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
 const RTTS = opts.rtt.split(',').filter(Boolean).map(Number);
 const FAR_BYTES = Number(opts['far-bytes']);
 const BYTES = Number(opts.bytes);
@@ -145,12 +169,29 @@ async function runTunnel(stack: Stack, x: CliUser, y: CliUser, service: Service,
   try {
     await open.waitFor(/"event":"listening"/, 30_000);
     const relayPid = stack.relay.pid;
+    profiled.push({ what: 'X: tunnel expose', pid: expose.pid }, { what: 'relay: tunnel-node', pid: relayPid }, { what: 'Y: tunnel open --listen', pid: open.pid });
     return await measurePath(r, service, () => [cpuSeconds(expose.pid), cpuSeconds(relayPid), cpuSeconds(open.pid)]);
   } finally {
     // SIGTERM: the CLI exits cleanly, so --cpu-prof writes its profile.
     await open.stop();
     await expose.stop();
   }
+}
+
+/** The Tunnel processes profiled with --cpu-prof (their pid is in the profile's file name). */
+const profiled: { what: string; pid: number }[] = [];
+
+/** Each profiled process's table (bench/lib/cpu-profile.ts), from the profiles node wrote into `dir`. */
+function profileTables(dir: string): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  return profiled
+    .map(({ what, pid }) => {
+      // node's default name: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile
+      const file = files.find((f) => f.split('.')[3] === String(pid));
+      if (!file) return `**${what}** (pid ${pid}): no profile written to ${dir}\n`;
+      return formatCpuSummary(summariseCpuProfile(join(dir, file), { top: Number(opts.top) }), `${what} (pid ${pid}, ${file})`);
+    })
+    .join('\n');
 }
 
 /** One push of FAR_BYTES through Y's local port, MB/s. */
@@ -313,7 +354,8 @@ function farTable(oldFar: number[], tunFar: number[]): string {
 async function main(): Promise<void> {
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-e2e-'));
-  const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : undefined;
+  const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : opts.profile ? join(dir, 'profiles') : undefined;
+  if (profDir) mkdirSync(profDir, { recursive: true });
   const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
   let stack: Stack | undefined;
   let service: Service | undefined;
@@ -355,7 +397,13 @@ async function main(): Promise<void> {
     );
     if (profDir) {
       await stack.relay.stop(); // the relay writes its profile on a clean exit
-      process.stdout.write(`CPU profiles (tunnel expose, tunnel open, tunnel-node): ${profDir}\n`);
+      if (opts['cpu-prof']) process.stdout.write(`CPU profiles (tunnel expose, tunnel open, tunnel-node): ${profDir}\n`);
+      if (opts.profile) {
+        process.stdout.write(
+          `\n### Where each Tunnel process's CPU went (V8 --cpu-prof, whole process life: start, ${CONNECTIONS} first-byte connections per round, ${ROUNDS} push(es); profiling itself adds CPU, so the s/GiB figures above are inflated)\n\n`,
+        );
+        process.stdout.write(profileTables(profDir));
+      }
     }
   } finally {
     process.off('SIGINT', onSignal);
