@@ -4,6 +4,7 @@ import { nodes, refreshTokens, serviceTokens, users } from '../db/schema/index.j
 import { verifyAccessToken } from '../auth/access-tokens.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
+import { preparedPerDb } from '../db/prepared.js';
 import {
   ANONYMOUS,
   assertAllowed,
@@ -25,24 +26,39 @@ function bearer(header: string | undefined): string {
 }
 
 /**
+ * The caller of an access token in one statement: the user, whether the login session (for a
+ * session's token) still stands, and the service token (for a service token's), so that a
+ * logout, a refresh-token reuse or a revoked service token ends its access tokens at once, on
+ * every replica. Prepared: it runs on every API call.
+ */
+const callerQuery = preparedPerDb((db) =>
+  db
+    .select({
+      user: users,
+      sessionLive: sql<boolean>`(${sql.placeholder('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${sql.placeholder('sid')} and ${refreshTokens.revokedAt} is null))`,
+      service: serviceTokens,
+    })
+    .from(users)
+    .leftJoin(serviceTokens, eq(serviceTokens.id, sql.placeholder('sti')))
+    .where(eq(users.id, sql.placeholder('sub')))
+    .limit(1)
+    .prepare('caller'),
+);
+
+/**
  * Who sends this access token: an enabled user, and the live service token it came from, if any.
  * The scopes are the service token's as stored now, not as minted, so a change applies at once.
  */
 async function authenticateUser(c: Context<AppEnv>): Promise<UserPrincipal> {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
-  // The user and, for a login session's token, whether the session still stands, in one query:
-  // a logout or a refresh-token reuse ends its access tokens at once, on every replica.
-  const sessionLive = claims.sid
-    ? sql<boolean>`exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${claims.sid} and ${refreshTokens.revokedAt} is null)`
-    : sql<boolean>`true`;
-  const [row] = await deps.db.select({ user: users, sessionLive }).from(users).where(eq(users.id, claims.sub)).limit(1);
+  const [row] = await callerQuery(deps.db).execute({ sub: claims.sub, sid: claims.sid ?? null, sti: claims.sti ?? null });
   const user = row?.user;
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
   let scopes: UserPrincipal['scopes'] = null;
   if (claims.sti) {
-    const [st] = await deps.db.select().from(serviceTokens).where(eq(serviceTokens.id, claims.sti)).limit(1);
+    const st = row.service;
     const now = deps.clock.now();
     if (!st || st.userId !== user.id || st.revokedAt || (st.expiresAt && st.expiresAt <= now)) {
       throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
@@ -60,11 +76,15 @@ async function authenticateUser(c: Context<AppEnv>): Promise<UserPrincipal> {
   };
 }
 
+const nodeQuery = preparedPerDb((db) =>
+  db.select().from(nodes).where(eq(nodes.tokenHash, sql.placeholder('tokenHash'))).limit(1).prepare('node_caller'),
+);
+
 /** Relay nodes authenticate with the node token they got at enrollment. */
 async function authenticateNode(c: Context<AppEnv>): Promise<NodePrincipal> {
   const deps = c.get('deps');
   const token = bearer(c.req.header('authorization'));
-  const [node] = await deps.db.select().from(nodes).where(eq(nodes.tokenHash, hashSecret(token))).limit(1);
+  const [node] = await nodeQuery(deps.db).execute({ tokenHash: hashSecret(token) });
   if (!node) throw new AppError('TOKEN_INVALID', 'unknown node credential; enroll the node again');
   c.set('node', node);
   return { kind: 'node', nodeId: node.id, name: node.name };

@@ -7,7 +7,8 @@ import type { Deps } from '../deps.js';
 import { auditEvents, egressTargets, exposures, leases, nodes, revocations, serviceTokens, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { issueLease, type LeaseGrant } from '../ca/lease-issuer.js';
-import { auditRow } from './audit.js';
+import { auditRow, type AuditType } from './audit.js';
+import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, parseScopes, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
@@ -33,6 +34,57 @@ export function leaseView(row: LeaseRow, userName: string, nodeName: string): Le
   };
 }
 
+/** The exposure with the node holding it now, in one query (open leases go there). Prepared: every issuance runs it. */
+const exposureQuery = preparedPerDb((db) =>
+  db
+    .select({ exp: exposures, current: nodes })
+    .from(exposures)
+    .leftJoin(nodes, and(eq(exposures.online, true), eq(nodes.id, exposures.currentNodeId)))
+    .where(eq(exposures.name, sql.placeholder('name')))
+    .limit(1)
+    .prepare('lease_exposure'),
+);
+
+/**
+ * The lease row and its `lease.issued` audit event in one statement, atomic without
+ * BEGIN/COMMIT: a data-modifying WITH always runs to completion with the statement that carries
+ * it. One round trip instead of four on the hottest write path, and prepared. `targets` is given
+ * as JSON text or null (drizzle's jsonb encoder would turn a null placeholder into JSON null);
+ * `revoked_at` is null on issue.
+ */
+const insertLeaseQuery = preparedPerDb((db) => {
+  const p = sql.placeholder;
+  const newLease = db
+    .$with('new_lease', { id: leases.id })
+    .as(
+      db
+        .insert(leases)
+        .values({
+          id: p('id'),
+          kind: p('kind'),
+          userId: p('userId'),
+          nodeId: p('nodeId'),
+          exposure: p('exposure'),
+          port: p('port'),
+          targets: sql`${p('targets')}::jsonb`,
+          sshKey: p('sshKey'),
+          serial: p('serial'),
+          serviceTokenId: p('serviceTokenId'),
+          notBefore: p('notBefore'),
+          expiresAt: p('expiresAt'),
+          revokedAt: sql`null`,
+          createdAt: p('createdAt'),
+        })
+        .returning({ id: leases.id })
+        .getSQL(),
+    );
+  return db
+    .with(newLease)
+    .insert(auditEvents)
+    .values({ at: p('createdAt'), type: 'lease.issued' satisfies AuditType, actor: p('userId'), subject: p('id'), data: p('auditData') })
+    .prepare('lease_insert');
+});
+
 /** Issues a lease: authorization, node choice, token + certificate, row + audit event. */
 export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate): Promise<LeaseIssued> {
   const now = deps.clock.now();
@@ -51,12 +103,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
     if (req.avoid_nodes && req.kind !== 'expose') throw new AppError('LEASE_KIND_MISMATCH', 'avoid_nodes: only for expose leases');
     // The exposure with the node holding it now, in one query (open leases go there).
-    const [found] = await deps.db
-      .select({ exp: exposures, current: nodes })
-      .from(exposures)
-      .leftJoin(nodes, and(eq(exposures.online, true), eq(nodes.id, exposures.currentNodeId)))
-      .where(eq(exposures.name, req.exposure))
-      .limit(1);
+    const [found] = await exposureQuery(deps.db).execute({ name: req.exposure });
     assertAllowed(p, req.kind === 'expose' ? 'lease.issue.expose' : 'lease.issue.open', exposureResource(req.exposure, found?.exp));
     const exp = found!.exp;
     if (req.kind === 'expose') {
@@ -127,23 +174,18 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     revokedAt: null,
     createdAt: now,
   };
-  // The lease row and its audit event in one statement, atomic without BEGIN/COMMIT: a
-  // data-modifying WITH always runs to completion with the statement that carries it. One
-  // round trip instead of four on the hottest write path.
-  const insertLease = deps.db
-    .$with('new_lease', { id: leases.id })
-    .as(deps.db.insert(leases).values(row).returning({ id: leases.id }).getSQL());
-  await deps.db
-    .with(insertLease)
-    .insert(auditEvents)
-    .values(
-      auditRow(now, {
-        type: 'lease.issued',
-        actor: p.userId,
-        subject: leaseId,
-        data: { kind: req.kind, node: node.name, exposure: row.exposure, ttl, ssh_key: row.sshKey, serial: row.serial },
-      }),
-    );
+  await insertLeaseQuery(deps.db).execute({
+    ...row,
+    targets: row.targets === null ? null : JSON.stringify(row.targets),
+    auditData: {
+      kind: req.kind,
+      node: node.name,
+      exposure: row.exposure,
+      ttl,
+      ssh_key: row.sshKey,
+      serial: row.serial,
+    },
+  });
   deps.metrics.inc('tunnel_control_leases_issued_total', 'Leases issued by kind', { kind: req.kind });
   return {
     lease: leaseView(row, p.name, node.name),
