@@ -171,14 +171,14 @@ function keyLines(n: number): string[] {
   return Array.from({ length: n }, () => formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey), 'bench'));
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; NaN where unavailable. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds a process has used so far in user and in system (kernel) mode, from /proc; NaN where unavailable. */
+function cpuSeconds(pid: number): { user: number; sys: number } {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
     // After the command: state is field 3, utime 14 and stime 15 (1-based), in clock ticks.
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return { user: Number(fields[11]) / CLOCK_TICKS, sys: Number(fields[12]) / CLOCK_TICKS };
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
 const CLOCK_TICKS = 100;
@@ -186,13 +186,16 @@ const CLOCK_TICKS = 100;
 interface Measured extends LoadResult {
   /** Server CPU ms per successful lease. */
   cpuMsPerLease: number;
+  /** The part of it spent in the kernel (socket reads and writes, mostly). */
+  sysMsPerLease: number;
 }
 
 async function measure(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
   const cpu0 = cpuSeconds(fx.control.pid);
   const r = await load(fx, as, concurrency, requests, keys, rate);
-  const cpu = cpuSeconds(fx.control.pid) - cpu0;
-  return { ...r, cpuMsPerLease: (cpu * 1000) / Math.max(1, r.latencies.length) };
+  const cpu1 = cpuSeconds(fx.control.pid);
+  const per = (s: number): number => (s * 1000) / Math.max(1, r.latencies.length);
+  return { ...r, cpuMsPerLease: per(cpu1.user - cpu0.user + cpu1.sys - cpu0.sys), sysMsPerLease: per(cpu1.sys - cpu0.sys) };
 }
 
 function load(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<LoadResult> {
@@ -232,6 +235,7 @@ function row(backend: Backend, build: string, load: string, r: Measured): string
     ms(quantile(r.latencies, 1)),
     String(r.errors),
     Number.isNaN(r.cpuMsPerLease) ? '-' : r.cpuMsPerLease.toFixed(2),
+    Number.isNaN(r.sysMsPerLease) ? '-' : r.sysMsPerLease.toFixed(2),
   ];
 }
 
@@ -249,7 +253,7 @@ async function main(): Promise<void> {
 
 async function measureAll(builds: Build[]): Promise<void> {
   const keys = keyLines(REQUESTS + WARMUP);
-  const rows: string[][] = [['backend', 'build', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease']];
+  const rows: string[][] = [['backend', 'build', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease', 'of which kernel']];
   const failures: string[] = [];
   /** CPU ms/lease per backend, load and build, one value per round. */
   const cpu = new Map<string, number[]>();
