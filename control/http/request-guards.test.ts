@@ -1,0 +1,77 @@
+/**
+ * The body limit through the real HTTP server (@hono/node-server), where limitBody judges a body
+ * with a Content-Length by its header and never builds a web Request stream for it: too long a
+ * declared length is refused before the body is read, a chunked body is counted while it is
+ * read, and bodies under the limit reach the route either way.
+ */
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { createTestApp, type TestApp } from '../testing/test-app.js';
+import { serveTestApp, type ServedApp } from '../testing/serve.js';
+
+interface Answer {
+  status: number;
+  body: { code?: string };
+}
+
+/** PUT /v1/exposures/NAME with `chunks` written as given: with a Content-Length, or chunked. */
+function put(url: string, token: string, name: string, chunks: string[], framing: 'length' | 'chunked'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const body = chunks.join('');
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    if (framing === 'length') headers['content-length'] = String(Buffer.byteLength(body));
+    else headers['transfer-encoding'] = 'chunked';
+    const req = request(`${url}/v1/exposures/${name}`, { method: 'PUT', headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Answer['body']) : {} }));
+      res.on('error', reject);
+    });
+    // The server may answer 413 and close before the whole body is sent.
+    req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' || err.code === 'ECONNRESET' ? undefined : reject(err)));
+    for (const c of chunks) req.write(c);
+    req.end();
+  });
+}
+
+describe('limitBody over real HTTP', () => {
+  let t: TestApp;
+  let s: ServedApp;
+  let token: string;
+  before(async () => {
+    t = await createTestApp();
+    s = await serveTestApp(t);
+    token = (await t.user('body-limit', 'member')).token;
+  });
+  after(async () => {
+    await s?.close();
+    await t?.close();
+  });
+
+  const big = () => `{"allow":[],"pad":"${'x'.repeat(t.deps.settings.maxBodyBytes)}"}`;
+
+  it('a body with a Content-Length under the limit reaches the route', async () => {
+    const r = await put(s.url, token, 'bl-len', ['{"allow":[]}'], 'length');
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  });
+
+  it('a Content-Length over the limit is refused with 413 PAYLOAD_TOO_LARGE', async () => {
+    const r = await put(s.url, token, 'bl-len-big', [big()], 'length');
+    assert.equal(r.status, 413);
+    assert.equal(r.body.code, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('a chunked body under the limit reaches the route', async () => {
+    const r = await put(s.url, token, 'bl-chunked', ['{"allow"', ':[]}'], 'chunked');
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  });
+
+  it('a chunked body over the limit is refused with 413 while it is read', async () => {
+    const text = big();
+    const r = await put(s.url, token, 'bl-chunked-big', [text.slice(0, 1000), text.slice(1000)], 'chunked');
+    assert.equal(r.status, 413);
+    assert.equal(r.body.code, 'PAYLOAD_TOO_LARGE');
+  });
+});
