@@ -76,8 +76,8 @@ function send(ch: Duplex, bytes: number): Promise<void> {
 describe('adaptive windows (real ssh2 client and server)', () => {
   const CHANNELS = 12;
   const PER_CHANNEL = 24 * MiB;
-  // minGain 1: every doubling is kept, so this tests the bound, not the probing (tested below).
-  const budget = new WindowBudget({ budgetBytes: 12 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, minGain: 1 });
+  // rttSlackMs Infinity: every round-trip sample doubles, so this tests the bound, not the growth rule (tested below).
+  const budget = new WindowBudget({ budgetBytes: 12 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, rttSlackMs: Infinity });
   const server: ServerChannel[] = [];
   const received: number[] = [];
   let violations: string[] = [];
@@ -183,14 +183,16 @@ describe('adaptive windows (real ssh2 client and server)', () => {
   });
 });
 
-/** A stand-in for an ssh2 channel's window internals, driven by hand: `deliver(n)` is one CHANNEL_DATA. */
-function fakeChannel() {
+const PAYLOAD = Buffer.alloc(64 * 1024);
+
+/** A stand-in for an ssh2 channel's window internals, driven by hand: `deliver(n)` is one CHANNEL_DATA; grants go to `onGrant`. */
+function fakeChannel(onGrant: (n: number) => void) {
   const ch = {
     incoming: { window: STANDARD_WINDOW },
     outgoing: { id: 7, state: 'open' },
-    granted: 0,
-    _client: { _protocol: { channelWindowAdjust: (_id: number, n: number) => (ch.granted += n) } },
-    push: (_chunk: unknown) => true,
+    _client: { _protocol: { channelWindowAdjust: (_id: number, n: number) => onGrant(n) } },
+    accept: true,
+    push: (_chunk: unknown) => ch.accept,
     _read: (_n: number) => {},
     readableLength: 0,
     once: () => ch,
@@ -198,77 +200,116 @@ function fakeChannel() {
   return {
     duplex: ch as unknown as Duplex,
     window: () => ch.incoming.window,
+    /** The reader stops (every push refused) or catches up (ssh2's _read: the stream wants more). */
+    reader(keepsUp: boolean) {
+      ch.accept = keepsUp;
+      if (keepsUp) ch._read(0);
+    },
     /** What ssh2's CHANNEL_DATA handler does: reduce the window, push, then its own top-up to 2 MiB at 1 MiB. */
     deliver(n: number) {
       ch.incoming.window -= n;
-      if ((ch.push as (c: unknown) => boolean)(Buffer.alloc(n)) && ch.incoming.window <= STANDARD_WINDOW / 2) {
-        ch.granted += STANDARD_WINDOW - ch.incoming.window;
+      if ((ch.push as (c: unknown) => boolean)(PAYLOAD.subarray(0, n)) && ch.incoming.window <= STANDARD_WINDOW / 2) {
+        onGrant(STANDARD_WINDOW - ch.incoming.window);
         ch.incoming.window = STANDARD_WINDOW;
       }
     },
   };
 }
 
-describe('adaptive window probing (fake channel, fake clock)', () => {
+/**
+ * A sender and one adopted receiving channel over a simulated path, on a fake clock: the sender
+ * sends 32 KiB packets as soon as it has window, at most `bytesPerMs` (its CPU or the link);
+ * data and grants each take half the round trip one way (`extraMs(i)` adds delay to packet i, in
+ * order, like a busy receiver that reads late). The reader keeps up. Returns the window over time.
+ */
+function simulate(o: {
+  rttMs: number;
+  bytesPerMs: number;
+  bytes: number;
+  channelMax: number;
+  extraMs?: (i: number) => number;
+  /** The reader refuses packets while this many bytes were received ([from, to)). */
+  stall?: [number, number];
+}) {
   const PACKET = 32 * 1024;
-  /** Delivers `bytes` in packets; `msPerByte(window)` is how fast the path delivers at the current window. */
-  function run(budget: WindowBudget, clock: { t: number }, bytes: number, msPerByte: (target: number) => number) {
-    const ch = fakeChannel();
-    budget.adopt(ch.duplex);
-    let maxTarget = 0;
-    for (let sent = 0; sent < bytes; sent += PACKET) {
-      const target = STANDARD_WINDOW + budget.status().reserved;
-      maxTarget = Math.max(maxTarget, target);
-      clock.t += PACKET * msPerByte(target);
+  const STEP = 0.05;
+  const clock = { t: 0 };
+  const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: o.channelMax, sweepMs: 0, now: () => clock.t });
+  const grants: { at: number; n: number }[] = [];
+  const inflight: number[] = [];
+  const ch = fakeChannel((n) => grants.push({ at: clock.t + o.rttMs / 2, n }));
+  budget.adopt(ch.duplex);
+  let senderWindow = STANDARD_WINDOW;
+  let credit = 0;
+  let sent = 0;
+  let received = 0;
+  let lastArrival = 0;
+  let maxTarget = 0;
+  let reachedCapAt = NaN;
+  const targets: { at: number; target: number }[] = [];
+  while (received < o.bytes) {
+    clock.t += STEP;
+    while (grants.length && grants[0]!.at <= clock.t) senderWindow += grants.shift()!.n;
+    credit = Math.min(credit + o.bytesPerMs * STEP, 2 * PACKET);
+    while (credit >= PACKET && senderWindow >= PACKET && sent < o.bytes) {
+      credit -= PACKET;
+      senderWindow -= PACKET;
+      lastArrival = Math.max(lastArrival, clock.t + o.rttMs / 2 + (o.extraMs?.(sent / PACKET) ?? 0));
+      inflight.push(lastArrival);
+      sent += PACKET;
+    }
+    while (inflight.length && inflight[0]! <= clock.t) {
+      inflight.shift();
+      if (o.stall) ch.reader(received < o.stall[0] || received >= o.stall[1]);
       ch.deliver(PACKET);
+      received += PACKET;
       assert.ok(ch.window() >= 0, 'never more delivered than granted');
-    }
-    return { maxTarget, reserved: budget.status().reserved };
-  }
-
-  it('keeps doubling while the window is the limit (rate grows with it: a long path), up to the channel cap', () => {
-    const clock = { t: 0 };
-    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
-    // Window-limited: one window per 50 ms round trip.
-    const r = run(budget, clock, 128 * MiB, (target) => 50 / target);
-    assert.equal(r.maxTarget, 16 * MiB);
-    assert.equal(r.reserved, 14 * MiB, 'settled at the cap');
-  });
-
-  it('goes back to the standard window when a doubling does not raise the rate (a CPU-bound or short path)', () => {
-    const clock = { t: 0 };
-    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
-    // The same 100 MB/s whatever the window.
-    const r = run(budget, clock, 128 * MiB, () => 1 / 100_000);
-    assert.equal(r.maxTarget, 4 * MiB, 'tried one doubling');
-    assert.equal(r.reserved, 0, 'and gave it back');
-  });
-
-  it('tries again later: a channel that settled while the machine was busy grows once the window becomes the limit', () => {
-    const clock = { t: 0 };
-    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 16 * MiB, sweepMs: 0, now: () => clock.t });
-    const ch = fakeChannel();
-    budget.adopt(ch.duplex);
-    let busyMax = 0;
-    for (let sent = 0; sent < 256 * MiB; sent += PACKET) {
       const target = STANDARD_WINDOW + budget.status().reserved;
-      // First 64 MiB: CPU-bound at 20 MB/s whatever the window; then a 50 ms window-limited path.
-      const msPerByte = sent < 64 * MiB ? 1 / 20_000 : 50 / target;
-      if (sent < 64 * MiB) busyMax = Math.max(busyMax, target);
-      clock.t += PACKET * msPerByte;
-      ch.deliver(PACKET);
+      if (target > maxTarget) maxTarget = target;
+      if (targets.at(-1)?.target !== target) targets.push({ at: received, target });
+      if (target >= o.channelMax && Number.isNaN(reachedCapAt)) reachedCapAt = clock.t;
     }
-    assert.equal(busyMax, 4 * MiB, 'while busy it only ever tried one doubling at a time');
-    assert.equal(budget.status().reserved, 14 * MiB, 'then it grew to the cap');
+  }
+  return { maxTarget, reserved: budget.status().reserved, reachedCapAt, ms: clock.t, targets };
+}
+
+describe('adaptive window growth (simulated path, fake clock)', () => {
+  it('doubles about once per round trip while the window is the limit (a long path), up to the channel cap', () => {
+    // 50 ms round trip, a sender that could do 1 GB/s: the window is the only limit.
+    const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB });
+    assert.equal(r.maxTarget, 32 * MiB);
+    assert.equal(r.reserved, 30 * MiB, 'kept the cap');
+    // 2 -> 32 MiB is 4 doublings; the first samples also learn the round trip.
+    assert.ok(r.reachedCapAt <= 8 * 50, `reached the cap after ${r.reachedCapAt.toFixed(0)} ms`);
   });
 
-  it('stops where the rate stops growing (the path saturates between)', () => {
-    const clock = { t: 0 };
-    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 32 * MiB, sweepMs: 0, now: () => clock.t });
-    // 50 ms RTT, but at most 150 MB/s: the window stops mattering at about 7.5 MB.
-    const r = run(budget, clock, 256 * MiB, (target) => Math.max(50 / target, 1 / 150_000));
-    assert.equal(r.reserved, 6 * MiB, 'kept 8 MiB (the first window at full speed), gave back the 16 MiB probe');
-    assert.equal(r.maxTarget, 16 * MiB);
+  it('keeps growing on a busy receiver: late reads skip a doubling but do not stop the growth', () => {
+    // A deterministic scatter: one packet in 20 is read up to 30 ms late (in order, so the ones behind it wait too).
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB, extraMs: () => (rand() < 0.05 ? 30 * rand() : 0) });
+    assert.equal(r.maxTarget, 32 * MiB, `grew to the cap (reached after ${r.reachedCapAt.toFixed(0)} ms)`);
+  });
+
+  it('stops near the bandwidth-delay product when the path saturates first', () => {
+    // 50 ms round trip, at most 150 MB/s: the window stops mattering at about 7.5 MB.
+    const r = simulate({ rttMs: 50, bytesPerMs: 150_000, bytes: 256 * MiB, channelMax: 32 * MiB });
+    assert.ok(r.maxTarget >= 8 * MiB, `grew past the product (${r.maxTarget / MiB} MiB)`);
+    assert.ok(r.maxTarget <= 16 * MiB, `and not to the cap (${r.maxTarget / MiB} MiB)`);
+  });
+
+  it('halves the window once when the reader falls behind, not once per refused packet', () => {
+    // Grown to the cap on a long path, then the reader refuses 64 packets (2 MiB) in a row.
+    const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 160 * MiB, channelMax: 32 * MiB, stall: [128 * MiB, 130 * MiB] });
+    // The reservation follows the halved target down as the granted window drains, then regrows.
+    const after = r.targets.filter((t) => t.at >= 128 * MiB).map((t) => t.target / MiB);
+    assert.equal(Math.min(...after), 17, `from 32 MiB to 2 + 15 MiB, once (${after.slice(0, 6).join(', ')} ...)`);
+  });
+
+  it('stays near the standard window on a short or CPU-bound path (the sender is never waiting for window)', () => {
+    // Loopback-like: 0.2 ms round trip, the sender does 100 MB/s whatever the window.
+    const r = simulate({ rttMs: 0.2, bytesPerMs: 100_000, bytes: 128 * MiB, channelMax: 32 * MiB });
+    assert.ok(r.maxTarget <= 4 * MiB, `at most one doubling (${r.maxTarget / MiB} MiB)`);
   });
 });
 

@@ -6,17 +6,29 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  * Adaptive SSH channel windows between Tunnel's own CLI and relay (HPN-SSH-like). SSH flow
  * control caps one stream at window / RTT: ssh2's (and OpenSSH's) 2 MiB window allows about
  * 40 MB/s at 50 ms whatever the link. A channel under a WindowBudget starts at that standard
- * window and probes for the path's bandwidth-delay product the way BBR's startup does: each
- * time a whole window's worth of data was delivered while the reader kept up, it measures the
- * delivery rate over that window; it doubles the window as long as the previous doubling raised
- * the rate by at least `minGain` (25%), and when a doubling did not, the window goes back to
- * what it was and stops growing (the window is no longer the limit: a CPU-bound or short path,
- * where a bigger window would only queue bytes in the sender's socket). It never grows past the
- * per-channel cap or what the budget has left. When the reader falls behind (the channel's
- * readable side is full), the window is halved and what it no longer needs goes back to the
- * budget; a channel that moved nothing for a sweep period goes back to the standard window and
- * probes again when data flows. A settled channel tries one more doubling every 16 windows (a
- * noisy measurement or a machine that got quieter does not pin it for good).
+ * window and grows it while the window is what limits the stream, the way TCP's receive-buffer
+ * autotuning and slow start do:
+ *
+ * - RTT samples. When the receiver grants window, it notes the time and the stream offset the
+ *   sender could reach without that grant. When the first byte past that offset arrives, the
+ *   time since the grant is one sample `d`: the grant's trip to the sender plus the data's trip
+ *   back (at least one round trip), plus however long the sender took to get there. One sample
+ *   is outstanding at a time, so about one per round trip.
+ * - Window-limited. The smallest sample so far is the path's round trip (`minRtt`). A sample
+ *   within `minRtt x 1.25 + 2 ms` means the sender was waiting for that grant: the window is the
+ *   limit, so the window doubles (up to the per-channel cap and what the budget has left). A
+ *   larger sample means the sender had window to spare (it is CPU- or source-bound, or bytes
+ *   queue somewhere because the window is already past the bandwidth-delay product), and the
+ *   window stays. So a long path grows by one doubling per round trip (2 to 32 MiB in about 4 to
+ *   8 round trips), and a short or CPU-bound path (loopback) keeps the standard window. Unlike a
+ *   comparison of delivery rates between windows, one noisy measurement on a busy machine does
+ *   not stop the growth for good; it only skips one doubling.
+ * - The reader falls behind (the channel's readable side is full): the window is halved and what
+ *   it no longer needs goes back to the budget. A channel that moved nothing for a sweep period
+ *   goes back to the standard window and measures its round trip afresh when data flows again.
+ *
+ * The channel grants its window itself (top-ups once an eighth of it, at least 256 KiB, was
+ * used), also while at the standard window, so every grant can carry a sample.
  *
  * Memory bound: a channel never has more than `2 MiB + reserved` bytes granted to the peer
  * and not yet received, and (as with ssh2's own windows) at most its readable high-water mark
@@ -39,8 +51,12 @@ export interface WindowBudgetOptions {
   channelMaxBytes: number;
   /** How often idle channels give their reservation back; 0: no timer (tests call sweep()). */
   sweepMs?: number;
-  /** A doubling is kept only if the delivery rate grew by this factor (default 1.25; 1: always keep). */
-  minGain?: number;
+  /**
+   * A round-trip sample counts as window-limited when it is within `minRtt x (1 + rttSlack) +
+   * rttSlackMs` (defaults 0.5 and 2 ms; tests pass Infinity to grow on every sample).
+   */
+  rttSlack?: number;
+  rttSlackMs?: number;
   /** Milliseconds, for delivery rates (default performance.now). */
   now?: () => number;
 }
@@ -67,7 +83,8 @@ export class WindowBudget {
   #channels = new Set<AdaptiveChannel>();
   #timer: NodeJS.Timeout | undefined;
   readonly #sweepMs: number;
-  readonly minGain: number;
+  readonly rttSlack: number;
+  readonly rttSlackMs: number;
   readonly now: () => number;
 
   constructor(o: WindowBudgetOptions) {
@@ -75,7 +92,8 @@ export class WindowBudget {
     this.budget = o.budgetBytes;
     this.channelMax = o.channelMaxBytes;
     this.#sweepMs = o.sweepMs ?? 2_000;
-    this.minGain = o.minGain ?? 1.25;
+    this.rttSlack = o.rttSlack ?? 0.5;
+    this.rttSlackMs = o.rttSlackMs ?? 2;
     this.now = o.now ?? (() => performance.now());
   }
 
@@ -136,8 +154,9 @@ export class WindowBudget {
   }
 }
 
-/** A settled channel tries one more doubling after this many windows delivered. */
-const REPROBE_EPOCHS = 16;
+/** A grant is sent once this share of the target window was used (and at least TOP_UP_MIN). */
+const TOP_UP_SHARE = 1 / 8;
+const TOP_UP_MIN = 256 * 1024;
 
 class AdaptiveChannel {
   /** Bytes reserved from the budget: what this channel may hold above the standard (see the file comment). */
@@ -146,24 +165,29 @@ class AdaptiveChannel {
   #wanted = 0;
   readonly #budget: WindowBudget;
   readonly #w: ChannelWindow;
-  /** This epoch (one window's worth of delivered data): bytes, start, and whether the reader fell behind. */
-  #delivered = 0;
-  #epochStart: number;
+  /** Bytes received since adoption. */
+  #received = 0;
+  /** The outstanding round-trip sample: when a grant went out, and the offset the sender could reach without it. */
+  #sample: { at: number; offset: number } | undefined;
+  /** The smallest round-trip sample so far (ms), the path's round trip. */
+  #minRtt = Infinity;
+  /** The sample in flight when the window last doubled: it measured the window before (the doubling's grant was still on its way). */
+  #stale = false;
+  /** The reader fell behind and has not asked for more since (the window was halved once for it). */
   #behind = false;
-  /** Startup probing: the rate measured before the last doubling, and the reservation before it. */
-  #probing = true;
-  #rateBefore: number | undefined;
-  #reservedBefore = 0;
-  /** Windows delivered since probing stopped: after REPROBE_EPOCHS it tries one more doubling (load and paths change). */
-  #settledEpochs = 0;
   #receivedSinceSweep = 0;
   #gone = false;
 
   constructor(budget: WindowBudget, w: ChannelWindow) {
     this.#budget = budget;
     this.#w = w;
-    this.#epochStart = budget.now();
-    w.hook({ received: (n, accepted) => this.#received(n, accepted), drained: () => this.#topUp() });
+    w.hook({
+      received: (n, accepted) => this.#onData(n, accepted),
+      drained: () => {
+        this.#behind = false;
+        this.#topUp();
+      },
+    });
   }
 
   get committed(): number {
@@ -174,53 +198,44 @@ class AdaptiveChannel {
     return STANDARD_WINDOW + this.#wanted;
   }
 
-  #received(n: number, accepted: boolean): void {
+  #onData(n: number, accepted: boolean): void {
     this.#receivedSinceSweep += n;
+    this.#received += n;
     if (!accepted) {
-      // The reader is the limit now, not the window: halve the window.
+      // The reader is the limit now, not the window: halve the window once until the reader
+      // catches up (every packet while it is behind is refused too), and drop the sample (the
+      // reader's pause would count as round trip).
+      this.#sample = undefined;
+      if (!this.#behind) this.#want(Math.floor(this.#wanted / 2));
       this.#behind = true;
-      this.#want(Math.floor(this.#wanted / 2));
       return;
     }
     if (this.reserved > this.#wanted) this.#shrinkTo(this.#wanted);
-    this.#delivered += n;
-    if (this.#delivered >= this.#target) {
-      const now = this.#budget.now();
-      const rate = this.#delivered / Math.max(now - this.#epochStart, 0.001);
-      if (!this.#behind && !this.#probing && ++this.#settledEpochs >= REPROBE_EPOCHS) {
-        this.#probing = true;
-        this.#rateBefore = undefined; // this window's rate is the baseline the next doubling must beat
-      }
-      if (!this.#behind && this.#probing) this.#probe(rate);
-      this.#delivered = 0;
-      this.#epochStart = now;
-      this.#behind = false;
+    const s = this.#sample;
+    if (s && this.#received > s.offset) {
+      this.#sample = undefined;
+      this.#onRtt(this.#budget.now() - s.at);
     }
     this.#topUp();
   }
 
-  /** One window delivered at `rate` while the reader kept up: double again, or settle. */
-  #probe(rate: number): void {
-    if (this.#rateBefore !== undefined && rate < this.#rateBefore * this.#budget.minGain) {
-      // The last doubling did not pay: the window is not what limits this path.
-      this.#want(this.#reservedBefore);
-      this.#stopProbing();
+  /** One round-trip sample: double the window if the sender was waiting for the grant. */
+  #onRtt(d: number): void {
+    if (d < this.#minRtt) this.#minRtt = d;
+    if (this.#stale) {
+      this.#stale = false;
       return;
     }
-    this.#rateBefore = rate;
-    this.#reservedBefore = this.#wanted;
+    if (d > this.#minRtt * (1 + this.#budget.rttSlack) + this.#budget.rttSlackMs) return; // the sender had window to spare
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
     // What it still holds above what it wants (draining after a halving) counts first.
     const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);
-    const got = this.#budget.take(more);
-    this.reserved += got;
-    this.#wanted = Math.min(next - STANDARD_WINDOW, this.reserved);
-    if (got < more || next === this.#budget.channelMax) this.#stopProbing(); // at the cap or out of budget: nothing left to learn
-  }
-
-  #stopProbing(): void {
-    this.#probing = false;
-    this.#settledEpochs = 0;
+    this.reserved += this.#budget.take(more);
+    const wanted = Math.max(this.#wanted, Math.min(next - STANDARD_WINDOW, this.reserved));
+    // The next sample starts with the grant that opens the bigger window, but it still shows
+    // whether the sender waited at the old one: only the one after it measures the new window.
+    if (wanted > this.#wanted) this.#stale = true;
+    this.#wanted = wanted;
   }
 
   /** Wants `bytes` from now; gives back what it holds above that as far as it can. */
@@ -229,16 +244,18 @@ class AdaptiveChannel {
     this.#shrinkTo(this.#wanted);
   }
 
-  /** Grants the peer the window back up to the target once a quarter of it was used. */
+  /** Grants the peer the window back up to the target once an eighth of it (at least 256 KiB) was used. */
   #topUp(): void {
-    if (this.#gone || this.#wanted === 0) return; // standard window: ssh2 manages it
+    if (this.#gone) return;
     const target = this.#target;
     const window = this.#w.window();
-    if (window > target - target / 4) return;
+    if (target - window < Math.max(target * TOP_UP_SHARE, TOP_UP_MIN)) return;
     // Never past the bound: committed <= STANDARD_COMMITTED + reserved (see the file comment).
     const room = STANDARD_COMMITTED + this.reserved - (window + this.#w.readable());
     const grant = Math.min(target - window, room);
-    if (grant > 0) this.#w.grant(grant);
+    if (grant <= 0) return;
+    if (!this.#sample) this.#sample = { at: this.#budget.now(), offset: this.#received + window };
+    this.#w.grant(grant);
   }
 
   /** Gives back reservation down to `bytes`, but never below what is still committed. */
@@ -254,12 +271,10 @@ class AdaptiveChannel {
   sweep(): void {
     if (this.#receivedSinceSweep === 0) {
       this.#want(0);
-      // Probe afresh when data flows again: the path or the load may have changed.
-      this.#probing = true;
-      this.#rateBefore = undefined;
-      this.#reservedBefore = 0;
-      this.#delivered = 0;
-      this.#epochStart = this.#budget.now();
+      // Measure afresh when data flows again: the path may have changed.
+      this.#sample = undefined;
+      this.#minRtt = Infinity;
+      this.#stale = false;
     }
     this.#receivedSinceSweep = 0;
   }
