@@ -42,7 +42,17 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   const opened = await openDb(cfg);
   const deps = buildDeps(cfg, opened, logger);
   // Other replicas' revocations (Postgres NOTIFY, sent at their commit): wake this replica's long polls.
-  await opened.listen?.(REVOCATIONS_CHANNEL, (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')));
+  // Listening again after the connection broke: what was sent meanwhile is lost, so every held
+  // poll reads the feed again.
+  let listened = false;
+  await opened.listen?.(
+    REVOCATIONS_CHANNEL,
+    (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')),
+    () => {
+      if (listened) deps.revocationHub.poke('all');
+      listened = true;
+    },
+  );
   await deps.keys.ensure();
   const setupCode = await prepareSetupCode(deps);
   const app = createApp(deps);

@@ -16,10 +16,12 @@ export interface OpenedDb {
   close(): Promise<void>;
   /**
    * Postgres only: calls `onPayload` for every NOTIFY on `channel` from any replica (a
-   * connection of its own, re-established by the driver). PGlite has one process, no other
-   * replica to hear from.
+   * connection of its own, re-established by the driver). `onListening` runs after every LISTEN
+   * that took, the first one and each one after the driver re-established the connection:
+   * notifications sent while it was down are lost, so a caller catches up there. PGlite has one
+   * process, no other replica to hear from.
    */
-  listen?(channel: string, onPayload: (payload: string) => void): Promise<void>;
+  listen?(channel: string, onPayload: (payload: string) => void, onListening?: () => void): Promise<void>;
 }
 
 export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -60,14 +62,19 @@ async function openPostgres(url: string, poolSize: number): Promise<OpenedDb> {
     db,
     driver: 'postgres',
     close: () => client.end({ timeout: 5 }),
-    listen: async (channel, onPayload) => {
-      await client.listen(channel, (payload) => {
+    listen: async (channel, onPayload, onListening) => {
+      const safely = (fn: () => void) => {
         try {
-          onPayload(payload);
+          fn();
         } catch {
           // a listener's fault must not break the driver's notification loop
         }
-      });
+      };
+      await client.listen(
+        channel,
+        (payload) => safely(() => onPayload(payload)),
+        onListening && (() => safely(onListening)),
+      );
     },
   };
 }
