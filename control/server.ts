@@ -16,6 +16,7 @@ import { Metrics } from './http/metrics.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
 import { REVOCATIONS_CHANNEL } from './services/leases.js';
+import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
 
@@ -47,7 +48,11 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   let listened = false;
   await opened.listen?.(
     REVOCATIONS_CHANNEL,
-    (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')),
+    (payload) => {
+      const replaced = readCredentialNotice(payload); // a node enrolled again on another replica
+      if (replaced) deps.revocationHub.evict(replaced.nodeId, replaced.hash);
+      else deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(','));
+    },
     () => {
       if (listened) deps.revocationHub.poke('all');
       listened = true;

@@ -116,6 +116,29 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await t.call('GET', `/v1/nodes/self/revocations?wait=26`, { token: node.token }), 400, 'VALIDATION_FAILED');
     });
 
+    it('a long poll held with a node credential replaced since (the node enrolled again) ends in 401 without the revocation', async () => {
+      const old = await enrollNode(t, admin.token);
+      const e = uniq('re-');
+      await putExposure(t, owner.token, e);
+      await heartbeat(t, old);
+      const l = await issueLease(t, await tok(owner), { kind: 'expose', exposure: e, avoid_nodes: [node.id] });
+      assert.equal(l.relay.node_id, old.id);
+      const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: old.token })).body.cursor;
+      const polling = t.call('GET', `/v1/nodes/self/revocations?after=${cursor}&wait=20`, { token: old.token });
+      while (t.deps.revocationHub.waiting === 0) await new Promise((r) => setImmediate(r));
+      // The node enrolls again under its name (a new host, or a leaked credential replaced): same id, new credential.
+      const again = await enrollNode(t, admin.token, old.name);
+      assert.equal(again.id, old.id);
+      assertOk(await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) }));
+      const res = await polling;
+      assertProblem(res, 401, 'TOKEN_INVALID');
+      assertProblem(await t.call('GET', '/v1/nodes/self/revocations', { token: old.token }), 401, 'TOKEN_INVALID');
+      // The new credential is not affected: its poll has the revocation.
+      const fresh = await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}&wait=20`, { token: again.token });
+      assertOk(fresh);
+      assert.deepEqual(fresh.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
+    });
+
     it('an expired lease is not revoked and adds nothing to the feed', async () => {
       const l = await expose();
       t.clock.advance(3601_000);

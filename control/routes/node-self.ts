@@ -52,7 +52,7 @@ export function registerNodeSelf(app: App): void {
     async (c) => {
       const q = c.req.valid('query');
       const hub = c.get('deps').revocationHub;
-      const feed = await revocationFeed(c.get('deps'), nodeOf(c), Number(q.after ?? '0'), Number(q.wait ?? '0') * 1000);
+      const feed = await revocationFeed(c.get('deps'), nodeOf(c), Number(q.after ?? '0'), Number(q.wait ?? '0') * 1000, c.get('node').tokenHash);
       // Shutting down: end the relay's keep-alive connection with this answer (it was busy, so
       // the server's close could not close it as idle, and the relay asks again at once).
       if (hub.closed) c.header('Connection', 'close');

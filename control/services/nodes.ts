@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type {
   ConnectionEvent,
@@ -18,12 +18,17 @@ import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { setOffline, setOnline } from './exposures.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
+import { REVOCATIONS_CHANNEL } from './leases.js';
 
 const FEED_PAGE = 1000;
 
-/** Enrolls a relay with a one-time token; enrolling again under a name replaces its key, address and credential. */
+/**
+ * Enrolls a relay with a one-time token; enrolling again under a name replaces its key, address
+ * and credential, and ends every revocation feed poll held with the old credential at once, on
+ * every replica (see RevocationHub.evict).
+ */
 export async function enrollNode(
-  deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'settings'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'settings'> & Partial<Pick<Deps, 'revocationHub'>>,
   body: z.infer<typeof NodeEnrollRequestSchema>,
 ): Promise<{ node_id: string; name: string; node_token: string; issuer: string }> {
   const now = deps.clock.now();
@@ -47,9 +52,20 @@ export async function enrollNode(
       .onConflictDoUpdate({ target: nodes.name, set: values })
       .returning();
     await audit(tx, now, { type: 'node.enrolled', actor: tok.createdBy, subject: row!.id, data: { name: tok.name, address: body.address } });
+    await tx.execute(sql`select pg_notify(${REVOCATIONS_CHANNEL}, ${credentialNotice(row!.id, row!.tokenHash)})`);
     return row!;
   });
+  deps.revocationHub?.evict(node.id, node.tokenHash);
   return { node_id: node.id, name: node.name, node_token: nodeToken, issuer: deps.settings.issuer };
+}
+
+/** The NOTIFY payload (on the revocations channel) that says `nodeId`'s credential is now the one hashed `hash`. */
+export const credentialNotice = (nodeId: string, hash: string) => `!${nodeId}:${hash}`;
+
+/** The node id and credential hash of a credentialNotice payload, or undefined when it is not one. */
+export function readCredentialNotice(payload: string): { nodeId: string; hash: string } | undefined {
+  const m = /^!([^:,]+):([^:,]+)$/.exec(payload);
+  return m ? { nodeId: m[1]!, hash: m[2]! } : undefined;
 }
 
 /** Relay nodes with their status, for users (the policy decided at the route). */
@@ -136,18 +152,23 @@ export async function revocationFeed(
   node: NodePrincipal,
   after: number,
   askedMs = 0,
+  /** The hash of the credential the poll came with: a poll held with a replaced one ends in 401. */
+  credential = '',
 ): Promise<Feed> {
   const waitMs = Math.min(askedMs, deps.settings.revocationFeedMaxWait * 1000);
-  const waiter = waitMs > 0 ? deps.revocationHub.waiter(node.nodeId) : undefined;
+  const waiter = waitMs > 0 ? deps.revocationHub.waiter(node.nodeId, credential) : undefined;
   if (!waiter) return readFeed(deps, node, after);
   try {
     const read = readFeed(deps, node, after);
     read.catch(() => {}); // when a push wins the race, nobody awaits the read
     const first = await Promise.race([read.then((page) => ({ page })), waiter.next(waitMs).then((outcome) => ({ outcome }))]);
+    if (waiter.evicted) throw credentialReplaced();
     const pushed = (revocations: Feed['revocations']): Feed => ({ cursor: String(after), revocations: live(deps, revocations) });
     if ('outcome' in first) {
       if (first.outcome.kind === 'pushed') return pushed(first.outcome.revocations);
-      return read; // a poke or the time is up while the database read was queued: its answer
+      const answer = await read; // a poke or the time is up while the database read was queued: its answer
+      if (waiter.evicted) throw credentialReplaced();
+      return answer;
     }
     const { page } = first;
     const early = waiter.take();
@@ -155,12 +176,17 @@ export async function revocationFeed(
       return { cursor: page.cursor, revocations: [...page.revocations, ...live(deps, early)] };
     }
     const outcome = await waiter.next(waitMs);
+    if (outcome.kind === 'evicted') throw credentialReplaced();
     if (outcome.kind === 'pushed') return pushed(outcome.revocations);
-    return readFeed(deps, node, after);
+    const last = await readFeed(deps, node, after);
+    if (waiter.evicted) throw credentialReplaced();
+    return last;
   } finally {
     waiter.close();
   }
 }
+
+const credentialReplaced = () => new AppError('TOKEN_INVALID', 'this node enrolled again: its credential was replaced while the poll was held');
 
 const live = (deps: Pick<Deps, 'clock'>, revocations: Feed['revocations']) => {
   const now = Math.floor(deps.clock.now().getTime() / 1000);

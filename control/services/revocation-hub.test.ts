@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RevocationHub } from './revocation-hub.js';
+import { credentialNotice, readCredentialNotice } from './nodes.js';
 
 const r = (id: string) => ({ lease_id: id, exp: 2_000_000_000 });
 
@@ -77,5 +78,35 @@ describe('RevocationHub', () => {
     assert.deepEqual(w.take(), [r('a'), r('b')]);
     assert.deepEqual(await w.next(60_000), { kind: 'poke' });
     w.close();
+  });
+
+  it('evict: polls held with a replaced credential end at once with nothing, the current one keeps waiting', async () => {
+    const hub = new RevocationHub();
+    const old = hub.waiter('n', 'hash-old')!;
+    const current = hub.waiter('n', 'hash-new')!;
+    const other = hub.waiter('m', 'hash-m')!;
+    const held = hub.waiter('n', 'hash-old')!;
+    const waiting = held.next(60_000);
+    hub.publish('n', [r('before')]);
+    assert.deepEqual(await waiting, { kind: 'pushed', revocations: [r('before')] });
+    const waitingAgain = held.next(60_000);
+    hub.evict('n', 'hash-new');
+    assert.deepEqual(await waitingAgain, { kind: 'evicted' }, 'a held poll is woken');
+    held.close();
+    assert.deepEqual(await old.next(60_000), { kind: 'evicted' });
+    assert.equal(old.evicted, true);
+    assert.deepEqual(old.take(), [], 'what was pushed before goes too');
+    hub.publish('n', [r('after')]);
+    assert.deepEqual(old.take(), []);
+    assert.equal(current.evicted, false);
+    assert.deepEqual(await current.next(60_000), { kind: 'pushed', revocations: [r('before'), r('after')] });
+    assert.equal(other.evicted, false);
+    for (const w of [old, current, other]) w.close();
+    assert.equal(hub.waiting, 0);
+  });
+
+  it('the credential notice other replicas hear round-trips, and is never read from a list of node ids', () => {
+    assert.deepEqual(readCredentialNotice(credentialNotice('nod_abc', 'f00d')), { nodeId: 'nod_abc', hash: 'f00d' });
+    for (const p of ['nod_a,nod_b', '*', 'nod_a', '!nod_a', '!nod_a:', '!a:b:c', '!a,b:c']) assert.equal(readCredentialNotice(p), undefined, p);
   });
 });

@@ -14,6 +14,10 @@
  * Bounded: at most `maxWaitersPerNode` polls wait per node and `maxWaiters` in all (a poll
  * beyond that is answered at once, like a plain poll), and at most `maxBuffered` entries are
  * buffered per waiting poll (beyond that it is woken to read the database instead).
+ *
+ * A node's credential replaced (the node enrolled again): `evict` ends the polls held with any
+ * other credential at once (they are answered 401 and get nothing more), here and, through the
+ * same NOTIFY channel, on the other replicas.
  */
 
 export interface PushedRevocation {
@@ -22,13 +26,15 @@ export interface PushedRevocation {
   exp: number;
 }
 
-export type WaitOutcome = { kind: 'pushed'; revocations: PushedRevocation[] } | { kind: 'poke' } | { kind: 'timeout' };
+export type WaitOutcome = { kind: 'pushed'; revocations: PushedRevocation[] } | { kind: 'poke' } | { kind: 'evicted' } | { kind: 'timeout' };
 
 export interface FeedWaiter {
   /** Resolves at the first push or poke since the waiter was made (at once if one came already), or after `ms`. */
   next(ms: number): Promise<WaitOutcome>;
   /** Takes what was pushed so far without waiting. */
   take(): PushedRevocation[];
+  /** The credential this poll was made with was replaced since: answer 401, nothing else. */
+  readonly evicted: boolean;
   /** Leaves the hub (always call it, in a finally). */
   close(): void;
 }
@@ -42,6 +48,9 @@ export interface RevocationHubOptions {
 export const DEFAULT_HUB_OPTIONS: RevocationHubOptions = { maxWaitersPerNode: 4, maxWaiters: 10_000, maxBuffered: 1000 };
 
 interface Waiter {
+  /** The credential the poll came with (its hash), for evict(). */
+  credential: string;
+  evicted: boolean;
   buffered: PushedRevocation[];
   poked: boolean;
   wake: (() => void) | undefined;
@@ -68,10 +77,10 @@ export class RevocationHub {
   }
 
   /** A waiter for `nodeId`'s feed, or undefined when the bounds are reached (answer without waiting). */
-  waiter(nodeId: string): FeedWaiter | undefined {
+  waiter(nodeId: string, credential = ''): FeedWaiter | undefined {
     const set = this.#byNode.get(nodeId);
     if (this.#closed || this.#count >= this.#opts.maxWaiters || (set?.size ?? 0) >= this.#opts.maxWaitersPerNode) return undefined;
-    const w: Waiter = { buffered: [], poked: false, wake: undefined };
+    const w: Waiter = { credential, evicted: false, buffered: [], poked: false, wake: undefined };
     if (set) set.add(w);
     else this.#byNode.set(nodeId, new Set([w]));
     this.#count++;
@@ -82,7 +91,8 @@ export class RevocationHub {
           const settle = () => {
             clearTimeout(timer);
             w.wake = undefined;
-            if (w.buffered.length) resolve({ kind: 'pushed', revocations: w.buffered.splice(0) });
+            if (w.evicted) resolve({ kind: 'evicted' });
+            else if (w.buffered.length) resolve({ kind: 'pushed', revocations: w.buffered.splice(0) });
             else if (w.poked) {
               w.poked = false;
               resolve({ kind: 'poke' });
@@ -90,9 +100,12 @@ export class RevocationHub {
           };
           const timer = setTimeout(settle, Math.max(0, ms));
           w.wake = settle;
-          if (closed || w.buffered.length || w.poked) settle();
+          if (closed || w.evicted || w.buffered.length || w.poked) settle();
         }),
       take: () => w.buffered.splice(0),
+      get evicted() {
+        return w.evicted;
+      },
       close: () => {
         if (closed) return;
         closed = true;
@@ -118,6 +131,7 @@ export class RevocationHub {
     const set = this.#byNode.get(nodeId);
     if (!set || revocations.length === 0) return;
     for (const w of set) {
+      if (w.evicted) continue;
       if (w.buffered.length + revocations.length > this.#opts.maxBuffered) w.poked = true; // too many: read the database
       else w.buffered.push(...revocations);
       w.wake?.();
@@ -131,6 +145,19 @@ export class RevocationHub {
         w.poked = true;
         w.wake?.();
       }
+    }
+  }
+
+  /**
+   * `nodeId` has a new credential (its hash: `keep`): every poll of it held with another one ends
+   * now, with nothing handed over (the route answers 401).
+   */
+  evict(nodeId: string, keep: string): void {
+    for (const w of this.#byNode.get(nodeId) ?? []) {
+      if (w.credential === keep) continue;
+      w.evicted = true;
+      w.buffered = [];
+      w.wake?.();
     }
   }
 }
