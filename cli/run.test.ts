@@ -47,6 +47,21 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('a malformed TUNNEL_WINDOW_BUDGET exits 2 with one line naming it (not the default in silence); whole MiB and 0 are taken', async () => {
+    for (const argv of [['open', 'hostx-ssh', '--stdio'], ['open', 'hostx-ssh'], ['expose', '22', '--name', 'x']]) {
+      for (const bad of ['64MiB', '-1', '1.5', 'lots', '1234567', ' 8']) {
+        const ctx = testContext({ env: { TUNNEL_WINDOW_BUDGET: bad } });
+        assert.equal(await run(argv, ctx), EXIT.USAGE, `${argv.join(' ')} with ${bad}: ${ctx.err()}`);
+        assert.equal(ctx.err().trim().split('\n').length, 1, ctx.err());
+        assert.match(ctx.err(), /TUNNEL_WINDOW_BUDGET must be whole MiB/);
+      }
+      for (const good of ['0', '64', '']) {
+        const ctx = testContext({ env: { TUNNEL_WINDOW_BUDGET: good } });
+        assert.equal(await run(argv, ctx), EXIT.NOT_LOGGED_IN, `${argv.join(' ')} with "${good}": ${ctx.err()}`);
+      }
+    }
+  });
+
   it('not logged in exits 3', async () => {
     for (const argv of [['whoami'], ['ls'], ['open', 'hostx-ssh', '--stdio'], ['expose', '22', '--name', 'x']]) {
       const ctx = testContext();

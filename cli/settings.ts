@@ -104,6 +104,23 @@ export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: strin
   return urls.map((one) => normalizeServerUrl(one)).join(',');
 }
 
+const MiB = 1024 * 1024;
+
+/** The CLI's adaptive-window budget when TUNNEL_WINDOW_BUDGET is not set (cli/ssh/windows.ts). */
+export const DEFAULT_WINDOW_BUDGET = 128 * MiB;
+
+/**
+ * TUNNEL_WINDOW_BUDGET: whole MiB all of this process's channels to Tunnel's relay may grow
+ * their windows by together (0: off). Anything else than whole MiB is refused, not replaced by
+ * the default.
+ */
+export function resolveWindowBudget(ctx: Pick<Context, 'env'>): number {
+  const v = ctx.env.TUNNEL_WINDOW_BUDGET;
+  if (v === undefined || v === '') return DEFAULT_WINDOW_BUDGET;
+  if (!/^\d{1,6}$/.test(v)) throw new CliError(EXIT.USAGE, `TUNNEL_WINDOW_BUDGET must be whole MiB from 0 (off) to 999999, got "${v.slice(0, 40)}"`);
+  return Number(v) * MiB;
+}
+
 /** Replicas one server list may name. */
 export const MAX_SERVER_URLS = 8;
 

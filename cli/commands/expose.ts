@@ -7,7 +7,8 @@ import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
-import { adaptWindow } from '../ssh/windows.js';
+import { windowAdopter } from '../ssh/windows.js';
+import { resolveWindowBudget } from '../settings.js';
 import type { Command } from './command.js';
 
 export const expose: Command = {
@@ -46,6 +47,7 @@ Examples:
     const name = a.values.name;
     if (!name) throw new UsageError('expose', '--name NAME is required');
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('expose', `--name must match [a-z0-9-]{1,63}, got "${name}"`);
+    const adaptWindow = windowAdopter(resolveWindowBudget(ctx));
     const session = Session.load(ctx, a.server);
 
     if (a.values['replace-allow'] && !a.values.allow) throw new UsageError('expose', '--replace-allow needs --allow USER (the new list)');

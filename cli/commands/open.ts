@@ -11,7 +11,8 @@ import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
-import { adaptWindow } from '../ssh/windows.js';
+import { windowAdopter, type AdaptWindow } from '../ssh/windows.js';
+import { resolveWindowBudget } from '../settings.js';
 import type { Command } from './command.js';
 
 const WAIT_FOR_RELAY_MS = 15_000;
@@ -83,8 +84,9 @@ Examples:
         return { host: name, port, label: `${name}:${port}` };
       };
     }
+    const adapt = windowAdopter(resolveWindowBudget(ctx));
     const session = Session.load(ctx, a.server);
-    if (a.values.stdio) return stdio(ctx, session, request, destOf);
+    if (a.values.stdio) return stdio(ctx, session, request, destOf, adapt);
 
     const sup = new LeaseSupervisor(session, { request });
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
@@ -92,7 +94,7 @@ Examples:
       events?.({ event: 'channel_failed', error: err.message, exit_code: err.exitCode });
       if (!events) info(ctx, `tunnel open: ${err.message}`);
     };
-    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, destOf, onFail, events));
+    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, destOf, onFail, events, adapt));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -164,11 +166,11 @@ async function connection(sup: LeaseSupervisor): Promise<Connected> {
   return c;
 }
 
-function forwardOut(client: Client, srcPort: number, dest: Dest): Promise<Duplex> {
+function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: AdaptWindow): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => {
       if (err) return reject(channelOpenError(err, dest));
-      adaptWindow(client, ch);
+      adapt(client, ch);
       resolve(ch);
     });
   });
@@ -179,12 +181,13 @@ async function serveLocal(
   sock: Socket,
   destOf: (c: Connected) => Dest,
   onFail: (err: CliError) => void,
-  events?: (e: Record<string, unknown>) => void,
+  events: ((e: Record<string, unknown>) => void) | undefined,
+  adapt: AdaptWindow,
 ) {
   sock.on('error', () => {});
   try {
     const c = await connection(sup);
-    const ch = await forwardOut(c.client, sock.remotePort ?? 0, destOf(c));
+    const ch = await forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt);
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));
   } catch (err) {
@@ -194,14 +197,14 @@ async function serveLocal(
 }
 
 /** One connection over stdin/stdout. Every failure ends as one CliError (no unhandled rejection). */
-async function stdio(ctx: Context, session: Session, request: LeaseRequest, destOf: (c: Connected) => Dest): Promise<number> {
+async function stdio(ctx: Context, session: Session, request: LeaseRequest, destOf: (c: Connected) => Dest, adapt: AdaptWindow): Promise<number> {
   const sup = new LeaseSupervisor(session, { request, once: true });
   let failure: CliError | undefined;
   let channelDone: Promise<void> = Promise.resolve();
   sup.once('connected', (c) => {
     channelDone = (async () => {
       try {
-        const ch = await forwardOut(c.client, 0, destOf(c));
+        const ch = await forwardOut(c.client, 0, destOf(c), adapt);
         await new Promise<void>((resolve) => {
           // ssh went away (EPIPE on stdout): end the channel rather than crash on an unhandled 'error'.
           ctx.stdout.once('error', () => ch.destroy());
