@@ -2,11 +2,13 @@ import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
 import { readProblem } from '../protocol/problem.js';
-import { requestJson, type JsonAnswer } from '../shared/json-http.js';
+import type { JsonAnswer } from '../shared/json-http.js';
+import { requestJsonUndici } from '../shared/json-http-undici.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
 import { readCredentials, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
-import { checkServerUrl, describeTrustFailure, trustConnector, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
+import { checkServerUrl, describeTrustFailure, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
+import { trustConnector } from '../protocol/tls-trust-undici.js';
 
 const TIMEOUT_MS = 15_000;
 const REFRESH_MARGIN_MS = 30_000;
@@ -132,7 +134,7 @@ export class ApiClient {
       const base = this.urls[index]!;
       let res: JsonAnswer;
       try {
-        res = await requestJson(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS });
+        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS });
       } catch (cause) {
         const untrusted = describeTrustFailure(cause);
         if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });

@@ -1,12 +1,20 @@
 /**
  * The relay's control-plane client with several replicas (`--control-url a,b`): a replica that
  * cannot be reached is skipped and the one that answered is used first from then on; config
- * parsing takes the list; the egress base rules allow every replica.
+ * parsing takes the list; the egress base rules allow every replica. Its HTTP transport
+ * (node:https, no undici: protocol/tls-trust-https.ts): the pin and the CA file are checked
+ * before a request is written, connections are kept alive, answers and waits are bounded.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { createSelfSignedCert } from '../control/tls/self-signed.js';
+import { certificatePin } from '../protocol/tls-trust.js';
 import { createControlClient } from './control-client.js';
 import { ConfigError, parseConfig } from './config.js';
 import { resolveBaseRules } from './egress/base-rules.js';
@@ -68,5 +76,108 @@ describe('relay control client with several replicas', () => {
   it('the egress lock lets the relay reach every replica', async () => {
     const rules = await resolveBaseRules('https://10.0.0.1:8443,https://10.0.0.2', { lookup: () => Promise.reject(new Error('no lookups for IPs')) });
     assert.deepEqual(rules, { control: [{ address: '10.0.0.1', port: 8443 }, { address: '10.0.0.2', port: 443 }], dns: [] });
+  });
+});
+
+/** An HTTPS server with a fresh self-signed certificate for 127.0.0.1 that counts requests and connections. */
+async function httpsJwks(answer = '{"keys":[]}'): Promise<{ url: string; certPem: string; pin: string; requests: () => number; connections: () => number }> {
+  const cert = createSelfSignedCert(['127.0.0.1'], new Date());
+  let requests = 0;
+  let connections = 0;
+  const srv = createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => {
+    requests++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(answer);
+  });
+  srv.on('connection', () => connections++);
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    url: `https://127.0.0.1:${(srv.address() as { port: number }).port}`,
+    certPem: cert.certPem,
+    pin: certificatePin(cert.certPem),
+    requests: () => requests,
+    connections: () => connections,
+  };
+}
+
+const failsWith = (code: string, message: RegExp) => (e: unknown) => {
+  const err = e as { code?: string; message?: string };
+  assert.equal(err.code, code, String(err.message));
+  assert.match(String(err.message), message);
+  return true;
+};
+
+describe('relay control client over node:https: trust and bounds', () => {
+  it('with the pin: answers, one kept-alive connection for several calls', async () => {
+    const srv = await httpsJwks();
+    const client = createControlClient({ baseUrl: srv.url, nodeToken: () => undefined, trust: { caPin: srv.pin }, timeoutMs: 5_000 });
+    try {
+      for (let i = 0; i < 3; i++) assert.deepEqual(await client.fetchJwks(), { keys: [] });
+      assert.equal(srv.requests(), 3);
+      assert.equal(srv.connections(), 1);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a server with another key than the pin: CONTROL_UNTRUSTED, and it gets no request', async () => {
+    const right = await httpsJwks();
+    const impostor = await httpsJwks();
+    const client = createControlClient({ baseUrl: impostor.url, nodeToken: () => 'node-token', trust: { caPin: right.pin }, timeoutMs: 5_000 });
+    try {
+      await assert.rejects(client.fetchJwks(), failsWith('CONTROL_UNTRUSTED', /does not match the pin: it has sha256:[0-9a-f]{64}, expected sha256:/));
+      await assert.rejects(client.heartbeat({} as never), failsWith('CONTROL_UNTRUSTED', /does not match the pin/));
+      assert.equal(impostor.connections(), 2, 'the client connected');
+      assert.equal(impostor.requests(), 0, 'the impostor got a request');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('with a CA file: its server answers; another certificate and the system CAs are refused, with no request', async () => {
+    const right = await httpsJwks();
+    const other = await httpsJwks();
+    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cc-'));
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, right.certPem);
+    const byCa = createControlClient({ baseUrl: right.url, nodeToken: () => undefined, trust: { caFile }, timeoutMs: 5_000 });
+    const wrong = createControlClient({ baseUrl: other.url, nodeToken: () => undefined, trust: { caFile }, timeoutMs: 5_000 });
+    const system = createControlClient({ baseUrl: right.url, nodeToken: () => undefined, timeoutMs: 5_000 });
+    try {
+      assert.deepEqual(await byCa.fetchJwks(), { keys: [] });
+      await assert.rejects(wrong.fetchJwks(), failsWith('CONTROL_UNTRUSTED', /not trusted/));
+      await assert.rejects(system.fetchJwks(), failsWith('CONTROL_UNTRUSTED', /not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/));
+      assert.equal(other.requests(), 0);
+      assert.equal(right.requests(), 1);
+    } finally {
+      await Promise.all([byCa.close(), wrong.close(), system.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an answer over the bound is a bad response, not read to its end', async () => {
+    const srv = await httpsJwks(JSON.stringify({ keys: [], pad: 'x'.repeat(64 * 1024) }));
+    const client = createControlClient({ baseUrl: srv.url, nodeToken: () => undefined, trust: { caPin: srv.pin }, timeoutMs: 5_000, maxAnswerBytes: 16 * 1024 });
+    try {
+      await assert.rejects(client.fetchJwks(), failsWith('CONTROL_BAD_RESPONSE', /over 16384 bytes/));
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a server that accepts and never answers: CONTROL_UNREACHABLE after the timeout', async () => {
+    const silent = createTcpServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const plain = createControlClient({ baseUrl: `http://127.0.0.1:${port}`, nodeToken: () => undefined, timeoutMs: 300 });
+    const pinned = createControlClient({ baseUrl: `https://127.0.0.1:${port}`, nodeToken: () => undefined, trust: { caPin: `sha256:${'0'.repeat(64)}` }, timeoutMs: 300 });
+    try {
+      await assert.rejects(plain.fetchJwks(), failsWith('CONTROL_UNREACHABLE', /unreachable/));
+      await assert.rejects(pinned.fetchJwks(), failsWith('CONTROL_UNREACHABLE', /unreachable/));
+    } finally {
+      await Promise.all([plain.close(), pinned.close()]);
+      silent.close();
+    }
   });
 });

@@ -1,4 +1,3 @@
-import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import {
   NodeEnrollResponseSchema,
@@ -10,9 +9,10 @@ import {
 } from '../protocol/api-types.js';
 import type { ErrorCode } from '../protocol/error-codes.js';
 import { readProblem } from '../protocol/problem.js';
-import { requestJson, type JsonAnswer } from '../shared/json-http.js';
+import { AnswerTooLargeError, requestJson, type JsonAnswer } from '../shared/json-http.js';
 import { JWKS_PATH, JwksSchema, type Jwks } from '../protocol/jwks.js';
-import { describeTrustFailure, trustConnector, type TrustSettings } from '../protocol/tls-trust.js';
+import { describeTrustFailure, type TrustSettings } from '../protocol/tls-trust.js';
+import { trustAgents } from '../protocol/tls-trust-https.js';
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
@@ -59,19 +59,19 @@ export interface ControlClientOptions {
   baseUrl: string;
   /** The node credential, once enrolled. */
   nodeToken: () => string | undefined;
-  dispatcher?: Dispatcher;
   /** How to verify the control plane's certificate (system CAs when empty). */
   trust?: TrustSettings;
   timeoutMs?: number;
+  /** The largest answer read (shared/json-http.ts's MAX_ANSWER_BYTES by default). */
+  maxAnswerBytes?: number;
 }
 
 export function createControlClient(opts: ControlClientOptions): ControlClient & { close(): Promise<void> } {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const ownAgent = opts.dispatcher
-    ? undefined
-    : new Agent({ connect: trustConnector(opts.trust ?? {}, timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  const dispatcher = opts.dispatcher ?? (ownAgent as Agent);
+  // node:https, not undici: the relay's idle footprint (protocol/tls-trust-https.ts).
+  const agents = trustAgents(opts.trust ?? {}, timeoutMs);
   const baseUrls = opts.baseUrl.split(',').filter((u) => u.length > 0);
+  const agentFor = baseUrls.map((u) => agents.for(new URL(u)));
   let preferred = 0;
 
   async function call<T>(
@@ -94,7 +94,8 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
           method,
           token: auth ? opts.nodeToken() : undefined,
           body,
-          dispatcher,
+          agent: agentFor[index]!,
+          ...(opts.maxAnswerBytes ? { maxBytes: opts.maxAnswerBytes } : {}),
           timeoutMs: timeoutMs + holdMs,
           signal: abort ? AbortSignal.any([abort, AbortSignal.timeout(timeoutMs + holdMs)]) : AbortSignal.timeout(timeoutMs + holdMs),
         });
@@ -102,6 +103,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
       } catch (err) {
         const untrusted = describeTrustFailure(err);
         if (untrusted) throw new ControlError('CONTROL_UNTRUSTED', `control plane not trusted: ${untrusted}`, { retryable: true, cause: err });
+        if (err instanceof AnswerTooLargeError) throw new ControlError('CONTROL_BAD_RESPONSE', `${err.message}: ${method} ${path}`, { retryable: true, cause: err });
         lastErr = err;
       }
     }
@@ -144,7 +146,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     sendEvents: (events) => call('POST', '/v1/nodes/self/events', null, { events }),
     fetchJwks: () => call('GET', JWKS_PATH, JwksSchema, undefined, false),
     close: async () => {
-      await ownAgent?.close();
+      agents.destroy();
     },
   };
 }

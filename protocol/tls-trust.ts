@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { buildConnector } from 'undici';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { certificatePin } from './tls-pin.js';
 
 /**
@@ -13,6 +12,10 @@ import { certificatePin } from './tls-pin.js';
  * survives renewing the certificate with the same key; `tunnel-control` prints it at start.
  * With a pin the chain and name are not checked (a self-signed certificate is the common case):
  * only a server holding that private key completes the handshake.
+ *
+ * This file holds the policy only, with no HTTP client: the relay speaks to the control plane with
+ * node:https (protocol/tls-trust-https.ts), the CLI with undici (protocol/tls-trust-undici.ts), and
+ * both build their connections from `trustTls` and `checkPeerPin` here.
  */
 
 export const PIN_PATTERN = /^sha256:[0-9a-f]{64}$/;
@@ -84,47 +87,38 @@ export function peerPin(socket: TLSSocket): string | undefined {
 }
 
 /**
- * An undici connector for these trust settings (system CAs when neither a CA file nor a pin is
- * set). With a pin the handshake is completed without chain checks, then the socket is closed
- * before any byte is sent unless the server's key matches the pin; sessions are not resumed, so
- * every connection shows its certificate.
+ * How to open a TLS connection for these trust settings: Node's TLS options (the system CAs when
+ * neither a CA file nor a pin is set, the CA file's certificates instead of them, or no chain
+ * check with a pin), and the pin the caller must check with `checkPeerPin` once the handshake is
+ * done and before it writes any byte. Sessions are never resumed with a pin, so every connection
+ * shows its certificate. Throws TrustError for a bad pin, an unreadable CA file, or both given.
  */
-export function trustConnector(trust: TrustSettings, timeoutMs: number): buildConnector.connector {
+export function trustTls(trust: TrustSettings): { tls: ConnectionOptions; pin?: string } {
   if (trust.caFile && trust.caPin) throw new TrustError('TLS_TRUST_CONFLICT', 'give either a CA file or a pin, not both');
-  if (trust.caPin) {
-    const pin = parsePin(trust.caPin);
-    const base = buildConnector({ rejectUnauthorized: false, maxCachedSessions: 0, timeout: timeoutMs });
-    return (opts, callback) => {
-      base(opts, (err, socket) => {
-        if (err || !socket) return callback(err ?? new Error('no socket'), null);
-        if (opts.protocol !== 'https:') return callback(null, socket);
-        let got: string | undefined;
-        try {
-          got = peerPin(socket as TLSSocket);
-        } catch {
-          got = undefined;
-        }
-        if (got !== pin) {
-          socket.destroy();
-          return callback(
-            new TrustError('TLS_PIN_MISMATCH', `the server's certificate does not match the pin: it has ${got ?? 'no certificate'}, expected ${pin}`),
-            null,
-          );
-        }
-        callback(null, socket);
-      });
-    };
-  }
+  if (trust.caPin) return { tls: { rejectUnauthorized: false }, pin: parsePin(trust.caPin) };
   if (trust.caFile) {
-    let ca: Buffer;
     try {
-      ca = readFileSync(trust.caFile);
+      return { tls: { ca: readFileSync(trust.caFile) } };
     } catch (err) {
       throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
     }
-    return buildConnector({ ca, timeout: timeoutMs });
   }
-  return buildConnector({ timeout: timeoutMs });
+  return { tls: {} };
+}
+
+/**
+ * Undefined when the server of this (handshaken) TLS socket holds the pinned key; otherwise the
+ * TLS_PIN_MISMATCH error to fail the connection with (the caller destroys the socket unused).
+ */
+export function checkPeerPin(socket: TLSSocket, pin: string): TrustError | undefined {
+  let got: string | undefined;
+  try {
+    got = peerPin(socket);
+  } catch {
+    got = undefined;
+  }
+  if (got === pin) return undefined;
+  return new TrustError('TLS_PIN_MISMATCH', `the server's certificate does not match the pin: it has ${got ?? 'no certificate'}, expected ${pin}`);
 }
 
 /**

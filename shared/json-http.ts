@@ -1,15 +1,16 @@
-import { request, type Dispatcher } from 'undici';
+import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 /**
- * JSON over HTTP with undici: the one request loop of the CLI's API client and the relay's
- * control-plane client. It sends `body` as JSON with a bearer token and reads the answer as
- * JSON; what a status or a failure means is the caller's business.
+ * JSON over HTTP: sends `body` as JSON with a bearer token and reads the answer as JSON; what a
+ * status or a failure means is the caller's business. `requestJson` speaks node:http(s) (the
+ * relay's control-plane client: no undici in the relay, issue 11); the CLI's undici transport
+ * (shared/json-http-undici.ts) shares the request and answer format below.
  */
 export interface JsonRequest {
-  method: Dispatcher.HttpMethod;
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   token?: string | undefined;
   body?: unknown;
-  dispatcher?: Dispatcher | undefined;
   /** Bound on waiting for the headers and between body chunks. */
   timeoutMs: number;
   /** Aborts the whole exchange (e.g. `AbortSignal.timeout` for an overall deadline). */
@@ -26,26 +27,57 @@ export interface JsonAnswer {
   unreadable?: unknown;
 }
 
-/** Sends the request and reads the whole answer. Network, TLS and timeout failures throw undici's error. */
-export async function requestJson(url: string, o: JsonRequest): Promise<JsonAnswer> {
+/** The headers and the encoded body of a request. */
+export function encodeJsonRequest(o: Pick<JsonRequest, 'token' | 'body'>): { headers: Record<string, string>; body: string | undefined } {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
   if (o.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await request(url, {
-    method: o.method,
-    headers,
-    body: o.body === undefined ? undefined : JSON.stringify(o.body),
-    dispatcher: o.dispatcher,
-    headersTimeout: o.timeoutMs,
-    bodyTimeout: o.timeoutMs,
-    signal: o.signal,
-  });
-  const text = await res.body.text();
-  const head = { status: res.statusCode, headers: res.headers };
+  return { headers, body: o.body === undefined ? undefined : JSON.stringify(o.body) };
+}
+
+/** The answer from its status, headers and whole body text. */
+export function decodeJsonAnswer(status: number, headers: JsonAnswer['headers'], text: string): JsonAnswer {
+  const head = { status, headers };
   if (text === '') return { ...head, body: undefined };
   try {
     return { ...head, body: JSON.parse(text) };
   } catch (err) {
     return { ...head, body: undefined, unreadable: err };
   }
+}
+
+/** The largest answer body `requestJson` reads by default (a revocation feed page, a JWKS). */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+export class AnswerTooLargeError extends Error {
+  override readonly name = 'AnswerTooLargeError';
+  readonly code = 'ANSWER_TOO_LARGE';
+}
+
+/**
+ * Sends the request with node:http(s) through `agent` and reads the whole answer (at most
+ * `maxBytes`). Network, TLS, timeout and abort failures throw Node's error (with its `code`).
+ */
+export function requestJson(url: string, o: JsonRequest & { agent: Agent; maxBytes?: number }): Promise<JsonAnswer> {
+  const { headers, body } = encodeJsonRequest(o);
+  const maxBytes = o.maxBytes ?? MAX_ANSWER_BYTES;
+  if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+  const target = new URL(url);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<JsonAnswer>((resolve, reject) => {
+    const req = send(target, { method: o.method, headers, agent: o.agent, ...(o.signal ? { signal: o.signal } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) return void req.destroy(new AnswerTooLargeError(`the answer from ${target.origin} is over ${maxBytes} bytes`));
+        chunks.push(chunk);
+      });
+      res.on('error', reject);
+      res.on('end', () => resolve(decodeJsonAnswer(res.statusCode ?? 0, res.headers as IncomingHttpHeaders, Buffer.concat(chunks).toString('utf8'))));
+    });
+    req.setTimeout(o.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer from ${target.origin} within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
-import { trustConnector } from '../../protocol/tls-trust.js';
+import { trustConnector } from '../../protocol/tls-trust-undici.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { repoRoot, freePort } from './net.js';
 
