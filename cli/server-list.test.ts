@@ -95,4 +95,15 @@ describe('several control-plane replicas in one server string', () => {
     assert.throws(() => resolveServer(ctx, 'https://a.example,not a url'), /not a URL/);
     assert.throws(() => resolveServer(ctx, 'https://a.example,ftp://b.example'), /must be http/);
   });
+
+  it('a malformed or oversized entry is refused in one short line (the entry quoted, never echoed whole)', async () => {
+    const long = `https://${'a'.repeat(5000)}.example`;
+    for (const server of ['https://a.example,foo\nbar', 'https://a.example,ftp://x\ny', long, `https://a.example,${long}`, 'https://a.example,,https://b.example']) {
+      const ctx = testContext();
+      assert.equal(await run(['login', '--server', server], ctx), EXIT.USAGE, server.slice(0, 80));
+      const err = ctx.err().trim();
+      assert.equal(err.split('\n').length, 1, err);
+      assert.ok(err.length < 300, `${err.length} characters`);
+    }
+  });
 });

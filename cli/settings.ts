@@ -124,14 +124,21 @@ export function resolveWindowBudget(ctx: Pick<Context, 'env'>): number {
 /** Replicas one server list may name. */
 export const MAX_SERVER_URLS = 8;
 
+/** Longest server URL taken (one replica). */
+const MAX_SERVER_URL_LENGTH = 2048;
+
+/** A user's entry in an error message: quoted (no line breaks), and cut short. */
+const quoted = (raw: string) => JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}...` : raw);
+
 function normalizeServerUrl(raw: string): string {
+  if (raw.length > MAX_SERVER_URL_LENGTH) throw new CliError(EXIT.USAGE, `server URL ${quoted(raw)} is longer than ${MAX_SERVER_URL_LENGTH} characters`);
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    throw new CliError(EXIT.USAGE, `server URL "${raw}" is not a URL (e.g. https://tunnel.example.com)`);
+    throw new CliError(EXIT.USAGE, `server URL ${quoted(raw)} is not a URL (e.g. https://tunnel.example.com)`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(EXIT.USAGE, `server URL must be http(s): ${raw}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(EXIT.USAGE, `server URL must be http(s): ${quoted(raw)}`);
   return u.toString().replace(/\/$/, '');
 }
 
