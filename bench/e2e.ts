@@ -16,7 +16,9 @@
  * line (bench/lib/delay-line.ts: each chunk held RTT/2 per direction, no rate limit) in front of
  * the daemon, for both paths: ssh -R/-L dial sshd through it; for Tunnel a second relay
  * (relay-far) advertises the delay line's port, and the exposure is pinned to it. Both use
- * aes128-gcm. One push of `--far-bytes` (256 MiB) per row.
+ * aes128-gcm. One push of `--far-bytes` (256 MiB) per row. The delay line runs in a process of its
+ * own (bench/lib/delay-line-process.ts), and each row reports CPU s/GiB per process, the line's and
+ * this bench's included; --profile/--cpu-prof also profile the far rows' tunnel processes.
  *
  * Options: --bytes N (default 1 GiB) --connections N (200) --rounds N (3; the median is reported)
  *          --cipher NAME (repeatable) --cpu-prof DIR (profile tunnel expose, tunnel open and the relay into DIR)
@@ -35,7 +37,7 @@ import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
 import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
-import { startDelayLine, type DelayLine } from './lib/delay-line.js';
+import { startDelayLineProcess } from './lib/delay-line-process.js';
 import { formatCpuSummary, summariseCpuProfile } from './lib/cpu-profile.js';
 import { ADMIN } from '../test/harness/stack.js';
 import { httpCaller, passwordLogin } from '../test/harness/control.js';
@@ -194,30 +196,39 @@ function profileTables(dir: string): string {
     .join('\n');
 }
 
-/** One push of FAR_BYTES through Y's local port, MB/s. */
-async function farPush(localPort: number, service: Service): Promise<number> {
+/** One long-distance row: MB/s, and CPU s/GiB of [X's client, daemon, Y's client, delay line, this bench (source and sink)]. */
+interface FarRow {
+  mbps: number;
+  cpu: number[];
+}
+
+/** One push of FAR_BYTES through Y's local port; `cpu` reads the path's processes and the delay line. */
+async function farPush(localPort: number, service: Service, cpu: CpuReader): Promise<FarRow> {
   await waitForPath(localPort, 60_000);
   const { sock } = await openStream(localPort);
+  const self = () => (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
+  const cpu0 = [...cpu(), self()];
   const t0 = performance.now();
   await Promise.all([pump(sock, FAR_BYTES), service.waitForBytes(service.received() + FAR_BYTES, 15 * 60_000)]);
   const mbps = FAR_BYTES / MB / ((performance.now() - t0) / 1000);
+  const used = [...cpu(), self()].map((c, i) => (c - cpu0[i]!) / (FAR_BYTES / GiB));
   sock.destroy();
-  return mbps;
+  return { mbps, cpu: used };
 }
 
 /** The old setup with sshd behind the delay line (both ssh clients dial the line), one row per RTT. */
-async function runOpenSshFar(service: Service, dir: string): Promise<number[]> {
+async function runOpenSshFar(service: Service, dir: string): Promise<FarRow[]> {
   const x = writeKey(dir, 'xf_ed25519');
   const y = writeKey(dir, 'yf_ed25519');
   const sshd = await startKeySshd([x.publicKeyLine, y.publicKeyLine]);
-  const line = await startDelayLine({ targetPort: sshd.port, oneWayMs: 0 });
+  const line = await startDelayLineProcess({ targetPort: sshd.port, oneWayMs: 0 });
   try {
     const knownHosts = join(dir, 'known_hosts_far');
     writeFileSync(knownHosts, `[127.0.0.1]:${line.port} ${sshd.hostKeyLine}\n`);
     const target = (keyFile: string): SshTarget => ({ port: line.port, user: 'root', keyFile, knownHosts });
-    const out: number[] = [];
+    const out: FarRow[] = [];
     for (const rtt of RTTS) {
-      line.setOneWayMs(rtt / 2);
+      await line.setOneWayMs(rtt / 2);
       log(`old setup, ${rtt} ms RTT`);
       const q = await freePort();
       const r = await freePort();
@@ -226,7 +237,7 @@ async function runOpenSshFar(service: Service, dir: string): Promise<number[]> {
         await waitForListen(q, 30_000);
         const ys = track('ssh', sshArgs(target(y.file), TUNNEL_CIPHER, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
         try {
-          out.push(await farPush(r, service));
+          out.push(await farPush(r, service, () => [cpuSeconds(xs.pid), treeCpuSeconds(sshd.pid), cpuSeconds(ys.pid), cpuSeconds(line.pid)]));
         } finally {
           await ys.stop();
         }
@@ -254,10 +265,11 @@ async function windowPeak(metricsPort: number): Promise<number> {
 /** relay-far's window reservation peak after each Tunnel far row. */
 const windowPeaks: number[] = [];
 
-async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Service): Promise<number[]> {
+async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Service, nodeArgs: string[]): Promise<FarRow[]> {
   const sshPort = await freePort();
-  let line: DelayLine | undefined = await startDelayLine({ targetPort: sshPort, oneWayMs: 0 });
+  const line = await startDelayLineProcess({ targetPort: sshPort, oneWayMs: 0 });
   const relay = await startRelayProcess({
+    nodeArgs,
     controlUrl: stack.control.url,
     enrollToken: await stack.enrollmentToken('relay-far'),
     sshPort,
@@ -268,18 +280,19 @@ async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Servi
     const token = await passwordLogin(call, ADMIN.name, ADMIN.password);
     const put = await call('PUT', `/v1/exposures/${EXPOSURE}-far`, { token, body: { allow: [y.name], node: 'relay-far' } });
     if (put.status !== 200 && put.status !== 201) throw new Error(`PUT exposure: ${put.status} ${JSON.stringify(put.body)}`);
-    const out: number[] = [];
+    const out: FarRow[] = [];
     for (const rtt of RTTS) {
-      line.setOneWayMs(rtt / 2);
+      await line.setOneWayMs(rtt / 2);
       log(`Tunnel, ${rtt} ms RTT`);
-      const expose = tunnel(x, [], ['expose', String(service.port), '--name', `${EXPOSURE}-far`, '--allow', y.name, '--json']);
+      const expose = tunnel(x, nodeArgs, ['expose', String(service.port), '--name', `${EXPOSURE}-far`, '--allow', y.name, '--json']);
       try {
         await expose.waitFor(/"event":"connected"/, 60_000);
         const r = await freePort();
-        const open = tunnel(y, [], ['open', `${EXPOSURE}-far`, '--listen', `127.0.0.1:${r}`, '--json']);
+        const open = tunnel(y, nodeArgs, ['open', `${EXPOSURE}-far`, '--listen', `127.0.0.1:${r}`, '--json']);
         try {
           await open.waitFor(/"event":"listening"/, 60_000);
-          out.push(await farPush(r, service));
+          profiled.push({ what: `${rtt} ms RTT, X: tunnel expose`, pid: expose.pid }, { what: `${rtt} ms RTT, Y: tunnel open --listen`, pid: open.pid });
+          out.push(await farPush(r, service, () => [cpuSeconds(expose.pid), cpuSeconds(relay.pid), cpuSeconds(open.pid), cpuSeconds(line.pid)]));
           windowPeaks.push(await windowPeak(relay.metricsPort));
         } finally {
           await open.stop();
@@ -291,8 +304,8 @@ async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Servi
     return out;
   } finally {
     await line.close();
-    line = undefined;
-    await relay.stop();
+    profiled.push({ what: 'relay-far: tunnel-node (all RTT rows)', pid: relay.pid });
+    await relay.stop(); // SIGTERM: with --cpu-prof it writes its profile
     relay.cleanup();
   }
 }
@@ -333,19 +346,28 @@ function table(direct: PathResult, old: { cipher: string; r: PathResult }[], tun
   ].join('\n');
 }
 
-function farTable(oldFar: number[], tunFar: number[]): string {
+function farTable(oldFar: FarRow[], tunFar: FarRow[]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const rows = RTTS.map((rtt, i) => line([`${rtt} ms`, f1(oldFar[i]!), f1(tunFar[i]!), f2(tunFar[i]! / oldFar[i]!) + 'x']));
+  const cpu = (r: FarRow) => r.cpu.map(f2).join(' / ');
+  const rows = RTTS.map((rtt, i) => line([`${rtt} ms`, f1(oldFar[i]!.mbps), f1(tunFar[i]!.mbps), f2(tunFar[i]!.mbps / oldFar[i]!.mbps) + 'x', cpu(oldFar[i]!), cpu(tunFar[i]!)]));
   const at50 = RTTS.indexOf(50);
   return [
-    line(['RTT (delay line in front of the daemon)', `old: ssh -L / sshd / ssh -R, MB/s (1 stream, ${f2(FAR_BYTES / GiB)} GiB)`, 'Tunnel, MB/s', 'Tunnel / old']),
-    line(Array(4).fill('---')),
+    line([
+      'RTT (delay line in front of the daemon)',
+      `old: ssh -L / sshd / ssh -R, MB/s (1 stream, ${f2(FAR_BYTES / GiB)} GiB)`,
+      'Tunnel, MB/s',
+      'Tunnel / old',
+      'CPU s/GiB, old: X / daemon / Y / delay line / bench',
+      'CPU s/GiB, Tunnel: X / relay / Y / delay line / bench',
+    ]),
+    line(Array(6).fill('---')),
     ...rows,
     ...(at50 >= 0
-      ? ['', '| target | wanted | got | |', '| --- | --- | --- | --- |', `| single stream at 50 ms RTT vs old | >= 3x | ${f2(tunFar[at50]! / oldFar[at50]!)}x | ${verdict(tunFar[at50]! >= 3 * oldFar[at50]!)} |`]
+      ? ['', '| target | wanted | got | |', '| --- | --- | --- | --- |', `| single stream at 50 ms RTT vs old | >= 3x | ${f2(tunFar[at50]!.mbps / oldFar[at50]!.mbps)}x | ${verdict(tunFar[at50]!.mbps >= 3 * oldFar[at50]!.mbps)} |`]
       : []),
     '',
-    'Both paths aes128-gcm; the delay line holds each chunk RTT/2 per direction, no rate limit, no loss.',
+    'Both paths aes128-gcm; the delay line (its own process) holds each chunk RTT/2 per direction, no rate limit, no loss; every byte crosses it twice (Y->daemon, daemon->X).',
+    'CPU s/GiB over the push, per process; "bench" is this process: the source on Y\'s side and the sink on X\'s. With 2 cores, the path is CPU-bound when the columns sum to about 2 x the push\'s seconds per GiB.',
     `Tunnel's adaptive windows: relay-far's largest reservation above the standard 2 MiB window after each row: ${windowPeaks.map((b) => `${f1(b / 2 ** 20)} MiB`).join(', ')} (its --window-budget and --max-channel-window are the defaults).`,
     '',
   ].join('\n');
@@ -387,7 +409,7 @@ async function main(): Promise<void> {
     let far = '';
     if (RTTS.length) {
       const oldFar = await runOpenSshFar(service, dir);
-      const tunFar = await runTunnelFar(stack, x, y, service);
+      const tunFar = await runTunnelFar(stack, x, y, service, nodeArgs);
       far = farTable(oldFar, tunFar);
     }
     process.stdout.write(`\n${table(direct, old, tun)}\n\n${far}`);

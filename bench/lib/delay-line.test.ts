@@ -5,6 +5,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { startDelayLine, type DelayLine } from './delay-line.js';
+import { startDelayLineProcess } from './delay-line-process.js';
 
 const servers: Server[] = [];
 const lines: DelayLine[] = [];
@@ -150,5 +151,59 @@ describe('bench delay line (TCP proxy that holds each chunk)', () => {
     const deadline = Date.now() + 5_000;
     while (l.connections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.equal(l.connections(), 0);
+  });
+});
+
+describe('bench delay line in its own process (what bench:e2e runs)', () => {
+  it('holds each direction for the delay it was set to, and moves 16 MiB each way intact', async () => {
+    const SIZE = 16 * 1024 * 1024;
+    const up = randomBytes(SIZE);
+    const down = randomBytes(SIZE);
+    let serverGot: Promise<{ sha: string; bytes: number }> | undefined;
+    const arrivals: number[] = [];
+    let accepted = 0;
+    const port = await listen((s) => {
+      if (accepted++ === 0) {
+        // The first connection is the probe: echo.
+        s.on('data', (d: Buffer) => {
+          arrivals.push(performance.now());
+          s.write(d);
+        });
+        s.on('end', () => s.end());
+        return;
+      }
+      serverGot = digestUntilEnd(s);
+      void send(s, down);
+    });
+    const l = await startDelayLineProcess({ targetPort: port, oneWayMs: 0 });
+    try {
+      assert.equal(l.pid > 0 && l.pid !== process.pid, true, 'a process of its own');
+      await l.setOneWayMs(60); // applies from the next chunk on
+      const probe = await dial(l.port);
+      const sent = performance.now();
+      probe.write(Buffer.from([0x21]));
+      const [echo] = (await once(probe, 'data')) as [Buffer];
+      const back = performance.now();
+      assert.deepEqual([...echo], [0x21]);
+      assert.ok(arrivals[0]! - sent >= 60, `one way: ${arrivals[0]! - sent} ms`);
+      assert.ok(back - sent >= 120, `round trip: ${back - sent} ms`);
+      const probeClosed = once(probe, 'close');
+      probe.end();
+      const c = await dial(l.port);
+      const closed = once(c, 'close');
+      const clientGot = digestUntilEnd(c);
+      await send(c, up);
+      const atClient = await clientGot;
+      while (!serverGot) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(await serverGot, { sha: sha(up), bytes: SIZE });
+      assert.deepEqual(atClient, { sha: sha(down), bytes: SIZE });
+      await Promise.all([closed, probeClosed]);
+      const deadline = Date.now() + 5_000;
+      while ((await l.stats()).connections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal((await l.stats()).connections, 0, 'the pair is gone after both sides closed');
+    } finally {
+      await l.close();
+    }
+    assert.throws(() => process.kill(l.pid, 0), 'the child exited on close');
   });
 });
