@@ -58,6 +58,7 @@ const { values: opts } = parseArgs({
     'cpu-prof': { type: 'string' },
     profile: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
+    'node-arg': { type: 'string', multiple: true, default: [] },
     top: { type: 'string', default: '12' },
     rtt: { type: 'string', default: '50,150' },
     'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
@@ -74,6 +75,7 @@ if (opts.help) {
       '  --cpu-prof DIR     write V8 CPU profiles of tunnel expose, tunnel open and the relay into DIR',
       '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
       '  --top N            functions per profile table (12)',
+      '  --node-arg ARG     extra node flag for tunnel expose, tunnel open and the relay, repeatable (e.g. --node-arg=--max-semi-space-size=32)',
       "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
       '',
     ].join('\n'),
@@ -378,7 +380,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-e2e-'));
   const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : opts.profile ? join(dir, 'profiles') : undefined;
   if (profDir) mkdirSync(profDir, { recursive: true });
-  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  const nodeArgs = [...opts['node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
   let stack: Stack | undefined;
   let service: Service | undefined;
   const cleanup = async () => {
