@@ -1,0 +1,163 @@
+/**
+ * `node dist/bench/ssh-ends.js`: CPU per byte of one end of an ssh2 connection in isolation, the
+ * way Tunnel's CLI uses it, for A/B of a change on a busy machine. bench:e2e measures the whole
+ * path (three Tunnel processes and OpenSSH's); its CPU figures swing by ±30% when other work
+ * shares the cores. Here one child process is the end under test and the parent is its peer;
+ * the variants alternate round by round in the same run, and each figure is the median.
+ *
+ *   sender   (like `tunnel open` pushing Y->X): reads a local TCP socket, writes an SSH channel
+ *   receiver (like `tunnel expose`):            reads an SSH channel, writes a local TCP socket
+ *
+ * Both ends use ssh2 with Tunnel's patches (pooled padding; aes128-gcm, what the CLI negotiates).
+ * Variants: `shipped` (the SSH socket's writes batched per tick, node/write-batching.ts, as the
+ * CLI and relay do) and `unbatched` (ssh2's one write per packet). `--node-arg` flags go to the
+ * child (e.g. --node-arg=--max-semi-space-size=1 against a run without).
+ *
+ * Options: --bytes N (256 MiB per round) --rounds N (4) --role sender,receiver --node-arg FLAG (repeatable)
+ */
+import { fork } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { loadavg } from 'node:os';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import ssh2 from 'ssh2';
+import { clientSocket, installPooledPadding, socketOf } from '../node/ssh2-internals.js';
+import { batchWrites } from '../node/write-batching.js';
+import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+
+const GiB = 1024 ** 3;
+const VARIANTS = ['shipped', 'unbatched'] as const;
+type Variant = (typeof VARIANTS)[number];
+type Role = 'sender' | 'receiver';
+
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    bytes: { type: 'string', default: String(256 * 1024 ** 2) },
+    rounds: { type: 'string', default: '4' },
+    role: { type: 'string', default: 'sender,receiver' },
+    'node-arg': { type: 'string', multiple: true, default: [] },
+    help: { type: 'boolean', default: false },
+  },
+});
+const BYTES = Number(opts.bytes);
+
+/** Writes `bytes` of 64 KiB chunks (a fresh Buffer each, as a socket read gives) with backpressure, then ends. */
+async function push(out: Duplex | Socket, bytes: number): Promise<void> {
+  for (let left = bytes; left > 0; left -= 65536) {
+    if (!out.write(Buffer.alloc(Math.min(65536, left), 0x61))) await once(out, 'drain');
+  }
+  out.end();
+}
+
+/** Resolves once `bytes` arrived on `s`. */
+function sink(s: Duplex | Socket, bytes: number): Promise<void> {
+  let n = 0;
+  return new Promise((resolve) =>
+    s.on('data', (d: Buffer) => {
+      n += d.length;
+      if (n >= bytes) resolve();
+    }),
+  );
+}
+
+async function listen(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+/** The child: the end under test. Reports its own CPU seconds per GiB. */
+async function child(role: Role, variant: Variant, sshPort: number, localPort: number): Promise<void> {
+  installPooledPadding();
+  const client = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', resolve).once('error', reject);
+    client.connect({ host: '127.0.0.1', port: sshPort, username: 'u', hostVerifier: () => true, algorithms: { cipher: ['aes128-gcm@openssh.com'] } });
+    client.setNoDelay(true);
+    if (variant === 'shipped') batchWrites(clientSocket(client));
+  });
+  const local = connect({ host: '127.0.0.1', port: localPort });
+  await once(local, 'connect');
+  local.setNoDelay(true);
+  const ch = await new Promise<Duplex>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
+  const c0 = process.cpuUsage();
+  if (role === 'sender') local.pipe(ch);
+  else ch.pipe(local); // pipe() ends the local socket at the channel's end
+  // Done when everything has left this process: into the channel (sender) or the local socket (receiver).
+  await once(role === 'sender' ? ch : local, 'finish');
+  const c = process.cpuUsage(c0);
+  await new Promise<void>((resolve) => process.send!((c.user + c.system) / 1e6 / (BYTES / GiB), () => resolve()));
+  client.end();
+  local.destroy();
+}
+
+/** One round: the peer (ssh2 server, and the local TCP end) here, the end under test in a child. */
+async function round(role: Role, variant: Variant, hostKey: string): Promise<number> {
+  let delivered!: Promise<void>;
+  const ssh = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
+    batchWrites(socketOf(conn));
+    conn.on('error', () => {});
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('tcpip', (accept) => {
+      const ch = accept();
+      if (role === 'sender') delivered = sink(ch, BYTES);
+      else void push(ch, BYTES);
+    });
+  });
+  const local = createServer((s) => {
+    s.on('error', () => {});
+    if (role === 'sender') void push(s, BYTES);
+    else delivered = sink(s, BYTES);
+  });
+  const sshPort = await listen(ssh as unknown as Server);
+  const localPort = await listen(local);
+  const me = fileURLToPath(import.meta.url);
+  const p = fork(me, ['child', role, variant, String(sshPort), String(localPort), '--bytes', String(BYTES)], { execArgv: opts['node-arg'] });
+  try {
+    const [cpu] = (await once(p, 'message')) as [number];
+    await delivered;
+    return cpu;
+  } finally {
+    p.kill();
+    ssh.close();
+    local.close();
+  }
+}
+
+async function main(): Promise<void> {
+  if (opts.help) {
+    process.stdout.write('usage: node dist/bench/ssh-ends.js [--bytes N] [--rounds N] [--role sender,receiver] [--node-arg FLAG ...]\n');
+    return;
+  }
+  if (positionals[0] === 'child') {
+    const [, role, variant, sshPort, localPort] = positionals;
+    return child(role as Role, variant as Variant, Number(sshPort), Number(localPort));
+  }
+  const load0 = loadavg();
+  const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
+  const roles = opts.role.split(',').filter(Boolean) as Role[];
+  const rows: string[] = ['| end | variant | CPU s/GiB, median | rounds |', '| --- | --- | ---: | --- |'];
+  for (const role of roles) {
+    const got = new Map<Variant, number[]>(VARIANTS.map((v) => [v, []]));
+    for (let i = 0; i < Number(opts.rounds); i++) for (const v of VARIANTS) got.get(v)!.push(await round(role, v, hostKey));
+    for (const v of VARIANTS) {
+      const xs = got.get(v)!;
+      const median = [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      rows.push(`| ${role} | ${v} | ${median.toFixed(2)} | ${xs.map((x) => x.toFixed(2)).join(' ')} |`);
+    }
+  }
+  process.stdout.write(`${rows.join('\n')}\n\n${(BYTES / 2 ** 20).toFixed(0)} MiB per round; the child's own CPU (user + system, all threads); child node flags: ${opts['node-arg'].join(' ') || 'none'}.\n`);
+  process.stdout.write(`Load average at the start: ${load0.map((x) => x.toFixed(2)).join(' ')}; at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}.\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`ssh-ends failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
