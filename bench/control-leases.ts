@@ -12,7 +12,15 @@
  *   npm run bench:control
  *   node dist/bench/control-leases.js [--kind open|expose] [--requests 3000] [--concurrency 8,16,32]
  *                                     [--rate 500] [--backend pglite,postgres] [--as user,service]
- *                                     [--cpu-prof DIR] [--baseline REV [--rounds N]]
+ *                                     [--cpu-prof DIR] [--profile [--top N]] [--baseline REV [--rounds N]]
+ *   node dist/bench/control-leases.js --help
+ *
+ * `--profile`: runs each control plane under `--cpu-prof` (into `--cpu-prof DIR`, or a temporary
+ * directory) and prints, per backend and build, where its CPU went (bench/lib/cpu-profile.ts):
+ * busy time by category (drizzle, postgres.js, Hono, zod, Ed25519 signing, socket writes, GC ...)
+ * and the top functions by self time. A profile covers the whole life of that control plane
+ * (set-up, warm-up and every row of the run); profiling slows it, so take the figures from a
+ * run without it. e.g. `--backend postgres --concurrency 8 --rate 0 --as user --profile`.
  *
  * `--baseline REV`: before/after in the same run (issue 9's "issuance must not get slower per
  * lease"). REV is built beside this tree (a temp git worktree, bench/lib/baseline-build.ts), both
@@ -34,8 +42,9 @@
  * Prints a table (not a test: no assertions, the numbers are for people).
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import {
@@ -49,6 +58,7 @@ import {
 } from '../test/harness/control.js';
 import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
 import { buildBaseline } from './lib/baseline-build.js';
+import { formatCpuSummary, summariseCpuProfile, type CategoryRule } from './lib/cpu-profile.js';
 import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load.js';
 
 type Backend = 'pglite' | 'postgres';
@@ -65,10 +75,35 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '8' },
     as: { type: 'string', default: 'user,service' },
     'cpu-prof': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    top: { type: 'string', default: '15' },
     baseline: { type: 'string' },
     rounds: { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
+if (args.help) {
+  process.stdout.write(
+    [
+      'usage: node dist/bench/control-leases.js [options]      (npm run bench:control builds first)',
+      '  --kind open|expose          which lease (open)',
+      '  --requests N                measured requests per row (3000), after --warmup N (300)',
+      '  --concurrency N,N           closed-loop rows: N clients each (8,16,32)',
+      "  --rate R,R                  open-loop rows: R requests/s offered (500; 0 or '' for none)",
+      '  --backend pglite,postgres   databases (both; postgres is a throwaway cluster started here)',
+      '  --as user,service           who asks: interactive access tokens, service tokens (both)',
+      '  --users N                   users the requests are spread over (8)',
+      '  --cpu-prof DIR              write each control plane\'s V8 CPU profile into DIR',
+      '  --profile                   profile them and print where the CPU went (categories, top functions)',
+      '  --top N                     functions in the profile table (15)',
+      '  --baseline REV              also build REV beside this tree and measure both, interleaved',
+      '  --rounds N                  rounds per row (1; 2 with --baseline), median compared',
+      '  e.g. issue 11 target 4: --backend postgres --concurrency 8 --rate 0',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
 type As = 'user' | 'service';
 const AS = args.as.split(',') as As[];
 if (AS.some((a) => a !== 'user' && a !== 'service')) throw new Error('--as must list user and/or service');
@@ -85,6 +120,8 @@ const USERS = Number(args.users);
 const PASSWORD = 'bench password 0123456789';
 const EXPOSURE = 'bench-svc';
 const HEARTBEAT_MS = 10_000;
+/** Where the control planes' CPU profiles go: --cpu-prof DIR, or a temporary one for --profile. */
+const PROFILE_DIR = args['cpu-prof'] ? resolve(args['cpu-prof']) : args.profile ? mkdtempSync(join(tmpdir(), 'bench-control-prof-')) : undefined;
 const ROUNDS = Number(args.rounds ?? (args.baseline ? '2' : '1'));
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a whole number of at least 1');
 
@@ -111,7 +148,7 @@ async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
     env.DATABASE_URL = pg.url;
     env.TUNNEL_MASTER_KEY = randomBytes(32).toString('base64');
   }
-  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=control-${backend}-${KIND}-${build.label}.cpuprofile`] : [];
+  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName(backend, build)}`] : [];
   const control = await startControlProcess({ env, nodeArgs, ...(build.bin ? { bin: build.bin } : {}) }).catch(async (err: unknown) => {
     await pg?.stop();
     throw err;
@@ -165,6 +202,41 @@ async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
       if (end.code !== 0) process.stderr.write(`control exited with ${end.code ?? end.signal}:\n${control.stderr().slice(-2000)}\n`);
     },
   };
+}
+
+const profileName = (backend: Backend, build: Build): string => `control-${backend}-${KIND}-${build.label.replace(/[^A-Za-z0-9._-]/g, '_')}.cpuprofile`;
+
+/** The control plane's own categories, tried before cpu-profile.ts's built-in ones. */
+const CONTROL_CATEGORIES: CategoryRule[] = [
+  { name: 'Ed25519 signing (lease token, certificate)', fn: /^signOneShot$/ },
+  { name: 'drizzle (query building, result mapping)', url: /node_modules\/drizzle-orm\// },
+  { name: 'postgres.js (driver: protocol, parsing)', url: /node_modules\/postgres\// },
+  { name: 'PGlite', url: /node_modules\/@electric-sql\/pglite\// },
+  { name: 'zod (validation)', url: /node_modules\/zod\// },
+  { name: 'Hono, @hono/node-server, zod-openapi', url: /node_modules\/(hono|@hono)\// },
+  { name: 'node:http (parser, responses)', url: /^node:_http|node:internal\/http/ },
+];
+
+/** Each profiled control plane's table: where its CPU went over the whole run. */
+function printProfiles(builds: Build[]): void {
+  if (!args.profile || !PROFILE_DIR) return;
+  for (const backend of BACKENDS) {
+    for (const build of builds) {
+      const file = join(PROFILE_DIR, profileName(backend, build));
+      let table: string;
+      try {
+        table = formatCpuSummary(
+          summariseCpuProfile(file, { top: Number(args.top), categories: CONTROL_CATEGORIES }),
+          `control plane, ${backend}, ${build.label} (${KIND} leases; set-up, warm-up and every row of this run)`,
+        );
+      } catch (err) {
+        table = `**control plane, ${backend}, ${build.label}**: no profile (${(err as Error).message})\n`;
+      }
+      process.stdout.write(`\n${table}`);
+    }
+  }
+  if (args['cpu-prof']) process.stdout.write(`\nCPU profiles: ${PROFILE_DIR}\n`);
+  else rmSync(PROFILE_DIR, { recursive: true, force: true });
 }
 
 function keyLines(n: number): string[] {
@@ -285,6 +357,7 @@ async function measureAll(builds: Build[]): Promise<void> {
   process.stdout.write(`${formatTable(rows)}\n`);
   if (builds.length === 2) process.stdout.write(`${formatTable(compareRows(builds, cpu))}\n`);
   if (failures.length) process.stdout.write(`errors: ${failures.join('; ')}\n`);
+  printProfiles(builds);
 }
 
 /** Before/after: median server CPU ms per lease over the rounds, per backend and load. */
