@@ -1,14 +1,13 @@
-import type { MiddlewareHandler } from 'hono';
-import { rateLimit } from '../services/rate-limit.js';
-import type { AppEnv } from './env.js';
+import type { CallerRateLimit } from './authenticate.js';
 
 /**
  * Caps lease issuance per user and minute (`leaseRateLimit`), across all of the user's access and
  * service tokens (issue 9, finding 9): a lease is a row, an audit row and two signatures, and one
- * member must not be able to mint them without bound. Runs after the route's guard.
+ * member must not be able to mint them without bound. The route's guard counts the attempt once
+ * the caller is authenticated, in the same statement that looks the caller up (one round trip
+ * less per lease, issue 11), and refuses it before the route runs.
  */
-export const limitLeaseIssuance: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const deps = c.get('deps');
-  await rateLimit(deps.db, deps.clock.now(), `lease:${c.get('user').userId}`, deps.settings.leaseRateLimit);
-  await next();
+export const LEASE_ISSUANCE_LIMIT: CallerRateLimit = {
+  key: (userId) => `lease:${userId}`,
+  limit: (settings) => settings.leaseRateLimit,
 };

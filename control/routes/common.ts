@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
 import { ProblemSchema as ProtocolProblemSchema } from '../../protocol/problem.js';
-import { guard } from '../http/authenticate.js';
+import { guard, type CallerRateLimit } from '../http/authenticate.js';
 import type { App, AppEnv } from '../http/env.js';
 import type { Action } from '../services/authz.js';
 
@@ -92,13 +92,17 @@ export const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : 
  * A route config guarded by the policy: its middleware authenticates the credential its actions
  * need and, for a single action that needs no resource, asks the policy right there (the service
  * asks for the others, with the resource). The operation lists its actions as `x-tunnel-actions`
- * in /openapi.json; the authorization matrix test reads them. `extraMiddleware` runs after the guard.
+ * in /openapi.json; the authorization matrix test reads them. `rateLimit`: the guard counts each
+ * authenticated caller's attempt against it (in the caller lookup) and refuses it over the limit.
+ * `extraMiddleware` runs after the guard.
  */
-export function guarded<const C extends Omit<RouteConfig, 'middleware'> & { extraMiddleware?: MiddlewareHandler<AppEnv>[] }>(
+export function guarded<
+  const C extends Omit<RouteConfig, 'middleware'> & { extraMiddleware?: MiddlewareHandler<AppEnv>[]; rateLimit?: CallerRateLimit },
+>(
   actions: Action | readonly Action[],
   config: C,
-): Omit<C, 'extraMiddleware'> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
+): Omit<C, 'extraMiddleware' | 'rateLimit'> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
   const list = typeof actions === 'string' ? [actions] : [...actions];
-  const { extraMiddleware, ...rest } = config;
-  return { ...rest, middleware: [guard(list), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
+  const { extraMiddleware, rateLimit, ...rest } = config;
+  return { ...rest, middleware: [guard(list, rateLimit), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
 }

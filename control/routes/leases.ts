@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { LeaseIdSchema } from '../../protocol/lease-claims.js';
 import { LeaseCreateSchema, LeaseIssuedSchema, LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
-import { limitLeaseIssuance } from '../http/lease-rate-limit.js';
+import { LEASE_ISSUANCE_LIMIT } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
 
@@ -22,7 +22,7 @@ export function registerLeases(app: App): void {
         tags: ['leases'],
         summary: 'Issue a lease: token, OpenSSH certificate for your public key, and the relay to use',
         security: bearerSecurity,
-        extraMiddleware: [limitLeaseIssuance],
+        rateLimit: LEASE_ISSUANCE_LIMIT,
         request: { body: jsonBody(LeaseCreateSchema) },
         responses: {
           201: json(LeaseIssuedSchema, 'Lease issued'),

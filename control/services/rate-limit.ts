@@ -4,20 +4,46 @@ import { rateLimits } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { preparedPerDb } from '../db/prepared.js';
 
-/** The counter's upsert; prepared, as it runs on every lease issuance and login. */
+/** Fixed windows of this many seconds unless a caller says otherwise. */
+const WINDOW_SECONDS = 60;
+
+/** The start of the fixed window `now` falls in. */
+export function rateWindow(now: Date, windowSeconds = WINDOW_SECONDS): Date {
+  return new Date(Math.floor(now.getTime() / (windowSeconds * 1000)) * windowSeconds * 1000);
+}
+
+/**
+ * The counter's upsert on conflict: one more in the same window, else a new window at 1. For
+ * every statement that counts (this file's, and the caller lookup that counts in the same
+ * statement, http/authenticate.ts).
+ */
+export const COUNT_ON_CONFLICT = {
+  target: rateLimits.key,
+  set: {
+    // Compare with `excluded` rather than a bound Date: the postgres-js driver cannot bind a
+    // raw Date inside sql`` (PGlite can), so every rate-limited route failed on Postgres.
+    count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + 1 else 1 end`,
+    windowStart: sql`excluded.window_start`,
+  },
+};
+
+/** Throws RATE_LIMITED when `count` (the counter after this attempt) is over `limit`. */
+export function assertUnderLimit(count: number | undefined, limit: number, windowStart: Date, now: Date, windowSeconds = WINDOW_SECONDS): void {
+  if (count !== undefined && count > limit) {
+    const retryAfter = Math.max(1, Math.ceil((windowStart.getTime() + windowSeconds * 1000 - now.getTime()) / 1000));
+    throw new AppError('RATE_LIMITED', 'too many attempts; wait and try again', {
+      retryable: true,
+      headers: { 'retry-after': String(retryAfter) },
+    });
+  }
+}
+
+/** The counter's upsert; prepared, as it runs on every login attempt. */
 const countQuery = preparedPerDb((db) =>
   db
     .insert(rateLimits)
     .values({ key: sql.placeholder('key'), windowStart: sql.placeholder('windowStart'), count: 1 })
-    .onConflictDoUpdate({
-      target: rateLimits.key,
-      set: {
-        // Compare with `excluded` rather than a bound Date: the postgres-js driver cannot bind a
-        // raw Date inside sql`` (PGlite can), so every rate-limited route failed on Postgres.
-        count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + 1 else 1 end`,
-        windowStart: sql`excluded.window_start`,
-      },
-    })
+    .onConflictDoUpdate(COUNT_ON_CONFLICT)
     .returning({ count: rateLimits.count })
     .prepare('rate_limit_count'),
 );
@@ -26,14 +52,8 @@ const countQuery = preparedPerDb((db) =>
  * Fixed-window counter in the database, so every replica sees the same count.
  * Throws RATE_LIMITED once `limit` hits within `windowSeconds` for `key`.
  */
-export async function rateLimit(db: Db, now: Date, key: string, limit: number, windowSeconds = 60): Promise<void> {
-  const windowStart = new Date(Math.floor(now.getTime() / (windowSeconds * 1000)) * windowSeconds * 1000);
+export async function rateLimit(db: Db, now: Date, key: string, limit: number, windowSeconds = WINDOW_SECONDS): Promise<void> {
+  const windowStart = rateWindow(now, windowSeconds);
   const [row] = await countQuery(db).execute({ key, windowStart });
-  if (row && row.count > limit) {
-    const retryAfter = Math.max(1, Math.ceil((windowStart.getTime() + windowSeconds * 1000 - now.getTime()) / 1000));
-    throw new AppError('RATE_LIMITED', 'too many attempts; wait and try again', {
-      retryable: true,
-      headers: { 'retry-after': String(retryAfter) },
-    });
-  }
+  assertUnderLimit(row?.count, limit, windowStart, now, windowSeconds);
 }

@@ -125,6 +125,60 @@ function dbSuite(name: string, makeApp: MakeApp) {
       await heartbeat(served, node, [{ name: exposure, port: 22 }]);
       assertOk(await issue(owner.token), 201);
     });
+
+    it('POST /v1/leases: only a live caller\'s attempt counts against the limit, and a dead token gets 401 before 429', async () => {
+      // The guard counts in the same statement that looks the caller up (issue 11): a token whose
+      // session ended, whose service token was revoked or expired, or whose user is disabled must
+      // be refused as before and must not use up the user's leases.
+      const admin = await t.user(uniq('admin'), 'admin');
+      const served = { ...t, call: s.call };
+      const node = await enrollNode(served, admin.token);
+      const exposure = uniq('svc');
+      const name = await newUser('cnt');
+      const session = await login(name);
+      await putExposure(served, session.access_token, exposure);
+      await exposeOn(served, admin.token, node, admin.token, exposure);
+      await heartbeat(served, node, [{ name: exposure, port: 22 }]);
+      const issue = (token: string) =>
+        s.call('POST', '/v1/leases', { token, body: { kind: 'open', exposure, public_key: newClientKey().line } });
+
+      const revoked = await serviceAccess(served, session.access_token, [`open:${exposure}`]);
+      assert.equal((await s.call('DELETE', `/v1/service-tokens/${revoked.id}`, { token: session.access_token })).status, 200);
+      const expiring = await s.call('POST', '/v1/service-tokens', {
+        token: session.access_token,
+        body: { name: uniq('st'), scopes: [`open:${exposure}`], ttl_seconds: 60 },
+      });
+      assertOk(expiring, 201);
+      const grant = await s.call('POST', '/v1/auth/token', {
+        body: { grant_type: 'urn:tunnel:params:oauth:grant-type:service-token', service_token: expiring.body.token },
+      });
+      assertOk(grant, 200);
+      const ended = await login(name);
+      assert.equal((await s.call('POST', '/v1/auth/logout', { token: ended.access_token })).status, 204);
+
+      for (let i = 0; i < 4; i++) {
+        assertProblem(await issue(revoked.accessToken), 401, 'TOKEN_INVALID');
+        assertProblem(await issue(ended.access_token), 401, 'TOKEN_INVALID');
+      }
+      // The limit is 3: all three are still there for the live session.
+      for (let i = 0; i < 3; i++) assertOk(await issue(session.access_token), 201);
+      assertProblem(await issue(session.access_token), 429, 'RATE_LIMITED');
+      // Over the limit, a dead token is still told it is dead.
+      assertProblem(await issue(revoked.accessToken), 401, 'TOKEN_INVALID');
+
+      // Next minute: the service token's expiry passed (its access token is still within its own
+      // life), and then the user is disabled; neither counts, re-enabled the user has all three.
+      t.clock.advance(61_000);
+      await heartbeat(served, node, [{ name: exposure, port: 22 }]);
+      for (let i = 0; i < 4; i++) assertProblem(await issue(grant.body.access_token), 401, 'TOKEN_INVALID');
+      const user = await s.call('PATCH', `/v1/users/${name}`, { token: admin.token, body: { disabled: true } });
+      assertOk(user, 200);
+      for (let i = 0; i < 4; i++) assertProblem(await issue(session.access_token), 401, 'TOKEN_INVALID');
+      assertOk(await s.call('PATCH', `/v1/users/${name}`, { token: admin.token, body: { disabled: false } }), 200);
+      const again = await login(name);
+      for (let i = 0; i < 3; i++) assertOk(await issue(again.access_token), 201);
+      assertProblem(await issue(again.access_token), 429, 'RATE_LIMITED');
+    });
   });
 }
 
