@@ -84,6 +84,11 @@ const OPTIONS = {
     def: '128MiB',
     help: "memory all channels with Tunnel's own CLI may hold above the standard 2 MiB SSH window together (adaptive windows for long-distance throughput; 0: off, every peer gets the standard window)",
   },
+  'gc-every': {
+    env: 'TUNNEL_GC_EVERY',
+    def: '1MiB',
+    help: "collect V8's young generation after this many bytes read from SSH peers (frees ssh2's per-packet buffers promptly: the relay's memory under traffic; 0: V8 alone decides)",
+  },
   'max-channel-window': {
     env: 'TUNNEL_MAX_CHANNEL_WINDOW',
     def: '32MiB',
@@ -218,6 +223,7 @@ const RawSchema = z.object({
   'send-stall-timeout': duration('send-stall-timeout'),
   'window-budget': size('window-budget', 0),
   'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
+  'gc-every': size('gc-every', 0),
   'test-fault': z
     .string()
     .optional()
@@ -316,6 +322,8 @@ export interface Config {
   jwksRefreshMs: number;
   jwksMinRefreshMs: number;
   heartbeatMs: number;
+  /** Bytes read from SSH peers between young-generation collections (node/gc-pacer.ts); 0: off. */
+  gcEveryBytes: number;
   eventsFlushMs: number;
   eventsQueueMax: number;
   limits: Limits;
@@ -419,6 +427,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       jwksRefreshMs: v['jwks-refresh-interval'],
       jwksMinRefreshMs: v['jwks-min-refresh-interval'],
       heartbeatMs: v['heartbeat-interval'],
+      gcEveryBytes: v['gc-every'],
       eventsFlushMs: v['events-flush-interval'],
       eventsQueueMax: v['events-queue-max'],
       limits: Object.freeze({

@@ -22,6 +22,7 @@ import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
+import { createGcPacer } from './gc-pacer.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
@@ -118,6 +119,8 @@ export function createRelay(deps: RelayDeps): Relay {
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });
 
   const startups = new Startups(config.limits.startups);
+  // Frees ssh2's per-packet buffers promptly under traffic (node/gc-pacer.ts).
+  const gcPacer = createGcPacer(config.gcEveryBytes);
   const windows = new WindowBudget({ budgetBytes: config.limits.windowBudgetBytes, channelMaxBytes: config.limits.channelWindowMaxBytes });
   const ctx: RelayContext = {
     config,
@@ -150,6 +153,9 @@ export function createRelay(deps: RelayDeps): Relay {
         return 'auth_rate_limited';
       }
       metrics.connections.inc();
+      // Every byte read from an admitted peer paces collections; another 'data' listener next
+      // to ssh2's costs no copy.
+      sock.on('data', (chunk: Buffer) => gcPacer.read(chunk.length));
       return true;
     },
     onDrop: (reason) => metrics.preauthDrops.inc({ reason }),
@@ -185,6 +191,7 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_bridge_buffer_bytes', 'Bytes inside bridged channel streams now (read from one side, not yet passed to the other)', () =>
     [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
   );
+  r.counterOf('tunnel_node_paced_gc_total', 'Young-generation collections the relay asked for after every --gc-every bytes read', () => gcPacer.collections);
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
   const win = () => windows.status();
   r.gauge('tunnel_node_window_budget_bytes', "Adaptive windows: bytes all channels with Tunnel's CLI may hold above the standard 2 MiB window together (--window-budget)", () => windows.budget);
