@@ -13,12 +13,13 @@
  * times scale with it.
  *
  * Relay rows (bench/lib/relay-footprint.ts, a real tunnel-control and tunnel-node): idle relay
- * RSS; RSS per idle exposure connection with `--exposures` of them (10,000 by default: the
+ * RSS (after 30 s idle, when V8's memory reducer has collected start-up's garbage; and 2 s after
+ * start, for context); RSS per idle exposure connection with `--exposures` of them (10,000 by default: the
  * issue's "10,000 under 1 GiB", measured); RSS per saturated stream (1 and 4 streams of
- * `--stream-bytes`, the CLI's own connection code at both ends).
+ * `--stream-bytes`, the CLI's own connection code at both ends) with the relay's CPU s/GiB.
+ * `--relay-variant` repeated compares node and tunnel-node flags for the relay in one run.
  *
- *   node dist/bench/footprint.js [--rounds 3] [--leases 200] [--settle 5] [--only control,all-in-one,relay]
- *                                [--exposures 10000] [--stream-bytes 536870912] [--relay-node-args '...']
+ * Usage: `node dist/bench/footprint.js --help`.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -30,11 +31,29 @@ import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import { enrollOnlineNode, expectStatus, httpCaller, passwordLogin, repoRoot, startControlProcess, type ApiCall } from '../test/harness/control.js';
 import { freePort, killTracked, track } from './lib/openssh.js';
 import { cpuSeconds, rssBytes } from './lib/proc.js';
-import { idleExposures, idleRelayRss, streamFootprint } from './lib/relay-footprint.js';
+import { IDLE_STEADY_S, idleCredentials, idleExposures, idleRelayRss, streamFootprint, type IdleExposures, type IdleRelay, type RelayVariant, type StreamFootprint } from './lib/relay-footprint.js';
 import { startRelayStack } from './lib/relay-stack.js';
+
+const USAGE = `Usage: node dist/bench/footprint.js [options]   (npm run bench:footprint builds first)
+  --only LIST            rows to run: control,all-in-one,relay (default all)
+  --rounds N             control and all-in-one rounds, the median reported (3)
+  --leases N             leases issued before the steady RSS (200)
+  --settle S             seconds idle before a steady figure (5)
+  --node-args='...'      node flags for tunnel-control and the all-in-one
+  --relay-rows LIST      relay rows: idle,streams,exposures (default all)
+  --exposures N          idle exposure connections for the per-connection row (10000; about 6 min)
+  --stream-bytes N       bytes per saturated stream (536870912)
+  --relay-variant='NODE FLAGS;RELAY FLAGS'  how to run the relay (write it with =): node flags,
+                         and after ';' tunnel-node flags. Repeat it to compare in one run (every
+                         relay row for each, with the relay's CPU s/GiB; the target table shows
+                         the first), e.g. --relay-variant= --relay-variant=';--gc-every 0'
+                         --relay-variant=--max-semi-space-size=1
+  --relay-node-args='...' the same as --relay-variant with node flags only
+`;
 
 const { values: opts } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '3' },
     leases: { type: 'string', default: '200' },
     settle: { type: 'string', default: '5' },
@@ -42,12 +61,25 @@ const { values: opts } = parseArgs({
     only: { type: 'string', default: 'control,all-in-one,relay' },
     exposures: { type: 'string', default: '10000' },
     'stream-bytes': { type: 'string', default: String(512 * 1024 ** 2) },
-    'relay-node-args': { type: 'string', default: '' },
+    'relay-node-args': { type: 'string', multiple: true, default: [] },
+    'relay-variant': { type: 'string', multiple: true, default: [] },
+    'relay-rows': { type: 'string', default: 'idle,streams,exposures' },
   },
 });
+if (opts.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const EXPOSURES = Number(opts.exposures);
 const STREAM_BYTES = Number(opts['stream-bytes']);
-const RELAY_NODE_ARGS = opts['relay-node-args'].split(' ').filter(Boolean);
+/** How to run the relay: one run of its rows per variant (the target table shows the first). */
+const words = (s: string | undefined) => (s ?? '').split(' ').filter(Boolean);
+const RELAY_VARIANTS: RelayVariant[] = [
+  ...opts['relay-variant'].map((v) => ({ nodeArgs: words(v.split(';')[0]), args: words(v.split(';')[1]) })),
+  ...opts['relay-node-args'].map((v) => ({ nodeArgs: words(v), args: [] })),
+];
+if (RELAY_VARIANTS.length === 0) RELAY_VARIANTS.push({ nodeArgs: [], args: [] });
+const RELAY_ROWS = opts['relay-rows'].split(',');
 const ROUNDS = Number(opts.rounds);
 const LEASES = Number(opts.leases);
 const SETTLE_MS = Number(opts.settle) * 1000;
@@ -218,38 +250,96 @@ async function main(): Promise<void> {
 /** The relay's rows (issue 11, target 3); see bench/lib/relay-footprint.ts for how each is taken. */
 async function relayFootprint(): Promise<string> {
   const load0 = loadavg();
+  const KB = 1024;
+  const MiB = 1024 ** 2;
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const flags = (v: RelayVariant) => [v.nodeArgs.length ? `node ${v.nodeArgs.join(' ')}` : '', v.args.length ? `tunnel-node ${v.args.join(' ')}` : ''].filter(Boolean).join('; ') || '(defaults)';
   // The admin issues a lease per exposure: lift the per-user lease rate limit for the run.
-  const stack = await startRelayStack([], RELAY_NODE_ARGS, {}, { TUNNEL_LEASE_RATE_LIMIT: String(Math.max(120, 2 * EXPOSURES)) });
+  const stack = await startRelayStack(RELAY_VARIANTS[0]!.args, RELAY_VARIANTS[0]!.nodeArgs, {}, { TUNNEL_LEASE_RATE_LIMIT: String(Math.max(120, 2 * EXPOSURES)) });
   try {
-    log('relay: idle');
-    const idleRss = await idleRelayRss(stack);
-    log('relay: saturated streams');
-    const streams = await streamFootprint(stack, [1, 4], STREAM_BYTES, log);
-    log(`relay: ${EXPOSURES} idle exposure connections`);
-    const idle = await idleExposures(stack, EXPOSURES, log);
-    const KB = 1024;
-    const MiB = 1024 ** 2;
-    const s1 = streams.find((s) => s.streams === 1)!;
-    const s4 = streams.find((s) => s.streams === 4)!;
-    const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-    return [
-      line(['relay (tunnel-node)', 'wanted', 'got', '']),
-      line(Array(4).fill('---')),
-      line(['idle RSS, nothing connected', '<= 60 MB', `${f1(idleRss / MB)} MB`, verdict(idleRss <= 60 * MB)]),
-      line([`RSS per idle exposure connection (${idle.count} connections)`, '<= 40 KB', `${f1(idle.per / KB)} KB`, verdict(idle.per <= 40 * KB)]),
-      line([
-        `RSS with ${idle.count} idle exposures`,
-        idle.count >= 10_000 ? '< 1 GiB at 10,000' : `< 1 GiB at 10,000 (only ${idle.count} measured)`,
-        `${f1(idle.loaded / MB)} MB (${f1(idle.idle / MB)} MB before)`,
-        idle.count >= 10_000 ? verdict(idle.loaded < 1024 ** 3) : 'not measured at 10,000',
-      ]),
-      line(['RSS per saturated stream, 1 stream (median / peak above before)', '<= 4 MB', `${f1(s1.perStreamMedian / MiB)} / ${f1(s1.perStreamPeak / MiB)} MiB`, verdict(s1.perStreamPeak <= 4 * MiB)]),
-      line(['RSS per saturated stream, 4 streams (median / peak above before, per stream)', '<= 4 MB', `${f1(s4.perStreamMedian / MiB)} / ${f1(s4.perStreamPeak / MiB)} MiB`, verdict(s4.perStreamPeak <= 4 * MiB)]),
-      '',
-      `Saturated streams: the CLI's connection code at both ends (tunnel-cli identification, adaptive windows), ${f1(STREAM_BYTES / MiB)} MiB per stream; ` +
-        `${f1(s1.mbps)} MB/s with 1 stream, ${f1(s4.mbps)} MB/s with 4; relay RSS before: ${f1(s1.before / MB)} / ${f1(s4.before / MB)} MB. The peak counts garbage V8 has not collected yet.`,
-      `Relay node flags: ${RELAY_NODE_ARGS.join(' ') || '(none)'}. Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${loadavg().map(f2).join(' ')}.`,
-    ].join('\n');
+    const results: { variant: RelayVariant; idle?: IdleRelay; streams?: StreamFootprint[]; exposures?: IdleExposures }[] = [];
+    // The exposures and their leases once, for every variant (creating 10,000 takes minutes).
+    const creds = RELAY_ROWS.includes('exposures') ? await idleCredentials(stack, EXPOSURES, log) : [];
+    for (const variant of RELAY_VARIANTS) {
+      const r: (typeof results)[number] = { variant };
+      if (RELAY_ROWS.includes('idle')) {
+        log(`relay (${flags(variant)}): idle`);
+        r.idle = await idleRelayRss(stack, variant);
+      }
+      if (RELAY_ROWS.includes('streams')) {
+        log(`relay (${flags(variant)}): saturated streams`);
+        r.streams = await streamFootprint(stack, [1, 4], STREAM_BYTES, log, variant);
+      }
+      if (RELAY_ROWS.includes('exposures')) {
+        log(`relay (${flags(variant)}): ${EXPOSURES} idle exposure connections`);
+        r.exposures = await idleExposures(stack, creds, log, variant);
+      }
+      results.push(r);
+    }
+    const first = results[0]!;
+    const idle = first.exposures;
+    const s1 = first.streams?.find((s) => s.streams === 1);
+    const s4 = first.streams?.find((s) => s.streams === 4);
+    const out = [line(['relay (tunnel-node)', 'wanted', 'got', '']), line(Array(4).fill('---'))];
+    if (first.idle !== undefined) {
+      out.push(
+        line([`idle RSS, nothing connected, after ${IDLE_STEADY_S} s idle`, '<= 60 MB', `${f1(first.idle.steady / MB)} MB`, verdict(first.idle.steady <= 60 * MB)]),
+        line(['same, 2 s after start (start-up garbage not collected yet)', '(context)', `${f1(first.idle.afterStart / MB)} MB`, '']),
+      );
+    }
+    if (idle) {
+      out.push(
+        line([`RSS per idle exposure connection (${idle.count} connections, after ${IDLE_STEADY_S} s idle)`, '<= 40 KB', `${f1(idle.per / KB)} KB`, verdict(idle.per <= 40 * KB)]),
+        line(['same, 1 s after the last connected', '(context)', `${f1(idle.perJustConnected / KB)} KB`, '']),
+        line([
+          `RSS with ${idle.count} idle exposures`,
+          idle.count >= 10_000 ? '< 1 GiB at 10,000' : `< 1 GiB at 10,000 (only ${idle.count} measured)`,
+          `${f1(idle.loaded / MB)} MB (${f1(idle.idle / MB)} MB before)`,
+          idle.count >= 10_000 ? verdict(idle.loaded < 1024 ** 3) : 'not measured at 10,000',
+        ]),
+      );
+    }
+    if (s1 && s4) {
+      out.push(
+        line(['RSS per saturated stream, 1 stream (median / peak above before)', '<= 4 MB', `${f1(s1.perStreamMedian / MiB)} / ${f1(s1.perStreamPeak / MiB)} MiB`, verdict(s1.perStreamPeak <= 4 * MiB)]),
+        line(['RSS per saturated stream, 4 streams (median / peak above before, per stream)', '<= 4 MB', `${f1(s4.perStreamMedian / MiB)} / ${f1(s4.perStreamPeak / MiB)} MiB`, verdict(s4.perStreamPeak <= 4 * MiB)]),
+      );
+    }
+    out.push('');
+    if (s1 && s4) {
+      out.push(
+        `Saturated streams: the CLI's connection code at both ends (tunnel-cli identification, adaptive windows), ${f1(STREAM_BYTES / MiB)} MiB per stream; ` +
+          `${f1(s1.mbps)} MB/s with 1 stream, ${f1(s4.mbps)} MB/s with 4; relay CPU ${f2(s1.cpuPerGiB)} / ${f2(s4.cpuPerGiB)} s/GiB; relay RSS before: ${f1(s1.before / MB)} / ${f1(s4.before / MB)} MB. The peak counts garbage V8 has not collected yet.`,
+      );
+    }
+    if (results.length > 1) {
+      out.push(
+        '',
+        'The same rows with the relay run other ways, in this run:',
+        '',
+        line(['relay run with', `idle RSS: 2 s / ${IDLE_STEADY_S} s (MB)`, `per idle exposure connection: 1 s / ${IDLE_STEADY_S} s (KB, ${EXPOSURES})`, '1 stream: median / peak (MiB)', '4 streams: median / peak per stream (MiB)', 'relay CPU s/GiB, 1 / 4 streams', 'MB/s, 1 / 4 streams']),
+        line(Array(7).fill('---')),
+        ...results.map((r) => {
+          const a = r.streams?.find((s) => s.streams === 1);
+          const b = r.streams?.find((s) => s.streams === 4);
+          return line([
+            flags(r.variant),
+            r.idle === undefined ? 'n/a' : `${f1(r.idle.afterStart / MB)} / ${f1(r.idle.steady / MB)}`,
+            r.exposures === undefined ? 'n/a' : `${f1(r.exposures.perJustConnected / KB)} / ${f1(r.exposures.per / KB)}`,
+            a ? `${f1(a.perStreamMedian / MiB)} / ${f1(a.perStreamPeak / MiB)}` : 'n/a',
+            b ? `${f1(b.perStreamMedian / MiB)} / ${f1(b.perStreamPeak / MiB)}` : 'n/a',
+            a && b ? `${f2(a.cpuPerGiB)} / ${f2(b.cpuPerGiB)}` : 'n/a',
+            a && b ? `${f1(a.mbps)} / ${f1(b.mbps)}` : 'n/a',
+          ]);
+        }),
+        '',
+      );
+    }
+    out.push(
+      `Relay run with: ${flags(RELAY_VARIANTS[0]!)}. ` +
+        `Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${loadavg().map(f2).join(' ')}.`,
+    );
+    return out.join('\n');
   } finally {
     await stack.stop();
   }

@@ -7,7 +7,9 @@
  * - per saturated stream: X and Y connected the way the CLI connects (cli/ssh/relay-connection.ts:
  *   `tunnel-cli` identification, adaptive windows), Y pushing `bytes` as fast as it can through
  *   1 stream and then 4 streams at once; RSS sampled during the push, the median and the peak
- *   reported above the relay's RSS just before.
+ *   reported above the relay's RSS just before, and the relay's CPU seconds per GiB pushed (what
+ *   a smaller young generation costs in collections: compare node flags in one run).
+ * Each takes a RelayVariant: node flags and tunnel-node flags for the relay (it restarts with them).
  * Used by bench:footprint (its relay rows) and bench:relay (idle exposures).
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -22,7 +24,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { connectWithCertificate } from '../../test/node/ssh2-cert-client.js';
 import { closeAll, forwardIn, mapLimit } from './idle-clients.js';
-import { rssBytes, sampler } from './proc.js';
+import { cpuSeconds, rssBytes, sampler } from './proc.js';
 import type { RelayStack } from './relay-stack.js';
 
 const settle = () => new Promise((r) => setTimeout(r, 1000)); // memory at rest: waiting is the point
@@ -30,24 +32,56 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 export interface IdleExposures {
   count: number;
-  /** Relay RSS before the clients connected, and with all of them connected and idle (bytes). */
+  /** Relay RSS before the clients connected, after IDLE_STEADY_S idle (bytes). */
   idle: number;
+  /** RSS with all of them connected, after IDLE_STEADY_S idle. */
   loaded: number;
   per: number;
+  /** The same 1 s after the last one connected (the connection burst's garbage still in it). */
+  perJustConnected: number;
 }
 
-/** Relay memory per idle exposure connection: `count` ssh2 clients, each with its own exposure and lease. */
-export async function idleExposures(stack: RelayStack, count: number, log: (m: string) => void): Promise<IdleExposures> {
-  const relay = await stack.restartRelay(); // fresh process: memory figures do not carry over
+/** How the relay runs for a measurement: node flags and tunnel-node flags (e.g. --gc-every 0). */
+export interface RelayVariant {
+  nodeArgs: string[];
+  args: string[];
+}
+
+/** Credentials for idle exposure connections: an exposure and a control-issued expose lease each. */
+export interface IdleCredential {
+  name: string;
+  privateKey: KeyObject;
+  certificate: ReturnType<typeof parseCertificateLine>;
+}
+
+/** Creates `count` exposures (idle-0 ...) and an expose lease (1 h) for each, through the API. */
+export async function idleCredentials(stack: RelayStack, count: number, log: (m: string) => void): Promise<IdleCredential[]> {
   const names = Array.from({ length: count }, (_, i) => `idle-${i}`);
   log(`creating ${count} exposures and expose leases through the API`);
-  const creds = await mapLimit(names, 8, async (name) => {
+  return mapLimit(names, 8, async (name) => {
     await stack.exposure(name);
     const { privateKey } = generateKeyPairSync('ed25519');
     const issued = await stack.lease({ kind: 'expose', exposure: name, port: 22, ttl_seconds: 3600 }, formatPublicKeyLine(rawPublicKey(privateKey)));
     return { name, privateKey, certificate: parseCertificateLine(issued.certificate) };
   });
-  await settle();
+}
+
+/**
+ * Relay memory per idle exposure connection: one ssh2 client per credential (idleCredentials),
+ * each holding its exposure's `tcpip-forward`, on a fresh relay (with `nodeArgs`). The leases
+ * can be reused for another measurement (other node flags) within their hour.
+ */
+export async function idleExposures(
+  stack: RelayStack,
+  countOrCreds: number | IdleCredential[],
+  log: (m: string) => void,
+  variant?: RelayVariant,
+): Promise<IdleExposures> {
+  const creds = typeof countOrCreds === 'number' ? await idleCredentials(stack, countOrCreds, log) : countOrCreds;
+  const count = creds.length;
+  const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args); // fresh process: memory figures do not carry over
+  // The baseline at rest too (start-up's garbage collected), as the loaded figure below.
+  await new Promise((r) => setTimeout(r, IDLE_STEADY_S * 1000));
   const idle = median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
   log(`opening ${count} idle connections, each holding a tcpip-forward`);
   const clients: Client[] = [];
@@ -63,10 +97,16 @@ export async function idleExposures(stack: RelayStack, count: number, log: (m: s
     const health = (await (await fetch(`http://127.0.0.1:${relay.metricsPort}/healthz`)).json()) as { connections: number; exposures_online: number };
     if (health.connections !== count || health.exposures_online !== count) throw new Error(`relay holds ${health.connections} connections, ${health.exposures_online} exposures`);
     await settle();
-    const s = sampler(() => rssBytes(relay.pid), 100);
-    await new Promise((r) => setTimeout(r, 2000));
-    const loaded = median(s.stop());
-    return { count, idle, loaded, per: (loaded - idle) / count };
+    const window = async () => {
+      const s = sampler(() => rssBytes(relay.pid), 100);
+      await new Promise((r) => setTimeout(r, 2000));
+      return median(s.stop());
+    };
+    const justConnected = await window();
+    // Idle means idle: after V8's memory reducer has collected the connection burst's garbage.
+    await new Promise((r) => setTimeout(r, IDLE_STEADY_S * 1000));
+    const loaded = await window();
+    return { count, idle, loaded, per: (loaded - idle) / count, perJustConnected: (justConnected - idle) / count };
   } finally {
     await closeAll(clients);
   }
@@ -80,6 +120,8 @@ export interface StreamFootprint {
   perStreamMedian: number;
   perStreamPeak: number;
   mbps: number;
+  /** The relay's CPU seconds (user + system) per GiB pushed through it. */
+  cpuPerGiB: number;
 }
 
 /** Connects as the CLI does, to the relay the lease names (the stack's relay). */
@@ -123,8 +165,8 @@ function push(ch: Duplex, bytes: number): Promise<void> {
  * every forwarded channel and discards what arrives (a sink as fast as this process can decrypt),
  * Y pushes `bytes` per stream through `streams` channels at once.
  */
-export async function streamFootprint(stack: RelayStack, streamCounts: number[], bytes: number, log: (m: string) => void): Promise<StreamFootprint[]> {
-  const relay = await stack.restartRelay();
+export async function streamFootprint(stack: RelayStack, streamCounts: number[], bytes: number, log: (m: string) => void, variant?: RelayVariant): Promise<StreamFootprint[]> {
+  const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args);
   const exposure = 'footprint-stream';
   await stack.exposure(exposure);
   const x = await cliConnect(stack, { kind: 'expose', exposure, port: 22, ttl_seconds: 3600 });
@@ -152,7 +194,9 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
       const arrived = new Promise<void>((resolve) => (waiter = { target, resolve }));
       const s = sampler(() => rssBytes(relay.pid), 50);
       const t0 = performance.now();
+      const cpu0 = cpuSeconds(relay.pid);
       await Promise.all([...channels.map((ch) => push(ch, bytes)), arrived]);
+      const cpu = cpuSeconds(relay.pid) - cpu0;
       const secs = (performance.now() - t0) / 1000;
       const samples = s.stop();
       waiter = undefined;
@@ -162,6 +206,7 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
         perStreamMedian: (median(samples) - before) / streams,
         perStreamPeak: (Math.max(...samples) - before) / streams,
         mbps: (streams * bytes) / 1e6 / secs,
+        cpuPerGiB: cpu / ((streams * bytes) / 1024 ** 3),
       });
     }
     return out;
@@ -171,10 +216,27 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
   }
 }
 
-/** A fresh relay's RSS with nothing connected (median of 5 samples after settling). */
-export async function idleRelayRss(stack: RelayStack): Promise<number> {
-  const relay = await stack.restartRelay();
+export interface IdleRelay {
+  /** RSS 2 s after the relay said it was ready (bytes): start-up's garbage and grown young generation still in it. */
+  afterStart: number;
+  /**
+   * RSS after `IDLE_STEADY_S` idle: V8's memory reducer (about 8 s after allocation stops) has
+   * collected start-up's garbage and shrunk the young generation. What an idle relay holds.
+   */
+  steady: number;
+}
+
+/** Seconds idle before the steady figure: V8's memory reducer ran at 10 to 20 s in this bench. */
+export const IDLE_STEADY_S = 30;
+
+/** A fresh relay's RSS with nothing connected: median of 5 samples, 2 s after start and after IDLE_STEADY_S. */
+export async function idleRelayRss(stack: RelayStack, variant?: RelayVariant): Promise<IdleRelay> {
+  const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args);
+  const t0 = performance.now();
+  const sample = () => median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
   await settle();
   await settle();
-  return median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
+  const afterStart = sample();
+  await new Promise((r) => setTimeout(r, IDLE_STEADY_S * 1000 - (performance.now() - t0))); // idle memory: waiting is the point
+  return { afterStart, steady: sample() };
 }

@@ -27,8 +27,12 @@ export interface RelayStack {
   waitOnline(names: string[], timeoutMs?: number): Promise<void>;
   /** POST /v1/leases for `publicKeyLine`. */
   lease(body: { kind: 'expose' | 'open'; exposure: string; port?: number; ttl_seconds?: number }, publicKeyLine: string): Promise<LeaseIssued>;
-  /** SIGTERM the relay and start it again on the same data dir and ports (fresh process, fresh memory). */
-  restartRelay(): Promise<RelayProcess>;
+  /**
+   * SIGTERM the relay and start it again on the same data dir and ports (fresh process, fresh
+   * memory); with `nodeArgs` (node flags) or `args` (tunnel-node flags), it runs with those from
+   * then on.
+   */
+  restartRelay(nodeArgs?: string[], args?: string[]): Promise<RelayProcess>;
   stop(): Promise<void>;
 }
 
@@ -67,8 +71,10 @@ export async function startRelayStack(
       return token;
     };
     const enroll = expectStatus(await call('POST', '/v1/nodes/enrollment-tokens', { token, body: { name: 'relay-1' } }), 201, 'enrollment token');
+    let nodeArgs = relayNodeArgs;
+    let args = relayArgs;
     const start = (o: { enrollToken?: string; dataDir?: string; sshPort?: number; metricsPort?: number }) =>
-      startRelayProcess({ controlUrl: control.url, ...o, args: relayArgs, nodeArgs: relayNodeArgs, env: { ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
+      startRelayProcess({ controlUrl: control.url, ...o, args, nodeArgs, env: { ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
     relay = await start({ enrollToken: enroll.body.token as string });
     const first = relay; // owns the data dir, which restarts reuse
     const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;
@@ -101,7 +107,9 @@ export async function startRelayStack(
         if (r.status !== 201) throw new Error(`POST /v1/leases: ${r.status} ${JSON.stringify(r.body)}`);
         return r.body as LeaseIssued;
       },
-      async restartRelay() {
+      async restartRelay(newNodeArgs, newArgs) {
+        if (newNodeArgs) nodeArgs = newNodeArgs;
+        if (newArgs) args = newArgs;
         const old = stack.relay;
         const end = await old.stop();
         if (end.code !== 0) throw new Error(`relay exited with ${end.code ?? end.signal} on SIGTERM`);
