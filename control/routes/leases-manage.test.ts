@@ -7,7 +7,7 @@ import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 
 type User = { id: string; name: string; token: string };
 
@@ -137,6 +137,23 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const fresh = await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}&wait=20`, { token: again.token });
       assertOk(fresh);
       assert.deepEqual(fresh.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
+    });
+
+    it('a cursor beyond the feed (the database restored from a backup, a relay state file from another database) is moved back, so no later revocation is skipped', async () => {
+      const future = '999999999999999';
+      for (const q of [`after=${future}`, `after=${future}&wait=20`]) {
+        const res = await t.call('GET', `/v1/nodes/self/revocations?${q}`, { token: node.token });
+        assertOk(res);
+        assert.ok(BigInt(res.body.cursor) < BigInt(future), `cursor kept at ${res.body.cursor}`);
+        const e = uniq('fut-');
+        await putExposure(t, owner.token, e);
+        await heartbeat(t, node);
+        const l = await exposeOn(t, await tok(admin, 'admin'), node, await tok(owner), e);
+        assert.equal(l.relay.node_id, node.id);
+        assertOk(await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) }));
+        const next = await t.call('GET', `/v1/nodes/self/revocations?after=${res.body.cursor}`, { token: node.token });
+        assert.ok(next.body.revocations.some((r: { lease_id: string }) => r.lease_id === l.lease.id), JSON.stringify(next.body));
+      }
     });
 
     it('an expired lease is not revoked and adds nothing to the feed', async () => {

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, max, sql } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type {
   ConnectionEvent,
@@ -202,7 +202,15 @@ async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, a
     .where(and(eq(revocations.nodeId, node.nodeId), gt(revocations.seq, after)))
     .orderBy(asc(revocations.seq))
     .limit(FEED_PAGE);
-  const cursor = rows.length ? rows[rows.length - 1]!.seq : after;
+  let cursor = rows.length ? rows[rows.length - 1]!.seq : after;
+  if (rows.length === 0 && after > 0) {
+    // A cursor beyond every entry (the database restored from an older backup, or a relay's
+    // state from another database) would skip the entries numbered up to it from now on: move
+    // it back to the last entry there is (entries may then come twice, never not at all).
+    const [last] = await deps.db.select({ seq: max(revocations.seq) }).from(revocations);
+    const top = Number(last?.seq ?? 0);
+    if (top < after) cursor = top;
+  }
   return {
     cursor: String(cursor),
     revocations: rows.filter((r) => r.expiresAt > now).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
