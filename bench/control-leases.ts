@@ -45,7 +45,6 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import {
   enrollOnlineNode,
@@ -57,6 +56,7 @@ import {
   type ControlProcess,
 } from '../test/harness/control.js';
 import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { buildBaseline } from './lib/baseline-build.js';
 import { formatCpuSummary, summariseCpuProfile, type CategoryRule } from './lib/cpu-profile.js';
 import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load.js';
@@ -64,8 +64,8 @@ import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load
 type Backend = 'pglite' | 'postgres';
 type Kind = 'open' | 'expose';
 
-const { values: args } = parseArgs({
-  options: {
+const args = parseBenchArgs(
+  {
     kind: { type: 'string', default: 'open' },
     requests: { type: 'string', default: '3000' },
     warmup: { type: 'string', default: '300' },
@@ -79,31 +79,25 @@ const { values: args } = parseArgs({
     top: { type: 'string', default: '15' },
     baseline: { type: 'string' },
     rounds: { type: 'string' },
-    help: { type: 'boolean', default: false },
   },
-});
-if (args.help) {
-  process.stdout.write(
-    [
-      'usage: node dist/bench/control-leases.js [options]      (npm run bench:control builds first)',
-      '  --kind open|expose          which lease (open)',
-      '  --requests N                measured requests per row (3000), after --warmup N (300)',
-      '  --concurrency N,N           closed-loop rows: N clients each (8,16,32)',
-      "  --rate R,R                  open-loop rows: R requests/s offered (500; 0 or '' for none)",
-      '  --backend pglite,postgres   databases (both; postgres is a throwaway cluster started here)',
-      '  --as user,service           who asks: interactive access tokens, service tokens (both)',
-      '  --users N                   users the requests are spread over (8)',
-      '  --cpu-prof DIR              write each control plane\'s V8 CPU profile into DIR',
-      '  --profile                   profile them and print where the CPU went (categories, top functions)',
-      '  --top N                     functions in the profile table (15)',
-      '  --baseline REV              also build REV beside this tree and measure both, interleaved',
-      '  --rounds N                  rounds per row (1; 2 with --baseline), median compared',
-      '  e.g. issue 11 target 4: --backend postgres --concurrency 8 --rate 0',
-      '',
-    ].join('\n'),
-  );
-  process.exit(0);
-}
+  [
+    'usage: node dist/bench/control-leases.js [options]      (npm run bench:control builds first)',
+    '  --kind open|expose          which lease (open)',
+    '  --requests N                measured requests per row (3000), after --warmup N (300)',
+    '  --concurrency N,N           closed-loop rows: N clients each (8,16,32)',
+    "  --rate R,R                  open-loop rows: R requests/s offered (500; 0 or '' for none)",
+    '  --backend pglite,postgres   databases (both; postgres is a throwaway cluster started here)',
+    '  --as user,service           who asks: interactive access tokens, service tokens (both)',
+    '  --users N                   users the requests are spread over (8)',
+    '  --cpu-prof DIR              write each control plane\'s V8 CPU profile into DIR',
+    '  --profile                   profile them and print where the CPU went (categories, top functions)',
+    '  --top N                     functions in the profile table (15)',
+    '  --baseline REV              also build REV beside this tree and measure both, interleaved',
+    '  --rounds N                  rounds per row (1; 2 with --baseline), median compared',
+    '  e.g. issue 11 target 4: --backend postgres --concurrency 8 --rate 0',
+    '',
+  ].join('\n'),
+);
 type As = 'user' | 'service';
 const AS = args.as.split(',') as As[];
 if (AS.some((a) => a !== 'user' && a !== 'service')) throw new Error('--as must list user and/or service');

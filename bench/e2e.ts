@@ -32,9 +32,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
 import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
 import { startDelayLineProcess } from './lib/delay-line-process.js';
@@ -49,39 +49,33 @@ const MB = 1e6;
 const EXPOSURE = 'bench-e2e';
 const TUNNEL_CIPHER = 'aes128-gcm@openssh.com';
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = parseBenchArgs(
+  {
     bytes: { type: 'string', default: String(GiB) },
     connections: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '3' },
     cipher: { type: 'string', multiple: true, default: ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'] },
     'cpu-prof': { type: 'string' },
     profile: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true, default: [] },
     top: { type: 'string', default: '12' },
     rtt: { type: 'string', default: '50,150' },
     'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
   },
-});
-if (opts.help) {
-  process.stdout.write(
-    [
-      'usage: node dist/bench/e2e.js [options]',
-      '  --bytes N          bytes per push (default 1 GiB)      --rounds N       rounds, median reported (3)',
-      '  --connections N    first-byte connections per round (200)',
-      '  --cipher NAME      OpenSSH path cipher, repeatable (aes128-gcm, chacha20-poly1305)',
-      "  --rtt MS,MS        long-distance rows (50,150; '' for none)   --far-bytes N  bytes per far push (256 MiB)",
-      '  --cpu-prof DIR     write V8 CPU profiles of tunnel expose, tunnel open and the relay into DIR',
-      '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
-      '  --top N            functions per profile table (12)',
-      '  --node-arg ARG     extra node flag for tunnel expose, tunnel open and the relay, repeatable (e.g. --node-arg=--max-semi-space-size=32)',
-      "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
-      '',
-    ].join('\n'),
-  );
-  process.exit(0);
-}
+  [
+    'usage: node dist/bench/e2e.js [options]',
+    '  --bytes N          bytes per push (default 1 GiB)      --rounds N       rounds, median reported (3)',
+    '  --connections N    first-byte connections per round (200)',
+    '  --cipher NAME      OpenSSH path cipher, repeatable (aes128-gcm, chacha20-poly1305)',
+    "  --rtt MS,MS        long-distance rows (50,150; '' for none)   --far-bytes N  bytes per far push (256 MiB)",
+    '  --cpu-prof DIR     write V8 CPU profiles of tunnel expose, tunnel open and the relay into DIR',
+    '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
+    '  --top N            functions per profile table (12)',
+    '  --node-arg ARG     extra node flag for tunnel expose, tunnel open and the relay, repeatable (e.g. --node-arg=--max-semi-space-size=32)',
+    "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
+    '',
+  ].join('\n'),
+);
 const RTTS = opts.rtt.split(',').filter(Boolean).map(Number);
 const FAR_BYTES = Number(opts['far-bytes']);
 const BYTES = Number(opts.bytes);

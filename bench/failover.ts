@@ -18,16 +18,19 @@
  */
 import { loadavg } from 'node:os';
 import { rmSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { labSkipReason } from '../test/harness/lab.js';
 import { labTempDir, passwordUser } from '../test/harness/lab-cli.js';
 import { controlKillRun, openOnce, relayKillRun, startFailoverLab, type FailoverRun } from '../test/harness/lab-failover.js';
 import { postgresUnavailableReason } from '../test/harness/postgres.js';
 import { waitForLine } from '../test/harness/streams.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { runBench } from './lib/run-bench.js';
 import { quantile } from './lib/traffic.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
+const values = parseBenchArgs(
+  { runs: { type: 'string', default: '5' } },
+  'usage: node dist/bench/failover.js [--runs N]   (npm run bench:failover builds first; root: network namespaces)\n  --runs N   kills of each kind, p50/p99 of the time to recover (5)',
+);
 const RUNS = Number(values.runs);
 if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 100) {
   process.stderr.write('bench:failover: --runs must be an integer from 1 to 100\n');

@@ -26,9 +26,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import { enrollOnlineNode, expectStatus, httpCaller, passwordLogin, repoRoot, startControlProcess, type ApiCall } from '../test/harness/control.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { freePort, killTracked, track } from './lib/openssh.js';
 import { cpuSeconds, rssBytes } from './lib/proc.js';
 import { IDLE_STEADY_S, idleCredentials, idleExposures, idleRelayRss, streamFootprint, type IdleExposures, type IdleRelay, type RelayVariant, type StreamFootprint } from './lib/relay-footprint.js';
@@ -51,9 +51,8 @@ const USAGE = `Usage: node dist/bench/footprint.js [options]   (npm run bench:fo
   --relay-node-args='...' the same as --relay-variant with node flags only
 `;
 
-const { values: opts } = parseArgs({
-  options: {
-    help: { type: 'boolean', default: false },
+const opts = parseBenchArgs(
+  {
     rounds: { type: 'string', default: '3' },
     leases: { type: 'string', default: '200' },
     settle: { type: 'string', default: '5' },
@@ -65,11 +64,8 @@ const { values: opts } = parseArgs({
     'relay-variant': { type: 'string', multiple: true, default: [] },
     'relay-rows': { type: 'string', default: 'idle,streams,exposures' },
   },
-});
-if (opts.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
+  USAGE,
+);
 const EXPOSURES = Number(opts.exposures);
 const STREAM_BYTES = Number(opts['stream-bytes']);
 /** How to run the relay: one run of its rows per variant (the target table shows the first). */

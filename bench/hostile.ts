@@ -20,7 +20,6 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { fetch } from 'undici';
 import { parseCertificateLine } from '../protocol/ssh-cert.js';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
@@ -33,13 +32,14 @@ import { rssBytes } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
 import { runBench } from './lib/run-bench.js';
 import { openStream, pump, startService, waitForPath, type Service } from './lib/traffic.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 
 const EXPOSURE = 'bench-legit';
 const FIREHOSE = 'bench-firehose';
 const MiB = 2 ** 20;
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = parseBenchArgs(
+  {
     seconds: { type: 'string', default: '60' },
     'quiet-seconds': { type: 'string', default: '30' },
     'chunk-mib': { type: 'string', default: '16' },
@@ -47,7 +47,13 @@ const { values: opts } = parseArgs({
     'relay-arg': { type: 'string', multiple: true, default: [] },
     cipher: { type: 'string', default: 'aes128-gcm@openssh.com' },
   },
-});
+  `usage: node dist/bench/hostile.js [options]      (npm run bench:hostile builds first)
+  --seconds N           seconds per attack phase (60)     --quiet-seconds N  seconds of the quiet baseline (30)
+  --chunk-mib N         MiB per write of the legitimate stream (16)
+  --phase NAME          run only this phase, repeatable: preauth, preauth-spread, window-flood, reply-flood, channel-hog
+                        (quiet always runs)
+  --relay-arg ARG       extra tunnel-node flag, repeatable    --cipher NAME  cipher (aes128-gcm@openssh.com)`,
+);
 const SECONDS = Number(opts.seconds);
 const CHUNK = Number(opts['chunk-mib']) * MiB;
 const PHASES = ['quiet', 'preauth', 'preauth-spread', 'window-flood', 'reply-flood', 'channel-hog'] as const;

@@ -31,17 +31,17 @@ import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'no
 import { execSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import type { Client, ClientChannel } from 'ssh2';
 import { connectRelay } from '../cli/ssh/relay-connection.js';
 import type { LeaseIssued } from '../protocol/api-types.js';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { closeAll, forwardIn, mapLimit } from './lib/idle-clients.js';
 import { cpuSeconds, rssBytes, sampler } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = parseBenchArgs(
+  {
     connections: { type: 'string', default: '1000' },
     exposures: { type: 'string', default: '1,100' },
     payload: { type: 'string', default: String(64 * 1024) },
@@ -49,7 +49,13 @@ const { values: opts } = parseArgs({
     /** Extra node flags for the relay process, e.g. --relay-node-arg=--cpu-prof --relay-node-arg=--cpu-prof-dir=/tmp/p */
     'relay-node-arg': { type: 'string', multiple: true, default: [] },
   },
-});
+  `usage: node dist/bench/load.js [options]      (npm run bench:load builds first)
+  --connections N          Y connections in all, per scenario (1000)
+  --exposures E,E          scenarios: E exposures sharing the N connections (1,100)
+  --payload BYTES          bytes each connection sends and gets back, SHA-256 checked (65536)
+  --setup-concurrency N    SSH handshakes in flight while connecting (64)
+  --relay-node-arg=FLAG    extra node flag for the relay, repeatable (e.g. --cpu-prof)`,
+);
 const N = Number(opts.connections);
 const EXPOSURES = opts.exposures.split(',').map(Number);
 const PAYLOAD = Number(opts.payload);

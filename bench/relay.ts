@@ -20,7 +20,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { Client } from 'ssh2';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, parseKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
@@ -30,6 +29,7 @@ import { idleExposures } from './lib/relay-footprint.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type KeySshd, type SshTarget } from './lib/openssh.js';
 import { cpuSeconds, machineTicks, rssBytes, sampler, treeCpuSeconds, treePssBytes } from './lib/proc.js';
 import { startRelayStack, type RelayStack } from './lib/relay-stack.js';
+import { parseBenchArgs } from './lib/bench-args.js';
 import { runBench } from './lib/run-bench.js';
 import { firstByteLatencies, openStream, pump, quantile, startService, waitForPath, type Service } from './lib/traffic.js';
 
@@ -37,8 +37,8 @@ const GiB = 1024 ** 3;
 const MB = 1e6;
 const EXPOSURE = 'bench-svc';
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = parseBenchArgs(
+  {
     bytes: { type: 'string', default: String(GiB) },
     connections: { type: 'string', default: '200' },
     idle: { type: 'string', default: '1000' },
@@ -48,7 +48,13 @@ const { values: opts } = parseArgs({
     'relay-node-arg': { type: 'string', multiple: true, default: [] },
     'relay-env': { type: 'string', multiple: true, default: [] },
   },
-});
+  `usage: node dist/bench/relay.js [options]      (npm run bench:relay builds first)
+  --bytes N              bytes pushed per stream (1 GiB)     --connections N  first-byte connections (200)
+  --idle N               idle exposure connections on the relay (1000)   --sshd-idle N  on sshd (100)
+  --cipher NAME          cipher, repeatable (chacha20-poly1305@openssh.com, aes128-gcm@openssh.com)
+  --cpu-prof DIR         profile the relay process into DIR
+  --relay-node-arg FLAG, --relay-env K=V   repeatable; for experiments on the relay process`,
+);
 const BYTES = Number(opts.bytes);
 const CONNECTIONS = Number(opts.connections);
 const IDLE = Number(opts.idle);
