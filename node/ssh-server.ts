@@ -87,7 +87,12 @@ export function createSshServer(opts: SshServerOptions): SshServer {
     if (admitted !== true) return drop(sock, admitted);
     const slot = opts.startups.admit(sock.remoteAddress ?? '');
     if (!slot.ok) return drop(sock, slot.reason);
-    const grace = setTimeout(() => drop(sock, 'login_grace'), opts.loginGraceMs);
+    // The slot is freed before the drop is counted: a scrape between the two (the socket's 'close'
+    // comes a tick later) saw the drop and the connection still unauthenticated.
+    const grace = setTimeout(() => {
+      slot.release();
+      drop(sock, 'login_grace');
+    }, opts.loginGraceMs);
     grace.unref();
     const authenticated = () => {
       clearTimeout(grace);
