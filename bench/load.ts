@@ -264,7 +264,7 @@ async function main(): Promise<void> {
       `| ${r.exposures} exposure(s): revocation p99 | <= 1000 ms | ${f0(r.revokeP99)} ms | ${verdict(r.revokeP99 <= 1000 && r.notClosed === 0)} |`,
     ]),
     '',
-    `Payload ${PAYLOAD} bytes each way per connection, SHA-256 checked; ${SETUP_CONCURRENCY} handshakes in flight; the relay polls the revocation feed at its default interval (1 s).`,
+    `Payload ${PAYLOAD} bytes each way per connection, SHA-256 checked; ${SETUP_CONCURRENCY} handshakes in flight; the relay long-polls the revocation feed (its defaults: held up to 20 s, answered at once when a revocation commits).`,
     `Setup per relay CPU s: authenticated connections divided by the relay's CPU seconds during setup (one core's worth). ulimit -n ${nofile}.`,
     `Load average (1/5/15 min) before: ${load0.map((x) => x.toFixed(2)).join(' ')}, after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${cpus().length} CPUs; Node ${process.version}.`,
   ];
