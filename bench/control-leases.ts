@@ -42,7 +42,7 @@
  * Prints a table (not a test: no assertions, the numbers are for people).
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
@@ -58,6 +58,7 @@ import {
 import { startPostgres, type PostgresInstance } from '../test/harness/postgres.js';
 import { parseBenchArgs } from './lib/bench-args.js';
 import { buildBaseline } from './lib/baseline-build.js';
+import { cpuTimes } from './lib/proc.js';
 import { formatCpuSummary, summariseCpuProfile, type CategoryRule } from './lib/cpu-profile.js';
 import { formatTable, quantile, runLoad, type LoadResult } from './lib/http-load.js';
 
@@ -237,18 +238,6 @@ function keyLines(n: number): string[] {
   return Array.from({ length: n }, () => formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey), 'bench'));
 }
 
-/** CPU seconds a process has used so far in user and in system (kernel) mode, from /proc; NaN where unavailable. */
-function cpuSeconds(pid: number): { user: number; sys: number } {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    // After the command: state is field 3, utime 14 and stime 15 (1-based), in clock ticks.
-    return { user: Number(fields[11]) / CLOCK_TICKS, sys: Number(fields[12]) / CLOCK_TICKS };
-  } catch {
-    return { user: NaN, sys: NaN };
-  }
-}
-const CLOCK_TICKS = 100;
-
 interface Measured extends LoadResult {
   /** Server CPU ms per successful lease. */
   cpuMsPerLease: number;
@@ -257,9 +246,9 @@ interface Measured extends LoadResult {
 }
 
 async function measure(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
-  const cpu0 = cpuSeconds(fx.control.pid);
+  const cpu0 = cpuTimes(fx.control.pid);
   const r = await load(fx, as, concurrency, requests, keys, rate);
-  const cpu1 = cpuSeconds(fx.control.pid);
+  const cpu1 = cpuTimes(fx.control.pid);
   const per = (s: number): number => (s * 1000) / Math.max(1, r.latencies.length);
   return { ...r, cpuMsPerLease: per(cpu1.user - cpu0.user + cpu1.sys - cpu0.sys), sysMsPerLease: per(cpu1.sys - cpu0.sys) };
 }

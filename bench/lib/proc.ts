@@ -16,11 +16,17 @@ function statFields(pid: number): string[] | undefined {
   }
 }
 
-/** utime + stime of `pid` in seconds (0 if it is gone). */
-export function cpuSeconds(pid: number): number {
+/** utime and stime of `pid` in seconds, apart (NaN if it is gone). */
+export function cpuTimes(pid: number): { user: number; sys: number } {
   const f = statFields(pid);
   // After the name: state(0) ppid(1) ... utime(11) stime(12)
-  return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND : 0;
+  return f ? { user: Number(f[11]) / TICKS_PER_SECOND, sys: Number(f[12]) / TICKS_PER_SECOND } : { user: NaN, sys: NaN };
+}
+
+/** utime + stime of `pid` in seconds (0 if it is gone). */
+export function cpuSeconds(pid: number): number {
+  const { user, sys } = cpuTimes(pid);
+  return Number.isNaN(user) ? 0 : user + sys;
 }
 
 function parentOf(pid: number): number | undefined {
