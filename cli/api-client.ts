@@ -2,7 +2,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
 import { readProblem } from '../protocol/problem.js';
-import type { JsonAnswer } from '../shared/json-http.js';
+import { AnswerTooLargeError, MAX_ANSWER_BYTES, type JsonAnswer } from '../shared/json-http.js';
 import { requestJsonUndici } from '../shared/json-http-undici.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
@@ -138,6 +138,9 @@ export class ApiClient {
       } catch (cause) {
         const untrusted = describeTrustFailure(cause);
         if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
+        if (cause instanceof AnswerTooLargeError) {
+          throw new CliError(EXIT.ERROR, `${base}: the answer is over ${MAX_ANSWER_BYTES / 2 ** 20} MiB; is the server a Tunnel control plane?`, { code: cause.code, cause });
+        }
         failures.push(`${base} (${(cause as { code?: string }).code ?? (cause as Error).message})`);
         lastCause = cause;
         continue;

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { MockAgent } from 'undici';
 import { run } from './run.js';
 import { EXIT } from './errors.js';
@@ -79,6 +80,39 @@ describe('tunnel exit codes and one-line errors', () => {
     writeCredentials(ctx, { server: `http://127.0.0.1:${port}`, access_token: 'at', access_expires_at: Date.now() + 600_000 });
     assert.equal(await run(['whoami'], ctx), EXIT.UNREACHABLE);
     assert.match(ctx.err(), /cannot reach the control plane/);
+  });
+
+  it('an answer over 16 MiB exits 1 with one line, and the CLI stops reading it (declared or streamed)', async () => {
+    let requests = 0;
+    const srv = createHttpServer((_req, res) => {
+      if (requests++ === 0) {
+        // Streamed without a length, forever: only the cap ends it.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const chunk = Buffer.alloc(64 * 1024, 0x20);
+        const more = () => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', more);
+        res.write('[');
+        more();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(17 * 2 ** 20) });
+      res.write('[');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const port = (srv.address() as { port: number }).port;
+      for (let i = 0; i < 2; i++) {
+        const ctx = testContext();
+        writeCredentials(ctx, { server: `http://127.0.0.1:${port}`, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000 });
+        assert.equal(await run(['whoami'], ctx), EXIT.ERROR);
+        assert.match(ctx.err(), /^tunnel whoami: http:\/\/127\.0\.0\.1:\d+: the answer is over 16 MiB; is the server a Tunnel control plane\?\n$/);
+      }
+    } finally {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 
   it('unknown exposure exits 1, not permitted exits 4', async () => {

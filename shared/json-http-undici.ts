@@ -1,12 +1,18 @@
 import { request, type Dispatcher } from 'undici';
-import { decodeJsonAnswer, encodeJsonRequest, type JsonAnswer, type JsonRequest } from './json-http.js';
+import { AnswerTooLargeError, decodeJsonAnswer, encodeJsonRequest, MAX_ANSWER_BYTES, type JsonAnswer, type JsonRequest } from './json-http.js';
 
 /**
  * `requestJson` over undici, for the CLI's API client (its tests inject undici dispatchers). The
- * relay uses node:http(s) (shared/json-http.ts) and must not import this file.
+ * relay uses node:http(s) (shared/json-http.ts) and must not import this file. Reads at most
+ * `maxBytes` of the answer (default MAX_ANSWER_BYTES, as the relay): a bigger answer throws
+ * AnswerTooLargeError and the connection is dropped, whatever Content-Length said.
  */
-export async function requestJsonUndici(url: string, o: Omit<JsonRequest, 'method'> & { method: Dispatcher.HttpMethod; dispatcher?: Dispatcher | undefined }): Promise<JsonAnswer> {
+export async function requestJsonUndici(
+  url: string,
+  o: Omit<JsonRequest, 'method'> & { method: Dispatcher.HttpMethod; dispatcher?: Dispatcher | undefined; maxBytes?: number },
+): Promise<JsonAnswer> {
   const { headers, body } = encodeJsonRequest(o);
+  const maxBytes = o.maxBytes ?? MAX_ANSWER_BYTES;
   const res = await request(url, {
     method: o.method,
     headers,
@@ -16,5 +22,21 @@ export async function requestJsonUndici(url: string, o: Omit<JsonRequest, 'metho
     bodyTimeout: o.timeoutMs,
     signal: o.signal,
   });
-  return decodeJsonAnswer(res.statusCode, res.headers, await res.body.text());
+  const tooLarge = () => new AnswerTooLargeError(`the answer from ${new URL(url).origin} is over ${maxBytes} bytes`);
+  const declared = Number(res.headers['content-length']);
+  if (declared > maxBytes) {
+    res.body.destroy();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      res.body.destroy();
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return decodeJsonAnswer(res.statusCode, res.headers, Buffer.concat(chunks).toString('utf8'));
 }
