@@ -69,4 +69,23 @@ describe('LeaseRegistry', () => {
     clearTimeout(keepAlive);
     reg.close();
   });
+
+  it('a sooner deadline that arrives later moves the timer earlier; a detached nearest deadline does not stop the next one (real time)', async () => {
+    const reg = new LeaseRegistry({ clock: { now: () => new Date() }, maxConnectionsPerLease: 1 });
+    const keepAlive = setTimeout(() => {}, 5000);
+    const ended: string[] = [];
+    const ends = (id: string) => new Promise<void>((resolve) => reg.attach({ sessionId: id, close: (r) => (ended.push(`${id}:${r}`), resolve()) }, { leaseId: id, deadline: new Date(Date.now() + (id === 'late' ? 3_600_000 : 60)) }));
+    void ends('late');
+    await ends('soon');
+    assert.deepEqual(ended, ['soon:lease_expired']);
+    // The nearest deadline leaves (detached); the timer set for it finds nothing due and re-arms for the next.
+    const gone = new Promise<void>((resolve) => reg.attach({ sessionId: 'gone', close: () => resolve() }, { leaseId: 'gone', deadline: new Date(Date.now() + 20) }));
+    const next = new Promise<void>((resolve) => reg.attach({ sessionId: 'next', close: () => resolve() }, { leaseId: 'next', deadline: new Date(Date.now() + 80) }));
+    reg.detach('gone');
+    await next;
+    assert.equal(await Promise.race([gone.then(() => 'closed'), Promise.resolve('open')]), 'open');
+    assert.equal(reg.size, 1);
+    clearTimeout(keepAlive);
+    reg.close();
+  });
 });

@@ -28,6 +28,8 @@ export class LeaseRegistry {
   #entries = new Map<string, Entry>();
   #byLease = new Map<string, Set<string>>();
   #timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (clock ms), while it is set. */
+  #timerAt = Infinity;
   #closed = false;
 
   constructor(opts: { clock: Clock; maxConnectionsPerLease: number }) {
@@ -44,7 +46,7 @@ export class LeaseRegistry {
     if (holders && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
     this.#entries.set(holder.sessionId, { holder, leaseIds: new Set([lease.leaseId]), deadline: lease.deadline.getTime() });
     this.#index(holder.sessionId, lease.leaseId);
-    this.#schedule();
+    this.#arm(lease.deadline.getTime());
     return { ok: true };
   }
 
@@ -55,7 +57,6 @@ export class LeaseRegistry {
     e.deadline = Math.max(e.deadline, lease.deadline.getTime());
     e.leaseIds.add(lease.leaseId);
     this.#index(sessionId, lease.leaseId);
-    this.#schedule();
     return true;
   }
 
@@ -68,7 +69,9 @@ export class LeaseRegistry {
       set?.delete(sessionId);
       if (set?.size === 0) this.#byLease.delete(id);
     }
-    this.#schedule();
+    // The timer may now fire early for a deadline that left; the sweep then finds nothing due and
+    // re-arms. Rescanning here would make revoking n connections cost n^2.
+    if (this.#entries.size === 0) this.#disarm();
   }
 
   deadlineOf(sessionId: string): Date | undefined {
@@ -86,15 +89,21 @@ export class LeaseRegistry {
   /** Closes connections whose deadline has passed. Returns how many. */
   sweep(): number {
     const now = this.#clock.now().getTime();
-    const due = [...this.#entries.values()].filter((e) => e.deadline <= now).map((e) => e.holder.sessionId);
+    const due: string[] = [];
+    let next = Infinity;
+    for (const e of this.#entries.values()) {
+      if (e.deadline <= now) due.push(e.holder.sessionId);
+      else next = Math.min(next, e.deadline);
+    }
     for (const id of due) this.#end(id, 'lease_expired');
-    this.#schedule();
+    this.#disarm();
+    this.#arm(next);
     return due.length;
   }
 
   close(): void {
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#disarm();
   }
 
   #index(sessionId: string, leaseId: string): void {
@@ -110,15 +119,25 @@ export class LeaseRegistry {
     e.holder.close(reason);
   }
 
-  /** One timer for the nearest deadline; capped so a wall-clock jump is noticed within a minute. */
-  #schedule(): void {
+  /**
+   * One timer for the nearest deadline: moved earlier when a sooner deadline arrives, never
+   * rescanned on attach or detach (sweep finds the next one). Capped so that a wall-clock jump is
+   * noticed within a minute.
+   */
+  #arm(deadline: number): void {
+    if (this.#closed || this.#entries.size === 0 || deadline === Infinity) return;
+    const now = this.#clock.now().getTime();
+    const at = Math.min(deadline, now + 60_000);
+    if (this.#timer && this.#timerAt <= at) return;
+    this.#disarm();
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.sweep(), Math.max(0, at - now) + 5);
+    this.#timer.unref();
+  }
+
+  #disarm(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#closed || this.#entries.size === 0) return;
-    let next = Infinity;
-    for (const e of this.#entries.values()) next = Math.min(next, e.deadline);
-    const delay = Math.min(Math.max(0, next - this.#clock.now().getTime()), 60_000);
-    this.#timer = setTimeout(() => this.sweep(), delay + 5);
-    this.#timer.unref();
+    this.#timerAt = Infinity;
   }
 }
