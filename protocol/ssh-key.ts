@@ -113,12 +113,24 @@ export function formatPublicKeyLine(publicKey: Buffer, comment?: string): string
   return comment ? `${ED25519_KEY_TYPE} ${b64} ${comment}` : `${ED25519_KEY_TYPE} ${b64}`;
 }
 
+/**
+ * A KeyObject's raw public key, once per KeyObject (they are immutable): the control plane's CA
+ * key goes into every certificate it signs, and deriving and exporting it each time was about
+ * half a percent of a lease's CPU (issue 11). Callers get a copy.
+ */
+const rawPublicKeys = new WeakMap<KeyObject, Buffer>();
+
 /** The 32-byte raw public key of an ed25519 KeyObject (public or private). */
 export function rawPublicKey(key: KeyObject): Buffer {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  if (pub.asymmetricKeyType !== 'ed25519') throw new SshKeyError('KEY_BAD_TYPE', 'only ed25519 keys are supported');
-  const { x } = pub.export({ format: 'jwk' });
-  return expectLength(Buffer.from(x ?? '', 'base64url'), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+  let raw = rawPublicKeys.get(key);
+  if (raw === undefined) {
+    const pub = key.type === 'private' ? createPublicKey(key) : key;
+    if (pub.asymmetricKeyType !== 'ed25519') throw new SshKeyError('KEY_BAD_TYPE', 'only ed25519 keys are supported');
+    const { x } = pub.export({ format: 'jwk' });
+    raw = expectLength(Buffer.from(x ?? '', 'base64url'), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+    rawPublicKeys.set(key, raw);
+  }
+  return Buffer.from(raw);
 }
 
 /** The SSH public key blob of an ed25519 KeyObject (public or private). */

@@ -13,6 +13,7 @@ import {
 import { JWK_USE_LEASE, JWK_USE_SSH_CA, type Jwks } from '../../protocol/jwks.js';
 import type { KeyObject } from 'node:crypto';
 import type { SigningKey } from '../keys/key-store.js';
+import { pooledRandomBytes } from '../lib/ids.js';
 
 export type LeaseGrant =
   | { kind: 'expose'; exposure: string; port: number }
@@ -78,6 +79,8 @@ export async function issueLease(keys: { lease: SigningKey; ca: SigningKey }, in
       principals: [input.userName],
       validAfter: BigInt(nbf - CERT_BACKDATE_SECONDS),
       validBefore: BigInt(exp),
+      // From the pool of random bytes (one getrandom per 4 KiB, not per lease).
+      nonce: pooledRandomBytes(32),
       criticalOptions: [],
       extensions,
     },

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { eq, sql } from 'drizzle-orm';
-import { nodes, rateLimits, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
+import { and, eq, sql } from 'drizzle-orm';
+import { exposures, nodes, rateLimits, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import type { Db } from '../db/client.js';
 import type { AppSettings } from '../deps.js';
 import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from '../services/rate-limit.js';
@@ -8,6 +8,7 @@ import { verifyAccessToken } from '../auth/access-tokens.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { preparedPerDb } from '../db/prepared.js';
+import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import {
   ANONYMOUS,
   assertAllowed,
@@ -30,6 +31,9 @@ function bearer(header: string | undefined): string {
 
 const p = sql.placeholder;
 
+type ExposureRow = typeof exposures.$inferSelect;
+type NodeRow = typeof nodes.$inferSelect;
+
 /** The login session behind a session's access token still stands (true for other tokens). */
 const sessionLive = () =>
   sql<boolean>`(${p('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${p('sid')} and ${refreshTokens.revokedAt} is null))`;
@@ -41,26 +45,40 @@ const sessionLive = () =>
 const serviceLive = () =>
   sql<boolean>`(${p('sti')}::text is null or coalesce(${serviceTokens.userId} = ${users.id} and ${serviceTokens.revokedAt} is null and (${serviceTokens.expiresAt} is null or ${serviceTokens.expiresAt} > ${p('now')}::timestamptz), false))`;
 
+const callerFields = () => ({
+  user: users,
+  sessionLive: sessionLive(),
+  serviceLive: serviceLive(),
+  scopes: serviceTokens.scopes,
+});
+const serviceTokenJoin = () => eq(serviceTokens.id, p('sti'));
+const callerIs = () => eq(users.id, p('sub'));
+
 /**
  * The caller of an access token in one statement: the user, whether the login session (for a
  * session's token) and the service token (for a service token's) are still live, so that a
  * logout, a refresh-token reuse or a revoked service token ends its access tokens at once, on
- * every replica. With `counted`, the same statement also counts the attempt against a rate
- * limit when, and only when, the caller is live (what the route would have counted after
- * authenticating: one round trip less). Prepared: one runs on every API call.
+ * every replica. Prepared: one runs on every API call.
  */
-function callerStatement(db: Db, counted: boolean) {
-  const fields = {
-    user: users,
-    sessionLive: sessionLive(),
-    serviceLive: serviceLive(),
-    scopes: serviceTokens.scopes,
-  };
-  const join = eq(serviceTokens.id, p('sti'));
-  const who = eq(users.id, p('sub'));
-  if (!counted) {
-    return db.select({ ...fields, count: sql<number | null>`null::integer` }).from(users).leftJoin(serviceTokens, join).where(who).limit(1).prepare('caller');
-  }
+function callerStatement(db: Db) {
+  return db.select(callerFields()).from(users).leftJoin(serviceTokens, serviceTokenJoin()).where(callerIs()).limit(1).prepare('caller');
+}
+
+/**
+ * The caller lookup of a rate-limited route (lease issuance), in one statement: the caller as
+ * `callerStatement` reads it; the attempt counted against the rate limit when, and only when,
+ * the caller is live (what the route would have counted after authenticating: one round trip
+ * less); and the exposure named by `exposure` (null: none) with the node holding it now, read
+ * only when the caller is live too (one more round trip less, issue 11). The exposure's read is
+ * gated on the count's row (`exists` over the counting CTE: uncorrelated, so Postgres evaluates
+ * it once, as a one-time filter before it scans `exposures`), so a dead caller's statement never
+ * looks the exposure up and cannot tell through it whether it exists (caller-exposure.test
+ * checks the executed plan).
+ */
+function countedCallerStatement(db: Db) {
+  const fields = callerFields();
+  const join = serviceTokenJoin();
+  const who = callerIs();
   const count = db.$with('counted', { count: rateLimits.count }).as(
     db
       .insert(rateLimits)
@@ -71,17 +89,45 @@ function callerStatement(db: Db, counted: boolean) {
       .returning({ count: rateLimits.count })
       .getSQL(),
   );
+  // The name is the key, so `limit 1` changes no answer; it keeps Postgres from pulling the
+  // subquery up into the join, where the gate became a join filter applied after the scan
+  // instead of a one-time filter before it (caller-exposure.test saw the scan run).
+  const exposure = db
+    .select()
+    .from(exposures)
+    .where(and(eq(exposures.name, p('exposure')), sql`exists (select 1 from "counted")`))
+    .limit(1)
+    .as('caller_exposure');
   return db
     .with(count)
-    .select({ ...fields, count: sql<number | null>`(select "count" from "counted")` })
+    .select({
+      ...fields,
+      count: sql<number | null>`(select "count" from "counted")`,
+      exposure: {
+        name: exposure.name,
+        ownerId: exposure.ownerId,
+        allow: exposure.allow,
+        pinnedNodeId: exposure.pinnedNodeId,
+        currentNodeId: exposure.currentNodeId,
+        online: exposure.online,
+        onlinePort: exposure.onlinePort,
+        statusAt: exposure.statusAt,
+        createdAt: exposure.createdAt,
+        updatedAt: exposure.updatedAt,
+      } satisfies Record<keyof ExposureRow, unknown>,
+      exposureNode: nodes,
+    })
     .from(users)
     .leftJoin(serviceTokens, join)
+    .leftJoin(exposure, sql`true`)
+    .leftJoin(nodes, and(eq(exposure.online, true), eq(nodes.id, exposure.currentNodeId)))
     .where(who)
     .limit(1)
     .prepare('caller_counted');
 }
-const callerQuery = preparedPerDb((db) => callerStatement(db, false));
-const countedCallerQuery = preparedPerDb((db) => callerStatement(db, true));
+const callerQuery = preparedPerDb(callerStatement);
+/** Exported for its plan test (caller-exposure.test). */
+export const countedCallerQuery = preparedPerDb(countedCallerStatement);
 
 /** A per-user rate limit the guard counts in its caller lookup (lease issuance: http/lease-rate-limit.ts). */
 export interface CallerRateLimit {
@@ -90,25 +136,42 @@ export interface CallerRateLimit {
 }
 
 /**
+ * An exposure the guard read with the caller (`exposureOf`), for the route's service: its row
+ * (undefined: no such exposure) and the node holding it now (null: none online). Read after
+ * the caller was found live; authorization is still the service's, on this row.
+ */
+export interface CallerExposure {
+  name: string;
+  exp: ExposureRow | undefined;
+  current: NodeRow | null;
+}
+
+/**
  * Who sends this access token: an enabled user, and the live service token it came from, if any.
  * The scopes are the service token's as stored now, not as minted, so a change applies at once.
- * With `rateLimit`, a live caller's attempt is counted, and refused (RATE_LIMITED) over the limit.
+ * With `rateLimit`, a live caller's attempt is counted, and refused (RATE_LIMITED) over the limit;
+ * and `exposure` (a valid exposure name, or null) is read in the same statement.
  */
-async function authenticateUser(c: Context<AppEnv>, rateLimit?: CallerRateLimit): Promise<UserPrincipal> {
+async function authenticateUser(
+  c: Context<AppEnv>,
+  rateLimit?: CallerRateLimit,
+  exposure: string | null = null,
+): Promise<{ principal: UserPrincipal; exposure: CallerExposure | undefined }> {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
   const now = deps.clock.now();
   const params = { sub: claims.sub, sid: claims.sid ?? null, sti: claims.sti ?? null, now: now.toISOString() };
   const windowStart = rateWindow(now);
-  const [row] = rateLimit
-    ? await countedCallerQuery(deps.db).execute({ ...params, key: rateLimit.key(claims.sub), windowStart: windowStart.toISOString() })
-    : await callerQuery(deps.db).execute(params);
+  const [counted] = rateLimit
+    ? await countedCallerQuery(deps.db).execute({ ...params, key: rateLimit.key(claims.sub), windowStart: windowStart.toISOString(), exposure })
+    : [];
+  const [row] = rateLimit ? [counted] : await callerQuery(deps.db).execute(params);
   const user = row?.user;
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
   if (!row.serviceLive) throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
-  if (rateLimit) assertUnderLimit(row.count ?? undefined, rateLimit.limit(deps.settings), windowStart, now);
-  return {
+  if (rateLimit) assertUnderLimit(counted?.count ?? undefined, rateLimit.limit(deps.settings), windowStart, now);
+  const principal: UserPrincipal = {
     kind: 'user',
     userId: user.id,
     name: user.name,
@@ -117,6 +180,8 @@ async function authenticateUser(c: Context<AppEnv>, rateLimit?: CallerRateLimit)
     serviceTokenId: claims.sti ?? null,
     sessionId: claims.sid ?? null,
   };
+  if (exposure === null || !counted) return { principal, exposure: undefined };
+  return { principal, exposure: { name: exposure, exp: counted.exposure ?? undefined, current: counted.exposureNode ?? null } };
 }
 
 const nodeQuery = preparedPerDb((db) =>
@@ -133,6 +198,18 @@ async function authenticateNode(c: Context<AppEnv>): Promise<NodePrincipal> {
   return { kind: 'node', nodeId: node.id, name: node.name };
 }
 
+/** What a guard does besides authenticating and asking the policy. */
+export interface GuardOptions {
+  /** A per-user rate limit (user credentials only): counted in the caller lookup, refused over the limit. */
+  rateLimit?: CallerRateLimit;
+  /**
+   * The exposure the request names (needs `rateLimit`), read in the same statement as the
+   * caller, once the caller is found live, and handed to the route as `callerExposure`. Given
+   * the request before its validation: a name that is not a valid exposure name is not read.
+   */
+  exposureOf?: (c: Context<AppEnv>) => Promise<string | null | undefined>;
+}
+
 /**
  * The route's door: authenticates the credential the action needs (none, a user's access token,
  * a node credential), records the principal, and lets the policy decide right away when the
@@ -140,17 +217,21 @@ async function authenticateNode(c: Context<AppEnv>): Promise<NodePrincipal> {
  * the resource; the principal travels there. `rateLimit` (user credentials only): the caller's
  * attempt is counted once authenticated, before any policy decision, and refused over the limit.
  */
-export function guard(actions: readonly Action[], rateLimit?: CallerRateLimit): MiddlewareHandler<AppEnv> {
+export function guard(actions: readonly Action[], options: GuardOptions = {}): MiddlewareHandler<AppEnv> {
+  const { rateLimit, exposureOf } = options;
   const authn = authnOf(actions[0]!);
   if (actions.some((a) => authnOf(a) !== authn)) throw new Error(`guard(${actions.join(', ')}): actions need different credentials`);
   // One action without a resource is decided here; the others by the service (which knows which applies).
   const gate = actions.length === 1 && !needsResource(actions[0]!) ? (actions[0] as GateAction) : null;
   if (rateLimit && authn !== 'user') throw new Error(`guard(${actions.join(', ')}): a rate limit per user needs a user's credential`);
+  if (exposureOf && !rateLimit) throw new Error(`guard(${actions.join(', ')}): exposureOf is read with the rate limit's count`);
   return async (c, next) => {
     if (authn === 'user') {
-      const p = await authenticateUser(c, rateLimit);
+      const name = exposureOf ? await exposureOf(c) : undefined;
+      const { principal: p, exposure } = await authenticateUser(c, rateLimit, typeof name === 'string' && EXPOSURE_NAME_RE.test(name) ? name : null);
       c.set('principal', p);
       c.set('user', p);
+      if (exposure) c.set('callerExposure', exposure);
       c.set('logger', c.get('logger').child({ user: p.name }));
     } else if (authn === 'node') {
       const p = await authenticateNode(c);

@@ -3,6 +3,7 @@ import type { Deps } from '../deps.js';
 import type { Logger } from '../../shared/logger.js';
 import type { nodes } from '../db/schema/index.js';
 import type { Principal, UserPrincipal } from '../services/authz.js';
+import type { CallerExposure } from './authenticate.js';
 
 export type NodeRow = typeof nodes.$inferSelect;
 
@@ -15,6 +16,8 @@ export interface AppEnv {
     principal: Principal;
     /** The same principal on routes whose action needs a user. */
     user: UserPrincipal;
+    /** The exposure the request names, read with the caller by the guard (`exposureOf`, lease issuance). */
+    callerExposure: CallerExposure;
     /** The calling relay's row on routes whose action needs a node. */
     node: NodeRow;
     /** Set on the OAuth endpoints: form bodies allowed, errors as RFC 6749 §5.2 JSON. */

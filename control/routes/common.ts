@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
 import { ProblemSchema as ProtocolProblemSchema } from '../../protocol/problem.js';
-import { guard, type CallerRateLimit } from '../http/authenticate.js';
+import { guard, type GuardOptions } from '../http/authenticate.js';
 import type { App, AppEnv } from '../http/env.js';
 import type { Action } from '../services/authz.js';
 
@@ -93,16 +93,17 @@ export const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : 
  * need and, for a single action that needs no resource, asks the policy right there (the service
  * asks for the others, with the resource). The operation lists its actions as `x-tunnel-actions`
  * in /openapi.json; the authorization matrix test reads them. `rateLimit`: the guard counts each
- * authenticated caller's attempt against it (in the caller lookup) and refuses it over the limit.
+ * authenticated caller's attempt against it (in the caller lookup) and refuses it over the limit;
+ * `exposureOf`: the exposure the request names is read in the same lookup (http/authenticate.ts).
  * `extraMiddleware` runs after the guard.
  */
 export function guarded<
-  const C extends Omit<RouteConfig, 'middleware'> & { extraMiddleware?: MiddlewareHandler<AppEnv>[]; rateLimit?: CallerRateLimit },
+  const C extends Omit<RouteConfig, 'middleware'> & { extraMiddleware?: MiddlewareHandler<AppEnv>[] } & GuardOptions,
 >(
   actions: Action | readonly Action[],
   config: C,
-): Omit<C, 'extraMiddleware' | 'rateLimit'> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
+): Omit<C, 'extraMiddleware' | keyof GuardOptions> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
   const list = typeof actions === 'string' ? [actions] : [...actions];
-  const { extraMiddleware, rateLimit, ...rest } = config;
-  return { ...rest, middleware: [guard(list, rateLimit), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
+  const { extraMiddleware, rateLimit, exposureOf, ...rest } = config;
+  return { ...rest, middleware: [guard(list, { rateLimit, exposureOf }), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
 }

@@ -12,6 +12,7 @@ import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, parseScopes, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
+import type { CallerExposure } from '../http/authenticate.js';
 
 type LeaseRow = typeof leases.$inferSelect;
 type NodeRow = typeof nodes.$inferSelect;
@@ -85,8 +86,12 @@ const insertLeaseQuery = preparedPerDb((db) => {
     .prepare('lease_insert');
 });
 
-/** Issues a lease: authorization, node choice, token + certificate, row + audit event. */
-export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate): Promise<LeaseIssued> {
+/**
+ * Issues a lease: authorization, node choice, token + certificate, row + audit event. `read`:
+ * the exposure as the route's guard already read it with the caller (http/authenticate.ts
+ * `exposureOf`); used when it is the one the request names, else it is read here.
+ */
+export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate, read?: CallerExposure): Promise<LeaseIssued> {
   const now = deps.clock.now();
   let clientKey: Buffer;
   try {
@@ -103,7 +108,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
     if (req.avoid_nodes && req.kind !== 'expose') throw new AppError('LEASE_KIND_MISMATCH', 'avoid_nodes: only for expose leases');
     // The exposure with the node holding it now, in one query (open leases go there).
-    const [found] = await exposureQuery(deps.db).execute({ name: req.exposure });
+    const found = read?.name === req.exposure ? (read.exp ? { exp: read.exp, current: read.current } : undefined) : (await exposureQuery(deps.db).execute({ name: req.exposure }))[0];
     assertAllowed(p, req.kind === 'expose' ? 'lease.issue.expose' : 'lease.issue.open', exposureResource(req.exposure, found?.exp));
     const exp = found!.exp;
     if (req.kind === 'expose') {
