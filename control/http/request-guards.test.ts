@@ -2,12 +2,15 @@
  * The body limit through the real HTTP server (@hono/node-server), where limitBody judges a body
  * with a Content-Length by its header and never builds a web Request stream for it: too long a
  * declared length is refused before the body is read, a chunked body is counted while it is
- * read, and bodies under the limit reach the route either way.
+ * read, and bodies under the limit reach the route either way. requireJson parses a body once.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { Hono } from 'hono';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
+import type { AppEnv } from './env.js';
+import { requireJson } from './request-guards.js';
 import { serveTestApp, type ServedApp } from '../testing/serve.js';
 
 interface Answer {
@@ -73,5 +76,18 @@ describe('limitBody over real HTTP', () => {
     const r = await put(s.url, token, 'bl-chunked-big', [text.slice(0, 1000), text.slice(1000)], 'chunked');
     assert.equal(r.status, 413);
     assert.equal(r.body.code, 'PAYLOAD_TOO_LARGE');
+  });
+});
+
+describe('requireJson', () => {
+  it('parses a JSON body once: every later c.req.json() gets that parse', async () => {
+    const app = new Hono<AppEnv>().use(requireJson).post('/x', async (c) => {
+      const a: unknown = await c.req.json();
+      const b: unknown = await c.req.json();
+      return c.json({ same: a === b, body: b });
+    });
+    const r = await app.request('/x', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"k":[1]}' });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { same: true, body: { k: [1] } });
   });
 });

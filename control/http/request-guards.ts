@@ -33,7 +33,7 @@ export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 /**
  * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415,
  * and a body that does not parse gets INVALID_JSON (before any validator runs). The parsed body
- * is cached by Hono, so validators reuse it. A request without a body is left to the route
+ * is parsed once: validators and routes that call `c.req.json()` get that parse. A request without a body is left to the route
  * (some bodies are optional), whether it says `Content-Length: 0` or sends no length at all.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -45,12 +45,18 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (!/^application\/(.+\+)?json(\s*;|$)/i.test(type)) {
       throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
     }
+    let body: unknown;
     try {
-      await c.req.json();
+      body = await c.req.json();
     } catch (cause) {
       if (cause instanceof AppError) throw cause;
       throw new AppError('INVALID_JSON', 'request body is not valid JSON', { cause });
     }
+    // Hono caches the body's text and parses it again on every c.req.json() (the guard's, the
+    // validator's): later calls get this parse. Nothing downstream mutates the body (zod builds
+    // its own output).
+    const parsed = Promise.resolve(body);
+    c.req.json = <T>() => parsed as Promise<T>;
   }
   await next();
 };
