@@ -39,6 +39,12 @@
  * flight), latency counted from when each was due: whether the server sustains that rate and
  * with what tail.
  *
+ * Order: each control plane first issues max(--warmup, 3000) leases unmeasured (V8 is still
+ * compiling the hot paths over the first thousands: a row measured first cost up to half again
+ * as much CPU per lease, which made `user`, measured first, look dearer than `service`); then
+ * rounds, each measuring every row (`--as`, concurrency, rate) after its own --warmup, so rows
+ * of one round see the same machine and database. The table lists each row's rounds together.
+ *
  * Prints a table (not a test: no assertions, the numbers are for people).
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -77,6 +83,7 @@ const args = parseBenchArgs(
     as: { type: 'string', default: 'user,service' },
     'cpu-prof': { type: 'string' },
     profile: { type: 'boolean', default: false },
+    'node-arg': { type: 'string', multiple: true, default: [] },
     top: { type: 'string', default: '15' },
     baseline: { type: 'string' },
     rounds: { type: 'string' },
@@ -84,7 +91,8 @@ const args = parseBenchArgs(
   [
     'usage: node dist/bench/control-leases.js [options]      (npm run bench:control builds first)',
     '  --kind open|expose          which lease (open)',
-    '  --requests N                measured requests per row (3000), after --warmup N (300)',
+    '  --requests N                measured requests per row (3000), after --warmup N (300);',
+    '                              each control plane first issues max(N, 3000) unmeasured',
     '  --concurrency N,N           closed-loop rows: N clients each (8,16,32)',
     "  --rate R,R                  open-loop rows: R requests/s offered (500; 0 or '' for none)",
     '  --backend pglite,postgres   databases (both; postgres is a throwaway cluster started here)',
@@ -93,6 +101,8 @@ const args = parseBenchArgs(
     '  --cpu-prof DIR              write each control plane\'s V8 CPU profile into DIR',
     '  --profile                   profile them and print where the CPU went (categories, top functions)',
     '  --top N                     functions in the profile table (15)',
+    '  --node-arg ARG              extra node flag for the control planes, repeatable; with',
+    '                              --node-arg=--trace-gc each one\'s collections are summarised',
     '  --baseline REV              also build REV beside this tree and measure both, interleaved',
     '  --rounds N                  rounds per row (1; 2 with --baseline), median compared',
     '  e.g. issue 11 target 4: --backend postgres --concurrency 8 --rate 0',
@@ -106,6 +116,8 @@ const KIND = args.kind as Kind;
 if (KIND !== 'open' && KIND !== 'expose') throw new Error('--kind must be open or expose');
 const REQUESTS = Number(args.requests);
 const WARMUP = Number(args.warmup);
+/** Leases issued by each control plane before its first measured row. */
+const START_WARMUP = Math.max(WARMUP, 3000);
 const CONCURRENCY = args.concurrency.split(',').map(Number);
 /** Open-loop rows: requests/s offered regardless of responses (0 or '' for none). */
 const RATES = args.rate.split(',').filter(Boolean).map(Number).filter((r) => r > 0);
@@ -117,6 +129,7 @@ const EXPOSURE = 'bench-svc';
 const HEARTBEAT_MS = 10_000;
 /** Where the control planes' CPU profiles go: --cpu-prof DIR, or a temporary one for --profile. */
 const PROFILE_DIR = args['cpu-prof'] ? resolve(args['cpu-prof']) : args.profile ? mkdtempSync(join(tmpdir(), 'bench-control-prof-')) : undefined;
+const NODE_ARGS = args['node-arg'];
 const ROUNDS = Number(args.rounds ?? (args.baseline ? '2' : '1'));
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a whole number of at least 1');
 
@@ -143,7 +156,7 @@ async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
     env.DATABASE_URL = pg.url;
     env.TUNNEL_MASTER_KEY = randomBytes(32).toString('base64');
   }
-  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName(backend, build)}`] : [];
+  const nodeArgs = [...NODE_ARGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName(backend, build)}`] : [])];
   const control = await startControlProcess({ env, nodeArgs, ...(build.bin ? { bin: build.bin } : {}) }).catch(async (err: unknown) => {
     await pg?.stop();
     throw err;
@@ -192,11 +205,29 @@ async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
     async stop() {
       clearInterval(beat);
       const end = await control.stop();
+      if (NODE_ARGS.includes('--trace-gc')) process.stdout.write(`\n${gcSummary(control.stdout(), `control plane, ${backend}, ${build.label}`)}`);
       control.cleanup();
       await pg?.stop();
       if (end.code !== 0) process.stderr.write(`control exited with ${end.code ?? end.signal}:\n${control.stderr().slice(-2000)}\n`);
     },
   };
+}
+
+/**
+ * The collections `--trace-gc` reported over a control plane's life (set-up, warm-ups and every
+ * row): per kind, how many, their pauses' total, median and longest (issue 11: whether GC pauses
+ * make the tail of lease latency; every request in flight waits out a pause).
+ */
+function gcSummary(stdout: string, title: string): string {
+  const pauses = new Map<string, number[]>();
+  for (const m of stdout.matchAll(/ms: ((?:Minor )?Mark-Compact(?: \(reduce\))?|Scavenge)\b[^,]*, ([\d.]+) \/ [\d.]+ ms/g)) {
+    pauses.set(m[1]!, [...(pauses.get(m[1]!) ?? []), Number(m[2])]);
+  }
+  const rows = [['collection', 'count', 'pause total ms', 'median ms', 'max ms']];
+  for (const [kind, ms] of pauses) {
+    rows.push([kind, String(ms.length), ms.reduce((a, b) => a + b, 0).toFixed(1), quantile(Float64Array.from(ms).sort(), 0.5).toFixed(2), Math.max(...ms).toFixed(2)]);
+  }
+  return `**${title}: garbage collections (--trace-gc)**\n${formatTable(rows)}\n`;
 }
 
 const profileName = (backend: Backend, build: Build): string => `control-${backend}-${KIND}-${build.label.replace(/[^A-Za-z0-9._-]/g, '_')}.cpuprofile`;
@@ -314,19 +345,28 @@ async function measureAll(builds: Build[]): Promise<void> {
   const cpu = new Map<string, number[]>();
   for (const backend of BACKENDS) {
     const fixtures: Fixture[] = [];
+    /** This backend's rows with the index of their run, to print each run's rounds together. */
+    const measured: { run: number; cells: string[] }[] = [];
     try {
       for (const build of builds) fixtures.push(await startBackend(backend, build));
       const runs = AS.flatMap((as) => [
         ...CONCURRENCY.map((c) => ({ as, label: `${as} ${c} clients`, concurrency: c, rate: undefined as number | undefined })),
         ...RATES.map((rate) => ({ as, label: `${as} open ${rate}/s`, concurrency: OPEN_LOOP_MAX_IN_FLIGHT, rate })),
       ]);
-      for (const run of runs) {
-        for (let round = 0; round < ROUNDS; round++) {
+      // Start-up warm-up: V8 is still compiling the hot paths over the first few thousand
+      // leases, and the first row measured after a short warm-up cost up to half again as much
+      // CPU per lease as the next ones (issue 11: the user rows, measured first, looked dearer).
+      for (const fx of fixtures) await load(fx, runs[0]!.as, runs[0]!.concurrency, START_WARMUP, keys);
+      // Round by round, every row in each round: rows of one round see the same machine and the
+      // same database size, whichever `--as` or concurrency they are.
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [i, run] of runs.entries()) {
           for (const [b, fx] of fixtures.entries()) {
             await load(fx, run.as, run.concurrency, WARMUP, keys.slice(REQUESTS));
             const r = await measure(fx, run.as, run.concurrency, REQUESTS, keys, run.rate);
-            rows.push(row(backend, builds[b]!.label, run.label, r));
-            process.stderr.write(`  ${rows[rows.length - 1]!.join(' ')}\n`);
+            const cells = row(backend, builds[b]!.label, run.label, r);
+            measured.push({ run: i, cells });
+            process.stderr.write(`  ${cells.join(' ')}\n`);
             const key = `${backend}\t${run.label}\t${builds[b]!.label}`;
             cpu.set(key, [...(cpu.get(key) ?? []), r.cpuMsPerLease]);
             if (r.errors) failures.push(`${backend} ${builds[b]!.label} ${run.label}: ${[...r.errorKinds].map(([k, n]) => `${n}x ${k}`).join(', ')}`);
@@ -336,6 +376,7 @@ async function measureAll(builds: Build[]): Promise<void> {
     } finally {
       for (const fx of fixtures) await fx.stop();
     }
+    rows.push(...measured.sort((x, y) => x.run - y.run).map((m) => m.cells));
   }
   process.stdout.write(`${formatTable(rows)}\n`);
   if (builds.length === 2) process.stdout.write(`${formatTable(compareRows(builds, cpu))}\n`);
