@@ -527,6 +527,15 @@ export function installPooledPadding(): void {
   paddingInstalled = true;
 }
 
+/**
+ * The socket under an ssh2 channel's connection (lib/Channel.js keeps the Client or server
+ * Connection as `_client`, which keeps its socket as `_sock`); undefined for any other stream.
+ */
+export function channelSocket(ch: Duplex): Socket | undefined {
+  const sock = (ch as unknown as { _client?: { _sock?: Socket } })._client?._sock;
+  return sock && typeof sock.write === 'function' && typeof sock.writableLength === 'number' ? sock : undefined;
+}
+
 /** The TCP socket an ssh2 Client created in `connect()` (ssh2 keeps it as `_sock`). */
 export function clientSocket(client: Client): Socket {
   const sock = (client as unknown as { _sock?: Socket })._sock;

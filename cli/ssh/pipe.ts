@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createGcPacer, type GcPacer } from '../../node/gc-pacer.js';
+import { channelSocket } from '../../node/ssh2-internals.js';
+import { holdWritesWhileSocketFull } from './send-backpressure.js';
 
 /**
  * A young-generation collection after every 4 MiB that crosses this process's joins, either way
@@ -52,6 +54,9 @@ export function joinSocketAndChannel(
     toSocket += d.length;
     pacer.read(d.length);
   });
+  // What is sent toward the relay waits in the local socket, not in ssh2's socket queue (send-backpressure.ts).
+  const ssh = channelSocket(channel);
+  if (ssh) holdWritesWhileSocketFull(channel, ssh);
   socket.pipe(channel, { end: false });
   channel.pipe(socket, { end: false });
   socket.once('end', () => {
