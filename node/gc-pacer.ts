@@ -12,7 +12,8 @@ import { runInNewContext } from 'node:vm';
  * scavenge costs in proportion to what is live, not to the garbage, so collecting the young
  * generation after every `bytesPerCollection` bytes read from peers keeps that garbage to a few
  * MB for little CPU (bench:footprint compares, with the relay's CPU s/GiB). An idle relay reads
- * nothing and collects nothing.
+ * nothing and collects nothing. The `tunnel` CLI paces the same way, per 4 MiB its forwarded
+ * connections move (cli/ssh/pipe.ts).
  */
 export interface GcPacer {
   /** Counts bytes read; collects once `bytesPerCollection` have been read since the last collection. */
