@@ -192,7 +192,13 @@ function fakeChannel(onGrant: (n: number) => void) {
     outgoing: { id: 7, state: 'open' },
     _client: { _protocol: { channelWindowAdjust: (_id: number, n: number) => onGrant(n) } },
     accept: true,
-    push: (_chunk: unknown) => ch.accept,
+    /** The reader is paused (the relay's bridge waits for the other side): pushes pile up in readableLength. */
+    paused: false,
+    push: (chunk: Buffer) => {
+      if (!ch.paused) return ch.accept;
+      ch.readableLength += chunk.length;
+      return ch.readableLength < STANDARD_WINDOW; // ssh2's readable high-water mark
+    },
     _read: (_n: number) => {},
     readableLength: 0,
     once: () => ch,
@@ -200,10 +206,19 @@ function fakeChannel(onGrant: (n: number) => void) {
   return {
     duplex: ch as unknown as Duplex,
     window: () => ch.incoming.window,
+    readable: () => ch.readableLength,
     /** The reader stops (every push refused) or catches up (ssh2's _read: the stream wants more). */
     reader(keepsUp: boolean) {
       ch.accept = keepsUp;
       if (keepsUp) ch._read(0);
+    },
+    /** The reader pauses (data piles up in the readable buffer), or resumes: takes everything and asks for more. */
+    pause(paused: boolean) {
+      if (paused === ch.paused) return;
+      ch.paused = paused;
+      if (paused) return;
+      ch.readableLength = 0;
+      ch._read(0);
     },
     /** What ssh2's CHANNEL_DATA handler does: reduce the window, push, then its own top-up to 2 MiB at 1 MiB. */
     deliver(n: number) {
@@ -230,6 +245,14 @@ function simulate(o: {
   extraMs?: (i: number) => number;
   /** The reader refuses packets while this many bytes were received ([from, to)). */
   stall?: [number, number];
+  /** The reader pauses for `forMs` of every `everyMs` (a slower other side: the relay's bridge pauses this channel). */
+  pauses?: { everyMs: number; forMs: number };
+  /**
+   * The receiver confirmed the channel at time 0 (the relay with Y's channels, the CLI with X's;
+   * default): the confirmation reaches the sender half a round trip later, and the first byte
+   * is a round-trip sample. false: the sender starts at 0 and nothing is known of the path.
+   */
+  accepted?: boolean;
 }) {
   const PACKET = 32 * 1024;
   const STEP = 0.05;
@@ -238,7 +261,9 @@ function simulate(o: {
   const grants: { at: number; n: number }[] = [];
   const inflight: number[] = [];
   const ch = fakeChannel((n) => grants.push({ at: clock.t + o.rttMs / 2, n }));
-  budget.adopt(ch.duplex);
+  const accepted = o.accepted ?? true;
+  budget.adopt(ch.duplex, { accepted });
+  const startAt = accepted ? o.rttMs / 2 : 0;
   let senderWindow = STANDARD_WINDOW;
   let credit = 0;
   let sent = 0;
@@ -247,11 +272,13 @@ function simulate(o: {
   let maxTarget = 0;
   let reachedCapAt = NaN;
   const targets: { at: number; target: number }[] = [];
+  let peakReadable = 0;
   while (received < o.bytes) {
     clock.t += STEP;
+    if (o.pauses) ch.pause(clock.t % o.pauses.everyMs < o.pauses.forMs);
     while (grants.length && grants[0]!.at <= clock.t) senderWindow += grants.shift()!.n;
     credit = Math.min(credit + o.bytesPerMs * STEP, 2 * PACKET);
-    while (credit >= PACKET && senderWindow >= PACKET && sent < o.bytes) {
+    while (clock.t >= startAt && credit >= PACKET && senderWindow >= PACKET && sent < o.bytes) {
       credit -= PACKET;
       senderWindow -= PACKET;
       lastArrival = Math.max(lastArrival, clock.t + o.rttMs / 2 + (o.extraMs?.(sent / PACKET) ?? 0));
@@ -263,14 +290,15 @@ function simulate(o: {
       if (o.stall) ch.reader(received < o.stall[0] || received >= o.stall[1]);
       ch.deliver(PACKET);
       received += PACKET;
+      peakReadable = Math.max(peakReadable, ch.readable());
       assert.ok(ch.window() >= 0, 'never more delivered than granted');
       const target = STANDARD_WINDOW + budget.status().reserved;
       if (target > maxTarget) maxTarget = target;
       if (targets.at(-1)?.target !== target) targets.push({ at: received, target });
-      if (target >= o.channelMax && Number.isNaN(reachedCapAt)) reachedCapAt = clock.t;
+      if (target >= o.channelMax && Number.isNaN(reachedCapAt)) reachedCapAt = clock.t - startAt;
     }
   }
-  return { maxTarget, reserved: budget.status().reserved, reachedCapAt, ms: clock.t, targets };
+  return { maxTarget, reserved: budget.status().reserved, reachedCapAt, ms: clock.t, targets, peakReadable };
 }
 
 describe('adaptive window growth (simulated path, fake clock)', () => {
@@ -309,7 +337,28 @@ describe('adaptive window growth (simulated path, fake clock)', () => {
   it('stays near the standard window on a short or CPU-bound path (the sender is never waiting for window)', () => {
     // Loopback-like: 0.2 ms round trip, the sender does 100 MB/s whatever the window.
     const r = simulate({ rttMs: 0.2, bytesPerMs: 100_000, bytes: 128 * MiB, channelMax: 32 * MiB });
-    assert.ok(r.maxTarget <= 4 * MiB, `at most one doubling (${r.maxTarget / MiB} MiB)`);
+    // The samples measure how long the sender takes to send what was in flight (about 20 ms),
+    // never near the round trip the first byte after the confirmation measured.
+    assert.equal(r.maxTarget, STANDARD_WINDOW, `kept the standard window (grew to ${r.maxTarget / MiB} MiB)`);
+    // Without that first sample, the smallest of those durations stands for the round trip, and
+    // the next one like it doubles the window once.
+    const blind = simulate({ rttMs: 0.2, bytesPerMs: 100_000, bytes: 128 * MiB, channelMax: 32 * MiB, accepted: false });
+    assert.ok(blind.maxTarget <= 4 * MiB, `at most one doubling (${blind.maxTarget / MiB} MiB)`);
+  });
+
+  it('does not grow on a short path whose reader pauses (the sender waits for the reader, not for the window)', () => {
+    // Loopback-like, the relay's bridge pausing Y's channel for 30 of every 50 ms because X's side
+    // is slower: each time the reader resumes, the sender has been waiting one round trip for a
+    // grant, which looked like a window-limited sender and doubled the window up to the cap.
+    const r = simulate({ rttMs: 0.2, bytesPerMs: 400_000, bytes: 256 * MiB, channelMax: 32 * MiB, pauses: { everyMs: 50, forMs: 30 } });
+    assert.ok(r.peakReadable >= MiB, `the reader held data back (${(r.peakReadable / MiB).toFixed(1)} MiB)`);
+    assert.equal(r.maxTarget, STANDARD_WINDOW, `kept the standard window (grew to ${r.maxTarget / MiB} MiB)`);
+  });
+
+  it('still grows on a long path whose reader pauses now and then', () => {
+    // 50 ms round trip, the reader pauses 2 ms of every 100 ms.
+    const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB, pauses: { everyMs: 100, forMs: 2 } });
+    assert.equal(r.maxTarget, 32 * MiB, `grew to the cap (reached after ${r.reachedCapAt.toFixed(0)} ms)`);
   });
 });
 

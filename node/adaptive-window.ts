@@ -14,15 +14,29 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  *   time since the grant is one sample `d`: the grant's trip to the sender plus the data's trip
  *   back (at least one round trip), plus however long the sender took to get there. One sample
  *   is outstanding at a time, so about one per round trip.
- * - Window-limited. The smallest sample so far is the path's round trip (`minRtt`). A sample
- *   within `minRtt x 1.25 + 2 ms` means the sender was waiting for that grant: the window is the
- *   limit, so the window doubles (up to the per-channel cap and what the budget has left). A
- *   larger sample means the sender had window to spare (it is CPU- or source-bound, or bytes
- *   queue somewhere because the window is already past the bandwidth-delay product), and the
- *   window stays. So a long path grows by one doubling per round trip (2 to 32 MiB in about 4 to
- *   8 round trips), and a short or CPU-bound path (loopback) keeps the standard window. Unlike a
- *   comparison of delivery rates between windows, one noisy measurement on a busy machine does
- *   not stop the growth for good; it only skips one doubling.
+ * - The first sample. The side that confirms a channel (the relay for Y's channels, the CLI for
+ *   the relay's channels to X) adopts it with `accepted`: the peer cannot send before the
+ *   confirmation reaches it, so its first byte is a round-trip sample taken before any data
+ *   queues anywhere (on loopback about a millisecond). A first sample never doubles by itself.
+ * - Window-limited. The smallest sample so far is the path's round trip (`minRtt`). The window
+ *   doubles (up to the per-channel cap and what the budget has left) when a sample says the
+ *   sender was waiting for that grant, which takes all of:
+ *   - it is within `minRtt x 1.5 + 2 ms` (a larger one means the sender had window to spare: it
+ *     is CPU- or source-bound, or bytes queue somewhere past the bandwidth-delay product);
+ *   - the grant was prompt: it went out while the sender still had at least half the window in
+ *     flight. A grant sent after the sender used up its window means the reader held the data
+ *     back (the relay's bridge paused the channel because the other side was slower); the
+ *     sender then waits a round trip for it whatever the window;
+ *   - the path delivered at least half the window per `minRtt` since the last sample. A busy
+ *     receiver that grants late and then reads its socket's backlog in one go produces short
+ *     samples on loopback, with a fraction of the window delivered per round trip.
+ *   So a long path grows by one doubling per round trip or two (2 to 32 MiB in about 4 to 8
+ *   round trips), and a short or CPU-bound path (loopback) keeps the standard window (before,
+ *   the first sample always doubled, and every pause of the relay's bridge doubled again: the
+ *   relay held 20-40 MB for one loopback stream). Unlike a comparison of delivery rates between
+ *   windows, one noisy measurement on a busy machine does not stop the growth for good; it only
+ *   skips one doubling. On a machine whose CPUs are oversubscribed, scheduling delays are the
+ *   round trip (tens of ms even on loopback), and windows grow as on a long path.
  * - The reader falls behind (the channel's readable side is full): the window is halved and what
  *   it no longer needs goes back to the budget. A channel that moved nothing for a sweep period
  *   goes back to the standard window and measures its round trip afresh when data flows again.
@@ -100,10 +114,12 @@ export class WindowBudget {
   /**
    * Puts an ssh2 channel (server or client side) under this budget. Returns false, leaving the
    * channel standard, when growth is off (budget 0 or channel max at the standard window).
+   * `accepted`: this side confirmed the channel just now, so the peer cannot have sent data yet
+   * and its first byte is a round-trip sample (see the file comment).
    */
-  adopt(ch: Duplex): boolean {
+  adopt(ch: Duplex, o: { accepted?: boolean } = {}): boolean {
     if (this.budget === 0 || this.channelMax <= STANDARD_WINDOW) return false;
-    const a = new AdaptiveChannel(this, channelWindow(ch));
+    const a = new AdaptiveChannel(this, channelWindow(ch), o.accepted === true);
     this.#channels.add(a);
     ch.once('close', () => this.#drop(a));
     if (!this.#timer && this.#sweepMs > 0) {
@@ -167,10 +183,15 @@ class AdaptiveChannel {
   readonly #w: ChannelWindow;
   /** Bytes received since adoption. */
   #received = 0;
-  /** The outstanding round-trip sample: when a grant went out, and the offset the sender could reach without it. */
-  #sample: { at: number; offset: number } | undefined;
+  /**
+   * The outstanding round-trip sample: when a grant went out, the offset the sender could reach
+   * without it, and whether the sender still had half the window to send then (see #onRtt).
+   */
+  #sample: { at: number; offset: number; prompt: boolean } | undefined;
   /** The smallest round-trip sample so far (ms), the path's round trip. */
   #minRtt = Infinity;
+  /** Where the last sample ended (ms, bytes received): the delivery rate is measured from there. */
+  #mark: { at: number; received: number } | undefined;
   /** The sample in flight when the window last doubled: it measured the window before (the doubling's grant was still on its way). */
   #stale = false;
   /** The reader fell behind and has not asked for more since (the window was halved once for it). */
@@ -178,9 +199,14 @@ class AdaptiveChannel {
   #receivedSinceSweep = 0;
   #gone = false;
 
-  constructor(budget: WindowBudget, w: ChannelWindow) {
+  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean) {
     this.#budget = budget;
     this.#w = w;
+    // The confirmation is the first grant: the peer's first byte comes a round trip later.
+    if (accepted) {
+      this.#sample = { at: budget.now(), offset: 0, prompt: false };
+      this.#mark = { at: budget.now(), received: 0 };
+    }
     w.hook({
       received: (n, accepted) => this.#onData(n, accepted),
       drained: () => {
@@ -214,19 +240,42 @@ class AdaptiveChannel {
     const s = this.#sample;
     if (s && this.#received > s.offset) {
       this.#sample = undefined;
-      this.#onRtt(this.#budget.now() - s.at);
+      const now = this.#budget.now();
+      const m = this.#mark;
+      // Bytes per ms since the last sample ended (about one round trip of data when window-limited).
+      const rate = m && now > m.at ? (this.#received - m.received) / (now - m.at) : 0;
+      this.#mark = { at: now, received: this.#received };
+      this.#onRtt(now - s.at, s.prompt, rate);
     }
     this.#topUp();
   }
 
-  /** One round-trip sample: double the window if the sender was waiting for the grant. */
-  #onRtt(d: number): void {
+  /**
+   * One round-trip sample: double the window if the sender was waiting for the grant, and the
+   * grant was `prompt`: it went out while the sender still had at least half the window to send
+   * (granted and not yet received). A grant that went out after the sender had used (nearly)
+   * all of its window means the reader held the data back (the relay's bridge paused this
+   * channel because the other side was slower, or the process was busy): the sender then waits
+   * one round trip for it whatever the window, and a bigger window would only hold more in the
+   * reader's buffer. On loopback that is the usual case, and it used to double the window on
+   * every pause of the reader.
+   */
+  #onRtt(d: number, prompt: boolean, rate: number): void {
+    // The first sample only measures: compared with itself it would always pass.
+    const first = this.#minRtt === Infinity;
     if (d < this.#minRtt) this.#minRtt = d;
+    if (first) return;
     if (this.#stale) {
       this.#stale = false;
       return;
     }
+    if (!prompt) return; // the sender waited for the reader, not for the window
     if (d > this.#minRtt * (1 + this.#budget.rttSlack) + this.#budget.rttSlackMs) return; // the sender had window to spare
+    // A window-limited path delivers about one window per round trip. One that delivers less
+    // than half the window per round trip (a CPU-bound sender or receiver on a short path, where
+    // a busy receiver's late grant and its backlog read in one go look like a short round trip)
+    // already has more window than it can use.
+    if (rate * this.#minRtt < this.#target / 2) return;
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
     // What it still holds above what it wants (draining after a halving) counts first.
     const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);
@@ -254,7 +303,7 @@ class AdaptiveChannel {
     const room = STANDARD_COMMITTED + this.reserved - (window + this.#w.readable());
     const grant = Math.min(target - window, room);
     if (grant <= 0) return;
-    if (!this.#sample) this.#sample = { at: this.#budget.now(), offset: this.#received + window };
+    if (!this.#sample) this.#sample = { at: this.#budget.now(), offset: this.#received + window, prompt: window >= target / 2 };
     this.#w.grant(grant);
   }
 
@@ -274,6 +323,7 @@ class AdaptiveChannel {
       // Measure afresh when data flows again: the path may have changed.
       this.#sample = undefined;
       this.#minRtt = Infinity;
+      this.#mark = undefined;
       this.#stale = false;
     }
     this.#receivedSinceSweep = 0;

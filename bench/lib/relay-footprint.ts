@@ -175,7 +175,7 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
   let waiter: { target: number; resolve: () => void } | undefined;
   x.on('tcp connection', (_info, accept) => {
     const ch = accept();
-    adaptWindow(x, ch);
+    adaptWindow(x, ch, true);
     ch.on('data', (d: Buffer) => {
       received += d.length;
       if (waiter && received >= waiter.target) waiter.resolve();

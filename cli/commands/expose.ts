@@ -71,7 +71,7 @@ Examples:
         sock.once('connect', () => {
           connected = true;
           const channel = accept();
-          adaptWindow(client, channel);
+          adaptWindow(client, channel, true);
           active++;
           events?.({ event: 'channel_open', active });
           joinSocketAndChannel(sock, channel, (up, down) => {

@@ -7,8 +7,12 @@ import { DEFAULT_WINDOW_BUDGET } from '../settings.js';
 
 const MiB = 1024 * 1024;
 
-/** Puts a channel (from `client`) under the budget when the server is Tunnel's relay. */
-export type AdaptWindow = (client: Client, channel: Duplex) => void;
+/**
+ * Puts a channel (from `client`) under the budget when the server is Tunnel's relay; `accepted`:
+ * this side confirmed it just now (a `tcp connection` accepted), so the relay's first byte on it
+ * is a round-trip sample (node/adaptive-window.ts).
+ */
+export type AdaptWindow = (client: Client, channel: Duplex, accepted?: boolean) => void;
 
 /**
  * The CLI's side of adaptive windows (node/adaptive-window.ts): channels to Tunnel's relay grow
@@ -19,8 +23,8 @@ export type AdaptWindow = (client: Client, channel: Duplex) => void;
  */
 export function windowAdopter(budgetBytes: number): AdaptWindow {
   const budget = new WindowBudget({ budgetBytes, channelMaxBytes: 32 * MiB });
-  return (client, channel) => {
-    if (isSoftware(remoteSoftware(client), RELAY_SOFTWARE)) budget.adopt(channel);
+  return (client, channel, accepted = false) => {
+    if (isSoftware(remoteSoftware(client), RELAY_SOFTWARE)) budget.adopt(channel, { accepted });
   };
 }
 
