@@ -25,11 +25,11 @@ export interface HostileRelay {
   hostKeyLine: string;
   exposure: string;
   /** A certificate-authenticated ssh2 client (closed by stop()). */
-  client(user: string, grant: Grant, o?: { localAddress?: string; ident?: string }): Promise<{ client: Client; leaseId: string }>;
+  client(user: string, grant: Grant, o?: { localAddress?: string; ident?: string; port?: number }): Promise<{ client: Client; leaseId: string }>;
   /** Opens a direct-tcpip channel to `host:port` (default: the exposure), rejecting with ssh2's error. */
   openChannel(client: Client, host?: string, port?: number): Promise<ClientChannel>;
-  /** Y from 127.0.0.1: opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
-  legitTransfer(bytes?: number, o?: { ident?: string }): Promise<void>;
+  /** Y from 127.0.0.1 (to `port` instead of the relay's, e.g. a delay line in front of it): opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
+  legitTransfer(bytes?: number, o?: { ident?: string; port?: number }): Promise<void>;
   metrics(): Promise<PromText>;
   /** Polls /metrics until `pred` holds (bounded by `ms`; an event the test awaits, not a timing assertion). */
   metricsUntil(pred: (m: PromText) => boolean, what: string, ms?: number): Promise<PromText>;

@@ -1,11 +1,12 @@
 /**
  * Adaptive windows in the real `tunnel-node` (node/adaptive-window.ts), read from its /metrics:
  * only a client that identifies as Tunnel's CLI (`SSH-2.0-tunnel-cli`) gets a channel window that
- * grows, never past --window-budget; the real OpenSSH client and any other ssh2 client get the
+ * grows on a long path (a delay line in front of the relay), never past --window-budget; the real OpenSSH client and any other ssh2 client get the
  * standard 2 MiB window (no channel is adopted at all). Transfers stay byte-exact either way.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { startDelayLine } from '../../bench/lib/delay-line.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
 
@@ -52,7 +53,14 @@ describe('relay: adaptive windows only with Tunnel’s own CLI', () => {
   });
 
   it('a client identifying as tunnel-cli gets a growing window, within --window-budget', async () => {
-    await stage.legitTransfer(64 * MiB, { ident: CLI_SOFTWARE });
+    // Through a 40 ms delay line: on loopback the window is not what limits a stream, and it stays
+    // at the standard 2 MiB (node/adaptive-window.test simulates both).
+    const line = await startDelayLine({ targetPort: stage.relay.sshPort, oneWayMs: 20 });
+    try {
+      await stage.legitTransfer(64 * MiB, { ident: CLI_SOFTWARE, port: line.port });
+    } finally {
+      await line.close();
+    }
     const w = await windows();
     assert.ok(w.peak > 0, 'the window grew above the standard 2 MiB');
     assert.ok(w.peak <= BUDGET, `reserved at most the budget (peak ${w.peak})`);
