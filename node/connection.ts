@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
-import type { ConnectionEvent } from '../protocol/api-types.js';
+import type { ConnectionEvent } from '../protocol/node-api.js';
 import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';

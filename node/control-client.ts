@@ -6,7 +6,7 @@ import {
   type ConnectionEvent,
   type NodeEnrollRequestSchema,
   type NodeHeartbeatRequestSchema,
-} from '../protocol/api-types.js';
+} from '../protocol/node-api.js';
 import type { ErrorCode } from '../protocol/error-codes.js';
 import { readProblem } from '../protocol/problem.js';
 import { AnswerTooLargeError, requestJson, type JsonAnswer } from '../shared/json-http.js';

@@ -1,10 +1,13 @@
 import { z } from 'zod';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
+import { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 import { AddressSchema } from './host-port.js';
-import { HostSchema, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
+import { HostSchema, opaqueToken, password, text } from './primitives.js';
 
 export { AddressSchema } from './host-port.js';
 export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
+export { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
+export * from './node-api.js';
 
 /**
  * Request and response bodies of the control plane API (`/v1`). The control plane validates
@@ -18,16 +21,7 @@ export const API_PREFIX = '/v1';
 
 export const UserNameSchema = z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'must match [a-z][a-z0-9._-]{0,63}');
 export const RoleSchema = z.enum(['admin', 'member']);
-export const NodeNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
 export const TargetNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
-/** An OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`). */
-export const PublicKeyLineSchema = z
-  .string()
-  .min(16)
-  .max(1024)
-  // eslint-disable-next-line no-control-regex -- the comment may be any text but control characters
-  .regex(/^ssh-ed25519 [A-Za-z0-9+/=]+( [^\u0000-\u001f\u007f]*)?$/, 'must be an ssh-ed25519 public key line');
-export const TimestampSchema = z.string().describe('RFC 3339 timestamp');
 
 // ---- auth ----
 
@@ -160,34 +154,6 @@ export const EnrollmentTokenCreateSchema = z.strictObject({
 });
 export const EnrollmentTokenCreatedSchema = z.object({ name: NodeNameSchema, token: z.string(), expires_at: TimestampSchema });
 
-export const NodeEnrollRequestSchema = z.strictObject({
-  token: opaqueToken(),
-  host_key: PublicKeyLineSchema,
-  address: AddressSchema,
-});
-export const NodeEnrollResponseSchema = z.object({
-  node_id: z.string(),
-  name: NodeNameSchema,
-  /** Bearer credential of the node for heartbeat, revocation feed and events. Shown once. */
-  node_token: z.string(),
-  issuer: z.string(),
-});
-
-export const NodeHeartbeatRequestSchema = z.strictObject({
-  version: text(64),
-  native_crypto: z.boolean(),
-  egress_driver: EgressDriverSchema,
-  connections: int32(),
-  exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
-  /**
-   * When this relay process started (its own clock, as its events' `at`). Connections it reported
-   * open before then belong to an earlier run that ended without closing them (a crash): the
-   * control plane closes them, so they stop looking live once the relay is back.
-   */
-  started_at: instant().optional(),
-});
-export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSchema });
-
 export const NodeSchema = z.object({
   id: z.string(),
   name: NodeNameSchema,
@@ -204,41 +170,6 @@ export const NodeSchema = z.object({
   version: z.string().nullable(),
 });
 export const NodeListSchema = z.object({ nodes: z.array(NodeSchema) });
-
-/** Revocation feed: `GET /v1/nodes/self/revocations?after=CURSOR` returns entries after the cursor. */
-export const RevocationSchema = z.object({
-  lease_id: LeaseIdSchema,
-  /** Lease expiry (unix seconds); a relay may forget the entry after it. */
-  exp: z.number().int(),
-});
-export const RevocationFeedSchema = z.object({
-  cursor: z.string(),
-  revocations: z.array(RevocationSchema),
-});
-
-export const ConnectionEventSchema = z.strictObject({
-  type: z.enum(['conn_open', 'conn_close', 'exposure_online', 'exposure_offline', 'auth_fail']),
-  at: instant(),
-  lease_id: text(128).optional(),
-  session_id: text(128).optional(),
-  remote: text(128).optional(),
-  exposure: ExposureNameSchema.optional(),
-  port: PortSchema.optional(),
-  bytes_in: safeCount().optional(),
-  bytes_out: safeCount().optional(),
-  reason: text(256).optional(),
-});
-/** Events in one `POST /v1/nodes/self/events` batch, at most. */
-export const EVENT_BATCH_MAX_EVENTS = 1000;
-/**
- * Bytes of one batch's JSON body a relay sends at most. The control plane's body limit must be
- * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
- */
-export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
-export const ConnectionEventBatchSchema = z.strictObject({
-  events: z.array(ConnectionEventSchema).min(1).max(EVENT_BATCH_MAX_EVENTS),
-});
-export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>;
 
 // ---- exposures ----
 

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
+import { AddressSchema } from './host-port.js';
+import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, PortSchema } from './lease-claims.js';
+import { instant, int32, opaqueToken, safeCount, text } from './primitives.js';
+
+/**
+ * The bodies a relay node exchanges with the control plane (`/v1/nodes/enroll` and
+ * `/v1/nodes/self/...`): enrollment, heartbeat, revocation feed, connection events. Part of the
+ * API (api-types.ts re-exports them, the control plane validates and documents them from here);
+ * in a file of their own so the relay builds these schemas and not the hundred others of the
+ * API it never reads (about 1 MB of an idle relay's heap: issue 11).
+ */
+
+export const NodeEnrollRequestSchema = z.strictObject({
+  token: opaqueToken(),
+  host_key: PublicKeyLineSchema,
+  address: AddressSchema,
+});
+export const NodeEnrollResponseSchema = z.object({
+  node_id: z.string(),
+  name: NodeNameSchema,
+  /** Bearer credential of the node for heartbeat, revocation feed and events. Shown once. */
+  node_token: z.string(),
+  issuer: z.string(),
+});
+
+export const NodeHeartbeatRequestSchema = z.strictObject({
+  version: text(64),
+  native_crypto: z.boolean(),
+  egress_driver: EgressDriverSchema,
+  connections: int32(),
+  exposures: z.array(z.strictObject({ name: ExposureNameSchema, port: PortSchema })).max(10000),
+  /**
+   * When this relay process started (its own clock, as its events' `at`). Connections it reported
+   * open before then belong to an earlier run that ended without closing them (a crash): the
+   * control plane closes them, so they stop looking live once the relay is back.
+   */
+  started_at: instant().optional(),
+});
+export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSchema });
+
+/** Revocation feed: `GET /v1/nodes/self/revocations?after=CURSOR` returns entries after the cursor. */
+export const RevocationSchema = z.object({
+  lease_id: LeaseIdSchema,
+  /** Lease expiry (unix seconds); a relay may forget the entry after it. */
+  exp: z.number().int(),
+});
+export const RevocationFeedSchema = z.object({
+  cursor: z.string(),
+  revocations: z.array(RevocationSchema),
+});
+
+export const ConnectionEventSchema = z.strictObject({
+  type: z.enum(['conn_open', 'conn_close', 'exposure_online', 'exposure_offline', 'auth_fail']),
+  at: instant(),
+  lease_id: text(128).optional(),
+  session_id: text(128).optional(),
+  remote: text(128).optional(),
+  exposure: ExposureNameSchema.optional(),
+  port: PortSchema.optional(),
+  bytes_in: safeCount().optional(),
+  bytes_out: safeCount().optional(),
+  reason: text(256).optional(),
+});
+/** Events in one `POST /v1/nodes/self/events` batch, at most. */
+export const EVENT_BATCH_MAX_EVENTS = 1000;
+/**
+ * Bytes of one batch's JSON body a relay sends at most. The control plane's body limit must be
+ * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
+ */
+export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
+export const ConnectionEventBatchSchema = z.strictObject({
+  events: z.array(ConnectionEventSchema).min(1).max(EVENT_BATCH_MAX_EVENTS),
+});
+export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>;
