@@ -41,6 +41,10 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
  *   compares every class against ssh2's own).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
+ * - node/startup-memory.ts: lib/protocol/crypto/poly1305.js is still only used by the pure-JS
+ *   ChaChaPoly*Native classes (chosen only without the binding), `crypto.js` still requires it
+ *   inside `init` and awaits the Emscripten factory, and cpu-features is still only read by
+ *   lib/protocol/constants.js to order the default cipher list.
  * - Host key: lib/protocol/kex.js still signs the exchange hash with `hostKey.sign(data, algo)`
  *   on the object `utils.parseKey` returned, and server.js takes an already parsed key as is
  *   (`parseKey` returns a parsed key unchanged); see hostKeyWithKeyObject.

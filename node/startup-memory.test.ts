@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type * as Ssh2 from 'ssh2';
+import { Poly1305SkippedError, poly1305StandIn, releaseOnFirstConnection, skipUnusedSsh2Parts } from './startup-memory.js';
+import { createServer, connect, type AddressInfo } from 'node:net';
+
+// This file must not load ssh2 before the tests below call skipUnusedSsh2Parts (node --test runs
+// each file in its own process): ssh2 is only required inside the tests, in this order.
+const require = createRequire(import.meta.url);
+const polyPath = require.resolve('ssh2/lib/protocol/crypto/poly1305.js');
+const cpuPath = createRequire(require.resolve('ssh2/lib/protocol/constants.js')).resolve('cpu-features');
+
+/** Echoes `payload` through an ssh2 server and client that may only use `cipher`; resolves with what came back. */
+async function echoThroughSsh2(cipher: Ssh2.CipherAlgorithm, payload: Buffer): Promise<Buffer> {
+  const ssh2 = require('ssh2') as typeof Ssh2;
+  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const server = new ssh2.Server({ hostKeys: [hostKey], algorithms: { cipher: [cipher] } }, (conn) => {
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('session', (accept) => {
+      accept().on('exec', (acceptExec) => {
+        const ch = acceptExec();
+        ch.on('data', (d: Buffer) => ch.write(d));
+        ch.on('end', () => {
+          ch.exit(0);
+          ch.end();
+        });
+      });
+    });
+    conn.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const client = new ssh2.Client();
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      client.on('error', reject);
+      client.on('ready', () => {
+        client.exec('echo', (err, ch) => {
+          if (err) return reject(err);
+          const got: Buffer[] = [];
+          ch.on('data', (d: Buffer) => got.push(d));
+          ch.on('close', () => resolve(Buffer.concat(got)));
+          ch.end(payload);
+        });
+      });
+      client.connect({ host: '127.0.0.1', port, username: 'u', algorithms: { cipher: [cipher] } });
+    });
+  } finally {
+    client.end();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+describe('ssh2 parts the relay never runs (node/startup-memory.ts)', () => {
+  it('without the native binding nothing is replaced (ssh2 needs its WebAssembly poly1305 then)', () => {
+    const result = skipUnusedSsh2Parts(() => {
+      throw new Error('no binding here');
+    });
+    assert.equal(result, 'no-binding');
+    assert.equal(require.cache[polyPath], undefined);
+    assert.equal(require.cache[cpuPath], undefined);
+  });
+
+  it('with it, ssh2 loads with the stand-ins and chacha20-poly1305 and aes128-gcm still carry data', async () => {
+    assert.equal(skipUnusedSsh2Parts(), 'skipped', 'the binding loads here (CI builds it)');
+    assert.equal(require.cache[polyPath]?.exports, poly1305StandIn);
+    const payload = Buffer.alloc(200_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) & 0xff;
+    for (const cipher of ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com'] as const) {
+      const back = await echoThroughSsh2(cipher, payload);
+      assert.ok(back.equals(payload), `${cipher}: ${back.length} bytes back`);
+    }
+    assert.equal(require.cache[polyPath]?.exports, poly1305StandIn, 'ssh2 did not load the real module');
+    assert.equal(require('ssh2/lib/protocol/crypto.js').bindingAvailable, true);
+  });
+
+  it("ssh2's pure-JS chacha20-poly1305, if it ever ran, fails loudly instead of computing a wrong MAC", async () => {
+    const { sampleCiphers } = await import('./ssh2-internals.js');
+    const native = sampleCiphers().find((c) => Object.getPrototypeOf(c).constructor.name === 'ChaChaPolyCipherNative');
+    assert.ok(native, 'ssh2 still has ChaChaPolyCipherNative');
+    const cipher = native as unknown as { allocPacket(n: number): Buffer; encrypt(p: Buffer): void };
+    assert.throws(() => cipher.encrypt(cipher.allocPacket(16)), Poly1305SkippedError);
+  });
+
+  it('too late once ssh2 is loaded: nothing changes', () => {
+    assert.equal(skipUnusedSsh2Parts(), 'too-late');
+  });
+});
+
+/** In a fresh node: whether a hot function was optimized while held, and after release (-1: not within 100,000 calls). */
+function optimization(mode: 'hold-then-release' | 'default', nodeArgs: string[] = []): { during: boolean; callsAfter: number } {
+  const mod = fileURLToPath(new URL('./startup-memory.js', import.meta.url));
+  const script = `
+    const { holdOptimization } = await import(${JSON.stringify(mod)});
+    const release = ${JSON.stringify(mode)} === 'default' ? () => {} : holdOptimization();
+    const optimized = (f) => (%GetOptimizationStatus(f) & 16) !== 0; // kOptimized
+    function hot(a) { let s = 0; for (let i = 0; i < 100; i++) s += (a * i) ^ (i << 2); return s; }
+    let t = 0;
+    for (let i = 0; i < 200000; i++) t += hot(i);
+    const during = optimized(hot);
+    release();
+    let n = 0;
+    while (!optimized(hot) && n < 100000) t += hot(n++);
+    process.stdout.write(JSON.stringify({ during, callsAfter: optimized(hot) ? n : -1, t: t > 0 }));
+  `;
+  const r = spawnSync(process.execPath, ['--allow-natives-syntax', ...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as { during: boolean; callsAfter: number };
+}
+
+describe('optimization during start-up (node/startup-memory.ts)', () => {
+  it('by default a hot function is optimized (else the next test proves nothing)', () => {
+    assert.equal(optimization('default').during, true);
+  });
+
+  it('held: not optimized however hot; released: optimized soon after', () => {
+    const r = optimization('hold-then-release');
+    assert.equal(r.during, false);
+    assert.ok(r.callsAfter >= 0, 'optimized again after release');
+  });
+
+  it("an operator's own tiering flag is left alone", () => {
+    assert.equal(optimization('hold-then-release', ['--ticks-before-optimization=3']).during, true);
+  });
+});
+
+describe('release at the first inbound connection (node/startup-memory.ts)', () => {
+  it('releases once, when a server of this process accepts its first connection, not before', async () => {
+    let releases = 0;
+    releaseOnFirstConnection(() => releases++);
+    const server = createServer((c) => c.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    assert.equal(releases, 0, 'listening is not a connection');
+    for (let i = 0; i < 2; i++) {
+      const c = connect(port, '127.0.0.1');
+      await new Promise((r) => c.on('close', r));
+    }
+    assert.equal(releases, 1);
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+});

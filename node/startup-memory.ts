@@ -1,0 +1,131 @@
+import { createRequire, Module } from 'node:module';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * What an idle relay keeps from its start (issue 11: an idle relay at most 60 MB RSS). All are
+ * applied by node/start-lean.ts, the first module node/main.ts loads; tests call them directly.
+ *
+ * 1. ssh2 loads two things the relay never runs when its native crypto binding is present:
+ *    - lib/protocol/crypto/poly1305.js, an Emscripten WebAssembly module that the pure-JS
+ *      chacha20-poly1305 classes use (ChaChaPoly*Native, only chosen when the binding is missing).
+ *      ssh2 compiles and instantiates it when it is required, which brings V8's WebAssembly
+ *      compilers into memory: about 1.2 MB of an idle relay's RSS, measured.
+ *    - cpu-features, a native addon ssh2's lib/protocol/constants.js asks whether the CPU has
+ *      AES instructions, to order its default cipher list. The relay passes its own list
+ *      (node/ssh-algorithms.ts), so the order is never used; the addon costs about 0.3 MB.
+ *    skipUnusedSsh2Parts puts stand-ins for both in the CommonJS module cache before ssh2 loads,
+ *    and only if the binding loads here (else ssh2 needs the WebAssembly module, and gets it).
+ *    The stand-in of poly1305 throws if it is ever called. An ssh2 upgrade re-checks this
+ *    (node/ssh2-internals.ts lists it).
+ * 2. Loading about 160 ES modules (zod alone is 95) makes a few of Node's own module-loader
+ *    functions hot enough for TurboFan, whose compiler code (pages of the node binary) then stays
+ *    in RSS: 3.4 MB of an idle relay, measured; nothing is optimized once the relay is ready and
+ *    idle. holdOptimization keeps V8 from optimizing during start-up (its tiering reads
+ *    `--ticks-before-optimization` and `--max-bytecode-size-for-early-opt` at every decision) and
+ *    gives the defaults back at the first connection the process accepts once it is ready (an
+ *    SSH client or a /metrics scrape: releaseOnFirstConnection). Given back at ready instead, the
+ *    module-loader functions hot from start-up were optimized within seconds anyway. A function
+ *    hot at start-up is optimized at its next tick after that (a test shows it), so traffic runs
+ *    optimized code as before.
+ */
+
+const require = createRequire(import.meta.url);
+
+/** Where each part lives, resolved from this package's ssh2 (undefined: not installed). */
+function resolveFromSsh2(): { binding: string; poly1305: string; constants: string; cpuFeatures?: string } {
+  const constants = require.resolve('ssh2/lib/protocol/constants.js');
+  let cpuFeatures: string | undefined;
+  try {
+    cpuFeatures = createRequire(constants).resolve('cpu-features');
+  } catch {
+    cpuFeatures = undefined; // an optional dependency of ssh2
+  }
+  return {
+    binding: require.resolve('ssh2/lib/protocol/crypto/build/Release/sshcrypto.node'),
+    poly1305: require.resolve('ssh2/lib/protocol/crypto/poly1305.js'),
+    constants,
+    cpuFeatures,
+  };
+}
+
+/** Thrown by the poly1305 stand-in: the pure-JS chacha20-poly1305 path ran although the binding loaded. */
+export class Poly1305SkippedError extends Error {
+  override readonly name = 'Poly1305SkippedError';
+  readonly code = 'POLY1305_SKIPPED';
+}
+
+/** The stand-in for ssh2's poly1305.js: the Emscripten factory's shape, resolving to a module that cannot be used. */
+export function poly1305StandIn(): Promise<{ _malloc(n: number): number; cwrap(...args: unknown[]): () => never }> {
+  return Promise.resolve({
+    _malloc: () => 0,
+    cwrap: () => () => {
+      throw new Poly1305SkippedError("ssh2's pure-JS chacha20-poly1305 ran although its native binding is loaded (node/startup-memory.ts)");
+    },
+  });
+}
+
+function standIn(path: string, exports: unknown): void {
+  const m = new Module(path);
+  m.filename = path;
+  m.loaded = true;
+  m.exports = exports;
+  require.cache[path] = m;
+}
+
+export type Ssh2Skip = 'skipped' | 'no-binding' | 'too-late';
+
+/**
+ * Stand-ins for ssh2's poly1305 WebAssembly module and cpu-features (see above). Must run before
+ * ssh2 is first loaded ('too-late' otherwise, nothing changed); 'no-binding' when the native
+ * binding does not load (nothing changed). `loadBinding` is for tests.
+ */
+export function skipUnusedSsh2Parts(loadBinding: (path: string) => unknown = require): Ssh2Skip {
+  const where = resolveFromSsh2();
+  if (require.cache[where.constants] || require.cache[where.poly1305]) return 'too-late';
+  try {
+    loadBinding(where.binding);
+  } catch {
+    return 'no-binding';
+  }
+  standIn(where.poly1305, poly1305StandIn);
+  if (where.cpuFeatures) standIn(where.cpuFeatures, () => undefined);
+  return 'skipped';
+}
+
+/** V8's defaults (`node --v8-options`), given back after start-up. */
+const DEFAULT_TICKS_BEFORE_OPTIMIZATION = 3;
+const DEFAULT_EARLY_OPT_BYTECODE = 81;
+
+/**
+ * Keeps V8 from optimizing any function until the returned function is called (see above).
+ * Does nothing when node was started with a tiering flag of its own.
+ */
+export function holdOptimization(argv: readonly string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')]): () => void {
+  if (argv.some((a) => /^--(ticks-before-optimization|max-bytecode-size-for-early-opt|max-opt|always-turbofan|no-opt|jitless)\b/.test(a.replace(/_/g, '-')))) return () => {};
+  setFlagsFromString('--ticks-before-optimization=100000');
+  setFlagsFromString('--max-bytecode-size-for-early-opt=0');
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    setFlagsFromString(`--ticks-before-optimization=${DEFAULT_TICKS_BEFORE_OPTIMIZATION}`);
+    setFlagsFromString(`--max-bytecode-size-for-early-opt=${DEFAULT_EARLY_OPT_BYTECODE}`);
+  };
+}
+
+/**
+ * Calls `release` once, at the first connection any server of this process accepts (Node's
+ * `net.server.socket` diagnostics channel). Returns a function that releases at once.
+ */
+export function releaseOnFirstConnection(release: () => void): () => void {
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    diagnosticsChannel.unsubscribe('net.server.socket', once);
+    release();
+  };
+  diagnosticsChannel.subscribe('net.server.socket', once);
+  return once;
+}
