@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // First, before ssh2 and the rest load: what an idle relay keeps from its start (node/startup-memory.ts).
-import { endStartup } from './start-lean.js';
+import './start-lean.js';
 import { bootRelay, firewallStartMessage } from './boot.js';
 import { ConfigError, parseConfig } from './config.js';
 import { ControlError } from './control-client.js';
@@ -51,7 +51,6 @@ async function main(): Promise<number> {
     windowMs: 60_000,
     exit: (code) => process.exit(code),
   });
-  endStartup();
   // A machine-readable line for supervisors and tests.
   process.stdout.write(`${JSON.stringify({ ready: true, ssh: booted.addrs.ssh, metrics: booted.addrs.metrics, node_id: booted.state.node_id })}\n`);
 

@@ -1,14 +1,7 @@
-import { holdOptimization, releaseOnFirstConnection, skipUnusedSsh2Parts } from './startup-memory.js';
+import { skipUnusedSsh2Parts } from './startup-memory.js';
 
 /**
  * The first module tunnel-node loads (node/main.ts imports it before anything else, so this runs
  * before ssh2 and the rest are loaded): see node/startup-memory.ts.
  */
 skipUnusedSsh2Parts();
-
-const releaseOptimization = holdOptimization();
-
-/** Call once the relay is ready: hot functions are optimized again from its first inbound connection on. */
-export function endStartup(): void {
-  releaseOnFirstConnection(releaseOptimization);
-}

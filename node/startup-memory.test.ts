@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type * as Ssh2 from 'ssh2';
-import { Poly1305SkippedError, poly1305StandIn, releaseOnFirstConnection, skipUnusedSsh2Parts } from './startup-memory.js';
-import { createServer, connect, type AddressInfo } from 'node:net';
+import { Poly1305SkippedError, poly1305StandIn, skipUnusedSsh2Parts } from './startup-memory.js';
 
 // This file must not load ssh2 before the tests below call skipUnusedSsh2Parts (node --test runs
 // each file in its own process): ssh2 is only required inside the tests, in this order.
@@ -87,59 +84,5 @@ describe('ssh2 parts the relay never runs (node/startup-memory.ts)', () => {
 
   it('too late once ssh2 is loaded: nothing changes', () => {
     assert.equal(skipUnusedSsh2Parts(), 'too-late');
-  });
-});
-
-/** In a fresh node: whether a hot function was optimized while held, and after release (-1: not within 100,000 calls). */
-function optimization(mode: 'hold-then-release' | 'default', nodeArgs: string[] = []): { during: boolean; callsAfter: number } {
-  const mod = fileURLToPath(new URL('./startup-memory.js', import.meta.url));
-  const script = `
-    const { holdOptimization } = await import(${JSON.stringify(mod)});
-    const release = ${JSON.stringify(mode)} === 'default' ? () => {} : holdOptimization();
-    const optimized = (f) => (%GetOptimizationStatus(f) & 16) !== 0; // kOptimized
-    function hot(a) { let s = 0; for (let i = 0; i < 100; i++) s += (a * i) ^ (i << 2); return s; }
-    let t = 0;
-    for (let i = 0; i < 200000; i++) t += hot(i);
-    const during = optimized(hot);
-    release();
-    let n = 0;
-    while (!optimized(hot) && n < 100000) t += hot(n++);
-    process.stdout.write(JSON.stringify({ during, callsAfter: optimized(hot) ? n : -1, t: t > 0 }));
-  `;
-  const r = spawnSync(process.execPath, ['--allow-natives-syntax', ...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout) as { during: boolean; callsAfter: number };
-}
-
-describe('optimization during start-up (node/startup-memory.ts)', () => {
-  it('by default a hot function is optimized (else the next test proves nothing)', () => {
-    assert.equal(optimization('default').during, true);
-  });
-
-  it('held: not optimized however hot; released: optimized soon after', () => {
-    const r = optimization('hold-then-release');
-    assert.equal(r.during, false);
-    assert.ok(r.callsAfter >= 0, 'optimized again after release');
-  });
-
-  it("an operator's own tiering flag is left alone", () => {
-    assert.equal(optimization('hold-then-release', ['--ticks-before-optimization=3']).during, true);
-  });
-});
-
-describe('release at the first inbound connection (node/startup-memory.ts)', () => {
-  it('releases once, when a server of this process accepts its first connection, not before', async () => {
-    let releases = 0;
-    releaseOnFirstConnection(() => releases++);
-    const server = createServer((c) => c.end());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    assert.equal(releases, 0, 'listening is not a connection');
-    for (let i = 0; i < 2; i++) {
-      const c = connect(port, '127.0.0.1');
-      await new Promise((r) => c.on('close', r));
-    }
-    assert.equal(releases, 1);
-    await new Promise<void>((r) => server.close(() => r()));
   });
 });

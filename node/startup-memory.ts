@@ -1,10 +1,8 @@
 import { createRequire, Module } from 'node:module';
-import diagnosticsChannel from 'node:diagnostics_channel';
-import { setFlagsFromString } from 'node:v8';
 
 /**
- * What an idle relay keeps from its start (issue 11: an idle relay at most 60 MB RSS). All are
- * applied by node/start-lean.ts, the first module node/main.ts loads; tests call them directly.
+ * What an idle relay keeps from its start (issue 11: an idle relay at most 60 MB RSS). Applied
+ * by node/start-lean.ts, the first module node/main.ts loads; tests call it directly.
  *
  * 1. ssh2 loads two things the relay never runs when its native crypto binding is present:
  *    - lib/protocol/crypto/poly1305.js, an Emscripten WebAssembly module that the pure-JS
@@ -18,16 +16,11 @@ import { setFlagsFromString } from 'node:v8';
  *    and only if the binding loads here (else ssh2 needs the WebAssembly module, and gets it).
  *    The stand-in of poly1305 throws if it is ever called. An ssh2 upgrade re-checks this
  *    (node/ssh2-internals.ts lists it).
- * 2. Loading about 160 ES modules (zod alone is 95) makes a few of Node's own module-loader
- *    functions hot enough for TurboFan, whose compiler code (pages of the node binary) then stays
- *    in RSS: 3.4 MB of an idle relay, measured; nothing is optimized once the relay is ready and
- *    idle. holdOptimization keeps V8 from optimizing during start-up (its tiering reads
- *    `--ticks-before-optimization` and `--max-bytecode-size-for-early-opt` at every decision) and
- *    gives the defaults back at the first connection the process accepts once it is ready (an
- *    SSH client or a /metrics scrape: releaseOnFirstConnection). Given back at ready instead, the
- *    module-loader functions hot from start-up were optimized within seconds anyway. A function
- *    hot at start-up is optimized at its next tick after that (a test shows it), so traffic runs
- *    optimized code as before.
+ *
+ * Not done (measured, issue 11): keeping V8 from optimizing until the first connection saved the
+ * 3.4 MB of TurboFan code pages that loading ~160 ES modules brings in, but only until the first
+ * SSH client or /metrics scrape, and it had to restore V8's tiering defaults by value, which
+ * differ between the Node versions Tunnel supports.
  */
 
 const require = createRequire(import.meta.url);
@@ -91,41 +84,4 @@ export function skipUnusedSsh2Parts(loadBinding: (path: string) => unknown = req
   standIn(where.poly1305, poly1305StandIn);
   if (where.cpuFeatures) standIn(where.cpuFeatures, () => undefined);
   return 'skipped';
-}
-
-/** V8's defaults (`node --v8-options`), given back after start-up. */
-const DEFAULT_TICKS_BEFORE_OPTIMIZATION = 3;
-const DEFAULT_EARLY_OPT_BYTECODE = 81;
-
-/**
- * Keeps V8 from optimizing any function until the returned function is called (see above).
- * Does nothing when node was started with a tiering flag of its own.
- */
-export function holdOptimization(argv: readonly string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')]): () => void {
-  if (argv.some((a) => /^--(ticks-before-optimization|max-bytecode-size-for-early-opt|max-opt|always-turbofan|no-opt|jitless)\b/.test(a.replace(/_/g, '-')))) return () => {};
-  setFlagsFromString('--ticks-before-optimization=100000');
-  setFlagsFromString('--max-bytecode-size-for-early-opt=0');
-  let held = true;
-  return () => {
-    if (!held) return;
-    held = false;
-    setFlagsFromString(`--ticks-before-optimization=${DEFAULT_TICKS_BEFORE_OPTIMIZATION}`);
-    setFlagsFromString(`--max-bytecode-size-for-early-opt=${DEFAULT_EARLY_OPT_BYTECODE}`);
-  };
-}
-
-/**
- * Calls `release` once, at the first connection any server of this process accepts (Node's
- * `net.server.socket` diagnostics channel). Returns a function that releases at once.
- */
-export function releaseOnFirstConnection(release: () => void): () => void {
-  let done = false;
-  const once = () => {
-    if (done) return;
-    done = true;
-    diagnosticsChannel.unsubscribe('net.server.socket', once);
-    release();
-  };
-  diagnosticsChannel.subscribe('net.server.socket', once);
-  return once;
 }
