@@ -67,4 +67,30 @@ describe('holdWritesWhileSocketFull', () => {
     assert.equal(n, 64);
     assert.throws(() => holdWritesWhileSocketFull(channelOver(sock), sock, 1 * KiB), RangeError);
   });
+
+  it('many channels of one connection wait on its socket with one listener, and all go on at drain or close', async () => {
+    for (const end of ['drain', 'close'] as const) {
+      const { sock, release } = slowSocket();
+      const warnings: Error[] = [];
+      const onWarning = (w: Error) => warnings.push(w);
+      process.on('warning', onWarning);
+      const done: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const channel = channelOver(sock);
+        holdWritesWhileSocketFull(channel, sock, 64 * KiB);
+        channel.write(Buffer.alloc(80 * KiB), () => done.push(i));
+      }
+      await tick();
+      assert.equal(done.length, 0, 'all held');
+      assert.equal(sock.listenerCount('drain'), 1);
+      if (end === 'drain') release();
+      else sock.destroy();
+      await tick();
+      await tick();
+      assert.equal(done.length, 50, `all released at ${end}`);
+      assert.equal(sock.listenerCount('drain'), 0);
+      process.off('warning', onWarning);
+      assert.deepEqual(warnings, []);
+    }
+  });
 });

@@ -28,7 +28,26 @@ export function holdWritesWhileSocketFull(channel: Writable, sock: Writable, lim
   ch._write = function (chunk, encoding, cb) {
     write.call(this, chunk, encoding, (err) => {
       if (err || sock.destroyed || sock.writableLength <= limit) return cb(err);
-      sock.once('drain', () => cb());
+      whenDrained(sock, () => cb());
     });
   };
+}
+
+/** Channels of one connection waiting for its socket: one 'drain' and one 'close' listener per socket, however many channels wait. */
+const waiting = new WeakMap<Writable, (() => void)[]>();
+
+/** Calls `go` when `sock` drains, or closes (the channel's connection is going down then). */
+function whenDrained(sock: Writable, go: () => void): void {
+  const queue = waiting.get(sock);
+  if (queue) return void queue.push(go);
+  const fresh = [go];
+  waiting.set(sock, fresh);
+  const release = () => {
+    sock.off('drain', release);
+    sock.off('close', release);
+    waiting.delete(sock);
+    for (const f of fresh) f();
+  };
+  sock.on('drain', release);
+  sock.on('close', release);
 }
