@@ -371,12 +371,29 @@ describe('WindowBudget', () => {
 
   it('never hands out more than its budget', () => {
     const b = new WindowBudget({ budgetBytes: 10, channelMaxBytes: 4 * MiB, sweepMs: 0 });
-    assert.equal(b.take(6), 6);
-    assert.equal(b.take(6), 4);
-    assert.equal(b.take(1), 0);
-    b.give(5);
-    assert.equal(b.take(8), 5);
+    const share = { reserved: 0 };
+    assert.equal(b.take(6, share), 6);
+    assert.equal(b.take(6, share), 4);
+    assert.equal(b.take(1, share), 0);
+    b.give(5, share);
+    assert.equal(b.take(8, share), 5);
     assert.equal(b.status().peakReserved, 10);
+  });
+
+  it("one connection's channels together never take more than its share; the rest stays for other connections", () => {
+    const b = new WindowBudget({ budgetBytes: 10, channelMaxBytes: 4 * MiB, connectionShareBytes: 6, sweepMs: 0 });
+    const pinned = { reserved: 0 };
+    const other = { reserved: 0 };
+    assert.equal(b.take(4, pinned), 4);
+    assert.equal(b.take(4, pinned), 2, 'a second channel of the same connection gets what is left of its share');
+    assert.equal(b.take(1, pinned), 0);
+    assert.equal(b.take(8, other), 4, 'another connection still gets the rest of the budget');
+    b.give(2, pinned);
+    assert.equal(pinned.reserved, 4);
+    assert.equal(b.take(8, other), 2, 'what one connection gives back is free for others');
+    assert.equal(b.take(8, pinned), 0, 'the budget is the bound too (its share has 2 left)');
+    assert.equal(b.status().reserved, 10);
+    assert.throws(() => new WindowBudget({ budgetBytes: 10, channelMaxBytes: 4 * MiB, connectionShareBytes: -1 }), RangeError);
   });
 
   it('says which ssh2 internal is missing when ssh2 changed', () => {

@@ -63,6 +63,12 @@ export interface WindowBudgetOptions {
   budgetBytes: number;
   /** Largest window one channel may grow to (at least the standard 2 MiB). */
   channelMaxBytes: number;
+  /**
+   * The most the channels of one connection (adopt's `owner`) may reserve together (default: the
+   * whole budget). SSH cannot take back a window once granted, so a peer that grows windows and
+   * then sends nothing keeps its reservation: this share is what one such peer can pin.
+   */
+  connectionShareBytes?: number;
   /** How often idle channels give their reservation back; 0: no timer (tests call sweep()). */
   sweepMs?: number;
   /**
@@ -89,9 +95,16 @@ export interface WindowBudgetStatus {
   committedAbove(): number;
 }
 
+/** What the channels of one connection have reserved together. */
+interface Share {
+  reserved: number;
+}
+
 export class WindowBudget {
   readonly budget: number;
   readonly channelMax: number;
+  readonly connectionShare: number;
+  #shares = new WeakMap<object, Share>();
   #reserved = 0;
   #peak = 0;
   #channels = new Set<AdaptiveChannel>();
@@ -105,6 +118,8 @@ export class WindowBudget {
     if (!(o.budgetBytes >= 0) || !(o.channelMaxBytes >= STANDARD_WINDOW)) throw new RangeError(`window budget >= 0 and channel max >= ${STANDARD_WINDOW}`);
     this.budget = o.budgetBytes;
     this.channelMax = o.channelMaxBytes;
+    this.connectionShare = o.connectionShareBytes ?? o.budgetBytes;
+    if (!(this.connectionShare >= 0)) throw new RangeError('connection share >= 0');
     this.#sweepMs = o.sweepMs ?? 2_000;
     this.rttSlack = o.rttSlack ?? 0.5;
     this.rttSlackMs = o.rttSlackMs ?? 2;
@@ -115,11 +130,15 @@ export class WindowBudget {
    * Puts an ssh2 channel (server or client side) under this budget. Returns false, leaving the
    * channel standard, when growth is off (budget 0 or channel max at the standard window).
    * `accepted`: this side confirmed the channel just now, so the peer cannot have sent data yet
-   * and its first byte is a round-trip sample (see the file comment).
+   * and its first byte is a round-trip sample (see the file comment). `owner`: the connection
+   * the channel belongs to (its channels share `connectionShareBytes`; default: the channel).
    */
-  adopt(ch: Duplex, o: { accepted?: boolean } = {}): boolean {
+  adopt(ch: Duplex, o: { accepted?: boolean; owner?: object } = {}): boolean {
     if (this.budget === 0 || this.channelMax <= STANDARD_WINDOW) return false;
-    const a = new AdaptiveChannel(this, channelWindow(ch), o.accepted === true);
+    const owner = o.owner ?? ch;
+    let share = this.#shares.get(owner);
+    if (!share) this.#shares.set(owner, (share = { reserved: 0 }));
+    const a = new AdaptiveChannel(this, channelWindow(ch), o.accepted === true, share);
     this.#channels.add(a);
     ch.once('close', () => this.#drop(a));
     if (!this.#timer && this.#sweepMs > 0) {
@@ -148,16 +167,18 @@ export class WindowBudget {
     };
   }
 
-  /** Up to `want` more bytes for one channel; returns what it got. */
-  take(want: number): number {
-    const got = Math.max(0, Math.min(want, this.budget - this.#reserved));
+  /** Up to `want` more bytes for one channel of the connection whose share is `share`; returns what it got. */
+  take(want: number, share: Share): number {
+    const got = Math.max(0, Math.min(want, this.budget - this.#reserved, this.connectionShare - share.reserved));
     this.#reserved += got;
+    share.reserved += got;
     if (this.#reserved > this.#peak) this.#peak = this.#reserved;
     return got;
   }
 
-  give(n: number): void {
+  give(n: number, share: Share): void {
     this.#reserved -= n;
+    share.reserved -= n;
   }
 
   #drop(a: AdaptiveChannel): void {
@@ -199,7 +220,10 @@ class AdaptiveChannel {
   #receivedSinceSweep = 0;
   #gone = false;
 
-  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean) {
+  readonly #share: Share;
+
+  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean, share: Share) {
+    this.#share = share;
     this.#budget = budget;
     this.#w = w;
     // The confirmation is the first grant: the peer's first byte comes a round trip later.
@@ -279,7 +303,7 @@ class AdaptiveChannel {
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
     // What it still holds above what it wants (draining after a halving) counts first.
     const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);
-    this.reserved += this.#budget.take(more);
+    this.reserved += this.#budget.take(more, this.#share);
     const wanted = Math.max(this.#wanted, Math.min(next - STANDARD_WINDOW, this.reserved));
     // The next sample starts with the grant that opens the bigger window, but it still shows
     // whether the sender waited at the old one: only the one after it measures the new window.
@@ -312,7 +336,7 @@ class AdaptiveChannel {
     const floor = Math.max(0, this.committed - STANDARD_COMMITTED);
     const keep = Math.ceil(Math.max(bytes, floor));
     if (keep < this.reserved) {
-      this.#budget.give(this.reserved - keep);
+      this.#budget.give(this.reserved - keep, this.#share);
       this.reserved = keep;
     }
   }
@@ -332,7 +356,7 @@ class AdaptiveChannel {
   /** The channel closed: nothing more arrives, everything goes back. */
   release(): void {
     this.#gone = true;
-    this.#budget.give(this.reserved);
+    this.#budget.give(this.reserved, this.#share);
     this.reserved = 0;
     this.#wanted = 0;
   }

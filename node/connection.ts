@@ -439,7 +439,7 @@ export class RelayConnection {
             return reject(err);
           }
           this.#channels++;
-          if (this.#adaptive) this.#ctx.windows.adopt(ch);
+          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this });
           ch.once(
             'close',
             this.#guard.wrap('channel-close', () => {
@@ -486,7 +486,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return closeLate(xch);
         this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true });
+        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this });
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         const b = bridge(
@@ -528,7 +528,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return void sock.destroy();
         this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true });
+        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this });
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });

@@ -20,7 +20,7 @@ import { RevocationFeed } from './leases/revocation-feed.js';
 import type { Logger } from '../shared/logger.js';
 import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
-import { nativeCryptoAvailable } from './ssh2-internals.js';
+import { nativeCryptoAvailable, STANDARD_WINDOW } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer } from './gc-pacer.js';
 import { Startups } from './startups.js';
@@ -121,7 +121,13 @@ export function createRelay(deps: RelayDeps): Relay {
   const startups = new Startups(config.limits.startups);
   // Frees ssh2's per-packet buffers promptly under traffic (node/gc-pacer.ts).
   const gcPacer = createGcPacer(config.gcEveryBytes);
-  const windows = new WindowBudget({ budgetBytes: config.limits.windowBudgetBytes, channelMaxBytes: config.limits.channelWindowMaxBytes });
+  // One connection may pin at most a quarter of the budget (at least one channel's growth):
+  // a peer that grows windows and then sends nothing keeps what it was granted.
+  const windows = new WindowBudget({
+    budgetBytes: config.limits.windowBudgetBytes,
+    channelMaxBytes: config.limits.channelWindowMaxBytes,
+    connectionShareBytes: Math.max(config.limits.channelWindowMaxBytes - STANDARD_WINDOW, Math.floor(config.limits.windowBudgetBytes / 4)),
+  });
   const ctx: RelayContext = {
     config,
     clock,
