@@ -61,6 +61,12 @@ describe('ssh2 parts the relay never runs (node/startup-memory.ts)', () => {
     assert.equal(require.cache[cpuPath], undefined);
   });
 
+  it('a binding that was never built (install scripts not run) is no-binding, not a crash at start', () => {
+    const notBuilt = (specifier: string) => require(specifier.replace('sshcrypto.node', 'never-built.node'));
+    assert.equal(skipUnusedSsh2Parts(notBuilt), 'no-binding');
+    assert.equal(require.cache[polyPath], undefined);
+  });
+
   it('with it, ssh2 loads with the stand-ins and chacha20-poly1305 and aes128-gcm still carry data', async () => {
     assert.equal(skipUnusedSsh2Parts(), 'skipped', 'the binding loads here (CI builds it)');
     assert.equal(require.cache[polyPath]?.exports, poly1305StandIn);

@@ -25,8 +25,14 @@ import { createRequire, Module } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-/** Where each part lives, resolved from this package's ssh2 (undefined: not installed). */
-function resolveFromSsh2(): { binding: string; poly1305: string; constants: string; cpuFeatures?: string } {
+/**
+ * ssh2's native crypto binding, built by its install script: missing when that script did not run
+ * (e.g. `npm install -g` without allowing install scripts), and ssh2 then runs its pure-JS ciphers.
+ */
+const BINDING = 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.node';
+
+/** Where each part lives, resolved from this package's ssh2 (cpuFeatures undefined: not installed). */
+function resolveFromSsh2(): { poly1305: string; constants: string; cpuFeatures?: string } {
   const constants = require.resolve('ssh2/lib/protocol/constants.js');
   let cpuFeatures: string | undefined;
   try {
@@ -35,7 +41,6 @@ function resolveFromSsh2(): { binding: string; poly1305: string; constants: stri
     cpuFeatures = undefined; // an optional dependency of ssh2
   }
   return {
-    binding: require.resolve('ssh2/lib/protocol/crypto/build/Release/sshcrypto.node'),
     poly1305: require.resolve('ssh2/lib/protocol/crypto/poly1305.js'),
     constants,
     cpuFeatures,
@@ -73,11 +78,11 @@ export type Ssh2Skip = 'skipped' | 'no-binding' | 'too-late';
  * ssh2 is first loaded ('too-late' otherwise, nothing changed); 'no-binding' when the native
  * binding does not load (nothing changed). `loadBinding` is for tests.
  */
-export function skipUnusedSsh2Parts(loadBinding: (path: string) => unknown = require): Ssh2Skip {
+export function skipUnusedSsh2Parts(loadBinding: (specifier: string) => unknown = require): Ssh2Skip {
   const where = resolveFromSsh2();
   if (require.cache[where.constants] || require.cache[where.poly1305]) return 'too-late';
   try {
-    loadBinding(where.binding);
+    loadBinding(BINDING); // resolves and loads; throws MODULE_NOT_FOUND when it was never built
   } catch {
     return 'no-binding';
   }
