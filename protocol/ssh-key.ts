@@ -120,14 +120,23 @@ export function formatPublicKeyLine(publicKey: Buffer, comment?: string): string
  */
 const rawPublicKeys = new WeakMap<KeyObject, Buffer>();
 
+/** SubjectPublicKeyInfo DER of an Ed25519 key up to the key itself (RFC 8410). */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
 /** The 32-byte raw public key of an ed25519 KeyObject (public or private). */
 export function rawPublicKey(key: KeyObject): Buffer {
   let raw = rawPublicKeys.get(key);
   if (raw === undefined) {
     const pub = key.type === 'private' ? createPublicKey(key) : key;
     if (pub.asymmetricKeyType !== 'ed25519') throw new SshKeyError('KEY_BAD_TYPE', 'only ed25519 keys are supported');
-    const { x } = pub.export({ format: 'jwk' });
-    raw = expectLength(Buffer.from(x ?? '', 'base64url'), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
+    // From the SPKI DER (a fixed 12-byte prefix, then the key), not the JWK: Node 20's JWK
+    // export could deadlock in a GC it triggers while holding the key's lock (seen in
+    // bench:control: ExportJWKEdKey -> GC -> ~KeyGenJob waiting on the same mutex).
+    const der = pub.export({ type: 'spki', format: 'der' });
+    if (der.length !== ED25519_SPKI_PREFIX.length + ED25519_PUBLIC_KEY_LENGTH || !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
+      throw new SshKeyError('KEY_BAD_TYPE', 'not an ed25519 public key');
+    }
+    raw = Buffer.from(der.subarray(ED25519_SPKI_PREFIX.length));
     rawPublicKeys.set(key, raw);
   }
   return Buffer.from(raw);
