@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { createPrivateKey, randomFillSync, sign as cryptoSign } from 'node:crypto';
+import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
+import { randomPool } from '../shared/random-pool.js';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { Client, Connection, ParsedKey } from 'ssh2';
@@ -412,17 +413,10 @@ export function hostKeyWithKeyObject(pem: string): ParsedKey {
   return parsed;
 }
 
-/** A pool of CSPRNG bytes that packet padding is taken from (refilled with one randomFillSync call when used up). */
-const PADDING_POOL_BYTES = 64 * 1024;
-let paddingPool = Buffer.alloc(0);
-let paddingPos = 0;
+/** CSPRNG bytes that packet padding is taken from (shared/random-pool.ts). */
+const paddingBytes = randomPool(64 * 1024);
 function fillPadding(packet: Buffer, offset: number, len: number): void {
-  if (paddingPos + len > paddingPool.length) {
-    paddingPool = randomFillSync(Buffer.allocUnsafe(PADDING_POOL_BYTES));
-    paddingPos = 0;
-  }
-  paddingPool.copy(packet, offset, paddingPos, paddingPos + len);
-  paddingPos += len;
+  paddingBytes(len).copy(packet, offset);
 }
 
 interface OutboundCipher {

@@ -1,4 +1,5 @@
-import { randomBytes, randomFillSync, randomUUID, createHash } from 'node:crypto';
+import { randomBytes, randomUUID, createHash } from 'node:crypto';
+import { randomPool } from '../../shared/random-pool.js';
 
 /** Injected source of identifiers and secrets. */
 export interface Ids {
@@ -15,27 +16,8 @@ export interface Ids {
 // RFC 8628 §6.1: a reduced alphabet without vowels or look-alikes.
 const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
 
-/**
- * Random bytes for small draws taken often (a lease's certificate serial): one `randomFillSync`
- * per 4 KiB instead of one per draw (issue 11: a call each was about 1% of a lease's CPU). Every
- * byte comes from the same CSPRNG and is handed out once; a used-up pool is replaced, never
- * refilled, so a draw already handed out (a subarray) never changes.
- */
-const POOL_BYTES = 4096;
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
-
-/** `n` (at most 4 KiB) fresh random bytes: a view into the pool, not to be written to. */
-export function pooledRandomBytes(n: number): Buffer {
-  if (n > POOL_BYTES) throw new RangeError(`pooledRandomBytes: at most ${POOL_BYTES} bytes`);
-  if (poolOffset + n > pool.length) {
-    pool = randomFillSync(Buffer.allocUnsafeSlow(POOL_BYTES));
-    poolOffset = 0;
-  }
-  const out = pool.subarray(poolOffset, poolOffset + n);
-  poolOffset += n;
-  return out;
-}
+/** `n` (at most 4 KiB) fresh random bytes for small draws taken often: a view into a pool (shared/random-pool.ts), not to be written to. */
+export const pooledRandomBytes = randomPool(4096);
 
 export const randomIds: Ids = {
   id: (prefix) => `${prefix}_${randomUUID().replaceAll('-', '')}`,

@@ -1,0 +1,21 @@
+import { randomFillSync } from 'node:crypto';
+
+/**
+ * CSPRNG bytes for small draws taken often (packet padding, certificate serials and nonces): one
+ * `randomFillSync` per pool instead of one per draw (issue 11). Every byte is handed out once; a
+ * used-up pool is replaced, never refilled, so a draw already handed out (a view) never changes.
+ */
+export function randomPool(bytes: number): (n: number) => Buffer {
+  let pool = Buffer.alloc(0);
+  let offset = 0;
+  return (n) => {
+    if (n > bytes) throw new RangeError(`random pool: at most ${bytes} bytes per draw`);
+    if (offset + n > pool.length) {
+      pool = randomFillSync(Buffer.allocUnsafeSlow(bytes));
+      offset = 0;
+    }
+    const out = pool.subarray(offset, offset + n);
+    offset += n;
+    return out;
+  };
+}
