@@ -162,10 +162,11 @@ function pathValue(doc: Doc, schema: Schema): fc.Arbitrary<string> {
     .map((v) => {
       try {
         const encoded = encodeURIComponent(v) || 'x';
-        // "." and ".." are dot segments: every URL parser removes them (RFC 3986 §5.2.4), so
-        // `/v1/service-tokens/.` would reach `/v1/service-tokens/`, another path. Send them as
-        // the id a client would mean (percent-encoded dots).
-        return encoded === '.' || encoded === '..' ? encoded.replaceAll('.', '%2E') : encoded;
+        // "." and ".." are dot segments: every URL parser removes them (RFC 3986 §5.2.4), and
+        // WHATWG URL (fetch) treats "%2E" as a dot too, so `/v1/egress-targets/%2E` reached
+        // `/v1/egress-targets/`, another path (a 405 no document lists). No client can send
+        // them as a parameter; send a value next to them instead.
+        return /^(\.|%2e){1,2}$/i.test(encoded) ? `${encoded}_` : encoded;
       } catch {
         // A lone surrogate: send the bytes a careless encoder would (not valid UTF-8).
         return '%ED%A0%80';
