@@ -1,7 +1,10 @@
 /**
  * Lease issuance throughput of the control plane: POST /v1/leases (access-token check, lease
  * token + OpenSSH certificate, lease row + audit row) with concurrent clients over loopback HTTP,
- * on the embedded PGlite and on a throwaway Postgres cluster.
+ * on the embedded PGlite and on a throwaway Postgres cluster (test/harness/postgres.ts runs it
+ * with fsync, synchronous_commit and full_page_writes off, like the test clusters, so commits
+ * do not wait for the disk; a production server adds its flush latency to every lease, not CPU
+ * to the control plane).
  *
  * The server is the real built binary (`node dist/control/main.js`, production scrypt cost and
  * sealed keys, system clock) in its own process, so the load generator here does not share its
