@@ -4,10 +4,19 @@
  * without dropping or reordering anything. This kernel has no netem; the long-distance rows of
  * bench:e2e put one in front of the relay (and of sshd) with it.
  *
+ * It is bench equipment sharing the machine's cores with what it measures (a real link costs the
+ * hosts nothing), so it moves bytes as cheaply as Node allows: each socket reads with net's
+ * `onread` straight into reused 1 MiB slabs (up to the rest of the slab per read call, not Node's
+ * 64 KiB into a fresh Buffer, and no 'data' event), the queue holds views of the slabs, and when
+ * a chunk is due every chunk due by then goes out in one corked write (one writev call) instead
+ * of one write per chunk and a 'drain' between. Slabs go back to a small pool once written: a
+ * fresh 1 MiB allocation is a fresh mapping, and page faults on it cost more than the copy.
+ *
  * Memory is bounded: each direction of each connection holds at most `maxQueuedBytes` (plus the
- * one chunk being read when the bound is reached, at most a socket read of 64 KiB). At the bound
- * it stops reading its source (TCP backpressure to the sender) and resumes once the queue is down
- * to half. So a process with N connections holds at most N x 2 x (maxQueuedBytes + 64 KiB).
+ * one read in progress when the bound is reached, at most MAX_READ_BYTES). At the bound it stops
+ * reading its source (TCP backpressure to the sender) and resumes once the queue is down to half.
+ * So a process with N connections holds at most N x 2 x (maxQueuedBytes + 2 slabs) in slabs,
+ * plus at most MAX_FREE_SLABS slabs in the pool.
  * A bound below bandwidth x delay would cap throughput at maxQueuedBytes / oneWayMs; the default
  * (64 MiB) allows 850 MB/s at 75 ms one way, more than this machine moves through a tunnel.
  * A chunk also waits while its destination socket is not draining (its kernel buffer is full).
@@ -17,10 +26,19 @@
  * pairs, so a test can see everything was torn down.
  */
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type OnReadOpts, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { acceptedWithOnread } from './onread-socket.js';
 
 export const DEFAULT_MAX_QUEUED = 64 * 1024 * 1024;
+/** Read bytes wait in slabs of this size. */
+const SLAB_BYTES = 1024 * 1024;
+/** The most one read call takes from a socket (the rest of a slab). */
+export const MAX_READ_BYTES = SLAB_BYTES;
+/** A read gets at least this much room: with less left in the slab, it goes into another one. */
+const MIN_READ_BYTES = 64 * 1024;
+/** Written bytes Node may hold for a destination before the line waits for 'drain'. */
+const WRITE_HIGH_WATER = 1024 * 1024;
 
 export interface DelayLineOptions {
   /** Where to forward, on 127.0.0.1. */
@@ -42,21 +60,41 @@ export interface DelayLine {
   close(): Promise<void>;
 }
 
-type Item = { due: number; chunk: Buffer | null };
+type Item = { due: number; chunk: Buffer | null; slab?: Slab };
 
-/** One direction: src -> (hold oneWayMs) -> dst, EOF included. */
-function pipeDelayed(src: Socket, dst: Socket, oneWayMs: () => number, maxQueued: number, peak: (n: number) => void): void {
+/** Where read bytes wait: filled in order, back to the pool once written and no longer filled. */
+type Slab = { buf: Buffer; used: number; pending: number };
+
+/** Written slabs kept for reuse (see the file comment), shared by all connections. */
+const freeSlabs: Buffer[] = [];
+const MAX_FREE_SLABS = 16;
+const takeSlab = (): Slab => ({ buf: freeSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES), used: 0, pending: 0 });
+const release = (s: Slab): void => {
+  if (freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(s.buf);
+};
+
+/**
+ * One direction: src -> (hold oneWayMs) -> dst, EOF included. Returns src's `onread` option (the
+ * socket is created with it) and `attach`, which starts the direction once both sockets exist.
+ */
+function delayedDirection(oneWayMs: () => number, maxQueued: number, peak: (n: number) => void) {
   const queue: Item[] = [];
   let head = 0;
   let queued = 0;
   let timer: NodeJS.Timeout | undefined;
   let waitingDrain = false;
   let paused = false;
+  let src: Socket | undefined;
+  let dst: Socket | undefined;
+  /** The slab being read into. */
+  let slab: Slab = takeSlab();
 
   const flush = (): void => {
     timer = undefined;
-    if (waitingDrain || dst.destroyed) return;
+    if (!dst || waitingDrain || dst.destroyed) return;
     const now = performance.now();
+    let end = false;
+    dst.cork();
     while (head < queue.length) {
       const item = queue[head]!;
       // Never early: a timer may fire up to a millisecond before performance.now() reaches `due`.
@@ -66,52 +104,90 @@ function pipeDelayed(src: Socket, dst: Socket, oneWayMs: () => number, maxQueued
       }
       head++;
       if (item.chunk === null) {
-        dst.end();
-        continue;
-      }
-      queued -= item.chunk.length;
-      if (!dst.write(item.chunk)) {
-        waitingDrain = true;
-        dst.once('drain', () => {
-          waitingDrain = false;
-          flush();
-        });
+        end = true;
         break;
       }
+      queued -= item.chunk.length;
+      const from = item.slab!;
+      dst.write(item.chunk, () => {
+        // Written (or the socket is gone): the slab may go back once it is no longer filled.
+        if (--from.pending === 0 && from !== slab) release(from);
+      });
+    }
+    // Everything due in one writev call.
+    dst.uncork();
+    if (end) dst.end();
+    else if (dst.writableLength > WRITE_HIGH_WATER) {
+      waitingDrain = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      dst.once('drain', () => {
+        waitingDrain = false;
+        flush();
+      });
     }
     if (head > 1024 && head * 2 > queue.length) {
       queue.splice(0, head);
       head = 0;
     }
-    if (paused && queued <= maxQueued / 2 && !src.destroyed) {
+    if (paused && queued <= maxQueued / 2 && src && !src.destroyed) {
       paused = false;
       src.resume();
     }
   };
 
-  const push = (chunk: Buffer | null): void => {
+  const push = (chunk: Buffer | null, from?: Slab): void => {
     const delay = oneWayMs();
+    const now = performance.now();
     // Later chunks never overtake earlier ones, even right after the delay was lowered.
-    const last = queue.length > head ? queue[queue.length - 1]!.due : 0;
-    queue.push({ due: Math.max(performance.now() + delay, last), chunk });
+    const last = queue.length > head ? queue[queue.length - 1]! : undefined;
+    const due = Math.max(now + delay, last?.due ?? 0);
+    queue.push(from ? { due, chunk, slab: from } : { due, chunk });
     if (chunk) {
       queued += chunk.length;
       peak(queued);
-      if (queued >= maxQueued && !paused) {
-        paused = true;
-        src.pause();
-      }
     }
-    if (!timer && !waitingDrain) timer = setTimeout(flush, delay);
+    if (!timer && !waitingDrain) timer = setTimeout(flush, Math.max(0, due - now));
   };
 
-  src.on('data', (chunk: Buffer) => push(chunk));
-  src.once('end', () => push(null));
-  // What src sent before it closed is still delivered; only a gone dst stops the queue.
-  dst.once('close', () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-  });
+  /** net's onread buffer: where the next read goes, the rest of the slab (or a new one). */
+  const readBuffer = (): Buffer => {
+    if (slab.buf.length - slab.used < MIN_READ_BYTES) {
+      const full = slab;
+      slab = takeSlab();
+      if (full.pending === 0) release(full);
+    }
+    return slab.buf.subarray(slab.used);
+  };
+
+  /** net's onread callback: `n` bytes were read into the buffer readBuffer gave last. */
+  const onread = (n: number, buf: Buffer): boolean => {
+    if (buf.buffer !== slab.buf.buffer || buf.byteOffset !== slab.buf.byteOffset + slab.used) throw new Error('delay line: net read into another buffer than the one it was given');
+    slab.pending++;
+    push(buf.subarray(0, n), slab);
+    slab.used += n;
+    if (queued >= maxQueued && !paused) {
+      paused = true;
+      return false; // net stops reading; flush resumes it
+    }
+    return true;
+  };
+
+  return {
+    onread: { buffer: readBuffer, callback: onread as OnReadOpts['callback'] } satisfies OnReadOpts,
+    /** Starts the direction once both sockets exist. */
+    attach(from: Socket, to: Socket) {
+      src = from;
+      dst = to;
+      from.once('end', () => push(null));
+      // What src sent before it closed is still delivered; only a gone dst stops the queue.
+      to.once('close', () => {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+      });
+      if (queue.length > head && !timer) flush();
+    },
+  };
 }
 
 export async function startDelayLine(o: DelayLineOptions): Promise<DelayLine> {
@@ -125,8 +201,14 @@ export async function startDelayLine(o: DelayLineOptions): Promise<DelayLine> {
   const notePeak = (n: number) => {
     if (n > peak) peak = n;
   };
-  const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (client) => {
-    const upstream = connect({ host: '127.0.0.1', port: o.targetPort, allowHalfOpen: true, noDelay: true });
+  const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (accepted) => {
+    const up = delayedDirection(delay, maxQueued, notePeak);
+    const down = delayedDirection(delay, maxQueued, notePeak);
+    const client = acceptedWithOnread(accepted, up.onread, { allowHalfOpen: true });
+    client.setNoDelay(true);
+    client.pause();
+    const upstream = connect({ host: '127.0.0.1', port: o.targetPort, allowHalfOpen: true, noDelay: true, onread: down.onread });
+    upstream.pause();
     pairs++;
     open.add(client);
     open.add(upstream);
@@ -147,9 +229,10 @@ export async function startDelayLine(o: DelayLineOptions): Promise<DelayLine> {
     client.on('error', destroyBoth);
     upstream.on('error', destroyBoth);
     upstream.once('connect', () => {
-      pipeDelayed(client, upstream, delay, maxQueued, notePeak);
-      pipeDelayed(upstream, client, delay, maxQueued, notePeak);
+      up.attach(client, upstream);
+      down.attach(upstream, client);
       client.resume();
+      upstream.resume();
     });
   });
   server.listen(0, '127.0.0.1');
