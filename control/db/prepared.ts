@@ -1,3 +1,4 @@
+import { Column, DrizzleQueryError, entityKind, getTableName, is, Param, Placeholder, SQL, Subquery } from 'drizzle-orm';
 import type { Db } from './client.js';
 
 /**
@@ -9,6 +10,9 @@ import type { Db } from './client.js';
  * Execute without Parse and Describe. For the hot paths only: every API call's caller lookup and
  * the lease issuance queries.
  *
+ * On postgres.js a statement made here also runs through `directExecute`: the same SQL, values
+ * and rows as drizzle's `execute`, without the work drizzle repeats on every run.
+ *
  * Drizzle maps a placeholder's value with its column's encoder, except null: a nullable column
  * whose encoder does not take null (timestamps, jsonb) must not get a plain placeholder.
  */
@@ -17,9 +21,104 @@ export function preparedPerDb<T>(build: (db: Db) => T): (db: Db) => T {
   return (db) => {
     let statement = made.get(db);
     if (statement === undefined) {
-      statement = build(db);
+      statement = directExecute(build(db));
       made.set(db, statement);
     }
     return statement;
   };
+}
+
+/** What a drizzle prepared statement on postgres.js holds (drizzle-orm/postgres-js/session.js, PostgresJsPreparedQuery). */
+interface PostgresJsPrepared {
+  client: { unsafe(text: string, params: unknown[], options: { prepare: boolean }): PromiseLike<unknown> & { values(): PromiseLike<unknown[][]> } };
+  queryString: string;
+  params: unknown[];
+  prepare: boolean;
+  fields?: { path: string[]; field: unknown }[];
+  joinsNotNullableMap?: Record<string, boolean>;
+  customResultMapper?: unknown;
+  execute(values?: Record<string, unknown>): Promise<unknown>;
+}
+
+interface Decoder {
+  mapFromDriverValue(value: unknown): unknown;
+}
+
+/**
+ * Replaces a postgres.js prepared statement's `execute` with one that sends the same SQL and
+ * values and maps the rows exactly as drizzle's `mapResultRow` does (nested paths, column
+ * decoders, a left-joined table whose columns are all null becoming null), and errors as
+ * drizzle's `DrizzleQueryError` with the driver's error as its cause. What drizzle works out
+ * again on every run from its query objects is worked out once here: which parameter is which
+ * placeholder and its encoder (`fillPlaceholders`), and each result column's path, decoder and
+ * table (`mapResultRow` asks `is(field, Column)` several times per column and row, through the
+ * Proxy of a subquery's fields), plus its tracing and cache wrappers: a sixth of the caller
+ * lookup's CPU in the driver's process (issue 11). Other drivers (PGlite) and statements with
+ * drizzle's own result mappers keep drizzle's `execute`.
+ */
+function directExecute<T>(statement: T): T {
+  const q = statement as unknown as PostgresJsPrepared;
+  const kind = (q.constructor as { [entityKind]?: string } | undefined)?.[entityKind];
+  if (kind !== 'PostgresJsPreparedQuery' || q.customResultMapper) return statement;
+  const { client, queryString, prepare, joinsNotNullableMap } = q;
+  const fills = q.params.map((p): ((values: Record<string, unknown>) => unknown) => {
+    const named = is(p, Placeholder) ? { name: p.name, encode: null } : is(p, Param) && is(p.value, Placeholder) ? { name: p.value.name, encode: p.encoder } : null;
+    if (!named) return () => p;
+    const { name, encode } = named;
+    return (values) => {
+      if (!(name in values)) throw new Error(`No value for placeholder "${name}" was provided`);
+      return encode ? encode.mapToDriverValue(values[name]) : values[name];
+    };
+  });
+  const columns = q.fields?.map(({ path, field }) => {
+    // As mapResultRow picks it (SQL's decoder is internal to drizzle, hence the casts).
+    const decoderOf = (s: unknown): Decoder => (s as { decoder: Decoder }).decoder;
+    const decoder: Decoder = is(field, Column)
+      ? field
+      : is(field, SQL)
+        ? decoderOf(field)
+        : is(field, Subquery)
+          ? decoderOf(field._.sql)
+          : decoderOf((field as SQL.Aliased).sql);
+    const table = joinsNotNullableMap && is(field, Column) && path.length === 2 ? getTableName(field.table) : null;
+    return { path, last: path[path.length - 1]!, decoder, table };
+  });
+  const mapRow = (row: unknown[]): Record<string, unknown> => {
+    const result: Record<string, unknown> = {};
+    let nullify: Record<string, string | false> | undefined;
+    for (let i = 0; i < columns!.length; i++) {
+      const { path, last, decoder, table } = columns![i]!;
+      let node = result;
+      for (let j = 0; j < path.length - 1; j++) {
+        const chunk = path[j]!;
+        if (!(chunk in node)) node[chunk] = {};
+        node = node[chunk] as Record<string, unknown>;
+      }
+      const raw = row[i];
+      const value = raw === null ? null : decoder.mapFromDriverValue(raw);
+      node[last] = value;
+      if (table !== null) {
+        nullify ??= {};
+        const object = path[0]!;
+        if (!(object in nullify)) nullify[object] = value === null ? table : false;
+        else if (typeof nullify[object] === 'string' && nullify[object] !== table) nullify[object] = false;
+      }
+    }
+    if (nullify) for (const object in nullify) {
+      const table = nullify[object];
+      if (typeof table === 'string' && !joinsNotNullableMap![table]) result[object] = null;
+    }
+    return result;
+  };
+  q.execute = async (values: Record<string, unknown> = {}) => {
+    const params = fills.map((fill) => fill(values));
+    try {
+      if (!columns) return await client.unsafe(queryString, params, { prepare });
+      const rows = await client.unsafe(queryString, params, { prepare }).values();
+      return rows.map(mapRow);
+    } catch (e) {
+      throw new DrizzleQueryError(queryString, params, e as Error);
+    }
+  };
+  return statement;
 }
