@@ -4,7 +4,9 @@
  */
 export type Labels = Record<string, string>;
 
-const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+/** Most label values (methods, routes, statuses) need no escaping: counted on every request, tested before replacing. */
+const NEEDS_ESCAPE = /[\\\n"]/;
+const escape = (v: string) => (NEEDS_ESCAPE.test(v) ? v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : v);
 const labelText = (l: Labels) => {
   const parts = Object.entries(l).map(([k, v]) => `${k}="${escape(v)}"`);
   return parts.length ? `{${parts.join(',')}}` : '';

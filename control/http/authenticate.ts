@@ -34,6 +34,13 @@ const p = sql.placeholder;
 type ExposureRow = typeof exposures.$inferSelect;
 type NodeRow = typeof nodes.$inferSelect;
 
+/**
+ * The caller's columns a request needs (not the password hash, nor anything else it never
+ * reads): the caller lookup runs on every API call, and each column costs the driver and
+ * drizzle a decode per row.
+ */
+const callerUser = () => ({ id: users.id, name: users.name, role: users.role, disabled: users.disabled });
+
 /** The login session behind a session's access token still stands (true for other tokens). */
 const sessionLive = () =>
   sql<boolean>`(${p('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${p('sid')} and ${refreshTokens.revokedAt} is null))`;
@@ -46,7 +53,7 @@ const serviceLive = () =>
   sql<boolean>`(${p('sti')}::text is null or coalesce(${serviceTokens.userId} = ${users.id} and ${serviceTokens.revokedAt} is null and (${serviceTokens.expiresAt} is null or ${serviceTokens.expiresAt} > ${p('now')}::timestamptz), false))`;
 
 const callerFields = () => ({
-  user: users,
+  user: callerUser(),
   sessionLive: sessionLive(),
   serviceLive: serviceLive(),
   scopes: serviceTokens.scopes,
@@ -112,10 +119,11 @@ function countedCallerStatement(db: Db) {
         online: exposure.online,
         onlinePort: exposure.onlinePort,
         statusAt: exposure.statusAt,
-        createdAt: exposure.createdAt,
-        updatedAt: exposure.updatedAt,
-      } satisfies Record<keyof ExposureRow, unknown>,
-      exposureNode: nodes,
+      } satisfies Record<keyof LeaseExposure, unknown>,
+      exposureNode: { id: nodes.id, name: nodes.name, address: nodes.address, hostKey: nodes.hostKey, lastSeenAt: nodes.lastSeenAt } satisfies Record<
+        keyof LeaseNode,
+        unknown
+      >,
     })
     .from(users)
     .leftJoin(serviceTokens, join)
@@ -142,9 +150,14 @@ export interface CallerRateLimit {
  */
 export interface CallerExposure {
   name: string;
-  exp: ExposureRow | undefined;
-  current: NodeRow | null;
+  exp: LeaseExposure | undefined;
+  current: LeaseNode | null;
 }
+
+/** What lease issuance reads of an exposure (services/leases.ts, node-selection.ts). */
+export type LeaseExposure = Omit<ExposureRow, 'createdAt' | 'updatedAt'>;
+/** What lease issuance reads of a relay node: where it is, its host key, whether it is online. */
+export type LeaseNode = Pick<NodeRow, 'id' | 'name' | 'address' | 'hostKey' | 'lastSeenAt'>;
 
 /**
  * Who sends this access token: an enabled user, and the live service token it came from, if any.

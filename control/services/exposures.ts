@@ -13,7 +13,7 @@ type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;
 
 /** What the policy needs to know about exposure `name` (`row` undefined: it does not exist). */
-export function exposureResource(name: string, row: ExposureRow | undefined): ExposureResource {
+export function exposureResource(name: string, row: Pick<ExposureRow, 'ownerId' | 'allow'> | undefined): ExposureResource {
   return row ? { name, ownerId: row.ownerId, allow: row.allow } : { name, ownerId: null, allow: [] };
 }
 

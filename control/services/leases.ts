@@ -12,10 +12,9 @@ import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, parseScopes, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
-import type { CallerExposure } from '../http/authenticate.js';
+import type { CallerExposure, LeaseNode } from '../http/authenticate.js';
 
 type LeaseRow = typeof leases.$inferSelect;
-type NodeRow = typeof nodes.$inferSelect;
 
 export function leaseView(row: LeaseRow, userName: string, nodeName: string): Lease {
   return {
@@ -101,7 +100,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
   }
 
   let grant: LeaseGrant;
-  let node: NodeRow | undefined;
+  let node: LeaseNode | undefined;
   let openPort: number | null = null;
   if (req.kind === 'expose' || req.kind === 'open') {
     if (!req.exposure) throw new AppError('VALIDATION_FAILED', `exposure: required for a ${req.kind} lease`);

@@ -29,7 +29,7 @@ export async function pickExposeNode(
   db: Db,
   now: Date,
   windowSeconds: number,
-  exposure: typeof exposures.$inferSelect,
+  exposure: Pick<typeof exposures.$inferSelect, 'pinnedNodeId' | 'currentNodeId' | 'online'>,
   avoid: readonly string[] = [],
 ): Promise<NodeRow | undefined> {
   if (exposure.pinnedNodeId) {
@@ -63,7 +63,7 @@ export async function exposureCurrentNode(
   db: Db,
   now: Date,
   windowSeconds: number,
-  exposure: typeof exposures.$inferSelect,
+  exposure: Pick<typeof exposures.$inferSelect, 'name' | 'online' | 'currentNodeId' | 'onlinePort' | 'statusAt'>,
 ): Promise<{ node: NodeRow; port: number | null } | undefined> {
   if (exposure.online && exposure.currentNodeId) {
     const [n] = await db.select().from(nodes).where(eq(nodes.id, exposure.currentNodeId)).limit(1);
