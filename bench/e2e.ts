@@ -18,7 +18,10 @@
  * (relay-far) advertises the delay line's port, and the exposure is pinned to it. Both use
  * aes128-gcm. Each row is the median of `--far-rounds` (3) pushes of `--far-bytes` (256 MiB), each
  * on a new stream, so each starts at the standard window and grows it again (one push's rate
- * varied by a third between runs; the first one also warms up relay-far, started just before).
+ * varied by a third between runs), after a warm-up push of `--far-warmup` (256 MiB) that is
+ * printed but not in the median: the row's clients (and relay-far at the first row) are fresh
+ * processes, and a first push on them cost 12.1 CPU s/GiB over X, relay and Y against 7.7-8.9 for
+ * the pushes after it (under load); a tunnel's processes normally run warm.
  * The delay line runs in a process of its own (bench/lib/delay-line-process.ts), and each row
  * reports CPU s/GiB per process, the line's and this bench's included; --profile/--cpu-prof also
  * profile the far rows' tunnel processes.
@@ -31,7 +34,7 @@
  * s/GiB and the source and sink from 2.0-2.5 to 1.0-1.1 on a Tunnel far row.
  *
  * Options: --bytes N (default 1 GiB) --connections N (200) --rounds N (3; the median is reported)
- *          --far-rounds N (3 pushes per long-distance row; the median is reported)
+ *          --far-rounds N (3 pushes per long-distance row; the median is reported) --far-warmup N (256 MiB first, not measured)
  *          --cipher NAME (repeatable) --cpu-prof DIR (profile tunnel expose, tunnel open and the relay into DIR)
  *          --profile (profile them, into --cpu-prof DIR or a temporary one, and print each one's table from
  *            bench/lib/cpu-profile.ts: busy time by category and the top functions by self time; a profile
@@ -73,6 +76,7 @@ const opts = parseBenchArgs(
     rtt: { type: 'string', default: '50,150' },
     'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
     'far-rounds': { type: 'string', default: '3' },
+    'far-warmup': { type: 'string', default: String(256 * 1024 ** 2) },
   },
   [
     'usage: node dist/bench/e2e.js [options]',
@@ -81,6 +85,7 @@ const opts = parseBenchArgs(
     '  --cipher NAME      OpenSSH path cipher, repeatable (aes128-gcm, chacha20-poly1305)',
     "  --rtt MS,MS        long-distance rows (50,150; '' for none)   --far-bytes N  bytes per far push (256 MiB)",
     '  --far-rounds N     pushes per long-distance row, each a new stream; the median is reported (3)',
+    '  --far-warmup N     bytes pushed first on each long-distance row, not in the median (256 MiB; 0: none)',
     '  --cpu-prof DIR     write V8 CPU profiles of tunnel expose, tunnel open and the relay into DIR',
     '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
     '  --top N            functions per profile table (12)',
@@ -92,6 +97,7 @@ const opts = parseBenchArgs(
 const RTTS = opts.rtt.split(',').filter(Boolean).map(Number);
 const FAR_BYTES = Number(opts['far-bytes']);
 const FAR_ROUNDS = Number(opts['far-rounds']);
+const FAR_WARMUP = Number(opts['far-warmup']);
 const BYTES = Number(opts.bytes);
 const CONNECTIONS = Number(opts.connections);
 const ROUNDS = Number(opts.rounds);
@@ -214,22 +220,33 @@ interface FarRow {
   mbps: number;
   cpu: number[];
   pushes: number[];
+  /** The warm-up push's MB/s (NaN without one). */
+  warmup: number;
 }
 
 /** FAR_ROUNDS pushes of FAR_BYTES through Y's local port, each on a new stream; `cpu` reads the path's processes and the delay line. */
 async function farPushes(localPort: number, service: Service, cpu: CpuReader): Promise<FarRow> {
   await waitForPath(localPort, 60_000);
-  const rows: Omit<FarRow, 'pushes'>[] = [];
+  let warmup = NaN;
+  if (FAR_WARMUP > 0) {
+    const { sock } = await openStream(localPort);
+    const t0 = performance.now();
+    await Promise.all([pump(sock, FAR_WARMUP), service.waitForBytes(service.received() + FAR_WARMUP, 15 * 60_000)]);
+    warmup = FAR_WARMUP / MB / ((performance.now() - t0) / 1000);
+    sock.destroy();
+  }
+  const rows: Omit<FarRow, 'pushes' | 'warmup'>[] = [];
   for (let i = 0; i < FAR_ROUNDS; i++) rows.push(await farPush(localPort, service, cpu));
   return {
     mbps: median(rows.map((r) => r.mbps)),
     cpu: rows[0]!.cpu.map((_, i) => median(rows.map((r) => r.cpu[i]!))),
     pushes: rows.map((r) => r.mbps),
+    warmup,
   };
 }
 
 /** One push of FAR_BYTES on a new stream. */
-async function farPush(localPort: number, service: Service, cpu: CpuReader): Promise<Omit<FarRow, 'pushes'>> {
+async function farPush(localPort: number, service: Service, cpu: CpuReader): Promise<Omit<FarRow, 'pushes' | 'warmup'>> {
   const { sock } = await openStream(localPort);
   const self = () => (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
   const cpu0 = [...cpu(), self()];
@@ -391,7 +408,7 @@ function farTable(oldFar: FarRow[], tunFar: FarRow[]): string {
       ? ['', '| target | wanted | got | |', '| --- | --- | --- | --- |', `| single stream at 50 ms RTT vs old | >= 3x | ${f2(tunFar[at50]!.mbps / oldFar[at50]!.mbps)}x | ${verdict(tunFar[at50]!.mbps >= 3 * oldFar[at50]!.mbps)} |`]
       : []),
     '',
-    `Each row: the median of ${FAR_ROUNDS} push(es), each a new stream (so each starts at the standard window); pushes, MB/s: ${RTTS.map((rtt, i) => `${rtt} ms old ${oldFar[i]!.pushes.map(f1).join('/')}, Tunnel ${tunFar[i]!.pushes.map(f1).join('/')}`).join('; ')}.`,
+    `Each row: the median of ${FAR_ROUNDS} push(es), each a new stream (so each starts at the standard window), after a warm-up push of ${f2(FAR_WARMUP / GiB)} GiB on fresh clients (not in the median); MB/s, warm-up first: ${RTTS.map((rtt, i) => `${rtt} ms old ${[oldFar[i]!.warmup, ...oldFar[i]!.pushes].map(f1).join('/')}, Tunnel ${[tunFar[i]!.warmup, ...tunFar[i]!.pushes].map(f1).join('/')}`).join('; ')}.`,
     'Both paths aes128-gcm; the delay line (its own process) holds each chunk RTT/2 per direction, no rate limit, no loss; every byte crosses it twice (Y->daemon, daemon->X).',
     'CPU s/GiB over the push, per process; "bench" is this process: the source on Y\'s side and the sink on X\'s. With 2 cores, the path is CPU-bound when the columns sum to about 2 x the push\'s seconds per GiB.',
     `Tunnel's adaptive windows: relay-far's largest reservation above the standard 2 MiB window after each row: ${windowPeaks.map((b) => `${f1(b / 2 ** 20)} MiB`).join(', ')} (its --window-budget and --max-channel-window are the defaults).`,
