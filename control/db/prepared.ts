@@ -53,7 +53,8 @@ interface Decoder {
  * placeholder and its encoder (`fillPlaceholders`), and each result column's path, decoder and
  * table (`mapResultRow` asks `is(field, Column)` several times per column and row, through the
  * Proxy of a subquery's fields), plus its tracing and cache wrappers: a sixth of the caller
- * lookup's CPU in the driver's process (issue 11). Other drivers (PGlite) and statements with
+ * lookup's CPU in the driver's process (issue 11). Drizzle's query logger and cache are not
+ * called (the control plane configures neither). Other drivers (PGlite) and statements with
  * drizzle's own result mappers keep drizzle's `execute`.
  */
 function directExecute<T>(statement: T): T {
