@@ -47,7 +47,7 @@ const USAGE = `Usage: node dist/bench/footprint.js [options]   (npm run bench:fo
                          and after ';' tunnel-node flags. Repeat it to compare in one run (every
                          relay row for each, with the relay's CPU s/GiB; the target table shows
                          the first), e.g. --relay-variant= --relay-variant=';--gc-every 0'
-                         --relay-variant=--max-semi-space-size=1
+                         --relay-variant=';--gc-full-after 2MiB'
   --relay-node-args='...' the same as --relay-variant with node flags only
 `;
 

@@ -89,6 +89,11 @@ const OPTIONS = {
     def: '1MiB',
     help: "collect V8's young generation after this many bytes read from SSH peers (frees ssh2's per-packet buffers promptly: the relay's memory under traffic; 0: V8 alone decides)",
   },
+  'gc-full-after': {
+    env: 'TUNNEL_GC_FULL_AFTER',
+    def: '0',
+    help: "with --gc-every: a full collection instead once the memory held in Buffers, less what bridges and send queues hold, has grown this much (plus half its lowest level) since the last one (frees packets V8 promoted to its old generation, which young collections never free; costs CPU; 0: V8 alone decides)",
+  },
   'max-channel-window': {
     env: 'TUNNEL_MAX_CHANNEL_WINDOW',
     def: '32MiB',
@@ -224,6 +229,7 @@ const RawSchema = z.object({
   'window-budget': size('window-budget', 0),
   'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
   'gc-every': size('gc-every', 0),
+  'gc-full-after': size('gc-full-after', 0),
   'test-fault': z
     .string()
     .optional()
@@ -324,6 +330,8 @@ export interface Config {
   heartbeatMs: number;
   /** Bytes read from SSH peers between young-generation collections (node/gc-pacer.ts); 0: off. */
   gcEveryBytes: number;
+  /** Growth of the memory held in Buffers that turns a paced collection into a full one (node/gc-pacer.ts); 0: off. */
+  gcFullAfterBytes: number;
   eventsFlushMs: number;
   eventsQueueMax: number;
   limits: Limits;
@@ -428,6 +436,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       jwksMinRefreshMs: v['jwks-min-refresh-interval'],
       heartbeatMs: v['heartbeat-interval'],
       gcEveryBytes: v['gc-every'],
+      gcFullAfterBytes: v['gc-full-after'],
       eventsFlushMs: v['events-flush-interval'],
       eventsQueueMax: v['events-queue-max'],
       limits: Object.freeze({

@@ -218,6 +218,11 @@ export class RelayConnection {
     return n;
   }
 
+  /** Channel data this connection holds now: in its bridges' streams and queued for its peer (node/gc-pacer.ts: live, not garbage). */
+  get heldBytes(): number {
+    return this.bridgeBuffered + this.#budget.buffered;
+  }
+
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
   get sendBuffer(): { socket: number; keyExchange: number; over: boolean } {
     return { socket: this.#budget.socketBytes, keyExchange: this.#budget.heldBytes, over: this.#budget.over };

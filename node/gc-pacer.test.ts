@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createGcPacer, minorCollector } from './gc-pacer.js';
+import { createGcPacer, minorCollector, v8FullPacing, type FullPacing } from './gc-pacer.js';
 import { parseConfig } from './config.js';
 
 describe('gc pacer', () => {
@@ -45,6 +45,66 @@ describe('gc pacer', () => {
     assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
   });
 
+  it('with full pacing, a paced collection is a full one once the memory held in Buffers grew past its lowest level since the last full one', () => {
+    const MiB = 1024 * 1024;
+    const calls: string[] = [];
+    let held = 10 * MiB;
+    const full: FullPacing = { afterBytes: 2 * MiB, external: () => held, collect: () => calls.push('full') };
+    const pacer = createGcPacer(1000, () => calls.push('minor'), full);
+    pacer.read(1000); // lowest so far: 10 MiB; full past 10 + 2 + 5 = 17 MiB
+    held = 8 * MiB; // lower: 8 + 2 + 4 = 14 MiB
+    pacer.read(1000);
+    held = 14 * MiB;
+    pacer.read(1000);
+    assert.deepEqual(calls, ['minor', 'minor', 'minor'], 'at 14 MiB: not past 14');
+    held = 14 * MiB + 1;
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(3), ['full']);
+    // After a full collection the lowest level starts again from the next reading.
+    held = 30 * MiB;
+    pacer.read(1000);
+    held = 45 * MiB;
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(4), ['minor', 'minor'], 'at 45 MiB: not past 30 + 2 + 15');
+    pacer.read(999);
+    assert.equal(calls.length, 6, 'reads between collections do not read the memory or collect');
+    held = 48 * MiB;
+    pacer.read(1);
+    assert.deepEqual(calls.slice(6), ['full']);
+    assert.equal(pacer.collections, 7);
+    assert.equal(pacer.fullCollections, 2);
+  });
+
+  it('without full pacing, or with --gc-full-after 0, every paced collection is a young one', () => {
+    let minors = 0;
+    const pacer = createGcPacer(1000, () => minors++, v8FullPacing(0));
+    for (let i = 0; i < 50; i++) pacer.read(1000);
+    assert.equal(minors, 50);
+    assert.equal(pacer.fullCollections, 0);
+  });
+
+  it("the full collector frees promoted packet-sized Buffers, which young collections leave allocated", async () => {
+    const full = v8FullPacing(1);
+    assert.ok(full);
+    const minor = minorCollector();
+    const held = () => process.memoryUsage().arrayBuffers;
+    full.collect();
+    const before = held();
+    let kept: Buffer[] | null = Array.from({ length: 512 }, () => Buffer.allocUnsafeSlow(32 * 1024).fill(1));
+    minor();
+    minor(); // survived two young collections: promoted to the old generation
+    assert.equal(kept.length, 512);
+    kept = null;
+    minor();
+    minor();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(held() - before >= 15 * 1024 * 1024, `young collections freed promoted Buffers (${held() - before} bytes left): nothing to show`);
+    assert.ok(full.external() - before >= 15 * 1024 * 1024, `external memory ${full.external()} does not count the Buffers`);
+    full.collect();
+    for (let i = 0; i < 100 && held() - before > 1024 * 1024; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(held() - before <= 1024 * 1024, `${held() - before} bytes still held after the full collection`);
+  });
+
   it('--gc-every: 1 MiB by default, 0 turns it off, sizes like the other bounds', () => {
     const run = (args: string[]) => {
       const r = parseConfig(['--control-url', 'https://c:8443', '--listen', '127.0.0.1:2222', ...args], {});
@@ -55,5 +115,17 @@ describe('gc pacer', () => {
     assert.equal(run(['--gc-every', '0']), 0);
     assert.equal(run(['--gc-every', '4MiB']), 4 * 1024 * 1024);
     assert.throws(() => run(['--gc-every', 'lots']));
+  });
+
+  it('--gc-full-after: off by default, sizes like the other bounds', () => {
+    const run = (args: string[]) => {
+      const r = parseConfig(['--control-url', 'https://c:8443', '--listen', '127.0.0.1:2222', ...args], {});
+      assert.equal(r.kind, 'run');
+      return r.kind === 'run' ? r.config.gcFullAfterBytes : NaN;
+    };
+    assert.equal(run([]), 0);
+    assert.equal(run(['--gc-full-after', '2MiB']), 2 * 1024 * 1024);
+    assert.equal(run(['--gc-full-after', '8MiB']), 8 * 1024 * 1024);
+    assert.throws(() => run(['--gc-full-after', 'lots']));
   });
 });

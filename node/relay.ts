@@ -22,7 +22,7 @@ import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable, STANDARD_WINDOW } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
-import { createGcPacer } from './gc-pacer.js';
+import { createGcPacer, v8FullPacing } from './gc-pacer.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
@@ -120,7 +120,14 @@ export function createRelay(deps: RelayDeps): Relay {
 
   const startups = new Startups(config.limits.startups);
   // Frees ssh2's per-packet buffers promptly under traffic (node/gc-pacer.ts).
-  const gcPacer = createGcPacer(config.gcEveryBytes);
+  // Full collections by the Buffers' memory the relay does not account for as live (what its
+  // bridges and send queues hold): promoted dead packets.
+  const liveBytes = () => {
+    let n = 0;
+    for (const c of connections) n += c.heldBytes;
+    return n;
+  };
+  const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, liveBytes) : undefined);
   // One connection may pin at most a quarter of the budget (at least one channel's growth):
   // a peer that grows windows and then sends nothing keeps what it was granted.
   const windows = new WindowBudget({
@@ -197,7 +204,8 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_bridge_buffer_bytes', 'Bytes inside bridged channel streams now (read from one side, not yet passed to the other)', () =>
     [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
   );
-  r.counterOf('tunnel_node_paced_gc_total', 'Young-generation collections the relay asked for after every --gc-every bytes read', () => gcPacer.collections);
+  r.counterOf('tunnel_node_paced_gc_total', 'Collections the relay asked for after every --gc-every bytes read (full ones included)', () => gcPacer.collections);
+  r.counterOf('tunnel_node_paced_full_gc_total', 'Full collections among them (--gc-full-after)', () => gcPacer.fullCollections);
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
   const win = () => windows.status();
   r.gauge('tunnel_node_window_budget_bytes', "Adaptive windows: bytes all channels with Tunnel's CLI may hold above the standard 2 MiB window together (--window-budget)", () => windows.budget);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { SendGate } from '../send-budget.js';
-import { bridge, type BridgeEnd, type BridgeStats } from './bridge.js';
+import { bridge, channelEnd, CHANNEL_WRITE_LIMIT, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 
 /** A fake channel: `remote` is what the peer sees; eof() ends remote's readable side. */
 function fakeChannel() {
@@ -35,7 +36,58 @@ function collect(s: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
+interface ChannelSide {
+  id: number;
+  window: number;
+  packetSize: number;
+  state: string;
+}
+
+/**
+ * A real ssh2 Channel (server side) whose protocol records what it would send: `sent` grows by
+ * what the peer's window allowed; `grant(n)` is the peer's CHANNEL_WINDOW_ADJUST, handled as
+ * ssh2's own handler does.
+ */
+function ssh2Channel(window: number) {
+  const { Channel } = createRequire(import.meta.url)('ssh2/lib/Channel.js') as { Channel: new (client: unknown, info: unknown, opts: unknown) => SshChannelLike & { outgoing: ChannelSide; _waitWindow: boolean; _chunk?: Buffer; _chunkcb?: () => void; _write(c: Buffer, e: null, cb: () => void): void } };
+  let sent = 0;
+  const protocol = { channelData: (_id: number, data: Buffer) => (sent += data.length), channelEOF: () => {}, channelClose: () => {} };
+  const ch = new Channel({ _protocol: protocol, _chanMgr: { remove: () => {} } }, { type: 'direct-tcpip', incoming: { id: 0, window: 2 << 20, packetSize: 32768, state: 'open' }, outgoing: { id: 1, window, packetSize: 32768, state: 'open' } }, { server: true });
+  return {
+    ch,
+    sent: () => sent,
+    grant(n: number) {
+      ch.outgoing.window += n;
+      if (!ch._waitWindow) return;
+      ch._waitWindow = false;
+      if (ch._chunk) ch._write(ch._chunk, null, ch._chunkcb!);
+      else ch._chunkcb?.();
+    },
+  };
+}
+
 describe('bridge', () => {
+  it("keeps at most a few packets queued in an ssh2 channel whose peer's window is used up: the rest waits in the source", async () => {
+    const y = fakeChannel();
+    const x = ssh2Channel(64 * 1024);
+    assert.equal(x.ch.writableHighWaterMark, 2 << 20, "ssh2's channels buffer a whole standard window");
+    bridge(y.end, channelEnd(x.ch), () => {});
+    assert.equal(x.ch.writableHighWaterMark, CHANNEL_WRITE_LIMIT);
+    const chunk = Buffer.alloc(32 * 1024, 1);
+    for (let i = 0; i < 64; i++) y.peerWrite(chunk as unknown as string); // 2 MiB
+    await new Promise((r) => setImmediate(r));
+    assert.equal(x.sent(), 64 * 1024, 'what the window allowed was sent');
+    assert.ok(x.ch.writableLength <= CHANNEL_WRITE_LIMIT + chunk.length, `${x.ch.writableLength} bytes queued in the channel`);
+    assert.equal(y.end.stream.isPaused(), true, 'the source is paused');
+    // The peer opens its window: the rest flows through, a little at a time.
+    for (let i = 0; i < 100 && x.sent() < 2 << 20; i++) {
+      x.grant(256 * 1024);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(x.ch.writableLength <= CHANNEL_WRITE_LIMIT + chunk.length);
+    }
+    assert.equal(x.sent(), 2 << 20);
+  });
+
   it('delivers a reply sent after the other side EOF, then closes both', async () => {
     const y = fakeChannel();
     const x = fakeChannel();

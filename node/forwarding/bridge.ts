@@ -30,6 +30,7 @@ export interface SshChannelLike extends Duplex {
  * after an empty write has passed through the queue (writes complete in order).
  */
 export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
+  holdLittle(ch);
   return {
     stream: ch,
     ...(gate ? { gate } : {}),
@@ -43,6 +44,21 @@ export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
       ch.close();
     },
   };
+}
+
+/** Bytes a bridge queues in an ssh2 channel's writable side before it waits for 'drain'. */
+export const CHANNEL_WRITE_LIMIT = 64 * 1024;
+
+/**
+ * ssh2's channels buffer up to 2 MiB of writes while the peer's window is used up (their
+ * high-water mark is the standard window), and hand them all to the socket at once when the
+ * window opens. A bridge only needs a packet or two queued there: the rest waits in the other
+ * channel, whose window it then does not grant, instead of in both (issue 11, relay RSS per
+ * saturated stream). Node keeps the mark in the stream's state (no setter); left as is if not.
+ */
+function holdLittle(ch: SshChannelLike): void {
+  const state = (ch as unknown as { _writableState?: { highWaterMark?: unknown } })._writableState;
+  if (state && typeof state.highWaterMark === 'number' && state.highWaterMark > CHANNEL_WRITE_LIMIT) state.highWaterMark = CHANNEL_WRITE_LIMIT;
 }
 
 /** A TCP socket (for egress targets): `end()` is a real half-close when allowHalfOpen is set. */
