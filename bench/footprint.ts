@@ -13,8 +13,9 @@
  * times scale with it.
  *
  * Relay rows (bench/lib/relay-footprint.ts, a real tunnel-control and tunnel-node): idle relay
- * RSS (after 30 s idle, when V8's memory reducer has collected start-up's garbage; and 2 s after
- * start, for context); RSS per idle exposure connection with `--exposures` of them (10,000 by default: the
+ * RSS (after 30 s idle, once the relay's own full collection 10 s after ready and V8's memory
+ * reducer have collected start-up's garbage; 2 s after start, for context; and a bare `node`
+ * started beside it, the floor; `--only relay --relay-rows idle` runs this row alone, in about 40 s); RSS per idle exposure connection with `--exposures` of them (10,000 by default: the
  * issue's "10,000 under 1 GiB", measured); RSS per saturated stream (1 and 4 streams of
  * `--stream-bytes`, the CLI's own connection code at both ends) with the relay's CPU s/GiB.
  * `--relay-variant` repeated compares node and tunnel-node flags for the relay in one run.
@@ -281,6 +282,7 @@ async function relayFootprint(): Promise<string> {
       out.push(
         line([`idle RSS, nothing connected, after ${IDLE_STEADY_S} s idle`, '<= 60 MB', `${f1(first.idle.steady / MB)} MB`, verdict(first.idle.steady <= 60 * MB)]),
         line(['same, 2 s after start (start-up garbage not collected yet)', '(context)', `${f1(first.idle.afterStart / MB)} MB`, '']),
+        line([`bare node beside it (an empty script), after ${IDLE_STEADY_S} s`, '(the floor)', `${f1(first.idle.bareNode / MB)} MB`, '']),
       );
     }
     if (idle) {

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals.js';
 
@@ -58,6 +57,15 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
 /** ssh2's own per-channel bound: a 2 MiB window plus a 2 MiB readable high-water mark. */
 export const STANDARD_COMMITTED = 2 * STANDARD_WINDOW;
 
+/**
+ * Milliseconds from the process's monotonic clock. Not node:perf_hooks' performance.now: the
+ * relay would load perf_hooks and its eight internal modules for this alone, about 0.6 MB of an
+ * idle relay's RSS (issue 11; node/startup-memory.ts).
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 export interface WindowBudgetOptions {
   /** Total bytes all channels together may have reserved above the standard window. */
   budgetBytes: number;
@@ -77,7 +85,7 @@ export interface WindowBudgetOptions {
    */
   rttSlack?: number;
   rttSlackMs?: number;
-  /** Milliseconds, for delivery rates (default performance.now). */
+  /** Milliseconds, for delivery rates (default: a monotonic clock, monotonicMs). */
   now?: () => number;
 }
 
@@ -123,7 +131,7 @@ export class WindowBudget {
     this.#sweepMs = o.sweepMs ?? 2_000;
     this.rttSlack = o.rttSlack ?? 0.5;
     this.rttSlackMs = o.rttSlackMs ?? 2;
-    this.now = o.now ?? (() => performance.now());
+    this.now = o.now ?? monotonicMs;
   }
 
   /**

@@ -1,10 +1,9 @@
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import ssh2 from 'ssh2';
 import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from '../shared/logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, sendServerSigAlgs, socketOf } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, sendServerSigAlgs, socketOf, Ssh2Server } from './ssh2-internals.js';
 import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
@@ -52,7 +51,7 @@ export function createSshServer(opts: SshServerOptions): SshServer {
 
   // Padding randomness from a pool instead of one randomFillSync per packet (ssh2-internals).
   installPooledPadding();
-  const ssh = new ssh2.Server(
+  const ssh = new Ssh2Server(
     {
       hostKeys: [{ key: hostKeyWithKeyObject(opts.hostKey) }],
       ident: RELAY_SOFTWARE,

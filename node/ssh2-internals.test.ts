@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -105,6 +105,12 @@ describe('sendServerSigAlgs', () => {
     complete();
     assert.deepEqual(sent, []);
     assert.deepEqual(order, ['handshake listeners']);
+  });
+});
+
+describe('Ssh2Server', () => {
+  it("is ssh2's own Server, required from its file (the relay does not load ssh2's entry point)", () => {
+    assert.equal(Ssh2Server, ssh2.Server);
   });
 });
 

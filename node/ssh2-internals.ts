@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { randomPool } from '../shared/random-pool.js';
 import type { Duplex } from 'node:stream';
-import ssh2 from 'ssh2';
+import type * as Ssh2 from 'ssh2';
 import type { Client, Connection, ParsedKey } from 'ssh2';
 import { SshWriter } from '../protocol/ssh-wire.js';
 
@@ -55,6 +55,16 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  */
 
 const require = createRequire(import.meta.url);
+
+/**
+ * ssh2's Server and key parser, required from their own files: the relay uses nothing else of
+ * ssh2's entry point (lib/index.js), which also loads its Client, agent, HTTP agents and key
+ * generator, about 0.4 MB of an idle relay's RSS (issue 11, bench:footprint under load), mostly
+ * their source and compiled code. `ssh2.utils.parseKey` is this same function.
+ * test/node/relay-startup-memory.test.ts checks that tunnel-node does not load lib/index.js.
+ */
+export const Ssh2Server = require('ssh2/lib/server.js') as typeof Ssh2.Server;
+const { parseKey } = require('ssh2/lib/protocol/keyParser.js') as { parseKey: typeof Ssh2.utils.parseKey };
 
 /** Whether ssh2's native crypto binding loaded (it silently falls back to pure JS). */
 export function nativeCryptoAvailable(): boolean {
@@ -396,7 +406,7 @@ export function remoteSoftware(client: Client): string | undefined {
  * (Ed25519 is deterministic). Other key types are returned as ssh2 parsed them.
  */
 export function hostKeyWithKeyObject(pem: string): ParsedKey {
-  const result = ssh2.utils.parseKey(pem) as ParsedKey | ParsedKey[] | Error;
+  const result = parseKey(pem) as ParsedKey | ParsedKey[] | Error;
   if (result instanceof Error) throw result;
   const parsed = Array.isArray(result) ? result[0] : result; // OpenSSH files hold one key
   if (!parsed) throw new Error('host key file holds no key');

@@ -1,4 +1,6 @@
 import { createRequire, Module } from 'node:module';
+import { getHeapStatistics } from 'node:v8';
+import { majorCollector } from './gc-pacer.js';
 
 /**
  * What an idle relay keeps from its start (issue 11: an idle relay at most 60 MB RSS). Applied
@@ -16,11 +18,24 @@ import { createRequire, Module } from 'node:module';
  *    and only if the binding loads here (else ssh2 needs the WebAssembly module, and gets it).
  *    The stand-in of poly1305 throws if it is ever called. An ssh2 upgrade re-checks this
  *    (node/ssh2-internals.ts lists it).
+ * 2. One full collection 10 s after the relay is ready (collectStartupGarbage, node/main.ts).
+ *    Loading ~160 modules grows V8's young generation to its 16 MB maximum, and V8 shrinks it
+ *    again only in a collection made while little is being allocated (over its last 5 s), or
+ *    once its memory reducer runs, which a full collection arms. A relay whose start-up ended
+ *    without one stayed at about 68-72 MB instead of about 60 for as long as it was idle (one
+ *    bench:footprint run in three). Not right at ready: V8 shrinks the young generation in a
+ *    collection only while its allocation rate over the last 5 s is low, and start-up's is still
+ *    in that window then. It costs 5-20 ms of CPU, once.
+ * 3. Modules an idle relay never runs are not loaded: ssh2's Server and key parser are required
+ *    from their own files, not from ssh2's entry point (node/ssh2-internals.ts), and the window
+ *    budget's clock is process.hrtime, not node:perf_hooks (node/adaptive-window.ts).
  *
  * Not done (measured, issue 11): keeping V8 from optimizing until the first connection saved the
  * 3.4 MB of TurboFan code pages that loading ~160 ES modules brings in, but only until the first
  * SSH client or /metrics scrape, and it had to restore V8's tiering defaults by value, which
- * differ between the Node versions Tunnel supports.
+ * differ between the Node versions Tunnel supports. Fewer threads (UV_THREADPOOL_SIZE=1,
+ * --v8-pool-size=1, --single-threaded-gc) or MALLOC_ARENA_MAX=2 saved at most 0.6 MB each, and
+ * would need every launch path to set them.
  */
 
 const require = createRequire(import.meta.url);
@@ -89,4 +104,22 @@ export function skipUnusedSsh2Parts(loadBinding: (specifier: string) => unknown 
   standIn(where.poly1305, poly1305StandIn);
   if (where.cpuFeatures) standIn(where.cpuFeatures, () => undefined);
   return 'skipped';
+}
+
+/** What the start-up collection found and freed (for the log). */
+export interface StartupCollection {
+  heapUsedBefore: number;
+  heapUsedAfter: number;
+  ms: number;
+}
+
+/** How long after ready node/main.ts runs collectStartupGarbage (see 2. above). */
+export const STARTUP_COLLECTION_DELAY_MS = 10_000;
+
+/** One full collection now (see 2. above). */
+export function collectStartupGarbage(collect: () => void = majorCollector()): StartupCollection {
+  const heapUsedBefore = getHeapStatistics().used_heap_size;
+  const t0 = process.hrtime.bigint();
+  collect();
+  return { heapUsedBefore, heapUsedAfter: getHeapStatistics().used_heap_size, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
 }

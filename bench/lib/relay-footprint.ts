@@ -24,6 +24,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { connectWithCertificate } from '../../test/node/ssh2-cert-client.js';
 import { closeAll, forwardIn, mapLimit } from './idle-clients.js';
+import { track } from './openssh.js';
 import { cpuSeconds, rssBytes, sampler } from './proc.js';
 import type { RelayStack } from './relay-stack.js';
 
@@ -220,23 +221,34 @@ export interface IdleRelay {
   /** RSS 2 s after the relay said it was ready (bytes): start-up's garbage and grown young generation still in it. */
   afterStart: number;
   /**
-   * RSS after `IDLE_STEADY_S` idle: V8's memory reducer (about 8 s after allocation stops) has
-   * collected start-up's garbage and shrunk the young generation. What an idle relay holds.
+   * RSS after `IDLE_STEADY_S` idle: the relay's own full collection 10 s after ready
+   * (node/startup-memory.ts) and V8's memory reducer have collected start-up's garbage and
+   * shrunk the young generation. What an idle relay holds.
    */
   steady: number;
+  /** A bare `node` (an empty script waiting on a timer) started with the relay, after as long: the floor. */
+  bareNode: number;
 }
 
 /** Seconds idle before the steady figure: V8's memory reducer ran at 10 to 20 s in this bench. */
 export const IDLE_STEADY_S = 30;
 
-/** A fresh relay's RSS with nothing connected: median of 5 samples, 2 s after start and after IDLE_STEADY_S. */
+/**
+ * A fresh relay's RSS with nothing connected: median of 5 samples, 2 s after start and after
+ * IDLE_STEADY_S; and a bare node's beside it, with the relay's node flags.
+ */
 export async function idleRelayRss(stack: RelayStack, variant?: RelayVariant): Promise<IdleRelay> {
   const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args);
-  const t0 = performance.now();
-  const sample = () => median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
-  await settle();
-  await settle();
-  const afterStart = sample();
-  await new Promise((r) => setTimeout(r, IDLE_STEADY_S * 1000 - (performance.now() - t0))); // idle memory: waiting is the point
-  return { afterStart, steady: sample() };
+  const bare = track(process.execPath, [...(variant?.nodeArgs ?? []), '-e', 'setInterval(() => {}, 1 << 30)']);
+  try {
+    const t0 = performance.now();
+    const sample = (pid: number) => median(Array.from({ length: 5 }, () => rssBytes(pid)));
+    await settle();
+    await settle();
+    const afterStart = sample(relay.pid);
+    await new Promise((r) => setTimeout(r, IDLE_STEADY_S * 1000 - (performance.now() - t0))); // idle memory: waiting is the point
+    return { afterStart, steady: sample(relay.pid), bareNode: sample(bare.pid) };
+  } finally {
+    await bare.stop();
+  }
 }
