@@ -60,8 +60,7 @@ export function minorCollector(): () => void {
  */
 export function v8FullPacing(afterBytes: number, live: () => number = () => 0): FullPacing | undefined {
   if (afterBytes <= 0) return undefined;
-  const collect = gcFunction();
-  return { afterBytes, external: () => getHeapStatistics().external_memory - live(), collect: () => collect() };
+  return { afterBytes, external: () => getHeapStatistics().external_memory - live(), collect: majorCollector() };
 }
 
 function gcFunction(): (o?: object) => void {
