@@ -1,5 +1,5 @@
 import { request, type Dispatcher } from 'undici';
-import { AnswerTooLargeError, decodeJsonAnswer, encodeJsonRequest, MAX_ANSWER_BYTES, type JsonAnswer, type JsonRequest } from './json-http.js';
+import { answerBody, decodeJsonAnswer, encodeJsonRequest, MAX_ANSWER_BYTES, type JsonAnswer, type JsonRequest } from './json-http.js';
 
 /**
  * `requestJson` over undici, for the CLI's API client (its tests inject undici dispatchers). The
@@ -22,21 +22,17 @@ export async function requestJsonUndici(
     bodyTimeout: o.timeoutMs,
     signal: o.signal,
   });
-  const tooLarge = () => new AnswerTooLargeError(`the answer from ${new URL(url).origin} is over ${maxBytes} bytes`);
-  const declared = Number(res.headers['content-length']);
-  if (declared > maxBytes) {
+  const answer = answerBody(new URL(url).origin, maxBytes);
+  if (Number(res.headers['content-length']) > maxBytes) {
     res.body.destroy();
-    throw tooLarge();
+    throw answer.tooLarge();
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) {
+    const tooLarge = answer.add(chunk);
+    if (tooLarge) {
       res.body.destroy();
-      throw tooLarge();
+      throw tooLarge;
     }
-    chunks.push(chunk);
   }
-  return decodeJsonAnswer(res.statusCode, res.headers, Buffer.concat(chunks).toString('utf8'));
+  return decodeJsonAnswer(res.statusCode, res.headers, answer.text());
 }

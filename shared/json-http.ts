@@ -55,6 +55,26 @@ export class AnswerTooLargeError extends Error {
 }
 
 /**
+ * Collects an answer body up to `maxBytes`, for both transports: `add` returns the error to fail
+ * with once the body is over the bound (the caller drops the connection), and keeps nothing past it.
+ */
+export function answerBody(origin: string, maxBytes: number): { add(chunk: Buffer): AnswerTooLargeError | undefined; tooLarge(): AnswerTooLargeError; text(): string } {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const tooLarge = () => new AnswerTooLargeError(`the answer from ${origin} is over ${maxBytes} bytes`);
+  return {
+    add(chunk) {
+      size += chunk.length;
+      if (size > maxBytes) return tooLarge();
+      chunks.push(chunk);
+      return undefined;
+    },
+    tooLarge,
+    text: () => Buffer.concat(chunks).toString('utf8'),
+  };
+}
+
+/**
  * Sends the request with node:http(s) through `agent` and reads the whole answer (at most
  * `maxBytes`). Network, TLS, timeout and abort failures throw Node's error (with its `code`).
  */
@@ -66,15 +86,13 @@ export function requestJson(url: string, o: JsonRequest & { agent: Agent; maxByt
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<JsonAnswer>((resolve, reject) => {
     const req = send(target, { method: o.method, headers, agent: o.agent, ...(o.signal ? { signal: o.signal } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
+      const answer = answerBody(target.origin, maxBytes);
       res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > maxBytes) return void req.destroy(new AnswerTooLargeError(`the answer from ${target.origin} is over ${maxBytes} bytes`));
-        chunks.push(chunk);
+        const tooLarge = answer.add(chunk);
+        if (tooLarge) req.destroy(tooLarge);
       });
       res.on('error', reject);
-      res.on('end', () => resolve(decodeJsonAnswer(res.statusCode ?? 0, res.headers as IncomingHttpHeaders, Buffer.concat(chunks).toString('utf8'))));
+      res.on('end', () => resolve(decodeJsonAnswer(res.statusCode ?? 0, res.headers as IncomingHttpHeaders, answer.text())));
     });
     req.setTimeout(o.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer from ${target.origin} within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
