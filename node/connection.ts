@@ -28,6 +28,7 @@ import {
   customRequestOf,
   DISCONNECT,
   disconnectWithReason,
+  enforceChannelWindows,
   keyExchangeQueue,
   observeChannelOpens,
   rejectChannelOpen,
@@ -56,7 +57,7 @@ export interface RelayContext {
   injectFault?: FaultInjector;
 }
 
-export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled';
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded';
 
 /** X's connection refused a channel before asking X: its slots, or the opener's share, are used up. */
 class OpenRefusedError extends Error {
@@ -78,6 +79,7 @@ const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
   shutdown: { code: DISCONNECT.BY_APPLICATION, text: 'relay shutting down; reconnect' },
   internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },
   send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
+  window_exceeded: { code: DISCONNECT.PROTOCOL_ERROR, text: 'channel data beyond the window the relay granted' },
 };
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
@@ -155,6 +157,15 @@ export class RelayConnection {
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
     conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
 
+    // A peer that sends past a channel's window would make the relay hold all it sends (ssh2-internals).
+    enforceChannelWindows(
+      conn,
+      guard.wrap('channel-data', (o: { recipient: number; window: number; bytes: number }) => {
+        ctx.metrics.refusedRequests.inc({ type: 'channel_data_beyond_window' });
+        this.#log.warn('peer sent channel data beyond the window; disconnecting', { channel: o.recipient, window: o.window, bytes: o.bytes, leaseId: this.#lease?.leaseId });
+        this.end('window_exceeded');
+      }),
+    );
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);
     observeChannelOpens(
       conn,

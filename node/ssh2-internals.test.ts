@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, enforceChannelWindows, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -60,6 +60,68 @@ describe('dropRequestsAfterClose', () => {
   it('says which internal is missing when ssh2 changed', () => {
     const conn = Object.assign(new EventEmitter(), { _protocol: { _handlers: {} } });
     assert.throws(() => dropRequestsAfterClose(conn as unknown as Connection), /ssh2 internals changed: CHANNEL_REQUEST/);
+  });
+});
+
+describe('enforceChannelWindows', () => {
+  function fakeConnection(channels: Map<number, unknown>) {
+    const delivered: { recipient: number; bytes: number; kind: string }[] = [];
+    const overruns: { recipient: number; window: number; bytes: number }[] = [];
+    const deliver = (kind: string) => (_p: unknown, recipient: number, data: Buffer) => delivered.push({ recipient, bytes: data.length, kind });
+    const conn = Object.assign(new EventEmitter(), {
+      _chanMgr: { get: (id: number) => channels.get(id) },
+      _protocol: { _handlers: { CHANNEL_DATA: deliver('data'), CHANNEL_EXTENDED_DATA: deliver('extended') } },
+    });
+    enforceChannelWindows(conn as unknown as Connection, (o) => overruns.push(o));
+    const h = conn._protocol._handlers;
+    return { delivered, overruns, data: (id: number, n: number) => h.CHANNEL_DATA(undefined, id, Buffer.alloc(n)), ext: (id: number, n: number) => h.CHANNEL_EXTENDED_DATA(undefined, id, Buffer.alloc(n)) };
+  }
+
+  it('hands ssh2 data up to the window left, on channels, server sessions and unknown ids', () => {
+    const { delivered, overruns, data, ext } = fakeConnection(
+      new Map<number, unknown>([
+        [0, { incoming: { window: 100 } }],
+        [1, { _channel: { incoming: { window: 10 } } }],
+      ]),
+    );
+    data(0, 100);
+    data(1, 10);
+    ext(0, 0);
+    data(9, 5000); // ssh2 ignores an unknown channel itself
+    assert.deepEqual(overruns, []);
+    assert.deepEqual(
+      delivered.map((d) => d.recipient),
+      [0, 1, 0, 9],
+    );
+  });
+
+  it('refuses the first packet longer than the window left, once, and delivers nothing more on any channel', () => {
+    const { delivered, overruns, data, ext } = fakeConnection(
+      new Map<number, unknown>([
+        [0, { incoming: { window: 27_152 } }],
+        [1, { incoming: { window: 1 << 20 } }],
+      ]),
+    );
+    data(0, 30_000);
+    data(0, 10);
+    data(1, 10);
+    ext(1, 10);
+    assert.deepEqual(overruns, [{ recipient: 0, window: 27_152, bytes: 30_000 }]);
+    assert.deepEqual(delivered, []);
+  });
+
+  it('refuses extended data past the window too, and data at a window of 0', () => {
+    const a = fakeConnection(new Map<number, unknown>([[0, { incoming: { window: 5 } }]]));
+    a.ext(0, 6);
+    assert.deepEqual(a.overruns, [{ recipient: 0, window: 5, bytes: 6 }]);
+    const b = fakeConnection(new Map<number, unknown>([[0, { incoming: { window: 0 } }]]));
+    b.data(0, 1);
+    assert.deepEqual(b.overruns, [{ recipient: 0, window: 0, bytes: 1 }]);
+  });
+
+  it('says which internal is missing when ssh2 changed', () => {
+    const conn = Object.assign(new EventEmitter(), { _chanMgr: { get: () => undefined }, _protocol: { _handlers: { CHANNEL_DATA: () => {} } } });
+    assert.throws(() => enforceChannelWindows(conn as unknown as Connection, () => {}), /ssh2 internals changed: CHANNEL_EXTENDED_DATA/);
   });
 });
 

@@ -18,6 +18,9 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   CHANNEL_FAILURE even after it sent CHANNEL_CLOSE (if fixed, dropRequestsAfterClose is moot).
  * - `Connection._chanMgr.get(id)` returns the Channel, whose `outgoing.state` goes
  *   open → eof → closing (CLOSE sent) → closed.
+ * - `_handlers.{CHANNEL_DATA, CHANNEL_EXTENDED_DATA}` (server and client) are still called with
+ *   `(p, recipient, data, ...)` and still accept a packet past the window (if ssh2 now refuses
+ *   it, enforceChannelWindows is moot).
  * - lib/protocol/kex.js calls `protocol._onHandshakeComplete` through the instance property,
  *   and Protocol.js reads `_kex.remoteExtInfoEnabled` inside it to send its own EXT_INFO (still
  *   with the comma missing in `server-sig-algs`?); `_packetRW.write.{allocStart, alloc,
@@ -78,13 +81,20 @@ export function nativeCryptoAvailable(): boolean {
 type GlobalRequestHandler = (p: unknown, name: string, wantReply: boolean, data: unknown) => void;
 type ChannelOpenHandler = (p: unknown, info: { type: string; sender: number }) => void;
 type ChannelRequestHandler = (p: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void;
+type ChannelDataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void;
 interface PacketWriterInternals {
   allocStart: number;
   alloc(size: number): Buffer;
   finalize(packet: Buffer): Buffer;
 }
 interface ProtocolInternals {
-  _handlers: { GLOBAL_REQUEST?: GlobalRequestHandler; CHANNEL_OPEN?: ChannelOpenHandler; CHANNEL_REQUEST?: ChannelRequestHandler };
+  _handlers: {
+    GLOBAL_REQUEST?: GlobalRequestHandler;
+    CHANNEL_OPEN?: ChannelOpenHandler;
+    CHANNEL_REQUEST?: ChannelRequestHandler;
+    CHANNEL_DATA?: ChannelDataHandler;
+    CHANNEL_EXTENDED_DATA?: ChannelDataHandler;
+  };
   _onHandshakeComplete?: (...args: unknown[]) => void;
   _kex?: { remoteExtInfoEnabled?: boolean };
   _packetRW?: { write: PacketWriterInternals };
@@ -223,6 +233,44 @@ export function dropRequestsAfterClose(conn: Connection): void {
     if (state === 'closing' || state === 'closed') return;
     orig(p, recipient, type, wantReply, data);
   };
+}
+
+/**
+ * Refuses channel data beyond the window this side granted. ssh2 (server.js and client.js
+ * CHANNEL_DATA, client.js CHANNEL_EXTENDED_DATA) drops a packet only when the window is exactly
+ * 0; a packet larger than what is left takes `incoming.window` below 0, and from then on every
+ * packet is pushed into the channel's readable side whether or not anyone reads it: a peer that
+ * sends one odd-sized packet past the window, on a channel whose reader is paused (the relay's
+ * bridge pauses Y's channel while X is slow), made the relay hold everything it sent (256 MiB
+ * in test/node/hostile-window-overrun). RFC 4254 5.2: the sender may not send more than the
+ * window. OpenSSH disconnects a peer that ignores the window too. So a packet longer than the
+ * window left is not handed to ssh2: `onOverrun` is called once (it closes the connection),
+ * and nothing more is delivered on any channel of the connection. Works for a server
+ * Connection and a connected Client (ssh2 creates the Client's protocol in `connect()`).
+ */
+export function enforceChannelWindows(conn: Connection | Client, onOverrun: (o: { recipient: number; window: number; bytes: number }) => void): void {
+  const proto = protocolOf(conn as Connection);
+  const chanMgr = (conn as unknown as { _chanMgr?: { get(id: number): unknown } })._chanMgr;
+  if (typeof chanMgr?.get !== 'function') throw new Error('ssh2 internals changed: Connection._chanMgr missing');
+  let overrun = false;
+  const guard = (name: 'CHANNEL_DATA' | 'CHANNEL_EXTENDED_DATA'): void => {
+    const orig = proto._handlers[name];
+    if (!orig) throw new Error(`ssh2 internals changed: ${name} handler missing`);
+    proto._handlers[name] = (p, recipient, data, ...rest) => {
+      if (overrun) return;
+      // A server Session wraps its channel (server.js: `channel._channel`); the relay refuses sessions.
+      const entry = chanMgr.get(recipient) as { incoming?: { window?: unknown }; _channel?: { incoming?: { window?: unknown } } } | undefined;
+      const window = entry?.incoming?.window ?? entry?._channel?.incoming?.window;
+      if (typeof window === 'number' && Buffer.isBuffer(data) && data.length > window) {
+        overrun = true;
+        onOverrun({ recipient, window, bytes: data.length });
+        return;
+      }
+      orig(p, recipient, data, ...rest);
+    };
+  };
+  guard('CHANNEL_DATA');
+  guard('CHANNEL_EXTENDED_DATA');
 }
 
 /**

@@ -7,7 +7,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
-import { installPooledPadding } from '../../node/ssh2-internals.js';
+import { enforceChannelWindows, installPooledPadding } from '../../node/ssh2-internals.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
 export interface RelayTimings {
@@ -73,6 +73,13 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       algorithms: { cipher: CIPHERS as never },
       // Tells the relay this is Tunnel's own CLI: its channels may grow their windows (protocol/ssh-idents.ts).
       ident: CLI_SOFTWARE,
+    });
+    // A relay that sends past a channel's window would make this process hold all it sends:
+    // the connection ends instead (node/ssh2-internals.ts), with the reason as its error.
+    enforceChannelWindows(client, () => {
+      const err = Object.assign(new Error('the relay sent channel data beyond the window; disconnected'), { level: 'protocol' });
+      if (client.listenerCount('error') > 0) client.emit('error', err);
+      client.destroy();
     });
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
     // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.

@@ -18,6 +18,7 @@ interface ClientProtocol {
   ping(): void;
   rekey(): void;
   channelWindowAdjust(id: number, amount: number): void;
+  channelData(id: number, data: Buffer): void;
 }
 const protocolOf = (c: Client) => (c as unknown as { _protocol: ClientProtocol })._protocol;
 export const socketOfClient = (c: Client) => (c as unknown as { _sock: Socket })._sock;
@@ -84,6 +85,32 @@ export function grantHugeWindow(y: Client, ch: ClientChannel): void {
   const extra = 0xffff_ffff - c.incoming.window;
   protocolOf(y).channelWindowAdjust(c.outgoing.id, extra);
   c.incoming.window += extra;
+}
+
+/**
+ * Sends `bytes` of CHANNEL_DATA on `ch` whatever the window the relay granted, in packets of
+ * 30,000 bytes (not a divisor of the 2 MiB window, so one packet takes the window below 0:
+ * ssh2 itself drops a packet only at a window of exactly 0). Waits for its own socket to drain
+ * every MiB. Resolves with the bytes sent, early if the connection closes.
+ */
+export function windowOverrun(y: Client, ch: ClientChannel, bytes: number): Promise<number> {
+  const proto = protocolOf(y);
+  const id = (ch as unknown as { outgoing: { id: number } }).outgoing.id;
+  const sock = socketOfClient(y);
+  const chunk = Buffer.alloc(30_000, 0x41);
+  let sent = 0;
+  return new Promise((resolve) => {
+    const go = () => {
+      while (sent < bytes && !sock.destroyed) {
+        proto.channelData(id, chunk);
+        sent += chunk.length;
+        if (sock.writableLength > 1 << 20) return void sock.once('drain', go);
+      }
+      resolve(sent);
+    };
+    sock.once('close', () => resolve(sent));
+    go();
+  });
 }
 
 /** Stops reading the client's TCP socket (the kernel buffers fill, then the relay's queues would). */

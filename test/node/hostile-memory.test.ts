@@ -9,12 +9,13 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, preauthKeepaliveFlood, socketOfClient, stallRekey, windowFlood } from './hostile-clients.js';
+import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, preauthKeepaliveFlood, socketOfClient, stallRekey, windowFlood, windowOverrun } from './hostile-clients.js';
 import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
 import { within } from './ssh-tools.js';
 
 const EXPOSURE = 'hostx-hostile-mem';
 const FIREHOSE = 'hostx-firehose';
+const SINK = 'hostx-sink';
 const LIMIT = 256 * 1024;
 const TEN_MIB = 10 << 20;
 /** One packet per feeding channel may land after the bound is reached, and one read's replies. */
@@ -39,18 +40,32 @@ async function startFirehose(bytes: number): Promise<Server> {
   return server;
 }
 
+/** A service that accepts and never reads: X's channel fills, and the relay's bridge pauses Y's. */
+async function startSink(): Promise<Server> {
+  const server = createServer((sock) => {
+    sock.on('error', () => {});
+    sock.pause();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
 describe('hostile clients: memory (finding 2)', () => {
   let stage: HostileRelay;
   let firehose: Server;
+  let sink: Server;
 
   before(async () => {
     // Keepalive and login grace far above the stall timeout, so the send bound is what ends each attacker.
     stage = await startHostileRelay(['--max-send-buffer', String(LIMIT), '--send-stall-timeout', '2s', '--keepalive-interval', '60s', '--login-grace-time', '60s', '--drain-timeout', '2s'], EXPOSURE);
     firehose = await startFirehose(1 << 30);
     await stage.expose(FIREHOSE, (firehose.address() as AddressInfo).port);
+    sink = await startSink();
+    await stage.expose(SINK, (sink.address() as AddressInfo).port);
   });
   after(async () => {
     firehose?.close();
+    sink?.close();
     await stage?.stop();
   });
 
@@ -164,6 +179,29 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.ok(Number(line.socketBytes) + Number(line.keyExchangeBytes) <= LIMIT + SLACK, JSON.stringify(line));
     assert.ok(after.peak <= 2 * LIMIT + SLACK);
     t.diagnostic(`stalled re-key: at the stall ${String(line.keyExchangeBytes)} bytes in ssh2's key exchange queue, ${String(line.socketBytes)} in the socket queue (bound ${LIMIT})`);
+    await stage.legitOpenSsh(TEN_MIB);
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+  });
+
+  it('a Y that sends channel data past the window it was granted is disconnected; the relay does not hold what it sent', async (t) => {
+    const from = stage.relay.stderr().length;
+    const y = await connectWithCertificate(await stage.credentials('yoverrun', { kind: 'open', exposure: SINK }));
+    y.on('error', () => {});
+    const closed = new Promise<void>((r) => y.once('close', () => r()));
+    const ch = await openDirect(y, SINK, 22);
+    // 64 MiB against a 2 MiB window, while X (whose service never reads) holds the bridge paused:
+    // ssh2 alone pushed all of it into the paused channel (the relay held 263 MB for 256 MiB sent).
+    const sent = await windowOverrun(y, ch, 64 << 20);
+    const line = await stage.relayClosed('yoverrun', from);
+    await within(closed, 30_000, "the overrunning Y's connection was closed");
+    assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
+    const why = stage.logs(from).find((l) => l.msg === 'peer sent channel data beyond the window; disconnecting' && l.sessionId === line.sessionId);
+    assert.ok(why, 'the relay did not say why it closed the connection');
+    assert.ok(Number(why.window) < Number(why.bytes), JSON.stringify(why));
+    const m = await stage.metrics();
+    assert.equal(m.value('tunnel_node_refused_requests_total', { type: 'channel_data_beyond_window' }), 1);
+    assert.equal(m.value('tunnel_node_bridge_buffer_bytes'), 0);
+    t.diagnostic(`window overrun: ${sent} bytes sent before the close; ${JSON.stringify({ window: why.window, bytes: why.bytes })}`);
     await stage.legitOpenSsh(TEN_MIB);
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
