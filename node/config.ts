@@ -1,9 +1,8 @@
 import { homedir } from 'node:os';
 import { formatHostPort, parseHostPort, type HostPort } from '../protocol/host-port.js';
-import { EGRESS_DRIVERS, type EgressDriver } from '../protocol/lease-claims.js';
+import { EGRESS_DRIVERS, type EgressDriver } from '../protocol/lease-claims-check.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
 import { FAULT_SPECS, type FaultSpec } from './fault-guard.js';
 import { checkServerUrl, parsePin, TrustError } from '../protocol/tls-trust.js';
 
@@ -109,98 +108,112 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
-const hostPort = (name: string) =>
-  z.string().transform((s, ctx): HostPort => {
+/**
+ * Each option's parser, run in this order on the raw string (undefined when not given and no
+ * default): the first one that fails ends the parse with its message. Plain functions, not zod:
+ * an idle relay does not load zod (issue 11, idle relay RSS).
+ */
+const fail = (message: string): never => {
+  throw new ConfigError(message);
+};
+/** The raw value when given; `message` when not. */
+const given = (s: string | undefined, message: string): string => s ?? fail(message);
+/** A string option that, when given, must not be empty (zod's default message, as before). */
+const nonEmpty = (s: string | undefined): string | undefined => (s === '' ? fail('Too small: expected string to have >=1 characters') : s);
+
+const hostPort =
+  (name: string) =>
+  (s: string | undefined): HostPort => {
     // An empty host (`:2222`) listens on every IPv4 address; port 0 takes any free port.
-    const hp = parseHostPort(s, { defaultHost: '0.0.0.0', allowZero: true });
-    if (!hp || !s.includes(':')) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be host:port, e.g. 127.0.0.1:2222` });
-      return z.NEVER;
-    }
+    const hp = s === undefined ? undefined : parseHostPort(s, { defaultHost: '0.0.0.0', allowZero: true });
+    if (!hp || !s!.includes(':')) return fail(`--${name} must be host:port, e.g. 127.0.0.1:2222`);
     return hp;
-  });
+  };
 
-const duration = (name: string) =>
-  z.string().transform((s, ctx): number => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
-    if (!m) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be a duration such as 500ms, 5s, 2m` });
-      return z.NEVER;
-    }
-    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-    return Math.round(Number(m[1]) * unit);
-  });
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** Milliseconds, or NaN when `s` is not a duration. */
+const millis = (s: string): number => {
+  const m = DURATION_RE.exec(s.trim());
+  return m ? Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 's') as keyof typeof DURATION_UNITS]) : NaN;
+};
 
-const count = (name: string, min: number) =>
-  z.string().transform((s, ctx): number => {
+const duration =
+  (name: string) =>
+  (s: string | undefined): number => {
+    const ms = s === undefined ? NaN : millis(s);
+    return Number.isNaN(ms) ? fail(`--${name} must be a duration such as 500ms, 5s, 2m`) : ms;
+  };
+
+const count =
+  (name: string, min: number) =>
+  (s: string | undefined): number => {
     const n = Number(s);
-    if (!Number.isInteger(n) || n < min) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be an integer >= ${min}` });
-      return z.NEVER;
-    }
+    if (s === undefined || !Number.isInteger(n) || n < min) return fail(`--${name} must be an integer >= ${min}`);
     return n;
-  });
+  };
 
-const size = (name: string, min: number) =>
-  z.string().transform((s, ctx): number => {
-    const m = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(s.trim());
+const size =
+  (name: string, min: number) =>
+  (s: string | undefined): number => {
+    const m = s === undefined ? null : /^(\d+)(B|KiB|MiB|GiB)?$/.exec(s.trim());
     const n = m ? Number(m[1]) * { B: 1, KiB: 1024, MiB: 1 << 20, GiB: 1 << 30 }[(m[2] ?? 'B') as 'B' | 'KiB' | 'MiB' | 'GiB'] : NaN;
-    if (!Number.isSafeInteger(n) || n < min) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be a size of at least ${min} bytes, such as 4MiB or 512KiB` });
-      return z.NEVER;
-    }
+    if (!Number.isSafeInteger(n) || n < min) return fail(`--${name} must be a size of at least ${min} bytes, such as 4MiB or 512KiB`);
     return n;
-  });
+  };
 
-const RawSchema = z.object({
+const oneOf =
+  <T extends string>(values: readonly T[], message: string) =>
+  (s: string | undefined): T =>
+    values.includes(s as T) ? (s as T) : fail(message);
+
+const FIELDS = {
   // One URL, or several replicas separated by commas (tried in order; see control-client.ts).
-  'control-url': z
-    .string({ error: 'set --control-url or TUNNEL_CONTROL_URL to the control plane URL, e.g. http://127.0.0.1:8080' })
-    .transform((s) => s.split(',').map((u) => u.trim().replace(/\/+$/, '')))
-    .superRefine((urls, ctx) => {
-      if (urls.length > 8) ctx.addIssue({ code: 'custom', message: '--control-url takes at most 8 comma-separated URLs' });
-      else if (!urls.every((u) => URL.canParse(u))) {
-        ctx.addIssue({ code: 'custom', message: '--control-url must be a URL such as http://127.0.0.1:8080 (several: comma-separated)' });
-      } else if (!urls.every((u) => /^https?:$/.test(new URL(u).protocol))) ctx.addIssue({ code: 'custom', message: '--control-url must be http:// or https://' });
-    }),
-  'ca-file': z.string().min(1).optional(),
-  'ca-pin': z
-    .string()
-    .optional()
-    .transform((s, ctx) => {
-      if (s === undefined) return undefined;
-      try {
-        return parsePin(s);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: `--ca-pin: ${(err as Error).message}` });
-        return z.NEVER;
-      }
-    }),
-  'data-dir': z.string().min(1, '--data-dir must not be empty'),
+  'control-url': (s: string | undefined): string[] => {
+    const urls = given(s, 'set --control-url or TUNNEL_CONTROL_URL to the control plane URL, e.g. http://127.0.0.1:8080')
+      .split(',')
+      .map((u) => u.trim().replace(/\/+$/, ''));
+    if (urls.length > 8) fail('--control-url takes at most 8 comma-separated URLs');
+    else if (!urls.every((u) => URL.canParse(u))) fail('--control-url must be a URL such as http://127.0.0.1:8080 (several: comma-separated)');
+    else if (!urls.every((u) => /^https?:$/.test(new URL(u).protocol))) fail('--control-url must be http:// or https://');
+    return urls;
+  },
+  'ca-file': nonEmpty,
+  'ca-pin': (s: string | undefined): string | undefined => {
+    if (s === undefined) return undefined;
+    try {
+      return parsePin(s);
+    } catch (err) {
+      return fail(`--ca-pin: ${(err as Error).message}`);
+    }
+  },
+  'data-dir': (s: string | undefined): string => (s ? s : fail('--data-dir must not be empty')),
   listen: hostPort('listen'),
-  advertise: z.string().optional(),
+  advertise: (s: string | undefined) => s,
   'metrics-listen': hostPort('metrics-listen'),
-  'health-detail': z.enum(['off', 'loopback', 'all'], { error: '--health-detail must be loopback, all or off' }),
-  'enroll-token': z.string().min(1).optional(),
+  'health-detail': oneOf(['off', 'loopback', 'all'] as const, '--health-detail must be loopback, all or off'),
+  'enroll-token': nonEmpty,
   'keepalive-interval': duration('keepalive-interval'),
   'keepalive-count-max': count('keepalive-count-max', 1),
   'login-grace-time': duration('login-grace-time'),
-  'max-startups': z.string().transform((s, ctx): { start: number; rate: number; full: number } => {
-    const m = /^(\d+)(?::(\d+):(\d+))?$/.exec(s.trim());
+  'max-startups': (s: string | undefined): { start: number; rate: number; full: number } => {
+    const m = s === undefined ? null : /^(\d+)(?::(\d+):(\d+))?$/.exec(s.trim());
     const start = Number(m?.[1]);
     const rate = m?.[2] === undefined ? 100 : Number(m[2]);
     const full = m?.[3] === undefined ? start : Number(m[3]);
     if (!m || start < 1 || rate > 100 || full < start) {
-      ctx.addIssue({ code: 'custom', message: '--max-startups must be N or START:RATE:FULL with 1 <= START <= FULL and RATE <= 100, e.g. 100:30:500' });
-      return z.NEVER;
+      return fail('--max-startups must be N or START:RATE:FULL with 1 <= START <= FULL and RATE <= 100, e.g. 100:30:500');
     }
     return { start, rate, full };
-  }),
+  },
   'per-source-max-startups': count('per-source-max-startups', 1),
   'open-timeout': duration('open-timeout'),
   'drain-timeout': duration('drain-timeout'),
   'revocation-poll-interval': duration('revocation-poll-interval'),
-  'revocation-wait': duration('revocation-wait').refine((ms) => ms <= 25_000, { message: '--revocation-wait must be at most 25s' }),
+  'revocation-wait': (s: string | undefined): number => {
+    const ms = duration('revocation-wait')(s);
+    return ms <= 25_000 ? ms : fail('--revocation-wait must be at most 25s');
+  },
   'jwks-refresh-interval': duration('jwks-refresh-interval'),
   'jwks-min-refresh-interval': duration('jwks-min-refresh-interval'),
   'heartbeat-interval': duration('heartbeat-interval'),
@@ -208,16 +221,11 @@ const RawSchema = z.object({
   'events-queue-max': count('events-queue-max', 1),
   'max-channels-per-connection': count('max-channels-per-connection', 1),
   'max-channels-per-opener': count('max-channels-per-opener', 1),
-  'channel-idle-timeout': z.string().transform((s, ctx): number | undefined => {
+  'channel-idle-timeout': (s: string | undefined): number | undefined => {
     if (s === 'off') return undefined;
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
-    const ms = m ? Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h']) : NaN;
-    if (!(ms >= 1000)) {
-      ctx.addIssue({ code: 'custom', message: '--channel-idle-timeout must be a duration of at least 1s (e.g. 30m) or off' });
-      return z.NEVER;
-    }
-    return ms;
-  }),
+    const ms = s === undefined ? NaN : millis(s);
+    return ms >= 1000 ? ms : fail('--channel-idle-timeout must be a duration of at least 1s (e.g. 30m) or off');
+  },
   'max-pending-opens': count('max-pending-opens', 1),
   'max-connections-per-lease': count('max-connections-per-lease', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
@@ -230,34 +238,36 @@ const RawSchema = z.object({
   'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
   'gc-every': size('gc-every', 0),
   'gc-full-after': size('gc-full-after', 0),
-  'test-fault': z
-    .string()
-    .optional()
-    .transform((s, ctx): FaultSpec[] => {
-      const specs = (s ?? '').split(',').filter((x) => x !== '');
-      const bad = specs.find((x) => !(FAULT_SPECS as readonly string[]).includes(x));
-      if (bad !== undefined) {
-        ctx.addIssue({ code: 'custom', message: `--test-fault ${bad} is not one of ${FAULT_SPECS.join(', ')}` });
-        return z.NEVER;
-      }
-      return specs as FaultSpec[];
-    }),
-  'egress-driver': z.enum(EGRESS_DRIVERS, { error: `--egress-driver must be ${EGRESS_DRIVERS.join(' or ')}` }),
-  'egress-uid': count('egress-uid', 0).optional(),
-  'egress-source-ports': z.string().transform((s, ctx): PortRange | undefined => {
+  'test-fault': (s: string | undefined): FaultSpec[] => {
+    const specs = (s ?? '').split(',').filter((x) => x !== '');
+    const bad = specs.find((x) => !(FAULT_SPECS as readonly string[]).includes(x));
+    if (bad !== undefined) fail(`--test-fault ${bad} is not one of ${FAULT_SPECS.join(', ')}`);
+    return specs as FaultSpec[];
+  },
+  'egress-driver': oneOf(EGRESS_DRIVERS, `--egress-driver must be ${EGRESS_DRIVERS.join(' or ')}`),
+  'egress-uid': (s: string | undefined): number | undefined => (s === undefined ? undefined : count('egress-uid', 0)(s)),
+  'egress-source-ports': (s: string | undefined): PortRange | undefined => {
     if (s === 'off') return undefined;
-    const m = /^(\d{1,5})-(\d{1,5})$/.exec(s);
+    const m = s === undefined ? null : /^(\d{1,5})-(\d{1,5})$/.exec(s);
     const first = Number(m?.[1]);
     const last = Number(m?.[2]);
     if (!m || first < 1024 || last > 65535 || first > last) {
-      ctx.addIssue({ code: 'custom', message: '--egress-source-ports must be FIRST-LAST within 1024-65535 (e.g. 61000-64999) or off' });
-      return z.NEVER;
+      return fail('--egress-source-ports must be FIRST-LAST within 1024-65535 (e.g. 61000-64999) or off');
     }
     return { first, last };
-  }),
+  },
   'egress-ports-per-lease': count('egress-ports-per-lease', 1),
   'egress-connect-timeout': duration('egress-connect-timeout'),
-});
+} satisfies Record<OptionName, (s: string | undefined) => unknown>;
+
+type Parsed = { [K in keyof typeof FIELDS]: ReturnType<(typeof FIELDS)[K]> };
+
+/** Every field parsed in FIELDS's order; throws the first one's ConfigError. */
+function parseFields(raw: Readonly<Record<string, string | undefined>>): Parsed {
+  const out: Record<string, unknown> = {};
+  for (const [k, parse] of Object.entries(FIELDS)) out[k] = (parse as (s: string | undefined) => unknown)(raw[k]);
+  return out as Parsed;
+}
 
 export interface PortRange {
   first: number;
@@ -387,12 +397,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     raw[flag] = typeof fromFlag === 'string' ? fromFlag : fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'def' in o ? o.def : undefined;
   }
   raw['data-dir'] ??= join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'tunnel', 'node');
-  const parsed = RawSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(issue?.message ?? 'invalid configuration; see tunnel-node --help');
-  }
-  const v = parsed.data;
+  const v = parseFields(raw);
   if (v['ca-file'] && v['ca-pin']) throw new ConfigError('give either --ca-file or --ca-pin, not both');
   const insecureHttp = values['insecure-http'] === true || ['1', 'true', 'yes'].includes((env.TUNNEL_INSECURE_HTTP ?? '').toLowerCase());
   let insecureWarning: string | undefined;

@@ -1,23 +1,24 @@
 import type { z } from 'zod';
+import type { ConnectionEvent, NodeEnrollRequestSchema, NodeHeartbeatRequestSchema } from '../protocol/node-api.js';
 import {
-  NodeEnrollResponseSchema,
-  NodeHeartbeatResponseSchema,
-  RevocationFeedSchema,
-  type ConnectionEvent,
-  type NodeEnrollRequestSchema,
-  type NodeHeartbeatRequestSchema,
-} from '../protocol/node-api.js';
+  checkNodeEnrollResponse,
+  checkNodeHeartbeatResponse,
+  checkRevocationFeed,
+  type NodeEnrollResponse,
+  type Reader,
+  type RevocationFeed,
+} from '../protocol/node-api-check.js';
 import type { ErrorCode } from '../protocol/error-codes.js';
 import { readProblem } from '../protocol/problem.js';
 import { AnswerTooLargeError, requestJson, type JsonAnswer } from '../shared/json-http.js';
-import { JWKS_PATH, JwksSchema, type Jwks } from '../protocol/jwks.js';
+import { checkJwks, JWKS_PATH } from '../protocol/jwks-check.js';
+import type { Jwks } from '../protocol/jwks.js';
 import { describeTrustFailure, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustAgents } from '../protocol/tls-trust-https.js';
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
-export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
-export type RevocationFeed = z.infer<typeof RevocationFeedSchema>;
+export type { NodeEnrollResponse, RevocationFeed };
 
 export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_UNTRUSTED' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
 
@@ -77,7 +78,8 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
   async function call<T>(
     method: 'GET' | 'POST',
     path: string,
-    schema: z.ZodType<T> | null,
+    /** The answer's check (protocol/node-api-check.ts: the API's schemas, read without zod); null: not read. */
+    check: Reader<T> | null,
     body?: unknown,
     auth = true,
     /** Added to the timeouts for a request the server may hold (a long poll). */
@@ -122,18 +124,18 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
         retryable: res.status >= 500 || res.status === 429,
       });
     }
-    if (schema === null) return undefined as T;
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      throw new ControlError('CONTROL_BAD_RESPONSE', `unexpected response shape: ${method} ${path}`, { status: res.status, retryable: false, cause: parsed.error });
+    if (check === null) return undefined as T;
+    const read = check(json);
+    if (read === undefined) {
+      throw new ControlError('CONTROL_BAD_RESPONSE', `unexpected response shape: ${method} ${path}`, { status: res.status, retryable: false });
     }
-    return parsed.data;
+    return read;
   }
 
   return {
-    enroll: (req) => call('POST', '/v1/nodes/enroll', NodeEnrollResponseSchema, req, false),
+    enroll: (req) => call('POST', '/v1/nodes/enroll', checkNodeEnrollResponse, req, false),
     heartbeat: async (req) => {
-      await call('POST', '/v1/nodes/self/heartbeat', NodeHeartbeatResponseSchema, req);
+      await call('POST', '/v1/nodes/self/heartbeat', checkNodeHeartbeatResponse, req);
     },
     revocations: (cursor, waitMs = 0, signal) => {
       const q = new URLSearchParams();
@@ -141,10 +143,10 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
       const wait = Math.floor(waitMs / 1000);
       if (wait > 0) q.set('wait', String(wait));
       const qs = q.toString();
-      return call('GET', `/v1/nodes/self/revocations${qs ? `?${qs}` : ''}`, RevocationFeedSchema, undefined, true, wait * 1000, signal);
+      return call('GET', `/v1/nodes/self/revocations${qs ? `?${qs}` : ''}`, checkRevocationFeed, undefined, true, wait * 1000, signal);
     },
     sendEvents: (events) => call('POST', '/v1/nodes/self/events', null, { events }),
-    fetchJwks: () => call('GET', JWKS_PATH, JwksSchema, undefined, false),
+    fetchJwks: () => call('GET', JWKS_PATH, checkJwks, undefined, false),
     close: async () => {
       agents.destroy();
     },

@@ -1,22 +1,30 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { BAD, obj, opt, str, type Check } from '../protocol/check.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, parseOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import type { ControlClient } from './control-client.js';
 import { writeFileAtomic } from './fs-atomic.js';
 import type { Logger } from '../shared/logger.js';
 
-const NodeStateSchema = z.object({
-  node_id: z.string().min(1),
-  name: z.string(),
-  node_token: z.string().min(1),
-  issuer: z.string().min(1),
-  control_url: z.string(),
+export interface NodeState {
+  node_id: string;
+  name: string;
+  node_token: string;
+  issuer: string;
+  control_url: string;
   /** The control plane's certificate pin given at enrollment (--ca-pin), used on every later start. */
-  ca_pin: z.string().optional(),
+  ca_pin?: string | undefined;
+}
+/** The state file as read (protocol/check.ts: no zod in the relay, issue 11). */
+const nodeState: Check<NodeState> = obj({
+  node_id: str({ min: 1 }),
+  name: str(),
+  node_token: str({ min: 1 }),
+  issuer: str({ min: 1 }),
+  control_url: str(),
+  ca_pin: opt(str()),
 });
-export type NodeState = z.infer<typeof NodeStateSchema>;
 
 export class EnrollmentError extends Error {
   override readonly name = 'EnrollmentError';
@@ -61,7 +69,9 @@ export async function readNodeState(dataDir: string): Promise<NodeState | undefi
   const text = await readIfExists(path);
   if (text === undefined) return undefined;
   try {
-    return NodeStateSchema.parse(JSON.parse(text));
+    const state = nodeState(JSON.parse(text));
+    if (state === BAD) throw new Error('not a node state');
+    return state;
   } catch (err) {
     throw new EnrollmentError('STATE_CORRUPT', `${path} is unreadable; remove it and enroll again with --enroll-token`, { cause: err });
   }

@@ -29,13 +29,18 @@ import { majorCollector } from './gc-pacer.js';
  * 3. Modules an idle relay never runs are not loaded: ssh2's Server and key parser are required
  *    from their own files, not from ssh2's entry point (node/ssh2-internals.ts), and the window
  *    budget's clock is process.hrtime, not node:perf_hooks (node/adaptive-window.ts).
+ * 4. zod is not loaded (about 5 MB of an idle relay's RSS, measured): the relay parses its flags
+ *    with plain functions (node/config.ts) and reads JSON through protocol/check.ts's checks.
+ *    test/node/relay-startup-memory fails if any zod module is loaded.
  *
  * Not done (measured, issue 11): keeping V8 from optimizing until the first connection saved the
  * 3.4 MB of TurboFan code pages that loading ~160 ES modules brings in, but only until the first
  * SSH client or /metrics scrape, and it had to restore V8's tiering defaults by value, which
  * differ between the Node versions Tunnel supports. Fewer threads (UV_THREADPOOL_SIZE=1,
  * --v8-pool-size=1, --single-threaded-gc) or MALLOC_ARENA_MAX=2 saved at most 0.6 MB each, and
- * would need every launch path to set them.
+ * would need every launch path to set them. Several spaced full collections while idle (V8
+ * flushes bytecode that has not run for --bytecode-old-age mark-compacts), or
+ * --bytecode-old-age=1, saved nothing measurable: the idle relay's bytecode is about 0.35 MB.
  */
 
 const require = createRequire(import.meta.url);

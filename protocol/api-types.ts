@@ -1,10 +1,9 @@
 import { z } from 'zod';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
-import { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
-import { AddressSchema } from './host-port.js';
+import { AddressSchema, NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 import { HostSchema, opaqueToken, password, text } from './primitives.js';
 
-export { AddressSchema } from './host-port.js';
+export { AddressSchema } from './api-fields.js';
 export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
 export { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 export * from './node-api.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { AddressSchema, formatHostPort, parseHostPort } from './host-port.js';
+import { AddressSchema } from './api-fields.js';
+import { formatHostPort, parseHostPort } from './host-port.js';
 
 it('parses host:port with a name, IPv4 or bracketed IPv6 host', () => {
   assert.deepEqual(parseHostPort('relay.example.com:2222'), { host: 'relay.example.com', port: 2222 });

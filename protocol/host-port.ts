@@ -1,5 +1,3 @@
-import { z } from 'zod';
-
 /**
  * `host:port` as every part of Tunnel writes it: a DNS name, an IPv4 address or a bracketed IPv6
  * address, a colon, a decimal port. Relay addresses on the wire (enrollment, leases, node lists)
@@ -37,14 +35,3 @@ export function parseHostPort(s: string, o: HostPortOptions = {}): HostPort | un
 export function formatHostPort(hp: HostPort): string {
   return `${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
 }
-
-/**
- * `host:port` where a relay listens for SSH (as enrolled, and as leases and node lists carry it).
- * Port 0 passes: a relay listening on an ephemeral port (tests) enrolls with what it was given.
- */
-export const AddressSchema = z
-  .string()
-  .min(3)
-  .max(260)
-  .regex(HOST_PORT_RE, 'must be host:port')
-  .refine((s) => parseHostPort(s, { allowZero: true }) !== undefined, 'must be host:port with a port up to 65535');

@@ -1,18 +1,19 @@
 import { z } from 'zod';
+import { JWK_USE_LEASE, JWK_USE_SSH_CA, JWK_X_RE, JWKS_MAX_KEYS } from './jwks-check.js';
+
+export * from './jwks-check.js';
 
 /**
  * The one trust document a relay needs: `GET /.well-known/jwks.json`.
  * Lease-signing keys carry `use: "sig"` (so JOSE libraries pick them for JWT verification);
  * SSH user-CA keys carry `use: "ssh-ca"` (and are never accepted as JWT keys).
+ * The relay reads it through jwks-check.ts's plain check, tested against these schemas.
  */
-export const JWK_USE_LEASE = 'sig';
-export const JWK_USE_SSH_CA = 'ssh-ca';
-export const JWKS_PATH = '/.well-known/jwks.json';
 
 export const Ed25519JwkSchema = z.object({
   kty: z.literal('OKP'),
   crv: z.literal('Ed25519'),
-  x: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  x: z.string().regex(JWK_X_RE),
   kid: z.string().min(1).max(128),
   use: z.enum([JWK_USE_LEASE, JWK_USE_SSH_CA]),
   alg: z.literal('EdDSA'),
@@ -20,11 +21,6 @@ export const Ed25519JwkSchema = z.object({
 export type Ed25519Jwk = z.infer<typeof Ed25519JwkSchema>;
 
 export const JwksSchema = z.object({
-  keys: z.array(Ed25519JwkSchema).max(64),
+  keys: z.array(Ed25519JwkSchema).max(JWKS_MAX_KEYS),
 });
 export type Jwks = z.infer<typeof JwksSchema>;
-
-/** The 32 raw public-key bytes of an Ed25519 JWK. */
-export function jwkPublicKeyBytes(jwk: Ed25519Jwk): Buffer {
-  return Buffer.from(jwk.x, 'base64url');
-}

@@ -1,15 +1,18 @@
 import { z } from 'zod';
-import { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
-import { AddressSchema } from './host-port.js';
+import { AddressSchema, NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, PortSchema } from './lease-claims.js';
+import { EVENT_BATCH_MAX_EVENTS } from './node-api-check.js';
 import { instant, int32, opaqueToken, safeCount, text } from './primitives.js';
+
+export { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, NODE_NAME_RE } from './node-api-check.js';
 
 /**
  * The bodies a relay node exchanges with the control plane (`/v1/nodes/enroll` and
  * `/v1/nodes/self/...`): enrollment, heartbeat, revocation feed, connection events. Part of the
  * API (api-types.ts re-exports them, the control plane validates and documents them from here);
  * in a file of their own so the relay builds these schemas and not the hundred others of the
- * API it never reads (about 1 MB of an idle relay's heap: issue 11).
+ * API it never reads (about 1 MB of an idle relay's heap: issue 11). The relay itself reads the
+ * answers through node-api-check.ts's plain checks (no zod), tested against these schemas.
  */
 
 export const NodeEnrollRequestSchema = z.strictObject({
@@ -63,13 +66,6 @@ export const ConnectionEventSchema = z.strictObject({
   bytes_out: safeCount().optional(),
   reason: text(256).optional(),
 });
-/** Events in one `POST /v1/nodes/self/events` batch, at most. */
-export const EVENT_BATCH_MAX_EVENTS = 1000;
-/**
- * Bytes of one batch's JSON body a relay sends at most. The control plane's body limit must be
- * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
- */
-export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
 export const ConnectionEventBatchSchema = z.strictObject({
   events: z.array(ConnectionEventSchema).min(1).max(EVENT_BATCH_MAX_EVENTS),
 });

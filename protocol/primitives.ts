@@ -1,5 +1,8 @@
 /* eslint-disable no-control-regex -- these patterns exist to refuse control characters */
 import { z } from 'zod';
+import { HOST_RE, INT32_MAX, SAFE_TEXT_RE } from './patterns.js';
+
+export { HOST_RE, INT32_MAX, SAFE_TEXT_RE } from './patterns.js';
 
 /**
  * The building blocks of every request field (issue 9, finding 6): what a client sends must fit
@@ -8,15 +11,6 @@ import { z } from 'zod';
  * walks the OpenAPI document and fails on a string or integer that escaped them.
  */
 
-/** Largest value of a Postgres `integer` column. */
-export const INT32_MAX = 2_147_483_647;
-
-/**
- * Text without C0 control characters, DEL or lone UTF-16 surrogates: Postgres `text` cannot
- * hold NUL, and no field of this API needs a control character. Written without the `u` flag so
- * a lone surrogate (which `u` would match as a code point) is refused.
- */
-export const SAFE_TEXT_RE = /^(?:[^\u0000-\u001f\u007f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
 const SAFE_TEXT_MESSAGE = 'must not contain control characters';
 
 /** Free text of at most `max` characters (names shown to people, versions, reasons). */
@@ -49,9 +43,5 @@ export const instant = () =>
     .regex(INSTANT_RE, 'must be an RFC 3339 timestamp between 1970 and 9999, e.g. 2026-01-01T00:00:00Z')
     .refine((s) => !Number.isNaN(Date.parse(s)), 'must be a valid date');
 
-/**
- * A host name (letters, digits, `-`, `_`, dots) or an IP literal (IPv6 without brackets), as a
- * relay dials it.
- */
-export const HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
+/** A host name or an IP literal (IPv6 without brackets), as a relay dials it (patterns.ts's HOST_RE). */
 export const HostSchema = z.string().min(1).max(253).regex(HOST_RE, 'must be a host name or an IP address');

@@ -1,19 +1,22 @@
-import { z } from 'zod';
+import type { z } from 'zod';
+import { num, obj, opt, read, str } from './check.js';
 import { isErrorCode, type ErrorCode } from './error-codes.js';
+import type { ProblemSchema } from './problem-schema.js';
 
 /**
- * The RFC 9457 problem+json body of every API error: the one definition. The control plane
- * documents it (OpenAPI component `Problem`) and renders it; the CLI, the relay and the web
- * console read error answers through `readProblem`, never by picking fields themselves.
+ * Reading the RFC 9457 problem+json body of API errors (its schema: problem-schema.ts). The CLI,
+ * the relay and the web console read error answers through `readProblem`, never by picking
+ * fields themselves. It checks the body with ProblemSchema's rules but without zod, which an
+ * idle relay does not load (issue 11; protocol/relay-checks.test compares the two).
  */
-export const ProblemSchema = z.object({
-  type: z.string(),
-  title: z.string(),
-  status: z.number().int(),
-  code: z.string().describe('Stable error code (see protocol/error-codes.ts)'),
-  detail: z.string().optional(),
-  request_id: z.string(),
-  error: z.string().optional().describe('RFC 6749/8628 error, on token endpoint errors'),
+const problem = obj({
+  type: str(),
+  title: str(),
+  status: num({ int: true }),
+  code: str(),
+  detail: opt(str()),
+  request_id: str(),
+  error: opt(str()),
 });
 
 /** A problem as the control plane makes it: its code is one of ours. */
@@ -31,15 +34,21 @@ export interface ProblemSummary {
   requestId: string | undefined;
 }
 
-/** Reads an error answer (`status` >= 400, `body` parsed JSON or undefined) through ProblemSchema. */
+/** Reads an error answer (`status` >= 400, `body` parsed JSON or undefined) with ProblemSchema's rules. */
 export function readProblem(status: number, body: unknown): ProblemSummary {
-  const p = ProblemSchema.safeParse(body);
-  if (!p.success) return { status, code: undefined, knownCode: undefined, detail: `the server answered HTTP ${status}`, requestId: undefined };
+  const p = read(problem, body);
+  if (!p.ok) return { status, code: undefined, knownCode: undefined, detail: `the server answered HTTP ${status}`, requestId: undefined };
   return {
     status,
-    code: p.data.code,
-    knownCode: isErrorCode(p.data.code) ? p.data.code : undefined,
-    detail: p.data.detail ?? p.data.title,
-    requestId: p.data.request_id,
+    code: p.value.code,
+    knownCode: isErrorCode(p.value.code) ? p.value.code : undefined,
+    detail: p.value.detail ?? p.value.title,
+    requestId: p.value.request_id,
   };
+}
+
+/** The body read with ProblemSchema's rules (unknown keys dropped), or undefined (for tests). */
+export function checkProblem(body: unknown): z.infer<typeof ProblemSchema> | undefined {
+  const p = read(problem, body);
+  return p.ok ? p.value : undefined;
 }

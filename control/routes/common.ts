@@ -2,7 +2,7 @@ import { z, type RouteConfig } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
 import { PROBLEM_CONTENT_TYPE } from '../../protocol/error-codes.js';
-import { ProblemSchema as ProtocolProblemSchema } from '../../protocol/problem.js';
+import { ProblemSchema as ProtocolProblemSchema } from '../../protocol/problem-schema.js';
 import { guard, type GuardOptions } from '../http/authenticate.js';
 import type { App, AppEnv } from '../http/env.js';
 import type { Action } from '../services/authz.js';

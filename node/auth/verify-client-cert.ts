@@ -4,10 +4,10 @@ import {
   CERT_BACKDATE_SECONDS,
   LEASE_CERT_EXTENSION,
   LEASE_TOKEN_TYP,
-  LeaseClaimsSchema,
+  checkLeaseClaims,
   PERMIT_PORT_FORWARDING,
-  type LeaseClaims,
-} from '../../protocol/lease-claims.js';
+} from '../../protocol/lease-claims-check.js';
+import type { LeaseClaims } from '../../protocol/lease-claims.js';
 import {
   CERT_KEY_TYPE,
   CertificateError,
@@ -156,9 +156,8 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
     if (!(err instanceof LeaseTokenRefused)) throw err;
     return refuse(err.reason, { ...ids, unknownKey: err.reason === 'lease_unknown_key' });
   }
-  const parsed = LeaseClaimsSchema.safeParse(payload);
-  if (!parsed.success) return refuse('lease_claims_invalid', ids);
-  const claims = parsed.data;
+  const claims = checkLeaseClaims(payload);
+  if (claims === undefined) return refuse('lease_claims_invalid', ids);
   if (claims.exp <= secs(ctx.now)) return refuse('lease_expired', ids);
   if (claims.jti !== cert.keyId) return refuse('lease_key_id_mismatch', ids);
   if (claims.ssh_key !== fingerprint) return refuse('lease_key_mismatch', ids);

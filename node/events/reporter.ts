@@ -1,4 +1,5 @@
-import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, type ConnectionEvent } from '../../protocol/node-api.js';
+import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/node-api-check.js';
+import type { ConnectionEvent } from '../../protocol/node-api.js';
 import { ControlError, type ControlClient } from '../control-client.js';
 import type { Logger } from '../../shared/logger.js';
 

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import { arr, BAD, num, obj, opt, str } from '../../protocol/check.js';
 import type { ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../../shared/logger.js';
 
-const StoredSchema = z.object({
-  cursor: z.string().optional(),
-  revoked: z.array(z.object({ lease_id: z.string(), exp: z.number() })),
+/** The feed's state file as read (protocol/check.ts: no zod in the relay, issue 11). */
+const stored = obj({
+  cursor: opt(str()),
+  revoked: arr(obj({ lease_id: str(), exp: num() })),
 });
 
 export interface RevocationFeedOptions {
@@ -56,9 +57,10 @@ export class RevocationFeed {
 
   async load(): Promise<void> {
     try {
-      const stored = StoredSchema.parse(JSON.parse(await readFile(this.#opts.file, 'utf8')));
-      this.#cursor = stored.cursor;
-      for (const r of stored.revoked) this.#revoked.set(r.lease_id, r.exp);
+      const state = stored(JSON.parse(await readFile(this.#opts.file, 'utf8')));
+      if (state === BAD) throw new Error('not a revocation state');
+      this.#cursor = state.cursor;
+      for (const r of state.revoked) this.#revoked.set(r.lease_id, r.exp);
       this.#prune();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn('revocation state unreadable; starting from the beginning', { err });

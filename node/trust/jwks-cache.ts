@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { KeyObject } from 'node:crypto';
-import { JWK_USE_LEASE, JWK_USE_SSH_CA, JwksSchema, jwkPublicKeyBytes, type Jwks } from '../../protocol/jwks.js';
+import { checkJwks, JWK_USE_LEASE, JWK_USE_SSH_CA, jwkPublicKeyBytes } from '../../protocol/jwks-check.js';
+import type { Jwks } from '../../protocol/jwks.js';
 import { encodePublicKeyBlob, publicKeyObject } from '../../protocol/ssh-key.js';
 import type { ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
@@ -77,7 +78,8 @@ export class JwksCache {
   async init(): Promise<void> {
     try {
       const stored = JSON.parse(await readFile(this.#opts.file, 'utf8')) as { fetched_at?: string; jwks?: unknown };
-      const jwks = JwksSchema.parse(stored.jwks);
+      const jwks = checkJwks(stored.jwks);
+      if (jwks === undefined) throw new Error('the stored JWKS is not a JWKS');
       this.#snap = snapshot(jwks);
       this.#source = 'disk';
       this.#fetchedAt = stored.fetched_at ? new Date(stored.fetched_at) : undefined;

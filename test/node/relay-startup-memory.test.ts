@@ -2,8 +2,9 @@
  * What the real `tunnel-node` binary keeps from its start (issue 11, idle relay RSS;
  * node/startup-memory.ts): it runs one full collection once it has been ready a while, and it
  * never loads ssh2's entry point (its Client, agent, HTTP agents, key generator) nor
- * node:perf_hooks, which an idle relay never runs. A probe preloaded with --import records what
- * the process loaded when it exits.
+ * node:perf_hooks, which an idle relay never runs, nor zod (protocol/check.ts). A probe preloaded
+ * with --import records what the process loaded: ES modules through module hooks, the rest when
+ * it exits.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,10 +14,23 @@ import { after, before, describe, it } from 'node:test';
 import { startFakeControl, type FakeControl } from '../harness/relay.js';
 import { startRelayProcess } from '../harness/relay-process.js';
 
-/** Preloaded into the relay: at exit, writes the built-in and CommonJS modules it loaded to $PROBE_OUT. */
+/** Module hooks (node:module register): appends every ES module URL the relay loads to $PROBE_ESM. */
+const ESM_HOOKS = `data:text/javascript,${encodeURIComponent(`
+import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) {
+  appendFileSync(process.env.PROBE_ESM, url + '\\n');
+  return next(url, context);
+}
+`)}`;
+
+/**
+ * Preloaded into the relay: registers ESM_HOOKS, and at exit writes the built-in and CommonJS
+ * modules it loaded to $PROBE_OUT.
+ */
 const PROBE = `data:text/javascript,${encodeURIComponent(`
-import { createRequire } from 'node:module';
+import { createRequire, register } from 'node:module';
 import { writeFileSync } from 'node:fs';
+register(${JSON.stringify(ESM_HOOKS)});
 const require = createRequire('/'); // the CommonJS cache is one per process
 process.on('exit', () => writeFileSync(process.env.PROBE_OUT, JSON.stringify({ builtins: process.moduleLoadList, commonjs: Object.keys(require.cache) })));
 `)}`;
@@ -33,9 +47,10 @@ describe('tunnel-node start-up memory (real binary)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('collects start-up garbage once after ready, and loads neither ssh2 lib/index.js nor node:perf_hooks', async () => {
+  it('collects start-up garbage once after ready, and loads neither ssh2 lib/index.js, node:perf_hooks nor zod', async () => {
     const out = join(dir, 'loaded.json');
-    const relay = await startRelayProcess({ controlUrl: fc.url, enrollToken: fc.enrollToken, nodeArgs: ['--import', PROBE], env: { PROBE_OUT: out } });
+    const esm = join(dir, 'esm.txt');
+    const relay = await startRelayProcess({ controlUrl: fc.url, enrollToken: fc.enrollToken, nodeArgs: ['--import', PROBE], env: { PROBE_OUT: out, PROBE_ESM: esm } });
     try {
       // The collection runs 10 s after ready (STARTUP_COLLECTION_DELAY_MS), and logs what it did.
       const log = await relay.waitForStderr(/"msg":"start-up garbage collected"[^\n]*\n/, 0, 60_000);
@@ -54,5 +69,11 @@ describe('tunnel-node start-up memory (real binary)', () => {
     for (const file of ['index.js', 'client.js', 'agent.js', 'http-agents.js', 'keygen.js']) assert.ok(!ssh2(file), `ssh2/lib/${file} was loaded`);
     assert.ok(loaded.builtins.includes('NativeModule net'), 'the probe sees built-in modules');
     assert.ok(!loaded.builtins.includes('NativeModule perf_hooks'), 'node:perf_hooks was loaded');
+    // zod costs an idle relay about 5 MB: the relay reads through protocol/check.ts's plain checks.
+    const modules = readFileSync(esm, 'utf8').split('\n').filter((u) => u !== '');
+    assert.ok(modules.some((u) => u.endsWith('/dist/node/relay.js')), 'the probe sees the relay\'s ES modules');
+    assert.ok(modules.some((u) => u.endsWith('/dist/protocol/check.js')), 'the probe sees protocol/check.js');
+    const zod = modules.filter((u) => u.includes('/node_modules/zod/') || u.includes('/node_modules/@hono/zod'));
+    assert.deepEqual(zod, [], 'zod was loaded');
   });
 });

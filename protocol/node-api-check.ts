@@ -1,0 +1,49 @@
+import { arr, num, obj, read, str, type Check } from './check.js';
+import { LEASE_ID_RE } from './lease-claims-check.js';
+import type { NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
+import type { z } from 'zod';
+
+/**
+ * The bounds of the relay's bodies (node-api.ts holds their zod schemas and re-exports these),
+ * and the relay's plain checks of the answers it reads: tunnel-node reads them without zod
+ * (issue 11, idle relay RSS; protocol/check.ts). protocol/relay-checks.test compares each check
+ * with its schema on the same inputs.
+ */
+
+/** Node names: what the control plane gives a relay at enrollment (api-fields.ts's NodeNameSchema). */
+export const NODE_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** Events in one `POST /v1/nodes/self/events` batch, at most. */
+export const EVENT_BATCH_MAX_EVENTS = 1000;
+/**
+ * Bytes of one batch's JSON body a relay sends at most. The control plane's body limit must be
+ * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
+ */
+export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
+
+export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
+export type NodeHeartbeatResponse = z.infer<typeof NodeHeartbeatResponseSchema>;
+export type RevocationFeed = z.infer<typeof RevocationFeedSchema>;
+
+const enrolled: Check<NodeEnrollResponse> = obj({ node_id: str(), name: str({ re: NODE_NAME_RE }), node_token: str(), issuer: str() });
+const heartbeat: Check<NodeHeartbeatResponse> = obj({ server_time: str() });
+const feed: Check<RevocationFeed> = obj({
+  cursor: str(),
+  revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true }) })),
+});
+
+/** A relay-side reader: the value read with its schema's rules, or undefined. */
+export type Reader<T> = (v: unknown) => T | undefined;
+const reader =
+  <T>(c: Check<T>): Reader<T> =>
+  (v) => {
+    const r = read(c, v);
+    return r.ok ? r.value : undefined;
+  };
+
+/** NodeEnrollResponseSchema's rules. */
+export const checkNodeEnrollResponse = reader(enrolled);
+/** NodeHeartbeatResponseSchema's rules. */
+export const checkNodeHeartbeatResponse = reader(heartbeat);
+/** RevocationFeedSchema's rules. */
+export const checkRevocationFeed = reader(feed);
