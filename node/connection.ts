@@ -28,8 +28,10 @@ import {
   customRequestOf,
   DISCONNECT,
   disconnectWithReason,
+  enforceChannelPacketSize,
   enforceChannelWindows,
   keyExchangeQueue,
+  MIN_CHANNEL_PACKET,
   observeChannelOpens,
   rejectChannelOpen,
   routeCustomGlobalRequests,
@@ -57,7 +59,7 @@ export interface RelayContext {
   injectFault?: FaultInjector;
 }
 
-export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded';
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
 
 /** X's connection refused a channel before asking X: its slots, or the opener's share, are used up. */
 class OpenRefusedError extends Error {
@@ -80,6 +82,7 @@ const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
   internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },
   send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
   window_exceeded: { code: DISCONNECT.PROTOCOL_ERROR, text: 'channel data beyond the window the relay granted' },
+  packet_size_too_small: { code: DISCONNECT.PROTOCOL_ERROR, text: `channel maximum packet size below ${MIN_CHANNEL_PACKET} bytes` },
 };
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
@@ -164,6 +167,15 @@ export class RelayConnection {
         ctx.metrics.refusedRequests.inc({ type: 'channel_data_beyond_window' });
         this.#log.warn('peer sent channel data beyond the window; disconnecting', { channel: o.recipient, window: o.window, bytes: o.bytes, leaseId: this.#lease?.leaseId });
         this.end('window_exceeded');
+      }),
+    );
+    // A channel with a tiny maximum packet size would make ssh2 spin (0) or send a packet per byte.
+    enforceChannelPacketSize(
+      conn,
+      guard.wrap('channel-open', (o: { packetSize: number; type: string }) => {
+        ctx.metrics.refusedRequests.inc({ type: 'channel_packet_size_too_small' });
+        this.#log.warn('peer announced a channel maximum packet size too small; disconnecting', { packetSize: o.packetSize, min: MIN_CHANNEL_PACKET, type: o.type, leaseId: this.#lease?.leaseId });
+        this.end('packet_size_too_small');
       }),
     );
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);

@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, enforceChannelWindows, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, enforceChannelPacketSize, enforceChannelWindows, MIN_CHANNEL_PACKET, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -122,6 +122,51 @@ describe('enforceChannelWindows', () => {
   it('says which internal is missing when ssh2 changed', () => {
     const conn = Object.assign(new EventEmitter(), { _chanMgr: { get: () => undefined }, _protocol: { _handlers: { CHANNEL_DATA: () => {} } } });
     assert.throws(() => enforceChannelWindows(conn as unknown as Connection, () => {}), /ssh2 internals changed: CHANNEL_EXTENDED_DATA/);
+  });
+});
+
+describe('enforceChannelPacketSize', () => {
+  function fakeConnection() {
+    const passed: string[] = [];
+    const refused: { packetSize: number; type: string }[] = [];
+    const conn = Object.assign(new EventEmitter(), {
+      _protocol: {
+        _handlers: {
+          CHANNEL_OPEN: (_p: unknown, info: { type: string }) => passed.push(`open ${info.type}`),
+          CHANNEL_OPEN_CONFIRMATION: (_p: unknown, info: { recipient: number }) => passed.push(`confirm ${info.recipient}`),
+        },
+      },
+    });
+    enforceChannelPacketSize(conn as unknown as Connection, (o) => refused.push(o));
+    const h = conn._protocol._handlers;
+    return {
+      passed,
+      refused,
+      open: (packetSize: number) => h.CHANNEL_OPEN(undefined, { type: 'direct-tcpip', sender: 0, packetSize } as never),
+      confirm: (packetSize: number) => h.CHANNEL_OPEN_CONFIRMATION(undefined, { recipient: 1, packetSize } as never),
+    };
+  }
+
+  it('passes opens and confirmations that announce at least the minimum', () => {
+    const c = fakeConnection();
+    c.open(MIN_CHANNEL_PACKET);
+    c.open(32768);
+    c.confirm(16384);
+    assert.deepEqual(c.passed, ['open direct-tcpip', 'open direct-tcpip', 'confirm 1']);
+    assert.deepEqual(c.refused, []);
+  });
+
+  it('refuses an open or a confirmation below the minimum once, and passes nothing after it', () => {
+    const a = fakeConnection();
+    a.open(0);
+    a.open(32768);
+    a.confirm(32768);
+    assert.deepEqual(a.refused, [{ packetSize: 0, type: 'direct-tcpip' }]);
+    assert.deepEqual(a.passed, []);
+    const b = fakeConnection();
+    b.confirm(MIN_CHANNEL_PACKET - 1);
+    assert.deepEqual(b.refused, [{ packetSize: MIN_CHANNEL_PACKET - 1, type: 'confirmation' }]);
+    assert.deepEqual(b.passed, []);
   });
 });
 

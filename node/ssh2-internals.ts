@@ -20,7 +20,9 @@ import { SshWriter } from '../protocol/ssh-wire.js';
  *   open → eof → closing (CLOSE sent) → closed.
  * - `_handlers.{CHANNEL_DATA, CHANNEL_EXTENDED_DATA}` (server and client) are still called with
  *   `(p, recipient, data, ...)` and still accept a packet past the window (if ssh2 now refuses
- *   it, enforceChannelWindows is moot).
+ *   it, enforceChannelWindows is moot); `_handlers.{CHANNEL_OPEN, CHANNEL_OPEN_CONFIRMATION}` get
+ *   an info object with the peer's `packetSize`, and lib/Channel.js `_write` still slices by it
+ *   (enforceChannelPacketSize).
  * - lib/protocol/kex.js calls `protocol._onHandshakeComplete` through the instance property,
  *   and Protocol.js reads `_kex.remoteExtInfoEnabled` inside it to send its own EXT_INFO (still
  *   with the comma missing in `server-sig-algs`?); `_packetRW.write.{allocStart, alloc,
@@ -79,7 +81,8 @@ export function nativeCryptoAvailable(): boolean {
 }
 
 type GlobalRequestHandler = (p: unknown, name: string, wantReply: boolean, data: unknown) => void;
-type ChannelOpenHandler = (p: unknown, info: { type: string; sender: number }) => void;
+type ChannelOpenHandler = (p: unknown, info: { type: string; sender: number; packetSize?: number }) => void;
+type ChannelOpenConfirmationHandler = (p: unknown, info: { recipient: number; packetSize?: number }) => void;
 type ChannelRequestHandler = (p: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void;
 type ChannelDataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void;
 interface PacketWriterInternals {
@@ -91,6 +94,7 @@ interface ProtocolInternals {
   _handlers: {
     GLOBAL_REQUEST?: GlobalRequestHandler;
     CHANNEL_OPEN?: ChannelOpenHandler;
+    CHANNEL_OPEN_CONFIRMATION?: ChannelOpenConfirmationHandler;
     CHANNEL_REQUEST?: ChannelRequestHandler;
     CHANNEL_DATA?: ChannelDataHandler;
     CHANNEL_EXTENDED_DATA?: ChannelDataHandler;
@@ -271,6 +275,41 @@ export function enforceChannelWindows(conn: Connection | Client, onOverrun: (o: 
   };
   guard('CHANNEL_DATA');
   guard('CHANNEL_EXTENDED_DATA');
+}
+
+/** The smallest maximum packet size a peer may announce for a channel (see enforceChannelPacketSize). */
+export const MIN_CHANNEL_PACKET = 1024;
+
+/**
+ * Refuses a channel whose peer announces a maximum packet size below MIN_CHANNEL_PACKET, in its
+ * CHANNEL_OPEN or its CHANNEL_OPEN_CONFIRMATION. ssh2 writes a channel's data in slices of at
+ * most that size (lib/Channel.js `_write`) and takes any value: with 0 its loop never advances
+ * and the process spins forever (one direct-tcpip open from any member stopped the relay, even
+ * its /metrics), and with 1 every byte becomes a packet of its own (the relay spent about 6 CPU
+ * seconds per MB and blocked for seconds at a time; test/node/hostile-limits). OpenSSH, PuTTY,
+ * paramiko, Go and ssh2 announce 16 KiB or more (paramiko never less than 4 KiB). `onTooSmall` is
+ * called once (it closes the connection); the open or confirmation is not handed to ssh2, nor
+ * anything after it.
+ */
+export function enforceChannelPacketSize(conn: Connection | Client, onTooSmall: (o: { packetSize: number; type: string }) => void): void {
+  const proto = protocolOf(conn as Connection);
+  const open = proto._handlers.CHANNEL_OPEN;
+  const confirm = proto._handlers.CHANNEL_OPEN_CONFIRMATION;
+  if (!open || !confirm) throw new Error('ssh2 internals changed: CHANNEL_OPEN or CHANNEL_OPEN_CONFIRMATION handler missing');
+  let refused = false;
+  const tooSmall = (packetSize: unknown, type: string): boolean => {
+    if (refused) return true;
+    if (typeof packetSize !== 'number' || packetSize >= MIN_CHANNEL_PACKET) return false;
+    refused = true;
+    onTooSmall({ packetSize, type });
+    return true;
+  };
+  proto._handlers.CHANNEL_OPEN = (p, info) => {
+    if (!tooSmall(info.packetSize, info.type)) open(p, info);
+  };
+  proto._handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
+    if (!tooSmall(info.packetSize, 'confirmation')) confirm(p, info);
+  };
 }
 
 /**

@@ -19,6 +19,8 @@ interface ClientProtocol {
   rekey(): void;
   channelWindowAdjust(id: number, amount: number): void;
   channelData(id: number, data: Buffer): void;
+  directTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
+  channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
 }
 const protocolOf = (c: Client) => (c as unknown as { _protocol: ClientProtocol })._protocol;
 export const socketOfClient = (c: Client) => (c as unknown as { _sock: Socket })._sock;
@@ -111,6 +113,18 @@ export function windowOverrun(y: Client, ch: ClientChannel, bytes: number): Prom
     sock.once('close', () => resolve(sent));
     go();
   });
+}
+
+/**
+ * Makes `c` announce `maxPacket` as its maximum packet size in every channel it opens
+ * (direct-tcpip) or confirms (forwarded-tcpip) from now on, instead of ssh2's 32 KiB.
+ */
+export function announceMaxPacket(c: Client, maxPacket: number): void {
+  const proto = protocolOf(c);
+  const open = proto.directTcpip.bind(proto);
+  const confirm = proto.channelOpenConfirm.bind(proto);
+  proto.directTcpip = (chan, initWindow, _max, cfg) => open(chan, initWindow, maxPacket, cfg);
+  proto.channelOpenConfirm = (remote, local, initWindow) => confirm(remote, local, initWindow, maxPacket);
 }
 
 /** Stops reading the client's TCP socket (the kernel buffers fill, then the relay's queues would). */

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client, type ClientChannel } from 'ssh2';
+import { announceMaxPacket } from './hostile-clients.js';
 import { startHostileRelay, silentSocket, type HostileRelay } from './hostile-relay.js';
-import { clientFiles, killAll, spawnSsh, sshArgs, writeCert } from './ssh-tools.js';
+import { clientFiles, killAll, spawnSsh, sshArgs, within, writeCert } from './ssh-tools.js';
 import { mintLease } from '../harness/relay.js';
 
 describe('hostile: channel hogs, free guesses and silent refusals', { timeout: 300_000 }, () => {
@@ -118,6 +119,58 @@ describe('hostile: channel hogs, free guesses and silent refusals', { timeout: 3
     // Every log line keeps its own level (a field named level used to overwrite it).
     const levels = new Set(h.relay.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { level: string }).level));
     assert.deepEqual([...levels].filter((l) => !['info', 'warn', 'error'].includes(l)), []);
+    await h.legitTransfer();
+    assert.ok(h.alive());
+  });
+
+  // ssh2 slices a channel's writes by the peer's maximum packet size and takes any value: with 0
+  // its write loop never advanced and the relay spun forever (even /metrics went unanswered);
+  // with 1 each byte was a packet of its own.
+  it('disconnects a Y that opens a channel with a maximum packet size of 0, and an X that confirms one; the relay keeps serving', async () => {
+    const from = h.relay.stderr().length;
+    const y = await h.client('ytinypacket', { kind: 'open', exposure: h.exposure });
+    const yClosed = new Promise<void>((r) => y.client.once('close', () => r()));
+    announceMaxPacket(y.client, 0);
+    // Without the check the open is confirmed, and X's reply to what Y sends makes the relay spin.
+    const opened = h.openChannel(y.client).then(
+      (ch) => {
+        ch.on('data', () => {});
+        ch.end(Buffer.alloc(1000));
+        return 'opened';
+      },
+      () => 'refused',
+    );
+    await within(yClosed, 30_000, "the relay did not close Y's connection");
+    assert.equal(await opened, 'refused');
+    await h.relayClosed('ytinypacket', from);
+
+    // X's side: an exposure whose X confirms the relay's channel with a maximum packet size of 0.
+    const x = await h.client('xtinypacket', { kind: 'expose', exposure: 'hostx-tinypacket', port: 22 });
+    const xClosed = new Promise<void>((r) => x.client.once('close', () => r()));
+    x.client.on('tcp connection', (_info, accept) => accept().resume());
+    await new Promise<void>((resolve, reject) => x.client.forwardIn('hostx-tinypacket', 22, (err) => (err ? reject(err) : resolve())));
+    announceMaxPacket(x.client, 0);
+    const y2 = await h.client('ytotiny', { kind: 'open', exposure: 'hostx-tinypacket' });
+    const second = await h.openChannel(y2.client, 'hostx-tinypacket').then(
+      (ch) => {
+        ch.end(Buffer.alloc(1000));
+        return 'opened';
+      },
+      () => 'refused',
+    );
+    await within(xClosed, 30_000, "the relay did not close X's connection");
+    assert.equal(second, 'refused');
+
+    const lines = h.logs(from).filter((l) => l.msg === 'peer announced a channel maximum packet size too small; disconnecting');
+    assert.deepEqual(
+      lines.map((l) => [l.packetSize, l.type]),
+      [
+        [0, 'direct-tcpip'],
+        [0, 'confirmation'],
+      ],
+    );
+    const m = await h.metrics();
+    assert.equal(m.value('tunnel_node_refused_requests_total', { type: 'channel_packet_size_too_small' }), 2);
     await h.legitTransfer();
     assert.ok(h.alive());
   });
