@@ -371,7 +371,7 @@ describe('WindowBudget', () => {
 
   it('never hands out more than its budget', () => {
     const b = new WindowBudget({ budgetBytes: 10, channelMaxBytes: 4 * MiB, sweepMs: 0 });
-    const share = { reserved: 0 };
+    const share = { reserved: 0, channels: 0 };
     assert.equal(b.take(6, share), 6);
     assert.equal(b.take(6, share), 4);
     assert.equal(b.take(1, share), 0);
@@ -382,8 +382,8 @@ describe('WindowBudget', () => {
 
   it("one connection's channels together never take more than its share; the rest stays for other connections", () => {
     const b = new WindowBudget({ budgetBytes: 10, channelMaxBytes: 4 * MiB, connectionShareBytes: 6, sweepMs: 0 });
-    const pinned = { reserved: 0 };
-    const other = { reserved: 0 };
+    const pinned = { reserved: 0, channels: 0 };
+    const other = { reserved: 0, channels: 0 };
     assert.equal(b.take(4, pinned), 4);
     assert.equal(b.take(4, pinned), 2, 'a second channel of the same connection gets what is left of its share');
     assert.equal(b.take(1, pinned), 0);
@@ -399,5 +399,53 @@ describe('WindowBudget', () => {
   it('says which ssh2 internal is missing when ssh2 changed', () => {
     const b = new WindowBudget({ budgetBytes: 10 * MiB, channelMaxBytes: 4 * MiB, sweepMs: 0 });
     assert.throws(() => b.adopt({ incoming: {} } as unknown as Duplex), /ssh2 internals changed/);
+  });
+});
+
+describe("one owner's share across connections (real ssh2 clients and servers)", () => {
+  it("the channels of one owner (the relay: a member) on two connections together reserve at most its share; the share goes with the owner's last channel", async () => {
+    const SHARE = 6 * MiB;
+    const budget = new WindowBudget({ budgetBytes: 64 * MiB, channelMaxBytes: 8 * MiB, connectionShareBytes: SHARE, sweepMs: 0, rttSlackMs: Infinity });
+    let peak = 0;
+    const server: ServerChannel[] = [];
+    const onChannel = (ch: ServerChannel) => {
+      server.push(ch);
+      // One member, two connections: the owner is the member's name, not the connection.
+      assert.equal(budget.adopt(ch, { owner: 'alice' }), true);
+      const push = ch.push.bind(ch);
+      ch.push = (chunk: unknown, enc?: BufferEncoding) => {
+        const ok = push(chunk, enc);
+        peak = Math.max(peak, budget.status().reserved);
+        return ok;
+      };
+      ch.resume();
+    };
+    const pairs = [await sshPair(onChannel), await sshPair(onChannel)];
+    try {
+      const channels = (await Promise.all(pairs.map((p) => Promise.all([p.open(), p.open(), p.open()])))).flat();
+      await Promise.all(channels.map((ch) => send(ch, 24 * MiB)));
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (server.length === channels.length && server.every((ch) => ch.readableEnded || ch.readableLength === 0)) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 20);
+      });
+      assert.ok(peak <= SHARE, `one owner's channels reserved ${peak} together, its share is ${SHARE}`);
+      assert.equal(peak, SHARE, 'the share, not the budget or the channel cap, was the limit (the test can fail)');
+      for (const ch of server) ch.close();
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (budget.status().channels === 0) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 10);
+      });
+      assert.equal(budget.status().reserved, 0);
+    } finally {
+      await Promise.all(pairs.map((p) => p.close()));
+    }
   });
 });

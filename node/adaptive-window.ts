@@ -72,9 +72,11 @@ export interface WindowBudgetOptions {
   /** Largest window one channel may grow to (at least the standard 2 MiB). */
   channelMaxBytes: number;
   /**
-   * The most the channels of one connection (adopt's `owner`) may reserve together (default: the
-   * whole budget). SSH cannot take back a window once granted, so a peer that grows windows and
-   * then sends nothing keeps its reservation: this share is what one such peer can pin.
+   * The most the channels of one owner (adopt's `owner`: the relay passes the member, so all of
+   * one member's connections share it) may reserve together (default: the whole budget). SSH
+   * cannot take back a window once granted, so a peer that grows windows and then sends nothing
+   * keeps its reservation: this share is what one such member can pin, however many
+   * connections it opens.
    */
   connectionShareBytes?: number;
   /** How often idle channels give their reservation back; 0: no timer (tests call sweep()). */
@@ -103,16 +105,18 @@ export interface WindowBudgetStatus {
   committedAbove(): number;
 }
 
-/** What the channels of one connection have reserved together. */
+/** What the channels of one owner have reserved together, and how many channels it has now. */
 interface Share {
   reserved: number;
+  channels: number;
 }
 
 export class WindowBudget {
   readonly budget: number;
   readonly channelMax: number;
   readonly connectionShare: number;
-  #shares = new WeakMap<object, Share>();
+  /** Per owner, while it has channels (an owner may be a string: its entry goes with its last channel). */
+  #shares = new Map<unknown, Share>();
   #reserved = 0;
   #peak = 0;
   #channels = new Set<AdaptiveChannel>();
@@ -138,17 +142,20 @@ export class WindowBudget {
    * Puts an ssh2 channel (server or client side) under this budget. Returns false, leaving the
    * channel standard, when growth is off (budget 0 or channel max at the standard window).
    * `accepted`: this side confirmed the channel just now, so the peer cannot have sent data yet
-   * and its first byte is a round-trip sample (see the file comment). `owner`: the connection
-   * the channel belongs to (its channels share `connectionShareBytes`; default: the channel).
+   * and its first byte is a round-trip sample (see the file comment). `owner`: who the channel
+   * belongs to (an object or a string, such as the member; its channels share
+   * `connectionShareBytes`; default: the channel).
    */
-  adopt(ch: Duplex, o: { accepted?: boolean; owner?: object } = {}): boolean {
+  adopt(ch: Duplex, o: { accepted?: boolean; owner?: unknown } = {}): boolean {
     if (this.budget === 0 || this.channelMax <= STANDARD_WINDOW) return false;
     const owner = o.owner ?? ch;
+    const w = channelWindow(ch);
     let share = this.#shares.get(owner);
-    if (!share) this.#shares.set(owner, (share = { reserved: 0 }));
-    const a = new AdaptiveChannel(this, channelWindow(ch), o.accepted === true, share);
+    if (!share) this.#shares.set(owner, (share = { reserved: 0, channels: 0 }));
+    share.channels++;
+    const a = new AdaptiveChannel(this, w, o.accepted === true, share);
     this.#channels.add(a);
-    ch.once('close', () => this.#drop(a));
+    ch.once('close', () => this.#drop(a, owner, share));
     if (!this.#timer && this.#sweepMs > 0) {
       this.#timer = setInterval(() => this.sweep(), this.#sweepMs);
       this.#timer.unref();
@@ -189,9 +196,10 @@ export class WindowBudget {
     share.reserved -= n;
   }
 
-  #drop(a: AdaptiveChannel): void {
+  #drop(a: AdaptiveChannel, owner: unknown, share: Share): void {
     if (!this.#channels.delete(a)) return;
     a.release();
+    if (--share.channels === 0) this.#shares.delete(owner);
     if (this.#channels.size === 0 && this.#timer) {
       clearInterval(this.#timer);
       this.#timer = undefined;

@@ -81,7 +81,7 @@ const OPTIONS = {
   'window-budget': {
     env: 'TUNNEL_WINDOW_BUDGET',
     def: '128MiB',
-    help: "memory all channels with Tunnel's own CLI may hold above the standard 2 MiB SSH window together (adaptive windows for long-distance throughput; one connection's channels together get at most a quarter of it, or one channel's growth if more; 0: off, every peer gets the standard window)",
+    help: "memory all channels with Tunnel's own CLI may hold above the standard 2 MiB SSH window together (adaptive windows for long-distance throughput; one member's channels, all its connections together, get at most a quarter of it, or one channel's growth if more; 0: off, every peer gets the standard window)",
   },
   'gc-every': {
     env: 'TUNNEL_GC_EVERY',

@@ -220,6 +220,14 @@ export class RelayConnection {
     });
   }
 
+  /**
+   * Whose share of the window budget this connection's channels take: its member's (the lease's
+   * subject), so one member cannot pin more of it by opening more connections.
+   */
+  get #windowOwner(): unknown {
+    return this.#lease?.claims.sub ?? this;
+  }
+
   get lease(): VerifiedLease | undefined {
     return this.#lease;
   }
@@ -467,7 +475,7 @@ export class RelayConnection {
             return reject(err);
           }
           this.#channels++;
-          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this });
+          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this.#windowOwner });
           ch.once(
             'close',
             this.#guard.wrap('channel-close', () => {
@@ -514,7 +522,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return closeLate(xch);
         this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this });
+        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         const b = bridge(
@@ -556,7 +564,7 @@ export class RelayConnection {
         const ych = this.#closed ? undefined : accept();
         if (!ych) return void sock.destroy();
         this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this });
+        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });

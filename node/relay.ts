@@ -128,7 +128,7 @@ export function createRelay(deps: RelayDeps): Relay {
     return n;
   };
   const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, liveBytes) : undefined);
-  // One connection may pin at most a quarter of the budget (at least one channel's growth):
+  // One member (all its connections) may pin at most a quarter of the budget (at least one channel's growth):
   // a peer that grows windows and then sends nothing keeps what it was granted.
   const windows = new WindowBudget({
     budgetBytes: config.limits.windowBudgetBytes,
