@@ -125,6 +125,52 @@ describe('enforceChannelWindows', () => {
   });
 });
 
+describe('enforceChannelWindows on a real ssh2 client', () => {
+  it('refuses a server that sends past the window: the channel holds no more than was granted', async () => {
+    const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
+    const SENT = 8 << 20;
+    let sent = 0;
+    const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
+      conn.on('error', () => {});
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('tcpip', (accept) => {
+        const ch = accept() as unknown as { outgoing: { id: number } };
+        // Whatever the client grants: 30,000-byte packets (not a divisor of the 2 MiB window).
+        const proto = (conn as unknown as { _protocol: { channelData(id: number, d: Buffer): void } })._protocol;
+        const chunk = Buffer.alloc(30_000, 0x61);
+        for (; sent < SENT; sent += chunk.length) proto.channelData(ch.outgoing.id, chunk);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    const overruns: { window: number; bytes: number }[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', resolve).once('error', reject);
+        client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'u', hostVerifier: () => true });
+        enforceChannelWindows(client, (o) => {
+          overruns.push(o);
+          client.destroy();
+        });
+      });
+      // Nobody reads the channel: ssh2 grants until its readable side is full, then nothing more.
+      const ch = await new Promise<ssh2.ClientChannel>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
+      // Bounded: without the check the client never closes, and the assertions below say why.
+      await new Promise<void>((r) => {
+        client.once('close', () => r());
+        setTimeout(r, 20_000).unref();
+      });
+      assert.equal(overruns.length, 1, 'the overrun was noticed once');
+      assert.ok(overruns[0]!.bytes > overruns[0]!.window, JSON.stringify(overruns));
+      assert.ok(ch.readableLength <= 4 << 20, `the channel holds ${ch.readableLength} bytes of the ${sent} sent`);
+    } finally {
+      client.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
 describe('enforceChannelPacketSize', () => {
   function fakeConnection() {
     const passed: string[] = [];
