@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { RegExpRouter } from 'hono/router/reg-exp-router';
 import { AppError } from './lib/errors.js';
 import type { Deps } from './deps.js';
 import type { AppEnv } from './http/env.js';
@@ -30,6 +31,11 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
  */
 export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({
+    // One regular expression per method instead of a trie walk per request (issue 11). It holds
+    // every path shape but a literal beside a parameter at the same level (`/a/:id/x` with
+    // `/a/b`): such a route fails here, at start, where Hono's default would silently fall back
+    // to its trie router for the whole app.
+    router: new RegExpRouter(),
     defaultHook: (result) => {
       if (!result.success) throw validationError(result.target, result.error);
     },

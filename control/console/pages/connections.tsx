@@ -36,6 +36,12 @@ interface Connection {
 }
 
 const PATH = '/console/connections';
+/**
+ * Revoking all of a user's leases posts here, not under PATH: a literal beside the `:id` of
+ * `/connections/:id/revoke` is a path Hono's RegExpRouter cannot hold, and that one route made
+ * the whole app fall back to its slower trie router on every request (issue 11).
+ */
+const REVOKE_USER = '/revoke-user';
 const KINDS = ['expose', 'open', 'egress'] as const;
 const LIVE_ID = 'live-tables';
 
@@ -205,7 +211,7 @@ async function view(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
       {p.me.role === 'admin' && users.length > 0 ? (
         <>
           <h2>Revoke all of a user's leases</h2>
-          <form method="post" action={`${PATH}/revoke-user`} class="inline" data-confirm="Revoke every active lease of this user?">
+          <form method="post" action={`/console${REVOKE_USER}`} class="inline" data-confirm="Revoke every active lease of this user?">
             <CsrfField token={p.csrf} />
             <label>
               User
@@ -239,7 +245,7 @@ export function registerConnections(r: Hono<AppEnv>, app: App): void {
   );
 
   r.post(
-    '/connections/revoke-user',
+    REVOKE_USER,
     page(app, async (p) => {
       const res = await activeLeases(p);
       if (!res.ok) return view(p, res.problem, res.problem.status);
