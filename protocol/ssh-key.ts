@@ -3,7 +3,7 @@
  * `authorized_keys`-style one-line format, SHA256 fingerprints as `ssh-keygen -l` prints them,
  * signature blobs, and the unencrypted `openssh-key-v1` private key file (OpenSSH PROTOCOL.key).
  */
-import { createHash, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, hash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { SshReader, SshWireError, SshWriter } from './ssh-wire.js';
 
 export const ED25519_KEY_TYPE = 'ssh-ed25519';
@@ -72,7 +72,7 @@ export function parsePublicKeyBlob(blob: Buffer): Buffer {
 
 /** `SHA256:<unpadded base64 of sha256(blob)>`, exactly as `ssh-keygen -lf` prints it. */
 export function fingerprintSha256(blob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+  return `SHA256:${hash('sha256', blob, 'base64').replace(/=+$/, '')}`;
 }
 
 export interface PublicKeyLine {

@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { hash, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { checkTimeClaims, hasAudience, JwsError, signJws, verifyJws } from '../../protocol/jws.js';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
@@ -81,7 +81,7 @@ const verifiedTokens = new WeakMap<object, Map<string, { claims: AccessClaims; e
 export async function verifyAccessToken(deps: Pick<Deps, 'keys' | 'clock' | 'settings'>, token: string): Promise<AccessClaims> {
   let cache = verifiedTokens.get(deps.keys);
   if (!cache) verifiedTokens.set(deps.keys, (cache = new Map()));
-  const key = createHash('sha256').update(token).digest('base64url');
+  const key = hash('sha256', token, 'base64url');
   const hit = cache.get(key);
   if (hit && hit.exp * 1000 > deps.clock.now().getTime()) return hit.claims;
   if (hit) cache.delete(key);

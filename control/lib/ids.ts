@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID, createHash } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { randomPool } from '../../shared/random-pool.js';
 
 /** Injected source of identifiers and secrets. */
@@ -37,5 +37,5 @@ export const randomIds: Ids = {
 
 /** Hash of a bearer secret as stored in the database (secrets are high-entropy, so no salt). */
 export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('base64url');
+  return hash('sha256', secret, 'base64url');
 }
