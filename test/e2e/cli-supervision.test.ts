@@ -62,11 +62,14 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
     sock.write('hello\n');
     assert.equal(await readLine(sock), 'hello');
     const lease = (JSON.parse(await waitForLine(y, /"event":"connected"/)) as { lease: string }).lease;
+    // Listened for before the revocation: the relay may close the connection, and tunnel open
+    // exit, before this process has read the DELETE's answer.
+    const closed = once(sock, 'close');
+    const exited = once(y, 'exit');
+    const revokedAt = Date.now();
     const r = await f.stack.call('DELETE', `/v1/leases/${lease}`, { token: f.stack.adminToken });
     assert.equal(r.status, 200);
-    const revokedAt = Date.now();
-    const closed = once(sock, 'close');
-    const [code] = (await once(y, 'exit')) as [number];
+    const [code] = (await exited) as [number];
     await closed;
     assert.ok(Date.now() - revokedAt <= 5_000, 'connection must end within 5 s of the revocation');
     assert.equal(code, 4);
