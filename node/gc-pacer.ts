@@ -44,10 +44,38 @@ export interface FullPacing {
   collect(): void;
 }
 
-/** A young-generation collection of this isolate, without --expose-gc on the command line. */
+/** A young-generation collection of this isolate, without --expose-gc on the command line (see scavengeOnMainThread). */
 export function minorCollector(): () => void {
   const collect = gcFunction();
+  scavengeOnMainThread();
   return () => collect({ type: 'minor' });
+}
+
+/**
+ * V8 flags that make every young collection run on the main thread alone: no parallel scavenge
+ * tasks, and the Buffers' backing stores freed at the end of the collection, not by a sweeping
+ * job on a worker thread. Both flags are read at the start of each collection, so they can be set
+ * at run time (--single-threaded-gc cannot: V8 aborts at its next full collection).
+ */
+export const MAIN_THREAD_SCAVENGE_FLAGS = ['--no-parallel-scavenge', '--no-concurrent-array-buffer-sweeping'] as const;
+
+let mainThreadScavenges = false;
+/**
+ * A paced process (the relay after every `--gc-every` bytes, the CLI every 4 MiB) runs about a
+ * thousand small young collections per GiB moved, each of a few MB at most. V8 spreads each over
+ * worker threads (up to 4 here) and frees the dead packets' backing stores in another job on a
+ * worker: per collection that is tasks posted, threads woken (futex) and malloc'd memory freed
+ * from a thread that did not allocate it, which costs more than the collection's own work. On
+ * the main thread alone the same collections cost less CPU (issue 11: bench:e2e, 512 MiB after
+ * a 256 MiB warm-up, 8 alternating pairs under load 6-14: the relay's CPU per GiB against sshd's
+ * in the same run 1.25 against 1.53 (medians), lower in 7 pairs and equal in 1; the whole path
+ * against OpenSSH's 1.33 against 1.52, lower in 7). Set once, when a process starts pacing; with
+ * `--gc-every 0` V8's defaults stay.
+ */
+function scavengeOnMainThread(): void {
+  if (mainThreadScavenges) return;
+  mainThreadScavenges = true;
+  for (const flag of MAIN_THREAD_SCAVENGE_FLAGS) setFlagsFromString(flag);
 }
 
 /**
