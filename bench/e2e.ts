@@ -78,6 +78,7 @@ const opts = parseBenchArgs(
     'cpu-prof': { type: 'string' },
     profile: { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    'relay-arg': { type: 'string', multiple: true, default: [] },
     top: { type: 'string', default: '12' },
     rtt: { type: 'string', default: '50,150' },
     'far-bytes': { type: 'string', default: String(256 * 1024 ** 2) },
@@ -99,6 +100,7 @@ const opts = parseBenchArgs(
     '  --profile          profile them and print where each one\'s CPU went (bench/lib/cpu-profile.ts)',
     '  --top N            functions per profile table (12)',
     '  --node-arg ARG     extra node flag for tunnel expose, tunnel open and the relay, repeatable (e.g. --node-arg=--max-semi-space-size=32)',
+    '  --relay-arg ARG    extra tunnel-node flag for both relays, repeatable (e.g. --relay-arg=--gc-full-after=0)',
     "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
     '',
   ].join('\n'),
@@ -111,6 +113,7 @@ const BYTES = Number(opts.bytes);
 const CONNECTIONS = Number(opts.connections);
 const ROUNDS = Number(opts.rounds);
 const WARMUP = Number(opts.warmup);
+const RELAY_ARGS = opts['relay-arg'];
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -338,7 +341,7 @@ async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Servi
     controlUrl: stack.control.url,
     enrollToken: await stack.enrollmentToken('relay-far'),
     sshPort,
-    args: ['--advertise', `127.0.0.1:${line.port}`],
+    args: ['--advertise', `127.0.0.1:${line.port}`, ...RELAY_ARGS],
   });
   try {
     const call = httpCaller(stack.control.url);
@@ -465,7 +468,7 @@ async function main(): Promise<void> {
     const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
     log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ssh2 native crypto ${nativeCryptoAvailable() ? 'yes' : 'NO'}`);
     service = await startService();
-    stack = await startStack({ relay: { nodeArgs, args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '256'] } });
+    stack = await startStack({ relay: { nodeArgs, args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', ...RELAY_ARGS] } });
     const x = await stack.user('admin');
     const y = await stack.user('bob');
     log('direct loopback');
@@ -485,6 +488,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\n${table(direct, old, tun)}\n\n${far}`);
     process.stdout.write(`Load average (1/5/15 min) at the start: ${load0.map(f2).join(' ')}; at the end: ${loadavg().map(f2).join(' ')}.\n`);
+    if (RELAY_ARGS.length > 0) process.stdout.write(`Relays run with: ${RELAY_ARGS.join(' ')}.\n`);
     process.stdout.write(
       `Machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}; Node ${process.version}; ssh2 native crypto: ${nativeCryptoAvailable() ? 'yes' : 'no'}; ${sshVersion}.\n`,
     );

@@ -17,6 +17,7 @@ import { EgressError, type EgressLock } from './egress/egress-lock.js';
 import { bridge, channelEnd, socketEnd, type Bridge, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
+import type { LiveBytes } from './forwarding/live-bytes.js';
 import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
@@ -55,6 +56,8 @@ export interface RelayContext {
   draining(): boolean;
   /** Adaptive windows for channels with Tunnel's own CLI (node/adaptive-window.ts). */
   windows: WindowBudget;
+  /** The channel data open bridges hold (the gc pacer's live bytes): bridges register while open. */
+  live: LiveBytes;
   /** Testing only: injected handler faults (`--test-fault`). */
   injectFault?: FaultInjector;
 }
@@ -247,11 +250,6 @@ export class RelayConnection {
     let n = 0;
     for (const b of this.#bridges) n += b.buffered();
     return n;
-  }
-
-  /** Channel data this connection holds now: in its bridges' streams and queued for its peer (node/gc-pacer.ts: live, not garbage). */
-  get heldBytes(): number {
-    return this.bridgeBuffered + this.#budget.buffered;
   }
 
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
@@ -525,12 +523,14 @@ export class RelayConnection {
         if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
+        let untrack = () => {};
         const b = bridge(
           channelEnd(ych as unknown as SshChannelLike, this.#budget),
           channelEnd(xch as SshChannelLike, target.gate),
           guard.wrap('bridge-close', (stats: BridgeStats) => {
             this.#channels--;
             this.#bridges.delete(b);
+            untrack();
             const idled = this.#unwatchIdle(b);
             this.#bytesIn += stats.aToB;
             this.#bytesOut += stats.bToA;
@@ -542,6 +542,7 @@ export class RelayConnection {
           }),
         );
         this.#bridges.add(b);
+        untrack = this.#ctx.live.add(b, [this.#budget, target.gate]);
         this.#watchIdle(b);
         this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
@@ -568,12 +569,14 @@ export class RelayConnection {
         const channelId = this.#ctx.ids.channel();
         this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });
+        let untrack = () => {};
         const b = bridge(
           channelEnd(ych as unknown as SshChannelLike, this.#budget),
           socketEnd(sock),
           guard.wrap('bridge-close', (stats: BridgeStats) => {
             this.#channels--;
             this.#bridges.delete(b);
+            untrack();
             const idled = this.#unwatchIdle(b);
             this.#bytesIn += stats.aToB;
             this.#bytesOut += stats.bToA;
@@ -584,6 +587,7 @@ export class RelayConnection {
           }),
         );
         this.#bridges.add(b);
+        untrack = this.#ctx.live.add(b, [this.#budget]);
         this.#watchIdle(b);
         this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),

@@ -23,6 +23,7 @@ import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable, STANDARD_WINDOW } from './ssh2-internals.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer, v8FullPacing } from './gc-pacer.js';
+import { LiveBytes } from './forwarding/live-bytes.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
@@ -121,13 +122,10 @@ export function createRelay(deps: RelayDeps): Relay {
   const startups = new Startups(config.limits.startups);
   // Frees ssh2's per-packet buffers promptly under traffic (node/gc-pacer.ts).
   // Full collections by the Buffers' memory the relay does not account for as live (what its
-  // bridges and send queues hold): promoted dead packets.
-  const liveBytes = () => {
-    let n = 0;
-    for (const c of connections) n += c.heldBytes;
-    return n;
-  };
-  const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, liveBytes) : undefined);
+  // open bridges and their peers' send queues hold, node/forwarding/live-bytes.ts): promoted
+  // dead packets.
+  const live = new LiveBytes();
+  const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, () => live.total()) : undefined);
   // One member (all its connections) may pin at most a quarter of the budget (at least one channel's growth):
   // a peer that grows windows and then sends nothing keeps what it was granted.
   const windows = new WindowBudget({
@@ -149,6 +147,7 @@ export function createRelay(deps: RelayDeps): Relay {
     egress,
     draining: () => draining,
     windows,
+    live,
     ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
   };
 
@@ -204,6 +203,7 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_bridge_buffer_bytes', 'Bytes inside bridged channel streams now (read from one side, not yet passed to the other)', () =>
     [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
   );
+  r.gauge('tunnel_node_live_channel_bytes', "Channel data open bridges and their peers' send queues hold now (what --gc-full-after counts as live, not garbage)", () => live.total());
   r.counterOf('tunnel_node_paced_gc_total', 'Collections the relay asked for after every --gc-every bytes read (full ones included)', () => gcPacer.collections);
   r.counterOf('tunnel_node_paced_full_gc_total', 'Full collections among them (--gc-full-after)', () => gcPacer.fullCollections);
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);

@@ -41,6 +41,8 @@ export interface SendGate {
   update(): boolean;
   /** Calls `cb` once the peer is under its limit again (at once if it is). */
   whenOpen(cb: () => void): void;
+  /** Bytes queued for the peer now (live channel data, node/forwarding/live-bytes.ts). */
+  readonly buffered: number;
 }
 
 /**

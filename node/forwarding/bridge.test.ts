@@ -124,6 +124,7 @@ describe('bridge', () => {
     const gate: SendGate = {
       update: () => over,
       whenOpen: (cb) => (over ? (waiter = cb) : cb()),
+      buffered: 0,
     };
     x.end.gate = gate;
     bridge(y.end, x.end, () => {});

@@ -87,7 +87,18 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.equal(before.limit, LIMIT);
     const from = stage.relay.stderr().length;
     const attacker = await windowFlood(await stage.credentials('yflood', { kind: 'open', exposure: FIREHOSE }), FIREHOSE, 22);
-    await stage.relayClosed('yflood', from);
+    const relayClosed = stage.relayClosed('yflood', from);
+    let gone = false;
+    void relayClosed.then(() => (gone = true), () => (gone = true));
+    // While the relay holds a full send queue for Y, the gc pacer counts it as live channel data
+    // (node/forwarding/live-bytes.ts: the queues of open bridges' ends); one scrape reads both.
+    let liveWhileThrottled = -1;
+    while (!gone && liveWhileThrottled < 0) {
+      const m = await stage.metrics();
+      if (m.value('tunnel_node_send_throttled_connections') >= 1) liveWhileThrottled = m.value('tunnel_node_live_channel_bytes');
+    }
+    await relayClosed;
+    assert.ok(liveWhileThrottled >= LIMIT, `live channel data while Y was throttled: ${liveWhileThrottled} (its queue holds at least ${LIMIT})`);
     // Reading again, the attacker finds the relay's end of the connection gone.
     socketOfClient(attacker.client).resume();
     await within(attacker.closed, 30_000, "the window-flooding Y's connection was closed");
@@ -108,6 +119,7 @@ describe('hostile clients: memory (finding 2)', () => {
     assert.equal(m.value('tunnel_node_send_throttled_connections'), 0);
     assert.equal(m.value('tunnel_node_bridge_buffer_bytes'), 0);
     assert.equal(m.value('tunnel_node_send_buffer_bytes', { queue: 'socket' }), 0);
+    assert.equal(m.value('tunnel_node_live_channel_bytes'), 0, 'the closed bridge still counted as live');
     await stage.legitOpenSsh(TEN_MIB);
     assert.ok(stage.alive(), `the relay is not running:\n${stage.relay.stderr().slice(-3000)}`);
   });
