@@ -5,10 +5,14 @@
  * - per idle exposure connection: `count` ssh2 clients in this process, each with its own
  *   exposure and control-issued expose lease, holding a `tcpip-forward` and moving nothing;
  * - per saturated stream: X and Y connected the way the CLI connects (cli/ssh/relay-connection.ts:
- *   `tunnel-cli` identification, adaptive windows), Y pushing `bytes` as fast as it can through
- *   1 stream and then 4 streams at once; RSS sampled during the push, the median and the peak
- *   reported above the relay's RSS just before, and the relay's CPU seconds per GiB pushed (what
- *   a smaller young generation costs in collections: compare node flags in one run).
+ *   `tunnel-cli` identification, adaptive windows), Y pushing `bytes` as fast as it can: first 1
+ *   stream on the fresh relay ("cold": its RSS before is the relay's at rest after IDLE_STEADY_S,
+ *   what an idle relay holds, so the one-time growth of V8's heap, compiler and malloc's arenas
+ *   that a relay's first stream causes is counted), then, on the same relay, 1 stream and 4
+ *   streams at once ("warm": each above the RSS at rest just before it); RSS sampled during each
+ *   push, the median and the peak reported above that "before", the RSS at rest after the last
+ *   push (what the relay kept), and the relay's CPU seconds per GiB pushed (what collections
+ *   cost: compare flags in one run).
  * Each takes a RelayVariant: node flags and tunnel-node flags for the relay (it restarts with them).
  * Used by bench:footprint (its relay rows) and bench:relay (idle exposures).
  */
@@ -114,6 +118,8 @@ export async function idleExposures(
 }
 
 export interface StreamFootprint {
+  /** 'cold': the first push on a fresh relay, above the idle relay at rest; 'warm': a later push, above the RSS at rest just before it. */
+  phase: 'cold' | 'warm';
   /** Relay RSS at rest with X and Y connected, before the push (bytes). */
   before: number;
   streams: number;
@@ -123,6 +129,12 @@ export interface StreamFootprint {
   mbps: number;
   /** The relay's CPU seconds (user + system) per GiB pushed through it. */
   cpuPerGiB: number;
+}
+
+export interface StreamFootprints {
+  runs: StreamFootprint[];
+  /** Relay RSS at rest (1 s) after the last push, with X and Y still connected. */
+  after: number;
 }
 
 /** Connects as the CLI does, to the relay the lease names (the stack's relay). */
@@ -164,10 +176,13 @@ function push(ch: Duplex, bytes: number): Promise<void> {
 /**
  * Relay memory per saturated stream, with the CLI's own connection code at both ends: X accepts
  * every forwarded channel and discards what arrives (a sink as fast as this process can decrypt),
- * Y pushes `bytes` per stream through `streams` channels at once.
+ * Y pushes `bytes` per stream through channels at once: 1 stream cold, then each of
+ * `warmStreamCounts` warm (see the file comment).
  */
-export async function streamFootprint(stack: RelayStack, streamCounts: number[], bytes: number, log: (m: string) => void, variant?: RelayVariant): Promise<StreamFootprint[]> {
+export async function streamFootprint(stack: RelayStack, warmStreamCounts: number[], bytes: number, log: (m: string) => void, variant?: RelayVariant): Promise<StreamFootprints> {
   const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args);
+  // Cold "before": the relay at rest, as the idle row measures it (start-up's garbage collected).
+  const t0 = performance.now();
   const exposure = 'footprint-stream';
   await stack.exposure(exposure);
   const x = await cliConnect(stack, { kind: 'expose', exposure, port: 22, ttl_seconds: 3600 });
@@ -184,24 +199,27 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
     ch.on('end', () => ch.end());
   });
   await forwardIn(x, exposure, 22);
-  const out: StreamFootprint[] = [];
+  const runs: StreamFootprint[] = [];
+  const rest = () => median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
   try {
-    for (const streams of streamCounts) {
-      await settle();
-      const before = median(Array.from({ length: 5 }, () => rssBytes(relay.pid)));
-      log(`saturated streams: ${streams} x ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+    await new Promise((r) => setTimeout(r, Math.max(1000, IDLE_STEADY_S * 1000 - (performance.now() - t0)))); // memory at rest: waiting is the point
+    for (const [phase, streams] of [['cold', 1], ...warmStreamCounts.map((n) => ['warm', n])] as ['cold' | 'warm', number][]) {
+      if (runs.length > 0) await settle();
+      const before = rest();
+      log(`saturated streams (${phase}): ${streams} x ${(bytes / 2 ** 20).toFixed(0)} MiB`);
       const channels = await Promise.all(Array.from({ length: streams }, () => forwardOut(y, exposure)));
       const target = received + streams * bytes;
       const arrived = new Promise<void>((resolve) => (waiter = { target, resolve }));
       const s = sampler(() => rssBytes(relay.pid), 50);
-      const t0 = performance.now();
+      const p0 = performance.now();
       const cpu0 = cpuSeconds(relay.pid);
       await Promise.all([...channels.map((ch) => push(ch, bytes)), arrived]);
       const cpu = cpuSeconds(relay.pid) - cpu0;
-      const secs = (performance.now() - t0) / 1000;
+      const secs = (performance.now() - p0) / 1000;
       const samples = s.stop();
       waiter = undefined;
-      out.push({
+      runs.push({
+        phase,
         before,
         streams,
         perStreamMedian: (median(samples) - before) / streams,
@@ -210,7 +228,8 @@ export async function streamFootprint(stack: RelayStack, streamCounts: number[],
         cpuPerGiB: cpu / ((streams * bytes) / 1024 ** 3),
       });
     }
-    return out;
+    await settle();
+    return { runs, after: rest() };
   } finally {
     x.end();
     y.end();
