@@ -73,6 +73,19 @@ function send(ch: Duplex, bytes: number): Promise<void> {
   });
 }
 
+/** Waits until the budget tracks no channel (they closed), then checks every reservation came back. */
+async function allGivenBack(budget: WindowBudget): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (budget.status().channels === 0) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 10);
+  });
+  assert.equal(budget.status().reserved, 0);
+}
+
 describe('adaptive windows (real ssh2 client and server)', () => {
   const CHANNELS = 12;
   const PER_CHANNEL = 24 * MiB;
@@ -171,15 +184,7 @@ describe('adaptive windows (real ssh2 client and server)', () => {
 
   it('gives every reservation back when the channels close', async () => {
     for (const c of server) c.close();
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (budget.status().channels === 0) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 10);
-    });
-    assert.equal(budget.status().reserved, 0);
+    await allGivenBack(budget);
   });
 });
 
@@ -435,15 +440,7 @@ describe("one owner's share across connections (real ssh2 clients and servers)",
       assert.ok(peak <= SHARE, `one owner's channels reserved ${peak} together, its share is ${SHARE}`);
       assert.equal(peak, SHARE, 'the share, not the budget or the channel cap, was the limit (the test can fail)');
       for (const ch of server) ch.close();
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(() => {
-          if (budget.status().channels === 0) {
-            clearInterval(poll);
-            resolve();
-          }
-        }, 10);
-      });
-      assert.equal(budget.status().reserved, 0);
+      await allGivenBack(budget);
     } finally {
       await Promise.all(pairs.map((p) => p.close()));
     }
