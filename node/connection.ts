@@ -29,8 +29,8 @@ import {
   customRequestOf,
   DISCONNECT,
   disconnectWithReason,
-  enforceChannelPacketSize,
-  enforceChannelWindows,
+  enforceChannelLimits,
+  type ChannelLimitViolation,
   keyExchangeQueue,
   MIN_CHANNEL_PACKET,
   observeChannelOpens,
@@ -86,6 +86,12 @@ const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
   send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
   window_exceeded: { code: DISCONNECT.PROTOCOL_ERROR, text: 'channel data beyond the window the relay granted' },
   packet_size_too_small: { code: DISCONNECT.PROTOCOL_ERROR, text: `channel maximum packet size below ${MIN_CHANNEL_PACKET} bytes` },
+};
+
+/** How the relay counts (`refused_requests_total{type}`) and logs each channel limit a peer broke. */
+const LIMIT_REFUSALS: Record<ChannelLimitViolation['kind'], { type: string; msg: string }> = {
+  window_exceeded: { type: 'channel_data_beyond_window', msg: 'peer sent channel data beyond the window; disconnecting' },
+  packet_size_too_small: { type: 'channel_packet_size_too_small', msg: 'peer announced a channel maximum packet size too small; disconnecting' },
 };
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
@@ -163,22 +169,14 @@ export class RelayConnection {
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
     conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
 
-    // A peer that sends past a channel's window would make the relay hold all it sends (ssh2-internals).
-    enforceChannelWindows(
+    // A peer that sends past a channel's window would make the relay hold all it sends, and a
+    // channel with a tiny maximum packet size would make ssh2 spin (0) or send a packet per byte.
+    enforceChannelLimits(
       conn,
-      guard.wrap('channel-data', (o: { recipient: number; window: number; bytes: number }) => {
-        ctx.metrics.refusedRequests.inc({ type: 'channel_data_beyond_window' });
-        this.#log.warn('peer sent channel data beyond the window; disconnecting', { channel: o.recipient, window: o.window, bytes: o.bytes, leaseId: this.#lease?.leaseId });
-        this.end('window_exceeded');
-      }),
-    );
-    // A channel with a tiny maximum packet size would make ssh2 spin (0) or send a packet per byte.
-    enforceChannelPacketSize(
-      conn,
-      guard.wrap('channel-open', (o: { packetSize: number; type: string }) => {
-        ctx.metrics.refusedRequests.inc({ type: 'channel_packet_size_too_small' });
-        this.#log.warn('peer announced a channel maximum packet size too small; disconnecting', { packetSize: o.packetSize, min: MIN_CHANNEL_PACKET, type: o.type, leaseId: this.#lease?.leaseId });
-        this.end('packet_size_too_small');
+      guard.wrap('channel-limits', ({ kind, ...details }: ChannelLimitViolation) => {
+        ctx.metrics.refusedRequests.inc({ type: LIMIT_REFUSALS[kind].type });
+        this.#log.warn(LIMIT_REFUSALS[kind].msg, { ...details, leaseId: this.#lease?.leaseId });
+        this.end(kind);
       }),
     );
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);

@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, enforceChannelPacketSize, enforceChannelWindows, MIN_CHANNEL_PACKET, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -63,22 +63,39 @@ describe('dropRequestsAfterClose', () => {
   });
 });
 
-describe('enforceChannelWindows', () => {
-  function fakeConnection(channels: Map<number, unknown>) {
+describe('enforceChannelLimits', () => {
+  /** A stand-in for ssh2's connection: its channel table and the four handlers the check wraps. */
+  function fakeConnection(channels = new Map<number, unknown>()) {
     const delivered: { recipient: number; bytes: number; kind: string }[] = [];
-    const overruns: { recipient: number; window: number; bytes: number }[] = [];
+    const passed: string[] = [];
+    const violations: ChannelLimitViolation[] = [];
     const deliver = (kind: string) => (_p: unknown, recipient: number, data: Buffer) => delivered.push({ recipient, bytes: data.length, kind });
     const conn = Object.assign(new EventEmitter(), {
       _chanMgr: { get: (id: number) => channels.get(id) },
-      _protocol: { _handlers: { CHANNEL_DATA: deliver('data'), CHANNEL_EXTENDED_DATA: deliver('extended') } },
+      _protocol: {
+        _handlers: {
+          CHANNEL_DATA: deliver('data'),
+          CHANNEL_EXTENDED_DATA: deliver('extended'),
+          CHANNEL_OPEN: (_p: unknown, info: { type: string }) => passed.push(`open ${info.type}`),
+          CHANNEL_OPEN_CONFIRMATION: (_p: unknown, info: { recipient: number }) => passed.push(`confirm ${info.recipient}`),
+        },
+      },
     });
-    enforceChannelWindows(conn as unknown as Connection, (o) => overruns.push(o));
+    enforceChannelLimits(conn as unknown as Connection, (v) => violations.push(v));
     const h = conn._protocol._handlers;
-    return { delivered, overruns, data: (id: number, n: number) => h.CHANNEL_DATA(undefined, id, Buffer.alloc(n)), ext: (id: number, n: number) => h.CHANNEL_EXTENDED_DATA(undefined, id, Buffer.alloc(n)) };
+    return {
+      delivered,
+      passed,
+      violations,
+      data: (id: number, n: number) => h.CHANNEL_DATA(undefined, id, Buffer.alloc(n)),
+      ext: (id: number, n: number) => h.CHANNEL_EXTENDED_DATA(undefined, id, Buffer.alloc(n)),
+      open: (packetSize: number) => h.CHANNEL_OPEN(undefined, { type: 'direct-tcpip', sender: 0, packetSize } as never),
+      confirm: (packetSize: number) => h.CHANNEL_OPEN_CONFIRMATION(undefined, { recipient: 1, packetSize } as never),
+    };
   }
 
   it('hands ssh2 data up to the window left, on channels, server sessions and unknown ids', () => {
-    const { delivered, overruns, data, ext } = fakeConnection(
+    const { delivered, violations, data, ext } = fakeConnection(
       new Map<number, unknown>([
         [0, { incoming: { window: 100 } }],
         [1, { _channel: { incoming: { window: 10 } } }],
@@ -88,7 +105,7 @@ describe('enforceChannelWindows', () => {
     data(1, 10);
     ext(0, 0);
     data(9, 5000); // ssh2 ignores an unknown channel itself
-    assert.deepEqual(overruns, []);
+    assert.deepEqual(violations, []);
     assert.deepEqual(
       delivered.map((d) => d.recipient),
       [0, 1, 0, 9],
@@ -96,7 +113,7 @@ describe('enforceChannelWindows', () => {
   });
 
   it('refuses the first packet longer than the window left, once, and delivers nothing more on any channel', () => {
-    const { delivered, overruns, data, ext } = fakeConnection(
+    const { delivered, passed, violations, data, ext, open } = fakeConnection(
       new Map<number, unknown>([
         [0, { incoming: { window: 27_152 } }],
         [1, { incoming: { window: 1 << 20 } }],
@@ -106,26 +123,58 @@ describe('enforceChannelWindows', () => {
     data(0, 10);
     data(1, 10);
     ext(1, 10);
-    assert.deepEqual(overruns, [{ recipient: 0, window: 27_152, bytes: 30_000 }]);
+    open(0);
+    open(32768);
+    assert.deepEqual(violations, [{ kind: 'window_exceeded', channel: 0, window: 27_152, bytes: 30_000 }]);
     assert.deepEqual(delivered, []);
+    assert.deepEqual(passed, []);
   });
 
   it('refuses extended data past the window too, and data at a window of 0', () => {
     const a = fakeConnection(new Map<number, unknown>([[0, { incoming: { window: 5 } }]]));
     a.ext(0, 6);
-    assert.deepEqual(a.overruns, [{ recipient: 0, window: 5, bytes: 6 }]);
+    assert.deepEqual(a.violations, [{ kind: 'window_exceeded', channel: 0, window: 5, bytes: 6 }]);
     const b = fakeConnection(new Map<number, unknown>([[0, { incoming: { window: 0 } }]]));
     b.data(0, 1);
-    assert.deepEqual(b.overruns, [{ recipient: 0, window: 0, bytes: 1 }]);
+    assert.deepEqual(b.violations, [{ kind: 'window_exceeded', channel: 0, window: 0, bytes: 1 }]);
+  });
+
+  it('passes opens and confirmations that announce at least the minimum', () => {
+    const c = fakeConnection();
+    c.open(MIN_CHANNEL_PACKET);
+    c.open(32768);
+    c.confirm(16384);
+    assert.deepEqual(c.passed, ['open direct-tcpip', 'open direct-tcpip', 'confirm 1']);
+    assert.deepEqual(c.violations, []);
+  });
+
+  it('refuses an open or a confirmation below the minimum once, and passes nothing after it', () => {
+    const a = fakeConnection(new Map<number, unknown>([[0, { incoming: { window: 100 } }]]));
+    a.open(0);
+    a.open(32768);
+    a.confirm(32768);
+    a.data(0, 1);
+    assert.deepEqual(a.violations, [{ kind: 'packet_size_too_small', packetSize: 0, min: MIN_CHANNEL_PACKET, type: 'direct-tcpip' }]);
+    assert.deepEqual(a.passed, []);
+    assert.deepEqual(a.delivered, []);
+    const b = fakeConnection();
+    b.confirm(MIN_CHANNEL_PACKET - 1);
+    assert.deepEqual(b.violations, [{ kind: 'packet_size_too_small', packetSize: MIN_CHANNEL_PACKET - 1, min: MIN_CHANNEL_PACKET, type: 'confirmation' }]);
+    assert.deepEqual(b.passed, []);
   });
 
   it('says which internal is missing when ssh2 changed', () => {
-    const conn = Object.assign(new EventEmitter(), { _chanMgr: { get: () => undefined }, _protocol: { _handlers: { CHANNEL_DATA: () => {} } } });
-    assert.throws(() => enforceChannelWindows(conn as unknown as Connection, () => {}), /ssh2 internals changed: CHANNEL_EXTENDED_DATA/);
+    const conn = Object.assign(new EventEmitter(), {
+      _chanMgr: { get: () => undefined },
+      _protocol: { _handlers: { CHANNEL_DATA: () => {}, CHANNEL_OPEN: () => {}, CHANNEL_OPEN_CONFIRMATION: () => {} } },
+    });
+    assert.throws(() => enforceChannelLimits(conn as unknown as Connection, () => {}), /ssh2 internals changed: CHANNEL_EXTENDED_DATA/);
+    const noConfirm = Object.assign(new EventEmitter(), { _chanMgr: { get: () => undefined }, _protocol: { _handlers: { CHANNEL_OPEN: () => {} } } });
+    assert.throws(() => enforceChannelLimits(noConfirm as unknown as Connection, () => {}), /ssh2 internals changed: CHANNEL_OPEN or CHANNEL_OPEN_CONFIRMATION/);
   });
 });
 
-describe('enforceChannelWindows on a real ssh2 client', () => {
+describe('enforceChannelLimits on a real ssh2 client', () => {
   it('refuses a server that sends past the window: the channel holds no more than was granted', async () => {
     const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
     const SENT = 8 << 20;
@@ -144,12 +193,12 @@ describe('enforceChannelWindows on a real ssh2 client', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const client = new ssh2.Client();
     client.on('error', () => {});
-    const overruns: { window: number; bytes: number }[] = [];
+    const overruns: ChannelLimitViolation[] = [];
     try {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', resolve).once('error', reject);
         client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'u', hostVerifier: () => true });
-        enforceChannelWindows(client, (o) => {
+        enforceChannelLimits(client, (o) => {
           overruns.push(o);
           client.destroy();
         });
@@ -162,57 +211,13 @@ describe('enforceChannelWindows on a real ssh2 client', () => {
         setTimeout(r, 20_000).unref();
       });
       assert.equal(overruns.length, 1, 'the overrun was noticed once');
-      assert.ok(overruns[0]!.bytes > overruns[0]!.window, JSON.stringify(overruns));
+      const o = overruns[0]!;
+      assert.ok(o.kind === 'window_exceeded' && o.bytes > o.window, JSON.stringify(overruns));
       assert.ok(ch.readableLength <= 4 << 20, `the channel holds ${ch.readableLength} bytes of the ${sent} sent`);
     } finally {
       client.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     }
-  });
-});
-
-describe('enforceChannelPacketSize', () => {
-  function fakeConnection() {
-    const passed: string[] = [];
-    const refused: { packetSize: number; type: string }[] = [];
-    const conn = Object.assign(new EventEmitter(), {
-      _protocol: {
-        _handlers: {
-          CHANNEL_OPEN: (_p: unknown, info: { type: string }) => passed.push(`open ${info.type}`),
-          CHANNEL_OPEN_CONFIRMATION: (_p: unknown, info: { recipient: number }) => passed.push(`confirm ${info.recipient}`),
-        },
-      },
-    });
-    enforceChannelPacketSize(conn as unknown as Connection, (o) => refused.push(o));
-    const h = conn._protocol._handlers;
-    return {
-      passed,
-      refused,
-      open: (packetSize: number) => h.CHANNEL_OPEN(undefined, { type: 'direct-tcpip', sender: 0, packetSize } as never),
-      confirm: (packetSize: number) => h.CHANNEL_OPEN_CONFIRMATION(undefined, { recipient: 1, packetSize } as never),
-    };
-  }
-
-  it('passes opens and confirmations that announce at least the minimum', () => {
-    const c = fakeConnection();
-    c.open(MIN_CHANNEL_PACKET);
-    c.open(32768);
-    c.confirm(16384);
-    assert.deepEqual(c.passed, ['open direct-tcpip', 'open direct-tcpip', 'confirm 1']);
-    assert.deepEqual(c.refused, []);
-  });
-
-  it('refuses an open or a confirmation below the minimum once, and passes nothing after it', () => {
-    const a = fakeConnection();
-    a.open(0);
-    a.open(32768);
-    a.confirm(32768);
-    assert.deepEqual(a.refused, [{ packetSize: 0, type: 'direct-tcpip' }]);
-    assert.deepEqual(a.passed, []);
-    const b = fakeConnection();
-    b.confirm(MIN_CHANNEL_PACKET - 1);
-    assert.deepEqual(b.refused, [{ packetSize: MIN_CHANNEL_PACKET - 1, type: 'confirmation' }]);
-    assert.deepEqual(b.passed, []);
   });
 });
 

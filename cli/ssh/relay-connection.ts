@@ -7,7 +7,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
-import { enforceChannelPacketSize, enforceChannelWindows, installPooledPadding } from '../../node/ssh2-internals.js';
+import { enforceChannelLimits, installPooledPadding } from '../../node/ssh2-internals.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
 export interface RelayTimings {
@@ -77,13 +77,12 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
     // A relay that sends past a channel's window (this process would hold all it sends) or
     // announces a channel maximum packet size under 1 KiB (0 made ssh2 spin) ends the
     // connection (node/ssh2-internals.ts), with the reason as its error.
-    const violation = (what: string) => {
+    enforceChannelLimits(client, (v) => {
+      const what = v.kind === 'window_exceeded' ? 'sent channel data beyond the window' : `announced a channel maximum packet size of ${v.packetSize} bytes`;
       const err = Object.assign(new Error(`the relay ${what}; disconnected`), { level: 'protocol' });
       if (client.listenerCount('error') > 0) client.emit('error', err);
       client.destroy();
-    };
-    enforceChannelWindows(client, () => violation('sent channel data beyond the window'));
-    enforceChannelPacketSize(client, (o) => violation(`announced a channel maximum packet size of ${o.packetSize} bytes`));
+    });
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
     // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.
     client.setNoDelay(true);
