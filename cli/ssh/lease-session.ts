@@ -84,13 +84,17 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
         try {
           const c = await this.#connect();
           failures = 0;
-          reason = await this.#untilClosed(c);
+          const closed = await this.#untilClosed(c);
+          reason = closed.reason;
           // Say why the relay hung up when it was a revocation (a one-shot session may have ended
           // its channel at the same moment, so it always asks).
           if ((this.#opts.once || !this.#stopped) && (await this.#revoked(c.lease.lease.id))) {
             throw new CliError(EXIT.NOT_PERMITTED, `the relay closed the connection: lease ${c.lease.lease.id} was revoked`);
           }
           this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
+          // This side ended the connection for cause (the relay broke a channel limit): a
+          // one-shot session fails with why; a long-lived one reconnects, like after any drop.
+          if (this.#opts.once && closed.failure) throw closed.failure;
           if (this.#stopped || this.#opts.once) break;
           this.#avoid = c.lease.relay.node_id;
         } catch (err) {
@@ -236,13 +240,16 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  #untilClosed(c: Connected): Promise<string> {
+  /** Why the connection closed; `failure` when this side closed it with a CliError (relay-connection.ts). */
+  #untilClosed(c: Connected): Promise<{ reason: string; failure?: CliError }> {
     return new Promise((resolve) => {
       let reason = 'connection closed by the relay';
+      let failure: CliError | undefined;
       c.client.once('error', (err: Error & { level?: string }) => {
         reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
+        if (err instanceof CliError) failure = err;
       });
-      c.client.once('close', () => resolve(reason));
+      c.client.once('close', () => resolve({ reason, failure }));
     });
   }
 

@@ -76,10 +76,11 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
     });
     // A relay that sends past a channel's window (this process would hold all it sends) or
     // announces a channel maximum packet size under 1 KiB (0 made ssh2 spin) ends the
-    // connection (node/ssh2-internals.ts), with the reason as its error.
+    // connection (node/ssh2-internals.ts), with the reason as its error: a CliError, so a
+    // one-connection session (open --stdio) fails with it (LeaseSupervisor).
     enforceChannelLimits(client, (v) => {
       const what = v.kind === 'window_exceeded' ? 'sent channel data beyond the window' : `announced a channel maximum packet size of ${v.packetSize} bytes`;
-      const err = Object.assign(new Error(`the relay ${what}; disconnected`), { level: 'protocol' });
+      const err = Object.assign(new CliError(EXIT.ERROR, `the relay ${what}; disconnected`), { level: 'protocol' });
       if (client.listenerCount('error') > 0) client.emit('error', err);
       client.destroy();
     });

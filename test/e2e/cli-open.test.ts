@@ -8,16 +8,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { freePort } from '../harness/net.js';
-import { cliFixture, type CliResult } from '../harness/stack.js';
+import { cliFixture, oneLine } from '../harness/stack.js';
 import { eventually, roundTrip, waitForLine } from '../harness/streams.js';
-
-/** One line on stderr, no stack frames, and the expected exit code. */
-function oneLine(r: CliResult, code: number, re: RegExp) {
-  assert.equal(r.code, code, r.stderr);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-  assert.doesNotMatch(r.stderr, /\n\s+at |internal error/);
-  assert.match(r.stderr, re);
-}
 
 describe('tunnel open: failures and egress (real binaries)', () => {
   const f = cliFixture();

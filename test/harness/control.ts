@@ -8,7 +8,7 @@
  * environment leak in; pass what a case needs in `env`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -312,14 +312,21 @@ export interface EnrolledNode {
 /**
  * Enrolls a relay node the way an operator does (admin creates a one-time enrollment token, the
  * node enrolls with its ed25519 host key and address) and sends one heartbeat so it is online.
+ * `hostKey`: the public half of the key the node serves SSH with (default: a throwaway one).
  */
-export async function enrollOnlineNode(call: ApiCall, adminToken: string, name = 'relay-1', address = '127.0.0.1:2222'): Promise<EnrolledNode> {
+export async function enrollOnlineNode(
+  call: ApiCall,
+  adminToken: string,
+  name = 'relay-1',
+  address = '127.0.0.1:2222',
+  publicKey: KeyObject = generateKeyPairSync('ed25519').publicKey,
+): Promise<EnrolledNode> {
   const enr = expectStatus(
     await call('POST', '/v1/nodes/enrollment-tokens', { token: adminToken, body: { name } }),
     201,
     'create enrollment token',
   );
-  const hostKey = formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey));
+  const hostKey = formatPublicKeyLine(rawPublicKey(publicKey));
   const enrolled = expectStatus(
     await call('POST', '/v1/nodes/enroll', { body: { token: enr.body.token, host_key: hostKey, address } }),
     201,

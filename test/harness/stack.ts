@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:net';
 import { after, before } from 'node:test';
@@ -14,6 +15,14 @@ export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** Asserts a failed run: the expected exit code, and one line on stderr matching `re`, no stack frames. */
+export function oneLine(r: CliResult, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, /\n\s+at |internal error/);
+  assert.match(r.stderr, re);
 }
 
 export interface CliUser {

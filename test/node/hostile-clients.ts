@@ -2,11 +2,14 @@
  * Hostile SSH clients for the hostile-client suite (and bench:hostile): ssh2 clients that
  * step outside what a well-behaved client does, through ssh2's own protocol object so every
  * packet is well formed. They rely on ssh2 client internals (`_protocol`, `_handlers`, `_sock`,
- * channel `incoming`/`outgoing`); ssh2 is pinned (see node/ssh2-internals.ts).
+ * channel `incoming`/`outgoing`); ssh2 is pinned (see node/ssh2-internals.ts). windowOverrun and
+ * announceMaxPacket work on a server Connection too (the same Protocol class, the same `_sock`):
+ * test/harness/rogue-relay.ts is a hostile relay for the CLI with them.
  */
 import type { KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { Client, type ClientChannel, type ParsedKey } from 'ssh2';
+import type { Duplex } from 'node:stream';
+import { Client, type ClientChannel, type Connection, type ParsedKey } from 'ssh2';
 import { certIdentity } from '../../cli/ssh/ssh2-cert-auth.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { connectWithCertificate, type CertClientOptions } from './ssh2-cert-client.js';
@@ -20,10 +23,13 @@ interface ClientProtocol {
   channelWindowAdjust(id: number, amount: number): void;
   channelData(id: number, data: Buffer): void;
   directTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
+  forwardedTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
   channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
 }
-const protocolOf = (c: Client) => (c as unknown as { _protocol: ClientProtocol })._protocol;
-export const socketOfClient = (c: Client) => (c as unknown as { _sock: Socket })._sock;
+/** Either end of an ssh2 connection: a Client, or a server's Connection to one. */
+type Peer = Client | Connection;
+const protocolOf = (c: Peer) => (c as unknown as { _protocol: ClientProtocol })._protocol;
+export const socketOfClient = (c: Peer) => (c as unknown as { _sock: Socket })._sock;
 
 export interface PipelinedAuthResult {
   /** USERAUTH_PK_OK replies received (1 before the second query). */
@@ -90,12 +96,13 @@ export function grantHugeWindow(y: Client, ch: ClientChannel): void {
 }
 
 /**
- * Sends `bytes` of CHANNEL_DATA on `ch` whatever the window the relay granted, in packets of
+ * Sends `bytes` of CHANNEL_DATA on `ch` whatever the window the peer granted, in packets of
  * 30,000 bytes (not a divisor of the 2 MiB window, so one packet takes the window below 0:
  * ssh2 itself drops a packet only at a window of exactly 0). Waits for its own socket to drain
- * every MiB. Resolves with the bytes sent, early if the connection closes.
+ * every MiB, so what it sent is about what the peer read. Resolves with the bytes sent, early if
+ * the connection closes.
  */
-export function windowOverrun(y: Client, ch: ClientChannel, bytes: number): Promise<number> {
+export function windowOverrun(y: Peer, ch: Duplex, bytes: number): Promise<number> {
   const proto = protocolOf(y);
   const id = (ch as unknown as { outgoing: { id: number } }).outgoing.id;
   const sock = socketOfClient(y);
@@ -103,7 +110,8 @@ export function windowOverrun(y: Client, ch: ClientChannel, bytes: number): Prom
   let sent = 0;
   return new Promise((resolve) => {
     const go = () => {
-      while (sent < bytes && !sock.destroyed) {
+      // ssh2 drops what it writes to a socket no longer writable (the peer hung up).
+      while (sent < bytes && sock.writable) {
         proto.channelData(id, chunk);
         sent += chunk.length;
         if (sock.writableLength > 1 << 20) return void sock.once('drain', go);
@@ -117,13 +125,16 @@ export function windowOverrun(y: Client, ch: ClientChannel, bytes: number): Prom
 
 /**
  * Makes `c` announce `maxPacket` as its maximum packet size in every channel it opens
- * (direct-tcpip) or confirms (forwarded-tcpip) from now on, instead of ssh2's 32 KiB.
+ * (direct-tcpip from a client, forwarded-tcpip from a server) or confirms from now on, instead
+ * of ssh2's 32 KiB.
  */
-export function announceMaxPacket(c: Client, maxPacket: number): void {
+export function announceMaxPacket(c: Peer, maxPacket: number): void {
   const proto = protocolOf(c);
-  const open = proto.directTcpip.bind(proto);
+  const direct = proto.directTcpip.bind(proto);
+  const forwarded = proto.forwardedTcpip.bind(proto);
   const confirm = proto.channelOpenConfirm.bind(proto);
-  proto.directTcpip = (chan, initWindow, _max, cfg) => open(chan, initWindow, maxPacket, cfg);
+  proto.directTcpip = (chan, initWindow, _max, cfg) => direct(chan, initWindow, maxPacket, cfg);
+  proto.forwardedTcpip = (chan, initWindow, _max, cfg) => forwarded(chan, initWindow, maxPacket, cfg);
   proto.channelOpenConfirm = (remote, local, initWindow) => confirm(remote, local, initWindow, maxPacket);
 }
 

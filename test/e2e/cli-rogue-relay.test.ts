@@ -1,0 +1,92 @@
+/**
+ * The CLI's channel-limit checks end to end (node/ssh2-internals.ts enforceChannelLimits, wired in
+ * cli/ssh/relay-connection.ts), with the real `tunnel open` and `tunnel expose` processes against
+ * a rogue relay (test/harness/rogue-relay.ts) that the real control plane sends them to. A relay
+ * that sends channel data past the window the CLI granted, or announces a channel maximum packet
+ * size of 0, is disconnected: `open --stdio` exits 1 with one line saying why, `expose` says why
+ * in its `disconnected` event and reconnects (as after any drop) until stopped, no stack trace
+ * either way. Memory: the rogue pushes 256 MiB at a CLI whose reader never reads (open's stdout,
+ * expose's local service) and gets only a few MiB in before the CLI hangs up; without the check
+ * the CLI read all of it into memory (ssh2 keeps every packet past a window below 0).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { within } from '../node/ssh-tools.js';
+import { startRogueRelay, type RogueRelay } from '../harness/rogue-relay.js';
+import { cliFixture, oneLine } from '../harness/stack.js';
+import { waitForLine } from '../harness/streams.js';
+
+const PUSHED = 256 << 20;
+/** What may reach the CLI before it hangs up: its 2 MiB window, one packet, and the sockets' buffers on loopback. */
+const BOUND = 64 << 20;
+
+describe('tunnel open and tunnel expose against a rogue relay (real binaries)', () => {
+  const f = cliFixture();
+
+  /** A rogue relay for one test, with an exposure pinned to it that bob may open. */
+  async function rogueWith(behaviour: 'overrun' | 'tiny-packet', exposure: string, run: (rogue: RogueRelay) => Promise<void>): Promise<void> {
+    const rogue = await startRogueRelay(f.stack, `rogue-${exposure}`, behaviour, PUSHED);
+    try {
+      const created = await f.admin.run(['exposures', 'create', exposure, '--node', rogue.name, '--allow', 'bob']);
+      assert.equal(created.code, 0, created.stderr);
+      await run(rogue);
+    } finally {
+      await rogue.stop();
+    }
+  }
+
+  it('tunnel open --stdio: a relay that sends past the window is disconnected (exit 1, one line); it got a few MiB in, not 256', async (t) => {
+    await rogueWith('overrun', 'overrun-y', async (rogue) => {
+      await rogue.hold('overrun-y', 22);
+      const y = f.bob.spawn(['open', 'overrun-y', '--stdio']);
+      y.stdout!.pause(); // nobody reads what arrives: the channel's reader is paused
+      const sent = await within(rogue.overrun, 60_000, 'the rogue relay never finished its push');
+      assert.ok(sent < BOUND, `the rogue relay pushed ${sent} bytes into tunnel open before it hung up`);
+      const [code] = (await within(once(y, 'exit'), 30_000, 'tunnel open did not exit')) as [number | null];
+      oneLine({ code, ...y.output() }, 1, /^tunnel open: the relay sent channel data beyond the window; disconnected$/m);
+      t.diagnostic(`tunnel open hung up after ${sent} bytes of ${PUSHED}`);
+    });
+  });
+
+  it('tunnel open --stdio: a relay that confirms the channel with a maximum packet size of 0 is disconnected (exit 1, one line)', async () => {
+    await rogueWith('tiny-packet', 'tiny-y', async (rogue) => {
+      await rogue.hold('tiny-y', 22);
+      const r = await f.bob.run(['open', 'tiny-y', '--stdio'], { input: 'x' });
+      oneLine(r, 1, /^tunnel open: the relay announced a channel maximum packet size of 0 bytes; disconnected$/m);
+    });
+  });
+
+  it('tunnel expose: a relay that opens a channel with a maximum packet size of 0 is disconnected and X says why; it stops cleanly', async () => {
+    await rogueWith('tiny-packet', 'tiny-x', async () => {
+      const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'tiny-x', '--json']);
+      const line = JSON.parse(await waitForLine(x, /"event":"disconnected"/, 30_000)) as { reason: string };
+      assert.equal(line.reason, 'connection error: the relay announced a channel maximum packet size of 0 bytes; disconnected');
+      x.kill('SIGTERM');
+      assert.equal((await once(x, 'exit'))[0], 0, x.output().stderr);
+      assert.equal(x.output().stderr, '');
+    });
+  });
+
+  it('tunnel expose: a relay that sends past the window is disconnected while the local service does not read; it got a few MiB in, not 256', async (t) => {
+    const stalled = createServer((s) => s.pause()); // accepts and never reads
+    stalled.listen(0, '127.0.0.1');
+    await once(stalled, 'listening');
+    try {
+      await rogueWith('overrun', 'overrun-x', async (rogue) => {
+        const x = f.admin.spawn(['expose', String((stalled.address() as { port: number }).port), '--name', 'overrun-x', '--json']);
+        const sent = await within(rogue.overrun, 60_000, 'the rogue relay never finished its push');
+        assert.ok(sent < BOUND, `the rogue relay pushed ${sent} bytes into tunnel expose before it hung up`);
+        const line = JSON.parse(await waitForLine(x, /"event":"disconnected"/, 30_000)) as { reason: string };
+        assert.equal(line.reason, 'connection error: the relay sent channel data beyond the window; disconnected');
+        x.kill('SIGTERM');
+        assert.equal((await once(x, 'exit'))[0], 0, x.output().stderr);
+        assert.equal(x.output().stderr, '');
+        t.diagnostic(`tunnel expose hung up after ${sent} bytes of ${PUSHED}`);
+      });
+    } finally {
+      stalled.close();
+    }
+  });
+});
