@@ -19,6 +19,22 @@ export default tseslint.config(
     },
   },
   {
+    // node:http only through shared/node-http.ts (require, not import): an ES import of it loads
+    // Node's bundled undici and perf_hooks on Node 22 and later, 11-14 MB of the idle relay's RSS.
+    files: ['node/**/*.ts', 'shared/**/*.ts', 'protocol/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        ...['node:http', 'http'].map((name) => ({
+          name,
+          allowTypeImports: true,
+          message: 'import { http } from shared/node-http.ts: an ES import of node:http loads undici and perf_hooks on Node 22+.',
+        })),
+      ],
+    },
+  },
+  {
     // Entry points and scripts may talk to the console.
     files: ['**/main.ts', 'scripts/**', 'bench/**', 'infra/**', 'test/**', '**/*.test.ts'],
     rules: { 'no-console': 'off' },

@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { noopLogger, type Logger } from '../shared/logger.js';
+import { http } from '../shared/node-http.js';
 
 export type HealthDetail = 'off' | 'loopback' | 'all';
 
@@ -26,7 +27,7 @@ export function createHealthServer(
   detailFrom: HealthDetail = 'loopback',
   logger: Logger = noopLogger,
 ): { listen(host: string, port: number): Promise<AddressInfo>; close(): Promise<void> } {
-  const server: Server = createServer((req, res) => {
+  const server: Server = http.createServer((req, res) => {
     try {
       answer(req, res);
     } catch (err) {

@@ -28,7 +28,9 @@ import { majorCollector } from './gc-pacer.js';
  *    in that window then. It costs 5-20 ms of CPU, once.
  * 3. Modules an idle relay never runs are not loaded: ssh2's Server and key parser are required
  *    from their own files, not from ssh2's entry point (node/ssh2-internals.ts), and the window
- *    budget's clock is process.hrtime, not node:perf_hooks (node/adaptive-window.ts).
+ *    budget's clock is process.hrtime, not node:perf_hooks (node/adaptive-window.ts), and
+ *    node:http is required, not imported (shared/node-http.ts): on Node 22 and later an ES
+ *    import of it loads Node's bundled undici, perf_hooks, http2 and zlib, 11-14 MB.
  * 4. zod is not loaded (about 5 MB of an idle relay's RSS, measured): the relay parses its flags
  *    with plain functions (node/config.ts) and reads JSON through protocol/check.ts's checks.
  *    test/node/relay-startup-memory fails if any zod module is loaded.

@@ -1,7 +1,8 @@
-import { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { connect, type ConnectionOptions } from 'node:tls';
+import { http as nodeHttp } from '../shared/node-http.js';
 import { checkPeerPin, trustTls, type TrustSettings } from './tls-trust.js';
 
 /**
@@ -62,7 +63,7 @@ export function trustAgents(trust: TrustSettings, connectTimeoutMs: number): Tru
   const { tls, pin } = trustTls(trust);
   const base: AgentOptions = { keepAlive: true };
   const https = pin === undefined ? new HttpsAgent({ ...base, ...tls }) : new PinnedAgent({ ...base, maxCachedSessions: 0 }, tls, pin, connectTimeoutMs);
-  const http = new HttpAgent(base);
+  const http = new nodeHttp.Agent(base);
   return {
     for: (url) => (url.protocol === 'https:' ? https : http),
     destroy: () => {

@@ -1,5 +1,6 @@
-import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
+import type { Agent, IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { http } from './node-http.js';
 
 /**
  * JSON over HTTP: sends `body` as JSON with a bearer token and reads the answer as JSON; what a
@@ -83,7 +84,7 @@ export function requestJson(url: string, o: JsonRequest & { agent: Agent; maxByt
   const maxBytes = o.maxBytes ?? MAX_ANSWER_BYTES;
   if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
   const target = new URL(url);
-  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  const send = target.protocol === 'https:' ? httpsRequest : http.request;
   return new Promise<JsonAnswer>((resolve, reject) => {
     const req = send(target, { method: o.method, headers, agent: o.agent, ...(o.signal ? { signal: o.signal } : {}) }, (res) => {
       const answer = answerBody(target.origin, maxBytes);

@@ -2,9 +2,10 @@
  * What the real `tunnel-node` binary keeps from its start (issue 11, idle relay RSS;
  * node/startup-memory.ts): it runs one full collection once it has been ready a while, and it
  * never loads ssh2's entry point (its Client, agent, HTTP agents, key generator) nor
- * node:perf_hooks, which an idle relay never runs, nor zod (protocol/check.ts). A probe preloaded
- * with --import records what the process loaded: ES modules through module hooks, the rest when
- * it exits.
+ * node:perf_hooks, which an idle relay never runs, nor Node's bundled undici (which an ES import
+ * of node:http loads on Node 22 and later: shared/node-http.ts), nor zod (protocol/check.ts). A
+ * probe preloaded with --import records what the process loaded: ES modules through module hooks,
+ * the rest when it exits.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -47,7 +48,7 @@ describe('tunnel-node start-up memory (real binary)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('collects start-up garbage once after ready, and loads neither ssh2 lib/index.js, node:perf_hooks nor zod', async () => {
+  it("collects start-up garbage once after ready, and loads neither ssh2 lib/index.js, node:perf_hooks, Node's undici nor zod", async () => {
     const out = join(dir, 'loaded.json');
     const esm = join(dir, 'esm.txt');
     const relay = await startRelayProcess({ controlUrl: fc.url, enrollToken: fc.enrollToken, nodeArgs: ['--import', PROBE], env: { PROBE_OUT: out, PROBE_ESM: esm } });
@@ -69,6 +70,7 @@ describe('tunnel-node start-up memory (real binary)', () => {
     for (const file of ['index.js', 'client.js', 'agent.js', 'http-agents.js', 'keygen.js']) assert.ok(!ssh2(file), `ssh2/lib/${file} was loaded`);
     assert.ok(loaded.builtins.includes('NativeModule net'), 'the probe sees built-in modules');
     assert.ok(!loaded.builtins.includes('NativeModule perf_hooks'), 'node:perf_hooks was loaded');
+    assert.ok(!loaded.builtins.includes('NativeModule internal/deps/undici/undici'), "Node's bundled undici was loaded");
     // zod costs an idle relay about 5 MB: the relay reads through protocol/check.ts's plain checks.
     const modules = readFileSync(esm, 'utf8').split('\n').filter((u) => u !== '');
     assert.ok(modules.some((u) => u.endsWith('/dist/node/relay.js')), 'the probe sees the relay\'s ES modules');
