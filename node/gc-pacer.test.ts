@@ -47,31 +47,40 @@ describe('gc pacer', () => {
   });
 
   it('paced young collections run on the main thread alone: no parallel scavenge tasks, backing stores freed within the collection', () => {
-    // A fresh process (V8's flags are per process), with V8's per-collection trace: each line
-    // names the time worker threads spent in the scavenge (background.scavenge.parallel).
+    // A fresh process (V8's flags are per process), with V8's per-collection trace (one line per
+    // collection: its kind, gc=s for a scavenge, and the time worker threads spent in it,
+    // background.scavenge.parallel). Each round marks the paced collection's start and end, with
+    // the memory its dead Buffers still hold when it returns.
     const script = `
       const { minorCollector } = await import(${JSON.stringify(new URL('./gc-pacer.js', import.meta.url).href)});
       const collect = minorCollector();
       process.stdout.write('PACED\\n');
       let live = [];
-      let held = 0;
       for (let round = 0; round < 20; round++) {
         for (let i = 0; i < 20000; i++) live.push({ i, s: 'x' + i }); // young objects the collection copies
         const before = process.memoryUsage().arrayBuffers;
         for (let i = 0; i < 64; i++) Buffer.allocUnsafeSlow(32 * 1024).fill(1); // dead packet-sized Buffers
+        process.stdout.write('ROUND\\n');
         collect();
-        if (process.memoryUsage().arrayBuffers - before > 1024 * 1024) held++;
+        process.stdout.write('HELD ' + (process.memoryUsage().arrayBuffers - before) + '\\n');
         if (live.length > 60000) live = [];
       }
-      process.stdout.write('HELD ' + held + '\\n');
     `;
     const out = execFileSync(process.execPath, ['--trace-gc-nvp', '--input-type=module', '-e', script], { encoding: 'utf8' });
     const paced = out.slice(out.indexOf('PACED'));
     const background = [...paced.matchAll(/background\.scavenge\.parallel=([\d.]+)/g)].map((m) => Number(m[1]));
-    assert.ok(background.length >= 20, `${background.length} young collections traced`);
     // With V8's defaults, worker threads took part in these 20 collections for 100-230 ms in all (this machine).
     assert.equal(background.reduce((a, b) => a + b, 0), 0, `worker threads' time in the scavenges: ${background.join(', ')} ms`);
-    assert.match(paced, /HELD 0\n/, "the dead Buffers' memory is freed by the time the collection returns (V8's default frees it in a job on a worker thread, often later)");
+    const rounds = [...paced.matchAll(/ROUND\n([^]*?)HELD (-?\d+)\n/g)].map((m) => ({ kinds: [...m[1]!.matchAll(/ gc=(\w+)/g)].map((k) => k[1]), held: Number(m[2]) }));
+    assert.equal(rounds.length, 20, out.slice(-2000));
+    // Node 24's V8 (13) turns a young collection asked for while its incremental marking is ready
+    // to finish into that mark-compact (gc=mc, once in about 20 rounds here; never on Node 20 and
+    // 22). Buffers allocated while it was marking count as live in it (V8 marks new backing stores
+    // during marking), so they stay until the next full collection: not what this test is about.
+    const young = rounds.filter((r) => r.kinds.length === 1 && r.kinds[0] === 's');
+    assert.ok(young.length >= 15, `${young.length} of 20 paced collections were scavenges alone: ${JSON.stringify(rounds)}`);
+    const held = young.filter((r) => r.held > 1024 * 1024);
+    assert.deepEqual(held, [], "the dead Buffers' memory is freed by the time the scavenge returns (V8's default frees it in a job on a worker thread, often later)");
   });
 
   it('with full pacing, a paced collection is a full one once the memory held in Buffers grew past its lowest level since the last full one', () => {
