@@ -9,8 +9,12 @@
  * port: throughput of one stream pushed Y->X (1 GiB by default) and connect-to-first-byte p50/p99
  * over 200 sequential connections; also CPU seconds per GiB of the processes on the path. OpenSSH
  * runs once per cipher (-c); the CLI negotiates aes128-gcm (its first preference) with the relay.
- * Prints a markdown table with the issue's targets. Everything it starts is stopped, also on
- * failure or Ctrl-C. Not a test: numbers depend on the machine.
+ * Prints a markdown table with the issue's targets, and per process during the push its kernel
+ * CPU and its read and write syscalls per GiB (/proc/PID/io syscr and syscw: read/readv and
+ * write/writev calls), to compare what each end asks of the kernel with OpenSSH's (e.g. under
+ * load: `tunnel expose` 34k writes per GiB to the local service, one per 32 KiB packet, against
+ * 14k for ssh -R; its kernel CPU 0.7-0.9 s/GiB against 0.76). Everything it starts is stopped,
+ * also on failure or Ctrl-C. Not a test: numbers depend on the machine.
  *
  * Long distance: single-stream rows at each `--rtt` (default 50 and 150 ms) with a userspace delay
  * line (bench/lib/delay-line.ts: each chunk held RTT/2 per direction, no rate limit) in front of
@@ -56,7 +60,7 @@ import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
 import { parseBenchArgs } from './lib/bench-args.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
-import { cpuSeconds, treeCpuSeconds } from './lib/proc.js';
+import { cpuSeconds, procUse, treeCpuSeconds, treeProcUse, type ProcUse } from './lib/proc.js';
 import { startDelayLineProcess } from './lib/delay-line-process.js';
 import { formatCpuSummary, summariseCpuProfile } from './lib/cpu-profile.js';
 import { ADMIN } from '../test/harness/stack.js';
@@ -125,10 +129,16 @@ interface Round {
   cpuPerGiB: number;
   /** The same per process: [X's client, daemon, Y's client]. */
   split: number[];
+  /** Per process, per GiB: kernel CPU seconds (part of split), read and write syscalls. */
+  sys: number[];
+  reads: number[];
+  writes: number[];
 }
 
-/** CPU seconds so far of the path's processes: X's client, the daemon, Y's client. */
+/** CPU seconds so far of the path's processes: X's client, the daemon, Y's client (and for far rows the delay line). */
 type CpuReader = () => number[];
+/** What the loopback path's processes used so far: X's client, the daemon, Y's client. */
+type UseReader = () => ProcUse[];
 
 interface PathResult extends Round {
   rounds: Round[];
@@ -139,38 +149,40 @@ interface PathResult extends Round {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One round through Y's local port: latencies first (idle path), then the push. */
-async function measureRound(localPort: number, service: Service, cpu: CpuReader): Promise<Round> {
+async function measureRound(localPort: number, service: Service, use: UseReader): Promise<Round> {
   const lat = await firstByteLatencies(localPort, CONNECTIONS);
   const { sock } = await openStream(localPort);
   const target = service.received() + BYTES;
-  const cpu0 = cpu();
+  const use0 = use();
   const t0 = performance.now();
   await Promise.all([pump(sock, BYTES), service.waitForBytes(target, 15 * 60_000)]);
   const secs = (performance.now() - t0) / 1000;
-  const split = cpu().map((c, i) => (c - cpu0[i]!) / (BYTES / GiB));
+  const use1 = use();
+  const per = (k: keyof ProcUse) => use1.map((u, i) => (u[k] - use0[i]![k]) / (BYTES / GiB));
+  const split = per('cpu');
   sock.destroy();
-  return { mbps: BYTES / MB / secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), cpuPerGiB: split.reduce((a, b) => a + b, 0), split };
+  return { mbps: BYTES / MB / secs, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), cpuPerGiB: split.reduce((a, b) => a + b, 0), split, sys: per('sys'), reads: per('reads'), writes: per('writes') };
 }
 
 /** WARMUP bytes through the path, on a stream of their own; CPU s/GiB per process. */
-async function warmupPush(localPort: number, service: Service, cpu: CpuReader): Promise<number[]> {
+async function warmupPush(localPort: number, service: Service, use: UseReader): Promise<number[]> {
   const { sock } = await openStream(localPort);
-  const cpu0 = cpu();
+  const cpu0 = use();
   await Promise.all([pump(sock, WARMUP), service.waitForBytes(service.received() + WARMUP, 15 * 60_000)]);
-  const used = cpu().map((c, i) => (c - cpu0[i]!) / (WARMUP / GiB));
+  const used = use().map((c, i) => (c.cpu - cpu0[i]!.cpu) / (WARMUP / GiB));
   sock.destroy();
   return used;
 }
 
 /** ROUNDS rounds (after a --warmup push, if any); each figure is the median over the rounds. */
-async function measurePath(localPort: number, service: Service, cpu: CpuReader): Promise<PathResult> {
+async function measurePath(localPort: number, service: Service, use: UseReader): Promise<PathResult> {
   await waitForPath(localPort, 30_000);
-  const warmup = WARMUP > 0 ? await warmupPush(localPort, service, cpu) : undefined;
+  const warmup = WARMUP > 0 ? await warmupPush(localPort, service, use) : undefined;
   const rounds: Round[] = [];
-  for (let i = 0; i < ROUNDS; i++) rounds.push(await measureRound(localPort, service, cpu));
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await measureRound(localPort, service, use));
   const m = (k: 'mbps' | 'p50' | 'p99' | 'cpuPerGiB') => median(rounds.map((r) => r[k]));
-  const split = rounds[0]!.split.map((_, i) => median(rounds.map((r) => r.split[i]!)));
-  return { mbps: m('mbps'), p50: m('p50'), p99: m('p99'), cpuPerGiB: m('cpuPerGiB'), split, rounds, ...(warmup ? { warmup } : {}) };
+  const each = (k: 'split' | 'sys' | 'reads' | 'writes') => rounds[0]![k].map((_, i) => median(rounds.map((r) => r[k][i]!)));
+  return { mbps: m('mbps'), p50: m('p50'), p99: m('p99'), cpuPerGiB: m('cpuPerGiB'), split: each('split'), sys: each('sys'), reads: each('reads'), writes: each('writes'), rounds, ...(warmup ? { warmup } : {}) };
 }
 
 /** The old setup: ssh -R 127.0.0.1:Q:127.0.0.1:P (X) and ssh -L 127.0.0.1:R:127.0.0.1:Q (Y) through a throwaway sshd. */
@@ -188,7 +200,7 @@ async function runOpenSsh(cipher: string, service: Service, dir: string): Promis
     await waitForListen(q, 20_000);
     const ys = track('ssh', sshArgs(target(y.file), cipher, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
     try {
-      return await measurePath(r, service, () => [cpuSeconds(xs.pid), treeCpuSeconds(sshd.pid), cpuSeconds(ys.pid)]);
+      return await measurePath(r, service, () => [procUse(xs.pid), treeProcUse(sshd.pid), procUse(ys.pid)]);
     } finally {
       await ys.stop();
       await xs.stop();
@@ -214,7 +226,7 @@ async function runTunnel(stack: Stack, x: CliUser, y: CliUser, service: Service,
     await open.waitFor(/"event":"listening"/, 30_000);
     const relayPid = stack.relay.pid;
     profiled.push({ what: 'X: tunnel expose', pid: expose.pid }, { what: 'relay: tunnel-node', pid: relayPid }, { what: 'Y: tunnel open --listen', pid: open.pid });
-    return await measurePath(r, service, () => [cpuSeconds(expose.pid), cpuSeconds(relayPid), cpuSeconds(open.pid)]);
+    return await measurePath(r, service, () => [procUse(expose.pid), procUse(relayPid), procUse(open.pid)]);
   } finally {
     // SIGTERM: the CLI exits cleanly, so --cpu-prof writes its profile.
     await open.stop();
@@ -380,7 +392,8 @@ async function runTunnelFar(stack: Stack, x: CliUser, y: CliUser, service: Servi
 
 /** Direct loopback to the service, no tunnel: the ceiling. */
 async function runDirect(service: Service): Promise<PathResult> {
-  return measurePath(service.port, service, () => [0, 0, 0]);
+  const none: ProcUse = { cpu: 0, sys: 0, reads: 0, writes: 0 };
+  return measurePath(service.port, service, () => [none, none, none]);
 }
 
 // ---- output ----
@@ -416,7 +429,19 @@ function table(direct: PathResult, old: { cipher: string; r: PathResult }[], tun
       : []),
     `Rounds, MB/s: ${[...old.map((o) => `old ${short(o.cipher)} ${o.r.rounds.map((x) => f1(x.mbps)).join('/')}`), `Tunnel ${tun.rounds.map((x) => f1(x.mbps)).join('/')}`].join('; ')}.`,
     'CPU s/GiB sums the daemon (sshd process tree, or tunnel-node) and both client processes (ssh -R + ssh -L, or tunnel expose + tunnel open) during the push.',
+    '',
+    'Per process during the push, per GiB (X client / daemon / Y client; medians over the rounds): kernel CPU seconds (part of the CPU above), write(2)/writev(2) calls and read(2) calls, from /proc/PID/io:',
+    '',
+    '| path | kernel CPU s/GiB | writes per GiB | reads per GiB |',
+    '| --- | --- | --- | --- |',
+    ...old.map((o) => syscallRow(`old ${short(o.cipher)}`, o.r)),
+    syscallRow('Tunnel', tun),
   ].join('\n');
+}
+
+function syscallRow(name: string, r: PathResult): string {
+  const k = (n: number) => (Number.isFinite(n) ? `${(n / 1000).toFixed(1)}k` : 'n/a');
+  return `| ${name} | ${r.sys.map(f2).join(' / ')} | ${r.writes.map(k).join(' / ')} | ${r.reads.map(k).join(' / ')} |`;
 }
 
 function farTable(oldFar: FarRow[], tunFar: FarRow[]): string {

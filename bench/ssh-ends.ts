@@ -11,10 +11,15 @@
  * Both ends use ssh2 with Tunnel's patches (pooled padding; aes128-gcm, what the CLI negotiates).
  * Variants: `batched` (the SSH socket's writes batched per tick, node/write-batching.ts, as the
  * relay does) and `unbatched` (ssh2's one write per packet, as the CLI does: batching cost the
- * CLI's ends 5-9% here). `--node-arg` flags go to the child (e.g. --node-arg=--max-semi-space-size=1
- * against a run without). The peer (the parent) always batches, like the relay.
+ * CLI's ends 5-9% here), both joined to the local socket with stream.pipe(); `join` (unbatched,
+ * joined by the CLI's own cli/ssh/pipe.ts joinSocketAndChannel, with its gc pacer and send
+ * backpressure: the CLI's data path as it is). Build this file in two worktrees and alternate
+ * `--variant join` runs between them to A/B a change to the CLI's join. `--node-arg` flags go to
+ * the child (e.g. --node-arg=--max-semi-space-size=1 against a run without). The peer (the
+ * parent) always batches, like the relay.
  *
- * Options: --bytes N (256 MiB per round) --rounds N (4) --role sender,receiver --node-arg FLAG (repeatable)
+ * Options: --bytes N (256 MiB per round) --rounds N (4) --role sender,receiver
+ *          --variant batched,unbatched,join (all three) --node-arg FLAG (repeatable)
  */
 import { fork } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -28,9 +33,10 @@ import ssh2 from 'ssh2';
 import { clientSocket, installPooledPadding, socketOf } from '../node/ssh2-internals.js';
 import { batchWrites } from '../node/write-batching.js';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import { joinSocketAndChannel } from '../cli/ssh/pipe.js';
 
 const GiB = 1024 ** 3;
-const VARIANTS = ['batched', 'unbatched'] as const;
+const VARIANTS = ['batched', 'unbatched', 'join'] as const;
 type Variant = (typeof VARIANTS)[number];
 type Role = 'sender' | 'receiver';
 
@@ -40,6 +46,7 @@ const { values: opts, positionals } = parseArgs({
     bytes: { type: 'string', default: String(256 * 1024 ** 2) },
     rounds: { type: 'string', default: '4' },
     role: { type: 'string', default: 'sender,receiver' },
+    variant: { type: 'string', default: VARIANTS.join(',') },
     'node-arg': { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', default: false },
   },
@@ -81,12 +88,13 @@ async function child(role: Role, variant: Variant, sshPort: number, localPort: n
     client.setNoDelay(true);
     if (variant === 'batched') batchWrites(clientSocket(client));
   });
-  const local = connect({ host: '127.0.0.1', port: localPort });
+  const local = connect({ host: '127.0.0.1', port: localPort, allowHalfOpen: variant === 'join' });
   await once(local, 'connect');
   local.setNoDelay(true);
   const ch = await new Promise<Duplex>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
   const c0 = process.cpuUsage();
-  if (role === 'sender') local.pipe(ch);
+  if (variant === 'join') joinSocketAndChannel(local, ch, () => {});
+  else if (role === 'sender') local.pipe(ch);
   else ch.pipe(local); // pipe() ends the local socket at the channel's end
   // Done when everything has left this process: into the channel (sender) or the local socket (receiver).
   await once(role === 'sender' ? ch : local, 'finish');
@@ -131,7 +139,7 @@ async function round(role: Role, variant: Variant, hostKey: string): Promise<num
 
 async function main(): Promise<void> {
   if (opts.help) {
-    process.stdout.write('usage: node dist/bench/ssh-ends.js [--bytes N] [--rounds N] [--role sender,receiver] [--node-arg FLAG ...]\n');
+    process.stdout.write('usage: node dist/bench/ssh-ends.js [--bytes N] [--rounds N] [--role sender,receiver] [--variant batched,unbatched,join] [--node-arg FLAG ...]\n');
     return;
   }
   if (positionals[0] === 'child') {
@@ -141,11 +149,14 @@ async function main(): Promise<void> {
   const load0 = loadavg();
   const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
   const roles = opts.role.split(',').filter(Boolean) as Role[];
+  const variants = opts.variant.split(',').filter(Boolean) as Variant[];
+  const unknown = variants.filter((v) => !(VARIANTS as readonly string[]).includes(v));
+  if (unknown.length || !variants.length) throw new Error(`--variant: one or more of ${VARIANTS.join(', ')} (got ${opts.variant})`);
   const rows: string[] = ['| end | variant | CPU s/GiB, median | rounds |', '| --- | --- | ---: | --- |'];
   for (const role of roles) {
-    const got = new Map<Variant, number[]>(VARIANTS.map((v) => [v, []]));
-    for (let i = 0; i < Number(opts.rounds); i++) for (const v of VARIANTS) got.get(v)!.push(await round(role, v, hostKey));
-    for (const v of VARIANTS) {
+    const got = new Map<Variant, number[]>(variants.map((v) => [v, []]));
+    for (let i = 0; i < Number(opts.rounds); i++) for (const v of variants) got.get(v)!.push(await round(role, v, hostKey));
+    for (const v of variants) {
       const xs = got.get(v)!;
       const median = [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
       rows.push(`| ${role} | ${v} | ${median.toFixed(2)} | ${xs.map((x) => x.toFixed(2)).join(' ')} |`);

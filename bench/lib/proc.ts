@@ -78,6 +78,42 @@ export function pssBytes(pid: number): number {
   return statusKb(pid, 'Pss', 'smaps_rollup') * 1024;
 }
 
+/** What a process used so far: CPU seconds (user + kernel), kernel CPU seconds, read and write syscalls (/proc/PID/io). */
+export interface ProcUse {
+  cpu: number;
+  sys: number;
+  reads: number;
+  writes: number;
+}
+
+/** `pid`'s ProcUse (zeros if it is gone). syscr/syscw count read(2)/write(2)-family calls, readv/writev and the socket send/recv calls included. */
+export function procUse(pid: number): ProcUse {
+  const { user, sys } = cpuTimes(pid);
+  let reads = 0;
+  let writes = 0;
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    reads = Number(/^syscr: (\d+)/m.exec(io)?.[1] ?? 0);
+    writes = Number(/^syscw: (\d+)/m.exec(io)?.[1] ?? 0);
+  } catch {
+    // gone, or not ours to read
+  }
+  return Number.isNaN(user) ? { cpu: 0, sys: 0, reads, writes } : { cpu: user + sys, sys, reads, writes };
+}
+
+/** ProcUse summed over a whole process tree. */
+export function treeProcUse(root: number): ProcUse {
+  const sum: ProcUse = { cpu: 0, sys: 0, reads: 0, writes: 0 };
+  for (const p of processTree(root)) {
+    const u = procUse(p);
+    sum.cpu += u.cpu;
+    sum.sys += u.sys;
+    sum.reads += u.reads;
+    sum.writes += u.writes;
+  }
+  return sum;
+}
+
 /** CPU seconds of a whole process tree. */
 export function treeCpuSeconds(root: number): number {
   return processTree(root).reduce((s, p) => s + cpuSeconds(p), 0);
