@@ -14,25 +14,26 @@ import type { Clock } from '../shared/clock.js';
 import type { EventReporter } from './events/reporter.js';
 import { FaultGuard, type FaultInjector, type FaultPoint } from './fault-guard.js';
 import { EgressError, type EgressLock } from './egress/egress-lock.js';
-import { bridge, channelEnd, socketEnd, type Bridge, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
+import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LiveBytes } from './forwarding/live-bytes.js';
 import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
+import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
+import { ChannelSlots, OpenRefusedError } from './channel-slots.js';
+import { IdleChannels } from './forwarding/idle-channels.js';
 import type { Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
-import { SendBudget } from './send-budget.js';
+import { SendBudget, type SendGate } from './send-budget.js';
 import type { WindowBudget } from './adaptive-window.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { channelRefusal } from './forwarding/refusal-text.js';
 import {
   customRequestOf,
-  DISCONNECT,
   disconnectWithReason,
   enforceChannelLimits,
   type ChannelLimitViolation,
   keyExchangeQueue,
-  MIN_CHANNEL_PACKET,
   observeChannelOpens,
   rejectChannelOpen,
   routeCustomGlobalRequests,
@@ -62,38 +63,6 @@ export interface RelayContext {
   injectFault?: FaultInjector;
 }
 
-export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
-
-/** X's connection refused a channel before asking X: its slots, or the opener's share, are used up. */
-class OpenRefusedError extends Error {
-  override readonly name = 'OpenRefusedError';
-  constructor(
-    readonly reason: 'exposure_full' | 'opener_share',
-    readonly limit: number,
-  ) {
-    super(reason);
-  }
-}
-
-/** The SSH_MSG_DISCONNECT a client gets for each reason the relay closes its connection. */
-const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
-  lease_expired: { code: DISCONNECT.BY_APPLICATION, text: 'lease expired; get a new certificate (tunnel cert) and reconnect' },
-  lease_revoked: { code: DISCONNECT.BY_APPLICATION, text: 'lease revoked' },
-  too_many_auth_attempts: { code: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, text: 'too many authentication failures' },
-  keepalive_timeout: { code: DISCONNECT.BY_APPLICATION, text: 'keepalive timeout' },
-  shutdown: { code: DISCONNECT.BY_APPLICATION, text: 'relay shutting down; reconnect' },
-  internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },
-  send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
-  window_exceeded: { code: DISCONNECT.PROTOCOL_ERROR, text: 'channel data beyond the window the relay granted' },
-  packet_size_too_small: { code: DISCONNECT.PROTOCOL_ERROR, text: `channel maximum packet size below ${MIN_CHANNEL_PACKET} bytes` },
-};
-
-/** How the relay counts (`refused_requests_total{type}`) and logs each channel limit a peer broke. */
-const LIMIT_REFUSALS: Record<ChannelLimitViolation['kind'], { type: string; msg: string }> = {
-  window_exceeded: { type: 'channel_data_beyond_window', msg: 'peer sent channel data beyond the window; disconnecting' },
-  packet_size_too_small: { type: 'channel_packet_size_too_small', msg: 'peer announced a channel maximum packet size too small; disconnecting' },
-};
-
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
   readonly sessionId: string;
@@ -107,16 +76,11 @@ export class RelayConnection {
   #attempts = 0;
   #noneAsked = false;
   #ending = false;
-  #channels = 0;
-  #pending = 0;
   #bytesIn = 0;
   #bytesOut = 0;
   #bridges = new Set<Bridge>();
-  /** Bridges watched for --channel-idle-timeout: bytes seen at the last sweep and since when. */
-  #idle = new Map<Bridge, { total: number; since: number; timedOut: boolean }>();
-  #idleTimer: NodeJS.Timeout | undefined;
-  /** X's side: channel slots held per opener (Y's user). */
-  #byOpener = new Map<string, number>();
+  #slots: ChannelSlots;
+  #idle: IdleChannels;
   #bound: VirtualListener[] = [];
   #closed = false;
   #guard: FaultGuard;
@@ -138,6 +102,8 @@ export class RelayConnection {
     // this connection (logged with its session id, counted, the connection closed), never a
     // crash of the relay (node/fault-guard.ts).
     const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
+    this.#slots = new ChannelSlots(ctx.config.limits);
+    this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
 
     const sock = socketOf(conn);
     const limits = ctx.config.limits;
@@ -235,7 +201,7 @@ export class RelayConnection {
 
   /** Open SSH channels of this connection (Y's, or X's forwarded ones), for limits and draining. */
   get activeChannels(): number {
-    return this.#channels;
+    return this.#slots.open;
   }
 
   /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
@@ -442,23 +408,17 @@ export class RelayConnection {
   }
 
   /**
-   * X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound. Each opener
-   * (Y's user) may hold at most --max-channels-per-opener of this connection's channel slots,
-   * so one Y cannot take all of them from the others.
+   * X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound, in one of this
+   * connection's channel slots and its opener's (Y's user's) share of them (ChannelSlots).
    */
   #openForwarded(l: VirtualListener, origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
-    const limits = this.#ctx.config.limits;
     if (this.#closed) return Promise.reject(new Error('exposure connection closed'));
-    if (this.#channels >= limits.channelsPerConnection) return Promise.reject(new OpenRefusedError('exposure_full', limits.channelsPerConnection));
-    const held = this.#byOpener.get(opener) ?? 0;
-    if (held >= limits.channelsPerOpener) return Promise.reject(new OpenRefusedError('opener_share', limits.channelsPerOpener));
-    // The slot is held from now (not only once X confirms), so concurrent opens cannot overshoot.
-    this.#byOpener.set(opener, held + 1);
-    const release = () => {
-      const n = (this.#byOpener.get(opener) ?? 1) - 1;
-      if (n > 0) this.#byOpener.set(opener, n);
-      else this.#byOpener.delete(opener);
-    };
+    let release: () => void;
+    try {
+      release = this.#slots.reserve(opener);
+    } catch (err) {
+      return Promise.reject(err as OpenRefusedError);
+    }
     return new Promise((resolve, reject) => {
       this.#conn.forwardOut(
         l.bindAddr,
@@ -470,12 +430,12 @@ export class RelayConnection {
             release();
             return reject(err);
           }
-          this.#channels++;
+          this.#slots.opened();
           if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this.#windowOwner });
           ch.once(
             'close',
             this.#guard.wrap('channel-close', () => {
-              this.#channels--;
+              this.#slots.closed();
               release();
             }),
           );
@@ -492,12 +452,9 @@ export class RelayConnection {
     if (!lease) return this.#refuse('direct-tcpip', 'unauthenticated', dest, reject);
     const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
     if (route.kind === 'refuse') return this.#refuse('direct-tcpip', route.reason, dest, reject);
-    const limits = this.#ctx.config.limits;
     if (this.#ctx.draining()) return this.#refuse('direct-tcpip', 'draining', dest, reject);
-    if (this.#pending >= limits.pendingOpens) return this.#refuse('direct-tcpip', 'too_many_pending_opens', { ...dest, limit: limits.pendingOpens }, reject);
-    if (this.#channels + this.#pending >= limits.channelsPerConnection) {
-      return this.#refuse('direct-tcpip', 'too_many_channels', { ...dest, limit: limits.channelsPerConnection }, reject);
-    }
+    const full = this.#slots.refuseOpen();
+    if (full) return this.#refuse('direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
     if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
     const target = this.#ctx.listeners.find(route.exposure, route.port);
     if (!target) {
@@ -508,44 +465,24 @@ export class RelayConnection {
         : this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
     }
 
-    this.#pending++;
+    this.#slots.beginOpen();
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
     const guard = this.#guard;
     openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }, lease.claims.sub), this.#ctx.config.openTimeoutMs, closeLate).then(
       guard.wrap('tcpip-open', (xch: Duplex) => {
-        this.#pending--;
+        this.#slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
         const ych = this.#closed ? undefined : accept();
         if (!ych) return closeLate(xch);
-        this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
-        const channelId = this.#ctx.ids.channel();
-        this.#ctx.metrics.channels.inc({ outcome: 'opened' });
-        let untrack = () => {};
-        const b = bridge(
-          channelEnd(ych as unknown as SshChannelLike, this.#budget),
-          channelEnd(xch as SshChannelLike, target.gate),
-          guard.wrap('bridge-close', (stats: BridgeStats) => {
-            this.#channels--;
-            this.#bridges.delete(b);
-            untrack();
-            const idled = this.#unwatchIdle(b);
-            this.#bytesIn += stats.aToB;
-            this.#bytesOut += stats.bToA;
-            this.#ctx.metrics.bytes.inc({ direction: 'to_exposure' }, stats.aToB);
-            this.#ctx.metrics.bytes.inc({ direction: 'from_exposure' }, stats.bToA);
-            this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-            target.account?.(stats.bToA, stats.aToB);
-            this.#inject('bridge-close');
-          }),
-        );
-        this.#bridges.add(b);
-        untrack = this.#ctx.live.add(b, [this.#budget, target.gate]);
-        this.#watchIdle(b);
+        const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
+          to: 'exposure',
+          gate: target.gate,
+          closed: (stats) => target.account?.(stats.bToA, stats.aToB),
+        });
         this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
       guard.wrap('tcpip-open', (err: unknown) => {
-        this.#pending--;
+        this.#slots.endOpen();
         const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
         this.#ctx.metrics.channels.inc({ outcome: reason });
         this.#refuse('direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
@@ -555,47 +492,59 @@ export class RelayConnection {
 
   /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
   #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
-    this.#pending++;
+    this.#slots.beginOpen();
     const guard = this.#guard;
     this.#ctx.egress.dial(lease.leaseId, target).then(
       guard.wrap('egress-open', (sock: Socket) => {
-        this.#pending--;
+        this.#slots.endOpen();
         const ych = this.#closed ? undefined : accept();
         if (!ych) return void sock.destroy();
-        this.#channels++;
-        if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
-        const channelId = this.#ctx.ids.channel();
-        this.#ctx.metrics.channels.inc({ outcome: 'opened' });
         this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        let untrack = () => {};
-        const b = bridge(
-          channelEnd(ych as unknown as SshChannelLike, this.#budget),
-          socketEnd(sock),
-          guard.wrap('bridge-close', (stats: BridgeStats) => {
-            this.#channels--;
-            this.#bridges.delete(b);
-            untrack();
-            const idled = this.#unwatchIdle(b);
-            this.#bytesIn += stats.aToB;
-            this.#bytesOut += stats.bToA;
-            this.#ctx.metrics.bytes.inc({ direction: 'to_egress' }, stats.aToB);
-            this.#ctx.metrics.bytes.inc({ direction: 'from_egress' }, stats.bToA);
-            this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-            this.#inject('bridge-close');
-          }),
-        );
-        this.#bridges.add(b);
-        untrack = this.#ctx.live.add(b, [this.#budget]);
-        this.#watchIdle(b);
+        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
         this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
       guard.wrap('egress-open', (err: unknown) => {
-        this.#pending--;
+        this.#slots.endOpen();
         const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
         this.#ctx.metrics.egressDials.inc({ outcome: reason });
         this.#refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
       }),
     );
+  }
+
+  /**
+   * Joins Y's just-confirmed channel to `other` (X's channel, or an egress socket): it takes a
+   * channel slot, its data counts as live bytes and its silence towards --channel-idle-timeout
+   * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
+   * its channel id.
+   */
+  #bridgeY(ych: ServerChannel, other: BridgeEnd, o: { to: 'exposure' | 'egress'; gate?: SendGate; closed?: (stats: BridgeStats) => void }): string {
+    this.#slots.opened();
+    if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
+    const channelId = this.#ctx.ids.channel();
+    this.#ctx.metrics.channels.inc({ outcome: 'opened' });
+    let untrack = () => {};
+    const b = bridge(
+      channelEnd(ych as unknown as SshChannelLike, this.#budget),
+      other,
+      this.#guard.wrap('bridge-close', (stats: BridgeStats) => {
+        this.#slots.closed();
+        this.#bridges.delete(b);
+        untrack();
+        const idled = this.#idle.unwatch(b);
+        this.#bytesIn += stats.aToB;
+        this.#bytesOut += stats.bToA;
+        this.#ctx.metrics.bytes.inc({ direction: `to_${o.to}` }, stats.aToB);
+        this.#ctx.metrics.bytes.inc({ direction: `from_${o.to}` }, stats.bToA);
+        this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
+        o.closed?.(stats);
+        this.#inject('bridge-close');
+      }),
+    );
+    this.#bridges.add(b);
+    untrack = this.#ctx.live.add(b, o.gate ? [this.#budget, o.gate] : [this.#budget]);
+    this.#idle.watch(b);
+    return channelId;
   }
 
   async #renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
@@ -625,45 +574,9 @@ export class RelayConnection {
     accept?.();
   }
 
-  #watchIdle(b: Bridge): void {
-    const idleMs = this.#ctx.config.limits.channelIdleMs;
-    if (idleMs === undefined) return;
-    this.#idle.set(b, { total: -1, since: this.#ctx.clock.now().getTime(), timedOut: false });
-    if (this.#idleTimer) return;
-    this.#idleTimer = setInterval(this.#guard.wrap('idle-sweep', () => this.#sweepIdle(idleMs)), Math.max(250, Math.min(30_000, Math.floor(idleMs / 4))));
-    this.#idleTimer.unref();
-  }
-
-  /** Stops watching `b`; true when it was closed for being idle. */
-  #unwatchIdle(b: Bridge): boolean {
-    const s = this.#idle.get(b);
-    this.#idle.delete(b);
-    if (this.#idle.size === 0 && this.#idleTimer) {
-      clearInterval(this.#idleTimer);
-      this.#idleTimer = undefined;
-    }
-    return s?.timedOut ?? false;
-  }
-
-  /** Closes bridged channels that moved no byte either way for `idleMs`: they hold slots X and Y could use. */
-  #sweepIdle(idleMs: number): void {
-    const now = this.#ctx.clock.now().getTime();
-    for (const [b, s] of this.#idle) {
-      const { aToB, bToA } = b.stats();
-      if (aToB + bToA !== s.total) {
-        s.total = aToB + bToA;
-        s.since = now;
-      } else if (now - s.since >= idleMs && !s.timedOut) {
-        s.timedOut = true;
-        this.#log.info('idle channel closed', { idleMs, bytes: s.total });
-        b.abort();
-      }
-    }
-  }
-
   #onClose(): void {
     this.#closed = true;
-    if (this.#idleTimer) clearInterval(this.#idleTimer);
+    this.#idle.close();
     this.#budget.close();
     for (const b of this.#bridges) b.abort();
     this.#ctx.listeners.removeSession(this.sessionId);

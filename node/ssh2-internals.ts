@@ -244,7 +244,7 @@ export const MIN_CHANNEL_PACKET = 1024;
 
 /**
  * How a peer broke a channel limit (enforceChannelLimits), `kind` named as the relay's close
- * reason (node/connection.ts): data of `bytes` on `channel` (this side's id) whose window left
+ * reason (node/close-reasons.ts): data of `bytes` on `channel` (this side's id) whose window left
  * was `window`, or a channel open (`type`) or confirmation announcing `packetSize` under `min`.
  */
 export type ChannelLimitViolation =

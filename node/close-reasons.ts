@@ -1,0 +1,24 @@
+import type { LeaseEndReason } from './leases/lease-registry.js';
+import { DISCONNECT, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals.js';
+
+/** Why the relay closes a connection (node/connection.ts `end`). */
+export type CloseReason = LeaseEndReason | 'too_many_auth_attempts' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
+
+/** The SSH_MSG_DISCONNECT a client gets for each reason the relay closes its connection. */
+export const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
+  lease_expired: { code: DISCONNECT.BY_APPLICATION, text: 'lease expired; get a new certificate (tunnel cert) and reconnect' },
+  lease_revoked: { code: DISCONNECT.BY_APPLICATION, text: 'lease revoked' },
+  too_many_auth_attempts: { code: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, text: 'too many authentication failures' },
+  keepalive_timeout: { code: DISCONNECT.BY_APPLICATION, text: 'keepalive timeout' },
+  shutdown: { code: DISCONNECT.BY_APPLICATION, text: 'relay shutting down; reconnect' },
+  internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },
+  send_stalled: { code: DISCONNECT.BY_APPLICATION, text: 'not reading: the relay stopped sending to this client' },
+  window_exceeded: { code: DISCONNECT.PROTOCOL_ERROR, text: 'channel data beyond the window the relay granted' },
+  packet_size_too_small: { code: DISCONNECT.PROTOCOL_ERROR, text: `channel maximum packet size below ${MIN_CHANNEL_PACKET} bytes` },
+};
+
+/** How the relay counts (`refused_requests_total{type}`) and logs each channel limit a peer broke. */
+export const LIMIT_REFUSALS: Record<ChannelLimitViolation['kind'], { type: string; msg: string }> = {
+  window_exceeded: { type: 'channel_data_beyond_window', msg: 'peer sent channel data beyond the window; disconnecting' },
+  packet_size_too_small: { type: 'channel_packet_size_too_small', msg: 'peer announced a channel maximum packet size too small; disconnecting' },
+};
