@@ -9,6 +9,9 @@ import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { preparedPerDb } from '../db/prepared.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
+import { LeaseCreateSchema } from '../../protocol/api-types.js';
+import type { Logger } from '../../shared/logger.js';
+import { lastSeenLease, rememberLeaseCaller, type LastSeenLease } from '../services/lease-last-seen.js';
 import {
   ANONYMOUS,
   assertAllowed,
@@ -42,14 +45,15 @@ type NodeRow = typeof nodes.$inferSelect;
 const callerUser = () => ({ id: users.id, name: users.name, role: users.role, disabled: users.disabled });
 
 /** The login session behind a session's access token still stands (true for other tokens). */
-const sessionLive = () =>
+export const sessionLive = () =>
   sql<boolean>`(${p('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${p('sid')} and ${refreshTokens.revokedAt} is null))`;
 
 /**
  * The service token behind a service token's access token is the user's, not revoked and not
- * expired at `now` (true for other tokens). Decided here only, for the answer and for counting.
+ * expired at `now` (true for other tokens). Decided here, for the answer and for counting, and
+ * in lease issuance's one statement (services/lease-last-seen.ts).
  */
-const serviceLive = () =>
+export const serviceLive = () =>
   sql<boolean>`(${p('sti')}::text is null or coalesce(${serviceTokens.userId} = ${users.id} and ${serviceTokens.revokedAt} is null and (${serviceTokens.expiresAt} is null or ${serviceTokens.expiresAt} > ${p('now')}::timestamptz), false))`;
 
 const callerFields = () => ({
@@ -169,6 +173,7 @@ async function authenticateUser(
   c: Context<AppEnv>,
   rateLimit?: CallerRateLimit,
   exposure: string | null = null,
+  remember = false,
 ): Promise<{ principal: UserPrincipal; exposure: CallerExposure | undefined }> {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
@@ -183,6 +188,9 @@ async function authenticateUser(
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
   if (!row.serviceLive) throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
+  const read: CallerExposure | undefined =
+    exposure === null || !counted ? undefined : { name: exposure, exp: counted.exposure ?? undefined, current: counted.exposureNode ?? null };
+  if (remember) rememberLeaseCaller(deps.db, claims, { user: { id: user.id, name: user.name, role: user.role }, scopes: claims.sti ? (row.scopes ?? []) : null }, read);
   if (rateLimit) assertUnderLimit(counted?.count ?? undefined, rateLimit.limit(deps.settings), windowStart, now);
   const principal: UserPrincipal = {
     kind: 'user',
@@ -193,8 +201,22 @@ async function authenticateUser(
     serviceTokenId: claims.sti ?? null,
     sessionId: claims.sid ?? null,
   };
-  if (exposure === null || !counted) return { principal, exposure: undefined };
-  return { principal, exposure: { name: exposure, exp: counted.exposure ?? undefined, current: counted.exposureNode ?? null } };
+  return { principal, exposure: read };
+}
+
+/**
+ * Lease issuance on the state this replica saw last (services/lease-last-seen.ts): the request as
+ * the route will validate it, when it is valid, and its caller's access token verified; undefined
+ * when the request does not qualify or this replica has not seen its caller and exposure (the usual
+ * path then). Nothing is read from the database here, and nothing counted: the lease's one
+ * statement does both, or the usual path does.
+ */
+async function leaseOnLastSeen(c: Context<AppEnv>): Promise<LastSeenLease | undefined> {
+  const deps = c.get('deps');
+  const parsed = LeaseCreateSchema.safeParse(await c.req.json().catch(() => undefined));
+  if (!parsed.success) return undefined;
+  const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
+  return lastSeenLease(deps.db, claims, parsed.data);
 }
 
 const nodeQuery = preparedPerDb((db) =>
@@ -221,6 +243,19 @@ export interface GuardOptions {
    * the request before its validation: a name that is not a valid exposure name is not read.
    */
   exposureOf?: (c: Context<AppEnv>) => Promise<string | null | undefined>;
+  /**
+   * Lease issuance (needs `rateLimit` and `exposureOf`): a request whose caller and exposure this
+   * replica saw at an earlier lease skips the caller lookup, and the route tries the lease's one
+   * statement on that state (`leaseLastSeen`); it calls `usualPath` when that did not issue.
+   * Other requests are looked up as usual, and what was read is remembered.
+   */
+  lastSeenLease?: boolean;
+}
+
+/** A lease request the guard let through on the state last seen (GuardOptions.lastSeenLease). */
+export interface DeferredLeaseCaller extends LastSeenLease {
+  /** The usual caller lookup (counted), which sets the principal and `callerExposure` as the guard does. */
+  usualPath(): Promise<void>;
 }
 
 /**
@@ -231,21 +266,32 @@ export interface GuardOptions {
  * attempt is counted once authenticated, before any policy decision, and refused over the limit.
  */
 export function guard(actions: readonly Action[], options: GuardOptions = {}): MiddlewareHandler<AppEnv> {
-  const { rateLimit, exposureOf } = options;
+  const { rateLimit, exposureOf, lastSeenLease: onLastSeen } = options;
   const authn = authnOf(actions[0]!);
   if (actions.some((a) => authnOf(a) !== authn)) throw new Error(`guard(${actions.join(', ')}): actions need different credentials`);
   // One action without a resource is decided here; the others by the service (which knows which applies).
   const gate = actions.length === 1 && !needsResource(actions[0]!) ? (actions[0] as GateAction) : null;
   if (rateLimit && authn !== 'user') throw new Error(`guard(${actions.join(', ')}): a rate limit per user needs a user's credential`);
   if (exposureOf && !rateLimit) throw new Error(`guard(${actions.join(', ')}): exposureOf is read with the rate limit's count`);
+  if (onLastSeen && !exposureOf) throw new Error(`guard(${actions.join(', ')}): lastSeenLease needs exposureOf`);
+  const usual = async (c: Context<AppEnv>, logger: Logger): Promise<void> => {
+    const name = exposureOf ? await exposureOf(c) : undefined;
+    const { principal: p, exposure } = await authenticateUser(c, rateLimit, typeof name === 'string' && EXPOSURE_NAME_RE.test(name) ? name : null, onLastSeen);
+    c.set('principal', p);
+    c.set('user', p);
+    if (exposure) c.set('callerExposure', exposure);
+    c.set('logger', logger.child({ user: p.name }));
+  };
   return async (c, next) => {
     if (authn === 'user') {
-      const name = exposureOf ? await exposureOf(c) : undefined;
-      const { principal: p, exposure } = await authenticateUser(c, rateLimit, typeof name === 'string' && EXPOSURE_NAME_RE.test(name) ? name : null);
-      c.set('principal', p);
-      c.set('user', p);
-      if (exposure) c.set('callerExposure', exposure);
-      c.set('logger', c.get('logger').child({ user: p.name }));
+      const logger = c.get('logger');
+      const seen = onLastSeen ? await leaseOnLastSeen(c) : undefined;
+      if (seen) {
+        c.set('principal', seen.principal);
+        c.set('user', seen.principal);
+        c.set('logger', logger.child({ user: seen.principal.name }));
+        c.set('leaseLastSeen', { ...seen, usualPath: () => usual(c, logger) });
+      } else await usual(c, logger);
     } else if (authn === 'node') {
       const p = await authenticateNode(c);
       c.set('principal', p);

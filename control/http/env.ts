@@ -3,7 +3,7 @@ import type { Deps } from '../deps.js';
 import type { Logger } from '../../shared/logger.js';
 import type { nodes } from '../db/schema/index.js';
 import type { Principal, UserPrincipal } from '../services/authz.js';
-import type { CallerExposure } from './authenticate.js';
+import type { CallerExposure, DeferredLeaseCaller } from './authenticate.js';
 
 export type NodeRow = typeof nodes.$inferSelect;
 
@@ -18,6 +18,8 @@ export interface AppEnv {
     user: UserPrincipal;
     /** The exposure the request names, read with the caller by the guard (`exposureOf`, lease issuance). */
     callerExposure: CallerExposure;
+    /** Lease issuance on the state last seen (GuardOptions.lastSeenLease): set instead of the caller lookup. */
+    leaseLastSeen: DeferredLeaseCaller;
     /** The calling relay's row on routes whose action needs a node. */
     node: NodeRow;
     /** Set on the OAuth endpoints: form bodies allowed, errors as RFC 6749 §5.2 JSON. */

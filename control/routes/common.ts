@@ -104,6 +104,6 @@ export function guarded<
   config: C,
 ): Omit<C, 'extraMiddleware' | keyof GuardOptions> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
   const list = typeof actions === 'string' ? [actions] : [...actions];
-  const { extraMiddleware, rateLimit, exposureOf, ...rest } = config;
-  return { ...rest, middleware: [guard(list, { rateLimit, exposureOf }), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
+  const { extraMiddleware, rateLimit, exposureOf, lastSeenLease, ...rest } = config;
+  return { ...rest, middleware: [guard(list, { rateLimit, exposureOf, lastSeenLease }), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
 }

@@ -5,6 +5,7 @@ import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { LEASE_ISSUANCE_LIMIT } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
+import { issueOnLastSeen } from '../services/lease-last-seen.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
 
 const IdParam = z.object({ id: LeaseIdSchema });
@@ -36,6 +37,7 @@ export function registerLeases(app: App): void {
         security: bearerSecurity,
         rateLimit: LEASE_ISSUANCE_LIMIT,
         exposureOf: requestedExposure,
+        lastSeenLease: true,
         request: { body: jsonBody(LeaseCreateSchema) },
         responses: {
           201: json(LeaseIssuedSchema, 'Lease issued'),
@@ -45,7 +47,13 @@ export function registerLeases(app: App): void {
       }),
     ),
     async (c) => {
-      const issued = await createLease(c.get('deps'), c.get('user'), c.req.valid('json'), c.get('callerExposure'));
+      const deps = c.get('deps');
+      const seen = c.get('leaseLastSeen');
+      let issued = seen && (await issueOnLastSeen(deps, seen, LEASE_ISSUANCE_LIMIT));
+      if (!issued) {
+        await seen?.usualPath();
+        issued = await createLease(deps, c.get('user'), c.req.valid('json'), c.get('callerExposure'));
+      }
       c.header('cache-control', 'no-store');
       return c.json(issued, 201);
     },

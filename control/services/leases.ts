@@ -141,6 +141,35 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     grant = { kind: 'egress', targets: rows.map((r): LeaseTarget => ({ host: r.host, port: r.port })) };
   }
 
+  const signed = await signLease(deps, p, req, { grant, node, openPort, clientKey, now });
+  await insertLeaseQuery(deps.db).execute({
+    ...signed.row,
+    targets: signed.row.targets === null ? null : JSON.stringify(signed.row.targets),
+    auditData: signed.auditData,
+  });
+  return leaseIssued(deps, p, node, signed);
+}
+
+/** A lease signed and ready to be stored: its row, its `lease.issued` audit data, token and certificate. */
+export interface SignedLease {
+  row: LeaseRow;
+  auditData: { kind: LeaseRow['kind']; node: string; exposure: string | null; ttl: number; ssh_key: string; serial: string };
+  token: string;
+  certificate: Buffer;
+}
+
+/**
+ * Signs the lease token and certificate for a decided grant on `node` and builds its row and audit
+ * data (`createLease`, and the one-statement path of services/lease-last-seen.ts on the state this
+ * replica saw last).
+ */
+export async function signLease(
+  deps: Deps,
+  p: UserPrincipal,
+  req: LeaseCreate,
+  d: { grant: LeaseGrant; node: LeaseNode; openPort: number | null; clientKey: Buffer; now: Date },
+): Promise<SignedLease> {
+  const { grant, node, now } = d;
   const ttl = Math.min(req.ttl_seconds ?? deps.settings.leaseTtl[req.kind], deps.settings.maxLeaseTtl);
   const leaseId = deps.ids.id(LEASE_ID_PREFIX);
   const serial = deps.ids.serial();
@@ -156,7 +185,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
       userName: p.name,
       nodeId: node.id,
       grant,
-      clientPublicKey: clientKey,
+      clientPublicKey: d.clientKey,
       notBefore: now,
       expiresAt,
     },
@@ -168,7 +197,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     nodeId: node.id,
     exposure: grant.kind === 'egress' ? null : grant.exposure,
     // expose: the port granted; open: the port X has bound (informational, for clients).
-    port: grant.kind === 'expose' ? grant.port : openPort,
+    port: grant.kind === 'expose' ? grant.port : d.openPort,
     targets: grant.kind === 'egress' ? grant.targets : null,
     sshKey: issued.claims.ssh_key,
     serial: serial.toString(),
@@ -178,23 +207,17 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     revokedAt: null,
     createdAt: now,
   };
-  await insertLeaseQuery(deps.db).execute({
-    ...row,
-    targets: row.targets === null ? null : JSON.stringify(row.targets),
-    auditData: {
-      kind: req.kind,
-      node: node.name,
-      exposure: row.exposure,
-      ttl,
-      ssh_key: row.sshKey,
-      serial: row.serial,
-    },
-  });
-  deps.metrics.inc('tunnel_control_leases_issued_total', 'Leases issued by kind', { kind: req.kind });
+  const auditData = { kind: req.kind, node: node.name, exposure: row.exposure, ttl, ssh_key: row.sshKey, serial: row.serial };
+  return { row, auditData, token: issued.token, certificate: issued.certificate };
+}
+
+/** The answer for a lease that is stored: counted, and the lease with its token, certificate and relay. */
+export function leaseIssued(deps: Pick<Deps, 'metrics'>, p: UserPrincipal, node: LeaseNode, signed: SignedLease): LeaseIssued {
+  deps.metrics.inc('tunnel_control_leases_issued_total', 'Leases issued by kind', { kind: signed.row.kind });
   return {
-    lease: leaseView(row, p.name, node.name),
-    token: issued.token,
-    certificate: formatCertificateLine(issued.certificate, `${p.name}@tunnel`),
+    lease: leaseView(signed.row, p.name, node.name),
+    token: signed.token,
+    certificate: formatCertificateLine(signed.certificate, `${p.name}@tunnel`),
     relay: { node_id: node.id, name: node.name, address: node.address, host_key: node.hostKey },
   };
 }

@@ -1,0 +1,229 @@
+import { eq, sql } from 'drizzle-orm';
+import type { LeaseCreate, LeaseIssued } from '../../protocol/api-types.js';
+import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
+import { exposures, nodes, rateLimits, serviceTokens, users } from '../db/schema/index.js';
+import { preparedPerDb } from '../db/prepared.js';
+import { serviceLive, sessionLive, type CallerExposure, type CallerRateLimit, type LeaseExposure, type LeaseNode } from '../http/authenticate.js';
+import type { AccessClaims } from '../auth/access-tokens.js';
+import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from './rate-limit.js';
+import { can, parseScopes, type Role, type UserPrincipal } from './authz.js';
+import { exposureResource } from './exposures.js';
+import { leaseIssued, signLease } from './leases.js';
+
+/**
+ * Open leases in one round trip (issue 11, CPU per lease): the lease is signed on the caller and
+ * the exposure as this replica saw them at its last lease for them, then one statement checks that
+ * everything the decision rested on still holds in the database, counts the attempt against the
+ * rate limit and inserts the lease and its audit row. When anything differs it writes nothing and
+ * the request takes the usual path (caller lookup, decision, insert), with the same answers and
+ * the same errors in the same order. What is remembered only says what to check: nothing is
+ * granted from it, so a replica never lets a revoked grant through (the control plane runs as
+ * stateless replicas; each one's memory of the last state is a guess the database confirms).
+ */
+
+/** What the caller of an access token was at its last lease here: the user and its service token's scopes. */
+interface SeenCaller {
+  user: { id: string; name: string; role: Role };
+  /** The service token's scopes as stored (null: not a service token's access token). */
+  scopes: string[] | null;
+}
+
+/** An exposure held online at the last lease for it here, and the node holding it. */
+interface SeenExposure {
+  exp: LeaseExposure & { onlinePort: number };
+  current: LeaseNode;
+}
+
+/** Entries kept per kind; past it, the oldest goes (a miss only costs the usual path). */
+const MAX_SEEN = 10_000;
+
+class LastSeen {
+  readonly callers = new Map<string, SeenCaller>();
+  readonly exposures = new Map<string, SeenExposure>();
+}
+
+const seenPerDb = new WeakMap<Db, LastSeen>();
+
+function lastSeen(db: Db): LastSeen {
+  let seen = seenPerDb.get(db);
+  if (!seen) {
+    seen = new LastSeen();
+    seenPerDb.set(db, seen);
+  }
+  return seen;
+}
+
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_SEEN) map.delete(map.keys().next().value!);
+}
+
+const callerKey = (claims: Pick<AccessClaims, 'sub' | 'sid' | 'sti'>): string => `${claims.sub}\n${claims.sid ?? ''}\n${claims.sti ?? ''}`;
+
+/**
+ * Remembers what the usual path read for a live caller (http/authenticate.ts, lease issuance),
+ * for the next lease of the same access token's caller and exposure.
+ */
+export function rememberLeaseCaller(
+  db: Db,
+  claims: Pick<AccessClaims, 'sub' | 'sid' | 'sti'>,
+  caller: SeenCaller,
+  exposure: CallerExposure | undefined,
+): void {
+  const seen = lastSeen(db);
+  remember(seen.callers, callerKey(claims), caller);
+  if (!exposure) return;
+  const { exp, current } = exposure;
+  if (exp && current && exp.onlinePort !== null) remember(seen.exposures, exposure.name, { exp: { ...exp, onlinePort: exp.onlinePort }, current });
+  else seen.exposures.delete(exposure.name);
+}
+
+/** A lease request that may take the one-statement path: its caller and exposure as last seen here. */
+export interface LastSeenLease {
+  claims: AccessClaims;
+  principal: UserPrincipal;
+  /** The service token's scopes as last seen (null: not a service token's access token). */
+  scopes: string[] | null;
+  req: LeaseCreate & { kind: 'open'; exposure: string };
+  exposure: SeenExposure;
+}
+
+/**
+ * The request's caller and exposure as this replica last saw them, when the request is a valid
+ * open lease request and both are known; else undefined (the usual path).
+ */
+export function lastSeenLease(db: Db, claims: AccessClaims, req: LeaseCreate): LastSeenLease | undefined {
+  if (req.kind !== 'open' || req.exposure === undefined || req.port !== undefined || req.targets || req.avoid_nodes) return undefined;
+  const seen = lastSeen(db);
+  const caller = seen.callers.get(callerKey(claims));
+  const exposure = seen.exposures.get(req.exposure);
+  if (!caller || !exposure) return undefined;
+  const principal: UserPrincipal = {
+    kind: 'user',
+    userId: caller.user.id,
+    name: caller.user.name,
+    role: caller.user.role,
+    scopes: claims.sti ? parseScopes(caller.scopes ?? []) : null,
+    serviceTokenId: claims.sti ?? null,
+    sessionId: claims.sid ?? null,
+  };
+  return { claims, principal, scopes: claims.sti ? (caller.scopes ?? []) : null, req: { ...req, kind: 'open', exposure: req.exposure }, exposure };
+}
+
+const p = sql.placeholder;
+
+/**
+ * The one statement: counts the attempt when, and only when, the caller is live and is the user
+ * (name, role, service token scopes) this replica saw, and the exposure is as it saw it (owner,
+ * allow list, online on the same port through the same node, which is still online); then, under
+ * the limit, inserts the lease and its `lease.issued` audit row. Answers the count after this
+ * attempt, or null when something differed (nothing was written). Postgres runs a
+ * data-modifying WITH to completion with its statement: all of it or nothing commits.
+ * The liveness tests are the caller lookup's (http/authenticate.ts `sessionLive`, `serviceLive`).
+ */
+function fastStatement(db: Db) {
+  const counted = db.$with('fast_counted', { count: rateLimits.count }).as(
+    db
+      .insert(rateLimits)
+      .select(
+        sql`select ${p('key')}::text, ${p('windowStart')}::timestamptz, 1
+          from ${users} left join ${serviceTokens} on ${eq(serviceTokens.id, p('sti'))}
+          join ${exposures} on ${eq(exposures.name, p('exposure'))}
+          join ${nodes} on ${eq(nodes.id, exposures.currentNodeId)}
+          where ${eq(users.id, p('sub'))} and not ${users.disabled} and ${sessionLive()} and ${serviceLive()}
+            and ${users.name} = ${p('name')} and ${users.role} = ${p('role')}
+            and (${p('sti')}::text is null or ${serviceTokens.scopes} = ${p('scopes')}::jsonb)
+            and ${exposures.ownerId} = ${p('ownerId')} and ${exposures.allow} = ${p('allow')}::jsonb
+            and ${exposures.online} and ${exposures.onlinePort} = ${p('port')}::int
+            and ${nodes.id} = ${p('nodeId')} and ${nodes.name} = ${p('nodeName')} and ${nodes.address} = ${p('nodeAddress')}
+            and ${nodes.hostKey} = ${p('hostKey')} and ${nodes.lastSeenAt} >= ${p('onlineSince')}::timestamptz`,
+      )
+      .onConflictDoUpdate(COUNT_ON_CONFLICT)
+      .returning({ count: rateLimits.count })
+      .getSQL(),
+  );
+  const lease = db.$with('fast_lease', { id: sql<string>`id` }).as(
+    sql`insert into "leases" ("id", "kind", "user_id", "node_id", "exposure", "port", "targets", "ssh_key", "serial", "service_token_id", "not_before", "expires_at", "revoked_at", "created_at")
+      select ${p('id')}::text, 'open', ${p('sub')}::text, ${p('nodeId')}::text, ${p('exposure')}::text, ${p('port')}::int, null, ${p('sshKey')}::text, ${p('serial')}::text,
+        ${p('sti')}::text, ${p('notBefore')}::timestamptz, ${p('expiresAt')}::timestamptz, null, ${p('createdAt')}::timestamptz
+      from "fast_counted" where "fast_counted"."count" <= ${p('limit')}::int
+      returning "id"`,
+  );
+  const audit = db.$with('fast_audit', { seq: sql<number>`seq` }).as(
+    sql`insert into "audit_events" ("at", "type", "actor", "subject", "data")
+      select ${p('createdAt')}::timestamptz, 'lease.issued', ${p('sub')}::text, "fast_lease"."id", ${p('auditData')}::jsonb from "fast_lease"
+      returning "seq"`,
+  );
+  return db
+    .with(counted, lease, audit)
+    .select({ count: sql<number | null>`(select "count" from "fast_counted")` })
+    .from(users)
+    .where(eq(users.id, p('sub')))
+    .limit(1)
+    .prepare('lease_last_seen');
+}
+const fastQuery = preparedPerDb(fastStatement);
+
+/**
+ * Issues an open lease on the state last seen here (see the top of this file), in one round
+ * trip; RATE_LIMITED over the limit, as the usual path. Undefined when the request cannot take
+ * this path or the database no longer agrees (nothing written, not counted): the caller then
+ * takes the usual path.
+ */
+export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit: CallerRateLimit): Promise<LeaseIssued | undefined> {
+  const { principal: p, req, exposure, claims } = seen;
+  const { exp, current: node } = exposure;
+  const now = deps.clock.now();
+  // What the usual path would decide on this state: allowed, and a valid key. Anything else is
+  // its to answer (after counting, in its order). Whether the node is online is the statement's
+  // to check, on the database's last heartbeat, not on the one seen here.
+  if (!can(p, 'lease.issue.open', exposureResource(req.exposure, exp))) return undefined;
+  let clientKey: Buffer;
+  try {
+    clientKey = parsePublicKeyLine(req.public_key).publicKey;
+  } catch {
+    return undefined;
+  }
+  const signed = await signLease(deps, p, req, { grant: { kind: 'open', exposure: exp.name }, node, openPort: exp.onlinePort, clientKey, now });
+  const { row } = signed;
+  const windowStart = rateWindow(now);
+  const [answer] = await fastQuery(deps.db).execute({
+    key: rateLimit.key(claims.sub),
+    windowStart: windowStart.toISOString(),
+    now: now.toISOString(),
+    sub: claims.sub,
+    sid: claims.sid ?? null,
+    sti: claims.sti ?? null,
+    name: p.name,
+    role: p.role,
+    scopes: seen.scopes === null ? null : JSON.stringify(seen.scopes),
+    exposure: exp.name,
+    ownerId: exp.ownerId,
+    allow: JSON.stringify(exp.allow),
+    port: exp.onlinePort,
+    nodeId: node.id,
+    nodeName: node.name,
+    nodeAddress: node.address,
+    hostKey: node.hostKey,
+    onlineSince: new Date(now.getTime() - deps.settings.nodeOnlineWindow * 1000).toISOString(),
+    id: row.id,
+    sshKey: row.sshKey,
+    serial: row.serial,
+    notBefore: row.notBefore.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+    createdAt: row.createdAt.toISOString(),
+    limit: rateLimit.limit(deps.settings),
+    auditData: JSON.stringify(signed.auditData),
+  });
+  const count = answer?.count ?? null;
+  if (count === null) {
+    deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: 'changed' });
+    return undefined;
+  }
+  assertUnderLimit(count, rateLimit.limit(deps.settings), windowStart, now);
+  deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: 'issued' });
+  return leaseIssued(deps, p, node, signed);
+}
