@@ -91,7 +91,7 @@ const OPTIONS = {
   'gc-full-after': {
     env: 'TUNNEL_GC_FULL_AFTER',
     def: '0',
-    help: "with --gc-every: a full collection instead once the memory held in Buffers, less what open bridges and their send queues hold, has grown this much (plus half its lowest level) since the last one (frees packets V8 promoted to its old generation, which young collections never free; costs CPU; 0: V8 alone decides)",
+    help: "with --gc-every: a full collection instead once the memory held in Buffers, less what open bridges and their send queues hold, has grown this much (plus half its lowest level) since the last one, at most one a second (frees packets V8 promoted to its old generation, which young collections never free; costs CPU; 0: V8 alone decides)",
   },
   'max-channel-window': {
     env: 'TUNNEL_MAX_CHANNEL_WINDOW',

@@ -87,7 +87,7 @@ describe('gc pacer', () => {
     const MiB = 1024 * 1024;
     const calls: string[] = [];
     let held = 10 * MiB;
-    const full: FullPacing = { afterBytes: 2 * MiB, external: () => held, collect: () => calls.push('full') };
+    const full: FullPacing = { afterBytes: 2 * MiB, minIntervalMs: 0, now: () => 0, external: () => held, collect: () => calls.push('full') };
     const pacer = createGcPacer(1000, () => calls.push('minor'), full);
     pacer.read(1000); // lowest so far: 10 MiB; full past 10 + 2 + 5 = 17 MiB
     held = 8 * MiB; // lower: 8 + 2 + 4 = 14 MiB
@@ -110,6 +110,30 @@ describe('gc pacer', () => {
     pacer.read(1);
     assert.deepEqual(calls.slice(6), ['full']);
     assert.equal(pacer.collections, 7);
+    assert.equal(pacer.fullCollections, 2);
+  });
+
+  it('full collections are at least minIntervalMs apart, however fast the memory grows', () => {
+    const MiB = 1024 * 1024;
+    const calls: string[] = [];
+    let held = 0;
+    let t = 5000;
+    const full: FullPacing = { afterBytes: 2 * MiB, minIntervalMs: 1000, now: () => t, external: () => held, collect: () => calls.push('full') };
+    const pacer = createGcPacer(1000, () => calls.push('minor'), full);
+    pacer.read(1000); // lowest: 0
+    held = 3 * MiB;
+    pacer.read(1000);
+    assert.deepEqual(calls, ['minor', 'full']);
+    held = 0;
+    pacer.read(1000); // lowest again: 0
+    held = 3 * MiB;
+    t += 999;
+    pacer.read(1000);
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(2), ['minor', 'minor', 'minor'], 'past the level, within the floor: young ones');
+    t += 1;
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(5), ['full'], 'the floor passed');
     assert.equal(pacer.fullCollections, 2);
   });
 

@@ -25,6 +25,8 @@ import { runInNewContext } from 'node:vm';
  * `afterBytes` plus half its lowest level above that lowest level since the last full
  * collection: the relay's memory under traffic stays within a few MB of what its streams hold,
  * and a relay holding more (many streams, windows grown for distance) collects in proportion.
+ * Full collections are at least FULL_MIN_INTERVAL_MS apart (FullPacing.minIntervalMs), so their
+ * CPU has a ceiling whatever a peer makes the relay hold and drop.
  */
 export interface GcPacer {
   /** Counts bytes read; collects once `bytesPerCollection` have been read since the last collection. */
@@ -39,6 +41,13 @@ export interface GcPacer {
 export interface FullPacing {
   /** Growth of `external()` above its lowest level since the last full collection (plus half that level) that calls `collect`. */
   afterBytes: number;
+  /**
+   * At most one full collection per this many milliseconds of `now()`, however fast the memory
+   * grows: a peer that fills and drains a paused bridge over and over cannot make the relay run
+   * one every few MiB (a full collection costs the relay 5-8 ms of CPU).
+   */
+  minIntervalMs: number;
+  now(): number;
   /** Bytes held outside V8's heap now (Buffers' backing stores), less those known to be live. */
   external(): number;
   collect(): void;
@@ -90,10 +99,13 @@ function scavengeOnMainThread(): void {
  * `afterBytes` 0: none. The collection is `gc()` without options: on Node 20,
  * `gc({ type: 'major' })` left promoted Buffers' memory allocated.
  */
-export function v8FullPacing(afterBytes: number, live: () => number = () => 0): FullPacing | undefined {
+export function v8FullPacing(afterBytes: number, live: () => number = () => 0, minIntervalMs = FULL_MIN_INTERVAL_MS, now: () => number = () => Number(process.hrtime.bigint()) / 1e6): FullPacing | undefined {
   if (afterBytes <= 0) return undefined;
-  return { afterBytes, external: () => getHeapStatistics().external_memory - live(), collect: majorCollector() };
+  return { afterBytes, minIntervalMs, now, external: () => getHeapStatistics().external_memory - live(), collect: majorCollector() };
 }
+
+/** The full collections' floor (FullPacing.minIntervalMs): at most about 1% of one core. */
+export const FULL_MIN_INTERVAL_MS = 1000;
 
 function gcFunction(): (o?: object) => void {
   const exposed = (globalThis as { gc?: (o?: object) => void }).gc;
@@ -125,6 +137,7 @@ export function createGcPacer(bytesPerCollection: number, collect: () => void = 
   let fullCollections = 0;
   /** The lowest external memory seen at a paced collection since the last full one. */
   let low = Infinity;
+  let lastFull = -Infinity;
   return {
     read(bytes) {
       if (bytesPerCollection <= 0) return;
@@ -134,9 +147,10 @@ export function createGcPacer(bytesPerCollection: number, collect: () => void = 
       collections++;
       if (full) {
         const held = full.external();
-        if (held > low + full.afterBytes + low / 2) {
+        if (held > low + full.afterBytes + low / 2 && full.now() - lastFull >= full.minIntervalMs) {
           fullCollections++;
           low = Infinity;
+          lastFull = full.now();
           return full.collect();
         }
         low = Math.min(low, held);
