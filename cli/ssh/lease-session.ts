@@ -95,6 +95,10 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           // This side ended the connection for cause (the relay broke a channel limit): a
           // one-shot session fails with why; a long-lived one reconnects, like after any drop.
           if (this.#opts.once && closed.failure) throw closed.failure;
+          // A one-shot session's connection that closed before this side ended it (the relay
+          // crashed, restarted or dropped it; renewal failed) cut its channel short: fail with
+          // why, so a ProxyCommand's ssh and scripts do not take the cut for a clean end.
+          if (this.#opts.once && !closed.endedHere) throw new CliError(EXIT.UNREACHABLE, `the connection to the relay ended before the session did: ${closed.reason}`);
           if (this.#stopped || this.#opts.once) break;
           this.#avoid = c.lease.relay.node_id;
         } catch (err) {
@@ -240,8 +244,11 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** Why the connection closed; `failure` when this side closed it with a CliError (relay-connection.ts). */
-  #untilClosed(c: Connected): Promise<{ reason: string; failure?: CliError }> {
+  /**
+   * Why the connection closed; `failure` when this side closed it with a CliError
+   * (relay-connection.ts); `endedHere` when stop() had been called by the time it closed.
+   */
+  #untilClosed(c: Connected): Promise<{ reason: string; failure?: CliError; endedHere: boolean }> {
     return new Promise((resolve) => {
       let reason = 'connection closed by the relay';
       let failure: CliError | undefined;
@@ -249,7 +256,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
         reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
         if (err instanceof CliError) failure = err;
       });
-      c.client.once('close', () => resolve({ reason, failure }));
+      c.client.once('close', () => resolve({ reason, failure, endedHere: this.#stopped }));
     });
   }
 

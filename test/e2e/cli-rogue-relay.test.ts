@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { within } from '../node/ssh-tools.js';
-import { startRogueRelay, type RogueRelay } from '../harness/rogue-relay.js';
+import { DROP_GREETING, startRogueRelay, type RogueBehaviour, type RogueRelay } from '../harness/rogue-relay.js';
 import { cliFixture, oneLine } from '../harness/stack.js';
 import { waitForLine } from '../harness/streams.js';
 
@@ -26,7 +26,7 @@ describe('tunnel open and tunnel expose against a rogue relay (real binaries)', 
   const f = cliFixture();
 
   /** A rogue relay for one test, with an exposure pinned to it that bob may open. */
-  async function rogueWith(behaviour: 'overrun' | 'tiny-packet', exposure: string, run: (rogue: RogueRelay) => Promise<void>): Promise<void> {
+  async function rogueWith(behaviour: RogueBehaviour, exposure: string, run: (rogue: RogueRelay) => Promise<void>): Promise<void> {
     const rogue = await startRogueRelay(f.stack, `rogue-${exposure}`, behaviour, PUSHED);
     try {
       const created = await f.admin.run(['exposures', 'create', exposure, '--node', rogue.name, '--allow', 'bob']);
@@ -55,6 +55,17 @@ describe('tunnel open and tunnel expose against a rogue relay (real binaries)', 
       await rogue.hold('tiny-y', 22);
       const r = await f.bob.run(['open', 'tiny-y', '--stdio'], { input: 'x' });
       oneLine(r, 1, /^tunnel open: the relay announced a channel maximum packet size of 0 bytes; disconnected$/m);
+    });
+  });
+
+  it('tunnel open --stdio: a relay that drops the connection mid-session is exit 5 with one line saying so, after what it sent (not exit 0, as if the session had ended)', async () => {
+    await rogueWith('drop', 'drop-y', async (rogue) => {
+      await rogue.hold('drop-y', 22);
+      const y = f.bob.spawn(['open', 'drop-y', '--stdio']); // stdin stays open: the session has not ended
+      const [code] = (await within(once(y, 'exit'), 30_000, 'tunnel open did not exit')) as [number | null];
+      const out = y.output();
+      assert.equal(out.stdout, DROP_GREETING);
+      oneLine({ code, ...out }, 5, /^tunnel open: the connection to the relay ended before the session did: connection closed by the relay$/m);
     });
   });
 

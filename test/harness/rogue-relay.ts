@@ -9,7 +9,9 @@
  * - `tiny-packet`: announces a maximum packet size of 0 in the forwarded-tcpip channel it opens
  *   to X after each tcpip-forward, and in its confirmation of each of Y's direct-tcpip opens;
  * - `overrun`: on the same channels, sends `overrunBytes` of channel data whatever the window X
- *   or Y granted (windowOverrun), and reports what it had sent when the connection closed.
+ *   or Y granted (windowOverrun), and reports what it had sent when the connection closed;
+ * - `drop`: sends `DROP_GREETING` on the channel, then ends the whole connection, as a relay that
+ *   crashes, restarts or cuts a connection mid-session (its channels close without a word).
  */
 import { generateKeyPairSync } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -19,7 +21,7 @@ import { announceMaxPacket, windowOverrun } from '../node/hostile-clients.js';
 import { enrollOnlineNode, expectStatus, nodeHeartbeat, type EnrolledNode } from './control.js';
 import type { Stack } from './stack.js';
 
-export type RogueBehaviour = 'tiny-packet' | 'overrun';
+export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop';
 
 export interface RogueRelay {
   /** Its node name (for `--node`). */
@@ -35,6 +37,9 @@ export interface RogueRelay {
   stop(): Promise<void>;
 }
 
+/** What a `drop` relay sends on a channel before it ends the connection. */
+export const DROP_GREETING = 'hello before the drop\n';
+
 const HEARTBEAT_MS = 5_000; // the control plane's online window is 30 s
 
 export async function startRogueRelay(stack: Stack, name: string, behaviour: RogueBehaviour, overrunBytes = 256 << 20): Promise<RogueRelay> {
@@ -44,6 +49,7 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
   const misbehave = (conn: Connection, ch: Duplex) => {
     ch.on('error', () => {});
     if (behaviour === 'overrun') void windowOverrun(conn, ch, overrunBytes).then(overrunDone);
+    if (behaviour === 'drop') ch.write(DROP_GREETING, () => conn.end());
   };
   const conns = new Set<Connection>();
   const server = new ssh2.Server({ hostKeys: [formatOpenSshPrivateKey(privateKey)] }, (conn) => {
