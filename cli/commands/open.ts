@@ -35,7 +35,7 @@ the server's, 10 minutes); the lease is renewed in band before it ends either wa
 the relay connects to the target's host:port on its own network, for users the target allows.
 
 Exit codes besides the usual (0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted,
-5 control plane or relay unreachable):
+5 control plane or relay unreachable; with --stdio also the relay connection lost mid-session):
   6  the exposure is offline (no tunnel expose is connected for it)
   7  X is connected but could not connect to its service (or, with --egress, the relay could
      not connect to the target)
