@@ -219,11 +219,13 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
     auditData: JSON.stringify(signed.auditData),
   });
   const count = answer?.count ?? null;
+  const outcome = (o: 'changed' | 'issued') =>
+    deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: o });
   if (count === null) {
-    deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: 'changed' });
+    outcome('changed');
     return undefined;
   }
   assertUnderLimit(count, rateLimit.limit(deps.settings), windowStart, now);
-  deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: 'issued' });
+  outcome('issued');
   return leaseIssued(deps, p, node, signed);
 }
