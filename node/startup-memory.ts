@@ -27,7 +27,7 @@ import { majorCollector } from './gc-pacer.js';
  *    collection only while its allocation rate over the last 5 s is low, and start-up's is still
  *    in that window then. It costs 5-20 ms of CPU, once.
  * 3. Modules an idle relay never runs are not loaded: ssh2's Server and key parser are required
- *    from their own files, not from ssh2's entry point (node/ssh2-internals.ts), and the window
+ *    from their own files, not from ssh2's entry point (node/ssh2-internals/modules.ts), and the window
  *    budget's clock is process.hrtime, not node:perf_hooks (node/adaptive-window.ts), and
  *    node:http is required, not imported (shared/node-http.ts): on Node 22 and later an ES
  *    import of it loads Node's bundled undici, perf_hooks, http2 and zlib, 11-14 MB.
