@@ -5,7 +5,7 @@ import { LeaseIssuedSchema, LeaseSchema, type LeaseCreate, type LeaseIssued } fr
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { ApiError, type Session } from '../api-client.js';
 import { CliError, EXIT } from '../errors.js';
-import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayTimings } from './relay-connection.js';
+import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
 
@@ -82,9 +82,9 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
         let reason: string;
         let offline = false;
         try {
-          const c = await this.#connect();
+          const { c, closed: untilClosed } = await this.#connect();
           failures = 0;
-          const closed = await this.#untilClosed(c);
+          const closed = await untilClosed;
           reason = closed.reason;
           // Say why the relay hung up when it was a revocation (a one-shot session may have ended
           // its channel at the same moment, so it always asks).
@@ -164,14 +164,16 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     this.#wake?.();
   }
 
-  async #connect(): Promise<Connected> {
+  /** A new connection, and why it closed once it has (see Closed). */
+  async #connect(): Promise<{ c: Connected; closed: Promise<Closed> }> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const lease = await this.#lease(publicKey);
     // The control plane answered: a good moment to revoke what earlier attempts left behind.
     if (this.#abandoned.size) void this.#revokeAbandoned();
     let client: Client;
+    let error: RelayError | undefined;
     try {
-      client = await connectRelay(lease, privateKey, this.#opts.timings);
+      client = await connectRelay(lease, privateKey, this.#opts.timings, (err) => (error ??= err));
     } catch (err) {
       this.#abandon([lease.lease.id]);
       this.#avoid = lease.relay.node_id;
@@ -179,6 +181,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
     this.#avoid = undefined;
     const c: Connected = { client, lease, leaseIds: [lease.lease.id] };
+    const closed = new Promise<Closed>((resolve) => client.once('close', () => resolve(closedBy(error, this.#stopped))));
     try {
       await this.#opts.setup?.(c);
     } catch (err) {
@@ -188,7 +191,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
     if (this.#stopped) {
       client.end();
-      return c;
+      return { c, closed };
     }
     const previous = this.#current;
     this.#current = c;
@@ -196,7 +199,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     previous?.client.end();
     this.#scheduleRenewal(c, publicKey, privateKey);
     this.emit('connected', c);
-    return c;
+    return { c, closed };
   }
 
   async #lease(publicKey: KeyObject, avoid = this.#avoid): Promise<LeaseIssued> {
@@ -244,22 +247,6 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /**
-   * Why the connection closed; `failure` when this side closed it with a CliError
-   * (relay-connection.ts); `endedHere` when stop() had been called by the time it closed.
-   */
-  #untilClosed(c: Connected): Promise<{ reason: string; failure?: CliError; endedHere: boolean }> {
-    return new Promise((resolve) => {
-      let reason = 'connection closed by the relay';
-      let failure: CliError | undefined;
-      c.client.once('error', (err: Error & { level?: string }) => {
-        reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
-        if (err instanceof CliError) failure = err;
-      });
-      c.client.once('close', () => resolve({ reason, failure, endedHere: this.#stopped }));
-    });
-  }
-
   async #revoked(leaseId: string): Promise<boolean> {
     try {
       const l = await this.#session.call('GET', `/v1/leases/${leaseId}`, LeaseSchema);
@@ -278,6 +265,23 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       };
     });
   }
+}
+
+/**
+ * Why a connection closed: `reason` from its first error, if any; `failure` when this side closed
+ * it with a CliError (relay-connection.ts); `endedHere` when stop() had been called by the time it
+ * closed.
+ */
+interface Closed {
+  reason: string;
+  failure?: CliError;
+  endedHere: boolean;
+}
+
+function closedBy(err: RelayError | undefined, endedHere: boolean): Closed {
+  if (!err) return { reason: 'connection closed by the relay', endedHere };
+  const reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
+  return { reason, failure: err instanceof CliError ? err : undefined, endedHere };
 }
 
 function first(set: Set<string>): string | undefined {

@@ -30,11 +30,22 @@ export function splitAddress(address: string): HostPort {
   return hp;
 }
 
+/** An error ssh2 emits on a Client (`level`: client-socket, client-timeout, protocol ...). */
+export type RelayError = Error & { level?: string };
+
 /**
  * Connects to the lease's relay: the host key is pinned from the lease (no trust on first use)
- * and the client authenticates with the lease's certificate and its in-memory key.
+ * and the client authenticates with the lease's certificate and its in-memory key. Every 'error'
+ * the client emits once it is connected goes to `onError`.
+ *
+ * The client has one 'error' listener for its whole life, from before it connects: ssh2 may emit
+ * 'error' more than once on one connection, and an 'error' with no listener crashes the process.
+ * Seen: a connection reset before the relay's identification line (the relay dropping a socket at
+ * its start-up caps with the CLI's line unread) is ECONNRESET, then "Connection lost before
+ * handshake"; a DISCONNECT with a reason other than by-application, then the reset socket, is two
+ * errors after ready (test/e2e/cli-rogue-relay).
  */
-export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings: RelayTimings = DEFAULT_TIMINGS): Promise<Client> {
+export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings: RelayTimings = DEFAULT_TIMINGS, onError: (err: RelayError) => void = () => {}): Promise<Client> {
   const { host, port } = splitAddress(issued.relay.address);
   const pinned = parseKeyLine(issued.relay.host_key).blob;
   const cert = parseCertificateLine(issued.certificate);
@@ -43,8 +54,11 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyMismatch = false;
-    const onError = (err: Error & { level?: string }) => {
-      client.removeListener('ready', onReady);
+    let state: 'connecting' | 'ready' | 'failed' = 'connecting';
+    client.on('error', (err: RelayError) => {
+      if (state === 'ready') return onError(err);
+      if (state === 'failed') return;
+      state = 'failed';
       if (hostKeyMismatch) {
         reject(new CliError(EXIT.UNREACHABLE, `relay ${issued.relay.name} at ${issued.relay.address} presented an unexpected host key; refusing to connect`));
       } else if (err.level === 'client-authentication') {
@@ -52,12 +66,12 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       } else {
         reject(new CliError(EXIT.UNREACHABLE, `cannot reach relay ${issued.relay.name} at ${issued.relay.address} (${(err as { code?: string }).code ?? err.message})`));
       }
-    };
-    const onReady = () => {
-      client.removeListener('error', onError);
+    });
+    client.once('ready', () => {
+      if (state === 'failed') return;
+      state = 'ready';
       resolve(client);
-    };
-    client.once('ready', onReady).once('error', onError);
+    });
     client.connect({
       host,
       port,
@@ -80,8 +94,7 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
     // one-connection session (open --stdio) fails with it (LeaseSupervisor).
     enforceChannelLimits(client, (v) => {
       const what = v.kind === 'window_exceeded' ? 'sent channel data beyond the window' : `announced a channel maximum packet size of ${v.packetSize} bytes`;
-      const err = Object.assign(new CliError(EXIT.ERROR, `the relay ${what}; disconnected`), { level: 'protocol' });
-      if (client.listenerCount('error') > 0) client.emit('error', err);
+      client.emit('error', Object.assign(new CliError(EXIT.ERROR, `the relay ${what}; disconnected`), { level: 'protocol' }));
       client.destroy();
     });
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the

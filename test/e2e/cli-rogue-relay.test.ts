@@ -8,6 +8,9 @@
  * either way. Memory: the rogue pushes 256 MiB at a CLI whose reader never reads (open's stdout,
  * expose's local service) and gets only a few MiB in before the CLI hangs up; without the check
  * the CLI read all of it into memory (ssh2 keeps every packet past a window below 0).
+ * Also relays whose connection ends in two 'error's on the CLI's ssh2 client (a DISCONNECT then a
+ * reset, or a reset before the relay's identification line): the CLI says why once and goes on as
+ * after any drop; a second 'error' with no listener crashed it (cli/ssh/relay-connection.ts).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,6 +69,38 @@ describe('tunnel open and tunnel expose against a rogue relay (real binaries)', 
       const out = y.output();
       assert.equal(out.stdout, DROP_GREETING);
       oneLine({ code, ...out }, 5, /^tunnel open: the connection to the relay ended before the session did: connection closed by the relay$/m);
+    });
+  });
+
+  it('tunnel open --stdio: a relay that sends DISCONNECT (protocol error), then resets the connection, is exit 5 with one line, after what it sent (two errors on one connection, no crash)', async () => {
+    await rogueWith('disconnect-reset', 'reset-y', async (rogue) => {
+      await rogue.hold('reset-y', 22);
+      const y = f.bob.spawn(['open', 'reset-y', '--stdio']); // stdin stays open: the session has not ended
+      const [code] = (await within(once(y, 'exit'), 30_000, 'tunnel open did not exit')) as [number | null];
+      const out = y.output();
+      assert.equal(out.stdout, DROP_GREETING);
+      oneLine({ code, ...out }, 5, /^tunnel open: the connection to the relay ended before the session did: connection error: PROTOCOL_ERROR$/m);
+    });
+  });
+
+  it('tunnel open --stdio: a relay that resets the connection before its identification line is exit 5 with one line (two errors before ready, no crash)', async () => {
+    await rogueWith('reset-before-banner', 'banner-y', async (rogue) => {
+      await rogue.hold('banner-y', 22);
+      const r = await f.bob.run(['open', 'banner-y', '--stdio'], { input: 'x' });
+      oneLine(r, 5, /^tunnel open: cannot reach relay rogue-banner-y at 127\.0\.0\.1:\d+ \(ECONNRESET\)$/m);
+    });
+  });
+
+  it('tunnel expose: a relay that resets every connection before its identification line: X says why and keeps trying; it stops cleanly', async () => {
+    await rogueWith('reset-before-banner', 'banner-x', async () => {
+      const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'banner-x', '--json']);
+      for (const nth of [1, 2]) {
+        const line = JSON.parse(await waitForLine(x, /"event":"disconnected"/, 30_000, nth)) as { reason: string };
+        assert.match(line.reason, /^cannot reach relay rogue-banner-x at 127\.0\.0\.1:\d+ \(ECONNRESET\)$/);
+      }
+      x.kill('SIGTERM');
+      assert.equal((await once(x, 'exit'))[0], 0, x.output().stderr);
+      assert.equal(x.output().stderr, '');
     });
   });
 

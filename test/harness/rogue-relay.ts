@@ -11,17 +11,25 @@
  * - `overrun`: on the same channels, sends `overrunBytes` of channel data whatever the window X
  *   or Y granted (windowOverrun), and reports what it had sent when the connection closed;
  * - `drop`: sends `DROP_GREETING` on the channel, then ends the whole connection, as a relay that
- *   crashes, restarts or cuts a connection mid-session (its channels close without a word).
+ *   crashes, restarts or cuts a connection mid-session (its channels close without a word);
+ * - `disconnect-reset`: sends `DROP_GREETING` on the channel, then SSH_MSG_DISCONNECT with reason
+ *   PROTOCOL_ERROR, and resets the TCP connection once the CLI has ended its side (ssh2 emits two
+ *   'error's on the CLI's client: the DISCONNECT, then ECONNRESET);
+ * - `reset-before-banner`: reads the CLI's identification line and resets the TCP connection
+ *   before sending its own, as the relay does when it drops a socket at its start-up caps with the
+ *   CLI's line unread (ssh2 emits two 'error's: ECONNRESET, then "Connection lost before handshake").
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Connection, type TcpipBindInfo } from 'ssh2';
 import { formatPublicKeyLine, formatOpenSshPrivateKey, rawPublicKey } from '../../protocol/ssh-key.js';
-import { announceMaxPacket, windowOverrun } from '../node/hostile-clients.js';
+import { DISCONNECT } from '../../node/ssh2-internals.js';
+import { announceMaxPacket, socketOfClient, windowOverrun } from '../node/hostile-clients.js';
 import { enrollOnlineNode, expectStatus, nodeHeartbeat, type EnrolledNode } from './control.js';
 import type { Stack } from './stack.js';
 
-export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop';
+export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop' | 'disconnect-reset' | 'reset-before-banner';
 
 export interface RogueRelay {
   /** Its node name (for `--node`). */
@@ -50,6 +58,13 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
     ch.on('error', () => {});
     if (behaviour === 'overrun') void windowOverrun(conn, ch, overrunBytes).then(overrunDone);
     if (behaviour === 'drop') ch.write(DROP_GREETING, () => conn.end());
+    if (behaviour === 'disconnect-reset') {
+      ch.write(DROP_GREETING, () => {
+        const sock = socketOfClient(conn);
+        sock.prependOnceListener('end', () => sock.resetAndDestroy());
+        (conn as unknown as { _protocol: { disconnect(reason: number): void } })._protocol.disconnect(DISCONNECT.PROTOCOL_ERROR);
+      });
+    }
   };
   const conns = new Set<Connection>();
   const server = new ssh2.Server({ hostKeys: [formatOpenSshPrivateKey(privateKey)] }, (conn) => {
@@ -70,8 +85,13 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
     });
     conn.on('tcpip', (accept) => misbehave(conn, accept()));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  const tcp = createServer((sock) => {
+    sock.on('error', () => {});
+    if (behaviour === 'reset-before-banner') sock.once('data', () => sock.resetAndDestroy());
+    else server.injectSocket(sock);
+  });
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+  const address = `127.0.0.1:${(tcp.address() as { port: number }).port}`;
   const node = await enrollOnlineNode(stack.call, stack.adminToken, name, address, publicKey);
   const held: { name: string; port: number }[] = [];
   const heartbeat = setInterval(() => void nodeHeartbeat(stack.call, node, held).catch(() => {}), HEARTBEAT_MS);
@@ -91,7 +111,7 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
     async stop() {
       clearInterval(heartbeat);
       for (const c of conns) c.end();
-      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((r) => tcp.close(() => r()));
     },
   };
 }
