@@ -42,6 +42,9 @@ describe('Startups (MaxStartups, PerSourceMaxStartups)', () => {
     assert.equal(sourceKey('2001:db8::1'), '2001:db8:0:0::/64');
     assert.equal(sourceKey('::ffff:192.0.2.7'), '192.0.2.7');
     assert.equal(sourceKey('192.0.2.7'), '192.0.2.7');
+    assert.equal(sourceKey('2001:0DB8:0001:0002:ffff::1'), '2001:db8:1:2::/64');
+    assert.equal(sourceKey('64:ff9b::192.0.2.1'), '64:ff9b:0:0::/64');
+    assert.equal(sourceKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
     const s = new Startups({ start: 10, rate: 30, full: 10, perSource: 1 });
     assert.ok(s.admit('2001:db8:1:2::1').ok);
     assert.deepEqual(s.admit('2001:db8:1:2::2'), { ok: false, reason: 'per_source' });

@@ -1,4 +1,6 @@
-import { isIPv6 } from 'node:net';
+import { sourceKey } from '../shared/source-key.js';
+
+export { sourceKey };
 
 /**
  * Caps on unauthenticated connections ("startups"), after OpenSSH's `MaxStartups start:rate:full`
@@ -17,18 +19,6 @@ export interface StartupLimits {
 }
 
 export type StartupDrop = 'max_startups' | 'max_startups_random' | 'per_source';
-
-/** The key a source address is counted under: IPv4 as is, IPv6 by its /64. */
-export function sourceKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1] as string;
-  if (!isIPv6(ip)) return ip;
-  const [head = '', tail = ''] = ip.toLowerCase().split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === '' ? [] : tail.split(':');
-  const groups = ip.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
-}
 
 export class Startups {
   #limits: StartupLimits;

@@ -8,7 +8,7 @@ import { rateLimit } from '../services/rate-limit.js';
 type User = typeof users.$inferSelect;
 
 export interface PasswordAttempt {
-  /** The caller's address (clientAddress), for the per-source limit. */
+  /** The caller's source (http/client-address.ts clientSource: its IPv4 address or IPv6 /64), for the per-source limit. */
   source: string;
   username: string;
   password: string;

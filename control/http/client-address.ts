@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import type { Context } from 'hono';
 import type { AppEnv } from './env.js';
+import { sourceKey } from '../../shared/source-key.js';
 
 /**
  * Which proxies in front of the control plane may say who the client is, through
@@ -23,6 +24,16 @@ export function clientAddress(c: Context<AppEnv>): string {
   const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
   const peer = normalizeAddress(env?.incoming?.socket?.remoteAddress ?? '') ?? 'unknown';
   return clientFrom(peer, c.req.header('x-forwarded-for'), c.get('deps').settings.trustProxy);
+}
+
+/**
+ * What per-source rate limits count (login, device authorization, service-token grant, setup,
+ * enrollment): the client's IPv4 address, or the /64 of its IPv6 address (shared/source-key.ts).
+ * Counting each IPv6 address apart would let one host rotate through its /64 and never meet a
+ * per-source limit.
+ */
+export function clientSource(c: Context<AppEnv>): string {
+  return sourceKey(clientAddress(c));
 }
 
 /** The client given the socket's peer and the `X-Forwarded-For` header (left to right, as sent). */

@@ -15,7 +15,7 @@ import {
 } from '../../protocol/api-types.js';
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
-import { clientAddress } from '../http/client-address.js';
+import { clientSource } from '../http/client-address.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
@@ -55,7 +55,7 @@ export function registerAuth(app: App): void {
     })),
     async (c) => {
       const deps = c.get('deps');
-      await rateLimit(deps.db, deps.clock.now(), `device:${clientAddress(c)}`, deps.settings.authRateLimit);
+      await rateLimit(deps.db, deps.clock.now(), `device:${clientSource(c)}`, deps.settings.authRateLimit);
       const body = c.get('oauthRequest') as z.infer<typeof DeviceAuthorizationRequestSchema>;
       const now = deps.clock.now();
       const deviceCode = deps.ids.secret('tnl_dc');
@@ -116,7 +116,7 @@ export function registerAuth(app: App): void {
           return c.json(await rotateRefreshToken(deps, body.refresh_token), 200);
         case 'password': {
           const user = await checkPassword(deps, {
-            source: clientAddress(c),
+            source: clientSource(c),
             username: body.username,
             password: body.password,
             method: 'password',
@@ -126,7 +126,7 @@ export function registerAuth(app: App): void {
           return c.json(await startSession(deps, user), 200);
         }
         case GRANT_SERVICE_TOKEN: {
-          await rateLimit(deps.db, now, `service:${clientAddress(c)}`, deps.settings.authRateLimit * 4);
+          await rateLimit(deps.db, now, `service:${clientSource(c)}`, deps.settings.authRateLimit * 4);
           const [st] = await deps.db
             .select()
             .from(serviceTokens)
@@ -206,7 +206,7 @@ export function registerAuth(app: App): void {
     async (c) => {
       const deps = c.get('deps');
       const now = deps.clock.now();
-      await rateLimit(deps.db, now, `setup:${clientAddress(c)}`, deps.settings.authRateLimit);
+      await rateLimit(deps.db, now, `setup:${clientSource(c)}`, deps.settings.authRateLimit);
       const body = c.req.valid('json');
       // Hashed before the transaction, so it holds its locks only for the inserts.
       const passwordHash = await deps.passwords.hash(body.password);

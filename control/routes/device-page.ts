@@ -3,7 +3,7 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import { jwtVerify, SignJWT, createLocalJWKSet } from 'jose';
 import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
-import { clientAddress } from '../http/client-address.js';
+import { clientSource } from '../http/client-address.js';
 import { limitBody } from '../http/request-guards.js';
 import { AppError } from '../lib/errors.js';
 import { unixSeconds } from '../../shared/clock.js';
@@ -90,7 +90,7 @@ export function registerDevicePage(app: App): void {
     const password = await formField(c, 'password', 1024);
     let user: Awaited<ReturnType<typeof checkPassword>>;
     try {
-      user = await checkPassword(deps, { source: clientAddress(c), username, password, method: 'device-page' });
+      user = await checkPassword(deps, { source: clientSource(c), username, password, method: 'device-page' });
     } catch (err) {
       if (err instanceof AppError && err.code === 'RATE_LIMITED') {
         return page(c, 'Sign in a device', signInForm(userCode, 'Too many attempts. Wait a minute and try again.'), 429);

@@ -7,7 +7,7 @@ import {
   NodeListSchema,
 } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
-import { clientAddress } from '../http/client-address.js';
+import { clientSource } from '../http/client-address.js';
 import { rateLimit } from '../services/rate-limit.js';
 import { createEnrollmentToken } from '../services/enrollment.js';
 import { enrollNode, listNodes } from '../services/nodes.js';
@@ -47,7 +47,7 @@ export function registerNodes(app: App): void {
     ),
     async (c) => {
       const deps = c.get('deps');
-      await rateLimit(deps.db, deps.clock.now(), `enroll:${clientAddress(c)}`, deps.settings.authRateLimit);
+      await rateLimit(deps.db, deps.clock.now(), `enroll:${clientSource(c)}`, deps.settings.authRateLimit);
       return c.json(await enrollNode(deps, c.req.valid('json')), 201);
     },
   );

@@ -135,6 +135,19 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(spoofed, 429, 'RATE_LIMITED');
         assertOk(await s.call('POST', '/v1/auth/device', { body: {}, headers: from('192.0.2.78') }));
       });
+
+      it('IPv6 addresses of one /64 are one source: rotating through them does not evade the per-source limits', async () => {
+        // One host holds a whole /64: each request below comes from a fresh address in 2001:db8:9:1::/64.
+        const net = (i: number) => `2001:db8:9:1:${i.toString(16)}::${i + 1}`;
+        for (let i = 0; i < 3; i++) assertOk(await s.call('POST', '/v1/auth/device', { body: {}, headers: from(net(i)) }));
+        assertProblem(await s.call('POST', '/v1/auth/device', { body: {}, headers: from(net(3)) }), 429, 'RATE_LIMITED');
+        assertProblem(await s.call('POST', '/v1/auth/device', { body: {}, headers: from('2001:DB8:9:1:ffff:ffff:ffff:ffff') }), 429, 'RATE_LIMITED');
+        assertOk(await s.call('POST', '/v1/auth/device', { body: {}, headers: from('2001:db8:9:2::1') })); // the next /64: another source
+        // Password guesses at made-up accounts (one hash each): the per-source limit holds across the /64 too.
+        const spray = (i: number) => login(uniq('ghost'), 'guess', from(`2001:db8:7:7::${i.toString(16)}`));
+        for (let i = 0; i < 3; i++) assertProblem(await spray(i), 400, 'INVALID_CREDENTIALS');
+        assertProblem(await spray(3), 429, 'RATE_LIMITED');
+      });
     });
 
     describe('finding 6: bad input is a 400 at the edge, never a 500', () => {
