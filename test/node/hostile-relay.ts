@@ -28,8 +28,11 @@ export interface HostileRelay {
   client(user: string, grant: Grant, o?: { localAddress?: string; ident?: string; port?: number }): Promise<{ client: Client; leaseId: string }>;
   /** Opens a direct-tcpip channel to `host:port` (default: the exposure), rejecting with ssh2's error. */
   openChannel(client: Client, host?: string, port?: number): Promise<ClientChannel>;
-  /** Y from 127.0.0.1 (to `port` instead of the relay's, e.g. a delay line in front of it): opens a channel to the exposure and moves `bytes` each way; asserts both hashes. */
-  legitTransfer(bytes?: number, o?: { ident?: string; port?: number }): Promise<void>;
+  /**
+   * Y from 127.0.0.1 (to `port` instead of the relay's, e.g. a delay line in front of it): opens a
+   * channel to the exposure and moves `bytes` each way (fewer once `until` settled); asserts both hashes.
+   */
+  legitTransfer(bytes?: number, o?: { ident?: string; port?: number; until?: Promise<unknown> }): Promise<void>;
   metrics(): Promise<PromText>;
   /** Polls /metrics until `pred` holds (bounded by `ms`; an event the test awaits, not a timing assertion). */
   metricsUntil(pred: (m: PromText) => boolean, what: string, ms?: number): Promise<PromText>;
@@ -98,12 +101,13 @@ export async function startHostileRelay(args: string[] = [], exposure = 'hostile
     openChannel: (c, host = exposure, port = 22) =>
       new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 40000, host, port, (err, ch) => (err ? reject(err) : resolve(ch)))),
     async legitTransfer(bytes = 2 << 20, o = {}) {
-      const y = await client('ylegit', { kind: 'open', exposure }, o);
+      const { until, ...connect } = o;
+      const y = await client('ylegit', { kind: 'open', exposure }, connect);
       try {
         const ch = await new Promise<Parameters<typeof exchange>[0]>((resolve, reject) =>
           y.client.forwardOut('127.0.0.1', 40000, exposure, 22, (err, c) => (err ? reject(err) : resolve(c as never))),
         );
-        const r = await exchange(ch, bytes);
+        const r = await exchange(ch, bytes, until);
         assert.equal(r.echoedHash, r.sentHash, 'what X received differs from what Y sent');
         assert.equal(r.replyBytes, REPLY);
       } finally {

@@ -53,16 +53,20 @@ describe('relay: adaptive windows only with Tunnel’s own CLI', () => {
   });
 
   it('a client identifying as tunnel-cli gets a growing window, within --window-budget', async () => {
-    // Through a 40 ms delay line: on loopback the window is not what limits a stream, and it stays
-    // at the standard 2 MiB (node/adaptive-window.test simulates both).
-    const line = await startDelayLine({ targetPort: stage.relay.sshPort, oneWayMs: 20 });
+    // Through a delay line (100 ms round trip): on loopback the window is not what limits a stream,
+    // and it stays at the standard 2 MiB (node/adaptive-window.test simulates both). Y sends until
+    // the relay reports that the window grew, up to 1 GiB: the window grows only while the sender
+    // waits for it, and a sender slowed down by a busy machine may not for a while (a fixed 64 MiB
+    // through a 40 ms line ended with no growth at load 13).
+    const line = await startDelayLine({ targetPort: stage.relay.sshPort, oneWayMs: 50 });
+    const grown = stage.metricsUntil((m) => m.value('tunnel_node_window_reserved_peak_bytes') > 0, 'the window grew above the standard 2 MiB', 300_000);
     try {
-      await stage.legitTransfer(64 * MiB, { ident: CLI_SOFTWARE, port: line.port });
+      await stage.legitTransfer(1024 * MiB, { ident: CLI_SOFTWARE, port: line.port, until: grown });
     } finally {
       await line.close();
     }
+    await grown;
     const w = await windows();
-    assert.ok(w.peak > 0, 'the window grew above the standard 2 MiB');
     assert.ok(w.peak <= BUDGET, `reserved at most the budget (peak ${w.peak})`);
     // The channel closed: its reservation went back.
     await stage.metricsUntil((m) => m.value('tunnel_node_window_reserved_bytes') === 0 && m.value('tunnel_node_window_channels', { state: 'all' }) === 0, 'reservation given back');

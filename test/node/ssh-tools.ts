@@ -244,13 +244,20 @@ export function writeStream(sock: { write(b: Buffer): boolean }, n: number): str
 }
 
 /**
- * Streams `n` bytes into `duplex` with backpressure, ends its write side, and collects the
- * reply: `{ sentHash, echoedHash (first line), replyHash (rest) }`.
+ * Streams `n` bytes into `duplex` with backpressure (fewer once `until` settled: the bytes sent
+ * by then), ends its write side, and collects the reply: `{ sentHash, echoedHash (first line),
+ * replyHash (rest) }`.
  */
 export async function exchange(
   duplex: NodeJS.ReadableStream & { write(b: Buffer, cb?: () => void): boolean; end(): void; once(e: 'drain', f: () => void): unknown },
   n: number,
+  until?: Promise<unknown>,
 ): Promise<{ sentHash: string; echoedHash: string; replyHash: string; replyBytes: number }> {
+  let stop = false;
+  void until?.then(
+    () => (stop = true),
+    () => (stop = true),
+  );
   const received: Buffer[] = [];
   let total = 0;
   const done = new Promise<void>((resolve, reject) => {
@@ -263,7 +270,7 @@ export async function exchange(
   });
   const h = createHash('sha256');
   let left = n;
-  while (left > 0) {
+  while (left > 0 && !stop) {
     const chunk = left >= BLOCK.length ? BLOCK : BLOCK.subarray(0, left);
     h.update(chunk);
     left -= chunk.length;
