@@ -91,3 +91,41 @@ describe('requireJson', () => {
     assert.deepEqual(await r.json(), { same: true, body: { k: [1] } });
   });
 });
+
+describe('requireJson: every legal way to write a JSON content type reaches the route, on the wire and in process', () => {
+  let t: TestApp;
+  let s: ServedApp;
+  let token: string;
+  before(async () => {
+    t = await createTestApp();
+    s = await serveTestApp(t);
+    token = (await t.user('json-types', 'member')).token;
+  });
+  after(async () => {
+    await s?.close();
+    await t?.close();
+  });
+
+  // RFC 9110 §5.6.6: whitespace around `;` and empty parameters are legal. The validators' own
+  // gate refused these with a bare BAD_REQUEST, after the body had been read as JSON here.
+  const legal = ['application/json ; charset=utf-8', 'application/json;', 'application/json;charset=utf-8;', 'application/vnd.tunnel_v1+json', 'Application/JSON'];
+  for (const via of ['http', 'in-process'] as const) {
+    for (const [i, type] of legal.entries()) {
+      it(`${via}: "${type}" is JSON, and the body is what the route gets`, async () => {
+        const call = via === 'http' ? s.call : t.call;
+        const name = `ct-${via === 'http' ? 'h' : 'p'}${i}`;
+        const r = await call('PUT', `/v1/exposures/${name}`, { token, body: '{"allow":["someone"]}', headers: { 'content-type': type } });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        assert.deepEqual(r.body.allow, ['someone']);
+      });
+    }
+    it(`${via}: a type that is not a JSON media type is 415 UNSUPPORTED_MEDIA_TYPE, whatever the body`, async () => {
+      const call = via === 'http' ? s.call : t.call;
+      for (const type of ['application/foo bar+json', 'application/jsonx', 'text/json', 'application/json, text/plain']) {
+        const r = await call('PUT', '/v1/exposures/ct-never', { token, body: '{"allow":[]}', headers: { 'content-type': type } });
+        assert.equal(r.status, 415, `${type}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.code, 'UNSUPPORTED_MEDIA_TYPE', type);
+      }
+    });
+  }
+});

@@ -31,10 +31,26 @@ export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 }
 
 /**
+ * A JSON media type as RFC 9110 §8.3.1 writes one: `application/json` or `application/X+json`
+ * (X a token), then any parameters, with optional whitespace around each `;`.
+ */
+const JSON_TYPE = /^application\/([!#$%&'*+.^_`|~0-9a-z-]+\+)?json[ \t]*(;.*)?$/i;
+/**
+ * What @hono/zod-openapi's gate in front of a route's JSON body validator takes (its
+ * `jsonRequestRegex`): stricter than RFC 9110 (no whitespace before `;`, no empty parameter, no
+ * `_` in the suffix), and anything else is an HTTPException(415) that reached clients as a bare
+ * BAD_REQUEST "bad request".
+ */
+const VALIDATOR_JSON_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]+))*$/i;
+
+/**
  * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415,
  * and a body that does not parse gets INVALID_JSON (before any validator runs). The parsed body
  * is parsed once: validators and routes that call `c.req.json()` get that parse. A request without a body is left to the route
  * (some bodies are optional), whether it says `Content-Length: 0` or sends no length at all.
+ * A JSON type written in a legal form the validators' gate does not know (`application/json ;
+ * charset=utf-8`, `application/json;`) is read here and handed on as `application/json`, so
+ * every later reader agrees with this one.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
@@ -42,9 +58,10 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
     const type = c.req.header('content-type') ?? '';
     // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads them.
     if (c.get('oauth') && isFormBody(type)) return next();
-    if (!/^application\/(.+\+)?json(\s*;|$)/i.test(type)) {
+    if (!JSON_TYPE.test(type)) {
       throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
     }
+    if (!VALIDATOR_JSON_TYPE.test(type)) c.req.raw.headers.set('content-type', 'application/json');
     let body: unknown;
     try {
       body = await c.req.json();
