@@ -35,6 +35,10 @@ export interface AppSettings {
   revocationFeedMaxWait: number;
   /** Which proxies may name the client in `X-Forwarded-For` (hops or networks; 0 = none). */
   trustProxy: TrustProxy;
+  /** Exposures one member may own (admins: no cap; services/member-limits.ts). */
+  maxExposuresPerMember: number;
+  /** Live (unrevoked, unexpired) service tokens one member may have (admins: no cap). */
+  maxServiceTokensPerMember: number;
 }
 
 export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
@@ -51,6 +55,8 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   maxBodyBytes: 64 * 1024,
   revocationFeedMaxWait: 25,
   trustProxy: 0,
+  maxExposuresPerMember: 10_000,
+  maxServiceTokensPerMember: 1_000,
 };
 
 export interface Deps {

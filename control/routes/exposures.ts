@@ -3,6 +3,7 @@ import { ExposureListSchema, ExposurePutSchema, ExposureSchema } from '../../pro
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import type { App } from '../http/env.js';
 import { deleteExposure, getExposure, listExposures, putExposure } from '../services/exposures.js';
+import { assertMayCreateExposure } from '../services/member-limits.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const NameParam = z.object({ name: z.string().regex(EXPOSURE_NAME_RE, 'must match [a-z0-9-]{1,63}') });
@@ -18,14 +19,16 @@ export function registerExposures(app: App): void {
         description:
           'Creates the exposure (any user; a service token needs expose:NAME or manage:NAME) or replaces its allow list ' +
           '(owner or admin; a service token needs manage:NAME). Users taken off the allow list lose their open leases at once. ' +
-          '`node` pins or unpins it (admins).',
+          '`node` pins or unpins it (admins). A new exposure past the cap on what one member owns (10,000 by default; admins: none) is 409 CONFLICT.',
         security: bearerSecurity,
         request: { params: NameParam, body: jsonBody(ExposurePutSchema) },
         responses: { 200: json(ExposureSchema, 'Updated'), 201: json(ExposureSchema, 'Created'), ...errorResponses },
       }),
     ),
     async (c) => {
-      const { exposure, created } = await putExposure(c.get('deps'), c.get('user'), c.req.valid('param').name, c.req.valid('json'));
+      const { name } = c.req.valid('param');
+      await assertMayCreateExposure(c.get('deps'), c.get('user'), name);
+      const { exposure, created } = await putExposure(c.get('deps'), c.get('user'), name, c.req.valid('json'));
       return created ? c.json(exposure, 201) : c.json(exposure, 200);
     },
   );

@@ -8,6 +8,7 @@ import {
 } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { createServiceToken, listServiceTokens, revokeServiceToken, updateServiceTokenScopes } from '../services/service-tokens.js';
+import { assertMayCreateServiceToken } from '../services/member-limits.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const IdParam = z.object({ id: z.string().regex(/^st_[a-f0-9]{32}$/, 'must be a service token id (st_...)') });
@@ -24,13 +25,17 @@ export function registerServiceTokens(app: App): void {
           'Members create tokens for themselves; admins may name another user. The token is shown once. Scopes: ' +
           'expose:NAME (see NAME, create it if missing, expose it), open:NAME (see and open NAME), manage:NAME (see NAME, ' +
           'change its allow list, delete it), egress:TARGET (see and use egress target TARGET); NAME may be *. A scoped ' +
-          'token may also read /v1/me and see or revoke the leases it issued, and nothing else.',
+          'token may also read /v1/me and see or revoke the leases it issued, and nothing else. A new token past the cap on ' +
+          'live tokens per member (1,000 by default; admins: none) is 409 CONFLICT.',
         security: bearerSecurity,
         request: { body: jsonBody(ServiceTokenCreateSchema) },
         responses: { 201: json(ServiceTokenCreatedSchema, 'Created'), ...errorResponses },
       }),
     ),
-    async (c) => c.json(await createServiceToken(c.get('deps'), c.get('user'), c.req.valid('json')), 201),
+    async (c) => {
+      await assertMayCreateServiceToken(c.get('deps'), c.get('user'));
+      return c.json(await createServiceToken(c.get('deps'), c.get('user'), c.req.valid('json')), 201);
+    },
   );
 
   app.openapi(
