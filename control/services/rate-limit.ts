@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { lt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rateLimits } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
@@ -48,11 +48,32 @@ const countQuery = preparedPerDb((db) =>
     .prepare('rate_limit_count'),
 );
 
+/** Counters whose window started this long ago are over (every window is a minute or so) and deleted. */
+const STALE_AFTER_MS = 3600_000;
+/** How often one replica deletes them, at most. */
+const PRUNE_EVERY_MS = 60_000;
+const prunedAt = new WeakMap<Db, number>();
+
+/**
+ * Deletes counters whose window is long over, at most once a minute per replica (the caller's
+ * request waits for that one statement). Every source address, account name tried and user gets
+ * a row; without this they stayed forever, so whoever could reach the login form could grow the
+ * table without end. The per-user lease counters go too, when their window is over.
+ */
+export async function pruneRateLimits(db: Db, now: Date): Promise<void> {
+  const last = prunedAt.get(db);
+  const t = now.getTime();
+  if (last !== undefined && t >= last && t - last < PRUNE_EVERY_MS) return;
+  prunedAt.set(db, t);
+  await db.delete(rateLimits).where(lt(rateLimits.windowStart, new Date(t - STALE_AFTER_MS)));
+}
+
 /**
  * Fixed-window counter in the database, so every replica sees the same count.
  * Throws RATE_LIMITED once `limit` hits within `windowSeconds` for `key`.
  */
 export async function rateLimit(db: Db, now: Date, key: string, limit: number, windowSeconds = WINDOW_SECONDS): Promise<void> {
+  await pruneRateLimits(db, now);
   const windowStart = rateWindow(now, windowSeconds);
   const [row] = await countQuery(db).execute({ key, windowStart });
   assertUnderLimit(row?.count, limit, windowStart, now, windowSeconds);
