@@ -55,8 +55,8 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   maxBodyBytes: 64 * 1024,
   revocationFeedMaxWait: 25,
   trustProxy: 0,
-  maxExposuresPerMember: 10_000,
-  maxServiceTokensPerMember: 1_000,
+  maxExposuresPerMember: 1_000,
+  maxServiceTokensPerMember: 100,
 };
 
 export interface Deps {

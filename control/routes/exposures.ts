@@ -19,7 +19,7 @@ export function registerExposures(app: App): void {
         description:
           'Creates the exposure (any user; a service token needs expose:NAME or manage:NAME) or replaces its allow list ' +
           '(owner or admin; a service token needs manage:NAME). Users taken off the allow list lose their open leases at once. ' +
-          '`node` pins or unpins it (admins). A new exposure past the cap on what one member owns (10,000 by default; admins: none) is 409 CONFLICT.',
+          '`node` pins or unpins it (admins). A new exposure past the cap on what one member owns (1,000 by default; admins: none) is 409 CONFLICT.',
         security: bearerSecurity,
         request: { params: NameParam, body: jsonBody(ExposurePutSchema) },
         responses: { 200: json(ExposureSchema, 'Updated'), 201: json(ExposureSchema, 'Created'), ...errorResponses },

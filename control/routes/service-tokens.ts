@@ -26,7 +26,7 @@ export function registerServiceTokens(app: App): void {
           'expose:NAME (see NAME, create it if missing, expose it), open:NAME (see and open NAME), manage:NAME (see NAME, ' +
           'change its allow list, delete it), egress:TARGET (see and use egress target TARGET); NAME may be *. A scoped ' +
           'token may also read /v1/me and see or revoke the leases it issued, and nothing else. A new token past the cap on ' +
-          'live tokens per member (1,000 by default; admins: none) is 409 CONFLICT.',
+          'live tokens per member (100 by default; admins: none) is 409 CONFLICT.',
         security: bearerSecurity,
         request: { body: jsonBody(ServiceTokenCreateSchema) },
         responses: { 201: json(ServiceTokenCreatedSchema, 'Created'), ...errorResponses },

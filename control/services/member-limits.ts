@@ -9,7 +9,8 @@ import { isAdmin, type UserPrincipal } from './authz.js';
  * `maxServiceTokensPerMember` live service tokens (neither revoked nor expired). Without a cap
  * one member could create exposures or service tokens for as long as they liked (tens per second
  * each), and every exposure or service-token list, everyone's, reads the whole table: 50,000
- * exposures made `GET /v1/exposures` take 3 s and 7.5 MB for every user. Admins, who create the
+ * exposures made `GET /v1/exposures` take 3 s and 7.5 MB for every user (more with long allow
+ * lists: up to 256 names each, about 17 KB). Admins, who create the
  * members, are not capped. Checked before the create (concurrent creates may pass it together,
  * so the bound is the cap plus the member's concurrency); the service still decides whether the
  * caller may create at all.
