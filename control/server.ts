@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger.js';
 import { Metrics } from './http/metrics.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
-import { REVOCATIONS_CHANNEL } from './services/leases.js';
+import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
 import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';

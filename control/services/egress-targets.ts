@@ -6,7 +6,7 @@ import { egressTargets, leases, nodes } from '../db/schema/index.js';
 import { notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
 
 type Row = typeof egressTargets.$inferSelect;
 export type EgressTargetView = z.infer<typeof EgressTargetSchema>;

@@ -7,7 +7,7 @@ import { exposures, leases, nodes, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
 
 type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;

@@ -18,7 +18,7 @@ import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { setOffline, setOnline } from './exposures.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
-import { REVOCATIONS_CHANNEL } from './leases.js';
+import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
 
 const FEED_PAGE = 1000;
 

@@ -7,7 +7,7 @@ import { notFound } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
 
 type Row = typeof serviceTokens.$inferSelect;
 export type ServiceTokenView = z.infer<typeof ServiceTokenSchema>;

@@ -9,7 +9,7 @@ import { AppError, notFound } from '../lib/errors.js';
 import { audit, type AuditType } from './audit.js';
 import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
-import { revokeLeases, revokeNoLongerAllowed } from './leases.js';
+import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
 
 type UserRow = typeof users.$inferSelect;
 export type UserView = z.infer<typeof UserSchema>;

@@ -8,7 +8,7 @@ import { randomIds } from '../lib/ids.js';
 import { noopLogger } from '../../shared/logger.js';
 import { Metrics } from '../http/metrics.js';
 import { scryptHasher } from '../auth/passwords.js';
-import { REVOCATIONS_CHANNEL } from '../services/leases.js';
+import { REVOCATIONS_CHANNEL } from '../services/lease-revocation.js';
 import { RevocationHub } from '../services/revocation-hub.js';
 import { users } from '../db/schema/index.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
