@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isDatabaseUnavailable } from './unavailable.js';
+import { isConcurrentConflict, isDatabaseUnavailable } from './unavailable.js';
 
 const withCode = (code: string, cause?: unknown) => Object.assign(new Error(`e ${code}`, { cause }), { code });
 
@@ -17,5 +17,19 @@ describe('isDatabaseUnavailable', () => {
     assert.equal(isDatabaseUnavailable(new Error('boom')), false);
     assert.equal(isDatabaseUnavailable('CONNECTION_CLOSED'), false);
     assert.equal(isDatabaseUnavailable(undefined), false);
+  });
+});
+
+describe('isConcurrentConflict', () => {
+  it('a deadlock or a serialization failure, wrapped by drizzle or not', () => {
+    for (const code of ['40P01', '40001']) {
+      assert.equal(isConcurrentConflict(withCode(code)), true, code);
+      assert.equal(isConcurrentConflict(new Error('Failed query: select 1\nparams: ', { cause: withCode(code) })), true, `wrapped ${code}`);
+    }
+  });
+  it('nothing else', () => {
+    for (const code of ['23505', '57P01', 'CONNECTION_CLOSED', '40P02']) assert.equal(isConcurrentConflict(withCode(code)), false, code);
+    assert.equal(isConcurrentConflict(new Error('boom')), false);
+    assert.equal(isConcurrentConflict(undefined), false);
   });
 });

@@ -12,6 +12,7 @@ import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { LeaseCreateSchema } from '../../protocol/api-types.js';
 import type { Logger } from '../../shared/logger.js';
 import { lastSeenLease, rememberLeaseCaller, type LastSeenLease } from '../services/lease-last-seen.js';
+import { callerAsRead } from '../services/lease-insert.js';
 import {
   ANONYMOUS,
   assertAllowed,
@@ -44,17 +45,29 @@ type NodeRow = typeof nodes.$inferSelect;
  */
 const callerUser = () => ({ id: users.id, name: users.name, role: users.role, disabled: users.disabled });
 
+/**
+ * A refresh token of the access token's login session (`sid`) that is not revoked: while one is
+ * there, the session stands. Its row test, here and in lease issuance's row locks
+ * (services/lease-insert.ts `heldCaller`).
+ */
+export const sessionRowLive = () => sql<boolean>`${refreshTokens.familyId} = ${p('sid')} and ${refreshTokens.revokedAt} is null`;
+
 /** The login session behind a session's access token still stands (true for other tokens). */
-export const sessionLive = () =>
-  sql<boolean>`(${p('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${refreshTokens.familyId} = ${p('sid')} and ${refreshTokens.revokedAt} is null))`;
+export const sessionLive = () => sql<boolean>`(${p('sid')}::text is null or exists (select 1 from ${refreshTokens} where ${sessionRowLive()}))`;
 
 /**
- * The service token behind a service token's access token is the user's, not revoked and not
- * expired at `now` (true for other tokens). Decided here, for the answer and for counting, and
- * in lease issuance's one statement (services/lease-last-seen.ts).
+ * The service token row (`sti`) is the caller's (`sub`), not revoked and not expired at `now`. Its
+ * row test, here and in lease issuance's row locks (services/lease-insert.ts `heldCaller`).
  */
-export const serviceLive = () =>
-  sql<boolean>`(${p('sti')}::text is null or coalesce(${serviceTokens.userId} = ${users.id} and ${serviceTokens.revokedAt} is null and (${serviceTokens.expiresAt} is null or ${serviceTokens.expiresAt} > ${p('now')}::timestamptz), false))`;
+export const serviceRowLive = () =>
+  sql<boolean>`${serviceTokens.id} = ${p('sti')} and ${serviceTokens.userId} = ${p('sub')} and ${serviceTokens.revokedAt} is null and (${serviceTokens.expiresAt} is null or ${serviceTokens.expiresAt} > ${p('now')}::timestamptz)`;
+
+/**
+ * The service token behind a service token's access token is live (`serviceRowLive`; true for
+ * other tokens), on the service token row left-joined to the caller. Decided here, for the answer
+ * and for counting.
+ */
+export const serviceLive = () => sql<boolean>`(${p('sti')}::text is null or coalesce(${serviceRowLive()}, false))`;
 
 const callerFields = () => ({
   user: callerUser(),
@@ -174,7 +187,7 @@ async function authenticateUser(
   rateLimit?: CallerRateLimit,
   exposure: string | null = null,
   remember = false,
-): Promise<{ principal: UserPrincipal; exposure: CallerExposure | undefined }> {
+): Promise<{ principal: UserPrincipal; exposure: CallerExposure | undefined; scopes: string[] | null }> {
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
   const now = deps.clock.now();
@@ -190,7 +203,8 @@ async function authenticateUser(
   if (!row.serviceLive) throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
   const read: CallerExposure | undefined =
     exposure === null || !counted ? undefined : { name: exposure, exp: counted.exposure ?? undefined, current: counted.exposureNode ?? null };
-  if (remember) rememberLeaseCaller(deps.db, claims, { user: { id: user.id, name: user.name, role: user.role }, scopes: claims.sti ? (row.scopes ?? []) : null }, read);
+  const scopes = claims.sti ? (row.scopes ?? []) : null;
+  if (remember) rememberLeaseCaller(deps.db, claims, { user: { id: user.id, name: user.name, role: user.role }, scopes }, read);
   if (rateLimit) assertUnderLimit(counted?.count ?? undefined, rateLimit.limit(deps.settings), windowStart, now);
   const principal: UserPrincipal = {
     kind: 'user',
@@ -201,7 +215,7 @@ async function authenticateUser(
     serviceTokenId: claims.sti ?? null,
     sessionId: claims.sid ?? null,
   };
-  return { principal, exposure: read };
+  return { principal, exposure: read, scopes };
 }
 
 /**
@@ -247,7 +261,9 @@ export interface GuardOptions {
    * Lease issuance (needs `rateLimit` and `exposureOf`): a request whose caller and exposure this
    * replica saw at an earlier lease skips the caller lookup, and the route tries the lease's one
    * statement on that state (`leaseLastSeen`); it calls `usualPath` when that did not issue.
-   * Other requests are looked up as usual, and what was read is remembered.
+   * Other requests are looked up as usual, and what was read is remembered. Either way the route
+   * gets the caller as read (`callerAsRead`, for the lease's locked insert: services/lease-insert.ts)
+   * and `leaseCallerAgain`, an uncounted lookup for deciding again when that insert found a change.
    */
   lastSeenLease?: boolean;
 }
@@ -276,11 +292,18 @@ export function guard(actions: readonly Action[], options: GuardOptions = {}): M
   if (onLastSeen && !exposureOf) throw new Error(`guard(${actions.join(', ')}): lastSeenLease needs exposureOf`);
   const usual = async (c: Context<AppEnv>, logger: Logger): Promise<void> => {
     const name = exposureOf ? await exposureOf(c) : undefined;
-    const { principal: p, exposure } = await authenticateUser(c, rateLimit, typeof name === 'string' && EXPOSURE_NAME_RE.test(name) ? name : null, onLastSeen);
+    const { principal: p, exposure, scopes } = await authenticateUser(c, rateLimit, typeof name === 'string' && EXPOSURE_NAME_RE.test(name) ? name : null, onLastSeen);
     c.set('principal', p);
     c.set('user', p);
+    if (onLastSeen) c.set('callerAsRead', callerAsRead(p, scopes));
     if (exposure) c.set('callerExposure', exposure);
     c.set('logger', logger.child({ user: p.name }));
+  };
+  const again = async (c: Context<AppEnv>): Promise<void> => {
+    const { principal: p, scopes } = await authenticateUser(c);
+    c.set('principal', p);
+    c.set('user', p);
+    c.set('callerAsRead', callerAsRead(p, scopes));
   };
   return async (c, next) => {
     if (authn === 'user') {
@@ -290,8 +313,10 @@ export function guard(actions: readonly Action[], options: GuardOptions = {}): M
         c.set('principal', seen.principal);
         c.set('user', seen.principal);
         c.set('logger', logger.child({ user: seen.principal.name }));
+        c.set('callerAsRead', callerAsRead(seen.principal, seen.scopes));
         c.set('leaseLastSeen', { ...seen, usualPath: () => usual(c, logger) });
       } else await usual(c, logger);
+      if (onLastSeen) c.set('leaseCallerAgain', () => again(c));
     } else if (authn === 'node') {
       const p = await authenticateNode(c);
       c.set('principal', p);

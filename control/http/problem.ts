@@ -4,7 +4,7 @@ import type { ZodError } from 'zod';
 import { httpStatusFor, PROBLEM_CONTENT_TYPE, type ErrorCode } from '../../protocol/error-codes.js';
 import type { Problem } from '../../protocol/problem.js';
 import { AppError } from '../lib/errors.js';
-import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.js';
+import { DATABASE_RETRY_AFTER_SECONDS, isConcurrentConflict, isDatabaseUnavailable } from '../db/unavailable.js';
 import type { AppEnv } from './env.js';
 
 const TITLES: Partial<Record<ErrorCode, string>> = {
@@ -24,7 +24,12 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   if (err instanceof AppError) appErr = err;
   else if (err instanceof HTTPException && err.status === 413) appErr = new AppError('PAYLOAD_TOO_LARGE', 'request body too large');
   else if (err instanceof HTTPException && err.status < 500) appErr = new AppError('BAD_REQUEST', 'bad request');
-  else if (isDatabaseUnavailable(err)) {
+  else if (isConcurrentConflict(err)) {
+    c.get('logger')?.warn('database deadlock or serialization failure', { err, requestId });
+    appErr = new AppError('CONFLICT', 'the request ran into a concurrent change (a database deadlock or serialization failure); nothing was written, retry', {
+      retryable: true,
+    });
+  } else if (isDatabaseUnavailable(err)) {
     // A database restart or failover, not a bug: a warning without the stack, and a retryable 503.
     c.get('logger')?.warn('database unavailable', { err, requestId });
     appErr = new AppError('DATABASE_UNAVAILABLE', 'the control plane cannot reach its database; retry shortly', {

@@ -6,6 +6,7 @@ import type { App, AppEnv } from '../http/env.js';
 import { LEASE_ISSUANCE_LIMIT } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
 import { issueOnLastSeen } from '../services/lease-last-seen.js';
+import { AppError } from '../lib/errors.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
 
 const IdParam = z.object({ id: LeaseIdSchema });
@@ -52,7 +53,15 @@ export function registerLeases(app: App): void {
       let issued = seen && (await issueOnLastSeen(deps, seen, LEASE_ISSUANCE_LIMIT));
       if (!issued) {
         await seen?.usualPath();
-        issued = await createLease(deps, c.get('user'), c.req.valid('json'), c.get('callerExposure'));
+        const req = c.req.valid('json');
+        issued = await createLease(deps, c.get('user'), c.get('callerAsRead'), req, c.get('callerExposure'));
+        if (!issued) {
+          // What the decision read changed before the lease could be written (a revocation, or
+          // another change, committed meanwhile): nothing was written; decide again on what is there now.
+          await c.get('leaseCallerAgain')();
+          issued = await createLease(deps, c.get('user'), c.get('callerAsRead'), req);
+        }
+        if (!issued) throw new AppError('CONFLICT', 'the caller or the exposure changed twice while the lease was issued; retry', { retryable: true });
       }
       c.header('cache-control', 'no-store');
       return c.json(issued, 201);

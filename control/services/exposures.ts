@@ -112,11 +112,15 @@ function revokeOpenersNotAllowed(deps: Pick<Deps, 'db' | 'clock'>, exp: Exposure
   return revokeNoLongerAllowed(deps, { exposure: exp.name, kind: 'open' }, (p) => can(p, 'lease.issue.open', res), actor, 'allow_list_changed');
 }
 
-/** Deletes an exposure and revokes every lease on it. */
+/**
+ * Deletes an exposure and revokes every lease on it. The row goes first: a lease being written on
+ * it holds the delete back until it committed, and the revocation after it then sees that lease
+ * (services/lease-insert.ts).
+ */
 export async function deleteExposure(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
   assertAllowed(p, 'exposure.delete', exposureResource(name, await find(deps.db, name)));
-  await revokeLeases(deps, { exposure: name }, p.userId, 'exposure_deleted');
   await deps.db.delete(exposures).where(eq(exposures.name, name));
+  await revokeLeases(deps, { exposure: name }, p.userId, 'exposure_deleted');
   await audit(deps.db, deps.clock.now(), { type: 'exposure.deleted', actor: p.userId, subject: name });
 }
 

@@ -1,16 +1,17 @@
-import { eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { LeaseCreate, LeaseIssued } from '../../protocol/api-types.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
-import { exposures, nodes, rateLimits, serviceTokens, users } from '../db/schema/index.js';
+import { exposures, nodes, rateLimits } from '../db/schema/index.js';
 import { preparedPerDb } from '../db/prepared.js';
-import { serviceLive, sessionLive, type CallerExposure, type CallerRateLimit, type LeaseExposure, type LeaseNode } from '../http/authenticate.js';
+import type { CallerExposure, CallerRateLimit, LeaseExposure, LeaseNode } from '../http/authenticate.js';
 import type { AccessClaims } from '../auth/access-tokens.js';
 import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from './rate-limit.js';
 import { can, parseScopes, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { leaseIssued, signLease } from './leases.js';
+import { callerAsRead, callerParams, heldCaller, heldExposure, insertedLease, leaseParams } from './lease-insert.js';
 
 /**
  * Open leases in one round trip (issue 11, CPU per lease): the lease is signed on the caller and
@@ -122,47 +123,28 @@ const p = sql.placeholder;
  * the limit, inserts the lease and its `lease.issued` audit row. Answers the count after this
  * attempt, or null when something differed (nothing was written). Postgres runs a
  * data-modifying WITH to completion with its statement: all of it or nothing commits.
- * The liveness tests are the caller lookup's (http/authenticate.ts `sessionLive`, `serviceLive`).
+ * The caller's and the exposure's rows are share-locked, as for every lease written
+ * (services/lease-insert.ts: a revocation racing it either waits for it and then revokes it, or
+ * makes it write nothing), before the count waits for the caller's counter row. The relay's row
+ * is read, not locked.
  */
 function fastStatement(db: Db) {
+  const caller = heldCaller(db);
+  const exposure = heldExposure(db, sql`and ${exposures.online} and ${exposures.onlinePort} = ${p('port')}::int and ${exposures.currentNodeId} = ${p('nodeId')}`);
+  const nodeOnline = sql`exists (select 1 from ${nodes} where ${nodes.id} = ${p('nodeId')} and ${nodes.name} = ${p('nodeName')} and ${nodes.address} = ${p('nodeAddress')}
+    and ${nodes.hostKey} = ${p('hostKey')} and ${nodes.lastSeenAt} >= ${p('onlineSince')}::timestamptz)`;
   const counted = db.$with('fast_counted', { count: rateLimits.count }).as(
     db
       .insert(rateLimits)
-      .select(
-        sql`select ${p('key')}::text, ${p('windowStart')}::timestamptz, 1
-          from ${users} left join ${serviceTokens} on ${eq(serviceTokens.id, p('sti'))}
-          join ${exposures} on ${eq(exposures.name, p('exposure'))}
-          join ${nodes} on ${eq(nodes.id, exposures.currentNodeId)}
-          where ${eq(users.id, p('sub'))} and not ${users.disabled} and ${sessionLive()} and ${serviceLive()}
-            and ${users.name} = ${p('name')} and ${users.role} = ${p('role')}
-            and (${p('sti')}::text is null or ${serviceTokens.scopes} = ${p('scopes')}::jsonb)
-            and ${exposures.ownerId} = ${p('ownerId')} and ${exposures.allow} = ${p('allow')}::jsonb
-            and ${exposures.online} and ${exposures.onlinePort} = ${p('port')}::int
-            and ${nodes.id} = ${p('nodeId')} and ${nodes.name} = ${p('nodeName')} and ${nodes.address} = ${p('nodeAddress')}
-            and ${nodes.hostKey} = ${p('hostKey')} and ${nodes.lastSeenAt} >= ${p('onlineSince')}::timestamptz`,
-      )
+      .select(sql`select ${p('key')}::text, ${p('windowStart')}::timestamptz, 1 where ${caller.holds} and ${exposure.holds} and ${nodeOnline}`)
       .onConflictDoUpdate(COUNT_ON_CONFLICT)
       .returning({ count: rateLimits.count })
       .getSQL(),
   );
-  const lease = db.$with('fast_lease', { id: sql<string>`id` }).as(
-    sql`insert into "leases" ("id", "kind", "user_id", "node_id", "exposure", "port", "targets", "ssh_key", "serial", "service_token_id", "not_before", "expires_at", "revoked_at", "created_at")
-      select ${p('id')}::text, 'open', ${p('sub')}::text, ${p('nodeId')}::text, ${p('exposure')}::text, ${p('port')}::int, null, ${p('sshKey')}::text, ${p('serial')}::text,
-        ${p('sti')}::text, ${p('notBefore')}::timestamptz, ${p('expiresAt')}::timestamptz, null, ${p('createdAt')}::timestamptz
-      from "fast_counted" where "fast_counted"."count" <= ${p('limit')}::int
-      returning "id"`,
-  );
-  const audit = db.$with('fast_audit', { seq: sql<number>`seq` }).as(
-    sql`insert into "audit_events" ("at", "type", "actor", "subject", "data")
-      select ${p('createdAt')}::timestamptz, 'lease.issued', ${p('sub')}::text, "fast_lease"."id", ${p('auditData')}::jsonb from "fast_lease"
-      returning "seq"`,
-  );
   return db
-    .with(counted, lease, audit)
+    .with(...caller.ctes, exposure.cte, counted, ...insertedLease(db, sql`from "fast_counted" where "fast_counted"."count" <= ${p('limit')}::int`))
     .select({ count: sql<number | null>`(select "count" from "fast_counted")` })
-    .from(users)
-    .where(eq(users.id, p('sub')))
-    .limit(1)
+    .from(sql`(select 1) as "one"`)
     .prepare('lease_last_seen');
 }
 const fastQuery = preparedPerDb(fastStatement);
@@ -188,18 +170,12 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
     return undefined;
   }
   const signed = await signLease(deps, p, req, { grant: { kind: 'open', exposure: exp.name }, node, openPort: exp.onlinePort, clientKey, now });
-  const { row } = signed;
   const windowStart = rateWindow(now);
   const [answer] = await fastQuery(deps.db).execute({
+    ...callerParams(callerAsRead(p, seen.scopes), now),
+    ...leaseParams(signed),
     key: rateLimit.key(claims.sub),
     windowStart: windowStart.toISOString(),
-    now: now.toISOString(),
-    sub: claims.sub,
-    sid: claims.sid ?? null,
-    sti: claims.sti ?? null,
-    name: p.name,
-    role: p.role,
-    scopes: seen.scopes === null ? null : JSON.stringify(seen.scopes),
     exposure: exp.name,
     ownerId: exp.ownerId,
     allow: JSON.stringify(exp.allow),
@@ -209,14 +185,7 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
     nodeAddress: node.address,
     hostKey: node.hostKey,
     onlineSince: new Date(now.getTime() - deps.settings.nodeOnlineWindow * 1000).toISOString(),
-    id: row.id,
-    sshKey: row.sshKey,
-    serial: row.serial,
-    notBefore: row.notBefore.toISOString(),
-    expiresAt: row.expiresAt.toISOString(),
-    createdAt: row.createdAt.toISOString(),
     limit: rateLimit.limit(deps.settings),
-    auditData: JSON.stringify(signed.auditData),
   });
   const count = answer?.count ?? null;
   const outcome = (o: 'changed' | 'issued') =>

@@ -4,15 +4,15 @@ import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
 import { LEASE_ID_PREFIX, type LeaseTarget } from '../../protocol/lease-claims.js';
 import type { Deps } from '../deps.js';
-import { auditEvents, egressTargets, exposures, leases, nodes, users } from '../db/schema/index.js';
+import { egressTargets, exposures, leases, nodes, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { issueLease, type LeaseGrant } from '../ca/lease-issuer.js';
-import type { AuditType } from './audit.js';
 import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { revokeLeases } from './lease-revocation.js';
+import { insertLeaseIfUnchanged, type CallerAsRead, type DecidedOn } from './lease-insert.js';
 import type { CallerExposure, LeaseNode } from '../http/authenticate.js';
 
 type LeaseRow = typeof leases.$inferSelect;
@@ -47,51 +47,14 @@ const exposureQuery = preparedPerDb((db) =>
 );
 
 /**
- * The lease row and its `lease.issued` audit event in one statement, atomic without
- * BEGIN/COMMIT: a data-modifying WITH always runs to completion with the statement that carries
- * it. One round trip instead of four on the hottest write path, and prepared. `targets` is given
- * as JSON text or null (drizzle's jsonb encoder would turn a null placeholder into JSON null);
- * `revoked_at` is null on issue.
- */
-const insertLeaseQuery = preparedPerDb((db) => {
-  const p = sql.placeholder;
-  const newLease = db
-    .$with('new_lease', { id: leases.id })
-    .as(
-      db
-        .insert(leases)
-        .values({
-          id: p('id'),
-          kind: p('kind'),
-          userId: p('userId'),
-          nodeId: p('nodeId'),
-          exposure: p('exposure'),
-          port: p('port'),
-          targets: sql`${p('targets')}::jsonb`,
-          sshKey: p('sshKey'),
-          serial: p('serial'),
-          serviceTokenId: p('serviceTokenId'),
-          notBefore: p('notBefore'),
-          expiresAt: p('expiresAt'),
-          revokedAt: sql`null`,
-          createdAt: p('createdAt'),
-        })
-        .returning({ id: leases.id })
-        .getSQL(),
-    );
-  return db
-    .with(newLease)
-    .insert(auditEvents)
-    .values({ at: p('createdAt'), type: 'lease.issued' satisfies AuditType, actor: p('userId'), subject: p('id'), data: p('auditData') })
-    .prepare('lease_insert');
-});
-
-/**
  * Issues a lease: authorization, node choice, token + certificate, row + audit event. `read`:
  * the exposure as the route's guard already read it with the caller (http/authenticate.ts
- * `exposureOf`); used when it is the one the request names, else it is read here.
+ * `exposureOf`); used when it is the one the request names, else it is read here. The row is
+ * written only if the caller (`caller`, as the guard read it) and the exposure or egress targets
+ * the decision read are unchanged under share locks (services/lease-insert.ts); undefined when
+ * they changed (nothing written): the caller decides again on what is there now.
  */
-export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate, read?: CallerExposure): Promise<LeaseIssued> {
+export async function createLease(deps: Deps, p: UserPrincipal, caller: CallerAsRead, req: LeaseCreate, read?: CallerExposure): Promise<LeaseIssued | undefined> {
   const now = deps.clock.now();
   let clientKey: Buffer;
   try {
@@ -103,6 +66,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
   let grant: LeaseGrant;
   let node: LeaseNode | undefined;
   let openPort: number | null = null;
+  let decidedOn: DecidedOn;
   if (req.kind === 'expose' || req.kind === 'open') {
     if (!req.exposure) throw new AppError('VALIDATION_FAILED', `exposure: required for a ${req.kind} lease`);
     if (req.targets) throw new AppError('LEASE_KIND_MISMATCH', `targets: not allowed in a ${req.kind} lease`);
@@ -111,6 +75,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     const found = read?.name === req.exposure ? (read.exp ? { exp: read.exp, current: read.current } : undefined) : (await exposureQuery(deps.db).execute({ name: req.exposure }))[0];
     assertAllowed(p, req.kind === 'expose' ? 'lease.issue.expose' : 'lease.issue.open', exposureResource(req.exposure, found?.exp));
     const exp = found!.exp;
+    decidedOn = { exposure: { name: exp.name, ownerId: exp.ownerId, allow: exp.allow } };
     if (req.kind === 'expose') {
       grant = { kind: 'expose', exposure: exp.name, port: req.port ?? 22 };
       node = await pickExposeNode(deps.db, now, deps.settings.nodeOnlineWindow, exp, req.avoid_nodes);
@@ -140,14 +105,11 @@ export async function createLease(deps: Deps, p: UserPrincipal, req: LeaseCreate
     [node] = await deps.db.select().from(nodes).where(eq(nodes.id, rows[0]!.nodeId)).limit(1);
     if (!node) throw new AppError('NO_NODE_AVAILABLE', 'the egress targets\' node is gone');
     grant = { kind: 'egress', targets: rows.map((r): LeaseTarget => ({ host: r.host, port: r.port })) };
+    decidedOn = { targets: rows.map((r) => ({ name: r.name, nodeId: r.nodeId, host: r.host, port: r.port, allow: r.allow })) };
   }
 
   const signed = await signLease(deps, p, req, { grant, node, openPort, clientKey, now });
-  await insertLeaseQuery(deps.db).execute({
-    ...signed.row,
-    targets: signed.row.targets === null ? null : JSON.stringify(signed.row.targets),
-    auditData: signed.auditData,
-  });
+  if (!(await insertLeaseIfUnchanged(deps, caller, decidedOn, signed))) return undefined;
   return leaseIssued(deps, p, node, signed);
 }
 
