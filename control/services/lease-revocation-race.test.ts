@@ -224,6 +224,18 @@ describe('a lease racing a revocation (Postgres)', { skip: makeApp.unavailable }
     await assertRefusedOrRevoked(r.lease, 'disabled');
   });
 
+  it('usual path: a change that still allows the lease (someone added to the allow list) gets it, decided again, and it stays', async () => {
+    const token = await tokenFor(t, friend, 'member');
+    const other = await t.user(uniq('zoe'), 'member');
+    const r = await race(t, friend.id, openWith(token), () =>
+      t.call('PUT', `/v1/exposures/${exposure}`, { token: owner.token, body: { allow: [friend.name, other.name] } }),
+    );
+    assertOk(r.revoke);
+    assertOk(r.lease, 201);
+    const [row] = await t.deps.db.select().from(leases).where(eq(leases.id, r.lease.body.lease.id as string));
+    assert.equal(row?.revokedAt, null);
+  });
+
   it('usual path (an expose lease): the exposure deleted', async () => {
     const expose = () => t.call('POST', '/v1/leases', { token: owner.token, body: { kind: 'expose', exposure, public_key: newClientKey().line } });
     const r = await race(t, owner.id, expose, () => t.call('DELETE', `/v1/exposures/${exposure}`, { token: owner.token }));
