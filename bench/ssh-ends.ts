@@ -13,7 +13,8 @@
  * relay does) and `unbatched` (ssh2's one write per packet, as the CLI does: batching cost the
  * CLI's ends 5-9% here), both joined to the local socket with stream.pipe(); `join` (unbatched,
  * joined by the CLI's own cli/ssh/pipe.ts joinSocketAndChannel, with its gc pacer and send
- * backpressure: the CLI's data path as it is). Build this file in two worktrees and alternate
+ * backpressure, and its local socket paused until joined as the CLI's are, so the sender reads
+ * straight into packets (cli/ssh/packet-reads.ts): the CLI's data path as it is). Build this file in two worktrees and alternate
  * `--variant join` runs between them to A/B a change to the CLI's join. `--node-arg` flags go to
  * the child (e.g. --node-arg=--max-semi-space-size=1 against a run without). The peer (the
  * parent) always batches, like the relay.
@@ -89,19 +90,23 @@ async function child(role: Role, variant: Variant, sshPort: number, localPort: n
     if (variant === 'batched') batchWrites(clientSocket(client));
   });
   const local = connect({ host: '127.0.0.1', port: localPort, allowHalfOpen: variant === 'join' });
+  // Not reading until joined, as the CLI's local sockets (the join can then read into packets).
+  if (variant === 'join') local.pause();
   await once(local, 'connect');
   local.setNoDelay(true);
   const ch = await new Promise<Duplex>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
   const c0 = process.cpuUsage();
-  if (variant === 'join') joinSocketAndChannel(local, ch, () => {});
+  // The join may move the connection to a new socket (cli/ssh/packet-reads.ts): it returns the one it joined.
+  let joined = local;
+  if (variant === 'join') joined = joinSocketAndChannel(local, ch, () => {});
   else if (role === 'sender') local.pipe(ch);
   else ch.pipe(local); // pipe() ends the local socket at the channel's end
   // Done when everything has left this process: into the channel (sender) or the local socket (receiver).
-  await once(role === 'sender' ? ch : local, 'finish');
+  await once(role === 'sender' ? ch : joined, 'finish');
   const c = process.cpuUsage(c0);
   await new Promise<void>((resolve) => process.send!((c.user + c.system) / 1e6 / (BYTES / GiB), () => resolve()));
   client.end();
-  local.destroy();
+  joined.destroy();
 }
 
 /** One round: the peer (ssh2 server, and the local TCP end) here, the end under test in a child. */

@@ -11,6 +11,7 @@
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
  * - pooled-padding.ts, host-key.ts: per-packet and per-key-exchange crypto costs
+ * - channel-data-in-place.ts: CHANNEL_DATA packets built around data read in place (cli/ssh/packet-reads.ts)
  * - connection-fields.ts: the sockets and peer version ssh2 keeps on its objects
  *
  * An ssh2 upgrade must re-check (each wrapper throws "ssh2 internals changed" at connection
@@ -48,6 +49,12 @@
  *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
  *   compares every class against ssh2's own).
+ * - In-place channel data (channelDataInPlace): a Channel still has `outgoing.{id, window,
+ *   packetSize, state}` and `Channel#_write` still slices by `packetSize` and takes the window
+ *   from `outgoing.window`; outside a key exchange `_packetRW.write` is still the plain
+ *   `PacketWriter` (`allocStart` 5, `finalize` returns the packet), a key exchange still sets
+ *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
+ *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
  * - node/startup-memory.ts: lib/protocol/crypto/poly1305.js is still only used by the pure-JS
  *   ChaChaPoly*Native classes (chosen only without the binding), `crypto.js` still requires it
@@ -73,3 +80,4 @@ export { DISCONNECT, disconnectWithReason } from './ssh2-internals/disconnect.js
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
 export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';
+export { channelDataInPlace, IN_PLACE_HEAD, IN_PLACE_TAIL, type ChannelDataInPlace } from './ssh2-internals/channel-data-in-place.js';

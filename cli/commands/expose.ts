@@ -67,6 +67,8 @@ Examples:
     sup.on('connected', ({ client, lease }) => {
       client.on('tcp connection', (_info, accept, reject) => {
         const sock = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
+        // Nothing is read before the join, which can then read straight into packets (cli/ssh/packet-reads.ts).
+        sock.pause();
         let connected = false;
         sock.once('connect', () => {
           connected = true;

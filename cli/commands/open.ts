@@ -94,7 +94,8 @@ Examples:
       events?.({ event: 'channel_failed', error: err.message, exit_code: err.exitCode });
       if (!events) info(ctx, `tunnel open: ${err.message}`);
     };
-    const server = createServer({ allowHalfOpen: true }, (sock) => void serveLocal(sup, sock, destOf, onFail, events, adapt));
+    // pauseOnConnect: nothing is read before the channel is open, and the join can then read straight into packets (cli/ssh/packet-reads.ts).
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => void serveLocal(sup, sock, destOf, onFail, events, adapt));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createGcPacer, type GcPacer } from '../../node/gc-pacer.js';
 import { channelSocket } from '../../node/ssh2-internals.js';
+import { movableToOnread, readIntoPackets } from './packet-reads.js';
 import { holdWritesWhileSocketFull } from './send-backpressure.js';
 
 /**
@@ -24,18 +25,29 @@ function cliGcPacer(): GcPacer {
  * Joins a local TCP socket (created with allowHalfOpen) and an SSH channel, keeping half-close:
  * each side's end becomes the other's EOF once queued writes have flushed. Nothing is destroyed
  * while data is still queued: the socket goes when the channel has closed and the socket's
- * writes are done; the channel goes at once only when the socket failed. Backpressure comes
- * from pipe(). Calls `done` once, when both are closed, with the byte counts. Every byte either
- * way is counted into `pacer` (by default the process's, see GC_EVERY_BYTES).
+ * writes are done; the channel goes at once only when the socket failed. A socket that has not
+ * started reading (accepted with pauseOnConnect, or paused before it connected) reads straight
+ * into SSH packets (packet-reads.ts), with its own backpressure; any other socket is piped into
+ * the channel. The channel is piped into the socket. Calls `done` once, when both are closed,
+ * with the byte counts. Every byte either way is counted into `pacer` (by default the process's,
+ * see GC_EVERY_BYTES). Returns the socket it joined: a new one when the connection moved to
+ * packet reads (`local` is then destroyed, its connection not).
  */
 export function joinSocketAndChannel(
-  socket: Socket,
+  local: Socket,
   channel: Duplex,
   done: (bytesToChannel: number, bytesToSocket: number) => void,
   pacer: Pick<GcPacer, 'read'> = cliGcPacer(),
-): void {
-  socket.setNoDelay(true);
+): Socket {
   let toChannel = 0;
+  const countUp = (n: number) => {
+    toChannel += n;
+    pacer.read(n);
+  };
+  // A socket that has not started reading reads straight into packets (packet-reads.ts).
+  const inPlace = movableToOnread(local) ? readIntoPackets(local, channel, countUp) : undefined;
+  const socket = inPlace ?? local;
+  socket.setNoDelay(true);
   let toSocket = 0;
   let socketEnded = false;
   let socketClosed = false;
@@ -46,10 +58,6 @@ export function joinSocketAndChannel(
     reported = true;
     done(toChannel, toSocket);
   };
-  socket.on('data', (d: Buffer) => {
-    toChannel += d.length;
-    pacer.read(d.length);
-  });
   channel.on('data', (d: Buffer) => {
     toSocket += d.length;
     pacer.read(d.length);
@@ -57,7 +65,10 @@ export function joinSocketAndChannel(
   // What is sent toward the relay waits in the local socket, not in ssh2's socket queue (send-backpressure.ts).
   const ssh = channelSocket(channel);
   if (ssh) holdWritesWhileSocketFull(channel, ssh);
-  socket.pipe(channel, { end: false });
+  if (!inPlace) {
+    socket.on('data', (d: Buffer) => countUp(d.length));
+    socket.pipe(channel, { end: false });
+  }
   channel.pipe(socket, { end: false });
   socket.once('end', () => {
     socketEnded = true;
@@ -82,4 +93,5 @@ export function joinSocketAndChannel(
     }
     report();
   });
+  return socket;
 }

@@ -37,7 +37,7 @@ export function holdWritesWhileSocketFull(channel: Writable, sock: Writable, lim
 const waiting = new WeakMap<Writable, (() => void)[]>();
 
 /** Calls `go` when `sock` drains, or closes (the channel's connection is going down then). */
-function whenDrained(sock: Writable, go: () => void): void {
+export function whenDrained(sock: Writable, go: () => void): void {
   const queue = waiting.get(sock);
   if (queue) return void queue.push(go);
   const fresh = [go];

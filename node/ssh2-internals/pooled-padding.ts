@@ -3,11 +3,11 @@ import { requireSsh2 } from './protocol.js';
 
 /** CSPRNG bytes that packet padding is taken from (shared/random-pool.ts). */
 const paddingBytes = randomPool(64 * 1024);
-function fillPadding(packet: Buffer, offset: number, len: number): void {
+export function fillPadding(packet: Buffer, offset: number, len: number): void {
   paddingBytes(len).copy(packet, offset);
 }
 
-interface OutboundCipher {
+export interface OutboundCipher {
   allocPacket(payloadLen: number): Buffer;
   free(): void;
   _encBlockLen?: number;
@@ -46,6 +46,12 @@ const CIPHER_SHAPES: Record<string, (c: OutboundCipher) => { block: number; aad:
   GenericCipherBinding: (c) => ({ block: c._encBlockLen ?? NaN, aad: c._aadLen ?? NaN, extra: c._macLen ?? NaN }),
   GenericCipherNative: (c) => ({ block: c._encBlockLen ?? NaN, aad: c._aadLen ?? NaN, extra: 0 }),
 };
+
+/** The packet shape of an outbound cipher object (see pooledAllocPacket); undefined for a class not known. */
+export function packetShape(cipher: OutboundCipher): { block: number; aad: number; extra: number } | undefined {
+  const shape = CIPHER_SHAPES[(Object.getPrototypeOf(cipher) as { constructor: { name: string } }).constructor.name]?.(cipher);
+  return shape && Number.isInteger(shape.block) && Number.isInteger(shape.aad) && Number.isInteger(shape.extra) ? shape : undefined;
+}
 
 interface CryptoModule {
   CIPHER_INFO?: Record<string, { keyLen: number; ivLen: number }>;
