@@ -91,7 +91,12 @@ const OPTIONS = {
   'gc-full-after': {
     env: 'TUNNEL_GC_FULL_AFTER',
     def: '0',
-    help: "with --gc-every: a full collection instead once the memory held in Buffers, less what open bridges and their send queues hold, has grown this much (plus half its lowest level) since the last one, at most one a second (frees packets V8 promoted to its old generation, which young collections never free; costs CPU; 0: V8 alone decides)",
+    help: "with --gc-every: a full collection instead once the memory held in Buffers, less what open bridges and their send queues hold, has grown this much (plus half its lowest level) since the last one, at most one a second and one per 256 MiB read (frees packets V8 promoted to its old generation, which young collections never free; costs CPU; 0: V8 alone decides)",
+  },
+  'gc-full-burst': {
+    env: 'TUNNEL_GC_FULL_BURST',
+    def: '0',
+    help: "with --gc-every: once open bridges and their send queues held at least this much at a paced collection and have drained (to a quarter of it), the next paced collection is a full one, at most one a second and one per 256 MiB read (frees the packets the burst held, which V8 promoted; 0: off)",
   },
   'max-channel-window': {
     env: 'TUNNEL_MAX_CHANNEL_WINDOW',
@@ -238,6 +243,7 @@ const FIELDS = {
   'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
   'gc-every': size('gc-every', 0),
   'gc-full-after': size('gc-full-after', 0),
+  'gc-full-burst': size('gc-full-burst', 0),
   'test-fault': (s: string | undefined): FaultSpec[] => {
     const specs = (s ?? '').split(',').filter((x) => x !== '');
     const bad = specs.find((x) => !(FAULT_SPECS as readonly string[]).includes(x));
@@ -342,6 +348,8 @@ export interface Config {
   gcEveryBytes: number;
   /** Growth of the memory held in Buffers that turns a paced collection into a full one (node/gc-pacer.ts); 0: off. */
   gcFullAfterBytes: number;
+  /** Bytes held in open bridges that make a burst whose drain is followed by a full collection (node/gc-pacer.ts); 0: off. */
+  gcFullBurstBytes: number;
   eventsFlushMs: number;
   eventsQueueMax: number;
   limits: Limits;
@@ -442,6 +450,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       heartbeatMs: v['heartbeat-interval'],
       gcEveryBytes: v['gc-every'],
       gcFullAfterBytes: v['gc-full-after'],
+      gcFullBurstBytes: v['gc-full-burst'],
       eventsFlushMs: v['events-flush-interval'],
       eventsQueueMax: v['events-queue-max'],
       limits: Object.freeze({

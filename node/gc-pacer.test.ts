@@ -87,7 +87,7 @@ describe('gc pacer', () => {
     const MiB = 1024 * 1024;
     const calls: string[] = [];
     let held = 10 * MiB;
-    const full: FullPacing = { afterBytes: 2 * MiB, minIntervalMs: 0, now: () => 0, external: () => held, collect: () => calls.push('full') };
+    const full: FullPacing = { afterBytes: 2 * MiB, burstBytes: 0, live: () => 0, minIntervalMs: 0, now: () => 0, external: () => held, collect: () => calls.push('full') };
     const pacer = createGcPacer(1000, () => calls.push('minor'), full);
     pacer.read(1000); // lowest so far: 10 MiB; full past 10 + 2 + 5 = 17 MiB
     held = 8 * MiB; // lower: 8 + 2 + 4 = 14 MiB
@@ -118,7 +118,7 @@ describe('gc pacer', () => {
     const calls: string[] = [];
     let held = 0;
     let t = 5000;
-    const full: FullPacing = { afterBytes: 2 * MiB, minIntervalMs: 1000, now: () => t, external: () => held, collect: () => calls.push('full') };
+    const full: FullPacing = { afterBytes: 2 * MiB, burstBytes: 0, live: () => 0, minIntervalMs: 1000, now: () => t, external: () => held, collect: () => calls.push('full') };
     const pacer = createGcPacer(1000, () => calls.push('minor'), full);
     pacer.read(1000); // lowest: 0
     held = 3 * MiB;
@@ -135,6 +135,69 @@ describe('gc pacer', () => {
     pacer.read(1000);
     assert.deepEqual(calls.slice(5), ['full'], 'the floor passed');
     assert.equal(pacer.fullCollections, 2);
+  });
+
+  it('with the burst rule, the paced collection after a burst has drained is a full one, at most one per minIntervalMs', () => {
+    const MiB = 1024 * 1024;
+    const calls: string[] = [];
+    let live = 0;
+    let t = 0;
+    // The growth rule off (afterBytes 0): only the burst rule decides.
+    const full: FullPacing = { afterBytes: 0, burstBytes: 2 * MiB, live: () => live, minIntervalMs: 1000, now: () => t, external: () => 100 * MiB, collect: () => calls.push('full') };
+    const pacer = createGcPacer(1000, () => calls.push('minor'), full);
+    live = 2 * MiB - 1; // held, but not a burst
+    pacer.read(1000);
+    live = 0;
+    pacer.read(1000);
+    assert.deepEqual(calls, ['minor', 'minor'], 'below burstBytes: no burst, nothing to collect after it');
+    live = 2 * MiB;
+    pacer.read(1000);
+    live = MiB; // draining, not drained (above a quarter)
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(2), ['minor', 'minor'], 'a burst still held: young collections');
+    live = MiB / 2; // a quarter: drained
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(4), ['full']);
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(5), ['minor']);
+    // A second burst within the floor waits for it, then collects once.
+    live = 8 * MiB;
+    pacer.read(1000);
+    live = 0;
+    t += 999;
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(6), ['minor', 'minor'], 'drained within the floor: young');
+    t += 1;
+    pacer.read(1000);
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(8), ['full', 'minor'], 'the floor passed: the drained burst is collected');
+    t += 2000;
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(10), ['minor'], 'once per burst, floor or not');
+    assert.equal(pacer.fullCollections, 2);
+    assert.equal(pacer.collections, 11);
+  });
+
+  it('full collections are at least minReadBytes read apart, whatever the clock says', () => {
+    const MiB = 1024 * 1024;
+    const calls: string[] = [];
+    let live = 0;
+    const full: FullPacing = { afterBytes: 0, burstBytes: 2 * MiB, minReadBytes: 5000, live: () => live, minIntervalMs: 0, now: () => 0, external: () => 0, collect: () => calls.push('full') };
+    const pacer = createGcPacer(1000, () => calls.push('minor'), full);
+    const burst = () => {
+      live = 2 * MiB;
+      pacer.read(1000);
+      live = 0;
+      pacer.read(1000);
+    };
+    burst();
+    assert.deepEqual(calls, ['minor', 'full'], 'the first full collection needs no bytes before it');
+    burst(); // 2000 bytes read since
+    pacer.read(1000);
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(2), ['minor', 'minor', 'minor', 'minor'], 'drained, but 4000 bytes read since the last full one');
+    pacer.read(1000);
+    assert.deepEqual(calls.slice(6), ['full'], '5000 bytes read: the drained burst is collected');
   });
 
   it('without full pacing, or with --gc-full-after 0, every paced collection is a young one', () => {

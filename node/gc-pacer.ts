@@ -25,8 +25,18 @@ import { runInNewContext } from 'node:vm';
  * `afterBytes` plus half its lowest level above that lowest level since the last full
  * collection: the relay's memory under traffic stays within a few MB of what its streams hold,
  * and a relay holding more (many streams, windows grown for distance) collects in proportion.
- * Full collections are at least FULL_MIN_INTERVAL_MS apart (FullPacing.minIntervalMs), so their
- * CPU has a ceiling whatever a peer makes the relay hold and drop.
+ * With `burstBytes`, a paced collection is also a full one once a burst has drained: the open
+ * bridges and send queues held at least `burstBytes` at a paced collection, and now hold at most a
+ * quarter of it. What a burst held lived across paced young collections and was promoted; it is
+ * garbage from the moment it drains, and collecting it then, before malloc's heap grows on top of
+ * it, keeps the heap lower than waiting for its growth (issue 11: bench:footprint under load, one
+ * stream on a fresh relay, median / peak above the idle relay in MiB: 4.3 / 12.4, 8.9 / 12.6,
+ * 8.0 / 13.8, 10.8 / 22.2, 15.1 / 17.4, 6.6 / 15.9 with `--gc-full-burst 1MiB`, against
+ * 15.8 / 26.4, 14.0 / 18.9, 17.2 / 22.5, 5.2 / 6.8, 22.9 / 24.5, 14.5 / 31.4, 11.6 / 17.6,
+ * 10.5 / 24.2 with the default). Off by default: its CPU per byte is not settled (README).
+ * Full collections are at least FULL_MIN_INTERVAL_MS apart (FullPacing.minIntervalMs) and
+ * FULL_MIN_READ_BYTES read apart (FullPacing.minReadBytes), so their CPU has a ceiling in time and
+ * per byte whatever a peer makes the relay hold and drop.
  */
 export interface GcPacer {
   /** Counts bytes read; collects once `bytesPerCollection` have been read since the last collection. */
@@ -42,13 +52,24 @@ export interface FullPacing {
   /** Growth of `external()` above its lowest level since the last full collection (plus half that level) that calls `collect`. */
   afterBytes: number;
   /**
+   * A burst: `live()` at least this many bytes at a paced collection. Once a burst has drained
+   * (`live()` back to at most a quarter of this), the next paced collection is a full one: what
+   * the burst held lived across paced young collections, was promoted, and is now garbage only a
+   * full collection frees (before malloc's heap grows on top of it). 0: no burst rule.
+   */
+  burstBytes: number;
+  /** Bytes the caller knows are live now (the relay: its bridges and send queues). */
+  live(): number;
+  /**
    * At most one full collection per this many milliseconds of `now()`, however fast the memory
    * grows: a peer that fills and drains a paused bridge over and over cannot make the relay run
    * one every few MiB (a full collection costs the relay 5-8 ms of CPU).
    */
   minIntervalMs: number;
+  /** And at least this many bytes read apart (bytes given to `read`), so that their CPU per byte has a ceiling too; 0 or absent: no such floor. */
+  minReadBytes?: number;
   now(): number;
-  /** Bytes held outside V8's heap now (Buffers' backing stores), less those known to be live. */
+  /** Bytes held outside V8's heap now (Buffers' backing stores); the pacer counts this less `live()`. */
   external(): number;
   collect(): void;
 }
@@ -99,13 +120,21 @@ function scavengeOnMainThread(): void {
  * `afterBytes` 0: none. The collection is `gc()` without options: on Node 20,
  * `gc({ type: 'major' })` left promoted Buffers' memory allocated.
  */
-export function v8FullPacing(afterBytes: number, live: () => number = () => 0, minIntervalMs = FULL_MIN_INTERVAL_MS, now: () => number = () => Number(process.hrtime.bigint()) / 1e6): FullPacing | undefined {
-  if (afterBytes <= 0) return undefined;
-  return { afterBytes, minIntervalMs, now, external: () => getHeapStatistics().external_memory - live(), collect: majorCollector() };
+export function v8FullPacing(afterBytes: number, live: () => number = () => 0, burstBytes = 0, minReadBytes = FULL_MIN_READ_BYTES, minIntervalMs = FULL_MIN_INTERVAL_MS, now: () => number = () => Number(process.hrtime.bigint()) / 1e6): FullPacing | undefined {
+  if (afterBytes <= 0 && burstBytes <= 0) return undefined;
+  return { afterBytes, burstBytes, minReadBytes, minIntervalMs, now, live, external: () => getHeapStatistics().external_memory, collect: majorCollector() };
 }
 
 /** The full collections' floor (FullPacing.minIntervalMs): at most about 1% of one core. */
 export const FULL_MIN_INTERVAL_MS = 1000;
+/**
+ * And their floor in bytes read (FullPacing.minReadBytes): at most 4 per GiB, about 0.03 CPU s/GiB
+ * at 5-8 ms each. With the time floor alone a relay moving 50-100 MB/s could run one a second,
+ * and bench:e2e put the relay at 1.59 times sshd's CPU per GiB with `--gc-full-burst 1MiB`
+ * against 1.38 with the default (medians of 5 alternating runs under load 8-11); with this floor
+ * too, 1.34 / 1.46 / 1.51 against the default's 1.71 / 1.63 / 1.17 (3 alternating, load 10-12).
+ */
+export const FULL_MIN_READ_BYTES = 256 * 1024 * 1024;
 
 function gcFunction(): (o?: object) => void {
   const exposed = (globalThis as { gc?: (o?: object) => void }).gc;
@@ -138,18 +167,32 @@ export function createGcPacer(bytesPerCollection: number, collect: () => void = 
   /** The lowest external memory seen at a paced collection since the last full one. */
   let low = Infinity;
   let lastFull = -Infinity;
+  /** Bytes read since the last full collection. */
+  let readSinceFull = Infinity;
+  /** A burst was seen since the last full collection and has not been collected after. */
+  let burst = false;
   return {
     read(bytes) {
       if (bytesPerCollection <= 0) return;
       since += bytes;
+      readSinceFull += bytes;
       if (since < bytesPerCollection) return;
       since = 0;
       collections++;
       if (full) {
-        const held = full.external();
-        if (held > low + full.afterBytes + low / 2 && full.now() - lastFull >= full.minIntervalMs) {
+        const live = full.live();
+        let drained = false;
+        if (full.burstBytes > 0) {
+          if (live >= full.burstBytes) burst = true;
+          else drained = burst && live <= full.burstBytes / 4;
+        }
+        const held = full.afterBytes > 0 ? full.external() - live : 0;
+        const grown = full.afterBytes > 0 && held > low + full.afterBytes + low / 2;
+        if ((drained || grown) && full.now() - lastFull >= full.minIntervalMs && readSinceFull >= (full.minReadBytes ?? 0)) {
+          readSinceFull = 0;
           fullCollections++;
           low = Infinity;
+          burst = false;
           lastFull = full.now();
           return full.collect();
         }

@@ -125,7 +125,7 @@ export function createRelay(deps: RelayDeps): Relay {
   // open bridges and their peers' send queues hold, node/forwarding/live-bytes.ts): promoted
   // dead packets.
   const live = new LiveBytes();
-  const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, () => live.total()) : undefined);
+  const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, () => live.total(), config.gcFullBurstBytes) : undefined);
   // One member (all its connections) may pin at most a quarter of the budget (at least one channel's growth):
   // a peer that grows windows and then sends nothing keeps what it was granted.
   const windows = new WindowBudget({
