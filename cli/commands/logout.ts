@@ -9,8 +9,9 @@ export const logout: Command = {
   summary: 'end the login session and delete the stored credentials',
   usage: `Usage: tunnel logout
 
-Revokes the refresh token on the control plane (when reachable) and deletes the stored
-credentials. Running leases end at their expiry or when revoked (tunnel leases revoke ID).
+Ends the login session on the control plane (when reachable) and deletes the stored
+credentials. The leases this login got end with it: a tunnel expose or tunnel open running on
+it loses its connection, and certificates from tunnel cert stop working.
 
 Example:
   tunnel logout`,

@@ -6,6 +6,7 @@ import { refreshTokens, users } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
+import { revokeLeases } from '../services/lease-revocation.js';
 import { mintAccessToken } from './access-tokens.js';
 
 type User = typeof users.$inferSelect;
@@ -85,7 +86,7 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
       return tokensFor(deps, await liveUser(deps, row.userId), row.familyId, successor);
     }
   }
-  await revokeFamily(deps, row.familyId, now);
+  await revokeFamily(deps, row.familyId, now, row.userId, 'session_revoked');
   await audit(deps.db, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
   deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
   throw invalidGrant();
@@ -122,11 +123,25 @@ async function tokensFor(deps: Deps, user: User, familyId: string, refresh: stri
   return { access_token: at.token, token_type: 'Bearer', expires_in: at.expiresIn, refresh_token: refresh };
 }
 
-export async function revokeFamily(deps: Pick<Deps, 'db'>, familyId: string, now: Date): Promise<void> {
+/**
+ * Ends a login session: revokes its refresh-token family (so its access tokens stop at once), then
+ * the active leases issued through it (`reason`: 'logout', 'session_revoked'), through the relays'
+ * revocation feed. In this order: a lease being written share-locks a live refresh token of its
+ * session (services/lease-insert.ts), so it either committed before the family's write, and the
+ * scan after it revokes it, or it finds the family revoked and writes nothing.
+ */
+export async function revokeFamily(
+  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
+  familyId: string,
+  now: Date,
+  actor: string,
+  reason: 'logout' | 'session_revoked',
+): Promise<void> {
   await deps.db
     .update(refreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
+  await revokeLeases(deps, { sessionId: familyId }, actor, reason);
 }
 
 export async function revokeAllSessions(deps: Pick<Deps, 'db'>, userId: string, now: Date): Promise<void> {

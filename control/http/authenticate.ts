@@ -74,6 +74,7 @@ const callerFields = () => ({
   sessionLive: sessionLive(),
   serviceLive: serviceLive(),
   scopes: serviceTokens.scopes,
+  tokenExpiresAt: serviceTokens.expiresAt,
 });
 const serviceTokenJoin = () => eq(serviceTokens.id, p('sti'));
 const callerIs = () => eq(users.id, p('sub'));
@@ -204,7 +205,8 @@ async function authenticateUser(
   const read: CallerExposure | undefined =
     exposure === null || !counted ? undefined : { name: exposure, exp: counted.exposure ?? undefined, current: counted.exposureNode ?? null };
   const scopes = claims.sti ? (row.scopes ?? []) : null;
-  if (remember) rememberLeaseCaller(deps.db, claims, { user: { id: user.id, name: user.name, role: user.role }, scopes }, read);
+  const tokenExpiresAt = claims.sti ? (row.tokenExpiresAt ?? null) : null;
+  if (remember) rememberLeaseCaller(deps.db, claims, { user: { id: user.id, name: user.name, role: user.role }, scopes, tokenExpiresAt }, read);
   if (rateLimit) assertUnderLimit(counted?.count ?? undefined, rateLimit.limit(deps.settings), windowStart, now);
   const principal: UserPrincipal = {
     kind: 'user',
@@ -213,6 +215,7 @@ async function authenticateUser(
     role: user.role,
     scopes: claims.sti ? parseScopes(row.scopes ?? []) : null,
     serviceTokenId: claims.sti ?? null,
+    serviceTokenExpiresAt: tokenExpiresAt,
     sessionId: claims.sid ?? null,
   };
   return { principal, exposure: read, scopes };

@@ -168,7 +168,7 @@ export function registerAuth(app: App): void {
       method: 'post',
       path: '/v1/auth/logout',
       tags: ['auth'],
-      summary: 'End a login session (revokes the refresh token family)',
+      summary: 'End a login session (revokes the refresh token family and the leases issued through it)',
       security: bearerSecurity,
       request: { body: { required: false, content: { 'application/json': { schema: LogoutRequestSchema } } } },
       responses: { 204: { description: 'Logged out' }, ...errorResponses },
@@ -180,14 +180,14 @@ export function registerAuth(app: App): void {
       const parsed = LogoutRequestSchema.safeParse(body ?? {});
       const now = deps.clock.now();
       // The access token names its session: logging out ends it even without the refresh token.
-      if (p.sessionId) await revokeFamily(deps, p.sessionId, now);
+      if (p.sessionId) await revokeFamily(deps, p.sessionId, now, p.userId, 'logout');
       if (parsed.success && parsed.data.refresh_token) {
         const [row] = await deps.db
           .select()
           .from(refreshTokens)
           .where(and(eq(refreshTokens.tokenHash, hashSecret(parsed.data.refresh_token)), eq(refreshTokens.userId, p.userId)))
           .limit(1);
-        if (row) await revokeFamily(deps, row.familyId, now);
+        if (row) await revokeFamily(deps, row.familyId, now, p.userId, 'logout');
       }
       await audit(deps.db, now, { type: 'auth.logout', actor: p.userId });
       return c.body(null, 204);

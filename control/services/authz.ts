@@ -28,6 +28,11 @@ export interface UserPrincipal {
   /** What the service token behind this access token may do; null for interactive logins. */
   scopes: readonly Scope[] | null;
   serviceTokenId: string | null;
+  /**
+   * When the service token behind this access token expires (null: never, or not a service
+   * token's access token), as the database has it: no lease outlives it (services/leases.ts signLease).
+   */
+  serviceTokenExpiresAt?: Date | null;
   /** The login session (refresh token family) of an interactive login's access token. */
   sessionId?: string | null;
 }

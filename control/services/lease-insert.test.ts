@@ -57,6 +57,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       sessionId: null,
       serviceTokenId: null,
       scopes: null,
+      tokenExpiresAt: null,
       ...o,
     });
     const viaSession = () => caller({ sessionId: session });
@@ -80,6 +81,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
           sshKey: 'SHA256:test',
           serial: '1',
           serviceTokenId: c.serviceTokenId,
+          sessionId: c.sessionId,
           notBefore: now,
           expiresAt: new Date(now.getTime() + 600_000),
           revokedAt: null,
@@ -117,6 +119,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       { what: 'the user\'s role', read: () => caller({ role: 'admin' }), on: onExposure, change: async () => undefined },
       { what: 'the login session ended', read: viaSession, on: onExposure, change: () => t.deps.db.update(refreshTokens).set({ revokedAt: t.clock.now() }).where(eq(refreshTokens.familyId, session)) },
       { what: 'the service token revoked', read: viaToken, on: onExposure, change: () => t.deps.db.update(serviceTokens).set({ revokedAt: t.clock.now() }).where(eq(serviceTokens.id, token.id)) },
+      { what: 'the service token\'s expiry', read: viaToken, on: onExposure, change: () => t.deps.db.update(serviceTokens).set({ expiresAt: new Date(t.clock.now().getTime() + 60_000) }).where(eq(serviceTokens.id, token.id)) },
       { what: 'the service token\'s scopes', read: viaToken, on: onTarget, change: () => t.deps.db.update(serviceTokens).set({ scopes: [`open:${exposure.name}`] }).where(eq(serviceTokens.id, token.id)) },
       { what: 'the egress target\'s allow list', read: caller, on: onTarget, change: () => t.deps.db.update(egressTargets).set({ allow: [] }).where(eq(egressTargets.name, target.name)) },
       { what: 'the egress target moved', read: caller, on: onTarget, change: () => t.deps.db.update(egressTargets).set({ host: '10.0.0.8' }).where(eq(egressTargets.name, target.name)) },

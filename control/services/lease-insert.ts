@@ -41,11 +41,21 @@ export interface CallerAsRead {
   serviceTokenId: string | null;
   /** The service token's scopes as stored (null: not a service token's access token). */
   scopes: readonly string[] | null;
+  /** The service token's expiry as stored (null: none, or not a service token's access token); the lease was capped at it. */
+  tokenExpiresAt: Date | null;
 }
 
 /** `p` as the decision read it, with its service token's scopes as stored (`scopes`). */
 export function callerAsRead(p: UserPrincipal, scopes: readonly string[] | null): CallerAsRead {
-  return { userId: p.userId, name: p.name, role: p.role, sessionId: p.sessionId ?? null, serviceTokenId: p.serviceTokenId, scopes: p.serviceTokenId ? (scopes ?? []) : null };
+  return {
+    userId: p.userId,
+    name: p.name,
+    role: p.role,
+    sessionId: p.sessionId ?? null,
+    serviceTokenId: p.serviceTokenId,
+    scopes: p.serviceTokenId ? (scopes ?? []) : null,
+    tokenExpiresAt: p.serviceTokenId ? (p.serviceTokenExpiresAt ?? null) : null,
+  };
 }
 
 /** The placeholders of `heldCaller`. */
@@ -58,13 +68,15 @@ export function callerParams(c: CallerAsRead, now: Date): Record<string, unknown
     name: c.name,
     role: c.role,
     scopes: c.scopes === null ? null : JSON.stringify(c.scopes),
+    stExpiresAt: c.tokenExpiresAt === null ? null : c.tokenExpiresAt.toISOString(),
   };
 }
 
 /**
  * The caller's rows, share-locked when they still say what was read (`callerParams`): the user
  * (same name and role, not disabled), one live refresh token of its login session, its live
- * service token with the same scopes. `holds`: all of them are there.
+ * service token with the same scopes and the same expiry (the lease's expiry was capped at the
+ * one read). `holds`: all of them are there.
  */
 export function heldCaller(db: Db) {
   const user = db
@@ -76,7 +88,8 @@ export function heldCaller(db: Db) {
   const session = db.$with('held_session', { one: sql<number>`one` }).as(sql`select 1 as one from ${refreshTokens} where ${sessionRowLive()} limit 1 for share`);
   const token = db
     .$with('held_token', { one: sql<number>`one` })
-    .as(sql`select 1 as one from ${serviceTokens} where ${serviceRowLive()} and ${serviceTokens.scopes} = ${p('scopes')}::jsonb for share`);
+    .as(sql`select 1 as one from ${serviceTokens} where ${serviceRowLive()} and ${serviceTokens.scopes} = ${p('scopes')}::jsonb
+      and ${serviceTokens.expiresAt} is not distinct from ${p('stExpiresAt')}::timestamptz for share`);
   const holds = sql`exists (select 1 from "held_user")
     and (${p('sid')}::text is null or exists (select 1 from "held_session"))
     and (${p('sti')}::text is null or exists (select 1 from "held_token"))`;
@@ -103,9 +116,9 @@ export function heldExposure(db: Db, also: SQL = sql``) {
  */
 export function insertedLease(db: Db, source: SQL) {
   const lease = db.$with('new_lease', { id: sql<string>`id` }).as(
-    sql`insert into "leases" ("id", "kind", "user_id", "node_id", "exposure", "port", "targets", "ssh_key", "serial", "service_token_id", "not_before", "expires_at", "revoked_at", "created_at")
+    sql`insert into "leases" ("id", "kind", "user_id", "node_id", "exposure", "port", "targets", "ssh_key", "serial", "service_token_id", "session_id", "not_before", "expires_at", "revoked_at", "created_at")
       select ${p('id')}::text, ${p('kind')}::text, ${p('sub')}::text, ${p('nodeId')}::text, ${p('leaseExposure')}::text, ${p('port')}::int, ${p('targets')}::jsonb,
-        ${p('sshKey')}::text, ${p('serial')}::text, ${p('sti')}::text, ${p('notBefore')}::timestamptz, ${p('expiresAt')}::timestamptz, null, ${p('createdAt')}::timestamptz
+        ${p('sshKey')}::text, ${p('serial')}::text, ${p('sti')}::text, ${p('sid')}::text, ${p('notBefore')}::timestamptz, ${p('expiresAt')}::timestamptz, null, ${p('createdAt')}::timestamptz
       ${source}
       returning "id"`,
   );
@@ -117,7 +130,7 @@ export function insertedLease(db: Db, source: SQL) {
   return [lease, audit] as const;
 }
 
-/** The placeholders of `insertedLease` (besides `sub` and `sti`, the caller's). */
+/** The placeholders of `insertedLease` (besides `sub`, `sid` and `sti`, the caller's). */
 export function leaseParams(signed: SignedLease): Record<string, unknown> {
   const { row } = signed;
   return {

@@ -24,11 +24,16 @@ import { callerAsRead, callerParams, heldCaller, heldExposure, insertedLease, le
  * stateless replicas; each one's memory of the last state is a guess the database confirms).
  */
 
-/** What the caller of an access token was at its last lease here: the user and its service token's scopes. */
+/** What the caller of an access token was at its last lease here: the user and its service token's scopes and expiry. */
 interface SeenCaller {
   user: { id: string; name: string; role: Role };
   /** The service token's scopes as stored (null: not a service token's access token). */
   scopes: string[] | null;
+  /**
+   * The service token's expiry as stored (null: none, or not a service token's access token).
+   * The lease is capped at it, and the statement checks the row still has it (lease-insert.ts).
+   */
+  tokenExpiresAt: Date | null;
 }
 
 /** An exposure held online at the last lease for it here, and the node holding it. */
@@ -109,6 +114,7 @@ export function lastSeenLease(db: Db, claims: AccessClaims, req: LeaseCreate): L
     role: caller.user.role,
     scopes: claims.sti ? parseScopes(caller.scopes ?? []) : null,
     serviceTokenId: claims.sti ?? null,
+    serviceTokenExpiresAt: claims.sti ? caller.tokenExpiresAt : null,
     sessionId: claims.sid ?? null,
   };
   return { claims, principal, scopes: claims.sti ? (caller.scopes ?? []) : null, req: { ...req, kind: 'open', exposure: req.exposure }, exposure };

@@ -11,7 +11,7 @@
  * while the lease waits, and runs until it either answers or waits itself (for the lease's row
  * locks); then the hold is released. Both the one-statement path (services/lease-last-seen.ts,
  * a caller and exposure seen at an earlier lease) and the usual path (a first lease; an expose
- * lease) are raced.
+ * lease) are raced; a logout revokes its session's leases, so it is raced like the others.
  */
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
@@ -196,18 +196,23 @@ describe('a lease racing a revocation (Postgres)', { skip: makeApp.unavailable }
     await assertRefusedOrRevoked(r.lease, 'exposure deleted');
   });
 
-  it('one-statement path: logged out (no lease of the session is issued after the logout answered)', async () => {
+  it('one-statement path: logged out (the session\'s leases end with it)', async () => {
     const login = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: friend.name, password: PASSWORD } });
     assertOk(login);
     const token = login.body.access_token as string;
     await seen(token);
     const r = await race(t, friend.id, oneStatement(token), () => t.call('POST', '/v1/auth/logout', { token }));
     assert.equal(r.revoke.status, 204);
-    // A logout does not revoke the session's leases issued before it; a lease is refused once
-    // the logout committed, so one that raced it either committed first (the logout waited for
-    // it) or was refused.
-    if (r.lease.status === 201) assert.equal(r.revokedFirst, false, 'a lease of the session was issued after the logout answered');
-    else assert.equal(r.lease.status, 401);
+    await assertRefusedOrRevoked(r.lease, 'logout');
+  });
+
+  it('usual path (a first lease): logged out', async () => {
+    const login = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: friend.name, password: PASSWORD } });
+    assertOk(login);
+    const token = login.body.access_token as string;
+    const r = await race(t, friend.id, openWith(token), () => t.call('POST', '/v1/auth/logout', { token }));
+    assert.equal(r.revoke.status, 204);
+    await assertRefusedOrRevoked(r.lease, 'logout');
   });
 
   it('usual path (a first lease): taken off the allow list', async () => {

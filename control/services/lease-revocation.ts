@@ -26,6 +26,8 @@ export interface LeaseSelector {
   kind?: LeaseRow['kind'];
   nodeId?: string;
   serviceTokenId?: string;
+  /** The login session (refresh-token family) the leases were issued through. */
+  sessionId?: string;
   /** Further SQL on `leases` (for grants that need a subquery). */
   where?: SQL;
 }
@@ -84,6 +86,7 @@ function selectorConditions(where: LeaseSelector, now: Date): SQL[] {
   if (where.kind) conds.push(eq(leases.kind, where.kind));
   if (where.nodeId) conds.push(eq(leases.nodeId, where.nodeId));
   if (where.serviceTokenId) conds.push(eq(leases.serviceTokenId, where.serviceTokenId));
+  if (where.sessionId) conds.push(eq(leases.sessionId, where.sessionId));
   if (where.where) conds.push(where.where);
   return conds;
 }

@@ -124,7 +124,10 @@ export interface SignedLease {
 /**
  * Signs the lease token and certificate for a decided grant on `node` and builds its row and audit
  * data (`createLease`, and the one-statement path of services/lease-last-seen.ts on the state this
- * replica saw last).
+ * replica saw last). The lease never outlives the service token it is issued through: its expiry
+ * (the row's, the certificate's valid-before and the token's exp, all from `expiresAt` here) is
+ * capped at the token's, as the caller's row gave it (`p.serviceTokenExpiresAt`; the insert
+ * checks under its lock that the row still has it, services/lease-insert.ts).
  */
 export async function signLease(
   deps: Deps,
@@ -133,7 +136,11 @@ export async function signLease(
   d: { grant: LeaseGrant; node: LeaseNode; openPort: number | null; clientKey: Buffer; now: Date },
 ): Promise<SignedLease> {
   const { grant, node, now } = d;
-  const ttl = Math.min(req.ttl_seconds ?? deps.settings.leaseTtl[req.kind], deps.settings.maxLeaseTtl);
+  const asked = Math.min(req.ttl_seconds ?? deps.settings.leaseTtl[req.kind], deps.settings.maxLeaseTtl);
+  const tokenEnds = p.serviceTokenId ? (p.serviceTokenExpiresAt ?? null) : null;
+  // Whole seconds (the certificate's and the token's unit), rounded down: never past the token.
+  const ttl = tokenEnds ? Math.min(asked, Math.floor((tokenEnds.getTime() - now.getTime()) / 1000)) : asked;
+  if (ttl < 1) throw new AppError('TOKEN_INVALID', 'the service token behind this access token expires now; make a new one');
   const leaseId = deps.ids.id(LEASE_ID_PREFIX);
   const serial = deps.ids.serial();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
@@ -165,6 +172,7 @@ export async function signLease(
     sshKey: issued.claims.ssh_key,
     serial: serial.toString(),
     serviceTokenId: p.serviceTokenId,
+    sessionId: p.sessionId ?? null,
     notBefore: new Date(issued.claims.nbf * 1000),
     expiresAt: new Date(issued.claims.exp * 1000),
     revokedAt: null,

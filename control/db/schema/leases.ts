@@ -21,6 +21,8 @@ export const leases = pgTable(
     sshKey: text('ssh_key').notNull(),
     serial: text('serial').notNull(),
     serviceTokenId: text('service_token_id'),
+    /** The login session (refresh-token family, the access token's `sid`) it was issued through; null for a service token's. */
+    sessionId: text('session_id'),
     notBefore: ts('not_before').notNull(),
     expiresAt: ts('expires_at').notNull(),
     revokedAt: ts('revoked_at'),
@@ -30,6 +32,8 @@ export const leases = pgTable(
     index('leases_user_idx').on(t.userId, t.expiresAt),
     index('leases_node_kind_idx').on(t.nodeId, t.kind, t.expiresAt),
     index('leases_exposure_idx').on(t.exposure, t.expiresAt),
+    // Ending a login session (logout, refresh-token reuse) revokes its leases through this.
+    index('leases_session_idx').on(t.sessionId, t.expiresAt),
   ],
 );
 
