@@ -26,9 +26,14 @@ import {
 } from '../services/authz.js';
 import type { AppEnv } from './env.js';
 
+/**
+ * The token of an `Authorization: Bearer <token>` header. The scheme is matched in any case and
+ * may be followed by more than one space or tab (RFC 9110 section 11.1: auth schemes are
+ * case-insensitive; RFC 6750 `"Bearer" 1*SP b64token`); anything else is refused.
+ */
 function bearer(header: string | undefined): string {
   if (!header) throw new AppError('UNAUTHENTICATED', 'send an access token: Authorization: Bearer <token> (see `tunnel login`)');
-  const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,4096})$/.exec(header);
+  const m = /^bearer[ \t]+([A-Za-z0-9._~+/=-]{1,4096})$/i.exec(header);
   if (!m) throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
   return m[1]!;
 }
