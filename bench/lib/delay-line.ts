@@ -28,7 +28,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type OnReadOpts, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { acceptedWithOnread } from './onread-socket.js';
+import { moveToOnread } from '../../cli/ssh/packet-reads.js';
 
 export const DEFAULT_MAX_QUEUED = 64 * 1024 * 1024;
 /** Read bytes wait in slabs of this size. */
@@ -204,7 +204,7 @@ export async function startDelayLine(o: DelayLineOptions): Promise<DelayLine> {
   const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (accepted) => {
     const up = delayedDirection(delay, maxQueued, notePeak);
     const down = delayedDirection(delay, maxQueued, notePeak);
-    const client = acceptedWithOnread(accepted, up.onread, { allowHalfOpen: true });
+    const client = moveToOnread(accepted, up.onread, true);
     client.setNoDelay(true);
     client.pause();
     const upstream = connect({ host: '127.0.0.1', port: o.targetPort, allowHalfOpen: true, noDelay: true, onread: down.onread });

@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { acceptedWithOnread } from './onread-socket.js';
+import { moveToOnread } from '../../cli/ssh/packet-reads.js';
 
 const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
 /** What the service reads goes here and is dropped (see startService). */
@@ -33,7 +33,7 @@ export async function startService(): Promise<Service> {
   const server = createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
     // What it receives is only counted: every connection reads into one buffer (onread), with
     // no Buffer allocated per read, so the sink costs the machine less of what the path needs.
-    const sock = acceptedWithOnread(accepted, { buffer: SINK, callback: count }, { allowHalfOpen: true });
+    const sock = moveToOnread(accepted, { buffer: SINK, callback: count }, true);
     sock.setNoDelay(true);
     sockets.add(sock);
     sock.once('close', () => sockets.delete(sock));
