@@ -48,7 +48,11 @@
  * rounds, each measuring every row (`--as`, concurrency, rate) after its own --warmup, so rows
  * of one round see the same machine and database. The table lists each row's rounds together.
  *
- * Prints a table (not a test: no assertions, the numbers are for people).
+ * Prints a table (not a test: no assertions, the numbers are for people). `one-statement`: the
+ * share of a row's leases the one-statement open path issued (services/lease-last-seen.ts, from
+ * the control plane's `tunnel_control_lease_last_seen_total{outcome}` on /metrics; about 100% for
+ * open leases once warm, `-` for expose leases), and `changed`: its attempts that found the state
+ * changed and took the usual path. A lower share means more round trips and CPU per lease.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -277,14 +281,40 @@ interface Measured extends LoadResult {
   cpuMsPerLease: number;
   /** The part of it spent in the kernel (socket reads and writes, mostly). */
   sysMsPerLease: number;
+  /**
+   * Of the successful leases, the share the one-statement open path issued
+   * (`tunnel_control_lease_last_seen_total{outcome="issued"}`); NaN when the control plane
+   * does not count it (expose leases never take it).
+   */
+  fastShare: number;
+  /** One-statement attempts that found something changed and fell back to the usual path. */
+  fastChanged: number;
+}
+
+/** The control plane's `tunnel_control_lease_last_seen_total` by outcome, from its /metrics. */
+async function lastSeenOutcomes(fx: Fixture): Promise<Map<string, number>> {
+  const res = await fetch(new URL('/metrics', fx.control.url));
+  const text = await res.text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^tunnel_control_lease_last_seen_total\{outcome="([a-z]+)"\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
 }
 
 async function measure(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<Measured> {
+  const seen0 = await lastSeenOutcomes(fx);
   const cpu0 = cpuTimes(fx.control.pid);
   const r = await load(fx, as, concurrency, requests, keys, rate);
   const cpu1 = cpuTimes(fx.control.pid);
+  const seen1 = await lastSeenOutcomes(fx);
   const per = (s: number): number => (s * 1000) / Math.max(1, r.latencies.length);
-  return { ...r, cpuMsPerLease: per(cpu1.user - cpu0.user + cpu1.sys - cpu0.sys), sysMsPerLease: per(cpu1.sys - cpu0.sys) };
+  const delta = (o: string): number => (seen1.get(o) ?? 0) - (seen0.get(o) ?? 0);
+  return {
+    ...r,
+    cpuMsPerLease: per(cpu1.user - cpu0.user + cpu1.sys - cpu0.sys),
+    sysMsPerLease: per(cpu1.sys - cpu0.sys),
+    fastShare: seen1.size === 0 ? NaN : delta('issued') / Math.max(1, r.latencies.length),
+    fastChanged: delta('changed'),
+  };
 }
 
 function load(fx: Fixture, as: As, concurrency: number, requests: number, keys: string[], rate?: number): Promise<LoadResult> {
@@ -325,6 +355,8 @@ function row(backend: Backend, build: string, load: string, r: Measured): string
     String(r.errors),
     Number.isNaN(r.cpuMsPerLease) ? '-' : r.cpuMsPerLease.toFixed(2),
     Number.isNaN(r.sysMsPerLease) ? '-' : r.sysMsPerLease.toFixed(2),
+    Number.isNaN(r.fastShare) ? '-' : `${(r.fastShare * 100).toFixed(0)}%`,
+    String(r.fastChanged),
   ];
 }
 
@@ -342,7 +374,7 @@ async function main(): Promise<void> {
 
 async function measureAll(builds: Build[]): Promise<void> {
   const keys = keyLines(REQUESTS + WARMUP);
-  const rows: string[][] = [['backend', 'build', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease', 'of which kernel']];
+  const rows: string[][] = [['backend', 'build', 'load', 'requests', 'leases/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server cpu ms/lease', 'of which kernel', 'one-statement', 'changed']];
   const failures: string[] = [];
   /** CPU ms/lease per backend, load and build, one value per round. */
   const cpu = new Map<string, number[]>();
