@@ -76,7 +76,9 @@ export function callerParams(c: CallerAsRead, now: Date): Record<string, unknown
  * The caller's rows, share-locked when they still say what was read (`callerParams`): the user
  * (same name and role, not disabled), one live refresh token of its login session, its live
  * service token with the same scopes and the same expiry (the lease's expiry was capped at the
- * one read). `holds`: all of them are there.
+ * one read). The expiry is compared in milliseconds, as it was read (a JS date): one stored with
+ * microseconds (written by SQL, not by this control plane) would otherwise never match, and
+ * every lease through that token would fail. `holds`: all of them are there.
  */
 export function heldCaller(db: Db) {
   const user = db
@@ -89,7 +91,7 @@ export function heldCaller(db: Db) {
   const token = db
     .$with('held_token', { one: sql<number>`one` })
     .as(sql`select 1 as one from ${serviceTokens} where ${serviceRowLive()} and ${serviceTokens.scopes} = ${p('scopes')}::jsonb
-      and ${serviceTokens.expiresAt} is not distinct from ${p('stExpiresAt')}::timestamptz for share`);
+      and date_trunc('milliseconds', ${serviceTokens.expiresAt}) is not distinct from ${p('stExpiresAt')}::timestamptz for share`);
   const holds = sql`exists (select 1 from "held_user")
     and (${p('sid')}::text is null or exists (select 1 from "held_session"))
     and (${p('sti')}::text is null or exists (select 1 from "held_token"))`;

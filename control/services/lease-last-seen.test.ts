@@ -7,12 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
 import { enrollNode, exposeOn, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
-import { auditEvents, leases, rateLimits } from '../db/schema/index.js';
+import { auditEvents, leases, rateLimits, serviceTokens } from '../db/schema/index.js';
 
 type User = { id: string; name: string; token: string };
 const PASSWORD = 'last seen test password';
@@ -138,6 +138,23 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal((await t.call('POST', '/v1/auth/logout', { token })).status, 204);
       assertProblem(await open(token), 401, 'TOKEN_INVALID');
       assert.deepEqual(outcomes(t), { ...before, changed: before.changed + 1 });
+    });
+
+    it('issues leases through a service token whose stored expiry has microseconds, the second in one statement', async () => {
+      // This control plane writes expiries from JS dates (milliseconds); an operator's SQL
+      // (`now() + interval ...`) or a restored dump may store microseconds, which the caller
+      // lookup reads back truncated to milliseconds. The locked insert compares the two.
+      const userToken = await tokenFor(t, friend, 'member');
+      const st = await serviceAccess(t, userToken, [`open:${exposure}`]);
+      const endsMs = t.clock.now().getTime() + 3_600_000;
+      const ends = new Date(endsMs).toISOString().replace('Z', '456Z');
+      await t.deps.db.execute(sql`update ${serviceTokens} set expires_at = ${ends}::timestamptz where ${serviceTokens.id} = ${st.id}`);
+      const before = outcomes(t);
+      const first = await open(st.accessToken);
+      assertOk(first, 201);
+      assertOk(await open(st.accessToken), 201);
+      assert.deepEqual(outcomes(t), { ...before, issued: before.issued + 1 }, 'the second lease in one statement');
+      assert.ok(Date.parse(first.body.lease.expires_at) <= endsMs, 'capped at the token');
     });
 
     it('refuses the next lease of a service token once it is revoked, or its scopes no longer cover the exposure', async () => {
