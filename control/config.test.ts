@@ -5,6 +5,15 @@ import { ConfigError, loadControlConfig } from './config.js';
 const KEY = { TUNNEL_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') };
 
 describe('tunnel-control configuration: TLS and defaults', () => {
+  it('/metrics is served nowhere by default; --metrics-listen or TUNNEL_METRICS_LISTEN names its own address', () => {
+    assert.equal(loadControlConfig([], { HOME: '/h' }).metricsListen, undefined);
+    assert.deepEqual(loadControlConfig(['--metrics-listen', '127.0.0.1:9091'], { HOME: '/h' }).metricsListen, { host: '127.0.0.1', port: 9091 });
+    assert.deepEqual(loadControlConfig([], { HOME: '/h', TUNNEL_METRICS_LISTEN: '[::1]:0' }).metricsListen, { host: '::1', port: 0 });
+    for (const bad of ['9091', 'localhost', '127.0.0.1:70000', '127.0.0.1:9091\0']) {
+      assert.throws(() => loadControlConfig(['--metrics-listen', bad], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /--metrics-listen/.test(e.message), bad);
+    }
+  });
+
   it('plain HTTP on a loopback --listen (the default; a reverse proxy in front), https:// public URL allowed', () => {
     const c = loadControlConfig([], { HOME: '/home/z' });
     assert.deepEqual(c.tls, { mode: 'off', warn: false });

@@ -24,6 +24,8 @@ export interface ControlConfig {
   trustProxy: TrustProxy;
   /** How the API is served: plain HTTP, HTTPS from files, or HTTPS with a self-made certificate. */
   tls: TlsConfig;
+  /** Where to serve /metrics (plain HTTP, apart from the API); undefined: not served at all. */
+  metricsListen: { host: string; port: number } | undefined;
   /** gen-master-key */
   masterKeyOut?: string;
   /** create-user */
@@ -73,6 +75,10 @@ Options (environment variable in brackets):
                          view of the client is the last entry) or a comma-separated list of
                          proxy addresses/networks (10.0.0.0/8,127.0.0.1), walked right to left.
                          Default: none (the socket's peer is the client).
+  --metrics-listen HOST:PORT
+                         serve Prometheus /metrics on this address, plain HTTP and apart from the
+                         API [TUNNEL_METRICS_LISTEN] (default: not served; keep it on loopback or
+                         a private network: it counts requests, logins refused and leases issued)
   -h, --help             show this help
 
 Examples:
@@ -110,6 +116,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         tls: { type: 'string' },
+        'metrics-listen': { type: 'string' },
         admin: { type: 'boolean' },
         'password-stdin': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -179,6 +186,12 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     );
   }
 
+  const metricsText = v['metrics-listen'] ?? (env.TUNNEL_METRICS_LISTEN || undefined);
+  const metricsListen = metricsText === undefined ? undefined : parseHostPort(metricsText, { allowZero: true });
+  if (metricsText !== undefined && !metricsListen) {
+    throw new ConfigError(`--metrics-listen must be HOST:PORT with a port up to 65535, for example 127.0.0.1:9091 (got "${metricsText}")`);
+  }
+
   const cfg: ControlConfig = {
     ...defaults(env),
     command: cmd as ControlConfig['command'],
@@ -193,6 +206,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     leaseRateLimit,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
     tls,
+    metricsListen,
   };
   if (cmd === 'create-user') {
     const name = positionals[1];
@@ -262,6 +276,7 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     leaseRateLimit: 120,
     trustProxy: 0,
     tls: { mode: 'off', warn: false },
+    metricsListen: undefined,
   };
 }
 

@@ -13,6 +13,7 @@ import { systemClock } from '../shared/clock.js';
 import { randomIds } from './lib/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { Metrics } from './http/metrics.js';
+import { serveMetrics, type MetricsServer } from './http/metrics-server.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
 import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
@@ -23,6 +24,8 @@ import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
 export interface RunningControl {
   url: string;
   port: number;
+  /** The port /metrics is served on (--metrics-listen), or null when it is not served. */
+  metricsPort: number | null;
   deps: Deps;
   /** The one-time setup code when no user exists yet (print it once). */
   setupCode: string | null;
@@ -79,6 +82,17 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
+  let metrics: MetricsServer | undefined;
+  if (cfg.metricsListen) {
+    try {
+      metrics = await serveMetrics(deps, cfg.metricsListen.host, cfg.metricsListen.port);
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await opened.close();
+      throw err;
+    }
+    logger.info('metrics listening', { listen: `${cfg.metricsListen.host}:${metrics.port}` });
+  }
   const keyTimer = setInterval(() => {
     deps.keys.ensure().catch((err) => logger.error('key rotation check failed', { err }));
   }, KEY_CHECK_MS);
@@ -92,6 +106,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   return {
     url: `${tls ? 'https' : 'http'}://${cfg.listenHost.includes(':') ? `[${cfg.listenHost}]` : cfg.listenHost}:${port}`,
     port,
+    metricsPort: metrics?.port ?? null,
     deps,
     setupCode,
     tls: () => tls,
@@ -107,6 +122,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     async close() {
       clearInterval(keyTimer);
       deps.revocationHub.close();
+      await metrics?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
@@ -122,6 +138,13 @@ async function openDb(cfg: ControlConfig): Promise<OpenedDb> {
 
 export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger): Deps {
   const masterKey = resolveMasterKey(cfg, logger);
+  const settings = {
+    ...DEFAULT_SETTINGS,
+    issuer: cfg.publicUrl,
+    maxLeaseTtl: cfg.maxLeaseTtl,
+    leaseRateLimit: cfg.leaseRateLimit,
+    trustProxy: cfg.trustProxy,
+  };
   return {
     db: opened.db,
     clock: systemClock,
@@ -131,13 +154,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     metrics: new Metrics(),
     passwords: scryptHasher(),
     revocationHub: new RevocationHub(),
-    settings: {
-      ...DEFAULT_SETTINGS,
-      issuer: cfg.publicUrl,
-      maxLeaseTtl: cfg.maxLeaseTtl,
-      leaseRateLimit: cfg.leaseRateLimit,
-      trustProxy: cfg.trustProxy,
-    },
+    settings,
   };
 }
 

@@ -8,6 +8,7 @@ import { JwksSchema, JWK_USE_LEASE, JWK_USE_SSH_CA } from '../../protocol/jwks.j
 import { prepareSetupCode } from '../auth/setup-code.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { assertNoSecrets, assertOk, assertProblem, type CallResult } from '../testing/problem.js';
+import { serveMetrics } from '../http/metrics-server.js';
 import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
 
 let t: TestApp;
@@ -40,24 +41,41 @@ describe('/healthz and /metrics', () => {
     assert.deepEqual(ok.body, { status: 'ok', database: 'ok' });
   });
 
-  it('/metrics counts requests by route and status and leases by kind, in Prometheus text format', async () => {
-    await t.call('GET', '/v1/me', { token: await tokenFor(t, admin) });
+  it('/metrics is not on the API: a stranger reads no counters there (404, nothing rendered)', async () => {
     await t.call('GET', '/v1/me');
-    const node = await enrollNode(t, await tokenFor(t, admin));
-    await heartbeat(t, node);
-    const e = uniq('m-');
-    await putExposure(t, await tokenFor(t, admin), e);
-    await issueLease(t, await tokenFor(t, admin), { kind: 'expose', exposure: e });
-    const res = await t.call('GET', '/metrics');
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-    const text = res.body as string;
-    for (const line of text.trim().split('\n')) {
-      assert.match(line, /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \d+)$/, line);
+    for (const path of ['/metrics', '/metrics/', '/v1/metrics']) {
+      const res = await t.call('GET', path);
+      assert.equal(res.status, 404, path);
+      assert.doesNotMatch(typeof res.body === 'string' ? res.body : JSON.stringify(res.body), /tunnel_control_/, path);
     }
-    assert.match(text, /tunnel_control_http_requests_total\{method="GET",route="\/v1\/me",status="200"\} [1-9]/);
-    assert.match(text, /tunnel_control_http_requests_total\{method="GET",route="\/v1\/me",status="401"\} [1-9]/);
-    assert.match(text, /tunnel_control_leases_issued_total\{kind="expose"\} [1-9]/);
+  });
+
+  it('--metrics-listen serves /metrics apart: requests by route and status and leases by kind, in Prometheus text format', async () => {
+    const metrics = await serveMetrics(t.deps, '127.0.0.1', 0);
+    try {
+      await t.call('GET', '/v1/me', { token: await tokenFor(t, admin) });
+      await t.call('GET', '/v1/me');
+      const node = await enrollNode(t, await tokenFor(t, admin));
+      await heartbeat(t, node);
+      const e = uniq('m-');
+      await putExposure(t, await tokenFor(t, admin), e);
+      await issueLease(t, await tokenFor(t, admin), { kind: 'expose', exposure: e });
+      const res = await fetch(`http://127.0.0.1:${metrics.port}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      for (const line of text.trim().split('\n')) {
+        assert.match(line, /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \d+)$/, line);
+      }
+      assert.match(text, /tunnel_control_http_requests_total\{method="GET",route="\/v1\/me",status="200"\} [1-9]/);
+      assert.match(text, /tunnel_control_http_requests_total\{method="GET",route="\/v1\/me",status="401"\} [1-9]/);
+      assert.match(text, /tunnel_control_leases_issued_total\{kind="expose"\} [1-9]/);
+      assert.match(text, /^tunnel_control_revocation_polls_waiting \d+$/m);
+      assert.equal((await fetch(`http://127.0.0.1:${metrics.port}/v1/me`)).status, 404);
+      assert.equal((await fetch(`http://127.0.0.1:${metrics.port}/metrics`, { method: 'POST' })).status, 405);
+    } finally {
+      await metrics.close();
+    }
   });
 });
 

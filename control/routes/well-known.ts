@@ -69,18 +69,4 @@ export function registerWellKnown(app: App): void {
       return c.json({ status: 'unavailable', database: 'unreachable' }, 503);
     }
   });
-
-  app.get('/metrics', (c) => {
-    c.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
-    const deps = c.get('deps');
-    return c.body(
-      deps.metrics.render([
-        {
-          name: 'tunnel_control_revocation_polls_waiting',
-          help: "Relays' revocation-feed long polls this replica holds now (at most 4 per node, 10,000 in all)",
-          value: deps.revocationHub.waiting,
-        },
-      ]),
-    );
-  });
 }

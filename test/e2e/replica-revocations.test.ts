@@ -35,7 +35,7 @@ describe('revocation long polls across two replicas on one Postgres', { skip: un
     writeFileSync(masterKeyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
     const env = { DATABASE_URL: pg.url, TUNNEL_MASTER_KEY_FILE: masterKeyFile };
     a = await startControlProcess({ env });
-    b = await startControlProcess({ env });
+    b = await startControlProcess({ env, args: ['--metrics-listen', '127.0.0.1:0'] });
     callA = httpCaller(a.url);
     callB = httpCaller(b.url);
     expectStatus(await callA('POST', '/v1/setup', { body: { setup_code: a.setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
@@ -53,7 +53,7 @@ describe('revocation long polls across two replicas on one Postgres', { skip: un
   /** Resolves once replica B holds `n` revocation polls (its /metrics). */
   const heldOnB = (n: number) =>
     eventually(async () => {
-      const text = await (await fetch(`${b.url}/metrics`)).text();
+      const text = await (await fetch(`${b.metricsUrl}/metrics`)).text();
       assert.match(text, new RegExp(`^tunnel_control_revocation_polls_waiting ${n}$`, 'm'));
     }, 20_000, 20);
 

@@ -34,6 +34,8 @@ export interface ControlProcess {
   /** For HTTPS: an undici dispatcher that trusts exactly that pin (pass it to httpCaller). */
   dispatcher: Dispatcher | undefined;
   port: number;
+  /** Where it serves /metrics (started with --metrics-listen HOST:0 or a port), e.g. http://127.0.0.1:41235; null when it does not. */
+  metricsUrl: string | null;
   /** The process id of the server (for CPU accounting in benchmarks). */
   pid: number;
   dataDir: string;
@@ -87,6 +89,7 @@ function exited(child: ChildProcess): boolean {
 const READY_RE = /Tunnel control plane ready at /;
 const PIN_RE = /\n {2}(sha256:[0-9a-f]{64})\n/;
 const SETUP_CODE_RE = /"setup_code":"(setup_[A-Za-z0-9_-]+)"/;
+const METRICS_RE = /"msg":"metrics listening"[^\n]*"listen":"([^"]+)"/;
 
 /**
  * Starts `tunnel-control` and resolves once it logged "control plane listening", printed its
@@ -177,6 +180,7 @@ export async function startControlProcess(opts: StartControlOptions = {}): Promi
       pin,
       dispatcher,
       port,
+      metricsUrl: METRICS_RE.exec(stderr) ? `http://${METRICS_RE.exec(stderr)![1]}` : null,
       pid: child.pid!,
       dataDir,
       setupCode: SETUP_CODE_RE.exec(stderr)?.[1] ?? null,
