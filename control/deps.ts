@@ -7,6 +7,7 @@ import type { Metrics } from './http/metrics.js';
 import type { PasswordHasher } from './auth/passwords.js';
 import type { TrustProxy } from './http/client-address.js';
 import type { RevocationHub } from './services/revocation-hub.js';
+import type { MissThrottle } from './http/miss-throttle.js';
 
 /** Settings the app needs at request time (from config.ts, or chosen by a test). */
 export interface AppSettings {
@@ -25,6 +26,11 @@ export interface AppSettings {
   authRateLimit: number;
   /** Leases one user may be issued per minute (all their tokens together). */
   leaseRateLimit: number;
+  /**
+   * Unknown node credentials, refresh tokens and device codes one source may send per minute,
+   * per replica, before it is refused without a database lookup (http/miss-throttle.ts).
+   */
+  credentialMissLimit: number;
   /**
    * Seconds after a refresh token's rotation during which presenting it again returns the same
    * successor (a retry after a lost answer) instead of revoking the family as reuse.
@@ -51,6 +57,7 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   nodeOnlineWindow: 30,
   authRateLimit: 30,
   leaseRateLimit: 120,
+  credentialMissLimit: 30,
   refreshReuseGrace: 30,
   maxBodyBytes: 64 * 1024,
   revocationFeedMaxWait: 25,
@@ -70,4 +77,6 @@ export interface Deps {
   settings: AppSettings;
   /** Wakes relays' long polls of the revocation feed (this replica's revocations, and other replicas' via NOTIFY). */
   revocationHub: RevocationHub;
+  /** Misses of credentials only the database can tell wrong, per source (http/miss-throttle.ts). */
+  credentialMisses: MissThrottle;
 }

@@ -13,6 +13,7 @@ import { systemClock } from '../shared/clock.js';
 import { randomIds } from './lib/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { Metrics } from './http/metrics.js';
+import { MissThrottle } from './http/miss-throttle.js';
 import { serveMetrics, type MetricsServer } from './http/metrics-server.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
@@ -154,6 +155,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     metrics: new Metrics(),
     passwords: scryptHasher(),
     revocationHub: new RevocationHub(),
+    credentialMisses: new MissThrottle(settings.credentialMissLimit),
     settings,
   };
 }

@@ -25,6 +25,10 @@ import {
   type UserPrincipal,
 } from '../services/authz.js';
 import type { AppEnv } from './env.js';
+import { clientSource } from './client-address.js';
+import { throttledLookup } from './miss-throttle.js';
+
+const isTokenInvalid = (code: string): boolean => code === 'TOKEN_INVALID';
 
 /**
  * The token of an `Authorization: Bearer <token>` header. The scheme is matched in any case and
@@ -249,8 +253,12 @@ const nodeQuery = preparedPerDb((db) =>
 async function authenticateNode(c: Context<AppEnv>): Promise<NodePrincipal> {
   const deps = c.get('deps');
   const token = bearer(c.req.header('authorization'));
-  const [node] = await nodeQuery(deps.db).execute({ tokenHash: hashSecret(token) });
-  if (!node) throw new AppError('TOKEN_INVALID', 'unknown node credential; enroll the node again');
+  // A stranger's made-up credential costs a lookup; a source that misses too often is refused before it.
+  const node = await throttledLookup(deps.credentialMisses, clientSource(c), deps.clock.now(), isTokenInvalid, async () => {
+    const [row] = await nodeQuery(deps.db).execute({ tokenHash: hashSecret(token) });
+    if (!row) throw new AppError('TOKEN_INVALID', 'unknown node credential; enroll the node again');
+    return row;
+  });
   c.set('node', node);
   return { kind: 'node', nodeId: node.id, name: node.name };
 }

@@ -16,6 +16,7 @@ import {
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
 import { clientSource } from '../http/client-address.js';
+import { throttledLookup } from '../http/miss-throttle.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
@@ -29,6 +30,8 @@ import { createUser, userView } from '../services/users.js';
 import { formatScope } from '../services/authz.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, oauthErrorResponses, oauthRequestBody, registerRequestComponent } from './common.js';
 import { oauthBody } from '../http/oauth.js';
+
+const isInvalidGrant = (code: string): boolean => code === 'INVALID_GRANT';
 
 const KNOWN_GRANTS = new Set<string>([GRANT_DEVICE_CODE, 'refresh_token', 'password', GRANT_SERVICE_TOKEN]);
 
@@ -107,13 +110,14 @@ export function registerAuth(app: App): void {
       c.header('pragma', 'no-cache');
       switch (body.grant_type) {
         case GRANT_DEVICE_CODE: {
-          const user = await pollDeviceCode(deps, body.device_code);
+          // Unknown device codes and refresh tokens cost a lookup each: counted per source (http/miss-throttle.ts).
+          const user = await throttledLookup(deps.credentialMisses, clientSource(c), now, isInvalidGrant, () => pollDeviceCode(deps, body.device_code));
           const tokens = await startSession(deps, user);
           await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'device' } });
           return c.json(tokens, 200);
         }
         case 'refresh_token':
-          return c.json(await rotateRefreshToken(deps, body.refresh_token), 200);
+          return c.json(await throttledLookup(deps.credentialMisses, clientSource(c), now, isInvalidGrant, () => rotateRefreshToken(deps, body.refresh_token)), 200);
         case 'password': {
           const user = await checkPassword(deps, {
             source: clientSource(c),

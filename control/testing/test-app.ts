@@ -7,6 +7,7 @@ import { ManualClock, type Clock } from '../../shared/clock.js';
 import { randomIds } from '../lib/ids.js';
 import { noopLogger } from '../../shared/logger.js';
 import { Metrics } from '../http/metrics.js';
+import { MissThrottle } from '../http/miss-throttle.js';
 import { scryptHasher } from '../auth/passwords.js';
 import { REVOCATIONS_CHANNEL } from '../services/lease-revocation.js';
 import { RevocationHub } from '../services/revocation-hub.js';
@@ -44,6 +45,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
   const opened = await openDatabase({ url: opts.databaseUrl, dataDir: 'memory://' });
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
   const keys = new DbKeyStore({ db: opened.db, clock, ids: randomIds, masterKey: opts.masterKey ?? randomBytes(32) });
+  const settings = { ...DEFAULT_SETTINGS, issuer: TEST_ISSUER, ...opts.settings };
   const deps: Deps = {
     db: opened.db,
     clock,
@@ -53,7 +55,8 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     metrics: new Metrics(),
     passwords: scryptHasher(10),
     revocationHub: new RevocationHub(),
-    settings: { ...DEFAULT_SETTINGS, issuer: TEST_ISSUER, ...opts.settings },
+    settings,
+    credentialMisses: new MissThrottle(settings.credentialMissLimit),
   };
   await keys.ensure();
   await opened.listen?.(REVOCATIONS_CHANNEL, (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')));
