@@ -121,6 +121,27 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await t.call('GET', '/v1/connections', { token: st.accessToken }), 403, 'SCOPE_DENIED');
     });
 
+    it("a relay cannot report connections under another relay's leases: not linked, not shown to the lease's user", async () => {
+      const other = await enrollNode(t, await tokenFor(t, admin));
+      await heartbeat(t, other);
+      const bobs = await issueLease(t, await tokenFor(t, bob, 'member'), { kind: 'open', exposure });
+      const [forged, real] = [uniq('ssh'), uniq('ssh')];
+      const at = t.clock.now().toISOString();
+      const res = await t.call('POST', '/v1/nodes/self/events', {
+        token: other.token,
+        body: { events: [{ type: 'conn_open', at, lease_id: bobs.lease.id, session_id: forged, remote: '203.0.113.66:1' }] },
+      });
+      assertOk(res, 202);
+      await events([{ type: 'conn_open', lease_id: bobs.lease.id, session_id: real }]);
+      const seenByBob = (await list(bob, 'member', '?state=all')).map((c) => c.session_id);
+      assert.ok(seenByBob.includes(real), 'the relay the lease was issued for is linked');
+      assert.ok(!seenByBob.includes(forged), "another relay's claim is not under bob's lease");
+      const row = (await list(admin, 'admin', '?state=all')).find((c) => c.session_id === forged);
+      assert.equal(row?.lease_id, null);
+      assert.equal(row?.user, null);
+      assert.equal(row?.node, other.name);
+    });
+
     it("a member who owns an exposure also sees others' connections to it, and nothing of other exposures", async () => {
       const dave = await t.user(uniq('dave'), 'member');
       const daves = uniq('dx');

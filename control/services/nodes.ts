@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, max, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, max, sql } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type {
   ConnectionEvent,
@@ -10,7 +10,7 @@ import type {
 import { isEgressDriver } from '../../protocol/lease-claims.js';
 import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
-import { enrollmentTokens, nodes, revocations } from '../db/schema/index.js';
+import { enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit, type AuditType } from './audit.js';
@@ -115,13 +115,25 @@ export async function heartbeat(
 export async function recordEvents(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, node: NodePrincipal, events: ConnectionEvent[]): Promise<void> {
   const now = deps.clock.now();
   await deps.db.transaction(async (tx) => {
-    for (const e of events) {
-      const at = new Date(e.at);
+    // A relay speaks for the leases issued for it only: a lease id of another relay's (or none's)
+    // is not linked to the connection, so one relay cannot put connections under other members'
+    // leases (their /v1/connections and their exposures' owners'). The audit keeps what it claimed.
+    const claimed = [...new Set(events.flatMap((e) => (e.lease_id ? [e.lease_id] : [])))];
+    const own = new Set(
+      claimed.length
+        ? (await tx.select({ id: leases.id }).from(leases).where(and(eq(leases.nodeId, node.nodeId), inArray(leases.id, claimed)))).map((r) => r.id)
+        : [],
+    );
+    for (const raw of events) {
+      const at = new Date(raw.at);
+      const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
+      const { lease_id: claimedLease, ...rest } = raw;
+      const e: ConnectionEvent = foreign ? rest : raw;
       await audit(tx, Number.isNaN(at.getTime()) ? now : at, {
         type: `relay.${e.type}` as AuditType,
         actor: node.nodeId,
         subject: e.lease_id ?? e.exposure ?? null,
-        data: { ...e, node: node.name },
+        data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
       });
       await recordConnectionEvent(tx, node.nodeId, e, Number.isNaN(at.getTime()) ? now : at);
       if (e.exposure && e.type === 'exposure_online') {
