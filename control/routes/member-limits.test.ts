@@ -8,7 +8,11 @@ import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
-import { uniq } from '../testing/fixtures.js';
+import { tokenFor, uniq } from '../testing/fixtures.js';
+import { eq } from 'drizzle-orm';
+import { serviceTokens } from '../db/schema/index.js';
+import { GRANT_SERVICE_TOKEN } from '../../protocol/api-types.js';
+import { DEAD_TOKEN_RETENTION_MS, DEAD_TOKENS_KEPT } from '../services/service-tokens.js';
 
 type User = { id: string; name: string; token: string };
 
@@ -57,6 +61,44 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertOk(await t.call('DELETE', `/v1/service-tokens/${first.body.id}`, { token: m.token }));
       assertOk(await token(m), 201);
       assertProblem(await token(m), 409, 'CONFLICT');
+    });
+
+    it('service tokens: revoked and expired ones do not pile up (create-and-revoke loop, expiry), and the audit keeps their history', async () => {
+      // An app of its own: this case moves the clock by a month.
+      const a = await makeApp({ settings: { maxServiceTokensPerMember: 2 } });
+      const boss = await a.user(uniq('admin'), 'admin');
+      const m = await a.user(uniq('loop'), 'member');
+      const create = async (u: { id: string; name: string }, role: 'admin' | 'member', body: Record<string, unknown> = {}) => {
+        const res = await a.call('POST', '/v1/service-tokens', { token: await tokenFor(a, u, role), body: { name: uniq('st'), scopes: ['open:*'], ...body } });
+        assertOk(res, 201);
+        return res.body as { id: string; token: string };
+      };
+      const made: { id: string; token: string }[] = [];
+      for (let i = 0; i < DEAD_TOKENS_KEPT + 10; i++) {
+        const st = await create(m, 'member');
+        made.push(st);
+        assertOk(await a.call('DELETE', `/v1/service-tokens/${st.id}`, { token: await tokenFor(a, m, 'member') }));
+        a.clock.advance(1000);
+      }
+      const live = await create(m, 'member');
+      const rows = await a.deps.db.select({ id: serviceTokens.id }).from(serviceTokens).where(eq(serviceTokens.userId, m.id));
+      assert.equal(rows.length, DEAD_TOKENS_KEPT + 1, 'the newest dead ones and the live one');
+      const listed = (await a.call('GET', '/v1/service-tokens', { token: await tokenFor(a, m, 'member') })).body.service_tokens as { id: string }[];
+      assert.deepEqual(new Set(listed.map((x) => x.id)), new Set([live.id, ...made.slice(-DEAD_TOKENS_KEPT).map((x) => x.id)]));
+      // A pruned token's secret is worth nothing.
+      assertProblem(await a.call('POST', '/v1/auth/token', { body: { grant_type: GRANT_SERVICE_TOKEN, service_token: made[0]!.token } }), 400, 'INVALID_GRANT');
+      const audit = async (q: string) => (await a.call('GET', `/v1/audit?limit=1000&${q}`, { token: await tokenFor(a, boss) })).body.events;
+      const pruned = (await audit(`subject=${m.id}&type=service_token.pruned`)) as { data: { service_tokens: string[] } }[];
+      assert.deepEqual(pruned.flatMap((e) => e.data.service_tokens).sort(), made.slice(0, 10).map((x) => x.id).sort());
+      const revoked = (await audit('type=service_token.revoked')) as { subject: string }[];
+      for (const x of made) assert.ok(revoked.some((e) => e.subject === x.id), `revocation of ${x.id} still audited`);
+
+      // Expired ones (never revoked) go once dead for DEAD_TOKEN_RETENTION_MS, whoever creates the next token.
+      const n = await a.user(uniq('exp'), 'member');
+      const short = await create(n, 'member', { ttl_seconds: 60 });
+      a.clock.advance(DEAD_TOKEN_RETENTION_MS + 120_000);
+      await create(boss, 'admin');
+      assert.equal((await a.deps.db.select({ id: serviceTokens.id }).from(serviceTokens).where(eq(serviceTokens.id, short.id))).length, 0);
     });
 
     it('admins are not capped, for themselves or for a member', async () => {

@@ -17,6 +17,7 @@ export type AuditType =
   | 'service_token.created'
   | 'service_token.revoked'
   | 'service_token.updated'
+  | 'service_token.pruned'
   | 'node.enrollment_token_created'
   | 'node.enrolled'
   | 'exposure.put'

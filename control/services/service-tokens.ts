@@ -1,4 +1,5 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
 import type { z } from '@hono/zod-openapi';
 import type { ServiceTokenCreateSchema, ServiceTokenSchema } from '../../protocol/api-types.js';
 import type { Deps } from '../deps.js';
@@ -52,7 +53,56 @@ export async function createServiceToken(
     })
     .returning();
   await audit(deps.db, now, { type: 'service_token.created', actor: p.userId, subject: row!.id, data: { user: owner.name, scopes: row!.scopes } });
+  await pruneDeadServiceTokens(deps.db, now, owner.id);
   return { ...view(row!, owner.name), token };
+}
+
+/** Dead (revoked or expired) service tokens one user keeps, newest first; older ones go when they create another. */
+export const DEAD_TOKENS_KEPT = 20;
+/** Dead service tokens are deleted this long after they died, whoever owns them. */
+export const DEAD_TOKEN_RETENTION_MS = 30 * 86400_000;
+/** How often one replica deletes every user's long-dead tokens, at most. */
+const PRUNE_ALL_EVERY_MS = 60_000;
+const prunedAllAt = new WeakMap<Db, number>();
+
+/** When a token died: revoked, or expired, whichever came first (null: alive for good). */
+const diedAt = sql`least(${serviceTokens.revokedAt}, ${serviceTokens.expiresAt})`;
+
+/**
+ * Deletes service tokens that can never be used again: `userId`'s dead ones past the newest
+ * DEAD_TOKENS_KEPT, and (at most once a minute per replica) everyone's dead for longer than
+ * DEAD_TOKEN_RETENTION_MS. Without it a member's create-and-revoke loop (the live cap counts only
+ * live ones) grew the table without end, and every list, everyone's, reads the whole table. Their
+ * history stays in the audit log (created, updated, revoked, and a `service_token.pruned` event
+ * naming what went). A deleted row fails closed: access tokens minted from it and leases issued
+ * through it need the row (http/authenticate.ts `serviceLive`, services/lease-insert.ts), and a
+ * dead token's leases were revoked with it or expired with it.
+ */
+export async function pruneDeadServiceTokens(db: Db, now: Date, userId: string): Promise<void> {
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const dead = sql`${diedAt} <= ${at}`;
+  const overKept = db
+    .select({ id: serviceTokens.id })
+    .from(serviceTokens)
+    .where(and(eq(serviceTokens.userId, userId), dead))
+    .orderBy(sql`${diedAt} desc`, sql`${serviceTokens.id} desc`)
+    .offset(DEAD_TOKENS_KEPT);
+  const gone = await db
+    .delete(serviceTokens)
+    .where(and(eq(serviceTokens.userId, userId), inArray(serviceTokens.id, overKept)))
+    .returning({ id: serviceTokens.id, userId: serviceTokens.userId });
+  const last = prunedAllAt.get(db);
+  const t = now.getTime();
+  if (last === undefined || t < last || t - last >= PRUNE_ALL_EVERY_MS) {
+    prunedAllAt.set(db, t);
+    const cutoff = sql`${new Date(t - DEAD_TOKEN_RETENTION_MS).toISOString()}::timestamptz`;
+    gone.push(...(await db.delete(serviceTokens).where(sql`${diedAt} < ${cutoff}`).returning({ id: serviceTokens.id, userId: serviceTokens.userId })));
+  }
+  const byUser = new Map<string, string[]>();
+  for (const g of gone) byUser.set(g.userId, [...(byUser.get(g.userId) ?? []), g.id]);
+  for (const [user, ids] of byUser) {
+    await audit(db, now, { type: 'service_token.pruned', actor: null, subject: user, data: { service_tokens: ids.sort(), reason: 'dead' } });
+  }
 }
 
 /** The service tokens the caller may see (their own; admins: everyone's). */
