@@ -165,6 +165,67 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await poll(t, d.device_code), 400, 'AUTHORIZATION_PENDING');
     });
 
+    describe('phishing: someone else starts the sign-in and sends the victim the link', () => {
+      let p: TestApp;
+      // Two proxies: the load balancer (the socket's peer) and 10.9.9.9, which saw the client.
+      const via = (ip: string) => ({ 'x-forwarded-for': `${ip}, 10.9.9.9` });
+      before(async () => {
+        p = await makeApp({ settings: { trustProxy: 2 } });
+      });
+      const start = async (ip: string, clientName: string) => {
+        const res = await p.call('POST', '/v1/auth/device', { body: { client_name: clientName }, headers: via(ip) });
+        assertOk(res);
+        return res.body as { device_code: string; user_code: string };
+      };
+      const signInFrom = async (ip: string, userCode: string, username: string) => {
+        const res = await p.call('POST', '/device', {
+          body: new URLSearchParams({ user_code: userCode, username, password: PASSWORD }).toString(),
+          headers: { ...FORM, ...via(ip) },
+        });
+        const html = typeof res.body === 'string' ? res.body : '';
+        return { res, html, ticket: /name="ticket" value="([^"]+)"/.exec(html)?.[1] };
+      };
+      const decideFrom = (ip: string, ticket: string, decision: string, extra: Record<string, string> = {}) =>
+        p.call('POST', '/device/decision', { body: new URLSearchParams({ ticket, decision, ...extra }).toString(), headers: { ...FORM, ...via(ip) } });
+
+      it('the page shows where and when it started as fact, the name as an unverified claim, and a warning; another network must be confirmed', async () => {
+        const victim = await p.user(uniq('victim'), 'member', PASSWORD);
+        const d = await start('198.51.100.7', 'Tunnel CLI <b>official</b>');
+        const { html, ticket } = await signInFrom('203.0.113.9', d.user_code, victim.name);
+        assert.ok(ticket);
+        assert.match(html, /Started from<\/dt>\s*<dd id="requester">198\.51\.100\.7 \(<strong>not<\/strong> the network of this browser, 203\.0\.113\.9\)/);
+        assert.match(html, /“Tunnel CLI &lt;b&gt;official&lt;\/b&gt;” <span class="unverified">\(its own claim, not verified/);
+        assert.match(html, /If someone sent\s+you this link or code, or asked you to approve it, choose Deny/);
+        assert.match(html, /name="confirm_elsewhere" value="yes" required/);
+        // Approving without the box is refused, and the code stays pending.
+        const refused = await decideFrom('203.0.113.9', ticket, 'approve');
+        assert.equal(refused.status, 400);
+        assert.match(String(refused.body), /started from another network/);
+        assertProblem(await poll(p, d.device_code), 400, 'AUTHORIZATION_PENDING');
+        // Denying needs no box; ticking it approves.
+        assert.equal((await decideFrom('203.0.113.9', ticket, 'approve', { confirm_elsewhere: 'yes' })).status, 200);
+        assertOk(await poll(p, d.device_code));
+        const audit = await p.call('GET', `/v1/audit?type=auth.device_approved&actor=${victim.id}`, { token: await tokenFor(p, await p.user(uniq('adm'), 'admin')) });
+        assert.deepEqual(audit.body.events[0]?.data, { approver_address: '203.0.113.9', elsewhere: true });
+      });
+
+      it('the same network (the same IPv4 address, or the same IPv6 /64) needs no box; a deny never does', async () => {
+        const user = await p.user(uniq('self'), 'member', PASSWORD);
+        const d = await start('2001:db8:1:2::10', 'laptop');
+        const { html, ticket } = await signInFrom('2001:db8:1:2::99', d.user_code, user.name);
+        assert.ok(ticket);
+        assert.match(html, /2001:db8:1:2::10 \(the network of this browser\)/);
+        assert.doesNotMatch(html, /confirm_elsewhere/);
+        assert.equal((await decideFrom('2001:db8:1:2::99', ticket, 'approve')).status, 200);
+        assertOk(await poll(p, d.device_code));
+        const e = await start('198.51.100.8', 'x');
+        const other = await signInFrom('203.0.113.10', e.user_code, user.name);
+        assert.ok(other.ticket);
+        assert.equal((await decideFrom('203.0.113.10', other.ticket, 'deny')).status, 200);
+        assertProblem(await poll(p, e.device_code), 400, 'ACCESS_DENIED');
+      });
+    });
+
     it('POST /v1/auth/device validates its body', async () => {
       assertProblem(await t.call('POST', '/v1/auth/device', { body: { client_name: 'x'.repeat(65) } }), 400, 'VALIDATION_FAILED');
       assertOk(await t.call('POST', '/v1/auth/device', { body: {} }));

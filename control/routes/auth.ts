@@ -15,7 +15,7 @@ import {
 } from '../../protocol/api-types.js';
 import { deviceCodes, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import type { App } from '../http/env.js';
-import { clientSource } from '../http/client-address.js';
+import { clientAddress, clientSource } from '../http/client-address.js';
 import { throttledLookup } from '../http/miss-throttle.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
@@ -68,6 +68,7 @@ export function registerAuth(app: App): void {
         deviceCodeHash: hashSecret(deviceCode),
         userCode,
         clientName: body.client_name ?? null,
+        requesterAddress: clientAddress(c),
         status: 'pending',
         intervalSeconds: deps.settings.devicePollInterval,
         createdAt: now,

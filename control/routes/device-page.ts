@@ -3,7 +3,8 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import { jwtVerify, SignJWT, createLocalJWKSet } from 'jose';
 import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
-import { clientSource } from '../http/client-address.js';
+import { clientAddress, clientSource } from '../http/client-address.js';
+import { sourceKey } from '../../shared/source-key.js';
 import { limitBody } from '../http/request-guards.js';
 import { AppError } from '../lib/errors.js';
 import { unixSeconds } from '../../shared/clock.js';
@@ -41,7 +42,8 @@ function page(c: Context<AppEnv>, title: string, body: HtmlEscapedString | Promi
             body { font: 16px system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; color: #222; }
             label { display: block; margin: 0.8rem 0 0.2rem; } input { width: 100%; padding: 0.5rem; box-sizing: border-box; }
             button { margin-top: 1rem; padding: 0.6rem 1.2rem; margin-right: 0.5rem; } .code { font: 2rem monospace; letter-spacing: 0.2rem; }
-            .err { color: #a00; }
+            .err { color: #a00; } .warn { background: #fff4e5; border-left: 4px solid #e67700; padding: 0.5rem 0.8rem; }
+            dt { font-weight: bold; margin-top: 0.5rem; } dd { margin-left: 0; } .unverified { color: #a00; font-size: 0.9rem; }
           </style>
         </head>
         <body>
@@ -103,8 +105,16 @@ export function registerDevicePage(app: App): void {
     if (!user || !pending) {
       return page(c, 'Sign in a device', signInForm(userCode, SIGN_IN_FAILED), 401);
     }
+    // What the requester chose (its name) is shown as its claim only; what the server saw (where
+    // and when the sign-in started) is shown as fact, and a sign-in started from another network
+    // than this browser's must be confirmed as expected before it can be approved: the phishing
+    // this page invites is someone else's `tunnel login` (or any device-flow client calling itself
+    // "Tunnel CLI") whose link is sent to the victim.
+    const here = clientAddress(c);
+    const from = pending.requesterAddress;
+    const elsewhere = from === null || sourceKey(from) !== sourceKey(here);
     const key = await deps.keys.signing('sig');
-    const ticket = await new SignJWT({ ucode: pending.userCode })
+    const ticket = await new SignJWT({ ucode: pending.userCode, elsewhere })
       .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: TICKET_TYP })
       .setIssuer(deps.settings.issuer)
       .setAudience(`${deps.settings.issuer}/device`)
@@ -112,17 +122,37 @@ export function registerDevicePage(app: App): void {
       .setIssuedAt(unixSeconds(now))
       .setExpirationTime(unixSeconds(now) + TICKET_TTL)
       .sign(key.privateKey);
+    const minutes = Math.max(0, Math.floor((now.getTime() - pending.createdAt.getTime()) / 60_000));
     return page(
       c,
       'Approve this sign-in?',
       html`<p>Signed in as <strong>${user.name}</strong>.</p>
-        <p>A device${pending.clientName ? html` (<strong>${pending.clientName}</strong>)` : ''} asks to sign in as you with the code</p>
+        <p>A device asks to sign in as you with the code</p>
         <p class="code">${pending.userCode}</p>
-        <p>Approve only if this is the code your terminal shows.</p>
+        <dl>
+          <dt>Started from</dt>
+          <dd id="requester">${from ?? 'an unknown address'}${elsewhere ? html` (<strong>not</strong> the network of this browser, ${here})` : ' (the network of this browser)'}</dd>
+          <dt>Started</dt>
+          <dd>${minutes === 0 ? 'less than a minute ago' : minutes === 1 ? '1 minute ago' : `${minutes} minutes ago`}</dd>
+          ${pending.clientName
+            ? html`<dt>Calls itself</dt>
+                <dd>“${pending.clientName}” <span class="unverified">(its own claim, not verified: any program can give itself any name)</span></dd>`
+            : ''}
+        </dl>
+        <p class="warn">Approve only if you ran <code>tunnel login</code> yourself just now and it shows this code. If someone sent
+          you this link or code, or asked you to approve it, choose Deny: approving gives whoever started it your account.</p>
+        ${elsewhere
+          ? html`<p class="warn" role="alert"><strong>This sign-in was started from another network than the one this browser is on.</strong>
+              That is expected only if you ran <code>tunnel login</code> on another machine (a server you are logged in to, say).</p>`
+          : ''}
         <form method="post" action="/device/decision">
           <input type="hidden" name="ticket" value="${ticket}" />
+          ${elsewhere
+            ? html`<label><input type="checkbox" name="confirm_elsewhere" value="yes" required style="width:auto" /> I started this sign-in myself, on
+                  another machine</label>`
+            : ''}
           <button type="submit" name="decision" value="approve">Approve</button>
-          <button type="submit" name="decision" value="deny">Deny</button>
+          <button type="submit" name="decision" value="deny" formnovalidate>Deny</button>
         </form>`,
     );
   });
@@ -134,7 +164,7 @@ export function registerDevicePage(app: App): void {
     if (decision !== 'approve' && decision !== 'deny') {
       return page(c, 'Sign in a device', html`<p class="err">Choose approve or deny.</p>`, 400);
     }
-    let claims: { sub?: string; ucode?: unknown };
+    let claims: { sub?: string; ucode?: unknown; elsewhere?: unknown };
     try {
       const jwks = createLocalJWKSet(buildJwks(await deps.keys.published()));
       ({ payload: claims } = await jwtVerify(ticket, jwks, {
@@ -149,12 +179,24 @@ export function registerDevicePage(app: App): void {
     }
     if (typeof claims.sub !== 'string' || typeof claims.ucode !== 'string') throw new AppError('BAD_REQUEST', 'bad ticket');
     const approve = decision === 'approve';
+    // Started from another network: approving needs the box that says so ticked (the form asks; a
+    // form sent without it, by a script or an old page, is refused here too).
+    if (approve && claims.elsewhere !== false && (await formField(c, 'confirm_elsewhere', 8)) !== 'yes') {
+      return page(
+        c,
+        'Sign in a device',
+        html`<p class="err">This sign-in was started from another network: tick the box that says you started it yourself, or deny it.
+            Sign in again to see it.</p>`,
+        400,
+      );
+    }
     const done = await decideDeviceCode(deps, claims.ucode, claims.sub, approve);
     if (!done) return page(c, 'Sign in a device', html`<p class="err">That code is no longer waiting for approval.</p>`, 400);
     await audit(deps.db, deps.clock.now(), {
       type: approve ? 'auth.device_approved' : 'auth.device_denied',
       actor: claims.sub,
       subject: claims.ucode,
+      data: { approver_address: clientAddress(c), elsewhere: claims.elsewhere !== false },
     });
     return page(
       c,

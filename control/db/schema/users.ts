@@ -46,6 +46,8 @@ export const deviceCodes = pgTable('device_codes', {
   deviceCodeHash: text('device_code_hash').notNull().unique(),
   userCode: text('user_code').notNull().unique(),
   clientName: text('client_name'),
+  /** The address that started the authorization (shown on the approval page; null before migration 0003). */
+  requesterAddress: text('requester_address'),
   status: text('status', { enum: ['pending', 'approved', 'denied', 'consumed'] }).notNull(),
   userId: text('user_id').references(() => users.id, { onDelete: 'cascade' }),
   intervalSeconds: integer('interval_seconds').notNull(),
