@@ -1,0 +1,134 @@
+/**
+ * The console and the device page in a real Chromium with HTML and script in every field a
+ * stranger, a member or a relay can choose and a page shows: a relay's reported remote address,
+ * version and event reasons (connections, relays, audit), a device's client name (the approval
+ * page), an egress target's name. Nothing may run (no dialog, no marker set) and no element may
+ * come from the data (no <img>, <script>, <svg> or event handler attribute that the page did not
+ * have); the text must appear as text.
+ */
+import assert from 'node:assert/strict';
+import { serve, type ServerType } from '@hono/node-server';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
+import { enrollNode, heartbeat, tokenFor, uniq } from '../../control/testing/fixtures.js';
+import { assertOk } from '../../control/testing/problem.js';
+import { launchBrowser } from '../harness/browser.js';
+import { freePort } from '../harness/net.js';
+
+const PASSWORD = 'a long enough password';
+// Each closes whatever context it lands in (attribute, text, <code>, JSON) and tries to run.
+const PAYLOADS = [
+  `"><img src=x onerror="window.__xss=1;alert(1)">`,
+  `</code><script>window.__xss=2</script>`,
+  `'><svg onload=window.__xss=3>`,
+  `</textarea></title><iframe srcdoc="<script>parent.__xss=4</script>">`,
+];
+const PAGES = ['exposures', 'connections', 'nodes', 'egress', 'tokens', 'users', 'audit'];
+
+describe('console and device page: hostile text in every field stays text (Chromium)', () => {
+  let t: TestApp;
+  let server: ServerType;
+  let browser: Browser;
+  let base: string;
+  let admin: { id: string; name: string };
+
+  before(async () => {
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    t = await createTestApp({ settings: { issuer: base } });
+    server = await new Promise<ServerType>((resolve) => {
+      const s = serve({ fetch: t.app.fetch, hostname: '127.0.0.1', port }, () => resolve(s));
+    });
+    browser = await launchBrowser();
+    admin = await t.user(uniq('admin'), 'admin', PASSWORD);
+    const token = await tokenFor(t, admin);
+    const node = await enrollNode(t, token);
+    // A relay's word: its version, remote addresses and reasons (any relay, or a compromised one).
+    const hb = await t.call('POST', '/v1/nodes/self/heartbeat', {
+      token: node.token,
+      body: { version: PAYLOADS[0]!.slice(0, 64), native_crypto: true, egress_driver: 'iptables', connections: 0, exposures: [] },
+    });
+    assertOk(hb, 200);
+    await heartbeat(t, node);
+    const at = t.clock.now().toISOString();
+    const events = PAYLOADS.flatMap((p, i) => [
+      { type: 'conn_open', at, session_id: `s${i}`, remote: p.slice(0, 128), lease_id: p.slice(0, 128) },
+      { type: 'auth_fail', at, remote: p.slice(0, 128), reason: p },
+      { type: 'conn_close', at, session_id: `s${i}x`, remote: p.slice(0, 128), reason: p },
+    ]);
+    assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events } }), 202);
+  });
+  after(async () => {
+    await browser?.close();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await t?.close();
+  });
+
+  async function check(page: Page, where: string): Promise<void> {
+    const found = await page.evaluate(() => {
+      const g = globalThis as unknown as { __xss?: unknown; document: { querySelectorAll(s: string): { length: number; [i: number]: { attributes: { name: string }[] } } } };
+      const all = g.document.querySelectorAll('*');
+      let handlers = 0;
+      for (let i = 0; i < all.length; i++) for (const a of Array.from(all[i]!.attributes)) if (/^on/i.test(a.name)) handlers++;
+      return {
+        marker: g.__xss ?? null,
+        injected: g.document.querySelectorAll('img[src="x"], svg, iframe, script:not([src])').length,
+        handlers,
+      };
+    });
+    assert.deepEqual(found, { marker: null, injected: 0, handlers: 0 }, where);
+  }
+
+  it('every console page an admin sees', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto(`${base}/console/login`);
+    await page.getByLabel('User name').fill(admin.name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/console\/exposures/);
+    let shown = '';
+    for (const p of PAGES) {
+      await page.goto(`${base}/console/${p}?state=all`);
+      await check(page, p);
+      shown += await page.locator('body').innerText();
+    }
+    assert.deepEqual(dialogs, []);
+    // The hostile text was on the pages, as text (the audit shows the events' data, the relays page the version).
+    assert.ok(shown.includes('<img src=x onerror='), 'the payload is shown as text somewhere');
+    await ctx.close();
+  });
+
+  it('the device approval page, with a client name chosen by whoever started the sign-in', async () => {
+    let shown = 0;
+    for (const p of PAYLOADS) {
+      const name = p.slice(0, 64);
+      const d = await t.call('POST', '/v1/auth/device', { body: { client_name: name } });
+      if (d.status !== 200) continue; // a name the API refuses never reaches the page
+      shown++;
+      const ctx = await browser.newContext();
+      const page = await ctx.newPage();
+      const dialogs: string[] = [];
+      page.on('dialog', (x) => {
+        dialogs.push(x.message());
+        void x.dismiss();
+      });
+      await page.goto(`${base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
+      await page.getByLabel('User name').fill(admin.name);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForSelector('text=Approve this sign-in?');
+      await check(page, `device page, client_name ${JSON.stringify(name)}`);
+      assert.ok((await page.locator('body').innerText()).includes(name), 'the name is shown as text');
+      assert.deepEqual(dialogs, []);
+      await ctx.close();
+    }
+    assert.equal(shown, PAYLOADS.length, 'every payload is a client name the API takes');
+  });
+});
