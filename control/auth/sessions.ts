@@ -6,7 +6,7 @@ import { refreshTokens, users } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
-import { revokeLeases } from '../services/lease-revocation.js';
+import { revoking, type Revocations } from '../services/lease-revocation.js';
 import { mintAccessToken } from './access-tokens.js';
 
 type User = typeof users.$inferSelect;
@@ -86,8 +86,10 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
       return tokensFor(deps, await liveUser(deps, row.userId), row.familyId, successor);
     }
   }
-  await revokeFamily(deps, row.familyId, now, row.userId, 'session_revoked');
-  await audit(deps.db, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
+  await revoking(deps, async (tx, revoke) => {
+    await endSession(tx, revoke, row.familyId, now, row.userId, 'session_revoked');
+    await audit(tx, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
+  });
   deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
   throw invalidGrant();
 }
@@ -124,28 +126,30 @@ async function tokensFor(deps: Deps, user: User, familyId: string, refresh: stri
 }
 
 /**
- * Ends a login session: revokes its refresh-token family (so its access tokens stop at once), then
- * the active leases issued through it (`reason`: 'logout', 'session_revoked'), through the relays'
- * revocation feed. In this order: a lease being written share-locks a live refresh token of its
- * session (services/lease-insert.ts), so it either committed before the family's write, and the
- * scan after it revokes it, or it finds the family revoked and writes nothing.
+ * Ends a login session in `revoke`'s transaction: revokes its refresh-token family (so its access
+ * tokens stop at once), then the active leases issued through it (`reason`: 'logout',
+ * 'session_revoked'); both commit together (services/lease-revocation.ts `revoking`). In this
+ * order: a lease being written share-locks a live refresh token of its session
+ * (services/lease-insert.ts), so it either committed before the family's write, and the scan
+ * after it revokes it, or it finds the family revoked and writes nothing.
  */
-export async function revokeFamily(
-  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
+export async function endSession(
+  tx: Pick<Db, 'update'>,
+  revoke: Revocations,
   familyId: string,
   now: Date,
   actor: string,
   reason: 'logout' | 'session_revoked',
 ): Promise<void> {
-  await deps.db
+  await tx
     .update(refreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
-  await revokeLeases(deps, { sessionId: familyId }, actor, reason);
+  await revoke.leases({ sessionId: familyId }, actor, reason);
 }
 
-export async function revokeAllSessions(deps: Pick<Deps, 'db'>, userId: string, now: Date): Promise<void> {
-  await deps.db
+export async function revokeAllSessions(db: Pick<Db, 'update'>, userId: string, now: Date): Promise<void> {
+  await db
     .update(refreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));

@@ -22,7 +22,8 @@ import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
 import { rateLimit } from '../services/rate-limit.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
-import { revokeFamily, rotateRefreshToken, startSession } from '../auth/sessions.js';
+import { endSession, rotateRefreshToken, startSession } from '../auth/sessions.js';
+import { revoking } from '../services/lease-revocation.js';
 import { consumeSetupCode } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
 import { checkPassword } from '../auth/password-login.js';
@@ -184,17 +185,20 @@ export function registerAuth(app: App): void {
       const body = (await c.req.json().catch(() => ({}))) as { refresh_token?: unknown };
       const parsed = LogoutRequestSchema.safeParse(body ?? {});
       const now = deps.clock.now();
-      // The access token names its session: logging out ends it even without the refresh token.
-      if (p.sessionId) await revokeFamily(deps, p.sessionId, now, p.userId, 'logout');
-      if (parsed.success && parsed.data.refresh_token) {
-        const [row] = await deps.db
-          .select()
-          .from(refreshTokens)
-          .where(and(eq(refreshTokens.tokenHash, hashSecret(parsed.data.refresh_token)), eq(refreshTokens.userId, p.userId)))
-          .limit(1);
-        if (row) await revokeFamily(deps, row.familyId, now, p.userId, 'logout');
-      }
-      await audit(deps.db, now, { type: 'auth.logout', actor: p.userId });
+      // One transaction: the session ends with its leases, or nothing changes.
+      await revoking(deps, async (tx, revoke) => {
+        // The access token names its session: logging out ends it even without the refresh token.
+        if (p.sessionId) await endSession(tx, revoke, p.sessionId, now, p.userId, 'logout');
+        if (parsed.success && parsed.data.refresh_token) {
+          const [row] = await tx
+            .select()
+            .from(refreshTokens)
+            .where(and(eq(refreshTokens.tokenHash, hashSecret(parsed.data.refresh_token)), eq(refreshTokens.userId, p.userId)))
+            .limit(1);
+          if (row && row.familyId !== p.sessionId) await endSession(tx, revoke, row.familyId, now, p.userId, 'logout');
+        }
+        await audit(tx, now, { type: 'auth.logout', actor: p.userId });
+      });
       return c.body(null, 204);
     },
   );

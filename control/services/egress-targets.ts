@@ -6,7 +6,7 @@ import { egressTargets, leases, nodes } from '../db/schema/index.js';
 import { notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
+import { revoking } from './lease-revocation.js';
 
 type Row = typeof egressTargets.$inferSelect;
 export type EgressTargetView = z.infer<typeof EgressTargetSchema>;
@@ -39,23 +39,27 @@ export async function putEgressTarget(
   const [node] = await deps.db.select().from(nodes).where(eq(nodes.name, body.node)).limit(1);
   if (!node) throw notFound(`node "${body.node}"`);
   const now = deps.clock.now();
-  const [before] = await deps.db.select().from(egressTargets).where(eq(egressTargets.name, name)).limit(1);
   const values = { nodeId: node.id, host: body.host, port: body.port, allow: [...new Set(body.allow)].sort() };
-  const [row] = await deps.db
-    .insert(egressTargets)
-    .values({ name, ...values, createdAt: now })
-    .onConflictDoUpdate({ target: egressTargets.name, set: values })
-    .returning();
-  await audit(deps.db, now, { type: 'egress_target.put', actor: p.userId, subject: name, data: { ...values } });
-  if (before) {
-    if (before.nodeId !== row!.nodeId || before.host !== row!.host || before.port !== row!.port) {
-      await revokeLeases(deps, { where: leasesReaching(before) }, p.userId, 'egress_target_changed');
-    } else if (before.allow.some((n) => !row!.allow.includes(n))) {
-      const res = { name, allow: row!.allow };
-      await revokeNoLongerAllowed(deps, { where: leasesReaching(before) }, (u) => can(u, 'lease.issue.egress', res), p.userId, 'allow_list_changed');
+  // The new definition and the revocation of the leases it no longer allows commit together.
+  const row = await revoking(deps, async (tx, revoke) => {
+    const [before] = await tx.select().from(egressTargets).where(eq(egressTargets.name, name)).limit(1).for('update');
+    const [row] = await tx
+      .insert(egressTargets)
+      .values({ name, ...values, createdAt: now })
+      .onConflictDoUpdate({ target: egressTargets.name, set: values })
+      .returning();
+    await audit(tx, now, { type: 'egress_target.put', actor: p.userId, subject: name, data: { ...values } });
+    if (before) {
+      if (before.nodeId !== row!.nodeId || before.host !== row!.host || before.port !== row!.port) {
+        await revoke.leases({ where: leasesReaching(before) }, p.userId, 'egress_target_changed');
+      } else if (before.allow.some((n) => !row!.allow.includes(n))) {
+        const res = { name, allow: row!.allow };
+        await revoke.noLongerAllowed({ where: leasesReaching(before) }, (u) => can(u, 'lease.issue.egress', res), p.userId, 'allow_list_changed');
+      }
     }
-  }
-  return view(row!, node.name);
+    return row!;
+  });
+  return view(row, node.name);
 }
 
 /** The egress targets the caller may see (and use). */
@@ -71,8 +75,10 @@ export async function listEgressTargets(deps: Pick<Deps, 'db'>, p: UserPrincipal
 /** Deletes an egress target and revokes every egress lease that reaches it. */
 export async function deleteEgressTarget(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
   assertAllowed(p, 'egress_target.delete');
-  const deleted = await deps.db.delete(egressTargets).where(eq(egressTargets.name, name)).returning();
-  if (!deleted.length) throw notFound(`egress target "${name}"`);
-  await audit(deps.db, deps.clock.now(), { type: 'egress_target.deleted', actor: p.userId, subject: name });
-  await revokeLeases(deps, { where: leasesReaching(deleted[0]!) }, p.userId, 'egress_target_deleted');
+  await revoking(deps, async (tx, revoke) => {
+    const deleted = await tx.delete(egressTargets).where(eq(egressTargets.name, name)).returning();
+    if (!deleted.length) throw notFound(`egress target "${name}"`);
+    await audit(tx, deps.clock.now(), { type: 'egress_target.deleted', actor: p.userId, subject: name });
+    await revoke.leases({ where: leasesReaching(deleted[0]!) }, p.userId, 'egress_target_deleted');
+  });
 }

@@ -7,7 +7,7 @@ import { exposures, leases, nodes, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
+import { revoking, type Revocations } from './lease-revocation.js';
 
 type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;
@@ -78,7 +78,8 @@ export async function putExposure(
     }
   }
   const allow = [...new Set(body.allow)].sort();
-  const { row, created, removed } = await deps.db.transaction(async (tx) => {
+  // The new allow list and the revocation of the leases it no longer allows commit together.
+  const { row, created } = await revoking(deps, async (tx, revoke) => {
     const [existing] = await tx.select().from(exposures).where(eq(exposures.name, name)).limit(1).for('update');
     if (existing) {
       assertAllowed(p, 'exposure.update', exposureResource(name, existing));
@@ -87,7 +88,9 @@ export async function putExposure(
         .set({ allow, updatedAt: now, ...(pinnedNodeId !== undefined ? { pinnedNodeId } : {}) })
         .where(eq(exposures.name, name))
         .returning();
-      return { row: u!, created: false, removed: existing.allow.filter((n) => !allow.includes(n)) };
+      await audit(tx, now, { type: 'exposure.put', actor: p.userId, subject: name, data: { allow, created: false } });
+      if (existing.allow.some((n) => !allow.includes(n))) await revokeOpenersNotAllowed(revoke, u!, p.userId);
+      return { row: u!, created: false };
     }
     assertAllowed(p, 'exposure.create', exposureResource(name, undefined));
     const [ins] = await tx
@@ -96,10 +99,9 @@ export async function putExposure(
       .onConflictDoNothing()
       .returning();
     if (!ins) throw new AppError('CONFLICT', `"${name}" was created concurrently; retry`, { retryable: true });
-    return { row: ins, created: true, removed: [] as string[] };
+    await audit(tx, now, { type: 'exposure.put', actor: p.userId, subject: name, data: { allow, created: true } });
+    return { row: ins, created: true };
   });
-  await audit(deps.db, now, { type: 'exposure.put', actor: p.userId, subject: name, data: { allow, created } });
-  if (removed.length) await revokeOpenersNotAllowed(deps, row, p.userId);
   return { exposure: (await views(deps.db, [row]))[0]!, created };
 }
 
@@ -107,21 +109,23 @@ export async function putExposure(
  * Revokes the leases on `exp` that the policy no longer allows (users taken off the allow list
  * lose their open leases; owner and admins keep theirs): the grant they were issued under is gone.
  */
-function revokeOpenersNotAllowed(deps: Pick<Deps, 'db' | 'clock'>, exp: ExposureRow, actor: string): Promise<string[]> {
+function revokeOpenersNotAllowed(revoke: Revocations, exp: ExposureRow, actor: string): Promise<string[]> {
   const res = exposureResource(exp.name, exp);
-  return revokeNoLongerAllowed(deps, { exposure: exp.name, kind: 'open' }, (p) => can(p, 'lease.issue.open', res), actor, 'allow_list_changed');
+  return revoke.noLongerAllowed({ exposure: exp.name, kind: 'open' }, (p) => can(p, 'lease.issue.open', res), actor, 'allow_list_changed');
 }
 
 /**
- * Deletes an exposure and revokes every lease on it. The row goes first: a lease being written on
- * it holds the delete back until it committed, and the revocation after it then sees that lease
- * (services/lease-insert.ts).
+ * Deletes an exposure and revokes every lease on it, in one transaction. The row goes first: a
+ * lease being written on it holds the delete back until it committed, and the revocation after it
+ * then sees that lease (services/lease-insert.ts).
  */
 export async function deleteExposure(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
   assertAllowed(p, 'exposure.delete', exposureResource(name, await find(deps.db, name)));
-  await deps.db.delete(exposures).where(eq(exposures.name, name));
-  await revokeLeases(deps, { exposure: name }, p.userId, 'exposure_deleted');
-  await audit(deps.db, deps.clock.now(), { type: 'exposure.deleted', actor: p.userId, subject: name });
+  await revoking(deps, async (tx, revoke) => {
+    await tx.delete(exposures).where(eq(exposures.name, name));
+    await revoke.leases({ exposure: name }, p.userId, 'exposure_deleted');
+    await audit(tx, deps.clock.now(), { type: 'exposure.deleted', actor: p.userId, subject: name });
+  });
 }
 
 /**

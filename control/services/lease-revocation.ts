@@ -1,5 +1,6 @@
 import { and, eq, gt, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
 import { auditEvents, leases, revocations, serviceTokens, users } from '../db/schema/index.js';
 import { auditRow } from './audit.js';
 import { parseScopes, type UserPrincipal } from './authz.js';
@@ -32,40 +33,132 @@ export interface LeaseSelector {
   where?: SQL;
 }
 
+/** A revoked lease, as its relay's revocation feed needs it. */
+interface RevokedLease {
+  id: string;
+  nodeId: string;
+  expiresAt: Date;
+}
+
 /**
- * Revokes the active leases `where` selects: marks them and appends them to their nodes'
- * revocation feeds, in one transaction, so every relay closes their connections within the
- * feed's bound. Already revoked or expired leases are left alone. Returns the revoked ids.
+ * The lease revocations of one transaction (`revoking`): every lease `leases` or `noLongerAllowed`
+ * revokes is marked and audited there, and appended to its relay's revocation feed at the end, in
+ * the same transaction as the state change that ended it. So a change and the revocation of the
+ * leases it no longer allows commit together or not at all: a crash or an error between the two
+ * cannot leave the change committed and its leases valid.
  */
-export async function revokeLeases(
-  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
-  where: LeaseSelector,
-  actor: string | null,
-  reason?: string,
-): Promise<string[]> {
-  const now = deps.clock.now();
-  const conds = selectorConditions(where, now);
-  const revoked = await deps.db.transaction(async (tx) => {
+export class Revocations {
+  readonly #tx: Db;
+  readonly #now: Date;
+  readonly #revoked: RevokedLease[] = [];
+
+  constructor(tx: Db, now: Date) {
+    this.#tx = tx;
+    this.#now = now;
+  }
+
+  /**
+   * Revokes the active leases `where` selects (already revoked or expired ones are left alone).
+   * The rows are locked in id order: two revocations whose leases overlap (a user disabled while
+   * an exposure of theirs is deleted) take the rows they share in the same order, so neither
+   * can hold one the other waits for while it waits for one the other holds (a deadlock, which
+   * Postgres would end by failing one of them). Returns the revoked ids.
+   */
+  async leases(where: LeaseSelector, actor: string | null, reason?: string): Promise<string[]> {
+    const tx = this.#tx;
+    const locked = tx
+      .select({ id: leases.id })
+      .from(leases)
+      .where(and(...selectorConditions(where, this.#now)))
+      .orderBy(leases.id)
+      .for('update');
     const revoked = await tx
       .update(leases)
-      .set({ revokedAt: now })
-      .where(and(...conds))
+      .set({ revokedAt: this.#now })
+      .where(inArray(leases.id, locked))
       .returning({ id: leases.id, nodeId: leases.nodeId, expiresAt: leases.expiresAt });
-    if (revoked.length) {
-      // Feed entries are numbered in commit order: a relay that read up to seq N must never see
-      // a smaller seq commit later (it would skip it). Revokers take turns from here to commit.
-      await tx.execute(sql`select pg_advisory_xact_lock(${REVOCATION_FEED_LOCK})`);
-      await tx
-        .insert(revocations)
-        .values(revoked.map((r) => ({ leaseId: r.id, nodeId: r.nodeId, expiresAt: r.expiresAt, createdAt: now })));
-      await tx
-        .insert(auditEvents)
-        .values(revoked.map((r) => auditRow(now, { type: 'lease.revoked', actor, subject: r.id, ...(reason ? { data: { reason } } : {}) })));
-      // Other replicas hear it at commit and wake their relays' long polls (services/revocation-hub.ts).
-      const nodeIds = [...new Set(revoked.map((r) => r.nodeId))].join(',');
-      await tx.execute(sql`select pg_notify(${REVOCATIONS_CHANNEL}, ${nodeIds.length <= MAX_NOTIFY_PAYLOAD ? nodeIds : '*'})`);
-    }
-    return revoked;
+    if (!revoked.length) return [];
+    await tx
+      .insert(auditEvents)
+      .values(revoked.map((r) => auditRow(this.#now, { type: 'lease.revoked', actor, subject: r.id, ...(reason ? { data: { reason } } : {}) })));
+    this.#revoked.push(...revoked);
+    return revoked.map((r) => r.id);
+  }
+
+  /**
+   * After a grant shrank (in this transaction): asks `stillAllowed` again, for every active lease
+   * `where` selects, with the principal it was issued to as that principal is now (the user's
+   * role, the service token's current scopes), and revokes the leases it no longer allows.
+   */
+  async noLongerAllowed(
+    where: LeaseSelector,
+    stillAllowed: (p: UserPrincipal, lease: LeaseRow) => boolean,
+    actor: string | null,
+    reason: string,
+  ): Promise<string[]> {
+    const rows = await this.#tx
+      .select({ lease: leases, user: users, scopes: serviceTokens.scopes })
+      .from(leases)
+      .innerJoin(users, eq(users.id, leases.userId))
+      .leftJoin(serviceTokens, eq(serviceTokens.id, leases.serviceTokenId))
+      .where(and(...selectorConditions(where, this.#now)));
+    const gone = rows
+      .filter((r) => {
+        const p: UserPrincipal = {
+          kind: 'user',
+          userId: r.user.id,
+          name: r.user.name,
+          role: r.user.role,
+          scopes: r.lease.serviceTokenId ? parseScopes(r.scopes ?? []) : null,
+          serviceTokenId: r.lease.serviceTokenId,
+        };
+        return !stillAllowed(p, r.lease);
+      })
+      .map((r) => r.lease.id);
+    return gone.length ? this.leases({ ids: gone }, actor, reason) : [];
+  }
+
+  /** The leases revoked so far. */
+  get revoked(): readonly RevokedLease[] {
+    return this.#revoked;
+  }
+
+  /**
+   * Appends the revoked leases to their relays' feeds: the transaction's last writes. Feed
+   * entries are numbered in commit order (a relay that read up to seq N must never see a smaller
+   * seq commit later: it would skip it), so revokers take turns from here to commit, and take no
+   * lease row lock after this (one revoker waiting for another's turn holds no row the other wants).
+   */
+  async writeFeed(): Promise<void> {
+    if (!this.#revoked.length) return;
+    const tx = this.#tx;
+    await tx.execute(sql`select pg_advisory_xact_lock(${REVOCATION_FEED_LOCK})`);
+    await tx
+      .insert(revocations)
+      .values(this.#revoked.map((r) => ({ leaseId: r.id, nodeId: r.nodeId, expiresAt: r.expiresAt, createdAt: this.#now })));
+    // Other replicas hear it at commit and wake their relays' long polls (services/revocation-hub.ts).
+    const nodeIds = [...new Set(this.#revoked.map((r) => r.nodeId))].join(',');
+    await tx.execute(sql`select pg_notify(${REVOCATIONS_CHANNEL}, ${nodeIds.length <= MAX_NOTIFY_PAYLOAD ? nodeIds : '*'})`);
+  }
+}
+
+/**
+ * Runs `change` (a state change that ends grants, and the revocation of the leases it ends,
+ * through `revoke`) in one transaction, then tells this replica's waiting relay polls about the
+ * revoked leases once it committed. A change writes the rows a lease statement share-locks (the
+ * user, the session's refresh tokens, the service token, the exposure or egress target) before
+ * it revokes: see services/lease-insert.ts for why that order leaves no lease behind.
+ */
+export async function revoking<T>(
+  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
+  change: (tx: Db, revoke: Revocations) => Promise<T>,
+): Promise<T> {
+  const now = deps.clock.now();
+  const { result, revoked } = await deps.db.transaction(async (tx) => {
+    const revoke = new Revocations(tx, now);
+    const result = await change(tx, revoke);
+    await revoke.writeFeed();
+    return { result, revoked: revoke.revoked };
   });
   // Committed: this replica's waiting polls get the entries at once.
   const byNode = new Map<string, { lease_id: string; exp: number }[]>();
@@ -75,7 +168,21 @@ export async function revokeLeases(
     byNode.set(r.nodeId, list);
   }
   for (const [nodeId, list] of byNode) deps.revocationHub?.publish(nodeId, list);
-  return revoked.map((r) => r.id);
+  return result;
+}
+
+/**
+ * Revokes the active leases `where` selects, on its own (no state change with it): marks them
+ * and appends them to their nodes' revocation feeds, in one transaction, so every relay closes
+ * their connections within the feed's bound. Returns the revoked ids.
+ */
+export function revokeLeases(
+  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
+  where: LeaseSelector,
+  actor: string | null,
+  reason?: string,
+): Promise<string[]> {
+  return revoking(deps, (_tx, revoke) => revoke.leases(where, actor, reason));
 }
 
 function selectorConditions(where: LeaseSelector, now: Date): SQL[] {
@@ -89,38 +196,4 @@ function selectorConditions(where: LeaseSelector, now: Date): SQL[] {
   if (where.sessionId) conds.push(eq(leases.sessionId, where.sessionId));
   if (where.where) conds.push(where.where);
   return conds;
-}
-
-/**
- * After a grant shrank: asks `stillAllowed` again, for every active lease `where` selects, with
- * the principal it was issued to as that principal is now (the user's role, the service token's
- * current scopes), and revokes the leases it no longer allows.
- */
-export async function revokeNoLongerAllowed(
-  deps: Pick<Deps, 'db' | 'clock'>,
-  where: LeaseSelector,
-  stillAllowed: (p: UserPrincipal, lease: LeaseRow) => boolean,
-  actor: string | null,
-  reason: string,
-): Promise<string[]> {
-  const rows = await deps.db
-    .select({ lease: leases, user: users, scopes: serviceTokens.scopes })
-    .from(leases)
-    .innerJoin(users, eq(users.id, leases.userId))
-    .leftJoin(serviceTokens, eq(serviceTokens.id, leases.serviceTokenId))
-    .where(and(...selectorConditions(where, deps.clock.now())));
-  const gone = rows
-    .filter((r) => {
-      const p: UserPrincipal = {
-        kind: 'user',
-        userId: r.user.id,
-        name: r.user.name,
-        role: r.user.role,
-        scopes: r.lease.serviceTokenId ? parseScopes(r.scopes ?? []) : null,
-        serviceTokenId: r.lease.serviceTokenId,
-      };
-      return !stillAllowed(p, r.lease);
-    })
-    .map((r) => r.lease.id);
-  return gone.length ? revokeLeases(deps, { ids: gone }, actor, reason) : [];
 }

@@ -8,7 +8,7 @@ import { notFound } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
-import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
+import { revoking } from './lease-revocation.js';
 
 type Row = typeof serviceTokens.$inferSelect;
 export type ServiceTokenView = z.infer<typeof ServiceTokenSchema>;
@@ -131,13 +131,17 @@ async function findVisible(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string,
 export async function revokeServiceToken(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, id: string): Promise<ServiceTokenView> {
   const r = await findVisible(deps, p, id, 'service_token.revoke');
   const now = deps.clock.now();
-  const [row] = await deps.db
-    .update(serviceTokens)
-    .set({ revokedAt: now })
-    .where(and(eq(serviceTokens.id, id), isNull(serviceTokens.revokedAt)))
-    .returning();
-  if (row) await audit(deps.db, now, { type: 'service_token.revoked', actor: p.userId, subject: id });
-  await revokeLeases(deps, { serviceTokenId: id }, p.userId, 'service_token_revoked');
+  // The token and its leases end together (services/lease-revocation.ts `revoking`).
+  const row = await revoking(deps, async (tx, revoke) => {
+    const [row] = await tx
+      .update(serviceTokens)
+      .set({ revokedAt: now })
+      .where(and(eq(serviceTokens.id, id), isNull(serviceTokens.revokedAt)))
+      .returning();
+    if (row) await audit(tx, now, { type: 'service_token.revoked', actor: p.userId, subject: id });
+    await revoke.leases({ serviceTokenId: id }, p.userId, 'service_token_revoked');
+    return row;
+  });
   return view(row ?? r.t, r.user);
 }
 
@@ -154,14 +158,18 @@ export async function updateServiceTokenScopes(
   const r = await findVisible(deps, p, id, 'service_token.update');
   const now = deps.clock.now();
   const sorted = [...new Set(scopes)].sort();
-  const [row] = await deps.db.update(serviceTokens).set({ scopes: sorted }).where(eq(serviceTokens.id, id)).returning();
-  await audit(deps.db, now, { type: 'service_token.updated', actor: p.userId, subject: id, data: { scopes: sorted } });
-  const targets = await deps.db.select().from(egressTargets);
-  // An egress lease stays if every host:port it reaches is a target on its node the scopes name.
-  const covered = (p: UserPrincipal, l: typeof leases.$inferSelect) =>
-    l.kind === 'egress'
-      ? (l.targets ?? []).every((h) => targets.some((t) => t.nodeId === l.nodeId && t.host === h.host && t.port === h.port && scopeAllows(p, 'egress', t.name)))
-      : scopeAllows(p, l.kind, l.exposure ?? '');
-  await revokeNoLongerAllowed(deps, { serviceTokenId: id }, covered, p.userId, 'service_token_scopes_changed');
+  // The new scopes and the revocation of the leases they no longer cover commit together.
+  const row = await revoking(deps, async (tx, revoke) => {
+    const [row] = await tx.update(serviceTokens).set({ scopes: sorted }).where(eq(serviceTokens.id, id)).returning();
+    await audit(tx, now, { type: 'service_token.updated', actor: p.userId, subject: id, data: { scopes: sorted } });
+    const targets = await tx.select().from(egressTargets);
+    // An egress lease stays if every host:port it reaches is a target on its node the scopes name.
+    const covered = (p: UserPrincipal, l: typeof leases.$inferSelect) =>
+      l.kind === 'egress'
+        ? (l.targets ?? []).every((h) => targets.some((t) => t.nodeId === l.nodeId && t.host === h.host && t.port === h.port && scopeAllows(p, 'egress', t.name)))
+        : scopeAllows(p, l.kind, l.exposure ?? '');
+    await revoke.noLongerAllowed({ serviceTokenId: id }, covered, p.userId, 'service_token_scopes_changed');
+    return row;
+  });
   return view(row!, r.user);
 }

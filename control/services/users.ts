@@ -9,7 +9,7 @@ import { AppError, notFound } from '../lib/errors.js';
 import { audit, type AuditType } from './audit.js';
 import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
-import { revokeLeases, revokeNoLongerAllowed } from './lease-revocation.js';
+import { revoking, type Revocations } from './lease-revocation.js';
 
 type UserRow = typeof users.$inferSelect;
 export type UserView = z.infer<typeof UserSchema>;
@@ -51,26 +51,33 @@ export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
   return (await deps.db.select().from(users).orderBy(users.name)).map(userView);
 }
 
-/** Disables a user and takes back everything they were granted: sessions, service tokens, leases. */
-export async function disableUser(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<UserView> {
+/**
+ * Disables a user and takes back everything they were granted: sessions, service tokens, leases,
+ * in one transaction (services/lease-revocation.ts `revoking`).
+ */
+export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>, p: UserPrincipal, name: string): Promise<UserView> {
   assertAllowed(p, 'user.disable', { name });
   const now = deps.clock.now();
-  const [row] = await deps.db.update(users).set({ disabled: true }).where(eq(users.name, name)).returning();
-  if (!row) throw notFound(`user "${name}"`);
-  await revokeAllSessions(deps, row.id, now);
-  await deps.db.update(serviceTokens).set({ revokedAt: now }).where(and(eq(serviceTokens.userId, row.id), isNull(serviceTokens.revokedAt)));
-  await revokeLeases(deps, { userId: row.id }, p.userId, 'user_disabled');
-  await audit(deps.db, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
+  const row = await revoking(deps, async (tx, revoke) => {
+    const [row] = await tx.update(users).set({ disabled: true }).where(eq(users.name, name)).returning();
+    if (!row) throw notFound(`user "${name}"`);
+    await revokeAllSessions(tx, row.id, now);
+    await tx.update(serviceTokens).set({ revokedAt: now }).where(and(eq(serviceTokens.userId, row.id), isNull(serviceTokens.revokedAt)));
+    await revoke.leases({ userId: row.id }, p.userId, 'user_disabled');
+    await audit(tx, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
+    return row;
+  });
   return userView(row);
 }
 
 /**
  * Enables or disables a user, or changes their role (`PATCH /v1/users/{name}`). A demoted admin
  * loses at once the leases only the admin role granted (open and expose leases on exposures that
- * are not theirs and whose allow list lacks them, egress leases to targets not listing them).
+ * are not theirs and whose allow list lacks them, egress leases to targets not listing them), in
+ * the transaction that demotes them.
  */
 export async function updateUser(
-  deps: Pick<Deps, 'db' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
   p: UserPrincipal,
   name: string,
   body: { disabled?: boolean | undefined; role?: Role | undefined },
@@ -83,13 +90,16 @@ export async function updateUser(
   if (body.disabled === false) set.disabled = false;
   if (body.role) set.role = body.role;
   if (Object.keys(set).length > 0) {
-    const [before] = await deps.db.select().from(users).where(eq(users.name, name)).limit(1);
-    if (!before) throw notFound(`user "${name}"`);
-    const [row] = await deps.db.update(users).set(set).where(eq(users.id, before.id)).returning();
-    if (!row) throw notFound(`user "${name}"`);
-    if (body.disabled === false) await audit(deps.db, now, { type: 'user.enabled', actor: p.userId, subject: row.name });
-    if (body.role) await audit(deps.db, now, { type: 'user.role_changed', actor: p.userId, subject: row.name, data: { role: body.role } });
-    if (before.role === 'admin' && row.role === 'member') await revokeAdminOnlyLeases(deps, row.id, p.userId);
+    const row = await revoking(deps, async (tx, revoke) => {
+      const [before] = await tx.select().from(users).where(eq(users.name, name)).limit(1).for('update');
+      if (!before) throw notFound(`user "${name}"`);
+      const [row] = await tx.update(users).set(set).where(eq(users.id, before.id)).returning();
+      if (!row) throw notFound(`user "${name}"`);
+      if (body.disabled === false) await audit(tx, now, { type: 'user.enabled', actor: p.userId, subject: row.name });
+      if (body.role) await audit(tx, now, { type: 'user.role_changed', actor: p.userId, subject: row.name, data: { role: body.role } });
+      if (before.role === 'admin' && row.role === 'member') await revokeAdminOnlyLeases(tx, revoke, row.id, p.userId);
+      return row;
+    });
     view = userView(row);
   }
   if (!view) throw notFound(`user "${name}"`);
@@ -97,11 +107,10 @@ export async function updateUser(
 }
 
 /** Asks the policy again, with the user's new role, about each of their active leases. */
-async function revokeAdminOnlyLeases(deps: Pick<Deps, 'db' | 'clock'>, userId: string, actor: string): Promise<void> {
-  const [exps, targets] = await Promise.all([deps.db.select().from(exposures), deps.db.select().from(egressTargets)]);
+async function revokeAdminOnlyLeases(tx: Db, revoke: Revocations, userId: string, actor: string): Promise<void> {
+  const [exps, targets] = await Promise.all([tx.select().from(exposures), tx.select().from(egressTargets)]);
   const byName = new Map(exps.map((e) => [e.name, e]));
-  await revokeNoLongerAllowed(
-    deps,
+  await revoke.noLongerAllowed(
     { userId },
     (u, l) => {
       if (l.kind === 'egress') {
