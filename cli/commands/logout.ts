@@ -1,7 +1,11 @@
-import { ApiClient } from '../api-client.js';
+import { join } from 'node:path';
+import { TokenResponseSchema } from '../../protocol/api-types.js';
+import { readProblem } from '../../protocol/problem.js';
+import { ApiClient, exitCodeFor, type RawResponse } from '../api-client.js';
 import { parseCommand } from '../args.js';
-import { info } from '../context.js';
-import { deleteCredentials, readCredentials } from '../settings.js';
+import { info, type Context } from '../context.js';
+import { CliError, EXIT } from '../errors.js';
+import { configDir, deleteCredentials, readCredentials, writeCredentials, type Credentials } from '../settings.js';
 import type { Command } from './command.js';
 
 export const logout: Command = {
@@ -9,31 +13,78 @@ export const logout: Command = {
   summary: 'end the login session and delete the stored credentials',
   usage: `Usage: tunnel logout
 
-Ends the login session on the control plane (when reachable) and deletes the stored
-credentials. The leases this login got end with it: a tunnel expose or tunnel open running on
-it loses its connection, and certificates from tunnel cert stop working.
+Ends the login session on the control plane and deletes the stored credentials. The leases this
+login got end with it: a tunnel expose or tunnel open running on it loses its connection and
+stops (exit code 3), and certificates from tunnel cert stop working. An access token that has
+expired is renewed first with the stored refresh token, so the session still ends.
+
+When the control plane cannot end the session (unreachable, or an error), nothing is deleted:
+it says so and exits non-zero (5: unreachable), and tunnel logout can be run again. A login with
+a service token (tunnel login --token-file) has no session: only the stored credentials go, and
+the service token stays valid until it expires or is revoked (tunnel admin service-tokens revoke).
 
 Example:
   tunnel logout`,
   async run(ctx, argv) {
     parseCommand('logout', argv, {});
     const creds = readCredentials(ctx);
-    let api: ApiClient | undefined;
-    try {
-      api = creds ? ApiClient.forServer(ctx, creds.server) : undefined;
-    } catch {
-      api = undefined; // e.g. the stored trust no longer applies: still delete the credentials
+    if (!creds) {
+      info(ctx, 'Not logged in.');
+      return 0;
     }
-    if (creds && api) {
-      // Best effort: the local credentials go even when the server cannot be told.
-      await api
-        .raw('POST', '/v1/auth/logout', {
-          token: creds.access_token,
-          body: creds.refresh_token ? { refresh_token: creds.refresh_token } : {},
-        })
-        .catch(() => info(ctx, 'Could not reach the control plane; deleting the local credentials anyway.'));
+    if (creds.service_token) {
+      deleteCredentials(ctx);
+      info(ctx, 'Deleted the stored service-token login; the service token itself stays valid until it expires or is revoked.');
+      return 0;
     }
-    info(ctx, deleteCredentials(ctx) ? 'Logged out.' : 'Not logged in.');
+    const outcome = await endSession(ctx, creds).catch((err: unknown) => {
+      if (!(err instanceof CliError)) throw err;
+      throw new CliError(err.exitCode, `${err.message}; the login session was not ended and the credentials are kept (run tunnel logout again, or delete ${credentialsPath(ctx)} to forget them)`, {
+        code: err.code,
+        cause: err,
+      });
+    });
+    deleteCredentials(ctx);
+    info(ctx, outcome === 'ended' ? 'Logged out.' : 'The login session had already ended (logged out elsewhere, revoked or expired); deleted the stored credentials.');
     return 0;
   },
 };
+
+/**
+ * Ends the stored login's session on the control plane: POST /v1/auth/logout with the access
+ * token and the refresh token (the server revokes the refresh-token family and the leases issued
+ * through it). An access token the server refuses (expired) is renewed with the refresh token
+ * first; a refresh token the server refuses means the session had already ended ('ended
+ * before'). Anything else throws: the session may still stand.
+ */
+async function endSession(ctx: Context, creds: Credentials): Promise<'ended' | 'ended before'> {
+  const api = ApiClient.forServer(ctx, creds.server);
+  const logoutWith = (accessToken: string, refresh: string | undefined) =>
+    api.raw('POST', '/v1/auth/logout', { token: accessToken, body: refresh ? { refresh_token: refresh } : {} });
+  const refreshToken = creds.refresh_token;
+  let res = await logoutWith(creds.access_token, refreshToken);
+  if (res.status === 204) return 'ended';
+  if (res.status !== 401 || !refreshToken) throw failed(res);
+  // The access token is no longer accepted (expired, or its session ended): the refresh token
+  // gets a fresh one, or is refused because the session has ended.
+  const renewed = await api.raw('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: refreshToken } });
+  if (renewed.status === 400 && readProblem(renewed.status, renewed.body).code === 'INVALID_GRANT') return 'ended before';
+  if (renewed.status !== 200) throw failed(renewed);
+  const t = TokenResponseSchema.safeParse(renewed.body);
+  if (!t.success || !t.data.refresh_token) throw new CliError(EXIT.ERROR, `unexpected answer from ${api.activeUrl}/v1/auth/token; is the server a Tunnel control plane of this version?`);
+  // Stored before the logout: a retry after a lost answer presents the current refresh token.
+  const next = t.data.refresh_token;
+  writeCredentials(ctx, { ...creds, access_token: t.data.access_token, access_expires_at: Date.now() + t.data.expires_in * 1000, refresh_token: next });
+  res = await logoutWith(t.data.access_token, next);
+  if (res.status === 204) return 'ended';
+  throw failed(res);
+}
+
+function failed(res: RawResponse): CliError {
+  const p = readProblem(res.status, res.body);
+  return new CliError(exitCodeFor(p.code, res.status), `the control plane answered ${res.status}${p.code ? ` ${p.code}` : ''}: ${p.detail}`, { code: p.code });
+}
+
+function credentialsPath(ctx: Context): string {
+  return join(configDir(ctx), 'credentials.json');
+}
