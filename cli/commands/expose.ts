@@ -22,7 +22,9 @@ exposure keeps its allow list, which an admin may have edited, unless --replace-
 key in memory, gets an expose lease, connects to the relay with its host key pinned from the
 lease, and serves each incoming connection by dialing HOST:PORT. It renews the lease in band
 before it expires, notices a dead relay within about 30 seconds, and reconnects with backoff.
-Stop it with Ctrl-C or SIGTERM. --json prints one JSON event per line on stdout.
+Stop it with Ctrl-C or SIGTERM. It stops by itself, with one line saying why, when its login
+ends (tunnel logout, its service token revoked or expired: exit 3) or its lease is revoked or no
+longer permitted (exit 4). --json prints one JSON event per line on stdout.
 
 Options:
   --name NAME      exposure name, [a-z0-9-]{1,63}

@@ -60,6 +60,10 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #revoking: Promise<void> | undefined;
   /** expose: the relay whose connection just failed or dropped, steered around on the next lease. */
   #avoid: string | undefined;
+  /** Why a renewal failed for good (its connection was ended for it): run() stops with it. */
+  #fatal: CliError | undefined;
+  /** Why the last connection closed, not told yet (see run()). */
+  #dropped: string | undefined;
 
   constructor(session: Session, opts: SupervisorOptions) {
     super();
@@ -86,6 +90,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           failures = 0;
           const closed = await untilClosed;
           reason = closed.reason;
+          // A renewal was refused for good (the login ended, the grant went): stop with why.
+          if (this.#fatal && !this.#stopped) throw this.#fatal;
           // Say why the relay hung up when it was a revocation (a one-shot session may have ended
           // its channel at the same moment, so it always asks).
           if ((this.#opts.once || !this.#stopped) && (await this.#revoked(c.lease.lease.id))) {
@@ -104,6 +110,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
         } catch (err) {
           if (isPermanent(err) || this.#opts.once) throw err;
           if (this.#stopped) break;
+          this.#tellDropped();
           reason = err instanceof Error ? err.message : String(err);
           // X offline (e.g. its relay just restarted): X comes back on its own schedule, so poll
           // about once a second instead of backing off, or Y would lag X by up to the cap.
@@ -111,7 +118,12 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           failures++;
         }
         const wait = failures === 0 ? 0 : offline ? Math.min(OFFLINE_POLL_MS, backoff(failures, this.#opts.maxBackoffMs)) : backoff(failures, this.#opts.maxBackoffMs);
-        this.emit('disconnected', { reason, retryInMs: wait });
+        // A connection that just closed is reconnected at once; that it dropped is told once the
+        // next lease came (or failed for a reason that is not final): when the login ended (a
+        // logout, a service token revoked or expired) the lease is refused and run() stops with
+        // why, without first saying it reconnects.
+        if (wait === 0) this.#dropped = reason;
+        else this.emit('disconnected', { reason, retryInMs: wait });
         if (wait) await this.#sleep(wait);
       }
     } finally {
@@ -122,6 +134,12 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       // Bounded: stopping must not hang on an unreachable control plane.
       await Promise.race([this.#revokeAbandoned(), new Promise((r) => setTimeout(r, REVOKE_ON_STOP_MS).unref())]);
     }
+  }
+
+  #tellDropped(): void {
+    if (this.#dropped === undefined) return;
+    this.emit('disconnected', { reason: this.#dropped, retryInMs: 0 });
+    this.#dropped = undefined;
   }
 
   /** Lease ids not yet revoked (for tests and diagnostics). */
@@ -168,6 +186,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   async #connect(): Promise<{ c: Connected; closed: Promise<Closed> }> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const lease = await this.#lease(publicKey);
+    this.#tellDropped();
     // The control plane answered: a good moment to revoke what earlier attempts left behind.
     if (this.#abandoned.size) void this.#revokeAbandoned();
     let client: Client;
@@ -238,6 +257,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       // A renewal lease the relay never took is abandoned at once.
       if (fresh && !(c.leaseIds ?? []).includes(fresh.lease.id)) this.#abandon([fresh.lease.id]);
       if (isPermanent(err)) {
+        this.#fatal = err as CliError;
         c.client.end();
         return;
       }
@@ -247,11 +267,17 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
+  /**
+   * Whether the lease was revoked. A login that ended (logged out, its service token revoked or
+   * expired: the relay dropped the connection because that revoked its leases) throws why, so
+   * run() stops at once instead of saying it reconnects.
+   */
   async #revoked(leaseId: string): Promise<boolean> {
     try {
       const l = await this.#session.call('GET', `/v1/leases/${leaseId}`, LeaseSchema);
       return l.revoked_at !== null;
-    } catch {
+    } catch (err) {
+      if (err instanceof CliError && err.exitCode === EXIT.NOT_LOGGED_IN && !this.#stopped) throw err;
       return false;
     }
   }
