@@ -22,13 +22,14 @@ import { SOCKET_SEND_LIMIT } from './send-backpressure.js';
 const MiB = 1024 * 1024;
 const require = createRequire(import.meta.url);
 
-/** Packets ssh2 built itself (Protocol#channelData), and those of them built during a key exchange. */
-const viaSsh2 = { packets: 0, duringKex: 0 };
+/** Packets ssh2 built itself (Protocol#channelData), those of them built during a key exchange, and their data bytes. */
+const viaSsh2 = { packets: 0, duringKex: 0, bytes: 0 };
 const Protocol = (require('ssh2/lib/protocol/Protocol.js') as { prototype: { channelData: (...a: unknown[]) => void } }).prototype;
 const channelData = Protocol.channelData;
 Protocol.channelData = function (this: { _kexinit?: unknown }, ...a: unknown[]) {
   viaSsh2.packets++;
   if (this._kexinit !== undefined) viaSsh2.duringKex++;
+  viaSsh2.bytes += (a[1] as Buffer).length;
   return channelData.apply(this, a);
 };
 after(() => {
@@ -43,8 +44,10 @@ interface Rig {
   channel: Duplex & { outgoing: { window: number; packetSize: number } };
   /** The local application's end of the joined connection. */
   peer: Socket;
-  /** Bytes the join counted so far (both ways). */
-  counted(): number;
+  /** Bytes read from the local peer so far. */
+  readLocally(): number;
+  /** Bytes the join counted into its gc pacer so far (both ways). */
+  paced(): number;
   /** The join's byte counts once both sides closed. */
   closed: Promise<[number, number]>;
   close(): void;
@@ -86,14 +89,16 @@ async function rig(cipher: string, hmac?: string): Promise<Rig> {
   assert.ok(movableToOnread(sock), 'a socket accepted with pauseOnConnect can read into packets');
   const channel = await new Promise<Duplex>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch))));
   const { ch, conn } = await accepted;
-  let counted = 0;
-  const closed = new Promise<[number, number]>((resolve) => joinSocketAndChannel(sock, channel, (a, b) => resolve([a, b]), { read: (n) => (counted += n) }));
+  let paced = 0;
+  let joined!: Socket;
+  const closed = new Promise<[number, number]>((resolve) => (joined = joinSocketAndChannel(sock, channel, (a, b) => resolve([a, b]), { read: (n) => (paced += n) })));
   return {
     ch,
     conn,
     channel: channel as Rig['channel'],
     peer,
-    counted: () => counted,
+    readLocally: () => joined.bytesRead,
+    paced: () => paced,
     closed,
     close() {
       peer.destroy();
@@ -181,6 +186,40 @@ describe('reading a local socket straight into SSH packets', () => {
     });
   }
 
+  it('paces collections by what its reads allocate: a fresh packet buffer or the bytes ssh2 copies, never a reused packet', STALL, async () => {
+    // ssh2's server announces 32 KiB packets: each read's buffer is one such packet with room around it.
+    const size = IN_PLACE_HEAD + 32 * 1024 + IN_PLACE_TAIL;
+    const allocUnsafe = Buffer.allocUnsafe;
+    let packetBuffers = 0;
+    Buffer.allocUnsafe = (n: number) => {
+      if (n === size) packetBuffers++;
+      return allocUnsafe(n);
+    };
+    const r = await rig('aes128-gcm@openssh.com').catch((err: unknown) => {
+      Buffer.allocUnsafe = allocUnsafe;
+      throw err;
+    });
+    try {
+      assert.equal(r.channel.outgoing.packetSize, 32 * 1024);
+      const before = { ...viaSsh2 };
+      const up = randomBytes(16 * MiB + 333);
+      const atServer = digestOf(r.ch);
+      // A key exchange midway: reads then go through ssh2's own path, which copies them.
+      await writeInChunks(r.peer, up, ODD_SIZES, (off) => {
+        if (off >= up.length / 2 && off - 200_001 < up.length / 2) r.conn.rekey();
+      });
+      assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
+      const copied = viaSsh2.bytes - before.bytes;
+      assert.ok(copied > 0, 'some reads went through ssh2 (the test exercises the copy)');
+      assert.ok(packetBuffers > 0, 'the first read allocated its packet buffer');
+      assert.equal(r.paced(), packetBuffers * size + copied, 'paced by packet buffers allocated and bytes copied, not by bytes read');
+      assert.equal(r.readLocally(), up.length);
+    } finally {
+      Buffer.allocUnsafe = allocUnsafe;
+      r.close();
+    }
+  });
+
   it('sends through ssh2 during key exchanges, and the data stays whole across them', STALL, async () => {
     const r = await rig('aes128-gcm@openssh.com');
     try {
@@ -220,9 +259,9 @@ describe('reading a local socket straight into SSH packets', () => {
       const writing = writeInChunks(r.peer, up, ODD_SIZES);
       const ssh = channelSocket(r.channel)!;
       await until(() => ssh.writableLength > SOCKET_SEND_LIMIT, 'packets queued in the SSH socket');
-      const held = r.counted();
+      const held = r.readLocally();
       for (let i = 0; i < 20; i++) await new Promise((res) => setTimeout(res, 5));
-      assert.equal(r.counted(), held, 'the local socket was read while the SSH socket was over its limit');
+      assert.equal(r.readLocally(), held, 'the local socket was read while the SSH socket was over its limit');
       assert.ok(ssh.writableLength <= SOCKET_SEND_LIMIT + 64 * 1024, `${ssh.writableLength} bytes queued in the SSH socket`);
       const atServer = digestOf(r.ch);
       serverSock.resume();
@@ -242,10 +281,10 @@ describe('reading a local socket straight into SSH packets', () => {
       const maxRead = Math.min(r.channel.outgoing.packetSize, 64 * 1024 - IN_PLACE_HEAD - IN_PLACE_TAIL);
       // The window runs out; the next read waits in the channel's Writable side for more.
       await until(() => r.channel.outgoing.window === 0 && r.channel.writableLength > 0, 'the window used up and a read waiting for it');
-      const held = r.counted();
+      const held = r.readLocally();
       // Time for reads that should not happen (the local peer has megabytes queued).
       for (let i = 0; i < 20; i++) await new Promise((res) => setTimeout(res, 5));
-      assert.equal(r.counted(), held, 'the local socket was read past a used-up window');
+      assert.equal(r.readLocally(), held, 'the local socket was read past a used-up window');
       assert.ok(r.channel.writableLength <= maxRead, `${r.channel.writableLength} bytes waiting in the channel, more than one read (${maxRead})`);
       assert.ok(channelSocket(r.channel)!.writableLength <= SOCKET_SEND_LIMIT + 64 * 1024, 'the SSH socket queue stayed bounded');
       assert.ok(r.peer.writableLength > 0, 'the local peer was not held back');

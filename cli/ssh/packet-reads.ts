@@ -48,11 +48,14 @@ export function moveToOnread(local: Socket, onread: OnReadOpts, allowHalfOpen: b
  * own Writable side, which waits for the window, and reading stops until ssh2 took it: one read
  * (at most the peer's packet size) is all this side holds. Reading also stops while the SSH
  * socket holds more than SOCKET_SEND_LIMIT unsent, as holdWritesWhileSocketFull does for the
- * Writable path. `count` sees every read's length. `local` must be movableToOnread; returns the
- * socket that now owns its connection (the one to join), or undefined when the channel is not
- * an ssh2 channel this can send on (`local` is then untouched).
+ * Writable path. `count` sees every read's length; `allocated` the off-heap bytes a read left
+ * behind as garbage: a fresh packet buffer, or the packet ssh2 copies a read into on the Writable
+ * path (the process paces its young-generation collections by these, pipe.ts: a stream whose
+ * packets are reused allocates nothing and needs no collection). `local` must be movableToOnread;
+ * returns the socket that now owns its connection (the one to join), or undefined when the
+ * channel is not an ssh2 channel this can send on (`local` is then untouched).
  */
-export function readIntoPackets(local: Socket, channel: Duplex, count: (n: number) => void, allowHalfOpen = true): Socket | undefined {
+export function readIntoPackets(local: Socket, channel: Duplex, count: (n: number) => void, allowHalfOpen = true, allocated: (n: number) => void = () => {}): Socket | undefined {
   const sender = channelDataInPlace(channel);
   const ssh = channelSocket(channel);
   if (!sender || !ssh) return undefined;
@@ -63,7 +66,11 @@ export function readIntoPackets(local: Socket, channel: Duplex, count: (n: numbe
     if (!sock.destroyed) sock.resume();
   };
   const buffer = (): Uint8Array => {
-    packet = spare ?? Buffer.allocUnsafe(size);
+    if (spare) packet = spare;
+    else {
+      packet = Buffer.allocUnsafe(size);
+      allocated(size);
+    }
     spare = undefined;
     return packet.subarray(IN_PLACE_HEAD, size - IN_PLACE_TAIL);
   };
@@ -76,6 +83,7 @@ export function readIntoPackets(local: Socket, channel: Duplex, count: (n: numbe
       whenDrained(ssh, resume);
       return false;
     }
+    allocated(n);
     channel.write(p.subarray(IN_PLACE_HEAD, IN_PLACE_HEAD + n), resume);
     return false;
   };
