@@ -279,8 +279,10 @@ describe('reading a local socket straight into SSH packets', () => {
       const up = randomBytes(32 * MiB);
       const writing = writeInChunks(r.peer, up, [65536]);
       const maxRead = Math.min(r.channel.outgoing.packetSize, 64 * 1024 - IN_PLACE_HEAD - IN_PLACE_TAIL);
-      // The window runs out; the next read waits in the channel's Writable side for more.
-      await until(() => r.channel.outgoing.window === 0 && r.channel.writableLength > 0, 'the window used up and a read waiting for it');
+      // The window runs out; the next read waits in the channel's Writable side for more. The
+      // server has received all it granted (its window 0 too: no grant still on its way, which
+      // under load could reach the client after this and let it read again).
+      await until(() => r.channel.outgoing.window === 0 && channelWindow(r.ch).window() === 0 && r.channel.writableLength > 0, 'the window used up and a read waiting for it');
       const held = r.readLocally();
       // Time for reads that should not happen (the local peer has megabytes queued).
       for (let i = 0; i < 20; i++) await new Promise((res) => setTimeout(res, 5));
