@@ -20,7 +20,8 @@ import { RevocationFeed } from './leases/revocation-feed.js';
 import type { Logger } from '../shared/logger.js';
 import { WindowBudget } from './adaptive-window.js';
 import { createRelayMetrics } from './metrics.js';
-import { nativeCryptoAvailable, STANDARD_WINDOW } from './ssh2-internals.js';
+import { nativeCryptoAvailable, STANDARD_WINDOW, takeInPlacePacketsFrom } from './ssh2-internals.js';
+import { recycleWrites, relayPackets } from './packet-pool.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer, v8FullPacing } from './gc-pacer.js';
 import { LiveBytes } from './forwarding/live-bytes.js';
@@ -125,6 +126,8 @@ export function createRelay(deps: RelayDeps): Relay {
   // open bridges and their peers' send queues hold, node/forwarding/live-bytes.ts): promoted
   // dead packets.
   const live = new LiveBytes();
+  // Outgoing packets in memory used again once written (node/packet-pool.ts).
+  takeInPlacePacketsFrom(relayPackets.take);
   const gcPacer = createGcPacer(config.gcEveryBytes, undefined, config.gcEveryBytes > 0 ? v8FullPacing(config.gcFullAfterBytes, () => live.total(), config.gcFullBurstBytes) : undefined);
   // One member (all its connections) may pin at most a quarter of the budget (at least one channel's growth):
   // a peer that grows windows and then sends nothing keeps what it was granted.
@@ -168,6 +171,7 @@ export function createRelay(deps: RelayDeps): Relay {
       // Every byte read from an admitted peer paces collections; another 'data' listener next
       // to ssh2's costs no copy.
       sock.on('data', (chunk: Buffer) => gcPacer.read(chunk.length));
+      recycleWrites(sock, relayPackets);
       return true;
     },
     onDrop: (reason) => metrics.preauthDrops.inc({ reason }),
@@ -205,6 +209,8 @@ export function createRelay(deps: RelayDeps): Relay {
   );
   r.gauge('tunnel_node_live_channel_bytes', "Channel data open bridges and their peers' send queues hold now (what --gc-full-after counts as live, not garbage)", () => live.total());
   r.counterOf('tunnel_node_paced_gc_total', 'Collections the relay asked for after every --gc-every bytes read (full ones included)', () => gcPacer.collections);
+  r.counterOf('tunnel_node_packet_buffers_allocated_total', 'Buffers the outgoing packet pool allocated (node/packet-pool.ts)', () => relayPackets.allocated);
+  r.counterOf('tunnel_node_packet_buffers_reused_total', 'Outgoing packets built in a pooled buffer used before, given back once its write completed', () => relayPackets.reused);
   r.counterOf('tunnel_node_paced_full_gc_total', 'Full collections among them (--gc-full-after)', () => gcPacer.fullCollections);
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
   const win = () => windows.status();

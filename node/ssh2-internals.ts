@@ -49,6 +49,12 @@
  *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
  *   compares every class against ssh2's own).
+ * - Pooled packet memory (takeInPlacePacketsFrom, node/packet-pool.ts): the binding's cipher
+ *   classes (AESGCMCipherBinding, ChaChaPolyCipherBinding, GenericCipherBinding) still encrypt
+ *   the packet `allocPacket` gave in place and hand that same Buffer to `onWrite`, ssh2 keeps no
+ *   reference to it afterwards, and server.js `onWrite` still calls `socket.write(data)` with no
+ *   callback (the relay gives the buffer back to its pool when that write completes;
+ *   test/node/relay-forwarding and test/interop move data byte-exactly through it).
  * - In-place channel data (channelDataInPlace): a Channel still has `outgoing.{id, window,
  *   packetSize, state}` and `Channel#_write` still slices by `packetSize` and takes the window
  *   from `outgoing.window`; outside a key exchange `_packetRW.write` is still the plain
@@ -78,6 +84,6 @@ export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason } from './ssh2-internals/disconnect.js';
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
-export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers } from './ssh2-internals/pooled-padding.js';
+export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlacePacketsFrom } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';
 export { channelDataInPlace, IN_PLACE_HEAD, IN_PLACE_TAIL, type ChannelDataInPlace } from './ssh2-internals/channel-data-in-place.js';

@@ -22,19 +22,35 @@ type AllocPacket = (this: OutboundCipher, payloadLen: number) => Buffer;
  * field is not encrypted (AEAD, encrypt-then-MAC), `extra` the room left after the packet for
  * the tag or MAC that the native binding writes in place.
  */
-function pooledAllocPacket(shape: (c: OutboundCipher) => { block: number; aad: number; extra: number }): AllocPacket {
+function pooledAllocPacket(shape: (c: OutboundCipher) => { block: number; aad: number; extra: number }, inPlace: boolean): AllocPacket {
   return function (this: OutboundCipher, payloadLen: number): Buffer {
     const { block, aad, extra } = shape(this);
     let pktLen = 4 + 1 + payloadLen;
     let padLen = block - ((pktLen - aad) & (block - 1));
     if (padLen < 4) padLen += block;
     pktLen += padLen;
-    const packet = Buffer.allocUnsafe(pktLen + extra);
+    const packet = (inPlace ? inPlacePackets?.(pktLen + extra) : undefined) ?? Buffer.allocUnsafe(pktLen + extra);
     packet.writeUInt32BE(pktLen - 4, 0);
     packet[4] = padLen;
     fillPadding(packet, 5 + payloadLen, padLen);
     return packet;
   };
+}
+
+/**
+ * The cipher classes (ssh2's native binding) that encrypt a packet in place and write that same
+ * Buffer to the socket: their packets may come from a pool that takes them back once written
+ * (node/packet-pool.ts). The pure-JS classes write other Buffers.
+ */
+const IN_PLACE_CLASSES = new Set(['AESGCMCipherBinding', 'ChaChaPolyCipherBinding', 'GenericCipherBinding']);
+
+let inPlacePackets: ((size: number) => Buffer | undefined) | undefined;
+/**
+ * Where the packets of IN_PLACE_CLASSES get their memory from now on (the relay: its packet pool,
+ * node/packet-pool.ts); `take` answering undefined, or no `take`, is Buffer.allocUnsafe as before.
+ */
+export function takeInPlacePacketsFrom(take: ((size: number) => Buffer | undefined) | undefined): void {
+  inPlacePackets = take;
 }
 
 /** Each ssh2 outbound cipher class (by constructor name) and the shape of its packets. */
@@ -112,7 +128,7 @@ export function installPooledPadding(): void {
     if (!shape || typeof proto.allocPacket !== 'function') throw new Error(`ssh2 internals changed: unknown cipher class ${name}`);
     if (!ORIGINAL_ALLOC_PACKET.has(name)) {
       ORIGINAL_ALLOC_PACKET.set(name, proto.allocPacket);
-      proto.allocPacket = pooledAllocPacket(shape);
+      proto.allocPacket = pooledAllocPacket(shape, IN_PLACE_CLASSES.has(name));
     }
     c.free();
   }

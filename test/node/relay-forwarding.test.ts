@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Duplex } from 'node:stream';
 import { mintLease, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
+import { parsePrometheusText } from './prom-text.js';
 import { clientFiles, exchange, streamHash, writeCert, freePort, killAll, localForwardReady, spawnSsh, sshArgs, startHashService, tcpConnect, type ClientFiles } from './ssh-tools.js';
 
 const NAME = 'hostx-ssh';
@@ -40,7 +41,10 @@ describe('relay forwarding with the real OpenSSH client', () => {
     return y;
   }
 
-  it('ssh -L carries 100 MB each way byte-exactly, with the reply after EOF', async () => {
+  const reusedPackets = async () => parsePrometheusText(await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text()).value('tunnel_node_packet_buffers_reused_total');
+
+  it('ssh -L carries 100 MB each way byte-exactly, with the reply after EOF, in reused packet buffers (node/packet-pool.ts)', async () => {
+    const reusedBefore = await reusedPackets();
     const y = await yFiles();
     const localPort = await freePort();
     const p = spawnSsh(sshArgs(y, relay.port, 'yuser', { extra: ['-v', '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:${NAME}:22`] }));
@@ -51,6 +55,8 @@ describe('relay forwarding with the real OpenSSH client', () => {
     assert.equal(r.echoedHash, r.sentHash, 'X received exactly what Y sent');
     assert.equal(r.replyBytes, SIZE);
     assert.equal(r.replyHash, streamHash(SIZE), 'Y received exactly what X replied after EOF');
+    // 200 MB is about 6,400 data packets the relay sent; most of them in a buffer written before.
+    assert.ok((await reusedPackets()) - reusedBefore > 3200, 'the relay built its packets in buffers given back after their writes');
     p.child.kill();
   });
 
