@@ -157,7 +157,9 @@ async function startBackend(backend: Backend, build: Build): Promise<Fixture> {
   let pg: PostgresInstance | undefined;
   // The per-user lease limit stays on (its counter is part of the cost per lease) but high
   // enough that a few users can be issued thousands of leases a minute.
-  const env: Record<string, string> = { TUNNEL_LEASE_RATE_LIMIT: '1000000000' };
+  // /metrics has its own address (off by default); a build from before it served it on the API
+  // port and ignores the variable, which lastSeenOutcomes falls back to.
+  const env: Record<string, string> = { TUNNEL_LEASE_RATE_LIMIT: '1000000000', TUNNEL_METRICS_LISTEN: '127.0.0.1:0' };
   if (backend === 'postgres') {
     pg = await startPostgres({ database: 'tunnel_bench' });
     env.DATABASE_URL = pg.url;
@@ -293,7 +295,7 @@ interface Measured extends LoadResult {
 
 /** The control plane's `tunnel_control_lease_last_seen_total` by outcome, from its /metrics. */
 async function lastSeenOutcomes(fx: Fixture): Promise<Map<string, number>> {
-  const res = await fetch(new URL('/metrics', fx.control.url));
+  const res = await fetch(new URL('/metrics', fx.control.metricsUrl ?? fx.control.url));
   const text = await res.text();
   const out = new Map<string, number>();
   for (const m of text.matchAll(/^tunnel_control_lease_last_seen_total\{outcome="([a-z]+)"\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
