@@ -202,6 +202,11 @@ export class Session {
     return this.#creds.user;
   }
 
+  /** The stored refresh token (rotated by each refresh), if this login has one. */
+  get refreshToken(): string | undefined {
+    return this.#creds.refresh_token;
+  }
+
   async token(force = false): Promise<string> {
     if (!force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
     let t: TokenResponse;

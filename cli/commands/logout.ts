@@ -1,11 +1,10 @@
 import { join } from 'node:path';
-import { TokenResponseSchema } from '../../protocol/api-types.js';
 import { readProblem } from '../../protocol/problem.js';
-import { ApiClient, exitCodeFor, type RawResponse } from '../api-client.js';
+import { exitCodeFor, Session, type RawResponse } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, type Context } from '../context.js';
 import { CliError, EXIT } from '../errors.js';
-import { configDir, deleteCredentials, readCredentials, writeCredentials, type Credentials } from '../settings.js';
+import { configDir, deleteCredentials, readCredentials, type Credentials } from '../settings.js';
 import type { Command } from './command.js';
 
 export const logout: Command = {
@@ -58,24 +57,23 @@ Example:
  * before'). Anything else throws: the session may still stand.
  */
 async function endSession(ctx: Context, creds: Credentials): Promise<'ended' | 'ended before'> {
-  const api = ApiClient.forServer(ctx, creds.server);
+  const session = Session.load(ctx, creds.server);
   const logoutWith = (accessToken: string, refresh: string | undefined) =>
-    api.raw('POST', '/v1/auth/logout', { token: accessToken, body: refresh ? { refresh_token: refresh } : {} });
-  const refreshToken = creds.refresh_token;
-  let res = await logoutWith(creds.access_token, refreshToken);
+    session.api.raw('POST', '/v1/auth/logout', { token: accessToken, body: refresh ? { refresh_token: refresh } : {} });
+  let res = await logoutWith(creds.access_token, creds.refresh_token);
   if (res.status === 204) return 'ended';
-  if (res.status !== 401 || !refreshToken) throw failed(res);
+  if (res.status !== 401 || !creds.refresh_token) throw failed(res);
   // The access token is no longer accepted (expired, or its session ended): the refresh token
-  // gets a fresh one, or is refused because the session has ended.
-  const renewed = await api.raw('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: refreshToken } });
-  if (renewed.status === 400 && readProblem(renewed.status, renewed.body).code === 'INVALID_GRANT') return 'ended before';
-  if (renewed.status !== 200) throw failed(renewed);
-  const t = TokenResponseSchema.safeParse(renewed.body);
-  if (!t.success || !t.data.refresh_token) throw new CliError(EXIT.ERROR, `unexpected answer from ${api.activeUrl}/v1/auth/token; is the server a Tunnel control plane of this version?`);
-  // Stored before the logout: a retry after a lost answer presents the current refresh token.
-  const next = t.data.refresh_token;
-  writeCredentials(ctx, { ...creds, access_token: t.data.access_token, access_expires_at: Date.now() + t.data.expires_in * 1000, refresh_token: next });
-  res = await logoutWith(t.data.access_token, next);
+  // gets a fresh one (Session stores it, so a retry after a lost answer presents the current
+  // refresh token), or is refused because the session has ended.
+  let accessToken: string;
+  try {
+    accessToken = await session.token(true);
+  } catch (err) {
+    if (err instanceof CliError && err.exitCode === EXIT.NOT_LOGGED_IN) return 'ended before';
+    throw err;
+  }
+  res = await logoutWith(accessToken, session.refreshToken);
   if (res.status === 204) return 'ended';
   throw failed(res);
 }
