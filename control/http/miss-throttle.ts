@@ -27,7 +27,7 @@ export class MissThrottle {
     const w = this.#windows.get(source);
     if (!w) return;
     const t = now.getTime();
-    if (t - w.start >= this.windowMs || t < w.start) {
+    if (!this.#live(w, t)) {
       this.#windows.delete(source);
       return;
     }
@@ -44,7 +44,7 @@ export class MissThrottle {
   miss(source: string, now: Date): void {
     const t = now.getTime();
     const w = this.#windows.get(source);
-    if (w && t - w.start < this.windowMs && t >= w.start) {
+    if (w && this.#live(w, t)) {
       w.count++;
       return;
     }
@@ -58,10 +58,15 @@ export class MissThrottle {
     return this.#windows.size;
   }
 
+  /** Whether `w` is the current window at `t` (not over, and not from a clock that went back). */
+  #live(w: { start: number }, t: number): boolean {
+    return t >= w.start && t - w.start < this.windowMs;
+  }
+
   /** Forgets windows that are over, oldest first (insertion order is start order), or else the oldest one. */
   #forget(t: number): void {
     for (const [k, w] of this.#windows) {
-      if (t - w.start < this.windowMs && t >= w.start && this.#windows.size < this.maxSources) return;
+      if (this.#live(w, t) && this.#windows.size < this.maxSources) return;
       this.#windows.delete(k);
     }
   }
