@@ -86,7 +86,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   let metrics: MetricsServer | undefined;
   if (cfg.metricsListen) {
     try {
-      metrics = await serveMetrics(deps, cfg.metricsListen.host, cfg.metricsListen.port);
+      metrics = await serveMetrics(deps, cfg.metricsListen.host, cfg.metricsListen.port, logger);
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await opened.close();

@@ -14,7 +14,7 @@ import type { Firewall } from './egress/firewall.js';
 import type { BaseRules } from './egress/rules.js';
 import { EventReporter } from './events/reporter.js';
 import { VirtualListeners } from './forwarding/virtual-listeners.js';
-import { createHealthServer } from './health-server.js';
+import { createHealthServer } from '../shared/health-server.js';
 import { LeaseRegistry } from './leases/lease-registry.js';
 import { RevocationFeed } from './leases/revocation-feed.js';
 import type { Logger } from '../shared/logger.js';

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../shared/logger.js';
+import { createHealthServer } from '../../shared/health-server.js';
 import type { Deps } from '../deps.js';
 
 /**
@@ -19,45 +19,18 @@ export function renderControlMetrics(deps: Pick<Deps, 'metrics' | 'revocationHub
   ]);
 }
 
-/** GET (or HEAD) /metrics; 404 for any other path, 405 for any other method. */
-export function metricsRequestHandler(deps: Pick<Deps, 'metrics' | 'revocationHub'>): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
-    } else if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
-    } else {
-      const body = renderControlMetrics(deps);
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    }
-  };
-}
-
 export interface MetricsServer {
   port: number;
   close(): Promise<void>;
 }
 
-/** Serves /metrics on `host:port` (plain HTTP); resolves once it listens. */
-export async function serveMetrics(deps: Pick<Deps, 'metrics' | 'revocationHub'>, host: string, port: number): Promise<MetricsServer> {
-  const server = createServer(metricsRequestHandler(deps));
-  server.requestTimeout = 10_000;
-  server.headersTimeout = 10_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+/**
+ * Serves GET /metrics on `host:port` with the relay's metrics-port server (shared/health-server):
+ * 404 for any other path (/healthz included: the API answers health), 405 for any other method,
+ * 500 if rendering throws. Resolves once it listens.
+ */
+export async function serveMetrics(deps: Pick<Deps, 'metrics' | 'revocationHub'>, host: string, port: number, logger?: Logger): Promise<MetricsServer> {
+  const server = createHealthServer({ metrics: () => renderControlMetrics(deps) }, 'off', logger);
+  const address = await server.listen(host, port);
+  return { port: address.port, close: () => server.close() };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { createMemoryLogger } from '../shared/logger.js';
+import { createMemoryLogger } from './logger.js';
 import { createHealthServer } from './health-server.js';
 
 it('answers 500 (and logs why) when health() or metrics() throws, and keeps serving', async () => {
@@ -36,6 +36,28 @@ it('answers 500 (and logs why) when health() or metrics() throws, and keeps serv
         ['health endpoint failed', '/metrics', 'render failed'],
       ],
     );
+  } finally {
+    await server.close();
+  }
+});
+
+it('without a health source serves /metrics alone: /healthz is 404, HEAD has no body, other methods 405', async () => {
+  const server = createHealthServer({ metrics: () => 'up 1\n' }, 'off');
+  const { port } = await server.listen('127.0.0.1', 0);
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const metrics = await fetch(`${base}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.equal(metrics.headers.get('cache-control'), 'no-store');
+    assert.equal(await metrics.text(), 'up 1\n');
+    const head = await fetch(`${base}/metrics`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(await head.text(), '');
+    assert.equal((await fetch(`${base}/healthz`)).status, 404);
+    assert.equal((await fetch(`${base}/healthz?detail=1`)).status, 404);
+    const post = await fetch(`${base}/metrics`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
   } finally {
     await server.close();
   }
