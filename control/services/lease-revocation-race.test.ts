@@ -18,6 +18,7 @@ import { before, beforeEach, describe, it } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePostgres } from '../testing/databases.js';
+import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, exposeOn, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { leases } from '../db/schema/index.js';
@@ -33,48 +34,16 @@ function oneStatementTries(t: TestApp): number {
   return [...text.matchAll(/^tunnel_control_lease_last_seen_total\{outcome="[a-z]+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
-/** Backends of this database waiting for a lock (a row lock, another transaction's end). */
-async function lockWaiters(t: TestApp): Promise<number> {
-  const rows = (await t.deps.db.execute(
-    sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
-  )) as unknown as { n: number }[];
-  return Number(rows[0]?.n ?? 0);
-}
-
-/** Polls `done` until it holds (each poll is a query or a settled flag: an event, not a duration). */
-async function until(what: string, done: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`never: ${what}`);
-}
-
 /**
  * Holds user `userId`'s lease rate-limit row in an open transaction on a connection of its own
  * until `release()`: every lease request of theirs waits in its counting statement meanwhile.
  */
-async function holdRateLimit(t: TestApp, userId: string): Promise<{ release(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let held!: () => void;
-  const holding = new Promise<void>((r) => (held = r));
-  const tx = t.deps.db.transaction(async (tx) => {
-    await tx.execute(
-      sql`insert into rate_limits (key, window_start, count) values (${`lease:${userId}`}, ${rateWindow(t.clock.now()).toISOString()}::timestamptz, 0)
-        on conflict (key) do update set count = rate_limits.count`,
-    );
-    held();
-    await released;
-  });
-  await Promise.race([holding, tx]);
-  return {
-    release: async () => {
-      release();
-      await tx;
-    },
-  };
-}
+const holdRateLimit = (t: TestApp, userId: string) =>
+  holdRows(
+    t,
+    sql`insert into rate_limits (key, window_start, count) values (${`lease:${userId}`}, ${rateWindow(t.clock.now()).toISOString()}::timestamptz, 0)
+      on conflict (key) do update set count = rate_limits.count`,
+  );
 
 /**
  * The race: the lease request is sent and waits on the held counter; the revocation is sent and

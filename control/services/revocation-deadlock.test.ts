@@ -15,46 +15,13 @@ import { before, describe, it } from 'node:test';
 import { inArray, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePostgres } from '../testing/databases.js';
+import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { enrollNode, uniq, type TestNode } from '../testing/fixtures.js';
 import { leases, revocations } from '../db/schema/index.js';
 import { revokeLeases } from './lease-revocation.js';
 
-/** Backends of this database waiting for a lock. */
-async function lockWaiters(t: TestApp): Promise<number> {
-  const rows = (await t.deps.db.execute(
-    sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
-  )) as unknown as { n: number }[];
-  return Number(rows[0]?.n ?? 0);
-}
-
-/** Polls `done` until it holds (each poll is a query: an event, not a duration). */
-async function until(what: string, done: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`never: ${what}`);
-}
-
 /** Locks lease `id` in an open transaction on a connection of its own until `release()`. */
-async function holdLease(t: TestApp, id: string): Promise<{ release(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let held!: () => void;
-  const holding = new Promise<void>((r) => (held = r));
-  const tx = t.deps.db.transaction(async (tx) => {
-    await tx.execute(sql`select id from leases where id = ${id} for update`);
-    held();
-    await released;
-  });
-  await Promise.race([holding, tx]);
-  return {
-    release: async () => {
-      release();
-      await tx;
-    },
-  };
-}
+const holdLease = (t: TestApp, id: string) => holdRows(t, sql`select id from leases where id = ${id} for update`);
 
 const makeApp = usePostgres();
 
