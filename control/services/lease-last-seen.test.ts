@@ -11,7 +11,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, exposeOn, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, heartbeat, newClientKey, onlineExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, leases, rateLimits, serviceTokens } from '../db/schema/index.js';
 
 type User = { id: string; name: string; token: string };
@@ -46,10 +46,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       admin.token = await tokenFor(t, admin, 'admin');
       owner.token = await tokenFor(t, owner, 'member');
       friend = await t.user(uniq('yara'), 'member', PASSWORD);
-      exposure = uniq('svc-');
-      await putExposure(t, owner.token, exposure, [friend.name]);
-      await exposeOn(t, admin.token, node, owner.token, exposure);
-      await heartbeat(t, node, [{ name: exposure, port: 22 }]);
+      exposure = await onlineExposure(t, node, admin.token, owner.token, [friend.name]);
     });
 
     it('issues the second lease in one statement, with the usual rows, count and answer', async () => {

@@ -20,7 +20,7 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePostgres } from '../testing/databases.js';
 import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { assertOk } from '../testing/problem.js';
-import { enrollNode, exposeOn, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, newClientKey, onlineExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { leases } from '../db/schema/index.js';
 import { rateWindow } from './rate-limit.js';
 
@@ -90,10 +90,7 @@ describe('a lease racing a revocation (Postgres)', { skip: makeApp.unavailable }
     admin.token = await tokenFor(t, admin, 'admin');
     owner.token = await tokenFor(t, owner, 'member');
     friend = await t.user(uniq('yara'), 'member', PASSWORD);
-    exposure = uniq('svc-');
-    await putExposure(t, owner.token, exposure, [friend.name]);
-    await exposeOn(t, admin.token, node, owner.token, exposure);
-    await heartbeat(t, node, [{ name: exposure, port: 22 }]);
+    exposure = await onlineExposure(t, node, admin.token, owner.token, [friend.name]);
   });
 
   /** The lease was refused; or it was issued, and is revoked: marked, and in its relay's feed. */

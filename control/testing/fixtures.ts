@@ -117,6 +117,18 @@ export async function issueLease(t: TestApp, token: string, body: Record<string,
 }
 
 /**
+ * A new exposure of the owner's (`uniq('svc-')`) that allows `allow`, placed on `node` by the
+ * admin, exposed by the owner and reported online by the node's heartbeat; returns its name.
+ */
+export async function onlineExposure(t: TestApp, node: TestNode, adminToken: string, ownerToken: string, allow: string[]): Promise<string> {
+  const name = uniq('svc-');
+  await putExposure(t, ownerToken, name, allow);
+  await exposeOn(t, adminToken, node, ownerToken, name);
+  await heartbeat(t, node, [{ name, port: 22 }]);
+  return name;
+}
+
+/**
  * Makes `node` the holder of an expose lease for `exposure` (pinned there by an admin), as a relay
  * is after X connected to it: only then may the node report the exposure online.
  */
