@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { MAX_READ_BYTES, startDelayLine, type DelayLine } from './delay-line.js';
 import { startDelayLineProcess } from './delay-line-process.js';
+import { digestUntilEnd } from '../../test/harness/streams.js';
 
 const servers: Server[] = [];
 const lines: DelayLine[] = [];
@@ -32,20 +33,6 @@ async function dial(port: number): Promise<Socket> {
   const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
   await once(s, 'connect');
   return s;
-}
-
-/** Reads until EOF; resolves with the SHA-256 and length of everything read. */
-function digestUntilEnd(s: Socket): Promise<{ sha: string; bytes: number }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  s.on('data', (d: Buffer) => {
-    h.update(d);
-    bytes += d.length;
-  });
-  return new Promise((resolve, reject) => {
-    s.once('end', () => resolve({ sha: h.digest('hex'), bytes }));
-    s.once('error', reject);
-  });
 }
 
 /** Writes `data` in uneven pieces with backpressure, then half-closes. */

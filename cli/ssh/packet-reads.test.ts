@@ -10,7 +10,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import ssh2, { type Connection, type ServerChannel } from 'ssh2';
 import { channelSocket, channelWindow, IN_PLACE_HEAD, IN_PLACE_TAIL, installPooledPadding, socketOf } from '../../node/ssh2-internals.js';
@@ -18,6 +18,7 @@ import { formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
 import { movableToOnread } from './packet-reads.js';
 import { joinSocketAndChannel } from './pipe.js';
 import { SOCKET_SEND_LIMIT } from './send-backpressure.js';
+import { digestUntilEnd } from '../../test/harness/streams.js';
 
 const MiB = 1024 * 1024;
 const require = createRequire(import.meta.url);
@@ -110,20 +111,6 @@ async function rig(cipher: string, hmac?: string): Promise<Rig> {
   };
 }
 
-/** SHA-256 and length of everything `s` delivers until its end; fails if it closes first (the connection broke). */
-function digestOf(s: Readable): Promise<{ bytes: number; sha: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  s.on('data', (d: Buffer) => {
-    h.update(d);
-    bytes += d.length;
-  });
-  return new Promise((resolve, reject) => {
-    s.once('end', () => resolve({ bytes, sha: h.digest('hex') }));
-    s.once('close', () => reject(new Error(`closed after ${bytes} bytes, before the end`)));
-  });
-}
-
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Writes `data` to `s` in chunks of the sizes in turn (with backpressure), then ends it. */
@@ -169,8 +156,8 @@ describe('reading a local socket straight into SSH packets', () => {
         const before = viaSsh2.packets;
         const up = randomBytes(6 * MiB + 12_345);
         const down = randomBytes(300_001);
-        const atServer = digestOf(r.ch);
-        const atPeer = digestOf(r.peer);
+        const atServer = digestUntilEnd(r.ch);
+        const atPeer = digestUntilEnd(r.peer);
         await writeInChunks(r.peer, up, ODD_SIZES);
         assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
         // Half-close: the local peer's end reached the server, which can still answer.
@@ -203,7 +190,7 @@ describe('reading a local socket straight into SSH packets', () => {
       assert.equal(r.channel.outgoing.packetSize, 32 * 1024);
       const before = { ...viaSsh2 };
       const up = randomBytes(16 * MiB + 333);
-      const atServer = digestOf(r.ch);
+      const atServer = digestUntilEnd(r.ch);
       // A key exchange midway: reads then go through ssh2's own path, which copies them.
       await writeInChunks(r.peer, up, ODD_SIZES, (off) => {
         if (off >= up.length / 2 && off - 200_001 < up.length / 2) r.conn.rekey();
@@ -225,7 +212,7 @@ describe('reading a local socket straight into SSH packets', () => {
     try {
       const before = { ...viaSsh2 };
       const up = randomBytes(24 * MiB);
-      const atServer = digestOf(r.ch);
+      const atServer = digestUntilEnd(r.ch);
       let rekeys = 0;
       let rekeying = false;
       // The server starts a key exchange whenever the last one finished, while data flows.
@@ -263,7 +250,7 @@ describe('reading a local socket straight into SSH packets', () => {
       for (let i = 0; i < 20; i++) await new Promise((res) => setTimeout(res, 5));
       assert.equal(r.readLocally(), held, 'the local socket was read while the SSH socket was over its limit');
       assert.ok(ssh.writableLength <= SOCKET_SEND_LIMIT + 64 * 1024, `${ssh.writableLength} bytes queued in the SSH socket`);
-      const atServer = digestOf(r.ch);
+      const atServer = digestUntilEnd(r.ch);
       serverSock.resume();
       await writing;
       assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
@@ -292,7 +279,7 @@ describe('reading a local socket straight into SSH packets', () => {
       assert.ok(r.peer.writableLength > 0, 'the local peer was not held back');
       assert.ok(held < up.length / 2, `${held} of ${up.length} bytes read while the server read nothing`);
       // The server reads again: everything arrives, whole.
-      const atServer = digestOf(r.ch);
+      const atServer = digestUntilEnd(r.ch);
       r.ch.resume();
       await writing;
       assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Server } from 'node:net';
+import type { Readable } from 'node:stream';
 
 interface Watched {
   output(): { stdout: string; stderr: string };
@@ -84,4 +86,22 @@ export async function eventually<T>(fn: () => Promise<T>, deadlineMs: number, pa
     await new Promise((r) => setTimeout(r, pauseMs));
   }
   throw last instanceof Error ? last : new Error(String(last));
+}
+
+/**
+ * SHA-256 (hex) and length of everything `s` delivers until its end; rejects if it fails or
+ * closes before its end (the connection broke).
+ */
+export function digestUntilEnd(s: Readable): Promise<{ sha: string; bytes: number }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  s.on('data', (d: Buffer) => {
+    h.update(d);
+    bytes += d.length;
+  });
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve({ sha: h.digest('hex'), bytes }));
+    s.once('error', reject);
+    s.once('close', () => reject(new Error(`closed after ${bytes} bytes, before the end`)));
+  });
 }
