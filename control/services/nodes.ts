@@ -17,6 +17,7 @@ import { audit, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { setOffline, setOnline } from './exposures.js';
+import { pruneHistory } from './history-prune.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
 
@@ -108,6 +109,7 @@ export async function heartbeat(
     .where(eq(nodes.id, node.nodeId));
   await setOnline(deps, node, body.exposures, { complete: true });
   if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, new Date(body.started_at));
+  await pruneHistory(deps.db, now, deps.logger);
   return { server_time: now.toISOString() };
 }
 

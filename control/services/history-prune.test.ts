@@ -1,0 +1,133 @@
+/**
+ * Expired leases and the feed entries of expired leases are deleted after their retention, in
+ * bounded batches, from a relay's heartbeat (services/history-prune.ts); what is younger stays,
+ * the feed's newest entry stays, relays keep reading the feed, and the audit log keeps every
+ * lease's history. Runs on PGlite and on a real Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { count, eq, like, sql } from 'drizzle-orm';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertOk } from '../testing/problem.js';
+import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
+import { auditEvents, leases, revocations } from '../db/schema/index.js';
+import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory } from './history-prune.js';
+
+const HOUR = 3600_000;
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`expired leases and feed entries are pruned (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let node: TestNode;
+    let userId: string;
+
+    before(async () => {
+      t = await makeApp();
+      const admin = await t.user(uniq('admin'), 'admin');
+      userId = admin.id;
+      node = await enrollNode(t, admin.token);
+    });
+
+    /** `n` lease rows of this test (ids `${prefix}0`...) that expire at `expiresAt`, each revoked with a feed entry for `node`. */
+    async function revokedLeases(prefix: string, n: number, expiresAt: Date): Promise<void> {
+      const exp = expiresAt.toISOString();
+      const issued = new Date(expiresAt.getTime() - HOUR).toISOString();
+      await t.deps.db.execute(sql`insert into leases (id, kind, user_id, node_id, exposure, ssh_key, serial, not_before, expires_at, revoked_at, created_at)
+        select ${prefix} || g::text, 'expose', ${userId}, ${node.id}, 'svc', 'SHA256:x', g::text, ${issued}::timestamptz, ${exp}::timestamptz, ${issued}::timestamptz, ${issued}::timestamptz
+        from generate_series(0, ${n - 1}) g`);
+      await t.deps.db.execute(sql`insert into revocations (lease_id, node_id, expires_at, created_at)
+        select ${prefix} || g::text, ${node.id}, ${exp}::timestamptz, ${issued}::timestamptz from generate_series(0, ${n - 1}) g order by g`);
+    }
+    const leaseCount = async (prefix: string) => (await t.deps.db.select({ n: count() }).from(leases).where(like(leases.id, `${prefix}%`)))[0]!.n;
+    const feedCount = async (prefix: string) => (await t.deps.db.select({ n: count() }).from(revocations).where(like(revocations.leaseId, `${prefix}%`)))[0]!.n;
+
+    it("a relay's heartbeat deletes leases expired longer than the retention and their feed entries; younger ones stay", async () => {
+      t.clock.advance(PRUNE_EVERY_MS); // this replica's turn
+      const now = t.clock.now().getTime();
+      const old = uniq('lse_old');
+      const recent = uniq('lse_recent'); // expired, but within the lease retention; its feed entries are past theirs
+      const fresh = uniq('lse_fresh'); // expired within the feed's retention
+      await revokedLeases(old, 3, new Date(now - LEASE_RETENTION_MS - HOUR));
+      await revokedLeases(recent, 2, new Date(now - LEASE_RETENTION_MS + HOUR));
+      await revokedLeases(fresh, 2, new Date(now - FEED_RETENTION_MS / 2));
+      await heartbeat(t, node);
+      assert.equal(await leaseCount(old), 0, 'leases expired longer ago than the retention');
+      assert.equal(await leaseCount(recent), 2, 'leases expired within it');
+      assert.equal(await leaseCount(fresh), 2);
+      assert.equal(await feedCount(old), 0);
+      assert.equal(await feedCount(recent), 0, 'feed entries of leases expired longer ago than the feed retention');
+      assert.equal(await feedCount(fresh), 2, 'feed entries within it');
+    });
+
+    it('keeps the newest feed entry whatever its age, and the feed still answers from an old cursor', async () => {
+      t.clock.advance(PRUNE_EVERY_MS);
+      const now = t.clock.now().getTime();
+      const ancient = uniq('lse_ancient');
+      await revokedLeases(ancient, 2, new Date(now - 2 * LEASE_RETENTION_MS));
+      const [top] = await t.deps.db.select({ seq: revocations.seq }).from(revocations).orderBy(sql`seq desc`).limit(1);
+      await heartbeat(t, node);
+      assert.equal(await feedCount(ancient), 1, 'the newest entry stays');
+      const [still] = await t.deps.db.select().from(revocations).where(eq(revocations.seq, top!.seq));
+      assert.ok(still, 'it is the one with the highest seq');
+      const feed = await t.call('GET', `/v1/nodes/self/revocations?after=0`, { token: node.token });
+      assertOk(feed);
+      assert.equal(feed.body.cursor, String(top!.seq), 'the cursor reaches the newest entry; expired entries are not served');
+      assert.deepEqual(feed.body.revocations, []);
+    });
+
+    it('deletes at most BATCH rows of each table per turn and one turn per PRUNE_EVERY_MS; a backlog drains over the next turns', async () => {
+      t.clock.advance(PRUNE_EVERY_MS);
+      const now = t.clock.now();
+      const backlog = uniq('lse_backlog');
+      await revokedLeases(backlog, BATCH + 10, new Date(now.getTime() - 2 * LEASE_RETENTION_MS));
+      const first = await pruneHistory(t.deps.db, now);
+      assert.equal(first?.leases, BATCH);
+      assert.equal(first?.revocations, BATCH);
+      assert.equal(await pruneHistory(t.deps.db, new Date(now.getTime() + PRUNE_EVERY_MS - 1)), undefined, 'not again within PRUNE_EVERY_MS');
+      t.clock.advance(PRUNE_EVERY_MS);
+      const second = await pruneHistory(t.deps.db, t.clock.now());
+      assert.ok(second && second.leases >= 10 && second.leases < BATCH, JSON.stringify(second));
+      assert.equal(await leaseCount(backlog), 0);
+      assert.ok((await feedCount(backlog)) <= 1, 'all but possibly the newest feed entry');
+    });
+
+    it('a failing delete is logged and does not fail the heartbeat; the rows go on a later turn', async () => {
+      t.clock.advance(PRUNE_EVERY_MS);
+      const now = t.clock.now().getTime();
+      const kept = uniq('lse_kept');
+      await revokedLeases(kept, 1, new Date(now - 2 * LEASE_RETENTION_MS));
+      await t.deps.db.execute(sql`create or replace function prune_test_refuse() returns trigger language plpgsql as $$ begin raise exception 'refused by test'; end $$`);
+      await t.deps.db.execute(sql`create trigger prune_test_refuse before delete on leases for each row execute function prune_test_refuse()`);
+      const errors: unknown[] = [];
+      try {
+        const logger = { ...t.deps.logger, error: (msg: string, fields?: Record<string, unknown>) => errors.push([msg, String((fields?.err as Error | undefined)?.cause ?? fields?.err)]) };
+        assert.equal(await pruneHistory(t.deps.db, t.clock.now(), logger), undefined);
+        assert.equal(errors.length, 1);
+        assert.match(String((errors[0] as unknown[])[1]), /refused by test/);
+        t.clock.advance(PRUNE_EVERY_MS);
+        await heartbeat(t, node); // answers 200 although its prune fails
+        assert.equal(await leaseCount(kept), 1);
+      } finally {
+        await t.deps.db.execute(sql`drop trigger prune_test_refuse on leases`);
+      }
+      t.clock.advance(PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      assert.equal(await leaseCount(kept), 0);
+    });
+
+    it('prunes a lease issued through the API once it expired long enough, and leaves its audit events', async () => {
+      const admin = await t.user(uniq('admin'), 'admin');
+      const exposure = await onlineExposure(t, node, admin.token, admin.token, []);
+      const { lease } = await issueLease(t, admin.token, { kind: 'expose', exposure });
+      t.clock.set(new Date(Date.parse(lease.expires_at) + LEASE_RETENTION_MS + PRUNE_EVERY_MS));
+      await heartbeat(t, node);
+      assert.deepEqual(await t.deps.db.select().from(leases).where(eq(leases.id, lease.id)), []);
+      const events = await t.deps.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.subject, lease.id));
+      assert.ok(events.some((e) => e.type === 'lease.issued'), JSON.stringify(events));
+    });
+  });
+}
+
+dbSuite('PGlite', usePglite());
+dbSuite('Postgres', usePostgres());

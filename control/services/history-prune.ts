@@ -1,0 +1,58 @@
+import { and, inArray, lt, max, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import type { Logger } from '../../shared/logger.js';
+import { leases, revocations } from '../db/schema/index.js';
+import { CLOSED_RETENTION_MS } from './connections.js';
+
+/**
+ * Bounds the two tables every lease grows: `leases` (a row per lease, kept after it expired for
+ * `GET /v1/leases` and the console) and `revocations` (the relays' feed, a row per revoked lease
+ * and relay). Neither was ever deleted from, so a busy deployment grew them without end; every
+ * lease also has its audit event (`lease.issued`, `lease.revoked`), which stays.
+ *
+ * - A lease row goes once it expired `LEASE_RETENTION_MS` ago (as long as closed connections are
+ *   kept, so a connection in `GET /v1/connections?state=all` still names its lease). Nothing
+ *   decides on an expired lease: a relay refuses its certificate by its own expiry.
+ * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
+ *   (they are not even served, nodes.ts readFeed), so such a row only costs the feed's index. The
+ *   newest row stays, whatever its age: a relay's cursor is checked against the highest `seq`
+ *   (readFeed), and new rows keep counting from it either way (bigserial).
+ *
+ * At most `BATCH` rows of each per call and one call per `PRUNE_EVERY_MS` per replica and
+ * database: the statement that pays for it (a relay's heartbeat) waits for two bounded deletes
+ * at most, and a backlog drains over the following calls. A failure is logged, never passed on:
+ * history that stays a while longer must not fail the relay's heartbeat.
+ */
+export const LEASE_RETENTION_MS = CLOSED_RETENTION_MS;
+export const FEED_RETENTION_MS = 3600_000;
+export const PRUNE_EVERY_MS = 600_000;
+export const BATCH = 1000;
+
+const prunedAt = new WeakMap<Db, number>();
+
+/** Deletes what is past its retention, when this replica has not for PRUNE_EVERY_MS; returns the rows deleted (undefined: not its turn). */
+export async function pruneHistory(db: Db, now: Date, logger?: Logger): Promise<{ leases: number; revocations: number } | undefined> {
+  const last = prunedAt.get(db);
+  const t = now.getTime();
+  if (last !== undefined && t >= last && t - last < PRUNE_EVERY_MS) return undefined;
+  prunedAt.set(db, t);
+  try {
+    const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
+    const feedCutoff = new Date(t - FEED_RETENTION_MS);
+    const gone = await db
+      .delete(leases)
+      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(lt(leases.expiresAt, leaseCutoff)).limit(BATCH)))
+      .returning({ id: leases.id });
+    const newest = db.select({ seq: max(revocations.seq) }).from(revocations);
+    const stale = db
+      .select({ seq: revocations.seq })
+      .from(revocations)
+      .where(and(lt(revocations.expiresAt, feedCutoff), sql`${revocations.seq} < (${newest})`))
+      .limit(BATCH);
+    const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
+    return { leases: gone.length, revocations: feed.length };
+  } catch (err) {
+    logger?.error('pruning expired leases and feed entries failed', { err });
+    return undefined;
+  }
+}
