@@ -14,6 +14,15 @@ describe('tunnel-control configuration: TLS and defaults', () => {
     }
   });
 
+  it('audit events are kept 365 days by default; --audit-retention or TUNNEL_AUDIT_RETENTION_DAYS sets the days, 0 keeps them for good', () => {
+    assert.equal(loadControlConfig([], { HOME: '/h' }).auditRetentionDays, 365);
+    assert.equal(loadControlConfig(['--audit-retention', '30'], { HOME: '/h' }).auditRetentionDays, 30);
+    assert.equal(loadControlConfig([], { HOME: '/h', TUNNEL_AUDIT_RETENTION_DAYS: '0' }).auditRetentionDays, 0);
+    for (const bad of ['', '-1', '1.5', '36501', '1e3', '30d', '30\0', '99999999999999999999']) {
+      assert.throws(() => loadControlConfig(['--audit-retention', bad], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /--audit-retention/.test(e.message), bad);
+    }
+  });
+
   it('plain HTTP on a loopback --listen (the default; a reverse proxy in front), https:// public URL allowed', () => {
     const c = loadControlConfig([], { HOME: '/home/z' });
     assert.deepEqual(c.tls, { mode: 'off', warn: false });

@@ -20,6 +20,8 @@ export interface ControlConfig {
   maxLeaseTtl: number;
   /** Leases one user may be issued per minute. */
   leaseRateLimit: number;
+  /** Days audit events are kept; 0: for good. */
+  auditRetentionDays: number;
   /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
   trustProxy: TrustProxy;
   /** How the API is served: plain HTTP, HTTPS from files, or HTTPS with a self-made certificate. */
@@ -70,6 +72,8 @@ Options (environment variable in brackets):
   --max-lease-ttl SECS   cap on any lease's life [TUNNEL_MAX_LEASE_TTL] (default 86400)
   --lease-rate-limit N   leases one user may be issued per minute, all their tokens together
                          [TUNNEL_LEASE_RATE_LIMIT] (default 120)
+  --audit-retention DAYS audit events older than this are deleted [TUNNEL_AUDIT_RETENTION_DAYS]
+                         (default 365; 0 keeps them for good)
   --trust-proxy TRUST    behind reverse proxies: who may name the client in X-Forwarded-For
                          [TUNNEL_TRUST_PROXY]. A number of hops (1: one load balancer, whose
                          view of the client is the last entry) or a comma-separated list of
@@ -112,6 +116,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'master-key-file': { type: 'string' },
         'max-lease-ttl': { type: 'string' },
         'lease-rate-limit': { type: 'string' },
+        'audit-retention': { type: 'string' },
         'trust-proxy': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
@@ -175,6 +180,12 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     throw new ConfigError('--lease-rate-limit must be a whole number of leases per minute, at least 1');
   }
 
+  const auditRaw = v['audit-retention'] ?? env.TUNNEL_AUDIT_RETENTION_DAYS ?? '365';
+  const auditRetentionDays = Number(auditRaw);
+  if (!/^\d{1,6}$/.test(auditRaw) || auditRetentionDays > 36_500) {
+    throw new ConfigError(`--audit-retention must be whole days from 1 to 36500, or 0 to keep audit events for good (got "${auditRaw}")`);
+  }
+
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// (unset it to use the embedded database)');
   }
@@ -204,6 +215,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     masterKeyFile,
     maxLeaseTtl,
     leaseRateLimit,
+    auditRetentionDays,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
     tls,
     metricsListen,
@@ -274,6 +286,7 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     masterKeyFile: undefined,
     maxLeaseTtl: 86400,
     leaseRateLimit: 120,
+    auditRetentionDays: 365,
     trustProxy: 0,
     tls: { mode: 'off', warn: false },
     metricsListen: undefined,

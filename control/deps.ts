@@ -26,6 +26,8 @@ export interface AppSettings {
   authRateLimit: number;
   /** Leases one user may be issued per minute (all their tokens together). */
   leaseRateLimit: number;
+  /** Days audit events are kept (services/history-prune.ts); 0: for good. */
+  auditRetentionDays: number;
   /**
    * Unknown node credentials, refresh tokens and device codes one source may send per minute,
    * per replica, before it is refused without a database lookup (http/miss-throttle.ts).
@@ -57,6 +59,7 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   nodeOnlineWindow: 30,
   authRateLimit: 30,
   leaseRateLimit: 120,
+  auditRetentionDays: 365,
   credentialMissLimit: 30,
   refreshReuseGrace: 30,
   maxBodyBytes: 64 * 1024,

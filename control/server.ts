@@ -144,6 +144,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     issuer: cfg.publicUrl,
     maxLeaseTtl: cfg.maxLeaseTtl,
     leaseRateLimit: cfg.leaseRateLimit,
+    auditRetentionDays: cfg.auditRetentionDays,
     trustProxy: cfg.trustProxy,
   };
   return {

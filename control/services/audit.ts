@@ -30,7 +30,8 @@ export type AuditType =
   | 'relay.conn_close'
   | 'relay.exposure_online'
   | 'relay.exposure_offline'
-  | 'relay.auth_fail';
+  | 'relay.auth_fail'
+  | 'audit.pruned';
 
 export interface AuditEvent {
   type: AuditType;

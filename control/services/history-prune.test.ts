@@ -15,6 +15,7 @@ import { auditEvents, leases, revocations } from '../db/schema/index.js';
 import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory } from './history-prune.js';
 
 const HOUR = 3600_000;
+const KEEP_AUDIT = { auditRetentionDays: 0 };
 
 function dbSuite(name: string, makeApp: MakeApp) {
   describe(`expired leases and feed entries are pruned (${name})`, { skip: makeApp.unavailable }, () => {
@@ -81,12 +82,12 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const now = t.clock.now();
       const backlog = uniq('lse_backlog');
       await revokedLeases(backlog, BATCH + 10, new Date(now.getTime() - 2 * LEASE_RETENTION_MS));
-      const first = await pruneHistory(t.deps.db, now);
+      const first = await pruneHistory(t.deps.db, now, KEEP_AUDIT);
       assert.equal(first?.leases, BATCH);
       assert.equal(first?.revocations, BATCH);
-      assert.equal(await pruneHistory(t.deps.db, new Date(now.getTime() + PRUNE_EVERY_MS - 1)), undefined, 'not again within PRUNE_EVERY_MS');
+      assert.equal(await pruneHistory(t.deps.db, new Date(now.getTime() + PRUNE_EVERY_MS - 1), KEEP_AUDIT), undefined, 'not again within PRUNE_EVERY_MS');
       t.clock.advance(PRUNE_EVERY_MS);
-      const second = await pruneHistory(t.deps.db, t.clock.now());
+      const second = await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
       assert.ok(second && second.leases >= 10 && second.leases < BATCH, JSON.stringify(second));
       assert.equal(await leaseCount(backlog), 0);
       assert.ok((await feedCount(backlog)) <= 1, 'all but possibly the newest feed entry');
@@ -102,7 +103,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const errors: unknown[] = [];
       try {
         const logger = { ...t.deps.logger, error: (msg: string, fields?: Record<string, unknown>) => errors.push([msg, String((fields?.err as Error | undefined)?.cause ?? fields?.err)]) };
-        assert.equal(await pruneHistory(t.deps.db, t.clock.now(), logger), undefined);
+        assert.equal(await pruneHistory(t.deps.db, t.clock.now(), { auditRetentionDays: 0, logger }), undefined);
         assert.equal(errors.length, 1);
         assert.match(String((errors[0] as unknown[])[1]), /refused by test/);
         t.clock.advance(PRUNE_EVERY_MS);
@@ -125,6 +126,28 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.deepEqual(await t.deps.db.select().from(leases).where(eq(leases.id, lease.id)), []);
       const events = await t.deps.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.subject, lease.id));
       assert.ok(events.some((e) => e.type === 'lease.issued'), JSON.stringify(events));
+    });
+
+    it('deletes audit events older than the audit retention (and says so in the log), none with 0', async () => {
+      t.clock.advance(PRUNE_EVERY_MS);
+      const now = t.clock.now();
+      const tag = uniq('pruned-subject');
+      const at = (daysAgo: number) => new Date(now.getTime() - daysAgo * 86400_000);
+      await t.deps.db.insert(auditEvents).values([
+        { at: at(31), type: 'user.created', subject: tag, data: { age: 31 } },
+        { at: at(40), type: 'user.created', subject: tag, data: { age: 40 } },
+        { at: at(29), type: 'user.created', subject: tag, data: { age: 29 } },
+      ]);
+      const ages = async () => (await t.deps.db.select({ data: auditEvents.data }).from(auditEvents).where(eq(auditEvents.subject, tag))).map((r) => r.data.age).sort();
+      assert.equal((await pruneHistory(t.deps.db, now, { auditRetentionDays: 0 }))?.audit, 0);
+      assert.deepEqual(await ages(), [29, 31, 40], '0 keeps them for good');
+      t.clock.advance(PRUNE_EVERY_MS);
+      const turn = await pruneHistory(t.deps.db, t.clock.now(), { auditRetentionDays: 30 });
+      assert.ok(turn && turn.audit >= 2, JSON.stringify(turn));
+      assert.deepEqual(await ages(), [29]);
+      const [note] = await t.deps.db.select().from(auditEvents).where(eq(auditEvents.type, 'audit.pruned')).orderBy(sql`seq desc`).limit(1);
+      assert.equal(note?.data.events, turn.audit);
+      assert.equal(note?.data.retention_days, 30);
     });
   });
 }

@@ -1,14 +1,16 @@
 import { and, inArray, lt, max, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
-import { leases, revocations } from '../db/schema/index.js';
+import { auditEvents, leases, revocations } from '../db/schema/index.js';
+import { audit } from './audit.js';
 import { CLOSED_RETENTION_MS } from './connections.js';
 
 /**
- * Bounds the two tables every lease grows: `leases` (a row per lease, kept after it expired for
+ * Bounds the three tables every lease grows: `leases` (a row per lease, kept after it expired for
  * `GET /v1/leases` and the console) and `revocations` (the relays' feed, a row per revoked lease
  * and relay). Neither was ever deleted from, so a busy deployment grew them without end; every
- * lease also has its audit event (`lease.issued`, `lease.revoked`), which stays.
+ * lease also has its audit events (`lease.issued`, `lease.revoked`), which stay as long as the
+ * audit log keeps its events.
  *
  * - A lease row goes once it expired `LEASE_RETENTION_MS` ago (as long as closed connections are
  *   kept, so a connection in `GET /v1/connections?state=all` still names its lease). Nothing
@@ -17,6 +19,9 @@ import { CLOSED_RETENTION_MS } from './connections.js';
  *   (they are not even served, nodes.ts readFeed), so such a row only costs the feed's index. The
  *   newest row stays, whatever its age: a relay's cursor is checked against the highest `seq`
  *   (readFeed), and new rows keep counting from it either way (bigserial).
+ * - An audit event goes once it is `auditRetentionDays` old (`--audit-retention`, 365 by default;
+ *   0 keeps them for good). Each turn that deleted some writes an `audit.pruned` event saying how
+ *   many and up to when, so a gap in the log is explained by the log itself.
  *
  * At most `BATCH` rows of each per call and one call per `PRUNE_EVERY_MS` per replica and
  * database: the statement that pays for it (a relay's heartbeat) waits for two bounded deletes
@@ -31,7 +36,11 @@ export const BATCH = 1000;
 const prunedAt = new WeakMap<Db, number>();
 
 /** Deletes what is past its retention, when this replica has not for PRUNE_EVERY_MS; returns the rows deleted (undefined: not its turn). */
-export async function pruneHistory(db: Db, now: Date, logger?: Logger): Promise<{ leases: number; revocations: number } | undefined> {
+export async function pruneHistory(
+  db: Db,
+  now: Date,
+  o: { auditRetentionDays: number; logger?: Logger },
+): Promise<{ leases: number; revocations: number; audit: number } | undefined> {
   const last = prunedAt.get(db);
   const t = now.getTime();
   if (last !== undefined && t >= last && t - last < PRUNE_EVERY_MS) return undefined;
@@ -50,9 +59,18 @@ export async function pruneHistory(db: Db, now: Date, logger?: Logger): Promise<
       .where(and(lt(revocations.expiresAt, feedCutoff), sql`${revocations.seq} < (${newest})`))
       .limit(BATCH);
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
-    return { leases: gone.length, revocations: feed.length };
+    let auditGone = 0;
+    if (o.auditRetentionDays > 0) {
+      const auditCutoff = new Date(t - o.auditRetentionDays * 86400_000);
+      const old = db.select({ seq: auditEvents.seq }).from(auditEvents).where(lt(auditEvents.at, auditCutoff)).limit(BATCH);
+      auditGone = (await db.delete(auditEvents).where(inArray(auditEvents.seq, old)).returning({ seq: auditEvents.seq })).length;
+      if (auditGone > 0) {
+        await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: auditCutoff.toISOString(), retention_days: o.auditRetentionDays } });
+      }
+    }
+    return { leases: gone.length, revocations: feed.length, audit: auditGone };
   } catch (err) {
-    logger?.error('pruning expired leases and feed entries failed', { err });
+    o.logger?.error('pruning expired leases, feed entries and old audit events failed', { err });
     return undefined;
   }
 }

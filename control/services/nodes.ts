@@ -92,7 +92,7 @@ export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings'>): 
 
 /** A relay's heartbeat: it is online now and holds exactly `exposures` (those it has a lease for). */
 export async function heartbeat(
-  deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'logger' | 'settings'>,
   node: NodePrincipal,
   body: z.infer<typeof NodeHeartbeatRequestSchema>,
 ): Promise<{ server_time: string }> {
@@ -109,7 +109,7 @@ export async function heartbeat(
     .where(eq(nodes.id, node.nodeId));
   await setOnline(deps, node, body.exposures, { complete: true });
   if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, new Date(body.started_at));
-  await pruneHistory(deps.db, now, deps.logger);
+  await pruneHistory(deps.db, now, { auditRetentionDays: deps.settings.auditRetentionDays, logger: deps.logger });
   return { server_time: now.toISOString() };
 }
 
