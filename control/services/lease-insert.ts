@@ -9,10 +9,11 @@ import type { SignedLease } from './leases.js';
 
 /**
  * Where a lease row is written, and why a revocation never misses one (the race of the stop-19
- * note). A revocation commits its change (an allow list, a disabled user, a revoked service
- * token, a logout ...) and then revokes the active leases the change no longer allows. A lease
- * decided on what was read before that commit, but written after that scan, would be missed, and
- * its certificate would hold at the relay until it expires.
+ * note). A revocation writes its change (an allow list, a disabled user, a revoked service
+ * token, a logout ...) and, in the same transaction, revokes the active leases the change no
+ * longer allows (services/lease-revocation.ts). A lease decided on what was read before that
+ * change, but written after the revocation's scan of the leases, would be missed, and its
+ * certificate would hold at the relay until it expires.
  *
  * So a lease is written only by a statement that first takes a share lock (`FOR SHARE`) on every
  * row its decision rested on, keeps only the rows that still say what the decision read, and
