@@ -16,8 +16,9 @@
  * backpressure, and its local socket paused until joined as the CLI's are, so the sender reads
  * straight into packets (cli/ssh/packet-reads.ts): the CLI's data path as it is). Build this file in two worktrees and alternate
  * `--variant join` runs between them to A/B a change to the CLI's join. `--node-arg` flags go to
- * the child (e.g. --node-arg=--max-semi-space-size=1 against a run without). The peer (the
- * parent) always batches, like the relay.
+ * the child (e.g. --node-arg=--max-semi-space-size=1 against a run without; --node-arg=--cpu-prof
+ * --node-arg=--cpu-prof-dir=DIR writes a profile per round: the child exits by itself once it
+ * reported). The peer (the parent) always batches, like the relay.
  *
  * Options: --bytes N (256 MiB per round) --rounds N (4) --role sender,receiver
  *          --variant batched,unbatched,join (all three) --node-arg FLAG (repeatable)
@@ -107,6 +108,8 @@ async function child(role: Role, variant: Variant, sshPort: number, localPort: n
   await new Promise<void>((resolve) => process.send!((c.user + c.system) / 1e6 / (BYTES / GiB), () => resolve()));
   client.end();
   joined.destroy();
+  // Exits by itself (not killed by the parent), so that --node-arg=--cpu-prof writes its profile.
+  process.exit(0);
 }
 
 /** One round: the peer (ssh2 server, and the local TCP end) here, the end under test in a child. */
@@ -136,6 +139,8 @@ async function round(role: Role, variant: Variant, hostKey: string): Promise<num
     await delivered;
     return cpu;
   } finally {
+    // The child exits once it reported (a profile with --cpu-prof takes a moment to write); killed if it hangs.
+    if (p.exitCode === null && p.signalCode === null) await Promise.race([once(p, 'exit'), new Promise((r) => setTimeout(r, 30_000).unref())]);
     p.kill();
     ssh.close();
     local.close();
