@@ -34,7 +34,7 @@
  *   if not), the server still appends `kex-strict-s-v00@openssh.com`, group exchange is still
  *   unimplemented on the server side, and the zlib inflater is still unbounded (see COMPRESSION).
  * - `Connection._sock` and `lib/protocol/crypto.js` `bindingAvailable`.
- * - Send-buffer accounting (keyExchangeQueue, node/send-budget.ts): `Protocol._queue` is still
+ * - Send-buffer accounting (keyExchangeQueue, node/send-budget.ts, cli/ssh/send-backpressure.ts): `Protocol._queue` is still
  *   the only place ssh2 holds outbound packets (during a key exchange), server.js `onWrite`
  *   still writes straight to the injected socket, `Channel#_write` still calls back once the
  *   peer's window allows (not once the socket took the bytes), and the server still emits
@@ -61,7 +61,9 @@
  *   `PacketWriter` (`allocStart` 5, `finalize` returns the packet), a key exchange still sets
  *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
  *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
- * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
+ * - client.js still keeps the server's identification software version in `Client#_remoteVer`,
+ *   and its `onWrite` still calls `sock.write(data)` through the socket object (cli/ssh/read-pause.ts
+ *   wraps that method to stop reading a relay that does not read its answers).
  * - node/startup-memory.ts: lib/protocol/crypto/poly1305.js is still only used by the pure-JS
  *   ChaChaPoly*Native classes (chosen only without the binding), `crypto.js` still requires it
  *   inside `init` and awaits the Emscripten factory, and cpu-features is still only read by
@@ -74,7 +76,7 @@
  *   the relay closes that connection instead of crashing).
  */
 
-export { channelSocket, clientSocket, remoteSoftware, socketOf } from './ssh2-internals/connection-fields.js';
+export { channelConnection, channelSocket, clientSocket, remoteSoftware, socketOf } from './ssh2-internals/connection-fields.js';
 export { nativeCryptoAvailable, Ssh2Server } from './ssh2-internals/modules.js';
 export { CUSTOM_REQUEST, customRequestOf, routeCustomGlobalRequests, type CustomRequestData } from './ssh2-internals/global-requests.js';
 export { observeChannelOpens, OPEN_FAILURE, rejectChannelOpen } from './ssh2-internals/channel-opens.js';

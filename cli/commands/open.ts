@@ -11,6 +11,7 @@ import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
+import { holdChannelWrites } from '../ssh/send-backpressure.js';
 import { windowAdopter, type AdaptWindow } from '../ssh/windows.js';
 import { resolveWindowBudget } from '../settings.js';
 import type { Command } from './command.js';
@@ -210,6 +211,8 @@ async function stdio(ctx: Context, session: Session, request: LeaseRequest, dest
           // ssh went away (EPIPE on stdout): end the channel rather than crash on an unhandled 'error'.
           ctx.stdout.once('error', () => ch.destroy());
           ch.on('error', () => ch.destroy());
+          // What ssh sends waits in stdin, not in ssh2's socket or key exchange queue (send-backpressure.ts).
+          holdChannelWrites(ch);
           ctx.stdin.pipe(ch, { end: false });
           ch.pipe(ctx.stdout, { end: false });
           ctx.stdin.once('end', () => ch.end());

@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createGcPacer, type GcPacer } from '../../node/gc-pacer.js';
-import { channelSocket } from '../../node/ssh2-internals.js';
 import { movableToOnread, readIntoPackets } from './packet-reads.js';
-import { holdWritesWhileSocketFull } from './send-backpressure.js';
+import { holdChannelWrites } from './send-backpressure.js';
 
 /**
  * A young-generation collection after every 4 MiB that crosses this process's joins, either way
@@ -68,9 +67,8 @@ export function joinSocketAndChannel(
     toSocket += d.length;
     pacer.read(d.length);
   });
-  // What is sent toward the relay waits in the local socket, not in ssh2's socket queue (send-backpressure.ts).
-  const ssh = channelSocket(channel);
-  if (ssh) holdWritesWhileSocketFull(channel, ssh);
+  // What is sent toward the relay waits in the local socket, not in ssh2's socket or key exchange queue (send-backpressure.ts).
+  holdChannelWrites(channel);
   if (!inPlace) {
     socket.on('data', (d: Buffer) => countUp(d.length));
     socket.pipe(channel, { end: false });

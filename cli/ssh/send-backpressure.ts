@@ -1,4 +1,6 @@
-import type { Writable } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+import type { Duplex, Writable } from 'node:stream';
+import { channelConnection, channelSocket, keyExchangeQueue } from '../../node/ssh2-internals.js';
 
 /** Bytes the SSH socket may hold unsent before a channel's writes wait for it to drain. */
 export const SOCKET_SEND_LIMIT = 256 * 1024;
@@ -20,34 +22,71 @@ interface WritableInternals {
  * sent and counted the chunk when its callback comes), the same key-exchange queueing (packets
  * ssh2 queues during a re-key are not in the socket yet). `limit` must be at least the
  * socket's writableHighWaterMark, so that a queue above it always ends in 'drain'.
+ *
+ * `held` counts what ssh2 holds outside the socket: the packets it queues while a key exchange
+ * is unfinished (node/ssh2-internals.ts keyExchangeQueue). Without it a relay that granted a
+ * huge window and started a re-key it never finished made the CLI queue everything its local
+ * peer sent (650 MB in the 20 s before the keepalive gave up). A write waiting on held bytes is
+ * released when the key exchange finished (holdChannelWrites), by 'drain', or by the socket's
+ * close, and checks again.
  */
-export function holdWritesWhileSocketFull(channel: Writable, sock: Writable, limit = SOCKET_SEND_LIMIT): void {
+export function holdWritesWhileSocketFull(channel: Writable, sock: Writable, limit = SOCKET_SEND_LIMIT, held: () => number = () => 0): void {
   if (limit < sock.writableHighWaterMark) throw new RangeError(`limit ${limit} is below the socket's high-water mark`);
   const ch = channel as unknown as WritableInternals;
   const write = ch._write;
   ch._write = function (chunk, encoding, cb) {
     write.call(this, chunk, encoding, (err) => {
-      if (err || sock.destroyed || sock.writableLength <= limit) return cb(err);
-      whenDrained(sock, () => cb());
+      if (err) return cb(err);
+      const go = () => {
+        if (sock.destroyed || sock.writableLength + held() <= limit) cb();
+        else whenDrained(sock, go);
+      };
+      go();
     });
   };
 }
 
-/** Channels of one connection waiting for its socket: one 'drain' and one 'close' listener per socket, however many channels wait. */
-const waiting = new WeakMap<Writable, (() => void)[]>();
+/**
+ * holdWritesWhileSocketFull for an ssh2 channel: its connection's socket, and the key exchange
+ * queue of its connection. False (nothing held) for a stream that is not an ssh2 channel.
+ */
+export function holdChannelWrites(channel: Duplex): boolean {
+  const sock = channelSocket(channel);
+  const conn = channelConnection(channel);
+  if (!sock || !conn) return false;
+  holdWritesWhileSocketFull(channel, sock, SOCKET_SEND_LIMIT, keyExchangeQueue(conn));
+  // A finished key exchange flushed the queue into the socket (ssh2 emits 'handshake' after it):
+  // packets the kernel took at once leave no 'drain' behind, so the waiters are woken here.
+  if (!watched.has(conn)) {
+    watched.add(conn);
+    (conn as unknown as EventEmitter).on('handshake', () => wakeWaiters(sock));
+  }
+  return true;
+}
 
-/** Calls `go` when `sock` drains, or closes (the channel's connection is going down then). */
+/** Channels of one connection waiting for its socket: one 'drain' and one 'close' listener per socket, however many channels wait. */
+const waiting = new WeakMap<Writable, { fns: (() => void)[]; release: () => void }>();
+
+/** Calls `go` when `sock` drains, or closes (the channel's connection is going down then), or wakeWaiters(sock) is called. */
 export function whenDrained(sock: Writable, go: () => void): void {
   const queue = waiting.get(sock);
-  if (queue) return void queue.push(go);
+  if (queue) return void queue.fns.push(go);
   const fresh = [go];
-  waiting.set(sock, fresh);
   const release = () => {
     sock.off('drain', release);
     sock.off('close', release);
     waiting.delete(sock);
     for (const f of fresh) f();
   };
+  waiting.set(sock, { fns: fresh, release });
   sock.on('drain', release);
   sock.on('close', release);
 }
+
+/** Calls what waits on `sock` now (each checks again, and waits again if it must). */
+function wakeWaiters(sock: Writable): void {
+  waiting.get(sock)?.release();
+}
+
+/** Connections whose key exchanges already wake their socket's waiters. */
+const watched = new WeakSet<object>();

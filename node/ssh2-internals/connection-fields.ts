@@ -18,6 +18,12 @@ export function channelSocket(ch: Duplex): Socket | undefined {
   return sock && typeof sock.write === 'function' && typeof sock.writableLength === 'number' ? sock : undefined;
 }
 
+/** The Client or server Connection an ssh2 channel belongs to (lib/Channel.js keeps it as `_client`); undefined for any other stream. */
+export function channelConnection(ch: Duplex): Client | Connection | undefined {
+  const conn = (ch as unknown as { _client?: { _protocol?: unknown } })._client;
+  return conn && typeof conn === 'object' && conn._protocol ? (conn as unknown as Client | Connection) : undefined;
+}
+
 /** The TCP socket an ssh2 Client created in `connect()` (ssh2 keeps it as `_sock`). */
 export function clientSocket(client: Client): Socket {
   const sock = (client as unknown as { _sock?: Socket })._sock;

@@ -1,4 +1,4 @@
-import type { Connection } from 'ssh2';
+import type { Client, Connection } from 'ssh2';
 import { protocolOf } from './protocol.js';
 
 /**
@@ -14,10 +14,13 @@ import { protocolOf } from './protocol.js';
  * still an array of packets), that `onWrite` still writes to the socket given to
  * `injectSocket`, and that the server still emits `handshake` after flushing the queue.
  *
+ * The same holds for a Client (the CLI): its channel writes queue there while the relay's key
+ * exchange is unfinished (cli/ssh/send-backpressure.ts).
+ *
  * Returns a reader that sums the queue incrementally (the same array only ever grows), so a
  * flood of small queued packets costs O(new packets) per call.
  */
-export function keyExchangeQueue(conn: Connection): () => number {
+export function keyExchangeQueue(conn: Connection | Client): () => number {
   const proto = protocolOf(conn);
   let seen: Uint8Array[] | undefined;
   let counted = 0;
