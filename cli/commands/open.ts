@@ -168,9 +168,28 @@ async function connection(sup: LeaseSupervisor): Promise<Connected> {
   return c;
 }
 
-function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: AdaptWindow): Promise<Duplex> {
+/**
+ * How long the relay may take to answer a channel open. An honest relay answers within its own
+ * `--open-timeout` (10 s by default: X's answer, or `open_timeout`); one that never answers would
+ * leave `tunnel open --stdio` hanging and `--listen` connections piling up.
+ */
+export const CHANNEL_OPEN_TIMEOUT_MS = 60_000;
+
+/** Opens a channel to `dest`; a channel the relay grants after the timeout is closed at once. */
+export function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: AdaptWindow, timeoutMs = CHANNEL_OPEN_TIMEOUT_MS): Promise<Duplex> {
   return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reject(new CliError(EXIT.UNREACHABLE, `the relay did not answer the request to open ${dest.label} within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`));
+    }, timeoutMs);
+    timer.unref();
     client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        ch?.close();
+        return;
+      }
       if (err) return reject(channelOpenError(err, dest));
       adapt(client, ch);
       resolve(ch);
