@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { and, DrizzleQueryError, eq, sql } from 'drizzle-orm';
 import { usePostgres } from '../testing/databases.js';
 import { exposures, nodes, rateLimits, users } from './schema/index.js';
-import { preparedPerDb } from './prepared.js';
+import { onePerPlaceholder, preparedPerDb } from './prepared.js';
 import type { Db } from './client.js';
 
 const p = sql.placeholder;
@@ -107,5 +107,44 @@ describe('preparedPerDb on Postgres: direct execution', { skip: makeApp.unavaila
     );
     assert.ok(err instanceof DrizzleQueryError, String(err));
     assert.equal((err.cause as { code?: string }).code, '22007');
+  });
+
+  it('sends one parameter per placeholder: every use of one becomes the same $n, with the same answers', async () => {
+    const t = await makeApp();
+    const db = t.deps.db;
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    await db.insert(users).values([
+      { id: 'usr_a', name: 'alice', role: 'member', createdAt: at },
+      { id: 'usr_b', name: 'bob', role: 'admin', createdAt: at },
+    ]);
+    const twice = (d: Db, name: string) =>
+      d
+        .select({ name: users.name, asked: sql<string>`${p('name')}::text`, role: users.role })
+        .from(users)
+        .where(and(eq(users.name, p('name')), sql`(${p('role')}::text is null or ${users.role} = ${p('role')})`, sql`${users.name} <> 'x$1'`))
+        .prepare(name);
+    const direct = preparedPerDb((d) => twice(d, 'direct_twice'))(db);
+    const plain = twice(db, 'plain_twice');
+    for (const values of [
+      { name: 'alice', role: null },
+      { name: 'bob', role: 'admin' },
+      { name: 'bob', role: 'member' },
+    ]) assert.deepEqual(await direct.execute(values), await plain.execute(values), JSON.stringify(values));
+    assert.deepEqual(await direct.execute({ name: 'bob', role: null }), [{ name: 'bob', asked: 'bob', role: 'admin' }]);
+
+    // The rewrite itself: uses of one placeholder with one encoder share a number; other
+    // parameters keep their own; `$n` in quotes is not a parameter; anything else stays as it was.
+    const ph = (name: string, encode: unknown = null) => ({ name, encode });
+    assert.deepEqual(onePerPlaceholder(`select $1, '$2', "$3", $2 where $3 = $4`, [ph('a'), ph('b'), ph('a'), null]), {
+      queryString: `select $1, '$2', "$3", $2 where $1 = $3`,
+      kept: [0, 1, 3],
+    });
+    const column = {};
+    assert.deepEqual(onePerPlaceholder('$1 $2 $3', [ph('a'), ph('a', column), ph('a', column)]), { queryString: '$1 $2 $2', kept: [0, 1] });
+    for (const [text, named] of [
+      ['$1 $2', [ph('a')]],
+      ['$2 $1', [ph('a'), ph('a')]],
+      ['$1 $$x$$', [ph('a')]],
+    ] as const) assert.deepEqual(onePerPlaceholder(text, named), { queryString: text, kept: named.map((_, i) => i) });
   });
 });

@@ -61,11 +61,16 @@ function directExecute<T>(statement: T): T {
   const q = statement as unknown as PostgresJsPrepared;
   const kind = (q.constructor as { [entityKind]?: string } | undefined)?.[entityKind];
   if (kind !== 'PostgresJsPreparedQuery' || q.customResultMapper) return statement;
-  const { client, queryString, prepare, joinsNotNullableMap } = q;
-  const fills = q.params.map((p): ((values: Record<string, unknown>) => unknown) => {
-    const named = is(p, Placeholder) ? { name: p.name, encode: null } : is(p, Param) && is(p.value, Placeholder) ? { name: p.value.name, encode: p.encoder } : null;
-    if (!named) return () => p;
-    const { name, encode } = named;
+  const { client, prepare, joinsNotNullableMap } = q;
+  const named = q.params.map((p) =>
+    is(p, Placeholder) ? { name: p.name, encode: null } : is(p, Param) && is(p.value, Placeholder) ? { name: p.value.name, encode: p.encoder } : null,
+  );
+  const { queryString, kept } = onePerPlaceholder(q.queryString, named);
+  const fills = kept.map((i): ((values: Record<string, unknown>) => unknown) => {
+    const p = q.params[i];
+    const placeholder = named[i];
+    if (!placeholder) return () => p;
+    const { name, encode } = placeholder;
     return (values) => {
       if (!(name in values)) throw new Error(`No value for placeholder "${name}" was provided`);
       return encode ? encode.mapToDriverValue(values[name]) : values[name];
@@ -122,4 +127,53 @@ function directExecute<T>(statement: T): T {
     }
   };
   return statement;
+}
+
+/**
+ * One parameter per placeholder: drizzle numbers every use of a placeholder as a parameter of its
+ * own (`$1`, `$7`, `$19` for one `sub`), so the driver infers, serialises and sends the same value
+ * again for each, and the server binds each (the one-statement lease sent 41 parameters for 28
+ * values, issue 11). Uses of one placeholder with the same encoder (or none) become one
+ * parameter: the text's `$n` are renumbered and `kept` lists, per new parameter, the index of
+ * the old one it stands for. The text is only rewritten when its `$n` outside quotes are exactly
+ * `$1`..`$n` in order, as drizzle writes them; anything else is left as it was.
+ */
+export function onePerPlaceholder(
+  text: string,
+  named: readonly ({ name: string; encode: unknown } | null)[],
+): { queryString: string; kept: number[] } {
+  const unchanged = { queryString: text, kept: named.map((_, i) => i) };
+  const uses: { at: number; end: number; index: number }[] = [];
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quote) {
+      if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '"') quote = ch;
+    else if (ch === '$') {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) >= 48 && text.charCodeAt(j) <= 57) j++;
+      if (j === i + 1) return unchanged; // a dollar quote or anything else drizzle does not write
+      uses.push({ at: i, end: j, index: Number(text.slice(i + 1, j)) - 1 });
+      i = j - 1;
+    }
+  }
+  if (quote || uses.length !== named.length || uses.some((u, k) => u.index !== k)) return unchanged;
+  const kept: number[] = [];
+  const numberOf = new Map<string, Map<unknown, number>>();
+  const renumbered = uses.map((_, i) => {
+    const p = named[i];
+    const again = p ? numberOf.get(p.name)?.get(p.encode) : undefined;
+    if (again !== undefined) return again;
+    kept.push(i);
+    if (p) numberOf.set(p.name, (numberOf.get(p.name) ?? new Map<unknown, number>()).set(p.encode, kept.length));
+    return kept.length;
+  });
+  let out = '';
+  let from = 0;
+  uses.forEach((u, i) => {
+    out += `${text.slice(from, u.at)}$${renumbered[i]}`;
+    from = u.end;
+  });
+  return { queryString: out + text.slice(from), kept };
 }
