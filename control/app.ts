@@ -7,6 +7,7 @@ import { problemResponse, validationError } from './http/problem.js';
 import { limitBody, requireJson } from './http/request-guards.js';
 import { allowedMethods } from './http/method-not-allowed.js';
 import { securityHeaders } from './http/security-headers.js';
+import { leaseCallerBeforeValidation } from './http/authenticate.js';
 import { OAUTH_PATHS, oauthEndpoint } from './http/oauth.js';
 import { registerWellKnown } from './routes/well-known.js';
 import { registerAuth } from './routes/auth.js';
@@ -36,8 +37,10 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     // `/a/b`): such a route fails here, at start, where Hono's default would silently fall back
     // to its trie router for the whole app.
     router: new RegExpRouter(),
-    defaultHook: (result) => {
-      if (!result.success) throw validationError(result.target, result.error);
+    defaultHook: async (result, c) => {
+      if (result.success) return;
+      await leaseCallerBeforeValidation(c);
+      throw validationError(result.target, result.error);
     },
   });
 

@@ -9,9 +9,8 @@ import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { preparedPerDb } from '../db/prepared.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { LeaseCreateSchema } from '../../protocol/api-types.js';
 import type { Logger } from '../../shared/logger.js';
-import { lastSeenLease, rememberLeaseCaller, type LastSeenLease } from '../services/lease-last-seen.js';
+import { lastSeenCaller, mayBeOpenOnExposure, rememberLeaseCaller, type LastSeenCaller } from '../services/lease-last-seen.js';
 import { callerAsRead } from '../services/lease-insert.js';
 import {
   ANONYMOUS,
@@ -231,18 +230,31 @@ async function authenticateUser(
 }
 
 /**
- * Lease issuance on the state this replica saw last (services/lease-last-seen.ts): the request as
- * the route will validate it, when it is valid, and its caller's access token verified; undefined
- * when the request does not qualify or this replica has not seen its caller and exposure (the usual
- * path then). Nothing is read from the database here, and nothing counted: the lease's one
- * statement does both, or the usual path does.
+ * Lease issuance on the state this replica saw last (services/lease-last-seen.ts): the caller of
+ * the verified access token and the exposure the body names, when the body may be an open lease
+ * request (`mayBeOpenOnExposure`) and this replica has seen both; undefined otherwise (the usual
+ * path then). The body is not validated here: the route's validator does that next, once per
+ * request (it was done twice, ~2% of the CPU per lease, issue 11), the route takes the one-statement
+ * path only on the validated request (`lastSeenRequest`), and a body that fails validation gets
+ * the usual path's caller lookup first (`leaseCallerBeforeValidation`), so its answers and their
+ * order are the usual path's. Nothing is read from the database here, and nothing counted: the
+ * lease's one statement does both, or the usual path does.
  */
-async function leaseOnLastSeen(c: Context<AppEnv>): Promise<LastSeenLease | undefined> {
+async function leaseOnLastSeen(c: Context<AppEnv>): Promise<LastSeenCaller | undefined> {
   const deps = c.get('deps');
-  const parsed = LeaseCreateSchema.safeParse(await c.req.json().catch(() => undefined));
-  if (!parsed.success) return undefined;
+  const body: unknown = await c.req.json().catch(() => undefined);
+  if (!mayBeOpenOnExposure(body)) return undefined;
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
-  return lastSeenLease(deps.db, claims, parsed.data);
+  return lastSeenCaller(deps.db, claims, body.exposure);
+}
+
+/**
+ * Before a validation error is answered: a lease request whose caller lookup the guard deferred
+ * (GuardOptions.lastSeenLease) gets it now, counted, so that a dead token, a disabled user or
+ * the rate limit answer first, as for any other request.
+ */
+export async function leaseCallerBeforeValidation(c: Context<AppEnv>): Promise<void> {
+  await c.get('leaseLastSeen')?.usualPath();
 }
 
 const nodeQuery = preparedPerDb((db) =>
@@ -276,7 +288,9 @@ export interface GuardOptions {
   /**
    * Lease issuance (needs `rateLimit` and `exposureOf`): a request whose caller and exposure this
    * replica saw at an earlier lease skips the caller lookup, and the route tries the lease's one
-   * statement on that state (`leaseLastSeen`); it calls `usualPath` when that did not issue.
+   * statement on that state (`leaseLastSeen`) when its validated request still qualifies; it
+   * calls `usualPath` when that did not issue, and the app's validation hook calls it before it
+   * answers a body that fails validation (`leaseCallerBeforeValidation`).
    * Other requests are looked up as usual, and what was read is remembered. Either way the route
    * gets the caller as read (`callerAsRead`, for the lease's locked insert: services/lease-insert.ts)
    * and `leaseCallerAgain`, an uncounted lookup for deciding again when that insert found a change.
@@ -285,7 +299,7 @@ export interface GuardOptions {
 }
 
 /** A lease request the guard let through on the state last seen (GuardOptions.lastSeenLease). */
-export interface DeferredLeaseCaller extends LastSeenLease {
+export interface DeferredLeaseCaller extends LastSeenCaller {
   /** The usual caller lookup (counted), which sets the principal and `callerExposure` as the guard does. */
   usualPath(): Promise<void>;
 }

@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { LEASE_ISSUANCE_LIMIT } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
-import { issueOnLastSeen } from '../services/lease-last-seen.js';
+import { issueOnLastSeen, lastSeenRequest } from '../services/lease-last-seen.js';
 import { AppError } from '../lib/errors.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
 
@@ -49,11 +49,12 @@ export function registerLeases(app: App): void {
     ),
     async (c) => {
       const deps = c.get('deps');
-      const seen = c.get('leaseLastSeen');
+      const deferred = c.get('leaseLastSeen');
+      const req = c.req.valid('json');
+      const seen = deferred && lastSeenRequest(deferred, req);
       let issued = seen && (await issueOnLastSeen(deps, seen, LEASE_ISSUANCE_LIMIT));
       if (!issued) {
-        await seen?.usualPath();
-        const req = c.req.valid('json');
+        await deferred?.usualPath();
         issued = await createLease(deps, c.get('user'), c.get('callerAsRead'), req, c.get('callerExposure'));
         if (!issued) {
           // What the decision read changed before the lease could be written (a revocation, or

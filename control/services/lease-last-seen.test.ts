@@ -125,6 +125,21 @@ function dbSuite(name: string, makeApp: MakeApp) {
       });
     }
 
+    it('answers a remembered caller\'s invalid request as the usual path: the caller lookup (counted, 401 for a dead caller) before the 400', async () => {
+      // The guard defers a remembered caller's lookup before the body is validated; a body the
+      // route then refuses must still be counted, and a dead caller still refused first.
+      const token = await tokenFor(t, friend, 'member');
+      assertOk(await open(token), 201);
+      const count = async () => (await t.deps.db.select().from(rateLimits).where(eq(rateLimits.key, `lease:${friend.id}`)))[0]?.count;
+      const before = await count();
+      const invalid = { kind: 'open', exposure, public_key: 'ssh-ed25519 not-a-key' };
+      assertProblem(await t.call('POST', '/v1/leases', { token, body: invalid }), 400, 'VALIDATION_FAILED');
+      assert.equal(await count(), (before ?? 0) + 1, 'counted, as the usual path counts it');
+      assertProblem(await t.call('POST', '/v1/leases', { token, body: { ...invalid, surplus: 1 } }), 400, 'UNKNOWN_FIELD');
+      assertOk(await t.call('PATCH', `/v1/users/${friend.name}`, { token: admin.token, body: { disabled: true } }));
+      assertProblem(await t.call('POST', '/v1/leases', { token, body: invalid }), 401, 'TOKEN_INVALID');
+    });
+
     it('refuses the next lease of a login session once it is logged out', async () => {
       const login = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: friend.name, password: PASSWORD } });
       assertOk(login);

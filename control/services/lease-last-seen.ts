@@ -87,26 +87,41 @@ export function rememberLeaseCaller(
   else seen.exposures.delete(exposure.name);
 }
 
-/** A lease request that may take the one-statement path: its caller and exposure as last seen here. */
-export interface LastSeenLease {
+/** A lease request's caller and exposure as last seen here (the guard's part, before the body is validated). */
+export interface LastSeenCaller {
   claims: AccessClaims;
   principal: UserPrincipal;
   /** The service token's scopes as last seen (null: not a service token's access token). */
   scopes: string[] | null;
-  req: LeaseCreate & { kind: 'open'; exposure: string };
   exposure: SeenExposure;
 }
 
+/** A lease request that may take the one-statement path: its caller and exposure as last seen here, and the request as validated. */
+export interface LastSeenLease extends LastSeenCaller {
+  req: LeaseCreate & { kind: 'open'; exposure: string };
+}
+
 /**
- * The request's caller and exposure as this replica last saw them, when the request is a valid
- * open lease request and both are known; else undefined (the usual path).
+ * Whether a request body, not validated yet, asks for an open lease on an exposure and nothing
+ * else that the one statement does not do (a port, targets, relays to avoid): only such a request
+ * is worth deferring the caller lookup for. The route validates the body after the guard, and
+ * `lastSeenRequest` checks the validated request again; this only saves a second validation.
  */
-export function lastSeenLease(db: Db, claims: AccessClaims, req: LeaseCreate): LastSeenLease | undefined {
-  if (req.kind !== 'open' || req.exposure === undefined || req.port !== undefined || req.targets || req.avoid_nodes) return undefined;
+export function mayBeOpenOnExposure(body: unknown): body is { exposure: string } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
+  const b = body as Record<string, unknown>;
+  return b.kind === 'open' && typeof b.exposure === 'string' && b.port === undefined && b.targets === undefined && b.avoid_nodes === undefined;
+}
+
+/**
+ * The caller of `claims` and the exposure named `exposure` as this replica last saw them, when
+ * both are known; else undefined (the usual path).
+ */
+export function lastSeenCaller(db: Db, claims: AccessClaims, exposure: string): LastSeenCaller | undefined {
   const seen = lastSeen(db);
   const caller = seen.callers.get(callerKey(claims));
-  const exposure = seen.exposures.get(req.exposure);
-  if (!caller || !exposure) return undefined;
+  const exp = seen.exposures.get(exposure);
+  if (!caller || !exp) return undefined;
   const principal: UserPrincipal = {
     kind: 'user',
     userId: caller.user.id,
@@ -117,7 +132,16 @@ export function lastSeenLease(db: Db, claims: AccessClaims, req: LeaseCreate): L
     serviceTokenExpiresAt: claims.sti ? caller.tokenExpiresAt : null,
     sessionId: claims.sid ?? null,
   };
-  return { claims, principal, scopes: claims.sti ? (caller.scopes ?? []) : null, req: { ...req, kind: 'open', exposure: req.exposure }, exposure };
+  return { claims, principal, scopes: claims.sti ? (caller.scopes ?? []) : null, exposure: exp };
+}
+
+/**
+ * `seen` with the validated request, when that is a valid open lease request on the exposure
+ * `seen` was looked up for; else undefined (the usual path).
+ */
+export function lastSeenRequest(seen: LastSeenCaller, req: LeaseCreate): LastSeenLease | undefined {
+  if (req.kind !== 'open' || req.exposure !== seen.exposure.exp.name || req.port !== undefined || req.targets || req.avoid_nodes) return undefined;
+  return { ...seen, req: { ...req, kind: 'open', exposure: req.exposure } };
 }
 
 const p = sql.placeholder;
