@@ -31,6 +31,10 @@ Options:
   --allow USER     a user who may open it (repeat for more), when the exposure is created
   --replace-allow  also replace an existing exposure's allow list with the --allow users
   --ttl SECS       lease lifetime to ask for (default: the server's, 1 hour); renewed before it ends
+  --max-connections N
+                   connections to HOST:PORT open at once, at most (default 1024); the relay's
+                   further channels are refused, so a relay cannot make this host open sockets
+                   without end
   --server URL     the control plane (default: the one you logged in to)
 
 Examples:
@@ -42,8 +46,10 @@ Examples:
       allow: { type: 'string', multiple: true },
       'replace-allow': { type: 'boolean' },
       ttl: { type: 'string' },
+      'max-connections': { type: 'string' },
     });
     const ttl = parseTtl('expose', a.values.ttl);
+    const maxConnections = parseMaxConnections(a.values['max-connections']);
     if (a.positionals.length !== 1) throw new UsageError('expose', 'give exactly one [HOST:]PORT to expose');
     const target = parseHostPort('expose', 'the target', a.positionals[0]!);
     const name = a.values.name;
@@ -58,6 +64,10 @@ Examples:
     const status = new StatusLine(ctx, !a.json && ctx.stderr.isTTY === true);
     let active = 0;
     let bytes = 0;
+    /** Connections to the target being dialed or joined: at most maxConnections. */
+    let inUse = 0;
+    /** Whether the refusal at the cap was said since the count was last below it (one line per episode). */
+    let refusalSaid = false;
 
     const sup = new LeaseSupervisor(session, {
       request: { kind: 'expose', exposure: name, port: target.port, ...(ttl ? { ttl_seconds: ttl } : {}) },
@@ -68,6 +78,18 @@ Examples:
     });
     sup.on('connected', ({ client, lease }) => {
       client.on('tcp connection', (_info, accept, reject) => {
+        if (inUse >= maxConnections) {
+          reject();
+          events?.({ event: 'channel_refused', reason: 'max_connections', max_connections: maxConnections });
+          if (!events && !refusalSaid) info(ctx, `tunnel expose: ${maxConnections} connections open (--max-connections); refusing more until one closes`);
+          refusalSaid = true;
+          return;
+        }
+        inUse++;
+        const release = () => {
+          inUse--;
+          if (inUse < maxConnections) refusalSaid = false;
+        };
         const sock = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
         // Nothing is read before the join, which can then read straight into packets (cli/ssh/packet-reads.ts).
         sock.pause();
@@ -79,6 +101,7 @@ Examples:
           active++;
           events?.({ event: 'channel_open', active });
           joinSocketAndChannel(sock, channel, (up, down) => {
+            release();
             active--;
             bytes += up + down;
             events?.({ event: 'channel_close', active, bytes_from_service: up, bytes_to_service: down });
@@ -88,6 +111,7 @@ Examples:
           // A dial failure (net clears `connecting` before emitting it, so track 'connect'):
           // refuse the channel at once, so Y hears "service unreachable" instead of a timeout.
           if (connected) return;
+          release();
           events?.({ event: 'dial_failed', target: `${target.host}:${target.port}`, error: (err as NodeJS.ErrnoException).code });
           if (!events) info(ctx, `tunnel expose: cannot reach ${target.host}:${target.port} (${(err as NodeJS.ErrnoException).code})`);
           reject();
@@ -161,3 +185,13 @@ class StatusLine {
     this.#ctx.stderr.write('\r\x1b[2K');
   }
 }
+
+/** `--max-connections N`: 1 to 65535 (default 1024). */
+function parseMaxConnections(v: string | undefined): number {
+  if (v === undefined) return DEFAULT_MAX_CONNECTIONS;
+  if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new UsageError('expose', `--max-connections must be a whole number from 1 to 65535, got "${v}"`);
+  return Number(v);
+}
+
+/** Connections one `tunnel expose` serves at once by default (a relay allows 256 channels per connection by default). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;

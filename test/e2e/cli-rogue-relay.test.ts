@@ -11,13 +11,16 @@
  * Also relays whose connection ends in two 'error's on the CLI's ssh2 client (a DISCONNECT then a
  * reset, or a reset before the relay's identification line): the CLI says why once and goes on as
  * after any drop; a second 'error' with no listener crashed it (cli/ssh/relay-connection.ts).
+ * And a relay that opens channel after channel to X: `tunnel expose` dials its service for at
+ * most --max-connections of them at once and refuses the rest (before: a socket per channel,
+ * without end).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { within } from '../node/ssh-tools.js';
-import { DROP_GREETING, startRogueRelay, type RogueBehaviour, type RogueRelay } from '../harness/rogue-relay.js';
+import { DROP_GREETING, FLOOD_OPENS, startRogueRelay, type RogueBehaviour, type RogueRelay } from '../harness/rogue-relay.js';
 import { cliFixture, oneLine } from '../harness/stack.js';
 import { waitForLine } from '../harness/streams.js';
 
@@ -133,6 +136,31 @@ describe('tunnel open and tunnel expose against a rogue relay (real binaries)', 
       });
     } finally {
       stalled.close();
+    }
+  });
+
+  it('tunnel expose: a relay that opens channel after channel gets --max-connections of them, the rest refused, each refusal said', async () => {
+    await rogueWith('open-flood', 'flood-x', async (rogue) => {
+      const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'flood-x', '--json', '--max-connections', '4']);
+      const tally = await within(rogue.flood, 60_000, 'the rogue relay never heard back on its opens');
+      assert.deepEqual(tally, { accepted: 4, refused: FLOOD_OPENS - 4 });
+      await waitForLine(x, /"event":"channel_refused"/, 30_000, FLOOD_OPENS - 4);
+      const refused = x
+        .output()
+        .stdout.split('\n')
+        .filter((l) => l.includes('"channel_refused"'))
+        .map((l) => JSON.parse(l) as { reason: string; max_connections: number });
+      assert.deepEqual(refused[0], { ...refused[0], reason: 'max_connections', max_connections: 4 });
+      x.kill('SIGTERM');
+      assert.equal((await once(x, 'exit'))[0], 0, x.output().stderr);
+      assert.equal(x.output().stderr, '');
+    });
+  });
+
+  it('tunnel expose --max-connections takes 1 to 65535 (exit 2, one line otherwise)', async () => {
+    for (const bad of ['0', '65536', 'many', '1.5']) {
+      const r = await f.admin.run(['expose', '22', '--name', 'cap-x', '--max-connections', bad]);
+      oneLine(r, 2, /--max-connections must be a whole number from 1 to 65535/);
     }
   });
 });

@@ -18,6 +18,8 @@
  * - `reset-before-banner`: reads the CLI's identification line and resets the TCP connection
  *   before sending its own, as the relay does when it drops a socket at its start-up caps with the
  *   CLI's line unread (ssh2 emits two 'error's: ECONNRESET, then "Connection lost before handshake").
+ * - `open-flood`: after each tcpip-forward, opens `FLOOD_OPENS` forwarded-tcpip channels to X at
+ *   once and keeps those X accepts open; `flood` reports how many X accepted and refused.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:net';
@@ -29,7 +31,10 @@ import { announceMaxPacket, socketOfClient, windowOverrun } from '../node/hostil
 import { enrollOnlineNode, expectStatus, nodeHeartbeat, type EnrolledNode } from './control.js';
 import type { Stack } from './stack.js';
 
-export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop' | 'disconnect-reset' | 'reset-before-banner';
+export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop' | 'disconnect-reset' | 'reset-before-banner' | 'open-flood';
+
+/** Channels an `open-flood` relay opens to X after each tcpip-forward. */
+export const FLOOD_OPENS = 12;
 
 export interface RogueRelay {
   /** Its node name (for `--node`). */
@@ -42,6 +47,8 @@ export interface RogueRelay {
   hold(exposure: string, port: number): Promise<void>;
   /** With `overrun`: the bytes the first overrun had sent when its connection closed. */
   overrun: Promise<number>;
+  /** With `open-flood`: how many of the first flood's opens X accepted and refused. */
+  flood: Promise<{ accepted: number; refused: number }>;
   stop(): Promise<void>;
 }
 
@@ -54,6 +61,8 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   let overrunDone!: (sent: number) => void;
   const overrun = new Promise<number>((r) => (overrunDone = r));
+  let floodDone!: (o: { accepted: number; refused: number }) => void;
+  const flood = new Promise<{ accepted: number; refused: number }>((r) => (floodDone = r));
   const misbehave = (conn: Connection, ch: Duplex) => {
     ch.on('error', () => {});
     if (behaviour === 'overrun') void windowOverrun(conn, ch, overrunBytes).then(overrunDone);
@@ -79,6 +88,21 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
       if (reqName !== 'tcpip-forward') return reject?.();
       const bind = info as TcpipBindInfo;
       accept?.(bind.bindPort);
+      if (behaviour === 'open-flood') {
+        const tally = { accepted: 0, refused: 0 };
+        for (let i = 0; i < FLOOD_OPENS; i++) {
+          conn.forwardOut(bind.bindAddr, bind.bindPort, '127.0.0.1', 40000 + i, (err, ch) => {
+            if (err) tally.refused++;
+            else {
+              tally.accepted++;
+              ch.on('error', () => {});
+              ch.resume();
+            }
+            if (tally.accepted + tally.refused === FLOOD_OPENS) floodDone(tally);
+          });
+        }
+        return;
+      }
       conn.forwardOut(bind.bindAddr, bind.bindPort, '127.0.0.1', 40000, (err, ch) => {
         if (!err) misbehave(conn, ch);
       });
@@ -108,6 +132,7 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
       await nodeHeartbeat(stack.call, node, held);
     },
     overrun,
+    flood,
     async stop() {
       clearInterval(heartbeat);
       for (const c of conns) c.end();
