@@ -7,8 +7,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
-import { clientSocket, enforceChannelLimits, installPooledPadding } from '../../node/ssh2-internals.js';
-import { pauseReadsWhileUnsent } from './read-pause.js';
+import { enforceChannelLimits, installPooledPadding } from '../../node/ssh2-internals.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
 export interface RelayTimings {
@@ -98,8 +97,6 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       client.emit('error', Object.assign(new CliError(EXIT.ERROR, `the relay ${what}; disconnected`), { level: 'protocol' }));
       client.destroy();
     });
-    // A relay that sends requests wanting answers and never reads them is not read either (read-pause.ts).
-    pauseReadsWhileUnsent(clientSocket(client));
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
     // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.
     client.setNoDelay(true);
