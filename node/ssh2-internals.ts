@@ -61,9 +61,7 @@
  *   `PacketWriter` (`allocStart` 5, `finalize` returns the packet), a key exchange still sets
  *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
  *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
- * - client.js still keeps the server's identification software version in `Client#_remoteVer`,
- *   and its `onWrite` still calls `sock.write(data)` through the socket object (cli/ssh/read-pause.ts
- *   wraps that method to stop reading a relay that does not read its answers).
+ * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
  * - node/startup-memory.ts: lib/protocol/crypto/poly1305.js is still only used by the pure-JS
  *   ChaChaPoly*Native classes (chosen only without the binding), `crypto.js` still requires it
  *   inside `init` and awaits the Emscripten factory, and cpu-features is still only read by
