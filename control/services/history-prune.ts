@@ -4,6 +4,7 @@ import type { Logger } from '../../shared/logger.js';
 import { auditEvents, leases, revocations } from '../db/schema/index.js';
 import { audit } from './audit.js';
 import { CLOSED_RETENTION_MS } from './connections.js';
+import { turnsEvery } from './replica-turns.js';
 
 /**
  * Bounds the three tables every lease grows: `leases` (a row per lease, kept after it expired for
@@ -33,7 +34,7 @@ export const FEED_RETENTION_MS = 3600_000;
 export const PRUNE_EVERY_MS = 600_000;
 export const BATCH = 1000;
 
-const prunedAt = new WeakMap<Db, number>();
+const pruneTurn = turnsEvery(PRUNE_EVERY_MS);
 
 /** Deletes what is past its retention, when this replica has not for PRUNE_EVERY_MS; returns the rows deleted (undefined: not its turn). */
 export async function pruneHistory(
@@ -41,10 +42,8 @@ export async function pruneHistory(
   now: Date,
   o: { auditRetentionDays: number; logger?: Logger },
 ): Promise<{ leases: number; revocations: number; audit: number } | undefined> {
-  const last = prunedAt.get(db);
+  if (!pruneTurn(db, now)) return undefined;
   const t = now.getTime();
-  if (last !== undefined && t >= last && t - last < PRUNE_EVERY_MS) return undefined;
-  prunedAt.set(db, t);
   try {
     const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
     const feedCutoff = new Date(t - FEED_RETENTION_MS);

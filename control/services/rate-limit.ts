@@ -1,5 +1,6 @@
 import { lt, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { turnsEvery } from './replica-turns.js';
 import { rateLimits } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { preparedPerDb } from '../db/prepared.js';
@@ -52,7 +53,7 @@ const countQuery = preparedPerDb((db) =>
 const STALE_AFTER_MS = 3600_000;
 /** How often one replica deletes them, at most. */
 const PRUNE_EVERY_MS = 60_000;
-const prunedAt = new WeakMap<Db, number>();
+const pruneTurn = turnsEvery(PRUNE_EVERY_MS);
 
 /**
  * Deletes counters whose window is long over, at most once a minute per replica (the caller's
@@ -61,11 +62,8 @@ const prunedAt = new WeakMap<Db, number>();
  * table without end. The per-user lease counters go too, when their window is over.
  */
 export async function pruneRateLimits(db: Db, now: Date): Promise<void> {
-  const last = prunedAt.get(db);
-  const t = now.getTime();
-  if (last !== undefined && t >= last && t - last < PRUNE_EVERY_MS) return;
-  prunedAt.set(db, t);
-  await db.delete(rateLimits).where(lt(rateLimits.windowStart, new Date(t - STALE_AFTER_MS)));
+  if (!pruneTurn(db, now)) return;
+  await db.delete(rateLimits).where(lt(rateLimits.windowStart, new Date(now.getTime() - STALE_AFTER_MS)));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { turnsEvery } from './replica-turns.js';
 import type { z } from '@hono/zod-openapi';
 import type { ServiceTokenCreateSchema, ServiceTokenSchema } from '../../protocol/api-types.js';
 import type { Deps } from '../deps.js';
@@ -63,7 +64,7 @@ export const DEAD_TOKENS_KEPT = 20;
 export const DEAD_TOKEN_RETENTION_MS = 30 * 86400_000;
 /** How often one replica deletes every user's long-dead tokens, at most. */
 const PRUNE_ALL_EVERY_MS = 60_000;
-const prunedAllAt = new WeakMap<Db, number>();
+const pruneAllTurn = turnsEvery(PRUNE_ALL_EVERY_MS);
 
 /** When a token died: revoked, or expired, whichever came first (null: alive for good). */
 const diedAt = sql`least(${serviceTokens.revokedAt}, ${serviceTokens.expiresAt})`;
@@ -91,11 +92,8 @@ export async function pruneDeadServiceTokens(db: Db, now: Date, userId: string):
     .delete(serviceTokens)
     .where(and(eq(serviceTokens.userId, userId), inArray(serviceTokens.id, overKept)))
     .returning({ id: serviceTokens.id, userId: serviceTokens.userId });
-  const last = prunedAllAt.get(db);
-  const t = now.getTime();
-  if (last === undefined || t < last || t - last >= PRUNE_ALL_EVERY_MS) {
-    prunedAllAt.set(db, t);
-    const cutoff = sql`${new Date(t - DEAD_TOKEN_RETENTION_MS).toISOString()}::timestamptz`;
+  if (pruneAllTurn(db, now)) {
+    const cutoff = sql`${new Date(now.getTime() - DEAD_TOKEN_RETENTION_MS).toISOString()}::timestamptz`;
     gone.push(...(await db.delete(serviceTokens).where(sql`${diedAt} < ${cutoff}`).returning({ id: serviceTokens.id, userId: serviceTokens.userId })));
   }
   const byUser = new Map<string, string[]>();
