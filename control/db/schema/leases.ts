@@ -34,6 +34,8 @@ export const leases = pgTable(
     index('leases_exposure_idx').on(t.exposure, t.expiresAt),
     // Ending a login session (logout, refresh-token reuse) revokes its leases through this.
     index('leases_session_idx').on(t.sessionId, t.expiresAt),
+    // Pruning leases long expired (services/history-prune.ts) finds them through this, not a scan of the table.
+    index('leases_expires_idx').on(t.expiresAt),
   ],
 );
 

@@ -1,0 +1,1 @@
+CREATE INDEX "leases_expires_idx" ON "leases" USING btree ("expires_at");
