@@ -226,6 +226,12 @@ export class RelayConnection {
     if (this.#closed) return;
     this.#ending = true;
     this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
+    // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
+    // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
+    // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
+    for (const b of this.#bridges) b.abort();
+    this.#ctx.listeners.removeSession(this.sessionId);
+    this.#bound = [];
     const sock = socketOf(this.#conn);
     if (now) {
       sock.destroy();

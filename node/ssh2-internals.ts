@@ -29,7 +29,9 @@
  * - lib/protocol/kex.js calls `protocol._onHandshakeComplete` through the instance property,
  *   and Protocol.js reads `_kex.remoteExtInfoEnabled` inside it to send its own EXT_INFO (still
  *   with the comma missing in `server-sig-algs`?); `_packetRW.write.{allocStart, alloc,
- *   finalize}` and lib/protocol/utils.js `sendPacket` are unchanged.
+ *   finalize}` and lib/protocol/utils.js `sendPacket` are unchanged; server.js's socket 'data'
+ *   listener still calls `proto.parse` on the instance for every chunk (ignorePeer: nothing a
+ *   peer sends after the relay's DISCONNECT is parsed).
  * - The `algorithms` names in node/ssh-algorithms.ts are still supported (ssh2 throws at start
  *   if not), the server still appends `kex-strict-s-v00@openssh.com`, group exchange is still
  *   unimplemented on the server side, and the zlib inflater is still unbounded (see COMPRESSION).
@@ -82,7 +84,7 @@ export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
-export { DISCONNECT, disconnectWithReason } from './ssh2-internals/disconnect.js';
+export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
 export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlacePacketsFrom } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';

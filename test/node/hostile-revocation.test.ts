@@ -1,0 +1,130 @@
+/**
+ * Hostile members (h-front): a lease revoked while its connection is up ends that connection at
+ * once, even when the peer ignores the relay's DISCONNECT and keeps its socket open. The relay
+ * used to send DISCONNECT, half-close, and go on reading the peer for the 2 s before it destroyed
+ * the socket: the bridged channels kept carrying what the revoked peer sent, and a revoked Y could
+ * still open channels to the exposure. In-process relay against the fake control plane; X and Y
+ * are ssh2 clients with certificates (the CLI's own client code).
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from 'ssh2';
+import { mintLease, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
+import { openDirect, socketOfClient } from './hostile-clients.js';
+import { connectWithCertificate } from './ssh2-cert-client.js';
+
+const NAME = 'hostx-revoke';
+
+/**
+ * The peer stops reading at the kernel (not only the stream: Node would still read the relay's
+ * DISCONNECT and FIN into its buffer and then refuse to write): it never learns it was cut off
+ * and goes on sending.
+ */
+function ignoreEverything(c: Client): void {
+  const sock = socketOfClient(c);
+  sock.pause();
+  (sock as unknown as { _handle: { readStop(): void } })._handle.readStop();
+}
+
+interface XEnd {
+  client: Client;
+  leaseId: string;
+  /** Every forwarded channel X accepted, with what it received. */
+  channels: { got: string; closed: Promise<void>; ch: Duplex }[];
+  /** Resolves on the next forwarded channel. */
+  next(): Promise<XEnd['channels'][number]>;
+}
+
+describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { timeout: 120_000 }, () => {
+  let fc: FakeControl;
+  let relay: StartedRelay;
+  const clients: Client[] = [];
+
+  async function member(user: string, grant: Grant): Promise<{ client: Client; leaseId: string; exp: number }> {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user });
+    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
+    client.on('error', () => {});
+    clients.push(client);
+    return { client, leaseId: lease.claims.jti, exp: lease.claims.exp };
+  }
+
+  async function exposer(exposure: string): Promise<XEnd & { exp: number }> {
+    const m = await member(`x-${exposure}`, { kind: 'expose', exposure, port: 22 });
+    const channels: XEnd['channels'] = [];
+    const waiters: ((c: XEnd['channels'][number]) => void)[] = [];
+    m.client.on('tcp connection', (_info, accept) => {
+      const ch = accept();
+      const entry = { got: '', ch, closed: new Promise<void>((r) => ch.once('close', () => r())) };
+      ch.on('data', (d: Buffer) => (entry.got += d.toString()));
+      channels.push(entry);
+      waiters.shift()?.(entry);
+    });
+    await new Promise<void>((resolve, reject) => m.client.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
+    return { ...m, channels, next: () => new Promise((r) => waiters.push(r)) };
+  }
+
+  async function revoke(leaseId: string, exp: number): Promise<void> {
+    const from = relay.logger.lines.length;
+    fc.revoke(leaseId, exp);
+    await relay.relay.pollRevocations();
+    await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.reason === 'lease_revoked' && l.fields.leaseId === leaseId, 10_000, from);
+  }
+
+  const closedFor = (leaseId: string, from: number) =>
+    relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === leaseId, 10_000, from);
+
+  before(async () => {
+    fc = await startFakeControl();
+    relay = await startRelay(fc);
+  });
+  after(async () => {
+    for (const c of clients) c.destroy();
+    await relay.stop();
+    await fc.stop();
+  });
+
+  it("a revoked Y's channel carries nothing it sends after the revocation, and it opens no new channel", async () => {
+    const x = await exposer(NAME);
+    const y = await member('yrevoked', { kind: 'open', exposure: NAME });
+    const firstAtX = x.next();
+    const ch = await openDirect(y.client, NAME, 22);
+    ch.write('before;');
+    const xch = await firstAtX;
+    while (!xch.got.includes('before;')) await new Promise((r) => xch.ch.once('data', r));
+
+    // Y stops reading: it never sees the DISCONNECT and keeps its socket open.
+    ignoreEverything(y.client);
+    const from = relay.logger.lines.length;
+    await revoke(y.leaseId, y.exp);
+    ch.write('after-revocation;');
+    y.client.forwardOut('127.0.0.1', 40001, NAME, 22, () => {});
+    await closedFor(y.leaseId, from);
+    await xch.closed;
+    assert.equal(xch.got, 'before;', 'the bridge carried data the revoked Y sent after its revocation');
+    assert.equal(x.channels.length, 1, 'the revoked Y opened a channel to the exposure');
+  });
+
+  it("a revoked X's forwarded channel carries nothing X sends after the revocation", async () => {
+    const x = await exposer(`${NAME}-x`);
+    const y = await member('yreader', { kind: 'open', exposure: `${NAME}-x` });
+    const atX = x.next();
+    const ch = await openDirect(y.client, `${NAME}-x`, 22);
+    let got = '';
+    ch.on('data', (d: Buffer) => (got += d.toString()));
+    const yClosed = new Promise<void>((r) => ch.once('close', () => r()));
+    const xch = await atX;
+    xch.ch.write('before;');
+    while (!got.includes('before;')) await new Promise((r) => ch.once('data', r));
+
+    ignoreEverything(x.client);
+    const from = relay.logger.lines.length;
+    await revoke(x.leaseId, x.exp);
+    xch.ch.write('after-revocation;');
+    await closedFor(x.leaseId, from);
+    await yClosed;
+    assert.equal(got, 'before;', "the bridge carried data the revoked X sent after its revocation");
+  });
+});
