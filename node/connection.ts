@@ -4,6 +4,7 @@ import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo,
 import type { ConnectionEvent } from '../protocol/node-api.js';
 import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
+import { isLeaseId } from '../protocol/lease-claims-check.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
 import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
 import type { AuthRateLimiter } from './auth/rate-limit.js';
@@ -319,7 +320,8 @@ export class RelayConnection {
       serial: ids.serial,
       fingerprint: ids.fingerprint,
     });
-    this.#event({ type: 'auth_fail', reason, lease_id: ids.leaseId });
+    // Only a lease id goes to the control plane: an event outside its schema fails the whole batch.
+    this.#event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined });
     actx.reject(['publickey']);
     if (this.#attempts >= this.#ctx.config.limits.authAttempts) this.end('too_many_auth_attempts');
   }

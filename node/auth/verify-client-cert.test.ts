@@ -103,6 +103,19 @@ describe('verifyClientCertificate', () => {
     });
   }
 
+  it("names no lease or serial of a certificate no trusted CA signed (the sender's words), only its key", async () => {
+    const rogue = await issue({}, { lease: keys.lease, ca: key('rogue') });
+    const forged = Buffer.from((await issue()).certificate);
+    forged[forged.length - 1] = (forged[forged.length - 1] as number) ^ 1;
+    for (const blob of [rogue.certificate, forged]) {
+      const r = await check(blob);
+      assert.ok(!r.ok);
+      assert.equal(r.leaseId, undefined);
+      assert.equal(r.serial, undefined);
+      assert.match(String(r.fingerprint), /^SHA256:/);
+    }
+  });
+
   it('verifies the session signature with the certified key only', async () => {
     const r = await check((await issue()).certificate);
     assert.ok(r.ok);

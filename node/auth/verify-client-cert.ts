@@ -122,15 +122,17 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
     throw err;
   }
   const fingerprint = fingerprintSha256(encodePublicKeyBlob(cert.publicKey));
-  const ids = { leaseId: cert.keyId, serial: cert.serial.toString(), fingerprint };
 
   try {
     verifyCertificateSignature(cert, ctx.trust.caBlobs);
   } catch (err) {
-    if (err instanceof CertificateError && err.code === 'CERT_UNTRUSTED_CA') return refuse('ca_untrusted', { ...ids, unknownKey: true });
-    if (err instanceof CertificateError) return refuse('ca_signature_invalid', ids);
+    // The key id and serial of a certificate no trusted CA signed are the sender's words (any
+    // 1 KB of text, another member's lease id): they go nowhere, only the key's fingerprint.
+    if (err instanceof CertificateError && err.code === 'CERT_UNTRUSTED_CA') return refuse('ca_untrusted', { fingerprint, unknownKey: true });
+    if (err instanceof CertificateError) return refuse('ca_signature_invalid', { fingerprint });
     throw err;
   }
+  const ids = { leaseId: cert.keyId, serial: cert.serial.toString(), fingerprint };
   if (cert.type !== 'user') return refuse('not_user_certificate', ids);
   const now = BigInt(secs(ctx.now));
   if (now < cert.validAfter) return refuse('cert_not_yet_valid', ids);
