@@ -8,7 +8,8 @@ import { isLeaseId } from '../protocol/lease-claims-check.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
 import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
 import type { AuthRateLimiter } from './auth/rate-limit.js';
-import { verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
+import { stillTrusted, verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
+import type { TrustSnapshot } from './trust/jwks-cache.js';
 import type { Config } from './config.js';
 import type { Ids } from './deps.js';
 import type { Clock } from '../shared/clock.js';
@@ -233,6 +234,7 @@ export class RelayConnection {
     for (const b of this.#bridges) b.abort();
     this.#ctx.listeners.removeSession(this.sessionId);
     this.#bound = [];
+    this.#ctx.egress.release(this.sessionId);
     const sock = socketOf(this.#conn);
     if (now) {
       sock.destroy();
@@ -245,6 +247,18 @@ export class RelayConnection {
       sock.destroy();
     }
     setTimeout(() => sock.destroy(), 2000).unref();
+  }
+
+  /**
+   * Closes the connection when `trust` no longer holds the keys that vouched for its lease (a key
+   * withdrawn from the JWKS). Returns true when it did.
+   */
+  closeIfUntrusted(trust: TrustSnapshot): boolean {
+    const lease = this.#lease;
+    if (!lease || this.#ending || stillTrusted(lease, trust)) return false;
+    this.#ctx.metrics.leaseClosures.inc({ reason: 'lease_untrusted' });
+    this.end('lease_untrusted');
+    return true;
   }
 
   /** A bug in one of this connection's handlers: log it with the session id, count it, close. */

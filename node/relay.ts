@@ -95,6 +95,12 @@ export function createRelay(deps: RelayDeps): Relay {
     logger,
     refreshMs: config.jwksRefreshMs,
     minRefreshMs: config.jwksMinRefreshMs,
+    // A key withdrawn from the JWKS (a compromised one) closes the connections it let in.
+    onChange: (snap) => {
+      let closed = 0;
+      for (const c of connections) if (c.closeIfUntrusted(snap)) closed++;
+      if (closed > 0) logger.warn('connections closed: the key that signed their lease or certificate left the JWKS', { connections: closed });
+    },
   });
   const revocations = new RevocationFeed({
     client: deps.control,

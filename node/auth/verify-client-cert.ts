@@ -66,6 +66,13 @@ export interface VerifiedLease {
   certifiedKey: KeyObject;
   /** When the connection must close: the earlier of the certificate's and the lease's end. */
   deadline: Date;
+  /**
+   * The keys that vouched for it (objects of the trust snapshot it was checked with): the lease
+   * key and the CA key. A connection whose keys leave the trust document is closed (stillTrusted).
+   */
+  leaseKid: string;
+  leaseKey: KeyObject;
+  caBlob: Buffer;
 }
 
 export type VerifyResult =
@@ -123,8 +130,9 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
   }
   const fingerprint = fingerprintSha256(encodePublicKeyBlob(cert.publicKey));
 
+  let caBlob: Buffer;
   try {
-    verifyCertificateSignature(cert, ctx.trust.caBlobs);
+    caBlob = verifyCertificateSignature(cert, ctx.trust.caBlobs);
   } catch (err) {
     // The key id and serial of a certificate no trusted CA signed are the sender's words (any
     // 1 KB of text, another member's lease id): they go nowhere, only the key's fingerprint.
@@ -152,8 +160,10 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
   }
 
   let payload: Record<string, unknown>;
+  let leaseKey: KeyObject;
+  let leaseKid: string;
   try {
-    payload = verifyLeaseToken(token, ctx);
+    ({ payload, key: leaseKey, kid: leaseKid } = verifyLeaseToken(token, ctx));
   } catch (err) {
     if (!(err instanceof LeaseTokenRefused)) throw err;
     return refuse(err.reason, { ...ids, unknownKey: err.reason === 'lease_unknown_key' });
@@ -176,8 +186,21 @@ export async function verifyClientCertificate(key: ClientKey, ctx: VerifyContext
       fingerprint,
       certifiedKey: publicKeyObject(cert.publicKey),
       deadline: new Date(deadlineSecs * 1000),
+      leaseKid,
+      leaseKey,
+      caBlob,
     },
   };
+}
+
+/**
+ * True while `trust` still holds the lease key and the CA key that vouched for `lease`. A key
+ * the control plane withdrew (a compromised key taken out of the JWKS) must not keep the
+ * connections it let in: a lease signed with a stolen key is unknown to the revocation feed.
+ */
+export function stillTrusted(lease: Pick<VerifiedLease, 'leaseKid' | 'leaseKey' | 'caBlob'>, trust: TrustSnapshot | undefined): boolean {
+  if (!trust || trust.leaseKeys.get(lease.leaseKid)?.equals(lease.leaseKey) !== true) return false;
+  return trust.caBlobs.some((b) => b.equals(lease.caBlob));
 }
 
 class LeaseTokenRefused extends Error {
@@ -195,11 +218,16 @@ const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'jti', 'iat', 'nbf', 'exp'] as con
  * relay used: typ, issuer, audience (this node), every claim in REQUIRED_CLAIMS present, `nbf`
  * with CERT_BACKDATE_SECONDS of tolerance, `exp` exact (the caller's deadline check).
  */
-function verifyLeaseToken(token: string, ctx: VerifyContext): Record<string, unknown> {
+function verifyLeaseToken(token: string, ctx: VerifyContext): { payload: Record<string, unknown>; key: KeyObject; kid: string } {
   const keys = ctx.trust!.leaseKeys;
   let payload: Record<string, unknown>;
+  let key: KeyObject | undefined;
+  let kid = '';
   try {
-    payload = verifyJws(token, LEASE_TOKEN_TYP, (kid) => keys.get(kid));
+    payload = verifyJws(token, LEASE_TOKEN_TYP, (k) => {
+      kid = k;
+      return (key = keys.get(k));
+    });
   } catch (err) {
     if (err instanceof JwsError) throw new LeaseTokenRefused(err.reason === 'unknown_key' ? 'lease_unknown_key' : 'lease_invalid');
     throw err;
@@ -216,7 +244,8 @@ function verifyLeaseToken(token: string, ctx: VerifyContext): Record<string, unk
     if (!(err instanceof JwsError)) throw err;
     throw new LeaseTokenRefused(err.reason === 'expired' ? 'lease_expired' : err.reason === 'not_yet_valid' ? 'lease_not_yet_valid' : 'lease_claims_invalid');
   }
-  return payload;
+  if (!key) throw new LeaseTokenRefused('lease_unknown_key'); // verifyJws returned without asking for a key: cannot happen
+  return { payload, key, kid };
 }
 
 /**

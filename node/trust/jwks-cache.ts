@@ -30,6 +30,8 @@ export interface JwksCacheOptions {
   refreshMs: number;
   /** Minimum time between refreshes triggered by an unknown key. */
   minRefreshMs: number;
+  /** Called when a fetched document replaced the one in use (keys added or withdrawn). */
+  onChange?(snapshot: TrustSnapshot): void;
 }
 
 function snapshot(jwks: Jwks): TrustSnapshot {
@@ -137,7 +139,10 @@ export class JwksCache {
     } catch (err) {
       this.#opts.logger.warn('jwks cache file not written', { err });
     }
-    if (changed) this.#opts.logger.info('jwks updated', { kids: jwks.keys.map((k) => k.kid) });
+    if (changed) {
+      this.#opts.logger.info('jwks updated', { kids: jwks.keys.map((k) => k.kid) });
+      this.#opts.onChange?.(this.#snap);
+    }
     return changed;
   }
 }

@@ -11,9 +11,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from 'ssh2';
-import { mintLease, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
+import { buildJwks } from '../../control/ca/lease-issuer.js';
+import type { SigningKey } from '../../control/keys/key-store.js';
+import { mintLease, signingKey, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
 import { openDirect, socketOfClient } from './hostile-clients.js';
 import { connectWithCertificate } from './ssh2-cert-client.js';
+import { within } from './ssh-tools.js';
 
 const NAME = 'hostx-revoke';
 
@@ -126,5 +129,61 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
     await closedFor(x.leaseId, from);
     await yClosed;
     assert.equal(got, 'before;', "the bridge carried data the revoked X sent after its revocation");
+  });
+});
+
+describe('hostile: a key withdrawn from the JWKS closes the connections it let in', { timeout: 120_000 }, () => {
+  let fc: FakeControl;
+  let relay: StartedRelay;
+  const clients: Client[] = [];
+
+  before(async () => {
+    fc = await startFakeControl();
+    // A refresh on every unknown key id: the test's second member brings one.
+    relay = await startRelay(fc, { args: ['--jwks-min-refresh-interval', '0ms'] });
+  });
+  after(async () => {
+    for (const c of clients) c.destroy();
+    await relay.stop();
+    await fc.stop();
+  });
+
+  async function connect(user: string, keys: { lease: SigningKey; ca: SigningKey }): Promise<{ client: Client; closed: Promise<void>; leaseId: string }> {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user, keys });
+    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
+    client.on('error', () => {});
+    clients.push(client);
+    return { client, closed: new Promise((r) => client.once('close', () => r())), leaseId: lease.claims.jti };
+  }
+
+  /** The control plane publishes `keys` only (the others withdrawn). */
+  function publish(keys: { lease: SigningKey[]; ca: SigningKey[] }): void {
+    fc.jwks = buildJwks([...keys.lease.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'sig' as const })), ...keys.ca.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'ssh-ca' as const }))]);
+  }
+
+  it('a lease key, then a CA key: their connections close when the relay learns the new JWKS; the others stay', async () => {
+    const first = fc.keys;
+    const lease2 = signingKey('lease-2');
+    const ca2 = signingKey('ca-2');
+    const old = await connect('signed-by-lease-1', first);
+    const from = relay.logger.lines.length;
+
+    // lease-1 withdrawn (say it leaked); a member with a lease of lease-2 makes the relay refresh.
+    publish({ lease: [lease2], ca: [first.ca] });
+    const fresh = await connect('signed-by-lease-2', { lease: lease2, ca: first.ca });
+    await within(old.closed, 10_000, 'the connection of the withdrawn lease key closed');
+    const line = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === old.leaseId, 10_000, from);
+    assert.equal(line.fields.reason, 'lease_untrusted');
+    await assert.rejects(connect('signed-by-lease-1-again', first), 'a new connection with the withdrawn key');
+
+    // Then ca-1 withdrawn: the connection with a ca-1 certificate closes, one with ca-2 comes in.
+    publish({ lease: [lease2], ca: [ca2] });
+    await connect('ca-2', { lease: lease2, ca: ca2 });
+    await within(fresh.closed, 10_000, 'the connection of the withdrawn CA key closed');
+    const caLine = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === fresh.leaseId, 10_000, from);
+    assert.equal(caLine.fields.reason, 'lease_untrusted');
+    const m = relay.relay.metricsText();
+    assert.match(m, /tunnel_node_lease_closures_total\{reason="lease_untrusted"\} 2/);
   });
 });
