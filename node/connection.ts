@@ -583,7 +583,12 @@ export class RelayConnection {
     } catch {
       return fail('malformed');
     }
-    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#username });
+    // Not waiting for a JWKS refresh: ssh2 answers global requests in order, so every request
+    // after a renewal waiting on the control plane (up to its timeout) would hold its reply in
+    // ssh2's queue, outside the send budget, and the renewal its packet: a member could pile up
+    // as many as it could send. A renewal naming a key the relay does not know yet is refused
+    // (the refresh starts); the CLI then reconnects, and authentication does wait for it.
+    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#username }, { wait: false });
     if (this.#closed) return;
     if (!result.ok) return fail(result.reason, { leaseId: result.leaseId, serial: result.serial });
     const mismatch = renewalMismatch(current, result.lease);

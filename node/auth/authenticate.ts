@@ -4,8 +4,12 @@ import type { JwksCache } from '../trust/jwks-cache.js';
 import { verifyClientCertificate, type ClientKey, type VerifiedLease, type VerifyResult } from './verify-client-cert.js';
 
 export interface Authenticator {
-  /** Verifies a client certificate; on an unknown CA or lease key, refreshes trust once (rate limited) and retries. */
-  verify(key: ClientKey): Promise<VerifyResult>;
+  /**
+   * Verifies a client certificate; on an unknown CA or lease key, refreshes trust once (rate
+   * limited) and retries. With `wait: false` it does not wait for that refresh: it starts it and
+   * answers with the refusal (an in-band renewal must not wait on the network, see #renew).
+   */
+  verify(key: ClientKey, o?: { wait?: boolean }): Promise<VerifyResult>;
 }
 
 export function createAuthenticator(deps: {
@@ -23,9 +27,13 @@ export function createAuthenticator(deps: {
       isRevoked: deps.isRevoked,
     });
   return {
-    async verify(key) {
+    async verify(key, o = {}) {
       const first = await run(key);
       if (first.ok || !(first.unknownKey || first.reason === 'no_trust')) return first;
+      if (o.wait === false) {
+        void deps.trust.refreshForUnknownKey();
+        return first;
+      }
       return (await deps.trust.refreshForUnknownKey()) ? run(key) : first;
     },
   };

@@ -40,10 +40,12 @@ export interface FakeControl {
   jwks: Jwks;
   events: ConnectionEvent[];
   heartbeats: unknown[];
-  /** Emits 'events' when a batch arrives. */
+  /** Emits 'events' when a batch arrives, 'jwks' when the JWKS is asked for. */
   emitter: EventEmitter;
   revoke(leaseId: string, exp: number): void;
   requests: { jwks: number };
+  /** Holds every JWKS request until the returned function is called (a slow control plane). */
+  holdJwks(): () => void;
   stop(): Promise<void>;
 }
 
@@ -68,6 +70,15 @@ export async function startFakeControl(): Promise<FakeControl> {
     heartbeats: [] as unknown[],
     emitter,
     requests: { jwks: 0 },
+    jwksHeld: undefined as Promise<void> | undefined,
+    holdJwks() {
+      let release = () => {};
+      fc.jwksHeld = new Promise<void>((r) => (release = r));
+      return () => {
+        fc.jwksHeld = undefined;
+        release();
+      };
+    },
     revoke(leaseId: string, exp: number) {
       revocations.push({ lease_id: leaseId, exp });
     },
@@ -90,6 +101,8 @@ export async function startFakeControl(): Promise<FakeControl> {
       const authed = req.headers.authorization === `Bearer ${nodeToken}`;
       if (req.method === 'GET' && url.pathname === '/.well-known/jwks.json') {
         fc.requests.jwks++;
+        emitter.emit('jwks');
+        await fc.jwksHeld;
         return send(res, 200, fc.jwks);
       }
       if (req.method === 'POST' && url.pathname === '/v1/nodes/enroll') {

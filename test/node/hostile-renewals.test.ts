@@ -1,0 +1,56 @@
+/**
+ * Hostile members (h-front): in-band renewals (`lease-renew@tunnel`). A renewal whose
+ * certificate names a key the relay did not know waited for the JWKS refresh it started; ssh2
+ * answers global requests in order, so while the control plane was slow to answer (up to its
+ * timeout) every request the member sent after it (a renewal holding its 35 KB packet, a
+ * keepalive) piled up in the relay, outside the send budget, as fast as the member could send.
+ * A renewal now never waits on the network: it is refused and the refresh goes on behind it.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from 'ssh2';
+import { mintLease, signingKey, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
+import { connectWithCertificate, renewLease } from './ssh2-cert-client.js';
+
+describe('hostile: renewals while the control plane is slow', { timeout: 120_000 }, () => {
+  let fc: FakeControl;
+  let relay: StartedRelay;
+  let client: Client | undefined;
+
+  before(async () => {
+    fc = await startFakeControl();
+    relay = await startRelay(fc, { args: ['--jwks-min-refresh-interval', '0ms'] });
+  });
+  after(async () => {
+    client?.destroy();
+    await relay.stop();
+    await fc.stop();
+  });
+
+  it('a renewal naming an unknown key is answered at once, not after the JWKS refresh it starts', async () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const grant = { kind: 'open' as const, exposure: 'renewed' };
+    const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user: 'renewer' });
+    client = await connectWithCertificate({ port: relay.port, username: 'renewer', privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
+    client.on('error', () => {});
+
+    // A certificate of a CA the relay does not know: the renewal asks for a fresh JWKS, which
+    // the control plane holds.
+    const unknown = await mintLease(fc, { grant, clientPublicKey: privateKey, user: 'renewer', keys: { lease: fc.keys.lease, ca: signingKey('rogue-ca') } });
+    const release = fc.holdJwks();
+    const asked = once(fc.emitter, 'jwks');
+    assert.equal(await renewLease(client, unknown.certificate), false);
+    await asked;
+    // Still held: the fetch has not failed (the relay gives up on it after 2 s here).
+    const jwks = relay.relay.health().jwks as { lastError: string | null };
+    assert.equal(jwks.lastError, null, 'the renewal was answered only after the JWKS fetch failed');
+    release();
+
+    const fresh = await mintLease(fc, { grant, clientPublicKey: privateKey, user: 'renewer' });
+    assert.equal(await renewLease(client, fresh.certificate), true);
+    const refused = relay.logger.lines.filter((l) => l.msg === 'lease renewal refused').map((l) => l.fields.reason);
+    assert.deepEqual(refused, ['ca_untrusted']);
+  });
+});
