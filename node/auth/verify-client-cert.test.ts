@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildJwks, issueLease } from '../../control/ca/lease-issuer.js';
-import { LEASE_CERT_EXTENSION, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
+import { LEASE_CERT_EXTENSION, LEASE_TOKEN_TYP, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
 import { CERT_KEY_TYPE, encodeCertificate, flagOption, parseCertificate, stringOption } from '../../protocol/ssh-cert.js';
 import { encodeSignatureBlob, rawPublicKey } from '../../protocol/ssh-key.js';
 import { JwksCache } from '../trust/jwks-cache.js';
@@ -113,6 +113,47 @@ describe('verifyClientCertificate', () => {
       assert.equal(r.leaseId, undefined);
       assert.equal(r.serial, undefined);
       assert.match(String(r.fingerprint), /^SHA256:/);
+    }
+  });
+
+  describe('lease tokens of a shape no issuer writes, in a certificate the CA signed', () => {
+    const b64u = (s: string | Buffer) => Buffer.from(s).toString('base64url');
+    /** A compact JWS from raw header and payload JSON text (so 1e309 or a duplicate stays as written). */
+    const rawJws = (header: string, payload: string, signer: (input: Buffer) => Buffer) => {
+      const input = `${b64u(header)}.${b64u(payload)}`;
+      return `${input}.${b64u(signer(Buffer.from(input)))}`;
+    };
+    const ed = (k: KeyObject) => (input: Buffer) => sign(null, input, k);
+    const header = (o: Record<string, unknown> = {}) => JSON.stringify({ alg: 'EdDSA', kid: 'l1', typ: LEASE_TOKEN_TYP, ...o });
+    /** The issued claims as JSON text, with `edit` applied to the text. */
+    async function claimsText(edit: (json: string) => string = (j) => j) {
+      const { claims } = await issue();
+      return edit(JSON.stringify(claims));
+    }
+    async function withToken(token: string) {
+      return reencode((await issue()).certificate, (c) => ({ extensions: c.extensions.map((e) => (e.name === LEASE_CERT_EXTENSION ? stringOption(e.name, token) : e)) }));
+    }
+    const cases: [string, string, () => Promise<string>][] = [
+      ['alg none, no signature', 'lease_invalid', async () => `${b64u(header({ alg: 'none' }))}.${b64u(await claimsText())}.`],
+      ['HS256 keyed with the lease public key', 'lease_invalid', async () =>
+        rawJws(header({ alg: 'HS256' }), await claimsText(), (i) => createHmac('sha256', keys.lease.publicKey.export({ format: 'der', type: 'spki' })).update(i).digest())],
+      ['kid of the CA key, signed by the CA', 'lease_unknown_key', async () => rawJws(header({ kid: 'c1' }), await claimsText(), ed(keys.ca.privateKey))],
+      ['a crit header', 'lease_invalid', async () => rawJws(header({ crit: ['exp'], exp: 1 }), await claimsText(), ed(keys.lease.privateKey))],
+      ['another typ (an access token)', 'lease_invalid', async () => rawJws(header({ typ: 'at+jwt' }), await claimsText(), ed(keys.lease.privateKey))],
+      ['exp 1e309 (Infinity)', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":\d+/, '"exp":1e309')), ed(keys.lease.privateKey))],
+      ['exp as a string', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":(\d+)/, '"exp":"$1"')), ed(keys.lease.privateKey))],
+      ['exp with a fraction', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":(\d+)/, '"exp":$1.5')), ed(keys.lease.privateKey))],
+      ['a NUL in the name', 'lease_name_mismatch', async () => rawJws(header(), await claimsText((j) => j.replace('"name":"alice"', '"name":"alice\\u0000"')), ed(keys.lease.privateKey))],
+      ['an audience list', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace('"aud":"node_1"', '"aud":["node_1"]')), ed(keys.lease.privateKey))],
+      ['an extra claim', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace('{', '{"admin":true,')), ed(keys.lease.privateKey))],
+      ['a payload that is an array', 'lease_invalid', async () => rawJws(header(), '[1]', ed(keys.lease.privateKey))],
+    ];
+    for (const [what, reason, token] of cases) {
+      it(`refuses ${what}: ${reason}`, async () => {
+        const r = await check(await withToken(await token()));
+        assert.equal(r.ok, false);
+        assert.equal(!r.ok && r.reason, reason);
+      });
     }
   });
 
