@@ -166,6 +166,27 @@ describe('relay control client over node:https: trust and bounds', () => {
     }
   });
 
+  it('a server that trickles its answer a byte at a time, each within the idle timeout: given up at the overall timeout (h-front, held)', async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const slow = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"keys":[');
+      const t = setInterval(() => res.write(' '), 50);
+      timers.add(t);
+      res.once('close', () => clearInterval(t));
+    });
+    servers.push(slow);
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(slow.address() as { port: number }).port}`, nodeToken: () => undefined, timeoutMs: 400 });
+    try {
+      await assert.rejects(client.fetchJwks(), failsWith('CONTROL_UNREACHABLE', /unreachable/));
+    } finally {
+      for (const t of timers) clearInterval(t);
+      slow.closeAllConnections();
+      await client.close();
+    }
+  });
+
   it('a server that accepts and never answers: CONTROL_UNREACHABLE after the timeout', async () => {
     const silent = createTcpServer(() => {});
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
