@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from 'ssh2';
@@ -108,6 +109,39 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
     await xch.closed;
     assert.equal(xch.got, 'before;', 'the bridge carried data the revoked Y sent after its revocation');
     assert.equal(x.channels.length, 1, 'the revoked Y opened a channel to the exposure');
+  });
+
+  it("a revoked egress lease's channel carries nothing its Y sends after the revocation", async () => {
+    let got = '';
+    let gotClose!: () => void;
+    let gotBefore!: () => void;
+    const targetClosed = new Promise<void>((r) => (gotClose = r));
+    const before = new Promise<void>((r) => (gotBefore = r));
+    const target = createServer((s) => {
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('before;')) gotBefore();
+      });
+      s.on('close', () => gotClose());
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const port = (target.address() as AddressInfo).port;
+    try {
+      const y = await member('yegress', { kind: 'egress', targets: [{ host: '127.0.0.1', port }] });
+      const ch = await openDirect(y.client, '127.0.0.1', port);
+      ch.write('before;');
+      await before;
+      ignoreEverything(y.client);
+      const from = relay.logger.lines.length;
+      await revoke(y.leaseId, y.exp);
+      ch.write('after-revocation;');
+      await closedFor(y.leaseId, from);
+      await targetClosed;
+      assert.equal(got, 'before;', 'the egress socket carried data the revoked Y sent after its revocation');
+    } finally {
+      target.close();
+    }
   });
 
   it("a revoked X's forwarded channel carries nothing X sends after the revocation", async () => {
