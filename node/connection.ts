@@ -42,6 +42,17 @@ import {
   socketOf,
 } from './ssh2-internals.js';
 
+/** Channel types of SSH and OpenSSH, counted by name when refused (node/connection.ts). */
+const CHANNEL_TYPES: ReadonlySet<string> = new Set([
+  'session',
+  'x11',
+  'forwarded-tcpip',
+  'auth-agent@openssh.com',
+  'direct-streamlocal@openssh.com',
+  'forwarded-streamlocal@openssh.com',
+  'tun@openssh.com',
+]);
+
 /** What every connection shares; built once by createRelay. */
 export interface RelayContext {
   config: Readonly<Config>;
@@ -152,8 +163,11 @@ export class RelayConnection {
       conn,
       guard.wrap('channel-open', (type: string) => {
         if (type === 'direct-tcpip') return;
-        ctx.metrics.refusedRequests.inc({ type });
-        this.#log.info('channel type refused', { type });
+        // The type is the peer's text, authenticated or not: a label only when it is one of
+        // SSH's, else `other` (each made-up type was a series kept for good), and logged only
+        // for a member, cut short.
+        ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
+        if (this.#lease) this.#log.info('channel type refused', { type: type.slice(0, 64) });
       }),
     );
     conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#authenticate(actx)));

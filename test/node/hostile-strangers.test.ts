@@ -7,9 +7,58 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Client } from 'ssh2';
 import { ConnectionEventSchema } from '../../protocol/node-api.js';
+import { parseKeyLine } from '../../protocol/ssh-key.js';
+import { ssh2SendPacket } from '../../node/ssh2-internals/protocol.js';
 import { startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
 import { clientFiles, killAll, spawnSsh, sshArgs } from './ssh-tools.js';
+
+interface ClientProto {
+  _handlers: Record<string, (...args: unknown[]) => void>;
+  _packetRW: { write: { allocStart: number; alloc(n: number): Buffer; finalize(p: Buffer): Buffer } };
+  ping(): void;
+}
+
+/**
+ * A stranger that completes the key exchange, never authenticates, and sends `count`
+ * SSH_MSG_CHANNEL_OPEN of types it makes up (`type(i)`), then a keepalive; resolves once the
+ * keepalive is answered (the relay handled every open before it).
+ */
+function unknownChannelOpens(port: number, hostKeyLine: string, count: number, type: (i: number) => string): Promise<void> {
+  const client = new Client();
+  const hostBlob = parseKeyLine(hostKeyLine).blob;
+  client.on('error', () => {});
+  return new Promise((resolve, reject) => {
+    client.connect({ host: '127.0.0.1', port, username: 'nobody', hostVerifier: (k: Buffer) => k.equals(hostBlob), authHandler: () => {}, readyTimeout: 30_000 });
+    const proto = (client as unknown as { _protocol: ClientProto })._protocol;
+    const send = ssh2SendPacket();
+    if (!send) return reject(new Error('ssh2 internals changed'));
+    proto._handlers.SERVICE_ACCEPT = () => {
+      const w = proto._packetRW.write;
+      for (let i = 0; i < count; i++) {
+        const name = Buffer.from(type(i));
+        const packet = w.alloc(1 + 4 + name.length + 12);
+        let p = w.allocStart;
+        packet[p] = 90; // SSH_MSG_CHANNEL_OPEN
+        packet.writeUInt32BE(name.length, ++p);
+        name.copy(packet, (p += 4));
+        packet.writeUInt32BE(i, (p += name.length));
+        packet.writeUInt32BE(2 << 20, (p += 4));
+        packet.writeUInt32BE(32 << 10, (p += 4));
+        send(proto, w.finalize(packet));
+      }
+      const done = () => {
+        client.end();
+        resolve();
+      };
+      proto._handlers.REQUEST_FAILURE = done;
+      proto._handlers.REQUEST_SUCCESS = done;
+      proto._handlers.CHANNEL_OPEN_FAILURE = () => {};
+      proto.ping();
+    };
+  });
+}
 
 describe('hostile strangers', { timeout: 120_000 }, () => {
   let fc: FakeControl;
@@ -44,5 +93,17 @@ describe('hostile strangers', { timeout: 120_000 }, () => {
     const fails = fc.events.slice(since).filter((e) => e.type === 'auth_fail');
     assert.ok(fails.some((e) => e.reason === 'ca_untrusted'), JSON.stringify(fails));
     for (const e of fails) assert.ok(ConnectionEventSchema.safeParse(e).success, `an event the control plane refuses: ${JSON.stringify(e).slice(0, 200)}`);
+  });
+
+  it('channel opens of types a stranger makes up, before authenticating, add no metric series and no long log lines', async () => {
+    // Each type was a label of tunnel_node_refused_requests_total (kept for good) and was logged
+    // whole: 35 KB a packet, as fast as anyone could send them, with no account.
+    const since = relay.logger.lines.length;
+    const before = relay.relay.metricsText().split('\n').filter((l) => l.startsWith('tunnel_node_refused_requests_total')).length;
+    await unknownChannelOpens(relay.port, relay.hostKeyLine, 200, (i) => `made-up-${i}-${'x'.repeat(1000)}`);
+    const series = relay.relay.metricsText().split('\n').filter((l) => l.startsWith('tunnel_node_refused_requests_total'));
+    assert.ok(series.length <= before + 1, `${series.length - before} new series`);
+    const long = relay.logger.lines.slice(since).filter((l) => JSON.stringify(l.fields).length > 2000);
+    assert.equal(long.length, 0, `${long.length} long log lines, e.g. ${JSON.stringify(long[0] ?? {}).slice(0, 200)}`);
   });
 });
