@@ -339,11 +339,13 @@ export class RelayConnection {
     this.#attempts++;
     this.#ctx.metrics.authFailures.inc({ reason });
     this.#ctx.rateLimiter.recordFailure(this.#ip);
+    // The user, method and algorithm names are the client's text (up to a packet, 35 KB, with no
+    // account): logged cut short, as sshd does.
     this.#log.warn('authentication refused', {
       reason,
-      user: actx.username,
-      method: actx.method,
-      algo: actx.method === 'publickey' ? actx.key.algo : undefined,
+      user: actx.username.slice(0, 256),
+      method: String(actx.method).slice(0, 64),
+      algo: actx.method === 'publickey' ? actx.key.algo.slice(0, 64) : undefined,
       leaseId: ids.leaseId,
       serial: ids.serial,
       fingerprint: ids.fingerprint,

@@ -106,4 +106,17 @@ describe('hostile strangers', { timeout: 120_000 }, () => {
     const long = relay.logger.lines.slice(since).filter((l) => JSON.stringify(l.fields).length > 2000);
     assert.equal(long.length, 0, `${long.length} long log lines, e.g. ${JSON.stringify(long[0] ?? {}).slice(0, 200)}`);
   });
+
+  it('a user name of 30,000 characters is logged cut short', async () => {
+    const since = relay.logger.lines.length;
+    const client = new Client();
+    const closed = new Promise<void>((r) => client.once('close', () => r()));
+    client.on('error', () => {});
+    const hostBlob = parseKeyLine(relay.hostKeyLine).blob;
+    client.connect({ host: '127.0.0.1', port: relay.port, username: 'u'.repeat(30_000), password: 'p', hostVerifier: (k: Buffer) => k.equals(hostBlob), readyTimeout: 30_000 });
+    await closed;
+    const refused = relay.logger.lines.slice(since).filter((l) => l.msg === 'authentication refused');
+    assert.ok(refused.length > 0);
+    for (const l of refused) assert.ok(JSON.stringify(l.fields).length < 2000, `a log line of ${JSON.stringify(l.fields).length} characters`);
+  });
 });
