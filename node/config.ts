@@ -72,6 +72,11 @@ const OPTIONS = {
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
   'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
   'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
+  'max-rekeys-per-minute': {
+    env: 'TUNNEL_MAX_REKEYS_PER_MINUTE',
+    def: '60',
+    help: 'key exchanges after the first one connection may make per minute (each costs the relay a signature and a key agreement); more: disconnect',
+  },
   'max-send-buffer': {
     env: 'TUNNEL_MAX_SEND_BUFFER',
     def: '4MiB',
@@ -235,6 +240,7 @@ const FIELDS = {
   'max-connections-per-lease': count('max-connections-per-lease', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
+  'max-rekeys-per-minute': count('max-rekeys-per-minute', 1),
   // ssh2 writes whole packets (up to 32 KiB of channel data) and Node's socket asks for a
   // drain only above 16 KiB, so smaller bounds could never be met.
   'max-send-buffer': size('max-send-buffer', 64 * 1024),
@@ -301,6 +307,8 @@ export interface Limits {
   connectionsPerLease: number;
   authAttempts: number;
   authFailuresPerMinute: number;
+  /** Key exchanges after the first, per connection and minute (a token bucket). */
+  rekeysPerMinute: number;
   /** Bytes queued for one peer before the relay stops feeding it (twice this: stops reading it). */
   sendBufferBytes: number;
   /** A peer over the send bound that takes nothing for this long is disconnected. */
@@ -462,6 +470,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         connectionsPerLease: v['max-connections-per-lease'],
         authAttempts: v['max-auth-attempts'],
         authFailuresPerMinute: v['auth-failures-per-minute'],
+        rekeysPerMinute: v['max-rekeys-per-minute'],
         sendBufferBytes: v['max-send-buffer'],
         sendStallMs: v['send-stall-timeout'],
         windowBudgetBytes: v['window-budget'],

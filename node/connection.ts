@@ -147,6 +147,27 @@ export class RelayConnection {
     // in reply counts, and past twice the bound reading stops (SendBudget).
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
     conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
+    // Every key exchange costs the relay a signature and a key agreement (about 2.7 ms of CPU):
+    // a peer that re-keys as fast as it can would hold a core. A bucket of rekeysPerMinute,
+    // refilled continuously; the first exchange is free.
+    let tokens = limits.rekeysPerMinute;
+    let at = -1;
+    conn.on(
+      'handshake',
+      guard.wrap('rekey-limit', () => {
+        const now = ctx.clock.now().getTime();
+        if (at < 0) {
+          at = now;
+          return;
+        }
+        tokens = Math.min(limits.rekeysPerMinute, tokens + ((now - at) / 60_000) * limits.rekeysPerMinute) - 1;
+        at = now;
+        if (tokens >= 0) return;
+        ctx.metrics.refusedRequests.inc({ type: 'rekey_rate' });
+        this.#log.warn('peer re-keys too often; disconnecting', { limitPerMinute: limits.rekeysPerMinute, leaseId: this.#lease?.leaseId });
+        this.end('rekey_rate');
+      }),
+    );
 
     // A peer that sends past a channel's window would make the relay hold all it sends, and a
     // channel with a tiny maximum packet size would make ssh2 spin (0) or send a packet per byte.

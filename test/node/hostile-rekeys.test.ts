@@ -1,0 +1,71 @@
+/**
+ * Hostile members (h-front): a connection that re-keys as fast as it can. Each key exchange
+ * costs the relay a host-key signature and a key agreement (2.7 ms of relay CPU each, measured
+ * against an ssh2 client re-keying in a loop); nothing bounded how many a connection made.
+ * --max-rekeys-per-minute does, and a connection re-keying within it is left alone.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from 'ssh2';
+import { mintLease, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
+import { connectWithCertificate } from './ssh2-cert-client.js';
+import { within } from './ssh-tools.js';
+
+const rekey = (c: Client) => (c as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
+
+describe('hostile: re-key storms', { timeout: 120_000 }, () => {
+  let fc: FakeControl;
+  let relay: StartedRelay;
+  const clients: Client[] = [];
+
+  before(async () => {
+    fc = await startFakeControl();
+    relay = await startRelay(fc, { args: ['--max-rekeys-per-minute', '5'] });
+  });
+  after(async () => {
+    for (const c of clients) c.destroy();
+    await relay.stop();
+    await fc.stop();
+  });
+
+  async function member(user: string): Promise<{ client: Client; closed: Promise<void>; leaseId: string }> {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user });
+    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
+    client.on('error', () => {});
+    clients.push(client);
+    return { client, closed: new Promise((r) => client.once('close', () => r())), leaseId: lease.claims.jti };
+  }
+
+  it('a connection that re-keys in a loop is disconnected; one that re-keys within the limit stays', async () => {
+    const calm = await member('calm');
+    let calmRekeys = 0;
+    for (let i = 0; i < 4; i++) {
+      const done = new Promise((r) => calm.client.once('handshake', r));
+      rekey(calm.client);
+      await done;
+      calmRekeys++;
+    }
+
+    const storm = await member('storm');
+    let rekeys = 0;
+    storm.client.on('handshake', () => {
+      rekeys++;
+      if (rekeys < 1000) rekey(storm.client);
+    });
+    const from = relay.logger.lines.length;
+    rekey(storm.client);
+    await within(storm.closed, 30_000, 'the re-keying connection was closed');
+    const line = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === storm.leaseId, 10_000, from);
+    assert.equal(line.fields.reason, 'rekey_rate');
+    assert.ok(rekeys <= 6, `${rekeys} key exchanges before the disconnect`);
+    assert.match(relay.relay.metricsText(), /tunnel_node_refused_requests_total\{type="rekey_rate"\} 1/);
+
+    // The calm one re-keyed 4 times (under 5) and still works.
+    assert.equal(calmRekeys, 4);
+    const done = new Promise((r) => calm.client.once('handshake', r));
+    rekey(calm.client);
+    await within(done, 10_000, 'the calm connection still re-keys');
+  });
+});
