@@ -411,7 +411,9 @@ export class RelayConnection {
 
   #refuse(kind: string, reason: string, fields: Record<string, unknown>, reject: (() => void) | undefined): void {
     this.#ctx.metrics.refusedRequests.inc({ type: kind });
-    this.#log.info('request refused', { request: kind, reason, ...fields });
+    // Addresses and hosts here are the peer's text (up to a packet, 35 KB): logged cut short.
+    const logged = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, 256) : v]));
+    this.#log.info('request refused', { request: kind, reason, ...logged });
     if (!reject) return;
     if (kind !== 'direct-tcpip') return reject(); // global request failures carry no text in SSH
     const { code, text } = channelRefusal(reason, { ...fields, timeoutMs: this.#ctx.config.openTimeoutMs });

@@ -1,8 +1,10 @@
 /**
- * Hostile members (h-front): a connection that re-keys as fast as it can. Each key exchange
- * costs the relay a host-key signature and a key agreement (2.7 ms of relay CPU each, measured
- * against an ssh2 client re-keying in a loop); nothing bounded how many a connection made.
- * --max-rekeys-per-minute does, and a connection re-keying within it is left alone.
+ * Hostile members (h-front): what a client with a valid lease can make the relay spend.
+ * - A connection that re-keys as fast as it can: each key exchange costs the relay a host-key
+ *   signature and a key agreement (2.7 ms of relay CPU each, measured against an ssh2 client
+ *   re-keying in a loop); nothing bounded how many a connection made. --max-rekeys-per-minute
+ *   does, and a connection re-keying within it is left alone.
+ * - Hosts and addresses in refused requests are the member's text, up to a packet: logged cut short.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -67,5 +69,36 @@ describe('hostile: re-key storms', { timeout: 120_000 }, () => {
     const done = new Promise((r) => calm.client.once('handshake', r));
     rekey(calm.client);
     await within(done, 10_000, 'the calm connection still re-keys');
+  });
+});
+
+describe('hostile: long names in refused requests', { timeout: 120_000 }, () => {
+  let fc: FakeControl;
+  let relay: StartedRelay;
+  let client: Client | undefined;
+
+  before(async () => {
+    fc = await startFakeControl();
+    relay = await startRelay(fc);
+  });
+  after(async () => {
+    client?.destroy();
+    await relay.stop();
+    await fc.stop();
+  });
+
+  it('a direct-tcpip host and a tcpip-forward address of 30,000 characters are logged cut short', async () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user: 'longnames' });
+    client = await connectWithCertificate({ port: relay.port, username: 'longnames', privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
+    client.on('error', () => {});
+    const since = relay.logger.lines.length;
+    const long = 'h'.repeat(30_000);
+    const c = client;
+    await new Promise<void>((resolve) => c.forwardOut('127.0.0.1', 40000, long, 22, () => resolve()));
+    await new Promise<void>((resolve) => c.forwardIn(long, 22, () => resolve()));
+    const refused = relay.logger.lines.slice(since).filter((l) => l.msg === 'request refused');
+    assert.equal(refused.length, 2);
+    for (const l of refused) assert.ok(JSON.stringify(l.fields).length < 2000, `a log line of ${JSON.stringify(l.fields).length} characters`);
   });
 });
