@@ -209,7 +209,9 @@ export class RelayConnection {
           this.end('keepalive_timeout', true);
           return;
         }
-        this.#log.info('connection error', { err: err.message, errLevel: err.level });
+        // A peer's DISCONNECT description reaches here as the message (any text up to a packet,
+        // sent in the clear before the key exchange by anyone): logged cut short.
+        this.#log.info('connection error', { err: String(err.message).slice(0, 256), errLevel: err.level });
       }),
     );
     this.closed = new Promise((resolve) => {

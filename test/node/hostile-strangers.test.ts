@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client } from 'ssh2';
@@ -118,5 +120,23 @@ describe('hostile strangers', { timeout: 120_000 }, () => {
     const refused = relay.logger.lines.slice(since).filter((l) => l.msg === 'authentication refused');
     assert.ok(refused.length > 0);
     for (const l of refused) assert.ok(JSON.stringify(l.fields).length < 2000, `a log line of ${JSON.stringify(l.fields).length} characters`);
+  });
+
+  it("a stranger's DISCONNECT description of 30,000 characters, sent before the key exchange, is logged cut short", async () => {
+    const since = relay.logger.lines.length;
+    const desc = Buffer.from('d'.repeat(30_000));
+    const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+    // byte DISCONNECT, uint32 reason 2 (protocol error), string description, string language.
+    const payload = Buffer.concat([Buffer.of(1), u32(2), u32(desc.length), desc, u32(0)]);
+    const pad = 8 - ((payload.length + 5) % 8) + 8;
+    const packet = Buffer.concat([u32(payload.length + pad + 1), Buffer.of(pad), payload, Buffer.alloc(pad)]);
+    const sock = connect(relay.port, '127.0.0.1');
+    sock.on('error', () => {});
+    sock.resume();
+    await once(sock, 'connect');
+    sock.write(Buffer.concat([Buffer.from('SSH-2.0-stranger\r\n'), packet]));
+    const line = await relay.logger.waitFor((l) => l.msg === 'connection error', 10_000, since);
+    sock.destroy();
+    assert.ok(JSON.stringify(line.fields).length < 2000, `a log line of ${JSON.stringify(line.fields).length} characters`);
   });
 });
