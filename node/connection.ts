@@ -634,7 +634,8 @@ export class RelayConnection {
     if (!result.ok) return fail(result.reason, { leaseId: result.leaseId, serial: result.serial });
     const mismatch = renewalMismatch(current, result.lease);
     if (mismatch) return fail(`${mismatch}_mismatch`, { leaseId: result.lease.leaseId, serial: result.lease.serial });
-    if (!this.#ctx.registry.renew(this.sessionId, result.lease)) return fail('not_registered');
+    const renewed = this.#ctx.registry.renew(this.sessionId, result.lease);
+    if (!renewed.ok) return fail(renewed.reason, { leaseId: result.lease.leaseId, serial: result.lease.serial });
     this.#lease = result.lease;
     if (result.lease.claims.kind === 'egress') this.#activateEgress(result.lease);
     this.#ctx.metrics.renewals.inc({ result: 'ok' });

@@ -30,13 +30,13 @@ describe('LeaseRegistry', () => {
     const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
     const closed = new Map<string, LeaseEndReason>();
     reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(10) });
-    assert.equal(reg.renew('s1', { leaseId: 'l2', deadline: at(100) }), true);
+    assert.deepEqual(reg.renew('s1', { leaseId: 'l2', deadline: at(100) }), { ok: true });
     assert.deepEqual(reg.deadlineOf('s1'), at(100));
     clock.set(at(50));
     assert.equal(reg.sweep(), 0);
     assert.equal(reg.revoke('l1'), 1);
     assert.equal(closed.get('s1'), 'lease_revoked');
-    assert.equal(reg.renew('s1', { leaseId: 'l3', deadline: at(200) }), false, 'a closed connection cannot renew');
+    assert.deepEqual(reg.renew('s1', { leaseId: 'l3', deadline: at(200) }), { ok: false, reason: 'not_registered' }, 'a closed connection cannot renew');
     reg.close();
   });
 
@@ -58,6 +58,24 @@ describe('LeaseRegistry', () => {
     assert.deepEqual(reg.attach(holder('c', closed), { leaseId: 'l', deadline: at(10) }), { ok: false, reason: 'too_many_connections' });
     reg.detach('a');
     assert.deepEqual(reg.attach(holder('c', closed), { leaseId: 'l', deadline: at(10) }), { ok: true });
+    reg.close();
+  });
+
+  it('a renewal into a lease other connections hold counts against the same limit (h-front)', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 2 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('a', closed), { leaseId: 'shared', deadline: at(10) });
+    reg.attach(holder('b', closed), { leaseId: 'shared', deadline: at(10) });
+    reg.attach(holder('c', closed), { leaseId: 'own', deadline: at(10) });
+    // c renews into `shared`, which already has its two: refused, and c keeps its own deadline.
+    assert.deepEqual(reg.renew('c', { leaseId: 'shared', deadline: at(100) }), { ok: false, reason: 'too_many_connections' });
+    assert.deepEqual(reg.deadlineOf('c'), at(10));
+    assert.equal(reg.revoke('shared'), 2, 'c is not among the holders of shared');
+    // a connection renewing into a lease it already holds is not counted twice.
+    reg.attach(holder('d', closed), { leaseId: 'pair', deadline: at(10) });
+    reg.attach(holder('e', closed), { leaseId: 'pair', deadline: at(10) });
+    assert.deepEqual(reg.renew('d', { leaseId: 'pair', deadline: at(50) }), { ok: true });
     reg.close();
   });
 

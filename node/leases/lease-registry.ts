@@ -17,6 +17,7 @@ interface Entry {
 }
 
 export type AttachResult = { ok: true } | { ok: false; reason: 'too_many_connections' };
+export type RenewResult = { ok: true } | { ok: false; reason: 'not_registered' | 'too_many_connections' };
 
 /**
  * Which connection holds which lease, and until when. Closes connections when their deadline
@@ -50,14 +51,20 @@ export class LeaseRegistry {
     return { ok: true };
   }
 
-  /** Extends a connection's deadline with a renewed lease; live channels are not touched. */
-  renew(sessionId: string, lease: { leaseId: string; deadline: Date }): boolean {
+  /**
+   * Extends a connection's deadline with a renewed lease; live channels are not touched. The
+   * renewed lease is held to maxConnectionsPerLease as at attach: renewing into a lease other
+   * connections already hold must not carry more of them than connecting with it could.
+   */
+  renew(sessionId: string, lease: { leaseId: string; deadline: Date }): RenewResult {
     const e = this.#entries.get(sessionId);
-    if (!e) return false;
+    if (!e) return { ok: false, reason: 'not_registered' };
+    const holders = this.#byLease.get(lease.leaseId);
+    if (holders && !holders.has(sessionId) && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
     e.deadline = Math.max(e.deadline, lease.deadline.getTime());
     e.leaseIds.add(lease.leaseId);
     this.#index(sessionId, lease.leaseId);
-    return true;
+    return { ok: true };
   }
 
   detach(sessionId: string): void {
