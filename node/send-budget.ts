@@ -52,7 +52,7 @@ export interface SendGate {
  * before a large write request completes. Node internals, stable since Node 10; without them
  * the completed writes are used.
  */
-function acceptedByKernel(sock: Socket): number {
+export function acceptedByKernel(sock: Socket): number {
   const s = sock as unknown as { _bytesDispatched?: unknown; _handle?: { writeQueueSize?: unknown } | null };
   if (typeof s._bytesDispatched === 'number' && typeof s._handle?.writeQueueSize === 'number') return s._bytesDispatched - s._handle.writeQueueSize;
   return (sock.bytesWritten ?? 0) - sock.writableLength;

@@ -6,6 +6,7 @@
  *   (shared by the files below, not exported from here)
  * - modules.ts: ssh2's Server, key parser and crypto binding, required from their own files
  * - global-requests.ts, channel-opens.ts, channel-requests.ts: hooks on incoming requests and opens
+ * - answers.ts: the Protocol methods through which ssh2 answers the peer on its own (cli/ssh/answer-bound.ts)
  * - channel-limits.ts: data past the window, too small a maximum packet size
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
@@ -64,6 +65,12 @@
  *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
  *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
+ * - Answers (routeAnswers, cli/ssh/answer-bound.ts): client.js still answers through
+ *   `Protocol#{requestSuccess, requestFailure, channelSuccess, channelFailure, channelOpenFail,
+ *   openssh_hostKeysProve}` called on the instance (`proto.x()`, `p.x()`, `_protocol.x()`), each
+ *   still writes one packet through `sendPacket`, and no other path answers the peer (a new
+ *   automatic answer would go uncounted; cli/ssh/hostile-relay.test.ts floods global requests,
+ *   channel requests and refused channel opens).
  * - node/startup-memory.ts: lib/protocol/crypto/poly1305.js is still only used by the pure-JS
  *   ChaChaPoly*Native classes (chosen only without the binding), `crypto.js` still requires it
  *   inside `init` and awaits the Emscripten factory, and cpu-features is still only read by
@@ -81,6 +88,7 @@ export { nativeCryptoAvailable, Ssh2Server } from './ssh2-internals/modules.js';
 export { CUSTOM_REQUEST, customRequestOf, routeCustomGlobalRequests, type CustomRequestData } from './ssh2-internals/global-requests.js';
 export { observeChannelOpens, OPEN_FAILURE, rejectChannelOpen } from './ssh2-internals/channel-opens.js';
 export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
+export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internals/answers.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';

@@ -3,6 +3,12 @@
  * ssh2 server that accepts any client, and the CLI's side is the real connectRelay
  * (relay-connection.ts) and, for data, the real joinSocketAndChannel (pipe.ts) on a real local
  * TCP connection, as `tunnel expose` and `tunnel open --listen` use them.
+ * - A relay that makes the CLI answer as fast as it can and never reads: global requests wanting
+ *   a reply (keepalive@openssh.com), channel requests wanting a reply, channel opens the CLI
+ *   refuses; all the while it sends an unasked REQUEST_SUCCESS every 50 ms, which ssh2 takes as
+ *   its keepalive's answer. The CLI disconnects it once UNSENT_ANSWERS sit unsent
+ *   (answer-bound.ts), with a one-line reason. Before: the answers piled up in the socket
+ *   without end (290 MB of RSS in 20 s).
  * - A relay that grants a ~32 GiB window, starts a key exchange and never finishes it: the CLI's
  *   channel writes wait while ssh2's key exchange queue holds more than SOCKET_SEND_LIMIT, so the
  *   local peer is stopped instead (send-backpressure.ts). Before: everything the local peer sent
@@ -21,6 +27,7 @@ import type { LeaseIssued } from '../../protocol/api-types.js';
 import { encodeCertificate, formatCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { clientSocket, keyExchangeQueue } from '../../node/ssh2-internals.js';
+import { UNSENT_ANSWERS } from './answer-bound.js';
 import { joinSocketAndChannel } from './pipe.js';
 import { connectRelay, type RelayError } from './relay-connection.js';
 import { holdChannelWrites, SOCKET_SEND_LIMIT } from './send-backpressure.js';
@@ -36,7 +43,15 @@ const RUNAWAY = 24 * MiB;
 
 interface ServerInternals {
   _sock: Socket;
-  _protocol: { ping(): void; requestSuccess(): void; rekey(): void; channelWindowAdjust(id: number, n: number): void };
+  _protocol: {
+    _server: boolean;
+    ping(): void;
+    requestSuccess(): void;
+    rekey(): void;
+    channelWindowAdjust(id: number, n: number): void;
+    exec(id: number, cmd: string, wantReply: boolean): void;
+    forwardedTcpip(id: number, window: number, packetSize: number, cfg: { boundAddr: string; boundPort: number; remoteAddr: string; remotePort: number }): void;
+  };
 }
 const internals = (c: Connection) => c as unknown as ServerInternals;
 
@@ -131,7 +146,71 @@ async function pushingService(): Promise<{ server: Server; port: number }> {
   return { server, port: (server.address() as { port: number }).port };
 }
 
+/** What a flooding relay makes the CLI answer, one packet each. */
+const FLOODS = {
+  'global requests wanting a reply (keepalive@openssh.com)': (proto: ServerInternals['_protocol']) => proto.ping(),
+  // ssh2 builds an exec request only in client mode; the packet is the same from a server.
+  'channel requests wanting a reply': (proto: ServerInternals['_protocol'], channel: number) => {
+    proto._server = false;
+    try {
+      proto.exec(channel, 'x', true);
+    } finally {
+      proto._server = true;
+    }
+  },
+  'channel opens the CLI refuses (forwarded-tcpip for no forward)': (() => {
+    let id = 0;
+    return (proto: ServerInternals['_protocol']) => proto.forwardedTcpip(id++ % 0xffffffff, 2 * MiB, 32 * 1024, { boundAddr: 'nowhere', boundPort: 1, remoteAddr: '192.0.2.1', remotePort: 2 });
+  })(),
+} as const;
+
 describe('the CLI against a hostile relay (connectRelay, joinSocketAndChannel)', { timeout: 120_000 }, () => {
+  for (const [kind, answerMe] of Object.entries(FLOODS)) {
+    it(`a relay that floods ${kind} and never reads is disconnected once the answers pile up`, async () => {
+      const { issued, key } = await hostileRelay((conn) => {
+        const { _protocol: proto, _sock: sock } = internals(conn);
+        const flood = (channel: number) => {
+          sock.pause();
+          // Unasked answers, which ssh2's client takes as its keepalive's: the relay looks alive.
+          const fake = setInterval(() => proto.requestSuccess(), 50);
+          sock.once('close', () => clearInterval(fake));
+          const burst = () => {
+            if (sock.destroyed) return;
+            for (let i = 0; i < 2000; i++) answerMe(proto, channel);
+            // The relay's own socket backs up if the CLI stops reading it.
+            if (sock.writableLength > 8 * MiB) return;
+            setImmediate(burst);
+          };
+          burst();
+        };
+        // Channel requests need a channel: the one the CLI opens below.
+        conn.on('tcpip', (accept) => {
+          const ch = accept();
+          ch.on('error', () => {});
+          flood((ch as unknown as { outgoing: { id: number } }).outgoing.id);
+        });
+        if (!kind.startsWith('channel requests')) conn.on('ready', () => flood(0));
+      });
+      const { client, error, closed } = await cliConnect(issued, key);
+      if (kind.startsWith('channel requests')) client.forwardOut('127.0.0.1', 0, 'x', 1, () => {});
+      const sock = clientSocket(client);
+      const queued = keyExchangeQueue(client);
+      let gone = false;
+      void closed.then(() => (gone = true));
+      let peak = 0;
+      await until(() => {
+        if (!sock.destroyed) peak = Math.max(peak, sock.writableLength + queued());
+        return gone || peak > RUNAWAY;
+      }, 'the CLI disconnected the relay or held its answers');
+      // The bytes bound, and Node's kernel-bound slack: what one read of the flood was answered with.
+      assert.ok(peak <= UNSENT_ANSWERS.bytes + 512 * 1024, `the CLI held ${peak} bytes of answers unsent`);
+      await closed;
+      const err = error();
+      assert.equal(err?.level, 'protocol', `the CLI ended the connection for cause (${err?.level}: ${err?.message})`);
+      assert.match(err?.message ?? '', /^the relay left \d+ answers to its requests unread \(\d+ bytes\); disconnected$/);
+    });
+  }
+
   it("a relay that grants a huge window and never finishes a re-key: the local peer is stopped, not queued (tunnel expose's and open --listen's join)", async () => {
     const service = await pushingService();
     let stalled = false;

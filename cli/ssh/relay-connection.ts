@@ -8,6 +8,7 @@ import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
 import { enforceChannelLimits, installPooledPadding } from '../../node/ssh2-internals.js';
+import { boundUnsentAnswers } from './answer-bound.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
 export interface RelayTimings {
@@ -95,6 +96,13 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
     enforceChannelLimits(client, (v) => {
       const what = v.kind === 'window_exceeded' ? 'sent channel data beyond the window' : `announced a channel maximum packet size of ${v.packetSize} bytes`;
       client.emit('error', Object.assign(new CliError(EXIT.ERROR, `the relay ${what}; disconnected`), { level: 'protocol' }));
+      client.destroy();
+    });
+    // A relay that makes this side answer (requests wanting a reply, refused channel opens) and
+    // does not take the answers is ended the same way, before they pile up (answer-bound.ts).
+    boundUnsentAnswers(client, ({ count, bytes }) => {
+      const err = new CliError(EXIT.ERROR, `the relay left ${count} answers to its requests unread (${bytes} bytes); disconnected`);
+      client.emit('error', Object.assign(err, { level: 'protocol' }));
       client.destroy();
     });
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
