@@ -1,5 +1,4 @@
 import { createServer, type Socket } from 'node:net';
-import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
 import { TargetNameSchema } from '../../protocol/api-types.js';
@@ -158,16 +157,6 @@ export function channelOpenError(err: unknown, dest: Dest): CliError {
   }
 }
 
-/** The live connection, waiting (bounded) while the supervisor reconnects. */
-async function connection(sup: LeaseSupervisor): Promise<Connected> {
-  if (sup.current) return sup.current;
-  const timeout = AbortSignal.timeout(WAIT_FOR_RELAY_MS);
-  const [c] = (await once(sup, 'connected', { signal: timeout }).catch(() => {
-    throw new CliError(EXIT.UNREACHABLE, 'no connection to the relay');
-  })) as [Connected];
-  return c;
-}
-
 /**
  * How long the relay may take to answer a channel open. An honest relay answers within its own
  * `--open-timeout` (10 s by default: X's answer, or `open_timeout`); one that never answers would
@@ -184,16 +173,22 @@ export function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: A
       reject(new CliError(EXIT.UNREACHABLE, `the relay did not answer the request to open ${dest.label} within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`));
     }, timeoutMs);
     timer.unref();
-    client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => {
+    try {
+      client.forwardOut('127.0.0.1', srcPort, dest.host, dest.port, (err, ch) => {
+        clearTimeout(timer);
+        if (timedOut) {
+          ch?.close();
+          return;
+        }
+        if (err) return reject(channelOpenError(err, dest));
+        adapt(client, ch);
+        resolve(ch);
+      });
+    } catch {
+      // ssh2 throws "Not connected" when the connection closed meanwhile.
       clearTimeout(timer);
-      if (timedOut) {
-        ch?.close();
-        return;
-      }
-      if (err) return reject(channelOpenError(err, dest));
-      adapt(client, ch);
-      resolve(ch);
-    });
+      reject(new CliError(EXIT.UNREACHABLE, `the connection to the relay closed before ${dest.label} could be opened`));
+    }
   });
 }
 
@@ -207,7 +202,8 @@ async function serveLocal(
 ) {
   sock.on('error', () => {});
   try {
-    const c = await connection(sup);
+    // The open connection, or the next one (at most WAIT_FOR_RELAY_MS) while the supervisor reconnects.
+    const c = await sup.next(WAIT_FOR_RELAY_MS);
     const ch = await forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt);
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));

@@ -5,6 +5,7 @@ import { LeaseIssuedSchema, LeaseSchema, type LeaseCreate, type LeaseIssued } fr
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { ApiError, type Session } from '../api-client.js';
 import { CliError, EXIT } from '../errors.js';
+import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
@@ -19,6 +20,8 @@ export interface Connected {
 /** Abandoned leases waiting to be revoked (the control plane may be unreachable for a while). */
 const MAX_ABANDONED = 64;
 const REVOKE_ON_STOP_MS = 3_000;
+/** Callers waiting at once for a connection (next()); beyond, they are refused at once. */
+export const MAX_WAITING = 1024;
 
 export interface SupervisorEvents {
   connected: [Connected];
@@ -64,6 +67,10 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #fatal: CliError | undefined;
   /** Why the last connection closed, not told yet (see run()). */
   #dropped: string | undefined;
+  /** The current connection while its client is open. */
+  #live: Connected | undefined;
+  /** Callers of next() waiting for a connection: one list, at most MAX_WAITING. */
+  #waiting = new Set<{ resolve: (c: Connected) => void; reject: (err: CliError) => void; timer: NodeJS.Timeout }>();
 
   constructor(session: Session, opts: SupervisorOptions) {
     super();
@@ -74,6 +81,41 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   get current(): Connected | undefined {
     return this.#current;
+  }
+
+  /**
+   * The connection while it is open, or the next one within `timeoutMs` (rejects with a
+   * CliError, exit 5, when none comes, when MAX_WAITING callers already wait, or on stop()).
+   * Waiters are kept in one list, not as listeners on this emitter (each `once(sup,
+   * 'connected')` added two, and the 11th made Node warn of a leak).
+   */
+  next(timeoutMs: number): Promise<Connected> {
+    if (this.#live) return Promise.resolve(this.#live);
+    if (this.#stopped) return Promise.reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
+    if (this.#waiting.size >= MAX_WAITING) return Promise.reject(new CliError(EXIT.UNREACHABLE, `no connection to the relay yet, and ${MAX_WAITING} connections already wait for one`));
+    return new Promise((resolve, reject) => {
+      const w = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#waiting.delete(w);
+          reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
+        }, timeoutMs),
+      };
+      w.timer.unref();
+      this.#waiting.add(w);
+    });
+  }
+
+  /** Hands `c` to every waiter (`c` undefined: refuses them, on stop). */
+  #release(c: Connected | undefined): void {
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const w of waiting) {
+      clearTimeout(w.timer);
+      if (c) w.resolve(c);
+      else w.reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
+    }
   }
 
   /** Runs until stop() or a permanent error (rejects with a CliError). */
@@ -180,6 +222,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     clearTimeout(this.#renewTimer);
     this.#current?.client.end();
     this.#wake?.();
+    this.#release(undefined);
   }
 
   /** A new connection, and why it closed once it has (see Closed). */
@@ -200,7 +243,12 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     }
     this.#avoid = undefined;
     const c: Connected = { client, lease, leaseIds: [lease.lease.id] };
-    const closed = new Promise<Closed>((resolve) => client.once('close', () => resolve(closedBy(error, this.#stopped))));
+    const closed = new Promise<Closed>((resolve) =>
+      client.once('close', () => {
+        if (this.#live === c) this.#live = undefined;
+        resolve(closedBy(error, this.#stopped));
+      }),
+    );
     try {
       await this.#opts.setup?.(c);
     } catch (err) {
@@ -217,7 +265,10 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     // Make before break: the old connection (if any) goes only once the new one is up.
     previous?.client.end();
     this.#scheduleRenewal(c, publicKey, privateKey);
+    // Live unless it already closed (during setup or the 'connected' listeners of an earlier one).
+    this.#live = isOpen(client) ? c : undefined;
     this.emit('connected', c);
+    if (this.#live === c) this.#release(c);
     return { c, closed };
   }
 
@@ -308,6 +359,12 @@ function closedBy(err: RelayError | undefined, endedHere: boolean): Closed {
   if (!err) return { reason: 'connection closed by the relay', endedHere };
   const reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
   return { reason, failure: err instanceof CliError ? err : undefined, endedHere };
+}
+
+/** Whether a Client's socket is still open for writing (ssh2 refuses new channels otherwise: "Not connected"). */
+function isOpen(client: Client): boolean {
+  const sock = clientSocket(client);
+  return sock.writable && !sock.destroyed;
 }
 
 function first(set: Set<string>): string | undefined {

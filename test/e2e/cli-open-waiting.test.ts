@@ -1,0 +1,79 @@
+/**
+ * `tunnel open --listen` with many local connections arriving while it has no connection to the
+ * relay, with the real binaries: they wait for the next connection (at most 15 s) and are then
+ * served, with nothing but the usual lines on stderr.
+ * - Before the first connection (the exposure is offline until X starts): each waiting
+ *   connection added a `once(sup, 'connected')` listener, and the 11th made Node print a
+ *   MaxListenersExceededWarning.
+ * - While the relay restarts: the connection that had closed was still handed out, so each local
+ *   connection failed at once with "Not connected" instead of waiting for the next one.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { startStack, type CliUser, type Stack } from '../harness/stack.js';
+import { echoService, roundTrip, waitForLine } from '../harness/streams.js';
+
+const WAITING = 30;
+
+/** WAITING round trips through `port` at once; how many came back intact. */
+async function served(port: number, what: string): Promise<number> {
+  const outcomes = await Promise.all(
+    Array.from({ length: WAITING }, async (_, i) => {
+      const text = `${what} ${i}\n`;
+      const got = await roundTrip(port, Buffer.from(text)).catch(() => Buffer.alloc(0));
+      return got.toString() === `${text}bye\n`;
+    }),
+  );
+  return outcomes.filter(Boolean).length;
+}
+
+/** Y's stderr has only one-line messages of its own: no Node warning, no stack trace. */
+function cleanStderr(stderr: string): void {
+  assert.doesNotMatch(stderr, /Warning|MaxListeners|\n\s+at /, stderr);
+}
+
+describe('tunnel open --listen: local connections waiting for the relay (real binaries)', { timeout: 180_000 }, () => {
+  let stack: Stack;
+  let echo: Awaited<ReturnType<typeof echoService>>;
+  let admin: CliUser;
+  let bob: CliUser;
+  before(async () => {
+    stack = await startStack();
+    echo = await echoService();
+    admin = await stack.user('admin');
+    bob = await stack.user('bob');
+  });
+  after(async () => {
+    echo?.server.close();
+    await stack?.stop();
+  });
+
+  it(`${WAITING} connections before the first connection, and ${WAITING} during a relay restart, are served`, async () => {
+    const created = await admin.run(['exposures', 'create', 'wait-x', '--allow', 'bob']);
+    assert.equal(created.code, 0, created.stderr);
+    // The exposure is offline: Y listens and keeps asking for a lease.
+    const y = bob.spawn(['open', 'wait-x', '--listen', '127.0.0.1:0', '--json']);
+    const listening = JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string };
+    const port = Number(listening.address.split(':').pop());
+    // Y has been refused a lease: it waits for X, and so do the connections (X takes seconds to start).
+    await waitForLine(y, /"event":"disconnected"/);
+    const x = admin.spawn(['expose', String(echo.port), '--name', 'wait-x', '--json']);
+    const first = served(port, 'first');
+    await waitForLine(x, /"event":"connected"/);
+    assert.equal(await first, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
+    cleanStderr(y.output().stderr);
+
+    // The relay dies: Y's connection closes. Connections that come now wait for the next one.
+    await stack.relay.stop('SIGKILL');
+    await waitForLine(y, /"event":"disconnected"/, 20_000, 2);
+    const during = served(port, 'during');
+    await stack.restartRelay('SIGKILL');
+    assert.equal(await during, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
+    cleanStderr(y.output().stderr);
+    for (const p of [x, y]) {
+      p.kill('SIGTERM');
+      await once(p, 'exit');
+    }
+  });
+});
