@@ -8,6 +8,7 @@ import { Session } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
+import { CONNECTION_CLOSED, openWhenOnline, retryPlan } from './open-when-online.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import { holdChannelWrites } from '../ssh/send-backpressure.js';
@@ -26,7 +27,9 @@ export const open: Command = {
 
 Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a free port) it
 serves a local port: every local connection is carried over one SSH connection to the relay,
-which is renewed before its lease expires and re-established when it drops. With --stdio it
+which is renewed before its lease expires and re-established when it drops. A local connection
+that comes while there is no connection to the relay, or while the exposure is offline (X
+reconnecting), waits for it, at most 15 s, and is then closed. With --stdio it
 carries one connection over standard input and output, for ssh's ProxyCommand. PORT is the
 exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
 the server's, 10 minutes); the lease is renewed in band before it ends either way.
@@ -187,7 +190,7 @@ export function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: A
     } catch {
       // ssh2 throws "Not connected" when the connection closed meanwhile.
       clearTimeout(timer);
-      reject(new CliError(EXIT.UNREACHABLE, `the connection to the relay closed before ${dest.label} could be opened`));
+      reject(new CliError(EXIT.UNREACHABLE, `the connection to the relay closed before ${dest.label} could be opened`, { code: CONNECTION_CLOSED }));
     }
   });
 }
@@ -202,9 +205,13 @@ async function serveLocal(
 ) {
   sock.on('error', () => {});
   try {
-    // The open connection, or the next one (at most WAIT_FOR_RELAY_MS) while the supervisor reconnects.
-    const c = await sup.next(WAIT_FOR_RELAY_MS);
-    const ch = await forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt);
+    // The open connection, or the next one while the supervisor reconnects; an offline exposure is
+    // tried again: at most WAIT_FOR_RELAY_MS in all.
+    const ch = await openWhenOnline(
+      (timeoutMs) => sup.next(timeoutMs),
+      (c) => forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt),
+      retryPlan(WAIT_FOR_RELAY_MS),
+    );
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));
   } catch (err) {

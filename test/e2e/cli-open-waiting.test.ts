@@ -7,6 +7,9 @@
  *   MaxListenersExceededWarning.
  * - While the relay restarts: the connection that had closed was still handed out, so each local
  *   connection failed at once with "Not connected" instead of waiting for the next one.
+ * In both halves Y may be connected before X's forward is back at the relay (the control plane
+ * counts an exposure whose X just got its lease as connecting): the relay refuses "offline" for
+ * that moment, and the waiting connections try again (open-when-online.ts) rather than fail.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -49,7 +52,7 @@ describe('tunnel open --listen: local connections waiting for the relay (real bi
     await stack?.stop();
   });
 
-  it(`${WAITING} connections before the first connection, and ${WAITING} during a relay restart, are served`, async () => {
+  it(`${WAITING} connections before the first connection, ${WAITING} during a relay restart and ${WAITING} while X reconnects are served`, async () => {
     const created = await admin.run(['exposures', 'create', 'wait-x', '--allow', 'bob']);
     assert.equal(created.code, 0, created.stderr);
     // The exposure is offline: Y listens and keeps asking for a lease.
@@ -71,7 +74,17 @@ describe('tunnel open --listen: local connections waiting for the relay (real bi
     await stack.restartRelay('SIGKILL');
     assert.equal(await during, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
     cleanStderr(y.output().stderr);
-    for (const p of [x, y]) {
+
+    // X goes away and comes back while Y stays connected: the relay refuses "offline" meanwhile,
+    // and the connections that come then are tried again until X is back.
+    x.kill('SIGTERM');
+    await once(x, 'exit');
+    const away = served(port, 'away');
+    const x2 = admin.spawn(['expose', String(echo.port), '--name', 'wait-x', '--json']);
+    await waitForLine(x2, /"event":"connected"/);
+    assert.equal(await away, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
+    cleanStderr(y.output().stderr);
+    for (const p of [x2, y]) {
       p.kill('SIGTERM');
       await once(p, 'exit');
     }
