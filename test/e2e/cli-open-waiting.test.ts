@@ -13,6 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startStack, type CliUser, type Stack } from '../harness/stack.js';
 import { echoService, roundTrip, waitForLine } from '../harness/streams.js';
@@ -29,6 +30,14 @@ async function served(port: number, what: string): Promise<number> {
     }),
   );
   return outcomes.filter(Boolean).length;
+}
+
+/** A TCP connection to `port`, once it is established. */
+async function connected(port: number): Promise<Socket> {
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => {});
+  await once(s, 'connect');
+  return s;
 }
 
 /** Y's stderr has only one-line messages of its own: no Node warning, no stack trace. */
@@ -88,5 +97,23 @@ describe('tunnel open --listen: local connections waiting for the relay (real bi
       p.kill('SIGTERM');
       await once(p, 'exit');
     }
+  });
+
+  it('stopping refuses the waiting connections at once, without a line for each', async () => {
+    const created = await admin.run(['exposures', 'create', 'wait-never', '--allow', 'bob']);
+    assert.equal(created.code, 0, created.stderr);
+    const y = bob.spawn(['open', 'wait-never', '--listen', '127.0.0.1:0', '--json']);
+    const listening = JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string };
+    const port = Number(listening.address.split(':').pop());
+    await waitForLine(y, /"event":"disconnected"/);
+    const socks = await Promise.all(Array.from({ length: 5 }, () => connected(port)));
+    // Closed (or reset): `once` would reject on the reset's 'error'.
+    const closed = socks.map((s) => new Promise((resolve) => s.once('close', resolve)));
+    y.kill('SIGTERM');
+    await Promise.all(closed);
+    await once(y, 'exit');
+    const { stdout, stderr } = y.output();
+    assert.doesNotMatch(stdout + stderr, /channel_failed|no connection to the relay/, stdout + stderr);
+    cleanStderr(stderr);
   });
 });
