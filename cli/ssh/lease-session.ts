@@ -79,8 +79,9 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 5_000, once: false, ...opts };
   }
 
+  /** The connection while it is open (undefined from its close until the next one is up). */
   get current(): Connected | undefined {
-    return this.#current;
+    return this.#live;
   }
 
   /**
