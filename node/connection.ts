@@ -24,7 +24,7 @@ import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots, OpenRefusedError } from './channel-slots.js';
 import { IdleChannels } from './forwarding/idle-channels.js';
-import type { Logger } from '../shared/logger.js';
+import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
 import { SendBudget, type SendGate } from './send-budget.js';
 import type { WindowBudget } from './adaptive-window.js';
@@ -188,7 +188,7 @@ export class RelayConnection {
         // SSH's, else `other` (each made-up type was a series kept for good), and logged only
         // for a member, cut short.
         ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
-        if (this.#lease) this.#log.info('channel type refused', { type: type.slice(0, 64) });
+        if (this.#lease) this.#log.info('channel type refused', { type: loggable(type, 64) });
       }),
     );
     conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#authenticate(actx)));
@@ -211,7 +211,7 @@ export class RelayConnection {
         }
         // A peer's DISCONNECT description reaches here as the message (any text up to a packet,
         // sent in the clear before the key exchange by anyone): logged cut short.
-        this.#log.info('connection error', { err: String(err.message).slice(0, 256), errLevel: err.level });
+        this.#log.info('connection error', { err: loggable(err.message, 256), errLevel: err.level });
       }),
     );
     this.closed = new Promise((resolve) => {
@@ -366,9 +366,9 @@ export class RelayConnection {
     // account): logged cut short, as sshd does.
     this.#log.warn('authentication refused', {
       reason,
-      user: actx.username.slice(0, 256),
-      method: String(actx.method).slice(0, 64),
-      algo: actx.method === 'publickey' ? actx.key.algo.slice(0, 64) : undefined,
+      user: loggable(actx.username, 256),
+      method: loggable(actx.method, 64),
+      algo: actx.method === 'publickey' ? loggable(actx.key.algo, 64) : undefined,
       leaseId: ids.leaseId,
       serial: ids.serial,
       fingerprint: ids.fingerprint,
@@ -414,7 +414,7 @@ export class RelayConnection {
   #refuse(kind: string, reason: string, fields: Record<string, unknown>, reject: (() => void) | undefined): void {
     this.#ctx.metrics.refusedRequests.inc({ type: kind });
     // Addresses and hosts here are the peer's text (up to a packet, 35 KB): logged cut short.
-    const logged = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, 256) : v]));
+    const logged = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? loggable(v, 256) : v]));
     this.#log.info('request refused', { request: kind, reason, ...logged });
     if (!reject) return;
     if (kind !== 'direct-tcpip') return reject(); // global request failures carry no text in SSH

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { createJsonLogger } from './logger.js';
+import { createJsonLogger, loggable } from './logger.js';
 
 it('a field named level, msg or time never overwrites the line’s own keys', () => {
   const lines: string[] = [];
@@ -38,4 +38,15 @@ it('errors anywhere in a line keep their message, code and causes (never `{}`), 
   assert.equal((line.agg!.errors as unknown[]).length, 1);
   assert.deepEqual(line.query, { name: 'Error', message: 'failed query', query: 'insert into users values ($1)', cause: { name: 'Error', message: 'value too long', code: '22001' } });
   assert.doesNotMatch(text, /hunter2|tnl_node_do_not_log/);
+});
+
+it('loggable cuts a peer text to its bound, says how much more there was, and splits no surrogate pair', () => {
+  assert.equal(loggable('short', 8), 'short');
+  assert.equal(loggable('x'.repeat(8), 8), 'x'.repeat(8));
+  assert.equal(loggable('x'.repeat(30_000), 256), `${'x'.repeat(256)}...(29744 more)`);
+  // A pair across the cut: the high half goes with the rest, never alone.
+  const cut = loggable(`${'a'.repeat(3)}\u{1F600}tail`, 4);
+  assert.equal(cut, 'aaa...(6 more)');
+  assert.doesNotMatch(cut, /[\ud800-\udfff]/);
+  assert.equal(loggable(42, 8), '42');
 });

@@ -22,6 +22,18 @@ export const noopLogger: Logger = {
   },
 };
 
+/**
+ * A peer's text as a log field: at most `max` characters (and no half of a surrogate pair left
+ * at the cut), then how many more there were. Anyone who reaches a relay can hand it tens of KB
+ * of text (a user name, a forwarding host, a DISCONNECT description) for each line it logs.
+ */
+export function loggable(value: unknown, max: number): string {
+  const s = typeof value === 'string' ? value : String(value);
+  if (s.length <= max) return s;
+  const cut = /[\ud800-\udbff]/.test(s[max - 1] ?? '') ? max - 1 : max;
+  return `${s.slice(0, cut)}...(${s.length - cut} more)`;
+}
+
 /** Keys every line has; a field of the same name is written as `field_<name>` instead. */
 const RESERVED = new Set(['time', 'level', 'msg']);
 
