@@ -33,6 +33,13 @@ export const LEASE_CERT_EXTENSION = 'lease@tunnel';
 export const PERMIT_PORT_FORWARDING = 'permit-port-forwarding';
 /** How far a certificate's validity is backdated for clock skew, at most. */
 export const CERT_BACKDATE_SECONDS = 60;
+/**
+ * A lease's times (`iat`, `nbf`, `exp`, unix seconds) lie between 1970 and the end of 9999, as
+ * every instant of the API (primitives.ts's instant): what a relay makes of them (a deadline
+ * Date, a timer, a log line, a kernel deadline) must exist. A safe integer of seconds can be
+ * a thousand times past the last JavaScript Date (8.64e12 s).
+ */
+export const LEASE_TIME_MAX = 253_402_300_799;
 
 /** Exposure names: `[a-z0-9-]{1,63}` (DESIGN "Exposures, names and nodes"). */
 export const EXPOSURE_NAME_RE = /^[a-z0-9-]{1,63}$/;
@@ -46,9 +53,9 @@ const base = {
   sub: str({ min: 1, max: 128 }),
   aud: str({ min: 1, max: 128 }),
   jti: str({ min: 1, max: 128 }),
-  iat: num({ int: true }),
-  nbf: num({ int: true }),
-  exp: num({ int: true }),
+  iat: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
+  nbf: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
+  exp: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
   ssh_key: str({ re: SSH_KEY_FINGERPRINT_RE }),
   name: str({ min: 1, max: 64 }),
 };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EGRESS_DRIVERS, EXPOSURE_NAME_RE, LEASE_ID_RE, LEASE_KINDS, SSH_KEY_FINGERPRINT_RE } from './lease-claims-check.js';
+import { EGRESS_DRIVERS, EXPOSURE_NAME_RE, LEASE_ID_RE, LEASE_KINDS, LEASE_TIME_MAX, SSH_KEY_FINGERPRINT_RE } from './lease-claims-check.js';
 import { HostSchema } from './primitives.js';
 
 export * from './lease-claims-check.js';
@@ -17,6 +17,8 @@ export const EgressDriverSchema = z.enum(EGRESS_DRIVERS);
 export const LeaseIdSchema = z.string().regex(LEASE_ID_RE, 'must be a lease id (lse_ and 32 hex digits)');
 export const ExposureNameSchema = z.string().regex(EXPOSURE_NAME_RE, 'must match [a-z0-9-]{1,63}');
 export const PortSchema = z.number().int().min(1).max(65535);
+/** A lease time in unix seconds: 1970 to the end of 9999 (LEASE_TIME_MAX). */
+export const LeaseTimeSchema = z.number().int().min(0).max(LEASE_TIME_MAX);
 
 export const LeaseTargetSchema = z.strictObject({
   host: HostSchema,
@@ -29,9 +31,9 @@ const base = {
   sub: z.string().min(1).max(128),
   aud: z.string().min(1).max(128),
   jti: z.string().min(1).max(128),
-  iat: z.number().int(),
-  nbf: z.number().int(),
-  exp: z.number().int(),
+  iat: LeaseTimeSchema,
+  nbf: LeaseTimeSchema,
+  exp: LeaseTimeSchema,
   /** SHA256 fingerprint (`SHA256:...`) of the one client public key this lease is bound to. */
   ssh_key: z.string().regex(SSH_KEY_FINGERPRINT_RE),
   /** The user name, which is also the certificate's only principal. */

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import type { z } from 'zod';
 import { checkJwks } from './jwks-check.js';
 import { JwksSchema } from './jwks.js';
-import { checkLeaseClaims } from './lease-claims-check.js';
+import { checkLeaseClaims, LEASE_TIME_MAX } from './lease-claims-check.js';
 import { LeaseClaimsSchema } from './lease-claims.js';
 import { checkNodeEnrollResponse, checkNodeHeartbeatResponse, checkRevocationFeed } from './node-api-check.js';
 import { NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
@@ -180,6 +180,7 @@ describe('the relay reads without zod what the schemas define (protocol/check.ts
   agree('LeaseClaimsSchema', LeaseClaimsSchema, checkLeaseClaims, [
     { ...base, kind: 'expose', exposure: 'web', port: 22 },
     { ...base, kind: 'open', exposure: 'web-1' },
+    { ...base, kind: 'open', exposure: 'web-1', iat: 0, nbf: 0, exp: LEASE_TIME_MAX },
     {
       ...base,
       kind: 'egress',

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildJwks, issueLease } from '../../control/ca/lease-issuer.js';
-import { LEASE_CERT_EXTENSION, LEASE_TOKEN_TYP, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
+import { LEASE_CERT_EXTENSION, LEASE_TIME_MAX, LEASE_TOKEN_TYP, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
 import { CERT_KEY_TYPE, encodeCertificate, flagOption, parseCertificate, stringOption } from '../../protocol/ssh-cert.js';
 import { encodeSignatureBlob, rawPublicKey } from '../../protocol/ssh-key.js';
 import { JwksCache } from '../trust/jwks-cache.js';
@@ -142,6 +142,10 @@ describe('verifyClientCertificate', () => {
       ['another typ (an access token)', 'lease_invalid', async () => rawJws(header({ typ: 'at+jwt' }), await claimsText(), ed(keys.lease.privateKey))],
       ['exp 1e309 (Infinity)', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":\d+/, '"exp":1e309')), ed(keys.lease.privateKey))],
       ['exp as a string', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":(\d+)/, '"exp":"$1"')), ed(keys.lease.privateKey))],
+      // A safe integer, past the last JavaScript Date (8.64e12 s): the relay's deadline would be an Invalid Date.
+      ['exp 1e13, beyond any Date', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":\d+/, '"exp":10000000000000')), ed(keys.lease.privateKey))],
+      ['exp after 9999', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":\d+/, `"exp":${LEASE_TIME_MAX + 1}`)), ed(keys.lease.privateKey))],
+      ['iat before 1970', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"iat":\d+/, '"iat":-1')), ed(keys.lease.privateKey))],
       ['exp with a fraction', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace(/"exp":(\d+)/, '"exp":$1.5')), ed(keys.lease.privateKey))],
       ['a NUL in the name', 'lease_name_mismatch', async () => rawJws(header(), await claimsText((j) => j.replace('"name":"alice"', '"name":"alice\\u0000"')), ed(keys.lease.privateKey))],
       ['an audience list', 'lease_claims_invalid', async () => rawJws(header(), await claimsText((j) => j.replace('"aud":"node_1"', '"aud":["node_1"]')), ed(keys.lease.privateKey))],
