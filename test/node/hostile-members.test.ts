@@ -7,41 +7,18 @@
  * - Hosts and addresses in refused requests are the member's text, up to a packet: logged cut short.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Client } from 'ssh2';
-import { mintLease, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
-import { connectWithCertificate } from './ssh2-cert-client.js';
+import { relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const rekey = (c: Client) => (c as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
 
 describe('hostile: re-key storms', { timeout: 120_000 }, () => {
-  let fc: FakeControl;
-  let relay: StartedRelay;
-  const clients: Client[] = [];
-
-  before(async () => {
-    fc = await startFakeControl();
-    relay = await startRelay(fc, { args: ['--max-rekeys-per-minute', '5'] });
-  });
-  after(async () => {
-    for (const c of clients) c.destroy();
-    await relay.stop();
-    await fc.stop();
-  });
-
-  async function member(user: string): Promise<{ client: Client; closed: Promise<void>; leaseId: string }> {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user });
-    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
-    client.on('error', () => {});
-    clients.push(client);
-    return { client, closed: new Promise((r) => client.once('close', () => r())), leaseId: lease.claims.jti };
-  }
+  const t = relayUnderTest(['--max-rekeys-per-minute', '5']);
 
   it('a connection that re-keys in a loop is disconnected; one that re-keys within the limit stays', async () => {
-    const calm = await member('calm');
+    const calm = await t.member('calm');
     let calmRekeys = 0;
     for (let i = 0; i < 4; i++) {
       const done = new Promise((r) => calm.client.once('handshake', r));
@@ -50,19 +27,19 @@ describe('hostile: re-key storms', { timeout: 120_000 }, () => {
       calmRekeys++;
     }
 
-    const storm = await member('storm');
+    const storm = await t.member('storm');
     let rekeys = 0;
     storm.client.on('handshake', () => {
       rekeys++;
       if (rekeys < 1000) rekey(storm.client);
     });
-    const from = relay.logger.lines.length;
+    const from = t.relay.logger.lines.length;
     rekey(storm.client);
     await within(storm.closed, 30_000, 'the re-keying connection was closed');
-    const line = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === storm.leaseId, 10_000, from);
+    const line = await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === storm.leaseId, 10_000, from);
     assert.equal(line.fields.reason, 'rekey_rate');
     assert.ok(rekeys <= 6, `${rekeys} key exchanges before the disconnect`);
-    assert.match(relay.relay.metricsText(), /tunnel_node_refused_requests_total\{type="rekey_rate"\} 1/);
+    assert.match(t.relay.relay.metricsText(), /tunnel_node_refused_requests_total\{type="rekey_rate"\} 1/);
 
     // The calm one re-keyed 4 times (under 5) and still works.
     assert.equal(calmRekeys, 4);
@@ -73,31 +50,15 @@ describe('hostile: re-key storms', { timeout: 120_000 }, () => {
 });
 
 describe('hostile: long names in refused requests', { timeout: 120_000 }, () => {
-  let fc: FakeControl;
-  let relay: StartedRelay;
-  let client: Client | undefined;
-
-  before(async () => {
-    fc = await startFakeControl();
-    relay = await startRelay(fc);
-  });
-  after(async () => {
-    client?.destroy();
-    await relay.stop();
-    await fc.stop();
-  });
+  const t = relayUnderTest();
 
   it('a direct-tcpip host and a tcpip-forward address of 30,000 characters are logged cut short', async () => {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user: 'longnames' });
-    client = await connectWithCertificate({ port: relay.port, username: 'longnames', privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
-    client.on('error', () => {});
-    const since = relay.logger.lines.length;
+    const { client: c } = await t.member('longnames');
+    const since = t.relay.logger.lines.length;
     const long = 'h'.repeat(30_000);
-    const c = client;
     await new Promise<void>((resolve) => c.forwardOut('127.0.0.1', 40000, long, 22, () => resolve()));
     await new Promise<void>((resolve) => c.forwardIn(long, 22, () => resolve()));
-    const refused = relay.logger.lines.slice(since).filter((l) => l.msg === 'request refused');
+    const refused = t.relay.logger.lines.slice(since).filter((l) => l.msg === 'request refused');
     assert.equal(refused.length, 2);
     for (const l of refused) assert.ok(JSON.stringify(l.fields).length < 2000, `a log line of ${JSON.stringify(l.fields).length} characters`);
   });

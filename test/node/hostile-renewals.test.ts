@@ -7,34 +7,19 @@
  * A renewal now never waits on the network: it is refused and the refresh goes on behind it.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
-import type { Client } from 'ssh2';
-import { mintLease, signingKey, startFakeControl, startRelay, type FakeControl, type StartedRelay } from '../harness/relay.js';
-import { connectWithCertificate, renewLease } from './ssh2-cert-client.js';
+import { describe, it } from 'node:test';
+import { mintLease, signingKey } from '../harness/relay.js';
+import { relayUnderTest } from './relay-under-test.js';
+import { renewLease } from './ssh2-cert-client.js';
 
 describe('hostile: renewals while the control plane is slow', { timeout: 120_000 }, () => {
-  let fc: FakeControl;
-  let relay: StartedRelay;
-  let client: Client | undefined;
-
-  before(async () => {
-    fc = await startFakeControl();
-    relay = await startRelay(fc, { args: ['--jwks-min-refresh-interval', '0ms'] });
-  });
-  after(async () => {
-    client?.destroy();
-    await relay.stop();
-    await fc.stop();
-  });
+  const t = relayUnderTest(['--jwks-min-refresh-interval', '0ms']);
 
   it('a renewal naming an unknown key is answered at once, not after the JWKS refresh it starts', async () => {
-    const { privateKey } = generateKeyPairSync('ed25519');
+    const { fc, relay } = t;
     const grant = { kind: 'open' as const, exposure: 'renewed' };
-    const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user: 'renewer' });
-    client = await connectWithCertificate({ port: relay.port, username: 'renewer', privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
-    client.on('error', () => {});
+    const { client, privateKey } = await t.member('renewer', { grant });
 
     // A certificate of a CA the relay does not know: the renewal asks for a fresh JWKS, which
     // the control plane holds.

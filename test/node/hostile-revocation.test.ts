@@ -7,16 +7,15 @@
  * are ssh2 clients with certificates (the CLI's own client code).
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Client } from 'ssh2';
 import { buildJwks } from '../../control/ca/lease-issuer.js';
 import type { SigningKey } from '../../control/keys/key-store.js';
-import { mintLease, signingKey, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
+import { signingKey, type Grant } from '../harness/relay.js';
 import { openDirect, socketOfClient } from './hostile-clients.js';
-import { connectWithCertificate } from './ssh2-cert-client.js';
+import { relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const NAME = 'hostx-revoke';
@@ -42,18 +41,8 @@ interface XEnd {
 }
 
 describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { timeout: 120_000 }, () => {
-  let fc: FakeControl;
-  let relay: StartedRelay;
-  const clients: Client[] = [];
-
-  async function member(user: string, grant: Grant): Promise<{ client: Client; leaseId: string; exp: number }> {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const lease = await mintLease(fc, { grant, clientPublicKey: privateKey, user });
-    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
-    client.on('error', () => {});
-    clients.push(client);
-    return { client, leaseId: lease.claims.jti, exp: lease.claims.exp };
-  }
+  const t = relayUnderTest();
+  const member = (user: string, grant: Grant) => t.member(user, { grant });
 
   async function exposer(exposure: string): Promise<XEnd & { exp: number }> {
     const m = await member(`x-${exposure}`, { kind: 'expose', exposure, port: 22 });
@@ -71,24 +60,14 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
   }
 
   async function revoke(leaseId: string, exp: number): Promise<void> {
-    const from = relay.logger.lines.length;
-    fc.revoke(leaseId, exp);
-    await relay.relay.pollRevocations();
-    await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.reason === 'lease_revoked' && l.fields.leaseId === leaseId, 10_000, from);
+    const from = t.relay.logger.lines.length;
+    t.fc.revoke(leaseId, exp);
+    await t.relay.relay.pollRevocations();
+    await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.reason === 'lease_revoked' && l.fields.leaseId === leaseId, 10_000, from);
   }
 
   const closedFor = (leaseId: string, from: number) =>
-    relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === leaseId, 10_000, from);
-
-  before(async () => {
-    fc = await startFakeControl();
-    relay = await startRelay(fc);
-  });
-  after(async () => {
-    for (const c of clients) c.destroy();
-    await relay.stop();
-    await fc.stop();
-  });
+    t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === leaseId, 10_000, from);
 
   it("a revoked Y's channel carries nothing it sends after the revocation, and it opens no new channel", async () => {
     const x = await exposer(NAME);
@@ -101,7 +80,7 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
 
     // Y stops reading: it never sees the DISCONNECT and keeps its socket open.
     ignoreEverything(y.client);
-    const from = relay.logger.lines.length;
+    const from = t.relay.logger.lines.length;
     await revoke(y.leaseId, y.exp);
     ch.write('after-revocation;');
     y.client.forwardOut('127.0.0.1', 40001, NAME, 22, () => {});
@@ -133,7 +112,7 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
       ch.write('before;');
       await before;
       ignoreEverything(y.client);
-      const from = relay.logger.lines.length;
+      const from = t.relay.logger.lines.length;
       await revoke(y.leaseId, y.exp);
       ch.write('after-revocation;');
       await closedFor(y.leaseId, from);
@@ -157,7 +136,7 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
     while (!got.includes('before;')) await new Promise((r) => ch.once('data', r));
 
     ignoreEverything(x.client);
-    const from = relay.logger.lines.length;
+    const from = t.relay.logger.lines.length;
     await revoke(x.leaseId, x.exp);
     xch.ch.write('after-revocation;');
     await closedFor(x.leaseId, from);
@@ -167,47 +146,27 @@ describe('hostile: revocation of a connection whose peer ignores DISCONNECT', { 
 });
 
 describe('hostile: a key withdrawn from the JWKS closes the connections it let in', { timeout: 120_000 }, () => {
-  let fc: FakeControl;
-  let relay: StartedRelay;
-  const clients: Client[] = [];
-
-  before(async () => {
-    fc = await startFakeControl();
-    // A refresh on every unknown key id: the test's second member brings one.
-    relay = await startRelay(fc, { args: ['--jwks-min-refresh-interval', '0ms'] });
-  });
-  after(async () => {
-    for (const c of clients) c.destroy();
-    await relay.stop();
-    await fc.stop();
-  });
-
-  async function connect(user: string, keys: { lease: SigningKey; ca: SigningKey }): Promise<{ client: Client; closed: Promise<void>; leaseId: string }> {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const lease = await mintLease(fc, { grant: { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user, keys });
-    const client = await connectWithCertificate({ port: relay.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: relay.hostKeyLine });
-    client.on('error', () => {});
-    clients.push(client);
-    return { client, closed: new Promise((r) => client.once('close', () => r())), leaseId: lease.claims.jti };
-  }
+  // A refresh on every unknown key id: the test's second member brings one.
+  const t = relayUnderTest(['--jwks-min-refresh-interval', '0ms']);
+  const connect = (user: string, keys: { lease: SigningKey; ca: SigningKey }) => t.member(user, { keys });
 
   /** The control plane publishes `keys` only (the others withdrawn). */
   function publish(keys: { lease: SigningKey[]; ca: SigningKey[] }): void {
-    fc.jwks = buildJwks([...keys.lease.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'sig' as const })), ...keys.ca.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'ssh-ca' as const }))]);
+    t.fc.jwks = buildJwks([...keys.lease.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'sig' as const })), ...keys.ca.map((k) => ({ kid: k.kid, publicKey: k.publicKey, use: 'ssh-ca' as const }))]);
   }
 
   it('a lease key, then a CA key: their connections close when the relay learns the new JWKS; the others stay', async () => {
-    const first = fc.keys;
+    const first = t.fc.keys;
     const lease2 = signingKey('lease-2');
     const ca2 = signingKey('ca-2');
     const old = await connect('signed-by-lease-1', first);
-    const from = relay.logger.lines.length;
+    const from = t.relay.logger.lines.length;
 
     // lease-1 withdrawn (say it leaked); a member with a lease of lease-2 makes the relay refresh.
     publish({ lease: [lease2], ca: [first.ca] });
     const fresh = await connect('signed-by-lease-2', { lease: lease2, ca: first.ca });
     await within(old.closed, 10_000, 'the connection of the withdrawn lease key closed');
-    const line = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === old.leaseId, 10_000, from);
+    const line = await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === old.leaseId, 10_000, from);
     assert.equal(line.fields.reason, 'lease_untrusted');
     await assert.rejects(connect('signed-by-lease-1-again', first), 'a new connection with the withdrawn key');
 
@@ -215,9 +174,9 @@ describe('hostile: a key withdrawn from the JWKS closes the connections it let i
     publish({ lease: [lease2], ca: [ca2] });
     await connect('ca-2', { lease: lease2, ca: ca2 });
     await within(fresh.closed, 10_000, 'the connection of the withdrawn CA key closed');
-    const caLine = await relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === fresh.leaseId, 10_000, from);
+    const caLine = await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === fresh.leaseId, 10_000, from);
     assert.equal(caLine.fields.reason, 'lease_untrusted');
-    const m = relay.relay.metricsText();
+    const m = t.relay.relay.metricsText();
     assert.match(m, /tunnel_node_lease_closures_total\{reason="lease_untrusted"\} 2/);
   });
 });

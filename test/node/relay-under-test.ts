@@ -1,0 +1,78 @@
+/**
+ * The scaffold of the relay tests that drive an in-process relay with ssh2 clients: a fake control
+ * plane and a relay started before the describe's tests (with `args`), members that connect with
+ * a certificate the fake control plane's keys signed, and everything closed after them. In its
+ * own file: test/node/hostile-clients.ts is imported by bench:hostile's attacker, which must not
+ * load node:test or the fake control plane.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { after, before } from 'node:test';
+import type { Client } from 'ssh2';
+import type { SigningKey } from '../../control/keys/key-store.js';
+import { mintLease, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
+import { connectWithCertificate } from './ssh2-cert-client.js';
+
+export interface Member {
+  client: Client;
+  /** Resolves when the client's connection closed. */
+  closed: Promise<void>;
+  leaseId: string;
+  /** The lease's expiry (unix seconds). */
+  exp: number;
+  privateKey: KeyObject;
+}
+
+export interface RelayUnderTest {
+  /** Set once the describe's `before` ran. */
+  readonly fc: FakeControl;
+  readonly relay: StartedRelay;
+  /**
+   * Mints a lease of `grant` for `user` (an `open` lease by default; signed with `keys`, else the
+   * fake control plane's) and connects with it; the client is destroyed after the tests.
+   */
+  member(user: string, o?: { grant?: Grant; keys?: { lease: SigningKey; ca: SigningKey } }): Promise<Member>;
+  /** Destroys `client` after the tests (one the test connected itself). */
+  track<C extends Client>(client: C): C;
+}
+
+/** Call inside a describe: registers its before and after hooks. */
+export function relayUnderTest(args: string[] = []): RelayUnderTest {
+  let fc: FakeControl | undefined;
+  let relay: StartedRelay | undefined;
+  const clients: Client[] = [];
+  before(async () => {
+    fc = await startFakeControl();
+    relay = await startRelay(fc, { args });
+  });
+  after(async () => {
+    for (const c of clients) c.destroy();
+    await relay?.stop();
+    await fc?.stop();
+  });
+  const started = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('relayUnderTest: used before its before hook ran');
+    return v;
+  };
+  const track = <C extends Client>(client: C): C => {
+    clients.push(client);
+    return client;
+  };
+  return {
+    get fc() {
+      return started(fc);
+    },
+    get relay() {
+      return started(relay);
+    },
+    track,
+    async member(user, o = {}) {
+      const f = started(fc);
+      const r = started(relay);
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const lease = await mintLease(f, { grant: o.grant ?? { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user, ...(o.keys ? { keys: o.keys } : {}) });
+      const client = track(await connectWithCertificate({ port: r.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: r.hostKeyLine }));
+      client.on('error', () => {});
+      return { client, closed: new Promise((resolve) => client.once('close', () => resolve())), leaseId: lease.claims.jti, exp: lease.claims.exp, privateKey };
+    },
+  };
+}
