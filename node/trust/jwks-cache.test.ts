@@ -48,6 +48,33 @@ describe('JwksCache', async () => {
     assert.deepEqual(cache.snapshot?.jwks, good);
   });
 
+  it('never applies a document that can verify nothing (no keys, no lease key, no CA key)', async () => {
+    const file = join(dir, 'd.json');
+    const good = jwksWith('l1', 'ca1');
+    const f = fetcher(good);
+    const changes: unknown[] = [];
+    const cache = new JwksCache({ client: f, file, clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0, onChange: (s) => changes.push(s) });
+    await cache.init();
+    changes.length = 0; // the first document, at init
+    for (const doc of [{ keys: [] }, jwksWith('ca2'), jwksWith('l2')]) {
+      f.doc = doc;
+      assert.equal(await cache.refresh(), false, `${doc.keys.length} key(s): not applied`);
+      assert.deepEqual(cache.snapshot?.jwks, good, 'the last good copy stays in use');
+      assert.equal(cache.status().lastError, 'JWKS_UNUSABLE');
+      assert.equal(cache.status().keys, 2);
+    }
+    assert.deepEqual(changes, [], 'no withdrawal reported');
+    // Nor kept on disk for the next start.
+    const restarted = new JwksCache({ client: fetcher(new Error('down')), file, clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
+    await restarted.init();
+    assert.deepEqual(restarted.snapshot?.jwks, good);
+    // A document that withdraws one key and keeps one of each kind is applied.
+    f.doc = jwksWith('l2', 'ca1');
+    assert.equal(await cache.refresh(), true);
+    assert.equal(changes.length, 1);
+    assert.equal(cache.status().lastError, null);
+  });
+
   it('refreshes on an unknown key at most once per interval', async () => {
     const clock = new ManualClock();
     const f = fetcher(jwksWith('l1', 'ca1'));

@@ -45,9 +45,19 @@ function snapshot(jwks: Jwks): TrustSnapshot {
 }
 
 /**
+ * True when `jwks` can verify a lease: it holds a lease-signing key and an SSH CA key. A control
+ * plane always publishes both (a key is withdrawn by publishing its successor without it), so a
+ * document without either is never applied: it would withdraw every key at once.
+ */
+export function canVerify(jwks: Jwks): boolean {
+  return jwks.keys.some((k) => k.use === JWK_USE_LEASE) && jwks.keys.some((k) => k.use === JWK_USE_SSH_CA);
+}
+
+/**
  * The relay's only trust document. Loads the last good copy from disk, refreshes it on a
  * schedule and when a client presents a key it does not know (rate limited), and keeps
- * serving the last good copy while the control plane is unreachable.
+ * serving the last good copy while the control plane is unreachable or publishes a document
+ * that can verify nothing (canVerify).
  */
 export class JwksCache {
   #opts: JwksCacheOptions;
@@ -127,6 +137,16 @@ export class JwksCache {
     } catch (err) {
       this.#lastError = (err as { code?: string }).code ?? 'FETCH_FAILED';
       this.#opts.logger.warn('jwks refresh failed; keeping the last good copy', { err, source: this.#source });
+      return false;
+    }
+    if (!canVerify(jwks)) {
+      // Applying it would close every connection and refuse every client: taken as a fault of
+      // the control plane (or of what answered for it), not as a withdrawal of every key.
+      this.#lastError = 'JWKS_UNUSABLE';
+      this.#opts.logger.warn('jwks refresh refused: the control plane published no lease-signing key or no SSH CA key; keeping the last good copy', {
+        keys: jwks.keys.length,
+        source: this.#source,
+      });
       return false;
     }
     const changed = JSON.stringify(jwks) !== JSON.stringify(this.#snap?.jwks);

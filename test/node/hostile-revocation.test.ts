@@ -179,4 +179,24 @@ describe('hostile: a key withdrawn from the JWKS closes the connections it let i
     const m = t.relay.relay.metricsText();
     assert.match(m, /tunnel_node_lease_closures_total\{reason="lease_untrusted"\} 2/);
   });
+
+  it('a JWKS that can verify nothing (no keys, or no CA key) withdraws nothing: the last good one stays', async () => {
+    const keys = { lease: signingKey('lease-3'), ca: signingKey('ca-3') };
+    publish({ lease: [keys.lease], ca: [keys.ca] });
+    const kept = await connect('kept', keys);
+    const closedLines = (from: number) => t.relay.logger.lines.slice(from).filter((l) => l.msg === 'closing connection' && l.fields.leaseId === kept.leaseId);
+    for (const doc of [{ keys: [] }, buildJwks([{ kid: keys.lease.kid, publicKey: keys.lease.publicKey, use: 'sig' }])]) {
+      const from = t.relay.logger.lines.length;
+      t.fc.jwks = doc;
+      // A lease of a key the relay does not know makes it refresh.
+      await assert.rejects(connect('unknown-key', { lease: signingKey(`lease-x${from}`), ca: keys.ca }));
+      await t.relay.logger.waitFor((l) => l.msg.startsWith('jwks refresh refused'), 10_000, from);
+      assert.deepEqual(closedLines(from), [], 'the connection was closed');
+      assert.equal(t.relay.relay.health().ok, true);
+      await connect('still-trusted', keys);
+    }
+    const h = t.relay.relay.health() as unknown as { jwks: { keys: number; lastError: string | null } };
+    assert.equal(h.jwks.keys, 2);
+    assert.equal(h.jwks.lastError, 'JWKS_UNUSABLE');
+  });
 });
