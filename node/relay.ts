@@ -74,6 +74,8 @@ export function createRelay(deps: RelayDeps): Relay {
   const nativeCrypto = nativeCryptoAvailable();
   const connections = new Set<RelayConnection>();
   let draining = false;
+  /** The control plane refuses the node credential (401): no revocation reaches the relay now. */
+  let credentialRejected = false;
 
   const reporter = new EventReporter({ client: deps.control, logger, maxQueue: config.eventsQueueMax, intervalMs: config.eventsFlushMs });
   const at = () => clock.now().toISOString();
@@ -113,6 +115,21 @@ export function createRelay(deps: RelayDeps): Relay {
       egress.revoke(leaseId);
       const closed = registry.revoke(leaseId);
       if (closed > 0) logger.info('revoked lease closed connections', { leaseId, connections: closed });
+    },
+    // Fail closed: a relay that cannot learn revocations must not carry or admit any lease.
+    // The control plane answers 401 for good once the node enrolled again (its credential
+    // replaced) or was removed, so this process is out of service until it is accepted again.
+    onCredential: (accepted) => {
+      credentialRejected = !accepted;
+      if (accepted) {
+        logger.info('the control plane accepts this relay\'s node credential again; accepting connections', {});
+        return;
+      }
+      logger.error(
+        'the control plane refuses this relay\'s node credential (401: the node enrolled again, or was removed): it can no longer learn revocations, so it closes every connection and accepts none until the credential is accepted again; enroll this relay again, or stop it',
+        { connections: connections.size },
+      );
+      for (const c of connections) c.end('credential_rejected');
     },
   });
   const egress = new EgressLock({
@@ -169,6 +186,7 @@ export function createRelay(deps: RelayDeps): Relay {
     loginGraceMs: config.loginGraceMs,
     admit: (sock) => {
       if (draining) return 'draining';
+      if (credentialRejected) return 'credential_rejected';
       if (rateLimiter.blocked(sock.remoteAddress ?? '')) {
         metrics.rateLimited.inc();
         return 'auth_rate_limited';
@@ -243,8 +261,8 @@ export function createRelay(deps: RelayDeps): Relay {
     const jwks = trust.status();
     const { lease_ids: leaseIds, ...egressStatus } = egress.status();
     return {
-      ok: jwks.keys > 0 && !draining,
-      status: draining ? 'draining' : jwks.keys > 0 ? 'ok' : 'no_trust',
+      ok: jwks.keys > 0 && !draining && !credentialRejected,
+      status: draining ? 'draining' : credentialRejected ? 'credential_rejected' : jwks.keys > 0 ? 'ok' : 'no_trust',
       version: deps.version,
       native_crypto: nativeCrypto,
       egress_driver: egress.driver,

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { RevocationFeed as Feed } from '../control-client.js';
+import { ControlError, type RevocationFeed as Feed } from '../control-client.js';
 import { noopLogger } from '../../shared/logger.js';
 import { RevocationFeed } from './revocation-feed.js';
 
@@ -136,6 +136,40 @@ describe('RevocationFeed long poll', () => {
       await feed.stop();
       assert.equal(signalSeen.aborted, true);
       assert.deepEqual(logged, [], 'stopping is not reported as the feed being unreachable');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a refused node credential (401) is reported once, apart from unreachable, and its end once', async () => {
+    const answers: (Feed | Error)[] = [
+      new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }),
+      new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false }),
+      new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false }),
+      { cursor: '1', revocations: [] },
+      { cursor: '1', revocations: [] },
+    ];
+    const client = {
+      revocations: async () => {
+        const a = answers.shift()!;
+        if (a instanceof Error) throw a;
+        return a;
+      },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+    const calls: boolean[] = [];
+    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger: noopLogger, intervalMs: 1000, file: join(dir, 'r.json'), onRevoked: () => {}, onCredential: (ok) => calls.push(ok) });
+    try {
+      await feed.pollOnce();
+      assert.deepEqual(calls, [], 'unreachable is not a refused credential');
+      await feed.pollOnce();
+      await feed.pollOnce();
+      assert.deepEqual(calls, [false]);
+      assert.equal(feed.status().credentialRejected, true);
+      await feed.pollOnce();
+      await feed.pollOnce();
+      assert.deepEqual(calls, [false, true]);
+      assert.equal(feed.status().credentialRejected, false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { arr, BAD, num, obj, opt, str } from '../../protocol/check.js';
-import type { ControlClient } from '../control-client.js';
+import { ControlError, type ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../../shared/logger.js';
@@ -22,6 +22,12 @@ export interface RevocationFeedOptions {
   /** Where the cursor and the still-relevant revocations are kept across restarts. */
   file: string;
   onRevoked(leaseId: string): void;
+  /**
+   * The control plane refused the node credential (401: replaced when the node enrolled again,
+   * or removed), so no revocation can reach the relay any more: called with false then, and with
+   * true when a later poll is answered again. Called on each change only.
+   */
+  onCredential?(accepted: boolean): void;
 }
 
 /**
@@ -38,6 +44,7 @@ export class RevocationFeed {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #failing = false;
+  #credentialRejected = false;
   #lastSuccess: Date | undefined;
   #polling: Promise<void> | undefined;
   /** Ends a held long poll at stop(). */
@@ -51,8 +58,8 @@ export class RevocationFeed {
     return this.#revoked.has(leaseId);
   }
 
-  status(): { entries: number; lastSuccessAt: string | null; failing: boolean } {
-    return { entries: this.#revoked.size, lastSuccessAt: this.#lastSuccess?.toISOString() ?? null, failing: this.#failing };
+  status(): { entries: number; lastSuccessAt: string | null; failing: boolean; credentialRejected: boolean } {
+    return { entries: this.#revoked.size, lastSuccessAt: this.#lastSuccess?.toISOString() ?? null, failing: this.#failing, credentialRejected: this.#credentialRejected };
   }
 
   async load(): Promise<void> {
@@ -118,15 +125,25 @@ export class RevocationFeed {
       }
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
+      this.#credential(true);
       this.#lastSuccess = this.#opts.clock.now();
       if (this.#prune() || changed) await this.#save();
       return changed;
     } catch (err) {
       if (this.#abort.signal.aborted) return false; // stopping
-      if (!this.#failing) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err });
+      // Unreachable is a wait; a refused credential is for good (the relay says so, onCredential).
+      const refused = err instanceof ControlError && err.opts.status === 401;
+      if (!this.#failing && !refused) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err });
       this.#failing = true;
+      if (refused) this.#credential(false);
       return false;
     }
+  }
+
+  #credential(accepted: boolean): void {
+    if (this.#credentialRejected === !accepted) return;
+    this.#credentialRejected = !accepted;
+    this.#opts.onCredential?.(accepted);
   }
 
   #prune(): boolean {

@@ -46,13 +46,19 @@ export interface FakeControl {
   requests: { jwks: number };
   /** Holds every JWKS request until the returned function is called (a slow control plane). */
   holdJwks(): () => void;
+  /**
+   * The node credential replaced (the node enrolled again elsewhere): the relay's own is answered
+   * 401 until the returned function puts it back.
+   */
+  replaceCredential(): () => void;
   stop(): Promise<void>;
 }
 
 export async function startFakeControl(): Promise<FakeControl> {
   const keys = { lease: signingKey('lease-1'), ca: signingKey('ca-1') };
   const nodeId = `node_${randomBytes(4).toString('hex')}`;
-  const nodeToken = `nt_${randomBytes(16).toString('hex')}`;
+  const issuedToken = `nt_${randomBytes(16).toString('hex')}`;
+  let nodeToken = issuedToken;
   const enrollToken = `et_${randomBytes(16).toString('hex')}`;
   const revocations: { lease_id: string; exp: number }[] = [];
   const emitter = new EventEmitter();
@@ -77,6 +83,12 @@ export async function startFakeControl(): Promise<FakeControl> {
       return () => {
         fc.jwksHeld = undefined;
         release();
+      };
+    },
+    replaceCredential() {
+      nodeToken = `nt_${randomBytes(16).toString('hex')}`;
+      return () => {
+        nodeToken = issuedToken;
       };
     },
     revoke(leaseId: string, exp: number) {

@@ -1,0 +1,50 @@
+/**
+ * A relay whose node credential the control plane refuses (401: the node enrolled again, or was
+ * removed) can no longer learn revocations. It used to log "revocation feed unreachable" and go on
+ * carrying and admitting leases with what it knew, until restart (and after it). It fails closed
+ * now: one error line, every connection closed, none admitted, /healthz 503 credential_rejected,
+ * and all of it undone once the control plane answers its polls again. In-process relay against
+ * the fake control plane; the member is an ssh2 client with a certificate.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parsePrometheusText } from './prom-text.js';
+import { relayUnderTest } from './relay-under-test.js';
+import { within } from './ssh-tools.js';
+
+describe('a relay whose node credential the control plane refuses', { timeout: 60_000 }, () => {
+  // Polls only when the test asks (pollRevocations), so each step follows the one before.
+  const t = relayUnderTest(['--revocation-poll-interval', '1h', '--revocation-wait', '0s']);
+  const member = (user: string) => t.member(user);
+
+  const drops = () => parsePrometheusText(t.relay.relay.metricsText()).value('tunnel_node_preauth_drops_total', { reason: 'credential_rejected' });
+
+  it('closes its connections and admits none until the credential is accepted again', async () => {
+    const { fc, relay } = t;
+    const live = await member('alice');
+    const from = relay.logger.lines.length;
+
+    const restore = fc.replaceCredential();
+    await relay.relay.pollRevocations();
+    const line = await relay.logger.waitFor((l) => l.level === 'error' && /refuses this relay's node credential/.test(l.msg), 5000, from);
+    assert.equal(line.fields.connections, 1);
+    await within(live.closed, 10_000, 'the live connection closed');
+    const closing = await relay.logger.waitFor((l) => l.msg === 'closing connection', 5000, from);
+    assert.equal(closing.fields.reason, 'credential_rejected');
+    const h = relay.relay.health();
+    assert.equal(h.ok, false);
+    assert.equal(h.status, 'credential_rejected');
+    await assert.rejects(member('bob'), 'a new connection is not admitted');
+    assert.ok(drops() >= 1, 'counted as a pre-authentication drop');
+    // One line, not one per poll.
+    await relay.relay.pollRevocations();
+    assert.equal(relay.logger.lines.slice(from).filter((l) => /node credential/.test(l.msg)).length, 1);
+    assert.equal(relay.logger.lines.slice(from).filter((l) => /revocation feed unreachable/.test(l.msg)).length, 0);
+
+    restore();
+    await relay.relay.pollRevocations();
+    assert.equal(relay.relay.health().status, 'ok');
+    await relay.logger.waitFor((l) => l.level === 'info' && /accepts this relay's node credential again/.test(l.msg), 5000, from);
+    await member('carol');
+  });
+});
