@@ -1,9 +1,11 @@
 import type { z } from 'zod';
 import type { ConnectionEvent, NodeEnrollRequestSchema, NodeHeartbeatRequestSchema } from '../protocol/node-api.js';
 import {
+  checkEventBatchResult,
   checkNodeEnrollResponse,
   checkNodeHeartbeatResponse,
   checkRevocationFeed,
+  type EventBatchResult,
   type NodeEnrollResponse,
   type Reader,
   type RevocationFeed,
@@ -18,7 +20,7 @@ import { trustAgents } from '../protocol/tls-trust-https.js';
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
-export type { NodeEnrollResponse, RevocationFeed };
+export type { EventBatchResult, NodeEnrollResponse, RevocationFeed };
 
 export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_UNTRUSTED' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
 
@@ -46,7 +48,11 @@ export interface ControlClient {
    * plane may hold the request until there is news or that time passed (a long poll).
    */
   revocations(cursor: string | undefined, waitMs?: number, signal?: AbortSignal): Promise<RevocationFeed>;
-  sendEvents(events: ConnectionEvent[]): Promise<void>;
+  /**
+   * Sends a batch; resolves with the events control refused one by one (the others are
+   * recorded). An answer without that list (an older control plane) accepted them all.
+   */
+  sendEvents(events: ConnectionEvent[]): Promise<EventBatchResult>;
   fetchJwks(): Promise<Jwks>;
 }
 
@@ -145,7 +151,8 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
       const qs = q.toString();
       return call('GET', `/v1/nodes/self/revocations${qs ? `?${qs}` : ''}`, checkRevocationFeed, undefined, true, wait * 1000, signal);
     },
-    sendEvents: (events) => call('POST', '/v1/nodes/self/events', null, { events }),
+    sendEvents: (events) =>
+      call('POST', '/v1/nodes/self/events', (v) => checkEventBatchResult(v) ?? { accepted: events.length, rejected: [] }, { events }),
     fetchJwks: () => call('GET', JWKS_PATH, checkJwks, undefined, false),
     close: async () => {
       agents.destroy();

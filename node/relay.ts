@@ -250,10 +250,15 @@ export function createRelay(deps: RelayDeps): Relay {
     ];
   });
   r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
-  r.counterOf('tunnel_node_events_dropped_total', 'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused the batch for good)', () => [
-    { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },
-    { labels: { reason: 'refused' }, value: reporter.droppedBy('refused') },
-  ]);
+  r.counterOf(
+    'tunnel_node_events_dropped_total',
+    'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused them for good, alone or in a batch), rejected (control refused them one by one and recorded the rest of their batch)',
+    () => [
+      { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },
+      { labels: { reason: 'refused' }, value: reporter.droppedBy('refused') },
+      { labels: { reason: 'rejected' }, value: reporter.droppedBy('rejected') },
+    ],
+  );
   r.counterOf('tunnel_node_events_sent_total', 'Connection events the control plane accepted', () => reporter.sent);
 
   /** Counts and states by default; node id, exposure names and lease ids only with `detail`. */

@@ -1,6 +1,6 @@
-import { arr, num, obj, read, str, type Check } from './check.js';
+import { arr, num, obj, opt, read, str, type Check } from './check.js';
 import { LEASE_ID_RE } from './lease-claims-check.js';
-import type { NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
+import type { EventBatchResultSchema, NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
 import type { z } from 'zod';
 
 /**
@@ -24,12 +24,17 @@ export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
 export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
 export type NodeHeartbeatResponse = z.infer<typeof NodeHeartbeatResponseSchema>;
 export type RevocationFeed = z.infer<typeof RevocationFeedSchema>;
+export type EventBatchResult = z.infer<typeof EventBatchResultSchema>;
 
 const enrolled: Check<NodeEnrollResponse> = obj({ node_id: str(), name: str({ re: NODE_NAME_RE }), node_token: str(), issuer: str() });
 const heartbeat: Check<NodeHeartbeatResponse> = obj({ server_time: str() });
 const feed: Check<RevocationFeed> = obj({
   cursor: str(),
   revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true }) })),
+});
+const eventBatchResult: Check<EventBatchResult> = obj({
+  accepted: num({ int: true, min: 0 }),
+  rejected: arr(obj({ index: num({ int: true, min: 0 }), code: str({ max: 64 }), field: opt(str({ max: 64 })) }), { max: EVENT_BATCH_MAX_EVENTS }),
 });
 
 /** A relay-side reader: the value read with its schema's rules, or undefined. */
@@ -47,3 +52,5 @@ export const checkNodeEnrollResponse = reader(enrolled);
 export const checkNodeHeartbeatResponse = reader(heartbeat);
 /** RevocationFeedSchema's rules. */
 export const checkRevocationFeed = reader(feed);
+/** EventBatchResultSchema's rules. */
+export const checkEventBatchResult = reader(eventBatchResult);

@@ -66,7 +66,28 @@ export const ConnectionEventSchema = z.strictObject({
   bytes_out: safeCount().optional(),
   reason: text(256).optional(),
 });
-export const ConnectionEventBatchSchema = z.strictObject({
-  events: z.array(ConnectionEventSchema).min(1).max(EVENT_BATCH_MAX_EVENTS),
-});
+/**
+ * `POST /v1/nodes/self/events` takes `{ events: [...] }`, 1 to EVENT_BATCH_MAX_EVENTS of them.
+ * The control plane reads the envelope strictly (a malformed one is a 400) and each event on its
+ * own against ConnectionEventSchema: an event outside it is refused alone (EventBatchResultSchema's
+ * `rejected`) and the others are recorded. One event a relay got wrong, or one of a type only a
+ * newer relay knows, must not lose the batch's 999 others.
+ */
 export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>;
+
+/** The answer to a batch (202): how many events were recorded, and which were refused and why. */
+export const EventBatchResultSchema = z.object({
+  accepted: z.number().int().min(0),
+  rejected: z
+    .array(
+      z.object({
+        /** The event's position in the batch. */
+        index: z.number().int().min(0),
+        /** VALIDATION_FAILED or UNKNOWN_FIELD (the API's problem codes). */
+        code: z.string().max(64),
+        /** The event field that failed, when it is one of the schema's. */
+        field: z.string().max(64).optional(),
+      }),
+    )
+    .max(EVENT_BATCH_MAX_EVENTS),
+});

@@ -14,8 +14,8 @@ import { checkJwks } from './jwks-check.js';
 import { JwksSchema } from './jwks.js';
 import { checkLeaseClaims, LEASE_TIME_MAX } from './lease-claims-check.js';
 import { LeaseClaimsSchema } from './lease-claims.js';
-import { checkNodeEnrollResponse, checkNodeHeartbeatResponse, checkRevocationFeed } from './node-api-check.js';
-import { NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
+import { checkEventBatchResult, checkNodeEnrollResponse, checkNodeHeartbeatResponse, checkRevocationFeed } from './node-api-check.js';
+import { EventBatchResultSchema, NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
 import { checkProblem } from './problem.js';
 import { ProblemSchema } from './problem-schema.js';
 
@@ -206,6 +206,11 @@ describe('the relay reads without zod what the schemas define (protocol/check.ts
   agree('RevocationFeedSchema', RevocationFeedSchema, checkRevocationFeed, [
     { cursor: '42', revocations: [{ lease_id: `lse_${HEX32}`, exp: 1_700_000_000 }] },
     { cursor: '', revocations: [] },
+  ]);
+  agree('EventBatchResultSchema', EventBatchResultSchema, checkEventBatchResult, [
+    { accepted: 999, rejected: [{ index: 17, code: 'VALIDATION_FAILED', field: 'reason' }] },
+    { accepted: 0, rejected: [{ index: 0, code: 'UNKNOWN_FIELD' }, { index: 1, code: 'VALIDATION_FAILED', field: 'type' }] },
+    { accepted: 3, rejected: [] },
   ]);
   agree('ProblemSchema', ProblemSchema, checkProblem, [
     { type: 'about:blank', title: 'Not Found', status: 404, code: 'NOT_FOUND', request_id: 'req_1' },

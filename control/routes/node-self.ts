@@ -1,20 +1,60 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import {
-  ConnectionEventBatchSchema,
+  ConnectionEventSchema,
+  EVENT_BATCH_MAX_EVENTS,
+  EventBatchResultSchema,
   NodeHeartbeatRequestSchema,
   NodeHeartbeatResponseSchema,
   RevocationFeedSchema,
+  type ConnectionEvent,
 } from '../../protocol/api-types.js';
 import type { App, AppEnv } from '../http/env.js';
 import type { Context } from 'hono';
 import type { NodePrincipal } from '../services/authz.js';
-import { heartbeat, MAX_FEED_WAIT, recordEvents, revocationFeed } from '../services/nodes.js';
+import { heartbeat, MAX_FEED_WAIT, recordEvents, revocationFeed, type EventRejection } from '../services/nodes.js';
 import { errorResponses, guarded, json, jsonBody } from './common.js';
 
 const nodeSecurity = [{ nodeToken: [] }];
+
+/**
+ * The events body: the envelope is validated as a whole (400 when it is malformed), each event
+ * by readEvents, on its own; /openapi.json documents the events as the ConnectionEvent component.
+ */
+const EventBatchBody = z.strictObject({
+  events: z
+    .array(z.unknown().openapi({ allOf: [{ $ref: '#/components/schemas/ConnectionEvent' }] }))
+    .min(1)
+    .max(EVENT_BATCH_MAX_EVENTS),
+});
+
+const EVENT_FIELDS: ReadonlySet<string> = new Set(Object.keys(ConnectionEventSchema.shape));
+
+/**
+ * A batch's events that follow ConnectionEventSchema, and why each other one was refused. The
+ * field named is the schema's own, never a key the relay made up (its text goes nowhere).
+ */
+export function readEvents(raw: readonly unknown[]): { events: ConnectionEvent[]; rejected: EventRejection[] } {
+  const events: ConnectionEvent[] = [];
+  const rejected: EventRejection[] = [];
+  raw.forEach((item, index) => {
+    const r = ConnectionEventSchema.safeParse(item);
+    if (r.success) {
+      events.push(r.data);
+      return;
+    }
+    if (r.error.issues.some((i) => i.code === 'unrecognized_keys')) {
+      rejected.push({ index, code: 'UNKNOWN_FIELD' });
+      return;
+    }
+    const field = r.error.issues[0]?.path[0];
+    rejected.push({ index, code: 'VALIDATION_FAILED', ...(typeof field === 'string' && EVENT_FIELDS.has(field) ? { field } : {}) });
+  });
+  return { events, rejected };
+}
 const nodeOf = (c: Context<AppEnv>) => c.get('principal') as NodePrincipal;
 
 export function registerNodeSelf(app: App): void {
+  app.openAPIRegistry.register('ConnectionEvent', ConnectionEventSchema);
   app.openapi(
     createRoute(
       guarded('node.heartbeat', {
@@ -67,14 +107,17 @@ export function registerNodeSelf(app: App): void {
         path: '/v1/nodes/self/events',
         tags: ['nodes'],
         summary: 'Connection and exposure events, in batches',
+        description:
+          'Each event is read on its own: one that does not follow ConnectionEvent is refused alone (listed in `rejected` with its index and a stable code, VALIDATION_FAILED or UNKNOWN_FIELD, counted and audited as relay.events_rejected) and the others are recorded. A malformed envelope (not an object with 1 to 1000 events) is a 400.',
         security: nodeSecurity,
-        request: { body: jsonBody(ConnectionEventBatchSchema) },
-        responses: { 202: { description: 'Accepted' }, ...errorResponses },
+        request: { body: jsonBody(EventBatchBody) },
+        responses: { 202: json(EventBatchResultSchema, 'Accepted: the valid events are recorded'), ...errorResponses },
       }),
     ),
     async (c) => {
-      await recordEvents(c.get('deps'), nodeOf(c), c.req.valid('json').events);
-      return c.body(null, 202);
+      const { events, rejected } = readEvents(c.req.valid('json').events);
+      await recordEvents(c.get('deps'), nodeOf(c), events, rejected);
+      return c.json({ accepted: events.length, rejected }, 202);
     },
   );
 }

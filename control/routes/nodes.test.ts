@@ -204,16 +204,56 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.equal((await t.call('GET', `/v1/exposures/${exposure}`, { token: await tokenFor(t, owner, 'member') })).body.online, false);
       });
 
-      it('validates batches', async () => {
+      it('refuses a malformed envelope with 400', async () => {
         const node = await enrollNode(t, await adminToken());
         const at = t.clock.now().toISOString();
-        assertProblem(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [] } }), 400, 'VALIDATION_FAILED');
-        assertProblem(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'reboot', at }] } }), 400, 'VALIDATION_FAILED');
-        assertProblem(
-          await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'conn_open', at, token: 'x' }] } }),
-          400,
-          'UNKNOWN_FIELD',
-        );
+        const post = (body: unknown) => t.call('POST', '/v1/nodes/self/events', { token: node.token, body });
+        assertProblem(await post({ events: [] }), 400, 'VALIDATION_FAILED');
+        assertProblem(await post({ events: Array.from({ length: 1001 }, () => ({ type: 'conn_open', at })) }), 400, 'VALIDATION_FAILED');
+        assertProblem(await post({ events: { type: 'conn_open', at } }), 400, 'VALIDATION_FAILED');
+        assertProblem(await post([{ type: 'conn_open', at }]), 400, 'VALIDATION_FAILED');
+        assertProblem(await post({ events: [{ type: 'conn_open', at }], more: 1 }), 400, 'UNKNOWN_FIELD');
+      });
+
+      it('records the valid events of a batch and refuses the others one by one, counted and audited', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const at = t.clock.now().toISOString();
+        const rejectedCount = (code: string) =>
+          Number(new RegExp(`^tunnel_control_relay_events_rejected_total\\{code="${code}"\\} (\\d+)$`, 'm').exec(t.deps.metrics.render())?.[1] ?? 0);
+        const before = { invalid: rejectedCount('VALIDATION_FAILED'), unknown: rejectedCount('UNKNOWN_FIELD') };
+        // 500 events, four of them outside ConnectionEventSchema (one with a 2,000-character key).
+        const good = Array.from({ length: 496 }, (_, i) => ({ type: 'conn_open', at, session_id: `s-${i}` }));
+        const events = [
+          ...good.slice(0, 10),
+          { type: 'reboot', at },
+          ...good.slice(10, 250),
+          { type: 'conn_open', at, ['k'.repeat(2000)]: 1 },
+          ...good.slice(250),
+          { type: 'conn_close', at, reason: 'x\u0000y' },
+          42,
+        ];
+        const res = await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events } });
+        assert.equal(res.status, 202);
+        const rejected = [
+          { index: 10, code: 'VALIDATION_FAILED', field: 'type' },
+          { index: 251, code: 'UNKNOWN_FIELD' },
+          { index: 498, code: 'VALIDATION_FAILED', field: 'reason' },
+          { index: 499, code: 'VALIDATION_FAILED' },
+        ];
+        assert.deepEqual(res.body, { accepted: 496, rejected });
+
+        const audit = async (type: string) => {
+          const r = await t.call('GET', `/v1/audit?limit=1000&actor=${node.id}&type=${type}`, { token: await adminToken() });
+          assertOk(r);
+          return r.body.events as { type: string; data: Record<string, unknown> }[];
+        };
+        assert.equal(new Set((await audit('relay.conn_open')).map((e) => e.data.session_id)).size, 496, 'every valid event recorded');
+        const [entry, ...more] = await audit('relay.events_rejected');
+        assert.equal(more.length, 0, 'one audit entry per batch');
+        assert.deepEqual(entry!.data, { node: node.name, rejected: 4, accepted: 496, first: rejected });
+        assert.doesNotMatch(JSON.stringify(entry), /kkkk/, "the relay's own key names go nowhere");
+        assert.equal(rejectedCount('VALIDATION_FAILED') - before.invalid, 3);
+        assert.equal(rejectedCount('UNKNOWN_FIELD') - before.unknown, 1);
       });
     });
   });

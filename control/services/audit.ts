@@ -31,6 +31,7 @@ export type AuditType =
   | 'relay.exposure_online'
   | 'relay.exposure_offline'
   | 'relay.auth_fail'
+  | 'relay.events_rejected'
   | 'audit.pruned';
 
 export interface AuditEvent {

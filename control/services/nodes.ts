@@ -113,10 +113,39 @@ export async function heartbeat(
   return { server_time: now.toISOString() };
 }
 
-/** A relay's batch of connection and exposure events: audited, the connections table and exposures' status follow. */
-export async function recordEvents(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, node: NodePrincipal, events: ConnectionEvent[]): Promise<void> {
+/** An event of a relay's batch refused on its own (the route read it), and why. */
+export interface EventRejection {
+  index: number;
+  code: 'VALIDATION_FAILED' | 'UNKNOWN_FIELD';
+  /** The ConnectionEventSchema field that failed, when it is one (never the relay's own key names). */
+  field?: string;
+}
+
+/** Rejections an audit entry lists; the rest are counted only. */
+const AUDITED_REJECTIONS = 10;
+
+/**
+ * A relay's batch of connection and exposure events: audited, the connections table and
+ * exposures' status follow. Events the route refused one by one (`rejected`) are counted
+ * (tunnel_control_relay_events_rejected_total{code}) and audited as one relay.events_rejected
+ * entry per batch, with the first few of them: the batch's valid events are recorded all the same.
+ */
+export async function recordEvents(
+  deps: Pick<Deps, 'db' | 'clock' | 'logger' | 'metrics'>,
+  node: NodePrincipal,
+  events: ConnectionEvent[],
+  rejected: readonly EventRejection[] = [],
+): Promise<void> {
   const now = deps.clock.now();
   await deps.db.transaction(async (tx) => {
+    if (rejected.length > 0) {
+      await audit(tx, now, {
+        type: 'relay.events_rejected',
+        actor: node.nodeId,
+        data: { node: node.name, rejected: rejected.length, accepted: events.length, first: rejected.slice(0, AUDITED_REJECTIONS) },
+      });
+    }
+    if (events.length === 0) return;
     // A relay speaks for the leases issued for it only: a lease id of another relay's (or none's)
     // is not linked to the connection, so one relay cannot put connections under other members'
     // leases (their /v1/connections and their exposures' owners'). The audit keeps what it claimed.
@@ -146,6 +175,10 @@ export async function recordEvents(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, 
     }
     await pruneConnections(tx, now);
   });
+  for (const code of new Set(rejected.map((r) => r.code))) {
+    const n = rejected.filter((r) => r.code === code).length;
+    deps.metrics.inc('tunnel_control_relay_events_rejected_total', 'Relay connection events refused one by one (the rest of their batch recorded), by code', { code }, n);
+  }
 }
 
 type Feed = z.infer<typeof RevocationFeedSchema>;

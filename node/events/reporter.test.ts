@@ -1,28 +1,35 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EVENT_BATCH_MAX_BYTES, type ConnectionEvent } from '../../protocol/api-types.js';
-import { ControlError } from '../control-client.js';
+import { ControlError, type EventBatchResult } from '../control-client.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { EventReporter } from './reporter.js';
 
 const ev = (i: number): ConnectionEvent => ({ type: 'conn_open', at: new Date(0).toISOString(), session_id: `ses_${i}`, lease_id: `lease_${'x'.repeat(100)}_${i}`, remote: '203.0.113.9:50000' });
 const rejected = (status: number) => new ControlError('CONTROL_REJECTED', `control plane answered ${status}`, { status, retryable: status >= 500 });
 
-/** A control plane that answers each batch with `answer(events)` (undefined: accepted). */
-function fakeClient(answer: (events: ConnectionEvent[]) => ControlError | undefined) {
+/**
+ * A control plane that answers each batch with `answer(events)`: an error, the indexes of the
+ * events it refuses one by one (recording the others), or undefined (all accepted).
+ */
+function fakeClient(answer: (events: ConnectionEvent[]) => ControlError | number[] | undefined) {
   const accepted: ConnectionEvent[] = [];
   const bodies: number[] = [];
   return {
     accepted,
     bodies,
-    sendEvents: async (events: ConnectionEvent[]) => {
+    sendEvents: async (events: ConnectionEvent[]): Promise<EventBatchResult> => {
       bodies.push(Buffer.byteLength(JSON.stringify({ events })));
-      const err = answer(events);
-      if (err) throw err;
-      accepted.push(...events);
+      const a = answer(events);
+      if (a instanceof ControlError) throw a;
+      const refused = new Set(a ?? []);
+      accepted.push(...events.filter((_, i) => !refused.has(i)));
+      return { accepted: events.length - refused.size, rejected: [...refused].map((index) => ({ index, code: 'VALIDATION_FAILED', field: 'reason' })) };
     },
   };
 }
+/** Like an older control plane: 400 for a whole batch with an event it refuses. */
+const refusesWholeBatch = (bad: (e: ConnectionEvent) => boolean) => (events: ConnectionEvent[]) => (events.some(bad) ? rejected(400) : undefined);
 
 describe('EventReporter', () => {
   it('sends batches that fit the byte budget, in order', async () => {
@@ -48,7 +55,7 @@ describe('EventReporter', () => {
 
   it('drops a batch control refuses for good, counts it, logs once, and goes on', async () => {
     let refuse = 2;
-    const c = fakeClient(() => (refuse-- > 0 ? rejected(400) : undefined));
+    const c = fakeClient(() => (refuse-- > 0 ? rejected(422) : undefined));
     const logger = createMemoryLogger();
     const r = new EventReporter({ client: c, logger, maxQueue: 10_000, intervalMs: 1000, maxBatchBytes: 4096 });
     for (let i = 0; i < 100; i++) r.push(ev(i));
@@ -57,6 +64,58 @@ describe('EventReporter', () => {
     assert.equal(c.accepted.length + r.droppedBy('refused'), 100);
     assert.equal(r.queued, 0);
     assert.equal(logger.lines.filter((l) => l.msg === 'connection events dropped').length, 1);
+  });
+
+  it('a batch refused with 400 for one event goes again in halves: only that event is lost', async () => {
+    const bad = (e: ConnectionEvent) => e.session_id === 'ses_377';
+    const c = fakeClient(refusesWholeBatch(bad));
+    const logger = createMemoryLogger();
+    const r = new EventReporter({ client: c, logger, maxQueue: 10_000, intervalMs: 1000, maxBatchBytes: 1024 * 1024 });
+    for (let i = 0; i < 1000; i++) r.push(ev(i));
+    await r.flush();
+    assert.deepEqual(c.accepted.map((e) => e.session_id), Array.from({ length: 1000 }, (_, i) => `ses_${i}`).filter((id) => id !== 'ses_377'));
+    assert.equal(r.sent, 999);
+    assert.equal(r.droppedBy('refused'), 1);
+    assert.equal(r.queued, 0);
+    // One batch of 1000 (a 1 MiB budget); halving it down to its bad event takes two requests
+    // per halving, 10 halvings.
+    assert.ok(c.bodies.length <= 1 + 2 * 10, `${c.bodies.length} requests`);
+    assert.equal(logger.lines.filter((l) => l.msg.startsWith('control refused an event batch; sending it in halves')).length, 1);
+    assert.equal(logger.lines.filter((l) => l.msg === 'connection events dropped').length, 1);
+
+    // The next batches are whole again.
+    const before = c.bodies.length;
+    for (let i = 1000; i < 1100; i++) r.push(ev(i));
+    await r.flush();
+    assert.equal(c.bodies.length - before, 1);
+  });
+
+  it('a batch of events all refused with 400 ends, each dropped once', async () => {
+    const c = fakeClient(refusesWholeBatch(() => true));
+    const r = new EventReporter({ client: c, logger: createMemoryLogger(), maxQueue: 10_000, intervalMs: 1000 });
+    for (let i = 0; i < 10; i++) r.push(ev(i));
+    await r.flush();
+    assert.equal(r.droppedBy('refused'), 10);
+    assert.equal(r.queued, 0);
+    assert.equal(c.bodies.length, 19, 'every halving of 10 events');
+  });
+
+  it('counts the events control refuses one by one and sends the others once', async () => {
+    const c = fakeClient((events) => events.flatMap((e, i) => (e.session_id === 'ses_5' || e.session_id === 'ses_50' ? [i] : [])));
+    const logger = createMemoryLogger();
+    const r = new EventReporter({ client: c, logger, maxQueue: 10_000, intervalMs: 1000 });
+    for (let i = 0; i < 100; i++) r.push(ev(i));
+    await r.flush();
+    assert.equal(c.bodies.length, 1, 'one request');
+    assert.equal(c.accepted.length, 98);
+    assert.equal(r.sent, 98);
+    assert.equal(r.droppedBy('rejected'), 2);
+    assert.equal(r.droppedBy('refused'), 0);
+    const logged = logger.lines.filter((l) => l.msg === 'connection events dropped');
+    assert.equal(logged.length, 1, 'logged once per code');
+    assert.equal(logged[0]!.fields.reason, 'rejected');
+    assert.equal(logged[0]!.fields.code, 'VALIDATION_FAILED');
+    assert.equal(logged[0]!.fields.type, 'conn_open');
   });
 
   it('keeps events across 5xx, 401 and unreachable, and drops the oldest past the bound', async () => {

@@ -1,10 +1,14 @@
 import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/node-api-check.js';
 import type { ConnectionEvent } from '../../protocol/node-api.js';
-import { ControlError, type ControlClient } from '../control-client.js';
+import { ControlError, type ControlClient, type EventBatchResult } from '../control-client.js';
 import type { Logger } from '../../shared/logger.js';
 
-/** Why events were given up: the queue overflowed, or control refused them for good. */
-export type EventDropReason = 'queue_full' | 'refused';
+/**
+ * Why events were given up: the queue overflowed; control refused a batch for good (a 4xx; after
+ * a 400, halving it down to the single events it refuses); or control refused single events of
+ * a batch it otherwise recorded (its answer's `rejected`).
+ */
+export type EventDropReason = 'queue_full' | 'refused' | 'rejected';
 
 /** `{"events":[` + `]}`: the body around the events. */
 const ENVELOPE_BYTES = 13;
@@ -19,10 +23,14 @@ const MIN_BATCH_BYTES = 2048;
  * fits the control plane's body limit. What happens to a batch control does not accept depends
  * on why: unreachable, 5xx, 408, 429, 401 and 403 (not the batch's fault; the node credential
  * or control itself) keep it at the front of the queue for the next flush; 413 halves the
- * batch size (a limit smaller than ours) and retries at once; a single event still too large,
- * and any other 4xx, is a permanent refusal: the batch is dropped and counted, so it can never
- * block the events behind it. Drops of either kind are logged once per reason (and status),
- * then only counted.
+ * batch size (a limit smaller than ours) and retries at once; 400 (an older control plane
+ * refuses a whole batch for one event outside its schema) sends the batch again in halves, at
+ * once, down to the single events it refuses, so one bad event never takes the others with it
+ * (at most about two requests per event in the batch); a single event still refused, and any
+ * other 4xx, is a permanent refusal: dropped and counted, so it can never block the events
+ * behind it. A control plane that reads events one by one answers 202 with the ones it refused
+ * (`rejected`): those are counted as dropped, the rest as sent. Drops of each kind are logged
+ * once per reason (and status or code), then only counted.
  */
 export class EventReporter {
   #queue: { event: ConnectionEvent; bytes: number }[] = [];
@@ -35,7 +43,12 @@ export class EventReporter {
   #flushing: Promise<void> | undefined;
   #failing = false;
   #logged = new Set<string>();
-  #dropped: Record<EventDropReason, number> = { queue_full: 0, refused: 0 };
+  #dropped: Record<EventDropReason, number> = { queue_full: 0, refused: 0, rejected: 0 };
+  /**
+   * After a 400: the sizes of the next batches from the front of the queue (halves of the
+   * refused batch, then halves of a refused half, ...), consumed as they are sent or dropped.
+   */
+  #split: number[] = [];
   sent = 0;
 
   constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number }) {
@@ -52,7 +65,7 @@ export class EventReporter {
 
   /** Events given up, all reasons. */
   get dropped(): number {
-    return this.#dropped.queue_full + this.#dropped.refused;
+    return this.#dropped.queue_full + this.#dropped.refused + this.#dropped.rejected;
   }
 
   droppedBy(reason: EventDropReason): number {
@@ -66,7 +79,10 @@ export class EventReporter {
 
   push(event: ConnectionEvent): void {
     this.#queue.push({ event, bytes: Buffer.byteLength(JSON.stringify(event)) });
-    if (this.#queue.length > this.#max) this.#drop('queue_full', this.#queue.splice(0, this.#queue.length - this.#max).length);
+    if (this.#queue.length > this.#max) {
+      this.#drop('queue_full', this.#queue.splice(0, this.#queue.length - this.#max).length);
+      this.#split = []; // the halves no longer line up with the queue's front: found again if need be
+    }
   }
 
   start(): void {
@@ -92,8 +108,9 @@ export class EventReporter {
   #batchLength(): number {
     let bytes = ENVELOPE_BYTES;
     let n = 0;
+    const most = Math.min(EVENT_BATCH_MAX_EVENTS, this.#split[0] ?? Infinity);
     for (const q of this.#queue) {
-      if (n >= EVENT_BATCH_MAX_EVENTS) break;
+      if (n >= most) break;
       const next = bytes + q.bytes + (n > 0 ? 1 : 0);
       if (n > 0 && next > this.#budget) break;
       bytes = next;
@@ -106,8 +123,9 @@ export class EventReporter {
     while (this.#queue.length > 0) {
       const n = this.#batchLength();
       const batch = this.#queue.slice(0, n);
+      let result: EventBatchResult;
       try {
-        await this.#client.sendEvents(batch.map((q) => q.event));
+        result = await this.#client.sendEvents(batch.map((q) => q.event));
       } catch (err) {
         const status = err instanceof ControlError ? err.opts.status : undefined;
         const permanent = status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
@@ -125,12 +143,29 @@ export class EventReporter {
             continue;
           }
         }
+        if (status === 400 && n > 1) {
+          // An older control plane refuses a whole batch for one event outside its schema: the
+          // halves go at once, and the halves of a refused half, down to the events it refuses.
+          this.#consumeSplit(n);
+          const half = Math.ceil(n / 2);
+          this.#split.unshift(half, n - half);
+          this.#logOnce('400', 'control refused an event batch; sending it in halves to keep the events it accepts', { status, events: n });
+          continue;
+        }
         this.#removeFront(batch);
+        this.#consumeSplit(n);
         this.#drop('refused', n, { status, err });
         continue;
       }
       this.#removeFront(batch);
-      this.sent += n;
+      this.#consumeSplit(n);
+      // Rejections name events of this batch by index; anything else in the answer is ignored.
+      const rejected = new Map<number, EventBatchResult['rejected'][number]>();
+      for (const r of result.rejected) if (r.index < n && !rejected.has(r.index)) rejected.set(r.index, r);
+      this.sent += n - rejected.size;
+      for (const [index, r] of rejected) {
+        this.#drop('rejected', 1, { code: r.code, field: r.field, type: batch[index]!.event.type, index, events: n });
+      }
       if (this.#failing) this.#logger.info('event reporting recovered', { queued: this.#queue.length });
       this.#failing = false;
     }
@@ -145,9 +180,20 @@ export class EventReporter {
     if (first !== -1) this.#queue.splice(0, batch.length - first);
   }
 
+  /** `n` events from the front were sent or dropped: what is left of the halves to send. */
+  #consumeSplit(n: number): void {
+    let left = n;
+    while (left > 0 && this.#split.length > 0) {
+      const take = Math.min(left, this.#split[0]!);
+      left -= take;
+      if (take === this.#split[0]) this.#split.shift();
+      else this.#split[0] = this.#split[0]! - take;
+    }
+  }
+
   #drop(reason: EventDropReason, n: number, fields: Record<string, unknown> = {}): void {
     this.#dropped[reason] += n;
-    const key = `${reason}:${String(fields.status ?? '')}`;
+    const key = `${reason}:${String(fields.status ?? fields.code ?? '')}`;
     this.#logOnce(key, 'connection events dropped', { reason, events: n, ...fields, note: 'logged once per reason; see tunnel_node_events_dropped_total' });
   }
 

@@ -67,6 +67,8 @@ const nasty = fc.constantFrom(...NASTY);
 function resolve(doc: Doc, s: Schema): Schema {
   const ref = s.$ref;
   if (typeof ref === 'string') return resolve(doc, doc.components.schemas[ref.replace('#/components/schemas/', '')]!);
+  // One schema wrapped (a body read item by item documents its items as { allOf: [{ $ref }] }).
+  if (Array.isArray(s.allOf) && s.allOf.length === 1) return resolve(doc, s.allOf[0] as Schema);
   return s;
 }
 

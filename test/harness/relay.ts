@@ -137,7 +137,7 @@ export async function startFakeControl(): Promise<FakeControl> {
         const body = (await readJson(req)) as { events: ConnectionEvent[] };
         fc.events.push(...body.events);
         emitter.emit('events', body.events);
-        return send(res, 202, {});
+        return send(res, 202, { accepted: body.events.length, rejected: [] });
       }
       return problem(res, 404, 'NOT_FOUND');
     })().catch(() => problem(res, 500, 'INTERNAL'));
