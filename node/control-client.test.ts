@@ -202,3 +202,30 @@ describe('relay control client over node:https: trust and bounds', () => {
     }
   });
 });
+
+describe('relay control client: event batches', () => {
+  it("reads the events control refused one by one; an answer without them (an older control plane) accepted all", async () => {
+    const answers = ['{"accepted":1,"rejected":[{"index":1,"code":"VALIDATION_FAILED","field":"reason"}]}', '', '{}'];
+    const srv = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(202, { 'content-type': 'application/json' });
+        res.end(answers.shift());
+      });
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => 'tnl_node_x', timeoutMs: 5_000 });
+    const events = [
+      { type: 'conn_open' as const, at: '2026-12-02T00:00:00Z' },
+      { type: 'conn_close' as const, at: '2026-12-02T00:00:01Z' },
+    ];
+    try {
+      assert.deepEqual(await client.sendEvents(events), { accepted: 1, rejected: [{ index: 1, code: 'VALIDATION_FAILED', field: 'reason' }] });
+      assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
+      assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
+    } finally {
+      await client.close();
+    }
+  });
+});
