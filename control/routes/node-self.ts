@@ -12,7 +12,7 @@ import type { App, AppEnv } from '../http/env.js';
 import type { Context } from 'hono';
 import type { NodePrincipal } from '../services/authz.js';
 import { heartbeat, MAX_FEED_WAIT, recordEvents, revocationFeed, type EventRejection } from '../services/nodes.js';
-import { errorResponses, guarded, json, jsonBody } from './common.js';
+import { errorResponses, guarded, json, jsonBody, registerRequestComponent } from './common.js';
 
 const nodeSecurity = [{ nodeToken: [] }];
 
@@ -54,7 +54,9 @@ export function readEvents(raw: readonly unknown[]): { events: ConnectionEvent[]
 const nodeOf = (c: Context<AppEnv>) => c.get('principal') as NodePrincipal;
 
 export function registerNodeSelf(app: App): void {
-  app.openAPIRegistry.register('ConnectionEvent', ConnectionEventSchema);
+  // Not openAPIRegistry.register: zod 4 gives .openapi() only to schemas made after
+  // @hono/zod-openapi is loaded, and protocol/ may be loaded first.
+  registerRequestComponent(app, 'ConnectionEvent', ConnectionEventSchema);
   app.openapi(
     createRoute(
       guarded('node.heartbeat', {
