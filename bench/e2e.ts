@@ -60,9 +60,10 @@ import { nativeCryptoAvailable } from '../node/ssh2-internals.js';
 import { cliBinary, startStack, type CliUser, type Stack } from '../test/harness/stack.js';
 import { parseBenchArgs } from './lib/bench-args.js';
 import { freePort, killTracked, sshArgs, startKeySshd, track, waitForListen, writeKey, type SshTarget, type Tracked } from './lib/openssh.js';
-import { cpuSeconds, procUse, treeCpuSeconds, treeProcUse, type ProcUse } from './lib/proc.js';
+import { cpuSeconds, processTree, procUse, treeCpuSeconds, treeProcUse, type ProcUse } from './lib/proc.js';
 import { startDelayLineProcess } from './lib/delay-line-process.js';
 import { formatCpuSummary, summariseCpuProfile } from './lib/cpu-profile.js';
+import { attachPerf } from './lib/perf-attach.js';
 import { ADMIN } from '../test/harness/stack.js';
 import { httpCaller, passwordLogin } from '../test/harness/control.js';
 import { startRelayProcess } from '../test/harness/relay-process.js';
@@ -89,6 +90,7 @@ const opts = parseBenchArgs(
     'far-rounds': { type: 'string', default: '3' },
     'far-warmup': { type: 'string', default: String(256 * 1024 ** 2) },
     warmup: { type: 'string', default: '0' },
+    perf: { type: 'string' },
   },
   [
     'usage: node dist/bench/e2e.js [options]',
@@ -105,6 +107,9 @@ const opts = parseBenchArgs(
     '  --top N            functions per profile table (12)',
     '  --node-arg ARG     extra node flag for tunnel expose, tunnel open and the relay, repeatable (e.g. --node-arg=--max-semi-space-size=32)',
     '  --relay-arg ARG    extra tunnel-node flag for both relays, repeatable (e.g. --relay-arg=--gc-full-after=0)',
+    '  --perf DIR         attach perf (root) to each loopback path\'s processes during each push: perf record (cpu-clock,',
+    '                     call chains) into DIR/PATH-rN.data and per process syscall counts into DIR/PATH-rN.WHAT.PID.stat',
+    '                     (bench/lib/perf-attach.ts); add --node-arg=--perf-basic-prof for JS frame names',
     "  e.g. a quick profile: --bytes 268435456 --rounds 1 --connections 20 --rtt '' --cipher aes128-gcm@openssh.com --profile",
     '',
   ].join('\n'),
@@ -139,6 +144,11 @@ interface Round {
 type CpuReader = () => number[];
 /** What the loopback path's processes used so far: X's client, the daemon, Y's client. */
 type UseReader = () => ProcUse[];
+/** For --perf: a name for the path, and its processes now (the daemon's whole tree). */
+interface PerfTargets {
+  label: string;
+  pids: () => { what: string; pid: number }[];
+}
 
 interface PathResult extends Round {
   rounds: Round[];
@@ -149,15 +159,17 @@ interface PathResult extends Round {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One round through Y's local port: latencies first (idle path), then the push. */
-async function measureRound(localPort: number, service: Service, use: UseReader): Promise<Round> {
+async function measureRound(localPort: number, service: Service, use: UseReader, perf?: PerfTargets & { round: number }): Promise<Round> {
   const lat = await firstByteLatencies(localPort, CONNECTIONS);
   const { sock } = await openStream(localPort);
   const target = service.received() + BYTES;
+  const attached = perf && opts.perf ? await attachPerf(resolve(opts.perf), `${perf.label}-r${perf.round}`, perf.pids()) : undefined;
   const use0 = use();
   const t0 = performance.now();
   await Promise.all([pump(sock, BYTES), service.waitForBytes(target, 15 * 60_000)]);
   const secs = (performance.now() - t0) / 1000;
   const use1 = use();
+  await attached?.stop();
   const per = (k: keyof ProcUse) => use1.map((u, i) => (u[k] - use0[i]![k]) / (BYTES / GiB));
   const split = per('cpu');
   sock.destroy();
@@ -175,11 +187,11 @@ async function warmupPush(localPort: number, service: Service, use: UseReader): 
 }
 
 /** ROUNDS rounds (after a --warmup push, if any); each figure is the median over the rounds. */
-async function measurePath(localPort: number, service: Service, use: UseReader): Promise<PathResult> {
+async function measurePath(localPort: number, service: Service, use: UseReader, perf?: PerfTargets): Promise<PathResult> {
   await waitForPath(localPort, 30_000);
   const warmup = WARMUP > 0 ? await warmupPush(localPort, service, use) : undefined;
   const rounds: Round[] = [];
-  for (let i = 0; i < ROUNDS; i++) rounds.push(await measureRound(localPort, service, use));
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await measureRound(localPort, service, use, perf && { ...perf, round: i + 1 }));
   const m = (k: 'mbps' | 'p50' | 'p99' | 'cpuPerGiB') => median(rounds.map((r) => r[k]));
   const each = (k: 'split' | 'sys' | 'reads' | 'writes') => rounds[0]![k].map((_, i) => median(rounds.map((r) => r[k][i]!)));
   return { mbps: m('mbps'), p50: m('p50'), p99: m('p99'), cpuPerGiB: m('cpuPerGiB'), split: each('split'), sys: each('sys'), reads: each('reads'), writes: each('writes'), rounds, ...(warmup ? { warmup } : {}) };
@@ -200,7 +212,8 @@ async function runOpenSsh(cipher: string, service: Service, dir: string): Promis
     await waitForListen(q, 20_000);
     const ys = track('ssh', sshArgs(target(y.file), cipher, ['-L', `127.0.0.1:${r}:127.0.0.1:${q}`]));
     try {
-      return await measurePath(r, service, () => [procUse(xs.pid), treeProcUse(sshd.pid), procUse(ys.pid)]);
+      const targets = () => [{ what: 'X-ssh-R', pid: xs.pid }, ...processTree(sshd.pid).map((pid) => ({ what: 'sshd', pid })), { what: 'Y-ssh-L', pid: ys.pid }];
+      return await measurePath(r, service, () => [procUse(xs.pid), treeProcUse(sshd.pid), procUse(ys.pid)], { label: `openssh-${short(cipher)}`, pids: targets });
     } finally {
       await ys.stop();
       await xs.stop();
@@ -226,7 +239,8 @@ async function runTunnel(stack: Stack, x: CliUser, y: CliUser, service: Service,
     await open.waitFor(/"event":"listening"/, 30_000);
     const relayPid = stack.relay.pid;
     profiled.push({ what: 'X: tunnel expose', pid: expose.pid }, { what: 'relay: tunnel-node', pid: relayPid }, { what: 'Y: tunnel open --listen', pid: open.pid });
-    return await measurePath(r, service, () => [procUse(expose.pid), procUse(relayPid), procUse(open.pid)]);
+    const targets = () => [{ what: 'X-expose', pid: expose.pid }, { what: 'relay', pid: relayPid }, { what: 'Y-open', pid: open.pid }];
+    return await measurePath(r, service, () => [procUse(expose.pid), procUse(relayPid), procUse(open.pid)], { label: 'tunnel', pids: targets });
   } finally {
     // SIGTERM: the CLI exits cleanly, so --cpu-prof writes its profile.
     await open.stop();
@@ -475,6 +489,7 @@ function farTable(oldFar: FarRow[], tunFar: FarRow[]): string {
 async function main(): Promise<void> {
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'tunnel-bench-e2e-'));
+  if (opts.perf) mkdirSync(resolve(opts.perf), { recursive: true });
   const profDir = opts['cpu-prof'] ? resolve(opts['cpu-prof']) : opts.profile ? join(dir, 'profiles') : undefined;
   if (profDir) mkdirSync(profDir, { recursive: true });
   const nodeArgs = [...opts['node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];

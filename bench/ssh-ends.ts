@@ -22,6 +22,8 @@
  *
  * Options: --bytes N (256 MiB per round) --rounds N (4) --role sender,receiver
  *          --variant batched,unbatched,join (all three) --node-arg FLAG (repeatable)
+ *          --perf DIR (root: perf record and syscall counts of the child during each push, bench/lib/perf-attach.ts;
+ *            with --node-arg=--perf-basic-prof for JS names)
  */
 import { fork } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -34,6 +36,7 @@ import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
 import { clientSocket, installPooledPadding, socketOf } from '../node/ssh2-internals.js';
 import { batchWrites } from '../node/write-batching.js';
+import { attachPerf, type PerfAttachment } from './lib/perf-attach.js';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { joinSocketAndChannel } from '../cli/ssh/pipe.js';
 
@@ -50,6 +53,7 @@ const { values: opts, positionals } = parseArgs({
     role: { type: 'string', default: 'sender,receiver' },
     variant: { type: 'string', default: VARIANTS.join(',') },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    perf: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -96,6 +100,12 @@ async function child(role: Role, variant: Variant, sshPort: number, localPort: n
   await once(local, 'connect');
   local.setNoDelay(true);
   const ch = await new Promise<Duplex>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
+  if (opts.perf) {
+    // --perf: the parent attaches perf now, before anything moves, and says go.
+    const go = once(process, 'message');
+    process.send!('ready');
+    await go;
+  }
   const c0 = process.cpuUsage();
   // The join may move the connection to a new socket (cli/ssh/packet-reads.ts): it returns the one it joined.
   let joined = local;
@@ -111,6 +121,8 @@ async function child(role: Role, variant: Variant, sshPort: number, localPort: n
   // Exits by itself (not killed by the parent), so that --node-arg=--cpu-prof writes its profile.
   process.exit(0);
 }
+
+let perfRound = 0;
 
 /** One round: the peer (ssh2 server, and the local TCP end) here, the end under test in a child. */
 async function round(role: Role, variant: Variant, hostKey: string): Promise<number> {
@@ -133,12 +145,20 @@ async function round(role: Role, variant: Variant, hostKey: string): Promise<num
   const sshPort = await listen(ssh as unknown as Server);
   const localPort = await listen(local);
   const me = fileURLToPath(import.meta.url);
-  const p = fork(me, ['child', role, variant, String(sshPort), String(localPort), '--bytes', String(BYTES)], { execArgv: opts['node-arg'] });
+  const p = fork(me, ['child', role, variant, String(sshPort), String(localPort), '--bytes', String(BYTES), ...(opts.perf ? ['--perf', opts.perf] : [])], { execArgv: opts['node-arg'] });
+  let perf: PerfAttachment | undefined;
   try {
+    if (opts.perf) {
+      await once(p, 'message');
+      perf = await attachPerf(opts.perf, `${role}-${variant}-r${++perfRound}`, [{ what: `${role}-${variant}`, pid: p.pid! }]);
+      p.send('go');
+    }
     const [cpu] = (await once(p, 'message')) as [number];
+    await perf?.stop();
     await delivered;
     return cpu;
   } finally {
+    await perf?.stop();
     // The child exits once it reported (a profile with --cpu-prof takes a moment to write); killed if it hangs.
     if (p.exitCode === null && p.signalCode === null) await Promise.race([once(p, 'exit'), new Promise((r) => setTimeout(r, 30_000).unref())]);
     p.kill();
@@ -149,7 +169,7 @@ async function round(role: Role, variant: Variant, hostKey: string): Promise<num
 
 async function main(): Promise<void> {
   if (opts.help) {
-    process.stdout.write('usage: node dist/bench/ssh-ends.js [--bytes N] [--rounds N] [--role sender,receiver] [--variant batched,unbatched,join] [--node-arg FLAG ...]\n');
+    process.stdout.write('usage: node dist/bench/ssh-ends.js [--bytes N] [--rounds N] [--role sender,receiver] [--variant batched,unbatched,join] [--node-arg FLAG ...] [--perf DIR]\n');
     return;
   }
   if (positionals[0] === 'child') {
