@@ -9,6 +9,7 @@ import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { CONNECTION_CLOSED, openWhenOnline, retryPlan } from './open-when-online.js';
+import { clientSocket } from '../../node/ssh2-internals.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import { holdChannelWrites } from '../ssh/send-backpressure.js';
@@ -185,16 +186,32 @@ export function forwardOut(client: Client, srcPort: number, dest: Dest, adapt: A
           ch?.close();
           return;
         }
-        if (err) return reject(channelOpenError(err, dest));
+        // The connection closed with the open unanswered (the relay restarting or gone): ssh2
+        // answers 'No response from server'. Not a refusal: the next connection may open it.
+        if (err) return reject(connectionGone(client) ? closedBeforeOpen(dest) : channelOpenError(err, dest));
         adapt(client, ch);
         resolve(ch);
       });
     } catch {
       // ssh2 throws "Not connected" when the connection closed meanwhile.
       clearTimeout(timer);
-      reject(new CliError(EXIT.UNREACHABLE, `the connection to the relay closed before ${dest.label} could be opened`, { code: CONNECTION_CLOSED }));
+      reject(closedBeforeOpen(dest));
     }
   });
+}
+
+function closedBeforeOpen(dest: Dest): CliError {
+  return new CliError(EXIT.UNREACHABLE, `the connection to the relay closed before ${dest.label} could be opened`, { code: CONNECTION_CLOSED });
+}
+
+/** Whether the client's connection is closed (ssh2 then fails every pending open alike). */
+function connectionGone(client: Client): boolean {
+  try {
+    const sock = clientSocket(client);
+    return sock.destroyed || !sock.writable;
+  } catch {
+    return false; // not a client ssh2 connected (tests' fakes): its refusal as given
+  }
 }
 
 async function serveLocal(
