@@ -118,6 +118,28 @@ describe('EventReporter', () => {
     assert.equal(logged[0]!.fields.type, 'conn_open');
   });
 
+  it('logs rejections once per known code: codes a control plane makes up are one more line, not one each', async () => {
+    // A broken or hostile control plane naming every rejection differently (up to 64 characters
+    // each) must not make a log line, and a remembered key, per event.
+    let n = 0;
+    const c = {
+      sendEvents: async (events: ConnectionEvent[]): Promise<EventBatchResult> => ({
+        accepted: 0,
+        rejected: events.map((_, index) => ({ index, code: `MADE_UP_${n++}` })),
+      }),
+    };
+    const logger = createMemoryLogger();
+    const r = new EventReporter({ client: c, logger, maxQueue: 10_000, intervalMs: 1000, maxBatchBytes: 1024 * 1024 });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 1000; i++) r.push(ev(i));
+      await r.flush();
+    }
+    assert.equal(r.droppedBy('rejected'), 3000);
+    const logged = logger.lines.filter((l) => l.msg === 'connection events dropped');
+    assert.equal(logged.length, 1, `${logged.length} lines`);
+    assert.equal(logged[0]!.fields.code, 'MADE_UP_0');
+  });
+
   it('keeps events across 5xx, 401 and unreachable, and drops the oldest past the bound', async () => {
     const errors: Error[] = [rejected(503), rejected(401), new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true })];
     const c = fakeClient(() => errors.shift() as ControlError | undefined);

@@ -10,6 +10,9 @@ import type { Logger } from '../../shared/logger.js';
  */
 export type EventDropReason = 'queue_full' | 'refused' | 'rejected';
 
+/** The codes a control plane gives an event it refuses alone (EventBatchResultSchema's `rejected`). */
+const REJECTION_CODES: ReadonlySet<string> = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD']);
+
 /** `{"events":[` + `]}`: the body around the events. */
 const ENVELOPE_BYTES = 13;
 /** Smallest batch budget after 413s: one event of the largest size the schema allows fits. */
@@ -193,7 +196,10 @@ export class EventReporter {
 
   #drop(reason: EventDropReason, n: number, fields: Record<string, unknown> = {}): void {
     this.#dropped[reason] += n;
-    const key = `${reason}:${String(fields.status ?? fields.code ?? '')}`;
+    // A rejection's code is the control plane's text: any code it made up shares one key, or a
+    // control plane naming each rejection differently would log (and keep a key for) each event.
+    const code = typeof fields.code === 'string' ? (REJECTION_CODES.has(fields.code) ? fields.code : 'other') : '';
+    const key = `${reason}:${String(fields.status ?? code)}`;
     this.#logOnce(key, 'connection events dropped', { reason, events: n, ...fields, note: 'logged once per reason; see tunnel_node_events_dropped_total' });
   }
 
