@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CliError, EXIT } from '../errors.js';
-import { CONNECTION_CLOSED, openWhenOnline, type RetryPlan } from './open-when-online.js';
+import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, type RetryPlan } from './open-when-online.js';
 
 /** A plan on a fake clock: wait() moves it on and records the pauses. */
 function fakePlan(deadlineMs: number): RetryPlan & { pauses: number[] } {
@@ -61,6 +61,25 @@ describe('openWhenOnline (tunnel open --listen, one local connection)', () => {
     );
     assert.deepEqual(plan.pauses, [250, 500, 1000]);
     assert.deepEqual(asked, [3000, 2750, 2250, 1250]);
+  });
+
+  it('tries a busy relay again (its pending-open limit, 32, while every waiting connection opens at once)', async () => {
+    const plan = fakePlan(15_000);
+    const refusals = [new CliError(EXIT.UNREACHABLE, 'the relay is busy: too many pending opens; try again', { code: RELAY_BUSY })];
+    let opens = 0;
+    const ch = await openWhenOnline(
+      async () => 'conn',
+      async () => {
+        opens++;
+        const e = refusals.shift();
+        if (e) throw e;
+        return 'channel';
+      },
+      plan,
+    );
+    assert.equal(ch, 'channel');
+    assert.equal(opens, 2);
+    assert.deepEqual(plan.pauses, [250]);
   });
 
   it('does not try other refusals again', async () => {

@@ -3,6 +3,12 @@ import { CliError, EXIT } from '../errors.js';
 
 /** CliError code of a channel open whose connection to the relay closed before the relay answered. */
 export const CONNECTION_CLOSED = 'connection_closed';
+/**
+ * CliError code of a channel open the relay refused as `busy`: a limit of the connection (its
+ * pending opens: 32 by default, which the connections waiting for a reconnect all make at
+ * once), of the exposure or the relay, or a relay draining. "Try again later", it says.
+ */
+export const RELAY_BUSY = 'relay_busy';
 
 export interface RetryPlan {
   /** Until when (ms, `now()`'s clock) the local connection may wait in all. */
@@ -22,13 +28,13 @@ export function retryPlan(waitMs: number): RetryPlan {
 
 /** Whether a failed open may succeed a moment later on the same or the next connection. */
 function transient(err: unknown): boolean {
-  return err instanceof CliError && (err.exitCode === EXIT.EXPOSURE_OFFLINE || err.code === CONNECTION_CLOSED);
+  return err instanceof CliError && (err.exitCode === EXIT.EXPOSURE_OFFLINE || err.code === CONNECTION_CLOSED || err.code === RELAY_BUSY);
 }
 
 /**
  * Opens a channel for one local connection of `tunnel open --listen`: on the open connection, or
  * the next one (`next`, which waits while the supervisor reconnects). A refusal because the
- * exposure is offline, or a connection that closed before the relay answered, is tried again
+ * exposure is offline or the relay is busy, or a connection that closed before the relay answered, is tried again
  * after a pause (250 ms, doubling up to 2 s) until the deadline: when a relay restarts, or X's
  * `tunnel expose` reconnects, Y is often back first, and X a moment later. Any other refusal,
  * and the last transient one, is the caller's to report.

@@ -8,7 +8,7 @@ import { Session } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
-import { CONNECTION_CLOSED, openWhenOnline, retryPlan } from './open-when-online.js';
+import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, retryPlan } from './open-when-online.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
@@ -30,7 +30,7 @@ Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a fr
 serves a local port: every local connection is carried over one SSH connection to the relay,
 which is renewed before its lease expires and re-established when it drops. A local connection
 that comes while there is no connection to the relay, or while the exposure is offline (X
-reconnecting), waits for it, at most 15 s, and is then closed. With --stdio it
+reconnecting) or the relay busy, waits for it, at most 15 s, and is then closed. With --stdio it
 carries one connection over standard input and output, for ssh's ProxyCommand. PORT is the
 exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
 the server's, 10 minutes); the lease is renewed in band before it ends either way.
@@ -157,7 +157,7 @@ export function channelOpenError(err: unknown, dest: Dest): CliError {
     case 'not_in_lease':
       return new CliError(EXIT.NOT_PERMITTED, `the relay refused ${dest.label}: ${refusal.detail}`);
     case 'busy':
-      return new CliError(EXIT.UNREACHABLE, `the relay is busy: ${refusal.detail}; try again`);
+      return new CliError(EXIT.UNREACHABLE, `the relay is busy: ${refusal.detail}; try again`, { code: RELAY_BUSY });
     default:
       return new CliError(EXIT.ERROR, `the relay refused ${dest.label} (${message})`);
   }

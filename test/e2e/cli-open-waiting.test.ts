@@ -18,7 +18,8 @@ import { after, before, describe, it } from 'node:test';
 import { startStack, type CliUser, type Stack } from '../harness/stack.js';
 import { echoService, roundTrip, waitForLine } from '../harness/streams.js';
 
-const WAITING = 30;
+/** More than the relay's --max-pending-opens (32 by default): they all open at once when the connection comes. */
+const WAITING = 64;
 
 /** WAITING round trips through `port` at once; how many came back intact. */
 async function served(port: number, what: string): Promise<number> {
