@@ -95,8 +95,9 @@ Examples:
     const sup = new LeaseSupervisor(session, { request });
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
     const onFail = (err: CliError) => {
-      // Stopping (Ctrl-C) refuses every waiting connection: that is not news, one line each.
-      if (ctx.stopSignal.aborted) return;
+      // Stopping (Ctrl-C, or run() ending with a permanent refusal it reports itself) refuses
+      // every waiting connection: that is not news, one line each.
+      if (ctx.stopSignal.aborted || sup.stopped) return;
       events?.({ event: 'channel_failed', error: err.message, exit_code: err.exitCode });
       if (!events) info(ctx, `tunnel open: ${err.message}`);
     };

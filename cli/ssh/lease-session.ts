@@ -79,6 +79,11 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 5_000, once: false, ...opts };
   }
 
+  /** Whether stop() was called: by the caller, or by run() ending (stopped, or a permanent error). */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
   /** The connection while it is open (undefined from its close until the next one is up). */
   get current(): Connected | undefined {
     return this.#live;

@@ -117,4 +117,24 @@ describe('tunnel open --listen: local connections waiting for the relay (real bi
     assert.doesNotMatch(stdout + stderr, /channel_failed|no connection to the relay/, stdout + stderr);
     cleanStderr(stderr);
   });
+
+  it('a refusal for good (the exposure deleted) ends tunnel open with that one line, not one more for each waiting connection', async () => {
+    const created = await admin.run(['exposures', 'create', 'wait-gone', '--allow', 'bob']);
+    assert.equal(created.code, 0, created.stderr);
+    const y = bob.spawn(['open', 'wait-gone', '--listen', '127.0.0.1:0']);
+    const listening = await waitForLine(y, /Listening on/);
+    const port = Number(/:(\d+) for/.exec(listening)![1]);
+    await waitForLine(y, /reconnecting/);
+    const socks = await Promise.all(Array.from({ length: 5 }, () => connected(port)));
+    const closed = socks.map((s) => new Promise((resolve) => s.once('close', resolve)));
+    const exited = once(y, 'exit');
+    const rm = await admin.run(['exposures', 'rm', 'wait-gone']);
+    assert.equal(rm.code, 0, rm.stderr);
+    const [code] = (await exited) as [number];
+    await Promise.all(closed);
+    const { stderr } = y.output();
+    assert.notEqual(code, 0, stderr);
+    assert.doesNotMatch(stderr, /no connection to the relay/, stderr);
+    cleanStderr(stderr);
+  });
 });
