@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CliError, EXIT } from '../errors.js';
-import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, type RetryPlan } from './open-when-online.js';
+import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, retryPlan, type RetryPlan } from './open-when-online.js';
 
 /** A plan on a fake clock: wait() moves it on and records the pauses. */
 function fakePlan(deadlineMs: number): RetryPlan & { pauses: number[] } {
@@ -119,5 +119,13 @@ describe('openWhenOnline (tunnel open --listen, one local connection)', () => {
       /no connection to the relay/,
     );
     assert.equal(calls, 2);
+  });
+
+  it('retryPlan: the wall clock set back an hour does not stretch the 15 s', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_800_000_000_000 });
+    const plan = retryPlan(15_000);
+    t.mock.timers.setTime(1_800_000_000_000 - 3_600_000);
+    const left = plan.deadline - plan.now();
+    assert.ok(left <= 15_000 && left > 0, `${left} ms left`);
   });
 });

@@ -22,8 +22,10 @@ export interface RetryPlan {
 
 export const OFFLINE_RETRY = { firstPauseMs: 250, maxPauseMs: 2_000 } as const;
 
+/** A plan on the monotonic clock: a wall clock set back (NTP, a resumed laptop) must not stretch the wait. */
 export function retryPlan(waitMs: number): RetryPlan {
-  return { deadline: Date.now() + waitMs, ...OFFLINE_RETRY, now: Date.now, wait: (ms) => sleep(ms, undefined, { ref: false }) };
+  const now = () => performance.now();
+  return { deadline: now() + waitMs, ...OFFLINE_RETRY, now, wait: (ms) => sleep(ms, undefined, { ref: false }) };
 }
 
 /** Whether a failed open may succeed a moment later on the same or the next connection. */
