@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -73,6 +73,18 @@ describe('JwksCache', async () => {
     assert.equal(await cache.refresh(), true);
     assert.equal(changes.length, 1);
     assert.equal(cache.status().lastError, null);
+  });
+
+  it('does not start from a disk copy that can verify nothing (kept by a relay before canVerify)', async () => {
+    for (const [name, doc] of [['e.json', { keys: [] }], ['f.json', jwksWith('ca1')], ['g.json', jwksWith('l1')]] as const) {
+      const file = join(dir, name);
+      await writeFile(file, JSON.stringify({ fetched_at: new Date(0).toISOString(), jwks: doc }));
+      const cache = new JwksCache({ client: fetcher(new Error('down')), file, clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
+      await cache.init();
+      assert.equal(cache.snapshot, undefined, `${doc.keys.length} key(s) on disk: not in use`);
+      assert.equal(cache.status().keys, 0, 'so /healthz says no_trust');
+      assert.equal(cache.status().source, 'none');
+    }
   });
 
   it('refreshes on an unknown key at most once per interval', async () => {

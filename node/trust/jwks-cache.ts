@@ -92,6 +92,9 @@ export class JwksCache {
       const stored = JSON.parse(await readFile(this.#opts.file, 'utf8')) as { fetched_at?: string; jwks?: unknown };
       const jwks = checkJwks(stored.jwks);
       if (jwks === undefined) throw new Error('the stored JWKS is not a JWKS');
+      // A copy an older relay kept from a control plane that published no lease key or no CA key
+      // (before canVerify): as good as none, and /healthz must say no_trust, not ok.
+      if (!canVerify(jwks)) throw new Error('the stored JWKS has no lease-signing key or no SSH CA key');
       this.#snap = snapshot(jwks);
       this.#source = 'disk';
       this.#fetchedAt = stored.fetched_at ? new Date(stored.fetched_at) : undefined;
