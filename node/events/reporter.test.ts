@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { EVENT_BATCH_MAX_BYTES, type ConnectionEvent } from '../../protocol/api-types.js';
 import { ControlError, type EventBatchResult } from '../control-client.js';
 import { createMemoryLogger } from '../../shared/logger.js';
-import { EventReporter } from './reporter.js';
+import { EventReporter, MAX_HALVINGS } from './reporter.js';
 
 const ev = (i: number): ConnectionEvent => ({ type: 'conn_open', at: new Date(0).toISOString(), session_id: `ses_${i}`, lease_id: `lease_${'x'.repeat(100)}_${i}`, remote: '203.0.113.9:50000' });
 const rejected = (status: number) => new ControlError('CONTROL_REJECTED', `control plane answered ${status}`, { status, retryable: status >= 500 });
@@ -98,6 +98,21 @@ describe('EventReporter', () => {
     assert.equal(r.droppedBy('refused'), 10);
     assert.equal(r.queued, 0);
     assert.equal(c.bodies.length, 19, 'every halving of 10 events');
+  });
+
+  it('halving a refused batch is bounded: a control plane refusing most events costs a bounded number of requests per batch, every event accounted for', async () => {
+    // Every 3rd event outside what control takes, or a proxy answering 400 to everything: two
+    // requests per event before (1,672 and 1,996 for 1000 events).
+    for (const bad of [(e: ConnectionEvent) => Number(e.session_id?.slice(4)) % 3 === 0, () => true]) {
+      const c = fakeClient(refusesWholeBatch(bad));
+      const r = new EventReporter({ client: c, logger: createMemoryLogger(), maxQueue: 10_000, intervalMs: 1000, maxBatchBytes: 1024 * 1024 });
+      for (let i = 0; i < 1000; i++) r.push(ev(i));
+      await r.flush();
+      assert.ok(c.bodies.length <= 2 * MAX_HALVINGS + 1, `${c.bodies.length} requests`);
+      assert.equal(r.queued, 0);
+      assert.equal(c.accepted.length + r.droppedBy('refused'), 1000);
+      assert.ok(c.accepted.every((e) => !bad(e)));
+    }
   });
 
   it('counts the events control refuses one by one and sends the others once', async () => {

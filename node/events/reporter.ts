@@ -17,6 +17,15 @@ const REJECTION_CODES: ReadonlySet<string> = new Set(['VALIDATION_FAILED', 'UNKN
 const ENVELOPE_BYTES = 13;
 /** Smallest batch budget after 413s: one event of the largest size the schema allows fits. */
 const MIN_BATCH_BYTES = 2048;
+/**
+ * Halvings of one refused batch (and its refused halves) before the rest of its pieces are
+ * dropped whole on their next 400: at most about 2 x 24 + 1 requests per batch of up to 1000
+ * events. Enough to find up to a few bad events in a batch (one takes 10 halvings); a control
+ * plane that refuses most events (an older one refusing a type this relay sends for every
+ * connection, or a proxy answering 400 to everything) costs a bounded number of requests per
+ * batch instead of two per event.
+ */
+export const MAX_HALVINGS = 24;
 
 /**
  * Sends connection and exposure events to the control plane in batches. Data paths only ever
@@ -29,7 +38,8 @@ const MIN_BATCH_BYTES = 2048;
  * batch size (a limit smaller than ours) and retries at once; 400 (an older control plane
  * refuses a whole batch for one event outside its schema) sends the batch again in halves, at
  * once, down to the single events it refuses, so one bad event never takes the others with it
- * (at most about two requests per event in the batch); a single event still refused, and any
+ * (at most MAX_HALVINGS halvings per batch, about 2 x MAX_HALVINGS + 1 requests; past that a
+ * refused piece is dropped whole); a single event still refused, and any
  * other 4xx, is a permanent refusal: dropped and counted, so it can never block the events
  * behind it. A control plane that reads events one by one answers 202 with the ones it refused
  * (`rejected`): those are counted as dropped, the rest as sent. Drops of each kind are logged
@@ -52,6 +62,8 @@ export class EventReporter {
    * refused batch, then halves of a refused half, ...), consumed as they are sent or dropped.
    */
   #split: number[] = [];
+  /** Halvings since #split was last empty (bounded by MAX_HALVINGS). */
+  #halvings = 0;
   sent = 0;
 
   constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number }) {
@@ -124,6 +136,7 @@ export class EventReporter {
 
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
+      if (this.#split.length === 0) this.#halvings = 0;
       const n = this.#batchLength();
       const batch = this.#queue.slice(0, n);
       let result: EventBatchResult;
@@ -146,9 +159,11 @@ export class EventReporter {
             continue;
           }
         }
-        if (status === 400 && n > 1) {
+        if (status === 400 && n > 1 && this.#halvings < MAX_HALVINGS) {
           // An older control plane refuses a whole batch for one event outside its schema: the
-          // halves go at once, and the halves of a refused half, down to the events it refuses.
+          // halves go at once, and the halves of a refused half, down to the events it refuses
+          // (at most MAX_HALVINGS times per batch; then a refused piece is dropped whole).
+          this.#halvings++;
           this.#consumeSplit(n);
           const half = Math.ceil(n / 2);
           this.#split.unshift(half, n - half);
