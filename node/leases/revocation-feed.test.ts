@@ -113,6 +113,58 @@ describe('RevocationFeed long poll', () => {
     }
   });
 
+  it('after a refused credential, the relay comes back only once it read every page of revocations it missed', async () => {
+    const answers: (Feed | Error)[] = [
+      new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false }),
+      { cursor: '1', revocations: [{ lease_id: 'lse_a', exp: EXP }] },
+      { cursor: '2', revocations: [{ lease_id: 'lse_b', exp: EXP }] },
+      { cursor: '2', revocations: [] },
+    ];
+    const waits: (number | undefined)[] = [];
+    const client = {
+      revocations: async (_cursor: string | undefined, waitMs?: number, signal?: AbortSignal) => {
+        waits.push(waitMs);
+        const a = answers.shift();
+        // Then holds the long poll, until the relay stops.
+        if (a === undefined) return new Promise<Feed>((_resolve, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+        if (a instanceof Error) throw a;
+        return a;
+      },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+    const keepAlive = setInterval(() => {}, 1000);
+    const back = new EventEmitter();
+    const revoked: string[] = [];
+    const seen: { ok: boolean; revoked: string[] }[] = [];
+    const feed = new RevocationFeed({
+      client,
+      clock: { now: () => new Date() },
+      logger: noopLogger,
+      intervalMs: 10,
+      waitMs: 20_000,
+      file: join(dir, 'r.json'),
+      onRevoked: (id) => revoked.push(id),
+      onCredential: (ok) => {
+        seen.push({ ok, revoked: [...revoked] });
+        if (ok) back.emit('back');
+      },
+    });
+    try {
+      const accepted = once(back, 'back');
+      feed.start();
+      await accepted;
+      assert.deepEqual(seen, [
+        { ok: false, revoked: [] },
+        { ok: true, revoked: ['lse_a', 'lse_b'] },
+      ]);
+      assert.deepEqual(waits.slice(0, 4), [20_000, 0, 0, 0], 'no long poll while out of service');
+    } finally {
+      clearInterval(keepAlive);
+      await feed.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stop() ends a poll the control plane is holding (a relay does not wait out the long poll at shutdown)', async () => {
     let signalSeen: AbortSignal | undefined;
     const called = new EventEmitter();

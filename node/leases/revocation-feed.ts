@@ -107,8 +107,13 @@ export class RevocationFeed {
    * applies them. Resolves true when a revocation not known yet arrived or the cursor moved; false otherwise.
    */
   async #poll(waitMs: number): Promise<boolean> {
+    // Out of service for a refused credential: read every page at once, not one page per long
+    // poll, so that the relay comes back as soon as it knows all revocations it missed.
+    if (this.#credentialRejected) waitMs = 0;
     try {
       let changed = false;
+      // Whether the last page read was the feed's end (empty, or the cursor stayed).
+      let caughtUp = false;
       for (let page = 0; page < 100; page++) {
         const feed = await this.#opts.client.revocations(this.#cursor, waitMs, waitMs > 0 ? this.#abort.signal : undefined);
         for (const r of feed.revocations) {
@@ -119,13 +124,17 @@ export class RevocationFeed {
         const moved = feed.cursor !== this.#cursor;
         if (moved) changed = true;
         this.#cursor = feed.cursor;
+        caughtUp = feed.revocations.length === 0 || !moved;
         // A long poll is answered at once while there are pages left: start() asks again at once
         // after news, with the long timeout (a plain request can time out behind a busy database).
         if (waitMs > 0 || feed.revocations.length === 0 || !moved) break;
       }
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
-      this.#credential(true);
+      // A relay out of service for a refused credential comes back only once it has read the
+      // feed to its end: revocations made meanwhile may fill several pages (start() asks again
+      // at once after news).
+      if (caughtUp || !this.#credentialRejected) this.#credential(true);
       this.#lastSuccess = this.#opts.clock.now();
       if (this.#prune() || changed) await this.#save();
       return changed;
