@@ -5,40 +5,18 @@
  * server holding `direct-tcpip` opens unanswered; the timeout is shortened for the test.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { after, it } from 'node:test';
-import ssh2, { type Client } from 'ssh2';
-import { formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
+import type { ServerChannel } from 'ssh2';
 import { CliError, EXIT } from '../errors.js';
+import { clientOfFakeRelay } from '../testing/fake-relay.js';
 import { forwardOut } from './open.js';
 
-const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
-
 it('gives up on a channel open the relay never answers, and closes a channel granted after that', { timeout: 30_000 }, async () => {
-  const pending: { accept: () => ssh2.ServerChannel }[] = [];
+  const pending: { accept: () => ServerChannel }[] = [];
   let lateClosed!: () => void;
   const closedLate = new Promise<void>((r) => (lateClosed = r));
-  const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('ready', () => {
-      conn.on('tcpip', (accept) => {
-        pending.push({ accept });
-      });
-    });
-    conn.on('error', () => {});
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client: Client = new ssh2.Client();
-  after(() => {
-    client.end();
-    server.close();
-  });
-  client.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, username: 'y' });
-  client.on('error', () => {});
-  await once(client, 'ready');
+  const { client, close } = await clientOfFakeRelay((accept) => pending.push({ accept }));
+  after(close);
 
   const dest = { host: 'svc', port: 22, label: 'svc:22' };
   const err = await forwardOut(client, 0, dest, () => {}, 200).then(

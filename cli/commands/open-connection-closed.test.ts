@@ -6,40 +6,19 @@
  * refused ..."). The relay is a real ssh2 server that hangs up on a `direct-tcpip` open.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { after, it } from 'node:test';
-import ssh2, { type Client } from 'ssh2';
-import { formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
+import { clientOfFakeRelay } from '../testing/fake-relay.js';
 import { forwardOut } from './open.js';
 import { CONNECTION_CLOSED } from './open-when-online.js';
 
-const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
-
 it('a connection that closes before the relay answers an open is CONNECTION_CLOSED (tried again), not a refusal', { timeout: 30_000 }, async () => {
   let opens = 0;
-  const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('ready', () => {
-      conn.on('tcpip', () => {
-        opens++;
-        conn.end(); // the relay goes away with the open unanswered
-      });
-    });
-    conn.on('error', () => {});
+  const { client, close } = await clientOfFakeRelay((_accept, conn) => {
+    opens++;
+    conn.end(); // the relay goes away with the open unanswered
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client: Client = new ssh2.Client();
-  after(() => {
-    client.end();
-    server.close();
-  });
-  client.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, username: 'y' });
-  client.on('error', () => {});
-  await once(client, 'ready');
+  after(close);
 
   const dest = { host: 'svc', port: 22, label: 'svc:22' };
   const err = await forwardOut(client, 0, dest, () => {}).then(

@@ -23,21 +23,26 @@ function fakePlan(deadlineMs: number): RetryPlan & { pauses: number[] } {
 const offline = () => new CliError(EXIT.EXPOSURE_OFFLINE, 'x:22 is offline');
 const closed = () => new CliError(EXIT.UNREACHABLE, 'closed before', { code: CONNECTION_CLOSED });
 
+/** openWhenOnline on one connection whose opens throw `refusals` one by one, then give a channel. */
+async function opensAfter(refusals: Error[], plan: RetryPlan): Promise<{ ch: string; opens: number }> {
+  let opens = 0;
+  const ch = await openWhenOnline(
+    async () => 'conn',
+    async () => {
+      opens++;
+      const e = refusals.shift();
+      if (e) throw e;
+      return 'channel';
+    },
+    plan,
+  );
+  return { ch, opens };
+}
+
 describe('openWhenOnline (tunnel open --listen, one local connection)', () => {
   it('tries an offline exposure again with growing pauses until it opens', async () => {
     const plan = fakePlan(15_000);
-    const refusals = [offline(), offline(), closed(), offline(), offline(), offline()];
-    let opens = 0;
-    const ch = await openWhenOnline(
-      async () => 'conn',
-      async () => {
-        opens++;
-        const e = refusals.shift();
-        if (e) throw e;
-        return 'channel';
-      },
-      plan,
-    );
+    const { ch, opens } = await opensAfter([offline(), offline(), closed(), offline(), offline(), offline()], plan);
     assert.equal(ch, 'channel');
     assert.equal(opens, 7);
     assert.deepEqual(plan.pauses, [250, 500, 1000, 2000, 2000, 2000]);
@@ -65,18 +70,7 @@ describe('openWhenOnline (tunnel open --listen, one local connection)', () => {
 
   it('tries a busy relay again (its pending-open limit, 32, while every waiting connection opens at once)', async () => {
     const plan = fakePlan(15_000);
-    const refusals = [new CliError(EXIT.UNREACHABLE, 'the relay is busy: too many pending opens; try again', { code: RELAY_BUSY })];
-    let opens = 0;
-    const ch = await openWhenOnline(
-      async () => 'conn',
-      async () => {
-        opens++;
-        const e = refusals.shift();
-        if (e) throw e;
-        return 'channel';
-      },
-      plan,
-    );
+    const { ch, opens } = await opensAfter([new CliError(EXIT.UNREACHABLE, 'the relay is busy: too many pending opens; try again', { code: RELAY_BUSY })], plan);
     assert.equal(ch, 'channel');
     assert.equal(opens, 2);
     assert.deepEqual(plan.pauses, [250]);
