@@ -1,5 +1,5 @@
 import { arr, num, obj, opt, read, str, type Check } from './check.js';
-import { LEASE_ID_RE } from './lease-claims-check.js';
+import { LEASE_ID_RE, LEASE_TIME_MAX } from './lease-claims-check.js';
 import type { EventBatchResultSchema, NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
 import type { z } from 'zod';
 
@@ -20,6 +20,8 @@ export const EVENT_BATCH_MAX_EVENTS = 1000;
  * at least this (its default is 64 KiB); a relay that still gets 413 halves its batches.
  */
 export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
+/** Characters of a revocation feed cursor, at most (the control plane's is a sequence number). */
+export const FEED_CURSOR_MAX = 128;
 
 export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
 export type NodeHeartbeatResponse = z.infer<typeof NodeHeartbeatResponseSchema>;
@@ -29,8 +31,9 @@ export type EventBatchResult = z.infer<typeof EventBatchResultSchema>;
 const enrolled: Check<NodeEnrollResponse> = obj({ node_id: str(), name: str({ re: NODE_NAME_RE }), node_token: str(), issuer: str() });
 const heartbeat: Check<NodeHeartbeatResponse> = obj({ server_time: str() });
 const feed: Check<RevocationFeed> = obj({
-  cursor: str(),
-  revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true }) })),
+  cursor: str({ max: FEED_CURSOR_MAX }),
+  // exp bounded as a lease's own (lease-claims-check.ts): an entry past it would never be pruned.
+  revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true, min: 0, max: LEASE_TIME_MAX }) })),
 });
 const eventBatchResult: Check<EventBatchResult> = obj({
   accepted: num({ int: true, min: 0 }),

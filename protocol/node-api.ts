@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { AddressSchema, NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, PortSchema } from './lease-claims.js';
-import { EVENT_BATCH_MAX_EVENTS } from './node-api-check.js';
+import { LEASE_TIME_MAX } from './lease-claims-check.js';
+import { EVENT_BATCH_MAX_EVENTS, FEED_CURSOR_MAX } from './node-api-check.js';
 import { instant, int32, opaqueToken, safeCount, text } from './primitives.js';
 
 export { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, NODE_NAME_RE } from './node-api-check.js';
@@ -47,10 +48,10 @@ export const NodeHeartbeatResponseSchema = z.object({ server_time: TimestampSche
 export const RevocationSchema = z.object({
   lease_id: LeaseIdSchema,
   /** Lease expiry (unix seconds); a relay may forget the entry after it. */
-  exp: z.number().int(),
+  exp: z.number().int().min(0).max(LEASE_TIME_MAX),
 });
 export const RevocationFeedSchema = z.object({
-  cursor: z.string(),
+  cursor: z.string().max(FEED_CURSOR_MAX),
   revocations: z.array(RevocationSchema),
 });
 

@@ -206,7 +206,18 @@ describe('the relay reads without zod what the schemas define (protocol/check.ts
   agree('RevocationFeedSchema', RevocationFeedSchema, checkRevocationFeed, [
     { cursor: '42', revocations: [{ lease_id: `lse_${HEX32}`, exp: 1_700_000_000 }] },
     { cursor: '', revocations: [] },
+    { cursor: 'c'.repeat(128), revocations: [{ lease_id: `lse_${HEX32}`, exp: LEASE_TIME_MAX }] },
   ]);
+  it('RevocationFeedSchema: a revocation expiring past LEASE_TIME_MAX (never pruned) or a cursor over 128 characters is refused', () => {
+    for (const bad of [
+      { cursor: '1', revocations: [{ lease_id: `lse_${HEX32}`, exp: LEASE_TIME_MAX + 1 }] },
+      { cursor: '1', revocations: [{ lease_id: `lse_${HEX32}`, exp: -1 }] },
+      { cursor: 'c'.repeat(129), revocations: [] },
+    ]) {
+      assert.equal(checkRevocationFeed(bad), undefined, JSON.stringify(bad).slice(0, 80));
+      assert.equal(RevocationFeedSchema.safeParse(bad).success, false);
+    }
+  });
   agree('EventBatchResultSchema', EventBatchResultSchema, checkEventBatchResult, [
     { accepted: 999, rejected: [{ index: 17, code: 'VALIDATION_FAILED', field: 'reason' }] },
     { accepted: 0, rejected: [{ index: 0, code: 'UNKNOWN_FIELD' }, { index: 1, code: 'VALIDATION_FAILED', field: 'type' }] },
