@@ -202,11 +202,19 @@ export function preauthKeepaliveFlood(o: { port: number; hostKeyLine: string; ho
 
 /**
  * Starts a re-key and never finishes it: sends KEXINIT and stops reading before the relay's
- * KEXINIT can arrive, so ssh2's client never sends its key exchange reply.
+ * KEXINIT can arrive, so ssh2's client never sends its key exchange reply. With `hugeWindow`,
+ * that channel's ~4 GiB window goes out in the same write, just before the KEXINIT: the relay
+ * reads both at once, so what it sends under the new window meets its re-key, not only a full
+ * socket (with the window granted first, the socket queue could reach the bound before the
+ * relay read the KEXINIT, and the key exchange queue was never used: a CI run on a loaded machine).
  */
-export function stallRekey(c: Client): void {
+export function stallRekey(c: Client, hugeWindow?: ClientChannel): void {
   stopReading(c);
+  const sock = socketOfClient(c);
+  sock.cork();
+  if (hugeWindow) grantHugeWindow(c, hugeWindow);
   protocolOf(c).rekey();
+  sock.uncork();
 }
 
 export { connectWithCertificate };

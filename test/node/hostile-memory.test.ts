@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connectWithCertificate, grantHugeWindow, keepaliveFlood, openDirect, preauthKeepaliveFlood, socketOfClient, stallRekey, windowFlood, windowOverrun } from './hostile-clients.js';
+import { connectWithCertificate, keepaliveFlood, openDirect, preauthKeepaliveFlood, socketOfClient, stallRekey, windowFlood, windowOverrun } from './hostile-clients.js';
 import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
 import { within } from './ssh-tools.js';
 
@@ -170,10 +170,10 @@ describe('hostile clients: memory (finding 2)', () => {
     attacker.on('error', () => {});
     const closed = new Promise<void>((r) => attacker.once('close', () => r()));
     const ch = await openDirect(attacker, FIREHOSE, 22);
-    grantHugeWindow(attacker, ch);
-    // Data is flowing to the attacker; now it sends KEXINIT and never continues the exchange.
+    // Data is flowing to the attacker under ssh2's own window; now it stops reading and, in one
+    // write, grants a huge window and sends KEXINIT, never continuing the exchange.
     await new Promise<void>((r) => ch.once('data', () => r()));
-    stallRekey(attacker);
+    stallRekey(attacker, ch);
     await stage.relayClosed('yrekey', from);
     socketOfClient(attacker).resume();
     await within(closed, 30_000, "the re-key staller's connection was closed");
