@@ -127,7 +127,7 @@ export class RevocationFeed {
         caughtUp = feed.revocations.length === 0 || !moved;
         // A long poll is answered at once while there are pages left: start() asks again at once
         // after news, with the long timeout (a plain request can time out behind a busy database).
-        if (waitMs > 0 || feed.revocations.length === 0 || !moved) break;
+        if (waitMs > 0 || caughtUp) break;
       }
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
