@@ -10,7 +10,7 @@ import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, retryPlan } from './open-when-online.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
-import { loggable } from '../../shared/logger.js';
+import { peerText } from '../output.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import { holdChannelWrites } from '../ssh/send-backpressure.js';
@@ -146,8 +146,8 @@ export function channelOpenError(err: unknown, dest: Dest): CliError {
   const raw = err instanceof Error ? err.message : String(err);
   const parsed = parseRefusal(raw.replace(/^\(SSH\) Channel open failure: /, ''));
   // The relay's text (any bytes, up to a packet) goes to the user's terminal: one line, cut short.
-  const message = shown(raw);
-  const refusal = parsed && { kind: parsed.kind, detail: shown(parsed.detail) };
+  const message = peerText(raw);
+  const refusal = parsed && { kind: parsed.kind, detail: peerText(parsed.detail) };
   switch (refusal?.kind) {
     case 'exposure_offline':
       return new CliError(EXIT.EXPOSURE_OFFLINE, `${dest.label} is offline: no tunnel expose is connected for it`);
@@ -166,12 +166,6 @@ export function channelOpenError(err: unknown, dest: Dest): CliError {
     default:
       return new CliError(EXIT.ERROR, `the relay refused ${dest.label} (${message})`);
   }
-}
-
-/** A peer's text for a terminal line: control characters (escape sequences, line breaks) as '?', at most 256 characters. */
-function shown(text: string): string {
-  // eslint-disable-next-line no-control-regex -- the control characters are what is replaced
-  return loggable(text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?'), 256);
 }
 
 /**

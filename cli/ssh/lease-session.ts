@@ -7,6 +7,7 @@ import { ApiError, type Session } from '../api-client.js';
 import { CliError, EXIT } from '../errors.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
+import { peerText } from '../output.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
 
@@ -361,9 +362,10 @@ interface Closed {
   endedHere: boolean;
 }
 
-function closedBy(err: RelayError | undefined, endedHere: boolean): Closed {
+export function closedBy(err: RelayError | undefined, endedHere: boolean): Closed {
   if (!err) return { reason: 'connection closed by the relay', endedHere };
-  const reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${err.message}`;
+  // err.message may be the relay's own DISCONNECT description: it reaches the user's terminal.
+  const reason = err.level === 'client-timeout' ? 'the relay stopped answering keepalives' : `connection error: ${peerText(err.message)}`;
   return { reason, failure: err instanceof CliError ? err : undefined, endedHere };
 }
 
