@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createSelfSignedCert } from '../control/tls/self-signed.js';
 import { certificatePin } from '../protocol/tls-trust.js';
+import { FEED_PAGE_MAX_ENTRIES } from '../protocol/node-api-check.js';
 import { createControlClient } from './control-client.js';
 import { ConfigError, parseConfig } from './config.js';
 import { resolveBaseRules } from './egress/base-rules.js';
@@ -224,6 +225,26 @@ describe('relay control client: event batches', () => {
       assert.deepEqual(await client.sendEvents(events), { accepted: 1, rejected: [{ index: 1, code: 'VALIDATION_FAILED', field: 'reason' }] });
       assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
       assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('relay control client: revocation feed', () => {
+  it('an answer with more entries than FEED_PAGE_MAX_ENTRIES is a bad response; one at the bound is read', async () => {
+    const entries = (n: number) => Array.from({ length: n }, () => ({ lease_id: `lse_${'a'.repeat(32)}`, exp: 2_000_000_000 }));
+    const answers = [{ cursor: '1', revocations: entries(FEED_PAGE_MAX_ENTRIES + 1) }, { cursor: '2', revocations: entries(FEED_PAGE_MAX_ENTRIES) }];
+    const srv = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answers.shift()));
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => 'tnl_node_x', timeoutMs: 5_000 });
+    try {
+      await assert.rejects(client.revocations('0', 0), failsWith('CONTROL_BAD_RESPONSE', /./));
+      assert.equal((await client.revocations('1', 0)).revocations.length, FEED_PAGE_MAX_ENTRIES);
     } finally {
       await client.close();
     }

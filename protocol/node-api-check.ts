@@ -22,6 +22,15 @@ export const EVENT_BATCH_MAX_EVENTS = 1000;
 export const EVENT_BATCH_MAX_BYTES = 32 * 1024;
 /** Characters of a revocation feed cursor, at most (the control plane's is a sequence number). */
 export const FEED_CURSOR_MAX = 128;
+/**
+ * Entries in one revocation feed answer, at most. The control plane sends at most one database
+ * page (FEED_PAGE_ROWS) plus what a held poll buffered (the revocation hub's maxBuffered); a
+ * relay refuses a longer answer as unreadable (before: only its 16 MiB answer limit bounded it,
+ * about 280,000 entries).
+ */
+export const FEED_PAGE_MAX_ENTRIES = 4000;
+/** Rows of the feed the control plane reads for one answer, at most. */
+export const FEED_PAGE_ROWS = 1000;
 
 export type NodeEnrollResponse = z.infer<typeof NodeEnrollResponseSchema>;
 export type NodeHeartbeatResponse = z.infer<typeof NodeHeartbeatResponseSchema>;
@@ -33,7 +42,7 @@ const heartbeat: Check<NodeHeartbeatResponse> = obj({ server_time: str() });
 const feed: Check<RevocationFeed> = obj({
   cursor: str({ max: FEED_CURSOR_MAX }),
   // exp bounded as a lease's own (lease-claims-check.ts): an entry past it would never be pruned.
-  revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true, min: 0, max: LEASE_TIME_MAX }) })),
+  revocations: arr(obj({ lease_id: str({ re: LEASE_ID_RE }), exp: num({ int: true, min: 0, max: LEASE_TIME_MAX }) }), { max: FEED_PAGE_MAX_ENTRIES }),
 });
 const eventBatchResult: Check<EventBatchResult> = obj({
   accepted: num({ int: true, min: 0 }),

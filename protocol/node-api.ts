@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { AddressSchema, NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, PortSchema } from './lease-claims.js';
 import { LEASE_TIME_MAX } from './lease-claims-check.js';
-import { EVENT_BATCH_MAX_EVENTS, FEED_CURSOR_MAX } from './node-api-check.js';
+import { EVENT_BATCH_MAX_EVENTS, FEED_CURSOR_MAX, FEED_PAGE_MAX_ENTRIES } from './node-api-check.js';
 import { instant, int32, opaqueToken, safeCount, text } from './primitives.js';
 
 export { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS, NODE_NAME_RE } from './node-api-check.js';
@@ -52,7 +52,7 @@ export const RevocationSchema = z.object({
 });
 export const RevocationFeedSchema = z.object({
   cursor: z.string().max(FEED_CURSOR_MAX),
-  revocations: z.array(RevocationSchema),
+  revocations: z.array(RevocationSchema).max(FEED_PAGE_MAX_ENTRIES),
 });
 
 export const ConnectionEventSchema = z.strictObject({

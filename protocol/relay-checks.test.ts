@@ -14,7 +14,7 @@ import { checkJwks } from './jwks-check.js';
 import { JwksSchema } from './jwks.js';
 import { checkLeaseClaims, LEASE_TIME_MAX } from './lease-claims-check.js';
 import { LeaseClaimsSchema } from './lease-claims.js';
-import { checkEventBatchResult, checkNodeEnrollResponse, checkNodeHeartbeatResponse, checkRevocationFeed } from './node-api-check.js';
+import { checkEventBatchResult, checkNodeEnrollResponse, checkNodeHeartbeatResponse, checkRevocationFeed, FEED_PAGE_MAX_ENTRIES } from './node-api-check.js';
 import { EventBatchResultSchema, NodeEnrollResponseSchema, NodeHeartbeatResponseSchema, RevocationFeedSchema } from './node-api.js';
 import { checkProblem } from './problem.js';
 import { ProblemSchema } from './problem-schema.js';
@@ -208,11 +208,15 @@ describe('the relay reads without zod what the schemas define (protocol/check.ts
     { cursor: '', revocations: [] },
     { cursor: 'c'.repeat(128), revocations: [{ lease_id: `lse_${HEX32}`, exp: LEASE_TIME_MAX }] },
   ]);
-  it('RevocationFeedSchema: a revocation expiring past LEASE_TIME_MAX (never pruned) or a cursor over 128 characters is refused', () => {
+  it('RevocationFeedSchema: a revocation expiring past LEASE_TIME_MAX (never pruned), a cursor over 128 characters or more than FEED_PAGE_MAX_ENTRIES entries is refused', () => {
+    const full = { cursor: '9', revocations: Array.from({ length: FEED_PAGE_MAX_ENTRIES }, () => ({ lease_id: `lse_${HEX32}`, exp: 1 })) };
+    assert.deepEqual(checkRevocationFeed(full), full);
+    assert.equal(RevocationFeedSchema.safeParse(full).success, true);
     for (const bad of [
       { cursor: '1', revocations: [{ lease_id: `lse_${HEX32}`, exp: LEASE_TIME_MAX + 1 }] },
       { cursor: '1', revocations: [{ lease_id: `lse_${HEX32}`, exp: -1 }] },
       { cursor: 'c'.repeat(129), revocations: [] },
+      { cursor: '9', revocations: Array.from({ length: FEED_PAGE_MAX_ENTRIES + 1 }, () => ({ lease_id: `lse_${HEX32}`, exp: 1 })) },
     ]) {
       assert.equal(checkRevocationFeed(bad), undefined, JSON.stringify(bad).slice(0, 80));
       assert.equal(RevocationFeedSchema.safeParse(bad).success, false);

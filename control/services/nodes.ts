@@ -20,8 +20,7 @@ import { setOffline, setOnline } from './exposures.js';
 import { pruneHistory } from './history-prune.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
-
-const FEED_PAGE = 1000;
+import { FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
 
 /**
  * Enrolls a relay with a one-time token; enrolling again under a name replaces its key, address
@@ -248,7 +247,7 @@ async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, a
     .from(revocations)
     .where(and(eq(revocations.nodeId, node.nodeId), gt(revocations.seq, after)))
     .orderBy(asc(revocations.seq))
-    .limit(FEED_PAGE);
+    .limit(FEED_PAGE_ROWS);
   let cursor = rows.length ? rows[rows.length - 1]!.seq : after;
   if (rows.length === 0 && after > 0) {
     // A cursor beyond every entry (the database restored from an older backup, or a relay's

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RevocationHub } from './revocation-hub.js';
+import { FEED_PAGE_MAX_ENTRIES, FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
+import { MAX_BUFFERED, RevocationHub } from './revocation-hub.js';
 import { credentialNotice, readCredentialNotice } from './nodes.js';
 
 const r = (id: string) => ({ lease_id: id, exp: 2_000_000_000 });
@@ -77,6 +78,17 @@ describe('RevocationHub', () => {
     hub.publish('n', [r('c')]);
     assert.deepEqual(w.take(), [r('a'), r('b')]);
     assert.deepEqual(await w.next(60_000), { kind: 'poke' });
+    w.close();
+  });
+
+  it('never buffers more than an answer may carry beside a database page, whatever maxBuffered says', () => {
+    const hub = new RevocationHub({ maxBuffered: 1_000_000 });
+    const w = hub.waiter('n')!;
+    const many = Array.from({ length: MAX_BUFFERED + 1 }, (_, i) => r(`x${i}`));
+    hub.publish('n', many.slice(0, MAX_BUFFERED));
+    hub.publish('n', many.slice(MAX_BUFFERED));
+    assert.equal(w.take().length, MAX_BUFFERED);
+    assert.ok(MAX_BUFFERED + FEED_PAGE_ROWS <= FEED_PAGE_MAX_ENTRIES);
     w.close();
   });
 

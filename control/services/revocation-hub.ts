@@ -1,3 +1,5 @@
+import { FEED_PAGE_MAX_ENTRIES, FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
+
 /**
  * Wakes relays' long polls of the revocation feed (GET /v1/nodes/self/revocations?wait=S).
  *
@@ -13,7 +15,9 @@
  *
  * Bounded: at most `maxWaitersPerNode` polls wait per node and `maxWaiters` in all (a poll
  * beyond that is answered at once, like a plain poll), and at most `maxBuffered` entries are
- * buffered per waiting poll (beyond that it is woken to read the database instead).
+ * buffered per waiting poll (beyond that it is woken to read the database instead), never more
+ * than an answer may carry beside one database page (FEED_PAGE_MAX_ENTRIES - FEED_PAGE_ROWS: a
+ * relay refuses a longer answer).
  *
  * A node's credential replaced (the node enrolled again): `evict` ends the polls held with any
  * other credential at once (they are answered 401 and get nothing more), here and, through the
@@ -45,6 +49,9 @@ export interface RevocationHubOptions {
   maxBuffered: number;
 }
 
+/** Entries one poll may buffer, at most, whatever the options say: the answer's room beside a database page. */
+export const MAX_BUFFERED = FEED_PAGE_MAX_ENTRIES - FEED_PAGE_ROWS;
+
 export const DEFAULT_HUB_OPTIONS: RevocationHubOptions = { maxWaitersPerNode: 4, maxWaiters: 10_000, maxBuffered: 1000 };
 
 interface Waiter {
@@ -63,7 +70,8 @@ export class RevocationHub {
   #closed = false;
 
   constructor(opts: Partial<RevocationHubOptions> = {}) {
-    this.#opts = { ...DEFAULT_HUB_OPTIONS, ...opts };
+    const o = { ...DEFAULT_HUB_OPTIONS, ...opts };
+    this.#opts = { ...o, maxBuffered: Math.min(o.maxBuffered, MAX_BUFFERED) };
   }
 
   /** True once close() was called (the server is shutting down). */
