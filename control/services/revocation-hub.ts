@@ -1,5 +1,3 @@
-import { FEED_PAGE_MAX_ENTRIES, FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
-
 /**
  * Wakes relays' long polls of the revocation feed (GET /v1/nodes/self/revocations?wait=S).
  *
@@ -23,6 +21,8 @@ import { FEED_PAGE_MAX_ENTRIES, FEED_PAGE_ROWS } from '../../protocol/node-api-c
  * other credential at once (they are answered 401 and get nothing more), here and, through the
  * same NOTIFY channel, on the other replicas.
  */
+
+import { FEED_PAGE_MAX_ENTRIES, FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
 
 export interface PushedRevocation {
   lease_id: string;
