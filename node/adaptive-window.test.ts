@@ -258,6 +258,10 @@ function simulate(o: {
    * is a round-trip sample. false: the sender starts at 0 and nothing is known of the path.
    */
   accepted?: boolean;
+  /** The connection's round trip from pings (adopt's `pathRtt`; default: none known). */
+  pathRtt?: number;
+  /** The sender starts at this many bytes per ms and speeds up evenly to `bytesPerMs` over `ms` (a fresh process compiling its data path). */
+  warmup?: { ms: number; bytesPerMs: number };
 }) {
   const PACKET = 32 * 1024;
   const STEP = 0.05;
@@ -267,7 +271,8 @@ function simulate(o: {
   const inflight: number[] = [];
   const ch = fakeChannel((n) => grants.push({ at: clock.t + o.rttMs / 2, n }));
   const accepted = o.accepted ?? true;
-  budget.adopt(ch.duplex, { accepted });
+  const pathRtt = o.pathRtt;
+  budget.adopt(ch.duplex, { accepted, pathRtt: pathRtt === undefined ? undefined : () => pathRtt });
   const startAt = accepted ? o.rttMs / 2 : 0;
   let senderWindow = STANDARD_WINDOW;
   let credit = 0;
@@ -282,7 +287,8 @@ function simulate(o: {
     clock.t += STEP;
     if (o.pauses) ch.pause(clock.t % o.pauses.everyMs < o.pauses.forMs);
     while (grants.length && grants[0]!.at <= clock.t) senderWindow += grants.shift()!.n;
-    credit = Math.min(credit + o.bytesPerMs * STEP, 2 * PACKET);
+    const bytesPerMs = o.warmup && clock.t < o.warmup.ms ? o.warmup.bytesPerMs + ((o.bytesPerMs - o.warmup.bytesPerMs) * clock.t) / o.warmup.ms : o.bytesPerMs;
+    credit = Math.min(credit + bytesPerMs * STEP, 2 * PACKET);
     while (clock.t >= startAt && credit >= PACKET && senderWindow >= PACKET && sent < o.bytes) {
       credit -= PACKET;
       senderWindow -= PACKET;
@@ -358,6 +364,28 @@ describe('adaptive window growth (simulated path, fake clock)', () => {
     const r = simulate({ rttMs: 0.2, bytesPerMs: 400_000, bytes: 256 * MiB, channelMax: 32 * MiB, pauses: { everyMs: 50, forMs: 30 } });
     assert.ok(r.peakReadable >= MiB, `the reader held data back (${(r.peakReadable / MiB).toFixed(1)} MiB)`);
     assert.equal(r.maxTarget, STANDARD_WINDOW, `kept the standard window (grew to ${r.maxTarget / MiB} MiB)`);
+  });
+
+  it('keeps the standard window on loopback when pings measured the round trip, also while the sender speeds up', () => {
+    // A sender speeding up from 5 to 250 MB/s over a second on loopback: every sample lasts as
+    // long as sending a window takes, and as the sender speeds up a sample comes in well under
+    // the first (slow) ones, which stood for the round trip: the window doubled. The relay's ping
+    // of its CLI peer (node/path-rtt.ts) knows the round trip is 0.3 ms.
+    const o = { rttMs: 0.2, bytesPerMs: 250_000, bytes: 1024 * MiB, channelMax: 32 * MiB, warmup: { ms: 1000, bytesPerMs: 5_000 } };
+    const pinged = simulate({ ...o, pathRtt: 0.3 });
+    assert.equal(pinged.maxTarget, STANDARD_WINDOW, `kept the standard window (grew to ${pinged.maxTarget / MiB} MiB)`);
+    const blind = simulate(o);
+    assert.ok(blind.maxTarget > STANDARD_WINDOW, `without the ping the window grows (${blind.maxTarget / MiB} MiB)`);
+  });
+
+  it('with the path round trip from pings, a long path grows as before, from the first sample', () => {
+    const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB, pathRtt: 50.5 });
+    assert.equal(r.maxTarget, 32 * MiB);
+    const blind = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB });
+    assert.ok(r.reachedCapAt <= blind.reachedCapAt, `reached the cap after ${r.reachedCapAt.toFixed(0)} ms (${blind.reachedCapAt.toFixed(0)} ms without pings)`);
+    // And on a path saturating at 150 MB/s it still stops near the bandwidth-delay product.
+    const sat = simulate({ rttMs: 50, bytesPerMs: 150_000, bytes: 256 * MiB, channelMax: 32 * MiB, pathRtt: 50.5 });
+    assert.ok(sat.maxTarget >= 8 * MiB && sat.maxTarget <= 16 * MiB, `${sat.maxTarget / MiB} MiB`);
   });
 
   it('still grows on a long path whose reader pauses now and then', () => {

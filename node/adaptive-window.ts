@@ -17,8 +17,18 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  *   the relay's channels to X) adopts it with `accepted`: the peer cannot send before the
  *   confirmation reaches it, so its first byte is a round-trip sample taken before any data
  *   queues anywhere (on loopback about a millisecond). A first sample never doubles by itself.
- * - Window-limited. The smallest sample so far is the path's round trip (`minRtt`). The window
- *   doubles (up to the per-channel cap and what the budget has left) when a sample says the
+ * - The path's round trip (`minRtt`): the smallest sample so far, or the connection's ping round
+ *   trip if that is smaller (adopt's `pathRtt`; the relay pings its CLI peers, node/path-rtt.ts;
+ *   the CLI's own channels judge by their samples alone).
+ *   Samples alone cannot tell a sender waiting for the window from one that is slower than the
+ *   path (CPU-bound on loopback): the grant goes out while most of the window is still to be sent,
+ *   so every sample lasts as long as sending a window takes, they agree with each other, and the
+ *   smallest one passes for the round trip. On a fresh relay whose data path is still being
+ *   compiled the sender speeds up from sample to sample, and the window doubled to 16-32 MiB on
+ *   loopback (issue 11: the relay held 20-30 MB for its first stream). A ping goes out while no
+ *   data queues ahead of its reply: against its 0.1-1 ms on loopback such samples are not
+ *   window-limited, while on a long path the ping measures the same round trip the samples do.
+ * - Window-limited. The window doubles (up to the per-channel cap and what the budget has left) when a sample says the
  *   sender was waiting for that grant, which takes all of:
  *   - it is within `minRtt x 1.5 + 2 ms` (a larger one means the sender had window to spare: it
  *     is CPU- or source-bound, or bytes queue somewhere past the bandwidth-delay product);
@@ -144,16 +154,17 @@ export class WindowBudget {
    * `accepted`: this side confirmed the channel just now, so the peer cannot have sent data yet
    * and its first byte is a round-trip sample (see the file comment). `owner`: who the channel
    * belongs to (an object or a string, such as the member; its channels share
-   * `connectionShareBytes`; default: the channel).
+   * `connectionShareBytes`; default: the channel). `pathRtt`: the connection's round trip in ms
+   * measured outside the data (pings), Infinity while unknown (see the file comment).
    */
-  adopt(ch: Duplex, o: { accepted?: boolean; owner?: unknown } = {}): boolean {
+  adopt(ch: Duplex, o: { accepted?: boolean; owner?: unknown; pathRtt?: () => number } = {}): boolean {
     if (this.budget === 0 || this.channelMax <= STANDARD_WINDOW) return false;
     const owner = o.owner ?? ch;
     const w = channelWindow(ch);
     let share = this.#shares.get(owner);
     if (!share) this.#shares.set(owner, (share = { reserved: 0, channels: 0 }));
     share.channels++;
-    const a = new AdaptiveChannel(this, w, o.accepted === true, share);
+    const a = new AdaptiveChannel(this, w, o.accepted === true, share, o.pathRtt ?? noPathRtt);
     this.#channels.add(a);
     ch.once('close', () => this.#drop(a, owner, share));
     if (!this.#timer && this.#sweepMs > 0) {
@@ -207,6 +218,8 @@ export class WindowBudget {
   }
 }
 
+const noPathRtt = (): number => Infinity;
+
 /** A grant is sent once this share of the target window was used (and at least TOP_UP_MIN). */
 const TOP_UP_SHARE = 1 / 8;
 const TOP_UP_MIN = 256 * 1024;
@@ -225,7 +238,7 @@ class AdaptiveChannel {
    * without it, and whether the sender still had half the window to send then (see #onRtt).
    */
   #sample: { at: number; offset: number; prompt: boolean } | undefined;
-  /** The smallest round-trip sample so far (ms), the path's round trip. */
+  /** The smallest round-trip sample so far (ms). */
   #minRtt = Infinity;
   /** Where the last sample ended (ms, bytes received): the delivery rate is measured from there. */
   #mark: { at: number; received: number } | undefined;
@@ -237,9 +250,12 @@ class AdaptiveChannel {
   #gone = false;
 
   readonly #share: Share;
+  /** The connection's round trip measured by pings (ms; Infinity while unknown). */
+  readonly #pathRtt: () => number;
 
-  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean, share: Share) {
+  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean, share: Share, pathRtt: () => number) {
     this.#share = share;
+    this.#pathRtt = pathRtt;
     this.#budget = budget;
     this.#w = w;
     // The confirmation is the first grant: the peer's first byte comes a round trip later.
@@ -301,21 +317,24 @@ class AdaptiveChannel {
    * every pause of the reader.
    */
   #onRtt(d: number, prompt: boolean, rate: number): void {
-    // The first sample only measures: compared with itself it would always pass.
-    const first = this.#minRtt === Infinity;
+    // The path's round trip: the smallest sample, or the pings' if smaller. Without pings the
+    // first sample only measures: compared with itself it would always pass.
+    const ping = this.#pathRtt();
+    const first = this.#minRtt === Infinity && !(ping < Infinity);
     if (d < this.#minRtt) this.#minRtt = d;
     if (first) return;
+    const minRtt = Math.min(this.#minRtt, ping);
     if (this.#stale) {
       this.#stale = false;
       return;
     }
     if (!prompt) return; // the sender waited for the reader, not for the window
-    if (d > this.#minRtt * (1 + this.#budget.rttSlack) + this.#budget.rttSlackMs) return; // the sender had window to spare
+    if (d > minRtt * (1 + this.#budget.rttSlack) + this.#budget.rttSlackMs) return; // the sender had window to spare
     // A window-limited path delivers about one window per round trip. One that delivers less
     // than half the window per round trip (a CPU-bound sender or receiver on a short path, where
     // a busy receiver's late grant and its backlog read in one go look like a short round trip)
     // already has more window than it can use.
-    if (rate * this.#minRtt < this.#target / 2) return;
+    if (rate * minRtt < this.#target / 2) return;
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
     // What it still holds above what it wants (draining after a halving) counts first.
     const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);

@@ -27,6 +27,7 @@ import { IdleChannels } from './forwarding/idle-channels.js';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
 import { SendBudget, type SendGate } from './send-budget.js';
+import { PathRtt } from './path-rtt.js';
 import type { WindowBudget } from './adaptive-window.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { channelRefusal } from './forwarding/refusal-text.js';
@@ -40,6 +41,7 @@ import {
   rejectChannelOpen,
   routeCustomGlobalRequests,
   socketOf,
+  timePings,
 } from './ssh2-internals.js';
 
 /** Channel types of SSH and OpenSSH, counted by name when refused (node/connection.ts). */
@@ -101,6 +103,9 @@ export class RelayConnection {
   #faulted = false;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
+  /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
+  #pathRtt: PathRtt | undefined;
+  #ping: (() => void) | undefined;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -180,6 +185,10 @@ export class RelayConnection {
       }),
     );
     routeCustomGlobalRequests(conn, [LEASE_RENEW_REQUEST]);
+    if (this.#adaptive) {
+      const rtt = (this.#pathRtt = new PathRtt());
+      this.#ping = timePings(conn, (ms) => rtt.add(ms), ctx.windows.now);
+    }
     observeChannelOpens(
       conn,
       guard.wrap('channel-open', (type: string) => {
@@ -233,6 +242,9 @@ export class RelayConnection {
   get #windowOwner(): unknown {
     return this.#lease?.claims.sub ?? this;
   }
+
+  /** The connection's ping round trip in ms (Infinity while unknown), for adopt's `pathRtt`. */
+  readonly #pathMs = (): number => this.#pathRtt?.ms ?? Infinity;
 
   get lease(): VerifiedLease | undefined {
     return this.#lease;
@@ -395,6 +407,8 @@ export class RelayConnection {
       deadline: lease.deadline.toISOString(),
     });
     this.#event({ type: 'conn_open', lease_id: lease.leaseId });
+    // The first round trip for its channels' windows, while nothing queues (node/path-rtt.ts).
+    this.#ping?.();
     if (c.kind === 'egress') this.#activateEgress(lease);
   }
 
@@ -494,7 +508,7 @@ export class RelayConnection {
             return reject(err);
           }
           this.#slots.opened();
-          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this.#windowOwner });
+          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this.#windowOwner, pathRtt: this.#pathMs });
           ch.once(
             'close',
             this.#guard.wrap('channel-close', () => {
@@ -583,7 +597,7 @@ export class RelayConnection {
    */
   #bridgeY(ych: ServerChannel, other: BridgeEnd, o: { to: 'exposure' | 'egress'; gate?: SendGate; closed?: (stats: BridgeStats) => void }): string {
     this.#slots.opened();
-    if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner });
+    if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner, pathRtt: this.#pathMs });
     const channelId = this.#ctx.ids.channel();
     this.#ctx.metrics.channels.inc({ outcome: 'opened' });
     let untrack = () => {};

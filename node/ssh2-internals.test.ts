@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server, timePings } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -329,5 +329,101 @@ describe('installPooledPadding', () => {
     assert.equal(pads.size, 2000, 'no padding repeated (pool refilled, never reused)');
     for (const s of sampleCiphers()) s.free();
     c!.free();
+  });
+});
+
+describe('timePings (real ssh2 server and client)', () => {
+  /** A real server whose connection's pings are timed on a clock the test sets, and a client connected to it. */
+  async function pinged() {
+    const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
+    const clock = { t: 0 };
+    const rtts: number[] = [];
+    let waiting: (() => void) | undefined;
+    const requests: string[] = [];
+    let onRequest: (() => void) | undefined;
+    let ping: (() => void) | undefined;
+    let resolveReady = () => {};
+    const ready = new Promise<void>((r) => (resolveReady = r));
+    const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
+      conn.on('error', () => {});
+      conn.on('authentication', (ctx) => ctx.accept());
+      ping = timePings(
+        conn,
+        (ms) => {
+          rtts.push(ms);
+          waiting?.();
+        },
+        () => clock.t,
+      );
+      conn.on('ready', () => resolveReady());
+      conn.on('request', (_accept, reject, name) => {
+        requests.push(name);
+        reject?.();
+        onRequest?.();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'u', hostVerifier: () => true });
+    await ready;
+    const clientProto = (client as unknown as { _protocol: { requestSuccess(): void; _handlers: { GLOBAL_REQUEST: (...a: unknown[]) => void } } })._protocol;
+    return {
+      clock,
+      rtts,
+      clientProto,
+      ping: () => ping!(),
+      /** Resolves at the next timed reply. */
+      nextRtt: () => new Promise<void>((r) => (waiting = r)),
+      /** A request from the client, seen by the server once everything the client sent before it was handled. */
+      marker: () =>
+        new Promise<void>((r) => {
+          onRequest = r;
+          client.forwardIn('127.0.0.1', 0, () => {});
+        }),
+      requests,
+      async close() {
+        client.end();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  it('times each ping to its reply, in order', async () => {
+    const p = await pinged();
+    try {
+      p.clock.t = 100;
+      p.ping();
+      p.clock.t = 105;
+      p.ping();
+      p.clock.t = 112; // before either reply can arrive: both are answered later
+      const two = p.nextRtt().then(() => p.nextRtt());
+      await two;
+      assert.deepEqual(p.rtts, [12, 7]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('ignores a reply with no ping out, and stops timing when too many pings go unanswered', async () => {
+    const p = await pinged();
+    try {
+      // A reply the server never asked for: no sample.
+      p.clientProto.requestSuccess();
+      await p.marker();
+      assert.deepEqual(p.rtts, []);
+      // The client stops answering; 17 pings go out (the 17th is past what can be matched).
+      const answer = p.clientProto._handlers.GLOBAL_REQUEST;
+      p.clientProto._handlers.GLOBAL_REQUEST = () => {};
+      for (let i = 0; i < 17; i++) p.ping();
+      await p.marker();
+      // It answers again: the replies no longer time anything.
+      p.clientProto._handlers.GLOBAL_REQUEST = answer;
+      p.ping();
+      await p.marker();
+      assert.deepEqual(p.rtts, []);
+    } finally {
+      await p.close();
+    }
   });
 });

@@ -11,6 +11,7 @@
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
+ * - ping-times.ts: round trips of the server's keepalive pings (node/path-rtt.ts)
  * - pooled-padding.ts, host-key.ts: per-packet and per-key-exchange crypto costs
  * - channel-data-in-place.ts: CHANNEL_DATA packets built around data read in place (cli/ssh/packet-reads.ts)
  * - connection-fields.ts: the sockets and peer version ssh2 keeps on its objects
@@ -65,6 +66,9 @@
  *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
  *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
+ * - Ping round trips (timePings, node/path-rtt.ts): server.js's keepalive still sends its pings
+ *   through `proto.ping()` on the instance and sends no other global request, and still sets no
+ *   `REQUEST_SUCCESS`/`REQUEST_FAILURE` handler (timePings throws if one appears).
  * - Answers (routeAnswers, cli/ssh/answer-bound.ts): client.js still answers through
  *   `Protocol#{requestSuccess, requestFailure, channelSuccess, channelFailure, channelOpenFail,
  *   openssh_hostKeysProve}` called on the instance (`proto.x()`, `p.x()`, `_protocol.x()`), each
@@ -94,6 +98,7 @@ export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
+export { timePings } from './ssh2-internals/ping-times.js';
 export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlacePacketsFrom } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';
 export { channelDataInPlace, IN_PLACE_HEAD, IN_PLACE_TAIL, type ChannelDataInPlace } from './ssh2-internals/channel-data-in-place.js';

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startDelayLine } from '../../bench/lib/delay-line.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
+import { sendGlobalRequest } from '../../cli/ssh/ssh2-cert-auth.js';
 import { startHostileRelay, type HostileRelay } from './hostile-relay.js';
+import { connectWithCertificate } from './ssh2-cert-client.js';
 
 const MiB = 1024 * 1024;
 const BUDGET = 6 * MiB;
@@ -70,5 +72,29 @@ describe('relay: adaptive windows only with Tunnel’s own CLI', () => {
     assert.ok(w.peak <= BUDGET, `reserved at most the budget (peak ${w.peak})`);
     // The channel closed: its reservation went back.
     await stage.metricsUntil((m) => m.value('tunnel_node_window_reserved_bytes') === 0 && m.value('tunnel_node_window_channels', { state: 'all' }) === 0, 'reservation given back');
+  });
+
+  it('pings a tunnel-cli client once it is authenticated (the round trip its windows judge samples by), and no other client', async () => {
+    const pingsSeen = async (ident?: string) => {
+      let pings = 0;
+      const creds = await stage.credentials('yping', { kind: 'open', exposure: stage.exposure });
+      const c = await connectWithCertificate({
+        ...creds,
+        ident,
+        debug: (line) => {
+          if (line.includes('Inbound: GLOBAL_REQUEST (keepalive@openssh.com)')) pings++;
+        },
+      });
+      try {
+        // Replies come in request order and the relay pinged before it read this request: once
+        // its reply is here, a ping sent at authentication has arrived too.
+        assert.equal(await sendGlobalRequest(c, 'marker@tunnel.test', Buffer.alloc(0)), false);
+        return pings;
+      } finally {
+        c.end();
+      }
+    };
+    assert.equal(await pingsSeen(CLI_SOFTWARE), 1, 'a tunnel-cli client is pinged once');
+    assert.equal(await pingsSeen(), 0, 'a plain ssh2 client is not pinged (its keepalives stay 5 s apart)');
   });
 });

@@ -23,6 +23,8 @@ export interface CertClientOptions {
   ciphers?: string[];
   /** Software version in the identification line (default: ssh2's); `tunnel-cli` is what the CLI sends. */
   ident?: string;
+  /** ssh2's debug lines (`Inbound: GLOBAL_REQUEST (keepalive@openssh.com)`, ...). */
+  debug?: (line: string) => void;
 }
 
 /** Connects and authenticates; rejects with ssh2's error (level 'client-authentication' on refusal). */
@@ -50,6 +52,7 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
       readyTimeout: 10_000,
       ...(o.ciphers ? { algorithms: { cipher: o.ciphers as never } } : {}),
       ...(o.ident ? { ident: o.ident } : {}),
+      ...(o.debug ? { debug: o.debug } : {}),
     });
   });
 }
