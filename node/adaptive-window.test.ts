@@ -378,6 +378,16 @@ describe('adaptive window growth (simulated path, fake clock)', () => {
     assert.ok(blind.maxTarget > STANDARD_WINDOW, `without the ping the window grows (${blind.maxTarget / MiB} MiB)`);
   });
 
+  it('takes a path round trip that is not a number (NaN, negative) as unknown', () => {
+    // adopt's pathRtt is a callback: a NaN from it made every comparison with the round trip
+    // false, so every prompt sample doubled the window, on loopback up to the cap.
+    const o = { rttMs: 0.2, bytesPerMs: 100_000, bytes: 128 * MiB, channelMax: 32 * MiB };
+    for (const pathRtt of [NaN, -1]) {
+      const r = simulate({ ...o, pathRtt });
+      assert.equal(r.maxTarget, STANDARD_WINDOW, `pathRtt ${pathRtt}: kept the standard window (grew to ${r.maxTarget / MiB} MiB)`);
+    }
+  });
+
   it('with the path round trip from pings, a long path grows as before, from the first sample', () => {
     const r = simulate({ rttMs: 50, bytesPerMs: 1_000_000, bytes: 256 * MiB, channelMax: 32 * MiB, pathRtt: 50.5 });
     assert.equal(r.maxTarget, 32 * MiB);

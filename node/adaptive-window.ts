@@ -318,8 +318,10 @@ class AdaptiveChannel {
    */
   #onRtt(d: number, prompt: boolean, rate: number): void {
     // The path's round trip: the smallest sample, or the pings' if smaller. Without pings the
-    // first sample only measures: compared with itself it would always pass.
-    const ping = this.#pathRtt();
+    // first sample only measures: compared with itself it would always pass. A round trip that is
+    // not a number of ms is unknown (NaN would fail every comparison below, and so pass them).
+    const p = this.#pathRtt();
+    const ping = Number.isFinite(p) && p >= 0 ? p : Infinity;
     const first = this.#minRtt === Infinity && !(ping < Infinity);
     if (d < this.#minRtt) this.#minRtt = d;
     if (first) return;

@@ -19,7 +19,9 @@ const CHANNEL_MAX = 8 * MiB;
 describe('relay: adaptive windows only with Tunnel’s own CLI', () => {
   let stage: HostileRelay;
   before(async () => {
-    stage = await startHostileRelay(['--window-budget', '6MiB', '--max-channel-window', '8MiB'], 'hostx-windows');
+    // Keepalives a minute apart: the ping test below counts the pings a client gets, and ssh2's
+    // keepalive adds one after 5 s without a packet from the client (a loaded machine).
+    stage = await startHostileRelay(['--window-budget', '6MiB', '--max-channel-window', '8MiB', '--keepalive-interval', '60s'], 'hostx-windows');
   });
   after(async () => stage?.stop());
 
