@@ -26,10 +26,10 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  *   smallest one passes for the round trip. On a fresh relay whose data path is still being
  *   compiled the sender speeds up from sample to sample, and the window doubled to 16-32 MiB on
  *   loopback (issue 11: the relay held 20-30 MB for its first stream). A ping goes out while no
- *   data queues ahead of its reply: against its 0.1-1 ms on loopback such samples are not
+ *   data queues ahead of its reply: against its 0.5-2 ms on loopback such samples are not
  *   window-limited, while on a long path the ping measures the same round trip the samples do.
- * - Window-limited. The window doubles (up to the per-channel cap and what the budget has left) when a sample says the
- *   sender was waiting for that grant, which takes all of:
+ * - Window-limited. The window doubles (up to the per-channel cap and what the budget has left)
+ *   when a sample says the sender was waiting for that grant, which takes all of:
  *   - it is within `minRtt x 1.5 + 2 ms` (a larger one means the sender had window to spare: it
  *     is CPU- or source-bound, or bytes queue somewhere past the bandwidth-delay product);
  *   - the grant was prompt: it went out while the sender still had at least half the window in
@@ -322,7 +322,7 @@ class AdaptiveChannel {
     // not a number of ms is unknown (NaN would fail every comparison below, and so pass them).
     const p = this.#pathRtt();
     const ping = Number.isFinite(p) && p >= 0 ? p : Infinity;
-    const first = this.#minRtt === Infinity && !(ping < Infinity);
+    const first = this.#minRtt === Infinity && ping === Infinity;
     if (d < this.#minRtt) this.#minRtt = d;
     if (first) return;
     const minRtt = Math.min(this.#minRtt, ping);
