@@ -188,6 +188,59 @@ describe('adaptive windows (real ssh2 client and server)', () => {
   });
 });
 
+describe('a paused reader (real ssh2 client and server)', () => {
+  it('holds at most its window: unread data counts against it, and the stream completes once the reader resumes', async () => {
+    const BYTES = 8 * MiB;
+    // No sample counts as window-limited (rttSlackMs -Infinity): no growth, the target stays the standard 2 MiB.
+    const budget = new WindowBudget({ budgetBytes: 16 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, rttSlackMs: -Infinity });
+    let adopted: boolean | undefined;
+    let peak = 0;
+    let pushes = 0;
+    let received = 0;
+    let stalled: () => void = () => {};
+    const stall = new Promise<void>((r) => (stalled = r));
+    let done: () => void = () => {};
+    const all = new Promise<void>((r) => (done = r));
+    let server: ServerChannel | undefined;
+    const pair = await sshPair((ch) => {
+      server = ch;
+      adopted = budget.adopt(ch, { accepted: true });
+      if (!adopted) return void (stalled(), done()); // fails below instead of waiting
+      ch.pause(); // the relay's bridge waits for the other side before reading anything
+      const w = channelWindow(ch);
+      const push = ch.push.bind(ch);
+      ch.push = (chunk: unknown, enc?: BufferEncoding) => {
+        const ok = push(chunk, enc);
+        pushes++;
+        peak = Math.max(peak, w.window() + w.readable());
+        // The sender used every byte it was granted and nothing was read: it can send no more.
+        if (w.window() === 0 && ch.isPaused()) stalled();
+        return ok;
+      };
+      ch.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received === BYTES) done();
+      });
+    });
+    try {
+      const client = await pair.open();
+      const sent = send(client, BYTES);
+      await stall;
+      assert.equal(adopted, true);
+      const w = channelWindow(server!);
+      assert.ok(pushes > 0);
+      assert.equal(w.readable(), STANDARD_WINDOW, 'the paused reader holds exactly the window it granted');
+      assert.ok(peak <= STANDARD_WINDOW, `granted and unread together never above the window (peak ${peak}; ssh2's own top-up let it reach 4 MiB)`);
+      server!.resume();
+      await Promise.all([sent, all]);
+      assert.equal(received, BYTES, 'everything arrived once the reader resumed');
+      assert.ok(peak <= STANDARD_WINDOW, `and the bound held while it read (peak ${peak})`);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
 const PAYLOAD = Buffer.alloc(64 * 1024);
 
 /** A stand-in for an ssh2 channel's window internals, driven by hand: `deliver(n)` is one CHANNEL_DATA; grants go to `onGrant`. */
@@ -205,6 +258,14 @@ function fakeChannel(onGrant: (n: number) => void) {
       return ch.readableLength < STANDARD_WINDOW; // ssh2's readable high-water mark
     },
     _read: (_n: number) => {},
+    _waitChanDrain: false,
+    /** Readable#read: the reader takes everything buffered (Readable asks for more first). */
+    read: (): Buffer | null => {
+      const had = ch.readableLength;
+      ch._read(0);
+      ch.readableLength = 0;
+      return had > 0 ? PAYLOAD : null;
+    },
     readableLength: 0,
     once: () => ch,
   };
@@ -222,8 +283,7 @@ function fakeChannel(onGrant: (n: number) => void) {
       if (paused === ch.paused) return;
       ch.paused = paused;
       if (paused) return;
-      ch.readableLength = 0;
-      ch._read(0);
+      ch.read();
     },
     /** What ssh2's CHANNEL_DATA handler does: reduce the window, push, then its own top-up to 2 MiB at 1 MiB. */
     deliver(n: number) {

@@ -51,14 +51,18 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  *   goes back to the standard window and measures its round trip afresh when data flows again.
  *
  * The channel grants its window itself (top-ups once an eighth of it, at least 256 KiB, was
- * used), also while at the standard window, so every grant can carry a sample.
+ * used and read), also while at the standard window, so every grant can carry a sample; ssh2's
+ * own top-ups are off for it (node/ssh2-internals/channel-window.ts).
  *
- * Memory bound: a channel never has more than `2 MiB + reserved` bytes granted to the peer
- * and not yet received, and (as with ssh2's own windows) at most its readable high-water mark
- * (2 MiB) more received and not yet consumed; so what it can hold is
- * `committed = window + readable <= 4 MiB + reserved`, and the reservations of all channels
- * together never exceed `budgetBytes`. A reservation is only given back down to what the
- * channel still has committed above the standard 4 MiB, so the bound holds at every moment.
+ * Memory bound: data received and not yet read counts against the window, as in OpenSSH, so
+ * what a channel holds, granted and not yet received plus received and not yet read
+ * (`committed = window + readable`), never exceeds its target, `2 MiB + wanted <= 2 MiB +
+ * reserved`: a reader paused by the relay's bridge holds at most the window. (ssh2's own
+ * channels hold a 2 MiB window and up to a 2 MiB readable buffer besides: a paused reader held
+ * 4 MiB, which is what issue 11 measured per stream on a relay.) The reservations of all
+ * channels together never exceed `budgetBytes`, and a reservation is only given back down to
+ * what the channel still has committed above ssh2's standard 4 MiB, so `committed <= 4 MiB +
+ * reserved` holds at every moment, also while a halved window drains.
  *
  * Only for peers that are Tunnel's own (the relay checks the client's identification, the CLI
  * the relay's): every other peer gets ssh2's standard 2 MiB behaviour, untouched.
@@ -269,6 +273,7 @@ class AdaptiveChannel {
         this.#behind = false;
         this.#topUp();
       },
+      consumed: () => this.#topUp(),
     });
   }
 
@@ -354,16 +359,17 @@ class AdaptiveChannel {
     this.#shrinkTo(this.#wanted);
   }
 
-  /** Grants the peer the window back up to the target once an eighth of it (at least 256 KiB) was used. */
+  /**
+   * Grants the peer the window back up to the target once an eighth of it (at least 256 KiB) was
+   * used and read: data received and not yet read counts against the window, as in OpenSSH, so
+   * a paused reader holds at most the target (see the file comment).
+   */
   #topUp(): void {
     if (this.#gone) return;
     const target = this.#target;
     const window = this.#w.window();
-    if (target - window < Math.max(target * TOP_UP_SHARE, TOP_UP_MIN)) return;
-    // Never past the bound: committed <= STANDARD_COMMITTED + reserved (see the file comment).
-    const room = STANDARD_COMMITTED + this.reserved - (window + this.#w.readable());
-    const grant = Math.min(target - window, room);
-    if (grant <= 0) return;
+    const grant = target - (window + this.#w.readable());
+    if (grant < Math.max(target * TOP_UP_SHARE, TOP_UP_MIN)) return;
     if (!this.#sample) this.#sample = { at: this.#budget.now(), offset: this.#received + window, prompt: window >= target / 2 };
     this.#w.grant(grant);
   }

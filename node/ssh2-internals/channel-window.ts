@@ -13,18 +13,23 @@ export interface ChannelWindow {
   grant(n: number): void;
   /**
    * Calls `received(n, accepted)` after each CHANNEL_DATA of `n` bytes was pushed (the window
-   * already reduced; `accepted` false when the readable side is full), and `drained()` after
-   * ssh2's own `_read` (the reader wants more after backpressure).
+   * already reduced; `accepted` false when the readable side is full), `drained()` after ssh2's
+   * own `_read` (the reader wants more after backpressure), and `consumed()` after the reader took
+   * data out of the readable side (`read()`, which flowing mode calls too). From then on the
+   * hooked side grants all of the channel's window: ssh2's own top-up (to 2 MiB once the window
+   * fell to 1 MiB, while the readable side is not full) no longer runs.
    */
-  hook(h: { received(n: number, accepted: boolean): void; drained(): void }): void;
+  hook(h: { received(n: number, accepted: boolean): void; drained(): void; consumed(): void }): void;
 }
 
 interface WindowedChannel {
   incoming?: { window?: number };
+  _waitChanDrain?: boolean;
   outgoing?: { id?: number; state?: string };
   _client?: { _protocol?: { channelWindowAdjust?: (id: number, n: number) => void } };
   push: (chunk: unknown, encoding?: BufferEncoding) => boolean;
   _read: (n: number) => void;
+  read: (n?: number) => unknown;
   readableLength: number;
 }
 
@@ -32,13 +37,13 @@ interface WindowedChannel {
  * The receive window of an ssh2 channel (server or client side). ssh2 grants a fixed 2 MiB
  * window (lib/Channel.js MAX_WINDOW) and offers no way to change it; growing it means sending
  * extra CHANNEL_WINDOW_ADJUSTs and keeping `incoming.window` in step, which is what ssh2's own
- * `windowAdjust` does. ssh2 then never adjusts on its own while the window stays above 1 MiB.
+ * `windowAdjust` does. Once hooked, ssh2 never adjusts on its own (see `hook`).
  */
 export function channelWindow(ch: Duplex): ChannelWindow {
   const c = ch as unknown as WindowedChannel;
   const adjust = c._client?._protocol?.channelWindowAdjust;
-  if (typeof c.incoming?.window !== 'number' || typeof c.outgoing?.id !== 'number' || typeof adjust !== 'function' || typeof c._read !== 'function') {
-    throw new Error('ssh2 internals changed: Channel.incoming.window, outgoing.id or _client._protocol.channelWindowAdjust missing');
+  if (typeof c.incoming?.window !== 'number' || typeof c.outgoing?.id !== 'number' || typeof adjust !== 'function' || typeof c._read !== 'function' || typeof c.read !== 'function') {
+    throw new Error('ssh2 internals changed: Channel.incoming.window, outgoing.id, _read or _client._protocol.channelWindowAdjust missing');
   }
   const incoming = c.incoming as { window: number };
   const outgoing = c.outgoing as { id: number; state?: string };
@@ -53,15 +58,33 @@ export function channelWindow(ch: Duplex): ChannelWindow {
     },
     hook(h) {
       const push = c.push;
-      const read = c._read;
+      const _read = c._read;
+      const read = c.read;
+      // ssh2's CHANNEL_DATA handler (client.js, server.js) tops the window up to 2 MiB once it
+      // fell to 1 MiB, unless push() returned false; then it sets _waitChanDrain, and its _read
+      // tops up once the reader wants more. Returning false for data (the stream keeps it: the
+      // result is only advice to the pusher) and clearing _waitChanDrain before its _read leaves
+      // every grant to the hook, which counts unread data against the window as OpenSSH does:
+      // ssh2's own top-up let a paused reader hold its 2 MiB readable buffer plus a fresh 2 MiB
+      // window (issue 11: the relay's memory per stream).
       c.push = function (chunk: unknown, encoding?: BufferEncoding): boolean {
         const accepted = push.call(this, chunk, encoding);
-        if (chunk instanceof Uint8Array) h.received(chunk.length, accepted);
-        return accepted;
+        if (!(chunk instanceof Uint8Array)) return accepted;
+        h.received(chunk.length, accepted);
+        return false;
       };
       c._read = function (n: number): void {
-        read.call(this, n);
+        c._waitChanDrain = false;
+        _read.call(this, n);
         h.drained();
+      };
+      // What the reader takes frees window: Readable calls _read only when it wants more, and not
+      // again until the next push, so a channel whose unread data filled its window would wait
+      // for a grant that only a push could prompt.
+      c.read = function (n?: number): unknown {
+        const chunk = read.call(this, n);
+        if (chunk !== null) h.consumed();
+        return chunk;
       };
     },
   };
