@@ -199,13 +199,13 @@ describe('a paused reader (real ssh2 client and server)', () => {
     let received = 0;
     let stalled: () => void = () => {};
     const stall = new Promise<void>((r) => (stalled = r));
-    let done: () => void = () => {};
-    const all = new Promise<void>((r) => (done = r));
+    let done: (how: string) => void = () => {};
+    const all = new Promise<string>((r) => (done = r));
     let server: ServerChannel | undefined;
     const pair = await sshPair((ch) => {
       server = ch;
       adopted = budget.adopt(ch, { accepted: true });
-      if (!adopted) return void (stalled(), done()); // fails below instead of waiting
+      if (!adopted) return void (stalled(), done('not adopted')); // fails below instead of waiting
       ch.pause(); // the relay's bridge waits for the other side before reading anything
       const w = channelWindow(ch);
       const push = ch.push.bind(ch);
@@ -219,20 +219,28 @@ describe('a paused reader (real ssh2 client and server)', () => {
       };
       ch.on('data', (d: Buffer) => {
         received += d.length;
-        if (received === BYTES) done();
+        if (received === BYTES) return void done('all');
+        // Once the read that delivered this returned (any grant it prompts is sent from inside it):
+        // the reader took everything, nothing is in flight and nothing was granted, so no byte can
+        // ever come. Fails here instead of waiting forever.
+        setImmediate(() => {
+          if (received < BYTES && w.window() === 0 && ch.readableLength === 0) done(`stuck after ${received} bytes: no window, nothing unread`);
+        });
       });
     });
     try {
       const client = await pair.open();
       const sent = send(client, BYTES);
-      await stall;
+      // The sender done while the reader never read: it was granted more than the window (fails below).
+      await Promise.race([stall, sent]);
       assert.equal(adopted, true);
       const w = channelWindow(server!);
       assert.ok(pushes > 0);
       assert.equal(w.readable(), STANDARD_WINDOW, 'the paused reader holds exactly the window it granted');
       assert.ok(peak <= STANDARD_WINDOW, `granted and unread together never above the window (peak ${peak}; ssh2's own top-up let it reach 4 MiB)`);
       server!.resume();
-      await Promise.all([sent, all]);
+      assert.equal(await all, 'all');
+      await sent;
       assert.equal(received, BYTES, 'everything arrived once the reader resumed');
       assert.ok(peak <= STANDARD_WINDOW, `and the bound held while it read (peak ${peak})`);
     } finally {
