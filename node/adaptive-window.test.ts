@@ -249,6 +249,49 @@ describe('a paused reader (real ssh2 client and server)', () => {
   });
 });
 
+describe('a reader that asks for more than the window at once (real ssh2 client and server)', () => {
+  it('gets it: read(n) past the standard window is granted what it waits for, also right after a small read', async () => {
+    const HEADER = 100 * 1024;
+    const FRAME = 3 * MiB;
+    const BYTES = HEADER + 4 * FRAME;
+    const budget = new WindowBudget({ budgetBytes: 16 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, rttSlackMs: -Infinity });
+    let adopted: boolean | undefined;
+    let received = 0;
+    let header = false;
+    let finished: (how: string) => void = () => {};
+    const outcome = new Promise<string>((r) => (finished = r));
+    const pair = await sshPair((ch) => {
+      adopted = budget.adopt(ch, { accepted: true });
+      const w = channelWindow(ch);
+      // A paused-mode reader of a length-prefixed protocol: a small header, taken once the sender
+      // used its window (so ssh2's _read already ran and waits for a push), then 3 MiB frames:
+      // read(n) raises the readable high-water mark past n, and returns null until n are there.
+      ch.on('readable', () => {
+        if (!header) {
+          if (w.window() > 0) return;
+          header = true;
+          received += (ch.read(HEADER) as Buffer).length;
+        }
+        let frame: Buffer | null;
+        while ((frame = ch.read(FRAME) as Buffer | null) !== null) received += frame.length;
+        // Nothing in flight, nothing granted, the frame not there: no byte can ever come.
+        if (w.window() === 0 && !ch.readableEnded) finished(`stuck: ${w.readable()} bytes unread, no window`);
+      });
+      ch.on('end', () => finished('end'));
+    });
+    try {
+      const client = await pair.open();
+      const sent = send(client, BYTES);
+      assert.equal(await outcome, 'end');
+      assert.equal(adopted, true);
+      await sent;
+      assert.equal(received, BYTES);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
 const PAYLOAD = Buffer.alloc(64 * 1024);
 
 /** A stand-in for an ssh2 channel's window internals, driven by hand: `deliver(n)` is one CHANNEL_DATA; grants go to `onGrant`. */
@@ -275,6 +318,7 @@ function fakeChannel(onGrant: (n: number) => void) {
       return had > 0 ? PAYLOAD : null;
     },
     readableLength: 0,
+    readableHighWaterMark: STANDARD_WINDOW,
     once: () => ch,
   };
   return {

@@ -57,12 +57,14 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
  * Memory bound: data received and not yet read counts against the window, as in OpenSSH, so
  * what a channel holds, granted and not yet received plus received and not yet read
  * (`committed = window + readable`), never exceeds its target, `2 MiB + wanted <= 2 MiB +
- * reserved`: a reader paused by the relay's bridge holds at most the window. (ssh2's own
- * channels hold a 2 MiB window and up to a 2 MiB readable buffer besides: a paused reader held
- * 4 MiB, which is what issue 11 measured per stream on a relay.) The reservations of all
- * channels together never exceed `budgetBytes`, and a reservation is only given back down to
- * what the channel still has committed above ssh2's standard 4 MiB, so `committed <= 4 MiB +
- * reserved` holds at every moment, also while a halved window drains.
+ * reserved`, or what the reader asked for at once if more (`read(n)` past the readable high-water
+ * mark: it waits for n unread bytes; the relay and the CLI never do): a reader paused by the
+ * relay's bridge holds at most the window. (ssh2's own channels hold a 2 MiB window and up to
+ * a 2 MiB readable buffer besides: a paused reader held 4 MiB, which is what issue 11 measured
+ * per stream on a relay.) The reservations of all channels together never exceed `budgetBytes`,
+ * and a reservation is only given back down to what the channel still has committed above
+ * ssh2's standard 4 MiB, so `committed <= 4 MiB + reserved` holds at every moment (but for a
+ * reader that asked for more), also while a halved window drains.
  *
  * Only for peers that are Tunnel's own (the relay checks the client's identification, the CLI
  * the relay's): every other peer gets ssh2's standard 2 MiB behaviour, untouched.
@@ -366,7 +368,9 @@ class AdaptiveChannel {
    */
   #topUp(): void {
     if (this.#gone) return;
-    const target = this.#target;
+    // A reader that asked for more than the target at once (read(n): its high-water mark) waits
+    // for that much unread: granting less would leave it and the sender waiting for each other.
+    const target = Math.max(this.#target, this.#w.asked());
     const window = this.#w.window();
     const grant = target - (window + this.#w.readable());
     if (grant < Math.max(target * TOP_UP_SHARE, TOP_UP_MIN)) return;

@@ -9,13 +9,19 @@ export interface ChannelWindow {
   window(): number;
   /** Bytes received and not yet consumed. */
   readable(): number;
+  /**
+   * The readable side's high-water mark: ssh2's 2 MiB, unless the reader asked for more at once
+   * (`read(n)` raises it past n); such a reader waits until that much is buffered.
+   */
+  asked(): number;
   /** Grants the peer `n` more bytes (SSH_MSG_CHANNEL_WINDOW_ADJUST). */
   grant(n: number): void;
   /**
    * Calls `received(n, accepted)` after each CHANNEL_DATA of `n` bytes was pushed (the window
    * already reduced; `accepted` false when the readable side is full), `drained()` after ssh2's
-   * own `_read` (the reader wants more after backpressure), and `consumed()` after the reader took
-   * data out of the readable side (`read()`, which flowing mode calls too). From then on the
+   * own `_read` (the reader wants more after backpressure), and `consumed()` after every `read()`
+   * (which flowing mode calls too): the reader took data out of the readable side, or asked for
+   * more than it holds (`asked`). From then on the
    * hooked side grants all of the channel's window: ssh2's own top-up (to 2 MiB once the window
    * fell to 1 MiB, while the readable side is not full) no longer runs.
    */
@@ -31,6 +37,7 @@ interface WindowedChannel {
   _read: (n: number) => void;
   read: (n?: number) => unknown;
   readableLength: number;
+  readableHighWaterMark: number;
 }
 
 /**
@@ -51,6 +58,7 @@ export function channelWindow(ch: Duplex): ChannelWindow {
   return {
     window: () => incoming.window,
     readable: () => c.readableLength,
+    asked: () => c.readableHighWaterMark,
     grant(n) {
       if (outgoing.state === 'closed' || n <= 0) return;
       incoming.window += n;
@@ -81,9 +89,11 @@ export function channelWindow(ch: Duplex): ChannelWindow {
       // What the reader takes frees window: Readable calls _read only when it wants more, and not
       // again until the next push, so a channel whose unread data filled its window would wait
       // for a grant that only a push could prompt.
+      // Also after a read() that returned null: read(n) past the high-water mark raises it (asked)
+      // without calling _read while an earlier _read still waits for a push.
       c.read = function (n?: number): unknown {
         const chunk = read.call(this, n);
-        if (chunk !== null) h.consumed();
+        h.consumed();
         return chunk;
       };
     },
