@@ -47,8 +47,12 @@
  *   still 2 MiB and a Channel's readable high-water mark; a Channel still has `incoming.window`,
  *   `outgoing.{id, state}` and `_client._protocol.channelWindowAdjust(id, n)`; the CHANNEL_DATA
  *   handlers (client.js and server.js) still decrement `incoming.window`, then call
- *   `channel.push(data)`, then top up only when the window is at or below half of MAX_WINDOW;
- *   and `Channel#_read` is still where ssh2 grants window again after backpressure.
+ *   `channel.push(data)`, then top up only when the window is at or below half of MAX_WINDOW
+ *   and push() returned true (false sets `_waitChanDrain` instead, which is how a hooked channel
+ *   turns ssh2's own top-ups off); `Channel#_read` still tops up only when `_waitChanDrain` is
+ *   set, and is still called through the instance property. (`ClientStderr#_read` does the same
+ *   for the main channel's flag: a client channel whose stderr is read gets ssh2's top-ups back;
+ *   Tunnel adopts only tcpip channels and never reads their stderr.)
  * - Pooled padding (installPooledPadding): lib/protocol/crypto.js still exports CIPHER_INFO, MAC_INFO
  *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
