@@ -21,9 +21,9 @@ export interface ChannelWindow {
    * already reduced; `accepted` false when the readable side is full), `drained()` after ssh2's
    * own `_read` (the reader wants more after backpressure), and `consumed()` after every `read()`
    * (which flowing mode calls too): the reader took data out of the readable side, or asked for
-   * more than it holds (`asked`). From then on the
-   * hooked side grants all of the channel's window: ssh2's own top-up (to 2 MiB once the window
-   * fell to 1 MiB, while the readable side is not full) no longer runs.
+   * more than it holds (`asked`). From then on the hooked side grants all of the channel's
+   * window: ssh2's own top-up (to 2 MiB once the window fell to 1 MiB, while the readable side
+   * is not full) no longer runs.
    */
   hook(h: { received(n: number, accepted: boolean): void; drained(): void; consumed(): void }): void;
 }
@@ -49,8 +49,8 @@ interface WindowedChannel {
 export function channelWindow(ch: Duplex): ChannelWindow {
   const c = ch as unknown as WindowedChannel;
   const adjust = c._client?._protocol?.channelWindowAdjust;
-  if (typeof c.incoming?.window !== 'number' || typeof c.outgoing?.id !== 'number' || typeof adjust !== 'function' || typeof c._read !== 'function' || typeof c.read !== 'function') {
-    throw new Error('ssh2 internals changed: Channel.incoming.window, outgoing.id, _read or _client._protocol.channelWindowAdjust missing');
+  if (typeof c.incoming?.window !== 'number' || typeof c.outgoing?.id !== 'number' || typeof adjust !== 'function' || typeof c._read !== 'function' || typeof c.read !== 'function' || typeof c.readableHighWaterMark !== 'number') {
+    throw new Error('ssh2 internals changed: Channel.incoming.window, outgoing.id, _read, read, readableHighWaterMark or _client._protocol.channelWindowAdjust missing');
   }
   const incoming = c.incoming as { window: number };
   const outgoing = c.outgoing as { id: number; state?: string };
