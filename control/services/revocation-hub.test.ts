@@ -81,15 +81,19 @@ describe('RevocationHub', () => {
     w.close();
   });
 
-  it('never buffers more than an answer may carry beside a database page, whatever maxBuffered says', () => {
-    const hub = new RevocationHub({ maxBuffered: 1_000_000 });
+  it('buffers at most what an answer may carry beside a database page, and refuses a maxBuffered above it', () => {
+    const hub = new RevocationHub({ maxBuffered: MAX_BUFFERED });
     const w = hub.waiter('n')!;
     const many = Array.from({ length: MAX_BUFFERED + 1 }, (_, i) => r(`x${i}`));
     hub.publish('n', many.slice(0, MAX_BUFFERED));
     hub.publish('n', many.slice(MAX_BUFFERED));
-    assert.equal(w.take().length, MAX_BUFFERED);
-    assert.ok(MAX_BUFFERED + FEED_PAGE_ROWS <= FEED_PAGE_MAX_ENTRIES);
+    const taken = w.take();
+    assert.equal(taken.length, MAX_BUFFERED);
+    assert.ok(taken.length + FEED_PAGE_ROWS <= FEED_PAGE_MAX_ENTRIES, 'a held answer with a database page fits what a relay accepts');
     w.close();
+    for (const bad of [MAX_BUFFERED + 1, 1_000_000, -1, 1.5, Number.NaN]) {
+      assert.throws(() => new RevocationHub({ maxBuffered: bad }), RangeError, String(bad));
+    }
   });
 
   it('evict: polls held with a replaced credential end at once with nothing, the current one keeps waiting', async () => {

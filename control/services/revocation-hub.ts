@@ -49,7 +49,7 @@ export interface RevocationHubOptions {
   maxBuffered: number;
 }
 
-/** Entries one poll may buffer, at most, whatever the options say: the answer's room beside a database page. */
+/** Entries one poll may buffer, at most: the answer's room beside a database page (a larger `maxBuffered` is refused). */
 export const MAX_BUFFERED = FEED_PAGE_MAX_ENTRIES - FEED_PAGE_ROWS;
 
 export const DEFAULT_HUB_OPTIONS: RevocationHubOptions = { maxWaitersPerNode: 4, maxWaiters: 10_000, maxBuffered: 1000 };
@@ -71,7 +71,11 @@ export class RevocationHub {
 
   constructor(opts: Partial<RevocationHubOptions> = {}) {
     const o = { ...DEFAULT_HUB_OPTIONS, ...opts };
-    this.#opts = { ...o, maxBuffered: Math.min(o.maxBuffered, MAX_BUFFERED) };
+    // Refused, not clamped: a caller asking for more would believe its polls buffer it.
+    if (!Number.isSafeInteger(o.maxBuffered) || o.maxBuffered < 0 || o.maxBuffered > MAX_BUFFERED) {
+      throw new RangeError(`maxBuffered must be an integer from 0 to ${MAX_BUFFERED} (an answer carries at most ${FEED_PAGE_MAX_ENTRIES} entries, ${FEED_PAGE_ROWS} of them a database page)`);
+    }
+    this.#opts = o;
   }
 
   /** True once close() was called (the server is shutting down). */
