@@ -6,29 +6,22 @@ import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
 import { isLeaseId } from '../protocol/lease-claims-check.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
-import { renewalMismatch, type Authenticator } from './auth/authenticate.js';
-import type { AuthRateLimiter } from './auth/rate-limit.js';
+import { renewalMismatch } from './auth/authenticate.js';
 import { stillTrusted, verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
 import type { TrustSnapshot } from './trust/jwks-cache.js';
-import type { Config } from './config.js';
-import type { Ids } from './deps.js';
-import type { Clock } from '../shared/clock.js';
-import type { EventReporter } from './events/reporter.js';
-import { FaultGuard, type FaultInjector, type FaultPoint } from './fault-guard.js';
-import { EgressError, type EgressLock } from './egress/egress-lock.js';
+import { FaultGuard, type FaultPoint } from './fault-guard.js';
+import { EgressError } from './egress/egress-lock.js';
 import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
-import type { VirtualListener, VirtualListeners } from './forwarding/virtual-listeners.js';
-import type { LiveBytes } from './forwarding/live-bytes.js';
-import type { LeaseEndReason, LeaseRegistry } from './leases/lease-registry.js';
+import type { VirtualListener } from './forwarding/virtual-listeners.js';
+import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots, OpenRefusedError } from './channel-slots.js';
 import { IdleChannels } from './forwarding/idle-channels.js';
 import { loggable, type Logger } from '../shared/logger.js';
-import type { RelayMetrics } from './metrics.js';
+import type { RelayContext } from './relay-context.js';
 import { SendBudget, type SendGate } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
-import type { WindowBudget } from './adaptive-window.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { channelRefusal } from './forwarding/refusal-text.js';
 import {
@@ -44,6 +37,9 @@ import {
   timePings,
 } from './ssh2-internals.js';
 
+/** Defined in node/relay-context.ts (the modules a connection delegates to take parts of it); node/relay.ts imports it from here. */
+export type { RelayContext };
+
 /** Channel types of SSH and OpenSSH, counted by name when refused (node/connection.ts). */
 const CHANNEL_TYPES: ReadonlySet<string> = new Set([
   'session',
@@ -54,29 +50,6 @@ const CHANNEL_TYPES: ReadonlySet<string> = new Set([
   'forwarded-streamlocal@openssh.com',
   'tun@openssh.com',
 ]);
-
-/** What every connection shares; built once by createRelay. */
-export interface RelayContext {
-  config: Readonly<Config>;
-  clock: Clock;
-  ids: Ids;
-  logger: Logger;
-  metrics: RelayMetrics;
-  auth: Authenticator;
-  rateLimiter: AuthRateLimiter;
-  registry: LeaseRegistry;
-  listeners: VirtualListeners;
-  reporter: EventReporter;
-  egress: EgressLock;
-  /** True once shutdown began: no new forwards or channels. */
-  draining(): boolean;
-  /** Adaptive windows for channels with Tunnel's own CLI (node/adaptive-window.ts). */
-  windows: WindowBudget;
-  /** The channel data open bridges hold (the gc pacer's live bytes): bridges register while open. */
-  live: LiveBytes;
-  /** Testing only: injected handler faults (`--test-fault`). */
-  injectFault?: FaultInjector;
-}
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
