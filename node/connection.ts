@@ -2,7 +2,6 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/node-api.js';
-import { formatRefusal, refusalWord } from '../protocol/channel-refusals.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
 import { isLeaseId } from '../protocol/lease-claims-check.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
@@ -23,7 +22,7 @@ import type { RelayContext } from './relay-context.js';
 import { SendBudget, type SendGate } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
-import { channelRefusal } from './forwarding/refusal-text.js';
+import { requestRefusals, type RefuseRequest } from './forwarding/request-refusals.js';
 import {
   customRequestOf,
   disconnectWithReason,
@@ -31,7 +30,6 @@ import {
   type ChannelLimitViolation,
   keyExchangeQueue,
   observeChannelOpens,
-  rejectChannelOpen,
   routeCustomGlobalRequests,
   socketOf,
   timePings,
@@ -74,6 +72,7 @@ export class RelayConnection {
   #guard: FaultGuard;
   #budget: SendBudget;
   #faulted = false;
+  readonly #refuse: RefuseRequest;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
@@ -94,6 +93,7 @@ export class RelayConnection {
     // crash of the relay (node/fault-guard.ts).
     const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
     this.#slots = new ChannelSlots(ctx.config.limits);
+    this.#refuse = requestRefusals({ ctx, conn, log: this.#log });
     this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
 
     const sock = socketOf(conn);
@@ -396,18 +396,6 @@ export class RelayConnection {
   #leaseEnded(reason: LeaseEndReason): void {
     this.#ctx.metrics.leaseClosures.inc({ reason });
     this.end(reason);
-  }
-
-  #refuse(kind: string, reason: string, fields: Record<string, unknown>, reject: (() => void) | undefined): void {
-    this.#ctx.metrics.refusedRequests.inc({ type: kind });
-    // Addresses and hosts here are the peer's text (up to a packet, 35 KB): logged cut short.
-    const logged = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? loggable(v, 256) : v]));
-    this.#log.info('request refused', { request: kind, reason, ...logged });
-    if (!reject) return;
-    if (kind !== 'direct-tcpip') return reject(); // global request failures carry no text in SSH
-    const { code, text } = channelRefusal(reason, { ...fields, timeoutMs: this.#ctx.config.openTimeoutMs });
-    // A stable word first (protocol/channel-refusals.ts) so the CLI can tell the cases apart.
-    rejectChannelOpen(this.#conn, reject, code, formatRefusal(refusalWord(reason), text));
   }
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
