@@ -3,10 +3,10 @@ import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/node-api.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
-import { isLeaseId } from '../protocol/lease-claims-check.js';
 import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
 import { renewalMismatch } from './auth/authenticate.js';
-import { stillTrusted, verifySessionSignature, type VerifiedLease } from './auth/verify-client-cert.js';
+import { ConnectionAuth } from './auth/connection-auth.js';
+import { stillTrusted, type VerifiedLease } from './auth/verify-client-cert.js';
 import type { TrustSnapshot } from './trust/jwks-cache.js';
 import { FaultGuard, type FaultPoint } from './fault-guard.js';
 import { EgressError } from './egress/egress-lock.js';
@@ -56,11 +56,7 @@ export class RelayConnection {
   #ctx: RelayContext;
   #conn: Connection;
   #log: Logger;
-  #ip: string;
   #lease: VerifiedLease | undefined;
-  #username = '';
-  #attempts = 0;
-  #noneAsked = false;
   #ending = false;
   #bytesIn = 0;
   #bytesOut = 0;
@@ -73,6 +69,7 @@ export class RelayConnection {
   #budget: SendBudget;
   #faulted = false;
   readonly #refuse: RefuseRequest;
+  readonly #auth: ConnectionAuth;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
@@ -84,7 +81,6 @@ export class RelayConnection {
     this.#ctx = ctx;
     this.#conn = conn;
     this.sessionId = ctx.ids.session();
-    this.#ip = info.ip;
     this.remote = `${info.ip}:${info.port}`;
     this.#log = ctx.logger.child({ sessionId: this.sessionId, remote: this.remote });
     this.#adaptive = isSoftware(info.header?.versions?.software, CLI_SOFTWARE);
@@ -94,6 +90,22 @@ export class RelayConnection {
     const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
     this.#slots = new ChannelSlots(ctx.config.limits);
     this.#refuse = requestRefusals({ ctx, conn, log: this.#log });
+    this.#auth = new ConnectionAuth({
+      ctx,
+      sessionId: this.sessionId,
+      ip: info.ip,
+      log: this.#log,
+      ending: () => this.#ending,
+      closed: () => this.#closed,
+      inject: (point) => this.#inject(point),
+      event: (e) => this.#event(e),
+      end: (reason) => this.end(reason),
+      leaseEnded: (reason) => this.#leaseEnded(reason),
+      setLease: (lease) => {
+        this.#lease = lease;
+      },
+      wrap: (where, fn) => guard.wrap(where, fn),
+    });
     this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
 
     const sock = socketOf(conn);
@@ -173,7 +185,7 @@ export class RelayConnection {
         if (this.#lease) this.#log.info('channel type refused', { type: loggable(type, 64) });
       }),
     );
-    conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#authenticate(actx)));
+    conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#auth.authenticate(actx)));
     conn.on('ready', guard.wrap('ready', () => this.#onReady()));
     conn.on(
       'request',
@@ -303,65 +315,11 @@ export class RelayConnection {
 
   /** Test-only fault injection (`--test-fault`); a no-op in production. */
   #inject(point: FaultPoint): void {
-    this.#ctx.injectFault?.(point, { username: this.#username });
+    this.#ctx.injectFault?.(point, { username: this.#auth.username });
   }
 
   #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void {
     this.#ctx.reporter.push({ at: this.#ctx.clock.now().toISOString(), session_id: this.sessionId, remote: this.remote, ...e });
-  }
-
-  async #authenticate(actx: AuthContext): Promise<void> {
-    // Requests the client sent before it saw our DISCONNECT are not answered (nor counted).
-    if (this.#ending) return;
-    if (actx.method !== 'publickey') {
-      // A client's first `none` asks which methods exist; like sshd, only that one is free.
-      // Every other none, password, keyboard-interactive or hostbased attempt is a failure:
-      // it counts against --max-auth-attempts and the per-source limiter.
-      if (actx.method === 'none' && !this.#noneAsked) {
-        this.#noneAsked = true;
-        actx.reject(['publickey']);
-        return;
-      }
-      return this.#authFail(actx, 'method_not_allowed', {});
-    }
-    this.#username = actx.username;
-    this.#inject('authentication');
-    const result = await this.#ctx.auth.verify({ algo: actx.key.algo, blob: actx.key.data, username: actx.username });
-    if (this.#closed) return;
-    if (!result.ok) return this.#authFail(actx, result.reason, result);
-    const lease = result.lease;
-    if (!actx.signature) {
-      actx.accept(); // The key is acceptable; the client proves possession next.
-      return;
-    }
-    if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
-      return this.#authFail(actx, 'signature_invalid', lease);
-    }
-    const attached = this.#ctx.registry.attach({ sessionId: this.sessionId, close: this.#guard.wrap('lease-end', (reason: LeaseEndReason) => this.#leaseEnded(reason)) }, lease);
-    if (!attached.ok) return this.#authFail(actx, attached.reason, lease);
-    this.#lease = lease;
-    actx.accept();
-  }
-
-  #authFail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }): void {
-    this.#attempts++;
-    this.#ctx.metrics.authFailures.inc({ reason });
-    this.#ctx.rateLimiter.recordFailure(this.#ip);
-    // The user, method and algorithm names are the client's text (up to a packet, 35 KB, with no
-    // account): logged cut short, as sshd does.
-    this.#log.warn('authentication refused', {
-      reason,
-      user: loggable(actx.username, 256),
-      method: loggable(actx.method, 64),
-      algo: actx.method === 'publickey' ? loggable(actx.key.algo, 64) : undefined,
-      leaseId: ids.leaseId,
-      serial: ids.serial,
-      fingerprint: ids.fingerprint,
-    });
-    // Only a lease id goes to the control plane: an event outside its schema fails the whole batch.
-    this.#event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined });
-    actx.reject(['publickey']);
-    if (this.#attempts >= this.#ctx.config.limits.authAttempts) this.end('too_many_auth_attempts');
   }
 
   #onReady(): void {
@@ -371,7 +329,7 @@ export class RelayConnection {
     const c = lease.claims;
     this.#ctx.metrics.authSuccesses.inc({ kind: c.kind });
     this.#log.info('connection authenticated', {
-      user: this.#username,
+      user: this.#auth.username,
       leaseId: lease.leaseId,
       kind: c.kind,
       exposure: c.kind === 'egress' ? undefined : c.exposure,
@@ -604,7 +562,7 @@ export class RelayConnection {
     // ssh2's queue, outside the send budget, and the renewal its packet: a member could pile up
     // as many as it could send. A renewal naming a key the relay does not know yet is refused
     // (the refresh starts); the CLI then reconnects, and authentication does wait for it.
-    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#username }, { wait: false });
+    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#auth.username }, { wait: false });
     if (this.#closed) return;
     if (!result.ok) return fail(result.reason, { leaseId: result.leaseId, serial: result.serial });
     const mismatch = renewalMismatch(current, result.lease);

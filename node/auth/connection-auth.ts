@@ -1,0 +1,110 @@
+import type { AuthContext } from 'ssh2';
+import type { ConnectionEvent } from '../../protocol/node-api.js';
+import { isLeaseId } from '../../protocol/lease-claims-check.js';
+import { loggable, type Logger } from '../../shared/logger.js';
+import type { CloseReason } from '../close-reasons.js';
+import type { FaultPoint } from '../fault-guard.js';
+import type { LeaseEndReason } from '../leases/lease-registry.js';
+import type { RelayContext } from '../relay-context.js';
+import { verifySessionSignature, type VerifiedLease } from './verify-client-cert.js';
+
+/** What one connection's authentication takes from its connection (node/connection.ts). */
+export interface ConnectionAuthOptions {
+  ctx: Pick<RelayContext, 'config' | 'metrics' | 'auth' | 'rateLimiter' | 'registry'>;
+  sessionId: string;
+  /** The peer's address: failures count against it in the per-source limiter. */
+  ip: string;
+  log: Logger;
+  /** True once the connection began closing (`end`). */
+  ending(): boolean;
+  /** True once the connection closed. */
+  closed(): boolean;
+  /** Test-only fault injection (`--test-fault`). */
+  inject(point: FaultPoint): void;
+  /** Reports a connection event to the control plane. */
+  event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void;
+  end(reason: CloseReason): void;
+  /** The lease registry closes the connection (its lease revoked, expired, ...). */
+  leaseEnded(reason: LeaseEndReason): void;
+  /** Authenticated: the connection holds `lease` from now on (attached in the registry). */
+  setLease(lease: VerifiedLease): void;
+  /** Runs callbacks handed to others (the registry) exception-safely (the connection's FaultGuard). */
+  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
+}
+
+/**
+ * One connection's SSH authentication (ssh2's 'authentication' event): a lease certificate's
+ * public key, its signature, its place in the lease registry; every failure counted, logged,
+ * reported, and past --max-auth-attempts the connection closed.
+ */
+export class ConnectionAuth {
+  readonly #o: ConnectionAuthOptions;
+  #username = '';
+  #attempts = 0;
+  #noneAsked = false;
+
+  constructor(o: ConnectionAuthOptions) {
+    this.#o = o;
+  }
+
+  /** The user name of the last publickey attempt ('' before one). */
+  get username(): string {
+    return this.#username;
+  }
+
+  async authenticate(actx: AuthContext): Promise<void> {
+    const o = this.#o;
+    // Requests the client sent before it saw our DISCONNECT are not answered (nor counted).
+    if (o.ending()) return;
+    if (actx.method !== 'publickey') {
+      // A client's first `none` asks which methods exist; like sshd, only that one is free.
+      // Every other none, password, keyboard-interactive or hostbased attempt is a failure:
+      // it counts against --max-auth-attempts and the per-source limiter.
+      if (actx.method === 'none' && !this.#noneAsked) {
+        this.#noneAsked = true;
+        actx.reject(['publickey']);
+        return;
+      }
+      return this.#fail(actx, 'method_not_allowed', {});
+    }
+    this.#username = actx.username;
+    o.inject('authentication');
+    const result = await o.ctx.auth.verify({ algo: actx.key.algo, blob: actx.key.data, username: actx.username });
+    if (o.closed()) return;
+    if (!result.ok) return this.#fail(actx, result.reason, result);
+    const lease = result.lease;
+    if (!actx.signature) {
+      actx.accept(); // The key is acceptable; the client proves possession next.
+      return;
+    }
+    if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
+      return this.#fail(actx, 'signature_invalid', lease);
+    }
+    const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.wrap('lease-end', (reason: LeaseEndReason) => o.leaseEnded(reason)) }, lease);
+    if (!attached.ok) return this.#fail(actx, attached.reason, lease);
+    o.setLease(lease);
+    actx.accept();
+  }
+
+  #fail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }): void {
+    const o = this.#o;
+    this.#attempts++;
+    o.ctx.metrics.authFailures.inc({ reason });
+    o.ctx.rateLimiter.recordFailure(o.ip);
+    // The user, method and algorithm names are the client's text (up to a packet, 35 KB, with no
+    // account): logged cut short, as sshd does.
+    o.log.warn('authentication refused', {
+      reason,
+      user: loggable(actx.username, 256),
+      method: loggable(actx.method, 64),
+      algo: actx.method === 'publickey' ? loggable(actx.key.algo, 64) : undefined,
+      leaseId: ids.leaseId,
+      serial: ids.serial,
+      fingerprint: ids.fingerprint,
+    });
+    // Only a lease id goes to the control plane: an event outside its schema fails the whole batch.
+    o.event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined });
+    actx.reject(['publickey']);
+    if (this.#attempts >= o.ctx.config.limits.authAttempts) o.end('too_many_auth_attempts');
+  }
+}
