@@ -12,7 +12,7 @@ import { FaultGuard, type FaultPoint } from './fault-guard.js';
 import { EgressError } from './egress/egress-lock.js';
 import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
-import type { VirtualListener } from './forwarding/virtual-listeners.js';
+import { BoundExposures } from './forwarding/bound-exposures.js';
 import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots, OpenRefusedError } from './channel-slots.js';
@@ -63,13 +63,13 @@ export class RelayConnection {
   #bridges = new Set<Bridge>();
   #slots: ChannelSlots;
   #idle: IdleChannels;
-  #bound: VirtualListener[] = [];
   #closed = false;
   #guard: FaultGuard;
   #budget: SendBudget;
   #faulted = false;
   readonly #refuse: RefuseRequest;
   readonly #auth: ConnectionAuth;
+  readonly #exposures: BoundExposures;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
@@ -131,6 +131,24 @@ export class RelayConnection {
         this.end('send_stalled', true);
       },
       onPeak: (n) => ctx.metrics.notePeakSendBuffer(n),
+      wrap: (where, fn) => guard.wrap(where, fn),
+    });
+    this.#exposures = new BoundExposures({
+      ctx,
+      sessionId: this.sessionId,
+      conn,
+      log: this.#log,
+      slots: this.#slots,
+      gate: this.#budget,
+      closed: () => this.#closed,
+      adaptive: this.#adaptive,
+      windowOwner: () => this.#windowOwner,
+      pathRtt: this.#pathMs,
+      account: (bytesIn, bytesOut) => {
+        this.#bytesIn += bytesIn;
+        this.#bytesOut += bytesOut;
+      },
+      refuse: this.#refuse,
       wrap: (where, fn) => guard.wrap(where, fn),
     });
     // After ssh2 (whose listener came first) has handled a chunk from the peer: what it queued
@@ -266,8 +284,7 @@ export class RelayConnection {
     // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
     // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
     for (const b of this.#bridges) b.abort();
-    this.#ctx.listeners.removeSession(this.sessionId);
-    this.#bound = [];
+    this.#exposures.unbindAll();
     this.#ctx.egress.release(this.sessionId);
     const sock = socketOf(this.#conn);
     if (now) {
@@ -365,80 +382,7 @@ export class RelayConnection {
       return;
     }
     if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
-    const bind = info as TcpipBindInfo;
-    if (name === 'cancel-tcpip-forward') {
-      const l = this.#bound.find((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort);
-      if (!l) return this.#refuse(name, 'not_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
-      this.#bound.splice(this.#bound.indexOf(l), 1);
-      this.#ctx.listeners.remove(l);
-      this.#log.info('exposure unbound', { exposure: l.exposure, port: l.port });
-      accept?.();
-      return;
-    }
-    const c = lease.claims;
-    if (this.#ctx.draining()) return this.#refuse(name, 'draining', {}, reject);
-    if (c.kind !== 'expose' || bind.bindAddr !== c.exposure || bind.bindPort !== c.port) {
-      return this.#refuse(name, 'not_in_lease', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
-    }
-    if (this.#bound.some((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort)) {
-      return this.#refuse(name, 'already_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
-    }
-    const listener: VirtualListener = {
-      exposure: c.exposure,
-      port: c.port,
-      sessionId: this.sessionId,
-      leaseId: lease.leaseId,
-      bindAddr: bind.bindAddr,
-      bindPort: bind.bindPort,
-      open: (origin, opener) => this.#openForwarded(listener, origin, opener),
-      gate: this.#budget,
-      account: (bytesIn, bytesOut) => {
-        this.#bytesIn += bytesIn;
-        this.#bytesOut += bytesOut;
-      },
-    };
-    this.#bound.push(listener);
-    this.#ctx.listeners.add(listener);
-    this.#log.info('exposure bound', { exposure: c.exposure, port: c.port, leaseId: lease.leaseId });
-    accept?.();
-  }
-
-  /**
-   * X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound, in one of this
-   * connection's channel slots and its opener's (Y's user's) share of them (ChannelSlots).
-   */
-  #openForwarded(l: VirtualListener, origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
-    if (this.#closed) return Promise.reject(new Error('exposure connection closed'));
-    let release: () => void;
-    try {
-      release = this.#slots.reserve(opener);
-    } catch (err) {
-      return Promise.reject(err as OpenRefusedError);
-    }
-    return new Promise((resolve, reject) => {
-      this.#conn.forwardOut(
-        l.bindAddr,
-        l.bindPort,
-        origin.addr,
-        origin.port,
-        this.#guard.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
-          if (err) {
-            release();
-            return reject(err);
-          }
-          this.#slots.opened();
-          if (this.#adaptive) this.#ctx.windows.adopt(ch, { owner: this.#windowOwner, pathRtt: this.#pathMs });
-          ch.once(
-            'close',
-            this.#guard.wrap('channel-close', () => {
-              this.#slots.closed();
-              release();
-            }),
-          );
-          resolve(ch);
-        }),
-      );
-    });
+    this.#exposures.request(name, info as TcpipBindInfo, lease, accept, reject);
   }
 
   #onTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
@@ -581,8 +525,7 @@ export class RelayConnection {
     this.#idle.close();
     this.#budget.close();
     for (const b of this.#bridges) b.abort();
-    this.#ctx.listeners.removeSession(this.sessionId);
-    this.#bound = [];
+    this.#exposures.unbindAll();
     this.#ctx.registry.detach(this.sessionId);
     this.#ctx.egress.release(this.sessionId);
     if (this.#lease) {
