@@ -1,5 +1,3 @@
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/node-api.js';
 import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
@@ -10,16 +8,15 @@ import { stillTrusted, type VerifiedLease } from './auth/verify-client-cert.js';
 import type { TrustSnapshot } from './trust/jwks-cache.js';
 import { FaultGuard, type FaultPoint } from './fault-guard.js';
 import { EgressError } from './egress/egress-lock.js';
-import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './forwarding/bridge.js';
-import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './forwarding/direct-tcpip.js';
 import { BoundExposures } from './forwarding/bound-exposures.js';
+import { DirectChannels } from './forwarding/direct-channels.js';
 import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
-import { ChannelSlots, OpenRefusedError } from './channel-slots.js';
+import { ChannelSlots } from './channel-slots.js';
 import { IdleChannels } from './forwarding/idle-channels.js';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayContext } from './relay-context.js';
-import { SendBudget, type SendGate } from './send-budget.js';
+import { SendBudget } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { requestRefusals, type RefuseRequest } from './forwarding/request-refusals.js';
@@ -60,7 +57,6 @@ export class RelayConnection {
   #ending = false;
   #bytesIn = 0;
   #bytesOut = 0;
-  #bridges = new Set<Bridge>();
   #slots: ChannelSlots;
   #idle: IdleChannels;
   #closed = false;
@@ -70,6 +66,7 @@ export class RelayConnection {
   readonly #refuse: RefuseRequest;
   readonly #auth: ConnectionAuth;
   readonly #exposures: BoundExposures;
+  readonly #direct: DirectChannels;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
@@ -151,6 +148,25 @@ export class RelayConnection {
       refuse: this.#refuse,
       wrap: (where, fn) => guard.wrap(where, fn),
     });
+    this.#direct = new DirectChannels({
+      ctx,
+      log: this.#log,
+      slots: this.#slots,
+      idle: this.#idle,
+      budget: this.#budget,
+      lease: () => this.#lease,
+      closed: () => this.#closed,
+      adaptive: this.#adaptive,
+      windowOwner: () => this.#windowOwner,
+      pathRtt: this.#pathMs,
+      account: (bytesIn, bytesOut) => {
+        this.#bytesIn += bytesIn;
+        this.#bytesOut += bytesOut;
+      },
+      refuse: this.#refuse,
+      inject: (point) => this.#inject(point),
+      wrap: (where, fn) => guard.wrap(where, fn),
+    });
     // After ssh2 (whose listener came first) has handled a chunk from the peer: what it queued
     // in reply counts, and past twice the bound reading stops (SendBudget).
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
@@ -211,7 +227,7 @@ export class RelayConnection {
         this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
       ),
     );
-    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#onTcpip(accept, reject, info)));
+    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#direct.open(accept, reject, info)));
     conn.on(
       'error',
       guard.wrap('error', (err: Error & { level?: string }) => {
@@ -260,14 +276,12 @@ export class RelayConnection {
 
   /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
   get bridges(): number {
-    return this.#bridges.size;
+    return this.#direct.count;
   }
 
   /** Bytes inside the streams of this connection's bridges (bounded by windows and stream high-water marks). */
   get bridgeBuffered(): number {
-    let n = 0;
-    for (const b of this.#bridges) n += b.buffered();
-    return n;
+    return this.#direct.buffered;
   }
 
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
@@ -283,7 +297,7 @@ export class RelayConnection {
     // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
     // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
     // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
-    for (const b of this.#bridges) b.abort();
+    this.#direct.abortAll();
     this.#exposures.unbindAll();
     this.#ctx.egress.release(this.sessionId);
     const sock = socketOf(this.#conn);
@@ -385,108 +399,6 @@ export class RelayConnection {
     this.#exposures.request(name, info as TcpipBindInfo, lease, accept, reject);
   }
 
-  #onTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
-    const lease = this.#lease;
-    this.#inject('tcpip');
-    const dest = { destIP: info.destIP, destPort: info.destPort };
-    if (!lease) return this.#refuse('direct-tcpip', 'unauthenticated', dest, reject);
-    const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
-    if (route.kind === 'refuse') return this.#refuse('direct-tcpip', route.reason, dest, reject);
-    if (this.#ctx.draining()) return this.#refuse('direct-tcpip', 'draining', dest, reject);
-    const full = this.#slots.refuseOpen();
-    if (full) return this.#refuse('direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
-    if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
-    const target = this.#ctx.listeners.find(route.exposure, route.port);
-    if (!target) {
-      const ports = this.#ctx.listeners.portsOf(route.exposure);
-      // "Wrong port" and "offline" are different mistakes for the person at Y.
-      return ports.length
-        ? this.#refuse('direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
-        : this.#refuse('direct-tcpip', 'exposure_offline', dest, reject);
-    }
-
-    this.#slots.beginOpen();
-    const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
-    const guard = this.#guard;
-    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }, lease.claims.sub), this.#ctx.config.openTimeoutMs, closeLate).then(
-      guard.wrap('tcpip-open', (xch: Duplex) => {
-        this.#slots.endOpen();
-        // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
-        const ych = this.#closed ? undefined : accept();
-        if (!ych) return closeLate(xch);
-        const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
-          to: 'exposure',
-          gate: target.gate,
-          closed: (stats) => target.account?.(stats.bToA, stats.aToB),
-        });
-        this.#log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
-      }),
-      guard.wrap('tcpip-open', (err: unknown) => {
-        this.#slots.endOpen();
-        const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
-        this.#ctx.metrics.channels.inc({ outcome: reason });
-        this.#refuse('direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
-      }),
-    );
-  }
-
-  /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
-  #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
-    this.#slots.beginOpen();
-    const guard = this.#guard;
-    this.#ctx.egress.dial(lease.leaseId, target).then(
-      guard.wrap('egress-open', (sock: Socket) => {
-        this.#slots.endOpen();
-        const ych = this.#closed ? undefined : accept();
-        if (!ych) return void sock.destroy();
-        this.#ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
-        this.#log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
-      }),
-      guard.wrap('egress-open', (err: unknown) => {
-        this.#slots.endOpen();
-        const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
-        this.#ctx.metrics.egressDials.inc({ outcome: reason });
-        this.#refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
-      }),
-    );
-  }
-
-  /**
-   * Joins Y's just-confirmed channel to `other` (X's channel, or an egress socket): it takes a
-   * channel slot, its data counts as live bytes and its silence towards --channel-idle-timeout
-   * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
-   * its channel id.
-   */
-  #bridgeY(ych: ServerChannel, other: BridgeEnd, o: { to: 'exposure' | 'egress'; gate?: SendGate; closed?: (stats: BridgeStats) => void }): string {
-    this.#slots.opened();
-    if (this.#adaptive) this.#ctx.windows.adopt(ych, { accepted: true, owner: this.#windowOwner, pathRtt: this.#pathMs });
-    const channelId = this.#ctx.ids.channel();
-    this.#ctx.metrics.channels.inc({ outcome: 'opened' });
-    let untrack = () => {};
-    const b = bridge(
-      channelEnd(ych as unknown as SshChannelLike, this.#budget),
-      other,
-      this.#guard.wrap('bridge-close', (stats: BridgeStats) => {
-        this.#slots.closed();
-        this.#bridges.delete(b);
-        untrack();
-        const idled = this.#idle.unwatch(b);
-        this.#bytesIn += stats.aToB;
-        this.#bytesOut += stats.bToA;
-        this.#ctx.metrics.bytes.inc({ direction: `to_${o.to}` }, stats.aToB);
-        this.#ctx.metrics.bytes.inc({ direction: `from_${o.to}` }, stats.bToA);
-        this.#ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-        o.closed?.(stats);
-        this.#inject('bridge-close');
-      }),
-    );
-    this.#bridges.add(b);
-    untrack = this.#ctx.live.add(b, o.gate ? [this.#budget, o.gate] : [this.#budget]);
-    this.#idle.watch(b);
-    return channelId;
-  }
-
   async #renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
     const current = this.#lease;
     const fail = (reason: string, ids: { leaseId?: string; serial?: string } = {}) => {
@@ -524,7 +436,7 @@ export class RelayConnection {
     this.#closed = true;
     this.#idle.close();
     this.#budget.close();
-    for (const b of this.#bridges) b.abort();
+    this.#direct.abortAll();
     this.#exposures.unbindAll();
     this.#ctx.registry.detach(this.sessionId);
     this.#ctx.egress.release(this.sessionId);

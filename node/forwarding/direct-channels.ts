@@ -1,0 +1,177 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ServerChannel, TcpipRequestInfo } from 'ssh2';
+import type { Logger } from '../../shared/logger.js';
+import type { VerifiedLease } from '../auth/verify-client-cert.js';
+import { OpenRefusedError, type ChannelSlots } from '../channel-slots.js';
+import { EgressError } from '../egress/egress-lock.js';
+import type { FaultPoint } from '../fault-guard.js';
+import type { RelayContext } from '../relay-context.js';
+import type { SendGate } from '../send-budget.js';
+import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
+import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tcpip.js';
+import type { IdleChannels } from './idle-channels.js';
+import type { RefuseRequest } from './request-refusals.js';
+
+/** What Y's side of a connection takes from its connection (node/connection.ts). */
+export interface DirectChannelsOptions {
+  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining'>;
+  log: Logger;
+  /** The connection's channel slots and pending opens. */
+  slots: ChannelSlots;
+  /** The connection's --channel-idle-timeout sweep. */
+  idle: IdleChannels;
+  /** Y's send bound: bridges stop feeding Y's channels while it is over. */
+  budget: SendGate;
+  /** The connection's lease; undefined before authentication. */
+  lease(): VerifiedLease | undefined;
+  /** True once the connection closed. */
+  closed(): boolean;
+  /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
+  adaptive: boolean;
+  /** Whose share of the window budget the channels take. */
+  windowOwner(): unknown;
+  /** The connection's ping round trip in ms (Infinity while unknown), for adopt's `pathRtt`. */
+  pathRtt: () => number;
+  /** Credits a closed bridge's bytes to the connection. */
+  account(bytesIn: number, bytesOut: number): void;
+  refuse: RefuseRequest;
+  /** Test-only fault injection (`--test-fault`). */
+  inject(point: FaultPoint): void;
+  /** Runs callbacks of promises and bridges exception-safely (the connection's FaultGuard). */
+  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
+}
+
+/**
+ * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
+ * exposure's X (node/forwarding/bound-exposures.ts) or to an egress target, confirmed only once
+ * the other side is open, and bridged to it.
+ */
+export class DirectChannels {
+  readonly #o: DirectChannelsOptions;
+  readonly #bridges = new Set<Bridge>();
+
+  constructor(o: DirectChannelsOptions) {
+    this.#o = o;
+  }
+
+  /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
+  get count(): number {
+    return this.#bridges.size;
+  }
+
+  /** Bytes inside the streams of these bridges (bounded by windows and stream high-water marks). */
+  get buffered(): number {
+    let n = 0;
+    for (const b of this.#bridges) n += b.buffered();
+    return n;
+  }
+
+  /** The connection ends: every bridge closes now. */
+  abortAll(): void {
+    for (const b of this.#bridges) b.abort();
+  }
+
+  /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
+  open(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
+    const o = this.#o;
+    const lease = o.lease();
+    o.inject('tcpip');
+    const dest = { destIP: info.destIP, destPort: info.destPort };
+    if (!lease) return o.refuse('direct-tcpip', 'unauthenticated', dest, reject);
+    const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
+    if (route.kind === 'refuse') return o.refuse('direct-tcpip', route.reason, dest, reject);
+    if (o.ctx.draining()) return o.refuse('direct-tcpip', 'draining', dest, reject);
+    const full = o.slots.refuseOpen();
+    if (full) return o.refuse('direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
+    if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
+    const target = o.ctx.listeners.find(route.exposure, route.port);
+    if (!target) {
+      const ports = o.ctx.listeners.portsOf(route.exposure);
+      // "Wrong port" and "offline" are different mistakes for the person at Y.
+      return ports.length
+        ? o.refuse('direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
+        : o.refuse('direct-tcpip', 'exposure_offline', dest, reject);
+    }
+
+    o.slots.beginOpen();
+    const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
+    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }, lease.claims.sub), o.ctx.config.openTimeoutMs, closeLate).then(
+      o.wrap('tcpip-open', (xch: Duplex) => {
+        o.slots.endOpen();
+        // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
+        const ych = o.closed() ? undefined : accept();
+        if (!ych) return closeLate(xch);
+        const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
+          to: 'exposure',
+          gate: target.gate,
+          closed: (stats) => target.account?.(stats.bToA, stats.aToB),
+        });
+        o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
+      }),
+      o.wrap('tcpip-open', (err: unknown) => {
+        o.slots.endOpen();
+        const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
+        o.ctx.metrics.channels.inc({ outcome: reason });
+        o.refuse('direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
+      }),
+    );
+  }
+
+  /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
+  #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
+    const o = this.#o;
+    o.slots.beginOpen();
+    o.ctx.egress.dial(lease.leaseId, target).then(
+      o.wrap('egress-open', (sock: Socket) => {
+        o.slots.endOpen();
+        const ych = o.closed() ? undefined : accept();
+        if (!ych) return void sock.destroy();
+        o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
+        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
+        o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
+      }),
+      o.wrap('egress-open', (err: unknown) => {
+        o.slots.endOpen();
+        const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
+        o.ctx.metrics.egressDials.inc({ outcome: reason });
+        o.refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
+      }),
+    );
+  }
+
+  /**
+   * Joins Y's just-confirmed channel to `other` (X's channel, or an egress socket): it takes a
+   * channel slot, its data counts as live bytes and its silence towards --channel-idle-timeout
+   * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
+   * its channel id.
+   */
+  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: { to: 'exposure' | 'egress'; gate?: SendGate; closed?: (stats: BridgeStats) => void }): string {
+    const o = this.#o;
+    o.slots.opened();
+    if (o.adaptive) o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt });
+    const channelId = o.ctx.ids.channel();
+    o.ctx.metrics.channels.inc({ outcome: 'opened' });
+    let untrack = () => {};
+    const b = bridge(
+      channelEnd(ych as unknown as SshChannelLike, o.budget),
+      other,
+      o.wrap('bridge-close', (stats: BridgeStats) => {
+        o.slots.closed();
+        this.#bridges.delete(b);
+        untrack();
+        const idled = o.idle.unwatch(b);
+        o.account(stats.aToB, stats.bToA);
+        o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
+        o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
+        o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
+        opts.closed?.(stats);
+        o.inject('bridge-close');
+      }),
+    );
+    this.#bridges.add(b);
+    untrack = o.ctx.live.add(b, opts.gate ? [o.budget, opts.gate] : [o.budget]);
+    o.idle.watch(b);
+    return channelId;
+  }
+}
