@@ -10,6 +10,7 @@ import { FaultGuard, type FaultPoint } from './fault-guard.js';
 import { EgressError } from './egress/egress-lock.js';
 import { BoundExposures } from './forwarding/bound-exposures.js';
 import { DirectChannels } from './forwarding/direct-channels.js';
+import type { ForwardingHost } from './forwarding/forwarding-host.js';
 import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
@@ -130,31 +131,11 @@ export class RelayConnection {
       onPeak: (n) => ctx.metrics.notePeakSendBuffer(n),
       wrap: (where, fn) => guard.wrap(where, fn),
     });
-    this.#exposures = new BoundExposures({
-      ctx,
-      sessionId: this.sessionId,
-      conn,
+    // What both sides of the forwarding (X's exposures, Y's channels) take from the connection.
+    const host: ForwardingHost = {
       log: this.#log,
       slots: this.#slots,
-      gate: this.#budget,
-      closed: () => this.#closed,
-      adaptive: this.#adaptive,
-      windowOwner: () => this.#windowOwner,
-      pathRtt: this.#pathMs,
-      account: (bytesIn, bytesOut) => {
-        this.#bytesIn += bytesIn;
-        this.#bytesOut += bytesOut;
-      },
-      refuse: this.#refuse,
-      wrap: (where, fn) => guard.wrap(where, fn),
-    });
-    this.#direct = new DirectChannels({
-      ctx,
-      log: this.#log,
-      slots: this.#slots,
-      idle: this.#idle,
       budget: this.#budget,
-      lease: () => this.#lease,
       closed: () => this.#closed,
       adaptive: this.#adaptive,
       windowOwner: () => this.#windowOwner,
@@ -164,9 +145,10 @@ export class RelayConnection {
         this.#bytesOut += bytesOut;
       },
       refuse: this.#refuse,
-      inject: (point) => this.#inject(point),
       wrap: (where, fn) => guard.wrap(where, fn),
-    });
+    };
+    this.#exposures = new BoundExposures({ ...host, ctx, sessionId: this.sessionId, conn });
+    this.#direct = new DirectChannels({ ...host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) });
     // After ssh2 (whose listener came first) has handled a chunk from the peer: what it queued
     // in reply counts, and past twice the bound reading stops (SendBudget).
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));

@@ -1,37 +1,17 @@
 import type { Duplex } from 'node:stream';
 import type { Connection, ServerChannel, TcpipBindInfo } from 'ssh2';
-import type { Logger } from '../../shared/logger.js';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
-import type { ChannelSlots, OpenRefusedError } from '../channel-slots.js';
+import type { OpenRefusedError } from '../channel-slots.js';
 import type { RelayContext } from '../relay-context.js';
-import type { SendGate } from '../send-budget.js';
-import type { RefuseRequest } from './request-refusals.js';
+import type { ForwardingHost } from './forwarding-host.js';
 import type { VirtualListener } from './virtual-listeners.js';
 
-/** What X's side of a connection takes from its connection (node/connection.ts). */
-export interface BoundExposuresOptions {
+/** What X's side of a connection takes from its connection (node/connection.ts), besides ForwardingHost. */
+export interface BoundExposuresOptions extends ForwardingHost {
   ctx: Pick<RelayContext, 'listeners' | 'windows' | 'draining'>;
   sessionId: string;
   /** X's connection: `forwarded-tcpip` channels are opened on it. */
   conn: Connection;
-  log: Logger;
-  /** The connection's channel slots, and each opener's share of them. */
-  slots: ChannelSlots;
-  /** X's send bound: bridges stop feeding X's channels while it is over. */
-  gate: SendGate;
-  /** True once the connection closed. */
-  closed(): boolean;
-  /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
-  adaptive: boolean;
-  /** Whose share of the window budget the channels take. */
-  windowOwner(): unknown;
-  /** The connection's ping round trip in ms (Infinity while unknown), for adopt's `pathRtt`. */
-  pathRtt: () => number;
-  /** Credits bytes bridged through one of these exposures to the connection. */
-  account(bytesIn: number, bytesOut: number): void;
-  refuse: RefuseRequest;
-  /** Runs ssh2's callbacks exception-safely (the connection's FaultGuard). */
-  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
 }
 
 /**
@@ -81,7 +61,7 @@ export class BoundExposures {
       bindAddr: bind.bindAddr,
       bindPort: bind.bindPort,
       open: (origin, opener) => this.#openForwarded(listener, origin, opener),
-      gate: o.gate,
+      gate: o.budget,
       account: (bytesIn, bytesOut) => o.account(bytesIn, bytesOut),
     };
     this.#bound.push(listener);

@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2';
-import type { Logger } from '../../shared/logger.js';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
-import { OpenRefusedError, type ChannelSlots } from '../channel-slots.js';
+import { OpenRefusedError } from '../channel-slots.js';
 import { EgressError } from '../egress/egress-lock.js';
 import type { FaultPoint } from '../fault-guard.js';
 import type { RelayContext } from '../relay-context.js';
@@ -11,35 +10,17 @@ import type { SendGate } from '../send-budget.js';
 import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tcpip.js';
 import type { IdleChannels } from './idle-channels.js';
-import type { RefuseRequest } from './request-refusals.js';
+import type { ForwardingHost } from './forwarding-host.js';
 
-/** What Y's side of a connection takes from its connection (node/connection.ts). */
-export interface DirectChannelsOptions {
+/** What Y's side of a connection takes from its connection (node/connection.ts), besides ForwardingHost. */
+export interface DirectChannelsOptions extends ForwardingHost {
   ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining'>;
-  log: Logger;
-  /** The connection's channel slots and pending opens. */
-  slots: ChannelSlots;
   /** The connection's --channel-idle-timeout sweep. */
   idle: IdleChannels;
-  /** Y's send bound: bridges stop feeding Y's channels while it is over. */
-  budget: SendGate;
   /** The connection's lease; undefined before authentication. */
   lease(): VerifiedLease | undefined;
-  /** True once the connection closed. */
-  closed(): boolean;
-  /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
-  adaptive: boolean;
-  /** Whose share of the window budget the channels take. */
-  windowOwner(): unknown;
-  /** The connection's ping round trip in ms (Infinity while unknown), for adopt's `pathRtt`. */
-  pathRtt: () => number;
-  /** Credits a closed bridge's bytes to the connection. */
-  account(bytesIn: number, bytesOut: number): void;
-  refuse: RefuseRequest;
   /** Test-only fault injection (`--test-fault`). */
   inject(point: FaultPoint): void;
-  /** Runs callbacks of promises and bridges exception-safely (the connection's FaultGuard). */
-  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
 }
 
 /**
