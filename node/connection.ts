@@ -1,8 +1,6 @@
 import type { AuthContext, ClientInfo, Connection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnectionEvent } from '../protocol/node-api.js';
-import { decodeLeaseRenew, LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
-import { CERT_KEY_TYPE } from '../protocol/ssh-cert.js';
-import { renewalMismatch } from './auth/authenticate.js';
+import { LEASE_RENEW_REQUEST } from '../protocol/lease-renew.js';
 import { ConnectionAuth } from './auth/connection-auth.js';
 import { stillTrusted, type VerifiedLease } from './auth/verify-client-cert.js';
 import type { TrustSnapshot } from './trust/jwks-cache.js';
@@ -12,6 +10,7 @@ import { BoundExposures } from './forwarding/bound-exposures.js';
 import { DirectChannels } from './forwarding/direct-channels.js';
 import type { ForwardingHost } from './forwarding/forwarding-host.js';
 import type { LeaseEndReason } from './leases/lease-registry.js';
+import { LeaseRenewal } from './leases/lease-renewal.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
 import { IdleChannels } from './forwarding/idle-channels.js';
@@ -66,6 +65,7 @@ export class RelayConnection {
   #faulted = false;
   readonly #refuse: RefuseRequest;
   readonly #auth: ConnectionAuth;
+  readonly #renewal: LeaseRenewal;
   readonly #exposures: BoundExposures;
   readonly #direct: DirectChannels;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
@@ -103,6 +103,18 @@ export class RelayConnection {
         this.#lease = lease;
       },
       wrap: (where, fn) => guard.wrap(where, fn),
+    });
+    this.#renewal = new LeaseRenewal({
+      ctx,
+      sessionId: this.sessionId,
+      log: this.#log,
+      lease: () => this.#lease,
+      username: () => this.#auth.username,
+      closed: () => this.#closed,
+      setLease: (lease) => {
+        this.#lease = lease;
+      },
+      activateEgress: (lease) => this.#activateEgress(lease),
     });
     this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
 
@@ -374,44 +386,11 @@ export class RelayConnection {
     this.#inject('request');
     const custom = customRequestOf(info);
     if (custom?.name === LEASE_RENEW_REQUEST) {
-      this.#guard.run('renewal', () => this.#renew(custom, accept, reject));
+      this.#guard.run('renewal', () => this.#renewal.renew(custom, accept, reject));
       return;
     }
     if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
     this.#exposures.request(name, info as TcpipBindInfo, lease, accept, reject);
-  }
-
-  async #renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
-    const current = this.#lease;
-    const fail = (reason: string, ids: { leaseId?: string; serial?: string } = {}) => {
-      this.#ctx.metrics.renewals.inc({ result: reason });
-      this.#log.warn('lease renewal refused', { reason, ...ids });
-      reject?.();
-    };
-    if (!current) return fail('unauthenticated');
-    let blob: Buffer;
-    try {
-      blob = decodeLeaseRenew(req.payload);
-    } catch {
-      return fail('malformed');
-    }
-    // Not waiting for a JWKS refresh: ssh2 answers global requests in order, so every request
-    // after a renewal waiting on the control plane (up to its timeout) would hold its reply in
-    // ssh2's queue, outside the send budget, and the renewal its packet: a member could pile up
-    // as many as it could send. A renewal naming a key the relay does not know yet is refused
-    // (the refresh starts); the CLI then reconnects, and authentication does wait for it.
-    const result = await this.#ctx.auth.verify({ algo: CERT_KEY_TYPE, blob, username: this.#auth.username }, { wait: false });
-    if (this.#closed) return;
-    if (!result.ok) return fail(result.reason, { leaseId: result.leaseId, serial: result.serial });
-    const mismatch = renewalMismatch(current, result.lease);
-    if (mismatch) return fail(`${mismatch}_mismatch`, { leaseId: result.lease.leaseId, serial: result.lease.serial });
-    const renewed = this.#ctx.registry.renew(this.sessionId, result.lease);
-    if (!renewed.ok) return fail(renewed.reason, { leaseId: result.lease.leaseId, serial: result.lease.serial });
-    this.#lease = result.lease;
-    if (result.lease.claims.kind === 'egress') this.#activateEgress(result.lease);
-    this.#ctx.metrics.renewals.inc({ result: 'ok' });
-    this.#log.info('lease renewed', { leaseId: result.lease.leaseId, serial: result.lease.serial, deadline: this.#ctx.registry.deadlineOf(this.sessionId)?.toISOString() });
-    accept?.();
   }
 
   #onClose(): void {

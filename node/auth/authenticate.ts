@@ -7,7 +7,8 @@ export interface Authenticator {
   /**
    * Verifies a client certificate; on an unknown CA or lease key, refreshes trust once (rate
    * limited) and retries. With `wait: false` it does not wait for that refresh: it starts it and
-   * answers with the refusal (an in-band renewal must not wait on the network, see #renew).
+   * answers with the refusal (an in-band renewal must not wait on the network, see LeaseRenewal
+   * in node/leases/lease-renewal.ts).
    */
   verify(key: ClientKey, o?: { wait?: boolean }): Promise<VerifyResult>;
 }
