@@ -18,6 +18,7 @@ import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayContext } from './relay-context.js';
 import { SendBudget } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
+import { RekeyLimit } from './rekey-limit.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { requestRefusals, type RefuseRequest } from './forwarding/request-refusals.js';
 import {
@@ -165,22 +166,12 @@ export class RelayConnection {
     // in reply counts, and past twice the bound reading stops (SendBudget).
     sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
     conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
-    // Every key exchange costs the relay a signature and a key agreement (about 2.7 ms of CPU):
-    // a peer that re-keys as fast as it can would hold a core. A bucket of rekeysPerMinute,
-    // refilled continuously; the first exchange is free.
-    let tokens = limits.rekeysPerMinute;
-    let at = -1;
+    // Every key exchange costs the relay a signature and a key agreement (node/rekey-limit.ts).
+    const rekeys = new RekeyLimit(limits, ctx.clock);
     conn.on(
       'handshake',
       guard.wrap('rekey-limit', () => {
-        const now = ctx.clock.now().getTime();
-        if (at < 0) {
-          at = now;
-          return;
-        }
-        tokens = Math.min(limits.rekeysPerMinute, tokens + ((now - at) / 60_000) * limits.rekeysPerMinute) - 1;
-        at = now;
-        if (tokens >= 0) return;
+        if (rekeys.exchanged()) return;
         ctx.metrics.refusedRequests.inc({ type: 'rekey_rate' });
         this.#log.warn('peer re-keys too often; disconnecting', { limitPerMinute: limits.rekeysPerMinute, leaseId: this.#lease?.leaseId });
         this.end('rekey_rate');
