@@ -16,7 +16,8 @@ import { ChannelSlots } from './channel-slots.js';
 import { IdleChannels } from './forwarding/idle-channels.js';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayContext } from './relay-context.js';
-import { SendBudget } from './send-budget.js';
+import { watchSendBudget } from './peer-send-budget.js';
+import type { SendBudget } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
 import { RekeyLimit } from './rekey-limit.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
@@ -26,7 +27,6 @@ import {
   disconnectWithReason,
   enforceChannelLimits,
   type ChannelLimitViolation,
-  keyExchangeQueue,
   observeChannelOpens,
   routeCustomGlobalRequests,
   socketOf,
@@ -119,31 +119,8 @@ export class RelayConnection {
     });
     this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
 
-    const sock = socketOf(conn);
-    const limits = ctx.config.limits;
-    this.#budget = new SendBudget({
-      socket: sock,
-      held: keyExchangeQueue(conn),
-      limit: limits.sendBufferBytes,
-      stallMs: limits.sendStallMs,
-      onOver: () => ctx.metrics.sendThrottled.inc(),
-      onReadPaused: () => {
-        ctx.metrics.sendReadPaused.inc();
-        this.#log.warn('peer is not reading its replies; stopped reading from it', { buffered: this.#budget.buffered, limit: limits.sendBufferBytes });
-      },
-      onStall: () => {
-        ctx.metrics.sendStallDisconnects.inc();
-        this.#log.warn('peer took nothing from a full send buffer; disconnecting', {
-          socketBytes: this.#budget.socketBytes,
-          keyExchangeBytes: this.#budget.heldBytes,
-          limit: limits.sendBufferBytes,
-          stallMs: limits.sendStallMs,
-        });
-        this.end('send_stalled', true);
-      },
-      onPeak: (n) => ctx.metrics.notePeakSendBuffer(n),
-      wrap: (where, fn) => guard.wrap(where, fn),
-    });
+    // Registers its hooks on the socket and on 'handshake' (before the rekey limit's, below).
+    this.#budget = watchSendBudget(conn, { ctx, log: this.#log, stalled: () => this.end('send_stalled', true), wrap: (where, fn) => guard.wrap(where, fn) });
     // What both sides of the forwarding (X's exposures, Y's channels) take from the connection.
     const host: ForwardingHost = {
       log: this.#log,
@@ -162,10 +139,7 @@ export class RelayConnection {
     };
     this.#exposures = new BoundExposures({ ...host, ctx, sessionId: this.sessionId, conn });
     this.#direct = new DirectChannels({ ...host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) });
-    // After ssh2 (whose listener came first) has handled a chunk from the peer: what it queued
-    // in reply counts, and past twice the bound reading stops (SendBudget).
-    sock.on('data', guard.wrap('send-budget', () => this.#budget.update()));
-    conn.on('handshake', guard.wrap('send-budget', () => this.#budget.handshake()));
+    const limits = ctx.config.limits;
     // Every key exchange costs the relay a signature and a key agreement (node/rekey-limit.ts).
     const rekeys = new RekeyLimit(limits, ctx.clock);
     conn.on(
