@@ -20,6 +20,7 @@ import { watchSendBudget } from './peer-send-budget.js';
 import type { SendBudget } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
 import { RekeyLimit } from './rekey-limit.js';
+import { countRefusedChannelTypes } from './refused-channel-types.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { requestRefusals, type RefuseRequest } from './forwarding/request-refusals.js';
 import {
@@ -27,7 +28,6 @@ import {
   disconnectWithReason,
   enforceChannelLimits,
   type ChannelLimitViolation,
-  observeChannelOpens,
   routeCustomGlobalRequests,
   socketOf,
   timePings,
@@ -35,17 +35,6 @@ import {
 
 /** Defined in node/relay-context.ts (the modules a connection delegates to take parts of it); node/relay.ts imports it from here. */
 export type { RelayContext };
-
-/** Channel types of SSH and OpenSSH, counted by name when refused (node/connection.ts). */
-const CHANNEL_TYPES: ReadonlySet<string> = new Set([
-  'session',
-  'x11',
-  'forwarded-tcpip',
-  'auth-agent@openssh.com',
-  'direct-streamlocal@openssh.com',
-  'forwarded-streamlocal@openssh.com',
-  'tun@openssh.com',
-]);
 
 /** One SSH connection: authentication, forwarding requests and bridged channels. */
 export class RelayConnection {
@@ -87,6 +76,7 @@ export class RelayConnection {
     // this connection (logged with its session id, counted, the connection closed), never a
     // crash of the relay (node/fault-guard.ts).
     const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
+    const wrap: FaultGuard['wrap'] = (where, fn) => guard.wrap(where, fn);
     this.#slots = new ChannelSlots(ctx.config.limits);
     this.#refuse = requestRefusals({ ctx, conn, log: this.#log });
     this.#auth = new ConnectionAuth({
@@ -103,7 +93,7 @@ export class RelayConnection {
       setLease: (lease) => {
         this.#lease = lease;
       },
-      wrap: (where, fn) => guard.wrap(where, fn),
+      wrap,
     });
     this.#renewal = new LeaseRenewal({
       ctx,
@@ -117,10 +107,10 @@ export class RelayConnection {
       },
       activateEgress: (lease) => this.#activateEgress(lease),
     });
-    this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap: (where, fn) => guard.wrap(where, fn) });
+    this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap });
 
     // Registers its hooks on the socket and on 'handshake' (before the rekey limit's, below).
-    this.#budget = watchSendBudget(conn, { ctx, log: this.#log, stalled: () => this.end('send_stalled', true), wrap: (where, fn) => guard.wrap(where, fn) });
+    this.#budget = watchSendBudget(conn, { ctx, log: this.#log, stalled: () => this.end('send_stalled', true), wrap });
     // What both sides of the forwarding (X's exposures, Y's channels) take from the connection.
     const host: ForwardingHost = {
       log: this.#log,
@@ -135,7 +125,7 @@ export class RelayConnection {
         this.#bytesOut += bytesOut;
       },
       refuse: this.#refuse,
-      wrap: (where, fn) => guard.wrap(where, fn),
+      wrap,
     };
     this.#exposures = new BoundExposures({ ...host, ctx, sessionId: this.sessionId, conn });
     this.#direct = new DirectChannels({ ...host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) });
@@ -167,17 +157,7 @@ export class RelayConnection {
       const rtt = (this.#pathRtt = new PathRtt());
       this.#ping = timePings(conn, (ms) => rtt.add(ms), ctx.windows.now);
     }
-    observeChannelOpens(
-      conn,
-      guard.wrap('channel-open', (type: string) => {
-        if (type === 'direct-tcpip') return;
-        // The type is the peer's text, authenticated or not: a label only when it is one of
-        // SSH's, else `other` (each made-up type was a series kept for good), and logged only
-        // for a member, cut short.
-        ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
-        if (this.#lease) this.#log.info('channel type refused', { type: loggable(type, 64) });
-      }),
-    );
+    countRefusedChannelTypes(conn, { ctx, log: this.#log, lease: () => this.#lease, wrap });
     conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#auth.authenticate(actx)));
     conn.on('ready', guard.wrap('ready', () => this.#onReady()));
     conn.on(

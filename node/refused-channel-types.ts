@@ -1,0 +1,44 @@
+import type { Connection } from 'ssh2';
+import { loggable, type Logger } from '../shared/logger.js';
+import type { VerifiedLease } from './auth/verify-client-cert.js';
+import type { RelayContext } from './relay-context.js';
+import { observeChannelOpens } from './ssh2-internals.js';
+
+/** Channel types of SSH and OpenSSH, counted by name when refused. */
+const CHANNEL_TYPES: ReadonlySet<string> = new Set([
+  'session',
+  'x11',
+  'forwarded-tcpip',
+  'auth-agent@openssh.com',
+  'direct-streamlocal@openssh.com',
+  'forwarded-streamlocal@openssh.com',
+  'tun@openssh.com',
+]);
+
+/** What the count of a connection's refused channel types takes from its connection (node/connection.ts). */
+export interface RefusedChannelTypesOptions {
+  ctx: Pick<RelayContext, 'metrics'>;
+  log: Logger;
+  /** The connection's lease; undefined before authentication. */
+  lease(): VerifiedLease | undefined;
+  /** Runs the observer exception-safely (the connection's FaultGuard). */
+  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
+}
+
+/**
+ * Counts the channel opens of every type but `direct-tcpip`, which ssh2 refuses on its own
+ * (session, x11, ...), and logs them for a member.
+ */
+export function countRefusedChannelTypes(conn: Connection, o: RefusedChannelTypesOptions): void {
+  observeChannelOpens(
+    conn,
+    o.wrap('channel-open', (type: string) => {
+      if (type === 'direct-tcpip') return;
+      // The type is the peer's text, authenticated or not: a label only when it is one of
+      // SSH's, else `other` (each made-up type was a series kept for good), and logged only
+      // for a member, cut short.
+      o.ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
+      if (o.lease()) o.log.info('channel type refused', { type: loggable(type, 64) });
+    }),
+  );
+}
