@@ -36,7 +36,11 @@ import {
 /** Defined in node/relay-context.ts (the modules a connection delegates to take parts of it); node/relay.ts imports it from here. */
 export type { RelayContext };
 
-/** One SSH connection: authentication, forwarding requests and bridged channels. */
+/**
+ * One SSH connection: ssh2's events, each run through its FaultGuard, handed to its authentication
+ * (node/auth/connection-auth.ts), renewals (node/leases/lease-renewal.ts), X's exposures and Y's
+ * channels (node/forwarding/bound-exposures.ts, direct-channels.ts); its lease, state and close.
+ */
 export class RelayConnection {
   readonly sessionId: string;
   readonly remote: string;
