@@ -24,6 +24,13 @@ const REVOKE_ON_STOP_MS = 3_000;
 /** Callers waiting at once for a connection (next()); beyond, they are refused at once. */
 export const MAX_WAITING = 1024;
 
+/** A caller of next() waiting for a connection; `done()` takes it off the list, with its timer and abort listener. */
+interface Waiter {
+  resolve: (c: Connected) => void;
+  reject: (err: unknown) => void;
+  done: () => void;
+}
+
 export interface SupervisorEvents {
   connected: [Connected];
   renewed: [LeaseIssued];
@@ -71,7 +78,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   /** The current connection while its client is open. */
   #live: Connected | undefined;
   /** Callers of next() waiting for a connection: one list, at most MAX_WAITING. */
-  #waiting = new Set<{ resolve: (c: Connected) => void; reject: (err: CliError) => void; timer: NodeJS.Timeout }>();
+  #waiting = new Set<Waiter>();
 
   constructor(session: Session, opts: SupervisorOptions) {
     super();
@@ -94,32 +101,49 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
    * The connection while it is open, or the next one within `timeoutMs` (rejects with a
    * CliError, exit 5, when none comes, when MAX_WAITING callers already wait, or on stop()).
    * Waiters are kept in one list, not as listeners on this emitter (each `once(sup,
-   * 'connected')` added two, and the 11th made Node warn of a leak).
+   * 'connected')` added two, and the 11th made Node warn of a leak). `signal` aborted: rejects
+   * with its reason at once, and the place in the list is free for another caller (`tunnel open
+   * --listen`: the local client went away while its connection waited).
    */
-  next(timeoutMs: number): Promise<Connected> {
+  next(timeoutMs: number, signal?: AbortSignal): Promise<Connected> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#live) return Promise.resolve(this.#live);
     if (this.#stopped) return Promise.reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
     if (this.#waiting.size >= MAX_WAITING) return Promise.reject(new CliError(EXIT.UNREACHABLE, `no connection to the relay yet, and ${MAX_WAITING} connections already wait for one`));
     return new Promise((resolve, reject) => {
-      const w = {
+      const onAbort = () => {
+        w.done();
+        reject(signal!.reason);
+      };
+      const w: Waiter = {
         resolve,
         reject,
-        timer: setTimeout(() => {
+        done: () => {
           this.#waiting.delete(w);
-          reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
-        }, timeoutMs),
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
       };
-      w.timer.unref();
+      const timer = setTimeout(() => {
+        w.done();
+        reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
+      }, timeoutMs);
+      timer.unref();
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiting.add(w);
     });
+  }
+
+  /** Callers of next() waiting now (for tests and diagnostics). */
+  get waiting(): number {
+    return this.#waiting.size;
   }
 
   /** Hands `c` to every waiter (`c` undefined: refuses them, on stop). */
   #release(c: Connected | undefined): void {
     const waiting = [...this.#waiting];
-    this.#waiting.clear();
     for (const w of waiting) {
-      clearTimeout(w.timer);
+      w.done();
       if (c) w.resolve(c);
       else w.reject(new CliError(EXIT.UNREACHABLE, 'no connection to the relay'));
     }
