@@ -22,10 +22,13 @@ export interface RetryPlan {
 
 export const OFFLINE_RETRY = { firstPauseMs: 250, maxPauseMs: 2_000 } as const;
 
-/** A plan on the monotonic clock: a wall clock set back (NTP, a resumed laptop) must not stretch the wait. */
-export function retryPlan(waitMs: number): RetryPlan {
+/**
+ * A plan on the monotonic clock: a wall clock set back (NTP, a resumed laptop) must not stretch the
+ * wait. `signal` aborted ends a pause at once (wait() rejects, its timer cleared).
+ */
+export function retryPlan(waitMs: number, signal?: AbortSignal): RetryPlan {
   const now = () => performance.now();
-  return { deadline: now() + waitMs, ...OFFLINE_RETRY, now, wait: (ms) => sleep(ms, undefined, { ref: false }) };
+  return { deadline: now() + waitMs, ...OFFLINE_RETRY, now, wait: (ms) => sleep(ms, undefined, { ref: false, signal }) };
 }
 
 /** Whether a failed open may succeed a moment later on the same or the next connection. */
