@@ -12,6 +12,7 @@ import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, retryPlan } from './open
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { peerText } from '../output.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
+import { localWait } from '../ssh/local-wait.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import { holdChannelWrites } from '../ssh/send-backpressure.js';
 import { windowAdopter, type AdaptWindow } from '../ssh/windows.js';
@@ -31,9 +32,10 @@ Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a fr
 serves a local port: every local connection is carried over one SSH connection to the relay,
 which is renewed before its lease expires and re-established when it drops. A local connection
 that comes while there is no connection to the relay, or while the exposure is offline (X
-reconnecting) or the relay busy, waits for it, at most 15 s, and is then closed. With --stdio it
-carries one connection over standard input and output, for ssh's ProxyCommand. PORT is the
-exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
+reconnecting) or the relay busy, waits for it, at most 15 s, and is then closed; one whose client
+goes away meanwhile (closes without sending anything, or resets) stops waiting at once. With
+--stdio it carries one connection over standard input and output, for ssh's ProxyCommand. PORT
+is the exposure's port (default: the one X exposed). --ttl SECS asks for a lease lifetime (default:
 the server's, 10 minutes); the lease is renewed in band before it ends either way.
 
 --egress TARGET does the same for an egress target an admin defined (tunnel admin egress ls):
@@ -228,18 +230,44 @@ async function serveLocal(
   adapt: AdaptWindow,
 ) {
   sock.on('error', () => {});
+  // While the connection really waits (no relay connection, or a pause before trying again), its
+  // client is watched: one that goes away stops waiting at once, its place among the waiters
+  // freed (local-wait.ts says how, and why not otherwise).
+  const wait = localWait(sock);
+  const plan = retryPlan(WAIT_FOR_RELAY_MS, wait.signal);
   try {
     // The open connection, or the next one while the supervisor reconnects; an offline exposure is
     // tried again: at most WAIT_FOR_RELAY_MS in all.
     const ch = await openWhenOnline(
-      (timeoutMs) => sup.next(timeoutMs),
-      (c) => forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt),
-      retryPlan(WAIT_FOR_RELAY_MS),
+      (timeoutMs) => {
+        if (!sup.current) wait.watch();
+        return sup.next(timeoutMs, wait.signal);
+      },
+      (c) => {
+        wait.signal.throwIfAborted();
+        return forwardOut(c.client, sock.remotePort ?? 0, destOf(c), adapt);
+      },
+      {
+        ...plan,
+        wait: (ms) => {
+          wait.watch();
+          return plan.wait(ms);
+        },
+      },
     );
+    // Gone while the relay answered the open: the channel is closed unused.
+    if (wait.signal.aborted) {
+      ch.destroy();
+      sock.destroy();
+      return;
+    }
+    wait.release();
     events?.({ event: 'channel_open' });
     joinSocketAndChannel(sock, ch, (up, down) => events?.({ event: 'channel_close', bytes_to_exposure: up, bytes_from_exposure: down }));
   } catch (err) {
-    onFail(err instanceof CliError ? err : new CliError(EXIT.ERROR, (err as Error).message));
+    wait.release();
+    // A local client that went away is not news: no line for it.
+    if (!wait.signal.aborted) onFail(err instanceof CliError ? err : new CliError(EXIT.ERROR, (err as Error).message));
     sock.destroy();
   }
 }

@@ -15,11 +15,14 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { MAX_WAITING } from '../../cli/ssh/lease-session.js';
 import { startStack, type CliUser, type Stack } from '../harness/stack.js';
 import { echoService, roundTrip, waitForLine } from '../harness/streams.js';
 
 /** More than the relay's --max-pending-opens (32 by default): they all open at once when the connection comes. */
 const WAITING = 64;
+/** Local connections made at once at most (Node's listen backlog is 511: more would wait for SYN retries). */
+const BATCH = 128;
 
 /** WAITING round trips through `port` at once; how many came back intact. */
 async function served(port: number, what: string): Promise<number> {
@@ -39,6 +42,27 @@ async function connected(port: number): Promise<Socket> {
   s.on('error', () => {});
   await once(s, 'connect');
   return s;
+}
+
+/**
+ * `n` local connections to `port` whose clients go away at once: reset (RST), or closed (FIN) with
+ * nothing sent. Connected in batches, never waiting for Y to give one up before the next comes;
+ * resolves once Y closed its side of each closed one (the reset ones have no side left to tell).
+ */
+async function goneClients(port: number, n: number, how: 'reset' | 'close'): Promise<void> {
+  const closed: Promise<unknown>[] = [];
+  for (let done = 0; done < n; done += BATCH) {
+    await Promise.all(
+      Array.from({ length: Math.min(BATCH, n - done) }, async () => {
+        const s = await connected(port);
+        if (how === 'reset') return void s.resetAndDestroy();
+        // Y's FIN (or reset) once it gave the connection up: then 'close'.
+        closed.push(new Promise((resolve) => s.once('close', resolve)));
+        s.end();
+      }),
+    );
+  }
+  await Promise.all(closed);
 }
 
 /** Y's stderr has only one-line messages of its own: no Node warning, no stack trace. */
@@ -97,6 +121,58 @@ describe('tunnel open --listen: local connections waiting for the relay (real bi
     for (const p of [x2, y]) {
       p.kill('SIGTERM');
       await once(p, 'exit');
+    }
+  });
+
+  it(`clients that go away while waiting stop waiting at once: ${MAX_WAITING + MAX_WAITING / 2} of them keep no one out, get no channel and no line`, async () => {
+    const created = await admin.run(['exposures', 'create', 'wait-leavers', '--allow', 'bob']);
+    assert.equal(created.code, 0, created.stderr);
+    let serviceConnections = 0;
+    const count = () => serviceConnections++;
+    echo.server.on('connection', count);
+    try {
+      const y = bob.spawn(['open', 'wait-leavers', '--listen', '127.0.0.1:0', '--json']);
+      const listening = JSON.parse(await waitForLine(y, /"event":"listening"/)) as { address: string };
+      const port = Number(listening.address.split(':').pop());
+      // The exposure is offline: Y has no relay connection, every local connection waits for one.
+      await waitForLine(y, /"event":"disconnected"/);
+      // Half as many as may wait reset, then as many as may wait close with nothing sent. Before,
+      // each kept its place for 15 s: the waiting list (MAX_WAITING) was full and the rest were
+      // refused, a channel_failed line each, and those that waited got one at the end of the 15 s.
+      await goneClients(port, MAX_WAITING / 2, 'reset');
+      await goneClients(port, MAX_WAITING, 'close');
+      assert.doesNotMatch(y.output().stdout, /channel_failed/, y.output().stdout.slice(-3000));
+      // Connections that stay wait and are served: each sends its request and shuts down its write
+      // side while it waits (roundTrip), and gets the echo and the service's answer to its end.
+      const first = served(port, 'stayed');
+      const x = admin.spawn(['expose', String(echo.port), '--name', 'wait-leavers', '--json']);
+      await waitForLine(x, /"event":"connected"/);
+      assert.equal(await first, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
+      // No channel was opened for a client that had gone: X connected to the service for the others only.
+      assert.equal(serviceConnections, WAITING);
+
+      // X goes away while Y stays connected: the relay refuses "offline", and local connections
+      // pause before trying again; clients that go away in the pause stop waiting too.
+      x.kill('SIGTERM');
+      await once(x, 'exit');
+      await goneClients(port, WAITING, 'reset');
+      await goneClients(port, WAITING, 'close');
+      assert.doesNotMatch(y.output().stdout, /channel_failed/, y.output().stdout.slice(-3000));
+      const again = served(port, 'again');
+      const x2 = admin.spawn(['expose', String(echo.port), '--name', 'wait-leavers', '--json']);
+      await waitForLine(x2, /"event":"connected"/);
+      assert.equal(await again, WAITING, `Y: ${y.output().stderr}\n${y.output().stdout.slice(-3000)}`);
+      assert.equal(serviceConnections, 2 * WAITING);
+
+      const { stdout, stderr } = y.output();
+      assert.doesNotMatch(stdout + stderr, /channel_failed/, stdout.slice(-3000) + stderr);
+      cleanStderr(stderr);
+      for (const p of [x2, y]) {
+        p.kill('SIGTERM');
+        await once(p, 'exit');
+      }
+    } finally {
+      echo.server.off('connection', count);
     }
   });
 
