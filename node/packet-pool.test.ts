@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { createPacketPool, POOLED_PACKET_BYTES, POOLED_PACKET_MIN, recycleWrites } from './packet-pool.js';
+import { batchWrites } from './write-batching.js';
 
 async function socketPair(): Promise<{ a: Socket; b: Socket; close(): void }> {
   const server = createServer();
@@ -75,7 +76,8 @@ describe('packet pool', () => {
       const arrived = readBytes(b, expected.length);
       const ownCallback = new Promise<void>((resolve) => {
         for (const p of packets) a.write(p);
-        assert.equal(pool.free, 0, 'nothing is given back before its write completed');
+        // What the kernel took at once went back at once; the rest waits for its write.
+        assert.equal(pool.free, a.writableLength === 0 ? 8 : 0);
         a.write(other, () => resolve());
       });
       await ownCallback;
@@ -84,6 +86,56 @@ describe('packet pool', () => {
       assert.equal(pool.owns(other.buffer), false);
       const next = pool.take(30_000)!;
       assert.ok(packets.some((p) => p.buffer === next.buffer), 'the next packet is built in one written before');
+    } finally {
+      close();
+    }
+  });
+
+  it('gives packets the kernel took back during the synchronous run that wrote them, so a burst reuses a few buffers; bytes intact, also corked in batches', async () => {
+    for (const batched of [false, true]) {
+      const pool = createPacketPool(128);
+      const { a, b, close } = await socketPair();
+      try {
+        recycleWrites(a, pool);
+        if (batched) batchWrites(a); // as in the relay: batching wraps the recycling
+        const n = 64;
+        const expected = Buffer.alloc(n * 30_000);
+        for (let i = 0; i < n; i++) expected.fill(i + 1, i * 30_000, (i + 1) * 30_000);
+        const arrived = readBytes(b, expected.length);
+        // One synchronous run, as ssh2 forwarding a resumed channel's buffered window: each
+        // packet is taken from the pool, filled and written before the next.
+        for (let i = 0; i < n; i++) a.write(pool.take(30_000)!.fill(i + 1));
+        assert.ok(pool.allocated < n / 2, `a burst of ${n} packets took ${pool.allocated} buffers`);
+        assert.ok(pool.reused > 0);
+        // A buffer given back before the kernel had its bytes would have been refilled by a later packet.
+        assert.deepEqual(await arrived, expected);
+        await new Promise((r) => setImmediate(r));
+        assert.equal(pool.free, pool.allocated, 'every buffer is back once every write completed, none twice');
+      } finally {
+        close();
+      }
+    }
+  });
+
+  it('gives nothing back while the socket still holds it unsent (a slow peer), and everything once sent', async () => {
+    const pool = createPacketPool(128);
+    const { a, b, close } = await socketPair();
+    try {
+      recycleWrites(a, pool);
+      b.pause();
+      a.write(Buffer.alloc(8 * 1024 * 1024)); // fills the kernel's buffers: what follows waits in Node
+      const packets = Array.from({ length: 16 }, (_, i) => pool.take(30_000)!.fill(i + 1));
+      for (const p of packets) a.write(p);
+      assert.ok(a.writableLength > 0);
+      assert.equal(pool.free, 0, 'nothing is given back before its write completed');
+      const drained = once(a, 'drain');
+      const all = readBytes(b, 8 * 1024 * 1024 + 16 * 30_000);
+      b.resume();
+      const got = await all;
+      await drained;
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(got.subarray(8 * 1024 * 1024), Buffer.concat(packets));
+      assert.equal(pool.free, 16);
     } finally {
       close();
     }

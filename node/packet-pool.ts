@@ -97,20 +97,45 @@ export function createPacketPool(maxFree: number): PacketPool {
  * destroyed; Node then calls the rest back with errors, in an order that no longer says which
  * write finished) nothing more goes back: those buffers are left to the collector. Call before
  * anything else wraps `sock.write` or after: either works.
+ *
+ * A write the kernel took at once is complete before its callback runs: Node calls it on the
+ * next process tick. ssh2 forwarding a channel's buffered data (a bridge resuming a channel that
+ * holds its 2 MiB window) writes every packet in one synchronous run, so their callbacks all
+ * waited for that run to end and the pool handed out a fresh buffer for each: 64 of them on a
+ * relay's first stream (issue 11, the first stream's memory). So at each pooled write, before and
+ * after it, when the socket holds nothing unsent (`writableLength` 0: every write so far was
+ * handed to the kernel whole; Node counts a write there until it completed) every pending buffer
+ * goes back at once, and the callbacks of those writes, which come first and in order, are only
+ * counted.
  */
 export function recycleWrites(sock: Socket, pool: PacketPool): void {
   const write = sock.write as (this: Socket, ...a: unknown[]) => boolean;
   const pending: ArrayBufferLike[] = [];
+  /** Completions still to come for writes whose buffers already went back. */
+  let early = 0;
   let failed = false;
   const done = (err?: Error | null) => {
-    const ab = pending.shift();
     if (err) failed = true;
+    if (early > 0) {
+      early--;
+      return;
+    }
+    const ab = pending.shift();
     if (!failed && ab) pool.give(ab);
+  };
+  const sent = () => {
+    if (pending.length === 0 || failed || sock.destroyed || sock.writableLength !== 0) return;
+    for (const ab of pending) pool.give(ab);
+    early += pending.length;
+    pending.length = 0;
   };
   sock.write = function (this: Socket, chunk: unknown, ...rest: unknown[]): boolean {
     if (rest.length === 0 && chunk instanceof Uint8Array && pool.owns(chunk.buffer)) {
+      sent();
       pending.push(chunk.buffer);
-      return write.call(this, chunk, done);
+      const ok = write.call(this, chunk, done);
+      sent();
+      return ok;
     }
     return write.call(this, chunk, ...rest);
   } as Socket['write'];
