@@ -289,14 +289,17 @@ export function createRelay(deps: RelayDeps): Relay {
   const startedAt = deps.clock.now().toISOString();
   const heartbeat = async () => {
     try {
-      await deps.control.heartbeat({
-        started_at: startedAt,
-        version: deps.version,
-        native_crypto: nativeCrypto,
-        egress_driver: egress.driver,
-        connections: ssh.sockets,
-        exposures: listeners.online(),
-      });
+      // Never beside an event batch (EventReporter.exclusive): the list is taken when it is sent.
+      await reporter.exclusive(() =>
+        deps.control.heartbeat({
+          started_at: startedAt,
+          version: deps.version,
+          native_crypto: nativeCrypto,
+          egress_driver: egress.driver,
+          connections: ssh.sockets,
+          exposures: listeners.online(),
+        }),
+      );
       if (heartbeatFailing) logger.info('heartbeat recovered');
       heartbeatFailing = false;
     } catch (err) {

@@ -168,4 +168,58 @@ describe('EventReporter', () => {
     await r.flush();
     assert.deepEqual(c.accepted.map((e) => e.session_id), Array.from({ length: 50 }, (_, i) => `ses_${i + 10}`));
   });
+  it('a heartbeat (exclusive) never goes beside an event batch: it waits for the batch under way, and a flush asked for meanwhile waits for it', async () => {
+    const log: string[] = [];
+    const gates: (() => void)[] = [];
+    const gate = () => new Promise<void>((resolve) => gates.push(resolve));
+    const client = {
+      sendEvents: async (events: ConnectionEvent[]): Promise<EventBatchResult> => {
+        log.push(`batch ${events.map((e) => e.session_id).join(',')} sent`);
+        await gate();
+        log.push('batch answered');
+        return { accepted: events.length, rejected: [] };
+      },
+    };
+    const r = new EventReporter({ client, logger: createMemoryLogger(), maxQueue: 100, intervalMs: 1000 });
+    r.push(ev(1));
+    const first = r.flush();
+    await Promise.resolve();
+    let held = ['x1'];
+    const beat = r.exclusive(async () => {
+      // What the heartbeat lists is read when it is sent, after the batch before it was answered.
+      log.push(`heartbeat ${held.join(',')} sent`);
+      await gate();
+      log.push('heartbeat answered');
+      return 'ok';
+    });
+    held = ['x1', 'x2'];
+    r.push(ev(2)); // "x2 online", queued while the first batch is out: it waits for the heartbeat
+    assert.equal(r.flush(), first, 'one flush at a time');
+    const step = async () => {
+      while (gates.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      gates.shift()!();
+    };
+    await step(); // the first batch answered: the flush stops there, the heartbeat waits for no more
+    await first;
+    const second = r.flush(); // asked for while the heartbeat is out: waits for it
+    await step(); // the heartbeat answered
+    assert.equal(await beat, 'ok');
+    await step(); // the second batch answered
+    await second;
+    assert.deepEqual(log, ['batch ses_1 sent', 'batch answered', 'heartbeat x1,x2 sent', 'heartbeat answered', 'batch ses_2 sent', 'batch answered']);
+    assert.equal(r.queued, 0);
+  });
+
+  it('a failed heartbeat lets the batches behind it go', async () => {
+    const sent: string[] = [];
+    const r = new EventReporter({ client: { sendEvents: async (events: ConnectionEvent[]) => (sent.push(events[0]?.session_id ?? ""), { accepted: events.length, rejected: [] }) }, logger: createMemoryLogger(), maxQueue: 100, intervalMs: 1000 });
+    const beat = r.exclusive(async () => {
+      throw new Error('control unreachable');
+    });
+    r.push(ev(7));
+    const flushed = r.flush();
+    await assert.rejects(beat, /control unreachable/);
+    await flushed;
+    assert.deepEqual(sent, ['ses_7']);
+  });
 });

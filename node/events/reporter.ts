@@ -54,6 +54,10 @@ export class EventReporter {
   #budget: number;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
+  /** Settles when the last flush or exclusive() asked for has finished (#inTurn). */
+  #turn: Promise<void> = Promise.resolve();
+  /** exclusive() calls waiting for their turn: a flush under way stops after its current batch. */
+  #waiting = 0;
   #failing = false;
   #logged = new Set<string>();
   #dropped: Record<EventDropReason, number> = { queue_full: 0, refused: 0, rejected: 0 };
@@ -111,12 +115,44 @@ export class EventReporter {
     await this.flush();
   }
 
-  /** Sends everything queued, one batch at a time; stops at the first failure worth retrying. */
+  /** Sends everything queued, one batch at a time; stops at the first failure worth retrying. Takes its turn after an exclusive() asked for before it. */
   flush(): Promise<void> {
-    this.#flushing ??= this.#drain().finally(() => {
+    this.#flushing ??= this.#inTurn(() => this.#drain()).finally(() => {
       this.#flushing = undefined;
     });
     return this.#flushing;
+  }
+
+  /**
+   * Runs `send` (the heartbeat) with no event batch in flight: after the flush under way, if any,
+   * and before any flush asked for meanwhile. A heartbeat lists every exposure the relay holds
+   * when `send` runs, and control sets every other exposure of the relay offline; sent beside a
+   * batch, a heartbeat taken before X bound could reach control after the batch's "X online" and
+   * set it offline again (with no later heartbeat if the relay then died: Y's opens refused as
+   * offline, seen once in CI). One after the other, control applies them in the order the relay
+   * saw them. A flush under way stops after its current batch (a relay reporting a stream of
+   * events would otherwise keep its heartbeat waiting past control's online window); what it
+   * leaves goes with the next flush.
+   */
+  exclusive<T>(send: () => Promise<T>): Promise<T> {
+    this.#waiting++;
+    return this.#inTurn(() => {
+      this.#waiting--;
+      return send();
+    });
+  }
+
+  /** Runs `fn` once everything asked for before it has finished (flushes and heartbeats, first come first served). */
+  async #inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const before = this.#turn;
+    let done!: () => void;
+    this.#turn = new Promise<void>((resolve) => (done = resolve));
+    await before;
+    try {
+      return await fn();
+    } finally {
+      done();
+    }
   }
 
   /** How many events from the front make the next batch (at least one). */
@@ -135,7 +171,7 @@ export class EventReporter {
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
+    while (this.#queue.length > 0 && this.#waiting === 0) {
       if (this.#split.length === 0) this.#halvings = 0;
       const n = this.#batchLength();
       const batch = this.#queue.slice(0, n);
