@@ -148,8 +148,8 @@ describe('packet pool', () => {
       recycleWrites(a, pool);
       b.pause(); // the peer reads nothing: the writes stay queued
       a.on('error', () => {});
-      const big = 4 * 1024 * 1024;
-      a.write(Buffer.alloc(big)); // fills the kernel's buffers so that what follows waits in Node
+      const big = 8 * 1024 * 1024; // more than loopback takes at once (about 4 MB here), so what follows waits in Node
+      a.write(Buffer.alloc(big));
       for (let i = 0; i < 8; i++) a.write(pool.take(30_000)!);
       const closed = once(a, 'close');
       a.destroy();
