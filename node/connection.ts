@@ -59,9 +59,12 @@ export class RelayConnection {
   #faulted = false;
   readonly #refuse: RefuseRequest;
   readonly #auth: ConnectionAuth;
-  readonly #renewal: LeaseRenewal;
+  /** Made at the first renewal (most connections never renew in band before they close, and an idle X holds one per connection: issue 11's 40 KB per idle exposure). */
+  #renewal: LeaseRenewal | undefined;
   readonly #exposures: BoundExposures;
-  readonly #direct: DirectChannels;
+  /** Y's side, made at the first direct-tcpip open (X's connections never open one). */
+  #direct: DirectChannels | undefined;
+  readonly #host: ForwardingHost;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
@@ -99,24 +102,12 @@ export class RelayConnection {
       },
       wrap,
     });
-    this.#renewal = new LeaseRenewal({
-      ctx,
-      sessionId: this.sessionId,
-      log: this.#log,
-      lease: () => this.#lease,
-      username: () => this.#auth.username,
-      closed: () => this.#closed,
-      setLease: (lease) => {
-        this.#lease = lease;
-      },
-      activateEgress: (lease) => this.#activateEgress(lease),
-    });
     this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap });
 
     // Registers its hooks on the socket and on 'handshake' (before the rekey limit's, below).
     this.#budget = watchSendBudget(conn, { ctx, log: this.#log, stalled: () => this.end('send_stalled', true), wrap });
     // What both sides of the forwarding (X's exposures, Y's channels) take from the connection.
-    const host: ForwardingHost = {
+    const host: ForwardingHost = (this.#host = {
       log: this.#log,
       slots: this.#slots,
       budget: this.#budget,
@@ -130,9 +121,8 @@ export class RelayConnection {
       },
       refuse: this.#refuse,
       wrap,
-    };
+    });
     this.#exposures = new BoundExposures({ ...host, ctx, sessionId: this.sessionId, conn });
-    this.#direct = new DirectChannels({ ...host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) });
     const limits = ctx.config.limits;
     // Every key exchange costs the relay a signature and a key agreement (node/rekey-limit.ts).
     const rekeys = new RekeyLimit(limits, ctx.clock);
@@ -170,7 +160,7 @@ export class RelayConnection {
         this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
       ),
     );
-    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#direct.open(accept, reject, info)));
+    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#directChannels().open(accept, reject, info)));
     conn.on(
       'error',
       guard.wrap('error', (err: Error & { level?: string }) => {
@@ -219,17 +209,39 @@ export class RelayConnection {
 
   /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
   get bridges(): number {
-    return this.#direct.count;
+    return this.#direct?.count ?? 0;
   }
 
   /** Bytes inside the streams of this connection's bridges (bounded by windows and stream high-water marks). */
   get bridgeBuffered(): number {
-    return this.#direct.buffered;
+    return this.#direct?.buffered ?? 0;
   }
 
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
   get sendBuffer(): { socket: number; keyExchange: number; over: boolean } {
     return { socket: this.#budget.socketBytes, keyExchange: this.#budget.heldBytes, over: this.#budget.over };
+  }
+
+  /** The in-band renewal, made when the peer first asks (see #renewal). */
+  #renewals(): LeaseRenewal {
+    return (this.#renewal ??= new LeaseRenewal({
+      ctx: this.#ctx,
+      sessionId: this.sessionId,
+      log: this.#log,
+      lease: () => this.#lease,
+      username: () => this.#auth.username,
+      closed: () => this.#closed,
+      setLease: (lease) => {
+        this.#lease = lease;
+      },
+      activateEgress: (lease) => this.#activateEgress(lease),
+    }));
+  }
+
+  /** Y's side of the connection, made at its first direct-tcpip open (see #direct). */
+  #directChannels(): DirectChannels {
+    const ctx = this.#ctx;
+    return (this.#direct ??= new DirectChannels({ ...this.#host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) }));
   }
 
   /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
@@ -240,7 +252,7 @@ export class RelayConnection {
     // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
     // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
     // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
-    this.#direct.abortAll();
+    this.#direct?.abortAll();
     this.#exposures.unbindAll();
     this.#ctx.egress.release(this.sessionId);
     const sock = socketOf(this.#conn);
@@ -335,7 +347,7 @@ export class RelayConnection {
     this.#inject('request');
     const custom = customRequestOf(info);
     if (custom?.name === LEASE_RENEW_REQUEST) {
-      this.#guard.run('renewal', () => this.#renewal.renew(custom, accept, reject));
+      this.#guard.run('renewal', () => this.#renewals().renew(custom, accept, reject));
       return;
     }
     if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
@@ -346,7 +358,7 @@ export class RelayConnection {
     this.#closed = true;
     this.#idle.close();
     this.#budget.close();
-    this.#direct.abortAll();
+    this.#direct?.abortAll();
     this.#exposures.unbindAll();
     this.#ctx.registry.detach(this.sessionId);
     this.#ctx.egress.release(this.sessionId);
