@@ -3,7 +3,7 @@ import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from '../shared/logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, sendServerSigAlgs, socketOf, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, installQuietChannelDestroy, sendServerSigAlgs, socketOf, Ssh2Server } from './ssh2-internals.js';
 import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
@@ -49,8 +49,10 @@ export function createSshServer(opts: SshServerOptions): SshServer {
   let sockets = 0;
   const dropLog = throttledDropLog(opts.logger);
 
-  // Padding randomness from a pool instead of one randomFillSync per packet (ssh2-internals).
+  // Padding randomness from a pool instead of one randomFillSync per packet, and no unused error
+  // per closed channel (ssh2-internals).
   installPooledPadding();
+  installQuietChannelDestroy();
   const ssh = new Ssh2Server(
     {
       hostKeys: [{ key: hostKeyWithKeyObject(opts.hostKey) }],

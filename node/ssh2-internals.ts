@@ -15,6 +15,7 @@
  * - pooled-padding.ts, host-key.ts: per-packet and per-key-exchange crypto costs
  * - channel-data-in-place.ts: CHANNEL_DATA packets built around data read in place (cli/ssh/packet-reads.ts)
  * - connection-fields.ts: the sockets and peer version ssh2 keeps on its objects
+ * - channel-destroy.ts: an unused error built for every channel that closes
  *
  * An ssh2 upgrade must re-check (each wrapper throws "ssh2 internals changed" at connection
  * time if a name is gone, and test/interop fails if a behaviour changed):
@@ -86,6 +87,9 @@
  * - Host key: lib/protocol/kex.js still signs the exchange hash with `hostKey.sign(data, algo)`
  *   on the object `utils.parseKey` returned, and server.js takes an already parsed key as is
  *   (`parseKey` returns a parsed key unchanged); see hostKeyWithKeyObject.
+ * - Quiet channel destroy (installQuietChannelDestroy): lib/Channel.js still exports `Channel`
+ *   whose own `destroy()` is `end(); close(); return this` (node/channel-destroy.test.ts checks
+ *   that EOF and CLOSE still go out for a channel destroyed before it ended).
  * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
  *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
  *   the relay closes that connection instead of crashing).
@@ -105,4 +109,5 @@ export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
 export { timePings } from './ssh2-internals/ping-times.js';
 export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlacePacketsFrom } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';
+export { installQuietChannelDestroy, originalChannelDestroy } from './ssh2-internals/channel-destroy.js';
 export { channelDataInPlace, IN_PLACE_HEAD, IN_PLACE_TAIL, type ChannelDataInPlace } from './ssh2-internals/channel-data-in-place.js';

@@ -7,7 +7,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
-import { enforceChannelLimits, installPooledPadding } from '../../node/ssh2-internals.js';
+import { enforceChannelLimits, installPooledPadding, installQuietChannelDestroy } from '../../node/ssh2-internals.js';
 import { boundUnsentAnswers } from './answer-bound.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
@@ -50,8 +50,10 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
   const { host, port } = splitAddress(issued.relay.address);
   const pinned = parseKeyLine(issued.relay.host_key).blob;
   const cert = parseCertificateLine(issued.certificate);
-  // Less CPU per byte, as in the relay: pooled padding randomness, one writev per tick.
+  // Less CPU per byte, as in the relay: pooled padding randomness, one writev per tick; and no
+  // unused error per closed channel.
   installPooledPadding();
+  installQuietChannelDestroy();
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyMismatch = false;
