@@ -151,3 +151,49 @@ describe('localWait: a client that sends its request and shuts down its write si
     assert.equal(wait.signal.aborted, false);
   });
 });
+
+describe('localWait: a client that trickles its request a byte at a time while waiting', () => {
+  it('does not make this process hold thousands of separate reads; joined, every byte reaches the far side in order', HANG, async () => {
+    let request = Buffer.alloc(0);
+    const { client: ssh, close } = await clientOfFakeRelay((accept) => {
+      const ch = accept();
+      ch.on('data', (d: Buffer) => (request = Buffer.concat([request, d])));
+      ch.on('end', () => ch.end('done'));
+    });
+    after(close);
+
+    const [client, sock] = await accepted();
+    // A failed assertion leaves no connection open (node --test would wait for it).
+    after(() => {
+      client.destroy();
+      sock.destroy();
+    });
+    client.setNoDelay(true);
+    const wait = localWait(sock);
+    wait.watch();
+    // Each byte is sent once the one before was read (or reading stopped): one read, one Buffer
+    // in the paused socket, each with its own backing store (about 0.5 KB of memory per read
+    // here). Reading on to the highWaterMark (16 KiB) would have been 16384 of them: about 8 MB
+    // held for one waiting connection that sent 16 KiB.
+    const sent = Buffer.from(Array.from({ length: 2000 }, (_, i) => i % 251));
+    const reading = () => (sock as unknown as { _handle: { reading: boolean } })._handle.reading;
+    for (let i = 0; i < sent.length; i++) {
+      client.write(sent.subarray(i, i + 1));
+      await until(() => sock.readableLength === i + 1 || !reading(), `byte ${i} read, or reading stopped`);
+    }
+    assert.ok(sock.readableLength <= 64, `the waiting socket holds ${sock.readableLength} separate one-byte reads`);
+    assert.equal(wait.signal.aborted, false);
+    client.end();
+    wait.release();
+
+    const ch = await forwardOut(ssh, 0, { host: 'svc', port: 1, label: 'svc:1' }, () => {});
+    const answer: Buffer[] = [];
+    client.on('data', (d: Buffer) => answer.push(d));
+    const closed = new Promise<[number, number]>((resolve) => joinSocketAndChannel(sock, ch, (up, down) => resolve([up, down]), { read: () => {} }));
+    await once(client, 'end');
+    assert.ok(request.equals(sent), `the far side got ${request.length} bytes, not the ${sent.length} sent in order`);
+    assert.equal(Buffer.concat(answer).toString(), 'done');
+    client.end();
+    assert.deepEqual(await closed, [sent.length, 'done'.length]);
+  });
+});
