@@ -13,7 +13,6 @@ import type { LeaseEndReason } from './leases/lease-registry.js';
 import { LeaseRenewal } from './leases/lease-renewal.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
-import { IdleChannels } from './forwarding/idle-channels.js';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayContext } from './relay-context.js';
 import { watchSendBudget } from './peer-send-budget.js';
@@ -22,7 +21,7 @@ import { PathRtt } from './path-rtt.js';
 import { RekeyLimit } from './rekey-limit.js';
 import { countRefusedChannelTypes } from './refused-channel-types.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
-import { requestRefusals, type RefuseRequest } from './forwarding/request-refusals.js';
+import { refuseRequest } from './forwarding/request-refusals.js';
 import {
   customRequestOf,
   disconnectWithReason,
@@ -52,18 +51,20 @@ export class RelayConnection {
   #bytesIn = 0;
   #bytesOut = 0;
   #slots: ChannelSlots;
-  #idle: IdleChannels;
   #closed = false;
   #guard: FaultGuard;
   #budget: SendBudget;
   #faulted = false;
-  readonly #refuse: RefuseRequest;
-  readonly #auth: ConnectionAuth;
+  /** Its authentication, until it is authenticated (made at the peer's first attempt). */
+  #auth: ConnectionAuth | undefined;
+  /** The user name it authenticated with (kept from #auth, which goes at 'ready'). */
+  #user = '';
   /** Made at the first renewal (most connections never renew in band before they close, and an idle X holds one per connection: issue 11's 40 KB per idle exposure). */
   #renewal: LeaseRenewal | undefined;
   readonly #exposures: BoundExposures;
   /** Y's side, made at the first direct-tcpip open (X's connections never open one). */
   #direct: DirectChannels | undefined;
+  /** What the forwarding (both sides) and the refusals take from this connection: one object, shared. */
   readonly #host: ForwardingHost;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   readonly #adaptive: boolean;
@@ -85,33 +86,20 @@ export class RelayConnection {
     const guard = (this.#guard = new FaultGuard({ sessionId: this.sessionId, fault: (err, where) => this.#fault(err, where) }));
     const wrap: FaultGuard['wrap'] = (where, fn) => guard.wrap(where, fn);
     this.#slots = new ChannelSlots(ctx.config.limits);
-    this.#refuse = requestRefusals({ ctx, conn, log: this.#log });
-    this.#auth = new ConnectionAuth({
-      ctx,
-      sessionId: this.sessionId,
-      ip: info.ip,
-      log: this.#log,
-      ending: () => this.#ending,
-      closed: () => this.#closed,
-      inject: (point) => this.#inject(point),
-      event: (e) => this.#event(e),
-      end: (reason) => this.end(reason),
-      leaseEnded: (reason) => this.#leaseEnded(reason),
-      setLease: (lease) => {
-        this.#lease = lease;
-      },
-      wrap,
-    });
-    this.#idle = new IdleChannels({ idleMs: ctx.config.limits.channelIdleMs, clock: ctx.clock, log: this.#log, wrap });
 
     // Registers its hooks on the socket and on 'handshake' (before the rekey limit's, below).
     this.#budget = watchSendBudget(conn, { ctx, log: this.#log, stalled: () => this.end('send_stalled', true), wrap });
-    // What both sides of the forwarding (X's exposures, Y's channels) take from the connection.
+    // What both sides of the forwarding (X's exposures, Y's channels) take from the connection:
+    // this one object, as it is (node/forwarding/forwarding-host.ts).
     const host: ForwardingHost = (this.#host = {
+      ctx,
+      sessionId: this.sessionId,
+      conn,
       log: this.#log,
       slots: this.#slots,
       budget: this.#budget,
       closed: () => this.#closed,
+      lease: () => this.#lease,
       adaptive: this.#adaptive,
       windowOwner: () => this.#windowOwner,
       pathRtt: this.#pathMs,
@@ -119,10 +107,9 @@ export class RelayConnection {
         this.#bytesIn += bytesIn;
         this.#bytesOut += bytesOut;
       },
-      refuse: this.#refuse,
       wrap,
     });
-    this.#exposures = new BoundExposures({ ...host, ctx, sessionId: this.sessionId, conn });
+    this.#exposures = new BoundExposures(host);
     const limits = ctx.config.limits;
     // Every key exchange costs the relay a signature and a key agreement (node/rekey-limit.ts).
     const rekeys = new RekeyLimit(limits, ctx.clock);
@@ -151,8 +138,9 @@ export class RelayConnection {
       const rtt = (this.#pathRtt = new PathRtt());
       this.#ping = timePings(conn, (ms) => rtt.add(ms), ctx.windows.now);
     }
-    countRefusedChannelTypes(conn, { ctx, log: this.#log, lease: () => this.#lease, wrap });
-    conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#auth.authenticate(actx)));
+    countRefusedChannelTypes(conn, host);
+    const ip = info.ip; // not `info`: a closure here keeps what it names for the connection's life
+    conn.on('authentication', guard.wrap('authentication', (actx: AuthContext) => this.#authentication(ip).authenticate(actx)));
     conn.on('ready', guard.wrap('ready', () => this.#onReady()));
     conn.on(
       'request',
@@ -229,7 +217,7 @@ export class RelayConnection {
       sessionId: this.sessionId,
       log: this.#log,
       lease: () => this.#lease,
-      username: () => this.#auth.username,
+      username: () => this.#user,
       closed: () => this.#closed,
       setLease: (lease) => {
         this.#lease = lease;
@@ -240,8 +228,30 @@ export class RelayConnection {
 
   /** Y's side of the connection, made at its first direct-tcpip open (see #direct). */
   #directChannels(): DirectChannels {
-    const ctx = this.#ctx;
-    return (this.#direct ??= new DirectChannels({ ...this.#host, ctx, idle: this.#idle, lease: () => this.#lease, inject: (point) => this.#inject(point) }));
+    return (this.#direct ??= new DirectChannels(this.#host, (point) => this.#inject(point)));
+  }
+
+  /**
+   * The connection's authentication, made at the peer's first attempt and dropped once it is
+   * authenticated (#onReady; ssh2 takes no attempt after that): an idle connection keeps only
+   * its user name (issue 11, 40 KB per idle exposure).
+   */
+  #authentication(ip: string): ConnectionAuth {
+    return (this.#auth ??= new ConnectionAuth({
+      ctx: this.#ctx,
+      sessionId: this.sessionId,
+      ip,
+      log: this.#log,
+      ending: () => this.#ending,
+      closed: () => this.#closed,
+      inject: (point) => this.#inject(point),
+      event: (e) => this.#event(e),
+      end: (reason) => this.end(reason),
+      leaseEnd: this.#guard.wrap('lease-end', (reason: LeaseEndReason) => this.#leaseEnded(reason)),
+      setLease: (lease) => {
+        this.#lease = lease;
+      },
+    }));
   }
 
   /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
@@ -301,7 +311,7 @@ export class RelayConnection {
 
   /** Test-only fault injection (`--test-fault`); a no-op in production. */
   #inject(point: FaultPoint): void {
-    this.#ctx.injectFault?.(point, { username: this.#auth.username });
+    this.#ctx.injectFault?.(point, { username: this.#auth?.username ?? this.#user });
   }
 
   #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void {
@@ -309,13 +319,15 @@ export class RelayConnection {
   }
 
   #onReady(): void {
+    this.#user = this.#auth?.username ?? '';
+    this.#auth = undefined;
     this.#inject('ready');
     const lease = this.#lease;
     if (!lease) return this.end('shutdown', true); // cannot happen: ready follows accept()
     const c = lease.claims;
     this.#ctx.metrics.authSuccesses.inc({ kind: c.kind });
     this.#log.info('connection authenticated', {
-      user: this.#auth.username,
+      user: this.#user,
       leaseId: lease.leaseId,
       kind: c.kind,
       exposure: c.kind === 'egress' ? undefined : c.exposure,
@@ -350,13 +362,13 @@ export class RelayConnection {
       this.#guard.run('renewal', () => this.#renewals().renew(custom, accept, reject));
       return;
     }
-    if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return this.#refuse(name, 'unsupported', {}, reject);
+    if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return refuseRequest(this.#host, name, 'unsupported', {}, reject);
     this.#exposures.request(name, info as TcpipBindInfo, lease, accept, reject);
   }
 
   #onClose(): void {
     this.#closed = true;
-    this.#idle.close();
+    this.#direct?.stopIdleSweep();
     this.#budget.close();
     this.#direct?.abortAll();
     this.#exposures.unbindAll();

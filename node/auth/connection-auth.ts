@@ -24,12 +24,14 @@ export interface ConnectionAuthOptions {
   /** Reports a connection event to the control plane. */
   event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void;
   end(reason: CloseReason): void;
-  /** The lease registry closes the connection (its lease revoked, expired, ...). */
-  leaseEnded(reason: LeaseEndReason): void;
+  /**
+   * The lease registry closes the connection (its lease revoked, expired, ...); run through the
+   * connection's FaultGuard. Made by the connection: the registry keeps it, and a closure over
+   * these options would keep them all (and this object) for the connection's life.
+   */
+  leaseEnd: (reason: LeaseEndReason) => void;
   /** Authenticated: the connection holds `lease` from now on (attached in the registry). */
   setLease(lease: VerifiedLease): void;
-  /** Runs callbacks handed to others (the registry) exception-safely (the connection's FaultGuard). */
-  wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
 }
 
 /**
@@ -80,7 +82,7 @@ export class ConnectionAuth {
     if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
       return this.#fail(actx, 'signature_invalid', lease);
     }
-    const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.wrap('lease-end', (reason: LeaseEndReason) => o.leaseEnded(reason)) }, lease);
+    const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.leaseEnd }, lease);
     if (!attached.ok) return this.#fail(actx, attached.reason, lease);
     o.setLease(lease);
     actx.accept();

@@ -5,23 +5,12 @@ import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import { OpenRefusedError } from '../channel-slots.js';
 import { EgressError } from '../egress/egress-lock.js';
 import type { FaultPoint } from '../fault-guard.js';
-import type { RelayContext } from '../relay-context.js';
 import type { SendGate } from '../send-budget.js';
 import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tcpip.js';
-import type { IdleChannels } from './idle-channels.js';
 import type { ForwardingHost } from './forwarding-host.js';
-
-/** What Y's side of a connection takes from its connection (node/connection.ts), besides ForwardingHost. */
-export interface DirectChannelsOptions extends ForwardingHost {
-  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining'>;
-  /** The connection's --channel-idle-timeout sweep. */
-  idle: IdleChannels;
-  /** The connection's lease; undefined before authentication. */
-  lease(): VerifiedLease | undefined;
-  /** Test-only fault injection (`--test-fault`). */
-  inject(point: FaultPoint): void;
-}
+import { IdleChannels } from './idle-channels.js';
+import { refuseRequest } from './request-refusals.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -29,11 +18,18 @@ export interface DirectChannelsOptions extends ForwardingHost {
  * the other side is open, and bridged to it.
  */
 export class DirectChannels {
-  readonly #o: DirectChannelsOptions;
+  /** The connection (node/connection.ts), as it is: see ForwardingHost. */
+  readonly #o: ForwardingHost;
+  /** Test-only fault injection (`--test-fault`). */
+  readonly #inject: (point: FaultPoint) => void;
   readonly #bridges = new Set<Bridge>();
+  /** The --channel-idle-timeout sweep of these bridges (here, not per connection: X's never bridge). */
+  readonly #idle: IdleChannels;
 
-  constructor(o: DirectChannelsOptions) {
-    this.#o = o;
+  constructor(host: ForwardingHost, inject: (point: FaultPoint) => void) {
+    this.#o = host;
+    this.#inject = inject;
+    this.#idle = new IdleChannels({ idleMs: host.ctx.config.limits.channelIdleMs, clock: host.ctx.clock, log: host.log, wrap: host.wrap });
   }
 
   /** Bridges this connection (Y's side) holds: each joins one of its channels to one of X's. */
@@ -48,6 +44,11 @@ export class DirectChannels {
     return n;
   }
 
+  /** The connection closed: the idle sweep stops. */
+  stopIdleSweep(): void {
+    this.#idle.close();
+  }
+
   /** The connection ends: every bridge closes now. */
   abortAll(): void {
     for (const b of this.#bridges) b.abort();
@@ -57,22 +58,22 @@ export class DirectChannels {
   open(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
     const o = this.#o;
     const lease = o.lease();
-    o.inject('tcpip');
+    this.#inject('tcpip');
     const dest = { destIP: info.destIP, destPort: info.destPort };
-    if (!lease) return o.refuse('direct-tcpip', 'unauthenticated', dest, reject);
+    if (!lease) return refuseRequest(o, 'direct-tcpip', 'unauthenticated', dest, reject);
     const route = routeDirectTcpip(lease.claims, { host: info.destIP, port: info.destPort });
-    if (route.kind === 'refuse') return o.refuse('direct-tcpip', route.reason, dest, reject);
-    if (o.ctx.draining()) return o.refuse('direct-tcpip', 'draining', dest, reject);
+    if (route.kind === 'refuse') return refuseRequest(o, 'direct-tcpip', route.reason, dest, reject);
+    if (o.ctx.draining()) return refuseRequest(o, 'direct-tcpip', 'draining', dest, reject);
     const full = o.slots.refuseOpen();
-    if (full) return o.refuse('direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
+    if (full) return refuseRequest(o, 'direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
     if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
     const target = o.ctx.listeners.find(route.exposure, route.port);
     if (!target) {
       const ports = o.ctx.listeners.portsOf(route.exposure);
       // "Wrong port" and "offline" are different mistakes for the person at Y.
       return ports.length
-        ? o.refuse('direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
-        : o.refuse('direct-tcpip', 'exposure_offline', dest, reject);
+        ? refuseRequest(o, 'direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
+        : refuseRequest(o, 'direct-tcpip', 'exposure_offline', dest, reject);
     }
 
     o.slots.beginOpen();
@@ -94,7 +95,7 @@ export class DirectChannels {
         o.slots.endOpen();
         const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
         o.ctx.metrics.channels.inc({ outcome: reason });
-        o.refuse('direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
+        refuseRequest(o, 'direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
       }),
     );
   }
@@ -116,7 +117,7 @@ export class DirectChannels {
         o.slots.endOpen();
         const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
         o.ctx.metrics.egressDials.inc({ outcome: reason });
-        o.refuse('direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
+        refuseRequest(o, 'direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
       }),
     );
   }
@@ -141,18 +142,18 @@ export class DirectChannels {
         o.slots.closed();
         this.#bridges.delete(b);
         untrack();
-        const idled = o.idle.unwatch(b);
+        const idled = this.#idle.unwatch(b);
         o.account(stats.aToB, stats.bToA);
         o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
         o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
         o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
         opts.closed?.(stats);
-        o.inject('bridge-close');
+        this.#inject('bridge-close');
       }),
     );
     this.#bridges.add(b);
     untrack = o.ctx.live.add(b, opts.gate ? [o.budget, opts.gate] : [o.budget]);
-    o.idle.watch(b);
+    this.#idle.watch(b);
     return channelId;
   }
 }

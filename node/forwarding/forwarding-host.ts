@@ -1,13 +1,23 @@
+import type { Connection } from 'ssh2';
 import type { Logger } from '../../shared/logger.js';
+import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import type { ChannelSlots } from '../channel-slots.js';
+import type { RelayContext } from '../relay-context.js';
 import type { SendGate } from '../send-budget.js';
-import type { RefuseRequest } from './request-refusals.js';
 
 /**
  * What both sides of a connection's forwarding (X's, node/forwarding/bound-exposures.ts, and
- * Y's, node/forwarding/direct-channels.ts) take from their connection (node/connection.ts).
+ * Y's, node/forwarding/direct-channels.ts) and the refusal of its requests
+ * (node/forwarding/request-refusals.ts) take from their connection (node/connection.ts). One
+ * object per connection, handed to each as it is: a copy per module cost an idle exposure
+ * connection a dozen properties each, and V8 gives an object built by a hot spread its own
+ * hidden class (issue 11, 40 KB per idle exposure).
  */
 export interface ForwardingHost {
+  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining' | 'clock'>;
+  sessionId: string;
+  /** The connection: `forwarded-tcpip` channels are opened on it, its channel opens rejected. */
+  conn: Connection;
   log: Logger;
   /** The connection's channel slots: its open channels, pending opens and openers' shares. */
   slots: ChannelSlots;
@@ -15,6 +25,8 @@ export interface ForwardingHost {
   budget: SendGate;
   /** True once the connection closed. */
   closed(): boolean;
+  /** The connection's lease; undefined before authentication. */
+  lease(): VerifiedLease | undefined;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
   adaptive: boolean;
   /** Whose share of the window budget the channels take. */
@@ -23,7 +35,6 @@ export interface ForwardingHost {
   pathRtt: () => number;
   /** Credits bytes its channels carried to the connection. */
   account(bytesIn: number, bytesOut: number): void;
-  refuse: RefuseRequest;
   /** Runs callbacks of ssh2, promises and bridges exception-safely (the connection's FaultGuard). */
   wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
 }
