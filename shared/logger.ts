@@ -77,9 +77,17 @@ class JsonLogger implements Logger {
 
   #emit(level: string, msg: string, fields?: LogFields): void {
     const out: LogFields = { time: this.#now().toISOString(), level, msg };
-    for (const [k, v] of Object.entries({ ...this.#base, ...fields })) out[RESERVED.has(k) ? `field_${k}` : k] = v;
+    // The base, then this line's fields over it (a field named as a base one takes its place),
+    // without a merged copy of both per line.
+    put(out, this.#base);
+    if (fields) put(out, fields);
     this.#write(`${JSON.stringify(out, replacer)}\n`);
   }
+}
+
+/** Copies `fields` into `out`, renaming the line's own keys (time, level, msg) to `field_<key>`. */
+function put(out: LogFields, fields: LogFields): void {
+  for (const [k, v] of Object.entries(fields)) out[RESERVED.has(k) ? `field_${k}` : k] = v;
 }
 
 /** Errors anywhere in a line (not only as a top-level field) as what `describeError` says; bigints as text. */
