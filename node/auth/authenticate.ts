@@ -1,7 +1,7 @@
 import type { LeaseClaims } from '../../protocol/lease-claims.js';
 import type { Clock } from '../../shared/clock.js';
 import type { JwksCache } from '../trust/jwks-cache.js';
-import { verifyClientCertificate, type ClientKey, type VerifiedLease, type VerifyResult } from './verify-client-cert.js';
+import { stillTrusted, verifyClientCertificate, type ClientKey, type VerifiedLease, type VerifyResult } from './verify-client-cert.js';
 
 export interface Authenticator {
   /**
@@ -11,6 +11,12 @@ export interface Authenticator {
    * in node/leases/lease-renewal.ts).
    */
   verify(key: ClientKey, o?: { wait?: boolean }): Promise<VerifyResult>;
+  /**
+   * Whether a lease that `verify` accepted moments ago would still pass, checked without its
+   * signatures: the keys that vouched for it still trusted, the lease not revoked, neither it nor
+   * its certificate expired. False means: verify afresh (which gives the reason).
+   */
+  stillValid(lease: VerifiedLease): boolean;
 }
 
 export function createAuthenticator(deps: {
@@ -36,6 +42,9 @@ export function createAuthenticator(deps: {
         return first;
       }
       return (await deps.trust.refreshForUnknownKey()) ? run(key) : first;
+    },
+    stillValid(lease) {
+      return stillTrusted(lease, deps.trust.snapshot) && !deps.isRevoked(lease.leaseId) && deps.clock.now().getTime() < lease.deadline.getTime();
     },
   };
 }
