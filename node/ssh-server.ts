@@ -3,7 +3,7 @@ import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from '../shared/logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, installQuietChannelDestroy, sendServerSigAlgs, socketOf, Ssh2Server } from './ssh2-internals.js';
+import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, installQuietChannelDestroy, sendServerSigAlgs, socketOf, Ssh2Server, useFastX25519 } from './ssh2-internals.js';
 import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
@@ -65,7 +65,10 @@ export function createSshServer(opts: SshServerOptions): SshServer {
       const sock = socketOf(conn);
       // ssh2 writes packet by packet: leave in one writev per tick (node/write-batching.ts).
       batchWrites(sock);
-      conn.once('ready', () => pending.get(sock)?.());
+      conn.once('ready', () => {
+        pending.get(sock)?.();
+        useFastX25519(conn); // from the first connection on (ssh2-internals/x25519-exchange.ts)
+      });
       // Protocol fixes for every connection, before the key exchange finishes (ssh2-internals).
       sendServerSigAlgs(conn, SERVER_SIG_ALGS);
       dropRequestsAfterClose(conn);

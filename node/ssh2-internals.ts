@@ -90,6 +90,11 @@
  * - Quiet channel destroy (installQuietChannelDestroy): lib/Channel.js still exports `Channel`
  *   whose own `destroy()` is `end(); close(); return this` (node/channel-destroy.test.ts checks
  *   that EOF and CLOSE still go out for a channel destroyed before it ended).
+ * - Fast X25519 (useFastX25519): lib/protocol/kex.js's Curve25519Exchange still keeps its key
+ *   pair in `_keys` (made by `generateKeys()`), still asks `getPublicKey()` for its raw 32-byte
+ *   public key and `computeSecret(raw peer key)` for the mpint secret or an Error, and the
+ *   Protocol still keeps `_kex` after the handshake (node/ssh2-internals.test.ts checks the
+ *   replacement happens and that both sides of a handshake agree with ssh2's own methods).
  * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
  *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
  *   the relay closes that connection instead of crashing).
@@ -111,3 +116,4 @@ export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlace
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';
 export { installQuietChannelDestroy, originalChannelDestroy } from './ssh2-internals/channel-destroy.js';
 export { channelDataInPlace, IN_PLACE_HEAD, IN_PLACE_TAIL, type ChannelDataInPlace } from './ssh2-internals/channel-data-in-place.js';
+export { originalX25519Methods, useFastX25519 } from './ssh2-internals/x25519-exchange.js';
