@@ -254,9 +254,17 @@ export class RelayConnection {
     }));
   }
 
-  /** Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline). */
+  /**
+   * Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline).
+   * Once: the first reason stands (one log line, one DISCONNECT, one deadline), and a later call
+   * while it closes only cuts the socket at once when it says `now`.
+   */
   end(reason: CloseReason, now = false): void {
     if (this.#closed) return;
+    if (this.#ending) {
+      if (now) socketOf(this.#conn).destroy();
+      return;
+    }
     this.#ending = true;
     this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
     // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
@@ -350,6 +358,7 @@ export class RelayConnection {
   }
 
   #leaseEnded(reason: LeaseEndReason): void {
+    if (this.#ending) return; // already closing for another reason, the one logged (end)
     this.#ctx.metrics.leaseClosures.inc({ reason });
     this.end(reason);
   }

@@ -144,6 +144,17 @@ export function stopReading(c: Client): void {
 }
 
 /**
+ * The peer stops reading at the kernel (not only the stream: Node would still read the relay's
+ * DISCONNECT and FIN into its buffer and then refuse to write): it never learns it was cut off
+ * and goes on sending.
+ */
+export function ignoreEverything(c: Client): void {
+  const sock = socketOfClient(c);
+  sock.pause();
+  (sock as unknown as { _handle: { readStop(): void } })._handle.readStop();
+}
+
+/**
  * A window-flood Y: authenticates, opens a channel to `exposure`, grants ~4 GiB of window and
  * stops reading its socket. Resolves with the client and a promise of its close.
  */

@@ -14,22 +14,11 @@ import type { Client } from 'ssh2';
 import { buildJwks } from '../../control/ca/lease-issuer.js';
 import type { SigningKey } from '../../control/keys/key-store.js';
 import { signingKey, type Grant } from '../harness/relay.js';
-import { openDirect, socketOfClient } from './hostile-clients.js';
+import { ignoreEverything, openDirect } from './hostile-clients.js';
 import { relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const NAME = 'hostx-revoke';
-
-/**
- * The peer stops reading at the kernel (not only the stream: Node would still read the relay's
- * DISCONNECT and FIN into its buffer and then refuse to write): it never learns it was cut off
- * and goes on sending.
- */
-function ignoreEverything(c: Client): void {
-  const sock = socketOfClient(c);
-  sock.pause();
-  (sock as unknown as { _handle: { readStop(): void } })._handle.readStop();
-}
 
 interface XEnd {
   client: Client;
