@@ -122,7 +122,9 @@ export class ConnectionAuth {
       serial: ids.serial,
       fingerprint: ids.fingerprint,
     });
-    // Only a lease id goes to the control plane: an event outside its schema fails the whole batch.
+    // Only a lease id goes to the control plane (the certificate's key id need not be one): it
+    // refuses an event outside its schema (ConnectionEventSchema; a lease_id over 128 characters,
+    // say) on its own, the rest of the batch recorded, and this failure would go unrecorded.
     o.event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined });
     actx.reject(['publickey']);
     if (this.#attempts >= o.ctx.config.limits.authAttempts) o.end('too_many_auth_attempts');
