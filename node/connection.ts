@@ -331,7 +331,9 @@ export class RelayConnection {
     this.#auth = undefined;
     this.#inject('ready');
     const lease = this.#lease;
-    if (!lease) return this.end('shutdown', true); // cannot happen: ready follows accept()
+    // Cannot happen (ssh2 emits 'ready' only after accept(), which follows setLease): a bug, so a
+    // fault of this handler (logged, counted, closed as internal_error; #fault).
+    if (!lease) throw new Error('connection ready without a lease');
     const c = lease.claims;
     this.#ctx.metrics.authSuccesses.inc({ kind: c.kind });
     this.#log.info('connection authenticated', {
