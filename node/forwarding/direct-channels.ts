@@ -83,7 +83,7 @@ export class DirectChannels {
         o.slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
         const ych = o.closed() ? undefined : accept();
-        if (!ych) return closeLate(xch);
+        if (!ych) return this.#abandoned(() => closeLate(xch));
         const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
           to: 'exposure',
           gate: target.gate,
@@ -107,9 +107,9 @@ export class DirectChannels {
     o.ctx.egress.dial(lease.leaseId, target).then(
       o.wrap('egress-open', (sock: Socket) => {
         o.slots.endOpen();
-        const ych = o.closed() ? undefined : accept();
-        if (!ych) return void sock.destroy();
         o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
+        const ych = o.closed() ? undefined : accept();
+        if (!ych) return this.#abandoned(() => sock.destroy());
         const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
         o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
@@ -120,6 +120,15 @@ export class DirectChannels {
         refuseRequest(o, 'direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
       }),
     );
+  }
+
+  /**
+   * Y's connection closed while the other side of its open was on the way: there is no channel to
+   * confirm, so `closeOther` closes what came, and the open is counted as abandoned.
+   */
+  #abandoned(closeOther: () => void): void {
+    this.#o.ctx.metrics.channels.inc({ outcome: 'abandoned' });
+    closeOther();
   }
 
   /**
