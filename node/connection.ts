@@ -98,7 +98,7 @@ export class RelayConnection {
       log: this.#log,
       slots: this.#slots,
       budget: this.#budget,
-      closed: () => this.#closed,
+      closing: () => this.#ending || this.#closed,
       lease: () => this.#lease,
       adaptive: this.#adaptive,
       windowOwner: () => this.#windowOwner,

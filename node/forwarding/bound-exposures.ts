@@ -100,7 +100,7 @@ class BoundListener implements VirtualListener {
  * connection's channel slots and its opener's (Y's user's) share of them (ChannelSlots).
  */
 function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
-  if (o.closed()) return Promise.reject(new Error('exposure connection closed'));
+  if (o.closing()) return Promise.reject(new Error('exposure connection closing'));
   let release: () => void;
   try {
     release = o.slots.reserve(opener);

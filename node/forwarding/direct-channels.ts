@@ -82,7 +82,7 @@ export class DirectChannels {
       o.wrap('tcpip-open', (xch: Duplex) => {
         o.slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
-        const ych = o.closed() ? undefined : accept();
+        const ych = o.closing() ? undefined : accept();
         if (!ych) return this.#abandoned(() => closeLate(xch));
         const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
           to: 'exposure',
@@ -108,7 +108,7 @@ export class DirectChannels {
       o.wrap('egress-open', (sock: Socket) => {
         o.slots.endOpen();
         o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        const ych = o.closed() ? undefined : accept();
+        const ych = o.closing() ? undefined : accept();
         if (!ych) return this.#abandoned(() => sock.destroy());
         const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
         o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
@@ -123,8 +123,9 @@ export class DirectChannels {
   }
 
   /**
-   * Y's connection closed while the other side of its open was on the way: there is no channel to
-   * confirm, so `closeOther` closes what came, and the open is counted as abandoned.
+   * Y's connection closed, or began closing, while the other side of its open was on the way:
+   * there is no channel to confirm (the relay has said DISCONNECT and ended the socket, or it is
+   * gone), so `closeOther` closes what came, and the open is counted as abandoned.
    */
   #abandoned(closeOther: () => void): void {
     this.#o.ctx.metrics.channels.inc({ outcome: 'abandoned' });

@@ -23,8 +23,8 @@ export interface ForwardingHost {
   slots: ChannelSlots;
   /** The peer's send bound: bridges stop feeding its channels while it is over. */
   budget: SendGate;
-  /** True once the connection closed. */
-  closed(): boolean;
+  /** True once the connection began closing (node/connection.ts `end`) or closed: nothing new starts on it. */
+  closing(): boolean;
   /** The connection's lease; undefined before authentication. */
   lease(): VerifiedLease | undefined;
   /** The peer is Tunnel's own CLI: its channels may grow their windows (node/adaptive-window.ts). */
