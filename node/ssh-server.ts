@@ -3,7 +3,7 @@ import type { ClientInfo, Connection } from 'ssh2';
 import { RELAY_SOFTWARE } from '../protocol/ssh-idents.js';
 import type { Logger } from '../shared/logger.js';
 import { SERVER_SIG_ALGS, serverAlgorithms } from './ssh-algorithms.js';
-import { dropRequestsAfterClose, hostKeyWithKeyObject, installPooledPadding, installQuietChannelDestroy, sendServerSigAlgs, socketOf, Ssh2Server, useFastX25519 } from './ssh2-internals.js';
+import { dropRequestsAfterClose, forgetKeyExchangeSecrets, hostKeyWithKeyObject, installPooledPadding, installQuietChannelDestroy, sendServerSigAlgs, socketOf, Ssh2Server, useFastX25519 } from './ssh2-internals.js';
 import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
@@ -69,9 +69,11 @@ export function createSshServer(opts: SshServerOptions): SshServer {
         pending.get(sock)?.();
         useFastX25519(conn); // from the first connection on (ssh2-internals/x25519-exchange.ts)
       });
-      // Protocol fixes for every connection, before the key exchange finishes (ssh2-internals).
+      // Protocol fixes for every connection, before the key exchange finishes (ssh2-internals);
+      // and no key pair or shared secret kept once each key exchange is over.
       sendServerSigAlgs(conn, SERVER_SIG_ALGS);
       dropRequestsAfterClose(conn);
+      forgetKeyExchangeSecrets(conn);
       opts.onConnection(conn, info);
     },
   );

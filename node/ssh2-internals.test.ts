@@ -4,13 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify as cryptoVerify } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { describe, it } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { dropRequestsAfterClose, enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server, timePings } from './ssh2-internals.js';
+import { majorCollector } from './gc-pacer.js';
+import { serverAlgorithms } from './ssh-algorithms.js';
+import { clientSocket, dropRequestsAfterClose, enforceChannelLimits, forgetKeyExchangeSecrets, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server, timePings } from './ssh2-internals.js';
 
 describe('dropRequestsAfterClose', () => {
   function fakeConnection(channels: Map<number, unknown>) {
@@ -425,5 +427,158 @@ describe('timePings (real ssh2 server and client)', () => {
     } finally {
       await p.close();
     }
+  });
+});
+
+describe('forgetKeyExchangeSecrets (real ssh2 server and client)', () => {
+  interface KeyExchangeShape {
+    type?: string;
+    sessionID?: Buffer;
+    _receivedNEWKEYS?: boolean;
+    _keys?: object | null;
+    finish?: () => unknown;
+  }
+  const kexOf = (c: Connection | ssh2.Client) => (c as unknown as { _protocol: { _kex: KeyExchangeShape; rekey(): void } })._protocol;
+
+  /**
+   * A server and a client with the relay's algorithms, each forgetting its key exchange secrets;
+   * a weak reference to what each key exchange held (its x25519 key pair, and `finish` where ssh2
+   * replaced it with the closure over the shared secret), taken at each 'handshake' before the
+   * fix runs; the client authenticates with a key (the signature covers the session id); an echo
+   * channel.
+   */
+  async function pair(hostCheck: 'at once' | 'after NEWKEYS') {
+    const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
+    const userKey = generateKeyPairSync('ed25519').privateKey;
+    const held: { side: string; what: string; ref: WeakRef<object> }[] = [];
+    const sessionIds: { side: string; id: Buffer }[] = [];
+    const watch = (c: Connection | ssh2.Client, side: string) => {
+      c.on('handshake', () => {
+        const kex = kexOf(c)._kex;
+        assert.equal(kex.type, '25519');
+        assert.ok(kex._keys);
+        held.push({ side, what: '_keys', ref: new WeakRef(kex._keys) });
+        if (Object.hasOwn(kex, 'finish')) held.push({ side, what: 'finish', ref: new WeakRef(kex.finish!) });
+        sessionIds.push({ side, id: kex.sessionID! });
+      });
+      forgetKeyExchangeSecrets(c);
+    };
+    let serverConn: Connection | undefined;
+    const server = new Ssh2Server({ hostKeys: [hostKey], algorithms: serverAlgorithms() }, (conn) => {
+      serverConn = conn;
+      conn.on('error', () => {});
+      watch(conn, 'server');
+      conn.on('authentication', (ctx) => {
+        if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+        if (!ctx.signature) return ctx.accept();
+        // The signed blob holds the session id, read after the first 'handshake' (dropping it there fails here).
+        if (cryptoVerify(null, ctx.blob!, createPublicKey(userKey), ctx.signature)) ctx.accept();
+        else ctx.reject();
+      });
+      conn.on('tcpip', (accept) => {
+        const ch = accept();
+        ch.on('data', (d: Buffer) => ch.write(d));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    const ready = new Promise<void>((resolve, reject) => client.once('ready', resolve).once('error', reject));
+    // Answered once the server's NEWKEYS was parsed (this listener runs after ssh2's own on each
+    // chunk), ssh2's client finishes the exchange in two steps and keeps the secret in its
+    // `finish` too; answered at once (as the CLI does), it keeps only the key pair.
+    const later = (_key: Buffer, verify: (ok: boolean) => void) => {
+      const sock = clientSocket(client);
+      const check = () => {
+        if (kexOf(client)._kex._receivedNEWKEYS !== true) return;
+        sock.off('data', check);
+        verify(true);
+      };
+      sock.on('data', check);
+    };
+    client.connect({
+      host: '127.0.0.1',
+      port: (server.address() as { port: number }).port,
+      username: 'u',
+      privateKey: formatOpenSshPrivateKey(userKey),
+      hostVerifier: hostCheck === 'at once' ? () => true : later,
+    });
+    watch(client, 'client');
+    await ready;
+    const ch = await new Promise<ssh2.ClientChannel>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
+    const gc = majorCollector();
+    return {
+      held,
+      sessionIds,
+      server: () => serverConn!,
+      client,
+      /** What a key exchange held that a full collection did not free, while both ends stay connected. */
+      async stillHeld(): Promise<string[]> {
+        await new Promise((r) => setImmediate(r)); // weak references keep their target until the job that made them ended
+        gc();
+        return held.filter((h) => h.ref.deref() !== undefined).map((h) => `${h.side} ${h.what}`);
+      },
+      /** `bytes` sent on the channel come back from the server's echo. */
+      async echo(bytes: Buffer): Promise<Buffer> {
+        const got: Buffer[] = [];
+        let n = 0;
+        const back = new Promise<void>((resolve) => {
+          const on = (d: Buffer) => {
+            got.push(d);
+            n += d.length;
+            if (n < bytes.length) return;
+            ch.off('data', on);
+            resolve();
+          };
+          ch.on('data', on);
+        });
+        ch.write(bytes);
+        await back;
+        return Buffer.concat(got);
+      },
+      /** `side` starts a key exchange; resolves once both ends finished it. */
+      async rekey(side: Connection | ssh2.Client): Promise<void> {
+        const done = Promise.all([once(serverConn!, 'handshake'), once(client, 'handshake')]);
+        kexOf(side).rekey();
+        await done;
+      },
+      async close() {
+        client.end();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  for (const hostCheck of ['at once', 'after NEWKEYS'] as const) {
+    it(`after each key exchange both ends hold neither key pair nor the shared secret, and re-keys from either end still carry data (the client's host key check answers ${hostCheck})`, async () => {
+      const p = await pair(hostCheck);
+      try {
+        assert.deepEqual(await p.stillHeld(), []);
+        // A server's finish is the closure over the shared secret; a client's too when its check answered late.
+        const finishes = p.held.filter((h) => h.what === 'finish').map((h) => h.side);
+        assert.deepEqual(finishes.sort(), hostCheck === 'at once' ? ['server'] : ['client', 'server']);
+        const data = randomBytes(200_000);
+        assert.deepEqual(await p.echo(data), data);
+
+        await p.rekey(p.client);
+        assert.deepEqual(await p.echo(data), data);
+        await p.rekey(p.server());
+        assert.deepEqual(await p.echo(data), data);
+        assert.equal(p.held.filter((h) => h.what === '_keys').length, 6, 'three key exchanges at both ends');
+        assert.deepEqual(await p.stillHeld(), []);
+        // The session id (the first exchange hash) is kept: every exchange after the first derives its keys with it.
+        for (const s of p.sessionIds) assert.deepEqual(s.id, p.sessionIds[0]!.id);
+      } finally {
+        await p.close();
+      }
+    });
+  }
+
+  it('says which internal is missing when ssh2 changed', () => {
+    const conn = Object.assign(new EventEmitter(), { _protocol: { _handlers: {}, _kex: { type: '25519', _keys: {}, finish() {} } as object } });
+    forgetKeyExchangeSecrets(conn as unknown as Connection);
+    assert.throws(() => conn.emit('handshake'), /ssh2 internals changed: Protocol._kex is not a finished key exchange/);
+    conn._protocol._kex = { type: '25519', _finished: true, finish() {} };
+    assert.throws(() => conn.emit('handshake'), /ssh2 internals changed: Curve25519Exchange._keys missing/);
   });
 });

@@ -11,6 +11,7 @@
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
+ * - key-exchange-secrets.ts: the key pair and shared secret ssh2 keeps after a key exchange
  * - ping-times.ts: round trips of the server's keepalive pings (node/path-rtt.ts)
  * - pooled-padding.ts, host-key.ts: per-packet and per-key-exchange crypto costs
  * - channel-data-in-place.ts: CHANNEL_DATA packets built around data read in place (cli/ssh/packet-reads.ts)
@@ -95,6 +96,20 @@
  *   public key and `computeSecret(raw peer key)` for the mpint secret or an Error, and the
  *   Protocol still keeps `_kex` after the handshake (node/ssh2-internals.test.ts checks the
  *   replacement happens and that both sides of a handshake agree with ssh2's own methods).
+ * - Key exchange secrets (forgetKeyExchangeSecrets): lib/protocol/kex.js still keeps the finished
+ *   exchange as `Protocol._kex` until the next KEXINIT replaces it, and after its 'handshake'
+ *   reads only its `sessionID` (the next exchange's, userauth signatures, hostkeys-prove),
+ *   `negotiated` and `remoteExtInfoEnabled`, and whether `_kex` is set (a re-key); never calls
+ *   `generateKeys`, `computeSecret` or `finish` on it again; a curve25519 exchange still holds
+ *   its x25519 key pair as `_keys` (and the DH/ECDH ones theirs as `_dh`, which kex.js clears
+ *   itself); the server (and a client whose host key check answered after NEWKEYS) still
+ *   replaces `finish` with `completeHandshake`, the closure over the shared secret; both sides
+ *   still emit 'handshake' last (node/ssh2-internals.test.ts re-keys from both ends after it and
+ *   sees the key pairs and closures collected; cli/ssh/packet-reads.test.ts and
+ *   test/node/hostile-members re-key mid-stream; test/interop runs OpenSSH against the relay).
+ *   Measured on an ssh2 server with the relay's algorithms and 2,000 idle connections, three
+ *   runs each way: 0.37-0.45 KB of V8 heap and 1.2-2 KB of RSS (noisy) less per connection (the
+ *   KeyObjects' OpenSSL keys are outside the heap).
  * - Auth: server.js still keeps one `_authsQueue` for pipelined USERAUTH_REQUESTs, and
  *   `PKAuthContext#accept` still throws when it is out of step (test/node/hostile-auth shows
  *   the relay closes that connection instead of crashing).
@@ -111,6 +126,7 @@ export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';
+export { forgetKeyExchangeSecrets } from './ssh2-internals/key-exchange-secrets.js';
 export { timePings } from './ssh2-internals/ping-times.js';
 export { installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, takeInPlacePacketsFrom } from './ssh2-internals/pooled-padding.js';
 export { hostKeyWithKeyObject } from './ssh2-internals/host-key.js';

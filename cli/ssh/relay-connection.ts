@@ -7,7 +7,7 @@ import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
 import { CliError, EXIT } from '../errors.js';
-import { enforceChannelLimits, installPooledPadding, installQuietChannelDestroy } from '../../node/ssh2-internals.js';
+import { enforceChannelLimits, forgetKeyExchangeSecrets, installPooledPadding, installQuietChannelDestroy } from '../../node/ssh2-internals.js';
 import { boundUnsentAnswers } from './answer-bound.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';
 
@@ -107,6 +107,8 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       client.emit('error', Object.assign(err, { level: 'protocol' }));
       client.destroy();
     });
+    // No key pair or shared secret kept once each key exchange is over (node/ssh2-internals.ts).
+    forgetKeyExchangeSecrets(client);
     // ssh2 leaves Nagle on: a channel-open confirmation or a one-byte reply then waits for the
     // peer's delayed ACK (about 40 ms per hop). Set before the socket connects; net applies it then.
     client.setNoDelay(true);

@@ -1,7 +1,7 @@
 /**
  * What the relay offers in its KEXINIT is exactly node/ssh-algorithms.ts, and a real OpenSSH
  * client forcing each offered key exchange, cipher and MAC in turn connects and moves data
- * byte-exactly. What it no longer offers (group exchange, NIST curves, SHA-1, plain zlib) is
+ * byte-exactly, re-keying mid-transfer with each key exchange. What it no longer offers (group exchange, NIST curves, SHA-1, plain zlib) is
  * refused at negotiation, and `server-sig-algs` arrives well formed (issue 8).
  */
 import assert from 'node:assert/strict';
@@ -83,6 +83,17 @@ describe('OpenSSH client against every algorithm the relay offers', () => {
     it(`key exchange ${kex}`, async () => {
       const stderr = await transferWith([`KexAlgorithms=${kex}`]);
       assert.match(stderr, new RegExp(`kex: algorithm: ${kex.replace(/[.]/g, '\\.')}\\b`));
+    });
+  }
+
+  // Each exchange's key pair and shared secret are dropped once it is over (node/ssh2-internals/
+  // key-exchange-secrets.ts); what a re-key needs of the one before (its session id) is kept.
+  for (const kex of KEX) {
+    // Bounded: a re-key that goes wrong leaves the transfer waiting, not failing.
+    it(`re-keys mid-transfer with ${kex} (RekeyLimit), byte-exactly`, { timeout: 60_000 }, async () => {
+      const stderr = await transferWith([`KexAlgorithms=${kex}`, 'RekeyLimit=256K']);
+      const exchanges = stderr.match(/SSH2_MSG_NEWKEYS received/g)?.length ?? 0;
+      assert.ok(exchanges >= 4, `${exchanges} key exchanges\n${stderr}`);
     });
   }
 
