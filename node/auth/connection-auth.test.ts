@@ -103,7 +103,14 @@ async function setup() {
     await conn.authenticate(actx);
     return answer;
   };
-  return { state, trust, certificate, attempt };
+  /** A `none` attempt (the client's first: free, answered with the methods). */
+  const none = async () => {
+    let answer = 'none';
+    const actx = { method: 'none', username: 'alice', accept: () => (answer = 'accepted'), reject: () => (answer = 'refused') } as unknown as AuthContext;
+    await conn.authenticate(actx);
+    return answer;
+  };
+  return { state, trust, certificate, attempt, none };
 }
 
 describe('ConnectionAuth: a query, then the signed attempt', () => {
@@ -173,6 +180,15 @@ describe('ConnectionAuth: a query, then the signed attempt', () => {
     assert.equal(await attempt(view, { signed: true }), 'refused');
     assert.deepEqual(state.refused, ['principal_mismatch', 'ca_signature_invalid']);
     assert.equal(state.verifies, 6);
+  });
+
+  it('a query answers only the next attempt, whatever its method', async () => {
+    const { state, certificate, attempt, none } = await setup();
+    const cert = await certificate();
+    assert.equal(await attempt(cert), 'accepted');
+    assert.equal(await none(), 'refused');
+    assert.equal(await attempt(cert, { signed: true }), 'accepted');
+    assert.equal(state.verifies, 2);
   });
 
   it('a query answers only the next attempt', async () => {

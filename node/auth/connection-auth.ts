@@ -67,6 +67,8 @@ export class ConnectionAuth {
     const o = this.#o;
     // Requests the client sent before it saw our DISCONNECT are not answered (nor counted).
     if (o.ending()) return;
+    const queried = this.#queried;
+    this.#queried = undefined;
     if (actx.method !== 'publickey') {
       // A client's first `none` asks which methods exist; like sshd, only that one is free.
       // Every other none, password, keyboard-interactive or hostbased attempt is a failure:
@@ -80,8 +82,6 @@ export class ConnectionAuth {
     }
     this.#username = actx.username;
     o.inject('authentication');
-    const queried = this.#queried;
-    this.#queried = undefined;
     const key: ClientKey = { algo: actx.key.algo, blob: actx.key.data, username: actx.username };
     const result =
       queried && actx.signature && sameKey(queried, key) && o.ctx.auth.stillValid(queried.lease)
