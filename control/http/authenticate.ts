@@ -344,7 +344,8 @@ export function guard(actions: readonly Action[], options: GuardOptions = {}): M
         c.set('user', seen.principal);
         c.set('logger', logger.child({ user: seen.principal.name }));
         c.set('callerAsRead', callerAsRead(seen.principal, seen.scopes));
-        c.set('leaseLastSeen', { ...seen, usualPath: () => usual(c, logger) });
+        // Named fields, not a spread of `seen` (services/lease-insert.ts leaseStatementParams).
+        c.set('leaseLastSeen', { claims: seen.claims, principal: seen.principal, scopes: seen.scopes, exposure: seen.exposure, usualPath: () => usual(c, logger) });
       } else await usual(c, logger);
       if (onLastSeen) c.set('leaseCallerAgain', () => again(c));
     } else if (authn === 'node') {

@@ -11,7 +11,7 @@ import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from './rate-limit.js
 import { can, parseScopes, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { leaseIssued, signLease } from './leases.js';
-import { callerAsRead, callerParams, heldCaller, heldExposure, insertedLease, leaseParams } from './lease-insert.js';
+import { callerAsRead, heldCaller, heldExposure, insertedLease, leaseStatementParams } from './lease-insert.js';
 
 /**
  * Open leases in one round trip (issue 11, CPU per lease): the lease is signed on the caller and
@@ -141,7 +141,10 @@ export function lastSeenCaller(db: Db, claims: AccessClaims, exposure: string): 
  */
 export function lastSeenRequest(seen: LastSeenCaller, req: LeaseCreate): LastSeenLease | undefined {
   if (req.kind !== 'open' || req.exposure !== seen.exposure.exp.name || req.port !== undefined || req.targets || req.avoid_nodes) return undefined;
-  return { ...seen, req: { ...req, kind: 'open', exposure: req.exposure } };
+  // Named fields, not spreads of `seen` and `req`: an object built by a hot spread gets a hidden
+  // class of its own, and so do the objects after it (see leaseStatementParams).
+  const open = { kind: 'open', exposure: req.exposure, public_key: req.public_key, ttl_seconds: req.ttl_seconds } satisfies LeaseCreate;
+  return { claims: seen.claims, principal: seen.principal, scopes: seen.scopes, exposure: seen.exposure, req: open };
 }
 
 const p = sql.placeholder;
@@ -201,9 +204,8 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
   }
   const signed = await signLease(deps, p, req, { grant: { kind: 'open', exposure: exp.name }, node, openPort: exp.onlinePort, clientKey, now });
   const windowStart = rateWindow(now);
-  const [answer] = await fastQuery(deps.db).execute({
-    ...callerParams(callerAsRead(p, seen.scopes), now),
-    ...leaseParams(signed),
+  // The lease's placeholders, then the statement's own (over them: the same port and node).
+  const values = Object.assign(leaseStatementParams(callerAsRead(p, seen.scopes), signed), {
     key: rateLimit.key(claims.sub),
     windowStart: windowStart.toISOString(),
     exposure: exp.name,
@@ -217,6 +219,7 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
     onlineSince: new Date(now.getTime() - deps.settings.nodeOnlineWindow * 1000).toISOString(),
     limit: rateLimit.limit(deps.settings),
   });
+  const [answer] = await fastQuery(deps.db).execute(values);
   const count = answer?.count ?? null;
   const outcome = (o: 'changed' | 'issued') =>
     deps.metrics.inc('tunnel_control_lease_last_seen_total', 'Open leases tried in one statement on the state last seen, by outcome', { outcome: o });
