@@ -15,7 +15,7 @@ import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { enrollNode, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, egressTargets, exposures, leases, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import { insertLeaseIfUnchanged, type CallerAsRead, type DecidedOn } from './lease-insert.js';
-import type { SignedLease } from './leases.js';
+import { leaseTimes, type SignedLease } from './leases.js';
 
 function dbSuite(name: string, makeApp: MakeApp) {
   describe(`a lease is written only on the state its decision read (${name})`, { skip: makeApp.unavailable }, () => {
@@ -69,24 +69,26 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const now = t.clock.now();
       const id = uniq('lse_test');
       const egress = 'targets' in on;
+      const row: SignedLease['row'] = {
+        id,
+        kind: egress ? 'egress' : 'open',
+        userId: c.userId,
+        nodeId: node.id,
+        exposure: egress ? null : exposure.name,
+        port: egress ? null : 22,
+        targets: egress ? [{ host: target.host, port: target.port }] : null,
+        sshKey: 'SHA256:test',
+        serial: '1',
+        serviceTokenId: c.serviceTokenId,
+        sessionId: c.sessionId,
+        notBefore: now,
+        expiresAt: new Date(now.getTime() + 600_000),
+        revokedAt: null,
+        createdAt: now,
+      };
       return {
-        row: {
-          id,
-          kind: egress ? 'egress' : 'open',
-          userId: c.userId,
-          nodeId: node.id,
-          exposure: egress ? null : exposure.name,
-          port: egress ? null : 22,
-          targets: egress ? [{ host: target.host, port: target.port }] : null,
-          sshKey: 'SHA256:test',
-          serial: '1',
-          serviceTokenId: c.serviceTokenId,
-          sessionId: c.sessionId,
-          notBefore: now,
-          expiresAt: new Date(now.getTime() + 600_000),
-          revokedAt: null,
-          createdAt: now,
-        },
+        row,
+        times: leaseTimes(row),
         auditData: { kind: egress ? 'egress' : 'open', node: node.name, exposure: egress ? null : exposure.name, ttl: 600, ssh_key: 'SHA256:test', serial: '1' },
         token: '',
         certificate: Buffer.alloc(0),

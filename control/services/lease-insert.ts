@@ -128,13 +128,12 @@ export function insertedLease(db: Db, source: SQL) {
  * `now`, when the caller's service token must still be live, is the lease's creation time.
  */
 export function leaseStatementParams(c: CallerAsRead, signed: SignedLease): Record<string, unknown> {
-  const { row } = signed;
-  const createdAt = row.createdAt.toISOString();
+  const { row, times } = signed;
   return {
     sub: c.userId,
     sid: c.sessionId,
     sti: c.serviceTokenId,
-    now: createdAt,
+    now: times.createdAt,
     name: c.name,
     role: c.role,
     scopes: c.scopes === null ? null : JSON.stringify(c.scopes),
@@ -147,9 +146,9 @@ export function leaseStatementParams(c: CallerAsRead, signed: SignedLease): Reco
     targets: row.targets === null ? null : JSON.stringify(row.targets),
     sshKey: row.sshKey,
     serial: row.serial,
-    notBefore: row.notBefore.toISOString(),
-    expiresAt: row.expiresAt.toISOString(),
-    createdAt,
+    notBefore: times.notBefore,
+    expiresAt: times.expiresAt,
+    createdAt: times.createdAt,
     auditData: JSON.stringify(signed.auditData),
   };
 }
