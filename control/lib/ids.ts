@@ -1,4 +1,4 @@
-import { hash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { randomPool } from '../../shared/random-pool.js';
 
 /** Injected source of identifiers and secrets. */
@@ -20,7 +20,9 @@ const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
 export const pooledRandomBytes = randomPool(4096);
 
 export const randomIds: Ids = {
-  id: (prefix) => `${prefix}_${randomUUID().replaceAll('-', '')}`,
+  // 32 hex digits of the pool (as many as a dashless UUID has, all of them random): a request id
+  // and a lease id per lease, and a UUID's formatting and dash removal cost about 0.4% of its CPU (issue 11).
+  id: (prefix) => `${prefix}_${pooledRandomBytes(16).toString('hex')}`,
   secret: (prefix) => `${prefix}_${randomBytes(32).toString('base64url')}`,
   serial: () => pooledRandomBytes(8).readBigUInt64BE(0),
   userCode: () => {
