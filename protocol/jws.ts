@@ -32,9 +32,26 @@ export class JwsError extends Error {
 
 const b64u = (buf: Buffer | string) => Buffer.from(buf).toString('base64url');
 
+/**
+ * Encoded protected headers by kid and typ: a signer has one or two keys at a time and signs a
+ * lease token per lease (issue 11). Emptied when it grows past a few rotations' worth.
+ */
+const encodedHeaders = new Map<string, string>();
+
+function encodedHeader(kid: string, typ: string): string {
+  const key = `${kid}\n${typ}`;
+  let encoded = encodedHeaders.get(key);
+  if (encoded === undefined) {
+    if (encodedHeaders.size >= 64) encodedHeaders.clear();
+    encoded = b64u(JSON.stringify({ alg: 'EdDSA', kid, typ }));
+    encodedHeaders.set(key, encoded);
+  }
+  return encoded;
+}
+
 /** Signs `payload` (a JSON object) as a compact JWS with header `{alg: EdDSA, kid, typ}`. */
 export function signJws(header: { kid: string; typ: string }, payload: Record<string, unknown>, privateKey: KeyObject): string {
-  const input = `${b64u(JSON.stringify({ alg: 'EdDSA', kid: header.kid, typ: header.typ }))}.${b64u(JSON.stringify(payload))}`;
+  const input = `${encodedHeader(header.kid, header.typ)}.${b64u(JSON.stringify(payload))}`;
   return `${input}.${cryptoSign(null, Buffer.from(input), privateKey).toString('base64url')}`;
 }
 
