@@ -17,11 +17,14 @@ const DEFAULTS: Record<string, string> = {
   'referrer-policy': 'no-referrer',
 };
 
+const ALWAYS_ENTRIES = Object.entries(ALWAYS);
+const DEFAULT_ENTRIES = Object.entries(DEFAULTS);
+
 export const securityHeaders: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   const h = c.res.headers;
-  for (const [k, v] of Object.entries(ALWAYS)) h.set(k, v);
-  for (const [k, v] of Object.entries(DEFAULTS)) if (!h.has(k)) h.set(k, v);
+  for (const [k, v] of ALWAYS_ENTRIES) h.set(k, v);
+  for (const [k, v] of DEFAULT_ENTRIES) if (!h.has(k)) h.set(k, v);
   // Answers to authenticated API calls are personal: never stored by a shared cache.
   if (c.req.path.startsWith('/v1/') && !h.has('cache-control')) h.set('cache-control', 'no-store');
 };
