@@ -200,12 +200,16 @@ async function authenticateUser(
   const deps = c.get('deps');
   const claims = await verifyAccessToken(deps, bearer(c.req.header('authorization')));
   const now = deps.clock.now();
-  const params = { sub: claims.sub, sid: claims.sid ?? null, sti: claims.sti ?? null, now: now.toISOString() };
+  const sub = claims.sub;
+  const sid = claims.sid ?? null;
+  const sti = claims.sti ?? null;
+  const at = now.toISOString();
   const windowStart = rateWindow(now);
+  // Literals, not a spread of the caller's placeholders (services/lease-insert.ts leaseStatementParams).
   const [counted] = rateLimit
-    ? await countedCallerQuery(deps.db).execute({ ...params, key: rateLimit.key(claims.sub), windowStart: windowStart.toISOString(), exposure })
+    ? await countedCallerQuery(deps.db).execute({ sub, sid, sti, now: at, key: rateLimit.key(sub), windowStart: windowStart.toISOString(), exposure })
     : [];
-  const [row] = rateLimit ? [counted] : await callerQuery(deps.db).execute(params);
+  const [row] = rateLimit ? [counted] : await callerQuery(deps.db).execute({ sub, sid, sti, now: at });
   const user = row?.user;
   if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');

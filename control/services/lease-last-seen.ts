@@ -83,7 +83,21 @@ export function rememberLeaseCaller(
   remember(seen.callers, callerKey(claims), caller);
   if (!exposure) return;
   const { exp, current } = exposure;
-  if (exp && current && exp.onlinePort !== null) remember(seen.exposures, exposure.name, { exp: { ...exp, onlinePort: exp.onlinePort }, current });
+  if (exp && current && exp.onlinePort !== null) {
+    // Named fields, not a spread: a spread-built object gets a hidden class of its own, kept
+    // here for as long as the entry (leaseStatementParams in lease-insert.ts).
+    const held = {
+      name: exp.name,
+      ownerId: exp.ownerId,
+      allow: exp.allow,
+      pinnedNodeId: exp.pinnedNodeId,
+      currentNodeId: exp.currentNodeId,
+      online: exp.online,
+      onlinePort: exp.onlinePort,
+      statusAt: exp.statusAt,
+    } satisfies SeenExposure['exp'];
+    remember(seen.exposures, exposure.name, { exp: held, current });
+  }
   else seen.exposures.delete(exposure.name);
 }
 
