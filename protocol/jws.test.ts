@@ -29,6 +29,33 @@ describe('compact EdDSA JWS on node:crypto', () => {
     assert.deepEqual(protectedHeader, { alg: 'EdDSA', kid: KID, typ: TYP });
   });
 
+  it('writes each kid and typ its own header, as jose does, with the encoded headers kept between tokens', async () => {
+    // Interleaved, then again after more kids than are kept (64): a kept header is only ever the
+    // one of its own kid and typ, whatever kid or typ came before; a kid reused with another key
+    // (a rotation) signs with that key.
+    const rotated = generateKeyPairSync('ed25519');
+    const headers: [string, string][] = [
+      [KID, TYP],
+      [KID, 'at+jwt'],
+      ['sig_other', TYP],
+      ['a\nb', 'c'],
+      ['a', 'b\nc'],
+      ['"quoted"', 'x\u2028y'],
+      ['k\u00e9y', 'caf\u00e9'],
+      ['', ''],
+    ];
+    const many: [string, string][] = Array.from({ length: 70 }, (_, i) => [`sig_${i}`, TYP]);
+    for (const [kid, typ] of [...headers, ...headers.toReversed(), ...many, ...headers]) {
+      for (const key of [privateKey, rotated.privateKey]) {
+        const ours = signJws({ kid, typ }, claims, key);
+        const theirs = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid, typ }).sign(key);
+        assert.equal(ours, theirs, JSON.stringify({ kid, typ }));
+        const pub = key === privateKey ? publicKey : rotated.publicKey;
+        assert.deepEqual(verifyJws(ours, typ, (k) => (k === kid ? pub : undefined)), claims);
+      }
+    }
+  });
+
   it('verifies what jose signs', async () => {
     const token = await new SignJWT({ name: 'alice', role: 'admin' })
       .setProtectedHeader({ alg: 'EdDSA', kid: KID, typ: 'at+jwt' })

@@ -33,18 +33,27 @@ export class JwsError extends Error {
 const b64u = (buf: Buffer | string) => Buffer.from(buf).toString('base64url');
 
 /**
- * Encoded protected headers by kid and typ: a signer has one or two keys at a time and signs a
- * lease token per lease (issue 11). Emptied when it grows past a few rotations' worth.
+ * Encoded protected headers by typ, then kid: a signer has one or two keys at a time and signs a
+ * lease token per lease (issue 11). Two maps, not one keyed by the two joined: no separator can
+ * keep a kid and a typ apart when either may hold it. Emptied when it grows past a few
+ * rotations' worth.
  */
-const encodedHeaders = new Map<string, string>();
+const encodedHeaders = new Map<string, Map<string, string>>();
+let encodedCount = 0;
 
 function encodedHeader(kid: string, typ: string): string {
-  const key = `${kid}\n${typ}`;
-  let encoded = encodedHeaders.get(key);
+  let byKid = encodedHeaders.get(typ);
+  let encoded = byKid?.get(kid);
   if (encoded === undefined) {
-    if (encodedHeaders.size >= 64) encodedHeaders.clear();
+    if (encodedCount >= 64) {
+      encodedHeaders.clear();
+      encodedCount = 0;
+      byKid = undefined;
+    }
+    if (byKid === undefined) encodedHeaders.set(typ, (byKid = new Map()));
     encoded = b64u(JSON.stringify({ alg: 'EdDSA', kid, typ }));
-    encodedHeaders.set(key, encoded);
+    byKid.set(kid, encoded);
+    encodedCount++;
   }
   return encoded;
 }
