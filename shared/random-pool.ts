@@ -9,7 +9,9 @@ export function randomPool(bytes: number): (n: number) => Buffer {
   let pool = Buffer.alloc(0);
   let offset = 0;
   return (n) => {
-    if (n > bytes) throw new RangeError(`random pool: at most ${bytes} bytes per draw`);
+    // An integer count only: a negative one would move the offset back over bytes already handed
+    // out, and NaN would leave it NaN, every later draw then empty.
+    if (!(Number.isInteger(n) && n >= 0 && n <= bytes)) throw new RangeError(`random pool: 0 to ${bytes} bytes per draw, not ${n}`);
     if (offset + n > pool.length) {
       pool = randomFillSync(Buffer.allocUnsafeSlow(bytes));
       offset = 0;
