@@ -70,6 +70,12 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(row?.port, 22);
       assert.equal(row?.serviceTokenId, null);
       assert.equal(row?.expiresAt.toISOString(), b.lease.expires_at);
+      // The answer's lease (its times written out once, SignedLease.times) is the lease as stored, on either path.
+      for (const issued of [a, b]) {
+        const stored = await t.call('GET', `/v1/leases/${issued.lease.id}`, { token });
+        assertOk(stored);
+        assert.deepEqual(stored.body, issued.lease);
+      }
       const audits = await t.deps.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'lease.issued'), eq(auditEvents.actor, friend.id)));
       assert.deepEqual(audits.map((e) => e.subject).sort(), [a.lease.id, b.lease.id].sort());
       const data = (id: string) => audits.find((e) => e.subject === id)!.data;
