@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import { createControlClient, type ControlClient } from './control-client.js';
 import { randomIds } from './deps.js';
 import { systemClock, type Clock } from '../shared/clock.js';
+import type { Dialer } from './egress/dial.js';
 import { FirewallError, OffFirewall, type Firewall } from './egress/firewall.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { IptablesFirewall } from './egress/iptables-firewall.js';
@@ -68,8 +69,8 @@ async function resolveEgressBase(controlUrl: string): Promise<BaseRules> {
 export async function bootRelay(
   config: Readonly<Config>,
   logger: Logger,
-  /** Tests inject a fake firewall, a clock and a shorter control-plane timeout. */
-  overrides: { firewall?: Firewall; clock?: Clock; controlTimeoutMs?: number; version?: string } = {},
+  /** Tests inject a fake firewall, a clock, a shorter control-plane timeout and an egress dialer. */
+  overrides: { firewall?: Firewall; clock?: Clock; controlTimeoutMs?: number; version?: string; egressDial?: Dialer } = {},
 ): Promise<BootedRelay> {
   // The egress lock before anything else: a relay that cannot close its egress must not
   // enroll or listen (and the chain is closed before the first outbound connection).
@@ -111,6 +112,7 @@ export async function bootRelay(
     version: overrides.version ?? NODE_VERSION,
     firewall,
     egressBase: async () => base,
+    egressDial: overrides.egressDial,
     ...(config.testFaults.length > 0 ? { injectFault: createFaultInjector(config.testFaults) } : {}),
   });
   const addrs = await relay.start();

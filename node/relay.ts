@@ -10,6 +10,7 @@ import type { Clock } from '../shared/clock.js';
 import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 import { EgressLock } from './egress/egress-lock.js';
+import type { Dialer } from './egress/dial.js';
 import type { Firewall } from './egress/firewall.js';
 import type { BaseRules } from './egress/rules.js';
 import { EventReporter } from './events/reporter.js';
@@ -48,6 +49,8 @@ export interface RelayDeps {
   firewall: Firewall;
   /** The chain's base rules; default: resolved from the control URL (and resolv.conf). */
   egressBase?: () => Promise<BaseRules>;
+  /** Testing only: dials egress targets in place of dialTcp (node/egress/dial.ts). */
+  egressDial?: Dialer;
   /** Testing only: injected handler faults (from `--test-fault`). */
   injectFault?: FaultInjector;
 }
@@ -139,6 +142,7 @@ export function createRelay(deps: RelayDeps): Relay {
     connectTimeoutMs: config.egress.connectTimeoutMs,
     sourcePorts: config.egress.sourcePorts,
     isRevoked: (id) => revocations.isRevoked(id),
+    dial: deps.egressDial,
   });
   const rateLimiter = new AuthRateLimiter({ perMinute: config.limits.authFailuresPerMinute, clock });
   const auth = createAuthenticator({ clock, trust, identity: deps.identity, isRevoked: (id) => revocations.isRevoked(id) });

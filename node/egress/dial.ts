@@ -28,3 +28,6 @@ export function dialTcp(o: { host: string; port: number; localPort?: number; tim
     });
   });
 }
+
+/** What dials an egress target: dialTcp, or in tests one that wraps it (RelayDeps.egressDial). */
+export type Dialer = typeof dialTcp;

@@ -4,7 +4,7 @@ import type { LeaseTarget } from '../../protocol/lease-claims.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import { systemLookup, type Lookup } from './base-rules.js';
-import { dialTcp } from './dial.js';
+import { dialTcp, type Dialer } from './dial.js';
 import type { Firewall } from './firewall.js';
 import { PortBlocks } from './port-blocks.js';
 import type { BaseRules, LeaseRule, PortRange } from './rules.js';
@@ -47,6 +47,8 @@ export interface EgressLockOptions {
   /** Per-lease source-port blocks (`--egress-source-ports`); off when undefined. */
   sourcePorts?: { range: PortRange; perLease: number };
   lookup?: Lookup;
+  /** Testing only: dials in place of dialTcp (a test holds a dial's answer back). */
+  dial?: Dialer;
   /**
    * Dead man's switch: lease rules carry a kernel deadline (`--datestop`) at most this far ahead,
    * and the live relay keeps pushing it forward (every third of it). A relay that dies stops
@@ -176,7 +178,7 @@ export class EgressLock {
       const ports = a.block ? this.#portsFrom(a) : [undefined];
       for (const localPort of ports) {
         try {
-          return await dialTcp({ host: address, port: t.port, localPort, timeoutMs: this.#o.connectTimeoutMs });
+          return await (this.#o.dial ?? dialTcp)({ host: address, port: t.port, localPort, timeoutMs: this.#o.connectTimeoutMs });
         } catch (err) {
           last = err;
           if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') break;

@@ -21,6 +21,7 @@ import { parseConfig } from '../../node/config.js';
 import type { Clock } from '../../shared/clock.js';
 import type { LogFields, Logger } from '../../shared/logger.js';
 import type { Relay } from '../../node/relay.js';
+import type { Dialer } from '../../node/egress/dial.js';
 import { FakeFirewall } from '../../node/egress/fake-firewall.js';
 import { repoRoot } from './net.js';
 
@@ -254,7 +255,8 @@ export interface StartedRelay {
 /** Starts a relay in-process against `fc`, enrolling on first use of `dataDir`. */
 export async function startRelay(
   fc: Pick<FakeControl, 'url' | 'enrollToken'>,
-  opts: { dataDir?: string; args?: string[]; clock?: Clock; logger?: TestLogger } = {},
+  /** `egressDial`: dials egress targets in place of the relay's own (a test holds a dial's answer back). */
+  opts: { dataDir?: string; args?: string[]; clock?: Clock; logger?: TestLogger; egressDial?: Dialer } = {},
 ): Promise<StartedRelay> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'tunnel-node-')));
   const parsed = parseConfig(
@@ -278,6 +280,7 @@ export async function startRelay(
     controlTimeoutMs: 2000,
     version: 'test',
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.egressDial ? { egressDial: opts.egressDial } : {}),
   });
   return {
     relay: booted.relay,

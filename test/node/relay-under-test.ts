@@ -9,6 +9,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { after, before } from 'node:test';
 import type { Client } from 'ssh2';
 import type { SigningKey } from '../../control/keys/key-store.js';
+import type { Dialer } from '../../node/egress/dial.js';
 import { mintLease, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
 import { connectWithCertificate } from './ssh2-cert-client.js';
 
@@ -35,14 +36,14 @@ export interface RelayUnderTest {
   track<C extends Client>(client: C): C;
 }
 
-/** Call inside a describe: registers its before and after hooks. */
-export function relayUnderTest(args: string[] = []): RelayUnderTest {
+/** Call inside a describe: registers its before and after hooks. `egressDial` as startRelay's. */
+export function relayUnderTest(args: string[] = [], o: { egressDial?: Dialer } = {}): RelayUnderTest {
   let fc: FakeControl | undefined;
   let relay: StartedRelay | undefined;
   const clients: Client[] = [];
   before(async () => {
     fc = await startFakeControl();
-    relay = await startRelay(fc, { args });
+    relay = await startRelay(fc, { args, ...o });
   });
   after(async () => {
     for (const c of clients) c.destroy();
