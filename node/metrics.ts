@@ -20,7 +20,10 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     ),
     connections: registry.counter('tunnel_node_connections_total', 'Accepted TCP connections'),
     refusedRequests: registry.counter('tunnel_node_refused_requests_total', 'Refused channel and global requests by type'),
-    channels: registry.counter('tunnel_node_bridged_channels_total', 'Bridged channels by outcome'),
+    channels: registry.counter(
+      'tunnel_node_bridged_channels_total',
+      "Bridged channels by outcome: opened; abandoned (Y's connection gone or closing when the other side answered); an open to an exposure that failed (open_timeout, open_failed, exposure_full, opener_share); a bridge that closed (eof, closed, error, aborted, idle_timeout)",
+    ),
     bytes: registry.counter('tunnel_node_bytes_total', 'Bytes bridged by direction'),
     leaseClosures: registry.counter('tunnel_node_lease_closures_total', 'Connections closed for lease expiry or revocation'),
     renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
