@@ -98,7 +98,7 @@ export class RelayConnection {
       log: this.#log,
       slots: this.#slots,
       budget: this.#budget,
-      closing: () => this.#ending || this.#closed,
+      closing: () => this.#closing,
       lease: () => this.#lease,
       adaptive: this.#adaptive,
       windowOwner: () => this.#windowOwner,
@@ -183,6 +183,11 @@ export class RelayConnection {
     return this.#lease?.claims.sub ?? this;
   }
 
+  /** Closing (end() ran) or closed: a later end() is a no-op, or only cuts the socket sooner. */
+  get #closing(): boolean {
+    return this.#ending || this.#closed;
+  }
+
   /** The connection's ping round trip in ms (Infinity while unknown), for adopt's `pathRtt`. */
   readonly #pathMs = (): number => this.#pathRtt?.ms ?? Infinity;
 
@@ -247,7 +252,11 @@ export class RelayConnection {
       inject: (point) => this.#inject(point),
       event: (e) => this.#event(e),
       end: (reason) => this.end(reason),
-      leaseEnd: this.#guard.wrap('lease-end', (reason: LeaseEndReason) => this.#leaseEnded(reason)),
+      leaseEnd: (reason: LeaseEndReason) => {
+        let began = false;
+        this.#guard.run('lease-end', () => (began = this.#leaseEnded(reason)));
+        return began;
+      },
       setLease: (lease) => {
         this.#lease = lease;
       },
@@ -359,10 +368,12 @@ export class RelayConnection {
       .catch((err: unknown) => this.#log.warn('egress lease not activated', { leaseId: lease.leaseId, reason: err instanceof EgressError ? err.reason : 'error', err }));
   }
 
-  #leaseEnded(reason: LeaseEndReason): void {
-    if (this.#ending) return; // already closing for another reason, the one logged (end)
+  /** The lease registry closes the connection: true when this began closing it (see LeaseHolder.close). */
+  #leaseEnded(reason: LeaseEndReason): boolean {
+    if (this.#closing) return false; // already closing for another reason, the one logged (end)
     this.#ctx.metrics.leaseClosures.inc({ reason });
     this.end(reason);
+    return true;
   }
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {

@@ -66,7 +66,7 @@ async function setup() {
     inject: () => undefined,
     event: (e) => state.refused.push(String((e as { reason?: string }).reason)),
     end: (r) => state.ended.push(r),
-    leaseEnd: () => undefined,
+    leaseEnd: () => true,
     setLease: () => undefined,
   });
   const certificate = async (o: { leaseId?: string; name?: string; minutes?: number } = {}) =>

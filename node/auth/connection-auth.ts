@@ -27,9 +27,10 @@ export interface ConnectionAuthOptions {
   /**
    * The lease registry closes the connection (its lease revoked, expired, ...); run through the
    * connection's FaultGuard. Made by the connection: the registry keeps it, and a closure over
-   * these options would keep them all (and this object) for the connection's life.
+   * these options would keep them all (and this object) for the connection's life. Returns true
+   * when this began closing the connection, false when it was already closing.
    */
-  leaseEnd: (reason: LeaseEndReason) => void;
+  leaseEnd: (reason: LeaseEndReason) => boolean;
   /** Authenticated: the connection holds `lease` from now on (attached in the registry). */
   setLease(lease: VerifiedLease): void;
 }

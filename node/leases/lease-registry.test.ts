@@ -3,8 +3,9 @@ import { describe, it } from 'node:test';
 import { ManualClock } from '../../shared/clock.js';
 import { LeaseRegistry, type LeaseEndReason } from './lease-registry.js';
 
-function holder(id: string, closed: Map<string, LeaseEndReason>) {
-  return { sessionId: id, close: (r: LeaseEndReason) => closed.set(id, r) };
+/** A connection that `closed` records the close of; `closing`: it was already closing for another reason. */
+function holder(id: string, closed: Map<string, LeaseEndReason>, o: { closing?: boolean } = {}) {
+  return { sessionId: id, close: (r: LeaseEndReason) => (closed.set(id, r), !o.closing) };
 }
 
 describe('LeaseRegistry', () => {
@@ -79,10 +80,27 @@ describe('LeaseRegistry', () => {
     reg.close();
   });
 
+  it('counts only the connections a revocation or an expiry began closing, not those already closing for another reason', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('open', closed), { leaseId: 'l', deadline: at(100) });
+    reg.attach(holder('closing', closed, { closing: true }), { leaseId: 'l', deadline: at(100) });
+    assert.equal(reg.revoke('l'), 1);
+    assert.deepEqual([...closed.keys()].sort(), ['closing', 'open'], 'both were told');
+    assert.equal(reg.size, 0, 'both let go');
+    reg.attach(holder('due', closed), { leaseId: 'm', deadline: at(10) });
+    reg.attach(holder('due-closing', closed, { closing: true }), { leaseId: 'n', deadline: at(10) });
+    clock.set(at(10));
+    assert.equal(reg.sweep(), 1);
+    assert.equal(reg.size, 0);
+    reg.close();
+  });
+
   it('fires on its own timer at the deadline (real time)', async () => {
     const reg = new LeaseRegistry({ clock: { now: () => new Date() }, maxConnectionsPerLease: 1 });
     const keepAlive = setTimeout(() => {}, 5000); // the registry's own timer is unref'd
-    const done = new Promise<LeaseEndReason>((resolve) => reg.attach({ sessionId: 's', close: resolve }, { leaseId: 'l', deadline: new Date(Date.now() + 50) }));
+    const done = new Promise<LeaseEndReason>((resolve) => reg.attach({ sessionId: 's', close: (r) => (resolve(r), true) }, { leaseId: 'l', deadline: new Date(Date.now() + 50) }));
     assert.equal(await done, 'lease_expired');
     clearTimeout(keepAlive);
     reg.close();
@@ -92,13 +110,13 @@ describe('LeaseRegistry', () => {
     const reg = new LeaseRegistry({ clock: { now: () => new Date() }, maxConnectionsPerLease: 1 });
     const keepAlive = setTimeout(() => {}, 5000);
     const ended: string[] = [];
-    const ends = (id: string) => new Promise<void>((resolve) => reg.attach({ sessionId: id, close: (r) => (ended.push(`${id}:${r}`), resolve()) }, { leaseId: id, deadline: new Date(Date.now() + (id === 'late' ? 3_600_000 : 60)) }));
+    const ends = (id: string) => new Promise<void>((resolve) => reg.attach({ sessionId: id, close: (r) => (ended.push(`${id}:${r}`), resolve(), true) }, { leaseId: id, deadline: new Date(Date.now() + (id === 'late' ? 3_600_000 : 60)) }));
     void ends('late');
     await ends('soon');
     assert.deepEqual(ended, ['soon:lease_expired']);
     // The nearest deadline leaves (detached); the timer set for it finds nothing due and re-arms for the next.
-    const gone = new Promise<void>((resolve) => reg.attach({ sessionId: 'gone', close: () => resolve() }, { leaseId: 'gone', deadline: new Date(Date.now() + 20) }));
-    const next = new Promise<void>((resolve) => reg.attach({ sessionId: 'next', close: () => resolve() }, { leaseId: 'next', deadline: new Date(Date.now() + 80) }));
+    const gone = new Promise<void>((resolve) => reg.attach({ sessionId: 'gone', close: () => (resolve(), true) }, { leaseId: 'gone', deadline: new Date(Date.now() + 20) }));
+    const next = new Promise<void>((resolve) => reg.attach({ sessionId: 'next', close: () => (resolve(), true) }, { leaseId: 'next', deadline: new Date(Date.now() + 80) }));
     reg.detach('gone');
     await next;
     assert.equal(await Promise.race([gone.then(() => 'closed'), Promise.resolve('open')]), 'open');

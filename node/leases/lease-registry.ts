@@ -5,8 +5,11 @@ export type LeaseEndReason = 'lease_expired' | 'lease_revoked';
 /** A live SSH connection as the registry sees it. */
 export interface LeaseHolder {
   sessionId: string;
-  /** Closes the connection; called at most once. */
-  close(reason: LeaseEndReason): void;
+  /**
+   * Closes the connection; called at most once. Returns true when this began closing it, false
+   * when it was already closing for another reason (the first reason stands).
+   */
+  close(reason: LeaseEndReason): boolean;
 }
 
 interface Entry {
@@ -86,14 +89,17 @@ export class LeaseRegistry {
     return e ? new Date(e.deadline) : undefined;
   }
 
-  /** Closes every connection that presented `leaseId`. Returns how many. */
+  /**
+   * Closes every connection that presented `leaseId`. Returns how many this began closing (one
+   * already closing for another reason is let go, not counted).
+   */
   revoke(leaseId: string): number {
-    const ids = [...(this.#byLease.get(leaseId) ?? [])];
-    for (const id of ids) this.#end(id, 'lease_revoked');
-    return ids.length;
+    let closed = 0;
+    for (const id of [...(this.#byLease.get(leaseId) ?? [])]) if (this.#end(id, 'lease_revoked')) closed++;
+    return closed;
   }
 
-  /** Closes connections whose deadline has passed. Returns how many. */
+  /** Closes connections whose deadline has passed. Returns how many this began closing (as revoke). */
   sweep(): number {
     const now = this.#clock.now().getTime();
     const due: string[] = [];
@@ -102,10 +108,11 @@ export class LeaseRegistry {
       if (e.deadline <= now) due.push(e.holder.sessionId);
       else next = Math.min(next, e.deadline);
     }
-    for (const id of due) this.#end(id, 'lease_expired');
+    let closed = 0;
+    for (const id of due) if (this.#end(id, 'lease_expired')) closed++;
     this.#disarm();
     this.#arm(next);
-    return due.length;
+    return closed;
   }
 
   close(): void {
@@ -119,11 +126,12 @@ export class LeaseRegistry {
     set.add(sessionId);
   }
 
-  #end(sessionId: string, reason: LeaseEndReason): void {
+  /** True when this began closing the connection (see LeaseHolder.close). */
+  #end(sessionId: string, reason: LeaseEndReason): boolean {
     const e = this.#entries.get(sessionId);
-    if (!e) return;
+    if (!e) return false;
     this.detach(sessionId);
-    e.holder.close(reason);
+    return e.holder.close(reason);
   }
 
   /**
