@@ -116,7 +116,8 @@ export class RelayConnection {
     conn.on(
       'handshake',
       guard.wrap('rekey-limit', () => {
-        if (rekeys.exchanged()) return;
+        // Already closing for another reason (the first reason stands): nothing to refuse here.
+        if (rekeys.exchanged() || this.#closing) return;
         ctx.metrics.refusedRequests.inc({ type: 'rekey_rate' });
         this.#log.warn('peer re-keys too often; disconnecting', { limitPerMinute: limits.rekeysPerMinute, leaseId: this.#lease?.leaseId });
         this.end('rekey_rate');
@@ -154,8 +155,8 @@ export class RelayConnection {
       guard.wrap('error', (err: Error & { level?: string }) => {
         if (err.level === 'client-timeout') {
           // ssh2 only calls end() here, which never completes against a vanished peer (DESIGN).
-          ctx.metrics.keepaliveTimeouts.inc();
-          this.end('keepalive_timeout', true);
+          // Counted only when the timeout is what closes it; one already closing is cut now.
+          if (this.end('keepalive_timeout', true)) ctx.metrics.keepaliveTimeouts.inc();
           return;
         }
         // A peer's DISCONNECT description reaches here as the message (any text up to a packet,
@@ -266,13 +267,14 @@ export class RelayConnection {
   /**
    * Closes the connection. `now` destroys the socket at once (dead peer, shutdown deadline).
    * Once: the first reason stands (one log line, one DISCONNECT, one deadline), and a later call
-   * while it closes only cuts the socket at once when it says `now`.
+   * while it closes only cuts the socket at once when it says `now`. Returns true when this call
+   * began closing it.
    */
-  end(reason: CloseReason, now = false): void {
-    if (this.#closed) return;
+  end(reason: CloseReason, now = false): boolean {
+    if (this.#closed) return false;
     if (this.#ending) {
       if (now) socketOf(this.#conn).destroy();
-      return;
+      return false;
     }
     this.#ending = true;
     this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
@@ -285,7 +287,7 @@ export class RelayConnection {
     const sock = socketOf(this.#conn);
     if (now) {
       sock.destroy();
-      return;
+      return true;
     }
     const { code, text } = DISCONNECT_TEXT[reason];
     try {
@@ -294,6 +296,7 @@ export class RelayConnection {
       sock.destroy();
     }
     setTimeout(() => sock.destroy(), 2000).unref();
+    return true;
   }
 
   /**

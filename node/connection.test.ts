@@ -1,0 +1,153 @@
+/**
+ * RelayConnection's keepalive timeout and re-key limit count what they close: a connection already
+ * closing for another reason (the first reason stands, end() does nothing more) is not counted
+ * again as a keepalive timeout or a refused re-key. The relay used to count both whatever the
+ * state. A real ssh2 server connection (its peer a bare socket that sent its identification line
+ * and nothing more); ssh2's 'error' (client-timeout) and 'handshake' events are emitted on it, as
+ * ssh2 emits them, so each case runs the same way every time.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import ssh2 from 'ssh2';
+import type { Connection } from 'ssh2';
+import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import { ManualClock } from '../shared/clock.js';
+import type { LogFields, Logger } from '../shared/logger.js';
+import { parseConfig } from './config.js';
+import { RelayConnection, type RelayContext } from './connection.js';
+import { randomIds } from './deps.js';
+import { VirtualListeners } from './forwarding/virtual-listeners.js';
+import { createRelayMetrics } from './metrics.js';
+import { socketOf } from './ssh2-internals.js';
+
+interface Line {
+  level: string;
+  msg: string;
+  fields: LogFields;
+}
+
+function lineLogger(lines: Line[], base: LogFields = {}): Logger {
+  const at = (level: string) => (msg: string, fields: LogFields = {}) => void lines.push({ level, msg, fields: { ...base, ...fields } });
+  return { info: at('info'), warn: at('warn'), error: at('error'), child: (fields) => lineLogger(lines, { ...base, ...fields }) };
+}
+
+const parsed = parseConfig(
+  ['--control-url', 'http://127.0.0.1:9', '--data-dir', '/nonexistent/tunnel-node-unit', '--listen', '127.0.0.1:0', '--advertise', '127.0.0.1:2222', '--max-rekeys-per-minute', '1'],
+  {},
+);
+if (parsed.kind !== 'run') throw new Error('unexpected help');
+const config = parsed.config;
+
+describe('RelayConnection: a keepalive timeout or a re-key past the limit counts only a close it begins', () => {
+  let server: ssh2.Server;
+  let port = 0;
+  /** The next connection's context, and who waits for it (one connection at a time). */
+  let next: { ctx: RelayContext; made(c: { rc: RelayConnection; conn: Connection }): void } | undefined;
+  const peers: Socket[] = [];
+
+  before(async () => {
+    const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
+    server = new ssh2.Server({ hostKeys: [hostKey] }, (conn, info) => {
+      const n = next;
+      next = undefined;
+      if (!n) throw new Error('a connection the test did not make');
+      n.made({ rc: new RelayConnection(n.ctx, conn, info, () => {}), conn });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    for (const p of peers) p.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /** A connection of the relay's own kind, its peer silent after its identification line. */
+  async function connection() {
+    const lines: Line[] = [];
+    const metrics = createRelayMetrics();
+    const ctx = {
+      config,
+      clock: new ManualClock(0),
+      ids: randomIds,
+      logger: lineLogger(lines),
+      metrics,
+      registry: { detach: () => undefined },
+      listeners: new VirtualListeners({ online: () => undefined, offline: () => undefined }),
+      reporter: { push: () => undefined },
+      egress: { release: () => undefined },
+      draining: () => false,
+    } as unknown as RelayContext;
+    const got = new Promise<{ rc: RelayConnection; conn: Connection }>((made) => (next = { ctx, made }));
+    const peer = connect({ host: '127.0.0.1', port });
+    peers.push(peer);
+    peer.on('error', () => {});
+    peer.resume();
+    peer.write('SSH-2.0-unit_test\r\n');
+    const { rc, conn } = await got;
+    const text = () => metrics.registry.render();
+    return {
+      rc,
+      conn,
+      lines,
+      sock: socketOf(conn),
+      keepaliveTimeouts: () => counter(text(), 'tunnel_node_keepalive_timeouts_total'),
+      rekeyRefusals: () => counter(text(), 'tunnel_node_refused_requests_total{type="rekey_rate"}'),
+      closing: () => lines.filter((l) => l.msg === 'closing connection').map((l) => l.fields.reason),
+      faults: () => lines.filter((l) => l.level === 'error').length,
+    };
+  }
+
+  const keepaliveTimeout = (conn: Connection) => conn.emit('error', Object.assign(new Error('Keepalive timeout'), { level: 'client-timeout' }));
+  /** Three key exchanges back to back: the first is free, the second takes the one token of --max-rekeys-per-minute 1, the third is past it. */
+  const rekeyPastLimit = (conn: Connection) => {
+    for (let i = 0; i < 3; i++) conn.emit('handshake', {});
+  };
+
+  it('a keepalive timeout closes an open connection at once, and is counted', async () => {
+    const c = await connection();
+    keepaliveTimeout(c.conn);
+    assert.equal(c.keepaliveTimeouts(), 1);
+    assert.deepEqual(c.closing(), ['keepalive_timeout']);
+    assert.equal(c.sock.destroyed, true);
+    assert.equal(c.faults(), 0);
+  });
+
+  it('a keepalive timeout of a connection already closing cuts its socket at once, and is not counted', async () => {
+    const c = await connection();
+    c.rc.end('lease_revoked');
+    assert.equal(c.sock.destroyed, false, 'closing: DISCONNECT sent, the socket ended, not yet destroyed');
+    keepaliveTimeout(c.conn);
+    assert.equal(c.sock.destroyed, true);
+    assert.equal(c.keepaliveTimeouts(), 0);
+    assert.deepEqual(c.closing(), ['lease_revoked']);
+    assert.equal(c.faults(), 0);
+  });
+
+  it('re-keying past the limit closes an open connection, and is counted as a refused re-key', async () => {
+    const c = await connection();
+    rekeyPastLimit(c.conn);
+    assert.equal(c.rekeyRefusals(), 1);
+    assert.deepEqual(c.closing(), ['rekey_rate']);
+    assert.equal(c.lines.filter((l) => l.msg === 'peer re-keys too often; disconnecting').length, 1);
+    assert.equal(c.faults(), 0);
+  });
+
+  it('re-keying past the limit while already closing is neither refused nor counted', async () => {
+    const c = await connection();
+    c.rc.end('lease_revoked');
+    rekeyPastLimit(c.conn);
+    assert.equal(c.rekeyRefusals(), 0);
+    assert.deepEqual(c.closing(), ['lease_revoked']);
+    assert.equal(c.lines.filter((l) => l.msg === 'peer re-keys too often; disconnecting').length, 0);
+    assert.equal(c.faults(), 0);
+  });
+});
+
+/** A counter's value in Prometheus text (`name` with its labels as rendered), 0 when absent. */
+function counter(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
