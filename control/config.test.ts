@@ -32,6 +32,16 @@ describe('tunnel-control configuration: TLS and defaults', () => {
     assert.equal(proxied.publicUrl, 'https://tunnel.example.com');
   });
 
+  it('the public URL (every token\'s issuer) is at most 2048 characters of printable ASCII without " or \\, as lease claims hold it', () => {
+    const longest = `https://t.example/${'p'.repeat(2048 - 'https://t.example/'.length)}`;
+    assert.equal(loadControlConfig(['--public-url', longest], { HOME: '/h' }).publicUrl, longest);
+    for (const bad of [`${longest}p`, 'https://t"x.example']) {
+      assert.throws(() => loadControlConfig(['--public-url', bad], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /--public-url must be at most 2048/.test(e.message), bad);
+    }
+    // What the URL serializer writes out as ASCII (punycode, percent-encoding) is fine.
+    assert.equal(loadControlConfig(['--public-url', 'https://tünnel.example/a b"\\c'], { HOME: '/h' }).publicUrl, 'https://xn--tnnel-kva.example/a%20b%22/c');
+  });
+
   it('its own certificate on another address with the embedded database; https:// by default', () => {
     const c = loadControlConfig(['--listen', '10.0.0.5:8443'], { HOME: '/home/z' });
     assert.deepEqual(c.tls, { mode: 'self-signed', dir: '/home/z/.local/share/tunnel/control/tls' });

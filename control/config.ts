@@ -3,6 +3,7 @@ import { parseHostPort } from '../protocol/host-port.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseNetwork, type TrustProxy } from './http/client-address.js';
+import { LEASE_CLAIM_MAX } from '../protocol/lease-claims-check.js';
 
 /**
  * Configuration of `tunnel-control`, read once at start from flags, then `TUNNEL_*` environment
@@ -55,7 +56,7 @@ Runs the Tunnel control plane: accounts, exposures, relay nodes, leases and Open
 Options (environment variable in brackets):
   --listen HOST:PORT     where to serve the API [TUNNEL_LISTEN] (default 127.0.0.1:8080)
   --public-url URL       URL clients and relays use to reach this API; also the token issuer
-                         [TUNNEL_PUBLIC_URL] (default http(s)://<listen>)
+                         [TUNNEL_PUBLIC_URL] (default http(s)://<listen>; at most 2048 characters)
   --tls-cert FILE        serve HTTPS with this certificate chain (PEM) [TUNNEL_TLS_CERT]
   --tls-key FILE         ... and this private key (PEM) [TUNNEL_TLS_KEY]; both are read again on
                          SIGHUP and when the certificate file changes, without a restart
@@ -163,6 +164,11 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     publicUrl = u.toString().replace(/\/$/, '');
   } catch {
     throw new ConfigError(`--public-url "${publicUrlRaw}" must be an http(s) URL without query, e.g. https://tunnel.example.com`);
+  }
+  // It is every lease's `iss`: a longer one than the claims allow would make every lease fail, and
+  // protocol/lease-size.ts counts it as at most that long, written as is in JSON.
+  if (publicUrl.length > LEASE_CLAIM_MAX.iss || !/^[!#-[\]-~]+$/.test(publicUrl)) {
+    throw new ConfigError(`--public-url must be at most ${LEASE_CLAIM_MAX.iss} characters of printable ASCII without " or \\ (it is the issuer of every token)`);
   }
   if (tls.mode !== 'off' && publicUrl.startsWith('http:')) {
     throw new ConfigError(`--public-url ${publicUrl} is http:// but this server speaks HTTPS; use https:// (or --tls off)`);

@@ -12,12 +12,14 @@ export const JWK_USE_SSH_CA = 'ssh-ca';
 export const JWKS_PATH = '/.well-known/jwks.json';
 export const JWK_X_RE = /^[A-Za-z0-9_-]{43}$/;
 export const JWKS_MAX_KEYS = 64;
+/** The longest key id a JWKS may name (the control plane's are `sig_`/`ca_` and 32 hex digits). */
+export const JWK_KID_MAX = 128;
 
 const jwk = obj({
   kty: oneOf(['OKP']),
   crv: oneOf(['Ed25519']),
   x: str({ re: JWK_X_RE }),
-  kid: str({ min: 1, max: 128 }),
+  kid: str({ min: 1, max: JWK_KID_MAX }),
   use: oneOf([JWK_USE_LEASE, JWK_USE_SSH_CA] as const),
   alg: oneOf(['EdDSA']),
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { JWK_USE_LEASE, JWK_USE_SSH_CA, JWK_X_RE, JWKS_MAX_KEYS } from './jwks-check.js';
+import { JWK_KID_MAX, JWK_USE_LEASE, JWK_USE_SSH_CA, JWK_X_RE, JWKS_MAX_KEYS } from './jwks-check.js';
 
 export * from './jwks-check.js';
 
@@ -14,7 +14,7 @@ export const Ed25519JwkSchema = z.object({
   kty: z.literal('OKP'),
   crv: z.literal('Ed25519'),
   x: z.string().regex(JWK_X_RE),
-  kid: z.string().min(1).max(128),
+  kid: z.string().min(1).max(JWK_KID_MAX),
   use: z.enum([JWK_USE_LEASE, JWK_USE_SSH_CA]),
   alg: z.literal('EdDSA'),
 });

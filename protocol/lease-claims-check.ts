@@ -46,18 +46,25 @@ export const EXPOSURE_NAME_RE = /^[a-z0-9-]{1,63}$/;
 /** The claims' SSH key: a SHA256 fingerprint (`SHA256:...`). */
 export const SSH_KEY_FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
+/**
+ * The longest of the claims' text (characters): `iss` (the control plane's --public-url), `sub`
+ * (user id), `aud` (node id), `jti` (lease id) and `name` (user name, [a-z][a-z0-9._-]{0,63}).
+ * lease-size.ts derives the room left for egress targets in a certificate from these.
+ */
+export const LEASE_CLAIM_MAX = Object.freeze({ iss: 2048, sub: 128, aud: 128, jti: 128, name: 64 });
+
 const port = num({ int: true, min: 1, max: 65535 });
 const exposure = str({ re: EXPOSURE_NAME_RE });
 const base = {
-  iss: str({ min: 1, max: 2048 }),
-  sub: str({ min: 1, max: 128 }),
-  aud: str({ min: 1, max: 128 }),
-  jti: str({ min: 1, max: 128 }),
+  iss: str({ min: 1, max: LEASE_CLAIM_MAX.iss }),
+  sub: str({ min: 1, max: LEASE_CLAIM_MAX.sub }),
+  aud: str({ min: 1, max: LEASE_CLAIM_MAX.aud }),
+  jti: str({ min: 1, max: LEASE_CLAIM_MAX.jti }),
   iat: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
   nbf: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
   exp: num({ int: true, min: 0, max: LEASE_TIME_MAX }),
   ssh_key: str({ re: SSH_KEY_FINGERPRINT_RE }),
-  name: str({ min: 1, max: 64 }),
+  name: str({ min: 1, max: LEASE_CLAIM_MAX.name }),
 };
 const target = obj({ host: str({ min: 1, max: 253, re: HOST_RE }), port }, { strict: true });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EGRESS_DRIVERS, EXPOSURE_NAME_RE, LEASE_ID_RE, LEASE_KINDS, LEASE_TIME_MAX, SSH_KEY_FINGERPRINT_RE } from './lease-claims-check.js';
+import { EGRESS_DRIVERS, EXPOSURE_NAME_RE, LEASE_CLAIM_MAX, LEASE_ID_RE, LEASE_KINDS, LEASE_TIME_MAX, SSH_KEY_FINGERPRINT_RE } from './lease-claims-check.js';
 import { HostSchema } from './primitives.js';
 
 export * from './lease-claims-check.js';
@@ -27,17 +27,17 @@ export const LeaseTargetSchema = z.strictObject({
 export type LeaseTarget = z.infer<typeof LeaseTargetSchema>;
 
 const base = {
-  iss: z.string().min(1).max(2048),
-  sub: z.string().min(1).max(128),
-  aud: z.string().min(1).max(128),
-  jti: z.string().min(1).max(128),
+  iss: z.string().min(1).max(LEASE_CLAIM_MAX.iss),
+  sub: z.string().min(1).max(LEASE_CLAIM_MAX.sub),
+  aud: z.string().min(1).max(LEASE_CLAIM_MAX.aud),
+  jti: z.string().min(1).max(LEASE_CLAIM_MAX.jti),
   iat: LeaseTimeSchema,
   nbf: LeaseTimeSchema,
   exp: LeaseTimeSchema,
   /** SHA256 fingerprint (`SHA256:...`) of the one client public key this lease is bound to. */
   ssh_key: z.string().regex(SSH_KEY_FINGERPRINT_RE),
   /** The user name, which is also the certificate's only principal. */
-  name: z.string().min(1).max(64),
+  name: z.string().min(1).max(LEASE_CLAIM_MAX.name),
 };
 
 export const ExposeClaimsSchema = z.strictObject({
