@@ -8,9 +8,14 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { LEASE_TIME_MAX, LEASE_TOKEN_TYP, LeaseClaimsSchema } from '../../protocol/lease-claims.js';
-import { encodePublicKeyBlob, fingerprintSha256, rawPublicKey } from '../../protocol/ssh-key.js';
-import { issueLease, type IssueLeaseInput } from './lease-issuer.js';
+import { JWK_KID_MAX } from '../../protocol/jwks.js';
+import { LEASE_CERT_EXTENSION, LEASE_CLAIM_MAX, LEASE_TIME_MAX, LEASE_TOKEN_TYP, LeaseClaimsSchema, checkLeaseClaims } from '../../protocol/lease-claims.js';
+import { EGRESS_TARGETS_MAX_BYTES, LEASE_TOKEN_MAX } from '../../protocol/lease-size.js';
+import { verifyJws } from '../../protocol/jws.js';
+import { parseCertificate, stringOptionValue, verifyCertificateSignature } from '../../protocol/ssh-cert.js';
+import { encodePublicKeyBlob, fingerprintSha256, publicKeyBlob, rawPublicKey } from '../../protocol/ssh-key.js';
+import { hostOf, targetsOfBytes } from '../testing/egress-targets.js';
+import { issueLease, LeaseTooLargeError, type IssueLeaseInput } from './lease-issuer.js';
 
 const keys = { lease: { kid: 'sig_issuer_test', ...generateKeyPairSync('ed25519') }, ca: { kid: 'ca_issuer_test', ...generateKeyPairSync('ed25519') } };
 const clientPublicKey = rawPublicKey(generateKeyPairSync('ed25519').publicKey);
@@ -45,20 +50,6 @@ function rawClaims(i: IssueLeaseInput): Record<string, unknown> {
     name: i.userName,
     ...i.grant,
   };
-}
-
-/** A host name of exactly `n` characters (labels of at most 63). */
-function hostOf(n: number): string {
-  const labels: string[] = [];
-  let left = n;
-  while (left > 0) {
-    const len = Math.min(63, left - (labels.length ? 1 : 0));
-    labels.push('h'.repeat(len));
-    left -= len + (labels.length > 1 ? 1 : 0);
-  }
-  const host = labels.join('.');
-  assert.equal(host.length, n);
-  return host;
 }
 
 const targets = (n: number, host = 'db.internal', port = 5432) => Array.from({ length: n }, () => ({ host, port }));
@@ -139,3 +130,52 @@ describe('issueLease: the claims it signs', () => {
     await assert.rejects(issueLease(keys, input({ expiresAt: new Date(NOW.getTime() + 500) })), /expire after it starts/, 'the same second');
   });
 });
+
+/**
+ * What a certificate carries (protocol/lease-size.ts): its `lease@tunnel` extension holds at most
+ * 8 KiB, so an egress lease's targets may take EGRESS_TARGETS_MAX_BYTES together. At that bound
+ * the lease fits with every other claim and the token's key id at their longest; one byte more
+ * does not (the bound is exact), and issueLease refuses it as LeaseTooLargeError.
+ */
+describe('issueLease: the most a certificate carries', () => {
+  const longestKeys = { lease: { ...keys.lease, kid: 'k'.repeat(JWK_KID_MAX) }, ca: keys.ca };
+  const longest = (targets: IssueLeaseInput['grant'] & { kind: 'egress' }): IssueLeaseInput =>
+    input({
+      issuer: 'i'.repeat(LEASE_CLAIM_MAX.iss),
+      userId: 's'.repeat(LEASE_CLAIM_MAX.sub),
+      nodeId: 'a'.repeat(LEASE_CLAIM_MAX.aud),
+      leaseId: 'j'.repeat(LEASE_CLAIM_MAX.jti),
+      userName: 'n'.repeat(LEASE_CLAIM_MAX.name),
+      notBefore: new Date((LEASE_TIME_MAX - 1) * 1000),
+      expiresAt: new Date(LEASE_TIME_MAX * 1000),
+      grant: targets,
+    });
+
+  for (const count of [12, 32]) {
+    it(`${count} targets of ${EGRESS_TARGETS_MAX_BYTES} bytes (the most allowed), every other claim at its longest: issued, and read back as a relay reads it`, async () => {
+      const targets = targetsOfBytes(count, EGRESS_TARGETS_MAX_BYTES);
+      const { token, certificate, claims } = await issueLease(longestKeys, longest({ kind: 'egress', targets }));
+      assert.ok(token.length <= LEASE_TOKEN_MAX);
+      assert.ok(token.length >= LEASE_TOKEN_MAX - 2, `the bound leaves no room unused: ${token.length} of ${LEASE_TOKEN_MAX}`);
+      // The relay's steps (node/auth/verify-client-cert.ts): parse, CA signature, extension, token signature, claims.
+      const cert = parseCertificate(certificate);
+      verifyCertificateSignature(cert, [publicKeyBlob(keys.ca.privateKey)]);
+      const ext = cert.extensions.find((e) => e.name === LEASE_CERT_EXTENSION);
+      assert.equal(stringOptionValue(ext!), token);
+      const payload = verifyJws(token, LEASE_TOKEN_TYP, (kid) => (kid === longestKeys.lease.kid ? keys.lease.publicKey : undefined));
+      assert.deepEqual(checkLeaseClaims(payload), claims);
+      assert.deepEqual(claims.kind === 'egress' && claims.targets, targets);
+    });
+  }
+
+  it('one byte more: refused as LeaseTooLargeError (not a CertificateError), before a certificate is made', async () => {
+    const targets = targetsOfBytes(32, EGRESS_TARGETS_MAX_BYTES + 1);
+    await assert.rejects(issueLease(longestKeys, longest({ kind: 'egress', targets })), (err: unknown) => err instanceof LeaseTooLargeError && /longer than a certificate carries/.test(err.message));
+  });
+
+  it('32 targets of 253 characters with ordinary claims: refused as LeaseTooLargeError', async () => {
+    const targets = Array.from({ length: 32 }, (_, i) => ({ host: hostOf(253, 'abcdefghijklmnopqrstuvwxyz0123456789'[i]), port: 5432 }));
+    await assert.rejects(issueLease(keys, input({ grant: { kind: 'egress', targets } })), LeaseTooLargeError);
+  });
+});
+

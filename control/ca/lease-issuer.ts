@@ -1,5 +1,6 @@
 import { signJws } from '../../protocol/jws.js';
 import { encodeCertificate, flagOption, stringOption } from '../../protocol/ssh-cert.js';
+import { LEASE_TOKEN_MAX } from '../../protocol/lease-size.js';
 import { encodePublicKeyBlob, fingerprintSha256, rawPublicKey } from '../../protocol/ssh-key.js';
 import {
   CERT_BACKDATE_SECONDS,
@@ -44,6 +45,16 @@ export interface IssuedLease {
 const secs = (d: Date) => Math.floor(d.getTime() / 1000);
 
 /**
+ * The lease does not fit in a certificate: its token is longer than a certificate extension holds
+ * (LEASE_TOKEN_MAX; with it, the whole certificate stays far below CERT_LIMITS.blob, every other
+ * field being bounded). The inputs are the issue, not a bug: callers answer it as a refused
+ * request (services/leases.ts: LEASE_TOO_LARGE).
+ */
+export class LeaseTooLargeError extends Error {
+  override readonly name = 'LeaseTooLargeError';
+}
+
+/**
  * Signs a lease token and the OpenSSH user certificate that carries it (DESIGN "Leases and
  * certificates"): key id = lease id, principals = [user name], validity = nbf..exp backdated
  * by at most 60 s, extensions `lease@tunnel` (the token) and `permit-port-forwarding`.
@@ -69,6 +80,8 @@ export async function issueLease(keys: { lease: SigningKey; ca: SigningKey }, in
   });
   if (!claims) throw new RangeError('the lease claims do not satisfy LeaseClaimsSchema');
   const token = signJws({ kid: keys.lease.kid, typ: LEASE_TOKEN_TYP }, claims, keys.lease.privateKey);
+  // protocol/lease-size.ts bounds what can make it longer (egress targets); this is the backstop.
+  if (token.length > LEASE_TOKEN_MAX) throw new LeaseTooLargeError(`the lease token of ${token.length} bytes is longer than a certificate carries (${LEASE_TOKEN_MAX})`);
 
   // Extensions must be in lexical order (PROTOCOL.certkeys); "lease@tunnel" < "permit-port-forwarding".
   const extensions = [stringOption(LEASE_CERT_EXTENSION, token), flagOption(PERMIT_PORT_FORWARDING)].sort((a, b) =>

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildJwks, issueLease } from '../../control/ca/lease-issuer.js';
-import { LEASE_CERT_EXTENSION, LEASE_TIME_MAX, LEASE_TOKEN_TYP, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
+import { JWK_KID_MAX } from '../../protocol/jwks.js';
+import { LEASE_CERT_EXTENSION, LEASE_CLAIM_MAX, LEASE_TIME_MAX, LEASE_TOKEN_TYP, PERMIT_PORT_FORWARDING } from '../../protocol/lease-claims.js';
+import { EGRESS_TARGETS_MAX_BYTES } from '../../protocol/lease-size.js';
+import { targetsOfBytes } from '../../control/testing/egress-targets.js';
 import { CERT_KEY_TYPE, encodeCertificate, flagOption, parseCertificate, stringOption } from '../../protocol/ssh-cert.js';
 import { encodeSignatureBlob, rawPublicKey } from '../../protocol/ssh-key.js';
 import { JwksCache } from '../trust/jwks-cache.js';
@@ -14,9 +17,9 @@ const keys = { lease: key('l1'), ca: key('c1') };
 const NOW = new Date('2030-06-01T12:00:00Z');
 const client = generateKeyPairSync('ed25519');
 
-async function trust() {
+async function trust(lease: { kid: string; publicKey: KeyObject } = keys.lease) {
   const jwks = buildJwks([
-    { kid: 'l1', publicKey: keys.lease.publicKey, use: 'sig' },
+    { kid: lease.kid, publicKey: lease.publicKey, use: 'sig' },
     { kid: 'c1', publicKey: keys.ca.publicKey, use: 'ssh-ca' },
   ]);
   const cache = new JwksCache({ client: { fetchJwks: async () => jwks }, file: `/tmp/jwks-unit-${process.pid}.json`, clock: { now: () => NOW }, logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
@@ -57,6 +60,29 @@ describe('verifyClientCertificate', () => {
     assert.ok(r.ok);
     assert.equal(r.lease.leaseId, 'lease_1');
     assert.equal(r.lease.deadline.getTime(), claims.exp * 1000);
+  });
+
+  it('accepts the largest lease a certificate carries: egress targets at their bound, every other claim at its longest', async () => {
+    const longest = { ...keys.lease, kid: 'k'.repeat(JWK_KID_MAX) };
+    const [issuer, nodeId, user] = ['i'.repeat(LEASE_CLAIM_MAX.iss), 'a'.repeat(LEASE_CLAIM_MAX.aud), 'n'.repeat(LEASE_CLAIM_MAX.name)];
+    const targets = targetsOfBytes(32, EGRESS_TARGETS_MAX_BYTES);
+    const now = new Date((LEASE_TIME_MAX - 1) * 1000);
+    const { certificate } = await issue(
+      {
+        issuer,
+        nodeId,
+        userName: user,
+        userId: 's'.repeat(LEASE_CLAIM_MAX.sub),
+        leaseId: 'j'.repeat(LEASE_CLAIM_MAX.jti),
+        notBefore: now,
+        expiresAt: new Date(LEASE_TIME_MAX * 1000),
+        grant: { kind: 'egress', targets },
+      },
+      { lease: longest, ca: keys.ca },
+    );
+    const r = await check(certificate, { user, ctx: { now, issuer, nodeId, trust: await trust(longest) } });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(r.lease.claims.kind === 'egress' && r.lease.claims.targets, targets);
   });
 
   const cases: [string, () => Promise<{ blob: Buffer; user?: string; algo?: string; ctx?: Partial<VerifyContext> }>][] = [
