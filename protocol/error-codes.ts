@@ -19,6 +19,11 @@ export const ERROR_CODES = {
   CONFLICT: 409,
   EXPOSURE_OFFLINE: 409,
   LEASE_KIND_MISMATCH: 400,
+  /**
+   * The lease would not fit in its OpenSSH certificate: an egress lease's targets take more than
+   * protocol/lease-size.ts's EGRESS_TARGETS_MAX_BYTES. Asking again does not help; fewer targets per lease do.
+   */
+  LEASE_TOO_LARGE: 400,
   ALREADY_EXISTS: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,

@@ -13,6 +13,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   INVALID_JSON: 'The request body is not valid JSON',
   UNAUTHENTICATED: 'Authentication required',
   NOT_FOUND: 'Not found',
+  LEASE_TOO_LARGE: 'The lease would not fit in its certificate',
   INTERNAL: 'Internal error',
   DATABASE_UNAVAILABLE: 'Database unavailable',
 };

@@ -14,6 +14,14 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
 import { enrollNode, heartbeat, newClientKey, putExposure, serviceAccess, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { hostOf, targetsOfBytes } from '../testing/egress-targets.js';
+import { EGRESS_TARGETS_MAX_BYTES } from '../../protocol/lease-size.js';
+import type { LeaseTarget } from '../../protocol/lease-claims.js';
+import { count, eq } from 'drizzle-orm';
+import { auditEvents, leases, nodes } from '../db/schema/index.js';
+import { signLease } from '../services/leases.js';
+import type { UserPrincipal } from '../services/authz.js';
+import { AppError } from '../lib/errors.js';
 
 type User = { id: string; name: string; token: string };
 const secs = (iso: string) => Math.floor(new Date(iso).getTime() / 1000);
@@ -237,6 +245,62 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await lease(stranger, { kind: 'egress', targets: [target] }), 403, 'NOT_IN_ACL');
         assertProblem(await lease(friend, { kind: 'egress', targets: [uniq('nope')] }), 404, 'NOT_FOUND');
         assertProblem(await lease(friend, { kind: 'egress', targets: [target, far] }), 400, 'VALIDATION_FAILED');
+      });
+
+      describe('egress targets too long together for one certificate (protocol/lease-size.ts)', () => {
+        /** Defines `targets` on the node for `friend`; their names. */
+        const define = async (targets: LeaseTarget[]) => {
+          const names = targets.map(() => uniq('wide-'));
+          const token = await tok(admin, 'admin');
+          for (const [i, n] of names.entries()) {
+            const { host, port } = targets[i]!;
+            assertOk(await t.call('PUT', `/v1/egress-targets/${n}`, { token, body: { node: node.name, host, port, allow: [friend.name] } }));
+          }
+          return names;
+        };
+        const written = async () => ({
+          leases: (await t.deps.db.select({ n: count() }).from(leases))[0]!.n,
+          audit: (await t.deps.db.select({ n: count() }).from(auditEvents))[0]!.n,
+        });
+        const byHost = (ts: LeaseTarget[]) => [...ts].sort((a, b) => (a.host < b.host ? -1 : 1));
+
+        it(`at the bound (${EGRESS_TARGETS_MAX_BYTES} bytes of hosts and ports): issued, all of them`, async () => {
+          const targets = targetsOfBytes(32, EGRESS_TARGETS_MAX_BYTES);
+          const res = await lease(friend, { kind: 'egress', targets: await define(targets) });
+          assertOk(res, 201);
+          assert.deepEqual(byHost(res.body.lease.targets), byHost(targets));
+          const claims = LeaseClaimsSchema.parse(JSON.parse(Buffer.from(res.body.token.split('.')[1], 'base64url').toString()));
+          assert.deepEqual(claims.kind === 'egress' && byHost(claims.targets), byHost(targets));
+        });
+
+        for (const [what, targets] of [
+          ['one byte past the bound', targetsOfBytes(32, EGRESS_TARGETS_MAX_BYTES + 1)],
+          ['32 hosts of 253 characters', Array.from({ length: 32 }, (_, i) => ({ host: hostOf(253, 'abcdefghijklmnopqrstuvwxyz0123456789'[i]), port: 5432 }))],
+        ] as const) {
+          it(`${what}: 400 LEASE_TOO_LARGE saying so, and no lease or audit row written`, async () => {
+            const names = await define([...targets]);
+            const before = await written();
+            const res = await lease(friend, { kind: 'egress', targets: names });
+            assertProblem(res, 400, 'LEASE_TOO_LARGE');
+            assert.match(res.body.detail, new RegExp(`^targets: these 32 egress targets take \\d+ bytes in the lease, more than the ${EGRESS_TARGETS_MAX_BYTES} .*fewer targets per lease$`));
+            assert.deepEqual(await written(), before);
+          });
+        }
+
+        it('signing itself refuses a lease that does not fit as LEASE_TOO_LARGE, not a 500 (signLease, behind the bound)', async () => {
+          const [relay] = await t.deps.db.select().from(nodes).where(eq(nodes.id, node.id));
+          const key = newClientKey();
+          const p: UserPrincipal = { kind: 'user', userId: friend.id, name: friend.name, role: 'member', scopes: null, serviceTokenId: null };
+          const targets = targetsOfBytes(32, 32 * 250);
+          const signed = signLease(t.deps, p, { kind: 'egress', targets: ['x'], public_key: key.line }, {
+            grant: { kind: 'egress', targets },
+            node: relay!,
+            openPort: null,
+            clientKey: parsePublicKeyLine(key.line).publicKey,
+            now: t.clock.now(),
+          });
+          await assert.rejects(signed, (err: unknown) => err instanceof AppError && err.code === 'LEASE_TOO_LARGE' && /would not fit in its certificate/.test(err.message));
+        });
       });
     });
 

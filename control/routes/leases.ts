@@ -43,6 +43,9 @@ export function registerLeases(app: App): void {
         responses: {
           201: json(LeaseIssuedSchema, 'Lease issued'),
           ...errorResponses,
+          400: problem(
+            'Invalid request (VALIDATION_FAILED, UNKNOWN_FIELD, INVALID_JSON), a field of another kind of lease (LEASE_KIND_MISMATCH), or egress targets too long together for one certificate (LEASE_TOO_LARGE)',
+          ),
           503: problem('No relay node is online to carry it (NO_NODE_AVAILABLE), or the database cannot be reached (DATABASE_UNAVAILABLE); retryable'),
         },
       }),

@@ -6,7 +6,8 @@ import { LEASE_ID_PREFIX, type LeaseTarget } from '../../protocol/lease-claims.j
 import type { Deps } from '../deps.js';
 import { egressTargets, exposures, leases, nodes, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
-import { issueLease, type LeaseGrant } from '../ca/lease-issuer.js';
+import { issueLease, LeaseTooLargeError, type IssuedLease, type LeaseGrant } from '../ca/lease-issuer.js';
+import { EGRESS_TARGETS_MAX_BYTES, egressTargetsBytes } from '../../protocol/lease-size.js';
 import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
@@ -116,9 +117,18 @@ export async function createLease(deps: Deps, p: UserPrincipal, caller: CallerAs
     for (const n of names) assertAllowed(p, 'lease.issue.egress', { name: n, allow: rows.find((r) => r.name === n)?.allow ?? null });
     const nodeIds = new Set(rows.map((r) => r.nodeId));
     if (nodeIds.size !== 1) throw new AppError('VALIDATION_FAILED', 'targets: all egress targets of one lease must be on the same node');
+    const targets = rows.map((r): LeaseTarget => ({ host: r.host, port: r.port }));
+    // Each target fits (a host of at most 253 characters), not every set of them: refused here, before anything is signed or written.
+    const size = egressTargetsBytes(targets);
+    if (size > EGRESS_TARGETS_MAX_BYTES) {
+      throw new AppError(
+        'LEASE_TOO_LARGE',
+        `targets: these ${targets.length} egress targets take ${size} bytes in the lease, more than the ${EGRESS_TARGETS_MAX_BYTES} its certificate has room for; ask for fewer targets per lease`,
+      );
+    }
     [node] = await deps.db.select().from(nodes).where(eq(nodes.id, rows[0]!.nodeId)).limit(1);
     if (!node) throw new AppError('NO_NODE_AVAILABLE', 'the egress targets\' node is gone');
-    grant = { kind: 'egress', targets: rows.map((r): LeaseTarget => ({ host: r.host, port: r.port })) };
+    grant = { kind: 'egress', targets };
     decidedOn = { targets: rows.map((r) => ({ name: r.name, nodeId: r.nodeId, host: r.host, port: r.port, allow: r.allow })) };
   }
 
@@ -164,21 +174,29 @@ export async function signLease(
   const serial = deps.ids.serial();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
   const [leaseKey, caKey] = await Promise.all([deps.keys.signing('sig'), deps.keys.signing('ssh-ca')]);
-  const issued = await issueLease(
-    { lease: leaseKey, ca: caKey },
-    {
-      issuer: deps.settings.issuer,
-      leaseId,
-      serial,
-      userId: p.userId,
-      userName: p.name,
-      nodeId: node.id,
-      grant,
-      clientPublicKey: d.clientKey,
-      notBefore: now,
-      expiresAt,
-    },
-  );
+  let issued: IssuedLease;
+  try {
+    issued = await issueLease(
+      { lease: leaseKey, ca: caKey },
+      {
+        issuer: deps.settings.issuer,
+        leaseId,
+        serial,
+        userId: p.userId,
+        userName: p.name,
+        nodeId: node.id,
+        grant,
+        clientPublicKey: d.clientKey,
+        notBefore: now,
+        expiresAt,
+      },
+    );
+  } catch (err) {
+    // createLease refuses targets past their bound before this; a lease that still does not fit
+    // is refused all the same (nothing is written: the row is inserted after signing), not a 500.
+    if (err instanceof LeaseTooLargeError) throw new AppError('LEASE_TOO_LARGE', `the lease would not fit in its certificate: ${err.message}`, { cause: err });
+    throw err;
+  }
   const row: LeaseRow = {
     id: leaseId,
     kind: req.kind,
