@@ -129,6 +129,23 @@ describe('tunnel exit codes and one-line errors', () => {
     assert.match(ctx.err(), /detail of NOT_IN_ACL/);
   });
 
+  it('egress targets too long for one lease (400 LEASE_TOO_LARGE) exit 1 with the API\'s one line, and are not asked for again', async () => {
+    const agent = mock();
+    const pool = agent.get(SERVER);
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(400, 'LEASE_TOO_LARGE'));
+    let ctx = loggedIn(agent);
+    assert.equal(await run(['cert', '--egress', 'a', '--egress', 'b', '--out', '/nonexistent/never-written'], ctx), EXIT.ERROR);
+    assert.match(ctx.err(), /^tunnel cert: detail of LEASE_TOO_LARGE\n$/);
+
+    // tunnel open --listen keeps asking for a lease after most errors; not after this one (the next answer would say so).
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(400, 'LEASE_TOO_LARGE'));
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(404, 'NOT_FOUND'));
+    ctx = loggedIn(agent);
+    assert.equal(await run(['open', '--egress', 'a', '--listen', '127.0.0.1:0'], ctx), EXIT.ERROR);
+    assert.match(ctx.err(), /tunnel open: detail of LEASE_TOO_LARGE\n$/);
+    assert.doesNotMatch(ctx.err(), /NOT_FOUND/);
+  });
+
   it('an expired access token is refreshed transparently and the new tokens are stored', async () => {
     const agent = mock();
     const pool = agent.get(SERVER);

@@ -49,7 +49,7 @@ export interface SupervisorOptions {
   once?: boolean;
 }
 
-const PERMANENT = new Set(['NOT_FOUND', 'NOT_IN_ACL', 'SCOPE_DENIED', 'FORBIDDEN', 'VALIDATION_FAILED', 'UNKNOWN_FIELD', 'LEASE_KIND_MISMATCH']);
+const PERMANENT = new Set(['NOT_FOUND', 'NOT_IN_ACL', 'SCOPE_DENIED', 'FORBIDDEN', 'VALIDATION_FAILED', 'UNKNOWN_FIELD', 'LEASE_KIND_MISMATCH', 'LEASE_TOO_LARGE']);
 
 /**
  * Keeps one relay connection alive for a lease request: a fresh key and lease per connection,
