@@ -4,7 +4,9 @@
  * again as a keepalive timeout or a refused re-key. The relay used to count both whatever the
  * state. A real ssh2 server connection (its peer a bare socket that sent its identification line
  * and nothing more); ssh2's 'error' (client-timeout) and 'handshake' events are emitted on it, as
- * ssh2 emits them, so each case runs the same way every time.
+ * ssh2 emits them, so each case runs the same way every time. And a close whose release of what
+ * the connection carried throws (a bug) still closes it: end() had marked it closing first, so the
+ * fault's own end() did nothing and the connection stayed open.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -65,7 +67,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
   });
 
   /** A connection of the relay's own kind, its peer silent after its identification line. */
-  async function connection() {
+  async function connection(o: { release?: () => void } = {}) {
     const lines: Line[] = [];
     const metrics = createRelayMetrics();
     const ctx = {
@@ -77,7 +79,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
       registry: { detach: () => undefined },
       listeners: new VirtualListeners({ online: () => undefined, offline: () => undefined }),
       reporter: { push: () => undefined },
-      egress: { release: () => undefined },
+      egress: { release: o.release ?? (() => undefined) },
       draining: () => false,
     } as unknown as RelayContext;
     const got = new Promise<{ rc: RelayConnection; conn: Connection }>((made) => (next = { ctx, made }));
@@ -143,6 +145,30 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
     assert.deepEqual(c.closing(), ['lease_revoked']);
     assert.equal(c.lines.filter((l) => l.msg === 'peer re-keys too often; disconnecting').length, 0);
     assert.equal(c.faults(), 0);
+  });
+
+  it('a close whose release of what the connection carried throws still closes it (a fault, counted once)', async () => {
+    let throws = true;
+    const c = await connection({
+      release: () => {
+        if (!throws) return;
+        throws = false;
+        throw new Error('release failed');
+      },
+    });
+    // Through the guard, as every handler runs: the throw is the handler's fault, whose own end() then finds the connection closing.
+    keepaliveTimeout(c.conn);
+    assert.equal(c.faults(), 1);
+    assert.deepEqual(c.closing(), ['keepalive_timeout']);
+    assert.equal(c.sock.destroyed, true, 'the keepalive timeout cut the socket although the release before it threw');
+
+    const d = await connection({
+      release: () => {
+        throw new Error('release failed');
+      },
+    });
+    assert.throws(() => d.rc.end('lease_revoked'), /release failed/);
+    assert.equal(d.sock.writableEnded, true, 'DISCONNECT sent and the socket ended although the release before it threw');
   });
 });
 

@@ -277,17 +277,28 @@ export class RelayConnection {
       return false;
     }
     this.#ending = true;
-    this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
-    // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
-    // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
-    // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
-    this.#direct?.abortAll();
-    this.#exposures.unbindAll();
-    this.#ctx.egress.release(this.sessionId);
+    try {
+      this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
+      // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
+      // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
+      // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
+      this.#direct?.abortAll();
+      this.#exposures.unbindAll();
+      this.#ctx.egress.release(this.sessionId);
+    } finally {
+      // Closed even when one of these threw (a fault of the caller's handler, whose end() then
+      // finds it closing and does nothing): #onClose releases all of it again at the close.
+      this.#disconnect(reason, now);
+    }
+    return true;
+  }
+
+  /** end()'s close of the socket: at once (`now`), or DISCONNECT and a 2 s deadline. */
+  #disconnect(reason: CloseReason, now: boolean): void {
     const sock = socketOf(this.#conn);
     if (now) {
       sock.destroy();
-      return true;
+      return;
     }
     const { code, text } = DISCONNECT_TEXT[reason];
     try {
@@ -296,7 +307,6 @@ export class RelayConnection {
       sock.destroy();
     }
     setTimeout(() => sock.destroy(), 2000).unref();
-    return true;
   }
 
   /**
