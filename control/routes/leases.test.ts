@@ -18,7 +18,7 @@ import { hostOf, targetsOfBytes } from '../testing/egress-targets.js';
 import { EGRESS_TARGETS_MAX_BYTES } from '../../protocol/lease-size.js';
 import type { LeaseTarget } from '../../protocol/lease-claims.js';
 import { count, eq } from 'drizzle-orm';
-import { auditEvents, leases, nodes } from '../db/schema/index.js';
+import { auditEvents, leases, nodes, rateLimits } from '../db/schema/index.js';
 import { signLease } from '../services/leases.js';
 import type { UserPrincipal } from '../services/authz.js';
 import { AppError } from '../lib/errors.js';
@@ -262,6 +262,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
           leases: (await t.deps.db.select({ n: count() }).from(leases))[0]!.n,
           audit: (await t.deps.db.select({ n: count() }).from(auditEvents))[0]!.n,
         });
+        /** friend's lease requests counted in the current rate-limit window (http/lease-rate-limit.ts). */
+        const leaseAttempts = async () => (await t.deps.db.select({ n: rateLimits.count }).from(rateLimits).where(eq(rateLimits.key, `lease:${friend.id}`)))[0]?.n ?? 0;
         const byHost = (ts: LeaseTarget[]) => [...ts].sort((a, b) => (a.host < b.host ? -1 : 1));
 
         it(`at the bound (${EGRESS_TARGETS_MAX_BYTES} bytes of hosts and ports): issued, all of them`, async () => {
@@ -280,10 +282,13 @@ function dbSuite(name: string, makeApp: MakeApp) {
           it(`${what}: 400 LEASE_TOO_LARGE saying so, and no lease or audit row written`, async () => {
             const names = await define([...targets]);
             const before = await written();
+            const attempts = await leaseAttempts();
             const res = await lease(friend, { kind: 'egress', targets: names });
             assertProblem(res, 400, 'LEASE_TOO_LARGE');
             assert.match(res.body.detail, new RegExp(`^targets: these 32 egress targets take \\d+ bytes in the lease, more than the ${EGRESS_TARGETS_MAX_BYTES} .*fewer targets per lease$`));
             assert.deepEqual(await written(), before);
+            // As every lease request of a live caller: counted against --lease-rate-limit before the route runs (README).
+            assert.equal(await leaseAttempts(), attempts + 1);
           });
         }
 
