@@ -18,6 +18,10 @@
  * - `reset-before-banner`: reads the CLI's identification line and resets the TCP connection
  *   before sending its own, as the relay does when it drops a socket at its start-up caps with the
  *   CLI's line unread (ssh2 emits two 'error's: ECONNRESET, then "Connection lost before handshake").
+ * - `end-in-handshake`: takes the key exchange, then ends the TCP connection (a FIN, no
+ *   SSH_MSG_DISCONNECT) at the CLI's first authentication request, unanswered: what the CLI sees
+ *   of a relay SIGKILLed mid-handshake, whose kernel closes the socket it had read all of
+ *   (ssh2 emits 'end' and 'close' on the CLI's client, and no 'error').
  * - `open-flood`: after each tcpip-forward, opens `FLOOD_OPENS` forwarded-tcpip channels to X at
  *   once and keeps those X accepts open; `flood` reports how many X accepted and refused.
  */
@@ -31,7 +35,7 @@ import { announceMaxPacket, socketOfClient, windowOverrun } from '../node/hostil
 import { enrollOnlineNode, expectStatus, nodeHeartbeat, type EnrolledNode } from './control.js';
 import type { Stack } from './stack.js';
 
-export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop' | 'disconnect-reset' | 'reset-before-banner' | 'open-flood';
+export type RogueBehaviour = 'tiny-packet' | 'overrun' | 'drop' | 'disconnect-reset' | 'reset-before-banner' | 'end-in-handshake' | 'open-flood';
 
 /** Channels an `open-flood` relay opens to X after each tcpip-forward. */
 export const FLOOD_OPENS = 12;
@@ -80,7 +84,7 @@ export async function startRogueRelay(stack: Stack, name: string, behaviour: Rog
     conns.add(conn);
     conn.once('close', () => conns.delete(conn));
     conn.on('error', () => {});
-    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('authentication', (ctx) => (behaviour === 'end-in-handshake' ? socketOfClient(conn).end() : ctx.accept()));
     conn.on('ready', () => {
       if (behaviour === 'tiny-packet') announceMaxPacket(conn, 0);
     });
