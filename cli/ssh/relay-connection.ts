@@ -75,6 +75,16 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
       state = 'ready';
       resolve(client);
     });
+    // A connection that ends after the relay's identification line and before 'ready' with no
+    // error: a FIN, no DISCONNECT, as from a relay SIGKILLed mid-handshake (its kernel closes the
+    // socket). ssh2 then emits 'end' and 'close' only, and clears its ready timeout: without this
+    // the connect never settled (`open --listen` waited in silence for good; `open --stdio` and
+    // `expose`, with nothing else keeping Node's event loop alive, exited 13 without a word).
+    client.once('close', () => {
+      if (state !== 'connecting') return;
+      state = 'failed';
+      reject(new CliError(EXIT.UNREACHABLE, `cannot reach relay ${issued.relay.name} at ${issued.relay.address} (the connection closed during the SSH handshake)`));
+    });
     client.connect({
       host,
       port,

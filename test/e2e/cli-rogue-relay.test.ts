@@ -94,6 +94,49 @@ describe('tunnel open and tunnel expose against a rogue relay (real binaries)', 
     });
   });
 
+  // A relay SIGKILLed while the CLI's connection was in its handshake: the kernel closes the socket
+  // with a FIN, and ssh2 emits 'close' and no 'error' (and clears its ready timeout). Before, the
+  // CLI's connect waited forever: `open --listen` printed nothing more and never reconnected
+  // (its local connections each waited 15 s for a relay connection that never came).
+  const HANDSHAKE_ENDED = /^cannot reach relay rogue-handshake-[xy]2? at 127\.0\.0\.1:\d+ \(the connection closed during the SSH handshake\)$/;
+
+  it('tunnel open --listen: a relay that ends the connection mid-handshake (no error, no DISCONNECT): Y says why and tries again', async () => {
+    await rogueWith('end-in-handshake', 'handshake-y', async (rogue) => {
+      await rogue.hold('handshake-y', 22);
+      const y = f.bob.spawn(['open', 'handshake-y', '--listen', '127.0.0.1:0', '--json']);
+      for (const nth of [1, 2]) {
+        const line = JSON.parse(await waitForLine(y, /"event":"disconnected"/, 30_000, nth)) as { reason: string; retry_in_ms: number };
+        assert.match(line.reason, HANDSHAKE_ENDED);
+        assert.ok(line.retry_in_ms > 0, JSON.stringify(line));
+      }
+      y.kill('SIGTERM');
+      assert.equal((await once(y, 'exit'))[0], 0, y.output().stderr);
+      assert.equal(y.output().stderr, '');
+    });
+  });
+
+  it('tunnel open --stdio: a relay that ends the connection mid-handshake is exit 5 with one line (it waited forever)', async () => {
+    await rogueWith('end-in-handshake', 'handshake-y2', async (rogue) => {
+      await rogue.hold('handshake-y2', 22);
+      const y = f.bob.spawn(['open', 'handshake-y2', '--stdio']);
+      const [code] = (await within(once(y, 'exit'), 30_000, 'tunnel open --stdio did not exit')) as [number | null];
+      oneLine({ code, ...y.output() }, 5, new RegExp(`^tunnel open: ${HANDSHAKE_ENDED.source.slice(1)}`, 'm'));
+    });
+  });
+
+  it('tunnel expose: a relay that ends every connection mid-handshake: X says why and keeps trying; it stops cleanly', async () => {
+    await rogueWith('end-in-handshake', 'handshake-x', async () => {
+      const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'handshake-x', '--json']);
+      for (const nth of [1, 2]) {
+        const line = JSON.parse(await waitForLine(x, /"event":"disconnected"/, 30_000, nth)) as { reason: string };
+        assert.match(line.reason, HANDSHAKE_ENDED);
+      }
+      x.kill('SIGTERM');
+      assert.equal((await once(x, 'exit'))[0], 0, x.output().stderr);
+      assert.equal(x.output().stderr, '');
+    });
+  });
+
   it('tunnel expose: a relay that resets every connection before its identification line: X says why and keeps trying; it stops cleanly', async () => {
     await rogueWith('reset-before-banner', 'banner-x', async () => {
       const x = f.admin.spawn(['expose', String(f.echo.port), '--name', 'banner-x', '--json']);
