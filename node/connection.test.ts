@@ -9,18 +9,21 @@
  * fault's own end() did nothing and the connection stayed open.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Connection } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import { SshWriter } from '../protocol/ssh-wire.js';
 import { ManualClock } from '../shared/clock.js';
 import type { LogFields, Logger } from '../shared/logger.js';
 import { parseConfig } from './config.js';
+import type { VerifiedLease } from './auth/verify-client-cert.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import { randomIds } from './deps.js';
 import { VirtualListeners } from './forwarding/virtual-listeners.js';
+import { LeaseRegistry } from './leases/lease-registry.js';
 import { createRelayMetrics } from './metrics.js';
 import { socketOf } from './ssh2-internals.js';
 
@@ -67,7 +70,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
   });
 
   /** A connection of the relay's own kind, its peer silent after its identification line. */
-  async function connection(o: { release?: () => void } = {}) {
+  async function connection(o: { release?: () => void; registry?: LeaseRegistry; lease?: VerifiedLease } = {}) {
     const lines: Line[] = [];
     const metrics = createRelayMetrics();
     const ctx = {
@@ -76,7 +79,8 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
       ids: randomIds,
       logger: lineLogger(lines),
       metrics,
-      registry: { detach: () => undefined },
+      registry: o.registry ?? { detach: () => undefined },
+      auth: { verify: async () => ({ ok: true, lease: o.lease }), stillValid: () => true },
       listeners: new VirtualListeners({ online: () => undefined, offline: () => undefined }),
       reporter: { push: () => undefined },
       egress: { release: o.release ?? (() => undefined) },
@@ -96,6 +100,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
       lines,
       sock: socketOf(conn),
       keepaliveTimeouts: () => counter(text(), 'tunnel_node_keepalive_timeouts_total'),
+      leaseClosures: () => counter(text(), 'tunnel_node_lease_closures_total{reason="lease_revoked"}'),
       rekeyRefusals: () => counter(text(), 'tunnel_node_refused_requests_total{type="rekey_rate"}'),
       closing: () => lines.filter((l) => l.msg === 'closing connection').map((l) => l.fields.reason),
       faults: () => lines.filter((l) => l.level === 'error').length,
@@ -161,6 +166,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
     assert.equal(c.faults(), 1);
     assert.deepEqual(c.closing(), ['keepalive_timeout']);
     assert.equal(c.sock.destroyed, true, 'the keepalive timeout cut the socket although the release before it threw');
+    assert.equal(c.keepaliveTimeouts(), 1, 'the close the keepalive timeout began is counted although the release threw');
 
     const d = await connection({
       release: () => {
@@ -169,6 +175,35 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
     });
     assert.throws(() => d.rc.end('lease_revoked'), /release failed/);
     assert.equal(d.sock.writableEnded, true, 'DISCONNECT sent and the socket ended although the release before it threw');
+  });
+
+  it('a revocation whose close throws in the release is still one the revocation began (counted by the registry as by the metric)', async () => {
+    const registry = new LeaseRegistry({ clock: new ManualClock(0), maxConnectionsPerLease: 4 });
+    const client = generateKeyPairSync('ed25519');
+    const leaseId = `lse_${'0'.repeat(32)}`;
+    const lease = { leaseId, deadline: new Date(3_600_000), certifiedKey: client.publicKey, claims: { kind: 'open', sub: 'usr_1' } } as unknown as VerifiedLease;
+    const c = await connection({
+      registry,
+      lease,
+      release: () => {
+        throw new Error('release failed');
+      },
+    });
+    // Authenticated as ssh2 would have it (the lease as verified, the session signed with its key): attached in the registry.
+    const blob = Buffer.from('session data');
+    const signature = new SshWriter().string('ssh-ed25519').string(sign(null, blob, client.privateKey)).toBuffer();
+    const accepted = new Promise<void>((accept, reject) =>
+      c.conn.emit('authentication', { method: 'publickey', username: 'alice', key: { algo: 'ssh-ed25519-cert-v01@openssh.com', data: Buffer.from('cert') }, signature, blob, accept, reject }),
+    );
+    await accepted;
+    assert.equal(registry.size, 1);
+
+    assert.equal(registry.revoke(leaseId), 1, 'the revocation began closing it');
+    assert.equal(c.leaseClosures(), 1);
+    assert.deepEqual(c.closing(), ['lease_revoked']);
+    assert.equal(c.faults(), 1);
+    assert.equal(c.sock.writableEnded, true);
+    registry.close();
   });
 });
 

@@ -155,8 +155,10 @@ export class RelayConnection {
       guard.wrap('error', (err: Error & { level?: string }) => {
         if (err.level === 'client-timeout') {
           // ssh2 only calls end() here, which never completes against a vanished peer (DESIGN).
-          // Counted only when the timeout is what closes it; one already closing is cut now.
-          if (this.end('keepalive_timeout', true)) ctx.metrics.keepaliveTimeouts.inc();
+          // Counted only when the timeout is what closes it (before end(): counted even when a
+          // release in it throws); one already closing is cut now.
+          if (!this.#closing) ctx.metrics.keepaliveTimeouts.inc();
+          this.end('keepalive_timeout', true);
           return;
         }
         // A peer's DISCONNECT description reaches here as the message (any text up to a packet,
@@ -254,8 +256,10 @@ export class RelayConnection {
       event: (e) => this.#event(e),
       end: (reason) => this.end(reason),
       leaseEnd: (reason: LeaseEndReason) => {
-        let began = false;
-        this.#guard.run('lease-end', () => (began = this.#leaseEnded(reason)));
+        // Whether this began the close is known before it runs: a release that throws in end()
+        // (a fault, reported by the guard) has still begun it, as the metric counted.
+        const began = !this.#closing;
+        this.#guard.run('lease-end', () => this.#leaseEnded(reason));
         return began;
       },
       setLease: (lease) => {
@@ -381,12 +385,11 @@ export class RelayConnection {
       .catch((err: unknown) => this.#log.warn('egress lease not activated', { leaseId: lease.leaseId, reason: err instanceof EgressError ? err.reason : 'error', err }));
   }
 
-  /** The lease registry closes the connection: true when this began closing it (see LeaseHolder.close). */
-  #leaseEnded(reason: LeaseEndReason): boolean {
-    if (this.#closing) return false; // already closing for another reason, the one logged (end)
+  /** The lease registry closes the connection, unless it is already closing (see LeaseHolder.close). */
+  #leaseEnded(reason: LeaseEndReason): void {
+    if (this.#closing) return; // already closing for another reason, the one logged (end)
     this.#ctx.metrics.leaseClosures.inc({ reason });
     this.end(reason);
-    return true;
   }
 
   #onRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: unknown): void {
