@@ -291,7 +291,15 @@ export function createRelay(deps: RelayDeps): Relay {
   let heartbeatFailing = false;
   // Sent with every heartbeat: connections reported open before it were left by an earlier run.
   const startedAt = deps.clock.now().toISOString();
+  /** A heartbeat sent or waiting its turn (EventReporter.exclusive) and not yet answered. */
+  let heartbeatPending = false;
   const heartbeat = async () => {
+    // One at a time: the list of exposures is taken when a heartbeat is sent, so a later one
+    // adds nothing to one still waiting. Queued behind each other, the heartbeats of a control
+    // plane that does not answer (each takes the client's timeout) piled up without bound, and
+    // the final event flush at shutdown waited for every one of them: a SIGTERMed relay did not exit.
+    if (heartbeatPending) return;
+    heartbeatPending = true;
     try {
       // Never beside an event batch (EventReporter.exclusive): the list is taken when it is sent.
       await reporter.exclusive(() =>
@@ -309,6 +317,8 @@ export function createRelay(deps: RelayDeps): Relay {
     } catch (err) {
       if (!heartbeatFailing) logger.warn('heartbeat failed', { err });
       heartbeatFailing = true;
+    } finally {
+      heartbeatPending = false;
     }
   };
 

@@ -79,13 +79,22 @@ export class RevocationFeed {
     const tick = () => {
       if (!this.#running) return;
       const started = Date.now();
-      this.#polling = this.#poll(this.#opts.waitMs ?? 0).then((news) => {
-        this.#polling = undefined;
-        if (!this.#running) return;
-        const delay = news ? 0 : Math.max(0, this.#opts.intervalMs - (Date.now() - started));
-        this.#timer = setTimeout(tick, delay);
-        this.#timer.unref();
-      });
+      this.#polling = this.#poll(this.#opts.waitMs ?? 0)
+        .catch((err: unknown) => {
+          // #poll takes the control plane's failures itself; what reaches here was thrown by a
+          // callback (onCredential closing the relay's connections). The next poll is scheduled
+          // all the same: a feed that stopped would never learn another revocation, nor that the
+          // credential is accepted again.
+          this.#opts.logger.error('revocation feed: a callback failed; polling goes on', { err, stack: err instanceof Error ? err.stack : undefined });
+          return false;
+        })
+        .then((news) => {
+          this.#polling = undefined;
+          if (!this.#running) return;
+          const delay = news ? 0 : Math.max(0, this.#opts.intervalMs - (Date.now() - started));
+          this.#timer = setTimeout(tick, delay);
+          this.#timer.unref();
+        });
     };
     tick();
   }

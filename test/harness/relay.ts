@@ -41,12 +41,17 @@ export interface FakeControl {
   jwks: Jwks;
   events: ConnectionEvent[];
   heartbeats: unknown[];
-  /** Emits 'events' when a batch arrives, 'jwks' when the JWKS is asked for. */
+  /** Emits 'events' when a batch arrives, 'jwks' when the JWKS is asked for, 'heartbeat' when a heartbeat arrives. */
   emitter: EventEmitter;
   revoke(leaseId: string, exp: number): void;
   requests: { jwks: number };
   /** Holds every JWKS request until the returned function is called (a slow control plane). */
   holdJwks(): () => void;
+  /**
+   * Leaves every heartbeat unanswered (a control plane that stopped answering, as under SIGSTOP)
+   * until the returned function is called, which answers them all. Emits 'heartbeat' as each arrives.
+   */
+  holdHeartbeats(): () => void;
   /**
    * The node credential replaced (the node enrolled again elsewhere): the relay's own is answered
    * 401 until the returned function puts it back.
@@ -78,11 +83,20 @@ export async function startFakeControl(): Promise<FakeControl> {
     emitter,
     requests: { jwks: 0 },
     jwksHeld: undefined as Promise<void> | undefined,
+    heartbeatsHeld: undefined as Promise<void> | undefined,
     holdJwks() {
       let release = () => {};
       fc.jwksHeld = new Promise<void>((r) => (release = r));
       return () => {
         fc.jwksHeld = undefined;
+        release();
+      };
+    },
+    holdHeartbeats() {
+      let release = () => {};
+      fc.heartbeatsHeld = new Promise<void>((r) => (release = r));
+      return () => {
+        fc.heartbeatsHeld = undefined;
         release();
       };
     },
@@ -128,6 +142,8 @@ export async function startFakeControl(): Promise<FakeControl> {
       if (!authed) return problem(res, 401, 'UNAUTHENTICATED');
       if (req.method === 'POST' && url.pathname === '/v1/nodes/self/heartbeat') {
         fc.heartbeats.push(await readJson(req));
+        emitter.emit('heartbeat');
+        await fc.heartbeatsHeld;
         return send(res, 200, { server_time: new Date().toISOString() });
       }
       if (req.method === 'GET' && url.pathname === '/v1/nodes/self/revocations') {

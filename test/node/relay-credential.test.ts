@@ -48,3 +48,38 @@ describe('a relay whose node credential the control plane refuses', { timeout: 6
     await member('carol');
   });
 });
+
+describe('a relay whose connection fails to close when its credential is refused', { timeout: 60_000 }, () => {
+  // The revocation feed's own loop this time (every 100 ms), not polls the test asks for.
+  const t = relayUnderTest(['--revocation-poll-interval', '100ms', '--revocation-wait', '0s']);
+
+  it('keeps polling the revocation feed, and is back in service once the credential is accepted again', async () => {
+    const { fc, relay } = t;
+    const live = await t.member('dave');
+    const from = relay.logger.lines.length;
+    // A bug in a connection's close (its end() throws: node/connection.ts closes it all the same)
+    // thrown out of the feed's onCredential callback. The feed's loop used to stop there for good:
+    // no poll ever again, so the relay stayed out of service after the credential was restored.
+    let thrown = false;
+    const failClose = (l: { msg: string; fields: Record<string, unknown> }) => {
+      if (thrown || l.msg !== 'closing connection' || l.fields.reason !== 'credential_rejected') return;
+      thrown = true;
+      throw new Error('injected: a connection close that throws');
+    };
+    relay.logger.on('line', failClose);
+    const restore = fc.replaceCredential();
+    try {
+      await relay.logger.waitFor((l) => l.level === 'error' && /refuses this relay's node credential/.test(l.msg), 5000, from);
+      await within(live.closed, 10_000, 'the live connection closed although its close threw');
+    } finally {
+      relay.logger.off('line', failClose);
+      restore();
+    }
+    await relay.logger.waitFor((l) => l.level === 'info' && /accepts this relay's node credential again/.test(l.msg), 10_000, from);
+    assert.equal(relay.relay.health().status, 'ok');
+    const failed = relay.logger.lines.slice(from).filter((l) => /a callback failed; polling goes on/.test(l.msg));
+    assert.equal(failed.length, 1);
+    assert.match(String((failed[0]!.fields.err as Error).message), /injected/);
+    await t.member('erin');
+  });
+});

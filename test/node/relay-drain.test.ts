@@ -88,11 +88,11 @@ describe('tunnel-node graceful shutdown on SIGTERM', () => {
     await fc?.stop();
   });
 
-  async function start(drainTimeout: string): Promise<Started> {
+  async function start(drainTimeout: string, args: string[] = []): Promise<Started> {
     const relay = await startRelayProcess({
       controlUrl: fc.url,
       enrollToken: fc.enrollToken,
-      args: ['--drain-timeout', drainTimeout, '--events-flush-interval', '100ms'],
+      args: ['--drain-timeout', drainTimeout, '--events-flush-interval', '100ms', ...args],
     });
     relays.push(relay);
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -189,5 +189,28 @@ describe('tunnel-node graceful shutdown on SIGTERM', () => {
     const stopped = logLines(s.relay.stderr().slice(from)).find((l) => l.msg === 'relay stopped');
     assert.ok(stopped, 'no "relay stopped" line');
     assert.ok(Number(stopped.channelsCutAtDeadline) > 0, JSON.stringify(stopped));
+  });
+
+  it('exits on SIGTERM while the control plane answers no heartbeat', async () => {
+    // Unanswered, each heartbeat takes the control client's 10 s timeout. They used to queue up
+    // behind one another (one per --heartbeat-interval), and the final event flush at shutdown
+    // waited for every one of them: the relay did not exit until the control plane answered.
+    const release = fc.holdHeartbeats();
+    try {
+      const s = await start('1s', ['--heartbeat-interval', '100ms']);
+      // The first heartbeat timed out: a hundred intervals have passed since it was sent.
+      await s.relay.waitForStderr(/"msg":"heartbeat failed"/, 0, 30_000);
+      const from = s.relay.stderr().length;
+      s.relay.child.kill('SIGTERM');
+      // At most one heartbeat left to time out, then the (empty) final flush.
+      const exit = await within(s.exit, 40_000, 'relay exited on SIGTERM with its heartbeats unanswered');
+      assert.deepEqual(exit, { code: 0, signal: null }, s.relay.stderr().slice(from));
+      assert.ok(
+        logLines(s.relay.stderr().slice(from)).some((l) => l.msg === 'relay stopped'),
+        'no "relay stopped" line',
+      );
+    } finally {
+      release();
+    }
   });
 });
