@@ -297,6 +297,16 @@ export class RelayConnection {
     return true;
   }
 
+  /**
+   * end() for a caller outside this connection's handlers (the relay's loops over all its
+   * connections: a refused node credential, shutdown, a key withdrawn from the JWKS): a throw in
+   * it is a fault of this connection (logged, counted; the socket closed all the same), so one
+   * connection's bug never leaves the rest of the loop's connections open.
+   */
+  endSafely(reason: CloseReason, now = false): void {
+    this.#guard.run('close', () => this.end(reason, now));
+  }
+
   /** end()'s close of the socket: at once (`now`), or DISCONNECT and a 2 s deadline. */
   #disconnect(reason: CloseReason, now: boolean): void {
     const sock = socketOf(this.#conn);
@@ -321,7 +331,7 @@ export class RelayConnection {
     const lease = this.#lease;
     if (!lease || this.#ending || stillTrusted(lease, trust)) return false;
     this.#ctx.metrics.leaseClosures.inc({ reason: 'lease_untrusted' });
-    this.end('lease_untrusted');
+    this.endSafely('lease_untrusted');
     return true;
   }
 

@@ -132,7 +132,7 @@ export function createRelay(deps: RelayDeps): Relay {
         'the control plane refuses this relay\'s node credential (401: the node enrolled again, or was removed): it can no longer learn revocations, so it closes every connection and accepts none until the credential is accepted again; enroll this relay again, or stop it',
         { connections: connections.size },
       );
-      for (const c of connections) c.end('credential_rejected');
+      for (const c of connections) c.endSafely('credential_rejected');
     },
   });
   const egress = new EgressLock({
@@ -361,10 +361,10 @@ export function createRelay(deps: RelayDeps): Relay {
       const deadline = Date.now() + config.drainTimeoutMs;
       while (activeChannels() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
       const left = activeChannels();
-      for (const c of connections) c.end('shutdown');
+      for (const c of connections) c.endSafely('shutdown');
       const closing = Promise.all([...connections].map((c) => c.closed));
       await Promise.race([closing, new Promise((res) => setTimeout(res, 3000).unref())]);
-      for (const c of connections) c.end('shutdown', true);
+      for (const c of connections) c.endSafely('shutdown', true);
       if (heartbeatTimer) clearInterval(heartbeatTimer);
       registry.close();
       await egress.stop().catch((err: unknown) => logger.error('egress lease rules not removed at stop; the chain stays closed', { err }));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ControlError, type RevocationFeed as Feed } from '../control-client.js';
-import { noopLogger } from '../../shared/logger.js';
+import { noopLogger, type Logger } from '../../shared/logger.js';
 import { RevocationFeed } from './revocation-feed.js';
 
 const EXP = 4_000_000_000;
@@ -223,6 +223,49 @@ describe('RevocationFeed long poll', () => {
       assert.deepEqual(calls, [false, true]);
       assert.equal(feed.status().credentialRejected, false);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a callback that throws does not stop the loop: the next poll comes as usual', async () => {
+    const answers: (Feed | Error)[] = [new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false })];
+    const client = {
+      revocations: async () => {
+        const a = answers.shift() ?? { cursor: '1', revocations: [] };
+        if (a instanceof Error) throw a;
+        return a;
+      },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+    const keepAlive = setInterval(() => {}, 1000);
+    const seen = new EventEmitter();
+    const calls: boolean[] = [];
+    const errors: string[] = [];
+    const logger: Logger = { ...noopLogger, error: (msg: string) => void errors.push(msg), child: () => logger };
+    const feed = new RevocationFeed({
+      client,
+      clock: { now: () => new Date() },
+      logger,
+      intervalMs: 10,
+      file: join(dir, 'r.json'),
+      onRevoked: () => {},
+      onCredential: (ok) => {
+        calls.push(ok);
+        seen.emit('credential', ok);
+        // The relay's callback closing its connections, one of which throws.
+        if (!ok) throw new Error('injected: a callback that throws');
+      },
+    });
+    try {
+      feed.start();
+      // Without the catch the loop stopped at the throw: 'true' never came, and this wait fails.
+      const deadline = AbortSignal.timeout(10_000);
+      while (!calls.includes(true)) await once(seen, 'credential', { signal: deadline });
+      assert.deepEqual(calls, [false, true]);
+      assert.deepEqual(errors, ['revocation feed: a callback failed; polling goes on']);
+    } finally {
+      await feed.stop();
+      clearInterval(keepAlive);
       rmSync(dir, { recursive: true, force: true });
     }
   });

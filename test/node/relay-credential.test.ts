@@ -53,13 +53,15 @@ describe('a relay whose connection fails to close when its credential is refused
   // The revocation feed's own loop this time (every 100 ms), not polls the test asks for.
   const t = relayUnderTest(['--revocation-poll-interval', '100ms', '--revocation-wait', '0s']);
 
-  it('keeps polling the revocation feed, and is back in service once the credential is accepted again', async () => {
+  it('closes every other connection all the same, keeps polling, and is back in service once the credential is accepted again', async () => {
     const { fc, relay } = t;
-    const live = await t.member('dave');
+    const first = await t.member('dave');
+    const second = await t.member('frank');
     const from = relay.logger.lines.length;
-    // A bug in a connection's close (its end() throws: node/connection.ts closes it all the same)
-    // thrown out of the feed's onCredential callback. The feed's loop used to stop there for good:
-    // no poll ever again, so the relay stayed out of service after the credential was restored.
+    // A bug in one connection's close (its end() throws; node/connection.ts closes it all the
+    // same). Thrown out of the relay's loop over its connections, it left the connections after
+    // it open (fail open), and out of the feed's onCredential callback it stopped the feed's loop
+    // for good (no poll ever again: out of service after the credential was restored).
     let thrown = false;
     const failClose = (l: { msg: string; fields: Record<string, unknown> }) => {
       if (thrown || l.msg !== 'closing connection' || l.fields.reason !== 'credential_rejected') return;
@@ -70,16 +72,19 @@ describe('a relay whose connection fails to close when its credential is refused
     const restore = fc.replaceCredential();
     try {
       await relay.logger.waitFor((l) => l.level === 'error' && /refuses this relay's node credential/.test(l.msg), 5000, from);
-      await within(live.closed, 10_000, 'the live connection closed although its close threw');
+      await within(first.closed, 10_000, 'a connection closed although its close threw');
+      await within(second.closed, 10_000, 'the other connection closed too');
     } finally {
       relay.logger.off('line', failClose);
       restore();
     }
+    assert.equal(thrown, true);
+    const faults = relay.logger.lines.slice(from).filter((l) => l.level === 'error' && /connection handler failed/.test(l.msg));
+    assert.equal(faults.length, 1, 'the throw is a fault of its connection');
+    assert.equal(faults[0]!.fields.where, 'close');
+    assert.equal(parsePrometheusText(relay.relay.metricsText()).value('tunnel_node_handler_faults_total', { where: 'close' }), 1);
     await relay.logger.waitFor((l) => l.level === 'info' && /accepts this relay's node credential again/.test(l.msg), 10_000, from);
     assert.equal(relay.relay.health().status, 'ok');
-    const failed = relay.logger.lines.slice(from).filter((l) => /a callback failed; polling goes on/.test(l.msg));
-    assert.equal(failed.length, 1);
-    assert.match(String((failed[0]!.fields.err as Error).message), /injected/);
     await t.member('erin');
   });
 });
