@@ -256,11 +256,10 @@ export class RelayConnection {
       event: (e) => this.#event(e),
       end: (reason) => this.end(reason),
       leaseEnd: (reason: LeaseEndReason) => {
-        // Whether this began the close is known before it runs: a release that throws in end()
-        // (a fault, reported by the guard) has still begun it, as the metric counted.
-        const began = !this.#closing;
+        if (this.#closing) return false; // already closing for another reason, the one logged (end)
+        // Begun here even when a release in end() throws (a fault, reported by the guard), as the metric counts.
         this.#guard.run('lease-end', () => this.#leaseEnded(reason));
-        return began;
+        return true;
       },
       setLease: (lease) => {
         this.#lease = lease;
@@ -395,9 +394,8 @@ export class RelayConnection {
       .catch((err: unknown) => this.#log.warn('egress lease not activated', { leaseId: lease.leaseId, reason: err instanceof EgressError ? err.reason : 'error', err }));
   }
 
-  /** The lease registry closes the connection, unless it is already closing (see LeaseHolder.close). */
+  /** The lease registry closes the connection (see LeaseHolder.close; the caller checked it is not closing already). */
   #leaseEnded(reason: LeaseEndReason): void {
-    if (this.#closing) return; // already closing for another reason, the one logged (end)
     this.#ctx.metrics.leaseClosures.inc({ reason });
     this.end(reason);
   }

@@ -68,6 +68,15 @@ export async function startFakeControl(): Promise<FakeControl> {
   const enrollToken = `et_${randomBytes(16).toString('hex')}`;
   const revocations: { lease_id: string; exp: number }[] = [];
   const emitter = new EventEmitter();
+  /** Holds the requests that wait on `field` until the returned function is called. */
+  const hold = (field: 'jwksHeld' | 'heartbeatsHeld') => {
+    let release = () => {};
+    fc[field] = new Promise<void>((r) => (release = r));
+    return () => {
+      fc[field] = undefined;
+      release();
+    };
+  };
   const fc = {
     issuer: '',
     url: '',
@@ -84,22 +93,8 @@ export async function startFakeControl(): Promise<FakeControl> {
     requests: { jwks: 0 },
     jwksHeld: undefined as Promise<void> | undefined,
     heartbeatsHeld: undefined as Promise<void> | undefined,
-    holdJwks() {
-      let release = () => {};
-      fc.jwksHeld = new Promise<void>((r) => (release = r));
-      return () => {
-        fc.jwksHeld = undefined;
-        release();
-      };
-    },
-    holdHeartbeats() {
-      let release = () => {};
-      fc.heartbeatsHeld = new Promise<void>((r) => (release = r));
-      return () => {
-        fc.heartbeatsHeld = undefined;
-        release();
-      };
-    },
+    holdJwks: () => hold('jwksHeld'),
+    holdHeartbeats: () => hold('heartbeatsHeld'),
     replaceCredential() {
       nodeToken = `nt_${randomBytes(16).toString('hex')}`;
       return () => {
