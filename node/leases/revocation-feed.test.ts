@@ -193,6 +193,40 @@ describe('RevocationFeed long poll', () => {
     }
   });
 
+  it('stop() ends a catch-up after a refused credential between pages and mid-page (it does not read on to 100 pages)', { timeout: 20_000 }, async () => {
+    let stopping = false;
+    let n = 0;
+    const asked = new EventEmitter();
+    const client = {
+      revocations: (_cursor: string | undefined, _waitMs?: number, signal?: AbortSignal) =>
+        new Promise<Feed>((resolve, reject) => {
+          n++;
+          if (n === 1) return reject(new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false }));
+          asked.emit('page', n);
+          // Every page has news (the feed never ends); once stop() was called, a page is held
+          // until the request is aborted.
+          if (!stopping) return resolve({ cursor: String(n), revocations: [{ lease_id: `lse_${n}`, exp: EXP }] });
+          if (!signal) return; // held for good: stop() would never return
+          if (signal.aborted) return reject(new Error('aborted'));
+          signal.addEventListener('abort', () => reject(new Error('aborted')));
+        }),
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+    const keepAlive = setInterval(() => {}, 1000);
+    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger: noopLogger, intervalMs: 10, waitMs: 20_000, file: join(dir, 'r.json'), onRevoked: () => {} });
+    try {
+      feed.start();
+      // Well into the catch-up (plain requests, one page after another).
+      await new Promise<void>((resolve) => asked.on('page', (k: number) => k === 5 && resolve()));
+      stopping = true;
+      await feed.stop();
+      assert.ok(n < 10, `${n} requests: the catch-up went on after stop()`);
+    } finally {
+      clearInterval(keepAlive);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a refused node credential (401) is reported once, apart from unreachable, and its end once', async () => {
     const answers: (Feed | Error)[] = [
       new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }),

@@ -124,7 +124,9 @@ export class RevocationFeed {
       // Whether the last page read was the feed's end (empty, or the cursor stayed).
       let caughtUp = false;
       for (let page = 0; page < 100; page++) {
-        const feed = await this.#opts.client.revocations(this.#cursor, waitMs, waitMs > 0 ? this.#abort.signal : undefined);
+        // stop() ends a catch-up between pages and in the middle of one, as it ends a long poll.
+        if (this.#abort.signal.aborted) return false;
+        const feed = await this.#opts.client.revocations(this.#cursor, waitMs, this.#abort.signal);
         for (const r of feed.revocations) {
           if (!this.#revoked.has(r.lease_id)) changed = true;
           this.#revoked.set(r.lease_id, r.exp);
