@@ -45,7 +45,7 @@ describe('parseConfig', () => {
       if (r.kind !== 'run') throw new Error('expected run');
       return r.config;
     };
-    assert.equal(run([]).limits.sendBufferBytes, 4 << 20);
+    assert.equal(run([]).limits.sendBufferBytes, 1 << 20);
     assert.equal(run([]).limits.sendStallMs, 60_000);
     assert.equal(run(['--max-send-buffer', '512KiB']).limits.sendBufferBytes, 512 * 1024);
     assert.equal(run(['--max-send-buffer', '1GiB']).limits.sendBufferBytes, 1 << 30);
@@ -101,7 +101,7 @@ describe('parseConfig', () => {
     const r = parseConfig(['--help'], {});
     assert.equal(r.kind, 'help');
     assert.match(r.kind === 'help' ? r.text : '', /--enroll-token/);
-    assert.match(r.kind === 'help' ? r.text : '', /--max-send-buffer .*\(default 4MiB\)/);
+    assert.match(r.kind === 'help' ? r.text : '', /--max-send-buffer .*\(default 1MiB\)/);
     assert.match(r.kind === 'help' ? r.text : '', /--send-stall-timeout .*\(default 60s\)/);
   });
 });

@@ -79,7 +79,7 @@ const OPTIONS = {
   },
   'max-send-buffer': {
     env: 'TUNNEL_MAX_SEND_BUFFER',
-    def: '4MiB',
+    def: '1MiB',
     help: 'bytes queued for one SSH peer (socket plus ssh2 queues) before the relay stops feeding it; at twice this it also stops reading from it',
   },
   'send-stall-timeout': { env: 'TUNNEL_SEND_STALL_TIMEOUT', def: '60s', help: 'a peer over --max-send-buffer that takes none of it for this long is disconnected' },

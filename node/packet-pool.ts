@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
  * (the native binding's cipher classes) and writes it to the socket. A packet of channel data is
  * over Node's 4 KiB pool limit, so each has a backing store of its own, freed only once V8
  * collects its small JS wrapper. A relay forwarding to a peer that reads slower than the other
- * sends keeps up to its send bound (`--max-send-buffer`, 4 MiB) of them in the socket's write
+ * sends keeps up to its send bound (`--max-send-buffer`, 1 MiB by default) of them in the socket's write
  * queue: each waits there across the paced young collections (node/gc-pacer.ts), so V8 promotes
  * it, and it stays allocated, dead, until a full collection. That dead memory, not data in
  * flight, was the relay's memory per saturated stream: malloc's heap grew with it to 20-50 MB
@@ -48,10 +48,11 @@ export const POOLED_PACKET_BYTES = 32 * 1024 + 128;
 /** Smaller packets come from Node's own shared Buffer pool (Buffer.allocUnsafe below 4 KiB), which is not per packet. */
 export const POOLED_PACKET_MIN = 4 * 1024;
 /**
- * Buffers the relay's pool keeps: 128 (4 MiB), what a peer's send bound (`--max-send-buffer`'s
- * default) holds in its socket queue. A socket queue swings by that much: a bridge that waited for
- * the peer hands its backlog on at once, and the queue drains as the peer reads. With 32, one
- * packet in ten still took a new buffer (bench:footprint, 1 and 4 streams).
+ * Buffers the relay's pool keeps: 128 (4 MiB), what four peers' send bounds (`--max-send-buffer`,
+ * 1 MiB by default) hold in their socket queues. A socket queue swings by up to its bound: a
+ * bridge that waited for the peer hands its backlog on at once, and the queue drains as the peer
+ * reads. With 32 and the bound at its earlier default of 4 MiB, one packet in ten still took a
+ * new buffer (bench:footprint, 1 and 4 streams); 32 at today's default is not measured.
  */
 export const RELAY_POOL_MAX_FREE = 128;
 
