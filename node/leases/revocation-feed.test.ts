@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once, EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -193,9 +193,10 @@ describe('RevocationFeed long poll', () => {
     }
   });
 
-  it('stop() ends a catch-up after a refused credential between pages and mid-page (it does not read on to 100 pages)', { timeout: 20_000 }, async () => {
+  it('stop() ends a catch-up after a refused credential between pages and mid-page (it does not read on to 100 pages), and keeps what it read', { timeout: 20_000 }, async () => {
     let stopping = false;
     let n = 0;
+    const answered: string[] = [];
     const asked = new EventEmitter();
     const client = {
       revocations: (_cursor: string | undefined, _waitMs?: number, signal?: AbortSignal) =>
@@ -205,7 +206,10 @@ describe('RevocationFeed long poll', () => {
           asked.emit('page', n);
           // Every page has news (the feed never ends); once stop() was called, a page is held
           // until the request is aborted.
-          if (!stopping) return resolve({ cursor: String(n), revocations: [{ lease_id: `lse_${n}`, exp: EXP }] });
+          if (!stopping) {
+            answered.push(`lse_${n}`);
+            return resolve({ cursor: String(n), revocations: [{ lease_id: `lse_${n}`, exp: EXP }] });
+          }
           if (!signal) return; // held for good: stop() would never return
           if (signal.aborted) return reject(new Error('aborted'));
           signal.addEventListener('abort', () => reject(new Error('aborted')));
@@ -221,6 +225,10 @@ describe('RevocationFeed long poll', () => {
       stopping = true;
       await feed.stop();
       assert.ok(n < 10, `${n} requests: the catch-up went on after stop()`);
+      // Every page it was given is on disk: a restart that cannot reach control starts from it.
+      const saved = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { cursor: string; revoked: { lease_id: string }[] };
+      assert.equal(saved.cursor, answered.at(-1)!.slice('lse_'.length));
+      assert.deepEqual(saved.revoked.map((r) => r.lease_id), answered);
     } finally {
       clearInterval(keepAlive);
       rmSync(dir, { recursive: true, force: true });

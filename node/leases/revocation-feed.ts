@@ -119,13 +119,13 @@ export class RevocationFeed {
     // Out of service for a refused credential: read every page at once, not one page per long
     // poll, so that the relay comes back as soon as it knows all revocations it missed.
     if (this.#credentialRejected) waitMs = 0;
+    let changed = false;
     try {
-      let changed = false;
       // Whether the last page read was the feed's end (empty, or the cursor stayed).
       let caughtUp = false;
       for (let page = 0; page < 100; page++) {
         // stop() ends a catch-up between pages and in the middle of one, as it ends a long poll.
-        if (this.#abort.signal.aborted) return false;
+        if (this.#abort.signal.aborted) break;
         const feed = await this.#opts.client.revocations(this.#cursor, waitMs, this.#abort.signal);
         for (const r of feed.revocations) {
           if (!this.#revoked.has(r.lease_id)) changed = true;
@@ -140,6 +140,12 @@ export class RevocationFeed {
         // after news, with the long timeout (a plain request can time out behind a busy database).
         if (waitMs > 0 || caughtUp) break;
       }
+      if (this.#abort.signal.aborted) {
+        // Stopping: what the pages read so far brought is kept (a restart that cannot reach the
+        // control plane starts from the file), and nothing more is decided.
+        if (changed) await this.#save();
+        return false;
+      }
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
       // A relay out of service for a refused credential comes back only once it has read the
@@ -150,6 +156,9 @@ export class RevocationFeed {
       if (this.#prune() || changed) await this.#save();
       return changed;
     } catch (err) {
+      // The pages read before the failure (or before stop() aborted a request) were applied:
+      // written, so a restart does not forget revocations this relay already knew.
+      if (changed) await this.#save();
       if (this.#abort.signal.aborted) return false; // stopping
       // Unreachable is a wait; a refused credential is for good (the relay says so, onCredential).
       const refused = err instanceof ControlError && err.opts.status === 401;
