@@ -6,6 +6,7 @@
  * before a request is written, connections are kept alive, answers and waits are bounded.
  */
 import assert from 'node:assert/strict';
+import { getEventListeners, once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -232,6 +233,36 @@ describe('relay control client: event batches', () => {
 });
 
 describe('relay control client: revocation feed', () => {
+  it('a long-lived stop signal keeps nothing per request, and still ends a request the server holds', async () => {
+    let hold = false;
+    const srv = createServer((_req, res) => {
+      if (hold) return; // never answered: a long poll the server holds
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ cursor: '1', revocations: [] }));
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => 'tnl_node_x', timeoutMs: 5_000 });
+    const stop = new AbortController();
+    try {
+      for (let i = 0; i < 200; i++) await client.revocations('0', 0, stop.signal);
+      assert.equal(getEventListeners(stop.signal, 'abort').length, 0, 'listeners left on the stop signal');
+      // Node's own record of signals made from it (AbortSignal.any): 200 entries, never freed, before.
+      const dependants = Object.getOwnPropertySymbols(stop.signal).find((k) => k.description === 'kDependantSignals');
+      const kept = dependants ? (stop.signal as unknown as Record<symbol, Set<unknown> | undefined>)[dependants] : undefined;
+      assert.equal(kept?.size ?? 0, 0, 'per-request signals kept by the stop signal');
+      hold = true;
+      const arrived = once(srv, 'request');
+      const held = client.revocations('0', 20_000, stop.signal);
+      await arrived;
+      stop.abort();
+      await assert.rejects(held);
+    } finally {
+      srv.closeAllConnections();
+      await client.close();
+    }
+  });
+
   it('an answer with more entries than FEED_PAGE_MAX_ENTRIES is a bad response; one at the bound is read', async () => {
     const entries = (n: number) => Array.from({ length: n }, () => ({ lease_id: `lse_${'a'.repeat(32)}`, exp: 2_000_000_000 }));
     const answers = [{ cursor: '1', revocations: entries(FEED_PAGE_MAX_ENTRIES + 1) }, { cursor: '2', revocations: entries(FEED_PAGE_MAX_ENTRIES) }];
