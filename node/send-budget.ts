@@ -10,12 +10,14 @@ import type { Socket } from 'node:net';
  * the other side, which stops granting window there). At twice the limit the relay also stops
  * reading the peer's own socket, so requests that want a reply (a `keepalive@openssh.com`
  * flood) cannot grow the queue either. Bridged data alone never reaches that second mark
- * (bridges stop at `limit`, plus one packet per channel), so a legitimate peer that is only
- * slow keeps being read. A peer that stays over the limit and takes nothing from it for
+ * (bridges write nothing to a peer that is over: they stop at `limit` plus the one chunk that
+ * crossed it, node/forwarding/bridge.ts), so a legitimate peer that is only slow, or in a key
+ * exchange with many busy channels, keeps being read. A peer that stays over the limit and takes nothing from it for
  * `stallMs` is stalled: `onStall` disconnects it.
  *
- * Buffered bytes may exceed `limit` by the one chunk each feeding channel had in flight when
- * the limit was reached (at most 32 KiB per ssh2 channel, 64 KiB per TCP socket).
+ * Buffered bytes may exceed `limit` by the chunk that crossed it (at most 32 KiB from an ssh2
+ * channel, 64 KiB from a TCP socket), and by what channels waiting for their peer's window held
+ * in their own queues (at most 64 KiB each, CHANNEL_WRITE_LIMIT) when the window opens.
  */
 export interface SendBudgetOptions {
   socket: Socket;

@@ -118,7 +118,7 @@ describe('bridge', () => {
   it('stops reading the source while the destination peer is over its send bound, and resumes when it is under', async () => {
     const y = fakeChannel();
     const x = fakeChannel();
-    // X's peer is over its bound after the first chunk, until `open()`.
+    // X's peer goes over its bound with the first chunk, until `open()`.
     let over = false;
     let waiter: (() => void) | undefined;
     const gate: SendGate = {
@@ -130,18 +130,64 @@ describe('bridge', () => {
     bridge(y.end, x.end, () => {});
     const atX: string[] = [];
     x.peerRead.on('data', (d: Buffer) => atX.push(d.toString()));
-    over = true;
+    x.peerRead.once('data', () => (over = true));
     y.peerWrite('first');
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(atX, ['first'], 'the chunk that crossed the bound is delivered');
-    assert.equal(y.end.stream.isPaused(), true, 'the source is paused while X is over its bound');
     y.peerWrite('second');
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(atX, ['first'], 'nothing more is fed to X while it is over its bound');
+    assert.equal(y.end.stream.isPaused(), true, 'the source is paused while X is over its bound');
+    assert.equal(y.end.stream.readableLength, 'second'.length, 'the chunk that came while X was over waits in the source');
     over = false;
     waiter?.();
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(atX, ['first', 'second']);
     assert.equal(y.end.stream.isPaused(), false);
+  });
+
+  it('many channels feeding one peer stop at its bound plus one chunk (a key exchange holding their packets never reaches the read pause), and deliver everything once it opens', async () => {
+    const LIMIT = 256 * 1024;
+    const CHUNK = 32 * 1024;
+    const CHANNELS = 64;
+    // What the peer's connection holds (a key exchange under way: nothing leaves until it ends).
+    let queued = 0;
+    let waiters: (() => void)[] = [];
+    const gate: SendGate = {
+      update: () => queued >= LIMIT,
+      whenOpen: (cb) => (queued >= LIMIT ? waiters.push(cb) : cb()),
+      get buffered() {
+        return queued;
+      },
+    };
+    let delivered = 0;
+    const ys: ReturnType<typeof fakeChannel>[] = [];
+    for (let i = 0; i < CHANNELS; i++) {
+      const y = fakeChannel();
+      const x = fakeChannel();
+      const write = x.end.stream.write.bind(x.end.stream) as (c: Buffer) => boolean;
+      x.end.stream.write = ((c: Buffer) => {
+        queued += c.length;
+        return write(c);
+      }) as typeof x.end.stream.write;
+      x.end.gate = gate;
+      x.peerRead.on('data', (d: Buffer) => (delivered += d.length));
+      bridge(y.end, x.end, () => {});
+      ys.push(y);
+    }
+    for (const y of ys) y.peerWrite(Buffer.alloc(CHUNK, 1) as unknown as string);
+    await new Promise((r) => setImmediate(r));
+    assert.ok(queued <= LIMIT + CHUNK, `${queued} bytes queued for the peer over a bound of ${LIMIT} (twice it is the read pause)`);
+    assert.ok(queued < 2 * LIMIT);
+    // The key exchange ends and the peer takes what was queued, again and again: all of it arrives.
+    for (let round = 0; round < CHANNELS + 1 && delivered < CHANNELS * CHUNK; round++) {
+      queued = 0;
+      const open = waiters;
+      waiters = [];
+      for (const w of open) w();
+      await new Promise((r) => setImmediate(r));
+      assert.ok(queued <= LIMIT + CHUNK, `${queued} bytes queued in round ${round}`);
+    }
+    assert.equal(delivered, CHANNELS * CHUNK);
   });
 });

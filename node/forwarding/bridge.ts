@@ -106,6 +106,19 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
   };
   const afterDrain = () => (to.gate ? to.gate.whenOpen(resume) : resume());
   const onData = (c: Buffer) => {
+    // A peer already over its send bound takes nothing more: the chunk goes back to the front
+    // of its source, read again on resume. So however many channels feed one peer, what they
+    // queue for it stops at the bound plus the one chunk that crossed it. Written first and
+    // checked after, each channel added a chunk past the bound: with 32 busy channels (32 KiB
+    // each, at the 1 MiB default) that reached twice the bound, where the relay stops reading
+    // the peer; during a key exchange, which holds every packet until the relay reads the
+    // peer's NEWKEYS, that pause never ended, and the peer was cut off as stalled.
+    if (to.gate?.update()) {
+      src.pause();
+      src.unshift(c);
+      to.gate.whenOpen(resume);
+      return;
+    }
     count(c.length);
     const full = !dst.write(c);
     const over = to.gate?.update() ?? false;
