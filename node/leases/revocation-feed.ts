@@ -120,6 +120,7 @@ export class RevocationFeed {
     // poll, so that the relay comes back as soon as it knows all revocations it missed.
     if (this.#credentialRejected) waitMs = 0;
     let changed = false;
+    let pruned = false;
     try {
       // Whether the last page read was the feed's end (empty, or the cursor stayed).
       let caughtUp = false;
@@ -140,12 +141,7 @@ export class RevocationFeed {
         // after news, with the long timeout (a plain request can time out behind a busy database).
         if (waitMs > 0 || caughtUp) break;
       }
-      if (this.#abort.signal.aborted) {
-        // Stopping: what the pages read so far brought is kept (a restart that cannot reach the
-        // control plane starts from the file), and nothing more is decided.
-        if (changed) await this.#save();
-        return false;
-      }
+      if (this.#abort.signal.aborted) return false; // stopping: nothing more is decided (what was read is saved below)
       if (this.#failing) this.#opts.logger.info('revocation feed reachable again');
       this.#failing = false;
       // A relay out of service for a refused credential comes back only once it has read the
@@ -153,12 +149,9 @@ export class RevocationFeed {
       // at once after news).
       if (caughtUp || !this.#credentialRejected) this.#credential(true);
       this.#lastSuccess = this.#opts.clock.now();
-      if (this.#prune() || changed) await this.#save();
+      pruned = this.#prune();
       return changed;
     } catch (err) {
-      // The pages read before the failure (or before stop() aborted a request) were applied:
-      // written, so a restart does not forget revocations this relay already knew.
-      if (changed) await this.#save();
       if (this.#abort.signal.aborted) return false; // stopping
       // Unreachable is a wait; a refused credential is for good (the relay says so, onCredential).
       const refused = err instanceof ControlError && err.opts.status === 401;
@@ -166,6 +159,10 @@ export class RevocationFeed {
       this.#failing = true;
       if (refused) this.#credential(false);
       return false;
+    } finally {
+      // What the pages read brought is written, also when stop() or a failure ended the round
+      // (they were applied): a restart that cannot reach the control plane starts from the file.
+      if (changed || pruned) await this.#save();
     }
   }
 
