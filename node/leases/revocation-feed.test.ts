@@ -43,21 +43,18 @@ function scriptedControl() {
   };
 }
 
-function feedWith(control: ReturnType<typeof scriptedControl>, revoked: string[], intervalMs: number) {
+type FeedOptions = ConstructorParameters<typeof RevocationFeed>[0];
+
+/** A feed with its state file in a fresh directory (`file`), test defaults overridden by `opts`; `cleanup` removes the directory. */
+function feedWith(opts: Pick<FeedOptions, 'client'> & Partial<FeedOptions>) {
   const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
+  const file = join(dir, 'revocations.json');
   // The feed's timers are unref'd (they must not hold a relay open); this keeps the test's loop alive.
   const keepAlive = setInterval(() => {}, 1000);
-  const feed = new RevocationFeed({
-    client: control.client,
-    clock: { now: () => new Date() },
-    logger: noopLogger,
-    intervalMs,
-    waitMs: 20_000,
-    file: join(dir, 'revocations.json'),
-    onRevoked: (id) => revoked.push(id),
-  });
+  const feed = new RevocationFeed({ clock: { now: () => new Date() }, logger: noopLogger, intervalMs: 3_600_000, file, onRevoked: () => {}, ...opts });
   return {
     feed,
+    file,
     cleanup: () => {
       clearInterval(keepAlive);
       rmSync(dir, { recursive: true, force: true });
@@ -70,7 +67,7 @@ describe('RevocationFeed long poll', () => {
     const control = scriptedControl();
     const revoked: string[] = [];
     // An interval far longer than the test: a poll after news must not wait for it.
-    const { feed, cleanup } = feedWith(control, revoked, 3_600_000);
+    const { feed, cleanup } = feedWith({ client: control.client, waitMs: 20_000, onRevoked: (id) => revoked.push(id) });
     try {
       feed.start();
       await control.answer({ cursor: '1', revocations: [{ lease_id: 'lse_a', exp: EXP }] });
@@ -98,7 +95,7 @@ describe('RevocationFeed long poll', () => {
 
   it('a poll that brought nothing (or only known revocations) is followed by the next one only after the interval', async () => {
     const control = scriptedControl();
-    const { feed, cleanup } = feedWith(control, [], 3_600_000);
+    const { feed, cleanup } = feedWith({ client: control.client, waitMs: 20_000 });
     try {
       feed.start();
       await control.answer({ cursor: '3', revocations: [{ lease_id: 'lse_a', exp: EXP }] });
@@ -131,18 +128,13 @@ describe('RevocationFeed long poll', () => {
         return a;
       },
     };
-    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
-    const keepAlive = setInterval(() => {}, 1000);
     const back = new EventEmitter();
     const revoked: string[] = [];
     const seen: { ok: boolean; revoked: string[] }[] = [];
-    const feed = new RevocationFeed({
+    const { feed, cleanup } = feedWith({
       client,
-      clock: { now: () => new Date() },
-      logger: noopLogger,
       intervalMs: 10,
       waitMs: 20_000,
-      file: join(dir, 'r.json'),
       onRevoked: (id) => revoked.push(id),
       onCredential: (ok) => {
         seen.push({ ok, revoked: [...revoked] });
@@ -159,9 +151,8 @@ describe('RevocationFeed long poll', () => {
       ]);
       assert.deepEqual(waits.slice(0, 4), [20_000, 0, 0, 0], 'no long poll while out of service');
     } finally {
-      clearInterval(keepAlive);
       await feed.stop();
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 
@@ -176,10 +167,9 @@ describe('RevocationFeed long poll', () => {
           called.emit('call');
         }),
     };
-    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
     const logged: string[] = [];
     const logger = { ...noopLogger, warn: (m: string) => void logged.push(m) };
-    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger, intervalMs: 1000, waitMs: 20_000, file: join(dir, 'r.json'), onRevoked: () => {} });
+    const { feed, cleanup } = feedWith({ client, logger, intervalMs: 1000, waitMs: 20_000 });
     try {
       const first = once(called, 'call');
       feed.start();
@@ -189,7 +179,7 @@ describe('RevocationFeed long poll', () => {
       assert.equal(signalSeen.aborted, true);
       assert.deepEqual(logged, [], 'stopping is not reported as the feed being unreachable');
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 
@@ -215,9 +205,7 @@ describe('RevocationFeed long poll', () => {
           signal.addEventListener('abort', () => reject(new Error('aborted')));
         }),
     };
-    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
-    const keepAlive = setInterval(() => {}, 1000);
-    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger: noopLogger, intervalMs: 10, waitMs: 20_000, file: join(dir, 'r.json'), onRevoked: () => {} });
+    const { feed, file, cleanup } = feedWith({ client, intervalMs: 10, waitMs: 20_000 });
     try {
       feed.start();
       // Well into the catch-up (plain requests, one page after another).
@@ -226,12 +214,11 @@ describe('RevocationFeed long poll', () => {
       await feed.stop();
       assert.ok(n < 10, `${n} requests: the catch-up went on after stop()`);
       // Every page it was given is on disk: a restart that cannot reach control starts from it.
-      const saved = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { cursor: string; revoked: { lease_id: string }[] };
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { cursor: string; revoked: { lease_id: string }[] };
       assert.equal(saved.cursor, answered.at(-1)!.slice('lse_'.length));
       assert.deepEqual(saved.revoked.map((r) => r.lease_id), answered);
     } finally {
-      clearInterval(keepAlive);
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 
@@ -250,9 +237,8 @@ describe('RevocationFeed long poll', () => {
         return a;
       },
     };
-    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
     const calls: boolean[] = [];
-    const feed = new RevocationFeed({ client, clock: { now: () => new Date() }, logger: noopLogger, intervalMs: 1000, file: join(dir, 'r.json'), onRevoked: () => {}, onCredential: (ok) => calls.push(ok) });
+    const { feed, cleanup } = feedWith({ client, intervalMs: 1000, onCredential: (ok) => calls.push(ok) });
     try {
       await feed.pollOnce();
       assert.deepEqual(calls, [], 'unreachable is not a refused credential');
@@ -265,7 +251,7 @@ describe('RevocationFeed long poll', () => {
       assert.deepEqual(calls, [false, true]);
       assert.equal(feed.status().credentialRejected, false);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 
@@ -278,19 +264,14 @@ describe('RevocationFeed long poll', () => {
         return a;
       },
     };
-    const dir = mkdtempSync(join(tmpdir(), 'revfeed-'));
-    const keepAlive = setInterval(() => {}, 1000);
     const seen = new EventEmitter();
     const calls: boolean[] = [];
     const errors: string[] = [];
     const logger: Logger = { ...noopLogger, error: (msg: string) => void errors.push(msg), child: () => logger };
-    const feed = new RevocationFeed({
+    const { feed, cleanup } = feedWith({
       client,
-      clock: { now: () => new Date() },
       logger,
       intervalMs: 10,
-      file: join(dir, 'r.json'),
-      onRevoked: () => {},
       onCredential: (ok) => {
         calls.push(ok);
         seen.emit('credential', ok);
@@ -307,8 +288,7 @@ describe('RevocationFeed long poll', () => {
       assert.deepEqual(errors, ['revocation feed: a callback failed; polling goes on']);
     } finally {
       await feed.stop();
-      clearInterval(keepAlive);
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 });
