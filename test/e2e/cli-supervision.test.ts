@@ -112,8 +112,7 @@ describe('tunnel CLI supervision on loopback (real binaries)', () => {
     await f.stack.relay.stop('SIGKILL');
     const r = await f.bob.run(['open', 'unreachable', '--stdio'], { input: 'x' });
     // What control knew when it answered, and what the relay logged, if this is not exit 5.
-    const why = () => state().then((s) => `${r.stderr}\ncontrol: ${JSON.stringify(s)}\nrelay:\n${relayLog.slice(-3000)}`);
-    if (r.code !== 5) assert.fail(`exit ${r.code}, not 5: ${await why()}`);
+    if (r.code !== 5) assert.fail(`exit ${r.code}, not 5: ${r.stderr}\ncontrol: ${JSON.stringify(await state())}\nrelay:\n${relayLog.slice(-3000)}`);
     assert.match(r.stderr, /cannot reach relay/);
     x.kill('SIGTERM');
     await once(x, 'exit');
