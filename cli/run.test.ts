@@ -146,6 +146,33 @@ describe('tunnel exit codes and one-line errors', () => {
     assert.doesNotMatch(ctx.err(), /NOT_FOUND/);
   });
 
+  it('tunnel open --listen stops on a client error it does not know (a newer code, or a proxy\'s page without one): the same request would get the same answer', async () => {
+    type Reply = readonly [number, string, { headers: Record<string, string> }];
+    const html: Reply = [404, '<html>no such page</html>', { headers: { 'content-type': 'text/html' } }];
+    const firsts: Reply[] = [problem(400, 'SOMETHING_NEW'), problem(415, 'UNSUPPORTED_MEDIA_TYPE'), html];
+    for (const first of firsts) {
+      const agent = mock();
+      const pool = agent.get(SERVER);
+      pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...first);
+      pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(403, 'NOT_IN_ACL'));
+      const ctx = loggedIn(agent);
+      assert.equal(await run(['open', 'hostx-ssh', '--listen', '127.0.0.1:0'], ctx), EXIT.ERROR, ctx.err());
+      assert.match(ctx.err(), /\ntunnel open: [^\n]+\n$/);
+      assert.doesNotMatch(ctx.err(), /NOT_IN_ACL|reconnecting/);
+    }
+  });
+
+  it('tunnel open --listen asks again after a rate limit (429), and stops at the answer after it', async () => {
+    const agent = mock();
+    const pool = agent.get(SERVER);
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(429, 'RATE_LIMITED'));
+    pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(...problem(403, 'NOT_IN_ACL'));
+    const ctx = loggedIn(agent);
+    assert.equal(await run(['open', 'hostx-ssh', '--listen', '127.0.0.1:0'], ctx), EXIT.NOT_PERMITTED, ctx.err());
+    assert.match(ctx.err(), /detail of RATE_LIMITED; reconnecting/);
+    assert.match(ctx.err(), /detail of NOT_IN_ACL\n$/);
+  });
+
   it('an expired access token is refreshed transparently and the new tokens are stored', async () => {
     const agent = mock();
     const pool = agent.get(SERVER);

@@ -24,7 +24,9 @@ lease, and serves each incoming connection by dialing HOST:PORT. It renews the l
 before it expires, notices a dead relay within about 30 seconds, and reconnects with backoff.
 Stop it with Ctrl-C or SIGTERM. It stops by itself, with one line saying why, when its login
 ends (tunnel logout, its service token revoked or expired: exit 3) or its lease is revoked or no
-longer permitted (exit 4). --json prints one JSON event per line on stdout.
+longer permitted (exit 4), or when the control plane refuses its lease for a reason that asking
+again cannot mend (a client error other than a rate limit or X being offline: exit 1).
+--json prints one JSON event per line on stdout.
 
 Options:
   --name NAME      exposure name, [a-z0-9-]{1,63}

@@ -30,7 +30,10 @@ export const open: Command = {
 
 Opens exposure NAME through its relay. With --listen (default 127.0.0.1 and a free port) it
 serves a local port: every local connection is carried over one SSH connection to the relay,
-which is renewed before its lease expires and re-established when it drops. A local connection
+which is renewed before its lease expires and re-established when it drops (it stops, with one
+line saying why, when the control plane refuses the lease for a reason that asking again cannot
+mend: not logged in or not permitted, an unknown name, any client error other than a rate limit
+or the exposure being offline). A local connection
 that comes while there is no connection to the relay, or while the exposure is offline (X
 reconnecting) or the relay busy, waits for it, at most 15 s, and is then closed; one whose client
 goes away meanwhile (closes without sending anything, or resets) stops waiting at once. With

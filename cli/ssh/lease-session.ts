@@ -49,7 +49,13 @@ export interface SupervisorOptions {
   once?: boolean;
 }
 
-const PERMANENT = new Set(['NOT_FOUND', 'NOT_IN_ACL', 'SCOPE_DENIED', 'FORBIDDEN', 'VALIDATION_FAILED', 'UNKNOWN_FIELD', 'LEASE_KIND_MISMATCH', 'LEASE_TOO_LARGE']);
+/**
+ * The control plane's client errors (4xx) that asking again can mend: X comes online, a rate
+ * limit or a concurrent change passes. Every other 4xx, including a code this CLI does not know
+ * (a newer control plane) or none (a proxy's page), ends the session: the same request would get
+ * the same answer for ever.
+ */
+const TRANSIENT_4XX = new Set(['EXPOSURE_OFFLINE', 'RATE_LIMITED', 'CONFLICT']);
 
 /**
  * Keeps one relay connection alive for a lease request: a fresh key and lease per connection,
@@ -407,7 +413,8 @@ function first(set: Set<string>): string | undefined {
 function isPermanent(err: unknown): boolean {
   if (!(err instanceof CliError)) return false;
   if (err.exitCode === EXIT.NOT_LOGGED_IN || err.exitCode === EXIT.NOT_PERMITTED || err.exitCode === EXIT.USAGE) return true;
-  return err instanceof ApiError && err.code !== undefined && PERMANENT.has(err.code);
+  if (!(err instanceof ApiError) || err.status < 400 || err.status >= 500) return false;
+  return err.status !== 408 && err.status !== 429 && !(err.code !== undefined && TRANSIENT_4XX.has(err.code));
 }
 
 /** How often a session polls for an exposure that is offline. */
