@@ -62,6 +62,17 @@ const exposureQuery = preparedPerDb((db) =>
 );
 
 /**
+ * Why an exposure has no relay to open it on, for the person asking: its relay's last report had X
+ * connected, but the relay has not reported since (stopped, or cut off from the control plane),
+ * or simply no `tunnel expose` is connected.
+ */
+function offlineReason(reportedOn: LeaseNode | null, onlinePort: number | null, now: Date): string {
+  if (!reportedOn || onlinePort === null || !reportedOn.lastSeenAt) return 'no tunnel expose is connected';
+  const secs = Math.max(0, Math.round((now.getTime() - reportedOn.lastSeenAt.getTime()) / 1000));
+  return `its relay ${reportedOn.name} has not reported for ${secs} s (stopped, or cut off from the control plane); tunnel expose moves to another relay once it notices`;
+}
+
+/**
  * Issues a lease: authorization, node choice, token + certificate, row + audit event. `read`:
  * the exposure as the route's guard already read it with the caller (http/authenticate.ts
  * `exposureOf`); used when it is the one the request names, else it is read here. The row is
@@ -107,7 +118,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, caller: CallerAs
         node = current?.node;
         openPort = current?.port ?? null;
       }
-      if (!node) throw new AppError('EXPOSURE_OFFLINE', `"${exp.name}" is not online: no tunnel expose is connected`, { retryable: true });
+      if (!node) throw new AppError('EXPOSURE_OFFLINE', `"${exp.name}" is not online: ${offlineReason(found?.current ?? null, exp.onlinePort, now)}`, { retryable: true });
     }
   } else {
     if (!req.targets) throw new AppError('VALIDATION_FAILED', 'targets: required for an egress lease');

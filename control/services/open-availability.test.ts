@@ -56,7 +56,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
       for (let i = 0; i < 3; i++) assertOk(await lease(owner, { kind: 'expose', exposure: e }), 201);
       t.clock.advance((CONNECTING_GRACE_SECONDS + 1) * 1000);
       await heartbeat(t, node);
-      assertProblem(await lease(friend, { kind: 'open', exposure: e }), 409, 'EXPOSURE_OFFLINE');
+      const gone = await lease(friend, { kind: 'open', exposure: e });
+      assertProblem(gone, 409, 'EXPOSURE_OFFLINE');
+      assert.equal(gone.body.detail, `"${e}" is not online: no tunnel expose is connected`);
     });
 
     it('online on a relay that stopped heartbeating is offline', async () => {
@@ -66,7 +68,10 @@ function dbSuite(name: string, makeApp: MakeApp) {
       await heartbeat(t, node, [{ name: e, port: 22 }]);
       assertOk(await lease(friend, { kind: 'open', exposure: e }), 201);
       t.clock.advance((t.deps.settings.nodeOnlineWindow + 1) * 1000);
-      assertProblem(await lease(friend, { kind: 'open', exposure: e }), 409, 'EXPOSURE_OFFLINE');
+      const stale = await lease(friend, { kind: 'open', exposure: e });
+      assertProblem(stale, 409, 'EXPOSURE_OFFLINE');
+      // Says why: the relay went quiet, not that X left.
+      assert.equal(stale.body.detail, `"${e}" is not online: its relay ${node.name} has not reported for ${t.deps.settings.nodeOnlineWindow + 1} s (stopped, or cut off from the control plane); tunnel expose moves to another relay once it notices`);
       await heartbeat(t, node, [{ name: e, port: 22 }]);
       assertOk(await lease(friend, { kind: 'open', exposure: e }), 201);
     });
