@@ -255,6 +255,37 @@ describe('RevocationFeed long poll', () => {
     }
   });
 
+  it('after a failed poll the next one is plain (no long poll), so the feed is reachable again as soon as control answers; then long polls again', async () => {
+    const answers: (Feed | Error)[] = [new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }), { cursor: '1', revocations: [] }];
+    const waits: (number | undefined)[] = [];
+    const called = new EventEmitter();
+    const client = {
+      revocations: (_cursor: string | undefined, waitMs?: number, signal?: AbortSignal) => {
+        waits.push(waitMs);
+        called.emit('call');
+        const a = answers.shift();
+        if (a instanceof Error) return Promise.reject(a);
+        if (a) return Promise.resolve(a);
+        // Held like a long poll, until stop().
+        return new Promise<Feed>((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason)));
+      },
+    };
+    const { feed, cleanup } = feedWith({ client, waitMs: 20_000 });
+    try {
+      await feed.pollOnce(); // fails
+      assert.equal(feed.status().failing, true);
+      feed.start();
+      const deadline = AbortSignal.timeout(10_000);
+      while (waits.length < 3) await once(called, 'call', { signal: deadline });
+      // The poll after the failure was plain and brought the feed back; the one after it waits again.
+      assert.equal(feed.status().failing, false);
+      assert.deepEqual(waits, [0, 0, 20_000]);
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+
   it('a callback that throws does not stop the loop: the next poll comes as usual', async () => {
     const answers: (Feed | Error)[] = [new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false })];
     const client = {

@@ -117,8 +117,10 @@ export class RevocationFeed {
    */
   async #poll(waitMs: number): Promise<boolean> {
     // Out of service for a refused credential: read every page at once, not one page per long
-    // poll, so that the relay comes back as soon as it knows all revocations it missed.
-    if (this.#credentialRejected) waitMs = 0;
+    // poll, so that the relay comes back as soon as it knows all revocations it missed. After a
+    // failed poll likewise: the first poll that the control plane answers says at once that the
+    // feed is reachable again (health and log), not once a long poll it holds ends (20 s).
+    if (this.#credentialRejected || this.#failing) waitMs = 0;
     let changed = false;
     let pruned = false;
     try {
