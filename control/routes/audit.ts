@@ -1,11 +1,12 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { AuditListSchema } from '../../protocol/api-types.js';
+import { AuditListSchema, instant } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { listAudit } from '../services/audit.js';
 import { bearerSecurity, errorResponses, guarded, json } from './common.js';
 
 const Cursor = z.string().regex(/^\d{1,15}$/);
-const Instant = z.iso.datetime({ offset: true }).describe('RFC 3339 timestamp');
+/** primitives.ts's instant: a bound the database can compare with (a year-0 one was a 500). */
+const Instant = instant().describe('RFC 3339 timestamp, years 1970 to 9999');
 
 const AuditQuery = z.strictObject({
   after: Cursor.optional().describe('oldest first: events after this cursor'),

@@ -195,6 +195,21 @@ function dbSuite(name: string, makeApp: MakeApp) {
         await refusedEvent({ bytes_in: 2 ** 60 }, 'bytes_in');
       });
 
+      it('a timestamp whose year is 9999 as written but 10000 in UTC, and audit bounds out of range', async () => {
+        // 9999-12-31T23:59:59-23:59 is 10000-01-01T23:58:59Z: it passed the year-9999 pattern and
+        // failed in the database (a Date writes it +010000-...): a 500 that lost the whole batch.
+        await refusedEvent({ at: '9999-12-31T23:59:59-23:59' }, 'at');
+        assert.equal((await event({ at: '9999-12-31T23:59:59+23:59' })).status, 202);
+        assertProblem(await heartbeat({ started_at: '9999-12-31T23:30:00-01:00' }), 400, 'VALIDATION_FAILED');
+        // The audit log's since/until took any four-digit year: year 0 and year 10000 were 500s.
+        for (const at of ['0000-01-01T00:00:00Z', '9999-12-31T23:59:59-23:59', '0001-01-01T00:00:00+00:01']) {
+          for (const k of ['since', 'until']) {
+            assertProblem(await s.call('GET', `/v1/audit?${k}=${encodeURIComponent(at)}`, { token: admin.token }), 400, 'VALIDATION_FAILED');
+          }
+        }
+        assertOk(await s.call('GET', `/v1/audit?since=${encodeURIComponent('1970-01-01T00:00:00Z')}&until=${encodeURIComponent('9999-12-31T23:59:59Z')}`, { token: admin.token }));
+      });
+
       it('the log gives the database error its reason (code, message) and never its parameters', async () => {
         const lines: string[] = [];
         const logger = createJsonLogger((l) => lines.push(l));
