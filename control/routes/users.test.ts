@@ -5,9 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
 import { GRANT_SERVICE_TOKEN } from '../../protocol/api-types.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
 import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
 
@@ -126,6 +128,29 @@ function dbSuite(name: string, makeApp: MakeApp) {
           audit.body.events.map((e: { type: string }) => e.type).filter((x: string) => x.startsWith('user.')),
           ['user.enabled', 'user.disabled', 'user.role_changed', 'user.role_changed'],
         );
+      });
+
+      it('two admins demoting or disabling each other at once: one wins, the other is refused', { skip: name === 'pglite' && 'PGlite has one connection and cannot race' }, async () => {
+        for (const body of [{ role: 'member' }, { disabled: true }]) {
+          const x = await t.user(uniq('adx'), 'admin');
+          const y = await t.user(uniq('ady'), 'admin');
+          const [tx, ty] = [await tokenFor(t, x), await tokenFor(t, y)];
+          // Both requests are authenticated as admins, then wait on the two rows held here.
+          const hold = await holdRows(t, sql`select id from users where id in (${x.id}, ${y.id}) for no key update`);
+          const waiting = await lockWaiters(t);
+          const answers = [
+            t.call('PATCH', `/v1/users/${y.name}`, { token: tx, body }),
+            t.call('PATCH', `/v1/users/${x.name}`, { token: ty, body }),
+          ];
+          await until('both changes wait for the held rows', async () => (await lockWaiters(t)) >= waiting + 2);
+          await hold.release();
+          const statuses = (await Promise.all(answers)).map((r) => r.status).sort();
+          assert.equal(statuses[0], 200, JSON.stringify({ body, statuses }));
+          assert.ok(statuses[1] === 401 || statuses[1] === 403, JSON.stringify({ body, statuses }));
+          const all = (await t.call('GET', '/v1/users', { token: await adm() })).body.users as { name: string; role: string; disabled: boolean }[];
+          const left = all.filter((u) => (u.name === x.name || u.name === y.name) && u.role === 'admin' && !u.disabled);
+          assert.equal(left.length, 1, `one of the two is still an enabled admin: ${JSON.stringify({ body, statuses })}`);
+        }
       });
 
       it('refuses changing yourself, unknown users, empty and unknown fields, and members', async () => {
