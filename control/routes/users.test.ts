@@ -199,6 +199,20 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'z', scopes: [] } }), 400, 'VALIDATION_FAILED');
       });
 
+      it('changing the scopes of a token deleted meanwhile (pruned) is a 404, not a 500', { skip: name === 'pglite' && 'PGlite has one connection and cannot race' }, async () => {
+        const u = await t.user(uniq('ci'), 'member');
+        const made = await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'gone', scopes: ['open:*'] } });
+        assertOk(made, 201);
+        // A prune (services/service-tokens.ts) deleting the row, not yet committed: the PATCH reads
+        // the row, then its update waits for the delete, and finds nothing once it commits.
+        const hold = await holdRows(t, sql`delete from service_tokens where id = ${made.body.id}`);
+        const waiting = await lockWaiters(t);
+        const patched = t.call('PATCH', `/v1/service-tokens/${made.body.id}`, { token: await mem(u), body: { scopes: ['open:x'] } });
+        await until('the PATCH waits for the delete', async () => (await lockWaiters(t)) >= waiting + 1);
+        await hold.release();
+        assertProblem(await patched, 404, 'NOT_FOUND');
+      });
+
       it("lists and revokes: members their own, admins everyone's", async () => {
         const u = await t.user(uniq('ci'), 'member');
         const v = await t.user(uniq('ci'), 'member');

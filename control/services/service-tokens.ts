@@ -159,6 +159,8 @@ export async function updateServiceTokenScopes(
   // The new scopes and the revocation of the leases they no longer cover commit together.
   const row = await revoking(deps, async (tx, revoke) => {
     const [row] = await tx.update(serviceTokens).set({ scopes: sorted }).where(eq(serviceTokens.id, id)).returning();
+    // Deleted since findVisible read it (a dead token pruned meanwhile): as if it never was.
+    if (!row) throw notFound(`service token ${id}`);
     await audit(tx, now, { type: 'service_token.updated', actor: p.userId, subject: id, data: { scopes: sorted } });
     const targets = await tx.select().from(egressTargets);
     // An egress lease stays if every host:port it reaches is a target on its node the scopes name.
@@ -169,5 +171,5 @@ export async function updateServiceTokenScopes(
     await revoke.noLongerAllowed({ serviceTokenId: id }, covered, p.userId, 'service_token_scopes_changed');
     return row;
   });
-  return view(row!, r.user);
+  return view(row, r.user);
 }
