@@ -3,12 +3,13 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createApp } from './app.js';
-import type { ControlConfig } from './config.js';
+import { ConfigError, type ControlConfig } from './config.js';
 import { DEFAULT_SETTINGS, type Deps } from './deps.js';
 import { openDatabase, type OpenedDb } from './db/client.js';
 import { DbKeyStore } from './keys/db-key-store.js';
 import { keyPolicyFor } from './keys/key-policy.js';
 import { resolveMasterKey } from './keys/master-key.js';
+import { SealedBoxError } from './keys/sealed-box.js';
 import { systemClock } from '../shared/clock.js';
 import { randomIds } from './lib/ids.js';
 import type { Logger } from '../shared/logger.js';
@@ -42,6 +43,24 @@ export interface RunningControl {
 
 const KEY_CHECK_MS = 3600_000;
 
+/**
+ * Opens the active signing keys once before serving. A replica given another master key than the
+ * one its database's keys were sealed with otherwise started, said it was ready, passed /healthz,
+ * and answered every login and lease with a 500 (behind a load balancer: one request in N).
+ */
+async function assertKeysOpen(deps: Deps): Promise<void> {
+  for (const use of ['sig', 'ssh-ca'] as const) {
+    try {
+      await deps.keys.signing(use);
+    } catch (err) {
+      if (err instanceof SealedBoxError) {
+        throw new ConfigError(`cannot open the signing keys in the database with this master key; start with the master key they were created with (${err.message})`);
+      }
+      throw err;
+    }
+  }
+}
+
 /** Builds deps from config, migrates, ensures keys, and serves the app. */
 export async function startControl(cfg: ControlConfig, logger: Logger): Promise<RunningControl> {
   const opened = await openDb(cfg);
@@ -63,6 +82,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     },
   );
   await deps.keys.ensure();
+  await assertKeysOpen(deps);
   const setupCode = await prepareSetupCode(deps);
   const app = createApp(deps);
   let tls = loadTls(cfg, logger);

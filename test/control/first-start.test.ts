@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +116,14 @@ describe('tunnel-control first start on the embedded database', () => {
 
     const end = await second.stop();
     assert.deepEqual(end, { code: 0, signal: null }, second.stderr());
+  });
+
+  it('a start with another master key than the keys were sealed with: one line, exit 2', async () => {
+    // It used to start, say ready and pass /healthz, then answer every login with a 500.
+    const r = await runControl(['--listen', '127.0.0.1:0', '--data-dir', dataDir, ...ARGS], { TUNNEL_MASTER_KEY: randomBytes(32).toString('base64') }, 20_000);
+    assert.equal(r.code, 2, explain(r));
+    assert.match(r.stderr, /^tunnel-control: cannot open the signing keys in the database with this master key/m, explain(r));
+    assert.doesNotMatch(r.stderr, /ready|listening/, explain(r));
   });
 });
 
