@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -51,10 +52,25 @@ function readJson(path: string): unknown {
 function writeJson(path: string, value: unknown, mode: number): void {
   const dir = path.slice(0, path.lastIndexOf('/'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n', { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
+  writeFileReplacing(path, JSON.stringify(value, null, 2) + '\n', mode);
+}
+
+/**
+ * Writes `path` as a new file with exactly `mode`: a fresh temp file next to it (created
+ * exclusively, so nothing planted there is followed), then renamed over `path`. Whatever was at
+ * `path` before (an older file with a looser mode, someone else's file or a symlink in a shared
+ * directory) is replaced, never written into, and a crash leaves the old file or the new one.
+ */
+export function writeFileReplacing(path: string, data: string, mode: number): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    writeFileSync(tmp, data, { mode, flag: 'wx' });
+    chmodSync(tmp, mode);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 export function readConfigFile(ctx: Pick<Context, 'env' | 'homeDir'>): z.infer<typeof ConfigFileSchema> {

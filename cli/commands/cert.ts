@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LeaseIssuedSchema, TargetNameSchema, type LeaseIssued } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
@@ -7,7 +7,8 @@ import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../.
 import { Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
-import { UsageError } from '../errors.js';
+import { CliError, EXIT, UsageError } from '../errors.js';
+import { writeFileReplacing } from '../settings.js';
 import { splitAddress } from '../ssh/relay-connection.js';
 import type { Command } from './command.js';
 
@@ -62,7 +63,7 @@ Examples:
       ...(ttl ? { ttl_seconds: ttl } : {}),
     });
 
-    const { keyPath, certPath, khPath, common, dest } = writeCertFiles(dir, name, privateKey, publicKey, issued);
+    const { keyPath, certPath, khPath, common, dest } = await writeCertFiles(session, dir, name, privateKey, publicKey, issued);
     // Y: the port X has bound (the lease says), unless --port names another.
     const openPort = a.values.port === undefined ? (issued.lease.port ?? port) : port;
     const commands = a.values.expose
@@ -124,7 +125,7 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
     public_key: formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${keyName}`),
     ...(ttl ? { ttl_seconds: ttl } : {}),
   });
-  const files = writeCertFiles(dir, keyName, privateKey, publicKey, issued);
+  const files = await writeCertFiles(session, dir, keyName, privateKey, publicKey, issued);
   const targets = issued.lease.targets ?? [];
   const ports = localPorts(targets);
   const forwards = targets.map((t, i) => `-L 127.0.0.1:${ports[i]}:${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`).join(' ');
@@ -139,18 +140,37 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
   return 0;
 }
 
-/** Writes key (0600), public key, certificate and a known_hosts pinning the relay; returns the ssh options. */
-function writeCertFiles(dir: string, name: string, privateKey: KeyObject, publicKey: KeyObject, issued: LeaseIssued) {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+/**
+ * Writes key (0600), public key, certificate and a known_hosts pinning the relay; returns the ssh
+ * options. DIR is made (mode 0700) only now, so a refused lease leaves nothing behind. Each file
+ * replaces what was there (settings.ts writeFileReplacing), so an older key file with a looser
+ * mode or a file planted in a shared directory never receives the key. When DIR or a file cannot
+ * be written, the lease just issued is revoked (nobody holds its key) and the failure is one line.
+ */
+async function writeCertFiles(session: Session, dir: string, name: string, privateKey: KeyObject, publicKey: KeyObject, issued: LeaseIssued) {
   const keyPath = join(dir, name);
   const certPath = `${keyPath}-cert.pub`;
   const khPath = join(dir, 'known_hosts');
-  writeFileSync(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), { mode: 0o600 });
-  writeFileSync(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', { mode: 0o644 });
-  writeFileSync(certPath, issued.certificate + '\n', { mode: 0o644 });
   const relay = splitAddress(issued.relay.address);
   const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
-  writeFileSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o644 });
+  let writing = dir;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writing = keyPath;
+    writeFileReplacing(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), 0o600);
+    writing = `${keyPath}.pub`;
+    writeFileReplacing(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', 0o644);
+    writing = certPath;
+    writeFileReplacing(certPath, issued.certificate + '\n', 0o644);
+    writing = khPath;
+    writeFileReplacing(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, 0o644);
+  } catch (err) {
+    const revoked = await session.call('DELETE', `/v1/leases/${issued.lease.id}`, null).then(
+      () => 'revoked',
+      () => 'not revoked (it expires by itself)',
+    );
+    throw new CliError(EXIT.ERROR, `cannot write ${JSON.stringify(writing)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the lease ${issued.lease.id} was ${revoked}`);
+  }
   const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
   return { keyPath, certPath, khPath, common, dest: `${issued.lease.user}@${relay.host}` };
 }

@@ -1,0 +1,96 @@
+/**
+ * `tunnel cert --out DIR` writes the lease's private key with mode 0600 whatever was in DIR
+ * before (an older key file with a looser mode, a symlink planted in a shared directory), and a
+ * DIR it cannot write into is one line, with the lease it issued revoked rather than left active.
+ */
+import assert from 'node:assert/strict';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { MockAgent } from 'undici';
+import { EXIT } from '../errors.js';
+import { run } from '../run.js';
+import { writeCredentials } from '../settings.js';
+import { testContext } from '../testing/test-context.js';
+
+const SERVER = 'https://control.test';
+const LEASE_ID = 'lse_0123456789abcdef0123456789abcdef';
+
+const issued = {
+  lease: {
+    id: LEASE_ID,
+    kind: 'open',
+    user: 'bob',
+    node: 'relay-1',
+    exposure: 'hostx-ssh',
+    port: 22,
+    targets: null,
+    ssh_key: 'ssh-ed25519 AAAA',
+    serial: '1',
+    not_before: '2026-01-01T00:00:00Z',
+    expires_at: '2026-01-01T00:10:00Z',
+    revoked_at: null,
+    created_at: '2026-01-01T00:00:00Z',
+  },
+  token: 'jwt',
+  certificate: 'ssh-ed25519-cert-v01@openssh.com AAAA',
+  relay: { node_id: 'nod_1', name: 'relay-1', address: '127.0.0.1:2222', host_key: 'ssh-ed25519 AAAAhost' },
+};
+
+function setup() {
+  const agent = new MockAgent();
+  agent.disableNetConnect();
+  const pool = agent.get(SERVER);
+  pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(201, JSON.stringify(issued), { headers: { 'content-type': 'application/json' } });
+  const ctx = testContext({ dispatcher: agent });
+  writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
+  return { agent, pool, ctx };
+}
+
+describe('tunnel cert --out', () => {
+  it('an existing key file with mode 0644 is replaced by one with mode 0600', async () => {
+    const { ctx } = setup();
+    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    writeFileSync(join(dir, 'hostx-ssh'), 'old\n', { mode: 0o644 });
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), 0, ctx.err());
+    assert.equal(statSync(join(dir, 'hostx-ssh')).mode & 0o777, 0o600);
+    assert.match(readFileSync(join(dir, 'hostx-ssh'), 'utf8'), /BEGIN OPENSSH PRIVATE KEY/);
+  });
+
+  it('a symlink at the key path is replaced, not followed', async () => {
+    const { ctx } = setup();
+    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    const elsewhere = join(dir, 'elsewhere');
+    writeFileSync(elsewhere, 'theirs\n', { mode: 0o666 });
+    symlinkSync(elsewhere, join(dir, 'hostx-ssh'));
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), 0, ctx.err());
+    assert.equal(readFileSync(elsewhere, 'utf8'), 'theirs\n');
+    assert.ok(lstatSync(join(dir, 'hostx-ssh')).isFile());
+    assert.equal(statSync(join(dir, 'hostx-ssh')).mode & 0o777, 0o600);
+  });
+
+  it('an --out that is a file is one line, and the lease it was for is revoked', async () => {
+    const { pool, ctx } = setup();
+    pool.intercept({ path: `/v1/leases/${LEASE_ID}`, method: 'DELETE' }).reply(200, JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), { headers: { 'content-type': 'application/json' } });
+    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-cert-')), 'a-file');
+    writeFileSync(file, '');
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', file], ctx), EXIT.ERROR);
+    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write "[^"]+a-file" \\(EEXIST\\); the lease ${LEASE_ID} was revoked\\n$`));
+  });
+
+  it('a file that cannot be written is one line, and the lease it was for is revoked', async () => {
+    const { pool, ctx } = setup();
+    let revoked = false;
+    pool.intercept({ path: `/v1/leases/${LEASE_ID}`, method: 'DELETE' }).reply(() => {
+      revoked = true;
+      return { statusCode: 200, data: JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), responseOptions: { headers: { 'content-type': 'application/json' } } };
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    mkdirSync(join(dir, 'known_hosts')); // a directory where the file goes: rename fails
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), EXIT.ERROR);
+    assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write ".*known_hosts" \\(\\w+\\); the lease ${LEASE_ID} was revoked\\n$`));
+    assert.ok(revoked);
+  });
+});
