@@ -48,6 +48,24 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('an argument with line breaks or escape sequences is quoted back on one line, without the control characters', async () => {
+    for (const argv of [
+      ['expose', '22', '--name', 'a\nb'],
+      ['open', 'a\n\u001b[31mred', '--stdio'],
+      ['open', 'x', '--listen', '1\r\n2'],
+      ['open', '--egress', 'a\nb', '--stdio'],
+      ['leases', 'revoke', 'x\ny'],
+      ['cert', 'a\u0000b', '--out', 'd'],
+      ['a\nb'],
+    ]) {
+      const ctx = testContext();
+      assert.equal(await run(argv, ctx), EXIT.USAGE, JSON.stringify(argv));
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+      // eslint-disable-next-line no-control-regex -- control characters are what must not appear
+      assert.doesNotMatch(ctx.err().slice(0, -1), /[\u0000-\u001f\u007f]/);
+    }
+  });
+
   it('a malformed TUNNEL_WINDOW_BUDGET exits 2 with one line naming it (not the default in silence); whole MiB and 0 are taken', async () => {
     for (const argv of [['open', 'hostx-ssh', '--stdio'], ['open', 'hostx-ssh'], ['expose', '22', '--name', 'x']]) {
       for (const bad of ['64MiB', '-1', '1.5', 'lots', '1234567', ' 8']) {

@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { info, out } from './context.js';
 import { CliError, EXIT, UsageError } from './errors.js';
+import { peerText } from './output.js';
 import type { Command } from './commands/command.js';
 import { login } from './commands/login.js';
 import { logout } from './commands/logout.js';
@@ -33,6 +34,9 @@ Example (X behind NAT exposes its sshd; Y reaches it):
   Y$ tunnel login --server https://tunnel.example.com && ssh -o ProxyCommand='tunnel open --stdio %h' me@hostx-ssh
 `;
 
+/** The longest error line printed (a message quoting a long argument is cut there). */
+const MAX_ERROR_LINE = 2048;
+
 /** argv → command → exit code. Only main.ts exits the process. */
 export async function run(argv: string[], ctx: Context): Promise<number> {
   const [name, ...rest] = argv;
@@ -47,7 +51,7 @@ export async function run(argv: string[], ctx: Context): Promise<number> {
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) {
-    info(ctx, `tunnel: unknown command "${name}"; see tunnel --help`);
+    info(ctx, `tunnel: unknown command "${peerText(name, 80)}"; see tunnel --help`);
     return EXIT.USAGE;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -57,12 +61,14 @@ export async function run(argv: string[], ctx: Context): Promise<number> {
   try {
     return await cmd.run(ctx, rest);
   } catch (err) {
+    // One line, whatever the message quotes (a name or address as typed, with its line breaks
+    // or escape sequences): control characters as '?'.
     if (err instanceof UsageError) {
-      info(ctx, `tunnel ${err.command}: ${err.message} (see tunnel ${err.command} --help)`);
+      info(ctx, `tunnel ${err.command}: ${peerText(err.message, MAX_ERROR_LINE)} (see tunnel ${err.command} --help)`);
       return EXIT.USAGE;
     }
     if (err instanceof CliError) {
-      info(ctx, `tunnel ${name}: ${err.message}`);
+      info(ctx, `tunnel ${name}: ${peerText(err.message, MAX_ERROR_LINE)}`);
       return err.exitCode;
     }
     info(ctx, `tunnel ${name}: internal error, please report: ${(err as Error)?.stack ?? String(err)}`);
