@@ -6,7 +6,7 @@ import { AnswerTooLargeError, MAX_ANSWER_BYTES, type JsonAnswer } from '../share
 import { requestJsonUndici } from '../shared/json-http-undici.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
-import { readCredentials, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
+import { readCredentials, resolveServer, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
 import { checkServerUrl, describeTrustFailure, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustConnector } from '../protocol/tls-trust-undici.js';
 
@@ -194,7 +194,10 @@ export class Session {
   static load(ctx: Context, server: string | undefined): Session {
     const creds = readCredentials(ctx);
     if (!creds) throw notLoggedIn();
-    if (server && server !== creds.server) throw notLoggedIn(`logged in to ${creds.server}, not ${server}`);
+    // --server as typed (a trailing slash, upper-case scheme or host, spaces in a list) names the
+    // login's server when it normalizes to it, as tunnel login stored it; a malformed one is a usage error.
+    const wanted = server ? resolveServer(ctx, server) : undefined;
+    if (wanted && wanted !== creds.server) throw notLoggedIn(`logged in to ${creds.server}, not ${wanted}`);
     return new Session(ctx, ApiClient.forServer(ctx, creds.server), creds);
   }
 

@@ -66,6 +66,32 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('--server names the login\'s server however it is spelled (trailing slash, case, spaces in a list); a malformed one exits 2', async () => {
+    for (const spelled of [SERVER, `${SERVER}/`, 'HTTPS://CONTROL.TEST', ` ${SERVER} `]) {
+      const agent = mock();
+      agent.get(SERVER).intercept({ path: '/v1/me', method: 'GET' }).reply(200, JSON.stringify({ id: 'usr_1', name: 'bob', role: 'member' }), { headers: { 'content-type': 'application/json' } });
+      const ctx = loggedIn(agent);
+      assert.equal(await run(['whoami', '--server', spelled], ctx), 0, `${spelled}: ${ctx.err()}`);
+    }
+    let ctx = loggedIn(mock());
+    assert.equal(await run(['whoami', '--server', 'https://other.test'], ctx), EXIT.NOT_LOGGED_IN);
+    assert.match(ctx.err(), /logged in to https:\/\/control.test, not https:\/\/other.test/);
+    for (const bad of ['ftp://control.test', 'http://[::1', 'control.test']) {
+      ctx = loggedIn(mock());
+      assert.equal(await run(['whoami', '--server', bad], ctx), EXIT.USAGE, `${bad}: ${ctx.err()}`);
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+    }
+  });
+
+  it('tunnel ssh-config --server puts the login\'s server in ProxyCommand as stored, not as typed', async () => {
+    const agent = mock();
+    const exposure = { name: 'hostx-ssh', owner: 'bob', allow: [], pinned_node: null, node: 'relay-1', online: true, port: 22, created_at: '2026-01-01T00:00:00Z' };
+    agent.get(SERVER).intercept({ path: '/v1/exposures', method: 'GET' }).reply(200, JSON.stringify({ exposures: [exposure] }), { headers: { 'content-type': 'application/json' } });
+    const ctx = loggedIn(agent);
+    assert.equal(await run(['ssh-config', '--server', ` ${SERVER}/ `], ctx), 0, ctx.err());
+    assert.match(ctx.out(), /^ {2}ProxyCommand tunnel open --stdio --server https:\/\/control\.test %h:22$/m);
+  });
+
   it('a malformed TUNNEL_WINDOW_BUDGET exits 2 with one line naming it (not the default in silence); whole MiB and 0 are taken', async () => {
     for (const argv of [['open', 'hostx-ssh', '--stdio'], ['open', 'hostx-ssh'], ['expose', '22', '--name', 'x']]) {
       for (const bad of ['64MiB', '-1', '1.5', 'lots', '1234567', ' 8']) {

@@ -20,7 +20,8 @@ Example:
     const res = await s.call('GET', '/v1/exposures', ExposureListSchema);
     const wanted = a.positionals.length ? new Set(a.positionals) : undefined;
     const list = res.exposures.filter((e) => !wanted || wanted.has(e.name));
-    const server = a.server ? ` --server ${a.server}` : '';
+    // The login's server as stored (normalized: no spaces to split the command), '%' doubled for ssh_config.
+    const server = a.server ? ` --server ${s.api.server.replaceAll('%', '%%')}` : '';
     const blocks = list.map((e) =>
       [`Host ${e.name}`, `  HostKeyAlias ${e.name}`, `  ProxyCommand tunnel open --stdio${server} %h${e.port ? `:${e.port}` : ''}`, ''].join('\n'),
     );
