@@ -212,6 +212,12 @@ export class Session {
 
   async token(force = false): Promise<string> {
     if (!force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
+    // Another tunnel process on this login (tunnel expose and tunnel open side by side, or any
+    // command run meanwhile) may have refreshed it since this one read the credentials: the
+    // refresh token held here is then spent, and presenting it after the control plane's reuse
+    // grace ends the whole session as a stolen copy. The stored, newer tokens of the same session
+    // are taken instead.
+    if (this.#adoptStored() && !force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
     let t: TokenResponse;
     try {
       if (this.#creds.service_token) {
@@ -239,6 +245,23 @@ export class Session {
     return this.#creds.access_token;
   }
 
+  /** Takes the stored tokens when they are this login session's and newer than the ones held here. */
+  #adoptStored(): boolean {
+    if (this.#creds.service_token || !this.#creds.refresh_token) return false;
+    let stored: Credentials | undefined;
+    try {
+      stored = readCredentials(this.#ctx);
+    } catch {
+      return false; // unreadable now: refresh with what is held here
+    }
+    if (!stored?.refresh_token || stored.server !== this.#creds.server || stored.refresh_token === this.#creds.refresh_token) return false;
+    if (stored.access_expires_at <= this.#creds.access_expires_at) return false;
+    const sid = sessionOf(this.#creds.access_token);
+    if (sid === undefined || sessionOf(stored.access_token) !== sid) return false;
+    this.#creds = { ...this.#creds, access_token: stored.access_token, access_expires_at: stored.access_expires_at, refresh_token: stored.refresh_token };
+    return true;
+  }
+
   async call<T extends z.ZodType>(method: Dispatcher.HttpMethod, path: string, schema: T | null, body?: unknown): Promise<z.infer<T>> {
     try {
       return await this.api.call(method, path, schema, { token: await this.token(), body });
@@ -248,5 +271,16 @@ export class Session {
       }
       throw err;
     }
+  }
+}
+
+/** The login session (`sid` claim) an access token was issued in, read without verifying it. */
+function sessionOf(accessToken: string): string | undefined {
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(accessToken.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    const sid = (payload as { sid?: unknown } | null)?.sid;
+    return typeof sid === 'string' && sid.length > 0 ? sid : undefined;
+  } catch {
+    return undefined;
   }
 }
