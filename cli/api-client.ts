@@ -235,14 +235,36 @@ export class Session {
       if (err instanceof ApiError && err.exitCode === EXIT.NOT_LOGGED_IN) throw notLoggedIn('the login expired or was revoked');
       throw err;
     }
+    const before = this.#creds;
     this.#creds = {
       ...this.#creds,
       access_token: t.access_token,
       access_expires_at: Date.now() + t.expires_in * 1000,
       ...(t.refresh_token ? { refresh_token: t.refresh_token } : {}),
     };
-    writeCredentials(this.#ctx, this.#creds);
+    // Stored only over this login's own earlier tokens (or none): a newer `tunnel login` (another
+    // session, user or server) stays what the next command uses.
+    if (this.#ownsStored(before)) writeCredentials(this.#ctx, this.#creds);
     return this.#creds.access_token;
+  }
+
+  /**
+   * Whether the stored credentials are this login's as `before` the refresh (the same service
+   * token or refresh token, or the same session by `sid`), or there are none.
+   */
+  #ownsStored(before: Credentials): boolean {
+    let stored: Credentials | undefined;
+    try {
+      stored = readCredentials(this.#ctx);
+    } catch {
+      return true; // unreadable: replaced by a login that works
+    }
+    if (!stored) return true;
+    if (stored.server !== before.server) return false;
+    if (before.service_token) return stored.service_token === before.service_token;
+    if (stored.refresh_token !== undefined && stored.refresh_token === before.refresh_token) return true;
+    const sid = sessionOf(before.access_token);
+    return sid !== undefined && sessionOf(stored.access_token) === sid;
   }
 
   /** Takes the stored tokens when they are this login session's and newer than the ones held here. */

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { MeSchema } from '../protocol/api-types.js';
 import { Session } from './api-client.js';
-import { writeCredentials } from './settings.js';
+import { readCredentials, writeCredentials } from './settings.js';
 import { testContext } from './testing/test-context.js';
 
 const SERVER = 'https://control.test';
@@ -65,5 +65,18 @@ describe('a refresh after another process refreshed the same login', () => {
     pool.intercept({ path: '/v1/me', method: 'GET', headers: { authorization: `Bearer ${at2}` } }).reply(200, me, json);
     assert.equal((await session.call('GET', '/v1/me', MeSchema)).name, 'bob');
     assert.equal(presented, 'rt1');
+    // Its refreshed tokens are its own: the newer login stays stored for the next command.
+    assert.equal(readCredentials(ctx)?.user, 'alice');
+    assert.equal(readCredentials(ctx)?.refresh_token, 'rtx');
+  });
+
+  it('stores its refreshed tokens over its own session\'s', async () => {
+    const { pool, ctx, session } = setup();
+    writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: jwt({ sid: 'fam_1', jti: 'at1' }), access_expires_at: Date.now() + 10_000, refresh_token: 'rt1' });
+    const at2 = jwt({ sid: 'fam_1', jti: 'at2' });
+    pool.intercept({ path: '/v1/auth/token', method: 'POST' }).reply(200, JSON.stringify({ access_token: at2, token_type: 'Bearer', expires_in: 600, refresh_token: 'rt2' }), json);
+    pool.intercept({ path: '/v1/me', method: 'GET', headers: { authorization: `Bearer ${at2}` } }).reply(200, me, json);
+    assert.equal((await session.call('GET', '/v1/me', MeSchema)).name, 'bob');
+    assert.equal(readCredentials(ctx)?.refresh_token, 'rt2');
   });
 });
