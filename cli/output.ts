@@ -34,3 +34,28 @@ export function peerText(text: string, max = 256): string {
   // eslint-disable-next-line no-control-regex -- the control characters are what is replaced
   return loggable(text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?'), max);
 }
+
+/** How often tunnel expose and tunnel open --listen repeat the same reconnect line. */
+export const RECONNECT_LINE_EVERY_MS = 60_000;
+
+/**
+ * For a long-running command's "disconnected; reconnecting" lines: says whether to print one. The
+ * first of a kind is printed; the same again (numbers aside: "has not reported for 31 s" and "32 s"
+ * are one kind) only once `everyMs` passed since it was last printed, so an exposure offline for
+ * an hour is a line a minute, not one per retry. `reset()` (connected again) prints the next at once.
+ */
+export function repeatsQuieted(everyMs: number, now: () => number = () => performance.now()): { print(line: string): boolean; reset(): void } {
+  let last: { kind: string; at: number } | undefined;
+  return {
+    print(line) {
+      const kind = line.replace(/\d+(\.\d+)?/g, '#');
+      const t = now();
+      if (last && last.kind === kind && t - last.at < everyMs) return false;
+      last = { kind, at: t };
+      return true;
+    },
+    reset() {
+      last = undefined;
+    },
+  };
+}

@@ -5,6 +5,7 @@ import { ApiError, Session } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
+import { RECONNECT_LINE_EVERY_MS, repeatsQuieted } from '../output.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
 import { windowAdopter } from '../ssh/windows.js';
@@ -78,7 +79,10 @@ Examples:
           client.forwardIn(name, target.port, (err) => (err ? reject(new Error(`the relay refused to bind ${name}:${target.port}`)) : resolve()));
         }),
     });
+    // The same reason again (the control plane or every relay down for long) is a line a minute, not one per retry.
+    const quiet = repeatsQuieted(RECONNECT_LINE_EVERY_MS);
     sup.on('connected', ({ client, lease }) => {
+      quiet.reset();
       client.on('tcp connection', (_info, accept, reject) => {
         if (inUse >= maxConnections) {
           reject();
@@ -125,7 +129,8 @@ Examples:
     sup.on('renewed', (lease) => events?.({ event: 'renewed', lease: lease.lease.id, expires_at: lease.lease.expires_at }));
     sup.on('disconnected', ({ reason, retryInMs }) => {
       events?.({ event: 'disconnected', reason, retry_in_ms: retryInMs });
-      if (!events) info(ctx, `tunnel expose: ${reason}; reconnecting${retryInMs ? ` in ${(retryInMs / 1000).toFixed(1)}s` : ''}`);
+      const line = `tunnel expose: ${reason}; reconnecting${retryInMs ? ` in ${(retryInMs / 1000).toFixed(1)}s` : ''}`;
+      if (!events && quiet.print(line)) info(ctx, line);
     });
     status.start(() => {
       const c = sup.current;

@@ -10,7 +10,7 @@ import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { CONNECTION_CLOSED, openWhenOnline, RELAY_BUSY, retryPlan } from './open-when-online.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
-import { peerText } from '../output.js';
+import { peerText, RECONNECT_LINE_EVERY_MS, repeatsQuieted } from '../output.js';
 import { LeaseSupervisor, type Connected, type LeaseRequest } from '../ssh/lease-session.js';
 import { localWait } from '../ssh/local-wait.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
@@ -119,13 +119,17 @@ Examples:
     const addr = server.address() as { address: string; port: number };
     events?.({ event: 'listening', address: `${addr.address}:${addr.port}`, ...(request.kind === 'egress' ? { egress: request.targets![0] } : { exposure: label }) });
     if (!events) info(ctx, `Listening on ${addr.address}:${addr.port} for ${label} (Ctrl-C to stop).`);
+    // The same reason again (X offline for long: a retry a second) is a line a minute, not one per retry.
+    const quiet = repeatsQuieted(RECONNECT_LINE_EVERY_MS);
     sup.on('connected', ({ lease }) => {
+      quiet.reset();
       events?.({ event: 'connected', relay: lease.relay.name, lease: lease.lease.id, expires_at: lease.lease.expires_at });
     });
     sup.on('renewed', (lease) => events?.({ event: 'renewed', lease: lease.lease.id, expires_at: lease.lease.expires_at }));
     sup.on('disconnected', ({ reason, retryInMs }) => {
       events?.({ event: 'disconnected', reason, retry_in_ms: retryInMs });
-      if (!events) info(ctx, `tunnel open: ${reason}; reconnecting`);
+      const line = `tunnel open: ${reason}; reconnecting`;
+      if (!events && quiet.print(line)) info(ctx, line);
     });
     try {
       await sup.run(ctx.stopSignal);
