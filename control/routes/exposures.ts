@@ -3,7 +3,6 @@ import { ExposureListSchema, ExposurePutSchema, ExposureSchema } from '../../pro
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import type { App } from '../http/env.js';
 import { deleteExposure, getExposure, listExposures, putExposure } from '../services/exposures.js';
-import { assertMayCreateExposure } from '../services/member-limits.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const NameParam = z.object({ name: z.string().regex(EXPOSURE_NAME_RE, 'must match [a-z0-9-]{1,63}') });
@@ -27,7 +26,6 @@ export function registerExposures(app: App): void {
     ),
     async (c) => {
       const { name } = c.req.valid('param');
-      await assertMayCreateExposure(c.get('deps'), c.get('user'), name);
       const { exposure, created } = await putExposure(c.get('deps'), c.get('user'), name, c.req.valid('json'));
       return created ? c.json(exposure, 201) : c.json(exposure, 200);
     },

@@ -9,7 +9,8 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
 import { tokenFor, uniq } from '../testing/fixtures.js';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { serviceTokens } from '../db/schema/index.js';
 import { GRANT_SERVICE_TOKEN } from '../../protocol/api-types.js';
 import { DEAD_TOKEN_RETENTION_MS, DEAD_TOKENS_KEPT } from '../services/service-tokens.js';
@@ -99,6 +100,31 @@ function dbSuite(name: string, makeApp: MakeApp) {
       a.clock.advance(DEAD_TOKEN_RETENTION_MS + 120_000);
       await create(boss, 'admin');
       assert.equal((await a.deps.db.select({ id: serviceTokens.id }).from(serviceTokens).where(eq(serviceTokens.id, short.id))).length, 0);
+    });
+
+    // Races need a second connection: Postgres only (PGlite has one).
+    if (name === 'Postgres') it('concurrent creates at the cap: one passes, the others are refused (exposures and service tokens)', async () => {
+      const cases = [
+        { cap: 3, create: (u: User) => put(u, uniq('race-')), count: async (u: User) =>
+          (await t.call('GET', '/v1/exposures', { token: u.token })).body.exposures.filter((e: { owner: string }) => e.owner === u.name).length },
+        { cap: 2, create: (u: User) => token(u), count: async (u: User) =>
+          (await t.call('GET', '/v1/service-tokens', { token: u.token })).body.service_tokens.filter((x: { revoked: boolean }) => !x.revoked).length },
+      ];
+      for (const c of cases) {
+        const m = await t.user(uniq('race'), 'member');
+        for (let i = 0; i < c.cap - 1; i++) assertOk(await c.create(m), 201);
+        // The member's row held `for update`: it blocks the creators' row lock (with the cap
+        // counted under it) and, without that lock, the inserts' key-share locks (with the cap
+        // already counted by each): either way all three wait here, then go.
+        const hold = await holdRows(t, sql`select id from users where id = ${m.id} for update`);
+        const waiting = await lockWaiters(t);
+        const answers = [c.create(m), c.create(m), c.create(m)];
+        await until('the three creates wait for the held row', async () => (await lockWaiters(t)) >= waiting + 3);
+        await hold.release();
+        const statuses = (await Promise.all(answers)).map((r) => r.status).sort();
+        assert.deepEqual(statuses, [201, 409, 409]);
+        assert.equal(await c.count(m), c.cap);
+      }
     });
 
     it('admins are not capped, for themselves or for a member', async () => {

@@ -8,7 +8,6 @@ import {
 } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { createServiceToken, listServiceTokens, revokeServiceToken, updateServiceTokenScopes } from '../services/service-tokens.js';
-import { assertMayCreateServiceToken } from '../services/member-limits.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const IdParam = z.object({ id: z.string().regex(/^st_[a-f0-9]{32}$/, 'must be a service token id (st_...)') });
@@ -32,10 +31,7 @@ export function registerServiceTokens(app: App): void {
         responses: { 201: json(ServiceTokenCreatedSchema, 'Created'), ...errorResponses },
       }),
     ),
-    async (c) => {
-      await assertMayCreateServiceToken(c.get('deps'), c.get('user'));
-      return c.json(await createServiceToken(c.get('deps'), c.get('user'), c.req.valid('json')), 201);
-    },
+    async (c) => c.json(await createServiceToken(c.get('deps'), c.get('user'), c.req.valid('json')), 201),
   );
 
   app.openapi(

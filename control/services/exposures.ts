@@ -8,6 +8,8 @@ import { AppError, notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
 import { revoking, type Revocations } from './lease-revocation.js';
+import { assertMayCreateExposure } from './member-limits.js';
+import { lockLiveOwner } from './owner-lock.js';
 
 type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;
@@ -58,10 +60,11 @@ export async function getExposure(deps: Pick<Deps, 'db'>, p: UserPrincipal, name
 
 /**
  * Creates exposure `name` (owned by the caller) or replaces its allow list; `node` pins it
- * (admins). Users taken off the allow list lose their open leases at once.
+ * (admins). Users taken off the allow list lose their open leases at once. A new one past the
+ * member cap is CONFLICT (services/member-limits.ts), checked in the inserting transaction.
  */
 export async function putExposure(
-  deps: Pick<Deps, 'db' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'settings'>,
   p: UserPrincipal,
   name: string,
   body: { allow: string[]; node?: string | null },
@@ -93,6 +96,11 @@ export async function putExposure(
       return { row: u!, created: false };
     }
     assertAllowed(p, 'exposure.create', exposureResource(name, undefined));
+    // The owner's row locked before the insert (services/owner-lock.ts): a disable waits for
+    // this create or it waits for the disable and is refused; the cap counts under the lock.
+    const owner = await lockLiveOwner(tx, { id: p.userId });
+    if (!owner) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+    await assertMayCreateExposure(deps, tx, { ...p, role: owner.role }, name);
     const [ins] = await tx
       .insert(exposures)
       .values({ name, ownerId: p.userId, allow, pinnedNodeId: pinnedNodeId ?? null, createdAt: now, updatedAt: now })

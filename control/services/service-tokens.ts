@@ -5,11 +5,13 @@ import type { z } from '@hono/zod-openapi';
 import type { ServiceTokenCreateSchema, ServiceTokenSchema } from '../../protocol/api-types.js';
 import type { Deps } from '../deps.js';
 import { egressTargets, serviceTokens, users, type leases } from '../db/schema/index.js';
-import { notFound } from '../lib/errors.js';
+import { AppError, notFound } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
 import { revoking } from './lease-revocation.js';
+import { assertMayCreateServiceToken } from './member-limits.js';
+import { lockLiveOwner } from './owner-lock.js';
 
 type Row = typeof serviceTokens.$inferSelect;
 export type ServiceTokenView = z.infer<typeof ServiceTokenSchema>;
@@ -24,38 +26,52 @@ const view = (t: Row, user: string): ServiceTokenView => ({
   revoked: t.revokedAt !== null,
 });
 
-/** Creates a scoped service token for the caller (or, for admins, another user); the secret is returned once. */
+/**
+ * Creates a scoped service token for the caller (or, for admins, another user); the secret is
+ * returned once. In one transaction: the owner's row locked (refused if disabled, as
+ * authentication would: TOKEN_INVALID for the caller's own, NOT_FOUND for another's), the
+ * member's cap checked under that lock, the insert and its audit row. So a disable either
+ * finds the token and revokes it, or the create waits for it and is refused.
+ */
 export async function createServiceToken(
-  deps: Pick<Deps, 'db' | 'clock' | 'ids'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'settings'>,
   p: UserPrincipal,
   body: z.infer<typeof ServiceTokenCreateSchema>,
 ): Promise<ServiceTokenView & { token: string }> {
-  let owner = { id: p.userId, name: p.name };
-  if (body.user && body.user !== p.name) {
-    const [u] = await deps.db.select().from(users).where(eq(users.name, body.user)).limit(1);
+  const forOther = !!body.user && body.user !== p.name;
+  if (forOther) {
+    const [u] = await deps.db.select({ id: users.id }).from(users).where(eq(users.name, body.user!)).limit(1);
     assertAllowed(p, 'service_token.create', { userId: u?.id ?? '' });
-    if (!u || u.disabled) throw notFound(`user "${body.user}"`);
-    owner = u;
   } else {
     assertAllowed(p, 'service_token.create', { userId: p.userId });
   }
-  const now = deps.clock.now();
   const token = deps.ids.secret('tnl_st');
-  const [row] = await deps.db
-    .insert(serviceTokens)
-    .values({
-      id: deps.ids.id('st'),
-      name: body.name,
-      userId: owner.id,
-      tokenHash: hashSecret(token),
-      scopes: [...new Set(body.scopes)].sort(),
-      createdAt: now,
-      expiresAt: body.ttl_seconds ? new Date(now.getTime() + body.ttl_seconds * 1000) : null,
-    })
-    .returning();
-  await audit(deps.db, now, { type: 'service_token.created', actor: p.userId, subject: row!.id, data: { user: owner.name, scopes: row!.scopes } });
+  const now = deps.clock.now();
+  const { row, owner } = await deps.db.transaction(async (tx) => {
+    const owner = await lockLiveOwner(tx, forOther ? { name: body.user! } : { id: p.userId });
+    if (!owner) {
+      if (forOther) throw notFound(`user "${body.user}"`);
+      throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+    }
+    if (forOther) assertAllowed(p, 'service_token.create', { userId: owner.id });
+    else await assertMayCreateServiceToken(deps, tx, { ...p, role: owner.role });
+    const [row] = await tx
+      .insert(serviceTokens)
+      .values({
+        id: deps.ids.id('st'),
+        name: body.name,
+        userId: owner.id,
+        tokenHash: hashSecret(token),
+        scopes: [...new Set(body.scopes)].sort(),
+        createdAt: now,
+        expiresAt: body.ttl_seconds ? new Date(now.getTime() + body.ttl_seconds * 1000) : null,
+      })
+      .returning();
+    await audit(tx, now, { type: 'service_token.created', actor: p.userId, subject: row!.id, data: { user: owner.name, scopes: row!.scopes } });
+    return { row: row!, owner };
+  });
   await pruneDeadServiceTokens(deps.db, now, owner.id);
-  return { ...view(row!, owner.name), token };
+  return { ...view(row, owner.name), token };
 }
 
 /** Dead (revoked or expired) service tokens one user keeps, newest first; older ones go when they create another. */
