@@ -7,6 +7,7 @@ import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
 import { revoking, type Revocations } from '../services/lease-revocation.js';
+import { lockLiveOwner } from '../services/owner-lock.js';
 import { mintAccessToken } from './access-tokens.js';
 
 type User = typeof users.$inferSelect;
@@ -21,13 +22,23 @@ export interface SessionTokens {
 
 /**
  * Starts a login session: a new refresh token family, whose id is the session id (`sid`) of
- * every access token minted for it, so ending the family ends those access tokens too.
+ * every access token minted for it, so ending the family ends those access tokens too. In one
+ * transaction with the user's row locked (services/owner-lock.ts): a session started while the
+ * user is being disabled waits for the disable and is refused with `refused()` (what the login
+ * path answers a disabled user), instead of committing beside it and surviving it. The
+ * `auth.login` audit row commits with the session.
  */
-export async function startSession(deps: Deps, user: User): Promise<SessionTokens> {
+export async function startSession(deps: Deps, user: User, method: 'device' | 'password', refused: () => AppError): Promise<SessionTokens> {
   const familyId = deps.ids.id('fam');
   const refresh = deps.ids.secret('tnl_rt');
-  await insertRefresh(deps.db, deps, user.id, familyId, refresh);
-  return tokensFor(deps, user, familyId, refresh);
+  const live = await deps.db.transaction(async (tx) => {
+    const live = await lockLiveOwner(tx, { id: user.id });
+    if (!live) throw refused();
+    await insertRefresh(tx, deps, live.id, familyId, refresh);
+    await audit(tx, deps.clock.now(), { type: 'auth.login', actor: live.id, data: { method } });
+    return live;
+  });
+  return tokensFor(deps, live, familyId, refresh);
 }
 
 /**
@@ -55,7 +66,10 @@ export async function rotateRefreshToken(deps: Deps, presented: string): Promise
   const successor = successorOf(deps, presented);
   // Claim and successor in one transaction: a concurrent rotation of the same token waits for
   // it, then finds the token rotated and its successor there.
+  // The user's row locked first, as a disable does (services/owner-lock.ts): a successor written
+  // while the user is being disabled would escape the disable's revocation of every session.
   const claimed = await deps.db.transaction(async (tx) => {
+    if (!(await lockLiveOwner(tx, { id: row.userId }))) throw invalidGrant();
     const won = await tx
       .update(refreshTokens)
       .set({ rotatedAt: now })

@@ -114,9 +114,8 @@ export function registerAuth(app: App): void {
         case GRANT_DEVICE_CODE: {
           // Unknown device codes and refresh tokens cost a lookup each: counted per source (http/miss-throttle.ts).
           const user = await throttledLookup(deps.credentialMisses, clientSource(c), now, isInvalidGrant, () => pollDeviceCode(deps, body.device_code));
-          const tokens = await startSession(deps, user);
-          await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'device' } });
-          return c.json(tokens, 200);
+          const denied = () => new AppError('ACCESS_DENIED', 'the approving user is disabled', { oauthError: 'access_denied' });
+          return c.json(await startSession(deps, user, 'device', denied), 200);
         }
         case 'refresh_token':
           return c.json(await throttledLookup(deps.credentialMisses, clientSource(c), now, isInvalidGrant, () => rotateRefreshToken(deps, body.refresh_token)), 200);
@@ -127,9 +126,9 @@ export function registerAuth(app: App): void {
             password: body.password,
             method: 'password',
           });
-          if (!user) throw new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
-          await audit(deps.db, now, { type: 'auth.login', actor: user.id, data: { method: 'password' } });
-          return c.json(await startSession(deps, user), 200);
+          const wrong = () => new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
+          if (!user) throw wrong();
+          return c.json(await startSession(deps, user, 'password', wrong), 200);
         }
         case GRANT_SERVICE_TOKEN: {
           await rateLimit(deps.db, now, `service:${clientSource(c)}`, deps.settings.authRateLimit * 4);

@@ -178,6 +178,28 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await t.call('GET', `/v1/exposures/${exposure}`, { token: await mem(u) }), 404, 'NOT_FOUND');
       });
 
+      // The same race for a login session (auth/sessions.ts startSession, the device flow's too).
+      if (name === 'postgres') it('a login while the user is being disabled is refused, and its session stays dead once enabled again', async () => {
+        const u = await t.user(uniq('dis'), 'member', PASSWORD);
+        const hold = await holdRows(t, sql`update users set disabled = true where id = ${u.id}`);
+        const waiting = await lockWaiters(t);
+        let settled = false;
+        const login = t
+          .call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: u.name, password: PASSWORD } })
+          .finally(() => (settled = true));
+        await until('the login waits for the disable (or, unfixed, is done)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
+        await hold.release();
+        const res = await login;
+        assertOk(await t.call('PATCH', `/v1/users/${u.name}`, { token: await adm(), body: { disabled: false } }));
+        if (res.status === 200) {
+          // Unfixed: the session escaped the disable; its refresh token works again now.
+          assertProblem(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: res.body.refresh_token } }), 400, 'INVALID_GRANT');
+        }
+        assertProblem(res, 400, 'INVALID_CREDENTIALS');
+        const events = (await t.call('GET', `/v1/audit?limit=1000&type=auth.login`, { token: await adm() })).body.events as { actor: string }[];
+        assert.ok(!events.some((e) => e.actor === u.id), 'no auth.login audited for the refused login');
+      });
+
       it('refuses changing yourself, unknown users, empty and unknown fields, and members', async () => {
         const u = await t.user(uniq('plain'), 'member', PASSWORD);
         assertProblem(await t.call('PATCH', `/v1/users/${admin.name}`, { token: await adm(), body: { role: 'member' } }), 409, 'CONFLICT');
