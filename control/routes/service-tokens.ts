@@ -55,6 +55,7 @@ export function registerServiceTokens(app: App): void {
         path: '/v1/service-tokens/{id}',
         tags: ['auth'],
         summary: 'Replace a service token\'s scopes; leases it issued that the new scopes do not cover are revoked',
+        description: 'A revoked or expired token\'s scopes cannot change: 409 CONFLICT (create a new token).',
         security: bearerSecurity,
         request: { params: IdParam, body: jsonBody(ServiceTokenUpdateSchema) },
         responses: { 200: json(ServiceTokenSchema, 'Updated'), ...errorResponses },

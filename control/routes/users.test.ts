@@ -261,6 +261,25 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await patched, 404, 'NOT_FOUND');
       });
 
+      it('a revoked or expired token\'s scopes cannot change: 409 CONFLICT, nothing audited', async () => {
+        const u = await t.user(uniq('ci'), 'member');
+        const mk = async (body: Record<string, unknown> = {}) =>
+          (await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'dead', scopes: ['open:*'], ...body } })).body as { id: string };
+        const revoked = await mk();
+        assertOk(await t.call('DELETE', `/v1/service-tokens/${revoked.id}`, { token: await mem(u) }));
+        const expired = await mk({ ttl_seconds: 60 });
+        t.clock.advance(61_000);
+        for (const [st, why] of [[revoked, /is revoked/], [expired, /is expired/]] as const) {
+          const res = await t.call('PATCH', `/v1/service-tokens/${st.id}`, { token: await mem(u), body: { scopes: ['open:x'] } });
+          assertProblem(res, 409, 'CONFLICT');
+          assert.match(res.body.detail, why);
+          const listed = (await t.call('GET', '/v1/service-tokens', { token: await mem(u) })).body.service_tokens as { id: string; scopes: string[] }[];
+          assert.deepEqual(listed.find((x) => x.id === st.id)?.scopes, ['open:*']);
+          const audit = (await t.call('GET', `/v1/audit?limit=1000&type=service_token.updated`, { token: await adm() })).body.events as { subject: string }[];
+          assert.ok(!audit.some((e) => e.subject === st.id), 'no service_token.updated audited');
+        }
+      });
+
       it("lists and revokes: members their own, admins everyone's", async () => {
         const u = await t.user(uniq('ci'), 'member');
         const v = await t.user(uniq('ci'), 'member');

@@ -162,6 +162,7 @@ export async function revokeServiceToken(deps: Pick<Deps, 'db' | 'clock'>, p: Us
 /**
  * Replaces a service token's scopes. Access tokens minted from it follow at once (the guard reads
  * the scopes from here), and the leases it issued that the new scopes do not cover are revoked.
+ * A revoked or expired token is CONFLICT; a deleted one (pruned) NOT_FOUND.
  */
 export async function updateServiceTokenScopes(
   deps: Pick<Deps, 'db' | 'clock'>,
@@ -174,8 +175,17 @@ export async function updateServiceTokenScopes(
   const sorted = [...new Set(scopes)].sort();
   // The new scopes and the revocation of the leases they no longer cover commit together.
   const row = await revoking(deps, async (tx, revoke) => {
-    const [row] = await tx.update(serviceTokens).set({ scopes: sorted }).where(eq(serviceTokens.id, id)).returning();
+    const [cur] = await tx.select().from(serviceTokens).where(eq(serviceTokens.id, id)).limit(1).for('no key update');
     // Deleted since findVisible read it (a dead token pruned meanwhile): as if it never was.
+    if (!cur) throw notFound(`service token ${id}`);
+    // A dead token (revoked, or expired) can never be used again: its scopes are not to change,
+    // and no `service_token.updated` is audited for it. It still exists (listed, `revoked`
+    // shown; DELETE answers it), so CONFLICT, not NOT_FOUND. Checked under the row lock: a
+    // revocation committed meanwhile is seen.
+    if (cur.revokedAt || (cur.expiresAt && cur.expiresAt <= now)) {
+      throw new AppError('CONFLICT', `service token ${id} is ${cur.revokedAt ? 'revoked' : 'expired'}; its scopes cannot change (create a new one)`);
+    }
+    const [row] = await tx.update(serviceTokens).set({ scopes: sorted }).where(eq(serviceTokens.id, id)).returning();
     if (!row) throw notFound(`service token ${id}`);
     await audit(tx, now, { type: 'service_token.updated', actor: p.userId, subject: id, data: { scopes: sorted } });
     const targets = await tx.select().from(egressTargets);
