@@ -12,6 +12,7 @@ import {
   fingerprintSha256,
   formatOpenSshPrivateKey,
   formatPublicKeyLine,
+  isSmallOrderEd25519,
   parseOpenSshPrivateKey,
   parsePublicKeyBlob,
   parsePublicKeyLine,
@@ -71,6 +72,43 @@ describe('public keys', () => {
     const again = publicKeyObject(raw);
     const sig = sign(null, Buffer.from('m'), privateKey);
     assert.ok(verify(null, Buffer.from('m'), again, sig));
+  });
+
+  it('refuses the 14 encodings of the small-order points (libsodium ge25519_has_small_order), and only them', () => {
+    // The 8 points of order 1, 2, 4 and 8 in canonical form, then the non-canonical ones
+    // (x = 0 with the sign bit set; y = p and p + 1), each checked to be small order by
+    // multiplying it out when this list was written.
+    const small = [
+      '0000000000000000000000000000000000000000000000000000000000000000',
+      '0000000000000000000000000000000000000000000000000000000000000080',
+      '0100000000000000000000000000000000000000000000000000000000000000',
+      '0100000000000000000000000000000000000000000000000000000000000080',
+      '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+      '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
+      'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+      'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
+      'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+      'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+      'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+      'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+      'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+      'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+    ];
+    for (const h of small) {
+      const pk = Buffer.from(h, 'hex');
+      assert.ok(isSmallOrderEd25519(pk), h);
+      const line = formatPublicKeyLine(pk, 'weak');
+      assert.equal(keyCode(() => parsePublicKeyLine(line)), 'KEY_SMALL_ORDER', h);
+      assert.equal(keyCode(() => parsePublicKeyBlob(encodePublicKeyBlob(pk))), 'KEY_SMALL_ORDER', h);
+    }
+    // Near misses and real keys pass.
+    for (const h of small) {
+      const pk = Buffer.from(h, 'hex');
+      pk[7] = pk[7]! ^ 0x10;
+      assert.ok(!isSmallOrderEd25519(pk), `${h} with one bit flipped`);
+    }
+    const raw = rawPublicKey(generateKeyPairSync('ed25519').publicKey);
+    assert.deepEqual(parsePublicKeyLine(formatPublicKeyLine(raw)).publicKey, raw);
   });
 
   it('rejects other key types, wrong lengths and trailing bytes', () => {

@@ -16,7 +16,8 @@ export type SshKeyErrorCode =
   | 'KEY_LENGTH'
   | 'KEY_BAD_LINE'
   | 'KEY_ENCRYPTED'
-  | 'KEY_MISMATCH';
+  | 'KEY_MISMATCH'
+  | 'KEY_SMALL_ORDER';
 
 export class SshKeyError extends Error {
   override readonly name = 'SshKeyError';
@@ -59,15 +60,57 @@ export function encodePublicKeyBlob(publicKey: Buffer): Buffer {
   return new SshWriter().string(ED25519_KEY_TYPE).string(publicKey).toBuffer();
 }
 
-/** Returns the 32-byte raw key of an `ssh-ed25519` blob; no trailing bytes allowed. */
+/**
+ * The y coordinates (little-endian, sign bit clear) of the Ed25519 points of small order, as
+ * libsodium lists them (ge25519_has_small_order, which crypto_sign_ed25519 refuses keys by):
+ * 0 (order 4), 1 (order 1), the two of the order-8 points, p-1 (order 2), and the non-canonical
+ * p (= 0) and p+1 (= 1). With either sign bit they are the 8 small-order points and their
+ * non-canonical encodings (14 in all).
+ */
+const SMALL_ORDER_Y = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Buffer.from(h, 'hex'));
+
+/**
+ * Whether a 32-byte Ed25519 public key encodes a point of small order (either sign bit). No
+ * private key has one; for such a key, signatures that verify (in verifiers that do not refuse
+ * it, OpenSSL among them) can be made without any secret: a certificate for one would be usable
+ * by whoever saw it.
+ */
+export function isSmallOrderEd25519(publicKey: Buffer): boolean {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH) return false;
+  const y = Buffer.from(publicKey);
+  y[31] = y[31]! & 0x7f;
+  return SMALL_ORDER_Y.some((s) => s.equals(y));
+}
+
+/** The message of a KEY_SMALL_ORDER refusal (for an API answer), else undefined. */
+export function weakKey(err: unknown): string | undefined {
+  return err instanceof SshKeyError && err.code === 'KEY_SMALL_ORDER' ? err.message : undefined;
+}
+
+/**
+ * Returns the 32-byte raw key of an `ssh-ed25519` blob; no trailing bytes allowed. A key of small
+ * order (isSmallOrderEd25519) is refused: KEY_SMALL_ORDER.
+ */
 export function parsePublicKeyBlob(blob: Buffer): Buffer {
-  return parsing('public key blob', () => {
+  const pk = parsing('public key blob', () => {
     const r = new SshReader(blob);
     expectType(r, ED25519_KEY_TYPE);
     const pk = expectLength(r.string(64), ED25519_PUBLIC_KEY_LENGTH, 'ed25519 public key');
     r.end();
     return pk;
   });
+  if (isSmallOrderEd25519(pk)) {
+    throw new SshKeyError('KEY_SMALL_ORDER', 'an ed25519 key of small order (a weak point such as all zero bytes), which no private key has; signatures for it can be forged');
+  }
+  return pk;
 }
 
 /** `SHA256:<unpadded base64 of sha256(blob)>`, exactly as `ssh-keygen -lf` prints it. */

@@ -9,7 +9,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { JwksSchema, jwkPublicKeyBytes, JWK_USE_LEASE, JWK_USE_SSH_CA } from '../../protocol/jwks.js';
 import { CERT_BACKDATE_SECONDS, LEASE_TOKEN_TYP, LeaseClaimsSchema } from '../../protocol/lease-claims.js';
 import { parseCertificate, parseCertificateLine, stringOptionValue, verifyCertificateSignature } from '../../protocol/ssh-cert.js';
-import { encodePublicKeyBlob, parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import { encodePublicKeyBlob, formatPublicKeyLine, parsePublicKeyLine } from '../../protocol/ssh-key.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertNoSecrets, assertOk, assertProblem } from '../testing/problem.js';
@@ -320,6 +320,16 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await lease(owner, { kind: 'relay', exposure }), 400, 'VALIDATION_FAILED');
         assertProblem(await lease(owner, { kind: 'expose', exposure, public_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==' }), 400, 'VALIDATION_FAILED');
         assertProblem(await lease(owner, { kind: 'expose', exposure, public_key: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ' }), 400, 'VALIDATION_FAILED');
+        // Keys of small order (all zero bytes; the identity, non-canonically): no certificate,
+        // on the usual path or the last-seen one (open).
+        for (const weak of ['00'.repeat(32), 'ee' + 'ff'.repeat(30) + 'ff']) {
+          const public_key = formatPublicKeyLine(Buffer.from(weak, 'hex'));
+          for (const [u, body] of [[owner, { kind: 'expose', exposure }], [friend, { kind: 'open', exposure }]] as const) {
+            const res = await lease(u, { ...body, public_key });
+            assertProblem(res, 400, 'VALIDATION_FAILED');
+            assert.match(res.body.detail, /^public_key: .*small order/);
+          }
+        }
       });
     });
   });

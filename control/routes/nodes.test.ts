@@ -3,6 +3,7 @@
  * revocation feed (with cursor resume) and connection events. Runs on PGlite and Postgres.
  */
 import assert from 'node:assert/strict';
+import { formatPublicKeyLine } from '../../protocol/ssh-key.js';
 import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
@@ -60,6 +61,10 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, token: 'tnl_enr_unknown' } }), 401, 'INVALID_CREDENTIALS');
         assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==' } }), 400, 'VALIDATION_FAILED');
         assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, host_key: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ' } }), 400, 'VALIDATION_FAILED');
+        // A host key of small order: anyone could sign as that relay to the clients pinning it.
+        const weak = await t.call('POST', '/v1/nodes/enroll', { body: { ...good, host_key: formatPublicKeyLine(Buffer.alloc(32)) } });
+        assertProblem(weak, 400, 'VALIDATION_FAILED');
+        assert.match(weak.body.detail, /^host_key: .*small order/);
         assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: { ...good, address: 'no port here' } }), 400, 'VALIDATION_FAILED');
         t.clock.advance(61_000);
         assertProblem(await t.call('POST', '/v1/nodes/enroll', { body: good }), 401, 'INVALID_CREDENTIALS');

@@ -1,6 +1,6 @@
 import { and, desc, eq, gt, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { LeaseCreate, LeaseIssued, Lease } from '../../protocol/api-types.js';
-import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import { parsePublicKeyLine, weakKey } from '../../protocol/ssh-key.js';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
 import { LEASE_ID_PREFIX, type LeaseTarget } from '../../protocol/lease-claims.js';
 import type { Deps } from '../deps.js';
@@ -86,7 +86,7 @@ export async function createLease(deps: Deps, p: UserPrincipal, caller: CallerAs
   try {
     clientKey = parsePublicKeyLine(req.public_key).publicKey;
   } catch (cause) {
-    throw new AppError('VALIDATION_FAILED', 'public_key: not a valid ssh-ed25519 public key', { cause });
+    throw new AppError('VALIDATION_FAILED', `public_key: ${weakKey(cause) ?? 'not a valid ssh-ed25519 public key'}`, { cause });
   }
 
   let grant: LeaseGrant;

@@ -8,7 +8,7 @@ import type {
   RevocationFeedSchema,
 } from '../../protocol/api-types.js';
 import { isEgressDriver } from '../../protocol/lease-claims.js';
-import { parsePublicKeyLine } from '../../protocol/ssh-key.js';
+import { parsePublicKeyLine, weakKey } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
 import { enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
@@ -35,7 +35,7 @@ export async function enrollNode(
   try {
     parsePublicKeyLine(body.host_key);
   } catch (cause) {
-    throw new AppError('VALIDATION_FAILED', 'host_key: not a valid ssh-ed25519 public key', { cause });
+    throw new AppError('VALIDATION_FAILED', `host_key: ${weakKey(cause) ?? 'not a valid ssh-ed25519 public key'}`, { cause });
   }
   const nodeToken = deps.ids.secret('tnl_node');
   const node = await deps.db.transaction(async (tx) => {
