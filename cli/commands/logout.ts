@@ -38,7 +38,7 @@ Example:
     }
     const outcome = await endSession(ctx, creds).catch((err: unknown) => {
       if (!(err instanceof CliError)) throw err;
-      throw new CliError(err.exitCode, `${err.message}; the login session was not ended and the credentials are kept (run tunnel logout again, or delete ${credentialsPath(ctx)} to forget them)`, {
+      throw new CliError(err.exitCode, `${err.message}; the control plane did not confirm that the login session ended, so the credentials are kept (run tunnel logout again, or delete ${credentialsPath(ctx)} to forget them)`, {
         code: err.code,
         cause: err,
       });

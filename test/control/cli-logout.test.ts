@@ -79,14 +79,14 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await s.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: refreshToken } }), 400, 'INVALID_GRANT');
     });
 
-    it('an unreachable control plane: exit 5, one line saying the session was not ended, the credentials kept', async () => {
+    it('an unreachable control plane: exit 5, one line saying the end of the session was not confirmed, the credentials kept', async () => {
       const { ctx, lease } = await loggedIn();
       const creds = readCredentials(ctx)!;
       writeCredentials(ctx, { ...creds, server: await deadUrl() });
       const r = await logout(ctx);
       assert.equal(r.code, EXIT.UNREACHABLE, r.stderr);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-      assert.match(r.stderr, /^tunnel logout: cannot reach the control plane .*; the login session was not ended and the credentials are kept \(run tunnel logout again/);
+      assert.match(r.stderr, /^tunnel logout: cannot reach the control plane .*; the control plane did not confirm that the login session ended, so the credentials are kept \(run tunnel logout again/);
       assert.ok(readCredentials(ctx), 'the credentials are kept');
       assert.equal(await revokedAt(lease), null);
       // Once the control plane is reachable again, the same command ends it.
