@@ -218,6 +218,7 @@ describe('encodeCertificate', () => {
     assert.equal(certCode(() => encodeCertificate({ ...template, principals: [] }, k)), 'CERT_NO_PRINCIPALS');
     assert.equal(certCode(() => encodeCertificate({ ...template, principals: Array(257).fill('a') }, k)), 'CERT_TOO_MANY_PRINCIPALS');
     assert.equal(certCode(() => encodeCertificate({ ...template, publicKey: Buffer.alloc(31) }, k)), 'CERT_LENGTH');
+    assert.equal(certCode(() => encodeCertificate({ ...template, publicKey: Buffer.alloc(32) }, k)), 'CERT_WEAK_KEY');
     assert.equal(certCode(() => encodeCertificate({ ...template, nonce: Buffer.alloc(8) }, k)), 'CERT_BAD_NONCE');
     assert.equal(certCode(() => encodeCertificate({ ...template, serial: -1n }, k)), 'CERT_LENGTH');
     assert.equal(certCode(() => encodeCertificate({ ...template, validAfter: 2n, validBefore: 1n }, k)), 'CERT_BAD_VALIDITY');
@@ -250,6 +251,8 @@ describe('parseCertificate strictness', () => {
     ['a plain key type', { keyType: 'ssh-ed25519' }, 'CERT_BAD_KEY_TYPE'],
     ['a 31-byte key', { publicKey: Buffer.alloc(31) }, 'CERT_LENGTH'],
     ['a 33-byte key', { publicKey: Buffer.alloc(33) }, 'CERT_LENGTH'],
+    ['an all-zero key (small order)', { publicKey: Buffer.alloc(32) }, 'CERT_WEAK_KEY'],
+    ['the identity point as key (small order, sign bit set)', { publicKey: Buffer.from('01' + '00'.repeat(30) + '80', 'hex') }, 'CERT_WEAK_KEY'],
     ['a short nonce', { nonce: Buffer.alloc(15) }, 'CERT_BAD_NONCE'],
     ['a huge nonce', { nonce: Buffer.alloc(65) }, 'CERT_LENGTH'],
     ['type 0', { typeCode: 0 }, 'CERT_BAD_TYPE'],

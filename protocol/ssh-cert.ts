@@ -28,6 +28,7 @@ import {
   ED25519_KEY_TYPE,
   SshKeyError,
   encodeSignatureBlob,
+  isSmallOrderEd25519,
   parseKeyLine,
   publicKeyBlob,
   publicKeyObjectFromBlob,
@@ -115,6 +116,7 @@ export type CertErrorCode =
   | 'CERT_BAD_SIGNATURE'
   | 'CERT_UNTRUSTED_CA'
   | 'CERT_BAD_CA_KEY'
+  | 'CERT_WEAK_KEY'
   | 'CERT_BAD_LINE';
 
 export class CertificateError extends Error {
@@ -150,6 +152,8 @@ function certErrors<T>(fn: () => T): T {
     throw err;
   }
 }
+
+const SMALL_ORDER_KEY = 'the certified ed25519 key is of small order (no private key has it; signatures for it can be forged)';
 
 function fail(code: CertErrorCode, message: string): never {
   throw new CertificateError(code, message);
@@ -200,6 +204,7 @@ export function encodeCertificate(t: CertificateTemplate, caPrivateKey: KeyObjec
   return certErrors(() => {
     const nonce = t.nonce ?? randomBytes(32);
     if (t.publicKey.length !== 32) fail('CERT_LENGTH', 'ed25519 public key must be 32 bytes');
+    if (isSmallOrderEd25519(t.publicKey)) fail('CERT_WEAK_KEY', SMALL_ORDER_KEY);
     if (nonce.length < CERT_LIMITS.nonceMin || nonce.length > CERT_LIMITS.nonceMax) fail('CERT_BAD_NONCE', 'bad nonce length');
     if (t.principals.length === 0) fail('CERT_NO_PRINCIPALS', 'a certificate needs at least one principal');
     if (t.principals.length > CERT_LIMITS.principals) fail('CERT_TOO_MANY_PRINCIPALS', 'too many principals');
@@ -255,6 +260,8 @@ export function parseCertificate(blob: Buffer): SshCertificate {
     if (nonce.length < CERT_LIMITS.nonceMin) fail('CERT_BAD_NONCE', 'nonce too short');
     const publicKey = r.string(64);
     if (publicKey.length !== 32) fail('CERT_LENGTH', 'ed25519 public key must be 32 bytes');
+    // A second line behind the control plane's refusal (ssh-key.ts): whoever saw such a certificate could use it.
+    if (isSmallOrderEd25519(publicKey)) fail('CERT_WEAK_KEY', SMALL_ORDER_KEY);
     const serial = r.uint64();
     const typeCode = r.uint32();
     const type: CertType = typeCode === 1 ? 'user' : typeCode === 2 ? 'host' : fail('CERT_BAD_TYPE', `unknown type ${typeCode}`);
