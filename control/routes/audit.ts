@@ -9,8 +9,8 @@ const Cursor = z.string().regex(/^\d{1,15}$/);
 const Instant = instant().describe('RFC 3339 timestamp, years 1970 to 9999');
 
 const AuditQuery = z.strictObject({
-  after: Cursor.optional().describe('oldest first: events after this cursor'),
-  before: Cursor.optional().describe('newest first: events before this cursor'),
+  after: Cursor.optional().describe('oldest first: events after this cursor (the `id` of the last event read, or `next_cursor`)'),
+  before: Cursor.optional().describe('newest first (`order=desc`): events with a smaller `id`'),
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   actor: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional().describe('user or node id'),
@@ -33,6 +33,16 @@ export function registerAudit(app: App): void {
         path: '/v1/audit',
         tags: ['admin'],
         summary: 'Audit events, filtered and paged by cursor: oldest first (`after`) or newest first (`order=desc`, `before`) (admin)',
+        description: [
+          'Oldest first (the default) is for tailing the log: resume with `after` set to the `id` of the last event read',
+          '(or to `next_cursor`, present when a page is full). It never pages past an event that commits later: it returns only',
+          'events whose transaction ended before the oldest transaction still writing began, in the order their transactions',
+          'began writing (`id`s are drawn at insert, not at commit, so within a page they may be slightly out of order).',
+          'A long transaction therefore holds events back: a page may end early, even empty, while more exist; poll again from',
+          'the same cursor. A cursor whose event is gone (pruned) resumes at the events with a greater `id`.',
+          'Newest first (`order=desc`, `before`) is for browsing: every committed event by `id`, newest at once; an event that',
+          'commits late may appear below the top of a list already read.',
+        ].join(' '),
         security: bearerSecurity,
         request: { query: AuditQuery },
         responses: { 200: json(AuditListSchema), ...errorResponses },

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, like, lt, lte, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, like, lt, lte, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { auditEvents } from '../db/schema/index.js';
 
@@ -64,21 +64,53 @@ export interface AuditQuery {
   until?: Date;
 }
 
-/** Audit events, filtered and paged by cursor (the policy decided at the route: admins). */
+/**
+ * Audit events, filtered and paged by cursor (the policy decided at the route: admins).
+ *
+ * Oldest first (`order: 'asc'`) is how an exporter tails the log, and it must never page past an
+ * event that commits later. `seq` is drawn when a row is inserted, not when its transaction
+ * commits, and the writers (the lease hot path among them) do not take turns, so seq N+1 can be
+ * visible while N is still uncommitted. Oldest first therefore goes by (tx, seq), `tx` being the
+ * inserting transaction's 64-bit id, and reads only rows whose `tx` is below the xmin of the
+ * statement's own snapshot (`pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction
+ * still running). Every transaction below it has ended, so the rows there are final: committed and
+ * visible, or never to be; and any transaction that commits later has an id at or above it, so its
+ * rows sort after every row a page returned. (Comparing a row's tx with the horizon but paging by
+ * seq would not do: a transaction with an older id can draw a later seq.) A cursor is the `id`
+ * (seq) of the last event read; its row gives the tx to resume from. A long transaction holds the
+ * horizon back: pages end early (even empty) and the poller asks again. On PGlite there is one
+ * connection and no writer beside the reader, so the horizon is every committed row.
+ *
+ * Newest first (`order: 'desc'`, `before`: the console browsing) stays by seq over everything
+ * committed: it shows the latest events at once, and an event that commits late may turn up
+ * below the top of a list already read.
+ */
 export async function listAudit(db: Pick<Db, 'select'>, q: AuditQuery) {
   const conds: SQL[] = [];
-  if (q.after !== undefined) conds.push(gt(auditEvents.seq, q.after));
   if (q.before !== undefined) conds.push(lt(auditEvents.seq, q.before));
   if (q.actor) conds.push(eq(auditEvents.actor, q.actor));
   if (q.type) conds.push(q.type.endsWith('.') ? like(auditEvents.type, `${q.type.replace(/_/g, '\\_')}%`) : eq(auditEvents.type, q.type));
   if (q.subject) conds.push(eq(auditEvents.subject, q.subject));
   if (q.since) conds.push(gte(auditEvents.at, q.since));
   if (q.until) conds.push(lte(auditEvents.at, q.until));
+  let order: SQL[];
+  if (q.order === 'desc') {
+    if (q.after !== undefined) conds.push(gt(auditEvents.seq, q.after));
+    order = [desc(auditEvents.seq)];
+  } else {
+    conds.push(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`);
+    if (q.after !== undefined) {
+      const [at] = await db.select({ tx: auditEvents.tx }).from(auditEvents).where(eq(auditEvents.seq, q.after));
+      // The cursor's row is gone (pruned) or never was: the events with a greater id.
+      conds.push(at ? sql`(${auditEvents.tx}, ${auditEvents.seq}) > (${at.tx}::xid8, ${q.after})` : gt(auditEvents.seq, q.after));
+    }
+    order = [asc(auditEvents.tx), asc(auditEvents.seq)];
+  }
   const rows = await db
-    .select()
+    .select({ seq: auditEvents.seq, at: auditEvents.at, type: auditEvents.type, actor: auditEvents.actor, subject: auditEvents.subject, data: auditEvents.data })
     .from(auditEvents)
     .where(conds.length ? and(...conds) : undefined)
-    .orderBy(q.order === 'desc' ? desc(auditEvents.seq) : asc(auditEvents.seq))
+    .orderBy(...order)
     .limit(q.limit);
   return {
     events: rows.map((r) => ({ id: String(r.seq), at: r.at.toISOString(), type: r.type, actor: r.actor, subject: r.subject, data: r.data })),

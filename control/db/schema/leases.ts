@@ -1,8 +1,12 @@
-import { bigserial, index, jsonb, integer, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
+import { bigserial, customType, index, jsonb, integer, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { users } from './users.js';
 import { nodes } from './nodes.js';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/** A 64-bit transaction id (`xid8`: epoch and xid, never wraps), as its decimal text. */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
 
 export const leases = pgTable(
   'leases',
@@ -61,8 +65,15 @@ export const auditEvents = pgTable(
     actor: text('actor'),
     subject: text('subject'),
     data: jsonb('data').$type<Record<string, unknown>>().notNull(),
+    /**
+     * The inserting transaction's id. `seq` is drawn at insert, not at commit, so oldest-first
+     * paging goes by (tx, seq) below the oldest transaction still running (services/audit.ts).
+     */
+    tx: xid8('tx')
+      .notNull()
+      .default(sql`pg_current_xact_id()`),
   },
-  (t) => [index('audit_events_at_idx').on(t.at)],
+  (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_tx_idx').on(t.tx, t.seq)],
 );
 
 /** Fixed-window counters shared by every replica (login and token endpoints). */

@@ -1,0 +1,113 @@
+/**
+ * GET /v1/audit: oldest-first paging (`after`), the way an exporter tails the log, never pages
+ * past an event that commits later. Runs on PGlite and on a real Postgres; the races, with
+ * transactions held open, only on Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { holdRows } from '../testing/row-locks.js';
+import { assertOk } from '../testing/problem.js';
+import { tokenFor, uniq } from '../testing/fixtures.js';
+
+type Event = { id: string; type: string; subject: string | null };
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`audit paging (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let token: string;
+    before(async () => {
+      t = await makeApp();
+      token = await tokenFor(t, await t.user(uniq('admin'), 'admin'));
+    });
+
+    /** An exporter: pages oldest first from its cursor (the last id it read) to a short page. */
+    async function exporter(limit: number) {
+      let cursor: string | undefined;
+      const seen: Event[] = [];
+      return {
+        seen,
+        async poll(): Promise<void> {
+          for (;;) {
+            const res = await t.call('GET', `/v1/audit?limit=${limit}${cursor ? `&after=${cursor}` : ''}`, { token });
+            assertOk(res);
+            const events = res.body.events as Event[];
+            seen.push(...events);
+            if (events.length) cursor = events[events.length - 1]!.id;
+            if (res.body.next_cursor === null) return;
+            assert.equal(res.body.next_cursor, cursor);
+          }
+        },
+      };
+    }
+    const insert = (subject: string) =>
+      sql`insert into audit_events (at, type, actor, subject, data) values (now(), 'user.created', 'test', ${subject}, '{}')`;
+
+    it('pages every committed event exactly once, by small pages', async () => {
+      for (let i = 0; i < 7; i++) await t.deps.db.execute(insert(uniq('ev')));
+      const e = await exporter(2);
+      await e.poll();
+      const all = await t.call('GET', '/v1/audit?limit=1000&order=desc', { token });
+      const ids = e.seen.map((x) => x.id);
+      assert.equal(new Set(ids).size, ids.length, 'no event twice');
+      assert.deepEqual([...ids].sort(), (all.body.events as Event[]).map((x) => x.id).sort());
+    });
+
+    if (name === 'postgres') {
+      it('does not page past an event whose transaction is still open; once it commits, the next poll has it', async () => {
+        const e = await exporter(1000);
+        await e.poll();
+        const held = uniq('held');
+        const later = uniq('later');
+        // `held` draws its seq first and stays uncommitted; `later` draws the next one and commits.
+        const hold = await holdRows(t, insert(held));
+        await t.deps.db.execute(insert(later));
+        await e.poll();
+        const subjects = () => e.seen.map((x) => x.subject);
+        assert.ok(!subjects().includes(held), 'not committed yet');
+        assert.ok(!subjects().includes(later), 'an event after one still uncommitted waits for it');
+        await hold.release();
+        await e.poll();
+        assert.ok(subjects().includes(held), 'the event committed late is read');
+        assert.ok(subjects().includes(later));
+      });
+
+      it('an older transaction that draws a later seq and commits first does not move the cursor past a younger open one', async () => {
+        const e = await exporter(1000);
+        await e.poll();
+        const held = uniq('held');
+        const older = uniq('older');
+        // `older` takes its transaction id first, `held` then inserts (seq N, younger id) and stays
+        // open, and `older` inserts (seq N+1) and commits: its id is below every running one.
+        let go!: () => void;
+        const going = new Promise<void>((r) => (go = r));
+        let started!: () => void;
+        const isStarted = new Promise<void>((r) => (started = r));
+        const olderTx = t.deps.db.transaction(async (tx) => {
+          await tx.execute(sql`select pg_current_xact_id()`);
+          started();
+          await going;
+          await tx.execute(insert(older));
+        });
+        await isStarted;
+        const hold = await holdRows(t, insert(held));
+        go();
+        await olderTx;
+        await e.poll();
+        const subjects = () => e.seen.map((x) => x.subject);
+        assert.ok(!subjects().includes(held), 'not committed yet');
+        await hold.release();
+        await e.poll();
+        assert.ok(subjects().includes(held), 'the event committed late is read');
+        assert.ok(subjects().includes(older));
+        const ids = e.seen.map((x) => x.id);
+        assert.equal(new Set(ids).size, ids.length, 'no event twice');
+      });
+    }
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());
