@@ -1,9 +1,11 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { GRANT_SERVICE_TOKEN, TokenResponseSchema, type TokenResponse } from '../protocol/api-types.js';
 import { readProblem } from '../protocol/problem.js';
 import { AnswerTooLargeError, MAX_ANSWER_BYTES, type JsonAnswer } from '../shared/json-http.js';
 import { requestJsonUndici } from '../shared/json-http-undici.js';
+import { requestSignal } from '../shared/request-signal.js';
 import type { Context } from './context.js';
 import { CliError, EXIT, notLoggedIn, type ExitCode } from './errors.js';
 import { readCredentials, resolveServer, resolveTrust, serverUrls, writeCredentials, type Credentials } from './settings.js';
@@ -53,6 +55,20 @@ export interface RawResponse {
 }
 
 /**
+ * A request's options. `signal`: a stop (Ctrl-C, a supervisor stopping); once aborted the request
+ * in flight is cancelled and fails at once (a CliError, exit 5, code STOPPED), without trying
+ * another replica or waiting out a 503. It may live long: each request removes what it added to it.
+ */
+export interface RequestOptions {
+  token?: string;
+  body?: unknown;
+  signal?: AbortSignal;
+}
+
+/** Why a request aborted by its stop signal failed. */
+export const STOPPED = 'STOPPED';
+
+/**
  * JSON over HTTP to the control plane with undici; the one place the CLI talks HTTP.
  *
  * `server` is one URL or a comma-separated list of replicas (all serving one database, with the
@@ -62,7 +78,7 @@ export interface RawResponse {
  * A replica whose certificate fails verification is never skipped over: that is an error.
  * While the control plane answers 503 DATABASE_UNAVAILABLE (its database restarting) the request
  * is retried after Retry-After, for up to 30 s (saying so once, in one line), then reported as an
- * error in one line.
+ * error in one line. A request whose `signal` aborts fails at once (RequestOptions).
  */
 export class ApiClient {
   readonly server: string;
@@ -109,33 +125,53 @@ export class ApiClient {
     }
   }
 
-  async raw(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown } = {}): Promise<RawResponse> {
-    const deadline = Date.now() + UNAVAILABLE_BUDGET_MS;
-    for (;;) {
-      const res = await this.#once(method, path, opts);
-      if (res.status !== 503 || readProblem(res.status, res.body).code !== 'DATABASE_UNAVAILABLE') {
-        this.#noticed = false;
-        return res;
+  async raw(method: Dispatcher.HttpMethod, path: string, opts: RequestOptions = {}): Promise<RawResponse> {
+    const { signal: stop, ...req } = opts;
+    // One listener on the (maybe long-lived) stop signal for the whole request, removed at its end;
+    // undici and the retry wait get a signal of this request's own.
+    const joined = requestSignal(stop);
+    try {
+      const deadline = Date.now() + UNAVAILABLE_BUDGET_MS;
+      for (;;) {
+        const res = await this.#once(method, path, req, joined.signal);
+        if (res.status !== 503 || readProblem(res.status, res.body).code !== 'DATABASE_UNAVAILABLE') {
+          this.#noticed = false;
+          return res;
+        }
+        const wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(250, (Number(res.retryAfter) || 1) * 1000));
+        if (Date.now() + wait > deadline) return res;
+        if (!this.#noticed) this.#notice?.(`the control plane cannot reach its database; retrying for up to ${UNAVAILABLE_BUDGET_MS / 1000} s`);
+        this.#noticed = true;
+        try {
+          await delay(wait, undefined, joined.signal ? { signal: joined.signal } : {});
+        } catch (cause) {
+          throw stopped(this.activeUrl, cause);
+        }
       }
-      const wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(250, (Number(res.retryAfter) || 1) * 1000));
-      if (Date.now() + wait > deadline) return res;
-      if (!this.#noticed) this.#notice?.(`the control plane cannot reach its database; retrying for up to ${UNAVAILABLE_BUDGET_MS / 1000} s`);
-      this.#noticed = true;
-      await new Promise((r) => setTimeout(r, wait));
+    } finally {
+      joined.done();
     }
   }
 
-  /** One request, to each replica in turn from the preferred one until one answers. */
-  async #once(method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown }): Promise<RawResponse & { retryAfter?: string }> {
+  /** One request, to each replica in turn from the preferred one until one answers (or `signal` aborts). */
+  async #once(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    opts: { token?: string; body?: unknown },
+    signal: AbortSignal | undefined,
+  ): Promise<RawResponse & { retryAfter?: string }> {
     const failures: string[] = [];
     let lastCause: unknown;
     for (let i = 0; i < this.urls.length; i++) {
       const index = (this.#preferred + i) % this.urls.length;
       const base = this.urls[index]!;
+      if (signal?.aborted) throw stopped(base, signal.reason);
       let res: JsonAnswer;
       try {
-        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS });
+        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS, signal });
       } catch (cause) {
+        // Stopped: not the replica's fault, and no other is tried.
+        if (signal?.aborted) throw stopped(base, cause);
         const untrusted = describeTrustFailure(cause);
         if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
         if (cause instanceof AnswerTooLargeError) {
@@ -158,7 +194,7 @@ export class ApiClient {
     method: Dispatcher.HttpMethod,
     path: string,
     schema: T | null,
-    opts: { token?: string; body?: unknown } = {},
+    opts: RequestOptions = {},
   ): Promise<z.infer<T>> {
     const res = await this.raw(method, path, opts);
     if (res.status >= 400) throw problemToError(res);
@@ -169,6 +205,11 @@ export class ApiClient {
     }
     return parsed.data;
   }
+}
+
+/** A request ended by its stop signal: one line, exit 5 (as when the control plane does not answer). */
+function stopped(base: string, cause: unknown): CliError {
+  return new CliError(EXIT.UNREACHABLE, `stopped while waiting for the control plane at ${base}`, { code: STOPPED, cause });
 }
 
 export function problemToError(res: RawResponse): ApiError {
@@ -210,7 +251,8 @@ export class Session {
     return this.#creds.refresh_token;
   }
 
-  async token(force = false): Promise<string> {
+  /** `signal`: a stop that cancels the refresh in flight (RequestOptions). */
+  async token(force = false, signal?: AbortSignal): Promise<string> {
     if (!force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
     // Another tunnel process on this login (tunnel expose and tunnel open side by side, or any
     // command run meanwhile) may have refreshed it since this one read the credentials: the
@@ -223,10 +265,12 @@ export class Session {
       if (this.#creds.service_token) {
         t = await this.api.call('POST', '/v1/auth/token', TokenResponseSchema, {
           body: { grant_type: GRANT_SERVICE_TOKEN, service_token: this.#creds.service_token },
+          ...(signal ? { signal } : {}),
         });
       } else if (this.#creds.refresh_token) {
         t = await this.api.call('POST', '/v1/auth/token', TokenResponseSchema, {
           body: { grant_type: 'refresh_token', refresh_token: this.#creds.refresh_token },
+          ...(signal ? { signal } : {}),
         });
       } else {
         throw notLoggedIn('the login expired');
@@ -284,12 +328,14 @@ export class Session {
     return true;
   }
 
-  async call<T extends z.ZodType>(method: Dispatcher.HttpMethod, path: string, schema: T | null, body?: unknown): Promise<z.infer<T>> {
+  /** Calls the API with the login's access token (refreshed first when due); `signal`: see RequestOptions. */
+  async call<T extends z.ZodType>(method: Dispatcher.HttpMethod, path: string, schema: T | null, body?: unknown, signal?: AbortSignal): Promise<z.infer<T>> {
+    const stop = signal ? { signal } : {};
     try {
-      return await this.api.call(method, path, schema, { token: await this.token(), body });
+      return await this.api.call(method, path, schema, { token: await this.token(false, signal), body, ...stop });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'TOKEN_EXPIRED') {
-        return this.api.call(method, path, schema, { token: await this.token(true), body });
+        return this.api.call(method, path, schema, { token: await this.token(true, signal), body, ...stop });
       }
       throw err;
     }

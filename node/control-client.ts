@@ -17,6 +17,10 @@ import { checkJwks, JWKS_PATH } from '../protocol/jwks-check.js';
 import type { Jwks } from '../protocol/jwks.js';
 import { describeTrustFailure, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustAgents } from '../protocol/tls-trust-https.js';
+import { requestSignal } from '../shared/request-signal.js';
+
+/** Shared with the CLI's API client (shared/request-signal.ts); exported here as before. */
+export { requestSignal };
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
@@ -159,31 +163,6 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     fetchJwks: () => call('GET', JWKS_PATH, checkJwks, undefined, false),
     close: async () => {
       agents.destroy();
-    },
-  };
-}
-
-/**
- * One request's signal: its own timeout, and `abort` (the relay's stop, a signal that lives as
- * long as the relay) through a listener that `done()` removes once the request settled.
- * `AbortSignal.any([abort, timeout])` kept every request's signal among the long-lived one's
- * dependants in Node 20 (about 70 bytes each, never freed: a refused credential polls once a
- * second), so the two are joined by hand.
- */
-export function requestSignal(abort: AbortSignal | undefined, ms: number): { signal: AbortSignal; done(): void } {
-  const timeout = AbortSignal.timeout(ms);
-  if (!abort) return { signal: timeout, done: () => {} };
-  const joined = new AbortController();
-  const onAbort = () => joined.abort(abort.reason);
-  const onTimeout = () => joined.abort(timeout.reason);
-  if (abort.aborted) joined.abort(abort.reason);
-  else abort.addEventListener('abort', onAbort, { once: true });
-  timeout.addEventListener('abort', onTimeout, { once: true });
-  return {
-    signal: joined.signal,
-    done: () => {
-      abort.removeEventListener('abort', onAbort);
-      timeout.removeEventListener('abort', onTimeout);
     },
   };
 }

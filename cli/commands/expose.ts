@@ -149,17 +149,17 @@ Examples:
 /**
  * Creates the exposure when missing, with --allow. An existing exposure's allow list belongs to
  * its owner and admins: a restart must not undo their edit, so --allow replaces it only with
- * --replace-allow (issue 9).
+ * --replace-allow (issue 9). Ctrl-C cancels its requests (a control plane that does not answer).
  */
 async function ensureExposure(ctx: Context, session: Session, name: string, allow: string[] | undefined, replace: boolean): Promise<void> {
   let current: { allow: string[] } | undefined;
   try {
-    current = await session.call('GET', `/v1/exposures/${name}`, ExposureSchema);
+    current = await session.call('GET', `/v1/exposures/${name}`, ExposureSchema, undefined, ctx.stopSignal);
   } catch (err) {
     if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err;
   }
   if (!current || (allow && replace)) {
-    await session.call('PUT', `/v1/exposures/${name}`, ExposureSchema, { allow: allow ?? [] });
+    await session.call('PUT', `/v1/exposures/${name}`, ExposureSchema, { allow: allow ?? [] }, ctx.stopSignal);
     return;
   }
   const same = allow && allow.length === current.allow.length && allow.every((u) => current.allow.includes(u));

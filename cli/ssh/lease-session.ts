@@ -71,6 +71,17 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   readonly #opts: Required<Omit<SupervisorOptions, 'setup'>> & Pick<SupervisorOptions, 'setup'>;
   #current: Connected | undefined;
   #stopped = false;
+  /**
+   * Aborted by stop(): cancels the lease and renewal requests in flight, so a control plane that
+   * does not answer cannot hold a stop up. Not the revocations of abandoned leases: those are how
+   * a stopped supervisor cleans up (run() bounds them by REVOKE_ON_STOP_MS).
+   */
+  readonly #halt = new AbortController();
+  /**
+   * run()'s signal (Ctrl-C): cancels the check whether a closed connection's lease was revoked. Not
+   * stop(): a one-shot session stops when its channel ends, and then still asks why (see run()).
+   */
+  #userStop: AbortSignal | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
   #abandoned = new Set<string>();
@@ -159,6 +170,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   async run(signal: AbortSignal): Promise<void> {
     const onAbort = () => this.stop();
     signal.addEventListener('abort', onAbort, { once: true });
+    this.#userStop = signal;
     let failures = 0;
     try {
       while (!this.#stopped) {
@@ -256,6 +268,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   stop(): void {
     this.#stopped = true;
+    this.#halt.abort();
     clearTimeout(this.#renewTimer);
     this.#current?.client.end();
     this.#wake?.();
@@ -313,11 +326,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     // A relay that just failed still looks online to the control plane until its heartbeat goes
     // stale (up to the online window); naming it moves an exposure to another relay at once.
     const steer = avoid && this.#opts.request.kind === 'expose' ? { avoid_nodes: [avoid] } : {};
-    return this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, {
-      ...this.#opts.request,
-      ...steer,
-      public_key: formatPublicKeyLine(rawPublicKey(publicKey), 'tunnel-cli'),
-    });
+    const body = { ...this.#opts.request, ...steer, public_key: formatPublicKeyLine(rawPublicKey(publicKey), 'tunnel-cli') };
+    return this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, body, this.#halt.signal);
   }
 
   #scheduleRenewal(c: Connected, publicKey: KeyObject, privateKey: KeyObject): void {
@@ -344,6 +354,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       // A renewal lease the relay never took is abandoned at once.
       if (fresh && !(c.leaseIds ?? []).includes(fresh.lease.id)) this.#abandon([fresh.lease.id]);
+      // Stopped meanwhile (its request cancelled, or not): stop() ends the connection; nothing to say.
+      if (this.#stopped) return;
       if (isPermanent(err)) {
         this.#fatal = err as CliError;
         c.client.end();
@@ -362,7 +374,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
    */
   async #revoked(leaseId: string): Promise<boolean> {
     try {
-      const l = await this.#session.call('GET', `/v1/leases/${leaseId}`, LeaseSchema);
+      const l = await this.#session.call('GET', `/v1/leases/${leaseId}`, LeaseSchema, undefined, this.#userStop);
       return l.revoked_at !== null;
     } catch (err) {
       if (err instanceof CliError && err.exitCode === EXIT.NOT_LOGGED_IN && !this.#stopped) throw err;

@@ -1,0 +1,183 @@
+/**
+ * A control plane that accepts requests and never answers (its process stopped): Ctrl-C on
+ * `tunnel open --listen`, `tunnel open --stdio` and `tunnel expose` cancels the API request in
+ * flight, so the command ends with the stop rather than after the request's own timeout (15 s per
+ * replica). Real loopback HTTP servers; each test's timeout is far below the client's, so before
+ * the fix they failed by timing out. "At once" is an event order here, not a measured time: the
+ * run ends while the server still holds the request it never answers, and the server sees that
+ * request's connection close.
+ */
+import assert from 'node:assert/strict';
+import { getEventListeners, once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { after, describe, it } from 'node:test';
+import { ApiClient, STOPPED } from './api-client.js';
+import { CliError, EXIT } from './errors.js';
+import { run } from './run.js';
+import { writeCredentials } from './settings.js';
+import { testContext } from './testing/test-context.js';
+
+/** Far below the client's 15 s request timeout: a request the stop did not cancel fails the test. */
+const TEST_TIMEOUT_MS = 5_000;
+
+const servers: Server[] = [];
+after(() => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    s.close();
+  }
+});
+
+interface Held {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Resolves when the client closed the request's connection (the server never answered it). */
+  closed: Promise<void>;
+}
+
+/**
+ * A loopback control plane: `answer` answers what it wants to (returns true), every other request
+ * is held unanswered for ever and reported through `held`.
+ */
+async function controlPlane(answer: (req: IncomingMessage, res: ServerResponse) => boolean = () => false) {
+  const held: Held[] = [];
+  const waiters: ((h: Held) => void)[] = [];
+  const srv = createServer((req, res) => {
+    req.resume();
+    if (answer(req, res)) return;
+    const h: Held = { req, res, closed: new Promise<void>((r) => res.once('close', () => r())) };
+    held.push(h);
+    for (const w of waiters.splice(0)) w(h);
+  });
+  servers.push(srv);
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return {
+    url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`,
+    held,
+    /** The next request held (or the first one already held). */
+    nextHeld: (): Promise<Held> => (held.length ? Promise.resolve(held[held.length - 1]!) : new Promise((r) => waiters.push(r))),
+  };
+}
+
+function loggedIn(server: string) {
+  const ctx = testContext();
+  writeCredentials(ctx, { server, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
+  return ctx;
+}
+
+const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  res.writeHead(status, { 'content-type': status >= 400 ? 'application/problem+json' : 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+  return true;
+};
+
+const t = { timeout: TEST_TIMEOUT_MS };
+
+describe('Ctrl-C while the control plane does not answer', () => {
+  it('tunnel open --listen: the lease request is cancelled, the next replica is not tried, exit 0 without a line', t, async () => {
+    const a = await controlPlane();
+    const b = await controlPlane();
+    const ctx = loggedIn(`${a.url},${b.url}`);
+    const code = run(['open', '--listen', '127.0.0.1:0', 'hostx'], ctx);
+    const h = await a.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/leases');
+    ctx.abort();
+    assert.equal(await code, 0);
+    await h.closed;
+    assert.equal(h.res.writableEnded, false, 'the server never answered');
+    assert.equal(b.held.length, 0, 'the other replica was not asked');
+    assert.match(ctx.err(), /^Listening on 127\.0\.0\.1:\d+ for hostx \(Ctrl-C to stop\)\.\n$/);
+    assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
+  });
+
+  it('tunnel open --stdio: the lease request is cancelled; exit 5 with one line, as when it timed out', t, async () => {
+    const cp = await controlPlane();
+    const ctx = loggedIn(cp.url);
+    const code = run(['open', '--stdio', 'hostx'], ctx);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/leases');
+    ctx.abort();
+    assert.equal(await code, EXIT.UNREACHABLE);
+    await h.closed;
+    assert.equal(h.res.writableEnded, false);
+    assert.equal(ctx.err(), `tunnel open: stopped while waiting for the control plane at ${cp.url}\n`);
+  });
+
+  it('tunnel expose: the lease request is cancelled (the exposure was answered), exit 0', t, async () => {
+    const cp = await controlPlane((req, res) =>
+      req.url === '/v1/exposures/hostx'
+        ? json(res, 200, { name: 'hostx', owner: 'bob', allow: [], pinned_node: null, node: null, online: false, port: null, created_at: new Date().toISOString() })
+        : false,
+    );
+    const ctx = loggedIn(cp.url);
+    const code = run(['expose', '22', '--name', 'hostx'], ctx);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/leases');
+    ctx.abort();
+    assert.equal(await code, 0);
+    await h.closed;
+    assert.equal(h.res.writableEnded, false);
+    assert.equal(ctx.err(), '');
+  });
+
+  it('tunnel expose: Ctrl-C while the exposure is looked up cancels that request too (exit 5, one line)', t, async () => {
+    const cp = await controlPlane();
+    const ctx = loggedIn(cp.url);
+    const code = run(['expose', '22', '--name', 'hostx'], ctx);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'GET /v1/exposures/hostx');
+    ctx.abort();
+    assert.equal(await code, EXIT.UNREACHABLE);
+    await h.closed;
+    assert.equal(ctx.err(), `tunnel expose: stopped while waiting for the control plane at ${cp.url}\n`);
+  });
+});
+
+describe('ApiClient: a request with a stop signal', () => {
+  it('leaves no listener on a long-lived signal, whether it was answered, refused or cancelled', t, async () => {
+    let n = 0;
+    const cp = await controlPlane((req, res) => {
+      n++;
+      if (req.url === '/hang') return false;
+      return n % 2 ? json(res, 200, {}) : json(res, 404, { type: 'about:blank', title: 'Not Found', status: 404, code: 'NOT_FOUND', detail: 'no', request_id: 'r' });
+    });
+    const api = new ApiClient(cp.url);
+    const stop = new AbortController();
+    for (let i = 0; i < 200; i++) {
+      await api.raw('GET', `/x${i}`, { signal: stop.signal });
+      assert.equal(getEventListeners(stop.signal, 'abort').length, 0);
+    }
+    // One request in flight holds one listener, and gives it back when cancelled.
+    const hung = api.raw('GET', '/hang', { signal: stop.signal });
+    const h = await cp.nextHeld();
+    assert.equal(getEventListeners(stop.signal, 'abort').length, 1);
+    stop.abort();
+    await assert.rejects(hung, (err: unknown) => err instanceof CliError && err.code === STOPPED && err.exitCode === EXIT.UNREACHABLE);
+    await h.closed;
+    assert.equal(getEventListeners(stop.signal, 'abort').length, 0);
+    // Already stopped: nothing is sent.
+    const before = n;
+    await assert.rejects(api.raw('GET', '/x', { signal: stop.signal }), (err: unknown) => err instanceof CliError && err.code === STOPPED);
+    assert.equal(n, before);
+  });
+
+  it('a stop during the wait before retrying a 503 DATABASE_UNAVAILABLE ends it: no retry', t, async () => {
+    let hits = 0;
+    const cp = await controlPlane((_req, res) => {
+      hits++;
+      return json(res, 503, { type: 'about:blank', title: 'Unavailable', status: 503, code: 'DATABASE_UNAVAILABLE', detail: 'db', request_id: 'r' }, { 'retry-after': '5' });
+    });
+    let noticed!: () => void;
+    const waiting = new Promise<void>((r) => (noticed = r));
+    // The notice is told just before the wait for the retry begins.
+    const api = new ApiClient(cp.url, undefined, {}, () => noticed());
+    const stop = new AbortController();
+    const p = api.raw('GET', '/v1/me', { signal: stop.signal });
+    await waiting;
+    stop.abort();
+    await assert.rejects(p, (err: unknown) => err instanceof CliError && err.code === STOPPED);
+    assert.equal(hits, 1);
+    assert.equal(getEventListeners(stop.signal, 'abort').length, 0);
+  });
+});
