@@ -251,7 +251,7 @@ export class Session {
     return this.#creds.refresh_token;
   }
 
-  /** `signal`: a stop that cancels the refresh in flight (RequestOptions). */
+  /** `signal`: a stop that cancels a service token's exchange in flight (RequestOptions); a refresh token's rotation is never cancelled. */
   async token(force = false, signal?: AbortSignal): Promise<string> {
     if (!force && this.#creds.access_expires_at - Date.now() > REFRESH_MARGIN_MS) return this.#creds.access_token;
     // Another tunnel process on this login (tunnel expose and tunnel open side by side, or any
@@ -268,9 +268,11 @@ export class Session {
           ...(signal ? { signal } : {}),
         });
       } else if (this.#creds.refresh_token) {
+        // Not cancelled by a stop (only bounded by the request's timeout): the control plane may
+        // already have rotated the refresh token, and an answer dropped here would leave the spent
+        // one stored, whose next use past the reuse grace ends the whole login.
         t = await this.api.call('POST', '/v1/auth/token', TokenResponseSchema, {
           body: { grant_type: 'refresh_token', refresh_token: this.#creds.refresh_token },
-          ...(signal ? { signal } : {}),
         });
       } else {
         throw notLoggedIn('the login expired');

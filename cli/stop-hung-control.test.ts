@@ -11,10 +11,10 @@ import assert from 'node:assert/strict';
 import { getEventListeners, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, describe, it } from 'node:test';
-import { ApiClient, STOPPED } from './api-client.js';
+import { ApiClient, Session, STOPPED } from './api-client.js';
 import { CliError, EXIT } from './errors.js';
 import { run } from './run.js';
-import { writeCredentials } from './settings.js';
+import { readCredentials, writeCredentials } from './settings.js';
 import { testContext } from './testing/test-context.js';
 
 /** Far below the client's 15 s request timeout: a request the stop did not cancel fails the test. */
@@ -179,5 +179,24 @@ describe('ApiClient: a request with a stop signal', () => {
     await assert.rejects(p, (err: unknown) => err instanceof CliError && err.code === STOPPED);
     assert.equal(hits, 1);
     assert.equal(getEventListeners(stop.signal, 'abort').length, 0);
+  });
+});
+
+describe('Session: a stop during a refresh', () => {
+  it('does not cancel a refresh token\'s rotation: the rotated tokens are stored although the call they were for is stopped', t, async () => {
+    const cp = await controlPlane();
+    const ctx = testContext();
+    writeCredentials(ctx, { server: cp.url, user: 'bob', access_token: 'at1', access_expires_at: Date.now() - 1, refresh_token: 'rt1' });
+    const session = Session.load(ctx, undefined);
+    const stop = new AbortController();
+    const call = session.call('GET', '/v1/me', null, undefined, stop.signal);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/auth/token');
+    stop.abort();
+    // The control plane rotated the token: its answer must not be dropped, or the spent rt1 stays
+    // stored and its next use past the reuse grace ends the whole login.
+    json(h.res, 200, { access_token: 'at2', token_type: 'Bearer', expires_in: 600, refresh_token: 'rt2' });
+    await assert.rejects(call, (err: unknown) => err instanceof CliError && err.code === STOPPED);
+    assert.equal(readCredentials(ctx)?.refresh_token, 'rt2');
   });
 });
