@@ -19,6 +19,7 @@ import { serveMetrics, type MetricsServer } from './http/metrics-server.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
 import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
+import { reclaimFutureAuditIds } from './services/audit.js';
 import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
@@ -83,6 +84,8 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
   );
   await deps.keys.ensure();
   await assertKeysOpen(deps);
+  const moved = await reclaimFutureAuditIds(deps.db);
+  if (moved > 0) logger.warn('audit events carried transaction ids ahead of this database (restored from another cluster?); renumbered so that oldest-first paging shows them', { events: moved });
   const setupCode = await prepareSetupCode(deps);
   const app = createApp(deps);
   let tls = loadTls(cfg, logger);

@@ -9,6 +9,7 @@ import { sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { holdRows } from '../testing/row-locks.js';
+import { reclaimFutureAuditIds } from '../services/audit.js';
 import { assertOk } from '../testing/problem.js';
 import { tokenFor, uniq } from '../testing/fixtures.js';
 
@@ -53,6 +54,30 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const ids = e.seen.map((x) => x.id);
       assert.equal(new Set(ids).size, ids.length, 'no event twice');
       assert.deepEqual([...ids].sort(), (all.body.events as Event[]).map((x) => x.id).sort());
+    });
+
+    it('events restored from another cluster, with transaction ids ahead of this one, are shown again once renumbered at start', async () => {
+      const e = await exporter(1000);
+      await e.poll();
+      const moved = uniq('moved');
+      await t.deps.db.execute(insert(moved));
+      // What pg_dump and a restore into a younger cluster leave: an id far ahead of the current ones.
+      await t.deps.db.execute(sql`update audit_events set tx = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8 where subject = ${moved}`);
+      const later = uniq('later');
+      await t.deps.db.execute(insert(later));
+      await e.poll();
+      assert.deepEqual(
+        e.seen.filter((x) => x.subject === moved || x.subject === later).map((x) => x.subject),
+        [later],
+        'the moved event is hidden (the reason for the renumbering)',
+      );
+      assert.equal(await reclaimFutureAuditIds(t.deps.db), 1);
+      await e.poll();
+      assert.deepEqual(
+        e.seen.filter((x) => x.subject === moved || x.subject === later).map((x) => x.subject),
+        [later, moved],
+      );
+      assert.equal(await reclaimFutureAuditIds(t.deps.db), 0, 'nothing left to move');
     });
 
     if (name === 'postgres') {

@@ -65,6 +65,21 @@ export interface AuditQuery {
 }
 
 /**
+ * Gives audit rows whose `tx` lies ahead of this cluster's transaction ids (a database restored
+ * with pg_dump or moved from another cluster keeps the old cluster's ids, which may be far
+ * higher) this transaction's id: oldest-first paging reads only rows below the oldest running
+ * transaction (listAudit), so such rows stayed hidden, and every new row sorted before them, until
+ * the new cluster's ids caught up. They keep their order among themselves (by seq) and come after
+ * every row with a lower id, none of which a poller can have passed. Run at start; a no-op (an
+ * index range scan) on a database that was never moved. Returns how many rows it moved.
+ */
+export async function reclaimFutureAuditIds(db: Pick<Db, 'execute'>): Promise<number> {
+  const res = await db.execute(sql`update audit_events set tx = pg_current_xact_id() where tx > pg_current_xact_id()`);
+  const r = res as unknown as { count?: number; affectedRows?: number };
+  return Number(r.count ?? r.affectedRows ?? 0);
+}
+
+/**
  * Audit events, filtered and paged by cursor (the policy decided at the route: admins).
  *
  * Oldest first (`order: 'asc'`) is how an exporter tails the log, and it must never page past an
