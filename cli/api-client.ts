@@ -295,39 +295,30 @@ export class Session {
   }
 
   /**
-   * Whether the stored credentials are this login's as `before` the refresh (the same service
-   * token or refresh token, or the same session by `sid`), or there are none.
+   * Whether the stored credentials are this login's as `before` the refresh (sameLogin), or there
+   * are none, or they are unreadable (replaced by a login that works).
    */
   #ownsStored(before: Credentials): boolean {
-    let stored: Credentials | undefined;
-    try {
-      stored = readCredentials(this.#ctx);
-    } catch {
-      return true; // unreadable: replaced by a login that works
-    }
-    if (!stored) return true;
-    if (stored.server !== before.server) return false;
-    if (before.service_token) return stored.service_token === before.service_token;
-    if (stored.refresh_token !== undefined && stored.refresh_token === before.refresh_token) return true;
-    const sid = sessionOf(before.access_token);
-    return sid !== undefined && sessionOf(stored.access_token) === sid;
+    const stored = this.#readStored();
+    return stored === undefined || stored === 'unreadable' || sameLogin(stored, before);
   }
 
   /** Takes the stored tokens when they are this login session's and newer than the ones held here. */
   #adoptStored(): boolean {
     if (this.#creds.service_token || !this.#creds.refresh_token) return false;
-    let stored: Credentials | undefined;
-    try {
-      stored = readCredentials(this.#ctx);
-    } catch {
-      return false; // unreadable now: refresh with what is held here
-    }
-    if (!stored?.refresh_token || stored.server !== this.#creds.server || stored.refresh_token === this.#creds.refresh_token) return false;
-    if (stored.access_expires_at <= this.#creds.access_expires_at) return false;
-    const sid = sessionOf(this.#creds.access_token);
-    if (sid === undefined || sessionOf(stored.access_token) !== sid) return false;
+    const stored = this.#readStored();
+    if (stored === undefined || stored === 'unreadable' || !stored.refresh_token || stored.refresh_token === this.#creds.refresh_token) return false;
+    if (stored.access_expires_at <= this.#creds.access_expires_at || !sameLogin(stored, this.#creds)) return false;
     this.#creds = { ...this.#creds, access_token: stored.access_token, access_expires_at: stored.access_expires_at, refresh_token: stored.refresh_token };
     return true;
+  }
+
+  #readStored(): Credentials | undefined | 'unreadable' {
+    try {
+      return readCredentials(this.#ctx);
+    } catch {
+      return 'unreadable';
+    }
   }
 
   /** Calls the API with the login's access token (refreshed first when due); `signal`: see RequestOptions. */
@@ -342,6 +333,15 @@ export class Session {
       throw err;
     }
   }
+}
+
+/** Whether two stored logins are one: the same server, and the same service token, refresh token or session (`sid`). */
+function sameLogin(a: Credentials, b: Credentials): boolean {
+  if (a.server !== b.server) return false;
+  if (b.service_token) return a.service_token === b.service_token;
+  if (a.refresh_token !== undefined && a.refresh_token === b.refresh_token) return true;
+  const sid = sessionOf(b.access_token);
+  return sid !== undefined && sessionOf(a.access_token) === sid;
 }
 
 /** The login session (`sid` claim) an access token was issued in, read without verifying it. */

@@ -19,9 +19,6 @@ import { describeTrustFailure, type TrustSettings } from '../protocol/tls-trust.
 import { trustAgents } from '../protocol/tls-trust-https.js';
 import { requestSignal } from '../shared/request-signal.js';
 
-/** Shared with the CLI's API client (shared/request-signal.ts); exported here as before. */
-export { requestSignal };
-
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
 export type { EventBatchResult, NodeEnrollResponse, RevocationFeed };
