@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import type { AppSettings } from '../deps.js';
 import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from '../services/rate-limit.js';
 import { verifyAccessToken } from '../auth/access-tokens.js';
-import { AppError } from '../lib/errors.js';
+import { AppError, callerGone } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { preparedPerDb } from '../db/prepared.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
@@ -211,7 +211,7 @@ async function authenticateUser(
     : [];
   const [row] = rateLimit ? [counted] : await callerQuery(deps.db).execute({ sub, sid, sti, now: at });
   const user = row?.user;
-  if (!user || user.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+  if (!user || user.disabled) throw callerGone();
   if (!row.sessionLive) throw new AppError('TOKEN_INVALID', 'this login session ended (logged out or revoked); log in again');
   if (!row.serviceLive) throw new AppError('TOKEN_INVALID', 'the service token behind this access token was revoked or expired');
   const read: CallerExposure | undefined =

@@ -27,3 +27,6 @@ export class AppError extends Error {
 
 export const notFound = (what: string) => new AppError('NOT_FOUND', `${what} not found`);
 export const forbidden = (why: string) => new AppError('FORBIDDEN', why);
+
+/** The caller's user is gone or disabled (at authentication, or found so under a lock later): the token no longer counts. */
+export const callerGone = () => new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');

@@ -4,7 +4,7 @@ import type { ExposureSchema } from '../../protocol/api-types.js';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { exposures, leases, nodes, users } from '../db/schema/index.js';
-import { AppError, notFound } from '../lib/errors.js';
+import { AppError, notFound, callerGone } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
 import { revoking, type Revocations } from './lease-revocation.js';
@@ -99,7 +99,7 @@ export async function putExposure(
     // The owner's row locked before the insert (services/owner-lock.ts): a disable waits for
     // this create or it waits for the disable and is refused; the cap counts under the lock.
     const owner = await lockLiveOwner(tx, { id: p.userId });
-    if (!owner) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+    if (!owner) throw callerGone();
     await assertMayCreateExposure(deps, tx, { ...p, role: owner.role }, name);
     const [ins] = await tx
       .insert(exposures)

@@ -5,7 +5,7 @@ import type { z } from '@hono/zod-openapi';
 import type { ServiceTokenCreateSchema, ServiceTokenSchema } from '../../protocol/api-types.js';
 import type { Deps } from '../deps.js';
 import { egressTargets, serviceTokens, users, type leases } from '../db/schema/index.js';
-import { AppError, notFound } from '../lib/errors.js';
+import { AppError, notFound, callerGone } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
@@ -51,7 +51,7 @@ export async function createServiceToken(
     const owner = await lockLiveOwner(tx, forOther ? { name: body.user! } : { id: p.userId });
     if (!owner) {
       if (forOther) throw notFound(`user "${body.user}"`);
-      throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+      throw callerGone();
     }
     if (forOther) assertAllowed(p, 'service_token.create', { userId: owner.id });
     else await assertMayCreateServiceToken(deps, tx, { ...p, role: owner.role });

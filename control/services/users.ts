@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { egressTargets, exposures, serviceTokens, users } from '../db/schema/index.js';
 import { revokeAllSessions } from '../auth/sessions.js';
-import { AppError, notFound } from '../lib/errors.js';
+import { AppError, notFound, callerGone } from '../lib/errors.js';
 import { audit, type AuditType } from './audit.js';
 import { assertAllowed, can, type Action, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
@@ -67,7 +67,7 @@ async function lockActorAndTarget(tx: Db, p: UserPrincipal, action: Extract<Acti
     .orderBy(users.id)
     .for('no key update');
   const actor = rows.find((r) => r.id === p.userId);
-  if (!actor || actor.disabled) throw new AppError('TOKEN_INVALID', 'the user of this token no longer exists or is disabled');
+  if (!actor || actor.disabled) throw callerGone();
   assertAllowed({ ...p, role: actor.role }, action, { name });
   return rows.find((r) => r.name === name);
 }
