@@ -80,6 +80,41 @@ export async function reclaimFutureAuditIds(db: Pick<Db, 'execute'>): Promise<nu
 }
 
 /**
+ * The one query of a page of listAudit. `cursorTx`, oldest first after a cursor: the cursor row's
+ * tx, or null when that row is gone (pruned) or never was. Filters by actor, type (a prefix: a
+ * LIKE, which the type index's text_pattern_ops serves) and subject use their indexes (migration
+ * 0006): newest first among a year of lease events, one user's page reads that user's rows only
+ * (audit-indexes.test).
+ */
+export function auditPage(db: Pick<Db, 'select'>, q: AuditQuery, cursorTx?: string | null) {
+  const conds: SQL[] = [];
+  if (q.before !== undefined) conds.push(lt(auditEvents.seq, q.before));
+  if (q.actor) conds.push(eq(auditEvents.actor, q.actor));
+  if (q.type) conds.push(q.type.endsWith('.') ? like(auditEvents.type, `${q.type.replace(/_/g, '\\_')}%`) : eq(auditEvents.type, q.type));
+  if (q.subject) conds.push(eq(auditEvents.subject, q.subject));
+  if (q.since) conds.push(gte(auditEvents.at, q.since));
+  if (q.until) conds.push(lte(auditEvents.at, q.until));
+  let order: SQL[];
+  if (q.order === 'desc') {
+    if (q.after !== undefined) conds.push(gt(auditEvents.seq, q.after));
+    order = [desc(auditEvents.seq)];
+  } else {
+    conds.push(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`);
+    if (q.after !== undefined) {
+      // The cursor's row is gone (pruned) or never was: the events with a greater id.
+      conds.push(typeof cursorTx === 'string' ? sql`(${auditEvents.tx}, ${auditEvents.seq}) > (${cursorTx}::xid8, ${q.after})` : gt(auditEvents.seq, q.after));
+    }
+    order = [asc(auditEvents.tx), asc(auditEvents.seq)];
+  }
+  return db
+    .select({ seq: auditEvents.seq, at: auditEvents.at, type: auditEvents.type, actor: auditEvents.actor, subject: auditEvents.subject, data: auditEvents.data })
+    .from(auditEvents)
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(...order)
+    .limit(q.limit);
+}
+
+/**
  * Audit events, filtered and paged by cursor (the policy decided at the route: admins).
  *
  * Oldest first (`order: 'asc'`) is how an exporter tails the log, and it must never page past an
@@ -101,32 +136,12 @@ export async function reclaimFutureAuditIds(db: Pick<Db, 'execute'>): Promise<nu
  * below the top of a list already read.
  */
 export async function listAudit(db: Pick<Db, 'select'>, q: AuditQuery) {
-  const conds: SQL[] = [];
-  if (q.before !== undefined) conds.push(lt(auditEvents.seq, q.before));
-  if (q.actor) conds.push(eq(auditEvents.actor, q.actor));
-  if (q.type) conds.push(q.type.endsWith('.') ? like(auditEvents.type, `${q.type.replace(/_/g, '\\_')}%`) : eq(auditEvents.type, q.type));
-  if (q.subject) conds.push(eq(auditEvents.subject, q.subject));
-  if (q.since) conds.push(gte(auditEvents.at, q.since));
-  if (q.until) conds.push(lte(auditEvents.at, q.until));
-  let order: SQL[];
-  if (q.order === 'desc') {
-    if (q.after !== undefined) conds.push(gt(auditEvents.seq, q.after));
-    order = [desc(auditEvents.seq)];
-  } else {
-    conds.push(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`);
-    if (q.after !== undefined) {
-      const [at] = await db.select({ tx: auditEvents.tx }).from(auditEvents).where(eq(auditEvents.seq, q.after));
-      // The cursor's row is gone (pruned) or never was: the events with a greater id.
-      conds.push(at ? sql`(${auditEvents.tx}, ${auditEvents.seq}) > (${at.tx}::xid8, ${q.after})` : gt(auditEvents.seq, q.after));
-    }
-    order = [asc(auditEvents.tx), asc(auditEvents.seq)];
+  let cursorTx: string | null | undefined;
+  if (q.order !== 'desc' && q.after !== undefined) {
+    const [at] = await db.select({ tx: auditEvents.tx }).from(auditEvents).where(eq(auditEvents.seq, q.after));
+    cursorTx = at ? at.tx : null;
   }
-  const rows = await db
-    .select({ seq: auditEvents.seq, at: auditEvents.at, type: auditEvents.type, actor: auditEvents.actor, subject: auditEvents.subject, data: auditEvents.data })
-    .from(auditEvents)
-    .where(conds.length ? and(...conds) : undefined)
-    .orderBy(...order)
-    .limit(q.limit);
+  const rows = await auditPage(db, q, cursorTx);
   return {
     events: rows.map((r) => ({ id: String(r.seq), at: r.at.toISOString(), type: r.type, actor: r.actor, subject: r.subject, data: r.data })),
     next_cursor: rows.length === q.limit ? String(rows[rows.length - 1]!.seq) : null,

@@ -73,7 +73,16 @@ export const auditEvents = pgTable(
       .notNull()
       .default(sql`pg_current_xact_id()`),
   },
-  (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_tx_idx').on(t.tx, t.seq)],
+  // The audit log's filters (GET /v1/audit, the console): by actor, type (text_pattern_ops: a
+  // prefix such as `user.` is a LIKE whatever the database's collation) or subject, newest first,
+  // without reading a year of lease events to find one user's.
+  (t) => [
+    index('audit_events_at_idx').on(t.at),
+    index('audit_events_tx_idx').on(t.tx, t.seq),
+    index('audit_events_actor_idx').on(t.actor, t.seq),
+    index('audit_events_type_idx').on(t.type.op('text_pattern_ops'), t.seq),
+    index('audit_events_subject_idx').on(t.subject, t.seq),
+  ],
 );
 
 /** Fixed-window counters shared by every replica (login and token endpoints). */
