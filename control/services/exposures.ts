@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, isNull, notInArray } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNull, notInArray } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type { ExposureSchema } from '../../protocol/api-types.js';
 import type { Db } from '../db/client.js';
@@ -136,57 +136,74 @@ export async function deleteExposure(deps: Pick<Deps, 'db' | 'clock'>, p: UserPr
   });
 }
 
+/** Exposure names a refused claim's log line lists, at most (the count says how many there were). */
+const LOGGED_REFUSED_CLAIMS = 10;
+
 /**
- * The subset of `names` that `node` may report online: those it holds an active expose lease for,
+ * The subset of `names` that `node` may report online: those whose newest active expose lease was
  * issued for that node (issue 9, finding 2: a relay cannot take over someone else's exposure).
+ * The newest, not any: an exposure X moved to another relay (pinned there, or X's relay looked
+ * dead) leaves its older lease on the first relay active until it expires, and that relay could
+ * otherwise take the exposure back from the relay X is on now, heartbeat after heartbeat. Claims
+ * refused are logged on one line per report, not one per name (a heartbeat may name thousands).
  */
-export async function onlineClaimsAllowed(deps: Pick<Deps, 'db' | 'clock' | 'logger'>, node: NodePrincipal, names: string[]): Promise<Set<string>> {
+export async function onlineClaimsAllowed(
+  deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
+  node: NodePrincipal,
+  names: string[],
+): Promise<Set<string>> {
   if (!names.length) return new Set();
   const now = deps.clock.now();
-  const held = await deps.db
-    .selectDistinct({ exposure: leases.exposure })
+  const newest = await deps.db
+    .selectDistinctOn([leases.exposure], { exposure: leases.exposure, nodeId: leases.nodeId })
     .from(leases)
-    .where(activeExposeLeasesOn(node.nodeId, names, now));
-  const heldNames = new Set(held.map((h) => h.exposure));
+    .where(activeExposeLeasesOf(names, now))
+    .orderBy(leases.exposure, desc(leases.createdAt), desc(leases.id));
+  const heldNames = new Set(newest.filter((l) => l.nodeId === node.nodeId).map((l) => l.exposure));
   const allowed = new Set<string>();
+  const refused: string[] = [];
   for (const name of names) {
     const d = authorize(node, 'exposure.set_online', { exposure: name, holdsExposeLease: heldNames.has(name) });
     if (d.allow) allowed.add(name);
-    else deps.logger.warn('node reported an exposure it holds no lease for', { node: node.name, exposure: name });
+    else refused.push(name);
+  }
+  if (refused.length) {
+    deps.logger.warn('node reported exposures it does not hold the newest expose lease for', {
+      node: node.name,
+      exposures: refused.slice(0, LOGGED_REFUSED_CLAIMS),
+      refused: refused.length,
+    });
   }
   return allowed;
 }
 
-function activeExposeLeasesOn(nodeId: string, names: string[], now: Date) {
-  return and(
-    eq(leases.kind, 'expose'),
-    eq(leases.nodeId, nodeId),
-    inArray(leases.exposure, names),
-    isNull(leases.revokedAt),
-    gt(leases.expiresAt, now),
-  );
+function activeExposeLeasesOf(names: string[], now: Date) {
+  return and(eq(leases.kind, 'expose'), inArray(leases.exposure, names), isNull(leases.revokedAt), gt(leases.expiresAt, now));
 }
 
 /**
  * A relay's report of the exposures it holds now (heartbeat: `complete`, the whole list, so the
- * rest of its exposures go offline; event: one exposure). Claims the node holds no lease for are
- * ignored. `db` may be a transaction.
+ * rest of its exposures go offline; event: one exposure). Claims the node may not make are
+ * ignored; a name listed more than once is written once, with its last port (a heartbeat of one
+ * held name repeated thousands of times was as many updates: seconds of the database). `db` may
+ * be a transaction.
  */
 export async function setOnline(
   deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
   node: NodePrincipal,
   held: { name: string; port: number | null }[],
-  opts: { complete: boolean; db?: Pick<Db, 'update' | 'select' | 'selectDistinct'> } = { complete: false },
+  opts: { complete: boolean; db?: Pick<Db, 'update' | 'selectDistinctOn'> } = { complete: false },
 ): Promise<void> {
   const db = opts.db ?? deps.db;
   const now = deps.clock.now();
-  const allowed = await onlineClaimsAllowed({ ...deps, db: db as Db }, node, [...new Set(held.map((e) => e.name))]);
-  for (const e of held) {
-    if (!allowed.has(e.name)) continue;
+  const ports = new Map(held.map((e) => [e.name, e.port]));
+  const allowed = await onlineClaimsAllowed({ ...deps, db: db as Db }, node, [...ports.keys()]);
+  for (const [name, port] of ports) {
+    if (!allowed.has(name)) continue;
     await db
       .update(exposures)
-      .set({ online: true, currentNodeId: node.nodeId, onlinePort: e.port, statusAt: now })
-      .where(eq(exposures.name, e.name));
+      .set({ online: true, currentNodeId: node.nodeId, onlinePort: port, statusAt: now })
+      .where(eq(exposures.name, name));
   }
   if (opts.complete) {
     await db

@@ -1,0 +1,137 @@
+/**
+ * A relay node whose host is compromised: it holds a valid node credential and sends whatever it
+ * likes to /v1/nodes/self/*. What it sends must not reach other relays' exposures, nor cost the
+ * control plane work or rows out of proportion to what it holds. Runs on PGlite and Postgres.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import type { Db } from '../db/client.js';
+import type { Logger, LogFields } from '../../shared/logger.js';
+import { setOnline } from '../services/exposures.js';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
+import { assertOk } from '../testing/problem.js';
+import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+
+type User = { id: string; name: string; token: string };
+
+/** `db` with its `update` calls counted (every other method passed through). */
+function countingUpdates(db: Db): { db: Db; updates: () => number } {
+  let n = 0;
+  const proxy = new Proxy(db, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop);
+      if (typeof v !== 'function') return v;
+      if (prop === 'update') {
+        return (...args: unknown[]) => {
+          n += 1;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+  return { db: proxy, updates: () => n };
+}
+
+function recordingLogger(): Logger & { warnings: { msg: string; fields?: LogFields }[] } {
+  const warnings: { msg: string; fields?: LogFields }[] = [];
+  const logger: Logger & { warnings: typeof warnings } = {
+    warnings,
+    info() {},
+    warn(msg, fields) {
+      warnings.push({ msg, ...(fields ? { fields } : {}) });
+    },
+    error() {},
+    child: () => logger,
+  };
+  return logger;
+}
+
+function dbSuite(name: string, makeApp: MakeApp) {
+  describe(`a hostile relay (${name})`, { skip: makeApp.unavailable }, () => {
+    let t: TestApp;
+    let admin: User;
+    before(async () => {
+      t = await makeApp();
+      admin = await t.user(uniq('admin'), 'admin');
+    });
+    const adminToken = () => tokenFor(t, admin);
+    const exposure = async (n: string) => {
+      const r = await t.call('GET', `/v1/exposures/${n}`, { token: await adminToken() });
+      assertOk(r);
+      return r.body as { online: boolean; node: string | null; port: number | null };
+    };
+    const events = (node: TestNode, list: unknown[]) => t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: list } });
+
+    it('a heartbeat naming a held exposure thousands of times writes it once', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('dup-');
+      await putExposure(t, owner.token, name);
+      await exposeOn(t, await adminToken(), node, owner.token, name);
+      const counted = countingUpdates(t.deps.db);
+      const held = Array.from({ length: 2000 }, (_, i) => ({ name, port: 1000 + i }));
+      await setOnline({ ...t.deps, db: counted.db }, { kind: 'node', nodeId: node.id, name: node.name }, held, { complete: true });
+      // One update for the exposure (with the last port listed) and one for the rest going offline.
+      assert.equal(counted.updates(), 2);
+      const e = await exposure(name);
+      assert.deepEqual([e.online, e.node, e.port], [true, node.name, 2999]);
+    });
+
+    it('claims of exposures it holds no lease for are logged on one line per report', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const logger = recordingLogger();
+      const names = Array.from({ length: 2000 }, (_, i) => ({ name: `nolease-${i}`, port: 22 }));
+      await setOnline({ ...t.deps, logger }, { kind: 'node', nodeId: node.id, name: node.name }, names, { complete: true });
+      assert.equal(logger.warnings.length, 1);
+      assert.equal(logger.warnings[0]!.fields?.refused, 2000);
+      assert.equal((logger.warnings[0]!.fields?.exposures as unknown[]).length, 10);
+    });
+
+    it('an older expose lease cannot take the exposure back from the relay X moved to', async () => {
+      const a = await enrollNode(t, await adminToken());
+      const b = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('move-');
+      await putExposure(t, owner.token, name);
+      await exposeOn(t, await adminToken(), a, owner.token, name);
+      await heartbeat(t, a, [{ name, port: 22 }]);
+      assert.equal((await exposure(name)).node, a.name);
+
+      // The operator moves it to B; X takes a lease there and B reports it. A's lease is still active.
+      t.clock.advance(1000);
+      const onB = await exposeOn(t, await adminToken(), b, owner.token, name);
+      await heartbeat(t, b, [{ name, port: 22 }]);
+      assert.equal((await exposure(name)).node, b.name);
+
+      await heartbeat(t, a, [{ name, port: 2222 }]);
+      assert.equal((await exposure(name)).node, b.name, "A's heartbeat does not take it back");
+      assert.equal((await events(a, [{ type: 'exposure_online', at: t.clock.now().toISOString(), exposure: name, port: 2222 }])).status, 202);
+      const e = await exposure(name);
+      assert.deepEqual([e.online, e.node, e.port], [true, b.name, 22], 'nor does its event');
+      assert.equal((await events(a, [{ type: 'exposure_offline', at: t.clock.now().toISOString(), exposure: name }])).status, 202);
+      assert.equal((await exposure(name)).online, true, 'nor can it take it offline');
+
+      // B's lease revoked: A's is the newest active one again, and A may report X there.
+      assertOk(await t.call('DELETE', `/v1/leases/${onB.lease.id}`, { token: await adminToken() }));
+      await heartbeat(t, a, [{ name, port: 2222 }]);
+      assert.equal((await exposure(name)).node, a.name);
+    });
+
+    it('a renewed lease on the same relay keeps the exposure there', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('renew-');
+      await putExposure(t, owner.token, name);
+      await exposeOn(t, await adminToken(), node, owner.token, name);
+      t.clock.advance(1000);
+      await issueLease(t, await tokenFor(t, owner, 'member'), { kind: 'expose', exposure: name });
+      await heartbeat(t, node, [{ name, port: 22 }]);
+      assert.equal((await exposure(name)).node, node.name);
+    });
+  });
+}
+
+dbSuite('pglite', usePglite());
+dbSuite('postgres', usePostgres());
