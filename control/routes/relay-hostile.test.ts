@@ -8,6 +8,8 @@ import { before, describe, it } from 'node:test';
 import type { Db } from '../db/client.js';
 import type { Logger, LogFields } from '../../shared/logger.js';
 import { setOnline } from '../services/exposures.js';
+import { CLOSED_RETENTION_MS } from '../services/connections.js';
+import { RELAY_CLOCK_AHEAD_MAX_MS } from '../services/nodes.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
@@ -129,6 +131,49 @@ function dbSuite(name: string, makeApp: MakeApp) {
       await issueLease(t, await tokenFor(t, owner, 'member'), { kind: 'expose', exposure: name });
       await heartbeat(t, node, [{ name, port: 22 }]);
       assert.equal((await exposure(name)).node, node.name);
+    });
+
+    it('times far in the future are recorded no later than the skew allowed, and are pruned', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const far = '9999-12-31T00:00:00Z';
+      const latest = () => t.clock.now().getTime() + RELAY_CLOCK_AHEAD_MAX_MS;
+      const sent = latest();
+      const session = uniq('future-');
+      const r = await events(node, [
+        { type: 'conn_open', at: far, session_id: `${session}-open` },
+        { type: 'conn_close', at: far, session_id: `${session}-closed` },
+      ]);
+      assert.deepEqual(r.body, { accepted: 2, rejected: [] });
+      const list = async () => {
+        const res = await t.call('GET', `/v1/connections?state=all&node=${node.name}`, { token: await adminToken() });
+        assertOk(res);
+        return res.body.connections as { session_id: string; opened_at: string; closed_at: string | null }[];
+      };
+      const rows = await list();
+      assert.equal(rows.length, 2);
+      for (const c of rows) assert.ok(new Date(c.opened_at).getTime() <= sent, `opened_at ${c.opened_at}`);
+      const audit = await t.call('GET', `/v1/audit?limit=10&actor=${node.id}&type=relay.`, { token: await adminToken() });
+      assertOk(audit);
+      assert.equal(audit.body.events.length, 2);
+      for (const e of audit.body.events) {
+        assert.ok(new Date(e.at).getTime() <= sent, `audit at ${e.at}`);
+        assert.equal(e.data.at, far, 'the audit data keeps the time the relay sent');
+      }
+
+      // started_at in the future closes its open connections, no later than the skew allowed.
+      t.clock.advance(1000);
+      assertOk(
+        await t.call('POST', '/v1/nodes/self/heartbeat', {
+          token: node.token,
+          body: { version: 't', native_crypto: true, egress_driver: 'off', connections: 0, exposures: [], started_at: far },
+        }),
+      );
+      for (const c of await list()) assert.ok(c.closed_at && new Date(c.closed_at).getTime() <= latest(), `closed_at ${c.closed_at}`);
+
+      // Closed connections go after their retention, these too.
+      t.clock.advance(CLOSED_RETENTION_MS + 2 * RELAY_CLOCK_AHEAD_MAX_MS);
+      assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      assert.deepEqual(await list(), []);
     });
   });
 }

@@ -107,9 +107,25 @@ export async function heartbeat(
     })
     .where(eq(nodes.id, node.nodeId));
   await setOnline(deps, node, body.exposures, { complete: true });
-  if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, new Date(body.started_at));
+  if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, reportedTime(body.started_at, now));
   await pruneHistory(deps.db, now, { auditRetentionDays: deps.settings.auditRetentionDays, logger: deps.logger });
   return { server_time: now.toISOString() };
+}
+
+/** How far ahead of the control plane's clock a relay's reported time may be (its clock's skew), at most. */
+export const RELAY_CLOCK_AHEAD_MAX_MS = 3600_000;
+
+/**
+ * A time a relay reports (an event's `at`, its `started_at`), as recorded: no later than
+ * RELAY_CLOCK_AHEAD_MAX_MS ahead of `now`. A connection reported in the year 9999 sat at the top
+ * of `GET /v1/connections` (newest first) and was never pruned, nor was its audit event (their
+ * retention counts from it); the audit event's data keeps the time as the relay sent it. Times
+ * in the past are kept: a relay sends what it queued while the control plane was unreachable.
+ */
+export function reportedTime(at: string, now: Date): Date {
+  const t = Date.parse(at);
+  const latest = now.getTime() + RELAY_CLOCK_AHEAD_MAX_MS;
+  return new Date(Number.isNaN(t) ? now.getTime() : Math.min(t, latest));
 }
 
 /** An event of a relay's batch refused on its own (the route read it), and why. */
@@ -155,17 +171,17 @@ export async function recordEvents(
         : [],
     );
     for (const raw of events) {
-      const at = new Date(raw.at);
+      const at = reportedTime(raw.at, now);
       const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
       const { lease_id: claimedLease, ...rest } = raw;
       const e: ConnectionEvent = foreign ? rest : raw;
-      await audit(tx, Number.isNaN(at.getTime()) ? now : at, {
+      await audit(tx, at, {
         type: `relay.${e.type}` as AuditType,
         actor: node.nodeId,
         subject: e.lease_id ?? e.exposure ?? null,
         data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
       });
-      await recordConnectionEvent(tx, node.nodeId, e, Number.isNaN(at.getTime()) ? now : at);
+      await recordConnectionEvent(tx, node.nodeId, e, at);
       if (e.exposure && e.type === 'exposure_online') {
         await setOnline(deps, node, [{ name: e.exposure, port: e.port ?? null }], { complete: false, db: tx });
       } else if (e.exposure && e.type === 'exposure_offline') {
