@@ -9,7 +9,7 @@ import type { Db } from '../db/client.js';
 import type { Logger, LogFields } from '../../shared/logger.js';
 import { setOnline } from '../services/exposures.js';
 import { CLOSED_RETENTION_MS } from '../services/connections.js';
-import { RELAY_CLOCK_AHEAD_MAX_MS } from '../services/nodes.js';
+import { recordEvents, RELAY_CLOCK_AHEAD_MAX_MS } from '../services/nodes.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
@@ -89,6 +89,23 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(logger.warnings.length, 1);
       assert.equal(logger.warnings[0]!.fields?.refused, 2000);
       assert.equal((logger.warnings[0]!.fields?.exposures as unknown[]).length, 10);
+    });
+
+    it("a batch's exposure_online events are decided once, not once per event", async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const held = uniq('batch-');
+      await putExposure(t, owner.token, held);
+      await exposeOn(t, await adminToken(), node, owner.token, held);
+      const logger = recordingLogger();
+      const at = t.clock.now().toISOString();
+      const online = (exposure: string, port: number) => ({ type: 'exposure_online' as const, at, exposure, port });
+      const batch = [...Array.from({ length: 500 }, (_, i) => online('not-its-own', i + 1)), online(held, 2022)];
+      await recordEvents({ ...t.deps, logger }, { kind: 'node', nodeId: node.id, name: node.name }, batch);
+      assert.equal(logger.warnings.length, 1, 'one decision, one line');
+      assert.equal(logger.warnings[0]!.fields?.refused, 1);
+      const e = await exposure(held);
+      assert.deepEqual([e.online, e.node, e.port], [true, node.name, 2022]);
     });
 
     it('an older expose lease cannot take the exposure back from the relay X moved to', async () => {

@@ -148,7 +148,7 @@ const LOGGED_REFUSED_CLAIMS = 10;
  * refused are logged on one line per report, not one per name (a heartbeat may name thousands).
  */
 export async function onlineClaimsAllowed(
-  deps: Pick<Deps, 'db' | 'clock' | 'logger'>,
+  deps: Pick<Deps, 'clock' | 'logger'> & { db: Pick<Db, 'selectDistinctOn'> },
   node: NodePrincipal,
   names: string[],
 ): Promise<Set<string>> {
@@ -197,14 +197,8 @@ export async function setOnline(
   const db = opts.db ?? deps.db;
   const now = deps.clock.now();
   const ports = new Map(held.map((e) => [e.name, e.port]));
-  const allowed = await onlineClaimsAllowed({ ...deps, db: db as Db }, node, [...ports.keys()]);
-  for (const [name, port] of ports) {
-    if (!allowed.has(name)) continue;
-    await db
-      .update(exposures)
-      .set({ online: true, currentNodeId: node.nodeId, onlinePort: port, statusAt: now })
-      .where(eq(exposures.name, name));
-  }
+  const allowed = await onlineClaimsAllowed({ ...deps, db }, node, [...ports.keys()]);
+  for (const [name, port] of ports) if (allowed.has(name)) await markOnline(db, node, name, port, now);
   if (opts.complete) {
     await db
       .update(exposures)
@@ -217,6 +211,11 @@ export async function setOnline(
         ),
       );
   }
+}
+
+/** Exposure `name` is online on `node`, at `port`: for a claim onlineClaimsAllowed allowed. */
+export async function markOnline(db: Pick<Db, 'update'>, node: NodePrincipal, name: string, port: number | null, now: Date): Promise<void> {
+  await db.update(exposures).set({ online: true, currentNodeId: node.nodeId, onlinePort: port, statusAt: now }).where(eq(exposures.name, name));
 }
 
 /** A relay reports that X left: offline, if this node is the one that holds it. */

@@ -16,7 +16,7 @@ import { hashSecret } from '../lib/ids.js';
 import { audit, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
-import { setOffline, setOnline } from './exposures.js';
+import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
 import { pruneHistory } from './history-prune.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
@@ -170,6 +170,10 @@ export async function recordEvents(
         ? (await tx.select({ id: leases.id }).from(leases).where(and(eq(leases.nodeId, node.nodeId), inArray(leases.id, claimed)))).map((r) => r.id)
         : [],
     );
+    // Which exposures it may report online is decided once for the batch (it was once per
+    // event: a batch of 1,000 exposure_online events was 1,000 lease lookups and log lines).
+    const claims = [...new Set(events.flatMap((e) => (e.type === 'exposure_online' && e.exposure ? [e.exposure] : [])))];
+    const mayBeOnline = await onlineClaimsAllowed({ ...deps, db: tx }, node, claims);
     for (const raw of events) {
       const at = reportedTime(raw.at, now);
       const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
@@ -183,7 +187,7 @@ export async function recordEvents(
       });
       await recordConnectionEvent(tx, node.nodeId, e, at);
       if (e.exposure && e.type === 'exposure_online') {
-        await setOnline(deps, node, [{ name: e.exposure, port: e.port ?? null }], { complete: false, db: tx });
+        if (mayBeOnline.has(e.exposure)) await markOnline(tx, node, e.exposure, e.port ?? null, now);
       } else if (e.exposure && e.type === 'exposure_offline') {
         await setOffline(deps, tx, node, e.exposure);
       }
