@@ -150,6 +150,24 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal((await exposure(name)).node, node.name);
     });
 
+    it("a cursor beyond the feed is moved back to this relay's last entry, not the feed's", async () => {
+      const a = await enrollNode(t, await adminToken());
+      const b = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('feed-');
+      await putExposure(t, owner.token, name);
+      const onB = await exposeOn(t, await adminToken(), b, owner.token, name);
+      assertOk(await t.call('DELETE', `/v1/leases/${onB.lease.id}`, { token: await adminToken() }));
+      const feed = (n: TestNode, after: string) => t.call('GET', `/v1/nodes/self/revocations?after=${after}`, { token: n.token });
+      const ofB = await feed(b, '0');
+      assert.equal(ofB.body.revocations.length, 1);
+      assert.ok(Number(ofB.body.cursor) > 0);
+      const res = await feed(a, '999999999999999');
+      assertOk(res);
+      assert.deepEqual(res.body, { cursor: '0', revocations: [] }, "A learns nothing of B's feed");
+      assert.equal((await feed(b, '999999999999999')).body.cursor, ofB.body.cursor);
+    });
+
     it('times far in the future are recorded no later than the skew allowed, and are pruned', async () => {
       const node = await enrollNode(t, await adminToken());
       const far = '9999-12-31T00:00:00Z';

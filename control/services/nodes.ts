@@ -272,8 +272,10 @@ async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, a
   if (rows.length === 0 && after > 0) {
     // A cursor beyond every entry (the database restored from an older backup, or a relay's
     // state from another database) would skip the entries numbered up to it from now on: move
-    // it back to the last entry there is (entries may then come twice, never not at all).
-    const [last] = await deps.db.select({ seq: max(revocations.seq) }).from(revocations);
+    // it back to this node's last entry (entries may then come twice, never not at all; every
+    // later one is numbered above it). Its own, not the feed's: the feed's last number is how
+    // many leases were revoked on every relay, which is no business of this one.
+    const [last] = await deps.db.select({ seq: max(revocations.seq) }).from(revocations).where(eq(revocations.nodeId, node.nodeId));
     const top = Number(last?.seq ?? 0);
     if (top < after) cursor = top;
   }
