@@ -17,23 +17,28 @@ import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uni
 
 type User = { id: string; name: string; token: string };
 
-/** `db` with its `update` calls counted (every other method passed through). */
-function countingUpdates(db: Db): { db: Db; updates: () => number } {
+/** `db` with its calls of `method` counted, in transactions too (every other method passed through). */
+function counting(db: Db, method: 'update' | 'insert'): { db: Db; calls: () => number } {
   let n = 0;
-  const proxy = new Proxy(db, {
-    get(target, prop) {
-      const v: unknown = Reflect.get(target, prop);
-      if (typeof v !== 'function') return v;
-      if (prop === 'update') {
-        return (...args: unknown[]) => {
-          n += 1;
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return (v as (...a: unknown[]) => unknown).bind(target);
-    },
-  });
-  return { db: proxy, updates: () => n };
+  const wrap = <T extends object>(inner: T): T =>
+    new Proxy(inner, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop);
+        if (typeof v !== 'function') return v;
+        const f = v as (...a: unknown[]) => unknown;
+        if (prop === method) {
+          return (...args: unknown[]) => {
+            n += 1;
+            return f.apply(target, args);
+          };
+        }
+        if (prop === 'transaction') {
+          return (fn: (tx: object) => unknown, ...rest: unknown[]) => f.call(target, (tx: object) => fn(wrap(tx)), ...rest);
+        }
+        return f.bind(target);
+      },
+    });
+  return { db: wrap(db), calls: () => n };
 }
 
 function recordingLogger(): Logger & { warnings: { msg: string; fields?: LogFields }[] } {
@@ -72,11 +77,11 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const name = uniq('dup-');
       await putExposure(t, owner.token, name);
       await exposeOn(t, await adminToken(), node, owner.token, name);
-      const counted = countingUpdates(t.deps.db);
+      const counted = counting(t.deps.db, 'update');
       const held = Array.from({ length: 2000 }, (_, i) => ({ name, port: 1000 + i }));
       await setOnline({ ...t.deps, db: counted.db }, { kind: 'node', nodeId: node.id, name: node.name }, held, { complete: true });
       // One update for the exposure (with the last port listed) and one for the rest going offline.
-      assert.equal(counted.updates(), 2);
+      assert.equal(counted.calls(), 2);
       const e = await exposure(name);
       assert.deepEqual([e.online, e.node, e.port], [true, node.name, 2999]);
     });
@@ -106,6 +111,22 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(logger.warnings[0]!.fields?.refused, 1);
       const e = await exposure(held);
       assert.deepEqual([e.online, e.node, e.port], [true, node.name, 2022]);
+    });
+
+    it("a batch's audit events are written in one statement", async () => {
+      const node = await enrollNode(t, await adminToken());
+      const counted = counting(t.deps.db, 'insert');
+      const at = t.clock.now().toISOString();
+      const batch = Array.from({ length: 1000 }, (_, i) => ({ type: 'auth_fail' as const, at, reason: `try ${i}` }));
+      await recordEvents({ ...t.deps, db: counted.db }, { kind: 'node', nodeId: node.id, name: node.name }, batch);
+      assert.equal(counted.calls(), 1);
+      const audit = await t.call('GET', `/v1/audit?limit=1000&actor=${node.id}&type=relay.auth_fail&order=asc`, { token: await adminToken() });
+      assertOk(audit);
+      assert.deepEqual(
+        audit.body.events.map((e: { data: { reason: string } }) => e.data.reason),
+        batch.map((e) => e.reason),
+        'every event, in the order sent',
+      );
     });
 
     it('an older expose lease cannot take the exposure back from the relay X moved to', async () => {

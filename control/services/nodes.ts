@@ -10,10 +10,10 @@ import type {
 import { isEgressDriver } from '../../protocol/lease-claims.js';
 import { parsePublicKeyLine, weakKey } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
-import { enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
+import { auditEvents, enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
-import { audit, type AuditType } from './audit.js';
+import { audit, auditRow, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
@@ -136,6 +136,8 @@ export interface EventRejection {
   field?: string;
 }
 
+type AuditRow = typeof auditEvents.$inferInsert;
+
 /** Rejections an audit entry lists; the rest are counted only. */
 const AUDITED_REJECTIONS = 10;
 
@@ -174,17 +176,22 @@ export async function recordEvents(
     // event: a batch of 1,000 exposure_online events was 1,000 lease lookups and log lines).
     const claims = [...new Set(events.flatMap((e) => (e.type === 'exposure_online' && e.exposure ? [e.exposure] : [])))];
     const mayBeOnline = await onlineClaimsAllowed({ ...deps, db: tx }, node, claims);
+    // The events' audit rows go in one statement (in the batch's order), not one each: a batch
+    // of 1,000 was 1,000 inserts, most of a second of the embedded database.
+    const auditRows: AuditRow[] = [];
     for (const raw of events) {
       const at = reportedTime(raw.at, now);
       const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
       const { lease_id: claimedLease, ...rest } = raw;
       const e: ConnectionEvent = foreign ? rest : raw;
-      await audit(tx, at, {
-        type: `relay.${e.type}` as AuditType,
-        actor: node.nodeId,
-        subject: e.lease_id ?? e.exposure ?? null,
-        data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
-      });
+      auditRows.push(
+        auditRow(at, {
+          type: `relay.${e.type}` as AuditType,
+          actor: node.nodeId,
+          subject: e.lease_id ?? e.exposure ?? null,
+          data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
+        }),
+      );
       await recordConnectionEvent(tx, node.nodeId, e, at);
       if (e.exposure && e.type === 'exposure_online') {
         if (mayBeOnline.has(e.exposure)) await markOnline(tx, node, e.exposure, e.port ?? null, now);
@@ -192,6 +199,7 @@ export async function recordEvents(
         await setOffline(deps, tx, node, e.exposure);
       }
     }
+    await tx.insert(auditEvents).values(auditRows);
     await pruneConnections(tx, now);
   });
   for (const code of new Set(rejected.map((r) => r.code))) {
