@@ -10,6 +10,7 @@ import type { Logger, LogFields } from '../../shared/logger.js';
 import { setOnline } from '../services/exposures.js';
 import { CLOSED_RETENTION_MS } from '../services/connections.js';
 import { recordEvents, RELAY_CLOCK_AHEAD_MAX_MS } from '../services/nodes.js';
+import { PRUNE_EVERY_MS, STALE_OPEN_GRACE_MS } from '../services/history-prune.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
@@ -187,6 +188,33 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertOk(res);
       assert.deepEqual(res.body, { cursor: '0', revocations: [] }, "A learns nothing of B's feed");
       assert.equal((await feed(b, '999999999999999')).body.cursor, ofB.body.cursor);
+    });
+
+    it('connections reported open are closed once they have no live lease of the relay, and then pruned', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('open-');
+      await putExposure(t, owner.token, name);
+      const lease = await exposeOn(t, await adminToken(), node, owner.token, name);
+      const at = t.clock.now().toISOString();
+      const opened = Array.from({ length: 50 }, (_, i) => ({ type: 'conn_open', at, session_id: `made-up-${i}` }));
+      assert.equal((await events(node, [...opened, { type: 'conn_open', at, session_id: 'real', lease_id: lease.lease.id }])).status, 202);
+      const open = async () => {
+        const res = await t.call('GET', `/v1/connections?state=open&node=${node.name}&limit=1000`, { token: await adminToken() });
+        assertOk(res);
+        return (res.body.connections as { session_id: string }[]).map((c) => c.session_id);
+      };
+      assert.equal((await open()).length, 51);
+      t.clock.advance(PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      assert.deepEqual(await open(), ['real'], 'the ones under no lease of its own are closed');
+      t.clock.advance(new Date(lease.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      assert.deepEqual(await open(), [], 'and the one whose lease expired over an hour ago');
+      t.clock.advance(CLOSED_RETENTION_MS + PRUNE_EVERY_MS);
+      assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      const all = await t.call('GET', `/v1/connections?state=all&node=${node.name}&limit=1000`, { token: await adminToken() });
+      assert.deepEqual(all.body.connections, []);
     });
 
     it('times far in the future are recorded no later than the skew allowed, and are pruned', async () => {

@@ -1,7 +1,7 @@
-import { and, inArray, lt, max, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
-import { auditEvents, leases, revocations } from '../db/schema/index.js';
+import { auditEvents, connections, leases, revocations } from '../db/schema/index.js';
 import { audit } from './audit.js';
 import { CLOSED_RETENTION_MS } from './connections.js';
 import { turnsEvery } from './replica-turns.js';
@@ -24,6 +24,12 @@ import { turnsEvery } from './replica-turns.js';
  *   0 keeps them for good). Each turn that deleted some writes an `audit.pruned` event saying how
  *   many and up to when, so a gap in the log is explained by the log itself.
  *
+ * - A connection still open as reported is closed (at the turn's time) once it has no lease of
+ *   its relay's that expired less than `STALE_OPEN_GRACE_MS` ago: no connection outlives its lease
+ *   (the relay closes it), so its close event was lost (a relay's full event queue drops events),
+ *   or the relay made it up. Closed connections are pruned after their retention
+ *   (connections.ts); open ones were kept for ever, and a relay could add them without end.
+ *
  * At most `BATCH` rows of each per call and one call per `PRUNE_EVERY_MS` per replica and
  * database: the statement that pays for it (a relay's heartbeat) waits for two bounded deletes
  * at most, and a backlog drains over the following calls. A failure is logged, never passed on:
@@ -33,6 +39,8 @@ export const LEASE_RETENTION_MS = CLOSED_RETENTION_MS;
 export const FEED_RETENTION_MS = 3600_000;
 export const PRUNE_EVERY_MS = 600_000;
 export const BATCH = 1000;
+/** How long after its lease expired a connection may still be reported open (its close event on the way). */
+export const STALE_OPEN_GRACE_MS = 3600_000;
 
 const pruneTurn = turnsEvery(PRUNE_EVERY_MS);
 
@@ -41,12 +49,26 @@ export async function pruneHistory(
   db: Db,
   now: Date,
   o: { auditRetentionDays: number; logger?: Logger },
-): Promise<{ leases: number; revocations: number; audit: number } | undefined> {
+): Promise<{ leases: number; revocations: number; audit: number; staleConnections: number } | undefined> {
   if (!pruneTurn(db, now)) return undefined;
   const t = now.getTime();
   try {
     const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
     const feedCutoff = new Date(t - FEED_RETENTION_MS);
+    const leaseLive = db
+      .select({ id: leases.id })
+      .from(leases)
+      .where(and(eq(leases.id, connections.leaseId), gt(leases.expiresAt, new Date(t - STALE_OPEN_GRACE_MS))));
+    const staleOpen = db
+      .select({ nodeId: connections.nodeId, sessionId: connections.sessionId })
+      .from(connections)
+      .where(and(isNull(connections.closedAt), notExists(leaseLive)))
+      .limit(BATCH);
+    const closed = await db
+      .update(connections)
+      .set({ closedAt: now })
+      .where(sql`(${connections.nodeId}, ${connections.sessionId}) in (${staleOpen})`)
+      .returning({ sessionId: connections.sessionId });
     const gone = await db
       .delete(leases)
       .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(lt(leases.expiresAt, leaseCutoff)).limit(BATCH)))
@@ -67,7 +89,7 @@ export async function pruneHistory(
         await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: auditCutoff.toISOString(), retention_days: o.auditRetentionDays } });
       }
     }
-    return { leases: gone.length, revocations: feed.length, audit: auditGone };
+    return { leases: gone.length, revocations: feed.length, audit: auditGone, staleConnections: closed.length };
   } catch (err) {
     o.logger?.error('pruning expired leases, feed entries and old audit events failed', { err });
     return undefined;
