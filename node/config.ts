@@ -77,6 +77,11 @@ const OPTIONS = {
     def: '60',
     help: 'key exchanges after the first one connection may make per minute (each costs the relay a signature and a key agreement); more: disconnect',
   },
+  'max-renewals-per-minute': {
+    env: 'TUNNEL_MAX_RENEWALS_PER_MINUTE',
+    def: '60',
+    help: 'in-band lease renewals one connection may make per minute (each costs the relay two signature verifications; the CLI renews at most once a second); more: disconnect',
+  },
   'max-send-buffer': {
     env: 'TUNNEL_MAX_SEND_BUFFER',
     def: '1MiB',
@@ -241,6 +246,7 @@ const FIELDS = {
   'max-auth-attempts': count('max-auth-attempts', 1),
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
   'max-rekeys-per-minute': count('max-rekeys-per-minute', 1),
+  'max-renewals-per-minute': count('max-renewals-per-minute', 1),
   // ssh2 writes whole packets (up to 32 KiB of channel data) and Node's socket asks for a
   // drain only above 16 KiB, so smaller bounds could never be met.
   'max-send-buffer': size('max-send-buffer', 64 * 1024),
@@ -309,6 +315,8 @@ export interface Limits {
   authFailuresPerMinute: number;
   /** Key exchanges after the first, per connection and minute (a token bucket). */
   rekeysPerMinute: number;
+  /** In-band lease renewals per connection and minute (a token bucket). */
+  renewalsPerMinute: number;
   /** Bytes queued for one peer before the relay stops feeding it (twice this: stops reading it). */
   sendBufferBytes: number;
   /** A peer over the send bound that takes nothing for this long is disconnected. */
@@ -471,6 +479,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         authAttempts: v['max-auth-attempts'],
         authFailuresPerMinute: v['auth-failures-per-minute'],
         rekeysPerMinute: v['max-rekeys-per-minute'],
+        renewalsPerMinute: v['max-renewals-per-minute'],
         sendBufferBytes: v['max-send-buffer'],
         sendStallMs: v['send-stall-timeout'],
         windowBudgetBytes: v['window-budget'],

@@ -231,6 +231,7 @@ export class RelayConnection {
         this.#lease = lease;
       },
       activateEgress: (lease) => this.#activateEgress(lease),
+      tooOften: () => this.end('renewal_rate'),
     }));
   }
 

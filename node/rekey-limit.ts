@@ -1,5 +1,6 @@
 import type { Clock } from '../shared/clock.js';
 import type { Limits } from './config.js';
+import { PerMinuteLimit } from './per-minute-limit.js';
 
 /**
  * One connection's key exchanges against --max-rekeys-per-minute. Every key exchange costs the
@@ -8,27 +9,19 @@ import type { Limits } from './config.js';
  * is free.
  */
 export class RekeyLimit {
-  readonly #limits: Pick<Limits, 'rekeysPerMinute'>;
-  readonly #clock: Clock;
-  #tokens: number;
-  #at = -1;
+  readonly #bucket: PerMinuteLimit;
+  #first = true;
 
   constructor(limits: Pick<Limits, 'rekeysPerMinute'>, clock: Clock) {
-    this.#limits = limits;
-    this.#clock = clock;
-    this.#tokens = limits.rekeysPerMinute;
+    this.#bucket = new PerMinuteLimit(limits.rekeysPerMinute, clock);
   }
 
   /** A key exchange completed (ssh2's 'handshake'); false when the peer re-keys too often. */
   exchanged(): boolean {
-    const perMinute = this.#limits.rekeysPerMinute;
-    const now = this.#clock.now().getTime();
-    if (this.#at < 0) {
-      this.#at = now;
+    if (this.#first) {
+      this.#first = false;
       return true;
     }
-    this.#tokens = Math.min(perMinute, this.#tokens + ((now - this.#at) / 60_000) * perMinute) - 1;
-    this.#at = now;
-    return this.#tokens >= 0;
+    return this.#bucket.take();
   }
 }

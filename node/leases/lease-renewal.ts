@@ -4,10 +4,11 @@ import type { Logger } from '../../shared/logger.js';
 import { renewalMismatch } from '../auth/authenticate.js';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import type { RelayContext } from '../relay-context.js';
+import { PerMinuteLimit } from '../per-minute-limit.js';
 
 /** What a connection's in-band lease renewal takes from its connection (node/connection.ts). */
 export interface LeaseRenewalOptions {
-  ctx: Pick<RelayContext, 'auth' | 'metrics' | 'registry'>;
+  ctx: Pick<RelayContext, 'auth' | 'metrics' | 'registry' | 'config' | 'clock'>;
   sessionId: string;
   log: Logger;
   /** The lease the connection holds now; undefined before authentication. */
@@ -20,6 +21,8 @@ export interface LeaseRenewalOptions {
   setLease(lease: VerifiedLease): void;
   /** An egress lease's rules enter the firewall (node/egress/egress-lock.ts). */
   activateEgress(lease: VerifiedLease): void;
+  /** The peer renews more often than --max-renewals-per-minute: close the connection; true when this began closing it. */
+  tooOften(): boolean;
 }
 
 /**
@@ -29,13 +32,29 @@ export interface LeaseRenewalOptions {
  */
 export class LeaseRenewal {
   readonly #o: LeaseRenewalOptions;
+  /**
+   * Each renewal costs the relay two Ed25519 verifications (the certificate's CA signature and
+   * the lease token's) with their parsing, about 0.45 ms of CPU, and a log line: one member
+   * pipelining its own certificate in `lease-renew@tunnel` requests held half a core, and every
+   * member could. The CLI renews at most once a second.
+   */
+  readonly #limit: PerMinuteLimit;
 
   constructor(o: LeaseRenewalOptions) {
     this.#o = o;
+    this.#limit = new PerMinuteLimit(o.ctx.config.limits.renewalsPerMinute, o.ctx.clock);
   }
 
   async renew(req: { payload: Buffer }, accept: (() => void) | undefined, reject: (() => void) | undefined): Promise<void> {
     const o = this.#o;
+    if (!this.#limit.take()) {
+      // Counted and logged once, by the request that began closing the connection (those the
+      // peer sent with it are dropped).
+      if (!o.tooOften()) return;
+      o.ctx.metrics.renewals.inc({ result: 'rate_limited' });
+      o.log.warn('peer renewed its lease too often; disconnected', { limitPerMinute: o.ctx.config.limits.renewalsPerMinute, leaseId: o.lease()?.leaseId });
+      return;
+    }
     const current = o.lease();
     const fail = (reason: string, ids: { leaseId?: string; serial?: string } = {}) => {
       o.ctx.metrics.renewals.inc({ result: reason });
