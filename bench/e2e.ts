@@ -508,7 +508,7 @@ async function main(): Promise<void> {
     const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
     log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ssh2 native crypto ${nativeCryptoAvailable() ? 'yes' : 'NO'}`);
     service = await startService();
-    stack = await startStack({ relay: { nodeArgs, args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', ...RELAY_ARGS] } });
+    stack = await startStack({ relay: { nodeArgs, args: ['--max-channels-per-connection', '1024', '--max-channels-per-member', '1024', '--max-pending-opens', '256', ...RELAY_ARGS] } });
     const x = await stack.user('admin');
     const y = await stack.user('bob');
     log('direct loopback');

@@ -145,6 +145,7 @@ async function scenario(exposures: number): Promise<Result> {
       '--max-pending-opens', '1024',
       // Every Y lease here belongs to the one bench admin: lift one opener's share of X's channels.
       '--max-channels-per-opener', '1024',
+      '--max-channels-per-member', String(N * 2),
     ],
     opts['relay-node-arg'],
     {},

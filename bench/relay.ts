@@ -284,7 +284,7 @@ runBench('bench:relay', async (cleanups) => {
   const service = await startService();
   cleanups.add(() => service.close());
   const stack = await startRelayStack(
-    ['--max-channels-per-connection', '1024', '--max-pending-opens', '256', '--events-queue-max', '100000'],
+    ['--max-channels-per-connection', '1024', '--max-channels-per-member', '1024', '--max-pending-opens', '256', '--events-queue-max', '100000'],
     [...opts['relay-node-arg'], ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
     Object.fromEntries(opts['relay-env'].map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
   );

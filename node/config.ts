@@ -67,6 +67,11 @@ const OPTIONS = {
     def: '64',
     help: "one user's share of an exposing connection's channels (so one Y cannot take all --max-channels-per-connection)",
   },
+  'max-channels-per-member': {
+    env: 'TUNNEL_MAX_CHANNELS_PER_MEMBER',
+    def: '256',
+    help: "channels one user (a lease's subject) may have open or opening through this relay, all its connections together (each may hold up to its 2 MiB window in the relay)",
+  },
   'channel-idle-timeout': { env: 'TUNNEL_CHANNEL_IDLE_TIMEOUT', def: '1h', help: 'close a bridged channel that moved no data either way for this long (off: never)' },
   'max-pending-opens': { env: 'TUNNEL_MAX_PENDING_OPENS', def: '32', help: 'channel opens waiting for X, per connection' },
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
@@ -236,6 +241,7 @@ const FIELDS = {
   'events-queue-max': count('events-queue-max', 1),
   'max-channels-per-connection': count('max-channels-per-connection', 1),
   'max-channels-per-opener': count('max-channels-per-opener', 1),
+  'max-channels-per-member': count('max-channels-per-member', 1),
   'channel-idle-timeout': (s: string | undefined): number | undefined => {
     if (s === 'off') return undefined;
     const ms = s === undefined ? NaN : millis(s);
@@ -307,6 +313,8 @@ export interface Limits {
   channelsPerConnection: number;
   /** One opener's (Y user's) share of an exposing connection's channels. */
   channelsPerOpener: number;
+  /** One member's (lease subject's) channels through the relay, all its connections together. */
+  channelsPerMember: number;
   /** A bridged channel idle this long is closed; undefined: never. */
   channelIdleMs: number | undefined;
   pendingOpens: number;
@@ -473,6 +481,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         startups: Object.freeze({ ...v['max-startups'], perSource: v['per-source-max-startups'] }),
         channelsPerConnection: v['max-channels-per-connection'],
         channelsPerOpener: v['max-channels-per-opener'],
+        channelsPerMember: v['max-channels-per-member'],
         channelIdleMs: v['channel-idle-timeout'],
         pendingOpens: v['max-pending-opens'],
         connectionsPerLease: v['max-connections-per-lease'],

@@ -8,6 +8,7 @@ import type { FaultInjector } from './fault-guard.js';
 import type { EgressLock } from './egress/egress-lock.js';
 import type { VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LiveBytes } from './forwarding/live-bytes.js';
+import type { MemberChannels } from './forwarding/member-channels.js';
 import type { LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
@@ -32,6 +33,8 @@ export interface RelayContext {
   windows: WindowBudget;
   /** The channel data open bridges hold (the gc pacer's live bytes): bridges register while open. */
   live: LiveBytes;
+  /** Each member's channels across its connections, against --max-channels-per-member. */
+  members: MemberChannels;
   /** Testing only: injected handler faults (`--test-fault`). */
   injectFault?: FaultInjector;
 }

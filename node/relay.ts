@@ -26,6 +26,7 @@ import { recycleWrites, relayPackets } from './packet-pool.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer, v8FullPacing } from './gc-pacer.js';
 import { LiveBytes } from './forwarding/live-bytes.js';
+import { MemberChannels } from './forwarding/member-channels.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
@@ -178,6 +179,7 @@ export function createRelay(deps: RelayDeps): Relay {
     draining: () => draining,
     windows,
     live,
+    members: new MemberChannels(config.limits.channelsPerMember),
     ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
   };
 

@@ -35,6 +35,7 @@ export function refusalWord(reason: string): ChannelRefusal {
     case 'draining':
     case 'too_many_pending_opens':
     case 'too_many_channels':
+    case 'member_channels':
     case 'opener_share':
     case 'exposure_full':
     case 'egress_no_port_block':

@@ -66,7 +66,11 @@ export class DirectChannels {
     if (o.ctx.draining()) return refuseRequest(o, 'direct-tcpip', 'draining', dest, reject);
     const full = o.slots.refuseOpen();
     if (full) return refuseRequest(o, 'direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
-    if (route.kind === 'egress') return this.#openEgress(accept, reject, lease, route.target, dest);
+    let release: (() => void) | undefined;
+    if (route.kind === 'egress') {
+      if (!(release = o.ctx.members.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.members.limit }, reject);
+      return this.#openEgress(accept, reject, lease, route.target, dest, release);
+    }
     const target = o.ctx.listeners.find(route.exposure, route.port);
     if (!target) {
       const ports = o.ctx.listeners.portsOf(route.exposure);
@@ -75,6 +79,9 @@ export class DirectChannels {
         ? refuseRequest(o, 'direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
         : refuseRequest(o, 'direct-tcpip', 'exposure_offline', dest, reject);
     }
+    // One of the member's channels (all its connections together) from now until it closes or fails.
+    if (!(release = o.ctx.members.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.members.limit }, reject);
+    const member = release;
 
     o.slots.beginOpen();
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
@@ -83,16 +90,18 @@ export class DirectChannels {
         o.slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
         const ych = o.closing() ? undefined : accept();
-        if (!ych) return this.#abandoned(() => closeLate(xch));
+        if (!ych) return this.#abandoned(() => closeLate(xch), member);
         const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
           to: 'exposure',
           gate: target.gate,
+          member,
           closed: (stats) => target.account?.(stats.bToA, stats.aToB),
         });
         o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
       o.wrap('tcpip-open', (err: unknown) => {
         o.slots.endOpen();
+        member();
         const reason = err instanceof OpenTimeoutError ? 'open_timeout' : err instanceof OpenRefusedError ? err.reason : 'open_failed';
         o.ctx.metrics.channels.inc({ outcome: reason });
         refuseRequest(o, 'direct-tcpip', reason, { ...dest, limit: err instanceof OpenRefusedError ? err.limit : undefined }, reject);
@@ -101,7 +110,7 @@ export class DirectChannels {
   }
 
   /** Y's channel to an egress target: dial first, confirm Y's channel only once connected. */
-  #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>): void {
+  #openEgress(accept: () => ServerChannel, reject: () => void, lease: VerifiedLease, target: { host: string; port: number }, dest: Record<string, unknown>, member: () => void): void {
     const o = this.#o;
     o.slots.beginOpen();
     o.ctx.egress.dial(lease.leaseId, target).then(
@@ -109,12 +118,13 @@ export class DirectChannels {
         o.slots.endOpen();
         o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
         const ych = o.closing() ? undefined : accept();
-        if (!ych) return this.#abandoned(() => sock.destroy());
-        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress' });
+        if (!ych) return this.#abandoned(() => sock.destroy(), member);
+        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress', member });
         o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
       o.wrap('egress-open', (err: unknown) => {
         o.slots.endOpen();
+        member();
         const reason = err instanceof EgressError ? err.reason : 'egress_connect_failed';
         o.ctx.metrics.egressDials.inc({ outcome: reason });
         refuseRequest(o, 'direct-tcpip', reason, { ...dest, leaseId: lease.leaseId, err: err instanceof Error ? err.message : String(err) }, reject);
@@ -125,9 +135,11 @@ export class DirectChannels {
   /**
    * Y's connection closed, or began closing, while the other side of its open was on the way:
    * there is no channel to confirm (the relay has said DISCONNECT and ended the socket, or it is
-   * gone), so `closeOther` closes what came, and the open is counted as abandoned.
+   * gone), so `closeOther` closes what came, the member's channel is given back, and the open is
+   * counted as abandoned.
    */
-  #abandoned(closeOther: () => void): void {
+  #abandoned(closeOther: () => void, member: () => void): void {
+    member();
     this.#o.ctx.metrics.channels.inc({ outcome: 'abandoned' });
     closeOther();
   }
@@ -138,7 +150,7 @@ export class DirectChannels {
    * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
    * its channel id.
    */
-  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: { to: 'exposure' | 'egress'; gate?: SendGate; closed?: (stats: BridgeStats) => void }): string {
+  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: { to: 'exposure' | 'egress'; gate?: SendGate; member: () => void; closed?: (stats: BridgeStats) => void }): string {
     const o = this.#o;
     o.slots.opened();
     if (o.adaptive) o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt });
@@ -149,6 +161,7 @@ export class DirectChannels {
       channelEnd(ych as unknown as SshChannelLike, o.budget),
       other,
       o.wrap('bridge-close', (stats: BridgeStats) => {
+        opts.member();
         o.slots.closed();
         this.#bridges.delete(b);
         untrack();

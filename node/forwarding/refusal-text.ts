@@ -24,6 +24,8 @@ export function channelRefusal(
       return { code: RESOURCE_SHORTAGE, text: `too many channel opens waiting on this connection (limit ${f.limit ?? '?'})` };
     case 'too_many_channels':
       return { code: RESOURCE_SHORTAGE, text: `too many open channels on this connection (limit ${f.limit ?? '?'})` };
+    case 'member_channels':
+      return { code: RESOURCE_SHORTAGE, text: `you hold ${f.limit ?? '?'} channels through this relay, all your connections together; close some first` };
     case 'opener_share':
       return { code: RESOURCE_SHORTAGE, text: `you hold your share of ${dest}'s channels (limit ${f.limit ?? '?'}); close some first` };
     case 'exposure_full':

@@ -58,7 +58,7 @@ describe('many channels through one tunnel expose and one tunnel open --listen (
   let bob: CliUser;
   before(async () => {
     // Room for all the channels of one connection (the defaults are 256 channels and 32 pending opens).
-    stack = await startStack({ relay: { args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '1024', '--max-channels-per-opener', '1024'] } });
+    stack = await startStack({ relay: { args: ['--max-channels-per-connection', '1024', '--max-pending-opens', '1024', '--max-channels-per-opener', '1024', '--max-channels-per-member', '1024'] } });
     echo = await echoService();
     admin = await stack.user('admin');
     bob = await stack.user('bob');

@@ -1,0 +1,58 @@
+/**
+ * Hostile members: channels across connections. Every bridged channel may hold up to the window
+ * the relay granted its Y (2 MiB) while the other side is slow, and only a connection's channels
+ * were bounded (--max-channels-per-connection): a member with its own exposure that accepts
+ * channels and never reads them, and as many `open` leases as it likes, held 1 MiB of relay memory
+ * per channel it opened (128 MiB with 128 channels over two connections, measured on the relay
+ * process), with no bound across connections. --max-channels-per-member bounds them.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Client, ClientChannel } from 'ssh2';
+import { openDirect } from './hostile-clients.js';
+import { relayUnderTest } from './relay-under-test.js';
+
+/** X: binds `exposure` and accepts every channel into it without reading. */
+async function exposeSink(client: Client, exposure: string): Promise<void> {
+  client.on('tcp connection', (_info, accept) => accept().pause());
+  await new Promise<void>((resolve, reject) => client.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
+}
+
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => 'opened',
+    (err: Error) => err.message,
+  );
+
+describe('hostile: one member holds at most --max-channels-per-member channels across its connections', { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-channels-per-member', '3']);
+
+  it('a member with two connections gets 3 channels in all; another member still gets one; a closed one frees its place', async () => {
+    for (const exposure of ['sink-a', 'sink-b']) await exposeSink((await t.member('hog', { grant: { kind: 'expose', exposure, port: 22 } })).client, exposure);
+    const ya = await t.member('hog', { grant: { kind: 'open', exposure: 'sink-a' } });
+    const yb = await t.member('hog', { grant: { kind: 'open', exposure: 'sink-b' } });
+
+    const held: ClientChannel[] = [await openDirect(ya.client, 'sink-a', 22), await openDirect(ya.client, 'sink-a', 22), await openDirect(yb.client, 'sink-b', 22)];
+    assert.match(await refusal(openDirect(yb.client, 'sink-b', 22)), /: busy: you hold 3 channels through this relay/);
+
+    // Another member is not held to hog's count.
+    const other = await t.member('other', { grant: { kind: 'open', exposure: 'sink-a' } });
+    await openDirect(other.client, 'sink-a', 22);
+
+    // A channel hog closes is given back (once the relay's bridge has closed it).
+    const closedBefore = bridgesClosed(t.relay.relay.metricsText());
+    held[0]!.close();
+    for (let i = 0; bridgesClosed(t.relay.relay.metricsText()) === closedBefore; i++) {
+      assert.ok(i < 200, 'the relay did not close the bridge');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await openDirect(yb.client, 'sink-b', 22);
+    assert.match(await refusal(openDirect(ya.client, 'sink-a', 22)), /: busy: you hold 3 /);
+  });
+});
+
+function bridgesClosed(metrics: string): number {
+  let n = 0;
+  for (const m of metrics.matchAll(/^tunnel_node_bridged_channels_total\{outcome="(?:eof|closed|error|aborted)"\} (\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
