@@ -75,6 +75,11 @@ const OPTIONS = {
   'channel-idle-timeout': { env: 'TUNNEL_CHANNEL_IDLE_TIMEOUT', def: '1h', help: 'close a bridged channel that moved no data either way for this long (off: never)' },
   'max-pending-opens': { env: 'TUNNEL_MAX_PENDING_OPENS', def: '32', help: 'channel opens waiting for X, per connection' },
   'max-connections-per-lease': { env: 'TUNNEL_MAX_CONNECTIONS_PER_LEASE', def: '4', help: 'SSH connections sharing one lease' },
+  'max-connections-per-member': {
+    env: 'TUNNEL_MAX_CONNECTIONS_PER_MEMBER',
+    def: '1024',
+    help: "authenticated SSH connections of one user (a lease's subject), all its leases together; more: authentication refused",
+  },
   'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
   'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
   'max-rekeys-per-minute': {
@@ -249,6 +254,7 @@ const FIELDS = {
   },
   'max-pending-opens': count('max-pending-opens', 1),
   'max-connections-per-lease': count('max-connections-per-lease', 1),
+  'max-connections-per-member': count('max-connections-per-member', 1),
   'max-auth-attempts': count('max-auth-attempts', 1),
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
   'max-rekeys-per-minute': count('max-rekeys-per-minute', 1),
@@ -319,6 +325,8 @@ export interface Limits {
   channelIdleMs: number | undefined;
   pendingOpens: number;
   connectionsPerLease: number;
+  /** One member's (lease subject's) authenticated connections, all its leases together. */
+  connectionsPerMember: number;
   authAttempts: number;
   authFailuresPerMinute: number;
   /** Key exchanges after the first, per connection and minute (a token bucket). */
@@ -485,6 +493,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         channelIdleMs: v['channel-idle-timeout'],
         pendingOpens: v['max-pending-opens'],
         connectionsPerLease: v['max-connections-per-lease'],
+        connectionsPerMember: v['max-connections-per-member'],
         authAttempts: v['max-auth-attempts'],
         authFailuresPerMinute: v['auth-failures-per-minute'],
         rekeysPerMinute: v['max-rekeys-per-minute'],

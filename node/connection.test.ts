@@ -23,6 +23,7 @@ import type { VerifiedLease } from './auth/verify-client-cert.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import { randomIds } from './deps.js';
 import { VirtualListeners } from './forwarding/virtual-listeners.js';
+import { PerMemberLimit } from './per-member-limit.js';
 import { LeaseRegistry } from './leases/lease-registry.js';
 import { createRelayMetrics } from './metrics.js';
 import { socketOf } from './ssh2-internals.js';
@@ -85,6 +86,7 @@ describe('RelayConnection: a keepalive timeout or a re-key past the limit counts
       reporter: { push: () => undefined },
       egress: { release: o.release ?? (() => undefined) },
       draining: () => false,
+      memberConnections: new PerMemberLimit(config.limits.connectionsPerMember),
     } as unknown as RelayContext;
     const got = new Promise<{ rc: RelayConnection; conn: Connection }>((made) => (next = { ctx, made }));
     const peer = connect({ host: '127.0.0.1', port });

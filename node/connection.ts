@@ -71,6 +71,8 @@ export class RelayConnection {
   /** A CLI peer's round trip from pings, for its channels' windows (node/path-rtt.ts); undefined for other peers. */
   #pathRtt: PathRtt | undefined;
   #ping: (() => void) | undefined;
+  /** Gives back the member's connection it took at authentication (--max-connections-per-member). */
+  #releaseMember: (() => void) | undefined;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -262,8 +264,9 @@ export class RelayConnection {
         this.#guard.run('lease-end', () => this.#leaseEnded(reason));
         return true;
       },
-      setLease: (lease) => {
+      setLease: (lease, releaseMember) => {
         this.#lease = lease;
+        this.#releaseMember = releaseMember;
       },
     }));
   }
@@ -420,6 +423,8 @@ export class RelayConnection {
     this.#direct?.abortAll();
     this.#exposures.unbindAll();
     this.#ctx.registry.detach(this.sessionId);
+    this.#releaseMember?.();
+    this.#releaseMember = undefined;
     this.#ctx.egress.release(this.sessionId);
     if (this.#lease) {
       this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });

@@ -8,7 +8,7 @@ import type { FaultInjector } from './fault-guard.js';
 import type { EgressLock } from './egress/egress-lock.js';
 import type { VirtualListeners } from './forwarding/virtual-listeners.js';
 import type { LiveBytes } from './forwarding/live-bytes.js';
-import type { MemberChannels } from './forwarding/member-channels.js';
+import type { PerMemberLimit } from './per-member-limit.js';
 import type { LeaseRegistry } from './leases/lease-registry.js';
 import type { Logger } from '../shared/logger.js';
 import type { RelayMetrics } from './metrics.js';
@@ -34,7 +34,9 @@ export interface RelayContext {
   /** The channel data open bridges hold (the gc pacer's live bytes): bridges register while open. */
   live: LiveBytes;
   /** Each member's channels across its connections, against --max-channels-per-member. */
-  members: MemberChannels;
+  memberChannels: PerMemberLimit;
+  /** Each member's authenticated connections, against --max-connections-per-member. */
+  memberConnections: PerMemberLimit;
   /** Testing only: injected handler faults (`--test-fault`). */
   injectFault?: FaultInjector;
 }

@@ -26,7 +26,7 @@ import { recycleWrites, relayPackets } from './packet-pool.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer, v8FullPacing } from './gc-pacer.js';
 import { LiveBytes } from './forwarding/live-bytes.js';
-import { MemberChannels } from './forwarding/member-channels.js';
+import { PerMemberLimit } from './per-member-limit.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
 
@@ -179,7 +179,8 @@ export function createRelay(deps: RelayDeps): Relay {
     draining: () => draining,
     windows,
     live,
-    members: new MemberChannels(config.limits.channelsPerMember),
+    memberChannels: new PerMemberLimit(config.limits.channelsPerMember),
+    memberConnections: new PerMemberLimit(config.limits.connectionsPerMember),
     ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
   };
 

@@ -74,7 +74,8 @@ export async function startRelayStack(
     let nodeArgs = relayNodeArgs;
     let args = relayArgs;
     const start = (o: { enrollToken?: string; dataDir?: string; sshPort?: number; metricsPort?: number }) =>
-      startRelayProcess({ controlUrl: control.url, ...o, args, nodeArgs, env: { ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
+      // Every lease of a bench is the one admin's: lift the per-member limits (bench:footprint holds 10,000 exposures).
+      startRelayProcess({ controlUrl: control.url, ...o, args, nodeArgs, env: { TUNNEL_MAX_CONNECTIONS_PER_MEMBER: '1000000', TUNNEL_MAX_CHANNELS_PER_MEMBER: '1000000', ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
     relay = await start({ enrollToken: enroll.body.token as string });
     const first = relay; // owns the data dir, which restarts reuse
     const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;

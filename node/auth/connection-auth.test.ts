@@ -10,6 +10,7 @@ import { noopLogger } from '../../shared/logger.js';
 import { JwksCache } from '../trust/jwks-cache.js';
 import { createAuthenticator } from './authenticate.js';
 import { ConnectionAuth, type ConnectionAuthOptions } from './connection-auth.js';
+import { PerMemberLimit } from '../per-member-limit.js';
 
 /**
  * A client asks whether its key would do (publickey without a signature), then signs: the
@@ -55,6 +56,7 @@ async function setup() {
     auth,
     rateLimiter: { recordFailure: () => undefined },
     registry: { attach: () => ({ ok: true }) },
+    memberConnections: new PerMemberLimit(100),
   } as unknown as ConnectionAuthOptions['ctx'];
   const conn = new ConnectionAuth({
     ctx,

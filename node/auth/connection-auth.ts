@@ -10,7 +10,7 @@ import { verifySessionSignature, type ClientKey, type VerifiedLease } from './ve
 
 /** What one connection's authentication takes from its connection (node/connection.ts). */
 export interface ConnectionAuthOptions {
-  ctx: Pick<RelayContext, 'config' | 'metrics' | 'auth' | 'rateLimiter' | 'registry'>;
+  ctx: Pick<RelayContext, 'config' | 'metrics' | 'auth' | 'rateLimiter' | 'registry' | 'memberConnections'>;
   sessionId: string;
   /** The peer's address: failures count against it in the per-source limiter. */
   ip: string;
@@ -31,8 +31,11 @@ export interface ConnectionAuthOptions {
    * when this began closing the connection, false when it was already closing.
    */
   leaseEnd: (reason: LeaseEndReason) => boolean;
-  /** Authenticated: the connection holds `lease` from now on (attached in the registry). */
-  setLease(lease: VerifiedLease): void;
+  /**
+   * Authenticated: the connection holds `lease` from now on (attached in the registry), and one of
+   * its member's connections (--max-connections-per-member) until `releaseMember` at its close.
+   */
+  setLease(lease: VerifiedLease, releaseMember?: () => void): void;
 }
 
 /**
@@ -101,9 +104,15 @@ export class ConnectionAuth {
     if (!actx.blob || !verifySessionSignature(lease, actx.blob, actx.signature)) {
       return this.#fail(actx, 'signature_invalid', lease);
     }
+    // One of the member's connections, all its leases together (node/per-member-limit.ts).
+    const member = o.ctx.memberConnections.take(lease.claims.sub);
+    if (!member) return this.#fail(actx, 'too_many_member_connections', lease);
     const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.leaseEnd }, lease);
-    if (!attached.ok) return this.#fail(actx, attached.reason, lease);
-    o.setLease(lease);
+    if (!attached.ok) {
+      member();
+      return this.#fail(actx, attached.reason, lease);
+    }
+    o.setLease(lease, member);
     actx.accept();
   }
 

@@ -68,7 +68,7 @@ export class DirectChannels {
     if (full) return refuseRequest(o, 'direct-tcpip', full.reason, { ...dest, limit: full.limit }, reject);
     let release: (() => void) | undefined;
     if (route.kind === 'egress') {
-      if (!(release = o.ctx.members.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.members.limit }, reject);
+      if (!(release = o.ctx.memberChannels.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.memberChannels.limit }, reject);
       return this.#openEgress(accept, reject, lease, route.target, dest, release);
     }
     const target = o.ctx.listeners.find(route.exposure, route.port);
@@ -80,7 +80,7 @@ export class DirectChannels {
         : refuseRequest(o, 'direct-tcpip', 'exposure_offline', dest, reject);
     }
     // One of the member's channels (all its connections together) from now until it closes or fails.
-    if (!(release = o.ctx.members.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.members.limit }, reject);
+    if (!(release = o.ctx.memberChannels.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.memberChannels.limit }, reject);
     const member = release;
 
     o.slots.beginOpen();

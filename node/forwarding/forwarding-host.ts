@@ -14,7 +14,7 @@ import type { SendGate } from '../send-budget.js';
  * hidden class (issue 11, 40 KB per idle exposure).
  */
 export interface ForwardingHost {
-  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining' | 'clock' | 'members'>;
+  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining' | 'clock' | 'memberChannels'>;
   sessionId: string;
   /** The connection: `forwarded-tcpip` channels are opened on it, its channel opens rejected. */
   conn: Connection;

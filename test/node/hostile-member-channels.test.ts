@@ -4,7 +4,9 @@
  * were bounded (--max-channels-per-connection): a member with its own exposure that accepts
  * channels and never reads them, and as many `open` leases as it likes, held 1 MiB of relay memory
  * per channel it opened (128 MiB with 128 channels over two connections, measured on the relay
- * process), with no bound across connections. --max-channels-per-member bounds them.
+ * process), with no bound across connections. --max-channels-per-member bounds them; and
+ * --max-connections-per-member bounds a member's connections (a socket and about 30 KB each), which
+ * as many leases as it asks the control plane for made unbounded too.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -56,3 +58,22 @@ function bridgesClosed(metrics: string): number {
   for (const m of metrics.matchAll(/^tunnel_node_bridged_channels_total\{outcome="(?:eof|closed|error|aborted)"\} (\d+)$/gm)) n += Number(m[1]);
   return n;
 }
+
+describe('hostile: one member holds at most --max-connections-per-member connections across its leases', { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-connections-per-member', '2']);
+
+  it("a member's third connection (a lease of its own) is refused; another member's is not; a closed one frees its place", async () => {
+    const first = await t.member('many');
+    await t.member('many', { grant: { kind: 'open', exposure: 'elsewhere' } });
+    const from = t.relay.logger.lines.length;
+    await assert.rejects(t.member('many'), (err: Error & { level?: string }) => err.level === 'client-authentication');
+    const refused = await t.relay.logger.waitFor((l) => l.msg === 'authentication refused', 10_000, from);
+    assert.equal(refused.fields.reason, 'too_many_member_connections');
+    await t.member('someone-else');
+
+    const closedFrom = t.relay.logger.lines.length;
+    first.client.end();
+    await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === first.leaseId, 10_000, closedFrom);
+    await t.member('many');
+  });
+});
