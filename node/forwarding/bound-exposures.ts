@@ -5,6 +5,7 @@ import type { OpenRefusedError } from '../channel-slots.js';
 import type { SendGate } from '../send-budget.js';
 import type { ForwardingHost } from './forwarding-host.js';
 import { refuseRequest } from './request-refusals.js';
+import { holdToWindow } from './standard-window.js';
 import type { VirtualListener } from './virtual-listeners.js';
 
 /**
@@ -119,7 +120,7 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
           return reject(err);
         }
         o.slots.opened();
-        if (o.adaptive) o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt });
+        if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ch);
         ch.once(
           'close',
           o.wrap('channel-close', () => {

@@ -11,6 +11,7 @@ import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tc
 import type { ForwardingHost } from './forwarding-host.js';
 import { IdleChannels } from './idle-channels.js';
 import { refuseRequest } from './request-refusals.js';
+import { holdToWindow } from './standard-window.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -153,7 +154,7 @@ export class DirectChannels {
   #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: { to: 'exposure' | 'egress'; gate?: SendGate; member: () => void; closed?: (stats: BridgeStats) => void }): string {
     const o = this.#o;
     o.slots.opened();
-    if (o.adaptive) o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt });
+    if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ych);
     const channelId = o.ctx.ids.channel();
     o.ctx.metrics.channels.inc({ outcome: 'opened' });
     let untrack = () => {};

@@ -77,3 +77,27 @@ describe('hostile: one member holds at most --max-connections-per-member connect
     await t.member('many');
   });
 });
+
+describe('hostile: a channel the relay cannot pass on holds at most its window in the relay', { timeout: 120_000 }, () => {
+  const t = relayUnderTest();
+
+  it("an ssh2 (non-CLI) Y pushing into its own exposure that never reads leaves at most 2 MiB (plus X's write queue) in the relay", async () => {
+    await exposeSink((await t.member('pusher', { grant: { kind: 'expose', exposure: 'sink-w', port: 22 } })).client, 'sink-w');
+    const y = await t.member('pusher', { grant: { kind: 'open', exposure: 'sink-w' } });
+    const ch = await openDirect(y.client, 'sink-w', 22);
+    const chunk = Buffer.alloc(32 * 1024, 7);
+    for (let i = 0; i < 256; i++) ch.write(chunk); // 8 MiB: more than X's window and the relay's together
+    const window = () => (ch as unknown as { outgoing: { window: number } }).outgoing.window;
+    const held = () => Number(/^tunnel_node_bridge_buffer_bytes (\d+)$/m.exec(t.relay.relay.metricsText())?.[1] ?? NaN);
+    // Settled: Y has no window left and what the relay holds has stopped changing.
+    let last = -1;
+    for (let same = 0, i = 0; same < 10; i++) {
+      assert.ok(i < 500, 'the stream never settled');
+      await new Promise((r) => setTimeout(r, 20));
+      const now = held();
+      same = window() === 0 && now === last ? same + 1 : 0;
+      last = now;
+    }
+    assert.ok(last <= 2 * 1024 * 1024 + 128 * 1024, `the relay holds ${last} bytes of one paused channel`);
+  });
+});

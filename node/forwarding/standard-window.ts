@@ -1,0 +1,21 @@
+import type { Duplex } from 'node:stream';
+import { channelWindow, STANDARD_WINDOW } from '../ssh2-internals.js';
+
+/**
+ * A relay channel whose peer is not Tunnel's CLI (no adaptive window, node/adaptive-window.ts):
+ * what the peer may send and what the relay holds unread together stay within the standard
+ * 2 MiB window, as OpenSSH counts them. ssh2's own top-up grants a fresh window whenever it fell
+ * to 1 MiB while its readable side is under its 2 MiB high-water mark, so a channel the bridge
+ * paused (the other side slow) held its 2 MiB readable buffer plus the 2 MiB window on top: a
+ * member with an OpenSSH or ssh2 client and its own exposure that never reads made the relay
+ * hold 4 MiB per channel (64 MiB for 16 channels). Granted here the same way (once half the
+ * window is used), but only for what the reader took.
+ */
+export function holdToWindow(ch: Duplex): void {
+  const w = channelWindow(ch);
+  const topUp = (): void => {
+    const missing = STANDARD_WINDOW - w.window() - w.readable();
+    if (missing >= STANDARD_WINDOW / 2) w.grant(missing);
+  };
+  w.hook({ received: topUp, drained: topUp, consumed: topUp });
+}
