@@ -14,7 +14,7 @@ import { PRUNE_EVERY_MS, STALE_OPEN_GRACE_MS } from '../services/history-prune.j
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
-import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 
 type User = { id: string; name: string; token: string };
 
@@ -215,6 +215,41 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
       const all = await t.call('GET', `/v1/connections?state=all&node=${node.name}&limit=1000`, { token: await adminToken() });
       assert.deepEqual(all.body.connections, []);
+    });
+
+    it('a connection whose lease is renewed in band stays open while the renewals go on, and is closed once they stop', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('renew-');
+      await putExposure(t, owner.token, name);
+      const key = newClientKey();
+      const first = await exposeOn(t, await adminToken(), node, owner.token, name);
+      const renew = async () => issueLease(t, await tokenFor(t, owner), { kind: 'expose', exposure: name, public_key: key.line });
+      const original = await renew();
+      assert.ok(first.lease.id !== original.lease.id);
+      assert.equal((await events(node, [{ type: 'conn_open', at: t.clock.now().toISOString(), session_id: 'long-lived', lease_id: original.lease.id }])).status, 202);
+      const open = async () => {
+        const res = await t.call('GET', `/v1/connections?state=open&node=${node.name}&limit=1000`, { token: await adminToken() });
+        assertOk(res);
+        return (res.body.connections as { session_id: string }[]).map((c) => c.session_id);
+      };
+      // The CLI renews before each lease expires, on the same connection (no event says so); a
+      // lease for another key, and the first lease (another key), do not count.
+      let last = original;
+      const ttl = new Date(original.lease.expires_at).getTime() - t.clock.now().getTime();
+      for (let i = 0; i < 4; i++) {
+        t.clock.advance(ttl - 60_000);
+        last = await renew();
+        await renew_other();
+        await heartbeat(t, node);
+        assert.deepEqual(await open(), ['long-lived'], `after renewal ${i + 1}`);
+      }
+      t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      assert.deepEqual(await open(), [], 'closed once its last renewal expired over an hour ago');
+      async function renew_other() {
+        await issueLease(t, await tokenFor(t, owner), { kind: 'expose', exposure: name });
+      }
     });
 
     it('times far in the future are recorded no later than the skew allowed, and are pruned', async () => {

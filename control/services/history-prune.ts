@@ -1,4 +1,5 @@
-import { and, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
+import { and, eq, exists, gt, inArray, isNull, lt, max, notExists, or, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
 import { auditEvents, connections, leases, revocations } from '../db/schema/index.js';
@@ -24,10 +25,11 @@ import { turnsEvery } from './replica-turns.js';
  *   0 keeps them for good). Each turn that deleted some writes an `audit.pruned` event saying how
  *   many and up to when, so a gap in the log is explained by the log itself.
  *
- * - A connection still open as reported is closed (at the turn's time) once it has no lease of
- *   its relay's that expired less than `STALE_OPEN_GRACE_MS` ago: no connection outlives its lease
- *   (the relay closes it), so its close event was lost (a relay's full event queue drops events),
- *   or the relay made it up. Closed connections are pruned after their retention
+ * - A connection still open as reported is closed (at the turn's time) once neither its lease nor
+ *   a lease renewing it (the same user's, for the same key, on the same relay: in-band renewals
+ *   are not reported) expired less than `STALE_OPEN_GRACE_MS` ago: no connection outlives its
+ *   leases (the relay closes it), so its close event was lost (a relay's full event queue drops
+ *   events), or the relay made it up. Closed connections are pruned after their retention
  *   (connections.ts); open ones were kept for ever, and a relay could add them without end.
  *
  * At most `BATCH` rows of each per call and one call per `PRUNE_EVERY_MS` per replica and
@@ -55,10 +57,28 @@ export async function pruneHistory(
   try {
     const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
     const feedCutoff = new Date(t - FEED_RETENTION_MS);
+    // The connection's lease, or one that renews it in band (lease-renew@tunnel: the same user's
+    // certificate for the same key, on the same relay; the relay reports no event for it), has
+    // not been expired for longer than the grace.
+    const renewed = alias(leases, 'renewed');
     const leaseLive = db
       .select({ id: leases.id })
       .from(leases)
-      .where(and(eq(leases.id, connections.leaseId), gt(leases.expiresAt, new Date(t - STALE_OPEN_GRACE_MS))));
+      .where(
+        and(
+          eq(leases.nodeId, connections.nodeId),
+          gt(leases.expiresAt, new Date(t - STALE_OPEN_GRACE_MS)),
+          or(
+            eq(leases.id, connections.leaseId),
+            exists(
+              db
+                .select({ id: renewed.id })
+                .from(renewed)
+                .where(and(eq(renewed.id, connections.leaseId), eq(renewed.userId, leases.userId), eq(renewed.sshKey, leases.sshKey))),
+            ),
+          ),
+        ),
+      );
     const staleOpen = db
       .select({ nodeId: connections.nodeId, sessionId: connections.sessionId })
       .from(connections)
