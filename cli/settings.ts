@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
@@ -9,10 +9,13 @@ import { parsePin, type TrustSettings } from '../protocol/tls-trust.js';
 
 /**
  * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
- * `config.json` (server URL) and `credentials.json` (tokens, mode 0600).
+ * `config.json` (server URL) and `credentials.json` (tokens, mode 0600). A relative
+ * XDG_CONFIG_HOME is ignored, as the XDG Base Directory spec says (it would name another
+ * directory in every working directory).
  */
 export function configDir(ctx: Pick<Context, 'env' | 'homeDir'>): string {
-  return join(ctx.env.XDG_CONFIG_HOME || join(ctx.homeDir, '.config'), 'tunnel');
+  const xdg = ctx.env.XDG_CONFIG_HOME;
+  return join(xdg && isAbsolute(xdg) ? xdg : join(ctx.homeDir, '.config'), 'tunnel');
 }
 
 /** How to trust one server's TLS (stored at login, so the pin is given once). */
