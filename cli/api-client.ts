@@ -207,8 +207,8 @@ export class ApiClient {
   }
 }
 
-/** A request ended by its stop signal: one line, exit 5 (as when the control plane does not answer). */
-function stopped(base: string, cause: unknown): CliError {
+/** A request (or a wait between requests) ended by its stop signal: one line, exit 5 (as when the control plane does not answer). */
+export function stopped(base: string, cause: unknown): CliError {
   return new CliError(EXIT.UNREACHABLE, `stopped while waiting for the control plane at ${base}`, { code: STOPPED, cause });
 }
 

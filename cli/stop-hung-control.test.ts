@@ -1,6 +1,6 @@
 /**
  * A control plane that accepts requests and never answers (its process stopped): Ctrl-C on
- * `tunnel open --listen`, `tunnel open --stdio` and `tunnel expose` cancels the API request in
+ * `tunnel open --listen`, `tunnel open --stdio`, `tunnel expose` and `tunnel login` cancels the API request in
  * flight, so the command ends with the stop rather than after the request's own timeout (15 s per
  * replica). Real loopback HTTP servers; each test's timeout is far below the client's, so before
  * the fix they failed by timing out. "At once" is an event order here, not a measured time: the
@@ -131,6 +131,45 @@ describe('Ctrl-C while the control plane does not answer', () => {
     assert.equal(await code, EXIT.UNREACHABLE);
     await h.closed;
     assert.equal(ctx.err(), `tunnel expose: stopped while waiting for the control plane at ${cp.url}\n`);
+  });
+});
+
+describe('Ctrl-C during tunnel login\'s device flow', () => {
+  const device = (req: IncomingMessage, res: ServerResponse) =>
+    req.url === '/v1/auth/device'
+      ? json(res, 200, { device_code: 'dc', user_code: 'ABCD-EFGH', verification_uri: 'http://x/device', verification_uri_complete: 'http://x/device?c', expires_in: 600, interval: 1 })
+      : false;
+  const lines = (ctx: ReturnType<typeof testContext>) => ctx.err().trim().split('\n');
+
+  it('while a poll is in flight: the poll is cancelled; exit 5 with the one stopped line, nothing stored', t, async () => {
+    const cp = await controlPlane(device);
+    const ctx = testContext();
+    const code = run(['login', '--server', cp.url], ctx);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/auth/token');
+    ctx.abort();
+    assert.equal(await code, EXIT.UNREACHABLE);
+    await h.closed;
+    assert.equal(h.res.writableEnded, false);
+    assert.equal(lines(ctx).at(-1), `tunnel login: stopped while waiting for the control plane at ${cp.url}`);
+    assert.equal(readCredentials(ctx), undefined);
+    assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
+  });
+
+  it('while it waits between polls: the same line and exit code', t, async () => {
+    const ctx = testContext();
+    let polls = 0;
+    const cp = await controlPlane((req, res) => {
+      if (device(req, res)) return true;
+      if (req.url !== '/v1/auth/token') return false;
+      polls++;
+      // Stopped as the answer goes out: the client is between polls (or just reading it).
+      res.once('finish', () => ctx.abort());
+      return json(res, 400, { type: 'about:blank', title: 'Bad Request', status: 400, code: 'AUTHORIZATION_PENDING', detail: 'pending', request_id: 'r' });
+    });
+    assert.equal(await run(['login', '--server', cp.url], ctx), EXIT.UNREACHABLE);
+    assert.equal(polls, 1);
+    assert.equal(lines(ctx).at(-1), `tunnel login: stopped while waiting for the control plane at ${cp.url}`);
   });
 });
 

@@ -11,7 +11,7 @@ import {
   TokenResponseSchema,
   type TokenResponse,
 } from '../../protocol/api-types.js';
-import { ApiClient, ApiError } from '../api-client.js';
+import { ApiClient, ApiError, stopped } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
@@ -74,10 +74,13 @@ Examples:
     const fromFile = a.values['token-file'] === undefined ? undefined : readTokenFile(a.values['token-file']);
     const serviceToken = a.values.token ?? fromFile ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
 
+    // Ctrl-C cancels the request in flight and the wait between device-flow polls alike.
+    const signal = ctx.stopSignal;
     let tokens: TokenResponse;
     if (serviceToken) {
       tokens = await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
         body: { grant_type: GRANT_SERVICE_TOKEN, service_token: serviceToken },
+        signal,
       });
     } else if (a.values.password) {
       const username = a.values.user ?? (await readLine(ctx, 'User: ', false)).trim();
@@ -85,12 +88,13 @@ Examples:
       if (!username || !password) throw new UsageError('login', 'user name and password are required');
       tokens = await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
         body: { grant_type: 'password', username, password },
+        signal,
       });
     } else {
       tokens = await deviceLogin(ctx, api, a.values.browser === true);
     }
 
-    const me = await api.call('GET', '/v1/me', MeSchema, { token: tokens.access_token });
+    const me = await api.call('GET', '/v1/me', MeSchema, { token: tokens.access_token, signal });
     writeCredentials(ctx, {
       server,
       user: me.name,
@@ -109,6 +113,7 @@ Examples:
 async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Promise<TokenResponse> {
   const start = await api.call('POST', '/v1/auth/device', DeviceAuthorizationResponseSchema, {
     body: { client_name: `tunnel CLI on ${hostname()}`.slice(0, 64) },
+    signal: ctx.stopSignal,
   });
   info(ctx, `To log in, open ${start.verification_uri} and enter the code ${start.user_code}`);
   info(ctx, `  (or open ${start.verification_uri_complete})`);
@@ -118,12 +123,13 @@ async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Prom
   info(ctx, 'Waiting for approval...');
   for (;;) {
     // RFC 8628 §3.5: wait the interval between polls; add 5 s on slow_down.
-    await delay(interval * 1000, undefined, { signal: ctx.stopSignal }).catch(() => {
-      throw new CliError(EXIT.ERROR, 'login cancelled');
+    await delay(interval * 1000, undefined, { signal: ctx.stopSignal }).catch((cause: unknown) => {
+      throw stopped(api.activeUrl, cause);
     });
     try {
       return await api.call('POST', '/v1/auth/token', TokenResponseSchema, {
         body: { grant_type: GRANT_DEVICE_CODE, device_code: start.device_code },
+        signal: ctx.stopSignal,
       });
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
