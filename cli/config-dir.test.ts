@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './run.js';
-import { EXIT } from './errors.js';
+import { CliError, EXIT } from './errors.js';
 import { testContext } from './testing/test-context.js';
 import { configDir, readCredentials, writeCredentials } from './settings.js';
 
@@ -24,5 +24,15 @@ describe('where the CLI keeps its state', () => {
     assert.equal(readCredentials(ctx)?.user, 'bob');
     assert.equal(await run(['whoami', '--server', 'https://other.test'], ctx), EXIT.NOT_LOGGED_IN);
     assert.match(ctx.err(), /logged in to https:\/\/control\.test/);
+  });
+
+  it('a config directory that cannot be made is one line (a CliError), not an internal error', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-xdg-')), 'a-file');
+    writeFileSync(file, '');
+    const ctx = testContext({ env: { XDG_CONFIG_HOME: file } });
+    assert.throws(
+      () => writeCredentials(ctx, { server: 'https://control.test', access_token: 'at', access_expires_at: 0 }),
+      (err: unknown) => err instanceof CliError && err.exitCode === EXIT.ERROR && /^cannot write .*a-file\/tunnel\/credentials\.json \(ENOTDIR\)$/.test(err.message),
+    );
   });
 });

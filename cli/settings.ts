@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import type { TrustError} from '../protocol/tls-trust.js';
 import { parsePin, type TrustSettings } from '../protocol/tls-trust.js';
+import { makeDirs } from '../shared/make-dirs.js';
 
 /**
  * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
@@ -51,11 +52,15 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Writes atomically (temp file + rename) with the given mode. */
+/** Writes atomically (temp file + rename) with the given mode; a failure is one line. */
 function writeJson(path: string, value: unknown, mode: number): void {
   const dir = path.slice(0, path.lastIndexOf('/'));
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileReplacing(path, JSON.stringify(value, null, 2) + '\n', mode);
+  try {
+    makeDirs(dir, 0o700);
+    writeFileReplacing(path, JSON.stringify(value, null, 2) + '\n', mode);
+  } catch (err) {
+    throw new CliError(EXIT.ERROR, `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 }
 
 /**

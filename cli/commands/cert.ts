@@ -1,5 +1,4 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LeaseIssuedSchema, TargetNameSchema, type LeaseIssued } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
@@ -9,6 +8,7 @@ import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { writeFileReplacing } from '../settings.js';
+import { makeDirs } from '../../shared/make-dirs.js';
 import { splitAddress } from '../ssh/relay-connection.js';
 import type { Command } from './command.js';
 
@@ -155,7 +155,7 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
   const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
   let writing = dir;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir, 0o700);
     writing = keyPath;
     writeFileReplacing(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), 0o600);
     writing = `${keyPath}.pub`;
