@@ -218,6 +218,17 @@ export function problemToError(res: RawResponse): ApiError {
 }
 
 /**
+ * A Session loaded at its first call (whose arguments are evaluated first): a command checks its
+ * input before the login is looked at, so malformed input is a usage error (exit 2) whether or
+ * not one is logged in (not 3).
+ */
+export function lazySession(ctx: Context, server: string | undefined): Pick<Session, 'call'> & { load(): Session } {
+  let session: Session | undefined;
+  const load = () => (session ??= Session.load(ctx, server));
+  return { load, call: (method, path, schema, body, signal) => load().call(method, path, schema, body, signal) };
+}
+
+/**
  * An API client that carries the stored login: refreshes the access token before it expires
  * (rotating the refresh token, or exchanging the service token again) and stores the result.
  */

@@ -15,7 +15,8 @@ export const COMMON_OPTIONS = {
 /** parseArgs with the common options, turning its errors into a UsageError for `command`. */
 export function parseCommand<O extends Options>(command: string, argv: string[], options: O) {
   try {
-    const r = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
+    const all: Options = { ...COMMON_OPTIONS, ...options };
+    const r = parseArgs({ args: negativeValuesJoined(argv, all), options: all, allowPositionals: true, strict: true });
     const v = r.values as Record<string, unknown>;
     return {
       values: r.values as { [K in keyof (O & typeof COMMON_OPTIONS)]?: (O & typeof COMMON_OPTIONS)[K] extends { type: 'boolean' } ? boolean : (O & typeof COMMON_OPTIONS)[K] extends { multiple: true } ? string[] : string },
@@ -27,6 +28,26 @@ export function parseCommand<O extends Options>(command: string, argv: string[],
   } catch (err) {
     throw new UsageError(command, (err as Error).message.split('\n')[0]!);
   }
+}
+
+/**
+ * `--opt -5` as `--opt=-5`: parseArgs calls a value starting with a dash ambiguous, so a negative
+ * number given to a string option would be refused as such rather than by the option's own check
+ * ("must be ... from 1 to ..."). No option is a dash and a digit, so nothing else is meant by it.
+ */
+function negativeValuesJoined(argv: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return out.concat(argv.slice(i));
+    const long = arg.startsWith('--') ? options[arg.slice(2)] : undefined;
+    const next = argv[i + 1];
+    if (long?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 /** Parses `[host:]port` (host defaults to 127.0.0.1) through protocol/host-port.ts. */

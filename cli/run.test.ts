@@ -107,6 +107,27 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('input that needs no server to check is a usage error (exit 2) before the login is looked at, logged in or not', async () => {
+    const cases: [string[], RegExp][] = [
+      [['exposures', 'create', 'BAD NAME'], /NAME must match/],
+      [['exposures', 'bogus'], /unknown subcommand/],
+      [['admin', 'users', 'add', 'a'.repeat(100)], /NAME must match \[a-z\]/],
+      [['admin', 'users', 'add', 'Bob', '--password'], /NAME must match \[a-z\]/],
+      [['admin', 'users', 'disable'], /needs a NAME/],
+      [['expose', '22', '--name', 'x', '--allow', 'x y'], /--allow "x y" is not a user name/],
+      [['expose', '22', '--name', 'x', '--max-connections', '-5'], /--max-connections must be a whole number from 1 to 65535, got "-5"/],
+      [['expose', '22', '--name', 'x', '--ttl', '-30'], /--ttl must be whole seconds, at least 30, got "-30"/],
+    ];
+    for (const [argv, message] of cases) {
+      // Logged in with nothing answering (no request may be made), and logged out.
+      for (const ctx of [loggedIn(mock()), testContext()]) {
+        assert.equal(await run(argv, ctx), EXIT.USAGE, `${argv.join(' ')}: ${ctx.err()}`);
+        assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+        assert.match(ctx.err(), message);
+      }
+    }
+  });
+
   it('not logged in exits 3', async () => {
     for (const argv of [['whoami'], ['ls'], ['open', 'hostx-ssh', '--stdio'], ['expose', '22', '--name', 'x']]) {
       const ctx = testContext();

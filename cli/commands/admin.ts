@@ -6,10 +6,11 @@ import {
   ServiceTokenListSchema,
   ServiceTokenSchema,
   UserListSchema,
+  UserNameSchema,
   UserSchema,
 } from '../../protocol/api-types.js';
 import { parseHostPort } from '../../protocol/host-port.js';
-import { Session } from '../api-client.js';
+import { lazySession } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -60,7 +61,7 @@ export const admin: Command = {
     });
     const [group, sub, name, ...rest] = a.positionals;
     if (rest.length) throw new UsageError('admin', `unexpected argument "${rest[0]}"`);
-    const s = Session.load(ctx, a.server);
+    const s = lazySession(ctx, a.server);
     const ttl = a.values.ttl === undefined ? undefined : intArg('--ttl', a.values.ttl);
     const need = (v: string | undefined, what: string) => {
       if (!v) throw new UsageError('admin', `${group} ${sub} needs ${what}`);
@@ -77,9 +78,12 @@ export const admin: Command = {
         return 0;
       }
       case 'users add': {
+        const userName = need(name, 'a NAME');
+        if (!UserNameSchema.safeParse(userName).success) throw new UsageError('admin', `NAME must match [a-z][a-z0-9._-]{0,63}, got "${userName.slice(0, 80)}"`);
+        s.load(); // not logged in: said before the password is asked for
         const password = a.values.password ? await readLine(ctx, 'Password for the new user: ', true) : undefined;
         const u = await s.call('POST', '/v1/users', UserSchema, {
-          name: need(name, 'a NAME'),
+          name: userName,
           role: a.values.admin ? 'admin' : 'member',
           ...(password ? { password } : {}),
         });
@@ -135,10 +139,11 @@ export const admin: Command = {
         });
         // The token goes in the environment, not argv, so other local users cannot read it from ps.
         // The relay verifies the control plane the way this CLI does (a pin is stored at enrollment).
-        const trust = s.api.trust;
+        const { api } = s.load();
+        const trust = api.trust;
         const verify = trust.caPin ? ` --ca-pin ${trust.caPin}` : trust.caFile ? ' --ca-file CA_FILE' : '';
-        const insecure = trust.insecureHttp && s.api.server.startsWith('http:') ? ' --insecure-http' : '';
-        const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${s.api.server}${verify}${insecure} --advertise ${advertise}`;
+        const insecure = trust.insecureHttp && api.server.startsWith('http:') ? ' --insecure-http' : '';
+        const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${api.server}${verify}${insecure} --advertise ${advertise}`;
         if (a.json) out(ctx, JSON.stringify({ ...t, command }, null, 2));
         else {
           info(ctx, `One-time enrollment token for relay ${t.name} (expires ${t.expires_at}):`);

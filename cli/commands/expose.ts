@@ -1,5 +1,5 @@
 import { connect as netConnect } from 'node:net';
-import { ExposureSchema } from '../../protocol/api-types.js';
+import { ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { ApiError, Session } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
@@ -58,10 +58,12 @@ Examples:
     const name = a.values.name;
     if (!name) throw new UsageError('expose', '--name NAME is required');
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('expose', `--name must match [a-z0-9-]{1,63}, got "${name}"`);
+    // Checked here whether or not the exposure exists (and so whether the list is sent at all).
+    for (const u of a.values.allow ?? []) if (!UserNameSchema.safeParse(u).success) throw new UsageError('expose', `--allow "${u.slice(0, 80)}" is not a user name`);
+    if (a.values['replace-allow'] && !a.values.allow) throw new UsageError('expose', '--replace-allow needs --allow USER (the new list)');
     const adaptWindow = windowAdopter(resolveWindowBudget(ctx));
     const session = Session.load(ctx, a.server);
 
-    if (a.values['replace-allow'] && !a.values.allow) throw new UsageError('expose', '--replace-allow needs --allow USER (the new list)');
     await ensureExposure(ctx, session, name, a.values.allow, a.values['replace-allow'] === true);
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
     const status = new StatusLine(ctx, !a.json && ctx.stderr.isTTY === true);

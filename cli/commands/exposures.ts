@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { ExposureListSchema, ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { Session } from '../api-client.js';
+import { lazySession } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -52,7 +52,7 @@ export const exposures: Command = {
       return list;
     };
     flagsOnlyFor('create');
-    const s = Session.load(ctx, a.server);
+    const s = lazySession(ctx, a.server);
     const path = (n: string) => `/v1/exposures/${encodeURIComponent(n)}`;
 
     switch (sub) {
