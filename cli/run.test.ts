@@ -2,6 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MockAgent } from 'undici';
 import { run } from './run.js';
 import { EXIT } from './errors.js';
@@ -125,6 +128,18 @@ describe('tunnel exit codes and one-line errors', () => {
         assert.equal(ctx.err().split('\n').length, 2, ctx.err());
         assert.match(ctx.err(), message);
       }
+    }
+  });
+
+  it('tunnel login refuses two ways to log in at once (exit 2, one line) rather than using one in silence', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-tok-')), 'token');
+    writeFileSync(file, 'tnl_st_x\n');
+    for (const ways of [['--password', '--token-file', file], ['--password', '--token', 't'], ['--token', 't', '--token-file', file], ['--password', '--token', 't', '--token-file', file]]) {
+      // A mock that answers nothing: no request may be made.
+      const ctx = testContext({ dispatcher: mock(), stdin: 'pw\n' });
+      assert.equal(await run(['login', '--server', SERVER, ...ways], ctx), EXIT.USAGE, `${ways.join(' ')}: ${ctx.err()}`);
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+      assert.match(ctx.err(), /^tunnel login: --\S+ and --\S+( and --\S+)? are (two|three) ways to log in; give one/);
     }
   });
 

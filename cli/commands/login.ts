@@ -24,7 +24,7 @@ export const login: Command = {
   summary: 'log in to a control plane (device flow, password or service token)',
   usage: `Usage: tunnel login [--server URL] [--browser]
        tunnel login [--server URL] --password [--user NAME]
-       tunnel login [--server URL] --token TOKEN
+       tunnel login [--server URL] --token TOKEN   (or --token-file FILE)
        (any of them with --ca-pin sha256:HEX or --ca-file FILE, once)
 
 Logs in and stores the credentials in $XDG_CONFIG_HOME/tunnel/credentials.json (mode 0600).
@@ -65,6 +65,8 @@ Examples:
       'insecure-http': { type: 'boolean' },
     });
     if (a.positionals.length) throw new UsageError('login', `unexpected argument "${a.positionals[0]}"`);
+    const ways = (['password', 'token', 'token-file'] as const).filter((k) => a.values[k] !== undefined);
+    if (ways.length > 1) throw new UsageError('login', `${ways.map((k) => `--${k}`).join(' and ')} are ${ways.length === 2 ? 'two' : 'three'} ways to log in; give one`);
     const server = resolveServer(ctx, a.server);
     if (!server) throw new UsageError('login', 'no control plane given: use --server URL (or TUNNEL_SERVER)');
     const caFile = a.values['ca-file'];
