@@ -1,12 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import type { TrustError} from '../protocol/tls-trust.js';
 import { parsePin, type TrustSettings } from '../protocol/tls-trust.js';
-import { makeDirs } from '../shared/make-dirs.js';
+import { writeFileAtomicSync } from '../shared/write-file-atomic.js';
 
 /**
  * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
@@ -52,32 +51,12 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Writes atomically (temp file + rename) with the given mode; a failure is one line. */
+/** Writes atomically (shared/write-file-atomic.ts) with the given mode; a failure is one line. */
 function writeJson(path: string, value: unknown, mode: number): void {
-  const dir = path.slice(0, path.lastIndexOf('/'));
   try {
-    makeDirs(dir, 0o700);
-    writeFileReplacing(path, JSON.stringify(value, null, 2) + '\n', mode);
+    writeFileAtomicSync(path, JSON.stringify(value, null, 2) + '\n', mode);
   } catch (err) {
     throw new CliError(EXIT.ERROR, `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-}
-
-/**
- * Writes `path` as a new file with exactly `mode`: a fresh temp file next to it (created
- * exclusively, so nothing planted there is followed), then renamed over `path`. Whatever was at
- * `path` before (an older file with a looser mode, someone else's file or a symlink in a shared
- * directory) is replaced, never written into, and a crash leaves the old file or the new one.
- */
-export function writeFileReplacing(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    writeFileSync(tmp, data, { mode, flag: 'wx' });
-    chmodSync(tmp, mode);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
   }
 }
 

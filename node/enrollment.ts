@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { BAD, obj, opt, str, type Check } from '../protocol/check.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, parseOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import type { ControlClient } from './control-client.js';
-import { writeFileAtomic } from './fs-atomic.js';
+import { writeFileAtomic } from '../shared/write-file-atomic.js';
 import type { Logger } from '../shared/logger.js';
 
 export interface NodeState {

@@ -7,7 +7,7 @@ import { Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
-import { writeFileReplacing } from '../settings.js';
+import { writeFileAtomicSync } from '../../shared/write-file-atomic.js';
 import { makeDirs } from '../../shared/make-dirs.js';
 import { splitAddress } from '../ssh/relay-connection.js';
 import type { Command } from './command.js';
@@ -143,7 +143,7 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
 /**
  * Writes key (0600), public key, certificate and a known_hosts pinning the relay; returns the ssh
  * options. DIR is made (mode 0700) only now, so a refused lease leaves nothing behind. Each file
- * replaces what was there (settings.ts writeFileReplacing), so an older key file with a looser
+ * replaces what was there (shared/write-file-atomic.ts), so an older key file with a looser
  * mode or a file planted in a shared directory never receives the key. When DIR or a file cannot
  * be written, the lease just issued is revoked (nobody holds its key) and the failure is one line.
  */
@@ -157,13 +157,13 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
   try {
     makeDirs(dir, 0o700);
     writing = keyPath;
-    writeFileReplacing(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), 0o600);
+    writeFileAtomicSync(keyPath, formatOpenSshPrivateKey(privateKey, `tunnel-${name}`), 0o600);
     writing = `${keyPath}.pub`;
-    writeFileReplacing(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', 0o644);
+    writeFileAtomicSync(`${keyPath}.pub`, formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${name}`) + '\n', 0o644);
     writing = certPath;
-    writeFileReplacing(certPath, issued.certificate + '\n', 0o644);
+    writeFileAtomicSync(certPath, issued.certificate + '\n', 0o644);
     writing = khPath;
-    writeFileReplacing(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, 0o644);
+    writeFileAtomicSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, 0o644);
   } catch (err) {
     const revoked = await session.call('DELETE', `/v1/leases/${issued.lease.id}`, null).then(
       () => 'revoked',

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { arr, BAD, num, obj, opt, str } from '../../protocol/check.js';
 import { ControlError, type ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
 
 /** The feed's state file as read (protocol/check.ts: no zod in the relay, issue 11). */

@@ -5,7 +5,7 @@ import type { Jwks } from '../../protocol/jwks.js';
 import { encodePublicKeyBlob, publicKeyObject } from '../../protocol/ssh-key.js';
 import type { ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
 
 /** The verification material derived from one JWKS document. */
