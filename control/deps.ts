@@ -26,6 +26,12 @@ export interface AppSettings {
   authRateLimit: number;
   /** Leases one user may be issued per minute (all their tokens together). */
   leaseRateLimit: number;
+  /**
+   * Event batches (POST /v1/nodes/self/events) one relay may send per minute, and events in
+   * them (services/relay-event-limit.ts); over either, 429 with Retry-After.
+   */
+  relayEventBatchLimit: number;
+  relayEventLimit: number;
   /** Days audit events are kept (services/history-prune.ts); 0: for good. */
   auditRetentionDays: number;
   /**
@@ -59,6 +65,8 @@ export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   nodeOnlineWindow: 30,
   authRateLimit: 30,
   leaseRateLimit: 120,
+  relayEventBatchLimit: 600,
+  relayEventLimit: 60_000,
   auditRetentionDays: 365,
   credentialMissLimit: 30,
   refreshReuseGrace: 30,

@@ -31,13 +31,22 @@ export class ControlError extends Error {
   constructor(
     readonly code: ControlErrorCode,
     message: string,
-    readonly opts: { status?: number; problemCode?: ErrorCode; retryable: boolean; cause?: unknown },
+    readonly opts: { status?: number; problemCode?: ErrorCode; retryable: boolean; cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, { cause: opts.cause });
   }
   get retryable(): boolean {
     return this.opts.retryable;
   }
+}
+
+/** The longest Retry-After taken from the control plane (longer ones are read as this). */
+export const MAX_RETRY_AFTER_MS = 300_000;
+
+/** A Retry-After of delay-seconds (the form the control plane sends), in ms, at most MAX_RETRY_AFTER_MS; undefined for anything else. */
+export function readRetryAfter(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== 'string' || !/^\d{1,9}$/.test(v.trim())) return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Number(v.trim()) * 1000);
 }
 
 /** What the relay needs from the control plane; a fake implements it in tests. */
@@ -128,10 +137,12 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     const json = res.body;
     if (res.status >= 400) {
       const problem = readProblem(res.status, json);
+      const retryAfterMs = readRetryAfter(res.headers['retry-after']);
       throw new ControlError('CONTROL_REJECTED', `control plane answered ${res.status}: ${method} ${path}: ${problem.detail}`, {
         status: res.status,
         problemCode: problem.knownCode,
         retryable: res.status >= 500 || res.status === 429,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       });
     }
     if (check === null) return undefined as T;

@@ -267,6 +267,7 @@ export function createRelay(deps: RelayDeps): Relay {
     ],
   );
   r.counterOf('tunnel_node_events_sent_total', 'Connection events the control plane accepted', () => reporter.sent);
+  r.counterOf('tunnel_node_events_throttled_total', 'Event batches the control plane answered 429 (rate limited); held until its Retry-After, not dropped', () => reporter.throttled);
 
   /** Counts and states by default; node id, exposure names and lease ids only with `detail`. */
   const health = (opts: { detail?: boolean } = {}) => {

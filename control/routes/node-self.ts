@@ -12,6 +12,7 @@ import type { App, AppEnv } from '../http/env.js';
 import type { Context } from 'hono';
 import type { NodePrincipal } from '../services/authz.js';
 import { heartbeat, MAX_FEED_WAIT, recordEvents, revocationFeed, type EventRejection } from '../services/nodes.js';
+import { countEventBatch } from '../services/relay-event-limit.js';
 import { errorResponses, guarded, json, jsonBody, registerRequestComponent } from './common.js';
 
 const nodeSecurity = [{ nodeToken: [] }];
@@ -110,14 +111,16 @@ export function registerNodeSelf(app: App): void {
         tags: ['nodes'],
         summary: 'Connection and exposure events, in batches',
         description:
-          'Each event is read on its own: one that does not follow ConnectionEvent is refused alone (listed in `rejected` with its index and a stable code, VALIDATION_FAILED or UNKNOWN_FIELD, counted and audited as relay.events_rejected) and the others are recorded. A malformed envelope (not an object with 1 to 1000 events) is a 400.',
+          'Each event is read on its own: one that does not follow ConnectionEvent is refused alone (listed in `rejected` with its index and a stable code, VALIDATION_FAILED or UNKNOWN_FIELD, counted and audited as relay.events_rejected) and the others are recorded. A malformed envelope (not an object with 1 to 1000 events) is a 400. Each relay may send a bounded number of batches and events a minute (600 and 60,000 by default); over either, 429 RATE_LIMITED with Retry-After, and the batch is not read: send it again after that.',
         security: nodeSecurity,
         request: { body: jsonBody(EventBatchBody) },
         responses: { 202: json(EventBatchResultSchema, 'Accepted: the valid events are recorded'), ...errorResponses },
       }),
     ),
     async (c) => {
-      const { events, rejected } = readEvents(c.req.valid('json').events);
+      const raw = c.req.valid('json').events;
+      await countEventBatch(c.get('deps'), nodeOf(c), raw.length);
+      const { events, rejected } = readEvents(raw);
       await recordEvents(c.get('deps'), nodeOf(c), events, rejected);
       return c.json({ accepted: events.length, rejected }, 202);
     },

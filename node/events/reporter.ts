@@ -41,7 +41,10 @@ export const MAX_HALVINGS = 24;
  * (at most MAX_HALVINGS halvings per batch, about 2 x MAX_HALVINGS + 1 requests; past that a
  * refused piece is dropped whole); a single event still refused, and any
  * other 4xx, is a permanent refusal: dropped and counted, so it can never block the events
- * behind it. A control plane that reads events one by one answers 202 with the ones it refused
+ * behind it. A 429 or 503 with Retry-After (the control plane bounds each relay's batches and
+ * events a minute) holds every batch until then: flushes before it send nothing, so the relay
+ * slows down to what control takes and keeps its events (up to the queue's bound); counted in
+ * `throttled`, logged once per episode. A control plane that reads events one by one answers 202 with the ones it refused
  * (`rejected`): those are counted as dropped, the rest as sent. Drops of each kind are logged
  * once per reason (and status or code), then only counted.
  */
@@ -59,6 +62,11 @@ export class EventReporter {
   /** exclusive() calls waiting for their turn: a flush under way stops after its current batch. */
   #waiting = 0;
   #failing = false;
+  #now: () => number;
+  /** No batch is sent before this time (ms): the control plane's last Retry-After. */
+  #notBefore = 0;
+  /** Batches the control plane answered 429 (rate limited). */
+  throttled = 0;
   #logged = new Set<string>();
   #dropped: Record<EventDropReason, number> = { queue_full: 0, refused: 0, rejected: 0 };
   /**
@@ -70,7 +78,8 @@ export class EventReporter {
   #halvings = 0;
   sent = 0;
 
-  constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number }) {
+  constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number; now?: () => number }) {
+    this.#now = opts.now ?? Date.now;
     this.#client = opts.client;
     this.#logger = opts.logger;
     this.#max = opts.maxQueue;
@@ -171,6 +180,7 @@ export class EventReporter {
   }
 
   async #drain(): Promise<void> {
+    if (this.#now() < this.#notBefore) return;
     while (this.#queue.length > 0 && this.#waiting === 0) {
       if (this.#split.length === 0) this.#halvings = 0;
       const n = this.#batchLength();
@@ -182,7 +192,16 @@ export class EventReporter {
         const status = err instanceof ControlError ? err.opts.status : undefined;
         const permanent = status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
         if (!permanent) {
-          if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.length });
+          const retryAfterMs = err instanceof ControlError ? err.opts.retryAfterMs : undefined;
+          if (retryAfterMs !== undefined && (status === 429 || status === 503)) this.#notBefore = this.#now() + retryAfterMs;
+          if (status === 429) this.throttled++;
+          if (!this.#failing && status === 429) {
+            this.#logger.warn('control plane is rate-limiting event batches; holding them until its Retry-After (kept up to the queue bound)', {
+              status,
+              retryAfterMs,
+              queued: this.#queue.length,
+            });
+          } else if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.length });
           this.#failing = true;
           return;
         }
