@@ -22,6 +22,7 @@ import { RekeyLimit } from './rekey-limit.js';
 import { countRefusedChannelTypes } from './refused-channel-types.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { refuseRequest } from './forwarding/request-refusals.js';
+import { originatorOf } from './forwarding/originator.js';
 import {
   customRequestOf,
   disconnectWithReason,
@@ -96,6 +97,7 @@ export class RelayConnection {
     const host: ForwardingHost = (this.#host = {
       ctx,
       sessionId: this.sessionId,
+      peer: originatorOf(info.ip, info.port),
       conn,
       log: this.#log,
       slots: this.#slots,

@@ -80,13 +80,15 @@ export class DirectChannels {
         ? refuseRequest(o, 'direct-tcpip', 'no_such_port', { ...dest, ports: ports.join(', ') }, reject)
         : refuseRequest(o, 'direct-tcpip', 'exposure_offline', dest, reject);
     }
+    // X is told the connection comes from Y's own address and port (o.peer), never the
+    // originator Y wrote in its open (info.srcIP, info.srcPort: any text, up to a packet).
     // One of the member's channels (all its connections together) from now until it closes or fails.
     if (!(release = o.ctx.memberChannels.take(lease.claims.sub))) return refuseRequest(o, 'direct-tcpip', 'member_channels', { ...dest, limit: o.ctx.memberChannels.limit }, reject);
     const member = release;
 
     o.slots.beginOpen();
     const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
-    openWithTimeout(() => target.open({ addr: info.srcIP, port: info.srcPort }, lease.claims.sub), o.ctx.config.openTimeoutMs, closeLate).then(
+    openWithTimeout(() => target.open(o.peer, lease.claims.sub), o.ctx.config.openTimeoutMs, closeLate).then(
       o.wrap('tcpip-open', (xch: Duplex) => {
         o.slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.

@@ -4,6 +4,7 @@ import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import type { ChannelSlots } from '../channel-slots.js';
 import type { RelayContext } from '../relay-context.js';
 import type { SendGate } from '../send-budget.js';
+import type { Originator } from './originator.js';
 
 /**
  * What both sides of a connection's forwarding (X's, node/forwarding/bound-exposures.ts, and
@@ -16,6 +17,8 @@ import type { SendGate } from '../send-budget.js';
 export interface ForwardingHost {
   ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining' | 'clock' | 'memberChannels'>;
   sessionId: string;
+  /** The peer's TCP address and port as the relay sees them: what X is told Y's channels come from (originator.ts). */
+  peer: Originator;
   /** The connection: `forwarded-tcpip` channels are opened on it, its channel opens rejected. */
   conn: Connection;
   log: Logger;

@@ -15,8 +15,9 @@ export interface VirtualListener {
   bindAddr: string;
   bindPort: number;
   /**
-   * Asks X to open a `forwarded-tcpip` channel for a connection from `origin`, on behalf of
-   * `opener` (Y's user: each holds at most its share of X's channel slots).
+   * Asks X to open a `forwarded-tcpip` channel for a connection from `origin` (Y's own address and
+   * port, originator.ts), on behalf of `opener` (Y's user: each holds at most its share of X's
+   * channel slots).
    */
   open(origin: { addr: string; port: number }, opener: string): Promise<Duplex>;
   /** Credits bytes bridged through this listener to X's connection. */
