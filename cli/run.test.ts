@@ -143,6 +143,31 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('tunnel admin enroll-token without --advertise prints the tunnel-node line with the RELAY_HOST:2222 placeholder; a malformed --advertise exits 2 before any request', async () => {
+    const created = { name: 'relay-2', token: 'tnl_enr_x', expires_at: '2026-01-01T00:00:00.000Z' };
+    for (const json of [false, true]) {
+      const agent = mock();
+      agent
+        .get(SERVER)
+        .intercept({ path: '/v1/nodes/enrollment-tokens', method: 'POST', body: (b) => JSON.parse(b).name === 'relay-2' })
+        .reply(200, JSON.stringify(created), { headers: { 'content-type': 'application/json' } });
+      const ctx = loggedIn(agent);
+      assert.equal(await run(['admin', 'enroll-token', 'relay-2', ...(json ? ['--json'] : [])], ctx), 0, ctx.err());
+      const command = json ? (JSON.parse(ctx.out()) as { command: string }).command : /^ {2}(\S.*)$/m.exec(ctx.err())?.[1];
+      assert.equal(command, `TUNNEL_ENROLL_TOKEN=tnl_enr_x tunnel-node --control-url ${SERVER} --advertise RELAY_HOST:2222`, ctx.err());
+      if (!json) {
+        assert.equal(ctx.out(), 'tnl_enr_x\n');
+        assert.match(ctx.err(), /replace RELAY_HOST:2222 with the host:port clients will use/);
+      }
+    }
+    for (const bad of ['RELAY_HOST:2222', 'relay.example.com', 'relay.example.com:99999']) {
+      const ctx = loggedIn(mock());
+      assert.equal(await run(['admin', 'enroll-token', 'relay-2', '--advertise', bad], ctx), EXIT.USAGE, `${bad}: ${ctx.err()}`);
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+      assert.match(ctx.err(), /--advertise must be host:port/);
+    }
+  });
+
   it('not logged in exits 3', async () => {
     for (const argv of [['whoami'], ['ls'], ['open', 'hostx-ssh', '--stdio'], ['expose', '22', '--name', 'x']]) {
       const ctx = testContext();

@@ -32,7 +32,8 @@ admin role. A service token may do only what its scopes say (NAME may be *):
 and besides read /v1/me and see or revoke the leases it issued itself; never more than its user
 may do. Revoking a token revokes the leases issued through it.
 enroll-token prints a one-time token for a new relay on stdout, and on stderr the tunnel-node
-command that enrolls it (--advertise: the host:port clients will use to reach that relay; default a placeholder).
+command that enrolls it. --advertise is the host:port clients will use to reach that relay;
+without it the command says --advertise RELAY_HOST:2222, a placeholder to replace.
 Exposures have their own command: tunnel exposures --help.
 "add --password" reads the new user's password from the terminal or standard input.
 
@@ -131,8 +132,11 @@ export const admin: Command = {
         // `tunnel admin enroll-token NAME`: the name arrives as `sub`.
         const nodeName = need(sub, 'a NODE_NAME');
         if (name) throw new UsageError('admin', `unexpected argument "${name}"`);
-        const advertise = a.values.advertise ?? 'RELAY_HOST:2222';
-        if (!parseHostPort(advertise, { allowZero: true })) throw new UsageError('admin', `--advertise must be host:port, got "${advertise}"`);
+        // Without --advertise the printed command carries a placeholder for the operator to edit; it is
+        // not a host:port (RELAY_HOST has an underscore), so only a given --advertise is checked.
+        const given = a.values.advertise;
+        if (given !== undefined && !parseHostPort(given, { allowZero: true })) throw new UsageError('admin', `--advertise must be host:port, got "${given}"`);
+        const advertise = given ?? 'RELAY_HOST:2222';
         const t = await s.call('POST', '/v1/nodes/enrollment-tokens', EnrollmentTokenCreatedSchema, {
           name: nodeName,
           ...(ttl ? { ttl_seconds: ttl } : {}),
@@ -148,7 +152,7 @@ export const admin: Command = {
         else {
           info(ctx, `One-time enrollment token for relay ${t.name} (expires ${t.expires_at}):`);
           out(ctx, t.token);
-          info(ctx, `On the relay host, enroll and start it with${a.values.advertise ? '' : ' (RELAY_HOST: the name or address clients will use)'}:`);
+          info(ctx, `On the relay host, enroll and start it with${given ? '' : ' (replace RELAY_HOST:2222 with the host:port clients will use)'}:`);
           info(ctx, `  ${command}`);
         }
         return 0;
