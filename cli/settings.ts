@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
+import { xdgBaseDir } from '../shared/xdg-base-dir.js';
 import { z } from 'zod';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
@@ -14,8 +15,7 @@ import { writeFileAtomicSync } from '../shared/write-file-atomic.js';
  * directory in every working directory).
  */
 export function configDir(ctx: Pick<Context, 'env' | 'homeDir'>): string {
-  const xdg = ctx.env.XDG_CONFIG_HOME;
-  return join(xdg && isAbsolute(xdg) ? xdg : join(ctx.homeDir, '.config'), 'tunnel');
+  return join(xdgBaseDir('XDG_CONFIG_HOME', ctx.env, ctx.homeDir), 'tunnel');
 }
 
 /** How to trust one server's TLS (stored at login, so the pin is given once). */

@@ -75,6 +75,10 @@ describe('tunnel-control configuration: TLS and defaults', () => {
   it('the data dir is absolute: $XDG_DATA_HOME/tunnel/control, or a given one resolved', () => {
     assert.equal(loadControlConfig([], { XDG_DATA_HOME: '/x' }).dataDir, '/x/tunnel/control');
     assert.equal(loadControlConfig(['--data-dir', 'rel'], { HOME: '/h' }).dataDir, `${process.cwd()}/rel`);
+    // A relative or empty XDG_DATA_HOME is ignored (XDG spec), not resolved against the working directory.
+    for (const rel of ['rel', './rel', '../rel', '']) {
+      assert.equal(loadControlConfig([], { XDG_DATA_HOME: rel, HOME: '/h' }).dataDir, '/h/.local/share/tunnel/control', rel);
+    }
   });
 
   it('gen-master-key FILE', () => {

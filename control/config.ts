@@ -1,4 +1,4 @@
-import { homedir } from 'node:os';
+import { xdgBaseDir } from '../shared/xdg-base-dir.js';
 import { parseHostPort } from '../protocol/host-port.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -280,7 +280,7 @@ function tlsConfig(
 }
 
 function defaults(env: NodeJS.ProcessEnv): ControlConfig {
-  const dataHome = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
+  const dataHome = xdgBaseDir('XDG_DATA_HOME', env);
   return {
     command: 'serve',
     listenHost: '127.0.0.1',

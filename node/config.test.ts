@@ -97,6 +97,13 @@ describe('parseConfig', () => {
     assert.equal(y.kind === 'run' ? y.config.dataDir : '', '/x/tunnel/node');
   });
 
+  it('a relative or empty XDG_DATA_HOME is ignored (XDG spec): the data dir is under ~/.local/share, not the working directory', () => {
+    for (const rel of ['rel', './rel', '../rel', '']) {
+      const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222'], { XDG_DATA_HOME: rel, HOME: '/home/relay' });
+      assert.equal(r.kind === 'run' ? r.config.dataDir : '', '/home/relay/.local/share/tunnel/node', rel);
+    }
+  });
+
   it('prints help', () => {
     const r = parseConfig(['--help'], {});
     assert.equal(r.kind, 'help');

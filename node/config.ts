@@ -1,4 +1,4 @@
-import { homedir } from 'node:os';
+import { xdgBaseDir } from '../shared/xdg-base-dir.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../protocol/host-port.js';
 import { EGRESS_DRIVERS, type EgressDriver } from '../protocol/lease-claims-check.js';
 import { join, resolve } from 'node:path';
@@ -436,7 +436,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     const fromEnv = env[o.env];
     raw[flag] = typeof fromFlag === 'string' ? fromFlag : fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'def' in o ? o.def : undefined;
   }
-  raw['data-dir'] ??= join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'tunnel', 'node');
+  raw['data-dir'] ??= join(xdgBaseDir('XDG_DATA_HOME', env), 'tunnel', 'node');
   const v = parseFields(raw);
   if (v['ca-file'] && v['ca-pin']) throw new ConfigError('give either --ca-file or --ca-pin, not both');
   const insecureHttp = values['insecure-http'] === true || ['1', 'true', 'yes'].includes((env.TUNNEL_INSECURE_HTTP ?? '').toLowerCase());

@@ -13,6 +13,7 @@ import { startControl } from '../../control/server.js';
 import { createEnrollmentToken } from '../../control/services/enrollment.js';
 import { parseConfig } from '../../node/config.js';
 import { bootRelay } from '../../node/boot.js';
+import { allInOneDataDir } from './data-dir.js';
 
 const USAGE = `Usage: npm start [-- --data-dir DIR] [--listen 127.0.0.1:8080] [--relay-listen 127.0.0.1:2222] [--metrics-listen 127.0.0.1:9090]
 
@@ -35,8 +36,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const home = process.env.XDG_DATA_HOME || join(process.env.HOME ?? '.', '.local', 'share');
-  const dataDir = values['data-dir'] ?? process.env.TUNNEL_DATA_DIR ?? join(home, 'tunnel');
+  const dataDir = allInOneDataDir(values['data-dir'], process.env);
   const controlCfg = loadControlConfig(['--data-dir', join(dataDir, 'control'), '--listen', values.listen ?? '127.0.0.1:8080'], {
     ...process.env,
     TUNNEL_DATA_DIR: undefined,
