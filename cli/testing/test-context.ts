@@ -12,15 +12,15 @@ export interface TestContext extends Context {
 }
 
 /** A CLI context with captured output, a temp home and (optionally) a mock HTTP dispatcher. */
-export function testContext(opts: { dispatcher?: Dispatcher; env?: Record<string, string>; stdin?: string } = {}): TestContext {
+/** `stdin`: its whole text (then it ends), or a stream the test writes to (and ends, or not). */
+export function testContext(opts: { dispatcher?: Dispatcher; env?: Record<string, string>; stdin?: string | Context['stdin'] } = {}): TestContext {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let o = '';
   let e = '';
   stdout.on('data', (d: Buffer) => (o += d.toString()));
   stderr.on('data', (d: Buffer) => (e += d.toString()));
-  const stdin = new PassThrough();
-  stdin.end(opts.stdin ?? '');
+  const stdin = typeof opts.stdin === 'object' ? opts.stdin : new PassThrough().end(opts.stdin ?? '');
   const controller = new AbortController();
   const homeDir = mkdtempSync(join(tmpdir(), 'tunnel-cli-'));
   return {
