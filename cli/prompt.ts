@@ -1,4 +1,4 @@
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface } from 'node:readline';
 import { STOPPED } from './api-client.js';
 import type { Context } from './context.js';
 import { CliError, EXIT } from './errors.js';
@@ -21,23 +21,76 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
   if (stop.aborted) throw stoppedAt(what, stop.reason);
   const tty = input.isTTY === true;
   if (tty) ctx.stderr.write(prompt);
-  // Without an output stream readline does not echo what is typed.
-  const rl = createInterface(tty ? { input, terminal: true, output: secret ? undefined : ctx.stderr } : { input });
   let onAbort = () => {};
-  const line = await new Promise<string | typeof STOP | typeof CLOSED>((resolve) => {
-    rl.once('line', resolve);
-    rl.once('close', () => resolve(CLOSED));
-    rl.once('SIGINT', () => resolve(STOP));
-    onAbort = () => resolve(STOP);
-    stop.addEventListener('abort', onAbort, { once: true });
-  });
+  let line: string | typeof STOP | typeof CLOSED;
+  if (tty) {
+    // Without an output stream readline does not echo what is typed.
+    const rl = createInterface({ input, terminal: true, output: secret ? undefined : ctx.stderr });
+    line = await new Promise((resolve) => {
+      rl.once('line', resolve);
+      rl.once('close', () => resolve(CLOSED));
+      rl.once('SIGINT', () => resolve(STOP));
+      onAbort = () => resolve(STOP);
+      stop.addEventListener('abort', onAbort, { once: true });
+    });
+    rl.close();
+  } else {
+    const p = pipedLines(input);
+    line = await new Promise((resolve) => {
+      // Each line goes to one prompt: the first that settles this wait unhooks it.
+      const settle = (v: string | typeof STOP | typeof CLOSED) => {
+        p.wake = undefined;
+        resolve(v);
+      };
+      p.wake = () => {
+        if (p.lines.length) settle(p.lines.shift()!);
+        else if (p.ended) settle(CLOSED);
+      };
+      onAbort = () => settle(STOP);
+      stop.addEventListener('abort', onAbort, { once: true });
+      p.wake();
+      p.rl.resume();
+    });
+    p.rl.pause();
+  }
   stop.removeEventListener('abort', onAbort);
-  rl.close();
   // The line typed was not echoed (or nothing ended it): the next output starts on a line of its own.
   if (tty && (secret || typeof line !== 'string')) ctx.stderr.write('\n');
   if (line === STOP) throw stoppedAt(what, stop.reason);
   if (line === CLOSED) throw new CliError(EXIT.USAGE, `${what} expected on standard input`);
   return line;
+}
+
+/**
+ * Piped standard input read line by line across prompts (`printf 'bob\npw\n' | tunnel login
+ * --password`): one readline interface per stream, since each one reads ahead of the line it
+ * gives (a second interface found the input used up). It is paused while no prompt waits, so
+ * what it holds is at most the lines of the chunk read last.
+ */
+interface PipedLines {
+  rl: Interface;
+  lines: string[];
+  ended: boolean;
+  wake: (() => void) | undefined;
+}
+const piped = new WeakMap<object, PipedLines>();
+
+function pipedLines(input: Context['stdin']): PipedLines {
+  let p = piped.get(input);
+  if (!p) {
+    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, wake: undefined };
+    q.rl.on('line', (l) => {
+      q.lines.push(l);
+      q.rl.pause();
+      q.wake?.();
+    });
+    q.rl.once('close', () => {
+      q.ended = true;
+      q.wake?.();
+    });
+    piped.set(input, (p = q));
+  }
+  return p;
 }
 
 function stoppedAt(what: string, cause: unknown): CliError {

@@ -1,0 +1,38 @@
+/**
+ * Piped answers to two prompts, one a line: `printf 'bob\npw\n' | tunnel login --password`. Each
+ * prompt had its own readline interface, and the first read the whole pipe ahead of its line, so
+ * the second found the input used up ('Password expected on standard input', exit 2).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MockAgent } from 'undici';
+import { EXIT } from './errors.js';
+import { run } from './run.js';
+import { readCredentials } from './settings.js';
+import { testContext } from './testing/test-context.js';
+
+const SERVER = 'https://control.test';
+const JSON_TYPE = { headers: { 'content-type': 'application/json' } };
+
+describe('piped standard input', () => {
+  it('tunnel login --password takes the user from the first line and the password from the second', async () => {
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    const pool = agent.get(SERVER);
+    pool
+      .intercept({ path: '/v1/auth/token', method: 'POST', body: (b) => JSON.parse(b).username === 'bob' && JSON.parse(b).password === 'pw 2' })
+      .reply(200, JSON.stringify({ access_token: 'at', token_type: 'Bearer', expires_in: 600, refresh_token: 'rt' }), JSON_TYPE);
+    pool.intercept({ path: '/v1/me', method: 'GET' }).reply(200, JSON.stringify({ id: 'usr_1', name: 'bob', role: 'member' }), JSON_TYPE);
+    const ctx = testContext({ dispatcher: agent, stdin: 'bob\npw 2\nmore\n' });
+    assert.equal(await run(['login', '--password', '--server', SERVER], ctx), 0, ctx.err());
+    assert.equal(readCredentials(ctx)?.user, 'bob');
+  });
+
+  it('one line for two prompts: the second says its answer is missing (exit 2)', async () => {
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    const ctx = testContext({ dispatcher: agent, stdin: 'bob\n' });
+    assert.equal(await run(['login', '--password', '--server', SERVER], ctx), EXIT.USAGE);
+    assert.equal(ctx.err(), 'tunnel login: Password expected on standard input\n');
+  });
+});
