@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { leases } from '../db/schema/index.js';
 import type { Logger, LogFields } from '../../shared/logger.js';
 import { setOnline } from '../services/exposures.js';
 import { CLOSED_RETENTION_MS } from '../services/connections.js';
@@ -250,6 +252,39 @@ function dbSuite(name: string, makeApp: MakeApp) {
       async function renew_other() {
         await issueLease(t, await tokenFor(t, owner), { kind: 'expose', exposure: name });
       }
+    });
+
+    it('a connection renewed in band for longer than the lease retention stays open', async () => {
+      const node = await enrollNode(t, await adminToken());
+      const owner = await t.user(uniq('own'), 'member');
+      const name = uniq('weeks-');
+      await putExposure(t, owner.token, name);
+      await exposeOn(t, await adminToken(), node, owner.token, name);
+      const key = newClientKey();
+      const renew = async () => issueLease(t, await tokenFor(t, owner), { kind: 'expose', exposure: name, public_key: key.line, ttl_seconds: 86400 });
+      const original = await renew();
+      assert.equal((await events(node, [{ type: 'conn_open', at: t.clock.now().toISOString(), session_id: 'weeks', lease_id: original.lease.id }])).status, 202);
+      const open = async () => {
+        const res = await t.call('GET', `/v1/connections?state=open&node=${node.name}&limit=1000`, { token: await adminToken() });
+        assertOk(res);
+        return (res.body.connections as { session_id: string }[]).map((c) => c.session_id);
+      };
+      // A day's lease renewed before it ends, for past the 7 days an expired lease row is kept.
+      const ttl = new Date(original.lease.expires_at).getTime() - t.clock.now().getTime();
+      let last = original;
+      for (let day = 1; day * (ttl - 60_000) < CLOSED_RETENTION_MS + 3 * ttl; day++) {
+        t.clock.advance(ttl - 60_000);
+        last = await renew();
+        await heartbeat(t, node);
+        assert.deepEqual(await open(), ['weeks'], `after renewal ${day}`);
+      }
+      t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      assert.deepEqual(await open(), [], 'closed once its last renewal expired over an hour ago');
+      t.clock.advance(CLOSED_RETENTION_MS + PRUNE_EVERY_MS);
+      await heartbeat(t, node);
+      const kept = await t.deps.db.select({ id: leases.id }).from(leases).where(eq(leases.id, original.lease.id));
+      assert.deepEqual(kept, [], 'its lease row goes once the connection is closed');
     });
 
     it('times far in the future are recorded no later than the skew allowed, and are pruned', async () => {

@@ -15,7 +15,8 @@ import { turnsEvery } from './replica-turns.js';
  * audit log keeps its events.
  *
  * - A lease row goes once it expired `LEASE_RETENTION_MS` ago (as long as closed connections are
- *   kept, so a connection in `GET /v1/connections?state=all` still names its lease). Nothing
+ *   kept, so a connection in `GET /v1/connections?state=all` still names its lease), and no
+ *   connection is reported open under it (an in-band renewed one may outlive it by weeks). Nothing
  *   decides on an expired lease: a relay refuses its certificate by its own expiry.
  * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
  *   (they are not even served, nodes.ts readFeed), so such a row only costs the feed's index. The
@@ -89,9 +90,17 @@ export async function pruneHistory(
       .set({ closedAt: now })
       .where(sql`(${connections.nodeId}, ${connections.sessionId}) in (${staleOpen})`)
       .returning({ sessionId: connections.sessionId });
+    // A lease a connection is still reported open under stays: the connection's renewals are
+    // found through it (leaseLive), so a tunnel expose renewing in band for longer than the
+    // retention would otherwise be closed a week into it. Such a connection is closed above once
+    // its renewals stop, and its lease goes at a later turn.
+    const openUnder = db
+      .select({ id: connections.sessionId })
+      .from(connections)
+      .where(and(eq(connections.leaseId, leases.id), isNull(connections.closedAt)));
     const gone = await db
       .delete(leases)
-      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(lt(leases.expiresAt, leaseCutoff)).limit(BATCH)))
+      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(and(lt(leases.expiresAt, leaseCutoff), notExists(openUnder))).limit(BATCH)))
       .returning({ id: leases.id });
     const newest = db.select({ seq: max(revocations.seq) }).from(revocations);
     const stale = db
