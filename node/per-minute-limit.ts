@@ -21,7 +21,11 @@ export class PerMinuteLimit {
   /** Takes a token; false when there was none (the caller refuses, or disconnects). */
   take(): boolean {
     const now = this.#clock.now().getTime();
-    this.#tokens = Math.min(this.#perMinute, this.#tokens + ((now - this.#at) / 60_000) * this.#perMinute) - 1;
+    // The clock is the wall clock: a step back (NTP, a VM resumed) refills nothing, rather than
+    // taking an hour's tokens for an hour's step and refusing (disconnecting) every renewal and
+    // re-key of every connection until the deficit is made up.
+    const elapsed = Math.max(0, now - this.#at);
+    this.#tokens = Math.min(this.#perMinute, this.#tokens + (elapsed / 60_000) * this.#perMinute) - 1;
     this.#at = now;
     return this.#tokens >= 0;
   }
