@@ -12,7 +12,7 @@ import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, leases, revocations } from '../db/schema/index.js';
-import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory } from './history-prune.js';
+import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
 
 const HOUR = 3600_000;
 const KEEP_AUDIT = { auditRetentionDays: 0 };
@@ -42,6 +42,24 @@ function dbSuite(name: string, makeApp: MakeApp) {
     }
     const leaseCount = async (prefix: string) => (await t.deps.db.select({ n: count() }).from(leases).where(like(leases.id, `${prefix}%`)))[0]!.n;
     const feedCount = async (prefix: string) => (await t.deps.db.select({ n: count() }).from(revocations).where(like(revocations.leaseId, `${prefix}%`)))[0]!.n;
+
+    it('finds stale open connections with one anti-join, not a subplan per open connection', async () => {
+      // The subplan read every live lease of the connection's relay for each open connection:
+      // 4,000 open connections on one relay took 24 s of Postgres, 53 s of PGlite.
+      const res = await t.deps.db.execute(sql`explain (format json) ${staleOpenConnections(t.deps.db, t.clock.now())}`);
+      const rows = (Array.isArray(res) ? res : (res as { rows: unknown[] }).rows) as Record<string, unknown>[];
+      const nodes: Record<string, unknown>[] = [];
+      const walk = (n: unknown): void => {
+        if (Array.isArray(n)) return n.forEach(walk);
+        if (!n || typeof n !== 'object') return;
+        nodes.push(n as Record<string, unknown>);
+        Object.values(n).forEach(walk);
+      };
+      walk(rows.map((r) => Object.values(r)[0]));
+      const subplans = nodes.filter((n) => 'Subplan Name' in n).map((n) => n['Subplan Name']);
+      assert.deepEqual(subplans, [], 'subplans in the plan');
+      assert.ok(nodes.some((n) => n['Join Type'] === 'Anti'), 'no anti-join in the plan');
+    });
 
     it("a relay's heartbeat deletes leases expired longer than the retention and their feed entries; younger ones stay", async () => {
       t.clock.advance(PRUNE_EVERY_MS); // this replica's turn
