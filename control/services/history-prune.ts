@@ -20,8 +20,10 @@ import { turnsEvery } from './replica-turns.js';
  *   decides on an expired lease: a relay refuses its certificate by its own expiry.
  * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
  *   (they are not even served, nodes.ts readFeed), so such a row only costs the feed's index. The
- *   newest row stays, whatever its age: a relay's cursor is checked against the highest `seq`
- *   (readFeed), and new rows keep counting from it either way (bigserial).
+ *   newest row stays, whatever its age (new rows keep counting from it either way: bigserial).
+ *   A relay whose newest entries went has its cursor moved back to its last one left, or 0, at
+ *   its next poll (readFeed checks a cursor against the relay's own last entry): harmless, none
+ *   of its entries lie between, and its next one is numbered above every cursor.
  * - An audit event goes once it is `auditRetentionDays` old (`--audit-retention`, 365 by default;
  *   0 keeps them for good). Each turn that deleted some writes an `audit.pruned` event saying how
  *   many and up to when, so a gap in the log is explained by the log itself.
