@@ -245,10 +245,19 @@ function dbSuite(name: string, makeApp: MakeApp) {
         await renew_other();
         await heartbeat(t, node);
         assert.deepEqual(await open(), ['long-lived'], `after renewal ${i + 1}`);
+        assert.deepEqual(await liveness(), [true], `live after renewal ${i + 1}`);
       }
-      t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
+      t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + 1000);
+      await heartbeat(t, node);
+      assert.deepEqual(await liveness(), [false], 'not live once its last renewal expired');
+      t.clock.advance(STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
       await heartbeat(t, node);
       assert.deepEqual(await open(), [], 'closed once its last renewal expired over an hour ago');
+      async function liveness() {
+        const res = await t.call('GET', `/v1/connections?state=open&node=${node.name}&limit=1000`, { token: await adminToken() });
+        assertOk(res);
+        return (res.body.connections as { live: boolean }[]).map((c) => c.live);
+      }
       async function renew_other() {
         await issueLease(t, await tokenFor(t, owner), { kind: 'expose', exposure: name });
       }

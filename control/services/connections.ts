@@ -1,4 +1,5 @@
-import { and, desc, eq, isNull, lt, lte, or, type SQL } from 'drizzle-orm';
+import { and, desc, eq, exists, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { connections, exposures, leases, nodes, users } from '../db/schema/index.js';
@@ -71,7 +72,7 @@ export interface ConnectionView {
   closed_at: string | null;
   bytes_in: number | null;
   bytes_out: number | null;
-  /** Open as last reported, on a relay that is online, under a lease that is still valid. */
+  /** Open as last reported, on a relay that is online, under a lease that is still valid (or renewed in band by one that is). */
   live: boolean;
 }
 
@@ -95,8 +96,18 @@ export async function listConnections(
   if (f.exposure) conds.push(eq(leases.exposure, f.exposure));
   if (f.node) conds.push(eq(nodes.name, f.node));
   if (f.kind) conds.push(eq(leases.kind, f.kind));
+  // A connection renewed in band (lease-renew@tunnel: no event reaches the control plane) holds
+  // a later lease of the same user for the same key on the same relay, not the one it opened
+  // with: it is live while one of those is (history-prune.ts goes by the same rule).
+  const renewal = alias(leases, 'renewal');
+  const renewedLive = exists(
+    deps.db
+      .select({ id: renewal.id })
+      .from(renewal)
+      .where(and(eq(renewal.userId, leases.userId), eq(renewal.sshKey, leases.sshKey), eq(renewal.nodeId, connections.nodeId), isNull(renewal.revokedAt), gt(renewal.expiresAt, now))),
+  );
   const rows = await deps.db
-    .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId })
+    .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId, leaseLive: sql<boolean>`${renewedLive}` })
     .from(connections)
     .innerJoin(nodes, eq(nodes.id, connections.nodeId))
     .leftJoin(leases, eq(leases.id, connections.leaseId))
@@ -115,10 +126,12 @@ type ConnectionRow = {
   node: typeof nodes.$inferSelect;
   lease: typeof leases.$inferSelect | null;
   user: string | null;
+  /** A lease of the connection's user, key and relay (its own or an in-band renewal) is valid. */
+  leaseLive: boolean;
 };
 
-function connectionView({ c, node, lease, user }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
-  const leaseValid = !!lease && !lease.revokedAt && lease.expiresAt > now;
+function connectionView({ c, node, lease, user, leaseLive }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
+  const leaseValid = !!lease && ((!lease.revokedAt && lease.expiresAt > now) || leaseLive === true);
   return {
     node: node.name,
     session_id: c.sessionId,
