@@ -106,21 +106,24 @@ export class ConnectionAuth {
     }
     // One of the member's connections, all its leases together (node/per-member-limit.ts).
     const member = o.ctx.memberConnections.take(lease.claims.sub);
-    if (!member) return this.#fail(actx, 'too_many_member_connections', lease);
+    // Refused for capacity, not for a bad credential: not counted against the source address,
+    // whose limiter would then refuse everyone behind the same NAT.
+    if (!member) return this.#fail(actx, 'too_many_member_connections', lease, false);
     const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.leaseEnd }, lease);
     if (!attached.ok) {
       member();
-      return this.#fail(actx, attached.reason, lease);
+      return this.#fail(actx, attached.reason, lease, false);
     }
     o.setLease(lease, member);
     actx.accept();
   }
 
-  #fail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }): void {
+  /** `bySource` false: a valid credential refused for capacity, which the source's limiter does not count. */
+  #fail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }, bySource = true): void {
     const o = this.#o;
     this.#attempts++;
     o.ctx.metrics.authFailures.inc({ reason });
-    o.ctx.rateLimiter.recordFailure(o.ip);
+    if (bySource) o.ctx.rateLimiter.recordFailure(o.ip);
     // The user, method and algorithm names are the client's text (up to a packet, 35 KB, with no
     // account): logged cut short, as sshd does.
     o.log.warn('authentication refused', {

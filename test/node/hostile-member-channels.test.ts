@@ -78,6 +78,22 @@ describe('hostile: one member holds at most --max-connections-per-member connect
   });
 });
 
+describe('hostile: connections refused for a member over its limit are not failures of its address', { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-connections-per-member', '1', '--auth-failures-per-minute', '2']);
+
+  it("a member's refused connections (valid leases, over its limit) leave its address open to others", async () => {
+    await t.member('full');
+    for (let i = 0; i < 3; i++) {
+      const from = t.relay.logger.lines.length;
+      await assert.rejects(t.member('full'), (err: Error & { level?: string }) => err.level === 'client-authentication');
+      assert.equal((await t.relay.logger.waitFor((l) => l.msg === 'authentication refused', 10_000, from)).fields.reason, 'too_many_member_connections');
+    }
+    // Three refusals from 127.0.0.1 at a limit of 2 failures a minute: counted, the next
+    // connection from it would be turned away before authentication.
+    await t.member('neighbour');
+  });
+});
+
 describe('hostile: a channel the relay cannot pass on holds at most its window in the relay', { timeout: 120_000 }, () => {
   const t = relayUnderTest();
 
