@@ -8,30 +8,16 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import type { TestApp } from '../testing/test-app.js';
+import { recordingLogger } from '../testing/recording-logger.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { EventReporter } from '../../node/events/reporter.js';
 import { ControlError, readRetryAfter, type ControlClient } from '../../node/control-client.js';
 import type { ConnectionEvent } from '../../protocol/node-api.js';
-import type { Logger, LogFields } from '../../shared/logger.js';
 
 const BATCHES = 10;
 const EVENTS = 1500;
-
-function recordingLogger(): Logger & { warnings: { msg: string; fields?: LogFields }[] } {
-  const warnings: { msg: string; fields?: LogFields }[] = [];
-  const logger: Logger & { warnings: typeof warnings } = {
-    warnings,
-    info() {},
-    warn(msg, fields) {
-      warnings.push({ msg, ...(fields ? { fields } : {}) });
-    },
-    error() {},
-    child: () => logger,
-  };
-  return logger;
-}
 
 /** The relay's control client's sendEvents, over the test app's requests (its errors as the real client's). */
 function clientOf(t: TestApp, node: TestNode): Pick<ControlClient, 'sendEvents'> & { requests: number } {

@@ -8,12 +8,12 @@ import { before, describe, it } from 'node:test';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { leases } from '../db/schema/index.js';
-import type { Logger, LogFields } from '../../shared/logger.js';
 import { setOnline } from '../services/exposures.js';
 import { CLOSED_RETENTION_MS } from '../services/connections.js';
 import { recordEvents, RELAY_CLOCK_AHEAD_MAX_MS } from '../services/nodes.js';
 import { PRUNE_EVERY_MS, STALE_OPEN_GRACE_MS } from '../services/history-prune.js';
 import type { TestApp } from '../testing/test-app.js';
+import { recordingLogger } from '../testing/recording-logger.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
@@ -42,20 +42,6 @@ function counting(db: Db, method: 'update' | 'insert'): { db: Db; calls: () => n
       },
     });
   return { db: wrap(db), calls: () => n };
-}
-
-function recordingLogger(): Logger & { warnings: { msg: string; fields?: LogFields }[] } {
-  const warnings: { msg: string; fields?: LogFields }[] = [];
-  const logger: Logger & { warnings: typeof warnings } = {
-    warnings,
-    info() {},
-    warn(msg, fields) {
-      warnings.push({ msg, ...(fields ? { fields } : {}) });
-    },
-    error() {},
-    child: () => logger,
-  };
-  return logger;
 }
 
 function dbSuite(name: string, makeApp: MakeApp) {
