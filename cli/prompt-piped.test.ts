@@ -1,12 +1,14 @@
 /**
  * Piped answers to two prompts, one a line: `printf 'bob\npw\n' | tunnel login --password`. Each
  * prompt had its own readline interface, and the first read the whole pipe ahead of its line, so
- * the second found the input used up ('Password expected on standard input', exit 2).
+ * the second found the input used up ('Password expected on standard input', exit 2). A line
+ * is at most 64 KiB: a longer one was buffered whole and sent as the user name.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { EXIT } from './errors.js';
+import { MAX_LINE } from './prompt.js';
 import { run } from './run.js';
 import { readCredentials } from './settings.js';
 import { testContext } from './testing/test-context.js';
@@ -35,4 +37,17 @@ describe('piped standard input', () => {
     assert.equal(await run(['login', '--password', '--server', SERVER], ctx), EXIT.USAGE);
     assert.equal(ctx.err(), 'tunnel login: Password expected on standard input\n');
   });
+
+  for (const [what, stdin] of [
+    ['ended within the input', 'x'.repeat(MAX_LINE + 1) + '\npw\n'],
+    ['never ended', 'x'.repeat(3 * MAX_LINE)],
+  ] as const) {
+    it(`a piped line longer than 64 KiB (${what}) is refused (exit 2), not buffered whole`, async () => {
+      const agent = new MockAgent();
+      agent.disableNetConnect();
+      const ctx = testContext({ dispatcher: agent, stdin });
+      assert.equal(await run(['login', '--password', '--server', SERVER], ctx), EXIT.USAGE, ctx.err());
+      assert.match(ctx.err(), /^tunnel login: [^\n]*a line on standard input is longer than 64 KiB\n$/);
+    });
+  }
 });

@@ -57,9 +57,12 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
   // The line typed was not echoed (or nothing ended it): the next output starts on a line of its own.
   if (tty && (secret || typeof line !== 'string')) ctx.stderr.write('\n');
   if (line === STOP) throw stoppedAt(what, stop.reason);
-  if (line === CLOSED) throw new CliError(EXIT.USAGE, `${what} expected on standard input`);
+  if (line === CLOSED) throw new CliError(EXIT.USAGE, !tty && pipedLines(input).tooLong ? `${what}: a line on standard input is longer than ${MAX_LINE / 1024} KiB` : `${what} expected on standard input`);
   return line;
 }
+
+/** The longest line piped standard input may give a prompt (a name, a password): more is refused rather than buffered whole. */
+export const MAX_LINE = 64 * 1024;
 
 /**
  * Piped standard input read line by line across prompts (`printf 'bob\npw\n' | tunnel login
@@ -71,6 +74,8 @@ interface PipedLines {
   rl: Interface;
   lines: string[];
   ended: boolean;
+  /** The input ended here because a line ran past MAX_LINE. */
+  tooLong: boolean;
   wake: (() => void) | undefined;
 }
 const piped = new WeakMap<object, PipedLines>();
@@ -78,8 +83,24 @@ const piped = new WeakMap<object, PipedLines>();
 function pipedLines(input: Context['stdin']): PipedLines {
   let p = piped.get(input);
   if (!p) {
-    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, wake: undefined };
+    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, tooLong: false, wake: undefined };
+    const refuse = () => {
+      q.tooLong = true;
+      input.off('data', measure);
+      q.rl.close();
+    };
+    // readline keeps a line until its end comes: count the bytes since the last newline beside it,
+    // and stop reading past MAX_LINE (a line that ended within one read is checked as a line).
+    let partial = 0;
+    const measure = (chunk: Buffer | string) => {
+      const nl = typeof chunk === 'string' ? chunk.lastIndexOf('\n') : chunk.lastIndexOf(0x0a);
+      partial = nl < 0 ? partial + chunk.length : chunk.length - nl - 1;
+      if (partial > MAX_LINE && !q.tooLong) refuse();
+    };
+    input.on('data', measure);
     q.rl.on('line', (l) => {
+      if (q.tooLong) return;
+      if (l.length > MAX_LINE) return refuse();
       q.lines.push(l);
       q.rl.pause();
       q.wake?.();
