@@ -5,10 +5,10 @@
  * the mode asked for; a failed write leaves no temp file behind.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { writeFileAtomic, writeFileAtomicSync } from './write-file-atomic.js';
 
 const variants = [
@@ -16,10 +16,21 @@ const variants = [
   ['writeFileAtomic (relay)', writeFileAtomic],
 ] as const;
 
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+/** A fresh directory, removed after the file's tests. */
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'tunnel-atomic-'));
+  dirs.push(d);
+  return d;
+}
+
 for (const [name, write] of variants) {
   describe(name, () => {
     it('replaces the file with exactly the mode asked for, and makes a missing parent', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'tunnel-atomic-'));
+      const dir = tempDir();
       const path = join(dir, 'state.json');
       writeFileSync(path, 'old', { mode: 0o666 });
       await write(path, 'new', 0o600);
@@ -32,7 +43,7 @@ for (const [name, write] of variants) {
     });
 
     it('does not follow or write into a file planted at the old pid-only temp name', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'tunnel-atomic-'));
+      const dir = tempDir();
       const path = join(dir, 'state.json');
       const elsewhere = join(dir, 'elsewhere');
       writeFileSync(elsewhere, 'theirs', { mode: 0o666 });
@@ -44,7 +55,7 @@ for (const [name, write] of variants) {
     });
 
     it('a failed write throws with its errno code and leaves no temp file', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'tunnel-atomic-'));
+      const dir = tempDir();
       const path = join(dir, 'state.json');
       mkdirSync(path); // a directory where the file goes: the rename fails
       await assert.rejects(write(path, 'x', 0o600), (err: NodeJS.ErrnoException) => typeof err.code === 'string');
