@@ -34,9 +34,4 @@ export class PerMemberLimit {
       else this.#held.delete(member);
     };
   }
-
-  /** How many `member` holds now. */
-  heldBy(member: string): number {
-    return this.#held.get(member) ?? 0;
-  }
 }
