@@ -42,13 +42,18 @@ export interface AuditEvent {
 }
 
 /** The row of an audit event (for callers that insert it as part of a larger statement). */
-export function auditRow(at: Date, e: AuditEvent): typeof auditEvents.$inferInsert {
+function auditRow(at: Date, e: AuditEvent): typeof auditEvents.$inferInsert {
   return { at, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
 }
 
 /** Appends an audit event. Pass a transaction to make it part of the same change. */
 export async function audit(db: Pick<Db, 'insert'>, at: Date, e: AuditEvent): Promise<void> {
   await db.insert(auditEvents).values(auditRow(at, e));
+}
+
+/** Appends audit events in one statement, in the order given (a relay's event batch); none: nothing. */
+export async function auditAll(db: Pick<Db, 'insert'>, events: { at: Date; e: AuditEvent }[]): Promise<void> {
+  if (events.length) await db.insert(auditEvents).values(events.map(({ at, e }) => auditRow(at, e)));
 }
 
 export interface AuditQuery {

@@ -1,8 +1,8 @@
 import { and, eq, gt, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
-import { auditEvents, leases, revocations, serviceTokens, users } from '../db/schema/index.js';
-import { auditRow } from './audit.js';
+import { leases, revocations, serviceTokens, users } from '../db/schema/index.js';
+import { auditAll } from './audit.js';
 import { parseScopes, type UserPrincipal } from './authz.js';
 
 /**
@@ -78,9 +78,10 @@ export class Revocations {
       .where(inArray(leases.id, locked))
       .returning({ id: leases.id, nodeId: leases.nodeId, expiresAt: leases.expiresAt });
     if (!revoked.length) return [];
-    await tx
-      .insert(auditEvents)
-      .values(revoked.map((r) => auditRow(this.#now, { type: 'lease.revoked', actor, subject: r.id, ...(reason ? { data: { reason } } : {}) })));
+    await auditAll(
+      tx,
+      revoked.map((r) => ({ at: this.#now, e: { type: 'lease.revoked' as const, actor, subject: r.id, ...(reason ? { data: { reason } } : {}) } })),
+    );
     this.#revoked.push(...revoked);
     return revoked.map((r) => r.id);
   }

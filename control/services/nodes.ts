@@ -10,10 +10,10 @@ import type {
 import { isEgressDriver } from '../../protocol/lease-claims.js';
 import { parsePublicKeyLine, weakKey } from '../../protocol/ssh-key.js';
 import type { Deps } from '../deps.js';
-import { auditEvents, enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
+import { enrollmentTokens, leases, nodes, revocations } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
-import { audit, auditRow, type AuditType } from './audit.js';
+import { audit, auditAll, type AuditEvent, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
@@ -136,8 +136,6 @@ export interface EventRejection {
   field?: string;
 }
 
-type AuditRow = typeof auditEvents.$inferInsert;
-
 /** Rejections an audit entry lists; the rest are counted only. */
 const AUDITED_REJECTIONS = 10;
 
@@ -178,20 +176,21 @@ export async function recordEvents(
     const mayBeOnline = await onlineClaimsAllowed({ ...deps, db: tx }, node, claims);
     // The events' audit rows go in one statement (in the batch's order), not one each: a batch
     // of 1,000 was 1,000 inserts, most of a second of the embedded database.
-    const auditRows: AuditRow[] = [];
+    const audited: { at: Date; e: AuditEvent }[] = [];
     for (const raw of events) {
       const at = reportedTime(raw.at, now);
       const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
       const { lease_id: claimedLease, ...rest } = raw;
       const e: ConnectionEvent = foreign ? rest : raw;
-      auditRows.push(
-        auditRow(at, {
+      audited.push({
+        at,
+        e: {
           type: `relay.${e.type}` as AuditType,
           actor: node.nodeId,
           subject: e.lease_id ?? e.exposure ?? null,
           data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
-        }),
-      );
+        },
+      });
       await recordConnectionEvent(tx, node.nodeId, e, at);
       if (e.exposure && e.type === 'exposure_online') {
         if (mayBeOnline.has(e.exposure)) await markOnline(tx, node, e.exposure, e.port ?? null, now);
@@ -199,7 +198,7 @@ export async function recordEvents(
         await setOffline(deps, tx, node, e.exposure);
       }
     }
-    await tx.insert(auditEvents).values(auditRows);
+    await auditAll(tx, audited);
     await pruneConnections(tx, now);
   });
   for (const code of new Set(rejected.map((r) => r.code))) {
