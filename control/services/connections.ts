@@ -1,5 +1,5 @@
 import { and, desc, eq, exists, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
-import { alias } from 'drizzle-orm/pg-core';
+import { alias, type AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { connections, exposures, leases, nodes, users } from '../db/schema/index.js';
@@ -7,6 +7,19 @@ import type { ConnectionEvent } from '../../protocol/api-types.js';
 import { assertAllowed, can, isAdmin, type UserPrincipal } from './authz.js';
 import { isOnline } from './node-selection.js';
 
+
+/** `leases` again, as the in-band renewals of a connection's lease (renewsLease). */
+export const renewal = alias(leases, 'renewal');
+
+/**
+ * `renewal` continues the grant of `leases` (a connection's lease) in band: a relay connection
+ * renews with `lease-renew@tunnel` (no event reaches the control plane), presenting the same
+ * user's certificate for the same key on the same relay (`nodeId`). `leases` renews itself. The
+ * rule `live` in GET /v1/connections and the history prune's stale connections share.
+ */
+export function renewsLease(nodeId: AnyPgColumn): SQL {
+  return and(eq(renewal.userId, leases.userId), eq(renewal.sshKey, leases.sshKey), eq(renewal.nodeId, nodeId))!;
+}
 /** Closed connections are kept this long for the console and `GET /v1/connections?state=all`. */
 export const CLOSED_RETENTION_MS = 7 * 86400 * 1000;
 
@@ -99,12 +112,11 @@ export async function listConnections(
   // A connection renewed in band (lease-renew@tunnel: no event reaches the control plane) holds
   // a later lease of the same user for the same key on the same relay, not the one it opened
   // with: it is live while one of those is (history-prune.ts goes by the same rule).
-  const renewal = alias(leases, 'renewal');
   const renewedLive = exists(
     deps.db
       .select({ id: renewal.id })
       .from(renewal)
-      .where(and(eq(renewal.userId, leases.userId), eq(renewal.sshKey, leases.sshKey), eq(renewal.nodeId, connections.nodeId), isNull(renewal.revokedAt), gt(renewal.expiresAt, now))),
+      .where(and(renewsLease(connections.nodeId), isNull(renewal.revokedAt), gt(renewal.expiresAt, now))),
   );
   const rows = await deps.db
     .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId, leaseLive: sql<boolean>`${renewedLive}` })

@@ -1,10 +1,9 @@
 import { and, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
-import { alias } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
 import { auditEvents, connections, leases, revocations } from '../db/schema/index.js';
 import { audit } from './audit.js';
-import { CLOSED_RETENTION_MS } from './connections.js';
+import { CLOSED_RETENTION_MS, renewal, renewsLease } from './connections.js';
 import { turnsEvery } from './replica-turns.js';
 
 /**
@@ -112,11 +111,10 @@ export async function pruneHistory(
  * Postgres, 53 s of PGlite, inside a relay's heartbeat; history-prune.test reads the plan).
  */
 export function staleOpenConnections(db: Pick<Db, 'select'>, now: Date) {
-  const renewal = alias(leases, 'renewal');
   const leaseLive = db
     .select({ id: renewal.id })
     .from(leases)
-    .innerJoin(renewal, and(eq(renewal.userId, leases.userId), eq(renewal.sshKey, leases.sshKey), eq(renewal.nodeId, leases.nodeId)))
+    .innerJoin(renewal, renewsLease(leases.nodeId))
     .where(and(eq(leases.id, connections.leaseId), eq(leases.nodeId, connections.nodeId), gt(renewal.expiresAt, new Date(now.getTime() - STALE_OPEN_GRACE_MS))));
   return db
     .select({ nodeId: connections.nodeId, sessionId: connections.sessionId })
