@@ -21,12 +21,18 @@ export class PerMinuteLimit {
   /** Takes a token; false when there was none (the caller refuses, or disconnects). */
   take(): boolean {
     const now = this.#clock.now().getTime();
-    // The clock is the wall clock: a step back (NTP, a VM resumed) refills nothing, rather than
-    // taking an hour's tokens for an hour's step and refusing (disconnecting) every renewal and
-    // re-key of every connection until the deficit is made up.
-    const elapsed = Math.max(0, now - this.#at);
-    this.#tokens = Math.min(this.#perMinute, this.#tokens + (elapsed / 60_000) * this.#perMinute) - 1;
+    this.#tokens = refilled(this.#tokens, this.#at, now, this.#perMinute) - 1;
     this.#at = now;
     return this.#tokens >= 0;
   }
+}
+
+/**
+ * A bucket of `perMinute` that held `tokens` at `at`, at `now` (ms): refilled continuously, at
+ * most full. The clock is the wall clock: a step back (NTP, a VM resumed) refills nothing, rather
+ * than taking an hour's tokens for an hour's step (refusing every renewal, re-key or connection
+ * it limits until the deficit is made up). Shared with node/auth/rate-limit.ts.
+ */
+export function refilled(tokens: number, at: number, now: number, perMinute: number): number {
+  return Math.min(perMinute, tokens + (Math.max(0, now - at) / 60_000) * perMinute);
 }

@@ -1,4 +1,5 @@
 import type { Clock } from '../../shared/clock.js';
+import { refilled } from '../per-minute-limit.js';
 
 /**
  * Failed-authentication limiter per source address: a token bucket of `perMinute` failures
@@ -23,7 +24,7 @@ export class AuthRateLimiter {
     const b = this.#buckets.get(addr);
     if (!b) return undefined;
     const now = this.#clock.now().getTime();
-    b.tokens = Math.min(this.#perMinute, b.tokens + ((now - b.at) / 60_000) * this.#perMinute);
+    b.tokens = refilled(b.tokens, b.at, now, this.#perMinute);
     b.at = now;
     if (b.tokens >= this.#perMinute) {
       this.#buckets.delete(addr);
