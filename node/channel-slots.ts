@@ -61,7 +61,7 @@ export class ChannelSlots {
 
   /**
    * X's side: takes one of `opener`'s slots from now (not only once X confirms, so concurrent
-   * opens cannot overshoot), or throws OpenRefusedError. Returns its release.
+   * opens cannot overshoot), or throws OpenRefusedError. Returns its release (idempotent).
    */
   reserve(opener: string): () => void {
     const { channelsPerConnection, channelsPerOpener } = this.#limits;
@@ -69,7 +69,10 @@ export class ChannelSlots {
     const held = this.#byOpener.get(opener) ?? 0;
     if (held >= channelsPerOpener) throw new OpenRefusedError('opener_share', channelsPerOpener);
     this.#byOpener.set(opener, held + 1);
+    let released = false;
     return () => {
+      if (released) return;
+      released = true;
       const n = (this.#byOpener.get(opener) ?? 1) - 1;
       if (n > 0) this.#byOpener.set(opener, n);
       else this.#byOpener.delete(opener);

@@ -112,6 +112,7 @@ export class RelayConnection {
         this.#bytesOut += bytesOut;
       },
       wrap,
+      inject: (point) => this.#inject(point),
     });
     this.#exposures = new BoundExposures(host);
     const limits = ctx.config.limits;

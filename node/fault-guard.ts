@@ -66,7 +66,11 @@ export class FaultGuard {
  * connection's handlers; throws (or schedules a throw) for the points it was configured with.
  */
 export type FaultInjector = (point: FaultPoint, who: { username: string }) => void;
-export const FAULT_POINTS = ['authentication', 'ready', 'request', 'tcpip', 'bridge-close'] as const;
+/**
+ * `bridge-open`: Y's side, after Y's channel is confirmed and its slots taken, before its bridge
+ * exists; `forward-open`: X's side, once X confirmed a forwarded channel, before it is handed on.
+ */
+export const FAULT_POINTS = ['authentication', 'ready', 'request', 'tcpip', 'bridge-open', 'forward-open', 'bridge-close'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** A configured fault: `POINT` throws inside the handler, `escape-POINT` throws from outside it. */
 export type FaultSpec = FaultPoint | `escape-${FaultPoint}`;

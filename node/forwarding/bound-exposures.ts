@@ -109,27 +109,42 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
     return Promise.reject(err as OpenRefusedError);
   }
   return new Promise((resolve, reject) => {
-    o.conn.forwardOut(
-      l.bindAddr,
-      l.bindPort,
-      origin.addr,
-      origin.port,
-      o.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
-        if (err) {
-          release();
-          return reject(err);
-        }
-        o.slots.opened();
-        if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ch);
-        ch.once(
-          'close',
-          o.wrap('channel-close', () => {
+    // A throw below (ssh2 internals, a window's adoption) gives the slot back and fails the open
+    // at once (then it is a fault of X's connection); kept, it was held for as long as X stayed.
+    const failed = (err: unknown) => {
+      release();
+      reject(err instanceof Error ? err : new Error(String(err)));
+    };
+    try {
+      o.conn.forwardOut(
+        l.bindAddr,
+        l.bindPort,
+        origin.addr,
+        origin.port,
+        o.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
+          if (err) return failed(err);
+          o.slots.opened();
+          try {
+            if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ch);
+            o.inject('forward-open');
+            ch.once(
+              'close',
+              o.wrap('channel-close', () => {
+                o.slots.closed();
+                release();
+              }),
+            );
+          } catch (e) {
             o.slots.closed();
-            release();
-          }),
-        );
-        resolve(ch);
-      }),
-    );
+            ch.close();
+            failed(e);
+            throw e;
+          }
+          resolve(ch);
+        }),
+      );
+    } catch (err) {
+      failed(err);
+    }
   });
 }

@@ -41,9 +41,20 @@ export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
       });
     },
     close() {
-      ch.close();
+      closeChannel(ch);
     },
   };
+}
+
+/**
+ * Closes an ssh2 channel. Its 'close' (where its connection gives back its channel slot) comes
+ * only once what it received is read to the end, so a channel closed before anything read it
+ * (a bridge that never came to be, an open abandoned or answered late) is drained here: closed
+ * unread, it held X's slot for as long as X's connection lasted.
+ */
+export function closeChannel(ch: SshChannelLike): void {
+  ch.resume();
+  ch.close();
 }
 
 /** Bytes a bridge queues in an ssh2 channel's writable side before it waits for 'drain'. */

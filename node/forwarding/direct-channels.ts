@@ -6,7 +6,7 @@ import { OpenRefusedError } from '../channel-slots.js';
 import { EgressError } from '../egress/egress-lock.js';
 import type { FaultPoint } from '../fault-guard.js';
 import type { SendGate } from '../send-budget.js';
-import { bridge, channelEnd, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
+import { bridge, channelEnd, closeChannel, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tcpip.js';
 import type { ForwardingHost } from './forwarding-host.js';
 import { IdleChannels } from './idle-channels.js';
@@ -87,20 +87,17 @@ export class DirectChannels {
     const member = release;
 
     o.slots.beginOpen();
-    const closeLate = (ch: Duplex) => (ch as SshChannelLike).close();
+    const closeLate = (ch: Duplex) => closeChannel(ch as SshChannelLike);
     openWithTimeout(() => target.open(o.peer, lease.claims.sub), o.ctx.config.openTimeoutMs, closeLate).then(
       o.wrap('tcpip-open', (xch: Duplex) => {
-        o.slots.endOpen();
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
-        const ych = o.closing() ? undefined : accept();
-        if (!ych) return this.#abandoned(() => closeLate(xch), member);
-        const channelId = this.#bridgeY(ych, channelEnd(xch as SshChannelLike, target.gate), {
+        const channelId = this.#confirm(accept, channelEnd(xch as SshChannelLike, target.gate), {
           to: 'exposure',
           gate: target.gate,
           member,
           closed: (stats) => target.account?.(stats.bToA, stats.aToB),
         });
-        o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
+        if (channelId) o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
       o.wrap('tcpip-open', (err: unknown) => {
         o.slots.endOpen();
@@ -118,12 +115,9 @@ export class DirectChannels {
     o.slots.beginOpen();
     o.ctx.egress.dial(lease.leaseId, target).then(
       o.wrap('egress-open', (sock: Socket) => {
-        o.slots.endOpen();
         o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        const ych = o.closing() ? undefined : accept();
-        if (!ych) return this.#abandoned(() => sock.destroy(), member);
-        const channelId = this.#bridgeY(ych, socketEnd(sock), { to: 'egress', member });
-        o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
+        const channelId = this.#confirm(accept, socketEnd(sock), { to: 'egress', member });
+        if (channelId) o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
       o.wrap('egress-open', (err: unknown) => {
         o.slots.endOpen();
@@ -136,15 +130,41 @@ export class DirectChannels {
   }
 
   /**
+   * The other side of Y's open is here (`other`: X's channel, or an egress socket): confirms Y's
+   * channel and bridges the two; returns the channel id, or undefined when Y's connection closed
+   * meanwhile (#abandoned). Until the bridge holds them, a throw on the way (ssh2's accept, or
+   * setting up the bridge: ssh2 internals, a window's adoption) is cleaned up here: the member's
+   * channel is given back (once), both sides closed; then rethrown, a fault of the connection.
+   * Given back only by the bridge's close, it was kept for ever by a member whose bridge failed.
+   */
+  #confirm(accept: () => ServerChannel, other: BridgeEnd, opts: BridgeOptions): string | undefined {
+    const o = this.#o;
+    o.slots.endOpen();
+    let ych: ServerChannel | undefined;
+    try {
+      // Nothing when the open was answered already.
+      ych = o.closing() ? undefined : (accept() as ServerChannel | undefined);
+    } catch (err) {
+      opts.member();
+      other.close();
+      throw err;
+    }
+    if (!ych) return this.#abandoned(other, opts.member);
+    // From here #bridgeY gives everything back on a throw, once.
+    return this.#bridgeY(ych, other, opts);
+  }
+
+  /**
    * Y's connection closed, or began closing, while the other side of its open was on the way:
    * there is no channel to confirm (the relay has said DISCONNECT and ended the socket, or it is
-   * gone), so `closeOther` closes what came, the member's channel is given back, and the open is
-   * counted as abandoned.
+   * gone), so what came is closed, the member's channel is given back, and the open is counted as
+   * abandoned.
    */
-  #abandoned(closeOther: () => void, member: () => void): void {
+  #abandoned(other: BridgeEnd, member: () => void): undefined {
     member();
     this.#o.ctx.metrics.channels.inc({ outcome: 'abandoned' });
-    closeOther();
+    other.close();
+    return undefined;
   }
 
   /**
@@ -153,33 +173,65 @@ export class DirectChannels {
    * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
    * its channel id.
    */
-  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: { to: 'exposure' | 'egress'; gate?: SendGate; member: () => void; closed?: (stats: BridgeStats) => void }): string {
+  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: BridgeOptions): string {
     const o = this.#o;
     o.slots.opened();
-    if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ych);
-    const channelId = o.ctx.ids.channel();
-    o.ctx.metrics.channels.inc({ outcome: 'opened' });
-    let untrack = () => {};
-    const b = bridge(
-      channelEnd(ych as unknown as SshChannelLike, o.budget),
-      other,
-      o.wrap('bridge-close', (stats: BridgeStats) => {
-        opts.member();
-        o.slots.closed();
-        this.#bridges.delete(b);
-        untrack();
-        const idled = this.#idle.unwatch(b);
-        o.account(stats.aToB, stats.bToA);
-        o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
-        o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
-        o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-        opts.closed?.(stats);
-        this.#inject('bridge-close');
-      }),
-    );
-    this.#bridges.add(b);
-    untrack = o.ctx.live.add(b, opts.gate ? [o.budget, opts.gate] : [o.budget]);
-    this.#idle.watch(b);
-    return channelId;
+    // The channel's places (this connection's channel count, the member's channel) go back once:
+    // at the bridge's close, or below when setting the bridge up throws.
+    let held = true;
+    const giveBack = () => {
+      if (!held) return;
+      held = false;
+      opts.member();
+      o.slots.closed();
+    };
+    let b: Bridge | undefined;
+    try {
+      if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ych);
+      this.#inject('bridge-open');
+      const channelId = o.ctx.ids.channel();
+      o.ctx.metrics.channels.inc({ outcome: 'opened' });
+      let untrack = () => {};
+      const bridged = (b = bridge(
+        channelEnd(ych as unknown as SshChannelLike, o.budget),
+        other,
+        o.wrap('bridge-close', (stats: BridgeStats) => {
+          giveBack();
+          this.#bridges.delete(bridged);
+          untrack();
+          const idled = this.#idle.unwatch(bridged);
+          o.account(stats.aToB, stats.bToA);
+          o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
+          o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
+          o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
+          opts.closed?.(stats);
+          this.#inject('bridge-close');
+        }),
+      ));
+      this.#bridges.add(bridged);
+      untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
+      this.#idle.watch(bridged);
+      return channelId;
+    } catch (err) {
+      // A bridge tears both sides down and gives back in its close; without one, both go here.
+      if (b) b.abort();
+      else {
+        closeChannel(ych as unknown as SshChannelLike);
+        other.close();
+      }
+      giveBack();
+      throw err;
+    }
   }
+}
+
+/** How #bridgeY joins Y's channel to the other side. */
+interface BridgeOptions {
+  /** Which counters its bytes go to. */
+  to: 'exposure' | 'egress';
+  /** X's send bound, when the other side is X's channel. */
+  gate?: SendGate;
+  /** Gives back the member's channel (idempotent). */
+  member: () => void;
+  closed?: (stats: BridgeStats) => void;
 }

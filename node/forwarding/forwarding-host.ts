@@ -2,6 +2,7 @@ import type { Connection } from 'ssh2';
 import type { Logger } from '../../shared/logger.js';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import type { ChannelSlots } from '../channel-slots.js';
+import type { FaultPoint } from '../fault-guard.js';
 import type { RelayContext } from '../relay-context.js';
 import type { SendGate } from '../send-budget.js';
 import type { Originator } from './originator.js';
@@ -40,4 +41,6 @@ export interface ForwardingHost {
   account(bytesIn: number, bytesOut: number): void;
   /** Runs callbacks of ssh2, promises and bridges exception-safely (the connection's FaultGuard). */
   wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
+  /** Test-only fault injection (`--test-fault`); a no-op in production. */
+  inject(point: FaultPoint): void;
 }

@@ -172,6 +172,8 @@ export interface MintOptions {
   grant: Grant;
   clientPublicKey: KeyObject;
   user?: string;
+  /** The user's id, the lease's subject (the member the relay counts): `usr_<user>` unless given. */
+  userId?: string;
   nodeId?: string;
   ttlSeconds?: number;
   notBefore?: Date;
@@ -189,7 +191,7 @@ export async function mintLease(fc: FakeControl, o: MintOptions) {
     issuer: o.issuer ?? fc.issuer,
     leaseId,
     serial: randomBytes(8).readBigUInt64BE(),
-    userId: `usr_${o.user ?? 'alice'}`,
+    userId: o.userId ?? `usr_${o.user ?? 'alice'}`,
     userName: o.user ?? 'alice',
     nodeId: o.nodeId ?? fc.nodeId,
     grant: o.grant,
