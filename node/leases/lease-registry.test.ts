@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../shared/clock.js';
-import { LeaseRegistry, type LeaseEndReason } from './lease-registry.js';
+import { LeaseRegistry, MAX_LEASES_PER_CONNECTION, REVOCABLE_AFTER_EXPIRY_MS, type LeaseEndReason } from './lease-registry.js';
 
 /** A connection that `closed` records the close of; `closing`: it was already closing for another reason. */
 function holder(id: string, closed: Map<string, LeaseEndReason>, o: { closing?: boolean } = {}) {
@@ -122,6 +122,58 @@ describe('LeaseRegistry', () => {
     assert.equal(await Promise.race([gone.then(() => 'closed'), Promise.resolve('open')]), 'open');
     assert.equal(reg.size, 1);
     clearTimeout(keepAlive);
+    reg.close();
+  });
+
+  it('a connection renewed for days holds only the leases that can still be revoked; revoking one of them closes it', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    // 10-minute leases renewed at two thirds of their life, as the CLI does: about 216 a day.
+    reg.attach(holder('s1', closed), { leaseId: 'l0', deadline: at(600) });
+    let most = 0;
+    for (let i = 1; i <= 1000; i++) {
+      clock.set(at(i * 400));
+      assert.deepEqual(reg.renew('s1', { leaseId: `l${i}`, deadline: at(i * 400 + 600) }), { ok: true });
+      most = Math.max(most, reg.leaseIdsOf('s1').length);
+    }
+    assert.ok(most <= 3, `the connection held ${most} lease ids`);
+    assert.deepEqual(reg.leaseIdsOf('s1').sort(), ['l1000', 'l999']);
+    // The lease before the current one has not expired: revoking it closes the connection.
+    assert.equal(reg.revoke('l999'), 1);
+    assert.equal(closed.get('s1'), 'lease_revoked');
+    reg.close();
+  });
+
+  it('keeps an expired lease revocable for REVOCABLE_AFTER_EXPIRY_MS (the control plane may run behind)', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(10) });
+    clock.set(at(10 + REVOCABLE_AFTER_EXPIRY_MS / 1000 - 1));
+    reg.renew('s1', { leaseId: 'l2', deadline: at(1000) });
+    assert.deepEqual(reg.leaseIdsOf('s1').sort(), ['l1', 'l2']);
+    clock.set(at(10 + REVOCABLE_AFTER_EXPIRY_MS / 1000));
+    reg.renew('s1', { leaseId: 'l3', deadline: at(1000) });
+    assert.deepEqual(reg.leaseIdsOf('s1').sort(), ['l2', 'l3']);
+    assert.equal(reg.revoke('l1'), 0, 'no revocation names a lease long expired');
+    assert.equal(reg.revoke('l2'), 1);
+    reg.close();
+  });
+
+  it('refuses a renewal past MAX_LEASES_PER_CONNECTION revocable leases, and takes it again once some expired', () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 4 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l0', deadline: at(600) });
+    for (let i = 1; i < MAX_LEASES_PER_CONNECTION; i++) assert.deepEqual(reg.renew('s1', { leaseId: `l${i}`, deadline: at(600 + i) }), { ok: true });
+    assert.deepEqual(reg.renew('s1', { leaseId: 'one-too-many', deadline: at(5000) }), { ok: false, reason: 'too_many_leases' });
+    assert.deepEqual(reg.deadlineOf('s1'), at(600 + MAX_LEASES_PER_CONNECTION - 1), 'a refused renewal does not extend the deadline');
+    assert.deepEqual(reg.renew('s1', { leaseId: 'l3', deadline: at(700) }), { ok: true }, 'a lease it holds again is not one more');
+    clock.set(at(600 + MAX_LEASES_PER_CONNECTION + REVOCABLE_AFTER_EXPIRY_MS / 1000));
+    assert.deepEqual(reg.renew('s1', { leaseId: 'later', deadline: at(5000) }), { ok: true });
+    assert.deepEqual(reg.leaseIdsOf('s1').sort(), ['l3', 'later']);
+    assert.equal(reg.revoke('l3'), 1);
     reg.close();
   });
 });

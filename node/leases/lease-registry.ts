@@ -1,3 +1,4 @@
+import { CERT_BACKDATE_SECONDS } from '../../protocol/lease-claims-check.js';
 import type { Clock } from '../../shared/clock.js';
 
 export type LeaseEndReason = 'lease_expired' | 'lease_revoked';
@@ -14,17 +15,37 @@ export interface LeaseHolder {
 
 interface Entry {
   holder: LeaseHolder;
-  /** Every lease this connection has presented (the original and its renewals). */
-  leaseIds: Set<string>;
+  /**
+   * The leases this connection presented (the original and its renewals) that can still be
+   * revoked, each with its expiry (clock ms). The control plane revokes only leases that have not
+   * expired (control/services/lease-revocation.ts), so one kept for ever (every renewal added one:
+   * about 200 a day per connection at 10-minute leases) could never be named by a revocation
+   * again: dropped once REVOCABLE_AFTER_EXPIRY_MS past its expiry.
+   */
+  leaseIds: Map<string, number>;
   deadline: number;
 }
 
+/**
+ * How long after its expiry (by the relay's clock) a lease id is kept for revocation: the control
+ * plane's clock may lag the relay's by as much as the skew a certificate's start is allowed.
+ */
+export const REVOCABLE_AFTER_EXPIRY_MS = CERT_BACKDATE_SECONDS * 1000;
+
+/**
+ * Revocable leases one connection may hold at once. The CLI renews at two thirds of a lease's
+ * life, so it holds two or three; a renewal past this is refused (the connection keeps its
+ * deadline), so that what a connection can pin here does not grow with how fast it renews.
+ */
+export const MAX_LEASES_PER_CONNECTION = 16;
+
 export type AttachResult = { ok: true } | { ok: false; reason: 'too_many_connections' };
-export type RenewResult = { ok: true } | { ok: false; reason: 'not_registered' | 'too_many_connections' };
+export type RenewResult = { ok: true } | { ok: false; reason: 'not_registered' | 'too_many_connections' | 'too_many_leases' };
 
 /**
  * Which connection holds which lease, and until when. Closes connections when their deadline
- * passes (unless renewed in band) or when any lease they presented is revoked.
+ * passes (unless renewed in band) or when any lease they presented is revoked (while it can be:
+ * see Entry.leaseIds).
  */
 export class LeaseRegistry {
   #clock: Clock;
@@ -48,7 +69,7 @@ export class LeaseRegistry {
   attach(holder: LeaseHolder, lease: { leaseId: string; deadline: Date }): AttachResult {
     const holders = this.#byLease.get(lease.leaseId);
     if (holders && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
-    this.#entries.set(holder.sessionId, { holder, leaseIds: new Set([lease.leaseId]), deadline: lease.deadline.getTime() });
+    this.#entries.set(holder.sessionId, { holder, leaseIds: new Map([[lease.leaseId, lease.deadline.getTime()]]), deadline: lease.deadline.getTime() });
     this.#index(holder.sessionId, lease.leaseId);
     this.#arm(lease.deadline.getTime());
     return { ok: true };
@@ -64,21 +85,35 @@ export class LeaseRegistry {
     if (!e) return { ok: false, reason: 'not_registered' };
     const holders = this.#byLease.get(lease.leaseId);
     if (holders && !holders.has(sessionId) && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
-    e.deadline = Math.max(e.deadline, lease.deadline.getTime());
-    e.leaseIds.add(lease.leaseId);
+    this.#forgetExpired(sessionId, e);
+    const exp = lease.deadline.getTime();
+    if (!e.leaseIds.has(lease.leaseId) && e.leaseIds.size >= MAX_LEASES_PER_CONNECTION) return { ok: false, reason: 'too_many_leases' };
+    e.deadline = Math.max(e.deadline, exp);
+    e.leaseIds.set(lease.leaseId, Math.max(e.leaseIds.get(lease.leaseId) ?? exp, exp));
     this.#index(sessionId, lease.leaseId);
     return { ok: true };
+  }
+
+  /** Lease ids the connection holds for revocation now (see Entry.leaseIds). */
+  leaseIdsOf(sessionId: string): string[] {
+    return [...(this.#entries.get(sessionId)?.leaseIds.keys() ?? [])];
+  }
+
+  /** Drops the connection's lease ids no revocation can name any more (see Entry.leaseIds). */
+  #forgetExpired(sessionId: string, e: Entry): void {
+    const before = this.#clock.now().getTime() - REVOCABLE_AFTER_EXPIRY_MS;
+    for (const [id, exp] of e.leaseIds) {
+      if (exp > before) continue;
+      e.leaseIds.delete(id);
+      this.#unindex(sessionId, id);
+    }
   }
 
   detach(sessionId: string): void {
     const e = this.#entries.get(sessionId);
     if (!e) return;
     this.#entries.delete(sessionId);
-    for (const id of e.leaseIds) {
-      const set = this.#byLease.get(id);
-      set?.delete(sessionId);
-      if (set?.size === 0) this.#byLease.delete(id);
-    }
+    for (const id of e.leaseIds.keys()) this.#unindex(sessionId, id);
     // The timer may now fire early for a deadline that left; the sweep then finds nothing due and
     // re-arms. Rescanning here would make revoking n connections cost n^2.
     if (this.#entries.size === 0) this.#disarm();
@@ -124,6 +159,12 @@ export class LeaseRegistry {
     let set = this.#byLease.get(leaseId);
     if (!set) this.#byLease.set(leaseId, (set = new Set()));
     set.add(sessionId);
+  }
+
+  #unindex(sessionId: string, leaseId: string): void {
+    const set = this.#byLease.get(leaseId);
+    set?.delete(sessionId);
+    if (set?.size === 0) this.#byLease.delete(leaseId);
   }
 
   /** True when this began closing the connection (see LeaseHolder.close). */
