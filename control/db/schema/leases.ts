@@ -40,6 +40,10 @@ export const leases = pgTable(
     index('leases_session_idx').on(t.sessionId, t.expiresAt),
     // Pruning leases long expired (services/history-prune.ts) finds them through this, not a scan of the table.
     index('leases_expires_idx').on(t.expiresAt),
+    // A connection's in-band renewals (services/connections.ts renewsLease: same user, key and
+    // relay, still valid) are found through this, for GET /v1/connections's live and the history
+    // prune's stale connections; leases_user_idx alone read every lease of the user per connection.
+    index('leases_user_key_idx').on(t.userId, t.sshKey, t.nodeId, t.expiresAt),
   ],
 );
 

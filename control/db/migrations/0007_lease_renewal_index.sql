@@ -1,0 +1,1 @@
+CREATE INDEX "leases_user_key_idx" ON "leases" USING btree ("user_id","ssh_key","node_id","expires_at");
