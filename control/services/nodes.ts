@@ -177,6 +177,7 @@ export async function recordEvents(
     // The events' audit rows go in one statement (in the batch's order), not one each: a batch
     // of 1,000 was 1,000 inserts, most of a second of the embedded database.
     const audited: { at: Date; e: AuditEvent }[] = [];
+    const writes: { at: Date; e: ConnectionEvent }[] = [];
     for (const raw of events) {
       const at = reportedTime(raw.at, now);
       const foreign = raw.lease_id !== undefined && !own.has(raw.lease_id);
@@ -191,7 +192,14 @@ export async function recordEvents(
           data: { ...e, node: node.name, ...(foreign ? { not_its_lease: claimedLease } : {}) },
         },
       });
-      await recordConnectionEvent(tx, node.nodeId, e, at);
+      writes.push({ at, e });
+    }
+    // Rows are written in one order whatever the batch's (connections by session, then
+    // exposures by name; a row's own events keep theirs: the sort is stable): two batches of a
+    // relay applied at once, naming the same rows in opposite order, each held a row the other
+    // waited for, and Postgres failed one (relay-events-lock-order.test).
+    for (const { e, at } of lockOrder(writes, (w) => w.e.session_id)) await recordConnectionEvent(tx, node.nodeId, e, at);
+    for (const { e } of lockOrder(writes, (w) => w.e.exposure)) {
       if (e.exposure && e.type === 'exposure_online') {
         if (mayBeOnline.has(e.exposure)) await markOnline(tx, node, e.exposure, e.port ?? null, now);
       } else if (e.exposure && e.type === 'exposure_offline') {
@@ -205,6 +213,15 @@ export async function recordEvents(
     const n = rejected.filter((r) => r.code === code).length;
     deps.metrics.inc('tunnel_control_relay_events_rejected_total', 'Relay connection events refused one by one (the rest of their batch recorded), by code', { code }, n);
   }
+}
+
+/** The items with a key, ordered by it (code units; stable, so one key's items keep their order). */
+function lockOrder<T>(items: readonly T[], key: (item: T) => string | undefined): T[] {
+  const keyed = items.flatMap((item) => {
+    const k = key(item);
+    return k === undefined ? [] : [{ k, item }];
+  });
+  return keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0)).map((x) => x.item);
 }
 
 type Feed = z.infer<typeof RevocationFeedSchema>;
