@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, loadControlConfig } from './config.js';
+import { buildDeps } from './server.js';
+import type { OpenedDb } from './db/client.js';
+import { noopLogger } from '../shared/logger.js';
 
 const KEY = { TUNNEL_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') };
 
@@ -20,6 +23,27 @@ describe('tunnel-control configuration: TLS and defaults', () => {
     assert.equal(loadControlConfig([], { HOME: '/h', TUNNEL_AUDIT_RETENTION_DAYS: '0' }).auditRetentionDays, 0);
     for (const bad of ['', '-1', '1.5', '36501', '1e3', '30d', '30\0', '99999999999999999999']) {
       assert.throws(() => loadControlConfig(['--audit-retention', bad], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /--audit-retention/.test(e.message), bad);
+    }
+  });
+
+  it('relay event bounds: 600 batches and 60,000 events a minute by default; flags or TUNNEL_RELAY_EVENT_* set them, and they reach the settings', () => {
+    const d = loadControlConfig([], { HOME: '/h' });
+    assert.deepEqual([d.relayEventBatchLimit, d.relayEventLimit], [600, 60_000]);
+    const f = loadControlConfig(['--relay-event-batch-limit', '30', '--relay-event-limit', '5000'], { HOME: '/h', TUNNEL_RELAY_EVENT_BATCH_LIMIT: '7' });
+    assert.deepEqual([f.relayEventBatchLimit, f.relayEventLimit], [30, 5000], 'a flag wins over the environment');
+    const e = loadControlConfig([], { HOME: '/h', TUNNEL_RELAY_EVENT_BATCH_LIMIT: '1', TUNNEL_RELAY_EVENT_LIMIT: '1000' });
+    assert.deepEqual([e.relayEventBatchLimit, e.relayEventLimit], [1, 1000]);
+    const opened = { db: {} as OpenedDb['db'], driver: 'pglite' as const, close: async () => undefined };
+    const { settings } = buildDeps(loadControlConfig(['--relay-event-batch-limit', '30', '--relay-event-limit', '5000'], { HOME: '/h', ...KEY }), opened, noopLogger);
+    assert.deepEqual([settings.relayEventBatchLimit, settings.relayEventLimit], [30, 5000]);
+  });
+
+  it('refuses relay event bounds that are not whole numbers, below 1 batch or one full batch of events, or absurd, naming the flag', () => {
+    for (const bad of ['', '0', '-1', '1.5', '1e3', '10/min', '600\0', '1000000001', '99999999999999999999']) {
+      assert.throws(() => loadControlConfig([`--relay-event-batch-limit=${bad}`], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /^--relay-event-batch-limit /.test(e.message), bad);
+    }
+    for (const bad of ['0', '999', '-5', '6e4', '1000000001']) {
+      assert.throws(() => loadControlConfig([], { HOME: '/h', TUNNEL_RELAY_EVENT_LIMIT: bad }), (e: unknown) => e instanceof ConfigError && /^--relay-event-limit .*from 1000/.test(e.message), bad);
     }
   });
 

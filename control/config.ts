@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseNetwork, type TrustProxy } from './http/client-address.js';
 import { LEASE_CLAIM_MAX } from '../protocol/lease-claims-check.js';
+import { EVENT_BATCH_MAX_EVENTS } from '../protocol/node-api-check.js';
 
 /**
  * Configuration of `tunnel-control`, read once at start from flags, then `TUNNEL_*` environment
@@ -23,6 +24,9 @@ export interface ControlConfig {
   leaseRateLimit: number;
   /** Days audit events are kept; 0: for good. */
   auditRetentionDays: number;
+  /** Event batches one relay may send per minute, and events in them (services/relay-event-limit.ts). */
+  relayEventBatchLimit: number;
+  relayEventLimit: number;
   /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
   trustProxy: TrustProxy;
   /** How the API is served: plain HTTP, HTTPS from files, or HTTPS with a self-made certificate. */
@@ -75,6 +79,11 @@ Options (environment variable in brackets):
                          [TUNNEL_LEASE_RATE_LIMIT] (default 120)
   --audit-retention DAYS audit events older than this are deleted [TUNNEL_AUDIT_RETENTION_DAYS]
                          (default 365; 0 keeps them for good)
+  --relay-event-batch-limit N
+                         event batches one relay may send a minute; past it 429 with Retry-After
+                         [TUNNEL_RELAY_EVENT_BATCH_LIMIT] (default 600)
+  --relay-event-limit N  events one relay may send a minute, at least ${EVENT_BATCH_MAX_EVENTS} (one full batch)
+                         [TUNNEL_RELAY_EVENT_LIMIT] (default 60000)
   --trust-proxy TRUST    behind reverse proxies: who may name the client in X-Forwarded-For
                          [TUNNEL_TRUST_PROXY]. A number of hops (1: one load balancer, whose
                          view of the client is the last entry) or a comma-separated list of
@@ -118,6 +127,8 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'max-lease-ttl': { type: 'string' },
         'lease-rate-limit': { type: 'string' },
         'audit-retention': { type: 'string' },
+        'relay-event-batch-limit': { type: 'string' },
+        'relay-event-limit': { type: 'string' },
         'trust-proxy': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
@@ -192,6 +203,11 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     throw new ConfigError(`--audit-retention must be whole days from 1 to 36500, or 0 to keep audit events for good (got "${auditRaw}")`);
   }
 
+  // A relay sends up to EVENT_BATCH_MAX_EVENTS events a batch and keeps a refused batch to send
+  // again: a lower event bound would refuse a full batch every minute, for good.
+  const relayEventBatchLimit = wholeNumber('--relay-event-batch-limit', v['relay-event-batch-limit'] ?? env.TUNNEL_RELAY_EVENT_BATCH_LIMIT ?? '600', 1, 'batches a minute');
+  const relayEventLimit = wholeNumber('--relay-event-limit', v['relay-event-limit'] ?? env.TUNNEL_RELAY_EVENT_LIMIT ?? '60000', EVENT_BATCH_MAX_EVENTS, `events a minute (a full batch is ${EVENT_BATCH_MAX_EVENTS})`);
+
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// (unset it to use the embedded database)');
   }
@@ -222,6 +238,8 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     maxLeaseTtl,
     leaseRateLimit,
     auditRetentionDays,
+    relayEventBatchLimit,
+    relayEventLimit,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
     tls,
     metricsListen,
@@ -238,6 +256,15 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     Object.assign(cfg, { userName: name, userRole: v.admin ? 'admin' : 'member', userPassword: password });
   }
   return Object.freeze(cfg);
+}
+
+/** A whole number from `min` to 1,000,000,000 (a bound per minute), or a ConfigError naming `flag`. */
+function wholeNumber(flag: string, raw: string, min: number, what: string): number {
+  const n = Number(raw);
+  if (!/^\d{1,10}$/.test(raw) || n < min || n > 1_000_000_000) {
+    throw new ConfigError(`${flag} must be a whole number of ${what}, from ${min} to 1000000000 (got "${raw.slice(0, 32)}")`);
+  }
+  return n;
 }
 
 /** localhost, 127.0.0.0/8, ::1. */
@@ -293,6 +320,8 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     maxLeaseTtl: 86400,
     leaseRateLimit: 120,
     auditRetentionDays: 365,
+    relayEventBatchLimit: 600,
+    relayEventLimit: 60_000,
     trustProxy: 0,
     tls: { mode: 'off', warn: false },
     metricsListen: undefined,

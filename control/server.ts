@@ -168,6 +168,8 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     maxLeaseTtl: cfg.maxLeaseTtl,
     leaseRateLimit: cfg.leaseRateLimit,
     auditRetentionDays: cfg.auditRetentionDays,
+    relayEventBatchLimit: cfg.relayEventBatchLimit,
+    relayEventLimit: cfg.relayEventLimit,
     trustProxy: cfg.trustProxy,
   };
   return {
