@@ -282,7 +282,13 @@ export const ConnectionSchema = z.object({
   /** Reported by the relay when the connection closes. */
   bytes_in: z.number().int().nullable(),
   bytes_out: z.number().int().nullable(),
-  /** Open as last reported, on a relay that is online, under a lease that is still valid. */
+  /**
+   * The lease it holds now: the newest valid one of its user for its key on its relay (a
+   * connection renews in band, unreported), its own while that is the newest; null when none is.
+   * Absent from control planes before it (read `lease_id` then).
+   */
+  current_lease_id: z.string().nullable().optional(),
+  /** Open as last reported, on a relay that is online, under a lease that is still valid (or renewed in band by one). */
   live: z.boolean(),
 });
 export const ConnectionListSchema = z.object({ connections: z.array(ConnectionSchema) });

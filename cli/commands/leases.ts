@@ -63,12 +63,17 @@ Examples:
 
 /**
  * The ids of leases a relay holds a live connection under (GET /v1/connections: open as last
- * reported, relay online, lease valid); undefined when this login may not list connections.
+ * reported, relay online, lease valid): the lease each holds now (`current_lease_id`, a renewal
+ * in band of the one it opened with; `lease_id` from a control plane without it); undefined when
+ * this login may not list connections.
  */
 async function connectedLeases(s: Session): Promise<Set<string> | undefined> {
   try {
     const res = await s.call('GET', '/v1/connections?state=open&limit=1000', ConnectionListSchema);
-    return new Set(res.connections.filter((c) => c.live && c.lease_id).map((c) => c.lease_id!));
+    return new Set(res.connections.flatMap((c) => {
+      const held = c.current_lease_id === undefined ? c.lease_id : c.current_lease_id;
+      return c.live && held ? [held] : [];
+    }));
   } catch (err) {
     if (err instanceof ApiError && err.status === 403) return undefined;
     throw err;

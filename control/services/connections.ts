@@ -1,4 +1,4 @@
-import { and, desc, eq, exists, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import { alias, type AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
@@ -85,6 +85,12 @@ export interface ConnectionView {
   closed_at: string | null;
   bytes_in: number | null;
   bytes_out: number | null;
+  /**
+   * The lease the connection holds now, as far as the control plane can tell: the newest valid
+   * lease renewing its own (renewsLease; its own while that is the newest), null when none is.
+   * `lease_id` stays the one it opened with (a renewal in band sends no event).
+   */
+  current_lease_id: string | null;
   /** Open as last reported, on a relay that is online, under a lease that is still valid (or renewed in band by one that is). */
   live: boolean;
 }
@@ -111,15 +117,16 @@ export async function listConnections(
   if (f.kind) conds.push(eq(leases.kind, f.kind));
   // A connection renewed in band (lease-renew@tunnel: no event reaches the control plane) holds
   // a later lease of the same user for the same key on the same relay, not the one it opened
-  // with: it is live while one of those is (history-prune.ts goes by the same rule).
-  const renewedLive = exists(
-    deps.db
-      .select({ id: renewal.id })
-      .from(renewal)
-      .where(and(renewsLease(connections.nodeId), isNull(renewal.revokedAt), gt(renewal.expiresAt, now))),
-  );
+  // with: it is live while one of those is (history-prune.ts goes by the same rule), and holds
+  // the newest of them (`tunnel leases` shows that one connected).
+  const heldNow = deps.db
+    .select({ id: renewal.id })
+    .from(renewal)
+    .where(and(renewsLease(connections.nodeId), isNull(renewal.revokedAt), gt(renewal.expiresAt, now)))
+    .orderBy(desc(renewal.expiresAt), desc(renewal.id))
+    .limit(1);
   const rows = await deps.db
-    .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId, leaseLive: sql<boolean>`${renewedLive}` })
+    .select({ c: connections, node: nodes, lease: leases, user: users.name, exposureOwner: exposures.ownerId, currentLeaseId: sql<string | null>`(${heldNow})` })
     .from(connections)
     .innerJoin(nodes, eq(nodes.id, connections.nodeId))
     .leftJoin(leases, eq(leases.id, connections.leaseId))
@@ -138,12 +145,12 @@ type ConnectionRow = {
   node: typeof nodes.$inferSelect;
   lease: typeof leases.$inferSelect | null;
   user: string | null;
-  /** A lease of the connection's user, key and relay (its own or an in-band renewal) is valid. */
-  leaseLive: boolean;
+  /** The newest valid lease of the connection's user, key and relay (its own or an in-band renewal). */
+  currentLeaseId: string | null;
 };
 
-function connectionView({ c, node, lease, user, leaseLive }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
-  const leaseValid = !!lease && ((!lease.revokedAt && lease.expiresAt > now) || leaseLive === true);
+function connectionView({ c, node, lease, user, currentLeaseId }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
+  const leaseValid = !!lease && currentLeaseId !== null;
   return {
     node: node.name,
     session_id: c.sessionId,
@@ -157,6 +164,7 @@ function connectionView({ c, node, lease, user, leaseLive }: ConnectionRow, now:
     closed_at: c.closedAt?.toISOString() ?? null,
     bytes_in: c.bytesIn,
     bytes_out: c.bytesOut,
+    current_lease_id: lease ? currentLeaseId : null,
     live: c.closedAt === null && isOnline(node, now, nodeOnlineWindow) && leaseValid,
   };
 }
