@@ -1,16 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './run.js';
 import { CliError, EXIT } from './errors.js';
+import { tempDir } from './testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 import { configDir, readCredentials, writeCredentials } from './settings.js';
 
 describe('where the CLI keeps its state', () => {
   it('an absolute XDG_CONFIG_HOME is used; a relative one is ignored (XDG spec) for ~/.config', async () => {
-    const abs = mkdtempSync(join(tmpdir(), 'tunnel-xdg-'));
+    const abs = tempDir('tunnel-xdg-');
     assert.equal(configDir(testContext({ env: { XDG_CONFIG_HOME: abs } })), join(abs, 'tunnel'));
     for (const rel of ['rel', './rel', '../rel', 'rel/']) {
       const ctx = testContext({ env: { XDG_CONFIG_HOME: rel } });
@@ -27,7 +27,7 @@ describe('where the CLI keeps its state', () => {
   });
 
   it('a config directory that cannot be made is one line (a CliError), not an internal error', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-xdg-')), 'a-file');
+    const file = join(tempDir('tunnel-xdg-'), 'a-file');
     writeFileSync(file, '');
     const ctx = testContext({ env: { XDG_CONFIG_HOME: file } });
     assert.throws(

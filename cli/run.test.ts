@@ -2,12 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MockAgent } from 'undici';
 import { run } from './run.js';
 import { EXIT } from './errors.js';
+import { tempDir } from './testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 import { writeCredentials } from './settings.js';
 
@@ -132,7 +132,7 @@ describe('tunnel exit codes and one-line errors', () => {
   });
 
   it('tunnel login refuses two ways to log in at once (exit 2, one line) rather than using one in silence', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-tok-')), 'token');
+    const file = join(tempDir('tunnel-tok-'), 'token');
     writeFileSync(file, 'tnl_st_x\n');
     for (const ways of [['--password', '--token-file', file], ['--password', '--token', 't'], ['--token', 't', '--token-file', file], ['--password', '--token', 't', '--token-file', file]]) {
       // A mock that answers nothing: no request may be made.

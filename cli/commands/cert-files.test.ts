@@ -4,14 +4,14 @@
  * DIR it cannot write into is one line, with the lease it issued revoked rather than left active.
  */
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { EXIT } from '../errors.js';
 import { run } from '../run.js';
 import { writeCredentials } from '../settings.js';
+import { tempDir } from '../testing/temp-dir.js';
 import { testContext } from '../testing/test-context.js';
 
 const SERVER = 'https://control.test';
@@ -51,7 +51,7 @@ function setup() {
 describe('tunnel cert --out', () => {
   it('an existing key file with mode 0644 is replaced by one with mode 0600', async () => {
     const { ctx } = setup();
-    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    const dir = tempDir('tunnel-cert-');
     writeFileSync(join(dir, 'hostx-ssh'), 'old\n', { mode: 0o644 });
     assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), 0, ctx.err());
     assert.equal(statSync(join(dir, 'hostx-ssh')).mode & 0o777, 0o600);
@@ -60,7 +60,7 @@ describe('tunnel cert --out', () => {
 
   it('a symlink at the key path is replaced, not followed', async () => {
     const { ctx } = setup();
-    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    const dir = tempDir('tunnel-cert-');
     const elsewhere = join(dir, 'elsewhere');
     writeFileSync(elsewhere, 'theirs\n', { mode: 0o666 });
     symlinkSync(elsewhere, join(dir, 'hostx-ssh'));
@@ -73,7 +73,7 @@ describe('tunnel cert --out', () => {
   it('an --out that is a file is one line, and the lease it was for is revoked', async () => {
     const { pool, ctx } = setup();
     pool.intercept({ path: `/v1/leases/${LEASE_ID}`, method: 'DELETE' }).reply(200, JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), { headers: { 'content-type': 'application/json' } });
-    const file = join(mkdtempSync(join(tmpdir(), 'tunnel-cert-')), 'a-file');
+    const file = join(tempDir('tunnel-cert-'), 'a-file');
     writeFileSync(file, '');
     assert.equal(await run(['cert', 'hostx-ssh', '--out', file], ctx), EXIT.ERROR);
     assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write "[^"]+a-file" \\(EEXIST\\); the lease ${LEASE_ID} was revoked\\n$`));
@@ -86,7 +86,7 @@ describe('tunnel cert --out', () => {
       revoked = true;
       return { statusCode: 200, data: JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), responseOptions: { headers: { 'content-type': 'application/json' } } };
     });
-    const dir = mkdtempSync(join(tmpdir(), 'tunnel-cert-'));
+    const dir = tempDir('tunnel-cert-');
     mkdirSync(join(dir, 'known_hosts')); // a directory where the file goes: rename fails
     assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), EXIT.ERROR);
     assert.equal(ctx.err().split('\n').length, 2, ctx.err());

@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { EXIT } from '../errors.js';
 import { writeCredentials } from '../settings.js';
+import { tempDir } from '../testing/temp-dir.js';
 import { testContext } from '../testing/test-context.js';
 
 const LEASE_ID = 'lse_0123456789abcdef0123456789abcdef';
@@ -49,7 +49,7 @@ describe('tunnel cert --out a directory that cannot be made', { skip: !existsSyn
     const main = join(import.meta.dirname, '..', 'main.js');
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: ctx.homeDir, XDG_CONFIG_HOME: join(ctx.homeDir, '.config') };
     const out = await new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
-      const child = execFile(process.execPath, [main, 'cert', 'hostx-ssh', '--expose', '--out', '/proc/x'], { env, timeout: 20_000, killSignal: 'SIGKILL', cwd: mkdtempSync(join(tmpdir(), 'tunnel-cert-')) }, (_err, _stdout, stderr) =>
+      const child = execFile(process.execPath, [main, 'cert', 'hostx-ssh', '--expose', '--out', '/proc/x'], { env, timeout: 20_000, killSignal: 'SIGKILL', cwd: tempDir('tunnel-cert-') }, (_err, _stdout, stderr) =>
         resolve({ code: child.exitCode, signal: child.signalCode, stderr }),
       );
     });

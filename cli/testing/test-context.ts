@@ -1,9 +1,7 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Context } from '../context.js';
+import { tempDir } from './temp-dir.js';
 
 export interface TestContext extends Context {
   out(): string;
@@ -11,8 +9,11 @@ export interface TestContext extends Context {
   abort(): void;
 }
 
-/** A CLI context with captured output, a temp home and (optionally) a mock HTTP dispatcher. */
-/** `stdin`: its whole text (then it ends), or a stream the test writes to (and ends, or not). */
+/**
+ * A CLI context with captured output, a temp home (removed when the test that made it ends) and
+ * (optionally) a mock HTTP dispatcher. `stdin`: its whole text (then it ends), or a stream the
+ * test writes to (and ends, or not).
+ */
 export function testContext(opts: { dispatcher?: Dispatcher; env?: Record<string, string>; stdin?: string | Context['stdin'] } = {}): TestContext {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
@@ -22,7 +23,7 @@ export function testContext(opts: { dispatcher?: Dispatcher; env?: Record<string
   stderr.on('data', (d: Buffer) => (e += d.toString()));
   const stdin = typeof opts.stdin === 'object' ? opts.stdin : new PassThrough().end(opts.stdin ?? '');
   const controller = new AbortController();
-  const homeDir = mkdtempSync(join(tmpdir(), 'tunnel-cli-'));
+  const homeDir = tempDir('tunnel-cli-');
   return {
     stdout,
     stderr,
