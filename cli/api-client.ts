@@ -56,7 +56,7 @@ export interface RawResponse {
 
 /**
  * A request's options. `signal`: a stop (Ctrl-C, a supervisor stopping); once aborted the request
- * in flight is cancelled and fails at once (a CliError, exit 5, code STOPPED), without trying
+ * in flight is cancelled and fails at once (a CliError, exit 130, code STOPPED), without trying
  * another replica or waiting out a 503. It may live long: each request removes what it added to it.
  */
 export interface RequestOptions {
@@ -207,9 +207,9 @@ export class ApiClient {
   }
 }
 
-/** A request (or a wait between requests) ended by its stop signal: one line, exit 5 (as when the control plane does not answer). */
+/** A request (or a wait between requests) ended by its stop signal: one line, exit 130 (EXIT.STOPPED). */
 export function stopped(base: string, cause: unknown): CliError {
-  return new CliError(EXIT.UNREACHABLE, `stopped while waiting for the control plane at ${base}`, { code: STOPPED, cause });
+  return new CliError(EXIT.STOPPED, `stopped while waiting for the control plane at ${base}`, { code: STOPPED, cause });
 }
 
 export function problemToError(res: RawResponse): ApiError {

@@ -12,6 +12,13 @@ export const EXIT = {
   SERVICE_UNREACHABLE: 7,
   /** tunnel open: X is connected but exposes the name on another port. */
   NO_SUCH_PORT: 8,
+  /**
+   * A stop (Ctrl-C, SIGTERM, SIGHUP) ended a command before it had done its work: a login's wait,
+   * a prompt, a request in flight, `tunnel open --stdio` before its session. 128 + SIGINT, as a
+   * shell reports a command Ctrl-C killed, and what a second stop exits with at once (main.ts).
+   * `tunnel expose` and `tunnel open --listen` run until stopped: a stop is their end, exit 0.
+   */
+  STOPPED: 130,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 

@@ -1,6 +1,6 @@
 /**
  * A prompt (tunnel login --password, tunnel admin users add --password) takes the stop like any
- * other wait: exit 5 with one line, code STOPPED. On a terminal Ctrl-C is a key readline reads
+ * other wait: exit 130 (stopped) with one line, code STOPPED. On a terminal Ctrl-C is a key readline reads
  * (raw mode), not a SIGINT; elsewhere SIGINT reaches the CLI as its stop signal. Before, the
  * signal was ignored until a line came (the second one exited 130 without a word), and Ctrl-C at a
  * terminal closed readline with the prompt's promise never settled (exit 13, nothing said): on
@@ -52,13 +52,13 @@ function context(stdin: PassThrough, loggedIn = false) {
 describe('the stop at a prompt', () => {
   for (const c of cases) {
     const command = c.argv[0]!;
-    it(`${c.argv.join(' ')}, no terminal: the stop signal ends the wait for a line (exit 5, one line)`, t, async () => {
+    it(`${c.argv.join(' ')}, no terminal: the stop signal ends the wait for a line (exit 130, one line)`, t, async () => {
       const stdin = openStdin(false);
       const ctx = context(stdin, c.loggedIn);
       const code = run(c.argv, ctx);
       await once(stdin, 'resume');
       ctx.abort();
-      assert.equal(await code, EXIT.UNREACHABLE);
+      assert.equal(await code, EXIT.STOPPED);
       assert.equal(ctx.err(), `tunnel ${command}: stopped at the prompt "${c.prompt}"\n`);
       assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
     });
@@ -71,7 +71,7 @@ describe('the stop at a prompt', () => {
         await once(stdin, 'resume');
         if (how === 'ctrl-c') stdin.write('\x03');
         else ctx.abort();
-        assert.equal(await code, EXIT.UNREACHABLE, how);
+        assert.equal(await code, EXIT.STOPPED, how);
         assert.equal(ctx.err(), `${c.prompt}: \ntunnel ${command}: stopped at the prompt "${c.prompt}"\n`, how);
       }
     });

@@ -9,7 +9,7 @@ const CLOSED = Symbol('closed');
 
 /**
  * Reads one line: from a terminal with a prompt (and without echo when `secret`), or the first
- * line of piped standard input. A stop ends the wait like any other stop (exit 5, code STOPPED):
+ * line of piped standard input. A stop ends the wait like any other stop (exit 130, code STOPPED):
  * the stop signal (SIGINT, SIGTERM, SIGHUP), and Ctrl-C typed at the terminal, which readline
  * reads as a key (it puts the terminal in raw mode, so no SIGINT is sent). Standard input that
  * ends first (no stdin in CI, Ctrl-D) is a usage error.
@@ -115,5 +115,5 @@ function pipedLines(input: Context['stdin']): PipedLines {
 }
 
 function stoppedAt(what: string, cause: unknown): CliError {
-  return new CliError(EXIT.UNREACHABLE, `stopped at the prompt "${what}"`, { code: STOPPED, cause });
+  return new CliError(EXIT.STOPPED, `stopped at the prompt "${what}"`, { code: STOPPED, cause });
 }

@@ -28,8 +28,9 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(11)} ${c.summary}`).join('\n')}
 Every command takes --help and, where it prints data, --json. tunnel login takes --server URL (or
 TUNNEL_SERVER) and stores it; the other commands use the stored login, and --server URL on them
 only checks that the login is to that server (exit 3 when not).
-Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted, 5 control plane or relay unreachable;
-tunnel open also: 6 exposure offline, 7 the service behind it unreachable, 8 nothing exposed on that port.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted, 5 control plane or relay unreachable,
+130 stopped (Ctrl-C, SIGTERM) before done; tunnel open also: 6 exposure offline, 7 the service behind it
+unreachable, 8 nothing exposed on that port. A stop ends tunnel expose and tunnel open --listen with 0.
 
 Example (X behind NAT exposes its sshd; Y reaches it):
   X$ tunnel login --server https://tunnel.example.com && tunnel expose 22 --name hostx-ssh --allow alice

@@ -10,11 +10,14 @@
 import assert from 'node:assert/strict';
 import { getEventListeners, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ApiClient, Session, STOPPED } from './api-client.js';
 import { CliError, EXIT } from './errors.js';
 import { run } from './run.js';
 import { readCredentials, writeCredentials } from './settings.js';
+import { tempDir } from './testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 
 /** Far below the client's 15 s request timeout: a request the stop did not cancel fails the test. */
@@ -91,14 +94,14 @@ describe('Ctrl-C while the control plane does not answer', () => {
     assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
   });
 
-  it('tunnel open --stdio: the lease request is cancelled; exit 5 with one line, as when it timed out', t, async () => {
+  it('tunnel open --stdio: the lease request is cancelled; exit 130 (stopped) with one line', t, async () => {
     const cp = await controlPlane();
     const ctx = loggedIn(cp.url);
     const code = run(['open', '--stdio', 'hostx'], ctx);
     const h = await cp.nextHeld();
     assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/leases');
     ctx.abort();
-    assert.equal(await code, EXIT.UNREACHABLE);
+    assert.equal(await code, EXIT.STOPPED);
     await h.closed;
     assert.equal(h.res.writableEnded, false);
     assert.equal(ctx.err(), `tunnel open: stopped while waiting for the control plane at ${cp.url}\n`);
@@ -121,16 +124,16 @@ describe('Ctrl-C while the control plane does not answer', () => {
     assert.equal(ctx.err(), '');
   });
 
-  it('tunnel expose: Ctrl-C while the exposure is looked up cancels that request too (exit 5, one line)', t, async () => {
+  it('tunnel expose: Ctrl-C while the exposure is looked up cancels that request too; exit 0 without a line, as for any stop of it', t, async () => {
     const cp = await controlPlane();
     const ctx = loggedIn(cp.url);
     const code = run(['expose', '22', '--name', 'hostx'], ctx);
     const h = await cp.nextHeld();
     assert.equal(`${h.req.method} ${h.req.url}`, 'GET /v1/exposures/hostx');
     ctx.abort();
-    assert.equal(await code, EXIT.UNREACHABLE);
+    assert.equal(await code, 0);
     await h.closed;
-    assert.equal(ctx.err(), `tunnel expose: stopped while waiting for the control plane at ${cp.url}\n`);
+    assert.equal(ctx.err(), '');
   });
 });
 
@@ -141,19 +144,35 @@ describe('Ctrl-C during tunnel login\'s device flow', () => {
       : false;
   const lines = (ctx: ReturnType<typeof testContext>) => ctx.err().trim().split('\n');
 
-  it('while a poll is in flight: the poll is cancelled; exit 5 with the one stopped line, nothing stored', t, async () => {
+  it('while a poll is in flight: the poll is cancelled; exit 130 with the one stopped line, nothing stored', t, async () => {
     const cp = await controlPlane(device);
     const ctx = testContext();
     const code = run(['login', '--server', cp.url], ctx);
     const h = await cp.nextHeld();
     assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/auth/token');
     ctx.abort();
-    assert.equal(await code, EXIT.UNREACHABLE);
+    assert.equal(await code, EXIT.STOPPED);
     await h.closed;
     assert.equal(h.res.writableEnded, false);
     assert.equal(lines(ctx).at(-1), `tunnel login: stopped while waiting for the control plane at ${cp.url}`);
     assert.equal(readCredentials(ctx), undefined);
     assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
+  });
+
+  it('the CLI as its own process, SIGTERM while a poll is in flight: exit 130 (stopped, not 5: the control plane was there), one line', t, async () => {
+    const cp = await controlPlane(device);
+    const home = tempDir('tunnel-cli-');
+    const main = join(import.meta.dirname, 'main.js');
+    const child = spawn(process.execPath, [main, 'login', '--server', cp.url], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(child, 'exit');
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/auth/token');
+    child.kill('SIGTERM');
+    const [code, signal] = await exited;
+    assert.deepEqual([code, signal], [EXIT.STOPPED, null], stderr);
+    assert.equal(stderr.trim().split('\n').at(-1), `tunnel login: stopped while waiting for the control plane at ${cp.url}`);
   });
 
   it('while it waits between polls: the same line and exit code', t, async () => {
@@ -167,7 +186,7 @@ describe('Ctrl-C during tunnel login\'s device flow', () => {
       res.once('finish', () => ctx.abort());
       return json(res, 400, { type: 'about:blank', title: 'Bad Request', status: 400, code: 'AUTHORIZATION_PENDING', detail: 'pending', request_id: 'r' });
     });
-    assert.equal(await run(['login', '--server', cp.url], ctx), EXIT.UNREACHABLE);
+    assert.equal(await run(['login', '--server', cp.url], ctx), EXIT.STOPPED);
     assert.equal(polls, 1);
     assert.equal(lines(ctx).at(-1), `tunnel login: stopped while waiting for the control plane at ${cp.url}`);
   });
@@ -192,7 +211,7 @@ describe('ApiClient: a request with a stop signal', () => {
     const h = await cp.nextHeld();
     assert.equal(getEventListeners(stop.signal, 'abort').length, 1);
     stop.abort();
-    await assert.rejects(hung, (err: unknown) => err instanceof CliError && err.code === STOPPED && err.exitCode === EXIT.UNREACHABLE);
+    await assert.rejects(hung, (err: unknown) => err instanceof CliError && err.code === STOPPED && err.exitCode === EXIT.STOPPED);
     await h.closed;
     assert.equal(getEventListeners(stop.signal, 'abort').length, 0);
     // Already stopped: nothing is sent.

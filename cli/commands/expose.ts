@@ -1,10 +1,10 @@
 import { connect as netConnect } from 'node:net';
 import { ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { ApiError, Session } from '../api-client.js';
+import { ApiError, Session, STOPPED } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
-import { UsageError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { RECONNECT_LINE_EVERY_MS, repeatsQuieted } from '../output.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';
@@ -23,7 +23,7 @@ exposure keeps its allow list, which an admin may have edited, unless --replace-
 key in memory, gets an expose lease, connects to the relay with its host key pinned from the
 lease, and serves each incoming connection by dialing HOST:PORT. It renews the lease in band
 before it expires, notices a dead relay within about 30 seconds, and reconnects with backoff.
-Stop it with Ctrl-C or SIGTERM. It stops by itself, with one line saying why, when its login
+Stop it with Ctrl-C or SIGTERM (exit 0, whenever the stop comes). It stops by itself, with one line saying why, when its login
 ends (tunnel logout, its service token revoked or expired: exit 3) or its lease is revoked or no
 longer permitted (exit 4), or when the control plane refuses its lease for a reason that asking
 again cannot mend (a client error other than a rate limit or X being offline: exit 1).
@@ -64,7 +64,14 @@ Examples:
     const adaptWindow = windowAdopter(resolveWindowBudget(ctx));
     const session = Session.load(ctx, a.server);
 
-    await ensureExposure(ctx, session, name, a.values.allow, a.values['replace-allow'] === true);
+    try {
+      await ensureExposure(ctx, session, name, a.values.allow, a.values['replace-allow'] === true);
+    } catch (err) {
+      // It runs until stopped: a stop is its end, also before it got going (exit 0, as for a
+      // supervisor's stop: systemd counts any other code after its SIGTERM as a failure).
+      if (err instanceof CliError && err.code === STOPPED) return 0;
+      throw err;
+    }
     const events = a.json ? (e: Record<string, unknown>) => out(ctx, JSON.stringify({ time: new Date().toISOString(), ...e })) : undefined;
     const status = new StatusLine(ctx, !a.json && ctx.stderr.isTTY === true);
     let active = 0;

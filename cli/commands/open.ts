@@ -4,7 +4,7 @@ import type { Client } from 'ssh2';
 import { TargetNameSchema } from '../../protocol/api-types.js';
 import { parseRefusal } from '../../protocol/channel-refusals.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { Session } from '../api-client.js';
+import { Session, STOPPED } from '../api-client.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
@@ -44,8 +44,10 @@ the server's, 10 minutes); the lease is renewed in band before it ends either wa
 --egress TARGET does the same for an egress target an admin defined (tunnel admin egress ls):
 the relay connects to the target's host:port on its own network, for users the target allows.
 
+Ctrl-C or SIGTERM stops it: exit 0 (with --stdio: 130 before the connection is open, 0 after).
 Exit codes besides the usual (0 ok, 1 error, 2 usage, 3 not logged in, 4 not permitted,
-5 control plane or relay unreachable; with --stdio also the relay connection lost mid-session):
+5 control plane or relay unreachable, with --stdio also the relay connection lost mid-session;
+130 stopped):
   6  the exposure is offline (no tunnel expose is connected for it)
   7  X is connected but could not connect to its service (or, with --egress, the relay could
      not connect to the target)
@@ -279,15 +281,22 @@ async function serveLocal(
   }
 }
 
-/** One connection over stdin/stdout. Every failure ends as one CliError (no unhandled rejection). */
+/**
+ * One connection over stdin/stdout. Every failure ends as one CliError (no unhandled rejection).
+ * A stop once the channel is open ends it with exit 0 and nothing said: that is how ssh ends its
+ * ProxyCommand (SIGHUP), and the line would land on the user's terminal after every session. A
+ * stop before then (the lease requested, the relay connecting, the channel opening) is exit 130.
+ */
 async function stdio(ctx: Context, session: Session, request: LeaseRequest, destOf: (c: Connected) => Dest, adapt: AdaptWindow): Promise<number> {
   const sup = new LeaseSupervisor(session, { request, once: true });
   let failure: CliError | undefined;
+  let opened = false;
   let channelDone: Promise<void> = Promise.resolve();
   sup.once('connected', (c) => {
     channelDone = (async () => {
       try {
         const ch = await forwardOut(c.client, 0, destOf(c), adapt);
+        opened = true;
         await new Promise<void>((resolve) => {
           // ssh went away (EPIPE on stdout): end the channel rather than crash on an unhandled 'error'.
           ctx.stdout.once('error', () => ch.destroy());
@@ -309,8 +318,15 @@ async function stdio(ctx: Context, session: Session, request: LeaseRequest, dest
       }
     })();
   });
-  await sup.run(ctx.stopSignal);
-  await channelDone;
+  try {
+    await sup.run(ctx.stopSignal);
+    await channelDone;
+  } catch (err) {
+    failure = err instanceof CliError ? err : new CliError(EXIT.ERROR, (err as Error).message);
+  }
+  if (ctx.stopSignal.aborted && !opened && failure?.code !== STOPPED) {
+    failure = new CliError(EXIT.STOPPED, 'stopped before the connection was open', { code: STOPPED, cause: failure });
+  }
   if (failure) throw failure;
   return 0;
 }
