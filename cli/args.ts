@@ -12,21 +12,48 @@ export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies Options;
 
-/** parseArgs with the common options, turning its errors into a UsageError for `command`. */
+/**
+ * parseArgs with the common options, turning its errors into a UsageError for `command`. An option
+ * that takes one value given more than once (`--name a --name b`, or --server and its alias
+ * --control-url together) is refused rather than silently taken as its last value; options
+ * declared `multiple` repeat, and a repeated switch (`--json --json`) says nothing new.
+ */
 export function parseCommand<O extends Options>(command: string, argv: string[], options: O) {
+  let r: ReturnType<typeof parseArgs>;
+  const all: Options = { ...COMMON_OPTIONS, ...options };
   try {
-    const all: Options = { ...COMMON_OPTIONS, ...options };
-    const r = parseArgs({ args: negativeValuesJoined(argv, all), options: all, allowPositionals: true, strict: true });
-    const v = r.values as Record<string, unknown>;
-    return {
-      values: r.values as { [K in keyof (O & typeof COMMON_OPTIONS)]?: (O & typeof COMMON_OPTIONS)[K] extends { type: 'boolean' } ? boolean : (O & typeof COMMON_OPTIONS)[K] extends { multiple: true } ? string[] : string },
-      positionals: r.positionals,
-      server: (v.server ?? v['control-url']) as string | undefined,
-      json: v.json === true,
-      help: v.help === true,
-    };
+    r = parseArgs({ args: negativeValuesJoined(argv, all), options: all, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError(command, (err as Error).message.split('\n')[0]!);
+  }
+  refuseRepeated(command, r.tokens ?? [], all);
+  const v = r.values as Record<string, unknown>;
+  return {
+    values: r.values as { [K in keyof (O & typeof COMMON_OPTIONS)]?: (O & typeof COMMON_OPTIONS)[K] extends { type: 'boolean' } ? boolean : (O & typeof COMMON_OPTIONS)[K] extends { multiple: true } ? string[] : string },
+    positionals: r.positionals,
+    server: (v.server ?? v['control-url']) as string | undefined,
+    json: v.json === true,
+    help: v.help === true,
+  };
+}
+
+/** Options that name one value under two spellings: given together, they are the same option twice. */
+const ALIASES: Record<string, string> = { 'control-url': 'server' };
+
+/** A UsageError for the first single-value option given more than once (its values are not echoed: one may be a token). */
+function refuseRepeated(command: string, tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>, options: Options): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const o = options[t.name];
+    if (!o || o.type !== 'string' || o.multiple) continue;
+    const key = ALIASES[t.name] ?? t.name;
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, t.rawName);
+      continue;
+    }
+    throw new UsageError(command, first === t.rawName ? `${t.rawName} is given more than once; give it once` : `${first} and ${t.rawName} are the same option; give one of them once`);
   }
 }
 

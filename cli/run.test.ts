@@ -131,6 +131,29 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('a single-value option given twice exits 2 with one line (not its last value in silence); options meant to repeat still do', async () => {
+    const cases: [string[], RegExp][] = [
+      [['expose', '80', '--name', 'a', '--name', 'b'], /^tunnel expose: --name is given more than once; give it once \(see tunnel expose --help\)\n$/],
+      [['expose', '80', '--name=a', '--name', 'a'], /--name is given more than once/],
+      [['open', 'x', '--listen', '127.0.0.1:1', '--listen', '127.0.0.1:2'], /--listen is given more than once/],
+      [['login', '--token', 'tok-1', '--token', 'tok-2', '--server', SERVER], /^tunnel login: --token is given more than once; give it once/],
+      [['whoami', '--server', SERVER, '--control-url', 'https://other.test'], /--server and --control-url are the same option; give one of them once/],
+      [['ls', '--server', SERVER, '--server', SERVER], /--server is given more than once/],
+    ];
+    for (const [argv, message] of cases) {
+      for (const ctx of [loggedIn(mock()), testContext()]) {
+        assert.equal(await run(argv, ctx), EXIT.USAGE, `${argv.join(' ')}: ${ctx.err()}`);
+        assert.match(ctx.err(), message);
+        assert.doesNotMatch(ctx.err(), /tok-/, 'values are not echoed');
+      }
+    }
+    // Repeatable options and switches given twice are taken: these get as far as the login.
+    for (const argv of [['expose', '80', '--name', 'a', '--allow', 'alice', '--allow', 'bob'], ['expose', '80', '--name', 'a', '--json', '--json'], ['exposures', 'create', 'a', '--allow', 'alice', '--allow', 'bob']]) {
+      const ctx = testContext();
+      assert.equal(await run(argv, ctx), EXIT.NOT_LOGGED_IN, `${argv.join(' ')}: ${ctx.err()}`);
+    }
+  });
+
   it('tunnel login refuses two ways to log in at once (exit 2, one line) rather than using one in silence', async () => {
     const file = join(tempDir('tunnel-tok-'), 'token');
     writeFileSync(file, 'tnl_st_x\n');
