@@ -2,14 +2,18 @@
  * The body limit through the real HTTP server (@hono/node-server), where limitBody judges a body
  * with a Content-Length by its header and never builds a web Request stream for it: too long a
  * declared length is refused before the body is read, a chunked body is counted while it is
- * read, and bodies under the limit reach the route either way. requireJson parses a body once.
+ * read, and bodies under the limit reach the route either way. requireJson parses a body once,
+ * and refuses what another reader (a proxy, a WAF) could read otherwise: a member named twice, a
+ * Content-Encoding, a charset other than UTF-8; a Content-Type without a body gets a detail.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { Hono } from 'hono';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import type { AppEnv } from './env.js';
+import { duplicateJsonKey } from './json-duplicate-key.js';
 import { requireJson } from './request-guards.js';
 import { serveTestApp, type ServedApp } from '../testing/serve.js';
 
@@ -128,4 +132,123 @@ describe('requireJson: every legal way to write a JSON content type reaches the 
       }
     });
   }
+});
+
+/** One request over real HTTP with `body` sent byte for byte (no length header for an undefined body). */
+function send(url: string, method: string, path: string, headers: Record<string, string>, body?: Buffer | string): Promise<{ status: number; body: { code?: string; detail?: string }; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const h = { ...headers, ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }) };
+    const req = request(`${url}${path}`, { method, headers: h }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as { code?: string }) : {}, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('requireJson: bodies read one way only, over real HTTP', () => {
+  let t: TestApp;
+  let s: ServedApp;
+  let auth: Record<string, string>;
+  before(async () => {
+    t = await createTestApp();
+    s = await serveTestApp(t);
+    auth = { authorization: `Bearer ${(await t.user('body-edges', 'member')).token}` };
+  });
+  after(async () => {
+    await s?.close();
+    await t?.close();
+  });
+  const json = { 'content-type': 'application/json' };
+
+  it('a member named twice in one object (at any depth, however it is escaped) is 400 INVALID_JSON naming it, and nothing is written', async () => {
+    for (const [i, body] of ['{"allow":["a"],"allow":["b"]}', '{"allow":[],"\\u0061llow":["b"]}', '{"allow":[{"x":1,"x":2}]}'].entries()) {
+      const r = await send(s.url, 'PUT', `/v1/exposures/dup-${i}`, { ...auth, ...json }, body);
+      assert.equal(r.status, 400, body);
+      assert.equal(r.body.code, 'INVALID_JSON', body);
+      assert.match(r.body.detail ?? '', /names "(allow|x)" twice/, body);
+      assert.equal((await send(s.url, 'GET', `/v1/exposures/dup-${i}`, auth)).status, 404, 'not created');
+    }
+    // The same name in different objects, or as a value, is fine.
+    const ok = await send(s.url, 'PUT', '/v1/exposures/dup-ok', { ...auth, ...json }, '{"allow":["allow"]}');
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  });
+
+  it('a Content-Type with no body is 400 INVALID_JSON with a detail saying the body is empty (the token endpoint answered 500)', async () => {
+    for (const [method, path, headers] of [
+      ['POST', '/v1/leases', auth],
+      ['PUT', '/v1/exposures/empty', auth],
+      ['POST', '/v1/auth/token', {}],
+    ] as const) {
+      for (const body of ['', undefined]) {
+        const r = await send(s.url, method, path, { ...headers, ...json, ...(body === undefined ? { 'transfer-encoding': 'chunked' } : {}) }, body);
+        assert.equal(r.status, 400, `${method} ${path}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.code, 'INVALID_JSON', path);
+        assert.match(r.body.detail ?? '', /request body is empty/, path);
+      }
+    }
+  });
+
+  it('Content-Encoding gzip (or any coding but identity) is 415 with a detail, whether or not the bytes are compressed', async () => {
+    const plain = '{"allow":[]}';
+    for (const [encoding, body] of [['gzip', gzipSync(plain)], ['gzip', plain], ['br', plain], ['deflate, identity', plain]] as const) {
+      const r = await send(s.url, 'PUT', '/v1/exposures/coded', { ...auth, ...json, 'content-encoding': encoding }, body);
+      assert.equal(r.status, 415, encoding);
+      assert.equal(r.body.code, 'UNSUPPORTED_MEDIA_TYPE', encoding);
+      assert.match(r.body.detail ?? '', /Content-Encoding .* is not accepted/);
+      assert.equal(r.headers['accept-encoding'], 'identity');
+    }
+    const identity = await send(s.url, 'PUT', '/v1/exposures/coded', { ...auth, ...json, 'content-encoding': 'identity' }, plain);
+    assert.equal(identity.status, 201, JSON.stringify(identity.body));
+  });
+
+  it('a charset other than UTF-8 is 415 with a detail, even when the bytes happen to be ASCII; UTF-8 bytes are required', async () => {
+    const plain = '{"allow":[]}';
+    for (const [type, body] of [
+      ['application/json; charset=utf-16', Buffer.from(plain, 'utf16le')],
+      ['application/json; charset=utf-16', plain],
+      ['application/json;charset="ISO-8859-1"', plain],
+    ] as const) {
+      const r = await send(s.url, 'PUT', '/v1/exposures/charset', { ...auth, 'content-type': type }, body);
+      assert.equal(r.status, 415, type);
+      assert.equal(r.body.code, 'UNSUPPORTED_MEDIA_TYPE', type);
+      assert.match(r.body.detail ?? '', /charset .* is not accepted: send JSON as UTF-8/);
+    }
+    for (const type of ['application/json; charset=UTF-8', 'application/json; charset="utf-8"']) {
+      const r = await send(s.url, 'PUT', '/v1/exposures/charset', { ...auth, 'content-type': type }, plain);
+      assert.ok(r.status === 201 || r.status === 200, `${type}: ${JSON.stringify(r.body)}`);
+    }
+    // Latin-1 bytes labelled UTF-8 are not read with replacement characters.
+    const latin1 = Buffer.concat([Buffer.from('{"allow":["'), Buffer.from([0xe9]), Buffer.from('"]}')]);
+    const r = await send(s.url, 'PUT', '/v1/exposures/charset-bytes', { ...auth, ...json }, latin1);
+    assert.equal(r.status, 400);
+    assert.equal(r.body.code, 'INVALID_JSON');
+    assert.match(r.body.detail ?? '', /not UTF-8/);
+  });
+});
+
+describe('duplicateJsonKey', () => {
+  it('finds a name given twice in one object, and only then', () => {
+    const cases: [string, string | undefined][] = [
+      ['{"a":1,"a":2}', 'a'],
+      ['{"a":{"b":1},"b":2}', undefined],
+      ['{"a":{"b":1,"b":2}}', 'b'],
+      ['[{"a":1},{"a":1}]', undefined],
+      ['{"a":"\\"a\\"","b":["a","a"],"c":{}}', undefined],
+      ['{"\\"":1,"\\u0022":2}', '"'],
+      ['{"a\\\\":1,"a\\u005c":2}', 'a\\'],
+      ['{"__proto__":1,"__proto__":2}', '__proto__'],
+      [' { "a" : [ ] , "a" : 1 } ', 'a'],
+      ['"a"', undefined],
+      ['{}', undefined],
+    ];
+    for (const [text, name] of cases) {
+      JSON.parse(text);
+      assert.equal(duplicateJsonKey(text), name, text);
+    }
+  });
 });

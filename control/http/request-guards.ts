@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError } from '../lib/errors.js';
+import { duplicateJsonKey } from './json-duplicate-key.js';
 import { isFormBody } from './oauth.js';
 import type { AppEnv } from './env.js';
 
@@ -44,39 +45,72 @@ const JSON_TYPE = /^application\/([!#$%&'*+.^_`|~0-9a-z-]+\+)?json[ \t]*(;.*)?$/
 const VALIDATOR_JSON_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]+))*$/i;
 
 /**
- * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415,
- * and a body that does not parse gets INVALID_JSON (before any validator runs). The parsed body
- * is parsed once: validators and routes that call `c.req.json()` get that parse. A request without a body is left to the route
- * (some bodies are optional), whether it says `Content-Length: 0` or sends no length at all.
- * A JSON type written in a legal form the validators' gate does not know (`application/json ;
- * charset=utf-8`, `application/json;`) is read here and handed on as `application/json`, so
- * every later reader agrees with this one.
+ * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415, and
+ * so does one with a Content-Encoding (gzip: it is not decoded) or a charset other than UTF-8
+ * (RFC 8259 §8.1): either was read as UTF-8 JSON. A body that does not parse, or that names a
+ * member twice in one object (duplicateJsonKey), gets INVALID_JSON (before any validator runs).
+ * The body is parsed once: validators and routes that call `c.req.json()` get that parse. A
+ * request without a body and without a Content-Type is left to the route (some bodies are
+ * optional), whether it says `Content-Length: 0` or sends no length at all; one that names a
+ * Content-Type but sends no body is refused here with a detail saying so (it reached clients as
+ * a bare "bad request", or an internal error on the token endpoint). A JSON type written in a
+ * legal form the validators' gate does not know (`application/json ; charset=utf-8`,
+ * `application/json;`) is read here and handed on as `application/json`, so every later reader
+ * agrees with this one.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
-  if ((method === 'POST' || method === 'PUT' || method === 'PATCH') && (await hasBody(c))) {
-    const type = c.req.header('content-type') ?? '';
-    // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads them.
-    if (c.get('oauth') && isFormBody(type)) return next();
-    if (!JSON_TYPE.test(type)) {
-      throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
-    }
-    if (!VALIDATOR_JSON_TYPE.test(type)) c.req.raw.headers.set('content-type', 'application/json');
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch (cause) {
-      if (cause instanceof AppError) throw cause;
-      throw new AppError('INVALID_JSON', 'request body is not valid JSON', { cause });
-    }
-    // Hono caches the body's text and parses it again on every c.req.json() (the guard's, the
-    // validator's): later calls get this parse. Nothing downstream mutates the body (zod builds
-    // its own output).
-    const parsed = Promise.resolve(body);
-    c.req.json = <T>() => parsed as Promise<T>;
+  if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') return next();
+  const type = c.req.header('content-type');
+  const withBody = await hasBody(c);
+  const encoding = c.req.header('content-encoding');
+  if (withBody && encoding !== undefined && !/^\s*identity\s*$/i.test(encoding)) {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding "${encoding.slice(0, 40)}" is not accepted: send the body uncompressed`, { headers: { 'accept-encoding': 'identity' } });
   }
+  // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads them.
+  if (c.get('oauth') && isFormBody(type)) return next();
+  if (!withBody) {
+    if (type === undefined) return next();
+    notJson(c, type);
+    throw new AppError('INVALID_JSON', 'the request body is empty: send a JSON object (or, where the body is optional, no Content-Type)');
+  }
+  notJson(c, type ?? '');
+  const charset = charsetOf(type ?? '');
+  if (charset !== undefined && charset.toLowerCase() !== 'utf-8' && charset.toLowerCase() !== 'utf8') {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `charset "${charset.slice(0, 40)}" is not accepted: send JSON as UTF-8 (RFC 8259)`);
+  }
+  if (!VALIDATOR_JSON_TYPE.test(type ?? '')) c.req.raw.headers.set('content-type', 'application/json');
+  let body: unknown;
+  try {
+    // Bytes that are not UTF-8 are refused, not read as U+FFFD.
+    const text = UTF8.decode(await c.req.arrayBuffer());
+    body = JSON.parse(text);
+    const twice = duplicateJsonKey(text);
+    if (twice !== undefined) throw new AppError('INVALID_JSON', `the request body names "${twice.slice(0, 64)}" twice in one object: send each member once`);
+  } catch (cause) {
+    if (cause instanceof AppError) throw cause;
+    throw new AppError('INVALID_JSON', cause instanceof TypeError ? 'request body is not UTF-8' : 'request body is not valid JSON', { cause });
+  }
+  // Hono caches the body and parses it again on every c.req.json() (the validator's): later calls
+  // get this parse. Nothing downstream mutates the body (zod builds its own output).
+  const parsed = Promise.resolve(body);
+  c.req.json = <T>() => parsed as Promise<T>;
   await next();
 };
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** 415 unless `type` is a JSON media type. */
+function notJson(c: Context<AppEnv>, type: string): void {
+  if (JSON_TYPE.test(type)) return;
+  throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
+}
+
+/** The charset parameter of a media type (its quotes removed), if it has one. */
+function charsetOf(type: string): string | undefined {
+  const m = /;\s*charset\s*=\s*("([^"]*)"|[^;\s]*)/i.exec(type);
+  return m ? (m[2] ?? m[1]) : undefined;
+}
 
 /** Whether the request carries body bytes (reads a length-less body, already capped by limitBody). */
 async function hasBody(c: Context<AppEnv>): Promise<boolean> {
