@@ -9,10 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { getEventListeners, once } from 'node:events';
+import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { encodeCertificate, formatCertificateLine } from '../protocol/ssh-cert.js';
+import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
 import { ApiClient, Session, STOPPED } from './api-client.js';
 import { CliError, EXIT } from './errors.js';
 import { run } from './run.js';
@@ -135,6 +139,69 @@ describe('Ctrl-C while the control plane does not answer', () => {
     await h.closed;
     assert.equal(ctx.err(), '');
   });
+});
+
+/**
+ * A lease whose relay takes TCP connections and never says a word (a relay process stopped), and
+ * a control plane that issues it and records its revocation. `connecting` resolves when the CLI
+ * has connected to the relay's port and waits for its identification line.
+ */
+async function silentRelay() {
+  const socks: Socket[] = [];
+  let connected!: () => void;
+  const connecting = new Promise<void>((r) => (connected = r));
+  const tcp = createNetServer((s) => {
+    socks.push(s);
+    s.on('error', () => {});
+    connected();
+  });
+  tcp.listen(0, '127.0.0.1');
+  await once(tcp, 'listening');
+  after(() => {
+    for (const s of socks) s.destroy();
+    tcp.close();
+  });
+  const ca = generateKeyPairSync('ed25519');
+  const user = generateKeyPairSync('ed25519');
+  const now = BigInt(Math.floor(Date.now() / 1000));
+  const cert = encodeCertificate({ publicKey: rawPublicKey(user.publicKey), serial: 1n, type: 'user', keyId: 'silent', principals: ['bob'], validAfter: now - 60n, validBefore: now + 600n }, ca.privateKey);
+  const t0 = new Date().toISOString();
+  const lease = {
+    id: 'lse_0123456789abcdef0123456789abcdef', kind: 'open', user: 'bob', node: 'relay-1', exposure: 'hostx', port: 22, targets: null, ssh_key: 'ssh-ed25519 AAAA', serial: '1',
+    not_before: t0, expires_at: new Date(Date.now() + 600_000).toISOString(), revoked_at: null, created_at: t0,
+  };
+  const issued = {
+    lease, token: 'jwt', certificate: formatCertificateLine(cert),
+    relay: { node_id: 'nod_1', name: 'relay-1', address: `127.0.0.1:${(tcp.address() as AddressInfo).port}`, host_key: formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey)) },
+  };
+  const revoked: string[] = [];
+  const cp = await controlPlane((req, res) => {
+    if (req.method === 'POST' && req.url === '/v1/leases') return json(res, 201, issued);
+    if (req.method === 'DELETE' && req.url?.startsWith('/v1/leases/')) {
+      revoked.push(req.url.slice('/v1/leases/'.length));
+      res.writeHead(204).end();
+      return true;
+    }
+    if (req.method === 'GET' && req.url === `/v1/leases/${lease.id}`) return json(res, 200, lease);
+    return false;
+  });
+  return { cp, leaseId: lease.id, connecting, revoked };
+}
+
+describe('Ctrl-C while the relay does not answer', () => {
+  for (const argv of [['open', '--stdio', 'hostx'], ['open', '--listen', '127.0.0.1:0', 'hostx']]) {
+    const stdio = argv[1] === '--stdio';
+    it(`tunnel ${argv.join(' ')}: the connection attempt ends at once and the lease just issued is revoked; exit ${stdio ? '130 with one line' : '0'}`, t, async () => {
+      const r = await silentRelay();
+      const ctx = loggedIn(r.cp.url);
+      const code = run(argv, ctx);
+      await r.connecting;
+      ctx.abort();
+      assert.equal(await code, stdio ? EXIT.STOPPED : 0, ctx.err());
+      assert.deepEqual(r.revoked, [r.leaseId]);
+      if (stdio) assert.match(ctx.err(), /^tunnel open: stopped while connecting to relay relay-1 at 127\.0\.0\.1:\d+\n$/);
+    });
+  }
 });
 
 describe('Ctrl-C during tunnel login\'s device flow', () => {

@@ -285,7 +285,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     let client: Client;
     let error: RelayError | undefined;
     try {
-      client = await connectRelay(lease, privateKey, this.#opts.timings, (err) => (error ??= err));
+      client = await connectRelay(lease, privateKey, this.#opts.timings, (err) => (error ??= err), this.#halt.signal);
     } catch (err) {
       this.#abandon([lease.lease.id]);
       this.#avoid = lease.relay.node_id;

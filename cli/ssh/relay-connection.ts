@@ -6,6 +6,7 @@ import { encodeLeaseRenew, LEASE_RENEW_REQUEST } from '../../protocol/lease-rene
 import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
+import { STOPPED } from '../api-client.js';
 import { CliError, EXIT } from '../errors.js';
 import { enforceChannelLimits, forgetKeyExchangeSecrets, installPooledPadding, installQuietChannelDestroy } from '../../node/ssh2-internals.js';
 import { boundUnsentAnswers } from './answer-bound.js';
@@ -45,8 +46,18 @@ export type RelayError = Error & { level?: string };
  * its start-up caps with the CLI's line unread) is ECONNRESET, then "Connection lost before
  * handshake"; a DISCONNECT with a reason other than by-application, then the reset socket, is two
  * errors after ready (test/e2e/cli-rogue-relay).
+ *
+ * `signal` aborted before ready (a stop) ends the attempt at once, with a CliError (exit 130,
+ * code STOPPED): a relay that does not answer held a stop for up to its ready timeout (15 s), and
+ * with it the revocation of the lease just issued (a second Ctrl-C then left it active).
  */
-export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings: RelayTimings = DEFAULT_TIMINGS, onError: (err: RelayError) => void = () => {}): Promise<Client> {
+export function connectRelay(
+  issued: LeaseIssued,
+  privateKey: KeyObject,
+  timings: RelayTimings = DEFAULT_TIMINGS,
+  onError: (err: RelayError) => void = () => {},
+  signal?: AbortSignal,
+): Promise<Client> {
   const { host, port } = splitAddress(issued.relay.address);
   const pinned = parseKeyLine(issued.relay.host_key).blob;
   const cert = parseCertificateLine(issued.certificate);
@@ -54,6 +65,7 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
   // unused error per closed channel.
   installPooledPadding();
   installQuietChannelDestroy();
+  if (signal?.aborted) return Promise.reject(new CliError(EXIT.STOPPED, `stopped before connecting to relay ${issued.relay.name}`, { code: STOPPED }));
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyMismatch = false;
@@ -70,7 +82,15 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
         reject(new CliError(EXIT.UNREACHABLE, `cannot reach relay ${issued.relay.name} at ${issued.relay.address} (${(err as { code?: string }).code ?? err.message})`));
       }
     });
+    const onAbort = () => {
+      if (state !== 'connecting') return;
+      state = 'failed';
+      client.destroy();
+      reject(new CliError(EXIT.STOPPED, `stopped while connecting to relay ${issued.relay.name} at ${issued.relay.address}`, { code: STOPPED }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     client.once('ready', () => {
+      signal?.removeEventListener('abort', onAbort);
       if (state === 'failed') return;
       state = 'ready';
       resolve(client);
@@ -81,6 +101,7 @@ export function connectRelay(issued: LeaseIssued, privateKey: KeyObject, timings
     // the connect never settled (`open --listen` waited in silence for good; `open --stdio` and
     // `expose`, with nothing else keeping Node's event loop alive, exited 13 without a word).
     client.once('close', () => {
+      signal?.removeEventListener('abort', onAbort);
       if (state !== 'connecting') return;
       state = 'failed';
       reject(new CliError(EXIT.UNREACHABLE, `cannot reach relay ${issued.relay.name} at ${issued.relay.address} (the connection closed during the SSH handshake)`));
