@@ -194,7 +194,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
         const { html, ticket } = await signInFrom('203.0.113.9', d.user_code, victim.name);
         assert.ok(ticket);
         assert.match(html, /Started from<\/dt>\s*<dd id="requester">198\.51\.100\.7 \(<strong>not<\/strong> the network of this browser, 203\.0\.113\.9\)/);
-        assert.match(html, /“Tunnel CLI &lt;b&gt;official&lt;\/b&gt;” <span class="unverified">\(its own claim, not verified/);
+        assert.match(html, /“<bdi>Tunnel CLI &lt;b&gt;official&lt;\/b&gt;<\/bdi>” <span class="unverified">\(its own claim, not verified/);
         assert.match(html, /If someone sent\s+you this link or code, or asked you to approve it, choose Deny/);
         assert.match(html, /name="confirm_elsewhere" value="yes" required/);
         // Approving without the box is refused, and the code stays pending.

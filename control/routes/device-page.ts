@@ -12,6 +12,7 @@ import { audit } from '../services/audit.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import { checkPassword } from '../auth/password-login.js';
 import { decideDeviceCode, findPendingByUserCode, normalizeUserCode } from '../auth/device-codes.js';
+import { shownText } from '../console/shown-text.js';
 
 /**
  * The server-rendered approval page of the device flow (RFC 8628 §3.3): sign in, see the code
@@ -109,7 +110,8 @@ export function registerDevicePage(app: App): void {
     // and when the sign-in started) is shown as fact, and a sign-in started from another network
     // than this browser's must be confirmed as expected before it can be approved: the phishing
     // this page invites is someone else's `tunnel login` (or any device-flow client calling itself
-    // "Tunnel CLI") whose link is sent to the victim.
+    // "Tunnel CLI") whose link is sent to the victim. The name is isolated (<bdi>) and its invisible
+    // characters shown, so it cannot turn around or hide the words after it.
     const here = clientAddress(c);
     const from = pending.requesterAddress;
     const elsewhere = from === null || sourceKey(from) !== sourceKey(here);
@@ -136,7 +138,7 @@ export function registerDevicePage(app: App): void {
           <dd>${minutes === 0 ? 'less than a minute ago' : minutes === 1 ? '1 minute ago' : `${minutes} minutes ago`}</dd>
           ${pending.clientName
             ? html`<dt>Calls itself</dt>
-                <dd>“${pending.clientName}” <span class="unverified">(its own claim, not verified: any program can give itself any name)</span></dd>`
+                <dd>“<bdi>${shownText(pending.clientName)}</bdi>” <span class="unverified">(its own claim, not verified: any program can give itself any name)</span></dd>`
             : ''}
         </dl>
         <p class="warn">Approve only if you ran <code>tunnel login</code> yourself just now and it shows this code. If someone sent

@@ -25,6 +25,30 @@ const PAYLOADS = [
   `</textarea></title><iframe srcdoc="<script>parent.__xss=4</script>">`,
 ];
 const PAGES = ['exposures', 'connections', 'nodes', 'egress', 'tokens', 'users', 'audit'];
+const RLO = '\u202e';
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+const BIDI_REMOTE = '10.9.8.7:2222';
+
+/**
+ * Whether the first two characters of `text`, where it first occurs in a text node under
+ * `selector`, are drawn left to right (as the page's own words must be), or null if not found.
+ */
+async function drawnLeftToRight(page: Page, selector: string, text: string): Promise<boolean | null> {
+  const script = `(() => {
+    const [selector, text] = ${JSON.stringify([selector, text])};
+    for (const el of document.querySelectorAll(selector)) {
+      const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+        const i = n.textContent.indexOf(text);
+        if (i < 0) continue;
+        const left = (k) => { const r = document.createRange(); r.setStart(n, i + k); r.setEnd(n, i + k + 1); return r.getBoundingClientRect().left; };
+        return left(0) < left(1);
+      }
+    }
+    return null;
+  })()`;
+  return (await page.evaluate(script)) as boolean | null;
+}
 
 describe('console and device page: hostile text in every field stays text (Chromium)', () => {
   let t: TestApp;
@@ -58,6 +82,9 @@ describe('console and device page: hostile text in every field stays text (Chrom
       { type: 'conn_close', at, session_id: `s${i}x`, remote: p.slice(0, 128), reason: p },
     ]);
     assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events } }), 202);
+    // A reason that turns the rest of its line around (U+202E), before a remote address the audit shows after it.
+    const turned = [{ type: 'auth_fail', at, remote: BIDI_REMOTE, reason: `bad key ${RLO}x` }];
+    assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: turned } }), 202);
   });
   after(async () => {
     await browser?.close();
@@ -130,5 +157,35 @@ describe('console and device page: hostile text in every field stays text (Chrom
       await ctx.close();
     }
     assert.equal(shown, PAYLOADS.length, 'every payload is a client name the API takes');
+  });
+  it('bidirectional overrides in a client name or a relay\'s text cannot turn the page\'s own words around', async () => {
+    const d = await t.call('POST', '/v1/auth/device', { body: { client_name: `Tunnel CLI${RLO}` } });
+    assertOk(d, 200);
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
+    await page.getByLabel('User name').fill(admin.name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForSelector('text=Approve this sign-in?');
+    // The warning after the name reads as written, and the name's hidden character is shown.
+    assert.equal(await drawnLeftToRight(page, '.unverified', '(its own claim'), true, 'the "not verified" warning is drawn left to right');
+    const body = await page.locator('body').innerText();
+    assert.doesNotMatch(body, BIDI);
+    assert.ok(body.includes('Tunnel CLI\\u202e'), 'the override is shown as an escape');
+
+    // The audit's details of the relay's event: the remote address after the reason reads as sent.
+    await page.goto(`${base}/console/login`);
+    await page.getByLabel('User name').fill(admin.name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/console\/exposures/);
+    await page.goto(`${base}/console/audit`);
+    assert.equal(await drawnLeftToRight(page, 'td code', BIDI_REMOTE), true, 'the remote address is drawn left to right');
+    for (const p of PAGES) {
+      await page.goto(`${base}/console/${p}`);
+      assert.doesNotMatch(await page.locator('body').innerText(), BIDI, p);
+    }
+    await ctx.close();
   });
 });

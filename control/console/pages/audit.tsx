@@ -2,6 +2,7 @@ import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
 import { Table, when } from '../layout.js';
 import { page, problemNotice, type PageCtx } from '../page.js';
+import { shownText } from '../shown-text.js';
 
 interface AuditEvent {
   id: string;
@@ -58,9 +59,9 @@ async function view(p: PageCtx): Promise<Response> {
             <code>{e.type}</code>
           </td>
           <td>{e.actor ? (names.get(e.actor) ?? e.actor) : '—'}</td>
-          <td>{e.subject ? <code>{names.get(e.subject) ?? e.subject}</code> : '—'}</td>
+          <td>{e.subject ? <code>{names.get(e.subject) ?? shownText(e.subject)}</code> : '—'}</td>
           <td>
-            <code>{JSON.stringify(e.data).slice(0, 300)}</code>
+            <code>{shownText(JSON.stringify(e.data)).slice(0, 300)}</code>
           </td>
         </tr>
       ))

@@ -3,6 +3,7 @@ import type { App, AppEnv } from '../../http/env.js';
 import { CsrfField, DangerButton, Live, Pill, Table, bytes, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
+import { shownText } from '../shown-text.js';
 
 type Kind = 'expose' | 'open' | 'egress';
 type Target = { host: string; port: number };
@@ -81,7 +82,7 @@ function ConnectionCells({ c }: { c: Connection }) {
       <td>{what(c)}</td>
       <td>{c.node}</td>
       <td>
-        <code>{c.remote ?? '—'}</code>
+        <code>{c.remote === null ? '—' : shownText(c.remote)}</code>
       </td>
       <td>{when(c.opened_at)}</td>
     </>
