@@ -79,7 +79,9 @@ const JS = `
     const tick = function () {
       if (document.hidden) return;
       fetch(location.href, { headers: { 'x-console-fragment': live.id }, credentials: 'same-origin' })
-        .then(function (r) { return r.ok ? r.text() : null; })
+        // Redirected: the session ended (signed out elsewhere, expired), and the answer is the sign-in
+        // page, not the region: load the page again (it goes to sign-in) instead of nesting that page here.
+        .then(function (r) { if (r.redirected) { location.reload(); return null; } return r.ok ? r.text() : null; })
         .then(function (html) { if (html !== null) { live.innerHTML = html; } })
         .catch(function () {});
     };
