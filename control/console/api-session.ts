@@ -32,6 +32,11 @@ const PASS_THROUGH = ['x-forwarded-for', 'x-request-id', 'user-agent'];
 
 export class ApiSession {
   private refreshed = false;
+  /**
+   * The access token this request refreshed, if it did: the request's own cookie is still the
+   * old one (or gone), and every later call of the same page must use the new token.
+   */
+  private fresh: string | undefined;
 
   constructor(
     private readonly app: App,
@@ -45,7 +50,7 @@ export class ApiSession {
 
   /** A request as the signed-in user; refreshes the access token once when it has expired. */
   async call<T>(method: string, path: string, body?: unknown): Promise<ApiResult<T>> {
-    let token = readCookie(this.c, 'at');
+    let token = this.fresh ?? readCookie(this.c, 'at');
     if (!token) token = await this.refresh();
     let res = await this.send<T>(method, path, body, token);
     if (!res.ok && res.problem.status === 401 && !this.refreshed) {
@@ -89,6 +94,7 @@ export class ApiSession {
       throw new SignedOut();
     }
     this.remember(res.body);
+    this.fresh = res.body.access_token;
     return res.body.access_token;
   }
 

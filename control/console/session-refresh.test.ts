@@ -1,0 +1,84 @@
+/**
+ * The console session outlives its access token: a page whose access token cookie is gone (the
+ * browser drops it when it expires) or has expired refreshes it from the refresh token cookie and
+ * renders, with the new pair in its cookies, however many API calls the page makes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createTestApp, type TestApp } from '../testing/test-app.js';
+import { uniq } from '../testing/fixtures.js';
+
+const BASE = 'http://console.test';
+const PASSWORD = 'a long enough password';
+
+type Jar = Map<string, string>;
+
+/** Applies a response's Set-Cookie headers to `jar` (Max-Age=0 deletes). */
+function take(jar: Jar, res: Response): string[] {
+  const set = res.headers.getSetCookie();
+  for (const line of set) {
+    const [pair] = line.split(';');
+    const i = pair!.indexOf('=');
+    const name = pair!.slice(0, i);
+    if (/;\s*Max-Age=0\b/i.test(line)) jar.delete(name);
+    else jar.set(name, pair!.slice(i + 1));
+  }
+  return set;
+}
+
+describe('console: the session refreshes its access token', () => {
+  let t: TestApp;
+  let name: string;
+
+  before(async () => {
+    t = await createTestApp({ settings: { issuer: BASE } });
+    name = uniq('admin');
+    await t.user(name, 'admin', PASSWORD);
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  async function get(jar: Jar, path: string, form?: Record<string, string>): Promise<{ res: Response; set: string[] }> {
+    const headers: Record<string, string> = { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
+    let body: string | undefined;
+    if (form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(form).toString();
+    }
+    const res = await t.app.fetch(new Request(`${BASE}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
+    return { res, set: take(jar, res) };
+  }
+
+  async function signIn(): Promise<Jar> {
+    const jar: Jar = new Map();
+    await get(jar, '/console/login');
+    const { res } = await get(jar, '/console/login', { _csrf: jar.get('tunnel_csrf')!, username: name, password: PASSWORD, next: '/console/connections' });
+    assert.equal(res.status, 303);
+    assert.ok(jar.has('tunnel_at') && jar.has('tunnel_rt'));
+    return jar;
+  }
+
+  // Pages that make more than one API call after /v1/me (the connections page makes two, the audit page three).
+  for (const path of ['/console/connections', '/console/audit']) {
+    it(`renders ${path} with only the refresh token cookie left, and stores the new pair`, async () => {
+      const jar = await signIn();
+      const oldRt = jar.get('tunnel_rt');
+      jar.delete('tunnel_at');
+      const { res, set } = await get(jar, path);
+      assert.equal(res.status, 200, `${res.status} ${res.headers.get('location') ?? ''}`);
+      assert.ok(jar.has('tunnel_at'), 'a new access token cookie');
+      assert.ok(jar.has('tunnel_rt') && jar.get('tunnel_rt') !== oldRt, 'the rotated refresh token cookie');
+      assert.ok(!set.some((l) => /Max-Age=0/i.test(l)), 'no cookie is deleted');
+      // And the next page works with the new pair as it is.
+      assert.equal((await get(jar, path)).res.status, 200);
+    });
+  }
+
+  it('renders a page whose access token cookie is still sent but has expired', async () => {
+    const jar = await signIn();
+    t.clock.advance((t.deps.settings.accessTokenTtl + 60) * 1000);
+    const { res } = await get(jar, '/console/connections');
+    assert.equal(res.status, 200, `${res.status} ${res.headers.get('location') ?? ''}`);
+  });
+});
