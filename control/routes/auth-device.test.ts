@@ -66,6 +66,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const page = await t.call('GET', `/device?user_code=${encodeURIComponent(d.user_code)}`);
       assert.equal(page.status, 200);
       assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.equal(page.headers.get('cross-origin-opener-policy'), 'same-origin');
       const { res, ticket } = await signIn(t, d.user_code.toLowerCase().replace('-', ''), user.name);
       assert.equal(res.status, 200);
       assert.ok(ticket, 'the approval form carries a ticket');

@@ -27,6 +27,9 @@ const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
+  // A page that opened this one (a link sent to the victim, say) keeps no handle on it: it cannot
+  // navigate it to a look-alike once the user has signed in, nor watch it.
+  'cross-origin-opener-policy': 'same-origin',
   'cache-control': 'no-store',
 };
 
