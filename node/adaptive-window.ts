@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { ChannelAllowance } from './channel-memory.js';
 import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals.js';
 
 /**
@@ -161,16 +162,19 @@ export class WindowBudget {
    * and its first byte is a round-trip sample (see the file comment). `owner`: who the channel
    * belongs to (an object or a string, such as the member; its channels share
    * `connectionShareBytes`; default: the channel). `pathRtt`: the connection's round trip in ms
-   * measured outside the data (pings), Infinity while unknown (see the file comment).
+   * measured outside the data (pings), Infinity while unknown (see the file comment). `base`:
+   * the relay's channel memory allowance (node/channel-memory.ts): the window the channel holds in
+   * place of the standard one while that is smaller, and it grows only from the standard window.
    */
-  adopt(ch: Duplex, o: { accepted?: boolean; owner?: unknown; pathRtt?: () => number } = {}): boolean {
+  adopt(ch: Duplex, o: { accepted?: boolean; owner?: unknown; pathRtt?: () => number; base?: ChannelAllowance } = {}): boolean {
     if (this.budget === 0 || this.channelMax <= STANDARD_WINDOW) return false;
     const owner = o.owner ?? ch;
     const w = channelWindow(ch);
     let share = this.#shares.get(owner);
     if (!share) this.#shares.set(owner, (share = { reserved: 0, channels: 0 }));
     share.channels++;
-    const a = new AdaptiveChannel(this, w, o.accepted === true, share, o.pathRtt ?? noPathRtt);
+    const base = o.base;
+    const a = new AdaptiveChannel(this, w, o.accepted === true, share, o.pathRtt ?? noPathRtt, base ? () => base.size() : standardBase);
     this.#channels.add(a);
     ch.once('close', () => this.#drop(a, owner, share));
     if (!this.#timer && this.#sweepMs > 0) {
@@ -225,8 +229,9 @@ export class WindowBudget {
 }
 
 const noPathRtt = (): number => Infinity;
+const standardBase = (): number => STANDARD_WINDOW;
 
-/** A grant is sent once this share of the target window was used (and at least TOP_UP_MIN). */
+/** A grant is sent once this share of the target window was used (and at least TOP_UP_MIN, or half a smaller target). */
 const TOP_UP_SHARE = 1 / 8;
 const TOP_UP_MIN = 256 * 1024;
 
@@ -258,9 +263,12 @@ class AdaptiveChannel {
   readonly #share: Share;
   /** The connection's round trip measured by pings (ms; Infinity while unknown). */
   readonly #pathRtt: () => number;
+  /** The window it holds before growing: the standard one, or less while the relay's channel memory is short. */
+  readonly #base: () => number;
 
-  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean, share: Share, pathRtt: () => number) {
+  constructor(budget: WindowBudget, w: ChannelWindow, accepted: boolean, share: Share, pathRtt: () => number, base: () => number) {
     this.#share = share;
+    this.#base = base;
     this.#pathRtt = pathRtt;
     this.#budget = budget;
     this.#w = w;
@@ -284,7 +292,8 @@ class AdaptiveChannel {
   }
 
   get #target(): number {
-    return STANDARD_WINDOW + this.#wanted;
+    const base = this.#base();
+    return base < STANDARD_WINDOW ? base : STANDARD_WINDOW + this.#wanted;
   }
 
   #onData(n: number, accepted: boolean): void {
@@ -344,6 +353,7 @@ class AdaptiveChannel {
     // a busy receiver's late grant and its backlog read in one go look like a short round trip)
     // already has more window than it can use.
     if (rate * minRtt < this.#target / 2) return;
+    if (this.#base() < STANDARD_WINDOW) return; // the relay's channel memory is short: no growth above the standard window
     const next = Math.min(2 * this.#target, this.#budget.channelMax);
     // What it still holds above what it wants (draining after a halving) counts first.
     const more = Math.max(0, next - STANDARD_WINDOW - this.reserved);
@@ -373,7 +383,8 @@ class AdaptiveChannel {
     const target = Math.max(this.#target, this.#w.asked());
     const window = this.#w.window();
     const grant = target - (window + this.#w.readable());
-    if (grant < Math.max(target * TOP_UP_SHARE, TOP_UP_MIN)) return;
+    // (A window the relay's channel memory keeps small, 64 KiB at least, is topped up once half of it was used.)
+    if (grant < Math.max(target * TOP_UP_SHARE, Math.min(TOP_UP_MIN, target / 2))) return;
     if (!this.#sample) this.#sample = { at: this.#budget.now(), offset: this.#received + window, prompt: window >= target / 2 };
     this.#w.grant(grant);
   }

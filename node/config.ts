@@ -70,7 +70,12 @@ const OPTIONS = {
   'max-channels-per-member': {
     env: 'TUNNEL_MAX_CHANNELS_PER_MEMBER',
     def: '256',
-    help: "channels one user (a lease's subject) may have open or opening through this relay, all its connections together (each may hold up to its 2 MiB window in the relay)",
+    help: "channels one user (a lease's subject) may have open or opening through this relay, all its connections together (each may hold up to its 2 MiB window in the relay, within --channel-memory)",
+  },
+  'channel-memory': {
+    env: 'TUNNEL_CHANNEL_MEMORY',
+    def: '256MiB',
+    help: "channel data all channels together may hold in the relay beyond 64 KiB each (what peers may send before the relay reads it: up to the standard 2 MiB window per channel while there is room, 64 KiB once it is spent); one user's channels, all its connections together, at most a quarter of it (at least one channel's window)",
   },
   'channel-idle-timeout': { env: 'TUNNEL_CHANNEL_IDLE_TIMEOUT', def: '1h', help: 'close a bridged channel that moved no data either way for this long (off: never)' },
   'max-pending-opens': { env: 'TUNNEL_MAX_PENDING_OPENS', def: '32', help: 'channel opens waiting for X, per connection' },
@@ -264,6 +269,7 @@ const FIELDS = {
   'max-send-buffer': size('max-send-buffer', 64 * 1024),
   'send-stall-timeout': duration('send-stall-timeout'),
   'window-budget': size('window-budget', 0),
+  'channel-memory': size('channel-memory', 0),
   'max-channel-window': size('max-channel-window', 2 * 1024 * 1024),
   'gc-every': size('gc-every', 0),
   'gc-full-after': size('gc-full-after', 0),
@@ -337,6 +343,8 @@ export interface Limits {
   sendBufferBytes: number;
   /** A peer over the send bound that takes nothing for this long is disconnected. */
   sendStallMs: number;
+  /** What all channels may hold in the relay beyond 64 KiB each (node/channel-memory.ts); one member a quarter of it. */
+  channelMemoryBytes: number;
   /** Adaptive windows (node/adaptive-window.ts): all channels' growth together, and one channel's largest window. */
   windowBudgetBytes: number;
   channelWindowMaxBytes: number;
@@ -500,6 +508,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         renewalsPerMinute: v['max-renewals-per-minute'],
         sendBufferBytes: v['max-send-buffer'],
         sendStallMs: v['send-stall-timeout'],
+        channelMemoryBytes: v['channel-memory'],
         windowBudgetBytes: v['window-budget'],
         channelWindowMaxBytes: v['max-channel-window'],
       }),

@@ -1,5 +1,6 @@
 import type { Authenticator } from './auth/authenticate.js';
 import type { AuthRateLimiter } from './auth/rate-limit.js';
+import type { ChannelMemory } from './channel-memory.js';
 import type { Config } from './config.js';
 import type { Ids } from './deps.js';
 import type { Clock } from '../shared/clock.js';
@@ -31,6 +32,8 @@ export interface RelayContext {
   draining(): boolean;
   /** Adaptive windows for channels with Tunnel's own CLI (node/adaptive-window.ts). */
   windows: WindowBudget;
+  /** What each channel may hold at the relay, in bytes: all channels, and each member's (node/channel-memory.ts). */
+  channelMemory: ChannelMemory;
   /** The channel data open bridges hold (the gc pacer's live bytes): bridges register while open. */
   live: LiveBytes;
   /** Each member's channels across its connections, against --max-channels-per-member. */

@@ -20,6 +20,7 @@ import { LeaseRegistry } from './leases/lease-registry.js';
 import { RevocationFeed } from './leases/revocation-feed.js';
 import type { Logger } from '../shared/logger.js';
 import { WindowBudget } from './adaptive-window.js';
+import { CHANNEL_FLOOR, ChannelMemory } from './channel-memory.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable, STANDARD_WINDOW, takeInPlacePacketsFrom } from './ssh2-internals.js';
 import { recycleWrites, relayPackets } from './packet-pool.js';
@@ -164,6 +165,11 @@ export function createRelay(deps: RelayDeps): Relay {
     channelMaxBytes: config.limits.channelWindowMaxBytes,
     connectionShareBytes: Math.max(config.limits.channelWindowMaxBytes - STANDARD_WINDOW, Math.floor(config.limits.windowBudgetBytes / 4)),
   });
+  // One member (all its connections) may take at most a quarter of the channel memory (at least one channel's standard window).
+  const channelMemory = new ChannelMemory({
+    budgetBytes: config.limits.channelMemoryBytes,
+    memberShareBytes: Math.max(STANDARD_WINDOW - CHANNEL_FLOOR, Math.floor(config.limits.channelMemoryBytes / 4)),
+  });
   const ctx: RelayContext = {
     config,
     clock,
@@ -178,6 +184,7 @@ export function createRelay(deps: RelayDeps): Relay {
     egress,
     draining: () => draining,
     windows,
+    channelMemory,
     live,
     memberChannels: new PerMemberLimit(config.limits.channelsPerMember),
     memberConnections: new PerMemberLimit(config.limits.connectionsPerMember),
@@ -256,6 +263,11 @@ export function createRelay(deps: RelayDeps): Relay {
       { labels: { state: 'grown' }, value: s.grown },
     ];
   });
+  const mem = () => channelMemory.status();
+  r.gauge('tunnel_node_channel_memory_budget_bytes', 'Channel data all channels may hold beyond 64 KiB each (--channel-memory)', () => channelMemory.budget);
+  r.gauge('tunnel_node_channel_memory_taken_bytes', 'Of it, taken by open channels now (each up to its standard 2 MiB window)', () => mem().taken);
+  r.gauge('tunnel_node_channel_memory_peak_bytes', 'The most taken at once since start (never above the budget)', () => mem().peak);
+  r.gauge('tunnel_node_channel_memory_short_channels', 'Open channels holding less than the standard window because the budget or their member\'s share ran out', () => mem().short());
   r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
   r.counterOf(
     'tunnel_node_events_dropped_total',

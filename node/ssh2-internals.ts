@@ -9,6 +9,7 @@
  * - answers.ts: the Protocol methods through which ssh2 answers the peer on its own (cli/ssh/answer-bound.ts)
  * - channel-limits.ts: data past the window, too small a maximum packet size
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
+ * - initial-window.ts: the window a channel opens with (node/channel-memory.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
  * - key-exchange-secrets.ts: the key pair and shared secret ssh2 keeps after a key exchange
@@ -45,6 +46,12 @@
  *   still writes straight to the injected socket, `Channel#_write` still calls back once the
  *   peer's window allows (not once the socket took the bytes), and the server still emits
  *   `handshake` after flushing the queue.
+ * - Initial windows (acceptWithWindow, forwardOutWithWindow; node/channel-memory.ts): a
+ *   direct-tcpip `accept()` in lib/server.js still builds the Channel and then calls
+ *   `_protocol.channelOpenConfirm(remote, local, window, packetSize)` synchronously, `forwardOut`
+ *   still calls `_protocol.forwardedTcpip(local, window, packetSize, info)` synchronously, and the
+ *   CHANNEL_OPEN_CONFIRMATION handler still calls forwardOut's callback synchronously with the
+ *   Channel it built (test: node/channel-memory.test, test/node/hostile-channel-memory.test).
  * - Adaptive windows (channelWindow, node/adaptive-window.ts): lib/Channel.js `MAX_WINDOW` is
  *   still 2 MiB and a Channel's readable high-water mark; a Channel still has `incoming.window`,
  *   `outgoing.{id, state}` and `_client._protocol.channelWindowAdjust(id, n)`; the CHANNEL_DATA
@@ -123,6 +130,7 @@ export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
 export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internals/answers.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
+export { acceptWithWindow, forwardOutWithWindow, setIncomingWindow } from './ssh2-internals/initial-window.js';
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';
 export { keyExchangeQueue } from './ssh2-internals/key-exchange-queue.js';

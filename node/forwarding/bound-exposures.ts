@@ -3,6 +3,7 @@ import type { ServerChannel, TcpipBindInfo } from 'ssh2';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
 import type { OpenRefusedError } from '../channel-slots.js';
 import type { SendGate } from '../send-budget.js';
+import { forwardOutWithWindow, setIncomingWindow } from '../ssh2-internals.js';
 import type { ForwardingHost } from './forwarding-host.js';
 import { refuseRequest } from './request-refusals.js';
 import { holdToWindow } from './standard-window.js';
@@ -108,41 +109,43 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
   } catch (err) {
     return Promise.reject(err as OpenRefusedError);
   }
+  // What X may send on it before the relay reads any: its window, as the opener's channel memory
+  // allows now (node/channel-memory.ts; the opener holds the bridge open); given back at its close.
+  const allowance = o.ctx.channelMemory.open(opener);
+  const window = allowance.size();
   return new Promise((resolve, reject) => {
     // A throw below (ssh2 internals, a window's adoption) gives the slot back and fails the open
     // at once (then it is a fault of X's connection); kept, it was held for as long as X stayed.
     const failed = (err: unknown) => {
+      allowance.release();
       release();
       reject(err instanceof Error ? err : new Error(String(err)));
     };
     try {
-      o.conn.forwardOut(
-        l.bindAddr,
-        l.bindPort,
-        origin.addr,
-        origin.port,
-        o.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
-          if (err) return failed(err);
-          o.slots.opened();
-          try {
-            if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ch);
-            o.inject('forward-open');
-            ch.once(
-              'close',
-              o.wrap('channel-close', () => {
-                o.slots.closed();
-                release();
-              }),
-            );
-          } catch (e) {
-            o.slots.closed();
-            ch.close();
-            failed(e);
-            throw e;
-          }
-          resolve(ch);
-        }),
-      );
+      const opened = o.wrap('forward-open', (err: Error | undefined, ch: ServerChannel) => {
+        if (err) return failed(err);
+        o.slots.opened();
+        try {
+          ch.once('close', () => allowance.release());
+          setIncomingWindow(ch, window); // what X was offered
+          if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ch, allowance);
+          o.inject('forward-open');
+          ch.once(
+            'close',
+            o.wrap('channel-close', () => {
+              o.slots.closed();
+              release();
+            }),
+          );
+        } catch (e) {
+          o.slots.closed();
+          ch.close();
+          failed(e);
+          throw e;
+        }
+        resolve(ch);
+      });
+      forwardOutWithWindow(o.conn, window, () => o.conn.forwardOut(l.bindAddr, l.bindPort, origin.addr, origin.port, opened));
     } catch (err) {
       failed(err);
     }

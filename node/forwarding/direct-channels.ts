@@ -2,10 +2,12 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
+import type { ChannelAllowance } from '../channel-memory.js';
 import { OpenRefusedError } from '../channel-slots.js';
 import { EgressError } from '../egress/egress-lock.js';
 import type { FaultPoint } from '../fault-guard.js';
 import type { SendGate } from '../send-budget.js';
+import { acceptWithWindow } from '../ssh2-internals.js';
 import { bridge, channelEnd, closeChannel, socketEnd, type Bridge, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tcpip.js';
 import type { ForwardingHost } from './forwarding-host.js';
@@ -95,6 +97,7 @@ export class DirectChannels {
           to: 'exposure',
           gate: target.gate,
           member,
+          memberId: lease.claims.sub,
           closed: (stats) => target.account?.(stats.bToA, stats.aToB),
         });
         if (channelId) o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
@@ -116,7 +119,7 @@ export class DirectChannels {
     o.ctx.egress.dial(lease.leaseId, target).then(
       o.wrap('egress-open', (sock: Socket) => {
         o.ctx.metrics.egressDials.inc({ outcome: 'connected' });
-        const channelId = this.#confirm(accept, socketEnd(sock), { to: 'egress', member });
+        const channelId = this.#confirm(accept, socketEnd(sock), { to: 'egress', member, memberId: lease.claims.sub });
         if (channelId) o.log.info('egress channel bridged', { channelId, leaseId: lease.leaseId, host: target.host, port: target.port });
       }),
       o.wrap('egress-open', (err: unknown) => {
@@ -141,17 +144,25 @@ export class DirectChannels {
     const o = this.#o;
     o.slots.endOpen();
     let ych: ServerChannel | undefined;
+    // What Y may send on it before the relay reads any: its window, as the member's channel
+    // memory allows now (node/channel-memory.ts); given back when the channel closes.
+    const allowance = o.ctx.channelMemory.open(opts.memberId);
     try {
       // Nothing when the open was answered already.
-      ych = o.closing() ? undefined : (accept() as ServerChannel | undefined);
+      ych = o.closing() ? undefined : acceptWithWindow(o.conn, accept, allowance.size());
     } catch (err) {
+      allowance.release();
       opts.member();
       other.close();
       throw err;
     }
-    if (!ych) return this.#abandoned(other, opts.member);
+    if (!ych) {
+      allowance.release();
+      return this.#abandoned(other, opts.member);
+    }
+    ych.once('close', () => allowance.release());
     // From here #bridgeY gives everything back on a throw, once.
-    return this.#bridgeY(ych, other, opts);
+    return this.#bridgeY(ych, other, opts, allowance);
   }
 
   /**
@@ -173,7 +184,7 @@ export class DirectChannels {
    * while open, and its bytes are counted (`to` names the direction) when it closes. Returns
    * its channel id.
    */
-  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: BridgeOptions): string {
+  #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: BridgeOptions, allowance: ChannelAllowance): string {
     const o = this.#o;
     o.slots.opened();
     // The channel's places (this connection's channel count, the member's channel) go back once:
@@ -187,7 +198,7 @@ export class DirectChannels {
     };
     let b: Bridge | undefined;
     try {
-      if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt }))) holdToWindow(ych);
+      if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ych, allowance);
       this.#inject('bridge-open');
       const channelId = o.ctx.ids.channel();
       o.ctx.metrics.channels.inc({ outcome: 'opened' });
@@ -233,5 +244,7 @@ interface BridgeOptions {
   gate?: SendGate;
   /** Gives back the member's channel (idempotent). */
   member: () => void;
+  /** The member (the lease's subject): whose channel memory Y's channel takes. */
+  memberId: string;
   closed?: (stats: BridgeStats) => void;
 }

@@ -16,7 +16,7 @@ import type { Originator } from './originator.js';
  * hidden class (issue 11, 40 KB per idle exposure).
  */
 export interface ForwardingHost {
-  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'live' | 'draining' | 'clock' | 'memberChannels'>;
+  ctx: Pick<RelayContext, 'config' | 'ids' | 'metrics' | 'listeners' | 'egress' | 'windows' | 'channelMemory' | 'live' | 'draining' | 'clock' | 'memberChannels'>;
   sessionId: string;
   /** The peer's TCP address and port as the relay sees them: what X is told Y's channels come from (originator.ts). */
   peer: Originator;

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { ChannelAllowance } from '../channel-memory.js';
 import { channelWindow, STANDARD_WINDOW } from '../ssh2-internals.js';
 
 /**
@@ -9,13 +10,17 @@ import { channelWindow, STANDARD_WINDOW } from '../ssh2-internals.js';
  * paused (the other side slow) held its 2 MiB readable buffer plus the 2 MiB window on top: a
  * member with an OpenSSH or ssh2 client and its own exposure that never reads made the relay
  * hold 4 MiB per channel (64 MiB for 16 channels). Granted here the same way (once half the
- * window is used), but only for what the reader took.
+ * window is used), but only for what the reader took. With an `allowance` (node/channel-memory.ts)
+ * the channel holds at most what that allows, the standard window when the relay's channel memory
+ * has room.
  */
-export function holdToWindow(ch: Duplex): void {
+export function holdToWindow(ch: Duplex, allowance?: ChannelAllowance): void {
   const w = channelWindow(ch);
+  const size = allowance ? () => allowance.size() : () => STANDARD_WINDOW;
   const topUp = (): void => {
-    const missing = STANDARD_WINDOW - w.window() - w.readable();
-    if (missing >= STANDARD_WINDOW / 2) w.grant(missing);
+    const most = size();
+    const missing = most - w.window() - w.readable();
+    if (missing >= most / 2) w.grant(missing);
   };
   w.hook({ received: topUp, drained: topUp, consumed: topUp });
 }

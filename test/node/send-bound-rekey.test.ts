@@ -29,7 +29,9 @@ const LIMIT = 1 << 20;
 describe('send bound: an X re-keying with many busy channels (real tunnel-node)', { timeout: 180_000 }, () => {
   it('gets every byte: the key exchange completes while the queue toward X is over the bound', async () => {
     // A short stall timeout, so that a relay that stopped reading X cuts it off within the test.
-    const stage = await startHostileRelay(['--send-stall-timeout', '10s', '--keepalive-interval', '120s', '--drain-timeout', '2s'], 'hostx-rekey-default');
+    // Channel memory for all 128 channels' standard windows (--channel-memory's share would give
+    // most of them 64 KiB: Y could not write its 2 MiB per channel ahead, and there would be no backlog).
+    const stage = await startHostileRelay(['--send-stall-timeout', '10s', '--keepalive-interval', '120s', '--drain-timeout', '2s', '--channel-memory', '1GiB'], 'hostx-rekey-default');
     try {
       const x = await stage.client('xrekey', { kind: 'expose', exposure: EXPOSURE, port: 22 });
       const received: number[] = [];
