@@ -4,7 +4,8 @@
  * declared length is refused before the body is read, a chunked body is counted while it is
  * read, and bodies under the limit reach the route either way. requireJson parses a body once,
  * and refuses what another reader (a proxy, a WAF) could read otherwise: a member named twice, a
- * Content-Encoding, a charset other than UTF-8; a Content-Type without a body gets a detail.
+ * Content-Encoding, a charset other than UTF-8 or one named twice, a byte order mark; a Content-Type
+ * without a body gets a detail.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
@@ -222,12 +223,28 @@ describe('requireJson: bodies read one way only, over real HTTP', () => {
       const r = await send(s.url, 'PUT', '/v1/exposures/charset', { ...auth, 'content-type': type }, plain);
       assert.ok(r.status === 201 || r.status === 200, `${type}: ${JSON.stringify(r.body)}`);
     }
+    // A charset named twice, or with more after its quotes, is read one way by one reader and
+    // another way by the next (the first or the last; a reader that stops at the quote): refused.
+    for (const type of ['application/json; charset=utf-8; charset=latin1', 'application/json; charset=UTF-8;charset=utf-8', 'application/json; charset="utf-8"x', "application/json; charset*=utf-8''latin1"]) {
+      const r = await send(s.url, 'PUT', '/v1/exposures/charset-twice', { ...auth, 'content-type': type }, plain);
+      assert.equal(r.status, 415, `${type}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, 'UNSUPPORTED_MEDIA_TYPE', type);
+    }
+    assert.equal((await send(s.url, 'GET', '/v1/exposures/charset-twice', auth)).status, 404, 'not created');
     // Latin-1 bytes labelled UTF-8 are not read with replacement characters.
     const latin1 = Buffer.concat([Buffer.from('{"allow":["'), Buffer.from([0xe9]), Buffer.from('"]}')]);
     const r = await send(s.url, 'PUT', '/v1/exposures/charset-bytes', { ...auth, ...json }, latin1);
     assert.equal(r.status, 400);
     assert.equal(r.body.code, 'INVALID_JSON');
     assert.match(r.body.detail ?? '', /not UTF-8/);
+  });
+
+  it('a body that starts with a byte order mark is 400 INVALID_JSON saying so (it was dropped, and the body acted on)', async () => {
+    const r = await send(s.url, 'PUT', '/v1/exposures/bom', { ...auth, ...json }, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"allow":[]}')]));
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.code, 'INVALID_JSON');
+    assert.match(r.body.detail ?? '', /byte order mark/);
+    assert.equal((await send(s.url, 'GET', '/v1/exposures/bom', auth)).status, 404, 'not created');
   });
 });
 

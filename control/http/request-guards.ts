@@ -47,8 +47,9 @@ const VALIDATOR_JSON_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=(
 /**
  * API bodies must be JSON: a POST/PUT/PATCH with a body and another content type gets 415, and
  * so does one with a Content-Encoding (gzip: it is not decoded) or a charset other than UTF-8
- * (RFC 8259 §8.1): either was read as UTF-8 JSON. A body that does not parse, or that names a
- * member twice in one object (duplicateJsonKey), gets INVALID_JSON (before any validator runs).
+ * (RFC 8259 §8.1), or a charset named twice: either was read as UTF-8 JSON. A body that does not
+ * parse, starts with a byte order mark, or names a member twice in one object (duplicateJsonKey),
+ * gets INVALID_JSON (before any validator runs).
  * The body is parsed once: validators and routes that call `c.req.json()` get that parse. A
  * request without a body and without a Content-Type is left to the route (some bodies are
  * optional), whether it says `Content-Length: 0` or sends no length at all; one that names a
@@ -75,7 +76,10 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
     throw new AppError('INVALID_JSON', 'the request body is empty: send a JSON object (or, where the body is optional, no Content-Type)');
   }
   notJson(c, type ?? '');
-  const charset = charsetOf(type ?? '');
+  const charsets = charsetsOf(type ?? '');
+  // Named twice (`charset=utf-8; charset=latin1`), one reader takes the first and another the last.
+  if (charsets.length > 1) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'the Content-Type names a charset more than once: name it once, as UTF-8 (RFC 8259)');
+  const charset = charsets[0];
   if (charset !== undefined && charset.toLowerCase() !== 'utf-8' && charset.toLowerCase() !== 'utf8') {
     throw new AppError('UNSUPPORTED_MEDIA_TYPE', `charset "${charset.slice(0, 40)}" is not accepted: send JSON as UTF-8 (RFC 8259)`);
   }
@@ -84,6 +88,9 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   try {
     // Bytes that are not UTF-8 are refused, not read as U+FFFD.
     const text = UTF8.decode(await c.req.arrayBuffer());
+    // The decoder keeps a byte order mark: RFC 8259 §8.1 lets a reader ignore one or refuse it,
+    // and readers do both (JSON.parse and Go refuse it, TextDecoder's default drops it).
+    if (text.charCodeAt(0) === 0xfeff) throw new AppError('INVALID_JSON', 'the request body starts with a byte order mark: send JSON without one (RFC 8259)');
     body = JSON.parse(text);
     const twice = duplicateJsonKey(text);
     if (twice !== undefined) throw new AppError('INVALID_JSON', `the request body names "${twice.slice(0, 64)}" twice in one object: send each member once`);
@@ -98,7 +105,7 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** 415 unless `type` is a JSON media type. */
 function notJson(c: Context<AppEnv>, type: string): void {
@@ -106,10 +113,13 @@ function notJson(c: Context<AppEnv>, type: string): void {
   throw new AppError('UNSUPPORTED_MEDIA_TYPE', c.get('oauth') ? 'send the body as application/x-www-form-urlencoded or application/json' : 'send the body as application/json');
 }
 
-/** The charset parameter of a media type (its quotes removed), if it has one. */
-function charsetOf(type: string): string | undefined {
-  const m = /;\s*charset\s*=\s*("([^"]*)"|[^;\s]*)/i.exec(type);
-  return m ? (m[2] ?? m[1]) : undefined;
+/**
+ * The values of every charset parameter of a media type (`charset*`, RFC 2231's form, counts as
+ * one), a quoted one without its quotes; a value with anything after its closing quote is taken
+ * whole (so it is no UTF-8).
+ */
+function charsetsOf(type: string): string[] {
+  return [...type.matchAll(/;\s*charset\*?\s*=\s*("([^"]*)"(?=\s*(?:;|$))|[^;]*)/gi)].map((m) => (m[2] ?? m[1]!).trim());
 }
 
 /** Whether the request carries body bytes (reads a length-less body, already capped by limitBody). */
