@@ -6,54 +6,19 @@
  * must be within the reservations, and the reservations within the budget.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import ssh2, { type ClientChannel, type Connection, type ServerChannel } from 'ssh2';
-import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import type { ServerChannel } from 'ssh2';
 import { STANDARD_COMMITTED, WindowBudget } from './adaptive-window.js';
 import { channelWindow, STANDARD_WINDOW } from './ssh2-internals.js';
+import { ssh2Pair, type Ssh2Pair } from './testing/ssh2-pair.js';
 
 const MiB = 1024 * 1024;
 
-interface Pair {
-  /** Server-side channels, in the order the client opened them. */
-  accepted: Promise<ServerChannel>[];
-  client: ssh2.Client;
-  open(): Promise<ClientChannel>;
-  close(): Promise<void>;
-}
+type Pair = Ssh2Pair;
 
 /** A real ssh2 server and client on loopback; each direct-tcpip the client opens is accepted and handed to `onChannel`. */
-async function sshPair(onChannel: (ch: ServerChannel) => void): Promise<Pair> {
-  const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
-  const conns: Connection[] = [];
-  const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
-    conns.push(conn);
-    conn.on('error', () => {});
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('tcpip', (accept) => onChannel(accept()));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = new ssh2.Client();
-  client.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    client.once('ready', resolve).once('error', reject);
-    client.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, username: 'u', hostVerifier: () => true });
-  });
-  return {
-    accepted: [],
-    client,
-    open: () =>
-      new Promise((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch)))),
-    async close() {
-      client.end();
-      for (const c of conns) c.end();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+const sshPair = (onChannel: (ch: ServerChannel) => void): Promise<Pair> => ssh2Pair((_conn, accept) => onChannel(accept()));
 
 /** Writes `bytes` to `ch` with backpressure, then ends it. */
 function send(ch: Duplex, bytes: number): Promise<void> {

@@ -5,14 +5,12 @@
  * checked after every CHANNEL_DATA it receives.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import ssh2, { type ClientChannel, type Connection, type ServerChannel } from 'ssh2';
-import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
+import type { ClientChannel, ServerChannel } from 'ssh2';
 import { CHANNEL_FLOOR, ChannelMemory, type ChannelAllowance } from './channel-memory.js';
 import { holdToWindow } from './forwarding/standard-window.js';
 import { acceptWithWindow, channelWindow, STANDARD_WINDOW } from './ssh2-internals.js';
+import { ssh2Pair } from './testing/ssh2-pair.js';
 
 const MiB = 1024 * 1024;
 const ABOVE = STANDARD_WINDOW - CHANNEL_FLOOR;
@@ -61,33 +59,6 @@ describe('channel memory: accounting', () => {
   });
 });
 
-/** A real ssh2 server and client; the server accepts each direct-tcpip through `onOpen`. */
-async function sshPair(onOpen: (conn: Connection, accept: () => ServerChannel) => void) {
-  const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
-  const conns: Connection[] = [];
-  const server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
-    conns.push(conn);
-    conn.on('error', () => {});
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('tcpip', (accept) => onOpen(conn, accept));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = new ssh2.Client();
-  client.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    client.once('ready', resolve).once('error', reject);
-    client.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, username: 'u', hostVerifier: () => true });
-  });
-  return {
-    open: () => new Promise<ClientChannel>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch)))),
-    async close() {
-      client.end();
-      for (const c of conns) c.end();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 describe('channel memory on a real ssh2 server that never reads', () => {
   it("opens channels with what the budget has, and all of them together never hold more than the budget plus each one's floor", async () => {
     const CHANNELS = 6;
@@ -111,7 +82,7 @@ describe('channel memory on a real ssh2 server that never reads', () => {
       if (held > memory.budget + CHANNELS * CHANNEL_FLOOR) violations.push(`all hold ${held}`);
       if (server.length === CHANNELS && server.every(({ ch }) => channelWindow(ch).window() === 0)) full();
     };
-    const pair = await sshPair((conn, accept) => {
+    const pair = await ssh2Pair((conn, accept) => {
       const allowance = memory.open('member');
       const ch = acceptWithWindow(conn, accept, allowance.size())!;
       ch.once('close', () => allowance.release());

@@ -12,20 +12,7 @@ import { sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { auditPage, type AuditQuery } from './audit.js';
-
-/** Every index a JSON plan reads. */
-function indexesIn(plan: unknown): string[] {
-  const found: string[] = [];
-  const walk = (node: unknown) => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (!node || typeof node !== 'object') return;
-    const n = node as Record<string, unknown>;
-    if (typeof n['Index Name'] === 'string') found.push(n['Index Name']);
-    Object.values(n).forEach(walk);
-  };
-  walk(plan);
-  return found;
-}
+import { indexesIn } from '../testing/plan-indexes.js';
 
 function dbSuite(name: string, makeApp: MakeApp) {
   describe(`audit filters use their indexes (${name})`, { skip: makeApp.unavailable }, () => {

@@ -14,23 +14,10 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { enrollNode, uniq } from '../testing/fixtures.js';
 import { staleOpenConnections } from './history-prune.js';
+import { indexesIn } from '../testing/plan-indexes.js';
 
 const KEYS = 2000;
 const RENEWALS = 4;
-
-/** Every index a JSON plan reads. */
-function indexesIn(plan: unknown): string[] {
-  const found: string[] = [];
-  const walk = (node: unknown) => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (!node || typeof node !== 'object') return;
-    const n = node as Record<string, unknown>;
-    if (typeof n['Index Name'] === 'string') found.push(n['Index Name']);
-    Object.values(n).forEach(walk);
-  };
-  walk(plan);
-  return found;
-}
 
 function dbSuite(name: string, makeApp: MakeApp) {
   describe(`in-band renewals are looked up by user, key and relay (${name})`, { skip: makeApp.unavailable }, () => {

@@ -7,14 +7,11 @@
  * have); the text must appear as text.
  */
 import assert from 'node:assert/strict';
-import { serve, type ServerType } from '@hono/node-server';
-import { after, before, describe, it } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
-import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
-import { enrollNode, heartbeat, tokenFor, uniq } from '../../control/testing/fixtures.js';
+import { before, describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
+import { enrollNode, heartbeat, tokenFor } from '../../control/testing/fixtures.js';
 import { assertOk } from '../../control/testing/problem.js';
-import { launchBrowser } from '../harness/browser.js';
-import { freePort } from '../harness/net.js';
+import { consoleStage } from '../harness/console-stage.js';
 
 const PASSWORD = 'a long enough password';
 // Each closes whatever context it lands in (attribute, text, <code>, JSON) and tries to run.
@@ -51,21 +48,10 @@ async function drawnLeftToRight(page: Page, selector: string, text: string): Pro
 }
 
 describe('console and device page: hostile text in every field stays text (Chromium)', () => {
-  let t: TestApp;
-  let server: ServerType;
-  let browser: Browser;
-  let base: string;
-  let admin: { id: string; name: string };
+  const stage = consoleStage(PASSWORD);
 
   before(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await createTestApp({ settings: { issuer: base } });
-    server = await new Promise<ServerType>((resolve) => {
-      const s = serve({ fetch: t.app.fetch, hostname: '127.0.0.1', port }, () => resolve(s));
-    });
-    browser = await launchBrowser();
-    admin = await t.user(uniq('admin'), 'admin', PASSWORD);
+    const { t, admin } = stage;
     const token = await tokenFor(t, admin);
     const node = await enrollNode(t, token);
     // A relay's word: its version, remote addresses and reasons (any relay, or a compromised one).
@@ -86,11 +72,6 @@ describe('console and device page: hostile text in every field stays text (Chrom
     const turned = [{ type: 'auth_fail', at, remote: BIDI_REMOTE, reason: `bad key ${RLO}x` }];
     assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: turned } }), 202);
   });
-  after(async () => {
-    await browser?.close();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    await t?.close();
-  });
 
   async function check(page: Page, where: string): Promise<void> {
     const found = await page.evaluate(() => {
@@ -108,21 +89,21 @@ describe('console and device page: hostile text in every field stays text (Chrom
   }
 
   it('every console page an admin sees', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();
     const dialogs: string[] = [];
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    await page.goto(`${base}/console/login`);
-    await page.getByLabel('User name').fill(admin.name);
+    await page.goto(`${stage.base}/console/login`);
+    await page.getByLabel('User name').fill(stage.admin.name);
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(/\/console\/exposures/);
     let shown = '';
     for (const p of PAGES) {
-      await page.goto(`${base}/console/${p}?state=all`);
+      await page.goto(`${stage.base}/console/${p}?state=all`);
       await check(page, p);
       shown += await page.locator('body').innerText();
     }
@@ -136,18 +117,18 @@ describe('console and device page: hostile text in every field stays text (Chrom
     let shown = 0;
     for (const p of PAYLOADS) {
       const name = p.slice(0, 64);
-      const d = await t.call('POST', '/v1/auth/device', { body: { client_name: name } });
+      const d = await stage.t.call('POST', '/v1/auth/device', { body: { client_name: name } });
       if (d.status !== 200) continue; // a name the API refuses never reaches the page
       shown++;
-      const ctx = await browser.newContext();
+      const ctx = await stage.browser.newContext();
       const page = await ctx.newPage();
       const dialogs: string[] = [];
       page.on('dialog', (x) => {
         dialogs.push(x.message());
         void x.dismiss();
       });
-      await page.goto(`${base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
-      await page.getByLabel('User name').fill(admin.name);
+      await page.goto(`${stage.base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
+      await page.getByLabel('User name').fill(stage.admin.name);
       await page.getByLabel('Password').fill(PASSWORD);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.waitForSelector('text=Approve this sign-in?');
@@ -159,12 +140,12 @@ describe('console and device page: hostile text in every field stays text (Chrom
     assert.equal(shown, PAYLOADS.length, 'every payload is a client name the API takes');
   });
   it('bidirectional overrides in a client name or a relay\'s text cannot turn the page\'s own words around', async () => {
-    const d = await t.call('POST', '/v1/auth/device', { body: { client_name: `Tunnel CLI${RLO}` } });
+    const d = await stage.t.call('POST', '/v1/auth/device', { body: { client_name: `Tunnel CLI${RLO}` } });
     assertOk(d, 200);
-    const ctx = await browser.newContext();
+    const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();
-    await page.goto(`${base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
-    await page.getByLabel('User name').fill(admin.name);
+    await page.goto(`${stage.base}/device?user_code=${encodeURIComponent(d.body.user_code)}`);
+    await page.getByLabel('User name').fill(stage.admin.name);
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForSelector('text=Approve this sign-in?');
@@ -175,15 +156,15 @@ describe('console and device page: hostile text in every field stays text (Chrom
     assert.ok(body.includes('Tunnel CLI\\u202e'), 'the override is shown as an escape');
 
     // The audit's details of the relay's event: the remote address after the reason reads as sent.
-    await page.goto(`${base}/console/login`);
-    await page.getByLabel('User name').fill(admin.name);
+    await page.goto(`${stage.base}/console/login`);
+    await page.getByLabel('User name').fill(stage.admin.name);
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(/\/console\/exposures/);
-    await page.goto(`${base}/console/audit`);
+    await page.goto(`${stage.base}/console/audit`);
     assert.equal(await drawnLeftToRight(page, 'td code', BIDI_REMOTE), true, 'the remote address is drawn left to right');
     for (const p of PAGES) {
-      await page.goto(`${base}/console/${p}`);
+      await page.goto(`${stage.base}/console/${p}`);
       assert.doesNotMatch(await page.locator('body').innerText(), BIDI, p);
     }
     await ctx.close();
