@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { STANDARD_WINDOW } from './ssh2-internals.js';
 
 /**
@@ -106,4 +107,24 @@ export class ChannelMemory {
       },
     };
   }
+}
+
+const heldBy = new WeakMap<object, ChannelAllowance>();
+
+/**
+ * `ch` holds `allowance` until it emits 'close' or the relay closes it (releaseAllowanceOf, from
+ * closeChannel in node/forwarding/bridge.ts), whichever comes first. An ssh2 channel emits 'close'
+ * only once its peer answered the relay's CHANNEL_CLOSE: X (or Y) that never answers kept the
+ * allowance, charged to the bridge's opener, for as long as its connection lasted (an honest Y's
+ * whole share, 2 MiB a bridge it closed, to an X that never answers). Once the relay closed the
+ * channel, what its peer still sends is read and dropped, not held.
+ */
+export function holdAllowance(ch: EventEmitter, allowance: ChannelAllowance): void {
+  heldBy.set(ch, allowance);
+  ch.once('close', () => allowance.release());
+}
+
+/** The relay closed `ch` and drops what it still receives: its allowance goes back now (once). */
+export function releaseAllowanceOf(ch: object): void {
+  heldBy.get(ch)?.release();
 }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { ServerChannel, TcpipBindInfo } from 'ssh2';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
+import { holdAllowance } from '../channel-memory.js';
 import type { OpenRefusedError } from '../channel-slots.js';
 import type { SendGate } from '../send-budget.js';
 import { forwardOutWithWindow, setIncomingWindow } from '../ssh2-internals.js';
@@ -88,8 +89,8 @@ class BoundListener implements VirtualListener {
     this.gate = host.budget;
   }
 
-  open(origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
-    return openForwarded(this.#host, this, origin, opener);
+  open(origin: { addr: string; port: number }, opener: string, abandoned?: AbortSignal): Promise<Duplex> {
+    return openForwarded(this.#host, this, origin, opener, abandoned);
   }
 
   account(bytesIn: number, bytesOut: number): void {
@@ -101,7 +102,7 @@ class BoundListener implements VirtualListener {
  * X's side: ask X for a `forwarded-tcpip` channel echoing exactly what it bound, in one of this
  * connection's channel slots and its opener's (Y's user's) share of them (ChannelSlots).
  */
-function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: string; port: number }, opener: string): Promise<Duplex> {
+function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: string; port: number }, opener: string, abandoned?: AbortSignal): Promise<Duplex> {
   if (o.closing()) return Promise.reject(new Error('exposure connection closing'));
   let release: () => void;
   try {
@@ -113,6 +114,10 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
   // allows now (node/channel-memory.ts; the opener holds the bridge open); given back at its close.
   const allowance = o.ctx.channelMemory.open(opener);
   const window = allowance.size();
+  // An open given up before X answers goes back at once: X's channel, if it ever comes, is closed
+  // unread (direct-channels' closeLate). Kept until X answered, an X that never answers held it
+  // for as long as it stayed connected, charged to an opener whose open had long failed.
+  abandoned?.addEventListener('abort', () => allowance.release(), { once: true });
   return new Promise((resolve, reject) => {
     // A throw below (ssh2 internals, a window's adoption) gives the slot back and fails the open
     // at once (then it is a fault of X's connection); kept, it was held for as long as X stayed.
@@ -126,7 +131,7 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
         if (err) return failed(err);
         o.slots.opened();
         try {
-          ch.once('close', () => allowance.release());
+          holdAllowance(ch, allowance);
           setIncomingWindow(ch, window); // what X was offered
           if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ch, allowance);
           o.inject('forward-open');

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { releaseAllowanceOf } from '../channel-memory.js';
 import type { SendGate } from '../send-budget.js';
 
 /** One side of a bridge: a stream plus how to half-close and close it. */
@@ -50,11 +51,13 @@ export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
  * Closes an ssh2 channel. Its 'close' (where its connection gives back its channel slot) comes
  * only once what it received is read to the end, so a channel closed before anything read it
  * (a bridge that never came to be, an open abandoned or answered late) is drained here: closed
- * unread, it held X's slot for as long as X's connection lasted.
+ * unread, it held X's slot for as long as X's connection lasted. From here on what it receives is
+ * dropped, so its channel memory goes back now, not at a 'close' its peer may never let come.
  */
 export function closeChannel(ch: SshChannelLike): void {
   ch.resume();
   ch.close();
+  releaseAllowanceOf(ch);
 }
 
 /** Bytes a bridge queues in an ssh2 channel's writable side before it waits for 'drain'. */

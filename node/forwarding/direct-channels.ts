@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2';
 import type { VerifiedLease } from '../auth/verify-client-cert.js';
-import type { ChannelAllowance } from '../channel-memory.js';
+import { holdAllowance, type ChannelAllowance } from '../channel-memory.js';
 import { OpenRefusedError } from '../channel-slots.js';
 import { EgressError } from '../egress/egress-lock.js';
 import type { FaultPoint } from '../fault-guard.js';
@@ -90,7 +90,7 @@ export class DirectChannels {
 
     o.slots.beginOpen();
     const closeLate = (ch: Duplex) => closeChannel(ch as SshChannelLike);
-    openWithTimeout(() => target.open(o.peer, lease.claims.sub), o.ctx.config.openTimeoutMs, closeLate).then(
+    openWithTimeout((abandoned) => target.open(o.peer, lease.claims.sub, abandoned), o.ctx.config.openTimeoutMs, closeLate).then(
       o.wrap('tcpip-open', (xch: Duplex) => {
         // Y's channel is confirmed only now, so a failure on X's side reached Y as an open failure.
         const channelId = this.#confirm(accept, channelEnd(xch as SshChannelLike, target.gate), {
@@ -160,7 +160,7 @@ export class DirectChannels {
       allowance.release();
       return this.#abandoned(other, opts.member);
     }
-    ych.once('close', () => allowance.release());
+    holdAllowance(ych, allowance);
     // From here #bridgeY gives everything back on a throw, once.
     return this.#bridgeY(ych, other, opts, allowance);
   }

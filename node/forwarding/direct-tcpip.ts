@@ -34,16 +34,19 @@ export class OpenTimeoutError extends Error {
 
 /**
  * ssh2 has no timeout on channel opens. Races `open` against `ms`; a channel that arrives
- * after the deadline is handed to `onLate` (which closes it) instead of leaking.
+ * after the deadline is handed to `onLate` (which closes it) instead of leaking. `open`'s signal
+ * aborts at the deadline.
  */
-export function openWithTimeout(open: () => Promise<Duplex>, ms: number, onLate: (ch: Duplex) => void): Promise<Duplex> {
+export function openWithTimeout(open: (abandoned: AbortSignal) => Promise<Duplex>, ms: number, onLate: (ch: Duplex) => void): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     let settled = false;
+    const abandon = new AbortController();
     const timer = setTimeout(() => {
       settled = true;
+      abandon.abort();
       reject(new OpenTimeoutError(`channel open took longer than ${ms} ms`));
     }, ms);
-    open().then(
+    open(abandon.signal).then(
       (ch) => {
         if (settled) return onLate(ch);
         settled = true;

@@ -17,9 +17,10 @@ export interface VirtualListener {
   /**
    * Asks X to open a `forwarded-tcpip` channel for a connection from `origin` (Y's own address and
    * port, originator.ts), on behalf of `opener` (Y's user: each holds at most its share of X's
-   * channel slots).
+   * channel slots). `abandoned` aborts once the open is given up (--open-timeout): a channel X
+   * confirms later is closed unread, so what X was offered on it is no longer held for it.
    */
-  open(origin: { addr: string; port: number }, opener: string): Promise<Duplex>;
+  open(origin: { addr: string; port: number }, opener: string, abandoned?: AbortSignal): Promise<Duplex>;
   /** Credits bytes bridged through this listener to X's connection. */
   account?(bytesIn: number, bytesOut: number): void;
   /** X's send bound: bridges stop feeding X's channels while X is over it. */
