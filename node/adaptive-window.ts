@@ -380,7 +380,10 @@ class AdaptiveChannel {
     if (this.#gone) return;
     // A reader that asked for more than the target at once (read(n): its high-water mark) waits
     // for that much unread: granting less would leave it and the sender waiting for each other.
-    const target = Math.max(this.#target, this.#w.asked());
+    // Only a mark raised above ssh2's own (the standard window) asks: taken as asking, ssh2's
+    // 2 MiB mark topped every channel the relay's channel memory keeps small up to 2 MiB.
+    const asked = this.#w.asked();
+    const target = Math.max(this.#target, asked > STANDARD_WINDOW ? asked : 0);
     const window = this.#w.window();
     const grant = target - (window + this.#w.readable());
     // (A window the relay's channel memory keeps small, 64 KiB at least, is topped up once half of it was used.)
