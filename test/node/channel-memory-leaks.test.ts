@@ -81,44 +81,49 @@ describe("hostile X: an opener's channel memory goes back when the relay is done
   });
 });
 
-describe("Tunnel's CLI as peer: a channel the relay's channel memory keeps small stays small (adaptive windows)", { timeout: 60_000 }, () => {
-  // A share of 2 MiB (a quarter of 8 MiB): one bridge's standard windows, then 64 KiB a channel.
-  const t = relayUnderTest(['--channel-memory', '8MiB']);
+for (const [peer, ident] of [
+  ["Tunnel's CLI as peer (adaptive windows)", 'tunnel-cli'],
+  ['ssh2 as peer (standard windows)', undefined],
+] as const) {
+  describe(`${peer}: a channel the relay's channel memory keeps small stays small, and moves data`, { timeout: 60_000 }, () => {
+    // A share of 2 MiB (a quarter of 8 MiB): one bridge's standard windows, then 64 KiB a channel.
+    const t = relayUnderTest(['--channel-memory', '8MiB']);
 
-  it('a member with its own exposure that never reads holds at most its share plus 64 KiB a channel', async () => {
-    const x = await t.member('hog', { grant: { kind: 'expose', exposure: 'sink-cli', port: 22 }, ident: 'tunnel-cli' });
-    const xs: ClientChannel[] = [];
-    x.client.on('tcp connection', (_info, accept) => xs.push(accept().pause()));
-    await new Promise<void>((resolve, reject) => x.client.forwardIn('sink-cli', 22, (err) => (err ? reject(err) : resolve())));
-    const y = await t.member('hog', { grant: { kind: 'open', exposure: 'sink-cli' }, ident: 'tunnel-cli' });
-    const ys: ClientChannel[] = [];
-    for (let i = 0; i < 4; i++) ys.push(await openDirect(y.client, 'sink-cli', 22));
-    const chunk = Buffer.alloc(32 * 1024, 7);
-    for (const ch of ys) for (let i = 0; i < 256; i++) ch.write(chunk);
-    await untilBlocked(y.client, ys, xs);
-    const buffered = Number(/^tunnel_node_bridge_buffer_bytes (\d+)$/m.exec(t.relay.relay.metricsText())?.[1] ?? NaN);
-    // The share (2 MiB) and 64 KiB for each of the 8 channels; what X's windows let through is not held.
-    assert.ok(buffered <= 2 * MiB + 8 * 64 * 1024, `the relay holds ${buffered} bytes of hog's four paused bridges`);
+    it('a member with its own exposure that never reads holds at most its share plus 64 KiB a channel', async () => {
+      const x = await t.member('hog', { grant: { kind: 'expose', exposure: 'sink-cli', port: 22 }, ...(ident ? { ident } : {}) });
+      const xs: ClientChannel[] = [];
+      x.client.on('tcp connection', (_info, accept) => xs.push(accept().pause()));
+      await new Promise<void>((resolve, reject) => x.client.forwardIn('sink-cli', 22, (err) => (err ? reject(err) : resolve())));
+      const y = await t.member('hog', { grant: { kind: 'open', exposure: 'sink-cli' }, ...(ident ? { ident } : {}) });
+      const ys: ClientChannel[] = [];
+      for (let i = 0; i < 4; i++) ys.push(await openDirect(y.client, 'sink-cli', 22));
+      const chunk = Buffer.alloc(32 * 1024, 7);
+      for (const ch of ys) for (let i = 0; i < 256; i++) ch.write(chunk);
+      await untilBlocked(y.client, ys, xs);
+      const buffered = Number(/^tunnel_node_bridge_buffer_bytes (\d+)$/m.exec(t.relay.relay.metricsText())?.[1] ?? NaN);
+      // The share (2 MiB) and 64 KiB for each of the 8 channels; what X's windows let through is not held.
+      assert.ok(buffered <= 2 * MiB + 8 * 64 * 1024, `the relay holds ${buffered} bytes of hog's four paused bridges`);
 
-    // hog's share is spent: a bridge to an X that echoes opens at 64 KiB both ways and still moves 4 MiB each way.
-    const echo = await t.member('hog', { grant: { kind: 'expose', exposure: 'echo-cli', port: 22 }, ident: 'tunnel-cli' });
-    const toEcho: number[] = [];
-    echo.client.on('tcp connection', (_info, accept) => {
-      const ch = accept();
-      toEcho.push(offeredTo(ch));
-      ch.pipe(ch);
+      // hog's share is spent: a bridge to an X that echoes opens at 64 KiB both ways and still moves 4 MiB each way.
+      const echo = await t.member('hog', { grant: { kind: 'expose', exposure: 'echo-cli', port: 22 }, ...(ident ? { ident } : {}) });
+      const toEcho: number[] = [];
+      echo.client.on('tcp connection', (_info, accept) => {
+        const ch = accept();
+        toEcho.push(offeredTo(ch));
+        ch.pipe(ch);
+      });
+      await new Promise<void>((resolve, reject) => echo.client.forwardIn('echo-cli', 22, (err) => (err ? reject(err) : resolve())));
+      const y2 = await t.member('hog', { grant: { kind: 'open', exposure: 'echo-cli' }, ...(ident ? { ident } : {}) });
+      const ch = await openDirect(y2.client, 'echo-cli', 22);
+      assert.deepEqual([toEcho[0], offeredTo(ch)], [64 * 1024, 64 * 1024], 'windows of a bridge opened with the share spent');
+      let back = 0;
+      const echoed = new Promise<void>((resolve) => ch.on('data', (c: Buffer) => (back += c.length) >= 4 * MiB && resolve()));
+      for (let i = 0; i < 128; i++) ch.write(chunk);
+      await echoed;
+      assert.equal(back, 4 * MiB);
     });
-    await new Promise<void>((resolve, reject) => echo.client.forwardIn('echo-cli', 22, (err) => (err ? reject(err) : resolve())));
-    const y2 = await t.member('hog', { grant: { kind: 'open', exposure: 'echo-cli' }, ident: 'tunnel-cli' });
-    const ch = await openDirect(y2.client, 'echo-cli', 22);
-    assert.deepEqual([toEcho[0], offeredTo(ch)], [64 * 1024, 64 * 1024], 'windows of a bridge opened with the share spent');
-    let back = 0;
-    const echoed = new Promise<void>((resolve) => ch.on('data', (c: Buffer) => (back += c.length) >= 4 * MiB && resolve()));
-    for (let i = 0; i < 128; i++) ch.write(chunk);
-    await echoed;
-    assert.equal(back, 4 * MiB);
   });
-});
+}
 
 /**
  * Until X's channels (which never read) took all their windows allow and Y's channels have no
