@@ -187,14 +187,23 @@ export class DirectChannels {
   #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: BridgeOptions, allowance: ChannelAllowance): string {
     const o = this.#o;
     o.slots.opened();
-    // The channel's places (this connection's channel count, the member's channel) go back once:
-    // at the bridge's close, or below when setting the bridge up throws.
+    // This connection's channel count goes back once ssh2 has let go of the channel: at its
+    // 'close' (Y answered the relay's CLOSE), or below when setting the bridge up throws. Given
+    // back at the bridge's close, a Y that never answers kept any number of closed channels
+    // in ssh2 (each an object with its listeners) past --max-channels-per-connection.
+    let slot = true;
+    const slotBack = () => {
+      if (!slot) return;
+      slot = false;
+      o.slots.closed();
+    };
+    ych.once('close', slotBack);
+    // The member's channel (all its connections) goes back once: at the bridge's close, or below.
     let held = true;
     const giveBack = () => {
       if (!held) return;
       held = false;
       opts.member();
-      o.slots.closed();
     };
     let b: Bridge | undefined;
     try {
@@ -231,6 +240,7 @@ export class DirectChannels {
         other.close();
       }
       giveBack();
+      slotBack();
       throw err;
     }
   }

@@ -142,3 +142,35 @@ async function untilBlocked(client: Client, ys: ClientChannel[], xs: ClientChann
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
+
+describe("a Y that never answers the relay's CHANNEL_CLOSE keeps its connection's channel slot", { timeout: 60_000 }, () => {
+  // ssh2 keeps a channel (its object, its listeners, what it still receives and drops) until the
+  // peer answers CLOSE: given back at the bridge's close, Y's slot bounded nothing of that.
+  const t = relayUnderTest(['--max-channels-per-connection', '2']);
+
+  for (const [who, answers] of [
+    ['a Y that answers', true],
+    ['a Y that never answers', false],
+  ] as const) {
+    it(`${who}: three bridges one after another, each closed by X`, async () => {
+      const user = answers ? 'honest' : 'lingerer';
+      const x = await t.member(user, { grant: { kind: 'expose', exposure: `self-${user}`, port: 22 } });
+      x.client.on('tcp connection', (_info, accept) => accept().close());
+      await new Promise<void>((resolve, reject) => x.client.forwardIn(`self-${user}`, 22, (err) => (err ? reject(err) : resolve())));
+      const y = await t.member(user, { grant: { kind: 'open', exposure: `self-${user}` } });
+      if (!answers) protocolOf(y.client).channelClose = () => {};
+      const outcomes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const outcome = await openDirect(y.client, `self-${user}`, 22).then(
+          async (ch) => {
+            await closed(ch.resume()); // the relay closed it (X closed its side)
+            return 'opened';
+          },
+          () => 'refused',
+        );
+        outcomes.push(outcome);
+      }
+      assert.deepEqual(outcomes, answers ? ['opened', 'opened', 'opened'] : ['opened', 'opened', 'refused']);
+    });
+  }
+});
