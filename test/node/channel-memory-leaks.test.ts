@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
+import { offeredTo, untilBlocked } from './channel-windows.js';
 import { openDirect } from './hostile-clients.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 const MiB = 1024 * 1024;
 const STANDARD = 2 * MiB;
 
-const offeredTo = (ch: unknown): number => (ch as { outgoing: { window: number } }).outgoing.window;
 const protocolOf = (c: Client) => (c as unknown as { _protocol: { channelClose(id: number): void } })._protocol;
 
 /** X: binds `exposure` and accepts every channel into it (read and dropped); `offered` gets each channel's window. */
@@ -123,24 +123,6 @@ for (const [peer, ident] of [
       assert.equal(back, 4 * MiB);
     });
   });
-}
-
-/**
- * Until X's channels (which never read) took all their windows allow and Y's channels have no
- * window left, still so after a round trip of Y's connection (the relay read all Y sent before
- * it). Checked once per turn of the event loop (the relay runs in this process).
- */
-async function untilBlocked(client: Client, ys: ClientChannel[], xs: ClientChannel[]): Promise<void> {
-  const received = (ch: ClientChannel) => (ch as unknown as { incoming: { window: number } }).incoming.window;
-  const blocked = () => xs.length === ys.length && xs.every((ch) => received(ch) === 0) && ys.every((ch) => offeredTo(ch) === 0);
-  for (let turn = 0; ; turn++) {
-    assert.ok(turn < 1_000_000, 'Y never ran out of window');
-    if (blocked()) {
-      await new Promise<void>((resolve) => client.openssh_noMoreSessions(() => resolve()));
-      if (blocked()) return;
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
 }
 
 describe("a Y that never answers the relay's CHANNEL_CLOSE keeps its connection's channel slot", { timeout: 60_000 }, () => {

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
+import { offeredTo, untilBlocked } from './channel-windows.js';
 import { openDirect } from './hostile-clients.js';
 import { relayUnderTest } from './relay-under-test.js';
 
@@ -18,7 +19,6 @@ const MiB = 1024 * 1024;
 const FLOOR = 64 * 1024;
 const STANDARD = 2 * MiB;
 
-const offeredTo = (ch: unknown): number => (ch as { outgoing: { window: number } }).outgoing.window;
 
 /** X: binds `exposure` and accepts every channel into it without reading; `offered` gets each channel's window. */
 async function exposeSink(client: Client, exposure: string, offered: number[], channels?: ClientChannel[]): Promise<void> {
@@ -72,24 +72,3 @@ describe('hostile: one member holds at most its share of --channel-memory (plus 
     assert.ok(buffered <= FLOOR + left + 2 * FLOOR, `the relay holds ${buffered} bytes of hog's three paused channels`);
   });
 });
-
-/**
- * Waits until X has granted all it will (its channels do not read: ssh2 stops topping up once 2
- * MiB is unread) and every channel of Y has used up its window, and that still holds after a
- * round trip of Y's connection (a global request the relay answers after the data before it): the
- * relay has received everything Y may send, could pass none of it on, and granted no more.
- * Checked once per turn of the event loop (the relay runs in this process: a loop of round trips
- * alone kept its bridges from running).
- */
-async function untilBlocked(client: Client, ys: ClientChannel[], xs: ClientChannel[]): Promise<void> {
-  const received = (ch: ClientChannel) => (ch as unknown as { incoming: { window: number } }).incoming.window;
-  const blocked = () => xs.every((ch) => received(ch) === 0) && ys.every((ch) => offeredTo(ch) === 0);
-  for (let turn = 0; ; turn++) {
-    assert.ok(turn < 1_000_000, 'Y never ran out of window');
-    if (blocked()) {
-      await new Promise<void>((resolve) => client.openssh_noMoreSessions(() => resolve()));
-      if (blocked()) return;
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
