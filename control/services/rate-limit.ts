@@ -14,27 +14,32 @@ export function rateWindow(now: Date, windowSeconds = WINDOW_SECONDS): Date {
 }
 
 /**
- * The counter's upsert on conflict: one more in the same window, else a new window at 1. For
- * every statement that counts (this file's, and the caller lookup that counts in the same
- * statement, http/authenticate.ts).
+ * The counter's upsert on conflict: the inserted count (1 for an attempt, n for a relay's n
+ * events) more in the same window, else a new window at it. For every statement that counts
+ * (this file's, the caller lookup that counts in the same statement, http/authenticate.ts, and a
+ * relay's event batches, relay-event-limit.ts).
  */
 export const COUNT_ON_CONFLICT = {
   target: rateLimits.key,
   set: {
     // Compare with `excluded` rather than a bound Date: the postgres-js driver cannot bind a
     // raw Date inside sql`` (PGlite can), so every rate-limited route failed on Postgres.
-    count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + 1 else 1 end`,
+    count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + excluded.count else excluded.count end`,
     windowStart: sql`excluded.window_start`,
   },
 };
 
+/** Seconds until the window that started at `windowStart` is over (at least 1): a 429's Retry-After. */
+export function retryAfterSeconds(windowStart: Date, now: Date, windowSeconds = WINDOW_SECONDS): number {
+  return Math.max(1, Math.ceil((windowStart.getTime() + windowSeconds * 1000 - now.getTime()) / 1000));
+}
+
 /** Throws RATE_LIMITED when `count` (the counter after this attempt) is over `limit`. */
 export function assertUnderLimit(count: number | undefined, limit: number, windowStart: Date, now: Date, windowSeconds = WINDOW_SECONDS): void {
   if (count !== undefined && count > limit) {
-    const retryAfter = Math.max(1, Math.ceil((windowStart.getTime() + windowSeconds * 1000 - now.getTime()) / 1000));
     throw new AppError('RATE_LIMITED', 'too many attempts; wait and try again', {
       retryable: true,
-      headers: { 'retry-after': String(retryAfter) },
+      headers: { 'retry-after': String(retryAfterSeconds(windowStart, now, windowSeconds)) },
     });
   }
 }

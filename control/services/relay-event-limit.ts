@@ -3,7 +3,7 @@ import type { Deps } from '../deps.js';
 import { rateLimits } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { preparedPerDb } from '../db/prepared.js';
-import { pruneRateLimits, rateWindow } from './rate-limit.js';
+import { COUNT_ON_CONFLICT, pruneRateLimits, rateWindow, retryAfterSeconds } from './rate-limit.js';
 import type { NodePrincipal } from './authz.js';
 
 /** The fixed window of both counters (seconds). */
@@ -21,13 +21,7 @@ const countQuery = preparedPerDb((db) =>
       { key: sql.placeholder('batchesKey'), windowStart: sql.placeholder('windowStart'), count: 1 },
       { key: sql.placeholder('eventsKey'), windowStart: sql.placeholder('windowStart'), count: sql.placeholder('events') },
     ])
-    .onConflictDoUpdate({
-      target: rateLimits.key,
-      set: {
-        count: sql`case when ${rateLimits.windowStart} = excluded.window_start then ${rateLimits.count} + excluded.count else excluded.count end`,
-        windowStart: sql`excluded.window_start`,
-      },
-    })
+    .onConflictDoUpdate(COUNT_ON_CONFLICT)
     .returning({ key: rateLimits.key, count: rateLimits.count })
     .prepare('relay_event_limit_count'),
 );
@@ -58,10 +52,9 @@ export async function countEventBatch(
     count(batchesKey) > deps.settings.relayEventBatchLimit ? 'batches' : count(eventsKey) > deps.settings.relayEventLimit ? 'events' : undefined;
   if (!over) return;
   deps.metrics.inc('tunnel_control_relay_event_batches_limited_total', 'Relay event batches refused (429) over the per-relay bounds, by bound', { bound: over });
-  const retryAfter = Math.max(1, Math.ceil((windowStart.getTime() + WINDOW_SECONDS * 1000 - now.getTime()) / 1000));
   const limit = over === 'batches' ? `${deps.settings.relayEventBatchLimit} batches` : `${deps.settings.relayEventLimit} events`;
   throw new AppError('RATE_LIMITED', `this relay sent more than ${limit} a minute; send again after Retry-After`, {
     retryable: true,
-    headers: { 'retry-after': String(retryAfter) },
+    headers: { 'retry-after': String(retryAfterSeconds(windowStart, now, WINDOW_SECONDS)) },
   });
 }
