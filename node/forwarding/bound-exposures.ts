@@ -7,7 +7,7 @@ import type { SendGate } from '../send-budget.js';
 import { forwardOutWithWindow, setIncomingWindow } from '../ssh2-internals.js';
 import type { ForwardingHost } from './forwarding-host.js';
 import { refuseRequest } from './request-refusals.js';
-import { holdToWindow } from './standard-window.js';
+import { governWindow } from './standard-window.js';
 import type { VirtualListener } from './virtual-listeners.js';
 
 /**
@@ -133,7 +133,7 @@ function openForwarded(o: ForwardingHost, l: VirtualListener, origin: { addr: st
         try {
           holdAllowance(ch, allowance);
           setIncomingWindow(ch, window); // what X was offered
-          if (!(o.adaptive && o.ctx.windows.adopt(ch, { owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ch, allowance);
+          governWindow(o, ch, allowance, false);
           o.inject('forward-open');
           ch.once(
             'close',

@@ -13,7 +13,7 @@ import { OpenTimeoutError, openWithTimeout, routeDirectTcpip } from './direct-tc
 import type { ForwardingHost } from './forwarding-host.js';
 import { IdleChannels } from './idle-channels.js';
 import { refuseRequest } from './request-refusals.js';
-import { holdToWindow } from './standard-window.js';
+import { governWindow } from './standard-window.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -198,16 +198,9 @@ export class DirectChannels {
       o.slots.closed();
     };
     ych.once('close', slotBack);
-    // The member's channel (all its connections) goes back once: at the bridge's close, or below.
-    let held = true;
-    const giveBack = () => {
-      if (!held) return;
-      held = false;
-      opts.member();
-    };
     let b: Bridge | undefined;
     try {
-      if (!(o.adaptive && o.ctx.windows.adopt(ych, { accepted: true, owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ych, allowance);
+      governWindow(o, ych, allowance, true);
       this.#inject('bridge-open');
       const channelId = o.ctx.ids.channel();
       o.ctx.metrics.channels.inc({ outcome: 'opened' });
@@ -216,7 +209,7 @@ export class DirectChannels {
         channelEnd(ych as unknown as SshChannelLike, o.budget),
         other,
         o.wrap('bridge-close', (stats: BridgeStats) => {
-          giveBack();
+          opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
           this.#bridges.delete(bridged);
           untrack();
           const idled = this.#idle.unwatch(bridged);
@@ -239,7 +232,7 @@ export class DirectChannels {
         closeChannel(ych as unknown as SshChannelLike);
         other.close();
       }
-      giveBack();
+      opts.member();
       slotBack();
       throw err;
     }

@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { ChannelAllowance } from '../channel-memory.js';
+import type { ForwardingHost } from './forwarding-host.js';
 import { channelWindow, STANDARD_WINDOW } from '../ssh2-internals.js';
 
 /**
@@ -23,4 +24,13 @@ export function holdToWindow(ch: Duplex, allowance?: ChannelAllowance): void {
     if (missing >= most / 2) w.grant(missing);
   };
   w.hook({ received: topUp, drained: topUp, consumed: topUp });
+}
+
+/**
+ * Puts one of a connection's channels under `allowance`: an adaptive window when the peer is
+ * Tunnel's CLI and growth is on (node/adaptive-window.ts), else at most the allowance, the way
+ * OpenSSH counts it (holdToWindow). `accepted`: this side confirmed the channel just now.
+ */
+export function governWindow(o: Pick<ForwardingHost, 'adaptive' | 'ctx' | 'windowOwner' | 'pathRtt'>, ch: Duplex, allowance: ChannelAllowance, accepted: boolean): void {
+  if (!(o.adaptive && o.ctx.windows.adopt(ch, { accepted, owner: o.windowOwner(), pathRtt: o.pathRtt, base: allowance }))) holdToWindow(ch, allowance);
 }
