@@ -20,6 +20,7 @@ import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
 import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
 import { reclaimFutureAuditIds } from './services/audit.js';
+import { scheduleEmbeddedVacuum } from './db/embedded-vacuum.js';
 import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
@@ -121,6 +122,8 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     deps.keys.ensure().catch((err) => logger.error('key rotation check failed', { err }));
   }, KEY_CHECK_MS);
   keyTimer.unref();
+  // Postgres servers run autovacuum; PGlite (single-user mode) has none (embedded-vacuum.ts).
+  const vacuum = opened.driver === 'pglite' ? scheduleEmbeddedVacuum(deps.db, logger) : undefined;
   logger.info('control plane listening', {
     listen: `${cfg.listenHost}:${port}`,
     public_url: cfg.publicUrl,
@@ -145,6 +148,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     },
     async close() {
       clearInterval(keyTimer);
+      await vacuum?.stop();
       deps.revocationHub.close();
       await metrics?.close();
       await new Promise<void>((resolve) => {

@@ -1,0 +1,135 @@
+/**
+ * The embedded database is vacuumed and analyzed (embedded-vacuum.ts): PGlite runs no autovacuum,
+ * so rows the history prune deleted kept their space for good and the planner had no statistics.
+ * On a real PGlite with the migrations: audit events inserted and deleted round after round grow
+ * the table each round without a vacuum, and stop growing with one between rounds.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
+import type { TestApp } from '../testing/test-app.js';
+import { usePglite } from '../testing/databases.js';
+import { createMemoryLogger } from '../../shared/logger.js';
+import type { Db } from './client.js';
+import { FREEZE_AGE, scheduleEmbeddedVacuum, tablesDue, vacuumEmbedded, type TableStats } from './embedded-vacuum.js';
+
+const quiet: TableStats = { table: 't', live: 10_000, dead: 0, modifiedSinceAnalyze: 0, insertedSinceVacuum: 0, xidAge: 1000 };
+
+describe('tablesDue: autovacuum defaults', () => {
+  it('leaves a quiet table alone', () => {
+    assert.deepEqual(tablesDue([quiet]), []);
+  });
+  it('vacuums past 50 + 20% dead rows, and not at it', () => {
+    assert.deepEqual(tablesDue([{ ...quiet, dead: 2050 }]), []);
+    assert.deepEqual(tablesDue([{ ...quiet, dead: 2051 }]), [{ table: 't', vacuum: true }]);
+  });
+  it('vacuums past 1,000 + 20% inserts (the visibility map), an insert-only table too', () => {
+    assert.deepEqual(tablesDue([{ ...quiet, insertedSinceVacuum: 3000 }]), []);
+    assert.deepEqual(tablesDue([{ ...quiet, insertedSinceVacuum: 3001 }]), [{ table: 't', vacuum: true }]);
+  });
+  it('vacuums (freezes) a table whose oldest unfrozen id is past 150 million transactions, however quiet', () => {
+    assert.deepEqual(tablesDue([{ ...quiet, xidAge: FREEZE_AGE + 1 }]), [{ table: 't', vacuum: true }]);
+  });
+  it('analyzes alone past 50 + 10% changed rows', () => {
+    assert.deepEqual(tablesDue([{ ...quiet, modifiedSinceAnalyze: 1050 }]), []);
+    assert.deepEqual(tablesDue([{ ...quiet, modifiedSinceAnalyze: 1051 }]), [{ table: 't', vacuum: false }]);
+  });
+  it('counts an empty table from its base thresholds', () => {
+    const empty = { ...quiet, live: 0 };
+    assert.deepEqual(tablesDue([{ ...empty, dead: 50 }, { ...empty, table: 'u', dead: 51 }]), [{ table: 'u', vacuum: true }]);
+  });
+});
+
+const pglite = usePglite();
+
+describe('vacuumEmbedded on PGlite', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await pglite();
+  });
+
+  const auditBytes = async () => {
+    const res = await t.deps.db.execute(sql`select pg_total_relation_size('audit_events')::bigint as size`);
+    return Number((res as unknown as { rows: { size: string | number }[] }).rows[0]!.size);
+  };
+  /** 20,000 audit events written, then deleted (what a year's prune does to a year of events). */
+  const churn = async () => {
+    await t.deps.db.execute(sql`
+      insert into audit_events (at, type, actor, subject, data)
+      select now(), 'lease.issued', 'usr_' || (i % 200), 'exp_' || (i % 200), '{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'::jsonb
+      from generate_series(1, 20000) as i`);
+    await t.deps.db.execute(sql`delete from audit_events where type = 'lease.issued'`);
+  };
+
+  it('without it, deleted rows keep their space: every round grows the table', async () => {
+    const start = await auditBytes();
+    await churn();
+    const one = await auditBytes();
+    await churn();
+    const two = await auditBytes();
+    assert.ok(one > start + 1_000_000, `one round of 20,000 events grows audit_events (${start} -> ${one})`);
+    assert.ok(two > one + 1_000_000, `a second round grows it again: nothing reused the deleted rows' space (${one} -> ${two})`);
+  });
+
+  it('with it between rounds, the table stops growing and gets statistics', async () => {
+    const done = await vacuumEmbedded(t.deps.db);
+    assert.ok(
+      done.some((w) => w.table === 'audit_events' && w.vacuum),
+      `audit_events is vacuumed: ${JSON.stringify(done)}`,
+    );
+    // A deleted index page is reused only after a second vacuum has seen it gone: settle first.
+    for (let round = 0; round < 2; round++) {
+      await churn();
+      await vacuumEmbedded(t.deps.db);
+    }
+    const settled = await auditBytes();
+    for (let round = 0; round < 3; round++) {
+      await churn();
+      await vacuumEmbedded(t.deps.db);
+    }
+    const after = await auditBytes();
+    assert.ok(after <= settled + 1_000_000, `three more rounds, each vacuumed, reuse the space: ${settled} -> ${after} bytes`);
+    const res = await t.deps.db.execute(sql`select last_vacuum, last_analyze from pg_stat_user_tables where relname = 'audit_events'`);
+    const row = (res as unknown as { rows: { last_vacuum: unknown; last_analyze: unknown }[] }).rows[0]!;
+    assert.ok(row.last_vacuum && row.last_analyze, 'vacuumed and analyzed');
+  });
+
+  it('a second run right after finds nothing to do', async () => {
+    await vacuumEmbedded(t.deps.db);
+    assert.deepEqual(
+      (await vacuumEmbedded(t.deps.db)).filter((w) => w.vacuum),
+      [],
+    );
+  });
+});
+
+describe('scheduleEmbeddedVacuum', () => {
+  it('logs a failure instead of throwing, and stop waits for the turn in progress', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const db = {
+      execute: async () => {
+        calls++;
+        await held;
+        throw new Error('database went away');
+      },
+    } as unknown as Pick<Db, 'execute'>;
+    const logger = createMemoryLogger();
+    const s = scheduleEmbeddedVacuum(db, logger, 3600_000);
+    const turn = s.runNow();
+    assert.equal(s.runNow(), turn, 'a turn while one runs is the same turn');
+    let stopped = false;
+    const stop = s.stop().then(() => (stopped = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(stopped, false, 'stop waits for the vacuum in progress');
+    release();
+    await stop;
+    await turn;
+    assert.equal(calls, 1);
+    assert.deepEqual(
+      logger.lines.map((l) => [l.level, l.msg]),
+      [['error', 'vacuuming the embedded database failed']],
+    );
+  });
+});
