@@ -20,7 +20,7 @@ import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
 import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
 import { reclaimFutureAuditIds } from './services/audit.js';
-import { scheduleEmbeddedVacuum } from './db/embedded-vacuum.js';
+import { scheduleEmbeddedMaintenance } from './db/embedded-maintenance.js';
 import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
@@ -122,8 +122,8 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     deps.keys.ensure().catch((err) => logger.error('key rotation check failed', { err }));
   }, KEY_CHECK_MS);
   keyTimer.unref();
-  // Postgres servers run autovacuum; PGlite (single-user mode) has none (embedded-vacuum.ts).
-  const vacuum = opened.driver === 'pglite' ? scheduleEmbeddedVacuum(deps.db, logger) : undefined;
+  // Postgres servers run autovacuum and a checkpointer; PGlite (single-user mode) neither (embedded-maintenance.ts).
+  const upkeep = opened.driver === 'pglite' ? scheduleEmbeddedMaintenance(deps.db, logger) : undefined;
   logger.info('control plane listening', {
     listen: `${cfg.listenHost}:${port}`,
     public_url: cfg.publicUrl,
@@ -148,7 +148,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     },
     async close() {
       clearInterval(keyTimer);
-      await vacuum?.stop();
+      await upkeep?.stop();
       deps.revocationHub.close();
       await metrics?.close();
       await new Promise<void>((resolve) => {

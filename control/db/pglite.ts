@@ -30,6 +30,11 @@ import type { PGlite, PGliteOptions } from '@electric-sql/pglite';
  *   about 0.2 s of CPU.
  */
 export const PGLITE_SHARED_BUFFERS = '8MB';
+/**
+ * How much WAL a checkpoint keeps for reuse (Postgres' default is 1GB). PGlite never checkpoints on
+ * its own; the control plane does (embedded-maintenance.ts), and pg_wal then stays near this.
+ */
+export const PGLITE_MAX_WAL = '64MB';
 
 /** Where the build leaves the template cluster, next to the migrations in dist/. */
 export const PGLITE_TEMPLATE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'pglite-template');
@@ -68,7 +73,7 @@ function pgliteVersion(): string {
 
 /** PGlite options for the control plane's database (the start parameters above). */
 export function pgliteOptions(): PGliteOptions {
-  return { startParams: [...defaultStartParams(), '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`] };
+  return { startParams: [...defaultStartParams(), '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`, '-c', `max_wal_size=${PGLITE_MAX_WAL}`, '-c', 'min_wal_size=32MB'] };
 }
 
 let defaults: string[] | undefined;

@@ -1,8 +1,10 @@
 /**
- * The embedded database is vacuumed and analyzed (embedded-vacuum.ts): PGlite runs no autovacuum,
- * so rows the history prune deleted kept their space for good and the planner had no statistics.
- * On a real PGlite with the migrations: audit events inserted and deleted round after round grow
- * the table each round without a vacuum, and stop growing with one between rounds.
+ * The embedded database is vacuumed, analyzed and checkpointed (embedded-maintenance.ts): PGlite
+ * runs no autovacuum and no checkpointer, so rows the history prune deleted kept their space for
+ * good, the planner had no statistics, and WAL was never recycled. On a real PGlite with the
+ * migrations: audit events inserted and deleted round after round grow the table each round
+ * without a vacuum, and stop growing with one between rounds; pg_wal grows by every round without
+ * a checkpoint and stays near max_wal_size with the maintenance turns.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
@@ -11,7 +13,7 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite } from '../testing/databases.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import type { Db } from './client.js';
-import { FREEZE_AGE, scheduleEmbeddedVacuum, tablesDue, vacuumEmbedded, type TableStats } from './embedded-vacuum.js';
+import { CHECKPOINT_WAL_BYTES, FREEZE_AGE, VACUUM_EVERY_TURNS, checkpointEmbedded, scheduleEmbeddedMaintenance, tablesDue, vacuumEmbedded, walSinceCheckpoint, type TableStats } from './embedded-maintenance.js';
 
 const quiet: TableStats = { table: 't', live: 10_000, dead: 0, modifiedSinceAnalyze: 0, insertedSinceVacuum: 0, xidAge: 1000 };
 
@@ -103,7 +105,55 @@ describe('vacuumEmbedded on PGlite', () => {
   });
 });
 
-describe('scheduleEmbeddedVacuum', () => {
+describe('checkpoints on PGlite', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await pglite();
+  });
+  const walBytes = async () => {
+    const res = await t.deps.db.execute(sql`select coalesce(sum(size), 0)::bigint as size from pg_ls_waldir()`);
+    return Number((res as unknown as { rows: { size: string | number }[] }).rows[0]!.size);
+  };
+  /** About 40 MB of WAL: 100,000 rows written and deleted. */
+  const write = async () => {
+    await t.deps.db.execute(sql`create table if not exists wal_churn (id bigserial primary key, pad text)`);
+    await t.deps.db.execute(sql`insert into wal_churn (pad) select repeat('x', 200) from generate_series(1, 100000)`);
+    await t.deps.db.execute(sql`delete from wal_churn`);
+  };
+
+  it('without checkpoints pg_wal keeps every byte written', async () => {
+    await checkpointEmbedded(t.deps.db, true);
+    const start = await walBytes();
+    for (let i = 0; i < 3; i++) await write();
+    assert.ok(await walSinceCheckpoint(t.deps.db) > 3 * CHECKPOINT_WAL_BYTES);
+    assert.ok((await walBytes()) > start + 96 * 1024 * 1024, `pg_wal grew by what was written: ${start} -> ${await walBytes()}`);
+  });
+
+  it('a turn after 16 MiB of WAL checkpoints, and pg_wal stays near max_wal_size (64MB)', async () => {
+    const logger = createMemoryLogger();
+    const upkeep = scheduleEmbeddedMaintenance(t.deps.db, logger, 3600_000);
+    await upkeep.runNow();
+    const settled = await walBytes();
+    for (let i = 0; i < 6; i++) {
+      await write();
+      await upkeep.runNow();
+      assert.ok(await walSinceCheckpoint(t.deps.db) < 1024, 'the turn checkpointed');
+    }
+    const after = await walBytes();
+    assert.ok(after <= 96 * 1024 * 1024, `pg_wal after 6 rounds of about 40 MB each: ${after} bytes (${settled} after the first turn)`);
+    await upkeep.stop();
+    assert.deepEqual(logger.lines.filter((l) => l.level === 'error'), []);
+  });
+
+  it('a turn with little WAL leaves the checkpoint alone; the vacuum turn takes anything', async () => {
+    await t.deps.db.execute(sql`insert into wal_churn (pad) values ('x')`);
+    assert.equal(await checkpointEmbedded(t.deps.db, false), false);
+    assert.equal(await checkpointEmbedded(t.deps.db, true), true);
+    assert.equal(await checkpointEmbedded(t.deps.db, true), false, 'nothing written since');
+  });
+});
+
+describe('scheduleEmbeddedMaintenance', () => {
   it('logs a failure instead of throwing, and stop waits for the turn in progress', async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
@@ -116,20 +166,36 @@ describe('scheduleEmbeddedVacuum', () => {
       },
     } as unknown as Pick<Db, 'execute'>;
     const logger = createMemoryLogger();
-    const s = scheduleEmbeddedVacuum(db, logger, 3600_000);
+    const s = scheduleEmbeddedMaintenance(db, logger, 3600_000);
     const turn = s.runNow();
     assert.equal(s.runNow(), turn, 'a turn while one runs is the same turn');
     let stopped = false;
     const stop = s.stop().then(() => (stopped = true));
     await new Promise((r) => setImmediate(r));
-    assert.equal(stopped, false, 'stop waits for the vacuum in progress');
+    assert.equal(stopped, false, 'stop waits for the turn in progress');
     release();
     await stop;
     await turn;
     assert.equal(calls, 1);
     assert.deepEqual(
       logger.lines.map((l) => [l.level, l.msg]),
-      [['error', 'vacuuming the embedded database failed']],
+      [['error', 'maintaining the embedded database (vacuum, checkpoint) failed']],
     );
+  });
+
+  it('vacuums every tenth turn', async () => {
+    const seen: string[] = [];
+    const db = {
+      execute: async (q: { queryChunks?: unknown[] }) => {
+        const text = JSON.stringify(q);
+        seen.push(text.includes('pg_stat_user_tables') ? 'stats' : text.includes('pg_control_checkpoint') ? 'wal' : 'other');
+        return { rows: text.includes('pg_control_checkpoint') ? [{ since: 0 }] : [] };
+      },
+    } as unknown as Pick<Db, 'execute'>;
+    const s = scheduleEmbeddedMaintenance(db, createMemoryLogger(), 3600_000);
+    for (let i = 0; i < VACUUM_EVERY_TURNS * 2; i++) await s.runNow();
+    await s.stop();
+    assert.equal(seen.filter((x) => x === 'stats').length, 2);
+    assert.equal(seen.filter((x) => x === 'wal').length, VACUUM_EVERY_TURNS * 2);
   });
 });
