@@ -16,8 +16,9 @@ import type { Socket } from 'node:net';
  * `stallMs` is stalled: `onStall` disconnects it.
  *
  * Buffered bytes may exceed `limit` by the chunk that crossed it (at most 32 KiB from an ssh2
- * channel, 64 KiB from a TCP socket), and by what channels waiting for their peer's window held
- * in their own queues (at most 64 KiB each, CHANNEL_WRITE_LIMIT) when the window opens.
+ * channel, 64 KiB from a TCP socket). Bridges leave nothing in a channel waiting for its peer's
+ * window (they write only what the window takes), so a peer that opens many windows at once
+ * releases nothing past the bound.
  */
 export interface SendBudgetOptions {
   socket: Socket;

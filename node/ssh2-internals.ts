@@ -9,6 +9,7 @@
  * - answers.ts: the Protocol methods through which ssh2 answers the peer on its own (cli/ssh/answer-bound.ts)
  * - channel-limits.ts: data past the window, too small a maximum packet size
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
+ * - channel-send-window.ts: a channel's send window and the peer's WINDOW_ADJUSTs (node/forwarding/bridge.ts)
  * - initial-window.ts: the window a channel opens with (node/channel-memory.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
@@ -46,6 +47,12 @@
  *   still writes straight to the injected socket, `Channel#_write` still calls back once the
  *   peer's window allows (not once the socket took the bytes), and the server still emits
  *   `handshake` after flushing the queue.
+ * - Send windows (channelSendWindow, node/forwarding/bridge.ts): a Channel still has
+ *   `outgoing.window` (what the peer's window takes) and `_client`, `Channel#_write` still writes
+ *   at once and calls back when the data fits the window, and the CHANNEL_WINDOW_ADJUST handlers
+ *   (client.js, server.js) still add `amount` to `outgoing.window` and are still called through
+ *   `_handlers` with `(p, recipient, amount)` (test/node/send-bound-windows: the send bound
+ *   holds when a peer opens many windows at once, and every byte arrives).
  * - Initial windows (acceptWithWindow, forwardOutWithWindow; node/channel-memory.ts): a
  *   direct-tcpip `accept()` in lib/server.js still builds the Channel and then calls
  *   `_protocol.channelOpenConfirm(remote, local, window, packetSize)` synchronously, `forwardOut`
@@ -130,6 +137,7 @@ export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
 export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internals/answers.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
+export { channelSendWindow, type SendWindow } from './ssh2-internals/channel-send-window.js';
 export { acceptWithWindow, forwardOutWithWindow, setIncomingWindow } from './ssh2-internals/initial-window.js';
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';

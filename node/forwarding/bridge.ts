@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { releaseAllowanceOf } from '../channel-memory.js';
 import type { SendGate } from '../send-budget.js';
+import { channelSendWindow, type SendWindow } from '../ssh2-internals.js';
 
 /** One side of a bridge: a stream plus how to half-close and close it. */
 export interface BridgeEnd {
@@ -15,6 +16,11 @@ export interface BridgeEnd {
    * socket (an ssh2 channel): the bridge stops feeding it while the peer is over its bound.
    */
   gate?: SendGate;
+  /**
+   * The peer's window, when `stream` is an ssh2 channel: the bridge writes only what it takes,
+   * so nothing waits inside the channel for the peer's WINDOW_ADJUST.
+   */
+  window?: SendWindow;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -31,10 +37,10 @@ export interface SshChannelLike extends Duplex {
  * after an empty write has passed through the queue (writes complete in order).
  */
 export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
-  holdLittle(ch);
   return {
     stream: ch,
     ...(gate ? { gate } : {}),
+    window: channelSendWindow(ch),
     shutdownWrite(done) {
       ch.write(EMPTY, () => {
         ch.eof();
@@ -58,21 +64,6 @@ export function closeChannel(ch: SshChannelLike): void {
   ch.resume();
   ch.close();
   releaseAllowanceOf(ch);
-}
-
-/** Bytes a bridge queues in an ssh2 channel's writable side before it waits for 'drain'. */
-export const CHANNEL_WRITE_LIMIT = 64 * 1024;
-
-/**
- * ssh2's channels buffer up to 2 MiB of writes while the peer's window is used up (their
- * high-water mark is the standard window), and hand them all to the socket at once when the
- * window opens. A bridge only needs a packet or two queued there: the rest waits in the other
- * channel, whose window it then does not grant, instead of in both (issue 11, relay RSS per
- * saturated stream). Node keeps the mark in the stream's state (no setter); left as is if not.
- */
-function holdLittle(ch: SshChannelLike): void {
-  const state = (ch as unknown as { _writableState?: { highWaterMark?: unknown } })._writableState;
-  if (state && typeof state.highWaterMark === 'number' && state.highWaterMark > CHANNEL_WRITE_LIMIT) state.highWaterMark = CHANNEL_WRITE_LIMIT;
 }
 
 /** A TCP socket (for egress targets): `end()` is a real half-close when allowHalfOpen is set. */
@@ -107,10 +98,12 @@ export interface Bridge {
 
 /**
  * Moves data from one end to the other with backpressure: the reader pauses while the writer
- * is full (`write()` returned false) or, for an ssh2 channel, while its peer is over its send
- * bound (`gate`), and resumes once both are clear. A paused ssh2 channel stops granting window,
- * so the other peer stops sending. `pipe` alone is not enough: an ssh2 channel's `write()`
- * completes as soon as the peer's window allows, whether or not its socket takes the bytes.
+ * is full (`write()` returned false), or, for an ssh2 channel, while its peer is over its send
+ * bound (`gate`) or its window is used up (`window`), and resumes once all are clear. A paused
+ * ssh2 channel stops granting window, so the other peer stops sending. `pipe` alone is not
+ * enough: an ssh2 channel's `write()` completes as soon as the peer's window allows, whether or
+ * not its socket takes the bytes, and holds what the window does not take (up to its 2 MiB
+ * high-water mark) to hand it to the socket the moment a WINDOW_ADJUST comes, past the bound.
  */
 function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finished: () => boolean): () => void {
   const src = from.stream;
@@ -119,7 +112,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
     if (!finished()) src.resume();
   };
   const afterDrain = () => (to.gate ? to.gate.whenOpen(resume) : resume());
-  const onData = (c: Buffer) => {
+  const onData = (chunk: Buffer) => {
     // A peer already over its send bound takes nothing more: the chunk goes back to the front
     // of its source, read again on resume. So however many channels feed one peer, what they
     // queue for it stops at the bound plus the one chunk that crossed it. Written first and
@@ -129,12 +122,28 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
     // peer's NEWKEYS, that pause never ended, and the peer was cut off as stalled.
     if (to.gate?.update()) {
       src.pause();
-      src.unshift(c);
+      src.unshift(chunk);
       to.gate.whenOpen(resume);
       return;
     }
-    count(c.length);
-    const full = !dst.write(c);
+    // What the peer's window does not take goes back to the source too, read again once the
+    // window grew (and then only if the peer is under its bound). Left in the channel (a bridge
+    // kept up to 64 KiB there), it went to the socket with the WINDOW_ADJUST, unchecked: a peer
+    // that stopped reading and then opened 16 used-up windows at once had 1 MiB queued against
+    // a 64 KiB bound (16 MiB per connection at 256 channels; test/node/send-bound-windows).
+    const room = to.window ? to.window.room() : chunk.length;
+    const c = room < chunk.length ? chunk.subarray(0, room) : chunk;
+    let full = false;
+    if (c.length > 0) {
+      count(c.length);
+      full = !dst.write(c);
+    }
+    if (c !== chunk) {
+      src.pause();
+      src.unshift(chunk.subarray(room));
+      to.window!.onGrow(resume);
+      return;
+    }
     const over = to.gate?.update() ?? false;
     if (!full && !over) return;
     src.pause();

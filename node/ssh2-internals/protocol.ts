@@ -9,6 +9,7 @@ export type ChannelOpenHandler = (p: unknown, info: { type: string; sender: numb
 export type ChannelOpenConfirmationHandler = (p: unknown, info: { recipient: number; packetSize?: number }) => void;
 export type ChannelRequestHandler = (p: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void;
 export type ChannelDataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void;
+export type WindowAdjustHandler = (p: unknown, recipient: number, amount: number) => void;
 /** ssh2's packet writer (`Protocol._packetRW.write`): `alloc(len, true)` and `finalize(packet, true)` make a KEX-safe packet. */
 export interface PacketWriterInternals {
   allocStart: number;
@@ -24,6 +25,7 @@ export interface ProtocolInternals {
     CHANNEL_REQUEST?: ChannelRequestHandler;
     CHANNEL_DATA?: ChannelDataHandler;
     CHANNEL_EXTENDED_DATA?: ChannelDataHandler;
+    CHANNEL_WINDOW_ADJUST?: WindowAdjustHandler;
   };
   _onHandshakeComplete?: (...args: unknown[]) => void;
   _kex?: { remoteExtInfoEnabled?: boolean };
