@@ -173,7 +173,7 @@ export class RelayConnection {
     );
     this.closed = new Promise((resolve) => {
       conn.once('close', () => {
-        guard.run('close', () => this.#onClose());
+        this.#onClose();
         try {
           onClosed(this);
         } finally {
@@ -287,20 +287,34 @@ export class RelayConnection {
       return false;
     }
     this.#ending = true;
-    try {
-      this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId });
-      // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
-      // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
-      // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
-      this.#direct?.abortAll();
-      this.#exposures.unbindAll();
-      this.#ctx.egress.release(this.sessionId);
-    } finally {
-      // Closed even when one of these threw (a fault of the caller's handler, whose end() then
-      // finds it closing and does nothing): #onClose releases all of it again at the close.
-      this.#disconnect(reason, now);
-    }
+    // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
+    // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
+    // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
+    // Each step on its own (#each): one that throws no longer leaves the ones after it to the
+    // socket's close; #onClose releases all of it again then.
+    this.#each(
+      () => this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId }),
+      () => this.#abortBridges(),
+      () => this.#exposures.unbindAll(),
+      () => this.#ctx.egress.release(this.sessionId),
+    );
+    this.#disconnect(reason, now);
     return true;
+  }
+
+  /**
+   * Runs each of `steps` under the guard, whatever the others do: a throw is a fault of this
+   * connection (logged, counted under `close`; end() finds it closing already), and the steps
+   * after it still run.
+   */
+  #each(...steps: (() => void)[]): void {
+    for (const step of steps) this.#guard.run('close', step);
+  }
+
+  /** Its bridges (Y's side) end now; the test fault `close-bridges` throws first. */
+  #abortBridges(): void {
+    this.#inject('close-bridges');
+    this.#direct?.abortAll();
   }
 
   /**
@@ -419,19 +433,25 @@ export class RelayConnection {
     this.#exposures.request(name, info as TcpipBindInfo, lease, accept, reject);
   }
 
+  /** Gives back everything the connection held, each step on its own (#each): a throw in one skipped every release after it, for good. */
   #onClose(): void {
     this.#closed = true;
-    this.#direct?.stopIdleSweep();
-    this.#budget.close();
-    this.#direct?.abortAll();
-    this.#exposures.unbindAll();
-    this.#ctx.registry.detach(this.sessionId);
-    this.#releaseMember?.();
-    this.#releaseMember = undefined;
-    this.#ctx.egress.release(this.sessionId);
-    if (this.#lease) {
-      this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
-    }
-    this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut });
+    this.#each(
+      () => this.#direct?.stopIdleSweep(),
+      () => this.#budget.close(),
+      () => this.#abortBridges(),
+      () => this.#exposures.unbindAll(),
+      () => this.#ctx.registry.detach(this.sessionId),
+      () => {
+        const release = this.#releaseMember;
+        this.#releaseMember = undefined;
+        release?.();
+      },
+      () => this.#ctx.egress.release(this.sessionId),
+      () => {
+        if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
+      },
+      () => this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut }),
+    );
   }
 }

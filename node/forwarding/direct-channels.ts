@@ -52,9 +52,9 @@ export class DirectChannels {
     this.#idle.close();
   }
 
-  /** The connection ends: every bridge closes now. */
+  /** The connection ends: every bridge closes now (each on its own: one that throws is a fault, and the rest still close). */
   abortAll(): void {
-    for (const b of this.#bridges) b.abort();
+    for (const b of this.#bridges) this.#o.wrap('close', () => b.abort())();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
