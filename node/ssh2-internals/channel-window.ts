@@ -14,7 +14,7 @@ export interface ChannelWindow {
    * (`read(n)` raises it past n); such a reader waits until that much is buffered.
    */
   asked(): number;
-  /** Grants the peer `n` more bytes (SSH_MSG_CHANNEL_WINDOW_ADJUST). */
+  /** Grants the peer `n` more bytes (SSH_MSG_CHANNEL_WINDOW_ADJUST); nothing once this side closed the channel. */
   grant(n: number): void;
   /**
    * Calls `received(n, accepted)` after each CHANNEL_DATA of `n` bytes was pushed (the window
@@ -60,7 +60,9 @@ export function channelWindow(ch: Duplex): ChannelWindow {
     readable: () => c.readableLength,
     asked: () => c.readableHighWaterMark,
     grant(n) {
-      if (outgoing.state === 'closed' || n <= 0) return;
+      // Nothing once this side sent CLOSE ('closing'): what the peer sends from then on is
+      // dropped unread (closeChannel), so more window would only have it send more to drop.
+      if (outgoing.state === 'closing' || outgoing.state === 'closed' || n <= 0) return;
       incoming.window += n;
       protocol.channelWindowAdjust!(outgoing.id, n);
     },
