@@ -171,6 +171,14 @@ export class RelayConnection {
         this.#log.info('connection error', { err: loggable(err.message, 256), errLevel: err.level });
       }),
     );
+    // The peer's FIN ends its connection at once. From then on ssh2 writes nothing to the socket
+    // (its onWrite drops every packet once the readable side ended; Node swaps the socket's write
+    // for writeAfterFIN, which drops the packet pool's and the batching's wrappers), so nothing
+    // can reach the peer any more; but the bridges feeding it went on, and with the queue toward
+    // it stuck under the send bound they encrypted and dropped the other side's data at full
+    // speed, each packet in a fresh pooled buffer never given back, until a keepalive timeout
+    // (test/node/relay-peer-fin). Destroyed, the socket closes and #onClose releases everything.
+    conn.on('end', guard.wrap('end', () => socketOf(conn).destroy()));
     this.closed = new Promise((resolve) => {
       conn.once('close', () => {
         this.#onClose();

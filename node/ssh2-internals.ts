@@ -85,6 +85,9 @@
  *   `PacketWriter` (`allocStart` 5, `finalize` returns the packet), a key exchange still sets
  *   `_kexinit` and `allocStart` 0 and queues bare payloads, and `sendPacket` still encrypts through
  *   `_cipher` (cli/ssh/packet-reads.test.ts runs every cipher class and re-keys mid-stream).
+ * - Peer FIN (node/connection.ts): server.js still emits 'end' on the Connection at its socket's
+ *   'end', and its onWrite still drops every write once the socket's readable side ended
+ *   (test/node/relay-peer-fin).
  * - client.js still keeps the server's identification software version in `Client#_remoteVer`.
  * - Ping round trips (timePings, node/path-rtt.ts): server.js's keepalive still sends its pings
  *   through `proto.ping()` on the instance and sends no other global request, and still sets no
