@@ -26,6 +26,19 @@ describe('tunnel-control configuration: TLS and defaults', () => {
     }
   });
 
+  it('the console idle timeout: 12h by default; --console-idle-timeout or TUNNEL_CONSOLE_IDLE_TIMEOUT, 10m to 30d or off, reaches the settings', () => {
+    assert.equal(loadControlConfig([], { HOME: '/h' }).consoleIdleTimeout, 12 * 3600);
+    assert.equal(loadControlConfig(['--console-idle-timeout', '45m'], { HOME: '/h', TUNNEL_CONSOLE_IDLE_TIMEOUT: '2d' }).consoleIdleTimeout, 2700);
+    assert.equal(loadControlConfig([], { HOME: '/h', TUNNEL_CONSOLE_IDLE_TIMEOUT: '2d' }).consoleIdleTimeout, 2 * 86400);
+    assert.equal(loadControlConfig(['--console-idle-timeout=off'], { HOME: '/h' }).consoleIdleTimeout, 0);
+    for (const bad of ['', '5m', '599', '31d', '1.5h', '12 h', 'never', '-1h', '12h\0']) {
+      assert.throws(() => loadControlConfig([`--console-idle-timeout=${bad}`], { HOME: '/h' }), (e: unknown) => e instanceof ConfigError && /^--console-idle-timeout /.test(e.message), bad);
+    }
+    const opened = { db: {} as OpenedDb['db'], driver: 'pglite' as const, close: async () => undefined };
+    const { settings } = buildDeps(loadControlConfig(['--console-idle-timeout', '8h'], { HOME: '/h', ...KEY }), opened, noopLogger);
+    assert.equal(settings.consoleIdleTimeout, 8 * 3600);
+  });
+
   it('relay event bounds: 600 batches and 60,000 events a minute by default; flags or TUNNEL_RELAY_EVENT_* set them, and they reach the settings', () => {
     const d = loadControlConfig([], { HOME: '/h' });
     assert.deepEqual([d.relayEventBatchLimit, d.relayEventLimit], [600, 60_000]);

@@ -29,6 +29,8 @@ export interface ControlConfig {
   relayEventLimit: number;
   /** Proxies trusted to name the client in X-Forwarded-For: hops, or networks; 0 = none. */
   trustProxy: TrustProxy;
+  /** Seconds a console session may go without renewing a token before it is ended; 0: never. */
+  consoleIdleTimeout: number;
   /** How the API is served: plain HTTP, HTTPS from files, or HTTPS with a self-made certificate. */
   tls: TlsConfig;
   /** Where to serve /metrics (plain HTTP, apart from the API); undefined: not served at all. */
@@ -89,6 +91,11 @@ Options (environment variable in brackets):
                          view of the client is the last entry) or a comma-separated list of
                          proxy addresses/networks (10.0.0.0/8,127.0.0.1), walked right to left.
                          Default: none (the socket's peer is the client).
+  --console-idle-timeout DURATION
+                         end a web console session that made no request for this long (its
+                         refresh token is refused and the session revoked, audited as
+                         auth.session_idle) [TUNNEL_CONSOLE_IDLE_TIMEOUT] (default 12h; from 10m
+                         to 30d, e.g. 45m, 8h, 2d; off: only the 30-day token life ends it)
   --metrics-listen HOST:PORT
                          serve Prometheus /metrics on this address, plain HTTP and apart from the
                          API [TUNNEL_METRICS_LISTEN] (default: not served; keep it on loopback or
@@ -129,6 +136,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
         'audit-retention': { type: 'string' },
         'relay-event-batch-limit': { type: 'string' },
         'relay-event-limit': { type: 'string' },
+        'console-idle-timeout': { type: 'string' },
         'trust-proxy': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
@@ -219,6 +227,8 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     );
   }
 
+  const consoleIdleTimeout = idleTimeout(v['console-idle-timeout'] ?? (env.TUNNEL_CONSOLE_IDLE_TIMEOUT || '12h'));
+
   const metricsText = v['metrics-listen'] ?? (env.TUNNEL_METRICS_LISTEN || undefined);
   const metricsListen = metricsText === undefined ? undefined : parseHostPort(metricsText, { allowZero: true });
   if (metricsText !== undefined && !metricsListen) {
@@ -241,6 +251,7 @@ export function loadControlConfig(argv: string[], env: NodeJS.ProcessEnv, readSt
     relayEventBatchLimit,
     relayEventLimit,
     trustProxy: parseTrustProxy(v['trust-proxy'] ?? env.TUNNEL_TRUST_PROXY ?? ''),
+    consoleIdleTimeout,
     tls,
     metricsListen,
   };
@@ -265,6 +276,22 @@ function wholeNumber(flag: string, raw: string, min: number, what: string): numb
     throw new ConfigError(`${flag} must be a whole number of ${what}, from ${min} to 1000000000 (got "${raw.slice(0, 32)}")`);
   }
   return n;
+}
+
+const IDLE_UNITS = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/**
+ * `--console-idle-timeout`: seconds, from 10 minutes (an access token's life, which outlives the
+ * last refresh by as much) to 30 days (a session's whole life), or 0 for `off`.
+ */
+function idleTimeout(raw: string): number {
+  if (raw === 'off') return 0;
+  const m = /^(\d{1,7})([smhd])?$/.exec(raw);
+  const secs = m ? Number(m[1]) * IDLE_UNITS[(m[2] ?? 's') as keyof typeof IDLE_UNITS] : NaN;
+  if (!(secs >= 600 && secs <= 30 * 86400)) {
+    throw new ConfigError(`--console-idle-timeout must be a duration from 10m to 30d, such as 45m, 12h or 2d, or off (got "${raw.slice(0, 32)}")`);
+  }
+  return secs;
 }
 
 /** localhost, 127.0.0.0/8, ::1. */
@@ -323,6 +350,7 @@ function defaults(env: NodeJS.ProcessEnv): ControlConfig {
     relayEventBatchLimit: 600,
     relayEventLimit: 60_000,
     trustProxy: 0,
+    consoleIdleTimeout: 12 * 3600,
     tls: { mode: 'off', warn: false },
     metricsListen: undefined,
   };

@@ -14,7 +14,13 @@ export interface AppSettings {
   /** Issuer of tokens and leases, and the base of verification URLs: the public URL of the API. */
   issuer: string;
   accessTokenTtl: number;
+  /** A login session's absolute life (seconds): its refresh tokens expire this long after it started. */
   refreshTokenTtl: number;
+  /**
+   * A console session (auth/sessions.ts `CONSOLE_CLIENT_ID`) that renewed no token for this long
+   * (seconds) is ended at its next refresh; 0: never. At least `accessTokenTtl`.
+   */
+  consoleIdleTimeout: number;
   deviceCodeTtl: number;
   devicePollInterval: number;
   leaseTtl: { expose: number; open: number; egress: number };
@@ -58,6 +64,7 @@ export interface AppSettings {
 export const DEFAULT_SETTINGS: Omit<AppSettings, 'issuer'> = {
   accessTokenTtl: 600,
   refreshTokenTtl: 30 * 86400,
+  consoleIdleTimeout: 12 * 3600,
   deviceCodeTtl: 600,
   devicePollInterval: 5,
   leaseTtl: { expose: 3600, open: 600, egress: 600 },

@@ -175,6 +175,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     relayEventBatchLimit: cfg.relayEventBatchLimit,
     relayEventLimit: cfg.relayEventLimit,
     trustProxy: cfg.trustProxy,
+    consoleIdleTimeout: cfg.consoleIdleTimeout,
   };
   return {
     db: opened.db,

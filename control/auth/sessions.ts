@@ -21,6 +21,16 @@ export interface SessionTokens {
 }
 
 /**
+ * The `client_id` the web console sends with its password grant (RFC 6749 §3.2.1: a public client
+ * may name itself). Its sessions end after `consoleIdleTimeout` without a refresh: a console
+ * left signed in on a shared machine must not stay usable for the refresh token's 30 days. The
+ * name is not secret: any client that sends it only gets the stricter session.
+ */
+export const CONSOLE_CLIENT_ID = 'tunnel-console';
+/** A console session's family id starts with this (other sessions' with `fam_`): fixed at login, kept by every rotation. */
+const CONSOLE_FAMILY = 'cfam';
+
+/**
  * Starts a login session: a new refresh token family, whose id is the session id (`sid`) of
  * every access token minted for it, so ending the family ends those access tokens too. In one
  * transaction with the user's row locked (services/owner-lock.ts): a session started while the
@@ -28,8 +38,14 @@ export interface SessionTokens {
  * path answers a disabled user), instead of committing beside it and surviving it. The
  * `auth.login` audit row commits with the session.
  */
-export async function startSession(deps: Deps, user: User, method: 'device' | 'password', refused: () => AppError): Promise<SessionTokens> {
-  const familyId = deps.ids.id('fam');
+export async function startSession(
+  deps: Deps,
+  user: User,
+  method: 'device' | 'password',
+  refused: () => AppError,
+  clientId?: string,
+): Promise<SessionTokens> {
+  const familyId = deps.ids.id(clientId === CONSOLE_CLIENT_ID ? CONSOLE_FAMILY : 'fam');
   const refresh = deps.ids.secret('tnl_rt');
   const live = await deps.db.transaction(async (tx) => {
     const live = await lockLiveOwner(tx, { id: user.id });
@@ -63,6 +79,7 @@ export async function rotateRefreshToken(deps: Deps, presented: string): Promise
   if (!row) throw invalidGrant();
   if (row.revokedAt || row.rotatedAt) return retryOrReuse(deps, row, presented, now);
   if (row.expiresAt <= now) throw invalidGrant();
+  if (idleTooLong(deps, row, now)) return endIdle(deps, row, now);
   const successor = successorOf(deps, presented);
   // Claim and successor in one transaction: a concurrent rotation of the same token waits for
   // it, then finds the token rotated and its successor there.
@@ -105,6 +122,25 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
     await audit(tx, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
   });
   deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
+  throw invalidGrant();
+}
+
+/**
+ * A console session whose token `row` was issued (at its login or its last refresh, which a
+ * console in use makes whenever its access token has expired) `consoleIdleTimeout` or more ago.
+ */
+function idleTooLong(deps: Deps, row: RefreshRow, now: Date): boolean {
+  const idle = deps.settings.consoleIdleTimeout;
+  return idle > 0 && row.familyId.startsWith(`${CONSOLE_FAMILY}_`) && now.getTime() - row.createdAt.getTime() >= idle * 1000;
+}
+
+/** Ends an idle console session (its family revoked, `auth.session_idle` audited with it) and refuses the token. */
+async function endIdle(deps: Deps, row: RefreshRow, now: Date): Promise<never> {
+  await revoking(deps, async (tx, revoke) => {
+    await endSession(tx, revoke, row.familyId, now, row.userId, 'session_revoked');
+    await audit(tx, now, { type: 'auth.session_idle', actor: row.userId, subject: row.familyId, data: { idle_timeout: deps.settings.consoleIdleTimeout } });
+  });
+  deps.logger.info('idle console session ended', { family: row.familyId, user: row.userId });
   throw invalidGrant();
 }
 

@@ -1,12 +1,15 @@
 /**
  * The console session outlives its access token: a page whose access token cookie is gone (the
  * browser drops it when it expires) or has expired refreshes it from the refresh token cookie and
- * renders, with the new pair in its cookies, however many API calls the page makes.
+ * renders, with the new pair in its cookies, however many API calls the page makes. But not its
+ * idle timeout: a console session that made no request for `consoleIdleTimeout` is ended on the
+ * server (refresh token refused, family revoked, audited), while a CLI session is not.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { uniq } from '../testing/fixtures.js';
+import { auditEvents } from '../db/schema/index.js';
 
 const BASE = 'http://console.test';
 const PASSWORD = 'a long enough password';
@@ -80,5 +83,38 @@ describe('console: the session refreshes its access token', () => {
     t.clock.advance((t.deps.settings.accessTokenTtl + 60) * 1000);
     const { res } = await get(jar, '/console/connections');
     assert.equal(res.status, 200, `${res.status} ${res.headers.get('location') ?? ''}`);
+  });
+
+  it('ends a console session idle for the idle timeout on the server: its refresh token is refused and the end audited', async () => {
+    const idle = t.deps.settings.consoleIdleTimeout;
+    assert.equal(idle, 12 * 3600, 'the default: 12 hours');
+    const jar = await signIn();
+    const rt = jar.get('tunnel_rt')!;
+    // A CLI's password session, just as idle: not the console's, so it lives on.
+    const cli = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: name, password: PASSWORD } });
+    assert.equal(cli.status, 200);
+    t.clock.advance(idle * 1000 + 1000);
+    const { res } = await get(jar, '/console/connections');
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location') ?? '', /^\/console\/login/);
+    // Not just the cookie: the refresh token itself no longer works, from anywhere.
+    const direct = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: rt } });
+    assert.equal(direct.status, 400);
+    assert.equal(direct.body.code, 'INVALID_GRANT');
+    const ended = (await t.deps.db.select().from(auditEvents)).filter((e) => e.type === 'auth.session_idle');
+    assert.equal(ended.length, 1, 'the end is audited once');
+    const renewed = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: cli.body.refresh_token } });
+    assert.equal(renewed.status, 200, 'the CLI session is not a console session');
+  });
+
+  it('keeps a console session in use past the idle timeout: each refresh starts it again', async () => {
+    const jar = await signIn();
+    const step = (t.deps.settings.accessTokenTtl + 60) * 1000;
+    const until = t.clock.now().getTime() + t.deps.settings.consoleIdleTimeout * 1000 * 2;
+    while (t.clock.now().getTime() < until) {
+      t.clock.advance(step);
+      const { res } = await get(jar, '/console/exposures');
+      assert.equal(res.status, 200, `${res.status} ${res.headers.get('location') ?? ''}`);
+    }
   });
 });

@@ -128,7 +128,7 @@ export function registerAuth(app: App): void {
           });
           const wrong = () => new AppError('INVALID_CREDENTIALS', 'wrong user name or password', { oauthError: 'invalid_grant' });
           if (!user) throw wrong();
-          return c.json(await startSession(deps, user, 'password', wrong), 200);
+          return c.json(await startSession(deps, user, 'password', wrong, body.client_id), 200);
         }
         case GRANT_SERVICE_TOKEN: {
           await rateLimit(deps.db, now, `service:${clientSource(c)}`, deps.settings.authRateLimit * 4);

@@ -7,6 +7,7 @@ export type AuditType =
   | 'auth.login_failed'
   | 'auth.refresh_reuse'
   | 'auth.logout'
+  | 'auth.session_idle'
   | 'auth.device_approved'
   | 'auth.device_denied'
   | 'setup.admin_created'

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
+import { CONSOLE_CLIENT_ID } from '../../auth/sessions.js';
 import { ApiSession, SignedOut } from '../api-session.js';
 import { readCookie } from '../cookies.js';
 import { csrfOk, csrfToken, newCsrf } from '../csrf.js';
@@ -52,6 +53,7 @@ export function registerSignIn(r: Hono<AppEnv>, app: App): void {
       grant_type: 'password',
       username,
       password: field('password', 1024),
+      client_id: CONSOLE_CLIENT_ID,
     });
     if (!res.ok) {
       const error = res.problem.status === 429 ? 'Too many attempts. Wait a minute and try again.' : 'Wrong user name or password.';
