@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { AppEnv } from '../http/env.js';
+import { servedOverHttps } from '../http/security-headers.js';
 
 /**
  * The console's cookies. All are HttpOnly and SameSite=Strict; over HTTPS they are `Secure` and
@@ -10,12 +11,8 @@ import type { AppEnv } from '../http/env.js';
  */
 export type CookieName = 'at' | 'rt' | 'csrf';
 
-export function isSecure(c: Context<AppEnv>): boolean {
-  return new URL(c.req.url).protocol === 'https:' || c.get('deps').settings.issuer.startsWith('https:');
-}
-
 function fullName(c: Context<AppEnv>, name: CookieName): string {
-  return `${isSecure(c) ? '__Host-' : ''}tunnel_${name}`;
+  return `${servedOverHttps(c) ? '__Host-' : ''}tunnel_${name}`;
 }
 
 export function readCookie(c: Context<AppEnv>, name: CookieName): string | undefined {
@@ -28,11 +25,11 @@ export function writeCookie(c: Context<AppEnv>, name: CookieName, value: string,
     path: '/',
     httpOnly: true,
     sameSite: 'Strict',
-    secure: isSecure(c),
+    secure: servedOverHttps(c),
     maxAge: Math.max(1, Math.floor(maxAgeSeconds)),
   });
 }
 
 export function clearCookie(c: Context<AppEnv>, name: CookieName): void {
-  deleteCookie(c, fullName(c, name), { path: '/', secure: isSecure(c) });
+  deleteCookie(c, fullName(c, name), { path: '/', secure: servedOverHttps(c) });
 }

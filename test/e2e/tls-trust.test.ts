@@ -88,6 +88,9 @@ describe('tunnel-control makes its own certificate (--tls self-signed)', () => {
     // curl with the certificate as its CA: the names (127.0.0.1) and the chain check out.
     const out = execFileSync('curl', ['-sS', '--cacert', certFile, `${control.url}/healthz`], { encoding: 'utf8' });
     assert.match(out, /ok/);
+    // Served over HTTPS, the console tells browsers to use nothing else (HSTS).
+    const head = execFileSync('curl', ['-sS', '-o', '/dev/null', '-D', '-', '--cacert', certFile, `${control.url}/console/login`], { encoding: 'utf8' });
+    assert.match(head, /^strict-transport-security: max-age=31536000\r?$/im);
     // The setup line printed for the operator uses the same CA file.
     assert.match(control.stderr(), new RegExp(`curl -sS --cacert ${certFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} -X POST`));
   });
