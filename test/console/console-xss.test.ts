@@ -25,6 +25,7 @@ const PAGES = ['exposures', 'connections', 'nodes', 'egress', 'tokens', 'users',
 const RLO = '\u202e';
 const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 const BIDI_REMOTE = '10.9.8.7:2222';
+const CUT_MARK = 'cut-across:';
 
 /**
  * Whether the first two characters of `text`, where it first occurs in a text node under
@@ -71,6 +72,10 @@ describe('console and device page: hostile text in every field stays text (Chrom
     // A reason that turns the rest of its line around (U+202E), before a remote address the audit shows after it.
     const turned = [{ type: 'auth_fail', at, remote: BIDI_REMOTE, reason: `bad key ${RLO}x` }];
     assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: turned } }), 202);
+    // Reasons whose details reach the audit page's 300-character cut in a run of escapes and
+    // entities (`&` then U+202E, shown as \u202e), one character further along each time.
+    const across = [0, 1, 2, 3, 4, 5, 6].map((k) => ({ type: 'auth_fail', at, remote: BIDI_REMOTE, reason: `${CUT_MARK}${'x'.repeat(k)}${'&\u202e'.repeat(36)}` }));
+    assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: across } }), 202);
   });
 
   async function check(page: Page, where: string): Promise<void> {
@@ -139,6 +144,26 @@ describe('console and device page: hostile text in every field stays text (Chrom
     }
     assert.equal(shown, PAYLOADS.length, 'every payload is a client name the API takes');
   });
+  it('the audit page cuts long details between whole escapes and characters, and says it cut', async () => {
+    const ctx = await stage.browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${stage.base}/console/login`);
+    await page.getByLabel('User name').fill(stage.admin.name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/console\/exposures/);
+    await page.goto(`${stage.base}/console/audit?type=relay.auth_fail`);
+    const cells = (await page.locator('td code').allInnerTexts()).filter((x) => x.includes(CUT_MARK));
+    assert.equal(cells.length, 7);
+    for (const shown of cells) {
+      assert.ok(shown.length <= 300, `${shown.length}`);
+      assert.ok(shown.endsWith('…'), `says it cut: ${shown.slice(-12)}`);
+      // Ends with a whole unit: & or a whole \u202e (not \u, \u2, \u20 or \u202).
+      assert.match(shown.slice(0, -1), /(?:&|\\u202e)$/, shown.slice(-12));
+    }
+    await ctx.close();
+  });
+
   it('bidirectional overrides in a client name or a relay\'s text cannot turn the page\'s own words around', async () => {
     const d = await stage.t.call('POST', '/v1/auth/device', { body: { client_name: `Tunnel CLI${RLO}` } });
     assertOk(d, 200);

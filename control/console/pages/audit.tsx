@@ -3,6 +3,7 @@ import type { App, AppEnv } from '../../http/env.js';
 import { Table, when } from '../layout.js';
 import { page, problemNotice, type PageCtx } from '../page.js';
 import { shownText } from '../shown-text.js';
+import { shownDetails } from '../audit-details.js';
 
 interface AuditEvent {
   id: string;
@@ -61,7 +62,7 @@ async function view(p: PageCtx): Promise<Response> {
           <td>{e.actor ? (names.get(e.actor) ?? e.actor) : '—'}</td>
           <td>{e.subject ? <code>{names.get(e.subject) ?? shownText(e.subject)}</code> : '—'}</td>
           <td>
-            <code>{shownText(JSON.stringify(e.data)).slice(0, 300)}</code>
+            <code>{shownDetails(e.data)}</code>
           </td>
         </tr>
       ))
