@@ -1,6 +1,7 @@
 import { raw } from 'hono/html';
 import type { Child } from 'hono/jsx';
 import { SCRIPT, STYLESHEET } from './assets.js';
+import { shownText } from './shown-text.js';
 
 export interface Me {
   id: string;
@@ -131,6 +132,15 @@ export function Table(props: { caption: string; head: string[]; empty: string; r
       </table>
     </div>
   );
+}
+
+/**
+ * Text someone else chose (a relay's version, reasons and addresses, a device's name): its
+ * invisible characters shown (shown-text.ts) and the whole isolated (<bdi>), so that neither
+ * bidi controls nor ordinary right-to-left letters in it can move the page's words around it.
+ */
+export function Theirs(props: { text: string }) {
+  return <bdi>{shownText(props.text)}</bdi>;
 }
 
 export function Pill(props: { on: boolean; yes: string; no: string; bad?: boolean }) {

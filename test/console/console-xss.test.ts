@@ -26,6 +26,8 @@ const RLO = '\u202e';
 const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 const BIDI_REMOTE = '10.9.8.7:2222';
 const CUT_MARK = 'cut-across:';
+const HEBREW = 'שלום';
+const ARABIC = 'مرحبا';
 
 /**
  * Whether the first two characters of `text`, where it first occurs in a text node under
@@ -76,6 +78,19 @@ describe('console and device page: hostile text in every field stays text (Chrom
     // entities (`&` then U+202E, shown as \u202e), one character further along each time.
     const across = [0, 1, 2, 3, 4, 5, 6].map((k) => ({ type: 'auth_fail', at, remote: BIDI_REMOTE, reason: `${CUT_MARK}${'x'.repeat(k)}${'&\u202e'.repeat(36)}` }));
     assertOk(await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: across } }), 202);
+    // A relay whose words are in ordinary right-to-left letters (no controls), with digits after them.
+    const rtl = await enrollNode(t, token);
+    const v = await t.call('POST', '/v1/nodes/self/heartbeat', {
+      token: rtl.token,
+      body: { version: `${HEBREW} 2.0`, native_crypto: true, egress_driver: 'iptables', connections: 0, exposures: [] },
+    });
+    assertOk(v, 200);
+    const rtlEvents = [
+      { type: 'conn_open', at, session_id: 'rtl-1', remote: `${ARABIC} 1`, lease_id: `${HEBREW}-7` },
+      { type: 'conn_close', at, session_id: 'rtl-1', remote: `${ARABIC} 1`, reason: `${HEBREW} 42`, bytes_in: 1, bytes_out: 2 },
+      { type: 'auth_fail', at, remote: `${ARABIC} 3`, reason: `${HEBREW} 5` },
+    ];
+    assertOk(await t.call('POST', '/v1/nodes/self/events', { token: rtl.token, body: { events: rtlEvents } }), 202);
   });
 
   async function check(page: Page, where: string): Promise<void> {
@@ -144,6 +159,35 @@ describe('console and device page: hostile text in every field stays text (Chrom
     }
     assert.equal(shown, PAYLOADS.length, 'every payload is a client name the API takes');
   });
+  it('every field in right-to-left letters is isolated (<bdi>) wherever a page shows it', async () => {
+    const ctx = await stage.browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${stage.base}/console/login`);
+    await page.getByLabel('User name').fill(stage.admin.name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/console\/exposures/);
+    const seen: Record<string, number> = {};
+    for (const p of PAGES) {
+      await page.goto(`${stage.base}/console/${p}`);
+      // Each text node with a right-to-left letter: is it inside an isolate (bdi, dir=auto)?
+      const found = (await page.evaluate(`(() => {
+        const out = [];
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+          if (!/[\u0590-\u08ff]/.test(n.textContent)) continue;
+          out.push({ text: n.textContent, isolated: !!n.parentElement.closest('bdi, [dir=auto]') });
+        }
+        return out;
+      })()`)) as { text: string; isolated: boolean }[];
+      seen[p] = found.length;
+      for (const f of found) assert.ok(f.isolated, `${p}: ${JSON.stringify(f.text)} is not isolated`);
+    }
+    // The version on the relays page, the remotes on the connections page, the reasons and remotes in the audit.
+    assert.ok(seen.nodes! >= 1 && seen.connections! >= 1 && seen.audit! >= 3, JSON.stringify(seen));
+    await ctx.close();
+  });
+
   it('the audit page cuts long details between whole escapes and characters, and says it cut', async () => {
     const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();

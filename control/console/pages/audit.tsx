@@ -1,9 +1,8 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { Table, when } from '../layout.js';
+import { Table, Theirs, when } from '../layout.js';
 import { page, problemNotice, type PageCtx } from '../page.js';
-import { shownText } from '../shown-text.js';
-import { shownDetails } from '../audit-details.js';
+import { detailsPieces, shownDetails } from '../audit-details.js';
 
 interface AuditEvent {
   id: string;
@@ -25,6 +24,17 @@ function toIso(v: string): string {
   if (!v) return '';
   const d = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(v) ? v : `${v}Z`);
   return Number.isNaN(d.getTime()) ? v : d.toISOString();
+}
+
+/** An event's data: JSON, cut at its limit (with …), each of its strings isolated (<bdi>). */
+function Details(props: { data: unknown }) {
+  const { text, cut } = shownDetails(props.data);
+  return (
+    <code>
+      {detailsPieces(text).map((piece) => (piece.string ? <bdi>{piece.text}</bdi> : piece.text))}
+      {cut ? '…' : null}
+    </code>
+  );
 }
 
 async function view(p: PageCtx): Promise<Response> {
@@ -59,10 +69,10 @@ async function view(p: PageCtx): Promise<Response> {
           <td>
             <code>{e.type}</code>
           </td>
-          <td>{e.actor ? (names.get(e.actor) ?? e.actor) : '—'}</td>
-          <td>{e.subject ? <code>{names.get(e.subject) ?? shownText(e.subject)}</code> : '—'}</td>
+          <td>{e.actor ? (names.get(e.actor) ?? <Theirs text={e.actor} />) : '—'}</td>
+          <td>{e.subject ? <code>{names.get(e.subject) ?? <Theirs text={e.subject} />}</code> : '—'}</td>
           <td>
-            <code>{shownDetails(e.data)}</code>
+            <Details data={e.data} />
           </td>
         </tr>
       ))

@@ -1,9 +1,8 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, DangerButton, Live, Pill, Table, bytes, when } from '../layout.js';
+import { CsrfField, DangerButton, Live, Pill, Table, Theirs, bytes, when } from '../layout.js';
 import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
-import { shownText } from '../shown-text.js';
 
 type Kind = 'expose' | 'open' | 'egress';
 type Target = { host: string; port: number };
@@ -82,7 +81,7 @@ function ConnectionCells({ c }: { c: Connection }) {
       <td>{what(c)}</td>
       <td>{c.node}</td>
       <td>
-        <code>{c.remote === null ? '—' : shownText(c.remote)}</code>
+        <code>{c.remote === null ? '—' : <Theirs text={c.remote} />}</code>
       </td>
       <td>{when(c.opened_at)}</td>
     </>

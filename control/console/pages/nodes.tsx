@@ -1,10 +1,9 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Pill, Table, when } from '../layout.js';
+import { CsrfField, Pill, Table, Theirs, when } from '../layout.js';
 import { page, problemNotice, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 import { SecretBox } from './secret-box.js';
-import { shownText } from '../shown-text.js';
 
 interface Node {
   name: string;
@@ -32,7 +31,7 @@ async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: 
         <code>{n.address}</code>
       </td>
       <td>{when(n.last_seen_at)}</td>
-      <td>{n.version === null ? '—' : shownText(n.version)}</td>
+      <td>{n.version === null ? '—' : <Theirs text={n.version} />}</td>
       <td>{n.native_crypto === null ? '—' : n.native_crypto ? 'yes' : 'no (slower)'}</td>
       <td>{n.egress_driver === null ? '—' : <Pill on={n.egress_driver === 'iptables'} yes="iptables" no="OFF" bad={n.egress_driver === 'off'} />}</td>
       <td>{n.active_exposures}</td>
