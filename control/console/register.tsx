@@ -58,7 +58,9 @@ export function registerConsole(app: App): void {
   registerTokens(r, app);
   registerUsers(r, app);
   registerAudit(r, app);
-  r.all('*', (c) => simplePage(c, 'Not found', `There is no console page at ${new URL(c.req.url).pathname}.`, 404));
+  // The requested path is not repeated: escaped it cannot run, but a link to /console/<words>
+  // would still put a stranger's words on this origin's page, for phishing.
+  r.all('*', (c) => simplePage(c, 'Not found', 'There is no console page at this address.', 404));
 
   for (const path of ['/', '/console', '/console/']) app.get(path, (c) => c.redirect('/console/exposures', 303));
   app.route('/console', r);
