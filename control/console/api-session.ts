@@ -37,6 +37,8 @@ export class ApiSession {
    * old one (or gone), and every later call of the same page must use the new token.
    */
   private fresh: string | undefined;
+  /** This answer set the session's cookies (sign-in, refresh). */
+  private wrote = false;
 
   constructor(
     private readonly app: App,
@@ -66,14 +68,20 @@ export class ApiSession {
 
   /** Stores a fresh token pair from the token endpoint in the session cookies. */
   remember(tokens: { access_token: string; expires_in: number; refresh_token?: string }): void {
+    this.wrote = true;
     writeCookie(this.c, 'at', tokens.access_token, tokens.expires_in);
     if (tokens.refresh_token) writeCookie(this.c, 'rt', tokens.refresh_token, this.c.get('deps').settings.refreshTokenTtl);
   }
 
+  /**
+   * Deletes the session's cookies: those the request carried, or this answer set. Not the others:
+   * a request that carried none (a link from another site: SameSite=Strict cookies are not sent
+   * with it) must not delete them, which signed the browser out.
+   */
   forget(): void {
-    clearCookie(this.c, 'at');
-    clearCookie(this.c, 'rt');
-    clearCookie(this.c, 'csrf');
+    for (const name of ['at', 'rt', 'csrf'] as const) {
+      if (this.wrote || readCookie(this.c, name) !== undefined) clearCookie(this.c, name);
+    }
   }
 
   private async refresh(): Promise<string> {

@@ -25,7 +25,7 @@ const NAV: NavItem[] = [
   { href: '/console/audit', label: 'Audit', admin: true },
 ];
 
-export function Layout(props: { title: string; me?: Me; csrf?: string; current?: string; children?: Child }) {
+export function Layout(props: { title: string; me?: Me; csrf?: string; current?: string; refresh?: string; children?: Child }) {
   const { me, csrf, current } = props;
   return (
     <>
@@ -35,6 +35,7 @@ export function Layout(props: { title: string; me?: Me; csrf?: string; current?:
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{`${props.title} · Tunnel`}</title>
+        {props.refresh ? <meta http-equiv="refresh" content={`0; url=${props.refresh}`} /> : null}
         <link rel="stylesheet" href={STYLESHEET.path} />
         <script src={SCRIPT.path} defer></script>
       </head>

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { Child } from 'hono/jsx';
 import type { App, AppEnv } from '../http/env.js';
 import { ApiSession, SignedOut, type Problem } from './api-session.js';
+import { readCookie } from './cookies.js';
 import { csrfOk, csrfToken } from './csrf.js';
 import { Layout, Notice, type Me } from './layout.js';
 
@@ -32,9 +33,38 @@ async function readForm(c: Context<AppEnv>): Promise<Record<string, string> | nu
   return out;
 }
 
+/**
+ * A page opened from another site's link: the browser sent none of the console's cookies
+ * (SameSite=Strict), so the request looks signed out when the browser may well be signed in.
+ * Instead of the sign-in page, a page that opens the same address again from this origin, with
+ * the cookies (a plain link too, for a browser that does not follow the refresh).
+ */
+function fromAnotherSite(c: Context<AppEnv>): boolean {
+  return (
+    c.req.method === 'GET' &&
+    c.req.header('sec-fetch-site') === 'cross-site' &&
+    c.req.header('sec-fetch-mode') === 'navigate' &&
+    readCookie(c, 'at') === undefined &&
+    readCookie(c, 'rt') === undefined
+  );
+}
+
+function openAgain(c: Context<AppEnv>): Response | Promise<Response> {
+  const u = new URL(c.req.url);
+  const here = `${u.pathname}${u.search}`;
+  return c.html(
+    <Layout title="Opening the console" refresh={here}>
+      <p>
+        <a href={here}>Continue to the console</a>
+      </p>
+    </Layout>,
+  );
+}
+
 /** A page for signed-in users: session from cookies, CSRF on posts, API errors as pages. */
 export function page(app: App, handler: Handler) {
   return async (c: Context<AppEnv>): Promise<Response> => {
+    if (fromAnotherSite(c)) return openAgain(c);
     const api = new ApiSession(app, c);
     let form: Record<string, string> = {};
     if (c.req.method === 'POST') {
