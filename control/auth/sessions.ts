@@ -93,7 +93,9 @@ export async function rotateRefreshToken(deps: Deps, presented: string): Promise
       .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.rotatedAt), isNull(refreshTokens.revokedAt)))
       .returning({ id: refreshTokens.id });
     if (won.length === 0) return false;
-    await insertRefresh(tx, deps, row.userId, row.familyId, successor);
+    // A console session ends its refreshTokenTtl after sign-in however it is used: its successor
+    // keeps the expiry (a CLI session's gets a new one, so a long-running client is not cut off).
+    await insertRefresh(tx, deps, row.userId, row.familyId, successor, isConsole(row.familyId) ? row.expiresAt : undefined);
     return true;
   });
   if (!claimed) {
@@ -131,8 +133,10 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
  */
 function idleTooLong(deps: Deps, row: RefreshRow, now: Date): boolean {
   const idle = deps.settings.consoleIdleTimeout;
-  return idle > 0 && row.familyId.startsWith(`${CONSOLE_FAMILY}_`) && now.getTime() - row.createdAt.getTime() >= idle * 1000;
+  return idle > 0 && isConsole(row.familyId) && now.getTime() - row.createdAt.getTime() >= idle * 1000;
 }
+
+const isConsole = (familyId: string): boolean => familyId.startsWith(`${CONSOLE_FAMILY}_`);
 
 /** Ends an idle console session (its family revoked, `auth.session_idle` audited with it) and refuses the token. */
 async function endIdle(deps: Deps, row: RefreshRow, now: Date): Promise<never> {
@@ -158,6 +162,7 @@ async function insertRefresh(
   userId: string,
   familyId: string,
   token: string,
+  expiresAt?: Date,
 ): Promise<void> {
   const now = deps.clock.now();
   await db.insert(refreshTokens).values({
@@ -166,7 +171,7 @@ async function insertRefresh(
     userId,
     tokenHash: hashSecret(token),
     createdAt: now,
-    expiresAt: new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
+    expiresAt: expiresAt ?? new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
   });
 }
 

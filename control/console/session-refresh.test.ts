@@ -117,4 +117,29 @@ describe('console: the session refreshes its access token', () => {
       assert.equal(res.status, 200, `${res.status} ${res.headers.get('location') ?? ''}`);
     }
   });
+
+  it('ends a console session in use at its absolute life (refreshTokenTtl after sign-in), a CLI session not', async () => {
+    const jar = await signIn();
+    const cli = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: name, password: PASSWORD } });
+    assert.equal(cli.status, 200);
+    let cliRt = cli.body.refresh_token as string;
+    const life = t.deps.settings.refreshTokenTtl * 1000;
+    const step = (t.deps.settings.consoleIdleTimeout - 3600) * 1000;
+    const end = t.clock.now().getTime() + life;
+    while (t.clock.now().getTime() + step < end) {
+      t.clock.advance(step);
+      jar.delete('tunnel_at');
+      const { res } = await get(jar, '/console/exposures');
+      assert.equal(res.status, 200, `in use: ${res.status} ${res.headers.get('location') ?? ''}`);
+      const r = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: cliRt } });
+      assert.equal(r.status, 200);
+      cliRt = r.body.refresh_token;
+    }
+    t.clock.advance(end - t.clock.now().getTime() + 1000);
+    jar.delete('tunnel_at');
+    const { res } = await get(jar, '/console/exposures');
+    assert.equal(res.status, 303, 'past its life the console session is over');
+    const r = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: cliRt } });
+    assert.equal(r.status, 200, 'a CLI session in use goes on');
+  });
 });
