@@ -246,6 +246,29 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await t.call('POST', '/v1/service-tokens', { token: await mem(u), body: { name: 'z', scopes: [] } }), 400, 'VALIDATION_FAILED');
       });
 
+      // A race: Postgres only (PGlite has one connection). The held UPDATE demotes or disables the
+      // acting admin, not yet committed; the request was authenticated as an admin before it.
+      if (name === 'postgres') it('a token for another user, made while the admin is being demoted or disabled, is refused', async () => {
+        for (const [change, status, code] of [
+          [sql`role = 'member'`, 403, 'FORBIDDEN'],
+          [sql`disabled = true`, 401, 'TOKEN_INVALID'],
+        ] as const) {
+          const a = await t.user(uniq('adm'), 'admin');
+          const v = await t.user(uniq('ci'), 'member');
+          const at = await tokenFor(t, a);
+          const hold = await holdRows(t, sql`update users set ${change} where id = ${a.id}`);
+          const waiting = await lockWaiters(t);
+          let settled = false;
+          const made = t
+            .call('POST', '/v1/service-tokens', { token: at, body: { name: 'late', scopes: ['open:*'], user: v.name } })
+            .finally(() => (settled = true));
+          await until('the create waits for the change (or, unfixed, is done)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
+          await hold.release();
+          assertProblem(await made, status, code);
+          assert.deepEqual((await t.call('GET', '/v1/service-tokens', { token: await mem(v) })).body.service_tokens, []);
+        }
+      });
+
       // A race: Postgres only (PGlite has one connection).
       if (name === 'postgres') it('changing the scopes of a token deleted meanwhile (pruned) is a 404, not a 500', async () => {
         const u = await t.user(uniq('ci'), 'member');

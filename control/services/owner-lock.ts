@@ -1,6 +1,8 @@
-import { eq } from 'drizzle-orm';
+import { eq, or } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { users } from '../db/schema/index.js';
+import { callerGone } from '../lib/errors.js';
+import type { UserPrincipal } from './authz.js';
 
 type UserRow = typeof users.$inferSelect;
 
@@ -21,4 +23,30 @@ export async function lockLiveOwner(tx: Pick<Db, 'select'>, where: { id: string 
     .limit(1)
     .for('no key update');
   return row && !row.disabled ? row : undefined;
+}
+
+/**
+ * For what an admin does to or for another user (change them, disable them, create a service
+ * token for them): locks the acting user's row and the target's, in id order, and returns the
+ * actor as its row says now (throws callerGone if gone or disabled), for the caller to ask the
+ * policy again, and the target's row (undefined: no such user; disabled ones are returned).
+ * The role read at authentication alone let an admin demoted or disabled meanwhile still act:
+ * two admins demoting each other at once both committed and no admin was left, and a token made
+ * for another user by an admin being demoted outlived the demotion. Now the action waits for the
+ * demotion and is refused. The locks are lockLiveOwner's (`no key update`).
+ */
+export async function lockActorAndTarget(
+  tx: Pick<Db, 'select'>,
+  p: UserPrincipal,
+  target: { name: string },
+): Promise<{ actor: UserPrincipal; target: UserRow | undefined }> {
+  const rows = await tx
+    .select()
+    .from(users)
+    .where(or(eq(users.id, p.userId), eq(users.name, target.name)))
+    .orderBy(users.id)
+    .for('no key update');
+  const actor = rows.find((r) => r.id === p.userId);
+  if (!actor || actor.disabled) throw callerGone();
+  return { actor: { ...p, role: actor.role }, target: rows.find((r) => r.name === target.name) };
 }

@@ -11,7 +11,7 @@ import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
 import { revoking } from './lease-revocation.js';
 import { assertMayCreateServiceToken } from './member-limits.js';
-import { lockLiveOwner } from './owner-lock.js';
+import { lockActorAndTarget, lockLiveOwner } from './owner-lock.js';
 
 type Row = typeof serviceTokens.$inferSelect;
 export type ServiceTokenView = z.infer<typeof ServiceTokenSchema>;
@@ -29,9 +29,11 @@ const view = (t: Row, user: string): ServiceTokenView => ({
 /**
  * Creates a scoped service token for the caller (or, for admins, another user); the secret is
  * returned once. In one transaction: the owner's row locked (refused if disabled, as
- * authentication would: TOKEN_INVALID for the caller's own, NOT_FOUND for another's), the
- * member's cap checked under that lock, the insert and its audit row. So a disable either
- * finds the token and revokes it, or the create waits for it and is refused.
+ * authentication would: TOKEN_INVALID for the caller's own, NOT_FOUND for another's), and for
+ * another's the acting admin's row too, its role and state checked again under that lock
+ * (owner-lock.ts `lockActorAndTarget`); the member's cap checked under the lock, the insert and
+ * its audit row. So a disable either finds the token and revokes it, or the create waits for it
+ * and is refused; likewise a demotion or disable of the acting admin.
  */
 export async function createServiceToken(
   deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'settings'>,
@@ -48,13 +50,19 @@ export async function createServiceToken(
   const token = deps.ids.secret('tnl_st');
   const now = deps.clock.now();
   const { row, owner } = await deps.db.transaction(async (tx) => {
-    const owner = await lockLiveOwner(tx, forOther ? { name: body.user! } : { id: p.userId });
-    if (!owner) {
-      if (forOther) throw notFound(`user "${body.user}"`);
-      throw callerGone();
+    let owner: typeof users.$inferSelect | undefined;
+    if (forOther) {
+      // The acting admin's row too, and the policy asked again with its role now: an admin
+      // demoted or disabled meanwhile is refused, not let through on the role it had.
+      const locked = await lockActorAndTarget(tx, p, { name: body.user! });
+      owner = locked.target?.disabled ? undefined : locked.target;
+      if (!owner) throw notFound(`user "${body.user}"`);
+      assertAllowed(locked.actor, 'service_token.create', { userId: owner.id });
+    } else {
+      owner = await lockLiveOwner(tx, { id: p.userId });
+      if (!owner) throw callerGone();
+      await assertMayCreateServiceToken(deps, tx, { ...p, role: owner.role });
     }
-    if (forOther) assertAllowed(p, 'service_token.create', { userId: owner.id });
-    else await assertMayCreateServiceToken(deps, tx, { ...p, role: owner.role });
     const [row] = await tx
       .insert(serviceTokens)
       .values({

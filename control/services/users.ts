@@ -1,14 +1,15 @@
-import { eq, isNull, and, or } from 'drizzle-orm';
+import { eq, isNull, and } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type { UserSchema } from '../../protocol/api-types.js';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { egressTargets, exposures, serviceTokens, users } from '../db/schema/index.js';
 import { revokeAllSessions } from '../auth/sessions.js';
-import { AppError, notFound, callerGone } from '../lib/errors.js';
+import { AppError, notFound } from '../lib/errors.js';
 import { audit, type AuditType } from './audit.js';
-import { assertAllowed, can, type Action, type Role, type UserPrincipal } from './authz.js';
+import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
+import { lockActorAndTarget } from './owner-lock.js';
 import { revoking, type Revocations } from './lease-revocation.js';
 
 type UserRow = typeof users.$inferSelect;
@@ -52,27 +53,6 @@ export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
 }
 
 /**
- * Locks the acting admin's row and the target's, in id order, and asks the policy again with the
- * actor as that row says now; returns the target's row (undefined: no such user). The check at
- * authentication alone let two admins demote or disable each other at once: each was an admin
- * when its request began, both committed, and no admin was left. Now the second waits for the
- * first and is refused. `no key update` is what the update takes anyway, and leaves the rows
- * free for the key-share locks of inserts that reference them.
- */
-async function lockActorAndTarget(tx: Db, p: UserPrincipal, action: Extract<Action, 'user.disable' | 'user.update'>, name: string): Promise<UserRow | undefined> {
-  const rows = await tx
-    .select()
-    .from(users)
-    .where(or(eq(users.id, p.userId), eq(users.name, name)))
-    .orderBy(users.id)
-    .for('no key update');
-  const actor = rows.find((r) => r.id === p.userId);
-  if (!actor || actor.disabled) throw callerGone();
-  assertAllowed({ ...p, role: actor.role }, action, { name });
-  return rows.find((r) => r.name === name);
-}
-
-/**
  * Disables a user and takes back everything they were granted: sessions, service tokens, leases,
  * in one transaction (services/lease-revocation.ts `revoking`).
  */
@@ -80,7 +60,8 @@ export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pic
   assertAllowed(p, 'user.disable', { name });
   const now = deps.clock.now();
   const row = await revoking(deps, async (tx, revoke) => {
-    const target = await lockActorAndTarget(tx, p, 'user.disable', name);
+    const { actor, target } = await lockActorAndTarget(tx, p, { name });
+    assertAllowed(actor, 'user.disable', { name });
     if (!target) throw notFound(`user "${name}"`);
     const [row] = await tx.update(users).set({ disabled: true }).where(eq(users.id, target.id)).returning();
     if (!row) throw notFound(`user "${name}"`);
@@ -114,7 +95,8 @@ export async function updateUser(
   if (body.role) set.role = body.role;
   if (Object.keys(set).length > 0) {
     const row = await revoking(deps, async (tx, revoke) => {
-      const before = await lockActorAndTarget(tx, p, 'user.update', name);
+      const { actor, target: before } = await lockActorAndTarget(tx, p, { name });
+      assertAllowed(actor, 'user.update', { name });
       if (!before) throw notFound(`user "${name}"`);
       const [row] = await tx.update(users).set(set).where(eq(users.id, before.id)).returning();
       if (!row) throw notFound(`user "${name}"`);
