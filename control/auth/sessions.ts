@@ -68,10 +68,12 @@ function successorOf(deps: Pick<Deps, 'keys'>, presented: string): string {
 }
 
 /**
- * Rotates a refresh token. A token that was already rotated (or revoked) is a sign of theft:
- * its whole family is revoked, so both the thief and the victim must log in again. Except within
- * `refreshReuseGrace` seconds of its rotation while its successor is still unused: then the
- * answer is that same successor (and a fresh access token), since that is a retry, not a replay.
+ * Rotates a refresh token. A token that was already rotated, in a session still live, is a sign
+ * of theft (`auth.refresh_reuse`): its whole family is revoked, so both the thief and the victim
+ * must log in again. Except within `refreshReuseGrace` seconds of its rotation while its
+ * successor is still unused: then the answer is that same successor (and a fresh access token),
+ * since that is a retry, not a replay. A token of a session that was ended (logout, the user
+ * disabled, an earlier reuse) gets the same invalid_grant, audited as `auth.refresh_after_end`.
  */
 export async function rotateRefreshToken(deps: Deps, presented: string): Promise<SessionTokens> {
   const now = deps.clock.now();
@@ -119,11 +121,17 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
       return tokensFor(deps, await liveUser(deps, row.userId), row.familyId, successor);
     }
   }
+  // A revoked token's session was ended already (logout, the user disabled, a reuse found
+  // before): presenting it is a client that was not told, not a sign of theft, and has nothing
+  // left to end. A token rotated away in a session still live is the theft sign: the session ends.
+  const ended = row.revokedAt !== null;
   await revoking(deps, async (tx, revoke) => {
+    // Also for an ended one (a no-op then, unless a successor escaped the end: it goes too).
     await endSession(tx, revoke, row.familyId, now, row.userId, 'session_revoked');
-    await audit(tx, now, { type: 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
+    await audit(tx, now, { type: ended ? 'auth.refresh_after_end' : 'auth.refresh_reuse', actor: row.userId, subject: row.familyId });
   });
-  deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
+  if (ended) deps.logger.info('refresh token of an ended session', { family: row.familyId, user: row.userId });
+  else deps.logger.warn('refresh token reuse; family revoked', { family: row.familyId, user: row.userId });
   throw invalidGrant();
 }
 

@@ -68,6 +68,25 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertNoSecrets(reuse.body, [a.body.refresh_token], 'problem body');
       });
 
+      it('a refresh token of a session that ended (logout, user disabled) is refused and audited as after its end, not as reuse', async () => {
+        const u = await t.user(uniq('late'), 'member', PASSWORD);
+        const a = await login(t, u.name);
+        const a2 = await refresh(t, a.body.refresh_token);
+        assertOk(a2);
+        assert.equal((await t.call('POST', '/v1/auth/logout', { token: a2.body.access_token, body: {} })).status, 204);
+        const b = await login(t, u.name);
+        assertOk(await t.call('DELETE', `/v1/users/${u.name}`, { token: await tokenFor(t, admin) }));
+        t.clock.advance((t.deps.settings.refreshReuseGrace + 1) * 1000);
+        // After the logout: its live token and the one rotated away before it; after the disable.
+        for (const rt of [a2.body.refresh_token, a.body.refresh_token, b.body.refresh_token]) {
+          const res = await refresh(t, rt);
+          assertProblem(res, 400, 'INVALID_GRANT');
+          assert.equal(res.body.error, 'invalid_grant');
+        }
+        const mine = (await auditEvents(t, admin)).filter((e) => e.actor === u.id && e.type.startsWith('auth.refresh'));
+        assert.deepEqual(mine.map((e) => e.type), ['auth.refresh_after_end', 'auth.refresh_after_end', 'auth.refresh_after_end']);
+      });
+
       it('two concurrent refreshes with one token get the same successor (a retry is not reuse)', async () => {
         const u = await t.user(uniq('racer'), 'member', PASSWORD);
         const s = await login(t, u.name);

@@ -6,6 +6,7 @@ export type AuditType =
   | 'auth.login'
   | 'auth.login_failed'
   | 'auth.refresh_reuse'
+  | 'auth.refresh_after_end'
   | 'auth.logout'
   | 'auth.session_idle'
   | 'auth.device_approved'
