@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { prepareSetupCode } from '../auth/setup-code.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { assertNoSecrets, assertOk, assertProblem, readResult } from '../testing/problem.js';
-import { tokenFor, uniq } from '../testing/fixtures.js';
+import { serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
 
 const PASSWORD = 'first admin password';
 
@@ -89,6 +89,22 @@ describe('POST /v1/auth/logout', () => {
     const bSession = await login(b.name);
     assert.equal((await t.call('POST', '/v1/auth/logout', { token: a.token, body: { refresh_token: bSession.refresh_token } })).status, 204);
     assertOk(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: bSession.refresh_token } }));
+  });
+
+  it("ends another login of the caller's own with its refresh token, but not through a service token", async () => {
+    const u = await t.user(uniq('sam'), 'member', PW);
+    const refresh = (rt: string) => t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: rt } });
+    const headless = await serviceAccess(t, u.token, ['open:*']);
+    const target = await login(u.name);
+    const denied = await t.call('POST', '/v1/auth/logout', { token: headless.accessToken, body: { refresh_token: target.refresh_token } });
+    assertProblem(denied, 403, 'SCOPE_DENIED');
+    const stillLive = await refresh(target.refresh_token);
+    assertOk(stillLive);
+    // RFC 7009: holding a refresh token is the authority to revoke it, from any login of its user.
+    const other = await login(u.name);
+    assert.equal((await t.call('POST', '/v1/auth/logout', { token: other.access_token, body: { refresh_token: stillLive.body.refresh_token } })).status, 204);
+    assertProblem(await refresh(stillLive.body.refresh_token), 400, 'INVALID_GRANT');
+    assertProblem(await t.call('GET', '/v1/me', { token: stillLive.body.access_token }), 401, 'TOKEN_INVALID');
   });
 
   it('validates its body', async () => {

@@ -174,6 +174,10 @@ export function registerAuth(app: App): void {
       path: '/v1/auth/logout',
       tags: ['auth'],
       summary: 'End a login session (revokes the refresh token family and the leases issued through it)',
+      description:
+        'Ends the session the access token belongs to, and the one whose `refresh_token` is given if it is the same ' +
+        "user's (holding a refresh token is the authority to revoke it, RFC 7009; another user's is ignored). A service " +
+        'token has no login session and cannot end one: 403 SCOPE_DENIED.',
       security: bearerSecurity,
       request: { body: { required: false, content: { 'application/json': { schema: LogoutRequestSchema } } } },
       responses: { 204: { description: 'Logged out' }, ...errorResponses },

@@ -201,7 +201,10 @@ const RULES = {
   'node.enroll': anyone(),
 
   'self.read': user(() => ALLOW),
-  'self.logout': user(() => ALLOW),
+  // A login session is ended by a login of its user: the one the access token names, or any
+  // other of theirs whose refresh token is presented (RFC 7009: holding it is the authority to
+  // revoke it). A service token has no session, and no scope names one: it ends none.
+  'self.logout': user((p) => unscoped(p, 'end a login session')),
 
   'user.create': user(adminOnly),
   'user.list': user(adminOnly),
