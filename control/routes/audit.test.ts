@@ -10,6 +10,7 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { holdRows } from '../testing/row-locks.js';
 import { reclaimFutureAuditIds } from '../services/audit.js';
+import { pruneHistory, PRUNE_EVERY_MS } from '../services/history-prune.js';
 import { assertOk } from '../testing/problem.js';
 import { tokenFor, uniq } from '../testing/fixtures.js';
 
@@ -19,9 +20,11 @@ function dbSuite(name: string, makeApp: MakeApp) {
   describe(`audit paging (${name})`, { skip: makeApp.unavailable }, () => {
     let t: TestApp;
     let token: string;
+    let admin: { id: string; name: string };
     before(async () => {
       t = await makeApp();
-      token = await tokenFor(t, await t.user(uniq('admin'), 'admin'));
+      admin = await t.user(uniq('admin'), 'admin');
+      token = await tokenFor(t, admin);
     });
 
     /** An exporter: pages oldest first from its cursor (the last id it read) to a short page. */
@@ -78,6 +81,53 @@ function dbSuite(name: string, makeApp: MakeApp) {
         [later, moved],
       );
       assert.equal(await reclaimFutureAuditIds(t.deps.db), 0, 'nothing left to move');
+    });
+
+    const insertAt = (subject: string, at: Date) =>
+      sql`insert into audit_events (at, type, actor, subject, data) values (${at.toISOString()}::timestamptz, 'user.created', 'test', ${subject}, '{}')`;
+    /** Moves the clock (a new token for it) and takes a prune turn. */
+    const prune = async (advanceMs = 0) => {
+      t.clock.advance(advanceMs + PRUNE_EVERY_MS);
+      token = await tokenFor(t, admin);
+      return pruneHistory(t.deps.db, t.clock.now(), { auditRetentionDays: 30 });
+    };
+    const DAY = 86400_000;
+
+    it('a cursor past the retention is not pruned while a younger event before it stays, so no event is read twice', async () => {
+      const e = await exporter(1000);
+      await e.poll();
+      const [old, young, later] = [uniq('old'), uniq('young'), uniq('later')];
+      await t.deps.db.execute(insertAt(old, new Date(t.clock.now().getTime() - 40 * DAY)));
+      await t.deps.db.execute(insertAt(young, t.clock.now()));
+      // `young` took the transaction id just below `old`'s (it began first, inserted after): read
+      // first, then `old`, whose id is the cursor.
+      await t.deps.db.execute(
+        sql`update audit_events set tx = ((select tx from audit_events where subject = ${old})::text::bigint - 1)::text::xid8 where subject = ${young}`,
+      );
+      await e.poll();
+      const mine = () => e.seen.map((x) => x.subject).filter((x) => x === old || x === young || x === later);
+      assert.deepEqual(mine(), [young, old]);
+      await prune();
+      await t.deps.db.execute(insert(later));
+      await e.poll();
+      assert.deepEqual(mine(), [young, old, later], 'no event twice');
+    });
+
+    it('a cursor pruned with everything before it resumes at the oldest event left; one above every id, at the next new one', async () => {
+      const e = await exporter(1000);
+      await e.poll();
+      const cursor = e.seen[e.seen.length - 1]!.id;
+      const kept = uniq('kept');
+      await t.deps.db.execute(insertAt(kept, new Date(t.clock.now().getTime() + 31 * DAY)));
+      const turn = await prune(31 * DAY);
+      assert.ok(turn && turn.audit > 0, JSON.stringify(turn));
+      const gone = await t.call('GET', `/v1/audit?limit=1000&order=desc&before=${Number(cursor) + 1}`, { token });
+      assert.ok(!(gone.body.events as Event[]).some((x) => x.id === cursor), 'the cursor event was pruned');
+      await e.poll();
+      const after = e.seen.slice(e.seen.findIndex((x) => x.id === cursor) + 1).filter((x) => x.type !== 'audit.pruned');
+      assert.deepEqual(after.map((x) => x.subject), [kept]);
+      const ahead = await t.call('GET', `/v1/audit?limit=1000&after=${Number(cursor) + 1_000_000}`, { token });
+      assert.deepEqual(ahead.body.events, []);
     });
 
     if (name === 'postgres') {

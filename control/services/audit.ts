@@ -88,7 +88,8 @@ export async function reclaimFutureAuditIds(db: Pick<Db, 'execute'>): Promise<nu
 
 /**
  * The one query of a page of listAudit. `cursorTx`, oldest first after a cursor: the cursor row's
- * tx, or null when that row is gone (pruned) or never was. Filters by actor, type (a prefix: a
+ * tx, null when that row is gone (pruned, or a seq drawn by an insert rolled back), undefined
+ * when its id was never drawn. Filters by actor, type (a prefix: a
  * LIKE, which the type index's text_pattern_ops serves) and subject use their indexes (migration
  * 0006): newest first among a year of lease events, one user's page reads that user's rows only
  * (audit-indexes.test).
@@ -107,10 +108,11 @@ export function auditPage(db: Pick<Db, 'select'>, q: AuditQuery, cursorTx?: stri
     order = [desc(auditEvents.seq)];
   } else {
     conds.push(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`);
-    if (q.after !== undefined) {
-      // The cursor's row is gone (pruned) or never was: the events with a greater id.
-      conds.push(typeof cursorTx === 'string' ? sql`(${auditEvents.tx}, ${auditEvents.seq}) > (${cursorTx}::xid8, ${q.after})` : gt(auditEvents.seq, q.after));
-    }
+    // A cursor whose row is gone: pruned (cursorTx null), and every row before it with it (the
+    // log is pruned from its front, history-prune.ts), so the page starts at the oldest row left;
+    // or never drawn (undefined: above the id sequence), so the rows with a greater id.
+    if (typeof cursorTx === 'string') conds.push(sql`(${auditEvents.tx}, ${auditEvents.seq}) > (${cursorTx}::xid8, ${q.after})`);
+    else if (q.after !== undefined && cursorTx === undefined) conds.push(gt(auditEvents.seq, q.after));
     order = [asc(auditEvents.tx), asc(auditEvents.seq)];
   }
   return db
@@ -145,8 +147,11 @@ export function auditPage(db: Pick<Db, 'select'>, q: AuditQuery, cursorTx?: stri
 export async function listAudit(db: Pick<Db, 'select'>, q: AuditQuery) {
   let cursorTx: string | null | undefined;
   if (q.order !== 'desc' && q.after !== undefined) {
-    const [at] = await db.select({ tx: auditEvents.tx }).from(auditEvents).where(eq(auditEvents.seq, q.after));
-    cursorTx = at ? at.tx : null;
+    const [at] = await db
+      .select({ tx: auditEvents.tx, drawn: sql<boolean>`${q.after} <= coalesce(pg_sequence_last_value(pg_get_serial_sequence('audit_events', 'seq')::regclass), 0)` })
+      .from(sql`(select 1) as one`)
+      .leftJoin(auditEvents, eq(auditEvents.seq, q.after));
+    cursorTx = at?.tx ?? (at?.drawn ? null : undefined);
   }
   const rows = await auditPage(db, q, cursorTx);
   return {

@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
 import { auditEvents, connections, leases, revocations } from '../db/schema/index.js';
@@ -24,8 +24,9 @@ import { turnsEvery } from './replica-turns.js';
  *   its next poll (readFeed checks a cursor against the relay's own last entry): harmless, none
  *   of its entries lie between, and its next one is numbered above every cursor.
  * - An audit event goes once it is `auditRetentionDays` old (`--audit-retention`, 365 by default;
- *   0 keeps them for good). Each turn that deleted some writes an `audit.pruned` event saying how
- *   many and up to when, so a gap in the log is explained by the log itself.
+ *   0 keeps them for good), and so is every event before it in the order oldest-first paging
+ *   reads the log (oldestAuditRun). Each turn that deleted some writes an `audit.pruned` event
+ *   saying how many and up to when, so a gap in the log is explained by the log itself.
  *
  * - A connection still open as reported is closed (at the turn's time) once neither its lease nor
  *   a lease renewing it (the same user's, for the same key, on the same relay: in-band renewals
@@ -87,8 +88,8 @@ export async function pruneHistory(
     let auditGone = 0;
     if (o.auditRetentionDays > 0) {
       const auditCutoff = new Date(t - o.auditRetentionDays * 86400_000);
-      const old = db.select({ seq: auditEvents.seq }).from(auditEvents).where(lt(auditEvents.at, auditCutoff)).limit(BATCH);
-      auditGone = (await db.delete(auditEvents).where(inArray(auditEvents.seq, old)).returning({ seq: auditEvents.seq })).length;
+      const old = await oldestAuditRun(db, auditCutoff);
+      if (old.length) auditGone = (await db.delete(auditEvents).where(inArray(auditEvents.seq, old)).returning({ seq: auditEvents.seq })).length;
       if (auditGone > 0) {
         await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: auditCutoff.toISOString(), retention_days: o.auditRetentionDays } });
       }
@@ -98,6 +99,27 @@ export async function pruneHistory(
     o.logger?.error('pruning expired leases, feed entries and old audit events failed', { err });
     return undefined;
   }
+}
+
+/**
+ * The seqs of at most BATCH audit events to prune: the leading run, in the order oldest-first
+ * paging reads the log ((tx, seq) among rows whose transaction ended, services/audit.ts), of
+ * events dated before `cutoff`. Pruned from the front only, a cursor whose event is gone had
+ * every event before it pruned too, so paging resumes at the oldest event left without showing
+ * one again (services/audit.ts listAudit); pruned by date alone, events read before the cursor
+ * and younger than it stayed, and were read a second time. Dates follow that order but for clock
+ * skew between replicas, so an event waits for the few before it; one dated in the future (a
+ * clock that jumped ahead) holds those after it until its own date passes: kept longer, not lost.
+ */
+async function oldestAuditRun(db: Pick<Db, 'select'>, cutoff: Date): Promise<number[]> {
+  const first = await db
+    .select({ seq: auditEvents.seq, at: auditEvents.at })
+    .from(auditEvents)
+    .where(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`)
+    .orderBy(asc(auditEvents.tx), asc(auditEvents.seq))
+    .limit(BATCH);
+  const young = first.findIndex((r) => r.at >= cutoff);
+  return (young < 0 ? first : first.slice(0, young)).map((r) => r.seq);
 }
 
 /**
