@@ -5,6 +5,8 @@
 export const ERROR_CODES = {
   BAD_REQUEST: 400,
   INVALID_JSON: 400,
+  /** A form body (the OAuth endpoints) that is not UTF-8, starts with a byte order mark, or has an escape that is not percent-encoded UTF-8. */
+  INVALID_FORM: 400,
   VALIDATION_FAILED: 400,
   UNKNOWN_FIELD: 400,
   UNAUTHENTICATED: 401,

@@ -35,9 +35,9 @@ export function oauthBody(schema: ZodType, precheck?: (raw: Record<string, unkno
     let raw: Record<string, unknown> = {};
     const type = c.req.header('content-type');
     if (isFormBody(type)) {
-      const params = new URLSearchParams(await c.req.text());
-      for (const [k, v] of params) {
-        if (Object.hasOwn(raw, k)) throw new AppError('VALIDATION_FAILED', `parameter "${k}" is repeated`);
+      // The text as http/request-guards.ts `requireJson` checked it (UTF-8, no byte order mark).
+      for (const [k, v] of formFields(await c.req.text())) {
+        if (Object.hasOwn(raw, k)) throw new AppError('VALIDATION_FAILED', `parameter "${k.slice(0, 64)}" is repeated`);
         raw[k] = v;
       }
     } else if (type) {
@@ -51,4 +51,30 @@ export function oauthBody(schema: ZodType, precheck?: (raw: Record<string, unkno
     c.set('oauthRequest', result.data);
     await next();
   };
+}
+
+/**
+ * The fields of an application/x-www-form-urlencoded body (WHATWG URL's parser: `&`-separated,
+ * `+` a space, percent escapes), except that an escape that is not percent-encoded UTF-8 (`%FF`,
+ * `%zz`) is INVALID_FORM: URLSearchParams reads the first as U+FFFD and keeps the second as
+ * written, so two different values would reach the grant as one, or as what another reader of
+ * the body does not read.
+ */
+export function formFields(text: string): [string, string][] {
+  const fields: [string, string][] = [];
+  for (const pair of text.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    fields.push([decodeFormPart(eq < 0 ? pair : pair.slice(0, eq)), decodeFormPart(eq < 0 ? '' : pair.slice(eq + 1))]);
+  }
+  return fields;
+}
+
+function decodeFormPart(s: string): string {
+  const spaced = s.replaceAll('+', ' ');
+  try {
+    return decodeURIComponent(spaced);
+  } catch (cause) {
+    throw new AppError('INVALID_FORM', 'a form field has an escape that is not percent-encoded UTF-8', { cause });
+  }
 }

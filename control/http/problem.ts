@@ -11,6 +11,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request does not match the schema',
   UNKNOWN_FIELD: 'The request has a field this API does not know',
   INVALID_JSON: 'The request body is not valid JSON',
+  INVALID_FORM: 'The request body is not a valid form',
   UNAUTHENTICATED: 'Authentication required',
   NOT_FOUND: 'Not found',
   LEASE_TOO_LARGE: 'The lease would not fit in its certificate',

@@ -246,6 +246,35 @@ describe('requireJson: bodies read one way only, over real HTTP', () => {
     assert.match(r.body.detail ?? '', /byte order mark/);
     assert.equal((await send(s.url, 'GET', '/v1/exposures/bom', auth)).status, 404, 'not created');
   });
+
+  it('OAuth form bodies get the same checks: another charset or one named twice 415, bytes or escapes not UTF-8 and a byte order mark 400 INVALID_FORM', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const refused = async (path: string, headers: Record<string, string>, body: Buffer | string, status: number, code: string, detail: RegExp) => {
+      const r = await send(s.url, 'POST', path, headers, body);
+      const what = `${path} ${JSON.stringify(headers)} ${JSON.stringify(body.toString())}`;
+      assert.equal(r.status, status, `${what}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, code, what);
+      assert.equal((r.body as { error?: string }).error, 'invalid_request', what);
+      assert.match(r.body.detail ?? '', detail, what);
+    };
+    const device = 'client_name=caf%C3%A9';
+    for (const type of ['application/x-www-form-urlencoded; charset=iso-8859-1', 'application/x-www-form-urlencoded; charset=utf-8; charset=latin1']) {
+      await refused('/v1/auth/device', { 'content-type': type }, device, 415, 'UNSUPPORTED_MEDIA_TYPE', /charset/);
+    }
+    await refused('/v1/auth/device', { ...form, 'content-encoding': 'gzip' }, gzipSync(device), 415, 'UNSUPPORTED_MEDIA_TYPE', /Content-Encoding/);
+    await refused('/v1/auth/device', form, Buffer.concat([Buffer.from('client_name=caf'), Buffer.from([0xe9])]), 400, 'INVALID_FORM', /not UTF-8/);
+    await refused('/v1/auth/device', form, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(device)]), 400, 'INVALID_FORM', /byte order mark/);
+    // Escapes URLSearchParams reads as U+FFFD (%E9: Latin-1) or keeps as written (%zz).
+    for (const password of ['caf%E9', '%zz', '%C3']) {
+      await refused('/v1/auth/token', form, `grant_type=password&username=someone&password=${password}`, 400, 'INVALID_FORM', /percent-encoded UTF-8/);
+    }
+    for (const type of ['application/x-www-form-urlencoded; charset=UTF-8', 'application/x-www-form-urlencoded']) {
+      const ok = await send(s.url, 'POST', '/v1/auth/device', { 'content-type': type }, device);
+      assert.equal(ok.status, 200, `${type}: ${JSON.stringify(ok.body)}`);
+    }
+    const escaped = await send(s.url, 'POST', '/v1/auth/token', form, 'grant_type=refresh_token&refresh_token=tnl_rt_%41b%2Bc');
+    assert.equal(escaped.body.code, 'INVALID_GRANT', JSON.stringify(escaped.body));
+  });
 });
 
 describe('duplicateJsonKey', () => {

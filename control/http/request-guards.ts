@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
 import { AppError } from '../lib/errors.js';
 import { duplicateJsonKey } from './json-duplicate-key.js';
 import { isFormBody } from './oauth.js';
@@ -58,6 +59,9 @@ const VALIDATOR_JSON_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=(
  * legal form the validators' gate does not know (`application/json ; charset=utf-8`,
  * `application/json;`) is read here and handed on as `application/json`, so every later reader
  * agrees with this one.
+ * The OAuth endpoints' form bodies (RFC 6749 §3.2) get the same checks of their bytes (coding,
+ * charset, UTF-8, byte order mark; INVALID_FORM where JSON gets INVALID_JSON), and their text is
+ * handed on through `c.req.text()` to http/oauth.ts `oauthBody`, which reads the fields.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
@@ -68,36 +72,31 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (withBody && encoding !== undefined && !/^\s*identity\s*$/i.test(encoding)) {
     throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding "${encoding.slice(0, 40)}" is not accepted: send the body uncompressed`, { headers: { 'accept-encoding': 'identity' } });
   }
-  // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads them.
-  if (c.get('oauth') && isFormBody(type)) return next();
+  // OAuth endpoints also take forms (RFC 6749 §3.2); their own middleware reads the fields.
+  const form = c.get('oauth') === true && isFormBody(type);
   if (!withBody) {
-    if (type === undefined) return next();
+    if (type === undefined || form) return next();
     notJson(c, type);
     throw new AppError('INVALID_JSON', 'the request body is empty: send a JSON object (or, where the body is optional, no Content-Type)');
   }
-  notJson(c, type ?? '');
-  const charsets = charsetsOf(type ?? '');
-  // Named twice (`charset=utf-8; charset=latin1`), one reader takes the first and another the last.
-  if (charsets.length > 1) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'the Content-Type names a charset more than once: name it once, as UTF-8 (RFC 8259)');
-  const charset = charsets[0];
-  if (charset !== undefined && charset.toLowerCase() !== 'utf-8' && charset.toLowerCase() !== 'utf8') {
-    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `charset "${charset.slice(0, 40)}" is not accepted: send JSON as UTF-8 (RFC 8259)`);
+  if (form) {
+    assertUtf8Charset(type ?? '', 'the form');
+    const text = await utf8Body(c, 'INVALID_FORM');
+    c.req.text = () => Promise.resolve(text);
+    return next();
   }
+  notJson(c, type ?? '');
+  assertUtf8Charset(type ?? '', 'JSON');
   if (!VALIDATOR_JSON_TYPE.test(type ?? '')) c.req.raw.headers.set('content-type', 'application/json');
+  const text = await utf8Body(c, 'INVALID_JSON');
   let body: unknown;
   try {
-    // Bytes that are not UTF-8 are refused, not read as U+FFFD.
-    const text = UTF8.decode(await c.req.arrayBuffer());
-    // The decoder keeps a byte order mark: RFC 8259 §8.1 lets a reader ignore one or refuse it,
-    // and readers do both (JSON.parse and Go refuse it, TextDecoder's default drops it).
-    if (text.charCodeAt(0) === 0xfeff) throw new AppError('INVALID_JSON', 'the request body starts with a byte order mark: send JSON without one (RFC 8259)');
     body = JSON.parse(text);
-    const twice = duplicateJsonKey(text);
-    if (twice !== undefined) throw new AppError('INVALID_JSON', `the request body names "${twice.slice(0, 64)}" twice in one object: send each member once`);
   } catch (cause) {
-    if (cause instanceof AppError) throw cause;
-    throw new AppError('INVALID_JSON', cause instanceof TypeError ? 'request body is not UTF-8' : 'request body is not valid JSON', { cause });
+    throw new AppError('INVALID_JSON', 'request body is not valid JSON', { cause });
   }
+  const twice = duplicateJsonKey(text);
+  if (twice !== undefined) throw new AppError('INVALID_JSON', `the request body names "${twice.slice(0, 64)}" twice in one object: send each member once`);
   // Hono caches the body and parses it again on every c.req.json() (the validator's): later calls
   // get this parse. Nothing downstream mutates the body (zod builds its own output).
   const parsed = Promise.resolve(body);
@@ -106,6 +105,44 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * 415 unless the media type names no charset or UTF-8, once (RFC 8259 §8.1 for JSON; a form is
+ * read as UTF-8 too). Named twice (`charset=utf-8; charset=latin1`), one reader takes the first
+ * and another the last.
+ */
+function assertUtf8Charset(type: string, what: 'JSON' | 'the form'): void {
+  const charsets = charsetsOf(type);
+  if (charsets.length > 1) throw new AppError('UNSUPPORTED_MEDIA_TYPE', `the Content-Type names a charset more than once: name it once, as UTF-8 (send ${what} as UTF-8)`);
+  const charset = charsets[0];
+  if (charset !== undefined && charset.toLowerCase() !== 'utf-8' && charset.toLowerCase() !== 'utf8') {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `charset "${charset.slice(0, 40)}" is not accepted: send ${what} as UTF-8`);
+  }
+}
+
+/**
+ * The body as text: bytes that are not UTF-8 are refused, not read as U+FFFD; so is a leading
+ * byte order mark, which the decoder keeps: RFC 8259 §8.1 lets a reader ignore one or refuse it,
+ * and readers do both (JSON.parse and Go refuse it, TextDecoder's default drops it), and a form
+ * reader takes it into the first field's name.
+ */
+async function utf8Body(c: Context<AppEnv>, code: 'INVALID_JSON' | 'INVALID_FORM'): Promise<string> {
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await c.req.arrayBuffer();
+  } catch (cause) {
+    if (cause instanceof AppError || cause instanceof HTTPException) throw cause;
+    throw new AppError(code, 'the request body could not be read', { cause });
+  }
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch (cause) {
+    throw new AppError(code, 'request body is not UTF-8', { cause });
+  }
+  if (text.charCodeAt(0) === 0xfeff) throw new AppError(code, 'the request body starts with a byte order mark: send the body without one');
+  return text;
+}
 
 /** 415 unless `type` is a JSON media type. */
 function notJson(c: Context<AppEnv>, type: string): void {
