@@ -28,7 +28,7 @@ export function registerNodes(app: App): void {
     ),
     async (c) => {
       const body = c.req.valid('json');
-      const { token, expiresAt } = await createEnrollmentToken(c.get('deps'), body.name, body.ttl_seconds ?? 3600, c.get('user').userId);
+      const { token, expiresAt } = await createEnrollmentToken(c.get('deps'), c.get('user'), body.name, body.ttl_seconds ?? 3600);
       return c.json({ name: body.name, token, expires_at: expiresAt.toISOString() }, 201);
     },
   );

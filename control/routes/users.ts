@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { UserCreateSchema, UserListSchema, UserNameSchema, UserPatchSchema, UserSchema } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
-import { createUser, disableUser, listUsers, updateUser, userView } from '../services/users.js';
+import { createUserAs, disableUser, listUsers, updateUser, userView } from '../services/users.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 export function registerUsers(app: App): void {
@@ -18,8 +18,7 @@ export function registerUsers(app: App): void {
       }),
     ),
     async (c) => {
-      const deps = c.get('deps');
-      const row = await createUser(deps, deps.db, c.req.valid('json'), { actor: c.get('user').userId });
+      const row = await createUserAs(c.get('deps'), c.get('user'), c.req.valid('json'));
       return c.json(userView(row), 201);
     },
   );

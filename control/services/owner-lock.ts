@@ -27,7 +27,8 @@ export async function lockLiveOwner(tx: Pick<Db, 'select'>, where: { id: string 
 
 /**
  * For what an admin does to or for another user (change them, disable them, create a service
- * token for them): locks the acting user's row and the target's, in id order, and returns the
+ * token for them), or makes that outlives the request (a user, a node enrollment token; `target`
+ * null): locks the acting user's row and the target's, in id order, and returns the
  * actor as its row says now (throws callerGone if gone or disabled), for the caller to ask the
  * policy again, and the target's row (undefined: no such user; disabled ones are returned).
  * The role read at authentication alone let an admin demoted or disabled meanwhile still act:
@@ -38,15 +39,15 @@ export async function lockLiveOwner(tx: Pick<Db, 'select'>, where: { id: string 
 export async function lockActorAndTarget(
   tx: Pick<Db, 'select'>,
   p: UserPrincipal,
-  target: { name: string },
+  target: { name: string } | null,
 ): Promise<{ actor: UserPrincipal; target: UserRow | undefined }> {
   const rows = await tx
     .select()
     .from(users)
-    .where(or(eq(users.id, p.userId), eq(users.name, target.name)))
+    .where(target ? or(eq(users.id, p.userId), eq(users.name, target.name)) : eq(users.id, p.userId))
     .orderBy(users.id)
     .for('no key update');
   const actor = rows.find((r) => r.id === p.userId);
   if (!actor || actor.disabled) throw callerGone();
-  return { actor: { ...p, role: actor.role }, target: rows.find((r) => r.name === target.name) };
+  return { actor: { ...p, role: actor.role }, target: target ? rows.find((r) => r.name === target.name) : undefined };
 }

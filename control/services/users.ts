@@ -48,6 +48,27 @@ export async function createUser(
   return row;
 }
 
+/**
+ * `POST /v1/users`: creates a user as `p`, in one transaction with the acting admin's row locked
+ * and the policy asked again with its role now (owner-lock.ts `lockActorAndTarget`): an admin
+ * demoted or disabled meanwhile is refused, not left an account (an admin one, say) made on the
+ * role it had when the request began.
+ */
+export async function createUserAs(
+  deps: Pick<Deps, 'db' | 'clock' | 'ids' | 'passwords'>,
+  p: UserPrincipal,
+  u: { name: string; role: Role; password?: string | undefined },
+): Promise<UserRow> {
+  assertAllowed(p, 'user.create');
+  // Hashed before the transaction, so it holds its lock only for the insert.
+  const passwordHash = u.password ? await deps.passwords.hash(u.password) : undefined;
+  return deps.db.transaction(async (tx) => {
+    const { actor } = await lockActorAndTarget(tx, p, null);
+    assertAllowed(actor, 'user.create');
+    return createUser(deps, tx, { name: u.name, role: u.role, ...(passwordHash ? { passwordHash } : {}) }, { actor: p.userId });
+  });
+}
+
 export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
   return (await deps.db.select().from(users).orderBy(users.name)).map(userView);
 }

@@ -46,7 +46,7 @@ async function main(): Promise<number> {
 
   // The local relay enrolls once with a token made right here; later starts reuse its identity.
   const enrolled = existsSync(join(dataDir, 'node', 'node.json'));
-  const token = enrolled ? undefined : (await createEnrollmentToken(control.deps, 'local', 600, null)).token;
+  const token = enrolled ? undefined : (await createEnrollmentToken(control.deps, null, 'local', 600)).token;
   const relayArgs = [
     '--control-url',
     controlCfg.publicUrl,
