@@ -249,25 +249,31 @@ function dbSuite(name: string, makeApp: MakeApp) {
       // A race: Postgres only (PGlite has one connection). The held UPDATE demotes or disables the
       // acting admin, not yet committed; the request was authenticated as an admin before it.
       // Each makes what outlives the request: a token for another user, an account, a relay's
-      // enrollment token.
-      if (name === 'postgres') it('a token for another user, a user or an enrollment token made while the admin is being demoted or disabled is refused', async () => {
+      // enrollment token, a place on an allow list.
+      if (name === 'postgres') it('a token for another user, a user, an enrollment token or an allow list naming itself, made while the admin is being demoted or disabled, is refused', async () => {
         for (const [change, status, code] of [
           [sql`role = 'member'`, 403, 'FORBIDDEN'],
           [sql`disabled = true`, 401, 'TOKEN_INVALID'],
         ] as const) {
           const v = await t.user(uniq('ci'), 'member');
           const made = uniq('made');
-          for (const [path, body] of [
-            ['/v1/service-tokens', { name: 'late', scopes: ['open:*'], user: v.name }],
-            ['/v1/users', { name: made, role: 'admin' }],
-            ['/v1/nodes/enrollment-tokens', { name: uniq('relay') }],
+          const exposure = uniq('vs-');
+          await putExposure(t, await mem(v), exposure);
+          const node = await enrollNode(t, await adm());
+          for (const [method, path, body] of [
+            ['POST', '/v1/service-tokens', (_a: User) => ({ name: 'late', scopes: ['open:*'], user: v.name })],
+            ['POST', '/v1/users', () => ({ name: made, role: 'admin' })],
+            ['POST', '/v1/nodes/enrollment-tokens', () => ({ name: uniq('relay') })],
+            // An allow list naming the admin itself, on another's exposure and on an egress target.
+            ['PUT', `/v1/exposures/${exposure}`, (a: User) => ({ allow: [a.name] })],
+            ['PUT', `/v1/egress-targets/${uniq('eg-')}`, (a: User) => ({ node: node.name, host: 'db.internal', port: 5432, allow: [a.name] })],
           ] as const) {
             const a = await t.user(uniq('adm'), 'admin');
             const at = await tokenFor(t, a);
             const hold = await holdRows(t, sql`update users set ${change} where id = ${a.id}`);
             const waiting = await lockWaiters(t);
             let settled = false;
-            const res = t.call('POST', path, { token: at, body }).finally(() => (settled = true));
+            const res = t.call(method, path, { token: at, body: body(a) }).finally(() => (settled = true));
             await until('the create waits for the change (or, unfixed, is done)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
             await hold.release();
             assertProblem(await res, status, code);
@@ -275,6 +281,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
           assert.deepEqual((await t.call('GET', '/v1/service-tokens', { token: await mem(v) })).body.service_tokens, []);
           const names = ((await t.call('GET', '/v1/users', { token: await adm() })).body.users as { name: string }[]).map((u) => u.name);
           assert.ok(!names.includes(made), 'no user made');
+          assert.deepEqual((await t.call('GET', `/v1/exposures/${exposure}`, { token: await mem(v) })).body.allow, []);
         }
       });
 

@@ -6,6 +6,7 @@ import { egressTargets, leases, nodes } from '../db/schema/index.js';
 import { notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
+import { lockActorAndTarget } from './owner-lock.js';
 import { revoking } from './lease-revocation.js';
 
 type Row = typeof egressTargets.$inferSelect;
@@ -42,6 +43,9 @@ export async function putEgressTarget(
   const values = { nodeId: node.id, host: body.host, port: body.port, allow: [...new Set(body.allow)].sort() };
   // The new definition and the revocation of the leases it no longer allows commit together.
   const row = await revoking(deps, async (tx, revoke) => {
+    // Asked again with the admin's role now, its row locked (owner-lock.ts): one demoted or
+    // disabled meanwhile cannot leave an allow list naming itself.
+    assertAllowed((await lockActorAndTarget(tx, p, null)).actor, 'egress_target.put');
     const [before] = await tx.select().from(egressTargets).where(eq(egressTargets.name, name)).limit(1).for('update');
     const [row] = await tx
       .insert(egressTargets)

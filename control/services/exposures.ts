@@ -4,12 +4,12 @@ import type { ExposureSchema } from '../../protocol/api-types.js';
 import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { exposures, leases, nodes, users } from '../db/schema/index.js';
-import { AppError, notFound, callerGone } from '../lib/errors.js';
+import { AppError, notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
 import { revoking, type Revocations } from './lease-revocation.js';
 import { assertMayCreateExposure } from './member-limits.js';
-import { lockLiveOwner } from './owner-lock.js';
+import { lockActorAndTarget } from './owner-lock.js';
 
 type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;
@@ -83,9 +83,15 @@ export async function putExposure(
   const allow = [...new Set(body.allow)].sort();
   // The new allow list and the revocation of the leases it no longer allows commit together.
   const { row, created } = await revoking(deps, async (tx, revoke) => {
+    // The caller's row locked first (as a lease's insert takes it, then the exposure's) and the
+    // policy asked again with its role now (owner-lock.ts): an admin demoted or disabled
+    // meanwhile cannot put itself on another's allow list; a disable waits for a create, or the
+    // create waits for it and is refused; the member's cap counts under the lock.
+    const { actor } = await lockActorAndTarget(tx, p, null);
+    if (body.node !== undefined) assertAllowed(actor, 'exposure.pin');
     const [existing] = await tx.select().from(exposures).where(eq(exposures.name, name)).limit(1).for('update');
     if (existing) {
-      assertAllowed(p, 'exposure.update', exposureResource(name, existing));
+      assertAllowed(actor, 'exposure.update', exposureResource(name, existing));
       const [u] = await tx
         .update(exposures)
         .set({ allow, updatedAt: now, ...(pinnedNodeId !== undefined ? { pinnedNodeId } : {}) })
@@ -95,12 +101,8 @@ export async function putExposure(
       if (existing.allow.some((n) => !allow.includes(n))) await revokeOpenersNotAllowed(revoke, u!, p.userId);
       return { row: u!, created: false };
     }
-    assertAllowed(p, 'exposure.create', exposureResource(name, undefined));
-    // The owner's row locked before the insert (services/owner-lock.ts): a disable waits for
-    // this create or it waits for the disable and is refused; the cap counts under the lock.
-    const owner = await lockLiveOwner(tx, { id: p.userId });
-    if (!owner) throw callerGone();
-    await assertMayCreateExposure(deps, tx, { ...p, role: owner.role }, name);
+    assertAllowed(actor, 'exposure.create', exposureResource(name, undefined));
+    await assertMayCreateExposure(deps, tx, actor, name);
     const [ins] = await tx
       .insert(exposures)
       .values({ name, ownerId: p.userId, allow, pinnedNodeId: pinnedNodeId ?? null, createdAt: now, updatedAt: now })
