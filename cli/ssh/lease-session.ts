@@ -8,6 +8,7 @@ import { CliError, EXIT } from '../errors.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
 import { peerText } from '../output.js';
+import { keyFingerprint, leasesOfKeys, mayHaveIssued } from './unanswered-lease.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
 
@@ -64,7 +65,8 @@ const TRANSIENT_4XX = new Set(['EXPOSURE_OFFLINE', 'RATE_LIMITED', 'CONFLICT']);
  * not permitted, unknown exposure) and when the lease is revoked. The leases of a connection
  * that ended or never came up, and those of the last one on stop, are revoked (retried
  * with the next API call when the control plane is unreachable), so reconnects do not leave
- * a trail of active leases.
+ * a trail of active leases; so are those of lease requests stopped or cut off in flight, which
+ * the control plane may have issued without the answer arriving (found by their key).
  */
 export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   readonly #session: Session;
@@ -85,6 +87,11 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #renewTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
   #abandoned = new Set<string>();
+  /**
+   * Keys (fingerprints) of lease requests whose answer never came (stopped or cut off in flight):
+   * the control plane may have issued their leases. Looked up and revoked with the abandoned ones.
+   */
+  #unanswered = new Set<string>();
   #revoking: Promise<void> | undefined;
   /** expose: the relay whose connection just failed or dropped, steered around on the next lease. */
   #avoid: string | undefined;
@@ -238,25 +245,41 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     return [...this.#abandoned];
   }
 
-  #abandon(ids: string[]): void {
-    for (const id of ids) this.#abandoned.add(id);
-    // Oldest first out when the control plane has been unreachable for long: they expire anyway.
-    for (const id of this.#abandoned) {
-      if (this.#abandoned.size <= MAX_ABANDONED) break;
-      this.#abandoned.delete(id);
-    }
+  /** Keys of lease requests never answered, not yet looked up (for tests and diagnostics). */
+  get unanswered(): readonly string[] {
+    return [...this.#unanswered];
   }
 
-  /** Revokes abandoned leases, one call at a time; stops at the first failure (tried again later). */
+  #abandon(ids: string[]): void {
+    for (const id of ids) this.#abandoned.add(id);
+    bound(this.#abandoned);
+  }
+
+  /**
+   * Revokes abandoned leases, one call at a time; stops at the first failure (tried again later).
+   * First, the leases issued for keys whose lease request was never answered are looked up among
+   * the caller's active leases and abandoned too (a lease committed only after that lookup stays
+   * until it expires; nobody holds its key).
+   */
   #revokeAbandoned(): Promise<void> {
     this.#revoking ??= (async () => {
+      if (this.#unanswered.size) {
+        const keys = new Set(this.#unanswered);
+        try {
+          this.#abandon(await leasesOfKeys(this.#session, keys));
+        } catch (err) {
+          // Refused (not ours to list): nothing more to do. Anything else: try later.
+          if (!refusedForGood(err)) return;
+        }
+        for (const k of keys) this.#unanswered.delete(k);
+      }
       // Ids added meanwhile are taken too; each success removes one, a failure ends the round.
       for (let id = first(this.#abandoned); id !== undefined; id = first(this.#abandoned)) {
         try {
           await this.#session.call('DELETE', `/v1/leases/${id}`, null);
         } catch (err) {
           // Gone or not ours to revoke: nothing more to do. Anything else: try later.
-          if (!(err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429)) return;
+          if (!refusedForGood(err)) return;
         }
         this.#abandoned.delete(id);
       }
@@ -281,7 +304,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     const lease = await this.#lease(publicKey);
     this.#tellDropped();
     // The control plane answered: a good moment to revoke what earlier attempts left behind.
-    if (this.#abandoned.size) void this.#revokeAbandoned();
+    if (this.#abandoned.size || this.#unanswered.size) void this.#revokeAbandoned();
     let client: Client;
     let error: RelayError | undefined;
     try {
@@ -327,7 +350,16 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     // stale (up to the online window); naming it moves an exposure to another relay at once.
     const steer = avoid && this.#opts.request.kind === 'expose' ? { avoid_nodes: [avoid] } : {};
     const body = { ...this.#opts.request, ...steer, public_key: formatPublicKeyLine(rawPublicKey(publicKey), 'tunnel-cli') };
-    return this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, body, this.#halt.signal);
+    try {
+      return await this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, body, this.#halt.signal);
+    } catch (err) {
+      // Stopped or cut off after it was sent: the control plane may have issued it all the same.
+      if (mayHaveIssued(err)) {
+        this.#unanswered.add(keyFingerprint(publicKey));
+        bound(this.#unanswered);
+      }
+      throw err;
+    }
   }
 
   #scheduleRenewal(c: Connected, publicKey: KeyObject, privateKey: KeyObject): void {
@@ -415,6 +447,19 @@ export function closedBy(err: RelayError | undefined, endedHere: boolean): Close
 function isOpen(client: Client): boolean {
   const sock = clientSocket(client);
   return sock.writable && !sock.destroyed;
+}
+
+/** A client error other than a rate limit: asking again gets the same answer. */
+function refusedForGood(err: unknown): boolean {
+  return err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429;
+}
+
+/** Oldest first out when the control plane has been unreachable for long: their leases expire anyway. */
+function bound(set: Set<string>): void {
+  for (const x of set) {
+    if (set.size <= MAX_ABANDONED) break;
+    set.delete(x);
+  }
 }
 
 function first(set: Set<string>): string | undefined {
