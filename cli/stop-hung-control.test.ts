@@ -145,6 +145,61 @@ describe('Ctrl-C while the control plane does not answer', () => {
   });
 });
 
+describe('Ctrl-C while a one-shot command\'s request is in flight', () => {
+  const LEASE = 'lse_0123456789abcdef0123456789abcdef';
+  const cases: [string[], string][] = [
+    [['whoami'], 'GET /v1/me'],
+    [['ls'], 'GET /v1/exposures'],
+    [['ssh-config'], 'GET /v1/exposures'],
+    [['nodes'], 'GET /v1/nodes'],
+    [['leases'], 'GET /v1/leases?active=true'],
+    [['leases', 'revoke', LEASE], `DELETE /v1/leases/${LEASE}`],
+    [['exposures', 'ls'], 'GET /v1/exposures'],
+    [['exposures', 'show', 'hostx'], 'GET /v1/exposures/hostx'],
+    [['exposures', 'create', 'hostx'], 'PUT /v1/exposures/hostx'],
+    [['exposures', 'allow', 'hostx', 'alice'], 'GET /v1/exposures/hostx'],
+    [['exposures', 'rm', 'hostx'], 'DELETE /v1/exposures/hostx'],
+    [['admin', 'users'], 'GET /v1/users'],
+    [['admin', 'users', 'add', 'alice'], 'POST /v1/users'],
+    [['admin', 'users', 'disable', 'alice'], 'DELETE /v1/users/alice'],
+    [['admin', 'service-tokens'], 'GET /v1/service-tokens'],
+    [['admin', 'service-tokens', 'create', 'ci', '--scope', 'expose:hostx'], 'POST /v1/service-tokens'],
+    [['admin', 'service-tokens', 'revoke', 'stk_1'], 'DELETE /v1/service-tokens/stk_1'],
+    [['admin', 'enroll-token', 'relay-2'], 'POST /v1/nodes/enrollment-tokens'],
+    [['admin', 'egress'], 'GET /v1/egress-targets'],
+    [['admin', 'egress', 'put', 'db', '--node', 'relay-1', '--host', '10.0.0.5', '--port', '5432'], 'PUT /v1/egress-targets/db'],
+    [['admin', 'egress', 'rm', 'db'], 'DELETE /v1/egress-targets/db'],
+  ];
+  for (const [argv, request] of cases) {
+    it(`tunnel ${argv.join(' ')}: ${request} is cancelled; exit 130 with the one stopped line`, t, async () => {
+      const cp = await controlPlane();
+      const ctx = loggedIn(cp.url);
+      const code = run(argv, ctx);
+      const h = await cp.nextHeld();
+      assert.equal(`${h.req.method} ${h.req.url}`, request);
+      ctx.abort();
+      assert.equal(await code, EXIT.STOPPED, ctx.err());
+      await h.closed;
+      assert.equal(h.res.writableEnded, false);
+      assert.equal(ctx.err(), `tunnel ${argv[0]}: stopped while waiting for the control plane at ${cp.url}\n`);
+      assert.equal(getEventListeners(ctx.stopSignal, 'abort').length, 0);
+    });
+  }
+
+  it('tunnel logout: the logout request is cancelled; exit 130, the credentials kept', t, async () => {
+    const cp = await controlPlane();
+    const ctx = loggedIn(cp.url);
+    const code = run(['logout'], ctx);
+    const h = await cp.nextHeld();
+    assert.equal(`${h.req.method} ${h.req.url}`, 'POST /v1/auth/logout');
+    ctx.abort();
+    assert.equal(await code, EXIT.STOPPED, ctx.err());
+    await h.closed;
+    assert.match(ctx.err(), /^tunnel logout: stopped while waiting for the control plane at [^\n]*; the control plane did not confirm that the login session ended, so the credentials are kept [^\n]*\n$/);
+    assert.equal(readCredentials(ctx)?.refresh_token, 'rt');
+  });
+});
+
 /**
  * A lease whose relay takes TCP connections and never says a word (a relay process stopped), and
  * a control plane that issues it and records its revocation. `connecting` resolves when the CLI

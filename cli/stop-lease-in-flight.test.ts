@@ -1,7 +1,7 @@
 /**
  * A stop while a lease request is in flight, when the control plane has already issued the lease
  * and its answer has not reached the CLI yet (a slow control plane): the CLI, as its own process,
- * SIGTERM. The lease is not left active until it expires: the CLI finds it among the caller's
+ * SIGTERM; tunnel open, tunnel expose and tunnel cert. The lease is not left active until it expires: the CLI finds it among the caller's
  * active leases by the key it sent, and revokes it (and no other lease). A loopback control plane
  * that commits each lease request as it comes, holds its answer for ever, and lists and revokes
  * what it committed.
@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -85,12 +86,13 @@ describe('SIGTERM while the lease request is in flight and the lease was already
     [['open', '--stdio', 'hostx'], EXIT.STOPPED],
     [['open', '--listen', '127.0.0.1:0', 'hostx'], 0],
     [['expose', '22', '--name', 'hostx'], 0],
+    [['cert', 'hostx', '--out', '<home>/certs'], EXIT.STOPPED],
   ] as const) {
     it(`tunnel ${argv.join(' ')}: the lease is found by its key and revoked, no other; exit ${exit}`, { timeout: 10_000 }, async () => {
       const cp = await slowControlPlane();
       const home = tempDir('tunnel-cli-');
       writeCredentials({ env: { HOME: home }, homeDir: home }, { server: cp.url, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
-      const child = spawn(process.execPath, [join(import.meta.dirname, 'main.js'), ...argv], {
+      const child = spawn(process.execPath, [join(import.meta.dirname, 'main.js'), ...argv.map((v) => v.replace('<home>', home))], {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
         stdio: ['pipe', 'ignore', 'pipe'],
       });
@@ -103,6 +105,10 @@ describe('SIGTERM while the lease request is in flight and the lease was already
       assert.deepEqual([code, signal], [exit, null], stderr);
       assert.deepEqual(cp.revoked, [id], stderr);
       assert.deepEqual(cp.listed, ['/v1/leases?active=true&limit=100']);
+      if (argv[0] === 'cert') {
+        assert.equal(stderr, `tunnel cert: stopped while waiting for the control plane at ${cp.url}; the lease it had issued (${id}) was revoked\n`);
+        assert.equal(existsSync(join(home, 'certs')), false, 'no key written');
+      }
     });
   }
 });

@@ -74,7 +74,7 @@ export const admin: Command = {
     switch (group === 'enroll-token' ? group : `${group} ${sub ?? ''}`.trim()) {
       case 'users ls':
       case 'users': {
-        const r = await s.call('GET', '/v1/users', UserListSchema);
+        const r = await s.call('GET', '/v1/users', UserListSchema, undefined, ctx.stopSignal);
         printTable(ctx, a.json, r, ['NAME', 'ROLE', 'DISABLED'], r.users.map((u) => [u.name, u.role, u.disabled ? 'yes' : 'no']));
         return 0;
       }
@@ -87,18 +87,18 @@ export const admin: Command = {
           name: userName,
           role: a.values.admin ? 'admin' : 'member',
           ...(password ? { password } : {}),
-        });
+        }, ctx.stopSignal);
         done(u, `Created ${u.role} ${u.name}.`);
         return 0;
       }
       case 'users disable': {
-        const u = await s.call('DELETE', `/v1/users/${encodeURIComponent(need(name, 'a NAME'))}`, UserSchema);
+        const u = await s.call('DELETE', `/v1/users/${encodeURIComponent(need(name, 'a NAME'))}`, UserSchema, undefined, ctx.stopSignal);
         done(u, `Disabled ${u.name}; their sessions, service tokens and leases are revoked.`);
         return 0;
       }
       case 'service-tokens ls':
       case 'service-tokens': {
-        const r = await s.call('GET', '/v1/service-tokens', ServiceTokenListSchema);
+        const r = await s.call('GET', '/v1/service-tokens', ServiceTokenListSchema, undefined, ctx.stopSignal);
         printTable(
           ctx,
           a.json,
@@ -115,7 +115,7 @@ export const admin: Command = {
           scopes: a.values.scope,
           ...(a.values.user ? { user: a.values.user } : {}),
           ...(ttl ? { ttl_seconds: ttl } : {}),
-        });
+        }, ctx.stopSignal);
         if (a.json) out(ctx, JSON.stringify(t, null, 2));
         else {
           info(ctx, `Created service token ${t.id} for ${t.user} (${t.scopes.join(' ')}). It is shown only now:`);
@@ -124,7 +124,7 @@ export const admin: Command = {
         return 0;
       }
       case 'service-tokens revoke': {
-        const t = await s.call('DELETE', `/v1/service-tokens/${encodeURIComponent(need(name, 'an ID'))}`, ServiceTokenSchema);
+        const t = await s.call('DELETE', `/v1/service-tokens/${encodeURIComponent(need(name, 'an ID'))}`, ServiceTokenSchema, undefined, ctx.stopSignal);
         done(t, `Revoked service token ${t.id}.`);
         return 0;
       }
@@ -140,7 +140,7 @@ export const admin: Command = {
         const t = await s.call('POST', '/v1/nodes/enrollment-tokens', EnrollmentTokenCreatedSchema, {
           name: nodeName,
           ...(ttl ? { ttl_seconds: ttl } : {}),
-        });
+        }, ctx.stopSignal);
         // The token goes in the environment, not argv, so other local users cannot read it from ps.
         // The relay verifies the control plane the way this CLI does (a pin is stored at enrollment).
         const { api } = s.load();
@@ -159,7 +159,7 @@ export const admin: Command = {
       }
       case 'egress ls':
       case 'egress': {
-        const r = await s.call('GET', '/v1/egress-targets', EgressTargetListSchema);
+        const r = await s.call('GET', '/v1/egress-targets', EgressTargetListSchema, undefined, ctx.stopSignal);
         printTable(ctx, a.json, r, ['NAME', 'NODE', 'TARGET', 'ALLOW'], r.targets.map((t) => [t.name, t.node, `${t.host}:${t.port}`, t.allow.join(',') || '-']));
         return 0;
       }
@@ -169,12 +169,12 @@ export const admin: Command = {
           host: need(a.values.host, '--host'),
           port: intArg('--port', need(a.values.port, '--port')),
           allow: a.values.allow ?? [],
-        });
+        }, ctx.stopSignal);
         done(t, `Egress target ${t.name}: ${t.host}:${t.port} on ${t.node}.`);
         return 0;
       }
       case 'egress rm': {
-        await s.call('DELETE', `/v1/egress-targets/${encodeURIComponent(need(name, 'a NAME'))}`, null);
+        await s.call('DELETE', `/v1/egress-targets/${encodeURIComponent(need(name, 'a NAME'))}`, null, undefined, ctx.stopSignal);
         done({ deleted: name }, `Deleted egress target ${name}.`);
         return 0;
       }

@@ -1,15 +1,16 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { LeaseIssuedSchema, TargetNameSchema, type LeaseIssued } from '../../protocol/api-types.js';
+import { LeaseIssuedSchema, TargetNameSchema, type LeaseCreate, type LeaseIssued } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { Session } from '../api-client.js';
 import { parseCommand } from '../args.js';
-import { info, out } from '../context.js';
+import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { writeFileAtomicSync } from '../../shared/write-file-atomic.js';
 import { makeDirs } from '../../shared/make-dirs.js';
 import { splitAddress } from '../ssh/relay-connection.js';
+import { revokeUnanswered } from '../ssh/unanswered-lease.js';
 import type { Command } from './command.js';
 
 export const cert: Command = {
@@ -24,7 +25,9 @@ host key. Prints ready ssh command lines. The default is an open lease (for Y); 
 an expose lease (for X) for PORT (default 22). Plain OpenSSH cannot renew a lease in band:
 ask for a --ttl as long as you need (capped by the server). For an open lease the printed lines
 use the port X has bound (as the lease reports it), or --port when given.
-The exposure must exist first: tunnel exposures create NAME --allow USER.
+The exposure must exist first: tunnel exposures create NAME --allow USER. Nothing is written
+when it stops (Ctrl-C: exit 130) before the lease came; a lease the control plane issued
+meanwhile is revoked.
 
 --egress gets an egress lease for admin-defined egress targets (host:port on the relay's own
 network; every target of one lease must be on the same relay) and prints an
@@ -55,7 +58,7 @@ Examples:
 
     const session = Session.load(ctx, a.server);
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const issued = await session.call('POST', '/v1/leases', LeaseIssuedSchema, {
+    const issued = await issueLease(ctx, session, publicKey, {
       kind: a.values.expose ? 'expose' : 'open',
       exposure: name,
       ...(a.values.expose ? { port } : {}),
@@ -119,7 +122,7 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
   const session = Session.load(ctx, a.server);
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const keyName = `egress-${names[0]}`;
-  const issued: LeaseIssued = await session.call('POST', '/v1/leases', LeaseIssuedSchema, {
+  const issued = await issueLease(ctx, session, publicKey, {
     kind: 'egress',
     targets: names,
     public_key: formatPublicKeyLine(rawPublicKey(publicKey), `tunnel-${keyName}`),
@@ -138,6 +141,23 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
     out(ctx, commands.forward);
   }
   return 0;
+}
+
+/**
+ * POST /v1/leases for `publicKey`, cancelled by a stop (Ctrl-C). When the request was stopped or
+ * cut off after it went out, the control plane may have issued the lease all the same: it is
+ * looked for by its key and revoked (nobody will hold the key), and the failure is thrown.
+ */
+async function issueLease(ctx: Context, session: Session, publicKey: KeyObject, body: LeaseCreate): Promise<LeaseIssued> {
+  try {
+    return await session.call('POST', '/v1/leases', LeaseIssuedSchema, body, ctx.stopSignal);
+  } catch (err) {
+    const revoked = await revokeUnanswered(session, publicKey, err);
+    if (revoked.length && err instanceof CliError) {
+      throw new CliError(err.exitCode, `${err.message}; the lease it had issued (${revoked.join(', ')}) was revoked`, { code: err.code, cause: err });
+    }
+    throw err;
+  }
 }
 
 /**

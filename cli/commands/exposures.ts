@@ -58,7 +58,7 @@ export const exposures: Command = {
     switch (sub) {
       case 'ls': {
         if (name) throw new UsageError('exposures', `unexpected argument "${name}"`);
-        const res = await s.call('GET', '/v1/exposures', ExposureListSchema);
+        const res = await s.call('GET', '/v1/exposures', ExposureListSchema, undefined, ctx.stopSignal);
         printTable(
           ctx,
           a.json,
@@ -71,14 +71,14 @@ export const exposures: Command = {
       case 'show': {
         const n = needName();
         noMore();
-        show(ctx, a.json, await s.call('GET', path(n), ExposureSchema));
+        show(ctx, a.json, await s.call('GET', path(n), ExposureSchema, undefined, ctx.stopSignal));
         return 0;
       }
       case 'create': {
         const n = needName();
         noMore();
         const allow = checkUsers(a.values.allow ?? []);
-        const e = await s.call('PUT', path(n), ExposureSchema, { allow, ...(a.values.node !== undefined ? { node: a.values.node } : {}) });
+        const e = await s.call('PUT', path(n), ExposureSchema, { allow, ...(a.values.node !== undefined ? { node: a.values.node } : {}) }, ctx.stopSignal);
         if (a.json) out(ctx, JSON.stringify(e, null, 2));
         else info(ctx, `Exposure ${e.name} (owner ${e.owner}); may open it besides the owner and admins: ${e.allow.join(', ') || 'nobody'}.`);
         return 0;
@@ -88,13 +88,13 @@ export const exposures: Command = {
         const n = needName();
         if (!users.length) throw new UsageError('exposures', `${sub} needs at least one USER`);
         checkUsers(users);
-        const cur = await s.call('GET', path(n), ExposureSchema);
+        const cur = await s.call('GET', path(n), ExposureSchema, undefined, ctx.stopSignal);
         const next = new Set(cur.allow);
         for (const u of users) {
           if (sub === 'allow') next.add(u);
           else next.delete(u);
         }
-        const e = await s.call('PUT', path(n), ExposureSchema, { allow: [...next].sort() });
+        const e = await s.call('PUT', path(n), ExposureSchema, { allow: [...next].sort() }, ctx.stopSignal);
         if (a.json) out(ctx, JSON.stringify(e, null, 2));
         else info(ctx, `${e.name}: may open it besides the owner and admins: ${e.allow.join(', ') || 'nobody'}.`);
         return 0;
@@ -102,7 +102,7 @@ export const exposures: Command = {
       case 'rm': {
         const n = needName();
         noMore();
-        await s.call('DELETE', path(n), null);
+        await s.call('DELETE', path(n), null, undefined, ctx.stopSignal);
         if (a.json) out(ctx, JSON.stringify({ deleted: n }));
         else info(ctx, `Deleted exposure ${n}; its leases are revoked.`);
         return 0;

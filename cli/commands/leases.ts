@@ -31,8 +31,8 @@ Examples:
     if (sub === 'ls') {
       if (id) throw new UsageError('leases', `unexpected argument "${id}"`);
       const q = a.values.all ? '?all=true' : '?active=true';
-      const res = await s.call('GET', `/v1/leases${q}`, LeaseListSchema);
-      const live = await connectedLeases(s);
+      const res = await s.call('GET', `/v1/leases${q}`, LeaseListSchema, undefined, ctx.stopSignal);
+      const live = await connectedLeases(s, ctx.stopSignal);
       const connected = (id: string) => (live ? live.has(id) : null);
       printTable(
         ctx,
@@ -53,7 +53,7 @@ Examples:
       return 0;
     }
     {
-      const l = await s.call('DELETE', `/v1/leases/${id}`, LeaseSchema);
+      const l = await s.call('DELETE', `/v1/leases/${id}`, LeaseSchema, undefined, ctx.stopSignal);
       if (a.json) out(ctx, JSON.stringify(l, null, 2));
       else info(ctx, `Revoked ${l.id}; relays close its connections within 5 seconds.`);
       return 0;
@@ -67,9 +67,9 @@ Examples:
  * in band of the one it opened with; `lease_id` from a control plane without it); undefined when
  * this login may not list connections.
  */
-async function connectedLeases(s: Session): Promise<Set<string> | undefined> {
+async function connectedLeases(s: Session, stop: AbortSignal): Promise<Set<string> | undefined> {
   try {
-    const res = await s.call('GET', '/v1/connections?state=open&limit=1000', ConnectionListSchema);
+    const res = await s.call('GET', '/v1/connections?state=open&limit=1000', ConnectionListSchema, undefined, stop);
     return new Set(res.connections.flatMap((c) => {
       const held = c.current_lease_id === undefined ? c.lease_id : c.current_lease_id;
       return c.live && held ? [held] : [];

@@ -18,7 +18,8 @@ stops (exit code 3), and certificates from tunnel cert stop working. An access t
 expired is renewed first with the stored refresh token, so the session still ends.
 
 When the control plane cannot end the session (unreachable, or an error), nothing is deleted:
-it says so and exits non-zero (5: unreachable), and tunnel logout can be run again. A login with
+it says so and exits non-zero (5: unreachable; 130: stopped by Ctrl-C before it answered), and
+tunnel logout can be run again. A login with
 a service token (tunnel login --token-file) has no session: only the stored credentials go, and
 the service token stays valid until it expires or is revoked (tunnel admin service-tokens revoke).
 
@@ -59,7 +60,7 @@ Example:
 async function endSession(ctx: Context, creds: Credentials): Promise<'ended' | 'ended before'> {
   const session = Session.load(ctx, creds.server);
   const logoutWith = (accessToken: string, refresh: string | undefined) =>
-    session.api.raw('POST', '/v1/auth/logout', { token: accessToken, body: refresh ? { refresh_token: refresh } : {} });
+    session.api.raw('POST', '/v1/auth/logout', { token: accessToken, body: refresh ? { refresh_token: refresh } : {}, signal: ctx.stopSignal });
   let res = await logoutWith(creds.access_token, creds.refresh_token);
   if (res.status === 204) return 'ended';
   if (res.status !== 401 || !creds.refresh_token) throw failed(res);
@@ -68,7 +69,7 @@ async function endSession(ctx: Context, creds: Credentials): Promise<'ended' | '
   // refresh token), or is refused because the session has ended.
   let accessToken: string;
   try {
-    accessToken = await session.token(true);
+    accessToken = await session.token(true, ctx.stopSignal);
   } catch (err) {
     if (err instanceof CliError && err.exitCode === EXIT.NOT_LOGGED_IN) return 'ended before';
     throw err;

@@ -16,7 +16,7 @@ Example:
   async run(ctx, argv) {
     const a = parseCommand('ls', argv, {});
     const s = Session.load(ctx, a.server);
-    const res = await s.call('GET', '/v1/exposures', ExposureListSchema);
+    const res = await s.call('GET', '/v1/exposures', ExposureListSchema, undefined, ctx.stopSignal);
     printTable(
       ctx,
       a.json,

@@ -18,7 +18,7 @@ Example:
     const a = parseCommand('nodes', argv, {});
     const [sub = 'ls', extra] = a.positionals;
     if (sub !== 'ls' || extra) throw new UsageError('nodes', `unknown subcommand "${[sub, extra].filter(Boolean).join(' ')}" (ls)`);
-    const res = await Session.load(ctx, a.server).call('GET', '/v1/nodes', NodeListSchema);
+    const res = await Session.load(ctx, a.server).call('GET', '/v1/nodes', NodeListSchema, undefined, ctx.stopSignal);
     printTable(
       ctx,
       a.json,

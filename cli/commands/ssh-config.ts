@@ -17,7 +17,7 @@ Example:
   async run(ctx, argv) {
     const a = parseCommand('ssh-config', argv, {});
     const s = Session.load(ctx, a.server);
-    const res = await s.call('GET', '/v1/exposures', ExposureListSchema);
+    const res = await s.call('GET', '/v1/exposures', ExposureListSchema, undefined, ctx.stopSignal);
     const wanted = a.positionals.length ? new Set(a.positionals) : undefined;
     const list = res.exposures.filter((e) => !wanted || wanted.has(e.name));
     // The login's server as stored (normalized: no spaces to split the command), '%' doubled for ssh_config.

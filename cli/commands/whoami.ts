@@ -16,7 +16,7 @@ Example:
   async run(ctx: Context, argv: string[]) {
     const a = parseCommand('whoami', argv, {});
     const s = Session.load(ctx, a.server);
-    const me = await s.call('GET', '/v1/me', MeSchema);
+    const me = await s.call('GET', '/v1/me', MeSchema, undefined, ctx.stopSignal);
     if (a.json) out(ctx, JSON.stringify({ ...me, server: s.api.server }, null, 2));
     else out(ctx, `${me.name} (${me.role}${me.scopes ? `, service token: ${me.scopes.join(' ')}` : ''}) at ${s.api.server}`);
     return 0;

@@ -38,3 +38,27 @@ export async function leasesOfKeys(session: Pick<Session, 'call'>, fingerprints:
   const res = await session.call('GET', `/v1/leases?active=true&limit=${SEARCHED_LEASES}`, LeaseListSchema, undefined, signal);
   return res.leases.filter((l) => fingerprints.has(l.ssh_key)).map((l) => l.id);
 }
+
+/** How long a one-shot command that stops spends looking for and revoking a lease it may have got. */
+export const REVOKE_UNANSWERED_MS = 3_000;
+
+/**
+ * For a one-shot command (tunnel cert) whose lease request for `publicKey` failed with `err`:
+ * when the lease may have been issued all the same (mayHaveIssued), finds it among the caller's
+ * active leases and revokes it, best effort, within REVOKE_UNANSWERED_MS (not cancelled by the
+ * stop: it is how the stop cleans up). Resolves to the ids revoked.
+ */
+export async function revokeUnanswered(session: Pick<Session, 'call'>, publicKey: KeyObject, err: unknown): Promise<string[]> {
+  if (!mayHaveIssued(err)) return [];
+  const signal = AbortSignal.timeout(REVOKE_UNANSWERED_MS);
+  const revoked: string[] = [];
+  try {
+    for (const id of await leasesOfKeys(session, new Set([keyFingerprint(publicKey)]), signal)) {
+      await session.call('DELETE', `/v1/leases/${id}`, null, undefined, signal);
+      revoked.push(id);
+    }
+  } catch {
+    // Unreachable, or out of time: the lease expires by itself, and nobody holds its key.
+  }
+  return revoked;
+}
