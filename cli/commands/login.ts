@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { FileTooLargeError, readFileBounded } from '../../shared/read-file-bounded.js';
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -11,7 +11,7 @@ import {
   TokenResponseSchema,
   type TokenResponse,
 } from '../../protocol/api-types.js';
-import { ApiClient, ApiError, stopped } from '../api-client.js';
+import { ApiClient, ApiError, STOPPED, stopped } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
@@ -39,7 +39,8 @@ Options:
   --password       log in with user name and password
   --user NAME      user name for --password (asked for when missing)
   --token TOKEN    a service token (scoped, for headless hosts)
-  --token-file F   read the service token from file F (keeps it out of the process list)
+  --token-file F   read the service token from file F, at most 64 KiB (keeps it out of the
+                   process list; a pipe or FIFO works too)
   --ca-pin PIN     trust the server whose certificate key has this pin (sha256:HEX, printed by
                    tunnel-control at start) instead of the system CAs [TUNNEL_CA_PIN]
   --ca-file FILE   trust the CA certificates in FILE (PEM) instead of the system CAs [TUNNEL_CA_FILE]
@@ -73,7 +74,7 @@ Examples:
     const flags = { caPin: a.values['ca-pin'], caFile: caFile === undefined ? undefined : resolve(caFile), insecureHttp: a.values['insecure-http'] === true };
     const api = ApiClient.forServer(ctx, server, flags);
     const trust = resolveTrust(ctx, server, flags);
-    const fromFile = a.values['token-file'] === undefined ? undefined : readTokenFile(a.values['token-file']);
+    const fromFile = a.values['token-file'] === undefined ? undefined : await readTokenFile(a.values['token-file'], ctx.stopSignal);
     const serviceToken = a.values.token ?? fromFile ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
 
     // Ctrl-C cancels the request in flight and the wait between device-flow polls alike.
@@ -149,14 +150,24 @@ async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Prom
   }
 }
 
-function readTokenFile(path: string): string {
+/** The longest --token-file read: a service token is under 100 bytes. */
+const MAX_TOKEN_FILE_BYTES = 64 * 1024;
+
+/**
+ * The service token in `path`, read through readFileBounded: a file that never ends (/dev/zero)
+ * is refused past 64 KiB, and a pipe that stays open leaves a stop handled (exit 130).
+ */
+async function readTokenFile(path: string, signal: AbortSignal): Promise<string> {
+  let t: string;
   try {
-    const t = readFileSync(path, 'utf8').trim();
-    if (!t) throw new Error('empty');
-    return t;
+    t = (await readFileBounded(path, MAX_TOKEN_FILE_BYTES, signal)).toString('utf8').trim();
   } catch (err) {
-    throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    if (signal.aborted) throw new CliError(EXIT.STOPPED, `stopped while reading ${path}`, { code: STOPPED, cause: err });
+    const why = err instanceof FileTooLargeError ? 'longer than 64 KiB' : ((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (${why})`);
   }
+  if (!t) throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (empty)`);
+  return t;
 }
 
 function openBrowser(url: string): void {

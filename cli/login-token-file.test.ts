@@ -1,0 +1,57 @@
+/**
+ * `tunnel login --token-file F` reads F bounded and without blocking signals: a file that never
+ * ends (/dev/zero) is one line and exit 2 (it was read into memory until the process died, SIGTERM
+ * ignored meanwhile), and a FIFO nobody writes to takes SIGTERM: one line, exit 130 (it hung). The
+ * CLI runs as its own process; the kill below only ends one that hangs, so the old code fails the
+ * test rather than stalling it. Nothing is sent: the server is never asked.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { EXIT } from './errors.js';
+import { tempDir } from './testing/temp-dir.js';
+
+function login(tokenFile: string) {
+  const home = tempDir('tunnel-cli-');
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'main.js'), 'login', '--server', 'http://127.0.0.1:9', '--token-file', tokenFile], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  // Only a CLI that hangs is killed (then the test fails on the signal).
+  const kill = setTimeout(() => child.kill('SIGKILL'), 8_000);
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    clearTimeout(kill);
+    return { code: code as number | null, signal: signal as string | null, stderr };
+  });
+  return { child, exited };
+}
+
+describe('tunnel login --token-file', () => {
+  it('/dev/zero: one line, exit 2, no unbounded read', { skip: !existsSync('/dev/zero') && 'needs /dev/zero' }, async () => {
+    const r = await login('/dev/zero').exited;
+    assert.equal(r.signal, null, 'the CLI hung and was killed');
+    assert.equal(r.code, EXIT.USAGE, r.stderr);
+    assert.equal(r.stderr, 'tunnel login: cannot read a service token from /dev/zero (longer than 64 KiB)\n');
+  });
+
+  it('a FIFO nobody writes to: SIGTERM ends it, one line, exit 130', async () => {
+    const fifo = join(tempDir('tunnel-fifo-'), 'token');
+    execFileSync('mkfifo', [fifo]);
+    const l = login(fifo);
+    // The writer's open completes once the CLI has the FIFO open for reading; nothing is written.
+    const w = createWriteStream(fifo);
+    w.on('error', () => {});
+    await once(w, 'open');
+    l.child.kill('SIGTERM');
+    const r = await l.exited;
+    w.destroy();
+    assert.equal(r.signal, null, 'the CLI hung and was killed');
+    assert.equal(r.code, EXIT.STOPPED, r.stderr);
+    assert.equal(r.stderr, `tunnel login: stopped while reading ${fifo}\n`);
+  });
+});

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { FileTooLargeError, readFileBounded } from './read-file-bounded.js';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+function fifo(): string {
+  const p = join(tempDir('tunnel-fifo-'), 'fifo');
+  execFileSync('mkfifo', [p]);
+  return p;
+}
+
+describe('readFileBounded', () => {
+  it('reads a file up to the bound, refuses one beyond it, keeps errno codes', async () => {
+    const dir = tempDir('tunnel-read-');
+    writeFileSync(join(dir, 'ok'), 'x'.repeat(16));
+    writeFileSync(join(dir, 'big'), 'x'.repeat(17));
+    assert.equal((await readFileBounded(join(dir, 'ok'), 16)).toString(), 'x'.repeat(16));
+    await assert.rejects(readFileBounded(join(dir, 'big'), 16), FileTooLargeError);
+    await assert.rejects(readFileBounded(join(dir, 'none'), 16), { code: 'ENOENT' });
+  });
+
+  it('a file that never ends (/dev/zero) is refused past the bound', { skip: !existsSync('/dev/zero') && 'needs /dev/zero' }, async () => {
+    await assert.rejects(readFileBounded('/dev/zero', 64 * 1024), FileTooLargeError);
+  });
+
+  it('a FIFO: waits for its writer and reads to its end; bounded; a stop while nobody writes rejects at once', async () => {
+    const a = fifo();
+    const read = readFileBounded(a, 64);
+    const w = createWriteStream(a);
+    w.end('token\n');
+    assert.equal((await read).toString(), 'token\n');
+
+    const b = fifo();
+    const big = readFileBounded(b, 64);
+    const wb = createWriteStream(b);
+    wb.on('error', () => {}); // EPIPE once the reader gave up
+    wb.write('y'.repeat(65));
+    await assert.rejects(big, FileTooLargeError);
+    wb.destroy();
+
+    // Stopped once it reads (a writer's open completes when the FIFO has a reader), nothing written.
+    const c = fifo();
+    const stop = new AbortController();
+    const waiting = readFileBounded(c, 64, stop.signal);
+    const wc = createWriteStream(c);
+    await once(wc, 'open');
+    stop.abort(new Error('stopped'));
+    await assert.rejects(waiting, /stopped/);
+    wc.destroy();
+  });
+});
