@@ -1,6 +1,6 @@
 /**
  * `tunnel login --token-file F` reads F bounded and without blocking signals: a file that never
- * ends (/dev/zero) is one line and exit 2 (it was read into memory until the process died, SIGTERM
+ * ends (/dev/zero; as --ca-file too) is one line and exit 2 (it was read into memory until the process died, SIGTERM
  * ignored meanwhile), and a FIFO nobody writes to takes SIGTERM: one line, exit 130 (it hung). The
  * CLI runs as its own process; the kill below only ends one that hangs, so the old code fails the
  * test rather than stalling it. Nothing is sent: the server is never asked.
@@ -8,15 +8,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EXIT } from './errors.js';
 import { tempDir } from './testing/temp-dir.js';
 
-function login(tokenFile: string) {
+function login(tokenFile: string, args: string[] = ['--server', 'http://127.0.0.1:9']) {
   const home = tempDir('tunnel-cli-');
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'main.js'), 'login', '--server', 'http://127.0.0.1:9', '--token-file', tokenFile], {
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'main.js'), 'login', ...args, '--token-file', tokenFile], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -37,6 +37,15 @@ describe('tunnel login --token-file', () => {
     assert.equal(r.signal, null, 'the CLI hung and was killed');
     assert.equal(r.code, EXIT.USAGE, r.stderr);
     assert.equal(r.stderr, 'tunnel login: cannot read a service token from /dev/zero (longer than 64 KiB)\n');
+  });
+
+  it('--ca-file /dev/zero: one line, exit 2, no unbounded read', { skip: !existsSync('/dev/zero') && 'needs /dev/zero' }, async () => {
+    const dir = tempDir('tunnel-token-');
+    writeFileSync(join(dir, 'token'), 'tnl_st_x\n');
+    const r = await login(join(dir, 'token'), ['--server', 'https://127.0.0.1:9', '--ca-file', '/dev/zero']).exited;
+    assert.equal(r.signal, null, 'the CLI hung and was killed');
+    assert.equal(r.code, EXIT.USAGE, r.stderr);
+    assert.equal(r.stderr, 'tunnel login: cannot read the CA file /dev/zero (larger than 4 MiB)\n');
   });
 
   it('a FIFO nobody writes to: SIGTERM ends it, one line, exit 130', async () => {

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { certificatePin } from './tls-pin.js';
+import { FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
 
 /**
  * How the relay and the CLI decide to trust the control plane: the system CAs (Node's bundled
@@ -93,14 +93,17 @@ export function peerPin(socket: TLSSocket): string | undefined {
  * done and before it writes any byte. Sessions are never resumed with a pin, so every connection
  * shows its certificate. Throws TrustError for a bad pin, an unreadable CA file, or both given.
  */
+/** The largest CA file read (a whole system bundle is about 220 KB): /dev/zero is refused, not read until memory runs out. */
+const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
+
 export function trustTls(trust: TrustSettings): { tls: ConnectionOptions; pin?: string } {
   if (trust.caFile && trust.caPin) throw new TrustError('TLS_TRUST_CONFLICT', 'give either a CA file or a pin, not both');
   if (trust.caPin) return { tls: { rejectUnauthorized: false }, pin: parsePin(trust.caPin) };
   if (trust.caFile) {
     try {
-      return { tls: { ca: readFileSync(trust.caFile) } };
+      return { tls: { ca: readFileBoundedSync(trust.caFile, MAX_CA_FILE_BYTES) } };
     } catch (err) {
-      throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+      throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${err instanceof FileTooLargeError ? 'larger than 4 MiB' : ((err as NodeJS.ErrnoException).code ?? String(err))})`, { cause: err });
     }
   }
   return { tls: {} };

@@ -5,7 +5,7 @@ import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileTooLargeError, readFileBounded } from './read-file-bounded.js';
+import { FileTooLargeError, readFileBounded, readFileBoundedSync } from './read-file-bounded.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -35,6 +35,16 @@ describe('readFileBounded', () => {
 
   it('a file that never ends (/dev/zero) is refused past the bound', { skip: !existsSync('/dev/zero') && 'needs /dev/zero' }, async () => {
     await assert.rejects(readFileBounded('/dev/zero', 64 * 1024), FileTooLargeError);
+    assert.throws(() => readFileBoundedSync('/dev/zero', 64 * 1024), FileTooLargeError);
+  });
+
+  it('readFileBoundedSync: up to the bound, not beyond, errno codes kept', () => {
+    const dir = tempDir('tunnel-read-');
+    writeFileSync(join(dir, 'ok'), 'x'.repeat(16));
+    writeFileSync(join(dir, 'big'), 'x'.repeat(17));
+    assert.equal(readFileBoundedSync(join(dir, 'ok'), 16).toString(), 'x'.repeat(16));
+    assert.throws(() => readFileBoundedSync(join(dir, 'big'), 16), FileTooLargeError);
+    assert.throws(() => readFileBoundedSync(join(dir, 'none'), 16), { code: 'ENOENT' });
   });
 
   it('a FIFO: waits for its writer and reads to its end; bounded; a stop while nobody writes rejects at once', async () => {

@@ -1,4 +1,4 @@
-import { constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 
@@ -35,7 +35,8 @@ export async function readFileBounded(path: string, maxBytes: number, signal?: A
       n += bytesRead;
     }
     if (n > maxBytes) throw new FileTooLargeError(path, maxBytes);
-    return buf.subarray(0, n);
+    // A copy: the bound-sized buffer is not kept alive by what the caller holds on to.
+    return Buffer.from(buf.subarray(0, n));
   } finally {
     await file.close();
   }
@@ -66,4 +67,28 @@ function readPipe(path: string, maxBytes: number, signal: AbortSignal | undefine
     sock.once('end', () => done(undefined, Buffer.concat(chunks, n)));
     sock.once('error', (err) => done(err));
   });
+}
+
+/**
+ * readFileBounded for a caller that cannot wait (a TLS setting resolved when a client is built):
+ * at most `maxBytes` (longer: FileTooLargeError), so `/dev/zero` is refused past the bound rather
+ * than read until memory runs out. It blocks while it reads, so it is for regular files: a FIFO
+ * still waits for its writer.
+ */
+export function readFileBoundedSync(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    if (n > maxBytes) throw new FileTooLargeError(path, maxBytes);
+    // A copy: the bound-sized buffer is not kept alive by what the caller holds on to.
+    return Buffer.from(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
 }
