@@ -18,11 +18,7 @@ describe('console: a self-refreshing page after its session ends (Chromium)', ()
   it('goes to the sign-in page when signed out in another tab, instead of showing it inside the old page', async () => {
     const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();
-    await page.goto(`${stage.base}/console/login`);
-    await page.getByLabel('User name').fill(stage.admin.name);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/console\/exposures/);
+    await stage.signIn(page);
     await page.goto(`${stage.base}/console/connections`);
     assert.equal(await page.locator('#live-tables').count(), 1);
 
@@ -51,11 +47,7 @@ describe('console: a self-refreshing page after its session ends (Chromium)', ()
     const ctx = await stage.browser.newContext();
     try {
       const page = await ctx.newPage();
-      await page.goto(`${stage.base}/console/login`);
-      await page.getByLabel('User name').fill(stage.admin.name);
-      await page.getByLabel('Password').fill(PASSWORD);
-      await page.getByRole('button', { name: 'Sign in' }).click();
-      await page.waitForURL(/\/console\/exposures/);
+      await stage.signIn(page);
       const names = async () => (await ctx.cookies(stage.base)).map((c) => c.name).sort();
       const before = await names();
       assert.deepEqual(before, ['tunnel_at', 'tunnel_csrf', 'tunnel_rt']);

@@ -116,11 +116,7 @@ describe('console and device page: hostile text in every field stays text (Chrom
       dialogs.push(d.message());
       void d.dismiss();
     });
-    await page.goto(`${stage.base}/console/login`);
-    await page.getByLabel('User name').fill(stage.admin.name);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/console\/exposures/);
+    await stage.signIn(page);
     let shown = '';
     for (const p of PAGES) {
       await page.goto(`${stage.base}/console/${p}?state=all`);
@@ -162,11 +158,7 @@ describe('console and device page: hostile text in every field stays text (Chrom
   it('every field in right-to-left letters is isolated (<bdi>) wherever a page shows it', async () => {
     const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();
-    await page.goto(`${stage.base}/console/login`);
-    await page.getByLabel('User name').fill(stage.admin.name);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/console\/exposures/);
+    await stage.signIn(page);
     const seen: Record<string, number> = {};
     for (const p of PAGES) {
       await page.goto(`${stage.base}/console/${p}`);
@@ -191,11 +183,7 @@ describe('console and device page: hostile text in every field stays text (Chrom
   it('the audit page cuts long details between whole escapes and characters, and says it cut', async () => {
     const ctx = await stage.browser.newContext();
     const page = await ctx.newPage();
-    await page.goto(`${stage.base}/console/login`);
-    await page.getByLabel('User name').fill(stage.admin.name);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/console\/exposures/);
+    await stage.signIn(page);
     await page.goto(`${stage.base}/console/audit?type=relay.auth_fail`);
     const cells = (await page.locator('td code').allInnerTexts()).filter((x) => x.includes(CUT_MARK));
     assert.equal(cells.length, 7);
@@ -225,11 +213,7 @@ describe('console and device page: hostile text in every field stays text (Chrom
     assert.ok(body.includes('Tunnel CLI\\u202e'), 'the override is shown as an escape');
 
     // The audit's details of the relay's event: the remote address after the reason reads as sent.
-    await page.goto(`${stage.base}/console/login`);
-    await page.getByLabel('User name').fill(stage.admin.name);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/console\/exposures/);
+    await stage.signIn(page);
     await page.goto(`${stage.base}/console/audit`);
     assert.equal(await drawnLeftToRight(page, 'td code', BIDI_REMOTE), true, 'the remote address is drawn left to right');
     for (const p of PAGES) {

@@ -5,7 +5,7 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import { after, before } from 'node:test';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { uniq } from '../../control/testing/fixtures.js';
 import { createTestApp, type TestApp } from '../../control/testing/test-app.js';
 import { launchBrowser } from './browser.js';
@@ -17,10 +17,20 @@ export interface ConsoleStage {
   /** http://127.0.0.1:PORT, also the control plane's issuer. */
   base: string;
   admin: { id: string; name: string };
+  /** Signs the admin in on `page` through the sign-in form and waits for the first page after it. */
+  signIn(page: Page): Promise<void>;
 }
 
 export function consoleStage(password: string): ConsoleStage {
-  const stage = {} as ConsoleStage;
+  const stage = {
+    async signIn(page: Page) {
+      await page.goto(`${stage.base}/console/login`);
+      await page.getByLabel('User name').fill(stage.admin.name);
+      await page.getByLabel('Password').fill(password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(/\/console\/exposures/);
+    },
+  } as ConsoleStage;
   let server: ServerType | undefined;
   before(async () => {
     const port = await freePort();
