@@ -17,8 +17,9 @@ export interface AppSettings {
   /** A login session's absolute life (seconds): its refresh tokens expire this long after it started. */
   refreshTokenTtl: number;
   /**
-   * A console session (auth/sessions.ts `CONSOLE_CLIENT_ID`) that renewed no token for this long
-   * (seconds) is ended at its next refresh; 0: never. At least `accessTokenTtl`.
+   * A console session (auth/sessions.ts `CONSOLE_CLIENT_ID`) that made no request for this long
+   * (seconds: its last token renewed this plus `accessTokenTtl` ago) is ended at its next
+   * refresh; 0: never.
    */
   consoleIdleTimeout: number;
   deviceCodeTtl: number;

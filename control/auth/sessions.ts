@@ -136,12 +136,17 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
 }
 
 /**
- * A console session whose token `row` was issued (at its login or its last refresh, which a
- * console in use makes whenever its access token has expired) `consoleIdleTimeout` or more ago.
+ * A console session that made no request for `consoleIdleTimeout`: its token `row` was issued (at
+ * its login or its last refresh, which a console in use makes whenever its access token has
+ * expired) with an access token that served its requests for up to `accessTokenTtl` more, so its
+ * last request may be that much later. Counted from the issue alone, a console in use was ended
+ * at its first refresh whenever the timeout was no longer than the access token's life (10m, the
+ * lowest allowed) and, for any timeout, after as little as the timeout less that life idle.
  */
 function idleTooLong(deps: Deps, row: RefreshRow, now: Date): boolean {
   const idle = deps.settings.consoleIdleTimeout;
-  return idle > 0 && isConsole(row.familyId) && now.getTime() - row.createdAt.getTime() >= idle * 1000;
+  if (idle <= 0 || !isConsole(row.familyId)) return false;
+  return now.getTime() - row.createdAt.getTime() >= (idle + deps.settings.accessTokenTtl) * 1000;
 }
 
 const isConsole = (familyId: string): boolean => familyId.startsWith(`${CONSOLE_FAMILY}_`);

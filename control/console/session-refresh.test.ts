@@ -93,7 +93,8 @@ describe('console: the session refreshes its access token', () => {
     // A CLI's password session, just as idle: not the console's, so it lives on.
     const cli = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: name, password: PASSWORD } });
     assert.equal(cli.status, 200);
-    t.clock.advance(idle * 1000 + 1000);
+    // Idle since its last possible request: the end of the access token issued with its refresh token.
+    t.clock.advance((idle + t.deps.settings.accessTokenTtl) * 1000 + 1000);
     const { res } = await get(jar, '/console/connections');
     assert.equal(res.status, 303);
     assert.match(res.headers.get('location') ?? '', /^\/console\/login/);
@@ -141,5 +142,50 @@ describe('console: the session refreshes its access token', () => {
     assert.equal(res.status, 303, 'past its life the console session is over');
     const r = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: cliRt } });
     assert.equal(r.status, 200, 'a CLI session in use goes on');
+  });
+});
+
+describe('console: the idle timeout counts from the last request, not from the last refresh', () => {
+  let t: TestApp;
+  let name: string;
+
+  before(async () => {
+    // The lowest timeout allowed: as long as an access token lives.
+    t = await createTestApp({ settings: { issuer: BASE, consoleIdleTimeout: 600, accessTokenTtl: 600 } });
+    name = uniq('admin');
+    await t.user(name, 'admin', PASSWORD);
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  async function get(jar: Jar, path: string, form?: Record<string, string>): Promise<Response> {
+    const headers: Record<string, string> = { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
+    let body: string | undefined;
+    if (form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(form).toString();
+    }
+    const res = await t.app.fetch(new Request(`${BASE}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
+    take(jar, res);
+    return res;
+  }
+
+  it('keeps a console used every minute signed in for an hour, and ends it after the timeout without a request', async () => {
+    const jar: Jar = new Map();
+    await get(jar, '/console/login');
+    const signIn = await get(jar, '/console/login', { _csrf: jar.get('tunnel_csrf')!, username: name, password: PASSWORD, next: '/console/exposures' });
+    assert.equal(signIn.status, 303);
+    for (let minute = 1; minute <= 60; minute++) {
+      t.clock.advance(60_000);
+      const res = await get(jar, '/console/exposures');
+      // Signed out at minute 10 on the old code: the refresh the expired access token needed came 10 minutes after the last.
+      assert.equal(res.status, 200, `minute ${minute}: ${res.status} ${res.headers.get('location') ?? ''}`);
+    }
+    // The last request used an access token that may have been fresh: 10 more minutes of it, then 10 idle.
+    t.clock.advance(1200_000 + 1000);
+    const res = await get(jar, '/console/exposures');
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location') ?? '', /^\/console\/login/);
   });
 });
