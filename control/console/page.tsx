@@ -39,7 +39,7 @@ async function readForm(c: Context<AppEnv>): Promise<Record<string, string> | nu
  * Instead of the sign-in page, a page that opens the same address again from this origin, with
  * the cookies (a plain link too, for a browser that does not follow the refresh).
  */
-function fromAnotherSite(c: Context<AppEnv>): boolean {
+export function fromAnotherSite(c: Context<AppEnv>): boolean {
   return (
     c.req.method === 'GET' &&
     c.req.header('sec-fetch-site') === 'cross-site' &&
@@ -49,7 +49,7 @@ function fromAnotherSite(c: Context<AppEnv>): boolean {
   );
 }
 
-function openAgain(c: Context<AppEnv>): Response | Promise<Response> {
+export function openAgain(c: Context<AppEnv>): Response | Promise<Response> {
   const u = new URL(c.req.url);
   const here = `${u.pathname}${u.search}`;
   return c.html(

@@ -6,7 +6,7 @@ import { ApiSession, SignedOut } from '../api-session.js';
 import { readCookie } from '../cookies.js';
 import { csrfOk, csrfToken, newCsrf } from '../csrf.js';
 import { CsrfField, Layout, Notice } from '../layout.js';
-import { DONE_MESSAGES, page } from '../page.js';
+import { DONE_MESSAGES, fromAnotherSite, openAgain, page } from '../page.js';
 
 /** Only paths inside the console are followed after sign-in (no open redirect). */
 function safeNext(next: string | undefined): string {
@@ -36,6 +36,10 @@ function signInPage(c: Context<AppEnv>, opts: { next: string; error?: string; in
 
 export function registerSignIn(r: Hono<AppEnv>, app: App): void {
   r.get('/login', (c) => {
+    // A link from another site carries no cookies: the form's CSRF secret would be a new one,
+    // replacing the browser's and failing the forms open in its other tabs (and a browser
+    // signed in would be shown the sign-in form). Opened again from this origin, with them.
+    if (fromAnotherSite(c)) return openAgain(c);
     const info = DONE_MESSAGES[c.req.query('done') ?? ''];
     return signInPage(c, { next: safeNext(c.req.query('next')), info });
   });
