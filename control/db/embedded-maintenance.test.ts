@@ -96,6 +96,19 @@ describe('vacuumEmbedded on PGlite', () => {
     assert.ok(row.last_vacuum && row.last_analyze, 'vacuumed and analyzed');
   });
 
+  it('freezes the system catalogs and the migrations table too, not only the tables of public', async () => {
+    // Tests cannot age a table by 150 million transactions: every table is "old" here.
+    const done = await vacuumEmbedded(t.deps.db, 0);
+    const vacuumed = new Set(done.filter((w) => w.vacuum).map((w) => (w.schema ? `${w.schema}.${w.table}` : w.table)));
+    // pg_class and pg_attribute hold the migrations' tables; only public's were vacuumed on the old code.
+    for (const table of ['pg_catalog.pg_class', 'pg_catalog.pg_attribute', 'pg_catalog.pg_statistic', 'drizzle.__drizzle_migrations', 'audit_events']) {
+      assert.ok(vacuumed.has(table), `${table} is vacuumed (frozen): ${[...vacuumed].join(' ')}`);
+    }
+    assert.ok(![...vacuumed].some((n) => n.startsWith('pg_toast.')), 'a TOAST table goes with its own table');
+    const res = await t.deps.db.execute(sql`select count(*)::int as n from pg_stat_all_tables where schemaname = 'pg_catalog' and relname = 'pg_class' and last_vacuum is not null`);
+    assert.equal((res as unknown as { rows: { n: number }[] }).rows[0]!.n, 1, 'pg_class was vacuumed');
+  });
+
   it('a second run right after finds nothing to do', async () => {
     await vacuumEmbedded(t.deps.db);
     assert.deepEqual(
@@ -188,7 +201,7 @@ describe('scheduleEmbeddedMaintenance', () => {
     const db = {
       execute: async (q: { queryChunks?: unknown[] }) => {
         const text = JSON.stringify(q);
-        seen.push(text.includes('pg_stat_user_tables') ? 'stats' : text.includes('pg_control_checkpoint') ? 'wal' : 'other');
+        seen.push(text.includes('pg_stat_all_tables') ? 'stats' : text.includes('pg_control_checkpoint') ? 'wal' : 'other');
         return { rows: text.includes('pg_control_checkpoint') ? [{ since: 0 }] : [] };
       },
     } as unknown as Pick<Db, 'execute'>;

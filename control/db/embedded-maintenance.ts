@@ -18,7 +18,7 @@ import type { Db } from './client.js';
  *   the next start.
  *
  * `vacuumEmbedded` does what autovacuum would with its default settings, table by table, for the
- * tables that need it (pg_stat_user_tables' counters, which PGlite keeps): VACUUM (ANALYZE) after
+ * tables that need it, the catalogs too (pg_stat_all_tables' counters, which PGlite keeps): VACUUM (ANALYZE) after
  * dead rows past 50 + 20% of the table, or inserts past 1,000 + 20% (which sets the visibility map
  * so later vacuums skip those pages), or a relfrozenxid older than 150 million transactions
  * (vacuum_freeze_table_age: that vacuum freezes); ANALYZE alone after changes past 50 + 10%.
@@ -41,6 +41,8 @@ export const CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024;
 const IDLE_WAL_BYTES = 1024;
 
 export interface TableStats {
+  /** Outside `public` only (the catalogs `pg_catalog`, drizzle's migrations table, ...). */
+  schema?: string;
   table: string;
   live: number;
   dead: number;
@@ -59,27 +61,37 @@ const ANALYZE_SCALE = 0.1;
 /** vacuum_freeze_table_age: a VACUUM of an older table scans it whole and freezes. */
 export const FREEZE_AGE = 150_000_000;
 
-export type Work = { table: string; vacuum: boolean };
+export type Work = { schema?: string; table: string; vacuum: boolean };
 
 /** Which tables need a VACUUM (ANALYZE), and which an ANALYZE alone: autovacuum's rule. */
-export function tablesDue(stats: readonly TableStats[]): Work[] {
+export function tablesDue(stats: readonly TableStats[], freezeAge = FREEZE_AGE): Work[] {
   const due: Work[] = [];
   for (const s of stats) {
     const vacuum =
-      s.dead > VACUUM_BASE + VACUUM_SCALE * s.live || s.insertedSinceVacuum > INSERT_BASE + INSERT_SCALE * s.live || s.xidAge > FREEZE_AGE;
-    if (vacuum || s.modifiedSinceAnalyze > ANALYZE_BASE + ANALYZE_SCALE * s.live) due.push({ table: s.table, vacuum });
+      s.dead > VACUUM_BASE + VACUUM_SCALE * s.live || s.insertedSinceVacuum > INSERT_BASE + INSERT_SCALE * s.live || s.xidAge > freezeAge;
+    if (vacuum || s.modifiedSinceAnalyze > ANALYZE_BASE + ANALYZE_SCALE * s.live) due.push({ ...(s.schema ? { schema: s.schema } : {}), table: s.table, vacuum });
   }
   return due;
 }
 
+/**
+ * Every table of this database, the system catalogs and drizzle's migrations table too, as
+ * autovacuum takes them (a TOAST table goes with its own). Their rows need freezing as much as
+ * this schema's: with `public` alone, the catalogs' rows written by the migrations (pg_class,
+ * pg_attribute: the tables themselves) and by every ANALYZE were never frozen, and a VACUUM
+ * cannot move the database's oldest transaction id past theirs; in single-user mode Postgres does
+ * not stop at the wraparound limit, so after about 2 billion transactions those rows would read
+ * as written in the future, and the tables would be gone.
+ */
 export async function readTableStats(db: Pick<Db, 'execute'>): Promise<TableStats[]> {
   const res = await db.execute(sql`
-    select s.relname as "table", s.n_live_tup as live, s.n_dead_tup as dead, s.n_mod_since_analyze as modified,
-           s.n_ins_since_vacuum as inserted, age(c.relfrozenxid) as xid_age
-    from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-    where s.schemaname = 'public' order by s.relname`);
+    select s.schemaname as "schema", s.relname as "table", s.n_live_tup as live, s.n_dead_tup as dead,
+           s.n_mod_since_analyze as modified, s.n_ins_since_vacuum as inserted, age(c.relfrozenxid) as xid_age
+    from pg_stat_all_tables s join pg_class c on c.oid = s.relid
+    where c.relkind in ('r', 'm') and s.schemaname <> 'pg_toast' order by s.schemaname <> 'public', s.schemaname, s.relname`);
   const rows = (res as unknown as { rows: Record<string, unknown>[] }).rows;
   return rows.map((r) => ({
+    ...(r.schema === 'public' ? {} : { schema: String(r.schema) }),
     table: String(r.table),
     live: Number(r.live),
     dead: Number(r.dead),
@@ -89,12 +101,15 @@ export async function readTableStats(db: Pick<Db, 'execute'>): Promise<TableStat
   }));
 }
 
-/** Vacuums and analyzes, one table at a time, the tables `tablesDue` picks; returns what it did. */
-export async function vacuumEmbedded(db: Pick<Db, 'execute'>): Promise<Work[]> {
-  const due = tablesDue(await readTableStats(db));
+/**
+ * Vacuums and analyzes, one table at a time, the tables `tablesDue` picks; returns what it did.
+ * `freezeAge`: for tests, which cannot age a table by 150 million transactions.
+ */
+export async function vacuumEmbedded(db: Pick<Db, 'execute'>, freezeAge = FREEZE_AGE): Promise<Work[]> {
+  const due = tablesDue(await readTableStats(db), freezeAge);
   for (const w of due) {
-    // The names come from pg_stat_user_tables (this schema's own tables), quoted all the same.
-    const name = sql.identifier(w.table);
+    // The names come from pg_stat_all_tables (this database's own tables), quoted all the same.
+    const name = w.schema ? sql`${sql.identifier(w.schema)}.${sql.identifier(w.table)}` : sql.identifier(w.table);
     await db.execute(w.vacuum ? sql`vacuum (analyze) ${name}` : sql`analyze ${name}`);
   }
   return due;
@@ -131,7 +146,8 @@ export function scheduleEmbeddedMaintenance(
     const full = turns++ % VACUUM_EVERY_TURNS === VACUUM_EVERY_TURNS - 1;
     running = (async () => {
       const done = full ? await vacuumEmbedded(db) : [];
-      if (done.length > 0) logger.info('embedded database vacuumed', { vacuumed: done.filter((w) => w.vacuum).map((w) => w.table), analyzed: done.filter((w) => !w.vacuum).map((w) => w.table) });
+      const names = (vacuum: boolean) => done.filter((w) => w.vacuum === vacuum).map((w) => (w.schema ? `${w.schema}.${w.table}` : w.table));
+      if (done.length > 0) logger.info('embedded database vacuumed', { vacuumed: names(true), analyzed: names(false) });
       await checkpointEmbedded(db, full);
     })()
       .catch((err: unknown) => logger.error('maintaining the embedded database (vacuum, checkpoint) failed', { err }))
