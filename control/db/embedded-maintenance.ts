@@ -106,6 +106,9 @@ export async function readTableStats(db: Pick<Db, 'execute'>): Promise<TableStat
  * `freezeAge`: for tests, which cannot age a table by 150 million transactions.
  */
 export async function vacuumEmbedded(db: Pick<Db, 'execute'>, freezeAge = FREEZE_AGE): Promise<Work[]> {
+  // A backend flushes its table counters at most once a second: without this, the writes of the
+  // last second (a prune just before) were not counted yet, and their table waited a turn.
+  await db.execute(sql`select pg_stat_force_next_flush()`);
   const due = tablesDue(await readTableStats(db), freezeAge);
   for (const w of due) {
     // The names come from pg_stat_all_tables (this database's own tables), quoted all the same.
