@@ -81,12 +81,14 @@ export function tablesDue(stats: readonly TableStats[], freezeAge = FREEZE_AGE):
  * pg_attribute: the tables themselves) and by every ANALYZE were never frozen, and a VACUUM
  * cannot move the database's oldest transaction id past theirs; in single-user mode Postgres does
  * not stop at the wraparound limit, so after about 2 billion transactions those rows would read
- * as written in the future, and the tables would be gone.
+ * as written in the future, and the tables would be gone. Except pg_statistic for an ANALYZE
+ * alone, as autovacuum: Postgres skips it (it holds the statistics), and every ANALYZE's writes
+ * to it made it due again at every turn.
  */
 export async function readTableStats(db: Pick<Db, 'execute'>): Promise<TableStats[]> {
   const res = await db.execute(sql`
     select s.schemaname as "schema", s.relname as "table", s.n_live_tup as live, s.n_dead_tup as dead,
-           s.n_mod_since_analyze as modified, s.n_ins_since_vacuum as inserted, age(c.relfrozenxid) as xid_age
+           case when c.oid = 'pg_catalog.pg_statistic'::regclass then 0 else s.n_mod_since_analyze end as modified, s.n_ins_since_vacuum as inserted, age(c.relfrozenxid) as xid_age
     from pg_stat_all_tables s join pg_class c on c.oid = s.relid
     where c.relkind in ('r', 'm') and s.schemaname <> 'pg_toast' order by s.schemaname <> 'public', s.schemaname, s.relname`);
   const rows = (res as unknown as { rows: Record<string, unknown>[] }).rows;
