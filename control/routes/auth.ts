@@ -20,6 +20,7 @@ import { throttledLookup } from '../http/miss-throttle.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
+import { lockLiveOwner } from '../services/owner-lock.js';
 import { rateLimit } from '../services/rate-limit.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 import { endSession, rotateRefreshToken, startSession } from '../auth/sessions.js';
@@ -190,6 +191,10 @@ export function registerAuth(app: App): void {
       const now = deps.clock.now();
       // One transaction: the session ends with its leases, or nothing changes.
       await revoking(deps, async (tx, revoke) => {
+        // The user's row first, as every other write to its sessions (a rotation, a disable, a
+        // login): a disable revokes all its refresh rows, this only a family's, and without the
+        // row the two locked the same rows in different orders and could deadlock.
+        await lockLiveOwner(tx, { id: p.userId });
         // The access token names its session: logging out ends it even without the refresh token.
         if (p.sessionId) await endSession(tx, revoke, p.sessionId, now, p.userId, 'logout');
         if (parsed.success && parsed.data.refresh_token) {

@@ -285,6 +285,21 @@ function dbSuite(name: string, makeApp: MakeApp) {
         }
       });
 
+      // A race: Postgres only. A logout ending a session and a disable revoking all the user's
+      // sessions update the same refresh-token rows; unless both take the user's row first they
+      // can lock those rows in different orders and deadlock (one of them a 500).
+      if (name === 'postgres') it('a logout waits for a change of its user in progress (the user row first)', async () => {
+        const u = await t.user(uniq('lo'), 'member');
+        const hold = await holdRows(t, sql`select 1 from users where id = ${u.id} for no key update`);
+        const waiting = await lockWaiters(t);
+        let settled = false;
+        const out = t.call('POST', '/v1/auth/logout', { token: u.token }).finally(() => (settled = true));
+        await until('the logout waits for the user row (or, unfixed, is done)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
+        assert.equal(settled, false, 'the logout went ahead while its user row was held');
+        await hold.release();
+        assert.equal((await out).status, 204);
+      });
+
       // A race: Postgres only (PGlite has one connection).
       if (name === 'postgres') it('changing the scopes of a token deleted meanwhile (pruned) is a 404, not a 500', async () => {
         const u = await t.user(uniq('ci'), 'member');
