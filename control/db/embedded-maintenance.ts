@@ -91,7 +91,7 @@ export async function readTableStats(db: Pick<Db, 'execute'>): Promise<TableStat
            case when c.oid = 'pg_catalog.pg_statistic'::regclass then 0 else s.n_mod_since_analyze end as modified, s.n_ins_since_vacuum as inserted, age(c.relfrozenxid) as xid_age
     from pg_stat_all_tables s join pg_class c on c.oid = s.relid
     where c.relkind in ('r', 'm') and s.schemaname <> 'pg_toast' order by s.schemaname <> 'public', s.schemaname, s.relname`);
-  const rows = (res as unknown as { rows: Record<string, unknown>[] }).rows;
+  const rows = rowsOf(res);
   return rows.map((r) => ({
     ...(r.schema === 'public' ? {} : { schema: String(r.schema) }),
     table: String(r.table),
@@ -120,10 +120,15 @@ export async function vacuumEmbedded(db: Pick<Db, 'execute'>, freezeAge = FREEZE
   return due;
 }
 
+/** The rows of `db.execute`: an array on postgres-js, `{ rows }` on PGlite. */
+function rowsOf(res: unknown): Record<string, unknown>[] {
+  return (Array.isArray(res) ? res : (res as { rows: Record<string, unknown>[] }).rows) as Record<string, unknown>[];
+}
+
 /** WAL written since the last checkpoint's redo point, in bytes. */
 export async function walSinceCheckpoint(db: Pick<Db, 'execute'>): Promise<number> {
   const res = await db.execute(sql`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), redo_lsn)::bigint as since from pg_control_checkpoint()`);
-  return Number((res as unknown as { rows: { since: string | number }[] }).rows[0]?.since ?? 0);
+  return Number(rowsOf(res)[0]?.since ?? 0);
 }
 
 /** CHECKPOINT when `CHECKPOINT_WAL_BYTES` were written since the last, or with `force` anything at all; whether it did. */
