@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { certificatePin } from './tls-pin.js';
-import { FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
+import { FileKindRefusedError, FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
 
 /**
  * How the relay and the CLI decide to trust the control plane: the system CAs (Node's bundled
@@ -103,10 +103,21 @@ export function trustTls(trust: TrustSettings): { tls: ConnectionOptions; pin?: 
     try {
       return { tls: { ca: readFileBoundedSync(trust.caFile, MAX_CA_FILE_BYTES) } };
     } catch (err) {
-      throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${err instanceof FileTooLargeError ? 'larger than 4 MiB' : ((err as NodeJS.ErrnoException).code ?? String(err))})`, { cause: err });
+      throw new TrustError('TLS_CA_FILE_UNREADABLE', `cannot read the CA file ${trust.caFile} (${caFileProblem(err)})`, { cause: err });
     }
   }
   return { tls: {} };
+}
+
+/**
+ * Why a CA file could not be read, for TLS_CA_FILE_UNREADABLE. A pipe (`--ca-file <(cmd)`) is
+ * refused, not waited for: the file is read synchronously whenever a client is built, and the
+ * CLI stores its path at login and reads it again in every later command.
+ */
+function caFileProblem(err: unknown): string {
+  if (err instanceof FileTooLargeError) return 'larger than 4 MiB';
+  if (err instanceof FileKindRefusedError) return `${err.kindText}, not a regular file: save the certificates to a file and give its path`;
+  return (err as NodeJS.ErrnoException).code ?? String(err);
 }
 
 /**

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileTooLargeError, readFileBounded, readFileBoundedSync } from './read-file-bounded.js';
+import { FileKindRefusedError, FileTooLargeError, readFileBounded, readFileBoundedSync } from './read-file-bounded.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -45,6 +45,20 @@ describe('readFileBounded', () => {
     assert.equal(readFileBoundedSync(join(dir, 'ok'), 16).toString(), 'x'.repeat(16));
     assert.throws(() => readFileBoundedSync(join(dir, 'big'), 16), FileTooLargeError);
     assert.throws(() => readFileBoundedSync(join(dir, 'none'), 16), { code: 'ENOENT' });
+  });
+
+  it('readFileBoundedSync refuses a FIFO, even one with a writer, without opening it', async () => {
+    // The writer (its own process) waits in its open until a reader opens the FIFO: the old code
+    // read what it wrote; now the FIFO is refused before it is opened, and the writer still waits.
+    const p = fifo();
+    const writer = spawn('sh', ['-c', 'printf ca > "$0"', p], { stdio: 'ignore' });
+    const exited = once(writer, 'exit');
+    try {
+      assert.throws(() => readFileBoundedSync(p, 64), (err: unknown) => err instanceof FileKindRefusedError && err.kind === 'pipe');
+    } finally {
+      writer.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('a FIFO: waits for its writer and reads to its end; bounded; a stop while nobody writes rejects at once', async () => {

@@ -1,6 +1,7 @@
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
+import { isatty } from 'node:tty';
 
 /** What readFileBounded throws for a file longer than its bound. */
 export class FileTooLargeError extends Error {
@@ -11,26 +12,70 @@ export class FileTooLargeError extends Error {
   }
 }
 
+/** The kinds of file a bounded read refuses, as a message names them. */
+const REFUSED_KINDS = {
+  pipe: 'a pipe or FIFO',
+  socket: 'a socket',
+  terminal: 'a terminal',
+  waiting: 'a device with nothing to read yet',
+} as const;
+export type RefusedKind = keyof typeof REFUSED_KINDS;
+
+/**
+ * What a bounded read throws for a file it will not read because the read could wait for input
+ * forever: a terminal (either variant), a pipe, FIFO or socket (readFileBoundedSync only), or a
+ * device whose non-blocking read finds nothing yet. `kindText` says which, for a message.
+ */
+export class FileKindRefusedError extends Error {
+  readonly code = 'FILE_KIND_REFUSED';
+  readonly kindText: string;
+  constructor(
+    path: string,
+    readonly kind: RefusedKind,
+  ) {
+    super(`${path} is ${REFUSED_KINDS[kind]}`);
+    this.name = 'FileKindRefusedError';
+    this.kindText = REFUSED_KINDS[kind];
+  }
+}
+
+/**
+ * Flags for opening anything that is not read as a pipe: a device's open and read never wait
+ * (a read with nothing there fails EAGAIN), and a terminal does not become the controlling one.
+ */
+const OPEN_NOT_WAITING = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+/** A read that would have waited on a non-blocking descriptor, as the kind refused. */
+function refuseWaiting(path: string, err: unknown): unknown {
+  return (err as NodeJS.ErrnoException).code === 'EAGAIN' ? new FileKindRefusedError(path, 'waiting') : err;
+}
+
 /**
  * A file's content, at most `maxBytes` of it (longer: FileTooLargeError), so a file that never
  * ends (`/dev/zero`) is refused once past the bound instead of filling memory (readFileSync read
  * on, with the event loop blocked: not even SIGTERM ended it). A pipe or FIFO (`<(cmd)`,
  * /dev/stdin, a named FIFO nobody writes to yet) is read without blocking any thread, so `signal`
  * aborted rejects with its reason at once and the process can still exit (Node's exit waits for a
- * thread blocked in a FIFO's open or read). Errors keep their errno code.
+ * thread blocked in a FIFO's open or read). A terminal (/dev/tty, /dev/stdin at a prompt) is
+ * refused (FileKindRefusedError): its read would hold a thread until a line is typed, and Node's
+ * exit waits for that thread, so not even a second Ctrl-C ended the process. Any other device is
+ * read without waiting. Errors keep their errno code.
  */
 export async function readFileBounded(path: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
   signal?.throwIfAborted();
   const st = await stat(path);
   signal?.throwIfAborted();
   if (st.isFIFO() || st.isSocket()) return readPipe(path, maxBytes, signal);
-  const file = await open(path, 'r');
+  const file = await open(path, OPEN_NOT_WAITING);
   try {
+    if (isatty(file.fd)) throw new FileKindRefusedError(path, 'terminal');
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
     while (n < buf.length) {
       signal?.throwIfAborted();
-      const { bytesRead } = await file.read(buf, n, buf.length - n, null);
+      const { bytesRead } = await file.read(buf, n, buf.length - n, null).catch((err: unknown) => {
+        throw refuseWaiting(path, err);
+      });
       if (bytesRead === 0) break;
       n += bytesRead;
     }
@@ -72,16 +117,28 @@ function readPipe(path: string, maxBytes: number, signal: AbortSignal | undefine
 /**
  * readFileBounded for a caller that cannot wait (a TLS setting resolved when a client is built):
  * at most `maxBytes` (longer: FileTooLargeError), so `/dev/zero` is refused past the bound rather
- * than read until memory runs out. It blocks while it reads, so it is for regular files: a FIFO
- * still waits for its writer.
+ * than read until memory runs out. It holds the event loop while it reads, so whatever could make
+ * it wait is refused (FileKindRefusedError) rather than read: a pipe, FIFO or socket (checked
+ * before it is opened, so a FIFO's writer is not disturbed), a terminal, and a device with
+ * nothing to read yet. Such a read held the process with its signal handlers never run: Ctrl-C
+ * and SIGTERM did nothing.
  */
 export function readFileBoundedSync(path: string, maxBytes: number): Buffer {
-  const fd = openSync(path, 'r');
+  refusePipe(path, statSync(path));
+  const fd = openSync(path, OPEN_NOT_WAITING);
   try {
+    // Again on what was opened: the path may name something else by now.
+    refusePipe(path, fstatSync(fd));
+    if (isatty(fd)) throw new FileKindRefusedError(path, 'terminal');
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
     while (n < buf.length) {
-      const got = readSync(fd, buf, n, buf.length - n, null);
+      let got: number;
+      try {
+        got = readSync(fd, buf, n, buf.length - n, null);
+      } catch (err) {
+        throw refuseWaiting(path, err);
+      }
       if (got === 0) break;
       n += got;
     }
@@ -91,4 +148,9 @@ export function readFileBoundedSync(path: string, maxBytes: number): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+function refusePipe(path: string, st: Stats): void {
+  if (st.isFIFO()) throw new FileKindRefusedError(path, 'pipe');
+  if (st.isSocket()) throw new FileKindRefusedError(path, 'socket');
 }

@@ -1,4 +1,4 @@
-import { FileTooLargeError, readFileBounded } from '../../shared/read-file-bounded.js';
+import { FileKindRefusedError, FileTooLargeError, readFileBounded } from '../../shared/read-file-bounded.js';
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -44,6 +44,7 @@ Options:
   --ca-pin PIN     trust the server whose certificate key has this pin (sha256:HEX, printed by
                    tunnel-control at start) instead of the system CAs [TUNNEL_CA_PIN]
   --ca-file FILE   trust the CA certificates in FILE (PEM) instead of the system CAs [TUNNEL_CA_FILE]
+                   (a regular file, not a pipe: later commands read it again)
   --insecure-http  allow a plain http:// server that is not on loopback (everything, passwords
                    included, crosses the network unencrypted) [TUNNEL_INSECURE_HTTP=1]
 The pin, CA file or --insecure-http is stored with the server in config.json, so later commands
@@ -155,7 +156,8 @@ const MAX_TOKEN_FILE_BYTES = 64 * 1024;
 
 /**
  * The service token in `path`, read through readFileBounded: a file that never ends (/dev/zero)
- * is refused past 64 KiB, and a pipe that stays open leaves a stop handled (exit 130).
+ * is refused past 64 KiB, a pipe that stays open leaves a stop handled (exit 130), and a terminal
+ * is refused (exit 2): its read could not be stopped, and a typed token would be echoed.
  */
 async function readTokenFile(path: string, signal: AbortSignal): Promise<string> {
   let t: string;
@@ -163,7 +165,12 @@ async function readTokenFile(path: string, signal: AbortSignal): Promise<string>
     t = (await readFileBounded(path, MAX_TOKEN_FILE_BYTES, signal)).toString('utf8').trim();
   } catch (err) {
     if (signal.aborted) throw new CliError(EXIT.STOPPED, `stopped while reading ${path}`, { code: STOPPED, cause: err });
-    const why = err instanceof FileTooLargeError ? 'longer than 64 KiB' : ((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    const why =
+      err instanceof FileTooLargeError
+        ? 'longer than 64 KiB'
+        : err instanceof FileKindRefusedError
+          ? `${err.kindText}: give a file, or a pipe such as --token-file <(pass show NAME)`
+          : ((err as NodeJS.ErrnoException).code ?? (err as Error).message);
     throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (${why})`);
   }
   if (!t) throw new CliError(EXIT.USAGE, `cannot read a service token from ${path} (empty)`);
