@@ -8,7 +8,7 @@ import { CliError, EXIT } from '../errors.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
 import { peerText } from '../output.js';
-import { keyFingerprint, leasesOfKeys, mayHaveIssued } from './unanswered-lease.js';
+import { AbandonedLeases } from './abandoned-leases.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
 
@@ -19,8 +19,6 @@ export interface Connected {
   leaseIds?: string[];
 }
 
-/** Abandoned leases waiting to be revoked (the control plane may be unreachable for a while). */
-const MAX_ABANDONED = 64;
 const REVOKE_ON_STOP_MS = 3_000;
 /** Callers waiting at once for a connection (next()); beyond, they are refused at once. */
 export const MAX_WAITING = 1024;
@@ -86,13 +84,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   #userStop: AbortSignal | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
-  #abandoned = new Set<string>();
-  /**
-   * Keys (fingerprints) of lease requests whose answer never came (stopped or cut off in flight):
-   * the control plane may have issued their leases. Looked up and revoked with the abandoned ones.
-   */
-  #unanswered = new Set<string>();
-  #revoking: Promise<void> | undefined;
+  /** Leases left behind and keys of unanswered lease requests, revoked in rounds (abandoned-leases.ts). */
+  readonly #leftovers: AbandonedLeases;
   /** expose: the relay whose connection just failed or dropped, steered around on the next lease. */
   #avoid: string | undefined;
   /** Why a renewal failed for good (its connection was ended for it): run() stops with it. */
@@ -107,6 +100,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
   constructor(session: Session, opts: SupervisorOptions) {
     super();
     this.#session = session;
+    this.#leftovers = new AbandonedLeases(session);
     // Backoff tops out at 5 s so a returning relay is used again within seconds (jitter spreads the herd).
     this.#opts = { timings: DEFAULT_TIMINGS, renewAt: 2 / 3, maxBackoffMs: 5_000, once: false, ...opts };
   }
@@ -195,7 +189,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
           if ((this.#opts.once || !this.#stopped) && (await this.#revoked(c.lease.lease.id))) {
             throw new CliError(EXIT.NOT_PERMITTED, `the relay closed the connection: lease ${c.lease.lease.id} was revoked`);
           }
-          this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
+          this.#leftovers.add(c.leaseIds ?? [c.lease.lease.id]);
           // This side ended the connection for cause (the relay broke a channel limit): a
           // one-shot session fails with why; a long-lived one reconnects, like after any drop.
           if (this.#opts.once && closed.failure) throw closed.failure;
@@ -228,9 +222,9 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       signal.removeEventListener('abort', onAbort);
       this.stop();
       const c = this.#current;
-      if (c) this.#abandon(c.leaseIds ?? [c.lease.lease.id]);
+      if (c) this.#leftovers.add(c.leaseIds ?? [c.lease.lease.id]);
       // Bounded: stopping must not hang on an unreachable control plane.
-      await Promise.race([this.#revokeAbandoned(), new Promise((r) => setTimeout(r, REVOKE_ON_STOP_MS).unref())]);
+      await Promise.race([this.#leftovers.revoke(), new Promise((r) => setTimeout(r, REVOKE_ON_STOP_MS).unref())]);
     }
   }
 
@@ -242,51 +236,12 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   /** Lease ids not yet revoked (for tests and diagnostics). */
   get abandoned(): readonly string[] {
-    return [...this.#abandoned];
+    return this.#leftovers.abandoned;
   }
 
   /** Keys of lease requests never answered, not yet looked up (for tests and diagnostics). */
   get unanswered(): readonly string[] {
-    return [...this.#unanswered];
-  }
-
-  #abandon(ids: string[]): void {
-    for (const id of ids) this.#abandoned.add(id);
-    bound(this.#abandoned);
-  }
-
-  /**
-   * Revokes abandoned leases, one call at a time; stops at the first failure (tried again later).
-   * First, the leases issued for keys whose lease request was never answered are looked up among
-   * the caller's active leases and abandoned too (a lease committed only after that lookup stays
-   * until it expires; nobody holds its key).
-   */
-  #revokeAbandoned(): Promise<void> {
-    this.#revoking ??= (async () => {
-      if (this.#unanswered.size) {
-        const keys = new Set(this.#unanswered);
-        try {
-          this.#abandon(await leasesOfKeys(this.#session, keys));
-        } catch (err) {
-          // Refused (not ours to list): nothing more to do. Anything else: try later.
-          if (!refusedForGood(err)) return;
-        }
-        for (const k of keys) this.#unanswered.delete(k);
-      }
-      // Ids added meanwhile are taken too; each success removes one, a failure ends the round.
-      for (let id = first(this.#abandoned); id !== undefined; id = first(this.#abandoned)) {
-        try {
-          await this.#session.call('DELETE', `/v1/leases/${id}`, null);
-        } catch (err) {
-          // Gone or not ours to revoke: nothing more to do. Anything else: try later.
-          if (!refusedForGood(err)) return;
-        }
-        this.#abandoned.delete(id);
-      }
-    })().finally(() => {
-      this.#revoking = undefined;
-    });
-    return this.#revoking;
+    return this.#leftovers.unanswered;
   }
 
   stop(): void {
@@ -304,13 +259,13 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
     const lease = await this.#lease(publicKey);
     this.#tellDropped();
     // The control plane answered: a good moment to revoke what earlier attempts left behind.
-    if (this.#abandoned.size || this.#unanswered.size) void this.#revokeAbandoned();
+    if (this.#leftovers.pending) void this.#leftovers.revoke();
     let client: Client;
     let error: RelayError | undefined;
     try {
       client = await connectRelay(lease, privateKey, this.#opts.timings, (err) => (error ??= err), this.#halt.signal);
     } catch (err) {
-      this.#abandon([lease.lease.id]);
+      this.#leftovers.add([lease.lease.id]);
       this.#avoid = lease.relay.node_id;
       throw err;
     }
@@ -326,7 +281,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       await this.#opts.setup?.(c);
     } catch (err) {
       client.end();
-      this.#abandon([lease.lease.id]);
+      this.#leftovers.add([lease.lease.id]);
       throw err;
     }
     if (this.#stopped) {
@@ -354,10 +309,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       return await this.#session.call('POST', '/v1/leases', LeaseIssuedSchema, body, this.#halt.signal);
     } catch (err) {
       // Stopped or cut off after it was sent: the control plane may have issued it all the same.
-      if (mayHaveIssued(err)) {
-        this.#unanswered.add(keyFingerprint(publicKey));
-        bound(this.#unanswered);
-      }
+      this.#leftovers.requestFailed(publicKey, err);
       throw err;
     }
   }
@@ -385,7 +337,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       this.#scheduleRenewal(c, publicKey, privateKey);
     } catch (err) {
       // A renewal lease the relay never took is abandoned at once.
-      if (fresh && !(c.leaseIds ?? []).includes(fresh.lease.id)) this.#abandon([fresh.lease.id]);
+      if (fresh && !(c.leaseIds ?? []).includes(fresh.lease.id)) this.#leftovers.add([fresh.lease.id]);
       // Stopped meanwhile (its request cancelled, or not): stop() ends the connection; nothing to say.
       if (this.#stopped) return;
       if (isPermanent(err)) {
@@ -447,24 +399,6 @@ export function closedBy(err: RelayError | undefined, endedHere: boolean): Close
 function isOpen(client: Client): boolean {
   const sock = clientSocket(client);
   return sock.writable && !sock.destroyed;
-}
-
-/** A client error other than a rate limit: asking again gets the same answer. */
-function refusedForGood(err: unknown): boolean {
-  return err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429;
-}
-
-/** Oldest first out when the control plane has been unreachable for long: their leases expire anyway. */
-function bound(set: Set<string>): void {
-  for (const x of set) {
-    if (set.size <= MAX_ABANDONED) break;
-    set.delete(x);
-  }
-}
-
-function first(set: Set<string>): string | undefined {
-  for (const x of set) return x;
-  return undefined;
 }
 
 function isPermanent(err: unknown): boolean {
