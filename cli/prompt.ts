@@ -6,6 +6,19 @@ import { CliError, EXIT } from './errors.js';
 /** What ended the wait for a line other than the line itself. */
 const STOP = Symbol('stop');
 const CLOSED = Symbol('closed');
+type Answer = string | typeof STOP | typeof CLOSED;
+
+/**
+ * The lines of a readline interface as they come, for one prompt at a time: `wake` is the waiting
+ * prompt's (nextLine), unhooked the moment it settles, so a line that comes after (in the same
+ * chunk) stays for the next prompt. `ended`: the input ended; `interrupted`: Ctrl-C was typed.
+ */
+interface LineQueue {
+  lines: string[];
+  ended: boolean;
+  interrupted: boolean;
+  wake: (() => void) | undefined;
+}
 
 /**
  * Reads one line: from a terminal with a prompt (and without echo when `secret`), or the first
@@ -21,43 +34,61 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
   if (stop.aborted) throw stoppedAt(what, stop.reason);
   const tty = input.isTTY === true;
   if (tty) ctx.stderr.write(prompt);
-  let onAbort = () => {};
-  let line: string | typeof STOP | typeof CLOSED;
+  let line: Answer;
   if (tty) {
-    // Without an output stream readline does not echo what is typed.
+    // Without an output stream readline does not echo what is typed. One interface per prompt, and
+    // closed after it: echo is per prompt, and between prompts the terminal is out of raw mode, so
+    // Ctrl-C is a SIGINT again.
     const rl = createInterface({ input, terminal: true, output: secret ? undefined : ctx.stderr });
-    line = await new Promise((resolve) => {
-      rl.once('line', resolve);
-      rl.once('close', () => resolve(CLOSED));
-      rl.once('SIGINT', () => resolve(STOP));
-      onAbort = () => resolve(STOP);
-      stop.addEventListener('abort', onAbort, { once: true });
+    const q: LineQueue = { lines: [], ended: false, interrupted: false, wake: undefined };
+    rl.on('line', (l) => {
+      q.lines.push(l);
+      q.wake?.();
     });
+    rl.once('close', () => {
+      q.ended = true;
+      q.wake?.();
+    });
+    rl.once('SIGINT', () => {
+      q.interrupted = true;
+      q.wake?.();
+    });
+    line = await nextLine(q, stop, () => {});
     rl.close();
   } else {
     const p = pipedLines(input);
-    line = await new Promise((resolve) => {
-      // Each line goes to one prompt: the first that settles this wait unhooks it.
-      const settle = (v: string | typeof STOP | typeof CLOSED) => {
-        p.wake = undefined;
-        resolve(v);
-      };
-      p.wake = () => {
-        if (p.lines.length) settle(p.lines.shift()!);
-        else if (p.ended) settle(CLOSED);
-      };
-      onAbort = () => settle(STOP);
-      stop.addEventListener('abort', onAbort, { once: true });
-      p.wake();
-      p.rl.resume();
-    });
+    line = await nextLine(p, stop, () => p.rl.resume());
     p.rl.pause();
   }
-  stop.removeEventListener('abort', onAbort);
   // The line typed was not echoed (or nothing ended it): the next output starts on a line of its own.
   if (tty && (secret || typeof line !== 'string')) ctx.stderr.write('\n');
   if (line === STOP) throw stoppedAt(what, stop.reason);
   if (line === CLOSED) throw new CliError(EXIT.USAGE, !tty && pipedLines(input).tooLong ? `${what}: a line on standard input is longer than ${MAX_LINE / 1024} KiB` : `${what} expected on standard input`);
+  return line;
+}
+
+/**
+ * The next of `q`'s lines (`start`, called once the wait is hooked, lets them come), or why none:
+ * the input ended (CLOSED), or Ctrl-C or the stop signal (STOP).
+ */
+async function nextLine(q: LineQueue, stop: AbortSignal, start: () => void): Promise<Answer> {
+  let onAbort = () => {};
+  const line = await new Promise<Answer>((resolve) => {
+    const settle = (v: Answer) => {
+      q.wake = undefined;
+      resolve(v);
+    };
+    q.wake = () => {
+      if (q.interrupted) settle(STOP);
+      else if (q.lines.length) settle(q.lines.shift()!);
+      else if (q.ended) settle(CLOSED);
+    };
+    onAbort = () => settle(STOP);
+    stop.addEventListener('abort', onAbort, { once: true });
+    q.wake();
+    start();
+  });
+  stop.removeEventListener('abort', onAbort);
   return line;
 }
 
@@ -70,20 +101,17 @@ export const MAX_LINE = 64 * 1024;
  * gives (a second interface found the input used up). It is paused while no prompt waits, so
  * what it holds is at most the lines of the chunk read last.
  */
-interface PipedLines {
+interface PipedLines extends LineQueue {
   rl: Interface;
-  lines: string[];
-  ended: boolean;
   /** The input ended here because a line ran past MAX_LINE. */
   tooLong: boolean;
-  wake: (() => void) | undefined;
 }
 const piped = new WeakMap<object, PipedLines>();
 
 function pipedLines(input: Context['stdin']): PipedLines {
   let p = piped.get(input);
   if (!p) {
-    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, tooLong: false, wake: undefined };
+    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, interrupted: false, tooLong: false, wake: undefined };
     const refuse = () => {
       q.tooLong = true;
       input.off('data', measure);
