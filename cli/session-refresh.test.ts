@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { MeSchema } from '../protocol/api-types.js';
-import { Session } from './api-client.js';
+import { Session } from './session.js';
 import { readCredentials, writeCredentials } from './settings.js';
 import { testContext } from './testing/test-context.js';
 

@@ -10,7 +10,7 @@ import {
   UserSchema,
 } from '../../protocol/api-types.js';
 import { parseHostPort } from '../../protocol/host-port.js';
-import { lazySession } from '../api-client.js';
+import { lazySession } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { UsageError } from '../errors.js';

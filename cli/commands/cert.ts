@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { LeaseIssuedSchema, TargetNameSchema, type LeaseCreate, type LeaseIssued } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
-import { Session } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, EXIT, UsageError } from '../errors.js';

@@ -1,7 +1,8 @@
 import { connect as netConnect } from 'node:net';
 import { ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { ApiError, Session, STOPPED } from '../api-client.js';
+import { ApiError, STOPPED } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { CliError, UsageError } from '../errors.js';

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { ExposureListSchema, ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { lazySession } from '../api-client.js';
+import { lazySession } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';

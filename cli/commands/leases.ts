@@ -1,6 +1,7 @@
 import { ConnectionListSchema, LeaseListSchema, LeaseSchema } from '../../protocol/api-types.js';
 import { isLeaseId } from '../../protocol/lease-claims.js';
-import { ApiError, Session } from '../api-client.js';
+import { ApiError } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out } from '../context.js';
 import { UsageError } from '../errors.js';

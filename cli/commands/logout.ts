@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { readProblem } from '../../protocol/problem.js';
-import { exitCodeFor, Session, type RawResponse } from '../api-client.js';
+import { exitCodeFor, type RawResponse } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, type Context } from '../context.js';
 import { CliError, EXIT } from '../errors.js';

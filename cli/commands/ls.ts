@@ -1,5 +1,5 @@
 import { ExposureListSchema } from '../../protocol/api-types.js';
-import { Session } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { printTable } from '../output.js';
 import type { Command } from './command.js';

@@ -1,5 +1,5 @@
 import { NodeListSchema } from '../../protocol/api-types.js';
-import { Session } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { ago, printTable } from '../output.js';

@@ -1,5 +1,5 @@
 import { MeSchema } from '../../protocol/api-types.js';
-import { Session } from '../api-client.js';
+import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { out, type Context } from '../context.js';
 import type { Command } from './command.js';

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
-import { ApiError, type Session } from '../api-client.js';
+import { ApiError } from '../api-client.js';
+import type { Session } from '../session.js';
 import { keyFingerprint, leasesOfKeys, mayHaveIssued } from './unanswered-lease.js';
 
 /** Abandoned leases (and unanswered keys) waiting to be revoked: the control plane may be unreachable for a while. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Session } from '../api-client.js';
+import type { Session } from '../session.js';
 import { CliError } from '../errors.js';
 import { LeaseSupervisor, MAX_WAITING } from './lease-session.js';
 

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { LeaseListSchema } from '../../protocol/api-types.js';
 import { fingerprintSha256, publicKeyBlob } from '../../protocol/ssh-key.js';
-import { ApiError, STOPPED, type Session } from '../api-client.js';
+import { ApiError, STOPPED } from '../api-client.js';
+import type { Session } from '../session.js';
 import { CliError, EXIT } from '../errors.js';
 
 /**
