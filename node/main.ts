@@ -5,6 +5,7 @@ import { bootRelay, firewallStartMessage } from './boot.js';
 import { ConfigError, parseConfig } from './config.js';
 import { ControlError } from './control-client.js';
 import { FirewallError } from './egress/firewall.js';
+import { TrustError } from '../protocol/tls-trust.js';
 import { EnrollmentError } from './enrollment.js';
 import { createJsonLogger } from '../shared/logger.js';
 import { installProcessGuard } from './process-guard.js';
@@ -36,6 +37,12 @@ async function main(): Promise<number> {
       logger.error('enrollment failed', { code: err.code, err: err.message, problemCode: err instanceof ControlError ? err.opts.problemCode : undefined });
       process.stderr.write(`tunnel-node: ${err.message}\n`);
       return err instanceof ControlError && err.code === 'CONTROL_UNREACHABLE' ? 5 : 1;
+    }
+    // The CA file cannot be read (missing, over 4 MiB, a pipe): a setting to fix, as a bad flag is.
+    if (err instanceof TrustError) {
+      logger.error('control plane trust unusable', { code: err.code, err: err.message });
+      process.stderr.write(`tunnel-node: ${err.message}\n`);
+      return 2;
     }
     if (err instanceof FirewallError) {
       logger.error('egress lock unavailable', { code: err.code, err: err.message });

@@ -285,3 +285,24 @@ describe('plain http:// to a non-loopback address', () => {
     assert.equal(r.stderr.trim().split('\n').length, 1);
   });
 });
+
+describe('a CA file the relay cannot read', () => {
+  it('missing, or a FIFO: exit 2 and the reason in one line, no request (an internal error with a stack, or hung on a FIFO, before)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tunnel-tls-ca-'));
+    try {
+      const fifo = join(dir, 'ca.pem');
+      execFileSync('mkfifo', [fifo]);
+      for (const [file, why] of [
+        [join(dir, 'none.pem'), 'ENOENT'],
+        [fifo, 'a pipe or FIFO, not a regular file: save the certificates to a file and give its path'],
+      ] as const) {
+        const r = await runNode(['--control-url', 'https://127.0.0.1:9', '--enroll-token', 'x', '--ca-file', file]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.doesNotMatch(r.stderr, /internal error|\n\s+at /);
+        assert.ok(r.stderr.endsWith(`\ntunnel-node: cannot read the CA file ${file} (${why})\n`), r.stderr);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
