@@ -2,7 +2,7 @@ import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals.js';
 
 /** Why the relay closes a connection (node/connection.ts `end`). */
-export type CloseReason = LeaseEndReason | 'lease_untrusted' | 'credential_rejected' | 'too_many_auth_attempts' | 'rekey_rate' | 'renewal_rate' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
+export type CloseReason = LeaseEndReason | 'lease_untrusted' | 'credential_rejected' | 'too_many_auth_attempts' | 'rekey_rate' | 'renewal_rate' | 'forward_rate' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
 
 /** The SSH_MSG_DISCONNECT a client gets for each reason the relay closes its connection. */
 export const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
@@ -13,6 +13,7 @@ export const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }
   too_many_auth_attempts: { code: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, text: 'too many authentication failures' },
   rekey_rate: { code: DISCONNECT.BY_APPLICATION, text: 'too many key exchanges (--max-rekeys-per-minute on the relay)' },
   renewal_rate: { code: DISCONNECT.BY_APPLICATION, text: 'too many lease renewals (--max-renewals-per-minute on the relay)' },
+  forward_rate: { code: DISCONNECT.BY_APPLICATION, text: 'too many port-forwarding requests (--max-forwards-per-minute on the relay)' },
   keepalive_timeout: { code: DISCONNECT.BY_APPLICATION, text: 'keepalive timeout' },
   shutdown: { code: DISCONNECT.BY_APPLICATION, text: 'relay shutting down; reconnect' },
   internal_error: { code: DISCONNECT.BY_APPLICATION, text: 'internal error on the relay; reconnect' },

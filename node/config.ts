@@ -97,6 +97,11 @@ const OPTIONS = {
     def: '60',
     help: 'in-band lease renewals one connection may make per minute (each costs the relay two signature verifications; the CLI renews at most once a second); more: disconnect',
   },
+  'max-forwards-per-minute': {
+    env: 'TUNNEL_MAX_FORWARDS_PER_MINUTE',
+    def: '60',
+    help: 'port-forwarding requests (tcpip-forward, cancel-tcpip-forward, and the streamlocal ones, refused) one connection may make per minute (each exposure bound or unbound is an event the control plane records; the CLI and ssh -R make one per exposure); more: disconnect',
+  },
   'max-send-buffer': {
     env: 'TUNNEL_MAX_SEND_BUFFER',
     def: '1MiB',
@@ -264,6 +269,7 @@ const FIELDS = {
   'auth-failures-per-minute': count('auth-failures-per-minute', 1),
   'max-rekeys-per-minute': count('max-rekeys-per-minute', 1),
   'max-renewals-per-minute': count('max-renewals-per-minute', 1),
+  'max-forwards-per-minute': count('max-forwards-per-minute', 1),
   // ssh2 writes whole packets (up to 32 KiB of channel data) and Node's socket asks for a
   // drain only above 16 KiB, so smaller bounds could never be met.
   'max-send-buffer': size('max-send-buffer', 64 * 1024),
@@ -339,6 +345,8 @@ export interface Limits {
   rekeysPerMinute: number;
   /** In-band lease renewals per connection and minute (a token bucket). */
   renewalsPerMinute: number;
+  /** Port-forwarding global requests per connection and minute (a token bucket). */
+  forwardsPerMinute: number;
   /** Bytes queued for one peer before the relay stops feeding it (twice this: stops reading it). */
   sendBufferBytes: number;
   /** A peer over the send bound that takes nothing for this long is disconnected. */
@@ -506,6 +514,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         authFailuresPerMinute: v['auth-failures-per-minute'],
         rekeysPerMinute: v['max-rekeys-per-minute'],
         renewalsPerMinute: v['max-renewals-per-minute'],
+        forwardsPerMinute: v['max-forwards-per-minute'],
         sendBufferBytes: v['max-send-buffer'],
         sendStallMs: v['send-stall-timeout'],
         channelMemoryBytes: v['channel-memory'],

@@ -19,6 +19,7 @@ import { watchSendBudget } from './peer-send-budget.js';
 import type { SendBudget } from './send-budget.js';
 import { PathRtt } from './path-rtt.js';
 import { RekeyLimit } from './rekey-limit.js';
+import { PerMinuteLimit } from './per-minute-limit.js';
 import { countRefusedChannelTypes } from './refused-channel-types.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { refuseRequest } from './forwarding/request-refusals.js';
@@ -74,6 +75,8 @@ export class RelayConnection {
   #ping: (() => void) | undefined;
   /** Gives back the member's connection it took at authentication (--max-connections-per-member). */
   #releaseMember: (() => void) | undefined;
+  /** Its port-forwarding requests against --max-forwards-per-minute (made at the first one). */
+  #forwards: PerMinuteLimit | undefined;
   readonly closed: Promise<void>;
 
   constructor(ctx: RelayContext, conn: Connection, info: ClientInfo, onClosed: (c: RelayConnection) => void) {
@@ -435,6 +438,18 @@ export class RelayConnection {
     const custom = customRequestOf(info);
     if (custom?.name === LEASE_RENEW_REQUEST) {
       this.#guard.run('renewal', () => this.#renewals().renew(custom, accept, reject));
+      return;
+    }
+    // Requests the peer sent before it saw our DISCONNECT (in the chunk being parsed) are not answered.
+    if (this.#closing) return;
+    // Each binds or unbinds an exposure (an event the control plane records: the event queue
+    // drops its oldest when full) or is refused (a log line): one member cancelling and binding
+    // its exposure in a loop, without waiting for replies, made tens of thousands of events a
+    // second and pushed every other member's connection events out of the queue.
+    if (!(this.#forwards ??= new PerMinuteLimit(this.#ctx.config.limits.forwardsPerMinute, this.#ctx.clock)).take()) {
+      this.#ctx.metrics.refusedRequests.inc({ type: 'forward_rate' });
+      this.#log.warn('peer sends port-forwarding requests too often; disconnecting', { limitPerMinute: this.#ctx.config.limits.forwardsPerMinute, leaseId: lease?.leaseId });
+      this.end('forward_rate');
       return;
     }
     if (!lease || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) return refuseRequest(this.#host, name, 'unsupported', {}, reject);

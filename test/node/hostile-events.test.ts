@@ -36,7 +36,8 @@ describe('hostile: event reporting under bind/cancel floods and a paused control
   let cursor = '0';
 
   before(async () => {
-    stack = await startStack({ relay: { args: ['--events-flush-interval', '200ms'] } });
+    // 801 binds and cancels on one connection: past the default --max-forwards-per-minute (60).
+    stack = await startStack({ relay: { args: ['--events-flush-interval', '200ms', '--max-forwards-per-minute', '1000'] } });
     hostKeyLine = (await loadOrCreateHostKey(stack.relay.dataDir, noopLogger)).publicKeyLine;
     service = await startHashService(1024);
     expectStatus(await api('PUT', `/v1/exposures/${NAME}`, { allow: [], node: 'relay-1' }), 201, 'create exposure');

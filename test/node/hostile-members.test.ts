@@ -5,6 +5,11 @@
  *   re-keying in a loop); nothing bounded how many a connection made. --max-rekeys-per-minute
  *   does, and a connection re-keying within it is left alone.
  * - Hosts and addresses in refused requests are the member's text, up to a packet: logged cut short.
+ * - An X that cancels and binds its exposure in a loop, without waiting for the replies: each
+ *   bind and cancel is an event for the control plane (exposure online, offline), and the event
+ *   queue drops its oldest when full. One member made 40,000 events in 8 s and 37,000 of them,
+ *   with any other member's connection events among them, were dropped. --max-forwards-per-minute
+ *   bounds the port-forwarding requests of a connection.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -12,6 +17,8 @@ import type { Client } from 'ssh2';
 import { relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
+const bind = (c: Client, name: string, port: number) => new Promise<boolean>((resolve) => c.forwardIn(name, port, (err) => resolve(!err)));
+const unbind = (c: Client, name: string, port: number) => new Promise<boolean>((resolve) => c.unforwardIn(name, port, (err) => resolve(!err)));
 const rekey = (c: Client) => (c as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
 
 describe('hostile: re-key storms', { timeout: 120_000 }, () => {
@@ -61,5 +68,32 @@ describe('hostile: long names in refused requests', { timeout: 120_000 }, () => 
     const refused = t.relay.logger.lines.slice(since).filter((l) => l.msg === 'request refused');
     assert.equal(refused.length, 2);
     for (const l of refused) assert.ok(JSON.stringify(l.fields).length < 2000, `a log line of ${JSON.stringify(l.fields).length} characters`);
+  });
+});
+
+describe('hostile: bind and cancel floods', { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-forwards-per-minute', '5']);
+
+  it('a connection that binds and cancels its exposure in a loop is disconnected; one within the limit stays', async () => {
+    const calm = await t.member('calm', { grant: { kind: 'expose', exposure: 'calm-svc', port: 22 } });
+    for (let i = 0; i < 2; i++) {
+      assert.equal(await bind(calm.client, 'calm-svc', 22), true);
+      assert.equal(await unbind(calm.client, 'calm-svc', 22), true);
+    }
+
+    const flood = await t.member('flood', { grant: { kind: 'expose', exposure: 'flood-svc', port: 22 } });
+    const from = t.relay.logger.lines.length;
+    const answers = Array.from({ length: 500 }, () => [bind(flood.client, 'flood-svc', 22), unbind(flood.client, 'flood-svc', 22)]).flat();
+    // Every request answered with the connection still up: nothing stopped the flood.
+    await Promise.race([flood.closed, Promise.all(answers)]);
+    const line = await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.leaseId === flood.leaseId, 10_000, from);
+    assert.equal(line.fields.reason, 'forward_rate');
+    const bound = t.relay.logger.lines.slice(from).filter((l) => l.msg === 'exposure bound' || l.msg === 'exposure unbound').length;
+    assert.ok(bound <= 5, `${bound} binds and cancels before the disconnect`);
+    assert.match(t.relay.relay.metricsText(), /tunnel_node_refused_requests_total\{type="forward_rate"\} 1\n/);
+    await within(flood.closed, 10_000, 'the flooding connection was closed');
+
+    // The calm one made 4 requests (under 5) and still binds.
+    assert.equal(await bind(calm.client, 'calm-svc', 22), true);
   });
 });
