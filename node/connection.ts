@@ -23,6 +23,7 @@ import { PerMinuteLimit } from './per-minute-limit.js';
 import { countRefusedChannelTypes } from './refused-channel-types.js';
 import { CLI_SOFTWARE, isSoftware } from '../protocol/ssh-idents.js';
 import { refuseRequest } from './forwarding/request-refusals.js';
+import { RefusalLog } from './forwarding/refusal-log.js';
 import { originatorOf } from './forwarding/originator.js';
 import {
   customRequestOf,
@@ -75,6 +76,8 @@ export class RelayConnection {
   #ping: (() => void) | undefined;
   /** Gives back the member's connection it took at authentication (--max-connections-per-member). */
   #releaseMember: (() => void) | undefined;
+  /** Which of its refusals are logged (made at the first one; node/forwarding/refusal-log.ts). */
+  #refusals: RefusalLog | undefined;
   /** Its port-forwarding requests against --max-forwards-per-minute (made at the first one). */
   #forwards: PerMinuteLimit | undefined;
   readonly closed: Promise<void>;
@@ -116,6 +119,7 @@ export class RelayConnection {
       },
       wrap,
       inject: (point) => this.#inject(point),
+      refusalLog: () => (this.#refusals ??= new RefusalLog(ctx.clock)),
     });
     this.#exposures = new BoundExposures(host);
     const limits = ctx.config.limits;

@@ -2,6 +2,7 @@ import type { Connection } from 'ssh2';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { VerifiedLease } from './auth/verify-client-cert.js';
 import type { RelayContext } from './relay-context.js';
+import type { RefusalLog } from './forwarding/refusal-log.js';
 import { observeChannelOpens } from './ssh2-internals.js';
 
 /** Channel types of SSH and OpenSSH, counted by name when refused. */
@@ -21,13 +22,15 @@ export interface RefusedChannelTypesOptions {
   log: Logger;
   /** The connection's lease; undefined before authentication. */
   lease(): VerifiedLease | undefined;
+  /** Which of its refusals are logged (all are counted). */
+  refusalLog(): RefusalLog;
   /** Runs the observer exception-safely (the connection's FaultGuard). */
   wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
 }
 
 /**
  * Counts the channel opens of every type but `direct-tcpip`, which ssh2 refuses on its own
- * (session, x11, ...), and logs them for a member.
+ * (session, x11, ...), and logs them for a member (within the connection's RefusalLog).
  */
 export function countRefusedChannelTypes(conn: Connection, o: RefusedChannelTypesOptions): void {
   observeChannelOpens(
@@ -38,7 +41,9 @@ export function countRefusedChannelTypes(conn: Connection, o: RefusedChannelType
       // SSH's, else `other` (each made-up type was a series kept for good), and logged only
       // for a member, cut short.
       o.ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
-      if (o.lease()) o.log.info('channel type refused', { type: loggable(type, 64) });
+      if (!o.lease()) return;
+      const logging = o.refusalLog().take();
+      if (logging) o.log.info('channel type refused', { type: loggable(type, 64), ...logging });
     }),
   );
 }

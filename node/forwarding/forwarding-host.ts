@@ -6,6 +6,7 @@ import type { FaultPoint } from '../fault-guard.js';
 import type { RelayContext } from '../relay-context.js';
 import type { SendGate } from '../send-budget.js';
 import type { Originator } from './originator.js';
+import type { RefusalLog } from './refusal-log.js';
 
 /**
  * What both sides of a connection's forwarding (X's, node/forwarding/bound-exposures.ts, and
@@ -43,4 +44,6 @@ export interface ForwardingHost {
   wrap<A extends unknown[]>(where: string, fn: (...args: A) => unknown): (...args: A) => void;
   /** Test-only fault injection (`--test-fault`); a no-op in production. */
   inject(point: FaultPoint): void;
+  /** Which of its refused requests and channel opens are logged (all are counted; node/forwarding/refusal-log.ts). */
+  refusalLog(): RefusalLog;
 }

@@ -10,11 +10,16 @@
  *   queue drops its oldest when full. One member made 40,000 events in 8 s and 37,000 of them,
  *   with any other member's connection events among them, were dropped. --max-forwards-per-minute
  *   bounds the port-forwarding requests of a connection.
+ * - Refused channel opens were each logged: a member pipelining opens to a host outside its lease,
+ *   or `session` opens, made 12,000 lines (2 MB) of log a second. They are all counted, and
+ *   logged at most REFUSALS_LOGGED_PER_MINUTE a minute per connection.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client } from 'ssh2';
 import { relayUnderTest } from './relay-under-test.js';
+import { REFUSALS_LOGGED_PER_MINUTE } from '../../node/forwarding/refusal-log.js';
+import { parsePrometheusText } from './prom-text.js';
 import { within } from './ssh-tools.js';
 
 const bind = (c: Client, name: string, port: number) => new Promise<boolean>((resolve) => c.forwardIn(name, port, (err) => resolve(!err)));
@@ -95,5 +100,27 @@ describe('hostile: bind and cancel floods', { timeout: 120_000 }, () => {
 
     // The calm one made 4 requests (under 5) and still binds.
     assert.equal(await bind(calm.client, 'calm-svc', 22), true);
+  });
+});
+
+describe('hostile: floods of refused channel opens', { timeout: 120_000 }, () => {
+  const t = relayUnderTest();
+
+  it('are all counted and refused, and logged at most a minute’s worth per connection', async () => {
+    const { client: c, leaseId } = await t.member('refused-flood', { grant: { kind: 'open', exposure: 'svc' } });
+    const sessionId = (await t.relay.logger.waitFor((l) => l.msg === 'connection authenticated' && l.fields.leaseId === leaseId)).fields.sessionId;
+    const opens = Array.from({ length: 1000 }, (_, i) => new Promise<boolean>((resolve) => c.forwardOut('127.0.0.1', 40000, '127.0.0.1', 1 + i, (err) => resolve(!err))));
+    const sessions = Array.from({ length: 200 }, () => new Promise<boolean>((resolve) => c.exec('true', (err) => resolve(!err))));
+    assert.deepEqual(new Set(await Promise.all([...opens, ...sessions])), new Set([false]));
+    const m = parsePrometheusText(t.relay.relay.metricsText());
+    assert.equal(m.value('tunnel_node_refused_requests_total', { type: 'direct-tcpip' }), 1000);
+    assert.equal(m.value('tunnel_node_refused_requests_total', { type: 'session' }), 200);
+    const logged = t.relay.logger.lines.filter((l) => l.fields.sessionId === sessionId && (l.msg === 'request refused' || l.msg === 'channel type refused')).length;
+    // A minute's worth, and what the bucket refilled while the flood ran (far less than a minute).
+    assert.ok(logged >= REFUSALS_LOGGED_PER_MINUTE && logged < 2 * REFUSALS_LOGGED_PER_MINUTE, `${logged} refusals logged of 1,200`);
+
+    // Refusals are not a disconnect: the connection still answers (svc is offline here).
+    const answered = await new Promise<string>((resolve) => c.forwardOut('127.0.0.1', 40000, 'svc', 22, (err) => resolve(err ? err.message : 'opened')));
+    assert.match(answered, /exposure_offline/);
   });
 });
