@@ -161,7 +161,16 @@ export class RelayConnection {
         this.#onRequest(accept as ((port?: number) => void) | undefined, reject as (() => void) | undefined, String(name), info),
       ),
     );
-    conn.on('tcpip', guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.#directChannels().open(accept, reject, info)));
+    conn.on(
+      'tcpip',
+      guard.wrap('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
+        // An open that came in the same read as the request that made the relay close the
+        // connection (a limit): ignorePeer stops ssh2 parsing from the next read on, not the rest
+        // of this one. Not answered, and X never asked for a channel for it.
+        if (this.#closing) return;
+        this.#directChannels().open(accept, reject, info);
+      }),
+    );
     conn.on(
       'error',
       guard.wrap('error', (err: Error & { level?: string }) => {

@@ -9,7 +9,8 @@
  *   bind and cancel is an event for the control plane (exposure online, offline), and the event
  *   queue drops its oldest when full. One member made 40,000 events in 8 s and 37,000 of them,
  *   with any other member's connection events among them, were dropped. --max-forwards-per-minute
- *   bounds the port-forwarding requests of a connection.
+ *   bounds the port-forwarding requests of a connection. Channel opens that came in the same read
+ *   as the request that ended it still reached X (ssh2 goes on parsing the read it is in): no more.
  * - Refused channel opens were each logged: a member pipelining opens to a host outside its lease,
  *   or `session` opens, made 12,000 lines (2 MB) of log a second. They are all counted, and
  *   logged at most REFUSALS_LOGGED_PER_MINUTE a minute per connection.
@@ -19,6 +20,8 @@ import { describe, it } from 'node:test';
 import type { Client } from 'ssh2';
 import { relayUnderTest } from './relay-under-test.js';
 import { REFUSALS_LOGGED_PER_MINUTE } from '../../node/forwarding/refusal-log.js';
+import { sendGlobalRequest } from '../../cli/ssh/ssh2-cert-auth.js';
+import { socketOfClient } from './hostile-clients.js';
 import { parsePrometheusText } from './prom-text.js';
 import { within } from './ssh-tools.js';
 
@@ -100,6 +103,27 @@ describe('hostile: bind and cancel floods', { timeout: 120_000 }, () => {
 
     // The calm one made 4 requests (under 5) and still binds.
     assert.equal(await bind(calm.client, 'calm-svc', 22), true);
+  });
+
+  it('channel opens sent with the request that ends the connection reach no X', async () => {
+    const x = await t.member('x-late', { grant: { kind: 'expose', exposure: 'late-svc', port: 22 } });
+    let offered = 0;
+    x.client.on('tcp connection', (_info, accept) => {
+      offered++;
+      accept().on('error', () => {});
+    });
+    assert.equal(await bind(x.client, 'late-svc', 22), true);
+    const y = await t.member('y-late', { grant: { kind: 'open', exposure: 'late-svc' } });
+    // One write, read by the relay at once: the sixth request ends the connection, five opens follow it.
+    const sock = socketOfClient(y.client);
+    sock.cork();
+    for (let i = 0; i < 6; i++) void bind(y.client, 'not-in-lease', 22);
+    for (let i = 0; i < 5; i++) y.client.forwardOut('127.0.0.1', 40000, 'late-svc', 22, () => {});
+    sock.uncork();
+    await within(y.closed, 10_000, 'the connection was closed');
+    // What the relay sent X before answering this, X has read.
+    await sendGlobalRequest(x.client, 'keepalive@openssh.com', Buffer.alloc(0));
+    assert.equal(offered, 0, 'X was asked for channels of a connection the relay was closing');
   });
 });
 
