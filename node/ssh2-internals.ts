@@ -10,6 +10,7 @@
  * - channel-limits.ts: data past the window, too small a maximum packet size
  * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
  * - channel-send-window.ts: a channel's send window and the peer's WINDOW_ADJUSTs (node/forwarding/bridge.ts)
+ * - channel-close.ts: the peer's CHANNEL_CLOSE, before ssh2's 'close' (node/forwarding/bridge.ts)
  * - initial-window.ts: the window a channel opens with (node/channel-memory.ts)
  * - ext-info.ts, disconnect.ts: packets ssh2 sends wrongly or without a text
  * - key-exchange-queue.ts: what ssh2 holds for the peer during a key exchange
@@ -53,6 +54,11 @@
  *   (client.js, server.js) still add `amount` to `outgoing.window` and are still called through
  *   `_handlers` with `(p, recipient, amount)` (test/node/send-bound-windows: the send bound
  *   holds when a peer opens many windows at once, and every byte arrives).
+ * - Peer CLOSE (onPeerClose, node/forwarding/bridge.ts): the CHANNEL_CLOSE handlers (client.js,
+ *   server.js) are still called through `_handlers` with `(p, recipient)`, lib/utils.js
+ *   `onCHANNEL_CLOSE` still sets `incoming.state` to 'closed', answers with CLOSE and removes the
+ *   channel from `_chanMgr`, and still emits 'close' only after the readable side's 'end'
+ *   (test/node/relay-closed-while-stalled).
  * - Initial windows (acceptWithWindow, forwardOutWithWindow; node/channel-memory.ts): a
  *   direct-tcpip `accept()` in lib/server.js still builds the Channel and then calls
  *   `_protocol.channelOpenConfirm(remote, local, window, packetSize)` synchronously, `forwardOut`
@@ -141,6 +147,7 @@ export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internal
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
 export { channelSendWindow, type SendWindow } from './ssh2-internals/channel-send-window.js';
+export { onPeerClose } from './ssh2-internals/channel-close.js';
 export { acceptWithWindow, forwardOutWithWindow, setIncomingWindow } from './ssh2-internals/initial-window.js';
 export { sendServerSigAlgs } from './ssh2-internals/ext-info.js';
 export { DISCONNECT, disconnectWithReason, ignorePeer } from './ssh2-internals/disconnect.js';

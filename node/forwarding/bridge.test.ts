@@ -58,6 +58,7 @@ function ssh2Channel(window: number) {
     channelEOF: () => {},
     channelClose: () => {},
     _handlers: {
+      CHANNEL_CLOSE: () => {},
       CHANNEL_WINDOW_ADJUST: (_p: unknown, _recipient: number, n: number) => {
         const c = box.ch!;
         c.outgoing.window += n;

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { releaseAllowanceOf } from '../channel-memory.js';
 import type { SendGate } from '../send-budget.js';
-import { channelSendWindow, type SendWindow } from '../ssh2-internals.js';
+import { channelSendWindow, onPeerClose, type SendWindow } from '../ssh2-internals.js';
 
 /** One side of a bridge: a stream plus how to half-close and close it. */
 export interface BridgeEnd {
@@ -21,6 +21,11 @@ export interface BridgeEnd {
    * so nothing waits inside the channel for the peer's WINDOW_ADJUST.
    */
   window?: SendWindow;
+  /**
+   * Calls `cb` once when the SSH peer behind this end has closed it (its CHANNEL_CLOSE), before
+   * the stream's 'close', which waits until what the peer sent has been read.
+   */
+  onPeerClose?(cb: () => void): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -41,6 +46,7 @@ export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
     stream: ch,
     ...(gate ? { gate } : {}),
     window: channelSendWindow(ch),
+    onPeerClose: (cb) => onPeerClose(ch, cb),
     shutdownWrite(done) {
       ch.write(EMPTY, () => {
         ch.eof();
@@ -105,14 +111,21 @@ export interface Bridge {
  * not its socket takes the bytes, and holds what the window does not take (up to its 2 MiB
  * high-water mark) to hand it to the socket the moment a WINDOW_ADJUST comes, past the bound.
  */
-function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finished: () => boolean): () => void {
+function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { finished(): boolean; gone(): boolean; stalled(): void }): () => void {
   const src = from.stream;
   const dst = to.stream;
   const resume = () => {
-    if (!finished()) src.resume();
+    if (!o.finished()) src.resume();
   };
   const afterDrain = () => (to.gate ? to.gate.whenOpen(resume) : resume());
   const onData = (chunk: Buffer) => {
+    // `to`'s peer closed its channel: it takes nothing more. The chunk stays in its source
+    // (paused for good), dropped when the bridge closes.
+    if (o.gone()) {
+      src.pause();
+      src.unshift(chunk);
+      return o.stalled();
+    }
     // A peer already over its send bound takes nothing more: the chunk goes back to the front
     // of its source, read again on resume. So however many channels feed one peer, what they
     // queue for it stops at the bound plus the one chunk that crossed it. Written first and
@@ -124,7 +137,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
       src.pause();
       src.unshift(chunk);
       to.gate.whenOpen(resume);
-      return;
+      return o.stalled();
     }
     // What the peer's window does not take goes back to the source too, read again once the
     // window grew (and then only if the peer is under its bound). Left in the channel (a bridge
@@ -142,13 +155,14 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
       src.pause();
       src.unshift(chunk.subarray(room));
       to.window!.onGrow(resume);
-      return;
+      return o.stalled();
     }
     const over = to.gate?.update() ?? false;
     if (!full && !over) return;
     src.pause();
     if (full) dst.once('drain', afterDrain);
     else afterDrain();
+    if (src.isPaused()) o.stalled();
   };
   src.on('data', onData);
   return () => {
@@ -161,13 +175,23 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, finish
  * Joins two streams (see `pump` for backpressure, which keeps buffers bounded). EOF is
  * forwarded per direction; both sides are closed once both directions have ended, or at once
  * when either side closes or fails.
+ *
+ * A peer that closed its channel (CHANNEL_CLOSE) takes nothing more: what the other side sends
+ * toward it stays unread. What it sent before its CLOSE is still passed on (OpenSSH sends its last
+ * data, EOF and CLOSE back to back once the other direction has ended, and paramiko closes
+ * without waiting for the other side's EOF), unless it waits (the other side's window, bound or
+ * buffer) while data for the closed peer is held too: then the peer left with data unread, as a
+ * TCP socket closed with unread data resets its connection, and both sides close at once, what is
+ * held either way dropped. Waiting for the channel's 'close' (which comes only once what its peer
+ * sent is read), both sides stayed open, and the peer's slots held, until the other peer granted
+ * window, which it need never do.
  */
 export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats) => void): Bridge {
   let aToB = 0;
   let bToA = 0;
   const st = {
-    a: { ended: false, closed: false, eofSent: false },
-    b: { ended: false, closed: false, eofSent: false },
+    a: { ended: false, closed: false, eofSent: false, peerClosed: false },
+    b: { ended: false, closed: false, eofSent: false, peerClosed: false },
   };
   let done = false;
 
@@ -210,8 +234,27 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     maybeFinish();
   };
 
-  const stopAB = pump(a, b, (n) => (aToB += n), () => done);
-  const stopBA = pump(b, a, (n) => (bToA += n), () => done);
+  // `side`'s peer closed its channel: once what it sent waits while data for it is held, both
+  // sides close (see above). Checked at its CLOSE, and whenever either direction stops after it.
+  const leftUnread = (side: 'a' | 'b') => {
+    if (!st[side].peerClosed) return;
+    const [closed, other] = side === 'a' ? [a, b] : [b, a];
+    if (closed.stream.isPaused() && other.stream.readableLength > 0) finish('closed');
+  };
+  a.onPeerClose?.(() => {
+    st.a.peerClosed = true;
+    leftUnread('a');
+  });
+  b.onPeerClose?.(() => {
+    st.b.peerClosed = true;
+    leftUnread('b');
+  });
+  const stalled = () => {
+    leftUnread('a');
+    leftUnread('b');
+  };
+  const stopAB = pump(a, b, (n) => (aToB += n), { finished: () => done, gone: () => st.b.peerClosed, stalled });
+  const stopBA = pump(b, a, (n) => (bToA += n), { finished: () => done, gone: () => st.a.peerClosed, stalled });
   a.stream.once('end', () => onEnd('a'));
   b.stream.once('end', () => onEnd('b'));
   a.stream.once('close', () => onGone('a'));

@@ -10,6 +10,7 @@ export type ChannelOpenConfirmationHandler = (p: unknown, info: { recipient: num
 export type ChannelRequestHandler = (p: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void;
 export type ChannelDataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void;
 export type WindowAdjustHandler = (p: unknown, recipient: number, amount: number) => void;
+export type ChannelCloseHandler = (p: unknown, recipient: number) => void;
 /** ssh2's packet writer (`Protocol._packetRW.write`): `alloc(len, true)` and `finalize(packet, true)` make a KEX-safe packet. */
 export interface PacketWriterInternals {
   allocStart: number;
@@ -26,6 +27,7 @@ export interface ProtocolInternals {
     CHANNEL_DATA?: ChannelDataHandler;
     CHANNEL_EXTENDED_DATA?: ChannelDataHandler;
     CHANNEL_WINDOW_ADJUST?: WindowAdjustHandler;
+    CHANNEL_CLOSE?: ChannelCloseHandler;
   };
   _onHandshakeComplete?: (...args: unknown[]) => void;
   _kex?: { remoteExtInfoEnabled?: boolean };

@@ -1,0 +1,166 @@
+/**
+ * A channel its peer closes while both directions of its bridge wait on windows gives its places
+ * back at once. ssh2 emits a channel's 'close' only once what the peer sent before its CLOSE has
+ * been read, and a bridge reads nothing while the other side's window is used up: so a Y that
+ * closed such channels kept its member's channels (--max-channels-per-member) and the bridges'
+ * channels on X until X granted window, which X need never do (and the same with X closing). Now
+ * a peer's CHANNEL_CLOSE with data held for it (it left that unread) and its own data waiting
+ * ends the bridge: both are dropped and the other side is closed. What a peer sent before its
+ * CLOSE with nothing held for it is still delivered (OpenSSH and paramiko close that way).
+ *
+ * Both peers open their channels with a window of 0 (the relay may send them nothing), and each
+ * writes on every channel (the relay holds it all).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Client, ClientChannel } from 'ssh2';
+import { openDirect } from './hostile-clients.js';
+import { relayUnderTest } from './relay-under-test.js';
+import { within } from './ssh-tools.js';
+
+const LIMIT = 3;
+const DATA = Buffer.alloc(4096, 0x58);
+
+interface PeerProtocol {
+  directTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
+  channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
+  channelWindowAdjust(id: number, amount: number): void;
+}
+const protocolOf = (c: Client) => (c as unknown as { _protocol: PeerProtocol })._protocol;
+
+/**
+ * A global request `c` sends and the relay refuses: once its answer is back, the relay has read
+ * and handled everything `c` sent before it (one connection's packets are handled in order).
+ */
+function roundTrip(c: Client): Promise<void> {
+  return new Promise((resolve) => c.forwardIn('not-in-lease', 22, () => resolve()));
+}
+
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => 'opened',
+    (err: Error) => err.message,
+  );
+
+const closeOf = (ch: ClientChannel) => new Promise<void>((resolve) => ch.once('close', () => resolve()));
+
+/**
+ * X: binds `exposure`, confirms every channel with a window of 0 and writes DATA on it (unless
+ * `silent`); `accepted` gets each. Its channels are read (so that they can end and close) but the
+ * relay may send nothing on them, and ssh2, which believes it offered its 2 MiB, grants nothing more.
+ */
+async function exposeStalled(x: Client, exposure: string, accepted: (ch: ClientChannel) => void, silent = false): Promise<void> {
+  const proto = protocolOf(x);
+  const confirm = proto.channelOpenConfirm.bind(proto);
+  proto.channelOpenConfirm = (remote, local, _window, maxPacket) => confirm(remote, local, 0, maxPacket);
+  x.on('tcp connection', (_info, accept) => {
+    const ch = accept();
+    ch.on('error', () => {});
+    ch.resume();
+    if (!silent) ch.write(DATA);
+    accepted(ch);
+  });
+  await new Promise<void>((resolve, reject) => x.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Y's LIMIT channels to `exposure`, each opened with a window of 0 (read, as X's) and DATA written on it. */
+async function openStalled(y: Client, exposure: string): Promise<ClientChannel[]> {
+  const proto = protocolOf(y);
+  const directTcpip = proto.directTcpip.bind(proto);
+  proto.directTcpip = (chan, _window, maxPacket, cfg) => directTcpip(chan, 0, maxPacket, cfg);
+  const ys: ClientChannel[] = [];
+  try {
+    for (let i = 0; i < LIMIT; i++) ys.push(await openDirect(y, exposure, 22));
+  } finally {
+    proto.directTcpip = directTcpip;
+  }
+  for (const ch of ys) {
+    ch.on('error', () => {});
+    ch.resume();
+    ch.write(DATA);
+  }
+  return ys;
+}
+
+describe("a channel closed while its bridge waits on windows gives back its member's place at once", { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-channels-per-member', String(LIMIT)]);
+
+  it("Y closes its channels: the member's next channel opens at once, and X's side is closed", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-y', port: 22 } });
+    await exposeStalled(x.client, 'stall-y', (ch) => xs.push(ch));
+    const y = await t.member('ycloses', { grant: { kind: 'open', exposure: 'stall-y' } });
+    const ys = await openStalled(y.client, 'stall-y');
+    // The relay holds what both wrote: X's and Y's data written before these were read first.
+    await roundTrip(x.client);
+    await roundTrip(y.client);
+    assert.equal(xs.length, LIMIT);
+    assert.match(await refusal(openDirect(y.client, 'stall-y', 22)), /busy: you hold 3 channels/);
+
+    const xClosed = Promise.all(xs.map(closeOf));
+    for (const ch of ys) ch.close();
+    // Right after the CLOSEs (the relay reads one connection's packets in order).
+    assert.equal(await refusal(openDirect(y.client, 'stall-y', 22)), 'opened');
+    await within(xClosed, 10_000, "X's channels of the closed bridges closed");
+  });
+
+  it("X closes its channels: Y's side is closed, and the member's next channel opens at once", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-x', port: 22 } });
+    await exposeStalled(x.client, 'stall-x', (ch) => xs.push(ch));
+    const y = await t.member('yholds', { grant: { kind: 'open', exposure: 'stall-x' } });
+    const ys = await openStalled(y.client, 'stall-x');
+    await roundTrip(x.client);
+    await roundTrip(y.client);
+    assert.equal(xs.length, LIMIT);
+
+    const yClosed = Promise.all(ys.map(closeOf));
+    for (const ch of xs) ch.close();
+    await roundTrip(x.client); // the relay has handled X's CLOSEs
+    assert.equal(await refusal(openDirect(y.client, 'stall-x', 22)), 'opened');
+    await within(yClosed, 10_000, "Y's channels of the closed bridges closed");
+  });
+
+  it('Y sends data and closes with nothing held for it: X gets all of it once it grants window, even after its own EOF', async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-d', port: 22 } });
+    await exposeStalled(x.client, 'stall-d', (ch) => xs.push(ch), true);
+    const y = await t.member('ysends', { grant: { kind: 'open', exposure: 'stall-d' } });
+    const ych = await openDirect(y.client, 'stall-d', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    // As paramiko does: data, EOF and CLOSE without waiting for X's EOF.
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const xch = xs[0]!;
+    // X's EOF, after Y's CLOSE: nothing to pass to Y, and no reason to drop what Y sent.
+    xch.end();
+    await roundTrip(x.client);
+    let got = 0;
+    xch.on('data', (d: Buffer) => (got += d.length));
+    const ended = new Promise<void>((resolve) => xch.once('end', () => resolve()));
+    protocolOf(x.client).channelWindowAdjust((xch as unknown as { outgoing: { id: number } }).outgoing.id, 1 << 20);
+    await within(ended, 10_000, "X's channel ended");
+    assert.equal(got, DATA.length);
+  });
+
+  it('Y sends data and closes, then X writes to it: both sides close at once, as a reset', async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-r', port: 22 } });
+    await exposeStalled(x.client, 'stall-r', (ch) => xs.push(ch), true);
+    const y = await t.member('yresets', { grant: { kind: 'open', exposure: 'stall-r' } });
+    const ych = await openDirect(y.client, 'stall-r', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const xch = xs[0]!;
+    const xClosed = closeOf(xch);
+    // Y's data still waits for X's window, and now there is data for Y, which left.
+    xch.write(DATA);
+    await roundTrip(x.client);
+    await within(xClosed, 10_000, "X's channel closed");
+  });
+});
