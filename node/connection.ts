@@ -320,6 +320,7 @@ export class RelayConnection {
       () => this.#log.info('closing connection', { reason, leaseId: this.#lease?.leaseId }),
       () => this.#abortBridges(),
       () => this.#exposures.unbindAll(),
+      () => this.#exposures.endBridges(),
       () => this.#ctx.egress.release(this.sessionId),
     );
     this.#disconnect(reason, now);
@@ -477,6 +478,7 @@ export class RelayConnection {
       () => this.#budget.close(),
       () => this.#abortBridges(),
       () => this.#exposures.unbindAll(),
+      () => this.#exposures.endBridges(),
       () => this.#ctx.registry.detach(this.sessionId),
       () => {
         const release = this.#releaseMember;

@@ -19,6 +19,8 @@ export class BoundExposures {
   /** The connection (node/connection.ts), as it is: see ForwardingHost. */
   readonly #o: ForwardingHost;
   #bound: BoundListener[] = [];
+  /** The bridges into this connection's forwarded channels (Y's connections own them); undefined once it ended. */
+  #bridges: Set<{ abort(): void }> | undefined = new Set();
 
   constructor(host: ForwardingHost) {
     this.#o = host;
@@ -50,7 +52,7 @@ export class BoundExposures {
     if (this.#bound.some((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort)) {
       return refuseRequest(o, name, 'already_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
     }
-    const listener = new BoundListener(o, c.exposure, c.port, lease.leaseId, bind);
+    const listener = new BoundListener(o, c.exposure, c.port, lease.leaseId, bind, this);
     this.#bound.push(listener);
     o.ctx.listeners.add(listener);
     o.log.info('exposure bound', { exposure: c.exposure, port: c.port, leaseId: lease.leaseId });
@@ -61,6 +63,30 @@ export class BoundExposures {
   unbindAll(): void {
     this.#o.ctx.listeners.removeSession(this.#o.sessionId);
     this.#bound = [];
+  }
+
+  /** See VirtualListener.hold. */
+  hold(bridge: { abort(): void }): () => void {
+    const held = this.#bridges;
+    if (!held) {
+      bridge.abort();
+      return () => {};
+    }
+    held.add(bridge);
+    return () => held.delete(bridge);
+  }
+
+  /**
+   * The connection ends (the relay ends it, or its socket closed): the bridges into its channels
+   * end now, each on its own (one that throws is a fault, and the rest still end). Left to ssh2,
+   * they ended only once the socket had closed (up to 2 s after the relay's DISCONNECT), and a
+   * channel whose data waited unread (Y's window used up) never emitted 'close' then, so its
+   * bridge, and Y's channel and places, stayed until Y closed it.
+   */
+  endBridges(): void {
+    const held = this.#bridges;
+    this.#bridges = undefined;
+    for (const b of held ?? []) this.#o.wrap('close', () => b.abort())();
   }
 }
 
@@ -77,9 +103,11 @@ class BoundListener implements VirtualListener {
   readonly bindAddr: string;
   readonly bindPort: number;
   readonly gate: SendGate;
+  readonly #exposures: BoundExposures;
 
-  constructor(host: ForwardingHost, exposure: string, port: number, leaseId: string, bind: TcpipBindInfo) {
+  constructor(host: ForwardingHost, exposure: string, port: number, leaseId: string, bind: TcpipBindInfo, exposures: BoundExposures) {
     this.#host = host;
+    this.#exposures = exposures;
     this.exposure = exposure;
     this.port = port;
     this.sessionId = host.sessionId;
@@ -91,6 +119,10 @@ class BoundListener implements VirtualListener {
 
   open(origin: { addr: string; port: number }, opener: string, abandoned?: AbortSignal): Promise<Duplex> {
     return openForwarded(this.#host, this, origin, opener, abandoned);
+  }
+
+  hold(bridge: { abort(): void }): () => void {
+    return this.#exposures.hold(bridge);
   }
 
   account(bytesIn: number, bytesOut: number): void {

@@ -99,6 +99,7 @@ export class DirectChannels {
           member,
           memberId: lease.claims.sub,
           closed: (stats) => target.account?.(stats.bToA, stats.aToB),
+          held: (b) => target.hold?.(b),
         });
         if (channelId) o.log.info('channel bridged', { channelId, exposure: route.exposure, port: route.port, to: target.sessionId });
       }),
@@ -205,6 +206,7 @@ export class DirectChannels {
       const channelId = o.ctx.ids.channel();
       o.ctx.metrics.channels.inc({ outcome: 'opened' });
       let untrack = () => {};
+      let unheld = () => {};
       const bridged = (b = bridge(
         channelEnd(ych as unknown as SshChannelLike, o.budget),
         other,
@@ -212,6 +214,7 @@ export class DirectChannels {
           opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
           this.#bridges.delete(bridged);
           untrack();
+          unheld();
           const idled = this.#idle.unwatch(bridged);
           o.account(stats.aToB, stats.bToA);
           o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
@@ -224,6 +227,8 @@ export class DirectChannels {
       this.#bridges.add(bridged);
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
       this.#idle.watch(bridged);
+      // Last: X's connection aborts it here if it has ended meanwhile.
+      unheld = opts.held?.(bridged) ?? unheld;
       return channelId;
     } catch (err) {
       // A bridge tears both sides down and gives back in its close; without one, both go here.
@@ -250,4 +255,6 @@ interface BridgeOptions {
   /** The member (the lease's subject): whose channel memory Y's channel takes. */
   memberId: string;
   closed?: (stats: BridgeStats) => void;
+  /** Keeps the bridge with X's connection, which aborts it as it ends (VirtualListener.hold); returns its release. */
+  held?: (b: Bridge) => (() => void) | undefined;
 }

@@ -25,6 +25,11 @@ export interface VirtualListener {
   account?(bytesIn: number, bytesOut: number): void;
   /** X's send bound: bridges stop feeding X's channels while X is over it. */
   gate?: SendGate;
+  /**
+   * Keeps `bridge` (into a channel `open` gave) with X's connection, which aborts it as it ends
+   * (at once if it has); returns its release, for the bridge's close.
+   */
+  hold?(bridge: { abort(): void }): () => void;
 }
 
 export interface VirtualListenerEvents {
