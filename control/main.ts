@@ -7,6 +7,7 @@ import { writeNewMasterKey } from './keys/master-key.js';
 import type { RunningControl } from './server.js';
 import { createUser } from './services/users.js';
 import { AppError } from './lib/errors.js';
+import { isSelfSignedLeaf } from './tls/server-tls.js';
 
 const logger = createJsonLogger((line) => process.stderr.write(line), { component: 'control' });
 
@@ -60,7 +61,8 @@ async function main(): Promise<number> {
   }
   if (control.setupCode) {
     // The bootstrap secret is printed once, on purpose, and never logged as a field.
-    const cacert = cfg.tls.mode === 'self-signed' && tls ? `--cacert ${tls.certFile} ` : '';
+    // A self-signed certificate (made here, or the operator's own in --tls-cert) is not in curl's CAs.
+    const cacert = tls && isSelfSignedLeaf(tls.cert) ? `--cacert ${tls.certFile} ` : '';
     process.stderr.write(
       `\nNo users yet. Create the first admin with this one-time setup code (valid for 24 hours, on any replica;\n` +
         `every replica that starts before the first admin exists prints its own, and any one of them works once):\n\n` +

@@ -44,6 +44,19 @@ export function readTlsFiles(certFile: string, keyFile: string): TlsMaterial {
   return { cert, key, pin: certificatePin(cert), certFile, keyFile, notAfter: new Date(leaf.validTo).toISOString() };
 }
 
+/**
+ * Whether the chain's first certificate signed itself: a client then trusts it only as its own CA
+ * (curl --cacert FILE) or by its pin, never through the system CAs.
+ */
+export function isSelfSignedLeaf(certPem: string): boolean {
+  try {
+    const leaf = new X509Certificate(certPem);
+    return leaf.issuer === leaf.subject && leaf.verify(leaf.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 /** The names a self-signed certificate covers: the public URL's host, the listen host, loopback. */
 export function selfSignedNames(cfg: Pick<ControlConfig, 'publicUrl' | 'listenHost'>): string[] {
   const names = [new URL(cfg.publicUrl).hostname.replace(/^\[|\]$/g, '')];

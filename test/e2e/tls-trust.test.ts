@@ -110,6 +110,7 @@ describe('the CLI and the relay verify the control plane (pin, CA file) and refu
   let keyFile: string;
   let adminToken: string;
   let fake: Awaited<ReturnType<typeof impostor>>;
+  let setupLine: string;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tunnel-tls-'));
@@ -119,6 +120,7 @@ describe('the CLI and the relay verify the control plane (pin, CA file) and refu
     writeFileSync(certFile, a.certPem);
     writeFileSync(keyFile, a.keyPem, { mode: 0o600 });
     control = await startControlProcess({ args: ['--tls-cert', certFile, '--tls-key', keyFile] });
+    setupLine = control.stderr();
     const call = httpCaller(control.url, control.dispatcher);
     expectStatus(await call('POST', '/v1/setup', { body: { setup_code: control.setupCode, name: ADMIN.name, password: ADMIN.password } }), 201, 'setup');
     adminToken = await passwordLogin(call, ADMIN.name, ADMIN.password);
@@ -142,6 +144,14 @@ describe('the CLI and the relay verify the control plane (pin, CA file) and refu
     Object.assign(who, { homeDir: ctx.homeDir, env: ctx.env });
     assert.equal(await run(['whoami'], who), 0, who.err());
     assert.match(who.out(), /^admin \(admin\)/);
+  });
+
+  it("the setup line it prints for the operator's own self-signed certificate names that file as curl's CA", () => {
+    // Without --cacert the printed curl fails: "SSL certificate problem: self-signed certificate".
+    const esc = certFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    assert.match(setupLine, new RegExp(`curl -sS --cacert ${esc} -X POST`));
+    const out = execFileSync('curl', ['-sS', '--cacert', certFile, `${control.url}/healthz`], { encoding: 'utf8' });
+    assert.match(out, /ok/);
   });
 
   it('tunnel login --ca-file works with the CA, and without either the self-signed server is not trusted', async () => {
