@@ -7,8 +7,8 @@
 #                                                   installed binaries) to DIR, change nothing else
 #
 # What it does, for each part named (default: control node):
-#   - users tunnel-control / tunnel-node (systemd-sysusers with tunnel.sysusers.conf),
-#     /etc/tunnel and /etc/tunnel/tls (systemd-tmpfiles with tunnel.tmpfiles.conf);
+#   - control, node: users tunnel-control / tunnel-node (systemd-sysusers, tunnel.sysusers.conf),
+#     /etc/tunnel and /etc/tunnel/tls (systemd-tmpfiles); expose alone: only /etc/tunnel;
 #   - control: /etc/tunnel/master.key (tunnel-control gen-master-key, root only, mode 0600) and
 #     /etc/tunnel/control.env; node: /etc/tunnel/node.env (existing files are never touched);
 #   - the units in /etc/systemd/system, ExecStart pointing at the installed binaries, then
@@ -77,8 +77,13 @@ new_file() {
   umask 077; cat > "$1"; chmod "$2" "$1"; chown "$3" "$1"; echo "created $1"
 }
 
-systemd-sysusers "$here/tunnel.sysusers.conf"
-systemd-tmpfiles --create "$here/tunnel.tmpfiles.conf"
+case "$parts" in
+  *control*|*node*)
+    systemd-sysusers "$here/tunnel.sysusers.conf"
+    systemd-tmpfiles --create "$here/tunnel.tmpfiles.conf" ;;
+  # An X host runs only tunnel-expose@ (DynamicUser=): no service users, no TLS directory.
+  *) mkdir -p /etc/tunnel && chmod 0755 /etc/tunnel ;;
+esac
 
 for part in $parts; do
   case $part in
@@ -120,4 +125,7 @@ ENV
   esac
 done
 systemctl daemon-reload 2>/dev/null || echo "(systemctl daemon-reload failed: is systemd running?)"
-echo "next: edit /etc/tunnel/*.env, then systemctl enable --now the services (README: Installing on a server)"
+case "$parts" in
+  *control*|*node*) echo "next: edit /etc/tunnel/*.env, then systemctl enable --now the services (README: Installing on a server)" ;;
+  *) echo "next: for each exposure NAME, write /etc/tunnel/NAME.token (mode 0600) and /etc/tunnel/expose-NAME.env, then systemctl enable --now tunnel-expose@NAME (docs/deploy.md step 6)" ;;
+esac
