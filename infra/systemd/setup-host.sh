@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --render) render=$2; shift 2 ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
     control|node|expose) parts="$parts $1"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "setup-host.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -66,3 +66,12 @@ describe('setup-host.sh on a host of its own (private /etc)', { skip }, () => {
     assert.deepEqual(r.checked.trim().split('\n'), ['tunnel-control', 'tunnel-node', 'tunnel-control'], r.out);
   });
 });
+
+describe('setup-host.sh --help', () => {
+  it('prints the header comment and nothing of the script', () => {
+    const out = execFileSync('sh', [join(repoRoot(), 'infra', 'systemd', 'setup-host.sh'), '--help'], { encoding: 'utf8' });
+    const lines = out.trimEnd().split('\n');
+    assert.ok(lines.length > 5, out);
+    assert.deepEqual(lines.filter((l) => !l.startsWith('#')), [], out);
+  });
+});
