@@ -4,6 +4,7 @@ import type { VerifiedLease } from './auth/verify-client-cert.js';
 import type { RelayContext } from './relay-context.js';
 import type { RefusalLog } from './forwarding/refusal-log.js';
 import { observeChannelOpens } from './ssh2-internals.js';
+import { formatRefusal } from '../protocol/channel-refusals.js';
 
 /** Channel types of SSH and OpenSSH, counted by name when refused. */
 const CHANNEL_TYPES: ReadonlySet<string> = new Set([
@@ -33,17 +34,22 @@ export interface RefusedChannelTypesOptions {
  * (session, x11, ...), and logs them for a member (within the connection's RefusalLog).
  */
 export function countRefusedChannelTypes(conn: Connection, o: RefusedChannelTypesOptions): void {
-  observeChannelOpens(
-    conn,
-    o.wrap('channel-open', (type: string) => {
-      if (type === 'direct-tcpip') return;
-      // The type is the peer's text, authenticated or not: a label only when it is one of
-      // SSH's, else `other` (each made-up type was a series kept for good), and logged only
-      // for a member, cut short.
-      o.ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
-      if (!o.lease()) return;
-      const logging = o.refusalLog().take();
-      if (logging) o.log.info('channel type refused', { type: loggable(type, 64), ...logging });
-    }),
-  );
+  const count = o.wrap('channel-open', (type: string) => {
+    // The type is the peer's text, authenticated or not: a label only when it is one of
+    // SSH's, else `other` (each made-up type was a series kept for good), and logged only
+    // for a member, cut short.
+    o.ctx.metrics.refusedRequests.inc({ type: CHANNEL_TYPES.has(type) ? type : 'other' });
+    if (!o.lease()) return;
+    const logging = o.refusalLog().take();
+    if (logging) o.log.info('channel type refused', { type: loggable(type, 64), ...logging });
+  });
+  observeChannelOpens(conn, (type) => {
+    if (type === 'direct-tcpip') return undefined;
+    count(type);
+    // A member who tries `ssh relay` (a shell, a command, sftp, -L to a socket) is told why.
+    if (!o.lease()) return undefined;
+    return type === 'session'
+      ? formatRefusal('not_offered', 'the relay runs no shell, command or subsystem; it forwards TCP to what the lease names (ssh -W NAME:PORT, or tunnel open)')
+      : formatRefusal('not_offered', `the relay opens no ${CHANNEL_TYPES.has(type) ? type : 'such'} channels; it forwards TCP to what the lease names`);
+  });
 }

@@ -1,5 +1,5 @@
 /**
- * Why the relay refused a `direct-tcpip` channel, as it says in SSH_MSG_CHANNEL_OPEN_FAILURE
+ * Why the relay refused a channel (a `direct-tcpip` one, or `not_offered` for any other type), as it says in SSH_MSG_CHANNEL_OPEN_FAILURE
  * (RFC 4254 §5.1): besides the reason code, the description starts with a stable word,
  * `WORD: human text`. OpenSSH prints the description as is ("open failed: connect failed:
  * service_unreachable: ..."); the CLI branches on the word only, never on the text.
@@ -19,6 +19,8 @@ export const CHANNEL_REFUSALS = [
   'egress_failed',
   /** Limits of the connection, the exposure or the relay, or a draining relay: try again later. */
   'busy',
+  /** Not a direct-tcpip channel: a session (shell, exec, sftp), x11, agent or streamlocal; the relay opens none. */
+  'not_offered',
 ] as const;
 
 export type ChannelRefusal = (typeof CHANNEL_REFUSALS)[number];

@@ -3,15 +3,27 @@ import { protocolOf } from './protocol.js';
 
 /**
  * Lets the relay see channel opens that ssh2 rejects on its own (session, x11,
- * direct-streamlocal, unknown types) so they are logged and counted. ssh2 still decides.
+ * direct-streamlocal, unknown types) so they are logged and counted. ssh2 still decides; when
+ * `observe` returns a description, a refusal ssh2 sends while handling that open carries it
+ * (ssh2's own is empty: OpenSSH printed "open failed: administratively prohibited: " and no why).
  */
-export function observeChannelOpens(conn: Connection, observe: (type: string) => void): void {
+export function observeChannelOpens(conn: Connection, observe: (type: string) => string | undefined): void {
   const proto = protocolOf(conn);
   const orig = proto._handlers.CHANNEL_OPEN;
   if (!orig) throw new Error('ssh2 internals changed: CHANNEL_OPEN handler missing');
+  const failing = proto as unknown as { channelOpenFail?: (remote: number, reason: number, desc?: string) => void };
   proto._handlers.CHANNEL_OPEN = (p, info) => {
-    observe(info.type);
-    orig(p, info);
+    const description = observe(info.type);
+    const fail = failing.channelOpenFail;
+    if (description === undefined || typeof fail !== 'function') return orig(p, info);
+    // ssh2 refuses these types synchronously, inside its handler: only that call is swapped.
+    failing.channelOpenFail = (remote: number, reason: number) => fail.call(proto, remote, reason, description);
+    try {
+      orig(p, info);
+    } finally {
+      delete failing.channelOpenFail; // back to the prototype's method
+      if (failing.channelOpenFail !== fail) failing.channelOpenFail = fail;
+    }
   };
 }
 

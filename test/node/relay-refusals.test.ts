@@ -116,6 +116,14 @@ describe('relay refusals with the real OpenSSH client', () => {
     await relay.logger.waitFor((l) => l.msg === 'request refused' && l.fields.reason === 'not_in_lease', 5000, since);
   });
 
+  it('refuses a command with a reason: the relay opens no sessions (ssh2 alone sent an empty one)', async () => {
+    const c = await y();
+    const p = spawnSsh([...sshArgs(c.files, relay.port, c.user), 'true']);
+    p.child.stdin?.end();
+    assert.notEqual(await p.exited, 0);
+    assert.match(p.stderr(), /open failed: administratively prohibited: not_offered: the relay runs no shell, command or subsystem/);
+  });
+
   describe('refused requests leave the connection usable (ControlMaster)', () => {
     let ctl: string;
     let user: string;
