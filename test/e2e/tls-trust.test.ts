@@ -70,12 +70,15 @@ function opensslPin(certFile: string): string {
 
 describe('tunnel-control makes its own certificate (--tls self-signed)', () => {
   let control: ControlProcess;
+  /** The first process, after a restart on its data dir: its cleanup removes that dir and its home. */
+  let first: ControlProcess | undefined;
   before(async () => {
     control = await startControlProcess({ args: ['--tls', 'self-signed'] });
   });
   after(async () => {
     await control?.stop();
     control?.cleanup();
+    first?.cleanup();
   });
 
   it('in its data dir, key mode 0600, and prints the pin: sha256 of the SPKI, as openssl computes it', async () => {
@@ -98,7 +101,8 @@ describe('tunnel-control makes its own certificate (--tls self-signed)', () => {
   it('a second start reuses the certificate: the pin does not change', async () => {
     const pin = control.pin;
     await control.stop();
-    control = await startControlProcess({ dataDir: control.dataDir, args: ['--tls', 'self-signed'] });
+    first = control;
+    control = await startControlProcess({ dataDir: first.dataDir, args: ['--tls', 'self-signed'] });
     assert.equal(control.pin, pin);
   });
 });
