@@ -285,6 +285,66 @@ function dbSuite(name: string, makeApp: MakeApp) {
         }
       });
 
+      // The same race for what an admin deletes or revokes of another user's (or, an egress
+      // target, of no one's): refused, and all of it still there. The admin's own things are
+      // the owner's business: those changes take no lock and go ahead at once.
+      if (name === 'postgres') it("deleting or revoking another's token, exposure or lease, or an egress target, while the admin is being demoted or disabled, is refused", async () => {
+        // A demoted admin gets the policy's answer to a member: what is not theirs looks absent.
+        for (const [change, demoted] of [
+          [sql`role = 'member'`, true],
+          [sql`disabled = true`, false],
+        ] as const) {
+          const v = await t.user(uniq('ci'), 'member');
+          const vt = await mem(v);
+          const made = await t.call('POST', '/v1/service-tokens', { token: vt, body: { name: 'kept', scopes: ['open:*'] } });
+          assertOk(made, 201);
+          const exposure = uniq('vd-');
+          await putExposure(t, vt, exposure);
+          const node = await enrollNode(t, await adm());
+          await heartbeat(t, node);
+          const lease = await issueLease(t, vt, { kind: 'expose', exposure });
+          const target = uniq('eg-');
+          assertOk(await t.call('PUT', `/v1/egress-targets/${target}`, { token: await adm(), body: { node: node.name, host: 'db.internal', port: 5432, allow: [] } }));
+          for (const [method, path, body, asMember] of [
+            ['DELETE', `/v1/service-tokens/${made.body.id}`, undefined, [404, 'NOT_FOUND']],
+            ['PATCH', `/v1/service-tokens/${made.body.id}`, { scopes: ['open:x'] }, [404, 'NOT_FOUND']],
+            ['DELETE', `/v1/exposures/${exposure}`, undefined, [404, 'NOT_FOUND']],
+            ['DELETE', `/v1/leases/${lease.lease.id}`, undefined, [404, 'NOT_FOUND']],
+            ['DELETE', `/v1/egress-targets/${target}`, undefined, [403, 'FORBIDDEN']],
+          ] as const) {
+            const a = await t.user(uniq('adm'), 'admin');
+            const at = await tokenFor(t, a);
+            const hold = await holdRows(t, sql`update users set ${change} where id = ${a.id}`);
+            const waiting = await lockWaiters(t);
+            let settled = false;
+            const res = t.call(method, path, { token: at, ...(body ? { body } : {}) }).finally(() => (settled = true));
+            await until('the change waits for the demotion (or, unfixed, is done)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
+            await hold.release();
+            const [status, code] = demoted ? asMember : ([401, 'TOKEN_INVALID'] as const);
+            assertProblem(await res, status, code);
+          }
+          const tokens = (await t.call('GET', '/v1/service-tokens', { token: vt })).body.service_tokens;
+          assert.deepEqual(tokens.map((x: { revoked: boolean; scopes: string[] }) => [x.revoked, x.scopes]), [[false, ['open:*']]]);
+          assertOk(await t.call('GET', `/v1/exposures/${exposure}`, { token: vt }));
+          assert.equal((await t.call('GET', `/v1/leases/${lease.lease.id}`, { token: vt })).body.revoked_at, null);
+          const targets = (await t.call('GET', '/v1/egress-targets', { token: await adm() })).body.targets as { name: string }[];
+          assert.ok(targets.some((x) => x.name === target), 'the egress target is still there');
+        }
+        // The admin's own exposure, deleted while its row is held by a demotion: no wait.
+        const a = await t.user(uniq('adm'), 'admin');
+        const at = await tokenFor(t, a);
+        const own = uniq('own-');
+        await putExposure(t, at, own);
+        const hold = await holdRows(t, sql`update users set role = 'member' where id = ${a.id}`);
+        const waiting = await lockWaiters(t);
+        let settled = false;
+        const res = t.call('DELETE', `/v1/exposures/${own}`, { token: at }).finally(() => (settled = true));
+        await until('the delete of its own is done (or waits)', async () => settled || (await lockWaiters(t)) >= waiting + 1);
+        assert.equal(settled, true, 'the owner\'s delete waited for its own row');
+        await hold.release();
+        assertOk(await res, 204);
+      });
+
       // A race: Postgres only. A logout ending a session and a disable revoking all the user's
       // sessions update the same refresh-token rows; unless both take the user's row first they
       // can lock those rows in different orders and deadlock (one of them a 500).

@@ -6,7 +6,7 @@ import { egressTargets, leases, nodes } from '../db/schema/index.js';
 import { notFound } from '../lib/errors.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
-import { lockActorAndTarget } from './owner-lock.js';
+import { lockActorAndTarget, recheckAdminUnderLock } from './owner-lock.js';
 import { revoking } from './lease-revocation.js';
 
 type Row = typeof egressTargets.$inferSelect;
@@ -76,10 +76,14 @@ export async function listEgressTargets(deps: Pick<Deps, 'db'>, p: UserPrincipal
   return rows.filter((r) => can(p, 'egress_target.read', r.t)).map((r) => view(r.t, r.node));
 }
 
-/** Deletes an egress target and revokes every egress lease that reaches it. */
+/**
+ * Deletes an egress target and revokes every egress lease that reaches it; the admin's row
+ * locked first and its role asked again (owner-lock.ts `recheckAdminUnderLock`).
+ */
 export async function deleteEgressTarget(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
   assertAllowed(p, 'egress_target.delete');
   await revoking(deps, async (tx, revoke) => {
+    await recheckAdminUnderLock(tx, p, 'egress_target.delete');
     const deleted = await tx.delete(egressTargets).where(eq(egressTargets.name, name)).returning();
     if (!deleted.length) throw notFound(`egress target "${name}"`);
     await audit(tx, deps.clock.now(), { type: 'egress_target.deleted', actor: p.userId, subject: name });

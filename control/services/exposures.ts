@@ -9,7 +9,7 @@ import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
 import { revoking, type Revocations } from './lease-revocation.js';
 import { assertMayCreateExposure } from './member-limits.js';
-import { lockActorAndTarget } from './owner-lock.js';
+import { lockActorAndTarget, recheckAdminUnderLock } from './owner-lock.js';
 
 type ExposureRow = typeof exposures.$inferSelect;
 type Exposure = z.infer<typeof ExposureSchema>;
@@ -127,11 +127,14 @@ function revokeOpenersNotAllowed(revoke: Revocations, exp: ExposureRow, actor: s
 /**
  * Deletes an exposure and revokes every lease on it, in one transaction. The row goes first: a
  * lease being written on it holds the delete back until it committed, and the revocation after it
- * then sees that lease (services/lease-insert.ts).
+ * then sees that lease (services/lease-insert.ts). Before it, for another user's exposure, the
+ * acting admin's row is locked and its role asked again (owner-lock.ts `recheckAdminUnderLock`).
  */
 export async function deleteExposure(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, name: string): Promise<void> {
-  assertAllowed(p, 'exposure.delete', exposureResource(name, await find(deps.db, name)));
+  const resource = exposureResource(name, await find(deps.db, name));
+  assertAllowed(p, 'exposure.delete', resource);
   await revoking(deps, async (tx, revoke) => {
+    await recheckAdminUnderLock(tx, p, 'exposure.delete', resource);
     await tx.delete(exposures).where(eq(exposures.name, name));
     await revoke.leases({ exposure: name }, p.userId, 'exposure_deleted');
     await audit(tx, deps.clock.now(), { type: 'exposure.deleted', actor: p.userId, subject: name });

@@ -12,7 +12,8 @@ import { preparedPerDb } from '../db/prepared.js';
 import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
-import { revokeLeases } from './lease-revocation.js';
+import { revoking } from './lease-revocation.js';
+import { recheckAdminUnderLock } from './owner-lock.js';
 import { insertLeaseIfUnchanged, type CallerAsRead, type DecidedOn } from './lease-insert.js';
 import type { CallerExposure, LeaseNode } from '../http/authenticate.js';
 
@@ -266,17 +267,29 @@ export async function listLeases(
   return rows.filter((r) => can(p, 'lease.read', r.lease)).map((r) => leaseView(r.lease, r.user, r.node));
 }
 
-/** One lease the caller may see (others look absent). */
-export async function getLease(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string, action: 'lease.read' | 'lease.revoke' = 'lease.read'): Promise<Lease> {
+async function visibleLease(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string, action: 'lease.read' | 'lease.revoke') {
   const [r] = await leaseJoin(deps).where(eq(leases.id, id)).limit(1);
   if (!r) throw notFound(`lease ${id}`);
   assertAllowed(p, action, r.lease);
+  return r;
+}
+
+/** One lease the caller may see (others look absent). */
+export async function getLease(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string, action: 'lease.read' | 'lease.revoke' = 'lease.read'): Promise<Lease> {
+  const r = await visibleLease(deps, p, id, action);
   return leaseView(r.lease, r.user, r.node);
 }
 
-/** Revokes one lease the caller may revoke; returns it as it is now. */
+/**
+ * Revokes one lease the caller may revoke; returns it as it is now. Another user's (an admin's
+ * doing): the admin's row locked first and its role asked again (owner-lock.ts
+ * `recheckAdminUnderLock`), so one demoted or disabled meanwhile is refused.
+ */
 export async function revokeLease(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, id: string): Promise<Lease> {
-  await getLease(deps, p, id, 'lease.revoke');
-  await revokeLeases(deps, { ids: [id] }, p.userId);
+  const { lease } = await visibleLease(deps, p, id, 'lease.revoke');
+  await revoking(deps, async (tx, revoke) => {
+    await recheckAdminUnderLock(tx, p, 'lease.revoke', lease);
+    return revoke.leases({ ids: [id] }, p.userId);
+  });
   return getLease(deps, p, id, 'lease.revoke');
 }

@@ -2,7 +2,7 @@ import { eq, or } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { users } from '../db/schema/index.js';
 import { callerGone } from '../lib/errors.js';
-import type { UserPrincipal } from './authz.js';
+import { assertAllowed, can, isAdmin, type Action, type ResourceOf, type UserPrincipal } from './authz.js';
 
 type UserRow = typeof users.$inferSelect;
 
@@ -50,4 +50,24 @@ export async function lockActorAndTarget(
   const actor = rows.find((r) => r.id === p.userId);
   if (!actor || actor.disabled) throw callerGone();
   return { actor: { ...p, role: actor.role }, target: target ? rows.find((r) => r.name === target.name) : undefined };
+}
+
+/**
+ * For a change the policy allows `p` only because `p` is an admin (to another user's service
+ * token, exposure or lease; to an egress target): locks the acting admin's row
+ * (`lockActorAndTarget`, no target) and asks the policy again with its role now, throwing its
+ * refusal (callerGone if gone or disabled). Call it first in the change's transaction, before
+ * the rows it changes. A change a member would be allowed too (to their own) takes no lock and
+ * stays as it was. The check at authentication alone let an admin demoted or disabled while the
+ * request ran still delete or revoke what is not theirs; now the change waits for the demotion
+ * and is refused.
+ */
+export async function recheckAdminUnderLock<A extends Action>(
+  tx: Pick<Db, 'select'>,
+  p: UserPrincipal,
+  action: A,
+  ...resource: ResourceOf<A> extends void ? [] : [ResourceOf<A>]
+): Promise<void> {
+  if (!isAdmin(p) || can({ ...p, role: 'member' }, action, ...resource)) return;
+  assertAllowed((await lockActorAndTarget(tx, p, null)).actor, action, ...resource);
 }

@@ -11,7 +11,7 @@ import { audit } from './audit.js';
 import { assertAllowed, can, scopeAllows, type UserPrincipal } from './authz.js';
 import { revoking } from './lease-revocation.js';
 import { assertMayCreateServiceToken } from './member-limits.js';
-import { lockActorAndTarget, lockLiveOwner } from './owner-lock.js';
+import { lockActorAndTarget, lockLiveOwner, recheckAdminUnderLock } from './owner-lock.js';
 
 type Row = typeof serviceTokens.$inferSelect;
 export type ServiceTokenView = z.infer<typeof ServiceTokenSchema>;
@@ -149,12 +149,16 @@ async function findVisible(deps: Pick<Deps, 'db'>, p: UserPrincipal, id: string,
   return r;
 }
 
-/** Revokes a service token and every lease issued through it. */
+/**
+ * Revokes a service token and every lease issued through it. Another user's (an admin's doing):
+ * the admin's row locked first and its role asked again (owner-lock.ts `recheckAdminUnderLock`).
+ */
 export async function revokeServiceToken(deps: Pick<Deps, 'db' | 'clock'>, p: UserPrincipal, id: string): Promise<ServiceTokenView> {
   const r = await findVisible(deps, p, id, 'service_token.revoke');
   const now = deps.clock.now();
   // The token and its leases end together (services/lease-revocation.ts `revoking`).
   const row = await revoking(deps, async (tx, revoke) => {
+    await recheckAdminUnderLock(tx, p, 'service_token.revoke', r.t);
     const [row] = await tx
       .update(serviceTokens)
       .set({ revokedAt: now })
@@ -183,6 +187,8 @@ export async function updateServiceTokenScopes(
   const sorted = [...new Set(scopes)].sort();
   // The new scopes and the revocation of the leases they no longer cover commit together.
   const row = await revoking(deps, async (tx, revoke) => {
+    // Another user's (an admin's doing): the admin's row first, its role asked again (owner-lock.ts).
+    await recheckAdminUnderLock(tx, p, 'service_token.update', r.t);
     const [cur] = await tx.select().from(serviceTokens).where(eq(serviceTokens.id, id)).limit(1).for('no key update');
     // Deleted since findVisible read it (a dead token pruned meanwhile): as if it never was.
     if (!cur) throw notFound(`service token ${id}`);
