@@ -19,7 +19,8 @@ export interface AppSettings {
   /**
    * A console session (auth/sessions.ts `CONSOLE_CLIENT_ID`) that made no request for this long
    * (seconds: its last token renewed this plus `accessTokenTtl` ago) is ended at its next
-   * refresh; 0: never.
+   * refresh, or by the sweep of abandoned sessions (auth/idle-sessions.ts), whichever comes
+   * first; 0: never.
    */
   consoleIdleTimeout: number;
   deviceCodeTtl: number;

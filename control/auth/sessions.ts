@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import type { Deps } from '../deps.js';
+import type { AppSettings, Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
 import { refreshTokens, users } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
@@ -28,7 +28,7 @@ export interface SessionTokens {
  */
 export const CONSOLE_CLIENT_ID = 'tunnel-console';
 /** A console session's family id starts with this (other sessions' with `fam_`): fixed at login, kept by every rotation. */
-const CONSOLE_FAMILY = 'cfam';
+export const CONSOLE_FAMILY = 'cfam';
 
 /**
  * Starts a login session: a new refresh token family, whose id is the session id (`sid`) of
@@ -144,21 +144,53 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
  * lowest allowed) and, for any timeout, after as little as the timeout less that life idle.
  */
 function idleTooLong(deps: Deps, row: RefreshRow, now: Date): boolean {
-  const idle = deps.settings.consoleIdleTimeout;
-  if (idle <= 0 || !isConsole(row.familyId)) return false;
-  return now.getTime() - row.createdAt.getTime() >= (idle + deps.settings.accessTokenTtl) * 1000;
+  const cutoff = idleCutoff(deps.settings, now);
+  return cutoff !== null && isConsole(row.familyId) && row.createdAt <= cutoff;
+}
+
+/** A console session whose live refresh token was issued at or before this is idle at `now` (idleTooLong); null: no idle timeout. */
+export function idleCutoff(settings: Pick<AppSettings, 'consoleIdleTimeout' | 'accessTokenTtl'>, now: Date): Date | null {
+  const idle = settings.consoleIdleTimeout;
+  return idle > 0 ? new Date(now.getTime() - (idle + settings.accessTokenTtl) * 1000) : null;
 }
 
 const isConsole = (familyId: string): boolean => familyId.startsWith(`${CONSOLE_FAMILY}_`);
 
-/** Ends an idle console session (its family revoked, `auth.session_idle` audited with it) and refuses the token. */
+/** Ends an idle console session (endIdleSession) and refuses the token. */
 async function endIdle(deps: Deps, row: RefreshRow, now: Date): Promise<never> {
-  await revoking(deps, async (tx, revoke) => {
+  await endIdleSession(deps, row, now);
+  throw invalidGrant();
+}
+
+/**
+ * Ends the idle console session whose live (unrotated, unrevoked) refresh token is `row`, as
+ * its next refresh finds it (endIdle) or the sweep of abandoned ones does (auth/idle-sessions.ts),
+ * whichever comes first: its family revoked, its leases with it, and `auth.session_idle` audited
+ * once. The user's row is locked first, as every write to a user's sessions takes it (login,
+ * rotation, logout, disable); then the token is claimed: revoked only if still unrotated and
+ * unrevoked. So of two replicas' sweeps, or a sweep and a refresh, of the same session, the one
+ * that waited finds it claimed and neither ends nor audits it again; and a token rotated
+ * meanwhile (the session in use) is not ended. Returns whether this call ended it.
+ */
+export async function endIdleSession(
+  deps: Pick<Deps, 'db' | 'clock' | 'logger' | 'settings'> & Partial<Pick<Deps, 'revocationHub'>>,
+  row: Pick<RefreshRow, 'id' | 'familyId' | 'userId'>,
+  now: Date,
+): Promise<boolean> {
+  const ended = await revoking(deps, async (tx, revoke) => {
+    await tx.select({ id: users.id }).from(users).where(eq(users.id, row.userId)).for('no key update');
+    const claimed = await tx
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.rotatedAt), isNull(refreshTokens.revokedAt)))
+      .returning({ id: refreshTokens.id });
+    if (claimed.length === 0) return false;
     await endSession(tx, revoke, row.familyId, now, row.userId, 'session_revoked');
     await audit(tx, now, { type: 'auth.session_idle', actor: row.userId, subject: row.familyId, data: { idle_timeout: deps.settings.consoleIdleTimeout } });
+    return true;
   });
-  deps.logger.info('idle console session ended', { family: row.familyId, user: row.userId });
-  throw invalidGrant();
+  if (ended) deps.logger.info('idle console session ended', { family: row.familyId, user: row.userId });
+  return ended;
 }
 
 const invalidGrant = () => new AppError('INVALID_GRANT', 'refresh token is not valid; log in again', { oauthError: 'invalid_grant' });

@@ -18,6 +18,7 @@ import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
 import { pruneHistory } from './history-prune.js';
+import { sweepIdleConsoleSessions } from '../auth/idle-sessions.js';
 import { activeExposuresByNode, isOnline } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
 import { FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
@@ -91,7 +92,7 @@ export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings'>): 
 
 /** A relay's heartbeat: it is online now and holds exactly `exposures` (those it has a lease for). */
 export async function heartbeat(
-  deps: Pick<Deps, 'db' | 'clock' | 'logger' | 'settings'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'logger' | 'settings'> & Partial<Pick<Deps, 'revocationHub'>>,
   node: NodePrincipal,
   body: z.infer<typeof NodeHeartbeatRequestSchema>,
 ): Promise<{ server_time: string }> {
@@ -109,6 +110,7 @@ export async function heartbeat(
   await setOnline(deps, node, body.exposures, { complete: true });
   if (body.started_at) await closeConnectionsOfEarlierRun(deps.db, node.nodeId, reportedTime(body.started_at, now));
   await pruneHistory(deps.db, now, { auditRetentionDays: deps.settings.auditRetentionDays, logger: deps.logger });
+  await sweepIdleConsoleSessions(deps, now);
   return { server_time: now.toISOString() };
 }
 
