@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gt, gte, like, lt, lte, sql, type SQL } from 'drizzle-orm';
+import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import { auditEvents } from '../db/schema/index.js';
 
@@ -43,9 +44,23 @@ export interface AuditEvent {
   data?: Record<string, unknown>;
 }
 
-/** The row of an audit event (for callers that insert it as part of a larger statement). */
-function auditRow(at: Date, e: AuditEvent): typeof auditEvents.$inferInsert {
-  return { at, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
+/**
+ * How far ahead of the database's clock an audit event may be dated, at most (as a relay's
+ * reported times may be ahead of the control plane's, services/nodes.ts reportedTime).
+ */
+export const AUDIT_AHEAD_MAX_MS = 3600_000;
+
+/**
+ * The row of an audit event. Its date is the writer's clock, but no later than the database's
+ * clock plus AUDIT_AHEAD_MAX_MS: the log is pruned from its front in (tx, seq) order
+ * (history-prune.ts oldestAuditRun), so an event dated in the future (a replica whose clock ran
+ * a year ahead) held back the pruning of every event after it until that date was past the
+ * retention, and the log grew all that time. The database's clock is the one clock every replica
+ * writes beside; a date is only ever moved back to it, never forward.
+ */
+function auditRow(at: Date, e: AuditEvent): PgInsertValue<typeof auditEvents> {
+  const latest = sql`least(${at.toISOString()}::timestamptz, now() + ${`${AUDIT_AHEAD_MAX_MS} milliseconds`}::interval)`;
+  return { at: latest, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
 }
 
 /** Appends an audit event. Pass a transaction to make it part of the same change. */

@@ -12,6 +12,7 @@ import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, leases, revocations } from '../db/schema/index.js';
+import { audit, AUDIT_AHEAD_MAX_MS } from './audit.js';
 import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
 
 const HOUR = 3600_000;
@@ -169,6 +170,25 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const [note] = await t.deps.db.select().from(auditEvents).where(eq(auditEvents.type, 'audit.pruned')).orderBy(sql`seq desc`).limit(1);
       assert.equal(note?.data.events, turn.audit);
       assert.equal(note?.data.retention_days, 30);
+    });
+
+    it('an event written by a replica whose clock is years ahead does not hold back the pruning of those after it', async () => {
+      const tag = uniq('ahead-subject');
+      // The database's clock is the real one; this suite's clock may be ahead of it by now.
+      const real = Date.now();
+      await audit(t.deps.db, new Date(real + 10 * 365 * 86400_000), { type: 'user.created', subject: tag, data: { age: 'ahead' } });
+      await audit(t.deps.db, new Date(real), { type: 'user.created', subject: tag, data: { age: 'now' } });
+      const [ahead] = await t.deps.db.select({ at: auditEvents.at }).from(auditEvents).where(sql`${auditEvents.subject} = ${tag} and data->>'age' = 'ahead'`);
+      assert.ok(ahead!.at.getTime() <= Date.now() + AUDIT_AHEAD_MAX_MS, `dated ${ahead!.at.toISOString()}`);
+      // 40 days on, with a 30-day retention: both are past it (the first by its date as written).
+      t.clock.set(new Date(Math.max(t.clock.now().getTime(), real) + 40 * 86400_000));
+      const left = async () => (await t.deps.db.select({ n: count() }).from(auditEvents).where(eq(auditEvents.subject, tag)))[0]!.n;
+      for (let turn = 0; turn < 10 && (await left()) > 0; turn++) {
+        t.clock.advance(PRUNE_EVERY_MS);
+        const pruned = await pruneHistory(t.deps.db, t.clock.now(), { auditRetentionDays: 30 });
+        if (!pruned?.audit) break;
+      }
+      assert.equal(await left(), 0, 'the events after the one dated ahead are pruned');
     });
   });
 }

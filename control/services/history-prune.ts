@@ -108,8 +108,9 @@ export async function pruneHistory(
  * every event before it pruned too, so paging resumes at the oldest event left without showing
  * one again (services/audit.ts listAudit); pruned by date alone, events read before the cursor
  * and younger than it stayed, and were read a second time. Dates follow that order but for clock
- * skew between replicas, so an event waits for the few before it; one dated in the future (a
- * clock that jumped ahead) holds those after it until its own date passes: kept longer, not lost.
+ * skew between replicas, so an event waits for the few before it; one dated in the future holds
+ * those after it until its own date passes (kept longer, not lost), but no date is written more
+ * than AUDIT_AHEAD_MAX_MS past the database's clock (services/audit.ts), so not for longer.
  */
 async function oldestAuditRun(db: Pick<Db, 'select'>, cutoff: Date): Promise<number[]> {
   const first = await db
