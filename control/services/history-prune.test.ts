@@ -11,7 +11,7 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
-import { auditEvents, leases, revocations } from '../db/schema/index.js';
+import { auditEvents, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit, AUDIT_AHEAD_MAX_MS } from './audit.js';
 import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
 
@@ -189,6 +189,47 @@ function dbSuite(name: string, makeApp: MakeApp) {
         if (!pruned?.audit) break;
       }
       assert.equal(await left(), 0, 'the events after the one dated ahead are pruned');
+    });
+
+    it("deletes refresh tokens and device authorizations a day after they expired; a session's newest token and younger rows stay", async () => {
+      // Each refresh wrote a row and each POST /v1/auth/device another, and none was ever deleted.
+      const password = 'a password for pruned logins';
+      const u = await t.user(uniq('cli'), 'member', password);
+      const login = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: u.name, password } });
+      assertOk(login);
+      const refresh = (rt: string) => t.call('POST', '/v1/auth/token', { body: { grant_type: 'refresh_token', refresh_token: rt } });
+      const rows = async () => (await t.deps.db.select({ n: count() }).from(refreshTokens).where(eq(refreshTokens.userId, u.id)))[0]!.n;
+      const device = async () => {
+        const res = await t.call('POST', '/v1/auth/device', { body: { client_id: 'tunnel-cli' } });
+        assertOk(res);
+        const [row] = await t.deps.db.select({ id: deviceCodes.id }).from(deviceCodes).where(eq(deviceCodes.userCode, res.body.user_code as string));
+        return row!.id;
+      };
+      const deviceLeft = async (id: string) => (await t.deps.db.select({ n: count() }).from(deviceCodes).where(eq(deviceCodes.id, id)))[0]!.n;
+      const ttl = t.deps.settings.refreshTokenTtl * 1000;
+      const oldDevice = await device();
+      // Just before the first token's end: rotated, its successor lives a full ttl from now.
+      t.clock.advance(ttl - 86400_000);
+      const rotated = await refresh(login.body.refresh_token as string);
+      assertOk(rotated);
+      assert.equal(await rows(), 2);
+      // Half a day after the rotated token expired: within the retention, it stays.
+      t.clock.advance(86400_000 + 43200_000);
+      const youngDevice = await device();
+      await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
+      assert.equal(await rows(), 2, 'a token expired less than a day ago stays');
+      assert.equal(await deviceLeft(oldDevice), 0, 'a device authorization expired a month ago goes');
+      // A day and a half after it expired (and the younger device authorization a day and an hour
+      // after it was made): both go; the session's newest token stays and works.
+      t.clock.advance(86400_000 + 3600_000);
+      const turn = await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
+      assert.ok(turn && turn.refreshTokens >= 1 && turn.deviceCodes >= 1, JSON.stringify(turn));
+      assert.equal(await rows(), 1, "the rotated token's row went");
+      assert.equal(await deviceLeft(youngDevice), 0);
+      assertOk(await refresh(rotated.body.refresh_token as string));
+      const gone = await refresh(login.body.refresh_token as string);
+      assert.equal(gone.status, 400);
+      assert.equal(gone.body.error, 'invalid_grant');
     });
   });
 }

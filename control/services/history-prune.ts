@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, inArray, isNull, lt, max, notExists, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
-import { auditEvents, connections, leases, revocations } from '../db/schema/index.js';
+import { auditEvents, connections, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit } from './audit.js';
 import { CLOSED_RETENTION_MS, renewal, renewsLease } from './connections.js';
 import { turnsEvery } from './replica-turns.js';
@@ -28,6 +28,13 @@ import { turnsEvery } from './replica-turns.js';
  *   reads the log (oldestAuditRun). Each turn that deleted some writes an `audit.pruned` event
  *   saying how many and up to when, so a gap in the log is explained by the log itself.
  *
+ * - A login's refresh token (each rotation writes a row: a CLI renewing its leases wrote about 24 a
+ *   day, each kept for its 30 days) and a device authorization (a row per unauthenticated POST
+ *   /v1/auth/device, rate-limited per address only) go once they expired `CREDENTIAL_RETENTION_MS`
+ *   ago; both were kept for good. An expired refresh token gets invalid_grant whether or not its row
+ *   is there: what goes is only its rotated rows' reuse signal (presenting one revokes its session),
+ *   for tokens that could not be used anyway, and a session's newest token outlives the rest.
+ *
  * - A connection still open as reported is closed (at the turn's time) once neither its lease nor
  *   a lease renewing it (the same user's, for the same key, on the same relay: in-band renewals
  *   are not reported) expired less than `STALE_OPEN_GRACE_MS` ago: no connection outlives its
@@ -42,6 +49,8 @@ import { turnsEvery } from './replica-turns.js';
  */
 export const LEASE_RETENTION_MS = CLOSED_RETENTION_MS;
 export const FEED_RETENTION_MS = 3600_000;
+/** How long after they expired refresh tokens and device authorizations are kept. */
+export const CREDENTIAL_RETENTION_MS = 86400_000;
 export const PRUNE_EVERY_MS = 600_000;
 export const BATCH = 1000;
 /** How long after its lease expired a connection may still be reported open (its close event on the way). */
@@ -54,7 +63,7 @@ export async function pruneHistory(
   db: Db,
   now: Date,
   o: { auditRetentionDays: number; logger?: Logger },
-): Promise<{ leases: number; revocations: number; audit: number; staleConnections: number } | undefined> {
+): Promise<{ leases: number; revocations: number; audit: number; staleConnections: number; refreshTokens: number; deviceCodes: number } | undefined> {
   if (!pruneTurn(db, now)) return undefined;
   const t = now.getTime();
   try {
@@ -85,6 +94,15 @@ export async function pruneHistory(
       .where(and(lt(revocations.expiresAt, feedCutoff), sql`${revocations.seq} < (${newest})`))
       .limit(BATCH);
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
+    const credentialCutoff = new Date(t - CREDENTIAL_RETENTION_MS);
+    const refresh = await db
+      .delete(refreshTokens)
+      .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, credentialCutoff)).limit(BATCH)))
+      .returning({ id: refreshTokens.id });
+    const devices = await db
+      .delete(deviceCodes)
+      .where(inArray(deviceCodes.id, db.select({ id: deviceCodes.id }).from(deviceCodes).where(lt(deviceCodes.expiresAt, credentialCutoff)).limit(BATCH)))
+      .returning({ id: deviceCodes.id });
     let auditGone = 0;
     if (o.auditRetentionDays > 0) {
       const auditCutoff = new Date(t - o.auditRetentionDays * 86400_000);
@@ -94,9 +112,9 @@ export async function pruneHistory(
         await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: auditCutoff.toISOString(), retention_days: o.auditRetentionDays } });
       }
     }
-    return { leases: gone.length, revocations: feed.length, audit: auditGone, staleConnections: closed.length };
+    return { leases: gone.length, revocations: feed.length, audit: auditGone, staleConnections: closed.length, refreshTokens: refresh.length, deviceCodes: devices.length };
   } catch (err) {
-    o.logger?.error('pruning expired leases, feed entries and old audit events failed', { err });
+    o.logger?.error('pruning expired leases, feed entries, credentials and old audit events failed', { err });
     return undefined;
   }
 }

@@ -26,7 +26,7 @@ export const refreshTokens = pgTable(
     rotatedAt: ts('rotated_at'),
     revokedAt: ts('revoked_at'),
   },
-  (t) => [index('refresh_tokens_family_idx').on(t.familyId)],
+  (t) => [index('refresh_tokens_family_idx').on(t.familyId), index('refresh_tokens_expires_idx').on(t.expiresAt)],
 );
 
 export const serviceTokens = pgTable('service_tokens', {
@@ -54,7 +54,7 @@ export const deviceCodes = pgTable('device_codes', {
   lastPolledAt: ts('last_polled_at'),
   createdAt: ts('created_at').notNull(),
   expiresAt: ts('expires_at').notNull(),
-});
+}, (t) => [index('device_codes_expires_idx').on(t.expiresAt)]);
 
 /** Small key/value settings, e.g. the hash of the one-time setup code. */
 export const settings = pgTable('settings', {
