@@ -1,4 +1,5 @@
 import { serve, type ServerType } from '@hono/node-server';
+import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { randomIds } from './lib/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { Metrics } from './http/metrics.js';
 import { MissThrottle } from './http/miss-throttle.js';
+import { answerMalformedRequests } from './http/malformed-request.js';
 import { serveMetrics, type MetricsServer } from './http/metrics-server.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
@@ -106,6 +108,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
       : serve({ fetch: app.fetch, hostname: cfg.listenHost, port: cfg.listenPort }, () => resolve(s));
     s.once('error', reject);
   });
+  answerMalformedRequests(server as HttpServer, () => deps.ids.id('req'));
   const port = (server.address() as AddressInfo).port;
   let metrics: MetricsServer | undefined;
   if (cfg.metricsListen) {

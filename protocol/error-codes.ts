@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   SCOPE_DENIED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** Node's HTTP parser gave up waiting for the request's headers or body (its requestTimeout or headersTimeout). */
+  REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
   EXPOSURE_OFFLINE: 409,
   LEASE_KIND_MISMATCH: 400,
@@ -29,6 +31,8 @@ export const ERROR_CODES = {
   ALREADY_EXISTS: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** The request line and headers together exceed Node's --max-http-header-size (16 KiB by default). */
+  HEADERS_TOO_LARGE: 431,
   RATE_LIMITED: 429,
   NO_NODE_AVAILABLE: 503,
   /** The control plane cannot reach its database right now; retry after Retry-After seconds. */

@@ -46,12 +46,7 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   // RFC 6749 §5.2: token endpoint errors are 400 (invalid_client aside), whatever this API's code.
   const status = oauth && httpStatusFor(appErr.code) === 401 ? 400 : httpStatusFor(appErr.code);
   const body: Problem & { error_description?: string } = {
-    type: `urn:tunnel:problem:${appErr.code.toLowerCase().replaceAll('_', '-')}`,
-    title: TITLES[appErr.code] ?? appErr.code.replaceAll('_', ' ').toLowerCase(),
-    status,
-    code: appErr.code,
-    detail: appErr.message,
-    request_id: requestId,
+    ...problemBody(appErr.code, appErr.message, requestId, status),
     ...(appErr.oauthError ? { error: appErr.oauthError } : {}),
   };
   if (oauth) {
@@ -66,6 +61,18 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   if (oauth) Object.assign(headers, { 'cache-control': 'no-store', pragma: 'no-cache' });
   if (status === 401 && !headers['www-authenticate']) headers['www-authenticate'] = 'Bearer';
   return new Response(JSON.stringify(body), { status, headers });
+}
+
+/** The problem+json body of `code` (its status unless `status` says otherwise: the OAuth endpoints' 400s). */
+export function problemBody(code: ErrorCode, detail: string, requestId: string, status = httpStatusFor(code)): Problem {
+  return {
+    type: `urn:tunnel:problem:${code.toLowerCase().replaceAll('_', '-')}`,
+    title: TITLES[code] ?? code.replaceAll('_', ' ').toLowerCase(),
+    status,
+    code,
+    detail,
+    request_id: requestId,
+  };
 }
 
 /** Maps a zod validation failure to an AppError; unknown fields get their own code. */

@@ -23,12 +23,12 @@ export const HSTS = 'max-age=31536000';
  * no sniffing, no framing, no referrer, and a CSP that allows nothing. Pages that render HTML
  * (/device, /docs, /console) set their own CSP, referrer policy and caching first; those are kept.
  */
-const ALWAYS: Record<string, string> = {
+export const ALWAYS: Record<string, string> = {
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'cross-origin-resource-policy': 'same-origin',
 };
-const DEFAULTS: Record<string, string> = {
+export const DEFAULTS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
   // The console keeps `same-origin`: with `no-referrer` browsers send `Origin: null` on form posts.
   'referrer-policy': 'no-referrer',

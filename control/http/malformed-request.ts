@@ -1,0 +1,71 @@
+import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { PROBLEM_CONTENT_TYPE, type ErrorCode } from '../../protocol/error-codes.js';
+import { problemBody } from './problem.js';
+import { ALWAYS, DEFAULTS } from './security-headers.js';
+
+/**
+ * What Node's HTTP parser refuses before the app sees the request, as this API's problem+json
+ * (`server.on('clientError')`). Without it Node wrote a bare status line with no body and no
+ * content type: 431 for a request line and headers over its limit (a 100 KB token), 400 for a
+ * NUL or a byte over 0x7f in a header or the path, 408 for a request that did not arrive in time.
+ *
+ * Like Node's own answer, it is written only while no answer of the app's is being written on
+ * the connection, then the connection is closed. Not at once, as Node did: what the client was
+ * still sending (the rest of a 100 KB header) would then be unread, the kernel would reset the
+ * connection, and the client could lose the answer before reading it. The rest is read and
+ * dropped for at most LINGER_MS (the parser reports each piece as another error, ignored here).
+ * Nothing is logged: a client can send these as fast as it likes.
+ */
+export function answerMalformedRequests(server: Server, requestId: () => string): void {
+  const answered = new WeakSet<Duplex>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (answered.has(socket)) return;
+    // Node's own test before it answers: the response in flight on this connection, if any.
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    const [code, detail] = refusal(err.code);
+    socket.end(rawProblem(code, detail, requestId()));
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  });
+}
+
+/** How long a refused connection is still read (and what comes dropped) after the answer. */
+const LINGER_MS = 2000;
+
+function refusal(parserCode: string | undefined): [ErrorCode, string] {
+  switch (parserCode) {
+    case 'HPE_HEADER_OVERFLOW':
+      return ['HEADERS_TOO_LARGE', `the request line and headers exceed ${maxHeaderSize} bytes`];
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return ['PAYLOAD_TOO_LARGE', 'the chunk extensions of the request body are too large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return ['REQUEST_TIMEOUT', 'the request did not arrive in time'];
+    default:
+      // The parser's code (HPE_INVALID_HEADER_TOKEN, ...) names what was wrong; it is ASCII.
+      return ['BAD_REQUEST', `the request is not valid HTTP/1.1${parserCode && /^[A-Z_]{1,64}$/.test(parserCode) ? ` (${parserCode})` : ''}`];
+  }
+}
+
+/** A whole HTTP/1.1 response carrying a problem, with the headers every answer of the app carries. */
+function rawProblem(code: ErrorCode, detail: string, requestId: string): string {
+  const problem = problemBody(code, detail, requestId);
+  const body = JSON.stringify(problem);
+  const headers: Record<string, string> = {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+    ...ALWAYS,
+    ...DEFAULTS,
+    connection: 'close',
+  };
+  const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${head}\r\n${body}`;
+}
