@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   ALREADY_EXISTS: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** An Expect header other than 100-continue. */
+  EXPECTATION_FAILED: 417,
   /** The request line and headers together exceed Node's --max-http-header-size (16 KiB by default). */
   HEADERS_TOO_LARGE: 431,
   RATE_LIMITED: 429,

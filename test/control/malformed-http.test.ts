@@ -1,8 +1,9 @@
 /**
- * Requests Node's HTTP parser refuses before the app sees them (a 100 KB token, a NUL in a
- * header, a raw byte over 0x7f in the path), sent to the real `tunnel-control` binary: each is
- * answered with problem+json and a stable code, like every other error of the API, where Node
- * wrote a bare status line without a body. The server keeps serving afterwards.
+ * Requests Node's HTTP server refuses before the app sees them (a 100 KB token, a NUL in a
+ * header, a raw byte over 0x7f in the path, CONNECT, an unknown Expect), sent to the real
+ * `tunnel-control` binary: each is answered with problem+json and a stable code, like every other
+ * error of the API, where Node wrote a bare status line without a body (or, for CONNECT,
+ * nothing). The server keeps serving afterwards.
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
@@ -74,6 +75,16 @@ describe('tunnel-control answers requests Node cannot parse with problem+json', 
   it('a raw byte over 0x7f in the path: 400 BAD_REQUEST', async () => {
     const r = await rawExchange(control.url, request([Buffer.from([...Buffer.from('GET /v1/users/'), 0xff, ...Buffer.from(' HTTP/1.1')]), 'host: x']));
     assertRawProblem(r, 400, 'BAD_REQUEST');
+  });
+
+  it('CONNECT: 405 METHOD_NOT_ALLOWED, where the connection was dropped without an answer', async () => {
+    const r = await rawExchange(control.url, request(['CONNECT 127.0.0.1:22 HTTP/1.1', 'host: 127.0.0.1:22']));
+    assertRawProblem(r, 405, 'METHOD_NOT_ALLOWED');
+  });
+
+  it('an Expect other than 100-continue: 417 EXPECTATION_FAILED', async () => {
+    const r = await rawExchange(control.url, request(['GET /v1/me HTTP/1.1', 'host: x', 'expect: something-else']));
+    assertRawProblem(r, 417, 'EXPECTATION_FAILED');
   });
 
   it('keeps serving afterwards', async () => {
