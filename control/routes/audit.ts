@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { AuditListSchema, instant } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { listAudit } from '../services/audit.js';
-import { bearerSecurity, errorResponses, guarded, json } from './common.js';
+import { bearerSecurity, errorResponses, guarded, json, queryInt } from './common.js';
 
 const Cursor = z.string().regex(/^\d{1,15}$/);
 /** primitives.ts's instant: a bound the database can compare with (a year-0 one was a 500). */
@@ -12,7 +12,7 @@ const AuditQuery = z.strictObject({
   after: Cursor.optional().describe('oldest first: events after this cursor (the `id` of the last event read, or `next_cursor`)'),
   before: Cursor.optional().describe('newest first (`order=desc`): events with a smaller `id`'),
   order: z.enum(['asc', 'desc']).default('asc'),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: queryInt(1, 1000, 100),
   actor: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional().describe('user or node id'),
   type: z
     .string()

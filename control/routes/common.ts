@@ -85,6 +85,21 @@ export const jsonBody = <T extends z.ZodType>(schema: T) => ({
 
 export const bearerSecurity = [{ bearer: [] }];
 
+/**
+ * A whole-number query parameter (a page size), written in decimal digits. z.coerce.number()
+ * took whatever Number() takes (`0x10`, `1e3`, ` 5`, `+5`, `5.0`), so a proxy or client that
+ * checks the documented integer read another value than this server did. Documented as the
+ * integer it is.
+ */
+export const queryInt = (min: number, max: number, dflt: number) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, 'must be a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .default(dflt)
+    .openapi({ type: 'integer', minimum: min, maximum: max, default: dflt });
+
 export const iso = (d: Date) => d.toISOString();
 export const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 

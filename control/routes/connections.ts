@@ -3,7 +3,7 @@ import { ConnectionListSchema, NodeNameSchema, UserNameSchema } from '../../prot
 import { ExposureNameSchema, LeaseKindSchema } from '../../protocol/lease-claims.js';
 import type { App } from '../http/env.js';
 import { listConnections } from '../services/connections.js';
-import { bearerSecurity, errorResponses, guarded, json } from './common.js';
+import { bearerSecurity, errorResponses, guarded, json, queryInt } from './common.js';
 
 const ListQuery = z.strictObject({
   state: z.enum(['open', 'all']).default('open').describe('open: not closed as last reported; all: also recently closed'),
@@ -11,7 +11,7 @@ const ListQuery = z.strictObject({
   exposure: ExposureNameSchema.optional(),
   node: NodeNameSchema.optional(),
   kind: LeaseKindSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(200),
+  limit: queryInt(1, 1000, 200),
 });
 
 export function registerConnections(app: App): void {

@@ -7,13 +7,13 @@ import { LEASE_ISSUANCE_LIMIT } from '../http/lease-rate-limit.js';
 import { createLease, getLease, listLeases, revokeLease } from '../services/leases.js';
 import { issueOnLastSeen, lastSeenRequest } from '../services/lease-last-seen.js';
 import { AppError } from '../lib/errors.js';
-import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem } from './common.js';
+import { bearerSecurity, errorResponses, guarded, json, jsonBody, problem, queryInt } from './common.js';
 
 const IdParam = z.object({ id: LeaseIdSchema });
 const ListQuery = z.strictObject({
   active: z.enum(['true', 'false']).optional(),
   all: z.enum(['true', 'false']).optional().describe('admins (not service tokens): every user\'s leases'),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  limit: queryInt(1, 500, 100),
 });
 
 /**

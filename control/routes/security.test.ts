@@ -10,7 +10,7 @@ import { LEASE_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import { OAUTH_PATHS } from '../http/oauth.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
-import { assertProblem, type CallResult } from '../testing/problem.js';
+import { assertOk, assertProblem, type CallResult } from '../testing/problem.js';
 import {
   enrollNode,
   forgeAccessToken,
@@ -30,6 +30,8 @@ interface RouteCase {
   body?: () => Record<string, unknown>;
   /** A query that names an unknown parameter, for routes with strict queries. */
   strictQuery?: boolean;
+  /** It takes a `limit` query parameter (a page size). */
+  pageLimit?: boolean;
 }
 
 const hex32 = 'a'.repeat(32);
@@ -102,11 +104,11 @@ const ROUTES: Record<string, RouteCase> = {
     path: () => '/v1/leases',
     body: () => ({ kind: 'open', exposure: 'no-such-exposure', public_key: keyLine }),
   },
-  'GET /v1/leases': { auth: 'user', path: () => '/v1/leases', strictQuery: true },
+  'GET /v1/leases': { auth: 'user', path: () => '/v1/leases', strictQuery: true, pageLimit: true },
   'GET /v1/leases/{id}': { auth: 'user', path: () => `/v1/leases/lse_${hex32}` },
   'DELETE /v1/leases/{id}': { auth: 'user', path: () => `/v1/leases/lse_${hex32}` },
-  'GET /v1/audit': { auth: 'admin', path: () => '/v1/audit', strictQuery: true },
-  'GET /v1/connections': { auth: 'user', path: () => '/v1/connections', strictQuery: true },
+  'GET /v1/audit': { auth: 'admin', path: () => '/v1/audit', strictQuery: true, pageLimit: true },
+  'GET /v1/connections': { auth: 'user', path: () => '/v1/connections', strictQuery: true, pageLimit: true },
 };
 
 let t: TestApp;
@@ -218,6 +220,17 @@ describe('security matrix', () => {
           const { adminToken } = await freshTokens();
           const token = rc.auth === 'node' ? node.token : adminToken;
           assertProblem(await t.call(method, `${rc.path()}?surprise=1`, { token }), 400, 'UNKNOWN_FIELD');
+        });
+      }
+
+      if (rc.pageLimit) {
+        it('takes a limit only in decimal digits', async () => {
+          const { adminToken: token } = await freshTokens();
+          // Number() reads each of these as a valid page size (16, 100, 5, 5, 5, 5).
+          for (const limit of ['0x10', '1e2', '%2B5', '%205', '5.0', '0005%20']) {
+            assertProblem(await t.call(method, `${rc.path()}?limit=${limit}`, { token }), 400, 'VALIDATION_FAILED');
+          }
+          assertOk(await t.call(method, `${rc.path()}?limit=5`, { token }));
         });
       }
     });
