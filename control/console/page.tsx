@@ -135,8 +135,17 @@ export const DONE_MESSAGES: Record<string, string> = {
   'signed-out': 'You are signed out.',
 };
 
+/**
+ * The fixed message `?done=` names, or undefined. Its own keys only: `?done=constructor` read
+ * Object's constructor off the prototype and showed an empty notice.
+ */
+export function doneMessage(c: Context<AppEnv>): string | undefined {
+  const key = c.req.query('done') ?? '';
+  return Object.hasOwn(DONE_MESSAGES, key) ? DONE_MESSAGES[key] : undefined;
+}
+
 export function doneNotice(c: Context<AppEnv>) {
-  const msg = DONE_MESSAGES[c.req.query('done') ?? ''];
+  const msg = doneMessage(c);
   return msg ? <Notice kind="ok">{msg}</Notice> : null;
 }
 

@@ -6,7 +6,7 @@ import { ApiSession, SignedOut } from '../api-session.js';
 import { readCookie } from '../cookies.js';
 import { csrfOk, csrfToken, newCsrf } from '../csrf.js';
 import { CsrfField, Layout, Notice } from '../layout.js';
-import { DONE_MESSAGES, fromAnotherSite, openAgain, page } from '../page.js';
+import { doneMessage, fromAnotherSite, openAgain, page } from '../page.js';
 
 /** Only paths inside the console are followed after sign-in (no open redirect). */
 function safeNext(next: string | undefined): string {
@@ -40,7 +40,7 @@ export function registerSignIn(r: Hono<AppEnv>, app: App): void {
     // replacing the browser's and failing the forms open in its other tabs (and a browser
     // signed in would be shown the sign-in form). Opened again from this origin, with them.
     if (fromAnotherSite(c)) return openAgain(c);
-    const info = DONE_MESSAGES[c.req.query('done') ?? ''];
+    const info = doneMessage(c);
     return signInPage(c, { next: safeNext(c.req.query('next')), info });
   });
 
