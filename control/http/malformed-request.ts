@@ -13,12 +13,13 @@ import { ALWAYS, DEFAULTS } from './security-headers.js';
  * 417 for an Expect other than 100-continue (`checkExpectation`); and a CONNECT got no answer at
  * all, the connection was just dropped (`connect`): now 405.
  *
- * Like Node's own answer to a parse error, it is written only while no answer of the app's is
- * being written on the connection, then the connection is closed. Not at once, as Node did: what
- * the client was still sending (the rest of a 100 KB header) would then be unread, the kernel
- * would reset the connection, and the client could lose the answer before reading it. The rest
- * is read and dropped for at most LINGER_MS (the parser reports each piece as another error,
- * ignored here). Nothing is logged: a client can send these as fast as it likes.
+ * An answer of the app's to a request before the bad one on the same connection (pipelined) is
+ * written first (Node's own answer cut it off), then the refusal, then the connection is closed;
+ * not at once, as Node did: what the client was still sending (the rest of a 100 KB header) would
+ * then be unread, the kernel would reset the connection, and the client could lose the answer
+ * before reading it. The rest is read and dropped for at most LINGER_MS (the parser reports each
+ * piece as another error, ignored here). Nothing is logged: a client can send these as fast as it
+ * likes.
  */
 export function answerMalformedRequests(server: Server, requestId: () => string): void {
   const answered = new WeakSet<Duplex>();
@@ -33,10 +34,18 @@ export function answerMalformedRequests(server: Server, requestId: () => string)
   };
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (answered.has(socket)) return;
-    // Node's own test before it answers: the response in flight on this connection, if any.
-    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    // A request pipelined before the bad one may still be answering (Node's own answer cut it
+    // off): the refusal follows its response.
+    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.writableFinished) {
+      inFlight.once('finish', () => {
+        if (socket.writable) answer(socket, ...refusal(err.code));
+      });
       return;
     }
     answer(socket, ...refusal(err.code));

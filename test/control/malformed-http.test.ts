@@ -77,6 +77,22 @@ describe('tunnel-control answers requests Node cannot parse with problem+json', 
     assertRawProblem(r, 400, 'BAD_REQUEST');
   });
 
+  it('a bad request pipelined after a good one: the good one is answered first', async () => {
+    const { hostname, port } = new URL(control.url);
+    const text = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const sock = connect(Number(port), hostname, () => sock.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /v1/me HTTP/1.1\r\nhost: x\r\nx: a\0b\r\n\r\n'));
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => (out += d));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(out));
+    });
+    const second = text.indexOf('HTTP/1.1 400 ');
+    assert.ok(text.startsWith('HTTP/1.1 200 OK\r\n'), text);
+    assert.ok(second > 0, text);
+    assert.match(text.slice(second), /"code":"BAD_REQUEST"/);
+  });
+
   it('CONNECT: 405 METHOD_NOT_ALLOWED, where the connection was dropped without an answer', async () => {
     const r = await rawExchange(control.url, request(['CONNECT 127.0.0.1:22 HTTP/1.1', 'host: 127.0.0.1:22']));
     assertRawProblem(r, 405, 'METHOD_NOT_ALLOWED');
