@@ -75,12 +75,18 @@ export function problemBody(code: ErrorCode, detail: string, requestId: string, 
   };
 }
 
+/** How many unknown fields a problem's detail names. */
+const UNKNOWN_FIELDS_NAMED = 5;
+
 /** Maps a zod validation failure to an AppError; unknown fields get their own code. */
 export function validationError(target: string, error: ZodError): AppError {
   const unknown = error.issues.find((i) => i.code === 'unrecognized_keys');
   if (unknown) {
     const where = unknown.path.length ? unknown.path.join('.') : target;
-    return new AppError('UNKNOWN_FIELD', `unknown field ${unknown.keys.map((k) => `"${k}"`).join(', ')} in ${where}`);
+    // The names are the client's: a few, each cut short (a body may name thousands, or one of 60 KB).
+    const named = unknown.keys.slice(0, UNKNOWN_FIELDS_NAMED).map((k) => `"${k.slice(0, 64)}"`);
+    const more = unknown.keys.length > UNKNOWN_FIELDS_NAMED ? ` and ${unknown.keys.length - UNKNOWN_FIELDS_NAMED} more` : '';
+    return new AppError('UNKNOWN_FIELD', `unknown field ${named.join(', ')}${more} in ${where}`);
   }
   const issue = error.issues[0];
   const path = issue?.path.length ? issue.path.join('.') : target;

@@ -212,6 +212,11 @@ describe('security matrix', () => {
             assert.equal(form.body.error, 'invalid_request');
           } else assertProblem(form, 415, 'UNSUPPORTED_MEDIA_TYPE');
           assertProblem(await call(method, rc, token, { body: { ...rc.body!(), surprise: true } }), 400, 'UNKNOWN_FIELD');
+          // The detail names a few of the client's unknown names, each cut short, not all of them whole.
+          const many = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`${'k'.repeat(40)}${i}`, 1]));
+          const long = await call(method, rc, token, { body: { ...rc.body!(), ['x'.repeat(20_000)]: 1, ...many } });
+          assertProblem(long, 400, 'UNKNOWN_FIELD');
+          assert.ok(long.body.detail.length < 600, `detail of ${long.body.detail.length} characters`);
         });
       }
 
