@@ -23,7 +23,15 @@ describe('POST /v1/setup', () => {
     assert.ok(code);
     const setup = (body: Record<string, unknown>) => t.call('POST', '/v1/setup', { body });
 
+    // A wrong code is refused before the password is hashed (0.2-1 s of CPU each, every wrong code).
+    const hash = t.deps.passwords.hash.bind(t.deps.passwords);
+    let hashed = 0;
+    t.deps.passwords.hash = (p: string) => {
+      hashed++;
+      return hash(p);
+    };
     assertProblem(await setup({ setup_code: 'setup_wrong', name: 'root', password: PASSWORD }), 401, 'INVALID_CREDENTIALS');
+    assert.equal(hashed, 0, 'no hash for a wrong code');
     assertProblem(await setup({ setup_code: code, name: 'root', password: 'short' }), 400, 'VALIDATION_FAILED');
     assertProblem(await setup({ setup_code: code, name: 'Root!', password: PASSWORD }), 400, 'VALIDATION_FAILED');
     const created = await setup({ setup_code: code, name: 'root', password: PASSWORD });
@@ -33,8 +41,10 @@ describe('POST /v1/setup', () => {
     assert.equal(created.body.disabled, false);
     assertNoSecrets(created.body, [code, PASSWORD], 'setup response');
 
+    assert.equal(hashed, 1, 'hashed for the right code');
     const again = await setup({ setup_code: code, name: 'root2', password: PASSWORD });
     assertProblem(again, 401, 'INVALID_CREDENTIALS');
+    assert.equal(hashed, 1, 'no hash once setup is done');
     assertNoSecrets(again.body, [code], 'problem body');
     assert.equal(await prepareSetupCode(t.deps), null, 'no new setup code once a user exists');
 

@@ -25,7 +25,7 @@ import { rateLimit } from '../services/rate-limit.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 import { endSession, rotateRefreshToken, startSession } from '../auth/sessions.js';
 import { revoking } from '../services/lease-revocation.js';
-import { consumeSetupCode } from '../auth/setup-code.js';
+import { consumeSetupCode, setupCodeUsable } from '../auth/setup-code.js';
 import { pollDeviceCode } from '../auth/device-codes.js';
 import { checkPassword } from '../auth/password-login.js';
 import { createUser, userView } from '../services/users.js';
@@ -225,6 +225,7 @@ export function registerAuth(app: App): void {
       const now = deps.clock.now();
       await rateLimit(deps.db, now, `setup:${clientSource(c)}`, deps.settings.authRateLimit);
       const body = c.req.valid('json');
+      if (!(await setupCodeUsable(deps.db, body.setup_code, now))) throw new AppError('INVALID_CREDENTIALS', 'setup code is wrong or was already used');
       // Hashed before the transaction, so it holds its locks only for the inserts.
       const passwordHash = await deps.passwords.hash(body.password);
       const user = await deps.db.transaction(async (tx) => {
