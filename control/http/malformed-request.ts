@@ -13,8 +13,8 @@ import { ALWAYS, DEFAULTS } from './security-headers.js';
  * 417 for an Expect other than 100-continue (`checkExpectation`); and a CONNECT got no answer at
  * all, the connection was just dropped (`connect`): now 405.
  *
- * An answer of the app's to a request before the bad one on the same connection (pipelined) is
- * written first (Node's own answer cut it off), then the refusal, then the connection is closed;
+ * The app's answers to the requests before the bad one on the same connection (pipelined) are
+ * written first (Node's own answer cut them off), then the refusal, then the connection is closed;
  * not at once, as Node did: what the client was still sending (the rest of a 100 KB header) would
  * then be unread, the kernel would reset the connection, and the client could lose the answer
  * before reading it. The rest is read and dropped for at most LINGER_MS (the parser reports each
@@ -39,16 +39,7 @@ export function answerMalformedRequests(server: Server, requestId: () => string)
       return;
     }
     answered.add(socket);
-    // A request pipelined before the bad one may still be answering (Node's own answer cut it
-    // off): the refusal follows its response.
-    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (inFlight && !inFlight.writableFinished) {
-      inFlight.once('finish', () => {
-        if (socket.writable) answer(socket, ...refusal(err.code));
-      });
-      return;
-    }
-    answer(socket, ...refusal(err.code));
+    afterAnswersInFlight(socket, () => answer(socket, ...refusal(err.code)));
   });
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy()); // Node took its own listener off for CONNECT
@@ -60,6 +51,24 @@ export function answerMalformedRequests(server: Server, requestId: () => string)
     const problem = problemBody('EXPECTATION_FAILED', `Expect "${expect}" cannot be met: only 100-continue is understood`, requestId());
     res.writeHead(problem.status, problemHeaders(problem)).end(JSON.stringify(problem));
   });
+}
+
+/**
+ * Calls `then` once every request pipelined before the bad one has been answered (Node's own
+ * answer cut them off), if the socket is still writable then. Several may be: when the one on the
+ * socket finishes, Node hands the socket to the next one queued (and it may still be computing
+ * its answer), so this waits again for that one, until none is left.
+ */
+function afterAnswersInFlight(socket: Duplex, then: () => void): void {
+  // Node takes a response off its socket when the response emits 'finish' (and hands the
+  // socket to the next one queued), so one still on it has not: wait for that, even when it has
+  // already written everything (writableFinished is then true before 'finish' is emitted).
+  const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (inFlight) {
+    inFlight.once('finish', () => afterAnswersInFlight(socket, then));
+    return;
+  }
+  if (socket.writable) then();
 }
 
 /** The headers of a problem answered outside the app: those every answer of the app carries, and connection: close. */
