@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { count, eq, like, sql } from 'drizzle-orm';
+import { count, eq, inArray, like, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
+import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit, AUDIT_AHEAD_MAX_MS } from './audit.js';
@@ -230,6 +231,30 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const gone = await refresh(login.body.refresh_token as string);
       assert.equal(gone.status, 400);
       assert.equal(gone.body.error, 'invalid_grant');
+    });
+
+    it('does not wait for a refresh token another transaction holds (a session being ended): it skips it', { skip: name === 'PGlite' && 'one connection' }, async () => {
+      // A session's end updates every unrevoked row of its family, expired ones too, in its own
+      // order: a prune waiting on one of them while holding others deadlocked with it.
+      const u = await t.user(uniq('held'), 'member');
+      const expired = new Date(t.clock.now().getTime() - 2 * 86400_000);
+      const ids = [uniq('rt_held'), uniq('rt_free')];
+      for (const id of ids) {
+        await t.deps.db.insert(refreshTokens).values({ id, familyId: uniq('fam'), userId: u.id, tokenHash: uniq('h'), createdAt: expired, expiresAt: expired });
+      }
+      const held = await holdRows(t, sql`select id from refresh_tokens where id = ${ids[0]} for update`);
+      t.clock.advance(PRUNE_EVERY_MS);
+      let settled = false;
+      const turn = pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT).finally(() => (settled = true));
+      try {
+        await until('the prune finished or waits for a lock', async () => settled || (await lockWaiters(t)) > 0);
+        assert.ok(settled, 'the prune waited for the held row');
+      } finally {
+        await held.release();
+      }
+      assert.ok(await turn, 'a turn ran');
+      const left = await t.deps.db.select({ id: refreshTokens.id }).from(refreshTokens).where(inArray(refreshTokens.id, ids));
+      assert.deepEqual(left.map((r) => r.id), [ids[0]], 'the held row stays for a later turn; the other went');
     });
   });
 }

@@ -95,13 +95,18 @@ export async function pruneHistory(
       .limit(BATCH);
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
     const credentialCutoff = new Date(t - CREDENTIAL_RETENTION_MS);
+    // Rows locked by a writer are skipped (left for a later turn), never waited for: a session's
+    // end (sessions.ts endSession, revokeAllSessions) updates every unrevoked row of a family or
+    // user, expired ones too, in its own order, so a delete holding some of those rows while it
+    // waited for another would deadlock with it, and Postgres would fail one of the two (a
+    // logout or a disable answered 500).
     const refresh = await db
       .delete(refreshTokens)
-      .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, credentialCutoff)).limit(BATCH)))
+      .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, credentialCutoff)).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: refreshTokens.id });
     const devices = await db
       .delete(deviceCodes)
-      .where(inArray(deviceCodes.id, db.select({ id: deviceCodes.id }).from(deviceCodes).where(lt(deviceCodes.expiresAt, credentialCutoff)).limit(BATCH)))
+      .where(inArray(deviceCodes.id, db.select({ id: deviceCodes.id }).from(deviceCodes).where(lt(deviceCodes.expiresAt, credentialCutoff)).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: deviceCodes.id });
     let auditGone = 0;
     if (o.auditRetentionDays > 0) {
