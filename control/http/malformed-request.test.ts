@@ -45,4 +45,19 @@ describe('answerMalformedRequests, pipelined', () => {
     const answers = text.split(/(?=HTTP\/1\.1 \d{3} )/).map((a) => /"code":"([A-Z_]+)"/.exec(a)?.[1] ?? a.slice(a.lastIndexOf('\r\n\r\n') + 4));
     assert.deepEqual(answers, ['first', 'second', 'BAD_REQUEST'], text);
   });
+
+  it('answers a request before a CONNECT, then refuses the CONNECT', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const sock = connect((server.address() as AddressInfo).port, '127.0.0.1', () =>
+        sock.write('GET /second HTTP/1.1\r\nhost: x\r\n\r\nCONNECT 127.0.0.1:22 HTTP/1.1\r\nhost: 127.0.0.1:22\r\n\r\n'),
+      );
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => (out += d));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(out));
+    });
+    const answers = text.split(/(?=HTTP\/1\.1 \d{3} )/).map((a) => /"code":"([A-Z_]+)"/.exec(a)?.[1] ?? a.slice(a.lastIndexOf('\r\n\r\n') + 4));
+    assert.deepEqual(answers, ['second', 'METHOD_NOT_ALLOWED'], text);
+  });
 });

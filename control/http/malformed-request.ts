@@ -44,7 +44,8 @@ export function answerMalformedRequests(server: Server, requestId: () => string)
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy()); // Node took its own listener off for CONNECT
     socket.resume(); // read and drop what follows, as after a parse error
-    answer(socket, 'METHOD_NOT_ALLOWED', 'CONNECT is not served here: this is not a proxy');
+    // After the answers to requests pipelined before it, as for a parse error.
+    afterAnswersInFlight(socket, () => answer(socket, 'METHOD_NOT_ALLOWED', 'CONNECT is not served here: this is not a proxy'));
   });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expect = (req.headers.expect ?? '').slice(0, 64);
