@@ -241,6 +241,13 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     const [closed, other] = side === 'a' ? [a, b] : [b, a];
     if (closed.stream.isPaused() && other.stream.readableLength > 0) finish('closed');
   };
+  const stalled = () => {
+    leftUnread('a');
+    leftUnread('b');
+  };
+  const stopAB = pump(a, b, (n) => (aToB += n), { finished: () => done, gone: () => st.b.peerClosed, stalled });
+  const stopBA = pump(b, a, (n) => (bToA += n), { finished: () => done, gone: () => st.a.peerClosed, stalled });
+  // After the pumps: a peer whose CLOSE came already is reported at once (and may finish).
   a.onPeerClose?.(() => {
     st.a.peerClosed = true;
     leftUnread('a');
@@ -249,12 +256,6 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     st.b.peerClosed = true;
     leftUnread('b');
   });
-  const stalled = () => {
-    leftUnread('a');
-    leftUnread('b');
-  };
-  const stopAB = pump(a, b, (n) => (aToB += n), { finished: () => done, gone: () => st.b.peerClosed, stalled });
-  const stopBA = pump(b, a, (n) => (bToA += n), { finished: () => done, gone: () => st.a.peerClosed, stalled });
   a.stream.once('end', () => onEnd('a'));
   b.stream.once('end', () => onEnd('b'));
   a.stream.once('close', () => onGone('a'));

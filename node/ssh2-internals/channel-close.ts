@@ -18,7 +18,9 @@ const hooked = new WeakSet<object>();
  * had not sent one) and let go of the channel's id. ssh2 emits nothing then: its 'close' waits for
  * the readable side's 'end', that is until what the peer sent before its CLOSE has been read, which
  * a reader paused for the other side's window may not do for long. A later call replaces an
- * earlier one not yet called; never called if the peer's CLOSE came already. The connection's
+ * earlier one not yet called; called at once if the peer's CLOSE came already (ssh2 handles
+ * the rest of a read before a promise settled in it runs on: X's confirmation, data and CLOSE in
+ * one read were all handled before the bridge asked). The connection's
  * CHANNEL_CLOSE handler is wrapped once (the first time one of its channels is asked for), calling
  * ssh2's own first.
  */
@@ -27,7 +29,8 @@ export function onPeerClose(ch: Duplex, cb: () => void): void {
   const conn = c._client;
   if (typeof c.incoming?.state !== 'string' || !conn) throw new Error('ssh2 internals changed: Channel.incoming.state or Channel._client missing');
   if (!hooked.has(conn)) hookChannelClose(conn);
-  if (c.incoming.state === 'closed') return;
+  // Already handled: in the read that confirmed the channel, before its promise let the bridge be set up.
+  if (c.incoming.state === 'closed') return cb();
   waiting.set(ch, cb);
 }
 

@@ -163,4 +163,35 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     await roundTrip(x.client);
     await within(xClosed, 10_000, "X's channel closed");
   });
+  it("X confirms, writes and closes in one write, before the relay bridged the channel: Y's side is closed once Y writes", async () => {
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-e', port: 22 } });
+    const proto = protocolOf(x.client);
+    const confirm = proto.channelOpenConfirm.bind(proto);
+    proto.channelOpenConfirm = (remote, local, _window, maxPacket) => confirm(remote, local, 0, maxPacket);
+    const sock = (x.client as unknown as { _sock: { cork(): void; uncork(): void } })._sock;
+    x.client.on('tcp connection', (_info, accept) => {
+      // The confirmation, X's data and its CLOSE reach the relay in one read: ssh2 handles the
+      // CLOSE before the relay's bridge (set up once the open's promise settles) exists.
+      sock.cork();
+      const ch = accept();
+      ch.on('error', () => {});
+      ch.resume();
+      ch.write(DATA);
+      ch.close();
+      sock.uncork();
+    });
+    await new Promise<void>((resolve, reject) => x.client.forwardIn('stall-e', 22, (err) => (err ? reject(err) : resolve())));
+    const y = await t.member('yafter', { grant: { kind: 'open', exposure: 'stall-e' } });
+    const yproto = protocolOf(y.client);
+    const directTcpip = yproto.directTcpip.bind(yproto);
+    yproto.directTcpip = (chan, _window, maxPacket, cfg) => directTcpip(chan, 0, maxPacket, cfg);
+    const ych = await openDirect(y.client, 'stall-e', 22).finally(() => (yproto.directTcpip = directTcpip));
+    ych.on('error', () => {});
+    ych.resume();
+    const yClosed = closeOf(ych);
+    // X's data waits for Y's window; Y's data is for an X that left: the bridge ends, as a reset.
+    ych.write(DATA);
+    await roundTrip(y.client);
+    await within(yClosed, 10_000, "Y's channel closed");
+  });
 });
