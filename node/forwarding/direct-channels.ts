@@ -207,9 +207,25 @@ export class DirectChannels {
       o.ctx.metrics.channels.inc({ outcome: 'opened' });
       let untrack = () => {};
       let unheld = () => {};
+      // X closed its channel (its CLOSE, after its data and EOF): from then on the bridge ends as
+      // any closed channel's does (what X sent still reaches Y, unless data for X waits too), and
+      // X's connection ending (it hangs up next) no longer aborts it, which dropped what X sent.
+      let otherClosed = false;
+      const peerClose = other.onPeerClose;
+      const otherEnd: BridgeEnd = peerClose
+        ? {
+            ...other,
+            onPeerClose: (cb) =>
+              peerClose((): void => {
+                otherClosed = true;
+                unheld();
+                cb();
+              }),
+          }
+        : other;
       const bridged = (b = bridge(
         channelEnd(ych as unknown as SshChannelLike, o.budget),
-        other,
+        otherEnd,
         o.wrap('bridge-close', (stats: BridgeStats) => {
           opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
           this.#bridges.delete(bridged);
@@ -228,7 +244,7 @@ export class DirectChannels {
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
       this.#idle.watch(bridged);
       // Last: X's connection aborts it here if it has ended meanwhile.
-      unheld = opts.held?.(bridged) ?? unheld;
+      if (!otherClosed) unheld = opts.held?.(bridged) ?? unheld;
       return channelId;
     } catch (err) {
       // A bridge tears both sides down and gives back in its close; without one, both go here.

@@ -20,6 +20,7 @@ const DATA = Buffer.alloc(4096, 0x58);
 
 interface PeerProtocol {
   directTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
+  channelWindowAdjust(id: number, amount: number): void;
 }
 
 /** X: binds `exposure`, writes DATA on every channel it accepts, and hands it to `accepted`. */
@@ -114,5 +115,27 @@ describe('a connection the relay ends ends the bridges on both its sides at once
     await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === x.leaseId, 10_000, from);
     await roundTrip(y.client); // the relay sent what it had for Y before this answer
     await within(yClosed, 10_000, "Y's channels closed");
+  });
+  it("X closes its channel after its data and EOF, then its connection: Y still gets all of it once it grants window", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('x-end-graceful', { grant: { kind: 'expose', exposure: 'end-graceful', port: 22 } });
+    await exposeWriting(x.client, 'end-graceful', (ch) => xs.push(ch));
+    const y = await t.member('y-end-graceful', { grant: { kind: 'open', exposure: 'end-graceful' } });
+    const ych = await openStalled(y.client, 'end-graceful');
+    await roundTrip(x.client);
+    // X's data, EOF and CLOSE, as OpenSSH or paramiko send them, and then X hangs up.
+    xs[0]!.end();
+    xs[0]!.close();
+    await roundTrip(x.client);
+    const from = t.relay.logger.lines.length;
+    x.client.end();
+    await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === x.leaseId, 10_000, from);
+    let got = 0;
+    ych.on('data', (d: Buffer) => (got += d.length));
+    const ended = new Promise<void>((resolve) => ych.once('end', () => resolve()));
+    const proto = (y.client as unknown as { _protocol: PeerProtocol })._protocol;
+    proto.channelWindowAdjust((ych as unknown as { outgoing: { id: number } }).outgoing.id, 1 << 20);
+    await within(ended, 10_000, "Y's channel ended");
+    assert.equal(got, DATA.length);
   });
 });
