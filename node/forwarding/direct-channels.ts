@@ -26,6 +26,8 @@ export class DirectChannels {
   /** Test-only fault injection (`--test-fault`). */
   readonly #inject: (point: FaultPoint) => void;
   readonly #bridges = new Set<Bridge>();
+  /** Those whose channel Y closed (its CLOSE): the connection ending does not abort them (abortAll). */
+  readonly #closedByY = new WeakSet<Bridge>();
   /** The --channel-idle-timeout sweep of these bridges (here, not per connection: X's never bridge). */
   readonly #idle: IdleChannels;
 
@@ -47,14 +49,20 @@ export class DirectChannels {
     return n;
   }
 
-  /** The connection closed: the idle sweep stops. */
+  /** The connection closed: the idle sweep stops (once the bridges abortAll leaves have closed too: unwatch stops it then). */
   stopIdleSweep(): void {
+    for (const b of this.#bridges) if (this.#closedByY.has(b)) return;
     this.#idle.close();
   }
 
-  /** The connection ends: every bridge closes now (each on its own: one that throws is a fault, and the rest still close). */
+  /**
+   * The connection ends: every bridge closes now (each on its own: one that throws is a fault, and
+   * the rest still close), but for those whose channel Y closed already: what Y sent before its
+   * CLOSE still reaches the other side (unless data for Y waits too), as a TCP peer's data does
+   * after it wrote, closed and went; a Y that hung up right after lost what the relay still held.
+   */
   abortAll(): void {
-    for (const b of this.#bridges) this.#o.wrap('close', () => b.abort())();
+    for (const b of this.#bridges) if (!this.#closedByY.has(b)) this.#o.wrap('close', () => b.abort())();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
@@ -223,8 +231,19 @@ export class DirectChannels {
               }),
           }
         : other;
+      const yEnd = channelEnd(ych as unknown as SshChannelLike, o.budget);
+      const yPeerClose = yEnd.onPeerClose;
+      let yClosed = false;
+      if (yPeerClose) {
+        yEnd.onPeerClose = (cb) =>
+          yPeerClose(() => {
+            yClosed = true;
+            if (b) this.#closedByY.add(b);
+            cb();
+          });
+      }
       const bridged = (b = bridge(
-        channelEnd(ych as unknown as SshChannelLike, o.budget),
+        yEnd,
         otherEnd,
         o.wrap('bridge-close', (stats: BridgeStats) => {
           opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
@@ -241,6 +260,7 @@ export class DirectChannels {
         }),
       ));
       this.#bridges.add(bridged);
+      if (yClosed) this.#closedByY.add(bridged);
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
       this.#idle.watch(bridged);
       // Last: X's connection aborts it here if it has ended meanwhile.

@@ -194,4 +194,27 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     await roundTrip(y.client);
     await within(yClosed, 10_000, "Y's channel closed");
   });
+  it("Y sends data, EOF and CLOSE and hangs up: X still gets all of it once it grants window", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-h', port: 22 } });
+    await exposeStalled(x.client, 'stall-h', (ch) => xs.push(ch), true);
+    const y = await t.member('yhangs', { grant: { kind: 'open', exposure: 'stall-h' } });
+    const ych = await openDirect(y.client, 'stall-h', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    // As a paramiko upload does: data, EOF and CLOSE, then the transport is closed.
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const from = t.relay.logger.lines.length;
+    y.client.end();
+    await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
+    const xch = xs[0]!;
+    let got = 0;
+    xch.on('data', (d: Buffer) => (got += d.length));
+    const ended = new Promise<void>((resolve) => xch.once('end', () => resolve()));
+    protocolOf(x.client).channelWindowAdjust((xch as unknown as { outgoing: { id: number } }).outgoing.id, 1 << 20);
+    await within(ended, 10_000, "X's channel ended");
+    assert.equal(got, DATA.length);
+  });
 });
