@@ -336,10 +336,10 @@ export class RelayConnection {
     for (const step of steps) this.#guard.run('close', step);
   }
 
-  /** Its bridges (Y's side) end now; the test fault `close-bridges` throws first. */
-  #abortBridges(): void {
+  /** Its bridges (Y's side) end now (at its socket's close, `keepClosed`: see DirectChannels.abortAll); the test fault `close-bridges` throws first. */
+  #abortBridges(keepClosed = false): void {
     this.#inject('close-bridges');
-    this.#direct?.abortAll();
+    this.#direct?.abortAll(keepClosed);
   }
 
   /**
@@ -476,9 +476,9 @@ export class RelayConnection {
     this.#each(
       () => this.#direct?.stopIdleSweep(),
       () => this.#budget.close(),
-      () => this.#abortBridges(),
+      () => this.#abortBridges(true),
       () => this.#exposures.unbindAll(),
-      () => this.#exposures.endBridges(),
+      () => this.#exposures.endBridges(true),
       () => this.#ctx.registry.detach(this.sessionId),
       () => {
         const release = this.#releaseMember;

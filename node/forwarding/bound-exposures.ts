@@ -8,7 +8,7 @@ import { forwardOutWithWindow, setIncomingWindow } from '../ssh2-internals.js';
 import type { ForwardingHost } from './forwarding-host.js';
 import { refuseRequest } from './request-refusals.js';
 import { governWindow } from './standard-window.js';
-import type { VirtualListener } from './virtual-listeners.js';
+import type { HeldBridge, VirtualListener } from './virtual-listeners.js';
 
 /**
  * X's side of one connection: the exposures it bound with `tcpip-forward` (its virtual
@@ -20,7 +20,7 @@ export class BoundExposures {
   readonly #o: ForwardingHost;
   #bound: BoundListener[] = [];
   /** The bridges into this connection's forwarded channels (Y's connections own them); undefined once it ended. */
-  #bridges: Set<{ abort(): void }> | undefined = new Set();
+  #bridges: Set<HeldBridge> | undefined = new Set();
 
   constructor(host: ForwardingHost) {
     this.#o = host;
@@ -66,7 +66,7 @@ export class BoundExposures {
   }
 
   /** See VirtualListener.hold. */
-  hold(bridge: { abort(): void }): () => void {
+  hold(bridge: HeldBridge): () => void {
     const held = this.#bridges;
     if (!held) {
       bridge.abort();
@@ -81,12 +81,14 @@ export class BoundExposures {
    * end now, each on its own (one that throws is a fault, and the rest still end). Left to ssh2,
    * they ended only once the socket had closed (up to 2 s after the relay's DISCONNECT), and a
    * channel whose data waited unread (Y's window used up) never emitted 'close' then, so its
-   * bridge, and Y's channel and places, stayed until Y closed it.
+   * bridge, and Y's channel and places, stayed until Y closed it. At its socket's close
+   * (`keepClosed`), not those whose channel X closed already: what X sent before its CLOSE still
+   * reaches Y (unless data for X waits too); the relay ending the connection still ends them all.
    */
-  endBridges(): void {
+  endBridges(keepClosed = false): void {
     const held = this.#bridges;
     this.#bridges = undefined;
-    for (const b of held ?? []) this.#o.wrap('close', () => b.abort())();
+    for (const b of held ?? []) if (!(keepClosed && b.closedByX())) this.#o.wrap('close', () => b.abort())();
   }
 }
 
@@ -121,7 +123,7 @@ class BoundListener implements VirtualListener {
     return openForwarded(this.#host, this, origin, opener, abandoned);
   }
 
-  hold(bridge: { abort(): void }): () => void {
+  hold(bridge: HeldBridge): () => void {
     return this.#exposures.hold(bridge);
   }
 

@@ -14,6 +14,7 @@ import type { ForwardingHost } from './forwarding-host.js';
 import { IdleChannels } from './idle-channels.js';
 import { refuseRequest } from './request-refusals.js';
 import { governWindow } from './standard-window.js';
+import type { HeldBridge } from './virtual-listeners.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -26,7 +27,7 @@ export class DirectChannels {
   /** Test-only fault injection (`--test-fault`). */
   readonly #inject: (point: FaultPoint) => void;
   readonly #bridges = new Set<Bridge>();
-  /** Those whose channel Y closed (its CLOSE): the connection ending does not abort them (abortAll). */
+  /** Those whose channel Y closed (its CLOSE): its socket closing does not abort them (abortAll). */
   readonly #closedByY = new WeakSet<Bridge>();
   /** The --channel-idle-timeout sweep of these bridges (here, not per connection: X's never bridge). */
   readonly #idle: IdleChannels;
@@ -57,12 +58,14 @@ export class DirectChannels {
 
   /**
    * The connection ends: every bridge closes now (each on its own: one that throws is a fault, and
-   * the rest still close), but for those whose channel Y closed already: what Y sent before its
-   * CLOSE still reaches the other side (unless data for Y waits too), as a TCP peer's data does
-   * after it wrote, closed and went; a Y that hung up right after lost what the relay still held.
+   * the rest still close). At its socket's close (`keepClosed`), not those whose channel Y closed
+   * already: what Y sent before its CLOSE still reaches the other side (unless data for Y waits
+   * too), as a TCP peer's data does after it wrote, closed and went; a Y that hung up right after
+   * lost what the relay still held. The relay ending the connection (a revocation, a limit) still
+   * ends them all.
    */
-  abortAll(): void {
-    for (const b of this.#bridges) if (!this.#closedByY.has(b)) this.#o.wrap('close', () => b.abort())();
+  abortAll(keepClosed = false): void {
+    for (const b of this.#bridges) if (!(keepClosed && this.#closedByY.has(b))) this.#o.wrap('close', () => b.abort())();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
@@ -217,7 +220,7 @@ export class DirectChannels {
       let unheld = () => {};
       // X closed its channel (its CLOSE, after its data and EOF): from then on the bridge ends as
       // any closed channel's does (what X sent still reaches Y, unless data for X waits too), and
-      // X's connection ending (it hangs up next) no longer aborts it, which dropped what X sent.
+      // X's socket closing (it hangs up next) no longer aborts it, which dropped what X sent.
       let otherClosed = false;
       const peerClose = other.onPeerClose;
       const otherEnd: BridgeEnd = peerClose
@@ -226,7 +229,6 @@ export class DirectChannels {
             onPeerClose: (cb) =>
               peerClose((): void => {
                 otherClosed = true;
-                unheld();
                 cb();
               }),
           }
@@ -264,7 +266,7 @@ export class DirectChannels {
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
       this.#idle.watch(bridged);
       // Last: X's connection aborts it here if it has ended meanwhile.
-      if (!otherClosed) unheld = opts.held?.(bridged) ?? unheld;
+      unheld = opts.held?.({ abort: () => bridged.abort(), closedByX: () => otherClosed }) ?? unheld;
       return channelId;
     } catch (err) {
       // A bridge tears both sides down and gives back in its close; without one, both go here.
@@ -292,5 +294,5 @@ interface BridgeOptions {
   memberId: string;
   closed?: (stats: BridgeStats) => void;
   /** Keeps the bridge with X's connection, which aborts it as it ends (VirtualListener.hold); returns its release. */
-  held?: (b: Bridge) => (() => void) | undefined;
+  held?: (b: HeldBridge) => (() => void) | undefined;
 }

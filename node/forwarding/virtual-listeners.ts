@@ -29,7 +29,14 @@ export interface VirtualListener {
    * Keeps `bridge` (into a channel `open` gave) with X's connection, which aborts it as it ends
    * (at once if it has); returns its release, for the bridge's close.
    */
-  hold?(bridge: { abort(): void }): () => void;
+  hold?(bridge: HeldBridge): () => void;
+}
+
+/** A bridge into one of X's channels, as X's connection keeps it (VirtualListener.hold). */
+export interface HeldBridge {
+  abort(): void;
+  /** Whether X closed its channel (its CLOSE): X's socket closing then leaves the bridge to end on its own. */
+  closedByX(): boolean;
 }
 
 export interface VirtualListenerEvents {

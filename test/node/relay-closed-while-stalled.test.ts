@@ -217,4 +217,22 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     await within(ended, 10_000, "X's channel ended");
     assert.equal(got, DATA.length);
   });
+  it("Y sends data, EOF and CLOSE, then its lease is revoked: X's channel closes, nothing more carried", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-v', port: 22 } });
+    await exposeStalled(x.client, 'stall-v', (ch) => xs.push(ch), true);
+    const y = await t.member('yrevoked', { grant: { kind: 'open', exposure: 'stall-v' } });
+    const ych = await openDirect(y.client, 'stall-v', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const xClosed = closeOf(xs[0]!);
+    const from = t.relay.logger.lines.length;
+    t.fc.revoke(y.leaseId, y.exp);
+    await t.relay.relay.pollRevocations();
+    await t.relay.logger.waitFor((l) => l.msg === 'closing connection' && l.fields.reason === 'lease_revoked' && l.fields.leaseId === y.leaseId, 10_000, from);
+    await within(xClosed, 10_000, "X's channel closed");
+  });
 });
