@@ -178,7 +178,8 @@ export async function endIdleSession(
   now: Date,
 ): Promise<boolean> {
   const ended = await revoking(deps, async (tx, revoke) => {
-    await tx.select({ id: users.id }).from(users).where(eq(users.id, row.userId)).for('no key update');
+    // A disabled user's sessions were revoked by the disable: the claim below then finds none.
+    await lockLiveOwner(tx, { id: row.userId });
     const claimed = await tx
       .update(refreshTokens)
       .set({ revokedAt: now })
