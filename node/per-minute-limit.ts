@@ -18,12 +18,14 @@ export class PerMinuteLimit {
     this.#at = clock.now().getTime();
   }
 
-  /** Takes a token; false when there was none (the caller refuses, or disconnects). */
+  /** Takes a token; false when there was none (the caller refuses, or disconnects): a refused take costs nothing, so a flood owes nothing after it. */
   take(): boolean {
     const now = this.#clock.now().getTime();
-    this.#tokens = refilled(this.#tokens, this.#at, now, this.#perMinute) - 1;
+    this.#tokens = refilled(this.#tokens, this.#at, now, this.#perMinute);
     this.#at = now;
-    return this.#tokens >= 0;
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
   }
 }
 

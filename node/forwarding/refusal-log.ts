@@ -1,5 +1,5 @@
 import type { Clock } from '../../shared/clock.js';
-import { refilled } from '../per-minute-limit.js';
+import { PerMinuteLimit } from '../per-minute-limit.js';
 
 /**
  * Refusals of one connection's requests logged a minute (node/forwarding/request-refusals.ts,
@@ -12,18 +12,11 @@ import { refilled } from '../per-minute-limit.js';
 export const REFUSALS_LOGGED_PER_MINUTE = 60;
 
 export class RefusalLog {
-  readonly #clock: Clock;
-  readonly #perMinute: number;
-  /** Not PerMinuteLimit's bucket: a refusal not logged takes no token, so a flood owes nothing after it. */
-  #tokens: number;
-  #at: number;
+  readonly #bucket: PerMinuteLimit;
   #skipped = 0;
 
   constructor(clock: Clock, perMinute = REFUSALS_LOGGED_PER_MINUTE) {
-    this.#clock = clock;
-    this.#perMinute = perMinute;
-    this.#tokens = perMinute;
-    this.#at = clock.now().getTime();
+    this.#bucket = new PerMinuteLimit(perMinute, clock);
   }
 
   /**
@@ -31,14 +24,10 @@ export class RefusalLog {
    * with it, `notLogged` being how many refusals went unlogged since the last line.
    */
   take(): { notLogged?: number } | undefined {
-    const now = this.#clock.now().getTime();
-    this.#tokens = refilled(this.#tokens, this.#at, now, this.#perMinute);
-    this.#at = now;
-    if (this.#tokens < 1) {
+    if (!this.#bucket.take()) {
       this.#skipped++;
       return undefined;
     }
-    this.#tokens--;
     const notLogged = this.#skipped;
     this.#skipped = 0;
     return notLogged > 0 ? { notLogged } : {};
