@@ -100,6 +100,8 @@ export interface Bridge {
   buffered(): number;
   /** Tears both sides down now. */
   abort(): void;
+  /** Whether the SSH peer behind `side` has closed its channel (its CHANNEL_CLOSE; BridgeEnd.onPeerClose). */
+  peerClosed(side: 'a' | 'b'): boolean;
 }
 
 /**
@@ -267,5 +269,6 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     stats: () => ({ aToB, bToA }),
     buffered: () => a.stream.readableLength + a.stream.writableLength + b.stream.readableLength + b.stream.writableLength,
     abort: () => finish('aborted'),
+    peerClosed: (side) => st[side].peerClosed,
   };
 }

@@ -27,8 +27,6 @@ export class DirectChannels {
   /** Test-only fault injection (`--test-fault`). */
   readonly #inject: (point: FaultPoint) => void;
   readonly #bridges = new Set<Bridge>();
-  /** Those whose channel Y closed (its CLOSE): its socket closing does not abort them (abortAll). */
-  readonly #closedByY = new WeakSet<Bridge>();
   /** The --channel-idle-timeout sweep of these bridges (here, not per connection: X's never bridge). */
   readonly #idle: IdleChannels;
 
@@ -52,7 +50,7 @@ export class DirectChannels {
 
   /** The connection closed: the idle sweep stops (once the bridges abortAll leaves have closed too: unwatch stops it then). */
   stopIdleSweep(): void {
-    for (const b of this.#bridges) if (this.#closedByY.has(b)) return;
+    for (const b of this.#bridges) if (b.peerClosed('a')) return;
     this.#idle.close();
   }
 
@@ -65,7 +63,7 @@ export class DirectChannels {
    * ends them all.
    */
   abortAll(keepClosed = false): void {
-    for (const b of this.#bridges) if (!(keepClosed && this.#closedByY.has(b))) this.#o.wrap('close', () => b.abort())();
+    for (const b of this.#bridges) if (!(keepClosed && b.peerClosed('a'))) this.#o.wrap('close', () => b.abort())();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
@@ -218,35 +216,13 @@ export class DirectChannels {
       o.ctx.metrics.channels.inc({ outcome: 'opened' });
       let untrack = () => {};
       let unheld = () => {};
-      // X closed its channel (its CLOSE, after its data and EOF): from then on the bridge ends as
-      // any closed channel's does (what X sent still reaches Y, unless data for X waits too), and
-      // X's socket closing (it hangs up next) no longer aborts it, which dropped what X sent.
-      let otherClosed = false;
-      const peerClose = other.onPeerClose;
-      const otherEnd: BridgeEnd = peerClose
-        ? {
-            ...other,
-            onPeerClose: (cb) =>
-              peerClose((): void => {
-                otherClosed = true;
-                cb();
-              }),
-          }
-        : other;
-      const yEnd = channelEnd(ych as unknown as SshChannelLike, o.budget);
-      const yPeerClose = yEnd.onPeerClose;
-      let yClosed = false;
-      if (yPeerClose) {
-        yEnd.onPeerClose = (cb) =>
-          yPeerClose(() => {
-            yClosed = true;
-            if (b) this.#closedByY.add(b);
-            cb();
-          });
-      }
+      // Y's end is `a`, X's (or the egress target's) `b`: a bridge whose peer closed its channel
+      // (its CLOSE, after its data and EOF) ends as any closed channel's does, and that peer's
+      // socket closing (it hangs up next) does not abort it (abortAll, HeldBridge.closedByX),
+      // which dropped what the peer sent.
       const bridged = (b = bridge(
-        yEnd,
-        otherEnd,
+        channelEnd(ych as unknown as SshChannelLike, o.budget),
+        other,
         o.wrap('bridge-close', (stats: BridgeStats) => {
           opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
           this.#bridges.delete(bridged);
@@ -262,11 +238,10 @@ export class DirectChannels {
         }),
       ));
       this.#bridges.add(bridged);
-      if (yClosed) this.#closedByY.add(bridged);
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
       this.#idle.watch(bridged);
       // Last: X's connection aborts it here if it has ended meanwhile.
-      unheld = opts.held?.({ abort: () => bridged.abort(), closedByX: () => otherClosed }) ?? unheld;
+      unheld = opts.held?.({ abort: () => bridged.abort(), closedByX: () => bridged.peerClosed('b') }) ?? unheld;
       return channelId;
     } catch (err) {
       // A bridge tears both sides down and gives back in its close; without one, both go here.
