@@ -83,14 +83,25 @@ function defaultStartParams(): string[] {
 }
 
 /**
+ * V8 flags that keep WebAssembly on its baseline compiler (Liftoff). `--liftoff-only` alone did
+ * that on Node 20 and 22; on Node 24 (V8 13.6), set at run time, dynamic tier-up still compiled
+ * PGlite's hottest functions with TurboFan (66 of them in a few hundred queries) and a control
+ * plane's first start took 306 MB of RSS instead of 195 in a 1 GiB memory cgroup (issue 11).
+ * Turning both tier-up flags off with it keeps every function on Liftoff on all three; turning
+ * off dynamic tiering without `--liftoff-only` would compile everything with TurboFan up front.
+ */
+export const PGLITE_WASM_FLAGS = '--liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering';
+
+/**
  * Imports PGlite (lazily: Postgres deployments never load the WASM). First tells V8 to run
- * WebAssembly with its baseline compiler only: tiering Postgres' hot functions up to TurboFan
- * cost about 0.45 s of CPU at every start and 40 MB of RSS for code, and measured no faster per
- * query afterwards (an insert and a select by key: about 0.9 ms of CPU either way). The flag is
- * process-wide; the control plane runs no other WebAssembly on a hot path.
+ * WebAssembly with its baseline compiler only (PGLITE_WASM_FLAGS): tiering Postgres' hot
+ * functions up to TurboFan cost about 0.45 s of CPU at every start and 40 MB of RSS for code, and
+ * measured no faster per query afterwards (an insert and a select by key: about 0.9 ms of CPU
+ * either way). The flags are process-wide; the control plane runs no other WebAssembly on a hot
+ * path.
  */
 export async function loadPglite(): Promise<typeof PGlite> {
-  setFlagsFromString('--liftoff-only');
+  setFlagsFromString(PGLITE_WASM_FLAGS);
   const { PGlite: P } = await import('@electric-sql/pglite');
   // PGlite's own defaults (single-user mode, no parallel workers ...); ours are appended.
   defaults = [...((P as unknown as { defaultStartParams?: string[] }).defaultStartParams ?? [])];
