@@ -283,7 +283,7 @@ export class RelayConnection {
       ending: () => this.#ending,
       closed: () => this.#closed,
       inject: (point) => this.#inject(point),
-      event: (e) => this.#event(e),
+      event: (e, member) => this.#event(e, member),
       end: (reason) => this.end(reason),
       leaseEnd: (reason: LeaseEndReason) => {
         if (this.#closing) return false; // already closing for another reason, the one logged (end)
@@ -403,8 +403,9 @@ export class RelayConnection {
     this.#ctx.injectFault?.(point, { username: this.#auth?.username ?? this.#user });
   }
 
-  #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void {
-    this.#ctx.reporter.push({ at: this.#ctx.clock.now().toISOString(), session_id: this.sessionId, remote: this.remote, ...e });
+  /** Reports `e` as an event of `member` (EventReporter.push): by default the lease's subject, once it holds one. */
+  #event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>, member = this.#lease?.claims.sub): void {
+    this.#ctx.reporter.push({ at: this.#ctx.clock.now().toISOString(), session_id: this.sessionId, remote: this.remote, ...e }, member);
   }
 
   #onReady(): void {

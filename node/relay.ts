@@ -85,13 +85,13 @@ export function createRelay(deps: RelayDeps): Relay {
   const reporter = new EventReporter({ client: deps.control, logger, maxQueue: config.eventsQueueMax, intervalMs: config.eventsFlushMs });
   const at = () => clock.now().toISOString();
   const listeners = new VirtualListeners({
-    online: (exposure, port, sessionId) => {
+    online: (exposure, port, sessionId, member) => {
       logger.info('exposure online', { exposure, port, sessionId });
-      reporter.push({ type: 'exposure_online', at: at(), exposure, port, session_id: sessionId });
+      reporter.push({ type: 'exposure_online', at: at(), exposure, port, session_id: sessionId }, member);
     },
-    offline: (exposure, port) => {
+    offline: (exposure, port, member) => {
       logger.info('exposure offline', { exposure, port });
-      reporter.push({ type: 'exposure_offline', at: at(), exposure, port });
+      reporter.push({ type: 'exposure_offline', at: at(), exposure, port }, member);
     },
   });
   const registry = new LeaseRegistry({ clock, maxConnectionsPerLease: config.limits.connectionsPerLease });
@@ -271,7 +271,7 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_send_throttled_connections', 'Connections over --max-send-buffer now (not being fed)', () => sendBuffers().filter((b) => b.over).length);
   r.counterOf(
     'tunnel_node_events_dropped_total',
-    'Connection events given up: queue_full (oldest dropped while control was unreachable), refused (control refused them for good, alone or in a batch), rejected (control refused them one by one and recorded the rest of their batch)',
+    'Connection events given up: queue_full (the queue was full while control was slow or unreachable: the oldest event of the member holding the most), refused (control refused them for good, alone or in a batch), rejected (control refused them one by one and recorded the rest of their batch)',
     () => [
       { labels: { reason: 'queue_full' }, value: reporter.droppedBy('queue_full') },
       { labels: { reason: 'refused' }, value: reporter.droppedBy('refused') },

@@ -26,6 +26,8 @@ after(() => rmSync(file, { force: true }));
 
 async function setup() {
   const state = { now: T0, ca: key('c1'), revoked: new Set<string>(), verifies: 0, accepted: 0, refused: [] as string[], ended: [] as string[] };
+  /** Whose each refusal's event is (ConnectionAuthOptions.event), and what the lease registry answers. */
+  const events = { members: [] as (string | undefined)[], attach: { ok: true } as { ok: boolean; reason?: string } };
   const clock = { now: () => new Date(state.now) };
   const trust = new JwksCache({
     client: {
@@ -55,7 +57,7 @@ async function setup() {
     metrics: { authFailures: { inc: () => undefined } },
     auth,
     rateLimiter: { recordFailure: () => undefined },
-    registry: { attach: () => ({ ok: true }) },
+    registry: { attach: () => events.attach },
     memberConnections: new PerMemberLimit(100),
   } as unknown as ConnectionAuthOptions['ctx'];
   const conn = new ConnectionAuth({
@@ -66,7 +68,10 @@ async function setup() {
     ending: () => false,
     closed: () => false,
     inject: () => undefined,
-    event: (e) => state.refused.push(String((e as { reason?: string }).reason)),
+    event: (e, member) => {
+      state.refused.push(String((e as { reason?: string }).reason));
+      events.members.push(member);
+    },
     end: (r) => state.ended.push(r),
     leaseEnd: () => true,
     setLease: () => undefined,
@@ -112,7 +117,7 @@ async function setup() {
     await conn.authenticate(actx);
     return answer;
   };
-  return { state, trust, certificate, attempt, none };
+  return { state, events, trust, certificate, attempt, none };
 }
 
 describe('ConnectionAuth: a query, then the signed attempt', () => {
@@ -200,5 +205,15 @@ describe('ConnectionAuth: a query, then the signed attempt', () => {
     assert.equal(await attempt(cert, { signed: true, user: 'mallory' }), 'refused');
     assert.equal(await attempt(cert, { signed: true }), 'accepted');
     assert.equal(state.verifies, 3);
+  });
+
+  it('a valid lease refused for capacity is reported as its member\'s event; a bad signature as no member\'s', async () => {
+    const { state, events, certificate, attempt } = await setup();
+    const cert = await certificate();
+    assert.equal(await attempt(cert, { signed: true, signer: generateKeyPairSync('ed25519').privateKey }), 'refused');
+    events.attach = { ok: false, reason: 'too_many_connections' };
+    assert.equal(await attempt(cert, { signed: true }), 'refused');
+    assert.deepEqual(state.refused, ['signature_invalid', 'too_many_connections']);
+    assert.deepEqual(events.members, [undefined, 'usr_1']);
   });
 });

@@ -21,8 +21,11 @@ export interface ConnectionAuthOptions {
   closed(): boolean;
   /** Test-only fault injection (`--test-fault`). */
   inject(point: FaultPoint): void;
-  /** Reports a connection event to the control plane. */
-  event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>): void;
+  /**
+   * Reports a connection event to the control plane, as one of `member`'s (a lease subject; its
+   * share of the event queue, EventReporter.push) when the connection's credential was valid.
+   */
+  event(e: Omit<ConnectionEvent, 'at' | 'session_id' | 'remote'>, member?: string): void;
   end(reason: CloseReason): void;
   /**
    * The lease registry closes the connection (its lease revoked, expired, ...); run through the
@@ -108,22 +111,25 @@ export class ConnectionAuth {
     const member = o.ctx.memberConnections.take(lease.claims.sub);
     // Refused for capacity, not for a bad credential: not counted against the source address,
     // whose limiter would then refuse everyone behind the same NAT.
-    if (!member) return this.#fail(actx, 'too_many_member_connections', lease, false);
+    if (!member) return this.#fail(actx, 'too_many_member_connections', lease, lease.claims.sub);
     const attached = o.ctx.registry.attach({ sessionId: o.sessionId, close: o.leaseEnd }, lease);
     if (!attached.ok) {
       member();
-      return this.#fail(actx, attached.reason, lease, false);
+      return this.#fail(actx, attached.reason, lease, lease.claims.sub);
     }
     o.setLease(lease, member);
     actx.accept();
   }
 
-  /** `bySource` false: a valid credential refused for capacity, which the source's limiter does not count. */
-  #fail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }, bySource = true): void {
+  /**
+   * `member`: a valid credential of that member refused for capacity, which the source's limiter
+   * does not count, and whose event is the member's.
+   */
+  #fail(actx: AuthContext, reason: string, ids: { leaseId?: string; serial?: string; fingerprint?: string }, member?: string): void {
     const o = this.#o;
     this.#attempts++;
     o.ctx.metrics.authFailures.inc({ reason });
-    if (bySource) o.ctx.rateLimiter.recordFailure(o.ip);
+    if (member === undefined) o.ctx.rateLimiter.recordFailure(o.ip);
     // The user, method and algorithm names are the client's text (up to a packet, 35 KB, with no
     // account): logged cut short, as sshd does.
     o.log.warn('authentication refused', {
@@ -138,7 +144,7 @@ export class ConnectionAuth {
     // Only a lease id goes to the control plane (the certificate's key id need not be one): it
     // refuses an event outside its schema (ConnectionEventSchema; a lease_id over 128 characters,
     // say) on its own, the rest of the batch recorded, and this failure would go unrecorded.
-    o.event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined });
+    o.event({ type: 'auth_fail', reason, lease_id: isLeaseId(ids.leaseId) ? ids.leaseId : undefined }, member);
     actx.reject(['publickey']);
     if (this.#attempts >= o.ctx.config.limits.authAttempts) o.end('too_many_auth_attempts');
   }

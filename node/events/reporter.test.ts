@@ -168,6 +168,61 @@ describe('EventReporter', () => {
     await r.flush();
     assert.deepEqual(c.accepted.map((e) => e.session_id), Array.from({ length: 50 }, (_, i) => `ses_${i + 10}`));
   });
+  it('a member flooding the full queue pushes out its own events, not another member\'s: the other\'s all reach control', async () => {
+    // X reconnects in a loop (about four events a connection) while control is unreachable; Y
+    // connects a few times meanwhile. With the oldest event dropped whatever its member, Y's
+    // were pushed out before they were sent.
+    let down = true;
+    const c = fakeClient(() => (down ? new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }) : undefined));
+    const logger = createMemoryLogger();
+    const r = new EventReporter({ client: c, logger, maxQueue: 50, intervalMs: 1000 });
+    const ys: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      r.push(ev(i), 'usr_x');
+      if (i % 100 === 0) {
+        r.push(ev(10_000 + i), 'usr_y');
+        ys.push(`ses_${10_000 + i}`);
+      }
+      if (i % 50 === 0) await r.flush(); // each attempt fails: everything stays queued
+    }
+    r.push(ev(20_000)); // an authentication failure: no member's
+    assert.equal(r.queued, 50);
+    assert.equal(r.droppedBy('queue_full'), 400 + ys.length + 1 - 50);
+    down = false;
+    await r.flush();
+    assert.equal(r.queued, 0);
+    const got = c.accepted.map((e) => e.session_id!);
+    assert.deepEqual(got.filter((id) => ys.includes(id)), ys, 'every one of Y\'s events, in order');
+    assert.ok(got.includes('ses_20000'));
+    // X's newest events are what is left of its own.
+    assert.deepEqual(got.filter((id) => Number(id.slice(4)) < 10_000), Array.from({ length: 50 - ys.length - 1 }, (_, i) => `ses_${400 - (50 - ys.length - 1) + i}`));
+    const logged = logger.lines.filter((l) => l.msg === 'connection events dropped');
+    assert.equal(logged.length, 1, 'logged once');
+    assert.equal(logged[0]!.fields.member, 'usr_x');
+  });
+
+  it('events dropped from the batch under way leave the rest of the queue as it was', async () => {
+    let answer: (() => void) | undefined;
+    const c = fakeClient(() => undefined);
+    const client = {
+      sendEvents: async (events: ConnectionEvent[]) => {
+        if (!answer) await new Promise<void>((resolve) => (answer = resolve));
+        return c.sendEvents(events);
+      },
+    };
+    const r = new EventReporter({ client, logger: createMemoryLogger(), maxQueue: 10, intervalMs: 1000 });
+    r.push(ev(0), 'usr_y');
+    for (let i = 1; i < 5; i++) r.push(ev(i), 'usr_x');
+    const first = r.flush(); // the batch of all five is out
+    while (!answer) await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 5; i < 15; i++) r.push(ev(i), 'usr_x'); // X's five oldest dropped, four of them in the batch
+    assert.equal(r.droppedBy('queue_full'), 5);
+    answer();
+    await first; // the batch's one event left (Y's) removed from the queue, none of the nine behind it, which go next
+    assert.equal(r.queued, 0);
+    assert.deepEqual(c.accepted.map((e) => e.session_id), [0, 1, 2, 3, 4, ...Array.from({ length: 9 }, (_, i) => i + 6)].map((i) => `ses_${i}`));
+  });
+
   it('a heartbeat (exclusive) never goes beside an event batch: it waits for the batch under way, and a flush asked for meanwhile waits for it', async () => {
     const log: string[] = [];
     const gates: (() => void)[] = [];

@@ -13,6 +13,13 @@ export type EventDropReason = 'queue_full' | 'refused' | 'rejected';
 /** The codes a control plane gives an event it refuses alone (EventBatchResultSchema's `rejected`). */
 const REJECTION_CODES: ReadonlySet<string> = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD']);
 
+/** One queued event: its JSON size, and whose it is (EventReporter.push). */
+interface Queued {
+  event: ConnectionEvent;
+  bytes: number;
+  member: string;
+}
+
 /** `{"events":[` + `]}`: the body around the events. */
 const ENVELOPE_BYTES = 13;
 /** Smallest batch budget after 413s: one event of the largest size the schema allows fits. */
@@ -29,7 +36,11 @@ export const MAX_HALVINGS = 24;
 
 /**
  * Sends connection and exposure events to the control plane in batches. Data paths only ever
- * call `push`, which never waits: the queue is bounded and drops its oldest event when full.
+ * call `push`, which never waits: the queue is bounded, and when full it drops the oldest event
+ * of the member holding the most events in it (`queue_full`). A member reconnecting in a loop
+ * (about four events a connection) pushes out its own events, not every other member's: with
+ * the oldest dropped whatever its member, it emptied the queue of everyone else's before they
+ * were sent while control was slow or unreachable.
  *
  * A batch holds at most EVENT_BATCH_MAX_EVENTS events and EVENT_BATCH_MAX_BYTES of JSON, so it
  * fits the control plane's body limit. What happens to a batch control does not accept depends
@@ -49,7 +60,9 @@ export const MAX_HALVINGS = 24;
  * once per reason (and status or code), then only counted.
  */
 export class EventReporter {
-  #queue: { event: ConnectionEvent; bytes: number }[] = [];
+  #queue: Queued[] = [];
+  /** Events queued per member (EventReporter.push); no entry for a member with none. */
+  #held = new Map<string, number>();
   #max: number;
   #client: Pick<ControlClient, 'sendEvents'>;
   #logger: Logger;
@@ -105,11 +118,41 @@ export class EventReporter {
     return this.#budget;
   }
 
-  push(event: ConnectionEvent): void {
-    this.#queue.push({ event, bytes: Buffer.byteLength(JSON.stringify(event)) });
+  /**
+   * Queues `event` of `member`: the lease subject of the connection it is about, or '' (the
+   * default) for an event of no member (an authentication that failed), which all share one
+   * member's place.
+   */
+  push(event: ConnectionEvent, member = ''): void {
+    this.#queue.push({ event, bytes: Buffer.byteLength(JSON.stringify(event)), member });
+    this.#held.set(member, (this.#held.get(member) ?? 0) + 1);
     if (this.#queue.length > this.#max) {
-      this.#drop('queue_full', this.#queue.splice(0, this.#queue.length - this.#max).length);
+      this.#dropFromLargest();
       this.#split = []; // the halves no longer line up with the queue's front: found again if need be
+    }
+  }
+
+  /** Drops the oldest event of the member holding the most (the first of them on a tie). */
+  #dropFromLargest(): void {
+    let largest = '';
+    let most = 0;
+    for (const [member, n] of this.#held) {
+      if (n > most) {
+        largest = member;
+        most = n;
+      }
+    }
+    const i = this.#queue.findIndex((q) => q.member === largest);
+    this.#release(this.#queue.splice(i, 1));
+    this.#drop('queue_full', 1, { member: largest, held: most });
+  }
+
+  /** `gone` left the queue (sent, dropped): their members hold that many fewer. */
+  #release(gone: readonly Queued[]): void {
+    for (const q of gone) {
+      const n = (this.#held.get(q.member) ?? 1) - 1;
+      if (n > 0) this.#held.set(q.member, n);
+      else this.#held.delete(q.member);
     }
   }
 
@@ -245,12 +288,14 @@ export class EventReporter {
   }
 
   /**
-   * Removes what is left of `batch` from the front of the queue: push() may have dropped its
-   * oldest events meanwhile (queue_full), which leaves a suffix of the batch at the front.
+   * Removes what is left of `batch` from the front of the queue: push() may have dropped some of
+   * its events meanwhile (queue_full), which leaves the rest of the batch, in order, at the front.
    */
-  #removeFront(batch: readonly object[]): void {
-    const first = batch.indexOf(this.#queue[0] as object);
-    if (first !== -1) this.#queue.splice(0, batch.length - first);
+  #removeFront(batch: readonly Queued[]): void {
+    const sent = new Set(batch);
+    let n = 0;
+    while (n < this.#queue.length && sent.has(this.#queue[n]!)) n++;
+    this.#release(this.#queue.splice(0, n));
   }
 
   /** `n` events from the front were sent or dropped: what is left of the halves to send. */

@@ -52,7 +52,7 @@ export class BoundExposures {
     if (this.#bound.some((x) => x.bindAddr === bind.bindAddr && x.bindPort === bind.bindPort)) {
       return refuseRequest(o, name, 'already_bound', { bindAddr: bind.bindAddr, bindPort: bind.bindPort }, reject);
     }
-    const listener = new BoundListener(o, c.exposure, c.port, lease.leaseId, bind, this);
+    const listener = new BoundListener(o, c.exposure, c.port, lease, bind, this);
     this.#bound.push(listener);
     o.ctx.listeners.add(listener);
     o.log.info('exposure bound', { exposure: c.exposure, port: c.port, leaseId: lease.leaseId });
@@ -102,18 +102,20 @@ class BoundListener implements VirtualListener {
   readonly port: number;
   readonly sessionId: string;
   readonly leaseId: string;
+  readonly member: string;
   readonly bindAddr: string;
   readonly bindPort: number;
   readonly gate: SendGate;
   readonly #exposures: BoundExposures;
 
-  constructor(host: ForwardingHost, exposure: string, port: number, leaseId: string, bind: TcpipBindInfo, exposures: BoundExposures) {
+  constructor(host: ForwardingHost, exposure: string, port: number, lease: VerifiedLease, bind: TcpipBindInfo, exposures: BoundExposures) {
     this.#host = host;
     this.#exposures = exposures;
     this.exposure = exposure;
     this.port = port;
     this.sessionId = host.sessionId;
-    this.leaseId = leaseId;
+    this.leaseId = lease.leaseId;
+    this.member = lease.claims.sub;
     this.bindAddr = bind.bindAddr;
     this.bindPort = bind.bindPort;
     this.gate = host.budget;

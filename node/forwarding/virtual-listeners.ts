@@ -11,6 +11,8 @@ export interface VirtualListener {
   /** X's connection. */
   sessionId: string;
   leaseId: string;
+  /** Its lease's subject: whose the exposure's online and offline events are (EventReporter.push). */
+  member: string;
   /** Exactly what X requested; `forwarded-tcpip` must echo these or OpenSSH refuses the channel. */
   bindAddr: string;
   bindPort: number;
@@ -40,8 +42,8 @@ export interface HeldBridge {
 }
 
 export interface VirtualListenerEvents {
-  online(exposure: string, port: number, sessionId: string): void;
-  offline(exposure: string, port: number): void;
+  online(exposure: string, port: number, sessionId: string, member: string): void;
+  offline(exposure: string, port: number, member: string): void;
 }
 
 const keyOf = (exposure: string, port: number) => `${exposure}:${port}`;
@@ -65,7 +67,7 @@ export class VirtualListeners {
     const first = list.length === 0;
     list.push(l);
     this.#byKey.set(key, list);
-    if (first) this.#events.online(l.exposure, l.port, l.sessionId);
+    if (first) this.#events.online(l.exposure, l.port, l.sessionId, l.member);
   }
 
   remove(l: VirtualListener): boolean {
@@ -76,7 +78,7 @@ export class VirtualListeners {
     list.splice(i, 1);
     if (list.length === 0) {
       this.#byKey.delete(key);
-      this.#events.offline(l.exposure, l.port);
+      this.#events.offline(l.exposure, l.port, l.member);
     }
     return true;
   }

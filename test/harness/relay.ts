@@ -53,6 +53,11 @@ export interface FakeControl {
    */
   holdHeartbeats(): () => void;
   /**
+   * Answers every event batch 503 (a control plane that is down: the relay keeps its events
+   * queued, up to --events-queue-max) until the returned function is called.
+   */
+  refuseEvents(): () => void;
+  /**
    * The node credential replaced (the node enrolled again elsewhere): the relay's own is answered
    * 401 until the returned function puts it back.
    */
@@ -95,6 +100,13 @@ export async function startFakeControl(): Promise<FakeControl> {
     heartbeatsHeld: undefined as Promise<void> | undefined,
     holdJwks: () => hold('jwksHeld'),
     holdHeartbeats: () => hold('heartbeatsHeld'),
+    eventsRefused: false,
+    refuseEvents() {
+      fc.eventsRefused = true;
+      return () => {
+        fc.eventsRefused = false;
+      };
+    },
     replaceCredential() {
       nodeToken = `nt_${randomBytes(16).toString('hex')}`;
       return () => {
@@ -146,6 +158,7 @@ export async function startFakeControl(): Promise<FakeControl> {
         return send(res, 200, { cursor: String(revocations.length), revocations: revocations.slice(after) });
       }
       if (req.method === 'POST' && url.pathname === '/v1/nodes/self/events') {
+        if (fc.eventsRefused) return problem(res, 503, 'UNAVAILABLE');
         const body = (await readJson(req)) as { events: ConnectionEvent[] };
         fc.events.push(...body.events);
         emitter.emit('events', body.events);
