@@ -107,7 +107,7 @@ const OPTIONS = {
     def: '1MiB',
     help: 'bytes queued for one SSH peer (socket plus ssh2 queues) before the relay stops feeding it; at twice this it also stops reading from it',
   },
-  'send-stall-timeout': { env: 'TUNNEL_SEND_STALL_TIMEOUT', def: '60s', help: 'a peer over --max-send-buffer that takes none of it for this long is disconnected' },
+  'send-stall-timeout': { env: 'TUNNEL_SEND_STALL_TIMEOUT', def: '60s', help: 'a peer over --max-send-buffer that takes none of it for this long is disconnected; also how long a channel whose peer closed it and hung up has to deliver what that peer sent' },
   'window-budget': {
     env: 'TUNNEL_WINDOW_BUDGET',
     def: '128MiB',

@@ -21,6 +21,8 @@ export class BoundExposures {
   #bound: BoundListener[] = [];
   /** The bridges into this connection's forwarded channels (Y's connections own them); undefined once it ended. */
   #bridges: Set<HeldBridge> | undefined = new Set();
+  /** Ends the bridges endBridges left at the connection's close, once their time is up (cleared when the last has closed). */
+  #cut: NodeJS.Timeout | undefined;
 
   constructor(host: ForwardingHost) {
     this.#o = host;
@@ -73,7 +75,10 @@ export class BoundExposures {
       return () => {};
     }
     held.add(bridge);
-    return () => held.delete(bridge);
+    return () => {
+      held.delete(bridge);
+      if (held.size === 0) clearTimeout(this.#cut);
+    };
   }
 
   /**
@@ -84,11 +89,23 @@ export class BoundExposures {
    * bridge, and Y's channel and places, stayed until Y closed it. At its socket's close
    * (`keepClosed`), not those whose channel X closed already: what X sent before its CLOSE still
    * reaches Y (unless data for X waits too); the relay ending the connection still ends them all.
+   * Those left have --send-stall-timeout from then on to deliver it, then close (as Y's: see
+   * DirectChannels.abortAll).
    */
   endBridges(keepClosed = false): void {
     const held = this.#bridges;
     this.#bridges = undefined;
-    for (const b of held ?? []) if (!(keepClosed && b.closedByX())) this.#o.wrap('close', () => b.abort())();
+    if (!held) return;
+    for (const b of held) if (!(keepClosed && b.closedByX())) this.#o.wrap('close', () => b.abort())();
+    if (held.size === 0) return;
+    // Each one's close releases it from `held` (hold): those still there are cut.
+    this.#cut = setTimeout(
+      this.#o.wrap('close', () => {
+        for (const b of held) this.#o.wrap('close', () => b.abort())();
+      }),
+      this.#o.ctx.config.limits.sendStallMs,
+    );
+    this.#cut.unref();
   }
 }
 

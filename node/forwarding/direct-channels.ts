@@ -29,6 +29,8 @@ export class DirectChannels {
   readonly #bridges = new Set<Bridge>();
   /** The --channel-idle-timeout sweep of these bridges (here, not per connection: X's never bridge). */
   readonly #idle: IdleChannels;
+  /** Ends the bridges abortAll left at the connection's close, once their time is up (cleared when the last has closed). */
+  #left: NodeJS.Timeout | undefined;
 
   constructor(host: ForwardingHost, inject: (point: FaultPoint) => void) {
     this.#o = host;
@@ -61,9 +63,21 @@ export class DirectChannels {
    * too), as a TCP peer's data does after it wrote, closed and went; a Y that hung up right after
    * lost what the relay still held. The relay ending the connection (a revocation, a limit) still
    * ends them all.
+   *
+   * Those left have --send-stall-timeout from then on to deliver it (at most Y's window: nothing
+   * more comes), then close. Unbounded, an X that never granted window held each, and the
+   * member's channel and X's slot with it, until the idle timeout or X's connection ended.
    */
   abortAll(keepClosed = false): void {
     for (const b of this.#bridges) if (!(keepClosed && b.peerClosed('a'))) this.#o.wrap('close', () => b.abort())();
+    if (!keepClosed || this.#bridges.size === 0 || this.#left) return;
+    this.#left = setTimeout(
+      this.#o.wrap('close', () => {
+        for (const b of this.#bridges) this.#o.wrap('close', () => b.abort())();
+      }),
+      this.#o.ctx.config.limits.sendStallMs,
+    );
+    this.#left.unref();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
@@ -226,6 +240,7 @@ export class DirectChannels {
         o.wrap('bridge-close', (stats: BridgeStats) => {
           opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
           this.#bridges.delete(bridged);
+          if (this.#bridges.size === 0) clearTimeout(this.#left);
           untrack();
           unheld();
           const idled = this.#idle.unwatch(bridged);

@@ -236,3 +236,56 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     await within(xClosed, 10_000, "X's channel closed");
   });
 });
+
+/**
+ * A bridge left to deliver what a peer sent before its CLOSE once that peer hung up has a bounded
+ * time for it (--send-stall-timeout, 1 s here), whoever stalls it: left for as long as the other
+ * side granted no window, it held the departed member's channel (and the other side's) until the
+ * idle timeout (1 h) or the other connection ended.
+ */
+describe('a bridge left to deliver what a peer that hung up sent is cut at --send-stall-timeout', { timeout: 120_000 }, () => {
+  const t = relayUnderTest(['--max-channels-per-member', '1', '--send-stall-timeout', '1s']);
+
+  it("Y sends data, EOF and CLOSE and hangs up, X never grants window: X's channel closes, and Y's member opens again", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'left-y', port: 22 } });
+    await exposeStalled(x.client, 'left-y', (ch) => xs.push(ch), true);
+    const y = await t.member('yleaves', { grant: { kind: 'open', exposure: 'left-y' } });
+    const ych = await openDirect(y.client, 'left-y', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const xClosed = closeOf(xs[0]!);
+    const from = t.relay.logger.lines.length;
+    y.client.end();
+    await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
+    await within(xClosed, 10_000, "X's channel of the left bridge closed");
+    // The member's one channel (--max-channels-per-member 1) is back.
+    const again = await t.member('yleaves', { grant: { kind: 'open', exposure: 'left-y' } });
+    assert.equal(await refusal(openDirect(again.client, 'left-y', 22)), 'opened');
+  });
+
+  it("X sends data, EOF and CLOSE and hangs up, Y never grants window: Y's channel closes", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'left-x', port: 22 } });
+    await exposeStalled(x.client, 'left-x', (ch) => xs.push(ch));
+    const y = await t.member('ystalls', { grant: { kind: 'open', exposure: 'left-x' } });
+    const yproto = protocolOf(y.client);
+    const directTcpip = yproto.directTcpip.bind(yproto);
+    yproto.directTcpip = (chan, _window, maxPacket, cfg) => directTcpip(chan, 0, maxPacket, cfg);
+    const ych = await openDirect(y.client, 'left-x', 22).finally(() => (yproto.directTcpip = directTcpip));
+    ych.on('error', () => {});
+    ych.resume();
+    await roundTrip(x.client); // the relay holds what X wrote
+    xs[0]!.end();
+    xs[0]!.close();
+    await roundTrip(x.client);
+    const yClosed = closeOf(ych);
+    const from = t.relay.logger.lines.length;
+    x.client.end();
+    await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === x.leaseId, 10_000, from);
+    await within(yClosed, 10_000, "Y's channel of the left bridge closed");
+  });
+});
