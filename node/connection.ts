@@ -487,10 +487,28 @@ export class RelayConnection {
         release?.();
       },
       () => this.#ctx.egress.release(this.sessionId),
-      () => {
-        if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
-      },
-      () => this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut }),
+      () => this.#reportClose(),
     );
+  }
+
+  /**
+   * Logs the close, and reports the connection's byte totals (conn_close, and a log line) once the
+   * bridges left at its close (what a peer sent before its CLOSE, still delivered: DirectChannels
+   * .abortAll, BoundExposures.endBridges) have closed too: each counts its bytes at its close, so
+   * reported at once, the totals missed whatever those carried.
+   */
+  #reportClose(): void {
+    let waiting = 3; // Y's bridges, X's, and this call
+    let left = 0;
+    const counted = () => {
+      if (--waiting > 0) return;
+      if (left > 0) this.#log.info('connection bytes counted', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut });
+      if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
+    };
+    if (this.#direct) left += this.#direct.whenLeftClosed(counted);
+    else counted();
+    left += this.#exposures.whenLeftClosed(counted);
+    this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, ...(left > 0 ? { bridgesLeft: left } : {}) });
+    counted();
   }
 }

@@ -23,6 +23,9 @@ export class BoundExposures {
   #bridges: Set<HeldBridge> | undefined = new Set();
   /** Ends the bridges endBridges left at the connection's close, once their time is up (cleared when the last has closed). */
   #cut: NodeJS.Timeout | undefined;
+  /** The bridges endBridges left, until the last has closed; and who waits for that (whenLeftClosed). */
+  #left: Set<HeldBridge> | undefined;
+  #leftClosed: (() => void) | undefined;
 
   constructor(host: ForwardingHost) {
     this.#o = host;
@@ -77,8 +80,25 @@ export class BoundExposures {
     held.add(bridge);
     return () => {
       held.delete(bridge);
-      if (held.size === 0) clearTimeout(this.#cut);
+      if (held.size > 0 || held !== this.#left) return;
+      clearTimeout(this.#cut);
+      this.#left = undefined;
+      const done = this.#leftClosed;
+      this.#leftClosed = undefined;
+      done?.();
     };
+  }
+
+  /**
+   * After the connection's close (endBridges): calls `done` once the bridges left then have
+   * closed, each having counted its bytes to this connection (the bridge's close credits them,
+   * then releases it; at once when none is left); returns how many are left.
+   */
+  whenLeftClosed(done: () => void): number {
+    const left = this.#left?.size ?? 0;
+    if (left === 0) done();
+    else this.#leftClosed = done;
+    return left;
   }
 
   /**
@@ -98,6 +118,7 @@ export class BoundExposures {
     if (!held) return;
     for (const b of held) if (!(keepClosed && b.closedByX())) this.#o.wrap('close', () => b.abort())();
     if (held.size === 0) return;
+    this.#left = held;
     // Each one's close releases it from `held` (hold): those still there are cut.
     this.#cut = setTimeout(
       this.#o.wrap('close', () => {

@@ -31,6 +31,8 @@ export class DirectChannels {
   readonly #idle: IdleChannels;
   /** Ends the bridges abortAll left at the connection's close, once their time is up (cleared when the last has closed). */
   #left: NodeJS.Timeout | undefined;
+  /** Called once the last of those has closed (whenLeftClosed). */
+  #leftClosed: (() => void) | undefined;
 
   constructor(host: ForwardingHost, inject: (point: FaultPoint) => void) {
     this.#o = host;
@@ -70,7 +72,12 @@ export class DirectChannels {
    */
   abortAll(keepClosed = false): void {
     for (const b of this.#bridges) if (!(keepClosed && b.peerClosed('a'))) this.#o.wrap('close', () => b.abort())();
-    if (!keepClosed || this.#bridges.size === 0 || this.#left) return;
+    if (keepClosed) this.#cutLeft();
+  }
+
+  /** The bound on the bridges left at the connection's close (abortAll), from now (once). */
+  #cutLeft(): void {
+    if (this.#bridges.size === 0 || this.#left) return;
     this.#left = setTimeout(
       this.#o.wrap('close', () => {
         for (const b of this.#bridges) this.#o.wrap('close', () => b.abort())();
@@ -78,6 +85,31 @@ export class DirectChannels {
       this.#o.ctx.config.limits.sendStallMs,
     );
     this.#left.unref();
+  }
+
+  /**
+   * After the connection's close (abortAll): calls `done` once the bridges left then have closed,
+   * each having counted its bytes to the connection (at once when none is left); returns how many
+   * are left.
+   */
+  whenLeftClosed(done: () => void): number {
+    const left = this.#bridges.size;
+    if (left === 0) {
+      done();
+      return 0;
+    }
+    this.#leftClosed = done;
+    // Bounded even when abortAll did not run (a close step that threw before it).
+    this.#cutLeft();
+    return left;
+  }
+
+  /** This connection's last bridge closed: the bound on those left at its close stops, and who waits is told. */
+  #lastClosed(): void {
+    clearTimeout(this.#left);
+    const done = this.#leftClosed;
+    this.#leftClosed = undefined;
+    done?.();
   }
 
   /** Y's `direct-tcpip` channel open (ssh2's 'tcpip' event): to an exposure's X, or an egress target. */
@@ -238,18 +270,23 @@ export class DirectChannels {
         channelEnd(ych as unknown as SshChannelLike, o.budget),
         other,
         o.wrap('bridge-close', (stats: BridgeStats) => {
-          opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
-          this.#bridges.delete(bridged);
-          if (this.#bridges.size === 0) clearTimeout(this.#left);
-          untrack();
-          unheld();
-          const idled = this.#idle.unwatch(bridged);
-          o.account(stats.aToB, stats.bToA);
-          o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
-          o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
-          o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-          opts.closed?.(stats);
-          this.#inject('bridge-close');
+          try {
+            opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
+            this.#bridges.delete(bridged);
+            untrack();
+            const idled = this.#idle.unwatch(bridged);
+            o.account(stats.aToB, stats.bToA);
+            o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
+            o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
+            o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
+            opts.closed?.(stats);
+            this.#inject('bridge-close');
+          } finally {
+            // After its bytes are counted on both connections (X's counts them in `closed`), even
+            // on a throw: a closed connection reports its totals once its last bridge has closed.
+            unheld();
+            if (this.#bridges.size === 0) this.#lastClosed();
+          }
         }),
       ));
       this.#bridges.add(bridged);

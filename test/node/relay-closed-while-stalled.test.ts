@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
 import { openDirect } from './hostile-clients.js';
-import { relayUnderTest } from './relay-under-test.js';
+import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const LIMIT = 3;
@@ -216,6 +216,9 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     protocolOf(x.client).channelWindowAdjust((xch as unknown as { outgoing: { id: number } }).outgoing.id, 1 << 20);
     await within(ended, 10_000, "X's channel ended");
     assert.equal(got, DATA.length);
+    // Y's connection reports what it carried after it closed too.
+    const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
+    assert.deepEqual([close.bytes_in, close.bytes_out], [DATA.length, 0]);
   });
   it("Y sends data, EOF and CLOSE, then its lease is revoked: X's channel closes, nothing more carried", async () => {
     const xs: ClientChannel[] = [];

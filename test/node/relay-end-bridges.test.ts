@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
 import { ignoreEverything, openDirect } from './hostile-clients.js';
 import type { LogLine } from '../harness/relay.js';
-import { relayUnderTest } from './relay-under-test.js';
+import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const DATA = Buffer.alloc(4096, 0x58);
@@ -137,5 +137,8 @@ describe('a connection the relay ends ends the bridges on both its sides at once
     proto.channelWindowAdjust((ych as unknown as { outgoing: { id: number } }).outgoing.id, 1 << 20);
     await within(ended, 10_000, "Y's channel ended");
     assert.equal(got, DATA.length);
+    // X's connection reports what it carried after it closed too.
+    const close = await within(connCloseOf(t.fc, x.leaseId), 10_000, "X's conn_close");
+    assert.deepEqual([close.bytes_in, close.bytes_out], [DATA.length, 0]);
   });
 });

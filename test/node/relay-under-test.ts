@@ -9,6 +9,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { after, before } from 'node:test';
 import type { Client } from 'ssh2';
 import type { SigningKey } from '../../control/keys/key-store.js';
+import type { ConnectionEvent } from '../../protocol/api-types.js';
 import type { Dialer } from '../../node/egress/dial.js';
 import { mintLease, startFakeControl, startRelay, type FakeControl, type Grant, type StartedRelay } from '../harness/relay.js';
 import { connectWithCertificate } from './ssh2-cert-client.js';
@@ -77,4 +78,19 @@ export function relayUnderTest(args: string[] = [], o: { egressDial?: Dialer } =
       return { client, closed: new Promise((resolve) => client.once('close', () => resolve())), leaseId: lease.claims.jti, exp: lease.claims.exp, privateKey };
     },
   };
+}
+
+/** The conn_close event of `leaseId`'s connection, once the relay has sent it to the fake control plane. */
+export function connCloseOf(fc: FakeControl, leaseId: string): Promise<ConnectionEvent> {
+  const find = () => fc.events.find((e) => e.type === 'conn_close' && e.lease_id === leaseId);
+  return new Promise((resolve) => {
+    const seen = () => {
+      const e = find();
+      if (!e) return;
+      fc.emitter.off('events', seen);
+      resolve(e);
+    };
+    fc.emitter.on('events', seen);
+    seen();
+  });
 }
