@@ -39,14 +39,21 @@ export interface SshChannelLike extends Duplex {
 /**
  * An ssh2 channel. `end()` on a server-side channel sends EOF *and* CLOSE together, which would
  * drop a reply sent after the peer's EOF (DESIGN "Facts about ssh2"), so half-close uses `eof()`
- * after an empty write has passed through the queue (writes complete in order).
+ * after an empty write has passed through the queue (writes complete in order). `peerClosed`, if
+ * given, is called at the peer's CLOSE too (onPeerClose), before the bridge hears of it.
  */
-export function channelEnd(ch: SshChannelLike, gate?: SendGate): BridgeEnd {
+export function channelEnd(ch: SshChannelLike, gate?: SendGate, peerClosed?: () => void): BridgeEnd {
   return {
     stream: ch,
     ...(gate ? { gate } : {}),
     window: channelSendWindow(ch),
-    onPeerClose: (cb) => onPeerClose(ch, cb),
+    onPeerClose: peerClosed
+      ? (cb) =>
+          onPeerClose(ch, () => {
+            peerClosed();
+            cb();
+          })
+      : (cb) => onPeerClose(ch, cb),
     shutdownWrite(done) {
       ch.write(EMPTY, () => {
         ch.eof();

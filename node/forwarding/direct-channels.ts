@@ -243,10 +243,13 @@ export class DirectChannels {
   #bridgeY(ych: ServerChannel, other: BridgeEnd, opts: BridgeOptions, allowance: ChannelAllowance): string {
     const o = this.#o;
     o.slots.opened();
-    // This connection's channel count goes back once ssh2 has let go of the channel: at its
-    // 'close' (Y answered the relay's CLOSE), or below when setting the bridge up throws. Given
-    // back at the bridge's close, a Y that never answers kept any number of closed channels
-    // in ssh2 (each an object with its listeners) past --max-channels-per-connection.
+    // This connection's channel count goes back once ssh2 has let go of the channel: at Y's
+    // CLOSE (ssh2 has answered it, and dropped the channel's id), at its 'close', or below when
+    // setting the bridge up throws. Given back at the bridge's close, a Y that never answers kept
+    // any number of closed channels in ssh2 (each an object with its listeners) past
+    // --max-channels-per-connection; given back only at 'close' (a few ticks after the CLOSE,
+    // once what Y sent has been read), an open that came in the same read as Y's CLOSE of a
+    // channel at the limit was refused.
     let slot = true;
     const slotBack = () => {
       if (!slot) return;
@@ -267,7 +270,7 @@ export class DirectChannels {
       // socket closing (it hangs up next) does not abort it (abortAll, HeldBridge.closedByX),
       // which dropped what the peer sent.
       const bridged = (b = bridge(
-        channelEnd(ych as unknown as SshChannelLike, o.budget),
+        channelEnd(ych as unknown as SshChannelLike, o.budget, slotBack),
         other,
         o.wrap('bridge-close', (stats: BridgeStats) => {
           try {

@@ -5,12 +5,14 @@
  * taken: ssh2 internals changed, any callback on the way) held them for ever; and X's channel of
  * an abandoned open (Y gone before X answered) was closed unread, so it never emitted 'close',
  * where X's connection gives its slot back. Faults are injected with --test-fault on the
- * connections of user `fault-POINT` (node/fault-guard.ts).
+ * connections of user `fault-POINT` (node/fault-guard.ts). And Y's CLOSE gives back its slot on
+ * Y's connection then, not at ssh2's 'close' a few ticks later, which refused an open that came
+ * in the same read at the limit.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
-import { openDirect } from './hostile-clients.js';
+import { openDirect, socketOfClient } from './hostile-clients.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 /** X: binds `exposure` and accepts every channel (read and dropped, so that it can close), handing each to `accepted`. */
@@ -122,5 +124,32 @@ describe("an open abandoned mid-open, or answered late, gives back X's slot", { 
 
     x.client.on('tcp connection', (_info, acc) => acc().resume());
     assert.equal(await refusal(openDirect(y.client, 'sink-l', 22)), 'opened');
+  });
+});
+
+describe("Y's CLOSE gives back its channel on Y's connection at once", { timeout: 60_000 }, () => {
+  const t = relayUnderTest(['--max-channels-per-connection', '2']);
+
+  it('at the limit, an open in the same read as a CLOSE opens, and the limit still holds after it', async () => {
+    // Two ports of one exposure, each bound by its own X: only Y's connection is at its limit.
+    for (const port of [22, 23]) {
+      const x = await t.member(`owner-${port}`, { grant: { kind: 'expose', exposure: 'slot', port } });
+      x.client.on('tcp connection', (_info, accept) => accept().resume());
+      await new Promise<void>((resolve, reject) => x.client.forwardIn('slot', port, (err) => (err ? reject(err) : resolve())));
+    }
+    const y = await t.member('user', { grant: { kind: 'open', exposure: 'slot' } });
+    const ya = (await openDirect(y.client, 'slot', 22)).resume();
+    (await openDirect(y.client, 'slot', 23)).resume();
+    assert.match(await refusal(openDirect(y.client, 'slot', 23)), /too many open channels on this connection \(limit 2\)/);
+
+    // Y's CLOSE and its next open reach the relay in one read: ssh2 handles both before its
+    // 'close' of the first channel (which waits for the end of what Y sent) comes.
+    const sock = socketOfClient(y.client);
+    sock.cork();
+    ya.close();
+    const next = refusal(openDirect(y.client, 'slot', 23));
+    sock.uncork();
+    assert.equal(await next, 'opened');
+    assert.match(await refusal(openDirect(y.client, 'slot', 23)), /too many open channels on this connection \(limit 2\)/);
   });
 });
