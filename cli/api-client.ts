@@ -6,7 +6,7 @@ import { AnswerTooLargeError, MAX_ANSWER_BYTES, type JsonAnswer } from '../share
 import { requestJsonUndici } from '../shared/json-http-undici.js';
 import { requestSignal } from '../shared/request-signal.js';
 import type { Context } from './context.js';
-import { CliError, EXIT, type ExitCode } from './errors.js';
+import { CliError, EXIT, STOPPED, type ExitCode } from './errors.js';
 import { resolveTrust, serverUrls } from './settings.js';
 import { checkServerUrl, describeTrustFailure, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustConnector } from '../protocol/tls-trust-undici.js';
@@ -62,9 +62,6 @@ export interface RequestOptions {
   body?: unknown;
   signal?: AbortSignal;
 }
-
-/** Why a request aborted by its stop signal failed. */
-export const STOPPED = 'STOPPED';
 
 /**
  * JSON over HTTP to the control plane with undici; the one place the CLI talks HTTP.

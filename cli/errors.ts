@@ -22,6 +22,9 @@ export const EXIT = {
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
+/** CliError code of what a stop ended before it was done (a request, a wait, a prompt, a connect): exit EXIT.STOPPED. */
+export const STOPPED = 'STOPPED';
+
 /** An expected failure: printed as one line, no stack, with its exit code. */
 export class CliError extends Error {
   readonly exitCode: ExitCode;

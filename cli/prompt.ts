@@ -1,7 +1,6 @@
 import { createInterface, type Interface } from 'node:readline';
-import { STOPPED } from './api-client.js';
 import type { Context } from './context.js';
-import { CliError, EXIT } from './errors.js';
+import { CliError, EXIT, STOPPED } from './errors.js';
 
 /** What ended the wait for a line other than the line itself. */
 const STOP = Symbol('stop');

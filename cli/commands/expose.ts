@@ -1,11 +1,11 @@
 import { connect as netConnect } from 'node:net';
 import { ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
-import { ApiError, STOPPED } from '../api-client.js';
+import { ApiError } from '../api-client.js';
 import { Session } from '../session.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
 import { info, out, type Context } from '../context.js';
-import { CliError, UsageError } from '../errors.js';
+import { CliError, STOPPED, UsageError } from '../errors.js';
 import { RECONNECT_LINE_EVERY_MS, repeatsQuieted } from '../output.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
 import { joinSocketAndChannel } from '../ssh/pipe.js';

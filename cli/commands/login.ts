@@ -11,10 +11,10 @@ import {
   TokenResponseSchema,
   type TokenResponse,
 } from '../../protocol/api-types.js';
-import { ApiClient, ApiError, STOPPED, stopped } from '../api-client.js';
+import { ApiClient, ApiError, stopped } from '../api-client.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
-import { CliError, EXIT, UsageError } from '../errors.js';
+import { CliError, EXIT, STOPPED, UsageError } from '../errors.js';
 import { readLine } from '../prompt.js';
 import { resolveServer, resolveTrust, storeTrust, writeCredentials } from '../settings.js';
 import type { Command } from './command.js';

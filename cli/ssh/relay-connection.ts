@@ -6,8 +6,7 @@ import { encodeLeaseRenew, LEASE_RENEW_REQUEST } from '../../protocol/lease-rene
 import { parseCertificateLine } from '../../protocol/ssh-cert.js';
 import { CLI_SOFTWARE } from '../../protocol/ssh-idents.js';
 import { parseKeyLine } from '../../protocol/ssh-key.js';
-import { STOPPED } from '../api-client.js';
-import { CliError, EXIT } from '../errors.js';
+import { CliError, EXIT, STOPPED } from '../errors.js';
 import { enforceChannelLimits, forgetKeyExchangeSecrets, installPooledPadding, installQuietChannelDestroy } from '../../node/ssh2-internals.js';
 import { boundUnsentAnswers } from './answer-bound.js';
 import { certIdentity, sendGlobalRequest } from './ssh2-cert-auth.js';

@@ -1,9 +1,9 @@
 import type { KeyObject } from 'node:crypto';
 import { LeaseListSchema } from '../../protocol/api-types.js';
 import { fingerprintSha256, publicKeyBlob } from '../../protocol/ssh-key.js';
-import { ApiError, STOPPED } from '../api-client.js';
+import { ApiError } from '../api-client.js';
 import type { Session } from '../session.js';
-import { CliError, EXIT } from '../errors.js';
+import { CliError, EXIT, STOPPED } from '../errors.js';
 
 /**
  * How many of the caller's newest active leases are searched for a lease whose answer never came:
