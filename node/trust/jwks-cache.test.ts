@@ -18,11 +18,19 @@ describe('JwksCache', async () => {
   after(() => rm(dir, { recursive: true, force: true }));
 
   function fetcher(initial: Jwks | Error) {
-    const f = { doc: initial as Jwks | Error, calls: 0, fetchJwks: async () => {
-      f.calls++;
-      if (f.doc instanceof Error) throw f.doc;
-      return f.doc;
-    } };
+    const waiting: (() => void)[] = [];
+    const f = {
+      doc: initial as Jwks | Error,
+      calls: 0,
+      /** Resolves at the next fetch. */
+      nextCall: () => new Promise<void>((resolve) => waiting.push(resolve)),
+      fetchJwks: async () => {
+        f.calls++;
+        for (const w of waiting.splice(0)) w();
+        if (f.doc instanceof Error) throw f.doc;
+        return f.doc;
+      },
+    };
     return f;
   }
 
@@ -84,6 +92,36 @@ describe('JwksCache', async () => {
       assert.equal(cache.snapshot, undefined, `${doc.keys.length} key(s) on disk: not in use`);
       assert.equal(cache.status().keys, 0, 'so /healthz says no_trust');
       assert.equal(cache.status().source, 'none');
+    }
+  });
+
+  it('after a failed refresh the schedule tries again after minRefreshMs, not refreshMs: lastError clears, and keys rotated meanwhile arrive, soon after the control plane answers again', { timeout: 30_000 }, async (t) => {
+    const f = fetcher(jwksWith('l1', 'ca1'));
+    let changed = (): void => undefined;
+    const cache = new JwksCache({ client: f, file: join(dir, 'h.json'), clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 10, onChange: () => changed() });
+    await cache.init();
+    f.doc = Object.assign(new Error('control plane unreachable'), { code: 'CONTROL_UNREACHABLE' });
+    assert.equal(await cache.refresh(), false);
+    assert.equal(cache.status().lastError, 'CONTROL_UNREACHABLE');
+    // The cache's timer does not hold the process open (unref), so the test does, until it ends or times out.
+    const hold = setInterval(() => undefined, 1000);
+    t.signal.addEventListener('abort', () => clearInterval(hold));
+    try {
+      // Still down: the schedule tries again (with refreshMs alone it would wait 1e9 ms).
+      const retried = f.nextCall();
+      cache.start();
+      await retried;
+      // Back, with a rotated key: the next try takes it and clears the error.
+      const rotated = jwksWith('l2', 'ca1');
+      const taken = new Promise<void>((resolve) => (changed = resolve));
+      f.doc = rotated;
+      await taken;
+      assert.deepEqual(cache.snapshot?.jwks, rotated);
+      assert.equal(cache.status().lastError, null);
+      assert.equal(cache.status().source, 'network');
+    } finally {
+      cache.stop();
+      clearInterval(hold);
     }
   });
 

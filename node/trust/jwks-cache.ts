@@ -53,9 +53,12 @@ export function canVerify(jwks: Jwks): boolean {
   return jwks.keys.some((k) => k.use === JWK_USE_LEASE) && jwks.keys.some((k) => k.use === JWK_USE_SSH_CA);
 }
 
+/** The least time between scheduled tries while they fail (whatever `minRefreshMs` says): no busy loop. */
+const RETRY_FLOOR_MS = 1000;
+
 /**
  * The relay's only trust document. Loads the last good copy from disk, refreshes it on a
- * schedule and when a client presents a key it does not know (rate limited), and keeps
+ * schedule (sooner while refreshes fail, #schedule) and when a client presents a key it does not know (rate limited), and keeps
  * serving the last good copy while the control plane is unreachable or publishes a document
  * that can verify nothing (canVerify).
  */
@@ -67,6 +70,7 @@ export class JwksCache {
   #lastAttempt = -Infinity;
   #inflight: Promise<boolean> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #running = false;
   #lastError: string | undefined;
 
   constructor(opts: JwksCacheOptions) {
@@ -124,12 +128,31 @@ export class JwksCache {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.refresh(), this.#opts.refreshMs);
-    this.#timer.unref();
+    this.#running = true;
+    this.#schedule();
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  /**
+   * The next scheduled refresh: `refreshMs` after one that worked; after one that failed or was
+   * refused, `minRefreshMs` (at least RETRY_FLOOR_MS), so that once the control plane answers well
+   * again, /healthz's `lastError` clears and keys rotated meanwhile arrive within seconds, not at
+   * the next refresh up to `refreshMs` later.
+   */
+  #schedule(): void {
+    if (!this.#running) return;
+    const failed = this.#lastError !== undefined;
+    const delay = failed ? Math.min(this.#opts.refreshMs, Math.max(this.#opts.minRefreshMs, RETRY_FLOOR_MS)) : this.#opts.refreshMs;
+    this.#timer = setTimeout(() => {
+      this.refresh()
+        .catch((err: unknown) => this.#opts.logger.error('jwks refresh: a callback failed', { err, stack: err instanceof Error ? err.stack : undefined }))
+        .finally(() => this.#schedule());
+    }, delay);
+    this.#timer.unref();
   }
 
   async #fetch(): Promise<boolean> {
