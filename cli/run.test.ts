@@ -166,7 +166,7 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
-  it('tunnel admin enroll-token without --advertise prints the tunnel-node line with the RELAY_HOST:2222 placeholder; a malformed --advertise exits 2 before any request', async () => {
+  it('tunnel admin enroll-token without --advertise prints the lines that enroll a relay, as root through the systemd unit and as another user in the foreground, with the RELAY_HOST:2222 placeholder; a malformed --advertise exits 2 before any request', async () => {
     const created = { name: 'relay-2', token: 'tnl_enr_x', expires_at: '2026-01-01T00:00:00.000Z' };
     for (const json of [false, true]) {
       const agent = mock();
@@ -176,7 +176,14 @@ describe('tunnel exit codes and one-line errors', () => {
         .reply(200, JSON.stringify(created), { headers: { 'content-type': 'application/json' } });
       const ctx = loggedIn(agent);
       assert.equal(await run(['admin', 'enroll-token', 'relay-2', ...(json ? ['--json'] : [])], ctx), 0, ctx.err());
-      const command = json ? (JSON.parse(ctx.out()) as { command: string }).command : /^ {2}(\S.*)$/m.exec(ctx.err())?.[1];
+      const printed = json ? (JSON.parse(ctx.out()) as { systemd_command: string; command: string }) : undefined;
+      const [systemdCommand, command] = printed ? [printed.systemd_command, printed.command] : [...ctx.err().matchAll(/^ {2}(\S.*)$/gm)].map((m) => m[1]);
+      // The guide's operator is root (tunnel-node refuses to start as root): the settings go into the unit's environment file.
+      assert.equal(
+        systemdCommand,
+        `printf '%s\\n' TUNNEL_CONTROL_URL=${SERVER} TUNNEL_ADVERTISE=RELAY_HOST:2222 TUNNEL_ENROLL_TOKEN=tnl_enr_x > /etc/tunnel/node.env && systemctl enable --now tunnel-node`,
+        ctx.err(),
+      );
       assert.equal(command, `TUNNEL_ENROLL_TOKEN=tnl_enr_x tunnel-node --control-url ${SERVER} --advertise RELAY_HOST:2222`, ctx.err());
       if (!json) {
         assert.equal(ctx.out(), 'tnl_enr_x\n');

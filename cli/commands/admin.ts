@@ -18,6 +18,9 @@ import { readLine } from '../prompt.js';
 import { printTable } from '../output.js';
 import type { Command } from './command.js';
 
+/** Where setup-host.sh puts the relay's settings, read by infra/systemd/tunnel-node.service. */
+const NODE_ENV_FILE = '/etc/tunnel/node.env';
+
 const USAGE = `Usage: tunnel admin users ls | add NAME [--admin] [--password] | disable NAME
        tunnel admin service-tokens ls | create NAME --scope SCOPE... [--user NAME] [--ttl SECS] | revoke ID
        tunnel admin enroll-token NODE_NAME [--ttl SECS] [--advertise HOST:PORT]
@@ -31,9 +34,10 @@ admin role. A service token may do only what its scopes say (NAME may be *):
   egress:TARGET  see and use egress target TARGET
 and besides read /v1/me and see or revoke the leases it issued itself; never more than its user
 may do. Revoking a token revokes the leases issued through it.
-enroll-token prints a one-time token for a new relay on stdout, and on stderr the tunnel-node
-command that enrolls it. --advertise is the host:port clients will use to reach that relay;
-without it the command says --advertise RELAY_HOST:2222, a placeholder to replace.
+enroll-token prints a one-time token for a new relay on stdout, and on stderr the commands that
+enroll it: as root with the systemd unit (the settings into /etc/tunnel/node.env, then systemctl),
+or tunnel-node in the foreground as another user. --advertise is the host:port clients will use
+to reach that relay; without it the commands say RELAY_HOST:2222, a placeholder to replace.
 Exposures have their own command: tunnel exposures --help.
 "add --password" reads the new user's password from the terminal or standard input.
 
@@ -147,12 +151,27 @@ export const admin: Command = {
         const trust = api.trust;
         const verify = trust.caPin ? ` --ca-pin ${trust.caPin}` : trust.caFile ? ' --ca-file CA_FILE' : '';
         const insecure = trust.insecureHttp && api.server.startsWith('http:') ? ' --insecure-http' : '';
+        // tunnel-node refuses to start as root (its egress lock would filter all of root's traffic),
+        // and the deploy guide's operator is root with the systemd unit: the settings go in the
+        // unit's environment file (what docs/deploy.md step 4 writes) and systemd starts it as tunnel-node.
+        const settings = [
+          `TUNNEL_CONTROL_URL=${api.server}`,
+          ...(trust.caPin ? [`TUNNEL_CA_PIN=${trust.caPin}`] : trust.caFile ? ['TUNNEL_CA_FILE=CA_FILE'] : []),
+          ...(insecure ? ['TUNNEL_INSECURE_HTTP=1'] : []),
+          `TUNNEL_ADVERTISE=${advertise}`,
+          `TUNNEL_ENROLL_TOKEN=${t.token}`,
+        ];
+        const systemdCommand = `printf '%s\\n' ${settings.join(' ')} > ${NODE_ENV_FILE} && systemctl enable --now tunnel-node`;
         const command = `TUNNEL_ENROLL_TOKEN=${t.token} tunnel-node --control-url ${api.server}${verify}${insecure} --advertise ${advertise}`;
-        if (a.json) out(ctx, JSON.stringify({ ...t, command }, null, 2));
+        if (a.json) out(ctx, JSON.stringify({ ...t, systemd_command: systemdCommand, command }, null, 2));
         else {
           info(ctx, `One-time enrollment token for relay ${t.name} (expires ${t.expires_at}):`);
           out(ctx, t.token);
-          info(ctx, `On the relay host, enroll and start it with${given ? '' : ' (replace RELAY_HOST:2222 with the host:port clients will use)'}:`);
+          const placeholder = given ? '' : ' (replace RELAY_HOST:2222 with the host:port clients will use)';
+          info(ctx, `On the relay host, as root, with the package installed and setup-host.sh node run (docs/deploy.md, steps 1 and 4), enroll and start it with${placeholder}:`);
+          info(ctx, `  ${systemdCommand}`);
+          info(ctx, `and once \`tunnel nodes wait ${t.name}\` says it is online, remove the TUNNEL_ENROLL_TOKEN line from ${NODE_ENV_FILE}.`);
+          info(ctx, 'Or, without systemd, as a user other than root (tunnel-node refuses to start as root), in the foreground:');
           info(ctx, `  ${command}`);
         }
         return 0;

@@ -213,9 +213,16 @@ it('docs/deploy.md, followed as written on Z, X and Y in the lab', { skip, timeo
         values['<pin>'] = pin;
         break;
       }
-      case 'Z:relay':
-        await checkRelayUser(l);
+      case 'Z:relay': {
+        const relayPid = await checkRelayUser(l);
+        // The line `tunnel admin enroll-token` printed for root (tunnel-node itself refuses root)
+        // sets what the guide's relay was started with.
+        const hint = /^ {2}printf '%s\\n' (.+) > \/etc\/tunnel\/node\.env && systemctl enable --now tunnel-node$/m.exec(out);
+        assert.ok(hint, `enroll-token printed no line for root:\n${out}`);
+        const environ = readFileSync(`/proc/${relayPid}/environ`, 'utf8').split('\0');
+        for (const setting of hint[1]!.split(' ')) assert.ok(environ.includes(setting), `${setting.replace(/TOKEN=.*/, 'TOKEN=...')} is in the relay's environment`);
         break;
+      }
       case 'Z:grants': {
         const token = out.trim().split('\n').at(-1)!.trim();
         assert.match(token, /^[A-Za-z0-9_.-]{20,}$/, 'the service token is the last line');
@@ -253,7 +260,7 @@ it('docs/deploy.md, followed as written on Z, X and Y in the lab', { skip, timeo
 });
 
 /** The relay runs as tunnel-node with only CAP_NET_ADMIN, and Z's egress chain filters that uid. */
-async function checkRelayUser(l: Lab): Promise<void> {
+async function checkRelayUser(l: Lab): Promise<string> {
   const { stdout: all } = await promisify(execFile)('ip', ['netns', 'pids', l.ns('relay')]);
   const relayPid = all.trim().split(/\s+/).find((pid) => {
     try {
@@ -270,4 +277,5 @@ async function checkRelayUser(l: Lab): Promise<void> {
   assert.equal(/^CapEff:\s+(\S+)/m.exec(status)![1], '0000000000001000', 'CAP_NET_ADMIN only');
   const rules = (await l.exec('relay', 'iptables-save', ['-t', 'filter'])).stdout;
   assert.match(rules, new RegExp(`--uid-owner ${uid}\\b`), rules);
+  return relayPid;
 }

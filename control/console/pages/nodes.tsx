@@ -48,7 +48,7 @@ async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: 
           id="enroll-token"
           label={`Enrollment token for ${extra.enrolled.name} (one use, until ${when(extra.enrolled.expires_at)})`}
           value={extra.enrolled.token}
-          hint={`On the relay host, once: TUNNEL_ENROLL_TOKEN=<this token> tunnel-node --control-url ${issuer} --advertise HOST:2222`}
+          hint={`On the relay host, as root, after setup-host.sh node (docs/deploy.md, step 4): put TUNNEL_CONTROL_URL=${issuer}, TUNNEL_ADVERTISE=HOST:2222, TUNNEL_ENROLL_TOKEN=<this token> and, for a pinned certificate, TUNNEL_CA_PIN in /etc/tunnel/node.env, then systemctl enable --now tunnel-node (tunnel-node refuses to start as root itself). tunnel admin enroll-token prints that line ready to paste.`}
         />
       ) : null}
       <Table
