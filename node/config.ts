@@ -60,7 +60,7 @@ const OPTIONS = {
   'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id, and the retry delay after a failed refresh' },
   'heartbeat-interval': { env: 'TUNNEL_HEARTBEAT_INTERVAL', def: '15s', help: 'heartbeat interval' },
   'events-flush-interval': { env: 'TUNNEL_EVENTS_FLUSH_INTERVAL', def: '1s', help: 'connection event batch interval' },
-  'events-queue-max': { env: 'TUNNEL_EVENTS_QUEUE_MAX', def: '10000', help: 'events kept while the control plane is unreachable (oldest dropped)' },
+  'events-queue-max': { env: 'TUNNEL_EVENTS_QUEUE_MAX', def: '10000', help: 'events kept while the control plane is unreachable (when full, the oldest event of the member holding the most is dropped)' },
   'max-channels-per-connection': { env: 'TUNNEL_MAX_CHANNELS_PER_CONNECTION', def: '256', help: 'open channels per SSH connection' },
   'max-channels-per-opener': {
     env: 'TUNNEL_MAX_CHANNELS_PER_OPENER',
