@@ -27,7 +27,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { formatPublicKeyLine, rawPublicKey } from '../protocol/ssh-key.js';
@@ -36,6 +36,7 @@ import { parseBenchArgs } from './lib/bench-args.js';
 import { freePort, killTracked, track } from './lib/openssh.js';
 import { cpuSeconds, rssBytes } from './lib/proc.js';
 import { IDLE_STEADY_S, idleCredentials, idleExposures, idleRelayRss, streamFootprint, type IdleExposures, type IdleRelay, type RelayVariant, type StreamFootprint, type StreamFootprints } from './lib/relay-footprint.js';
+import { MemoryCgroupError, memoryCgroups, type MemoryCgroups } from './lib/memory-cgroup.js';
 import { startRelayStack } from './lib/relay-stack.js';
 
 const USAGE = `Usage: node dist/bench/footprint.js [options]   (npm run bench:footprint builds first)
@@ -53,6 +54,10 @@ const USAGE = `Usage: node dist/bench/footprint.js [options]   (npm run bench:fo
                          the first), e.g. --relay-variant= --relay-variant=';--gc-every 0'
                          --relay-variant=';--gc-full-after 2MiB'
   --relay-node-args='...' the same as --relay-variant with node flags only
+  --memory-limit SIZE    run each measured process (control plane, all-in-one, relay, the bare
+                         node beside it) in a memory cgroup of its own limited to SIZE (e.g. 1GiB),
+                         as on a VPS of that size: Node sizes V8's heap from that limit as from a
+                         machine's memory (root and a memory cgroup controller needed)
 `;
 
 const opts = parseBenchArgs(
@@ -67,6 +72,7 @@ const opts = parseBenchArgs(
     'relay-node-args': { type: 'string', multiple: true, default: [] },
     'relay-variant': { type: 'string', multiple: true, default: [] },
     'relay-rows': { type: 'string', default: 'idle,streams,exposures' },
+    'memory-limit': { type: 'string', default: '' },
   },
   USAGE,
 );
@@ -86,6 +92,10 @@ const SETTLE_MS = Number(opts.settle) * 1000;
 /** Flags for node in front of both binaries (for experiments, e.g. --max-semi-space-size=2). */
 const NODE_ARGS = opts['node-args'].split(' ').filter(Boolean);
 const ONLY = opts.only.split(',');
+const CGROUPS = opts['memory-limit'] ? cgroupsOrExit(parseLimit(opts['memory-limit'])) : undefined;
+const MEMORY_LIMIT_LINE = `Each measured process ran in a memory cgroup of its own limited to ${opts['memory-limit']} (as on a VPS of that size); the machine has ${(totalmem() / 1024 ** 3).toFixed(1)} GiB.`;
+/** The prefix every measured process runs under (empty without --memory-limit). */
+const WRAP = CGROUPS?.wrap ?? [];
 /** The per-user lease rate limit, raised: the bench issues `--leases` in well under a minute. */
 const LEASE_RATE = String(Math.max(120, 2 * Number(opts.leases)));
 process.env.TUNNEL_LEASE_RATE_LIMIT = LEASE_RATE; // the all-in-one inherits this environment
@@ -165,7 +175,7 @@ async function round(start: (dataDir: string) => Promise<Started>, node: string,
 /** tunnel-control alone: spawn to ready line and /healthz (test/harness/control.ts). */
 async function startControl(dataDir: string): Promise<Started> {
   const t0 = performance.now();
-  const c = await startControlProcess({ dataDir, nodeArgs: NODE_ARGS, env: { TUNNEL_LEASE_RATE_LIMIT: LEASE_RATE } });
+  const c = await startControlProcess({ dataDir, nodeArgs: NODE_ARGS, wrap: WRAP, env: { TUNNEL_LEASE_RATE_LIMIT: LEASE_RATE } });
   const seconds = (performance.now() - t0) / 1000;
   return { pid: c.pid, url: c.url, setupCode: c.setupCode, seconds, cpuS: cpuSeconds(c.pid), stop: () => c.stop() };
 }
@@ -184,14 +194,17 @@ function allInOne(): (dataDir: string) => Promise<Started> {
 
 async function startAllInOne(dataDir: string, [http, ssh, metrics]: [number, number, number]): Promise<Started> {
   const t0 = performance.now();
-  const p = track(process.execPath, [
+  const [cmd, ...argv] = [
+    ...WRAP,
+    process.execPath,
     ...NODE_ARGS,
     join(repoRoot(), 'dist', 'infra', 'all-in-one', 'main.js'),
     '--data-dir', dataDir,
     '--listen', `127.0.0.1:${http}`,
     '--relay-listen', `127.0.0.1:${ssh}`,
     '--metrics-listen', `127.0.0.1:${metrics}`,
-  ]);
+  ];
+  const p = track(cmd!, argv);
   await p.waitFor(/"ready":true/, 120_000);
   const cpuS = cpuSeconds(p.pid);
   return {
@@ -242,9 +255,10 @@ async function main(): Promise<void> {
     'First start: spawn to the ready line (and /healthz for tunnel-control) on an empty data directory; its CPU: user+system seconds the process used by then.',
     `Median of ${ROUNDS} round(s), each on a fresh data directory. Rounds, first start (s): ${rows.map((r) => `${r.name} ${r.rounds.map((x) => f2(x.firstStartS)).join('/')}`).join('; ')}.`,
     `Load average (1/5/15 min) before: ${load0.map(f2).join(' ')}, after: ${load1.map(f2).join(' ')}; ${cpus().length} CPUs; Node ${process.version}.`,
+    ...(CGROUPS ? [MEMORY_LIMIT_LINE] : []),
   ];
   if (ONLY.includes('control') || ONLY.includes('all-in-one')) process.stdout.write(`\n${out.join('\n')}\n\n`);
-  if (ONLY.includes('relay')) process.stdout.write(`${await relayFootprint()}\n\n`);
+  if (ONLY.includes('relay')) process.stdout.write(`${await relayFootprint()}${CGROUPS ? `\n${MEMORY_LIMIT_LINE}` : ''}\n\n`);
 }
 
 /** The relay's rows (issue 11, target 3); see bench/lib/relay-footprint.ts for how each is taken. */
@@ -255,7 +269,7 @@ async function relayFootprint(): Promise<string> {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   const flags = (v: RelayVariant) => [v.nodeArgs.length ? `node ${v.nodeArgs.join(' ')}` : '', v.args.length ? `tunnel-node ${v.args.join(' ')}` : ''].filter(Boolean).join('; ') || '(defaults)';
   // The admin issues a lease per exposure: lift the per-user lease rate limit for the run.
-  const stack = await startRelayStack(RELAY_VARIANTS[0]!.args, RELAY_VARIANTS[0]!.nodeArgs, {}, { TUNNEL_LEASE_RATE_LIMIT: String(Math.max(120, 2 * EXPOSURES)) });
+  const stack = await startRelayStack(RELAY_VARIANTS[0]!.args, RELAY_VARIANTS[0]!.nodeArgs, {}, { TUNNEL_LEASE_RATE_LIMIT: String(Math.max(120, 2 * EXPOSURES)) }, WRAP);
   try {
     const results: { variant: RelayVariant; idle?: IdleRelay; streams?: StreamFootprints; exposures?: IdleExposures }[] = [];
     // The exposures and their leases once, for every variant (creating 10,000 takes minutes).
@@ -355,10 +369,34 @@ async function relayFootprint(): Promise<string> {
   }
 }
 
+function cgroupsOrExit(limit: number): MemoryCgroups {
+  try {
+    return memoryCgroups(limit);
+  } catch (err) {
+    if (!(err instanceof MemoryCgroupError)) throw err;
+    process.stderr.write(`bench:footprint: --memory-limit: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+/** `1GiB`, `512MiB`, `1073741824`: a whole number of bytes. */
+function parseLimit(s: string): number {
+  const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(s);
+  if (!m) {
+    process.stderr.write(`bench:footprint: --memory-limit ${JSON.stringify(s)} is not a size like 1GiB or 512MiB\n`);
+    process.exit(2);
+  }
+  return Number(m[1]) * { '': 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] ?? '']!;
+}
+
 main().then(
-  () => process.exit(0),
+  () => {
+    CGROUPS?.remove();
+    process.exit(0);
+  },
   async (err: unknown) => {
     await killTracked();
+    CGROUPS?.remove();
     process.stderr.write(`bench:footprint failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   },

@@ -258,7 +258,8 @@ export const IDLE_STEADY_S = 30;
  */
 export async function idleRelayRss(stack: RelayStack, variant?: RelayVariant): Promise<IdleRelay> {
   const relay = await stack.restartRelay(variant?.nodeArgs, variant?.args);
-  const bare = track(process.execPath, [...(variant?.nodeArgs ?? []), '-e', 'setInterval(() => {}, 1 << 30)']);
+  const [cmd, ...args] = [...stack.wrap, process.execPath, ...(variant?.nodeArgs ?? []), '-e', 'setInterval(() => {}, 1 << 30)'];
+  const bare = track(cmd!, args);
   try {
     const t0 = performance.now();
     const sample = (pid: number) => median(Array.from({ length: 5 }, () => rssBytes(pid)));

@@ -33,6 +33,8 @@ export interface RelayStack {
    * then on.
    */
   restartRelay(nodeArgs?: string[], args?: string[]): Promise<RelayProcess>;
+  /** The prefix the relay runs under (empty: none), for processes measured beside it. */
+  readonly wrap: string[];
   stop(): Promise<void>;
 }
 
@@ -41,6 +43,8 @@ export async function startRelayStack(
   relayNodeArgs: string[] = [],
   relayEnv: Record<string, string> = {},
   controlEnv: Record<string, string> = {},
+  /** A prefix for the relay's command (bench/lib/memory-cgroup.ts). */
+  relayWrap?: string[],
 ): Promise<RelayStack> {
   const control = await startControlProcess({ env: controlEnv });
   let relay: RelayProcess | undefined;
@@ -75,7 +79,7 @@ export async function startRelayStack(
     let args = relayArgs;
     const start = (o: { enrollToken?: string; dataDir?: string; sshPort?: number; metricsPort?: number }) =>
       // Every lease of a bench is the one admin's: lift the per-member limits (bench:footprint holds 10,000 exposures).
-      startRelayProcess({ controlUrl: control.url, ...o, args, nodeArgs, env: { TUNNEL_MAX_CONNECTIONS_PER_MEMBER: '1000000', TUNNEL_MAX_CHANNELS_PER_MEMBER: '1000000', ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
+      startRelayProcess({ controlUrl: control.url, ...o, args, nodeArgs, wrap: relayWrap, env: { TUNNEL_MAX_CONNECTIONS_PER_MEMBER: '1000000', TUNNEL_MAX_CHANNELS_PER_MEMBER: '1000000', ...relayEnv, TUNNEL_EGRESS_DRIVER: 'off' } });
     relay = await start({ enrollToken: enroll.body.token as string });
     const first = relay; // owns the data dir, which restarts reuse
     const hostKeyLine = (await loadOrCreateHostKey(relay.dataDir, noopLogger)).publicKeyLine;
@@ -83,6 +87,7 @@ export async function startRelayStack(
     const stack: RelayStack = {
       control,
       relay,
+      wrap: relayWrap ?? [],
       hostKeyLine,
       user: ADMIN.name,
       api,

@@ -65,6 +65,8 @@ export interface StartControlOptions {
   startTimeoutMs?: number;
   /** Another build's `control/main.js` (a benchmark's baseline); default this tree's dist. */
   bin?: string;
+  /** A prefix for the command, e.g. a memory cgroup's (bench/lib/memory-cgroup.ts). */
+  wrap?: string[];
 }
 
 
@@ -107,7 +109,8 @@ export async function startControlProcess(opts: StartControlOptions = {}): Promi
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bin, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...(opts.args ?? [])], {
+    const [cmd, ...argv] = [...(opts.wrap ?? []), process.execPath, ...(opts.nodeArgs ?? []), bin, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...(opts.args ?? [])];
+    const child = spawn(cmd!, argv, {
       env: cleanEnv(opts.env, home),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
