@@ -70,6 +70,7 @@ export const oauthRequestBody = (name: string) => ({
 
 /** What a public route that reads the database can answer besides success. */
 export const serverErrorResponses = {
+  400: problem('A query parameter this route does not know (UNKNOWN_FIELD)'),
   500: errorResponses[500],
 } as const;
 
@@ -120,5 +121,16 @@ export function guarded<
 ): Omit<C, 'extraMiddleware' | keyof GuardOptions> & { middleware: MiddlewareHandler<AppEnv>[]; 'x-tunnel-actions': Action[] } {
   const list = typeof actions === 'string' ? [actions] : [...actions];
   const { extraMiddleware, rateLimit, exposureOf, lastSeenLease, ...rest } = config;
-  return { ...rest, middleware: [guard(list, { rateLimit, exposureOf, lastSeenLease }), ...(extraMiddleware ?? [])], 'x-tunnel-actions': list };
+  // A route that names no query parameters takes none: one it does not know is UNKNOWN_FIELD, as
+  // on the list routes (whose queries are strict objects), instead of being silently ignored.
+  const request = rest.request?.query ? rest.request : { ...rest.request, query: NO_QUERY };
+  return {
+    ...rest,
+    request,
+    middleware: [guard(list, { rateLimit, exposureOf, lastSeenLease }), ...(extraMiddleware ?? [])],
+    'x-tunnel-actions': list,
+  };
 }
+
+/** The query of a route that takes no parameters (it adds none to /openapi.json). */
+const NO_QUERY = z.strictObject({});
