@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   INVALID_FORM: 400,
   VALIDATION_FAILED: 400,
   UNKNOWN_FIELD: 400,
+  /** An allow list adds a name no user has (a typo would silently grant nothing); the detail names the first few. */
+  UNKNOWN_USER: 400,
   UNAUTHENTICATED: 401,
   TOKEN_EXPIRED: 401,
   TOKEN_INVALID: 401,

@@ -29,6 +29,12 @@ export const errorResponses = {
   503: problem('The database cannot be reached right now (DATABASE_UNAVAILABLE); retry after Retry-After seconds'),
 } as const;
 
+/** Error responses of a route that takes an allow list of user names. */
+export const allowListErrorResponses = {
+  ...errorResponses,
+  400: problem('Invalid request (VALIDATION_FAILED, UNKNOWN_FIELD, INVALID_JSON), or an allow list adds a name no user has (UNKNOWN_USER)'),
+} as const;
+
 /** RFC 6749 §5.2 error body of the OAuth endpoints: `error` and `error_description`, plus the problem members. */
 export const OAuthErrorSchema = ProblemSchema.extend({
   error: z.string().describe('RFC 6749 §5.2 / RFC 8628 §3.5 error code'),

@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { EgressTargetListSchema, EgressTargetPutSchema, EgressTargetSchema, TargetNameSchema } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { deleteEgressTarget, listEgressTargets, putEgressTarget } from '../services/egress-targets.js';
-import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
+import { allowListErrorResponses, bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const NameParam = z.object({ name: TargetNameSchema });
 
@@ -14,10 +14,12 @@ export function registerEgressTargets(app: App): void {
         path: '/v1/egress-targets/{name}',
         tags: ['admin'],
         summary: 'Define a host:port on a relay\'s own network that egress leases may reach (admin)',
-        description: 'Moving a target or taking users off its allow list revokes the egress leases that no longer hold.',
+        description:
+          'Moving a target or taking users off its allow list revokes the egress leases that no longer hold. ' +
+          'A name the allow list adds that no user has is 400 UNKNOWN_USER.',
         security: bearerSecurity,
         request: { params: NameParam, body: jsonBody(EgressTargetPutSchema) },
-        responses: { 200: json(EgressTargetSchema, 'Saved'), ...errorResponses },
+        responses: { 200: json(EgressTargetSchema, 'Saved'), ...allowListErrorResponses },
       }),
     ),
     async (c) => c.json(await putEgressTarget(c.get('deps'), c.get('user'), c.req.valid('param').name, c.req.valid('json')), 200),

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { eq } from 'drizzle-orm';
+import { exposures } from '../db/schema/index.js';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
@@ -80,6 +82,28 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await put(owner, uniq('web-'), { allow: 'everyone' }), 400, 'VALIDATION_FAILED');
       });
 
+      it('refuses allow-list names no user has (UNKNOWN_USER), naming the first few, and writes nothing', async () => {
+        const n = uniq('acl-');
+        const ghosts = Array.from({ length: 8 }, () => uniq('ghost'));
+        const refused = await put(owner, n, { allow: [friend.name, ...ghosts] });
+        assertProblem(refused, 400, 'UNKNOWN_USER');
+        const named = ghosts.filter((g) => refused.body.detail.includes(`"${g}"`));
+        assert.equal(named.length, 5, `names the first five unknown names: ${refused.body.detail}`);
+        assert.ok(!refused.body.detail.includes(friend.name), 'the known name is not listed');
+        assertProblem(await get(owner, `/v1/exposures/${n}`), 404, 'NOT_FOUND');
+        assertOk(await put(owner, n, { allow: [friend.name] }), 201);
+        assertProblem(await put(owner, n, { allow: [friend.name, ghosts[0]!] }), 400, 'UNKNOWN_USER');
+        assert.deepEqual((await get(owner, `/v1/exposures/${n}`)).body.allow, [friend.name], 'the refused update wrote nothing');
+        // A disabled user still exists (and may be enabled again): naming one is not a typo.
+        const gone = await t.user(uniq('gone'), 'member');
+        assertOk(await t.call('DELETE', `/v1/users/${gone.name}`, { token: await tok(admin, 'admin') }));
+        assertOk(await put(owner, n, { allow: [friend.name, gone.name] }));
+        // A name a list already holds (written before names were checked) does not block editing it.
+        await t.deps.db.update(exposures).set({ allow: [friend.name, ghosts[7]!] }).where(eq(exposures.name, n));
+        assert.deepEqual((await put(owner, n, { allow: [ghosts[7]!] })).body.allow, [ghosts[7]]);
+        assert.deepEqual((await put(owner, n, { allow: [] })).body.allow, []);
+      });
+
       it('a service token may only touch the exposures its scopes name', async () => {
         const mine = uniq('hostx-');
         const x = await serviceAccess(t, await tok(owner), [`expose:${mine}`]);
@@ -140,6 +164,17 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.deepEqual(saved.body, { name: n, node: node.name, host: 'db.internal', port: 5432, allow: [friend.name], created_at: t.clock.now().toISOString() });
         const again = await t.call('PUT', `/v1/egress-targets/${n}`, { token: await tok(admin, 'admin'), body: { ...body, port: 6432 } });
         assert.equal(again.body.port, 6432);
+        // A name no user has is refused (UNKNOWN_USER) and nothing is written.
+        const ghost = uniq('ghost');
+        const typo = await t.call('PUT', `/v1/egress-targets/${n}`, { token: await tok(admin, 'admin'), body: { ...body, port: 7432, allow: [friend.name, ghost] } });
+        assertProblem(typo, 400, 'UNKNOWN_USER');
+        assert.ok(typo.body.detail.includes(`"${ghost}"`), typo.body.detail);
+        assertProblem(
+          await t.call('PUT', `/v1/egress-targets/${uniq('tgt')}`, { token: await tok(admin, 'admin'), body: { ...body, allow: [ghost] } }),
+          400,
+          'UNKNOWN_USER',
+        );
+        assert.equal((await get(admin, '/v1/egress-targets', 'admin')).body.targets.find((x: { name: string }) => x.name === n).port, 6432);
 
         const names = async (u: User, role: 'admin' | 'member' = 'member') =>
           (await get(u, '/v1/egress-targets', role)).body.targets.map((x: { name: string }) => x.name);

@@ -3,7 +3,7 @@ import { ExposureListSchema, ExposurePutSchema, ExposureSchema } from '../../pro
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import type { App } from '../http/env.js';
 import { deleteExposure, getExposure, listExposures, putExposure } from '../services/exposures.js';
-import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
+import { allowListErrorResponses, bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 const NameParam = z.object({ name: z.string().regex(EXPOSURE_NAME_RE, 'must match [a-z0-9-]{1,63}') });
 
@@ -17,11 +17,12 @@ export function registerExposures(app: App): void {
         summary: 'Create or update an exposure (owner or admin)',
         description:
           'Creates the exposure (any user; a service token needs expose:NAME or manage:NAME) or replaces its allow list ' +
-          '(owner or admin; a service token needs manage:NAME). Users taken off the allow list lose their open leases at once. ' +
+          '(owner or admin; a service token needs manage:NAME). Users taken off the allow list lose their open leases at once; ' +
+          'a name it adds that no user has is 400 UNKNOWN_USER. ' +
           '`node` pins or unpins it (admins). A new exposure past the cap on what one member owns (1,000 by default; admins: none) is 409 CONFLICT.',
         security: bearerSecurity,
         request: { params: NameParam, body: jsonBody(ExposurePutSchema) },
-        responses: { 200: json(ExposureSchema, 'Updated'), 201: json(ExposureSchema, 'Created'), ...errorResponses },
+        responses: { 200: json(ExposureSchema, 'Updated'), 201: json(ExposureSchema, 'Created'), ...allowListErrorResponses },
       }),
     ),
     async (c) => {

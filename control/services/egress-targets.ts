@@ -4,6 +4,7 @@ import type { EgressTargetPutSchema, EgressTargetSchema } from '../../protocol/a
 import type { Deps } from '../deps.js';
 import { egressTargets, leases, nodes } from '../db/schema/index.js';
 import { notFound } from '../lib/errors.js';
+import { assertUsersExist } from './allow-list.js';
 import { audit } from './audit.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
 import { lockActorAndTarget, recheckAdminUnderLock } from './owner-lock.js';
@@ -47,6 +48,7 @@ export async function putEgressTarget(
     // disabled meanwhile cannot leave an allow list naming itself.
     assertAllowed((await lockActorAndTarget(tx, p, null)).actor, 'egress_target.put');
     const [before] = await tx.select().from(egressTargets).where(eq(egressTargets.name, name)).limit(1).for('update');
+    await assertUsersExist(tx, values.allow, before?.allow);
     const [row] = await tx
       .insert(egressTargets)
       .values({ name, ...values, createdAt: now })

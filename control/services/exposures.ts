@@ -5,6 +5,7 @@ import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { exposures, leases, nodes, users } from '../db/schema/index.js';
 import { AppError, notFound } from '../lib/errors.js';
+import { assertUsersExist } from './allow-list.js';
 import { audit } from './audit.js';
 import { assertAllowed, authorize, can, type ExposureResource, type NodePrincipal, type UserPrincipal } from './authz.js';
 import { revoking, type Revocations } from './lease-revocation.js';
@@ -92,6 +93,7 @@ export async function putExposure(
     const [existing] = await tx.select().from(exposures).where(eq(exposures.name, name)).limit(1).for('update');
     if (existing) {
       assertAllowed(actor, 'exposure.update', exposureResource(name, existing));
+      await assertUsersExist(tx, allow, existing.allow);
       const [u] = await tx
         .update(exposures)
         .set({ allow, updatedAt: now, ...(pinnedNodeId !== undefined ? { pinnedNodeId } : {}) })
@@ -103,6 +105,7 @@ export async function putExposure(
     }
     assertAllowed(actor, 'exposure.create', exposureResource(name, undefined));
     await assertMayCreateExposure(deps, tx, actor, name);
+    await assertUsersExist(tx, allow);
     const [ins] = await tx
       .insert(exposures)
       .values({ name, ownerId: p.userId, allow, pinnedNodeId: pinnedNodeId ?? null, createdAt: now, updatedAt: now })

@@ -4,7 +4,7 @@
  * allows, denies and deletes exposures, so plain OpenSSH on X (`tunnel cert --expose`) needs no
  * hand-written API call; `tunnel cert` prints lines for the port X really exposes.
  */
-import { describe, it, after } from 'node:test';
+import { describe, it, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -62,8 +62,18 @@ const ok = (r: CliResult, what: string) => {
 
 describe('operator commands (real binaries)', () => {
   const f = cliFixture();
+  before(async () => {
+    // Allow lists name existing users.
+    await f.stack.user('carol');
+    await f.stack.user('dave');
+  });
 
   it('exposures create/allow/deny/ls/show/rm, each with one line and its exit code', async () => {
+    // An allow list names existing users (a typo is refused: UNKNOWN_USER, exit 1, one line).
+    const typo = await f.admin.run(['exposures', 'create', 'ops-db', '--allow', 'bobb']);
+    assert.equal(typo.code, 1, typo.stderr);
+    assert.equal(typo.stderr.trim().split('\n').length, 1, typo.stderr);
+    assert.match(typo.stderr, /bobb/);
     ok(await f.admin.run(['exposures', 'create', 'ops-db', '--allow', 'bob']), 'create');
     const shown = JSON.parse(ok(await f.bob.run(['exposures', 'show', 'ops-db', '--json']), 'show').stdout) as { owner: string; allow: string[] };
     assert.deepEqual([shown.owner, shown.allow], ['admin', ['bob']]);
