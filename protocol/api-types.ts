@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { EgressDriverSchema, ExposureNameSchema, LeaseIdSchema, LeaseKindSchema, LeaseTargetSchema, PortSchema } from './lease-claims.js';
 import { AddressSchema, NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
-import { HostSchema, opaqueToken, password, text } from './primitives.js';
+import { HostSchema, newPassword, opaqueToken, password, text } from './primitives.js';
 
 export { AddressSchema } from './api-fields.js';
-export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, opaqueToken, password, safeCount, text } from './primitives.js';
+export { HostSchema, INT32_MAX, SAFE_TEXT_RE, instant, int32, newPassword, opaqueToken, password, safeCount, text } from './primitives.js';
 export { NodeNameSchema, PublicKeyLineSchema, TimestampSchema } from './api-fields.js';
 export * from './node-api.js';
 
@@ -83,7 +83,7 @@ export const LogoutRequestSchema = z.strictObject({ refresh_token: opaqueToken()
 export const SetupRequestSchema = z.strictObject({
   setup_code: opaqueToken(128),
   name: UserNameSchema,
-  password: password(12),
+  password: newPassword(12),
 });
 
 export const MeSchema = z.object({
@@ -98,7 +98,7 @@ export const MeSchema = z.object({
 
 export const UserCreateSchema = z.strictObject({
   name: UserNameSchema,
-  password: password(12).optional(),
+  password: newPassword(12).optional(),
   role: RoleSchema.default('member'),
 });
 /** Change a user: enable or disable, promote or demote. Disabling ends every session, token and lease. */

@@ -24,6 +24,19 @@ export const opaqueToken = (max = 256) =>
 export const password = (min = 1, max = 1024) =>
   z.string().min(min).max(max).regex(/^[^\u0000]*$/, 'must not contain NUL');
 
+/**
+ * A password being set (first admin, new user): as `password`, and well-formed UTF-16 besides. A
+ * lone surrogate (`"\ud800"` in JSON) is hashed as its UTF-8 encoding, U+FFFD, so what was stored
+ * would be another password than the one typed, which also any other lone surrogate there opens.
+ * A login takes what `password` takes, so one set before this check still logs in.
+ */
+export const newPassword = (min: number, max = 1024) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/, 'must not contain NUL or a lone UTF-16 surrogate');
+
 /** A count or size that is stored in an `integer` column. */
 export const int32 = (min = 0) => z.number().int().min(min).max(INT32_MAX);
 

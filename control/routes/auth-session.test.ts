@@ -34,6 +34,8 @@ describe('POST /v1/setup', () => {
     assert.equal(hashed, 0, 'no hash for a wrong code');
     assertProblem(await setup({ setup_code: code, name: 'root', password: 'short' }), 400, 'VALIDATION_FAILED');
     assertProblem(await setup({ setup_code: code, name: 'Root!', password: PASSWORD }), 400, 'VALIDATION_FAILED');
+    // A lone UTF-16 surrogate would be hashed as U+FFFD: another password than the one typed.
+    assertProblem(await setup({ setup_code: code, name: 'root', password: `${PASSWORD} \ud800` }), 400, 'VALIDATION_FAILED');
     const created = await setup({ setup_code: code, name: 'root', password: PASSWORD });
     assertOk(created, 201);
     assert.equal(created.body.name, 'root');

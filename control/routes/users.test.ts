@@ -59,6 +59,18 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: uniq('u'), password: 'short' } }), 400, 'VALIDATION_FAILED');
         assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: uniq('u'), role: 'root' } }), 400, 'VALIDATION_FAILED');
       });
+
+      it('refuses a password with a lone UTF-16 surrogate (it would be hashed as U+FFFD, another password than typed)', async () => {
+        const n = uniq('lone');
+        for (const lone of [`${PASSWORD} \ud800`, `\udc00${PASSWORD}`, `${PASSWORD} \ude00\ud83d`]) {
+          assertProblem(await t.call('POST', '/v1/users', { token: await adm(), body: { name: n, password: lone } }), 400, 'VALIDATION_FAILED');
+        }
+        assert.ok(!(await t.call('GET', '/v1/users', { token: await adm() })).body.users.some((u: { name: string }) => u.name === n), 'not created');
+        // A surrogate pair is one character (U+1F600): taken, and the same password logs in.
+        const paired = `${PASSWORD} \ud83d\ude00`;
+        assertOk(await t.call('POST', '/v1/users', { token: await adm(), body: { name: n, password: paired } }), 201);
+        assertOk(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: n, password: paired } }));
+      });
     });
 
     describe('DELETE /v1/users/{name}', () => {
