@@ -44,17 +44,30 @@ function dbSuite(name: string, makeApp: MakeApp) {
       (await t.deps.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'auth.session_idle'), eq(auditEvents.subject, family)))).length;
     const live = async (family: string) =>
       (await t.deps.db.select().from(refreshTokens).where(and(eq(refreshTokens.familyId, family), isNull(refreshTokens.revokedAt)))).length;
-    /** Past the idle deadline of a token issued now: the timeout, and the life of the access token issued with it. */
-    const idleMs = () => (t.deps.settings.consoleIdleTimeout + t.deps.settings.accessTokenTtl) * 1000;
+    /** The idle deadline of a token: the timeout, and the life of the access token issued with it. */
+    const idleSeconds = () => t.deps.settings.consoleIdleTimeout + t.deps.settings.accessTokenTtl;
+    /**
+     * Dates the live refresh tokens of `sessions` `seconds` before the database's clock, which
+     * judges idleness (a replica's own clock may be hours off): as if issued that long ago.
+     */
+    async function issuedAgo(seconds: number, ...sessions: { family: string }[]) {
+      for (const s of sessions) {
+        await t.deps.db.execute(
+          sql`update refresh_tokens set created_at = now() - ${seconds}::integer * interval '1 second'
+              where family_id = ${s.family} and revoked_at is null and rotated_at is null`,
+        );
+      }
+    }
 
     it("a relay's heartbeat ends a console session abandoned past the idle timeout, audited once; one in use and a CLI session live on", async () => {
       const abandoned = await login();
       const inUse = await login();
       const cli = await login(false);
-      t.clock.advance(idleMs() - 60_000);
+      await issuedAgo(idleSeconds() - 60, inUse);
       const used = await refresh(inUse.rt);
       assert.equal(used.status, 200);
-      t.clock.advance(120_000);
+      await issuedAgo(idleSeconds() + 60, abandoned, cli);
+      t.clock.advance(IDLE_SWEEP_EVERY_MS);
       await heartbeat(t, node);
       assert.equal(await idleAudits(abandoned.family), 1, 'the abandoned session\'s end is audited');
       assert.equal(await live(abandoned.family), 0, 'its refresh tokens are revoked');
@@ -73,7 +86,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
     it('two replicas sweeping and the token presented at once: the session is ended and audited once', async () => {
       const s = await login();
-      t.clock.advance(idleMs());
+      await issuedAgo(idleSeconds() + 60, s);
       // Postgres: the user's row held, so all three reach the claim before any of them commits.
       const hold = name === 'postgres' ? await holdRows(t, sql`select 1 from users where id = ${s.user.id} for no key update`) : undefined;
       const waiting = hold ? await lockWaiters(t) : 0;
@@ -98,7 +111,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
     // not yet committed, when the refresh that finds the session idle comes to end it.
     if (name === 'postgres') it('a refresh of an idle session another replica is ending does not audit its end again', async () => {
       const s = await login();
-      t.clock.advance(idleMs());
+      await issuedAgo(idleSeconds() + 60, s);
       const hold = await holdRows(t, sql`update refresh_tokens set revoked_at = ${t.clock.now().toISOString()}::timestamptz where id = ${s.id}`);
       const waiting = await lockWaiters(t);
       let settled = false;
@@ -113,7 +126,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
     // the sweep waits for the user's row, as a refresh holds it.
     if (name === 'postgres') it('a session used while the sweep waits for its user is not ended', async () => {
       const s = await login();
-      t.clock.advance(idleMs());
+      await issuedAgo(idleSeconds() + 60, s);
       const now = t.clock.now();
       const hold = await holdRows(
         t,
@@ -128,6 +141,21 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(await sweep, 0);
       assert.equal(await idleAudits(s.family), 0);
       assert.equal(await live(s.family), 1, 'the session is not ended');
+    });
+
+    it("a replica whose clock runs 13 hours ahead of the database's ends no console session in use, by its sweep or at a refresh", async () => {
+      const swept = await login();
+      const refreshed = await login();
+      const ahead = 13 * 3600_000;
+      t.clock.advance(ahead);
+      try {
+        assert.equal(await endIdleConsoleSessions(t.deps, t.clock.now()), 0, 'the sweep ended sessions in use');
+        assert.equal(await live(swept.family), 1);
+        assert.equal((await refresh(refreshed.rt)).status, 200, 'the refresh ended a session in use');
+        assert.equal(await idleAudits(swept.family) + (await idleAudits(refreshed.family)), 0);
+      } finally {
+        t.clock.advance(-ahead);
+      }
     });
   });
 }

@@ -1,8 +1,8 @@
-import { and, asc, gt, isNull, lte, sql } from 'drizzle-orm';
+import { and, asc, isNull, sql } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
 import { refreshTokens } from '../db/schema/index.js';
 import { turnsEvery } from '../services/replica-turns.js';
-import { CONSOLE_FAMILY, endIdleSession, idleCutoff } from './sessions.js';
+import { CONSOLE_FAMILY, endIdleSession, idleAfterSeconds, issuedAtLeastAgo } from './sessions.js';
 
 /**
  * Ends abandoned console sessions. A console session idle past `consoleIdleTimeout` was ended
@@ -12,7 +12,8 @@ import { CONSOLE_FAMILY, endIdleSession, idleCutoff } from './sessions.js';
  * as it is (services/history-prune.ts: from a relay's heartbeat, at most once per
  * IDLE_SWEEP_EVERY_MS per replica and database, on the caller's clock), console sessions whose
  * live refresh token is past the idle deadline (and not expired: that end is their absolute
- * life, not idleness) are ended, oldest first, at most IDLE_SWEEP_BATCH per turn; a backlog
+ * life, not idleness), both by the database's clock (a replica's own may be hours off), are
+ * ended, oldest first, at most IDLE_SWEEP_BATCH per turn; a backlog
  * drains over the next turns. Each is ended in a transaction of its own by endIdleSession, which
  * claims the token under its user's row lock, so several replicas sweeping at once, or a sweep
  * and the session's own refresh, audit `auth.session_idle` once per session, and a session used
@@ -28,7 +29,7 @@ type SweepDeps = Pick<Deps, 'db' | 'clock' | 'logger' | 'settings'> & Partial<Pi
 
 /** Sweeps when it is this replica's turn (and there is an idle timeout); returns the sessions ended (undefined: no sweep). */
 export async function sweepIdleConsoleSessions(deps: SweepDeps, now: Date): Promise<number | undefined> {
-  if (idleCutoff(deps.settings, now) === null || !sweepTurn(deps.db, now)) return undefined;
+  if (idleAfterSeconds(deps.settings) === null || !sweepTurn(deps.db, now)) return undefined;
   try {
     return await endIdleConsoleSessions(deps, now);
   } catch (err) {
@@ -39,8 +40,8 @@ export async function sweepIdleConsoleSessions(deps: SweepDeps, now: Date): Prom
 
 /** One sweep, whoever's turn it is: ends up to IDLE_SWEEP_BATCH idle console sessions; returns how many this call ended. */
 export async function endIdleConsoleSessions(deps: SweepDeps, now: Date): Promise<number> {
-  const cutoff = idleCutoff(deps.settings, now);
-  if (cutoff === null) return 0;
+  const idleAfter = idleAfterSeconds(deps.settings);
+  if (idleAfter === null) return 0;
   const due = await deps.db
     .select({ id: refreshTokens.id, familyId: refreshTokens.familyId, userId: refreshTokens.userId })
     .from(refreshTokens)
@@ -49,8 +50,8 @@ export async function endIdleConsoleSessions(deps: SweepDeps, now: Date): Promis
         sql`starts_with(${refreshTokens.familyId}, ${`${CONSOLE_FAMILY}_`})`,
         isNull(refreshTokens.revokedAt),
         isNull(refreshTokens.rotatedAt),
-        lte(refreshTokens.createdAt, cutoff),
-        gt(refreshTokens.expiresAt, now),
+        issuedAtLeastAgo(idleAfter),
+        sql`${refreshTokens.expiresAt} > now()`,
       ),
     )
     .orderBy(asc(refreshTokens.createdAt), asc(refreshTokens.id))

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, getTableColumns, isNull, sql } from 'drizzle-orm';
 import type { AppSettings, Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
 import { refreshTokens, users } from '../db/schema/index.js';
@@ -77,11 +77,16 @@ function successorOf(deps: Pick<Deps, 'keys'>, presented: string): string {
  */
 export async function rotateRefreshToken(deps: Deps, presented: string): Promise<SessionTokens> {
   const now = deps.clock.now();
-  const [row] = await deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, hashSecret(presented))).limit(1);
+  const idleAfter = idleAfterSeconds(deps.settings);
+  const [row] = await deps.db
+    .select({ ...getTableColumns(refreshTokens), idle: idleAfter === null ? sql<boolean>`false` : issuedAtLeastAgo(idleAfter) })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, hashSecret(presented)))
+    .limit(1);
   if (!row) throw invalidGrant();
   if (row.revokedAt || row.rotatedAt) return retryOrReuse(deps, row, presented, now);
   if (row.expiresAt <= now) throw invalidGrant();
-  if (idleTooLong(deps, row, now)) return endIdle(deps, row, now);
+  if (isConsole(row.familyId) && row.idle) return endIdle(deps, row, now);
   const successor = successorOf(deps, presented);
   // Claim and successor in one transaction: a concurrent rotation of the same token waits for
   // it, then finds the token rotated and its successor there.
@@ -136,23 +141,26 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
 }
 
 /**
- * A console session that made no request for `consoleIdleTimeout`: its token `row` was issued (at
- * its login or its last refresh, which a console in use makes whenever its access token has
- * expired) with an access token that served its requests for up to `accessTokenTtl` more, so its
- * last request may be that much later. Counted from the issue alone, a console in use was ended
- * at its first refresh whenever the timeout was no longer than the access token's life (10m, the
- * lowest allowed) and, for any timeout, after as little as the timeout less that life idle.
+ * A console session made no request for `consoleIdleTimeout` when its live refresh token was
+ * issued at least this many seconds ago; null: no idle timeout. The token was issued (at its
+ * login or its last refresh, which a console in use makes whenever its access token has expired)
+ * with an access token that served its requests for up to `accessTokenTtl` more, so its last
+ * request may be that much later. Counted from the issue alone, a console in use was ended at its
+ * first refresh whenever the timeout was no longer than the access token's life (10m, the lowest
+ * allowed) and, for any timeout, after as little as the timeout less that life idle.
  */
-function idleTooLong(deps: Deps, row: RefreshRow, now: Date): boolean {
-  const cutoff = idleCutoff(deps.settings, now);
-  return cutoff !== null && isConsole(row.familyId) && row.createdAt <= cutoff;
+export function idleAfterSeconds(settings: Pick<AppSettings, 'consoleIdleTimeout' | 'accessTokenTtl'>): number | null {
+  const idle = settings.consoleIdleTimeout;
+  return idle > 0 ? idle + settings.accessTokenTtl : null;
 }
 
-/** A console session whose live refresh token was issued at or before this is idle at `now` (idleTooLong); null: no idle timeout. */
-export function idleCutoff(settings: Pick<AppSettings, 'consoleIdleTimeout' | 'accessTokenTtl'>, now: Date): Date | null {
-  const idle = settings.consoleIdleTimeout;
-  return idle > 0 ? new Date(now.getTime() - (idle + settings.accessTokenTtl) * 1000) : null;
-}
+/**
+ * Whether a refresh token row was issued at least `seconds` ago by the database's clock: the one
+ * clock every replica shares. By the replica's own, one whose clock ran 12 hours ahead found every
+ * console session idle, at its refreshes and in its sweeps, and ended them all.
+ */
+export const issuedAtLeastAgo = (seconds: number) =>
+  sql<boolean>`${refreshTokens.createdAt} <= now() - ${seconds}::integer * interval '1 second'`;
 
 const isConsole = (familyId: string): boolean => familyId.startsWith(`${CONSOLE_FAMILY}_`);
 

@@ -7,9 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { uniq } from '../testing/fixtures.js';
 import { auditEvents } from '../db/schema/index.js';
+import { hashSecret } from '../lib/ids.js';
 
 const BASE = 'http://console.test';
 const PASSWORD = 'a long enough password';
@@ -93,8 +95,15 @@ describe('console: the session refreshes its access token', () => {
     // A CLI's password session, just as idle: not the console's, so it lives on.
     const cli = await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: name, password: PASSWORD } });
     assert.equal(cli.status, 200);
-    // Idle since its last possible request: the end of the access token issued with its refresh token.
-    t.clock.advance((idle + t.deps.settings.accessTokenTtl) * 1000 + 1000);
+    // Idle since its last possible request (the end of the access token issued with its refresh
+    // token) by the database's clock, which judges it; the access token has expired, so the page refreshes.
+    for (const token of [rt, cli.body.refresh_token as string]) {
+      await t.deps.db.execute(
+        sql`update refresh_tokens set created_at = now() - ${idle + t.deps.settings.accessTokenTtl + 1}::integer * interval '1 second'
+            where token_hash = ${hashSecret(token)}`,
+      );
+    }
+    t.clock.advance((t.deps.settings.accessTokenTtl + 60) * 1000);
     const { res } = await get(jar, '/console/connections');
     assert.equal(res.status, 303);
     assert.match(res.headers.get('location') ?? '', /^\/console\/login/);
@@ -182,7 +191,9 @@ describe('console: the idle timeout counts from the last request, not from the l
       // Signed out at minute 10 on the old code: the refresh the expired access token needed came 10 minutes after the last.
       assert.equal(res.status, 200, `minute ${minute}: ${res.status} ${res.headers.get('location') ?? ''}`);
     }
-    // The last request used an access token that may have been fresh: 10 more minutes of it, then 10 idle.
+    // The last request used an access token that may have been fresh: 10 more minutes of it, then 10
+    // idle, by the database's clock, which judges it (its refresh token dated so); the access token has expired.
+    await t.deps.db.execute(sql`update refresh_tokens set created_at = now() - interval '1201 seconds' where token_hash = ${hashSecret(jar.get('tunnel_rt')!)}`);
     t.clock.advance(1200_000 + 1000);
     const res = await get(jar, '/console/exposures');
     assert.equal(res.status, 303);
