@@ -1,4 +1,5 @@
 import { and, asc, isNull, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { refreshTokens } from '../db/schema/index.js';
 import { turnsEvery } from '../services/replica-turns.js';
@@ -42,12 +43,28 @@ export async function sweepIdleConsoleSessions(deps: SweepDeps, now: Date): Prom
 export async function endIdleConsoleSessions(deps: SweepDeps, now: Date): Promise<number> {
   const idleAfter = idleAfterSeconds(deps.settings);
   if (idleAfter === null) return 0;
-  const due = await deps.db
+  const due = await idleConsoleTokens(deps.db, idleAfter);
+  let ended = 0;
+  for (const row of due) if (await endIdleSession(deps, row, now)) ended++;
+  return ended;
+}
+
+/**
+ * The live (unrotated, unrevoked, unexpired) console refresh tokens issued at least `idleAfter`
+ * seconds ago by the database's clock, oldest first, at most IDLE_SWEEP_BATCH: read through
+ * refresh_tokens_console_live_idx, where Postgres read the whole table (a database in a non-C
+ * collation, as most are, cannot use refresh_tokens_family_idx for a prefix) or every console
+ * row, rotated ones kept until they expire among them.
+ */
+export function idleConsoleTokens(db: Db, idleAfter: number) {
+  return db
     .select({ id: refreshTokens.id, familyId: refreshTokens.familyId, userId: refreshTokens.userId })
     .from(refreshTokens)
     .where(
       and(
-        sql`starts_with(${refreshTokens.familyId}, ${`${CONSOLE_FAMILY}_`})`,
+        // A literal, not a parameter: the partial index refresh_tokens_console_live_idx (migration
+        // 0009) has this predicate, and a generic plan can use it only for a constant.
+        sql`starts_with(${refreshTokens.familyId}, ${sql.raw(`'${CONSOLE_FAMILY}_'`)})`,
         isNull(refreshTokens.revokedAt),
         isNull(refreshTokens.rotatedAt),
         issuedAtLeastAgo(idleAfter),
@@ -56,7 +73,4 @@ export async function endIdleConsoleSessions(deps: SweepDeps, now: Date): Promis
     )
     .orderBy(asc(refreshTokens.createdAt), asc(refreshTokens.id))
     .limit(IDLE_SWEEP_BATCH);
-  let ended = 0;
-  for (const row of due) if (await endIdleSession(deps, row, now)) ended++;
-  return ended;
 }

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -26,7 +27,17 @@ export const refreshTokens = pgTable(
     rotatedAt: ts('rotated_at'),
     revokedAt: ts('revoked_at'),
   },
-  (t) => [index('refresh_tokens_family_idx').on(t.familyId), index('refresh_tokens_expires_idx').on(t.expiresAt)],
+  (t) => [
+    index('refresh_tokens_family_idx').on(t.familyId),
+    index('refresh_tokens_expires_idx').on(t.expiresAt),
+    // The live console tokens, oldest first: what the sweep of abandoned console sessions reads
+    // (auth/idle-sessions.ts idleConsoleTokens, whose WHERE repeats this predicate word for word;
+    // 'cfam' is auth/sessions.ts CONSOLE_FAMILY). Without it the sweep read every row of the table,
+    // each rotation's among them, or every console one.
+    index('refresh_tokens_console_live_idx')
+      .on(t.createdAt, t.id)
+      .where(sql`starts_with(family_id, 'cfam_') and rotated_at is null and revoked_at is null`),
+  ],
 );
 
 export const serviceTokens = pgTable('service_tokens', {

@@ -1,0 +1,1 @@
+CREATE INDEX "refresh_tokens_console_live_idx" ON "refresh_tokens" USING btree ("created_at","id") WHERE starts_with(family_id, 'cfam_') and rotated_at is null and revoked_at is null;
