@@ -157,6 +157,23 @@ function dbSuite(name: string, makeApp: MakeApp) {
         t.clock.advance(-ahead);
       }
     });
+
+    it("a session that signs in or refreshes through a replica 13 hours behind is not idle at once: its token's issue is the database's time", async () => {
+      const behind = 13 * 3600_000;
+      t.clock.advance(-behind);
+      let signedIn: Awaited<ReturnType<typeof login>>, refreshed: { status: number; body: { refresh_token: string } };
+      try {
+        signedIn = await login();
+        const other = await login();
+        refreshed = await refresh(other.rt);
+        assert.equal(refreshed.status, 200);
+      } finally {
+        t.clock.advance(behind);
+      }
+      assert.equal(await endIdleConsoleSessions(t.deps, t.clock.now()), 0, 'a sweep ended sessions just started');
+      assert.equal(await live(signedIn.family), 1);
+      assert.equal((await refresh(refreshed.body.refresh_token)).status, 200, 'a refresh found a session just used idle');
+    });
   });
 }
 

@@ -224,7 +224,9 @@ async function insertRefresh(
     familyId,
     userId,
     tokenHash: hashSecret(token),
-    createdAt: now,
+    // The database's time, as idleness is judged by (issuedAtLeastAgo): by the replica's, one
+    // running 12 hours behind issued tokens that were idle from the start.
+    createdAt: sql`now()`,
     expiresAt: expiresAt ?? new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
   });
 }
