@@ -216,11 +216,54 @@ describe('EventReporter', () => {
     const first = r.flush(); // the batch of all five is out
     while (!answer) await new Promise((resolve) => setImmediate(resolve));
     for (let i = 5; i < 15; i++) r.push(ev(i), 'usr_x'); // X's five oldest dropped, four of them in the batch
-    assert.equal(r.droppedBy('queue_full'), 5);
     answer();
     await first; // the batch's one event left (Y's) removed from the queue, none of the nine behind it, which go next
     assert.equal(r.queued, 0);
     assert.deepEqual(c.accepted.map((e) => e.session_id), [0, 1, 2, 3, 4, ...Array.from({ length: 9 }, (_, i) => i + 6)].map((i) => `ses_${i}`));
+    // The four taken out of the batch were delivered with it: sent, not dropped.
+    assert.equal(r.droppedBy('queue_full'), 1);
+    assert.equal(r.sent, 14);
+  });
+
+  it('events dropped from the batch under way count as dropped once, as sent when it is delivered and as queue_full when it is not: never both', async () => {
+    const answers: (() => void)[] = [];
+    let fail = true;
+    const c = fakeClient(() => (fail ? rejected(503) : undefined));
+    const client = {
+      sendEvents: async (events: ConnectionEvent[]) => {
+        await new Promise<void>((resolve) => answers.push(resolve));
+        return c.sendEvents(events);
+      },
+    };
+    const r = new EventReporter({ client, logger: createMemoryLogger(), maxQueue: 10, intervalMs: 1000 });
+    for (let i = 0; i < 10; i++) r.push(ev(i), 'usr_x');
+    let pushed = 10;
+    const account = () => r.sent + r.dropped + r.queued;
+    // A batch that fails (503): the three dropped from it meanwhile are lost, counted queue_full once.
+    let flushing = r.flush();
+    while (answers.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    for (; pushed < 13; pushed++) r.push(ev(pushed), 'usr_x');
+    answers.shift()!();
+    await flushing;
+    assert.equal(r.droppedBy('queue_full'), 3);
+    assert.equal(r.queued, 10);
+    assert.equal(account(), pushed);
+    // A batch delivered: the three dropped from it meanwhile went with it, counted sent only.
+    fail = false;
+    flushing = r.flush();
+    while (answers.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    for (; pushed < 16; pushed++) r.push(ev(pushed), 'usr_x');
+    answers.shift()!();
+    while (r.queued > 0) {
+      while (answers.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      answers.shift()!();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await flushing;
+    assert.equal(r.droppedBy('queue_full'), 3);
+    assert.equal(r.sent, 13);
+    assert.equal(c.accepted.length, 13);
+    assert.equal(account(), pushed);
   });
 
   it('a heartbeat (exclusive) never goes beside an event batch: it waits for the batch under way, and a flush asked for meanwhile waits for it', async () => {

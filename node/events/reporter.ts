@@ -40,7 +40,9 @@ export const MAX_HALVINGS = 24;
  * of the member holding the most events in it (`queue_full`). A member reconnecting in a loop
  * (about four events a connection) pushes out its own events, not every other member's: with
  * the oldest dropped whatever its member, it emptied the queue of everyone else's before they
- * were sent while control was slow or unreachable.
+ * were sent while control was slow or unreachable. An event so dropped from the batch being
+ * sent goes with it all the same: counted as dropped only if that batch is not delivered (it
+ * was counted both dropped and sent).
  *
  * A batch holds at most EVENT_BATCH_MAX_EVENTS events and EVENT_BATCH_MAX_BYTES of JSON, so it
  * fits the control plane's body limit. What happens to a batch control does not accept depends
@@ -89,6 +91,13 @@ export class EventReporter {
   #split: number[] = [];
   /** Halvings since #split was last empty (bounded by MAX_HALVINGS). */
   #halvings = 0;
+  /** The batch being sent, while it is (#drain). */
+  #sending: ReadonlySet<Queued> | undefined;
+  /**
+   * Events push() took out of the batch being sent (queue_full): counted once its answer is in, as
+   * sent (or refused) with it when it was delivered, as queue_full when it was not.
+   */
+  #cutFromBatch: { n: number; member: string; held: number } | undefined;
   sent = 0;
 
   constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number; now?: () => number }) {
@@ -143,8 +152,22 @@ export class EventReporter {
       }
     }
     const i = this.#queue.findIndex((q) => q.member === largest);
-    this.#release(this.#queue.splice(i, 1));
-    this.#drop('queue_full', 1, { member: largest, held: most });
+    const gone = this.#queue.splice(i, 1);
+    this.#release(gone);
+    // Out of the batch under way, it may be delivered all the same: counted when that is known.
+    if (this.#sending?.has(gone[0]!)) (this.#cutFromBatch ??= { n: 0, member: largest, held: most }).n++;
+    else this.#drop('queue_full', 1, { member: largest, held: most });
+  }
+
+  /**
+   * The batch under way has its answer: what push() took out of it meanwhile is counted now, as
+   * dropped (queue_full) unless the batch was `delivered` (then it went with it, counted with it).
+   */
+  #batchAnswered(delivered: boolean): void {
+    const cut = this.#cutFromBatch;
+    this.#sending = undefined;
+    this.#cutFromBatch = undefined;
+    if (cut && !delivered) this.#drop('queue_full', cut.n, { member: cut.member, held: cut.held });
   }
 
   /** `gone` left the queue (sent, dropped): their members hold that many fewer. */
@@ -229,6 +252,7 @@ export class EventReporter {
       const n = this.#batchLength();
       const batch = this.#queue.slice(0, n);
       let result: EventBatchResult;
+      this.#sending = new Set(batch);
       try {
         result = await this.#client.sendEvents(batch.map((q) => q.event));
       } catch (err) {
@@ -246,6 +270,7 @@ export class EventReporter {
             });
           } else if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.length });
           this.#failing = true;
+          this.#batchAnswered(false);
           return;
         }
         if (status === 413 && n > 1) {
@@ -253,6 +278,7 @@ export class EventReporter {
           const bytes = batch.reduce((sum, q) => sum + q.bytes + 1, ENVELOPE_BYTES);
           this.#budget = Math.max(MIN_BATCH_BYTES, Math.min(this.#budget, Math.floor(bytes / 2)));
           if (this.#batchLength() < n) {
+            this.#batchAnswered(false); // sent again in smaller batches, without what was taken out
             this.#logOnce('413', 'control refused an event batch as too large; sending smaller batches', { status, events: n, bytes, batchBytes: this.#budget });
             continue;
           }
@@ -265,14 +291,17 @@ export class EventReporter {
           this.#consumeSplit(n);
           const half = Math.ceil(n / 2);
           this.#split.unshift(half, n - half);
+          this.#batchAnswered(false); // sent again in halves, without what was taken out
           this.#logOnce('400', 'control refused an event batch; sending it in halves to keep the events it accepts', { status, events: n });
           continue;
         }
+        this.#batchAnswered(true); // refused for good: each of its events counted so
         this.#removeFront(batch);
         this.#consumeSplit(n);
         this.#drop('refused', n, { status, err });
         continue;
       }
+      this.#batchAnswered(true);
       this.#removeFront(batch);
       this.#consumeSplit(n);
       // Rejections name events of this batch by index; anything else in the answer is ignored.
