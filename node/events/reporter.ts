@@ -2,6 +2,7 @@ import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/no
 import type { ConnectionEvent } from '../../protocol/node-api.js';
 import { ControlError, type ControlClient, type EventBatchResult } from '../control-client.js';
 import type { Logger } from '../../shared/logger.js';
+import { MemberShares } from './member-shares.js';
 
 /**
  * Why events were given up: the queue overflowed; control refused a batch for good (a 4xx; after
@@ -63,8 +64,8 @@ export const MAX_HALVINGS = 24;
  */
 export class EventReporter {
   #queue: Queued[] = [];
-  /** Events queued per member (EventReporter.push); no entry for a member with none. */
-  #held = new Map<string, number>();
+  /** Each member's queued events (EventReporter.push), and who holds the most. */
+  readonly #shares = new MemberShares<Queued>();
   #max: number;
   #client: Pick<ControlClient, 'sendEvents'>;
   #logger: Logger;
@@ -133,30 +134,23 @@ export class EventReporter {
    * member's place.
    */
   push(event: ConnectionEvent, member = ''): void {
-    this.#queue.push({ event, bytes: Buffer.byteLength(JSON.stringify(event)), member });
-    this.#held.set(member, (this.#held.get(member) ?? 0) + 1);
+    const q: Queued = { event, bytes: Buffer.byteLength(JSON.stringify(event)), member };
+    this.#queue.push(q);
+    this.#shares.add(member, q);
     if (this.#queue.length > this.#max) {
       this.#dropFromLargest();
       this.#split = []; // the halves no longer line up with the queue's front: found again if need be
     }
   }
 
-  /** Drops the oldest event of the member holding the most (the first of them on a tie). */
+  /** Drops the oldest event of the member holding the most (the first to hold that many on a tie). */
   #dropFromLargest(): void {
-    let largest = '';
-    let most = 0;
-    for (const [member, n] of this.#held) {
-      if (n > most) {
-        largest = member;
-        most = n;
-      }
-    }
-    const i = this.#queue.findIndex((q) => q.member === largest);
-    const gone = this.#queue.splice(i, 1);
-    this.#release(gone);
+    const { member, oldest, held } = this.#shares.largest()!;
+    this.#queue.splice(this.#queue.indexOf(oldest), 1);
+    this.#release([oldest]);
     // Out of the batch under way, it may be delivered all the same: counted when that is known.
-    if (this.#sending?.has(gone[0]!)) (this.#cutFromBatch ??= { n: 0, member: largest, held: most }).n++;
-    else this.#drop('queue_full', 1, { member: largest, held: most });
+    if (this.#sending?.has(oldest)) (this.#cutFromBatch ??= { n: 0, member, held }).n++;
+    else this.#drop('queue_full', 1, { member, held });
   }
 
   /**
@@ -172,11 +166,7 @@ export class EventReporter {
 
   /** `gone` left the queue (sent, dropped): their members hold that many fewer. */
   #release(gone: readonly Queued[]): void {
-    for (const q of gone) {
-      const n = (this.#held.get(q.member) ?? 1) - 1;
-      if (n > 0) this.#held.set(q.member, n);
-      else this.#held.delete(q.member);
-    }
+    for (const q of gone) this.#shares.removeOldest(q.member, q);
   }
 
   start(): void {
