@@ -274,8 +274,8 @@ export class DirectChannels {
         other,
         o.wrap('bridge-close', (stats: BridgeStats) => {
           try {
+            this.#inject('bridge-close');
             opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
-            this.#bridges.delete(bridged);
             untrack();
             const idled = this.#idle.unwatch(bridged);
             o.account(stats.aToB, stats.bToA);
@@ -283,10 +283,12 @@ export class DirectChannels {
             o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
             o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
             opts.closed?.(stats);
-            this.#inject('bridge-close');
           } finally {
             // After its bytes are counted on both connections (X's counts them in `closed`), even
             // on a throw: a closed connection reports its totals once its last bridge has closed.
+            // Out of the set whatever threw above: one left in it kept the connection's conn_close
+            // waiting for a close that had already happened.
+            this.#bridges.delete(bridged);
             unheld();
             if (this.#bridges.size === 0) this.#lastClosed();
           }
