@@ -76,6 +76,8 @@ export class RelayConnection {
   #ping: (() => void) | undefined;
   /** Gives back the member's connection it took at authentication (--max-connections-per-member). */
   #releaseMember: (() => void) | undefined;
+  /** Gives back what LeaseRegistry.holdLeft keeps for this closed connection's left bridges (#reportClose). */
+  #releaseLeft: (() => void) | undefined;
   /** Which of its refusals are logged (made at the first one; node/forwarding/refusal-log.ts). */
   #refusals: RefusalLog | undefined;
   /** Its port-forwarding requests against --max-forwards-per-minute (made at the first one). */
@@ -336,6 +338,14 @@ export class RelayConnection {
     for (const step of steps) this.#guard.run('close', step);
   }
 
+  /** The bridges left at the connection's close end now (LeaseRegistry.holdLeft: one of its leases was revoked); each step guarded. */
+  #cutLeft(): void {
+    this.#each(
+      () => this.#direct?.abortAll(),
+      () => this.#exposures.cutLeft(),
+    );
+  }
+
   /** Its bridges (Y's side) end now (at its socket's close, `keepClosed`: see DirectChannels.abortAll); the test fault `close-bridges` throws first. */
   #abortBridges(keepClosed = false): void {
     this.#inject('close-bridges');
@@ -480,6 +490,9 @@ export class RelayConnection {
       () => this.#abortBridges(true),
       () => this.#exposures.unbindAll(),
       () => this.#exposures.endBridges(true),
+      // Bridges left to deliver what a peer sent before its CLOSE still end at once if one of this
+      // connection's leases is revoked: the registry keeps what cuts them until the last closed.
+      () => (this.#releaseLeft = this.#ctx.registry.holdLeft(this.sessionId, () => this.#cutLeft())),
       () => this.#ctx.registry.detach(this.sessionId),
       () => {
         const release = this.#releaseMember;
@@ -502,6 +515,8 @@ export class RelayConnection {
     let left = 0;
     const counted = () => {
       if (--waiting > 0) return;
+      this.#releaseLeft?.();
+      this.#releaseLeft = undefined;
       if (left > 0) this.#log.info('connection bytes counted', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut });
       if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
     };

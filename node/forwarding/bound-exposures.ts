@@ -101,6 +101,11 @@ export class BoundExposures {
     return left;
   }
 
+  /** The bridges left at the connection's close end now (one of its leases was revoked: LeaseRegistry.holdLeft). */
+  cutLeft(): void {
+    for (const b of this.#left ?? []) this.#o.wrap('close', () => b.abort())();
+  }
+
   /**
    * The connection ends (the relay ends it, or its socket closed): the bridges into its channels
    * end now, each on its own (one that throws is a fault, and the rest still end). Left to ssh2,

@@ -176,4 +176,28 @@ describe('LeaseRegistry', () => {
     assert.equal(reg.revoke('l3'), 1);
     reg.close();
   });
+
+  it("a closed connection's left bridges are cut by a revocation of any lease it presented, until released; they hold no connection place", () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 1 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(100) });
+    reg.renew('s1', { leaseId: 'l2', deadline: at(200) });
+    let cuts = 0;
+    const release = reg.holdLeft('s1', () => cuts++);
+    reg.detach('s1');
+    assert.deepEqual(reg.attach(holder('s2', closed), { leaseId: 'l1', deadline: at(100) }), { ok: true }, 'the closed connection counts against no limit');
+    assert.equal(reg.revoke('l2'), 0);
+    assert.equal(cuts, 1);
+    assert.equal(reg.revoke('l1'), 1, 's2 closed');
+    assert.equal(cuts, 2, 'held under each lease it presented (cutting twice is harmless)');
+    release();
+    reg.attach(holder('s3', closed), { leaseId: 'l4', deadline: at(100) });
+    const again = reg.holdLeft('s3', () => cuts++);
+    again();
+    reg.revoke('l4');
+    assert.equal(cuts, 2, 'released: a later revocation does not run it');
+    assert.doesNotThrow(() => reg.holdLeft('unknown', () => cuts++)());
+    reg.close();
+  });
 });

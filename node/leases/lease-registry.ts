@@ -52,6 +52,13 @@ export class LeaseRegistry {
   #maxPerLease: number;
   #entries = new Map<string, Entry>();
   #byLease = new Map<string, Set<string>>();
+  /**
+   * For connections that have closed with bridges left to deliver what their peer sent before its
+   * CLOSE (node/forwarding/direct-channels.ts, bound-exposures.ts): by lease, what cuts them.
+   * revoke() runs them, so a revocation ends those too, at once, instead of when they finish or at
+   * --send-stall-timeout. Not connections: they count against no lease's limit.
+   */
+  #left = new Map<string, Set<() => void>>();
   #timer: NodeJS.Timeout | undefined;
   /** When the timer fires (clock ms), while it is set. */
   #timerAt = Infinity;
@@ -109,6 +116,29 @@ export class LeaseRegistry {
     }
   }
 
+  /**
+   * Before `detach` of a connection that closed with bridges left: `cut` ends them, and runs if one
+   * of the leases it presented is revoked before the returned release is called (when the last
+   * of them has closed). Nothing when the connection is not attached.
+   */
+  holdLeft(sessionId: string, cut: () => void): () => void {
+    const e = this.#entries.get(sessionId);
+    if (!e) return () => {};
+    const ids = [...e.leaseIds.keys()];
+    for (const id of ids) {
+      let set = this.#left.get(id);
+      if (!set) this.#left.set(id, (set = new Set()));
+      set.add(cut);
+    }
+    return () => {
+      for (const id of ids) {
+        const set = this.#left.get(id);
+        set?.delete(cut);
+        if (set?.size === 0) this.#left.delete(id);
+      }
+    };
+  }
+
   detach(sessionId: string): void {
     const e = this.#entries.get(sessionId);
     if (!e) return;
@@ -131,6 +161,9 @@ export class LeaseRegistry {
   revoke(leaseId: string): number {
     let closed = 0;
     for (const id of [...(this.#byLease.get(leaseId) ?? [])]) if (this.#end(id, 'lease_revoked')) closed++;
+    const left = this.#left.get(leaseId);
+    this.#left.delete(leaseId);
+    for (const cut of left ?? []) cut();
     return closed;
   }
 

@@ -220,6 +220,29 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
     assert.deepEqual([close.bytes_in, close.bytes_out], [DATA.length, 0]);
   });
+  it("Y sends data, EOF and CLOSE and hangs up, then its lease is revoked: X's channel closes at once, not at --send-stall-timeout", async () => {
+    const xs: ClientChannel[] = [];
+    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-r', port: 22 } });
+    await exposeStalled(x.client, 'stall-r', (ch) => xs.push(ch), true);
+    const y = await t.member('yleftrevoked', { grant: { kind: 'open', exposure: 'stall-r' } });
+    const ych = await openDirect(y.client, 'stall-r', 22);
+    ych.on('error', () => {});
+    ych.resume();
+    ych.end(DATA);
+    ych.close();
+    await roundTrip(y.client);
+    const from = t.relay.logger.lines.length;
+    y.client.end();
+    // The bridge is left to deliver Y's data to X, whose window is 0 (60 s to do it by default).
+    const closedLine = await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
+    assert.equal(closedLine.fields.bridgesLeft, 1);
+    const xClosed = closeOf(xs[0]!);
+    t.fc.revoke(y.leaseId, y.exp);
+    await t.relay.relay.pollRevocations();
+    await within(xClosed, 10_000, "X's channel closed");
+    const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
+    assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
+  });
   it("Y sends data, EOF and CLOSE, then its lease is revoked: X's channel closes, nothing more carried", async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-v', port: 22 } });
