@@ -272,27 +272,30 @@ export class DirectChannels {
       const bridged = (b = bridge(
         channelEnd(ych as unknown as SshChannelLike, o.budget, slotBack),
         other,
-        o.wrap('bridge-close', (stats: BridgeStats) => {
-          try {
-            this.#inject('bridge-close');
-            opts.member(); // the member's channel (all its connections): here, or below on a throw (idempotent)
-            untrack();
-            const idled = this.#idle.unwatch(bridged);
+        (stats: BridgeStats) => {
+          // Each step on its own (a throw is a fault of this connection, and the steps after it
+          // still run): a throw in one kept the member's channel (refusing its later opens at
+          // --max-channels-per-member), the bridge in the live bytes, or in the set of open
+          // bridges, whose close the connection's conn_close waits for, for good.
+          const step = (fn: () => void) => o.wrap('bridge-close', fn)();
+          step(() => this.#inject('bridge-close'));
+          step(() => opts.member()); // the member's channel (all its connections; idempotent)
+          step(() => untrack());
+          let idled = false;
+          step(() => (idled = this.#idle.unwatch(bridged)));
+          step(() => {
             o.account(stats.aToB, stats.bToA);
             o.ctx.metrics.bytes.inc({ direction: `to_${opts.to}` }, stats.aToB);
             o.ctx.metrics.bytes.inc({ direction: `from_${opts.to}` }, stats.bToA);
             o.ctx.metrics.channels.inc({ outcome: idled ? 'idle_timeout' : stats.end });
-            opts.closed?.(stats);
-          } finally {
-            // After its bytes are counted on both connections (X's counts them in `closed`), even
-            // on a throw: a closed connection reports its totals once its last bridge has closed.
-            // Out of the set whatever threw above: one left in it kept the connection's conn_close
-            // waiting for a close that had already happened.
-            this.#bridges.delete(bridged);
-            unheld();
-            if (this.#bridges.size === 0) this.#lastClosed();
-          }
-        }),
+          });
+          step(() => opts.closed?.(stats));
+          // After its bytes are counted on both connections (X's counts them in `closed`): a
+          // closed connection reports its totals once its last bridge has closed.
+          this.#bridges.delete(bridged);
+          step(() => unheld());
+          if (this.#bridges.size === 0) step(() => this.#lastClosed());
+        },
       ));
       this.#bridges.add(bridged);
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);

@@ -13,7 +13,7 @@ import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 describe('a fault while a bridge closes', { timeout: 60_000 }, () => {
-  const t = relayUnderTest(['--test-fault', 'bridge-close']);
+  const t = relayUnderTest(['--test-fault', 'bridge-close', '--max-channels-per-member', '1']);
 
   it('is counted and closes the connection, whose conn_close is still reported', async () => {
     const x = await t.member('x-bridge-close', { grant: { kind: 'expose', exposure: 'bc', port: 22 } });
@@ -29,5 +29,14 @@ describe('a fault while a bridge closes', { timeout: 60_000 }, () => {
     await within(y.closed, 10_000, 'the faulty connection closed');
     const closed = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close reported");
     assert.equal(closed.type, 'conn_close');
+  });
+
+  it("gives the member's channel back all the same (its next open is not refused)", async () => {
+    // The first case's bridge faulted at its close: with one channel per member, a channel kept
+    // by that close refuses every later open of the member.
+    const y = await t.member('fault-bridge-close', { grant: { kind: 'open', exposure: 'bc' } });
+    const ch = await openDirect(y.client, 'bc', 22);
+    ch.on('error', () => {}).resume();
+    ch.close();
   });
 });
