@@ -200,4 +200,19 @@ describe('LeaseRegistry', () => {
     assert.doesNotThrow(() => reg.holdLeft('unknown', () => cuts++)());
     reg.close();
   });
+
+  it("close() cuts every closed connection's left bridges, once each", () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 1 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(100) });
+    reg.renew('s1', { leaseId: 'l2', deadline: at(200) });
+    let cuts = 0;
+    reg.holdLeft('s1', () => cuts++);
+    reg.detach('s1');
+    reg.close();
+    assert.equal(cuts, 1);
+    reg.revoke('l1');
+    assert.equal(cuts, 1, 'dropped: nothing runs it again');
+  });
 });

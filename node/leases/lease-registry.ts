@@ -183,9 +183,17 @@ export class LeaseRegistry {
     return closed;
   }
 
+  /**
+   * The relay stops: the bridges closed connections left end now (holdLeft). Ending the open
+   * connections ends only those into them; one into an egress target that reads nothing went on
+   * past the stop, and its connection's conn_close came after the relay's last event flush.
+   */
   close(): void {
     this.#closed = true;
     this.#disarm();
+    const cuts = new Set([...this.#left.values()].flatMap((set) => [...set]));
+    this.#left.clear();
+    for (const cut of cuts) cut();
   }
 
   #index(sessionId: string, leaseId: string): void {

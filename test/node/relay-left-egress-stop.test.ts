@@ -1,0 +1,62 @@
+/**
+ * A relay stopped while a bridge to an egress target is left delivering what a departed Y sent
+ * before its CLOSE (the target reads nothing): no open connection holds that bridge, so ending
+ * the open connections did not end it, and Y's conn_close came after the relay's last event
+ * flush (lost). Y's conn_close now reaches control before stop() resolves.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import type { Client } from 'ssh2';
+import { dialTcp, type Dialer } from '../../node/egress/dial.js';
+import { openDirect } from './hostile-clients.js';
+import { relayUnderTest } from './relay-under-test.js';
+
+/** More than loopback's socket buffers take: the relay's writes to the target queue behind it, unread. */
+const PREFILL = Buffer.alloc(64 * 1024 * 1024, 0x50);
+const DATA = Buffer.alloc(4096, 0x58);
+
+/** The real dial, with the socket's queue towards the target filled first. */
+const egressDial: Dialer = async (o) => {
+  const sock = await dialTcp(o);
+  sock.write(PREFILL);
+  return sock;
+};
+
+const roundTrip = (c: Client) => new Promise<void>((resolve) => c.forwardIn('not-in-lease', 22, () => resolve()));
+
+describe('a relay stopped with a bridge to an egress target left by a Y that hung up', { timeout: 60_000 }, () => {
+  const t = relayUnderTest([], { egressDial });
+
+  it("ends it and reports Y's conn_close before it stops", async () => {
+    const taken: Socket[] = [];
+    const server = createServer((s) => {
+      taken.push(s);
+      s.on('error', () => {});
+      s.pause();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    try {
+      const y = await t.member('yegress-left', { grant: { kind: 'egress', targets: [{ host: '127.0.0.1', port }] } });
+      const ych = await openDirect(y.client, '127.0.0.1', port);
+      ych.on('error', () => {});
+      ych.resume();
+      ych.end(DATA);
+      ych.close();
+      await roundTrip(y.client);
+      const from = t.relay.logger.lines.length;
+      y.client.end();
+      await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId && l.fields.bridgesLeft === 1, 10_000, from);
+      await t.relay.stop();
+      // stop() resolves after its last event flush: the event is there now, or was lost.
+      assert.ok(
+        t.fc.events.some((e) => e.type === 'conn_close' && e.lease_id === y.leaseId),
+        "Y's conn_close, sent by the relay's last flush",
+      );
+    } finally {
+      for (const s of taken) s.destroy();
+      server.close();
+    }
+  });
+});
