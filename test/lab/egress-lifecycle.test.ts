@@ -52,8 +52,8 @@ describe('egress lock across relay restarts and crashes (lab)', { skip }, () => 
   before(async () => {
     stack = await startLabStack({ relayArgs: ['--egress-source-ports', `${BLOCK.first}-${BLOCK.first + 255}`, '--egress-ports-per-lease', '64'] });
     lab = stack.lab;
-    await defineTargetOk(stack, ['bob']);
     bob = await stack.user('bob', 'hosty');
+    await defineTargetOk(stack, ['bob']); // after bob exists: an allow list names existing users
     dir = mkdtempSync(join(tmpdir(), 'tunnel-lab-egress-life-'));
     const r = await bob.run(['cert', '--egress', 'target-ok', '--out', dir, '--json']);
     assert.equal(r.code, 0, r.stderr);

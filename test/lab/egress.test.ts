@@ -56,9 +56,9 @@ describe('egress lock in the lab (real binaries, OpenSSH, iptables in the relay 
     const svc = join(repoRoot(), 'infra/lab/service.mjs');
     await waitForOutput(lab.spawn('target-ok', process.execPath, [svc, 'banner', METADATA.addr, String(METADATA.port), 'metadata']), /^listening /m);
     await waitForOutput(lab.spawn('relay', process.execPath, [svc, 'banner', '127.0.0.1', String(LOOPBACK_PORT), 'relay-loopback']), /^listening /m);
-
-    await defineTargetOk(stack, ['bob']);
     bob = await stack.user('bob', 'hosty');
+
+    await defineTargetOk(stack, ['bob']); // after bob exists: an allow list names existing users
     dir = mkdtempSync(join(tmpdir(), 'tunnel-lab-egress-'));
   });
 

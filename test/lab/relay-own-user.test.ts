@@ -32,8 +32,8 @@ describe('the relay as its own user with only CAP_NET_ADMIN (lab)', { skip }, ()
   before(async () => {
     stack = await startLabStack({ relayUid: RELAY_UID });
     lab = stack.lab;
-    await defineTargetOk(stack, ['bob']);
     bob = await stack.user('bob', 'hosty');
+    await defineTargetOk(stack, ['bob']); // after bob exists: an allow list names existing users
     dir = mkdtempSync(join(tmpdir(), 'tunnel-lab-own-user-'));
   });
   after(async () => {
