@@ -125,12 +125,7 @@ export class BoundExposures {
     if (held.size === 0) return;
     this.#left = held;
     // Each one's close releases it from `held` (hold): those still there are cut.
-    this.#cut = setTimeout(
-      this.#o.wrap('close', () => {
-        for (const b of held) this.#o.wrap('close', () => b.abort())();
-      }),
-      this.#o.ctx.config.limits.sendStallMs,
-    );
+    this.#cut = setTimeout(this.#o.wrap('close', () => this.cutLeft()), this.#o.ctx.config.limits.sendStallMs);
     this.#cut.unref();
   }
 }

@@ -78,12 +78,7 @@ export class DirectChannels {
   /** The bound on the bridges left at the connection's close (abortAll), from now (once). */
   #cutLeft(): void {
     if (this.#bridges.size === 0 || this.#left) return;
-    this.#left = setTimeout(
-      this.#o.wrap('close', () => {
-        for (const b of this.#bridges) this.#o.wrap('close', () => b.abort())();
-      }),
-      this.#o.ctx.config.limits.sendStallMs,
-    );
+    this.#left = setTimeout(this.#o.wrap('close', () => this.abortAll()), this.#o.ctx.config.limits.sendStallMs);
     this.#left.unref();
   }
 
