@@ -63,6 +63,25 @@ async function exposeStalled(x: Client, exposure: string, accepted: (ch: ClientC
   await new Promise<void>((resolve, reject) => x.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
 }
 
+/**
+ * X (member `owner`) exposes `exposure` and takes Y's channel with a window of 0; Y (`yUser`)
+ * sends DATA, EOF and CLOSE on it, as a paramiko upload does, and the relay has read all of it.
+ * What Y sent waits in the relay for X's window. Y stays connected.
+ */
+async function yClosesOnStalledX(t: ReturnType<typeof relayUnderTest>, exposure: string, yUser: string): Promise<{ xs: ClientChannel[]; x: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>>; y: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>> }> {
+  const xs: ClientChannel[] = [];
+  const x = await t.member('owner', { grant: { kind: 'expose', exposure, port: 22 } });
+  await exposeStalled(x.client, exposure, (ch) => xs.push(ch), true);
+  const y = await t.member(yUser, { grant: { kind: 'open', exposure } });
+  const ych = await openDirect(y.client, exposure, 22);
+  ych.on('error', () => {});
+  ych.resume();
+  ych.end(DATA);
+  ych.close();
+  await roundTrip(y.client);
+  return { xs, x, y };
+}
+
 /** Y's LIMIT channels to `exposure`, each opened with a window of 0 (read, as X's) and DATA written on it. */
 async function openStalled(y: Client, exposure: string): Promise<ClientChannel[]> {
   const proto = protocolOf(y);
@@ -146,16 +165,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
   });
 
   it('Y sends data and closes, then X writes to it: both sides close at once, as a reset', async () => {
-    const xs: ClientChannel[] = [];
-    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-r', port: 22 } });
-    await exposeStalled(x.client, 'stall-r', (ch) => xs.push(ch), true);
-    const y = await t.member('yresets', { grant: { kind: 'open', exposure: 'stall-r' } });
-    const ych = await openDirect(y.client, 'stall-r', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    const { xs, x } = await yClosesOnStalledX(t, 'stall-r', 'yresets');
     const xch = xs[0]!;
     const xClosed = closeOf(xch);
     // Y's data still waits for X's window, and now there is data for Y, which left.
@@ -195,17 +205,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     await within(yClosed, 10_000, "Y's channel closed");
   });
   it("Y sends data, EOF and CLOSE and hangs up: X still gets all of it once it grants window", async () => {
-    const xs: ClientChannel[] = [];
-    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-h', port: 22 } });
-    await exposeStalled(x.client, 'stall-h', (ch) => xs.push(ch), true);
-    const y = await t.member('yhangs', { grant: { kind: 'open', exposure: 'stall-h' } });
-    const ych = await openDirect(y.client, 'stall-h', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    // As a paramiko upload does: data, EOF and CLOSE, then the transport is closed.
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    const { xs, x, y } = await yClosesOnStalledX(t, 'stall-h', 'yhangs');
     const from = t.relay.logger.lines.length;
     y.client.end();
     await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
@@ -221,16 +221,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     assert.deepEqual([close.bytes_in, close.bytes_out], [DATA.length, 0]);
   });
   it("Y sends data, EOF and CLOSE and hangs up, then its lease is revoked: X's channel closes at once, not at --send-stall-timeout", async () => {
-    const xs: ClientChannel[] = [];
-    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-r', port: 22 } });
-    await exposeStalled(x.client, 'stall-r', (ch) => xs.push(ch), true);
-    const y = await t.member('yleftrevoked', { grant: { kind: 'open', exposure: 'stall-r' } });
-    const ych = await openDirect(y.client, 'stall-r', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    const { xs, y } = await yClosesOnStalledX(t, 'stall-r', 'yleftrevoked');
     const from = t.relay.logger.lines.length;
     y.client.end();
     // The bridge is left to deliver Y's data to X, whose window is 0 (60 s to do it by default).
@@ -244,16 +235,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
   });
   it("Y sends data, EOF and CLOSE, then its lease is revoked: X's channel closes, nothing more carried", async () => {
-    const xs: ClientChannel[] = [];
-    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-v', port: 22 } });
-    await exposeStalled(x.client, 'stall-v', (ch) => xs.push(ch), true);
-    const y = await t.member('yrevoked', { grant: { kind: 'open', exposure: 'stall-v' } });
-    const ych = await openDirect(y.client, 'stall-v', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    const { xs, y } = await yClosesOnStalledX(t, 'stall-v', 'yrevoked');
     const xClosed = closeOf(xs[0]!);
     const from = t.relay.logger.lines.length;
     t.fc.revoke(y.leaseId, y.exp);
@@ -273,16 +255,7 @@ describe('a bridge left to deliver what a peer that hung up sent is cut at --sen
   const t = relayUnderTest(['--max-channels-per-member', '1', '--send-stall-timeout', '1s']);
 
   it("Y sends data, EOF and CLOSE and hangs up, X never grants window: X's channel closes, and Y's member opens again", async () => {
-    const xs: ClientChannel[] = [];
-    const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'left-y', port: 22 } });
-    await exposeStalled(x.client, 'left-y', (ch) => xs.push(ch), true);
-    const y = await t.member('yleaves', { grant: { kind: 'open', exposure: 'left-y' } });
-    const ych = await openDirect(y.client, 'left-y', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    const { xs, y } = await yClosesOnStalledX(t, 'left-y', 'yleaves');
     const xClosed = closeOf(xs[0]!);
     const from = t.relay.logger.lines.length;
     y.client.end();
