@@ -52,8 +52,11 @@ async function allGivenBack(budget: WindowBudget): Promise<void> {
 }
 
 describe('adaptive windows (real ssh2 client and server)', () => {
-  const CHANNELS = 12;
-  const PER_CHANNEL = 24 * MiB;
+  // 4 channels wanting 6 MiB each above the standard against a 12 MiB budget: once the budget is
+  // taken, some channel holds 3 MiB or more of it, so a window above ssh2's 4 MiB is granted
+  // (with 12 channels the budget could be shared out at 1 MiB each).
+  const CHANNELS = 4;
+  const PER_CHANNEL = 64 * MiB;
   // rttSlackMs Infinity: every round-trip sample doubles, so this tests the bound, not the growth rule (tested below).
   const budget = new WindowBudget({ budgetBytes: 12 * MiB, channelMaxBytes: 8 * MiB, sweepMs: 0, rttSlackMs: Infinity });
   const server: ServerChannel[] = [];
@@ -96,9 +99,11 @@ describe('adaptive windows (real ssh2 client and server)', () => {
       };
       ch.on('data', (d: Buffer) => {
         received[i]! += d.length;
-        // Once a third has arrived, at a moment windows hold reservations past the standard (on
-        // a busy machine they can be back at it at the third: a CI run then held nothing above it).
-        if (!stopped && budget.status().reserved > 0 && received.reduce((a, b) => a + b, 0) >= (CHANNELS * PER_CHANNEL) / 3) {
+        // Once a third has arrived, at a moment a channel holds more than ssh2's standard 4 MiB
+        // (a reservation above 2 MiB was granted): a paused reader reads nothing and grants
+        // nothing, so it keeps holding that while stopped. (Reservations above zero were not
+        // enough: a CI run held nothing above the standard.)
+        if (!stopped && budget.status().committedAbove() > 0 && received.reduce((a, b) => a + b, 0) >= (CHANNELS * PER_CHANNEL) / 3) {
           // The reader stops: every channel pauses, what was granted piles up.
           stopped = true;
           for (const c of server) c.pause();
@@ -113,7 +118,17 @@ describe('adaptive windows (real ssh2 client and server)', () => {
     const stalled = new Promise<void>((r) => (stalledResolve = r));
     const clientChannels = await Promise.all(Array.from({ length: CHANNELS }, () => pair.open()));
     const sends = clientChannels.map((ch) => send(ch, PER_CHANNEL));
-    await stalled;
+    // Fails instead of waiting forever when no channel ever held more than the standard.
+    const allArrived = new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (received.every((n) => n === PER_CHANNEL)) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+    const first = await Promise.race([stalled.then(() => 'stopped'), allArrived.then(() => 'done')]);
+    assert.equal(first, 'stopped', `no channel held more than the standard window after a third (peak reserved ${budget.status().peakReserved})`);
     const grownWhileReading = budget.status().peakReserved;
     // Let the senders run into the closed windows: wait until no channel has window left to
     // fill (every grant was used or the channel is done), then check once more.
@@ -127,23 +142,17 @@ describe('adaptive windows (real ssh2 client and server)', () => {
       }, 20);
     });
     check();
-    const heldWhileStopped = peakCommittedAbove;
+    // What the stopped reader holds above the standard now (it read nothing since it stopped).
+    const heldWhileStopped = budget.status().committedAbove();
     // The reader comes back: everything arrives, windows are granted again within the budget.
     stopped = true;
     for (const c of server) c.resume();
     await Promise.all(sends);
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (received.every((n) => n === PER_CHANNEL)) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
-    });
+    await allArrived;
     assert.deepEqual(violations, [], 'the bound held after every packet');
     assert.ok(checks > (CHANNELS * PER_CHANNEL) / (32 * 1024) / 2, `checked after every packet (${checks})`);
     assert.ok(grownWhileReading > 0, 'windows grew while the reader kept up (the test can fail)');
-    assert.equal(budget.status().peakReserved, budget.budget, 'the budget, not the channel cap, was the limit (12 channels x 6 MiB wanted)');
+    assert.equal(budget.status().peakReserved, budget.budget, `the budget, not the channel cap, was the limit (${CHANNELS} channels x 6 MiB wanted)`);
     assert.ok(heldWhileStopped > 0, `the stopped reader held data above the standard window (${heldWhileStopped})`);
     assert.ok(heldWhileStopped <= budget.budget, `held ${heldWhileStopped} above the standard, budget ${budget.budget}`);
     violations = [];
