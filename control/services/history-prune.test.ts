@@ -257,6 +257,39 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const left = await t.deps.db.select({ id: refreshTokens.id }).from(refreshTokens).where(inArray(refreshTokens.id, ids));
       assert.deepEqual(left.map((r) => r.id), [ids[0]], 'the held row stays for a later turn; the other went');
     });
+
+    // Postgres only, as above. A revocation holds its lease row, a relay's conn_close its
+    // connection's: the relay's heartbeat that runs the turn waited behind them.
+    if (name !== 'PGlite') it('does not wait for a lease, feed entry or open connection another transaction holds: it skips them', async () => {
+      t.clock.advance(PRUNE_EVERY_MS);
+      const now = t.clock.now().getTime();
+      const prefix = uniq('lse_held');
+      await revokedLeases(prefix, 2, new Date(now - LEASE_RETENTION_MS - HOUR));
+      await revokedLeases(uniq('lse_newest'), 1, new Date(now)); // the newest feed entry, which always stays
+      const sessions = [uniq('ses_held'), uniq('ses_free')];
+      // Open under a lease that never existed: stale at once (names no lease of its relay).
+      for (const s of sessions) await t.deps.db.execute(sql`insert into connections (node_id, session_id, lease_id, opened_at) values (${node.id}, ${s}, ${uniq('lse_none')}, ${new Date(now - HOUR).toISOString()}::timestamptz)`);
+      const holds = [
+        await holdRows(t, sql`select id from leases where id = ${prefix + '0'} for update`),
+        await holdRows(t, sql`select seq from revocations where lease_id = ${prefix + '0'} for update`),
+        await holdRows(t, sql`select session_id from connections where session_id = ${sessions[0]} for update`),
+      ];
+      let settled = false;
+      const turn = pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT).finally(() => (settled = true));
+      try {
+        await until('the prune finished or waits for a lock', async () => settled || (await lockWaiters(t)) > 0);
+        assert.ok(settled, 'the prune waited for a held row');
+      } finally {
+        for (const h of holds) await h.release();
+      }
+      const done = await turn;
+      assert.ok(done, 'a turn ran');
+      assert.equal(await leaseCount(prefix), 1, 'the held lease stays for a later turn; the other went');
+      assert.equal(await feedCount(prefix), 1, 'the held feed entry stays; the other went');
+      const open = await t.deps.db.execute(sql`select session_id from connections where closed_at is null and session_id in (${sessions[0]}, ${sessions[1]})`);
+      const rows = (Array.isArray(open) ? open : (open as { rows: unknown[] }).rows) as { session_id: string }[];
+      assert.deepEqual(rows.map((r) => r.session_id), [sessions[0]], 'the held connection stays open for a later turn; the other was closed');
+    });
   });
 }
 

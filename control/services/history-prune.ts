@@ -42,6 +42,13 @@ import { turnsEvery } from './replica-turns.js';
  *   events), or the relay made it up. Closed connections are pruned after their retention
  *   (connections.ts); open ones were kept for ever, and a relay could add them without end.
  *
+ * Rows another transaction holds (locked, or referenced by a row being written) are skipped and
+ * left for a later turn, never waited for, in every table: the heartbeat that pays for the turn
+ * would wait with them, and a session's end (sessions.ts endSession, revokeAllSessions) updates
+ * every unrevoked refresh token of a family or user, expired ones too, in its own order, so a
+ * delete holding some of those rows while it waited for another deadlocked with it (Postgres
+ * failed one of the two: a logout or a disable answered 500).
+ *
  * At most `BATCH` rows of each per call and one call per `PRUNE_EVERY_MS` per replica and
  * database: the statement that pays for it (a relay's heartbeat) waits for two bounded deletes
  * at most, and a backlog drains over the following calls. A failure is logged, never passed on:
@@ -85,21 +92,17 @@ export async function pruneHistory(
       .where(and(eq(connections.leaseId, leases.id), isNull(connections.closedAt)));
     const gone = await db
       .delete(leases)
-      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(and(lt(leases.expiresAt, leaseCutoff), notExists(openUnder))).limit(BATCH)))
+      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(and(lt(leases.expiresAt, leaseCutoff), notExists(openUnder))).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: leases.id });
     const newest = db.select({ seq: max(revocations.seq) }).from(revocations);
     const stale = db
       .select({ seq: revocations.seq })
       .from(revocations)
       .where(and(lt(revocations.expiresAt, feedCutoff), sql`${revocations.seq} < (${newest})`))
-      .limit(BATCH);
+      .limit(BATCH)
+      .for('update', { skipLocked: true });
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
     const credentialCutoff = new Date(t - CREDENTIAL_RETENTION_MS);
-    // Rows locked by a writer are skipped (left for a later turn), never waited for: a session's
-    // end (sessions.ts endSession, revokeAllSessions) updates every unrevoked row of a family or
-    // user, expired ones too, in its own order, so a delete holding some of those rows while it
-    // waited for another would deadlock with it, and Postgres would fail one of the two (a
-    // logout or a disable answered 500).
     const refresh = await db
       .delete(refreshTokens)
       .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, credentialCutoff)).limit(BATCH).for('update', { skipLocked: true })))
@@ -166,5 +169,6 @@ export function staleOpenConnections(db: Pick<Db, 'select'>, now: Date) {
     .select({ nodeId: connections.nodeId, sessionId: connections.sessionId })
     .from(connections)
     .where(and(isNull(connections.closedAt), notExists(leaseLive)))
-    .limit(BATCH);
+    .limit(BATCH)
+    .for('update', { skipLocked: true });
 }
