@@ -10,12 +10,15 @@ import { CliError, EXIT, STOPPED, type ExitCode } from './errors.js';
 import { resolveTrust, serverUrls } from './settings.js';
 import { checkServerUrl, describeTrustFailure, TrustError, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustConnector } from '../protocol/tls-trust-undici.js';
+import { peerHeaders } from '../protocol/api-level.js';
 
 const TIMEOUT_MS = 15_000;
 /** How long a request keeps retrying while the control plane answers 503 DATABASE_UNAVAILABLE. */
 const UNAVAILABLE_BUDGET_MS = 30_000;
 /** The longest single wait between those retries, whatever Retry-After says. */
 const MAX_RETRY_AFTER_MS = 5_000;
+/** Sent with every request: what this CLI is (protocol/api-level.ts). */
+const PEER_HEADERS = peerHeaders('cli');
 
 /** Exit code for an API error code (protocol/error-codes.ts). */
 export function exitCodeFor(code: string | undefined, status: number): ExitCode {
@@ -163,7 +166,7 @@ export class ApiClient {
       if (signal?.aborted) throw stopped(base, signal.reason);
       let res: JsonAnswer;
       try {
-        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS, signal });
+        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, headers: PEER_HEADERS, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS, signal });
       } catch (cause) {
         // Stopped: not the replica's fault, and no other is tried.
         if (signal?.aborted) throw stopped(base, cause);

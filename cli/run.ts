@@ -3,6 +3,7 @@ import { info, out } from './context.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import { peerText } from './output.js';
 import type { Command } from './commands/command.js';
+import { API_LEVEL, TUNNEL_VERSION } from '../protocol/api-level.js';
 import { login } from './commands/login.js';
 import { logout } from './commands/logout.js';
 import { whoami } from './commands/whoami.js';
@@ -49,7 +50,7 @@ export async function run(argv: string[], ctx: Context): Promise<number> {
     return name ? 0 : EXIT.USAGE;
   }
   if (name === '--version' || name === 'version') {
-    out(ctx, 'tunnel 0.1.0');
+    out(ctx, `tunnel ${TUNNEL_VERSION} (API level ${API_LEVEL})`);
     return 0;
   }
   const cmd = COMMANDS.find((c) => c.name === name);

@@ -7,6 +7,7 @@ import { problemResponse, validationError } from './http/problem.js';
 import { limitBody, requireJson } from './http/request-guards.js';
 import { allowedMethods } from './http/method-not-allowed.js';
 import { securityHeaders } from './http/security-headers.js';
+import { requireServedApiLevel } from './http/api-level.js';
 import { leaseCallerBeforeValidation } from './http/authenticate.js';
 import { OAUTH_PATHS, oauthEndpoint } from './http/oauth.js';
 import { registerWellKnown } from './routes/well-known.js';
@@ -59,6 +60,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
       status: String(c.res.status),
     });
   });
+  app.use('*', requireServedApiLevel);
   for (const path of OAUTH_PATHS) app.use(path, oauthEndpoint);
   app.use('/v1/*', limitBody(deps.settings.maxBodyBytes), requireJson);
   app.use('/device/*', limitBody(16 * 1024));

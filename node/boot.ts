@@ -14,8 +14,7 @@ import { ensureEnrolled, loadOrCreateHostKey, readNodeState, type NodeState } fr
 import { createFaultInjector } from './fault-guard.js';
 import type { Logger } from '../shared/logger.js';
 import { createRelay, type Relay } from './relay.js';
-
-export const NODE_VERSION = '0.1.0';
+import { TUNNEL_VERSION } from '../protocol/api-level.js';
 
 export interface BootedRelay {
   relay: Relay;
@@ -88,6 +87,7 @@ export async function bootRelay(
     baseUrl: config.controlUrl,
     trust: { caFile: config.trust.caFile, caPin },
     nodeToken: () => credential.token,
+    version: overrides.version ?? TUNNEL_VERSION,
     ...(overrides.controlTimeoutMs ? { timeoutMs: overrides.controlTimeoutMs } : {}),
   });
   const hostKey = await loadOrCreateHostKey(config.dataDir, logger);
@@ -109,7 +109,7 @@ export async function bootRelay(
     logger,
     control,
     identity: { nodeId: state.node_id, issuer: state.issuer, hostKey: hostKey.pem },
-    version: overrides.version ?? NODE_VERSION,
+    version: overrides.version ?? TUNNEL_VERSION,
     firewall,
     egressBase: async () => base,
     egressDial: overrides.egressDial,

@@ -18,6 +18,7 @@ import type { Jwks } from '../protocol/jwks.js';
 import { describeTrustFailure, type TrustSettings } from '../protocol/tls-trust.js';
 import { trustAgents } from '../protocol/tls-trust-https.js';
 import { requestSignal } from '../shared/request-signal.js';
+import { API_LEVEL, peerHeaders, TUNNEL_VERSION } from '../protocol/api-level.js';
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
@@ -81,6 +82,9 @@ export interface ControlClientOptions {
   timeoutMs?: number;
   /** The largest answer read (shared/json-http.ts's MAX_ANSWER_BYTES by default). */
   maxAnswerBytes?: number;
+  /** What the relay states on every request (protocol/api-level.ts): this build's by default; tests state others. */
+  version?: string;
+  apiLevel?: number;
 }
 
 export function createControlClient(opts: ControlClientOptions): ControlClient & { close(): Promise<void> } {
@@ -90,6 +94,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
   const baseUrls = opts.baseUrl.split(',').filter((u) => u.length > 0);
   const agentFor = baseUrls.map((u) => agents.for(new URL(u)));
   let preferred = 0;
+  const headers = peerHeaders('node', opts.apiLevel ?? API_LEVEL, opts.version ?? TUNNEL_VERSION);
 
   async function call<T>(
     method: 'GET' | 'POST',
@@ -113,6 +118,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
           method,
           token: auth ? opts.nodeToken() : undefined,
           body,
+          headers,
           agent: agentFor[index]!,
           ...(opts.maxAnswerBytes ? { maxBytes: opts.maxAnswerBytes } : {}),
           timeoutMs: timeoutMs + holdMs,

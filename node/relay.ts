@@ -30,6 +30,7 @@ import { LiveBytes } from './forwarding/live-bytes.js';
 import { PerMemberLimit } from './per-member-limit.js';
 import { Startups } from './startups.js';
 import { JwksCache } from './trust/jwks-cache.js';
+import { API_LEVEL } from '../protocol/api-level.js';
 
 export interface RelayIdentity {
   nodeId: string;
@@ -289,6 +290,7 @@ export function createRelay(deps: RelayDeps): Relay {
       ok: jwks.keys > 0 && !draining && !credentialRejected,
       status: draining ? 'draining' : credentialRejected ? 'credential_rejected' : jwks.keys > 0 ? 'ok' : 'no_trust',
       version: deps.version,
+      api_level: API_LEVEL,
       native_crypto: nativeCrypto,
       egress_driver: egress.driver,
       egress: opts.detail ? { ...egressStatus, lease_ids: leaseIds } : egressStatus,

@@ -11,6 +11,11 @@ export const ERROR_CODES = {
   UNKNOWN_FIELD: 400,
   /** An allow list adds a name no user has (a typo would silently grant nothing); the detail names the first few. */
   UNKNOWN_USER: 400,
+  /**
+   * The request's Tunnel-Api level is one this control plane does not serve (protocol/api-level.ts):
+   * a relay or CLI newer than the control plane, or too old for it. The detail names the levels served.
+   */
+  API_LEVEL_UNSUPPORTED: 400,
   UNAUTHENTICATED: 401,
   TOKEN_EXPIRED: 401,
   TOKEN_INVALID: 401,

@@ -12,6 +12,8 @@ export interface JsonRequest {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   token?: string | undefined;
   body?: unknown;
+  /** Sent as well: who is asking (protocol/api-level.ts's peerHeaders). */
+  headers?: Readonly<Record<string, string>> | undefined;
   /** Bound on waiting for the headers and between body chunks. */
   timeoutMs: number;
   /** Aborts the whole exchange (e.g. `AbortSignal.timeout` for an overall deadline). */
@@ -29,8 +31,8 @@ export interface JsonAnswer {
 }
 
 /** The headers and the encoded body of a request. */
-export function encodeJsonRequest(o: Pick<JsonRequest, 'token' | 'body'>): { headers: Record<string, string>; body: string | undefined } {
-  const headers: Record<string, string> = { accept: 'application/json' };
+export function encodeJsonRequest(o: Pick<JsonRequest, 'token' | 'body' | 'headers'>): { headers: Record<string, string>; body: string | undefined } {
+  const headers: Record<string, string> = { ...o.headers, accept: 'application/json' };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
   if (o.body !== undefined) headers['content-type'] = 'application/json';
   return { headers, body: o.body === undefined ? undefined : JSON.stringify(o.body) };

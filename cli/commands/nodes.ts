@@ -18,7 +18,8 @@ export const nodes: Command = {
   usage: `Usage: tunnel nodes [ls] [--json]
        tunnel nodes wait NAME [--timeout SECS] [--json]
 
-Lists relay nodes with their SSH address, whether they are online and how many exposures they hold.
+Lists relay nodes with their SSH address, whether they are online, the version each last reported
+(a relay not upgraded yet shows the old one) and how many exposures they hold.
 wait asks every second until relay NAME is enrolled and online, then prints one line (its
 address) and exits 0; it prints nothing while it waits. After --timeout seconds (default
 ${WAIT_DEFAULT_SECS}; 0 looks once) it exits 1 with one line.
@@ -42,11 +43,12 @@ Examples:
       ctx,
       a.json,
       res,
-      ['NAME', 'ADDRESS', 'ONLINE', 'EXPOSURES', 'EGRESS LOCK', 'LAST SEEN'],
+      ['NAME', 'ADDRESS', 'ONLINE', 'VERSION', 'EXPOSURES', 'EGRESS LOCK', 'LAST SEEN'],
       res.nodes.map((n) => [
         n.name,
         n.address,
         n.online ? 'yes' : 'no',
+        n.version ?? '-',
         n.active_exposures,
         n.egress_driver === 'off' ? 'OFF' : (n.egress_driver ?? '-'),
         ago(n.last_seen_at),

@@ -10,6 +10,7 @@ import type { AppEnv } from './env.js';
 const TITLES: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request does not match the schema',
   UNKNOWN_FIELD: 'The request has a field this API does not know',
+  API_LEVEL_UNSUPPORTED: 'This control plane does not serve the API level of this client',
   INVALID_JSON: 'The request body is not valid JSON',
   INVALID_FORM: 'The request body is not a valid form',
   UNAUTHENTICATED: 'Authentication required',

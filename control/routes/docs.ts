@@ -1,13 +1,13 @@
 import { html, raw } from 'hono/html';
 import type { App } from '../http/env.js';
+import { API_LEVEL, API_LEVEL_MIN, API_LEVEL_UNSTATED, TUNNEL_VERSION } from '../../protocol/api-level.js';
 
 const INFO = {
   openapi: '3.1.0',
   info: {
     title: 'Tunnel control plane API',
-    version: '1',
-    description:
-      'Accounts, exposures, relay nodes and short-lived leases carried in OpenSSH certificates. Errors are RFC 9457 problem+json with a stable `code` and the `request_id`.',
+    version: TUNNEL_VERSION,
+    description: `Accounts, exposures, relay nodes and short-lived leases carried in OpenSSH certificates. Errors are RFC 9457 problem+json with a stable \`code\` and the \`request_id\`. Relays and the CLI send \`Tunnel-Api: N\`, their API level, with every request: this control plane serves levels ${API_LEVEL_MIN} to ${API_LEVEL} (a request without the header is level ${API_LEVEL_UNSTATED}) and answers any other with 400 \`API_LEVEL_UNSUPPORTED\` before reading the request.`,
   },
 };
 

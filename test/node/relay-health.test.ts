@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
 import { fetch } from 'undici';
 import type { Jwks } from '../../protocol/jwks.js';
+import { API_LEVEL } from '../../protocol/api-level.js';
 import { nativeCryptoAvailable } from '../../node/ssh2-internals.js';
 import { mintLease, signingKey, startFakeControl, startRelay, type FakeControl, type MintOptions, type StartedRelay } from '../harness/relay.js';
 import { parsePrometheusText, type PromText } from './prom-text.js';
@@ -21,6 +22,8 @@ interface Health {
   ok: boolean;
   status: string;
   node_id: string;
+  version: string;
+  api_level: number;
   native_crypto: unknown;
   egress_driver: unknown;
   jwks: { source: string; keys: number };
@@ -78,7 +81,7 @@ describe('relay /healthz and /metrics', () => {
     return c;
   }
 
-  it('reports status, node id, the native crypto binding and the egress driver on /healthz', async () => {
+  it('reports status, node id, its version, the native crypto binding and the egress driver on /healthz', async () => {
     const h = await health();
     assert.equal(h.status, 200);
     assert.match(h.type, /^application\/json/);
@@ -86,12 +89,15 @@ describe('relay /healthz and /metrics', () => {
     assert.equal(h.body.status, 'ok');
     assert.equal((await health(true)).body.node_id, fc.nodeId, 'detail (served to loopback) names the node');
     assert.equal(h.body.node_id, undefined, 'the default /healthz does not name the node');
+    assert.equal(h.body.version, 'test', 'the version the harness boots it with');
+    assert.equal(h.body.api_level, API_LEVEL);
     assert.equal(h.body.native_crypto, nativeCryptoAvailable());
     assert.ok(h.body.egress_driver === 'iptables' || h.body.egress_driver === 'off', `egress_driver: ${String(h.body.egress_driver)}`);
     assert.deepEqual({ source: h.body.jwks.source, keys: h.body.jwks.keys }, { source: 'network', keys: fc.jwks.keys.length });
     // The control plane hears the same thing in the heartbeat.
     await until(() => fc.heartbeats.length > 0, 5000, 'first heartbeat');
-    const hb = fc.heartbeats[0] as { native_crypto: unknown; egress_driver: unknown };
+    const hb = fc.heartbeats[0] as { version: unknown; native_crypto: unknown; egress_driver: unknown };
+    assert.equal(hb.version, h.body.version);
     assert.equal(hb.native_crypto, h.body.native_crypto);
     assert.equal(hb.egress_driver, h.body.egress_driver);
   });
