@@ -168,6 +168,19 @@ describe('EventReporter', () => {
     await r.flush();
     assert.deepEqual(c.accepted.map((e) => e.session_id), Array.from({ length: 50 }, (_, i) => `ses_${i + 10}`));
   });
+  it('keeps events while control refuses the relay\'s API level (upgraded before control), and sends them once it serves it', async () => {
+    let upgraded = false;
+    const levelRefused = new ControlError('CONTROL_REJECTED', 'control plane answered 400', { status: 400, problemCode: 'API_LEVEL_UNSUPPORTED', retryable: true });
+    const c = fakeClient(() => (upgraded ? undefined : levelRefused));
+    const r = new EventReporter({ client: c, logger: createMemoryLogger(), maxQueue: 50, intervalMs: 1000 });
+    for (let i = 0; i < 40; i++) r.push(ev(i));
+    for (let k = 0; k < MAX_HALVINGS + 2; k++) await r.flush();
+    assert.equal(r.queued, 40);
+    assert.equal(r.droppedBy('refused'), 0);
+    upgraded = true;
+    await r.flush();
+    assert.deepEqual(c.accepted.map((e) => e.session_id), Array.from({ length: 40 }, (_, i) => `ses_${i}`));
+  });
   it('a member flooding the full queue pushes out its own events, not another member\'s: the other\'s all reach control', async () => {
     // X reconnects in a loop (about four events a connection) while control is unreachable; Y
     // connects a few times meanwhile. With the oldest event dropped whatever its member, Y's

@@ -247,7 +247,10 @@ export class EventReporter {
         result = await this.#client.sendEvents(batch.map((q) => q.event));
       } catch (err) {
         const status = err instanceof ControlError ? err.opts.status : undefined;
-        const permanent = status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
+        // A control plane not serving this relay's API level (an upgrade out of order) may be
+        // upgraded any moment: its refusal keeps the events, as an unreachable one does.
+        const levelRefused = err instanceof ControlError && err.opts.problemCode === 'API_LEVEL_UNSUPPORTED';
+        const permanent = status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status) && !levelRefused;
         if (!permanent) {
           const retryAfterMs = err instanceof ControlError ? err.opts.retryAfterMs : undefined;
           if (retryAfterMs !== undefined && (status === 429 || status === 503)) this.#notBefore = this.#now() + retryAfterMs;
