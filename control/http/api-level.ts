@@ -11,7 +11,6 @@ import type { AppEnv } from './env.js';
 export const requireServedApiLevel: MiddlewareHandler<AppEnv> = async (c, next) => {
   const level = readApiLevel(c.req.header(API_LEVEL_HEADER));
   if (servesApiLevel(level)) return next();
-  const peer = peerOf(c.req.header('user-agent'));
-  c.get('logger').warn('api level not served', { level, peer });
-  throw new AppError('API_LEVEL_UNSUPPORTED', unsupportedLevelDetail(level, peer));
+  // Not logged: a relay upgraded out of order asks again every second or so, and logs the refusal itself.
+  throw new AppError('API_LEVEL_UNSUPPORTED', unsupportedLevelDetail(level, peerOf(c.req.header('user-agent'))));
 };
