@@ -2,7 +2,7 @@ import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/no
 import type { ConnectionEvent } from '../../protocol/node-api.js';
 import { ControlError, type ControlClient, type EventBatchResult } from '../control-client.js';
 import type { Logger } from '../../shared/logger.js';
-import { MemberShares } from './member-shares.js';
+import { FairQueue } from './fair-queue.js';
 
 /**
  * Why events were given up: the queue overflowed; control refused a batch for good (a 4xx; after
@@ -14,11 +14,10 @@ export type EventDropReason = 'queue_full' | 'refused' | 'rejected';
 /** The codes a control plane gives an event it refuses alone (EventBatchResultSchema's `rejected`). */
 const REJECTION_CODES: ReadonlySet<string> = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD']);
 
-/** One queued event: its JSON size, and whose it is (EventReporter.push). */
+/** One queued event and its JSON size. */
 interface Queued {
   event: ConnectionEvent;
   bytes: number;
-  member: string;
 }
 
 /** `{"events":[` + `]}`: the body around the events. */
@@ -63,9 +62,8 @@ export const MAX_HALVINGS = 24;
  * once per reason (and status or code), then only counted.
  */
 export class EventReporter {
-  #queue: Queued[] = [];
-  /** Each member's queued events (EventReporter.push), and who holds the most. */
-  readonly #shares = new MemberShares<Queued>();
+  /** In order, by member (EventReporter.push): who holds the most is known at once. */
+  readonly #queue = new FairQueue<Queued>();
   #max: number;
   #client: Pick<ControlClient, 'sendEvents'>;
   #logger: Logger;
@@ -111,7 +109,7 @@ export class EventReporter {
   }
 
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.size;
   }
 
   /** Events given up, all reasons. */
@@ -134,10 +132,8 @@ export class EventReporter {
    * member's place.
    */
   push(event: ConnectionEvent, member = ''): void {
-    const q: Queued = { event, bytes: Buffer.byteLength(JSON.stringify(event)), member };
-    this.#queue.push(q);
-    this.#shares.add(member, q);
-    if (this.#queue.length > this.#max) {
+    this.#queue.push(member, { event, bytes: Buffer.byteLength(JSON.stringify(event)) });
+    if (this.#queue.size > this.#max) {
       this.#dropFromLargest();
       this.#split = []; // the halves no longer line up with the queue's front: found again if need be
     }
@@ -145,11 +141,9 @@ export class EventReporter {
 
   /** Drops the oldest event of the member holding the most (the first to hold that many on a tie). */
   #dropFromLargest(): void {
-    const { member, oldest, held } = this.#shares.largest()!;
-    this.#queue.splice(this.#queue.indexOf(oldest), 1);
-    this.#release([oldest]);
+    const { member, item, held } = this.#queue.dropFromLargest()!;
     // Out of the batch under way, it may be delivered all the same: counted when that is known.
-    if (this.#sending?.has(oldest)) (this.#cutFromBatch ??= { n: 0, member, held }).n++;
+    if (this.#sending?.has(item)) (this.#cutFromBatch ??= { n: 0, member, held }).n++;
     else this.#drop('queue_full', 1, { member, held });
   }
 
@@ -162,11 +156,6 @@ export class EventReporter {
     this.#sending = undefined;
     this.#cutFromBatch = undefined;
     if (cut && !delivered) this.#drop('queue_full', cut.n, { member: cut.member, held: cut.held });
-  }
-
-  /** `gone` left the queue (sent, dropped): their members hold that many fewer. */
-  #release(gone: readonly Queued[]): void {
-    for (const q of gone) this.#shares.removeOldest(q.member, q);
   }
 
   start(): void {
@@ -237,10 +226,10 @@ export class EventReporter {
 
   async #drain(): Promise<void> {
     if (this.#now() < this.#notBefore) return;
-    while (this.#queue.length > 0 && this.#waiting === 0) {
+    while (this.#queue.size > 0 && this.#waiting === 0) {
       if (this.#split.length === 0) this.#halvings = 0;
       const n = this.#batchLength();
-      const batch = this.#queue.slice(0, n);
+      const batch = this.#front(n);
       let result: EventBatchResult;
       this.#sending = new Set(batch);
       try {
@@ -259,9 +248,9 @@ export class EventReporter {
             this.#logger.warn('control plane is rate-limiting event batches; holding them until its Retry-After (kept up to the queue bound)', {
               status,
               retryAfterMs,
-              queued: this.#queue.length,
+              queued: this.#queue.size,
             });
-          } else if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.length });
+          } else if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.size });
           this.#failing = true;
           this.#batchAnswered(false);
           return;
@@ -304,7 +293,7 @@ export class EventReporter {
       for (const [index, r] of rejected) {
         this.#drop('rejected', 1, { code: r.code, field: r.field, type: batch[index]!.event.type, index, events: n });
       }
-      if (this.#failing) this.#logger.info('event reporting recovered', { queued: this.#queue.length });
+      if (this.#failing) this.#logger.info('event reporting recovered', { queued: this.#queue.size });
       this.#failing = false;
     }
   }
@@ -315,9 +304,17 @@ export class EventReporter {
    */
   #removeFront(batch: readonly Queued[]): void {
     const sent = new Set(batch);
-    let n = 0;
-    while (n < this.#queue.length && sent.has(this.#queue[n]!)) n++;
-    this.#release(this.#queue.splice(0, n));
+    while (this.#queue.size > 0 && sent.has(this.#queue.peek()!)) this.#queue.shift();
+  }
+
+  /** The first `n` events of the queue (fewer if it holds fewer). */
+  #front(n: number): Queued[] {
+    const front: Queued[] = [];
+    for (const q of this.#queue) {
+      if (front.length >= n) break;
+      front.push(q);
+    }
+    return front;
   }
 
   /** `n` events from the front were sent or dropped: what is left of the halves to send. */
