@@ -17,7 +17,7 @@ import { after, describe, it } from 'node:test';
 import { createSelfSignedCert } from '../control/tls/self-signed.js';
 import { certificatePin } from '../protocol/tls-trust.js';
 import { FEED_PAGE_MAX_ENTRIES } from '../protocol/node-api-check.js';
-import { createControlClient } from './control-client.js';
+import { ControlError, createControlClient, MAX_RETRY_AFTER_MS, readRetryAfter } from './control-client.js';
 import { ConfigError, parseConfig } from './config.js';
 import { resolveBaseRules } from './egress/base-rules.js';
 
@@ -226,6 +226,38 @@ describe('relay control client: event batches', () => {
       assert.deepEqual(await client.sendEvents(events), { accepted: 1, rejected: [{ index: 1, code: 'VALIDATION_FAILED', field: 'reason' }] });
       assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
       assert.deepEqual(await client.sendEvents(events), { accepted: 2, rejected: [] });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('relay control client: Retry-After', () => {
+  const now = Date.parse('2026-12-05T12:00:00Z');
+  it('reads delay-seconds, and an HTTP-date measured from the answer\'s date (else from now), bounded', () => {
+    assert.equal(readRetryAfter('2'), 2000);
+    assert.equal(readRetryAfter(' 30 '), 30_000);
+    assert.equal(readRetryAfter('999999999'), MAX_RETRY_AFTER_MS);
+    assert.equal(readRetryAfter('Sat, 05 Dec 2026 12:00:45 GMT', undefined, now), 45_000);
+    // The server's clock 10 minutes behind this host's: its date says 45 s from its now, not 10 minutes ago.
+    assert.equal(readRetryAfter('Sat, 05 Dec 2026 11:50:45 GMT', 'Sat, 05 Dec 2026 11:50:00 GMT', now), 45_000);
+    assert.equal(readRetryAfter('Sat, 05 Dec 2026 11:59:00 GMT', undefined, now), 0, 'a date already past: at once');
+    assert.equal(readRetryAfter('Sun, 06 Dec 2026 12:00:00 GMT', undefined, now), MAX_RETRY_AFTER_MS);
+    for (const v of [undefined, ['1', '2'], '', '-1', '1.5', 'soon', 'Sat Dec  5 12:00:45 2026', '2026-12-05T12:00:45Z', 'Sat, 05 Dec 2026 12:00:45 +0000']) {
+      assert.equal(readRetryAfter(v, undefined, now), undefined, String(v));
+    }
+  });
+
+  it('a 503 with Retry-After as an HTTP-date (a proxy in front of control) reaches the caller as retryAfterMs', async () => {
+    const srv = createServer((_req, res) => {
+      res.writeHead(503, { 'content-type': 'application/problem+json', date: 'Sat, 05 Dec 2026 12:00:00 GMT', 'retry-after': 'Sat, 05 Dec 2026 12:01:00 GMT' });
+      res.end(JSON.stringify({ code: 'DATABASE_UNAVAILABLE', status: 503 }));
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => undefined, timeoutMs: 5_000 });
+    try {
+      await assert.rejects(client.fetchJwks(), (e: unknown) => e instanceof ControlError && e.opts.status === 503 && e.opts.retryAfterMs === 60_000);
     } finally {
       await client.close();
     }

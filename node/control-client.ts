@@ -44,10 +44,29 @@ export class ControlError extends Error {
 /** The longest Retry-After taken from the control plane (longer ones are read as this). */
 export const MAX_RETRY_AFTER_MS = 300_000;
 
-/** A Retry-After of delay-seconds (the form the control plane sends), in ms, at most MAX_RETRY_AFTER_MS; undefined for anything else. */
-export function readRetryAfter(v: string | string[] | undefined): number | undefined {
-  if (typeof v !== 'string' || !/^\d{1,9}$/.test(v.trim())) return undefined;
-  return Math.min(MAX_RETRY_AFTER_MS, Number(v.trim()) * 1000);
+/** An IMF-fixdate (RFC 9110 5.6.7), the HTTP-date form senders use: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/** An IMF-fixdate in ms since the epoch; undefined for anything else. */
+function readHttpDate(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== 'string' || !IMF_FIXDATE.test(v.trim())) return undefined;
+  const ms = Date.parse(v.trim());
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
+ * A Retry-After in ms from now, at most MAX_RETRY_AFTER_MS; undefined for anything else. Either
+ * delay-seconds (the form the control plane sends) or an HTTP-date (what a proxy or load balancer
+ * in front of it may send): a date is measured from the answer's `date` header when it has one
+ * (the server's clock against the server's clock, whatever this host's says), else from `now`; a
+ * date already past is 0.
+ */
+export function readRetryAfter(v: string | string[] | undefined, date?: string | string[], now: number = Date.now()): number | undefined {
+  if (typeof v !== 'string') return undefined;
+  if (/^\d{1,9}$/.test(v.trim())) return Math.min(MAX_RETRY_AFTER_MS, Number(v.trim()) * 1000);
+  const at = readHttpDate(v);
+  if (at === undefined) return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, at - (readHttpDate(date) ?? now)));
 }
 
 /** What the relay needs from the control plane; a fake implements it in tests. */
@@ -143,7 +162,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
     const json = res.body;
     if (res.status >= 400) {
       const problem = readProblem(res.status, json);
-      const retryAfterMs = readRetryAfter(res.headers['retry-after']);
+      const retryAfterMs = readRetryAfter(res.headers['retry-after'], res.headers['date']);
       throw new ControlError('CONTROL_REJECTED', `control plane answered ${res.status}: ${method} ${path}: ${problem.detail}`, {
         status: res.status,
         problemCode: problem.knownCode,
