@@ -57,7 +57,7 @@ const OPTIONS = {
     help: 'how long the control plane may hold a revocation poll open until there is news (long poll, at most 25s; 0 polls plainly)',
   },
   'jwks-refresh-interval': { env: 'TUNNEL_JWKS_REFRESH_INTERVAL', def: '5m', help: 'scheduled JWKS refresh interval' },
-  'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id, and the retry delay after a failed refresh' },
+  'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id, and the least retry delay after a failed refresh (plus up to 50% at random; longer if control sends Retry-After)' },
   'heartbeat-interval': { env: 'TUNNEL_HEARTBEAT_INTERVAL', def: '15s', help: 'heartbeat interval' },
   'events-flush-interval': { env: 'TUNNEL_EVENTS_FLUSH_INTERVAL', def: '1s', help: 'connection event batch interval' },
   'events-queue-max': { env: 'TUNNEL_EVENTS_QUEUE_MAX', def: '10000', help: 'events kept while the control plane is unreachable (when full, the oldest event of the member holding the most is dropped)' },

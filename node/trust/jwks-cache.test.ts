@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -8,7 +9,8 @@ import { buildJwks } from '../../control/ca/lease-issuer.js';
 import type { Jwks } from '../../protocol/jwks.js';
 import { ManualClock } from '../../shared/clock.js';
 import { noopLogger } from '../../shared/logger.js';
-import { JwksCache } from './jwks-cache.js';
+import { createControlClient } from '../control-client.js';
+import { JwksCache, RETRY_JITTER } from './jwks-cache.js';
 
 const jwksWith = (...kids: string[]): Jwks =>
   buildJwks(kids.map((kid) => ({ kid, publicKey: generateKeyPairSync('ed25519').publicKey, use: kid.startsWith('ca') ? 'ssh-ca' : 'sig' })));
@@ -122,6 +124,83 @@ describe('JwksCache', async () => {
     } finally {
       cache.stop();
       clearInterval(hold);
+    }
+  });
+
+  it('retries after a failed refresh are spread over up to RETRY_JITTER more than minRefreshMs, never past refreshMs: 100 relays do not retry in the same second', async () => {
+    let r = 0;
+    const opts = { client: fetcher(new Error('down')), file: join(dir, 'i.json'), clock: new ManualClock(), logger: noopLogger, minRefreshMs: 10_000, random: () => r };
+    const cache = new JwksCache({ ...opts, refreshMs: 300_000 });
+    await cache.init();
+    assert.equal(cache.retryDelay(), 10_000, 'never sooner than minRefreshMs');
+    r = 0.5;
+    assert.equal(cache.retryDelay(), 10_000 * (1 + RETRY_JITTER / 2));
+    r = 0.999_999;
+    assert.equal(cache.retryDelay(), 10_000 * (1 + RETRY_JITTER));
+    const short = new JwksCache({ ...opts, refreshMs: 12_000 });
+    await short.init();
+    assert.equal(short.retryDelay(), 12_000, 'never later than refreshMs');
+    // 100 relays, each with its own draw (a seeded sequence here): spread over the 5 s past 10 s.
+    let seed = 42;
+    r = 0;
+    const relays = Array.from({ length: 100 }, () => new JwksCache({ ...opts, refreshMs: 300_000, random: () => (seed = (seed * 16_807) % 2_147_483_647) / 2_147_483_647 }));
+    const delays = await Promise.all(relays.map(async (c) => (await c.init(), c.retryDelay())));
+    assert.ok(delays.every((d) => d >= 10_000 && d <= 15_000), delays.join(','));
+    const seconds = new Set(delays.map((d) => Math.floor(d / 1000)));
+    assert.deepEqual([...seconds].sort(), [10, 11, 12, 13, 14], 'every second of the window has relays in it');
+  });
+
+  it('honours the Retry-After of a failed refresh (the control plane\'s 503), within minRefreshMs and refreshMs, for the schedule and for unknown keys', async () => {
+    let answer: { status: number; retryAfter?: string } = { status: 503, retryAfter: '45' };
+    const good = jwksWith('l1', 'ca1');
+    let hits = 0;
+    const srv = createServer((_req, res) => {
+      hits++;
+      if (answer.status === 200) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(good));
+        return;
+      }
+      res.writeHead(answer.status, { 'content-type': 'application/problem+json', ...(answer.retryAfter ? { 'retry-after': answer.retryAfter } : {}) });
+      res.end(JSON.stringify({ code: 'DATABASE_UNAVAILABLE', status: answer.status }));
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => undefined, timeoutMs: 5_000 });
+    const clock = new ManualClock();
+    let r = 0;
+    const cache = new JwksCache({ client, file: join(dir, 'j.json'), clock, logger: noopLogger, refreshMs: 120_000, minRefreshMs: 10_000, random: () => r });
+    try {
+      await cache.init();
+      assert.equal(cache.status().lastError, 'CONTROL_REJECTED');
+      assert.equal(cache.retryDelay(), 45_000, 'Retry-After: 45');
+      r = 0.999_999;
+      assert.equal(cache.retryDelay(), 45_000 * (1 + RETRY_JITTER), 'spread past it too: every relay got the same Retry-After');
+      r = 0;
+      // An unknown key does not bring a refresh before Retry-After either.
+      clock.advance(10_000);
+      assert.equal(await cache.refreshForUnknownKey(), false);
+      assert.equal(hits, 1);
+      // What the control plane sends while its database is away (DATABASE_RETRY_AFTER_SECONDS): less than minRefreshMs.
+      answer = { status: 503, retryAfter: '2' };
+      clock.advance(35_000);
+      assert.equal(await cache.refreshForUnknownKey(), false);
+      assert.equal(hits, 2);
+      assert.equal(cache.retryDelay(), 10_000, 'never sooner than minRefreshMs');
+      answer = { status: 503, retryAfter: '200' };
+      await cache.refresh();
+      assert.equal(cache.retryDelay(), 120_000, 'never later than refreshMs');
+      answer = { status: 503 };
+      await cache.refresh();
+      assert.equal(cache.retryDelay(), 10_000, 'without Retry-After: minRefreshMs');
+      answer = { status: 429, retryAfter: 'Thu, 01 Jan 1970 00:00:00 GMT' };
+      await cache.refresh();
+      assert.equal(cache.retryDelay(), 10_000, 'a date already past: minRefreshMs');
+      answer = { status: 200 };
+      assert.equal(await cache.refresh(), true);
+      assert.equal(cache.status().lastError, null);
+    } finally {
+      await client.close();
+      srv.close();
     }
   });
 

@@ -3,7 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { checkJwks, JWK_USE_LEASE, JWK_USE_SSH_CA, jwkPublicKeyBytes } from '../../protocol/jwks-check.js';
 import type { Jwks } from '../../protocol/jwks.js';
 import { encodePublicKeyBlob, publicKeyObject } from '../../protocol/ssh-key.js';
-import type { ControlClient } from '../control-client.js';
+import { ControlError, type ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
@@ -28,8 +28,10 @@ export interface JwksCacheOptions {
   logger: Logger;
   /** Scheduled refresh interval. */
   refreshMs: number;
-  /** Minimum time between refreshes triggered by an unknown key. */
+  /** Minimum time between refreshes triggered by an unknown key, and the least wait before retrying a failed refresh. */
   minRefreshMs: number;
+  /** In [0, 1): spreads retries after a failed refresh (RETRY_JITTER). Math.random unless a test fixes it. */
+  random?: () => number;
   /** Called when a fetched document replaced the one in use (keys added or withdrawn). */
   onChange?(snapshot: TrustSnapshot): void;
 }
@@ -55,6 +57,12 @@ export function canVerify(jwks: Jwks): boolean {
 
 /** The least time between scheduled tries while they fail (whatever `minRefreshMs` says): no busy loop. */
 const RETRY_FLOOR_MS = 1000;
+/**
+ * A retry after a failed refresh waits up to this fraction more than it must (at random): the relays
+ * of a control plane that was away (or that answered them all 503 with the same Retry-After) tried
+ * again in the same second; 100 relays at the 10 s default now spread over 5 s.
+ */
+export const RETRY_JITTER = 0.5;
 
 /**
  * The relay's only trust document. Loads the last good copy from disk, refreshes it on a
@@ -72,9 +80,13 @@ export class JwksCache {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #lastError: string | undefined;
+  /** The Retry-After of the last refresh, when it failed with one (a 503 or 429). */
+  #retryAfterMs: number | undefined;
+  #random: () => number;
 
   constructor(opts: JwksCacheOptions) {
     this.#opts = opts;
+    this.#random = opts.random ?? Math.random;
   }
 
   get snapshot(): TrustSnapshot | undefined {
@@ -118,12 +130,13 @@ export class JwksCache {
 
   /**
    * Called when a certificate or token names a key we do not hold. Refreshes at most once
-   * per `minRefreshMs`; returns true when the trust document changed.
+   * per `minRefreshMs`, and not before the Retry-After of a refresh that failed with one; returns
+   * true when the trust document changed.
    */
   async refreshForUnknownKey(): Promise<boolean> {
     if (this.#inflight) return this.#inflight;
     const now = this.#opts.clock.now().getTime();
-    if (now - this.#lastAttempt < this.#opts.minRefreshMs) return false;
+    if (now - this.#lastAttempt < Math.max(this.#opts.minRefreshMs, this.#retryAfterMs ?? 0)) return false;
     return this.refresh();
   }
 
@@ -141,28 +154,38 @@ export class JwksCache {
    * The next scheduled refresh: `refreshMs` after one that worked; after one that failed or was
    * refused, `minRefreshMs` (at least RETRY_FLOOR_MS), so that once the control plane answers well
    * again, /healthz's `lastError` clears and keys rotated meanwhile arrive within seconds, not at
-   * the next refresh up to `refreshMs` later.
+   * the next refresh up to `refreshMs` later. A failure that came with a Retry-After waits that
+   * long if it is longer. Either wait is then drawn from up to RETRY_JITTER more, so relays do not
+   * all retry a recovering control plane at once; a retry never waits past `refreshMs`.
    */
   #schedule(): void {
     if (!this.#running) return;
     const failed = this.#lastError !== undefined;
-    const delay = failed ? Math.min(this.#opts.refreshMs, Math.max(this.#opts.minRefreshMs, RETRY_FLOOR_MS)) : this.#opts.refreshMs;
     this.#timer = setTimeout(() => {
       this.refresh()
         .catch((err: unknown) => this.#opts.logger.error('jwks refresh: a callback failed', { err, stack: err instanceof Error ? err.stack : undefined }))
         .finally(() => this.#schedule());
-    }, delay);
+    }, failed ? this.retryDelay() : this.#opts.refreshMs);
     this.#timer.unref();
+  }
+
+  /** The wait before the scheduled retry of a refresh that failed (#schedule): a new draw on each call. */
+  retryDelay(): number {
+    const least = Math.max(this.#opts.minRefreshMs, RETRY_FLOOR_MS, this.#retryAfterMs ?? 0);
+    const random = Math.min(Math.max(this.#random(), 0), 1);
+    return Math.min(this.#opts.refreshMs, Math.round(least * (1 + RETRY_JITTER * random)));
   }
 
   async #fetch(): Promise<boolean> {
     this.#lastAttempt = this.#opts.clock.now().getTime();
+    this.#retryAfterMs = undefined;
     let jwks: Jwks;
     try {
       jwks = await this.#opts.client.fetchJwks();
     } catch (err) {
+      if (err instanceof ControlError) this.#retryAfterMs = err.opts.retryAfterMs;
       this.#lastError = (err as { code?: string }).code ?? 'FETCH_FAILED';
-      this.#opts.logger.warn('jwks refresh failed; keeping the last good copy', { err, source: this.#source });
+      this.#opts.logger.warn('jwks refresh failed; keeping the last good copy', { err, source: this.#source, retryAfterMs: this.#retryAfterMs });
       return false;
     }
     if (!canVerify(jwks)) {
