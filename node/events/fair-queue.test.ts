@@ -1,61 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { FairQueueModel, seededRandom } from '../testing/fair-queue-model.js';
 import { FairQueue } from './fair-queue.js';
-
-/** A seeded PRNG (mulberry32): the same operations on every run. */
-function prng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
-}
-
-/**
- * The reference: an array in queue order, and when each member's count last changed. The largest
- * member is found by a scan: the highest count, and of those the one that reached it first.
- */
-class Model {
-  readonly items: { member: string; item: number }[] = [];
-  readonly #changedAt = new Map<string, number>();
-  #clock = 0;
-
-  push(member: string, item: number): void {
-    this.items.push({ member, item });
-    this.#changedAt.set(member, this.#clock++);
-  }
-
-  shift(): number | undefined {
-    const gone = this.items.shift();
-    if (gone) this.#changedAt.set(gone.member, this.#clock++);
-    return gone?.item;
-  }
-
-  largest(): { member: string; oldest: number; held: number } | undefined {
-    const counts = new Map<string, number>();
-    for (const q of this.items) counts.set(q.member, (counts.get(q.member) ?? 0) + 1);
-    let best: { member: string; held: number } | undefined;
-    for (const [member, held] of counts) {
-      if (!best || held > best.held || (held === best.held && this.#changedAt.get(member)! < this.#changedAt.get(best.member)!)) best = { member, held };
-    }
-    if (!best) return undefined;
-    return { ...best, oldest: this.items.find((q) => q.member === best.member)!.item };
-  }
-
-  dropFromLargest(): { member: string; item: number; held: number } | undefined {
-    const largest = this.largest();
-    if (!largest) return undefined;
-    this.items.splice(
-      this.items.findIndex((q) => q.item === largest.oldest),
-      1,
-    );
-    this.#changedAt.set(largest.member, this.#clock++);
-    return { member: largest.member, item: largest.oldest, held: largest.held };
-  }
-}
 
 describe('FairQueue', () => {
   it('names the member holding the most, the first to hold that many on a tie, with its oldest item', () => {
@@ -88,9 +34,9 @@ describe('FairQueue', () => {
 
   it('agrees with a reference model (an array, scanned) through many random pushes, drops, batches and reads', () => {
     for (const seed of [1, 2, 3, 4]) {
-      const rand = prng(seed);
+      const rand = seededRandom(seed);
       const q = new FairQueue<number>();
-      const model = new Model();
+      const model = new FairQueueModel<number>();
       let next = 0;
       for (let op = 0; op < 20_000; op++) {
         // Phases: a few members, then many, then one flooding among others; the queue grows and shrinks.

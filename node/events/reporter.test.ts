@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { EVENT_BATCH_MAX_BYTES, type ConnectionEvent } from '../../protocol/api-types.js';
 import { ControlError, type EventBatchResult } from '../control-client.js';
 import { createMemoryLogger } from '../../shared/logger.js';
+import { FairQueueModel, seededRandom } from '../testing/fair-queue-model.js';
 import { EventReporter, MAX_HALVINGS } from './reporter.js';
 
 const ev = (i: number): ConnectionEvent => ({ type: 'conn_open', at: new Date(0).toISOString(), session_id: `ses_${i}`, lease_id: `lease_${'x'.repeat(100)}_${i}`, remote: '203.0.113.9:50000' });
@@ -212,6 +213,57 @@ describe('EventReporter', () => {
     const logged = logger.lines.filter((l) => l.msg === 'connection events dropped');
     assert.equal(logged.length, 1, 'logged once');
     assert.equal(logged[0]!.fields.member, 'usr_x');
+  });
+
+  it('agrees with a reference model through many random pushes and flushes to a control plane that comes and goes: each event sent once and in order, or dropped from the member holding the most', async () => {
+    for (const seed of [11, 12, 13]) {
+      const rand = seededRandom(seed);
+      let down = false;
+      const id = (e: ConnectionEvent) => Number(e.session_id!.slice(4));
+      // Control refuses every 17th event alone (`rejected`) and records the others.
+      const c = fakeClient((events) => (down ? new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }) : events.flatMap((e, i) => (id(e) % 17 === 0 ? [i] : []))));
+      const max = 20 + rand(80);
+      const r = new EventReporter({ client: c, logger: createMemoryLogger(), maxQueue: max, intervalMs: 1000 });
+      const model = new FairQueueModel<number>();
+      const delivered: number[] = [];
+      let pushed = 0;
+      let full = 0;
+      let rejectedCount = 0;
+      const deliver = () => {
+        for (let i = model.shift(); i !== undefined; i = model.shift()) {
+          if (i % 17 === 0) rejectedCount++;
+          else delivered.push(i);
+        }
+      };
+      for (let op = 0; op < 6000; op++) {
+        const at = `seed ${seed} op ${op}`;
+        const roll = rand(100);
+        if (roll < 90) {
+          // A flooder, a crowd of members, and events of no member.
+          const k = rand(10);
+          const member = k < 4 ? 'usr_flood' : k < 9 ? `usr_${rand(30)}` : '';
+          r.push(ev(pushed), member);
+          model.push(member, pushed++);
+          if (model.items.length > max) {
+            model.dropFromLargest();
+            full++;
+          }
+        } else if (roll < 98) {
+          await r.flush();
+          if (!down) deliver();
+        } else down = !down;
+        assert.equal(r.queued, model.items.length, at);
+        assert.equal(r.droppedBy('queue_full'), full, at);
+        assert.equal(r.sent + r.dropped + r.queued, pushed, at);
+      }
+      down = false;
+      await r.flush();
+      deliver();
+      assert.deepEqual(c.accepted.map(id), delivered, `seed ${seed}: what control recorded`);
+      assert.equal(r.droppedBy('rejected'), rejectedCount);
+      assert.equal(r.sent + r.dropped, pushed);
+      assert.ok(full > 500, `seed ${seed}: the queue overflowed often (${full})`);
+    }
   });
 
   it('events dropped from the batch under way leave the rest of the queue as it was', async () => {
