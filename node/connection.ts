@@ -338,7 +338,7 @@ export class RelayConnection {
     for (const step of steps) this.#guard.run('close', step);
   }
 
-  /** The bridges left at the connection's close end now (LeaseRegistry.holdLeft: one of its leases was revoked); each step guarded. */
+  /** The bridges left at the connection's close end now (LeaseRegistry.holdLeft: a lease revoked or expired, or the relay stops); each step guarded. */
   #cutLeft(): void {
     this.#each(
       () => this.#direct?.abortAll(),
@@ -490,8 +490,8 @@ export class RelayConnection {
       () => this.#abortBridges(true),
       () => this.#exposures.unbindAll(),
       () => this.#exposures.endBridges(true),
-      // Bridges left to deliver what a peer sent before its CLOSE still end at once if one of this
-      // connection's leases is revoked: the registry keeps what cuts them until the last closed.
+      // Bridges left to deliver what a peer sent before its CLOSE still end at once when one of this
+      // connection's leases is revoked, or it expires: the registry keeps what cuts them until the last closed.
       () => (this.#releaseLeft = this.#ctx.registry.holdLeft(this.sessionId, () => this.#cutLeft())),
       () => this.#ctx.registry.detach(this.sessionId),
       () => {

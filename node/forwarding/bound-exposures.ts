@@ -101,7 +101,7 @@ export class BoundExposures {
     return left;
   }
 
-  /** The bridges left at the connection's close end now (one of its leases was revoked: LeaseRegistry.holdLeft). */
+  /** The bridges left at the connection's close end now (a lease revoked or expired, or the relay stops: LeaseRegistry.holdLeft). */
   cutLeft(): void {
     for (const b of this.#left ?? []) this.#o.wrap('close', () => b.abort())();
   }

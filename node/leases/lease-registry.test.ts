@@ -190,14 +190,49 @@ describe('LeaseRegistry', () => {
     assert.equal(reg.revoke('l2'), 0);
     assert.equal(cuts, 1);
     assert.equal(reg.revoke('l1'), 1, 's2 closed');
-    assert.equal(cuts, 2, 'held under each lease it presented (cutting twice is harmless)');
+    assert.equal(cuts, 1, 'held under each lease it presented, cut once');
     release();
     reg.attach(holder('s3', closed), { leaseId: 'l4', deadline: at(100) });
     const again = reg.holdLeft('s3', () => cuts++);
     again();
     reg.revoke('l4');
-    assert.equal(cuts, 2, 'released: a later revocation does not run it');
+    assert.equal(cuts, 1, 'released: a later revocation does not run it');
     assert.doesNotThrow(() => reg.holdLeft('unknown', () => cuts++)());
+    reg.close();
+  });
+
+  it("a closed connection's left bridges are cut when its deadline passes (its latest lease's expiry), once, unless released", () => {
+    const clock = new ManualClock(t0);
+    const reg = new LeaseRegistry({ clock, maxConnectionsPerLease: 1 });
+    const closed = new Map<string, LeaseEndReason>();
+    reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(100) });
+    reg.renew('s1', { leaseId: 'l2', deadline: at(200) });
+    const cuts: string[] = [];
+    reg.holdLeft('s1', (r) => cuts.push(r));
+    reg.detach('s1');
+    reg.attach(holder('s2', closed), { leaseId: 'l3', deadline: at(100) });
+    reg.holdLeft('s2', (r) => cuts.push(`released:${r}`))();
+    reg.detach('s2');
+    clock.set(at(150));
+    assert.equal(reg.sweep(), 0);
+    assert.deepEqual(cuts, [], 'not at the first lease\'s expiry: the renewal holds until 200');
+    clock.set(at(200));
+    assert.equal(reg.sweep(), 0, 'no connection closed: the closed one holds no place');
+    assert.deepEqual(cuts, ['lease_expired']);
+    reg.revoke('l2');
+    reg.sweep();
+    assert.deepEqual(cuts, ['lease_expired'], 'dropped once cut');
+    reg.close();
+  });
+
+  it("cuts left bridges on its own timer once no connection is attached (real time)", async () => {
+    const reg = new LeaseRegistry({ clock: { now: () => new Date() }, maxConnectionsPerLease: 1 });
+    const keepAlive = setTimeout(() => {}, 5000); // the registry's own timer is unref'd
+    reg.attach({ sessionId: 's', close: () => true }, { leaseId: 'l', deadline: new Date(Date.now() + 50) });
+    const cut = new Promise<string>((resolve) => reg.holdLeft('s', resolve));
+    reg.detach('s'); // the last connection: the timer stays for the held bridges' deadline
+    assert.equal(await cut, 'lease_expired');
+    clearTimeout(keepAlive);
     reg.close();
   });
 
@@ -208,10 +243,12 @@ describe('LeaseRegistry', () => {
     reg.attach(holder('s1', closed), { leaseId: 'l1', deadline: at(100) });
     reg.renew('s1', { leaseId: 'l2', deadline: at(200) });
     let cuts = 0;
-    reg.holdLeft('s1', () => cuts++);
+    const reasons: string[] = [];
+    reg.holdLeft('s1', (r) => (cuts++, reasons.push(r)));
     reg.detach('s1');
     reg.close();
     assert.equal(cuts, 1);
+    assert.deepEqual(reasons, ['shutdown']);
     reg.revoke('l1');
     assert.equal(cuts, 1, 'dropped: nothing runs it again');
   });

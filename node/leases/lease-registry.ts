@@ -39,6 +39,17 @@ export const REVOCABLE_AFTER_EXPIRY_MS = CERT_BACKDATE_SECONDS * 1000;
  */
 export const MAX_LEASES_PER_CONNECTION = 16;
 
+/** Why held bridges are cut (LeaseRegistry.holdLeft): their lease ended, or the relay stops. */
+export type LeftCutReason = LeaseEndReason | 'shutdown';
+
+/** What LeaseRegistry.holdLeft keeps for one closed connection. */
+interface Held {
+  cut: (reason: LeftCutReason) => void;
+  leaseIds: string[];
+  /** The connection's deadline (clock ms): when its live channels would have been cut. */
+  deadline: number;
+}
+
 export type AttachResult = { ok: true } | { ok: false; reason: 'too_many_connections' };
 export type RenewResult = { ok: true } | { ok: false; reason: 'not_registered' | 'too_many_connections' | 'too_many_leases' };
 
@@ -54,11 +65,14 @@ export class LeaseRegistry {
   #byLease = new Map<string, Set<string>>();
   /**
    * For connections that have closed with bridges left to deliver what their peer sent before its
-   * CLOSE (node/forwarding/direct-channels.ts, bound-exposures.ts): by lease, what cuts them.
-   * revoke() runs them, so a revocation ends those too, at once, instead of when they finish or at
-   * --send-stall-timeout. Not connections: they count against no lease's limit.
+   * CLOSE (node/forwarding/direct-channels.ts, bound-exposures.ts): what cuts them, by each lease
+   * the connection presented, and all of them (for their deadlines). revoke() and sweep() run them
+   * as they close a live connection, so a revocation or an expiry ends those too, at once, instead
+   * of when they finish or at --send-stall-timeout. Not connections: they count against no lease's
+   * limit.
    */
-  #left = new Map<string, Set<() => void>>();
+  #left = new Map<string, Set<Held>>();
+  #held = new Set<Held>();
   #timer: NodeJS.Timeout | undefined;
   /** When the timer fires (clock ms), while it is set. */
   #timerAt = Infinity;
@@ -117,26 +131,34 @@ export class LeaseRegistry {
   }
 
   /**
-   * Before `detach` of a connection that closed with bridges left: `cut` ends them, and runs if one
-   * of the leases it presented is revoked before the returned release is called (when the last
-   * of them has closed). Nothing when the connection is not attached.
+   * Before `detach` of a connection that closed with bridges left: `cut` ends them, and runs (once)
+   * if, before the returned release is called (when the last of them has closed), one of the
+   * leases it presented is revoked, its deadline passes (the expiry that would have closed it
+   * live: a removed grant stops working at once, whatever it carries), or the registry closes.
+   * Nothing when the connection is not attached.
    */
-  holdLeft(sessionId: string, cut: () => void): () => void {
+  holdLeft(sessionId: string, cut: (reason: LeftCutReason) => void): () => void {
     const e = this.#entries.get(sessionId);
     if (!e) return () => {};
-    const ids = [...e.leaseIds.keys()];
-    for (const id of ids) {
+    const held: Held = { cut, leaseIds: [...e.leaseIds.keys()], deadline: e.deadline };
+    for (const id of held.leaseIds) {
       let set = this.#left.get(id);
       if (!set) this.#left.set(id, (set = new Set()));
-      set.add(cut);
+      set.add(held);
     }
-    return () => {
-      for (const id of ids) {
-        const set = this.#left.get(id);
-        set?.delete(cut);
-        if (set?.size === 0) this.#left.delete(id);
-      }
-    };
+    this.#held.add(held);
+    this.#arm(held.deadline);
+    return () => this.#drop(held);
+  }
+
+  /** Forgets `held` (released, or about to be cut): nothing runs its cut after this. */
+  #drop(held: Held): void {
+    this.#held.delete(held);
+    for (const id of held.leaseIds) {
+      const set = this.#left.get(id);
+      set?.delete(held);
+      if (set?.size === 0) this.#left.delete(id);
+    }
   }
 
   detach(sessionId: string): void {
@@ -146,7 +168,7 @@ export class LeaseRegistry {
     for (const id of e.leaseIds.keys()) this.#unindex(sessionId, id);
     // The timer may now fire early for a deadline that left; the sweep then finds nothing due and
     // re-arms. Rescanning here would make revoking n connections cost n^2.
-    if (this.#entries.size === 0) this.#disarm();
+    if (this.#entries.size === 0 && this.#held.size === 0) this.#disarm();
   }
 
   deadlineOf(sessionId: string): Date | undefined {
@@ -155,19 +177,27 @@ export class LeaseRegistry {
   }
 
   /**
-   * Closes every connection that presented `leaseId`. Returns how many this began closing (one
-   * already closing for another reason is let go, not counted).
+   * Closes every connection that presented `leaseId`, and cuts the bridges closed ones that did
+   * left (holdLeft). Returns how many connections this began closing (one already closing for
+   * another reason is let go, not counted).
    */
   revoke(leaseId: string): number {
     let closed = 0;
     for (const id of [...(this.#byLease.get(leaseId) ?? [])]) if (this.#end(id, 'lease_revoked')) closed++;
-    const left = this.#left.get(leaseId);
-    this.#left.delete(leaseId);
-    for (const cut of left ?? []) cut();
+    this.#cut([...(this.#left.get(leaseId) ?? [])], 'lease_revoked');
     return closed;
   }
 
-  /** Closes connections whose deadline has passed. Returns how many this began closing (as revoke). */
+  /** Runs the cuts of `helds`, each dropped first (once; a cut that releases it finds it gone). */
+  #cut(helds: Held[], reason: LeftCutReason): void {
+    for (const held of helds) this.#drop(held);
+    for (const held of helds) held.cut(reason);
+  }
+
+  /**
+   * Closes connections whose deadline has passed, and cuts the bridges closed ones left whose
+   * deadline has (holdLeft). Returns how many connections this began closing (as revoke).
+   */
   sweep(): number {
     const now = this.#clock.now().getTime();
     const due: string[] = [];
@@ -176,8 +206,14 @@ export class LeaseRegistry {
       if (e.deadline <= now) due.push(e.holder.sessionId);
       else next = Math.min(next, e.deadline);
     }
+    const dueLeft: Held[] = [];
+    for (const held of this.#held) {
+      if (held.deadline <= now) dueLeft.push(held);
+      else next = Math.min(next, held.deadline);
+    }
     let closed = 0;
     for (const id of due) if (this.#end(id, 'lease_expired')) closed++;
+    this.#cut(dueLeft, 'lease_expired');
     this.#disarm();
     this.#arm(next);
     return closed;
@@ -191,9 +227,7 @@ export class LeaseRegistry {
   close(): void {
     this.#closed = true;
     this.#disarm();
-    const cuts = new Set([...this.#left.values()].flatMap((set) => [...set]));
-    this.#left.clear();
-    for (const cut of cuts) cut();
+    this.#cut([...this.#held], 'shutdown');
   }
 
   #index(sessionId: string, leaseId: string): void {
@@ -222,7 +256,7 @@ export class LeaseRegistry {
    * noticed within a minute.
    */
   #arm(deadline: number): void {
-    if (this.#closed || this.#entries.size === 0 || deadline === Infinity) return;
+    if (this.#closed || (this.#entries.size === 0 && this.#held.size === 0) || deadline === Infinity) return;
     const now = this.#clock.now().getTime();
     const at = Math.min(deadline, now + 60_000);
     if (this.#timer && this.#timerAt <= at) return;

@@ -68,11 +68,11 @@ async function exposeStalled(x: Client, exposure: string, accepted: (ch: ClientC
  * sends DATA, EOF and CLOSE on it, as a paramiko upload does, and the relay has read all of it.
  * What Y sent waits in the relay for X's window. Y stays connected.
  */
-async function yClosesOnStalledX(t: ReturnType<typeof relayUnderTest>, exposure: string, yUser: string): Promise<{ xs: ClientChannel[]; x: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>>; y: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>> }> {
+async function yClosesOnStalledX(t: ReturnType<typeof relayUnderTest>, exposure: string, yUser: string, yTtlSeconds?: number): Promise<{ xs: ClientChannel[]; x: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>>; y: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>> }> {
   const xs: ClientChannel[] = [];
   const x = await t.member('owner', { grant: { kind: 'expose', exposure, port: 22 } });
   await exposeStalled(x.client, exposure, (ch) => xs.push(ch), true);
-  const y = await t.member(yUser, { grant: { kind: 'open', exposure } });
+  const y = await t.member(yUser, { grant: { kind: 'open', exposure }, ...(yTtlSeconds ? { ttlSeconds: yTtlSeconds } : {}) });
   const ych = await openDirect(y.client, exposure, 22);
   ych.on('error', () => {});
   ych.resume();
@@ -231,6 +231,18 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     t.fc.revoke(y.leaseId, y.exp);
     await t.relay.relay.pollRevocations();
     await within(xClosed, 10_000, "X's channel closed");
+    const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
+    assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
+  });
+  it("Y sends data, EOF and CLOSE and hangs up, then its lease expires: X's channel closes at the expiry, not at --send-stall-timeout", async () => {
+    // A lease of 5 s: Y has sent, closed and hung up well before it ends (asserted: bridgesLeft).
+    const { xs, y } = await yClosesOnStalledX(t, 'stall-ex', 'yleftexpires', 5);
+    const from = t.relay.logger.lines.length;
+    y.client.end();
+    const closedLine = await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
+    assert.equal(closedLine.fields.bridgesLeft, 1, 'Y hung up before its lease ended, leaving the bridge');
+    await within(closeOf(xs[0]!), 15_000, "X's channel closed");
+    assert.ok(Date.now() >= y.exp * 1000, 'not cut before the lease ended');
     const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
     assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
   });

@@ -31,9 +31,10 @@ export interface RelayUnderTest {
   /**
    * Mints a lease of `grant` for `user` (an `open` lease by default; signed with `keys`, else the
    * fake control plane's) and connects with it; the client is destroyed after the tests. `userId`:
-   * the lease's subject, the member the relay counts (`usr_<user>` unless given).
+   * the lease's subject, the member the relay counts (`usr_<user>` unless given); `ttlSeconds`: the
+   * lease's life (600 s unless given).
    */
-  member(user: string, o?: { grant?: Grant; keys?: { lease: SigningKey; ca: SigningKey }; userId?: string; ident?: string }): Promise<Member>;
+  member(user: string, o?: { grant?: Grant; keys?: { lease: SigningKey; ca: SigningKey }; userId?: string; ident?: string; ttlSeconds?: number }): Promise<Member>;
   /** Destroys `client` after the tests (one the test connected itself). */
   track<C extends Client>(client: C): C;
 }
@@ -72,7 +73,7 @@ export function relayUnderTest(args: string[] = [], o: { egressDial?: Dialer } =
       const f = started(fc);
       const r = started(relay);
       const { privateKey } = generateKeyPairSync('ed25519');
-      const lease = await mintLease(f, { grant: o.grant ?? { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user, ...(o.keys ? { keys: o.keys } : {}), ...(o.userId ? { userId: o.userId } : {}) });
+      const lease = await mintLease(f, { grant: o.grant ?? { kind: 'open', exposure: 'anything' }, clientPublicKey: privateKey, user, ...(o.keys ? { keys: o.keys } : {}), ...(o.userId ? { userId: o.userId } : {}), ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}) });
       const client = track(await connectWithCertificate({ port: r.port, username: user, privateKey, certificate: lease.certificate, hostKeyLine: r.hostKeyLine, ...(o.ident ? { ident: o.ident } : {}) }));
       client.on('error', () => {});
       return { client, closed: new Promise((resolve) => client.once('close', () => resolve())), leaseId: lease.claims.jti, exp: lease.claims.exp, privateKey };
