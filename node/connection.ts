@@ -8,8 +8,9 @@ import { FaultGuard, type FaultPoint } from './fault-guard.js';
 import { EgressError } from './egress/egress-lock.js';
 import { BoundExposures } from './forwarding/bound-exposures.js';
 import { DirectChannels } from './forwarding/direct-channels.js';
+import { cutLeftBridges } from './forwarding/left-bridges-cut.js';
 import type { ForwardingHost } from './forwarding/forwarding-host.js';
-import type { LeaseEndReason } from './leases/lease-registry.js';
+import type { LeaseEndReason, LeftCutReason } from './leases/lease-registry.js';
 import { LeaseRenewal } from './leases/lease-renewal.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
@@ -339,11 +340,8 @@ export class RelayConnection {
   }
 
   /** The bridges left at the connection's close end now (LeaseRegistry.holdLeft: a lease revoked or expired, or the relay stops); each step guarded. */
-  #cutLeft(): void {
-    this.#each(
-      () => this.#direct?.abortAll(),
-      () => this.#exposures.cutLeft(),
-    );
+  #cutLeft(reason: LeftCutReason): void {
+    cutLeftBridges(this.#host, { direct: this.#direct, exposures: this.#exposures }, reason, (...steps) => this.#each(...steps));
   }
 
   /** Its bridges (Y's side) end now (at its socket's close, `keepClosed`: see DirectChannels.abortAll); the test fault `close-bridges` throws first. */
@@ -492,7 +490,7 @@ export class RelayConnection {
       () => this.#exposures.endBridges(true),
       // Bridges left to deliver what a peer sent before its CLOSE still end at once when one of this
       // connection's leases is revoked, or it expires: the registry keeps what cuts them until the last closed.
-      () => (this.#releaseLeft = this.#ctx.registry.holdLeft(this.sessionId, () => this.#cutLeft())),
+      () => (this.#releaseLeft = this.#ctx.registry.holdLeft(this.sessionId, (reason) => this.#cutLeft(reason))),
       () => this.#ctx.registry.detach(this.sessionId),
       () => {
         const release = this.#releaseMember;

@@ -26,6 +26,10 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     ),
     bytes: registry.counter('tunnel_node_bytes_total', 'Bytes bridged by direction'),
     leaseClosures: registry.counter('tunnel_node_lease_closures_total', 'Connections closed for lease expiry or revocation'),
+    leftBridgesCut: registry.counter(
+      'tunnel_node_left_bridges_cut_total',
+      'Bridges a closed connection left to deliver what its peer sent before its CLOSE, cut when a lease it presented was revoked or expired, or the relay stopped, by reason',
+    ),
     renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
     egressDials: registry.counter('tunnel_node_egress_dials_total', 'Egress target connections by outcome'),
     keepaliveTimeouts: registry.counter('tunnel_node_keepalive_timeouts_total', 'Connections dropped for missed keepalives'),

@@ -101,6 +101,11 @@ export class BoundExposures {
     return left;
   }
 
+  /** How many bridges endBridges left at the connection's close are still open. */
+  get leftCount(): number {
+    return this.#left?.size ?? 0;
+  }
+
   /** The bridges left at the connection's close end now (a lease revoked or expired, or the relay stops: LeaseRegistry.holdLeft). */
   cutLeft(): void {
     for (const b of this.#left ?? []) this.#o.wrap('close', () => b.abort())();

@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
 import { openDirect } from './hostile-clients.js';
+import { parsePrometheusText } from './prom-text.js';
 import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
@@ -41,6 +42,9 @@ const refusal = (p: Promise<unknown>) =>
     () => 'opened',
     (err: Error) => err.message,
   );
+
+/** tunnel_node_left_bridges_cut_total{reason}: bridges closed connections left, cut for `reason`. */
+const leftCut = (t: ReturnType<typeof relayUnderTest>, reason: string) => parsePrometheusText(t.relay.relay.metricsText()).value('tunnel_node_left_bridges_cut_total', { reason });
 
 const closeOf = (ch: ClientChannel) => new Promise<void>((resolve) => ch.once('close', () => resolve()));
 
@@ -228,11 +232,16 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     const closedLine = await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
     assert.equal(closedLine.fields.bridgesLeft, 1);
     const xClosed = closeOf(xs[0]!);
+    const cutBefore = leftCut(t, 'lease_revoked');
     t.fc.revoke(y.leaseId, y.exp);
     await t.relay.relay.pollRevocations();
     await within(xClosed, 10_000, "X's channel closed");
     const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
     assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
+    // No connection was open to close: the cut is logged and counted on its own.
+    const cut = await t.relay.logger.waitFor((l) => l.msg === 'left bridges cut' && l.fields.leaseId === y.leaseId, 10_000, from);
+    assert.deepEqual([cut.fields.reason, cut.fields.bridges], ['lease_revoked', 1]);
+    assert.equal(leftCut(t, 'lease_revoked'), cutBefore + 1);
   });
   it("Y sends data, EOF and CLOSE and hangs up, then its lease expires: X's channel closes at the expiry, not at --send-stall-timeout", async () => {
     // A lease of 5 s: Y has sent, closed and hung up well before it ends (asserted: bridgesLeft).
@@ -241,10 +250,14 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     y.client.end();
     const closedLine = await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
     assert.equal(closedLine.fields.bridgesLeft, 1, 'Y hung up before its lease ended, leaving the bridge');
+    const cutBefore = leftCut(t, 'lease_expired');
     await within(closeOf(xs[0]!), 15_000, "X's channel closed");
     assert.ok(Date.now() >= y.exp * 1000, 'not cut before the lease ended');
     const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
     assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
+    const cut = await t.relay.logger.waitFor((l) => l.msg === 'left bridges cut' && l.fields.leaseId === y.leaseId, 10_000, from);
+    assert.deepEqual([cut.fields.reason, cut.fields.bridges], ['lease_expired', 1]);
+    assert.equal(leftCut(t, 'lease_expired'), cutBefore + 1);
   });
   it("Y sends data, EOF and CLOSE, then its lease is revoked: X's channel closes, nothing more carried", async () => {
     const { xs, y } = await yClosesOnStalledX(t, 'stall-v', 'yrevoked');

@@ -1,0 +1,31 @@
+import type { LeftCutReason } from '../leases/lease-registry.js';
+import type { BoundExposures } from './bound-exposures.js';
+import type { DirectChannels } from './direct-channels.js';
+import type { ForwardingHost } from './forwarding-host.js';
+
+/**
+ * The bridges a closed connection left to deliver what its peer sent before its CLOSE
+ * (DirectChannels.abortAll, BoundExposures.endBridges) end now: a lease it presented was revoked
+ * or expired, or the relay stops (LeaseRegistry.holdLeft). Logged (one line: the reason, the
+ * lease id, how many) and counted (tunnel_node_left_bridges_cut_total{reason}, by bridge), as a
+ * live connection closed for its lease is ('closing connection', lease_closures_total): a
+ * revocation or an expiry that found only such bridges left no trace. Each step on its own
+ * (`each`: a throw is a fault of the connection, and the steps after it still run).
+ */
+export function cutLeftBridges(
+  host: ForwardingHost,
+  sides: { direct: DirectChannels | undefined; exposures: BoundExposures },
+  reason: LeftCutReason,
+  each: (...steps: (() => void)[]) => void,
+): void {
+  const bridges = (sides.direct?.count ?? 0) + sides.exposures.leftCount;
+  each(
+    () => {
+      if (bridges === 0) return;
+      host.log.info('left bridges cut', { reason, leaseId: host.lease()?.leaseId, bridges });
+      host.ctx.metrics.leftBridgesCut.inc({ reason }, bridges);
+    },
+    () => sides.direct?.abortAll(),
+    () => sides.exposures.cutLeft(),
+  );
+}
