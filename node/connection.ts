@@ -14,6 +14,7 @@ import type { LeaseEndReason, LeftCutReason } from './leases/lease-registry.js';
 import { LeaseRenewal } from './leases/lease-renewal.js';
 import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
+import { reportClose } from './close-report.js';
 import { loggable, type Logger } from '../shared/logger.js';
 import type { RelayContext } from './relay-context.js';
 import { watchSendBudget } from './peer-send-budget.js';
@@ -77,7 +78,7 @@ export class RelayConnection {
   #ping: (() => void) | undefined;
   /** Gives back the member's connection it took at authentication (--max-connections-per-member). */
   #releaseMember: (() => void) | undefined;
-  /** Gives back what LeaseRegistry.holdLeft keeps for this closed connection's left bridges (#reportClose). */
+  /** Gives back what LeaseRegistry.holdLeft keeps for this closed connection's left bridges (reportClose). */
   #releaseLeft: (() => void) | undefined;
   /** Which of its refusals are logged (made at the first one; node/forwarding/refusal-log.ts). */
   #refusals: RefusalLog | undefined;
@@ -498,30 +499,24 @@ export class RelayConnection {
         release?.();
       },
       () => this.#ctx.egress.release(this.sessionId),
-      () => this.#reportClose(),
+      () =>
+        reportClose({
+          log: this.#log,
+          leaseId: this.#lease?.leaseId,
+          direct: this.#direct,
+          exposures: this.#exposures,
+          totals: () => ({ bytesIn: this.#bytesIn, bytesOut: this.#bytesOut }),
+          guard: this.#guard,
+          inject: (point) => this.#inject(point),
+          releaseLeft: () => {
+            const release = this.#releaseLeft;
+            this.#releaseLeft = undefined;
+            release?.();
+          },
+          closed: (t) => {
+            if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: t.bytesIn, bytes_out: t.bytesOut });
+          },
+        }),
     );
-  }
-
-  /**
-   * Logs the close, and reports the connection's byte totals (conn_close, and a log line) once the
-   * bridges left at its close (what a peer sent before its CLOSE, still delivered: DirectChannels
-   * .abortAll, BoundExposures.endBridges) have closed too: each counts its bytes at its close, so
-   * reported at once, the totals missed whatever those carried.
-   */
-  #reportClose(): void {
-    let waiting = 3; // Y's bridges, X's, and this call
-    let left = 0;
-    const counted = () => {
-      if (--waiting > 0) return;
-      this.#releaseLeft?.();
-      this.#releaseLeft = undefined;
-      if (left > 0) this.#log.info('connection bytes counted', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut });
-      if (this.#lease) this.#event({ type: 'conn_close', lease_id: this.#lease.leaseId, bytes_in: this.#bytesIn, bytes_out: this.#bytesOut });
-    };
-    if (this.#direct) left += this.#direct.whenLeftClosed(counted);
-    else counted();
-    left += this.#exposures.whenLeftClosed(counted);
-    this.#log.info('connection closed', { leaseId: this.#lease?.leaseId, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, ...(left > 0 ? { bridgesLeft: left } : {}) });
-    counted();
   }
 }

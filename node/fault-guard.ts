@@ -70,9 +70,10 @@ export type FaultInjector = (point: FaultPoint, who: { username: string }) => vo
  * `bridge-open`: Y's side, after Y's channel is confirmed and its slots taken, before its bridge
  * exists; `forward-open`: X's side, once X confirmed a forwarded channel, before it is handed on;
  * `close-bridges`: the connection's close (its end() and its socket's close), before its bridges end;
- * `channel-open`: a channel open of a type ssh2 refuses on its own (session, x11, ...), as it is counted.
+ * `channel-open`: a channel open of a type ssh2 refuses on its own (session, x11, ...), as it is counted;
+ * `close-report`: the report of a closed connection (node/close-report.ts), before X's bridges are asked.
  */
-export const FAULT_POINTS = ['authentication', 'ready', 'request', 'tcpip', 'bridge-open', 'forward-open', 'bridge-close', 'close-bridges', 'channel-open'] as const;
+export const FAULT_POINTS = ['authentication', 'ready', 'request', 'tcpip', 'bridge-open', 'forward-open', 'bridge-close', 'close-bridges', 'channel-open', 'close-report'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** A configured fault: `POINT` throws inside the handler, `escape-POINT` throws from outside it. */
 export type FaultSpec = FaultPoint | `escape-${FaultPoint}`;
