@@ -244,14 +244,15 @@ describe("a channel closed while its bridge waits on windows gives back its memb
     assert.equal(leftCut(t, 'lease_revoked'), cutBefore + 1);
   });
   it("Y sends data, EOF and CLOSE and hangs up, then its lease expires: X's channel closes at the expiry, not at --send-stall-timeout", async () => {
-    // A lease of 5 s: Y has sent, closed and hung up well before it ends (asserted: bridgesLeft).
-    const { xs, y } = await yClosesOnStalledX(t, 'stall-ex', 'yleftexpires', 5);
+    // A lease of 15 s: Y has sent, closed and hung up well before it ends, also on a loaded CI
+    // machine (asserted: bridgesLeft; 5 s left too little room for the setup there).
+    const { xs, y } = await yClosesOnStalledX(t, 'stall-ex', 'yleftexpires', 15);
     const from = t.relay.logger.lines.length;
     y.client.end();
     const closedLine = await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
     assert.equal(closedLine.fields.bridgesLeft, 1, 'Y hung up before its lease ended, leaving the bridge');
     const cutBefore = leftCut(t, 'lease_expired');
-    await within(closeOf(xs[0]!), 15_000, "X's channel closed");
+    await within(closeOf(xs[0]!), 25_000, "X's channel closed");
     assert.ok(Date.now() >= y.exp * 1000, 'not cut before the lease ended');
     const close = await within(connCloseOf(t.fc, y.leaseId), 10_000, "Y's conn_close");
     assert.deepEqual([close.bytes_in, close.bytes_out], [0, 0], 'nothing of what Y left was carried');
