@@ -172,7 +172,10 @@ export class JwksCache {
   /** The wait before the scheduled retry of a refresh that failed (#schedule): a new draw on each call. */
   retryDelay(): number {
     const least = Math.max(this.#opts.minRefreshMs, RETRY_FLOOR_MS, this.#retryAfterMs ?? 0);
-    const random = Math.min(Math.max(this.#random(), 0), 1);
+    // A draw outside [0, 1) is clamped; one that is not a number is 0 (Math.max(NaN, 0) is NaN,
+    // and setTimeout(NaN) fires after 1 ms: a failing control plane asked a thousand times a second).
+    const drawn = this.#random();
+    const random = Number.isNaN(drawn) ? 0 : Math.min(Math.max(drawn, 0), 1);
     return Math.min(this.#opts.refreshMs, Math.round(least * (1 + RETRY_JITTER * random)));
   }
 
