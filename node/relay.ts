@@ -4,7 +4,7 @@ import { AuthRateLimiter } from './auth/rate-limit.js';
 import { createAuthenticator } from './auth/authenticate.js';
 import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
-import type { ControlClient } from './control-client.js';
+import { ControlError, type ControlClient } from './control-client.js';
 import type { Ids } from './deps.js';
 import type { Clock } from '../shared/clock.js';
 import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
@@ -300,6 +300,7 @@ export function createRelay(deps: RelayDeps): Relay {
       unauthenticated: startups.count,
       exposures_online: listeners.count,
       events: { queued: reporter.queued, dropped: reporter.dropped },
+      heartbeat: { failing: heartbeatFailing, last_error: heartbeatError ?? null },
       ...(opts.detail ? { node_id: deps.identity.nodeId, exposures: listeners.online() } : {}),
     };
   };
@@ -307,6 +308,13 @@ export function createRelay(deps: RelayDeps): Relay {
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let heartbeatFailing = false;
+  /**
+   * Why the last heartbeat failed (/healthz): the control plane's problem code when it sent one
+   * (API_LEVEL_UNSUPPORTED: a control plane older than this relay), else the client's. While
+   * heartbeats fail the control plane takes this relay's exposures for offline, which /healthz
+   * did not show at all.
+   */
+  let heartbeatError: string | undefined;
   // Sent with every heartbeat: connections reported open before it were left by an earlier run.
   const startedAt = deps.clock.now().toISOString();
   /** A heartbeat sent or waiting its turn (EventReporter.exclusive) and not yet answered. */
@@ -330,11 +338,14 @@ export function createRelay(deps: RelayDeps): Relay {
           exposures: listeners.online(),
         }),
       );
+      heartbeatError = undefined;
       if (heartbeatFailing) logger.info('heartbeat recovered');
       heartbeatFailing = false;
     } catch (err) {
-      if (!heartbeatFailing) logger.warn('heartbeat failed', { err });
+      heartbeatError = err instanceof ControlError ? (err.opts.problemCode ?? err.code) : 'HEARTBEAT_FAILED';
+      const first = !heartbeatFailing;
       heartbeatFailing = true;
+      if (first) logger.warn('heartbeat failed', { err, problemCode: heartbeatError });
     } finally {
       heartbeatPending = false;
     }

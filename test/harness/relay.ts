@@ -62,6 +62,11 @@ export interface FakeControl {
    * 401 until the returned function puts it back.
    */
   replaceCredential(): () => void;
+  /**
+   * A control plane that does not serve the relay's API level (older than the relay): every
+   * request is answered 400 API_LEVEL_UNSUPPORTED until the returned function is called.
+   */
+  refuseLevel(): () => void;
   stop(): Promise<void>;
 }
 
@@ -107,6 +112,13 @@ export async function startFakeControl(): Promise<FakeControl> {
         fc.eventsRefused = false;
       };
     },
+    levelRefused: false,
+    refuseLevel() {
+      fc.levelRefused = true;
+      return () => {
+        fc.levelRefused = false;
+      };
+    },
     replaceCredential() {
       nodeToken = `nt_${randomBytes(16).toString('hex')}`;
       return () => {
@@ -133,6 +145,7 @@ export async function startFakeControl(): Promise<FakeControl> {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const authed = req.headers.authorization === `Bearer ${nodeToken}`;
+      if (fc.levelRefused) return problem(res, 400, 'API_LEVEL_UNSUPPORTED');
       if (req.method === 'GET' && url.pathname === '/.well-known/jwks.json') {
         fc.requests.jwks++;
         emitter.emit('jwks');

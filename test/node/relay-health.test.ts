@@ -199,3 +199,26 @@ describe('relay /healthz without a trust document', () => {
     }
   });
 });
+
+describe('relay /healthz while the control plane refuses it', () => {
+  it('says on /healthz that heartbeats fail, and why: a control plane refusing the relay\'s API level', async () => {
+    const fc = await startFakeControl();
+    const relay = await startRelay(fc, { args: ['--heartbeat-interval', '200ms'] });
+    try {
+      const hb = async () => JSON.parse((await get(relay.metricsPort, '/healthz')).text) as Health & { heartbeat: { failing: boolean; last_error: string | null } };
+      await relay.logger.waitFor((l) => l.msg === 'relay ready');
+      const since = relay.logger.lines.length;
+      const accept = fc.refuseLevel();
+      await relay.logger.waitFor((l) => l.msg === 'heartbeat failed', 10_000, since);
+      const refused = await hb();
+      assert.deepEqual(refused.heartbeat, { failing: true, last_error: 'API_LEVEL_UNSUPPORTED' });
+      assert.equal(refused.ok, true, 'still serving with the JWKS it holds: not pulled from the load balancer');
+      accept();
+      await relay.logger.waitFor((l) => l.msg === 'heartbeat recovered', 10_000, since);
+      assert.deepEqual((await hb()).heartbeat, { failing: false, last_error: null });
+    } finally {
+      await relay.stop();
+      await fc.stop();
+    }
+  });
+});
