@@ -168,7 +168,7 @@ describe('JwksCache', async () => {
         return;
       }
       res.writeHead(answer.status, { 'content-type': 'application/problem+json', ...(answer.retryAfter ? { 'retry-after': answer.retryAfter } : {}) });
-      res.end(JSON.stringify({ code: 'DATABASE_UNAVAILABLE', status: answer.status }));
+      res.end(JSON.stringify({ type: 'about:blank', title: 'Unavailable', code: 'DATABASE_UNAVAILABLE', status: answer.status, request_id: 'req_1' }));
     });
     await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
     const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => undefined, timeoutMs: 5_000 });
@@ -177,7 +177,7 @@ describe('JwksCache', async () => {
     const cache = new JwksCache({ client, file: join(dir, 'j.json'), clock, logger: noopLogger, refreshMs: 120_000, minRefreshMs: 10_000, random: () => r });
     try {
       await cache.init();
-      assert.equal(cache.status().lastError, 'CONTROL_REJECTED');
+      assert.equal(cache.status().lastError, 'DATABASE_UNAVAILABLE', "the control plane's code, for /healthz");
       assert.equal(cache.retryDelay(), 45_000, 'Retry-After: 45');
       r = 0.999_999;
       assert.equal(cache.retryDelay(), 45_000 * (1 + RETRY_JITTER), 'spread past it too: every relay got the same Retry-After');
@@ -207,6 +207,29 @@ describe('JwksCache', async () => {
     } finally {
       await client.close();
       srv.close();
+    }
+  });
+
+  it("says in lastError (/healthz) the control plane's code when it refused the fetch (API_LEVEL_UNSUPPORTED), else the client's", async () => {
+    let body: string | undefined;
+    const srv = createServer((_req, res) => {
+      res.writeHead(body === undefined ? 502 : 400, { 'content-type': 'application/problem+json' });
+      res.end(body ?? '{}');
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const client = createControlClient({ baseUrl: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, nodeToken: () => undefined, timeoutMs: 5_000 });
+    const cache = new JwksCache({ client, file: join(dir, 'level.json'), clock: new ManualClock(), logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
+    try {
+      body = JSON.stringify({ type: 'about:blank', title: 'x', status: 400, code: 'API_LEVEL_UNSUPPORTED', detail: 'tunnel-node/9 states API level 2', request_id: 'req_1' });
+      await cache.init();
+      assert.equal(cache.status().lastError, 'API_LEVEL_UNSUPPORTED');
+      assert.equal(cache.status().keys, 0, '/healthz: no_trust, and lastError says why');
+      body = undefined;
+      await cache.refresh();
+      assert.equal(cache.status().lastError, 'CONTROL_REJECTED', 'no code of its own: the client\'s');
+    } finally {
+      await client.close();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
     }
   });
 

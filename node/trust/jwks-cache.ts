@@ -187,7 +187,9 @@ export class JwksCache {
       jwks = await this.#opts.client.fetchJwks();
     } catch (err) {
       if (err instanceof ControlError) this.#retryAfterMs = err.opts.retryAfterMs;
-      this.#lastError = (err as { code?: string }).code ?? 'FETCH_FAILED';
+      // The control plane's own code when it answered with one (/healthz says why: a control plane
+      // older than this relay answers API_LEVEL_UNSUPPORTED), else the client's (unreachable, ...).
+      this.#lastError = (err instanceof ControlError ? err.opts.problemCode : undefined) ?? (err as { code?: string }).code ?? 'FETCH_FAILED';
       this.#opts.logger.warn('jwks refresh failed; keeping the last good copy', { err, source: this.#source, retryAfterMs: this.#retryAfterMs });
       return false;
     }
