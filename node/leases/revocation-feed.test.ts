@@ -286,6 +286,24 @@ describe('RevocationFeed long poll', () => {
     }
   });
 
+  it("status() says why polls fail: the control plane's code (API_LEVEL_UNSUPPORTED), else the client's; cleared when one is answered", async () => {
+    const levelRefused = new ControlError('CONTROL_REJECTED', 'control plane answered 400', { status: 400, problemCode: 'API_LEVEL_UNSUPPORTED', retryable: false });
+    const answers: (Feed | Error)[] = [levelRefused, new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true }), { cursor: '1', revocations: [] }];
+    const client = { revocations: () => { const a = answers.shift()!; return a instanceof Error ? Promise.reject(a) : Promise.resolve(a); } };
+    const { feed, cleanup } = feedWith({ client });
+    try {
+      assert.equal(feed.status().lastError, null);
+      await feed.pollOnce();
+      assert.deepEqual([feed.status().failing, feed.status().lastError], [true, 'API_LEVEL_UNSUPPORTED']);
+      await feed.pollOnce();
+      assert.deepEqual([feed.status().failing, feed.status().lastError], [true, 'CONTROL_UNREACHABLE']);
+      await feed.pollOnce();
+      assert.deepEqual([feed.status().failing, feed.status().lastError], [false, null]);
+    } finally {
+      cleanup();
+    }
+  });
+
   it('a callback that throws does not stop the loop: the next poll comes as usual', async () => {
     const answers: (Feed | Error)[] = [new ControlError('CONTROL_REJECTED', 'control plane answered 401', { status: 401, retryable: false })];
     const client = {

@@ -44,6 +44,8 @@ export class RevocationFeed {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #failing = false;
+  /** Why the last poll failed (status(), /healthz): the control plane's problem code when it sent one, else the client's. */
+  #lastError: string | undefined;
   #credentialRejected = false;
   #lastSuccess: Date | undefined;
   #polling: Promise<void> | undefined;
@@ -58,8 +60,14 @@ export class RevocationFeed {
     return this.#revoked.has(leaseId);
   }
 
-  status(): { entries: number; lastSuccessAt: string | null; failing: boolean; credentialRejected: boolean } {
-    return { entries: this.#revoked.size, lastSuccessAt: this.#lastSuccess?.toISOString() ?? null, failing: this.#failing, credentialRejected: this.#credentialRejected };
+  status(): { entries: number; lastSuccessAt: string | null; failing: boolean; lastError: string | null; credentialRejected: boolean } {
+    return {
+      entries: this.#revoked.size,
+      lastSuccessAt: this.#lastSuccess?.toISOString() ?? null,
+      failing: this.#failing,
+      lastError: this.#failing ? (this.#lastError ?? null) : null,
+      credentialRejected: this.#credentialRejected,
+    };
   }
 
   async load(): Promise<void> {
@@ -157,7 +165,10 @@ export class RevocationFeed {
       if (this.#abort.signal.aborted) return false; // stopping
       // Unreachable is a wait; a refused credential is for good (the relay says so, onCredential).
       const refused = err instanceof ControlError && err.opts.status === 401;
-      if (!this.#failing && !refused) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err });
+      // A 400 API_LEVEL_UNSUPPORTED (a control plane older than this relay) is no outage: /healthz
+      // and the line name the control plane's code.
+      this.#lastError = (err instanceof ControlError ? (err.opts.problemCode ?? err.code) : undefined) ?? 'POLL_FAILED';
+      if (!this.#failing && !refused) this.#opts.logger.warn('revocation feed unreachable; keeping known revocations', { err, problemCode: this.#lastError });
       this.#failing = true;
       if (refused) this.#credential(false);
       return false;
