@@ -60,7 +60,9 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
       status: String(c.res.status),
     });
   });
-  app.use('*', requireServedApiLevel);
+  // The API only: console pages, the device page, /docs and /healthz are for browsers and health
+  // checks, which state no level (the console's own API calls state this build's).
+  app.use('/v1/*', requireServedApiLevel);
   for (const path of OAUTH_PATHS) app.use(path, oauthEndpoint);
   app.use('/v1/*', limitBody(deps.settings.maxBodyBytes), requireJson);
   app.use('/device/*', limitBody(16 * 1024));

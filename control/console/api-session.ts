@@ -2,6 +2,7 @@ import { readProblem } from '../../protocol/problem.js';
 import type { Context } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { clearCookie, readCookie, writeCookie } from './cookies.js';
+import { API_LEVEL, API_LEVEL_HEADER } from '../../protocol/api-level.js';
 
 /**
  * The console is a client of the control plane's own API: every read and every change a page
@@ -113,6 +114,8 @@ export class ApiSession {
       if (v !== undefined) headers.set(h, v);
     }
     headers.set('x-request-id', this.c.get('requestId'));
+    // The console is this build: its calls are of this build's level, whatever the browser sent.
+    headers.set(API_LEVEL_HEADER, String(API_LEVEL));
     if (token) headers.set('authorization', `Bearer ${token}`);
     let payload: string | undefined;
     if (body !== undefined) {

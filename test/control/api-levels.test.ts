@@ -72,6 +72,18 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await s.call('GET', '/v1/nodes', { token: admin.token, headers: { 'tunnel-api': 'two' } }), 400, 'API_LEVEL_UNSUPPORTED');
     });
 
+    it('checks the API only: console pages, the device page, /docs and /healthz serve whatever level a request states', async () => {
+      // Browsers and health checks state none; a level only matters to the API. Checked on every
+      // path, a control plane whose oldest level served rose above 1 would refuse the console.
+      const headers = { 'tunnel-api': String(API_LEVEL + 1) };
+      for (const path of ['/console/login', '/device', '/docs', '/healthz', '/openapi.json']) {
+        const r = await s.call('GET', path, { headers });
+        assert.notEqual(r.body?.code, 'API_LEVEL_UNSUPPORTED', path);
+        assert.ok(r.status < 400, `${path}: ${r.status}`);
+      }
+      assertProblem(await s.call('GET', '/v1/nodes', { token: admin.token, headers }), 400, 'API_LEVEL_UNSUPPORTED');
+    });
+
     it('a relay or CLI that states no level (from before the header) is served', async () => {
       assertOk(await s.call('POST', '/v1/nodes/self/heartbeat', { token: node.token, body: HEARTBEAT }), 200);
       assertOk(await s.call('GET', '/v1/nodes/self/revocations', { token: node.token }), 200);
