@@ -252,4 +252,17 @@ describe('LeaseRegistry', () => {
     reg.revoke('l1');
     assert.equal(cuts, 1, 'dropped: nothing runs it again');
   });
+
+  it('a connection that closes with bridges left after close() has them cut at once, not held for good', () => {
+    const reg = new LeaseRegistry({ clock: new ManualClock(t0), maxConnectionsPerLease: 1 });
+    reg.attach(holder('s1', new Map()), { leaseId: 'l1', deadline: at(100) });
+    reg.close();
+    const reasons: string[] = [];
+    const release = reg.holdLeft('s1', (r) => reasons.push(r));
+    assert.deepEqual(reasons, ['shutdown']);
+    release();
+    reg.detach('s1');
+    reg.revoke('l1');
+    assert.deepEqual(reasons, ['shutdown'], 'once');
+  });
 });

@@ -134,12 +134,17 @@ export class LeaseRegistry {
    * Before `detach` of a connection that closed with bridges left: `cut` ends them, and runs (once)
    * if, before the returned release is called (when the last of them has closed), one of the
    * leases it presented is revoked, its deadline passes (the expiry that would have closed it
-   * live: a removed grant stops working at once, whatever it carries), or the registry closes.
-   * Nothing when the connection is not attached.
+   * live: a removed grant stops working at once, whatever it carries), or the registry closes
+   * (closed already: it runs now). Nothing when the connection is not attached.
    */
   holdLeft(sessionId: string, cut: (reason: LeftCutReason) => void): () => void {
     const e = this.#entries.get(sessionId);
     if (!e) return () => {};
+    if (this.#closed) {
+      // The stop's cut (close()) ran before this connection closed: nothing would run this one.
+      cut('shutdown');
+      return () => {};
+    }
     const held: Held = { cut, leaseIds: [...e.leaseIds.keys()], deadline: e.deadline };
     for (const id of held.leaseIds) {
       let set = this.#left.get(id);
