@@ -5,6 +5,7 @@ import { createAuthenticator } from './auth/authenticate.js';
 import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
 import { ControlError, type ControlClient } from './control-client.js';
+import { heartbeatRetryDelay } from './heartbeat-retry.js';
 import type { Ids } from './deps.js';
 import type { Clock } from '../shared/clock.js';
 import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
@@ -300,14 +301,13 @@ export function createRelay(deps: RelayDeps): Relay {
       unauthenticated: startups.count,
       exposures_online: listeners.count,
       events: { queued: reporter.queued, dropped: reporter.dropped },
-      heartbeat: { failing: heartbeatFailing, last_error: heartbeatError ?? null },
+      heartbeat: { failing: heartbeatFailures > 0, last_error: heartbeatError ?? null },
       ...(opts.detail ? { node_id: deps.identity.nodeId, exposures: listeners.online() } : {}),
     };
   };
   const healthServer = createHealthServer({ health, metrics: () => r.render() }, config.healthDetail, logger);
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
-  let heartbeatFailing = false;
   /**
    * Why the last heartbeat failed (/healthz): the control plane's problem code when it sent one
    * (API_LEVEL_UNSUPPORTED: a control plane older than this relay), else the client's. While
@@ -315,6 +315,10 @@ export function createRelay(deps: RelayDeps): Relay {
    * did not show at all.
    */
   let heartbeatError: string | undefined;
+  /** Heartbeats failed in a row (0: the last one was answered). */
+  let heartbeatFailures = 0;
+  /** The retry of a failed heartbeat, when one is waiting (heartbeat-retry.ts). */
+  let heartbeatRetry: NodeJS.Timeout | undefined;
   // Sent with every heartbeat: connections reported open before it were left by an earlier run.
   const startedAt = deps.clock.now().toISOString();
   /** A heartbeat sent or waiting its turn (EventReporter.exclusive) and not yet answered. */
@@ -339,13 +343,22 @@ export function createRelay(deps: RelayDeps): Relay {
         }),
       );
       heartbeatError = undefined;
-      if (heartbeatFailing) logger.info('heartbeat recovered');
-      heartbeatFailing = false;
+      if (heartbeatFailures > 0) logger.info('heartbeat recovered');
+      heartbeatFailures = 0;
+      clearTimeout(heartbeatRetry);
     } catch (err) {
       heartbeatError = err instanceof ControlError ? (err.opts.problemCode ?? err.code) : 'HEARTBEAT_FAILED';
-      const first = !heartbeatFailing;
-      heartbeatFailing = true;
-      if (first) logger.warn('heartbeat failed', { err, problemCode: heartbeatError });
+      if (heartbeatFailures === 0) logger.warn('heartbeat failed', { err, problemCode: heartbeatError });
+      heartbeatFailures++;
+      // Retried soon rather than at the next interval (heartbeat-retry.ts), unless the control
+      // plane refused it for good (the credential: retrying changes nothing) or the relay is stopping.
+      const retryable = !(err instanceof ControlError) || err.retryable;
+      if (retryable && !draining) {
+        clearTimeout(heartbeatRetry);
+        const retryAfterMs = err instanceof ControlError ? err.opts.retryAfterMs : undefined;
+        heartbeatRetry = setTimeout(() => void heartbeat(), heartbeatRetryDelay(heartbeatFailures, config.heartbeatMs, retryAfterMs));
+        heartbeatRetry.unref();
+      }
     } finally {
       heartbeatPending = false;
     }
@@ -395,6 +408,7 @@ export function createRelay(deps: RelayDeps): Relay {
       await Promise.race([closing, new Promise((res) => setTimeout(res, 3000).unref())]);
       for (const c of connections) c.endSafely('shutdown', true);
       if (heartbeatTimer) clearInterval(heartbeatTimer);
+      clearTimeout(heartbeatRetry);
       registry.close();
       await egress.stop().catch((err: unknown) => logger.error('egress lease rules not removed at stop; the chain stays closed', { err }));
       trust.stop();

@@ -53,6 +53,12 @@ export interface FakeControl {
    */
   holdHeartbeats(): () => void;
   /**
+   * Answers every heartbeat 503 DATABASE_UNAVAILABLE with Retry-After: 1 (a control plane whose
+   * database is restarting) until the returned function is called. Each is still recorded in
+   * `heartbeats` and emits 'heartbeat' as it arrives.
+   */
+  refuseHeartbeats(): () => void;
+  /**
    * Answers every event batch 503 (a control plane that is down: the relay keeps its events
    * queued, up to --events-queue-max) until the returned function is called.
    */
@@ -106,6 +112,13 @@ export async function startFakeControl(): Promise<FakeControl> {
     holdJwks: () => hold('jwksHeld'),
     holdHeartbeats: () => hold('heartbeatsHeld'),
     eventsRefused: false,
+    heartbeatsRefused: false,
+    refuseHeartbeats() {
+      fc.heartbeatsRefused = true;
+      return () => {
+        fc.heartbeatsRefused = false;
+      };
+    },
     refuseEvents() {
       fc.eventsRefused = true;
       return () => {
@@ -163,6 +176,10 @@ export async function startFakeControl(): Promise<FakeControl> {
       if (req.method === 'POST' && url.pathname === '/v1/nodes/self/heartbeat') {
         fc.heartbeats.push(await readJson(req));
         emitter.emit('heartbeat');
+        if (fc.heartbeatsRefused) {
+          res.setHeader('retry-after', '1');
+          return problem(res, 503, 'DATABASE_UNAVAILABLE');
+        }
         await fc.heartbeatsHeld;
         return send(res, 200, { server_time: new Date().toISOString() });
       }

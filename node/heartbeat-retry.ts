@@ -1,0 +1,25 @@
+/**
+ * When a relay sends its heartbeat again after one failed, instead of at the next interval.
+ *
+ * The control plane counts a relay online for 30 s after its last heartbeat (its
+ * nodeOnlineWindow), twice the default interval: one heartbeat lost to a control plane that could
+ * not answer (its database restarting, a replica killed) left the relay's next one to land exactly
+ * at the window's edge, and for the few milliseconds before it did the relay and every exposure
+ * on it read offline (Y's opens refused 409 EXPOSURE_OFFLINE, seen in the lab's Postgres restart).
+ * Retried soon, the heartbeat lands as soon as the control plane answers again.
+ */
+
+/** The first retry's delay (ms). */
+export const HEARTBEAT_RETRY_FIRST_MS = 1000;
+/** The longest wait between retries (ms), whatever the interval. */
+export const HEARTBEAT_RETRY_MAX_MS = 4000;
+
+/**
+ * The delay before retrying after `failures` heartbeats failed in a row (1 for the first): 1 s,
+ * then doubling, at least the control plane's Retry-After when it sent one, at most
+ * HEARTBEAT_RETRY_MAX_MS and never longer than the interval itself.
+ */
+export function heartbeatRetryDelay(failures: number, intervalMs: number, retryAfterMs?: number): number {
+  const backoff = HEARTBEAT_RETRY_FIRST_MS * 2 ** Math.min(Math.max(0, failures - 1), 10);
+  return Math.min(Math.max(backoff, retryAfterMs ?? 0), HEARTBEAT_RETRY_MAX_MS, intervalMs);
+}
