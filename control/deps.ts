@@ -8,6 +8,7 @@ import type { PasswordHasher } from './auth/passwords.js';
 import type { TrustProxy } from './http/client-address.js';
 import type { RevocationHub } from './services/revocation-hub.js';
 import type { MissThrottle } from './http/miss-throttle.js';
+import type { DatabaseOutages } from './services/database-outages.js';
 
 /** Settings the app needs at request time (from config.ts, or chosen by a test). */
 export interface AppSettings {
@@ -28,7 +29,10 @@ export interface AppSettings {
   leaseTtl: { expose: number; open: number; egress: number };
   /** Admin-set cap on any lease's life (seconds). */
   maxLeaseTtl: number;
-  /** A node is online when it sent a heartbeat this recently (seconds). */
+  /**
+   * A node is online when it sent a heartbeat this recently (seconds), not counting time in which
+   * this replica could not reach its database (services/database-outages.ts).
+   */
   nodeOnlineWindow: number;
   /** Login and token attempts per source per minute. */
   authRateLimit: number;
@@ -99,4 +103,6 @@ export interface Deps {
   revocationHub: RevocationHub;
   /** Misses of credentials only the database can tell wrong, per source (http/miss-throttle.ts). */
   credentialMisses: MissThrottle;
+  /** When this replica could not reach its database: not counted against relays' heartbeats. */
+  databaseOutages: DatabaseOutages;
 }

@@ -25,6 +25,7 @@ import { reclaimFutureAuditIds } from './services/audit.js';
 import { scheduleEmbeddedMaintenance } from './db/embedded-maintenance.js';
 import { readCredentialNotice } from './services/nodes.js';
 import { RevocationHub } from './services/revocation-hub.js';
+import { DatabaseOutages } from './services/database-outages.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
 
 export interface RunningControl {
@@ -190,6 +191,7 @@ export function buildDeps(cfg: ControlConfig, opened: OpenedDb, logger: Logger):
     passwords: scryptHasher(),
     revocationHub: new RevocationHub(),
     credentialMisses: new MissThrottle(settings.credentialMissLimit),
+    databaseOutages: new DatabaseOutages(),
     settings,
   };
 }

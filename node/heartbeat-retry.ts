@@ -11,7 +11,11 @@
 
 /** The first retry's delay (ms). */
 export const HEARTBEAT_RETRY_FIRST_MS = 1000;
-/** The longest wait between retries (ms), whatever the interval. */
+/**
+ * The longest wait between retries (ms), whatever the interval. Under the control plane's
+ * OUTAGE_MERGE_MS (control/services/database-outages.ts): the refused retries of a relay talking
+ * to a replica are enough for that replica to see its database outage as one.
+ */
 export const HEARTBEAT_RETRY_MAX_MS = 4000;
 
 /**

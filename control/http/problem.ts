@@ -6,6 +6,7 @@ import type { Problem } from '../../protocol/problem.js';
 import { AppError } from '../lib/errors.js';
 import { DATABASE_RETRY_AFTER_SECONDS, isConcurrentConflict, isDatabaseUnavailable } from '../db/unavailable.js';
 import type { AppEnv } from './env.js';
+import type { Deps } from '../deps.js';
 
 const TITLES: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request does not match the schema',
@@ -35,6 +36,8 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   } else if (isDatabaseUnavailable(err)) {
     // A database restart or failover, not a bug: a warning without the stack, and a retryable 503.
     c.get('logger')?.warn('database unavailable', { err, requestId });
+    const deps = c.get('deps') as Deps | undefined;
+    deps?.databaseOutages.noteUnreachable(deps.clock.now());
     appErr = new AppError('DATABASE_UNAVAILABLE', 'the control plane cannot reach its database; retry shortly', {
       retryable: true,
       headers: { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },

@@ -5,7 +5,7 @@ import type { Deps } from '../deps.js';
 import { connections, exposures, leases, nodes, users } from '../db/schema/index.js';
 import type { ConnectionEvent } from '../../protocol/api-types.js';
 import { assertAllowed, can, isAdmin, type UserPrincipal } from './authz.js';
-import { isOnline } from './node-selection.js';
+import { isOnline, onlineSince } from './node-selection.js';
 
 
 /** `leases` again, as the in-band renewals of a connection's lease (renewsLease). */
@@ -102,7 +102,7 @@ export interface ConnectionView {
  * after it was created, so a name taken over after a delete shows nothing of the old one.
  */
 export async function listConnections(
-  deps: Pick<Deps, 'db' | 'clock' | 'settings'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'settings' | 'databaseOutages'>,
   p: UserPrincipal,
   f: ConnectionFilter,
 ): Promise<ConnectionView[]> {
@@ -135,9 +135,10 @@ export async function listConnections(
     .where(conds.length ? and(...conds) : undefined)
     .orderBy(desc(connections.openedAt))
     .limit(f.limit);
+  const since = onlineSince(deps, now);
   return rows
     .filter((r) => can(p, 'connection.read', { leaseUserId: r.lease?.userId ?? null, exposureOwnerId: r.exposureOwner }))
-    .map((r) => connectionView(r, now, deps.settings.nodeOnlineWindow));
+    .map((r) => connectionView(r, since));
 }
 
 type ConnectionRow = {
@@ -149,7 +150,7 @@ type ConnectionRow = {
   currentLeaseId: string | null;
 };
 
-function connectionView({ c, node, lease, user, currentLeaseId }: ConnectionRow, now: Date, nodeOnlineWindow: number): ConnectionView {
+function connectionView({ c, node, lease, user, currentLeaseId }: ConnectionRow, since: Date): ConnectionView {
   const leaseValid = !!lease && currentLeaseId !== null;
   return {
     node: node.name,
@@ -165,6 +166,6 @@ function connectionView({ c, node, lease, user, currentLeaseId }: ConnectionRow,
     bytes_in: c.bytesIn,
     bytes_out: c.bytesOut,
     current_lease_id: lease ? currentLeaseId : null,
-    live: c.closedAt === null && isOnline(node, now, nodeOnlineWindow) && leaseValid,
+    live: c.closedAt === null && isOnline(node, since) && leaseValid,
   };
 }

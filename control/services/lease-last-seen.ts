@@ -11,6 +11,7 @@ import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from './rate-limit.js
 import { can, parseScopes, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { leaseIssued, signLease } from './leases.js';
+import { onlineSince } from './node-selection.js';
 import { callerAsRead, heldCaller, heldExposure, insertedLease, leaseStatementParams } from './lease-insert.js';
 
 /**
@@ -230,7 +231,7 @@ export async function issueOnLastSeen(deps: Deps, seen: LastSeenLease, rateLimit
     nodeName: node.name,
     nodeAddress: node.address,
     hostKey: node.hostKey,
-    onlineSince: new Date(now.getTime() - deps.settings.nodeOnlineWindow * 1000).toISOString(),
+    onlineSince: onlineSince(deps, now).toISOString(),
     limit: rateLimit.limit(deps.settings),
   });
   const [answer] = await fastQuery(deps.db).execute(values);

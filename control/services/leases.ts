@@ -9,7 +9,7 @@ import { AppError, notFound } from '../lib/errors.js';
 import { issueLease, LeaseTooLargeError, type IssuedLease, type LeaseGrant } from '../ca/lease-issuer.js';
 import { EGRESS_TARGETS_MAX_BYTES, egressTargetsBytes } from '../../protocol/lease-size.js';
 import { preparedPerDb } from '../db/prepared.js';
-import { exposureCurrentNode, isOnline, pickExposeNode } from './node-selection.js';
+import { exposureCurrentNode, isOnline, onlineSince, pickExposeNode } from './node-selection.js';
 import { assertAllowed, can, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { revoking } from './lease-revocation.js';
@@ -105,17 +105,18 @@ export async function createLease(deps: Deps, p: UserPrincipal, caller: CallerAs
     decidedOn = { exposure: { name: exp.name, ownerId: exp.ownerId, allow: exp.allow } };
     if (req.kind === 'expose') {
       grant = { kind: 'expose', exposure: exp.name, port: req.port ?? 22 };
-      node = await pickExposeNode(deps.db, now, deps.settings.nodeOnlineWindow, exp, req.avoid_nodes);
+      node = await pickExposeNode(deps.db, now, onlineSince(deps, now), exp, req.avoid_nodes);
       if (!node) throw new AppError('NO_NODE_AVAILABLE', 'no relay node is online', { retryable: true });
     } else {
       if (req.port !== undefined) throw new AppError('LEASE_KIND_MISMATCH', 'port: only for expose leases');
       grant = { kind: 'open', exposure: exp.name };
       // Only while X is connected (or just got its expose lease): never a lease for an offline exposure.
-      if (found?.current && exp.onlinePort !== null && isOnline(found.current, now, deps.settings.nodeOnlineWindow)) {
+      const since = onlineSince(deps, now);
+      if (found?.current && exp.onlinePort !== null && isOnline(found.current, since)) {
         node = found.current;
         openPort = exp.onlinePort;
       } else {
-        const current = await exposureCurrentNode(deps.db, now, deps.settings.nodeOnlineWindow, exp);
+        const current = await exposureCurrentNode(deps.db, now, since, exp);
         node = current?.node;
         openPort = current?.port ?? null;
       }

@@ -1,12 +1,23 @@
 import { and, count, desc, eq, gt, isNull } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import type { Deps } from '../deps.js';
 import type { exposures} from '../db/schema/index.js';
 import { leases, nodes } from '../db/schema/index.js';
 
 type NodeRow = typeof nodes.$inferSelect;
 
-export function isOnline(node: Pick<NodeRow, 'lastSeenAt'>, now: Date, windowSeconds: number): boolean {
-  return node.lastSeenAt !== null && now.getTime() - node.lastSeenAt.getTime() <= windowSeconds * 1000;
+/**
+ * The oldest last heartbeat with which a relay is online at `now`: `nodeOnlineWindow` seconds
+ * before it, not counting time in which this replica could not reach its database
+ * (services/database-outages.ts).
+ */
+export function onlineSince(deps: Pick<Deps, 'settings' | 'databaseOutages'>, now: Date): Date {
+  return deps.databaseOutages.onlineSince(now, deps.settings.nodeOnlineWindow);
+}
+
+/** Whether a relay is online: its last heartbeat no older than `since` (`onlineSince`). */
+export function isOnline(node: Pick<NodeRow, 'lastSeenAt'>, since: Date): boolean {
+  return node.lastSeenAt !== null && node.lastSeenAt.getTime() >= since.getTime();
 }
 
 /** Active expose leases per node: the load measure for placing a new exposure. */
@@ -28,7 +39,8 @@ export async function activeExposuresByNode(db: Db, now: Date): Promise<Map<stri
 export async function pickExposeNode(
   db: Db,
   now: Date,
-  windowSeconds: number,
+  /** The oldest last heartbeat of an online relay (onlineSince). */
+  since: Date,
   exposure: Pick<typeof exposures.$inferSelect, 'pinnedNodeId' | 'currentNodeId' | 'online'>,
   avoid: readonly string[] = [],
 ): Promise<NodeRow | undefined> {
@@ -38,7 +50,7 @@ export async function pickExposeNode(
   }
   // Reconnects stay where the exposure lives now, so make-before-break works on one relay.
   const all = await db.select().from(nodes);
-  const alive = all.filter((n) => isOnline(n, now, windowSeconds));
+  const alive = all.filter((n) => isOnline(n, since));
   const preferred = alive.filter((n) => !avoid.includes(n.id));
   const online = preferred.length ? preferred : alive;
   if (exposure.currentNodeId && exposure.online) {
@@ -62,14 +74,15 @@ export const CONNECTING_GRACE_SECONDS = 15;
 export async function exposureCurrentNode(
   db: Db,
   now: Date,
-  windowSeconds: number,
+  /** The oldest last heartbeat of an online relay (onlineSince). */
+  since: Date,
   exposure: Pick<typeof exposures.$inferSelect, 'name' | 'online' | 'currentNodeId' | 'onlinePort' | 'statusAt'>,
 ): Promise<{ node: NodeRow; port: number | null } | undefined> {
   if (exposure.online && exposure.currentNodeId) {
     const [n] = await db.select().from(nodes).where(eq(nodes.id, exposure.currentNodeId)).limit(1);
-    if (n && isOnline(n, now, windowSeconds)) return { node: n, port: exposure.onlinePort };
+    if (n && isOnline(n, since)) return { node: n, port: exposure.onlinePort };
   }
-  const since = Math.max(now.getTime() - CONNECTING_GRACE_SECONDS * 1000, exposure.statusAt && !exposure.online ? exposure.statusAt.getTime() : 0);
+  const leasedAfter = Math.max(now.getTime() - CONNECTING_GRACE_SECONDS * 1000, exposure.statusAt && !exposure.online ? exposure.statusAt.getTime() : 0);
   const [l] = await db
     .select({ lease: leases, node: nodes })
     .from(leases)
@@ -80,11 +93,11 @@ export async function exposureCurrentNode(
         eq(leases.exposure, exposure.name),
         gt(leases.expiresAt, now),
         isNull(leases.revokedAt),
-        gt(leases.createdAt, new Date(since)),
+        gt(leases.createdAt, new Date(leasedAfter)),
       ),
     )
     .orderBy(desc(leases.createdAt))
     .limit(1);
-  if (!l || !isOnline(l.node, now, windowSeconds)) return undefined;
+  if (!l || !isOnline(l.node, since)) return undefined;
   return { node: l.node, port: l.lease.port };
 }

@@ -19,7 +19,7 @@ import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent }
 import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
 import { pruneHistory } from './history-prune.js';
 import { sweepIdleConsoleSessions } from '../auth/idle-sessions.js';
-import { activeExposuresByNode, isOnline } from './node-selection.js';
+import { activeExposuresByNode, isOnline, onlineSince } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
 import { FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
 
@@ -70,16 +70,17 @@ export function readCredentialNotice(payload: string): { nodeId: string; hash: s
 }
 
 /** Relay nodes with their status, for users (the policy decided at the route). */
-export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings'>): Promise<z.infer<typeof NodeListSchema>> {
+export async function listNodes(deps: Pick<Deps, 'db' | 'clock' | 'settings' | 'databaseOutages'>): Promise<z.infer<typeof NodeListSchema>> {
   const now = deps.clock.now();
   const [rows, load] = await Promise.all([deps.db.select().from(nodes).orderBy(nodes.name), activeExposuresByNode(deps.db, now)]);
+  const since = onlineSince(deps, now);
   return {
     nodes: rows.map((n) => ({
       id: n.id,
       name: n.name,
       address: n.address,
       host_key: n.hostKey,
-      online: isOnline(n, now, deps.settings.nodeOnlineWindow),
+      online: isOnline(n, since),
       last_seen_at: n.lastSeenAt ? n.lastSeenAt.toISOString() : null,
       enrolled_at: n.enrolledAt.toISOString(),
       active_exposures: load.get(n.id) ?? 0,

@@ -11,6 +11,7 @@ import { MissThrottle } from '../http/miss-throttle.js';
 import { scryptHasher } from '../auth/passwords.js';
 import { REVOCATIONS_CHANNEL } from '../services/lease-revocation.js';
 import { RevocationHub } from '../services/revocation-hub.js';
+import { DatabaseOutages } from '../services/database-outages.js';
 import { users } from '../db/schema/index.js';
 import { mintAccessToken } from '../auth/access-tokens.js';
 
@@ -57,6 +58,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     revocationHub: new RevocationHub(),
     settings,
     credentialMisses: new MissThrottle(settings.credentialMissLimit),
+    databaseOutages: new DatabaseOutages(),
   };
   await keys.ensure();
   await opened.listen?.(REVOCATIONS_CHANNEL, (payload) => deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(',')));
