@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DatabaseOutages, MAX_OUTAGES, OUTAGE_MERGE_MS } from './database-outages.js';
+import { DatabaseOutages, MAX_CREDIT_MS, MAX_OUTAGES, OUTAGE_MERGE_MS } from './database-outages.js';
 import { HEARTBEAT_RETRY_MAX_MS } from '../../node/heartbeat-retry.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -51,6 +51,22 @@ describe('DatabaseOutages', () => {
     const o = new DatabaseOutages();
     o.noteUnreachable(at(90));
     assert.equal(since(o, 100), 70);
+  });
+
+  it('stretches the window by at most MAX_CREDIT_MS of outages: a database failing on and off for an hour does not keep a gone relay online', () => {
+    const o = new DatabaseOutages();
+    const credit = MAX_CREDIT_MS / 1000;
+    outage(o, 1000, 4600); // an hour of failures a second apart: one outage
+    assert.equal(since(o, 4600), 4600 - credit - 30);
+    assert.equal(since(o, 4610), 4610 - 10 - credit - 20, '10 s after it: those count, then the credit, then the rest of the window');
+    // Outages apart share the one credit.
+    const p = new DatabaseOutages();
+    const gap = OUTAGE_MERGE_MS / 1000 + 1;
+    outage(p, 1000, 1000 + credit - 100);
+    outage(p, 1000 + credit - 100 + gap, 1000 + credit - 100 + gap + 200);
+    const now = 1000 + credit - 100 + gap + 200;
+    // All 200 s of the newer, 100 s of the older (the credit used up), then the window: the gap counts.
+    assert.equal(since(p, now), now - 200 - gap - 100 - (30 - gap));
   });
 
   it('keeps MAX_OUTAGES, the newest', () => {

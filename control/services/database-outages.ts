@@ -26,6 +26,14 @@ export const OUTAGE_MERGE_MS = 5000;
 /** Outages kept (the newest); forgetting an older one only counts its time against relays again. */
 export const MAX_OUTAGES = 32;
 
+/**
+ * The most outage time a relay's window is stretched by (ms): a database unreachable for longer,
+ * or failing requests on and off for as long (a pool that keeps timing out), does not keep a
+ * relay that is really gone online for as long. After a longer outage a live relay reads offline
+ * until its next heartbeat, at most HEARTBEAT_RETRY_MAX_MS after the database is back.
+ */
+export const MAX_CREDIT_MS = 300_000;
+
 export class DatabaseOutages {
   /** Oldest first; `end` is the last failure seen in it (ms since the epoch). */
   #spans: { start: number; end: number }[] = [];
@@ -51,13 +59,16 @@ export class DatabaseOutages {
   onlineSince(now: Date, windowSeconds: number): Date {
     let cursor = now.getTime();
     let left = windowSeconds * 1000;
-    for (let i = this.#spans.length - 1; i >= 0; i--) {
+    let credit = MAX_CREDIT_MS;
+    for (let i = this.#spans.length - 1; i >= 0 && credit > 0; i--) {
       const span = this.#spans[i]!;
       const end = Math.min(span.end, cursor);
       // The window is used up in the reachable time after this outage: it does not matter.
       if (cursor - end >= left) break;
       left -= cursor - end;
-      cursor = Math.min(span.start, cursor);
+      const start = Math.max(Math.min(span.start, end), end - credit);
+      credit -= end - start;
+      cursor = start;
     }
     return new Date(cursor - left);
   }
