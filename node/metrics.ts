@@ -28,7 +28,7 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     leaseClosures: registry.counter('tunnel_node_lease_closures_total', 'Connections closed for lease expiry or revocation'),
     leftBridgesCut: registry.counter(
       'tunnel_node_left_bridges_cut_total',
-      'Bridges a closed connection left to deliver what its peer sent before its CLOSE, cut when a lease it presented was revoked or expired, or the relay stopped, by reason',
+      'Bridges a closed connection left to deliver what its peer sent before its CLOSE, cut when a lease it presented was revoked or expired, the relay stopped, or --send-stall-timeout ran out for them, by reason',
     ),
     renewals: registry.counter('tunnel_node_lease_renewals_total', 'In-band lease renewals by result'),
     egressDials: registry.counter('tunnel_node_egress_dials_total', 'Egress target connections by outcome'),

@@ -9,6 +9,7 @@ import type { ForwardingHost } from './forwarding-host.js';
 import { refuseRequest } from './request-refusals.js';
 import { governWindow } from './standard-window.js';
 import type { HeldBridge, VirtualListener } from './virtual-listeners.js';
+import { noteLeftBridgesCut } from './left-bridges-cut.js';
 
 /**
  * X's side of one connection: the exposures it bound with `tcpip-forward` (its virtual
@@ -130,7 +131,11 @@ export class BoundExposures {
     if (held.size === 0) return;
     this.#left = held;
     // Each one's close releases it from `held` (hold): those still there are cut.
-    this.#cut = setTimeout(this.#o.wrap('close', () => this.cutLeft()), this.#o.ctx.config.limits.sendStallMs);
+    const stalled = () => {
+      noteLeftBridgesCut(this.#o, 'send_stalled', this.leftCount);
+      this.cutLeft();
+    };
+    this.#cut = setTimeout(this.#o.wrap('close', stalled), this.#o.ctx.config.limits.sendStallMs);
     this.#cut.unref();
   }
 }

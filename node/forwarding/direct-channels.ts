@@ -15,6 +15,7 @@ import { IdleChannels } from './idle-channels.js';
 import { refuseRequest } from './request-refusals.js';
 import { governWindow } from './standard-window.js';
 import type { HeldBridge } from './virtual-listeners.js';
+import { noteLeftBridgesCut } from './left-bridges-cut.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -78,7 +79,11 @@ export class DirectChannels {
   /** The bound on the bridges left at the connection's close (abortAll), from now (once). */
   #cutLeft(): void {
     if (this.#bridges.size === 0 || this.#left) return;
-    this.#left = setTimeout(this.#o.wrap('close', () => this.abortAll()), this.#o.ctx.config.limits.sendStallMs);
+    const stalled = () => {
+      noteLeftBridgesCut(this.#o, 'send_stalled', this.#bridges.size);
+      this.abortAll();
+    };
+    this.#left = setTimeout(this.#o.wrap('close', stalled), this.#o.ctx.config.limits.sendStallMs);
     this.#left.unref();
   }
 

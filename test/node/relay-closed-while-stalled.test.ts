@@ -287,6 +287,8 @@ describe('a bridge left to deliver what a peer that hung up sent is cut at --sen
     y.client.end();
     await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId, 10_000, from);
     await within(xClosed, 10_000, "X's channel of the left bridge closed");
+    const cut = await t.relay.logger.waitFor((l) => l.msg === 'left bridges cut' && l.fields.leaseId === y.leaseId, 10_000, from);
+    assert.deepEqual([cut.fields.reason, cut.fields.bridges], ['send_stalled', 1], 'the cut is logged');
     // The member's one channel (--max-channels-per-member 1) is back.
     const again = await t.member('yleaves', { grant: { kind: 'open', exposure: 'left-y' } });
     assert.equal(await refusal(openDirect(again.client, 'left-y', 22)), 'opened');
@@ -312,5 +314,8 @@ describe('a bridge left to deliver what a peer that hung up sent is cut at --sen
     x.client.end();
     await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === x.leaseId, 10_000, from);
     await within(yClosed, 10_000, "Y's channel of the left bridge closed");
+    const cut = await t.relay.logger.waitFor((l) => l.msg === 'left bridges cut' && l.fields.leaseId === x.leaseId, 10_000, from);
+    assert.deepEqual([cut.fields.reason, cut.fields.bridges], ['send_stalled', 1], 'the cut is logged');
+    assert.ok(leftCut(t, 'send_stalled') >= 2, 'and counted, by bridge (one each way in this suite)');
   });
 });
