@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HEARTBEAT_RETRY_MAX_MS, heartbeatRetryDelay } from './heartbeat-retry.js';
+import { HEARTBEAT_RETRY_MAX_MS, heartbeatRetryDelay as delayWith } from './heartbeat-retry.js';
+import { OUTAGE_MERGE_MS } from '../control/services/database-outages.js';
+
+/** The delay before its jitter (the draw at its top). */
+const heartbeatRetryDelay = (failures: number, intervalMs: number, retryAfterMs?: number) => delayWith(failures, intervalMs, retryAfterMs, () => 1);
 
 describe('heartbeatRetryDelay', () => {
   it('1 s, doubling, up to its bound, whatever the interval', () => {
@@ -11,6 +15,18 @@ describe('heartbeatRetryDelay', () => {
     assert.equal(heartbeatRetryDelay(1, 15_000, 2000), 2000);
     assert.equal(heartbeatRetryDelay(3, 15_000, 2000), 4000);
     assert.equal(heartbeatRetryDelay(1, 15_000, 300_000), 4000);
+  });
+  it('drawn between half and all of it, never under the Retry-After; a draw out of [0, 1] counts as 0', () => {
+    assert.equal(delayWith(3, 15_000, undefined, () => 0), 2000);
+    assert.equal(delayWith(3, 15_000, undefined, () => 0.5), 3000);
+    assert.equal(delayWith(3, 15_000, 3500, () => 0), 3500, 'the Retry-After holds');
+    assert.equal(delayWith(1, 15_000, 300_000, () => 0), 4000, 'a Retry-After past the bound: the bound');
+    for (const bad of [NaN, -1, 2, Infinity]) assert.equal(delayWith(3, 15_000, undefined, () => bad), 2000, String(bad));
+    // Spread: 100 relays' draws land over the whole half-window, and never past the outage merge.
+    const delays = Array.from({ length: 100 }, (_, i) => delayWith(10, 15_000, undefined, () => i / 99));
+    assert.equal(Math.min(...delays), 2000);
+    assert.equal(Math.max(...delays), 4000);
+    assert.ok(HEARTBEAT_RETRY_MAX_MS < OUTAGE_MERGE_MS);
   });
   it('never longer than the interval itself', () => {
     assert.equal(heartbeatRetryDelay(1, 100), 100);
