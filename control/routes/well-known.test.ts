@@ -10,6 +10,7 @@ import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { assertNoSecrets, assertOk, assertProblem, type CallResult } from '../testing/problem.js';
 import { serveMetrics } from '../http/metrics-server.js';
 import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
+import { API_LEVEL, API_LEVEL_MIN, TUNNEL_VERSION } from '../../protocol/api-level.js';
 
 let t: TestApp;
 let admin: { id: string; name: string; token: string };
@@ -35,10 +36,10 @@ describe('GET /.well-known/jwks.json', () => {
 });
 
 describe('/healthz and /metrics', () => {
-  it('/healthz reports the database', async () => {
+  it('/healthz reports the database, the release and the API levels served', async () => {
     const ok = await t.call('GET', '/healthz');
     assertOk(ok);
-    assert.deepEqual(ok.body, { status: 'ok', database: 'ok' });
+    assert.deepEqual(ok.body, { status: 'ok', database: 'ok', version: TUNNEL_VERSION, api_levels: { min: API_LEVEL_MIN, max: API_LEVEL } });
   });
 
   it('/metrics is not on the API: a stranger reads no counters there (404, nothing rendered)', async () => {

@@ -4,6 +4,7 @@ import { JWKS_PATH, JwksSchema } from '../../protocol/jwks.js';
 import { buildJwks } from '../ca/lease-issuer.js';
 import type { App } from '../http/env.js';
 import { guarded, json, serverErrorResponses } from './common.js';
+import { API_LEVEL, API_LEVEL_MIN, TUNNEL_VERSION } from '../../protocol/api-level.js';
 import {
   AUTHORIZATION_SERVER_METADATA_PATH,
   AuthorizationServerMetadataSchema,
@@ -60,13 +61,16 @@ export function registerWellKnown(app: App): void {
     },
   );
 
+  // With the release and the API levels served (protocol/api-level.ts): during a rolling upgrade
+  // an operator sees which replicas run which release, as `tunnel nodes` shows the relays'.
   app.get('/healthz', async (c) => {
     const { db } = c.get('deps');
+    const build = { version: TUNNEL_VERSION, api_levels: { min: API_LEVEL_MIN, max: API_LEVEL } };
     try {
       await db.execute(sql`select 1`);
-      return c.json({ status: 'ok', database: 'ok' });
+      return c.json({ status: 'ok', database: 'ok', ...build });
     } catch {
-      return c.json({ status: 'unavailable', database: 'unreachable' }, 503);
+      return c.json({ status: 'unavailable', database: 'unreachable', ...build }, 503);
     }
   });
 }
