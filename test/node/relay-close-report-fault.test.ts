@@ -9,18 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Client, ClientChannel } from 'ssh2';
-import { openDirect } from './hostile-clients.js';
+import type { ClientChannel } from 'ssh2';
+import { exposeStalled, protocolOf, sendAndClose } from './left-bridges.js';
 import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const DATA = Buffer.alloc(4096, 0x58);
-
-interface PeerProtocol {
-  channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
-  channelWindowAdjust(id: number, amount: number): void;
-}
-const protocolOf = (c: Client) => (c as unknown as { _protocol: PeerProtocol })._protocol;
 
 describe("a fault while a connection's close is reported", { timeout: 60_000 }, () => {
   const t = relayUnderTest(['--test-fault', 'close-report']);
@@ -39,19 +33,11 @@ describe("a fault while a connection's close is reported", { timeout: 60_000 }, 
   it('with a bridge left: conn_close goes out once it closed, counting what it carried', async () => {
     // X confirms Y's channel with a window of 0: what Y sends waits in the relay.
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'cr-left', port: 22 } });
-    const proto = protocolOf(x.client);
-    const confirm = proto.channelOpenConfirm.bind(proto);
-    proto.channelOpenConfirm = (remote, local, _window, maxPacket) => confirm(remote, local, 0, maxPacket);
     const xs: ClientChannel[] = [];
-    x.client.on('tcp connection', (_info, accept) => xs.push(accept().on('error', () => {})));
-    await new Promise<void>((resolve, reject) => x.client.forwardIn('cr-left', 22, (err) => (err ? reject(err) : resolve())));
+    await exposeStalled(x.client, 'cr-left', (ch) => xs.push(ch));
     const y = await t.member('fault-close-report', { grant: { kind: 'open', exposure: 'cr-left' } });
-    const ych = await openDirect(y.client, 'cr-left', 22);
-    ych.on('error', () => {});
-    ych.end(DATA);
-    ych.close();
-    // A refused request's answer: the relay has read Y's data, EOF and CLOSE before it.
-    await new Promise<void>((resolve) => y.client.forwardIn('not-in-lease', 22, () => resolve()));
+    // Once sent, the relay has read Y's data, EOF and CLOSE (a refused request's answer came back).
+    await sendAndClose(y.client, 'cr-left', 22, DATA);
     const from = t.relay.logger.lines.length;
     y.client.end();
     await t.relay.logger.waitFor((l) => l.msg === 'connection handler failed; closing the connection' && l.fields.where === 'close', 10_000, from);

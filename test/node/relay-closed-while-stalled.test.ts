@@ -15,27 +15,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client, ClientChannel } from 'ssh2';
 import { openDirect } from './hostile-clients.js';
+import { exposeStalled, protocolOf, roundTrip, sendAndClose } from './left-bridges.js';
 import { parsePrometheusText } from './prom-text.js';
 import { connCloseOf, relayUnderTest } from './relay-under-test.js';
 import { within } from './ssh-tools.js';
 
 const LIMIT = 3;
 const DATA = Buffer.alloc(4096, 0x58);
-
-interface PeerProtocol {
-  directTcpip(chan: number, initWindow: number, maxPacket: number, cfg: unknown): void;
-  channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
-  channelWindowAdjust(id: number, amount: number): void;
-}
-const protocolOf = (c: Client) => (c as unknown as { _protocol: PeerProtocol })._protocol;
-
-/**
- * A global request `c` sends and the relay refuses: once its answer is back, the relay has read
- * and handled everything `c` sent before it (one connection's packets are handled in order).
- */
-function roundTrip(c: Client): Promise<void> {
-  return new Promise((resolve) => c.forwardIn('not-in-lease', 22, () => resolve()));
-}
 
 const refusal = (p: Promise<unknown>) =>
   p.then(
@@ -49,25 +35,6 @@ const leftCut = (t: ReturnType<typeof relayUnderTest>, reason: string) => parseP
 const closeOf = (ch: ClientChannel) => new Promise<void>((resolve) => ch.once('close', () => resolve()));
 
 /**
- * X: binds `exposure`, confirms every channel with a window of 0 and writes DATA on it (unless
- * `silent`); `accepted` gets each. Its channels are read (so that they can end and close) but the
- * relay may send nothing on them, and ssh2, which believes it offered its 2 MiB, grants nothing more.
- */
-async function exposeStalled(x: Client, exposure: string, accepted: (ch: ClientChannel) => void, silent = false): Promise<void> {
-  const proto = protocolOf(x);
-  const confirm = proto.channelOpenConfirm.bind(proto);
-  proto.channelOpenConfirm = (remote, local, _window, maxPacket) => confirm(remote, local, 0, maxPacket);
-  x.on('tcp connection', (_info, accept) => {
-    const ch = accept();
-    ch.on('error', () => {});
-    ch.resume();
-    if (!silent) ch.write(DATA);
-    accepted(ch);
-  });
-  await new Promise<void>((resolve, reject) => x.forwardIn(exposure, 22, (err) => (err ? reject(err) : resolve())));
-}
-
-/**
  * X (member `owner`) exposes `exposure` and takes Y's channel with a window of 0; Y (`yUser`)
  * sends DATA, EOF and CLOSE on it, as a paramiko upload does, and the relay has read all of it.
  * What Y sent waits in the relay for X's window. Y stays connected.
@@ -75,14 +42,9 @@ async function exposeStalled(x: Client, exposure: string, accepted: (ch: ClientC
 async function yClosesOnStalledX(t: ReturnType<typeof relayUnderTest>, exposure: string, yUser: string, yTtlSeconds?: number): Promise<{ xs: ClientChannel[]; x: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>>; y: Awaited<ReturnType<ReturnType<typeof relayUnderTest>['member']>> }> {
   const xs: ClientChannel[] = [];
   const x = await t.member('owner', { grant: { kind: 'expose', exposure, port: 22 } });
-  await exposeStalled(x.client, exposure, (ch) => xs.push(ch), true);
+  await exposeStalled(x.client, exposure, (ch) => xs.push(ch));
   const y = await t.member(yUser, { grant: { kind: 'open', exposure }, ...(yTtlSeconds ? { ttlSeconds: yTtlSeconds } : {}) });
-  const ych = await openDirect(y.client, exposure, 22);
-  ych.on('error', () => {});
-  ych.resume();
-  ych.end(DATA);
-  ych.close();
-  await roundTrip(y.client);
+  await sendAndClose(y.client, exposure, 22, DATA);
   return { xs, x, y };
 }
 
@@ -111,7 +73,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
   it("Y closes its channels: the member's next channel opens at once, and X's side is closed", async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-y', port: 22 } });
-    await exposeStalled(x.client, 'stall-y', (ch) => xs.push(ch));
+    await exposeStalled(x.client, 'stall-y', (ch) => xs.push(ch), DATA);
     const y = await t.member('ycloses', { grant: { kind: 'open', exposure: 'stall-y' } });
     const ys = await openStalled(y.client, 'stall-y');
     // The relay holds what both wrote: X's and Y's data written before these were read first.
@@ -130,7 +92,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
   it("X closes its channels: Y's side is closed, and the member's next channel opens at once", async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-x', port: 22 } });
-    await exposeStalled(x.client, 'stall-x', (ch) => xs.push(ch));
+    await exposeStalled(x.client, 'stall-x', (ch) => xs.push(ch), DATA);
     const y = await t.member('yholds', { grant: { kind: 'open', exposure: 'stall-x' } });
     const ys = await openStalled(y.client, 'stall-x');
     await roundTrip(x.client);
@@ -147,7 +109,7 @@ describe("a channel closed while its bridge waits on windows gives back its memb
   it('Y sends data and closes with nothing held for it: X gets all of it once it grants window, even after its own EOF', async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'stall-d', port: 22 } });
-    await exposeStalled(x.client, 'stall-d', (ch) => xs.push(ch), true);
+    await exposeStalled(x.client, 'stall-d', (ch) => xs.push(ch));
     const y = await t.member('ysends', { grant: { kind: 'open', exposure: 'stall-d' } });
     const ych = await openDirect(y.client, 'stall-d', 22);
     ych.on('error', () => {});
@@ -297,7 +259,7 @@ describe('a bridge left to deliver what a peer that hung up sent is cut at --sen
   it("X sends data, EOF and CLOSE and hangs up, Y never grants window: Y's channel closes", async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'left-x', port: 22 } });
-    await exposeStalled(x.client, 'left-x', (ch) => xs.push(ch));
+    await exposeStalled(x.client, 'left-x', (ch) => xs.push(ch), DATA);
     const y = await t.member('ystalls', { grant: { kind: 'open', exposure: 'left-x' } });
     const yproto = protocolOf(y.client);
     const directTcpip = yproto.directTcpip.bind(yproto);

@@ -5,17 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Client, ClientChannel } from 'ssh2';
-import { openDirect } from './hostile-clients.js';
+import type { ClientChannel } from 'ssh2';
+import { exposeStalled, sendAndClose } from './left-bridges.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 const DATA = Buffer.alloc(4096, 0x58);
-
-interface PeerProtocol {
-  channelOpenConfirm(remote: number, local: number, initWindow: number, maxPacket: number): void;
-}
-const protocolOf = (c: Client) => (c as unknown as { _protocol: PeerProtocol })._protocol;
-const roundTrip = (c: Client) => new Promise<void>((resolve) => c.forwardIn('not-in-lease', 22, () => resolve()));
 
 describe('a relay stopped with a bridge left by a peer that hung up', { timeout: 60_000 }, () => {
   const t = relayUnderTest();
@@ -23,23 +17,9 @@ describe('a relay stopped with a bridge left by a peer that hung up', { timeout:
   it("ends it and reports the departed connection's conn_close before it stops", async () => {
     const xs: ClientChannel[] = [];
     const x = await t.member('owner', { grant: { kind: 'expose', exposure: 'left-stop', port: 22 } });
-    const proto = protocolOf(x.client);
-    const confirm = proto.channelOpenConfirm.bind(proto);
-    proto.channelOpenConfirm = (remote, local, _window, maxPacket) => confirm(remote, local, 0, maxPacket);
-    x.client.on('tcp connection', (_info, accept) => {
-      const ch = accept();
-      ch.on('error', () => {});
-      ch.resume();
-      xs.push(ch);
-    });
-    await new Promise<void>((resolve, reject) => x.client.forwardIn('left-stop', 22, (err) => (err ? reject(err) : resolve())));
+    await exposeStalled(x.client, 'left-stop', (ch) => xs.push(ch));
     const y = await t.member('yleaves', { grant: { kind: 'open', exposure: 'left-stop' } });
-    const ych = await openDirect(y.client, 'left-stop', 22);
-    ych.on('error', () => {});
-    ych.resume();
-    ych.end(DATA);
-    ych.close();
-    await roundTrip(y.client);
+    await sendAndClose(y.client, 'left-stop', 22, DATA);
     const from = t.relay.logger.lines.length;
     y.client.end();
     await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId && l.fields.bridgesLeft === 1, 10_000, from);

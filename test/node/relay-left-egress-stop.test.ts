@@ -7,9 +7,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import type { Client } from 'ssh2';
 import { dialTcp, type Dialer } from '../../node/egress/dial.js';
-import { openDirect } from './hostile-clients.js';
+import { sendAndClose } from './left-bridges.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 /** More than loopback's socket buffers take: the relay's writes to the target queue behind it, unread. */
@@ -22,8 +21,6 @@ const egressDial: Dialer = async (o) => {
   sock.write(PREFILL);
   return sock;
 };
-
-const roundTrip = (c: Client) => new Promise<void>((resolve) => c.forwardIn('not-in-lease', 22, () => resolve()));
 
 describe('a relay stopped with a bridge to an egress target left by a Y that hung up', { timeout: 60_000 }, () => {
   const t = relayUnderTest([], { egressDial });
@@ -39,12 +36,7 @@ describe('a relay stopped with a bridge to an egress target left by a Y that hun
     const { port } = server.address() as { port: number };
     try {
       const y = await t.member('yegress-left', { grant: { kind: 'egress', targets: [{ host: '127.0.0.1', port }] } });
-      const ych = await openDirect(y.client, '127.0.0.1', port);
-      ych.on('error', () => {});
-      ych.resume();
-      ych.end(DATA);
-      ych.close();
-      await roundTrip(y.client);
+      await sendAndClose(y.client, '127.0.0.1', port, DATA);
       const from = t.relay.logger.lines.length;
       y.client.end();
       await t.relay.logger.waitFor((l) => l.msg === 'connection closed' && l.fields.leaseId === y.leaseId && l.fields.bridgesLeft === 1, 10_000, from);
