@@ -33,7 +33,7 @@ import { runInNewContext } from 'node:vm';
  * stream on a fresh relay, median / peak above the idle relay in MiB: 4.3 / 12.4, 8.9 / 12.6,
  * 8.0 / 13.8, 10.8 / 22.2, 15.1 / 17.4, 6.6 / 15.9 with `--gc-full-burst 1MiB`, against
  * 15.8 / 26.4, 14.0 / 18.9, 17.2 / 22.5, 5.2 / 6.8, 22.9 / 24.5, 14.5 / 31.4, 11.6 / 17.6,
- * 10.5 / 24.2 with the default). Off by default: its CPU per byte is not settled (README).
+ * 10.5 / 24.2 with the default). Off by default: its CPU per byte is not settled (docs/performance.md).
  * Full collections are at least FULL_MIN_INTERVAL_MS apart (FullPacing.minIntervalMs) and
  * FULL_MIN_READ_BYTES read apart (FullPacing.minReadBytes), so their CPU has a ceiling in time and
  * per byte whatever a peer makes the relay hold and drop.
