@@ -1,5 +1,5 @@
 /**
- * What the relay's SSH server offers, explicitly (README "SSH algorithms"). ssh2's defaults
+ * What the relay's SSH server offers, explicitly (README "SSH clients and algorithms"). ssh2's defaults
  * include a key exchange its server cannot perform (`diffie-hellman-group-exchange-sha256`),
  * SHA-1 and encrypt-and-MAC MACs, NIST curves, and plain `zlib`, which compresses before
  * authentication. Everything here is something ssh2 1.17's server really performs (each is

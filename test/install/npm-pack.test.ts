@@ -46,8 +46,8 @@ describe('npm pack and npm install -g into a fresh prefix', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the tarball holds the built code, README, LICENSE and the systemd units, and no tests or sources', () => {
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'dist/control/main.js', 'dist/node/main.js', 'dist/control/db/migrations/0000_init.sql', 'dist/control/db/pglite-template.pack', 'infra/systemd/tunnel-control.service']) {
+  it('the tarball holds the built code, README, the docs it links to, LICENSE and the systemd units, and no tests or sources', () => {
+    for (const f of ['package.json', 'README.md', 'docs/deploy.md', 'docs/performance.md', 'LICENSE', 'dist/cli/main.js', 'dist/control/main.js', 'dist/node/main.js', 'dist/control/db/migrations/0000_init.sql', 'dist/control/db/pglite-template.pack', 'infra/systemd/tunnel-control.service']) {
       assert.ok(files.includes(f), `${f} missing from the tarball`);
     }
     const unwanted = files.filter((f) => /(^|\/)test\/|\.test\.js$|\/testing\/|^bench\/|\.ts$|\.map$|fake-|^dist\/test|^dist\/bench|^infra\/lab|pglite-template\//.test(f));
