@@ -45,7 +45,7 @@ const OPTIONS = {
   },
   'per-source-max-startups': { env: 'TUNNEL_PER_SOURCE_MAX_STARTUPS', def: '20', help: 'unauthenticated connections per source address (an IPv6 /64 is one source)' },
   'open-timeout': { env: 'TUNNEL_OPEN_TIMEOUT', def: '10s', help: 'how long X may take to accept a forwarded channel' },
-  'drain-timeout': { env: 'TUNNEL_DRAIN_TIMEOUT', def: '30s', help: 'how long shutdown waits for live channels' },
+  'drain-timeout': { env: 'TUNNEL_DRAIN_TIMEOUT', def: '30s', help: 'how long shutdown waits for live channels, and for what clients that hung up sent to reach X or the egress target, before it cuts them' },
   'revocation-poll-interval': {
     env: 'TUNNEL_REVOCATION_POLL_INTERVAL',
     def: '1s',

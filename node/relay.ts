@@ -401,8 +401,12 @@ export function createRelay(deps: RelayDeps): Relay {
       logger.info('relay draining', { connections: connections.size, channels: activeChannels() });
       await ssh.stopAccepting();
       const deadline = Date.now() + config.drainTimeoutMs;
-      while (activeChannels() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+      // Live channels, and what connections that already closed left to deliver (a Y that sent
+      // data and hung up before X or the egress target took it all): the stop cuts both.
+      const busy = () => activeChannels() > 0 || registry.leftHeld > 0;
+      while (busy() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
       const left = activeChannels();
+      const leftHeld = registry.leftHeld;
       for (const c of connections) c.endSafely('shutdown');
       const closing = Promise.all([...connections].map((c) => c.closed));
       await Promise.race([closing, new Promise((res) => setTimeout(res, 3000).unref())]);
@@ -415,7 +419,7 @@ export function createRelay(deps: RelayDeps): Relay {
       await revocations.stop();
       await reporter.stop();
       await healthServer.close();
-      logger.info('relay stopped', { channelsCutAtDeadline: left, eventsSent: reporter.sent, eventsDropped: reporter.dropped });
+      logger.info('relay stopped', { channelsCutAtDeadline: left, closedConnectionsCutAtDeadline: leftHeld, eventsSent: reporter.sent, eventsDropped: reporter.dropped });
     },
 
     health,

@@ -87,6 +87,11 @@ export class LeaseRegistry {
     return this.#entries.size;
   }
 
+  /** Closed connections whose left bridges are still delivering (holdLeft, not yet released or cut): a draining relay waits for them. */
+  get leftHeld(): number {
+    return this.#held.size;
+  }
+
   attach(holder: LeaseHolder, lease: { leaseId: string; deadline: Date }): AttachResult {
     const holders = this.#byLease.get(lease.leaseId);
     if (holders && holders.size >= this.#maxPerLease) return { ok: false, reason: 'too_many_connections' };
