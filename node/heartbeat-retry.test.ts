@@ -3,8 +3,10 @@ import { describe, it } from 'node:test';
 import { HEARTBEAT_RETRY_MAX_MS, heartbeatRetryDelay as delayWith } from './heartbeat-retry.js';
 import { OUTAGE_MERGE_MS } from '../control/services/database-outages.js';
 
+/** The largest draw there is (the largest number below 1): the delay with all of its jitter. */
+const TOP = 1 - Number.EPSILON / 2;
 /** The delay before its jitter (the draw at its top). */
-const heartbeatRetryDelay = (failures: number, intervalMs: number, retryAfterMs?: number) => delayWith(failures, intervalMs, retryAfterMs, () => 1);
+const heartbeatRetryDelay = (failures: number, intervalMs: number, retryAfterMs?: number) => delayWith(failures, intervalMs, retryAfterMs, () => TOP);
 
 describe('heartbeatRetryDelay', () => {
   it('1 s, doubling, up to its bound, whatever the interval', () => {
@@ -16,14 +18,18 @@ describe('heartbeatRetryDelay', () => {
     assert.equal(heartbeatRetryDelay(3, 15_000, 2000), 4000);
     assert.equal(heartbeatRetryDelay(1, 15_000, 300_000), 4000);
   });
-  it('drawn between half and all of it, never under the Retry-After; a draw out of [0, 1] counts as 0', () => {
+  it('drawn between half and all of it, never under the Retry-After; a draw out of [0, 1) counts as 0', () => {
     assert.equal(delayWith(3, 15_000, undefined, () => 0), 2000);
     assert.equal(delayWith(3, 15_000, undefined, () => 0.5), 3000);
     assert.equal(delayWith(3, 15_000, 3500, () => 0), 3500, 'the Retry-After holds');
     assert.equal(delayWith(1, 15_000, 300_000, () => 0), 4000, 'a Retry-After past the bound: the bound');
-    for (const bad of [NaN, -1, 2, Infinity]) assert.equal(delayWith(3, 15_000, undefined, () => bad), 2000, String(bad));
+    for (const bad of [NaN, -1, 1, 2, Infinity]) assert.equal(delayWith(3, 15_000, undefined, () => bad), 2000, String(bad));
+    const throws = () => {
+      throw new Error('injected: a draw that throws');
+    };
+    assert.equal(delayWith(3, 15_000, undefined, throws), 2000, 'a draw that throws counts as 0 too');
     // Spread: 100 relays' draws land over the whole half-window, and never past the outage merge.
-    const delays = Array.from({ length: 100 }, (_, i) => delayWith(10, 15_000, undefined, () => i / 99));
+    const delays = Array.from({ length: 100 }, (_, i) => delayWith(10, 15_000, undefined, () => (i < 99 ? i / 99 : TOP)));
     assert.equal(Math.min(...delays), 2000);
     assert.equal(Math.max(...delays), 4000);
     assert.ok(HEARTBEAT_RETRY_MAX_MS < OUTAGE_MERGE_MS);

@@ -1,3 +1,5 @@
+import { drawShare } from './retry-jitter.js';
+
 /**
  * When a relay sends its heartbeat again after one failed, instead of at the next interval.
  *
@@ -22,14 +24,13 @@ export const HEARTBEAT_RETRY_MAX_MS = 4000;
  * The delay before retrying after `failures` heartbeats failed in a row (1 for the first): 1 s,
  * then doubling, at least the control plane's Retry-After when it sent one, at most
  * HEARTBEAT_RETRY_MAX_MS and never longer than the interval itself; then drawn between half of
- * that and all of it (`random`, in [0, 1]; anything else counts as 0), but never under the
+ * that and all of it (`random`, in [0, 1); anything else counts as 0: drawShare), but never under the
  * Retry-After: a thousand relays whose heartbeats failed together (the control plane's database
  * restarting) do not all ask again in the same millisecond, every 4 s.
  */
 export function heartbeatRetryDelay(failures: number, intervalMs: number, retryAfterMs?: number, random: () => number = Math.random): number {
   const backoff = HEARTBEAT_RETRY_FIRST_MS * 2 ** Math.min(Math.max(0, failures - 1), 10);
   const delay = Math.min(Math.max(backoff, retryAfterMs ?? 0), HEARTBEAT_RETRY_MAX_MS, intervalMs);
-  const r = random();
-  const share = r >= 0 && r <= 1 ? r : 0;
+  const share = drawShare(random);
   return Math.max(delay * (0.5 + share / 2), Math.min(retryAfterMs ?? 0, delay));
 }

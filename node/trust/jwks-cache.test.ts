@@ -137,11 +137,14 @@ describe('JwksCache', async () => {
     assert.equal(cache.retryDelay(), 10_000 * (1 + RETRY_JITTER / 2));
     r = 0.999_999;
     assert.equal(cache.retryDelay(), 10_000 * (1 + RETRY_JITTER));
-    // Injected draws outside [0, 1): clamped, and one that is not a number counts as 0 (not a 1 ms retry).
-    for (const [draw, want] of [[-1, 10_000], [7, 15_000], [Infinity, 15_000], [-Infinity, 10_000], [NaN, 10_000]] as const) {
+    // Injected draws outside [0, 1), and one that is not a number (not a 1 ms retry), count as 0 (drawShare).
+    for (const [draw, want] of [[-1, 10_000], [1, 10_000], [7, 10_000], [Infinity, 10_000], [-Infinity, 10_000], [NaN, 10_000]] as const) {
       r = draw;
       assert.equal(cache.retryDelay(), want, `draw ${draw}`);
     }
+    const throwing = new JwksCache({ ...opts, refreshMs: 300_000, random: () => { throw new Error('injected: a draw that throws'); } });
+    await throwing.init();
+    assert.equal(throwing.retryDelay(), 10_000, 'a draw that throws counts as 0 too (it stopped the schedule)');
     r = 0.999_999;
     const short = new JwksCache({ ...opts, refreshMs: 12_000 });
     await short.init();

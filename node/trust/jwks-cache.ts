@@ -7,6 +7,7 @@ import { ControlError, type ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
+import { drawShare } from '../retry-jitter.js';
 
 /** The verification material derived from one JWKS document. */
 export interface TrustSnapshot {
@@ -30,7 +31,7 @@ export interface JwksCacheOptions {
   refreshMs: number;
   /** Minimum time between refreshes triggered by an unknown key, and the least wait before retrying a failed refresh. */
   minRefreshMs: number;
-  /** In [0, 1): spreads retries after a failed refresh (RETRY_JITTER). Math.random unless a test fixes it. */
+  /** In [0, 1) (anything else counts as 0: drawShare): spreads retries after a failed refresh (RETRY_JITTER). Math.random unless a test fixes it. */
   random?: () => number;
   /** Called when a fetched document replaced the one in use (keys added or withdrawn). */
   onChange?(snapshot: TrustSnapshot): void;
@@ -172,11 +173,8 @@ export class JwksCache {
   /** The wait before the scheduled retry of a refresh that failed (#schedule): a new draw on each call. */
   retryDelay(): number {
     const least = Math.max(this.#opts.minRefreshMs, RETRY_FLOOR_MS, this.#retryAfterMs ?? 0);
-    // A draw outside [0, 1) is clamped; one that is not a number is 0 (Math.max(NaN, 0) is NaN,
-    // and setTimeout(NaN) fires after 1 ms: a failing control plane asked a thousand times a second).
-    const drawn = this.#random();
-    const random = Number.isNaN(drawn) ? 0 : Math.min(Math.max(drawn, 0), 1);
-    return Math.min(this.#opts.refreshMs, Math.round(least * (1 + RETRY_JITTER * random)));
+    // A draw outside [0, 1), or one that is not a number, counts as 0 (drawShare): the least wait.
+    return Math.min(this.#opts.refreshMs, Math.round(least * (1 + RETRY_JITTER * drawShare(this.#random))));
   }
 
   async #fetch(): Promise<boolean> {

@@ -1,0 +1,21 @@
+/**
+ * The random draw that spreads the relay's retries (JWKS refresh, heartbeat), with one rule for
+ * what an injected draw may be.
+ *
+ * A draw is used as it is when it is a finite number in [0, 1), what Math.random returns.
+ * Anything else (NaN, ±Infinity, a negative number, 1 or more, something that is not a number,
+ * or a throw from the injected function) counts as 0: the least wait the caller allows (its
+ * floor, its Retry-After), so a broken draw costs the spread and nothing else: never a retry
+ * sooner than the caller's floor (setTimeout(NaN) fires after 1 ms) and never one later than its
+ * bound. The two callers used to differ: the JWKS cache clamped a draw of 7 to 1 (the longest
+ * wait), the heartbeat took 1 as a draw and 7 as 0.
+ */
+export function drawShare(random: () => number): number {
+  let drawn: unknown;
+  try {
+    drawn = random();
+  } catch {
+    return 0;
+  }
+  return typeof drawn === 'number' && Number.isFinite(drawn) && drawn >= 0 && drawn < 1 ? drawn : 0;
+}
