@@ -49,7 +49,7 @@ const OPTIONS = {
   'revocation-poll-interval': {
     env: 'TUNNEL_REVOCATION_POLL_INTERVAL',
     def: '1s',
-    help: 'revocation feed: least time between polls that brought nothing, and the retry delay after a failure',
+    help: 'revocation feed: least time between polls that brought nothing, and the longest retry delay after a failure (half of it to all of it, at random)',
   },
   'revocation-wait': {
     env: 'TUNNEL_REVOCATION_WAIT',

@@ -1,4 +1,4 @@
-import { drawShare } from './retry-jitter.js';
+import { spreadWait } from './retry-jitter.js';
 
 /**
  * When a relay sends its heartbeat again after one failed, instead of at the next interval.
@@ -31,6 +31,5 @@ export const HEARTBEAT_RETRY_MAX_MS = 4000;
 export function heartbeatRetryDelay(failures: number, intervalMs: number, retryAfterMs?: number, random: () => number = Math.random): number {
   const backoff = HEARTBEAT_RETRY_FIRST_MS * 2 ** Math.min(Math.max(0, failures - 1), 10);
   const delay = Math.min(Math.max(backoff, retryAfterMs ?? 0), HEARTBEAT_RETRY_MAX_MS, intervalMs);
-  const share = drawShare(random);
-  return Math.max(delay * (0.5 + share / 2), Math.min(retryAfterMs ?? 0, delay));
+  return spreadWait(delay, random, retryAfterMs);
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { drawShare } from './retry-jitter.js';
+import { drawShare, spreadWait } from './retry-jitter.js';
 
 describe('drawShare', () => {
   it('a finite draw in [0, 1) is used as it is', () => {
@@ -22,5 +22,16 @@ describe('drawShare', () => {
       },
     ];
     for (const f of bad) assert.equal(drawShare(f), 0, String(f));
+  });
+});
+
+describe('spreadWait', () => {
+  it('between half and all of the ceiling, never under the Retry-After as far as the ceiling goes', () => {
+    assert.deepEqual([0, 0.5, 0.75].map((d) => spreadWait(1000, () => d)), [500, 750, 875]);
+    assert.equal(spreadWait(1000, () => 0, 800), 800, 'the Retry-After holds');
+    assert.equal(spreadWait(1000, () => 0.75, 800), 875);
+    assert.equal(spreadWait(1000, () => 0, 60_000), 1000, 'a Retry-After past the ceiling: the ceiling');
+    assert.equal(spreadWait(1000, () => NaN), 500, 'a bad draw: half');
+    assert.ok(spreadWait(1000, () => 1 - Number.EPSILON / 2) <= 1000);
   });
 });

@@ -19,3 +19,13 @@ export function drawShare(random: () => number): number {
   }
   return typeof drawn === 'number' && Number.isFinite(drawn) && drawn >= 0 && drawn < 1 ? drawn : 0;
 }
+
+/**
+ * A retry's wait, drawn (drawShare) between half and all of `ceilingMs`, but never under
+ * `leastMs` (a Retry-After the server sent) as far as the ceiling goes: the ceiling is the
+ * caller's bound, which a Retry-After does not lift. Relays whose requests failed together (a
+ * control plane restarting) then ask again over half a ceiling, not in the same millisecond.
+ */
+export function spreadWait(ceilingMs: number, random: () => number, leastMs = 0): number {
+  return Math.max(ceilingMs * (0.5 + drawShare(random) / 2), Math.min(leastMs, ceilingMs));
+}

@@ -385,4 +385,45 @@ describe('EventReporter', () => {
     await flushed;
     assert.deepEqual(sent, ['ses_7']);
   });
+
+  it('after a failed batch the next scheduled flush goes between half and all of the interval later (after the Retry-After\'s hold), on its own timer: the ticks before it send nothing', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_800_000_000_000 });
+    const unavailable = (retryAfterMs?: number) =>
+      new ControlError('CONTROL_REJECTED', 'control plane answered 503', { status: 503, retryable: true, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    const errors: (ControlError | undefined)[] = [unavailable(), unavailable(1200)];
+    const c = fakeClient(() => errors.shift());
+    const draws = [0.3, 0.8];
+    const opts = { client: c, logger: createMemoryLogger(), maxQueue: 100, intervalMs: 1000, now: () => Date.now(), random: () => draws.shift() ?? 0 };
+    const r = new EventReporter(opts);
+    /** A batch's answer is a chain of promises: they settle before the next macrotask. */
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    r.start();
+    try {
+      r.push(ev(1));
+      t.mock.timers.tick(1000); // the interval's tick: the batch fails (503, no Retry-After)
+      await settled();
+      assert.equal(c.bodies.length, 1);
+      t.mock.timers.tick(649);
+      await settled();
+      assert.equal(c.bodies.length, 1, 'not before the draw of 0.3: 650 ms');
+      t.mock.timers.tick(1);
+      await settled();
+      assert.equal(c.bodies.length, 2, 'at 650 ms, not at the next tick (1000 ms)');
+      // That one fails with Retry-After 1.2 s (hold until +1200): the retry goes 900 ms after it (draw 0.8).
+      t.mock.timers.tick(350); // the interval's tick at 2000 (held)
+      await settled();
+      t.mock.timers.tick(1000); // the tick at 3000: past the Retry-After, before the retry
+      await settled();
+      assert.equal(c.bodies.length, 2, 'no tick sends before the retry');
+      t.mock.timers.tick(749);
+      await settled();
+      assert.equal(c.bodies.length, 2);
+      t.mock.timers.tick(1);
+      await settled();
+      assert.equal(c.bodies.length, 3, 'at 1650 + 1200 + 900 ms');
+      assert.deepEqual([r.sent, r.queued, r.dropped], [1, 0, 0]);
+    } finally {
+      await r.stop();
+    }
+  });
 });

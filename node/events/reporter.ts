@@ -2,6 +2,7 @@ import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/no
 import type { ConnectionEvent } from '../../protocol/node-api.js';
 import { ControlError, type ControlClient, type EventBatchResult } from '../control-client.js';
 import type { Logger } from '../../shared/logger.js';
+import { spreadWait } from '../retry-jitter.js';
 import { FairQueue } from './fair-queue.js';
 
 /**
@@ -57,7 +58,9 @@ export const MAX_HALVINGS = 24;
  * behind it. A 429 or 503 with Retry-After (the control plane bounds each relay's batches and
  * events a minute) holds every batch until then: flushes before it send nothing, so the relay
  * slows down to what control takes and keeps its events (up to the queue's bound); counted in
- * `throttled`, logged once per episode. A control plane that reads events one by one answers 202 with the ones it refused
+ * `throttled`, logged once per episode. After a batch kept for any of these reasons, the next
+ * scheduled one goes between half and all of the flush interval later (after the Retry-After's
+ * hold, if any; #retryLater), on a timer of its own: not at the next tick of the interval. A control plane that reads events one by one answers 202 with the ones it refused
  * (`rejected`): those are counted as dropped, the rest as sent. Drops of each kind are logged
  * once per reason (and status or code), then only counted.
  */
@@ -70,6 +73,11 @@ export class EventReporter {
   #intervalMs: number;
   #budget: number;
   #timer: NodeJS.Timeout | undefined;
+  /** The flush after a failed batch (#retryLater), while one is waiting. */
+  #retry: NodeJS.Timeout | undefined;
+  /** After a failed batch, the scheduled flushes (the interval's ticks) wait until this time (ms): #retry sends it. */
+  #retryAt = 0;
+  #random: () => number;
   #flushing: Promise<void> | undefined;
   /** Settles when the last flush or exclusive() asked for has finished (#inTurn). */
   #turn: Promise<void> = Promise.resolve();
@@ -99,8 +107,13 @@ export class EventReporter {
   #cutFromBatch: { n: number; member: string; held: number } | undefined;
   sent = 0;
 
-  constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number; now?: () => number }) {
+  /**
+   * `random`: in [0, 1) (anything else counts as 0: drawShare), spreads the flush after a failed
+   * batch (#retryLater); Math.random unless a test fixes it.
+   */
+  constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number; now?: () => number; random?: () => number }) {
     this.#now = opts.now ?? Date.now;
+    this.#random = opts.random ?? Math.random;
     this.#client = opts.client;
     this.#logger = opts.logger;
     this.#max = opts.maxQueue;
@@ -159,14 +172,36 @@ export class EventReporter {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.flush(), this.#intervalMs);
+    this.#timer = setInterval(() => {
+      if (this.#now() >= this.#retryAt) void this.flush();
+    }, this.#intervalMs);
     this.#timer.unref();
   }
 
   /** Stops the schedule and makes one last attempt to deliver what is queued. */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    clearTimeout(this.#retry);
     await this.flush();
+  }
+
+  /**
+   * After a batch that failed for a reason worth retrying: the next scheduled flush goes between
+   * half and all of the interval later (spreadWait), counted from the end of the Retry-After's
+   * hold when there is one, and the interval's ticks before it send nothing. The relays whose
+   * batches failed together (a control plane restarting) asked again at their next tick, which
+   * their start set, not the failure: relays started together asked together. An explicit
+   * flush() (stop()'s last one) is not held back, except by the Retry-After (#drain).
+   */
+  #retryLater(): void {
+    const now = this.#now();
+    const wait = Math.max(0, this.#notBefore - now) + spreadWait(this.#intervalMs, this.#random);
+    this.#retryAt = now + wait;
+    if (this.#timer === undefined) return; // not started, or stopped
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => void this.flush(), wait);
+    this.#retry.unref();
   }
 
   /** Sends everything queued, one batch at a time; stops at the first failure worth retrying. Takes its turn after an exclusive() asked for before it. */
@@ -253,6 +288,7 @@ export class EventReporter {
           } else if (!this.#failing) this.#logger.warn('event reporting failed; will retry', { err, status, queued: this.#queue.size });
           this.#failing = true;
           this.#batchAnswered(false);
+          this.#retryLater();
           return;
         }
         if (status === 413 && n > 1) {

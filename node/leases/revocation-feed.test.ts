@@ -341,3 +341,73 @@ describe('RevocationFeed long poll', () => {
     }
   });
 });
+
+describe('RevocationFeed retry after a failed poll', () => {
+  /** The largest draw there is (the largest number below 1). */
+  const TOP = 1 - Number.EPSILON / 2;
+  const unavailable = (retryAfterMs?: number) =>
+    new ControlError('CONTROL_REJECTED', 'control plane answered 503', { status: 503, problemCode: 'DATABASE_UNAVAILABLE', retryable: true, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+
+  it('waits between half and all of the interval, never under the Retry-After as far as the interval goes', async () => {
+    const answers: (Feed | Error)[] = [unavailable(), unavailable(800), unavailable(60_000), { cursor: '1', revocations: [] }, unavailable()];
+    const client = { revocations: () => { const a = answers.shift()!; return a instanceof Error ? Promise.reject(a) : Promise.resolve(a); } };
+    let r = 0;
+    const { feed, cleanup } = feedWith({ client, intervalMs: 1000, random: () => r });
+    try {
+      await feed.pollOnce();
+      assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [500, 750, 1000]);
+      await feed.pollOnce();
+      assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [800, 800, 1000], 'Retry-After: 800 ms');
+      await feed.pollOnce();
+      r = 0;
+      assert.equal(feed.retryDelay(), 1000, 'a Retry-After past the interval: the interval (revocations must arrive once control answers)');
+      await feed.pollOnce();
+      await feed.pollOnce();
+      assert.equal(feed.status().failing, true);
+      assert.equal(feed.retryDelay(), 500, 'the Retry-After of an earlier failure is forgotten');
+      r = NaN;
+      assert.equal(feed.retryDelay(), 500, 'a draw that is not in [0, 1) counts as 0');
+      // 100 relays' draws land over the whole half-interval.
+      const delays = Array.from({ length: 100 }, (_, i) => ((r = i < 99 ? i / 99 : TOP), feed.retryDelay()));
+      assert.deepEqual([Math.min(...delays), Math.max(...delays), new Set(delays).size], [500, 1000, 100]);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('the loop waits the drawn delay counted from the failure: a held long poll that fails (control restarting) is not asked again at once, nor a failure after it at the interval', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_800_000_000_000 });
+    const held: ((err: Error) => void)[] = [];
+    let calls = 0;
+    const client = {
+      revocations: (_cursor: string | undefined, waitMs?: number) => {
+        calls++;
+        // The first poll is held (a long poll) until the test fails it; the next ones fail at once.
+        return waitMs ? new Promise<Feed>((_resolve, reject) => held.push(reject)) : Promise.reject(unavailable());
+      },
+    };
+    const draws = [0.5, 0];
+    const { feed, cleanup } = feedWith({ client, intervalMs: 1000, waitMs: 20_000, random: () => draws.shift() ?? 0 });
+    /** The feed's answer to a poll is a chain of promises: they settle before the next macrotask. */
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    try {
+      feed.start();
+      assert.equal(calls, 1);
+      t.mock.timers.tick(5000); // held past the interval
+      held.shift()!(unavailable());
+      await settled();
+      t.mock.timers.tick(749);
+      assert.equal(calls, 1, 'not at once: the draw of 0.5 waits 750 ms');
+      t.mock.timers.tick(1);
+      assert.equal(calls, 2);
+      await settled();
+      t.mock.timers.tick(499);
+      assert.equal(calls, 2);
+      t.mock.timers.tick(1);
+      assert.equal(calls, 3, 'the draw of 0 waits 500 ms, not the interval');
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+});

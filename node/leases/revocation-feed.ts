@@ -4,6 +4,7 @@ import { ControlError, type ControlClient } from '../control-client.js';
 import type { Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
+import { spreadWait } from '../retry-jitter.js';
 
 /** The feed's state file as read (protocol/check.ts: no zod in the relay, issue 11). */
 const stored = obj({
@@ -15,12 +16,14 @@ export interface RevocationFeedOptions {
   client: Pick<ControlClient, 'revocations'>;
   clock: Clock;
   logger: Logger;
-  /** Least time between polls that brought nothing new, and the delay after a failed poll. */
+  /** Least time between polls that brought nothing new, and the longest delay after a failed poll (retryDelay). */
   intervalMs: number;
   /** Long poll: how long the control plane may hold a poll until there is news (0: plain polls). */
   waitMs?: number;
   /** Where the cursor and the still-relevant revocations are kept across restarts. */
   file: string;
+  /** In [0, 1) (anything else counts as 0: drawShare): spreads the polls after a failed one (retryDelay). Math.random unless a test fixes it. */
+  random?: () => number;
   onRevoked(leaseId: string): void;
   /**
    * The control plane refused the node credential (401: replaced when the node enrolled again,
@@ -35,7 +38,8 @@ export interface RevocationFeedOptions {
  * revoked lease until the lease itself would have expired. Long polls (`waitMs`): the control
  * plane answers as soon as a revocation for this node is committed, so a poll that brought news
  * is followed by the next one at once; one that brought nothing waits out the rest of
- * `intervalMs` first (a control plane that does not hold polls is asked at most that often).
+ * `intervalMs` first (a control plane that does not hold polls is asked at most that often); one
+ * that failed waits retryDelay().
  */
 export class RevocationFeed {
   #opts: RevocationFeedOptions;
@@ -46,6 +50,8 @@ export class RevocationFeed {
   #failing = false;
   /** Why the last poll failed (status(), /healthz): the control plane's problem code when it sent one, else the client's. */
   #lastError: string | undefined;
+  /** The Retry-After of the last poll, when it failed with one (a 503 or 429). */
+  #retryAfterMs: number | undefined;
   #credentialRejected = false;
   #lastSuccess: Date | undefined;
   #polling: Promise<void> | undefined;
@@ -99,7 +105,7 @@ export class RevocationFeed {
         .then((news) => {
           this.#polling = undefined;
           if (!this.#running) return;
-          const delay = news ? 0 : Math.max(0, this.#opts.intervalMs - (Date.now() - started));
+          const delay = news ? 0 : this.#failing ? this.retryDelay() : Math.max(0, this.#opts.intervalMs - (Date.now() - started));
           this.#timer = setTimeout(tick, delay);
           this.#timer.unref();
         });
@@ -112,6 +118,20 @@ export class RevocationFeed {
     if (this.#timer) clearTimeout(this.#timer);
     this.#abort.abort();
     await this.#polling;
+  }
+
+  /**
+   * The wait before the poll after a failed one, counted from the failure: drawn between half and
+   * all of `intervalMs` (a new draw on each call), never under the failure's Retry-After as far as
+   * `intervalMs` goes (spreadWait). Every relay holds a long poll at all times, so a control plane
+   * that restarts fails them all in the same millisecond; counted from each poll's start, as before,
+   * the next one (held past `intervalMs`) went at once, and each one after it, failing at once,
+   * `intervalMs` later: a hundred relays asked together, every second, until it answered.
+   * A Retry-After past `intervalMs` does not hold the feed longer: the relay must learn
+   * revocations as soon as the control plane answers.
+   */
+  retryDelay(): number {
+    return spreadWait(this.#opts.intervalMs, this.#opts.random ?? Math.random, this.#retryAfterMs);
   }
 
   /** One round: fetch every page after the cursor and apply it. Never throws. */
@@ -131,6 +151,7 @@ export class RevocationFeed {
     if (this.#credentialRejected || this.#failing) waitMs = 0;
     let changed = false;
     let pruned = false;
+    this.#retryAfterMs = undefined;
     try {
       // Whether the last page read was the feed's end (empty, or the cursor stayed).
       let caughtUp = false;
@@ -165,6 +186,7 @@ export class RevocationFeed {
       if (this.#abort.signal.aborted) return false; // stopping
       // Unreachable is a wait; a refused credential is for good (the relay says so, onCredential).
       const refused = err instanceof ControlError && err.opts.status === 401;
+      if (err instanceof ControlError) this.#retryAfterMs = err.opts.retryAfterMs;
       // A 400 API_LEVEL_UNSUPPORTED (a control plane older than this relay) is no outage: /healthz
       // and the line name the control plane's code.
       this.#lastError = (err instanceof ControlError ? (err.opts.problemCode ?? err.code) : undefined) ?? 'POLL_FAILED';
