@@ -4,8 +4,8 @@ import { AuthRateLimiter } from './auth/rate-limit.js';
 import { createAuthenticator } from './auth/authenticate.js';
 import type { Config } from './config.js';
 import { RelayConnection, type RelayContext } from './connection.js';
-import { ControlError, type ControlClient } from './control-client.js';
-import { heartbeatRetryDelay } from './heartbeat-retry.js';
+import type { ControlClient } from './control-client.js';
+import { HeartbeatLoop } from './heartbeat-loop.js';
 import type { Ids } from './deps.js';
 import type { Clock } from '../shared/clock.js';
 import { currentFaultOwner, type FaultInjector } from './fault-guard.js';
@@ -301,68 +301,28 @@ export function createRelay(deps: RelayDeps): Relay {
       unauthenticated: startups.count,
       exposures_online: listeners.count,
       events: { queued: reporter.queued, dropped: reporter.dropped },
-      heartbeat: { failing: heartbeatFailures > 0, last_error: heartbeatError ?? null },
+      heartbeat: heartbeats.status(),
       ...(opts.detail ? { node_id: deps.identity.nodeId, exposures: listeners.online() } : {}),
     };
   };
   const healthServer = createHealthServer({ health, metrics: () => r.render() }, config.healthDetail, logger);
 
-  let heartbeatTimer: NodeJS.Timeout | undefined;
-  /**
-   * Why the last heartbeat failed (/healthz): the control plane's problem code when it sent one
-   * (API_LEVEL_UNSUPPORTED: a control plane older than this relay), else the client's. While
-   * heartbeats fail the control plane takes this relay's exposures for offline, which /healthz
-   * did not show at all.
-   */
-  let heartbeatError: string | undefined;
-  /** Heartbeats failed in a row (0: the last one was answered). */
-  let heartbeatFailures = 0;
-  /** The retry of a failed heartbeat, when one is waiting (heartbeat-retry.ts). */
-  let heartbeatRetry: NodeJS.Timeout | undefined;
-  // Sent with every heartbeat: connections reported open before it were left by an earlier run.
-  const startedAt = deps.clock.now().toISOString();
-  /** A heartbeat sent or waiting its turn (EventReporter.exclusive) and not yet answered. */
-  let heartbeatPending = false;
-  const heartbeat = async () => {
-    // One at a time: the list of exposures is taken when a heartbeat is sent, so a later one
-    // adds nothing to one still waiting. Queued behind each other, the heartbeats of a control
-    // plane that does not answer (each takes the client's timeout) piled up without bound, and
-    // the final event flush at shutdown waited for every one of them: a SIGTERMed relay did not exit.
-    if (heartbeatPending) return;
-    heartbeatPending = true;
-    try {
-      // Never beside an event batch (EventReporter.exclusive): the list is taken when it is sent.
-      await reporter.exclusive(() =>
-        deps.control.heartbeat({
-          started_at: startedAt,
-          version: deps.version,
-          native_crypto: nativeCrypto,
-          egress_driver: egress.driver,
-          connections: ssh.sockets,
-          exposures: listeners.online(),
-        }),
-      );
-      heartbeatError = undefined;
-      if (heartbeatFailures > 0) logger.info('heartbeat recovered');
-      heartbeatFailures = 0;
-      clearTimeout(heartbeatRetry);
-    } catch (err) {
-      heartbeatError = err instanceof ControlError ? (err.opts.problemCode ?? err.code) : 'HEARTBEAT_FAILED';
-      if (heartbeatFailures === 0) logger.warn('heartbeat failed', { err, problemCode: heartbeatError });
-      heartbeatFailures++;
-      // Retried soon rather than at the next interval (heartbeat-retry.ts), unless the control
-      // plane refused it for good (the credential: retrying changes nothing) or the relay is stopping.
-      const retryable = !(err instanceof ControlError) || err.retryable;
-      if (retryable && !draining) {
-        clearTimeout(heartbeatRetry);
-        const retryAfterMs = err instanceof ControlError ? err.opts.retryAfterMs : undefined;
-        heartbeatRetry = setTimeout(() => void heartbeat(), heartbeatRetryDelay(heartbeatFailures, config.heartbeatMs, retryAfterMs));
-        heartbeatRetry.unref();
-      }
-    } finally {
-      heartbeatPending = false;
-    }
-  };
+  const heartbeats = new HeartbeatLoop({
+    control: deps.control,
+    reporter,
+    logger,
+    intervalMs: config.heartbeatMs,
+    // Sent with every heartbeat: connections reported open before it were left by an earlier run.
+    startedAt: deps.clock.now().toISOString(),
+    report: () => ({
+      version: deps.version,
+      native_crypto: nativeCrypto,
+      egress_driver: egress.driver,
+      connections: ssh.sockets,
+      exposures: listeners.online(),
+    }),
+    stopping: () => draining,
+  });
 
   return {
     async start() {
@@ -381,9 +341,7 @@ export function createRelay(deps: RelayDeps): Relay {
       revocations.start();
       trust.start();
       reporter.start();
-      void heartbeat();
-      heartbeatTimer = setInterval(() => void heartbeat(), config.heartbeatMs);
-      heartbeatTimer.unref();
+      heartbeats.start();
       const sshAddr = await ssh.listen(config.listen.host, config.listen.port);
       const metricsAddr = await healthServer.listen(config.metricsListen.host, config.metricsListen.port);
       logger.info('relay ready', {
@@ -411,8 +369,7 @@ export function createRelay(deps: RelayDeps): Relay {
       const closing = Promise.all([...connections].map((c) => c.closed));
       await Promise.race([closing, new Promise((res) => setTimeout(res, 3000).unref())]);
       for (const c of connections) c.endSafely('shutdown', true);
-      if (heartbeatTimer) clearInterval(heartbeatTimer);
-      clearTimeout(heartbeatRetry);
+      heartbeats.stop();
       registry.close();
       await egress.stop().catch((err: unknown) => logger.error('egress lease rules not removed at stop; the chain stays closed', { err }));
       trust.stop();
