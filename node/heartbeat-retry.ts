@@ -22,7 +22,7 @@ export const HEARTBEAT_RETRY_MAX_MS = 4000;
 
 /**
  * The delay before retrying after `failures` heartbeats failed in a row (1 for the first): 1 s,
- * then doubling, at least the control plane's Retry-After when it sent one, at most
+ * then doubling, at least one and a half times the control plane's Retry-After when it sent one, at most
  * HEARTBEAT_RETRY_MAX_MS and never longer than the interval itself; then drawn between half of
  * that and all of it (`random`, in [0, 1); anything else counts as 0: drawShare), but never under the
  * Retry-After: a thousand relays whose heartbeats failed together (the control plane's database
@@ -30,6 +30,8 @@ export const HEARTBEAT_RETRY_MAX_MS = 4000;
  */
 export function heartbeatRetryDelay(failures: number, intervalMs: number, retryAfterMs?: number, random: () => number = Math.random): number {
   const backoff = HEARTBEAT_RETRY_FIRST_MS * 2 ** Math.min(Math.max(0, failures - 1), 10);
-  const delay = Math.min(Math.max(backoff, retryAfterMs ?? 0), HEARTBEAT_RETRY_MAX_MS, intervalMs);
+  // Room above a Retry-After (half of it again): the control plane sends the same one to every
+  // relay, and a ceiling equal to it would leave every relay's retry on it, together.
+  const delay = Math.min(Math.max(backoff, (retryAfterMs ?? 0) * 1.5), HEARTBEAT_RETRY_MAX_MS, intervalMs);
   return spreadWait(delay, random, retryAfterMs);
 }

@@ -29,8 +29,11 @@ describe('spreadWait', () => {
   it('between half and all of the ceiling, never under the Retry-After as far as the ceiling goes', () => {
     assert.deepEqual([0, 0.5, 0.75].map((d) => spreadWait(1000, () => d)), [500, 750, 875]);
     assert.equal(spreadWait(1000, () => 0, 800), 800, 'the Retry-After holds');
-    assert.equal(spreadWait(1000, () => 0.75, 800), 875);
-    assert.equal(spreadWait(1000, () => 0, 60_000), 1000, 'a Retry-After past the ceiling: the ceiling');
+    assert.equal(spreadWait(1000, () => 0.75, 800), 950, 'drawn between the Retry-After and the ceiling');
+    assert.equal(spreadWait(1000, () => 0, 60_000), 750, 'a Retry-After past the ceiling: three quarters of it at least');
+    assert.equal(spreadWait(1000, () => 0, 1000), 750, 'one at the ceiling too');
+    assert.equal(spreadWait(1000, () => 0.5, 60_000), 875);
+    assert.ok(spreadWait(1000, () => 1 - Number.EPSILON / 2, 60_000) <= 1000);
     assert.equal(spreadWait(1000, () => NaN), 500, 'a bad draw: half');
     assert.ok(spreadWait(1000, () => 1 - Number.EPSILON / 2) <= 1000);
   });

@@ -25,7 +25,14 @@ export function drawShare(random: () => number): number {
  * `leastMs` (a Retry-After the server sent) as far as the ceiling goes: the ceiling is the
  * caller's bound, which a Retry-After does not lift. Relays whose requests failed together (a
  * control plane restarting) then ask again over half a ceiling, not in the same millisecond.
+ * A Retry-After at or past the ceiling would leave no room and put every relay's retry on the
+ * ceiling, together again (a control plane whose database restarts answers 503 with
+ * `Retry-After: 2`): the wait is then drawn between three quarters and all of the ceiling, which
+ * comes before that Retry-After anyway. A caller that wants its retries above a Retry-After
+ * leaves room for them in its ceiling (heartbeatRetryDelay).
  */
 export function spreadWait(ceilingMs: number, random: () => number, leastMs = 0): number {
-  return Math.max(ceilingMs * (0.5 + drawShare(random) / 2), Math.min(leastMs, ceilingMs));
+  const least = Math.min(leastMs, ceilingMs);
+  const lo = least >= ceilingMs ? ceilingMs * 0.75 : Math.max(ceilingMs / 2, least);
+  return lo + drawShare(random) * (ceilingMs - lo);
 }

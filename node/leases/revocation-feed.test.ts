@@ -357,13 +357,15 @@ describe('RevocationFeed retry after a failed poll', () => {
       await feed.pollOnce();
       assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [500, 750, 1000]);
       await feed.pollOnce();
-      assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [800, 800, 1000], 'Retry-After: 800 ms');
+      assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [800, 900, 1000], 'Retry-After: 800 ms');
       await feed.pollOnce();
-      r = 0;
-      assert.equal(feed.retryDelay(), 1000, 'a Retry-After past the interval: the interval (revocations must arrive once control answers)');
+      // Past the interval: within it (revocations must arrive once control answers), and still
+      // spread, in its last quarter (every relay gets the same Retry-After).
+      assert.deepEqual([0, 0.5, TOP].map((d) => ((r = d), feed.retryDelay())), [750, 875, 1000], 'a Retry-After past the interval');
       await feed.pollOnce();
       await feed.pollOnce();
       assert.equal(feed.status().failing, true);
+      r = 0;
       assert.equal(feed.retryDelay(), 500, 'the Retry-After of an earlier failure is forgotten');
       r = NaN;
       assert.equal(feed.retryDelay(), 500, 'a draw that is not in [0, 1) counts as 0');
