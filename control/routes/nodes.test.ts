@@ -85,6 +85,43 @@ function dbSuite(name: string, makeApp: MakeApp) {
         }), 401, 'TOKEN_INVALID');
         await heartbeat(t, again);
       });
+
+      // An enrollment token enrolls a relay, or takes over the enrolled relay of its name (its key,
+      // address and credential replaced: every lease for it then goes to the new one). That power
+      // was its admin's role: an admin demoted or disabled no longer has it through a token they
+      // made before, whether it is used after the change or after they are an admin again.
+      it('the unused enrollment tokens of an admin demoted or disabled stop working at once, and stay dead', async () => {
+        for (const [change, body, restore] of [
+          ['demoted', { role: 'member' }, { role: 'admin' }],
+          ['disabled', { disabled: true }, { disabled: false }],
+        ] as const) {
+          const a = await t.user(uniq('adm'), 'admin');
+          const existing = await enrollNode(t, await adminToken());
+          const made = async (name: string) => {
+            const enr = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await tokenFor(t, a), body: { name, ttl_seconds: 7 * 86400 } });
+            assertOk(enr, 201);
+            return enr.body.token as string;
+          };
+          const takeover = await made(existing.name);
+          const fresh = await made(uniq('relay'));
+          const kept = await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await adminToken(), body: { name: uniq('relay') } });
+          assertOk(await t.call('PATCH', `/v1/users/${a.name}`, { token: await adminToken(), body }), 200);
+          const enroll = (token: string) => t.call('POST', '/v1/nodes/enroll', { body: { token, host_key: newClientKey().line, address: 'evil.test:2222' } });
+          assertProblem(await enroll(takeover), 401, 'INVALID_CREDENTIALS');
+          assertProblem(await enroll(fresh), 401, 'INVALID_CREDENTIALS');
+          // The relay of that name keeps its credential; another admin's token still enrolls.
+          await heartbeat(t, existing);
+          assertOk(await enroll(kept.body.token), 201);
+          const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adminToken() });
+          const withdrawn = audit.body.events.find((e: { type: string; subject: string }) => e.type === 'node.enrollment_tokens_withdrawn' && e.subject === a.name);
+          assert.ok(withdrawn, `the withdrawal is audited (${change})`);
+          assert.equal(withdrawn.data.count, 2);
+          // Made an admin again: the tokens stay withdrawn.
+          assertOk(await t.call('PATCH', `/v1/users/${a.name}`, { token: await adminToken(), body: restore }), 200);
+          assertProblem(await enroll(takeover), 401, 'INVALID_CREDENTIALS');
+          await heartbeat(t, existing);
+        }
+      });
     });
 
     describe('GET /v1/nodes and heartbeats', () => {

@@ -22,6 +22,7 @@ export type AuditType =
   | 'service_token.updated'
   | 'service_token.pruned'
   | 'node.enrollment_token_created'
+  | 'node.enrollment_tokens_withdrawn'
   | 'node.enrolled'
   | 'exposure.put'
   | 'exposure.deleted'

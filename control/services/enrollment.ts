@@ -1,4 +1,6 @@
+import { and, eq, isNull } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
 import { enrollmentTokens } from '../db/schema/index.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from './audit.js';
@@ -34,4 +36,24 @@ export async function createEnrollmentToken(
     await audit(tx, now, { type: 'node.enrollment_token_created', actor: p?.userId ?? null, subject: name });
   });
   return { token, expiresAt };
+}
+
+/**
+ * Withdraws the unused enrollment tokens `userId` made, in the transaction that demotes or
+ * disables them (services/users.ts): an enrollment token's power (enroll a relay, or replace the
+ * key, address and credential of the enrolled relay of its name) was the admin role's, and an
+ * admin removed must not keep it for the token's life (up to 7 days), nor get it back when made an
+ * admin again. Marked used, as a claim marks it: enrollNode claims only unused tokens, so one
+ * racing the demotion either claimed its token first (the relay enrolled before the demotion
+ * committed) or waits for it on the row and then finds it used. Audited with the names they were for.
+ */
+export async function withdrawEnrollmentTokens(tx: Pick<Db, 'update' | 'insert'>, user: { id: string; name: string }, actor: string, now: Date): Promise<void> {
+  const gone = await tx
+    .update(enrollmentTokens)
+    .set({ usedAt: now })
+    .where(and(eq(enrollmentTokens.createdBy, user.id), isNull(enrollmentTokens.usedAt)))
+    .returning({ id: enrollmentTokens.id, name: enrollmentTokens.name });
+  if (!gone.length) return;
+  const names = [...new Set(gone.map((g) => g.name))].sort();
+  await audit(tx, now, { type: 'node.enrollment_tokens_withdrawn', actor, subject: user.name, data: { names, count: gone.length } });
 }

@@ -10,6 +10,7 @@ import { audit, type AuditType } from './audit.js';
 import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
 import { lockActorAndTarget } from './owner-lock.js';
+import { withdrawEnrollmentTokens } from './enrollment.js';
 import { revoking, type Revocations } from './lease-revocation.js';
 
 type UserRow = typeof users.$inferSelect;
@@ -75,7 +76,8 @@ export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
 
 /**
  * Disables a user and takes back everything they were granted: sessions, service tokens, leases,
- * in one transaction (services/lease-revocation.ts `revoking`).
+ * the relay enrollment tokens they made and nobody used (services/enrollment.ts), in one
+ * transaction (services/lease-revocation.ts `revoking`).
  */
 export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>, p: UserPrincipal, name: string): Promise<UserView> {
   assertAllowed(p, 'user.disable', { name });
@@ -89,6 +91,7 @@ export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pic
     await revokeAllSessions(tx, row.id, now);
     await tx.update(serviceTokens).set({ revokedAt: now }).where(and(eq(serviceTokens.userId, row.id), isNull(serviceTokens.revokedAt)));
     await revoke.leases({ userId: row.id }, p.userId, 'user_disabled');
+    await withdrawEnrollmentTokens(tx, row, p.userId, now);
     await audit(tx, now, { type: 'user.disabled', actor: p.userId, subject: row.name });
     return row;
   });
@@ -98,8 +101,8 @@ export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pic
 /**
  * Enables or disables a user, or changes their role (`PATCH /v1/users/{name}`). A demoted admin
  * loses at once the leases only the admin role granted (open and expose leases on exposures that
- * are not theirs and whose allow list lacks them, egress leases to targets not listing them), in
- * the transaction that demotes them.
+ * are not theirs and whose allow list lacks them, egress leases to targets not listing them) and
+ * the relay enrollment tokens they made that nobody used, in the transaction that demotes them.
  */
 export async function updateUser(
   deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>,
@@ -123,7 +126,10 @@ export async function updateUser(
       if (!row) throw notFound(`user "${name}"`);
       if (body.disabled === false) await audit(tx, now, { type: 'user.enabled', actor: p.userId, subject: row.name });
       if (body.role) await audit(tx, now, { type: 'user.role_changed', actor: p.userId, subject: row.name, data: { role: body.role } });
-      if (before.role === 'admin' && row.role === 'member') await revokeAdminOnlyLeases(tx, revoke, row.id, p.userId);
+      if (before.role === 'admin' && row.role === 'member') {
+        await revokeAdminOnlyLeases(tx, revoke, row.id, p.userId);
+        await withdrawEnrollmentTokens(tx, row, p.userId, now);
+      }
       return row;
     });
     view = userView(row);
