@@ -1,8 +1,10 @@
 import { and, eq, gt } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
+import type { Db } from '../db/client.js';
 import { deviceCodes, users } from '../db/schema/index.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
+import { lockLiveOwner } from '../services/owner-lock.js';
 
 type User = typeof users.$inferSelect;
 
@@ -68,23 +70,45 @@ export async function findPendingByUserCode(deps: Pick<Deps, 'db' | 'clock'>, us
   return row;
 }
 
-/** Records the user's decision; false when the code is no longer pending. */
+/**
+ * Records the user's decision; false when the code is no longer pending, or when approving for a
+ * user who is disabled. An approval is a login session not yet started (the device's next poll
+ * starts it): it is written with the user's row locked, as every grant of theirs is
+ * (services/owner-lock.ts), so that one made while the user is being disabled waits for the
+ * disable and is refused, and one made before it is denied by it (`denyApprovedDeviceCodes`):
+ * neither survives the disable to start a session once the user is enabled again.
+ */
 export async function decideDeviceCode(
   deps: Pick<Deps, 'db' | 'clock'>,
   userCode: string,
   userId: string,
   approve: boolean,
 ): Promise<boolean> {
-  const updated = await deps.db
+  return deps.db.transaction(async (tx) => {
+    if (approve && !(await lockLiveOwner(tx, { id: userId }))) return false;
+    const updated = await tx
+      .update(deviceCodes)
+      .set({ status: approve ? 'approved' : 'denied', userId })
+      .where(
+        and(
+          eq(deviceCodes.userCode, normalizeUserCode(userCode)),
+          eq(deviceCodes.status, 'pending'),
+          gt(deviceCodes.expiresAt, deps.clock.now()),
+        ),
+      )
+      .returning({ id: deviceCodes.id });
+    return updated.length === 1;
+  });
+}
+
+/**
+ * Denies `userId`'s device authorizations that were approved and not yet exchanged for a session,
+ * in the transaction that disables the user (services/users.ts `disableUser`, which holds the
+ * user's row): the device's poll is then refused, also after the user is enabled again.
+ */
+export async function denyApprovedDeviceCodes(tx: Pick<Db, 'update'>, userId: string): Promise<void> {
+  await tx
     .update(deviceCodes)
-    .set({ status: approve ? 'approved' : 'denied', userId })
-    .where(
-      and(
-        eq(deviceCodes.userCode, normalizeUserCode(userCode)),
-        eq(deviceCodes.status, 'pending'),
-        gt(deviceCodes.expiresAt, deps.clock.now()),
-      ),
-    )
-    .returning({ id: deviceCodes.id });
-  return updated.length === 1;
+    .set({ status: 'denied' })
+    .where(and(eq(deviceCodes.userId, userId), eq(deviceCodes.status, 'approved')));
 }

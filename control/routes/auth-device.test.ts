@@ -145,6 +145,26 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await poll(t, d.device_code), 400, 'ACCESS_DENIED');
     });
 
+    // An approval not yet exchanged is a login session to come: like one started, it must not
+    // survive a disable and start once the user is enabled again.
+    it('an approval made before a disable, or while disabled, gives no session after the user is enabled again', async () => {
+      const user = await t.user(uniq('gia'), 'member', PASSWORD);
+      const before = await startDevice(t);
+      const signedIn = await signIn(t, before.user_code, user.name);
+      assert.ok(signedIn.ticket);
+      assertOk(await decide(t, signedIn.ticket, 'approve'));
+      // Signed in on the page before the disable, decided after it.
+      const during = await startDevice(t);
+      const late = await signIn(t, during.user_code, user.name);
+      assert.ok(late.ticket);
+      assertOk(await t.call('DELETE', `/v1/users/${user.name}`, { token: await tokenFor(t, admin) }));
+      assert.equal((await decide(t, late.ticket, 'approve')).status, 400, 'a disabled user approves nothing');
+      assertOk(await t.call('PATCH', `/v1/users/${user.name}`, { token: await tokenFor(t, admin), body: { disabled: false } }));
+      assertProblem(await poll(t, before.device_code), 400, 'ACCESS_DENIED');
+      t.clock.advance(before.interval * 1000);
+      assertProblem(await poll(t, during.device_code), 400, 'AUTHORIZATION_PENDING');
+    });
+
     it('the approval page refuses wrong passwords, unknown codes and forged tickets', async () => {
       const user = await t.user(uniq('hal'), 'member', PASSWORD);
       const d = await startDevice(t);

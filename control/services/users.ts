@@ -5,6 +5,7 @@ import type { Db } from '../db/client.js';
 import type { Deps } from '../deps.js';
 import { egressTargets, exposures, serviceTokens, users } from '../db/schema/index.js';
 import { revokeAllSessions } from '../auth/sessions.js';
+import { denyApprovedDeviceCodes } from '../auth/device-codes.js';
 import { AppError, notFound } from '../lib/errors.js';
 import { audit, type AuditType } from './audit.js';
 import { assertAllowed, can, type Role, type UserPrincipal } from './authz.js';
@@ -75,9 +76,10 @@ export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
 }
 
 /**
- * Disables a user and takes back everything they were granted: sessions, service tokens, leases,
- * the relay enrollment tokens they made and nobody used (services/enrollment.ts), in one
- * transaction (services/lease-revocation.ts `revoking`).
+ * Disables a user and takes back everything they were granted: sessions (and device sign-ins
+ * approved but not yet exchanged for one), service tokens, leases, the relay enrollment tokens
+ * they made and nobody used (services/enrollment.ts), in one transaction
+ * (services/lease-revocation.ts `revoking`).
  */
 export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>, p: UserPrincipal, name: string): Promise<UserView> {
   assertAllowed(p, 'user.disable', { name });
@@ -89,6 +91,7 @@ export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pic
     const [row] = await tx.update(users).set({ disabled: true }).where(eq(users.id, target.id)).returning();
     if (!row) throw notFound(`user "${name}"`);
     await revokeAllSessions(tx, row.id, now);
+    await denyApprovedDeviceCodes(tx, row.id);
     await tx.update(serviceTokens).set({ revokedAt: now }).where(and(eq(serviceTokens.userId, row.id), isNull(serviceTokens.revokedAt)));
     await revoke.leases({ userId: row.id }, p.userId, 'user_disabled');
     await withdrawEnrollmentTokens(tx, row, p.userId, now);
