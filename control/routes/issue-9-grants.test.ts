@@ -195,6 +195,26 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertProblem(await open(e2.name), 401, 'TOKEN_INVALID');
       });
 
+      // Egress leases name host:port, not targets: two targets may reach the same one. A lease
+      // stays after a narrowing only if the token could get it again, the target's allow list too.
+      it("narrowing a token's egress scopes to another target of the same host:port that does not list its user revokes the lease", async () => {
+        const reach = { node: relayB.name, host: '10.1.0.20', port: 5432 };
+        const mine = uniq('db');
+        const theirs = uniq('db');
+        assertOk(await t.call('PUT', `/v1/egress-targets/${mine}`, { token: admin.token, body: { ...reach, allow: [friend.name] } }));
+        assertOk(await t.call('PUT', `/v1/egress-targets/${theirs}`, { token: admin.token, body: { ...reach, allow: [bob.name] } }));
+        const st = await serviceAccess(t, await tok(friend), [`egress:${mine}`, `egress:${theirs}`]);
+        const egress = (target: string) => t.call('POST', '/v1/leases', { token: st.accessToken, body: { kind: 'egress', targets: [target], public_key: newClientKey().line } });
+        const l = await egress(mine);
+        assertOk(l, 201);
+        const { cursor } = await feed(relayB);
+        assertOk(await t.call('PATCH', `/v1/service-tokens/${st.id}`, { token: await tok(friend), body: { scopes: [`egress:${theirs}`] } }));
+        // What the token may get now: nothing at that host:port.
+        assertProblem(await egress(mine), 403, 'SCOPE_DENIED');
+        assertProblem(await egress(theirs), 403, 'NOT_IN_ACL');
+        assert.deepEqual((await feed(relayB, cursor)).ids, [l.body.lease.id]);
+      });
+
       it('disabling a user revokes their leases', async () => {
         const u = await t.user(uniq('temp'), 'member');
         const e = await onlineExposure([u.name]);

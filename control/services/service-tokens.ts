@@ -203,10 +203,13 @@ export async function updateServiceTokenScopes(
     if (!row) throw notFound(`service token ${id}`);
     await audit(tx, now, { type: 'service_token.updated', actor: p.userId, subject: id, data: { scopes: sorted } });
     const targets = await tx.select().from(egressTargets);
-    // An egress lease stays if every host:port it reaches is a target on its node the scopes name.
+    // An egress lease stays if every host:port it reaches is a target on its node the token could
+    // get it through now: one its scopes name and whose allow list the user is on (the policy's
+    // question, as a demotion asks it). Two targets may reach one host:port: the scope of one
+    // whose allow list lacks the user kept a lease the token could never get again.
     const covered = (p: UserPrincipal, l: typeof leases.$inferSelect) =>
       l.kind === 'egress'
-        ? (l.targets ?? []).every((h) => targets.some((t) => t.nodeId === l.nodeId && t.host === h.host && t.port === h.port && scopeAllows(p, 'egress', t.name)))
+        ? (l.targets ?? []).every((h) => targets.some((t) => t.nodeId === l.nodeId && t.host === h.host && t.port === h.port && can(p, 'lease.issue.egress', t)))
         : scopeAllows(p, l.kind, l.exposure ?? '');
     await revoke.noLongerAllowed({ serviceTokenId: id }, covered, p.userId, 'service_token_scopes_changed');
     return row;
