@@ -211,6 +211,28 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assert.deepEqual((await feed(node, cursor0)).body.revocations, []);
         assertProblem(await t.call('GET', '/v1/nodes/self/revocations?after=-1', { token: node.token }), 400, 'VALIDATION_FAILED');
       });
+
+      // The relay decides whether a lease has expired, by its own clock; the feed's cursor moves
+      // past every entry a page read, sent or not. A replica whose clock runs ahead (an hour, say:
+      // NTP broken on one machine) must not read a revocation another replica made as expired and
+      // move the relay's cursor past it: the relay, whose clock is right, would accept the lease
+      // until it really expires, the removed grant working all that time.
+      it('a replica whose clock runs ahead still hands over the revocations its page reads past', async () => {
+        const node = await enrollNode(t, await adminToken());
+        const owner = await t.user(uniq('own'), 'member');
+        const exposure = uniq('rv-');
+        await putExposure(t, owner.token, exposure);
+        await t.call('PUT', `/v1/exposures/${exposure}`, { token: await adminToken(), body: { allow: [], node: node.name } });
+        const cursor0 = (await feed(node)).body.cursor as string;
+        const l = await issueLease(t, await tokenFor(t, owner, 'member'), { kind: 'expose', exposure, ttl_seconds: 1800 });
+        assertOk(await t.call('DELETE', `/v1/users/${owner.name}`, { token: await adminToken() }));
+        // Read through a replica whose clock is 40 minutes ahead: the lease has 30 minutes left.
+        t.clock.advance(40 * 60_000);
+        const page = await feed(node, cursor0);
+        assertOk(page);
+        assert.ok(Number(page.body.cursor) > Number(cursor0));
+        assert.deepEqual(page.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
+      });
     });
 
     describe('POST /v1/nodes/self/events', () => {

@@ -18,7 +18,8 @@ import { turnsEvery } from './replica-turns.js';
  *   connection is reported open under it (an in-band renewed one may outlive it by weeks). Nothing
  *   decides on an expired lease: a relay refuses its certificate by its own expiry.
  * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
- *   (they are not even served, nodes.ts readFeed), so such a row only costs the feed's index. The
+ *   (once that long expired they are not even served, nodes.ts readFeed; until then they are, in
+ *   case the relay's clock, which decides, lags this replica's), so such a row only costs the feed's index. The
  *   newest row stays, whatever its age (new rows keep counting from it either way: bigserial).
  *   A relay whose newest entries went has its cursor moved back to its last one left, or 0, at
  *   its next poll (readFeed checks a cursor against the relay's own last entry): harmless, none

@@ -17,7 +17,7 @@ import { audit, auditAll, type AuditEvent, type AuditType } from './audit.js';
 import type { NodePrincipal } from './authz.js';
 import { closeConnectionsOfEarlierRun, pruneConnections, recordConnectionEvent } from './connections.js';
 import { markOnline, onlineClaimsAllowed, setOffline, setOnline } from './exposures.js';
-import { pruneHistory } from './history-prune.js';
+import { FEED_RETENTION_MS, pruneHistory } from './history-prune.js';
 import { sweepIdleConsoleSessions } from '../auth/idle-sessions.js';
 import { activeExposuresByNode, isOnline, onlineSince } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
@@ -281,12 +281,23 @@ export async function revocationFeed(
 
 const credentialReplaced = () => new AppError('TOKEN_INVALID', 'this node enrolled again: its credential was replaced while the poll was held');
 
+/**
+ * Whether the relay may still need a feed entry whose lease expires at `exp` (ms): unless its lease
+ * expired FEED_RETENTION_MS ago by this replica's clock (when the history prune deletes it). The
+ * relay decides whether a lease has expired, by its own clock, and prunes what it no longer needs
+ * (node/leases/revocation-feed.ts); a page's cursor moves past every entry it read, sent or not.
+ * Skipped as soon as this replica's clock said the lease had expired, an entry read through a
+ * replica whose clock ran ahead (by 40 minutes, with 30 left on the lease) was never sent, and
+ * the relay accepted the revoked lease until it really expired.
+ */
+const mayNeed = (exp: number, now: Date): boolean => exp > now.getTime() - FEED_RETENTION_MS;
+
 const live = (deps: Pick<Deps, 'clock'>, revocations: Feed['revocations']) => {
-  const now = Math.floor(deps.clock.now().getTime() / 1000);
-  return revocations.filter((r) => r.exp > now);
+  const now = deps.clock.now();
+  return revocations.filter((r) => mayNeed(r.exp * 1000, now));
 };
 
-/** One page of the node's feed after `after`, skipping entries already expired. */
+/** One page of the node's feed after `after`, skipping entries the relay no longer needs (`mayNeed`). */
 async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, after: number): Promise<Feed> {
   const now = deps.clock.now();
   const rows = await deps.db
@@ -308,6 +319,6 @@ async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, a
   }
   return {
     cursor: String(cursor),
-    revocations: rows.filter((r) => r.expiresAt > now).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
+    revocations: rows.filter((r) => mayNeed(r.expiresAt.getTime(), now)).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
   };
 }
