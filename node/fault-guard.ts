@@ -62,7 +62,7 @@ export class FaultGuard {
 }
 
 /**
- * Test-only fault injection (`--test-fault`, node/config.ts): called at named points of a
+ * Test-only fault injection (`--test-fault`, node/config/fields.ts): called at named points of a
  * connection's handlers; throws (or schedules a throw) for the points it was configured with.
  */
 export type FaultInjector = (point: FaultPoint, who: { username: string }) => void;

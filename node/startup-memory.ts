@@ -32,7 +32,7 @@ import { majorCollector } from './gc-pacer.js';
  *    node:http is required, not imported (shared/node-http.ts): on Node 22 and later an ES
  *    import of it loads Node's bundled undici, perf_hooks, http2 and zlib, 11-14 MB.
  * 4. zod is not loaded (about 5 MB of an idle relay's RSS, measured): the relay parses its flags
- *    with plain functions (node/config.ts) and reads JSON through protocol/check.ts's checks.
+ *    with plain functions (node/config/values.ts) and reads JSON through protocol/check.ts's checks.
  *    test/node/relay-startup-memory fails if any zod module is loaded.
  *
  * Not done (measured, issue 11): keeping V8 from optimizing until the first connection saved the
