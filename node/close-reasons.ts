@@ -1,5 +1,6 @@
+import type { Connection } from 'ssh2';
 import type { LeaseEndReason } from './leases/lease-registry.js';
-import { DISCONNECT, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals.js';
+import { DISCONNECT, disconnectWithReason, MIN_CHANNEL_PACKET, socketOf, type ChannelLimitViolation } from './ssh2-internals.js';
 
 /** Why the relay closes a connection (node/connection.ts `end`). */
 export type CloseReason = LeaseEndReason | 'lease_untrusted' | 'credential_rejected' | 'too_many_auth_attempts' | 'rekey_rate' | 'renewal_rate' | 'forward_rate' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
@@ -27,3 +28,22 @@ export const LIMIT_REFUSALS: Record<ChannelLimitViolation['kind'], { type: strin
   window_exceeded: { type: 'channel_data_beyond_window', msg: 'peer sent channel data beyond the window; disconnecting' },
   packet_size_too_small: { type: 'channel_packet_size_too_small', msg: 'peer announced a channel maximum packet size too small; disconnecting' },
 };
+
+/**
+ * Closes a connection's socket for `reason` (node/connection.ts `end`): at once (`now`), or with
+ * the reason's SSH_MSG_DISCONNECT and a 2 s deadline (at once when sending it throws).
+ */
+export function disconnectPeer(conn: Connection, reason: CloseReason, now: boolean): void {
+  const sock = socketOf(conn);
+  if (now) {
+    sock.destroy();
+    return;
+  }
+  const { code, text } = DISCONNECT_TEXT[reason];
+  try {
+    disconnectWithReason(conn, code, text);
+  } catch {
+    sock.destroy();
+  }
+  setTimeout(() => sock.destroy(), 2000).unref();
+}

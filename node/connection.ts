@@ -12,7 +12,7 @@ import { cutLeftBridges } from './forwarding/left-bridges-cut.js';
 import type { ForwardingHost } from './forwarding/forwarding-host.js';
 import type { LeaseEndReason, LeftCutReason } from './leases/lease-registry.js';
 import { LeaseRenewal } from './leases/lease-renewal.js';
-import { DISCONNECT_TEXT, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
+import { disconnectPeer, LIMIT_REFUSALS, type CloseReason } from './close-reasons.js';
 import { ChannelSlots } from './channel-slots.js';
 import { reportClose } from './close-report.js';
 import { loggable, type Logger } from '../shared/logger.js';
@@ -29,7 +29,6 @@ import { RefusalLog } from './forwarding/refusal-log.js';
 import { originatorOf } from './forwarding/originator.js';
 import {
   customRequestOf,
-  disconnectWithReason,
   enforceChannelLimits,
   type ChannelLimitViolation,
   routeCustomGlobalRequests,
@@ -315,9 +314,10 @@ export class RelayConnection {
       return false;
     }
     this.#ending = true;
-    // Closed for what it carries at once, not when the peer hangs up (up to 2 s below, or never
-    // for a peer that ignores the DISCONNECT): its channels end, its exposures take no new
-    // channel, and nothing it sends from now on is parsed (ignorePeer, in disconnectWithReason).
+    // Closed for what it carries at once, not when the peer hangs up (up to 2 s later, see
+    // disconnectPeer, or never for a peer that ignores the DISCONNECT): its channels end, its
+    // exposures take no new channel, and nothing it sends from now on is parsed (ignorePeer, in
+    // disconnectWithReason).
     // Each step on its own (#each): one that throws no longer leaves the ones after it to the
     // socket's close; #onClose releases all of it again then.
     this.#each(
@@ -327,7 +327,7 @@ export class RelayConnection {
       () => this.#exposures.endBridges(),
       () => this.#ctx.egress.release(this.sessionId),
     );
-    this.#disconnect(reason, now);
+    disconnectPeer(this.#conn, reason, now);
     return true;
   }
 
@@ -359,22 +359,6 @@ export class RelayConnection {
    */
   endSafely(reason: CloseReason, now = false): void {
     this.#guard.run('close', () => this.end(reason, now));
-  }
-
-  /** end()'s close of the socket: at once (`now`), or DISCONNECT and a 2 s deadline. */
-  #disconnect(reason: CloseReason, now: boolean): void {
-    const sock = socketOf(this.#conn);
-    if (now) {
-      sock.destroy();
-      return;
-    }
-    const { code, text } = DISCONNECT_TEXT[reason];
-    try {
-      disconnectWithReason(this.#conn, code, text);
-    } catch {
-      sock.destroy();
-    }
-    setTimeout(() => sock.destroy(), 2000).unref();
   }
 
   /**
