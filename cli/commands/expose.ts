@@ -39,7 +39,7 @@ Options:
                    connections to HOST:PORT open at once, at most (default 1024); the relay's
                    further channels are refused, so a relay cannot make this host open sockets
                    without end
-  --server URL     the control plane (default: the one you logged in to)
+  --server URL     only check that the login is to this control plane (exit 3 when not)
 
 Examples:
   tunnel expose 22 --name hostx-ssh --allow alice
