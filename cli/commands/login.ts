@@ -54,7 +54,7 @@ Examples:
   tunnel login --server https://tunnel.example.com
   tunnel login --server https://203.0.113.7:8443 --ca-pin sha256:3f1c...e9
   tunnel login --server https://ctl-a.example:8443,https://ctl-b.example:8443
-  TUNNEL_TOKEN=tnl_st_... tunnel login --server https://tunnel.example.com --token "$TUNNEL_TOKEN"`,
+  TUNNEL_TOKEN=tnl_st_... tunnel login --server https://tunnel.example.com`,
   async run(ctx, argv) {
     const a = parseCommand('login', argv, {
       browser: { type: 'boolean' },
