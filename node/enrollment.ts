@@ -116,7 +116,7 @@ export async function ensureEnrolled(opts: {
     return existing;
   }
   if (!opts.enrollToken) {
-    throw new EnrollmentError('NOT_ENROLLED', 'this node is not enrolled: pass --enroll-token (or TUNNEL_ENROLL_TOKEN) with a token from `tunnel nodes` admin');
+    throw new EnrollmentError('NOT_ENROLLED', 'this node is not enrolled: pass --enroll-token (or TUNNEL_ENROLL_TOKEN) with a token from `tunnel admin enroll-token NAME`');
   }
   const res = await opts.control.enroll({ token: opts.enrollToken, host_key: opts.hostKeyLine, address: opts.advertise });
   const state: NodeState = {
