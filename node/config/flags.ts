@@ -73,7 +73,7 @@ export const OPTIONS = {
     def: '1024',
     help: "authenticated SSH connections of one user (a lease's subject), all its leases together; more: authentication refused",
   },
-  'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed publickey attempts per connection' },
+  'max-auth-attempts': { env: 'TUNNEL_MAX_AUTH_ATTEMPTS', def: '6', help: 'failed authentication attempts per connection (every method but a first none counts)' },
   'auth-failures-per-minute': { env: 'TUNNEL_AUTH_FAILURES_PER_MINUTE', def: '30', help: 'failed authentications per source address per minute' },
   'max-rekeys-per-minute': {
     env: 'TUNNEL_MAX_REKEYS_PER_MINUTE',
