@@ -26,8 +26,9 @@ const USAGE = `Usage: tunnel admin users ls | add NAME [--admin] [--password] | 
        tunnel admin enroll-token NODE_NAME [--ttl SECS] [--advertise HOST:PORT]
        tunnel admin egress ls | put NAME --node NODE --host HOST --port PORT [--allow USER...] | rm NAME
 
-Administration. Members may create service tokens for themselves, everything else needs the
-admin role. A service token may do only what its scopes say (NAME may be *):
+Administration. Members may create, list and revoke service tokens of their own and list the
+egress targets they may use; everything else needs the admin role. A service token may do only
+what its scopes say (NAME may be *):
   expose:NAME    see exposure NAME, create it if missing, expose it (tunnel expose)
   open:NAME      see exposure NAME, open it (tunnel open)
   manage:NAME    see exposure NAME, change its allow list, delete it
