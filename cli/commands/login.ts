@@ -67,6 +67,9 @@ Examples:
       'insecure-http': { type: 'boolean' },
     });
     if (a.positionals.length) throw new UsageError('login', `unexpected argument "${a.positionals[0]}"`);
+    // An empty --token (a variable that was not set, expanded by the shell) is a mistake, not a
+    // request for the browser login that logging in without one starts.
+    if (a.values.token !== undefined && a.values.token.trim() === '') throw new UsageError('login', '--token is empty (to read it from the environment, set TUNNEL_TOKEN and leave --token out)');
     const ways = (['password', 'token', 'token-file'] as const).filter((k) => a.values[k] !== undefined);
     if (ways.length > 1) throw new UsageError('login', `${ways.map((k) => `--${k}`).join(' and ')} are ${ways.length === 2 ? 'two' : 'three'} ways to log in; give one`);
     const server = resolveServer(ctx, a.server);

@@ -101,7 +101,11 @@ Ctrl-C stops both.
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`tunnel all-in-one: ${err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
+    // Bad flags (parseArgs' ERR_PARSE_ARGS_* errors, ConfigError) are usage errors: one line and
+    // exit 2; anything else (a port in use) one line and exit 1. Never a stack trace.
+    const usage = err instanceof ConfigError || (err instanceof Error && String((err as NodeJS.ErrnoException).code ?? '').startsWith('ERR_PARSE_ARGS_'));
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`tunnel all-in-one: ${message}${usage ? ' (npm start -- --help lists the options)' : ''}\n`);
+    process.exit(usage ? 2 : 1);
   },
 );
