@@ -35,10 +35,10 @@ import { majorCollector } from './gc-pacer.js';
  *    with plain functions (node/config/values.ts) and reads JSON through protocol/check.ts's checks.
  *    test/node/relay-startup-memory fails if any zod module is loaded.
  *
- * Not done (measured, issue 11): keeping V8 from optimizing until the first connection saved the
- * 3.4 MB of TurboFan code pages that loading ~160 ES modules brings in, but only until the first
- * SSH client or /metrics scrape, and it had to restore V8's tiering defaults by value, which
- * differ between the Node versions Tunnel supports. Fewer threads (UV_THREADPOOL_SIZE=1,
+ * 5. V8's optimizing compilers are held until the relay is ready (node/startup-tiering.ts, by
+ *    Node major), so loading its modules does not bring the compilers' code into memory.
+ *
+ * Not done (measured, issue 11): Fewer threads (UV_THREADPOOL_SIZE=1,
  * --v8-pool-size=1, --single-threaded-gc) or MALLOC_ARENA_MAX=2 saved at most 0.6 MB each, and
  * would need every launch path to set them. Several spaced full collections while idle (V8
  * flushes bytecode that has not run for --bytecode-old-age mark-compacts), or
