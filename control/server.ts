@@ -1,3 +1,4 @@
+import { createIdleCollection } from './idle-collection.js';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -110,6 +111,9 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     s.once('error', reject);
   });
   answerMalformedRequests(server as HttpServer, () => deps.ids.id('req'));
+  // What a burst of requests grew V8's young generation to is given back once it is quiet (control/idle-collection.ts).
+  const idleCollection = createIdleCollection({ onError: (err) => logger.error('idle collection failed', { err }) });
+  server.on('request', () => idleCollection.request());
   const port = (server.address() as AddressInfo).port;
   let metrics: MetricsServer | undefined;
   if (cfg.metricsListen) {
@@ -152,6 +156,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
     },
     async close() {
       clearInterval(keyTimer);
+      idleCollection.stop();
       await upkeep?.stop();
       deps.revocationHub.close();
       await metrics?.close();
