@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createIdleCollection } from './idle-collection.js';
 
 /** An idle collection on a fake clock, its check run by hand. */
-function fake(o: { quietMs?: number; minIntervalMs?: number; collect?: () => void } = {}) {
+function fake(o: { quietMs?: number; minIntervalMs?: number; collect?: () => void; grown?: () => boolean } = {}) {
   let t = 0;
   let tick: (() => void) | undefined;
   let period = 0;
@@ -14,6 +14,7 @@ function fake(o: { quietMs?: number; minIntervalMs?: number; collect?: () => voi
     minIntervalMs: o.minIntervalMs ?? 30_000,
     now: () => t,
     collect: o.collect ?? (() => void collected++),
+    grown: o.grown ?? (() => true),
     every: (ms, f) => {
       period = ms;
       tick = f;
@@ -29,6 +30,17 @@ function fake(o: { quietMs?: number; minIntervalMs?: number; collect?: () => voi
   };
   return { idle, advance, period: () => period, collected: () => collected, stopped: () => stopped };
 }
+
+describe('youngGenerationGrown', () => {
+  it('reads V8\'s new space: a fresh small process is under the threshold, and has one', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const here = new URL('./idle-collection.js', import.meta.url).href;
+    const out = execFileSync(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', `const m = await import(${JSON.stringify(here)}); process.stdout.write(String(m.youngGenerationGrown()))`], { encoding: 'utf8' });
+    assert.equal(out, 'false');
+    const any = execFileSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(here)}); process.stdout.write(String(m.youngGenerationGrown(0)))`], { encoding: 'utf8' });
+    assert.equal(any, 'true', 'a new space in memory at all');
+  });
+});
 
 describe('one full collection once the control plane is quiet after requests (control/idle-collection.ts)', () => {
   it('collects once quietMs after the last request, and not again while nothing arrives', () => {
@@ -69,6 +81,20 @@ describe('one full collection once the control plane is quiet after requests (co
     assert.equal(f.collected(), 2);
   });
 
+  it('collects only while the young generation has grown (a quiet spell after each heartbeat is not enough)', () => {
+    let grown = false;
+    const f = fake({ minIntervalMs: 0, grown: () => grown });
+    for (let i = 0; i < 10; i++) {
+      f.idle.request();
+      f.advance(5_000);
+    }
+    assert.equal(f.collected(), 0);
+    grown = true;
+    f.idle.request();
+    f.advance(5_000);
+    assert.equal(f.collected(), 1);
+  });
+
   it('a collection that throws is reported and the next quiet period still collects', () => {
     let calls = 0;
     const f = fake({
@@ -96,7 +122,7 @@ describe('one full collection once the control plane is quiet after requests (co
     obs.observe({ entryTypes: ['gc'] });
     let t = 0;
     let tick: () => void = () => {};
-    const idle = createIdleCollection({ now: () => t, every: (_ms, f) => ((tick = f), { stop() {} }) });
+    const idle = createIdleCollection({ now: () => t, grown: () => true, every: (_ms, f) => ((tick = f), { stop() {} }) });
     idle.request();
     t += 5_000;
     tick();

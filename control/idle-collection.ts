@@ -1,3 +1,4 @@
+import { getHeapSpaceStatistics } from 'node:v8';
 import { majorCollector } from '../node/gc-pacer.js';
 
 /**
@@ -11,13 +12,24 @@ import { majorCollector } from '../node/gc-pacer.js';
  * 30 s after 200 leases, and at 171 MB with a full collection every 10 s (Node 20: 190 MB). So
  * once `quietMs` have passed without a request after at least one, the control plane runs one
  * full collection (a few tens of ms of CPU, off the request path), at most once per
- * `minIntervalMs`; a control plane that stays busy is left to V8.
+ * `minIntervalMs`, and only while the young generation holds more than YOUNG_GROWN_BYTES (so the
+ * relays' heartbeats, each followed by a quiet spell, do not make it collect every 30 s once it
+ * has shrunk); a control plane that stays busy is left to V8. In the all-in-one the collection
+ * also pauses the relay in the same process, once per burst of control-plane requests.
  */
 
 /** No request for this long after some: collect. */
 export const IDLE_COLLECTION_QUIET_MS = 2_000;
 /** At most one collection this often. */
 export const IDLE_COLLECTION_MIN_INTERVAL_MS = 30_000;
+/** Young generation (V8's new space, in memory) above which a quiet control plane collects. */
+export const YOUNG_GROWN_BYTES = 16 * 1024 * 1024;
+
+/** Whether V8's young generation holds more than `bytes` of memory now. */
+export function youngGenerationGrown(bytes = YOUNG_GROWN_BYTES): boolean {
+  const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return young !== undefined && young.physical_space_size > bytes;
+}
 
 export interface IdleCollection {
   /** A request arrived (the HTTP server's 'request' event). */
@@ -32,6 +44,8 @@ export interface IdleCollectionOptions {
   minIntervalMs?: number;
   now?: () => number;
   collect?: () => void;
+  /** Whether there is anything to give back (youngGenerationGrown by default). */
+  grown?: () => boolean;
   /** How the check is scheduled: every `quietMs / 2` by default (an unref'd interval). */
   every?: (ms: number, f: () => void) => { stop(): void };
   /** A collection that threw (the control plane keeps serving). */
@@ -43,6 +57,7 @@ export function createIdleCollection(o: IdleCollectionOptions = {}): IdleCollect
   const minIntervalMs = o.minIntervalMs ?? IDLE_COLLECTION_MIN_INTERVAL_MS;
   const now = o.now ?? (() => performance.now());
   let collect = o.collect;
+  const grown = o.grown ?? (() => youngGenerationGrown());
   const every =
     o.every ??
     ((ms: number, f: () => void) => {
@@ -58,6 +73,7 @@ export function createIdleCollection(o: IdleCollectionOptions = {}): IdleCollect
     const t = now();
     if (!pending || t - lastRequest < quietMs || t - lastCollection < minIntervalMs) return;
     pending = false;
+    if (!grown()) return;
     lastCollection = t;
     collections++;
     try {
