@@ -1,5 +1,5 @@
 import { getHeapSpaceStatistics } from 'node:v8';
-import { majorCollector } from '../node/gc-pacer.js';
+import { majorCollector } from '../shared/gc.js';
 
 /**
  * One full collection once the control plane has gone quiet after serving (issue 11: control

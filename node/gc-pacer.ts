@@ -1,5 +1,5 @@
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { gcFunction, majorCollector } from '../shared/gc.js';
 
 /**
  * Young-generation collections paced by the bytes the relay reads (issue 11, relay footprint).
@@ -135,29 +135,6 @@ export const FULL_MIN_INTERVAL_MS = 1000;
  * too, 1.34 / 1.46 / 1.51 against the default's 1.71 / 1.63 / 1.17 (3 alternating, load 10-12).
  */
 export const FULL_MIN_READ_BYTES = 256 * 1024 * 1024;
-
-function gcFunction(): (o?: object) => void {
-  const exposed = (globalThis as { gc?: (o?: object) => void }).gc;
-  let gc = exposed;
-  if (typeof gc !== 'function') {
-    // The documented way to reach V8's gc extension at run time: expose it, take the function
-    // from a fresh context (the flag applies to contexts created after it), and stop exposing it.
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as (o?: object) => void;
-    setFlagsFromString('--no-expose-gc');
-  }
-  return gc;
-}
-
-/**
- * A full (mark-compact) collection of this isolate, now, without --expose-gc on the command line.
- * gc() without options: Node 20's V8 runs a scavenge for any options object, `{ type: 'major' }`
- * included (node/startup-memory.test.ts sees the kind of collection).
- */
-export function majorCollector(): () => void {
-  const gc = gcFunction();
-  return () => gc();
-}
 
 /** A pacer; `bytesPerCollection` 0 turns it off (V8 alone decides); `full` paces full collections too. */
 export function createGcPacer(bytesPerCollection: number, collect: () => void = bytesPerCollection > 0 ? minorCollector() : () => {}, full?: FullPacing): GcPacer {

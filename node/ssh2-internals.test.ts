@@ -10,7 +10,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { formatOpenSshPrivateKey } from '../protocol/ssh-key.js';
 import { SshReader } from '../protocol/ssh-wire.js';
-import { majorCollector } from './gc-pacer.js';
+import { majorCollector } from '../shared/gc.js';
 import { serverAlgorithms } from './ssh-algorithms.js';
 import { clientSocket, dropRequestsAfterClose, enforceChannelLimits, forgetKeyExchangeSecrets, MIN_CHANNEL_PACKET, type ChannelLimitViolation, hostKeyWithKeyObject, installPooledPadding, ORIGINAL_ALLOC_PACKET, sampleCiphers, sendServerSigAlgs, Ssh2Server, timePings } from './ssh2-internals.js';
 

@@ -1,6 +1,6 @@
 import { createRequire, Module } from 'node:module';
 import { getHeapStatistics } from 'node:v8';
-import { majorCollector } from './gc-pacer.js';
+import { majorCollector } from '../shared/gc.js';
 
 /**
  * What an idle relay keeps from its start (issue 11: an idle relay at most 60 MB RSS). Applied
