@@ -122,6 +122,27 @@ function dbSuite(name: string, makeApp: MakeApp) {
           await heartbeat(t, existing);
         }
       });
+
+      // Nothing bounds how many enrollment tokens an admin makes, nor deletes expired ones: the
+      // withdrawal's audit row lists a bounded number of names, and expired tokens (which enroll
+      // nothing) are neither withdrawn nor counted.
+      it('a withdrawal audits how many tokens, lists at most 20 names, and leaves expired tokens out', async () => {
+        const a = await t.user(uniq('adm'), 'admin');
+        const make = async (name: string, ttl: number) =>
+          assertOk(await t.call('POST', '/v1/nodes/enrollment-tokens', { token: await tokenFor(t, a), body: { name, ttl_seconds: ttl } }), 201);
+        const old = uniq('aaa-old');
+        await make(old, 60);
+        t.clock.advance(61_000);
+        const names = Array.from({ length: 25 }, (_, i) => `${uniq('relay')}-${String(i).padStart(2, '0')}`);
+        for (const name of names) await make(name, 3600);
+        assertOk(await t.call('PATCH', `/v1/users/${a.name}`, { token: await adminToken(), body: { role: 'member' } }), 200);
+        const audit = await t.call('GET', '/v1/audit?limit=1000', { token: await adminToken() });
+        const withdrawn = audit.body.events.find((e: { type: string; subject: string }) => e.type === 'node.enrollment_tokens_withdrawn' && e.subject === a.name);
+        assert.ok(withdrawn);
+        assert.equal(withdrawn.data.count, 25, 'the expired token is not counted');
+        assert.equal(withdrawn.data.names.length, 20);
+        assert.ok(!withdrawn.data.names.includes(old), 'the expired token is not named');
+      });
     });
 
     describe('GET /v1/nodes and heartbeats', () => {

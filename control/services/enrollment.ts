@@ -1,4 +1,4 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, gt, isNull } from 'drizzle-orm';
 import type { Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
 import { enrollmentTokens } from '../db/schema/index.js';
@@ -38,6 +38,9 @@ export async function createEnrollmentToken(
   return { token, expiresAt };
 }
 
+/** How many token names a withdrawal's audit row lists (sorted; its count is of them all). */
+export const WITHDRAWN_NAMES_AUDITED = 20;
+
 /**
  * Withdraws the unused enrollment tokens `userId` made, in the transaction that demotes or
  * disables them (services/users.ts): an enrollment token's power (enroll a relay, or replace the
@@ -45,15 +48,18 @@ export async function createEnrollmentToken(
  * admin removed must not keep it for the token's life (up to 7 days), nor get it back when made an
  * admin again. Marked used, as a claim marks it: enrollNode claims only unused tokens, so one
  * racing the demotion either claimed its token first (the relay enrolled before the demotion
- * committed) or waits for it on the row and then finds it used. Audited with the names they were for.
+ * committed) or waits for it on the row and then finds it used. Audited with how many and the
+ * first WITHDRAWN_NAMES_AUDITED names they were for: nothing bounds how many tokens an admin
+ * makes, and the audit row listed every name. Expired ones are left as they are: they enroll
+ * nothing already, and nothing deletes them, so years of them went into each withdrawal's row.
  */
 export async function withdrawEnrollmentTokens(tx: Pick<Db, 'update' | 'insert'>, user: { id: string; name: string }, actor: string, now: Date): Promise<void> {
   const gone = await tx
     .update(enrollmentTokens)
     .set({ usedAt: now })
-    .where(and(eq(enrollmentTokens.createdBy, user.id), isNull(enrollmentTokens.usedAt)))
+    .where(and(eq(enrollmentTokens.createdBy, user.id), isNull(enrollmentTokens.usedAt), gt(enrollmentTokens.expiresAt, now)))
     .returning({ id: enrollmentTokens.id, name: enrollmentTokens.name });
   if (!gone.length) return;
-  const names = [...new Set(gone.map((g) => g.name))].sort();
+  const names = [...new Set(gone.map((g) => g.name))].sort().slice(0, WITHDRAWN_NAMES_AUDITED);
   await audit(tx, now, { type: 'node.enrollment_tokens_withdrawn', actor, subject: user.name, data: { names, count: gone.length } });
 }
