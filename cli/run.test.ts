@@ -176,6 +176,16 @@ describe('tunnel exit codes and one-line errors', () => {
     }
   });
 
+  it('tunnel login with TUNNEL_TOKEN set but blank (a missing CI secret) is a usage error, not a browser login', async () => {
+    for (const value of ['', '  ']) {
+      // A mock that answers nothing: no request may be made (the device flow would start one).
+      const ctx = testContext({ dispatcher: mock(), env: { TUNNEL_TOKEN: value } });
+      assert.equal(await run(['login', '--server', SERVER], ctx), EXIT.USAGE, ctx.err());
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+      assert.match(ctx.err(), /^tunnel login: TUNNEL_TOKEN is set but empty/);
+    }
+  });
+
   it('tunnel admin enroll-token without --advertise prints the lines that enroll a relay, as root through the systemd unit and as another user in the foreground, with the RELAY_HOST:2222 placeholder; a malformed --advertise exits 2 before any request', async () => {
     const created = { name: 'relay-2', token: 'tnl_enr_x', expires_at: '2026-01-01T00:00:00.000Z' };
     for (const json of [false, true]) {

@@ -79,7 +79,13 @@ Examples:
     const api = ApiClient.forServer(ctx, server, flags);
     const trust = resolveTrust(ctx, server, flags);
     const fromFile = a.values['token-file'] === undefined ? undefined : await readTokenFile(a.values['token-file'], ctx.stopSignal);
-    const serviceToken = a.values.token ?? fromFile ?? (a.values.password ? undefined : ctx.env.TUNNEL_TOKEN);
+    const fromEnv = a.values.password ? undefined : ctx.env.TUNNEL_TOKEN;
+    // Set but blank (a CI secret that is missing, `TUNNEL_TOKEN=$UNSET`): the same mistake as an
+    // empty --token, which on a headless host started a browser login that waited in silence.
+    if (a.values.token === undefined && fromFile === undefined && fromEnv !== undefined && fromEnv.trim() === '') {
+      throw new UsageError('login', 'TUNNEL_TOKEN is set but empty (unset it for a browser login)');
+    }
+    const serviceToken = a.values.token ?? fromFile ?? fromEnv;
 
     // Ctrl-C cancels the request in flight and the wait between device-flow polls alike.
     const signal = ctx.stopSignal;
