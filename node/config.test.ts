@@ -23,6 +23,16 @@ describe('parseConfig', () => {
     assert.throws(() => parseConfig(['--bogus'], {}), ConfigError);
   });
 
+  it('the heartbeat, event batch and revocation poll intervals are at least 100ms: at 0 a failing control plane was asked in a tight loop', () => {
+    const base = ['--control-url', 'https://c', '--advertise', 'a:1'];
+    for (const flag of ['--heartbeat-interval', '--events-flush-interval', '--revocation-poll-interval']) {
+      for (const bad of ['0', '0ms', '99ms']) {
+        assert.throws(() => parseConfig([...base, flag, bad], {}), (e: unknown) => e instanceof ConfigError && e.message === `${flag} must be at least 100ms`, `${flag} ${bad}`);
+      }
+      parseConfig([...base, flag, '100ms'], {});
+    }
+  });
+
   it('egress lock: iptables by default, off only when asked for, uid and source-port blocks', () => {
     const run = (argv: string[], env: Record<string, string> = {}) => {
       const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', ...argv], env);

@@ -3,12 +3,15 @@ import { parsePin } from '../../protocol/tls-trust.js';
 import { FAULT_SPECS, type FaultSpec } from '../fault-guard.js';
 import type { PortRange } from '../config.js';
 import type { OptionName } from './flags.js';
-import { count, duration, fail, given, hostPort, millis, nonEmpty, oneOf, size } from './values.js';
+import { count, duration, fail, given, hostPort, interval, millis, nonEmpty, oneOf, size } from './values.js';
 
 /**
  * Each option's parser, run in this order on the raw string (undefined when not given and no
  * default): the first one that fails ends the parse with its message.
  */
+/** The least --heartbeat-interval, --events-flush-interval and --revocation-poll-interval (values.ts interval). */
+const MIN_LOOP_INTERVAL_MS = 100;
+
 const FIELDS = {
   // One URL, or several replicas separated by commas (tried in order; see control-client.ts).
   'control-url': (s: string | undefined): string[] => {
@@ -51,15 +54,15 @@ const FIELDS = {
   'per-source-max-startups': count('per-source-max-startups', 1),
   'open-timeout': duration('open-timeout'),
   'drain-timeout': duration('drain-timeout'),
-  'revocation-poll-interval': duration('revocation-poll-interval'),
+  'revocation-poll-interval': interval('revocation-poll-interval', MIN_LOOP_INTERVAL_MS),
   'revocation-wait': (s: string | undefined): number => {
     const ms = duration('revocation-wait')(s);
     return ms <= 25_000 ? ms : fail('--revocation-wait must be at most 25s');
   },
   'jwks-refresh-interval': duration('jwks-refresh-interval'),
   'jwks-min-refresh-interval': duration('jwks-min-refresh-interval'),
-  'heartbeat-interval': duration('heartbeat-interval'),
-  'events-flush-interval': duration('events-flush-interval'),
+  'heartbeat-interval': interval('heartbeat-interval', MIN_LOOP_INTERVAL_MS),
+  'events-flush-interval': interval('events-flush-interval', MIN_LOOP_INTERVAL_MS),
   'events-queue-max': count('events-queue-max', 1),
   'max-channels-per-connection': count('max-channels-per-connection', 1),
   'max-channels-per-opener': count('max-channels-per-opener', 1),

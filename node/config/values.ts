@@ -42,6 +42,19 @@ export const duration =
     return Number.isNaN(ms) ? fail(`--${name} must be a duration such as 500ms, 5s, 2m`) : ms;
   };
 
+/**
+ * A duration for --NAME of at least `minMs`: a loop's interval. At 0 the relay's heartbeat, event
+ * batches and revocation polls went one after another without pause, and a control plane that
+ * failed them fast (503) was asked again in a tight loop by every relay (the retries are drawn
+ * between half and all of the interval).
+ */
+export const interval =
+  (name: string, minMs: number) =>
+  (s: string | undefined): number => {
+    const ms = duration(name)(s);
+    return ms >= minMs ? ms : fail(`--${name} must be at least ${minMs}ms`);
+  };
+
 /** An integer of at least `min` for --NAME. */
 export const count =
   (name: string, min: number) =>
