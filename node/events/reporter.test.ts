@@ -426,4 +426,31 @@ describe('EventReporter', () => {
       await r.stop();
     }
   });
+
+  it('a batch delivered after a failed one lets the ticks send again, also when the wall clock stepped back meanwhile', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_800_000_000_000 });
+    const errors: (ControlError | undefined)[] = [new ControlError('CONTROL_REJECTED', 'control plane answered 503', { status: 503, retryable: true })];
+    const c = fakeClient(() => errors.shift());
+    // The wall clock, which NTP may step; the timers run on their own (monotonic) time.
+    let step = 0;
+    const r = new EventReporter({ client: c, logger: createMemoryLogger(), maxQueue: 100, intervalMs: 1000, now: () => Date.now() + step, random: () => 0 });
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    r.start();
+    try {
+      r.push(ev(1));
+      t.mock.timers.tick(1000); // the tick: the batch fails, its retry 500 ms later (draw 0)
+      await settled();
+      step = -3_600_000; // NTP steps the clock back an hour
+      t.mock.timers.tick(500); // the retry (a timer, not the wall clock) delivers it
+      await settled();
+      assert.equal(c.bodies.length, 2);
+      r.push(ev(2));
+      t.mock.timers.tick(500); // the next tick
+      await settled();
+      assert.equal(c.bodies.length, 3, 'the tick sends the new event');
+      assert.deepEqual([r.sent, r.queued, r.dropped], [2, 0, 0]);
+    } finally {
+      await r.stop();
+    }
+  });
 });

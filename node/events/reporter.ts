@@ -331,6 +331,10 @@ export class EventReporter {
       }
       if (this.#failing) this.#logger.info('event reporting recovered', { queued: this.#queue.size });
       this.#failing = false;
+      // Answered: the ticks send again. #retryAt is a time on the wall clock, which may step back
+      // (NTP correcting a clock that ran ahead): kept past a delivered batch, a step back of an
+      // hour after one failure left every tick of that hour sending nothing.
+      this.#retryAt = 0;
     }
   }
 
