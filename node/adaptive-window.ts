@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { ChannelAllowance } from './channel-memory.js';
 import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals.js';
+import { monotonicMs } from '../shared/clock.js';
 
 /**
  * Adaptive SSH channel windows between Tunnel's own CLI and relay (HPN-SSH-like). SSH flow
@@ -73,15 +74,6 @@ import { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-inter
 
 /** ssh2's own per-channel bound: a 2 MiB window plus a 2 MiB readable high-water mark. */
 export const STANDARD_COMMITTED = 2 * STANDARD_WINDOW;
-
-/**
- * Milliseconds from the process's monotonic clock. Not node:perf_hooks' performance.now: the
- * relay would load perf_hooks and its eight internal modules for this alone, about 0.6 MB of an
- * idle relay's RSS (issue 11; node/startup-memory.ts).
- */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
-}
 
 export interface WindowBudgetOptions {
   /** Total bytes all channels together may have reserved above the standard window. */

@@ -25,3 +25,13 @@ export class ManualClock implements Clock {
 export function unixSeconds(d: Date): number {
   return Math.floor(d.getTime() / 1000);
 }
+
+/**
+ * Milliseconds from the process's monotonic clock, for timers and rates that a step of the wall
+ * clock (NTP) must not stretch or shrink. Not node:perf_hooks' performance.now: the
+ * relay would load perf_hooks and its eight internal modules for this alone, about 0.6 MB of an
+ * idle relay's RSS (issue 11; node/startup-memory.ts).
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}

@@ -1,6 +1,7 @@
 import { EVENT_BATCH_MAX_BYTES, EVENT_BATCH_MAX_EVENTS } from '../../protocol/node-api-check.js';
 import type { ConnectionEvent } from '../../protocol/node-api.js';
 import { ControlError, type ControlClient, type EventBatchResult } from '../control-client.js';
+import { monotonicMs } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import { spreadWait } from '../retry-jitter.js';
 import { FairQueue } from './fair-queue.js';
@@ -112,7 +113,9 @@ export class EventReporter {
    * batch (#retryLater); Math.random unless a test fixes it.
    */
   constructor(opts: { client: Pick<ControlClient, 'sendEvents'>; logger: Logger; maxQueue: number; intervalMs: number; maxBatchBytes?: number; now?: () => number; random?: () => number }) {
-    this.#now = opts.now ?? Date.now;
+    // Monotonic: a Retry-After hold and a retry's time are durations, which a step of the wall
+    // clock back (NTP) would stretch by the step (no batch sent meanwhile).
+    this.#now = opts.now ?? monotonicMs;
     this.#random = opts.random ?? Math.random;
     this.#client = opts.client;
     this.#logger = opts.logger;
