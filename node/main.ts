@@ -5,7 +5,7 @@
 // only after both, so the hold covers Node resolving and linking the relay's modules too.
 import { holdStartupTiering } from './startup-tiering.js';
 
-const startupTiering = holdStartupTiering();
+const startupTiering = holdStartupTiering({ execArgv: process.execArgv, nodeOptions: process.env.NODE_OPTIONS });
 await import('./start-lean.js');
 const { runRelay } = await import('./relay-main.js');
 runRelay(startupTiering);

@@ -49,12 +49,11 @@ export interface TieringHold {
   release(): void;
 }
 
-export function holdStartupTiering(
-  o: { major?: number; execArgv?: readonly string[]; nodeOptions?: string; setFlags?: (flags: string) => void } = {},
-): TieringHold {
+/** `execArgv` and `nodeOptions` come from the entry file (node/main.ts: process.execArgv, NODE_OPTIONS). */
+export function holdStartupTiering(o: { major?: number; execArgv: readonly string[]; nodeOptions: string | undefined; setFlags?: (flags: string) => void }): TieringHold {
   const major = o.major ?? Number(process.versions.node.split('.')[0]);
   const setFlags = o.setFlags ?? setFlagsFromString;
-  const held = choosesCompilers(o.execArgv ?? process.execArgv, 'nodeOptions' in o ? o.nodeOptions : process.env.NODE_OPTIONS) ? [] : heldCompilers(major);
+  const held = choosesCompilers(o.execArgv, o.nodeOptions) ? [] : heldCompilers(major);
   for (const c of held) setFlags(`--no-${c}`);
   let released = held.length === 0;
   return {
