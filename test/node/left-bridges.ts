@@ -3,7 +3,9 @@
  * channel the other side granted no window for, so that what it sent waits in the relay (and is
  * left there once it hangs up).
  */
+import { createServer, type Socket } from 'node:net';
 import type { Client, ClientChannel } from 'ssh2';
+import { dialTcp, type Dialer } from '../../node/egress/dial.js';
 import { openDirect } from './hostile-clients.js';
 
 export interface PeerProtocol {
@@ -49,4 +51,37 @@ export async function sendAndClose(y: Client, host: string, port: number, data: 
   ych.close();
   await roundTrip(y);
   return ych;
+}
+
+/**
+ * The relay's real egress dial, writing `prefill` to the target first: more than loopback's
+ * socket buffers take, so what the relay writes after it queues in the relay until the target reads.
+ */
+export function prefilledDial(prefill: Buffer): Dialer {
+  return async (o) => {
+    const sock = await dialTcp(o);
+    sock.write(prefill);
+    return sock;
+  };
+}
+
+/** An egress target on loopback that reads nothing (each connection paused); `onSocket` sees each first. */
+export async function pausedTarget(onSocket: (s: Socket) => void = () => {}): Promise<{ port: number; taken: Socket[]; close(): void }> {
+  const taken: Socket[] = [];
+  const server = createServer((s) => {
+    taken.push(s);
+    s.on('error', () => {});
+    onSocket(s);
+    s.pause();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    port,
+    taken,
+    close() {
+      for (const s of taken) s.destroy();
+      server.close();
+    },
+  };
 }

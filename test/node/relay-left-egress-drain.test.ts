@@ -6,43 +6,31 @@
  * (A target that never reads is cut at the deadline: relay-left-egress-stop.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { dialTcp, type Dialer } from '../../node/egress/dial.js';
-import { sendAndClose } from './left-bridges.js';
+import { pausedTarget, prefilledDial, sendAndClose } from './left-bridges.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 /** More than loopback's socket buffers take: the relay's writes to the target queue behind it until the target reads. */
 const PREFILL = Buffer.alloc(16 * 1024 * 1024, 0x50);
 const DATA = Buffer.alloc(256 * 1024, 0x58);
 
-const egressDial: Dialer = async (o) => {
-  const sock = await dialTcp(o);
-  sock.write(PREFILL);
-  return sock;
-};
 
 describe('a relay draining with a bridge to an egress target left by a Y that hung up', { timeout: 60_000 }, () => {
-  const t = relayUnderTest(['--drain-timeout', '30s'], { egressDial });
+  const t = relayUnderTest(['--drain-timeout', '30s'], { egressDial: prefilledDial(PREFILL) });
 
   it('waits for the target to take what Y sent, then stops', async () => {
-    const taken: Socket[] = [];
     let received = 0;
     let tail = Buffer.alloc(0);
     let ended!: () => void;
     const targetEnded = new Promise<void>((resolve) => (ended = resolve));
-    const server = createServer((s) => {
-      taken.push(s);
-      s.on('error', () => {});
+    const target = await pausedTarget((s) => {
       s.on('data', (d: Buffer) => {
         received += d.length;
         tail = Buffer.concat([tail, d]).subarray(-DATA.length);
       });
       s.on('end', () => ended());
-      s.pause();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
+    const { port, taken } = target;
     try {
       const y = await t.member('yegress-drain', { grant: { kind: 'egress', targets: [{ host: '127.0.0.1', port }] } });
       await sendAndClose(y.client, '127.0.0.1', port, DATA);
@@ -59,8 +47,7 @@ describe('a relay draining with a bridge to an egress target left by a Y that hu
       const line = t.relay.logger.lines.slice(from).find((l) => l.msg === 'relay stopped');
       assert.equal(line?.fields.closedConnectionsCutAtDeadline, 0);
     } finally {
-      for (const s of taken) s.destroy();
-      server.close();
+      target.close();
     }
   });
 });

@@ -5,35 +5,21 @@
  * flush (lost). Y's conn_close now reaches control before stop() resolves.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { dialTcp, type Dialer } from '../../node/egress/dial.js';
-import { sendAndClose } from './left-bridges.js';
+import { pausedTarget, prefilledDial, sendAndClose } from './left-bridges.js';
 import { relayUnderTest } from './relay-under-test.js';
 
 /** More than loopback's socket buffers take: the relay's writes to the target queue behind it, unread. */
 const PREFILL = Buffer.alloc(64 * 1024 * 1024, 0x50);
 const DATA = Buffer.alloc(4096, 0x58);
 
-/** The real dial, with the socket's queue towards the target filled first. */
-const egressDial: Dialer = async (o) => {
-  const sock = await dialTcp(o);
-  sock.write(PREFILL);
-  return sock;
-};
 
 describe('a relay stopped with a bridge to an egress target left by a Y that hung up', { timeout: 60_000 }, () => {
-  const t = relayUnderTest([], { egressDial });
+  const t = relayUnderTest([], { egressDial: prefilledDial(PREFILL) });
 
   it("ends it and reports Y's conn_close before it stops", async () => {
-    const taken: Socket[] = [];
-    const server = createServer((s) => {
-      taken.push(s);
-      s.on('error', () => {});
-      s.pause();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
+    const target = await pausedTarget();
+    const { port } = target;
     try {
       const y = await t.member('yegress-left', { grant: { kind: 'egress', targets: [{ host: '127.0.0.1', port }] } });
       await sendAndClose(y.client, '127.0.0.1', port, DATA);
@@ -47,8 +33,7 @@ describe('a relay stopped with a bridge to an egress target left by a Y that hun
         "Y's conn_close, sent by the relay's last flush",
       );
     } finally {
-      for (const s of taken) s.destroy();
-      server.close();
+      target.close();
     }
   });
 });
