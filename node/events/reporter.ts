@@ -334,9 +334,8 @@ export class EventReporter {
       }
       if (this.#failing) this.#logger.info('event reporting recovered', { queued: this.#queue.size });
       this.#failing = false;
-      // Answered: the ticks send again. #retryAt is a time on the wall clock, which may step back
-      // (NTP correcting a clock that ran ahead): kept past a delivered batch, a step back of an
-      // hour after one failure left every tick of that hour sending nothing.
+      // Answered: the ticks send again at once (with an injected wall clock that stepped back,
+      // a #retryAt kept past a delivered batch left every tick until it sending nothing).
       this.#retryAt = 0;
     }
   }
