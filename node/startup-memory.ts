@@ -35,10 +35,12 @@ import { majorCollector } from '../shared/gc.js';
  *    with plain functions (node/config/values.ts) and reads JSON through protocol/check.ts's checks.
  *    test/node/relay-startup-memory fails if any zod module is loaded.
  *
- * 5. V8's optimizing compilers are held until the relay is ready (node/startup-tiering.ts, by
- *    Node major), so loading its modules does not bring the compilers' code into memory.
- *
- * Not done (measured, issue 11): Fewer threads (UV_THREADPOOL_SIZE=1,
+ * Not done (measured, issue 11): holding V8's optimizing compilers off until the relay is ready
+ * (or until its first connection) kept the 3.4-4 MB of their code pages that loading ~160 ES
+ * modules brings in out of the idle relay, but the first traffic that makes a function hot brings
+ * them in: bench:footprint put the first stream on a fresh relay at 8.6-8.9 MiB with the hold
+ * against 3.1-3.4 without, the same total, so a relay that carries traffic saves nothing; and it
+ * had to restore V8's tiering defaults by value, which differ between Node majors. Fewer threads (UV_THREADPOOL_SIZE=1,
  * --v8-pool-size=1, --single-threaded-gc) or MALLOC_ARENA_MAX=2 saved at most 0.6 MB each, and
  * would need every launch path to set them. Several spaced full collections while idle (V8
  * flushes bytecode that has not run for --bytecode-old-age mark-compacts), or

@@ -12,8 +12,6 @@ export interface RelayProcess {
   dataDir: string;
   child: ChildProcess;
   stderr(): string;
-  /** Everything it printed on stdout so far (its ready line, and any V8 traces its node flags asked for). */
-  stdout(): string;
   /** Resolves once stderr (from `from`) matches; rejects on timeout or exit. */
   waitForStderr(pattern: RegExp, from?: number, timeoutMs?: number): Promise<string>;
   /** SIGTERM and wait; idempotent. */
@@ -119,7 +117,6 @@ export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProc
     dataDir,
     child,
     stderr: () => stderr,
-    stdout: () => stdout,
     waitForStderr: (p, from = 0, t = 15_000) => waitFor(() => stderr, p, from, t, 'stderr'),
     async stop(signal = 'SIGTERM') {
       if (!isExited()) child.kill(signal);

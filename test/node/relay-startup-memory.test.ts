@@ -3,20 +3,17 @@
  * node/startup-memory.ts): it runs one full collection once it has been ready a while, and it
  * never loads ssh2's entry point (its Client, agent, HTTP agents, key generator) nor
  * node:perf_hooks, which an idle relay never runs, nor Node's bundled undici (which an ES import
- * of node:http loads on Node 22 and later: shared/node-http.ts), nor zod (protocol/check.ts); and
- * V8 optimizes nothing until it is ready (node/startup-tiering.ts). A
+ * of node:http loads on Node 22 and later: shared/node-http.ts), nor zod (protocol/check.ts). A
  * probe preloaded with --import records what the process loaded: ES modules through module hooks,
  * the rest when it exits.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFakeControl, type FakeControl } from '../harness/relay.js';
 import { startRelayProcess } from '../harness/relay-process.js';
-import { repoRoot } from '../harness/net.js';
 
 /** Module hooks (node:module register): appends every ES module URL the relay loads to $PROBE_ESM. */
 const ESM_HOOKS = `data:text/javascript,${encodeURIComponent(`
@@ -80,32 +77,5 @@ describe('tunnel-node start-up memory (real binary)', () => {
     assert.ok(modules.some((u) => u.endsWith('/dist/protocol/check.js')), 'the probe sees protocol/check.js');
     const zod = modules.filter((u) => u.includes('/node_modules/zod/') || u.includes('/node_modules/@hono/zod'));
     assert.deepEqual(zod, [], 'zod was loaded');
-  });
-
-  it('V8 optimizes nothing while it starts, and optimizes again once it is ready (node/startup-tiering.ts)', async () => {
-    // --trace-opt prints on stdout, as the ready line does; each compile V8 finishes is a "completed" line.
-    const compiledIn = (text: string) =>
-      text.split('\n').filter((l) => /^\[completed (compiling|optimizing)/.test(l)).map((l) => /<JSFunction (\S*)/.exec(l)?.[1] ?? l);
-    // What Node compiles before the relay's first module can run: finding and loading an entry
-    // file in that directory (on Node 24, Maglev compiles its isPosixPathSeparator there).
-    const entryOnly = new Set(compiledIn(execFileSync(process.execPath, ['--trace-opt', join(repoRoot(), 'dist', 'node', 'startup-tiering.js')], { encoding: 'utf8' })));
-    const relay = await startRelayProcess({ controlUrl: fc.url, enrollToken: fc.enrollToken, nodeArgs: ['--trace-opt'] });
-    try {
-      const out = relay.stdout();
-      const beforeReady = compiledIn(out.slice(0, out.indexOf('"ready":true')));
-      assert.deepEqual(beforeReady.filter((f) => !entryOnly.has(f)), [], 'V8 optimized functions before the relay was ready');
-      // After ready it optimizes again: scrape /metrics until something it runs is hot enough.
-      const afterReady = () => relay.stdout().slice(out.indexOf('"ready":true'));
-      let scrapes = 0;
-      while (!/^\[completed (compiling|optimizing)/m.test(afterReady()) && scrapes < 5000) {
-        const r = await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`);
-        await r.arrayBuffer();
-        scrapes++;
-      }
-      assert.match(afterReady(), /^\[completed (compiling|optimizing)/m, `nothing optimized after ready (${scrapes} scrapes of /metrics)`);
-    } finally {
-      await relay.stop();
-      relay.cleanup();
-    }
   });
 });
