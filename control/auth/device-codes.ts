@@ -70,25 +70,33 @@ export async function findPendingByUserCode(deps: Pick<Deps, 'db' | 'clock'>, us
   return row;
 }
 
+/** What became of a decision on the approval page (routes/device-page.ts). */
+export type Decision = 'decided' | 'not_pending' | 'signed_out';
+
 /**
- * Records the user's decision; false when the code is no longer pending, or when approving for a
- * user who is disabled. An approval is a login session not yet started (the device's next poll
- * starts it): it is written with the user's row locked, as every grant of theirs is
- * (services/owner-lock.ts), so that one made while the user is being disabled waits for the
- * disable and is refused, and one made before it is denied by it (`denyApprovedDeviceCodes`):
- * neither survives the disable to start a session once the user is enabled again.
+ * Records the user's decision: `not_pending` when the code is no longer pending; `signed_out`,
+ * when approving, for a user who is disabled, or was disabled after the sign-in that decides
+ * (`signer.generation`, read with the password check, is not the row's: users.generation). An
+ * approval is a login session not yet started (the device's next poll starts it): it is written
+ * with the user's row locked, as every grant of theirs is (services/owner-lock.ts), so that one
+ * made while the user is being disabled waits for the disable and is refused, one made before it
+ * is denied by it (`denyApprovedDeviceCodes`), and one from a sign-in before it is refused also
+ * once the user is enabled again: none survives the disable to start a session.
  */
 export async function decideDeviceCode(
   deps: Pick<Deps, 'db' | 'clock'>,
   userCode: string,
-  userId: string,
+  signer: { id: string; generation: number },
   approve: boolean,
-): Promise<boolean> {
+): Promise<Decision> {
   return deps.db.transaction(async (tx) => {
-    if (approve && !(await lockLiveOwner(tx, { id: userId }))) return false;
+    if (approve) {
+      const live = await lockLiveOwner(tx, { id: signer.id });
+      if (!live || live.generation !== signer.generation) return 'signed_out';
+    }
     const updated = await tx
       .update(deviceCodes)
-      .set({ status: approve ? 'approved' : 'denied', userId })
+      .set({ status: approve ? 'approved' : 'denied', userId: signer.id })
       .where(
         and(
           eq(deviceCodes.userCode, normalizeUserCode(userCode)),
@@ -97,7 +105,7 @@ export async function decideDeviceCode(
         ),
       )
       .returning({ id: deviceCodes.id });
-    return updated.length === 1;
+    return updated.length === 1 ? 'decided' : 'not_pending';
   });
 }
 

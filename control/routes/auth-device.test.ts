@@ -165,6 +165,26 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assertProblem(await poll(t, during.device_code), 400, 'AUTHORIZATION_PENDING');
     });
 
+    // The form's ticket is what the page's sign-in granted: a disable ends it, as it ends sessions,
+    // and enabling the user again does not bring it back; a sign-in after that approves as before.
+    it('an approval form loaded before a disable approves nothing after the user is enabled again', async () => {
+      const user = await t.user(uniq('gus'), 'member', PASSWORD);
+      const d = await startDevice(t);
+      const old = await signIn(t, d.user_code, user.name);
+      assert.ok(old.ticket);
+      assertOk(await t.call('DELETE', `/v1/users/${user.name}`, { token: await tokenFor(t, admin) }));
+      assertOk(await t.call('PATCH', `/v1/users/${user.name}`, { token: await tokenFor(t, admin), body: { disabled: false } }));
+      const refused = await decide(t, old.ticket, 'approve');
+      assert.equal(refused.status, 400, 'a ticket from before the disable is void');
+      assert.match(String(refused.body), /name="username"/, 'the page asks to sign in again');
+      assertProblem(await poll(t, d.device_code), 400, 'AUTHORIZATION_PENDING');
+      const again = await signIn(t, d.user_code, user.name);
+      assert.ok(again.ticket);
+      assertOk(await decide(t, again.ticket, 'approve'));
+      t.clock.advance(d.interval * 1000);
+      assertOk(await poll(t, d.device_code));
+    });
+
     it('the approval page refuses wrong passwords, unknown codes and forged tickets', async () => {
       const user = await t.user(uniq('hal'), 'member', PASSWORD);
       const d = await startDevice(t);

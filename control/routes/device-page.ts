@@ -17,7 +17,9 @@ import { shownText } from '../console/shown-text.js';
 /**
  * The server-rendered approval page of the device flow (RFC 8628 §3.3): sign in, see the code
  * and the client asking, approve or deny. The approval form carries a short-lived signed ticket
- * bound to the user and the code, which doubles as its CSRF token.
+ * bound to the user and the code, which doubles as its CSRF token, and to the user's generation
+ * (users.generation): a disable voids it, as it ends the user's sessions, also once they are
+ * enabled again within its life.
  */
 const TICKET_TYP = 'device-approval+jwt';
 const TICKET_TTL = 300;
@@ -83,6 +85,10 @@ async function formField(c: Context<AppEnv>, name: string, max: number): Promise
   return typeof v === 'string' ? v.slice(0, max) : '';
 }
 
+function formExpired(c: Context<AppEnv>) {
+  return page(c, 'Sign in a device', signInForm('', 'This approval form expired. Sign in again.'), 400);
+}
+
 export function registerDevicePage(app: App): void {
   app.use('/device', limitBody(16 * 1024));
 
@@ -119,7 +125,7 @@ export function registerDevicePage(app: App): void {
     const from = pending.requesterAddress;
     const elsewhere = from === null || sourceKey(from) !== sourceKey(here);
     const key = await deps.keys.signing('sig');
-    const ticket = await new SignJWT({ ucode: pending.userCode, elsewhere })
+    const ticket = await new SignJWT({ ucode: pending.userCode, elsewhere, gen: user.generation })
       .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: TICKET_TYP })
       .setIssuer(deps.settings.issuer)
       .setAudience(`${deps.settings.issuer}/device`)
@@ -169,7 +175,7 @@ export function registerDevicePage(app: App): void {
     if (decision !== 'approve' && decision !== 'deny') {
       return page(c, 'Sign in a device', html`<p class="err">Choose approve or deny.</p>`, 400);
     }
-    let claims: { sub?: string; ucode?: unknown; elsewhere?: unknown };
+    let claims: { sub?: string; ucode?: unknown; elsewhere?: unknown; gen?: unknown };
     try {
       const jwks = createLocalJWKSet(buildJwks(await deps.keys.published()));
       ({ payload: claims } = await jwtVerify(ticket, jwks, {
@@ -180,9 +186,12 @@ export function registerDevicePage(app: App): void {
         currentDate: deps.clock.now(),
       }));
     } catch {
-      return page(c, 'Sign in a device', signInForm('', 'This approval form expired. Sign in again.'), 400);
+      return formExpired(c);
     }
     if (typeof claims.sub !== 'string' || typeof claims.ucode !== 'string') throw new AppError('BAD_REQUEST', 'bad ticket');
+    // A ticket signed before tickets carried the generation (an upgrade within its 5 minutes) is
+    // as good as expired: without it a disable since cannot be told.
+    if (typeof claims.gen !== 'number' || !Number.isSafeInteger(claims.gen)) return formExpired(c);
     const approve = decision === 'approve';
     // Started from another network: approving needs the box that says so ticked (the form asks; a
     // form sent without it, by a script or an old page, is refused here too).
@@ -195,8 +204,10 @@ export function registerDevicePage(app: App): void {
         400,
       );
     }
-    const done = await decideDeviceCode(deps, claims.ucode, claims.sub, approve);
-    if (!done) return page(c, 'Sign in a device', html`<p class="err">That code is no longer waiting for approval.</p>`, 400);
+    const done = await decideDeviceCode(deps, claims.ucode, { id: claims.sub, generation: claims.gen }, approve);
+    // The user was disabled since the sign-in that loaded the form (or is now): it is void.
+    if (done === 'signed_out') return formExpired(c);
+    if (done === 'not_pending') return page(c, 'Sign in a device', html`<p class="err">That code is no longer waiting for approval.</p>`, 400);
     await audit(deps.db, deps.clock.now(), {
       type: approve ? 'auth.device_approved' : 'auth.device_denied',
       actor: claims.sub,

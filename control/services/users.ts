@@ -1,4 +1,4 @@
-import { eq, isNull, and } from 'drizzle-orm';
+import { eq, isNull, and, sql } from 'drizzle-orm';
 import type { z } from '@hono/zod-openapi';
 import type { UserSchema } from '../../protocol/api-types.js';
 import type { Db } from '../db/client.js';
@@ -77,9 +77,9 @@ export async function listUsers(deps: Pick<Deps, 'db'>): Promise<UserView[]> {
 
 /**
  * Disables a user and takes back everything they were granted: sessions (and device sign-ins
- * approved but not yet exchanged for one), service tokens, leases, the relay enrollment tokens
- * they made and nobody used (services/enrollment.ts), in one transaction
- * (services/lease-revocation.ts `revoking`).
+ * approved but not yet exchanged for one, and the approval forms they signed in to: a new
+ * users.generation), service tokens, leases, the relay enrollment tokens they made and nobody
+ * used (services/enrollment.ts), in one transaction (services/lease-revocation.ts `revoking`).
  */
 export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pick<Deps, 'revocationHub'>>, p: UserPrincipal, name: string): Promise<UserView> {
   assertAllowed(p, 'user.disable', { name });
@@ -88,7 +88,13 @@ export async function disableUser(deps: Pick<Deps, 'db' | 'clock'> & Partial<Pic
     const { actor, target } = await lockActorAndTarget(tx, p, { name });
     assertAllowed(actor, 'user.disable', { name });
     if (!target) throw notFound(`user "${name}"`);
-    const [row] = await tx.update(users).set({ disabled: true }).where(eq(users.id, target.id)).returning();
+    // A new generation voids what the user's sign-ins issued that no row here holds (the device
+    // approval page's ticket: auth/device-codes.ts decideDeviceCode).
+    const [row] = await tx
+      .update(users)
+      .set({ disabled: true, generation: sql`${users.generation} + 1` })
+      .where(eq(users.id, target.id))
+      .returning();
     if (!row) throw notFound(`user "${name}"`);
     await revokeAllSessions(tx, row.id, now);
     await denyApprovedDeviceCodes(tx, row.id);

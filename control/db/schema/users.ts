@@ -10,6 +10,13 @@ export const users = pgTable('users', {
   /** scrypt hash in PHC-like form; null for users who only use service tokens. */
   passwordHash: text('password_hash'),
   disabled: boolean('disabled').notNull().default(false),
+  /**
+   * One more at every disable (services/users.ts `disableUser`). What a sign-in of the user issued
+   * that is checked later, not kept as a row the disable revokes, carries the generation it was
+   * issued at and is void at another: the device approval page's ticket (routes/device-page.ts),
+   * which must not approve once the user was disabled, also after they are enabled again.
+   */
+  generation: integer('generation').notNull().default(0),
   createdAt: ts('created_at').notNull(),
 });
 
