@@ -11,7 +11,14 @@ import { collectStartupGarbage, Poly1305SkippedError, poly1305StandIn, skipUnuse
 // each file in its own process): ssh2 is only required inside the tests, in this order.
 const require = createRequire(import.meta.url);
 const polyPath = require.resolve('ssh2/lib/protocol/crypto/poly1305.js');
-const cpuPath = createRequire(require.resolve('ssh2/lib/protocol/constants.js')).resolve('cpu-features');
+/** Undefined when ssh2's optional cpu-features is not installed (npm leaves it out when its native build fails). */
+const cpuPath = ((): string | undefined => {
+  try {
+    return createRequire(require.resolve('ssh2/lib/protocol/constants.js')).resolve('cpu-features');
+  } catch {
+    return undefined;
+  }
+})();
 
 /** Echoes `payload` through an ssh2 server and client that may only use `cipher`; resolves with what came back. */
 async function echoThroughSsh2(cipher: Ssh2.CipherAlgorithm, payload: Buffer): Promise<Buffer> {
@@ -63,7 +70,7 @@ describe('ssh2 parts the relay never runs (node/startup-memory.ts)', () => {
     });
     assert.equal(result, 'no-binding');
     assert.equal(require.cache[polyPath], undefined);
-    assert.equal(require.cache[cpuPath], undefined);
+    if (cpuPath) assert.equal(require.cache[cpuPath], undefined);
   });
 
   it('a binding that was never built (install scripts not run) is no-binding, not a crash at start', () => {
@@ -72,9 +79,29 @@ describe('ssh2 parts the relay never runs (node/startup-memory.ts)', () => {
     assert.equal(require.cache[polyPath], undefined);
   });
 
-  it('with it, ssh2 loads with the stand-ins and chacha20-poly1305 and aes128-gcm still carry data', async () => {
+  it('without cpu-features (npm leaves out an optional dependency whose build failed) the poly1305 stand-in still goes in, and none for it', () => {
+    const withoutCpuFeatures = (specifier: string, fromFile: string): string => {
+      if (specifier === 'cpu-features') throw Object.assign(new Error(`Cannot find module '${specifier}'`), { code: 'MODULE_NOT_FOUND' });
+      return createRequire(fromFile).resolve(specifier);
+    };
+    const before = new Set(Object.keys(require.cache));
+    try {
+      assert.equal(skipUnusedSsh2Parts(() => undefined, withoutCpuFeatures), 'skipped');
+      assert.equal(require.cache[polyPath]?.exports, poly1305StandIn);
+      assert.deepEqual(Object.keys(require.cache).filter((k) => !before.has(k)), [polyPath], 'no stand-in for a module that is not there');
+    } finally {
+      delete require.cache[polyPath]; // ssh2 is not loaded yet: the next test starts from nothing again
+    }
+  });
+
+  it('with it, ssh2 loads with the stand-ins and chacha20-poly1305 and aes128-gcm still carry data', async (t) => {
     assert.equal(skipUnusedSsh2Parts(), 'skipped', 'the binding loads here (CI builds it)');
     assert.equal(require.cache[polyPath]?.exports, poly1305StandIn);
+    if (cpuPath) {
+      const cpuFeatures: unknown = require.cache[cpuPath]?.exports;
+      assert.equal(typeof cpuFeatures, 'function');
+      assert.equal((cpuFeatures as () => unknown)(), undefined, 'the stand-in, not the addon (which returns what the CPU has)');
+    } else t.diagnostic('cpu-features is not installed: ssh2 runs without it, and without a stand-in');
     const payload = Buffer.alloc(200_000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) & 0xff;
     for (const cipher of ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com'] as const) {

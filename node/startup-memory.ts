@@ -55,14 +55,21 @@ const require = createRequire(import.meta.url);
  */
 const BINDING = 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.node';
 
+/** Resolves `specifier` as a require() in `fromFile` would (createRequire(fromFile).resolve); tests pass one that finds nothing. */
+export type ResolveFrom = (specifier: string, fromFile: string) => string;
+
+const resolveFrom: ResolveFrom = (specifier, fromFile) => createRequire(fromFile).resolve(specifier);
+
 /** Where each part lives, resolved from this package's ssh2 (cpuFeatures undefined: not installed). */
-function resolveFromSsh2(): { poly1305: string; constants: string; cpuFeatures?: string } {
+function resolveFromSsh2(resolveOptional: ResolveFrom): { poly1305: string; constants: string; cpuFeatures?: string } {
   const constants = require.resolve('ssh2/lib/protocol/constants.js');
   let cpuFeatures: string | undefined;
   try {
-    cpuFeatures = createRequire(constants).resolve('cpu-features');
+    cpuFeatures = resolveOptional('cpu-features', constants);
   } catch {
-    cpuFeatures = undefined; // an optional dependency of ssh2
+    // An optional dependency of ssh2: npm leaves it out when its native build fails, and ssh2's
+    // constants.js then does without it (its require is in a try). No stand-in is needed.
+    cpuFeatures = undefined;
   }
   return {
     poly1305: require.resolve('ssh2/lib/protocol/crypto/poly1305.js'),
@@ -98,12 +105,13 @@ function standIn(path: string, exports: unknown): void {
 export type Ssh2Skip = 'skipped' | 'no-binding' | 'too-late';
 
 /**
- * Stand-ins for ssh2's poly1305 WebAssembly module and cpu-features (see above). Must run before
- * ssh2 is first loaded ('too-late' otherwise, nothing changed); 'no-binding' when the native
- * binding does not load (nothing changed). `loadBinding` is for tests.
+ * Stand-ins for ssh2's poly1305 WebAssembly module and cpu-features (see above; none for
+ * cpu-features when it is not installed). Must run before ssh2 is first loaded ('too-late'
+ * otherwise, nothing changed); 'no-binding' when the native binding does not load (nothing
+ * changed). `loadBinding` and `resolveOptional` are for tests.
  */
-export function skipUnusedSsh2Parts(loadBinding: (specifier: string) => unknown = require): Ssh2Skip {
-  const where = resolveFromSsh2();
+export function skipUnusedSsh2Parts(loadBinding: (specifier: string) => unknown = require, resolveOptional: ResolveFrom = resolveFrom): Ssh2Skip {
+  const where = resolveFromSsh2(resolveOptional);
   if (require.cache[where.constants] || require.cache[where.poly1305]) return 'too-late';
   try {
     loadBinding(BINDING); // resolves and loads; throws MODULE_NOT_FOUND when it was never built
