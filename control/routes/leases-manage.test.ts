@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk, assertProblem } from '../testing/problem.js';
-import { enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { databaseNow, enrollNode, exposeOn, heartbeat, issueLease, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
 import { REVOKED_AFTER_EXPIRY_MS } from '../services/lease-revocation.js';
 
 type User = { id: string; name: string; token: string };
@@ -176,11 +177,37 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.deepEqual(feed.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
     });
 
-    // A relay's clock may lag this replica's by the skew a certificate's start is allowed (60 s):
-    // a lease expired here less long ago may still be accepted there, and is revoked.
+    // A replica whose clock runs over the allowed skew ahead (NTP broken on one machine): by its
+    // clock the lease expired 100 s ago, by the database's (and the relay's) it has minutes left.
+    // Its removal of the grant must revoke it: the relay would accept it to the end.
+    it('a grant removed on a replica whose clock runs minutes ahead revokes the leases still live by the database\'s clock', async () => {
+      const u = await t.user(uniq('ahead'), 'member');
+      const mine = uniq('mg-');
+      await putExposure(t, await tok(u), mine);
+      await heartbeat(t, node);
+      assertOk(await t.call('PUT', `/v1/exposures/${mine}`, { token: await tok(admin, 'admin'), body: { allow: [], node: node.name } }));
+      // This suite's clock may be ahead of the database's already: skew it from there.
+      t.clock.set(new Date(Math.max(t.clock.now().getTime(), await databaseNow(t))));
+      const l = await issueLease(t, await tok(u), { kind: 'expose', exposure: mine, ttl_seconds: 600 });
+      t.clock.set(new Date(Date.parse(l.lease.expires_at) + REVOKED_AFTER_EXPIRY_MS + 40_000));
+      assert.ok(Date.parse(l.lease.expires_at) > (await databaseNow(t)) + 60_000, 'the lease has over a minute left by the database\'s clock');
+      const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: node.token })).body.cursor;
+      assertOk(await t.call('DELETE', `/v1/users/${u.name}`, { token: await tok(admin, 'admin') }));
+      const lease = await t.call('GET', `/v1/leases/${l.lease.id}`, { token: await tok(admin, 'admin') });
+      assert.equal(lease.body.revoked_at, t.clock.now().toISOString());
+      const feed = await t.call('GET', `/v1/nodes/self/revocations?after=${cursor}`, { token: node.token });
+      assert.deepEqual(feed.body.revocations.map((r: { lease_id: string }) => r.lease_id), [l.lease.id]);
+    });
+
+    // A relay's clock may lag by the skew a certificate's start is allowed (60 s): a lease expired
+    // less long ago by the database's clock may still be accepted there, and is revoked.
     it('a lease expired longer than the allowed clock skew ago is not revoked and adds nothing to the feed', async () => {
       const l = await expose();
       t.clock.advance(3600_000 + REVOKED_AFTER_EXPIRY_MS + 1000);
+      // Expired that long ago by the database's clock too, which judges it (this replica's may be off).
+      await t.deps.db.execute(
+        sql`update leases set expires_at = now() - ${`${REVOKED_AFTER_EXPIRY_MS + 1000} milliseconds`}::interval where id = ${l.lease.id}`,
+      );
       const cursor = (await t.call('GET', '/v1/nodes/self/revocations', { token: node.token })).body.cursor;
       const res = await t.call('DELETE', `/v1/leases/${l.lease.id}`, { token: await tok(owner) });
       assertOk(res);

@@ -5,6 +5,7 @@ import { leases, revocations, serviceTokens, users } from '../db/schema/index.js
 import { auditAll } from './audit.js';
 import { parseScopes, type UserPrincipal } from './authz.js';
 import { CERT_BACKDATE_SECONDS } from '../../protocol/lease-claims-check.js';
+import { databaseAgo } from '../db/database-clock.js';
 
 /**
  * Revoking leases: marking them and appending them to their relays' revocation feeds, and, after
@@ -60,7 +61,7 @@ export class Revocations {
 
   /**
    * Revokes the active leases `where` selects (already revoked ones, and those expired longer than
-   * REVOKED_AFTER_EXPIRY_MS ago, are left alone).
+   * REVOKED_AFTER_EXPIRY_MS ago by the database's clock, are left alone).
    * The rows are locked in id order: two revocations whose leases overlap (a user disabled while
    * an exposure of theirs is deleted) take the rows they share in the same order, so neither
    * can hold one the other waits for while it waits for one the other holds (a deadlock, which
@@ -71,7 +72,7 @@ export class Revocations {
     const locked = tx
       .select({ id: leases.id })
       .from(leases)
-      .where(and(...selectorConditions(where, this.#now)))
+      .where(and(...selectorConditions(where)))
       .orderBy(leases.id)
       .for('update');
     const revoked = await tx
@@ -104,7 +105,7 @@ export class Revocations {
       .from(leases)
       .innerJoin(users, eq(users.id, leases.userId))
       .leftJoin(serviceTokens, eq(serviceTokens.id, leases.serviceTokenId))
-      .where(and(...selectorConditions(where, this.#now)));
+      .where(and(...selectorConditions(where)));
     const gone = rows
       .filter((r) => {
         const p: UserPrincipal = {
@@ -189,17 +190,19 @@ export function revokeLeases(
 }
 
 /**
- * How long after its expiry, by this replica's clock, a lease is still revoked: a relay decides
- * expiry by its own clock, which may lag this one's by as much as the skew a certificate's start is
- * allowed (the mirror of the relay's REVOCABLE_AFTER_EXPIRY_MS, node/leases/lease-registry.ts).
- * Revoking only leases unexpired here, a change made on a replica 30 s ahead of a relay left the
+ * How long after its expiry, by the database's clock, a lease is still revoked: a relay decides
+ * expiry by its own clock, which may lag by as much as the skew a certificate's start is allowed
+ * (the mirror of the relay's REVOCABLE_AFTER_EXPIRY_MS, node/leases/lease-registry.ts). Revoking
+ * only leases unexpired by the control plane's clock, a change made 30 s ahead of a relay left the
  * leases in their last 30 s (by the relay's clock) out of the feed, and the relay accepted them
  * to the end. An expired lease revoked costs an audit row and a feed entry the relay prunes.
+ * The database's clock, not this replica's: a replica whose clock ran over this far ahead read
+ * leases live by real time (and the relay's) as expired, and a removal made there left them out.
  */
 export const REVOKED_AFTER_EXPIRY_MS = CERT_BACKDATE_SECONDS * 1000;
 
-function selectorConditions(where: LeaseSelector, now: Date): SQL[] {
-  const conds = [isNull(leases.revokedAt), gt(leases.expiresAt, new Date(now.getTime() - REVOKED_AFTER_EXPIRY_MS))];
+function selectorConditions(where: LeaseSelector): SQL[] {
+  const conds = [isNull(leases.revokedAt), gt(leases.expiresAt, databaseAgo(REVOKED_AFTER_EXPIRY_MS))];
   if (where.ids) conds.push(inArray(leases.id, where.ids));
   if (where.userId) conds.push(eq(leases.userId, where.userId));
   if (where.exposure) conds.push(eq(leases.exposure, where.exposure));

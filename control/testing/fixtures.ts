@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import { SignJWT } from 'jose';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import { encodePublicKeyBlob, fingerprintSha256, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
@@ -13,6 +14,16 @@ let counter = 0;
 export function uniq(prefix = 'n'): string {
   counter += 1;
   return `${prefix}${counter}`;
+}
+
+/**
+ * The database's clock, in ms: what judges lease expiry where a replica's own clock must not
+ * (tests move their replica's clock ahead of it, the database's is the real one).
+ */
+export async function databaseNow(t: TestApp): Promise<number> {
+  const res = await t.deps.db.execute(sql`select (extract(epoch from now()) * 1000)::float8 as ms`);
+  const rows = (Array.isArray(res) ? res : (res as { rows: unknown[] }).rows) as { ms: number | string }[];
+  return Number(rows[0]!.ms);
 }
 
 /** A fresh access token for an existing user (tests that move the clock outlive older ones). */
