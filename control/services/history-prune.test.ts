@@ -11,7 +11,7 @@ import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
-import { enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
+import { databaseNow, enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
 import { auditEvents, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit, AUDIT_AHEAD_MAX_MS } from './audit.js';
 import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
@@ -91,14 +91,33 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.equal(await feedCount(ancient), 1, 'the newest entry stays');
       const [still] = await t.deps.db.select().from(revocations).where(eq(revocations.seq, top!.seq));
       assert.ok(still, 'it is the one with the highest seq');
+      const readFrom = await databaseNow(t);
       const feed = await t.call('GET', `/v1/nodes/self/revocations?after=0`, { token: node.token });
       assertOk(feed);
       assert.equal(feed.body.cursor, String(top!.seq), 'the cursor reaches the newest entry');
-      // Entries of leases expired longer than the feed's retention ago are not served (those expired
-      // less long ago are: the relay's clock decides, nodes.ts readFeed).
+      // Entries of leases expired longer than the feed's retention ago by the database's clock are
+      // not served (those expired less long ago are: the relay's clock decides, nodes.ts readFeed).
       const served = feed.body.revocations as { lease_id: string; exp: number }[];
       assert.deepEqual(served.filter((r) => r.lease_id.startsWith(ancient)), []);
-      assert.ok(served.every((r) => r.exp * 1000 > t.clock.now().getTime() - FEED_RETENTION_MS), JSON.stringify(served));
+      assert.ok(served.every((r) => (r.exp + 1) * 1000 > readFrom - FEED_RETENTION_MS), JSON.stringify(served));
+    });
+
+    // A replica whose clock runs two hours ahead (NTP broken on one machine) pays for a turn: by
+    // its clock the leases expired 90 minutes ago, past the feed's retention; by the database's
+    // (and the relays') they have 30 minutes left. Their feed entries must stay and be served:
+    // a relay that never hears of a revocation accepts the lease until it expires.
+    it("a replica whose clock runs hours ahead neither prunes nor withholds the feed entries of leases live by the database's clock", async () => {
+      const live = uniq('lse_live');
+      await revokedLeases(live, 2, new Date((await databaseNow(t)) + HOUR / 2));
+      await revokedLeases(uniq('lse_newest'), 1, new Date(await databaseNow(t))); // the newest entry, which always stays
+      t.clock.set(new Date(Math.max(t.clock.now().getTime() + PRUNE_EVERY_MS, (await databaseNow(t)) + 2 * HOUR)));
+      const turn = await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
+      assert.ok(turn, 'a turn ran');
+      assert.equal(await feedCount(live), 2, 'the feed entries of live leases stay');
+      const feed = await t.call('GET', '/v1/nodes/self/revocations?after=0', { token: node.token });
+      assertOk(feed);
+      const served = (feed.body.revocations as { lease_id: string }[]).map((r) => r.lease_id).filter((id) => id.startsWith(live));
+      assert.deepEqual(served.sort(), [`${live}0`, `${live}1`]);
     });
 
     it('deletes at most BATCH rows of each table per turn and one turn per PRUNE_EVERY_MS; a backlog drains over the next turns', async () => {
@@ -266,7 +285,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
     // connection's: the relay's heartbeat that runs the turn waited behind them.
     if (name !== 'PGlite') it('does not wait for a lease, feed entry or open connection another transaction holds: it skips them', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
-      const now = t.clock.now().getTime();
+      // Feed entries expire by the database's clock, which this suite's clock is weeks ahead of by now.
+      const now = Math.min(t.clock.now().getTime(), await databaseNow(t));
       const prefix = uniq('lse_held');
       await revokedLeases(prefix, 2, new Date(now - LEASE_RETENTION_MS - HOUR));
       await revokedLeases(uniq('lse_newest'), 1, new Date(now)); // the newest feed entry, which always stays

@@ -3,6 +3,7 @@ import type { Db } from '../db/client.js';
 import type { Logger } from '../../shared/logger.js';
 import { auditEvents, connections, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit } from './audit.js';
+import { databaseAgo } from '../db/database-clock.js';
 import { CLOSED_RETENTION_MS, renewal, renewsLease } from './connections.js';
 import { turnsEvery } from './replica-turns.js';
 
@@ -17,9 +18,11 @@ import { turnsEvery } from './replica-turns.js';
  *   kept, so a connection in `GET /v1/connections?state=all` still names its lease), and no
  *   connection is reported open under it (an in-band renewed one may outlive it by weeks). Nothing
  *   decides on an expired lease: a relay refuses its certificate by its own expiry.
- * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
- *   (once that long expired they are not even served, nodes.ts readFeed; until then they are, in
- *   case the relay's clock, which decides, lags this replica's), so such a row only costs the feed's index. The
+ * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago by the database's clock: relays
+ *   skip expired entries (once that long expired they are not even served, nodes.ts readFeed; until
+ *   then they are, in case the relay's clock, which decides, lags), so such a row only costs the
+ *   feed's index. The database's clock, not this replica's: a replica whose clock ran over an hour
+ *   ahead deleted the entries of leases still live at the relays, which never heard of them. The
  *   newest row stays, whatever its age (new rows keep counting from it either way: bigserial).
  *   A relay whose newest entries went has its cursor moved back to its last one left, or 0, at
  *   its next poll (readFeed checks a cursor against the relay's own last entry): harmless, none
@@ -76,7 +79,6 @@ export async function pruneHistory(
   const t = now.getTime();
   try {
     const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
-    const feedCutoff = new Date(t - FEED_RETENTION_MS);
     const staleOpen = staleOpenConnections(db, now);
     const closed = await db
       .update(connections)
@@ -99,7 +101,7 @@ export async function pruneHistory(
     const stale = db
       .select({ seq: revocations.seq })
       .from(revocations)
-      .where(and(lt(revocations.expiresAt, feedCutoff), sql`${revocations.seq} < (${newest})`))
+      .where(and(lt(revocations.expiresAt, databaseAgo(FEED_RETENTION_MS)), sql`${revocations.seq} < (${newest})`))
       .limit(BATCH)
       .for('update', { skipLocked: true });
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });

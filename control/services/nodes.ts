@@ -21,6 +21,7 @@ import { FEED_RETENTION_MS, pruneHistory } from './history-prune.js';
 import { sweepIdleConsoleSessions } from '../auth/idle-sessions.js';
 import { activeExposuresByNode, isOnline, onlineSince } from './node-selection.js';
 import { REVOCATIONS_CHANNEL } from './lease-revocation.js';
+import { databaseAgo } from '../db/database-clock.js';
 import { FEED_PAGE_ROWS } from '../../protocol/node-api-check.js';
 
 /**
@@ -238,10 +239,13 @@ export const MAX_FEED_WAIT = 25;
  * node (handed over as is, cursor unchanged: the relay reads them again with the cursor next
  * time), another replica's NOTIFY (read the database again), or the time is up. Revocations
  * pushed while the database read is still queued are answered at once (an embedded database
- * busy with the very writes that revoked queues that read for seconds).
+ * busy with the very writes that revoked queues that read for seconds). Pushed entries are handed
+ * over as they are: this replica just revoked their leases, unexpired or expired at most
+ * REVOKED_AFTER_EXPIRY_MS before by the database's clock (lease-revocation.ts), so the relay may
+ * need every one (filtered by this replica's clock, one over an hour ahead left them out).
  */
 export async function revocationFeed(
-  deps: Pick<Deps, 'db' | 'clock' | 'revocationHub' | 'settings'>,
+  deps: Pick<Deps, 'db' | 'revocationHub' | 'settings'>,
   node: NodePrincipal,
   after: number,
   askedMs = 0,
@@ -256,7 +260,7 @@ export async function revocationFeed(
     read.catch(() => {}); // when a push wins the race, nobody awaits the read
     const first = await Promise.race([read.then((page) => ({ page })), waiter.next(waitMs).then((outcome) => ({ outcome }))]);
     if (waiter.evicted) throw credentialReplaced();
-    const pushed = (revocations: Feed['revocations']): Feed => ({ cursor: String(after), revocations: live(deps, revocations) });
+    const pushed = (revocations: Feed['revocations']): Feed => ({ cursor: String(after), revocations });
     if ('outcome' in first) {
       if (first.outcome.kind === 'pushed') return pushed(first.outcome.revocations);
       const answer = await read; // a poke or the time is up while the database read was queued: its answer
@@ -266,7 +270,7 @@ export async function revocationFeed(
     const { page } = first;
     const early = waiter.take();
     if (page.revocations.length || page.cursor !== String(after) || early.length) {
-      return { cursor: page.cursor, revocations: [...page.revocations, ...live(deps, early)] };
+      return { cursor: page.cursor, revocations: [...page.revocations, ...early] };
     }
     const outcome = await waiter.next(waitMs);
     if (outcome.kind === 'evicted') throw credentialReplaced();
@@ -282,26 +286,22 @@ export async function revocationFeed(
 const credentialReplaced = () => new AppError('TOKEN_INVALID', 'this node enrolled again: its credential was replaced while the poll was held');
 
 /**
- * Whether the relay may still need a feed entry whose lease expires at `exp` (ms): unless its lease
- * expired FEED_RETENTION_MS ago by this replica's clock (when the history prune deletes it). The
- * relay decides whether a lease has expired, by its own clock, and prunes what it no longer needs
+ * Whether the relay may still need a feed entry, as SQL on `revocations`: unless its lease expired
+ * FEED_RETENTION_MS ago by the database's clock (when the history prune deletes it). The relay
+ * decides whether a lease has expired, by its own clock, and prunes what it no longer needs
  * (node/leases/revocation-feed.ts); a page's cursor moves past every entry it read, sent or not.
  * Skipped as soon as this replica's clock said the lease had expired, an entry read through a
  * replica whose clock ran ahead (by 40 minutes, with 30 left on the lease) was never sent, and
- * the relay accepted the revoked lease until it really expired.
+ * the relay accepted the revoked lease until it really expired; skipped an hour after that by
+ * this replica's clock, likewise through a replica over an hour ahead. The database's clock is
+ * the one every replica, and the prune, judge by.
  */
-const mayNeed = (exp: number, now: Date): boolean => exp > now.getTime() - FEED_RETENTION_MS;
-
-const live = (deps: Pick<Deps, 'clock'>, revocations: Feed['revocations']) => {
-  const now = deps.clock.now();
-  return revocations.filter((r) => mayNeed(r.exp * 1000, now));
-};
+const mayNeed = () => sql<boolean>`${revocations.expiresAt} > ${databaseAgo(FEED_RETENTION_MS)}`;
 
 /** One page of the node's feed after `after`, skipping entries the relay no longer needs (`mayNeed`). */
-async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, after: number): Promise<Feed> {
-  const now = deps.clock.now();
+async function readFeed(deps: Pick<Deps, 'db'>, node: NodePrincipal, after: number): Promise<Feed> {
   const rows = await deps.db
-    .select()
+    .select({ seq: revocations.seq, leaseId: revocations.leaseId, expiresAt: revocations.expiresAt, needed: mayNeed() })
     .from(revocations)
     .where(and(eq(revocations.nodeId, node.nodeId), gt(revocations.seq, after)))
     .orderBy(asc(revocations.seq))
@@ -319,6 +319,6 @@ async function readFeed(deps: Pick<Deps, 'db' | 'clock'>, node: NodePrincipal, a
   }
   return {
     cursor: String(cursor),
-    revocations: rows.filter((r) => mayNeed(r.expiresAt.getTime(), now)).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
+    revocations: rows.filter((r) => r.needed).map((r) => ({ lease_id: r.leaseId, exp: Math.floor(r.expiresAt.getTime() / 1000) })),
   };
 }
