@@ -4,7 +4,7 @@ import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
 import { ApiError } from '../api-client.js';
 import { Session } from '../session.js';
 import { parseCommand, parseHostPort, parseTtl } from '../args.js';
-import { info, out, type Context } from '../context.js';
+import { info, out, terminalText, type Context } from '../context.js';
 import { CliError, STOPPED, UsageError } from '../errors.js';
 import { RECONNECT_LINE_EVERY_MS, repeatsQuieted } from '../output.js';
 import { LeaseSupervisor } from '../ssh/lease-session.js';
@@ -193,7 +193,7 @@ class StatusLine {
   }
   start(render: () => string): void {
     if (!this.enabled) return;
-    this.#timer = setInterval(() => this.#ctx.stderr.write(`\r\x1b[2K${render()}`), 1000);
+    this.#timer = setInterval(() => this.#ctx.stderr.write(`\r\x1b[2K${terminalText(render())}`), 1000);
     this.#timer.unref();
   }
   stop(): void {
