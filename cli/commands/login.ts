@@ -130,12 +130,14 @@ async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Prom
   });
   info(ctx, `To log in, open ${start.verification_uri} and enter the code ${start.user_code}`);
   info(ctx, `  (or open ${start.verification_uri_complete})`);
-  if (browser) openBrowser(start.verification_uri_complete);
-  let interval = Math.max(1, start.interval);
-  const deadline = Date.now() + start.expires_in * 1000;
+  if (browser) openBrowser(ctx, start.verification_uri_complete);
+  // The control plane's numbers, bounded: an interval past a timer's longest wait (2^31 ms) would
+  // fire at once, a poll in a tight loop; an expiry far off would have the login wait for ever.
+  let interval = bounded(start.interval, 1, MAX_POLL_INTERVAL_S);
+  const deadline = Date.now() + bounded(start.expires_in, 0, MAX_DEVICE_CODE_LIFE_S) * 1000;
   info(ctx, 'Waiting for approval...');
   for (;;) {
-    // RFC 8628 §3.5: wait the interval between polls; add 5 s on slow_down.
+    // RFC 8628 §3.5: wait the interval between polls; add 5 s on slow_down (until the code expires).
     await delay(interval * 1000, undefined, { signal: ctx.stopSignal }).catch((cause: unknown) => {
       throw stopped(api.activeUrl, cause);
     });
@@ -147,12 +149,12 @@ async function deviceLogin(ctx: Context, api: ApiClient, browser: boolean): Prom
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       if (err.code === 'AUTHORIZATION_PENDING' && Date.now() < deadline) continue;
-      if (err.code === 'SLOW_DOWN') {
-        interval += 5;
+      if (err.code === 'SLOW_DOWN' && Date.now() < deadline) {
+        interval = Math.min(MAX_POLL_INTERVAL_S, interval + 5);
         continue;
       }
       if (err.code === 'ACCESS_DENIED') throw new CliError(EXIT.NOT_PERMITTED, 'the login was denied on the approval page');
-      if (err.code === 'EXPIRED_TOKEN' || err.code === 'AUTHORIZATION_PENDING') {
+      if (err.code === 'EXPIRED_TOKEN' || err.code === 'AUTHORIZATION_PENDING' || err.code === 'SLOW_DOWN') {
         throw new CliError(EXIT.NOT_LOGGED_IN, 'the login code expired before it was approved; run tunnel login again');
       }
       throw err;
@@ -186,7 +188,28 @@ async function readTokenFile(path: string, signal: AbortSignal): Promise<string>
   return t;
 }
 
-function openBrowser(url: string): void {
+/** The longest wait between device-flow polls, whatever the control plane says (RFC 8628's default is 5 s). */
+const MAX_POLL_INTERVAL_S = 300;
+/** The longest a device login waits for approval, whatever the control plane says (its default is 10 minutes). */
+const MAX_DEVICE_CODE_LIFE_S = 3600;
+
+const bounded = (n: number, min: number, max: number) => Math.min(max, Math.max(min, n));
+
+/**
+ * Opens the approval page with xdg-open: only an http(s) URL, as the control plane sent it (one
+ * that names another scheme, a file or a handler, or reads as an option, is only printed).
+ */
+function openBrowser(ctx: Context, url: string): void {
+  let scheme: string | undefined;
+  try {
+    scheme = new URL(url).protocol;
+  } catch {
+    scheme = undefined;
+  }
+  if (scheme !== 'https:' && scheme !== 'http:') {
+    info(ctx, 'tunnel login: not opening the approval page in a browser: the control plane sent a URL that is not http(s); open the one above by hand');
+    return;
+  }
   const child = spawn('xdg-open', [url], { stdio: 'ignore', detached: true });
   child.on('error', () => {});
   child.unref();
