@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Session } from '../session.js';
 import { CliError } from '../errors.js';
-import { LeaseSupervisor, MAX_WAITING } from './lease-session.js';
+import { LeaseSupervisor, MAX_WAITING, renewalDelayMs } from './lease-session.js';
 
 const supervisor = () => new LeaseSupervisor({} as Session, { request: { kind: 'open', exposure: 'x' } });
 
@@ -69,5 +69,21 @@ describe('LeaseSupervisor#next: waiters that give up', () => {
     await assert.rejects(released, /no connection to the relay/);
     assert.deepEqual({ added, removed }, { added: 2, removed: 2 });
     assert.equal(sup.waiting, 0);
+  });
+});
+
+describe('renewalDelayMs: when a lease is renewed, whatever its times', () => {
+  const now = Date.parse('2026-01-01T00:00:00.000Z');
+  it('at 2/3 of an hour-long lease', () => {
+    assert.equal(renewalDelayMs('2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z', 2 / 3, now), 40 * 60_000);
+  });
+
+  it('a lease that ends in 2100 waits a timer\'s longest (no overflow to 1 ms, a renewal loop)', () => {
+    assert.equal(renewalDelayMs('2026-01-01T00:00:00.000Z', '2100-01-01T00:00:00.000Z', 2 / 3, now), 2 ** 31 - 1);
+  });
+
+  it('a lease already past its renewal point, or with unreadable times: 1 s', () => {
+    assert.equal(renewalDelayMs('2025-01-01T00:00:00.000Z', '2025-01-01T01:00:00.000Z', 2 / 3, now), 1_000);
+    assert.equal(renewalDelayMs('nonsense', '2026-01-01T01:00:00.000Z', 2 / 3, now), 1_000);
   });
 });

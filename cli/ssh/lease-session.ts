@@ -317,10 +317,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   #scheduleRenewal(c: Connected, publicKey: KeyObject, privateKey: KeyObject): void {
     clearTimeout(this.#renewTimer);
-    const start = new Date(c.lease.lease.not_before).getTime();
-    const end = new Date(c.lease.lease.expires_at).getTime();
-    const at = start + (end - start) * this.#opts.renewAt;
-    this.#renewTimer = setTimeout(() => void this.#renew(c, publicKey, privateKey), Math.max(1_000, at - Date.now()));
+    const wait = renewalDelayMs(c.lease.lease.not_before, c.lease.lease.expires_at, this.#opts.renewAt, Date.now());
+    this.#renewTimer = setTimeout(() => void this.#renew(c, publicKey, privateKey), wait);
     this.#renewTimer.unref();
   }
 
@@ -411,6 +409,22 @@ function isPermanent(err: unknown): boolean {
 
 /** How often a session polls for an exposure that is offline. */
 const OFFLINE_POLL_MS = 1000;
+
+/** A timer's longest wait (Node fires a longer one after 1 ms, with a TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * How long until a lease (`notBefore` to `expiresAt`, as the control plane sent them) is renewed:
+ * at `renewAt` of its life, at least 1 s from `now` (a lease already past that point, or with
+ * times that do not parse, is renewed in a second, not in a loop), at most a timer's longest wait
+ * (a lease that ends in 2100 is renewed in 24 days, not at once and again and again).
+ */
+export function renewalDelayMs(notBefore: string, expiresAt: string, renewAt: number, now: number): number {
+  const start = new Date(notBefore).getTime();
+  const end = new Date(expiresAt).getTime();
+  const wait = start + (end - start) * renewAt - now;
+  return Number.isFinite(wait) ? Math.min(MAX_TIMER_MS, Math.max(1_000, wait)) : 1_000;
+}
 
 /** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped. */
 export function backoff(failures: number, maxMs: number): number {
