@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { FileKindRefusedError, FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
 import { join } from 'node:path';
 import { xdgBaseDir } from '../shared/xdg-base-dir.js';
 import { z } from 'zod';
@@ -42,12 +43,33 @@ export const CredentialsSchema = z.object({
 });
 export type Credentials = z.infer<typeof CredentialsSchema>;
 
+/** The longest config.json or credentials.json read (each is a few hundred bytes). */
+const MAX_FILE_BYTES = 1024 * 1024;
+
+/**
+ * A JSON file of the CLI's, or undefined when there is none. Read bounded and without waiting
+ * (shared/read-file-bounded.ts): a FIFO, socket or terminal there is refused, a device that never
+ * ends (/dev/zero behind a symlink) stops at the bound. What does not parse is not quoted: JSON.parse's
+ * message quotes the file's first characters, which may be a token.
+ */
 function readJson(path: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileBoundedSync(path, MAX_FILE_BYTES).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CliError(EXIT.ERROR, `cannot read ${path}: ${(err as Error).message}; fix or delete it`);
+    const why =
+      err instanceof FileTooLargeError
+        ? `larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB`
+        : err instanceof FileKindRefusedError
+          ? err.kindText
+          : ((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    throw new CliError(EXIT.ERROR, `cannot read ${path}: ${why}; fix or delete it`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CliError(EXIT.ERROR, `cannot read ${path}: not valid JSON; fix or delete it`);
   }
 }
 
