@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -93,6 +94,23 @@ describe('tunnel exit codes and one-line errors', () => {
     const ctx = loggedIn(agent);
     assert.equal(await run(['ssh-config', '--server', ` ${SERVER}/ `], ctx), 0, ctx.err());
     assert.match(ctx.out(), /^ {2}ProxyCommand tunnel open --stdio --server https:\/\/control\.test %h:22$/m);
+  });
+
+  it('tunnel ssh-config --server: a server URL with shell characters reaches tunnel open as one argument (ProxyCommand runs in a shell)', async () => {
+    // A URL may keep ; | & $( ) ' in its path: unquoted, ssh's shell ran them at every ssh NAME.
+    const server = "https://control.test/t;touch$(id)|sh&'q%";
+    const agent = mock();
+    const exposure = { name: 'hostx-ssh', owner: 'bob', allow: [], pinned_node: null, node: 'relay-1', online: true, port: 22, created_at: '2026-01-01T00:00:00Z' };
+    agent.get('https://control.test').intercept({ path: '/t;touch$(id)|sh&\'q%/v1/exposures', method: 'GET' }).reply(200, JSON.stringify({ exposures: [exposure] }), { headers: { 'content-type': 'application/json' } });
+    const ctx = testContext({ dispatcher: agent });
+    writeCredentials(ctx, { server, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
+    assert.equal(await run(['ssh-config', '--server', server], ctx), 0, ctx.err());
+    const line = /^ {2}ProxyCommand (.*)$/m.exec(ctx.out())?.[1];
+    assert.ok(line, ctx.out());
+    // As ssh runs it (%h expanded, %% to %), with printf in place of tunnel: one argument a line.
+    const command = line.replace('%h', 'hostx-ssh').replaceAll('%%', '%').replace(/^tunnel open/, "printf '%s\\n'");
+    const args = execFileSync('/bin/sh', ['-c', command], { encoding: 'utf8' }).split('\n');
+    assert.deepEqual(args, ['--stdio', '--server', server, 'hostx-ssh:22', '']);
   });
 
   it('a malformed TUNNEL_WINDOW_BUDGET exits 2 with one line naming it (not the default in silence); whole MiB and 0 are taken', async () => {

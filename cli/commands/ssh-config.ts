@@ -20,8 +20,9 @@ Example:
     const res = await s.call('GET', '/v1/exposures', ExposureListSchema, undefined, ctx.stopSignal);
     const wanted = a.positionals.length ? new Set(a.positionals) : undefined;
     const list = res.exposures.filter((e) => !wanted || wanted.has(e.name));
-    // The login's server as stored (normalized: no spaces to split the command), '%' doubled for ssh_config.
-    const server = a.server ? ` --server ${s.api.server.replaceAll('%', '%%')}` : '';
+    // The login's server as stored, quoted for the shell ssh runs ProxyCommand in (a URL's path may
+    // keep ; | & $( ) '), '%' doubled for ssh_config.
+    const server = a.server ? ` --server ${shellWord(s.api.server).replaceAll('%', '%%')}` : '';
     const blocks = list.map((e) =>
       [`Host ${e.name}`, `  HostKeyAlias ${e.name}`, `  ProxyCommand tunnel open --stdio${server} %h${e.port ? `:${e.port}` : ''}`, ''].join('\n'),
     );
@@ -30,3 +31,8 @@ Example:
     return 0;
   },
 };
+
+/** `word` as one word for /bin/sh: as it is when it has nothing the shell reads, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w.:/,@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
