@@ -4,7 +4,7 @@
  * DIR it cannot write into is one line, with the lease it issued revoked rather than left active.
  */
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
@@ -92,5 +92,32 @@ describe('tunnel cert --out', () => {
     assert.equal(ctx.err().split('\n').length, 2, ctx.err());
     assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write ".*known_hosts" \\(\\w+\\); the lease ${LEASE_ID} was revoked\\n$`));
     assert.ok(revoked);
+  });
+
+  it('a relay host key or certificate with a line break or tab (extra known_hosts lines) is refused, nothing written, the lease revoked', async () => {
+    for (const [field, value] of [
+      ['host_key', 'ssh-ed25519 AAAAhost\n*\tssh-ed25519\tAAAAevil'],
+      ['host_key', 'ssh-ed25519 AAAAhost\r\n@cert-authority * ssh-ed25519 AAAAevil'],
+      ['certificate', 'ssh-ed25519-cert-v01@openssh.com AAAA\nmore'],
+    ] as const) {
+      const agent = new MockAgent();
+      agent.disableNetConnect();
+      const pool = agent.get(SERVER);
+      const hostile = field === 'host_key' ? { ...issued, relay: { ...issued.relay, host_key: value } } : { ...issued, certificate: value };
+      pool.intercept({ path: '/v1/leases', method: 'POST' }).reply(201, JSON.stringify(hostile), { headers: { 'content-type': 'application/json' } });
+      let revoked = false;
+      pool.intercept({ path: `/v1/leases/${LEASE_ID}`, method: 'DELETE' }).reply(() => {
+        revoked = true;
+        return { statusCode: 200, data: JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), responseOptions: { headers: { 'content-type': 'application/json' } } };
+      });
+      const ctx = testContext({ dispatcher: agent });
+      writeCredentials(ctx, { server: SERVER, user: 'bob', access_token: 'at', access_expires_at: Date.now() + 600_000, refresh_token: 'rt' });
+      const dir = join(tempDir('tunnel-cert-'), 'out');
+      assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), EXIT.ERROR, `${field}: ${ctx.err()}`);
+      assert.equal(ctx.err().split('\n').length, 2, ctx.err());
+      assert.match(ctx.err(), /not as one OpenSSH key line/);
+      assert.equal(existsSync(dir), false, 'nothing written');
+      assert.ok(revoked, field);
+    }
   });
 });

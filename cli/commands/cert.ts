@@ -173,6 +173,13 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
   const khPath = join(dir, 'known_hosts');
   const relay = splitAddress(issued.relay.address);
   const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
+  // Written into files OpenSSH reads line by line: a line break or tab in them (a hostile control
+  // plane) would add lines of its own to known_hosts (a host key for '*', a @cert-authority).
+  const bad = !OPENSSH_KEY_LINE.test(issued.relay.host_key) ? "the relay's host key" : !OPENSSH_KEY_LINE.test(issued.certificate) ? 'the certificate' : undefined;
+  if (bad) {
+    const revoked = await revokeIssued(session, issued.lease.id);
+    throw new CliError(EXIT.ERROR, `the control plane sent ${bad} not as one OpenSSH key line (type, base64, comment); nothing was written; the lease ${issued.lease.id} was ${revoked}`);
+  }
   let writing = dir;
   try {
     makeDirs(dir, 0o700);
@@ -185,12 +192,21 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
     writing = khPath;
     writeFileAtomicSync(khPath, `${hostPattern} ${issued.relay.host_key.split(' ').slice(0, 2).join(' ')}\n`, 0o644);
   } catch (err) {
-    const revoked = await session.call('DELETE', `/v1/leases/${issued.lease.id}`, null).then(
-      () => 'revoked',
-      () => 'not revoked (it expires by itself)',
-    );
+    const revoked = await revokeIssued(session, issued.lease.id);
     throw new CliError(EXIT.ERROR, `cannot write ${JSON.stringify(writing)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the lease ${issued.lease.id} was ${revoked}`);
   }
   const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
   return { keyPath, certPath, khPath, common, dest: `${issued.lease.user}@${relay.host}` };
+}
+
+/** One OpenSSH public key or certificate line: its type, its base64 and maybe a comment, no control characters. */
+// eslint-disable-next-line no-control-regex -- control characters are what a comment may not hold
+const OPENSSH_KEY_LINE = /^[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}(?: [^\u0000-\u001f\u007f]*)?$/;
+
+/** Revokes the lease just issued (nobody will hold its key); says whether it was. */
+function revokeIssued(session: Session, leaseId: string): Promise<string> {
+  return session.call('DELETE', `/v1/leases/${leaseId}`, null).then(
+    () => 'revoked',
+    () => 'not revoked (it expires by itself)',
+  );
 }
