@@ -13,6 +13,12 @@ import { trustConnector } from '../protocol/tls-trust-undici.js';
 import { peerHeaders } from '../protocol/api-level.js';
 
 const TIMEOUT_MS = 15_000;
+/**
+ * The longest one replica has for a whole answer: TIMEOUT_MS bounds the wait for the headers and
+ * between two chunks of the body, and a server sending a byte every 14 s held a request for as
+ * long as it liked.
+ */
+const ANSWER_TIMEOUT_MS = 60_000;
 /** How long a request keeps retrying while the control plane answers 503 DATABASE_UNAVAILABLE. */
 const UNAVAILABLE_BUDGET_MS = 30_000;
 /** The longest single wait between those retries, whatever Retry-After says. */
@@ -90,7 +96,11 @@ export class ApiClient {
   /** How this client verifies the server (what forServer resolved; empty for a bare client). */
   readonly trust: TrustSettings;
 
-  constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}, notice?: (line: string) => void) {
+  /** How long one replica has for a whole answer (ANSWER_TIMEOUT_MS; tests make it short). */
+  readonly #answerTimeoutMs: number;
+
+  constructor(server: string, dispatcher?: Dispatcher, trust: TrustSettings = {}, notice?: (line: string) => void, opts: { answerTimeoutMs?: number } = {}) {
+    this.#answerTimeoutMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
     this.server = server;
     this.urls = serverUrls(server);
     this.#dispatcher = dispatcher;
@@ -165,11 +175,18 @@ export class ApiClient {
       const base = this.urls[index]!;
       if (signal?.aborted) throw stopped(base, signal.reason);
       let res: JsonAnswer;
+      // This attempt's signal: the stop, and the deadline for its whole answer.
+      const attempt = requestSignal(signal, this.#answerTimeoutMs);
       try {
-        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, headers: PEER_HEADERS, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS, signal });
+        res = await requestJsonUndici(`${base}${path}`, { method, ...opts, headers: PEER_HEADERS, dispatcher: this.#dispatcher, timeoutMs: TIMEOUT_MS, signal: attempt.signal });
       } catch (cause) {
         // Stopped: not the replica's fault, and no other is tried.
         if (signal?.aborted) throw stopped(base, cause);
+        if (attempt.signal.aborted) {
+          failures.push(`${base} (no whole answer within ${this.#answerTimeoutMs / 1000} s)`);
+          lastCause = cause;
+          continue;
+        }
         const untrusted = describeTrustFailure(cause);
         if (untrusted) throw new CliError(EXIT.ERROR, `${base}: ${untrusted}`, { code: 'TLS_UNTRUSTED', cause });
         if (cause instanceof AnswerTooLargeError) {
@@ -178,6 +195,8 @@ export class ApiClient {
         failures.push(`${base} (${(cause as { code?: string }).code ?? (cause as Error).message})`);
         lastCause = cause;
         continue;
+      } finally {
+        attempt.done();
       }
       this.#preferred = index;
       const retryAfter = res.headers['retry-after'];
