@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { EXIT } from '../errors.js';
@@ -87,10 +88,10 @@ describe('tunnel cert --out', () => {
       return { statusCode: 200, data: JSON.stringify({ ...issued.lease, revoked_at: '2026-01-01T00:01:00Z' }), responseOptions: { headers: { 'content-type': 'application/json' } } };
     });
     const dir = tempDir('tunnel-cert-');
-    mkdirSync(join(dir, 'known_hosts')); // a directory where the file goes: rename fails
+    mkdirSync(join(dir, 'hostx-ssh-known_hosts')); // a directory where the file goes: rename fails
     assert.equal(await run(['cert', 'hostx-ssh', '--out', dir], ctx), EXIT.ERROR);
     assert.equal(ctx.err().split('\n').length, 2, ctx.err());
-    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write ".*known_hosts" \\(\\w+\\); the lease ${LEASE_ID} was revoked\\n$`));
+    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write ".*hostx-ssh-known_hosts" \\(\\w+\\); the lease ${LEASE_ID} was revoked\\n$`));
     assert.ok(revoked);
   });
 
@@ -119,5 +120,44 @@ describe('tunnel cert --out', () => {
       assert.equal(existsSync(dir), false, 'nothing written');
       assert.ok(revoked, field);
     }
+  });
+
+  // DIR may be ~/.ssh, or hold another lease's files: its known_hosts, and another lease's pin
+  // of another relay, stay as they were (each lease's file has the lease's name).
+  it("leaves DIR's known_hosts and another lease's pin alone", async () => {
+    const dir = tempDir('tunnel-cert-');
+    writeFileSync(join(dir, 'known_hosts'), 'mine.example ssh-ed25519 AAAAmine\n');
+    writeFileSync(join(dir, 'other-known_hosts'), '[10.0.0.9]:2222 ssh-ed25519 AAAAother\n');
+    const { ctx } = setup();
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir, '--json'], ctx), 0, ctx.err());
+    const result = JSON.parse(ctx.out()) as { known_hosts: string };
+    assert.equal(result.known_hosts, join(dir, 'hostx-ssh-known_hosts'));
+    assert.equal(readFileSync(result.known_hosts, 'utf8'), '[127.0.0.1]:2222 ssh-ed25519 AAAAhost\n');
+    assert.equal(readFileSync(join(dir, 'known_hosts'), 'utf8'), 'mine.example ssh-ed25519 AAAAmine\n');
+    assert.equal(readFileSync(join(dir, 'other-known_hosts'), 'utf8'), '[10.0.0.9]:2222 ssh-ed25519 AAAAother\n');
+  });
+
+  // The printed lines are pasted into a shell: a DIR with a space, a quote or $( ) is one word in
+  // them, and the ProxyCommand (run by ssh through /bin/sh) quotes it again inside.
+  it('prints lines whose paths are one shell word each, whatever DIR holds', async () => {
+    const dir = join(tempDir('tunnel-cert-'), "it's $(touch pwned) a dir");
+    const { ctx } = setup();
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir, '--json'], ctx), 0, ctx.err());
+    const { commands, private_key, certificate, known_hosts } = JSON.parse(ctx.out()) as { commands: { forward: string; proxy_command: string }; private_key: string; certificate: string; known_hosts: string };
+    // The shell's words for each line, with ssh replaced by printf (one word per line).
+    const words = (line: string) => execFileSync('/bin/sh', ['-c', `ssh() { printf '%s\\n' "$@"; }; ${line}`], { encoding: 'utf8', cwd: dir }).split('\n').slice(0, -1);
+    const forward = words(commands.forward);
+    assert.deepEqual(forward.slice(0, 8), ['-N', '-i', private_key, '-o', `CertificateFile=${certificate}`, '-o', 'IdentitiesOnly=yes', '-o']);
+    assert.equal(forward[8], `UserKnownHostsFile=${known_hosts}`);
+    const proxy = words(commands.proxy_command);
+    const inner = proxy[1]!.replace(/^ProxyCommand=/, '');
+    assert.deepEqual(words(inner).slice(0, 3), ['-i', private_key, '-o']);
+    assert.equal(existsSync(join(dir, 'pwned')), false);
+  });
+
+  it('an --out with % (an ssh token in file names) is a usage error, before any lease', async () => {
+    const ctx = testContext({});
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', '/tmp/a%hdir'], ctx), EXIT.USAGE);
+    assert.match(ctx.err(), /--out DIR may not contain "%"/);
   });
 });

@@ -6,6 +6,7 @@ import { formatOpenSshPrivateKey, formatPublicKeyLine, rawPublicKey } from '../.
 import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
+import { shellWord } from '../shell-word.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { writeFileAtomicSync } from '../../shared/write-file-atomic.js';
 import { makeDirs } from '../../shared/make-dirs.js';
@@ -19,9 +20,9 @@ export const cert: Command = {
   usage: `Usage: tunnel cert NAME --out DIR [--expose] [--port PORT] [--ttl SECS] [--json]
        tunnel cert --egress TARGET [--egress TARGET2 ...] --out DIR [--ttl SECS] [--json]
 
-Gets a lease for exposure NAME and writes, into DIR: the private key (mode 0600), its
-certificate (NAME-cert.pub, carrying the lease), and a known_hosts file pinning the relay's
-host key. Prints ready ssh command lines. The default is an open lease (for Y); --expose gets
+Gets a lease for exposure NAME and writes, into DIR: the private key (NAME, mode 0600), its
+certificate (NAME-cert.pub, carrying the lease), and NAME-known_hosts pinning the relay's host
+key (a file of its own: DIR may be ~/.ssh, whose known_hosts it leaves alone). Prints ready ssh command lines. The default is an open lease (for Y); --expose gets
 an expose lease (for X) for PORT (default 22). Plain OpenSSH cannot renew a lease in band:
 ask for a --ttl as long as you need (capped by the server). For an open lease the printed lines
 use the port X has bound (as the lease reports it), or --port when given.
@@ -31,7 +32,8 @@ meanwhile is revoked.
 
 --egress gets an egress lease for admin-defined egress targets (host:port on the relay's own
 network; every target of one lease must be on the same relay) and prints an
-ssh -N -L 127.0.0.1:R:host:port line that forwards local port R to each of them.
+ssh -N -L 127.0.0.1:R:host:port line that forwards local port R to each of them (its files
+are named egress-TARGET, after the first TARGET).
 
 Examples:
   tunnel cert hostx-ssh --out ~/.tunnel/hostx
@@ -50,6 +52,7 @@ Examples:
     if (!name || a.positionals.length !== 1) throw new UsageError('cert', 'give exactly one exposure NAME');
     if (!EXPOSURE_NAME_RE.test(name)) throw new UsageError('cert', `NAME must match [a-z0-9-]{1,63}, got "${name}"`);
     if (!a.values.out) throw new UsageError('cert', '--out DIR is required');
+    checkOutDir(a.values.out);
     const port = a.values.port === undefined ? 22 : Number(a.values.port);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('cert', '--port must be from 1 to 65535');
     const ttl = a.values.ttl === undefined ? undefined : Number(a.values.ttl);
@@ -73,7 +76,7 @@ Examples:
       ? { expose: `ssh -N ${common} -R ${name}:${port}:localhost:${port} ${dest}` }
       : {
           forward: `ssh -N ${common} -L 127.0.0.1:${localPortFor(openPort)}:${name}:${openPort} ${dest}`,
-          proxy_command: `ssh -o ProxyCommand='ssh ${common} -W ${name}:${openPort} ${dest}' USER@${name}`,
+          proxy_command: `ssh -o ProxyCommand=${shellWord(`ssh ${common} -W ${name}:${openPort} ${dest}`)} USER@${name}`,
         };
     const result = { lease: issued.lease, private_key: keyPath, certificate: certPath, known_hosts: khPath, commands };
     if (a.json) out(ctx, JSON.stringify(result, null, 2));
@@ -116,6 +119,7 @@ async function certEgress(ctx: Parameters<Command['run']>[0], a: ParsedCert): Pr
   if (a.values.expose || a.values.port !== undefined) throw new UsageError('cert', '--expose and --port are for exposures, not --egress');
   for (const n of names) if (!TargetNameSchema.safeParse(n).success) throw new UsageError('cert', `--egress TARGET must match [a-z0-9][a-z0-9-]{0,62}, got "${n}"`);
   if (!a.values.out) throw new UsageError('cert', '--out DIR is required');
+  checkOutDir(a.values.out);
   const ttl = a.values.ttl === undefined ? undefined : Number(a.values.ttl);
   if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 30)) throw new UsageError('cert', '--ttl must be whole seconds, at least 30');
   const dir = resolve(a.values.out);
@@ -170,7 +174,8 @@ async function issueLease(ctx: Context, session: Session, publicKey: KeyObject, 
 async function writeCertFiles(session: Session, dir: string, name: string, privateKey: KeyObject, publicKey: KeyObject, issued: LeaseIssued) {
   const keyPath = join(dir, name);
   const certPath = `${keyPath}-cert.pub`;
-  const khPath = join(dir, 'known_hosts');
+  // Its own name, as the key's: DIR may hold other leases' files, or be ~/.ssh.
+  const khPath = join(dir, `${name}-known_hosts`);
   const relay = splitAddress(issued.relay.address);
   const hostPattern = relay.port === 22 ? relay.host : `[${relay.host}]:${relay.port}`;
   // Written into files OpenSSH reads line by line: a line break or tab in them (a hostile control
@@ -195,8 +200,17 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
     const revoked = await revokeIssued(session, issued.lease.id);
     throw new CliError(EXIT.ERROR, `cannot write ${JSON.stringify(writing)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the lease ${issued.lease.id} was ${revoked}`);
   }
-  const common = `-i ${keyPath} -o CertificateFile=${certPath} -o IdentitiesOnly=yes -o UserKnownHostsFile=${khPath} -o StrictHostKeyChecking=yes -p ${relay.port}`;
+  // Each path one shell word (DIR may hold spaces or quotes: the lines are pasted into a shell).
+  const common = `-i ${shellWord(keyPath)} -o ${shellWord(`CertificateFile=${certPath}`)} -o IdentitiesOnly=yes -o ${shellWord(`UserKnownHostsFile=${khPath}`)} -o StrictHostKeyChecking=yes -p ${relay.port}`;
   return { keyPath, certPath, khPath, common, dest: `${issued.lease.user}@${relay.host}` };
+}
+
+/**
+ * DIR's paths go into ssh options that expand `%` tokens (IdentityFile, CertificateFile,
+ * UserKnownHostsFile, and the ProxyCommand around them, twice): a `%` in it would name another file.
+ */
+function checkOutDir(dir: string): void {
+  if (dir.includes('%')) throw new UsageError('cert', `--out DIR may not contain "%" (ssh reads it as a token in the file names it is given), got "${dir}"`);
 }
 
 /** One OpenSSH public key or certificate line: its type, its base64 and maybe a comment, no control characters. */

@@ -2,6 +2,7 @@ import { ExposureListSchema } from '../../protocol/api-types.js';
 import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import { out } from '../context.js';
+import { shellWord } from '../shell-word.js';
 import type { Command } from './command.js';
 
 export const sshConfig: Command = {
@@ -31,8 +32,3 @@ Example:
     return 0;
   },
 };
-
-/** `word` as one word for /bin/sh: as it is when it has nothing the shell reads, else in single quotes. */
-function shellWord(word: string): string {
-  return /^[\w.:/,@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
-}
