@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Session } from '../session.js';
 import { CliError } from '../errors.js';
-import { LeaseSupervisor, MAX_WAITING, renewalDelayMs } from './lease-session.js';
+import { LeaseSupervisor, MAX_WAITING, presented, renewalDelayMs } from './lease-session.js';
 
 const supervisor = () => new LeaseSupervisor({} as Session, { request: { kind: 'open', exposure: 'x' } });
 
@@ -85,5 +85,14 @@ describe('renewalDelayMs: when a lease is renewed, whatever its times', () => {
   it('a lease already past its renewal point, or with unreadable times: 1 s', () => {
     assert.equal(renewalDelayMs('2025-01-01T00:00:00.000Z', '2025-01-01T01:00:00.000Z', 2 / 3, now), 1_000);
     assert.equal(renewalDelayMs('nonsense', '2026-01-01T01:00:00.000Z', 2 / 3, now), 1_000);
+  });
+});
+
+describe('presented: the leases a connection keeps to revoke when it ends', () => {
+  it('keeps the newest 8 however many renewals a connection lives through', () => {
+    let ids: string[] | undefined;
+    for (let i = 0; i < 10_000; i++) ids = presented(ids, `lse_${i}`);
+    assert.deepEqual(ids, Array.from({ length: 8 }, (_, i) => `lse_${9992 + i}`));
+    assert.deepEqual(presented(undefined, 'lse_a'), ['lse_a']);
   });
 });

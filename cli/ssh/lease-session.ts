@@ -331,7 +331,7 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
       if (!(await renewOnConnection(c.client, fresh.certificate))) throw new Error('the relay refused the renewal');
       c.lease = fresh;
       // The relay holds the connection under every lease it presented: revoke them together, later.
-      c.leaseIds = [...(c.leaseIds ?? []), fresh.lease.id];
+      c.leaseIds = presented(c.leaseIds, fresh.lease.id);
       this.emit('renewed', fresh);
       this.#scheduleRenewal(c, publicKey, privateKey);
     } catch (err) {
@@ -405,6 +405,18 @@ function isPermanent(err: unknown): boolean {
   if (err.exitCode === EXIT.NOT_LOGGED_IN || err.exitCode === EXIT.NOT_PERMITTED || err.exitCode === EXIT.USAGE) return true;
   if (!(err instanceof ApiError) || err.status < 400 || err.status >= 500) return false;
   return err.status !== 408 && err.status !== 429 && !(err.code !== undefined && TRANSIENT_4XX.has(err.code));
+}
+
+/**
+ * The leases a connection presented that are kept to revoke when it ends: the newest
+ * PRESENTED_KEPT. A renewal comes at two thirds of a lease's life, so at most two are live at
+ * once; the list grew by one a renewal for the connection's life (days or months of them).
+ */
+const PRESENTED_KEPT = 8;
+
+/** `ids` with `id`, the newest PRESENTED_KEPT. */
+export function presented(ids: readonly string[] | undefined, id: string): string[] {
+  return [...(ids ?? []), id].slice(-PRESENTED_KEPT);
 }
 
 /** How often a session polls for an exposure that is offline. */
