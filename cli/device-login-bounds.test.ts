@@ -24,6 +24,20 @@ function deviceAnswer(agent: MockAgent, fields: { expires_in: number; interval: 
     .reply(200, JSON.stringify({ device_code: 'dc', user_code: 'ABCD-EFGH', verification_uri: `${SERVER}/device`, verification_uri_complete: `${SERVER}/device?c=ABCD-EFGH`, ...fields }), json);
 }
 
+/** Every poll of the token endpoint answered with the problem `code`; returns how many came. */
+function tokenAnswers(agent: MockAgent, code: string): { readonly polled: number } {
+  const count = { polled: 0 };
+  agent
+    .get(SERVER)
+    .intercept({ path: '/v1/auth/token', method: 'POST' })
+    .reply(() => {
+      count.polled++;
+      return { statusCode: 400, data: JSON.stringify({ type: 'x', title: 'x', status: 400, code, request_id: 'r' }), responseOptions: json };
+    })
+    .persist();
+  return count;
+}
+
 async function untilWaiting(ctx: TestContext): Promise<void> {
   while (!ctx.err().includes('Waiting for approval')) await once(ctx.stderr as unknown as EventEmitter, 'data');
 }
@@ -38,15 +52,7 @@ describe('tunnel login: the device flow\'s interval and expiry are bounded', () 
         const agent = new MockAgent();
         agent.disableNetConnect();
         deviceAnswer(agent, { expires_in: 600, interval });
-        let polled = 0;
-        agent
-          .get(SERVER)
-          .intercept({ path: '/v1/auth/token', method: 'POST' })
-          .reply(() => {
-            polled++;
-            return { statusCode: 400, data: JSON.stringify({ type: 'x', title: 'x', status: 400, code: 'AUTHORIZATION_PENDING', request_id: 'r' }), responseOptions: json };
-          })
-          .persist();
+        const token = tokenAnswers(agent, 'AUTHORIZATION_PENDING');
         const ctx = testContext({ dispatcher: agent });
         const done = run(['login', '--server', SERVER], ctx);
         await untilWaiting(ctx);
@@ -54,7 +60,7 @@ describe('tunnel login: the device flow\'s interval and expiry are bounded', () 
         await new Promise((r) => setImmediate(r));
         ctx.abort();
         assert.equal(await done, EXIT.STOPPED, ctx.err());
-        assert.equal(polled, 0, `interval ${interval}`);
+        assert.equal(token.polled, 0, `interval ${interval}`);
       }
       await new Promise((r) => setImmediate(r));
       assert.deepEqual(
@@ -70,18 +76,10 @@ describe('tunnel login: the device flow\'s interval and expiry are bounded', () 
     const agent = new MockAgent();
     agent.disableNetConnect();
     deviceAnswer(agent, { expires_in: 0, interval: 1 });
-    let polled = 0;
-    agent
-      .get(SERVER)
-      .intercept({ path: '/v1/auth/token', method: 'POST' })
-      .reply(() => {
-        polled++;
-        return { statusCode: 400, data: JSON.stringify({ type: 'x', title: 'x', status: 400, code: 'SLOW_DOWN', request_id: 'r' }), responseOptions: json };
-      })
-      .persist();
+    const token = tokenAnswers(agent, 'SLOW_DOWN');
     const ctx = testContext({ dispatcher: agent });
     assert.equal(await run(['login', '--server', SERVER], ctx), EXIT.NOT_LOGGED_IN, ctx.err());
-    assert.equal(polled, 1);
+    assert.equal(token.polled, 1);
     assert.match(ctx.err(), /the login code expired before it was approved/);
   });
 
