@@ -143,16 +143,42 @@ describe('tunnel cert --out', () => {
     const dir = join(tempDir('tunnel-cert-'), "it's $(touch pwned) a dir");
     const { ctx } = setup();
     assert.equal(await run(['cert', 'hostx-ssh', '--out', dir, '--json'], ctx), 0, ctx.err());
-    const { commands, private_key, certificate, known_hosts } = JSON.parse(ctx.out()) as { commands: { forward: string; proxy_command: string }; private_key: string; certificate: string; known_hosts: string };
+    const { commands, private_key } = JSON.parse(ctx.out()) as { commands: { forward: string; proxy_command: string }; private_key: string };
     // The shell's words for each line, with ssh replaced by printf (one word per line).
     const words = (line: string) => execFileSync('/bin/sh', ['-c', `ssh() { printf '%s\\n' "$@"; }; ${line}`], { encoding: 'utf8', cwd: dir }).split('\n').slice(0, -1);
     const forward = words(commands.forward);
-    assert.deepEqual(forward.slice(0, 8), ['-N', '-i', private_key, '-o', `CertificateFile=${certificate}`, '-o', 'IdentitiesOnly=yes', '-o']);
-    assert.equal(forward[8], `UserKnownHostsFile=${known_hosts}`);
+    assert.deepEqual(forward.slice(0, 3), ['-N', '-i', private_key]);
+    // The -o words: CertificateFile=PATH and UserKnownHostsFile=PATH, PATH quoted for ssh (the next case).
+    assert.deepEqual([forward[3], forward[5], forward[6], forward[7]], ['-o', '-o', 'IdentitiesOnly=yes', '-o']);
+    assert.ok(forward[4]!.startsWith('CertificateFile=') && forward[8]!.startsWith('UserKnownHostsFile='), forward.join('\n'));
     const proxy = words(commands.proxy_command);
     const inner = proxy[1]!.replace(/^ProxyCommand=/, '');
     assert.deepEqual(words(inner).slice(0, 3), ['-i', private_key, '-o']);
     assert.equal(existsSync(join(dir, 'pwned')), false);
+  });
+
+  // ssh splits an -o option's value at whitespace and reads quotes and backslashes in it, as a
+  // line of ssh_config: a path with a space was two files (UserKnownHostsFile) or "extra
+  // arguments at end of line" (CertificateFile), so the printed lines failed. ssh -G prints the
+  // configuration a command line makes, connecting nowhere.
+  it('prints lines whose -o paths ssh reads as one file each, whatever DIR holds', async () => {
+    const dir = join(tempDir('tunnel-cert-'), `it's a "dir" \\ #1`);
+    const { ctx } = setup();
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', dir, '--json'], ctx), 0, ctx.err());
+    const { commands, certificate, known_hosts } = JSON.parse(ctx.out()) as { commands: { forward: string; proxy_command: string }; certificate: string; known_hosts: string };
+    const config = (line: string) => {
+      const text = execFileSync('/bin/sh', ['-c', `ssh() { command ssh -G -F /dev/null "$@"; }; ${line}`], { encoding: 'utf8', cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      return (key: string) => text.split('\n').filter((l) => l.startsWith(`${key} `)).map((l) => l.slice(key.length + 1));
+    };
+    const forward = config(commands.forward);
+    assert.deepEqual(forward('certificatefile'), [certificate]);
+    assert.deepEqual(forward('userknownhostsfile'), [known_hosts]);
+    // The ProxyCommand as ssh keeps it, run as ssh would (through /bin/sh): the same files.
+    const [proxyCommand] = config(commands.proxy_command)('proxycommand');
+    assert.ok(proxyCommand, commands.proxy_command);
+    const inner = config(proxyCommand);
+    assert.deepEqual(inner('certificatefile'), [certificate]);
+    assert.deepEqual(inner('userknownhostsfile'), [known_hosts]);
   });
 
   it('an --out with % (an ssh token in file names) is a usage error, before any lease', async () => {

@@ -200,9 +200,20 @@ async function writeCertFiles(session: Session, dir: string, name: string, priva
     const revoked = await revokeIssued(session, issued.lease.id);
     throw new CliError(EXIT.ERROR, `cannot write ${JSON.stringify(writing)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the lease ${issued.lease.id} was ${revoked}`);
   }
-  // Each path one shell word (DIR may hold spaces or quotes: the lines are pasted into a shell).
-  const common = `-i ${shellWord(keyPath)} -o ${shellWord(`CertificateFile=${certPath}`)} -o IdentitiesOnly=yes -o ${shellWord(`UserKnownHostsFile=${khPath}`)} -o StrictHostKeyChecking=yes -p ${relay.port}`;
+  // Each path one shell word (DIR may hold spaces or quotes: the lines are pasted into a shell),
+  // and in an -o option one word for ssh too (sshOptionWord).
+  const common = `-i ${shellWord(keyPath)} -o ${shellWord(`CertificateFile=${sshOptionWord(certPath)}`)} -o IdentitiesOnly=yes -o ${shellWord(`UserKnownHostsFile=${sshOptionWord(khPath)}`)} -o StrictHostKeyChecking=yes -p ${relay.port}`;
   return { keyPath, certPath, khPath, common, dest: `${issued.lease.user}@${relay.host}` };
+}
+
+/**
+ * `path` as one argument of an ssh `-o Keyword=VALUE` option: ssh splits the value at whitespace
+ * and reads quotes and backslashes in it, as in ssh_config (UserKnownHostsFile takes several files;
+ * CertificateFile with a space in its path was "extra arguments at end of line"), so a path with
+ * any of them is double-quoted for ssh, its `"` and `\` escaped. `-i` takes its path as it is.
+ */
+function sshOptionWord(path: string): string {
+  return /[\s"'\\]/.test(path) ? `"${path.replace(/["\\]/g, '\\$&')}"` : path;
 }
 
 /**
