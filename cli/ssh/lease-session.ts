@@ -317,7 +317,8 @@ export class LeaseSupervisor extends EventEmitter<SupervisorEvents> {
 
   #scheduleRenewal(c: Connected, publicKey: KeyObject, privateKey: KeyObject): void {
     clearTimeout(this.#renewTimer);
-    const wait = renewalDelayMs(c.lease.lease.not_before, c.lease.lease.expires_at, this.#opts.renewAt, Date.now());
+    // The lease has just arrived (connected, or renewed in band): its wait counts from its issue.
+    const wait = renewalDelayMs(c.lease.lease, this.#opts.renewAt);
     this.#renewTimer = setTimeout(() => void this.#renew(c, publicKey, privateKey), wait);
     this.#renewTimer.unref();
   }
@@ -426,15 +427,18 @@ const OFFLINE_POLL_MS = 1000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * How long until a lease (`notBefore` to `expiresAt`, as the control plane sent them) is renewed:
- * at `renewAt` of its life, at least 1 s from `now` (a lease already past that point, or with
- * times that do not parse, is renewed in a second, not in a loop), at most a timer's longest wait
- * (a lease that ends in 2100 is renewed in 24 days, not at once and again and again).
+ * How long after it arrived a lease (`not_before` to `expires_at`, issued at `created_at`, all
+ * three the control plane's times) is renewed: at `renewAt` of its life, counted from when the
+ * control plane issued it, so this machine's clock plays no part (one running ahead by over a
+ * third of a lease's life had every renewal look overdue: a renewal a second). At least 1 s (a
+ * lease already past that point, or with times that do not parse, is renewed in a second, not in
+ * a loop), at most a timer's longest wait (a lease that ends in 2100 is renewed in 24 days, not at
+ * once and again and again).
  */
-export function renewalDelayMs(notBefore: string, expiresAt: string, renewAt: number, now: number): number {
-  const start = new Date(notBefore).getTime();
-  const end = new Date(expiresAt).getTime();
-  const wait = start + (end - start) * renewAt - now;
+export function renewalDelayMs(lease: { not_before: string; expires_at: string; created_at: string }, renewAt: number): number {
+  const start = new Date(lease.not_before).getTime();
+  const end = new Date(lease.expires_at).getTime();
+  const wait = start + (end - start) * renewAt - new Date(lease.created_at).getTime();
   return Number.isFinite(wait) ? Math.min(MAX_TIMER_MS, Math.max(1_000, wait)) : 1_000;
 }
 
