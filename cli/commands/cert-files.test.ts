@@ -181,9 +181,12 @@ describe('tunnel cert --out', () => {
     assert.deepEqual(inner('userknownhostsfile'), [known_hosts]);
   });
 
-  it('an --out with % (an ssh token in file names) is a usage error, before any lease', async () => {
+  it('an --out with % or ${ (an ssh token or variable in file names) is a usage error, before any lease', async () => {
     const ctx = testContext({});
     assert.equal(await run(['cert', 'hostx-ssh', '--out', '/tmp/a%hdir'], ctx), EXIT.USAGE);
-    assert.match(ctx.err(), /--out DIR may not contain "%"/);
+    assert.match(ctx.err(), /--out DIR may not contain "%" or "\$\{"/);
+    const ctx2 = testContext({});
+    assert.equal(await run(['cert', 'hostx-ssh', '--out', '/tmp/a${HOME}dir'], ctx2), EXIT.USAGE);
+    assert.match(ctx2.err(), /--out DIR may not contain/);
   });
 });

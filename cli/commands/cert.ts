@@ -217,11 +217,14 @@ function sshOptionWord(path: string): string {
 }
 
 /**
- * DIR's paths go into ssh options that expand `%` tokens (IdentityFile, CertificateFile,
- * UserKnownHostsFile, and the ProxyCommand around them, twice): a `%` in it would name another file.
+ * DIR's paths go into ssh options that expand `%` tokens and `${VAR}` environment variables
+ * (IdentityFile, CertificateFile, UserKnownHostsFile, and the ProxyCommand around them, twice):
+ * either in it would name another file.
  */
 function checkOutDir(dir: string): void {
-  if (dir.includes('%')) throw new UsageError('cert', `--out DIR may not contain "%" (ssh reads it as a token in the file names it is given), got "${dir}"`);
+  if (dir.includes('%') || dir.includes('${')) {
+    throw new UsageError('cert', `--out DIR may not contain "%" or "\${" (ssh reads them as a token or a variable in the file names it is given), got ${JSON.stringify(dir)}`);
+  }
 }
 
 /** One OpenSSH public key or certificate line: its type, its base64 and maybe a comment, no control characters. */
