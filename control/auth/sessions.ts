@@ -3,6 +3,7 @@ import { and, eq, getTableColumns, isNull, sql } from 'drizzle-orm';
 import type { AppSettings, Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
 import { refreshTokens, users } from '../db/schema/index.js';
+import { databaseAgo } from '../db/database-clock.js';
 import { AppError } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { audit } from '../services/audit.js';
@@ -160,7 +161,7 @@ export function idleAfterSeconds(settings: Pick<AppSettings, 'consoleIdleTimeout
  * console session idle, at its refreshes and in its sweeps, and ended them all.
  */
 export const issuedAtLeastAgo = (seconds: number) =>
-  sql<boolean>`${refreshTokens.createdAt} <= now() - ${seconds}::integer * interval '1 second'`;
+  sql<boolean>`${refreshTokens.createdAt} <= ${databaseAgo(seconds * 1000)}`;
 
 const isConsole = (familyId: string): boolean => familyId.startsWith(`${CONSOLE_FAMILY}_`);
 

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gt, gte, like, lt, lte, sql, type SQL } from 'drizz
 import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import { auditEvents } from '../db/schema/index.js';
+import { databaseAhead } from '../db/database-clock.js';
 
 export type AuditType =
   | 'auth.login'
@@ -60,7 +61,7 @@ export const AUDIT_AHEAD_MAX_MS = 3600_000;
  * writes beside; a date is only ever moved back to it, never forward.
  */
 function auditRow(at: Date, e: AuditEvent): PgInsertValue<typeof auditEvents> {
-  const latest = sql`least(${at.toISOString()}::timestamptz, now() + ${`${AUDIT_AHEAD_MAX_MS} milliseconds`}::interval)`;
+  const latest = sql`least(${at.toISOString()}::timestamptz, ${databaseAhead(AUDIT_AHEAD_MAX_MS)})`;
   return { at: latest, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
 }
 
