@@ -25,6 +25,7 @@ import { CHANNEL_FLOOR, ChannelMemory } from './channel-memory.js';
 import { createRelayMetrics } from './metrics.js';
 import { nativeCryptoAvailable, STANDARD_WINDOW, takeInPlacePacketsFrom } from './ssh2-internals.js';
 import { recycleWrites, relayPackets } from './packet-pool.js';
+import { relayParkedChunks } from './parked-chunks.js';
 import { createSshServer } from './ssh-server.js';
 import { createGcPacer, v8FullPacing } from './gc-pacer.js';
 import { LiveBytes } from './forwarding/live-bytes.js';
@@ -251,6 +252,8 @@ export function createRelay(deps: RelayDeps): Relay {
   r.counterOf('tunnel_node_paced_gc_total', 'Collections the relay asked for after every --gc-every bytes read (full ones included)', () => gcPacer.collections);
   r.counterOf('tunnel_node_packet_buffers_allocated_total', 'Buffers the outgoing packet pool allocated (node/packet-pool.ts)', () => relayPackets.allocated);
   r.counterOf('tunnel_node_packet_buffers_reused_total', 'Outgoing packets built in a pooled buffer used before, given back once its write completed', () => relayPackets.reused);
+  r.counterOf('tunnel_node_parked_buffers_allocated_total', 'Buffers the pool of parked channel data allocated (node/parked-chunks.ts)', () => relayParkedChunks.allocated);
+  r.counterOf('tunnel_node_parked_buffers_reused_total', 'Chunks of channel data that had to wait, copied into a pooled buffer used before', () => relayParkedChunks.reused);
   r.counterOf('tunnel_node_paced_full_gc_total', 'Full collections among them (--gc-full-after)', () => gcPacer.fullCollections);
   r.gauge('tunnel_node_send_buffer_limit_bytes', 'The per-connection send bound (--max-send-buffer)', () => config.limits.sendBufferBytes);
   const win = () => windows.status();

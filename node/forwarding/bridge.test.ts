@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { createParkedChunks } from '../parked-chunks.js';
 import type { SendGate } from '../send-budget.js';
 import { bridge, channelEnd, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
 
@@ -48,13 +50,17 @@ interface ChannelSide {
  * what the peer's window allowed; `grant(n)` is the peer's CHANNEL_WINDOW_ADJUST, through the
  * connection's handler table, which does what ssh2's own handler (lib/server.js) does.
  */
-function ssh2Channel(window: number) {
+function ssh2Channel(window: number, copies?: Buffer[]) {
   type Ch = SshChannelLike & { outgoing: ChannelSide; _waitWindow: boolean; _chunk?: Buffer; _chunkcb?: () => void; _write(c: Buffer, e: null, cb: () => void): void };
   const { Channel } = createRequire(import.meta.url)('ssh2/lib/Channel.js') as { Channel: new (client: unknown, info: unknown, opts: unknown) => Ch };
   let sent = 0;
   const box: { ch?: Ch } = {};
   const protocol = {
-    channelData: (_id: number, data: Buffer) => (sent += data.length),
+    // ssh2 copies the data into a packet (Protocol#channelData): so does this, when asked.
+    channelData: (_id: number, data: Buffer) => {
+      sent += data.length;
+      copies?.push(Buffer.from(data));
+    },
     channelEOF: () => {},
     channelClose: () => {},
     _handlers: {
@@ -201,5 +207,37 @@ describe('bridge', () => {
       assert.ok(queued <= LIMIT + CHUNK, `${queued} bytes queued in round ${round}`);
     }
     assert.equal(delivered, CHANNELS * CHUNK);
+  });
+
+  it('copies the data that waits into pooled memory, uses it again once written on, and delivers every byte in order', async () => {
+    // Y's channel receives packets as ssh2 hands them on: views of 64 KiB reads, two 32 KiB
+    // packets each. X's window takes 40 KiB at a time, so most of it waits in Y's channel.
+    const y = ssh2Channel(2 << 20);
+    const delivered: Buffer[] = [];
+    const x = ssh2Channel(40 * 1024, delivered);
+    const parked = createParkedChunks(8);
+    bridge(channelEnd(y.ch), channelEnd(x.ch), () => {}, { parked });
+    await new Promise((r) => setImmediate(r));
+    const sent: Buffer[] = [];
+    for (let round = 0; round < 16; round++) {
+      const reads = [randomBytes(64 * 1024), randomBytes(64 * 1024)];
+      for (const read of reads) {
+        sent.push(Buffer.from(read));
+        y.ch.push(read.subarray(0, 32 * 1024));
+        y.ch.push(read.subarray(32 * 1024));
+      }
+      await new Promise((r) => setImmediate(r));
+      assert.equal(y.ch.isPaused(), true, "X's window ran out: Y's channel is paused");
+      // What waits is a copy: the reads may change (or be freed) and what X receives does not.
+      for (const read of reads) read.fill(0);
+      for (let i = 0; i < 20 && x.sent() < (round + 1) * 128 * 1024; i++) {
+        x.grant(40 * 1024);
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    assert.equal(x.sent(), 2 << 20);
+    assert.ok(Buffer.concat(delivered).equals(Buffer.concat(sent)), 'every byte arrived, in order, unchanged');
+    assert.ok(parked.reused > 0, `the pool's memory was used again (${parked.reused} times)`);
+    assert.ok(parked.allocated <= 8, `at most one window's worth allocated (${parked.allocated})`);
   });
 });

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { releaseAllowanceOf } from '../channel-memory.js';
+import { parkWhileWaiting, type ParkedChunks } from '../parked-chunks.js';
 import type { SendGate } from '../send-budget.js';
 import { channelSendWindow, onPeerClose, type SendWindow } from '../ssh2-internals.js';
 
@@ -120,9 +121,11 @@ export interface Bridge {
  * not its socket takes the bytes, and holds what the window does not take (up to its 2 MiB
  * high-water mark) to hand it to the socket the moment a WINDOW_ADJUST comes, past the bound.
  */
-function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { finished(): boolean; gone(): boolean; stalled(): void }): () => void {
+function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { finished(): boolean; gone(): boolean; stalled(): void; parked?: ParkedChunks }): () => void {
   const src = from.stream;
   const dst = to.stream;
+  const parked = o.parked;
+  const stopHolding = parked ? parkWhileWaiting(src, parked) : undefined;
   const resume = () => {
     if (!o.finished()) src.resume();
   };
@@ -144,7 +147,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
     // peer's NEWKEYS, that pause never ended, and the peer was cut off as stalled.
     if (to.gate?.update()) {
       src.pause();
-      src.unshift(chunk);
+      src.unshift(parked ? parked.hold(chunk) : chunk);
       to.gate.whenOpen(resume);
       return o.stalled();
     }
@@ -162,10 +165,13 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
     }
     if (c !== chunk) {
       src.pause();
-      src.unshift(chunk.subarray(room));
+      const rest = chunk.subarray(room);
+      src.unshift(parked ? parked.hold(rest) : rest);
       to.window!.onGrow(resume);
       return o.stalled();
     }
+    // Nothing of it is left in `dst` (its write copied it into a packet, or the kernel took it).
+    if (parked && dst.writableLength === 0) parked.written(chunk);
     const over = to.gate?.update() ?? false;
     if (!full && !over) return;
     src.pause();
@@ -175,6 +181,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
   };
   src.on('data', onData);
   return () => {
+    stopHolding?.();
     src.off('data', onData);
     dst.off('drain', afterDrain);
   };
@@ -195,7 +202,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
  * sent is read), both sides stayed open, and the peer's slots held, until the other peer granted
  * window, which it need never do.
  */
-export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats) => void): Bridge {
+export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats) => void, opts: { parked?: ParkedChunks } = {}): Bridge {
   let aToB = 0;
   let bToA = 0;
   const st = {
@@ -254,8 +261,9 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
     leftUnread('a');
     leftUnread('b');
   };
-  const stopAB = pump(a, b, (n) => (aToB += n), { finished: () => done, gone: () => st.b.peerClosed, stalled });
-  const stopBA = pump(b, a, (n) => (bToA += n), { finished: () => done, gone: () => st.a.peerClosed, stalled });
+  const parked = opts.parked ? { parked: opts.parked } : {};
+  const stopAB = pump(a, b, (n) => (aToB += n), { finished: () => done, gone: () => st.b.peerClosed, stalled, ...parked });
+  const stopBA = pump(b, a, (n) => (bToA += n), { finished: () => done, gone: () => st.a.peerClosed, stalled, ...parked });
   // After the pumps: a peer whose CLOSE came already is reported at once (and may finish).
   a.onPeerClose?.(() => {
     st.a.peerClosed = true;

@@ -16,6 +16,7 @@ import { refuseRequest } from './request-refusals.js';
 import { governWindow } from './standard-window.js';
 import type { HeldBridge } from './virtual-listeners.js';
 import { noteLeftBridgesCut } from './left-bridges-cut.js';
+import { relayParkedChunks } from '../parked-chunks.js';
 
 /**
  * Y's side of one connection: its `direct-tcpip` channel opens, each routed by its lease to an
@@ -296,6 +297,7 @@ export class DirectChannels {
           step(() => unheld());
           if (this.#bridges.size === 0) step(() => this.#lastClosed());
         },
+        { parked: relayParkedChunks },
       ));
       this.#bridges.add(bridged);
       untrack = o.ctx.live.add(bridged, opts.gate ? [o.budget, opts.gate] : [o.budget]);
