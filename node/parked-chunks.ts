@@ -28,10 +28,10 @@ export interface ParkedChunks {
 export const PARKED_CHUNK_BYTES = 32 * 1024;
 /**
  * Smaller chunks are copied into memory of their own size (Buffer.from), so a pooled buffer holds
- * at most 4/3 of its chunk: a peer sending small packets into a paused channel cannot make the
- * relay hold more than its window allows.
+ * at most 1/15 more than its chunk (a full packet, 32 KiB, fills it): a peer sending packets of
+ * other sizes into a paused channel makes the relay hold no more than what it sent.
  */
-export const PARKED_CHUNK_MIN = 24 * 1024;
+export const PARKED_CHUNK_MIN = 30 * 1024;
 /** Buffers the relay keeps free: 256 (8 MiB), four paused standard windows. */
 export const RELAY_PARKED_MAX_FREE = 256;
 
