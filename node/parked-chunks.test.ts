@@ -45,6 +45,15 @@ describe('parked chunks', () => {
     assert.equal(pool.free, 0);
   });
 
+  it('does not copy again what it copied, whatever its size: a remainder put back stays in the same memory', () => {
+    const pool = createParkedChunks(4);
+    for (const n of [5 * 1024, PARKED_CHUNK_MIN - 1, PARKED_CHUNK_BYTES, PARKED_CHUNK_BYTES + 1, 64 * 1024]) {
+      const copy = pool.hold(bytes(n, 5));
+      const rest = copy.subarray(1000);
+      assert.equal(pool.hold(rest).buffer, copy.buffer, `a remainder of a ${n}-byte copy is not copied again`);
+    }
+  });
+
   it('keeps at most maxFree buffers', () => {
     const pool = createParkedChunks(2);
     const copies = [1, 2, 3].map(() => pool.hold(bytes(PARKED_CHUNK_BYTES, 1)));

@@ -32,6 +32,12 @@ export const PARKED_CHUNK_BYTES = 32 * 1024;
  * other sizes into a paused channel makes the relay hold no more than what it sent.
  */
 export const PARKED_CHUNK_MIN = 30 * 1024;
+/**
+ * Copies of at least this size (outside the pool) get memory of their own, and are known as
+ * copies: smaller ones come from Node's shared Buffer pool (Buffer.from below 4 KiB), so what
+ * is left of one is copied again when put back (at most 4 KiB each time).
+ */
+const OWN_COPY_MIN = 4 * 1024;
 /** Buffers the relay keeps free: 256 (8 MiB), four paused standard windows. */
 export const RELAY_PARKED_MAX_FREE = 256;
 
@@ -39,12 +45,25 @@ export function createParkedChunks(maxFree: number): ParkedChunks {
   const free: ArrayBuffer[] = [];
   /** Each of the pool's buffers, and where the copy in it ends. */
   const ends = new WeakMap<ArrayBufferLike, number>();
+  /**
+   * The memory of each copy made outside the pool (of OWN_COPY_MIN or more): what is left of one
+   * when the other side's window took part of it is put back as it is. Copied again at each put
+   * back, a peer granting its window a few bytes at a time had the relay copy the whole rest of
+   * the chunk for each grant (20 KiB at 256 bytes a grant: 800 KB copied, and allocated).
+   */
+  const own = new WeakSet<ArrayBufferLike>();
   let allocated = 0;
   let reused = 0;
   return {
     hold(chunk) {
-      if (ends.has(chunk.buffer)) return chunk;
-      if (chunk.length < PARKED_CHUNK_MIN || chunk.length > PARKED_CHUNK_BYTES) return Buffer.from(chunk);
+      if (ends.has(chunk.buffer) || own.has(chunk.buffer)) return chunk;
+      if (chunk.length < OWN_COPY_MIN) return Buffer.from(chunk);
+      if (chunk.length < PARKED_CHUNK_MIN || chunk.length > PARKED_CHUNK_BYTES) {
+        const copy = Buffer.allocUnsafeSlow(chunk.length);
+        copy.set(chunk);
+        own.add(copy.buffer);
+        return copy;
+      }
       let ab = free.pop();
       if (ab) reused++;
       else {

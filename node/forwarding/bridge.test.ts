@@ -240,4 +240,38 @@ describe('bridge', () => {
     assert.ok(parked.reused > 0, `the pool's memory was used again (${parked.reused} times)`);
     assert.ok(parked.allocated <= 8, `at most one window's worth allocated (${parked.allocated})`);
   });
+
+  it("copies a waiting chunk once, however little window the other peer grants at a time", async () => {
+    // A 20 KiB chunk (copied into memory of its own size) waits for X, who grants 256 bytes at
+    // a time: each grant takes a little of it and puts the rest back. Copied again at each put
+    // back, a peer's tiny grants cost the relay a copy of the whole rest each (quadratic).
+    const y = ssh2Channel(2 << 20);
+    const delivered: Buffer[] = [];
+    const x = ssh2Channel(0, delivered);
+    const pool = createParkedChunks(8);
+    let copied = 0;
+    const counting = {
+      hold(c: Buffer) {
+        const h = pool.hold(c);
+        if (h.buffer !== c.buffer) copied += c.length;
+        return h;
+      },
+      written: (c: Buffer) => pool.written(c),
+      free: 0,
+      allocated: 0,
+      reused: 0,
+    };
+    bridge(channelEnd(y.ch), channelEnd(x.ch), () => {}, { parked: counting });
+    await new Promise((r) => setImmediate(r));
+    const read = randomBytes(64 * 1024);
+    const sent = Buffer.from(read.subarray(0, 20 * 1024));
+    y.ch.push(read.subarray(0, 20 * 1024));
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 100 && x.sent() < sent.length; i++) {
+      x.grant(256);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(Buffer.concat(delivered).equals(sent), 'every byte arrived, in order');
+    assert.ok(copied <= sent.length, `copied once: ${copied} bytes for ${sent.length}`);
+  });
 });
