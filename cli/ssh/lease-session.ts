@@ -8,7 +8,7 @@ import type { Session } from '../session.js';
 import { CliError, EXIT } from '../errors.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
-import { peerText } from '../output.js';
+import { peerText } from '../terminal-text.js';
 import { AbandonedLeases } from './abandoned-leases.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
