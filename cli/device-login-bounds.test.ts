@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once, type EventEmitter } from 'node:events';
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MockAgent } from 'undici';
@@ -101,6 +103,30 @@ describe('tunnel login: the device flow\'s interval and expiry are bounded', () 
         assert.equal(await done, EXIT.STOPPED, ctx.err());
         assert.match(ctx.err(), /not opening the approval page in a browser/, url);
       }
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('--browser hands xdg-open the URL as parsed, not as sent: tabs and line breaks inside it and spaces around it are gone', { timeout: 60_000 }, async () => {
+    // The stand-in writes the argument it got into a FIFO, which this test reads once it closes.
+    const bin = tempDir('tunnel-xdg-');
+    const fifo = join(bin, 'opened');
+    execFileSync('mkfifo', [fifo]);
+    writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$1" > '${fifo}'\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      const agent = new MockAgent();
+      agent.disableNetConnect();
+      deviceAnswer(agent, { expires_in: 600, interval: 5, verification_uri_complete: ` ${SERVER}/dev\tice?c=AB\nCD ` });
+      const ctx = testContext({ dispatcher: agent });
+      const done = run(['login', '--server', SERVER, '--browser'], ctx);
+      const opened = await readFile(fifo, 'utf8');
+      await untilWaiting(ctx);
+      ctx.abort();
+      assert.equal(await done, EXIT.STOPPED, ctx.err());
+      assert.equal(opened, `${SERVER}/device?c=ABCD`);
     } finally {
       process.env.PATH = path;
     }

@@ -196,21 +196,23 @@ const MAX_DEVICE_CODE_LIFE_S = 3600;
 const bounded = (n: number, min: number, max: number) => Math.min(max, Math.max(min, n));
 
 /**
- * Opens the approval page with xdg-open: only an http(s) URL, as the control plane sent it (one
+ * Opens the approval page with xdg-open: only an http(s) URL, as parsed (one the control plane sent
  * that names another scheme, a file or a handler, or reads as an option, is only printed).
  */
 function openBrowser(ctx: Context, url: string): void {
-  let scheme: string | undefined;
+  let parsed: URL | undefined;
   try {
-    scheme = new URL(url).protocol;
+    parsed = new URL(url);
   } catch {
-    scheme = undefined;
+    parsed = undefined;
   }
-  if (scheme !== 'https:' && scheme !== 'http:') {
+  if (parsed?.protocol !== 'https:' && parsed?.protocol !== 'http:') {
     info(ctx, 'tunnel login: not opening the approval page in a browser: the control plane sent a URL that is not http(s); open the one above by hand');
     return;
   }
-  const child = spawn('xdg-open', [url], { stdio: 'ignore', detached: true });
+  // The URL as parsed (what was checked), not as sent: the parser drops tabs, line breaks and
+  // surrounding spaces that the string handed to xdg-open would keep.
+  const child = spawn('xdg-open', [parsed.href], { stdio: 'ignore', detached: true });
   child.on('error', () => {});
   child.unref();
 }
