@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Session } from '../session.js';
 import { CliError } from '../errors.js';
-import { LeaseSupervisor, MAX_WAITING, presented, renewalDelayMs } from './lease-session.js';
+import { LeaseSupervisor, MAX_WAITING, presented } from './lease-session.js';
 
 const supervisor = () => new LeaseSupervisor({} as Session, { request: { kind: 'open', exposure: 'x' } });
 
@@ -69,35 +69,6 @@ describe('LeaseSupervisor#next: waiters that give up', () => {
     await assert.rejects(released, /no connection to the relay/);
     assert.deepEqual({ added, removed }, { added: 2, removed: 2 });
     assert.equal(sup.waiting, 0);
-  });
-});
-
-describe('renewalDelayMs: when a lease is renewed, whatever its times', () => {
-  const lease = (not_before: string, expires_at: string, created_at = not_before) => ({ not_before, expires_at, created_at });
-  it('at 2/3 of an hour-long lease, counted from its issue', () => {
-    assert.equal(renewalDelayMs(lease('2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z'), 2 / 3), 40 * 60_000);
-    // Backdated a minute (the control plane's not_before): 39 minutes after its issue.
-    assert.equal(renewalDelayMs(lease('2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z', '2026-01-01T00:01:00.000Z'), 2 / 3), 39 * 60_000);
-  });
-
-  it("this machine's clock plays no part (one running an hour ahead renewed a fresh lease every second)", () => {
-    const mocked = Date.now;
-    Date.now = () => Date.parse('2026-01-01T02:00:00.000Z');
-    try {
-      assert.equal(renewalDelayMs(lease('2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z'), 2 / 3), 40 * 60_000);
-    } finally {
-      Date.now = mocked;
-    }
-  });
-
-  it("a lease that ends in 2100 waits a timer's longest (no overflow to 1 ms, a renewal loop)", () => {
-    assert.equal(renewalDelayMs(lease('2026-01-01T00:00:00.000Z', '2100-01-01T00:00:00.000Z'), 2 / 3), 2 ** 31 - 1);
-  });
-
-  it('a lease issued past its renewal point, or with unreadable times: 1 s', () => {
-    assert.equal(renewalDelayMs(lease('2025-01-01T00:00:00.000Z', '2025-01-01T01:00:00.000Z', '2025-01-01T00:50:00.000Z'), 2 / 3), 1_000);
-    assert.equal(renewalDelayMs(lease('nonsense', '2026-01-01T01:00:00.000Z'), 2 / 3), 1_000);
-    assert.equal(renewalDelayMs(lease('2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z', 'nonsense'), 2 / 3), 1_000);
   });
 });
 

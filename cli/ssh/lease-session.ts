@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomInt, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Client } from 'ssh2';
 import { LeaseIssuedSchema, LeaseSchema, type LeaseCreate, type LeaseIssued } from '../../protocol/api-types.js';
@@ -9,6 +9,7 @@ import { CliError, EXIT } from '../errors.js';
 import { clientSocket } from '../../node/ssh2-internals.js';
 import { connectRelay, DEFAULT_TIMINGS, renewOnConnection, type RelayError, type RelayTimings } from './relay-connection.js';
 import { peerText } from '../terminal-text.js';
+import { backoff, renewalDelayMs } from './lease-timing.js';
 import { AbandonedLeases } from './abandoned-leases.js';
 
 export type LeaseRequest = Omit<LeaseCreate, 'public_key'>;
@@ -422,28 +423,3 @@ export function presented(ids: readonly string[] | undefined, id: string): strin
 
 /** How often a session polls for an exposure that is offline. */
 const OFFLINE_POLL_MS = 1000;
-
-/** A timer's longest wait (Node fires a longer one after 1 ms, with a TimeoutOverflowWarning). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * How long after it arrived a lease (`not_before` to `expires_at`, issued at `created_at`, all
- * three the control plane's times) is renewed: at `renewAt` of its life, counted from when the
- * control plane issued it, so this machine's clock plays no part (one running ahead by over a
- * third of a lease's life had every renewal look overdue: a renewal a second). At least 1 s (a
- * lease already past that point, or with times that do not parse, is renewed in a second, not in
- * a loop), at most a timer's longest wait (a lease that ends in 2100 is renewed in 24 days, not at
- * once and again and again).
- */
-export function renewalDelayMs(lease: { not_before: string; expires_at: string; created_at: string }, renewAt: number): number {
-  const start = new Date(lease.not_before).getTime();
-  const end = new Date(lease.expires_at).getTime();
-  const wait = start + (end - start) * renewAt - new Date(lease.created_at).getTime();
-  return Number.isFinite(wait) ? Math.min(MAX_TIMER_MS, Math.max(1_000, wait)) : 1_000;
-}
-
-/** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped. */
-export function backoff(failures: number, maxMs: number): number {
-  const ceiling = Math.min(maxMs, 500 * 2 ** Math.min(failures - 1, 16));
-  return Math.max(250, randomInt(0, ceiling + 1));
-}
