@@ -245,6 +245,11 @@ export class RelayConnection {
     return this.#direct?.buffered ?? 0;
   }
 
+  /** Chunks waiting in the readable sides of this connection's bridges' streams. */
+  get bridgeChunks(): number {
+    return this.#direct?.bufferedChunks ?? 0;
+  }
+
   /** Bytes buffered for this peer: in its socket, and held by ssh2 during a key exchange. */
   get sendBuffer(): { socket: number; keyExchange: number; over: boolean } {
     return { socket: this.#budget.socketBytes, keyExchange: this.#budget.heldBytes, over: this.#budget.over };

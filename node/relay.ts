@@ -248,6 +248,9 @@ export function createRelay(deps: RelayDeps): Relay {
   r.gauge('tunnel_node_bridge_buffer_bytes', 'Bytes inside bridged channel streams now (read from one side, not yet passed to the other)', () =>
     [...connections].reduce((n, c) => n + c.bridgeBuffered, 0),
   );
+  r.gauge('tunnel_node_bridge_buffer_chunks', 'Chunks (Buffers) waiting in bridged channel streams now: small packets that wait are joined, so about one per 32 KiB', () =>
+    [...connections].reduce((n, c) => n + c.bridgeChunks, 0),
+  );
   r.gauge('tunnel_node_live_channel_bytes', "Channel data open bridges and their peers' send queues hold now (what --gc-full-after counts as live, not garbage)", () => live.total());
   r.counterOf('tunnel_node_paced_gc_total', 'Collections the relay asked for after every --gc-every bytes read (full ones included)', () => gcPacer.collections);
   r.counterOf('tunnel_node_packet_buffers_allocated_total', 'Buffers the outgoing packet pool allocated (node/packet-pool.ts)', () => relayPackets.allocated);

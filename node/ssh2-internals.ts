@@ -75,6 +75,12 @@
  *   set, and is still called through the instance property. (`ClientStderr#_read` does the same
  *   for the main channel's flag: a client channel whose stderr is read gets ssh2's top-ups back;
  *   Tunnel adopts only tcpip channels and never reads their stderr.)
+ * - Joined small chunks (pushJoined, waitingChunks; hooked channels): Node's Readable still keeps
+ *   waiting chunks in `_readableState.buffer` (an array read from `bufferIndex`, or a BufferList
+ *   with `tail.data`) and `_readableState.length`, and an empty push still only clears `reading`,
+ *   reads more if it may and answers as a push does; an unknown shape pushes each chunk as it is
+ *   (node/small-chunks.test.ts checks the joining on the running Node;
+ *   test/node/hostile-small-chunks).
  * - Pooled padding (installPooledPadding): lib/protocol/crypto.js still exports CIPHER_INFO, MAC_INFO
  *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
@@ -146,6 +152,7 @@ export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
 export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internals/answers.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
 export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
+export { JOINED_MAX, pushJoined, SMALL_CHUNK, waitingChunks } from './ssh2-internals/small-chunks.js';
 export { channelSendWindow, type SendWindow } from './ssh2-internals/channel-send-window.js';
 export { onPeerClose } from './ssh2-internals/channel-close.js';
 export { acceptWithWindow, forwardOutWithWindow, setIncomingWindow } from './ssh2-internals/initial-window.js';

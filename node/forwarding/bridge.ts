@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { releaseAllowanceOf } from '../channel-memory.js';
 import { parkWhileWaiting, type ParkedChunks } from '../parked-chunks.js';
 import type { SendGate } from '../send-budget.js';
-import { channelSendWindow, onPeerClose, type SendWindow } from '../ssh2-internals.js';
+import { channelSendWindow, onPeerClose, waitingChunks, type SendWindow } from '../ssh2-internals.js';
 
 /** One side of a bridge: a stream plus how to half-close and close it. */
 export interface BridgeEnd {
@@ -106,6 +106,8 @@ export interface Bridge {
   stats(): Omit<BridgeStats, 'end'>;
   /** Bytes waiting inside the two streams now (read but not yet taken, written but not yet sent on). */
   buffered(): number;
+  /** Chunks (Buffers) waiting in the two streams' readable sides now (node/ssh2-internals/small-chunks.ts joins small ones). */
+  bufferedChunks(): number;
   /** Tears both sides down now. */
   abort(): void;
   /** Whether the SSH peer behind `side` has closed its channel (its CHANNEL_CLOSE; BridgeEnd.onPeerClose). */
@@ -283,6 +285,7 @@ export function bridge(a: BridgeEnd, b: BridgeEnd, onClose: (stats: BridgeStats)
   return {
     stats: () => ({ aToB, bToA }),
     buffered: () => a.stream.readableLength + a.stream.writableLength + b.stream.readableLength + b.stream.writableLength,
+    bufferedChunks: () => waitingChunks(a.stream) + waitingChunks(b.stream),
     abort: () => finish('aborted'),
     peerClosed: (side) => st[side].peerClosed,
   };

@@ -54,6 +54,13 @@ export class DirectChannels {
     return n;
   }
 
+  /** Chunks waiting in the readable sides of these bridges' streams. */
+  get bufferedChunks(): number {
+    let n = 0;
+    for (const b of this.#bridges) n += b.bufferedChunks();
+    return n;
+  }
+
   /** The connection closed: the idle sweep stops (once the bridges abortAll leaves have closed too: unwatch stops it then). */
   stopIdleSweep(): void {
     for (const b of this.#bridges) if (b.peerClosed('a')) return;

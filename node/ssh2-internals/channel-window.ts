@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { pushJoined } from './small-chunks.js';
 
 /** ssh2's standard channel window (lib/Channel.js MAX_WINDOW), also its readable high-water mark. */
 export const STANDARD_WINDOW = 2 * 1024 * 1024;
@@ -77,8 +78,10 @@ export function channelWindow(ch: Duplex): ChannelWindow {
       // every grant to the hook, which counts unread data against the window as OpenSSH does:
       // ssh2's own top-up let a paused reader hold its 2 MiB readable buffer plus a fresh 2 MiB
       // window (issue 11: the relay's memory per stream).
+      // Small chunks that wait are joined (node/ssh2-internals/small-chunks.ts): a Buffer per
+      // 1-byte packet cost the relay about 250 bytes of heap per byte its window let in.
       c.push = function (chunk: unknown, encoding?: BufferEncoding): boolean {
-        const accepted = push.call(this, chunk, encoding);
+        const accepted = Buffer.isBuffer(chunk) ? pushJoined(ch, chunk, (b) => push.call(this, b)) : push.call(this, chunk, encoding);
         if (!(chunk instanceof Uint8Array)) return accepted;
         h.received(chunk.length, accepted);
         return false;
