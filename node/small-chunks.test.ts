@@ -63,4 +63,15 @@ describe('pushJoined (node/ssh2-internals/small-chunks.ts)', () => {
       }),
     );
   });
+
+  it('joins nothing into a destroyed stream: what is pushed is dropped and answered false, as push does', () => {
+    const { r, push } = joined();
+    r.on('error', () => {});
+    r.pause();
+    push(bytes(10, 1));
+    r.destroy();
+    const answers = Array.from({ length: 100 }, (_, i) => push(bytes(10, i)));
+    assert.equal(r.readableLength, 10, 'nothing more waits');
+    assert.deepEqual(answers, answers.map(() => false));
+  });
 });

@@ -16,6 +16,8 @@ interface ReadableInternals {
   objectMode?: boolean;
   needReadable?: boolean;
   ended?: boolean;
+  destroyed?: boolean;
+  errored?: unknown;
   length?: number;
   /** Node 20.x and later: an array read from `bufferIndex`; earlier, a BufferList with `tail.data`. */
   buffer?: unknown;
@@ -61,6 +63,9 @@ export function pushJoined(stream: Readable, chunk: Buffer, push: (c: Buffer) =>
   const st = (stream as unknown as { _readableState?: ReadableInternals })._readableState;
   const n = chunk.length;
   if (!st || st.objectMode === true || n === 0 || n >= JOINED_MAX || typeof st.length !== 'number') return push(chunk);
+  // A destroyed or errored stream drops what is pushed (push answers false): nothing is joined
+  // into what waits in it, which would grow its length and answer as if it had been taken.
+  if (st.destroyed === true || (st.errored !== null && st.errored !== undefined && st.errored !== false)) return push(chunk);
   // Delivered at once (flowing, nothing ahead of it): nothing waits.
   if (stream.readableFlowing === true && st.length === 0) return push(chunk);
   // A paused stream without 'readable' listeners: what push would do for a reader waiting
