@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EXIT } from './errors.js';
@@ -73,4 +73,25 @@ describe('the CLI\'s config and credentials files', () => {
       assert.equal(r.stderr, `tunnel whoami: cannot read ${file}: not valid JSON; fix or delete it\n`);
     });
   }
+
+  it('credentials.json open to group or others: one warning line naming the file and its mode, the command goes on', async () => {
+    const home = tempDir('tunnel-cli-');
+    const file = join(configDirIn(home, 'config.json'), 'credentials.json');
+    chmodSync(file, 0o644);
+    const r = await whoami(home);
+    const lines = r.stderr.split('\n').filter(Boolean);
+    assert.equal(lines[0], `tunnel: warning: ${file} is open to others (mode 0644), and its tokens log in as you: chmod 600 it`);
+    // whoami still ran: it went on to the (unreachable) control plane and failed there, once.
+    assert.equal(lines.filter((l) => l.includes('warning')).length, 1, r.stderr);
+    assert.match(lines[1] ?? '', /^tunnel whoami: /);
+    assert.doesNotMatch(r.stderr, /"at"|access_token/);
+  });
+
+  it('credentials.json at 0600: no warning', async () => {
+    const home = tempDir('tunnel-cli-');
+    configDirIn(home, 'config.json');
+    const r = await whoami(home);
+    assert.doesNotMatch(r.stderr, /warning/, r.stderr);
+    assert.match(r.stderr, /^tunnel whoami: /);
+  });
 });

@@ -1,4 +1,4 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { FileKindRefusedError, FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
 import { join } from 'node:path';
 import { xdgBaseDir } from '../shared/xdg-base-dir.js';
@@ -8,6 +8,7 @@ import { CliError, EXIT } from './errors.js';
 import type { TrustError} from '../protocol/tls-trust.js';
 import { parsePin, type TrustSettings } from '../protocol/tls-trust.js';
 import { writeFileAtomicSync } from '../shared/write-file-atomic.js';
+import { terminalText } from './terminal-text.js';
 
 /**
  * Where the CLI keeps its state: `$XDG_CONFIG_HOME/tunnel/` (default `~/.config/tunnel/`):
@@ -95,10 +96,34 @@ export function writeConfigFile(ctx: Pick<Context, 'env' | 'homeDir'>, cfg: z.in
   writeJson(join(configDir(ctx), 'config.json'), cfg, 0o600);
 }
 
-export function readCredentials(ctx: Pick<Context, 'env' | 'homeDir'>): Credentials | undefined {
+/** Credentials files already warned about in this process: a running `tunnel expose` reads its file again at each renewal. */
+const warnedOpen = new Set<string>();
+
+/**
+ * One line on stderr when the credentials file can be read or written by anyone but its owner
+ * (mode bits for group or others, as after a copy or an archive's extraction): its refresh or
+ * service token logs in as this user. Not refused, unlike ssh's private keys: the next write
+ * (a renewal, a login) puts it back to 0600 (writeCredentials). Once per file per process.
+ */
+function warnIfOpen(path: string, stderr: Context['stderr'] | undefined): void {
+  if (!stderr || process.platform === 'win32' || warnedOpen.has(path)) return;
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o077) === 0) return;
+  warnedOpen.add(path);
+  stderr.write(`${terminalText(`tunnel: warning: ${path} is open to others (mode ${mode.toString(8).padStart(4, '0')}), and its tokens log in as you: chmod 600 it`)}\n`);
+}
+
+/** The stored login, or undefined; with `stderr`, a file open to others is warned about (warnIfOpen). */
+export function readCredentials(ctx: Pick<Context, 'env' | 'homeDir'> & Partial<Pick<Context, 'stderr'>>): Credentials | undefined {
   const path = join(configDir(ctx), 'credentials.json');
   const raw = readJson(path);
   if (raw === undefined) return undefined;
+  warnIfOpen(path, ctx.stderr);
   const parsed = CredentialsSchema.safeParse(raw);
   return parsed.success ? parsed.data : undefined;
 }
@@ -121,7 +146,7 @@ export function deleteCredentials(ctx: Pick<Context, 'env' | 'homeDir'>): boolea
  * in order, moving on when one cannot be reached (see ApiClient). The list is kept as one string
  * (the login's key), normalized: each URL without a trailing slash.
  */
-export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'>, flag: string | undefined): string | undefined {
+export function resolveServer(ctx: Pick<Context, 'env' | 'homeDir'> & Partial<Pick<Context, 'stderr'>>, flag: string | undefined): string | undefined {
   const raw = flag ?? ctx.env.TUNNEL_SERVER ?? readConfigFile(ctx).server ?? readCredentials(ctx)?.server;
   if (!raw) return undefined;
   const urls = raw.split(',').map((s) => s.trim());
