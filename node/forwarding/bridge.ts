@@ -127,7 +127,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
   const src = from.stream;
   const dst = to.stream;
   const parked = o.parked;
-  const stopHolding = parked ? parkWhileWaiting(src, parked) : undefined;
+  const stopParking = parked ? parkWhileWaiting(src, parked) : undefined;
   const resume = () => {
     if (!o.finished()) src.resume();
   };
@@ -183,7 +183,7 @@ function pump(from: BridgeEnd, to: BridgeEnd, count: (n: number) => void, o: { f
   };
   src.on('data', onData);
   return () => {
-    stopHolding?.();
+    stopParking?.();
     src.off('data', onData);
     dst.off('drain', afterDrain);
   };
