@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { joinsSmallChunks, SMALL_CHUNK } from './ssh2-internals.js';
 
 /**
  * Channel data that a bridge holds while the other side cannot take it, copied into memory that
@@ -99,13 +100,19 @@ export function createParkedChunks(maxFree: number): ParkedChunks {
  * Copies each chunk pushed into `src` that will wait in its readable buffer (the stream is paused,
  * or holds data already) with `held`, until the returned function is called. The copy is pushed in
  * the chunk's place; everything else about the push (what ssh2 and node/adaptive-window.ts count)
- * is unchanged.
+ * is unchanged. A chunk under SMALL_CHUNK pushed into a channel whose own push joins small chunks
+ * (joinsSmallChunks: its window is hooked, node/ssh2-internals/small-chunks.ts) is left as it is:
+ * that push copies it into a joined chunk (copied here as well, each small packet that waited was
+ * copied twice). Anywhere else (an unhooked channel, a readable buffer of unknown shape) it is
+ * copied here, or it would pin ssh2's read.
  */
 export function parkWhileWaiting(src: Readable, held: ParkedChunks): () => void {
   const push = src.push;
   let on = true;
   src.push = function (this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (on && Buffer.isBuffer(chunk) && !(src.readableFlowing === true && src.readableLength === 0)) return push.call(this, held.hold(chunk), encoding);
+    if (on && Buffer.isBuffer(chunk) && !(src.readableFlowing === true && src.readableLength === 0) && !(chunk.length < SMALL_CHUNK && joinsSmallChunks(src))) {
+      return push.call(this, held.hold(chunk), encoding);
+    }
     return push.call(this, chunk, encoding);
   };
   return () => {

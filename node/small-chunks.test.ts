@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { JOINED_MAX, pushJoined, waitingChunks } from './ssh2-internals.js';
+import { JOINED_MAX, joinsSmallChunks, joinsSmallChunksOf, pushJoined, waitingChunks } from './ssh2-internals.js';
 
 /** A Readable whose pushes go through pushJoined, as a hooked channel's do. */
 function joined(): { r: Readable; push(b: Buffer): boolean } {
@@ -62,6 +62,25 @@ describe('pushJoined (node/ssh2-internals/small-chunks.ts)', () => {
         resolve();
       }),
     );
+  });
+
+  it('copies a small chunk that waits exactly when it says so (joinsSmallChunksOf, which lets the bridge leave the copy to it)', () => {
+    const { r, push } = joined();
+    r.pause();
+    assert.equal(joinsSmallChunksOf(r), true, "the running Node's buffer has a shape pushJoined knows");
+    assert.equal(joinsSmallChunks(r), false, 'but its push is not a hooked channel window');
+    const view = bytes(10, 1);
+    push(view);
+    const waiting = r.read() as Buffer;
+    assert.ok(waiting.equals(view));
+    assert.notEqual(waiting.buffer, view.buffer, 'what waited is a copy');
+    const odd = new Readable({ read() {} });
+    odd.pause();
+    (odd as unknown as { _readableState: { buffer: unknown } })._readableState.buffer = new Map();
+    assert.equal(joinsSmallChunksOf(odd), false, 'a buffer of another shape');
+    let pushed: Buffer | undefined;
+    pushJoined(odd, view, (c) => ((pushed = c), true));
+    assert.equal(pushed, view, 'then the chunk is pushed as it is (and the bridge copies it)');
   });
 
   it('joins nothing into a destroyed stream: what is pushed is dropped and answered false, as push does', () => {

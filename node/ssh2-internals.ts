@@ -8,7 +8,7 @@
  * - global-requests.ts, channel-opens.ts, channel-requests.ts: hooks on incoming requests and opens
  * - answers.ts: the Protocol methods through which ssh2 answers the peer on its own (cli/ssh/answer-bound.ts)
  * - channel-limits.ts: data past the window, too small a maximum packet size
- * - channel-window.ts: a channel's receive window (node/adaptive-window.ts)
+ * - channel-window.ts: a channel's receive window (node/adaptive-window.ts), and whether its push joins small chunks (node/parked-chunks.ts)
  * - channel-send-window.ts: a channel's send window and the peer's WINDOW_ADJUSTs (node/forwarding/bridge.ts)
  * - channel-close.ts: the peer's CHANNEL_CLOSE, before ssh2's 'close' (node/forwarding/bridge.ts)
  * - initial-window.ts: the window a channel opens with (node/channel-memory.ts)
@@ -78,9 +78,9 @@
  * - Joined small chunks (pushJoined, waitingChunks; hooked channels): Node's Readable still keeps
  *   waiting chunks in `_readableState.buffer` (an array read from `bufferIndex`, or a BufferList
  *   with `tail.data`) and `_readableState.length`, and an empty push still only clears `reading`,
- *   reads more if it may and answers as a push does; an unknown shape pushes each chunk as it is
- *   (node/small-chunks.test.ts checks the joining on the running Node;
- *   test/node/hostile-small-chunks).
+ *   reads more if it may and answers as a push does; an unknown shape pushes each chunk as it is,
+ *   and then the bridge copies small chunks that wait itself (joinsSmallChunks; node/small-chunks.test.ts
+ *   checks the joining on the running Node; node/forwarding/bridge.test.ts, test/node/hostile-small-chunks).
  * - Pooled padding (installPooledPadding): lib/protocol/crypto.js still exports CIPHER_INFO, MAC_INFO
  *   and createCipher, its outbound cipher classes are still the six in CIPHER_SHAPES, and each
  *   `allocPacket` still computes the padding as written there (node/ssh2-internals.test.ts
@@ -151,8 +151,8 @@ export { observeChannelOpens, OPEN_FAILURE, rejectChannelOpen } from './ssh2-int
 export { dropRequestsAfterClose } from './ssh2-internals/channel-requests.js';
 export { ANSWER_METHODS, routeAnswers, type AnswerMethod } from './ssh2-internals/answers.js';
 export { enforceChannelLimits, MIN_CHANNEL_PACKET, type ChannelLimitViolation } from './ssh2-internals/channel-limits.js';
-export { channelWindow, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
-export { JOINED_MAX, pushJoined, SMALL_CHUNK, waitingChunks } from './ssh2-internals/small-chunks.js';
+export { channelWindow, joinsSmallChunks, STANDARD_WINDOW, type ChannelWindow } from './ssh2-internals/channel-window.js';
+export { JOINED_MAX, joinsSmallChunksOf, pushJoined, SMALL_CHUNK, waitingChunks } from './ssh2-internals/small-chunks.js';
 export { channelSendWindow, type SendWindow } from './ssh2-internals/channel-send-window.js';
 export { onPeerClose } from './ssh2-internals/channel-close.js';
 export { acceptWithWindow, forwardOutWithWindow, setIncomingWindow } from './ssh2-internals/initial-window.js';

@@ -3,9 +3,11 @@ import { createRequire } from 'node:module';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { createParkedChunks } from '../parked-chunks.js';
+import { createParkedChunks, type ParkedChunks } from '../parked-chunks.js';
 import type { SendGate } from '../send-budget.js';
+import { SMALL_CHUNK } from '../ssh2-internals.js';
 import { bridge, channelEnd, type BridgeEnd, type BridgeStats, type SshChannelLike } from './bridge.js';
+import { holdToWindow } from './standard-window.js';
 
 /** A fake channel: `remote` is what the peer sees; eof() ends remote's readable side. */
 function fakeChannel() {
@@ -63,6 +65,8 @@ function ssh2Channel(window: number, copies?: Buffer[]) {
     },
     channelEOF: () => {},
     channelClose: () => {},
+    // The grants of a hooked window (holdToWindow) go nowhere: this peer sends only what a test pushes.
+    channelWindowAdjust: () => {},
     _handlers: {
       CHANNEL_CLOSE: () => {},
       CHANNEL_WINDOW_ADJUST: (_p: unknown, _recipient: number, n: number) => {
@@ -82,6 +86,62 @@ function ssh2Channel(window: number, copies?: Buffer[]) {
     sent: () => sent,
     grant: (n: number) => protocol._handlers.CHANNEL_WINDOW_ADJUST(undefined, 0, n),
   };
+}
+
+/** A pool of parked chunks that counts the copies it makes of chunks under SMALL_CHUNK. */
+function countingSmallCopies(): { parked: ParkedChunks; small: () => number } {
+  const pool = createParkedChunks(8);
+  let small = 0;
+  const parked = {
+    hold(c: Buffer) {
+      const h = pool.hold(c);
+      if (h.buffer !== c.buffer && c.length < SMALL_CHUNK) small++;
+      return h;
+    },
+    written: (c: Buffer) => pool.written(c),
+    free: 0,
+    allocated: 0,
+    reused: 0,
+  };
+  return { parked, small: () => small };
+}
+
+/**
+ * Pushes packets of 1 to 999 bytes into Y's channel, as ssh2 hands them on (views of 64 KiB
+ * reads), while X grants no window: all but the first wait. Then zeroes the reads (a view left
+ * waiting would now send zeros), lets X take everything, and returns how many of the packets the
+ * bridge copied while they were pushed (the first, put back for X's window, is one), how many were
+ * pushed, and whether every byte reached X once, in order.
+ */
+async function smallPacketsThroughBridge(hooked: boolean): Promise<{ copied: number; packets: number; exact: boolean }> {
+  const y = ssh2Channel(2 << 20);
+  if (hooked) holdToWindow(y.ch);
+  const delivered: Buffer[] = [];
+  const x = ssh2Channel(0, delivered);
+  const { parked, small } = countingSmallCopies();
+  bridge(channelEnd(y.ch), channelEnd(x.ch), () => {}, { parked });
+  await new Promise((r) => setImmediate(r));
+  const reads = [randomBytes(64 * 1024), randomBytes(64 * 1024), randomBytes(64 * 1024)];
+  const sent: Buffer[] = [];
+  let packets = 0;
+  for (const read of reads) {
+    let at = 0;
+    for (let n = 1 + (packets % 999); at + n <= read.length; n = 1 + ((packets * 131) % 999)) {
+      sent.push(Buffer.from(read.subarray(at, at + n)));
+      y.ch.push(read.subarray(at, at + n));
+      at += n;
+      packets++;
+    }
+  }
+  const copied = small();
+  assert.equal(y.ch.isPaused(), true, 'X grants no window: Y waits');
+  for (const read of reads) read.fill(0);
+  const total = Buffer.concat(sent);
+  for (let i = 0; i < 200 && x.sent() < total.length; i++) {
+    x.grant(16 * 1024);
+    await new Promise((r) => setImmediate(r));
+  }
+  return { copied, packets, exact: Buffer.concat(delivered).equals(total) };
 }
 
 describe('bridge', () => {
@@ -273,5 +333,18 @@ describe('bridge', () => {
     }
     assert.ok(Buffer.concat(delivered).equals(sent), 'every byte arrived, in order');
     assert.ok(copied <= sent.length, `copied once: ${copied} bytes for ${sent.length}`);
+  });
+
+  it("leaves small packets that wait to a hooked channel's push, which joins them (copied once, not twice), and delivers every byte in order", async () => {
+    const r = await smallPacketsThroughBridge(true);
+    assert.ok(r.packets > 300);
+    assert.ok(r.copied <= 1, `the bridge copied ${r.copied} of ${r.packets} small packets that waited`);
+    assert.ok(r.exact, 'every byte arrived, in order, unchanged after the reads were zeroed');
+  });
+
+  it("copies small packets that wait in a channel whose push does not join them (no hook), so no view of ssh2's reads waits", async () => {
+    const r = await smallPacketsThroughBridge(false);
+    assert.equal(r.copied, r.packets, 'each packet that waited is copied');
+    assert.ok(r.exact, 'every byte arrived, in order, unchanged after the reads were zeroed');
   });
 });

@@ -1,5 +1,5 @@
-import type { Duplex } from 'node:stream';
-import { pushJoined } from './small-chunks.js';
+import type { Duplex, Readable } from 'node:stream';
+import { joinsSmallChunksOf, pushJoined } from './small-chunks.js';
 
 /** ssh2's standard channel window (lib/Channel.js MAX_WINDOW), also its readable high-water mark. */
 export const STANDARD_WINDOW = 2 * 1024 * 1024;
@@ -39,6 +39,19 @@ interface WindowedChannel {
   read: (n?: number) => unknown;
   readableLength: number;
   readableHighWaterMark: number;
+}
+
+/** Channels whose push the window hook wraps (pushJoined). */
+const hooked = new WeakSet<object>();
+
+/**
+ * Whether a chunk under SMALL_CHUNK pushed into `ch` is copied by the channel's own push when it
+ * will wait: its window is hooked (so its push joins small chunks) and its readable buffer has a
+ * shape pushJoined knows. node/parked-chunks.ts leaves such chunks to it rather than copy them
+ * twice.
+ */
+export function joinsSmallChunks(ch: Readable): boolean {
+  return hooked.has(ch) && joinsSmallChunksOf(ch);
 }
 
 /**
@@ -86,6 +99,7 @@ export function channelWindow(ch: Duplex): ChannelWindow {
         h.received(chunk.length, accepted);
         return false;
       };
+      hooked.add(ch);
       c._read = function (n: number): void {
         c._waitChanDrain = false;
         _read.call(this, n);

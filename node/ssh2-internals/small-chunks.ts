@@ -99,6 +99,17 @@ export function pushJoined(stream: Readable, chunk: Buffer, push: (c: Buffer) =>
   return push(copy);
 }
 
+/**
+ * Whether pushJoined copies every chunk of 1 to SMALL_CHUNK - 1 bytes that will wait in `stream`
+ * (into a joined chunk, new or the last waiting one): the stream's buffer has a shape it knows.
+ * Such a chunk never waits as the view it was pushed as, so a caller that would copy it anyway
+ * (node/parked-chunks.ts) can leave it as it is.
+ */
+export function joinsSmallChunksOf(stream: Readable): boolean {
+  const st = (stream as unknown as { _readableState?: ReadableInternals })._readableState;
+  return st !== undefined && st.objectMode !== true && typeof st.length === 'number' && lastWaitingKnown(st);
+}
+
 /** Whether the buffer's shape is one lastWaiting knows (so a joined chunk started now can be joined to). */
 function lastWaitingKnown(st: ReadableInternals): boolean {
   const b = st.buffer;
