@@ -5,7 +5,8 @@ import { sql, type SQL } from 'drizzle-orm';
  * for the dates and cutoffs a replica's own clock must not decide. Every replica writes beside that
  * one clock; a replica's own may be hours off (NTP broken on one machine): a cutoff on it let a
  * replica ahead leave out of a revocation, or prune from the relays' feed, leases still live at
- * the relays (lease-revocation.ts, history-prune.ts, nodes.ts readFeed), find every console
+ * the relays (lease-revocation.ts, history-prune.ts, nodes.ts readFeed), prune the rows of live
+ * leases, credentials and connections (history-prune.ts, connections.ts), find every console
  * session idle (auth/sessions.ts), or date an audit event in the future (services/audit.ts).
  * Works on PGlite and Postgres alike.
  */

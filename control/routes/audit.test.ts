@@ -12,7 +12,8 @@ import { holdRows } from '../testing/row-locks.js';
 import { reclaimFutureAuditIds } from '../services/audit.js';
 import { pruneHistory, PRUNE_EVERY_MS } from '../services/history-prune.js';
 import { assertOk } from '../testing/problem.js';
-import { tokenFor, uniq } from '../testing/fixtures.js';
+import { databaseNow, tokenFor, uniq } from '../testing/fixtures.js';
+import { dateBack } from '../testing/date-back.js';
 
 type Event = { id: string; type: string; subject: string | null };
 
@@ -119,6 +120,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const cursor = e.seen[e.seen.length - 1]!.id;
       const kept = uniq('kept');
       await t.deps.db.execute(insertAt(kept, new Date(t.clock.now().getTime() + 31 * DAY)));
+      // The turn is 31 days on by this replica's clock; the retention goes by the database's, so
+      // the log is dated back as far as the turn is ahead of it.
+      await dateBack(t, 'audit_events', sql`true`, t.clock.now().getTime() + 31 * DAY + PRUNE_EVERY_MS - (await databaseNow(t)));
       const turn = await prune(31 * DAY);
       assert.ok(turn && turn.audit > 0, JSON.stringify(turn));
       const gone = await t.call('GET', `/v1/audit?limit=1000&order=desc&before=${Number(cursor) + 1}`, { token });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { leases } from '../db/schema/index.js';
 import { setOnline } from '../services/exposures.js';
@@ -16,7 +16,8 @@ import type { TestApp } from '../testing/test-app.js';
 import { recordingLogger } from '../testing/recording-logger.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
-import { enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { databaseNow, enrollNode, exposeOn, heartbeat, issueLease, newClientKey, putExposure, tokenFor, uniq, type TestNode } from '../testing/fixtures.js';
+import { dateBack } from '../testing/date-back.js';
 
 type User = { id: string; name: string; token: string };
 
@@ -59,6 +60,22 @@ function dbSuite(name: string, makeApp: MakeApp) {
       return r.body as { online: boolean; node: string | null; port: number | null };
     };
     const events = (node: TestNode, list: unknown[]) => t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: list } });
+    /**
+     * Runs `fn` (a heartbeat or a batch of events: the prunes they run) with `node`'s rows of
+     * `tables` dated as far before the database's clock as they are before this replica's, which
+     * these tests move on: the prunes' cutoffs go by the database's clock. Dated as they were
+     * again after; `fn` must write no date to those tables (a prune only deletes leases).
+     */
+    const byReplicaClock = async (node: TestNode, tables: ('leases' | 'connections')[], fn: () => Promise<unknown>) => {
+      const lead = t.clock.now().getTime() - (await databaseNow(t));
+      const mine = sql`node_id = ${node.id}`;
+      for (const table of tables) await dateBack(t, table, mine, lead);
+      try {
+        await fn();
+      } finally {
+        for (const table of tables) await dateBack(t, table, mine, -lead);
+      }
+    };
 
     it('a heartbeat naming a held exposure thousands of times writes it once', async () => {
       const node = await enrollNode(t, await adminToken());
@@ -197,10 +214,12 @@ function dbSuite(name: string, makeApp: MakeApp) {
       await heartbeat(t, node);
       assert.deepEqual(await open(), ['real'], 'the ones under no lease of its own are closed');
       t.clock.advance(new Date(lease.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
-      await heartbeat(t, node);
+      await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
       assert.deepEqual(await open(), [], 'and the one whose lease expired over an hour ago');
       t.clock.advance(CLOSED_RETENTION_MS + PRUNE_EVERY_MS);
-      assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      await byReplicaClock(node, ['connections'], async () => {
+        assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      });
       const all = await t.call('GET', `/v1/connections?state=all&node=${node.name}&limit=1000`, { token: await adminToken() });
       assert.deepEqual(all.body.connections, []);
     });
@@ -229,15 +248,15 @@ function dbSuite(name: string, makeApp: MakeApp) {
         t.clock.advance(ttl - 60_000);
         last = await renew();
         await renew_other();
-        await heartbeat(t, node);
+        await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
         assert.deepEqual(await open(), ['long-lived'], `after renewal ${i + 1}`);
         assert.deepEqual(await liveness(), [true], `live after renewal ${i + 1}`);
       }
       t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + 1000);
-      await heartbeat(t, node);
+      await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
       assert.deepEqual(await liveness(), [false], 'not live once its last renewal expired');
       t.clock.advance(STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
-      await heartbeat(t, node);
+      await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
       assert.deepEqual(await open(), [], 'closed once its last renewal expired over an hour ago');
       async function liveness() {
         const res = await t.call('GET', `/v1/connections?state=open&node=${node.name}&limit=1000`, { token: await adminToken() });
@@ -270,14 +289,14 @@ function dbSuite(name: string, makeApp: MakeApp) {
       for (let day = 1; day * (ttl - 60_000) < CLOSED_RETENTION_MS + 3 * ttl; day++) {
         t.clock.advance(ttl - 60_000);
         last = await renew();
-        await heartbeat(t, node);
+        await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
         assert.deepEqual(await open(), ['weeks'], `after renewal ${day}`);
       }
       t.clock.advance(new Date(last.lease.expires_at).getTime() - t.clock.now().getTime() + STALE_OPEN_GRACE_MS + PRUNE_EVERY_MS);
-      await heartbeat(t, node);
+      await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
       assert.deepEqual(await open(), [], 'closed once its last renewal expired over an hour ago');
       t.clock.advance(CLOSED_RETENTION_MS + PRUNE_EVERY_MS);
-      await heartbeat(t, node);
+      await byReplicaClock(node, ['leases'], () => heartbeat(t, node));
       const kept = await t.deps.db.select({ id: leases.id }).from(leases).where(eq(leases.id, original.lease.id));
       assert.deepEqual(kept, [], 'its lease row goes once the connection is closed');
     });
@@ -321,7 +340,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
       // Closed connections go after their retention, these too.
       t.clock.advance(CLOSED_RETENTION_MS + 2 * RELAY_CLOCK_AHEAD_MAX_MS);
-      assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      await byReplicaClock(node, ['connections'], async () => {
+        assert.equal((await events(node, [{ type: 'auth_fail', at: t.clock.now().toISOString() }])).status, 202);
+      });
       assert.deepEqual(await list(), []);
     });
   });

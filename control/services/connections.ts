@@ -6,6 +6,7 @@ import { connections, exposures, leases, nodes, users } from '../db/schema/index
 import type { ConnectionEvent } from '../../protocol/api-types.js';
 import { assertAllowed, can, isAdmin, type UserPrincipal } from './authz.js';
 import { isOnline, onlineSince } from './node-selection.js';
+import { databaseAgo } from '../db/database-clock.js';
 
 
 /** `leases` again, as the in-band renewals of a connection's lease (renewsLease). */
@@ -58,9 +59,14 @@ export async function closeConnectionsOfEarlierRun(tx: Tx, nodeId: string, start
     .where(and(eq(connections.nodeId, nodeId), isNull(connections.closedAt), lt(connections.openedAt, startedAt)));
 }
 
-/** Drops closed connections older than the retention (cheap: an index range on closed_at). */
-export async function pruneConnections(tx: Tx, now: Date): Promise<void> {
-  await tx.delete(connections).where(lt(connections.closedAt, new Date(now.getTime() - CLOSED_RETENTION_MS)));
+/**
+ * Drops connections closed longer than the retention ago by the database's clock (cheap: an index
+ * range on closed_at). By this replica's, one whose clock ran a week ahead deleted connections
+ * closed minutes ago, and with them what names their lease (history-prune.ts keeps lease rows as
+ * long as closed connections are kept).
+ */
+export async function pruneConnections(tx: Tx): Promise<void> {
+  await tx.delete(connections).where(lt(connections.closedAt, databaseAgo(CLOSED_RETENTION_MS)));
 }
 
 export interface ConnectionFilter {

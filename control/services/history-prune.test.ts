@@ -12,9 +12,10 @@ import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
 import { holdRows, lockWaiters, until } from '../testing/row-locks.js';
 import { databaseNow, enrollNode, heartbeat, issueLease, onlineExposure, uniq, type TestNode } from '../testing/fixtures.js';
+import { dateBack, dateBackUntil } from '../testing/date-back.js';
 import { auditEvents, deviceCodes, leases, refreshTokens, revocations } from '../db/schema/index.js';
 import { audit, AUDIT_AHEAD_MAX_MS } from './audit.js';
-import { BATCH, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
+import { BATCH, CREDENTIAL_RETENTION_MS, FEED_RETENTION_MS, LEASE_RETENTION_MS, PRUNE_EVERY_MS, pruneHistory, staleOpenConnections } from './history-prune.js';
 
 const HOUR = 3600_000;
 const KEEP_AUDIT = { auditRetentionDays: 0 };
@@ -48,7 +49,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
     it('finds stale open connections with one anti-join, not a subplan per open connection', async () => {
       // The subplan read every live lease of the connection's relay for each open connection:
       // 4,000 open connections on one relay took 24 s of Postgres, 53 s of PGlite.
-      const res = await t.deps.db.execute(sql`explain (format json) ${staleOpenConnections(t.deps.db, t.clock.now())}`);
+      const res = await t.deps.db.execute(sql`explain (format json) ${staleOpenConnections(t.deps.db)}`);
       const rows = (Array.isArray(res) ? res : (res as { rows: unknown[] }).rows) as Record<string, unknown>[];
       const nodes: Record<string, unknown>[] = [];
       const walk = (n: unknown): void => {
@@ -65,7 +66,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
     it("a relay's heartbeat deletes leases expired longer than the retention and their feed entries; younger ones stay", async () => {
       t.clock.advance(PRUNE_EVERY_MS); // this replica's turn
-      const now = t.clock.now().getTime();
+      const now = await databaseNow(t); // what the retentions count from
       const old = uniq('lse_old');
       const recent = uniq('lse_recent'); // expired, but within the lease retention; its feed entries are past theirs
       const fresh = uniq('lse_fresh'); // expired within the feed's retention
@@ -83,7 +84,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
     it('keeps the newest feed entry whatever its age, and the feed still answers from an old cursor', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
-      const now = t.clock.now().getTime();
+      const now = await databaseNow(t);
       const ancient = uniq('lse_ancient');
       await revokedLeases(ancient, 2, new Date(now - 2 * LEASE_RETENTION_MS));
       const [top] = await t.deps.db.select({ seq: revocations.seq }).from(revocations).orderBy(sql`seq desc`).limit(1);
@@ -120,11 +121,78 @@ function dbSuite(name: string, makeApp: MakeApp) {
       assert.deepEqual(served.sort(), [`${live}0`, `${live}1`]);
     });
 
+    // A replica whose clock runs 40 days ahead (NTP broken on one machine; past a refresh token's
+    // 30 days and the day it is kept) pays for a turn. By its clock a live lease, a live refresh
+    // token and a pending device authorization expired weeks ago, past their retentions, a
+    // connection just closed is past its week and every audit event past a 30-day retention; by
+    // the database's clock none is. Deleted, the
+    // lease's row is gone from GET /v1/leases and no revocation finds it (a removed grant would
+    // not stop it), and the connection open under it is closed as stale.
+    it("a replica whose clock runs weeks ahead prunes no lease, credential, connection or audit event that is live or young by the database's clock; once old by it they go", async () => {
+      const admin = await t.user(uniq('admin'), 'admin');
+      const exposure = await onlineExposure(t, node, admin.token, admin.token, []);
+      const { lease } = await issueLease(t, admin.token, { kind: 'expose', exposure });
+      const { lease: bare } = await issueLease(t, admin.token, { kind: 'expose', exposure }); // no connection under it
+      const password = 'a password for a replica ahead';
+      const u = await t.user(uniq('ahead'), 'member', password);
+      assertOk(await t.call('POST', '/v1/auth/token', { body: { grant_type: 'password', username: u.name, password } }));
+      const res = await t.call('POST', '/v1/auth/device', { body: { client_id: 'tunnel-cli' } });
+      assertOk(res);
+      const [code] = await t.deps.db.select({ id: deviceCodes.id }).from(deviceCodes).where(eq(deviceCodes.userCode, res.body.user_code as string));
+      const [open, closed] = [uniq('ses_open'), uniq('ses_closed')];
+      await t.deps.db.execute(sql`insert into connections (node_id, session_id, lease_id, opened_at, closed_at)
+        values (${node.id}, ${open}, ${lease.id}, now(), null), (${node.id}, ${closed}, ${lease.id}, now(), now())`);
+      const leaseRows = async () => (await t.deps.db.select({ n: count() }).from(leases).where(inArray(leases.id, [lease.id, bare.id])))[0]!.n;
+      const tokenRows = async () => (await t.deps.db.select({ n: count() }).from(refreshTokens).where(eq(refreshTokens.userId, u.id)))[0]!.n;
+      const codeRow = async () => (await t.deps.db.select({ n: count() }).from(deviceCodes).where(eq(deviceCodes.id, code!.id)))[0]!.n;
+      const connection = async (id: string) => {
+        const r = await t.deps.db.execute(sql`select closed_at is null as open from connections where session_id = ${id}`);
+        return ((Array.isArray(r) ? r : (r as { rows: unknown[] }).rows) as { open: boolean }[]).map((c) => (c.open ? 'open' : 'closed'));
+      };
+      const relayEvent = async () => {
+        // A relay's events go through this replica too: its batch prunes closed connections (connections.ts).
+        const r = await t.call('POST', '/v1/nodes/self/events', { token: node.token, body: { events: [{ type: 'auth_fail', at: t.clock.now().toISOString() }] } });
+        assert.equal(r.status, 202);
+      };
+
+      const issued = async () => (await t.deps.db.select({ n: count() }).from(auditEvents).where(eq(auditEvents.subject, lease.id)))[0]!.n;
+      assert.equal(await issued(), 1);
+
+      // With a 30-day audit retention: by the database's clock no event is that old.
+      const RETAIN_AUDIT = { auditRetentionDays: 30 };
+      t.clock.set(new Date(Math.max(t.clock.now().getTime(), await databaseNow(t)) + 40 * 86400_000));
+      const ahead = await pruneHistory(t.deps.db, t.clock.now(), RETAIN_AUDIT);
+      assert.equal(ahead?.audit, 0, 'no audit event is past its retention');
+      await relayEvent();
+      assert.equal(await leaseRows(), 2, 'the live leases stay');
+      assert.equal(await tokenRows(), 1, 'the live refresh token stays');
+      assert.equal(await codeRow(), 1, 'the pending device authorization stays');
+      assert.deepEqual(await connection(open), ['open'], 'the connection under the live lease stays open');
+      assert.deepEqual(await connection(closed), ['closed'], 'the connection closed just now stays');
+      assert.equal(await issued(), 1, "the lease's audit event stays");
+
+      // Old by the database's clock: they go.
+      await dateBackUntil(t, 'leases', sql`id in (${lease.id}, ${bare.id})`, 'expires_at', LEASE_RETENTION_MS + HOUR);
+      await dateBackUntil(t, 'refresh_tokens', sql`user_id = ${u.id}`, 'expires_at', CREDENTIAL_RETENTION_MS + HOUR);
+      await dateBackUntil(t, 'device_codes', sql`id = ${code!.id}`, 'expires_at', CREDENTIAL_RETENTION_MS + HOUR);
+      await dateBackUntil(t, 'connections', sql`session_id in (${open}, ${closed})`, 'opened_at', LEASE_RETENTION_MS + HOUR);
+      t.clock.advance(PRUNE_EVERY_MS);
+      const turn = await pruneHistory(t.deps.db, t.clock.now(), RETAIN_AUDIT);
+      assert.ok(turn && turn.staleConnections >= 1 && turn.leases >= 2 && turn.refreshTokens >= 1 && turn.deviceCodes >= 1, JSON.stringify(turn));
+      assert.deepEqual(await connection(open), ['closed'], 'the connection whose lease expired long ago is closed');
+      assert.equal(await leaseRows(), 0);
+      assert.equal(await tokenRows(), 0);
+      assert.equal(await codeRow(), 0);
+      assert.equal(await issued(), 1, "the lease's audit event stays as long as the audit log keeps its events");
+      await relayEvent();
+      assert.deepEqual(await connection(closed), [], 'the connection closed over the retention ago is pruned');
+    });
+
     it('deletes at most BATCH rows of each table per turn and one turn per PRUNE_EVERY_MS; a backlog drains over the next turns', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
       const now = t.clock.now();
       const backlog = uniq('lse_backlog');
-      await revokedLeases(backlog, BATCH + 10, new Date(now.getTime() - 2 * LEASE_RETENTION_MS));
+      await revokedLeases(backlog, BATCH + 10, new Date((await databaseNow(t)) - 2 * LEASE_RETENTION_MS));
       const first = await pruneHistory(t.deps.db, now, KEEP_AUDIT);
       assert.equal(first?.leases, BATCH);
       assert.equal(first?.revocations, BATCH);
@@ -138,7 +206,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
 
     it('a failing delete is logged and does not fail the heartbeat; the rows go on a later turn', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
-      const now = t.clock.now().getTime();
+      const now = await databaseNow(t);
       const kept = uniq('lse_kept');
       await revokedLeases(kept, 1, new Date(now - 2 * LEASE_RETENTION_MS));
       await t.deps.db.execute(sql`create or replace function prune_test_refuse() returns trigger language plpgsql as $$ begin raise exception 'refused by test'; end $$`);
@@ -164,7 +232,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const admin = await t.user(uniq('admin'), 'admin');
       const exposure = await onlineExposure(t, node, admin.token, admin.token, []);
       const { lease } = await issueLease(t, admin.token, { kind: 'expose', exposure });
-      t.clock.set(new Date(Date.parse(lease.expires_at) + LEASE_RETENTION_MS + PRUNE_EVERY_MS));
+      // Expired longer than the retention ago by the database's clock, which decides.
+      await dateBackUntil(t, 'leases', sql`id = ${lease.id}`, 'expires_at', LEASE_RETENTION_MS + PRUNE_EVERY_MS);
+      t.clock.advance(PRUNE_EVERY_MS);
       await heartbeat(t, node);
       assert.deepEqual(await t.deps.db.select().from(leases).where(eq(leases.id, lease.id)), []);
       const events = await t.deps.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.subject, lease.id));
@@ -174,10 +244,13 @@ function dbSuite(name: string, makeApp: MakeApp) {
     it('deletes audit events older than the audit retention from the front of the log (and says so in the log), none with 0', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
       const now = t.clock.now();
-      // Dated for a turn 31 days on, when this suite's earlier events are past a 30-day retention too.
-      const turnAt = new Date(now.getTime() + 31 * 86400_000 + PRUNE_EVERY_MS);
+      // A turn 31 days on, by the database's clock, which decides: this suite's earlier events,
+      // some dated by this replica's clock (weeks ahead by now; lease.issued rows are not held
+      // to the database's), are dated back by its lead and 31 days, past a 30-day retention too.
+      const dbNow = await databaseNow(t);
+      await dateBack(t, 'audit_events', sql`true`, Math.max(0, now.getTime() - dbNow) + 31 * 86400_000);
       const tag = uniq('pruned-subject');
-      const at = (daysAgo: number) => new Date(turnAt.getTime() - daysAgo * 86400_000);
+      const at = (daysAgo: number) => new Date(dbNow - daysAgo * 86400_000);
       await t.deps.db.insert(auditEvents).values([
         { at: at(31), type: 'user.created', subject: tag, data: { age: 31 } },
         { at: at(29), type: 'user.created', subject: tag, data: { age: 29 } },
@@ -186,7 +259,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const ages = async () => (await t.deps.db.select({ data: auditEvents.data }).from(auditEvents).where(eq(auditEvents.subject, tag))).map((r) => r.data.age).sort();
       assert.equal((await pruneHistory(t.deps.db, now, { auditRetentionDays: 0 }))?.audit, 0);
       assert.deepEqual(await ages(), [29, 31, 40], '0 keeps them for good');
-      t.clock.set(turnAt);
+      t.clock.advance(PRUNE_EVERY_MS);
       const turn = await pruneHistory(t.deps.db, t.clock.now(), { auditRetentionDays: 30 });
       assert.ok(turn && turn.audit >= 2, JSON.stringify(turn));
       // The 40-day-old event comes after the 29-day-old one in the log: it waits for it.
@@ -205,7 +278,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const [ahead] = await t.deps.db.select({ at: auditEvents.at }).from(auditEvents).where(sql`${auditEvents.subject} = ${tag} and data->>'age' = 'ahead'`);
       assert.ok(ahead!.at.getTime() <= Date.now() + AUDIT_AHEAD_MAX_MS, `dated ${ahead!.at.toISOString()}`);
       // 40 days on, with a 30-day retention: both are past it (the first by its date as written).
-      t.clock.set(new Date(Math.max(t.clock.now().getTime(), real) + 40 * 86400_000));
+      // The database's clock decides: the log is dated back 40 days and this replica's lead on it.
+      await dateBack(t, 'audit_events', sql`true`, Math.max(0, t.clock.now().getTime() - real) + 40 * 86400_000);
       const left = async () => (await t.deps.db.select({ n: count() }).from(auditEvents).where(eq(auditEvents.subject, tag)))[0]!.n;
       for (let turn = 0; turn < 10 && (await left()) > 0; turn++) {
         t.clock.advance(PRUNE_EVERY_MS);
@@ -240,12 +314,19 @@ function dbSuite(name: string, makeApp: MakeApp) {
       // Half a day after the rotated token expired: within the retention, it stays.
       t.clock.advance(86400_000 + 43200_000);
       const youngDevice = await device();
+      // The database's clock decides, so the rows are dated as old by it: the rotated token
+      // expired half a day ago, the first device authorization a month ago.
+      const rotatedRow = sql`user_id = ${u.id} and rotated_at is not null`;
+      await dateBackUntil(t, 'refresh_tokens', rotatedRow, 'expires_at', 43200_000);
+      await dateBackUntil(t, 'device_codes', sql`id = ${oldDevice}`, 'expires_at', 30 * 86400_000);
       await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
       assert.equal(await rows(), 2, 'a token expired less than a day ago stays');
       assert.equal(await deviceLeft(oldDevice), 0, 'a device authorization expired a month ago goes');
       // A day and a half after it expired (and the younger device authorization a day and an hour
       // after it was made): both go; the session's newest token stays and works.
       t.clock.advance(86400_000 + 3600_000);
+      await dateBack(t, 'refresh_tokens', rotatedRow, 86400_000 + 3600_000);
+      await dateBackUntil(t, 'device_codes', sql`id = ${youngDevice}`, 'created_at', 86400_000 + 3600_000);
       const turn = await pruneHistory(t.deps.db, t.clock.now(), KEEP_AUDIT);
       assert.ok(turn && turn.refreshTokens >= 1 && turn.deviceCodes >= 1, JSON.stringify(turn));
       assert.equal(await rows(), 1, "the rotated token's row went");
@@ -261,7 +342,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
       // A session's end updates every unrevoked row of its family, expired ones too, in its own
       // order: a prune waiting on one of them while holding others deadlocked with it.
       const u = await t.user(uniq('held'), 'member');
-      const expired = new Date(t.clock.now().getTime() - 2 * 86400_000);
+      // Expired by the database's clock, which decides.
+      const expired = new Date((await databaseNow(t)) - 2 * 86400_000);
       const ids = [uniq('rt_held'), uniq('rt_free')];
       for (const id of ids) {
         await t.deps.db.insert(refreshTokens).values({ id, familyId: uniq('fam'), userId: u.id, tokenHash: uniq('h'), createdAt: expired, expiresAt: expired });
@@ -285,8 +367,8 @@ function dbSuite(name: string, makeApp: MakeApp) {
     // connection's: the relay's heartbeat that runs the turn waited behind them.
     if (name !== 'PGlite') it('does not wait for a lease, feed entry or open connection another transaction holds: it skips them', async () => {
       t.clock.advance(PRUNE_EVERY_MS);
-      // Feed entries expire by the database's clock, which this suite's clock is weeks ahead of by now.
-      const now = Math.min(t.clock.now().getTime(), await databaseNow(t));
+      // Leases and feed entries expire by the database's clock, which this suite's clock is weeks ahead of by now.
+      const now = await databaseNow(t);
       const prefix = uniq('lse_held');
       await revokedLeases(prefix, 2, new Date(now - LEASE_RETENTION_MS - HOUR));
       await revokedLeases(uniq('lse_newest'), 1, new Date(now)); // the newest feed entry, which always stays

@@ -14,15 +14,22 @@ import { turnsEvery } from './replica-turns.js';
  * lease also has its audit events (`lease.issued`, `lease.revoked`), which stay as long as the
  * audit log keeps its events.
  *
+ * Every cutoff below is the database's clock (control/db/database-clock.ts databaseAgo, compared in
+ * SQL), never this replica's: every replica writes beside that one clock, and a replica's own may
+ * be days off (NTP broken on one machine). One whose clock ran over a week ahead deleted the rows
+ * of leases still live (gone from GET /v1/leases, and no grant removal found them to revoke), of
+ * refresh tokens and device authorizations still usable, and closed the connections open under
+ * them; one over an hour ahead deleted the feed entries of leases still live at the relays, which
+ * never heard of them. This replica's clock only spaces its turns (PRUNE_EVERY_MS) and dates what
+ * a turn writes.
+ *
  * - A lease row goes once it expired `LEASE_RETENTION_MS` ago (as long as closed connections are
  *   kept, so a connection in `GET /v1/connections?state=all` still names its lease), and no
  *   connection is reported open under it (an in-band renewed one may outlive it by weeks). Nothing
  *   decides on an expired lease: a relay refuses its certificate by its own expiry.
- * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago by the database's clock: relays
- *   skip expired entries (once that long expired they are not even served, nodes.ts readFeed; until
- *   then they are, in case the relay's clock, which decides, lags), so such a row only costs the
- *   feed's index. The database's clock, not this replica's: a replica whose clock ran over an hour
- *   ahead deleted the entries of leases still live at the relays, which never heard of them. The
+ * - A feed row goes once its lease expired `FEED_RETENTION_MS` ago: relays skip expired entries
+ *   (once that long expired they are not even served, nodes.ts readFeed; until then they are, in
+ *   case the relay's clock, which decides, lags), so such a row only costs the feed's index. The
  *   newest row stays, whatever its age (new rows keep counting from it either way: bigserial).
  *   A relay whose newest entries went has its cursor moved back to its last one left, or 0, at
  *   its next poll (readFeed checks a cursor against the relay's own last entry): harmless, none
@@ -43,8 +50,9 @@ import { turnsEvery } from './replica-turns.js';
  *   a lease renewing it (the same user's, for the same key, on the same relay: in-band renewals
  *   are not reported) expired less than `STALE_OPEN_GRACE_MS` ago: no connection outlives its
  *   leases (the relay closes it), so its close event was lost (a relay's full event queue drops
- *   events), or the relay made it up. Closed connections are pruned after their retention
- *   (connections.ts); open ones were kept for ever, and a relay could add them without end.
+ *   events), or the relay made it up. Closed connections are pruned after their retention, by the
+ *   database's clock too (connections.ts pruneConnections, from a relay's events); open ones were
+ *   kept for ever, and a relay could add them without end.
  *
  * Rows another transaction holds (locked, or referenced by a row being written) are skipped and
  * left for a later turn, never waited for, in every table: the heartbeat that pays for the turn
@@ -76,10 +84,8 @@ export async function pruneHistory(
   o: { auditRetentionDays: number; logger?: Logger },
 ): Promise<{ leases: number; revocations: number; audit: number; staleConnections: number; refreshTokens: number; deviceCodes: number } | undefined> {
   if (!pruneTurn(db, now)) return undefined;
-  const t = now.getTime();
   try {
-    const leaseCutoff = new Date(t - LEASE_RETENTION_MS);
-    const staleOpen = staleOpenConnections(db, now);
+    const staleOpen = staleOpenConnections(db);
     const closed = await db
       .update(connections)
       .set({ closedAt: now })
@@ -95,7 +101,7 @@ export async function pruneHistory(
       .where(and(eq(connections.leaseId, leases.id), isNull(connections.closedAt)));
     const gone = await db
       .delete(leases)
-      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(and(lt(leases.expiresAt, leaseCutoff), notExists(openUnder))).limit(BATCH).for('update', { skipLocked: true })))
+      .where(inArray(leases.id, db.select({ id: leases.id }).from(leases).where(and(lt(leases.expiresAt, databaseAgo(LEASE_RETENTION_MS)), notExists(openUnder))).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: leases.id });
     const newest = db.select({ seq: max(revocations.seq) }).from(revocations);
     const stale = db
@@ -105,22 +111,20 @@ export async function pruneHistory(
       .limit(BATCH)
       .for('update', { skipLocked: true });
     const feed = await db.delete(revocations).where(inArray(revocations.seq, stale)).returning({ seq: revocations.seq });
-    const credentialCutoff = new Date(t - CREDENTIAL_RETENTION_MS);
     const refresh = await db
       .delete(refreshTokens)
-      .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, credentialCutoff)).limit(BATCH).for('update', { skipLocked: true })))
+      .where(inArray(refreshTokens.id, db.select({ id: refreshTokens.id }).from(refreshTokens).where(lt(refreshTokens.expiresAt, databaseAgo(CREDENTIAL_RETENTION_MS))).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: refreshTokens.id });
     const devices = await db
       .delete(deviceCodes)
-      .where(inArray(deviceCodes.id, db.select({ id: deviceCodes.id }).from(deviceCodes).where(lt(deviceCodes.expiresAt, credentialCutoff)).limit(BATCH).for('update', { skipLocked: true })))
+      .where(inArray(deviceCodes.id, db.select({ id: deviceCodes.id }).from(deviceCodes).where(lt(deviceCodes.expiresAt, databaseAgo(CREDENTIAL_RETENTION_MS))).limit(BATCH).for('update', { skipLocked: true })))
       .returning({ id: deviceCodes.id });
     let auditGone = 0;
     if (o.auditRetentionDays > 0) {
-      const auditCutoff = new Date(t - o.auditRetentionDays * 86400_000);
-      const old = await oldestAuditRun(db, auditCutoff);
+      const { seqs: old, cutoff } = await oldestAuditRun(db, o.auditRetentionDays * 86400_000);
       if (old.length) auditGone = (await db.delete(auditEvents).where(inArray(auditEvents.seq, old)).returning({ seq: auditEvents.seq })).length;
-      if (auditGone > 0) {
-        await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: auditCutoff.toISOString(), retention_days: o.auditRetentionDays } });
+      if (auditGone > 0 && cutoff) {
+        await audit(db, now, { type: 'audit.pruned', actor: null, data: { events: auditGone, before: cutoff.toISOString(), retention_days: o.auditRetentionDays } });
       }
     }
     return { leases: gone.length, revocations: feed.length, audit: auditGone, staleConnections: closed.length, refreshTokens: refresh.length, deviceCodes: devices.length };
@@ -133,7 +137,8 @@ export async function pruneHistory(
 /**
  * The seqs of at most BATCH audit events to prune: the leading run, in the order oldest-first
  * paging reads the log ((tx, seq) among rows whose transaction ended, services/audit.ts), of
- * events dated before `cutoff`. Pruned from the front only, a cursor whose event is gone had
+ * events dated over `retentionMs` ago by the database's clock, and that cutoff (undefined when
+ * the log has no ended row). Pruned from the front only, a cursor whose event is gone had
  * every event before it pruned too, so paging resumes at the oldest event left without showing
  * one again (services/audit.ts listAudit); pruned by date alone, events read before the cursor
  * and younger than it stayed, and were read a second time. Dates follow that order but for clock
@@ -141,33 +146,40 @@ export async function pruneHistory(
  * those after it until its own date passes (kept longer, not lost), but no date is written more
  * than AUDIT_AHEAD_MAX_MS past the database's clock (services/audit.ts), so not for longer.
  */
-async function oldestAuditRun(db: Pick<Db, 'select'>, cutoff: Date): Promise<number[]> {
+async function oldestAuditRun(db: Pick<Db, 'select'>, retentionMs: number): Promise<{ seqs: number[]; cutoff: Date | undefined }> {
+  const cutoff = databaseAgo(retentionMs);
   const first = await db
-    .select({ seq: auditEvents.seq, at: auditEvents.at })
+    .select({
+      seq: auditEvents.seq,
+      old: sql<boolean>`${auditEvents.at} < ${cutoff}`,
+      cutoffMs: sql<number>`(extract(epoch from ${cutoff}) * 1000)::float8`.mapWith(Number),
+    })
     .from(auditEvents)
     .where(sql`${auditEvents.tx} < pg_snapshot_xmin(pg_current_snapshot())`)
     .orderBy(asc(auditEvents.tx), asc(auditEvents.seq))
     .limit(BATCH);
-  const young = first.findIndex((r) => r.at >= cutoff);
-  return (young < 0 ? first : first.slice(0, young)).map((r) => r.seq);
+  const young = first.findIndex((r) => !r.old);
+  const seqs = (young < 0 ? first : first.slice(0, young)).map((r) => r.seq);
+  return { seqs, cutoff: first.length ? new Date(first[0]!.cutoffMs) : undefined };
 }
 
 /**
  * Connections still open as reported whose lease, and every lease renewing it in band
  * (lease-renew@tunnel: the same user's certificate for the same key, on the same relay; the relay
- * reports no event for it), expired over STALE_OPEN_GRACE_MS ago, or that name no lease of their
- * relay: at most BATCH of them. `renewal` ranges over the connection's lease too (its own user,
- * key and relay), so it is one join under NOT EXISTS, which the planner makes an anti-join. An OR
- * of the lease and an EXISTS for its renewals was a subplan run per open connection that read
- * every live lease of its relay: quadratic in the connections open (4,000 on one relay: 24 s of
- * Postgres, 53 s of PGlite, inside a relay's heartbeat; history-prune.test reads the plan).
+ * reports no event for it), expired over STALE_OPEN_GRACE_MS ago by the database's clock, or that
+ * name no lease of their relay: at most BATCH of them. `renewal` ranges over the connection's lease
+ * too (its own user, key and relay), so it is one join under NOT EXISTS, which the planner makes
+ * an anti-join. An OR of the lease and an EXISTS for its renewals was a subplan run per open
+ * connection that read every live lease of its relay: quadratic in the connections open (4,000 on
+ * one relay: 24 s of Postgres, 53 s of PGlite, inside a relay's heartbeat; history-prune.test
+ * reads the plan).
  */
-export function staleOpenConnections(db: Pick<Db, 'select'>, now: Date) {
+export function staleOpenConnections(db: Pick<Db, 'select'>) {
   const leaseLive = db
     .select({ id: renewal.id })
     .from(leases)
     .innerJoin(renewal, renewsLease(leases.nodeId))
-    .where(and(eq(leases.id, connections.leaseId), eq(leases.nodeId, connections.nodeId), gt(renewal.expiresAt, new Date(now.getTime() - STALE_OPEN_GRACE_MS))));
+    .where(and(eq(leases.id, connections.leaseId), eq(leases.nodeId, connections.nodeId), gt(renewal.expiresAt, databaseAgo(STALE_OPEN_GRACE_MS))));
   return db
     .select({ nodeId: connections.nodeId, sessionId: connections.sessionId })
     .from(connections)

@@ -39,7 +39,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
     });
 
     const planOf = async () => {
-      const res = await t.deps.db.execute(sql`explain (format json) ${staleOpenConnections(t.deps.db, t.clock.now())}`);
+      const res = await t.deps.db.execute(sql`explain (format json) ${staleOpenConnections(t.deps.db)}`);
       const rows = (Array.isArray(res) ? res : (res as { rows: unknown[] }).rows) as Record<string, unknown>[];
       return indexesIn(rows.map((r) => Object.values(r)[0]));
     };
@@ -57,7 +57,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
     });
 
     it('the query still finds no stale connection among them (each has a valid renewal)', async () => {
-      assert.deepEqual(await staleOpenConnections(t.deps.db, t.clock.now()), []);
+      assert.deepEqual(await staleOpenConnections(t.deps.db), []);
     });
   });
 }

@@ -211,7 +211,7 @@ export async function recordEvents(
       }
     }
     await auditAll(tx, audited);
-    await pruneConnections(tx, now);
+    await pruneConnections(tx);
   });
   for (const code of new Set(rejected.map((r) => r.code))) {
     const n = rejected.filter((r) => r.code === code).length;
