@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { count, eq, inArray, like, sql } from 'drizzle-orm';
+import { and, count, eq, inArray, like, sql } from 'drizzle-orm';
 import type { TestApp } from '../testing/test-app.js';
 import { usePglite, usePostgres, type MakeApp } from '../testing/databases.js';
 import { assertOk } from '../testing/problem.js';
@@ -245,8 +245,9 @@ function dbSuite(name: string, makeApp: MakeApp) {
       t.clock.advance(PRUNE_EVERY_MS);
       const now = t.clock.now();
       // A turn 31 days on, by the database's clock, which decides: this suite's earlier events,
-      // some dated by this replica's clock (weeks ahead by now; lease.issued rows are not held
-      // to the database's), are dated back by its lead and 31 days, past a 30-day retention too.
+      // some dated by this replica's clock (weeks ahead by now, up to the hour past the database's
+      // clock that audit dates may be), are dated back by its lead and 31 days, past a 30-day
+      // retention too.
       const dbNow = await databaseNow(t);
       await dateBack(t, 'audit_events', sql`true`, Math.max(0, now.getTime() - dbNow) + 31 * 86400_000);
       const tag = uniq('pruned-subject');
@@ -267,6 +268,21 @@ function dbSuite(name: string, makeApp: MakeApp) {
       const [note] = await t.deps.db.select().from(auditEvents).where(eq(auditEvents.type, 'audit.pruned')).orderBy(sql`seq desc`).limit(1);
       assert.equal(note?.data.events, turn.audit);
       assert.equal(note?.data.retention_days, 30);
+    });
+
+    it("a lease issued on a replica whose clock is years ahead has its lease.issued event dated no later than the database's clock allows", async () => {
+      const before = t.clock.now();
+      try {
+        t.clock.set(new Date(Math.max(before.getTime(), await databaseNow(t)) + 10 * 365 * 86400_000));
+        const admin = await t.user(uniq('admin'), 'admin');
+        const exposure = await onlineExposure(t, node, admin.token, admin.token, []);
+        const { lease } = await issueLease(t, admin.token, { kind: 'expose', exposure });
+        const [issued] = await t.deps.db.select({ at: auditEvents.at }).from(auditEvents).where(and(eq(auditEvents.subject, lease.id), eq(auditEvents.type, 'lease.issued')));
+        const limit = (await databaseNow(t)) + AUDIT_AHEAD_MAX_MS;
+        assert.ok(issued && issued.at.getTime() <= limit, `dated ${issued?.at.toISOString()}, past ${new Date(limit).toISOString()}`);
+      } finally {
+        t.clock.set(before);
+      }
     });
 
     it('an event written by a replica whose clock is years ahead does not hold back the pruning of those after it', async () => {
