@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, like, lt, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, like, lt, lte, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.js';
 import { auditEvents } from '../db/schema/index.js';
@@ -53,16 +53,22 @@ export interface AuditEvent {
 export const AUDIT_AHEAD_MAX_MS = 3600_000;
 
 /**
- * The row of an audit event. Its date is the writer's clock, but no later than the database's
- * clock plus AUDIT_AHEAD_MAX_MS: the log is pruned from its front in (tx, seq) order
- * (history-prune.ts oldestAuditRun), so an event dated in the future (a replica whose clock ran
- * a year ahead) held back the pruning of every event after it until that date was past the
- * retention, and the log grew all that time. The database's clock is the one clock every replica
- * writes beside; a date is only ever moved back to it, never forward.
+ * An audit event's date, as SQL: `at` (the writer's clock: a date, or a prepared statement's
+ * placeholder for one), but no later than the database's clock plus AUDIT_AHEAD_MAX_MS. The log
+ * is pruned from its front in (tx, seq) order (history-prune.ts oldestAuditRun), so an event dated
+ * in the future (a replica whose clock ran a year ahead) held back the pruning of every event after
+ * it until that date was past the retention, and the log grew all that time. The database's clock
+ * is the one clock every replica writes beside; a date is only ever moved back to it, never
+ * forward. Every audit row is dated by it: audit(), auditAll(), and the lease statement's
+ * `lease.issued` row (lease-insert.ts insertedLease).
  */
+export function auditDate(at: Date | Placeholder): SQL {
+  return sql`least(${at instanceof Date ? at.toISOString() : at}::timestamptz, ${databaseAhead(AUDIT_AHEAD_MAX_MS)})`;
+}
+
+/** The row of an audit event, dated by auditDate. */
 function auditRow(at: Date, e: AuditEvent): PgInsertValue<typeof auditEvents> {
-  const latest = sql`least(${at.toISOString()}::timestamptz, ${databaseAhead(AUDIT_AHEAD_MAX_MS)})`;
-  return { at: latest, type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
+  return { at: auditDate(at), type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, data: e.data ?? {} };
 }
 
 /** Appends an audit event. Pass a transaction to make it part of the same change. */

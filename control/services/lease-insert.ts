@@ -3,8 +3,7 @@ import type { Deps } from '../deps.js';
 import type { Db } from '../db/client.js';
 import { egressTargets, exposures, refreshTokens, serviceTokens, users } from '../db/schema/index.js';
 import { preparedPerDb } from '../db/prepared.js';
-import { databaseAhead } from '../db/database-clock.js';
-import { AUDIT_AHEAD_MAX_MS } from './audit.js';
+import { auditDate } from './audit.js';
 import { serviceRowLive, sessionRowLive } from '../http/authenticate.js';
 import type { Role, UserPrincipal } from './authz.js';
 import type { SignedLease } from './leases.js';
@@ -103,8 +102,8 @@ export function heldExposure(db: Db, also: SQL = sql``) {
 /**
  * The lease row and its `lease.issued` audit row, inserted when `source` (what follows `select
  * <values>`: a FROM and WHERE giving one row, or none) gives its row. The audit row is dated as
- * audit() dates every event: no later than the database's clock plus AUDIT_AHEAD_MAX_MS. Postgres runs a
- * data-modifying WITH to completion with its statement: both or neither commit.
+ * every event is (audit.ts auditDate): no later than the database's clock plus AUDIT_AHEAD_MAX_MS.
+ * Postgres runs a data-modifying WITH to completion with its statement: both or neither commit.
  */
 export function insertedLease(db: Db, source: SQL) {
   const lease = db.$with('new_lease', { id: sql<string>`id` }).as(
@@ -116,7 +115,7 @@ export function insertedLease(db: Db, source: SQL) {
   );
   const audit = db.$with('new_lease_audit', { seq: sql<number>`seq` }).as(
     sql`insert into "audit_events" ("at", "type", "actor", "subject", "data")
-      select least(${p('createdAt')}::timestamptz, ${databaseAhead(AUDIT_AHEAD_MAX_MS)}), 'lease.issued', ${p('sub')}::text, "new_lease"."id", ${p('auditData')}::jsonb from "new_lease"
+      select ${auditDate(p('createdAt'))}, 'lease.issued', ${p('sub')}::text, "new_lease"."id", ${p('auditData')}::jsonb from "new_lease"
       returning "seq"`,
   );
   return [lease, audit] as const;
