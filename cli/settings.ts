@@ -1,5 +1,5 @@
-import { existsSync, rmSync, statSync } from 'node:fs';
-import { FileKindRefusedError, FileTooLargeError, readFileBoundedSync } from '../shared/read-file-bounded.js';
+import { existsSync, rmSync } from 'node:fs';
+import { FileKindRefusedError, FileTooLargeError, readFileBoundedSyncWithMode } from '../shared/read-file-bounded.js';
 import { join } from 'node:path';
 import { xdgBaseDir } from '../shared/xdg-base-dir.js';
 import { z } from 'zod';
@@ -48,15 +48,19 @@ export type Credentials = z.infer<typeof CredentialsSchema>;
 const MAX_FILE_BYTES = 1024 * 1024;
 
 /**
- * A JSON file of the CLI's, or undefined when there is none. Read bounded and without waiting
- * (shared/read-file-bounded.ts): a FIFO, socket or terminal there is refused, a device that never
- * ends (/dev/zero behind a symlink) stops at the bound. What does not parse is not quoted: JSON.parse's
- * message quotes the file's first characters, which may be a token.
+ * A JSON file of the CLI's (`json`) and the mode of the file it was read from, or undefined when
+ * there is none. Read bounded and without waiting (shared/read-file-bounded.ts): a FIFO, socket or
+ * terminal there is refused, a device that never ends (/dev/zero behind a symlink) stops at the
+ * bound. What does not parse is not quoted: JSON.parse's message quotes the file's first
+ * characters, which may be a token.
  */
-function readJson(path: string): unknown {
+function readJson(path: string): { json: unknown; mode: number } | undefined {
   let text: string;
+  let mode: number;
   try {
-    text = readFileBoundedSync(path, MAX_FILE_BYTES).toString('utf8');
+    const read = readFileBoundedSyncWithMode(path, MAX_FILE_BYTES);
+    text = read.bytes.toString('utf8');
+    mode = read.mode;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     const why =
@@ -68,7 +72,7 @@ function readJson(path: string): unknown {
     throw new CliError(EXIT.ERROR, `cannot read ${path}: ${why}; fix or delete it`);
   }
   try {
-    return JSON.parse(text);
+    return { json: JSON.parse(text), mode };
   } catch {
     throw new CliError(EXIT.ERROR, `cannot read ${path}: not valid JSON; fix or delete it`);
   }
@@ -87,7 +91,7 @@ export function readConfigFile(ctx: Pick<Context, 'env' | 'homeDir'>): z.infer<t
   const path = join(configDir(ctx), 'config.json');
   const raw = readJson(path);
   if (raw === undefined) return {};
-  const parsed = ConfigFileSchema.safeParse(raw);
+  const parsed = ConfigFileSchema.safeParse(raw.json);
   if (!parsed.success) throw new CliError(EXIT.ERROR, `${path} is not a valid config file; fix or delete it`);
   return parsed.data;
 }
@@ -102,17 +106,14 @@ const warnedOpen = new Set<string>();
 /**
  * One line on stderr when the credentials file can be read or written by anyone but its owner
  * (mode bits for group or others, as after a copy or an archive's extraction): its refresh or
- * service token logs in as this user. Not refused, unlike ssh's private keys: the next write
- * (a renewal, a login) puts it back to 0600 (writeCredentials). Once per file per process.
+ * service token logs in as this user. `fileMode` is the mode of the file the tokens were read
+ * from (readJson), not a second stat of the path, which may name another file by then. Not
+ * refused, unlike ssh's private keys: the next write (a renewal, a login) puts it back to 0600
+ * (writeCredentials). Once per file per process.
  */
-function warnIfOpen(path: string, stderr: Context['stderr'] | undefined): void {
+function warnIfOpen(path: string, fileMode: number, stderr: Context['stderr'] | undefined): void {
   if (!stderr || process.platform === 'win32' || warnedOpen.has(path)) return;
-  let mode: number;
-  try {
-    mode = statSync(path).mode & 0o777;
-  } catch {
-    return;
-  }
+  const mode = fileMode & 0o777;
   if ((mode & 0o077) === 0) return;
   warnedOpen.add(path);
   stderr.write(`${terminalText(`tunnel: warning: ${path} is open to others (mode ${mode.toString(8).padStart(4, '0')}), and its tokens log in as you: chmod 600 it`)}\n`);
@@ -123,8 +124,8 @@ export function readCredentials(ctx: Pick<Context, 'env' | 'homeDir'> & Partial<
   const path = join(configDir(ctx), 'credentials.json');
   const raw = readJson(path);
   if (raw === undefined) return undefined;
-  warnIfOpen(path, ctx.stderr);
-  const parsed = CredentialsSchema.safeParse(raw);
+  warnIfOpen(path, raw.mode, ctx.stderr);
+  const parsed = CredentialsSchema.safeParse(raw.json);
   return parsed.success ? parsed.data : undefined;
 }
 

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, constants, createWriteStream, existsSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileKindRefusedError, FileTooLargeError, readFileBounded, readFileBoundedSync } from './read-file-bounded.js';
+import { FileKindRefusedError, FileTooLargeError, readFileBounded, readFileBoundedSync, readFileBoundedSyncWithMode } from './read-file-bounded.js';
+import { withFirstReadSync } from './testing/first-read-sync.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -45,6 +46,31 @@ describe('readFileBounded', () => {
     assert.equal(readFileBoundedSync(join(dir, 'ok'), 16).toString(), 'x'.repeat(16));
     assert.throws(() => readFileBoundedSync(join(dir, 'big'), 16), FileTooLargeError);
     assert.throws(() => readFileBoundedSync(join(dir, 'none'), 16), { code: 'ENOENT' });
+  });
+
+  it('readFileBoundedSyncWithMode: the bytes and the mode of the file it read, not of what the path names later', () => {
+    const dir = tempDir('tunnel-read-');
+    const p = join(dir, 'f');
+    writeFileSync(p, 'first');
+    chmodSync(p, 0o640);
+    const read = readFileBoundedSyncWithMode(p, 16);
+    assert.equal(read.bytes.toString(), 'first');
+    assert.equal(read.mode & 0o777, 0o640);
+    assert.equal(read.mode & constants.S_IFMT, constants.S_IFREG);
+    // Through a symlink: the file's mode, not the link's.
+    symlinkSync(p, join(dir, 'link'));
+    assert.equal(readFileBoundedSyncWithMode(join(dir, 'link'), 16).mode & 0o777, 0o640);
+    // The path replaced by another file (a rename) after the open: the mode is still the read file's.
+    const next = join(dir, 'next');
+    writeFileSync(next, 'second');
+    chmodSync(next, 0o600);
+    const raced = withFirstReadSync(
+      () => renameSync(next, p),
+      () => readFileBoundedSyncWithMode(p, 16),
+    );
+    assert.equal(statSync(p).mode & 0o777, 0o600, 'the path names the other file now');
+    assert.deepEqual({ bytes: raced.bytes.toString(), mode: raced.mode & 0o777 }, { bytes: 'first', mode: 0o640 });
+    assert.throws(() => readFileBoundedSyncWithMode(join(dir, 'none'), 16), { code: 'ENOENT' });
   });
 
   it('readFileBoundedSync refuses a FIFO, even one with a writer, without opening it', async () => {

@@ -124,11 +124,29 @@ function readPipe(path: string, maxBytes: number, signal: AbortSignal | undefine
  * and SIGTERM did nothing.
  */
 export function readFileBoundedSync(path: string, maxBytes: number): Buffer {
+  return readFileBoundedSyncWithMode(path, maxBytes).bytes;
+}
+
+/** What readFileBoundedSyncWithMode read: the file's content, and its mode. */
+export interface BoundedRead {
+  bytes: Buffer;
+  /** The `mode` (Stats.mode: file type and permission bits) of the file read, as fstat gave it on the descriptor the bytes came from. */
+  mode: number;
+}
+
+/**
+ * readFileBoundedSync, with the mode of the very file it read (for a caller that judges the file's
+ * permissions, cli/settings.ts): a stat of the path after the read is a second call, and by then
+ * the path may name another file (replaced by a rename), so it could judge a file other than the
+ * one read.
+ */
+export function readFileBoundedSyncWithMode(path: string, maxBytes: number): BoundedRead {
   refusePipe(path, statSync(path));
   const fd = openSync(path, OPEN_NOT_WAITING);
   try {
     // Again on what was opened: the path may name something else by now.
-    refusePipe(path, fstatSync(fd));
+    const opened = fstatSync(fd);
+    refusePipe(path, opened);
     if (isatty(fd)) throw new FileKindRefusedError(path, 'terminal');
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
@@ -144,7 +162,7 @@ export function readFileBoundedSync(path: string, maxBytes: number): Buffer {
     }
     if (n > maxBytes) throw new FileTooLargeError(path, maxBytes);
     // A copy: the bound-sized buffer is not kept alive by what the caller holds on to.
-    return Buffer.from(buf.subarray(0, n));
+    return { bytes: Buffer.from(buf.subarray(0, n)), mode: opened.mode };
   } finally {
     closeSync(fd);
   }
