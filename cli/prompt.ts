@@ -56,8 +56,8 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
     rl.close();
   } else {
     const p = pipedLines(input);
-    line = await nextLine(p, stop, () => p.rl.resume());
-    p.rl.pause();
+    line = await nextLine(p, stop, () => whileOpen(p, (rl) => rl.resume()));
+    whileOpen(p, (rl) => rl.pause());
   }
   // The line typed was not echoed (or nothing ended it): the next output starts on a line of its own.
   if (tty && (secret || typeof line !== 'string')) ctx.stderr.write('\n');
@@ -129,7 +129,7 @@ function pipedLines(input: Context['stdin']): PipedLines {
       if (q.tooLong) return;
       if (l.length > MAX_LINE) return refuse();
       q.lines.push(l);
-      q.rl.pause();
+      whileOpen(q, (rl) => rl.pause());
       q.wake?.();
     });
     q.rl.once('close', () => {
@@ -139,6 +139,16 @@ function pipedLines(input: Context['stdin']): PipedLines {
     piped.set(input, (p = q));
   }
   return p;
+}
+
+/**
+ * `f(rl)` unless the interface has closed (the input ended, or a line ran past MAX_LINE): on
+ * Node 24 (24.22 here) readline's pause() and resume() throw ERR_USE_AFTER_CLOSE once it has, where
+ * Node 20 and 22 do nothing (`tunnel login --password` with piped input failed with an internal
+ * error). `ended` is set by its 'close', which close() emits at once.
+ */
+function whileOpen(q: PipedLines, f: (rl: Interface) => void): void {
+  if (!q.ended) f(q.rl);
 }
 
 function stoppedAt(what: string, cause: unknown): CliError {
