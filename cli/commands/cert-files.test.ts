@@ -77,7 +77,7 @@ describe('tunnel cert --out', () => {
     const file = join(tempDir('tunnel-cert-'), 'a-file');
     writeFileSync(file, '');
     assert.equal(await run(['cert', 'hostx-ssh', '--out', file], ctx), EXIT.ERROR);
-    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write "[^"]+a-file" \\(EEXIST\\); the lease ${LEASE_ID} was revoked\\n$`));
+    assert.match(ctx.err(), new RegExp(`^tunnel cert: cannot write "[^"]+a-file" \\(ENOTDIR\\); the lease ${LEASE_ID} was revoked\\n$`));
   });
 
   it('a file that cannot be written is one line, and the lease it was for is revoked', async () => {
