@@ -63,6 +63,29 @@ function watchInFlight(sock: Socket): { holds(ab: ArrayBufferLike): boolean; rea
   const watch = (name: string, bufsOf: (args: unknown[]) => ArrayBufferLike[]) => {
     const orig = handle[name]!;
     handle[name] = function (this: unknown, req: unknown, ...args: unknown[]) {
+      if (req === null) {
+        // Node 24.22's stream_base_commons passes no request: the native write makes one when the
+        // write cannot complete at once and returns it (a number when it did), and Node attaches
+        // its `oncomplete` after this returns, so it is caught as it is set.
+        const ret = orig.call(this, req, ...args);
+        if (typeof ret === 'object' && ret !== null) {
+          const r = ret as { async?: boolean };
+          const rec = { req: r, bufs: bufsOf(args) };
+          let oncomplete: ((...a: unknown[]) => unknown) | undefined;
+          const wrapped = function (this: unknown, ...a: unknown[]) {
+            inFlight.delete(rec);
+            completions++;
+            return oncomplete?.apply(this, a);
+          };
+          Object.defineProperty(r, 'oncomplete', {
+            configurable: true,
+            get: () => wrapped,
+            set: (fn: (...a: unknown[]) => unknown) => (oncomplete = fn),
+          });
+          inFlight.add(rec);
+        }
+        return ret;
+      }
       const r = req as { async?: boolean; oncomplete: (...a: unknown[]) => unknown };
       const rec = { req: r, bufs: bufsOf(args) };
       const oncomplete = r.oncomplete;
