@@ -1,12 +1,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   SshKeyError,
+  ed25519Seed,
   encodePublicKeyBlob,
   encodeSignatureBlob,
   fingerprintSha256,
@@ -166,6 +167,32 @@ describe('OpenSSH private key files', () => {
     writeFileSync(path, `${formatPublicKeyLine(rawPublicKey(privateKey))}\n`);
     const out = execFileSync('ssh-keygen', ['-lf', path], { encoding: 'utf8' }).split(' ')[1];
     assert.equal(fingerprintSha256(publicKeyBlob(privateKey)), out);
+  });
+
+  it("takes a private key's seed from its PKCS#8 DER (RFC 8032's first test key), and refuses other keys", () => {
+    const seed = Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex');
+    const pk = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex');
+    const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: pk.toString('base64url') }, format: 'jwk' });
+    assert.deepEqual(ed25519Seed(key), seed);
+    assert.deepEqual(rawPublicKey(key), pk);
+    const pair = generateKeyPairSync('ed25519');
+    assert.equal(keyCode(() => ed25519Seed(pair.publicKey)), 'KEY_BAD_TYPE');
+    assert.equal(keyCode(() => ed25519Seed(generateKeyPairSync('x25519').privateKey)), 'KEY_BAD_TYPE');
+  });
+
+  it('formats a fresh key without exporting it as a JWK: under Node 20 that export could deadlock in a GC (node/channel-memory.test hung so)', () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const formats: unknown[] = [];
+    const exportKey = privateKey.export.bind(privateKey) as (o?: object) => unknown;
+    (privateKey as unknown as { export: (o?: { format?: string }) => unknown }).export = (o) => {
+      formats.push(o?.format);
+      return exportKey(o);
+    };
+    const pem = formatOpenSshPrivateKey(privateKey, 'host');
+    assert.ok(!formats.includes('jwk'), `exported as ${formats.join(', ')}`);
+    const parsed = parseOpenSshPrivateKey(pem);
+    assert.deepEqual(ed25519Seed(parsed.privateKey), ed25519Seed(privateKey));
+    assert.deepEqual(parsed.publicKey, rawPublicKey(privateKey));
   });
 
   it('refuses encrypted and malformed files', () => {

@@ -185,6 +185,28 @@ export function rawPublicKey(key: KeyObject): Buffer {
   return Buffer.from(raw);
 }
 
+/** PKCS#8 DER of an Ed25519 private key up to its 32-byte seed (RFC 8410, version 1, no public key). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/**
+ * The 32-byte seed of an ed25519 private KeyObject, from its PKCS#8 DER, not its JWK: under Node
+ * 20 the JWK export holds the key's lock while it allocates, and a GC it triggers there can run
+ * ~KeyGenJob of the generateKeyPairSync that made this key, which waits on the same lock for ever
+ * (rawPublicKey). That hung node/channel-memory.test (formatOpenSshPrivateKey of a fresh host key)
+ * now and then, and could hang the relay's enrollment, `tunnel cert` and the CLI's ssh2 login
+ * (cli/ssh/ssh2-cert-auth.ts) the same way.
+ */
+export function ed25519Seed(privateKey: KeyObject): Buffer {
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new SshKeyError('KEY_BAD_TYPE', 'expected an ed25519 private KeyObject');
+  }
+  const der = privateKey.export({ type: 'pkcs8', format: 'der' });
+  if (der.length !== ED25519_PKCS8_PREFIX.length + 32 || !der.subarray(0, ED25519_PKCS8_PREFIX.length).equals(ED25519_PKCS8_PREFIX)) {
+    throw new SshKeyError('KEY_BAD_TYPE', 'not an ed25519 private key');
+  }
+  return Buffer.from(der.subarray(ED25519_PKCS8_PREFIX.length));
+}
+
 /** The SSH public key blob of an ed25519 KeyObject (public or private). */
 export function publicKeyBlob(key: KeyObject): Buffer {
   return encodePublicKeyBlob(rawPublicKey(key));
@@ -241,11 +263,7 @@ const PEM_END = '-----END OPENSSH PRIVATE KEY-----';
  * `checkint` may be fixed for reproducible output.
  */
 export function formatOpenSshPrivateKey(privateKey: KeyObject, comment = '', checkint?: number): string {
-  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
-    throw new SshKeyError('KEY_BAD_TYPE', 'expected an ed25519 private KeyObject');
-  }
-  const { d } = privateKey.export({ format: 'jwk' });
-  const seed = expectLength(Buffer.from(d ?? '', 'base64url'), 32, 'ed25519 seed');
+  const seed = ed25519Seed(privateKey);
   const pk = rawPublicKey(privateKey);
   const check = checkint ?? randomBytes(4).readUInt32BE();
   const priv = new SshWriter()

@@ -11,6 +11,7 @@ import { assertNoSecrets, assertOk, assertProblem, type CallResult } from '../te
 import { serveMetrics } from '../http/metrics-server.js';
 import { enrollNode, heartbeat, issueLease, putExposure, serviceAccess, tokenFor, uniq } from '../testing/fixtures.js';
 import { API_LEVEL, API_LEVEL_MIN, TUNNEL_VERSION } from '../../protocol/api-level.js';
+import { ed25519Seed } from '../../protocol/ssh-key.js';
 
 let t: TestApp;
 let admin: { id: string; name: string; token: string };
@@ -29,7 +30,7 @@ describe('GET /.well-known/jwks.json', () => {
     assert.deepEqual(jwks.keys.map((k) => k.use).sort(), [JWK_USE_LEASE, JWK_USE_SSH_CA].sort());
     for (const k of res.body.keys) assert.deepEqual(Object.keys(k).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
     const signing = await t.deps.keys.signing('sig');
-    const d = signing.privateKey.export({ format: 'jwk' }).d!;
+    const d = ed25519Seed(signing.privateKey).toString('base64url');
     assertNoSecrets(res.body, [d], 'JWKS');
     assert.ok(jwks.keys.some((k) => k.kid === signing.kid));
   });
@@ -195,7 +196,7 @@ describe('secrets never leak', () => {
         token: node.body.node_token,
         body: { events: [{ type: 'auth_fail', at: s.clock.now().toISOString(), lease_id: lease.lease.id, reason: 'lease revoked' }] },
       });
-      const d = (await s.deps.keys.signing('ssh-ca')).privateKey.export({ format: 'jwk' }).d!;
+      const d = ed25519Seed((await s.deps.keys.signing('ssh-ca')).privateKey).toString('base64url');
       const secrets = [
         code, pw, session.access_token, session.refresh_token, rotated.access_token, rotated.refresh_token,
         svc.serviceToken, svc.accessToken, enr.token, node.body.node_token, lease.token, lease.certificate.split(' ')[1], d,
