@@ -340,7 +340,7 @@ describe('timePings (real ssh2 server and client)', () => {
     const hostKey = formatOpenSshPrivateKey(generateKeyPairSync('ed25519').privateKey);
     const clock = { t: 0 };
     const rtts: number[] = [];
-    let waiting: (() => void) | undefined;
+    let waiting: { n: number; resolve: () => void } | undefined;
     const requests: string[] = [];
     let onRequest: (() => void) | undefined;
     let ping: (() => void) | undefined;
@@ -353,7 +353,7 @@ describe('timePings (real ssh2 server and client)', () => {
         conn,
         (ms) => {
           rtts.push(ms);
-          waiting?.();
+          if (waiting && rtts.length >= waiting.n) waiting.resolve();
         },
         () => clock.t,
       );
@@ -375,8 +375,11 @@ describe('timePings (real ssh2 server and client)', () => {
       rtts,
       clientProto,
       ping: () => ping!(),
-      /** Resolves at the next timed reply. */
-      nextRtt: () => new Promise<void>((r) => (waiting = r)),
+      /**
+       * Resolves once `n` replies have been timed. A count, not "the next one": two replies read in
+       * one go are timed back to back, before a waiter for the second could be set.
+       */
+      timed: (n: number) => new Promise<void>((resolve) => (rtts.length >= n ? resolve() : (waiting = { n, resolve }))),
       /** A request from the client, seen by the server once everything the client sent before it was handled. */
       marker: () =>
         new Promise<void>((r) => {
@@ -399,8 +402,7 @@ describe('timePings (real ssh2 server and client)', () => {
       p.clock.t = 105;
       p.ping();
       p.clock.t = 112; // before either reply can arrive: both are answered later
-      const two = p.nextRtt().then(() => p.nextRtt());
-      await two;
+      await p.timed(2);
       assert.deepEqual(p.rtts, [12, 7]);
     } finally {
       await p.close();
