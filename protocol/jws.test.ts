@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { sign as cryptoSign } from 'node:crypto';
+import { ed25519Pair } from '../shared/testing/ed25519-pair.js';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { checkTimeClaims, hasAudience, JwsError, signJws, verifyJws, type JwsFailure } from './jws.js';
 import { rawPublicKey } from './ssh-key.js';
 
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const other = generateKeyPairSync('ed25519');
+const { privateKey, publicKey } = ed25519Pair();
+const other = ed25519Pair();
 const KID = 'sig_test';
 const TYP = 'tunnel-lease+jwt';
 const jwks = createLocalJWKSet({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: rawPublicKey(publicKey).toString('base64url'), kid: KID, use: 'sig', alg: 'EdDSA' }] });
@@ -33,7 +34,7 @@ describe('compact EdDSA JWS on node:crypto', () => {
     // Interleaved, then again after more kids than are kept (64): a kept header is only ever the
     // one of its own kid and typ, whatever kid or typ came before; a kid reused with another key
     // (a rotation) signs with that key.
-    const rotated = generateKeyPairSync('ed25519');
+    const rotated = ed25519Pair();
     const headers: [string, string][] = [
       [KID, TYP],
       [KID, 'at+jwt'],

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { SignJWT } from 'jose';
+import { ed25519Pair } from '../../shared/testing/ed25519-pair.js';
 import { JWK_KID_MAX } from '../../protocol/jwks.js';
 import { LEASE_CERT_EXTENSION, LEASE_CLAIM_MAX, LEASE_TIME_MAX, LEASE_TOKEN_TYP, LeaseClaimsSchema, checkLeaseClaims } from '../../protocol/lease-claims.js';
 import { EGRESS_TARGETS_MAX_BYTES, LEASE_TOKEN_MAX } from '../../protocol/lease-size.js';
@@ -17,7 +18,7 @@ import { encodePublicKeyBlob, fingerprintSha256, publicKeyBlob, rawPublicKey } f
 import { hostOf, targetsOfBytes } from '../testing/egress-targets.js';
 import { issueLease, LeaseTooLargeError, type IssueLeaseInput } from './lease-issuer.js';
 
-const keys = { lease: { kid: 'sig_issuer_test', ...generateKeyPairSync('ed25519') }, ca: { kid: 'ca_issuer_test', ...generateKeyPairSync('ed25519') } };
+const keys = { lease: { kid: 'sig_issuer_test', ...ed25519Pair() }, ca: { kid: 'ca_issuer_test', ...ed25519Pair() } };
 const clientPublicKey = rawPublicKey(generateKeyPairSync('ed25519').publicKey);
 const NOW = new Date('2030-06-01T12:00:00.250Z');
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { SignJWT } from 'jose';
+import { ed25519Pair } from '../../shared/testing/ed25519-pair.js';
 import { ACCESS_TOKEN_TYP } from '../../protocol/lease-claims.js';
 import { encodePublicKeyBlob, fingerprintSha256, formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { apiAudience, mintAccessToken } from '../auth/access-tokens.js';
@@ -106,7 +107,7 @@ export async function forgeAccessToken(
   o: { aud?: string; typ?: string; key?: 'own' | 'foreign'; role?: 'admin' | 'member' } = {},
 ): Promise<string> {
   const own = await t.deps.keys.signing('sig');
-  const signWith = o.key === 'foreign' ? generateKeyPairSync('ed25519').privateKey : own.privateKey;
+  const signWith = o.key === 'foreign' ? ed25519Pair().privateKey : own.privateKey;
   const now = unixSeconds(t.clock.now());
   return new SignJWT({ name: user.name, role: o.role ?? 'admin' })
     .setProtectedHeader({ alg: 'EdDSA', kid: own.kid, typ: o.typ ?? ACCESS_TOKEN_TYP })
