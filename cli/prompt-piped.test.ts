@@ -5,6 +5,7 @@
  * is at most 64 KiB: a longer one was buffered whole and sent as the user name.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { MockAgent } from 'undici';
 import { EXIT } from './errors.js';
@@ -50,4 +51,19 @@ describe('piped standard input', () => {
       assert.match(ctx.err(), /^tunnel login: [^\n]*a line on standard input is longer than 64 KiB\n$/);
     });
   }
+  it('standard input that fails to read (EIO) is one line and exit 1, not a stack trace', async () => {
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    // The first line, then the read after it fails, as a pipe or terminal that went away does.
+    let reads = 0;
+    const stdin = new Readable({
+      read() {
+        if (reads++ === 0) this.push('bob\n');
+        else this.destroy(Object.assign(new Error('input/output error'), { code: 'EIO' }));
+      },
+    });
+    const ctx = testContext({ dispatcher: agent, stdin });
+    assert.equal(await run(['login', '--password', '--server', SERVER], ctx), EXIT.ERROR);
+    assert.equal(ctx.err(), 'tunnel login: Password: cannot read standard input (EIO)\n');
+  });
 });

@@ -5,17 +5,21 @@ import { CliError, EXIT, STOPPED } from './errors.js';
 /** What ended the wait for a line other than the line itself. */
 const STOP = Symbol('stop');
 const CLOSED = Symbol('closed');
-type Answer = string | typeof STOP | typeof CLOSED;
+const FAILED = Symbol('failed');
+type Answer = string | typeof STOP | typeof CLOSED | typeof FAILED;
 
 /**
  * The lines of a readline interface as they come, for one prompt at a time: `wake` is the waiting
  * prompt's (nextLine), unhooked the moment it settles, so a line that comes after (in the same
- * chunk) stays for the next prompt. `ended`: the input ended; `interrupted`: Ctrl-C was typed.
+ * chunk) stays for the next prompt. `ended`: the input ended; `interrupted`: Ctrl-C was typed;
+ * `failed`: reading it failed (readline re-emits the input's 'error', which unheard ended the CLI
+ * with a stack trace: EIO from a terminal that went away, say).
  */
 interface LineQueue {
   lines: string[];
   ended: boolean;
   interrupted: boolean;
+  failed: NodeJS.ErrnoException | undefined;
   wake: (() => void) | undefined;
 }
 
@@ -34,12 +38,14 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
   const tty = input.isTTY === true;
   if (tty) ctx.stderr.write(prompt);
   let line: Answer;
+  let failure: NodeJS.ErrnoException | undefined;
   if (tty) {
     // Without an output stream readline does not echo what is typed. One interface per prompt, and
     // closed after it: echo is per prompt, and between prompts the terminal is out of raw mode, so
     // Ctrl-C is a SIGINT again.
     const rl = createInterface({ input, terminal: true, output: secret ? undefined : ctx.stderr });
-    const q: LineQueue = { lines: [], ended: false, interrupted: false, wake: undefined };
+    const q: LineQueue = { lines: [], ended: false, interrupted: false, failed: undefined, wake: undefined };
+    hearErrors(rl, q);
     rl.on('line', (l) => {
       q.lines.push(l);
       q.wake?.();
@@ -53,15 +59,18 @@ export async function readLine(ctx: Context, prompt: string, secret: boolean): P
       q.wake?.();
     });
     line = await nextLine(q, stop, () => {});
+    failure = q.failed;
     rl.close();
   } else {
     const p = pipedLines(input);
     line = await nextLine(p, stop, () => whileOpen(p, (rl) => rl.resume()));
+    failure = p.failed;
     whileOpen(p, (rl) => rl.pause());
   }
   // The line typed was not echoed (or nothing ended it): the next output starts on a line of its own.
   if (tty && (secret || typeof line !== 'string')) ctx.stderr.write('\n');
   if (line === STOP) throw stoppedAt(what, stop.reason);
+  if (line === FAILED) throw new CliError(EXIT.ERROR, `${what}: cannot read standard input (${failure?.code ?? 'read error'})`);
   if (line === CLOSED) throw new CliError(EXIT.USAGE, !tty && pipedLines(input).tooLong ? `${what}: a line on standard input is longer than ${MAX_LINE / 1024} KiB` : `${what} expected on standard input`);
   return line;
 }
@@ -80,6 +89,7 @@ async function nextLine(q: LineQueue, stop: AbortSignal, start: () => void): Pro
     q.wake = () => {
       if (q.interrupted) settle(STOP);
       else if (q.lines.length) settle(q.lines.shift()!);
+      else if (q.failed) settle(FAILED);
       else if (q.ended) settle(CLOSED);
     };
     onAbort = () => settle(STOP);
@@ -110,7 +120,8 @@ const piped = new WeakMap<object, PipedLines>();
 function pipedLines(input: Context['stdin']): PipedLines {
   let p = piped.get(input);
   if (!p) {
-    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, interrupted: false, tooLong: false, wake: undefined };
+    const q: PipedLines = { rl: createInterface({ input }), lines: [], ended: false, interrupted: false, failed: undefined, tooLong: false, wake: undefined };
+    hearErrors(q.rl, q);
     const refuse = () => {
       q.tooLong = true;
       input.off('data', measure);
@@ -149,6 +160,14 @@ function pipedLines(input: Context['stdin']): PipedLines {
  */
 function whileOpen(q: PipedLines, f: (rl: Interface) => void): void {
   if (!q.ended) f(q.rl);
+}
+
+/** The input's errors, as readline re-emits them, end the wait for a line (FAILED). */
+function hearErrors(rl: Interface, q: LineQueue): void {
+  rl.on('error', (err: NodeJS.ErrnoException) => {
+    q.failed ??= err;
+    q.wake?.();
+  });
 }
 
 function stoppedAt(what: string, cause: unknown): CliError {
