@@ -175,11 +175,7 @@ export function rawPublicKey(key: KeyObject): Buffer {
     // From the SPKI DER (a fixed 12-byte prefix, then the key), not the JWK: Node 20's JWK
     // export could deadlock in a GC it triggers while holding the key's lock (seen in
     // bench:control: ExportJWKEdKey -> GC -> ~KeyGenJob waiting on the same mutex).
-    const der = pub.export({ type: 'spki', format: 'der' });
-    if (der.length !== ED25519_SPKI_PREFIX.length + ED25519_PUBLIC_KEY_LENGTH || !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
-      throw new SshKeyError('KEY_BAD_TYPE', 'not an ed25519 public key');
-    }
-    raw = Buffer.from(der.subarray(ED25519_SPKI_PREFIX.length));
+    raw = derTail(pub.export({ type: 'spki', format: 'der' }), ED25519_SPKI_PREFIX, 'not an ed25519 public key');
     rawPublicKeys.set(key, raw);
   }
   return Buffer.from(raw);
@@ -200,11 +196,13 @@ export function ed25519Seed(privateKey: KeyObject): Buffer {
   if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
     throw new SshKeyError('KEY_BAD_TYPE', 'expected an ed25519 private KeyObject');
   }
-  const der = privateKey.export({ type: 'pkcs8', format: 'der' });
-  if (der.length !== ED25519_PKCS8_PREFIX.length + 32 || !der.subarray(0, ED25519_PKCS8_PREFIX.length).equals(ED25519_PKCS8_PREFIX)) {
-    throw new SshKeyError('KEY_BAD_TYPE', 'not an ed25519 private key');
-  }
-  return Buffer.from(der.subarray(ED25519_PKCS8_PREFIX.length));
+  return derTail(privateKey.export({ type: 'pkcs8', format: 'der' }), ED25519_PKCS8_PREFIX, 'not an ed25519 private key');
+}
+
+/** The 32 key bytes after an Ed25519 DER's fixed `prefix` (SPKI or PKCS#8, RFC 8410), as a copy; KEY_BAD_TYPE (`what`) for any other DER. */
+function derTail(der: Buffer, prefix: Buffer, what: string): Buffer {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix)) throw new SshKeyError('KEY_BAD_TYPE', what);
+  return Buffer.from(der.subarray(prefix.length));
 }
 
 /** The SSH public key blob of an ed25519 KeyObject (public or private). */
