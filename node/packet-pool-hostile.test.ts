@@ -63,39 +63,33 @@ function watchInFlight(sock: Socket): { holds(ab: ArrayBufferLike): boolean; rea
   const watch = (name: string, bufsOf: (args: unknown[]) => ArrayBufferLike[]) => {
     const orig = handle[name]!;
     handle[name] = function (this: unknown, req: unknown, ...args: unknown[]) {
-      if (req === null) {
-        // Node 24.22's stream_base_commons passes no request: the native write makes one when the
-        // write cannot complete at once and returns it (a number when it did), and Node attaches
-        // its `oncomplete` after this returns, so it is caught as it is set.
-        const ret = orig.call(this, req, ...args);
-        if (typeof ret === 'object' && ret !== null) {
-          const r = ret as { async?: boolean };
-          const rec = { req: r, bufs: bufsOf(args) };
-          let oncomplete: ((...a: unknown[]) => unknown) | undefined;
-          const wrapped = function (this: unknown, ...a: unknown[]) {
-            inFlight.delete(rec);
-            completions++;
-            return oncomplete?.apply(this, a);
-          };
-          Object.defineProperty(r, 'oncomplete', {
-            configurable: true,
-            get: () => wrapped,
-            set: (fn: (...a: unknown[]) => unknown) => (oncomplete = fn),
-          });
-          inFlight.add(rec);
-        }
-        return ret;
+      if (req !== null) {
+        const r = req as { async?: boolean; oncomplete: (...a: unknown[]) => unknown };
+        r.oncomplete = tracked(r, bufsOf(args), r.oncomplete);
+        return orig.call(this, req, ...args);
       }
-      const r = req as { async?: boolean; oncomplete: (...a: unknown[]) => unknown };
-      const rec = { req: r, bufs: bufsOf(args) };
-      const oncomplete = r.oncomplete;
-      r.oncomplete = function (this: unknown, ...a: unknown[]) {
-        inFlight.delete(rec);
-        completions++;
-        return oncomplete.apply(this, a);
-      };
-      inFlight.add(rec);
-      return orig.call(this, req, ...args);
+      // Node 24.22's stream_base_commons passes no request: the native write makes one when the
+      // write cannot complete at once and returns it (a number when it did), and Node attaches
+      // its `oncomplete` after this returns, so it is caught as it is set.
+      const ret = orig.call(this, req, ...args);
+      if (typeof ret === 'object' && ret !== null) {
+        let oncomplete: ((...a: unknown[]) => unknown) | undefined;
+        const wrapped = tracked(ret, bufsOf(args), function (this: unknown, ...a: unknown[]) {
+          return oncomplete?.apply(this, a);
+        });
+        Object.defineProperty(ret, 'oncomplete', { configurable: true, get: () => wrapped, set: (fn: (...a: unknown[]) => unknown) => (oncomplete = fn) });
+      }
+      return ret;
+    };
+  };
+  /** `req` is in flight until its completion, `oncomplete` (called with the request as `this`), runs. */
+  const tracked = (req: { async?: boolean }, bufs: ArrayBufferLike[], oncomplete: (...a: unknown[]) => unknown) => {
+    const rec = { req, bufs };
+    inFlight.add(rec);
+    return function (this: unknown, ...a: unknown[]) {
+      inFlight.delete(rec);
+      completions++;
+      return oncomplete.apply(this, a);
     };
   };
   const buffersIn = (xs: unknown[]) => xs.filter((x): x is Uint8Array => x instanceof Uint8Array).map((x) => x.buffer);
