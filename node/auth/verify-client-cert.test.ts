@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { buildJwks, issueLease } from '../../control/ca/lease-issuer.js';
 import { JWK_KID_MAX } from '../../protocol/jwks.js';
@@ -10,19 +11,21 @@ import { CERT_KEY_TYPE, encodeCertificate, flagOption, parseCertificate, stringO
 import { encodeSignatureBlob, rawPublicKey } from '../../protocol/ssh-key.js';
 import { JwksCache } from '../trust/jwks-cache.js';
 import { noopLogger } from '../../shared/logger.js';
+import { tempDirRemovedAtExit } from '../../shared/testing/temp-dir.js';
 import { verifyClientCertificate, verifySessionSignature, type VerifyContext } from './verify-client-cert.js';
 
 const key = (kid: string) => ({ kid, ...generateKeyPairSync('ed25519') });
 const keys = { lease: key('l1'), ca: key('c1') };
 const NOW = new Date('2030-06-01T12:00:00Z');
 const client = generateKeyPairSync('ed25519');
+const jwksFile = join(tempDirRemovedAtExit('tunnel-jwks-unit-'), 'jwks.json');
 
 async function trust(lease: { kid: string; publicKey: KeyObject } = keys.lease) {
   const jwks = buildJwks([
     { kid: lease.kid, publicKey: lease.publicKey, use: 'sig' },
     { kid: 'c1', publicKey: keys.ca.publicKey, use: 'ssh-ca' },
   ]);
-  const cache = new JwksCache({ client: { fetchJwks: async () => jwks }, file: `/tmp/jwks-unit-${process.pid}.json`, clock: { now: () => NOW }, logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
+  const cache = new JwksCache({ client: { fetchJwks: async () => jwks }, file: jwksFile, clock: { now: () => NOW }, logger: noopLogger, refreshMs: 1e9, minRefreshMs: 0 });
   await cache.init();
   return cache.snapshot;
 }

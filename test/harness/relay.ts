@@ -6,11 +6,9 @@
 import { bootRelay } from '../../node/boot.js';
 import { LEASE_ID_PREFIX } from '../../protocol/lease-claims.js';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { buildJwks, issueLease, type IssueLeaseInput } from '../../control/ca/lease-issuer.js';
 import type { SigningKey } from '../../control/keys/key-store.js';
@@ -24,6 +22,7 @@ import type { Relay } from '../../node/relay.js';
 import type { Dialer } from '../../node/egress/dial.js';
 import { FakeFirewall } from '../../node/egress/fake-firewall.js';
 import { repoRoot } from './net.js';
+import { tempDirRemovedAtExit } from '../../shared/testing/temp-dir.js';
 
 /** The directory holding package.json (works from the TS sources and from dist/). */
 
@@ -314,7 +313,7 @@ export async function startRelay(
   /** `egressDial`: dials egress targets in place of the relay's own (a test holds a dial's answer back). */
   opts: { dataDir?: string; args?: string[]; clock?: Clock; logger?: TestLogger; egressDial?: Dialer } = {},
 ): Promise<StartedRelay> {
-  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'tunnel-node-')));
+  const dataDir = opts.dataDir ?? tempDirRemovedAtExit('tunnel-node-');
   const parsed = parseConfig(
     [
       '--control-url', fc.url,

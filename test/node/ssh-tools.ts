@@ -1,13 +1,13 @@
 /** Helpers for driving the real OpenSSH client against a relay in tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatCertificateLine } from '../../protocol/ssh-cert.js';
 import { formatOpenSshPrivateKey } from '../../protocol/ssh-key.js';
 import { freePort } from '../harness/net.js';
+import { tempDirRemovedAtExit } from '../../shared/testing/temp-dir.js';
 
 export interface ClientFiles {
   dir: string;
@@ -19,7 +19,7 @@ export interface ClientFiles {
 
 /** A fresh client key (0600), its certificate file and a known_hosts pinning the relay. */
 export async function clientFiles(relayPort: number, hostKeyLine: string, cert?: Buffer): Promise<ClientFiles> {
-  const dir = await mkdtemp(join(tmpdir(), 'tunnel-ssh-'));
+  const dir = tempDirRemovedAtExit('tunnel-ssh-');
   const { privateKey } = generateKeyPairSync('ed25519');
   const keyFile = join(dir, 'id_ed25519');
   await writeFile(keyFile, formatOpenSshPrivateKey(privateKey, 'test'), { mode: 0o600 });
