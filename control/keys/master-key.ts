@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/logger.js';
 import { ConfigError } from '../config.js';
+import { readFileBoundedSyncWithMode, type BoundedRead } from '../../shared/read-file-bounded.js';
+
+/** The most a master key file may hold: 32 bytes as hex (64 characters) or base64 (44), with room for whitespace. */
+export const MASTER_KEY_FILE_MAX_BYTES = 1024;
 
 /**
  * The key that seals private keys at rest: given (env or file), or, in the embedded default,
@@ -14,7 +18,7 @@ export function resolveMasterKey(
   logger: Logger,
 ): Buffer {
   if (cfg.masterKey) return cfg.masterKey;
-  if (cfg.masterKeyFile) return readKeyFile(cfg.masterKeyFile);
+  if (cfg.masterKeyFile) return readKeyFile(cfg.masterKeyFile).key;
   const path = join(cfg.dataDir, 'master.key');
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   try {
@@ -23,24 +27,27 @@ export function resolveMasterKey(
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  const mode = statSync(path).mode & 0o777;
+  const { key, mode } = readKeyFile(path);
+  // Judged on the file that was read (its descriptor's mode), not on a second look at the path.
   if (mode & 0o077) {
     chmodSync(path, 0o600);
     logger.warn('master key file was readable by others; reset its mode to 0600', { path });
   }
-  return readKeyFile(path);
+  return key;
 }
 
-function readKeyFile(path: string): Buffer {
-  let text: string;
+/** The key in `path`, at most MASTER_KEY_FILE_MAX_BYTES read (a FIFO, terminal or `/dev/zero` is refused), and the file's mode. */
+function readKeyFile(path: string): { key: Buffer; mode: number } {
+  let read: BoundedRead;
   try {
-    text = readFileSync(path, 'utf8').trim();
+    read = readFileBoundedSyncWithMode(path, MASTER_KEY_FILE_MAX_BYTES);
   } catch (cause) {
     throw new ConfigError(`cannot read the master key file ${path}: ${(cause as Error).message}`);
   }
-  const buf = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
-  if (buf.length !== 32) throw new ConfigError(`master key file ${path} must hold 32 bytes as base64 or hex`);
-  return buf;
+  const text = read.bytes.toString('utf8').trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+  if (key.length !== 32) throw new ConfigError(`master key file ${path} must hold 32 bytes as base64 or hex`);
+  return { key, mode: read.mode };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { certificatePin } from '../../protocol/tls-pin.js';
@@ -7,6 +7,7 @@ import type { ControlConfig } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { Logger } from '../../shared/logger.js';
 import { createSelfSignedCert } from './self-signed.js';
+import { readFileBoundedSync, readFileBoundedSyncWithMode } from '../../shared/read-file-bounded.js';
 
 /** The certificate and key the HTTPS server uses now, with the pin clients give as --ca-pin. */
 export interface TlsMaterial {
@@ -22,15 +23,30 @@ export const SELF_SIGNED_CERT = 'cert.pem';
 export const SELF_SIGNED_KEY = 'key.pem';
 
 /**
+ * The most a certificate chain or key file may hold (a chain of a few certificates is a few KB, an
+ * RSA-8192 key under 7 KB): a path that names `/dev/zero` or a huge file is refused, not read until
+ * memory runs out, and a FIFO or terminal is refused rather than waited on.
+ */
+export const TLS_FILE_MAX_BYTES = 1024 * 1024;
+
+/**
  * Reads a certificate chain and its key, and checks that they belong together (a mismatch is
  * reported here, not as a failed handshake later). The pin is that of the first (leaf) certificate.
  */
 export function readTlsFiles(certFile: string, keyFile: string): TlsMaterial {
+  return readTlsPair(certFile, keyFile).material;
+}
+
+/** readTlsFiles, with the mode of the key file it read (fstat on the descriptor read). */
+function readTlsPair(certFile: string, keyFile: string): { material: TlsMaterial; keyMode: number } {
   let cert: string;
   let key: string;
+  let keyMode: number;
   try {
-    cert = readFileSync(certFile, 'utf8');
-    key = readFileSync(keyFile, 'utf8');
+    cert = readFileBoundedSync(certFile, TLS_FILE_MAX_BYTES).toString('utf8');
+    const read = readFileBoundedSyncWithMode(keyFile, TLS_FILE_MAX_BYTES);
+    key = read.bytes.toString('utf8');
+    keyMode = read.mode;
   } catch (err) {
     throw new ConfigError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
   }
@@ -41,7 +57,7 @@ export function readTlsFiles(certFile: string, keyFile: string): TlsMaterial {
   } catch (err) {
     throw new ConfigError(`TLS certificate ${certFile} / key ${keyFile}: ${(err as Error).message}`);
   }
-  return { cert, key, pin: certificatePin(cert), certFile, keyFile, notAfter: new Date(leaf.validTo).toISOString() };
+  return { material: { cert, key, pin: certificatePin(cert), certFile, keyFile, notAfter: new Date(leaf.validTo).toISOString() }, keyMode };
 }
 
 /**
@@ -85,11 +101,14 @@ export function ensureSelfSigned(dir: string, names: readonly string[], now: Dat
     writeFileSync(keyFile, made.keyPem, { mode: 0o600, flag: 'wx' });
     writeFileSync(certFile, made.certPem, { mode: 0o644, flag: 'wx' });
     logger.info('created a self-signed TLS certificate', { path: certFile, names });
-  } else if (statSync(keyFile).mode & 0o077) {
+  }
+  const { material, keyMode } = readTlsPair(certFile, keyFile);
+  // Judged on the key file that was read (its descriptor's mode), not on a second look at the path.
+  if (exists && keyMode & 0o077) {
     chmodSync(keyFile, 0o600);
     logger.warn('TLS key file was readable by others; reset its mode to 0600', { path: keyFile });
   }
-  return readTlsFiles(certFile, keyFile);
+  return material;
 }
 
 /** What `serve` uses: undefined for plain HTTP. */
