@@ -45,6 +45,7 @@ async function list(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
           {mayManage ? (
             <form method="post" action={`${PATH}/${e.name}/allow`} class="inline">
               <CsrfField token={p.csrf} />
+              <input type="hidden" name="was" value={e.allow.join(',')} />
               <label>
                 <span class="skip-caption">Who may open {e.name}</span>
                 <input name="allow" value={e.allow.join(', ')} size={24} aria-describedby="allow-hint" />
@@ -86,13 +87,38 @@ async function list(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
   );
 }
 
+/**
+ * The form sends the whole allow list, as it was when the page was loaded (`was`) with the
+ * user's edit: saved over a list that changed since (someone taken off it by an admin in another
+ * tab, a minute or a day ago), it put them back, and the removal was undone without a word. So
+ * the list is read again and, unless it is still the one the form showed, nothing is saved: the
+ * page shows the list as it is now, to edit again. A form without `was` (a page from before it
+ * was sent) is saved as it is.
+ */
+async function changedSinceShown(p: PageCtx, path: string): Promise<Problem | undefined> {
+  if (p.form.was === undefined) return undefined;
+  const cur = await p.api.call<Exposure>('GET', path);
+  if (!cur.ok) return cur.problem;
+  const shown = [...new Set(nameList(p.form.was))].sort();
+  const now = [...new Set(cur.body.allow)].sort();
+  if (shown.length === now.length && shown.every((n, i) => n === now[i])) return undefined;
+  return {
+    status: 409,
+    code: 'CONFLICT',
+    detail: `the allow list of ${cur.body.name} changed since this page was loaded (now: ${now.join(', ') || 'nobody'}); nothing was saved: edit it again`,
+  };
+}
+
 export function registerExposures(r: Hono<AppEnv>, app: App): void {
   r.get('/exposures', page(app, (p) => list(p)));
 
   r.post(
     '/exposures/:name/allow',
     page(app, async (p) => {
-      const res = await p.api.call('PUT', `/v1/exposures/${seg(p.c.req.param('name'))}`, { allow: nameList(p.form.allow) });
+      const path = `/v1/exposures/${seg(p.c.req.param('name'))}`;
+      const stale = await changedSinceShown(p, path);
+      if (stale) return list(p, stale, stale.status);
+      const res = await p.api.call('PUT', path, { allow: nameList(p.form.allow) });
       if (!res.ok) return list(p, res.problem, res.problem.status);
       return p.c.redirect(`${PATH}?done=allow-saved`, 303);
     }),
