@@ -1,4 +1,8 @@
-#!/usr/bin/env node
+#!/bin/sh
+//bin/sh -c :; exec node --single-threaded "$0" "$@"
+// Run as a program (`tunnel-node`), the line above is read by sh, which runs node with the relay's
+// node flags (node/node-flags.ts, which says why); node and tsc read it as a comment. Not
+// `#!/usr/bin/env -S node ...`: BusyBox's env (Alpine) has no -S.
 // First, before ssh2 and the rest load: what an idle relay keeps from its start (node/startup-memory.ts).
 import './start-lean.js';
 import { bootRelay, firewallStartMessage } from './boot.js';

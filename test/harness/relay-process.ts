@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, repoRoot } from './net.js';
+import { RELAY_NODE_FLAGS } from '../../node/node-flags.js';
 
 export interface RelayProcess {
   sshPort: number;
@@ -43,6 +44,8 @@ export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProc
   const sshPort = o.sshPort ?? (await freePort());
   const metricsPort = o.metricsPort ?? (await freePort());
   const argv = [
+    // As tunnel-node runs as a program (node/main.ts's first lines).
+    ...RELAY_NODE_FLAGS,
     ...(o.nodeArgs ?? []),
     join(repoRoot(), 'dist', 'node', 'main.js'),
     '--control-url',

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadControlConfig } from '../../control/config.js';
 import { parseConfig } from '../../node/config.js';
+import { RELAY_NODE_FLAGS } from '../../node/node-flags.js';
 import { repoRoot } from '../harness/net.js';
 import { parseComposeYaml, type YamlValue } from './compose-yaml.js';
 
@@ -154,7 +155,9 @@ describe('infra/container (read, not run: no Docker here)', () => {
       const own = Object.fromEntries(Object.entries(asMap(svc.environment ?? {}, `${name}.environment`)).map(([k, v]) => [k, interpolate(str(v), vars)]));
       const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: isRoot(user) ? '/root' : '/var/lib/tunnel', ...imageEnv, ...own };
       assert.equal(entrypoint.at(-1), 'node', 'the entrypoint runs node');
-      return { svc, script: command[0], args: command.slice(1), env, user };
+      // node's own flags come before the script.
+      const script = command.findIndex((a) => !a.startsWith('-'));
+      return { svc, nodeFlags: command.slice(0, script), script: command[script], args: command.slice(script + 1), env, user };
     }
 
     const serviceNamed = (script: string) => Object.keys(services).find((n) => asMap(services[n], n).build !== undefined && processOf(n).script === script);
@@ -185,6 +188,7 @@ describe('infra/container (read, not run: no Docker here)', () => {
       const name = serviceNamed('dist/node/main.js');
       assert.ok(name, 'a service runs tunnel-node');
       const p = processOf(name);
+      assert.deepEqual(p.nodeFlags, RELAY_NODE_FLAGS, 'node runs the relay with the flags tunnel-node runs with as a program');
       const r = parseConfig(p.args, p.env);
       assert.equal(r.kind, 'run');
       if (r.kind !== 'run') return;

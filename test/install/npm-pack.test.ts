@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { RELAY_NODE_FLAGS } from '../../node/node-flags.js';
 import { repoRoot } from '../harness/net.js';
 import { startSshd, type Sshd } from '../harness/sshd.js';
 import { ADMIN, startStack, type Stack } from '../harness/stack.js';
@@ -57,15 +58,25 @@ describe('npm pack and npm install -g into a fresh prefix', () => {
     assert.ok(statSync(tarball).size < 2_500_000, `tarball is ${statSync(tarball).size} bytes`);
   });
 
-  it('puts tunnel, tunnel-control and tunnel-node on PATH, executable, with a node shebang', async () => {
+  it('puts tunnel, tunnel-control and tunnel-node on PATH, executable, run by node (tunnel-node with its node flags)', async () => {
     const home = mkdtempSync(join(dir, 'home-'));
+    const execArgvProbe = join(home, 'exec-argv.mjs');
+    writeFileSync(execArgvProbe, 'process.stderr.write(`execArgv ${JSON.stringify(process.execArgv)}\\n`);\n');
     for (const bin of BINS) {
       const path = join(binDir(), bin);
       accessSync(path, constants.X_OK);
-      assert.match(readFileSync(path, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env node$/);
-      // By name through PATH, as an operator types it.
-      const { stdout } = await execFileP(bin, bin === 'tunnel' ? ['--version'] : ['--help'], { env: env(home) });
+      const [first, second] = readFileSync(path, 'utf8').split('\n');
+      if (bin === 'tunnel-node') {
+        // sh runs node with the relay's node flags (node/main.ts's first lines).
+        assert.equal(first, '#!/bin/sh');
+        assert.equal(second, `//bin/sh -c :; exec node ${RELAY_NODE_FLAGS.join(' ')} "$0" "$@"`);
+      } else {
+        assert.match(first!, /^#!\/usr\/bin\/env node$/);
+      }
+      // By name through PATH, as an operator types it; a module loaded first says what node runs with.
+      const { stdout, stderr } = await execFileP(bin, bin === 'tunnel' ? ['--version'] : ['--help'], { env: { ...env(home), NODE_OPTIONS: `--import=${execArgvProbe}` } });
       assert.match(stdout, bin === 'tunnel' ? /^tunnel \d/ : /[Uu]sage: tunnel-/);
+      assert.equal(stderr, `execArgv ${JSON.stringify(bin === 'tunnel-node' ? RELAY_NODE_FLAGS : [])}\n`);
     }
     // The master key command of the installed tunnel-control: mode 0600, never overwritten.
     const key = join(home, 'master.key');
