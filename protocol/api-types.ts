@@ -177,6 +177,13 @@ export const ExposurePutSchema = z.strictObject({
   allow: z.array(UserNameSchema).max(256).default([]),
   /** Pin the exposure to one relay node (by name). */
   node: NodeNameSchema.nullable().optional(),
+  /**
+   * The allow list as the caller read it, for an edit of that list: if the exposure's is another
+   * by now, or the exposure is gone, nothing changes and the answer is 409 CONFLICT (so an edit
+   * made on an old read cannot give a user taken off the list meanwhile the grant back, nor make
+   * a deleted exposure again). Order and repeats do not matter.
+   */
+  expect_allow: z.array(UserNameSchema).max(256).optional(),
 });
 export const ExposureSchema = z.object({
   name: ExposureNameSchema,

@@ -1,12 +1,16 @@
 import type { z } from 'zod';
 import { ExposureListSchema, ExposureSchema, UserNameSchema } from '../../protocol/api-types.js';
 import { EXPOSURE_NAME_RE } from '../../protocol/lease-claims.js';
+import { ApiError } from '../api-client.js';
 import { lazySession } from '../session.js';
 import { parseCommand } from '../args.js';
 import { info, out, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { printTable } from '../output.js';
 import type { Command } from './command.js';
+
+/** Times allow/deny read the list and write their edit when others keep changing it meanwhile. */
+const EDIT_ATTEMPTS = 3;
 
 const USAGE = `Usage: tunnel exposures ls [--json]
        tunnel exposures show NAME [--json]
@@ -88,13 +92,25 @@ export const exposures: Command = {
         const n = needName();
         if (!users.length) throw new UsageError('exposures', `${sub} needs at least one USER`);
         checkUsers(users);
-        const cur = await s.call('GET', path(n), ExposureSchema, undefined, ctx.stopSignal);
-        const next = new Set(cur.allow);
-        for (const u of users) {
-          if (sub === 'allow') next.add(u);
-          else next.delete(u);
+        // The edit is of the list as read: changed by someone else before it is written (or the
+        // exposure deleted), the control plane refuses it (CONFLICT) and it is made again on the
+        // list as it is then, so a user someone else took off meanwhile is not put back.
+        let e: z.infer<typeof ExposureSchema>;
+        for (let attempt = 1; ; attempt++) {
+          const cur = await s.call('GET', path(n), ExposureSchema, undefined, ctx.stopSignal);
+          const next = new Set(cur.allow);
+          for (const u of users) {
+            if (sub === 'allow') next.add(u);
+            else next.delete(u);
+          }
+          try {
+            e = await s.call('PUT', path(n), ExposureSchema, { allow: [...next].sort(), expect_allow: cur.allow }, ctx.stopSignal);
+            break;
+          } catch (err) {
+            if (err instanceof ApiError && err.code === 'CONFLICT' && attempt < EDIT_ATTEMPTS) continue;
+            throw err;
+          }
         }
-        const e = await s.call('PUT', path(n), ExposureSchema, { allow: [...next].sort() }, ctx.stopSignal);
         if (a.json) out(ctx, JSON.stringify(e, null, 2));
         else info(ctx, `${e.name}: may open it besides the owner and admins: ${e.allow.join(', ') || 'nobody'}.`);
         return 0;

@@ -89,7 +89,7 @@ describe('console: an allow-list form loaded before a removal', () => {
     assertOk(now);
     assert.ok(!(now.body.allow as string[]).includes(bob.name), `bob is not put back on the list: ${JSON.stringify(now.body.allow)}`);
     assert.equal(saved.status, 409);
-    assert.match(await saved.text(), /changed since this page was loaded/);
+    assert.match(await saved.text(), /changed since it was read/);
 
     // The page shown again has the list as it is now; saved from there, dave is added.
     const again = formFields(await (await send(jar, '/console/exposures')).text(), action);

@@ -33,6 +33,28 @@ function dbSuite(name: string, makeApp: MakeApp) {
     });
 
     describe('PUT /v1/exposures/{name}', () => {
+      it('expect_allow: an edit of the list as read is refused (409, nothing changed) once the list is another, or the exposure is gone', async () => {
+        const n = uniq('edit-');
+        assertOk(await put(owner, n, { allow: [friend.name, stranger.name] }), 201);
+        // As read, in any order: saved.
+        assertOk(await put(owner, n, { allow: [friend.name], expect_allow: [stranger.name, friend.name, friend.name] }));
+        // Meanwhile an admin takes friend off; an edit made on the old read (adding admin) would put friend back.
+        assertOk(await put(admin, n, { allow: [] }, 'admin'));
+        const stale = await put(owner, n, { allow: [friend.name, admin.name], expect_allow: [friend.name] });
+        assertProblem(stale, 409, 'CONFLICT');
+        assert.match(String(stale.body.detail), /changed since it was read \(now: nobody\); nothing was changed/);
+        const [row] = await t.deps.db.select().from(exposures).where(eq(exposures.name, n));
+        assert.deepEqual(row!.allow, [], 'the list an admin left is kept');
+        // Read again: saved.
+        assertOk(await put(owner, n, { allow: [admin.name], expect_allow: [] }));
+        // Deleted since it was read: not made again.
+        assertOk(await t.call('DELETE', `/v1/exposures/${n}`, { token: await tok(owner) }), 204);
+        const gone = await put(owner, n, { allow: [friend.name], expect_allow: [admin.name] });
+        assertProblem(gone, 409, 'CONFLICT');
+        assert.match(String(gone.body.detail), /is gone \(deleted since its allow list was read\)/);
+        assert.equal((await t.deps.db.select().from(exposures).where(eq(exposures.name, n))).length, 0, 'not made again');
+      });
+
       it('creates (201) and then updates (200) for the owner', async () => {
         const n = uniq('web-');
         const created = await put(owner, n, { allow: [friend.name, friend.name] });

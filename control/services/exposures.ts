@@ -68,7 +68,7 @@ export async function putExposure(
   deps: Pick<Deps, 'db' | 'clock' | 'settings'>,
   p: UserPrincipal,
   name: string,
-  body: { allow: string[]; node?: string | null },
+  body: { allow: string[]; node?: string | null; expect_allow?: string[] },
 ): Promise<{ exposure: Exposure; created: boolean }> {
   const now = deps.clock.now();
   let pinnedNodeId: string | null | undefined;
@@ -93,6 +93,7 @@ export async function putExposure(
     const [existing] = await tx.select().from(exposures).where(eq(exposures.name, name)).limit(1).for('update');
     if (existing) {
       assertAllowed(actor, 'exposure.update', exposureResource(name, existing));
+      if (body.expect_allow !== undefined) assertAllowListAsRead(name, existing.allow, body.expect_allow);
       await assertUsersExist(tx, allow, existing.allow);
       const [u] = await tx
         .update(exposures)
@@ -103,6 +104,7 @@ export async function putExposure(
       if (existing.allow.some((n) => !allow.includes(n))) await revokeOpenersNotAllowed(revoke, u!, p.userId);
       return { row: u!, created: false };
     }
+    if (body.expect_allow !== undefined) throw new AppError('CONFLICT', `exposure "${name}" is gone (deleted since its allow list was read); nothing was changed`);
     assertAllowed(actor, 'exposure.create', exposureResource(name, undefined));
     await assertMayCreateExposure(deps, tx, actor, name);
     await assertUsersExist(tx, allow);
@@ -116,6 +118,17 @@ export async function putExposure(
     return { row: ins, created: true };
   });
   return { exposure: (await views(deps.db, [row]))[0]!, created };
+}
+
+/**
+ * An edit of the allow list the caller read (`expect_allow`), checked under the exposure's row
+ * lock: refused when the list is another by now, so a user taken off it meanwhile stays off.
+ */
+function assertAllowListAsRead(name: string, now: readonly string[], read: readonly string[]): void {
+  const a = [...new Set(now)].sort();
+  const b = [...new Set(read)].sort();
+  if (a.length === b.length && a.every((n, i) => n === b[i])) return;
+  throw new AppError('CONFLICT', `the allow list of "${name}" changed since it was read (now: ${a.join(', ') || 'nobody'}); nothing was changed`);
 }
 
 /**

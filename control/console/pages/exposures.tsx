@@ -87,38 +87,21 @@ async function list(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
   );
 }
 
-/**
- * The form sends the whole allow list, as it was when the page was loaded (`was`) with the
- * user's edit: saved over a list that changed since (someone taken off it by an admin in another
- * tab, a minute or a day ago), it put them back, and the removal was undone without a word. So
- * the list is read again and, unless it is still the one the form showed, nothing is saved: the
- * page shows the list as it is now, to edit again. A form without `was` (a page from before it
- * was sent) is saved as it is.
- */
-async function changedSinceShown(p: PageCtx, path: string): Promise<Problem | undefined> {
-  if (p.form.was === undefined) return undefined;
-  const cur = await p.api.call<Exposure>('GET', path);
-  if (!cur.ok) return cur.problem;
-  const shown = [...new Set(nameList(p.form.was))].sort();
-  const now = [...new Set(cur.body.allow)].sort();
-  if (shown.length === now.length && shown.every((n, i) => n === now[i])) return undefined;
-  return {
-    status: 409,
-    code: 'CONFLICT',
-    detail: `the allow list of ${cur.body.name} changed since this page was loaded (now: ${now.join(', ') || 'nobody'}); nothing was saved: edit it again`,
-  };
-}
-
 export function registerExposures(r: Hono<AppEnv>, app: App): void {
   r.get('/exposures', page(app, (p) => list(p)));
 
   r.post(
     '/exposures/:name/allow',
     page(app, async (p) => {
-      const path = `/v1/exposures/${seg(p.c.req.param('name'))}`;
-      const stale = await changedSinceShown(p, path);
-      if (stale) return list(p, stale, stale.status);
-      const res = await p.api.call('PUT', path, { allow: nameList(p.form.allow) });
+      // The form sends the whole list, edited from the one the page showed (`was`): saved over a
+      // list that changed since (someone taken off it by an admin in another tab), it would put
+      // them back. So it is an edit of that list (`expect_allow`), which the API refuses (409,
+      // nothing saved) once the list is another; the page then shows it as it is now. A form
+      // without `was` (a page from before it was sent) is saved as it is.
+      const res = await p.api.call('PUT', `/v1/exposures/${seg(p.c.req.param('name'))}`, {
+        allow: nameList(p.form.allow),
+        ...(p.form.was !== undefined ? { expect_allow: nameList(p.form.was) } : {}),
+      });
       if (!res.ok) return list(p, res.problem, res.problem.status);
       return p.c.redirect(`${PATH}?done=allow-saved`, 303);
     }),
