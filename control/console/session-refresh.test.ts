@@ -12,24 +12,10 @@ import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { uniq } from '../testing/fixtures.js';
 import { auditEvents } from '../db/schema/index.js';
 import { hashSecret } from '../lib/ids.js';
+import { consoleRequest, type Jar } from '../testing/console-cookies.js';
 
 const BASE = 'http://console.test';
 const PASSWORD = 'a long enough password';
-
-type Jar = Map<string, string>;
-
-/** Applies a response's Set-Cookie headers to `jar` (Max-Age=0 deletes). */
-function take(jar: Jar, res: Response): string[] {
-  const set = res.headers.getSetCookie();
-  for (const line of set) {
-    const [pair] = line.split(';');
-    const i = pair!.indexOf('=');
-    const name = pair!.slice(0, i);
-    if (/;\s*Max-Age=0\b/i.test(line)) jar.delete(name);
-    else jar.set(name, pair!.slice(i + 1));
-  }
-  return set;
-}
 
 describe('console: the session refreshes its access token', () => {
   let t: TestApp;
@@ -44,16 +30,7 @@ describe('console: the session refreshes its access token', () => {
     await t?.close();
   });
 
-  async function get(jar: Jar, path: string, form?: Record<string, string>): Promise<{ res: Response; set: string[] }> {
-    const headers: Record<string, string> = { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
-    let body: string | undefined;
-    if (form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = new URLSearchParams(form).toString();
-    }
-    const res = await t.app.fetch(new Request(`${BASE}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
-    return { res, set: take(jar, res) };
-  }
+  const get = (jar: Jar, path: string, form?: Record<string, string>) => consoleRequest(t, BASE, jar, path, form);
 
   async function signIn(): Promise<Jar> {
     const jar: Jar = new Map();
@@ -171,17 +148,7 @@ describe('console: the idle timeout counts from the last request, not from the l
     await t?.close();
   });
 
-  async function get(jar: Jar, path: string, form?: Record<string, string>): Promise<Response> {
-    const headers: Record<string, string> = { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
-    let body: string | undefined;
-    if (form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = new URLSearchParams(form).toString();
-    }
-    const res = await t.app.fetch(new Request(`${BASE}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
-    take(jar, res);
-    return res;
-  }
+  const get = async (jar: Jar, path: string, form?: Record<string, string>) => (await consoleRequest(t, BASE, jar, path, form)).res;
 
   it('keeps a console used every minute signed in for an hour, and ends it after the timeout without a request', async () => {
     const jar: Jar = new Map();

@@ -10,21 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { putExposure, uniq } from '../testing/fixtures.js';
 import { assertOk } from '../testing/problem.js';
+import { consoleRequest, type Jar } from '../testing/console-cookies.js';
 
 const BASE = 'http://console.test';
 const PASSWORD = 'a long enough password';
-
-type Jar = Map<string, string>;
-
-function take(jar: Jar, res: Response): void {
-  for (const line of res.headers.getSetCookie()) {
-    const [pair] = line.split(';');
-    const i = pair!.indexOf('=');
-    const name = pair!.slice(0, i);
-    if (/;\s*Max-Age=0\b/i.test(line)) jar.delete(name);
-    else jar.set(name, pair!.slice(i + 1));
-  }
-}
 
 /** The named inputs of the form posting to `action` in `html`, with their values. */
 function formFields(html: string, action: string): Record<string, string> {
@@ -48,17 +37,7 @@ describe('console: an allow-list form loaded before a removal', () => {
     await t?.close();
   });
 
-  async function send(jar: Jar, path: string, form?: Record<string, string>): Promise<Response> {
-    const headers: Record<string, string> = { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
-    let body: string | undefined;
-    if (form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = new URLSearchParams(form).toString();
-    }
-    const res = await t.app.fetch(new Request(`${BASE}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
-    take(jar, res);
-    return res;
-  }
+  const send = async (jar: Jar, path: string, form?: Record<string, string>) => (await consoleRequest(t, BASE, jar, path, form)).res;
 
   it('does not put back a user an admin took off the list since the page was loaded', async () => {
     const owner = await t.user(uniq('own'), 'member', PASSWORD);
