@@ -16,8 +16,12 @@
 
 /** This build's release: package.json's `version` (protocol/api-level.test.ts keeps them equal). */
 export const TUNNEL_VERSION = '0.1.0';
-/** This build's API level. */
-export const API_LEVEL = 1;
+/**
+ * This build's API level.
+ * - 2: `PUT /v1/exposures/{name}` takes `expect_allow` (the allow list as read), which `tunnel
+ *   exposures allow/deny` send; a level-1 control plane refused it as UNKNOWN_FIELD.
+ */
+export const API_LEVEL = 2;
 /** The oldest API level a control plane of this build serves. */
 export const API_LEVEL_MIN = 1;
 /** The level of a request without the header (every relay and CLI from before it). */
