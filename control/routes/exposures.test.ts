@@ -51,7 +51,7 @@ function dbSuite(name: string, makeApp: MakeApp) {
         assertOk(await t.call('DELETE', `/v1/exposures/${n}`, { token: await tok(owner) }), 204);
         const gone = await put(owner, n, { allow: [friend.name], expect_allow: [admin.name] });
         assertProblem(gone, 409, 'CONFLICT');
-        assert.match(String(gone.body.detail), /is gone \(deleted since its allow list was read\)/);
+        assert.match(String(gone.body.detail), /does not exist \(deleted since its allow list was read, or never made\)/);
         assert.equal((await t.deps.db.select().from(exposures).where(eq(exposures.name, n))).length, 0, 'not made again');
       });
 

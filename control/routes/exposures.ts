@@ -20,7 +20,7 @@ export function registerExposures(app: App): void {
           '(owner or admin; a service token needs manage:NAME). Users taken off the allow list lose their open leases at once; ' +
           'a name it adds that no user has is 400 UNKNOWN_USER. ' +
           '`node` pins or unpins it (admins). A new exposure past the cap on what one member owns (1,000 by default; admins: none) is 409 CONFLICT. ' +
-          '`expect_allow`: the allow list as you read it; if it changed since (or the exposure is gone), nothing changes and the answer is 409 CONFLICT: read it again and redo the edit.',
+          '`expect_allow`: the allow list as you read it; if it changed since (or the exposure does not exist), nothing changes and the answer is 409 CONFLICT: read it again and redo the edit.',
         security: bearerSecurity,
         request: { params: NameParam, body: jsonBody(ExposurePutSchema) },
         responses: { 200: json(ExposureSchema, 'Updated'), 201: json(ExposureSchema, 'Created'), ...allowListErrorResponses },

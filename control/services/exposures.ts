@@ -104,7 +104,7 @@ export async function putExposure(
       if (existing.allow.some((n) => !allow.includes(n))) await revokeOpenersNotAllowed(revoke, u!, p.userId);
       return { row: u!, created: false };
     }
-    if (body.expect_allow !== undefined) throw new AppError('CONFLICT', `exposure "${name}" is gone (deleted since its allow list was read); nothing was changed`);
+    if (body.expect_allow !== undefined) throw new AppError('CONFLICT', `exposure "${name}" does not exist (deleted since its allow list was read, or never made); nothing was changed`);
     assertAllowed(actor, 'exposure.create', exposureResource(name, undefined));
     await assertMayCreateExposure(deps, tx, actor, name);
     await assertUsersExist(tx, allow);
