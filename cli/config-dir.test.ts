@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './run.js';
 import { CliError, EXIT } from './errors.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 import { configDir, readCredentials, writeCredentials } from './settings.js';
 

@@ -13,7 +13,7 @@ import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EXIT } from './errors.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 
 /** `tunnel whoami` with HOME `home`; stderr and how it ended. */
 async function whoami(home: string): Promise<{ code: number | null; signal: string | null; stderr: string }> {

@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { withFirstReadSync } from '../shared/testing/first-read-sync.js';
 import { readCredentials } from './settings.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 
 const creds = (user: string) => JSON.stringify({ server: 'http://127.0.0.1:9', user, access_token: 'at', access_expires_at: Date.now() + 600_000 });
 

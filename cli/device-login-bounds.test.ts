@@ -9,7 +9,7 @@ import { MockAgent } from 'undici';
 import { run } from './run.js';
 import { EXIT } from './errors.js';
 import { testContext, type TestContext } from './testing/test-context.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 
 /**
  * The device login's numbers come from the control plane: a hostile or broken one must not make

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { MockAgent } from 'undici';
 import { run } from './run.js';
 import { EXIT } from './errors.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 import { writeCredentials } from './settings.js';
 

@@ -22,7 +22,7 @@ import { Session } from './session.js';
 import { CliError, EXIT, STOPPED } from './errors.js';
 import { run } from './run.js';
 import { readCredentials, writeCredentials } from './settings.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 import { testContext } from './testing/test-context.js';
 
 /**

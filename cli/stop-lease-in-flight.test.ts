@@ -16,7 +16,7 @@ import { after, describe, it } from 'node:test';
 import { fingerprintSha256, parsePublicKeyLine } from '../protocol/ssh-key.js';
 import { EXIT } from './errors.js';
 import { writeCredentials } from './settings.js';
-import { tempDir } from './testing/temp-dir.js';
+import { tempDir } from '../shared/testing/temp-dir.js';
 
 const servers: Server[] = [];
 after(() => {

@@ -12,7 +12,7 @@ import { MockAgent } from 'undici';
 import { EXIT } from '../errors.js';
 import { run } from '../run.js';
 import { writeCredentials } from '../settings.js';
-import { tempDir } from '../testing/temp-dir.js';
+import { tempDir } from '../../shared/testing/temp-dir.js';
 import { testContext } from '../testing/test-context.js';
 
 const SERVER = 'https://control.test';

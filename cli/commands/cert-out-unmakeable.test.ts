@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { EXIT } from '../errors.js';
 import { writeCredentials } from '../settings.js';
-import { tempDir } from '../testing/temp-dir.js';
+import { tempDir } from '../../shared/testing/temp-dir.js';
 import { testContext } from '../testing/test-context.js';
 
 const LEASE_ID = 'lse_0123456789abcdef0123456789abcdef';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { tempDir } from './temp-dir.js';
+import { tempDir } from '../../shared/testing/temp-dir.js';
 import { testContext } from './test-context.js';
 
 describe('temp directories of the CLI tests', () => {

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Context } from '../context.js';
-import { tempDir } from './temp-dir.js';
+import { tempDir } from '../../shared/testing/temp-dir.js';
 
 export interface TestContext extends Context {
   out(): string;
