@@ -3,7 +3,7 @@ import type { LeaseEndReason } from './leases/lease-registry.js';
 import { DISCONNECT, disconnectWithReason, MIN_CHANNEL_PACKET, socketOf, type ChannelLimitViolation } from './ssh2-internals.js';
 
 /** Why the relay closes a connection (node/connection.ts `end`). */
-export type CloseReason = LeaseEndReason | 'lease_untrusted' | 'credential_rejected' | 'too_many_auth_attempts' | 'rekey_rate' | 'renewal_rate' | 'forward_rate' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
+export type CloseReason = LeaseEndReason | 'lease_untrusted' | 'credential_rejected' | 'revocations_stale' | 'too_many_auth_attempts' | 'rekey_rate' | 'renewal_rate' | 'forward_rate' | 'keepalive_timeout' | 'shutdown' | 'internal_error' | 'send_stalled' | 'window_exceeded' | 'packet_size_too_small';
 
 /** The SSH_MSG_DISCONNECT a client gets for each reason the relay closes its connection. */
 export const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }> = {
@@ -11,6 +11,7 @@ export const DISCONNECT_TEXT: Record<CloseReason, { code: number; text: string }
   lease_revoked: { code: DISCONNECT.BY_APPLICATION, text: 'lease revoked' },
   lease_untrusted: { code: DISCONNECT.BY_APPLICATION, text: 'the key that signed this lease was withdrawn; get a new certificate (tunnel cert) and reconnect' },
   credential_rejected: { code: DISCONNECT.BY_APPLICATION, text: 'relay out of service: the control plane no longer accepts its credential; reconnect later' },
+  revocations_stale: { code: DISCONNECT.BY_APPLICATION, text: 'relay out of service: it cannot reach the control plane to learn revocations; reconnect later' },
   too_many_auth_attempts: { code: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, text: 'too many authentication failures' },
   rekey_rate: { code: DISCONNECT.BY_APPLICATION, text: 'too many key exchanges (--max-rekeys-per-minute on the relay)' },
   renewal_rate: { code: DISCONNECT.BY_APPLICATION, text: 'too many lease renewals (--max-renewals-per-minute on the relay)' },

@@ -33,6 +33,23 @@ describe('parseConfig', () => {
     }
   });
 
+  it('--revocation-max-stale: 5 minutes by default, off, at least 1s and twice --revocation-wait', () => {
+    const base = ['--control-url', 'https://c', '--advertise', 'a:1'];
+    const stale = (args: string[]) => {
+      const r = parseConfig([...base, ...args], {});
+      assert.equal(r.kind, 'run');
+      return r.kind === 'run' ? r.config.revocationMaxStaleMs : NaN;
+    };
+    assert.equal(stale([]), 300_000);
+    assert.equal(stale(['--revocation-max-stale', 'off']), undefined);
+    assert.equal(stale(['--revocation-max-stale', '40s']), 40_000);
+    assert.equal(stale(['--revocation-wait', '0', '--revocation-max-stale', '1s']), 1000);
+    for (const bad of ['0', '999ms', 'never', '']) {
+      assert.throws(() => stale(['--revocation-wait', '0', '--revocation-max-stale', bad]), (e: unknown) => e instanceof ConfigError && /--revocation-max-stale must be a duration of at least 1s/.test(e.message), bad);
+    }
+    assert.throws(() => stale(['--revocation-max-stale', '39s']), (e: unknown) => e instanceof ConfigError && /at least twice --revocation-wait/.test(e.message));
+  });
+
   it('egress lock: iptables by default, off only when asked for, uid and source-port blocks', () => {
     const run = (argv: string[], env: Record<string, string> = {}) => {
       const r = parseConfig(['--control-url', 'https://c', '--listen', '127.0.0.1:2222', ...argv], env);

@@ -99,6 +99,8 @@ export interface Config {
   revocationPollMs: number;
   /** Long-poll wait asked of the control plane (0: plain polling). */
   revocationWaitMs: number;
+  /** How long without an answered revocation poll before the relay fails closed (undefined: never). */
+  revocationMaxStaleMs: number | undefined;
   jwksRefreshMs: number;
   jwksMinRefreshMs: number;
   heartbeatMs: number;
@@ -160,6 +162,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (range && range.last - range.first + 1 < v['egress-ports-per-lease']) {
     throw new ConfigError('--egress-source-ports must hold at least one block of --egress-ports-per-lease ports');
   }
+  const maxStale = v['revocation-max-stale'];
+  if (maxStale !== undefined && maxStale < 2 * v['revocation-wait']) {
+    throw new ConfigError('--revocation-max-stale must be at least twice --revocation-wait (a held poll is answered only when it ends)');
+  }
   let advertise = v.advertise;
   if (advertise === undefined) {
     if (isWildcard(v.listen.host)) throw new ConfigError('set --advertise host:port (or TUNNEL_ADVERTISE): --listen is a wildcard address');
@@ -186,6 +192,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       drainTimeoutMs: v['drain-timeout'],
       revocationPollMs: v['revocation-poll-interval'],
       revocationWaitMs: v['revocation-wait'],
+      revocationMaxStaleMs: v['revocation-max-stale'],
       jwksRefreshMs: v['jwks-refresh-interval'],
       jwksMinRefreshMs: v['jwks-min-refresh-interval'],
       heartbeatMs: v['heartbeat-interval'],

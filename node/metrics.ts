@@ -16,7 +16,7 @@ export function createRelayMetrics(registry = new MetricsRegistry()) {
     rateLimited: registry.counter('tunnel_node_rate_limited_connections_total', 'Connections dropped by the per-address auth failure limit'),
     preauthDrops: registry.counter(
       'tunnel_node_preauth_drops_total',
-      'Connections closed before authentication by reason (max_startups, max_startups_random, per_source, login_grace, auth_rate_limited, draining, credential_rejected)',
+      'Connections closed before authentication by reason (max_startups, max_startups_random, per_source, login_grace, auth_rate_limited, draining, credential_rejected, revocations_stale)',
     ),
     connections: registry.counter('tunnel_node_connections_total', 'Accepted TCP connections'),
     refusedRequests: registry.counter('tunnel_node_refused_requests_total', 'Refused channel and global requests by type'),

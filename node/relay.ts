@@ -139,6 +139,20 @@ export function createRelay(deps: RelayDeps): Relay {
       );
       for (const c of connections) c.endSafely('credential_rejected');
     },
+    // Fail closed likewise when the feed has not answered for --revocation-max-stale (the control
+    // plane down, or the path to it cut): a lease revoked meanwhile would go on working.
+    maxStaleMs: config.revocationMaxStaleMs,
+    onStale: (stale) => {
+      if (!stale) {
+        logger.info('the revocation feed answers again and every revocation made meanwhile is known; accepting connections', {});
+        return;
+      }
+      logger.error(
+        `the revocation feed has not answered for ${Math.round((config.revocationMaxStaleMs ?? 0) / 1000)}s (--revocation-max-stale): this relay cannot learn revocations, so it closes every connection and accepts none until the feed answers again`,
+        { connections: connections.size, lastError: revocations.status().lastError },
+      );
+      for (const c of connections) c.endSafely('revocations_stale');
+    },
   });
   const egress = new EgressLock({
     firewall: deps.firewall,
@@ -204,6 +218,7 @@ export function createRelay(deps: RelayDeps): Relay {
     admit: (sock) => {
       if (draining) return 'draining';
       if (credentialRejected) return 'credential_rejected';
+      if (revocations.stale) return 'revocations_stale';
       if (rateLimiter.blocked(sock.remoteAddress ?? '')) {
         metrics.rateLimited.inc();
         return 'auth_rate_limited';
@@ -294,8 +309,8 @@ export function createRelay(deps: RelayDeps): Relay {
     const jwks = trust.status();
     const { lease_ids: leaseIds, ...egressStatus } = egress.status();
     return {
-      ok: jwks.keys > 0 && !draining && !credentialRejected,
-      status: draining ? 'draining' : credentialRejected ? 'credential_rejected' : jwks.keys > 0 ? 'ok' : 'no_trust',
+      ok: jwks.keys > 0 && !draining && !credentialRejected && !revocations.stale,
+      status: draining ? 'draining' : credentialRejected ? 'credential_rejected' : revocations.stale ? 'revocations_stale' : jwks.keys > 0 ? 'ok' : 'no_trust',
       version: deps.version,
       api_level: API_LEVEL,
       native_crypto: nativeCrypto,

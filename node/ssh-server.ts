@@ -8,7 +8,7 @@ import { batchWrites } from './write-batching.js';
 import type { StartupDrop, Startups } from './startups.js';
 
 /** Why a socket was closed before it authenticated. */
-export type PreauthDrop = StartupDrop | 'login_grace' | 'auth_rate_limited' | 'draining' | 'credential_rejected';
+export type PreauthDrop = StartupDrop | 'login_grace' | 'auth_rate_limited' | 'draining' | 'credential_rejected' | 'revocations_stale';
 
 export interface SshServerOptions {
   /** OpenSSH private key file contents (ed25519). */
@@ -21,7 +21,7 @@ export interface SshServerOptions {
   /** From TCP accept until authentication completes (LoginGraceTime); then the socket is destroyed. */
   loginGraceMs: number;
   /** Decides before the handshake whether a TCP connection may proceed (draining, rate limits). */
-  admit(socket: Socket): true | 'auth_rate_limited' | 'draining' | 'credential_rejected';
+  admit(socket: Socket): true | 'auth_rate_limited' | 'draining' | 'credential_rejected' | 'revocations_stale';
   /** Counts a socket closed before authentication (metrics). */
   onDrop(reason: PreauthDrop): void;
   onConnection(conn: Connection, info: ClientInfo): void;

@@ -59,6 +59,11 @@ const FIELDS = {
     const ms = duration('revocation-wait')(s);
     return ms <= 25_000 ? ms : fail('--revocation-wait must be at most 25s');
   },
+  'revocation-max-stale': (s: string | undefined): number | undefined => {
+    if (s === 'off') return undefined;
+    const ms = s === undefined ? NaN : millis(s);
+    return ms >= 1000 ? ms : fail('--revocation-max-stale must be a duration of at least 1s (e.g. 5m) or off');
+  },
   'jwks-refresh-interval': duration('jwks-refresh-interval'),
   'jwks-min-refresh-interval': duration('jwks-min-refresh-interval'),
   'heartbeat-interval': interval('heartbeat-interval', MIN_LOOP_INTERVAL_MS),

@@ -44,6 +44,11 @@ export const OPTIONS = {
     def: '20s',
     help: 'how long the control plane may hold a revocation poll open until there is news (long poll, at most 25s; 0 polls plainly)',
   },
+  'revocation-max-stale': {
+    env: 'TUNNEL_REVOCATION_MAX_STALE',
+    def: '5m',
+    help: 'how long the relay goes on carrying and admitting leases without an answered revocation poll (it cannot learn revocations meanwhile); past it, it closes every connection and admits none until the feed answers again (at least 1s and twice --revocation-wait; off: until each lease expires)',
+  },
   'jwks-refresh-interval': { env: 'TUNNEL_JWKS_REFRESH_INTERVAL', def: '5m', help: 'scheduled JWKS refresh interval' },
   'jwks-min-refresh-interval': { env: 'TUNNEL_JWKS_MIN_REFRESH_INTERVAL', def: '10s', help: 'minimum time between refreshes on an unknown key id, and the least retry delay after a failed refresh (plus up to 50% at random; longer if control sends Retry-After)' },
   'heartbeat-interval': { env: 'TUNNEL_HEARTBEAT_INTERVAL', def: '15s', help: 'heartbeat interval' },

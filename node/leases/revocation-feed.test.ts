@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { once, EventEmitter } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ControlError, type RevocationFeed as Feed } from '../control-client.js';
 import { noopLogger, type Logger } from '../../shared/logger.js';
+import { ManualClock } from '../../shared/clock.js';
 import { RevocationFeed } from './revocation-feed.js';
 
 const EXP = 4_000_000_000;
@@ -407,6 +408,172 @@ describe('RevocationFeed retry after a failed poll', () => {
       assert.equal(calls, 2);
       t.mock.timers.tick(1);
       assert.equal(calls, 3, 'the draw of 0 waits 500 ms, not the interval');
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+});
+
+describe('RevocationFeed that has not been answered for maxStaleMs (fail closed)', () => {
+  const down = () => new ControlError('CONTROL_UNREACHABLE', 'down', { retryable: true });
+
+  it('turns stale once, maxStaleMs after the last answered poll, and back only once a poll reads the feed to its end', async () => {
+    // Answers: the first poll; then the control plane is down; then one page with news (not the
+    // end) and the page after it (the end).
+    let failing = false;
+    const pages: Feed[] = [];
+    const client = {
+      revocations: async () => {
+        if (failing) throw down();
+        return pages.shift() ?? { cursor: '2', revocations: [] };
+      },
+    };
+    const seen = new EventEmitter();
+    const calls: boolean[] = [];
+    // Whether the revocation made while the feed was down was known when the feed came back.
+    let knownWhenBack: boolean | undefined;
+    const { feed, cleanup } = feedWith({
+      client,
+      intervalMs: 20,
+      maxStaleMs: 300,
+      onStale: (stale) => {
+        calls.push(stale);
+        if (!stale) knownWhenBack = feed.isRevoked('lse_late');
+        seen.emit('stale', stale);
+      },
+    });
+    try {
+      await feed.pollOnce();
+      failing = true;
+      feed.start();
+      const deadline = AbortSignal.timeout(10_000);
+      await once(seen, 'stale', { signal: deadline });
+      assert.deepEqual(calls, [true]);
+      assert.equal(feed.stale, true);
+      assert.equal(feed.status().stale, true);
+      assert.equal(feed.status().failing, true);
+      // Back: the first answered poll brings a page that is not the feed's end, so the feed stays
+      // stale until the page after it (read at once, plainly) says nothing more came.
+      pages.push({ cursor: '1', revocations: [{ lease_id: 'lse_late', exp: EXP }] });
+      failing = false;
+      await once(seen, 'stale', { signal: deadline });
+      assert.deepEqual(calls, [true, false]);
+      assert.equal(knownWhenBack, true, 'the revocation made meanwhile is known before the feed is fresh again');
+      assert.equal(feed.stale, false);
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+
+  it('answered polls keep it fresh: a feed that answers every poll never turns stale', async () => {
+    const client = { revocations: async () => ({ cursor: '1', revocations: [] }) };
+    const seen = new EventEmitter();
+    const polls: number[] = [];
+    const counting = {
+      revocations: async () => {
+        polls.push(polls.length);
+        seen.emit('poll');
+        return client.revocations();
+      },
+    };
+    const calls: boolean[] = [];
+    const { feed, cleanup } = feedWith({ client: counting, intervalMs: 50, maxStaleMs: 200, onStale: (s) => calls.push(s) });
+    try {
+      feed.start();
+      // Ten polls 50 ms apart span 450 ms, more than twice maxStaleMs.
+      const deadline = AbortSignal.timeout(10_000);
+      while (polls.length < 10) await once(seen, 'poll', { signal: deadline });
+      assert.deepEqual(calls, []);
+      assert.equal(feed.stale, false);
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+
+  it('a restart does not renew trust: a state file last answered longer ago than maxStaleMs starts stale when the control plane is down', async () => {
+    const clock = new ManualClock(Date.parse('2026-12-06T10:00:00Z'));
+    const client = { revocations: async (): Promise<Feed> => { throw down(); } };
+    const calls: boolean[] = [];
+    const { feed, file, cleanup } = feedWith({ client, clock, maxStaleMs: 300_000, onStale: (s) => calls.push(s) });
+    try {
+      writeFileSync(file, JSON.stringify({ cursor: '7', revoked: [], checked_at: clock.now().getTime() / 1000 - 301 }));
+      await feed.load();
+      await feed.pollOnce();
+      assert.equal(feed.status().lastSuccessAt, '2026-12-06T09:54:59.000Z', 'the last answered poll is the one the file records');
+      feed.start();
+      assert.deepEqual(calls, [true], 'stale at start, before the relay listens');
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+
+  it('a state file answered within maxStaleMs starts fresh, and one with checked_at in the future counts as answered now, never later', async () => {
+    const clock = new ManualClock(Date.parse('2026-12-06T10:00:00Z'));
+    const client = { revocations: async (): Promise<Feed> => { throw down(); } };
+    for (const checkedAt of [clock.now().getTime() / 1000 - 200, clock.now().getTime() / 1000 + 86_400]) {
+      const calls: boolean[] = [];
+      const { feed, file, cleanup } = feedWith({ client, clock, maxStaleMs: 300_000, onStale: (s) => calls.push(s) });
+      try {
+        writeFileSync(file, JSON.stringify({ cursor: '7', revoked: [], checked_at: checkedAt }));
+        await feed.load();
+        feed.start();
+        assert.deepEqual(calls, []);
+        assert.ok(Date.parse(feed.status().lastSuccessAt!) <= clock.now().getTime(), 'not later than now');
+      } finally {
+        await feed.stop();
+        cleanup();
+      }
+    }
+  });
+
+  it('writes when a poll was last answered to its state file (at most once a minute when nothing else changed)', async () => {
+    const clock = new ManualClock(Date.parse('2026-12-06T10:00:00Z'));
+    const client = { revocations: async () => ({ cursor: '1', revocations: [] }) };
+    const { feed, file, cleanup } = feedWith({ client, clock, maxStaleMs: 300_000 });
+    const checkedAt = () => (JSON.parse(readFileSync(file, 'utf8')) as { checked_at?: number }).checked_at;
+    try {
+      await feed.pollOnce();
+      assert.equal(checkedAt(), clock.now().getTime() / 1000);
+      clock.advance(30_000);
+      await feed.pollOnce();
+      assert.equal(checkedAt(), clock.now().getTime() / 1000 - 30, 'not rewritten 30 s later');
+      clock.advance(30_000);
+      await feed.pollOnce();
+      assert.equal(checkedAt(), clock.now().getTime() / 1000, 'rewritten a minute after the last write');
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a stale callback that throws does not stop the feed: it still comes back when answered', async () => {
+    let failing = true;
+    const client = { revocations: async () => { if (failing) throw down(); return { cursor: '1', revocations: [] }; } };
+    const seen = new EventEmitter();
+    const errors: string[] = [];
+    const logger: Logger = { ...noopLogger, error: (msg: string) => void errors.push(msg), child: () => logger };
+    const { feed, cleanup } = feedWith({
+      client,
+      logger,
+      intervalMs: 20,
+      maxStaleMs: 100,
+      onStale: (stale) => {
+        seen.emit('stale', stale);
+        if (stale) throw new Error('injected: a callback that throws');
+      },
+    });
+    try {
+      feed.start();
+      const deadline = AbortSignal.timeout(10_000);
+      await once(seen, 'stale', { signal: deadline });
+      assert.equal(feed.stale, true);
+      failing = false;
+      await once(seen, 'stale', { signal: deadline });
+      assert.equal(feed.stale, false);
+      assert.deepEqual(errors, ['revocation feed: the stale callback failed']);
     } finally {
       await feed.stop();
       cleanup();

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { arr, BAD, num, obj, opt, str } from '../../protocol/check.js';
 import { ControlError, type ControlClient } from '../control-client.js';
-import type { Clock } from '../../shared/clock.js';
+import { monotonicMs, type Clock } from '../../shared/clock.js';
 import { writeFileAtomic } from '../../shared/write-file-atomic.js';
 import type { Logger } from '../../shared/logger.js';
 import { spreadWait } from '../retry-jitter.js';
@@ -10,7 +10,12 @@ import { spreadWait } from '../retry-jitter.js';
 const stored = obj({
   cursor: opt(str()),
   revoked: arr(obj({ lease_id: str(), exp: num() })),
+  /** When a poll was last answered (Unix seconds): how old what the relay knows is after a restart. */
+  checked_at: opt(num()),
 });
+
+/** How often at most an answered poll that brought nothing is written to the state file only to record checked_at. */
+const CHECKED_SAVE_MS = 60_000;
 
 export interface RevocationFeedOptions {
   client: Pick<ControlClient, 'revocations'>;
@@ -31,6 +36,15 @@ export interface RevocationFeedOptions {
    * true when a later poll is answered again. Called on each change only.
    */
   onCredential?(accepted: boolean): void;
+  /**
+   * How long the relay may go without an answered poll before what it knows of revocations is too
+   * old to act on: onStale(true) then (fail closed), and onStale(false) once a poll is answered
+   * and the feed read to its end. Counted from the last answered poll, also across restarts (the
+   * state file's checked_at). Undefined: never (a relay that cannot reach the control plane keeps
+   * carrying the leases it has until they expire).
+   */
+  maxStaleMs?: number;
+  onStale?(stale: boolean): void;
 }
 
 /**
@@ -54,6 +68,12 @@ export class RevocationFeed {
   #retryAfterMs: number | undefined;
   #credentialRejected = false;
   #lastSuccess: Date | undefined;
+  /** monotonicMs() of the last answered poll (at load: now less the state file's age). */
+  #freshAt = monotonicMs();
+  /** What the state file holds as checked_at (ms), so that an answered poll is written at most every CHECKED_SAVE_MS. */
+  #savedCheckedAt = 0;
+  #stale = false;
+  #staleTimer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
   /** Ends a held long poll at stop(). */
   #abort = new AbortController();
@@ -66,13 +86,19 @@ export class RevocationFeed {
     return this.#revoked.has(leaseId);
   }
 
-  status(): { entries: number; lastSuccessAt: string | null; failing: boolean; lastError: string | null; credentialRejected: boolean } {
+  /** Whether what the relay knows of revocations is older than `maxStaleMs` (onStale). */
+  get stale(): boolean {
+    return this.#stale;
+  }
+
+  status(): { entries: number; lastSuccessAt: string | null; failing: boolean; lastError: string | null; credentialRejected: boolean; stale: boolean } {
     return {
       entries: this.#revoked.size,
       lastSuccessAt: this.#lastSuccess?.toISOString() ?? null,
       failing: this.#failing,
       lastError: this.#failing ? (this.#lastError ?? null) : null,
       credentialRejected: this.#credentialRejected,
+      stale: this.#stale,
     };
   }
 
@@ -82,6 +108,13 @@ export class RevocationFeed {
       if (state === BAD) throw new Error('not a revocation state');
       this.#cursor = state.cursor;
       for (const r of state.revoked) this.#revoked.set(r.lease_id, r.exp);
+      if (state.checked_at !== undefined && Number.isFinite(state.checked_at)) {
+        // A checked_at in the future (the clock was stepped back) counts as now, never as fresher.
+        const checkedMs = Math.min(state.checked_at * 1000, this.#opts.clock.now().getTime());
+        this.#lastSuccess = new Date(checkedMs);
+        this.#savedCheckedAt = checkedMs;
+        this.#freshAt = monotonicMs() - (this.#opts.clock.now().getTime() - checkedMs);
+      }
       this.#prune();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn('revocation state unreadable; starting from the beginning', { err });
@@ -90,6 +123,7 @@ export class RevocationFeed {
 
   start(): void {
     this.#running = true;
+    this.#armStale();
     const tick = () => {
       if (!this.#running) return;
       const started = Date.now();
@@ -116,6 +150,7 @@ export class RevocationFeed {
   async stop(): Promise<void> {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#staleTimer) clearTimeout(this.#staleTimer);
     this.#abort.abort();
     await this.#polling;
   }
@@ -148,9 +183,10 @@ export class RevocationFeed {
     // poll, so that the relay comes back as soon as it knows all revocations it missed. After a
     // failed poll likewise: the first poll that the control plane answers says at once that the
     // feed is reachable again (health and log), not once a long poll it holds ends (20 s).
-    if (this.#credentialRejected || this.#failing) waitMs = 0;
+    if (this.#credentialRejected || this.#failing || this.#stale) waitMs = 0;
     let changed = false;
     let pruned = false;
+    let checked = false;
     this.#retryAfterMs = undefined;
     try {
       // Whether the last page read was the feed's end (empty, or the cursor stayed).
@@ -180,6 +216,11 @@ export class RevocationFeed {
       // at once after news).
       if (caughtUp || !this.#credentialRejected) this.#credential(true);
       this.#lastSuccess = this.#opts.clock.now();
+      this.#freshAt = monotonicMs();
+      checked = this.#lastSuccess.getTime() - this.#savedCheckedAt >= Math.min(CHECKED_SAVE_MS, (this.#opts.maxStaleMs ?? Infinity) / 2);
+      // Back in service only once every revocation made meanwhile is known (as after a refused credential).
+      if (caughtUp) this.#setStale(false);
+      if (this.#running) this.#armStale();
       pruned = this.#prune();
       return changed;
     } catch (err) {
@@ -197,7 +238,37 @@ export class RevocationFeed {
     } finally {
       // What the pages read brought is written, also when stop() or a failure ended the round
       // (they were applied): a restart that cannot reach the control plane starts from the file.
-      if (changed || pruned) await this.#save();
+      if (changed || pruned || checked) await this.#save();
+    }
+  }
+
+  /** Sets the timer that turns the feed stale `maxStaleMs` after the last answered poll; turns it stale now when that is past. */
+  #armStale(): void {
+    const max = this.#opts.maxStaleMs;
+    if (max === undefined) return;
+    if (this.#staleTimer) clearTimeout(this.#staleTimer);
+    this.#staleTimer = undefined;
+    const left = this.#freshAt + max - monotonicMs();
+    if (left <= 0) {
+      this.#setStale(true);
+      return;
+    }
+    this.#staleTimer = setTimeout(() => {
+      this.#staleTimer = undefined;
+      if (this.#running) this.#armStale();
+    }, left);
+    this.#staleTimer.unref();
+  }
+
+  #setStale(stale: boolean): void {
+    if (this.#stale === stale) return;
+    this.#stale = stale;
+    try {
+      this.#opts.onStale?.(stale);
+    } catch (err) {
+      // The state has changed all the same (isRevoked and status() say so); the relay's admit
+      // check reads it. A throw here must not stop the timer or the poll that called.
+      this.#opts.logger.error('revocation feed: the stale callback failed', { err, stack: err instanceof Error ? err.stack : undefined });
     }
   }
 
@@ -221,8 +292,10 @@ export class RevocationFeed {
 
   async #save(): Promise<void> {
     const revoked = [...this.#revoked].map(([lease_id, exp]) => ({ lease_id, exp }));
+    const checkedAt = this.#lastSuccess?.getTime();
     try {
-      await writeFileAtomic(this.#opts.file, JSON.stringify({ cursor: this.#cursor, revoked }));
+      await writeFileAtomic(this.#opts.file, JSON.stringify({ cursor: this.#cursor, revoked, checked_at: checkedAt === undefined ? undefined : Math.floor(checkedAt / 1000) }));
+      if (checkedAt !== undefined) this.#savedCheckedAt = Math.floor(checkedAt / 1000) * 1000;
     } catch (err) {
       this.#opts.logger.warn('revocation state not written', { err });
     }

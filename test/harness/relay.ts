@@ -40,7 +40,7 @@ export interface FakeControl {
   jwks: Jwks;
   events: ConnectionEvent[];
   heartbeats: unknown[];
-  /** Emits 'events' when a batch arrives, 'jwks' when the JWKS is asked for, 'heartbeat' when a heartbeat arrives. */
+  /** Emits 'events' when a batch arrives, 'jwks' when the JWKS is asked for, 'heartbeat' when a heartbeat arrives, 'revocations' when a revocation poll arrives. */
   emitter: EventEmitter;
   revoke(leaseId: string, exp: number): void;
   requests: { jwks: number };
@@ -62,6 +62,11 @@ export interface FakeControl {
    * queued, up to --events-queue-max) until the returned function is called.
    */
   refuseEvents(): () => void;
+  /**
+   * Answers every revocation poll 503 (a control plane that is down, or cut off from the relay)
+   * until the returned function is called. Emits 'revocations' as each poll arrives.
+   */
+  refuseRevocations(): () => void;
   /**
    * The node credential replaced (the node enrolled again elsewhere): the relay's own is answered
    * 401 until the returned function puts it back.
@@ -124,6 +129,13 @@ export async function startFakeControl(): Promise<FakeControl> {
         fc.eventsRefused = false;
       };
     },
+    revocationsRefused: false,
+    refuseRevocations() {
+      fc.revocationsRefused = true;
+      return () => {
+        fc.revocationsRefused = false;
+      };
+    },
     levelRefused: false,
     refuseLevel() {
       fc.levelRefused = true;
@@ -183,6 +195,8 @@ export async function startFakeControl(): Promise<FakeControl> {
         return send(res, 200, { server_time: new Date().toISOString() });
       }
       if (req.method === 'GET' && url.pathname === '/v1/nodes/self/revocations') {
+        emitter.emit('revocations');
+        if (fc.revocationsRefused) return problem(res, 503, 'UNAVAILABLE');
         const after = Number(url.searchParams.get('after') ?? '0');
         return send(res, 200, { cursor: String(revocations.length), revocations: revocations.slice(after) });
       }
