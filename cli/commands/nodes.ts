@@ -3,7 +3,7 @@ import { NodeListSchema } from '../../protocol/api-types.js';
 import { Session } from '../session.js';
 import { parseCommand } from '../args.js';
 import type { Context } from '../context.js';
-import { out } from '../context.js';
+import { info, out } from '../context.js';
 import { CliError, EXIT, STOPPED, UsageError } from '../errors.js';
 import { ago, printTable } from '../output.js';
 import type { Command } from './command.js';
@@ -14,19 +14,26 @@ const WAIT_POLL_MS = 1000;
 
 export const nodes: Command = {
   name: 'nodes',
-  summary: 'list relay nodes, or wait for one to come online',
+  summary: 'list relay nodes, wait for one to come online, or remove one',
   usage: `Usage: tunnel nodes [ls] [--json]
        tunnel nodes wait NAME [--timeout SECS] [--json]
+       tunnel nodes rm NAME [--json]
 
 Lists relay nodes with their SSH address, whether they are online, the version each last reported
 (a relay not upgraded yet shows the old one) and how many exposures they hold.
 wait asks every second until relay NAME is enrolled and online, then prints one line (its
 address) and exits 0; it prints nothing while it waits. After --timeout seconds (default
 ${WAIT_DEFAULT_SECS}; 0 looks once) it exits 1 with one line.
+rm (admins) removes relay NAME: its credential stops working at once, so the relay closes every
+connection and admits none (it logs that the control plane refuses its credential); its leases
+and its unused enrollment tokens go; exposures online there go offline, and their expose
+clients move to another relay. Refused while an exposure is pinned to it or an egress target
+is on it (move those first). To bring a relay back, make a new enrollment token for its name.
 
 Examples:
   tunnel nodes ls
-  tunnel nodes wait relay-z`,
+  tunnel nodes wait relay-z
+  tunnel nodes rm relay-z`,
   async run(ctx, argv) {
     const a = parseCommand('nodes', argv, { timeout: { type: 'string' } });
     const [sub = 'ls', name, extra] = a.positionals;
@@ -37,7 +44,14 @@ Examples:
       return waitOnline(ctx, a.server, a.json, name, Number(t) * 1000);
     }
     if (a.values.timeout !== undefined) throw new UsageError('nodes', '--timeout goes with wait');
-    if (sub !== 'ls' || name) throw new UsageError('nodes', `unknown subcommand "${[sub, name].filter(Boolean).join(' ')}" (ls, wait)`);
+    if (sub === 'rm') {
+      if (!name || extra) throw new UsageError('nodes', 'rm needs one NAME');
+      await Session.load(ctx, a.server).call('DELETE', `/v1/nodes/${encodeURIComponent(name)}`, null, undefined, ctx.stopSignal);
+      if (a.json) out(ctx, JSON.stringify({ removed: name }));
+      else info(ctx, `Removed relay ${name}; it closes its connections and admits none.`);
+      return 0;
+    }
+    if (sub !== 'ls' || name) throw new UsageError('nodes', `unknown subcommand "${[sub, name].filter(Boolean).join(' ')}" (ls, wait, rm)`);
     const res = await Session.load(ctx, a.server).call('GET', '/v1/nodes', NodeListSchema, undefined, ctx.stopSignal);
     printTable(
       ctx,

@@ -21,8 +21,8 @@ describe('isDatabaseUnavailable', () => {
 });
 
 describe('isConcurrentConflict', () => {
-  it('a deadlock or a serialization failure, wrapped by drizzle or not', () => {
-    for (const code of ['40P01', '40001']) {
+  it('a deadlock, a serialization failure or a row referred to deleted meanwhile (23503), wrapped by drizzle or not', () => {
+    for (const code of ['40P01', '40001', '23503']) {
       assert.equal(isConcurrentConflict(withCode(code)), true, code);
       assert.equal(isConcurrentConflict(new Error('Failed query: select 1\nparams: ', { cause: withCode(code) })), true, `wrapped ${code}`);
     }

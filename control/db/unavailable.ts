@@ -33,15 +33,17 @@ export const DATABASE_RETRY_AFTER_SECONDS = 2;
 
 /**
  * Whether an error is Postgres giving up on a statement because of concurrent ones: a deadlock
- * (40P01; lease issuance and the revocations share row locks, services/lease-insert.ts) or a
- * serialization failure (40001). Nothing was written; the same request again is expected to
- * succeed, so it is answered 409 CONFLICT, retryable, rather than a 500.
+ * (40P01; lease issuance and the revocations share row locks, services/lease-insert.ts), a
+ * serialization failure (40001), or a foreign key violation (23503): a row the statement refers
+ * to was deleted after the request read it (a relay removed while a lease for it was issued,
+ * services/node-removal.ts). Nothing was written; the same request again is decided on what is
+ * there now, so it is answered 409 CONFLICT, retryable, rather than a 500.
  */
 export function isConcurrentConflict(err: unknown): boolean {
   let e: unknown = err;
   for (let depth = 0; depth < 6 && e instanceof Error; depth++) {
     const code = (e as { code?: unknown }).code;
-    if (code === '40P01' || code === '40001') return true;
+    if (code === '40P01' || code === '40001' || code === '23503') return true;
     e = e.cause;
   }
   return false;

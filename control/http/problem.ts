@@ -29,8 +29,8 @@ export function problemResponse(c: Context<AppEnv>, err: unknown): Response {
   else if (err instanceof HTTPException && err.status === 413) appErr = new AppError('PAYLOAD_TOO_LARGE', 'request body too large');
   else if (err instanceof HTTPException && err.status < 500) appErr = new AppError('BAD_REQUEST', 'bad request');
   else if (isConcurrentConflict(err)) {
-    c.get('logger')?.warn('database deadlock or serialization failure', { err, requestId });
-    appErr = new AppError('CONFLICT', 'the request ran into a concurrent change (a database deadlock or serialization failure); nothing was written, retry', {
+    c.get('logger')?.warn('database deadlock, serialization failure or a row deleted meanwhile', { err, requestId });
+    appErr = new AppError('CONFLICT', 'the request ran into a concurrent change (a database deadlock, a serialization failure, or a row it refers to deleted meanwhile); nothing was written, retry', {
       retryable: true,
     });
   } else if (isDatabaseUnavailable(err)) {

@@ -92,7 +92,7 @@ interface Case {
   /** Status when allowed (default 200). */
   ok?: number;
   /** Allowed means "got past authorization" and then this problem (e.g. a wrong setup code). */
-  okProblem?: { status: number; code: 'INVALID_CREDENTIALS' };
+  okProblem?: { status: number; code: 'INVALID_CREDENTIALS' | 'NOT_FOUND' };
   /** For a listing: the rows of this world it must show are exactly those the policy lets the caller see. */
   rows?: {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON
@@ -171,6 +171,8 @@ const CASES: Record<string, Case[]> = {
     },
   ],
   'GET /v1/nodes': [{ request: () => ({ path: '/v1/nodes' }), action: 'node.list' }],
+  // Allowed callers reach the service: a name no relay has is 404 (node-removal.test removes real ones).
+  'DELETE /v1/nodes/{name}': [{ request: () => ({ path: `/v1/nodes/${uniq('gone')}` }), action: 'node.delete', okProblem: { status: 404, code: 'NOT_FOUND' } }],
   'POST /v1/nodes/self/heartbeat': [
     {
       request: (w) => ({

@@ -1,16 +1,18 @@
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import {
   EnrollmentTokenCreateSchema,
   EnrollmentTokenCreatedSchema,
   NodeEnrollRequestSchema,
   NodeEnrollResponseSchema,
   NodeListSchema,
+  NodeNameSchema,
 } from '../../protocol/api-types.js';
 import type { App } from '../http/env.js';
 import { clientSource } from '../http/client-address.js';
 import { rateLimit } from '../services/rate-limit.js';
 import { createEnrollmentToken } from '../services/enrollment.js';
 import { enrollNode, listNodes } from '../services/nodes.js';
+import { removeNode } from '../services/node-removal.js';
 import { bearerSecurity, errorResponses, guarded, json, jsonBody } from './common.js';
 
 export function registerNodes(app: App): void {
@@ -64,5 +66,26 @@ export function registerNodes(app: App): void {
       }),
     ),
     async (c) => c.json(await listNodes(c.get('deps')), 200),
+  );
+
+  app.openapi(
+    createRoute(
+      guarded('node.delete', {
+        method: 'delete',
+        path: '/v1/nodes/{name}',
+        tags: ['nodes'],
+        summary: 'Remove a relay node (admin): its credential, leases and unused enrollment tokens go; it fails closed',
+        description:
+          'The relay is answered 401 from then on, so it closes every connection and admits none. ' +
+          'Refused with 409 CONFLICT while an exposure is pinned to it or an egress target is on it.',
+        security: bearerSecurity,
+        request: { params: z.object({ name: NodeNameSchema }) },
+        responses: { 204: { description: 'Removed' }, ...errorResponses },
+      }),
+    ),
+    async (c) => {
+      await removeNode(c.get('deps'), c.get('user'), c.req.valid('param').name);
+      return c.body(null, 204);
+    },
   );
 }

@@ -25,6 +25,7 @@ export type AuditType =
   | 'node.enrollment_token_created'
   | 'node.enrollment_tokens_withdrawn'
   | 'node.enrolled'
+  | 'node.removed'
   | 'exposure.put'
   | 'exposure.deleted'
   | 'egress_target.put'

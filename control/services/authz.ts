@@ -221,6 +221,7 @@ const RULES = {
   'audit.read': user(adminOnly),
   'node.enrollment_token.create': user(adminOnly),
   'node.list': user((p) => unscoped(p, 'list relay nodes')),
+  'node.delete': user(adminOnly),
 
   'service_token.create': userOn<OwnedResource>((p, r) => {
     if (p.scopes) return deny('SCOPE_DENIED', 'a service token cannot create service tokens');

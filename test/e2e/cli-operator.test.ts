@@ -2,7 +2,8 @@
  * Operator commands with the real binaries (issue 10): `tunnel admin enroll-token` prints a token
  * and a tunnel-node command that enrolls a relay as printed; `tunnel exposures` creates, lists,
  * allows, denies and deletes exposures, so plain OpenSSH on X (`tunnel cert --expose`) needs no
- * hand-written API call; `tunnel cert` prints lines for the port X really exposes.
+ * hand-written API call; `tunnel cert` prints lines for the port X really exposes; `tunnel nodes rm`
+ * removes a relay, which fails closed at once.
  */
 import { describe, it, after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -176,6 +177,17 @@ describe('operator commands (real binaries)', () => {
     // The token works once.
     const again = await f.stack.call('POST', '/v1/nodes/enroll', { body: { token, host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl', address: '127.0.0.1:1' } });
     assert.equal(again.status >= 400, true, JSON.stringify(again.body));
+
+    // tunnel nodes rm: the relay is refused at once (the poll it holds ends 401) and fails closed.
+    const rm = ok(await f.admin.run(['nodes', 'rm', 'relay-2']), 'nodes rm');
+    assert.equal(rm.stderr.trim(), 'Removed relay relay-2; it closes its connections and admits none.');
+    await waitForLine(relay, /refuses this relay's node credential/, 30_000);
+    const left = ok(await f.admin.run(['nodes', 'ls', '--json']), 'nodes ls after rm');
+    assert.equal((JSON.parse(left.stdout) as { nodes: { name: string }[] }).nodes.some((x) => x.name === 'relay-2'), false);
+    const twice = await f.admin.run(['nodes', 'rm', 'relay-2']);
+    assert.equal(twice.code, 1, twice.stderr);
+    assert.match(twice.stderr.trim(), /^tunnel nodes: relay "relay-2" not found$/);
+    assert.equal(twice.stderr.trim().split('\n').length, 1, twice.stderr);
     const exited = once(relay, 'exit');
     killGroup(relay, 'SIGTERM');
     await exited;
