@@ -1,6 +1,6 @@
 /* eslint-disable no-control-regex -- these patterns exist to refuse control characters */
 import { z } from 'zod';
-import { HOST_RE, INT32_MAX, SAFE_TEXT_RE } from './patterns.js';
+import { HOST_RE, INSTANT_MAX_CHARS, INSTANT_RE, instantMs, INT32_MAX, SAFE_TEXT_RE } from './patterns.js';
 
 export { HOST_RE, INT32_MAX, SAFE_TEXT_RE } from './patterns.js';
 
@@ -43,24 +43,13 @@ export const int32 = (min = 0) => z.number().int().min(min).max(INT32_MAX);
 /** A byte count or other non-negative integer kept in JSON only (exact in a double). */
 export const safeCount = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
-/**
- * An RFC 3339 instant a client reports (years 1970 to 9999, so it fits a Postgres `timestamptz`
- * and a JavaScript Date), with a zone. The year is checked in UTC too: `9999-12-31T23:00:00-02:00`
- * is in the year 10000, which a Date turns into `+010000-...`, a string Postgres cannot read.
- */
-const INSTANT_RE =
-  /^(?:19[7-9]\d|[2-9]\d{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
-/** The first instant of the year 10000 (UTC), in milliseconds: every instant must come before it. */
-const YEAR_10000 = Date.UTC(10000, 0, 1);
+/** An RFC 3339 instant a client reports (patterns.ts's instantMs: 1970 to 9999, with a zone). */
 export const instant = () =>
   z
     .string()
-    .max(40)
+    .max(INSTANT_MAX_CHARS)
     .regex(INSTANT_RE, 'must be an RFC 3339 timestamp between 1970 and 9999, e.g. 2026-01-01T00:00:00Z')
-    .refine((s) => {
-      const t = Date.parse(s);
-      return !Number.isNaN(t) && t < YEAR_10000;
-    }, 'must be a valid date before the year 10000 (UTC)');
+    .refine((s) => instantMs(s) !== undefined, 'must be a valid date before the year 10000 (UTC)');
 
 /** A host name or an IP literal (IPv6 without brackets), as a relay dials it (patterns.ts's HOST_RE). */
 export const HostSchema = z.string().min(1).max(253).regex(HOST_RE, 'must be a host name or an IP address');
