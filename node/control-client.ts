@@ -7,6 +7,7 @@ import {
   checkRevocationFeed,
   type EventBatchResult,
   type NodeEnrollResponse,
+  type NodeHeartbeatResponse,
   type Reader,
   type RevocationFeed,
 } from '../protocol/node-api-check.js';
@@ -22,7 +23,7 @@ import { API_LEVEL, peerHeaders, TUNNEL_VERSION } from '../protocol/api-level.js
 
 export type NodeEnrollRequest = z.infer<typeof NodeEnrollRequestSchema>;
 export type NodeHeartbeatRequest = z.infer<typeof NodeHeartbeatRequestSchema>;
-export type { EventBatchResult, NodeEnrollResponse, RevocationFeed };
+export type { EventBatchResult, NodeEnrollResponse, NodeHeartbeatResponse, RevocationFeed };
 
 export type ControlErrorCode = 'CONTROL_UNREACHABLE' | 'CONTROL_UNTRUSTED' | 'CONTROL_REJECTED' | 'CONTROL_BAD_RESPONSE';
 
@@ -72,7 +73,8 @@ export function readRetryAfter(v: string | string[] | undefined, date?: string |
 /** What the relay needs from the control plane; a fake implements it in tests. */
 export interface ControlClient {
   enroll(req: NodeEnrollRequest): Promise<NodeEnrollResponse>;
-  heartbeat(req: NodeHeartbeatRequest): Promise<void>;
+  /** Resolves with the answer: its server_time is the control plane's clock (node/clock-offset.ts). */
+  heartbeat(req: NodeHeartbeatRequest): Promise<NodeHeartbeatResponse>;
   /**
    * Revocations after `cursor` (from the start when undefined). With `waitMs`, the control
    * plane may hold the request until there is news or that time passed (a long poll).
@@ -180,9 +182,7 @@ export function createControlClient(opts: ControlClientOptions): ControlClient &
 
   return {
     enroll: (req) => call('POST', '/v1/nodes/enroll', checkNodeEnrollResponse, req, false),
-    heartbeat: async (req) => {
-      await call('POST', '/v1/nodes/self/heartbeat', checkNodeHeartbeatResponse, req);
-    },
+    heartbeat: (req) => call('POST', '/v1/nodes/self/heartbeat', checkNodeHeartbeatResponse, req),
     revocations: (cursor, waitMs = 0, signal) => {
       const q = new URLSearchParams();
       if (cursor !== undefined) q.set('after', cursor);

@@ -332,6 +332,7 @@ export function createRelay(deps: RelayDeps): Relay {
     control: deps.control,
     reporter,
     logger,
+    clock,
     intervalMs: config.heartbeatMs,
     // Sent with every heartbeat: connections reported open before it were left by an earlier run.
     startedAt: deps.clock.now().toISOString(),
@@ -343,6 +344,10 @@ export function createRelay(deps: RelayDeps): Relay {
       exposures: listeners.online(),
     }),
     stopping: () => draining,
+  });
+  r.gauge('tunnel_node_clock_offset_seconds', "The control plane's clock minus this relay's, from the last heartbeat answer (positive: this relay is behind); none before the first", () => {
+    const ms = heartbeats.clockOffsetMs;
+    return ms === undefined ? [] : Math.round(ms) / 1000;
   });
 
   return {

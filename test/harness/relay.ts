@@ -58,6 +58,12 @@ export interface FakeControl {
    */
   refuseHeartbeats(): () => void;
   /**
+   * Answers every heartbeat with a server_time `ms` ahead of this host's clock (behind when
+   * negative), as a control plane would to a relay whose clock is `ms` behind, until the returned
+   * function is called.
+   */
+  offsetServerTime(ms: number): () => void;
+  /**
    * Answers every event batch 503 (a control plane that is down: the relay keeps its events
    * queued, up to --events-queue-max) until the returned function is called.
    */
@@ -117,6 +123,13 @@ export async function startFakeControl(): Promise<FakeControl> {
     holdHeartbeats: () => hold('heartbeatsHeld'),
     eventsRefused: false,
     heartbeatsRefused: false,
+    serverTimeOffsetMs: 0,
+    offsetServerTime(ms: number) {
+      fc.serverTimeOffsetMs = ms;
+      return () => {
+        fc.serverTimeOffsetMs = 0;
+      };
+    },
     refuseHeartbeats() {
       fc.heartbeatsRefused = true;
       return () => {
@@ -192,7 +205,7 @@ export async function startFakeControl(): Promise<FakeControl> {
           return problem(res, 503, 'DATABASE_UNAVAILABLE');
         }
         await fc.heartbeatsHeld;
-        return send(res, 200, { server_time: new Date().toISOString() });
+        return send(res, 200, { server_time: new Date(Date.now() + fc.serverTimeOffsetMs).toISOString() });
       }
       if (req.method === 'GET' && url.pathname === '/v1/nodes/self/revocations') {
         emitter.emit('revocations');
