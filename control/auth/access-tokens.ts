@@ -19,14 +19,25 @@ const AccessClaimsSchema = z.object({
   sti: z.string().optional(),
   /** The login session (refresh token family) the token belongs to; checked on every use. */
   sid: z.string().optional(),
+  /**
+   * When that session ends unless it is refreshed (unix seconds, rounded down): the expiry of the
+   * refresh token minted with this access token. A session's end only moves later (a CLI
+   * session's refresh) or comes early by a revocation (checked on every use), so no lease issued
+   * through the token may outlive it (services/leases.ts signLease).
+   */
+  sxp: z.number().int().optional(),
 });
 export type AccessClaims = z.infer<typeof AccessClaimsSchema>;
+
+/** When the login session of a session's access token ends unless it is refreshed (`sxp`); null: not a session's token, or one without it. */
+export const sessionEnd = (claims: Pick<AccessClaims, 'sid' | 'sxp'>): Date | null =>
+  claims.sid !== undefined && claims.sxp !== undefined ? new Date(claims.sxp * 1000) : null;
 
 export async function mintAccessToken(
   deps: Pick<Deps, 'keys' | 'clock' | 'ids' | 'settings'>,
   user: { id: string; name: string; role: 'admin' | 'member' },
   service?: { id: string; scopes: string[] },
-  sessionId?: string,
+  session?: { id: string; endsAt: Date },
 ): Promise<{ token: string; expiresIn: number }> {
   const key = await deps.keys.signing('sig');
   const now = unixSeconds(deps.clock.now());
@@ -37,7 +48,7 @@ export async function mintAccessToken(
       name: user.name,
       role: user.role,
       ...(service ? { scope: service.scopes.join(' '), sti: service.id } : {}),
-      ...(sessionId ? { sid: sessionId } : {}),
+      ...(session ? { sid: session.id, sxp: unixSeconds(session.endsAt) } : {}),
       iss: deps.settings.issuer,
       aud: apiAudience(deps.settings.issuer),
       sub: user.id,

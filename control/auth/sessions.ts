@@ -48,14 +48,14 @@ export async function startSession(
 ): Promise<SessionTokens> {
   const familyId = deps.ids.id(clientId === CONSOLE_CLIENT_ID ? CONSOLE_FAMILY : 'fam');
   const refresh = deps.ids.secret('tnl_rt');
-  const live = await deps.db.transaction(async (tx) => {
+  const started = await deps.db.transaction(async (tx) => {
     const live = await lockLiveOwner(tx, { id: user.id });
     if (!live) throw refused();
-    await insertRefresh(tx, deps, live.id, familyId, refresh);
+    const endsAt = await insertRefresh(tx, deps, live.id, familyId, refresh);
     await audit(tx, deps.clock.now(), { type: 'auth.login', actor: live.id, data: { method } });
-    return live;
+    return { live, endsAt };
   });
-  return tokensFor(deps, live, familyId, refresh);
+  return tokensFor(deps, started.live, { id: familyId, endsAt: started.endsAt }, refresh);
 }
 
 /**
@@ -93,25 +93,24 @@ export async function rotateRefreshToken(deps: Deps, presented: string): Promise
   // it, then finds the token rotated and its successor there.
   // The user's row locked first, as a disable does (services/owner-lock.ts): a successor written
   // while the user is being disabled would escape the disable's revocation of every session.
-  const claimed = await deps.db.transaction(async (tx) => {
+  const endsAt = await deps.db.transaction(async (tx) => {
     if (!(await lockLiveOwner(tx, { id: row.userId }))) throw invalidGrant();
     const won = await tx
       .update(refreshTokens)
       .set({ rotatedAt: now })
       .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.rotatedAt), isNull(refreshTokens.revokedAt)))
       .returning({ id: refreshTokens.id });
-    if (won.length === 0) return false;
+    if (won.length === 0) return undefined;
     // A console session ends its refreshTokenTtl after sign-in however it is used: its successor
     // keeps the expiry (a CLI session's gets a new one, so a long-running client is not cut off).
-    await insertRefresh(tx, deps, row.userId, row.familyId, successor, isConsole(row.familyId) ? row.expiresAt : undefined);
-    return true;
+    return insertRefresh(tx, deps, row.userId, row.familyId, successor, isConsole(row.familyId) ? row.expiresAt : undefined);
   });
-  if (!claimed) {
+  if (!endsAt) {
     const [now2] = await deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).limit(1);
     return retryOrReuse(deps, now2 ?? row, presented, now);
   }
   const user = await liveUser(deps, row.userId);
-  return tokensFor(deps, user, row.familyId, successor);
+  return tokensFor(deps, user, { id: row.familyId, endsAt }, successor);
 }
 
 async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now: Date): Promise<SessionTokens> {
@@ -124,7 +123,7 @@ async function retryOrReuse(deps: Deps, row: RefreshRow, presented: string, now:
       .where(and(eq(refreshTokens.tokenHash, hashSecret(successor)), eq(refreshTokens.familyId, row.familyId)))
       .limit(1);
     if (next && !next.revokedAt && !next.rotatedAt && next.expiresAt > now) {
-      return tokensFor(deps, await liveUser(deps, row.userId), row.familyId, successor);
+      return tokensFor(deps, await liveUser(deps, row.userId), { id: row.familyId, endsAt: next.expiresAt }, successor);
     }
   }
   // A revoked token's session was ended already (logout, the user disabled, a reuse found
@@ -218,8 +217,9 @@ async function insertRefresh(
   familyId: string,
   token: string,
   expiresAt?: Date,
-): Promise<void> {
+): Promise<Date> {
   const now = deps.clock.now();
+  const ends = expiresAt ?? new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000);
   await db.insert(refreshTokens).values({
     id: deps.ids.id('rt'),
     familyId,
@@ -228,12 +228,18 @@ async function insertRefresh(
     // The database's time, as idleness is judged by (issuedAtLeastAgo): by the replica's, one
     // running 12 hours behind issued tokens that were idle from the start.
     createdAt: sql`now()`,
-    expiresAt: expiresAt ?? new Date(now.getTime() + deps.settings.refreshTokenTtl * 1000),
+    expiresAt: ends,
   });
+  return ends;
 }
 
-async function tokensFor(deps: Deps, user: User, familyId: string, refresh: string): Promise<SessionTokens> {
-  const at = await mintAccessToken(deps, user, undefined, familyId);
+/**
+ * The access token for a session and its refresh token `refresh`; `session.endsAt`: that refresh
+ * token's expiry, the session's end unless it is refreshed again, which the access token carries
+ * (`sxp`): no lease issued through it outlives it (services/leases.ts signLease).
+ */
+async function tokensFor(deps: Deps, user: User, session: { id: string; endsAt: Date }, refresh: string): Promise<SessionTokens> {
+  const at = await mintAccessToken(deps, user, undefined, session);
   return { access_token: at.token, token_type: 'Bearer', expires_in: at.expiresIn, refresh_token: refresh };
 }
 

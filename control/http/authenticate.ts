@@ -4,7 +4,7 @@ import { exposures, nodes, rateLimits, refreshTokens, serviceTokens, users } fro
 import type { Db } from '../db/client.js';
 import type { AppSettings } from '../deps.js';
 import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from '../services/rate-limit.js';
-import { verifyAccessToken } from '../auth/access-tokens.js';
+import { sessionEnd, verifyAccessToken } from '../auth/access-tokens.js';
 import { AppError, callerGone } from '../lib/errors.js';
 import { hashSecret } from '../lib/ids.js';
 import { preparedPerDb } from '../db/prepared.js';
@@ -229,6 +229,7 @@ async function authenticateUser(
     serviceTokenId: claims.sti ?? null,
     serviceTokenExpiresAt: tokenExpiresAt,
     sessionId: claims.sid ?? null,
+    sessionEndsAt: sessionEnd(claims),
   };
   return { principal, exposure: read, scopes };
 }

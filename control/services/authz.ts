@@ -35,6 +35,11 @@ export interface UserPrincipal {
   serviceTokenExpiresAt?: Date | null;
   /** The login session (refresh token family) of an interactive login's access token. */
   sessionId?: string | null;
+  /**
+   * When that session ends unless it is refreshed (the access token's `sxp`; null: not a
+   * session's token, or one minted before tokens carried it): no lease outlives it (signLease).
+   */
+  sessionEndsAt?: Date | null;
 }
 
 /** An enrolled relay node, through its node credential. */

@@ -120,6 +120,12 @@ function dbSuite(name: string, makeApp: MakeApp) {
       { what: 'the user disabled', read: caller, on: onExposure, change: () => t.deps.db.update(users).set({ disabled: true }).where(eq(users.id, user.id)) },
       { what: 'the user\'s role', read: () => caller({ role: 'admin' }), on: onExposure, change: async () => undefined },
       { what: 'the login session ended', read: viaSession, on: onExposure, change: () => t.deps.db.update(refreshTokens).set({ revokedAt: t.clock.now() }).where(eq(refreshTokens.familyId, session)) },
+      {
+        what: 'the login session\'s end (now before the lease\'s)',
+        read: viaSession,
+        on: onExposure,
+        change: () => t.deps.db.update(refreshTokens).set({ expiresAt: new Date(t.clock.now().getTime() + 60_000) }).where(eq(refreshTokens.familyId, session)),
+      },
       { what: 'the service token revoked', read: viaToken, on: onExposure, change: () => t.deps.db.update(serviceTokens).set({ revokedAt: t.clock.now() }).where(eq(serviceTokens.id, token.id)) },
       { what: 'the service token\'s expiry', read: viaToken, on: onExposure, change: () => t.deps.db.update(serviceTokens).set({ expiresAt: new Date(t.clock.now().getTime() + 60_000) }).where(eq(serviceTokens.id, token.id)) },
       { what: 'the service token\'s scopes', read: viaToken, on: onTarget, change: () => t.deps.db.update(serviceTokens).set({ scopes: [`open:${exposure.name}`] }).where(eq(serviceTokens.id, token.id)) },

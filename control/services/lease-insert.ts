@@ -19,8 +19,8 @@ import type { SignedLease } from './leases.js';
  * So a lease is written only by a statement that first takes a share lock (`FOR SHARE`) on every
  * row its decision rested on, keeps only the rows that still say what the decision read, and
  * writes the lease and its audit row only if all of them are there: the caller's user row (name,
- * role, not disabled), its login session's refresh token or its service token (live, same
- * scopes), and the exposure (owner, allow list) or the egress targets (node, host, port, allow
+ * role, not disabled), its login session's refresh token (live, expiring no earlier than the
+ * lease) or its service token (live, same scopes and expiry), and the exposure (owner, allow list) or the egress targets (node, host, port, allow
  * list) of the lease. Every revocation writes one of these rows before it scans the leases, so:
  * - a lease statement that locked the row first holds the revocation's write back until it
  *   committed, and the revocation's scan then sees the lease (and revokes it);
@@ -62,7 +62,8 @@ export function callerAsRead(p: UserPrincipal, scopes: readonly string[] | null)
 
 /**
  * The caller's rows, share-locked when they still say what was read (`leaseStatementParams`): the user
- * (same name and role, not disabled), one live refresh token of its login session, its live
+ * (same name and role, not disabled), one live refresh token of its login session that expires no
+ * earlier than the lease (`expiresAt`), its live
  * service token with the same scopes and the same expiry (the lease's expiry was capped at the
  * one read). The expiry is compared in milliseconds, as it was read (a JS date): one stored with
  * microseconds (written by SQL, not by this control plane) would otherwise never match, and
@@ -74,8 +75,12 @@ export function heldCaller(db: Db) {
     .as(
       sql`select 1 as one from ${users} where ${users.id} = ${p('sub')} and not ${users.disabled} and ${users.name} = ${p('name')} and ${users.role} = ${p('role')} for share`,
     );
-  // One refresh token of the session is enough: a logout revokes all of them, this one too.
-  const session = db.$with('held_session', { one: sql<number>`one` }).as(sql`select 1 as one from ${refreshTokens} where ${sessionRowLive()} limit 1 for share`);
+  // One refresh token of the session is enough: a logout revokes all of them, this one too. It
+  // expires no earlier than the lease (which signLease capped at the session's end): a session
+  // ends on its own when its refresh token expires, with no revocation of its leases.
+  const session = db
+    .$with('held_session', { one: sql<number>`one` })
+    .as(sql`select 1 as one from ${refreshTokens} where ${sessionRowLive()} and ${refreshTokens.expiresAt} >= ${p('expiresAt')}::timestamptz limit 1 for share`);
   const token = db
     .$with('held_token', { one: sql<number>`one` })
     .as(sql`select 1 as one from ${serviceTokens} where ${serviceRowLive()} and ${serviceTokens.scopes} = ${p('scopes')}::jsonb

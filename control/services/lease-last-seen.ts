@@ -6,7 +6,7 @@ import type { Db } from '../db/client.js';
 import { exposures, nodes, rateLimits } from '../db/schema/index.js';
 import { preparedPerDb } from '../db/prepared.js';
 import type { CallerExposure, CallerRateLimit, LeaseExposure, LeaseNode } from '../http/authenticate.js';
-import type { AccessClaims } from '../auth/access-tokens.js';
+import { sessionEnd, type AccessClaims } from '../auth/access-tokens.js';
 import { assertUnderLimit, COUNT_ON_CONFLICT, rateWindow } from './rate-limit.js';
 import { can, parseScopes, type Role, type UserPrincipal } from './authz.js';
 import { exposureResource } from './exposures.js';
@@ -146,6 +146,7 @@ export function lastSeenCaller(db: Db, claims: AccessClaims, exposure: string): 
     serviceTokenId: claims.sti ?? null,
     serviceTokenExpiresAt: claims.sti ? caller.tokenExpiresAt : null,
     sessionId: claims.sid ?? null,
+    sessionEndsAt: sessionEnd(claims),
   };
   return { claims, principal, scopes: claims.sti ? (caller.scopes ?? []) : null, exposure: exp };
 }

@@ -166,10 +166,15 @@ export interface SignedLease {
 /**
  * Signs the lease token and certificate for a decided grant on `node` and builds its row and audit
  * data (`createLease`, and the one-statement path of services/lease-last-seen.ts on the state this
- * replica saw last). The lease never outlives the service token it is issued through: its expiry
- * (the row's, the certificate's valid-before and the token's exp, all from `expiresAt` here) is
- * capped at the token's, as the caller's row gave it (`p.serviceTokenExpiresAt`; the insert
- * checks under its lock that the row still has it, services/lease-insert.ts).
+ * replica saw last). The lease never outlives the service token or the login session it is issued
+ * through: its expiry (the row's, the certificate's valid-before and the token's exp, all from
+ * `expiresAt` here) is capped at the service token's, as the caller's row gave it
+ * (`p.serviceTokenExpiresAt`; the insert checks under its lock that the row still has it), or at
+ * the session's end, its refresh token's expiry as the access token carries it
+ * (`p.sessionEndsAt`; the insert checks under its lock that a live refresh token of the session
+ * expires no earlier than the lease, services/lease-insert.ts). A session that ends without
+ * anyone ending it (its refresh token expires: a CLI login unused for 30 days, a console
+ * session 30 days after sign-in) revokes nothing, so its leases must end by then on their own.
  */
 export async function signLease(
   deps: Deps,
@@ -180,9 +185,16 @@ export async function signLease(
   const { grant, node, now } = d;
   const asked = Math.min(req.ttl_seconds ?? deps.settings.leaseTtl[req.kind], deps.settings.maxLeaseTtl);
   const tokenEnds = p.serviceTokenId ? (p.serviceTokenExpiresAt ?? null) : null;
-  // Whole seconds (the certificate's and the token's unit), rounded down: never past the token.
-  const ttl = tokenEnds ? Math.min(asked, Math.floor((tokenEnds.getTime() - now.getTime()) / 1000)) : asked;
-  if (ttl < 1) throw new AppError('TOKEN_INVALID', 'the service token behind this access token expires now; make a new one');
+  const sessionEnds = p.sessionId ? (p.sessionEndsAt ?? null) : null;
+  // Whole seconds (the certificate's and the token's unit), rounded down: never past the token or the session.
+  const left = (end: Date | null): number => (end ? Math.floor((end.getTime() - now.getTime()) / 1000) : Infinity);
+  const ttl = Math.min(asked, left(tokenEnds), left(sessionEnds));
+  if (ttl < 1) {
+    throw new AppError(
+      'TOKEN_INVALID',
+      tokenEnds ? 'the service token behind this access token expires now; make a new one' : 'the login session behind this access token ends now; log in again',
+    );
+  }
   const leaseId = deps.ids.id(LEASE_ID_PREFIX);
   const serial = deps.ids.serial();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
