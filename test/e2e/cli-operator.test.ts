@@ -12,7 +12,9 @@ import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, repoRoot } from '../harness/net.js';
+import { RELAY_NODE_FLAGS } from '../../node/node-flags.js';
+import { freePort } from '../harness/net.js';
+import { relayNodeArgv } from '../harness/relay-process.js';
 import { cliFixture, type CliResult } from '../harness/stack.js';
 import { eventually, waitForLine } from '../harness/streams.js';
 
@@ -160,17 +162,22 @@ describe('operator commands (real binaries)', () => {
     assert.ok(command, r.stderr);
     assert.ok(command.includes(token) && command.includes(`--control-url ${f.stack.control.url}`), command);
 
-    // tunnel-node on PATH, as an installed package provides it.
+    // tunnel-node on PATH, as an installed package provides it: node with the relay's node flags.
     const bin = tmp('tunnel-bin-');
-    writeFileSync(join(bin, 'tunnel-node'), `#!/bin/sh\nexec "${process.execPath}" "${join(repoRoot(), 'dist', 'node', 'main.js')}" "$@"\n`);
+    writeFileSync(join(bin, 'tunnel-node'), `#!/bin/sh\nexec ${[process.execPath, ...relayNodeArgv()].map((a) => `"${a}"`).join(' ')} "$@"\n`);
     chmodSync(join(bin, 'tunnel-node'), 0o755);
     const data = tmp('tunnel-node2-');
+    // Preloaded (NODE_OPTIONS is not in execArgv): the relay says which node flags it runs with.
+    const probe = join(bin, 'exec-argv.mjs');
+    writeFileSync(probe, 'process.stderr.write(`execArgv ${JSON.stringify(process.execArgv)}\\n`);\n');
     const relay = shell(`${command} --data-dir ${data} --listen 127.0.0.1:${sshPort} --metrics-listen 127.0.0.1:${await freePort()}`, {
       PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
       HOME: data,
       TUNNEL_EGRESS_DRIVER: 'off',
+      NODE_OPTIONS: `--import=${probe}`,
     });
     await waitForLine(relay, /"ready":true/, 30_000);
+    assert.equal(await waitForLine(relay, /^execArgv /), `execArgv ${JSON.stringify(RELAY_NODE_FLAGS)}`, 'the relay runs with the node flags tunnel-node runs with');
     const nodes = ok(await f.admin.run(['nodes', 'ls', '--json']), 'nodes ls');
     const n = (JSON.parse(nodes.stdout) as { nodes: { name: string; address: string }[] }).nodes.find((x) => x.name === 'relay-2');
     assert.deepEqual(n?.address, `127.0.0.1:${sshPort}`);

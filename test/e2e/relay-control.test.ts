@@ -18,8 +18,8 @@ import { encodeCertificate, parseCertificate, parseCertificateLine } from '../..
 import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 import { loadOrCreateHostKey } from '../../node/enrollment.js';
 import { noopLogger } from '../../shared/logger.js';
-import { expectStatus, repoRoot } from '../harness/control.js';
-import { startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
+import { expectStatus } from '../harness/control.js';
+import { relayNodeArgv, startRelayProcess, type RelayProcess } from '../harness/relay-process.js';
 import { ADMIN, startStack, type Stack } from '../harness/stack.js';
 import { clientFiles, exchange, killAll, spawnSsh, sshArgs, startHashService, streamHash, within, writeCert, type ClientFiles, type Proc } from '../node/ssh-tools.js';
 
@@ -132,7 +132,7 @@ describe('relay and control plane (real binaries, loopback)', () => {
     const reuse = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(
         process.execPath,
-        [join(repoRoot(), 'dist', 'node', 'main.js'), '--control-url', stack.control.url, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--enroll-token', token],
+        [...relayNodeArgv(), '--control-url', stack.control.url, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--enroll-token', token],
         { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, TUNNEL_EGRESS_DRIVER: 'off' }, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       let stderr = '';

@@ -22,12 +22,9 @@ import { createSelfSignedCert } from '../../control/tls/self-signed.js';
 import { certificatePin } from '../../protocol/tls-trust.js';
 import { trustConnector } from '../../protocol/tls-trust-undici.js';
 import { expectStatus, httpCaller, passwordLogin, startControlProcess, type ControlProcess } from '../harness/control.js';
-import { repoRoot } from '../harness/net.js';
-import { startRelayProcess } from '../harness/relay-process.js';
+import { relayNodeArgv, startRelayProcess } from '../harness/relay-process.js';
 import { ADMIN } from '../harness/stack.js';
 import { eventually } from '../harness/streams.js';
-
-const nodeBin = () => join(repoRoot(), 'dist', 'node', 'main.js');
 
 /** Runs tunnel-node to its exit (for refusals); the egress lock is off, the data dir fresh. */
 function runNode(args: string[]): Promise<{ code: number | null; stderr: string }> {
@@ -35,7 +32,7 @@ function runNode(args: string[]): Promise<{ code: number | null; stderr: string 
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [nodeBin(), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args],
+      [...relayNodeArgv(), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args],
       { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, TUNNEL_EGRESS_DRIVER: 'off' }, timeout: 60_000 },
       (err, _stdout, stderr) => {
         rmSync(dataDir, { recursive: true, force: true });

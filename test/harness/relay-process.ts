@@ -35,6 +35,14 @@ export interface StartRelayOptions {
   host?: string;
 }
 
+/**
+ * node's arguments that run this tree's `tunnel-node` as it runs as a program (node/main.ts's first
+ * lines exec node with RELAY_NODE_FLAGS): the flags, `nodeArgs`, then the script; the relay's own
+ * flags follow. Every test that starts the relay without startRelayProcess starts it with these.
+ */
+export function relayNodeArgv(nodeArgs: readonly string[] = []): string[] {
+  return [...RELAY_NODE_FLAGS, ...nodeArgs, join(repoRoot(), 'dist', 'node', 'main.js')];
+}
 
 /** Starts the real `tunnel-node` binary and resolves on its `{"ready":true,...}` line. */
 export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProcess> {
@@ -44,10 +52,7 @@ export async function startRelayProcess(o: StartRelayOptions): Promise<RelayProc
   const sshPort = o.sshPort ?? (await freePort());
   const metricsPort = o.metricsPort ?? (await freePort());
   const argv = [
-    // As tunnel-node runs as a program (node/main.ts's first lines).
-    ...RELAY_NODE_FLAGS,
-    ...(o.nodeArgs ?? []),
-    join(repoRoot(), 'dist', 'node', 'main.js'),
+    ...relayNodeArgv(o.nodeArgs),
     '--control-url',
     o.controlUrl,
     '--data-dir',

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectStatus } from '../harness/control.js';
-import { LabCommandError, labSkipReason, repoRoot, type ConnectResult, type Lab } from '../harness/lab.js';
+import { LabCommandError, labSkipReason, type ConnectResult, type Lab } from '../harness/lab.js';
 import { defineTargetOk, labCaller, labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
-import { startRelayProcess } from '../harness/relay-process.js';
+import { relayNodeArgv, startRelayProcess } from '../harness/relay-process.js';
 
 const skip = labSkipReason() ?? false;
 const BLOCK = { first: 61000, last: 61063 };
@@ -157,7 +157,7 @@ describe('egress lock across relay restarts and crashes (lab)', { skip }, () => 
     try {
       const err = await lab
         .exec('relay', 'setpriv', [
-          '--bounding-set=-net_admin', process.execPath, join(repoRoot(), 'dist/node/main.js'),
+          '--bounding-set=-net_admin', process.execPath, ...relayNodeArgv(),
           '--control-url', stack.controlUrl, '--data-dir', data, '--listen', `${lab.hosts.relay.wanAddr}:2299`,
           '--metrics-listen', `${lab.hosts.relay.wanAddr}:9099`, '--egress-driver', 'iptables', '--egress-uid', '0',
         ], { timeoutMs: 30_000 })

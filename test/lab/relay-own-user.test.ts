@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LabCommandError, labSkipReason, repoRoot, type ConnectResult, type Lab } from '../harness/lab.js';
 import { defineTargetOk, labSsh, pollUntil, startLabStack, type LabCliUser, type LabStack } from '../harness/lab-stack.js';
+import { relayNodeArgv } from '../harness/relay-process.js';
 
 const skip = labSkipReason() ?? false;
 const RELAY_UID = 65534;
@@ -80,7 +81,7 @@ describe('the relay as its own user with only CAP_NET_ADMIN (lab)', { skip }, ()
     try {
       const err = await lab
         .exec('relay', process.execPath, [
-          join(repoRoot(), 'dist/node/main.js'), '--control-url', stack.controlUrl, '--ca-pin', stack.caPin, '--data-dir', data,
+          ...relayNodeArgv(), '--control-url', stack.controlUrl, '--ca-pin', stack.caPin, '--data-dir', data,
           '--listen', `${lab.hosts.relay.wanAddr}:2298`, '--metrics-listen', '127.0.0.1:9098', '--egress-driver', 'iptables',
         ], { timeoutMs: 30_000 })
         .then(() => undefined, (e: unknown) => e);

@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { RELAY_NODE_FLAGS } from '../../node/node-flags.js';
 import { startFakeControl, type FakeControl } from '../harness/relay.js';
 import { startRelayProcess } from '../harness/relay-process.js';
 
@@ -26,14 +27,14 @@ export async function load(url, context, next) {
 
 /**
  * Preloaded into the relay: registers ESM_HOOKS, and at exit writes the built-in and CommonJS
- * modules it loaded to $PROBE_OUT.
+ * modules it loaded and its node flags to $PROBE_OUT.
  */
 const PROBE = `data:text/javascript,${encodeURIComponent(`
 import { createRequire, register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 register(${JSON.stringify(ESM_HOOKS)});
 const require = createRequire('/'); // the CommonJS cache is one per process
-process.on('exit', () => writeFileSync(process.env.PROBE_OUT, JSON.stringify({ builtins: process.moduleLoadList, commonjs: Object.keys(require.cache) })));
+process.on('exit', () => writeFileSync(process.env.PROBE_OUT, JSON.stringify({ builtins: process.moduleLoadList, commonjs: Object.keys(require.cache), execArgv: process.execArgv })));
 `)}`;
 
 describe('tunnel-node start-up memory (real binary)', () => {
@@ -64,7 +65,8 @@ describe('tunnel-node start-up memory (real binary)', () => {
       relay.child.kill('SIGKILL');
       relay.cleanup();
     }
-    const loaded = JSON.parse(readFileSync(out, 'utf8')) as { builtins: string[]; commonjs: string[] };
+    const loaded = JSON.parse(readFileSync(out, 'utf8')) as { builtins: string[]; commonjs: string[]; execArgv: string[] };
+    assert.deepEqual(loaded.execArgv, [...RELAY_NODE_FLAGS, '--import', PROBE], 'the harness runs the relay with the node flags tunnel-node runs with');
     const ssh2 = (file: string) => loaded.commonjs.some((p) => p.endsWith(join('node_modules', 'ssh2', 'lib', file)));
     assert.ok(ssh2('server.js'), 'the probe sees ssh2 files (its Server is loaded)');
     for (const file of ['index.js', 'client.js', 'agent.js', 'http-agents.js', 'keygen.js']) assert.ok(!ssh2(file), `ssh2/lib/${file} was loaded`);
