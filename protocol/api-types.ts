@@ -18,7 +18,12 @@ export * from './node-api.js';
 
 export const API_PREFIX = '/v1';
 
-export const UserNameSchema = z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'must match [a-z][a-z0-9._-]{0,63}');
+/** The longest user name. */
+export const USER_NAME_MAX = 64;
+/** The most names an allow list (an exposure's, an egress target's) holds. */
+export const ALLOW_LIST_MAX = 256;
+
+export const UserNameSchema = z.string().regex(new RegExp(`^[a-z][a-z0-9._-]{0,${USER_NAME_MAX - 1}}$`), `must match [a-z][a-z0-9._-]{0,${USER_NAME_MAX - 1}}`);
 export const RoleSchema = z.enum(['admin', 'member']);
 export const TargetNameSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}');
 
@@ -174,7 +179,7 @@ export const NodeListSchema = z.object({ nodes: z.array(NodeSchema) });
 
 export const ExposurePutSchema = z.strictObject({
   /** Users allowed to open it, besides the owner and admins. */
-  allow: z.array(UserNameSchema).max(256).default([]),
+  allow: z.array(UserNameSchema).max(ALLOW_LIST_MAX).default([]),
   /** Pin the exposure to one relay node (by name). */
   node: NodeNameSchema.nullable().optional(),
   /**
@@ -183,7 +188,7 @@ export const ExposurePutSchema = z.strictObject({
    * made on an old read cannot give a user taken off the list meanwhile the grant back, nor make
    * a deleted exposure again). Order and repeats do not matter.
    */
-  expect_allow: z.array(UserNameSchema).max(256).optional(),
+  expect_allow: z.array(UserNameSchema).max(ALLOW_LIST_MAX).optional(),
 });
 export const ExposureSchema = z.object({
   name: ExposureNameSchema,
@@ -205,7 +210,7 @@ export const EgressTargetPutSchema = z.strictObject({
   node: NodeNameSchema,
   host: HostSchema,
   port: PortSchema,
-  allow: z.array(UserNameSchema).max(256).default([]),
+  allow: z.array(UserNameSchema).max(ALLOW_LIST_MAX).default([]),
 });
 export const EgressTargetSchema = z.object({
   name: TargetNameSchema,

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { Child } from 'hono/jsx';
+import { ALLOW_LIST_MAX, USER_NAME_MAX } from '../../protocol/api-types.js';
 import type { App, AppEnv } from '../http/env.js';
 import { ApiSession, SignedOut, type Problem } from './api-session.js';
 import { readCookie } from './cookies.js';
@@ -20,17 +21,41 @@ export interface PageCtx {
 
 export type Handler = (p: PageCtx) => Promise<Response>;
 
-const MAX_FIELD = 8192;
+/** How the console writes a list of names into a form field (nameList reads commas and spaces). */
+export const NAME_LIST_SEPARATOR = ', ';
 
-async function readForm(c: Context<AppEnv>): Promise<Record<string, string> | null> {
+/**
+ * The longest form field the console reads: the longest allow list the API takes, written as the
+ * allow form writes it (its hidden `was`, the same names with ',', is shorter). A longer field is
+ * refused with a page, never cut: a list cut short drops names, or ends in part of one, which can
+ * be another user's name.
+ */
+export const MAX_FIELD = ALLOW_LIST_MAX * USER_NAME_MAX + (ALLOW_LIST_MAX - 1) * NAME_LIST_SEPARATOR.length;
+
+/**
+ * The longest form body (register.tsx): the allow form's two lists at MAX_FIELD, every character
+ * percent-encoded (3 bytes; a name's characters are sent as they are, a separator's are not), and
+ * 4 KiB for the form's other fields and the fields' names.
+ */
+export const MAX_FORM_BODY = 2 * 3 * MAX_FIELD + 4096;
+
+/** A posted form's fields (repeated ones keep their last value); `tooLong` when one is longer than MAX_FIELD (left out). */
+interface Form {
+  fields: Record<string, string>;
+  tooLong: boolean;
+}
+
+async function readForm(c: Context<AppEnv>): Promise<Form | null> {
   const type = c.req.header('content-type') ?? '';
   if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)(\s*;|$)/i.test(type)) return null;
   const body = await c.req.parseBody();
-  const out: Record<string, string> = {};
+  const form: Form = { fields: {}, tooLong: false };
   for (const [k, v] of Object.entries(body)) {
-    if (typeof v === 'string') out[k] = v.slice(0, MAX_FIELD);
+    if (typeof v !== 'string') continue;
+    if (v.length > MAX_FIELD) form.tooLong = true;
+    else form.fields[k] = v;
   }
-  return out;
+  return form;
 }
 
 /**
@@ -70,10 +95,18 @@ export function page(app: App, handler: Handler) {
     if (c.req.method === 'POST') {
       const parsed = await readForm(c);
       if (parsed === null) return simplePage(c, 'Not a form', 'Send this as an HTML form.', 415);
-      if (!csrfOk(c, parsed._csrf)) {
+      if (!csrfOk(c, parsed.fields._csrf)) {
         return simplePage(c, 'Form expired', 'This form could not be verified (it expired or came from another site). Go back, reload the page and try again.', 403);
       }
-      form = parsed;
+      if (parsed.tooLong) {
+        return simplePage(
+          c,
+          'Too long',
+          `A field of this form is longer than ${MAX_FIELD} characters, the longest list of names the console takes (${ALLOW_LIST_MAX} names of up to ${USER_NAME_MAX} characters). Nothing was saved: go back and shorten it.`,
+          413,
+        );
+      }
+      form = parsed.fields;
     }
     try {
       const me = await api.call<Me>('GET', '/v1/me');

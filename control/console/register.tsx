@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { App, AppEnv } from '../http/env.js';
 import { limitBody } from '../http/request-guards.js';
 import { SCRIPT, STYLESHEET } from './assets.js';
-import { simplePage } from './page.js';
+import { MAX_FORM_BODY, simplePage } from './page.js';
 import { registerSignIn } from './pages/sign-in.js';
 import { registerExposures } from './pages/exposures.js';
 import { registerConnections } from './pages/connections.js';
@@ -40,7 +40,7 @@ export function registerConsole(app: App): void {
     c.header('cross-origin-opener-policy', 'same-origin');
     if (!c.res.headers.has('cache-control')) c.header('cache-control', 'no-store');
   });
-  r.use('*', limitBody(32 * 1024));
+  r.use('*', limitBody(MAX_FORM_BODY));
 
   for (const asset of [STYLESHEET, SCRIPT]) {
     const type = asset.path.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';

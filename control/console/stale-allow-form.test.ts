@@ -10,23 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { putExposure, uniq } from '../testing/fixtures.js';
 import { assertOk } from '../testing/problem.js';
-import { consoleRequest, type Jar } from '../testing/console-cookies.js';
+import { consoleRequest, formFields, type Jar } from '../testing/console-cookies.js';
 
 const BASE = 'http://console.test';
 const PASSWORD = 'a long enough password';
-
-/** The named inputs of the form posting to `action` in `html`, with their values. */
-function formFields(html: string, action: string): Record<string, string> {
-  const start = html.indexOf(`action="${action}"`);
-  assert.ok(start >= 0, `a form posting to ${action}`);
-  const form = html.slice(start, html.indexOf('</form>', start));
-  const fields: Record<string, string> = {};
-  for (const m of form.matchAll(/<input\b[^>]*>/g)) {
-    const name = /\bname="([^"]*)"/.exec(m[0])?.[1];
-    if (name !== undefined) fields[name] = /\bvalue="([^"]*)"/.exec(m[0])?.[1] ?? '';
-  }
-  return fields;
-}
 
 describe('console: an allow-list form loaded before a removal', () => {
   let t: TestApp;

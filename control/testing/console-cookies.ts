@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { TestApp } from './test-app.js';
 
 /** A browser's cookies for the console's site, by name. */
@@ -29,4 +30,17 @@ export async function consoleRequest(t: Pick<TestApp, 'app'>, base: string, jar:
   }
   const res = await t.app.fetch(new Request(`${base}${path}`, { method: form ? 'POST' : 'GET', headers, body }));
   return { res, set: takeCookies(jar, res) };
+}
+
+/** The named inputs of the form posting to `action` in `html`, with their values. */
+export function formFields(html: string, action: string): Record<string, string> {
+  const start = html.indexOf(`action="${action}"`);
+  assert.ok(start >= 0, `a form posting to ${action}`);
+  const form = html.slice(start, html.indexOf('</form>', start));
+  const fields: Record<string, string> = {};
+  for (const m of form.matchAll(/<input\b[^>]*>/g)) {
+    const name = /\bname="([^"]*)"/.exec(m[0])?.[1];
+    if (name !== undefined) fields[name] = /\bvalue="([^"]*)"/.exec(m[0])?.[1] ?? '';
+  }
+  return fields;
 }

@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
 import { CsrfField, DangerButton, Pill, Table, when } from '../layout.js';
-import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
+import { doneNotice, NAME_LIST_SEPARATOR, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 
 interface Exposure {
@@ -48,7 +48,7 @@ async function list(p: PageCtx, problem?: Problem, status = 200): Promise<Respon
               <input type="hidden" name="was" value={e.allow.join(',')} />
               <label>
                 <span class="skip-caption">Who may open {e.name}</span>
-                <input name="allow" value={e.allow.join(', ')} size={24} aria-describedby="allow-hint" />
+                <input name="allow" value={e.allow.join(NAME_LIST_SEPARATOR)} size={24} aria-describedby="allow-hint" />
               </label>
               <button type="submit" class="plain">
                 Save
