@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../shared/logger.js';
 import { ConfigError } from '../config.js';
 import { readFileBoundedSyncWithMode, type BoundedRead } from '../../shared/read-file-bounded.js';
+import { resetOpenMode } from '../../shared/reset-open-mode.js';
 
 /** The most a master key file may hold: 32 bytes as hex (64 characters) or base64 (44), with room for whitespace. */
 export const MASTER_KEY_FILE_MAX_BYTES = 1024;
@@ -28,11 +29,7 @@ export function resolveMasterKey(
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
   const { key, mode } = readKeyFile(path);
-  // Judged on the file that was read (its descriptor's mode), not on a second look at the path.
-  if (mode & 0o077) {
-    chmodSync(path, 0o600);
-    logger.warn('master key file was readable by others; reset its mode to 0600', { path });
-  }
+  resetOpenMode(path, mode, logger, 'master key file was readable by others; reset its mode to 0600');
   return key;
 }
 

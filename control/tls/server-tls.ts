@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { certificatePin } from '../../protocol/tls-pin.js';
@@ -8,6 +8,7 @@ import { ConfigError } from '../config.js';
 import type { Logger } from '../../shared/logger.js';
 import { createSelfSignedCert } from './self-signed.js';
 import { readFileBoundedSync, readFileBoundedSyncWithMode } from '../../shared/read-file-bounded.js';
+import { resetOpenMode } from '../../shared/reset-open-mode.js';
 
 /** The certificate and key the HTTPS server uses now, with the pin clients give as --ca-pin. */
 export interface TlsMaterial {
@@ -103,11 +104,7 @@ export function ensureSelfSigned(dir: string, names: readonly string[], now: Dat
     logger.info('created a self-signed TLS certificate', { path: certFile, names });
   }
   const { material, keyMode } = readTlsPair(certFile, keyFile);
-  // Judged on the key file that was read (its descriptor's mode), not on a second look at the path.
-  if (exists && keyMode & 0o077) {
-    chmodSync(keyFile, 0o600);
-    logger.warn('TLS key file was readable by others; reset its mode to 0600', { path: keyFile });
-  }
+  if (exists) resetOpenMode(keyFile, keyMode, logger, 'TLS key file was readable by others; reset its mode to 0600');
   return material;
 }
 
