@@ -41,7 +41,9 @@ export async function mintAccessToken(
 ): Promise<{ token: string; expiresIn: number }> {
   const key = await deps.keys.signing('sig');
   const now = unixSeconds(deps.clock.now());
-  const ttl = deps.settings.accessTokenTtl;
+  // A session's access token ends by the session's end: a session that ends on its own (its
+  // refresh token expires) is revoked by nothing, and the token's use checks only revocation.
+  const ttl = session ? Math.max(1, Math.min(deps.settings.accessTokenTtl, unixSeconds(session.endsAt) - now)) : deps.settings.accessTokenTtl;
   const token = signJws(
     { kid: key.kid, typ: ACCESS_TOKEN_TYP },
     {
