@@ -21,10 +21,9 @@ import { answerMalformedRequests } from './http/malformed-request.js';
 import { serveMetrics, type MetricsServer } from './http/metrics-server.js';
 import { scryptHasher } from './auth/passwords.js';
 import { prepareSetupCode } from './auth/setup-code.js';
-import { REVOCATIONS_CHANNEL } from './services/lease-revocation.js';
 import { reclaimFutureAuditIds } from './services/audit.js';
 import { scheduleEmbeddedMaintenance } from './db/embedded-maintenance.js';
-import { readCredentialNotice } from './services/nodes.js';
+import { followRevocations } from './services/revocation-listen.js';
 import { RevocationHub } from './services/revocation-hub.js';
 import { DatabaseOutages } from './services/database-outages.js';
 import { loadTls, readTlsFiles, type TlsMaterial } from './tls/server-tls.js';
@@ -71,22 +70,8 @@ async function assertKeysOpen(deps: Deps): Promise<void> {
 export async function startControl(cfg: ControlConfig, logger: Logger): Promise<RunningControl> {
   const opened = await openDb(cfg);
   const deps = buildDeps(cfg, opened, logger);
-  // Other replicas' revocations (Postgres NOTIFY, sent at their commit): wake this replica's long polls.
-  // Listening again after the connection broke: what was sent meanwhile is lost, so every held
-  // poll reads the feed again.
-  let listened = false;
-  await opened.listen?.(
-    REVOCATIONS_CHANNEL,
-    (payload) => {
-      const replaced = readCredentialNotice(payload); // a node enrolled again on another replica
-      if (replaced) deps.revocationHub.evict(replaced.nodeId, replaced.hash);
-      else deps.revocationHub.poke(payload === '*' ? 'all' : payload.split(','));
-    },
-    () => {
-      if (listened) deps.revocationHub.poke('all');
-      listened = true;
-    },
-  );
+  // Other replicas' revocations (Postgres NOTIFY): wake this replica's long polls.
+  const following = await followRevocations(opened, deps.revocationHub, logger);
   await deps.keys.ensure();
   await assertKeysOpen(deps);
   const moved = await reclaimFutureAuditIds(deps.db);
@@ -158,6 +143,7 @@ export async function startControl(cfg: ControlConfig, logger: Logger): Promise<
       clearInterval(keyTimer);
       idleCollection.stop();
       await upkeep?.stop();
+      following.stop();
       deps.revocationHub.close();
       await metrics?.close();
       await new Promise<void>((resolve) => {

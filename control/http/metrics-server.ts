@@ -16,6 +16,11 @@ export function renderControlMetrics(deps: Pick<Deps, 'metrics' | 'revocationHub
       help: "Relays' revocation-feed long polls this replica holds now (at most 4 per node, 10,000 in all)",
       value: deps.revocationHub.waiting,
     },
+    {
+      name: 'tunnel_control_revocation_listen_deaf',
+      help: "1 while this replica's LISTEN hears nothing on the revocations channel (its own probe NOTIFY does not come back): relay polls are held at most 2 s",
+      value: deps.revocationHub.holdCapMs === Infinity ? 0 : 1,
+    },
   ]);
 }
 

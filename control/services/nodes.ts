@@ -252,7 +252,7 @@ export async function revocationFeed(
   /** The hash of the credential the poll came with: a poll held with a replaced one ends in 401. */
   credential = '',
 ): Promise<Feed> {
-  const waitMs = Math.min(askedMs, deps.settings.revocationFeedMaxWait * 1000);
+  const waitMs = Math.min(askedMs, deps.settings.revocationFeedMaxWait * 1000, deps.revocationHub.holdCapMs);
   const waiter = waitMs > 0 ? deps.revocationHub.waiter(node.nodeId, credential) : undefined;
   if (!waiter) return readFeed(deps, node, after);
   try {

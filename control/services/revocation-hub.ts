@@ -83,6 +83,13 @@ export class RevocationHub {
     return this.#closed;
   }
 
+  /**
+   * The longest a poll may be held now (ms; services/nodes.ts revocationFeed): Infinity, or
+   * revocation-listen.ts's DEAF_HOLD_MS while this replica's LISTEN hears nothing (another
+   * replica's revocation could not wake the poll).
+   */
+  holdCapMs = Infinity;
+
   /** Polls waiting now (metrics, tests). */
   get waiting(): number {
     return this.#count;
