@@ -1,5 +1,5 @@
 #!/bin/sh
-//bin/sh -c :; exec node --single-threaded "$0" "$@"
+//bin/sh -c :; exec node --single-threaded --no-maglev "$0" "$@"
 // Run as a program (`tunnel-node`), the line above is read by sh, which runs node with the relay's
 // node flags (node/node-flags.ts, which says why); node and tsc read it as a comment. Not
 // `#!/usr/bin/env -S node ...`: BusyBox's env (Alpine) has no -S.
