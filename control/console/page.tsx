@@ -162,6 +162,7 @@ export const DONE_MESSAGES: Record<string, string> = {
   'user-revoked': "All of the user's active leases were revoked.",
   'target-saved': 'Egress target saved.',
   'target-deleted': 'Egress target deleted.',
+  'relay-removed': 'Relay removed: it closes its connections and admits none.',
   'token-revoked': 'Service token revoked.',
   'user-created': 'User created.',
   'user-updated': 'User updated.',

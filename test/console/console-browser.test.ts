@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { cliFixture, ADMIN, type CliUser } from '../harness/stack.js';
 import { roundTrip, waitForLine } from '../harness/streams.js';
 import { axeViolations, launchBrowser, screenshots } from '../harness/browser.js';
+import { formatPublicKeyLine, rawPublicKey } from '../../protocol/ssh-key.js';
 
 const PAGES = ['exposures', 'connections', 'nodes', 'egress', 'tokens', 'users', 'audit'] as const;
 const shotsDir = mkdtempSync(join(tmpdir(), 'tunnel-console-screenshots-'));
@@ -132,6 +134,7 @@ describe('web console in a real browser', () => {
     for (const [path, form] of [
       ['/console/users', { name: 'mallory', role: 'admin', password: 'mallory-password-1' }],
       ['/console/nodes/enroll', { name: 'rogue-relay' }],
+      ['/console/nodes/remove?name=relay-1', {}],
       ['/console/egress', { name: 'evil', node: 'relay-1', host: '127.0.0.1', port: '22', allow: 'bob' }],
       ['/console/users/admin/update', { disabled: 'true' }],
     ] as const) {
@@ -140,6 +143,8 @@ describe('web console in a real browser', () => {
     }
     const users = await f.stack.call('GET', '/v1/users', { token: f.stack.adminToken });
     assert.ok(!(users.body.users as { name: string }[]).some((u) => u.name === 'mallory'));
+    const relays = await f.stack.call('GET', '/v1/nodes', { token: f.stack.adminToken });
+    assert.ok((relays.body.nodes as { name: string }[]).some((n) => n.name === 'relay-1'), 'relay-1 is still there');
     await ctx.close();
   });
 
@@ -240,7 +245,16 @@ describe('web console in a real browser', () => {
     await page.goto(`${base}/console/nodes`);
     await page.getByLabel('Relay name').fill('relay-nojs');
     await page.getByRole('button', { name: 'Create enrollment token' }).click();
-    assert.match(await page.locator('#enroll-token').inputValue(), /^tnl_enr_/);
+    const enrollToken = await page.locator('#enroll-token').inputValue();
+    assert.match(enrollToken, /^tnl_enr_/);
+    // That relay enrolled (its record; no process), then removed on the page.
+    const hostKey = formatPublicKeyLine(rawPublicKey(generateKeyPairSync('ed25519').publicKey));
+    const enrolled = await f.stack.call('POST', '/v1/nodes/enroll', { body: { token: enrollToken, host_key: hostKey, address: '127.0.0.1:1' } });
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
+    await page.goto(`${base}/console/nodes`);
+    await page.getByRole('button', { name: 'Remove relay-nojs' }).click();
+    await page.waitForURL(/done=relay-removed/);
+    assert.equal(await page.locator('th', { hasText: 'relay-nojs' }).count(), 0);
     // And a service token shown once without the copy script.
     await page.goto(`${base}/console/tokens`);
     await page.getByLabel('Name', { exact: true }).fill('nojs-token');

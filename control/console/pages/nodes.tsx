@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import type { App, AppEnv } from '../../http/env.js';
-import { CsrfField, Pill, Table, Theirs, when } from '../layout.js';
-import { page, problemNotice, type PageCtx } from '../page.js';
+import { CsrfField, DangerButton, Pill, Table, Theirs, when } from '../layout.js';
+import { doneNotice, page, problemNotice, seg, type PageCtx } from '../page.js';
 import type { Problem } from '../api-session.js';
 import { SecretBox } from './secret-box.js';
 
@@ -21,6 +21,7 @@ const PATH = '/console/nodes';
 async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: string; token: string; expires_at: string } }, status = 200) {
   const res = await p.api.call<{ nodes: Node[] }>('GET', '/v1/nodes');
   if (!res.ok) return p.render('Relays', PATH, problemNotice(res.problem), res.problem.status);
+  const admin = p.me.role === 'admin';
   const rows = res.body.nodes.map((n) => (
     <tr>
       <th scope="row">{n.name}</th>
@@ -35,6 +36,17 @@ async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: 
       <td>{n.native_crypto === null ? '—' : n.native_crypto ? 'yes' : 'no (slower)'}</td>
       <td>{n.egress_driver === null ? '—' : <Pill on={n.egress_driver === 'iptables'} yes="iptables" no="OFF" bad={n.egress_driver === 'off'} />}</td>
       <td>{n.active_exposures}</td>
+      <td>
+        {admin ? (
+          <DangerButton
+            action={`${PATH}/remove?name=${encodeURIComponent(n.name)}`}
+            confirm={`Remove relay ${n.name}? Its credential stops working at once: it closes every connection and admits none. Its leases and unused enrollment tokens go.`}
+            label="Remove"
+            what={n.name}
+            csrf={p.csrf}
+          />
+        ) : null}
+      </td>
     </tr>
   ));
   const issuer = p.c.get('deps').settings.issuer;
@@ -42,7 +54,7 @@ async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: 
     'Relays',
     PATH,
     <>
-      {extra?.problem ? problemNotice(extra.problem) : null}
+      {extra?.problem ? problemNotice(extra.problem) : doneNotice(p.c)}
       {extra?.enrolled ? (
         <SecretBox
           id="enroll-token"
@@ -53,11 +65,11 @@ async function view(p: PageCtx, extra?: { problem?: Problem; enrolled?: { name: 
       ) : null}
       <Table
         caption="Relay nodes"
-        head={['Name', 'State', 'Address', 'Last heartbeat', 'Version', 'Native crypto', 'Egress lock', 'Exposures']}
+        head={['Name', 'State', 'Address', 'Last heartbeat', 'Version', 'Native crypto', 'Egress lock', 'Exposures', '']}
         empty="No relays enrolled yet."
         rows={rows}
       />
-      {p.me.role === 'admin' ? (
+      {admin ? (
         <>
           <h2>Enroll a relay</h2>
           <form method="post" action={`${PATH}/enroll`} class="inline">
@@ -86,6 +98,16 @@ export function registerNodes(r: Hono<AppEnv>, app: App): void {
       if (!res.ok) return view(p, { problem: res.problem }, res.problem.status);
       p.c.header('cache-control', 'no-store');
       return view(p, { enrolled: res.body }, 201);
+    }),
+  );
+  // The name in the query, not the path: a `:name` beside the literal `enroll` is a path Hono's
+  // RegExpRouter cannot hold (the app would refuse to start; see pages/connections.tsx).
+  r.post(
+    '/nodes/remove',
+    page(app, async (p) => {
+      const res = await p.api.call('DELETE', `/v1/nodes/${seg(p.c.req.query('name'))}`);
+      if (!res.ok) return view(p, { problem: res.problem }, res.problem.status);
+      return p.c.redirect(`${PATH}?done=relay-removed`, 303);
     }),
   );
 }
