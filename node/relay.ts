@@ -208,6 +208,10 @@ export function createRelay(deps: RelayDeps): Relay {
     ...(deps.injectFault ? { injectFault: deps.injectFault } : {}),
   };
 
+  /** Why the relay admits and carries nothing now (fail closed), if it does not. */
+  const outOfService = (): 'credential_rejected' | 'revocations_stale' | undefined =>
+    credentialRejected ? 'credential_rejected' : revocations.stale ? 'revocations_stale' : undefined;
+
   const ssh = createSshServer({
     hostKey: deps.identity.hostKey,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
@@ -217,8 +221,8 @@ export function createRelay(deps: RelayDeps): Relay {
     loginGraceMs: config.loginGraceMs,
     admit: (sock) => {
       if (draining) return 'draining';
-      if (credentialRejected) return 'credential_rejected';
-      if (revocations.stale) return 'revocations_stale';
+      const out = outOfService();
+      if (out) return out;
       if (rateLimiter.blocked(sock.remoteAddress ?? '')) {
         metrics.rateLimited.inc();
         return 'auth_rate_limited';
@@ -232,7 +236,14 @@ export function createRelay(deps: RelayDeps): Relay {
     },
     onDrop: (reason) => metrics.preauthDrops.inc({ reason }),
     onConnection: (conn, info) => {
-      connections.add(new RelayConnection(ctx, conn, info, (c) => connections.delete(c)));
+      const c = new RelayConnection(ctx, conn, info, (c) => connections.delete(c));
+      connections.add(c);
+      // A socket admitted before the relay went out of service reaches here only once its client's
+      // identification line arrives (ssh2), which a client may hold back for the login grace: the
+      // loop that closed every connection at the flip did not see it, and it would authenticate
+      // with a lease the relay can no longer know to be revoked, and stay.
+      const out = outOfService();
+      if (out) c.endSafely(out);
     },
   });
 

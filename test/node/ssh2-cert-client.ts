@@ -5,6 +5,7 @@
  * the relay is tested with the client the product ships.
  */
 import type { KeyObject } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Client } from 'ssh2';
 import { certIdentity, sendGlobalRequest } from '../../cli/ssh/ssh2-cert-auth.js';
 import { encodeLeaseRenew, LEASE_RENEW_REQUEST } from '../../protocol/lease-renew.js';
@@ -23,6 +24,8 @@ export interface CertClientOptions {
   ciphers?: string[];
   /** Software version in the identification line (default: ssh2's); `tunnel-cli` is what the CLI sends. */
   ident?: string;
+  /** A TCP connection to the relay already open: the handshake runs over it (port and host unused). */
+  sock?: Socket;
   /** ssh2's debug lines (`Inbound: GLOBAL_REQUEST (keepalive@openssh.com)`, ...). */
   debug?: (line: string) => void;
 }
@@ -45,6 +48,7 @@ export function connectWithCertificate(o: CertClientOptions): Promise<Client> {
     client.connect({
       host: o.host ?? '127.0.0.1',
       port: o.port,
+      ...(o.sock ? { sock: o.sock } : {}),
       ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       username: o.username,
       hostVerifier: (key: Buffer) => key.equals(hostBlob),
