@@ -530,6 +530,45 @@ describe('RevocationFeed that has not been answered for maxStaleMs (fail closed)
     }
   });
 
+  it('a state file with a checked_at before 1970 (not one a relay wrote) starts stale, and status() still answers', async () => {
+    const clock = new ManualClock(Date.parse('2026-12-06T10:00:00Z'));
+    const client = { revocations: async (): Promise<Feed> => { throw down(); } };
+    for (const checkedAt of [-1, -1e13, -1e300]) {
+      const calls: boolean[] = [];
+      const { feed, file, cleanup } = feedWith({ client, clock, maxStaleMs: 300_000, onStale: (s) => calls.push(s) });
+      try {
+        writeFileSync(file, JSON.stringify({ cursor: '7', revoked: [], checked_at: checkedAt }));
+        await feed.load();
+        feed.start();
+        assert.deepEqual(calls, [true], `checked_at ${checkedAt}`);
+        assert.equal(feed.status().lastSuccessAt, '1970-01-01T00:00:00.000Z');
+      } finally {
+        await feed.stop();
+        cleanup();
+      }
+    }
+  });
+
+  it('a maxStaleMs past what setTimeout takes (24.8 days) arms one timer, not one every millisecond', async () => {
+    const client = { revocations: async () => ({ cursor: '1', revocations: [] }) };
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const { feed, cleanup } = feedWith({ client, maxStaleMs: 30 * 86_400_000 });
+    try {
+      await feed.pollOnce();
+      feed.start();
+      // A delay past 2^31 - 1 ms is emitted as a warning on the next tick, and fires after 1 ms.
+      for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
+      assert.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), []);
+      assert.equal(feed.stale, false);
+    } finally {
+      process.off('warning', onWarning);
+      await feed.stop();
+      cleanup();
+    }
+  });
+
   it('writes when a poll was last answered to its state file (at most once a minute when nothing else changed)', async () => {
     const clock = new ManualClock(Date.parse('2026-12-06T10:00:00Z'));
     const client = { revocations: async () => ({ cursor: '1', revocations: [] }) };

@@ -16,6 +16,8 @@ const stored = obj({
 
 /** How often at most an answered poll that brought nothing is written to the state file only to record checked_at. */
 const CHECKED_SAVE_MS = 60_000;
+/** The longest delay setTimeout takes as given (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface RevocationFeedOptions {
   client: Pick<ControlClient, 'revocations'>;
@@ -109,8 +111,9 @@ export class RevocationFeed {
       this.#cursor = state.cursor;
       for (const r of state.revoked) this.#revoked.set(r.lease_id, r.exp);
       if (state.checked_at !== undefined && Number.isFinite(state.checked_at)) {
-        // A checked_at in the future (the clock was stepped back) counts as now, never as fresher.
-        const checkedMs = Math.min(state.checked_at * 1000, this.#opts.clock.now().getTime());
+        // A checked_at in the future (the clock was stepped back) counts as now, never as fresher;
+        // one before 1970 (no relay wrote it) as 1970, long ago: a Date out of range made status() throw.
+        const checkedMs = Math.max(0, Math.min(state.checked_at * 1000, this.#opts.clock.now().getTime()));
         this.#lastSuccess = new Date(checkedMs);
         this.#savedCheckedAt = checkedMs;
         this.#freshAt = monotonicMs() - (this.#opts.clock.now().getTime() - checkedMs);
@@ -253,10 +256,12 @@ export class RevocationFeed {
       this.#setStale(true);
       return;
     }
+    // Node fires a delay past MAX_TIMER_MS after 1 ms (with a warning): a bound of weeks re-armed
+    // itself every millisecond. The timer re-arms for what is left when it fires.
     this.#staleTimer = setTimeout(() => {
       this.#staleTimer = undefined;
       if (this.#running) this.#armStale();
-    }, left);
+    }, Math.min(left, MAX_TIMER_MS));
     this.#staleTimer.unref();
   }
 
