@@ -549,6 +549,41 @@ describe('RevocationFeed that has not been answered for maxStaleMs (fail closed)
     }
   });
 
+  it('an unreadable state file starts stale when the control plane is down (not fresh for maxStaleMs, knowing no revocation)', async () => {
+    const client = { revocations: async (): Promise<Feed> => { throw down(); } };
+    for (const content of ['{"cursor":"7","revoked":[],"checked_at":"soon"}', '{"cursor":', '[]']) {
+      const calls: boolean[] = [];
+      const { feed, file, cleanup } = feedWith({ client, maxStaleMs: 300_000, onStale: (s) => calls.push(s) });
+      try {
+        writeFileSync(file, content);
+        await feed.load();
+        await feed.pollOnce();
+        feed.start();
+        assert.deepEqual(calls, [true], content);
+      } finally {
+        await feed.stop();
+        cleanup();
+      }
+    }
+  });
+
+  it('an unreadable state file with the control plane up: in service once the feed is read from the beginning', async () => {
+    const client = { revocations: async (cursor: string | undefined) => (cursor === undefined ? { cursor: '1', revocations: [{ lease_id: 'lse_a', exp: EXP }] } : { cursor, revocations: [] }) };
+    const calls: boolean[] = [];
+    const { feed, file, cleanup } = feedWith({ client, maxStaleMs: 300_000, onStale: (s) => calls.push(s) });
+    try {
+      writeFileSync(file, '{"cursor":');
+      await feed.load();
+      await feed.pollOnce();
+      feed.start();
+      assert.deepEqual(calls, []);
+      assert.equal(feed.isRevoked('lse_a'), true);
+    } finally {
+      await feed.stop();
+      cleanup();
+    }
+  });
+
   it('a maxStaleMs past what setTimeout takes (24.8 days) arms one timer, not one every millisecond', async () => {
     const client = { revocations: async () => ({ cursor: '1', revocations: [] }) };
     const warnings: string[] = [];

@@ -120,7 +120,14 @@ export class RevocationFeed {
       }
       this.#prune();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn('revocation state unreadable; starting from the beginning', { err });
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      this.#opts.logger.warn('revocation state unreadable; starting from the beginning', { err });
+      // What was known and when it was last answered are lost: as answered long ago (maxStaleMs),
+      // not as answered now, which gave a relay that cannot reach the control plane its whole
+      // bound again, knowing no revocation at all.
+      this.#revoked.clear();
+      this.#cursor = undefined;
+      this.#freshAt = -Infinity;
     }
   }
 
