@@ -75,6 +75,7 @@ const ROUTES: Record<string, RouteCase> = {
     body: () => ({ token: 'tnl_enr_unknown', host_key: keyLine, address: 'relay.test:2222' }),
   },
   'GET /v1/nodes': { auth: 'user', path: () => '/v1/nodes' },
+  'DELETE /v1/nodes/{name}': { auth: 'admin', path: () => `/v1/nodes/${uniq('gone')}` },
   'POST /v1/nodes/self/heartbeat': {
     auth: 'node',
     path: () => '/v1/nodes/self/heartbeat',
