@@ -177,7 +177,8 @@ async function startControl(dataDir: string): Promise<Started> {
   const t0 = performance.now();
   const c = await startControlProcess({ dataDir, nodeArgs: NODE_ARGS, wrap: WRAP, env: { TUNNEL_LEASE_RATE_LIMIT: LEASE_RATE } });
   const seconds = (performance.now() - t0) / 1000;
-  return { pid: c.pid, url: c.url, setupCode: c.setupCode, seconds, cpuS: cpuSeconds(c.pid), stop: () => c.stop() };
+  // cleanup() removes the process's home directory (the data directory is the caller's).
+  return { pid: c.pid, url: c.url, setupCode: c.setupCode, seconds, cpuS: cpuSeconds(c.pid), stop: async () => { await c.stop(); c.cleanup(); } };
 }
 
 /**
