@@ -82,8 +82,6 @@ export function createRelay(deps: RelayDeps): Relay {
   const nativeCrypto = nativeCryptoAvailable();
   const connections = new Set<RelayConnection>();
   let draining = false;
-  /** The control plane refuses the node credential (401): no revocation reaches the relay now. */
-  let credentialRejected = false;
 
   const reporter = new EventReporter({ client: deps.control, logger, maxQueue: config.eventsQueueMax, intervalMs: config.eventsFlushMs });
   const at = () => clock.now().toISOString();
@@ -128,7 +126,6 @@ export function createRelay(deps: RelayDeps): Relay {
     // The control plane answers 401 for good once the node enrolled again (its credential
     // replaced) or was removed, so this process is out of service until it is accepted again.
     onCredential: (accepted) => {
-      credentialRejected = !accepted;
       if (accepted) {
         logger.info('the control plane accepts this relay\'s node credential again; accepting connections', {});
         return;
@@ -210,7 +207,7 @@ export function createRelay(deps: RelayDeps): Relay {
 
   /** Why the relay admits and carries nothing now (fail closed), if it does not. */
   const outOfService = (): 'credential_rejected' | 'revocations_stale' | undefined =>
-    credentialRejected ? 'credential_rejected' : revocations.stale ? 'revocations_stale' : undefined;
+    revocations.credentialRejected ? 'credential_rejected' : revocations.stale ? 'revocations_stale' : undefined;
 
   const ssh = createSshServer({
     hostKey: deps.identity.hostKey,
@@ -318,10 +315,11 @@ export function createRelay(deps: RelayDeps): Relay {
   /** Counts and states by default; node id, exposure names and lease ids only with `detail`. */
   const health = (opts: { detail?: boolean } = {}) => {
     const jwks = trust.status();
+    const out = outOfService();
     const { lease_ids: leaseIds, ...egressStatus } = egress.status();
     return {
-      ok: jwks.keys > 0 && !draining && !credentialRejected && !revocations.stale,
-      status: draining ? 'draining' : credentialRejected ? 'credential_rejected' : revocations.stale ? 'revocations_stale' : jwks.keys > 0 ? 'ok' : 'no_trust',
+      ok: jwks.keys > 0 && !draining && !out,
+      status: draining ? 'draining' : (out ?? (jwks.keys > 0 ? 'ok' : 'no_trust')),
       version: deps.version,
       api_level: API_LEVEL,
       native_crypto: nativeCrypto,

@@ -88,6 +88,11 @@ export class RevocationFeed {
     return this.#revoked.has(leaseId);
   }
 
+  /** Whether the control plane refuses the node credential (401; onCredential): no revocation reaches the relay now. */
+  get credentialRejected(): boolean {
+    return this.#credentialRejected;
+  }
+
   /** Whether what the relay knows of revocations is older than `maxStaleMs` (onStale). */
   get stale(): boolean {
     return this.#stale;
